@@ -1,0 +1,344 @@
+//! Typed settings for every ynni role, with defaults, TOML and environment loading, and
+//! validation.
+//!
+//! Precedence, lowest to highest: built-in defaults, the TOML file, `YNNI_<SECTION>__<KEY>`
+//! environment variables, then command-line flags (applied by the binary through
+//! [`Overrides`]). Unknown keys are errors, so a typo in a config file never silently falls
+//! back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Environment variable prefix; nested keys are separated by a double underscore.
+pub const ENV_PREFIX: &str = "YNNI_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// Figment's message names the offending key and where it came from.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("invalid configuration: `{key}` {reason}")]
+    BadValue { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Catalog database and feed files live here.
+    pub data_dir: PathBuf,
+    pub http: HttpSettings,
+    pub mqtt: MqttSettings,
+    pub users: UserSettings,
+    pub limits: LimitSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// Request bodies above this size are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Registration {
+    /// Anyone may register.
+    Open,
+    /// Registration is open only while the catalog holds no user (emoncms's single-user default).
+    FirstUser,
+    /// Accounts are created only with `ynni user add`.
+    Closed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserSettings {
+    pub registration: Registration,
+    /// Lifetime of a browser login session.
+    pub session_days: u32,
+}
+
+/// Attempt limits per client IP and per username, counted in memory over a sliding window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    pub login_attempts: u32,
+    pub login_window_s: u64,
+    pub register_attempts: u32,
+    pub register_window_s: u64,
+    pub password_change_attempts: u32,
+    pub password_change_window_s: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter directive such as `info` or `ynni_web=debug,info`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("ynni-data"),
+            http: HttpSettings::default(),
+            mqtt: MqttSettings::default(),
+            users: UserSettings::default(),
+            limits: LimitSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            max_body_bytes: 4 << 20,
+        }
+    }
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+        }
+    }
+}
+
+impl Default for UserSettings {
+    fn default() -> Self {
+        Self {
+            registration: Registration::FirstUser,
+            session_days: 30,
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    // emoncms's figures: login and auth 10 per 15 min, register 5 per 10 min,
+    // changepassword 5 per 15 min.
+    fn default() -> Self {
+        Self {
+            login_attempts: 10,
+            login_window_s: 900,
+            register_attempts: 5,
+            register_window_s: 600,
+            password_change_attempts: 5,
+            password_change_window_s: 900,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the loaded value alone.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub http_listen: Option<SocketAddr>,
+    pub mqtt_listen: Option<SocketAddr>,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (which must exist if given), then the process environment,
+    /// then `overrides`, and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed(ENV_PREFIX).split("__"), overrides)
+    }
+
+    fn load_from(
+        file: Option<&Path>,
+        env: Env,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_path_buf()));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let mut settings: Settings = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        if let Some(d) = &overrides.data_dir {
+            settings.data_dir = d.clone();
+        }
+        if let Some(a) = overrides.http_listen {
+            settings.http.listen = a;
+        }
+        if let Some(a) = overrides.mqtt_listen {
+            settings.mqtt.listen = a;
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, reason: &str| {
+            Err(ConfigError::BadValue {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir", "must not be empty");
+        }
+        if self.http.max_body_bytes < 1024 {
+            return bad("http.max_body_bytes", "must be at least 1024");
+        }
+        if self.users.session_days == 0 {
+            return bad("users.session_days", "must be at least 1");
+        }
+        let l = &self.limits;
+        for (key, attempts, window) in [
+            ("limits.login_attempts", l.login_attempts, l.login_window_s),
+            (
+                "limits.register_attempts",
+                l.register_attempts,
+                l.register_window_s,
+            ),
+            (
+                "limits.password_change_attempts",
+                l.password_change_attempts,
+                l.password_change_window_s,
+            ),
+        ] {
+            if attempts == 0 || window == 0 {
+                return bad(key, "and its window must be at least 1");
+            }
+        }
+        if self.log.level.trim().is_empty() {
+            return bad("log.level", "must not be empty");
+        }
+        Ok(())
+    }
+}
+
+/// Figment's error lists every problem; join them so the operator sees all at once.
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|one| one.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn no_env() -> Env {
+        Env::prefixed("YNNI_TEST_UNSET_PREFIX_").split("__")
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().expect("temp file");
+        f.write_all(text.as_bytes()).expect("write");
+        f
+    }
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let s = Settings::load_from(None, no_env(), &Overrides::default()).expect("load");
+        assert_eq!(s.data_dir, PathBuf::from("ynni-data"));
+        assert_eq!(s.http.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(s.mqtt.listen.to_string(), "0.0.0.0:1883");
+        assert_eq!(s.users.registration, Registration::FirstUser);
+    }
+
+    #[test]
+    fn file_values_are_read() {
+        let f = file(
+            "data_dir = \"/tmp/x\"\n[http]\nlisten = \"127.0.0.1:9000\"\n[users]\nregistration = \"open\"\n",
+        );
+        let s = Settings::load_from(Some(f.path()), no_env(), &Overrides::default()).expect("load");
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.http.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(s.users.registration, Registration::Open);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let f = file("[http]\nlisten = \"127.0.0.1:9000\"\nlisen = 3\n");
+        let e = Settings::load_from(Some(f.path()), no_env(), &Overrides::default())
+            .expect_err("must fail");
+        assert!(e.to_string().contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let f = file("[http]\nlisten = \"not an address\"\n");
+        let e = Settings::load_from(Some(f.path()), no_env(), &Overrides::default())
+            .expect_err("must fail");
+        assert!(e.to_string().contains("http.listen"), "{e}");
+        let f = file("[users]\nregistration = \"sometimes\"\n");
+        let e = Settings::load_from(Some(f.path()), no_env(), &Overrides::default())
+            .expect_err("must fail");
+        assert!(e.to_string().contains("users.registration"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let e = Settings::load_from(
+            Some(Path::new("/nonexistent/ynni.toml")),
+            no_env(),
+            &Overrides::default(),
+        )
+        .expect_err("must fail");
+        assert!(matches!(e, ConfigError::MissingFile(_)));
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("y.toml", "[http]\nlisten = \"127.0.0.1:1000\"\n[mqtt]\nlisten = \"127.0.0.1:1001\"\ndata_dir = \"a\"\n")?;
+            jail.set_env("YNNI_HTTP__LISTEN", "127.0.0.1:2000");
+            jail.set_env("YNNI_MQTT__LISTEN", "127.0.0.1:2001");
+            let over = Overrides {
+                mqtt_listen: Some("127.0.0.1:3001".parse().expect("addr")),
+                ..Default::default()
+            };
+            let e = Settings::load(Some(Path::new("y.toml")), &over);
+            // `data_dir` in the [mqtt] table above is a misplaced key and must be refused.
+            assert!(e.is_err());
+            jail.create_file("y.toml", "data_dir = \"a\"\n[http]\nlisten = \"127.0.0.1:1000\"\n[mqtt]\nlisten = \"127.0.0.1:1001\"\n")?;
+            let s = Settings::load(Some(Path::new("y.toml")), &over).expect("load");
+            assert_eq!(s.data_dir, PathBuf::from("a"));
+            assert_eq!(s.http.listen.to_string(), "127.0.0.1:2000");
+            assert_eq!(s.mqtt.listen.to_string(), "127.0.0.1:3001");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let f = file("[limits]\nlogin_attempts = 0\n");
+        let e = Settings::load_from(Some(f.path()), no_env(), &Overrides::default())
+            .expect_err("must fail");
+        assert!(e.to_string().contains("limits.login_attempts"), "{e}");
+    }
+}

@@ -1,0 +1,95 @@
+//! The catalog: users, keys and sessions (later inputs, feeds and process lists) in SQL.
+//!
+//! SQLite in WAL mode under the data dir is the embedded default; every write is a single
+//! statement or a transaction, so a crash leaves either the old or the new row. Several
+//! processes may open the same catalog (the server and `ynni user add`): SQLite serialises
+//! writers and `busy_timeout` makes a contended writer wait instead of failing.
+
+mod sessions;
+mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use sessions::Session;
+pub use users::{CreateRefusal, KeyKind, NewUser, ProfileUpdate, User};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("catalog schema migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Random(#[from] crate::keys::RandomError),
+    #[error("{0}")]
+    Password(#[from] crate::password::PasswordError),
+}
+
+impl CatalogError {
+    /// True when the same call may succeed later (a locked or busy database), false when
+    /// retrying cannot help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CatalogError::Db(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("5") | Some("6"))
+            }
+            CatalogError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Handle to the catalog database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    pool: SqlitePool,
+}
+
+impl Catalog {
+    /// Opens (creating if missing) the SQLite catalog at `path` and brings its schema up to
+    /// date.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, CatalogError> {
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL is durable against process crashes; FULL adds power-cut safety for
+            // the rare catalog writes at the cost of one more fsync each, worth it here.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        SQLITE_MIGRATIONS.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Waits for in-flight statements and closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+pub(crate) fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[cfg(test)]
+pub(crate) async fn test_catalog() -> (tempfile::TempDir, Catalog) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cat = Catalog::open_sqlite(&dir.path().join("catalog.sqlite"))
+        .await
+        .expect("open catalog");
+    (dir, cat)
+}

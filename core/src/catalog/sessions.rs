@@ -1,0 +1,121 @@
+//! Browser login sessions. The client holds a random token; the catalog holds its SHA-256.
+
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::{Catalog, CatalogError, now_secs};
+use crate::keys::random_hex;
+
+/// A live session: whose it is and when it ends (unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub userid: i64,
+    pub expires: i64,
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Catalog {
+    /// Starts a session lasting `ttl_secs` and returns its token (64 hex characters).
+    pub async fn create_session(&self, userid: i64, ttl_secs: i64) -> Result<String, CatalogError> {
+        let token = random_hex(32)?;
+        let now = now_secs();
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, userid, created, expires) VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash(&token))
+        .bind(userid)
+        .bind(now)
+        .bind(now + ttl_secs)
+        .execute(&self.pool)
+        .await?;
+        Ok(token)
+    }
+
+    /// The session behind `token`, if it exists and has not expired.
+    pub async fn session(&self, token: &str) -> Result<Option<Session>, CatalogError> {
+        let row = sqlx::query(
+            "SELECT userid, expires FROM sessions WHERE token_hash = ? AND expires > ?",
+        )
+        .bind(token_hash(token))
+        .bind(now_secs())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Session {
+                userid: r.try_get("userid")?,
+                expires: r.try_get("expires")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn delete_session(&self, token: &str) -> Result<(), CatalogError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(token_hash(token))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends every session of `userid` except the one holding `keep` (after a password change,
+    /// other browsers must log in again).
+    pub async fn delete_other_sessions(&self, userid: i64, keep: &str) -> Result<(), CatalogError> {
+        sqlx::query("DELETE FROM sessions WHERE userid = ? AND token_hash <> ?")
+            .bind(userid)
+            .bind(token_hash(keep))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes expired sessions; returns how many.
+    pub async fn purge_expired_sessions(&self) -> Result<u64, CatalogError> {
+        let r = sqlx::query("DELETE FROM sessions WHERE expires <= ?")
+            .bind(now_secs())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::NewUser;
+    use crate::catalog::test_catalog;
+
+    #[tokio::test]
+    async fn session_lifecycle() {
+        let (_d, cat) = test_catalog().await;
+        let u = NewUser {
+            username: "alice".into(),
+            email: "a@example.com".into(),
+            password_hash: "$x".into(),
+            timezone: "UTC".into(),
+            admin: false,
+        };
+        let u = cat
+            .create_user(&u, false)
+            .await
+            .expect("db")
+            .expect("created");
+        let t1 = cat.create_session(u.id, 3600).await.expect("db");
+        let t2 = cat.create_session(u.id, 3600).await.expect("db");
+        let expired = cat.create_session(u.id, -1).await.expect("db");
+        assert_eq!(t1.len(), 64);
+        assert_eq!(
+            cat.session(&t1).await.expect("db").map(|s| s.userid),
+            Some(u.id)
+        );
+        assert!(cat.session(&expired).await.expect("db").is_none());
+        assert!(cat.session("nonsense").await.expect("db").is_none());
+        cat.delete_other_sessions(u.id, &t1).await.expect("db");
+        assert!(cat.session(&t2).await.expect("db").is_none());
+        assert!(cat.session(&t1).await.expect("db").is_some());
+        assert_eq!(cat.purge_expired_sessions().await.expect("db"), 0);
+        cat.delete_session(&t1).await.expect("db");
+        assert!(cat.session(&t1).await.expect("db").is_none());
+    }
+}

@@ -1,0 +1,400 @@
+//! Accounts: creation, lookup by name or apikey, profile and credential changes.
+
+use sqlx::Row;
+
+use super::{Catalog, CatalogError, now_secs};
+use crate::keys::new_apikey;
+
+/// One account row.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    /// argon2 PHC string, or an emoncms legacy hash when `salt` is set.
+    pub password: String,
+    pub salt: Option<String>,
+    pub apikey_write: String,
+    pub apikey_read: String,
+    pub admin: bool,
+    pub uuid: String,
+    pub timezone: String,
+    pub language: String,
+    pub gravatar: String,
+    pub name: String,
+    pub location: String,
+    pub bio: String,
+    pub tags: String,
+    pub startingpage: String,
+    pub created: i64,
+    pub lastlogin: i64,
+}
+
+/// Which of a user's two keys matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Read,
+    Write,
+}
+
+/// What is needed to create an account; the password is already hashed (hashing is slow and
+/// belongs on a blocking thread, not inside a database call).
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub timezone: String,
+    pub admin: bool,
+}
+
+/// How account creation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateRefusal {
+    UsernameTaken,
+    /// Only the first account may be created and one already exists.
+    NotFirstUser,
+}
+
+/// The profile fields a user may change; every one is written (emoncms's `user/set`
+/// overwrites the whole profile).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfileUpdate {
+    pub gravatar: String,
+    pub name: String,
+    pub location: String,
+    pub timezone: String,
+    pub language: String,
+    pub bio: String,
+    pub tags: String,
+    pub startingpage: String,
+}
+
+const USER_COLUMNS: &str = "id, username, email, password, salt, apikey_write, apikey_read, \
+     admin, uuid, timezone, language, gravatar, name, location, bio, tags, startingpage, \
+     created, lastlogin";
+
+/// SQLite's extended code for a UNIQUE constraint violation.
+const SQLITE_CONSTRAINT_UNIQUE: &str = "2067";
+
+fn is_unique_violation(e: &sqlx::Error, column: &str) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.code().as_deref() == Some(SQLITE_CONSTRAINT_UNIQUE) && d.message().contains(column)
+        }
+        _ => false,
+    }
+}
+
+impl Catalog {
+    /// Creates an account with fresh apikeys and uuid. The first account of a catalog is always
+    /// an admin. With `only_if_first`, creation is refused once any account exists; the check
+    /// and the insert are one statement, so two racing registrations cannot both win.
+    pub async fn create_user(
+        &self,
+        new: &NewUser,
+        only_if_first: bool,
+    ) -> Result<Result<User, CreateRefusal>, CatalogError> {
+        // A key collision needs 2^64 keys to become likely; one retry covers the impossible.
+        for attempt in 0..2 {
+            let result = sqlx::query(
+                "INSERT INTO users (username, email, password, apikey_write, apikey_read, admin, \
+                 uuid, timezone, created) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, (?6 OR NOT EXISTS (SELECT 1 FROM users)), ?7, ?8, ?9 \
+                 WHERE ?10 = 0 OR NOT EXISTS (SELECT 1 FROM users) \
+                 RETURNING id",
+            )
+            .bind(&new.username)
+            .bind(&new.email)
+            .bind(&new.password_hash)
+            .bind(new_apikey()?)
+            .bind(new_apikey()?)
+            .bind(new.admin)
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&new.timezone)
+            .bind(now_secs())
+            .bind(only_if_first)
+            .fetch_optional(&self.pool)
+            .await;
+            match result {
+                Ok(Some(row)) => {
+                    let id: i64 = row.try_get("id")?;
+                    let user = self.user_by_id(id).await?.ok_or(sqlx::Error::RowNotFound)?;
+                    return Ok(Ok(user));
+                }
+                Ok(None) => return Ok(Err(CreateRefusal::NotFirstUser)),
+                Err(e) if is_unique_violation(&e, "users.username") => {
+                    return Ok(Err(CreateRefusal::UsernameTaken));
+                }
+                Err(e) if attempt == 0 && is_unique_violation(&e, "apikey") => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(sqlx::Error::Protocol("could not allocate unique apikeys".into()).into())
+    }
+
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, CatalogError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Usernames compare without regard to ASCII case, as emoncms's MySQL collation does.
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, CatalogError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn username_exists(&self, username: &str) -> Result<bool, CatalogError> {
+        let row = sqlx::query("SELECT 1 FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The account owning `key` and which of its keys it is. Keys compare case-insensitively
+    /// (emoncms stores lowercase and accepts any hex case). Always reads the database, so a
+    /// regenerated key stops working at once.
+    pub async fn user_by_apikey(&self, key: &str) -> Result<Option<(User, KeyKind)>, CatalogError> {
+        let key = key.to_ascii_lowercase();
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE apikey_write = ?1 OR apikey_read = ?1");
+        let user: Option<User> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(user.map(|u| {
+            let kind = if u.apikey_write == key {
+                KeyKind::Write
+            } else {
+                KeyKind::Read
+            };
+            (u, kind)
+        }))
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>, CatalogError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn count_users(&self) -> Result<i64, CatalogError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Replaces one of the user's apikeys with a new random one and returns it; the old key
+    /// no longer matches from the moment this returns.
+    pub async fn regenerate_apikey(&self, id: i64, kind: KeyKind) -> Result<String, CatalogError> {
+        let sql = match kind {
+            KeyKind::Read => "UPDATE users SET apikey_read = ? WHERE id = ?",
+            KeyKind::Write => "UPDATE users SET apikey_write = ? WHERE id = ?",
+        };
+        let key = new_apikey()?;
+        sqlx::query(sql)
+            .bind(&key)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(key)
+    }
+
+    /// Stores a new (argon2) password hash and drops any legacy salt.
+    pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE users SET password = ?, salt = NULL WHERE id = ?")
+            .bind(hash)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn record_login(&self, id: i64) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE users SET lastlogin = ? WHERE id = ?")
+            .bind(now_secs())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn update_profile(&self, id: i64, p: &ProfileUpdate) -> Result<(), CatalogError> {
+        sqlx::query(
+            "UPDATE users SET gravatar = ?, name = ?, location = ?, timezone = ?, language = ?, \
+             bio = ?, tags = ?, startingpage = ? WHERE id = ?",
+        )
+        .bind(&p.gravatar)
+        .bind(&p.name)
+        .bind(&p.location)
+        .bind(&p.timezone)
+        .bind(&p.language)
+        .bind(&p.bio)
+        .bind(&p.tags)
+        .bind(&p.startingpage)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Renames an account; `Ok(false)` when the name is taken.
+    pub async fn set_username(&self, id: i64, username: &str) -> Result<bool, CatalogError> {
+        match sqlx::query("UPDATE users SET username = ? WHERE id = ?")
+            .bind(username)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e, "users.username") => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn set_email(&self, id: i64, email: &str) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE users SET email = ? WHERE id = ?")
+            .bind(email)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::test_catalog;
+
+    fn new_user(name: &str) -> NewUser {
+        NewUser {
+            username: name.into(),
+            email: format!("{name}@example.com"),
+            password_hash: "$argon2id$placeholder-for-catalog-tests".into(),
+            timezone: "UTC".into(),
+            admin: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn first_user_is_admin_and_later_ones_are_not() {
+        let (_d, cat) = test_catalog().await;
+        let a = cat
+            .create_user(&new_user("alice"), false)
+            .await
+            .expect("db")
+            .expect("created");
+        let b = cat
+            .create_user(&new_user("bob"), false)
+            .await
+            .expect("db")
+            .expect("created");
+        assert!(a.admin);
+        assert!(!b.admin);
+        assert_eq!((a.id, b.id), (1, 2));
+        assert_ne!(a.apikey_write, a.apikey_read);
+        assert_eq!(a.uuid.len(), 36);
+        assert_eq!(cat.count_users().await.expect("db"), 2);
+    }
+
+    #[tokio::test]
+    async fn duplicate_username_is_refused_case_insensitively() {
+        let (_d, cat) = test_catalog().await;
+        cat.create_user(&new_user("alice"), false)
+            .await
+            .expect("db")
+            .expect("created");
+        let r = cat
+            .create_user(&new_user("ALICE"), false)
+            .await
+            .expect("db");
+        assert_eq!(r, Err(CreateRefusal::UsernameTaken));
+        assert!(cat.username_exists("Alice").await.expect("db"));
+    }
+
+    #[tokio::test]
+    async fn only_if_first_refuses_second_account() {
+        let (_d, cat) = test_catalog().await;
+        cat.create_user(&new_user("alice"), true)
+            .await
+            .expect("db")
+            .expect("created");
+        let r = cat.create_user(&new_user("bob"), true).await.expect("db");
+        assert_eq!(r, Err(CreateRefusal::NotFirstUser));
+    }
+
+    #[tokio::test]
+    async fn apikey_lookup_and_regeneration() {
+        let (_d, cat) = test_catalog().await;
+        let a = cat
+            .create_user(&new_user("alice"), false)
+            .await
+            .expect("db")
+            .expect("created");
+        let (u, kind) = cat
+            .user_by_apikey(&a.apikey_read)
+            .await
+            .expect("db")
+            .expect("found");
+        assert_eq!((u.id, kind), (a.id, KeyKind::Read));
+        let upper = a.apikey_write.to_ascii_uppercase();
+        let (_, kind) = cat
+            .user_by_apikey(&upper)
+            .await
+            .expect("db")
+            .expect("found");
+        assert_eq!(kind, KeyKind::Write);
+        let fresh = cat
+            .regenerate_apikey(a.id, KeyKind::Write)
+            .await
+            .expect("db");
+        assert!(
+            cat.user_by_apikey(&a.apikey_write)
+                .await
+                .expect("db")
+                .is_none()
+        );
+        assert!(cat.user_by_apikey(&fresh).await.expect("db").is_some());
+    }
+
+    #[tokio::test]
+    async fn rename_refuses_taken_names() {
+        let (_d, cat) = test_catalog().await;
+        let a = cat
+            .create_user(&new_user("alice"), false)
+            .await
+            .expect("db")
+            .expect("created");
+        cat.create_user(&new_user("bob"), false)
+            .await
+            .expect("db")
+            .expect("created");
+        assert!(!cat.set_username(a.id, "bob").await.expect("db"));
+        assert!(cat.set_username(a.id, "carol").await.expect("db"));
+        assert!(cat.user_by_username("carol").await.expect("db").is_some());
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_accounts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.sqlite");
+        let cat = Catalog::open_sqlite(&path).await.expect("open");
+        cat.create_user(&new_user("alice"), false)
+            .await
+            .expect("db")
+            .expect("created");
+        cat.close().await;
+        let cat = Catalog::open_sqlite(&path).await.expect("reopen");
+        assert!(cat.user_by_username("alice").await.expect("db").is_some());
+    }
+}

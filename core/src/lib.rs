@@ -1,0 +1,10 @@
+//! Domain types and rules shared by every ynni role, and the catalog (users, keys, sessions)
+//! over SQL.
+
+pub mod account_rules;
+pub mod catalog;
+pub mod keys;
+pub mod password;
+pub mod timezone;
+
+pub use catalog::{Catalog, CatalogError};

@@ -1,0 +1,67 @@
+//! The `ynni` binary: command-line parsing and the wiring of roles.
+
+mod cli;
+mod logging;
+mod serve;
+mod user_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ynni_config::{Overrides, Settings};
+
+use cli::{Cli, Command, ConfigArgs, UserCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ynni: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("ynni: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = load(
+                &args.config,
+                Overrides {
+                    http_listen: args.http_listen,
+                    mqtt_listen: args.mqtt_listen,
+                    ..Overrides::default()
+                },
+            )?;
+            logging::init(&settings.log.level);
+            serve::run(settings).await
+        }
+        Command::User(UserCommand::Add(args)) => {
+            let settings = load(&args.config, Overrides::default())?;
+            logging::init("warn");
+            user_cmd::add(&settings, &args).await
+        }
+        Command::User(UserCommand::List(args)) => {
+            let settings = load(&args.config, Overrides::default())?;
+            logging::init("warn");
+            user_cmd::list(&settings, args.with_keys).await
+        }
+    }
+}
+
+fn load(args: &ConfigArgs, mut overrides: Overrides) -> anyhow::Result<Settings> {
+    overrides.data_dir = args.data_dir.clone();
+    Ok(Settings::load(args.config.as_deref(), &overrides)?)
+}

@@ -1,0 +1,95 @@
+//! `ynni serve`: opens the data directory and catalog, starts the listeners, and stops cleanly
+//! on SIGINT or SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use ynni_config::Settings;
+use ynni_core::Catalog;
+use ynni_storage::DataDir;
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let data_dir = DataDir::open_exclusive(&settings.data_dir)?;
+    let catalog = Catalog::open_sqlite(&data_dir.catalog_path())
+        .await
+        .with_context(|| format!("opening catalog {}", data_dir.catalog_path().display()))?;
+    tracing::info!(data_dir = %data_dir.root().display(), "data directory ready");
+
+    let listener = ynni_web::bind(settings.http.listen).await?;
+    let http_addr = listener
+        .local_addr()
+        .context("reading the HTTP listen address")?;
+
+    match ynni_broker::start(settings.mqtt.listen).await {
+        Ok(()) => tracing::info!("MQTT listening on {}", settings.mqtt.listen),
+        Err(e) if !e.is_retryable() => tracing::warn!("MQTT: {e}"),
+        Err(e) => return Err(e.into()),
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(purge_sessions(catalog.clone(), stop_rx.clone()));
+
+    let state = ynni_web::AppState::new(
+        catalog.clone(),
+        Arc::new(settings),
+        env!("CARGO_PKG_VERSION"),
+    );
+    let mut http_stop = stop_rx.clone();
+    let mut server = tokio::spawn(ynni_web::serve(listener, state, async move {
+        let _ = http_stop.wait_for(|stop| *stop).await;
+    }));
+    tracing::info!("HTTP listening on {http_addr}");
+
+    tokio::select! {
+        signal = shutdown_signal() => tracing::info!("{}, shutting down", signal?),
+        ended = &mut server => {
+            // The server stopped without being asked to: that is fatal.
+            ended.context("HTTP server task")??;
+            anyhow::bail!("HTTP server stopped unexpectedly");
+        }
+    }
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+        Ok(ended) => ended.context("HTTP server task")??,
+        Err(_) => {
+            tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
+            server.abort();
+        }
+    }
+    catalog.close().await;
+    drop(data_dir);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn purge_sessions(catalog: Catalog, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SESSION_PURGE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match catalog.purge_expired_sessions().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "expired sessions purged"),
+            Err(e) => tracing::warn!(error = %e, "session purge failed"),
+        }
+    }
+}
+
+/// Resolves with the name of the first SIGINT or SIGTERM.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,130 @@
+//! The data directory layout.
+//!
+//! ```text
+//! <data_dir>/
+//!   catalog.sqlite      catalog database (users, keys, sessions, inputs, feeds)
+//!   phpfina/            fixed-interval feeds, emoncms engine 5 layout
+//!   phptimeseries/      variable-interval feeds, emoncms engine 2 layout
+//!   ynni.lock           held (flock) by the one server process using this directory
+//! ```
+//!
+//! Feed files are written by a single server process; a second `ynni serve` on the same
+//! directory would interleave writes, so serving takes an exclusive lock. Offline commands
+//! (`ynni user …`) only touch the catalog, which SQLite already serialises, and do not lock.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("cannot create data directory {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("data directory {0} is in use by another ynni server")]
+    Locked(PathBuf),
+    #[error("cannot lock data directory {path}: {source}")]
+    Lock { path: PathBuf, source: io::Error },
+}
+
+/// An opened data directory. Dropping a locked one releases the lock.
+#[derive(Debug)]
+pub struct DataDir {
+    root: PathBuf,
+    _lock: Option<File>,
+}
+
+impl DataDir {
+    /// Creates the layout if missing, without taking the server lock.
+    pub fn open(root: &Path) -> Result<Self, DataDirError> {
+        for dir in [
+            root.to_path_buf(),
+            root.join("phpfina"),
+            root.join("phptimeseries"),
+        ] {
+            fs::create_dir_all(&dir)
+                .map_err(|source| DataDirError::Create { path: dir, source })?;
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            _lock: None,
+        })
+    }
+
+    /// Creates the layout if missing and takes the exclusive server lock, failing at once if
+    /// another process holds it.
+    pub fn open_exclusive(root: &Path) -> Result<Self, DataDirError> {
+        let mut dir = Self::open(root)?;
+        let path = root.join("ynni.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| DataDirError::Lock {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(DataDirError::Locked(root.to_path_buf()));
+            }
+            Err(fs::TryLockError::Error(source)) => {
+                return Err(DataDirError::Lock { path, source });
+            }
+        }
+        dir._lock = Some(file);
+        Ok(dir)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.root.join("catalog.sqlite")
+    }
+
+    pub fn phpfina_dir(&self) -> PathBuf {
+        self.root.join("phpfina")
+    }
+
+    pub fn phptimeseries_dir(&self) -> PathBuf {
+        self.root.join("phptimeseries")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_layout_and_locks_exclusively() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("data");
+        let first = DataDir::open_exclusive(&root).expect("first open");
+        assert!(first.phpfina_dir().is_dir());
+        assert!(first.phptimeseries_dir().is_dir());
+        assert_eq!(first.catalog_path(), root.join("catalog.sqlite"));
+        assert!(matches!(
+            DataDir::open_exclusive(&root),
+            Err(DataDirError::Locked(_))
+        ));
+        // Offline tools may still open it.
+        DataDir::open(&root).expect("shared open");
+        drop(first);
+        DataDir::open_exclusive(&root).expect("lock released on drop");
+    }
+
+    #[test]
+    fn unwritable_location_is_reported() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("plain-file");
+        fs::write(&file, b"x").expect("write");
+        let e = DataDir::open(&file.join("data")).expect_err("must fail");
+        assert!(
+            e.to_string().contains("cannot create data directory"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! The HTTP entry point: every request is parsed into an emoncms route, authenticated once, and
+//! handed to its controller.
+
+mod profile;
+mod system;
+mod user;
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::{self, Auth, Caller};
+use crate::params::Params;
+use crate::reply;
+use crate::route::{self, Format, Route};
+use crate::state::AppState;
+
+/// Everything a controller needs to answer one request.
+pub struct Call<'a> {
+    pub state: &'a AppState,
+    pub params: &'a Params,
+    pub route: &'a Route,
+    pub caller: Option<&'a Caller>,
+    pub peer: IpAddr,
+}
+
+pub async fn dispatch(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    if parts.method == Method::OPTIONS {
+        return preflight();
+    }
+    let limit = state.settings.http.max_body_bytes;
+    if declared_length(&parts.headers).is_some_and(|n| n > limit) {
+        return body_too_large(limit);
+    }
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => return body_too_large(limit),
+    };
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let params = Params::parse(parts.uri.query(), content_type, &body);
+    let path = params.get("q").unwrap_or(parts.uri.path()).to_string();
+    let route = match route::parse(&path) {
+        Ok(r) => r,
+        Err(e) => return reply::text(StatusCode::NOT_ACCEPTABLE, e.to_string()),
+    };
+    let caller = match auth::authenticate(&state, &params, &parts.headers).await {
+        Ok(Auth::Caller(c)) => Some(c),
+        Ok(Auth::Anonymous) => None,
+        Ok(Auth::InvalidKey) => return reply::invalid_apikey(),
+        Err(e) => return reply::internal(&e),
+    };
+    let call = Call {
+        state: &state,
+        params: &params,
+        route: &route,
+        caller: caller.as_ref(),
+        peer: peer.ip(),
+    };
+    match route.controller.as_str() {
+        "version" => system::version(&call),
+        "describe" => system::describe(),
+        "user" => user::handle(&call).await,
+        "" => reply::not_implemented("the web interface (use the HTTP API)"),
+        _ => reply::route_not_found(route.format == Format::Json),
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn body_too_large(limit: usize) -> Response {
+    reply::text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("Request body too large (limit {limit} bytes)"),
+    )
+}
+
+/// CORS preflight, answered for any path as emoncms does.
+fn preflight() -> Response {
+    let mut r = StatusCode::OK.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET"),
+    );
+    r
+}

@@ -1,0 +1,470 @@
+//! `user/<action>[.json]`: registration, login, sessions, keys and profile, answering as
+//! emoncms 11.x does (see `shared/spec/emoncms.md` §7).
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use ynni_config::Registration;
+use ynni_core::account_rules::{check_email, check_password, check_username};
+use ynni_core::catalog::{CreateRefusal, KeyKind, NewUser, User};
+use ynni_core::{password, timezone};
+
+use super::{Call, profile};
+use crate::auth::Caller;
+use crate::cookies;
+use crate::params::php_falsy;
+use crate::reply;
+
+const TOO_MANY: &str = "Too many attempts, please try again later";
+const API_KEY_REFUSED: &str =
+    "This action requires an interactive login and cannot be performed with an API key";
+
+/// Early return of a ready reply from a helper that may fail.
+macro_rules! try_reply {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
+/// Catalog errors become a logged 500/503 reply.
+fn db<T>(r: Result<T, ynni_core::CatalogError>) -> Result<T, Response> {
+    r.map_err(|e| reply::internal(&e))
+}
+
+pub async fn handle(call: &Call<'_>) -> Response {
+    let action = call.route.action.as_str();
+    // Actions for callers without a session (or with any session), in emoncms's order.
+    match (action, call.caller) {
+        ("login", None) => return login(call).await,
+        ("register", _) if registration_open(call).await => return register(call).await,
+        ("auth", None) => return auth(call).await,
+        ("gettimezones", _) => return gettimezones(),
+        ("passwordreset" | "passwordreset-confirm" | "resend-verify", _) => {
+            return reply::not_implemented("email password reset and verification");
+        }
+        _ => {}
+    }
+    let Some(caller) = call.caller else {
+        return reply::json_false();
+    };
+    match action {
+        "session" => return session(caller),
+        "getuuid" => return reply::json(json!({"success": true, "message": caller.user.uuid})),
+        "timezone" => return reply::json(json!(timezone::offset_now_secs(&caller.user.timezone))),
+        "gettimezone" => return reply::json(json!(caller.user.timezone)),
+        "logout" if !caller.via_apikey => return logout(call, caller).await,
+        _ => {}
+    }
+    if caller.via_apikey {
+        return reply::fail(API_KEY_REFUSED);
+    }
+    if !caller.write {
+        return reply::json_false();
+    }
+    match action {
+        "get" => get(caller),
+        "set" => set(call, caller).await,
+        "newapikeyread" => newapikey(call, caller, KeyKind::Read).await,
+        "newapikeywrite" => newapikey(call, caller, KeyKind::Write).await,
+        "changepassword" => changepassword(call, caller).await,
+        "changeusername" => changeusername(call, caller).await,
+        "changeemail" => changeemail(call, caller).await,
+        "deleteall" => reply::not_implemented("user/deleteall"),
+        _ => reply::json_false(),
+    }
+}
+
+async fn registration_open(call: &Call<'_>) -> bool {
+    match call.state.settings.users.registration {
+        Registration::Open => true,
+        Registration::Closed => false,
+        // A failed count reads as "closed"; the create below re-checks atomically anyway.
+        Registration::FirstUser => matches!(call.state.catalog.count_users().await, Ok(0)),
+    }
+}
+
+fn window(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+async fn register(call: &Call<'_>) -> Response {
+    let limits = &call.state.settings.limits;
+    let p = call.params;
+    if call.state.limiter.hit(
+        &format!("register:{}", call.peer),
+        limits.register_attempts,
+        window(limits.register_window_s),
+    ) {
+        return reply::fail(TOO_MANY);
+    }
+    let (username, pass, email) = (p.post("username"), p.post("password"), p.post("email"));
+    let (Some(username), Some(pass), Some(email)) = (username, pass, email) else {
+        return reply::fail("Missing username, password or email parameter");
+    };
+    if [username, pass, email].iter().any(|v| php_falsy(Some(v))) {
+        return reply::fail("Missing username, password or email parameter");
+    }
+    if let Err(e) = check_username(username) {
+        return reply::fail(e);
+    }
+    if try_reply!(db(call.state.catalog.username_exists(username).await)) {
+        return reply::fail("Username already exists");
+    }
+    if let Err(e) = check_email(email) {
+        return reply::fail(e);
+    }
+    if let Err(e) = check_password(pass) {
+        return reply::fail(e);
+    }
+    let tz = p
+        .post("timezone")
+        .filter(|t| timezone::parse(t).is_some())
+        .unwrap_or("UTC");
+    let hash = try_reply!(hash_password(pass.to_string()).await);
+    let new = NewUser {
+        username: username.to_string(),
+        email: email.to_string(),
+        password_hash: hash,
+        timezone: tz.to_string(),
+        admin: false,
+    };
+    let first_only = call.state.settings.users.registration == Registration::FirstUser;
+    match try_reply!(db(call.state.catalog.create_user(&new, first_only).await)) {
+        Ok(user) => {
+            tracing::info!(userid = user.id, username = %user.username, admin = user.admin, "user registered");
+            reply::json(json!({
+                "success": true,
+                "verifyemail": false,
+                "userid": user.id,
+                "apikey_read": user.apikey_read,
+                "apikey_write": user.apikey_write,
+            }))
+        }
+        Err(CreateRefusal::UsernameTaken) => reply::fail("Username already exists"),
+        Err(CreateRefusal::NotFirstUser) => reply::json_false(),
+    }
+}
+
+/// Checks username/password form fields shared by `login` and `auth`; returns the user when
+/// the password matches, having upgraded a legacy emoncms hash to argon2.
+enum Credentials {
+    Valid(User),
+    Wrong,
+}
+
+async fn check_credentials(call: &Call<'_>) -> Result<Credentials, Response> {
+    let p = call.params;
+    let (username, pass) = (p.post("username"), p.post("password"));
+    if php_falsy(username) || php_falsy(pass) {
+        return Err(reply::fail("Username or password empty"));
+    }
+    let (username, pass) = (username.unwrap_or_default(), pass.unwrap_or_default());
+    if let Err(e) = check_username(username) {
+        return Err(reply::fail(e));
+    }
+    let Some(user) = db(call.state.catalog.user_by_username(username).await)? else {
+        return Ok(Credentials::Wrong);
+    };
+    let (hash, salt, pass_owned) = (user.password.clone(), user.salt.clone(), pass.to_string());
+    let (ok, legacy) = tokio::task::spawn_blocking(move || {
+        let stored = password::StoredPassword {
+            hash: &hash,
+            salt: salt.as_deref(),
+        };
+        (password::verify(&pass_owned, &stored), stored.is_legacy())
+    })
+    .await
+    .map_err(|e| join_failed(&e))?;
+    if !ok {
+        return Ok(Credentials::Wrong);
+    }
+    if legacy {
+        let fresh = hash_password(pass.to_string()).await?;
+        db(call.state.catalog.set_password_hash(user.id, &fresh).await)?;
+        tracing::info!(
+            userid = user.id,
+            "upgraded legacy emoncms password hash to argon2"
+        );
+    }
+    Ok(Credentials::Valid(user))
+}
+
+async fn login(call: &Call<'_>) -> Response {
+    let limits = &call.state.settings.limits;
+    let ip_key = format!("login:ip:{}", call.peer);
+    let user_key = format!(
+        "login:user:{}",
+        call.params
+            .post("username")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    );
+    let limiter = &call.state.limiter;
+    if limiter.reached(&ip_key, limits.login_attempts)
+        || limiter.reached(&user_key, limits.login_attempts)
+    {
+        return reply::fail(TOO_MANY);
+    }
+    let user = match try_reply!(check_credentials(call).await) {
+        Credentials::Valid(u) => u,
+        Credentials::Wrong => {
+            limiter.add(&ip_key, window(limits.login_window_s));
+            limiter.add(&user_key, window(limits.login_window_s));
+            return reply::fail("Incorrect username or password");
+        }
+    };
+    let days = i64::from(call.state.settings.users.session_days);
+    let token = try_reply!(db(call
+        .state
+        .catalog
+        .create_session(user.id, days * 86_400)
+        .await));
+    try_reply!(db(call.state.catalog.record_login(user.id).await));
+    let remember = !php_falsy(call.params.post("rememberme"));
+    let startingpage = call
+        .params
+        .post("referrer")
+        .filter(|r| safe_referrer(r))
+        .map(str::to_string)
+        .unwrap_or(user.startingpage);
+    let mut r = reply::json(json!({
+        "success": true,
+        "message": "Login successful",
+        "startingpage": startingpage,
+    }));
+    let cookie = cookies::set_session(&token, remember.then_some(days * 86_400));
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
+    r
+}
+
+/// A referrer may replace the starting page only if it is a relative path on this server.
+fn safe_referrer(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 2000
+        && !r.contains('\\')
+        && !r.contains("://")
+        && !r.starts_with("//")
+        && !r.contains(':')
+}
+
+async fn auth(call: &Call<'_>) -> Response {
+    let limits = &call.state.settings.limits;
+    let limiter = &call.state.limiter;
+    let user_key = format!(
+        "auth:user:{}",
+        call.params
+            .post("username")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    );
+    if limiter.hit(
+        &format!("auth:ip:{}", call.peer),
+        limits.login_attempts,
+        window(limits.login_window_s),
+    ) || limiter.reached(&user_key, limits.login_attempts)
+    {
+        return reply::fail(TOO_MANY);
+    }
+    match try_reply!(check_credentials(call).await) {
+        Credentials::Valid(user) => reply::json(json!({
+            "success": true,
+            "userid": user.id,
+            "apikey_write": user.apikey_write,
+            "apikey_read": user.apikey_read,
+        })),
+        Credentials::Wrong => {
+            limiter.add(&user_key, window(limits.login_window_s));
+            reply::fail("Incorrect authentication")
+        }
+    }
+}
+
+async fn logout(call: &Call<'_>, caller: &Caller) -> Response {
+    if let Some(token) = &caller.session_token {
+        try_reply!(db(call.state.catalog.delete_session(token).await));
+    }
+    // emoncms's logout branch returns nothing, so the JSON reply is `false`.
+    let mut r = reply::json_false();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, cookies::clear_session());
+    r
+}
+
+fn session(caller: &Caller) -> Response {
+    let kind = if caller.write { "write" } else { "read" };
+    reply::json(json!({"userid": caller.user.id, "type": kind}))
+}
+
+fn gettimezones() -> Response {
+    let zones: Vec<Value> = timezone::all_names()
+        .into_iter()
+        .map(|name| {
+            let secs = timezone::offset_now_secs(name);
+            let sign = if secs < 0 { '-' } else { '+' };
+            let abs = secs.unsigned_abs();
+            json!({
+                "id": name,
+                "gmt_offset_secs": secs,
+                "gmt_offset_text": format!("GMT {sign}{:02}:{:02}", abs / 3600, abs % 3600 / 60),
+            })
+        })
+        .collect();
+    reply::json(Value::Array(zones))
+}
+
+/// emoncms reads this row with a plain mysqli query, so every value is a string.
+fn get(caller: &Caller) -> Response {
+    let u = &caller.user;
+    reply::json(json!({
+        "id": u.id.to_string(),
+        "username": u.username,
+        "email": u.email,
+        "gravatar": u.gravatar,
+        "name": u.name,
+        "location": u.location,
+        "timezone": u.timezone,
+        "language": u.language,
+        "bio": u.bio,
+        "startingpage": u.startingpage,
+        "apikey_write": u.apikey_write,
+        "apikey_read": u.apikey_read,
+        "tags": u.tags,
+    }))
+}
+
+async fn set(call: &Call<'_>, caller: &Caller) -> Response {
+    const ERR: &str = "Error updating user info";
+    let Some(data) = call.params.post_or_get("data") else {
+        return reply::fail(ERR);
+    };
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(data) else {
+        return reply::fail(ERR);
+    };
+    let update = profile::from_json(&map);
+    try_reply!(db(call
+        .state
+        .catalog
+        .update_profile(caller.user.id, &update)
+        .await));
+    reply::ok_message("User info updated")
+}
+
+async fn newapikey(call: &Call<'_>, caller: &Caller, kind: KeyKind) -> Response {
+    let key = try_reply!(db(call
+        .state
+        .catalog
+        .regenerate_apikey(caller.user.id, kind)
+        .await));
+    tracing::info!(userid = caller.user.id, ?kind, "apikey regenerated");
+    match kind {
+        KeyKind::Read => reply::json(json!({"success": true, "read_apikey": key})),
+        KeyKind::Write => reply::json(json!({"success": true, "write_apikey": key})),
+    }
+}
+
+async fn changepassword(call: &Call<'_>, caller: &Caller) -> Response {
+    let limits = &call.state.settings.limits;
+    if call.state.limiter.hit(
+        &format!("changepassword:{}", call.peer),
+        limits.password_change_attempts,
+        window(limits.password_change_window_s),
+    ) {
+        return reply::fail(TOO_MANY);
+    }
+    let old = call.params.post("old").unwrap_or_default();
+    let new = call.params.post("new").unwrap_or_default();
+    for p in [old, new] {
+        if let Err(e) = check_password(p) {
+            return reply::fail(e);
+        }
+    }
+    let (hash, salt, old_owned) = (
+        caller.user.password.clone(),
+        caller.user.salt.clone(),
+        old.to_string(),
+    );
+    let ok = try_reply!(
+        tokio::task::spawn_blocking(move || {
+            password::verify(
+                &old_owned,
+                &password::StoredPassword {
+                    hash: &hash,
+                    salt: salt.as_deref(),
+                },
+            )
+        })
+        .await
+        .map_err(|e| join_failed(&e))
+    );
+    if !ok {
+        return reply::fail("Old password incorect");
+    }
+    let fresh = try_reply!(hash_password(new.to_string()).await);
+    try_reply!(db(call
+        .state
+        .catalog
+        .set_password_hash(caller.user.id, &fresh)
+        .await));
+    if let Some(token) = &caller.session_token {
+        try_reply!(db(call
+            .state
+            .catalog
+            .delete_other_sessions(caller.user.id, token)
+            .await));
+    }
+    reply::ok_message("Password updated successfully")
+}
+
+async fn changeusername(call: &Call<'_>, caller: &Caller) -> Response {
+    let name = call.params.get("username").unwrap_or_default();
+    if let Err(e) = check_username(name) {
+        return reply::fail(e);
+    }
+    if !try_reply!(db(call
+        .state
+        .catalog
+        .set_username(caller.user.id, name)
+        .await))
+    {
+        return reply::fail("Username already exists");
+    }
+    reply::ok_message("Username updated")
+}
+
+async fn changeemail(call: &Call<'_>, caller: &Caller) -> Response {
+    let email = call.params.get("email").unwrap_or_default();
+    if let Err(e) = check_email(email) {
+        return reply::fail(e);
+    }
+    try_reply!(db(call
+        .state
+        .catalog
+        .set_email(caller.user.id, email)
+        .await));
+    reply::ok_message("Email updated")
+}
+
+/// argon2 takes tens of milliseconds of CPU; keep it off the async workers.
+async fn hash_password(pass: String) -> Result<String, Response> {
+    match tokio::task::spawn_blocking(move || password::hash(&pass)).await {
+        Ok(Ok(h)) => Ok(h),
+        Ok(Err(e)) => Err(reply::internal(&e.into())),
+        Err(e) => Err(join_failed(&e)),
+    }
+}
+
+fn join_failed(e: &tokio::task::JoinError) -> Response {
+    tracing::error!(error = %e, "password task failed");
+    let mut r = reply::text(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal server error",
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}

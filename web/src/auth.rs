@@ -1,0 +1,74 @@
+//! Who is calling: an apikey (query, then form, then `devicekey`, then
+//! `Authorization: Bearer`), else the session cookie, else nobody.
+
+use axum::http::{HeaderMap, header};
+use ynni_core::catalog::{KeyKind, User};
+use ynni_core::keys::looks_like_apikey;
+
+use crate::cookies;
+use crate::params::Params;
+use crate::state::AppState;
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub write: bool,
+    /// Set for apikey callers; interactive-only actions refuse them.
+    pub via_apikey: bool,
+    /// The cookie session token, for logout and password changes.
+    pub session_token: Option<String>,
+}
+
+pub enum Auth {
+    Anonymous,
+    Caller(Caller),
+    /// A key was presented and matches nothing: the request ends with 401.
+    InvalidKey,
+}
+
+/// The key a request presents, in emoncms's precedence order. Empty values count as absent.
+pub fn presented_key<'a>(params: &'a Params, headers: &'a HeaderMap) -> Option<&'a str> {
+    let non_empty = |v: Option<&'a str>| v.filter(|s| !s.is_empty());
+    non_empty(params.get_or_post("apikey"))
+        .or_else(|| non_empty(params.get_or_post("devicekey")))
+        .or_else(|| {
+            let h = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+            non_empty(Some(h.strip_prefix("Bearer ").unwrap_or(h).trim()))
+        })
+}
+
+pub async fn authenticate(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<Auth, ynni_core::CatalogError> {
+    if let Some(key) = presented_key(params, headers) {
+        // Device keys come with the broker issue; until then no device key can match.
+        if !looks_like_apikey(key) {
+            return Ok(Auth::InvalidKey);
+        }
+        return Ok(match state.catalog.user_by_apikey(key).await? {
+            Some((user, kind)) => Auth::Caller(Caller {
+                user,
+                write: kind == KeyKind::Write,
+                via_apikey: true,
+                session_token: None,
+            }),
+            None => Auth::InvalidKey,
+        });
+    }
+    if let Some(token) = cookies::session_token(headers) {
+        if let Some(session) = state.catalog.session(&token).await? {
+            if let Some(user) = state.catalog.user_by_id(session.userid).await? {
+                return Ok(Auth::Caller(Caller {
+                    user,
+                    write: true,
+                    via_apikey: false,
+                    session_token: Some(token),
+                }));
+            }
+        }
+    }
+    Ok(Auth::Anonymous)
+}

@@ -1,0 +1,103 @@
+//! The reply shapes emoncms clients expect.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+pub const JSON: &str = "application/json";
+pub const TEXT: &str = "text/plain;charset=UTF-8";
+
+/// A JSON body with emoncms's content type, status 200.
+pub fn json(v: Value) -> Response {
+    with_type(StatusCode::OK, JSON, v.to_string())
+}
+
+/// `{"success":false,"message":...}`, status 200: emoncms's way of saying no.
+pub fn fail(message: impl std::fmt::Display) -> Response {
+    json(json!({"success": false, "message": message.to_string()}))
+}
+
+/// `{"success":true,"message":...}`.
+pub fn ok_message(message: &str) -> Response {
+    json(json!({"success": true, "message": message}))
+}
+
+/// The JSON literal `false`: emoncms's reply when a call has no session allowed to make it.
+pub fn json_false() -> Response {
+    json(Value::Bool(false))
+}
+
+pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    with_type(status, TEXT, body.into())
+}
+
+/// The reply to any unknown route, or to a resource the caller may not see.
+pub fn route_not_found(json_format: bool) -> Response {
+    const MSG: &str = "406 Not Acceptable. Route not found";
+    if json_format {
+        with_type(
+            StatusCode::NOT_ACCEPTABLE,
+            JSON,
+            json!({"success": false, "message": MSG}).to_string(),
+        )
+    } else {
+        text(StatusCode::NOT_ACCEPTABLE, MSG)
+    }
+}
+
+/// 401 for an apikey that matches no account.
+pub fn invalid_apikey() -> Response {
+    let mut r = with_type(
+        StatusCode::UNAUTHORIZED,
+        "text/html; charset=UTF-8",
+        "Invalid API key".into(),
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(
+            "Bearer realm=\"API KEY\", error=\"invalid_apikey\", error_description=\"Invalid API key\"",
+        ),
+    );
+    r
+}
+
+/// Something ynni has not built yet, said plainly (HTTP 501).
+pub fn not_implemented(what: &str) -> Response {
+    with_type(
+        StatusCode::NOT_IMPLEMENTED,
+        JSON,
+        json!({"success": false, "message": format!("Not implemented in ynni yet: {what}")})
+            .to_string(),
+    )
+}
+
+/// A failure of ynni itself (the catalog could not be read, …): logged, never detailed to the
+/// client. `retryable` failures get 503 so clients try again.
+pub fn internal(err: &ynni_core::CatalogError) -> Response {
+    tracing::error!(error = %err, "request failed");
+    let (status, msg) = if err.is_retryable() {
+        (StatusCode::SERVICE_UNAVAILABLE, "Server busy, please retry")
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    };
+    let mut r = with_type(
+        status,
+        JSON,
+        json!({"success": false, "message": msg}).to_string(),
+    );
+    if err.is_retryable() {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from(body),
+    )
+        .into_response()
+}

@@ -1,0 +1,133 @@
+//! emoncms-style routes: `[/emoncms]/<controller>/<action>[/<sub>[/<sub2>]][.<format>]`, or the
+//! same path in a `q=` query parameter (what emoncms's Apache rewrite produces).
+
+/// The reply format chosen by the suffix of the last path segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Html,
+    Json,
+    Text,
+    Csv,
+    Md,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub controller: String,
+    pub action: String,
+    pub subaction: String,
+    pub subaction2: String,
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// emoncms's wording, including the trailing full stop.
+    #[error("URI not acceptable. Unknown format '{0}'.")]
+    UnknownFormat(String),
+}
+
+/// Parses a request path (or a `q` value). Characters outside `[.\/_A-Za-z0-9-]` are dropped,
+/// as emoncms does, so odd bytes can never reach a handler.
+pub fn parse(path: &str) -> Result<Route, RouteError> {
+    let filtered: String = path
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '_' | '-'))
+        .collect();
+    let mut trimmed = filtered.trim_matches('/');
+    if let Some(rest) = trimmed.strip_prefix("emoncms") {
+        if rest.is_empty() || rest.starts_with('/') {
+            trimmed = rest.trim_start_matches('/');
+        }
+    }
+    let mut segments: Vec<String> = trimmed.split('/').map(str::to_string).collect();
+    let mut format = Format::Html;
+    if let Some(last) = segments.last_mut() {
+        if let Some(dot) = last.find('.') {
+            let suffix = last[dot + 1..].to_string();
+            last.truncate(dot);
+            format = match suffix.as_str() {
+                "json" => Format::Json,
+                "html" => Format::Html,
+                "text" | "txt" => Format::Text,
+                "csv" => Format::Csv,
+                "md" => Format::Md,
+                _ => return Err(RouteError::UnknownFormat(suffix)),
+            };
+        }
+    }
+    let mut it = segments.into_iter();
+    let mut next = || it.next().unwrap_or_default();
+    Ok(Route {
+        controller: next(),
+        action: next(),
+        subaction: next(),
+        subaction2: next(),
+        format,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(c: &str, a: &str, s: &str, f: Format) -> Route {
+        Route {
+            controller: c.into(),
+            action: a.into(),
+            subaction: s.into(),
+            subaction2: String::new(),
+            format: f,
+        }
+    }
+
+    #[test]
+    fn suffix_prefix_and_segments() {
+        assert_eq!(
+            parse("/user/login.json"),
+            Ok(r("user", "login", "", Format::Json))
+        );
+        assert_eq!(
+            parse("/user/login"),
+            Ok(r("user", "login", "", Format::Html))
+        );
+        assert_eq!(
+            parse("/emoncms/user/login.json"),
+            Ok(r("user", "login", "", Format::Json))
+        );
+        assert_eq!(
+            parse("user/login.json/"),
+            Ok(r("user", "login", "", Format::Json))
+        );
+        assert_eq!(
+            parse("/input/post/emontx"),
+            Ok(r("input", "post", "emontx", Format::Html))
+        );
+        assert_eq!(parse("/version"), Ok(r("version", "", "", Format::Html)));
+        assert_eq!(parse("/"), Ok(r("", "", "", Format::Html)));
+        assert_eq!(
+            parse("/emoncmsx/a"),
+            Ok(r("emoncmsx", "a", "", Format::Html))
+        );
+        assert_eq!(
+            parse("/feed/list.txt"),
+            Ok(r("feed", "list", "", Format::Text))
+        );
+    }
+
+    #[test]
+    fn unknown_format_and_filtering() {
+        assert_eq!(
+            parse("/input/list.xml"),
+            Err(RouteError::UnknownFormat("xml".into()))
+        );
+        assert_eq!(
+            parse("/user/lo%gin'\";.json"),
+            Ok(r("user", "login", "", Format::Json))
+        );
+        assert_eq!(
+            parse("/user/ünïcode.json"),
+            Ok(r("user", "ncode", "", Format::Json))
+        );
+    }
+}
