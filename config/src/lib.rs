@@ -313,6 +313,8 @@ mod tests {
     }
 
     #[test]
+    // figment's Jail closure signature is fixed by the crate.
+    #[allow(clippy::result_large_err)]
     fn flags_beat_env_beat_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("y.toml", "[http]\nlisten = \"127.0.0.1:1000\"\n[mqtt]\nlisten = \"127.0.0.1:1001\"\ndata_dir = \"a\"\n")?;

@@ -22,7 +22,7 @@ pub struct Caller {
 
 pub enum Auth {
     Anonymous,
-    Caller(Caller),
+    Caller(Box<Caller>),
     /// A key was presented and matches nothing: the request ends with 401.
     InvalidKey,
 }
@@ -49,26 +49,25 @@ pub async fn authenticate(
             return Ok(Auth::InvalidKey);
         }
         return Ok(match state.catalog.user_by_apikey(key).await? {
-            Some((user, kind)) => Auth::Caller(Caller {
+            Some((user, kind)) => Auth::Caller(Box::new(Caller {
                 user,
                 write: kind == KeyKind::Write,
                 via_apikey: true,
                 session_token: None,
-            }),
+            })),
             None => Auth::InvalidKey,
         });
     }
-    if let Some(token) = cookies::session_token(headers) {
-        if let Some(session) = state.catalog.session(&token).await? {
-            if let Some(user) = state.catalog.user_by_id(session.userid).await? {
-                return Ok(Auth::Caller(Caller {
-                    user,
-                    write: true,
-                    via_apikey: false,
-                    session_token: Some(token),
-                }));
-            }
-        }
+    if let Some(token) = cookies::session_token(headers)
+        && let Some(session) = state.catalog.session(&token).await?
+        && let Some(user) = state.catalog.user_by_id(session.userid).await?
+    {
+        return Ok(Auth::Caller(Box::new(Caller {
+            user,
+            write: true,
+            via_apikey: false,
+            session_token: Some(token),
+        })));
     }
     Ok(Auth::Anonymous)
 }

@@ -35,26 +35,26 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '_' | '-'))
         .collect();
     let mut trimmed = filtered.trim_matches('/');
-    if let Some(rest) = trimmed.strip_prefix("emoncms") {
-        if rest.is_empty() || rest.starts_with('/') {
-            trimmed = rest.trim_start_matches('/');
-        }
+    if let Some(rest) = trimmed.strip_prefix("emoncms")
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        trimmed = rest.trim_start_matches('/');
     }
     let mut segments: Vec<String> = trimmed.split('/').map(str::to_string).collect();
     let mut format = Format::Html;
-    if let Some(last) = segments.last_mut() {
-        if let Some(dot) = last.find('.') {
-            let suffix = last[dot + 1..].to_string();
-            last.truncate(dot);
-            format = match suffix.as_str() {
-                "json" => Format::Json,
-                "html" => Format::Html,
-                "text" | "txt" => Format::Text,
-                "csv" => Format::Csv,
-                "md" => Format::Md,
-                _ => return Err(RouteError::UnknownFormat(suffix)),
-            };
-        }
+    if let Some(last) = segments.last_mut()
+        && let Some(dot) = last.find('.')
+    {
+        let suffix = last[dot + 1..].to_string();
+        last.truncate(dot);
+        format = match suffix.as_str() {
+            "json" => Format::Json,
+            "html" => Format::Html,
+            "text" | "txt" => Format::Text,
+            "csv" => Format::Csv,
+            "md" => Format::Md,
+            _ => return Err(RouteError::UnknownFormat(suffix)),
+        };
     }
     let mut it = segments.into_iter();
     let mut next = || it.next().unwrap_or_default();

@@ -54,7 +54,7 @@ pub async fn dispatch(
         Err(e) => return reply::text(StatusCode::NOT_ACCEPTABLE, e.to_string()),
     };
     let caller = match auth::authenticate(&state, &params, &parts.headers).await {
-        Ok(Auth::Caller(c)) => Some(c),
+        Ok(Auth::Caller(c)) => Some(*c),
         Ok(Auth::Anonymous) => None,
         Ok(Auth::InvalidKey) => return reply::invalid_apikey(),
         Err(e) => return reply::internal(&e),

@@ -1,6 +1,10 @@
 //! `user/<action>[.json]`: registration, login, sessions, keys and profile, answering as
 //! emoncms 11.x does (see `shared/spec/emoncms.md` §7).
 
+// Helpers return a finished reply as their error so handlers can `?`/`try_reply!` out early;
+// a reply is built once per request, so boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use std::time::Duration;
 
 use axum::http::{HeaderValue, header};
@@ -153,7 +157,7 @@ async fn register(call: &Call<'_>) -> Response {
 /// Checks username/password form fields shared by `login` and `auth`; returns the user when
 /// the password matches, having upgraded a legacy emoncms hash to argon2.
 enum Credentials {
-    Valid(User),
+    Valid(Box<User>),
     Wrong,
 }
 
@@ -191,7 +195,7 @@ async fn check_credentials(call: &Call<'_>) -> Result<Credentials, Response> {
             "upgraded legacy emoncms password hash to argon2"
         );
     }
-    Ok(Credentials::Valid(user))
+    Ok(Credentials::Valid(Box::new(user)))
 }
 
 async fn login(call: &Call<'_>) -> Response {
@@ -230,8 +234,8 @@ async fn login(call: &Call<'_>) -> Response {
         .params
         .post("referrer")
         .filter(|r| safe_referrer(r))
-        .map(str::to_string)
-        .unwrap_or(user.startingpage);
+        .unwrap_or(&user.startingpage)
+        .to_string();
     let mut r = reply::json(json!({
         "success": true,
         "message": "Login successful",

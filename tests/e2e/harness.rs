@@ -1,0 +1,299 @@
+//! Starts the real `ynni` binary on a free port with a temporary data directory and talks to
+//! it over HTTP. Every end-to-end test builds on this.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ynni");
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Settings for a server under test. Tests register many users from one address, so the
+/// defaults open registration and raise the attempt limits; rate-limit tests lower them.
+pub struct ServerBuilder {
+    data_dir: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl ServerBuilder {
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Sets `YNNI_<KEY>` (e.g. `env("USERS__REGISTRATION", "closed")`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((format!("YNNI_{key}"), value.to_string()));
+        self
+    }
+
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+
+    /// Starts the server and waits until its HTTP listener is ready.
+    pub fn start(self) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = self.data_dir.unwrap_or_else(|| tmp.path().join("data"));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--http-listen")
+            .arg("127.0.0.1:0")
+            .args(&self.args)
+            .env_remove("RUST_LOG")
+            .env("YNNI_USERS__REGISTRATION", "open")
+            .env("YNNI_LIMITS__LOGIN_ATTEMPTS", "1000")
+            .env("YNNI_LIMITS__REGISTER_ATTEMPTS", "1000")
+            .env("YNNI_LIMITS__PASSWORD_CHANGE_ATTEMPTS", "1000")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn ynni");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        let log_w = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("HTTP listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                let mut l = log_w.lock().unwrap_or_else(|p| p.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
+                break addr;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "ynni exited with {status} before listening:\n{}",
+                    log.lock().expect("log")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ynni did not start:\n{}",
+                log.lock().expect("log")
+            );
+        };
+        Server {
+            child: Some(child),
+            base: format!("http://{addr}"),
+            data_dir,
+            log,
+            _tmp: tmp,
+        }
+    }
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub data_dir: PathBuf,
+    log: Arc<Mutex<String>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            data_dir: None,
+            env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn start() -> Server {
+        Self::builder().start()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = wait_timeout(&mut child, Duration::from_secs(30));
+        // Let the reader thread drain the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        (exit, self.log())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An HTTP client that keeps cookies, like a browser.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client")
+}
+
+/// A cookie-less client, like a script.
+pub fn script() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// A reply reduced to what tests compare.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+pub async fn send(req: reqwest::RequestBuilder) -> Reply {
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let content_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = r.text().await.expect("body");
+    Reply {
+        status,
+        content_type,
+        headers,
+        body,
+    }
+}
+
+/// POSTs an urlencoded form.
+pub async fn post_form(client: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> Reply {
+    let body = form_body(form);
+    send(
+        client
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body),
+    )
+    .await
+}
+
+pub async fn get(client: &reqwest::Client, url: &str) -> Reply {
+    send(client.get(url)).await
+}
+
+fn form_body(form: &[(&str, &str)]) -> String {
+    form.iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Registers a user and returns (userid, read key, write key).
+pub async fn register(server: &Server, username: &str, password: &str) -> (i64, String, String) {
+    let email = format!("{username}@example.com");
+    let r = post_form(
+        &script(),
+        &server.url("/user/register.json"),
+        &[
+            ("username", username),
+            ("password", password),
+            ("email", &email),
+            ("timezone", "UTC"),
+        ],
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(v["success"], true, "register {username}: {}", r.body);
+    (
+        v["userid"].as_i64().expect("userid"),
+        v["apikey_read"].as_str().expect("read key").to_string(),
+        v["apikey_write"].as_str().expect("write key").to_string(),
+    )
+}
+
+/// Runs `ynni` with `args` to completion: (exit status, stdout, stderr).
+pub fn run_cli(
+    args: &[&str],
+    env: &[(&str, &str)],
+    cwd: Option<&Path>,
+) -> (ExitStatus, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("RUST_LOG").stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let out = cmd.output().expect("run ynni");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

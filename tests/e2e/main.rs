@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `ynni` binary, started on free ports with a temporary data
+//! directory, driven by real clients.
+
+mod harness;
+mod http_basics;
+mod server_cli;
+mod user_accounts;
+mod user_sessions;
