@@ -5,14 +5,23 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber. A `level` that is not a valid filter is an error naming
+/// the `log.level` setting; a bad `RUST_LOG` is reported and ignored.
+pub fn init(level: &str) -> anyhow::Result<()> {
+    let configured = EnvFilter::try_new(level)
+        .map_err(|e| anyhow::anyhow!("invalid configuration: `log.level` {level:?}: {e}"))?;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::try_new(&v).unwrap_or_else(|e| {
+            eprintln!("ynni: ignoring RUST_LOG={v:?}: {e}");
+            configured
+        }),
+        _ => configured,
+    };
     // A second init (never expected) is ignored rather than fatal.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+    Ok(())
 }

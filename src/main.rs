@@ -45,17 +45,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ..Overrides::default()
                 },
             )?;
-            logging::init(&settings.log.level);
+            logging::init(&settings.log.level)?;
             serve::run(settings).await
         }
         Command::User(UserCommand::Add(args)) => {
             let settings = load(&args.config, Overrides::default())?;
-            logging::init("warn");
+            logging::init("warn")?;
             user_cmd::add(&settings, &args).await
         }
         Command::User(UserCommand::List(args)) => {
             let settings = load(&args.config, Overrides::default())?;
-            logging::init("warn");
+            logging::init("warn")?;
             user_cmd::list(&settings, args.with_keys).await
         }
     }

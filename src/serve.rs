@@ -15,6 +15,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let mut signals = Signals::install()?;
     let data_dir = DataDir::open_exclusive(&settings.data_dir)?;
     let catalog = Catalog::open_sqlite(&data_dir.catalog_path())
         .await
@@ -26,11 +27,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .local_addr()
         .context("reading the HTTP listen address")?;
 
-    match ynni_broker::start(settings.mqtt.listen).await {
-        Ok(()) => tracing::info!("MQTT listening on {}", settings.mqtt.listen),
-        Err(e) if !e.is_retryable() => tracing::warn!("MQTT: {e}"),
-        Err(e) => return Err(e.into()),
-    }
+    tracing::warn!(
+        "MQTT broker not implemented yet; {} was not opened",
+        settings.mqtt.listen
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(purge_sessions(catalog.clone(), stop_rx.clone()));
@@ -47,7 +47,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("HTTP listening on {http_addr}");
 
     tokio::select! {
-        signal = shutdown_signal() => tracing::info!("{}, shutting down", signal?),
+        signal = signals.recv() => tracing::info!("{signal}, shutting down"),
         ended = &mut server => {
             // The server stopped without being asked to: that is fatal.
             ended.context("HTTP server task")??;
@@ -83,13 +83,27 @@ async fn purge_sessions(catalog: Catalog, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Resolves with the name of the first SIGINT or SIGTERM.
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGINT and SIGTERM handlers, installed before the server reports itself ready so that a
+/// signal arriving at any moment after that line is a clean stop.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+        })
+    }
+
+    /// Resolves with the name of the first signal received.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

@@ -21,7 +21,7 @@ pub async fn add(settings: &Settings, args: &UserAddArgs) -> anyhow::Result<()> 
     check_username(&args.username)?;
     check_email(&args.email)?;
     check_password(&args.password)?;
-    if timezone::parse(&args.timezone).is_none() {
+    if !timezone::is_listed(&args.timezone) {
         bail!(
             "unknown time zone {:?} (use an IANA name such as Europe/London)",
             args.timezone

@@ -45,6 +45,9 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// Request bodies above this size are refused with 413.
     pub max_body_bytes: usize,
+    /// Mark the session cookie `Secure` (for ynni reached over HTTPS, e.g. behind a TLS
+    /// reverse proxy).
+    pub secure_cookie: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -72,7 +75,9 @@ pub struct UserSettings {
     pub session_days: u32,
 }
 
-/// Attempt limits per client IP and per username, counted in memory over a sliding window.
+/// Attempt limits, counted in memory in fixed windows that start at the first attempt: login
+/// failures and `user/auth` calls per client IP and per username, registrations and password
+/// changes per client IP.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitSettings {
@@ -109,6 +114,7 @@ impl Default for HttpSettings {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_body_bytes: 4 << 20,
+            secure_cookie: false,
         }
     }
 }
@@ -324,9 +330,9 @@ mod tests {
                 mqtt_listen: Some("127.0.0.1:3001".parse().expect("addr")),
                 ..Default::default()
             };
-            let e = Settings::load(Some(Path::new("y.toml")), &over);
+            let e = Settings::load(Some(Path::new("y.toml")), &over).expect_err("misplaced key");
             // `data_dir` in the [mqtt] table above is a misplaced key and must be refused.
-            assert!(e.is_err());
+            assert!(e.to_string().contains("data_dir"), "{e}");
             jail.create_file("y.toml", "data_dir = \"a\"\n[http]\nlisten = \"127.0.0.1:1000\"\n[mqtt]\nlisten = \"127.0.0.1:1001\"\n")?;
             let s = Settings::load(Some(Path::new("y.toml")), &over).expect("load");
             assert_eq!(s.data_dir, PathBuf::from("a"));

@@ -1,11 +1,18 @@
 //! Password hashing.
 //!
 //! New hashes are argon2id in PHC string form (`$argon2id$…`). Accounts imported from emoncms
-//! carry its legacy scheme, `sha256_hex(salt . sha256_hex(password))` with a 32-hex-char salt;
-//! those verify here and are re-hashed with argon2 by the caller after a successful login.
+//! carry one of its schemes: the legacy `sha256_hex(salt . sha256_hex(password))` with a
+//! 32-hex-char salt, bcrypt (`$2y$…`) or argon2id; all verify here, and the caller re-hashes
+//! non-argon2 ones after a successful login.
+//!
+//! emoncms hashed the password *after* its `post()` helper had run `rawurldecode` and
+//! `stripslashes` over it, so for imported hashes a password containing `%` or `\` is also
+//! tried in that transformed form.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use std::sync::OnceLock;
+
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +29,20 @@ pub struct StoredPassword<'a> {
 }
 
 impl StoredPassword<'_> {
-    /// True when the hash is emoncms's legacy scheme and should be replaced at next login.
+    /// True when the hash is emoncms's sha256 scheme.
     pub fn is_legacy(&self) -> bool {
         !self.hash.starts_with('$')
+    }
+
+    fn is_bcrypt(&self) -> bool {
+        ["$2y$", "$2a$", "$2b$"]
+            .iter()
+            .any(|p| self.hash.starts_with(p))
+    }
+
+    /// True when the hash should be replaced by an argon2 one at the next successful login.
+    pub fn needs_upgrade(&self) -> bool {
+        self.is_legacy() || self.is_bcrypt()
     }
 }
 
@@ -39,9 +57,17 @@ pub fn hash(password: &str) -> Result<String, PasswordError> {
         .map_err(|e| PasswordError::Hash(e.to_string()))
 }
 
-/// Checks `password` against a stored hash of either scheme. A malformed stored hash never
-/// verifies.
+/// Checks `password` against a stored hash of any supported scheme. A malformed stored hash
+/// never verifies.
 pub fn verify(password: &str, stored: &StoredPassword<'_>) -> bool {
+    if verify_exact(password, stored) {
+        return true;
+    }
+    let transformed = php_post_transform(password);
+    transformed != password && verify_exact(&transformed, stored)
+}
+
+fn verify_exact(password: &str, stored: &StoredPassword<'_>) -> bool {
     if stored.is_legacy() {
         let Some(salt) = stored.salt else {
             return false;
@@ -51,6 +77,8 @@ pub fn verify(password: &str, stored: &StoredPassword<'_>) -> bool {
             expected.as_bytes(),
             stored.hash.to_ascii_lowercase().as_bytes(),
         )
+    } else if stored.is_bcrypt() {
+        bcrypt::verify(password, stored.hash).unwrap_or(false)
     } else {
         match PasswordHash::new(stored.hash) {
             Ok(parsed) => Argon2::default()
@@ -59,6 +87,56 @@ pub fn verify(password: &str, stored: &StoredPassword<'_>) -> bool {
             Err(_) => false,
         }
     }
+}
+
+/// Spends the same work as verifying against a real argon2 hash, so an unknown username cannot
+/// be told from a wrong password by timing.
+pub fn verify_against_nothing(password: &str) {
+    static DUMMY: OnceLock<Option<String>> = OnceLock::new();
+    if let Some(h) = DUMMY.get_or_init(|| hash("ynni timing equaliser").ok()) {
+        let _ = verify_exact(
+            password,
+            &StoredPassword {
+                hash: h,
+                salt: None,
+            },
+        );
+    }
+}
+
+/// What emoncms's `post()` made of a form value: `rawurldecode` (percent escapes, `+` kept)
+/// then `stripslashes` (a backslash escapes the next character).
+fn php_post_transform(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            decoded.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let mut out = Vec::with_capacity(decoded.len());
+    let mut it = decoded.into_iter();
+    while let Some(b) = it.next() {
+        if b == b'\\' {
+            match it.next() {
+                Some(b'0') => out.push(0),
+                Some(next) => out.push(next),
+                None => {}
+            }
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// emoncms's scheme: `sha256_hex(salt . sha256_hex(password))`.
@@ -120,6 +198,37 @@ mod tests {
         assert_eq!(hex::encode(Sha256::digest(b"pass")), inner);
         let outer = hex::encode(Sha256::digest(format!("salt{inner}").as_bytes()));
         assert_eq!(legacy_hash("pass", "salt"), outer);
+    }
+
+    #[test]
+    fn bcrypt_hashes_from_php_verify() {
+        let h = bcrypt::hash_with_result("pass", 4)
+            .expect("bcrypt")
+            .format_for_version(bcrypt::Version::TwoY);
+        assert!(h.starts_with("$2y$"));
+        let stored = StoredPassword {
+            hash: &h,
+            salt: None,
+        };
+        assert!(stored.needs_upgrade());
+        assert!(verify("pass", &stored));
+        assert!(!verify("pas", &stored));
+    }
+
+    #[test]
+    fn emoncms_post_transform_is_tried_for_imported_hashes() {
+        assert_eq!(php_post_transform("a%41b"), "aAb");
+        assert_eq!(php_post_transform("a+b%"), "a+b%");
+        assert_eq!(php_post_transform("it\\'s"), "it's");
+        assert_eq!(php_post_transform("x\\\\y"), "x\\y");
+        let salt = "0123456789abcdef0123456789abcdef";
+        // emoncms stored the hash of the transformed text.
+        let h = legacy_hash("100A", salt);
+        let stored = StoredPassword {
+            hash: &h,
+            salt: Some(salt),
+        };
+        assert!(verify("100%41", &stored));
     }
 
     #[test]

@@ -17,9 +17,33 @@ pub fn offset_now_secs(name: &str) -> i32 {
         .local_minus_utc()
 }
 
-/// Every zone name, sorted, for pickers and `user/gettimezones.json`.
+/// The regions PHP's `DateTimeZone::listIdentifiers()` covers; emoncms accepts only zones it
+/// lists, which leaves out legacy aliases such as `US/Eastern`, `GB` or `EST5EDT`.
+const REGIONS: [&str; 10] = [
+    "Africa/",
+    "America/",
+    "Antarctica/",
+    "Arctic/",
+    "Asia/",
+    "Atlantic/",
+    "Australia/",
+    "Europe/",
+    "Indian/",
+    "Pacific/",
+];
+
+/// True for a zone a user may choose: `UTC` or a known `Region/City` name.
+pub fn is_listed(name: &str) -> bool {
+    parse(name).is_some() && (name == "UTC" || REGIONS.iter().any(|r| name.starts_with(r)))
+}
+
+/// Every zone a user may choose, sorted, for pickers and `user/gettimezones.json`.
 pub fn all_names() -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+    let mut v: Vec<&'static str> = chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|tz| tz.name())
+        .filter(|n| is_listed(n))
+        .collect();
     v.sort_unstable();
     v
 }
@@ -36,5 +60,10 @@ mod tests {
         assert_eq!(offset_now_secs("UTC"), 0);
         assert_eq!(offset_now_secs("Asia/Kolkata"), 19800);
         assert!(all_names().contains(&"Europe/London"));
+        assert!(all_names().contains(&"UTC"));
+        assert!(is_listed("America/Argentina/Buenos_Aires"));
+        assert!(!is_listed("US/Eastern"));
+        assert!(!all_names().contains(&"GB"));
+        assert!(!is_listed("Europe/Nowhere"));
     }
 }

@@ -14,14 +14,23 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Settings for a server under test. Tests register many users from one address, so the
 /// defaults open registration and raise the attempt limits; rate-limit tests lower them.
 pub struct ServerBuilder {
-    data_dir: Option<PathBuf>,
+    /// `None`: a fresh temporary directory. `Some(None)`: no `--data-dir` flag at all.
+    data_dir: Option<Option<PathBuf>>,
+    cwd: Option<PathBuf>,
     env: Vec<(String, String)>,
     args: Vec<String>,
 }
 
 impl ServerBuilder {
     pub fn data_dir(mut self, dir: &Path) -> Self {
-        self.data_dir = Some(dir.to_path_buf());
+        self.data_dir = Some(Some(dir.to_path_buf()));
+        self
+    }
+
+    /// Passes no `--data-dir`, so the server uses its default under `cwd`.
+    pub fn default_data_dir(mut self, cwd: &Path) -> Self {
+        self.data_dir = Some(None);
+        self.cwd = Some(cwd.to_path_buf());
         self
     }
 
@@ -39,12 +48,18 @@ impl ServerBuilder {
     /// Starts the server and waits until its HTTP listener is ready.
     pub fn start(self) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let data_dir = self.data_dir.unwrap_or_else(|| tmp.path().join("data"));
+        let cwd = self.cwd.unwrap_or_else(|| tmp.path().to_path_buf());
+        let data_dir = match self.data_dir {
+            None => Some(tmp.path().join("data")),
+            Some(d) => d,
+        };
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--http-listen")
+        cmd.arg("serve");
+        if let Some(d) = &data_dir {
+            cmd.arg("--data-dir").arg(d);
+        }
+        clear_ynni_env(&mut cmd);
+        cmd.arg("--http-listen")
             .arg("127.0.0.1:0")
             .args(&self.args)
             .env_remove("RUST_LOG")
@@ -53,7 +68,7 @@ impl ServerBuilder {
             .env("YNNI_LIMITS__REGISTER_ATTEMPTS", "1000")
             .env("YNNI_LIMITS__PASSWORD_CHANGE_ATTEMPTS", "1000")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(tmp.path())
+            .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -62,7 +77,7 @@ impl ServerBuilder {
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().expect("stderr");
         let log_w = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(addr) = line.split("HTTP listening on ").nth(1) {
@@ -93,8 +108,9 @@ impl ServerBuilder {
         Server {
             child: Some(child),
             base: format!("http://{addr}"),
-            data_dir,
+            data_dir: data_dir.unwrap_or_else(|| cwd.join("ynni-data")),
             log,
+            reader: Some(reader),
             _tmp: tmp,
         }
     }
@@ -105,6 +121,7 @@ pub struct Server {
     pub base: String,
     pub data_dir: PathBuf,
     log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     _tmp: tempfile::TempDir,
 }
 
@@ -112,6 +129,7 @@ impl Server {
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             data_dir: None,
+            cwd: None,
             env: Vec::new(),
             args: Vec::new(),
         }
@@ -139,8 +157,10 @@ impl Server {
             .expect("kill");
         assert!(status.success());
         let exit = wait_timeout(&mut child, Duration::from_secs(30));
-        // Let the reader thread drain the last lines.
-        std::thread::sleep(Duration::from_millis(100));
+        // The process has exited, so its stderr reaches end-of-file and the reader finishes.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
         (exit, self.log())
     }
 }
@@ -276,6 +296,15 @@ pub async fn register(server: &Server, username: &str, password: &str) -> (i64, 
     )
 }
 
+/// Settings inherited from the environment running the tests must not leak into the server.
+fn clear_ynni_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("YNNI_") {
+            cmd.env_remove(k);
+        }
+    }
+}
+
 /// Runs `ynni` with `args` to completion: (exit status, stdout, stderr).
 pub fn run_cli(
     args: &[&str],
@@ -283,6 +312,7 @@ pub fn run_cli(
     cwd: Option<&Path>,
 ) -> (ExitStatus, String, String) {
     let mut cmd = Command::new(BIN);
+    clear_ynni_env(&mut cmd);
     cmd.args(args).env_remove("RUST_LOG").stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);

@@ -85,3 +85,22 @@ async fn oversized_bodies_are_refused_and_nothing_breaks() {
     let (id, _, _) = register(&server, "alice", "secret1").await;
     assert_eq!(id, 1);
 }
+
+#[tokio::test]
+async fn oversized_chunked_bodies_are_refused_too() {
+    let server = Server::builder()
+        .env("HTTP__MAX_BODY_BYTES", "4096")
+        .start();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..10).map(|_| Ok(vec![b'x'; 1000])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let r = send(
+        script()
+            .post(server.url("/user/register.json"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body),
+    )
+    .await;
+    assert_eq!(r.status, 413);
+    register(&server, "alice", "secret1").await;
+}

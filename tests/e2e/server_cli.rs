@@ -9,38 +9,16 @@ use crate::harness::*;
 #[tokio::test]
 async fn embedded_defaults_create_the_data_dir_in_the_working_directory() {
     let cwd = tempfile::tempdir().expect("tempdir");
-    let mut cmd = std::process::Command::new(BIN);
-    // No --data-dir: the default `ynni-data` must appear under the working directory.
-    cmd.args([
-        "serve",
-        "--http-listen",
-        "127.0.0.1:0",
-        "--mqtt-listen",
-        "127.0.0.1:0",
-    ])
-    .current_dir(cwd.path())
-    .env_remove("RUST_LOG")
-    .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut log = String::new();
-    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-        let line = line.expect("line");
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("HTTP listening on") {
-            break;
-        }
-    }
+    let server = Server::builder().default_data_dir(cwd.path()).start();
+    let log = server.log();
     assert!(
-        log.contains("MQTT") && log.contains("not implemented"),
+        log.contains("MQTT broker not implemented yet; 0.0.0.0:1883 was not opened"),
         "{log}"
     );
     assert!(cwd.path().join("ynni-data/catalog.sqlite").is_file());
     assert!(cwd.path().join("ynni-data/phpfina").is_dir());
     assert!(cwd.path().join("ynni-data/phptimeseries").is_dir());
-    let _ = child.kill();
-    let _ = child.wait();
+    register(&server, "alice", "secret1").await;
 }
 
 #[tokio::test]
@@ -156,6 +134,14 @@ fn config_errors_name_the_key() {
     );
     assert!(!status.success());
     assert!(err.to_lowercase().contains("mqtt.listen"), "{err}");
+
+    let (status, _, err) = run_cli(
+        &["serve", "--data-dir", data, "--http-listen", "127.0.0.1:0"],
+        &[("YNNI_LOG__LEVEL", "ynni=loud")],
+        None,
+    );
+    assert!(!status.success());
+    assert!(err.contains("log.level"), "{err}");
 
     let (status, _, err) = run_cli(&["serve", "--config", "/nonexistent/ynni.toml"], &[], None);
     assert!(!status.success());

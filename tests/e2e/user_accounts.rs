@@ -333,3 +333,148 @@ async fn login_attempts_are_rate_limited() {
         "Too many attempts, please try again later"
     );
 }
+
+#[tokio::test]
+async fn login_limits_count_per_address_and_per_username() {
+    let server = Server::builder().env("LIMITS__LOGIN_ATTEMPTS", "2").start();
+    register(&server, "alice", "secret1").await;
+    register(&server, "bob", "secret1").await;
+    let url = server.url("/user/login.json");
+    let from = |last: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .build()
+            .expect("client")
+    };
+    let (a, b, c) = (from(2), from(3), from(4));
+    // Two failures for alice from one address block that address ...
+    for _ in 0..2 {
+        let r = post_form(&a, &url, &[("username", "alice"), ("password", "wrong")]).await;
+        assert_eq!(r.json()["message"], "Incorrect username or password");
+    }
+    let r = post_form(&a, &url, &[("username", "bob"), ("password", "secret1")]).await;
+    assert_eq!(
+        r.json()["message"],
+        "Too many attempts, please try again later"
+    );
+    // ... and alice's username from every address, while bob can still log in elsewhere.
+    let r = post_form(&b, &url, &[("username", "alice"), ("password", "secret1")]).await;
+    assert_eq!(
+        r.json()["message"],
+        "Too many attempts, please try again later"
+    );
+    let r = post_form(&c, &url, &[("username", "bob"), ("password", "secret1")]).await;
+    assert_eq!(r.json()["success"], true);
+    // Successful logins do not use up the allowance.
+    for _ in 0..3 {
+        let r = post_form(
+            &from(5),
+            &url,
+            &[("username", "bob"), ("password", "secret1")],
+        )
+        .await;
+        assert_eq!(r.json()["success"], true);
+    }
+}
+
+#[tokio::test]
+async fn auth_and_password_change_are_rate_limited() {
+    let server = Server::builder()
+        .env("LIMITS__LOGIN_ATTEMPTS", "2")
+        .env("LIMITS__PASSWORD_CHANGE_ATTEMPTS", "1")
+        .start();
+    register(&server, "alice", "secret1").await;
+    let url = server.url("/user/auth.json");
+    for _ in 0..2 {
+        let r = post_form(
+            &script(),
+            &url,
+            &[("username", "alice"), ("password", "secret1")],
+        )
+        .await;
+        assert_eq!(r.json()["success"], true);
+    }
+    // emoncms counts every auth call from an address, successful ones included.
+    let r = post_form(
+        &script(),
+        &url,
+        &[("username", "alice"), ("password", "secret1")],
+    )
+    .await;
+    assert_eq!(
+        r.json()["message"],
+        "Too many attempts, please try again later"
+    );
+
+    let b = browser();
+    post_form(
+        &b,
+        &server.url("/user/login.json"),
+        &[("username", "alice"), ("password", "secret1")],
+    )
+    .await;
+    let change = server.url("/user/changepassword.json");
+    let r = post_form(&b, &change, &[("old", "wrong1"), ("new", "secret2")]).await;
+    assert_eq!(r.json()["message"], "Old password incorect");
+    let r = post_form(&b, &change, &[("old", "secret1"), ("new", "secret2")]).await;
+    assert_eq!(
+        r.json()["message"],
+        "Too many attempts, please try again later"
+    );
+}
+
+#[tokio::test]
+async fn register_details() {
+    let server = Server::start();
+    // An unknown time zone is stored as UTC, as emoncms does.
+    let form = [
+        ("username", "alice"),
+        ("password", "secret1"),
+        ("email", "a@example.com"),
+        ("timezone", "US/Eastern"),
+    ];
+    let r = post_form(&script(), &server.url("/user/register.json"), &form).await;
+    let read = r.json()["apikey_read"].as_str().expect("key").to_string();
+    let tz = get(
+        &script(),
+        &server.url(&format!("/user/gettimezone.json?apikey={read}")),
+    )
+    .await;
+    assert_eq!(tz.json(), json!("UTC"));
+
+    // multipart/form-data (curl -F) fills the form as urlencoded bodies do.
+    let form = reqwest::multipart::Form::new()
+        .text("username", "bob")
+        .text("password", "secret1")
+        .text("email", "bob@example.com");
+    let r = send(
+        script()
+            .post(server.url("/user/register.json"))
+            .multipart(form),
+    )
+    .await;
+    assert_eq!(r.json()["userid"], 2, "{}", r.body);
+
+    let zones = get(&script(), &server.url("/user/gettimezones.json"))
+        .await
+        .json();
+    let zones = zones.as_array().expect("array");
+    let london = zones
+        .iter()
+        .find(|z| z["id"] == "Europe/London")
+        .expect("Europe/London listed");
+    let secs = london["gmt_offset_secs"].as_i64().expect("secs");
+    assert!(secs == 0 || secs == 3600, "{london}");
+    let text = if secs == 0 {
+        "GMT +00:00"
+    } else {
+        "GMT +01:00"
+    };
+    assert_eq!(london["gmt_offset_text"], text);
+    let kolkata = zones
+        .iter()
+        .find(|z| z["id"] == "Asia/Kolkata")
+        .expect("listed");
+    assert_eq!(kolkata["gmt_offset_text"], "GMT +05:30");
+    assert!(zones.iter().all(|z| z["id"] != "US/Eastern"));
+}

@@ -356,3 +356,114 @@ async fn legacy_emoncms_password_is_accepted_and_upgraded() {
         true
     );
 }
+
+#[tokio::test]
+async fn remember_me_referrer_and_unbuilt_actions() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let url = server.url("/user/login.json");
+    let r = post_form(&c, &url, &[("username", "alice"), ("password", "secret1")]).await;
+    let cookie = r.headers["set-cookie"].to_str().expect("ascii").to_string();
+    assert!(
+        !cookie.contains("Max-Age"),
+        "a session cookie without rememberme: {cookie}"
+    );
+    let form = [
+        ("username", "alice"),
+        ("password", "secret1"),
+        ("rememberme", "1"),
+        ("referrer", "graph/3"),
+    ];
+    let r = post_form(&c, &url, &form).await;
+    assert_eq!(r.json()["startingpage"], "graph/3");
+    let cookie = r.headers["set-cookie"].to_str().expect("ascii").to_string();
+    assert!(cookie.contains("Max-Age=2592000"), "{cookie}");
+    // An off-site referrer is ignored.
+    let form = [
+        ("username", "alice"),
+        ("password", "secret1"),
+        ("referrer", "https://evil.example/"),
+    ];
+    assert_eq!(
+        post_form(&c, &url, &form).await.json()["startingpage"],
+        "feed/list"
+    );
+
+    // login and auth with a key are interactive-only, as in emoncms.
+    for action in ["login", "auth"] {
+        let r = post_form(
+            &c,
+            &server.url(&format!("/user/{action}.json?apikey={read}")),
+            &[("username", "alice"), ("password", "secret1")],
+        )
+        .await;
+        assert_eq!(
+            r.json(),
+            json!({"success": false, "message": INTERACTIVE_ONLY}),
+            "{action}"
+        );
+    }
+
+    let b = browser();
+    login(&server, &b, "alice", "secret1").await;
+    let r = post_form(
+        &b,
+        &server.url("/user/deleteall.json"),
+        &[("mode", "permanentdelete"), ("password", "secret1")],
+    )
+    .await;
+    assert_eq!(r.status, 501);
+    assert_eq!(
+        r.json(),
+        json!({"success": false, "message": "Not implemented in ynni yet: user/deleteall"})
+    );
+    let r = post_form(
+        &script(),
+        &server.url("/user/passwordreset.json"),
+        &[("username", "alice")],
+    )
+    .await;
+    assert_eq!(r.status, 501);
+    // The account is untouched.
+    assert_eq!(
+        get(
+            &c,
+            &server.url(&format!("/user/session.json?apikey={write}"))
+        )
+        .await
+        .json()["type"],
+        "write"
+    );
+}
+
+#[tokio::test]
+async fn a_devicekey_never_opens_an_account_session() {
+    let server = Server::start();
+    let (_, _, write) = register(&server, "alice", "secret1").await;
+    let r = get(
+        &script(),
+        &server.url(&format!("/user/session.json?devicekey={write}")),
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_str()), (401, "Invalid API key"));
+}
+
+#[tokio::test]
+async fn renaming_to_your_own_name_is_refused_as_emoncms_does() {
+    let server = Server::start();
+    register(&server, "alice", "secret1").await;
+    let b = browser();
+    login(&server, &b, "alice", "secret1").await;
+    for name in ["alice", "ALICE"] {
+        let r = get(
+            &b,
+            &server.url(&format!("/user/changeusername.json?username={name}")),
+        )
+        .await;
+        assert_eq!(
+            r.json(),
+            json!({"success": false, "message": "Username already exists"})
+        );
+    }
+}

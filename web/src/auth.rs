@@ -44,8 +44,17 @@ pub async fn authenticate(
     headers: &HeaderMap,
 ) -> Result<Auth, ynni_core::CatalogError> {
     if let Some(key) = presented_key(params, headers) {
-        // Device keys come with the broker issue; until then no device key can match.
         if !looks_like_apikey(key) {
+            return Ok(Auth::InvalidKey);
+        }
+        // Device keys (bound to one node, for input posts only) come with the broker issue.
+        // Until then a `devicekey` matches nothing; above all, an account apikey sent as one
+        // must not open a full session.
+        if params.get_or_post("apikey").is_none_or(str::is_empty)
+            && params
+                .get_or_post("devicekey")
+                .is_some_and(|d| !d.is_empty())
+        {
             return Ok(Auth::InvalidKey);
         }
         return Ok(match state.catalog.user_by_apikey(key).await? {

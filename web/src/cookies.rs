@@ -18,11 +18,15 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// `Set-Cookie` for a new session; `max_age` makes it outlive the browser session.
-pub fn set_session(token: &str, max_age: Option<i64>) -> HeaderValue {
+/// `Set-Cookie` for a new session; `max_age` makes it outlive the browser session, `secure`
+/// keeps it to HTTPS.
+pub fn set_session(token: &str, max_age: Option<i64>, secure: bool) -> HeaderValue {
     let mut v = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
     if let Some(secs) = max_age {
         v.push_str(&format!("; Max-Age={secs}"));
+    }
+    if secure {
+        v.push_str("; Secure");
     }
     // Only hex and fixed ASCII go in, so this cannot fail; fall back to clearing if it did.
     HeaderValue::from_str(&v).unwrap_or_else(|_| clear_session())
@@ -56,7 +60,13 @@ mod tests {
 
     #[test]
     fn cookie_attributes() {
-        let v = set_session("ab", Some(60));
+        assert!(
+            set_session("ab", None, true)
+                .to_str()
+                .expect("ascii")
+                .ends_with("; Secure")
+        );
+        let v = set_session("ab", Some(60), false);
         let s = v.to_str().expect("ascii");
         assert!(
             s.contains("HttpOnly") && s.contains("SameSite=Strict") && s.ends_with("Max-Age=60")

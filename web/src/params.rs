@@ -1,5 +1,6 @@
 //! Request parameters the way emoncms reads them: `get` looks only at the query string,
-//! `post` only at a form body, and a repeated key means its last value (PHP's `$_GET`).
+//! `post` only at a form body (urlencoded or multipart, as PHP's `$_POST`), and a repeated key
+//! means its last value.
 
 /// Query and form parameters of one request.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +29,29 @@ impl Params {
             Vec::new()
         };
         Self { query, form }
+    }
+
+    /// Like [`Params::parse`] for a `multipart/form-data` body: its text fields become the
+    /// form parameters (file parts are not form parameters, as in PHP). A malformed body
+    /// yields no form parameters.
+    pub async fn parse_multipart(query: Option<&str>, boundary: &str, body: bytes::Bytes) -> Self {
+        let mut params = Self::parse(query, Some("multipart/form-data"), &[]);
+        let stream =
+            futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+        let mut multipart = multer::Multipart::new(stream, boundary);
+        while let Ok(Some(field)) = multipart.next_field().await {
+            if field.file_name().is_some() {
+                continue;
+            }
+            let Some(name) = field.name().map(str::to_string) else {
+                continue;
+            };
+            match field.text().await {
+                Ok(value) => params.form.push((name, value)),
+                Err(_) => break,
+            }
+        }
+        params
     }
 
     /// A query-string parameter.
@@ -90,6 +114,19 @@ mod tests {
             b"\xff\xfe=1",
         );
         assert_eq!(p.post("\u{fffd}\u{fffd}"), Some("1"));
+    }
+
+    #[tokio::test]
+    async fn multipart_text_fields_are_form_parameters() {
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nalice\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nfile\r\n\
+                    --XyZ--\r\n";
+        let p = Params::parse_multipart(Some("a=1"), "XyZ", bytes::Bytes::from(body)).await;
+        assert_eq!(p.post("username"), Some("alice"));
+        assert_eq!(p.post("f"), None);
+        assert_eq!(p.get("a"), Some("1"));
+        let p = Params::parse_multipart(None, "XyZ", bytes::Bytes::from_static(b"garbage")).await;
+        assert_eq!(p.post("username"), None);
     }
 
     #[test]

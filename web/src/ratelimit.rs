@@ -3,21 +3,46 @@
 //! them to Redis.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Above this many live counters, expired ones are swept on the next insert.
-const SWEEP_THRESHOLD: usize = 10_000;
+/// Expired counters are swept at most this often.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// Beyond this many live counters new keys are not tracked (and so not limited): memory stays
+/// bounded under a flood of distinct addresses, at the price of failing open for them.
+const MAX_COUNTERS: usize = 200_000;
 
 #[derive(Debug, Default)]
 pub struct RateLimiter {
-    counters: Mutex<HashMap<String, Counter>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    counters: HashMap<String, Counter>,
+    last_sweep: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Counter {
     count: u32,
     until: Instant,
+}
+
+/// The part of a client address that identifies one client: the whole IPv4 address, or the
+/// /64 network of an IPv6 one (a single host usually owns a whole /64).
+pub fn client_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 impl RateLimiter {
@@ -29,19 +54,36 @@ impl RateLimiter {
     /// True if `key` already has `limit` or more attempts in its window (does not count).
     pub fn reached(&self, key: &str, limit: u32) -> bool {
         let now = Instant::now();
-        let map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key)
+        let inner = self.lock();
+        inner
+            .counters
+            .get(key)
             .is_some_and(|c| c.until > now && c.count >= limit)
     }
 
-    /// Counts an attempt under `key` (e.g. a failed login) and returns the count.
+    /// Takes back one attempt counted under `key` (e.g. a login that succeeded).
+    pub fn undo(&self, key: &str) {
+        if let Some(c) = self.lock().counters.get_mut(key) {
+            c.count = c.count.saturating_sub(1);
+        }
+    }
+
+    /// Counts an attempt under `key` and returns the count in the current window.
     pub fn add(&self, key: &str, window: Duration) -> u32 {
         let now = Instant::now();
-        let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > SWEEP_THRESHOLD {
-            map.retain(|_, c| c.until > now);
+        let mut inner = self.lock();
+        if inner
+            .last_sweep
+            .is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY)
+        {
+            inner.counters.retain(|_, c| c.until > now);
+            inner.last_sweep = Some(now);
         }
-        let c = map.entry(key.to_string()).or_insert(Counter {
+        if inner.counters.len() >= MAX_COUNTERS && !inner.counters.contains_key(key) {
+            tracing::warn!("rate limiter full; not tracking {key}");
+            return 0;
+        }
+        let c = inner.counters.entry(key.to_string()).or_insert(Counter {
             count: 0,
             until: now + window,
         });
@@ -53,6 +95,11 @@ impl RateLimiter {
         }
         c.count = c.count.saturating_add(1);
         c.count
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain counters behind; they are still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -78,6 +125,28 @@ mod tests {
         r.add("k", w);
         assert!(r.reached("k", 1));
         assert!(!r.reached("k", 2));
+    }
+
+    #[test]
+    fn undo_takes_an_attempt_back() {
+        let r = RateLimiter::default();
+        let w = Duration::from_secs(60);
+        r.add("k", w);
+        r.add("k", w);
+        r.undo("k");
+        assert!(r.reached("k", 1));
+        assert!(!r.reached("k", 2));
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
+        assert_eq!(client_key(mapped), "192.0.2.7");
     }
 
     #[test]

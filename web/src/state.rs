@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
+use tokio::task::JoinError;
+
 use ynni_config::Settings;
 use ynni_core::Catalog;
 
@@ -14,6 +17,10 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// Reported by `/version`.
     pub version: &'static str,
+    /// Password hashing runs on blocking threads; this bounds how many at once (argon2 takes
+    /// ~19 MiB and tens of milliseconds each), so a flood of logins queues instead of
+    /// exhausting memory.
+    hashing: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -23,6 +30,19 @@ impl AppState {
             settings,
             limiter: Arc::new(RateLimiter::default()),
             version,
+            hashing: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
+    }
+
+    /// Runs password hashing or verification `f` on a blocking thread, at most one per core.
+    pub async fn blocking_hash<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, JoinError> {
+        // The semaphore is never closed, so acquiring cannot fail; run unbounded if it did.
+        let _permit = self.hashing.acquire().await.ok();
+        tokio::task::spawn_blocking(f).await
     }
 }

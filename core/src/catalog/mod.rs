@@ -9,7 +9,6 @@ mod sessions;
 mod users;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -58,8 +57,8 @@ impl Catalog {
     /// Opens (creating if missing) the SQLite catalog at `path` and brings its schema up to
     /// date.
     pub async fn open_sqlite(path: &Path) -> Result<Self, CatalogError> {
-        let url = format!("sqlite://{}", path.display());
-        let options = SqliteConnectOptions::from_str(&url)?
+        let options = SqliteConnectOptions::new()
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // WAL + NORMAL is durable against process crashes; FULL adds power-cut safety for

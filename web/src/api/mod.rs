@@ -47,7 +47,10 @@ pub async fn dispatch(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let params = Params::parse(parts.uri.query(), content_type, &body);
+    let params = match content_type.and_then(|ct| multer::parse_boundary(ct).ok()) {
+        Some(boundary) => Params::parse_multipart(parts.uri.query(), &boundary, body).await,
+        None => Params::parse(parts.uri.query(), content_type, &body),
+    };
     let path = params.get("q").unwrap_or(parts.uri.path()).to_string();
     let route = match route::parse(&path) {
         Ok(r) => r,

@@ -42,7 +42,7 @@ pub fn from_json(data: &Map<String, Value>) -> ProfileUpdate {
         }),
         name: keep(&field(data, "name"), unicode_text),
         location: keep(&field(data, "location"), unicode_text),
-        timezone: if ynni_core::timezone::parse(&timezone).is_some() {
+        timezone: if ynni_core::timezone::is_listed(&timezone) {
             timezone
         } else {
             "UTC".into()

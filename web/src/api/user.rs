@@ -19,6 +19,7 @@ use super::{Call, profile};
 use crate::auth::Caller;
 use crate::cookies;
 use crate::params::php_falsy;
+use crate::ratelimit::client_key;
 use crate::reply;
 
 const TOO_MANY: &str = "Too many attempts, please try again later";
@@ -100,7 +101,7 @@ async fn register(call: &Call<'_>) -> Response {
     let limits = &call.state.settings.limits;
     let p = call.params;
     if call.state.limiter.hit(
-        &format!("register:{}", call.peer),
+        &format!("register:{}", client_key(call.peer)),
         limits.register_attempts,
         window(limits.register_window_s),
     ) {
@@ -127,9 +128,9 @@ async fn register(call: &Call<'_>) -> Response {
     }
     let tz = p
         .post("timezone")
-        .filter(|t| timezone::parse(t).is_some())
+        .filter(|t| timezone::is_listed(t))
         .unwrap_or("UTC");
-    let hash = try_reply!(hash_password(pass.to_string()).await);
+    let hash = try_reply!(hash_password(call, pass.to_string()).await);
     let new = NewUser {
         username: username.to_string(),
         email: email.to_string(),
@@ -154,13 +155,15 @@ async fn register(call: &Call<'_>) -> Response {
     }
 }
 
-/// Checks username/password form fields shared by `login` and `auth`; returns the user when
-/// the password matches, having upgraded a legacy emoncms hash to argon2.
+/// The outcome of checking the username/password form fields of `login` and `auth`.
 enum Credentials {
     Valid(Box<User>),
     Wrong,
 }
 
+/// Checks the form's username and password; a matching password stored in an emoncms scheme is
+/// re-hashed with argon2. Unknown usernames cost the same argon2 work as wrong passwords, so
+/// timing does not reveal which accounts exist.
 async fn check_credentials(call: &Call<'_>) -> Result<Credentials, Response> {
     let p = call.params;
     let (username, pass) = (p.post("username"), p.post("password"));
@@ -171,55 +174,69 @@ async fn check_credentials(call: &Call<'_>) -> Result<Credentials, Response> {
     if let Err(e) = check_username(username) {
         return Err(reply::fail(e));
     }
-    let Some(user) = db(call.state.catalog.user_by_username(username).await)? else {
+    let user = db(call.state.catalog.user_by_username(username).await)?;
+    let stored = user.as_ref().map(|u| (u.password.clone(), u.salt.clone()));
+    let pass_owned = pass.to_string();
+    let (ok, upgrade) = call
+        .state
+        .blocking_hash(move || match &stored {
+            Some((hash, salt)) => {
+                let stored = password::StoredPassword {
+                    hash,
+                    salt: salt.as_deref(),
+                };
+                (
+                    password::verify(&pass_owned, &stored),
+                    stored.needs_upgrade(),
+                )
+            }
+            None => {
+                password::verify_against_nothing(&pass_owned);
+                (false, false)
+            }
+        })
+        .await
+        .map_err(|e| join_failed(&e))?;
+    let Some(user) = user.filter(|_| ok) else {
         return Ok(Credentials::Wrong);
     };
-    let (hash, salt, pass_owned) = (user.password.clone(), user.salt.clone(), pass.to_string());
-    let (ok, legacy) = tokio::task::spawn_blocking(move || {
-        let stored = password::StoredPassword {
-            hash: &hash,
-            salt: salt.as_deref(),
-        };
-        (password::verify(&pass_owned, &stored), stored.is_legacy())
-    })
-    .await
-    .map_err(|e| join_failed(&e))?;
-    if !ok {
-        return Ok(Credentials::Wrong);
-    }
-    if legacy {
-        let fresh = hash_password(pass.to_string()).await?;
+    if upgrade {
+        let fresh = hash_password(call, pass.to_string()).await?;
         db(call.state.catalog.set_password_hash(user.id, &fresh).await)?;
-        tracing::info!(
-            userid = user.id,
-            "upgraded legacy emoncms password hash to argon2"
-        );
+        tracing::info!(userid = user.id, "upgraded emoncms password hash to argon2");
     }
     Ok(Credentials::Valid(Box::new(user)))
 }
 
+fn username_key(call: &Call<'_>, action: &str) -> String {
+    let name = call.params.post("username").unwrap_or_default();
+    format!("{action}:user:{}", name.to_ascii_lowercase())
+}
+
 async fn login(call: &Call<'_>) -> Response {
     let limits = &call.state.settings.limits;
-    let ip_key = format!("login:ip:{}", call.peer);
-    let user_key = format!(
-        "login:user:{}",
-        call.params
-            .post("username")
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-    );
     let limiter = &call.state.limiter;
-    if limiter.reached(&ip_key, limits.login_attempts)
-        || limiter.reached(&user_key, limits.login_attempts)
-    {
+    let ip_key = format!("login:ip:{}", client_key(call.peer));
+    let user_key = username_key(call, "login");
+    // The attempt is counted before the password is checked, so parallel guesses cannot all
+    // slip past the limit; a successful login, or a form that was not a guess, takes it back.
+    let win = window(limits.login_window_s);
+    let over_ip = limiter.hit(&ip_key, limits.login_attempts, win);
+    let over_user = limiter.hit(&user_key, limits.login_attempts, win);
+    if over_ip || over_user {
         return reply::fail(TOO_MANY);
     }
-    let user = match try_reply!(check_credentials(call).await) {
-        Credentials::Valid(u) => u,
-        Credentials::Wrong => {
-            limiter.add(&ip_key, window(limits.login_window_s));
-            limiter.add(&user_key, window(limits.login_window_s));
-            return reply::fail("Incorrect username or password");
+    let user = match check_credentials(call).await {
+        Ok(Credentials::Valid(u)) => {
+            limiter.undo(&ip_key);
+            limiter.undo(&user_key);
+            u
+        }
+        Ok(Credentials::Wrong) => return reply::fail("Incorrect username or password"),
+        Err(r) => {
+            limiter.undo(&ip_key);
+            limiter.undo(&user_key);
+            return r;
         }
     };
     let days = i64::from(call.state.settings.users.session_days);
@@ -241,7 +258,11 @@ async fn login(call: &Call<'_>) -> Response {
         "message": "Login successful",
         "startingpage": startingpage,
     }));
-    let cookie = cookies::set_session(&token, remember.then_some(days * 86_400));
+    let cookie = cookies::set_session(
+        &token,
+        remember.then_some(days * 86_400),
+        call.state.settings.http.secure_cookie,
+    );
     r.headers_mut().insert(header::SET_COOKIE, cookie);
     r
 }
@@ -251,7 +272,6 @@ fn safe_referrer(r: &str) -> bool {
     !r.is_empty()
         && r.len() <= 2000
         && !r.contains('\\')
-        && !r.contains("://")
         && !r.starts_with("//")
         && !r.contains(':')
 }
@@ -259,31 +279,29 @@ fn safe_referrer(r: &str) -> bool {
 async fn auth(call: &Call<'_>) -> Response {
     let limits = &call.state.settings.limits;
     let limiter = &call.state.limiter;
-    let user_key = format!(
-        "auth:user:{}",
-        call.params
-            .post("username")
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-    );
-    if limiter.hit(
-        &format!("auth:ip:{}", call.peer),
-        limits.login_attempts,
-        window(limits.login_window_s),
-    ) || limiter.reached(&user_key, limits.login_attempts)
-    {
+    let user_key = username_key(call, "auth");
+    // emoncms counts every `auth` call per IP; failures also count per username.
+    let win = window(limits.login_window_s);
+    let ip_key = format!("auth:ip:{}", client_key(call.peer));
+    let over_ip = limiter.hit(&ip_key, limits.login_attempts, win);
+    let over_user = limiter.hit(&user_key, limits.login_attempts, win);
+    if over_ip || over_user {
         return reply::fail(TOO_MANY);
     }
-    match try_reply!(check_credentials(call).await) {
-        Credentials::Valid(user) => reply::json(json!({
-            "success": true,
-            "userid": user.id,
-            "apikey_write": user.apikey_write,
-            "apikey_read": user.apikey_read,
-        })),
-        Credentials::Wrong => {
-            limiter.add(&user_key, window(limits.login_window_s));
-            reply::fail("Incorrect authentication")
+    match check_credentials(call).await {
+        Ok(Credentials::Valid(user)) => {
+            limiter.undo(&user_key);
+            reply::json(json!({
+                "success": true,
+                "userid": user.id,
+                "apikey_write": user.apikey_write,
+                "apikey_read": user.apikey_read,
+            }))
+        }
+        Ok(Credentials::Wrong) => reply::fail("Incorrect authentication"),
+        Err(r) => {
+            limiter.undo(&user_key);
+            r
         }
     }
 }
@@ -374,7 +392,7 @@ async fn newapikey(call: &Call<'_>, caller: &Caller, kind: KeyKind) -> Response 
 async fn changepassword(call: &Call<'_>, caller: &Caller) -> Response {
     let limits = &call.state.settings.limits;
     if call.state.limiter.hit(
-        &format!("changepassword:{}", call.peer),
+        &format!("changepassword:{}", client_key(call.peer)),
         limits.password_change_attempts,
         window(limits.password_change_window_s),
     ) {
@@ -393,22 +411,23 @@ async fn changepassword(call: &Call<'_>, caller: &Caller) -> Response {
         old.to_string(),
     );
     let ok = try_reply!(
-        tokio::task::spawn_blocking(move || {
-            password::verify(
-                &old_owned,
-                &password::StoredPassword {
-                    hash: &hash,
-                    salt: salt.as_deref(),
-                },
-            )
-        })
-        .await
-        .map_err(|e| join_failed(&e))
+        call.state
+            .blocking_hash(move || {
+                password::verify(
+                    &old_owned,
+                    &password::StoredPassword {
+                        hash: &hash,
+                        salt: salt.as_deref(),
+                    },
+                )
+            })
+            .await
+            .map_err(|e| join_failed(&e))
     );
     if !ok {
         return reply::fail("Old password incorect");
     }
-    let fresh = try_reply!(hash_password(new.to_string()).await);
+    let fresh = try_reply!(hash_password(call, new.to_string()).await);
     try_reply!(db(call
         .state
         .catalog
@@ -429,11 +448,14 @@ async fn changeusername(call: &Call<'_>, caller: &Caller) -> Response {
     if let Err(e) = check_username(name) {
         return reply::fail(e);
     }
-    if !try_reply!(db(call
-        .state
-        .catalog
-        .set_username(caller.user.id, name)
-        .await))
+    // Any existing account counts, the caller's own included (as emoncms).
+    let taken = try_reply!(db(call.state.catalog.username_exists(name).await));
+    if taken
+        || !try_reply!(db(call
+            .state
+            .catalog
+            .set_username(caller.user.id, name)
+            .await))
     {
         return reply::fail("Username already exists");
     }
@@ -453,9 +475,13 @@ async fn changeemail(call: &Call<'_>, caller: &Caller) -> Response {
     reply::ok_message("Email updated")
 }
 
-/// argon2 takes tens of milliseconds of CPU; keep it off the async workers.
-async fn hash_password(pass: String) -> Result<String, Response> {
-    match tokio::task::spawn_blocking(move || password::hash(&pass)).await {
+/// Hashes a new password on the bounded hashing pool.
+async fn hash_password(call: &Call<'_>, pass: String) -> Result<String, Response> {
+    match call
+        .state
+        .blocking_hash(move || password::hash(&pass))
+        .await
+    {
         Ok(Ok(h)) => Ok(h),
         Ok(Err(e)) => Err(reply::internal(&e.into())),
         Err(e) => Err(join_failed(&e)),
