@@ -1,6 +1,10 @@
-//! Feed storage: the data directory and, as they are built, the feed engines, the write-ahead
-//! log and the buffers.
+//! Feed storage: the data directory, the emoncms-compatible feed engines, the write-ahead log,
+//! and the in-memory buffers between them.
 
 pub mod data_dir;
+pub mod error;
+pub mod fixed;
+pub mod variable;
 
 pub use data_dir::{DataDir, DataDirError};
+pub use error::StorageError;

@@ -1,0 +1,604 @@
+//! Fixed-interval feeds, byte-compatible with emoncms's PHPFina (engine 5).
+//!
+//! # On-disk format
+//!
+//! ```text
+//! phpfina/<id>.meta   16 bytes, four u32 little-endian: [0, 0, interval, start_time]
+//! phpfina/<id>.dat    f32 little-endian, one per slot; NaN (00 00 c0 7f) = missing
+//! ```
+//!
+//! Slot `i` holds the value for time `start_time + i * interval`; `npoints = len(.dat) / 4`.
+//! An empty feed has `start_time = 0` and an empty `.dat`; its first write sets `start_time` to
+//! that write's aligned time. emoncms reads these files unchanged, and ynni opens emoncms's.
+//!
+//! # Writes
+//!
+//! As emoncms: a time is aligned down to its slot (`floor(t / interval) * interval`); within one
+//! call, points must ascend (a repeated slot overwrites, an earlier one is dropped); a slot
+//! before `start_time` is dropped; an existing slot is overwritten in place; a gap is padded
+//! with NaN, or in join mode with a straight line from the last value. Padding more than
+//! [`MAX_PADDING`] slots is refused.
+//!
+//! Writes land in memory first ([`FixedFeed::write`]); [`FixedFeed::flush`] puts them in the
+//! files (data first, fsynced, then the meta). Reads always see both.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, StorageError, io_err};
+
+/// emoncms's `maxpadding`: five years of 10 s slots.
+pub const MAX_PADDING: u64 = 15_768_000;
+
+/// The header of a fixed-interval feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedMeta {
+    pub interval: u32,
+    pub start_time: u32,
+    pub npoints: u64,
+}
+
+impl FixedMeta {
+    /// Time of the last slot, or 0 for an empty feed (emoncms's `end_time`).
+    pub fn end_time(&self) -> u64 {
+        if self.npoints == 0 {
+            0
+        } else {
+            u64::from(self.start_time) + u64::from(self.interval) * (self.npoints - 1)
+        }
+    }
+}
+
+/// One fixed-interval feed: its files plus the writes not yet flushed to them.
+#[derive(Debug)]
+pub struct FixedFeed {
+    id: u32,
+    meta_path: PathBuf,
+    dat_path: PathBuf,
+    interval: u32,
+    start_time: u32,
+    /// Slots in the `.dat` file.
+    disk_npoints: u64,
+    /// Unflushed values for slots already in the file.
+    overwrites: BTreeMap<u64, f32>,
+    /// Unflushed slots after the end of the file, contiguous from `disk_npoints`.
+    tail: Vec<f32>,
+    meta_dirty: bool,
+}
+
+fn meta_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id}.meta"))
+}
+
+fn dat_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{id}.dat"))
+}
+
+/// Whether feed `id` has files in `dir`.
+pub fn exists(dir: &Path, id: u32) -> bool {
+    meta_path(dir, id).exists()
+}
+
+impl FixedFeed {
+    /// Creates the files of a new, empty feed. The interval is raised to `min_interval` (and to
+    /// at least 1 s), as emoncms's `min_feed_interval` does.
+    pub fn create(dir: &Path, id: u32, interval: u32, min_interval: u32) -> Result<Self> {
+        let meta = meta_path(dir, id);
+        if meta.exists() {
+            return Err(StorageError::FeedExists { id });
+        }
+        let interval = interval.max(min_interval).max(1);
+        let dat = dat_path(dir, id);
+        File::create(&dat)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("creating", &dat))?;
+        write_meta(&meta, interval, 0)?;
+        sync_dir(dir)?;
+        Ok(Self {
+            id,
+            meta_path: meta,
+            dat_path: dat,
+            interval,
+            start_time: 0,
+            disk_npoints: 0,
+            overwrites: BTreeMap::new(),
+            tail: Vec::new(),
+            meta_dirty: false,
+        })
+    }
+
+    /// Opens an existing feed, checking that its files are well formed. Damaged files are
+    /// reported, never repaired behind the operator's back.
+    pub fn open(dir: &Path, id: u32) -> Result<Self> {
+        let meta = meta_path(dir, id);
+        let dat = dat_path(dir, id);
+        if !meta.exists() {
+            return Err(StorageError::NoSuchFeed { id });
+        }
+        let bytes = fs::read(&meta).map_err(io_err("reading", &meta))?;
+        if bytes.len() != 16 {
+            return Err(StorageError::CorruptMeta {
+                path: meta,
+                reason: format!("{} bytes, expected 16", bytes.len()),
+            });
+        }
+        let word =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let (interval, start_time) = (word(8), word(12));
+        if interval == 0 {
+            return Err(StorageError::CorruptMeta {
+                path: meta,
+                reason: "interval is 0".into(),
+            });
+        }
+        let len = match fs::metadata(&dat) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io_err("reading", &dat)(e)),
+        };
+        if len % 4 != 0 {
+            return Err(StorageError::BadDataSize {
+                path: dat,
+                len,
+                record: 4,
+            });
+        }
+        Ok(Self {
+            id,
+            meta_path: meta,
+            dat_path: dat,
+            interval,
+            start_time,
+            disk_npoints: len / 4,
+            overwrites: BTreeMap::new(),
+            tail: Vec::new(),
+            meta_dirty: false,
+        })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn meta(&self) -> FixedMeta {
+        FixedMeta {
+            interval: self.interval,
+            start_time: self.start_time,
+            npoints: self.npoints(),
+        }
+    }
+
+    pub fn npoints(&self) -> u64 {
+        self.disk_npoints + self.tail.len() as u64
+    }
+
+    /// True when writes are waiting for [`FixedFeed::flush`].
+    pub fn is_dirty(&self) -> bool {
+        self.meta_dirty || !self.overwrites.is_empty() || !self.tail.is_empty()
+    }
+
+    /// Number of unflushed slot values held in memory.
+    pub fn pending_len(&self) -> usize {
+        self.overwrites.len() + self.tail.len()
+    }
+
+    /// Writes points (unix seconds, value; `None` or NaN = missing) with emoncms's rules (see the
+    /// module docs). Returns how many points were stored. On [`StorageError::PaddingLimit`]
+    /// the overwrites made before the offending point stay and its appends are dropped, as in
+    /// emoncms.
+    pub fn write(&mut self, points: &[(i64, Option<f64>)], join: bool) -> Result<usize> {
+        let interval = i64::from(self.interval);
+        let mut valid: Vec<(i64, f32)> = Vec::with_capacity(points.len());
+        for &(t, v) in points {
+            let t = t.div_euclid(interval) * interval;
+            let v = v.map_or(f32::NAN, |v| v as f32);
+            match valid.last_mut() {
+                Some(last) if t == last.0 => last.1 = v,
+                Some(last) if t < last.0 => {}
+                _ if t <= 0 || t > i64::from(u32::MAX) => {}
+                _ => valid.push((t, v)),
+            }
+        }
+        let Some(&(first, _)) = valid.first() else {
+            return Ok(0);
+        };
+        if self.npoints() == 0 && self.start_time == 0 {
+            // `first` is within u32 (checked above).
+            self.start_time = first as u32;
+            self.meta_dirty = true;
+        }
+        let start = i64::from(self.start_time);
+        let npoints = self.npoints();
+        let mut last_pos = npoints as i64 - 1;
+        let mut last_val: Option<f32> = None;
+        let mut appends: Vec<f32> = Vec::new();
+        let mut stored = 0;
+        for (t, v) in valid {
+            let pos = (t - start).div_euclid(interval);
+            if pos < 0 {
+                continue;
+            }
+            let pos = pos as u64;
+            if pos < npoints {
+                self.set_slot(pos, v);
+                stored += 1;
+                continue;
+            }
+            let padding = pos as i64 - last_pos - 1;
+            if padding as u64 > MAX_PADDING {
+                return Err(StorageError::PaddingLimit {
+                    id: self.id,
+                    padding: padding as u64,
+                    limit: MAX_PADDING,
+                });
+            }
+            if padding > 0 {
+                let from = if join && last_pos >= 0 {
+                    match last_val {
+                        Some(l) => Some(l),
+                        None => Some(self.slot_with(last_pos as u64, npoints, &appends)?),
+                    }
+                    .filter(|l| !l.is_nan())
+                } else {
+                    None
+                };
+                match from {
+                    Some(l) => {
+                        let step = (v - l) / (padding as f32 + 1.0);
+                        appends.extend((1..=padding).map(|k| l + step * k as f32));
+                    }
+                    None => appends.extend(std::iter::repeat_n(f32::NAN, padding as usize)),
+                }
+            }
+            appends.push(v);
+            last_pos += padding + 1;
+            last_val = Some(v);
+            stored += 1;
+        }
+        self.tail.extend_from_slice(&appends);
+        Ok(stored)
+    }
+
+    fn set_slot(&mut self, pos: u64, v: f32) {
+        if pos < self.disk_npoints {
+            self.overwrites.insert(pos, v);
+        } else {
+            self.tail[(pos - self.disk_npoints) as usize] = v;
+        }
+    }
+
+    /// A slot's value while a write is in progress: `appends` follow the current end.
+    fn slot_with(&self, pos: u64, npoints: u64, appends: &[f32]) -> Result<f32> {
+        if pos >= npoints {
+            return Ok(appends
+                .get((pos - npoints) as usize)
+                .copied()
+                .unwrap_or(f32::NAN));
+        }
+        Ok(self
+            .read_slots(pos, pos + 1)?
+            .first()
+            .copied()
+            .unwrap_or(f32::NAN))
+    }
+
+    /// Slots `[from, to)` (clamped to the feed's end), unflushed writes included.
+    pub fn read_slots(&self, from: u64, to: u64) -> Result<Vec<f32>> {
+        let to = to.min(self.npoints());
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity((to - from) as usize);
+        let disk_to = to.min(self.disk_npoints);
+        if from < disk_to {
+            let mut bytes = vec![0u8; ((disk_to - from) * 4) as usize];
+            let f = File::open(&self.dat_path).map_err(io_err("opening", &self.dat_path))?;
+            f.read_exact_at(&mut bytes, from * 4)
+                .map_err(io_err("reading", &self.dat_path))?;
+            out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+            for (&pos, &v) in self.overwrites.range(from..disk_to) {
+                out[(pos - from) as usize] = v;
+            }
+        }
+        let tail_from = from.max(self.disk_npoints);
+        if tail_from < to {
+            let a = (tail_from - self.disk_npoints) as usize;
+            let b = (to - self.disk_npoints) as usize;
+            out.extend_from_slice(&self.tail[a..b]);
+        }
+        Ok(out)
+    }
+
+    /// The last slot's time and value (`None` value for NaN), or `None` for an empty feed.
+    pub fn last_value(&self) -> Result<Option<(u64, Option<f32>)>> {
+        let n = self.npoints();
+        if n == 0 {
+            return Ok(None);
+        }
+        let v = self
+            .read_slots(n - 1, n)?
+            .first()
+            .copied()
+            .unwrap_or(f32::NAN);
+        Ok(Some((self.meta().end_time(), (!v.is_nan()).then_some(v))))
+    }
+
+    /// Writes pending slots to `.dat` (fsynced), then the meta if it changed. Returns whether
+    /// anything was written.
+    pub fn flush(&mut self) -> Result<bool> {
+        if !self.is_dirty() {
+            return Ok(false);
+        }
+        if !self.overwrites.is_empty() || !self.tail.is_empty() {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&self.dat_path)
+                .map_err(io_err("opening", &self.dat_path))?;
+            // Consecutive overwritten slots go out in one write.
+            let mut run: Vec<u8> = Vec::new();
+            let mut run_start = 0u64;
+            let mut next = u64::MAX;
+            for (&pos, &v) in &self.overwrites {
+                if pos != next && !run.is_empty() {
+                    f.write_all_at(&run, run_start * 4)
+                        .map_err(io_err("writing", &self.dat_path))?;
+                    run.clear();
+                }
+                if run.is_empty() {
+                    run_start = pos;
+                }
+                run.extend_from_slice(&v.to_le_bytes());
+                next = pos + 1;
+            }
+            if !run.is_empty() {
+                f.write_all_at(&run, run_start * 4)
+                    .map_err(io_err("writing", &self.dat_path))?;
+            }
+            if !self.tail.is_empty() {
+                let bytes: Vec<u8> = self.tail.iter().flat_map(|v| v.to_le_bytes()).collect();
+                f.write_all_at(&bytes, self.disk_npoints * 4)
+                    .map_err(io_err("writing", &self.dat_path))?;
+            }
+            f.sync_data().map_err(io_err("syncing", &self.dat_path))?;
+            self.disk_npoints += self.tail.len() as u64;
+            self.tail.clear();
+            self.overwrites.clear();
+        }
+        if self.meta_dirty {
+            write_meta(&self.meta_path, self.interval, self.start_time)?;
+            self.meta_dirty = false;
+        }
+        Ok(true)
+    }
+
+    /// Empties the feed (data and start time), keeping its interval.
+    pub fn clear(&mut self) -> Result<()> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&self.dat_path)
+            .map_err(io_err("truncating", &self.dat_path))?;
+        f.sync_all().map_err(io_err("syncing", &self.dat_path))?;
+        self.overwrites.clear();
+        self.tail.clear();
+        self.disk_npoints = 0;
+        self.start_time = 0;
+        write_meta(&self.meta_path, self.interval, 0)?;
+        self.meta_dirty = false;
+        Ok(())
+    }
+
+    /// Removes the feed's files.
+    pub fn delete(self) -> Result<()> {
+        for p in [&self.dat_path, &self.meta_path] {
+            match fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("removing", p)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes on disk once flushed: 16 for the meta plus 4 per slot (emoncms's `size`).
+    pub fn size(&self) -> u64 {
+        16 + self.npoints() * 4
+    }
+}
+
+fn write_meta(path: &Path, interval: u32, start_time: u32) -> Result<()> {
+    let mut bytes = [0u8; 16];
+    bytes[8..12].copy_from_slice(&interval.to_le_bytes());
+    bytes[12..16].copy_from_slice(&start_time.to_le_bytes());
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err("opening", path))?;
+    // 16 bytes at offset 0 sit in one sector, so the update is atomic on real disks.
+    f.write_all_at(&bytes, 0).map_err(io_err("writing", path))?;
+    f.set_len(16).map_err(io_err("writing", path))?;
+    f.sync_all().map_err(io_err("syncing", path))
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("syncing directory", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_699_999_200;
+
+    fn feed(interval: u32) -> (tempfile::TempDir, FixedFeed) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = FixedFeed::create(dir.path(), 1, interval, 10).expect("create");
+        (dir, f)
+    }
+
+    fn values(f: &FixedFeed) -> Vec<Option<f32>> {
+        f.read_slots(0, f.npoints())
+            .expect("read")
+            .into_iter()
+            .map(|v| (!v.is_nan()).then_some(v))
+            .collect()
+    }
+
+    #[test]
+    fn interval_is_clamped_at_creation() {
+        let (dir, f) = feed(5);
+        assert_eq!(f.meta().interval, 10);
+        let g = FixedFeed::create(dir.path(), 2, 0, 10).expect("create");
+        assert_eq!(g.meta().interval, 10);
+        assert!(matches!(
+            FixedFeed::create(dir.path(), 1, 10, 10),
+            Err(StorageError::FeedExists { id: 1 })
+        ));
+    }
+
+    #[test]
+    fn first_write_sets_aligned_start_and_gaps_are_nan() {
+        let (_d, mut f) = feed(10);
+        f.write(&[(T0 + 7, Some(1.0)), (T0 + 31, Some(4.0))], false)
+            .expect("write");
+        assert_eq!(f.meta().start_time as i64, T0);
+        assert_eq!(values(&f), vec![Some(1.0), None, None, Some(4.0)]);
+        assert_eq!(f.meta().end_time() as i64, T0 + 30);
+    }
+
+    #[test]
+    fn overwrite_in_place_and_drop_before_start_and_out_of_order() {
+        let (_d, mut f) = feed(10);
+        f.write(
+            &[(T0, Some(1.0)), (T0 + 10, Some(2.0)), (T0 + 20, Some(3.0))],
+            false,
+        )
+        .expect("write");
+        f.flush().expect("flush");
+        // Earlier slot overwritten; a point before start dropped; within one call an earlier
+        // time than the previous point is dropped.
+        let n = f
+            .write(
+                &[
+                    (T0 - 100, Some(9.0)),
+                    (T0 + 10, Some(5.0)),
+                    (T0 + 5, Some(7.0)),
+                ],
+                false,
+            )
+            .expect("write");
+        assert_eq!(n, 1);
+        assert_eq!(values(&f), vec![Some(1.0), Some(5.0), Some(3.0)]);
+        f.flush().expect("flush");
+        assert_eq!(values(&f), vec![Some(1.0), Some(5.0), Some(3.0)]);
+    }
+
+    #[test]
+    fn join_mode_ramps_across_gaps() {
+        let (_d, mut f) = feed(10);
+        f.write(&[(T0, Some(10.0))], true).expect("write");
+        f.flush().expect("flush");
+        f.write(&[(T0 + 40, Some(50.0))], true).expect("write");
+        assert_eq!(
+            values(&f),
+            vec![Some(10.0), Some(20.0), Some(30.0), Some(40.0), Some(50.0)]
+        );
+    }
+
+    #[test]
+    fn padding_limit_is_refused() {
+        let (_d, mut f) = feed(10);
+        f.write(&[(T0, Some(1.0))], false).expect("write");
+        let far = T0 + 10 * (MAX_PADDING as i64 + 2);
+        let e = f.write(&[(far, Some(2.0))], false).expect_err("too far");
+        assert!(matches!(e, StorageError::PaddingLimit { .. }), "{e}");
+        assert_eq!(f.npoints(), 1);
+        // Exactly at the limit is allowed.
+        let edge = T0 + 10 * (MAX_PADDING as i64 + 1);
+        f.write(&[(edge, Some(3.0))], false).expect("at limit");
+        assert_eq!(f.npoints(), MAX_PADDING + 2);
+    }
+
+    #[test]
+    fn flush_and_reopen_round_trip_with_missing_values() {
+        let (dir, mut f) = feed(60);
+        f.write(
+            &[
+                (T0, Some(1.5)),
+                (T0 + 60, None),
+                (T0 + 120, Some(f64::NAN)),
+                (T0 + 180, Some(-2.0)),
+            ],
+            false,
+        )
+        .expect("write");
+        assert!(f.flush().expect("flush"));
+        assert!(!f.flush().expect("nothing to flush"));
+        let g = FixedFeed::open(dir.path(), 1).expect("open");
+        assert_eq!(g.meta(), f.meta());
+        assert_eq!(values(&g), vec![Some(1.5), None, None, Some(-2.0)]);
+        let bytes = fs::read(dir.path().join("1.dat")).expect("dat");
+        assert_eq!(
+            &bytes[4..8],
+            &[0x00, 0x00, 0xc0, 0x7f],
+            "NaN as PHP packs it"
+        );
+        assert_eq!(
+            g.last_value().expect("last"),
+            Some(((T0 + 180) as u64, Some(-2.0)))
+        );
+    }
+
+    #[test]
+    fn damaged_files_are_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        FixedFeed::create(dir.path(), 1, 10, 10).expect("create");
+        fs::write(dir.path().join("1.dat"), [0u8; 6]).expect("write");
+        assert!(matches!(
+            FixedFeed::open(dir.path(), 1),
+            Err(StorageError::BadDataSize { len: 6, .. })
+        ));
+        fs::write(dir.path().join("1.meta"), [0u8; 12]).expect("write");
+        assert!(matches!(
+            FixedFeed::open(dir.path(), 1),
+            Err(StorageError::CorruptMeta { .. })
+        ));
+        assert!(matches!(
+            FixedFeed::open(dir.path(), 7),
+            Err(StorageError::NoSuchFeed { id: 7 })
+        ));
+    }
+
+    #[test]
+    fn clear_and_delete() {
+        let (dir, mut f) = feed(10);
+        f.write(&[(T0, Some(1.0))], false).expect("write");
+        f.flush().expect("flush");
+        f.clear().expect("clear");
+        assert_eq!(
+            f.meta(),
+            FixedMeta {
+                interval: 10,
+                start_time: 0,
+                npoints: 0
+            }
+        );
+        let g = FixedFeed::open(dir.path(), 1).expect("open");
+        assert_eq!(g.meta().npoints, 0);
+        g.delete().expect("delete");
+        assert!(!exists(dir.path(), 1));
+    }
+}

@@ -1,0 +1,422 @@
+//! Variable-interval feeds, byte-compatible with emoncms's PHPTimeSeries (engine 2).
+//!
+//! # On-disk format
+//!
+//! ```text
+//! phptimeseries/feed_<id>.MYD   9-byte records: u8 0xF9 | u32 LE unix time | f32 LE value
+//! ```
+//!
+//! Records ascend strictly by time. emoncms reads these files unchanged, and ynni opens
+//! emoncms's.
+//!
+//! # Writes (differs from emoncms on purpose)
+//!
+//! A point at a time already present overwrites that record, as in emoncms. A point older than
+//! the last record that is not an exact overwrite is **inserted** at its place (emoncms drops
+//! it), so history can be backfilled. Appends go to the end of the file; a flush that has to
+//! insert rewrites the file into a temporary copy and renames it over the original, so a crash
+//! leaves either the old or the new file, never a mix.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, StorageError, io_err};
+use crate::fixed::sync_dir;
+
+const RECORD: u64 = 9;
+const FLAG: u8 = 0xF9;
+
+fn path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("feed_{id}.MYD"))
+}
+
+/// Whether feed `id` has a file in `dir`.
+pub fn exists(dir: &Path, id: u32) -> bool {
+    path(dir, id).exists()
+}
+
+/// The header facts of a variable-interval feed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VariableMeta {
+    pub npoints: u64,
+    pub start_time: u32,
+    pub end_time: u32,
+}
+
+#[derive(Debug)]
+pub struct VariableFeed {
+    id: u32,
+    dir: PathBuf,
+    path: PathBuf,
+    disk_npoints: u64,
+    disk_first: Option<u32>,
+    disk_last: Option<u32>,
+    /// Unflushed points by time; a later write at the same time replaces an earlier one.
+    pending: BTreeMap<u32, f32>,
+}
+
+fn decode(rec: &[u8]) -> (u32, f32) {
+    (
+        u32::from_le_bytes([rec[1], rec[2], rec[3], rec[4]]),
+        f32::from_le_bytes([rec[5], rec[6], rec[7], rec[8]]),
+    )
+}
+
+fn encode(t: u32, v: f32, out: &mut Vec<u8>) {
+    out.push(FLAG);
+    out.extend_from_slice(&t.to_le_bytes());
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+impl VariableFeed {
+    pub fn create(dir: &Path, id: u32) -> Result<Self> {
+        let p = path(dir, id);
+        if p.exists() {
+            return Err(StorageError::FeedExists { id });
+        }
+        File::create(&p)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("creating", &p))?;
+        sync_dir(dir)?;
+        Self::open(dir, id)
+    }
+
+    /// Opens an existing feed; a file whose size is not a whole number of records is reported.
+    pub fn open(dir: &Path, id: u32) -> Result<Self> {
+        let p = path(dir, id);
+        let len = match fs::metadata(&p) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NoSuchFeed { id });
+            }
+            Err(e) => return Err(io_err("reading", &p)(e)),
+        };
+        if len % RECORD != 0 {
+            return Err(StorageError::BadDataSize {
+                path: p,
+                len,
+                record: RECORD,
+            });
+        }
+        let mut feed = Self {
+            id,
+            dir: dir.to_path_buf(),
+            path: p,
+            disk_npoints: len / RECORD,
+            disk_first: None,
+            disk_last: None,
+            pending: BTreeMap::new(),
+        };
+        if feed.disk_npoints > 0 {
+            feed.disk_first = Some(feed.disk_record(0)?.0);
+            feed.disk_last = Some(feed.disk_record(feed.disk_npoints - 1)?.0);
+        }
+        Ok(feed)
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn disk_record(&self, i: u64) -> Result<(u32, f32)> {
+        let f = File::open(&self.path).map_err(io_err("opening", &self.path))?;
+        let mut rec = [0u8; RECORD as usize];
+        f.read_exact_at(&mut rec, i * RECORD)
+            .map_err(io_err("reading", &self.path))?;
+        Ok(decode(&rec))
+    }
+
+    /// Index of the first record on disk with time ≥ `t` (`disk_npoints` if none).
+    fn disk_lower_bound(&self, f: &File, t: u32) -> Result<u64> {
+        let (mut lo, mut hi) = (0u64, self.disk_npoints);
+        let mut rec = [0u8; RECORD as usize];
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            f.read_exact_at(&mut rec, mid * RECORD)
+                .map_err(io_err("reading", &self.path))?;
+            if decode(&rec).0 < t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Stores points (unix seconds, value; `None` = missing, stored as NaN). Times outside
+    /// 1..=u32::MAX are ignored. Returns how many points were stored.
+    pub fn write(&mut self, points: &[(i64, Option<f64>)]) -> usize {
+        let mut stored = 0;
+        for &(t, v) in points {
+            let Ok(t) = u32::try_from(t) else { continue };
+            if t == 0 {
+                continue;
+            }
+            self.pending.insert(t, v.map_or(f32::NAN, |v| v as f32));
+            stored += 1;
+        }
+        stored
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Records with `from <= time <= to`, unflushed points included, ascending.
+    pub fn read_range(&self, from: u32, to: u32) -> Result<Vec<(u32, f32)>> {
+        let mut out = Vec::new();
+        if from > to {
+            return Ok(out);
+        }
+        if self.disk_npoints > 0 {
+            let f = File::open(&self.path).map_err(io_err("opening", &self.path))?;
+            let a = self.disk_lower_bound(&f, from)?;
+            let b = match to.checked_add(1) {
+                Some(t) => self.disk_lower_bound(&f, t)?,
+                None => self.disk_npoints,
+            };
+            if a < b {
+                let mut bytes = vec![0u8; ((b - a) * RECORD) as usize];
+                f.read_exact_at(&mut bytes, a * RECORD)
+                    .map_err(io_err("reading", &self.path))?;
+                out.extend(bytes.chunks_exact(RECORD as usize).map(decode));
+            }
+        }
+        if self.pending.range(from..=to).next().is_some() {
+            let mut merged: BTreeMap<u32, f32> = out.into_iter().collect();
+            merged.extend(self.pending.range(from..=to).map(|(&t, &v)| (t, v)));
+            out = merged.into_iter().collect();
+        }
+        Ok(out)
+    }
+
+    pub fn meta(&self) -> VariableMeta {
+        let first = [self.disk_first, self.pending.keys().next().copied()]
+            .into_iter()
+            .flatten()
+            .min();
+        let last = [self.disk_last, self.pending.keys().next_back().copied()]
+            .into_iter()
+            .flatten()
+            .max();
+        let overlap = match (self.disk_first, self.disk_last) {
+            (Some(_), Some(_)) => self.pending_len_on_disk_times(),
+            _ => 0,
+        };
+        VariableMeta {
+            npoints: self.disk_npoints + self.pending.len() as u64 - overlap,
+            start_time: first.unwrap_or(0),
+            end_time: last.unwrap_or(0),
+        }
+    }
+
+    /// How many pending times already exist on disk (they overwrite, not add).
+    fn pending_len_on_disk_times(&self) -> u64 {
+        let Some(last) = self.disk_last else { return 0 };
+        let older: Vec<u32> = self.pending.range(..=last).map(|(&t, _)| t).collect();
+        if older.is_empty() {
+            return 0;
+        }
+        let Ok(f) = File::open(&self.path) else {
+            return 0;
+        };
+        older
+            .iter()
+            .filter(|&&t| {
+                self.disk_lower_bound(&f, t)
+                    .ok()
+                    .filter(|&i| i < self.disk_npoints)
+                    .and_then(|i| self.disk_record(i).ok())
+                    .is_some_and(|(found, _)| found == t)
+            })
+            .count() as u64
+    }
+
+    /// The last record's time and value (`None` value for NaN), or `None` for an empty feed.
+    pub fn last_value(&self) -> Result<Option<(u32, Option<f32>)>> {
+        let disk = match self.disk_npoints {
+            0 => None,
+            n => Some(self.disk_record(n - 1)?),
+        };
+        let pend = self.pending.iter().next_back().map(|(&t, &v)| (t, v));
+        let last = match (disk, pend) {
+            (Some(d), Some(p)) => Some(if p.0 >= d.0 { p } else { d }),
+            (d, p) => d.or(p),
+        };
+        Ok(last.map(|(t, v)| (t, (!v.is_nan()).then_some(v))))
+    }
+
+    /// Writes pending points to the file (fsynced). Returns whether anything was written.
+    pub fn flush(&mut self) -> Result<bool> {
+        let Some((&first_pending, _)) = self.pending.iter().next() else {
+            return Ok(false);
+        };
+        match self.disk_last {
+            Some(last) if first_pending <= last => self.rewrite_from(first_pending)?,
+            _ => self.append_pending()?,
+        }
+        self.pending.clear();
+        Ok(true)
+    }
+
+    fn append_pending(&mut self) -> Result<()> {
+        let mut bytes = Vec::with_capacity(self.pending.len() * RECORD as usize);
+        for (&t, &v) in &self.pending {
+            encode(t, v, &mut bytes);
+        }
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.path)
+            .map_err(io_err("opening", &self.path))?;
+        f.write_all_at(&bytes, self.disk_npoints * RECORD)
+            .map_err(io_err("writing", &self.path))?;
+        f.sync_data().map_err(io_err("syncing", &self.path))?;
+        self.disk_first = self.disk_first.or(self.pending.keys().next().copied());
+        self.disk_last = self.pending.keys().next_back().copied();
+        self.disk_npoints += self.pending.len() as u64;
+        Ok(())
+    }
+
+    /// Inserts or overwrites older records: the whole file is rewritten into a temporary file
+    /// that replaces the original atomically.
+    fn rewrite_from(&mut self, _first: u32) -> Result<()> {
+        let mut all: BTreeMap<u32, f32> = self.read_range(0, u32::MAX)?.into_iter().collect();
+        all.extend(self.pending.iter().map(|(&t, &v)| (t, v)));
+        let mut bytes = Vec::with_capacity(all.len() * RECORD as usize);
+        for (&t, &v) in &all {
+            encode(t, v, &mut bytes);
+        }
+        let tmp = self.dir.join(format!("feed_{}.MYD.tmp", self.id));
+        {
+            let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+            f.write_all(&bytes).map_err(io_err("writing", &tmp))?;
+            f.sync_all().map_err(io_err("syncing", &tmp))?;
+        }
+        fs::rename(&tmp, &self.path).map_err(io_err("replacing", &self.path))?;
+        sync_dir(&self.dir)?;
+        self.disk_npoints = all.len() as u64;
+        self.disk_first = all.keys().next().copied();
+        self.disk_last = all.keys().next_back().copied();
+        Ok(())
+    }
+
+    /// Empties the feed.
+    pub fn clear(&mut self) -> Result<()> {
+        let f = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&self.path)
+            .map_err(io_err("truncating", &self.path))?;
+        f.sync_all().map_err(io_err("syncing", &self.path))?;
+        self.pending.clear();
+        self.disk_npoints = 0;
+        self.disk_first = None;
+        self.disk_last = None;
+        Ok(())
+    }
+
+    pub fn delete(self) -> Result<()> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("removing", &self.path)(e)),
+        }
+    }
+
+    /// Bytes on disk once flushed (emoncms's `size`).
+    pub fn size(&self) -> u64 {
+        self.meta().npoints * RECORD
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_699_999_200;
+
+    fn feed() -> (tempfile::TempDir, VariableFeed) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = VariableFeed::create(dir.path(), 2).expect("create");
+        (dir, f)
+    }
+
+    fn all(f: &VariableFeed) -> Vec<(i64, f32)> {
+        f.read_range(0, u32::MAX)
+            .expect("read")
+            .into_iter()
+            .map(|(t, v)| (i64::from(t) - T0, v))
+            .collect()
+    }
+
+    #[test]
+    fn append_overwrite_and_backfill_insert() {
+        let (dir, mut f) = feed();
+        f.write(&[(T0, Some(1.0)), (T0 + 10, Some(2.0)), (T0 + 30, Some(4.0))]);
+        f.flush().expect("flush");
+        // Exact overwrite, and an older point that emoncms would drop is inserted.
+        f.write(&[
+            (T0 + 10, Some(20.0)),
+            (T0 + 25, Some(3.0)),
+            (T0 + 40, Some(5.0)),
+        ]);
+        assert_eq!(
+            all(&f),
+            vec![(0, 1.0), (10, 20.0), (25, 3.0), (30, 4.0), (40, 5.0)]
+        );
+        assert_eq!(f.meta().npoints, 5);
+        f.flush().expect("flush");
+        assert!(!dir.path().join("feed_2.MYD.tmp").exists());
+        let g = VariableFeed::open(dir.path(), 2).expect("open");
+        assert_eq!(
+            all(&g),
+            vec![(0, 1.0), (10, 20.0), (25, 3.0), (30, 4.0), (40, 5.0)]
+        );
+        assert_eq!(g.meta().npoints, 5);
+        assert_eq!(
+            g.last_value().expect("last"),
+            Some(((T0 + 40) as u32, Some(5.0)))
+        );
+        let bytes = fs::read(dir.path().join("feed_2.MYD")).expect("file");
+        assert_eq!(bytes.len(), 45);
+        assert_eq!(bytes[0], 0xF9);
+    }
+
+    #[test]
+    fn range_reads_are_inclusive_and_merge_pending() {
+        let (_d, mut f) = feed();
+        f.write(&[(T0, Some(1.0)), (T0 + 10, Some(2.0))]);
+        f.flush().expect("flush");
+        f.write(&[(T0 + 20, Some(3.0))]);
+        let got: Vec<u32> = f
+            .read_range((T0 + 10) as u32, (T0 + 20) as u32)
+            .expect("read")
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        assert_eq!(got, vec![(T0 + 10) as u32, (T0 + 20) as u32]);
+    }
+
+    #[test]
+    fn damaged_file_is_reported() {
+        let (dir, _f) = feed();
+        fs::write(dir.path().join("feed_2.MYD"), [0xF9u8; 10]).expect("write");
+        assert!(matches!(
+            VariableFeed::open(dir.path(), 2),
+            Err(StorageError::BadDataSize {
+                len: 10,
+                record: 9,
+                ..
+            })
+        ));
+    }
+}
