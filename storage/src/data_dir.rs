@@ -5,6 +5,7 @@
 //!   catalog.sqlite      catalog database (users, keys, sessions, inputs, feeds)
 //!   phpfina/            fixed-interval feeds, emoncms engine 5 layout
 //!   phptimeseries/      variable-interval feeds, emoncms engine 2 layout
+//!   wal/<shard>/        each shard's write-ahead log segments and checkpoint
 //!   ynni.lock           held (flock) by the one server process using this directory
 //! ```
 //!
@@ -91,6 +92,10 @@ impl DataDir {
 
     pub fn phptimeseries_dir(&self) -> PathBuf {
         self.root.join("phptimeseries")
+    }
+
+    pub fn wal_dir(&self, shard: u32) -> PathBuf {
+        self.root.join("wal").join(shard.to_string())
     }
 }
 

@@ -1,10 +1,14 @@
 //! Feed storage: the data directory, the emoncms-compatible feed engines, the write-ahead log,
 //! and the in-memory buffers between them.
 
+pub mod checkpoint;
 pub mod data_dir;
 pub mod error;
 pub mod fixed;
+pub mod store;
 pub mod variable;
+pub mod wal;
 
 pub use data_dir::{DataDir, DataDirError};
 pub use error::StorageError;
+pub use store::{FeedStore, Point, StoreConfig};

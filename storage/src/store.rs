@@ -1,0 +1,437 @@
+//! A shard's feed store: the write-ahead log in front of the feed engines.
+//!
+//! [`FeedStore::write`] returns once the points are in the WAL (durable) and applied to the
+//! engines' in-memory pending writes, where reads already see them. [`FeedStore::flush`] moves
+//! pending writes into the feed files, records a checkpoint, and trims the WAL.
+//! [`FeedStore::open`] replays every WAL record after the checkpoint, so nothing acknowledged
+//! is lost by a crash, and replaying a record twice leaves the same state (writes are
+//! overwrites of a slot or a timestamp).
+//!
+//! Operations that remove data (clear, delete) flush and checkpoint first, so a replay can
+//! never bring back points written before them.
+//!
+//! A store is owned by one task (the shard's single writer); it is not shared.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::error::{Result, StorageError};
+use crate::fixed::{self, FixedFeed, FixedMeta};
+use crate::variable::{self, VariableFeed};
+use crate::wal::{Lsn, Wal, WalConfig};
+
+/// One value for one feed. `value: None` stores a missing value (NaN).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub feed: u32,
+    pub time: i64,
+    pub value: Option<f64>,
+    /// Fixed-interval feeds only: fill a gap before this point with a straight line.
+    pub join: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StoreConfig {
+    pub wal: WalConfig,
+    /// New fixed-interval feeds get at least this interval (emoncms's `min_feed_interval`).
+    pub min_interval: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            wal: WalConfig::default(),
+            min_interval: 10,
+        }
+    }
+}
+
+/// A feed of either engine.
+#[derive(Debug)]
+pub enum Feed {
+    Fixed(FixedFeed),
+    Variable(VariableFeed),
+}
+
+impl Feed {
+    fn flush(&mut self) -> Result<bool> {
+        match self {
+            Feed::Fixed(f) => f.flush(),
+            Feed::Variable(f) => f.flush(),
+        }
+    }
+
+    fn pending_len(&self) -> usize {
+        match self {
+            Feed::Fixed(f) => f.pending_len(),
+            Feed::Variable(f) => f.pending_len(),
+        }
+    }
+}
+
+/// What a write did beyond storing points: per-feed refusals (e.g. the padding limit).
+#[derive(Debug, Default)]
+pub struct WriteReport {
+    pub lsn: Option<Lsn>,
+    pub stored: usize,
+    pub refused: Vec<(u32, StorageError)>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FlushStats {
+    pub feeds: usize,
+    pub points: usize,
+}
+
+pub struct FeedStore {
+    fixed_dir: PathBuf,
+    variable_dir: PathBuf,
+    wal_dir: PathBuf,
+    wal: Wal,
+    feeds: HashMap<u32, Feed>,
+    /// The LSN after the last record applied to `feeds`.
+    applied: Lsn,
+    cfg: StoreConfig,
+    replayed: u64,
+}
+
+const RECORD_VERSION: u8 = 1;
+const POINT_BYTES: usize = 4 + 1 + 8 + 8;
+
+fn encode(points: &[Point]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + points.len() * POINT_BYTES);
+    out.push(RECORD_VERSION);
+    out.extend_from_slice(&(points.len() as u32).to_le_bytes());
+    for p in points {
+        out.extend_from_slice(&p.feed.to_le_bytes());
+        out.push(u8::from(p.join));
+        out.extend_from_slice(&p.time.to_le_bytes());
+        out.extend_from_slice(&p.value.unwrap_or(f64::NAN).to_le_bytes());
+    }
+    out
+}
+
+fn decode(bytes: &[u8]) -> Option<Vec<Point>> {
+    let (&version, rest) = bytes.split_first()?;
+    if version != RECORD_VERSION || rest.len() < 4 {
+        return None;
+    }
+    let n = u32::from_le_bytes(rest[..4].try_into().ok()?) as usize;
+    let body = &rest[4..];
+    if body.len() != n.checked_mul(POINT_BYTES)? {
+        return None;
+    }
+    Some(
+        body.chunks_exact(POINT_BYTES)
+            .map(|c| {
+                let value = f64::from_le_bytes(c[13..21].try_into().unwrap_or_default());
+                Point {
+                    feed: u32::from_le_bytes(c[0..4].try_into().unwrap_or_default()),
+                    join: c[4] != 0,
+                    time: i64::from_le_bytes(c[5..13].try_into().unwrap_or_default()),
+                    value: (!value.is_nan()).then_some(value),
+                }
+            })
+            .collect(),
+    )
+}
+
+impl FeedStore {
+    /// Opens the store of the feed directories and the WAL in `wal_dir`, replaying the WAL
+    /// after the last checkpoint.
+    pub fn open(
+        fixed_dir: &Path,
+        variable_dir: &Path,
+        wal_dir: &Path,
+        cfg: StoreConfig,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(wal_dir).map_err(crate::error::io_err("creating", wal_dir))?;
+        let cp = checkpoint::read(wal_dir)?.unwrap_or_default();
+        let wal = Wal::open(wal_dir, cp.next_lsn, cfg.wal)?;
+        let mut store = Self {
+            fixed_dir: fixed_dir.to_path_buf(),
+            variable_dir: variable_dir.to_path_buf(),
+            wal_dir: wal_dir.to_path_buf(),
+            wal,
+            feeds: HashMap::new(),
+            applied: cp.next_lsn,
+            cfg,
+            replayed: 0,
+        };
+        let mut records: Vec<(Lsn, Vec<Point>)> = Vec::new();
+        store.wal.replay(cp.next_lsn, |lsn, payload| {
+            match decode(payload) {
+                Some(points) => records.push((lsn, points)),
+                None => tracing::warn!(lsn, "skipping an undecodable WAL record"),
+            }
+            Ok(())
+        })?;
+        for (lsn, points) in records {
+            let report = store.apply(&points);
+            for (feed, e) in report.refused {
+                tracing::warn!(lsn, feed, error = %e, "replayed write refused");
+            }
+            store.applied = lsn + 1;
+            store.replayed += 1;
+        }
+        store.applied = store.applied.max(store.wal.first_new_lsn());
+        Ok(store)
+    }
+
+    /// How many WAL records the last open replayed.
+    pub fn replayed_records(&self) -> u64 {
+        self.replayed
+    }
+
+    /// Creates a fixed-interval feed (durably: its files exist when this returns).
+    pub fn create_fixed(&mut self, id: u32, interval: u32) -> Result<FixedMeta> {
+        self.ensure_absent(id)?;
+        let f = FixedFeed::create(&self.fixed_dir, id, interval, self.cfg.min_interval)?;
+        let meta = f.meta();
+        self.feeds.insert(id, Feed::Fixed(f));
+        Ok(meta)
+    }
+
+    /// Creates a variable-interval feed.
+    pub fn create_variable(&mut self, id: u32) -> Result<()> {
+        self.ensure_absent(id)?;
+        let f = VariableFeed::create(&self.variable_dir, id)?;
+        self.feeds.insert(id, Feed::Variable(f));
+        Ok(())
+    }
+
+    fn ensure_absent(&self, id: u32) -> Result<()> {
+        if self.feeds.contains_key(&id)
+            || fixed::exists(&self.fixed_dir, id)
+            || variable::exists(&self.variable_dir, id)
+        {
+            return Err(StorageError::FeedExists { id });
+        }
+        Ok(())
+    }
+
+    /// The feed with `id`, opened from disk on first use.
+    pub fn feed(&mut self, id: u32) -> Result<&mut Feed> {
+        if !self.feeds.contains_key(&id) {
+            let feed = if fixed::exists(&self.fixed_dir, id) {
+                Feed::Fixed(FixedFeed::open(&self.fixed_dir, id)?)
+            } else if variable::exists(&self.variable_dir, id) {
+                Feed::Variable(VariableFeed::open(&self.variable_dir, id)?)
+            } else {
+                return Err(StorageError::NoSuchFeed { id });
+            };
+            self.feeds.insert(id, feed);
+        }
+        self.feeds
+            .get_mut(&id)
+            .ok_or(StorageError::NoSuchFeed { id })
+    }
+
+    /// Makes `points` durable in the WAL, then applies them. Every feed must exist; otherwise
+    /// nothing is written.
+    pub fn write(&mut self, points: &[Point]) -> Result<WriteReport> {
+        if points.is_empty() {
+            return Ok(WriteReport::default());
+        }
+        for p in points {
+            self.feed(p.feed)?;
+        }
+        let lsn = self.wal.append(encode(points))?;
+        let mut report = self.apply(points);
+        report.lsn = Some(lsn);
+        self.applied = lsn + 1;
+        Ok(report)
+    }
+
+    fn apply(&mut self, points: &[Point]) -> WriteReport {
+        let mut report = WriteReport::default();
+        // Points of one feed go to its engine together, in their order.
+        let mut order: Vec<u32> = Vec::new();
+        let mut by_feed: HashMap<u32, Vec<(i64, Option<f64>, bool)>> = HashMap::new();
+        for p in points {
+            by_feed
+                .entry(p.feed)
+                .or_insert_with(|| {
+                    order.push(p.feed);
+                    Vec::new()
+                })
+                .push((p.time, p.value, p.join));
+        }
+        for id in order {
+            let batch = by_feed.remove(&id).unwrap_or_default();
+            let result = self.feed(id).and_then(|feed| match feed {
+                Feed::Fixed(f) => {
+                    let join = batch.iter().any(|b| b.2);
+                    let pts: Vec<(i64, Option<f64>)> = batch.iter().map(|b| (b.0, b.1)).collect();
+                    f.write(&pts, join)
+                }
+                Feed::Variable(f) => {
+                    let pts: Vec<(i64, Option<f64>)> = batch.iter().map(|b| (b.0, b.1)).collect();
+                    Ok(f.write(&pts))
+                }
+            });
+            match result {
+                Ok(n) => report.stored += n,
+                Err(e) => report.refused.push((id, e)),
+            }
+        }
+        report
+    }
+
+    /// Points waiting in memory for the next flush.
+    pub fn pending_points(&self) -> usize {
+        self.feeds.values().map(Feed::pending_len).sum()
+    }
+
+    /// Writes all pending points to the feed files, then checkpoints and trims the WAL.
+    pub fn flush(&mut self) -> Result<FlushStats> {
+        let mut stats = FlushStats::default();
+        for feed in self.feeds.values_mut() {
+            let n = feed.pending_len();
+            if feed.flush()? {
+                stats.feeds += 1;
+                stats.points += n;
+            }
+        }
+        checkpoint::write(
+            &self.wal_dir,
+            &Checkpoint {
+                next_lsn: self.applied,
+                state: Vec::new(),
+            },
+        )?;
+        self.wal.trim(self.applied)?;
+        Ok(stats)
+    }
+
+    /// Empties a feed. Pending writes are flushed and checkpointed first, so no replay can
+    /// bring old points back.
+    pub fn clear(&mut self, id: u32) -> Result<()> {
+        self.feed(id)?;
+        self.flush()?;
+        match self.feed(id)? {
+            Feed::Fixed(f) => f.clear(),
+            Feed::Variable(f) => f.clear(),
+        }
+    }
+
+    /// Deletes a feed's files (after a flush and checkpoint, as for [`FeedStore::clear`]).
+    pub fn delete(&mut self, id: u32) -> Result<()> {
+        self.feed(id)?;
+        self.flush()?;
+        match self.feeds.remove(&id) {
+            Some(Feed::Fixed(f)) => f.delete(),
+            Some(Feed::Variable(f)) => f.delete(),
+            None => Err(StorageError::NoSuchFeed { id }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_699_999_200;
+
+    struct Dirs(tempfile::TempDir);
+
+    impl Dirs {
+        fn new() -> Self {
+            let d = tempfile::tempdir().expect("tempdir");
+            for sub in ["phpfina", "phptimeseries"] {
+                std::fs::create_dir(d.path().join(sub)).expect("mkdir");
+            }
+            Self(d)
+        }
+
+        fn open(&self) -> FeedStore {
+            let p = self.0.path();
+            FeedStore::open(
+                &p.join("phpfina"),
+                &p.join("phptimeseries"),
+                &p.join("wal"),
+                StoreConfig::default(),
+            )
+            .expect("open store")
+        }
+    }
+
+    fn pt(feed: u32, time: i64, value: f64) -> Point {
+        Point {
+            feed,
+            time,
+            value: Some(value),
+            join: false,
+        }
+    }
+
+    fn fixed_values(store: &mut FeedStore, id: u32) -> Vec<f32> {
+        match store.feed(id).expect("feed") {
+            Feed::Fixed(f) => f.read_slots(0, f.npoints()).expect("read"),
+            Feed::Variable(_) => panic!("fixed expected"),
+        }
+    }
+
+    #[test]
+    fn unflushed_writes_survive_reopen_through_the_wal() {
+        let dirs = Dirs::new();
+        {
+            let mut s = dirs.open();
+            s.create_fixed(1, 10).expect("create");
+            s.create_variable(2).expect("create");
+            s.write(&[pt(1, T0, 1.0), pt(2, T0, 2.0)]).expect("write");
+            s.write(&[pt(1, T0 + 10, 3.0), pt(2, T0 + 5, 4.0)])
+                .expect("write");
+            // Dropped without flushing, like a crash.
+        }
+        let mut s = dirs.open();
+        assert_eq!(s.replayed_records(), 2);
+        assert_eq!(fixed_values(&mut s, 1), vec![1.0, 3.0]);
+        s.flush().expect("flush");
+        drop(s);
+        let mut s = dirs.open();
+        assert_eq!(s.replayed_records(), 0, "checkpoint covers everything");
+        assert_eq!(fixed_values(&mut s, 1), vec![1.0, 3.0]);
+        match s.feed(2).expect("feed") {
+            Feed::Variable(f) => assert_eq!(f.meta().npoints, 2),
+            Feed::Fixed(_) => panic!("variable expected"),
+        }
+    }
+
+    #[test]
+    fn unknown_feed_writes_nothing_and_refusals_are_reported() {
+        let dirs = Dirs::new();
+        let mut s = dirs.open();
+        s.create_fixed(1, 10).expect("create");
+        assert!(matches!(
+            s.write(&[pt(1, T0, 1.0), pt(9, T0, 1.0)]),
+            Err(StorageError::NoSuchFeed { id: 9 })
+        ));
+        assert_eq!(s.pending_points(), 0);
+        s.write(&[pt(1, T0, 1.0)]).expect("write");
+        let far = T0 + 10 * (crate::fixed::MAX_PADDING as i64 + 5);
+        let r = s.write(&[pt(1, far, 2.0)]).expect("write");
+        assert_eq!(r.stored, 0);
+        assert!(matches!(
+            r.refused[..],
+            [(1, StorageError::PaddingLimit { .. })]
+        ));
+    }
+
+    #[test]
+    fn cleared_points_do_not_come_back_on_replay() {
+        let dirs = Dirs::new();
+        {
+            let mut s = dirs.open();
+            s.create_fixed(1, 10).expect("create");
+            s.write(&[pt(1, T0, 1.0)]).expect("write");
+            s.clear(1).expect("clear");
+            s.write(&[pt(1, T0 + 100, 5.0)]).expect("write");
+        }
+        let mut s = dirs.open();
+        assert_eq!(fixed_values(&mut s, 1), vec![5.0]);
+        s.delete(1).expect("delete");
+        assert!(matches!(s.feed(1), Err(StorageError::NoSuchFeed { id: 1 })));
+    }
+}
