@@ -315,6 +315,36 @@ impl FixedFeed {
         Ok(out)
     }
 
+    /// The values of single slots (each may be past the end: NaN), reading the file once per
+    /// slot without loading what lies between. For sparse sampling of long ranges.
+    pub fn read_each(&self, positions: &[u64]) -> Result<Vec<f32>> {
+        let n = self.npoints();
+        let file = if self.disk_npoints > 0 {
+            Some(File::open(&self.dat_path).map_err(io_err("opening", &self.dat_path))?)
+        } else {
+            None
+        };
+        let mut out = Vec::with_capacity(positions.len());
+        let mut buf = [0u8; 4];
+        for &pos in positions {
+            let v = if pos >= n {
+                f32::NAN
+            } else if pos >= self.disk_npoints {
+                self.tail[(pos - self.disk_npoints) as usize]
+            } else if let Some(&v) = self.overwrites.get(&pos) {
+                v
+            } else if let Some(f) = &file {
+                f.read_exact_at(&mut buf, pos * 4)
+                    .map_err(io_err("reading", &self.dat_path))?;
+                f32::from_le_bytes(buf)
+            } else {
+                f32::NAN
+            };
+            out.push(v);
+        }
+        Ok(out)
+    }
+
     /// The last slot's time and value (`None` value for NaN), or `None` for an empty feed.
     pub fn last_value(&self) -> Result<Option<(u64, Option<f32>)>> {
         let n = self.npoints();

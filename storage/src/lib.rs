@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod data_dir;
 pub mod error;
 pub mod fixed;
+pub mod query;
 pub mod store;
 pub mod variable;
 pub mod wal;

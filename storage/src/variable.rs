@@ -197,6 +197,28 @@ impl VariableFeed {
         Ok(out)
     }
 
+    /// The first record (unflushed points included) with time > `t`.
+    pub fn first_after(&self, t: u32) -> Result<Option<(u32, f32)>> {
+        let disk = if self.disk_last.is_some_and(|last| last > t) {
+            let f = File::open(&self.path).map_err(io_err("opening", &self.path))?;
+            let i = self.disk_lower_bound(&f, t.saturating_add(1))?;
+            if i < self.disk_npoints {
+                Some(self.disk_record(i)?)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        let pending = t
+            .checked_add(1)
+            .and_then(|from| self.pending.range(from..).next().map(|(&t, &v)| (t, v)));
+        Ok(match (disk, pending) {
+            (Some(d), Some(p)) => Some(if p.0 <= d.0 { p } else { d }),
+            (d, p) => d.or(p),
+        })
+    }
+
     pub fn meta(&self) -> VariableMeta {
         let first = [self.disk_first, self.pending.keys().next().copied()]
             .into_iter()

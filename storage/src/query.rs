@@ -1,0 +1,645 @@
+//! Reading feeds the way emoncms's `feed/data.json` and friends do.
+//!
+//! [`data`] follows emoncms 11's `get_data` / `get_data_combined` step for step: the checks
+//! and their messages in emoncms's order, ~800 points when no interval is given, calendar
+//! intervals (`daily`, `weekly`, `monthly`, `annual`) on local boundaries of an IANA zone
+//! (DST-correct), averaging, `skipmissing`, `limitinterval`, `delta`, `dp`, and the time
+//! formats. Timestamps are the request's grid (`start + k·interval`), not the feed's.
+//!
+//! Deliberate differences from emoncms: a non-numeric, non-calendar interval such as `abc` is
+//! `Invalid interval` (emoncms silently uses 1 s); `annual` on a variable-interval feed starts
+//! on 1 January (emoncms's PHPTimeSeries starts on the first of the current month); `delta`
+//! with `notime` returns the values (emoncms fails with a PHP error).
+
+use chrono::{Datelike, Duration as ChronoDuration, NaiveDate, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
+
+use crate::error::StorageError;
+use crate::fixed::FixedFeed;
+use crate::store::Feed;
+use crate::variable::VariableFeed;
+
+/// emoncms's default `max_datapoints`.
+pub const DEFAULT_MAX_DATAPOINTS: u64 = 20_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("Request end time before start time")]
+    EndBeforeStart,
+    #[error("Invalid interval")]
+    InvalidInterval,
+    #[error(
+        "request datapoint limit reached ({limit}), increase request interval or reduce time range, requested datapoints = {requested}"
+    )]
+    TooManyPoints { limit: u64, requested: i64 },
+    #[error("Invalid time format")]
+    InvalidTimeFormat,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A calendar period, aligned to local midnight in the request's time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Calendar {
+    Daily,
+    Weekly,
+    Monthly,
+    Annual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    /// Seconds; 0 (or missing) asks for about 800 points.
+    Seconds(i64),
+    /// The feed's own interval.
+    Original,
+    Calendar(Calendar),
+}
+
+impl Interval {
+    /// Parses the `interval` (or legacy `mode`) parameter: a number (PHP `is_numeric`, cast to
+    /// an integer), `original`, or a calendar code; missing or empty means 0.
+    pub fn parse(s: Option<&str>) -> Result<Self, QueryError> {
+        let s = s.map(str::trim).unwrap_or("");
+        Ok(match s {
+            "" => Interval::Seconds(0),
+            "original" => Interval::Original,
+            "daily" => Interval::Calendar(Calendar::Daily),
+            "weekly" => Interval::Calendar(Calendar::Weekly),
+            "monthly" => Interval::Calendar(Calendar::Monthly),
+            "annual" => Interval::Calendar(Calendar::Annual),
+            _ => match s.parse::<f64>() {
+                Ok(v) if v.is_finite() => Interval::Seconds(v.trunc() as i64),
+                _ => return Err(QueryError::InvalidInterval),
+            },
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFormat {
+    Unix,
+    UnixMs,
+    /// `d/m/Y H:i:s` in the request's zone.
+    Excel,
+    /// ISO 8601 with offset, in the request's zone.
+    Iso8601,
+    /// Values only.
+    NoTime,
+}
+
+impl TimeFormat {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "unix" => TimeFormat::Unix,
+            "unixms" => TimeFormat::UnixMs,
+            "excel" => TimeFormat::Excel,
+            "iso8601" => TimeFormat::Iso8601,
+            "notime" => TimeFormat::NoTime,
+            _ => return None,
+        })
+    }
+}
+
+/// A time rendered for output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeValue {
+    Int(i64),
+    Text(String),
+}
+
+/// Renders `t` (unix seconds) in `format`; `None` for [`TimeFormat::NoTime`].
+pub fn render_time(t: i64, format: TimeFormat, tz: Tz) -> Option<TimeValue> {
+    let local = || tz.timestamp_opt(t, 0).single();
+    match format {
+        TimeFormat::Unix => Some(TimeValue::Int(t)),
+        TimeFormat::UnixMs => Some(TimeValue::Int(t * 1000)),
+        TimeFormat::Excel => {
+            local().map(|d| TimeValue::Text(d.format("%d/%m/%Y %H:%M:%S").to_string()))
+        }
+        TimeFormat::Iso8601 => {
+            local().map(|d| TimeValue::Text(d.format("%Y-%m-%dT%H:%M:%S%:z").to_string()))
+        }
+        TimeFormat::NoTime => None,
+    }
+}
+
+/// Parses a `start`/`end` value: a number of seconds, or of milliseconds when above 1e11, or a
+/// date (`2023-11-14 22:00:00`, `2023-11-14`, RFC 3339) read in `tz`.
+pub fn parse_time(s: &str, tz: Tz) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<f64>() {
+        if !v.is_finite() {
+            return None;
+        }
+        let v = if v / 1e9 > 100.0 { v * 0.001 } else { v };
+        return Some(v.trunc() as i64);
+    }
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(d.timestamp());
+    }
+    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })?;
+    local_to_utc(tz, naive)
+}
+
+/// One `feed/data` request for one feed.
+#[derive(Debug, Clone)]
+pub struct DataRequest {
+    pub start: i64,
+    pub end: i64,
+    pub interval: Interval,
+    pub average: bool,
+    pub delta: bool,
+    pub skipmissing: bool,
+    pub limitinterval: bool,
+    /// Decimal places to round values to.
+    pub dp: Option<i32>,
+    /// As given; checked after the interval, as emoncms does.
+    pub timeformat: String,
+    pub tz: Tz,
+    pub max_datapoints: u64,
+}
+
+impl DataRequest {
+    /// A request with emoncms's defaults for everything but the range and interval.
+    pub fn new(start: i64, end: i64, interval: Interval) -> Self {
+        Self {
+            start,
+            end,
+            interval,
+            average: false,
+            delta: false,
+            skipmissing: false,
+            limitinterval: false,
+            dp: None,
+            timeformat: "unixms".into(),
+            tz: Tz::UTC,
+            max_datapoints: DEFAULT_MAX_DATAPOINTS,
+        }
+    }
+}
+
+/// The answer: times in seconds (render them with [`render_time`]) and values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataReply {
+    pub format: TimeFormat,
+    pub points: Vec<(i64, Option<f64>)>,
+}
+
+/// Runs a `feed/data` request against a feed.
+pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
+    let (start, mut end) = (req.start, req.end);
+    if end <= start {
+        return Err(QueryError::EndBeforeStart);
+    }
+    let mut interval = req.interval;
+    if let Interval::Seconds(i) = interval
+        && i < 1
+    {
+        interval = Interval::Seconds(php_round((end - start) as f64 / 800.0) as i64);
+    }
+    if req.delta {
+        end = match interval {
+            Interval::Seconds(i) if i > 0 => end.div_euclid(i) * i + i,
+            Interval::Calendar(c) => delta_end(c, end, req.tz),
+            _ => end,
+        };
+    }
+    if let Interval::Seconds(i) = interval {
+        if i < 1 {
+            return Err(QueryError::InvalidInterval);
+        }
+        let requested = php_round((end - start) as f64 / i as f64) as i64;
+        if requested > req.max_datapoints as i64 {
+            return Err(QueryError::TooManyPoints {
+                limit: req.max_datapoints,
+                requested,
+            });
+        }
+    }
+    let format = TimeFormat::parse(&req.timeformat).ok_or(QueryError::InvalidTimeFormat)?;
+    let mut points = match feed {
+        Feed::Fixed(f) => fixed_series(f, start, end, interval, req)?,
+        Feed::Variable(f) => variable_series(f, start, end, interval, req)?,
+    };
+    if req.delta {
+        let last = last_value(feed)?;
+        points = delta(points, last);
+    }
+    if let Some(dp) = req.dp {
+        let scale = 10f64.powi(dp);
+        for (_, v) in &mut points {
+            if let Some(x) = v {
+                *x = php_round(*x * scale) / scale;
+            }
+        }
+    }
+    Ok(DataReply { format, points })
+}
+
+/// PHP's `round`: half away from zero.
+fn php_round(x: f64) -> f64 {
+    x.round()
+}
+
+fn local_to_utc(tz: Tz, naive: NaiveDateTime) -> Option<i64> {
+    let r = tz.from_local_datetime(&naive);
+    r.earliest()
+        .or_else(|| r.latest())
+        // A DST gap swallowed this local time: take the first instant after it.
+        .or_else(|| {
+            tz.from_local_datetime(&(naive + ChronoDuration::hours(1)))
+                .earliest()
+        })
+        .map(|d| d.timestamp())
+}
+
+fn local_date(t: i64, tz: Tz) -> NaiveDate {
+    tz.timestamp_opt(t, 0)
+        .single()
+        .map(|d| d.date_naive())
+        .unwrap_or_default()
+}
+
+fn midnight(d: NaiveDate, tz: Tz) -> i64 {
+    d.and_hms_opt(0, 0, 0)
+        .and_then(|n| local_to_utc(tz, n))
+        .unwrap_or_default()
+}
+
+/// The first Monday on or after `d` (PHP's `this monday`).
+fn this_monday(d: NaiveDate) -> NaiveDate {
+    let ahead = (7 - d.weekday().num_days_from_monday()) % 7;
+    d + ChronoDuration::days(i64::from(ahead))
+}
+
+fn first_of_month(d: NaiveDate) -> NaiveDate {
+    d.with_day(1).unwrap_or(d)
+}
+
+fn add_months(d: NaiveDate, n: u32) -> NaiveDate {
+    d.checked_add_months(chrono::Months::new(n)).unwrap_or(d)
+}
+
+/// The period boundary at or before (after, for weekly: PHP moves forward) `t`.
+fn align(c: Calendar, t: i64, tz: Tz) -> i64 {
+    let d = local_date(t, tz);
+    let d = match c {
+        Calendar::Daily => d,
+        Calendar::Weekly => this_monday(d),
+        Calendar::Monthly => first_of_month(d),
+        Calendar::Annual => NaiveDate::from_ymd_opt(d.year(), 1, 1).unwrap_or(d),
+    };
+    midnight(d, tz)
+}
+
+/// The boundary one period after the boundary `t`.
+fn advance(c: Calendar, t: i64, tz: Tz) -> i64 {
+    let d = local_date(t, tz);
+    let d = match c {
+        Calendar::Daily => d + ChronoDuration::days(1),
+        Calendar::Weekly => d + ChronoDuration::days(7),
+        Calendar::Monthly => add_months(d, 1),
+        Calendar::Annual => add_months(d, 12),
+    };
+    midnight(d, tz)
+}
+
+/// `delta` needs the period after `end` to compute the last difference.
+fn delta_end(c: Calendar, end: i64, tz: Tz) -> i64 {
+    let tomorrow = local_date(end, tz) + ChronoDuration::days(1);
+    let d = match c {
+        Calendar::Daily => tomorrow,
+        Calendar::Weekly => this_monday(tomorrow + ChronoDuration::days(1)),
+        Calendar::Monthly => first_of_month(add_months(tomorrow, 1)),
+        Calendar::Annual => NaiveDate::from_ymd_opt(tomorrow.year() + 1, 1, 1).unwrap_or(tomorrow),
+    };
+    midnight(d, tz)
+}
+
+/// The windows `[from, to)` of a request, starts up to and including `end`.
+fn windows(start: i64, end: i64, interval: Interval, tz: Tz) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    match interval {
+        Interval::Seconds(i) => {
+            let i = i.max(1);
+            let mut t = start;
+            while t <= end {
+                out.push((t, t + i));
+                t += i;
+            }
+        }
+        Interval::Calendar(c) => {
+            let mut t = align(c, start, tz);
+            while t <= end {
+                let next = advance(c, t, tz);
+                if next <= t {
+                    break;
+                }
+                out.push((t, next));
+                t = next;
+            }
+        }
+        Interval::Original => {}
+    }
+    out
+}
+
+fn mean(values: &[f32]) -> Option<f64> {
+    let (sum, n) = values
+        .iter()
+        .filter(|v| !v.is_nan())
+        .fold((0f64, 0u64), |(s, n), &v| (s + f64::from(v), n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
+fn fixed_series(
+    f: &FixedFeed,
+    start: i64,
+    end: i64,
+    interval: Interval,
+    req: &DataRequest,
+) -> Result<Vec<(i64, Option<f64>)>, StorageError> {
+    let meta = f.meta();
+    let (s, fi, n) = (
+        i64::from(meta.start_time),
+        i64::from(meta.interval),
+        meta.npoints as i64,
+    );
+    let end_time = meta.end_time() as i64;
+    let mut average = req.average;
+    let interval = match interval {
+        Interval::Original => Interval::Seconds(fi),
+        Interval::Seconds(mut i) => {
+            i = i.max(1);
+            if req.limitinterval {
+                i = i.max(fi);
+                i = php_round(i as f64 / fi as f64) as i64 * fi;
+            }
+            if i <= fi {
+                average = false;
+            }
+            Interval::Seconds(i)
+        }
+        c => c,
+    };
+    let wins = windows(start, end, interval, req.tz);
+    let pos = |t: i64| (t - s).div_euclid(fi);
+    let mut values: Vec<Option<f64>> = Vec::with_capacity(wins.len());
+    if n == 0 {
+        values.resize(wins.len(), None);
+    } else if average {
+        let clamp = |p: i64| p.clamp(0, n) as u64;
+        let (lo, hi) = match (wins.first(), wins.last()) {
+            (Some(a), Some(b)) => (clamp(pos(a.0)), clamp(pos(b.1))),
+            _ => (0, 0),
+        };
+        let slots = f.read_slots(lo, hi)?;
+        for &(a, b) in &wins {
+            let (pa, pb) = (clamp(pos(a)), clamp(pos(b)));
+            values.push(if pa < pb {
+                mean(&slots[(pa - lo) as usize..(pb - lo) as usize])
+            } else {
+                None
+            });
+        }
+    } else {
+        let wanted: Vec<Option<u64>> = wins
+            .iter()
+            .map(|&(t, _)| (s <= t && t <= end_time).then(|| pos(t) as u64))
+            .collect();
+        let present: Vec<u64> = wanted.iter().flatten().copied().collect();
+        let read = match (present.first(), present.last()) {
+            (Some(&a), Some(&b)) if (b - a + 1) <= 8 * present.len() as u64 => {
+                let slots = f.read_slots(a, b + 1)?;
+                present.iter().map(|&p| slots[(p - a) as usize]).collect()
+            }
+            _ => f.read_each(&present)?,
+        };
+        let mut it = read.into_iter();
+        for w in wanted {
+            values.push(match w {
+                Some(_) => it.next().filter(|v| !v.is_nan()).map(f64::from),
+                None => None,
+            });
+        }
+    }
+    Ok(wins
+        .iter()
+        .zip(values)
+        .filter(|(_, v)| v.is_some() || !req.skipmissing)
+        .map(|(&(t, _), v)| (t, v))
+        .collect())
+}
+
+fn variable_series(
+    f: &VariableFeed,
+    start: i64,
+    end: i64,
+    interval: Interval,
+    req: &DataRequest,
+) -> Result<Vec<(i64, Option<f64>)>, StorageError> {
+    let interval = match interval {
+        Interval::Seconds(i) => Interval::Seconds(i.max(1)),
+        // A variable feed has no interval of its own; emoncms treats `original` as 1 s here.
+        Interval::Original => Interval::Seconds(1),
+        c => c,
+    };
+    let wins = windows(start, end, interval, req.tz);
+    let (Some(first), Some(last)) = (wins.first(), wins.last()) else {
+        return Ok(Vec::new());
+    };
+    let clamp = |t: i64| t.clamp(0, i64::from(u32::MAX)) as u32;
+    let last_end = clamp(last.1);
+    let mut recs = f.read_range(clamp(first.0), last_end)?;
+    if let Some(r) = f.first_after(last_end)? {
+        recs.push(r);
+    }
+    let lower = |t: i64| recs.partition_point(|r| i64::from(r.0) < t);
+    let mut out = Vec::with_capacity(wins.len());
+    let mut sd = lower(start);
+    for &(a, b) in &wins {
+        let value = if req.average {
+            // emoncms's averaging window ends at the last record *before* the first record at
+            // or after the window's end, unless that record is exactly at the end: a record just
+            // before a boundary counts in the next window. Reproduced for identical answers.
+            let mut nd = lower(b);
+            if nd < recs.len() && i64::from(recs[nd].0) > b {
+                nd = nd.saturating_sub(1);
+            }
+            let v = if sd < nd {
+                let vals: Vec<f32> = recs[sd..nd].iter().map(|r| r.1).collect();
+                mean(&vals)
+            } else {
+                None
+            };
+            sd = nd;
+            v
+        } else {
+            let r = lower(a);
+            recs.get(r)
+                .filter(|r| i64::from(r.0) < b)
+                .filter(|r| !r.1.is_nan())
+                .map(|r| f64::from(r.1))
+        };
+        if value.is_some() || !req.skipmissing {
+            out.push((a, value));
+        }
+    }
+    Ok(out)
+}
+
+/// emoncms's delta: a missing right-hand value is taken from the feed's last value when that
+/// falls inside the window; each value becomes next minus current; the last point goes.
+fn delta(
+    mut points: Vec<(i64, Option<f64>)>,
+    last: Option<(i64, Option<f64>)>,
+) -> Vec<(i64, Option<f64>)> {
+    for i in 0..points.len().saturating_sub(1) {
+        if points[i + 1].1.is_none()
+            && let Some((lt, lv)) = last
+            && points[i].0 < lt
+            && lt <= points[i + 1].0
+        {
+            points[i + 1].1 = lv;
+        }
+        points[i].1 = match (points[i].1, points[i + 1].1) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+    }
+    points.pop();
+    points
+}
+
+/// The feed's last time and value.
+pub fn last_value(feed: &Feed) -> Result<Option<(i64, Option<f64>)>, StorageError> {
+    Ok(match feed {
+        Feed::Fixed(f) => f.last_value()?.map(|(t, v)| (t as i64, v.map(f64::from))),
+        Feed::Variable(f) => f
+            .last_value()?
+            .map(|(t, v)| (i64::from(t), v.map(f64::from))),
+    })
+}
+
+/// The value at time `t`: a fixed feed's nearest slot (rounded, as emoncms), a variable feed's
+/// first record at or after `t`.
+pub fn value_at(feed: &Feed, t: i64) -> Result<Option<f64>, StorageError> {
+    match feed {
+        Feed::Fixed(f) => {
+            let m = f.meta();
+            if m.npoints == 0 {
+                return Ok(None);
+            }
+            let pos =
+                php_round((t - i64::from(m.start_time)) as f64 / f64::from(m.interval)) as i64;
+            if pos < 0 || pos >= m.npoints as i64 {
+                return Ok(None);
+            }
+            let v = f.read_slots(pos as u64, pos as u64 + 1)?;
+            Ok(v.first().filter(|v| !v.is_nan()).map(|&v| f64::from(v)))
+        }
+        Feed::Variable(f) => {
+            let Ok(t) = u32::try_from(t.max(0)) else {
+                return Ok(None);
+            };
+            let found = f.read_range(t, t)?.into_iter().next().or(f.first_after(t)?);
+            Ok(found.filter(|r| !r.1.is_nan()).map(|r| f64::from(r.1)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_and_time_parsing() {
+        assert_eq!(Interval::parse(None).expect("ok"), Interval::Seconds(0));
+        assert_eq!(
+            Interval::parse(Some("60")).expect("ok"),
+            Interval::Seconds(60)
+        );
+        assert_eq!(
+            Interval::parse(Some("1e8")).expect("ok"),
+            Interval::Seconds(100_000_000)
+        );
+        assert_eq!(
+            Interval::parse(Some("daily")).expect("ok"),
+            Interval::Calendar(Calendar::Daily)
+        );
+        assert!(matches!(
+            Interval::parse(Some("abc")),
+            Err(QueryError::InvalidInterval)
+        ));
+        assert_eq!(parse_time("1699999200000", Tz::UTC), Some(1_699_999_200));
+        assert_eq!(parse_time("1699999200", Tz::UTC), Some(1_699_999_200));
+        assert_eq!(
+            parse_time("2023-11-14 22:00:00", Tz::UTC),
+            Some(1_699_999_200)
+        );
+        assert_eq!(
+            parse_time("2023-11-14 23:00:00", chrono_tz::Europe::Berlin),
+            Some(1_699_999_200)
+        );
+        assert_eq!(parse_time("next tuesday-ish", Tz::UTC), None);
+    }
+
+    #[test]
+    fn calendar_boundaries_follow_local_time_and_dst() {
+        let london = chrono_tz::Europe::London;
+        // 2023-03-26: clocks go forward; that day is 23 hours long.
+        let day = align(Calendar::Daily, 1_679_800_000, london);
+        assert_eq!(day, 1_679_788_800); // 2023-03-26 00:00 GMT
+        assert_eq!(advance(Calendar::Daily, day, london) - day, 23 * 3600);
+        // Sunday 2023-11-05 aligns forward to Monday 2023-11-06, as PHP's "this monday".
+        assert_eq!(
+            align(Calendar::Weekly, 1_699_142_400, Tz::UTC),
+            1_699_228_800
+        );
+        assert_eq!(
+            align(Calendar::Monthly, 1_696_291_200, Tz::UTC),
+            1_696_118_400
+        );
+        assert_eq!(
+            align(Calendar::Annual, 1_665_187_200, Tz::UTC),
+            1_640_995_200
+        );
+    }
+
+    #[test]
+    fn time_formats() {
+        let t = 1_699_999_200;
+        assert_eq!(
+            render_time(t, TimeFormat::UnixMs, Tz::UTC),
+            Some(TimeValue::Int(t * 1000))
+        );
+        assert_eq!(
+            render_time(t, TimeFormat::Excel, Tz::UTC),
+            Some(TimeValue::Text("14/11/2023 22:00:00".into()))
+        );
+        assert_eq!(
+            render_time(t, TimeFormat::Iso8601, Tz::UTC),
+            Some(TimeValue::Text("2023-11-14T22:00:00+00:00".into()))
+        );
+        assert_eq!(render_time(t, TimeFormat::NoTime, Tz::UTC), None);
+    }
+
+    #[test]
+    fn delta_uses_the_last_value_inside_the_final_window() {
+        let pts = vec![(0, Some(1.0)), (10, Some(3.0)), (20, None)];
+        assert_eq!(
+            delta(pts.clone(), Some((15, Some(4.0)))),
+            vec![(0, Some(2.0)), (10, Some(1.0))]
+        );
+        assert_eq!(delta(pts, None), vec![(0, Some(2.0)), (10, None)]);
+    }
+}
