@@ -21,9 +21,16 @@
 //!
 //! Writes land in memory first ([`FixedFeed::write`]); [`FixedFeed::flush`] puts them in the
 //! files (data first, fsynced, then the meta). Reads always see both.
+//!
+//! Reads go through a read-only memory map of `.dat`, made on first read and dropped by every
+//! operation that changes the file (flush, clear, delete). Those take `&mut self`, so no map
+//! can be in use while its file changes; ynni's data-dir lock keeps other processes out.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
+use std::sync::OnceLock;
+
+use memmap2::Mmap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -66,6 +73,8 @@ pub struct FixedFeed {
     /// Unflushed slots after the end of the file, contiguous from `disk_npoints`.
     tail: Vec<f32>,
     meta_dirty: bool,
+    /// Read-only map of the first `disk_npoints * 4` bytes of `.dat`; `None` when empty.
+    map: OnceLock<Option<Mmap>>,
 }
 
 fn meta_path(dir: &Path, id: u32) -> PathBuf {
@@ -106,6 +115,7 @@ impl FixedFeed {
             overwrites: BTreeMap::new(),
             tail: Vec::new(),
             meta_dirty: false,
+            map: OnceLock::new(),
         })
     }
 
@@ -155,6 +165,7 @@ impl FixedFeed {
             overwrites: BTreeMap::new(),
             tail: Vec::new(),
             meta_dirty: false,
+            map: OnceLock::new(),
         })
     }
 
@@ -284,6 +295,34 @@ impl FixedFeed {
             .unwrap_or(f32::NAN))
     }
 
+    /// The `.dat` bytes as of the last flush, mapped on first use.
+    fn disk_bytes(&self) -> Result<&[u8]> {
+        if let Some(map) = self.map.get() {
+            return Ok(map.as_deref().unwrap_or(&[]));
+        }
+        let map = if self.disk_npoints == 0 {
+            None
+        } else {
+            let f = File::open(&self.dat_path).map_err(io_err("opening", &self.dat_path))?;
+            // SAFETY: the map is read-only, and the file is only changed (flush, clear,
+            // delete) through `&mut self`, which first drops this map; the data-dir lock keeps
+            // other ynni processes from writing it.
+            let m = unsafe { Mmap::map(&f) }.map_err(io_err("mapping", &self.dat_path))?;
+            if (m.len() as u64) < self.disk_npoints * 4 {
+                return Err(StorageError::BadDataSize {
+                    path: self.dat_path.clone(),
+                    len: m.len() as u64,
+                    record: 4,
+                });
+            }
+            Some(m)
+        };
+        let map = self.map.get_or_init(|| map);
+        Ok(map
+            .as_deref()
+            .map_or(&[][..], |m| &m[..(self.disk_npoints * 4) as usize]))
+    }
+
     /// Slots `[from, to)` (clamped to the feed's end), unflushed writes included.
     pub fn read_slots(&self, from: u64, to: u64) -> Result<Vec<f32>> {
         let to = to.min(self.npoints());
@@ -293,15 +332,8 @@ impl FixedFeed {
         let mut out = Vec::with_capacity((to - from) as usize);
         let disk_to = to.min(self.disk_npoints);
         if from < disk_to {
-            let mut bytes = vec![0u8; ((disk_to - from) * 4) as usize];
-            let f = File::open(&self.dat_path).map_err(io_err("opening", &self.dat_path))?;
-            f.read_exact_at(&mut bytes, from * 4)
-                .map_err(io_err("reading", &self.dat_path))?;
-            out.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            );
+            let bytes = &self.disk_bytes()?[(from * 4) as usize..(disk_to * 4) as usize];
+            out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
             for (&pos, &v) in self.overwrites.range(from..disk_to) {
                 out[(pos - from) as usize] = v;
             }
@@ -315,34 +347,45 @@ impl FixedFeed {
         Ok(out)
     }
 
-    /// The values of single slots (each may be past the end: NaN), reading the file once per
-    /// slot without loading what lies between. For sparse sampling of long ranges.
+    /// The values of single slots (NaN past the end), without touching what lies between:
+    /// for sparse sampling of long ranges.
     pub fn read_each(&self, positions: &[u64]) -> Result<Vec<f32>> {
         let n = self.npoints();
-        let file = if self.disk_npoints > 0 {
-            Some(File::open(&self.dat_path).map_err(io_err("opening", &self.dat_path))?)
-        } else {
-            None
-        };
-        let mut out = Vec::with_capacity(positions.len());
-        let mut buf = [0u8; 4];
-        for &pos in positions {
-            let v = if pos >= n {
-                f32::NAN
-            } else if pos >= self.disk_npoints {
-                self.tail[(pos - self.disk_npoints) as usize]
-            } else if let Some(&v) = self.overwrites.get(&pos) {
-                v
-            } else if let Some(f) = &file {
-                f.read_exact_at(&mut buf, pos * 4)
-                    .map_err(io_err("reading", &self.dat_path))?;
-                f32::from_le_bytes(buf)
-            } else {
-                f32::NAN
-            };
-            out.push(v);
+        let disk = self.disk_bytes()?;
+        Ok(positions
+            .iter()
+            .map(|&pos| {
+                if pos >= n {
+                    f32::NAN
+                } else if pos >= self.disk_npoints {
+                    self.tail[(pos - self.disk_npoints) as usize]
+                } else if let Some(&v) = self.overwrites.get(&pos) {
+                    v
+                } else {
+                    let i = (pos * 4) as usize;
+                    f32::from_le_bytes([disk[i], disk[i + 1], disk[i + 2], disk[i + 3]])
+                }
+            })
+            .collect())
+    }
+
+    /// Sum and count of the non-missing values in slots `[from, to)`, without copying them out.
+    pub fn sum_slots(&self, from: u64, to: u64) -> Result<(f64, u64)> {
+        let to = to.min(self.npoints());
+        if from >= to {
+            return Ok((0.0, 0));
         }
-        Ok(out)
+        let unflushed = self.overwrites.range(from..to).next().is_some() || to > self.disk_npoints;
+        if unflushed {
+            let v = self.read_slots(from, to)?;
+            return Ok(sum_f32(v.iter().copied()));
+        }
+        let bytes = &self.disk_bytes()?[(from * 4) as usize..(to * 4) as usize];
+        Ok(sum_f32(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ))
     }
 
     /// The last slot's time and value (`None` value for NaN), or `None` for an empty feed.
@@ -398,6 +441,7 @@ impl FixedFeed {
                     .map_err(io_err("writing", &self.dat_path))?;
             }
             f.sync_data().map_err(io_err("syncing", &self.dat_path))?;
+            self.map = OnceLock::new();
             self.disk_npoints += self.tail.len() as u64;
             self.tail.clear();
             self.overwrites.clear();
@@ -411,6 +455,7 @@ impl FixedFeed {
 
     /// Empties the feed (data and start time), keeping its interval.
     pub fn clear(&mut self) -> Result<()> {
+        self.map = OnceLock::new();
         let f = OpenOptions::new()
             .write(true)
             .create(true)
@@ -443,6 +488,17 @@ impl FixedFeed {
     pub fn size(&self) -> u64 {
         16 + self.npoints() * 4
     }
+}
+
+/// Sum and count of the non-NaN values; branch-free so the loop vectorises.
+fn sum_f32(values: impl Iterator<Item = f32>) -> (f64, u64) {
+    let (mut sum, mut n) = (0f64, 0u64);
+    for v in values {
+        let present = !v.is_nan();
+        sum += if present { f64::from(v) } else { 0.0 };
+        n += u64::from(present);
+    }
+    (sum, n)
 }
 
 fn write_meta(path: &Path, interval: u32, start_time: u32) -> Result<()> {

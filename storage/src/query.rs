@@ -398,18 +398,9 @@ fn fixed_series(
         values.resize(wins.len(), None);
     } else if average {
         let clamp = |p: i64| p.clamp(0, n) as u64;
-        let (lo, hi) = match (wins.first(), wins.last()) {
-            (Some(a), Some(b)) => (clamp(pos(a.0)), clamp(pos(b.1))),
-            _ => (0, 0),
-        };
-        let slots = f.read_slots(lo, hi)?;
         for &(a, b) in &wins {
-            let (pa, pb) = (clamp(pos(a)), clamp(pos(b)));
-            values.push(if pa < pb {
-                mean(&slots[(pa - lo) as usize..(pb - lo) as usize])
-            } else {
-                None
-            });
+            let (sum, count) = f.sum_slots(clamp(pos(a)), clamp(pos(b)))?;
+            values.push((count > 0).then(|| sum / count as f64));
         }
     } else {
         let wanted: Vec<Option<u64>> = wins
@@ -417,17 +408,10 @@ fn fixed_series(
             .map(|&(t, _)| (s <= t && t <= end_time).then(|| pos(t) as u64))
             .collect();
         let present: Vec<u64> = wanted.iter().flatten().copied().collect();
-        let read = match (present.first(), present.last()) {
-            (Some(&a), Some(&b)) if (b - a + 1) <= 8 * present.len() as u64 => {
-                let slots = f.read_slots(a, b + 1)?;
-                present.iter().map(|&p| slots[(p - a) as usize]).collect()
-            }
-            _ => f.read_each(&present)?,
-        };
-        let mut it = read.into_iter();
+        let mut read = f.read_each(&present)?.into_iter();
         for w in wanted {
             values.push(match w {
-                Some(_) => it.next().filter(|v| !v.is_nan()).map(f64::from),
+                Some(_) => read.next().filter(|v| !v.is_nan()).map(f64::from),
                 None => None,
             });
         }
