@@ -25,7 +25,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `cargo bench` passes `--bench`; nothing to parse.
     for per_feed in [6i64, 60] {
         let dir = tempfile::tempdir()?;
-        let (fina, ts, wal) = (dir.path().join("phpfina"), dir.path().join("phptimeseries"), dir.path().join("wal"));
+        let (fina, ts, wal) = (
+            dir.path().join("phpfina"),
+            dir.path().join("phptimeseries"),
+            dir.path().join("wal"),
+        );
         std::fs::create_dir_all(&fina)?;
         std::fs::create_dir_all(&ts)?;
         {
@@ -37,7 +41,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // shard logs between flushes).
             for i in 0..per_feed {
                 let batch: Vec<Point> = (1..=FEEDS)
-                    .map(|feed| Point { feed, time: T0 + 10 * i, value: Some(i as f64), join: false })
+                    .map(|feed| Point {
+                        feed,
+                        time: T0 + 10 * i,
+                        value: Some(i as f64),
+                        join: false,
+                    })
                     .collect();
                 store.write(&batch)?;
             }

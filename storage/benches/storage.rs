@@ -23,7 +23,12 @@ fn year_feed(dir: &std::path::Path) -> Feed {
     let mut f = FixedFeed::create(dir, 1, 10, 10).expect("create");
     // A cumulative kWh-like ramp with a daily wobble.
     let points: Vec<(i64, Option<f64>)> = (0..YEAR_POINTS)
-        .map(|i| (T0 + 10 * i, Some(i as f64 * 0.001 + ((i % 8640) as f64).sin())))
+        .map(|i| {
+            (
+                T0 + 10 * i,
+                Some(i as f64 * 0.001 + ((i % 8640) as f64).sin()),
+            )
+        })
         .collect();
     f.write(&points, false).expect("write");
     f.flush().expect("flush");
@@ -73,7 +78,8 @@ fn ingest(c: &mut Criterion) {
             |(dir, mut feeds)| {
                 for i in 0..PER_FEED {
                     for f in &mut feeds {
-                        f.write(&[(T0 + 10 * i, Some(i as f64))], false).expect("write");
+                        f.write(&[(T0 + 10 * i, Some(i as f64))], false)
+                            .expect("write");
                     }
                 }
                 black_box(&feeds);
@@ -96,7 +102,9 @@ fn ingest(c: &mut Criterion) {
     let payload = vec![0x5Au8; (5 + 21 * POINTS_PER_RECORD) as usize];
     g.bench_function("group_commit_100k_points", |b| {
         b.iter(|| {
-            let tickets: Vec<_> = (0..RECORDS).map(|_| wal.submit(payload.clone()).expect("submit")).collect();
+            let tickets: Vec<_> = (0..RECORDS)
+                .map(|_| wal.submit(payload.clone()).expect("submit"))
+                .collect();
             for t in tickets {
                 t.wait().expect("durable");
             }
@@ -107,7 +115,9 @@ fn ingest(c: &mut Criterion) {
     let small = vec![0x5Au8; 5 + 21];
     g.bench_function("group_commit_1_point_records", |b| {
         b.iter(|| {
-            let tickets: Vec<_> = (0..10_000).map(|_| wal.submit(small.clone()).expect("submit")).collect();
+            let tickets: Vec<_> = (0..10_000)
+                .map(|_| wal.submit(small.clone()).expect("submit"))
+                .collect();
             for t in tickets {
                 t.wait().expect("durable");
             }
@@ -139,7 +149,12 @@ fn ingest(c: &mut Criterion) {
         b.iter(|| {
             for _ in 0..100 {
                 let batch: Vec<ynni_storage::Point> = (1..=100)
-                    .map(|feed| ynni_storage::Point { feed, time: T0 + 10 * round, value: Some(1.0), join: false })
+                    .map(|feed| ynni_storage::Point {
+                        feed,
+                        time: T0 + 10 * round,
+                        value: Some(1.0),
+                        join: false,
+                    })
                     .collect();
                 store.write(&batch).expect("write");
                 round += 1;

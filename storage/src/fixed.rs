@@ -127,6 +127,7 @@ impl FixedFeed {
         if !meta.exists() {
             return Err(StorageError::NoSuchFeed { id });
         }
+        finish_interrupted_trim(&dat, &meta)?;
         let bytes = fs::read(&meta).map_err(io_err("reading", &meta))?;
         if bytes.len() != 16 {
             return Err(StorageError::CorruptMeta {
@@ -333,7 +334,11 @@ impl FixedFeed {
         let disk_to = to.min(self.disk_npoints);
         if from < disk_to {
             let bytes = &self.disk_bytes()?[(from * 4) as usize..(disk_to * 4) as usize];
-            out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
             for (&pos, &v) in self.overwrites.range(from..disk_to) {
                 out[(pos - from) as usize] = v;
             }
@@ -472,6 +477,64 @@ impl FixedFeed {
         Ok(())
     }
 
+    /// Drops the slots before `start_time` (emoncms's `trim`). Returns the bytes written.
+    /// The new start is the first kept slot's time (emoncms stores the requested time unaligned).
+    ///
+    /// Crash-safe: the new `.dat` and `.meta` are written as `*.trim` files first; see
+    /// [`FixedFeed::open`] for how an interrupted trim is finished or discarded.
+    pub fn trim(&mut self, start_time: i64) -> std::result::Result<u64, TrimError> {
+        if self.is_dirty() {
+            self.flush()?;
+        }
+        let (s, i, n) = (
+            i64::from(self.start_time),
+            i64::from(self.interval),
+            self.disk_npoints as i64,
+        );
+        if n == 0 {
+            return Err(TrimError::Empty);
+        }
+        if start_time == s {
+            return Err(TrimError::AlreadyStarts);
+        }
+        let keep_from = (start_time - s + i - 1).div_euclid(i);
+        if start_time < s || keep_from >= n {
+            return Err(TrimError::OutOfRange);
+        }
+        let kept = self.disk_bytes()?[(keep_from * 4) as usize..].to_vec();
+        let new_start = u32::try_from(s + keep_from * i).map_err(|_| TrimError::OutOfRange)?;
+        let (dat_tmp, meta_tmp) = trim_paths(&self.dat_path, &self.meta_path);
+        std::fs::write(&dat_tmp, &kept).map_err(io_err("writing", &dat_tmp))?;
+        File::open(&dat_tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("syncing", &dat_tmp))?;
+        write_meta(&meta_tmp, self.interval, new_start)?;
+        self.map = OnceLock::new();
+        fs::rename(&dat_tmp, &self.dat_path).map_err(io_err("replacing", &self.dat_path))?;
+        fs::rename(&meta_tmp, &self.meta_path).map_err(io_err("replacing", &self.meta_path))?;
+        if let Some(dir) = self.meta_path.parent() {
+            sync_dir(dir)?;
+        }
+        self.start_time = new_start;
+        self.disk_npoints = kept.len() as u64 / 4;
+        Ok(kept.len() as u64)
+    }
+
+    /// The `.dat` bytes from a byte offset, for emoncms's `export`: the offset is rounded down
+    /// to a slot and, past the first slot, moved back one, so the last slot a client already
+    /// holds is sent again.
+    pub fn export(&mut self, offset: u64) -> Result<Vec<u8>> {
+        if self.is_dirty() {
+            self.flush()?;
+        }
+        let mut off = offset / 4 * 4;
+        if off >= 4 {
+            off -= 4;
+        }
+        let disk = self.disk_bytes()?;
+        Ok(disk.get(off as usize..).unwrap_or(&[]).to_vec())
+    }
+
     /// Removes the feed's files.
     pub fn delete(self) -> Result<()> {
         for p in [&self.dat_path, &self.meta_path] {
@@ -488,6 +551,47 @@ impl FixedFeed {
     pub fn size(&self) -> u64 {
         16 + self.npoints() * 4
     }
+}
+
+/// Why a trim was refused; `Display` is emoncms's wording.
+#[derive(Debug, thiserror::Error)]
+pub enum TrimError {
+    #[error("Empty data file, nothing to trim.")]
+    Empty,
+    #[error("New start time out of range")]
+    OutOfRange,
+    #[error("Feed already starts at trim time")]
+    AlreadyStarts,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn trim_paths(dat: &Path, meta: &Path) -> (PathBuf, PathBuf) {
+    (
+        dat.with_extension("dat.trim"),
+        meta.with_extension("meta.trim"),
+    )
+}
+
+/// A trim renames the new `.dat` into place, then the new `.meta`. If `.dat.trim` is still
+/// there the old files are intact and the trim is discarded; if only `.meta.trim` is left the
+/// data was replaced and the meta must follow.
+fn finish_interrupted_trim(dat: &Path, meta: &Path) -> Result<()> {
+    let (dat_tmp, meta_tmp) = trim_paths(dat, meta);
+    if dat_tmp.exists() {
+        for p in [&dat_tmp, &meta_tmp] {
+            match fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("removing", p)(e)),
+            }
+        }
+        tracing::warn!(feed = %dat.display(), "discarded an interrupted trim");
+    } else if meta_tmp.exists() {
+        fs::rename(&meta_tmp, meta).map_err(io_err("replacing", meta))?;
+        tracing::warn!(feed = %meta.display(), "completed an interrupted trim");
+    }
+    Ok(())
 }
 
 /// Sum and count of the non-NaN values; branch-free so the loop vectorises.
@@ -666,6 +770,48 @@ mod tests {
             FixedFeed::open(dir.path(), 7),
             Err(StorageError::NoSuchFeed { id: 7 })
         ));
+    }
+
+    #[test]
+    fn trim_keeps_later_slots_and_survives_an_interrupted_rename() {
+        let (dir, mut f) = feed(10);
+        let pts: Vec<(i64, Option<f64>)> = (0..10).map(|k| (T0 + 10 * k, Some(k as f64))).collect();
+        f.write(&pts, false).expect("write");
+        assert!(matches!(f.trim(T0), Err(TrimError::AlreadyStarts)));
+        assert!(matches!(f.trim(T0 - 5), Err(TrimError::OutOfRange)));
+        assert!(matches!(f.trim(T0 + 100), Err(TrimError::OutOfRange)));
+        assert_eq!(f.trim(T0 + 25).expect("trim"), 7 * 4);
+        assert_eq!(f.meta().start_time as i64, T0 + 30);
+        assert_eq!(values(&f)[0], Some(3.0));
+        let g = FixedFeed::open(dir.path(), 1).expect("open");
+        assert_eq!(g.meta(), f.meta());
+        // A crash after the data rename but before the meta rename is completed on open.
+        let meta = dir.path().join("1.meta");
+        fs::copy(&meta, dir.path().join("1.meta.trim")).expect("copy");
+        write_meta(&meta, 10, T0 as u32).expect("old meta");
+        let g = FixedFeed::open(dir.path(), 1).expect("open");
+        assert_eq!(g.meta().start_time as i64, T0 + 30);
+        // A crash before the data rename discards the trim.
+        fs::write(dir.path().join("1.dat.trim"), [0u8; 4]).expect("write");
+        fs::write(dir.path().join("1.meta.trim"), [0u8; 16]).expect("write");
+        let g = FixedFeed::open(dir.path(), 1).expect("open");
+        assert_eq!(g.meta().npoints, 7);
+        assert!(!dir.path().join("1.dat.trim").exists());
+    }
+
+    #[test]
+    fn export_resends_the_last_known_slot() {
+        let (_d, mut f) = feed(10);
+        f.write(
+            &[(T0, Some(1.0)), (T0 + 10, Some(2.0)), (T0 + 20, Some(3.0))],
+            false,
+        )
+        .expect("write");
+        assert_eq!(f.export(0).expect("export").len(), 12);
+        assert_eq!(f.export(4).expect("export").len(), 12);
+        let tail = f.export(10).expect("export");
+        assert_eq!(tail, [2.0f32.to_le_bytes(), 3.0f32.to_le_bytes()].concat());
+        assert!(f.export(100).expect("export").is_empty());
     }
 
     #[test]

@@ -245,6 +245,34 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
     Ok(DataReply { format, points })
 }
 
+/// emoncms's CSV download of one feed: `<unix seconds>,<value to 2 decimals | null>` lines.
+/// As in emoncms it skips the interval and datapoint-limit checks (an auto interval below 1 s
+/// becomes 1 s) and ignores `delta` and the time format.
+pub fn csv(feed: &Feed, req: &DataRequest) -> Result<String, QueryError> {
+    let (start, end) = (req.start, req.end);
+    if end <= start {
+        return Err(QueryError::EndBeforeStart);
+    }
+    let interval = match req.interval {
+        Interval::Seconds(i) if i < 1 => {
+            Interval::Seconds((php_round((end - start) as f64 / 800.0) as i64).max(1))
+        }
+        other => other,
+    };
+    let points = match feed {
+        Feed::Fixed(f) => fixed_series(f, start, end, interval, req)?,
+        Feed::Variable(f) => variable_series(f, start, end, interval, req)?,
+    };
+    let mut out = String::with_capacity(points.len() * 20);
+    for (t, v) in points {
+        match v {
+            Some(v) => out.push_str(&format!("{t},{v:.2}\n")),
+            None => out.push_str(&format!("{t},null\n")),
+        }
+    }
+    Ok(out)
+}
+
 /// PHP's `round`: half away from zero.
 fn php_round(x: f64) -> f64 {
     x.round()

@@ -34,6 +34,9 @@ pub struct Point {
 #[derive(Debug, Clone, Copy)]
 pub struct StoreConfig {
     pub wal: WalConfig,
+    /// How often [`FeedStore::flush_if_due`] writes buffered points to the feed files; long
+    /// enough that an SD card sees a few writes a minute, not one per point.
+    pub flush_interval: std::time::Duration,
     /// New fixed-interval feeds get at least this interval (emoncms's `min_feed_interval`).
     pub min_interval: u32,
 }
@@ -42,6 +45,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             wal: WalConfig::default(),
+            flush_interval: std::time::Duration::from_secs(60),
             min_interval: 10,
         }
     }
@@ -94,6 +98,7 @@ pub struct FeedStore {
     applied: Lsn,
     cfg: StoreConfig,
     replayed: u64,
+    last_flush: std::time::Instant,
 }
 
 const RECORD_VERSION: u8 = 1;
@@ -158,6 +163,7 @@ impl FeedStore {
             applied: cp.next_lsn,
             cfg,
             replayed: 0,
+            last_flush: std::time::Instant::now(),
         };
         let mut records: Vec<(Lsn, Vec<Point>)> = Vec::new();
         store.wal.replay(cp.next_lsn, |lsn, payload| {
@@ -284,8 +290,18 @@ impl FeedStore {
         self.feeds.values().map(Feed::pending_len).sum()
     }
 
+    /// Flushes if `flush_interval` has passed since the last flush; the shard's worker calls
+    /// this after writes and on a timer.
+    pub fn flush_if_due(&mut self) -> Result<Option<FlushStats>> {
+        if self.last_flush.elapsed() < self.cfg.flush_interval {
+            return Ok(None);
+        }
+        self.flush().map(Some)
+    }
+
     /// Writes all pending points to the feed files, then checkpoints and trims the WAL.
     pub fn flush(&mut self) -> Result<FlushStats> {
+        self.last_flush = std::time::Instant::now();
         let mut stats = FlushStats::default();
         for feed in self.feeds.values_mut() {
             let n = feed.pending_len();
@@ -313,6 +329,32 @@ impl FeedStore {
         match self.feed(id)? {
             Feed::Fixed(f) => f.clear(),
             Feed::Variable(f) => f.clear(),
+        }
+    }
+
+    /// Drops a feed's data before `start_time` (after a flush and checkpoint, as for
+    /// [`FeedStore::clear`]). Returns the bytes written, or emoncms's message when refused.
+    pub fn trim(&mut self, id: u32, start_time: i64) -> Result<std::result::Result<u64, String>> {
+        self.feed(id)?;
+        self.flush()?;
+        match self.feed(id)? {
+            Feed::Fixed(f) => match f.trim(start_time) {
+                Ok(n) => Ok(Ok(n)),
+                Err(crate::fixed::TrimError::Storage(e)) => Err(e),
+                Err(e) => Ok(Err(e.to_string())),
+            },
+            Feed::Variable(f) => {
+                let t = u32::try_from(start_time.max(0)).unwrap_or(u32::MAX);
+                Ok(f.trim(t)?.ok_or_else(|| "Invalid start time".to_string()))
+            }
+        }
+    }
+
+    /// The feed's data file from a byte offset (emoncms's `export`; see the engines).
+    pub fn export(&mut self, id: u32, offset: u64) -> Result<Vec<u8>> {
+        match self.feed(id)? {
+            Feed::Fixed(f) => f.export(offset),
+            Feed::Variable(f) => f.export(offset),
         }
     }
 
@@ -417,6 +459,55 @@ mod tests {
             r.refused[..],
             [(1, StorageError::PaddingLimit { .. })]
         ));
+    }
+
+    #[test]
+    fn flush_if_due_waits_for_the_interval() {
+        let dirs = Dirs::new();
+        let p = dirs.0.path();
+        let cfg = StoreConfig {
+            flush_interval: std::time::Duration::from_secs(3600),
+            ..StoreConfig::default()
+        };
+        let mut s = FeedStore::open(
+            &p.join("phpfina"),
+            &p.join("phptimeseries"),
+            &p.join("wal"),
+            cfg,
+        )
+        .expect("open");
+        s.create_fixed(1, 10).expect("create");
+        s.write(&[pt(1, T0, 1.0)]).expect("write");
+        assert_eq!(s.flush_if_due().expect("flush"), None);
+        assert_eq!(s.pending_points(), 1);
+        s.cfg.flush_interval = std::time::Duration::ZERO;
+        assert_eq!(
+            s.flush_if_due().expect("flush"),
+            Some(FlushStats {
+                feeds: 1,
+                points: 1
+            })
+        );
+        assert_eq!(s.pending_points(), 0);
+    }
+
+    #[test]
+    fn trimmed_points_do_not_come_back_on_replay() {
+        let dirs = Dirs::new();
+        {
+            let mut s = dirs.open();
+            s.create_fixed(1, 10).expect("create");
+            s.write(&[pt(1, T0, 1.0), pt(1, T0 + 10, 2.0), pt(1, T0 + 20, 3.0)])
+                .expect("write");
+            assert_eq!(s.trim(1, T0 + 10).expect("trim"), Ok(8));
+            assert_eq!(
+                s.trim(1, T0 + 10).expect("trim"),
+                Err("Feed already starts at trim time".into())
+            );
+        }
+        let mut s = dirs.open();
+        assert_eq!(fixed_values(&mut s, 1), vec![2.0, 3.0]);
+        assert_eq!(s.export(1, 0).expect("export").len(), 8);
     }
 
     #[test]

@@ -317,18 +317,56 @@ impl VariableFeed {
         for (&t, &v) in &all {
             encode(t, v, &mut bytes);
         }
-        let tmp = self.dir.join(format!("feed_{}.MYD.tmp", self.id));
-        {
-            let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
-            f.write_all(&bytes).map_err(io_err("writing", &tmp))?;
-            f.sync_all().map_err(io_err("syncing", &tmp))?;
-        }
-        fs::rename(&tmp, &self.path).map_err(io_err("replacing", &self.path))?;
-        sync_dir(&self.dir)?;
+        self.replace_file(&bytes)?;
         self.disk_npoints = all.len() as u64;
         self.disk_first = all.keys().next().copied();
         self.disk_last = all.keys().next_back().copied();
         Ok(())
+    }
+
+    /// Drops the records before `start_time` (emoncms's `trim`); `None` (emoncms: `Invalid start
+    /// time`) if no record is at or after it. Returns the bytes written.
+    pub fn trim(&mut self, start_time: u32) -> Result<Option<u64>> {
+        self.flush()?;
+        let kept = self.read_range(start_time, u32::MAX)?;
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        let mut bytes = Vec::with_capacity(kept.len() * RECORD as usize);
+        for &(t, v) in &kept {
+            encode(t, v, &mut bytes);
+        }
+        self.replace_file(&bytes)?;
+        self.disk_npoints = kept.len() as u64;
+        self.disk_first = kept.first().map(|r| r.0);
+        self.disk_last = kept.last().map(|r| r.0);
+        Ok(Some(bytes.len() as u64))
+    }
+
+    /// The file's bytes from a byte offset rounded down to a record (emoncms's `export`).
+    pub fn export(&mut self, offset: u64) -> Result<Vec<u8>> {
+        self.flush()?;
+        let off = offset / RECORD * RECORD;
+        let f = File::open(&self.path).map_err(io_err("opening", &self.path))?;
+        let len = self.disk_npoints * RECORD;
+        if off >= len {
+            return Ok(Vec::new());
+        }
+        let mut out = vec![0u8; (len - off) as usize];
+        f.read_exact_at(&mut out, off)
+            .map_err(io_err("reading", &self.path))?;
+        Ok(out)
+    }
+
+    fn replace_file(&self, bytes: &[u8]) -> Result<()> {
+        let tmp = self.dir.join(format!("feed_{}.MYD.tmp", self.id));
+        {
+            let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+            f.write_all(bytes).map_err(io_err("writing", &tmp))?;
+            f.sync_all().map_err(io_err("syncing", &tmp))?;
+        }
+        fs::rename(&tmp, &self.path).map_err(io_err("replacing", &self.path))?;
+        sync_dir(&self.dir)
     }
 
     /// Empties the feed.
@@ -426,6 +464,17 @@ mod tests {
             .map(|(t, _)| t)
             .collect();
         assert_eq!(got, vec![(T0 + 10) as u32, (T0 + 20) as u32]);
+    }
+
+    #[test]
+    fn trim_and_export() {
+        let (_d, mut f) = feed();
+        f.write(&[(T0, Some(1.0)), (T0 + 10, Some(2.0)), (T0 + 20, Some(3.0))]);
+        assert_eq!(f.export(0).expect("export").len(), 27);
+        assert_eq!(f.export(10).expect("export").len(), 18);
+        assert_eq!(f.trim((T0 + 5) as u32).expect("trim"), Some(18));
+        assert_eq!(all(&f), vec![(10, 2.0), (20, 3.0)]);
+        assert_eq!(f.trim((T0 + 50) as u32).expect("trim"), None);
     }
 
     #[test]

@@ -431,6 +431,22 @@ fn seq147_to_157_values_at_times_and_last_values() {
 }
 
 #[test]
+fn seq189_csv_export() {
+    let mut fx = fixture();
+    let csv = query::csv(fx.store.feed(1).expect("feed"), &req(T0, T0 + 60, "10")).expect("csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 7);
+    assert_eq!(lines[0], "1699999200,1000.00");
+    assert_eq!(lines[6], "1699999260,1060.00");
+    let csv = query::csv(
+        fx.store.feed(1).expect("feed"),
+        &req(T0 + 100, T0 + 110, "10"),
+    )
+    .expect("csv");
+    assert_eq!(csv, "1699999300,null\n1699999310,null\n");
+}
+
+#[test]
 fn unflushed_points_are_visible_to_queries() {
     let mut fx = fixture();
     fx.store
