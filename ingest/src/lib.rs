@@ -1,5 +1,10 @@
 //! Ingest: decoders that turn MQTT messages and HTTP posts into input batches, the shard
 //! router, the per-shard workers and the process-list engine (see DESIGN.md §1).
 //!
-//! Nothing is built here yet; the crate exists so the workspace has its final shape and
-//! dependency direction (ingest → storage → core).
+//! Built so far: the decoders ([`decode`]) for every emoncms input form. The router, workers
+//! and process lists come next in the ingest issue.
+
+pub mod batch;
+pub mod decode;
+
+pub use batch::{Decoded, Value};

@@ -1,0 +1,35 @@
+//! What every entry point produces: values for one node at one time.
+
+/// An input value; `None` is a missing value (emoncms's `null`), stored as NaN by feeds.
+pub type Value = Option<f64>;
+
+/// One node's values at one time, decoded from any input form. The user it belongs to is added
+/// by the entry point that authenticated the request or connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// Unix seconds.
+    pub time: i64,
+    /// Filtered node name (emoncms's character rule); never empty (`0` by default).
+    pub node: String,
+    /// Filtered input names with their values, in the order received; a repeated name keeps its
+    /// first position and its last value.
+    pub values: Vec<(String, Value)>,
+}
+
+impl Decoded {
+    pub(crate) fn new(time: i64, node: String) -> Self {
+        Self {
+            time,
+            node,
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds or replaces a value, as a PHP array assignment does.
+    pub(crate) fn set(&mut self, name: String, value: Value) {
+        match self.values.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.values.push((name, value)),
+        }
+    }
+}

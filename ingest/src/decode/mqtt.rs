@@ -1,0 +1,170 @@
+//! MQTT: `<base>/<node>/<name…>` with a number, and `<base>/<node>` with JSON (optional `time`,
+//! nested `{"name":…, "value":…}`) or CSV, as emoncms's `emoncms_mqtt` service reads them.
+//! Topics arrive here without the tenant prefix (the broker strips `u/<user>/`).
+
+use serde_json::Value as Json;
+
+use super::names::{filter_name, filter_node};
+use super::numbers::php_numeric;
+use super::time::parse_time_param;
+use crate::batch::{Decoded, Value};
+
+/// A scalar as emoncms_mqtt keeps it: numbers (and numeric text) as values, anything else
+/// missing.
+fn scalar(v: &Json) -> Option<Value> {
+    match v {
+        Json::Number(n) => Some(n.as_f64()),
+        Json::String(s) => Some(php_numeric(s)),
+        Json::Bool(_) | Json::Null => Some(None),
+        Json::Array(_) | Json::Object(_) => None,
+    }
+}
+
+/// Decodes one message; `None` if the topic is not an input topic under `base`.
+pub fn decode_mqtt(topic: &str, payload: &[u8], base: &str, now: i64) -> Option<Decoded> {
+    let topic: String = topic.chars().filter(|&c| c != ':').collect();
+    let text = String::from_utf8_lossy(payload);
+    let json = match serde_json::from_str::<Json>(text.trim()) {
+        Ok(j @ (Json::Object(_) | Json::Array(_))) => Some(j),
+        _ => None,
+    };
+    // emoncms removes every occurrence of `<base>/`, not only the leading one.
+    let stripped = topic.replace(&format!("{base}/"), "");
+    if stripped == topic || stripped.is_empty() {
+        return None;
+    }
+    let route: Vec<&str> = stripped.split('/').collect();
+    let node = filter_node(route[0]);
+    let prefix = route[1..].join("_");
+    let mut out = Decoded::new(now, node);
+    match json {
+        Some(Json::Object(map)) => {
+            let mut time_key = None;
+            if let Some((k, t)) = map.iter().find(|(k, _)| k.eq_ignore_ascii_case("time")) {
+                match t {
+                    Json::Number(n) => {
+                        out.time = n.as_f64().map_or(now, |v| v.trunc() as i64);
+                        time_key = Some(k.clone());
+                    }
+                    Json::String(s) => {
+                        let parsed = parse_time_param(s, i64::MIN);
+                        // An unreadable time string means now, and stays an input.
+                        if parsed != i64::MIN {
+                            out.time = parsed;
+                            time_key = Some(k.clone());
+                        }
+                    }
+                    _ => time_key = Some(k.clone()),
+                }
+            }
+            for (k, v) in &map {
+                if time_key.as_deref() == Some(k.as_str()) {
+                    continue;
+                }
+                let (key, value) = match v {
+                    Json::Object(inner) => match (inner.get("name"), inner.get("value")) {
+                        (Some(Json::String(n)), Some(val)) => (format!("{k}_{n}"), val),
+                        _ => continue,
+                    },
+                    _ => (k.clone(), v),
+                };
+                let Some(value) = scalar(value) else { continue };
+                let name = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}_{key}")
+                };
+                out.set(filter_name(&name), value);
+            }
+        }
+        Some(Json::Array(items)) => {
+            for (i, v) in items.iter().enumerate() {
+                let Some(value) = scalar(v) else { continue };
+                let name = if prefix.is_empty() {
+                    i.to_string()
+                } else {
+                    format!("{prefix}_{i}")
+                };
+                out.set(filter_name(&name), value);
+            }
+        }
+        _ if route.len() >= 2 => {
+            out.set(filter_name(&prefix), php_numeric(&text));
+        }
+        _ => {
+            // The node topic with a plain payload: CSV, named from 0 over MQTT.
+            for (i, item) in text.split(',').enumerate() {
+                out.set(i.to_string(), php_numeric(item));
+            }
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_829_515;
+
+    fn vals(d: &Decoded) -> Vec<(&str, Value)> {
+        d.values.iter().map(|(n, v)| (n.as_str(), *v)).collect()
+    }
+
+    #[test]
+    fn numeric_topic_and_deeper_levels() {
+        let d = decode_mqtt("emon/emontx/power1", b"12", "emon", NOW).expect("input");
+        assert_eq!(
+            (d.node.as_str(), d.time, vals(&d)),
+            ("emontx", NOW, vec![("power1", Some(12.0))])
+        );
+        let d = decode_mqtt("emon/node/a/b", b"10", "emon", NOW).expect("input");
+        assert_eq!(vals(&d), vec![("a_b", Some(10.0))]);
+        let d = decode_mqtt("emon/node/x", b"on", "emon", NOW).expect("input");
+        assert_eq!(vals(&d), vec![("x", None)]);
+        assert!(decode_mqtt("other/node/x", b"1", "emon", NOW).is_none());
+    }
+
+    #[test]
+    fn json_payloads() {
+        let d = decode_mqtt(
+            "emon/emontx4",
+            br#"{"time":1699999200,"P1":100,"T1":"21.5","bad":[1],"rssi":-63}"#,
+            "emon",
+            NOW,
+        )
+        .expect("input");
+        assert_eq!(d.time, 1_699_999_200);
+        assert_eq!(
+            vals(&d),
+            vec![
+                ("P1", Some(100.0)),
+                ("T1", Some(21.5)),
+                ("rssi", Some(-63.0))
+            ]
+        );
+        let d = decode_mqtt(
+            "emon/emontx/ct",
+            br#"{"p":1,"q":{"name":"x","value":2}}"#,
+            "emon",
+            NOW,
+        )
+        .expect("input");
+        assert_eq!(vals(&d), vec![("ct_p", Some(1.0)), ("ct_q_x", Some(2.0))]);
+        let d =
+            decode_mqtt("emon/n", br#"{"Time":"not a date","a":1}"#, "emon", NOW).expect("input");
+        assert_eq!(d.time, NOW);
+        assert_eq!(vals(&d), vec![("Time", None), ("a", Some(1.0))]);
+    }
+
+    #[test]
+    fn csv_on_the_node_topic_is_zero_based() {
+        let d = decode_mqtt("emon/emonpi", b"1,2.5,x", "emon", NOW).expect("input");
+        assert_eq!(
+            vals(&d),
+            vec![("0", Some(1.0)), ("1", Some(2.5)), ("2", None)]
+        );
+        let d = decode_mqtt("emon/emonpi", b"42", "emon", NOW).expect("input");
+        assert_eq!(vals(&d), vec![("0", Some(42.0))]);
+    }
+}

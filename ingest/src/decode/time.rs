@@ -1,0 +1,76 @@
+//! The `time` parameter of `input/post` and `input/bulk`.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
+use super::numbers::php_numeric;
+
+/// A numeric value is taken as unix seconds, truncated (milliseconds are *not* converted, as in
+/// emoncms). Otherwise the date forms PHP's `strtotime` is given in practice are read
+/// (`2023-11-14 22:00:05`, ISO 8601 / RFC 3339 with offset, `2023-11-14`, `now`, `@1699999200`),
+/// in UTC unless an offset is given; anything else means `now`, as emoncms falls back.
+pub fn parse_time_param(s: &str, now: i64) -> i64 {
+    let s = s.trim();
+    if let Some(v) = php_numeric(s) {
+        return v.trunc() as i64;
+    }
+    if s.eq_ignore_ascii_case("now") {
+        return now;
+    }
+    if let Some(v) = s.strip_prefix('@').and_then(php_numeric) {
+        return v.trunc() as i64;
+    }
+    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
+        return d.timestamp();
+    }
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%z",
+        "%Y-%m-%d %H:%M:%S%z",
+        "%Y-%m-%d %H:%M:%S %z",
+    ] {
+        if let Ok(d) = DateTime::parse_from_str(s, fmt) {
+            return d.timestamp();
+        }
+    }
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y/%m/%d %H:%M:%S",
+    ] {
+        if let Ok(d) = NaiveDateTime::parse_from_str(s, fmt) {
+            return d.and_utc().timestamp();
+        }
+    }
+    if let Some(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+    {
+        return d.and_utc().timestamp();
+    }
+    now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        let now = 1_795_829_388;
+        assert_eq!(parse_time_param("1699999205", now), 1_699_999_205);
+        assert_eq!(parse_time_param("1699999205.9", now), 1_699_999_205);
+        assert_eq!(
+            parse_time_param("1699999205000", now),
+            1_699_999_205_000,
+            "ms is not converted"
+        );
+        assert_eq!(parse_time_param("2023-11-14 22:00:05", now), 1_699_999_205);
+        assert_eq!(
+            parse_time_param("2023-11-14T23:00:05+01:00", now),
+            1_699_999_205
+        );
+        assert_eq!(parse_time_param("2023-11-14", now), 1_699_920_000);
+        assert_eq!(parse_time_param("garbage", now), now);
+        assert_eq!(parse_time_param("now", now), now);
+    }
+}
