@@ -32,6 +32,8 @@ pub enum StorageError {
     CorruptCheckpoint { path: PathBuf, reason: String },
     #[error("the write-ahead log writer has stopped")]
     WalClosed,
+    #[error("the feed store stopped after a failed write; restart to recover from the log")]
+    StoreFailed,
 }
 
 impl StorageError {

@@ -156,16 +156,26 @@ impl FixedFeed {
                 record: 4,
             });
         }
+        if start_time == 0 && len > 0 {
+            return Err(StorageError::CorruptMeta {
+                path: meta,
+                reason: format!("start time 0 with {} slots of data", len / 4),
+            });
+        }
+        // A feed without data has no start yet, whatever its meta says: a crash inside `clear`,
+        // or after the first flush's meta but before its data, leaves such a meta, and the
+        // next write (or WAL replay) sets the start again from its first point.
+        let empty_with_start = len == 0 && start_time != 0;
         Ok(Self {
             id,
             meta_path: meta,
             dat_path: dat,
             interval,
-            start_time,
+            start_time: if empty_with_start { 0 } else { start_time },
             disk_npoints: len / 4,
             overwrites: BTreeMap::new(),
             tail: Vec::new(),
-            meta_dirty: false,
+            meta_dirty: empty_with_start,
             map: OnceLock::new(),
         })
     }
@@ -204,12 +214,17 @@ impl FixedFeed {
         let interval = i64::from(self.interval);
         let mut valid: Vec<(i64, f32)> = Vec::with_capacity(points.len());
         for &(t, v) in points {
+            // Times outside a u32 cannot be stored; checking first also keeps the alignment
+            // arithmetic from overflowing.
+            if t <= 0 || t > i64::from(u32::MAX) {
+                continue;
+            }
             let t = t.div_euclid(interval) * interval;
             let v = v.map_or(f32::NAN, |v| v as f32);
             match valid.last_mut() {
                 Some(last) if t == last.0 => last.1 = v,
                 Some(last) if t < last.0 => {}
-                _ if t <= 0 || t > i64::from(u32::MAX) => {}
+                _ if t <= 0 => {}
                 _ => valid.push((t, v)),
             }
         }
@@ -258,8 +273,10 @@ impl FixedFeed {
                 };
                 match from {
                     Some(l) => {
-                        let step = (v - l) / (padding as f32 + 1.0);
-                        appends.extend((1..=padding).map(|k| l + step * k as f32));
+                        // In f64 as PHP computes it; each slot is then stored as f32.
+                        let (l, v) = (f64::from(l), f64::from(v));
+                        let step = (v - l) / (padding as f64 + 1.0);
+                        appends.extend((1..=padding).map(|k| (l + step * k as f64) as f32));
                     }
                     None => appends.extend(std::iter::repeat_n(f32::NAN, padding as usize)),
                 }
@@ -305,9 +322,11 @@ impl FixedFeed {
             None
         } else {
             let f = File::open(&self.dat_path).map_err(io_err("opening", &self.dat_path))?;
-            // SAFETY: the map is read-only, and the file is only changed (flush, clear,
-            // delete) through `&mut self`, which first drops this map; the data-dir lock keeps
-            // other ynni processes from writing it.
+            // SAFETY: the map is read-only. Within ynni a feed's files are changed only through
+            // its one `FixedFeed` (each feed id belongs to one shard's store), by methods taking
+            // `&mut self` that drop this map first; the data-dir lock keeps a second ynni
+            // server out. Another program truncating the file while ynni runs (unsupported,
+            // see the README) could still fault the process.
             let m = unsafe { Mmap::map(&f) }.map_err(io_err("mapping", &self.dat_path))?;
             if (m.len() as u64) < self.disk_npoints * 4 {
                 return Err(StorageError::BadDataSize {
@@ -413,6 +432,13 @@ impl FixedFeed {
         if !self.is_dirty() {
             return Ok(false);
         }
+        // The meta goes first: data written under an unsaved start time would be misplaced
+        // after a crash, while a saved start with no data yet is read as an empty feed and
+        // replay sets the same start again.
+        if self.meta_dirty {
+            write_meta(&self.meta_path, self.interval, self.start_time)?;
+            self.meta_dirty = false;
+        }
         if !self.overwrites.is_empty() || !self.tail.is_empty() {
             let f = OpenOptions::new()
                 .write(true)
@@ -450,10 +476,6 @@ impl FixedFeed {
             self.disk_npoints += self.tail.len() as u64;
             self.tail.clear();
             self.overwrites.clear();
-        }
-        if self.meta_dirty {
-            write_meta(&self.meta_path, self.interval, self.start_time)?;
-            self.meta_dirty = false;
         }
         Ok(true)
     }
@@ -497,8 +519,11 @@ impl FixedFeed {
         if start_time == s {
             return Err(TrimError::AlreadyStarts);
         }
+        if start_time < s || start_time > i64::from(u32::MAX) {
+            return Err(TrimError::OutOfRange);
+        }
         let keep_from = (start_time - s + i - 1).div_euclid(i);
-        if start_time < s || keep_from >= n {
+        if keep_from >= n {
             return Err(TrimError::OutOfRange);
         }
         let kept = self.disk_bytes()?[(keep_from * 4) as usize..].to_vec();
@@ -510,11 +535,13 @@ impl FixedFeed {
             .map_err(io_err("syncing", &dat_tmp))?;
         write_meta(&meta_tmp, self.interval, new_start)?;
         self.map = OnceLock::new();
+        let dir = self.meta_path.parent().unwrap_or(Path::new("."));
         fs::rename(&dat_tmp, &self.dat_path).map_err(io_err("replacing", &self.dat_path))?;
+        // The data rename must be durable before the meta's: recovery reads a leftover
+        // `.dat.trim` as "the data was not replaced".
+        sync_dir(dir)?;
         fs::rename(&meta_tmp, &self.meta_path).map_err(io_err("replacing", &self.meta_path))?;
-        if let Some(dir) = self.meta_path.parent() {
-            sync_dir(dir)?;
-        }
+        sync_dir(dir)?;
         self.start_time = new_start;
         self.disk_npoints = kept.len() as u64 / 4;
         Ok(kept.len() as u64)
@@ -544,7 +571,7 @@ impl FixedFeed {
                 Err(e) => return Err(io_err("removing", p)(e)),
             }
         }
-        Ok(())
+        sync_dir(self.meta_path.parent().unwrap_or(Path::new(".")))
     }
 
     /// Bytes on disk once flushed: 16 for the meta plus 4 per slot (emoncms's `size`).

@@ -99,6 +99,8 @@ pub struct FeedStore {
     cfg: StoreConfig,
     replayed: u64,
     last_flush: std::time::Instant,
+    /// Set when memory may no longer match the log; every later call fails.
+    poisoned: bool,
 }
 
 const RECORD_VERSION: u8 = 1;
@@ -151,7 +153,12 @@ impl FeedStore {
         wal_dir: &Path,
         cfg: StoreConfig,
     ) -> Result<Self> {
-        std::fs::create_dir_all(wal_dir).map_err(crate::error::io_err("creating", wal_dir))?;
+        if !wal_dir.is_dir() {
+            std::fs::create_dir_all(wal_dir).map_err(crate::error::io_err("creating", wal_dir))?;
+            if let Some(parent) = wal_dir.parent() {
+                crate::fixed::sync_dir(parent)?;
+            }
+        }
         let cp = checkpoint::read(wal_dir)?.unwrap_or_default();
         let wal = Wal::open(wal_dir, cp.next_lsn, cfg.wal)?;
         let mut store = Self {
@@ -164,6 +171,7 @@ impl FeedStore {
             cfg,
             replayed: 0,
             last_flush: std::time::Instant::now(),
+            poisoned: false,
         };
         let mut records: Vec<(Lsn, Vec<Point>)> = Vec::new();
         store.wal.replay(cp.next_lsn, |lsn, payload| {
@@ -174,7 +182,7 @@ impl FeedStore {
             Ok(())
         })?;
         for (lsn, points) in records {
-            let report = store.apply(&points);
+            let report = store.apply(&points)?;
             for (feed, e) in report.refused {
                 tracing::warn!(lsn, feed, error = %e, "replayed write refused");
             }
@@ -235,22 +243,45 @@ impl FeedStore {
     }
 
     /// Makes `points` durable in the WAL, then applies them. Every feed must exist; otherwise
-    /// nothing is written.
+    /// nothing is written. Points whose time cannot be stored (outside 1..=u32::MAX) are left
+    /// out before logging.
+    ///
+    /// Blocks on the WAL's sync: call it from the shard's worker thread, not from async code.
     pub fn write(&mut self, points: &[Point]) -> Result<WriteReport> {
+        if self.poisoned {
+            return Err(StorageError::StoreFailed);
+        }
+        let points: Vec<Point> = points
+            .iter()
+            .filter(|p| p.time > 0 && p.time <= i64::from(u32::MAX))
+            .copied()
+            .collect();
         if points.is_empty() {
             return Ok(WriteReport::default());
         }
-        for p in points {
+        for p in &points {
             self.feed(p.feed)?;
         }
-        let lsn = self.wal.append(encode(points))?;
-        let mut report = self.apply(points);
+        let lsn = self.wal.append(encode(&points))?;
+        // The record is durable: if applying it fails for a reason other than the data itself,
+        // memory no longer matches the log, so the store stops until a restart replays it.
+        let mut report = match self.apply(&points) {
+            Ok(r) => r,
+            Err(e) => {
+                self.poisoned = true;
+                tracing::error!(error = %e, lsn, "applying a logged write failed; store stopped until restart");
+                return Err(e);
+            }
+        };
         report.lsn = Some(lsn);
         self.applied = lsn + 1;
         Ok(report)
     }
 
-    fn apply(&mut self, points: &[Point]) -> WriteReport {
+    /// Applies points to the engines. Refusals that depend only on the data (the padding
+    /// limit) are reported per feed and are the same on every replay; any other failure is an
+    /// error for the whole call.
+    fn apply(&mut self, points: &[Point]) -> Result<WriteReport> {
         let mut report = WriteReport::default();
         // Points of one feed go to its engine together, in their order.
         let mut order: Vec<u32> = Vec::new();
@@ -266,23 +297,24 @@ impl FeedStore {
         }
         for id in order {
             let batch = by_feed.remove(&id).unwrap_or_default();
-            let result = self.feed(id).and_then(|feed| match feed {
-                Feed::Fixed(f) => {
-                    let join = batch.iter().any(|b| b.2);
-                    let pts: Vec<(i64, Option<f64>)> = batch.iter().map(|b| (b.0, b.1)).collect();
-                    f.write(&pts, join)
-                }
-                Feed::Variable(f) => {
-                    let pts: Vec<(i64, Option<f64>)> = batch.iter().map(|b| (b.0, b.1)).collect();
-                    Ok(f.write(&pts))
-                }
-            });
+            let feed = match self.feed(id) {
+                Ok(f) => f,
+                // A feed deleted after the record was logged: nothing left to write to.
+                Err(StorageError::NoSuchFeed { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let pts: Vec<(i64, Option<f64>)> = batch.iter().map(|b| (b.0, b.1)).collect();
+            let result = match feed {
+                Feed::Fixed(f) => f.write(&pts, batch.iter().any(|b| b.2)),
+                Feed::Variable(f) => Ok(f.write(&pts)),
+            };
             match result {
                 Ok(n) => report.stored += n,
-                Err(e) => report.refused.push((id, e)),
+                Err(e @ StorageError::PaddingLimit { .. }) => report.refused.push((id, e)),
+                Err(e) => return Err(e),
             }
         }
-        report
+        Ok(report)
     }
 
     /// Points waiting in memory for the next flush.
@@ -301,6 +333,9 @@ impl FeedStore {
 
     /// Writes all pending points to the feed files, then checkpoints and trims the WAL.
     pub fn flush(&mut self) -> Result<FlushStats> {
+        if self.poisoned {
+            return Err(StorageError::StoreFailed);
+        }
         self.last_flush = std::time::Instant::now();
         let mut stats = FlushStats::default();
         for feed in self.feeds.values_mut() {
@@ -497,17 +532,40 @@ mod tests {
         {
             let mut s = dirs.open();
             s.create_fixed(1, 10).expect("create");
+            s.create_variable(2).expect("create");
             s.write(&[pt(1, T0, 1.0), pt(1, T0 + 10, 2.0), pt(1, T0 + 20, 3.0)])
+                .expect("write");
+            s.write(&[pt(2, T0, 1.0), pt(2, T0 + 10, 2.0), pt(2, T0 + 20, 3.0)])
                 .expect("write");
             assert_eq!(s.trim(1, T0 + 10).expect("trim"), Ok(8));
             assert_eq!(
                 s.trim(1, T0 + 10).expect("trim"),
                 Err("Feed already starts at trim time".into())
             );
+            // A variable feed would take replayed old points back in: the checkpoint before
+            // the trim must prevent that.
+            assert_eq!(s.trim(2, T0 + 10).expect("trim"), Ok(18));
         }
         let mut s = dirs.open();
         assert_eq!(fixed_values(&mut s, 1), vec![2.0, 3.0]);
         assert_eq!(s.export(1, 0).expect("export").len(), 8);
+        match s.feed(2).expect("feed") {
+            Feed::Variable(f) => assert_eq!(f.meta().npoints, 2),
+            Feed::Fixed(_) => panic!("variable expected"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_times_are_left_out_before_logging() {
+        let dirs = Dirs::new();
+        let mut s = dirs.open();
+        s.create_fixed(1, 10).expect("create");
+        let r = s
+            .write(&[pt(1, i64::MIN, 1.0), pt(1, -5, 1.0), pt(1, i64::MAX, 1.0)])
+            .expect("write");
+        assert_eq!((r.lsn, r.stored), (None, 0));
+        drop(s);
+        assert_eq!(dirs.open().replayed_records(), 0);
     }
 
     #[test]

@@ -197,6 +197,26 @@ impl VariableFeed {
         Ok(out)
     }
 
+    /// The last record (unflushed points included) with time < `t`.
+    pub fn last_before(&self, t: u32) -> Result<Option<(u32, f32)>> {
+        let disk = if self.disk_first.is_some_and(|first| first < t) {
+            let f = File::open(&self.path).map_err(io_err("opening", &self.path))?;
+            let i = self.disk_lower_bound(&f, t)?;
+            if i > 0 {
+                Some(self.disk_record(i - 1)?)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        let pending = self.pending.range(..t).next_back().map(|(&t, &v)| (t, v));
+        Ok(match (disk, pending) {
+            (Some(d), Some(p)) => Some(if p.0 >= d.0 { p } else { d }),
+            (d, p) => d.or(p),
+        })
+    }
+
     /// The first record (unflushed points included) with time > `t`.
     pub fn first_after(&self, t: u32) -> Result<Option<(u32, f32)>> {
         let disk = if self.disk_last.is_some_and(|last| last > t) {
@@ -386,10 +406,11 @@ impl VariableFeed {
 
     pub fn delete(self) -> Result<()> {
         match fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("removing", &self.path)(e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("removing", &self.path)(e)),
         }
+        sync_dir(&self.dir)
     }
 
     /// Bytes on disk once flushed (emoncms's `size`).
