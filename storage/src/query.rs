@@ -22,6 +22,15 @@ use crate::variable::VariableFeed;
 /// emoncms's default `max_datapoints`.
 pub const DEFAULT_MAX_DATAPOINTS: u64 = 20_000;
 
+/// Request times are clamped to ±2^33 s (years 1697–2242) so that no arithmetic on them can
+/// overflow, and intervals to 2^32 s.
+const TIME_LIMIT: i64 = 1 << 33;
+const INTERVAL_LIMIT: i64 = 1 << 32;
+
+/// CSV downloads skip emoncms's datapoint limit; this bounds them instead (a year of 10 s data
+/// is 3.2 M lines).
+pub const CSV_MAX_LINES: u64 = 5_000_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("Request end time before start time")]
@@ -69,7 +78,9 @@ impl Interval {
             "monthly" => Interval::Calendar(Calendar::Monthly),
             "annual" => Interval::Calendar(Calendar::Annual),
             _ => match s.parse::<f64>() {
-                Ok(v) if v.is_finite() => Interval::Seconds(v.trunc() as i64),
+                Ok(v) if v.is_finite() => {
+                    Interval::Seconds((v.trunc() as i64).clamp(-INTERVAL_LIMIT, INTERVAL_LIMIT))
+                }
                 _ => return Err(QueryError::InvalidInterval),
             },
         })
@@ -166,6 +177,9 @@ pub struct DataRequest {
     pub timeformat: String,
     pub tz: Tz,
     pub max_datapoints: u64,
+    /// The feed's last update (time, value) as the feed list shows it, used by `delta` to fill
+    /// the final window; the engine's last point when `None`.
+    pub last_value: Option<(i64, Option<f64>)>,
 }
 
 impl DataRequest {
@@ -183,6 +197,7 @@ impl DataRequest {
             timeformat: "unixms".into(),
             tz: Tz::UTC,
             max_datapoints: DEFAULT_MAX_DATAPOINTS,
+            last_value: None,
         }
     }
 }
@@ -196,7 +211,8 @@ pub struct DataReply {
 
 /// Runs a `feed/data` request against a feed.
 pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
-    let (start, mut end) = (req.start, req.end);
+    let start = req.start.clamp(-TIME_LIMIT, TIME_LIMIT);
+    let mut end = req.end.clamp(-TIME_LIMIT, TIME_LIMIT);
     if end <= start {
         return Err(QueryError::EndBeforeStart);
     }
@@ -204,7 +220,7 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
     if let Interval::Seconds(i) = interval
         && i < 1
     {
-        interval = Interval::Seconds(php_round((end - start) as f64 / 800.0) as i64);
+        interval = Interval::Seconds(php_round((end - start) as f64 / 800.0, 0) as i64);
     }
     if req.delta {
         end = match interval {
@@ -217,7 +233,7 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
         if i < 1 {
             return Err(QueryError::InvalidInterval);
         }
-        let requested = php_round((end - start) as f64 / i as f64) as i64;
+        let requested = php_round((end - start) as f64 / i as f64, 0) as i64;
         if requested > req.max_datapoints as i64 {
             return Err(QueryError::TooManyPoints {
                 limit: req.max_datapoints,
@@ -226,19 +242,22 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
         }
     }
     let format = TimeFormat::parse(&req.timeformat).ok_or(QueryError::InvalidTimeFormat)?;
+    let cap = req.max_datapoints;
     let mut points = match feed {
-        Feed::Fixed(f) => fixed_series(f, start, end, interval, req)?,
-        Feed::Variable(f) => variable_series(f, start, end, interval, req)?,
+        Feed::Fixed(f) => fixed_series(f, start, end, interval, req, cap)?,
+        Feed::Variable(f) => variable_series(f, start, end, interval, req, cap)?,
     };
     if req.delta {
-        let last = last_value(feed)?;
+        let last = match req.last_value {
+            Some(lv) => Some(lv),
+            None => last_value(feed)?,
+        };
         points = delta(points, last);
     }
     if let Some(dp) = req.dp {
-        let scale = 10f64.powi(dp);
-        for (_, v) in &mut points {
+        for (_, v) in points.iter_mut() {
             if let Some(x) = v {
-                *x = php_round(*x * scale) / scale;
+                *x = php_round(*x, dp);
             }
         }
     }
@@ -249,33 +268,50 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
 /// As in emoncms it skips the interval and datapoint-limit checks (an auto interval below 1 s
 /// becomes 1 s) and ignores `delta` and the time format.
 pub fn csv(feed: &Feed, req: &DataRequest) -> Result<String, QueryError> {
-    let (start, end) = (req.start, req.end);
+    let start = req.start.clamp(-TIME_LIMIT, TIME_LIMIT);
+    let end = req.end.clamp(-TIME_LIMIT, TIME_LIMIT);
     if end <= start {
         return Err(QueryError::EndBeforeStart);
     }
     let interval = match req.interval {
         Interval::Seconds(i) if i < 1 => {
-            Interval::Seconds((php_round((end - start) as f64 / 800.0) as i64).max(1))
+            Interval::Seconds((php_round((end - start) as f64 / 800.0, 0) as i64).max(1))
         }
         other => other,
     };
     let points = match feed {
-        Feed::Fixed(f) => fixed_series(f, start, end, interval, req)?,
-        Feed::Variable(f) => variable_series(f, start, end, interval, req)?,
+        Feed::Fixed(f) => fixed_series(f, start, end, interval, req, CSV_MAX_LINES)?,
+        Feed::Variable(f) => variable_series(f, start, end, interval, req, CSV_MAX_LINES)?,
     };
     let mut out = String::with_capacity(points.len() * 20);
     for (t, v) in points {
         match v {
-            Some(v) => out.push_str(&format!("{t},{v:.2}\n")),
+            Some(v) => out.push_str(&format!("{t},{}\n", number_format_2(v))),
             None => out.push_str(&format!("{t},null\n")),
         }
     }
     Ok(out)
 }
 
-/// PHP's `round`: half away from zero.
-fn php_round(x: f64) -> f64 {
-    x.round()
+/// PHP's `number_format($v, 2, '.', '')`.
+fn number_format_2(v: f64) -> String {
+    let s = format!("{:.2}", php_round(v, 2));
+    if s == "-0.00" { "0.00".into() } else { s }
+}
+
+/// PHP's `round($x, $places)`: half away from zero, after pre-rounding to 15 significant
+/// digits so that e.g. `round(1.005, 2)` is 1.01 as in PHP, not 1.0 as plain binary gives.
+fn php_round(x: f64, places: i32) -> f64 {
+    if !x.is_finite() {
+        return x;
+    }
+    let places = places.clamp(-15, 15);
+    let f = 10f64.powi(places.abs());
+    let scaled = if places >= 0 { x * f } else { x / f };
+    let pre: f64 = format!("{scaled:.14e}").parse().unwrap_or(scaled);
+    let r = pre.round();
+    let out = if places >= 0 { r / f } else { r * f };
+    if out.is_finite() { out } else { x }
 }
 
 fn local_to_utc(tz: Tz, naive: NaiveDateTime) -> Option<i64> {
@@ -353,12 +389,28 @@ fn delta_end(c: Calendar, end: i64, tz: Tz) -> i64 {
     midnight(d, tz)
 }
 
-/// The windows `[from, to)` of a request, starts up to and including `end`.
-fn windows(start: i64, end: i64, interval: Interval, tz: Tz) -> Vec<(i64, i64)> {
+/// The windows `[from, to)` of a request, starts up to and including `end`; more than `cap`
+/// is refused with emoncms's datapoint-limit error rather than allocated.
+fn windows(
+    start: i64,
+    end: i64,
+    interval: Interval,
+    tz: Tz,
+    cap: u64,
+) -> Result<Vec<(i64, i64)>, QueryError> {
+    let too_many = |requested: i64| QueryError::TooManyPoints {
+        limit: cap,
+        requested,
+    };
     let mut out = Vec::new();
     match interval {
         Interval::Seconds(i) => {
             let i = i.max(1);
+            let count = (end - start).div_euclid(i) + 1;
+            if count > cap as i64 {
+                return Err(too_many(count));
+            }
+            out.reserve(count.max(0) as usize);
             let mut t = start;
             while t <= end {
                 out.push((t, t + i));
@@ -372,13 +424,16 @@ fn windows(start: i64, end: i64, interval: Interval, tz: Tz) -> Vec<(i64, i64)> 
                 if next <= t {
                     break;
                 }
+                if out.len() as u64 >= cap {
+                    return Err(too_many(out.len() as i64 + 1));
+                }
                 out.push((t, next));
                 t = next;
             }
         }
         Interval::Original => {}
     }
-    out
+    Ok(out)
 }
 
 fn mean(values: &[f32]) -> Option<f64> {
@@ -395,7 +450,8 @@ fn fixed_series(
     end: i64,
     interval: Interval,
     req: &DataRequest,
-) -> Result<Vec<(i64, Option<f64>)>, StorageError> {
+    cap: u64,
+) -> Result<Vec<(i64, Option<f64>)>, QueryError> {
     let meta = f.meta();
     let (s, fi, n) = (
         i64::from(meta.start_time),
@@ -410,7 +466,7 @@ fn fixed_series(
             i = i.max(1);
             if req.limitinterval {
                 i = i.max(fi);
-                i = php_round(i as f64 / fi as f64) as i64 * fi;
+                i = php_round(i as f64 / fi as f64, 0) as i64 * fi;
             }
             if i <= fi {
                 average = false;
@@ -419,7 +475,7 @@ fn fixed_series(
         }
         c => c,
     };
-    let wins = windows(start, end, interval, req.tz);
+    let wins = windows(start, end, interval, req.tz, cap)?;
     let pos = |t: i64| (t - s).div_euclid(fi);
     let mut values: Vec<Option<f64>> = Vec::with_capacity(wins.len());
     if n == 0 {
@@ -458,20 +514,26 @@ fn variable_series(
     end: i64,
     interval: Interval,
     req: &DataRequest,
-) -> Result<Vec<(i64, Option<f64>)>, StorageError> {
+    cap: u64,
+) -> Result<Vec<(i64, Option<f64>)>, QueryError> {
     let interval = match interval {
         Interval::Seconds(i) => Interval::Seconds(i.max(1)),
         // A variable feed has no interval of its own; emoncms treats `original` as 1 s here.
         Interval::Original => Interval::Seconds(1),
         c => c,
     };
-    let wins = windows(start, end, interval, req.tz);
+    let wins = windows(start, end, interval, req.tz, cap)?;
     let (Some(first), Some(last)) = (wins.first(), wins.last()) else {
         return Ok(Vec::new());
     };
     let clamp = |t: i64| t.clamp(0, i64::from(u32::MAX)) as u32;
     let last_end = clamp(last.1);
-    let mut recs = f.read_range(clamp(first.0), last_end)?;
+    let mut recs = Vec::new();
+    // emoncms's averaging can reach back one record before the start (see below).
+    if let Some(r) = f.last_before(clamp(first.0))? {
+        recs.push(r);
+    }
+    recs.extend(f.read_range(clamp(first.0), last_end)?);
     if let Some(r) = f.first_after(last_end)? {
         recs.push(r);
     }
@@ -551,8 +613,11 @@ pub fn value_at(feed: &Feed, t: i64) -> Result<Option<f64>, StorageError> {
             if m.npoints == 0 {
                 return Ok(None);
             }
-            let pos =
-                php_round((t - i64::from(m.start_time)) as f64 / f64::from(m.interval)) as i64;
+            let t = t.clamp(-TIME_LIMIT, TIME_LIMIT);
+            let pos = php_round(
+                (t - i64::from(m.start_time)) as f64 / f64::from(m.interval),
+                0,
+            ) as i64;
             if pos < 0 || pos >= m.npoints as i64 {
                 return Ok(None);
             }
@@ -625,6 +690,48 @@ mod tests {
             align(Calendar::Annual, 1_665_187_200, Tz::UTC),
             1_640_995_200
         );
+    }
+
+    #[test]
+    fn php_rounding_and_number_format() {
+        assert_eq!(php_round(1.005, 2), 1.01);
+        assert_eq!(php_round(3297.5, 0), 3298.0);
+        assert_eq!(php_round(-2.5, 0), -3.0);
+        assert_eq!(php_round(1234.5678, -2), 1200.0);
+        assert_eq!(php_round(1.5, 400), 1.5);
+        assert_eq!(number_format_2(1000.125), "1000.13");
+        assert_eq!(number_format_2(-0.001), "0.00");
+        assert_eq!(number_format_2(1000.0), "1000.00");
+    }
+
+    #[test]
+    fn huge_ranges_and_intervals_are_refused_not_allocated() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let f = crate::fixed::FixedFeed::create(tmp.path(), 1, 10, 10).expect("create");
+        let feed = Feed::Fixed(f);
+        let mut r = DataRequest::new(-(1 << 62), 1 << 62, Interval::Seconds(1));
+        assert!(matches!(
+            data(&feed, &r),
+            Err(QueryError::TooManyPoints { .. })
+        ));
+        r.interval = Interval::parse(Some("1e19")).expect("interval");
+        assert_eq!(data(&feed, &r).expect("few windows").points.len(), 5);
+        r.interval = Interval::Original;
+        assert!(matches!(
+            data(&feed, &r),
+            Err(QueryError::TooManyPoints { .. })
+        ));
+        r.interval = Interval::Calendar(Calendar::Daily);
+        assert!(matches!(
+            data(&feed, &r),
+            Err(QueryError::TooManyPoints { .. })
+        ));
+        r.interval = Interval::Seconds(1);
+        assert!(matches!(
+            csv(&feed, &r),
+            Err(QueryError::TooManyPoints { .. })
+        ));
+        assert_eq!(value_at(&feed, i64::MIN).expect("value"), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::Path;
 
 use ynni_storage::store::Feed;
+use ynni_storage::wal::WalConfig;
 use ynni_storage::{FeedStore, Point, StoreConfig};
 
 const T0: i64 = 1_699_999_200;
@@ -38,7 +39,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &dir.join("phpfina"),
         &dir.join("phptimeseries"),
         &dir.join("wal"),
-        StoreConfig::default(),
+        // Small segments, so kills also land around log rotation and segment trimming.
+        StoreConfig {
+            wal: WalConfig {
+                segment_bytes: 4096,
+                ..WalConfig::default()
+            },
+            ..StoreConfig::default()
+        },
     )?;
     if store.feed(1).is_err() {
         store.create_fixed(1, 10)?;
