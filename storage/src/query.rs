@@ -333,6 +333,12 @@ fn local_date(t: i64, tz: Tz) -> NaiveDate {
         .unwrap_or_default()
 }
 
+/// The start of the local day (midnight, or the first instant after a DST gap) containing
+/// `t`, in `tz`: emoncms's `getstartday`, used by the daily processes.
+pub fn day_start(t: i64, tz: Tz) -> i64 {
+    midnight(local_date(t.clamp(-TIME_LIMIT, TIME_LIMIT), tz), tz)
+}
+
 fn midnight(d: NaiveDate, tz: Tz) -> i64 {
     d.and_hms_opt(0, 0, 0)
         .and_then(|n| local_to_utc(tz, n))

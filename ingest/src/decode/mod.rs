@@ -6,7 +6,7 @@
 mod bulk;
 mod mqtt;
 mod names;
-mod numbers;
+pub(crate) mod numbers;
 mod post;
 mod time;
 

@@ -1,0 +1,239 @@
+//! Process lists: emoncms's stored form (`1:5,2:0.1,process__log_to_feed:7`) and its JSON set
+//! form (`[{"fn":"process__log_to_feed","args":["5"]}]`), with emoncms's validation messages.
+
+use serde_json::Value as Json;
+
+use super::catalog::{ArgType, Context, lookup};
+use crate::decode::numbers::php_numeric;
+
+/// One step as stored: a key (numeric id or `module__function`) and its arguments, unchecked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawStep {
+    pub key: String,
+    pub args: Vec<String>,
+}
+
+/// Splits a stored list. Empty steps are skipped; the engine rejects unknown keys when it runs.
+pub fn parse_stored(list: &str) -> Vec<RawStep> {
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|step| {
+            let mut parts = step.split(':');
+            let key = parts.next().unwrap_or("").trim().to_string();
+            RawStep {
+                key,
+                args: parts.map(str::to_string).collect(),
+            }
+        })
+        .collect()
+}
+
+/// What a validator needs to know about the user's resources.
+pub trait Ownership {
+    fn owns_feed(&self, id: &str) -> bool;
+    fn owns_input(&self, id: &str) -> bool;
+}
+
+/// Why a list was refused; `Display` is emoncms's text (including its missing process name in
+/// the argument-count message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListError {
+    #[error("Invalid process list format: {0}")]
+    Format(String),
+    #[error("Process list must be an array")]
+    NotArray,
+    #[error("Missing process key in process list at index {0}")]
+    MissingKey(usize),
+    #[error("Invalid process process key:{0}")]
+    UnknownProcess(String),
+    #[error("Invalid number of arguments for process: ")]
+    ArgCount,
+    #[error("Invalid feed")]
+    InvalidFeed,
+    #[error("Invalid input")]
+    InvalidInput,
+    #[error("Invalid schedule")]
+    InvalidSchedule,
+    #[error("Value is not numeric")]
+    NotNumeric,
+    #[error("Invalid characters in arg")]
+    InvalidText,
+}
+
+fn text_ok(s: &str) -> bool {
+    s.chars().all(|c| {
+        c.is_alphanumeric() || c.is_whitespace() || matches!(c, '{' | '}' | '_' | '/' | '.' | '-')
+    })
+}
+
+fn arg_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Number(n) => n.to_string(),
+        Json::Bool(b) => {
+            if *b {
+                "1".into()
+            } else {
+                String::new()
+            }
+        }
+        _ => String::new(),
+    }
+}
+
+/// Validates a JSON list for `ctx` and returns its stored form, with numeric ids where a
+/// process has one.
+pub fn from_json(json: &str, ctx: Context, owner: &dyn Ownership) -> Result<String, ListError> {
+    let parsed: Json = serde_json::from_str(json).map_err(|e| ListError::Format(e.to_string()))?;
+    let Json::Array(steps) = parsed else {
+        return Err(ListError::NotArray);
+    };
+    let mut stored = Vec::with_capacity(steps.len());
+    for (i, step) in steps.iter().enumerate() {
+        let Some(key) = step.get("fn").and_then(Json::as_str) else {
+            return Err(ListError::MissingKey(i));
+        };
+        let args: Vec<String> = match step.get("args") {
+            Some(Json::Array(a)) => a.iter().map(arg_text).collect(),
+            Some(_) => {
+                return Err(ListError::Format(format!(
+                    "args of step {i} must be an array"
+                )));
+            }
+            None => Vec::new(),
+        };
+        let def = lookup(key)
+            .filter(|d| d.allowed_in(ctx) && key.starts_with("process__"))
+            .ok_or_else(|| ListError::UnknownProcess(key.to_string()))?;
+        if args.len() != def.args.len() {
+            return Err(ListError::ArgCount);
+        }
+        for (spec, arg) in def.args.iter().zip(&args) {
+            match spec.kind {
+                ArgType::FeedId if !owner.owns_feed(arg) => return Err(ListError::InvalidFeed),
+                ArgType::InputId if !owner.owns_input(arg) => return Err(ListError::InvalidInput),
+                ArgType::ScheduleId => return Err(ListError::InvalidSchedule),
+                ArgType::Value if php_numeric(arg).is_none() => return Err(ListError::NotNumeric),
+                ArgType::Text if !text_ok(arg) => return Err(ListError::InvalidText),
+                _ => {}
+            }
+        }
+        let head = def.id.map_or_else(|| def.key(), |id| id.to_string());
+        stored.push(
+            std::iter::once(head)
+                .chain(args)
+                .collect::<Vec<_>>()
+                .join(":"),
+        );
+    }
+    Ok(stored.join(","))
+}
+
+/// The JSON form of a stored list, for `input/process/get`: keys as `process__<fn>` (unknown
+/// keys are kept as stored).
+pub fn to_json(list: &str) -> Json {
+    Json::Array(
+        parse_stored(list)
+            .into_iter()
+            .map(|s| {
+                let key = lookup(&s.key).map_or(s.key.clone(), |d| d.key());
+                serde_json::json!({"fn": key, "args": s.args})
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Mine;
+    impl Ownership for Mine {
+        fn owns_feed(&self, id: &str) -> bool {
+            matches!(id, "5" | "7")
+        }
+        fn owns_input(&self, id: &str) -> bool {
+            id == "3"
+        }
+    }
+
+    #[test]
+    fn stored_form_round_trip() {
+        let steps = parse_stored("1:5,2:0.1,process__log_to_feed:7,24:,71:30:7");
+        assert_eq!(
+            steps[0],
+            RawStep {
+                key: "1".into(),
+                args: vec!["5".into()]
+            }
+        );
+        assert_eq!(steps[3].args, vec![String::new()]);
+        assert_eq!(steps[4].args, vec!["30".to_string(), "7".to_string()]);
+        assert!(parse_stored("").is_empty());
+        let json = to_json("1:5,2:0.1");
+        assert_eq!(
+            json,
+            serde_json::json!([{"fn":"process__log_to_feed","args":["5"]},{"fn":"process__scale","args":["0.1"]}])
+        );
+    }
+
+    #[test]
+    fn json_set_form_validates_and_encodes_ids() {
+        let ok = r#"[{"fn":"process__scale","args":["0.1"]},{"fn":"process__log_to_feed","args":["5"]},{"fn":"process__allowpositive","args":["0"]},{"fn":"process__power_to_kwh_custom","args":["30","7"]},{"fn":"process__publish_to_mqtt","args":["house/power"]},{"fn":"process__add_input","args":[3]}]"#;
+        assert_eq!(
+            from_json(ok, Context::Input, &Mine),
+            Ok("2:0.1,1:5,24:0,71:30:7,35:house/power,11:3".into())
+        );
+        let err = |j: &str| {
+            from_json(j, Context::Input, &Mine)
+                .expect_err("invalid")
+                .to_string()
+        };
+        assert_eq!(
+            err(r#"[{"args":["1"]}]"#),
+            "Missing process key in process list at index 0"
+        );
+        assert_eq!(
+            err(r#"[{"fn":"process__nosuch","args":[]}]"#),
+            "Invalid process process key:process__nosuch"
+        );
+        assert_eq!(
+            err(r#"[{"fn":"process__source_feed_data_time","args":["5"]}]"#),
+            "Invalid process process key:process__source_feed_data_time"
+        );
+        assert_eq!(
+            err(r#"[{"fn":"process__scale","args":[]}]"#),
+            "Invalid number of arguments for process: "
+        );
+        assert_eq!(
+            err(r#"[{"fn":"process__log_to_feed","args":["6"]}]"#),
+            "Invalid feed"
+        );
+        assert_eq!(
+            err(r#"[{"fn":"process__add_input","args":["4"]}]"#),
+            "Invalid input"
+        );
+        assert_eq!(
+            err(r#"[{"fn":"process__scale","args":["abc"]}]"#),
+            "Value is not numeric"
+        );
+        assert_eq!(
+            err(r#"[{"fn":"process__publish_to_mqtt","args":["a,b"]}]"#),
+            "Invalid characters in arg"
+        );
+        assert_eq!(
+            err(r#"{"fn":"process__scale"}"#),
+            "Process list must be an array"
+        );
+        assert!(err("[").starts_with("Invalid process list format: "));
+        // Virtual-feed lists may use the source-feed processes.
+        assert_eq!(
+            from_json(
+                r#"[{"fn":"process__source_feed_data_time","args":["5"]}]"#,
+                Context::VirtualFeed,
+                &Mine
+            ),
+            Ok("53:5".into())
+        );
+    }
+}
