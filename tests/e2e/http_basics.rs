@@ -104,3 +104,56 @@ async fn oversized_chunked_bodies_are_refused_too() {
     assert_eq!(r.status, 413);
     register(&server, "alice", "secret1").await;
 }
+
+#[tokio::test]
+async fn process_catalog_and_map() {
+    let server = Server::start();
+    let (_, read, _) = register(&server, "alice", "secret1").await;
+    let c = script();
+    assert_eq!(
+        get(&c, &server.url("/process/list.json")).await.body,
+        "false",
+        "needs a session"
+    );
+    let list = get(
+        &c,
+        &server.url(&format!("/process/list.json?apikey={read}")),
+    )
+    .await;
+    assert_eq!(list.content_type, "application/json");
+    let list = list.json();
+    let log = &list["process__log_to_feed"];
+    assert_eq!(log["id_num"], 1);
+    assert_eq!(log["function"], "log_to_feed");
+    assert_eq!(log["args"][0]["type"], 2, "a feed argument");
+    assert_eq!(log["nochange"], true);
+    assert_eq!(list["process__scale"]["args"][0]["default"], "1");
+    assert_eq!(
+        list["process__power_to_kwh_custom"]["args"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert!(list.get("process__error_found").is_none(), "hidden");
+    let input_only = get(
+        &c,
+        &server.url(&format!("/process/list.json?context=0&apikey={read}")),
+    )
+    .await
+    .json();
+    assert!(input_only.get("process__source_feed_data_time").is_none());
+    let virtual_only = get(
+        &c,
+        &server.url(&format!("/process/list.json?context=1&apikey={read}")),
+    )
+    .await
+    .json();
+    assert!(virtual_only.get("process__source_feed_data_time").is_some());
+    assert!(virtual_only.get("process__log_to_feed").is_none());
+    let map = get(&c, &server.url(&format!("/process/map.json?apikey={read}")))
+        .await
+        .json();
+    assert_eq!(map["1"], "process__log_to_feed");
+    assert_eq!(map["64"], "process__kwh_accumulator");
+    assert!(map.get("9").is_none(), "deleted ids are gone");
+}

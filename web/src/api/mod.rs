@@ -1,6 +1,7 @@
 //! The HTTP entry point: every request is parsed into an emoncms route, authenticated once, and
 //! handed to its controller.
 
+mod process;
 mod profile;
 mod system;
 mod user;
@@ -73,6 +74,7 @@ pub async fn dispatch(
         "version" => system::version(&call),
         "describe" => system::describe(),
         "user" => user::handle(&call).await,
+        "process" => process::handle(&call),
         "" => reply::not_implemented("the web interface (use the HTTP API)"),
         _ => reply::route_not_found(route.format == Format::Json),
     }
