@@ -11,6 +11,15 @@
 //! never bring back points written before them.
 //!
 //! A store is owned by one task (the shard's single writer); it is not shared.
+//!
+//! # Caller records and state
+//!
+//! The shard worker logs its own records (input batches) in the same WAL with
+//! [`FeedStore::log`], applies their effects with [`FeedStore::apply_points`] and marks them
+//! done with [`FeedStore::record_applied`]. Every call that checkpoints takes the caller's
+//! state (process state) as of that moment; [`FeedStore::open_with`] hands the checkpointed
+//! state to a [`Replay`] handler and then every later record, in log order, so the handler
+//! rebuilds exactly what a crash lost.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -104,6 +113,35 @@ pub struct FeedStore {
 }
 
 const RECORD_VERSION: u8 = 1;
+/// First byte of a caller record (the rest is the caller's).
+const CALLER_RECORD: u8 = 2;
+
+/// Rebuilds a caller's state on open: `restore` gets the checkpointed state, then `replay` gets
+/// each caller record logged after the checkpoint, in order with the store's own records.
+pub trait Replay {
+    fn restore(&mut self, state: &[u8]) -> Result<()>;
+    fn replay(&mut self, store: &mut FeedStore, lsn: Lsn, record: &[u8]) -> Result<()>;
+}
+
+/// For stores without caller records: finding one is an error, not something to skip.
+struct NoCallerRecords;
+
+impl Replay for NoCallerRecords {
+    fn restore(&mut self, _state: &[u8]) -> Result<()> {
+        Ok(())
+    }
+    fn replay(&mut self, _store: &mut FeedStore, lsn: Lsn, _record: &[u8]) -> Result<()> {
+        Err(StorageError::CorruptWal {
+            path: PathBuf::from("wal"),
+            reason: format!("record {lsn} belongs to a shard worker, but none is replaying"),
+        })
+    }
+}
+
+enum Logged {
+    Points(Vec<Point>),
+    Caller(Vec<u8>),
+}
 const POINT_BYTES: usize = 4 + 1 + 8 + 8;
 
 fn encode(points: &[Point]) -> Vec<u8> {
@@ -153,6 +191,18 @@ impl FeedStore {
         wal_dir: &Path,
         cfg: StoreConfig,
     ) -> Result<Self> {
+        Self::open_with(fixed_dir, variable_dir, wal_dir, cfg, &mut NoCallerRecords)
+    }
+
+    /// Opens the store and replays the WAL after the last checkpoint, handing the checkpointed
+    /// state and the caller's records to `handler`.
+    pub fn open_with(
+        fixed_dir: &Path,
+        variable_dir: &Path,
+        wal_dir: &Path,
+        cfg: StoreConfig,
+        handler: &mut dyn Replay,
+    ) -> Result<Self> {
         if !wal_dir.is_dir() {
             std::fs::create_dir_all(wal_dir).map_err(crate::error::io_err("creating", wal_dir))?;
             if let Some(parent) = wal_dir.parent() {
@@ -160,6 +210,7 @@ impl FeedStore {
             }
         }
         let cp = checkpoint::read(wal_dir)?.unwrap_or_default();
+        handler.restore(&cp.state)?;
         let wal = Wal::open(wal_dir, cp.next_lsn, cfg.wal)?;
         let mut store = Self {
             fixed_dir: fixed_dir.to_path_buf(),
@@ -173,24 +224,67 @@ impl FeedStore {
             last_flush: std::time::Instant::now(),
             poisoned: false,
         };
-        let mut records: Vec<(Lsn, Vec<Point>)> = Vec::new();
+        let mut records: Vec<(Lsn, Logged)> = Vec::new();
         store.wal.replay(cp.next_lsn, |lsn, payload| {
-            match decode(payload) {
-                Some(points) => records.push((lsn, points)),
-                None => tracing::warn!(lsn, "skipping an undecodable WAL record"),
+            match payload.split_first() {
+                Some((&CALLER_RECORD, rest)) => records.push((lsn, Logged::Caller(rest.to_vec()))),
+                _ => match decode(payload) {
+                    Some(points) => records.push((lsn, Logged::Points(points))),
+                    None => {
+                        return Err(StorageError::CorruptWal {
+                            path: PathBuf::from(format!("record {lsn}")),
+                            reason: "a record with a valid checksum does not decode".into(),
+                        });
+                    }
+                },
             }
             Ok(())
         })?;
-        for (lsn, points) in records {
-            let report = store.apply(&points)?;
-            for (feed, e) in report.refused {
-                tracing::warn!(lsn, feed, error = %e, "replayed write refused");
+        for (lsn, record) in records {
+            match record {
+                Logged::Points(points) => {
+                    let report = store.apply(&points)?;
+                    for (feed, e) in report.refused {
+                        tracing::warn!(lsn, feed, error = %e, "replayed write refused");
+                    }
+                }
+                Logged::Caller(bytes) => handler.replay(&mut store, lsn, &bytes)?,
             }
             store.applied = lsn + 1;
             store.replayed += 1;
         }
         store.applied = store.applied.max(store.wal.first_new_lsn());
         Ok(store)
+    }
+
+    /// Queues a caller record in the WAL; it is durable once the ticket resolves. Apply its
+    /// effects with [`FeedStore::apply_points`], then call [`FeedStore::record_applied`].
+    pub fn log(&mut self, record: &[u8]) -> Result<crate::wal::Ticket> {
+        if self.poisoned {
+            return Err(StorageError::StoreFailed);
+        }
+        let mut payload = Vec::with_capacity(record.len() + 1);
+        payload.push(CALLER_RECORD);
+        payload.extend_from_slice(record);
+        self.wal.submit(payload)
+    }
+
+    /// Applies points that a logged caller record produced (no WAL write of their own).
+    pub fn apply_points(&mut self, points: &[Point]) -> Result<WriteReport> {
+        if self.poisoned {
+            return Err(StorageError::StoreFailed);
+        }
+        let points: Vec<Point> = points
+            .iter()
+            .filter(|p| p.time > 0 && p.time <= i64::from(u32::MAX))
+            .copied()
+            .collect();
+        self.apply(&points).inspect_err(|_| self.poisoned = true)
+    }
+
+    /// Marks every record up to `lsn` as applied: the next checkpoint covers it.
+    pub fn record_applied(&mut self, lsn: Lsn) {
+        self.applied = self.applied.max(lsn + 1);
     }
 
     /// How many WAL records the last open replayed.
@@ -324,15 +418,16 @@ impl FeedStore {
 
     /// Flushes if `flush_interval` has passed since the last flush; the shard's worker calls
     /// this after writes and on a timer.
-    pub fn flush_if_due(&mut self) -> Result<Option<FlushStats>> {
+    pub fn flush_if_due(&mut self, state: impl FnOnce() -> Vec<u8>) -> Result<Option<FlushStats>> {
         if self.last_flush.elapsed() < self.cfg.flush_interval {
             return Ok(None);
         }
-        self.flush().map(Some)
+        self.flush(&state()).map(Some)
     }
 
-    /// Writes all pending points to the feed files, then checkpoints and trims the WAL.
-    pub fn flush(&mut self) -> Result<FlushStats> {
+    /// Writes all pending points to the feed files, then checkpoints (with the caller's `state`
+    /// as of now) and trims the WAL.
+    pub fn flush(&mut self, state: &[u8]) -> Result<FlushStats> {
         if self.poisoned {
             return Err(StorageError::StoreFailed);
         }
@@ -349,7 +444,7 @@ impl FeedStore {
             &self.wal_dir,
             &Checkpoint {
                 next_lsn: self.applied,
-                state: Vec::new(),
+                state: state.to_vec(),
             },
         )?;
         self.wal.trim(self.applied)?;
@@ -358,9 +453,9 @@ impl FeedStore {
 
     /// Empties a feed. Pending writes are flushed and checkpointed first, so no replay can
     /// bring old points back.
-    pub fn clear(&mut self, id: u32) -> Result<()> {
+    pub fn clear(&mut self, id: u32, state: &[u8]) -> Result<()> {
         self.feed(id)?;
-        self.flush()?;
+        self.flush(state)?;
         match self.feed(id)? {
             Feed::Fixed(f) => f.clear(),
             Feed::Variable(f) => f.clear(),
@@ -369,9 +464,14 @@ impl FeedStore {
 
     /// Drops a feed's data before `start_time` (after a flush and checkpoint, as for
     /// [`FeedStore::clear`]). Returns the bytes written, or emoncms's message when refused.
-    pub fn trim(&mut self, id: u32, start_time: i64) -> Result<std::result::Result<u64, String>> {
+    pub fn trim(
+        &mut self,
+        id: u32,
+        start_time: i64,
+        state: &[u8],
+    ) -> Result<std::result::Result<u64, String>> {
         self.feed(id)?;
-        self.flush()?;
+        self.flush(state)?;
         match self.feed(id)? {
             Feed::Fixed(f) => match f.trim(start_time) {
                 Ok(n) => Ok(Ok(n)),
@@ -394,9 +494,9 @@ impl FeedStore {
     }
 
     /// Deletes a feed's files (after a flush and checkpoint, as for [`FeedStore::clear`]).
-    pub fn delete(&mut self, id: u32) -> Result<()> {
+    pub fn delete(&mut self, id: u32, state: &[u8]) -> Result<()> {
         self.feed(id)?;
-        self.flush()?;
+        self.flush(state)?;
         match self.feeds.remove(&id) {
             Some(Feed::Fixed(f)) => f.delete(),
             Some(Feed::Variable(f)) => f.delete(),
@@ -465,7 +565,7 @@ mod tests {
         let mut s = dirs.open();
         assert_eq!(s.replayed_records(), 2);
         assert_eq!(fixed_values(&mut s, 1), vec![1.0, 3.0]);
-        s.flush().expect("flush");
+        s.flush(&[]).expect("flush");
         drop(s);
         let mut s = dirs.open();
         assert_eq!(s.replayed_records(), 0, "checkpoint covers everything");
@@ -513,11 +613,11 @@ mod tests {
         .expect("open");
         s.create_fixed(1, 10).expect("create");
         s.write(&[pt(1, T0, 1.0)]).expect("write");
-        assert_eq!(s.flush_if_due().expect("flush"), None);
+        assert_eq!(s.flush_if_due(Vec::new).expect("flush"), None);
         assert_eq!(s.pending_points(), 1);
         s.cfg.flush_interval = std::time::Duration::ZERO;
         assert_eq!(
-            s.flush_if_due().expect("flush"),
+            s.flush_if_due(Vec::new).expect("flush"),
             Some(FlushStats {
                 feeds: 1,
                 points: 1
@@ -537,14 +637,14 @@ mod tests {
                 .expect("write");
             s.write(&[pt(2, T0, 1.0), pt(2, T0 + 10, 2.0), pt(2, T0 + 20, 3.0)])
                 .expect("write");
-            assert_eq!(s.trim(1, T0 + 10).expect("trim"), Ok(8));
+            assert_eq!(s.trim(1, T0 + 10, &[]).expect("trim"), Ok(8));
             assert_eq!(
-                s.trim(1, T0 + 10).expect("trim"),
+                s.trim(1, T0 + 10, &[]).expect("trim"),
                 Err("Feed already starts at trim time".into())
             );
             // A variable feed would take replayed old points back in: the checkpoint before
             // the trim must prevent that.
-            assert_eq!(s.trim(2, T0 + 10).expect("trim"), Ok(18));
+            assert_eq!(s.trim(2, T0 + 10, &[]).expect("trim"), Ok(18));
         }
         let mut s = dirs.open();
         assert_eq!(fixed_values(&mut s, 1), vec![2.0, 3.0]);
@@ -568,6 +668,101 @@ mod tests {
         assert_eq!(dirs.open().replayed_records(), 0);
     }
 
+    /// A caller that logs "add N to a counter and write the counter to feed 1".
+    #[derive(Default)]
+    struct Counter {
+        total: f64,
+    }
+
+    impl Counter {
+        fn handle(&mut self, store: &mut FeedStore, record: &[u8]) -> Result<()> {
+            let (t, n) = (
+                i64::from_le_bytes(record[..8].try_into().expect("8 bytes")),
+                f64::from(record[8]),
+            );
+            self.total += n;
+            store.apply_points(&[pt(1, t, self.total)])?;
+            Ok(())
+        }
+    }
+
+    impl Replay for Counter {
+        fn restore(&mut self, state: &[u8]) -> Result<()> {
+            self.total = if state.is_empty() {
+                0.0
+            } else {
+                f64::from_le_bytes(state.try_into().expect("8 bytes"))
+            };
+            Ok(())
+        }
+        fn replay(&mut self, store: &mut FeedStore, _lsn: Lsn, record: &[u8]) -> Result<()> {
+            self.handle(store, record)
+        }
+    }
+
+    fn counter_record(t: i64, n: u8) -> Vec<u8> {
+        let mut r = t.to_le_bytes().to_vec();
+        r.push(n);
+        r
+    }
+
+    #[test]
+    fn caller_records_and_state_rebuild_after_a_crash() {
+        let dirs = Dirs::new();
+        let p = dirs.0.path();
+        let open = |c: &mut Counter| {
+            FeedStore::open_with(
+                &p.join("phpfina"),
+                &p.join("phptimeseries"),
+                &p.join("wal"),
+                StoreConfig::default(),
+                c,
+            )
+            .expect("open")
+        };
+        {
+            let mut c = Counter::default();
+            let mut s = open(&mut c);
+            s.create_fixed(1, 10).expect("create");
+            for (i, n) in [(0, 5u8), (1, 7)] {
+                let lsn = s
+                    .log(&counter_record(T0 + 10 * i, n))
+                    .expect("log")
+                    .wait()
+                    .expect("durable");
+                c.handle(&mut s, &counter_record(T0 + 10 * i, n))
+                    .expect("apply");
+                s.record_applied(lsn);
+            }
+            // Checkpoint with the state as of now, then one more record that only the WAL has.
+            s.flush(&c.total.to_le_bytes()).expect("flush");
+            let lsn = s
+                .log(&counter_record(T0 + 20, 1))
+                .expect("log")
+                .wait()
+                .expect("durable");
+            c.handle(&mut s, &counter_record(T0 + 20, 1))
+                .expect("apply");
+            s.record_applied(lsn);
+            assert_eq!(c.total, 13.0);
+        }
+        let mut c = Counter::default();
+        let mut s = open(&mut c);
+        assert_eq!(c.total, 13.0, "checkpointed 12 plus the replayed 1");
+        assert_eq!(fixed_values(&mut s, 1), vec![5.0, 12.0, 13.0]);
+        // A plain open refuses a log holding caller records instead of skipping them.
+        drop(s);
+        assert!(
+            FeedStore::open(
+                &p.join("phpfina"),
+                &p.join("phptimeseries"),
+                &p.join("wal"),
+                StoreConfig::default()
+            )
+            .is_err()
+        );
+    }
+
     #[test]
     fn cleared_points_do_not_come_back_on_replay() {
         let dirs = Dirs::new();
@@ -575,12 +770,12 @@ mod tests {
             let mut s = dirs.open();
             s.create_fixed(1, 10).expect("create");
             s.write(&[pt(1, T0, 1.0)]).expect("write");
-            s.clear(1).expect("clear");
+            s.clear(1, &[]).expect("clear");
             s.write(&[pt(1, T0 + 100, 5.0)]).expect("write");
         }
         let mut s = dirs.open();
         assert_eq!(fixed_values(&mut s, 1), vec![5.0]);
-        s.delete(1).expect("delete");
+        s.delete(1, &[]).expect("delete");
         assert!(matches!(s.feed(1), Err(StorageError::NoSuchFeed { id: 1 })));
     }
 }

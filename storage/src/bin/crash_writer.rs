@@ -76,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         writeln!(out, "ack {i}")?;
         out.flush()?;
         if i % 37 == 0 {
-            store.flush()?;
+            store.flush(&[])?;
         }
     }
     Ok(())
