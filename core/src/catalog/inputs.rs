@@ -1,0 +1,110 @@
+//! Inputs: identity (user, node, name), description and process list.
+
+use sqlx::Row;
+
+use super::{Catalog, CatalogError};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct InputRow {
+    pub id: i64,
+    pub userid: i64,
+    pub nodeid: String,
+    pub name: String,
+    pub description: String,
+    #[sqlx(rename = "processList")]
+    pub process_list: String,
+}
+
+impl Catalog {
+    pub async fn inputs_for_user(&self, userid: i64) -> Result<Vec<InputRow>, CatalogError> {
+        Ok(sqlx::query_as(
+            "SELECT id, userid, nodeid, name, description, processList FROM inputs WHERE userid = ? ORDER BY id",
+        )
+        .bind(userid)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Creates the input, or returns the existing one with the same identity (a retried batch
+    /// must not duplicate inputs).
+    pub async fn create_input(
+        &self,
+        userid: i64,
+        nodeid: &str,
+        name: &str,
+    ) -> Result<InputRow, CatalogError> {
+        sqlx::query("INSERT INTO inputs (userid, nodeid, name) VALUES (?, ?, ?) ON CONFLICT (userid, nodeid, name) DO NOTHING")
+            .bind(userid)
+            .bind(nodeid)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_as(
+            "SELECT id, userid, nodeid, name, description, processList FROM inputs WHERE userid = ? AND nodeid = ? AND name = ?",
+        )
+        .bind(userid)
+        .bind(nodeid)
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn set_input_process_list(&self, id: i64, list: &str) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE inputs SET processList = ? WHERE id = ?")
+            .bind(list)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the user switched automatic input creation off.
+    pub async fn input_creation_disabled(&self, userid: i64) -> Result<bool, CatalogError> {
+        let row = sqlx::query("SELECT 1 AS x FROM input_disable WHERE userid = ?")
+            .bind(userid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("x")).transpose()?.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::{NewUser, test_catalog};
+
+    #[tokio::test]
+    async fn inputs_are_unique_per_user_node_and_name() {
+        let (_d, cat) = test_catalog().await;
+        let u = NewUser {
+            username: "alice".into(),
+            email: "a@example.com".into(),
+            password_hash: "$x".into(),
+            timezone: "UTC".into(),
+            admin: false,
+        };
+        let u = cat
+            .create_user(&u, false)
+            .await
+            .expect("db")
+            .expect("created");
+        let a = cat
+            .create_input(u.id, "emontx", "power1")
+            .await
+            .expect("create");
+        let again = cat
+            .create_input(u.id, "emontx", "power1")
+            .await
+            .expect("create");
+        assert_eq!(a, again);
+        let b = cat
+            .create_input(u.id, "emontx", "power2")
+            .await
+            .expect("create");
+        assert_ne!(a.id, b.id);
+        cat.set_input_process_list(a.id, "1:1").await.expect("set");
+        let all = cat.inputs_for_user(u.id).await.expect("list");
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].process_list, "1:1");
+        assert!(!cat.input_creation_disabled(u.id).await.expect("db"));
+    }
+}
