@@ -8,7 +8,8 @@ use anyhow::Context;
 use tokio::sync::watch;
 use ynni_config::Settings;
 use ynni_core::Catalog;
-use ynni_storage::DataDir;
+use ynni_ingest::shard::{DEFAULT_MAX_NODES, Router, RouterConfig};
+use ynni_storage::{DataDir, StoreConfig};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +33,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.mqtt.listen
     );
 
+    let router_cfg = RouterConfig {
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        vshards: 256,
+        queue: 1024,
+        max_nodes: DEFAULT_MAX_NODES,
+        store: StoreConfig::default(),
+        fixed_dir: data_dir.phpfina_dir(),
+        variable_dir: data_dir.phptimeseries_dir(),
+        wal_root: data_dir.root().join("wal"),
+    };
+    let (router_catalog, handle) = (catalog.clone(), tokio::runtime::Handle::current());
+    let router =
+        tokio::task::spawn_blocking(move || Router::start(router_cfg, router_catalog, handle))
+            .await
+            .context("starting the shard workers")??;
+    let router = Arc::new(router);
+
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(purge_sessions(catalog.clone(), stop_rx.clone()));
 
@@ -39,6 +57,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         catalog.clone(),
         Arc::new(settings),
         env!("CARGO_PKG_VERSION"),
+        router.clone(),
     );
     let mut http_stop = stop_rx.clone();
     let mut server = tokio::spawn(ynni_web::serve(listener, state, async move {
@@ -61,6 +80,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
             server.abort();
         }
+    }
+    // The server is gone, so this is the last reference: flush every shard and stop it.
+    match Arc::try_unwrap(router) {
+        Ok(mut router) => {
+            tokio::task::spawn_blocking(move || router.shutdown())
+                .await
+                .context("stopping the shard workers")?;
+        }
+        Err(_) => tracing::warn!(
+            "shard workers still referenced; their WALs will be replayed at the next start"
+        ),
     }
     catalog.close().await;
     drop(data_dir);

@@ -25,11 +25,20 @@ impl Decoded {
         }
     }
 
-    /// Adds or replaces a value, as a PHP array assignment does.
-    pub(crate) fn set(&mut self, name: String, value: Value) {
-        match self.values.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = value,
-            None => self.values.push((name, value)),
+    /// Adds or replaces a value, as a PHP array assignment does. `index` maps names to their
+    /// position so that large payloads stay linear.
+    pub(crate) fn set(
+        &mut self,
+        index: &mut std::collections::HashMap<String, usize>,
+        name: String,
+        value: Value,
+    ) {
+        match index.get(&name) {
+            Some(&i) => self.values[i].1 = value,
+            None => {
+                index.insert(name.clone(), self.values.len());
+                self.values.push((name, value));
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod harness;
 mod http_basics;
+mod inputs;
 mod server_cli;
 mod user_accounts;
 mod user_sessions;

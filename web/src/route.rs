@@ -23,8 +23,8 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     /// emoncms's wording, including the trailing full stop.
-    #[error("URI not acceptable. Unknown format '{0}'.")]
-    UnknownFormat(String),
+    #[error("URI not acceptable. Unknown format '{format}'.")]
+    UnknownFormat { format: String, route: Box<Route> },
 }
 
 /// Parses a request path (or a `q` value). Characters outside `[.\/_A-Za-z0-9-]` are dropped,
@@ -42,6 +42,7 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     }
     let mut segments: Vec<String> = trimmed.split('/').map(str::to_string).collect();
     let mut format = Format::Html;
+    let mut unknown = None;
     if let Some(last) = segments.last_mut()
         && let Some(dot) = last.find('.')
     {
@@ -53,18 +54,28 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
             "text" | "txt" => Format::Text,
             "csv" => Format::Csv,
             "md" => Format::Md,
-            _ => return Err(RouteError::UnknownFormat(suffix)),
+            _ => {
+                unknown = Some(suffix);
+                Format::Json
+            }
         };
     }
     let mut it = segments.into_iter();
     let mut next = || it.next().unwrap_or_default();
-    Ok(Route {
+    let route = Route {
         controller: next(),
         action: next(),
         subaction: next(),
         subaction2: next(),
         format,
-    })
+    };
+    match unknown {
+        Some(format) => Err(RouteError::UnknownFormat {
+            format,
+            route: Box::new(route),
+        }),
+        None => Ok(route),
+    }
 }
 
 #[cfg(test)]
@@ -117,10 +128,16 @@ mod tests {
 
     #[test]
     fn unknown_format_and_filtering() {
-        assert_eq!(
-            parse("/input/list.xml"),
-            Err(RouteError::UnknownFormat("xml".into()))
-        );
+        match parse("/input/list.xml") {
+            Err(RouteError::UnknownFormat { format, route }) => {
+                assert_eq!(format, "xml");
+                assert_eq!(
+                    (route.controller.as_str(), route.action.as_str()),
+                    ("input", "list")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             parse("/user/lo%gin'\";.json"),
             Ok(r("user", "login", "", Format::Json))

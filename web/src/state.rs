@@ -15,6 +15,8 @@ pub struct AppState {
     pub catalog: Catalog,
     pub settings: Arc<Settings>,
     pub limiter: Arc<RateLimiter>,
+    /// Hands input batches to the shard workers.
+    pub router: Arc<ynni_ingest::shard::Router>,
     /// Reported by `/version`.
     pub version: &'static str,
     /// Password hashing runs on blocking threads; this bounds how many at once (argon2 takes
@@ -24,11 +26,17 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(catalog: Catalog, settings: Arc<Settings>, version: &'static str) -> Self {
+    pub fn new(
+        catalog: Catalog,
+        settings: Arc<Settings>,
+        version: &'static str,
+        router: Arc<ynni_ingest::shard::Router>,
+    ) -> Self {
         Self {
             catalog,
             settings,
             limiter: Arc::new(RateLimiter::default()),
+            router,
             version,
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),

@@ -40,12 +40,14 @@ fn inflate(bytes: &[u8]) -> Option<String> {
 
 /// A number parameter as PHP's `(int)` reads it.
 fn int_param(s: &str) -> i64 {
-    php_float_cast(s).trunc() as i64
+    super::time::clamp_time(php_float_cast(s).trunc() as i64)
 }
 
 fn json_int(v: &Json) -> i64 {
     match v {
-        Json::Number(n) => n.as_f64().map_or(0, |f| f.trunc() as i64),
+        Json::Number(n) => n
+            .as_f64()
+            .map_or(0, |f| super::time::clamp_time(f.trunc() as i64)),
         Json::String(s) => int_param(s),
         Json::Bool(b) => i64::from(*b),
         _ => 0,
@@ -88,13 +90,13 @@ pub fn decode_bulk(p: &BulkParams<'_>, now: i64) -> Result<BulkResult, DecodeErr
     };
     // emoncms's time reference; note `offset` is subtracted exactly like `sentat`.
     let t0 = if let Some(s) = p.sentat {
-        now - int_param(s)
+        now.saturating_sub(int_param(s))
     } else if let Some(o) = p.offset {
-        now - int_param(o)
+        now.saturating_sub(int_param(o))
     } else if let Some(t) = p.time {
         int_param(t)
     } else {
-        now - json_int(last_first)
+        now.saturating_sub(json_int(last_first))
     };
     let mut result = BulkResult {
         batches: Vec::new(),
@@ -115,18 +117,22 @@ pub fn decode_bulk(p: &BulkParams<'_>, now: i64) -> Result<BulkResult, DecodeErr
             Json::Bool(b) => filter_node(if *b { "1" } else { "" }),
             Json::Null => "0".to_string(),
         };
-        let mut batch = Decoded::new(t0 + json_int(&row[0]), node);
+        let mut batch = Decoded::new(
+            super::time::clamp_time(t0.saturating_add(json_int(&row[0]))),
+            node,
+        );
+        let mut index = std::collections::HashMap::new();
         let mut position = 0;
         for item in &row[2..] {
             match item {
                 Json::Object(named) => {
                     for (name, v) in named {
-                        batch.set(filter_name(name), bulk_value(v));
+                        batch.set(&mut index, filter_name(name), bulk_value(v));
                     }
                 }
                 v => {
                     position += 1;
-                    batch.set(position.to_string(), bulk_value(v));
+                    batch.set(&mut index, position.to_string(), bulk_value(v));
                 }
             }
         }

@@ -37,33 +37,33 @@ pub fn decode_mqtt(topic: &str, payload: &[u8], base: &str, now: i64) -> Option<
     let node = filter_node(route[0]);
     let prefix = route[1..].join("_");
     let mut out = Decoded::new(now, node);
+    let mut index = std::collections::HashMap::new();
     match json {
         Some(Json::Object(map)) => {
-            let mut time_key = None;
-            if let Some((k, t)) = map.iter().find(|(k, _)| k.eq_ignore_ascii_case("time")) {
+            // emoncms reads the time from a key named `time` in any case, but removes only the
+            // lowercase key from the inputs.
+            if let Some((_, t)) = map.iter().find(|(k, _)| k.eq_ignore_ascii_case("time")) {
                 match t {
                     Json::Number(n) => {
-                        out.time = n.as_f64().map_or(now, |v| v.trunc() as i64);
-                        time_key = Some(k.clone());
+                        out.time = n
+                            .as_f64()
+                            .map_or(now, |v| super::time::clamp_time(v.trunc() as i64));
                     }
-                    Json::String(s) => {
-                        let parsed = parse_time_param(s, i64::MIN);
-                        // An unreadable time string means now, and stays an input.
-                        if parsed != i64::MIN {
-                            out.time = parsed;
-                            time_key = Some(k.clone());
-                        }
-                    }
-                    _ => time_key = Some(k.clone()),
+                    Json::String(s) => out.time = parse_time_param(s, now),
+                    _ => {}
                 }
             }
+            let time_key = map.contains_key("time").then(|| "time".to_string());
             for (k, v) in &map {
                 if time_key.as_deref() == Some(k.as_str()) {
                     continue;
                 }
                 let (key, value) = match v {
+                    // `{"name": n, "value": v}` unboxes to `key_n`; with no name, to `key`.
                     Json::Object(inner) => match (inner.get("name"), inner.get("value")) {
                         (Some(Json::String(n)), Some(val)) => (format!("{k}_{n}"), val),
+                        (Some(n @ Json::Number(_)), Some(val)) => (format!("{k}_{n}"), val),
+                        (None, Some(val)) => (k.clone(), val),
                         _ => continue,
                     },
                     _ => (k.clone(), v),
@@ -74,7 +74,7 @@ pub fn decode_mqtt(topic: &str, payload: &[u8], base: &str, now: i64) -> Option<
                 } else {
                     format!("{prefix}_{key}")
                 };
-                out.set(filter_name(&name), value);
+                out.set(&mut index, filter_name(&name), value);
             }
         }
         Some(Json::Array(items)) => {
@@ -85,16 +85,16 @@ pub fn decode_mqtt(topic: &str, payload: &[u8], base: &str, now: i64) -> Option<
                 } else {
                     format!("{prefix}_{i}")
                 };
-                out.set(filter_name(&name), value);
+                out.set(&mut index, filter_name(&name), value);
             }
         }
         _ if route.len() >= 2 => {
-            out.set(filter_name(&prefix), php_numeric(&text));
+            out.set(&mut index, filter_name(&prefix), php_numeric(&text));
         }
         _ => {
             // The node topic with a plain payload: CSV, named from 0 over MQTT.
             for (i, item) in text.split(',').enumerate() {
-                out.set(i.to_string(), php_numeric(item));
+                out.set(&mut index, i.to_string(), php_numeric(item));
             }
         }
     }
@@ -151,10 +151,15 @@ mod tests {
         )
         .expect("input");
         assert_eq!(vals(&d), vec![("ct_p", Some(1.0)), ("ct_q_x", Some(2.0))]);
-        let d =
-            decode_mqtt("emon/n", br#"{"Time":"not a date","a":1}"#, "emon", NOW).expect("input");
-        assert_eq!(d.time, NOW);
-        assert_eq!(vals(&d), vec![("Time", None), ("a", Some(1.0))]);
+        let d = decode_mqtt("emon/n", br#"{"Time":1699999300,"a":1}"#, "emon", NOW).expect("input");
+        assert_eq!(d.time, 1_699_999_300);
+        assert_eq!(
+            vals(&d),
+            vec![("Time", Some(1_699_999_300.0)), ("a", Some(1.0))],
+            "only `time` is removed"
+        );
+        let d = decode_mqtt("emon/n", br#"{"vrms":{"value":230.1}}"#, "emon", NOW).expect("input");
+        assert_eq!(vals(&d), vec![("vrms", Some(230.1))], "capture seq 276");
     }
 
     #[test]

@@ -48,14 +48,46 @@ pub fn php_numeric(s: &str) -> Option<f64> {
     t.parse::<f64>().ok()
 }
 
-/// PHP's `(float)` cast of a string: the longest numeric prefix, or 0.
+/// PHP's `(float)` cast of a string: the longest numeric prefix, or 0. One pass over the text.
 pub fn php_float_cast(s: &str) -> f64 {
     let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    (1..=t.len())
-        .rev()
-        .filter(|&n| t.is_char_boundary(n))
-        .find_map(|n| php_numeric(&t[..n]))
-        .unwrap_or(0.0)
+    let b = t.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        i += 1;
+    }
+    let digits_start = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let mut digits = i - digits_start;
+    if i < b.len() && b[i] == b'.' {
+        let mut j = i + 1;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        digits += j - i - 1;
+        if digits > 0 {
+            i = j;
+        }
+    }
+    if digits == 0 {
+        return 0.0;
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        let mut j = i + 1;
+        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+            j += 1;
+        }
+        let e = j;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j > e {
+            i = j;
+        }
+    }
+    t[..i].parse::<f64>().unwrap_or(0.0)
 }
 
 #[cfg(test)]
@@ -81,5 +113,11 @@ mod tests {
         assert_eq!(php_float_cast("abc"), 0.0);
         assert_eq!(php_float_cast(" -3.5kW"), -3.5);
         assert_eq!(php_float_cast("1e3x"), 1000.0);
+        assert_eq!(php_float_cast("5."), 5.0);
+        assert_eq!(php_float_cast(".5e"), 0.5);
+        assert_eq!(php_float_cast("-"), 0.0);
+        // Linear, not quadratic: a long numeric prefix is cheap.
+        let long = "1".repeat(1_000_000) + "x";
+        assert!(php_float_cast(&long) > 1e300);
     }
 }

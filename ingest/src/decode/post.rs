@@ -1,6 +1,8 @@
 //! `input/post`: `fulljson`, the legacy `json`/`data` form (`{power:100,temp:20}`, quotes and
 //! braces optional), and `csv`.
 
+use std::collections::HashMap;
+
 use serde_json::Value as Json;
 
 use super::DecodeError;
@@ -32,10 +34,11 @@ pub fn decode_post(p: &PostParams<'_>, now: i64) -> Result<Decoded, DecodeError>
     }
     let param_time = p.time.map(|t| parse_time_param(t, now));
     let mut out = Decoded::new(param_time.unwrap_or(now), node);
+    let mut index = HashMap::new();
     if p.fulljson.is_some() {
-        full_json(datain, param_time.is_none(), now, &mut out)?;
+        full_json(datain, param_time.is_none(), now, &mut out, &mut index)?;
     } else {
-        legacy(datain, &mut out)?;
+        legacy(datain, &mut out, &mut index)?;
     }
     Ok(out)
 }
@@ -58,6 +61,7 @@ fn full_json(
     use_time_key: bool,
     now: i64,
     out: &mut Decoded,
+    index: &mut HashMap<String, usize>,
 ) -> Result<(), DecodeError> {
     let parsed: Json = serde_json::from_str(datain).map_err(|_| DecodeError::InvalidFullJson)?;
     // emoncms decodes with depth 2: a container of scalars, nothing nested.
@@ -76,7 +80,9 @@ fn full_json(
     if use_time_key && let Some((_, t)) = pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case("time"))
     {
         out.time = match t {
-            Json::Number(n) => n.as_f64().map_or(now, |v| v.trunc() as i64),
+            Json::Number(n) => n
+                .as_f64()
+                .map_or(now, |v| super::time::clamp_time(v.trunc() as i64)),
             Json::String(s) => parse_time_param(s, now),
             _ => now,
         };
@@ -86,12 +92,16 @@ fn full_json(
         if k == "time" {
             continue;
         }
-        out.set(filter_name(&k), json_value(v));
+        out.set(index, filter_name(&k), json_value(v));
     }
     Ok(())
 }
 
-fn legacy(datain: &str, out: &mut Decoded) -> Result<(), DecodeError> {
+fn legacy(
+    datain: &str,
+    out: &mut Decoded,
+    index: &mut HashMap<String, usize>,
+) -> Result<(), DecodeError> {
     let cleaned: String = datain
         .chars()
         .filter(|&c| {
@@ -116,20 +126,24 @@ fn legacy(datain: &str, out: &mut Decoded) -> Result<(), DecodeError> {
                     }
                     Some(php_float_cast(value))
                 };
-                out.set(filter_name(first), v);
+                out.set(index, filter_name(first), v);
             }
             None => {
-                let v = php_numeric(first);
-                if v.is_none() {
+                // A bare `null` is accepted (and missing), anything else must be numeric.
+                let v = if first == "null" {
+                    None
+                } else {
+                    php_numeric(first)
+                };
+                if v.is_none() && first != "null" {
                     error.get_or_insert(DecodeError::CsvValueNotNumeric);
                 }
                 csv_index += 1;
-                out.set(csv_index.to_string(), v);
+                out.set(index, csv_index.to_string(), v);
             }
         }
     }
-    // emoncms validates every item and reports the last problem; the first one is as useful and
-    // nothing is stored either way.
+    // Nothing is stored when any item is bad.
     match error {
         Some(e) => Err(e),
         None => Ok(()),
@@ -162,6 +176,15 @@ mod tests {
         assert_eq!(
             vals(&d),
             vec![("1", Some(100.0)), ("2", Some(200.5)), ("3", Some(-3.0))]
+        );
+        let d = post(PostParams {
+            csv: Some("1,null,3"),
+            ..Default::default()
+        })
+        .expect("null item");
+        assert_eq!(
+            vals(&d),
+            vec![("1", Some(1.0)), ("2", None), ("3", Some(3.0))]
         );
         let e = post(PostParams {
             csv: Some("1,,3"),

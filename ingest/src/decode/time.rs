@@ -9,7 +9,16 @@ use super::numbers::php_numeric;
 /// (`2023-11-14 22:00:05`, ISO 8601 / RFC 3339 with offset, `2023-11-14`, `now`, `@1699999200`),
 /// in UTC unless an offset is given; anything else means `now`, as emoncms falls back.
 pub fn parse_time_param(s: &str, now: i64) -> i64 {
-    let s = s.trim();
+    clamp_time(parse_unclamped(s.trim(), now))
+}
+
+/// Times are kept within ±2^33 s (years 1697–2242), like the storage queries, so no later
+/// arithmetic on them can overflow.
+pub fn clamp_time(t: i64) -> i64 {
+    t.clamp(-(1 << 33), 1 << 33)
+}
+
+fn parse_unclamped(s: &str, now: i64) -> i64 {
     if let Some(v) = php_numeric(s) {
         return v.trunc() as i64;
     }
@@ -59,11 +68,10 @@ mod tests {
         let now = 1_795_829_388;
         assert_eq!(parse_time_param("1699999205", now), 1_699_999_205);
         assert_eq!(parse_time_param("1699999205.9", now), 1_699_999_205);
-        assert_eq!(
-            parse_time_param("1699999205000", now),
-            1_699_999_205_000,
-            "ms is not converted"
-        );
+        // Milliseconds are not converted (as in emoncms); such a far-future time is only kept
+        // within range so no arithmetic on it can overflow.
+        assert_eq!(parse_time_param("1699999205000", now), 1 << 33);
+        assert_eq!(parse_time_param("-1e300", now), -(1 << 33));
         assert_eq!(parse_time_param("2023-11-14 22:00:05", now), 1_699_999_205);
         assert_eq!(
             parse_time_param("2023-11-14T23:00:05+01:00", now),

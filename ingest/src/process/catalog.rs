@@ -2,9 +2,10 @@
 //! types and the contexts it may run in. `process/list.json` and `process/map.json` are built
 //! from this table, and list validation checks against it.
 //!
-//! Left out on purpose: the deleted ids (9, 13, 16–19: emoncms keeps them as no-ops that can no
-//! longer be added), and the optional `schedule__*` and `eventp__*` modules, which need the
-//! schedule editor and e-mail delivery that ynni does not have yet.
+//! The retired ids (9, 13, 16–19) are kept, as in emoncms, as steps that pass the value through
+//! so old lists still run; they can no longer be added. Left out: the optional `schedule__*`
+//! and `eventp__*` modules, which need the schedule editor and e-mail delivery that ynni does
+//! not have yet.
 
 /// emoncms's `ProcessArg` codes, as `process/list.json` reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub struct ProcessDef {
     pub nochange: bool,
     pub description: &'static str,
     pub unit: Option<&'static str>,
+    /// Retired: runs as a pass-through, cannot be added to a list.
+    pub deleted: bool,
 }
 
 impl ProcessDef {
@@ -150,6 +153,24 @@ const fn def(
         nochange,
         description,
         unit: None,
+        deleted: false,
+    }
+}
+
+const fn retired(id: u32, function: &'static str, args: &'static [ArgSpec]) -> ProcessDef {
+    ProcessDef {
+        id: Some(id),
+        function,
+        name: function,
+        short: function,
+        group: "Deleted",
+        args,
+        input_context: true,
+        virtual_context: false,
+        nochange: false,
+        description: "Retired; passes the value through.",
+        unit: None,
+        deleted: true,
     }
 }
 
@@ -255,6 +276,7 @@ pub static CATALOG: &[ProcessDef] = &[
         true,
         "Sums Wh increments into kWh per local day.",
     ),
+    retired(9, "kwh_to_kwhd_old", &[feed(ANY, None)]),
     def(
         10,
         "update_feed_data",
@@ -291,6 +313,7 @@ pub static CATALOG: &[ProcessDef] = &[
         false,
         "Divides by another input's last value (missing when it is not above zero).",
     ),
+    retired(13, "phaseshift", &[value(None)]),
     def(
         14,
         "accumulator",
@@ -315,6 +338,10 @@ pub static CATALOG: &[ProcessDef] = &[
         true,
         "Stores the change since the previous value.",
     ),
+    retired(16, "histogram", &[feed(ANY, None)]),
+    retired(17, "average", &[feed(ANY, None)]),
+    retired(18, "heat_flux", &[feed(ANY, None)]),
+    retired(19, "power_acc_to_kwhd", &[feed(ANY, None)]),
     def(
         20,
         "pulse_diff",
@@ -735,18 +762,22 @@ pub static CATALOG: &[ProcessDef] = &[
         false,
         "One divided by the source feed's value.",
     ),
-    def(
-        60,
-        "error_found",
-        "Error found",
-        "error",
-        "Hidden",
-        &[NONE],
-        NO,
-        NO,
-        false,
-        "Stops the list (set when a list loops).",
-    ),
+    // emoncms has no number for it: stored as `process__error_found`. It may run anywhere and be
+    // re-saved (a disabled list is sent back as it is), but is not offered in editors.
+    ProcessDef {
+        id: None,
+        function: "error_found",
+        name: "Error found",
+        short: "error",
+        group: "Hidden",
+        args: &[NONE],
+        input_context: true,
+        virtual_context: true,
+        nochange: false,
+        description: "Stops the list (set when a list loops).",
+        unit: None,
+        deleted: false,
+    },
     def(
         61,
         "max_value_allowed",
@@ -905,7 +936,11 @@ mod tests {
             lookup("process__kwh_accumulator").and_then(|d| d.id),
             Some(64)
         );
-        assert!(lookup("9").is_none(), "deleted ids are not offered");
+        assert!(
+            lookup("9").is_some_and(|d| d.deleted),
+            "retired ids still run"
+        );
+        assert_eq!(lookup("process__error_found").map(|d| d.id), Some(None));
         assert!(lookup("process__nosuch").is_none());
         assert!(lookup("scale").is_none());
         assert_eq!(lookup("71").map(|d| d.args.len()), Some(2));

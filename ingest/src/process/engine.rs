@@ -15,7 +15,9 @@ use super::list::parse_stored;
 use crate::batch::Value;
 
 /// Which stateful process a piece of state belongs to (keyed with its feed id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum StateKind {
     KwhToKwhd,
     RateChange,
@@ -56,12 +58,21 @@ pub enum Outcome {
 /// The prefix emoncms puts in front of a looping list to disable it.
 pub const DISABLED_PREFIX: &str = "process__error_found:0,";
 
-/// PHP's loose comparison of a value with a number: a missing value compares as `false`
-/// (so it equals 0 and is below any non-zero number).
+/// PHP's loose comparison of a value with the literal number `b`: a missing value compares as
+/// `false` (so it equals 0 and is below any non-zero number).
 fn loose_cmp(a: Value, b: f64) -> std::cmp::Ordering {
     match a {
         Some(x) => x.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
         None => false.cmp(&(b != 0.0)),
+    }
+}
+
+/// PHP 8's comparison of a value with a user argument, which arrives as a numeric *string*: a
+/// missing value compares as `""`, below every argument and equal to none.
+fn arg_cmp(a: Value, b: f64) -> std::cmp::Ordering {
+    match a {
+        Some(x) => x.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+        None => std::cmp::Ordering::Less,
     }
 }
 
@@ -85,30 +96,22 @@ pub fn run(list: &str, time: i64, value: Value, ctx: Context, host: &mut dyn Hos
     let mut v = value;
     let mut i = 0;
     let mut executed = 0;
-    let mut skip_next = false;
     while i < steps.len() {
-        executed += 1;
-        if executed > 2 * steps.len() {
-            return Outcome::LoopGuard;
-        }
         let step = &steps[i];
-        let Some(def) =
-            lookup(&step.key).filter(|d| d.allowed_in(ctx) || d.function == "error_found")
-        else {
+        let Some(def) = lookup(&step.key).filter(|d| d.allowed_in(ctx)) else {
             return Outcome::Aborted {
                 step: i,
                 key: step.key.clone(),
             };
         };
         i += 1;
-        if skip_next {
-            skip_next = false;
-            continue;
-        }
+        executed += 1;
+        let mut skip_next = false;
         let a0 = step.args.first();
         let t = time;
         let tz = host.tz();
         v = match def.function {
+            _ if def.deleted => v,
             "log_to_feed" => {
                 host.feed_post(id(a0), t, t, v, false);
                 v
@@ -147,9 +150,14 @@ pub fn run(list: &str, time: i64, value: Value, ctx: Context, host: &mut dyn Hos
             }
             "accumulator" => {
                 let f = id(a0);
-                let total = host.feed_last(f).and_then(|l| l.1).unwrap_or(0.0) + v.unwrap_or(0.0);
-                host.feed_post(f, t, t, Some(total), true);
-                Some(total)
+                match v {
+                    None => None,
+                    Some(x) => {
+                        let total = host.feed_last(f).and_then(|l| l.1).unwrap_or(0.0) + x;
+                        host.feed_post(f, t, t, Some(total), true);
+                        Some(total)
+                    }
+                }
             }
             "ratechange" => {
                 let f = id(a0);
@@ -262,27 +270,27 @@ pub fn run(list: &str, time: i64, value: Value, ctx: Context, host: &mut dyn Hos
                 v
             }
             "if_gt_skip" => {
-                skip_next = loose_cmp(v, num(a0)).is_gt();
+                skip_next = arg_cmp(v, num(a0)).is_gt();
                 v
             }
             "if_gt_equal_skip" => {
-                skip_next = loose_cmp(v, num(a0)).is_ge();
+                skip_next = arg_cmp(v, num(a0)).is_ge();
                 v
             }
             "if_lt_skip" => {
-                skip_next = loose_cmp(v, num(a0)).is_lt();
+                skip_next = arg_cmp(v, num(a0)).is_lt();
                 v
             }
             "if_lt_equal_skip" => {
-                skip_next = loose_cmp(v, num(a0)).is_le();
+                skip_next = arg_cmp(v, num(a0)).is_le();
                 v
             }
             "if_equal_skip" => {
-                skip_next = loose_cmp(v, num(a0)).is_eq();
+                skip_next = arg_cmp(v, num(a0)).is_eq();
                 v
             }
             "if_not_equal_skip" => {
-                skip_next = !loose_cmp(v, num(a0)).is_eq();
+                skip_next = !arg_cmp(v, num(a0)).is_eq();
                 v
             }
             "goto_process" => {
@@ -299,8 +307,9 @@ pub fn run(list: &str, time: i64, value: Value, ctx: Context, host: &mut dyn Hos
                 Some(s) if s != 0.0 => v.map(|x| x / s),
                 _ => None,
             },
-            "reciprocal_by_source_feed" => match host.source_value(id(a0)) {
-                Some(s) if s != 0.0 => Some(1.0 / s),
+            "reciprocal_by_source_feed" => match (v, host.source_value(id(a0))) {
+                // emoncms: a loose-null (missing or 0) value or source gives null.
+                (Some(x), Some(s)) if x != 0.0 && s != 0.0 => Some(1.0 / s),
                 _ => None,
             },
             "error_found" => return Outcome::Done(v),
@@ -310,12 +319,13 @@ pub fn run(list: &str, time: i64, value: Value, ctx: Context, host: &mut dyn Hos
             },
             "min_value_allowed" => {
                 let m = num(a0);
-                if loose_cmp(v, m).is_lt() { Some(m) } else { v }
+                if arg_cmp(v, m).is_lt() { Some(m) } else { v }
             }
             "abs_value" => v.map(f64::abs),
             "power_to_kwh_15m" => power_to_kwh_period(host, id(a0), t, v, 15 * 60, tz),
             "power_to_kwh_custom" => {
-                let minutes = num(a0).max(1.0) as i64;
+                // One minute to one day: anything else cannot tile a day and could overflow.
+                let minutes = num(a0).clamp(1.0, 1440.0) as i64;
                 power_to_kwh_period(host, id(step.args.get(1)), t, v, minutes * 60, tz)
             }
             other => {
@@ -325,6 +335,13 @@ pub fn run(list: &str, time: i64, value: Value, ctx: Context, host: &mut dyn Hos
                 };
             }
         };
+        if skip_next {
+            // As in emoncms, the skipped step is neither looked up nor counted.
+            i += 1;
+        }
+        if executed > 2 * steps.len() {
+            return Outcome::LoopGuard;
+        }
     }
     Outcome::Done(v)
 }
@@ -457,7 +474,8 @@ fn kwh_to_kwhd(host: &mut dyn Host, f: u32, t: i64, v: Value, tz: Tz) -> Value {
     };
     host.feed_post(f, t, day_start(t, tz), Some(total), false);
     host.set_state(StateKind::KwhToKwhd, f, t, Some(reference));
-    v
+    // emoncms passes on the reference reading, so a reset never shows downstream.
+    Some(reference)
 }
 
 /// Wh or kWh meter readings into a total that survives meter resets: an increase counts when
@@ -477,7 +495,9 @@ fn meter_accumulator(
     };
     let last = host.feed_last(f);
     let mut total = last.and_then(|l| l.1).unwrap_or(0.0);
-    let dt = last.map_or(0, |l| t - l.0);
+    // An empty feed counts from time 0, as PHP's `$time - null` does, so the first increase
+    // after the reference reading is kept.
+    let dt = t - last.map_or(0, |l| l.0);
     let dv = reading - prev_value;
     if dt > 0 && dv > 0.0 && dv * to_watts / (dt as f64) < 60_000.0 {
         total += dv;

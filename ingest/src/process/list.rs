@@ -13,13 +13,16 @@ pub struct RawStep {
     pub args: Vec<String>,
 }
 
-/// Splits a stored list. Empty steps are skipped; the engine rejects unknown keys when it runs.
+/// Splits a stored list. Steps are not trimmed or dropped (an empty step is an unknown key
+/// that stops the list when it runs, as in emoncms); only an empty list has no steps.
 pub fn parse_stored(list: &str) -> Vec<RawStep> {
+    if list.is_empty() {
+        return Vec::new();
+    }
     list.split(',')
-        .filter(|s| !s.trim().is_empty())
         .map(|step| {
             let mut parts = step.split(':');
-            let key = parts.next().unwrap_or("").trim().to_string();
+            let key = parts.next().unwrap_or("").to_string();
             RawStep {
                 key,
                 args: parts.map(str::to_string).collect(),
@@ -44,7 +47,9 @@ pub enum ListError {
     #[error("Process list must be an array")]
     NotArray,
     #[error("Missing process key in process list at index {0}")]
-    MissingKey(usize),
+    MissingKey(String),
+    #[error("Invalid or missing args in process list at index {0}")]
+    BadArgs(String),
     #[error("Invalid process process key:{0}")]
     UnknownProcess(String),
     #[error("Invalid number of arguments for process: ")]
@@ -86,21 +91,30 @@ fn arg_text(v: &Json) -> String {
 /// process has one.
 pub fn from_json(json: &str, ctx: Context, owner: &dyn Ownership) -> Result<String, ListError> {
     let parsed: Json = serde_json::from_str(json).map_err(|_| ListError::Format)?;
-    let Json::Array(steps) = parsed else {
-        return Err(ListError::NotArray);
+    // A JSON object is walked like a PHP array: its keys are the indexes in messages.
+    let steps: Vec<(String, &Json)> = match &parsed {
+        Json::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), v))
+            .collect(),
+        Json::Object(m) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        _ => return Err(ListError::NotArray),
     };
     let mut stored = Vec::with_capacity(steps.len());
-    for (i, step) in steps.iter().enumerate() {
-        let Some(key) = step.get("fn").and_then(Json::as_str) else {
-            return Err(ListError::MissingKey(i));
+    for (i, step) in steps {
+        let key = match step.get("fn") {
+            None | Some(Json::Null) => return Err(ListError::MissingKey(i)),
+            Some(Json::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
         };
+        let key = key.as_str();
         let args: Vec<String> = match step.get("args") {
             Some(Json::Array(a)) => a.iter().map(arg_text).collect(),
-            Some(_) => return Err(ListError::Format),
-            None => Vec::new(),
+            _ => return Err(ListError::BadArgs(i)),
         };
         let def = lookup(key)
-            .filter(|d| d.allowed_in(ctx) && key.starts_with("process__"))
+            .filter(|d| d.allowed_in(ctx) && !d.deleted && key.starts_with("process__"))
             .ok_or_else(|| ListError::UnknownProcess(key.to_string()))?;
         if args.len() != def.args.len() {
             return Err(ListError::ArgCount);
@@ -156,6 +170,16 @@ mod tests {
 
     #[test]
     fn stored_form_round_trip() {
+        assert_eq!(
+            parse_stored("1:5,").len(),
+            2,
+            "a trailing comma is an empty (unknown) step"
+        );
+        assert_eq!(
+            parse_stored("1:5,").len(),
+            2,
+            "a trailing comma is an empty (unknown) step"
+        );
         let steps = parse_stored("1:5,2:0.1,process__log_to_feed:7,24:,71:30:7");
         assert_eq!(
             steps[0],
@@ -218,9 +242,23 @@ mod tests {
             err(r#"[{"fn":"process__publish_to_mqtt","args":["a,b"]}]"#),
             "Invalid characters in arg"
         );
+        // An object is walked like PHP's array: its key is the index (emoncms's answer).
         assert_eq!(
             err(r#"{"fn":"process__scale"}"#),
-            "Process list must be an array"
+            "Missing process key in process list at index fn"
+        );
+        assert_eq!(err("5"), "Process list must be an array");
+        assert_eq!(
+            err(r#"[{"fn":"process__scale"}]"#),
+            "Invalid or missing args in process list at index 0"
+        );
+        assert_eq!(
+            err(r#"[{"fn":7,"args":[]}]"#),
+            "Invalid process process key:7"
+        );
+        assert_eq!(
+            err(r#"[{"fn":"process__histogram","args":["5"]}]"#),
+            "Invalid process process key:process__histogram"
         );
         // Bad JSON, and the legacy stored form sent to the JSON setter (capture seq 93, 96).
         assert_eq!(err("["), "Invalid process list format: ");

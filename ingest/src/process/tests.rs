@@ -143,7 +143,11 @@ fn kwh_to_kwhd_ignores_meter_resets() {
     );
     go(&mut h, "23:3", T + 60, Some(100.5));
     assert_eq!(vals(&h, 3), vec![(day, Some(0.5))]);
-    go(&mut h, "23:3", T + 120, Some(3.0)); // meter reset
+    assert_eq!(
+        go(&mut h, "23:3", T + 120, Some(3.0)),
+        Some(100.5),
+        "a reset passes the reference on"
+    );
     assert!(close(h.last[&3].1, 0.5));
     go(&mut h, "23:3", T + 180, Some(101.0));
     assert!(close(h.last[&3].1, 1.0));
@@ -164,8 +168,7 @@ fn wh_and_kwh_accumulators_continue_through_resets_and_skip_spikes() {
         "first call returns the input"
     );
     assert!(!h.points.contains_key(&5));
-    // Needs the feed to have a last time: the first write.
-    h.last.insert(5, (T, Some(0.0)));
+    // The feed is still empty: emoncms counts from time 0, so this first increase is kept.
     assert_eq!(go(&mut h, "34:5", T + 10, Some(1010.0)), Some(10.0));
     assert_eq!(
         go(&mut h, "34:5", T + 20, Some(5.0)),
@@ -195,6 +198,12 @@ fn accumulator_ratechange_pulse_diff_kwh_to_power() {
     let mut h = Mock::default();
     assert_eq!(go(&mut h, "14:7", T, Some(2.0)), Some(2.0));
     assert_eq!(go(&mut h, "14:7", T + 10, Some(3.0)), Some(5.0));
+    assert_eq!(
+        go(&mut h, "14:7", T + 20, None),
+        None,
+        "a missing value adds and writes nothing"
+    );
+    assert_eq!(vals(&h, 7).len(), 2);
     assert_eq!(
         go(&mut h, "15:8", T, Some(10.0)),
         None,
@@ -258,9 +267,30 @@ fn conditionals_goto_and_loop_guard() {
         Outcome::Aborted { .. }
     ));
     assert_eq!(
-        go(&mut h, "60:0,2:10", T, Some(1.0)),
+        go(&mut h, "process__error_found:0,2:10", T, Some(1.0)),
         Some(1.0),
         "error_found stops the list"
+    );
+    // A user argument of 0 compares as the string "0": a missing value is below it, never equal.
+    assert_eq!(
+        go(&mut h, "50:0,33:0", T, None),
+        Some(0.0),
+        "null == \"0\" is false"
+    );
+    assert_eq!(go(&mut h, "48:0,33:0", T, None), None, "null < \"0\" skips");
+    assert_eq!(go(&mut h, "62:0", T, None), Some(0.0));
+    // A skipped step is neither counted nor looked up: a conditional that skips an unknown key
+    // goes on, and this list runs its 10 steps without tripping the loop guard.
+    assert_eq!(go(&mut h, "42:0,999:1,3:1", T, Some(0.0)), Some(1.0));
+    assert_eq!(go(&mut h, "2:1,3:1,46:2,52:2,1:5", T, Some(0.0)), Some(3.0));
+    // Retired processes pass the value through.
+    assert_eq!(go(&mut h, "16:5,2:2", T, Some(4.0)), Some(8.0));
+    assert_eq!(
+        run("1:5,", T, Some(1.0), Context::Input, &mut h),
+        Outcome::Aborted {
+            step: 1,
+            key: String::new()
+        }
     );
 }
 
@@ -369,7 +399,12 @@ fn publish_and_virtual_feed_processes() {
     assert_eq!(virt(&mut h, "53:1,55:1", None), Some(8.0));
     assert_eq!(virt(&mut h, "53:1,57:1,56:1", None), Some(12.0));
     assert_eq!(virt(&mut h, "53:1,58:2", None), None);
-    assert_eq!(virt(&mut h, "59:1", None), Some(0.25));
+    assert_eq!(virt(&mut h, "59:1", Some(3.0)), Some(0.25));
+    assert_eq!(
+        virt(&mut h, "59:1", None),
+        None,
+        "a missing value gives missing"
+    );
     assert!(matches!(
         run("1:1", T, Some(1.0), Context::VirtualFeed, &mut h),
         Outcome::Aborted { .. }

@@ -1,6 +1,7 @@
 //! The HTTP entry point: every request is parsed into an emoncms route, authenticated once, and
 //! handed to its controller.
 
+mod input;
 mod process;
 mod profile;
 mod system;
@@ -25,6 +26,8 @@ pub struct Call<'a> {
     pub route: &'a Route,
     pub caller: Option<&'a Caller>,
     pub peer: IpAddr,
+    /// The raw request body (`input/bulk` with `cb=1` sends zlib data with no content type).
+    pub body: &'a [u8],
 }
 
 pub async fn dispatch(
@@ -49,12 +52,16 @@ pub async fn dispatch(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let params = match content_type.and_then(|ct| multer::parse_boundary(ct).ok()) {
-        Some(boundary) => Params::parse_multipart(parts.uri.query(), &boundary, body).await,
+        Some(boundary) => Params::parse_multipart(parts.uri.query(), &boundary, body.clone()).await,
         None => Params::parse(parts.uri.query(), content_type, &body),
     };
     let path = params.get("q").unwrap_or(parts.uri.path()).to_string();
     let route = match route::parse(&path) {
         Ok(r) => r,
+        // The input controller answers JSON whatever the suffix, as emoncms's does.
+        Err(route::RouteError::UnknownFormat { route, .. }) if route.controller == "input" => {
+            *route
+        }
         Err(e) => return reply::text(StatusCode::NOT_ACCEPTABLE, e.to_string()),
     };
     let caller = match auth::authenticate(&state, &params, &parts.headers).await {
@@ -69,12 +76,14 @@ pub async fn dispatch(
         route: &route,
         caller: caller.as_ref(),
         peer: peer.ip(),
+        body: &body,
     };
     match route.controller.as_str() {
         "version" => system::version(&call),
         "describe" => system::describe(),
         "user" => user::handle(&call).await,
         "process" => process::handle(&call),
+        "input" => input::handle(&call).await,
         "" => reply::not_implemented("the web interface (use the HTTP API)"),
         _ => reply::route_not_found(route.format == Format::Json),
     }

@@ -60,10 +60,14 @@ fn process_json(d: &ProcessDef) -> Value {
 /// `context=0` keeps the processes usable on inputs, `context=1` those usable in virtual feeds;
 /// no context lists everything but the hidden ones.
 fn list(context: Option<&str>) -> Response {
-    let keep = |d: &ProcessDef| match context {
-        Some("0") => d.input_context,
-        Some("1") => d.virtual_context,
-        _ => d.input_context || d.virtual_context,
+    let offered = |d: &ProcessDef| !d.deleted && d.group != "Hidden";
+    let keep = |d: &ProcessDef| {
+        offered(d)
+            && match context {
+                Some("0") => d.input_context,
+                Some("1") => d.virtual_context,
+                _ => true,
+            }
     };
     let out: Map<String, Value> = CATALOG
         .iter()
@@ -76,6 +80,7 @@ fn list(context: Option<&str>) -> Response {
 fn map() -> Response {
     let out: Map<String, Value> = CATALOG
         .iter()
+        .filter(|d| !d.deleted)
         .filter_map(|d| d.id.map(|id| (id.to_string(), json!(d.key()))))
         .collect();
     reply::json(Value::Object(out))

@@ -1,0 +1,14 @@
+//! Shards: `vshard = hash(userid) % V`, each vshard served by one of N worker threads. A
+//! worker is the only writer of its users' inputs, process state and feed files (DESIGN §1).
+//!
+//! Per submission, in order: log it in the shard's WAL and answer the caller once it is
+//! durable; create missing inputs; set last values; then run the process lists of inputs that
+//! already existed, after all the batch's last values are set, as emoncms does.
+
+mod record;
+mod router;
+mod state;
+mod worker;
+
+pub use router::{DEFAULT_MAX_NODES, IngestError, LastValues, Router, RouterConfig, Submission};
+pub use state::ShardState;

@@ -1,0 +1,171 @@
+//! Hands submissions to the worker owning the user's vshard, through bounded queues.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, mpsc};
+
+use ynni_core::Catalog;
+use ynni_storage::StoreConfig;
+
+use super::worker::{Job, Worker};
+use crate::batch::{Decoded, Value};
+
+/// emoncms's node limit for HTTP posts.
+pub const DEFAULT_MAX_NODES: usize = 32;
+
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    pub workers: usize,
+    /// Virtual shards, fixed at install: moving one to another node moves its users.
+    pub vshards: u32,
+    /// Submissions waiting per worker before callers are told to retry (HTTP 503).
+    pub queue: usize,
+    pub max_nodes: usize,
+    pub store: StoreConfig,
+    pub fixed_dir: PathBuf,
+    pub variable_dir: PathBuf,
+    /// Each worker's WAL goes in `<wal_root>/<worker>`.
+    pub wal_root: PathBuf,
+}
+
+/// One user's decoded values from one request or message.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub userid: i64,
+    pub batches: Vec<Decoded>,
+    /// HTTP posts are held to the node limit; MQTT is not (as in emoncms).
+    pub http: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// emoncms's wording.
+    #[error(
+        "Error: Reached the maximal allowed number of different NodeIds, limit is {limit}. Node '{node}' was ignored."
+    )]
+    NodeLimit { limit: usize, node: String },
+    #[error("ingest queue full, retry later")]
+    Busy,
+    #[error("ingest stopped")]
+    Stopped,
+    #[error("storage: {0}")]
+    Storage(#[from] ynni_storage::StorageError),
+    #[error("catalog: {0}")]
+    Catalog(#[from] ynni_core::CatalogError),
+}
+
+impl IngestError {
+    /// Whether the client should try again later (and nothing was stored).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, IngestError::Busy | IngestError::Stopped)
+            || matches!(self, IngestError::Storage(e) if e.is_retryable())
+            || matches!(self, IngestError::Catalog(e) if e.is_retryable())
+    }
+}
+
+/// Input id → (time, value): what the workers last saw, for the API's input lists.
+pub type LastValues = Arc<RwLock<HashMap<i64, (i64, Value)>>>;
+
+pub struct Router {
+    senders: Vec<mpsc::SyncSender<Job>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    vshards: u32,
+    last_values: LastValues,
+}
+
+impl Router {
+    /// Starts the worker threads; each opens its store (replaying its WAL) before this
+    /// returns. Blocks: call it from a blocking context (`spawn_blocking`), not from async code.
+    /// `handle` is the runtime the workers use for catalog queries.
+    pub fn start(
+        cfg: RouterConfig,
+        catalog: Catalog,
+        handle: tokio::runtime::Handle,
+    ) -> Result<Self, IngestError> {
+        let last_values: LastValues = Arc::default();
+        let mut router = Self {
+            senders: Vec::new(),
+            threads: Vec::new(),
+            vshards: cfg.vshards.max(1),
+            last_values: last_values.clone(),
+        };
+        for n in 0..cfg.workers.max(1) {
+            let (tx, rx) = mpsc::sync_channel(cfg.queue.max(1));
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let (cfg, catalog, handle, last) = (
+                cfg.clone(),
+                catalog.clone(),
+                handle.clone(),
+                last_values.clone(),
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("ynni-shard-{n}"))
+                .spawn(move || match Worker::open(n, &cfg, catalog, handle, last) {
+                    Ok(worker) => {
+                        let _ = ready_tx.send(Ok(()));
+                        worker.run(rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                })
+                .map_err(|e| {
+                    IngestError::Storage(ynni_storage::StorageError::Io {
+                        op: "starting worker",
+                        path: PathBuf::from(format!("shard {n}")),
+                        source: e,
+                    })
+                })?;
+            router.senders.push(tx);
+            router.threads.push(thread);
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    router.shutdown();
+                    return Err(e);
+                }
+                Err(_) => {
+                    router.shutdown();
+                    return Err(IngestError::Stopped);
+                }
+            }
+        }
+        Ok(router)
+    }
+
+    pub fn vshard(&self, userid: i64) -> u32 {
+        // A multiplicative hash spreads consecutive user ids over the vshards.
+        let h = (userid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        (h % u64::from(self.vshards)) as u32
+    }
+
+    fn worker_of(&self, userid: i64) -> &mpsc::SyncSender<Job> {
+        let w = self.vshard(userid) as usize % self.senders.len();
+        &self.senders[w]
+    }
+
+    /// Resolves once the submission is durable in the shard's WAL (or refused).
+    pub async fn submit(&self, s: Submission) -> Result<(), IngestError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match self.worker_of(s.userid).try_send(Job::Ingest(s, tx)) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => return Err(IngestError::Busy),
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(IngestError::Stopped),
+        }
+        rx.await.unwrap_or(Err(IngestError::Stopped))
+    }
+
+    pub fn last_values(&self) -> &LastValues {
+        &self.last_values
+    }
+
+    /// Flushes every shard (files, checkpoint, WAL trim) and stops the workers. Blocks.
+    pub fn shutdown(&mut self) {
+        for tx in self.senders.drain(..) {
+            let _ = tx.send(Job::Stop);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

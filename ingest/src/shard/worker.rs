@@ -1,0 +1,394 @@
+//! One shard worker: the single writer of its users' inputs, process state and feeds.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use tokio::runtime::Handle;
+use ynni_core::Catalog;
+use ynni_storage::store::{Feed, Replay};
+use ynni_storage::wal::{Lsn, Ticket};
+use ynni_storage::{FeedStore, Point, StorageError, query};
+
+use super::record::Record;
+use super::router::{IngestError, LastValues, RouterConfig, Submission};
+use super::state::ShardState;
+use crate::batch::Value;
+use crate::process::{Context, Host, Outcome, StateKind, run};
+
+/// Where a submission's outcome goes.
+pub type Reply = tokio::sync::oneshot::Sender<Result<(), IngestError>>;
+
+pub enum Job {
+    Ingest(Submission, Reply),
+    Stop,
+}
+
+/// How many queued submissions share one WAL sync.
+const MAX_GROUP: usize = 256;
+/// How often an idle worker checks whether a flush is due.
+const TICK: Duration = Duration::from_secs(1);
+
+struct InputInfo {
+    id: i64,
+    process_list: String,
+}
+
+struct UserInputs {
+    tz: Tz,
+    inputs: HashMap<(String, String), InputInfo>,
+    creation_disabled: bool,
+}
+
+/// Everything but the store, so the store can be borrowed beside it.
+struct Core {
+    catalog: Catalog,
+    handle: Handle,
+    users: HashMap<i64, UserInputs>,
+    state: ShardState,
+    max_nodes: usize,
+    last_values: LastValues,
+}
+
+pub struct Worker {
+    n: usize,
+    store: FeedStore,
+    core: Core,
+}
+
+impl Worker {
+    pub fn open(
+        n: usize,
+        cfg: &RouterConfig,
+        catalog: Catalog,
+        handle: Handle,
+        last_values: LastValues,
+    ) -> Result<Self, IngestError> {
+        let mut core = Core {
+            catalog,
+            handle,
+            users: HashMap::new(),
+            state: ShardState::default(),
+            max_nodes: cfg.max_nodes,
+            last_values,
+        };
+        let wal = cfg.wal_root.join(n.to_string());
+        let store = FeedStore::open_with(
+            &cfg.fixed_dir,
+            &cfg.variable_dir,
+            &wal,
+            cfg.store,
+            &mut core,
+        )?;
+        core.publish_last_values();
+        tracing::info!(
+            shard = n,
+            replayed = store.replayed_records(),
+            "shard worker ready"
+        );
+        Ok(Self { n, store, core })
+    }
+
+    pub fn run(mut self, rx: mpsc::Receiver<Job>) {
+        loop {
+            let first = match rx.recv_timeout(TICK) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut jobs: Vec<Job> = first.into_iter().collect();
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            let stop = jobs.iter().any(|j| matches!(j, Job::Stop));
+            let submissions: Vec<_> = jobs
+                .into_iter()
+                .filter_map(|j| match j {
+                    Job::Ingest(s, reply) => Some((s, reply)),
+                    Job::Stop => None,
+                })
+                .collect();
+            if !submissions.is_empty() {
+                self.ingest(submissions);
+            }
+            let state = &self.core.state;
+            if let Err(e) = self.store.flush_if_due(|| state.encode()) {
+                tracing::error!(shard = self.n, error = %e, "flush failed");
+            }
+            if stop {
+                break;
+            }
+        }
+        match self.store.flush(&self.core.state.encode()) {
+            Ok(stats) => tracing::info!(
+                shard = self.n,
+                points = stats.points,
+                "shard flushed on stop"
+            ),
+            Err(e) => tracing::error!(shard = self.n, error = %e, "final flush failed"),
+        }
+    }
+
+    /// Logs every accepted submission (their syncs shared), answers each caller once its record
+    /// is durable, then processes them in order.
+    fn ingest(&mut self, submissions: Vec<(Submission, Reply)>) {
+        let mut logged: Vec<(Record, Ticket, Reply)> = Vec::new();
+        for (s, reply) in submissions {
+            if let Err(e) = self.core.check(&s) {
+                let _ = reply.send(Err(e));
+                continue;
+            }
+            let record = Record::new(s.userid, s.http, &s.batches);
+            match self.store.log(&record.encode()) {
+                Ok(ticket) => logged.push((record, ticket, reply)),
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            }
+        }
+        let mut durable = Vec::new();
+        for (record, ticket, reply) in logged {
+            match ticket.wait() {
+                Ok(lsn) => {
+                    let _ = reply.send(Ok(()));
+                    durable.push((lsn, record));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            }
+        }
+        for (lsn, record) in durable {
+            if let Err(e) = self.core.process(&mut self.store, &record) {
+                // The record is in the WAL: a restart replays it.
+                tracing::error!(shard = self.n, lsn, error = %e, "processing a logged batch failed");
+                continue;
+            }
+            self.store.record_applied(lsn);
+        }
+        self.core.publish_last_values();
+    }
+}
+
+impl Replay for Core {
+    fn restore(&mut self, state: &[u8]) -> ynni_storage::error::Result<()> {
+        self.state = ShardState::decode(state).map_err(|e| StorageError::CorruptCheckpoint {
+            path: "shard state".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+
+    fn replay(
+        &mut self,
+        store: &mut FeedStore,
+        lsn: Lsn,
+        record: &[u8],
+    ) -> ynni_storage::error::Result<()> {
+        let Some(record) = Record::decode(record) else {
+            return Err(StorageError::CorruptWal {
+                path: format!("record {lsn}").into(),
+                reason: "not an input batch".into(),
+            });
+        };
+        self.process(store, &record).map_err(|e| match e {
+            IngestError::Storage(s) => s,
+            other => StorageError::CorruptWal {
+                path: format!("record {lsn}").into(),
+                reason: other.to_string(),
+            },
+        })
+    }
+}
+
+impl Core {
+    fn user(&mut self, userid: i64) -> Result<&mut UserInputs, IngestError> {
+        if !self.users.contains_key(&userid) {
+            let (user, rows, disabled) = self.handle.block_on(async {
+                let user = self.catalog.user_by_id(userid).await?;
+                let rows = self.catalog.inputs_for_user(userid).await?;
+                let disabled = self.catalog.input_creation_disabled(userid).await?;
+                Ok::<_, ynni_core::CatalogError>((user, rows, disabled))
+            })?;
+            let tz = user
+                .and_then(|u| ynni_core::timezone::parse(&u.timezone))
+                .unwrap_or(Tz::UTC);
+            let inputs = rows
+                .into_iter()
+                .map(|r| {
+                    (
+                        (r.nodeid, r.name),
+                        InputInfo {
+                            id: r.id,
+                            process_list: r.process_list,
+                        },
+                    )
+                })
+                .collect();
+            self.users.insert(
+                userid,
+                UserInputs {
+                    tz,
+                    inputs,
+                    creation_disabled: disabled,
+                },
+            );
+        }
+        self.users.get_mut(&userid).ok_or(IngestError::Stopped)
+    }
+
+    /// emoncms's node limit, for HTTP submissions: checked before anything is logged.
+    fn check(&mut self, s: &Submission) -> Result<(), IngestError> {
+        if !s.http {
+            return Ok(());
+        }
+        let limit = self.max_nodes;
+        let user = self.user(s.userid)?;
+        let mut nodes: HashSet<&str> = user.inputs.keys().map(|(n, _)| n.as_str()).collect();
+        for b in &s.batches {
+            if !nodes.contains(b.node.as_str()) {
+                if nodes.len() >= limit {
+                    return Err(IngestError::NodeLimit {
+                        limit,
+                        node: b.node.clone(),
+                    });
+                }
+                nodes.insert(&b.node);
+            }
+        }
+        Ok(())
+    }
+
+    /// Inputs, last values and process lists for one logged record (also used by replay).
+    fn process(&mut self, store: &mut FeedStore, record: &Record) -> Result<(), IngestError> {
+        let userid = record.userid;
+        for batch in &record.batches {
+            let t = batch.time;
+            let mut queued: Vec<(i64, Value, String)> = Vec::new();
+            for (name, value) in &batch.values {
+                let key = (batch.node.clone(), name.clone());
+                let user = self.user(userid)?;
+                match user.inputs.get(&key) {
+                    Some(input) => {
+                        let (id, list) = (input.id, input.process_list.clone());
+                        let previous = self.state.input_last.insert(id, (t, *value));
+                        // A resent packet (same time and value) must not run accumulators twice.
+                        if !list.is_empty() && previous != Some((t, *value)) {
+                            queued.push((id, *value, list));
+                        }
+                    }
+                    None if user.creation_disabled => {}
+                    None => {
+                        let row = self
+                            .handle
+                            .block_on(self.catalog.create_input(userid, &key.0, &key.1))?;
+                        let id = row.id;
+                        if let Some(user) = self.users.get_mut(&userid) {
+                            user.inputs.insert(
+                                key,
+                                InputInfo {
+                                    id,
+                                    process_list: row.process_list,
+                                },
+                            );
+                        }
+                        self.state.input_last.insert(id, (t, *value));
+                    }
+                }
+            }
+            let tz = self.user(userid)?.tz;
+            let mut host = ShardHost {
+                store: &mut *store,
+                state: &mut self.state,
+                tz,
+                points: Vec::new(),
+            };
+            for (id, value, list) in queued {
+                match run(&list, t, value, Context::Input, &mut host) {
+                    Outcome::Done(_) => {}
+                    Outcome::Aborted { step, key } => {
+                        tracing::warn!(
+                            input = id,
+                            step,
+                            key,
+                            "process list stopped at an unknown process"
+                        );
+                    }
+                    Outcome::LoopGuard => {
+                        tracing::warn!(input = id, "process list loops; it was stopped")
+                    }
+                }
+            }
+            let points = std::mem::take(&mut host.points);
+            let report = store.apply_points(&points)?;
+            for (feed, e) in report.refused {
+                tracing::warn!(feed, error = %e, "feed write refused");
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_last_values(&self) {
+        if let Ok(mut map) = self.last_values.write() {
+            map.extend(self.state.input_last.iter().map(|(&k, &v)| (k, v)));
+        }
+    }
+}
+
+/// The process engine's view of a shard.
+struct ShardHost<'a> {
+    store: &'a mut FeedStore,
+    state: &'a mut ShardState,
+    tz: Tz,
+    points: Vec<Point>,
+}
+
+impl Host for ShardHost<'_> {
+    fn tz(&self) -> Tz {
+        self.tz
+    }
+
+    fn feed_post(&mut self, feed: u32, update_time: i64, feed_time: i64, value: Value, join: bool) {
+        self.points.push(Point {
+            feed,
+            time: feed_time,
+            value,
+            join,
+        });
+        self.state.feed_last.insert(feed, (update_time, value));
+    }
+
+    fn feed_last(&mut self, feed: u32) -> Option<(i64, Value)> {
+        if let Some(&last) = self.state.feed_last.get(&feed) {
+            return Some(last);
+        }
+        // Not written since the state began: the engine's last point (e.g. an imported feed).
+        let feed_ref: &Feed = self.store.feed(feed).ok()?;
+        query::last_value(feed_ref).ok().flatten()
+    }
+
+    fn input_last(&mut self, input: u32) -> Option<Value> {
+        self.state.input_last.get(&i64::from(input)).map(|l| l.1)
+    }
+
+    fn state(&self, kind: StateKind, feed: u32) -> Option<(i64, Value)> {
+        self.state.process.get(&(kind, feed)).copied()
+    }
+
+    fn set_state(&mut self, kind: StateKind, feed: u32, time: i64, value: Value) {
+        self.state.process.insert((kind, feed), (time, value));
+    }
+
+    fn publish(&mut self, topic: &str, value: Value) {
+        // The MQTT outputs come with the broker; until then the value is only logged.
+        tracing::debug!(topic, ?value, "publish_to_mqtt (no broker yet)");
+    }
+
+    fn source_value(&mut self, _feed: u32) -> Value {
+        None
+    }
+}

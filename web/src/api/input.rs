@@ -1,0 +1,191 @@
+//! `input/post`, `input/bulk` and `input/list`. Posts are answered only once the shard worker has
+//! made them durable; emoncms's replies are plain text even when they hold JSON.
+
+// Helpers return a finished reply as their error; one is built per request, boxing buys nothing.
+#![allow(clippy::result_large_err)]
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use ynni_ingest::decode::{BulkParams, PostParams, decode_bulk, decode_post};
+use ynni_ingest::shard::{IngestError, Submission};
+
+use super::Call;
+use crate::reply;
+
+pub async fn handle(call: &Call<'_>) -> Response {
+    match call.route.action.as_str() {
+        "post" => post(call).await,
+        "bulk" => bulk(call).await,
+        "list" => list(call).await,
+        _ => reply::route_not_found(true),
+    }
+}
+
+/// emoncms's hand-written error body (note the spaces), with `"` turned into `'`.
+fn failure(message: &str) -> Response {
+    let body = format!(
+        "{{\"success\": false, \"message\": \"{}\"}}",
+        message.replace('"', "'")
+    );
+    reply::text(StatusCode::OK, body)
+}
+
+/// Posting needs write access. emoncms answers a missing or read-only key with an empty 200,
+/// which clients take for success; ynni says no (DESIGN.md §4).
+fn write_user(call: &Call<'_>) -> Result<i64, Response> {
+    match call.caller {
+        Some(c) if c.write => Ok(c.user.id),
+        _ => {
+            let mut r = reply::text(
+                StatusCode::UNAUTHORIZED,
+                "A write apikey (or a logged-in session) is needed to post data",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"API KEY\""),
+            );
+            Err(r)
+        }
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn submit(
+    call: &Call<'_>,
+    userid: i64,
+    batches: Vec<ynni_ingest::Decoded>,
+) -> Result<(), Response> {
+    if batches.is_empty() {
+        return Ok(());
+    }
+    let submission = Submission {
+        userid,
+        batches,
+        http: true,
+    };
+    match call.state.router.submit(submission).await {
+        Ok(()) => Ok(()),
+        Err(e @ IngestError::NodeLimit { .. }) => Err(failure(&e.to_string())),
+        Err(e) if e.is_retryable() => {
+            let mut r = reply::text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Err(r)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ingest failed");
+            Err(reply::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            ))
+        }
+    }
+}
+
+fn success(fulljson: bool) -> Response {
+    reply::text(
+        StatusCode::OK,
+        if fulljson {
+            "{\"success\": true}"
+        } else {
+            "ok"
+        },
+    )
+}
+
+async fn post(call: &Call<'_>) -> Response {
+    let userid = match write_user(call) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let p = call.params;
+    let params = PostParams {
+        path_node: Some(call.route.subaction.as_str()).filter(|s| !s.is_empty()),
+        node: p.post_or_get("node"),
+        time: p.post_or_get("time"),
+        json: p.post_or_get("json"),
+        fulljson: p.post_or_get("fulljson"),
+        csv: p.post_or_get("csv"),
+        data: p.post_or_get("data"),
+    };
+    let fulljson = params.fulljson.is_some();
+    let decoded = match decode_post(&params, now()) {
+        Ok(d) => d,
+        Err(e) => return failure(&e.to_string()),
+    };
+    match submit(call, userid, vec![decoded]).await {
+        Ok(()) => success(fulljson),
+        Err(r) => r,
+    }
+}
+
+async fn bulk(call: &Call<'_>) -> Response {
+    let userid = match write_user(call) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let p = call.params;
+    let flag = |k: &str| p.post_or_get(k).is_some_and(|v| !v.is_empty() && v != "0");
+    let params = BulkParams {
+        data: p.post_or_get("data"),
+        hex_zlib: flag("c"),
+        body_zlib: flag("cb").then_some(call.body),
+        sentat: p.post_or_get("sentat"),
+        offset: p.post_or_get("offset"),
+        time: p.post_or_get("time"),
+    };
+    let result = match decode_bulk(&params, now()) {
+        Ok(r) => r,
+        Err(e) => return failure(&e.to_string()),
+    };
+    // Rows before a bad one are stored, as in emoncms; then the error is reported.
+    if let Err(r) = submit(call, userid, result.batches).await {
+        return r;
+    }
+    match result.error {
+        Some(e) => failure(&e.to_string()),
+        None => success(p.post_or_get("fulljson").is_some()),
+    }
+}
+
+/// `input/list`: every input of the caller with its last time and value (ids as strings, as
+/// emoncms sends them).
+async fn list(call: &Call<'_>) -> Response {
+    let Some(caller) = call.caller else {
+        return reply::json_false();
+    };
+    let rows = match call.state.catalog.inputs_for_user(caller.user.id).await {
+        Ok(rows) => rows,
+        Err(e) => return reply::internal(&e),
+    };
+    let last = call
+        .state
+        .router
+        .last_values()
+        .read()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let (time, value) = match last.get(&r.id) {
+                Some(&(t, v)) => (json!(t), json!(v)),
+                None => (Value::Null, Value::Null),
+            };
+            json!({
+                "id": r.id.to_string(),
+                "nodeid": r.nodeid,
+                "name": r.name,
+                "description": r.description,
+                "processList": r.process_list,
+                "time": time,
+                "value": value,
+            })
+        })
+        .collect();
+    reply::json(Value::Array(items))
+}
