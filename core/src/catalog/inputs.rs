@@ -70,23 +70,12 @@ impl Catalog {
 
 #[cfg(test)]
 mod tests {
-    use crate::catalog::{NewUser, test_catalog};
+    use crate::catalog::{test_catalog, test_user};
 
     #[tokio::test]
     async fn inputs_are_unique_per_user_node_and_name() {
         let (_d, cat) = test_catalog().await;
-        let u = NewUser {
-            username: "alice".into(),
-            email: "a@example.com".into(),
-            password_hash: "$x".into(),
-            timezone: "UTC".into(),
-            admin: false,
-        };
-        let u = cat
-            .create_user(&u, false)
-            .await
-            .expect("db")
-            .expect("created");
+        let u = test_user(&cat, "alice").await;
         let a = cat
             .create_input(u.id, "emontx", "power1")
             .await

@@ -87,6 +87,21 @@ pub(crate) fn now_secs() -> i64 {
 }
 
 #[cfg(test)]
+pub(crate) async fn test_user(cat: &Catalog, name: &str) -> User {
+    let u = NewUser {
+        username: name.into(),
+        email: format!("{name}@example.com"),
+        password_hash: "$argon2id$placeholder-for-catalog-tests".into(),
+        timezone: "UTC".into(),
+        admin: false,
+    };
+    cat.create_user(&u, false)
+        .await
+        .expect("db")
+        .expect("created")
+}
+
+#[cfg(test)]
 pub(crate) async fn test_catalog() -> (tempfile::TempDir, Catalog) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cat = Catalog::open_sqlite(&dir.path().join("catalog.sqlite"))

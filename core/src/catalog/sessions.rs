@@ -83,24 +83,12 @@ impl Catalog {
 
 #[cfg(test)]
 mod tests {
-    use crate::catalog::NewUser;
-    use crate::catalog::test_catalog;
+    use crate::catalog::{test_catalog, test_user};
 
     #[tokio::test]
     async fn session_lifecycle() {
         let (_d, cat) = test_catalog().await;
-        let u = NewUser {
-            username: "alice".into(),
-            email: "a@example.com".into(),
-            password_hash: "$x".into(),
-            timezone: "UTC".into(),
-            admin: false,
-        };
-        let u = cat
-            .create_user(&u, false)
-            .await
-            .expect("db")
-            .expect("created");
+        let u = test_user(&cat, "alice").await;
         let t1 = cat.create_session(u.id, 3600).await.expect("db");
         let t2 = cat.create_session(u.id, 3600).await.expect("db");
         let expired = cat.create_session(u.id, -1).await.expect("db");

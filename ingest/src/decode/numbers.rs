@@ -1,93 +1,56 @@
 //! PHP's number rules, which decide what emoncms accepts as a value.
 
-/// PHP's `is_numeric` for a string: optional leading whitespace, sign, digits with an optional
-/// fraction (or a fraction alone), an optional exponent, optional trailing whitespace. No
-/// hex, no `inf`/`nan`.
-pub fn php_numeric(s: &str) -> Option<f64> {
-    let ws = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c');
-    let t = s.trim_start_matches(ws).trim_end_matches(ws);
-    let b = t.as_bytes();
-    let mut i = 0;
-    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-        i += 1;
-    }
-    let int_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    let int_digits = i - int_start;
-    let mut frac_digits = 0;
-    if i < b.len() && b[i] == b'.' {
-        i += 1;
-        let f = i;
+const WS: [char; 6] = [' ', '\t', '\n', '\r', '\x0b', '\x0c'];
+
+/// Length of the longest PHP-numeric prefix of `b` (sign, digits with an optional fraction or
+/// a fraction alone, an optional exponent); 0 when there is none. One pass.
+fn numeric_prefix_len(b: &[u8]) -> usize {
+    let digits_from = |mut i: usize| {
         while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
         }
-        frac_digits = i - f;
-    }
-    if int_digits + frac_digits == 0 {
-        return None;
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        let mut j = i + 1;
-        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
-            j += 1;
+        i
+    };
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let int_end = digits_from(i);
+    let mut digits = int_end - i;
+    i = int_end;
+    if b.get(i) == Some(&b'.') {
+        let frac_end = digits_from(i + 1);
+        digits += frac_end - i - 1;
+        if digits > 0 {
+            i = frac_end;
         }
-        let e = j;
-        while j < b.len() && b[j].is_ascii_digit() {
-            j += 1;
-        }
-        if j == e {
-            return None;
-        }
-        i = j;
     }
-    if i != b.len() {
+    if digits == 0 {
+        return 0;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+        let exp_end = digits_from(i + 1 + sign);
+        if exp_end > i + 1 + sign {
+            i = exp_end;
+        }
+    }
+    i
+}
+
+/// PHP's `is_numeric` for a string: an optional surrounding of whitespace around a numeric
+/// literal as [`numeric_prefix_len`] reads it. No hex, no `inf`/`nan`.
+pub fn php_numeric(s: &str) -> Option<f64> {
+    let t = s.trim_matches(WS);
+    let n = numeric_prefix_len(t.as_bytes());
+    if n == 0 || n != t.len() {
         return None;
     }
     t.parse::<f64>().ok()
 }
 
-/// PHP's `(float)` cast of a string: the longest numeric prefix, or 0. One pass over the text.
+/// PHP's `(float)` cast of a string: the longest numeric prefix, or 0.
 pub fn php_float_cast(s: &str) -> f64 {
-    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    let b = t.as_bytes();
-    let mut i = 0;
-    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-        i += 1;
-    }
-    let digits_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    let mut digits = i - digits_start;
-    if i < b.len() && b[i] == b'.' {
-        let mut j = i + 1;
-        while j < b.len() && b[j].is_ascii_digit() {
-            j += 1;
-        }
-        digits += j - i - 1;
-        if digits > 0 {
-            i = j;
-        }
-    }
-    if digits == 0 {
-        return 0.0;
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        let mut j = i + 1;
-        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
-            j += 1;
-        }
-        let e = j;
-        while j < b.len() && b[j].is_ascii_digit() {
-            j += 1;
-        }
-        if j > e {
-            i = j;
-        }
-    }
-    t[..i].parse::<f64>().unwrap_or(0.0)
+    let t = s.trim_start_matches(WS);
+    let n = numeric_prefix_len(t.as_bytes());
+    t[..n].parse::<f64>().unwrap_or(0.0)
 }
 
 #[cfg(test)]
