@@ -12,4 +12,9 @@ pub mod wal;
 
 pub use data_dir::{DataDir, DataDirError};
 pub use error::StorageError;
+
+/// emoncms's engine id of fixed-interval (PHPFina) feeds.
+pub const ENGINE_FIXED: u8 = 5;
+/// emoncms's engine id of variable-interval (PHPTimeSeries) feeds.
+pub const ENGINE_VARIABLE: u8 = 2;
 pub use store::{FeedStore, Point, StoreConfig};

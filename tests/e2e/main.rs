@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `ynni` binary, started on free ports with a temporary data
 //! directory, driven by real clients.
 
+mod feeds;
 mod harness;
 mod http_basics;
 mod inputs;

@@ -5,6 +5,7 @@
 //! processes may open the same catalog (the server and `ynni user add`): SQLite serialises
 //! writers and `busy_timeout` makes a contended writer wait instead of failing.
 
+mod feeds;
 mod inputs;
 mod sessions;
 mod users;
@@ -17,6 +18,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use feeds::FeedRow;
 pub use inputs::InputRow;
 pub use sessions::Session;
 pub use users::{CreateRefusal, KeyKind, NewUser, ProfileUpdate, User};

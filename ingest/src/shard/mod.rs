@@ -12,3 +12,4 @@ mod worker;
 
 pub use router::{DEFAULT_MAX_NODES, IngestError, LastValues, Router, RouterConfig, Submission};
 pub use state::ShardState;
+pub use worker::{FeedAnswer, FeedMeta, FeedOp};

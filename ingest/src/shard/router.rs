@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, mpsc};
 use ynni_core::Catalog;
 use ynni_storage::StoreConfig;
 
-use super::worker::{Job, Worker};
+use super::worker::{FeedAnswer, FeedOp, Job, Worker};
 use crate::batch::{Decoded, Value};
 
 /// emoncms's node limit for HTTP posts.
@@ -52,6 +52,8 @@ pub enum IngestError {
     Storage(#[from] ynni_storage::StorageError),
     #[error("catalog: {0}")]
     Catalog(#[from] ynni_core::CatalogError),
+    #[error("{0}")]
+    Query(ynni_storage::query::QueryError),
 }
 
 impl IngestError {
@@ -142,6 +144,30 @@ impl Router {
     fn worker_of(&self, userid: i64) -> &mpsc::SyncSender<Job> {
         let w = self.vshard(userid) as usize % self.senders.len();
         &self.senders[w]
+    }
+
+    /// Runs a feed operation on the worker that owns `userid`'s feeds.
+    pub async fn feed(&self, userid: i64, op: FeedOp) -> Result<FeedAnswer, IngestError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match self.worker_of(userid).try_send(Job::Feed(op, tx)) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => return Err(IngestError::Busy),
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(IngestError::Stopped),
+        }
+        match rx.await {
+            Ok(r) => r.map_err(IngestError::Query),
+            Err(_) => Err(IngestError::Stopped),
+        }
+    }
+
+    /// Tells the user's worker that their inputs or process lists changed. Always delivered
+    /// (waits for queue space on a blocking thread).
+    pub async fn reload_user(&self, userid: i64) -> Result<(), IngestError> {
+        let tx = self.worker_of(userid).clone();
+        tokio::task::spawn_blocking(move || tx.send(Job::Reload(userid)))
+            .await
+            .map_err(|_| IngestError::Stopped)?
+            .map_err(|_| IngestError::Stopped)
     }
 
     /// Resolves once the submission is durable in the shard's WAL (or refused).

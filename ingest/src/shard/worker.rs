@@ -20,8 +20,56 @@ use crate::process::{Context, Host, Outcome, StateKind, run};
 /// Where a submission's outcome goes.
 pub type Reply = tokio::sync::oneshot::Sender<Result<(), IngestError>>;
 
+/// A feed operation, run by the worker that owns the feed's user (the only writer of its files).
+#[derive(Debug, Clone)]
+pub enum FeedOp {
+    Create {
+        id: u32,
+        engine: u8,
+        interval: u32,
+    },
+    Data {
+        id: u32,
+        req: Box<query::DataRequest>,
+    },
+    Last {
+        id: u32,
+    },
+    ValueAt {
+        id: u32,
+        time: i64,
+    },
+    Meta {
+        id: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedAnswer {
+    /// The fixed interval chosen (after the minimum), 0 for variable feeds.
+    Created {
+        interval: u32,
+    },
+    Data(query::DataReply),
+    /// The feed's last update (time, value): emoncms's `timevalue`.
+    Last(Option<(i64, Value)>),
+    Value(Option<f64>),
+    Meta(FeedMeta),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FeedMeta {
+    Fixed(ynni_storage::fixed::FixedMeta),
+    Variable(ynni_storage::variable::VariableMeta),
+}
+
+pub type FeedReply = tokio::sync::oneshot::Sender<Result<FeedAnswer, query::QueryError>>;
+
 pub enum Job {
     Ingest(Submission, Reply),
+    Feed(FeedOp, FeedReply),
+    /// A user's inputs or process lists changed in the catalog: load them again.
+    Reload(i64),
     Stop,
 }
 
@@ -105,15 +153,26 @@ impl Worker {
                 }
             }
             let stop = jobs.iter().any(|j| matches!(j, Job::Stop));
-            let submissions: Vec<_> = jobs
-                .into_iter()
-                .filter_map(|j| match j {
-                    Job::Ingest(s, reply) => Some((s, reply)),
-                    Job::Stop => None,
-                })
-                .collect();
+            let mut submissions = Vec::new();
+            let mut others = Vec::new();
+            for job in jobs {
+                match job {
+                    Job::Ingest(s, reply) => submissions.push((s, reply)),
+                    Job::Reload(userid) => {
+                        // Before this group's submissions, so they run the new lists.
+                        self.core.users.remove(&userid);
+                    }
+                    other => others.push(other),
+                }
+            }
             if !submissions.is_empty() {
                 self.ingest(submissions);
+            }
+            // Reads after the writes of the same group, so a read sees what was posted before it.
+            for job in others {
+                if let Job::Feed(op, reply) = job {
+                    let _ = reply.send(self.feed_op(op));
+                }
             }
             let state = &self.core.state;
             if let Err(e) = self.store.flush_if_due(|| state.encode()) {
@@ -131,6 +190,40 @@ impl Worker {
             ),
             Err(e) => tracing::error!(shard = self.n, error = %e, "final flush failed"),
         }
+    }
+
+    fn feed_op(&mut self, op: FeedOp) -> Result<FeedAnswer, query::QueryError> {
+        Ok(match op {
+            FeedOp::Create {
+                id,
+                engine,
+                interval,
+            } => match engine {
+                ynni_storage::ENGINE_FIXED => FeedAnswer::Created {
+                    interval: self.store.create_fixed(id, interval)?.interval,
+                },
+                ynni_storage::ENGINE_VARIABLE => {
+                    self.store.create_variable(id)?;
+                    FeedAnswer::Created { interval: 0 }
+                }
+                _ => return Err(StorageError::NoSuchFeed { id }.into()),
+            },
+            FeedOp::Data { id, mut req } => {
+                req.last_value = self.core.state.feed_last.get(&id).copied();
+                FeedAnswer::Data(query::data(self.store.feed(id)?, &req)?)
+            }
+            FeedOp::Last { id } => match self.core.state.feed_last.get(&id) {
+                Some(&last) => FeedAnswer::Last(Some(last)),
+                None => FeedAnswer::Last(query::last_value(self.store.feed(id)?)?),
+            },
+            FeedOp::ValueAt { id, time } => {
+                FeedAnswer::Value(query::value_at(self.store.feed(id)?, time)?)
+            }
+            FeedOp::Meta { id } => FeedAnswer::Meta(match self.store.feed(id)? {
+                Feed::Fixed(f) => FeedMeta::Fixed(f.meta()),
+                Feed::Variable(f) => FeedMeta::Variable(f.meta()),
+            }),
+        })
     }
 
     /// Logs every accepted submission (their syncs shared), answers each caller once its record

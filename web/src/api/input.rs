@@ -18,6 +18,11 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "post" => post(call).await,
         "bulk" => bulk(call).await,
         "list" => list(call).await,
+        "process" => match call.route.subaction.as_str() {
+            "get" => process_get(call).await,
+            "set" => process_set(call).await,
+            _ => reply::json_false(),
+        },
         _ => reply::route_not_found(true),
     }
 }
@@ -188,4 +193,93 @@ async fn list(call: &Call<'_>) -> Response {
         })
         .collect();
     reply::json(Value::Array(items))
+}
+
+/// The caller's input with the `inputid` parameter, if they own it.
+async fn own_input(
+    call: &Call<'_>,
+) -> Result<Option<(i64, ynni_core::catalog::InputRow)>, Response> {
+    let Some(caller) = call.caller else {
+        return Ok(None);
+    };
+    let Some(id) = call
+        .params
+        .get("inputid")
+        .and_then(|i| i.trim().parse::<i64>().ok())
+    else {
+        return Ok(None);
+    };
+    let rows = call
+        .state
+        .catalog
+        .inputs_for_user(caller.user.id)
+        .await
+        .map_err(|e| reply::internal(&e))?;
+    Ok(rows
+        .into_iter()
+        .find(|r| r.id == id)
+        .map(|r| (caller.user.id, r)))
+}
+
+/// `input/process/get`: the stored list as a JSON string, `false` for an unknown input.
+async fn process_get(call: &Call<'_>) -> Response {
+    match own_input(call).await {
+        Ok(Some((_, row))) => reply::json(json!(row.process_list)),
+        Ok(None) => reply::json_false(),
+        Err(r) => r,
+    }
+}
+
+struct Owned {
+    feeds: std::collections::HashSet<String>,
+    inputs: std::collections::HashSet<String>,
+}
+
+impl ynni_ingest::process::list::Ownership for Owned {
+    fn owns_feed(&self, id: &str) -> bool {
+        self.feeds.contains(id.trim())
+    }
+    fn owns_input(&self, id: &str) -> bool {
+        self.inputs.contains(id.trim())
+    }
+}
+
+/// `input/process/set`: validates the JSON list (emoncms's messages), stores it, and has the
+/// user's worker use it from the next packet on. An unchanged list is a success (DESIGN §4).
+async fn process_set(call: &Call<'_>) -> Response {
+    let (userid, row) = match own_input(call).await {
+        Ok(Some(found)) if call.caller.is_some_and(|c| c.write) => found,
+        Ok(_) => return reply::json_false(),
+        Err(r) => return r,
+    };
+    let catalog = &call.state.catalog;
+    let (feeds, inputs) = match (
+        catalog.feeds_for_user(userid).await,
+        catalog.inputs_for_user(userid).await,
+    ) {
+        (Ok(f), Ok(i)) => (f, i),
+        (Err(e), _) | (_, Err(e)) => return reply::internal(&e),
+    };
+    let owned = Owned {
+        feeds: feeds.iter().map(|f| f.id.to_string()).collect(),
+        inputs: inputs.iter().map(|i| i.id.to_string()).collect(),
+    };
+    let list = call.params.post("processlist").unwrap_or("");
+    let encoded = match ynni_ingest::process::list::from_json(
+        list,
+        ynni_ingest::process::Context::Input,
+        &owned,
+    ) {
+        Ok(e) => e,
+        Err(e) => return reply::fail(e),
+    };
+    if let Err(e) = catalog.set_input_process_list(row.id, &encoded).await {
+        return reply::internal(&e);
+    }
+    if let Err(e) = call.state.router.reload_user(userid).await {
+        tracing::error!(error = %e, "could not reload the user's inputs");
+    }
+    reply::json(
+        json!({"success": true, "message": "Input processlist updated", "encoded_processlist": encoded}),
+    )
 }

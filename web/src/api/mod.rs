@@ -1,6 +1,7 @@
 //! The HTTP entry point: every request is parsed into an emoncms route, authenticated once, and
 //! handed to its controller.
 
+mod feed;
 mod input;
 mod process;
 mod profile;
@@ -84,6 +85,7 @@ pub async fn dispatch(
         "user" => user::handle(&call).await,
         "process" => process::handle(&call),
         "input" => input::handle(&call).await,
+        "feed" => feed::handle(&call).await,
         "" => reply::not_implemented("the web interface (use the HTTP API)"),
         _ => reply::route_not_found(route.format == Format::Json),
     }

@@ -1,0 +1,98 @@
+//! Feeds: ownership, name, tag, engine and unit. The data is in the engines' files.
+
+use sqlx::Row;
+
+use super::{Catalog, CatalogError};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FeedRow {
+    pub id: i64,
+    pub userid: i64,
+    pub name: String,
+    pub tag: String,
+    pub public: bool,
+    pub engine: i64,
+    pub unit: String,
+}
+
+const COLUMNS: &str = "id, userid, name, tag, public, engine, unit";
+
+impl Catalog {
+    /// Adds a feed row and returns its id; the caller then creates its files.
+    pub async fn create_feed(
+        &self,
+        userid: i64,
+        name: &str,
+        tag: &str,
+        engine: i64,
+        unit: &str,
+    ) -> Result<i64, CatalogError> {
+        let row = sqlx::query(
+            "INSERT INTO feeds (userid, name, tag, engine, unit) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(userid)
+        .bind(name)
+        .bind(tag)
+        .bind(engine)
+        .bind(unit)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    pub async fn feeds_for_user(&self, userid: i64) -> Result<Vec<FeedRow>, CatalogError> {
+        let sql = format!("SELECT {COLUMNS} FROM feeds WHERE userid = ? ORDER BY id");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(userid)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn feed_by_id(&self, id: i64) -> Result<Option<FeedRow>, CatalogError> {
+        let sql = format!("SELECT {COLUMNS} FROM feeds WHERE id = ?");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn delete_feed_row(&self, id: i64) -> Result<(), CatalogError> {
+        sqlx::query("DELETE FROM feeds WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::{test_catalog, test_user};
+
+    #[tokio::test]
+    async fn feeds_belong_to_users() {
+        let (_d, cat) = test_catalog().await;
+        let a = test_user(&cat, "alice").await;
+        let b = test_user(&cat, "bob").await;
+        let f = cat
+            .create_feed(a.id, "power", "house", 5, "W")
+            .await
+            .expect("create");
+        cat.create_feed(b.id, "other", "", 2, "")
+            .await
+            .expect("create");
+        let mine = cat.feeds_for_user(a.id).await.expect("list");
+        assert_eq!(mine.len(), 1);
+        assert_eq!(
+            (mine[0].id, mine[0].engine, mine[0].unit.as_str()),
+            (f, 5, "W")
+        );
+        assert!(!mine[0].public);
+        assert_eq!(
+            cat.feed_by_id(f).await.expect("get").map(|r| r.userid),
+            Some(a.id)
+        );
+        cat.delete_feed_row(f).await.expect("delete");
+        assert!(cat.feed_by_id(f).await.expect("get").is_none());
+    }
+}

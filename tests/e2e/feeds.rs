@@ -1,0 +1,159 @@
+//! The whole path a user takes: post inputs, create feeds, attach a process list, read feeds.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+const T0: i64 = 1_699_999_200;
+
+#[tokio::test]
+async fn post_process_and_read_back() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, other_read, _) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let url = |path: &str, key: &str| {
+        server.url(&format!(
+            "{path}{}apikey={key}",
+            if path.contains('?') { "&" } else { "?" }
+        ))
+    };
+    let post = |t: i64, p: f64| {
+        url(
+            &format!("/input/post?node=house&json=%7Bpower%3A{p}%7D&time={t}"),
+            &write,
+        )
+    };
+
+    assert_eq!(get(&c, &post(T0 - 10, 0.0)).await.body, "ok");
+    let input_id = get(&c, &url("/input/list.json", &read)).await.json()[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    let create = |name: &str, engine: u8, interval: u32| {
+        url(
+            &format!(
+                "/feed/create.json?tag=house&name={name}&engine={engine}&options=%7B%22interval%22%3A{interval}%7D&unit=W"
+            ),
+            &write,
+        )
+    };
+    let r = get(&c, &create("power", 5, 10)).await.json();
+    assert_eq!(r, json!({"success": true, "feedid": 1, "result": true}));
+    let r = get(&c, &create("kwh", 5, 5)).await.json();
+    assert_eq!(r["feedid"], 2);
+    assert_eq!(get(&c, &create("x", 7, 10)).await.json()["success"], false);
+    // A read key cannot create.
+    assert_eq!(
+        get(&c, &url("/feed/create.json?name=y&engine=5", &read))
+            .await
+            .body,
+        "false"
+    );
+
+    let list = r#"[{"fn":"process__log_to_feed","args":["1"]},{"fn":"process__power_to_kwh","args":["2"]}]"#;
+    let set = url(&format!("/input/process/set?inputid={input_id}"), &write);
+    let r = post_form(&c, &set, &[("processlist", list)]).await;
+    assert_eq!(
+        r.json(),
+        json!({"success": true, "message": "Input processlist updated", "encoded_processlist": "1:1,4:2"})
+    );
+    let r = post_form(
+        &c,
+        &set,
+        &[(
+            "processlist",
+            r#"[{"fn":"process__log_to_feed","args":["9"]}]"#,
+        )],
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        json!({"success": false, "message": "Invalid feed"})
+    );
+    assert_eq!(
+        get(
+            &c,
+            &url(&format!("/input/process/get?inputid={input_id}"), &read)
+        )
+        .await
+        .json(),
+        json!("1:1,4:2")
+    );
+    assert_eq!(
+        get(&c, &url("/input/process/get?inputid=999", &read))
+            .await
+            .body,
+        "false"
+    );
+
+    for (i, p) in [1800.0, 3600.0, 3600.0].into_iter().enumerate() {
+        assert_eq!(get(&c, &post(T0 + 10 * i as i64, p)).await.body, "ok");
+    }
+
+    let data = get(
+        &c,
+        &url(
+            &format!(
+                "/feed/data.json?id=1&start={T0}&end={}&interval=10",
+                T0 + 20
+            ),
+            &read,
+        ),
+    )
+    .await;
+    assert_eq!(data.content_type, "application/json");
+    assert_eq!(
+        data.json(),
+        json!([
+            [T0 * 1000, 1800.0],
+            [(T0 + 10) * 1000, 3600.0],
+            [(T0 + 20) * 1000, 3600.0]
+        ])
+    );
+    // power_to_kwh: 10 s at 3600 W twice = 0.02 kWh (the interval was raised to the 10 s minimum).
+    let kwh = get(&c, &url("/feed/value.json?id=2", &read)).await.json();
+    assert!((kwh.as_f64().expect("number") - 0.02).abs() < 1e-6, "{kwh}");
+    assert_eq!(
+        get(&c, &url("/feed/timevalue.json?id=1", &read))
+            .await
+            .json(),
+        json!({"time": T0 + 20, "value": 3600.0})
+    );
+    assert_eq!(
+        get(&c, &url("/feed/getmeta.json?id=1", &read)).await.json(),
+        json!({"id": 1, "interval": 10, "start_time": T0, "npoints": 3, "end_time": T0 + 20})
+    );
+    let feeds = get(&c, &url("/feed/list.json", &read)).await.json();
+    assert_eq!(feeds[0]["id"], "1");
+    assert_eq!(feeds[0]["engine"], "5");
+    assert_eq!(feeds[0]["size"], "28");
+    assert_eq!(feeds[0]["value"], json!(3600.0));
+    assert_eq!(feeds[1]["name"], "kwh");
+    let r = get(
+        &c,
+        &url(
+            &format!("/feed/data.json?id=1&start={T0}&end={T0}&interval=10"),
+            &read,
+        ),
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        json!({"success": false, "message": "Request end time before start time"})
+    );
+    assert_eq!(
+        get(&c, &url("/feed/data.json?id=1&end=5", &read))
+            .await
+            .body,
+        "missing start parameter"
+    );
+    // Someone else's private feed is an unknown route; an unknown feed does not exist.
+    let r = get(&c, &url("/feed/value.json?id=1", &other_read)).await;
+    assert_eq!(r.status, 406);
+    assert_eq!(
+        get(&c, &url("/feed/value.json?id=99", &read)).await.json(),
+        json!({"success": false, "message": "Feed does not exist"})
+    );
+}

@@ -1,0 +1,316 @@
+//! The feed API subset built so far: `create`, `list`, `data`, `value`, `timevalue`, `getmeta`.
+//! Feed operations run on the shard worker that owns the feed's user.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+use ynni_core::catalog::FeedRow;
+use ynni_ingest::shard::{FeedAnswer, FeedMeta, FeedOp, IngestError};
+use ynni_storage::query::{self, DataRequest, Interval, QueryError, TimeValue};
+use ynni_storage::{ENGINE_FIXED, ENGINE_VARIABLE};
+
+use super::Call;
+use crate::reply;
+
+pub async fn handle(call: &Call<'_>) -> Response {
+    match call.route.action.as_str() {
+        "create" => create(call).await,
+        "list" => list(call).await,
+        "data" => data(call).await,
+        "value" => value(call).await,
+        "timevalue" => timevalue(call).await,
+        "getmeta" => getmeta(call).await,
+        "" => reply::route_not_found(true),
+        other => reply::not_implemented(&format!("feed/{other}")),
+    }
+}
+
+fn ingest_failure(e: &IngestError) -> Response {
+    match e {
+        IngestError::Query(q) => reply::fail(q),
+        e if e.is_retryable() => reply::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        e => {
+            tracing::error!(error = %e, "feed operation failed");
+            reply::text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+        }
+    }
+}
+
+/// Feed names and tags keep letters, digits, `_ - : .` and spaces (emoncms's filter).
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_alphanumeric() || c.is_whitespace() || matches!(c, '_' | '-' | ':' | '.'))
+        .collect()
+}
+
+async fn create(call: &Call<'_>) -> Response {
+    let Some(caller) = call.caller.filter(|c| c.write) else {
+        return reply::json_false();
+    };
+    let p = call.params;
+    let engine = p.get("engine").and_then(|e| e.trim().parse::<u8>().ok());
+    let Some(engine) = engine.filter(|e| [ENGINE_FIXED, ENGINE_VARIABLE].contains(e)) else {
+        return reply::fail("ynni supports engines 5 (PHPFina) and 2 (PHPTimeSeries) so far");
+    };
+    let interval = p
+        .get("options")
+        .and_then(|o| serde_json::from_str::<Value>(o).ok())
+        .and_then(|o| {
+            o.get("interval")
+                .and_then(|i| i.as_f64().or_else(|| i.as_str()?.parse().ok()))
+        })
+        .map_or(0, |i| i.clamp(0.0, f64::from(u32::MAX)) as u32);
+    let name = clean(p.get("name").unwrap_or(""));
+    let tag = clean(p.get("tag").unwrap_or(""));
+    let unit = p
+        .get("unit")
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(10)
+        .collect::<String>();
+    let id = match call
+        .state
+        .catalog
+        .create_feed(caller.user.id, &name, &tag, i64::from(engine), &unit)
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => return reply::internal(&e),
+    };
+    let op = FeedOp::Create {
+        id: id as u32,
+        engine,
+        interval,
+    };
+    match call.state.router.feed(caller.user.id, op).await {
+        Ok(_) => reply::json(json!({"success": true, "feedid": id, "result": true})),
+        Err(e) => {
+            let _ = call.state.catalog.delete_feed_row(id).await;
+            ingest_failure(&e)
+        }
+    }
+}
+
+/// The feed with `id` if the caller may read it (theirs, or public).
+async fn readable(call: &Call<'_>, id: Option<&str>) -> Result<FeedRow, Response> {
+    let id = id.and_then(|i| i.trim().parse::<i64>().ok());
+    let row = match id {
+        Some(id) => call
+            .state
+            .catalog
+            .feed_by_id(id)
+            .await
+            .map_err(|e| reply::internal(&e))?,
+        None => None,
+    };
+    let Some(row) = row else {
+        return Err(reply::fail("Feed does not exist"));
+    };
+    let mine = call.caller.is_some_and(|c| c.user.id == row.userid);
+    if mine || row.public {
+        Ok(row)
+    } else {
+        // emoncms answers a feed the caller may not read as an unknown route.
+        Err(reply::route_not_found(true))
+    }
+}
+
+async fn run(call: &Call<'_>, row: &FeedRow, op: FeedOp) -> Result<FeedAnswer, Response> {
+    call.state
+        .router
+        .feed(row.userid, op)
+        .await
+        .map_err(|e| ingest_failure(&e))
+}
+
+async fn last(call: &Call<'_>, row: &FeedRow) -> Result<Option<(i64, Option<f64>)>, Response> {
+    match run(call, row, FeedOp::Last { id: row.id as u32 }).await? {
+        FeedAnswer::Last(l) => Ok(l),
+        _ => Ok(None),
+    }
+}
+
+async fn list(call: &Call<'_>) -> Response {
+    let Some(caller) = call.caller else {
+        return reply::json_false();
+    };
+    let rows = match call.state.catalog.feeds_for_user(caller.user.id).await {
+        Ok(r) => r,
+        Err(e) => return reply::internal(&e),
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (time, value) = match last(call, &row).await {
+            Ok(Some((t, v))) => (json!(t), json!(v)),
+            Ok(None) => (Value::Null, Value::Null),
+            Err(r) => return r,
+        };
+        let size = match run(call, &row, FeedOp::Meta { id: row.id as u32 }).await {
+            Ok(FeedAnswer::Meta(FeedMeta::Fixed(m))) => 16 + m.npoints * 4,
+            Ok(FeedAnswer::Meta(FeedMeta::Variable(m))) => m.npoints * 9,
+            _ => 0,
+        };
+        // emoncms sends ids, engine, size and public as strings (Home Assistant keys on them).
+        out.push(json!({
+            "id": row.id.to_string(),
+            "userid": row.userid.to_string(),
+            "name": row.name,
+            "tag": row.tag,
+            "public": if row.public { "1" } else { "" },
+            "size": size.to_string(),
+            "engine": row.engine.to_string(),
+            "unit": row.unit,
+            "value": value,
+            "time": time,
+        }));
+    }
+    reply::json(Value::Array(out))
+}
+
+async fn data(call: &Call<'_>) -> Response {
+    let p = call.params;
+    let Some(start) = p.get("start") else {
+        return reply::text(StatusCode::OK, "missing start parameter");
+    };
+    let Some(end) = p.get("end") else {
+        return reply::text(StatusCode::OK, "missing end parameter");
+    };
+    let row = match readable(call, p.get("id")).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let tz = p
+        .get("timezone")
+        .and_then(ynni_core::timezone::parse)
+        .or_else(|| {
+            call.caller
+                .and_then(|c| ynni_core::timezone::parse(&c.user.timezone))
+        })
+        .unwrap_or(chrono_tz::Tz::UTC);
+    let (Some(start), Some(end)) = (query::parse_time(start, tz), query::parse_time(end, tz))
+    else {
+        return reply::fail(QueryError::EndBeforeStart);
+    };
+    let interval = match Interval::parse(p.get("interval").or(p.get("mode"))) {
+        Ok(i) => i,
+        Err(e) => return reply::fail(e),
+    };
+    let flag = |k: &str| {
+        p.get(k)
+            .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+    };
+    let mut req = DataRequest::new(start, end, interval);
+    req.average = flag("average");
+    req.delta = flag("delta");
+    req.skipmissing = flag("skipmissing");
+    req.limitinterval = flag("limitinterval");
+    req.dp = p
+        .get("dp")
+        .and_then(|d| d.trim().parse().ok())
+        .filter(|d: &i32| *d >= 0);
+    req.timeformat = p.get("timeformat").unwrap_or("unixms").to_string();
+    req.tz = tz;
+    let reply_data = match run(
+        call,
+        &row,
+        FeedOp::Data {
+            id: row.id as u32,
+            req: Box::new(req),
+        },
+    )
+    .await
+    {
+        Ok(FeedAnswer::Data(d)) => d,
+        Ok(_) => return reply::json(json!([])),
+        Err(r) => return r,
+    };
+    let points: Vec<Value> = reply_data
+        .points
+        .into_iter()
+        .map(
+            |(t, v)| match query::render_time(t, reply_data.format, tz) {
+                Some(TimeValue::Int(t)) => json!([t, v]),
+                Some(TimeValue::Text(t)) => json!([t, v]),
+                None => json!(v),
+            },
+        )
+        .collect();
+    reply::json(Value::Array(points))
+}
+
+async fn value(call: &Call<'_>) -> Response {
+    let row = match readable(call, call.params.get("id")).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let time = call
+        .params
+        .get("time")
+        .and_then(|t| t.trim().parse::<f64>().ok());
+    let v = match time {
+        Some(t) => match run(
+            call,
+            &row,
+            FeedOp::ValueAt {
+                id: row.id as u32,
+                time: t as i64,
+            },
+        )
+        .await
+        {
+            Ok(FeedAnswer::Value(v)) => v,
+            Ok(_) => None,
+            Err(r) => return r,
+        },
+        None => match last(call, &row).await {
+            Ok(l) => l.and_then(|l| l.1),
+            Err(r) => return r,
+        },
+    };
+    reply::json(json!(v))
+}
+
+async fn timevalue(call: &Call<'_>) -> Response {
+    let row = match readable(call, call.params.get("id")).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match last(call, &row).await {
+        Ok(Some((t, v))) => reply::json(json!({"time": t, "value": v})),
+        Ok(None) => reply::json(json!({"time": null, "value": null})),
+        Err(r) => r,
+    }
+}
+
+async fn getmeta(call: &Call<'_>) -> Response {
+    let row = match readable(call, call.params.get("id")).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match run(call, &row, FeedOp::Meta { id: row.id as u32 }).await {
+        Ok(FeedAnswer::Meta(FeedMeta::Fixed(m))) => reply::json(json!({
+            "id": row.id,
+            "interval": m.interval,
+            "start_time": m.start_time,
+            "npoints": m.npoints,
+            "end_time": m.end_time(),
+        })),
+        Ok(FeedAnswer::Meta(FeedMeta::Variable(m))) => {
+            let interval = if m.npoints > 1 && m.end_time > m.start_time {
+                json!(f64::from(m.end_time - m.start_time) / (m.npoints - 1) as f64)
+            } else {
+                json!(1)
+            };
+            reply::json(json!({
+                "id": row.id,
+                "start_time": m.start_time,
+                "end_time": m.end_time,
+                "interval": interval,
+                "npoints": m.npoints,
+            }))
+        }
+        Ok(_) => reply::json(Value::Bool(false)),
+        Err(r) => r,
+    }
+}
