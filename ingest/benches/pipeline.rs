@@ -37,6 +37,9 @@ impl Host for Feeds {
     fn feed_last(&mut self, feed: u32) -> Option<(i64, Value)> {
         self.last.get(&feed).copied()
     }
+    fn feed_exists(&mut self, feed: u32) -> bool {
+        self.feeds.contains_key(&feed)
+    }
     fn input_last(&mut self, _input: u32) -> Option<Value> {
         None
     }

@@ -35,6 +35,9 @@ pub trait Host {
     fn feed_post(&mut self, feed: u32, update_time: i64, feed_time: i64, value: Value, join: bool);
     /// The feed's last update (time, value), or `None` for a feed with no data or no feed.
     fn feed_last(&mut self, feed: u32) -> Option<(i64, Value)>;
+    /// Whether the feed exists (with or without data): the feed operand processes pass the
+    /// value through for a missing feed but treat an empty one as `null`, as emoncms does.
+    fn feed_exists(&mut self, feed: u32) -> bool;
     /// Another input's last value; `None` when the input does not exist.
     fn input_last(&mut self, input: u32) -> Option<Value>;
     fn state(&self, kind: StateKind, feed: u32) -> Option<(i64, Value)>;
@@ -73,6 +76,16 @@ fn arg_cmp(a: Value, b: f64) -> std::cmp::Ordering {
     match a {
         Some(x) => x.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
         None => std::cmp::Ordering::Less,
+    }
+}
+
+/// PHP's loose `a > b` for two nullable numbers: null compares as `false`, a number as
+/// `!= 0` when the other side is null.
+fn loose_gt(a: Value, b: Value) -> bool {
+    match (a, b) {
+        (Some(x), Some(y)) => x > y,
+        (Some(x), None) => x != 0.0,
+        (None, _) => false,
     }
 }
 
@@ -222,10 +235,14 @@ pub fn run(list: &str, time: i64, value: Value, ctx: Context, host: &mut dyn Hos
                 v
             }
             "add_feed" | "sub_feed" | "multiply_by_feed" | "divide_by_feed" | "max_feed"
-            | "min_feed" => match host.feed_last(id(a0)) {
-                None => v,
-                Some((_, last)) => feed_op(def.function, v, last),
-            },
+            | "min_feed" => {
+                let f = id(a0);
+                if host.feed_exists(f) {
+                    feed_op(def.function, v, host.feed_last(f).and_then(|l| l.1))
+                } else {
+                    v
+                }
+            }
             "max_input" | "min_input" => match host.input_last(id(a0)) {
                 None => v,
                 Some(last) => feed_op(
@@ -355,14 +372,21 @@ fn feed_op(function: &str, v: Value, last: Value) -> Value {
             Some(l) if l != 0.0 => v.map(|x| x / l),
             _ => None,
         },
-        "max_feed" => match (v, last) {
-            (Some(x), Some(l)) if x > l => Some(l),
-            _ => v,
-        },
-        "min_feed" => match (v, last) {
-            (Some(x), Some(l)) if x < l => Some(l),
-            _ => v,
-        },
+        // PHP's loose `>`/`<` with null on either side (null compares as false).
+        "max_feed" => {
+            if loose_gt(v, last) {
+                last
+            } else {
+                v
+            }
+        }
+        "min_feed" => {
+            if loose_gt(last, v) {
+                last
+            } else {
+                v
+            }
+        }
         _ => v,
     }
 }

@@ -18,6 +18,8 @@ struct Mock {
     state: HashMap<(StateKind, u32), (i64, Value)>,
     published: Vec<(String, Value)>,
     sources: HashMap<u32, Value>,
+    /// Feeds that exist but hold no data yet.
+    empty_feeds: Vec<u32>,
 }
 
 impl Host for Mock {
@@ -33,6 +35,9 @@ impl Host for Mock {
     }
     fn feed_last(&mut self, feed: u32) -> Option<(i64, Value)> {
         self.last.get(&feed).copied()
+    }
+    fn feed_exists(&mut self, feed: u32) -> bool {
+        self.last.contains_key(&feed) || self.empty_feeds.contains(&feed)
     }
     fn input_last(&mut self, input: u32) -> Option<Value> {
         self.inputs.get(&input).copied()
@@ -322,6 +327,7 @@ fn inputs_and_feeds_as_operands() {
     h.inputs.insert(3, None);
     h.last.insert(5, (T, Some(2.0)));
     h.last.insert(6, (T, Some(0.0)));
+    h.empty_feeds.push(7);
     for (list, v, want) in [
         ("6:1", Some(3.0), Some(12.0)),
         ("11:1", Some(3.0), Some(7.0)),
@@ -339,6 +345,13 @@ fn inputs_and_feeds_as_operands() {
         ("29:99", Some(3.0), Some(3.0)),
         ("68:5", Some(9.0), Some(2.0)),
         ("69:5", Some(1.0), Some(2.0)),
+        // Loose null comparisons: capping by a missing last value gives missing; a missing
+        // value is raised to a non-zero floor.
+        ("66:3", Some(9.0), None),
+        ("67:1", None, Some(4.0)),
+        // An existing feed with no data is a missing operand (emoncms's test "add_feed null").
+        ("29:7", Some(1.0), None),
+        ("68:7", Some(9.0), None),
     ] {
         assert_eq!(go(&mut h, list, T, v), want, "{list} {v:?}");
     }

@@ -468,6 +468,10 @@ impl Host for ShardHost<'_> {
         self.state.input_last.get(&i64::from(input)).map(|l| l.1)
     }
 
+    fn feed_exists(&mut self, feed: u32) -> bool {
+        self.state.feed_last.contains_key(&feed) || self.store.feed(feed).is_ok()
+    }
+
     fn state(&self, kind: StateKind, feed: u32) -> Option<(i64, Value)> {
         self.state.process.get(&(kind, feed)).copied()
     }
