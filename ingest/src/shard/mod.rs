@@ -10,6 +10,8 @@ mod router;
 mod state;
 mod worker;
 
-pub use router::{DEFAULT_MAX_NODES, IngestError, LastValues, Router, RouterConfig, Submission};
+pub use router::{
+    DEFAULT_MAX_NODES, IngestError, LastValues, Output, Router, RouterConfig, Submission,
+};
 pub use state::ShardState;
 pub use worker::{FeedAnswer, FeedMeta, FeedOp};

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock, mpsc};
+use std::sync::mpsc;
 
 use ynni_core::Catalog;
 use ynni_storage::StoreConfig;
@@ -65,14 +65,27 @@ impl IngestError {
     }
 }
 
-/// Input id → (time, value): what the workers last saw, for the API's input lists.
-pub type LastValues = Arc<RwLock<HashMap<i64, (i64, Value)>>>;
+/// Input id → (time, value) of its last value.
+pub type LastValues = HashMap<i64, (i64, Value)>;
+
+/// A value a process list publishes (`publish_to_mqtt`): the broker delivers it on the user's
+/// own topic namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub userid: i64,
+    pub topic: String,
+    pub value: Value,
+}
+
+/// How many outputs may wait for a slow consumer before the oldest are dropped (outputs are
+/// live values, QoS 0 in emoncms; stored data never depends on them).
+const OUTPUT_BACKLOG: usize = 4096;
 
 pub struct Router {
     senders: Vec<mpsc::SyncSender<Job>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     vshards: u32,
-    last_values: LastValues,
+    outputs: tokio::sync::broadcast::Sender<Output>,
 }
 
 impl Router {
@@ -84,25 +97,21 @@ impl Router {
         catalog: Catalog,
         handle: tokio::runtime::Handle,
     ) -> Result<Self, IngestError> {
-        let last_values: LastValues = Arc::default();
+        let (outputs, _) = tokio::sync::broadcast::channel(OUTPUT_BACKLOG);
         let mut router = Self {
             senders: Vec::new(),
             threads: Vec::new(),
             vshards: cfg.vshards.max(1),
-            last_values: last_values.clone(),
+            outputs: outputs.clone(),
         };
         for n in 0..cfg.workers.max(1) {
             let (tx, rx) = mpsc::sync_channel(cfg.queue.max(1));
             let (ready_tx, ready_rx) = mpsc::channel();
-            let (cfg, catalog, handle, last) = (
-                cfg.clone(),
-                catalog.clone(),
-                handle.clone(),
-                last_values.clone(),
-            );
+            let (cfg, catalog, handle) = (cfg.clone(), catalog.clone(), handle.clone());
+            let out = outputs.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("ynni-shard-{n}"))
-                .spawn(move || match Worker::open(n, &cfg, catalog, handle, last) {
+                .spawn(move || match Worker::open(n, &cfg, catalog, handle, out) {
                     Ok(worker) => {
                         let _ = ready_tx.send(Ok(()));
                         worker.run(rx);
@@ -181,8 +190,21 @@ impl Router {
         rx.await.unwrap_or(Err(IngestError::Stopped))
     }
 
-    pub fn last_values(&self) -> &LastValues {
-        &self.last_values
+    /// The user's input last values, as of every submission acknowledged before this call
+    /// (the worker answers after processing what it had already accepted).
+    pub async fn input_last(&self, userid: i64) -> Result<LastValues, IngestError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sender = self.worker_of(userid).clone();
+        tokio::task::spawn_blocking(move || sender.send(Job::InputLast(userid, tx)))
+            .await
+            .map_err(|_| IngestError::Stopped)?
+            .map_err(|_| IngestError::Stopped)?;
+        rx.await.map_err(|_| IngestError::Stopped)
+    }
+
+    /// Values published by process lists, for the broker (or any other consumer).
+    pub fn subscribe_outputs(&self) -> tokio::sync::broadcast::Receiver<Output> {
+        self.outputs.subscribe()
     }
 
     /// Flushes every shard (files, checkpoint, WAL trim) and stops the workers. Blocks.

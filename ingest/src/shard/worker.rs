@@ -12,7 +12,7 @@ use ynni_storage::wal::{Lsn, Ticket};
 use ynni_storage::{FeedStore, Point, StorageError, query};
 
 use super::record::Record;
-use super::router::{IngestError, LastValues, RouterConfig, Submission};
+use super::router::{IngestError, LastValues, Output, RouterConfig, Submission};
 use super::state::ShardState;
 use crate::batch::Value;
 use crate::process::{Context, Host, Outcome, StateKind, run};
@@ -70,6 +70,8 @@ pub enum Job {
     Feed(FeedOp, FeedReply),
     /// A user's inputs or process lists changed in the catalog: load them again.
     Reload(i64),
+    /// The user's input last values.
+    InputLast(i64, tokio::sync::oneshot::Sender<LastValues>),
     Stop,
 }
 
@@ -96,7 +98,7 @@ struct Core {
     users: HashMap<i64, UserInputs>,
     state: ShardState,
     max_nodes: usize,
-    last_values: LastValues,
+    outputs: tokio::sync::broadcast::Sender<Output>,
 }
 
 pub struct Worker {
@@ -111,7 +113,7 @@ impl Worker {
         cfg: &RouterConfig,
         catalog: Catalog,
         handle: Handle,
-        last_values: LastValues,
+        outputs: tokio::sync::broadcast::Sender<Output>,
     ) -> Result<Self, IngestError> {
         let mut core = Core {
             catalog,
@@ -119,7 +121,7 @@ impl Worker {
             users: HashMap::new(),
             state: ShardState::default(),
             max_nodes: cfg.max_nodes,
-            last_values,
+            outputs,
         };
         let wal = cfg.wal_root.join(n.to_string());
         let store = FeedStore::open_with(
@@ -129,7 +131,6 @@ impl Worker {
             cfg.store,
             &mut core,
         )?;
-        core.publish_last_values();
         tracing::info!(
             shard = n,
             replayed = store.replayed_records(),
@@ -170,8 +171,14 @@ impl Worker {
             }
             // Reads after the writes of the same group, so a read sees what was posted before it.
             for job in others {
-                if let Job::Feed(op, reply) = job {
-                    let _ = reply.send(self.feed_op(op));
+                match job {
+                    Job::Feed(op, reply) => {
+                        let _ = reply.send(self.feed_op(op));
+                    }
+                    Job::InputLast(userid, reply) => {
+                        let _ = reply.send(self.core.input_last(userid));
+                    }
+                    _ => {}
                 }
             }
             let state = &self.core.state;
@@ -256,14 +263,13 @@ impl Worker {
             }
         }
         for (lsn, record) in durable {
-            if let Err(e) = self.core.process(&mut self.store, &record) {
+            if let Err(e) = self.core.process(&mut self.store, &record, false) {
                 // The record is in the WAL: a restart replays it.
                 tracing::error!(shard = self.n, lsn, error = %e, "processing a logged batch failed");
                 continue;
             }
             self.store.record_applied(lsn);
         }
-        self.core.publish_last_values();
     }
 }
 
@@ -288,7 +294,7 @@ impl Replay for Core {
                 reason: "not an input batch".into(),
             });
         };
-        self.process(store, &record).map_err(|e| match e {
+        self.process(store, &record, true).map_err(|e| match e {
             IngestError::Storage(s) => s,
             other => StorageError::CorruptWal {
                 path: format!("record {lsn}").into(),
@@ -334,6 +340,16 @@ impl Core {
         self.users.get_mut(&userid).ok_or(IngestError::Stopped)
     }
 
+    fn input_last(&mut self, userid: i64) -> LastValues {
+        let Ok(user) = self.user(userid) else {
+            return LastValues::new();
+        };
+        let ids: Vec<i64> = user.inputs.values().map(|i| i.id).collect();
+        ids.into_iter()
+            .filter_map(|id| self.state.input_last.get(&id).map(|&l| (id, l)))
+            .collect()
+    }
+
     /// emoncms's node limit, for HTTP submissions: checked before anything is logged.
     fn check(&mut self, s: &Submission) -> Result<(), IngestError> {
         if !s.http {
@@ -357,7 +373,12 @@ impl Core {
     }
 
     /// Inputs, last values and process lists for one logged record (also used by replay).
-    fn process(&mut self, store: &mut FeedStore, record: &Record) -> Result<(), IngestError> {
+    fn process(
+        &mut self,
+        store: &mut FeedStore,
+        record: &Record,
+        replaying: bool,
+    ) -> Result<(), IngestError> {
         let userid = record.userid;
         for batch in &record.batches {
             let t = batch.time;
@@ -399,6 +420,7 @@ impl Core {
                 state: &mut self.state,
                 tz,
                 points: Vec::new(),
+                published: Vec::new(),
             };
             for (id, value, list) in queued {
                 match run(&list, t, value, Context::Input, &mut host) {
@@ -417,18 +439,23 @@ impl Core {
                 }
             }
             let points = std::mem::take(&mut host.points);
+            // Outputs are live values: not sent again when a batch is replayed after a crash.
+            if !replaying {
+                for (topic, value) in host.published.drain(..) {
+                    // No subscriber (no broker running) is fine.
+                    let _ = self.outputs.send(Output {
+                        userid,
+                        topic,
+                        value,
+                    });
+                }
+            }
             let report = store.apply_points(&points)?;
             for (feed, e) in report.refused {
                 tracing::warn!(feed, error = %e, "feed write refused");
             }
         }
         Ok(())
-    }
-
-    fn publish_last_values(&self) {
-        if let Ok(mut map) = self.last_values.write() {
-            map.extend(self.state.input_last.iter().map(|(&k, &v)| (k, v)));
-        }
     }
 }
 
@@ -438,6 +465,7 @@ struct ShardHost<'a> {
     state: &'a mut ShardState,
     tz: Tz,
     points: Vec<Point>,
+    published: Vec<(String, Value)>,
 }
 
 impl Host for ShardHost<'_> {
@@ -481,8 +509,7 @@ impl Host for ShardHost<'_> {
     }
 
     fn publish(&mut self, topic: &str, value: Value) {
-        // The MQTT outputs come with the broker; until then the value is only logged.
-        tracing::debug!(topic, ?value, "publish_to_mqtt (no broker yet)");
+        self.published.push((topic.to_string(), value));
     }
 
     fn source_value(&mut self, _feed: u32) -> Value {

@@ -167,13 +167,13 @@ async fn list(call: &Call<'_>) -> Response {
         Ok(rows) => rows,
         Err(e) => return reply::internal(&e),
     };
-    let last = call
-        .state
-        .router
-        .last_values()
-        .read()
-        .map(|m| m.clone())
-        .unwrap_or_default();
+    let last = match call.state.router.input_last(caller.user.id).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "input last values unavailable");
+            return reply::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
+    };
     let items: Vec<Value> = rows
         .into_iter()
         .map(|r| {
