@@ -48,6 +48,8 @@ impl StorageError {
                     | io::ErrorKind::TimedOut
                     | io::ErrorKind::StorageFull
             ),
+            // A stopped store recovers by a restart: the client should try again later.
+            StorageError::StoreFailed => true,
             _ => false,
         }
     }

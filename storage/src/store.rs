@@ -282,6 +282,13 @@ impl FeedStore {
         self.apply(&points).inspect_err(|_| self.poisoned = true)
     }
 
+    /// Stops the store: every later write, log and flush fails, so no checkpoint can cover a
+    /// record whose effects were only partly applied. A restart replays from the last
+    /// checkpoint.
+    pub fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
     /// Marks every record up to `lsn` as applied: the next checkpoint covers it.
     pub fn record_applied(&mut self, lsn: Lsn) {
         self.applied = self.applied.max(lsn + 1);

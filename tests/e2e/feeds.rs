@@ -75,14 +75,14 @@ async fn post_process_and_read_back() {
     assert_eq!(
         get(
             &c,
-            &url(&format!("/input/process/get?inputid={input_id}"), &read)
+            &url(&format!("/input/process/get?inputid={input_id}"), &write)
         )
         .await
         .json(),
         json!("1:1,4:2")
     );
     assert_eq!(
-        get(&c, &url("/input/process/get?inputid=999", &read))
+        get(&c, &url("/input/process/get?inputid=999", &write))
             .await
             .body,
         "false"

@@ -178,30 +178,34 @@ async fn acknowledged_inputs_and_accumulator_state_survive_kill_9() {
     let keep = tempfile::tempdir().expect("tempdir");
     let data = keep.path().join("data");
     let server = Server::builder().data_dir(&data).start();
-    let (id, read, write) = register(&server, "alice", "secret1").await;
+    let (_, read, write) = register(&server, "alice", "secret1").await;
     let c = script();
     let post = |t: i64, v: f64| {
         format!("/input/post?node=meter&json=%7Be%3A{v}%7D&time={t}&apikey={write}")
     };
     assert_eq!(get(&c, &server.url(&post(T0, 1000.0))).await.body, "ok");
-    let (status, _) = server.stop();
-    assert!(status.success());
-
-    // Give the input a list (the process API comes later): a Wh accumulator into feed 2, whose
-    // memory of the previous reading must survive a crash.
-    ynni_storage::fixed::FixedFeed::create(&data.join("phpfina"), 2, 10, 10).expect("feed");
-    let db = data.join("catalog.sqlite");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .expect("catalog");
-    sqlx::query("UPDATE inputs SET processList = '34:2' WHERE userid = ? AND nodeid = 'meter'")
-        .bind(id)
-        .execute(&pool)
-        .await
-        .expect("set list");
-    pool.close().await;
-
-    let server = Server::builder().data_dir(&data).start();
+    // A Wh accumulator into a new feed, whose memory of the previous reading must survive a
+    // crash.
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/feed/create.json?name=wh&engine=5&options=%7B%22interval%22%3A10%7D&apikey={write}"
+        )),
+    )
+    .await;
+    let feed = r.json()["feedid"].as_i64().expect("feed id");
+    let input = list(&server, &read).await[0]["id"]
+        .as_str()
+        .expect("input id")
+        .to_string();
+    let set = server.url(&format!(
+        "/input/process/set?inputid={input}&apikey={write}"
+    ));
+    let procs = format!(r#"[{{"fn":"process__wh_accumulator","args":["{feed}"]}}]"#);
+    assert_eq!(
+        post_form(&c, &set, &[("processlist", &procs)]).await.json()["success"],
+        true
+    );
     assert_eq!(
         get(&c, &server.url(&post(T0 + 10, 1010.0))).await.body,
         "ok"
@@ -228,7 +232,8 @@ async fn acknowledged_inputs_and_accumulator_state_survive_kill_9() {
     );
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
-    let feed = ynni_storage::fixed::FixedFeed::open(&data.join("phpfina"), 2).expect("feed");
+    let feed =
+        ynni_storage::fixed::FixedFeed::open(&data.join("phpfina"), feed as u32).expect("feed");
     let values = feed.read_slots(0, feed.npoints()).expect("read");
     // 1010 is the first reading the list saw (state only), then +10 and +5.
     assert_eq!(values, vec![10.0, 15.0], "feed 2 slots from T0+20");

@@ -114,7 +114,18 @@ impl Router {
                 .spawn(move || match Worker::open(n, &cfg, catalog, handle, out) {
                     Ok(worker) => {
                         let _ = ready_tx.send(Ok(()));
-                        worker.run(rx);
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            worker.run(rx)
+                        }));
+                        if ran.is_err() {
+                            // A shard that stopped would answer 503 for ever; a restart replays
+                            // its log instead.
+                            tracing::error!(
+                                shard = n,
+                                "shard worker panicked; stopping the server"
+                            );
+                            std::process::abort();
+                        }
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));

@@ -86,8 +86,12 @@ struct InputInfo {
 }
 
 struct UserInputs {
+    /// `false` when the account no longer exists: its logged batches are skipped.
+    exists: bool,
     tz: Tz,
     inputs: HashMap<(String, String), InputInfo>,
+    /// The user's feeds: process lists may only touch these, whatever the stored list says.
+    feeds: HashSet<u32>,
     creation_disabled: bool,
 }
 
@@ -160,6 +164,11 @@ impl Worker {
                 match job {
                     Job::Ingest(s, reply) => submissions.push((s, reply)),
                     Job::Reload(userid) => {
+                        // Checkpoint first: a replay must never run records logged under the
+                        // old lists (or time zone) with the new ones.
+                        if let Err(e) = self.store.flush(&self.core.state.encode()) {
+                            tracing::error!(shard = self.n, error = %e, "flush before reload failed");
+                        }
                         // Before this group's submissions, so they run the new lists.
                         self.core.users.remove(&userid);
                     }
@@ -237,8 +246,10 @@ impl Worker {
     /// is durable, then processes them in order.
     fn ingest(&mut self, submissions: Vec<(Submission, Reply)>) {
         let mut logged: Vec<(Record, Ticket, Reply)> = Vec::new();
+        let mut group_nodes: HashMap<i64, HashSet<String>> = HashMap::new();
         for (s, reply) in submissions {
-            if let Err(e) = self.core.check(&s) {
+            let nodes = group_nodes.entry(s.userid).or_default();
+            if let Err(e) = self.core.check(&s, nodes) {
                 let _ = reply.send(Err(e));
                 continue;
             }
@@ -250,25 +261,26 @@ impl Worker {
                 }
             }
         }
-        let mut durable = Vec::new();
         for (record, ticket, reply) in logged {
-            match ticket.wait() {
-                Ok(lsn) => {
-                    let _ = reply.send(Ok(()));
-                    durable.push((lsn, record));
-                }
+            let lsn = match ticket.wait() {
+                Ok(lsn) => lsn,
                 Err(e) => {
                     let _ = reply.send(Err(e.into()));
+                    continue;
+                }
+            };
+            // The record is durable, so the answer is yes; it is sent after processing so that
+            // a read that follows the answer sees the new inputs and values.
+            match self.core.process(&mut self.store, &record, false) {
+                Ok(()) => self.store.record_applied(lsn),
+                Err(e) => {
+                    // Memory may be half-updated: stop checkpointing until a restart replays
+                    // this record from the checkpoint before it.
+                    tracing::error!(shard = self.n, lsn, error = %e, "processing a logged batch failed; shard stopped until restart");
+                    self.store.poison();
                 }
             }
-        }
-        for (lsn, record) in durable {
-            if let Err(e) = self.core.process(&mut self.store, &record, false) {
-                // The record is in the WAL: a restart replays it.
-                tracing::error!(shard = self.n, lsn, error = %e, "processing a logged batch failed");
-                continue;
-            }
-            self.store.record_applied(lsn);
+            let _ = reply.send(Ok(()));
         }
     }
 }
@@ -307,15 +319,21 @@ impl Replay for Core {
 impl Core {
     fn user(&mut self, userid: i64) -> Result<&mut UserInputs, IngestError> {
         if !self.users.contains_key(&userid) {
-            let (user, rows, disabled) = self.handle.block_on(async {
+            let (user, rows, feeds, disabled) = self.handle.block_on(async {
                 let user = self.catalog.user_by_id(userid).await?;
                 let rows = self.catalog.inputs_for_user(userid).await?;
+                let feeds = self.catalog.feeds_for_user(userid).await?;
                 let disabled = self.catalog.input_creation_disabled(userid).await?;
-                Ok::<_, ynni_core::CatalogError>((user, rows, disabled))
+                Ok::<_, ynni_core::CatalogError>((user, rows, feeds, disabled))
             })?;
+            let exists = user.is_some();
             let tz = user
                 .and_then(|u| ynni_core::timezone::parse(&u.timezone))
                 .unwrap_or(Tz::UTC);
+            let feeds = feeds
+                .iter()
+                .filter_map(|f| u32::try_from(f.id).ok())
+                .collect();
             let inputs = rows
                 .into_iter()
                 .map(|r| {
@@ -331,8 +349,10 @@ impl Core {
             self.users.insert(
                 userid,
                 UserInputs {
+                    exists,
                     tz,
                     inputs,
+                    feeds,
                     creation_disabled: disabled,
                 },
             );
@@ -350,25 +370,35 @@ impl Core {
             .collect()
     }
 
-    /// emoncms's node limit, for HTTP submissions: checked before anything is logged.
-    fn check(&mut self, s: &Submission) -> Result<(), IngestError> {
+    /// emoncms's node limit, for HTTP submissions: checked before anything is logged, counting
+    /// the nodes that earlier submissions of the same group add (`group_nodes`).
+    fn check(
+        &mut self,
+        s: &Submission,
+        group_nodes: &mut HashSet<String>,
+    ) -> Result<(), IngestError> {
         if !s.http {
             return Ok(());
         }
         let limit = self.max_nodes;
         let user = self.user(s.userid)?;
-        let mut nodes: HashSet<&str> = user.inputs.keys().map(|(n, _)| n.as_str()).collect();
+        let known: HashSet<&str> = user.inputs.keys().map(|(n, _)| n.as_str()).collect();
+        let mut added: Vec<String> = Vec::new();
         for b in &s.batches {
-            if !nodes.contains(b.node.as_str()) {
-                if nodes.len() >= limit {
-                    return Err(IngestError::NodeLimit {
-                        limit,
-                        node: b.node.clone(),
-                    });
-                }
-                nodes.insert(&b.node);
+            let node = b.node.as_str();
+            if known.contains(node) || group_nodes.contains(node) || added.iter().any(|a| a == node)
+            {
+                continue;
             }
+            if known.len() + group_nodes.len() + added.len() >= limit {
+                return Err(IngestError::NodeLimit {
+                    limit,
+                    node: b.node.clone(),
+                });
+            }
+            added.push(b.node.clone());
         }
+        group_nodes.extend(added);
         Ok(())
     }
 
@@ -380,6 +410,10 @@ impl Core {
         replaying: bool,
     ) -> Result<(), IngestError> {
         let userid = record.userid;
+        if !self.user(userid)?.exists {
+            tracing::warn!(userid, "batch of a deleted account skipped");
+            return Ok(());
+        }
         for batch in &record.batches {
             let t = batch.time;
             let mut queued: Vec<(i64, Value, String)> = Vec::new();
@@ -414,10 +448,12 @@ impl Core {
                     }
                 }
             }
-            let tz = self.user(userid)?.tz;
+            let user = self.user(userid)?;
+            let (tz, owned) = (user.tz, user.feeds.clone());
             let mut host = ShardHost {
                 store: &mut *store,
                 state: &mut self.state,
+                owned: &owned,
                 tz,
                 points: Vec::new(),
                 published: Vec::new(),
@@ -463,6 +499,8 @@ impl Core {
 struct ShardHost<'a> {
     store: &'a mut FeedStore,
     state: &'a mut ShardState,
+    /// Feeds of the list's owner; any other feed id is treated as missing.
+    owned: &'a HashSet<u32>,
     tz: Tz,
     points: Vec<Point>,
     published: Vec<(String, Value)>,
@@ -474,6 +512,9 @@ impl Host for ShardHost<'_> {
     }
 
     fn feed_post(&mut self, feed: u32, update_time: i64, feed_time: i64, value: Value, join: bool) {
+        if !self.owned.contains(&feed) {
+            return;
+        }
         self.points.push(Point {
             feed,
             time: feed_time,
@@ -484,6 +525,9 @@ impl Host for ShardHost<'_> {
     }
 
     fn feed_last(&mut self, feed: u32) -> Option<(i64, Value)> {
+        if !self.owned.contains(&feed) {
+            return None;
+        }
         if let Some(&last) = self.state.feed_last.get(&feed) {
             return Some(last);
         }
@@ -497,7 +541,8 @@ impl Host for ShardHost<'_> {
     }
 
     fn feed_exists(&mut self, feed: u32) -> bool {
-        self.state.feed_last.contains_key(&feed) || self.store.feed(feed).is_ok()
+        self.owned.contains(&feed)
+            && (self.state.feed_last.contains_key(&feed) || self.store.feed(feed).is_ok())
     }
 
     fn state(&self, kind: StateKind, feed: u32) -> Option<(i64, Value)> {

@@ -84,7 +84,13 @@ async fn create(call: &Call<'_>) -> Response {
         interval,
     };
     match call.state.router.feed(caller.user.id, op).await {
-        Ok(_) => reply::json(json!({"success": true, "feedid": id, "result": true})),
+        Ok(_) => {
+            // The worker must know the new feed before a process list may write to it.
+            if let Err(e) = call.state.router.reload_user(caller.user.id).await {
+                tracing::error!(error = %e, "could not reload the user's feeds");
+            }
+            reply::json(json!({"success": true, "feedid": id, "result": true}))
+        }
         Err(e) => {
             let _ = call.state.catalog.delete_feed_row(id).await;
             ingest_failure(&e)

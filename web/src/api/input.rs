@@ -224,8 +224,10 @@ async fn own_input(
 /// `input/process/get`: the stored list as a JSON string, `false` for an unknown input.
 async fn process_get(call: &Call<'_>) -> Response {
     match own_input(call).await {
-        Ok(Some((_, row))) => reply::json(json!(row.process_list)),
-        Ok(None) => reply::json_false(),
+        Ok(Some((_, row))) if call.caller.is_some_and(|c| c.write) => {
+            reply::json(json!(row.process_list))
+        }
+        Ok(_) => reply::json_false(),
         Err(r) => r,
     }
 }

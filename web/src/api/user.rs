@@ -373,6 +373,10 @@ async fn set(call: &Call<'_>, caller: &Caller) -> Response {
         .catalog
         .update_profile(caller.user.id, &update)
         .await));
+    // Day boundaries of daily processes follow the user's time zone.
+    if let Err(e) = call.state.router.reload_user(caller.user.id).await {
+        tracing::error!(error = %e, "could not reload the user's settings");
+    }
     reply::ok_message("User info updated")
 }
 
