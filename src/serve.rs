@@ -81,17 +81,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             server.abort();
         }
     }
-    // The server is gone, so this is the last reference: flush every shard and stop it.
-    match Arc::try_unwrap(router) {
-        Ok(mut router) => {
-            tokio::task::spawn_blocking(move || router.shutdown())
-                .await
-                .context("stopping the shard workers")?;
-        }
-        Err(_) => tracing::warn!(
-            "shard workers still referenced; their WALs will be replayed at the next start"
-        ),
-    }
+    // Flush every shard and stop its worker before the catalog closes under it.
+    let stopping = router.clone();
+    tokio::task::spawn_blocking(move || stopping.stop())
+        .await
+        .context("stopping the shard workers")?;
     catalog.close().await;
     drop(data_dir);
     tracing::info!("stopped");

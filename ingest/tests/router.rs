@@ -58,8 +58,8 @@ fn batch(node: &str, name: &str, v: f64) -> Decoded {
     }
 }
 
-async fn stop(mut router: Router) {
-    tokio::task::spawn_blocking(move || router.shutdown())
+async fn stop(router: Router) {
+    tokio::task::spawn_blocking(move || router.stop())
         .await
         .expect("join");
 }

@@ -83,7 +83,7 @@ const OUTPUT_BACKLOG: usize = 4096;
 
 pub struct Router {
     senders: Vec<mpsc::SyncSender<Job>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     vshards: u32,
     outputs: tokio::sync::broadcast::Sender<Output>,
 }
@@ -100,7 +100,7 @@ impl Router {
         let (outputs, _) = tokio::sync::broadcast::channel(OUTPUT_BACKLOG);
         let mut router = Self {
             senders: Vec::new(),
-            threads: Vec::new(),
+            threads: std::sync::Mutex::new(Vec::new()),
             vshards: cfg.vshards.max(1),
             outputs: outputs.clone(),
         };
@@ -139,15 +139,19 @@ impl Router {
                     })
                 })?;
             router.senders.push(tx);
-            router.threads.push(thread);
+            router
+                .threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(thread);
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    router.shutdown();
+                    router.stop();
                     return Err(e);
                 }
                 Err(_) => {
-                    router.shutdown();
+                    router.stop();
                     return Err(IngestError::Stopped);
                 }
             }
@@ -218,12 +222,15 @@ impl Router {
         self.outputs.subscribe()
     }
 
-    /// Flushes every shard (files, checkpoint, WAL trim) and stops the workers. Blocks.
-    pub fn shutdown(&mut self) {
-        for tx in self.senders.drain(..) {
+    /// Flushes every shard (files, checkpoint, WAL trim) and stops the workers; later calls
+    /// answer `Stopped`. Blocks. Works through a shared reference, so the server can stop the
+    /// workers even while a request still holds the router.
+    pub fn stop(&self) {
+        for tx in &self.senders {
             let _ = tx.send(Job::Stop);
         }
-        for t in self.threads.drain(..) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
             let _ = t.join();
         }
     }
