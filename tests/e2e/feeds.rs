@@ -43,13 +43,16 @@ async fn post_process_and_read_back() {
     assert_eq!(r, json!({"success": true, "feedid": 1, "result": true}));
     let r = get(&c, &create("kwh", 5, 5)).await.json();
     assert_eq!(r["feedid"], 2);
-    assert_eq!(get(&c, &create("x", 7, 10)).await.json()["success"], false);
+    assert_eq!(
+        get(&c, &create("x", 7, 10)).await.json(),
+        json!({"success": false, "message": "ABORTED: Engine id 7 is not supported."})
+    );
     // A read key cannot create.
     assert_eq!(
         get(&c, &url("/feed/create.json?name=y&engine=5", &read))
             .await
-            .body,
-        "false"
+            .json(),
+        json!({"success": false, "message": "Feed does not exist"})
     );
 
     let list = r#"[{"fn":"process__log_to_feed","args":["1"]},{"fn":"process__power_to_kwh","args":["2"]}]"#;
@@ -156,4 +159,20 @@ async fn post_process_and_read_back() {
         get(&c, &url("/feed/value.json?id=99", &read)).await.json(),
         json!({"success": false, "message": "Feed does not exist"})
     );
+    // feed/data's own answers (capture seq 205, 216, 217).
+    let data = |q: &str, key: &str| {
+        url(
+            &format!("/feed/data.json?start={T0}&end={}&interval=10{q}", T0 + 20),
+            key,
+        )
+    };
+    assert_eq!(
+        get(&c, &data("", &read)).await.json(),
+        json!({"success": false, "message": "no ids given"})
+    );
+    assert_eq!(
+        get(&c, &data("&id=999", &read)).await.json(),
+        json!({"success": false, "message": "feed 999 does not exist", "feeds": [999]})
+    );
+    assert_eq!(get(&c, &data("&id=1", &other_read)).await.json(), json!([]));
 }

@@ -45,12 +45,16 @@ fn clean(s: &str) -> String {
 
 async fn create(call: &Call<'_>) -> Response {
     let Some(caller) = call.caller.filter(|c| c.write) else {
-        return reply::json_false();
+        // emoncms's answer without write access (its create falls into the single-feed branch).
+        return reply::fail("Feed does not exist");
     };
     let p = call.params;
-    let engine = p.get("engine").and_then(|e| e.trim().parse::<u8>().ok());
+    let engine_text = p.get("engine").unwrap_or("").trim();
+    let engine = engine_text.parse::<u8>().ok();
     let Some(engine) = engine.filter(|e| [ENGINE_FIXED, ENGINE_VARIABLE].contains(e)) else {
-        return reply::fail("ynni supports engines 5 (PHPFina) and 2 (PHPTimeSeries) so far");
+        return reply::fail(format!(
+            "ABORTED: Engine id {engine_text} is not supported."
+        ));
     };
     let interval = p
         .get("options")
@@ -182,10 +186,25 @@ async fn data(call: &Call<'_>) -> Response {
     let Some(end) = p.get("end") else {
         return reply::text(StatusCode::OK, "missing end parameter");
     };
-    let row = match readable(call, p.get("id")).await {
-        Ok(r) => r,
-        Err(r) => return r,
+    let Some(id_text) = p.get("id").filter(|i| !i.trim().is_empty()) else {
+        return reply::fail("no ids given");
     };
+    let Ok(id) = id_text.trim().parse::<i64>() else {
+        return reply::not_implemented("feed/data for several ids");
+    };
+    let row = match call.state.catalog.feed_by_id(id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            return reply::json(
+                json!({"success": false, "message": format!("feed {id} does not exist"), "feeds": [id]}),
+            );
+        }
+        Err(e) => return reply::internal(&e),
+    };
+    // A feed the caller may not read gives an empty series in emoncms.
+    if !(row.public || call.caller.is_some_and(|c| c.user.id == row.userid)) {
+        return reply::json(json!([]));
+    }
     let tz = p
         .get("timezone")
         .and_then(ynni_core::timezone::parse)
@@ -308,13 +327,21 @@ async fn getmeta(call: &Call<'_>) -> Response {
             } else {
                 json!(1)
             };
-            reply::json(json!({
+            let end_value = match last(call, &row).await {
+                Ok(l) => l.and_then(|l| l.1),
+                Err(r) => return r,
+            };
+            let mut meta = json!({
                 "id": row.id,
                 "start_time": m.start_time,
                 "end_time": m.end_time,
                 "interval": interval,
-                "npoints": m.npoints,
-            }))
+            });
+            if m.npoints > 0 {
+                meta["end_value"] = json!(end_value);
+            }
+            meta["npoints"] = json!(m.npoints);
+            reply::json(meta)
         }
         Ok(_) => reply::json(Value::Bool(false)),
         Err(r) => r,
