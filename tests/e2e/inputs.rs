@@ -239,3 +239,64 @@ async fn acknowledged_inputs_and_accumulator_state_survive_kill_9() {
     assert_eq!(values, vec![10.0, 15.0], "feed 2 slots from T0+20");
     assert_eq!(i64::from(feed.meta().start_time), T0 + 20);
 }
+
+#[tokio::test]
+async fn a_resent_bulk_buffer_does_not_count_twice() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let bulk = |rows: &[(i64, f64)]| {
+        let data: Vec<String> = rows
+            .iter()
+            .map(|(t, v)| format!("[{t},\"pulse\",{v}]"))
+            .collect();
+        server.url(&format!(
+            "/input/bulk.json?time=0&data={}&apikey={write}",
+            encode(&format!("[{}]", data.join(",")))
+        ))
+    };
+    assert_eq!(get(&c, &bulk(&[(T0, 1.0)])).await.body, "ok");
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/feed/create.json?name=total&engine=5&options=%7B%22interval%22%3A10%7D&apikey={write}"
+        )),
+    )
+    .await;
+    let feed = r.json()["feedid"].as_i64().expect("feed");
+    let input = list(&server, &read).await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let procs = format!(r#"[{{"fn":"process__accumulator","args":["{feed}"]}}]"#);
+    let set = server.url(&format!(
+        "/input/process/set?inputid={input}&apikey={write}"
+    ));
+    assert_eq!(
+        post_form(&c, &set, &[("processlist", &procs)]).await.json()["success"],
+        true
+    );
+    // Two rows, then the client resends its whole buffer with one new row (emonhub's retry).
+    assert_eq!(
+        get(&c, &bulk(&[(T0 + 10, 1.0), (T0 + 20, 1.0)])).await.body,
+        "ok"
+    );
+    assert_eq!(
+        get(&c, &bulk(&[(T0 + 10, 1.0), (T0 + 20, 1.0), (T0 + 30, 1.0)]))
+            .await
+            .body,
+        "ok"
+    );
+    let v = get(
+        &c,
+        &server.url(&format!("/feed/value.json?id={feed}&apikey={read}")),
+    )
+    .await
+    .json();
+    assert_eq!(v, json!(3.0), "three pulses counted once each");
+    // The input keeps its newest value.
+    assert_eq!(
+        find(&list(&server, &read).await, "pulse", "1")["time"],
+        json!(T0 + 30)
+    );
+}

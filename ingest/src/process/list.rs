@@ -31,6 +31,33 @@ pub fn parse_stored(list: &str) -> Vec<RawStep> {
         .collect()
 }
 
+/// Whether a stored list has a step whose result depends on earlier values (accumulators,
+/// energy integration, daily totals, rates): running it again on an old value would count it
+/// twice.
+pub fn has_stateful_steps(list: &str) -> bool {
+    const STATEFUL: [&str; 15] = [
+        "power_to_kwh",
+        "power_to_kwhd",
+        "input_ontime",
+        "whinc_to_kwhd",
+        "accumulator",
+        "ratechange",
+        "pulse_diff",
+        "kwh_to_power",
+        "kwh_to_kwhd",
+        "max_value",
+        "min_value",
+        "wh_accumulator",
+        "kwh_accumulator",
+        "power_to_kwh_15m",
+        "power_to_kwh_custom",
+    ];
+    parse_stored(list)
+        .iter()
+        .filter_map(|s| lookup(&s.key))
+        .any(|d| STATEFUL.contains(&d.function))
+}
+
 /// What a validator needs to know about the user's resources.
 pub trait Ownership {
     fn owns_feed(&self, id: &str) -> bool;
@@ -166,6 +193,14 @@ mod tests {
         fn owns_input(&self, id: &str) -> bool {
             id == "3"
         }
+    }
+
+    #[test]
+    fn stateful_lists() {
+        assert!(has_stateful_steps("2:0.1,process__accumulator:5"));
+        assert!(has_stateful_steps("1:5,34:6"));
+        assert!(!has_stateful_steps("2:0.1,1:5,process__log_to_feed_join:6"));
+        assert!(!has_stateful_steps(""));
     }
 
     #[test]

@@ -424,9 +424,20 @@ impl Core {
                     Some(input) => {
                         let (id, list) = (input.id, input.process_list.clone());
                         let previous = self.state.input_last.insert(id, (t, *value));
-                        // A resent packet (same time and value) must not run accumulators twice.
-                        if !list.is_empty() && previous != Some((t, *value)) {
+                        // A resent packet must not run accumulators twice: the same time and
+                        // value is skipped, and so is an older time for lists that keep state
+                        // (an emonhub retry resends its whole buffer, oldest rows first).
+                        let resent = previous == Some((t, *value))
+                            || (previous.is_some_and(|(pt, _)| t <= pt)
+                                && crate::process::list::has_stateful_steps(&list));
+                        if !list.is_empty() && !resent {
                             queued.push((id, *value, list));
+                        }
+                        if previous.is_some_and(|(pt, _)| pt > t) {
+                            // An older value never replaces a newer last value.
+                            self.state
+                                .input_last
+                                .insert(id, previous.unwrap_or((t, *value)));
                         }
                     }
                     None if user.creation_disabled => {}
