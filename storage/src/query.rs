@@ -299,6 +299,48 @@ fn number_format_2(v: f64) -> String {
     if s == "-0.00" { "0.00".into() } else { s }
 }
 
+/// The grid a request asks for: its window start times, the interval they step by, and the
+/// time format, after the same checks and interval rules as [`data`] (virtual feeds compute a
+/// value per grid time). `delta` is not applied.
+pub fn grid(req: &DataRequest) -> Result<(Vec<i64>, Interval, TimeFormat), QueryError> {
+    let start = req.start.clamp(-TIME_LIMIT, TIME_LIMIT);
+    let end = req.end.clamp(-TIME_LIMIT, TIME_LIMIT);
+    if end <= start {
+        return Err(QueryError::EndBeforeStart);
+    }
+    let interval = match req.interval {
+        Interval::Seconds(i) if i < 1 => {
+            Interval::Seconds(php_round((end - start) as f64 / 800.0, 0) as i64)
+        }
+        // A virtual feed has no interval of its own.
+        Interval::Original => return Err(QueryError::InvalidInterval),
+        other => other,
+    };
+    if let Interval::Seconds(i) = interval {
+        if i < 1 {
+            return Err(QueryError::InvalidInterval);
+        }
+        let requested = php_round((end - start) as f64 / i as f64, 0) as i64;
+        if requested > req.max_datapoints as i64 {
+            return Err(QueryError::TooManyPoints {
+                limit: req.max_datapoints,
+                requested,
+            });
+        }
+    }
+    let format = TimeFormat::parse(&req.timeformat).ok_or(QueryError::InvalidTimeFormat)?;
+    let times = windows(start, end, interval, req.tz, req.max_datapoints)?
+        .into_iter()
+        .map(|w| w.0)
+        .collect();
+    Ok((times, interval, format))
+}
+
+/// Rounds a value as `dp` asks (PHP's `round`).
+pub fn round_dp(x: f64, dp: i32) -> f64 {
+    php_round(x, dp)
+}
+
 /// PHP's `round($x, $places)`: half away from zero, after pre-rounding to 15 significant
 /// digits so that e.g. `round(1.005, 2)` is 1.01 as in PHP, not 1.0 as plain binary gives.
 fn php_round(x: f64, places: i32) -> f64 {

@@ -44,8 +44,8 @@ async fn post_process_and_read_back() {
     let r = get(&c, &create("kwh", 5, 5)).await.json();
     assert_eq!(r["feedid"], 2);
     assert_eq!(
-        get(&c, &create("x", 7, 10)).await.json(),
-        json!({"success": false, "message": "ABORTED: Engine id 7 is not supported."})
+        get(&c, &create("x", 99, 10)).await.json(),
+        json!({"success": false, "message": "ABORTED: Engine id 99 is not supported."})
     );
     // A read key cannot create.
     assert_eq!(
@@ -175,4 +175,78 @@ async fn post_process_and_read_back() {
         json!({"success": false, "message": "feed 999 does not exist", "feeds": [999]})
     );
     assert_eq!(get(&c, &data("&id=1", &other_read)).await.json(), json!([]));
+}
+
+#[tokio::test]
+async fn virtual_feed_sums_two_feeds_on_the_query_grid() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let url = |path: &str| {
+        server.url(&format!(
+            "{path}{}apikey={write}",
+            if path.contains('?') { "&" } else { "?" }
+        ))
+    };
+    let create = |name: &str, engine: u8| {
+        url(&format!(
+            "/feed/create.json?name={name}&engine={engine}&options=%7B%22interval%22%3A10%7D"
+        ))
+    };
+    let post = |t: i64, a: f64, b: f64| {
+        url(&format!(
+            "/input/post?node=h&json=%7Ba%3A{a}%2Cb%3A{b}%7D&time={t}"
+        ))
+    };
+    assert_eq!(get(&c, &post(T0 - 10, 0.0, 0.0)).await.body, "ok");
+    assert_eq!(get(&c, &create("a", 5)).await.json()["feedid"], 1);
+    assert_eq!(get(&c, &create("b", 5)).await.json()["feedid"], 2);
+    assert_eq!(get(&c, &create("sum", 7)).await.json()["feedid"], 3);
+    let inputs = get(&c, &server.url(&format!("/input/list.json?apikey={read}")))
+        .await
+        .json();
+    for (i, feed) in [(0, 1), (1, 2)] {
+        let id = inputs[i]["id"].as_str().expect("id").to_string();
+        let list = format!(r#"[{{"fn":"process__log_to_feed","args":["{feed}"]}}]"#);
+        let r = post_form(
+            &c,
+            &url(&format!("/input/process/set?inputid={id}")),
+            &[("processlist", &list)],
+        )
+        .await;
+        assert_eq!(r.json()["success"], true, "{}", r.body);
+    }
+    for (k, (a, b)) in [(1.0, 10.0), (2.0, 20.0), (3.0, 30.0)]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(get(&c, &post(T0 + 10 * k as i64, a, b)).await.body, "ok");
+    }
+    let list = r#"[{"fn":"process__source_feed_data_time","args":["1"]},{"fn":"process__add_source_feed","args":["2"]}]"#;
+    let r = post_form(&c, &url("/feed/process/set?id=3"), &[("processlist", list)]).await;
+    assert_eq!(r.json()["encoded_processlist"], "53:1,55:2", "{}", r.body);
+    // Writing processes are not allowed in a virtual feed.
+    let bad = r#"[{"fn":"process__log_to_feed","args":["1"]}]"#;
+    let r = post_form(&c, &url("/feed/process/set?id=3"), &[("processlist", bad)]).await;
+    assert_eq!(
+        r.json()["message"],
+        "Invalid process process key:process__log_to_feed"
+    );
+    let data = get(
+        &c,
+        &server.url(&format!(
+            "/feed/data.json?id=3&start={T0}&end={}&interval=10&timeformat=unix&apikey={read}",
+            T0 + 30
+        )),
+    )
+    .await;
+    assert_eq!(
+        data.json(),
+        json!([
+            [T0, 11.0],
+            [T0 + 10, 22.0],
+            [T0 + 20, 33.0],
+            [T0 + 30, null]
+        ])
+    );
 }

@@ -13,9 +13,12 @@ pub struct FeedRow {
     pub public: bool,
     pub engine: i64,
     pub unit: String,
+    /// Virtual feeds only: the list computing their values.
+    #[sqlx(rename = "processList")]
+    pub process_list: String,
 }
 
-const COLUMNS: &str = "id, userid, name, tag, public, engine, unit";
+const COLUMNS: &str = "id, userid, name, tag, public, engine, unit, processList";
 
 impl Catalog {
     /// Adds a feed row and returns its id; the caller then creates its files.
@@ -54,6 +57,15 @@ impl Catalog {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
+    }
+
+    pub async fn set_feed_process_list(&self, id: i64, list: &str) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE feeds SET processList = ? WHERE id = ?")
+            .bind(list)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn delete_feed_row(&self, id: i64) -> Result<(), CatalogError> {

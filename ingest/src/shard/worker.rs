@@ -42,6 +42,12 @@ pub enum FeedOp {
     Meta {
         id: u32,
     },
+    /// A virtual feed's data: `list` runs at every grid time over its owner's source feeds.
+    Virtual {
+        userid: i64,
+        list: String,
+        req: Box<query::DataRequest>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -235,11 +241,76 @@ impl Worker {
             FeedOp::ValueAt { id, time } => {
                 FeedAnswer::Value(query::value_at(self.store.feed(id)?, time)?)
             }
+            FeedOp::Virtual { userid, list, req } => {
+                FeedAnswer::Data(self.virtual_data(userid, &list, &req)?)
+            }
             FeedOp::Meta { id } => FeedAnswer::Meta(match self.store.feed(id)? {
                 Feed::Fixed(f) => FeedMeta::Fixed(f.meta()),
                 Feed::Variable(f) => FeedMeta::Variable(f.meta()),
             }),
         })
+    }
+
+    fn virtual_data(
+        &mut self,
+        userid: i64,
+        list: &str,
+        req: &query::DataRequest,
+    ) -> Result<query::DataReply, query::QueryError> {
+        let (times, interval, format) = query::grid(req)?;
+        let owned = match self.core.user(userid) {
+            Ok(u) => u.feeds.clone(),
+            Err(e) => {
+                tracing::error!(error = %e, "virtual feed owner unavailable");
+                HashSet::new()
+            }
+        };
+        // The sources: feed arguments of the list's steps, read on the same grid.
+        let mut sources: HashMap<u32, HashMap<i64, Value>> = HashMap::new();
+        for step in crate::process::list::parse_stored(list) {
+            let is_feed_arg = crate::process::catalog::lookup(&step.key)
+                .and_then(|d| d.args.first())
+                .is_some_and(|a| a.kind == crate::process::catalog::ArgType::FeedId);
+            let Some(f) = step.args.first().and_then(|a| a.trim().parse::<u32>().ok()) else {
+                continue;
+            };
+            if !is_feed_arg || !owned.contains(&f) || sources.contains_key(&f) {
+                continue;
+            }
+            let mut sreq = req.clone();
+            sreq.interval = interval;
+            sreq.delta = false;
+            sreq.dp = None;
+            sreq.skipmissing = false;
+            sreq.timeformat = "unix".into();
+            sreq.last_value = None;
+            let values = match self.store.feed(f) {
+                Ok(feed) => query::data(feed, &sreq)?.points.into_iter().collect(),
+                Err(_) => HashMap::new(),
+            };
+            sources.insert(f, values);
+        }
+        let mut host = VirtualHost {
+            sources: &sources,
+            t: 0,
+            tz: req.tz,
+        };
+        let mut points = Vec::with_capacity(times.len());
+        for t in times {
+            host.t = t;
+            let v = match run(list, t, None, Context::VirtualFeed, &mut host) {
+                Outcome::Done(v) => v,
+                _ => None,
+            };
+            let v = match (v, req.dp) {
+                (Some(x), Some(dp)) => Some(query::round_dp(x, dp)),
+                (v, _) => v,
+            };
+            if v.is_some() || !req.skipmissing {
+                points.push((t, v));
+            }
+        }
+        Ok(query::DataReply { format, points })
     }
 
     /// Logs every accepted submission (their syncs shared), answers each caller once its record
@@ -570,5 +641,48 @@ impl Host for ShardHost<'_> {
 
     fn source_value(&mut self, _feed: u32) -> Value {
         None
+    }
+}
+
+/// The process engine's view while computing a virtual feed: only source values exist.
+struct VirtualHost<'a> {
+    sources: &'a HashMap<u32, HashMap<i64, Value>>,
+    t: i64,
+    tz: Tz,
+}
+
+impl Host for VirtualHost<'_> {
+    fn tz(&self) -> Tz {
+        self.tz
+    }
+    fn feed_post(
+        &mut self,
+        _feed: u32,
+        _update_time: i64,
+        _feed_time: i64,
+        _value: Value,
+        _join: bool,
+    ) {
+    }
+    fn feed_last(&mut self, _feed: u32) -> Option<(i64, Value)> {
+        None
+    }
+    fn feed_exists(&mut self, _feed: u32) -> bool {
+        false
+    }
+    fn input_last(&mut self, _input: u32) -> Option<Value> {
+        None
+    }
+    fn state(&self, _kind: StateKind, _feed: u32) -> Option<(i64, Value)> {
+        None
+    }
+    fn set_state(&mut self, _kind: StateKind, _feed: u32, _time: i64, _value: Value) {}
+    fn publish(&mut self, _topic: &str, _value: Value) {}
+    fn source_value(&mut self, feed: u32) -> Value {
+        self.sources
+            .get(&feed)
+            .and_then(|m| m.get(&self.t))
+            .copied()
+            .flatten()
     }
 }

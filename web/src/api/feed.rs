@@ -9,6 +9,9 @@ use ynni_ingest::shard::{FeedAnswer, FeedMeta, FeedOp, IngestError};
 use ynni_storage::query::{self, DataRequest, Interval, QueryError, TimeValue};
 use ynni_storage::{ENGINE_FIXED, ENGINE_VARIABLE};
 
+/// emoncms's engine id of virtual feeds.
+const ENGINE_VIRTUAL: u8 = 7;
+
 use super::Call;
 use crate::reply;
 
@@ -20,6 +23,11 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "value" => value(call).await,
         "timevalue" => timevalue(call).await,
         "getmeta" => getmeta(call).await,
+        "process" => match call.route.subaction.as_str() {
+            "get" => process_get(call).await,
+            "set" => process_set(call).await,
+            _ => reply::json_false(),
+        },
         "" => reply::route_not_found(true),
         other => reply::not_implemented(&format!("feed/{other}")),
     }
@@ -51,7 +59,9 @@ async fn create(call: &Call<'_>) -> Response {
     let p = call.params;
     let engine_text = p.get("engine").unwrap_or("").trim();
     let engine = engine_text.parse::<u8>().ok();
-    let Some(engine) = engine.filter(|e| [ENGINE_FIXED, ENGINE_VARIABLE].contains(e)) else {
+    let Some(engine) =
+        engine.filter(|e| [ENGINE_FIXED, ENGINE_VARIABLE, ENGINE_VIRTUAL].contains(e))
+    else {
         return reply::fail(format!(
             "ABORTED: Engine id {engine_text} is not supported."
         ));
@@ -82,6 +92,10 @@ async fn create(call: &Call<'_>) -> Response {
         Ok(id) => id,
         Err(e) => return reply::internal(&e),
     };
+    if engine == ENGINE_VIRTUAL {
+        // A virtual feed has no files: its values are computed when read.
+        return reply::json(json!({"success": true, "feedid": id, "result": true}));
+    }
     let op = FeedOp::Create {
         id: id as u32,
         engine,
@@ -135,6 +149,9 @@ async fn run(call: &Call<'_>, row: &FeedRow, op: FeedOp) -> Result<FeedAnswer, R
 }
 
 async fn last(call: &Call<'_>, row: &FeedRow) -> Result<Option<(i64, Option<f64>)>, Response> {
+    if row.engine == i64::from(ENGINE_VIRTUAL) {
+        return Ok(None);
+    }
     match run(call, row, FeedOp::Last { id: row.id as u32 }).await? {
         FeedAnswer::Last(l) => Ok(l),
         _ => Ok(None),
@@ -157,6 +174,7 @@ async fn list(call: &Call<'_>) -> Response {
             Err(r) => return r,
         };
         let size = match run(call, &row, FeedOp::Meta { id: row.id as u32 }).await {
+            _ if row.engine == i64::from(ENGINE_VIRTUAL) => 0,
             Ok(FeedAnswer::Meta(FeedMeta::Fixed(m))) => 16 + m.npoints * 4,
             Ok(FeedAnswer::Meta(FeedMeta::Variable(m))) => m.npoints * 9,
             _ => 0,
@@ -236,16 +254,19 @@ async fn data(call: &Call<'_>) -> Response {
         .filter(|d: &i32| *d >= 0);
     req.timeformat = p.get("timeformat").unwrap_or("unixms").to_string();
     req.tz = tz;
-    let reply_data = match run(
-        call,
-        &row,
+    let op = if row.engine == i64::from(ENGINE_VIRTUAL) {
+        FeedOp::Virtual {
+            userid: row.userid,
+            list: row.process_list.clone(),
+            req: Box::new(req),
+        }
+    } else {
         FeedOp::Data {
             id: row.id as u32,
             req: Box::new(req),
-        },
-    )
-    .await
-    {
+        }
+    };
+    let reply_data = match run(call, &row, op).await {
         Ok(FeedAnswer::Data(d)) => d,
         Ok(_) => return reply::json(json!([])),
         Err(r) => return r,
@@ -273,6 +294,9 @@ async fn value(call: &Call<'_>) -> Response {
         .params
         .get("time")
         .and_then(|t| t.trim().parse::<f64>().ok());
+    if row.engine == i64::from(ENGINE_VIRTUAL) {
+        return reply::not_implemented("feed/value of a virtual feed (use feed/data)");
+    }
     let v = match time {
         Some(t) => match run(
             call,
@@ -313,6 +337,9 @@ async fn getmeta(call: &Call<'_>) -> Response {
         Ok(r) => r,
         Err(r) => return r,
     };
+    if row.engine == i64::from(ENGINE_VIRTUAL) {
+        return reply::json(Value::Bool(false));
+    }
     match run(call, &row, FeedOp::Meta { id: row.id as u32 }).await {
         Ok(FeedAnswer::Meta(FeedMeta::Fixed(m))) => reply::json(json!({
             "id": row.id,
@@ -345,5 +372,87 @@ async fn getmeta(call: &Call<'_>) -> Response {
         }
         Ok(_) => reply::json(Value::Bool(false)),
         Err(r) => r,
+    }
+}
+
+/// The caller's own feed named by `id` (for changes).
+async fn own_feed(call: &Call<'_>) -> Result<Option<FeedRow>, Response> {
+    let Some(caller) = call.caller.filter(|c| c.write) else {
+        return Ok(None);
+    };
+    let Some(id) = call
+        .params
+        .get("id")
+        .and_then(|i| i.trim().parse::<i64>().ok())
+    else {
+        return Ok(None);
+    };
+    match call.state.catalog.feed_by_id(id).await {
+        Ok(row) => Ok(row.filter(|r| r.userid == caller.user.id)),
+        Err(e) => Err(reply::internal(&e)),
+    }
+}
+
+/// `feed/process/get`: a virtual feed's stored list.
+async fn process_get(call: &Call<'_>) -> Response {
+    match own_feed(call).await {
+        Ok(Some(row)) => reply::json(json!(row.process_list)),
+        Ok(None) => reply::json_false(),
+        Err(r) => r,
+    }
+}
+
+/// `feed/process/set`: a virtual feed's list, validated for the virtual-feed context.
+async fn process_set(call: &Call<'_>) -> Response {
+    let row = match own_feed(call).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return reply::json_false(),
+        Err(r) => return r,
+    };
+    if row.engine != i64::from(ENGINE_VIRTUAL) {
+        return reply::fail("Only virtual feeds have a process list in ynni");
+    }
+    let feeds = match call.state.catalog.feeds_for_user(row.userid).await {
+        Ok(f) => f,
+        Err(e) => return reply::internal(&e),
+    };
+    let owned = OwnedFeeds(
+        feeds
+            .iter()
+            .filter(|f| f.id != row.id)
+            .map(|f| f.id.to_string())
+            .collect(),
+    );
+    let list = call.params.post("processlist").unwrap_or("");
+    let encoded = match ynni_ingest::process::list::from_json(
+        list,
+        ynni_ingest::process::Context::VirtualFeed,
+        &owned,
+    ) {
+        Ok(e) => e,
+        Err(e) => return reply::fail(e),
+    };
+    if let Err(e) = call
+        .state
+        .catalog
+        .set_feed_process_list(row.id, &encoded)
+        .await
+    {
+        return reply::internal(&e);
+    }
+    reply::json(
+        json!({"success": true, "message": "Feed processlist updated", "encoded_processlist": encoded}),
+    )
+}
+
+/// A virtual feed may read the owner's other feeds (never itself) and no inputs.
+struct OwnedFeeds(std::collections::HashSet<String>);
+
+impl ynni_ingest::process::list::Ownership for OwnedFeeds {
+    fn owns_feed(&self, id: &str) -> bool {
+        self.0.contains(id.trim())
+    }
+    fn owns_input(&self, _id: &str) -> bool {
+        false
     }
 }
