@@ -783,6 +783,30 @@ mod tests {
     }
 
     #[test]
+    fn grid_resolves_intervals_like_data() {
+        let r = DataRequest::new(1_700_000_000, 1_700_008_000, Interval::Seconds(0));
+        let (times, interval, format) = grid(&r).expect("grid");
+        assert_eq!(
+            (interval, format),
+            (Interval::Seconds(10), TimeFormat::UnixMs),
+            "about 800 points"
+        );
+        assert_eq!(times.len(), 801);
+        let r = DataRequest::new(
+            1_699_747_200,
+            1_700_092_800,
+            Interval::Calendar(Calendar::Daily),
+        );
+        assert_eq!(grid(&r).expect("grid").0.len(), 5);
+        let r = DataRequest::new(0, 1 << 30, Interval::Seconds(1));
+        assert!(matches!(grid(&r), Err(QueryError::TooManyPoints { .. })));
+        let r = DataRequest::new(0, 100, Interval::Original);
+        assert!(matches!(grid(&r), Err(QueryError::InvalidInterval)));
+        let r = DataRequest::new(100, 100, Interval::Seconds(10));
+        assert!(matches!(grid(&r), Err(QueryError::EndBeforeStart)));
+    }
+
+    #[test]
     fn time_formats() {
         let t = 1_699_999_200;
         assert_eq!(

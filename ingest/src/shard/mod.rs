@@ -1,9 +1,9 @@
 //! Shards: `vshard = hash(userid) % V`, each vshard served by one of N worker threads. A
 //! worker is the only writer of its users' inputs, process state and feed files (DESIGN §1).
 //!
-//! Per submission, in order: log it in the shard's WAL and answer the caller once it is
-//! durable; create missing inputs; set last values; then run the process lists of inputs that
-//! already existed, after all the batch's last values are set, as emoncms does.
+//! Per submission, in order: log it in the shard's WAL and wait until it is durable; create
+//! missing inputs; set last values; run the process lists of inputs that already existed,
+//! after all the batch's last values are set, as emoncms does; then answer the caller.
 
 mod record;
 mod router;

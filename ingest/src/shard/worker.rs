@@ -282,6 +282,8 @@ impl Worker {
             sreq.delta = false;
             sreq.dp = None;
             sreq.skipmissing = false;
+            // The source must answer on exactly the virtual feed's grid.
+            sreq.limitinterval = false;
             sreq.timeformat = "unix".into();
             sreq.last_value = None;
             let values = match self.store.feed(f) {
@@ -499,7 +501,7 @@ impl Core {
                         // value is skipped, and so is an older time for lists that keep state
                         // (an emonhub retry resends its whole buffer, oldest rows first).
                         let resent = previous == Some((t, *value))
-                            || (previous.is_some_and(|(pt, _)| t <= pt)
+                            || (previous.is_some_and(|(pt, _)| t < pt)
                                 && crate::process::list::has_stateful_steps(&list));
                         if !list.is_empty() && !resent {
                             queued.push((id, *value, list));
@@ -532,10 +534,12 @@ impl Core {
             }
             let user = self.user(userid)?;
             let (tz, owned) = (user.tz, user.feeds.clone());
+            let owned_inputs: HashSet<i64> = user.inputs.values().map(|i| i.id).collect();
             let mut host = ShardHost {
                 store: &mut *store,
                 state: &mut self.state,
                 owned: &owned,
+                owned_inputs: &owned_inputs,
                 tz,
                 points: Vec::new(),
                 published: Vec::new(),
@@ -583,6 +587,8 @@ struct ShardHost<'a> {
     state: &'a mut ShardState,
     /// Feeds of the list's owner; any other feed id is treated as missing.
     owned: &'a HashSet<u32>,
+    /// Inputs of the list's owner; any other input id reads as missing.
+    owned_inputs: &'a HashSet<i64>,
     tz: Tz,
     points: Vec<Point>,
     published: Vec<(String, Value)>,
@@ -619,7 +625,11 @@ impl Host for ShardHost<'_> {
     }
 
     fn input_last(&mut self, input: u32) -> Option<Value> {
-        self.state.input_last.get(&i64::from(input)).map(|l| l.1)
+        let id = i64::from(input);
+        if !self.owned_inputs.contains(&id) {
+            return None;
+        }
+        self.state.input_last.get(&id).map(|l| l.1)
     }
 
     fn feed_exists(&mut self, feed: u32) -> bool {

@@ -171,7 +171,10 @@ async fn list(call: &Call<'_>) -> Response {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(error = %e, "input last values unavailable");
-            return reply::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            let mut r = reply::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
         }
     };
     let items: Vec<Value> = rows
@@ -263,7 +266,12 @@ async fn process_set(call: &Call<'_>) -> Response {
         (Err(e), _) | (_, Err(e)) => return reply::internal(&e),
     };
     let owned = Owned {
-        feeds: feeds.iter().map(|f| f.id.to_string()).collect(),
+        // Virtual feeds are computed, never written: input lists cannot use them.
+        feeds: feeds
+            .iter()
+            .filter(|f| f.engine != 7)
+            .map(|f| f.id.to_string())
+            .collect(),
         inputs: inputs.iter().map(|i| i.id.to_string()).collect(),
     };
     let list = call.params.post("processlist").unwrap_or("");
