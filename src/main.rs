@@ -2,6 +2,7 @@
 
 mod cli;
 mod logging;
+mod mqtt_link;
 mod serve;
 mod user_cmd;
 

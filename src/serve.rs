@@ -28,11 +28,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .local_addr()
         .context("reading the HTTP listen address")?;
 
-    tracing::warn!(
-        "MQTT broker not implemented yet; {} was not opened",
-        settings.mqtt.listen
-    );
-
     let router_cfg = RouterConfig {
         workers: worker_count(data_dir.root())?,
         vshards: 256,
@@ -49,6 +44,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .await
             .context("starting the shard workers")??;
     let router = Arc::new(router);
+    let mqtt_addr =
+        crate::mqtt_link::start(settings.mqtt.listen, catalog.clone(), router.clone()).await?;
+    tracing::info!("MQTT listening on {mqtt_addr}");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(purge_sessions(catalog.clone(), stop_rx.clone()));

@@ -1,5 +1,162 @@
-//! The embedded MQTT broker: rumqttd with per-user authentication and topic namespacing
-//! (DESIGN.md §3).
+//! The embedded MQTT broker: rumqttd on ynni's runtime, with per-user authentication and a
+//! topic namespace per user (DESIGN.md §3).
 //!
-//! Not built yet; `ynni serve` logs that the MQTT port stays closed. The crate exists so the
-//! workspace has its final shape and the dependency direction (broker → core) is fixed.
+//! A device connects with its ynni username and the account's write apikey, and publishes
+//! `emon/<node>/<input>` as it does to emoncms's broker. Every topic a connection publishes,
+//! subscribes to or sets as its will is rewritten to `u/<username>/…` on the way in, and the
+//! prefix is taken off on the way out, so a client never sees or reaches another user's topics
+//! (a subscription to `#` covers its own namespace only). The in-process ingest link
+//! subscribes `u/+/<base>/#` and reads the user from the topic.
+
+mod tenant;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use rumqttd::local::LinkBuilder;
+use rumqttd::protocol::v4::V4;
+use rumqttd::{
+    ConnectionSettings, LinkType, Notification, Router, RouterConfig, Server, ServerSettings,
+};
+
+pub use tenant::TenantNs;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("MQTT address {0} is already in use (is another broker running?)")]
+    AddrInUse(SocketAddr),
+    #[error("cannot listen for MQTT on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("MQTT broker: {0}")]
+    Link(String),
+}
+
+/// Decides whether a CONNECT's username and password may connect.
+pub type Authenticate =
+    Arc<dyn Fn(String, String) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// A message a device published, already out of its namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    pub username: String,
+    /// The topic as the device sent it (`emon/node/input`).
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// Starts the broker on `listen` and returns the address it listens on (port 0 picks a free
+/// port) and the stream of messages published under `<base>/` by authenticated clients.
+pub async fn start(
+    listen: SocketAddr,
+    base: &str,
+    authenticate: Authenticate,
+) -> Result<(SocketAddr, tokio::sync::mpsc::Receiver<Inbound>), BrokerError> {
+    // rumqttd binds inside its accept loop and cannot report the port; binding once here makes
+    // "in use" a clear start-up error and resolves port 0.
+    let probe = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                BrokerError::AddrInUse(listen)
+            } else {
+                BrokerError::Bind {
+                    addr: listen,
+                    source,
+                }
+            }
+        })?;
+    let listen = probe.local_addr().map_err(|source| BrokerError::Bind {
+        addr: listen,
+        source,
+    })?;
+    drop(probe);
+    let router_cfg = RouterConfig {
+        max_connections: 10_000,
+        max_outgoing_packet_count: 200,
+        max_segment_size: 100 << 20,
+        max_segment_count: 10,
+        custom_segment: None,
+        initialized_filters: None,
+        shared_subscriptions_strategy: Default::default(),
+    };
+    let router_tx = Router::new(0, router_cfg).spawn();
+    let mut connections = ConnectionSettings {
+        connection_timeout_ms: 60_000,
+        max_payload_size: 256 << 10,
+        max_inflight_count: 100,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    connections.set_auth_handler(move |_client_id: String, user: String, pass: String| {
+        let authenticate = authenticate.clone();
+        async move {
+            // The username becomes a topic level: MQTT wildcards and separators never pass.
+            if user.is_empty() || user.contains(['/', '+', '#']) {
+                return false;
+            }
+            authenticate(user, pass).await
+        }
+    });
+    let settings = ServerSettings {
+        name: "ynni-mqtt".into(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 0,
+        connections,
+    };
+    let mut server = Server::new(settings, router_tx.clone(), TenantNs::new(V4));
+    tokio::spawn(async move {
+        if let Err(e) = server.start(LinkType::Remote).await {
+            tracing::error!(error = ?e, "MQTT listener stopped");
+        }
+    });
+
+    let (mut link_tx, mut link_rx, _) = LinkBuilder::new("ynni-ingest", router_tx)
+        .build()
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
+    link_tx
+        .subscribe(format!("u/+/{base}/#"))
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    tokio::spawn(async move {
+        // Keep the link's sender alive for as long as the link is read.
+        let _link_tx = link_tx;
+        loop {
+            match link_rx.next().await {
+                Ok(Some(Notification::Forward(f))) => {
+                    let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
+                    let Some((username, inner)) = tenant::split(&topic) else {
+                        continue;
+                    };
+                    let msg = Inbound {
+                        username: username.to_string(),
+                        topic: inner.to_string(),
+                        payload: f.publish.payload.to_vec(),
+                    };
+                    // Waiting here pushes back on the broker rather than dropping messages.
+                    if tx.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+                // rumqttd parks a link that does not ask again: without this it stalls.
+                Ok(Some(Notification::Unschedule)) => {
+                    if link_rx.wake().await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "MQTT ingest link failed");
+                    break;
+                }
+            }
+        }
+    });
+    Ok((listen, rx))
+}

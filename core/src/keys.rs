@@ -20,6 +20,15 @@ pub fn new_apikey() -> Result<String, RandomError> {
     random_hex(16)
 }
 
+/// Compares two secrets in time independent of where they differ.
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 /// True when `s` has the shape of an apikey: 32 hex digits (either case, as emoncms's
 /// `ctype_xdigit` check accepts).
 pub fn looks_like_apikey(s: &str) -> bool {

@@ -61,6 +61,8 @@ impl ServerBuilder {
         clear_ynni_env(&mut cmd);
         cmd.arg("--http-listen")
             .arg("127.0.0.1:0")
+            .arg("--mqtt-listen")
+            .arg("127.0.0.1:0")
             .args(&self.args)
             .env_remove("RUST_LOG")
             .env("YNNI_USERS__REGISTRATION", "open")
@@ -77,11 +79,17 @@ impl ServerBuilder {
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().expect("stderr");
         let log_w = log.clone();
+        let mqtt: Arc<Mutex<Option<std::net::SocketAddr>>> = Arc::default();
+        let mqtt_w = mqtt.clone();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(addr) = line.split("HTTP listening on ").nth(1) {
                     let _ = tx.send(addr.trim().to_string());
+                }
+                if let Some(addr) = line.split("MQTT listening on ").nth(1) {
+                    let mut m = mqtt_w.lock().unwrap_or_else(|p| p.into_inner());
+                    *m = addr.trim().parse().ok();
                 }
                 let mut l = log_w.lock().unwrap_or_else(|p| p.into_inner());
                 l.push_str(&line);
@@ -109,6 +117,7 @@ impl ServerBuilder {
             child: Some(child),
             base: format!("http://{addr}"),
             data_dir: data_dir.unwrap_or_else(|| cwd.join("ynni-data")),
+            mqtt: *mqtt.lock().unwrap_or_else(|p| p.into_inner()),
             log,
             reader: Some(reader),
             _tmp: tmp,
@@ -120,6 +129,8 @@ pub struct Server {
     child: Option<Child>,
     pub base: String,
     pub data_dir: PathBuf,
+    /// The broker's address (logged before the HTTP line, so known once the server is up).
+    pub mqtt: Option<std::net::SocketAddr>,
     log: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
     _tmp: tempfile::TempDir,

@@ -5,6 +5,7 @@ mod feeds;
 mod harness;
 mod http_basics;
 mod inputs;
+mod mqtt;
 mod server_cli;
 mod user_accounts;
 mod user_sessions;

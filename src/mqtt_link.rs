@@ -1,0 +1,75 @@
+//! Wires the embedded broker to ingest: authenticates CONNECTs against the catalog and hands
+//! every device message to the shard router.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc::Receiver;
+use ynni_broker::{Authenticate, Inbound};
+use ynni_core::Catalog;
+use ynni_ingest::decode::decode_mqtt;
+use ynni_ingest::shard::{Router, Submission};
+
+/// emoncms's default base topic.
+pub const BASE_TOPIC: &str = "emon";
+
+/// Username = ynni username, password = the account's write apikey.
+fn authenticator(catalog: Catalog) -> Authenticate {
+    Arc::new(move |user: String, pass: String| {
+        let catalog = catalog.clone();
+        Box::pin(async move {
+            match catalog.user_by_username(&user).await {
+                Ok(Some(u)) => {
+                    ynni_core::keys::secrets_equal(&u.apikey_write, &pass.to_ascii_lowercase())
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT login check failed");
+                    false
+                }
+            }
+        })
+    })
+}
+
+/// Starts the broker and the task feeding its messages to the router; returns the address.
+pub async fn start(
+    listen: SocketAddr,
+    catalog: Catalog,
+    router: Arc<Router>,
+) -> anyhow::Result<SocketAddr> {
+    let (addr, inbound) =
+        ynni_broker::start(listen, BASE_TOPIC, authenticator(catalog.clone())).await?;
+    tokio::spawn(feed(inbound, catalog, router));
+    Ok(addr)
+}
+
+async fn feed(mut inbound: Receiver<Inbound>, catalog: Catalog, router: Arc<Router>) {
+    let mut ids: HashMap<String, i64> = HashMap::new();
+    while let Some(msg) = inbound.recv().await {
+        let userid = match ids.get(&msg.username) {
+            Some(&id) => id,
+            None => match catalog.user_by_username(&msg.username).await {
+                Ok(Some(u)) => {
+                    ids.insert(msg.username.clone(), u.id);
+                    u.id
+                }
+                _ => continue,
+            },
+        };
+        let now = chrono::Utc::now().timestamp();
+        let Some(decoded) = decode_mqtt(&msg.topic, &msg.payload, BASE_TOPIC, now) else {
+            continue;
+        };
+        let submission = Submission {
+            userid,
+            batches: vec![decoded],
+            http: false,
+        };
+        // Awaiting each submission pushes back on the broker when the shard is busy.
+        if let Err(e) = router.submit(submission).await {
+            tracing::warn!(error = %e, user = %msg.username, "MQTT message not stored");
+        }
+    }
+}

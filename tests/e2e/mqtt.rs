@@ -1,0 +1,159 @@
+//! The embedded broker: devices log in with username and write apikey, publish emoncms topics,
+//! and never see another user's topics.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use serde_json::json;
+
+use crate::harness::*;
+
+fn client(server: &Server, id: &str, user: &str, pass: &str) -> (AsyncClient, EventLoop) {
+    let addr = server.mqtt.expect("broker address");
+    let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    opts.set_credentials(user, pass);
+    opts.set_keep_alive(Duration::from_secs(60));
+    AsyncClient::new(opts, 16)
+}
+
+/// Drives the event loop until `f` accepts an event, or `limit` passes (then `None`).
+async fn wait_for<T>(
+    ev: &mut EventLoop,
+    limit: Duration,
+    mut f: impl FnMut(&Event) -> Option<T>,
+) -> Option<T> {
+    tokio::time::timeout(limit, async {
+        loop {
+            match ev.poll().await {
+                Ok(e) => {
+                    if let Some(t) = f(&e) {
+                        return Some(t);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+async fn connected(ev: &mut EventLoop) -> bool {
+    wait_for(ev, Duration::from_secs(10), |e| match e {
+        Event::Incoming(Packet::ConnAck(_)) => Some(()),
+        _ => None,
+    })
+    .await
+    .is_some()
+}
+
+#[tokio::test]
+async fn devices_publish_inputs_and_users_are_isolated() {
+    let server = Server::start();
+    let (_, alice_read, alice_write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bob", "secret1").await;
+
+    // A wrong password is refused.
+    let (_, mut bad) = client(&server, "bad", "alice", &bob_write);
+    assert!(!connected(&mut bad).await, "a wrong key must not connect");
+
+    let (bob, mut bob_ev) = client(&server, "bob-sub", "bob", &bob_write);
+    assert!(connected(&mut bob_ev).await);
+    bob.subscribe("#", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    assert!(
+        wait_for(&mut bob_ev, Duration::from_secs(10), |e| matches!(
+            e,
+            Event::Incoming(Packet::SubAck(_))
+        )
+        .then_some(()))
+        .await
+        .is_some()
+    );
+
+    let (alice_sub, mut alice_sub_ev) = client(&server, "alice-sub", "alice", &alice_write);
+    assert!(connected(&mut alice_sub_ev).await);
+    alice_sub
+        .subscribe("emon/#", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    assert!(
+        wait_for(&mut alice_sub_ev, Duration::from_secs(10), |e| matches!(
+            e,
+            Event::Incoming(Packet::SubAck(_))
+        )
+        .then_some(()))
+        .await
+        .is_some()
+    );
+
+    let (alice, mut alice_ev) = client(&server, "alice-pub", "alice", &alice_write);
+    assert!(connected(&mut alice_ev).await);
+    alice
+        .publish("emon/emontx/power1", QoS::AtLeastOnce, false, "123.5")
+        .await
+        .expect("publish");
+    alice
+        .publish("emon/emonpi", QoS::AtLeastOnce, false, r#"{"temp":21.5}"#)
+        .await
+        .expect("publish");
+    let acks = wait_for(&mut alice_ev, Duration::from_secs(10), {
+        let mut n = 0;
+        move |e| {
+            if matches!(e, Event::Incoming(Packet::PubAck(_))) {
+                n += 1;
+            }
+            (n == 2).then_some(())
+        }
+    })
+    .await;
+    assert!(acks.is_some(), "both publishes acknowledged");
+
+    // Alice's own subscriber sees her topic without any namespace prefix.
+    let seen = wait_for(&mut alice_sub_ev, Duration::from_secs(10), |e| match e {
+        Event::Incoming(Packet::Publish(p)) => Some(p.topic.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(seen.as_deref(), Some("emon/emontx/power1"));
+    // Bob, subscribed to everything, sees nothing of Alice's.
+    let leaked = wait_for(&mut bob_ev, Duration::from_millis(800), |e| match e {
+        Event::Incoming(Packet::Publish(p)) => Some(p.topic.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(leaked, None);
+
+    // The values became Alice's inputs.
+    let mut inputs = json!(null);
+    for _ in 0..100 {
+        inputs = get(
+            &script(),
+            &server.url(&format!("/input/list.json?apikey={alice_read}")),
+        )
+        .await
+        .json();
+        if inputs.as_array().is_some_and(|a| a.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let find = |node: &str, name: &str| {
+        inputs
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["nodeid"] == node && i["name"] == name))
+            .cloned()
+    };
+    assert_eq!(
+        find("emontx", "power1").map(|i| i["value"].clone()),
+        Some(json!(123.5)),
+        "{inputs}"
+    );
+    assert_eq!(
+        find("emonpi", "temp").map(|i| i["value"].clone()),
+        Some(json!(21.5)),
+        "{inputs}"
+    );
+}
