@@ -33,16 +33,60 @@ fn authenticator(catalog: Catalog) -> Authenticate {
     })
 }
 
-/// Starts the broker and the task feeding its messages to the router; returns the address.
+/// Starts the broker, the task feeding its messages to the router, and the task publishing
+/// process lists' outputs; returns the broker's address.
 pub async fn start(
     listen: SocketAddr,
     catalog: Catalog,
     router: Arc<Router>,
 ) -> anyhow::Result<SocketAddr> {
-    let (addr, inbound) =
-        ynni_broker::start(listen, BASE_TOPIC, authenticator(catalog.clone())).await?;
-    tokio::spawn(feed(inbound, catalog, router));
-    Ok(addr)
+    let running = ynni_broker::start(listen, BASE_TOPIC, authenticator(catalog.clone())).await?;
+    tokio::spawn(publish_outputs(
+        router.subscribe_outputs(),
+        running.publisher,
+        catalog.clone(),
+    ));
+    tokio::spawn(feed(running.inbound, catalog, router));
+    Ok(running.addr)
+}
+
+/// `publish_to_mqtt`: the raw value on the user's topic, as emoncms publishes it.
+async fn publish_outputs(
+    mut outputs: tokio::sync::broadcast::Receiver<ynni_ingest::shard::Output>,
+    mut publisher: ynni_broker::Publisher,
+    catalog: Catalog,
+) {
+    let mut names: HashMap<i64, String> = HashMap::new();
+    loop {
+        let out = match outputs.recv().await {
+            Ok(o) => o,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    skipped = n,
+                    "MQTT outputs fell behind; oldest values skipped"
+                );
+                continue;
+            }
+            Err(_) => break,
+        };
+        if !names.contains_key(&out.userid) {
+            match catalog.user_by_id(out.userid).await {
+                Ok(Some(u)) => {
+                    names.insert(out.userid, u.username);
+                }
+                _ => continue,
+            }
+        }
+        let Some(name) = names.get(&out.userid) else {
+            continue;
+        };
+        let payload = out
+            .value
+            .map_or_else(|| "null".to_string(), |v| v.to_string());
+        if let Err(e) = publisher.publish(name, &out.topic, payload.into_bytes()) {
+            tracing::warn!(error = %e, "MQTT output not published");
+        }
+    }
 }
 
 async fn feed(mut inbound: Receiver<Inbound>, catalog: Catalog, router: Arc<Router>) {

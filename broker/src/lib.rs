@@ -49,13 +49,42 @@ pub struct Inbound {
     pub payload: Vec<u8>,
 }
 
-/// Starts the broker on `listen` and returns the address it listens on (port 0 picks a free
-/// port) and the stream of messages published under `<base>/` by authenticated clients.
+/// Publishes into users' namespaces (what process lists' `publish_to_mqtt` sends).
+pub struct Publisher {
+    link: rumqttd::local::LinkTx,
+}
+
+impl Publisher {
+    /// Publishes `payload` on `topic` as seen by `username`'s clients (QoS 0, not retained, as
+    /// emoncms publishes).
+    pub fn publish(
+        &mut self,
+        username: &str,
+        topic: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), BrokerError> {
+        self.link
+            .publish(format!("{}{username}/{topic}", "u/"), payload)
+            .map(|_| ())
+            .map_err(|e| BrokerError::Link(e.to_string()))
+    }
+}
+
+/// What [`start`] gives back.
+pub struct Running {
+    /// The address the broker listens on (port 0 resolved).
+    pub addr: SocketAddr,
+    /// Messages published under `<base>/` by authenticated clients.
+    pub inbound: tokio::sync::mpsc::Receiver<Inbound>,
+    pub publisher: Publisher,
+}
+
+/// Starts the broker on `listen` (port 0 picks a free port).
 pub async fn start(
     listen: SocketAddr,
     base: &str,
     authenticate: Authenticate,
-) -> Result<(SocketAddr, tokio::sync::mpsc::Receiver<Inbound>), BrokerError> {
+) -> Result<Running, BrokerError> {
     // rumqttd binds inside its accept loop and cannot report the port; binding once here makes
     // "in use" a clear start-up error and resolves port 0.
     let probe = tokio::net::TcpListener::bind(listen)
@@ -117,6 +146,25 @@ pub async fn start(
         }
     });
 
+    // A second link only publishes; its receiving side is drained so the router never waits on it.
+    let (out_tx, mut out_rx, _) = LinkBuilder::new("ynni-outputs", router_tx.clone())
+        // Publish to any topic, not only to filters that existed when the link was made.
+        .dynamic_filters(true)
+        .build()
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
+    tokio::spawn(async move {
+        loop {
+            match out_rx.next().await {
+                Ok(Some(Notification::Unschedule)) => {
+                    if out_rx.wake().await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
     let (mut link_tx, mut link_rx, _) = LinkBuilder::new("ynni-ingest", router_tx)
         .build()
         .map_err(|e| BrokerError::Link(e.to_string()))?;
@@ -158,5 +206,9 @@ pub async fn start(
             }
         }
     });
-    Ok((listen, rx))
+    Ok(Running {
+        addr: listen,
+        inbound: rx,
+        publisher: Publisher { link: out_tx },
+    })
 }

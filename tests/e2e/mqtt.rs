@@ -156,4 +156,58 @@ async fn devices_publish_inputs_and_users_are_isolated() {
         Some(json!(21.5)),
         "{inputs}"
     );
+
+    // publish_to_mqtt: a process list's value comes back on the user's own topic.
+    let input = find("emontx", "power1")
+        .and_then(|i| i["id"].as_str().map(str::to_string))
+        .expect("input id");
+    let set = server.url(&format!(
+        "/input/process/set?inputid={input}&apikey={alice_write}"
+    ));
+    let procs = r#"[{"fn":"process__scale","args":["2"]},{"fn":"process__publish_to_mqtt","args":["house/power"]}]"#;
+    assert_eq!(
+        post_form(&script(), &set, &[("processlist", procs)])
+            .await
+            .json()["success"],
+        true
+    );
+    alice_sub
+        .subscribe("house/#", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    assert!(
+        wait_for(&mut alice_sub_ev, Duration::from_secs(10), |e| matches!(
+            e,
+            Event::Incoming(Packet::SubAck(_))
+        )
+        .then_some(()))
+        .await
+        .is_some()
+    );
+    alice
+        .publish("emon/emontx/power1", QoS::AtLeastOnce, false, "200")
+        .await
+        .expect("publish");
+    // The client sends only while its event loop is driven.
+    assert!(
+        wait_for(&mut alice_ev, Duration::from_secs(10), |e| matches!(
+            e,
+            Event::Incoming(Packet::PubAck(_))
+        )
+        .then_some(()))
+        .await
+        .is_some()
+    );
+    let published = wait_for(&mut alice_sub_ev, Duration::from_secs(10), |e| match e {
+        Event::Incoming(Packet::Publish(p)) if p.topic == "house/power" => Some(p.payload.to_vec()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(published.as_deref(), Some(&b"400"[..]));
+    let leaked = wait_for(&mut bob_ev, Duration::from_millis(500), |e| match e {
+        Event::Incoming(Packet::Publish(p)) => Some(p.topic.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(leaked, None);
 }
