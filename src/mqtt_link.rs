@@ -69,21 +69,20 @@ async fn publish_outputs(
             }
             Err(_) => break,
         };
-        if !names.contains_key(&out.userid) {
-            match catalog.user_by_id(out.userid).await {
+        let name = match names.get(&out.userid) {
+            Some(n) => n.clone(),
+            None => match catalog.user_by_id(out.userid).await {
                 Ok(Some(u)) => {
-                    names.insert(out.userid, u.username);
+                    names.insert(out.userid, u.username.clone());
+                    u.username
                 }
                 _ => continue,
-            }
-        }
-        let Some(name) = names.get(&out.userid) else {
-            continue;
+            },
         };
         let payload = out
             .value
             .map_or_else(|| "null".to_string(), |v| v.to_string());
-        if let Err(e) = publisher.publish(name, &out.topic, payload.into_bytes()) {
+        if let Err(e) = publisher.publish(&name, &out.topic, payload.into_bytes()) {
             tracing::warn!(error = %e, "MQTT output not published");
         }
     }
