@@ -216,12 +216,7 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
     if end <= start {
         return Err(QueryError::EndBeforeStart);
     }
-    let mut interval = req.interval;
-    if let Interval::Seconds(i) = interval
-        && i < 1
-    {
-        interval = Interval::Seconds(php_round((end - start) as f64 / 800.0, 0) as i64);
-    }
+    let interval = auto_interval(req.interval, start, end);
     if req.delta {
         end = match interval {
             Interval::Seconds(i) if i > 0 => end.div_euclid(i) * i + i,
@@ -229,18 +224,7 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
             _ => end,
         };
     }
-    if let Interval::Seconds(i) = interval {
-        if i < 1 {
-            return Err(QueryError::InvalidInterval);
-        }
-        let requested = php_round((end - start) as f64 / i as f64, 0) as i64;
-        if requested > req.max_datapoints as i64 {
-            return Err(QueryError::TooManyPoints {
-                limit: req.max_datapoints,
-                requested,
-            });
-        }
-    }
+    check_interval(interval, start, end, req.max_datapoints)?;
     let format = TimeFormat::parse(&req.timeformat).ok_or(QueryError::InvalidTimeFormat)?;
     let cap = req.max_datapoints;
     let mut points = match feed {
@@ -308,32 +292,45 @@ pub fn grid(req: &DataRequest) -> Result<(Vec<i64>, Interval, TimeFormat), Query
     if end <= start {
         return Err(QueryError::EndBeforeStart);
     }
-    let interval = match req.interval {
-        Interval::Seconds(i) if i < 1 => {
-            Interval::Seconds(php_round((end - start) as f64 / 800.0, 0) as i64)
-        }
+    let interval = match auto_interval(req.interval, start, end) {
         // A virtual feed has no interval of its own.
         Interval::Original => return Err(QueryError::InvalidInterval),
         other => other,
     };
-    if let Interval::Seconds(i) = interval {
-        if i < 1 {
-            return Err(QueryError::InvalidInterval);
-        }
-        let requested = php_round((end - start) as f64 / i as f64, 0) as i64;
-        if requested > req.max_datapoints as i64 {
-            return Err(QueryError::TooManyPoints {
-                limit: req.max_datapoints,
-                requested,
-            });
-        }
-    }
+    check_interval(interval, start, end, req.max_datapoints)?;
     let format = TimeFormat::parse(&req.timeformat).ok_or(QueryError::InvalidTimeFormat)?;
     let times = windows(start, end, interval, req.tz, req.max_datapoints)?
         .into_iter()
         .map(|w| w.0)
         .collect();
     Ok((times, interval, format))
+}
+
+/// emoncms's automatic interval: about 800 points when none (or one below 1 s) is given.
+fn auto_interval(interval: Interval, start: i64, end: i64) -> Interval {
+    match interval {
+        Interval::Seconds(i) if i < 1 => {
+            Interval::Seconds(php_round((end - start) as f64 / 800.0, 0) as i64)
+        }
+        other => other,
+    }
+}
+
+/// emoncms's checks of a numeric interval: at least 1 s, and no more points than allowed.
+fn check_interval(interval: Interval, start: i64, end: i64, max: u64) -> Result<(), QueryError> {
+    if let Interval::Seconds(i) = interval {
+        if i < 1 {
+            return Err(QueryError::InvalidInterval);
+        }
+        let requested = php_round((end - start) as f64 / i as f64, 0) as i64;
+        if requested > max as i64 {
+            return Err(QueryError::TooManyPoints {
+                limit: max,
+                requested,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Rounds a value as `dp` asks (PHP's `round`).

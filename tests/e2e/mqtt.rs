@@ -39,6 +39,19 @@ async fn wait_for<T>(
     .flatten()
 }
 
+/// Subscribes and waits for the broker's acknowledgement.
+async fn subscribe(client: &AsyncClient, ev: &mut EventLoop, filter: &str) {
+    client
+        .subscribe(filter, QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    let acked = wait_for(ev, Duration::from_secs(10), |e| {
+        matches!(e, Event::Incoming(Packet::SubAck(_))).then_some(())
+    })
+    .await;
+    assert!(acked.is_some(), "subscription to {filter} acknowledged");
+}
+
 async fn connected(ev: &mut EventLoop) -> bool {
     wait_for(ev, Duration::from_secs(10), |e| match e {
         Event::Incoming(Packet::ConnAck(_)) => Some(()),
@@ -60,34 +73,11 @@ async fn devices_publish_inputs_and_users_are_isolated() {
 
     let (bob, mut bob_ev) = client(&server, "bob-sub", "bob", &bob_write);
     assert!(connected(&mut bob_ev).await);
-    bob.subscribe("#", QoS::AtMostOnce)
-        .await
-        .expect("subscribe");
-    assert!(
-        wait_for(&mut bob_ev, Duration::from_secs(10), |e| matches!(
-            e,
-            Event::Incoming(Packet::SubAck(_))
-        )
-        .then_some(()))
-        .await
-        .is_some()
-    );
+    subscribe(&bob, &mut bob_ev, "#").await;
 
     let (alice_sub, mut alice_sub_ev) = client(&server, "alice-sub", "alice", &alice_write);
     assert!(connected(&mut alice_sub_ev).await);
-    alice_sub
-        .subscribe("emon/#", QoS::AtMostOnce)
-        .await
-        .expect("subscribe");
-    assert!(
-        wait_for(&mut alice_sub_ev, Duration::from_secs(10), |e| matches!(
-            e,
-            Event::Incoming(Packet::SubAck(_))
-        )
-        .then_some(()))
-        .await
-        .is_some()
-    );
+    subscribe(&alice_sub, &mut alice_sub_ev, "emon/#").await;
 
     let (alice, mut alice_ev) = client(&server, "alice-pub", "alice", &alice_write);
     assert!(connected(&mut alice_ev).await);
@@ -171,19 +161,7 @@ async fn devices_publish_inputs_and_users_are_isolated() {
             .json()["success"],
         true
     );
-    alice_sub
-        .subscribe("house/#", QoS::AtMostOnce)
-        .await
-        .expect("subscribe");
-    assert!(
-        wait_for(&mut alice_sub_ev, Duration::from_secs(10), |e| matches!(
-            e,
-            Event::Incoming(Packet::SubAck(_))
-        )
-        .then_some(()))
-        .await
-        .is_some()
-    );
+    subscribe(&alice_sub, &mut alice_sub_ev, "house/#").await;
     alice
         .publish("emon/emontx/power1", QoS::AtLeastOnce, false, "200")
         .await
