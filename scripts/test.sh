@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs every check and test of ynni: formatting, lints, unit tests and end-to-end tests.
-# Installs the Debian packages the tests need when they are missing (none beyond Rust yet;
-# later issues add e.g. mosquitto-clients and chromium here).
+# Installs the Debian packages the tests need when they are missing (mosquitto-clients: the
+# MQTT tests talk to ynni's broker with the same tools emonSD users have).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=()
+packages=(mosquitto-clients)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -9,6 +9,7 @@
 //! subscribes `u/+/<base>/#` and reads the user from the topic.
 
 mod tenant;
+mod version;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +17,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use rumqttd::local::LinkBuilder;
-use rumqttd::protocol::v4::V4;
 use rumqttd::{
     ConnectionSettings, LinkType, Notification, Router, RouterConfig, Server, ServerSettings,
 };
@@ -139,7 +139,11 @@ pub async fn start(
         next_connection_delay_ms: 0,
         connections,
     };
-    let mut server = Server::new(settings, router_tx.clone(), TenantNs::new(V4));
+    let mut server = Server::new(
+        settings,
+        router_tx.clone(),
+        TenantNs::new(version::AnyVersion::default()),
+    );
     tokio::spawn(async move {
         if let Err(e) = server.start(LinkType::Remote).await {
             tracing::error!(error = ?e, "MQTT listener stopped");

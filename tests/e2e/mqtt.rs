@@ -189,3 +189,78 @@ async fn devices_publish_inputs_and_users_are_isolated() {
     .await;
     assert_eq!(leaked, None);
 }
+
+/// Runs `mosquitto_pub` (Debian's mosquitto-clients, installed by scripts/test.sh).
+fn mosquitto_pub(server: &Server, user: &str, pass: &str, extra: &[&str]) -> bool {
+    let addr = server.mqtt.expect("broker address");
+    let port = addr.port().to_string();
+    let mut args = vec![
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port.as_str(),
+        "-u",
+        user,
+        "-P",
+        pass,
+    ];
+    args.extend_from_slice(extra);
+    std::process::Command::new("mosquitto_pub")
+        .args(&args)
+        .status()
+        .expect("mosquitto_pub (install mosquitto-clients, as scripts/test.sh does)")
+        .success()
+}
+
+#[tokio::test]
+async fn mosquitto_clients_publish_with_every_protocol_and_qos() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    for (version, qos, node) in [
+        ("mqttv311", "0", "a"),
+        ("mqttv311", "1", "b"),
+        ("mqttv5", "2", "c"),
+    ] {
+        let topic = format!("emon/{node}/power");
+        assert!(
+            mosquitto_pub(
+                &server,
+                "alice",
+                &write,
+                &["-V", version, "-q", qos, "-t", &topic, "-m", "42"]
+            ),
+            "{version} QoS {qos}"
+        );
+    }
+    assert!(
+        !mosquitto_pub(&server, "alice", &read, &["-t", "emon/x/y", "-m", "1"]),
+        "the read key must not log in"
+    );
+    let mut inputs = json!(null);
+    for _ in 0..100 {
+        inputs = get(
+            &script(),
+            &server.url(&format!("/input/list.json?apikey={read}")),
+        )
+        .await
+        .json();
+        if inputs.as_array().is_some_and(|a| a.len() == 3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let nodes: Vec<&str> = inputs
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|i| i["nodeid"].as_str())
+        .collect();
+    assert_eq!(nodes, ["a", "b", "c"], "{inputs}");
+    assert!(
+        inputs
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|i| i["value"] == json!(42.0))
+    );
+}
