@@ -11,9 +11,6 @@ use ynni_core::Catalog;
 use ynni_ingest::decode::decode_mqtt;
 use ynni_ingest::shard::{Router, Submission};
 
-/// emoncms's default base topic.
-pub const BASE_TOPIC: &str = "emon";
-
 /// Username = ynni username, password = the account's write apikey.
 fn authenticator(catalog: Catalog) -> Authenticate {
     Arc::new(move |user: String, pass: String| {
@@ -37,16 +34,17 @@ fn authenticator(catalog: Catalog) -> Authenticate {
 /// process lists' outputs; returns the broker's address.
 pub async fn start(
     listen: SocketAddr,
+    base: &str,
     catalog: Catalog,
     router: Arc<Router>,
 ) -> anyhow::Result<SocketAddr> {
-    let running = ynni_broker::start(listen, BASE_TOPIC, authenticator(catalog.clone())).await?;
+    let running = ynni_broker::start(listen, base, authenticator(catalog.clone())).await?;
     tokio::spawn(publish_outputs(
         router.subscribe_outputs(),
         running.publisher,
         catalog.clone(),
     ));
-    tokio::spawn(feed(running.inbound, catalog, router));
+    tokio::spawn(feed(running.inbound, base.to_string(), catalog, router));
     Ok(running.addr)
 }
 
@@ -88,7 +86,7 @@ async fn publish_outputs(
     }
 }
 
-async fn feed(mut inbound: Receiver<Inbound>, catalog: Catalog, router: Arc<Router>) {
+async fn feed(mut inbound: Receiver<Inbound>, base: String, catalog: Catalog, router: Arc<Router>) {
     let mut ids: HashMap<String, i64> = HashMap::new();
     while let Some(msg) = inbound.recv().await {
         let userid = match ids.get(&msg.username) {
@@ -102,7 +100,7 @@ async fn feed(mut inbound: Receiver<Inbound>, catalog: Catalog, router: Arc<Rout
             },
         };
         let now = chrono::Utc::now().timestamp();
-        let Some(decoded) = decode_mqtt(&msg.topic, &msg.payload, BASE_TOPIC, now) else {
+        let Some(decoded) = decode_mqtt(&msg.topic, &msg.payload, &base, now) else {
             continue;
         };
         let submission = Submission {

@@ -44,8 +44,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .await
             .context("starting the shard workers")??;
     let router = Arc::new(router);
-    let mqtt_addr =
-        crate::mqtt_link::start(settings.mqtt.listen, catalog.clone(), router.clone()).await?;
+    let mqtt_addr = crate::mqtt_link::start(
+        settings.mqtt.listen,
+        &settings.mqtt.base_topic,
+        catalog.clone(),
+        router.clone(),
+    )
+    .await?;
     tracing::info!("MQTT listening on {mqtt_addr}");
 
     let (stop_tx, stop_rx) = watch::channel(false);

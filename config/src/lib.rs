@@ -54,6 +54,8 @@ pub struct HttpSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct MqttSettings {
     pub listen: SocketAddr,
+    /// The first topic level of device messages (emoncms's `basetopic`).
+    pub base_topic: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -123,6 +125,7 @@ impl Default for MqttSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
+            base_topic: "emon".into(),
         }
     }
 }
@@ -236,6 +239,9 @@ impl Settings {
             if attempts == 0 || window == 0 {
                 return bad(key, "and its window must be at least 1");
             }
+        }
+        if self.mqtt.base_topic.is_empty() || self.mqtt.base_topic.contains(['/', '+', '#']) {
+            return bad("mqtt.base_topic", "must be one topic level without / + #");
         }
         if self.log.level.trim().is_empty() {
             return bad("log.level", "must not be empty");
