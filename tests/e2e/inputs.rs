@@ -300,3 +300,71 @@ async fn a_resent_bulk_buffer_does_not_count_twice() {
         json!(T0 + 30)
     );
 }
+
+#[tokio::test]
+async fn input_get_forms() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let post = |q: &str| server.url(&format!("/input/post{q}&apikey={write}"));
+    assert_eq!(
+        get(
+            &c,
+            &post(&format!("?node=emontx&json=%7Bpower1%3A102%7D&time={T0}"))
+        )
+        .await
+        .body,
+        "ok"
+    );
+    assert_eq!(
+        get(&c, &post(&format!("/10?csv=1,2&time={T0}"))).await.body,
+        "ok"
+    );
+    let g = |path: &str| {
+        server.url(&format!(
+            "/input/get{path}{}apikey={read}",
+            if path.contains('?') { "&" } else { "?" }
+        ))
+    };
+    let all = get(&c, &g("")).await.json();
+    assert_eq!(
+        all["emontx"]["power1"],
+        json!({"time": T0, "value": 102.0, "processList": ""})
+    );
+    assert_eq!(all["10"]["2"]["value"], json!(2.0));
+    let node = json!({"power1": {"time": T0, "value": 102.0, "processList": ""}});
+    assert_eq!(get(&c, &g("/emontx")).await.json(), node);
+    assert_eq!(get(&c, &g("?node=emontx")).await.json(), node);
+    assert_eq!(get(&c, &g("/emontx/power1")).await.json(), node["power1"]);
+    assert_eq!(
+        get(&c, &g("?node=emontx&name=power1")).await.json(),
+        node["power1"]
+    );
+    assert_eq!(
+        get(&c, &g("/nosuchnode")).await.json(),
+        json!("Node does not exist")
+    );
+    assert_eq!(
+        get(&c, &g("/emontx/nosuch")).await.json(),
+        json!("Node variable does not exist")
+    );
+    let ids = get(
+        &c,
+        &server.url(&format!("/input/getinputs.json?apikey={read}")),
+    )
+    .await
+    .json();
+    assert!(ids["emontx"]["power1"]["id"].is_string());
+    // A node whose inputs are named 0,1,... is a JSON list, as PHP encodes it (MQTT CSV).
+    assert_eq!(
+        get(
+            &c,
+            &post(&format!("?node=listy&fulljson=%5B5%2C6%5D&time={T0}"))
+        )
+        .await
+        .body,
+        "{\"success\": true}"
+    );
+    let listy = get(&c, &g("/listy")).await.json();
+    assert_eq!(listy[1]["value"], json!(6.0), "{listy}");
+}

@@ -18,6 +18,8 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "post" => post(call).await,
         "bulk" => bulk(call).await,
         "list" => list(call).await,
+        "get" => get_inputs(call).await,
+        "getinputs" => get_ids(call).await,
         "process" => match call.route.subaction.as_str() {
             "get" => process_get(call).await,
             "set" => process_set(call).await,
@@ -292,4 +294,107 @@ async fn process_set(call: &Call<'_>) -> Response {
     reply::json(
         json!({"success": true, "message": "Input processlist updated", "encoded_processlist": encoded}),
     )
+}
+
+/// PHP's `json_encode` of an array whose keys are exactly 0..n-1 is a JSON list (emoncms's
+/// `input/get` for a node named `0`, or MQTT CSV inputs `0,1,2`).
+fn php_array(map: serde_json::Map<String, Value>) -> Value {
+    let sequential = map.keys().enumerate().all(|(i, k)| *k == i.to_string());
+    if sequential && !map.is_empty() {
+        Value::Array(map.into_iter().map(|(_, v)| v).collect())
+    } else {
+        Value::Object(map)
+    }
+}
+
+/// The caller's inputs grouped as emoncms's `{node: {name: item}}`, `item` built per input.
+async fn grouped(
+    call: &Call<'_>,
+    item: impl Fn(&ynni_core::catalog::InputRow, Option<(i64, Option<f64>)>) -> Value,
+) -> Result<Option<serde_json::Map<String, Value>>, Response> {
+    let Some(caller) = call.caller else {
+        return Ok(None);
+    };
+    let rows = call
+        .state
+        .catalog
+        .inputs_for_user(caller.user.id)
+        .await
+        .map_err(|e| reply::internal(&e))?;
+    let last = call
+        .state
+        .router
+        .input_last(caller.user.id)
+        .await
+        .map_err(|e| reply::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let mut nodes = serde_json::Map::new();
+    for r in &rows {
+        let node = nodes
+            .entry(r.nodeid.clone())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Value::Object(m) = node {
+            m.insert(r.name.clone(), item(r, last.get(&r.id).copied()));
+        }
+    }
+    Ok(Some(nodes))
+}
+
+/// `input/get`, `input/get/<node>` (or `?node=`), `input/get/<node>/<name>` (or `&name=`).
+async fn get_inputs(call: &Call<'_>) -> Response {
+    let item = |r: &ynni_core::catalog::InputRow, last: Option<(i64, Option<f64>)>| {
+        let (t, v) = last.map_or((Value::Null, Value::Null), |(t, v)| (json!(t), json!(v)));
+        json!({"time": t, "value": v, "processList": r.process_list})
+    };
+    let nodes = match grouped(call, item).await {
+        Ok(Some(n)) => n,
+        Ok(None) => return reply::json_false(),
+        Err(r) => return r,
+    };
+    let route = call.route;
+    let node = Some(route.subaction.as_str())
+        .filter(|s| !s.is_empty())
+        .or(call.params.get("node"))
+        .map(ynni_ingest::decode::filter_name);
+    let name = Some(route.subaction2.as_str())
+        .filter(|s| !s.is_empty())
+        .or(call.params.get("name"))
+        .map(ynni_ingest::decode::filter_name);
+    let Some(node) = node else {
+        let out: serde_json::Map<String, Value> = nodes
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::Object(m) => (k, php_array(m)),
+                other => (k, other),
+            })
+            .collect();
+        return reply::json(php_array(out));
+    };
+    let Some(Value::Object(inputs)) = nodes.get(&node).cloned() else {
+        return reply::json(json!("Node does not exist"));
+    };
+    match name {
+        None => reply::json(php_array(inputs)),
+        Some(name) => match inputs.get(&name) {
+            Some(item) => reply::json(item.clone()),
+            None => reply::json(json!("Node variable does not exist")),
+        },
+    }
+}
+
+/// `input/getinputs`: `{node: {name: {id, processList}}}` with string ids.
+async fn get_ids(call: &Call<'_>) -> Response {
+    let item = |r: &ynni_core::catalog::InputRow, _: Option<(i64, Option<f64>)>| json!({"id": r.id.to_string(), "processList": r.process_list});
+    match grouped(call, item).await {
+        Ok(Some(nodes)) => reply::json(php_array(
+            nodes
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Value::Object(m) => (k, php_array(m)),
+                    other => (k, other),
+                })
+                .collect(),
+        )),
+        Ok(None) => reply::json_false(),
+        Err(r) => r,
+    }
 }
