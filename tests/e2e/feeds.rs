@@ -250,3 +250,92 @@ async fn virtual_feed_sums_two_feeds_on_the_query_grid() {
         ])
     );
 }
+
+#[tokio::test]
+async fn set_public_clear_and_delete() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, other_read, _) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let url = |path: &str, key: &str| {
+        server.url(&format!(
+            "{path}{}apikey={key}",
+            if path.contains('?') { "&" } else { "?" }
+        ))
+    };
+    let create = |name: &str| {
+        url(
+            &format!(
+                "/feed/create.json?tag=t&name={name}&engine=5&options=%7B%22interval%22%3A10%7D"
+            ),
+            &write,
+        )
+    };
+    assert_eq!(get(&c, &create("a")).await.json()["feedid"], 1);
+    assert_eq!(get(&c, &create("b")).await.json()["feedid"], 2);
+    let set = |id: u32, fields: &str| {
+        url(
+            &format!("/feed/set.json?id={id}&fields={}", encode(fields)),
+            &write,
+        )
+    };
+    assert_eq!(
+        get(&c, &set(1, r#"{"name":"renamed","unit":"kWh"}"#))
+            .await
+            .json(),
+        json!({"success": true, "message": "Field updated", "feedid": 1, "fields": {"name": "renamed", "unit": "kWh"}})
+    );
+    assert_eq!(
+        get(&c, &set(1, r#"{"nosuch":1}"#)).await.json(),
+        json!({"success": false, "message": "Field could not be updated"})
+    );
+    assert_eq!(
+        get(&c, &set(2, r#"{"name":"renamed"}"#)).await.json(),
+        json!({"success": false, "message": "fields tag:name must be unique"})
+    );
+    // Private: another user gets 406; public: anyone reads it.
+    assert_eq!(
+        get(&c, &url("/feed/timevalue.json?id=1", &other_read))
+            .await
+            .status,
+        406
+    );
+    assert_eq!(
+        get(&c, &set(1, r#"{"public":1}"#)).await.json()["success"],
+        true
+    );
+    assert_eq!(
+        get(&c, &url("/feed/timevalue.json?id=1", &other_read))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&c, &server.url("/feed/timevalue.json?id=1"))
+            .await
+            .status,
+        200,
+        "public feeds need no key"
+    );
+
+    assert_eq!(
+        get(&c, &url("/feed/clear.json?id=2", &write)).await.json(),
+        json!({"success": true, "message": "Feed cleared successfully"})
+    );
+    assert_eq!(
+        get(&c, &url("/feed/delete.json?id=2", &read)).await.status,
+        406
+    );
+    assert_eq!(
+        get(&c, &url("/feed/delete.json?id=2", &write)).await.json(),
+        json!({"success": true, "message": "Feed removed successfully."})
+    );
+    assert_eq!(
+        get(&c, &url("/feed/delete.json?id=2", &write)).await.json(),
+        json!({"success": false, "message": "Feed does not exist"})
+    );
+    let feeds = get(&c, &url("/feed/list.json", &read)).await.json();
+    assert_eq!(feeds.as_array().map(Vec::len), Some(1));
+    assert_eq!(feeds[0]["public"], "1");
+    assert_eq!(feeds[0]["name"], "renamed");
+}

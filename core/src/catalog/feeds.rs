@@ -68,6 +68,43 @@ impl Catalog {
         Ok(())
     }
 
+    /// Sets the given fields of a feed (name, tag, public, unit). Returns `false` when another
+    /// feed of the user already has the resulting tag and name (emoncms keeps them unique).
+    pub async fn update_feed_fields(
+        &self,
+        id: i64,
+        name: Option<&str>,
+        tag: Option<&str>,
+        public: Option<bool>,
+        unit: Option<&str>,
+    ) -> Result<bool, CatalogError> {
+        let Some(row) = self.feed_by_id(id).await? else {
+            return Ok(false);
+        };
+        let (name, tag) = (name.unwrap_or(&row.name), tag.unwrap_or(&row.tag));
+        let clash = sqlx::query(
+            "SELECT 1 AS x FROM feeds WHERE userid = ? AND name = ? AND tag = ? AND id <> ?",
+        )
+        .bind(row.userid)
+        .bind(name)
+        .bind(tag)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if clash.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE feeds SET name = ?, tag = ?, public = ?, unit = ? WHERE id = ?")
+            .bind(name)
+            .bind(tag)
+            .bind(public.unwrap_or(row.public))
+            .bind(unit.unwrap_or(&row.unit))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
+    }
+
     pub async fn delete_feed_row(&self, id: i64) -> Result<(), CatalogError> {
         sqlx::query("DELETE FROM feeds WHERE id = ?")
             .bind(id)

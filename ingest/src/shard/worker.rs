@@ -42,6 +42,14 @@ pub enum FeedOp {
     Meta {
         id: u32,
     },
+    /// Deletes the feed's files (after a flush and checkpoint).
+    Delete {
+        id: u32,
+    },
+    /// Empties the feed (after a flush and checkpoint).
+    Clear {
+        id: u32,
+    },
     /// A virtual feed's data: `list` runs at every grid time over its owner's source feeds.
     Virtual {
         userid: i64,
@@ -61,6 +69,7 @@ pub enum FeedAnswer {
     Last(Option<(i64, Value)>),
     Value(Option<f64>),
     Meta(FeedMeta),
+    Done,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -240,6 +249,16 @@ impl Worker {
             },
             FeedOp::ValueAt { id, time } => {
                 FeedAnswer::Value(query::value_at(self.store.feed(id)?, time)?)
+            }
+            FeedOp::Delete { id } => {
+                self.store.delete(id, &self.core.state.encode())?;
+                self.core.state.feed_last.remove(&id);
+                FeedAnswer::Done
+            }
+            FeedOp::Clear { id } => {
+                self.store.clear(id, &self.core.state.encode())?;
+                self.core.state.feed_last.remove(&id);
+                FeedAnswer::Done
             }
             FeedOp::Virtual { userid, list, req } => {
                 FeedAnswer::Data(self.virtual_data(userid, &list, &req)?)

@@ -23,6 +23,9 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "value" => value(call).await,
         "timevalue" => timevalue(call).await,
         "getmeta" => getmeta(call).await,
+        "set" => set(call).await,
+        "delete" => delete(call).await,
+        "clear" => clear(call).await,
         "process" => match call.route.subaction.as_str() {
             "get" => process_get(call).await,
             "set" => process_set(call).await,
@@ -461,5 +464,127 @@ impl ynni_ingest::process::list::Ownership for OwnedFeeds {
     }
     fn owns_input(&self, _id: &str) -> bool {
         false
+    }
+}
+
+/// The caller's feed for a change, or emoncms's answers: `Feed does not exist` for an unknown
+/// id, 406 for a feed the caller may not change.
+async fn changeable(call: &Call<'_>) -> Result<FeedRow, Response> {
+    let id = call
+        .params
+        .get("id")
+        .and_then(|i| i.trim().parse::<i64>().ok());
+    let row = match id {
+        Some(id) => call
+            .state
+            .catalog
+            .feed_by_id(id)
+            .await
+            .map_err(|e| reply::internal(&e))?,
+        None => None,
+    };
+    let Some(row) = row else {
+        return Err(reply::fail("Feed does not exist"));
+    };
+    if call
+        .caller
+        .is_some_and(|c| c.write && c.user.id == row.userid)
+    {
+        Ok(row)
+    } else {
+        Err(reply::route_not_found(true))
+    }
+}
+
+/// `feed/set`: `fields={"name":…,"tag":…,"public":1,"unit":…}`.
+async fn set(call: &Call<'_>) -> Response {
+    let row = match changeable(call).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let fields = call
+        .params
+        .get("fields")
+        .and_then(|f| serde_json::from_str::<Value>(f).ok())
+        .and_then(|v| v.as_object().cloned());
+    let Some(fields) = fields.filter(|f| !f.is_empty()) else {
+        return reply::fail("Field could not be updated");
+    };
+    if fields
+        .keys()
+        .any(|k| !["name", "tag", "public", "unit"].contains(&k.as_str()))
+    {
+        return reply::fail("Field could not be updated");
+    }
+    let text = |k: &str| {
+        fields
+            .get(k)
+            .map(|v| clean(v.as_str().unwrap_or(&v.to_string())))
+    };
+    let public = fields.get("public").map(|v| match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
+        Value::String(s) => s != "0" && !s.is_empty(),
+        _ => false,
+    });
+    let unit = fields.get("unit").map(|v| {
+        v.as_str()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(10)
+            .collect::<String>()
+    });
+    let (name, tag) = (text("name"), text("tag"));
+    match call
+        .state
+        .catalog
+        .update_feed_fields(
+            row.id,
+            name.as_deref(),
+            tag.as_deref(),
+            public,
+            unit.as_deref(),
+        )
+        .await
+    {
+        Ok(true) => reply::json(
+            json!({"success": true, "message": "Field updated", "feedid": row.id, "fields": Value::Object(fields)}),
+        ),
+        Ok(false) => reply::fail("fields tag:name must be unique"),
+        Err(e) => reply::internal(&e),
+    }
+}
+
+async fn delete(call: &Call<'_>) -> Response {
+    let row = match changeable(call).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if row.engine != i64::from(ENGINE_VIRTUAL)
+        && let Err(r) = run(call, &row, FeedOp::Delete { id: row.id as u32 }).await
+    {
+        return r;
+    }
+    if let Err(e) = call.state.catalog.delete_feed_row(row.id).await {
+        return reply::internal(&e);
+    }
+    if let Err(e) = call.state.router.reload_user(row.userid).await {
+        tracing::error!(error = %e, "could not reload the user's feeds");
+    }
+    reply::ok_message("Feed removed successfully.")
+}
+
+async fn clear(call: &Call<'_>) -> Response {
+    let row = match changeable(call).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if row.engine == i64::from(ENGINE_VIRTUAL) {
+        return reply::fail("A virtual feed holds no data");
+    }
+    match run(call, &row, FeedOp::Clear { id: row.id as u32 }).await {
+        Ok(_) => reply::ok_message("Feed cleared successfully"),
+        Err(r) => r,
     }
 }
