@@ -157,7 +157,8 @@ impl Default for LimitSettings {
 impl Default for LogSettings {
     fn default() -> Self {
         Self {
-            level: "info".into(),
+            // rumqttd reports every connection and subscription at info.
+            level: "info,rumqttd=warn".into(),
         }
     }
 }
