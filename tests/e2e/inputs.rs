@@ -367,4 +367,24 @@ async fn input_get_forms() {
     );
     let listy = get(&c, &g("/listy")).await.json();
     assert_eq!(listy[1]["value"], json!(6.0), "{listy}");
+
+    // An emoncms action ynni has not built says so; an unknown one is emoncms's "not found".
+    let r = get(
+        &c,
+        &server.url(&format!("/input/delete.json?inputid=1&apikey={write}")),
+    )
+    .await;
+    assert_eq!(r.status, 501);
+    assert_eq!(
+        r.json(),
+        json!({"success": false, "message": "Not implemented in ynni yet: input/delete"})
+    );
+    let r = get(
+        &c,
+        &server.url(&format!("/input/nosuch.json?apikey={write}")),
+    )
+    .await;
+    assert_eq!(r.status, 406);
+    // The refused delete touched nothing.
+    assert_eq!(get(&c, &g("/emontx/power1")).await.json(), node["power1"]);
 }

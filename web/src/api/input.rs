@@ -25,6 +25,16 @@ pub async fn handle(call: &Call<'_>) -> Response {
             "set" => process_set(call).await,
             _ => reply::json_false(),
         },
+        // emoncms actions ynni has not built yet; anything else is emoncms's "not found".
+        other @ ("set"
+        | "set-descriptions"
+        | "set-node-input-descriptions"
+        | "delete"
+        | "clean"
+        | "cleanprocesslistfeeds"
+        | "enable"
+        | "disable"
+        | "isdisabled") => reply::not_implemented(&format!("input/{other}")),
         _ => reply::route_not_found(true),
     }
 }
