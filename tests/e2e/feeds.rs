@@ -110,9 +110,9 @@ async fn post_process_and_read_back() {
     assert_eq!(
         data.json(),
         json!([
-            [T0 * 1000, 1800.0],
-            [(T0 + 10) * 1000, 3600.0],
-            [(T0 + 20) * 1000, 3600.0]
+            [T0 * 1000, 1800],
+            [(T0 + 10) * 1000, 3600],
+            [(T0 + 20) * 1000, 3600]
         ])
     );
     // power_to_kwh: 10 s at 3600 W twice = 0.02 kWh (the interval was raised to the 10 s minimum).
@@ -122,7 +122,7 @@ async fn post_process_and_read_back() {
         get(&c, &url("/feed/timevalue.json?id=1", &read))
             .await
             .json(),
-        json!({"time": T0 + 20, "value": 3600.0})
+        json!({"time": T0 + 20, "value": 3600})
     );
     assert_eq!(
         get(&c, &url("/feed/getmeta.json?id=1", &read)).await.json(),
@@ -132,7 +132,7 @@ async fn post_process_and_read_back() {
     assert_eq!(feeds[0]["id"], "1");
     assert_eq!(feeds[0]["engine"], "5");
     assert_eq!(feeds[0]["size"], "28");
-    assert_eq!(feeds[0]["value"], json!(3600.0));
+    assert_eq!(feeds[0]["value"], json!(3600));
     assert_eq!(feeds[1]["name"], "kwh");
     let r = get(
         &c,
@@ -242,12 +242,7 @@ async fn virtual_feed_sums_two_feeds_on_the_query_grid() {
     .await;
     assert_eq!(
         data.json(),
-        json!([
-            [T0, 11.0],
-            [T0 + 10, 22.0],
-            [T0 + 20, 33.0],
-            [T0 + 30, null]
-        ])
+        json!([[T0, 11], [T0 + 10, 22], [T0 + 20, 33], [T0 + 30, null]])
     );
 }
 

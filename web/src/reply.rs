@@ -8,6 +8,18 @@ use serde_json::{Value, json};
 pub const JSON: &str = "application/json";
 pub const TEXT: &str = "text/plain;charset=UTF-8";
 
+/// A feed or input value as PHP's `json_encode` prints it: a whole number has no `.0`
+/// (emoncms sends `102`, not `102.0`); a missing value is `null`.
+pub fn number(v: Option<f64>) -> Value {
+    // 2^53: beyond it an f64 no longer holds every integer, and PHP prints an exponent.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match v {
+        Some(x) if x.fract() == 0.0 && x.abs() < EXACT => Value::from(x as i64),
+        Some(x) => json!(x),
+        None => Value::Null,
+    }
+}
+
 /// A JSON body with emoncms's content type, status 200.
 pub fn json(v: Value) -> Response {
     with_type(StatusCode::OK, JSON, v.to_string())
@@ -100,4 +112,20 @@ fn with_type(status: StatusCode, content_type: &'static str, body: String) -> Re
         Body::from(body),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_print_as_php_does() {
+        assert_eq!(number(Some(102.0)).to_string(), "102");
+        assert_eq!(number(Some(-3.25)).to_string(), "-3.25");
+        assert_eq!(number(Some(0.1)).to_string(), "0.1");
+        assert_eq!(number(Some(1e20)).to_string(), json!(1e20).to_string());
+        assert_eq!(number(Some(f64::NAN)), json!(null));
+        assert_eq!(number(None), json!(null));
+    }
 }

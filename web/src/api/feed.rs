@@ -179,7 +179,7 @@ async fn list(call: &Call<'_>) -> Response {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let (time, value) = match last(call, &row).await {
-            Ok(Some((t, v))) => (json!(t), json!(v)),
+            Ok(Some((t, v))) => (json!(t), reply::number(v)),
             Ok(None) => (Value::Null, Value::Null),
             Err(r) => return r,
         };
@@ -286,9 +286,9 @@ async fn data(call: &Call<'_>) -> Response {
         .into_iter()
         .map(
             |(t, v)| match query::render_time(t, reply_data.format, tz) {
-                Some(TimeValue::Int(t)) => json!([t, v]),
-                Some(TimeValue::Text(t)) => json!([t, v]),
-                None => json!(v),
+                Some(TimeValue::Int(t)) => json!([t, reply::number(v)]),
+                Some(TimeValue::Text(t)) => json!([t, reply::number(v)]),
+                None => reply::number(v),
             },
         )
         .collect();
@@ -327,7 +327,7 @@ async fn value(call: &Call<'_>) -> Response {
             Err(r) => return r,
         },
     };
-    reply::json(json!(v))
+    reply::json(reply::number(v))
 }
 
 async fn timevalue(call: &Call<'_>) -> Response {
@@ -336,7 +336,7 @@ async fn timevalue(call: &Call<'_>) -> Response {
         Err(r) => return r,
     };
     match last(call, &row).await {
-        Ok(Some((t, v))) => reply::json(json!({"time": t, "value": v})),
+        Ok(Some((t, v))) => reply::json(json!({"time": t, "value": reply::number(v)})),
         Ok(None) => reply::json(json!({"time": null, "value": null})),
         Err(r) => r,
     }
@@ -360,7 +360,9 @@ async fn getmeta(call: &Call<'_>) -> Response {
         })),
         Ok(FeedAnswer::Meta(FeedMeta::Variable(m))) => {
             let interval = if m.npoints > 1 && m.end_time > m.start_time {
-                json!(f64::from(m.end_time - m.start_time) / (m.npoints - 1) as f64)
+                reply::number(Some(
+                    f64::from(m.end_time - m.start_time) / (m.npoints - 1) as f64,
+                ))
             } else {
                 json!(1)
             };
@@ -375,7 +377,7 @@ async fn getmeta(call: &Call<'_>) -> Response {
                 "interval": interval,
             });
             if m.npoints > 0 {
-                meta["end_value"] = json!(end_value);
+                meta["end_value"] = reply::number(end_value);
             }
             meta["npoints"] = json!(m.npoints);
             reply::json(meta)

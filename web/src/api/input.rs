@@ -193,7 +193,7 @@ async fn list(call: &Call<'_>) -> Response {
         .into_iter()
         .map(|r| {
             let (time, value) = match last.get(&r.id) {
-                Some(&(t, v)) => (json!(t), json!(v)),
+                Some(&(t, v)) => (json!(t), reply::number(v)),
                 None => (Value::Null, Value::Null),
             };
             json!({
@@ -352,7 +352,9 @@ async fn grouped(
 /// `input/get`, `input/get/<node>` (or `?node=`), `input/get/<node>/<name>` (or `&name=`).
 async fn get_inputs(call: &Call<'_>) -> Response {
     let item = |r: &ynni_core::catalog::InputRow, last: Option<(i64, Option<f64>)>| {
-        let (t, v) = last.map_or((Value::Null, Value::Null), |(t, v)| (json!(t), json!(v)));
+        let (t, v) = last.map_or((Value::Null, Value::Null), |(t, v)| {
+            (json!(t), reply::number(v))
+        });
         json!({"time": t, "value": v, "processList": r.process_list})
     };
     let nodes = match grouped(call, item).await {
