@@ -126,10 +126,9 @@ async fn create(call: &Call<'_>) -> Response {
     }
 }
 
-/// The feed with `id` if the caller may read it (theirs, or public).
-async fn readable(call: &Call<'_>, id: Option<&str>) -> Result<FeedRow, Response> {
-    let id = id.and_then(|i| i.trim().parse::<i64>().ok());
-    let row = match id {
+/// The feed with `id`, whoever owns it, or emoncms's `Feed does not exist`.
+async fn existing(call: &Call<'_>, id: Option<&str>) -> Result<FeedRow, Response> {
+    let row = match id.and_then(|i| i.trim().parse::<i64>().ok()) {
         Some(id) => call
             .state
             .catalog
@@ -138,9 +137,12 @@ async fn readable(call: &Call<'_>, id: Option<&str>) -> Result<FeedRow, Response
             .map_err(|e| reply::internal(&e))?,
         None => None,
     };
-    let Some(row) = row else {
-        return Err(reply::fail("Feed does not exist"));
-    };
+    row.ok_or_else(|| reply::fail("Feed does not exist"))
+}
+
+/// The feed with `id` if the caller may read it (theirs, or public).
+async fn readable(call: &Call<'_>, id: Option<&str>) -> Result<FeedRow, Response> {
+    let row = existing(call, id).await?;
     let mine = call.caller.is_some_and(|c| c.user.id == row.userid);
     if mine || row.public {
         Ok(row)
@@ -472,22 +474,7 @@ impl ynni_ingest::process::list::Ownership for OwnedFeeds {
 /// The caller's feed for a change, or emoncms's answers: `Feed does not exist` for an unknown
 /// id, 406 for a feed the caller may not change.
 async fn changeable(call: &Call<'_>) -> Result<FeedRow, Response> {
-    let id = call
-        .params
-        .get("id")
-        .and_then(|i| i.trim().parse::<i64>().ok());
-    let row = match id {
-        Some(id) => call
-            .state
-            .catalog
-            .feed_by_id(id)
-            .await
-            .map_err(|e| reply::internal(&e))?,
-        None => None,
-    };
-    let Some(row) = row else {
-        return Err(reply::fail("Feed does not exist"));
-    };
+    let row = existing(call, call.params.get("id")).await?;
     if call
         .caller
         .is_some_and(|c| c.write && c.user.id == row.userid)
