@@ -128,6 +128,13 @@ async fn post_process_and_read_back() {
         get(&c, &url("/feed/getmeta.json?id=1", &read)).await.json(),
         json!({"id": 1, "interval": 10, "start_time": T0, "npoints": 3, "end_time": T0 + 20})
     );
+    // fetch: one value per id, in order; false for an unknown feed (emoncms's capture shape).
+    assert_eq!(
+        get(&c, &url("/feed/fetch.json?ids=1%2C99%2Cx", &read))
+            .await
+            .body,
+        "[3600,false,false]"
+    );
     let feeds = get(&c, &url("/feed/list.json", &read)).await.json();
     assert_eq!(feeds[0]["id"], "1");
     assert_eq!(feeds[0]["engine"], "5");
@@ -295,10 +302,15 @@ async fn set_public_clear_and_delete() {
             .status,
         406
     );
+    let fetch = "/feed/fetch.json?ids=1";
+    assert_eq!(get(&c, &url(fetch, &other_read)).await.body, "[false]");
     assert_eq!(
         get(&c, &set(1, r#"{"public":1}"#)).await.json()["success"],
         true
     );
+    let mine = get(&c, &url(fetch, &write)).await.body;
+    assert_ne!(mine, "[false]");
+    assert_eq!(get(&c, &url(fetch, &other_read)).await.body, mine);
     assert_eq!(
         get(&c, &url("/feed/timevalue.json?id=1", &other_read))
             .await

@@ -22,6 +22,7 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "data" => data(call).await,
         "value" => value(call).await,
         "timevalue" => timevalue(call).await,
+        "fetch" => fetch(call).await,
         "getmeta" => getmeta(call).await,
         "set" => set(call).await,
         "delete" => delete(call).await,
@@ -330,6 +331,27 @@ async fn value(call: &Call<'_>) -> Response {
         },
     };
     reply::json(reply::number(v))
+}
+
+/// `feed/fetch?ids=1,2,3`: the last value of each feed, in order; `false` for a feed that does
+/// not exist or that the caller may not read, `null` for one with no value yet.
+async fn fetch(call: &Call<'_>) -> Response {
+    let ids = call.params.get("ids").unwrap_or("");
+    let mut out = Vec::new();
+    for id in ids.split(',') {
+        let row = match readable(call, Some(id)).await {
+            Ok(row) => row,
+            Err(_) => {
+                out.push(Value::Bool(false));
+                continue;
+            }
+        };
+        match last(call, &row).await {
+            Ok(l) => out.push(reply::number(l.and_then(|l| l.1))),
+            Err(r) => return r,
+        }
+    }
+    reply::json(Value::Array(out))
 }
 
 async fn timevalue(call: &Call<'_>) -> Response {
