@@ -4,6 +4,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use ynni_ingest::shard::IngestError;
 
 pub const JSON: &str = "application/json";
 pub const TEXT: &str = "text/plain;charset=UTF-8";
@@ -42,6 +43,20 @@ pub fn json_false() -> Response {
 
 pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
     with_type(status, TEXT, body.into())
+}
+
+/// A shard worker that could not answer: 503 with `Retry-After` when retrying helps (queue
+/// full, worker restarting), otherwise a logged 500.
+pub fn ingest_error(e: &IngestError) -> Response {
+    if e.is_retryable() {
+        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r
+    } else {
+        tracing::error!(error = %e, "ingest operation failed");
+        text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    }
 }
 
 /// The reply to any unknown route, or to a resource the caller may not see.

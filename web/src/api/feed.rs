@@ -40,18 +40,7 @@ pub async fn handle(call: &Call<'_>) -> Response {
 fn ingest_failure(e: &IngestError) -> Response {
     match e {
         IngestError::Query(q) => reply::fail(q),
-        e if e.is_retryable() => {
-            let mut r = reply::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-            r.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
-            r
-        }
-        e => {
-            tracing::error!(error = %e, "feed operation failed");
-            reply::text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
-        }
+        e => reply::ingest_error(e),
     }
 }
 

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use ynni_ingest::decode::{BulkParams, PostParams, decode_bulk, decode_post};
-use ynni_ingest::shard::{IngestError, Submission};
+use ynni_ingest::shard::{IngestError, LastValues, Submission};
 
 use super::Call;
 use crate::reply;
@@ -87,19 +87,7 @@ async fn submit(
     match call.state.router.submit(submission).await {
         Ok(()) => Ok(()),
         Err(e @ IngestError::NodeLimit { .. }) => Err(failure(&e.to_string())),
-        Err(e) if e.is_retryable() => {
-            let mut r = reply::text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}"));
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            Err(r)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "ingest failed");
-            Err(reply::text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-            ))
-        }
+        Err(e) => Err(reply::ingest_error(&e)),
     }
 }
 
@@ -169,25 +157,35 @@ async fn bulk(call: &Call<'_>) -> Response {
     }
 }
 
+/// The user's inputs and the last time and value of each, as the shard worker holds them.
+async fn inputs_and_last(
+    call: &Call<'_>,
+    userid: i64,
+) -> Result<(Vec<ynni_core::catalog::InputRow>, LastValues), Response> {
+    let rows = call
+        .state
+        .catalog
+        .inputs_for_user(userid)
+        .await
+        .map_err(|e| reply::internal(&e))?;
+    let last = call
+        .state
+        .router
+        .input_last(userid)
+        .await
+        .map_err(|e| reply::ingest_error(&e))?;
+    Ok((rows, last))
+}
+
 /// `input/list`: every input of the caller with its last time and value (ids as strings, as
 /// emoncms sends them).
 async fn list(call: &Call<'_>) -> Response {
     let Some(caller) = call.caller else {
         return reply::json_false();
     };
-    let rows = match call.state.catalog.inputs_for_user(caller.user.id).await {
-        Ok(rows) => rows,
-        Err(e) => return reply::internal(&e),
-    };
-    let last = match call.state.router.input_last(caller.user.id).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "input last values unavailable");
-            let mut r = reply::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return r;
-        }
+    let (rows, last) = match inputs_and_last(call, caller.user.id).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let items: Vec<Value> = rows
         .into_iter()
@@ -325,18 +323,7 @@ async fn grouped(
     let Some(caller) = call.caller else {
         return Ok(None);
     };
-    let rows = call
-        .state
-        .catalog
-        .inputs_for_user(caller.user.id)
-        .await
-        .map_err(|e| reply::internal(&e))?;
-    let last = call
-        .state
-        .router
-        .input_last(caller.user.id)
-        .await
-        .map_err(|e| reply::text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let (rows, last) = inputs_and_last(call, caller.user.id).await?;
     let mut nodes = serde_json::Map::new();
     for r in &rows {
         let node = nodes
