@@ -16,9 +16,11 @@ pub struct FeedRow {
     /// Virtual feeds only: the list computing their values.
     #[sqlx(rename = "processList")]
     pub process_list: String,
+    /// Bytes on disk when last refreshed (`feed/updatesize`, `feed/clear`).
+    pub size: i64,
 }
 
-const COLUMNS: &str = "id, userid, name, tag, public, engine, unit, processList";
+const COLUMNS: &str = "id, userid, name, tag, public, engine, unit, processList, size";
 
 impl Catalog {
     /// Adds a feed row and returns its id; the caller then creates its files.
@@ -57,6 +59,43 @@ impl Catalog {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
+    }
+
+    /// The user's feed called `name` (and `tag`, when given): emoncms's `feed/getid`.
+    pub async fn feed_id_by_name(
+        &self,
+        userid: i64,
+        name: &str,
+        tag: Option<&str>,
+    ) -> Result<Option<i64>, CatalogError> {
+        let row = sqlx::query(
+            "SELECT id FROM feeds WHERE userid = ? AND name = ? AND (? IS NULL OR tag = ?) ORDER BY id LIMIT 1",
+        )
+        .bind(userid)
+        .bind(name)
+        .bind(tag)
+        .bind(tag)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    /// Public feeds of a user (`feed/list?userid=`).
+    pub async fn public_feeds(&self, userid: i64) -> Result<Vec<FeedRow>, CatalogError> {
+        let sql = format!("SELECT {COLUMNS} FROM feeds WHERE userid = ? AND public = 1 ORDER BY id");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(userid)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn set_feed_size(&self, id: i64, size: i64) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE feeds SET size = ? WHERE id = ?")
+            .bind(size)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn set_feed_process_list(&self, id: i64, list: &str) -> Result<(), CatalogError> {

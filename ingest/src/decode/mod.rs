@@ -6,7 +6,7 @@
 mod bulk;
 mod mqtt;
 mod names;
-pub(crate) mod numbers;
+pub mod numbers;
 mod post;
 mod time;
 

@@ -13,5 +13,6 @@ mod worker;
 pub use router::{
     DEFAULT_MAX_NODES, IngestError, LastValues, Output, Router, RouterConfig, Submission,
 };
+pub use record::FeedWrite;
 pub use state::ShardState;
 pub use worker::{FeedAnswer, FeedMeta, FeedOp};

@@ -11,7 +11,7 @@ use ynni_storage::store::{Feed, Replay};
 use ynni_storage::wal::{Lsn, Ticket};
 use ynni_storage::{FeedStore, Point, StorageError, query};
 
-use super::record::Record;
+use super::record::{FeedWrite, Record};
 use super::router::{IngestError, LastValues, Output, RouterConfig, Submission};
 use super::state::ShardState;
 use crate::batch::Value;
@@ -49,6 +49,11 @@ pub enum FeedOp {
     /// Empties the feed (after a flush and checkpoint).
     Clear {
         id: u32,
+    },
+    /// Points from `feed/insert`: logged durably, then written; answered once durable.
+    Insert {
+        userid: i64,
+        write: FeedWrite,
     },
     /// A virtual feed's data: `list` runs at every grid time over its owner's source feeds.
     Virtual {
@@ -263,11 +268,27 @@ impl Worker {
             FeedOp::Virtual { userid, list, req } => {
                 FeedAnswer::Data(self.virtual_data(userid, &list, &req)?)
             }
+            FeedOp::Insert { userid, write } => self.insert(userid, write)?,
             FeedOp::Meta { id } => FeedAnswer::Meta(match self.store.feed(id)? {
                 Feed::Fixed(f) => FeedMeta::Fixed(f.meta()),
                 Feed::Variable(f) => FeedMeta::Variable(f.meta()),
             }),
         })
+    }
+
+    /// A direct feed write: durable in the WAL before it is applied or answered, and replayed
+    /// like an input batch after a crash.
+    fn insert(&mut self, userid: i64, write: FeedWrite) -> Result<FeedAnswer, query::QueryError> {
+        let record = Record::feed_write(userid, write);
+        let lsn = self.store.log(&record.encode())?.wait()?;
+        match self.core.process(&mut self.store, &record, false) {
+            Ok(()) => self.store.record_applied(lsn),
+            Err(e) => {
+                tracing::error!(shard = self.n, lsn, error = %e, "applying a logged feed write failed; shard stopped until restart");
+                self.store.poison();
+            }
+        }
+        Ok(FeedAnswer::Done)
     }
 
     fn virtual_data(
@@ -595,6 +616,53 @@ impl Core {
             for (feed, e) in report.refused {
                 tracing::warn!(feed, error = %e, "feed write refused");
             }
+        }
+        if let Some(write) = &record.feed {
+            self.write_feed(store, userid, write)?;
+        }
+        Ok(())
+    }
+
+    /// `feed/insert` points: only into the user's own feed; within one request times must not go
+    /// back (an older point is dropped, as emoncms drops it).
+    fn write_feed(
+        &mut self,
+        store: &mut FeedStore,
+        userid: i64,
+        write: &FeedWrite,
+    ) -> Result<(), IngestError> {
+        if !self.user(userid)?.feeds.contains(&write.feed) {
+            tracing::warn!(userid, feed = write.feed, "write to a feed the user does not own skipped");
+            return Ok(());
+        }
+        let mut points: Vec<Point> = Vec::with_capacity(write.points.len());
+        for &(time, value) in &write.points {
+            if points.last().is_some_and(|p| time < p.time) {
+                continue;
+            }
+            points.push(Point {
+                feed: write.feed,
+                time,
+                value,
+                join: false,
+            });
+        }
+        let report = store.apply_points(&points)?;
+        for (feed, e) in report.refused {
+            tracing::warn!(feed, error = %e, "feed write refused");
+        }
+        let last = if write.single {
+            write.points.last().map(|&(_, v)| (write.now, v))
+        } else {
+            let previous = self.state.feed_last.get(&write.feed).map(|l| l.0);
+            write
+                .points
+                .last()
+                .filter(|(t, _)| previous.is_none_or(|p| *t >= p))
+                .copied()
+        };
+        if let Some(last) = last {
+            self.state.feed_last.insert(write.feed, last);
         }
         Ok(())
     }

@@ -1,25 +1,63 @@
 //! The feed API subset built so far: `create`, `list`, `data`, `value`, `timevalue`, `getmeta`.
 //! Feed operations run on the shard worker that owns the feed's user.
 
-use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 use ynni_core::catalog::FeedRow;
 use ynni_ingest::shard::{FeedAnswer, FeedMeta, FeedOp, IngestError};
-use ynni_storage::query::{self, DataRequest, Interval, QueryError, TimeValue};
 use ynni_storage::{ENGINE_FIXED, ENGINE_VARIABLE};
 
 /// emoncms's engine id of virtual feeds.
 const ENGINE_VIRTUAL: u8 = 7;
+/// emoncms's MySQL engine (hidden in its UI, still accepted by its API): ynni keeps such a
+/// feed's (time, value) rows in a variable-interval file, which holds the same data.
+const ENGINE_MYSQL: u8 = 0;
+
+/// The file format that stores a feed of emoncms engine `engine`.
+fn storage_engine(engine: u8) -> u8 {
+    if engine == ENGINE_MYSQL {
+        ENGINE_VARIABLE
+    } else {
+        engine
+    }
+}
+
+/// Characters emoncms accepts in a new feed's name and tag: letters, digits, `_`, `-`, `:` and
+/// white space.
+fn create_char(c: char) -> bool {
+    c.is_alphanumeric() || c.is_whitespace() || matches!(c, '_' | '-' | ':')
+}
 
 use super::Call;
 use crate::reply;
 
+mod data;
+mod describe;
+mod insert;
+
 pub async fn handle(call: &Call<'_>) -> Response {
     match call.route.action.as_str() {
         "create" => create(call).await,
-        "list" => list(call).await,
-        "data" => data(call).await,
+        "list" => describe::list(call, false).await,
+        "listwithmeta" => describe::list(call, true).await,
+        "get" => describe::get(call).await,
+        "aget" => describe::aget(call).await,
+        "getid" => describe::getid(call).await,
+        "data" => data::data(call, data::Forced::default()).await,
+        "average" => {
+            let forced = data::Forced {
+                average: true,
+                ..Default::default()
+            };
+            data::data(call, forced).await
+        }
+        "csvexport" => {
+            let forced = data::Forced {
+                csv: true,
+                ..Default::default()
+            };
+            data::data(call, forced).await
+        }
         "value" => value(call).await,
         "timevalue" => timevalue(call).await,
         "fetch" => fetch(call).await,
@@ -27,6 +65,10 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "set" => set(call).await,
         "delete" => delete(call).await,
         "clear" => clear(call).await,
+        "insert" | "post" | "update" => insert::insert(call).await,
+        "getfeedsize" => getfeedsize(call).await,
+        "updatesize" => updatesize(call).await,
+        "buffersize" => buffersize(call),
         "process" => match call.route.subaction.as_str() {
             "get" => process_get(call).await,
             "set" => process_set(call).await,
@@ -57,11 +99,29 @@ async fn create(call: &Call<'_>) -> Response {
         return reply::fail("Feed does not exist");
     };
     let p = call.params;
+    let name = p.get("name").unwrap_or("");
+    if !name.chars().all(create_char) {
+        return reply::fail("invalid characters in feed name");
+    }
+    let tag = p.get("tag").unwrap_or("");
+    if !tag.chars().all(create_char) {
+        return reply::fail("invalid characters in feed tag");
+    }
+    match call
+        .state
+        .catalog
+        .feed_id_by_name(caller.user.id, name, Some(tag))
+        .await
+    {
+        Ok(Some(_)) => return reply::fail("feed already exists"),
+        Ok(None) => {}
+        Err(e) => return reply::internal(&e),
+    }
     let engine_text = p.get("engine").unwrap_or("").trim();
     let engine = engine_text.parse::<u8>().ok();
-    let Some(engine) =
-        engine.filter(|e| [ENGINE_FIXED, ENGINE_VARIABLE, ENGINE_VIRTUAL].contains(e))
-    else {
+    let Some(engine) = engine.filter(|e| {
+        [ENGINE_MYSQL, ENGINE_FIXED, ENGINE_VARIABLE, ENGINE_VIRTUAL].contains(e)
+    }) else {
         return reply::fail(format!(
             "ABORTED: Engine id {engine_text} is not supported."
         ));
@@ -74,8 +134,6 @@ async fn create(call: &Call<'_>) -> Response {
                 .and_then(|i| i.as_f64().or_else(|| i.as_str()?.parse().ok()))
         })
         .map_or(0, |i| i.clamp(0.0, f64::from(u32::MAX)) as u32);
-    let name = clean(p.get("name").unwrap_or(""));
-    let tag = clean(p.get("tag").unwrap_or(""));
     let unit = p
         .get("unit")
         .unwrap_or("")
@@ -86,7 +144,7 @@ async fn create(call: &Call<'_>) -> Response {
     let id = match call
         .state
         .catalog
-        .create_feed(caller.user.id, &name, &tag, i64::from(engine), &unit)
+        .create_feed(caller.user.id, name, tag, i64::from(engine), &unit)
         .await
     {
         Ok(id) => id,
@@ -98,7 +156,7 @@ async fn create(call: &Call<'_>) -> Response {
     }
     let op = FeedOp::Create {
         id: id as u32,
-        engine,
+        engine: storage_engine(engine),
         interval,
     };
     match call.state.router.feed(caller.user.id, op).await {
@@ -158,133 +216,6 @@ async fn last(call: &Call<'_>, row: &FeedRow) -> Result<Option<(i64, Option<f64>
         FeedAnswer::Last(l) => Ok(l),
         _ => Ok(None),
     }
-}
-
-async fn list(call: &Call<'_>) -> Response {
-    let Some(caller) = call.caller else {
-        return reply::json_false();
-    };
-    let rows = match call.state.catalog.feeds_for_user(caller.user.id).await {
-        Ok(r) => r,
-        Err(e) => return reply::internal(&e),
-    };
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let (time, value) = match last(call, &row).await {
-            Ok(Some((t, v))) => (json!(t), reply::number(v)),
-            Ok(None) => (Value::Null, Value::Null),
-            Err(r) => return r,
-        };
-        let size = match run(call, &row, FeedOp::Meta { id: row.id as u32 }).await {
-            _ if row.engine == i64::from(ENGINE_VIRTUAL) => 0,
-            Ok(FeedAnswer::Meta(FeedMeta::Fixed(m))) => 16 + m.npoints * 4,
-            Ok(FeedAnswer::Meta(FeedMeta::Variable(m))) => m.npoints * 9,
-            _ => 0,
-        };
-        // emoncms sends ids, engine, size and public as strings (Home Assistant keys on them).
-        out.push(json!({
-            "id": row.id.to_string(),
-            "userid": row.userid.to_string(),
-            "name": row.name,
-            "tag": row.tag,
-            "public": if row.public { "1" } else { "" },
-            "size": size.to_string(),
-            "engine": row.engine.to_string(),
-            "unit": row.unit,
-            "value": value,
-            "time": time,
-        }));
-    }
-    reply::json(Value::Array(out))
-}
-
-async fn data(call: &Call<'_>) -> Response {
-    let p = call.params;
-    let Some(start) = p.get("start") else {
-        return reply::text(StatusCode::OK, "missing start parameter");
-    };
-    let Some(end) = p.get("end") else {
-        return reply::text(StatusCode::OK, "missing end parameter");
-    };
-    let Some(id_text) = p.get("id").filter(|i| !i.trim().is_empty()) else {
-        return reply::fail("no ids given");
-    };
-    let Ok(id) = id_text.trim().parse::<i64>() else {
-        return reply::not_implemented("feed/data for several ids");
-    };
-    let row = match call.state.catalog.feed_by_id(id).await {
-        Ok(Some(row)) => row,
-        Ok(None) => {
-            return reply::json(
-                json!({"success": false, "message": format!("feed {id} does not exist"), "feeds": [id]}),
-            );
-        }
-        Err(e) => return reply::internal(&e),
-    };
-    // A feed the caller may not read gives an empty series in emoncms.
-    if !(row.public || call.caller.is_some_and(|c| c.user.id == row.userid)) {
-        return reply::json(json!([]));
-    }
-    let tz = p
-        .get("timezone")
-        .and_then(ynni_core::timezone::parse)
-        .or_else(|| {
-            call.caller
-                .and_then(|c| ynni_core::timezone::parse(&c.user.timezone))
-        })
-        .unwrap_or(chrono_tz::Tz::UTC);
-    let (Some(start), Some(end)) = (query::parse_time(start, tz), query::parse_time(end, tz))
-    else {
-        return reply::fail(QueryError::EndBeforeStart);
-    };
-    let interval = match Interval::parse(p.get("interval").or(p.get("mode"))) {
-        Ok(i) => i,
-        Err(e) => return reply::fail(e),
-    };
-    let flag = |k: &str| {
-        p.get(k)
-            .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
-    };
-    let mut req = DataRequest::new(start, end, interval);
-    req.average = flag("average");
-    req.delta = flag("delta");
-    req.skipmissing = flag("skipmissing");
-    req.limitinterval = flag("limitinterval");
-    req.dp = p
-        .get("dp")
-        .and_then(|d| d.trim().parse().ok())
-        .filter(|d: &i32| *d >= 0);
-    req.timeformat = p.get("timeformat").unwrap_or("unixms").to_string();
-    req.tz = tz;
-    let op = if row.engine == i64::from(ENGINE_VIRTUAL) {
-        FeedOp::Virtual {
-            userid: row.userid,
-            list: row.process_list.clone(),
-            req: Box::new(req),
-        }
-    } else {
-        FeedOp::Data {
-            id: row.id as u32,
-            req: Box::new(req),
-        }
-    };
-    let reply_data = match run(call, &row, op).await {
-        Ok(FeedAnswer::Data(d)) => d,
-        Ok(_) => return reply::json(json!([])),
-        Err(r) => return r,
-    };
-    let points: Vec<Value> = reply_data
-        .points
-        .into_iter()
-        .map(
-            |(t, v)| match query::render_time(t, reply_data.format, tz) {
-                Some(TimeValue::Int(t)) => json!([t, reply::number(v)]),
-                Some(TimeValue::Text(t)) => json!([t, reply::number(v)]),
-                None => reply::number(v),
-            },
-        )
-        .collect();
-    reply::json(Value::Array(points))
 }
 
 async fn value(call: &Call<'_>) -> Response {
@@ -360,18 +291,26 @@ async fn getmeta(call: &Call<'_>) -> Response {
         Ok(r) => r,
         Err(r) => return r,
     };
-    if row.engine == i64::from(ENGINE_VIRTUAL) {
-        return reply::json(Value::Bool(false));
+    match meta(call, &row).await {
+        Ok(m) => reply::json(m),
+        Err(r) => r,
     }
-    match run(call, &row, FeedOp::Meta { id: row.id as u32 }).await {
-        Ok(FeedAnswer::Meta(FeedMeta::Fixed(m))) => reply::json(json!({
+}
+
+/// The engine's meta data as emoncms's `getmeta` reports it (`false` for a virtual feed).
+async fn meta(call: &Call<'_>, row: &FeedRow) -> Result<Value, Response> {
+    if row.engine == i64::from(ENGINE_VIRTUAL) {
+        return Ok(Value::Bool(false));
+    }
+    Ok(match run(call, row, FeedOp::Meta { id: row.id as u32 }).await? {
+        FeedAnswer::Meta(FeedMeta::Fixed(m)) => json!({
             "id": row.id,
             "interval": m.interval,
             "start_time": m.start_time,
             "npoints": m.npoints,
             "end_time": m.end_time(),
-        })),
-        Ok(FeedAnswer::Meta(FeedMeta::Variable(m))) => {
+        }),
+        FeedAnswer::Meta(FeedMeta::Variable(m)) => {
             let interval = if m.npoints > 1 && m.end_time > m.start_time {
                 reply::number(Some(
                     f64::from(m.end_time - m.start_time) / (m.npoints - 1) as f64,
@@ -379,10 +318,7 @@ async fn getmeta(call: &Call<'_>) -> Response {
             } else {
                 json!(1)
             };
-            let end_value = match last(call, &row).await {
-                Ok(l) => l.and_then(|l| l.1),
-                Err(r) => return r,
-            };
+            let end_value = last(call, row).await?.and_then(|l| l.1);
             let mut meta = json!({
                 "id": row.id,
                 "start_time": m.start_time,
@@ -393,11 +329,10 @@ async fn getmeta(call: &Call<'_>) -> Response {
                 meta["end_value"] = reply::number(end_value);
             }
             meta["npoints"] = json!(m.npoints);
-            reply::json(meta)
+            meta
         }
-        Ok(_) => reply::json(Value::Bool(false)),
-        Err(r) => r,
-    }
+        _ => Value::Bool(false),
+    })
 }
 
 /// The caller's own feed named by `id` (for changes).
@@ -583,8 +518,76 @@ async fn clear(call: &Call<'_>) -> Response {
     if row.engine == i64::from(ENGINE_VIRTUAL) {
         return reply::fail("A virtual feed holds no data");
     }
-    match run(call, &row, FeedOp::Clear { id: row.id as u32 }).await {
-        Ok(_) => reply::ok_message("Feed cleared successfully"),
+    if let Err(r) = run(call, &row, FeedOp::Clear { id: row.id as u32 }).await {
+        return r;
+    }
+    if let Err(r) = refresh_size(call, &row).await {
+        return r;
+    }
+    reply::ok_message("Feed cleared successfully")
+}
+
+/// Bytes the feed's files hold: PHPFina's 16-byte meta plus 4 per slot, PHPTimeSeries's 9 per
+/// point; a virtual feed has none.
+async fn size_on_disk(call: &Call<'_>, row: &FeedRow) -> Result<i64, Response> {
+    if row.engine == i64::from(ENGINE_VIRTUAL) {
+        return Ok(0);
+    }
+    Ok(match run(call, row, FeedOp::Meta { id: row.id as u32 }).await? {
+        FeedAnswer::Meta(FeedMeta::Fixed(m)) => 16 + i64::try_from(m.npoints).unwrap_or(i64::MAX / 8) * 4,
+        FeedAnswer::Meta(FeedMeta::Variable(m)) => i64::try_from(m.npoints).unwrap_or(i64::MAX / 16) * 9,
+        _ => 0,
+    })
+}
+
+/// Stores the feed's current size (what `feed/list` reports until the next refresh).
+async fn refresh_size(call: &Call<'_>, row: &FeedRow) -> Result<i64, Response> {
+    let size = size_on_disk(call, row).await?;
+    call.state
+        .catalog
+        .set_feed_size(row.id, size)
+        .await
+        .map_err(|e| reply::internal(&e))?;
+    Ok(size)
+}
+
+/// `feed/getfeedsize`: the size now, in bytes.
+async fn getfeedsize(call: &Call<'_>) -> Response {
+    let row = match readable(call, call.params.get("id")).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match size_on_disk(call, &row).await {
+        Ok(size) => reply::json(json!(size)),
         Err(r) => r,
+    }
+}
+
+/// `feed/updatesize`: refreshes every feed's stored size; answers the total.
+async fn updatesize(call: &Call<'_>) -> Response {
+    let Some(caller) = call.caller.filter(|c| c.write) else {
+        return reply::route_not_found(true);
+    };
+    let rows = match call.state.catalog.feeds_for_user(caller.user.id).await {
+        Ok(r) => r,
+        Err(e) => return reply::internal(&e),
+    };
+    let mut total = 0;
+    for row in &rows {
+        match refresh_size(call, row).await {
+            Ok(size) => total += size,
+            Err(r) => return r,
+        }
+    }
+    reply::json(json!(total))
+}
+
+/// `feed/buffersize`: emoncms counts points waiting in its Redis write buffer. ynni writes
+/// every acknowledged point through its WAL straight to the feed, so none are waiting.
+fn buffersize(call: &Call<'_>) -> Response {
+    if call.caller.is_some_and(|c| c.write) {
+        reply::json(json!(0))
+    } else {
+        reply::route_not_found(true)
     }
 }

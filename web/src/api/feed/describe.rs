@@ -1,0 +1,123 @@
+//! What a feed is: `feed/list`, `listwithmeta`, `get`, `aget` and `getid`, in emoncms's shapes
+//! (ids, engine, size and public as strings; time and value as numbers or null).
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use ynni_core::catalog::FeedRow;
+
+use super::{Call, last, meta, readable};
+use crate::reply;
+
+/// `feed/list`: the caller's feeds, or with `userid=N` the public feeds of user N. `meta=1`
+/// (and `listwithmeta`) adds each feed's engine meta data.
+pub(super) async fn list(call: &Call<'_>, with_meta: bool) -> Response {
+    let with_meta = with_meta || call.params.get("meta").is_some_and(|m| m.trim() == "1");
+    let public_of = call
+        .params
+        .get("userid")
+        .and_then(|u| u.trim().parse::<i64>().ok());
+    let rows = match (public_of, call.caller) {
+        (Some(userid), _) => call.state.catalog.public_feeds(userid).await,
+        (None, Some(caller)) => call.state.catalog.feeds_for_user(caller.user.id).await,
+        (None, None) => return reply::json_false(),
+    };
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => return reply::internal(&e),
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut feed = match hash(call, row).await {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        if with_meta {
+            match meta(call, row).await {
+                Ok(Value::Object(m)) => {
+                    for key in ["start_time", "end_time", "interval", "npoints"] {
+                        if let Some(v) = m.get(key) {
+                            feed.insert(key.to_string(), v.clone());
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(r) => return r,
+            }
+        }
+        out.push(Value::Object(feed));
+    }
+    reply::json(Value::Array(out))
+}
+
+/// emoncms's feed hash plus its last update.
+async fn hash(call: &Call<'_>, row: &FeedRow) -> Result<Map<String, Value>, Response> {
+    let (time, value) = match last(call, row).await? {
+        Some((t, v)) => (json!(t), reply::number(v)),
+        None => (Value::Null, Value::Null),
+    };
+    let feed = json!({
+        "id": row.id.to_string(),
+        "userid": row.userid.to_string(),
+        "name": row.name,
+        "tag": row.tag,
+        "public": if row.public { "1" } else { "" },
+        "size": row.size.to_string(),
+        "engine": row.engine.to_string(),
+        "unit": row.unit,
+        "value": value,
+        "time": time,
+    });
+    match feed {
+        Value::Object(m) => Ok(m),
+        _ => Ok(Map::new()),
+    }
+}
+
+/// `feed/aget`: one feed's hash.
+pub(super) async fn aget(call: &Call<'_>) -> Response {
+    let row = match readable(call, call.params.get("id")).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match hash(call, &row).await {
+        Ok(h) => reply::json(Value::Object(h)),
+        Err(r) => r,
+    }
+}
+
+/// `feed/get&field=`: one field of the hash; `false` for a field it does not have.
+pub(super) async fn get(call: &Call<'_>) -> Response {
+    let row = match readable(call, call.params.get("id")).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some(field) = call.params.get("field") else {
+        return reply::fail("Missing field parameter");
+    };
+    match hash(call, &row).await {
+        Ok(h) => reply::json(h.get(field.trim()).cloned().unwrap_or(Value::Bool(false))),
+        Err(r) => r,
+    }
+}
+
+/// `feed/getid&name=[&tag=]`: the id as plain text, empty when there is no such feed.
+pub(super) async fn getid(call: &Call<'_>) -> Response {
+    let Some(caller) = call.caller else {
+        return reply::json_false();
+    };
+    let name = call.params.get("name").unwrap_or("");
+    let tag = call.params.get("tag");
+    match call
+        .state
+        .catalog
+        .feed_id_by_name(caller.user.id, name, tag)
+        .await
+    {
+        Ok(id) => reply::text(
+            StatusCode::OK,
+            id.map(|i| i.to_string()).unwrap_or_default(),
+        ),
+        Err(e) => reply::internal(&e),
+    }
+}
