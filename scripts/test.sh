@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check and test of ynni: formatting, lints, unit tests and end-to-end tests.
 # Installs the Debian packages the tests need when they are missing (mosquitto-clients: the
-# MQTT tests talk to ynni's broker with the same tools emonSD users have).
+# MQTT tests talk to ynni's broker with the same tools emonSD users have; python3: the
+# compatibility suite runs ../shared/tools/replay.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mosquitto-clients)
+packages=(mosquitto-clients python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

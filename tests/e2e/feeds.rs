@@ -138,7 +138,12 @@ async fn post_process_and_read_back() {
     let feeds = get(&c, &url("/feed/list.json", &read)).await.json();
     assert_eq!(feeds[0]["id"], "1");
     assert_eq!(feeds[0]["engine"], "5");
+    // Sizes are stored, as emoncms stores them: refreshed by feed/updatesize.
+    assert_eq!(feeds[0]["size"], "0");
+    let total = get(&c, &url("/feed/updatesize.json", &write)).await.json();
+    let feeds = get(&c, &url("/feed/list.json", &read)).await.json();
     assert_eq!(feeds[0]["size"], "28");
+    assert!(total.as_i64().is_some_and(|t| t >= 28), "{total}");
     assert_eq!(feeds[0]["value"], json!(3600));
     assert_eq!(feeds[1]["name"], "kwh");
     let r = get(

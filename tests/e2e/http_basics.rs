@@ -9,10 +9,7 @@ async fn version_describe_and_unknown_routes() {
     let server = Server::start();
     let c = script();
     let r = get(&c, &server.url("/version")).await;
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (200, env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!((r.status, r.body.as_str()), (200, "11.16.8"));
     assert!(r.content_type.starts_with("text/plain"));
 
     let r = get(&c, &server.url("/describe")).await;

@@ -371,13 +371,13 @@ async fn input_get_forms() {
     // An emoncms action ynni has not built says so; an unknown one is emoncms's "not found".
     let r = get(
         &c,
-        &server.url(&format!("/input/delete.json?inputid=1&apikey={write}")),
+        &server.url(&format!("/input/cleanprocesslistfeeds.json?apikey={write}")),
     )
     .await;
     assert_eq!(r.status, 501);
     assert_eq!(
         r.json(),
-        json!({"success": false, "message": "Not implemented in ynni yet: input/delete"})
+        json!({"success": false, "message": "Not implemented in ynni yet: input/cleanprocesslistfeeds"})
     );
     let r = get(
         &c,
@@ -385,6 +385,6 @@ async fn input_get_forms() {
     )
     .await;
     assert_eq!(r.status, 406);
-    // The refused delete touched nothing.
+    // The refused action touched nothing.
     assert_eq!(get(&c, &g("/emontx/power1")).await.json(), node["power1"]);
 }

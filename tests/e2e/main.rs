@@ -1,6 +1,8 @@
 //! End-to-end tests: the real `ynni` binary, started on free ports with a temporary data
 //! directory, driven by real clients.
 
+mod compat;
+mod feed_writes;
 mod feeds;
 mod harness;
 mod http_basics;

@@ -82,7 +82,8 @@ impl Catalog {
 
     /// Public feeds of a user (`feed/list?userid=`).
     pub async fn public_feeds(&self, userid: i64) -> Result<Vec<FeedRow>, CatalogError> {
-        let sql = format!("SELECT {COLUMNS} FROM feeds WHERE userid = ? AND public = 1 ORDER BY id");
+        let sql =
+            format!("SELECT {COLUMNS} FROM feeds WHERE userid = ? AND public = 1 ORDER BY id");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(userid)
             .fetch_all(&self.pool)

@@ -66,6 +66,78 @@ impl Catalog {
             .await?;
         Ok(row.map(|r| r.try_get::<i64, _>("x")).transpose()?.is_some())
     }
+
+    /// Switches automatic input creation off (`disabled`) or on for a user.
+    pub async fn set_input_creation_disabled(
+        &self,
+        userid: i64,
+        disabled: bool,
+        now: i64,
+    ) -> Result<(), CatalogError> {
+        if disabled {
+            sqlx::query("INSERT OR REPLACE INTO input_disable (userid, time) VALUES (?, ?)")
+                .bind(userid)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        } else {
+            sqlx::query("DELETE FROM input_disable WHERE userid = ?")
+                .bind(userid)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Renames an input and/or sets its description. `false` when another input of the node
+    /// already has the name.
+    pub async fn set_input_fields(
+        &self,
+        id: i64,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<bool, CatalogError> {
+        let result = sqlx::query(
+            "UPDATE inputs SET name = COALESCE(?, name), description = COALESCE(?, description) WHERE id = ?",
+        )
+        .bind(name)
+        .bind(description)
+        .bind(id)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes the user's inputs among `ids`; returns how many went.
+    pub async fn delete_inputs(&self, userid: i64, ids: &[i64]) -> Result<u64, CatalogError> {
+        let mut n = 0;
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            n += sqlx::query("DELETE FROM inputs WHERE id = ? AND userid = ?")
+                .bind(id)
+                .bind(userid)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Deletes the user's inputs that have no process list (`input/clean`).
+    pub async fn delete_unprocessed_inputs(&self, userid: i64) -> Result<u64, CatalogError> {
+        Ok(
+            sqlx::query("DELETE FROM inputs WHERE userid = ? AND processList = ''")
+                .bind(userid)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
 }
 
 #[cfg(test)]

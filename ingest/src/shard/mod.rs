@@ -10,9 +10,9 @@ mod router;
 mod state;
 mod worker;
 
+pub use record::FeedWrite;
 pub use router::{
     DEFAULT_MAX_NODES, IngestError, LastValues, Output, Router, RouterConfig, Submission,
 };
-pub use record::FeedWrite;
 pub use state::ShardState;
 pub use worker::{FeedAnswer, FeedMeta, FeedOp};

@@ -78,7 +78,8 @@ mod tests {
 
     #[test]
     fn input_records_logged_before_feed_writes_still_decode() {
-        let old = br#"{"userid":3,"http":true,"batches":[{"time":5,"node":"n","values":[["a",1.0]]}]}"#;
+        let old =
+            br#"{"userid":3,"http":true,"batches":[{"time":5,"node":"n","values":[["a",1.0]]}]}"#;
         let r = Record::decode(old).expect("decodes");
         assert_eq!(r.feed, None);
         assert_eq!(r.batches[0].values, vec![("a".to_string(), Some(1.0))]);

@@ -13,6 +13,10 @@ use crate::process::StateKind;
 pub struct ShardState {
     /// Input id → (time, value) of its last value.
     pub input_last: HashMap<i64, (i64, Value)>,
+    /// Input id → the newest (time, value) it has been given. The last value is whatever arrived last
+    /// (emoncms's rule, even when older); this remembers how far processing has gone, so a
+    /// resent buffer does not run accumulators twice.
+    pub input_newest: HashMap<i64, (i64, Value)>,
     /// Feed id → (update time, value), emoncms's feed "last value".
     pub feed_last: HashMap<u32, (i64, Value)>,
     pub process: HashMap<(StateKind, u32), (i64, Value)>,
@@ -21,6 +25,8 @@ pub struct ShardState {
 #[derive(Serialize, Deserialize)]
 struct Stored {
     input_last: HashMap<i64, (i64, Value)>,
+    #[serde(default)]
+    input_newest: HashMap<i64, (i64, Value)>,
     feed_last: HashMap<u32, (i64, Value)>,
     process: Vec<(StateKind, u32, i64, Value)>,
 }
@@ -29,6 +35,7 @@ impl ShardState {
     pub fn encode(&self) -> Vec<u8> {
         let stored = Stored {
             input_last: self.input_last.clone(),
+            input_newest: self.input_newest.clone(),
             feed_last: self.feed_last.clone(),
             process: self
                 .process
@@ -46,6 +53,7 @@ impl ShardState {
         let s: Stored = serde_json::from_slice(bytes)?;
         Ok(Self {
             input_last: s.input_last,
+            input_newest: s.input_newest,
             feed_last: s.feed_last,
             process: s
                 .process
@@ -65,6 +73,7 @@ mod tests {
         let mut s = ShardState::default();
         s.input_last.insert(3, (100, Some(1.5)));
         s.input_last.insert(4, (100, None));
+        s.input_newest.insert(3, (120, Some(2.5)));
         s.feed_last.insert(7, (90, Some(2.0)));
         s.process
             .insert((StateKind::WhAccumulator, 7), (80, Some(10.0)));

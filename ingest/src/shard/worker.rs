@@ -537,20 +537,20 @@ impl Core {
                     Some(input) => {
                         let (id, list) = (input.id, input.process_list.clone());
                         let previous = self.state.input_last.insert(id, (t, *value));
+                        let newest = self.state.input_newest.insert(id, (t, *value));
                         // A resent packet must not run accumulators twice: the same time and
-                        // value is skipped, and so is an older time for lists that keep state
-                        // (an emonhub retry resends its whole buffer, oldest rows first).
+                        // value as the last or the newest is skipped, and so is an older time
+                        // for lists that keep state (an emonhub retry resends its whole
+                        // buffer, oldest rows first).
                         let resent = previous == Some((t, *value))
-                            || (previous.is_some_and(|(pt, _)| t < pt)
+                            || newest == Some((t, *value))
+                            || (newest.is_some_and(|(nt, _)| t < nt)
                                 && crate::process::list::has_stateful_steps(&list));
+                        if let Some(n) = newest.filter(|(nt, _)| *nt > t) {
+                            self.state.input_newest.insert(id, n);
+                        }
                         if !list.is_empty() && !resent {
                             queued.push((id, *value, list));
-                        }
-                        if previous.is_some_and(|(pt, _)| pt > t) {
-                            // An older value never replaces a newer last value.
-                            self.state
-                                .input_last
-                                .insert(id, previous.unwrap_or((t, *value)));
                         }
                     }
                     None if user.creation_disabled => {}
@@ -569,6 +569,7 @@ impl Core {
                             );
                         }
                         self.state.input_last.insert(id, (t, *value));
+                        self.state.input_newest.insert(id, (t, *value));
                     }
                 }
             }
@@ -632,7 +633,11 @@ impl Core {
         write: &FeedWrite,
     ) -> Result<(), IngestError> {
         if !self.user(userid)?.feeds.contains(&write.feed) {
-            tracing::warn!(userid, feed = write.feed, "write to a feed the user does not own skipped");
+            tracing::warn!(
+                userid,
+                feed = write.feed,
+                "write to a feed the user does not own skipped"
+            );
             return Ok(());
         }
         let mut points: Vec<Point> = Vec::with_capacity(write.points.len());

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use ynni_ingest::decode::{BulkParams, PostParams, decode_bulk, decode_post};
 use ynni_ingest::shard::{IngestError, LastValues, Submission};
 
-use super::Call;
+use super::{Call, input_manage};
 use crate::reply;
 
 pub async fn handle(call: &Call<'_>) -> Response {
@@ -23,18 +23,20 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "process" => match call.route.subaction.as_str() {
             "get" => process_get(call).await,
             "set" => process_set(call).await,
+            "reset" => input_manage::process_reset(call).await,
             _ => reply::json_false(),
         },
         // emoncms actions ynni has not built yet; anything else is emoncms's "not found".
-        other @ ("set"
-        | "set-descriptions"
-        | "set-node-input-descriptions"
-        | "delete"
-        | "clean"
-        | "cleanprocesslistfeeds"
-        | "enable"
-        | "disable"
-        | "isdisabled") => reply::not_implemented(&format!("input/{other}")),
+        "set" => input_manage::set(call).await,
+        "set-descriptions" => input_manage::set_descriptions(call).await,
+        "delete" => input_manage::delete(call).await,
+        "clean" => input_manage::clean(call).await,
+        "enable" => input_manage::creation(call, false).await,
+        "disable" => input_manage::creation(call, true).await,
+        "isdisabled" => input_manage::isdisabled(call).await,
+        other @ ("set-node-input-descriptions" | "cleanprocesslistfeeds") => {
+            reply::not_implemented(&format!("input/{other}"))
+        }
         _ => reply::route_not_found(true),
     }
 }

@@ -3,6 +3,7 @@
 
 mod feed;
 mod input;
+mod input_manage;
 mod process;
 mod profile;
 mod system;

@@ -104,11 +104,7 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
     for (i, row) in rows.iter().enumerate() {
         average |= averages.get(i).copied().unwrap_or(false);
         // One delta flag for all feeds unless each is given.
-        let delta = deltas
-            .get(i)
-            .or(deltas.first())
-            .copied()
-            .unwrap_or(false);
+        let delta = deltas.get(i).or(deltas.first()).copied().unwrap_or(false);
         if !(row.public || call.caller.is_some_and(|c| c.user.id == row.userid)) {
             series.push(None);
             continue;
@@ -123,11 +119,7 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
     }
     let csv = forced.csv || flag("csv");
     if csv {
-        let name = ids
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join("-");
+        let name = ids.iter().map(i64::to_string).collect::<Vec<_>>().join("-");
         // A single feed's CSV has second timestamps unless a format is asked for.
         let single_default = !listed && p.get("timeformat").is_none();
         return csv_reply(&name, &series, tz, single_default);
@@ -203,12 +195,7 @@ fn points_json(s: &Series, tz: chrono_tz::Tz) -> Value {
 
 /// emoncms's CSV download: `time,value[,value…]` lines on the first feed's times, values with
 /// two decimals, `null` where missing.
-fn csv_reply(
-    name: &str,
-    series: &[Option<Series>],
-    tz: chrono_tz::Tz,
-    seconds: bool,
-) -> Response {
+fn csv_reply(name: &str, series: &[Option<Series>], tz: chrono_tz::Tz, seconds: bool) -> Response {
     let mut out = String::new();
     let first = series.iter().flatten().next();
     if let Some(first) = first {

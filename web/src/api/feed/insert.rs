@@ -98,7 +98,12 @@ mod tests {
     fn data_rows() {
         assert_eq!(
             parse_data("[[10,1.5],[20,null],[30,\"abc\"],[40,\"7\"]]"),
-            Ok(vec![(10, Some(1.5)), (20, None), (30, Some(0.0)), (40, Some(7.0))])
+            Ok(vec![
+                (10, Some(1.5)),
+                (20, None),
+                (30, Some(0.0)),
+                (40, Some(7.0))
+            ])
         );
         assert_eq!(parse_data("[[1,2"), Err("error decoding json"));
         assert_eq!(parse_data("[]"), Err("error decoding json"));

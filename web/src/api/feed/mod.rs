@@ -119,9 +119,9 @@ async fn create(call: &Call<'_>) -> Response {
     }
     let engine_text = p.get("engine").unwrap_or("").trim();
     let engine = engine_text.parse::<u8>().ok();
-    let Some(engine) = engine.filter(|e| {
-        [ENGINE_MYSQL, ENGINE_FIXED, ENGINE_VARIABLE, ENGINE_VIRTUAL].contains(e)
-    }) else {
+    let Some(engine) = engine
+        .filter(|e| [ENGINE_MYSQL, ENGINE_FIXED, ENGINE_VARIABLE, ENGINE_VIRTUAL].contains(e))
+    else {
         return reply::fail(format!(
             "ABORTED: Engine id {engine_text} is not supported."
         ));
@@ -302,37 +302,42 @@ async fn meta(call: &Call<'_>, row: &FeedRow) -> Result<Value, Response> {
     if row.engine == i64::from(ENGINE_VIRTUAL) {
         return Ok(Value::Bool(false));
     }
-    Ok(match run(call, row, FeedOp::Meta { id: row.id as u32 }).await? {
-        FeedAnswer::Meta(FeedMeta::Fixed(m)) => json!({
-            "id": row.id,
-            "interval": m.interval,
-            "start_time": m.start_time,
-            "npoints": m.npoints,
-            "end_time": m.end_time(),
-        }),
-        FeedAnswer::Meta(FeedMeta::Variable(m)) => {
-            let interval = if m.npoints > 1 && m.end_time > m.start_time {
-                reply::number(Some(
-                    f64::from(m.end_time - m.start_time) / (m.npoints - 1) as f64,
-                ))
-            } else {
-                json!(1)
-            };
-            let end_value = last(call, row).await?.and_then(|l| l.1);
-            let mut meta = json!({
+    Ok(
+        match run(call, row, FeedOp::Meta { id: row.id as u32 }).await? {
+            FeedAnswer::Meta(FeedMeta::Fixed(m)) => json!({
                 "id": row.id,
+                "interval": m.interval,
                 "start_time": m.start_time,
-                "end_time": m.end_time,
-                "interval": interval,
-            });
-            if m.npoints > 0 {
-                meta["end_value"] = reply::number(end_value);
+                "npoints": m.npoints,
+                "end_time": m.end_time(),
+            }),
+            FeedAnswer::Meta(FeedMeta::Variable(m)) => {
+                let interval = if m.npoints > 1 && m.end_time > m.start_time {
+                    reply::number(Some(
+                        f64::from(m.end_time - m.start_time) / (m.npoints - 1) as f64,
+                    ))
+                } else if row.engine == i64::from(ENGINE_MYSQL) {
+                    // emoncms's MySQL engine reports 0 where PHPTimeSeries reports 1.
+                    json!(0)
+                } else {
+                    json!(1)
+                };
+                let end_value = last(call, row).await?.and_then(|l| l.1);
+                let mut meta = json!({
+                    "id": row.id,
+                    "start_time": m.start_time,
+                    "end_time": m.end_time,
+                    "interval": interval,
+                });
+                if m.npoints > 0 {
+                    meta["end_value"] = reply::number(end_value);
+                }
+                meta["npoints"] = json!(m.npoints);
+                meta
             }
-            meta["npoints"] = json!(m.npoints);
-            meta
-        }
-        _ => Value::Bool(false),
-    })
+            _ => Value::Bool(false),
+        },
+    )
 }
 
 /// The caller's own feed named by `id` (for changes).
@@ -533,11 +538,17 @@ async fn size_on_disk(call: &Call<'_>, row: &FeedRow) -> Result<i64, Response> {
     if row.engine == i64::from(ENGINE_VIRTUAL) {
         return Ok(0);
     }
-    Ok(match run(call, row, FeedOp::Meta { id: row.id as u32 }).await? {
-        FeedAnswer::Meta(FeedMeta::Fixed(m)) => 16 + i64::try_from(m.npoints).unwrap_or(i64::MAX / 8) * 4,
-        FeedAnswer::Meta(FeedMeta::Variable(m)) => i64::try_from(m.npoints).unwrap_or(i64::MAX / 16) * 9,
-        _ => 0,
-    })
+    Ok(
+        match run(call, row, FeedOp::Meta { id: row.id as u32 }).await? {
+            FeedAnswer::Meta(FeedMeta::Fixed(m)) => {
+                16 + i64::try_from(m.npoints).unwrap_or(i64::MAX / 8) * 4
+            }
+            FeedAnswer::Meta(FeedMeta::Variable(m)) => {
+                i64::try_from(m.npoints).unwrap_or(i64::MAX / 16) * 9
+            }
+            _ => 0,
+        },
+    )
 }
 
 /// Stores the feed's current size (what `feed/list` reports until the next refresh).

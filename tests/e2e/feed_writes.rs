@@ -1,0 +1,321 @@
+//! Writing straight to feeds (`feed/insert|post|update`) and managing inputs: the answers
+//! emoncms gives, ownership, and that an acknowledged insert survives kill -9.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+const T0: i64 = 1_699_999_200;
+
+#[tokio::test]
+async fn inserted_points_are_durable_once_acknowledged() {
+    let keep = tempfile::tempdir().expect("tempdir");
+    let data = keep.path().join("data");
+    let server = Server::builder().data_dir(&data).start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, _, other_write) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let url = |server: &Server, path: &str, key: &str| server.url(&format!("{path}&apikey={key}"));
+    let r = get(
+        &c,
+        &url(
+            &server,
+            "/feed/create.json?tag=t&name=fina&engine=5&options=%7B%22interval%22%3A10%7D",
+            &write,
+        ),
+    )
+    .await;
+    let id = r.json()["feedid"].as_i64().expect("feed id");
+
+    // One point answers the stored value; several answer success.
+    let one = get(
+        &c,
+        &url(
+            &server,
+            &format!("/feed/insert.json?id={id}&time={T0}&value=42"),
+            &write,
+        ),
+    )
+    .await;
+    assert_eq!((one.status, one.body.as_str()), (200, "42"));
+    let many = post_form(
+        &c,
+        &url(&server, &format!("/feed/post.json?id={id}"), &write),
+        &[("data", &format!("[[{},43],[{},44.5]]", T0 + 10, T0 + 20))],
+    )
+    .await;
+    assert_eq!(many.json(), json!({"success": true}));
+    let upd = get(
+        &c,
+        &url(
+            &server,
+            &format!("/feed/update.json?id={id}&time={}&value=abc", T0 + 30),
+            &write,
+        ),
+    )
+    .await;
+    // PHP's float cast of "abc".
+    assert_eq!(upd.body, "0");
+
+    // Errors, in emoncms's words.
+    let e = |path: String, key: &str| {
+        let u = url(&server, &path, key);
+        let c = c.clone();
+        async move { get(&c, &u).await }
+    };
+    assert_eq!(
+        e(
+            format!("/feed/insert.json?id={id}&data=%5B%5B1%2C2"),
+            &write
+        )
+        .await
+        .json(),
+        json!({"success": false, "message": "error decoding json"})
+    );
+    assert_eq!(
+        e(format!("/feed/insert.json?id={id}&data=%5B%5D"), &write)
+            .await
+            .json(),
+        json!({"success": false, "message": "error decoding json"})
+    );
+    assert_eq!(
+        e(format!("/feed/insert.json?id={id}"), &write).await.json(),
+        json!({"success": false, "message": "missing data parameter"})
+    );
+    assert_eq!(
+        e("/feed/insert.json?id=999&value=1".into(), &write)
+            .await
+            .json(),
+        json!({"success": false, "message": "Feed does not exist"})
+    );
+    assert_eq!(
+        e(format!("/feed/insert.json?id={id}&value=1"), &read)
+            .await
+            .status,
+        406
+    );
+    assert_eq!(
+        e(
+            format!("/feed/insert.json?id={id}&value=1&time={T0}"),
+            &other_write
+        )
+        .await
+        .status,
+        406
+    );
+
+    drop(server); // SIGKILL: the points are only in the WAL.
+    let server = Server::builder().data_dir(&data).start();
+    let d = get(
+        &c,
+        &url(
+            &server,
+            &format!(
+                "/feed/data.json?id={id}&start={T0}&end={}&interval=10",
+                T0 + 30
+            ),
+            &read,
+        ),
+    )
+    .await;
+    assert_eq!(
+        d.json(),
+        json!([
+            [T0 * 1000, 42],
+            [(T0 + 10) * 1000, 43],
+            [(T0 + 20) * 1000, 44.5],
+            [(T0 + 30) * 1000, 0]
+        ])
+    );
+    // The last value is the last single insert's, stamped with the time it was made.
+    let tv = get(
+        &c,
+        &url(&server, &format!("/feed/timevalue.json?id={id}"), &read),
+    )
+    .await
+    .json();
+    assert_eq!(tv["value"], json!(0));
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        (tv["time"].as_i64().expect("time") - now).abs() < 120,
+        "{tv}"
+    );
+}
+
+#[tokio::test]
+async fn feed_descriptions_and_lookups() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let url = |path: &str, key: &str| server.url(&format!("{path}&apikey={key}"));
+    let create =
+        "/feed/create.json?tag=house&name=power&engine=5&options=%7B%22interval%22%3A10%7D&unit=W";
+    let id = get(&c, &url(create, &write)).await.json()["feedid"]
+        .as_i64()
+        .expect("id");
+    assert_eq!(
+        get(&c, &url(create, &write)).await.json(),
+        json!({"success": false, "message": "feed already exists"})
+    );
+    assert_eq!(
+        get(
+            &c,
+            &url("/feed/create.json?tag=t&name=a%2Fb&engine=5", &write)
+        )
+        .await
+        .json(),
+        json!({"success": false, "message": "invalid characters in feed name"})
+    );
+    let r = get(&c, &url("/feed/getid.json?tag=house&name=power", &read)).await;
+    assert_eq!(
+        (r.body.as_str(), r.content_type.starts_with("text/plain")),
+        (id.to_string().as_str(), true)
+    );
+    assert_eq!(
+        get(&c, &url("/feed/getid.json?name=nosuch", &read))
+            .await
+            .body,
+        ""
+    );
+    assert_eq!(
+        get(
+            &c,
+            &url(&format!("/feed/get.json?id={id}&field=unit"), &read)
+        )
+        .await
+        .json(),
+        json!("W")
+    );
+    assert_eq!(
+        get(
+            &c,
+            &url(&format!("/feed/get.json?id={id}&field=nosuch"), &read)
+        )
+        .await
+        .json(),
+        json!(false)
+    );
+    let a = get(&c, &url(&format!("/feed/aget.json?id={id}"), &read))
+        .await
+        .json();
+    assert_eq!(
+        (a["id"].clone(), a["engine"].clone(), a["time"].clone()),
+        (json!(id.to_string()), json!("5"), json!(null))
+    );
+    let l = get(&c, &url("/feed/listwithmeta.json?x=1", &read))
+        .await
+        .json();
+    assert_eq!(l[0]["interval"], json!(10));
+    assert_eq!(l[0]["npoints"], json!(0));
+    // Public feeds of a user, readable with no key at all.
+    assert_eq!(
+        get(&c, &server.url("/feed/list.json?userid=1"))
+            .await
+            .json(),
+        json!([])
+    );
+    let _ = get(
+        &c,
+        &url(
+            &format!("/feed/set.json?id={id}&fields=%7B%22public%22%3A1%7D"),
+            &write,
+        ),
+    )
+    .await;
+    let public = get(&c, &server.url("/feed/list.json?userid=1"))
+        .await
+        .json();
+    assert_eq!(public[0]["public"], json!("1"));
+}
+
+#[tokio::test]
+async fn inputs_can_be_described_deleted_and_creation_switched_off() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let url = |path: &str, key: &str| server.url(&format!("{path}&apikey={key}"));
+    let post = |node: &str| {
+        url(
+            &format!("/input/post?node={node}&json=%7Ba%3A1%2Cb%3A2%7D"),
+            &write,
+        )
+    };
+    assert_eq!(get(&c, &post("n1")).await.body, "ok");
+    let list = get(&c, &url("/input/list.json?x=1", &read)).await.json();
+    let id = |name: &str| {
+        list.as_array()
+            .expect("list")
+            .iter()
+            .find(|i| i["name"] == name)
+            .and_then(|i| i["id"].as_str())
+            .expect("input")
+            .to_string()
+    };
+    let (a, b) = (id("a"), id("b"));
+    let r = get(
+        &c,
+        &url(
+            &format!(
+                "/input/set.json?inputid={a}&fields=%7B%22description%22%3A%22my%20desc%22%7D"
+            ),
+            &write,
+        ),
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        json!({"success": true, "message": "Field updated", "inputid": a.parse::<i64>().expect("id"), "fields": {"description": "my desc"}})
+    );
+    assert_eq!(
+        get(
+            &c,
+            &url(
+                &format!("/input/set.json?inputid={a}&fields=%7B%22name%22%3A%22x.y%22%7D"),
+                &write
+            )
+        )
+        .await
+        .json(),
+        json!({"success": false, "message": "invalid characters in input name"})
+    );
+    // A read key changes nothing.
+    assert_eq!(
+        get(&c, &url(&format!("/input/delete.json?inputid={b}"), &read))
+            .await
+            .json(),
+        json!(false)
+    );
+    let r = get(&c, &url(&format!("/input/delete.json?inputid={b}"), &write)).await;
+    assert_eq!(r.json()["message"], "Input deleted");
+    assert_eq!(
+        get(&c, &url(&format!("/input/delete.json?inputid={b}"), &write))
+            .await
+            .json(),
+        json!(false)
+    );
+    let list = get(&c, &url("/input/list.json?x=1", &read)).await.json();
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert_eq!(list[0]["description"], "my desc");
+
+    // Creation off: a new node is not created; existing inputs still update.
+    let r = get(&c, &url("/input/disable.json?x=1", &write))
+        .await
+        .json();
+    assert_eq!(r["message"], "Input creation disabled");
+    assert_eq!(
+        get(&c, &url("/input/isdisabled.json?x=1", &write))
+            .await
+            .json(),
+        json!(true)
+    );
+    assert_eq!(get(&c, &post("n2")).await.body, "ok");
+    let list = get(&c, &url("/input/list.json?x=1", &read)).await.json();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let _ = get(&c, &url("/input/enable.json?x=1", &write)).await;
+    assert_eq!(get(&c, &post("n2")).await.body, "ok");
+    // clean removes every input with no process list.
+    let r = get(&c, &url("/input/clean.json?x=1", &write)).await;
+    assert_eq!(r.body, "Deleted 3 inputs");
+    let list = get(&c, &url("/input/list.json?x=1", &read)).await.json();
+    assert_eq!(list, json!([]));
+}

@@ -1,0 +1,275 @@
+//! Input management (write access): `input/set`, `set-descriptions`, `delete`, `clean`,
+//! `enable`, `disable`, `isdisabled` and `process/reset`. Every change reloads the user on its
+//! shard worker, so the next post sees it.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+use ynni_core::catalog::InputRow;
+
+use super::Call;
+use crate::reply;
+
+/// The caller's id when they have write access.
+fn writer(call: &Call<'_>) -> Option<i64> {
+    call.caller.filter(|c| c.write).map(|c| c.user.id)
+}
+
+async fn inputs(call: &Call<'_>, userid: i64) -> Result<Vec<InputRow>, Response> {
+    call.state
+        .catalog
+        .inputs_for_user(userid)
+        .await
+        .map_err(|e| reply::internal(&e))
+}
+
+async fn reload(call: &Call<'_>, userid: i64) {
+    if let Err(e) = call.state.router.reload_user(userid).await {
+        tracing::error!(error = %e, "could not reload the user's inputs");
+    }
+}
+
+/// Letters, digits, `_`, `-` and white space: what emoncms accepts in a new input name.
+fn name_char(c: char) -> bool {
+    c.is_alphanumeric() || c.is_whitespace() || matches!(c, '_' | '-')
+}
+
+/// Descriptions may also hold a period.
+fn description_char(c: char) -> bool {
+    name_char(c) || c == '.'
+}
+
+fn text_field(fields: &Map<String, Value>, key: &str) -> Option<String> {
+    fields.get(key).map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+/// `input/set?inputid=&fields={"name":…,"description":…}`.
+pub async fn set(call: &Call<'_>) -> Response {
+    let Some(userid) = writer(call) else {
+        return reply::json_false();
+    };
+    let id = call
+        .params
+        .get("inputid")
+        .and_then(|i| i.trim().parse::<i64>().ok());
+    let rows = match inputs(call, userid).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some(row) = id.and_then(|id| rows.into_iter().find(|r| r.id == id)) else {
+        return reply::fail("Input does not exist");
+    };
+    let fields = call
+        .params
+        .get("fields")
+        .and_then(|f| serde_json::from_str::<Value>(f).ok())
+        .and_then(|v| v.as_object().cloned())
+        .filter(|f| {
+            !f.is_empty()
+                && f.keys()
+                    .all(|k| k.as_str() == "name" || k.as_str() == "description")
+        });
+    let Some(fields) = fields else {
+        return reply::fail("Field could not be updated");
+    };
+    let name = text_field(&fields, "name");
+    if name.as_deref().is_some_and(|n| !n.chars().all(name_char)) {
+        return reply::fail("invalid characters in input name");
+    }
+    let description = text_field(&fields, "description");
+    if description
+        .as_deref()
+        .is_some_and(|d| !d.chars().all(description_char))
+    {
+        return reply::fail("invalid characters in input description");
+    }
+    match call
+        .state
+        .catalog
+        .set_input_fields(row.id, name.as_deref(), description.as_deref())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return reply::fail("Field could not be updated"),
+        Err(e) => return reply::internal(&e),
+    }
+    if name.is_some() {
+        reload(call, userid).await;
+    }
+    reply::json(json!({
+        "success": true,
+        "message": "Field updated",
+        "inputid": row.id,
+        "fields": Value::Object(fields),
+    }))
+}
+
+/// `input/set-descriptions` with POST `inputs=[{"id":1,"description":"…"},…]`.
+pub async fn set_descriptions(call: &Call<'_>) -> Response {
+    let Some(userid) = writer(call) else {
+        return reply::json_false();
+    };
+    let Some(items) = call
+        .params
+        .post_or_get("inputs")
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        .and_then(|v| v.as_array().cloned())
+    else {
+        return reply::fail("Invalid inputs parameter");
+    };
+    let rows = match inputs(call, userid).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let mut results = Map::new();
+    let mut any = false;
+    for item in &items {
+        let id = item.get("id").and_then(|i| {
+            i.as_i64()
+                .or_else(|| i.as_str().and_then(|s| s.trim().parse().ok()))
+        });
+        let key = id.map_or_else(
+            || item.get("id").map_or("".into(), |v| v.to_string()),
+            |i| i.to_string(),
+        );
+        let outcome = match id {
+            None => (false, "Invalid input id"),
+            Some(id) if !rows.iter().any(|r| r.id == id) => (false, "Access denied"),
+            Some(id) => {
+                let d = item
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if !d.chars().all(description_char) {
+                    (false, "Invalid characters in description")
+                } else {
+                    match call.state.catalog.set_input_fields(id, None, Some(d)).await {
+                        Ok(true) => (true, "Description updated"),
+                        Ok(false) => (false, "Update failed"),
+                        Err(e) => return reply::internal(&e),
+                    }
+                }
+            }
+        };
+        any |= outcome.0;
+        results.insert(key, json!({"success": outcome.0, "message": outcome.1}));
+    }
+    reply::json(json!({"success": any, "results": Value::Object(results)}))
+}
+
+/// `input/delete?inputid=N` or `?inputids=[N,…]`.
+pub async fn delete(call: &Call<'_>) -> Response {
+    let Some(userid) = writer(call) else {
+        return reply::json_false();
+    };
+    let p = call.params;
+    let rows = match inputs(call, userid).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if let Some(list) = p.get_or_post("inputids") {
+        let ids: Vec<i64> = serde_json::from_str::<Vec<Value>>(list)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| {
+                v.as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            })
+            .filter(|id| rows.iter().any(|r| r.id == *id))
+            .collect();
+        if let Err(e) = call.state.catalog.delete_inputs(userid, &ids).await {
+            return reply::internal(&e);
+        }
+        reload(call, userid).await;
+        return reply::json(
+            json!({"success": true, "message": "Inputs deleted", "userid": userid, "inputids": ids}),
+        );
+    }
+    let id = p
+        .get_or_post("inputid")
+        .and_then(|i| i.trim().parse::<i64>().ok());
+    let Some(id) = id.filter(|id| rows.iter().any(|r| r.id == *id)) else {
+        return reply::json_false();
+    };
+    if let Err(e) = call.state.catalog.delete_inputs(userid, &[id]).await {
+        return reply::internal(&e);
+    }
+    reload(call, userid).await;
+    reply::json(
+        json!({"success": true, "message": "Input deleted", "userid": userid, "inputid": id}),
+    )
+}
+
+/// `input/clean`: deletes the inputs with no process list; answers in text.
+pub async fn clean(call: &Call<'_>) -> Response {
+    let Some(userid) = writer(call) else {
+        return reply::json_false();
+    };
+    match call.state.catalog.delete_unprocessed_inputs(userid).await {
+        Ok(n) => {
+            reload(call, userid).await;
+            reply::text(StatusCode::OK, format!("Deleted {n} inputs"))
+        }
+        Err(e) => reply::internal(&e),
+    }
+}
+
+/// `input/enable` and `input/disable`: automatic creation of new inputs on or off.
+pub async fn creation(call: &Call<'_>, disabled: bool) -> Response {
+    let Some(userid) = writer(call) else {
+        return reply::json_false();
+    };
+    let now = chrono::Utc::now().timestamp();
+    if let Err(e) = call
+        .state
+        .catalog
+        .set_input_creation_disabled(userid, disabled, now)
+        .await
+    {
+        return reply::internal(&e);
+    }
+    reload(call, userid).await;
+    let message = if disabled {
+        "Input creation disabled"
+    } else {
+        "Input creation enabled"
+    };
+    reply::json(json!({"success": true, "userid": userid, "message": message}))
+}
+
+/// `input/isdisabled`: whether automatic input creation is off.
+pub async fn isdisabled(call: &Call<'_>) -> Response {
+    let Some(userid) = writer(call) else {
+        return reply::json_false();
+    };
+    match call.state.catalog.input_creation_disabled(userid).await {
+        Ok(d) => reply::json(Value::Bool(d)),
+        Err(e) => reply::internal(&e),
+    }
+}
+
+/// `input/process/reset`: an empty list. (emoncms's own reset fails with a PHP error.)
+pub async fn process_reset(call: &Call<'_>) -> Response {
+    let Some(userid) = writer(call) else {
+        return reply::json_false();
+    };
+    let id = call
+        .params
+        .get("inputid")
+        .and_then(|i| i.trim().parse::<i64>().ok());
+    let rows = match inputs(call, userid).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some(row) = id.and_then(|id| rows.into_iter().find(|r| r.id == id)) else {
+        return reply::json_false();
+    };
+    if let Err(e) = call.state.catalog.set_input_process_list(row.id, "").await {
+        return reply::internal(&e);
+    }
+    reload(call, userid).await;
+    reply::json(json!({"success": true, "message": "Input processlist reset"}))
+}
