@@ -319,3 +319,101 @@ async fn inputs_can_be_described_deleted_and_creation_switched_off() {
     let list = get(&c, &url("/input/list.json?x=1", &read)).await.json();
     assert_eq!(list, json!([]));
 }
+
+#[tokio::test]
+async fn upload_export_trim_set_multiple_and_myip() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let url = |path: &str, key: &str| server.url(&format!("{path}&apikey={key}"));
+    let create = "/feed/create.json?tag=t&name=up&engine=5&options=%7B%22interval%22%3A10%7D";
+    let id = get(&c, &url(create, &write)).await.json()["feedid"]
+        .as_i64()
+        .expect("id");
+
+    // Raw float32 slots; NaN is a gap.
+    let body: Vec<u8> = [1.0f32, f32::NAN, 3.5]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let up = |q: String| {
+        let req = c.post(url(&q, &write)).body(body.clone());
+        async move { send(req).await }
+    };
+    let bad = up(format!(
+        "/feed/upload.json?id={id}&start={T0}&interval=60&npoints=3"
+    ))
+    .await;
+    assert_eq!(bad.json(), json!(false), "the interval must be the feed's");
+    let ok = up(format!(
+        "/feed/upload.json?id={id}&start={T0}&interval=10&npoints=3"
+    ))
+    .await;
+    assert_eq!(ok.json(), json!(true));
+    let data = |server: &Server| {
+        server.url(&format!(
+            "/feed/data.json?id={id}&start={T0}&end={}&interval=10&apikey={read}",
+            T0 + 20
+        ))
+    };
+    assert_eq!(
+        get(&c, &data(&server)).await.json(),
+        json!([
+            [T0 * 1000, 1],
+            [(T0 + 10) * 1000, null],
+            [(T0 + 20) * 1000, 3.5]
+        ])
+    );
+
+    // export: the .dat bytes from an offset (emoncms steps back one slot to resend the last).
+    let r = c
+        .get(url(&format!("/feed/export.json?id={id}&start=0"), &read))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(
+        r.headers()[reqwest::header::CONTENT_TYPE],
+        "application/octet-stream"
+    );
+    let bytes = r.bytes().await.expect("bytes");
+    assert_eq!(&bytes[..], &body[..]);
+
+    // trim keeps the data from start_time on.
+    let r = get(
+        &c,
+        &url(
+            &format!("/feed/trim.json?id={id}&start_time={}", T0 + 10),
+            &write,
+        ),
+    )
+    .await;
+    assert_eq!(r.json()["success"], json!(true), "{}", r.body);
+    let meta = get(&c, &url(&format!("/feed/getmeta.json?id={id}"), &read))
+        .await
+        .json();
+    assert_eq!(meta["start_time"], json!(T0 + 10));
+
+    // set-multiple: each feed's own answer.
+    let r = post_form(
+        &c,
+        &url("/feed/set-multiple.json?x=1", &write),
+        &[(
+            "feeds",
+            &format!(r#"[{{"id":{id},"name":"renamed"}},{{"id":999,"name":"x"}}]"#),
+        )],
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        json!({"success": true, "results": {
+            id.to_string(): {"success": true, "message": "Field updated"},
+            "999": {"success": false, "message": "Feed does not exist"}
+        }})
+    );
+
+    // emonhub's status ping.
+    let r = get(&c, &url("/myip/set.json?x=1", &write)).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    let r = get(&c, &url("/myip/get.json?x=1", &read)).await.json();
+    assert_eq!(r["ip"], "127.0.0.1");
+}

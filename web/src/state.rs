@@ -19,6 +19,8 @@ pub struct AppState {
     pub router: Arc<ynni_ingest::shard::Router>,
     /// Reported by `/version`.
     pub version: &'static str,
+    /// `myip/set`: each user's last reporting address and when (emonhub's status ping).
+    pub myip: Arc<std::sync::Mutex<std::collections::HashMap<i64, (std::net::IpAddr, i64)>>>,
     /// Password hashing runs on blocking threads; this bounds how many at once (argon2 takes
     /// ~19 MiB and tens of milliseconds each), so a flood of logins queues instead of
     /// exhausting memory.
@@ -38,6 +40,7 @@ impl AppState {
             limiter: Arc::new(RateLimiter::default()),
             router,
             version,
+            myip: Arc::default(),
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),

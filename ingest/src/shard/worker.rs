@@ -50,6 +50,16 @@ pub enum FeedOp {
     Clear {
         id: u32,
     },
+    /// Drops the feed's data before `start_time` (after a flush and checkpoint).
+    Trim {
+        id: u32,
+        start_time: i64,
+    },
+    /// The feed's data file from a byte offset.
+    Export {
+        id: u32,
+        offset: u64,
+    },
     /// Points from `feed/insert`: logged durably, then written; answered once durable.
     Insert {
         userid: i64,
@@ -74,6 +84,9 @@ pub enum FeedAnswer {
     Last(Option<(i64, Value)>),
     Value(Option<f64>),
     Meta(FeedMeta),
+    /// Bytes written by a trim, or emoncms's message when it was refused.
+    Trimmed(Result<u64, String>),
+    Bytes(Vec<u8>),
     Done,
 }
 
@@ -269,6 +282,10 @@ impl Worker {
                 FeedAnswer::Data(self.virtual_data(userid, &list, &req)?)
             }
             FeedOp::Insert { userid, write } => self.insert(userid, write)?,
+            FeedOp::Trim { id, start_time } => {
+                FeedAnswer::Trimmed(self.store.trim(id, start_time, &self.core.state.encode())?)
+            }
+            FeedOp::Export { id, offset } => FeedAnswer::Bytes(self.store.export(id, offset)?),
             FeedOp::Meta { id } => FeedAnswer::Meta(match self.store.feed(id)? {
                 Feed::Fixed(f) => FeedMeta::Fixed(f.meta()),
                 Feed::Variable(f) => FeedMeta::Variable(f.meta()),

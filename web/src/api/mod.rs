@@ -87,6 +87,7 @@ pub async fn dispatch(
         "process" => process::handle(&call),
         "input" => input::handle(&call).await,
         "feed" => feed::handle(&call).await,
+        "myip" => system::myip(&call),
         "" => reply::not_implemented("the web interface (use the HTTP API)"),
         _ => reply::route_not_found(route.format == Format::Json),
     }

@@ -34,3 +34,25 @@ pub fn describe() -> Response {
     );
     r
 }
+
+/// `myip/set`: emonhub's `sendstatus` ping. Remembers the caller's address for the account
+/// (`myip/get` reads it back); emonhub ignores the body.
+pub fn myip(call: &Call<'_>) -> Response {
+    let Some(caller) = call.caller else {
+        return reply::json_false();
+    };
+    let mut seen = call.state.myip.lock().unwrap_or_else(|p| p.into_inner());
+    match call.route.action.as_str() {
+        "set" => {
+            seen.insert(caller.user.id, (call.peer, chrono::Utc::now().timestamp()));
+            reply::text(StatusCode::OK, "ok")
+        }
+        "get" => match seen.get(&caller.user.id) {
+            Some((ip, time)) => {
+                reply::json(serde_json::json!({"ip": ip.to_string(), "time": time}))
+            }
+            None => reply::json_false(),
+        },
+        _ => reply::route_not_found(true),
+    }
+}

@@ -34,6 +34,7 @@ use crate::reply;
 mod data;
 mod describe;
 mod insert;
+mod transfer;
 
 pub async fn handle(call: &Call<'_>) -> Response {
     match call.route.action.as_str() {
@@ -67,6 +68,10 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "clear" => clear(call).await,
         "insert" | "post" | "update" => insert::insert(call).await,
         "getfeedsize" => getfeedsize(call).await,
+        "set-multiple" => set_multiple(call).await,
+        "trim" => transfer::trim(call).await,
+        "export" => transfer::export(call).await,
+        "upload" => transfer::upload(call).await,
         "updatesize" => updatesize(call).await,
         "buffersize" => buffersize(call),
         "process" => match call.route.subaction.as_str() {
@@ -446,36 +451,106 @@ async fn set(call: &Call<'_>) -> Response {
         .params
         .get("fields")
         .and_then(|f| serde_json::from_str::<Value>(f).ok())
-        .and_then(|v| v.as_object().cloned());
-    let Some(fields) = fields.filter(|f| !f.is_empty()) else {
-        return reply::fail("Field could not be updated");
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    match update_fields(call, &row, &fields).await {
+        Ok(Ok(())) => reply::json(
+            json!({"success": true, "message": "Field updated", "feedid": row.id, "fields": Value::Object(fields)}),
+        ),
+        Ok(Err(message)) => reply::fail(message),
+        Err(r) => r,
+    }
+}
+
+/// `feed/set-multiple` with POST `feeds=[{"id":1,"name":…},…]`: `feed/set` for each.
+async fn set_multiple(call: &Call<'_>) -> Response {
+    let Some(caller) = call.caller.filter(|c| c.write) else {
+        return reply::route_not_found(true);
     };
-    if fields
-        .keys()
-        .any(|k| !["name", "tag", "public", "unit"].contains(&k.as_str()))
+    let Some(items) = call
+        .params
+        .post_or_get("feeds")
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+        .and_then(|v| v.as_array().cloned())
+    else {
+        return reply::fail("Invalid feeds parameter");
+    };
+    let mut results = serde_json::Map::new();
+    let mut any = false;
+    for item in &items {
+        let Some(mut fields) = item.as_object().cloned() else {
+            continue;
+        };
+        let id = fields.remove("id").and_then(|i| {
+            i.as_i64()
+                .or_else(|| i.as_str().and_then(|s| s.trim().parse().ok()))
+        });
+        let row = match id {
+            Some(id) => match call.state.catalog.feed_by_id(id).await {
+                Ok(r) => r.filter(|r| r.userid == caller.user.id),
+                Err(e) => return reply::internal(&e),
+            },
+            None => None,
+        };
+        let key = id.map_or_else(String::new, |i| i.to_string());
+        let Some(row) = row else {
+            results.insert(
+                key,
+                json!({"success": false, "message": "Feed does not exist"}),
+            );
+            continue;
+        };
+        let outcome = match update_fields(call, &row, &fields).await {
+            Ok(Ok(())) => json!({"success": true, "message": "Field updated"}),
+            Ok(Err(message)) => json!({"success": false, "message": message}),
+            Err(r) => return r,
+        };
+        any |= outcome["success"] == true;
+        results.insert(key, outcome);
+    }
+    reply::json(json!({"success": any, "results": Value::Object(results)}))
+}
+
+/// Applies `fields` (name, tag, public, unit) to a feed; the inner error is emoncms's message.
+async fn update_fields(
+    call: &Call<'_>,
+    row: &FeedRow,
+    fields: &serde_json::Map<String, Value>,
+) -> Result<Result<(), &'static str>, Response> {
+    if fields.is_empty()
+        || fields
+            .keys()
+            .any(|k| !["name", "tag", "public", "unit"].contains(&k.as_str()))
     {
-        return reply::fail("Field could not be updated");
+        return Ok(Err("Field could not be updated"));
     }
     let text = |k: &str| {
         fields
             .get(k)
-            .map(|v| clean(v.as_str().unwrap_or(&v.to_string())))
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
     };
+    let name = text("name").map(|n| clean(n.trim()));
+    let tag = text("tag");
+    if tag.as_deref().is_some_and(|t| !t.chars().all(create_char)) {
+        return Ok(Err("invalid characters in feed tag"));
+    }
+    let unit = text("unit");
+    if let Some(u) = &unit {
+        if u.chars()
+            .any(|c| matches!(c, '<' | '>' | '&' | '"' | '\'') || c.is_control())
+        {
+            return Ok(Err("invalid characters in feed unit"));
+        }
+        if u.chars().count() > 10 {
+            return Ok(Err("feed unit too long"));
+        }
+    }
     let public = fields.get("public").map(|v| match v {
         Value::Bool(b) => *b,
         Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
         Value::String(s) => s != "0" && !s.is_empty(),
         _ => false,
     });
-    let unit = fields.get("unit").map(|v| {
-        v.as_str()
-            .unwrap_or_default()
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(10)
-            .collect::<String>()
-    });
-    let (name, tag) = (text("name"), text("tag"));
     match call
         .state
         .catalog
@@ -488,11 +563,9 @@ async fn set(call: &Call<'_>) -> Response {
         )
         .await
     {
-        Ok(true) => reply::json(
-            json!({"success": true, "message": "Field updated", "feedid": row.id, "fields": Value::Object(fields)}),
-        ),
-        Ok(false) => reply::fail("fields tag:name must be unique"),
-        Err(e) => reply::internal(&e),
+        Ok(true) => Ok(Ok(())),
+        Ok(false) => Ok(Err("fields tag:name must be unique")),
+        Err(e) => Err(reply::internal(&e)),
     }
 }
 
