@@ -55,6 +55,19 @@ impl CatalogError {
 #[derive(Clone, Debug)]
 pub struct Catalog {
     pool: SqlitePool,
+    /// Apikey → account, so a post does not cost a database query. Emptied by every change to
+    /// an account made through this handle (this process is the only one that changes
+    /// accounts; `ynni user add` in another process only adds them), so a regenerated key stops
+    /// working at once.
+    keys: std::sync::Arc<std::sync::RwLock<KeyCache>>,
+}
+
+/// Remembered apikeys. `generation` counts account changes: a lookup that started before a
+/// change must not store what it read.
+#[derive(Debug, Default)]
+pub(crate) struct KeyCache {
+    pub generation: u64,
+    pub map: std::collections::HashMap<String, (User, KeyKind)>,
 }
 
 impl Catalog {
@@ -75,7 +88,10 @@ impl Catalog {
             .connect_with(options)
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            keys: Default::default(),
+        })
     }
 
     /// Waits for in-flight statements and closes every connection.

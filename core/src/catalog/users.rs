@@ -70,6 +70,22 @@ pub struct ProfileUpdate {
     pub startingpage: String,
 }
 
+/// More distinct keys than this empties the cache: a bound on memory far above one server's
+/// users.
+const KEY_CACHE_LIMIT: usize = 100_000;
+
+/// Forgets every remembered apikey when dropped, i.e. after the change to an account it guards
+/// (successful or not), so no lookup can keep what was true before it.
+struct ForgetKeys<'a>(&'a Catalog);
+
+impl Drop for ForgetKeys<'_> {
+    fn drop(&mut self) {
+        let mut cache = self.0.keys.write().unwrap_or_else(|p| p.into_inner());
+        cache.generation += 1;
+        cache.map.clear();
+    }
+}
+
 const USER_COLUMNS: &str = "id, username, email, password, salt, apikey_write, apikey_read, \
      admin, uuid, timezone, language, gravatar, name, location, bio, tags, startingpage, \
      created, lastlogin";
@@ -163,20 +179,38 @@ impl Catalog {
     /// regenerated key stops working at once.
     pub async fn user_by_apikey(&self, key: &str) -> Result<Option<(User, KeyKind)>, CatalogError> {
         let key = key.to_ascii_lowercase();
+        let generation = {
+            let cache = self.keys.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(hit) = cache.map.get(&key) {
+                return Ok(Some(hit.clone()));
+            }
+            cache.generation
+        };
         let sql =
             format!("SELECT {USER_COLUMNS} FROM users WHERE apikey_write = ?1 OR apikey_read = ?1");
         let user: Option<User> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&key)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(user.map(|u| {
+        let found = user.map(|u| {
             let kind = if u.apikey_write == key {
                 KeyKind::Write
             } else {
                 KeyKind::Read
             };
             (u, kind)
-        }))
+        });
+        // Only real keys are remembered, so unknown keys cannot grow the cache.
+        if let Some(hit) = &found {
+            let mut cache = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            if cache.generation == generation {
+                if cache.map.len() >= KEY_CACHE_LIMIT {
+                    cache.map.clear();
+                }
+                cache.map.insert(key, hit.clone());
+            }
+        }
+        Ok(found)
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>, CatalogError> {
@@ -196,6 +230,7 @@ impl Catalog {
     /// Replaces one of the user's apikeys with a new random one and returns it; the old key
     /// no longer matches from the moment this returns.
     pub async fn regenerate_apikey(&self, id: i64, kind: KeyKind) -> Result<String, CatalogError> {
+        let _forget = ForgetKeys(self);
         let sql = match kind {
             KeyKind::Read => "UPDATE users SET apikey_read = ? WHERE id = ?",
             KeyKind::Write => "UPDATE users SET apikey_write = ? WHERE id = ?",
@@ -211,6 +246,7 @@ impl Catalog {
 
     /// Stores a new (argon2) password hash and drops any legacy salt.
     pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<(), CatalogError> {
+        let _forget = ForgetKeys(self);
         sqlx::query("UPDATE users SET password = ?, salt = NULL WHERE id = ?")
             .bind(hash)
             .bind(id)
@@ -220,6 +256,7 @@ impl Catalog {
     }
 
     pub async fn record_login(&self, id: i64) -> Result<(), CatalogError> {
+        let _forget = ForgetKeys(self);
         sqlx::query("UPDATE users SET lastlogin = ? WHERE id = ?")
             .bind(now_secs())
             .bind(id)
@@ -229,6 +266,7 @@ impl Catalog {
     }
 
     pub async fn update_profile(&self, id: i64, p: &ProfileUpdate) -> Result<(), CatalogError> {
+        let _forget = ForgetKeys(self);
         sqlx::query(
             "UPDATE users SET gravatar = ?, name = ?, location = ?, timezone = ?, language = ?, \
              bio = ?, tags = ?, startingpage = ? WHERE id = ?",
@@ -249,6 +287,7 @@ impl Catalog {
 
     /// Renames an account; `Ok(false)` when the name is taken.
     pub async fn set_username(&self, id: i64, username: &str) -> Result<bool, CatalogError> {
+        let _forget = ForgetKeys(self);
         match sqlx::query("UPDATE users SET username = ? WHERE id = ?")
             .bind(username)
             .bind(id)
@@ -262,6 +301,7 @@ impl Catalog {
     }
 
     pub async fn set_email(&self, id: i64, email: &str) -> Result<(), CatalogError> {
+        let _forget = ForgetKeys(self);
         sqlx::query("UPDATE users SET email = ? WHERE id = ?")
             .bind(email)
             .bind(id)
