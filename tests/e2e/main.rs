@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `ynni` binary, started on free ports with a temporary data
 //! directory, driven by real clients.
 
+mod bad_input;
 mod compat;
 mod feed_writes;
 mod feeds;
