@@ -202,6 +202,13 @@ async fn feed_descriptions_and_lookups() {
         (a["id"].clone(), a["engine"].clone(), a["time"].clone()),
         (json!(id.to_string()), json!("5"), json!(null))
     );
+    // Node-RED's "emoncms in" node hangs the query off the path with no `?`.
+    let nr = get(
+        &c,
+        &server.url(&format!("/feed/aget.json&apikey={read}&id={id}")),
+    )
+    .await;
+    assert_eq!(nr.json()["name"], "power", "{}", nr.body);
     let l = get(&c, &url("/feed/listwithmeta.json?x=1", &read))
         .await
         .json();

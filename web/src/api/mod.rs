@@ -53,11 +53,12 @@ pub async fn dispatch(
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
+    let (uri_path, query) = split_query_in_path(parts.uri.path(), parts.uri.query());
     let params = match content_type.and_then(|ct| multer::parse_boundary(ct).ok()) {
-        Some(boundary) => Params::parse_multipart(parts.uri.query(), &boundary, body.clone()).await,
-        None => Params::parse(parts.uri.query(), content_type, &body),
+        Some(boundary) => Params::parse_multipart(query.as_deref(), &boundary, body.clone()).await,
+        None => Params::parse(query.as_deref(), content_type, &body),
     };
-    let path = params.get("q").unwrap_or(parts.uri.path()).to_string();
+    let path = params.get("q").unwrap_or(uri_path).to_string();
     let route = match route::parse(&path) {
         Ok(r) => r,
         // The input controller answers JSON whatever the suffix, as emoncms's does.
@@ -90,6 +91,22 @@ pub async fn dispatch(
         "myip" => system::myip(&call),
         "" => reply::not_implemented("the web interface (use the HTTP API)"),
         _ => reply::route_not_found(route.format == Format::Json),
+    }
+}
+
+/// Node-RED's "emoncms in" node asks for `feed/aget.json&apikey=…&id=…`, with no `?`; emoncms
+/// copes because Apache appends the path to `q=`. Here the first `&` of the path starts the
+/// query (before any real query string).
+fn split_query_in_path<'a>(path: &'a str, query: Option<&str>) -> (&'a str, Option<String>) {
+    match path.split_once('&') {
+        Some((path, extra)) => {
+            let query = match query {
+                Some(q) if !q.is_empty() => format!("{extra}&{q}"),
+                _ => extra.to_string(),
+            };
+            (path, Some(query))
+        }
+        None => (path, query.map(str::to_string)),
     }
 }
 
@@ -126,4 +143,25 @@ fn preflight() -> Response {
         HeaderValue::from_static("GET"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_query_in_path;
+
+    #[test]
+    fn a_query_hanging_off_the_path() {
+        assert_eq!(
+            split_query_in_path("/feed/aget.json&apikey=k&id=1", None),
+            ("/feed/aget.json", Some("apikey=k&id=1".to_string()))
+        );
+        assert_eq!(
+            split_query_in_path("/feed/aget.json&id=1", Some("apikey=k")),
+            ("/feed/aget.json", Some("id=1&apikey=k".to_string()))
+        );
+        assert_eq!(
+            split_query_in_path("/feed/list.json", Some("apikey=k")),
+            ("/feed/list.json", Some("apikey=k".to_string()))
+        );
+    }
 }
