@@ -9,7 +9,7 @@ use tokio::sync::mpsc::Receiver;
 use ynni_broker::{Authenticate, Inbound};
 use ynni_core::Catalog;
 use ynni_ingest::decode::decode_mqtt;
-use ynni_ingest::shard::{Router, Submission};
+use ynni_ingest::shard::{Output, Router, Submission};
 
 /// Username = ynni username, password = the account's write apikey.
 fn authenticator(catalog: Catalog) -> Authenticate {
@@ -48,9 +48,10 @@ pub async fn start(
     Ok(running.addr)
 }
 
-/// `publish_to_mqtt`: the raw value on the user's topic, as emoncms publishes it.
+/// `publish_to_mqtt`: the raw value on the user's topic, as emoncms publishes it; each feed
+/// update: `ynni/feed/<id>` = `{"time":…,"value":…}`, retained, for Home Assistant and Node-RED.
 async fn publish_outputs(
-    mut outputs: tokio::sync::broadcast::Receiver<ynni_ingest::shard::Output>,
+    mut outputs: tokio::sync::broadcast::Receiver<Output>,
     mut publisher: ynni_broker::Publisher,
     catalog: Catalog,
 ) {
@@ -67,20 +68,38 @@ async fn publish_outputs(
             }
             Err(_) => break,
         };
-        let name = match names.get(&out.userid) {
+        let userid = match &out {
+            Output::Published { userid, .. } | Output::Feed { userid, .. } => *userid,
+        };
+        let name = match names.get(&userid) {
             Some(n) => n.clone(),
-            None => match catalog.user_by_id(out.userid).await {
+            None => match catalog.user_by_id(userid).await {
                 Ok(Some(u)) => {
-                    names.insert(out.userid, u.username.clone());
+                    names.insert(userid, u.username.clone());
                     u.username
                 }
                 _ => continue,
             },
         };
-        let payload = out
-            .value
-            .map_or_else(|| "null".to_string(), |v| v.to_string());
-        if let Err(e) = publisher.publish(&name, &out.topic, payload.into_bytes()) {
+        let sent = match out {
+            Output::Published { topic, value, .. } => {
+                let payload = value.map_or_else(|| "null".to_string(), |v| v.to_string());
+                publisher.publish(&name, &topic, payload.into_bytes())
+            }
+            Output::Feed {
+                feed, time, value, ..
+            } => {
+                let payload = serde_json::json!({"time": time, "value": php_number(value)});
+                publisher
+                    .publish_retained(
+                        &name,
+                        &format!("ynni/feed/{feed}"),
+                        payload.to_string().into_bytes(),
+                    )
+                    .await
+            }
+        };
+        if let Err(e) = sent {
             tracing::warn!(error = %e, "MQTT output not published");
         }
     }
@@ -112,5 +131,14 @@ async fn feed(mut inbound: Receiver<Inbound>, base: String, catalog: Catalog, ro
         if let Err(e) = router.submit(submission).await {
             tracing::warn!(error = %e, user = %msg.username, "MQTT message not stored");
         }
+    }
+}
+
+/// A value as emoncms's JSON has it: whole numbers without `.0`, missing as `null`.
+fn php_number(v: Option<f64>) -> serde_json::Value {
+    match v {
+        Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => serde_json::Value::from(x as i64),
+        Some(x) => serde_json::json!(x),
+        None => serde_json::Value::Null,
     }
 }

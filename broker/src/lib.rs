@@ -68,6 +68,26 @@ impl Publisher {
             .map(|_| ())
             .map_err(|e| BrokerError::Link(e.to_string()))
     }
+
+    /// Publishes a retained message in `username`'s namespace: a subscriber that comes later
+    /// gets the latest one at once (feed values, Home Assistant discovery).
+    pub async fn publish_retained(
+        &mut self,
+        username: &str,
+        topic: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), BrokerError> {
+        let publish = rumqttd::protocol::Publish::new(
+            bytes::Bytes::from(format!("u/{username}/{topic}")),
+            bytes::Bytes::from(payload),
+            true,
+        );
+        self.link
+            .send(rumqttd::protocol::Packet::Publish(publish, None))
+            .await
+            .map(|_| ())
+            .map_err(|e| BrokerError::Link(e.to_string()))
+    }
 }
 
 /// What [`start`] gives back.

@@ -90,7 +90,7 @@ async fn publish_to_mqtt_reaches_the_outputs() {
         .expect("received");
     assert_eq!(
         out,
-        Output {
+        Output::Published {
             userid,
             topic: "house/power".into(),
             value: Some(10.0)

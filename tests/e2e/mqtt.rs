@@ -264,3 +264,73 @@ async fn mosquitto_clients_publish_with_every_protocol_and_qos() {
             .all(|i| i["value"] == json!(42))
     );
 }
+
+#[tokio::test]
+async fn feed_updates_are_retained_on_the_owners_topics() {
+    let server = Server::start();
+    let (_, _, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bobby", "secret1").await;
+    let c = script();
+    let url = |path: &str| server.url(&format!("{path}&apikey={write}"));
+    assert_eq!(
+        get(&c, &url("/input/post?node=house&json=%7Bpower%3A1%7D"))
+            .await
+            .body,
+        "ok"
+    );
+    let feed = get(
+        &c,
+        &url("/feed/create.json?tag=h&name=p&engine=5&options=%7B%22interval%22%3A10%7D"),
+    )
+    .await
+    .json()["feedid"]
+        .as_i64()
+        .expect("feed");
+    let procs = format!(r#"[{{"fn":"process__log_to_feed","args":["{feed}"]}}]"#);
+    let r = post_form(
+        &c,
+        &url("/input/process/set?inputid=1"),
+        &[("processlist", &procs)],
+    )
+    .await;
+    assert_eq!(r.json()["success"], true);
+
+    let (bob, mut bob_ev) = client(&server, "bob-all", "bobby", &bob_write);
+    assert!(connected(&mut bob_ev).await);
+    subscribe(&bob, &mut bob_ev, "#").await;
+    assert_eq!(
+        get(
+            &c,
+            &url("/input/post?node=house&json=%7Bpower%3A250%7D&time=1700000000")
+        )
+        .await
+        .body,
+        "ok"
+    );
+    // A subscriber that arrives afterwards gets the retained value at once.
+    let (alice, mut ev) = client(&server, "ha", "alice", &write);
+    assert!(connected(&mut ev).await);
+    alice
+        .subscribe("ynni/feed/#", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    let got = wait_for(&mut ev, Duration::from_secs(10), |e| match e {
+        Event::Incoming(Packet::Publish(p)) => {
+            Some((p.topic.clone(), p.retain, p.payload.to_vec()))
+        }
+        _ => None,
+    })
+    .await
+    .expect("the retained feed value");
+    assert_eq!(got.0, format!("ynni/feed/{feed}"));
+    assert!(got.1, "retained");
+    let v: serde_json::Value = serde_json::from_slice(&got.2).expect("JSON");
+    assert_eq!(v, json!({"time": 1700000000, "value": 250}));
+    // Bob, subscribed to everything, saw nothing of Alice's.
+    let leak = wait_for(&mut bob_ev, Duration::from_millis(500), |e| match e {
+        Event::Incoming(Packet::Publish(p)) => Some(p.topic.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(leak, None);
+}

@@ -68,13 +68,23 @@ impl IngestError {
 /// Input id → (time, value) of its last value.
 pub type LastValues = HashMap<i64, (i64, Value)>;
 
-/// A value a process list publishes (`publish_to_mqtt`): the broker delivers it on the user's
+/// What subscribers may see of a user's processing; the broker delivers it inside the user's
 /// own topic namespace.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Output {
-    pub userid: i64,
-    pub topic: String,
-    pub value: Value,
+pub enum Output {
+    /// A `publish_to_mqtt` step: the value on the step's topic.
+    Published {
+        userid: i64,
+        topic: String,
+        value: Value,
+    },
+    /// A feed's new last value (once per feed and batch).
+    Feed {
+        userid: i64,
+        feed: u32,
+        time: i64,
+        value: Value,
+    },
 }
 
 /// How many outputs may wait for a slow consumer before the oldest are dropped (outputs are

@@ -602,6 +602,7 @@ impl Core {
                 points: Vec::new(),
                 published: Vec::new(),
             };
+            let queued_any = !queued.is_empty();
             for (id, value, list) in queued {
                 match run(&list, t, value, Context::Input, &mut host) {
                     Outcome::Done(_) => {}
@@ -620,15 +621,19 @@ impl Core {
             }
             let points = std::mem::take(&mut host.points);
             // Outputs are live values: not sent again when a batch is replayed after a crash.
-            if !replaying {
+            if !replaying && queued_any {
                 for (topic, value) in host.published.drain(..) {
                     // No subscriber (no broker running) is fine.
-                    let _ = self.outputs.send(Output {
+                    let _ = self.outputs.send(Output::Published {
                         userid,
                         topic,
                         value,
                     });
                 }
+                let mut feeds: Vec<u32> = points.iter().map(|p| p.feed).collect();
+                feeds.sort_unstable();
+                feeds.dedup();
+                self.send_feed_outputs(userid, &feeds);
             }
             let report = store.apply_points(&points)?;
             for (feed, e) in report.refused {
@@ -637,8 +642,25 @@ impl Core {
         }
         if let Some(write) = &record.feed {
             self.write_feed(store, userid, write)?;
+            if !replaying {
+                self.send_feed_outputs(userid, &[write.feed]);
+            }
         }
         Ok(())
+    }
+
+    /// Each feed's new last value, for subscribers.
+    fn send_feed_outputs(&self, userid: i64, feeds: &[u32]) {
+        for &feed in feeds {
+            if let Some(&(time, value)) = self.state.feed_last.get(&feed) {
+                let _ = self.outputs.send(Output::Feed {
+                    userid,
+                    feed,
+                    time,
+                    value,
+                });
+            }
+        }
     }
 
     /// `feed/insert` points: only into the user's own feed; within one request times must not go
