@@ -6,24 +6,39 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::mpsc::Receiver;
-use ynni_broker::{Authenticate, Inbound};
+use ynni_broker::{Access, Authenticate, Inbound};
 use ynni_core::Catalog;
 use ynni_ingest::decode::decode_mqtt;
 use ynni_ingest::shard::{Output, Router, Submission};
 
-/// Username = ynni username, password = the account's write apikey.
+/// Username = ynni username, password = the account's write apikey (any topic) or one of the
+/// account's device keys (that device's node only).
 fn authenticator(catalog: Catalog) -> Authenticate {
     Arc::new(move |user: String, pass: String| {
         let catalog = catalog.clone();
         Box::pin(async move {
-            match catalog.user_by_username(&user).await {
-                Ok(Some(u)) => {
-                    ynni_core::keys::secrets_equal(&u.apikey_write, &pass.to_ascii_lowercase())
+            let pass = pass.to_ascii_lowercase();
+            let found = async {
+                let Some(u) = catalog.user_by_username(&user).await? else {
+                    return Ok(Access::Denied);
+                };
+                if ynni_core::keys::secrets_equal(&u.apikey_write, &pass) {
+                    return Ok(Access::Account);
                 }
-                Ok(None) => false,
+                if !ynni_core::keys::looks_like_apikey(&pass) {
+                    return Ok(Access::Denied);
+                }
+                Ok(match catalog.device_by_key(&pass).await? {
+                    Some(d) if d.userid == u.id => Access::Device(d.nodeid),
+                    _ => Access::Denied,
+                })
+            };
+            match found.await {
+                Ok(a) => a,
                 Err(e) => {
+                    let e: ynni_core::CatalogError = e;
                     tracing::warn!(error = %e, "MQTT login check failed");
-                    false
+                    Access::Denied
                 }
             }
         })

@@ -8,6 +8,7 @@
 //! (a subscription to `#` covers its own namespace only). The in-process ingest link
 //! subscribes `u/+/<base>/#` and reads the user from the topic.
 
+mod devices;
 mod tenant;
 mod version;
 
@@ -21,6 +22,7 @@ use rumqttd::{
     ConnectionSettings, LinkType, Notification, Router, RouterConfig, Server, ServerSettings,
 };
 
+pub use devices::{Access, DeviceSessions};
 pub use tenant::TenantNs;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +38,9 @@ pub enum BrokerError {
     Link(String),
 }
 
-/// Decides whether a CONNECT's username and password may connect.
+/// Decides what a CONNECT's username and password open.
 pub type Authenticate =
-    Arc<dyn Fn(String, String) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+    Arc<dyn Fn(String, String) -> Pin<Box<dyn Future<Output = Access> + Send>> + Send + Sync>;
 
 /// A message a device published, already out of its namespace.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,14 +144,20 @@ pub async fn start(
         external_auth: None,
         dynamic_filters: true,
     };
-    connections.set_auth_handler(move |_client_id: String, user: String, pass: String| {
+    let sessions = Arc::new(DeviceSessions::default());
+    let auth_sessions = sessions.clone();
+    let auth_base = base.to_string();
+    connections.set_auth_handler(move |client_id: String, user: String, pass: String| {
         let authenticate = authenticate.clone();
+        let sessions = auth_sessions.clone();
+        let base = auth_base.clone();
         async move {
             // The username becomes a topic level: MQTT wildcards and separators never pass.
             if user.is_empty() || user.contains(['/', '+', '#']) {
                 return false;
             }
-            authenticate(user, pass).await
+            let access = authenticate(user, pass).await;
+            sessions.authenticated(&client_id, &access, &base)
         }
     });
     let settings = ServerSettings {
@@ -162,7 +170,7 @@ pub async fn start(
     let mut server = Server::new(
         settings,
         router_tx.clone(),
-        TenantNs::new(version::AnyVersion::default()),
+        TenantNs::new(version::AnyVersion::default(), sessions, base),
     );
     tokio::spawn(async move {
         if let Err(e) = server.start(LinkType::Remote).await {

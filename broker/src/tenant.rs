@@ -1,9 +1,16 @@
 //! The per-user topic namespace: a wrapper around rumqttd's MQTT codec that rewrites topics.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use rumqttd::protocol::{Error, Packet, Protocol};
 
+use crate::devices::DeviceSessions;
+
 const PREFIX: &str = "u/";
+/// Where a device's publishes outside its node go: no client can subscribe there, because
+/// every client filter is inside `u/<user>/`.
+const DENIED: &str = "denied/";
 
 /// Wraps a codec; one value is cloned per connection and learns its user from CONNECT (the
 /// auth hook has checked the password before any later packet is handled).
@@ -11,13 +18,34 @@ const PREFIX: &str = "u/";
 pub struct TenantNs<P> {
     inner: P,
     prefix: Option<String>,
+    client_id: String,
+    /// `Some(Some(node))` once known that this is a device session bound to `node`.
+    device: Option<Option<String>>,
+    sessions: Arc<DeviceSessions>,
+    base: String,
 }
 
 impl<P> TenantNs<P> {
-    pub fn new(inner: P) -> Self {
+    pub fn new(inner: P, sessions: Arc<DeviceSessions>, base: &str) -> Self {
         Self {
             inner,
             prefix: None,
+            client_id: String::new(),
+            device: None,
+            sessions,
+            base: base.to_string(),
+        }
+    }
+
+    /// Whether this connection may publish `topic`: any topic for an account, only
+    /// `<base>/<node>[/…]` for a device key.
+    fn may_publish(&mut self, topic: &str) -> bool {
+        let device = self
+            .device
+            .get_or_insert_with(|| self.sessions.node_of(&self.client_id));
+        match device {
+            None => true,
+            Some(node) => crate::devices::topic_of_node(topic, &self.base, node),
         }
     }
 }
@@ -41,12 +69,18 @@ fn inside(prefix: &str, topic: &str) -> String {
 impl<P: Protocol> Protocol for TenantNs<P> {
     fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error> {
         let mut packet = self.inner.read_mut(stream, max_size)?;
-        if let Packet::Connect(_, _, will, _, login) = &mut packet {
+        if let Packet::Connect(connect, _, will, _, login) = &mut packet {
             let user = login
                 .as_ref()
                 .map(|l| l.username.clone())
                 .unwrap_or_default();
             let prefix = format!("{PREFIX}{user}/");
+            self.client_id = connect.client_id.clone();
+            // The auth hook, which runs next, refuses a device whose will is outside its node.
+            let will_topic = will
+                .as_ref()
+                .map(|w| String::from_utf8_lossy(&w.topic).into_owned());
+            self.sessions.connecting(&self.client_id, will_topic);
             if let Some(w) = will {
                 let t = String::from_utf8_lossy(&w.topic).into_owned();
                 w.topic = Bytes::from(inside(&prefix, &t));
@@ -54,14 +88,19 @@ impl<P: Protocol> Protocol for TenantNs<P> {
             self.prefix = Some(prefix);
             return Ok(packet);
         }
-        let Some(prefix) = &self.prefix else {
+        let Some(prefix) = self.prefix.clone() else {
             return Ok(packet);
         };
+        let prefix = prefix.as_str();
         match &mut packet {
             // An empty topic reuses an MQTT 5 topic alias: leave it.
             Packet::Publish(p, _) if !p.topic.is_empty() => {
                 let t = String::from_utf8_lossy(&p.topic).into_owned();
-                p.topic = Bytes::from(inside(prefix, &t));
+                p.topic = if self.may_publish(&t) {
+                    Bytes::from(inside(prefix, &t))
+                } else {
+                    Bytes::from(format!("{DENIED}{prefix}{t}"))
+                };
             }
             Packet::Subscribe(s, _) => {
                 for f in &mut s.filters {

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod compat;
+mod devices;
 mod feed_writes;
 mod feeds;
 mod harness;

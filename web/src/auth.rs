@@ -18,6 +18,8 @@ pub struct Caller {
     pub via_apikey: bool,
     /// The cookie session token, for logout and password changes.
     pub session_token: Option<String>,
+    /// Set for a device key: the only node it may post, and nothing but `input/post|bulk`.
+    pub device_node: Option<String>,
 }
 
 pub enum Auth {
@@ -47,15 +49,26 @@ pub async fn authenticate(
         if !looks_like_apikey(key) {
             return Ok(Auth::InvalidKey);
         }
-        // Device keys (bound to one node, for input posts only) come with the broker issue.
-        // Until then a `devicekey` matches nothing; above all, an account apikey sent as one
-        // must not open a full session.
+        // A device key opens a write session bound to its node; an account apikey sent as
+        // `devicekey` matches no device, so it never opens a full session.
         if params.get_or_post("apikey").is_none_or(str::is_empty)
             && params
                 .get_or_post("devicekey")
                 .is_some_and(|d| !d.is_empty())
         {
-            return Ok(Auth::InvalidKey);
+            let Some(device) = state.catalog.device_by_key(key).await? else {
+                return Ok(Auth::InvalidKey);
+            };
+            let Some(user) = state.catalog.user_by_id(device.userid).await? else {
+                return Ok(Auth::InvalidKey);
+            };
+            return Ok(Auth::Caller(Box::new(Caller {
+                user,
+                write: true,
+                via_apikey: true,
+                session_token: None,
+                device_node: Some(device.nodeid),
+            })));
         }
         return Ok(match state.catalog.user_by_apikey(key).await? {
             Some((user, kind)) => Auth::Caller(Box::new(Caller {
@@ -63,6 +76,7 @@ pub async fn authenticate(
                 write: kind == KeyKind::Write,
                 via_apikey: true,
                 session_token: None,
+                device_node: None,
             })),
             None => Auth::InvalidKey,
         });
@@ -76,6 +90,7 @@ pub async fn authenticate(
             write: true,
             via_apikey: false,
             session_token: Some(token),
+            device_node: None,
         })));
     }
     Ok(Auth::Anonymous)

@@ -5,6 +5,7 @@
 //! processes may open the same catalog (the server and `ynni user add`): SQLite serialises
 //! writers and `busy_timeout` makes a contended writer wait instead of failing.
 
+mod devices;
 mod feeds;
 mod inputs;
 mod sessions;
@@ -18,6 +19,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use devices::DeviceRow;
 pub use feeds::FeedRow;
 pub use inputs::InputRow;
 pub use sessions::Session;

@@ -78,6 +78,15 @@ async fn submit(
     userid: i64,
     batches: Vec<ynni_ingest::Decoded>,
 ) -> Result<(), Response> {
+    // A device key posts its own node only.
+    if let Some(node) = call.caller.and_then(|c| c.device_node.as_deref())
+        && let Some(other) = batches.iter().find(|b| b.node != node)
+    {
+        return Err(failure(&format!(
+            "Error: Node '{}' does not belong to device.",
+            other.node
+        )));
+    }
     if batches.is_empty() {
         return Ok(());
     }

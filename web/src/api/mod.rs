@@ -1,6 +1,7 @@
 //! The HTTP entry point: every request is parsed into an emoncms route, authenticated once, and
 //! handed to its controller.
 
+mod device;
 mod feed;
 mod input;
 mod input_manage;
@@ -73,6 +74,14 @@ pub async fn dispatch(
         Ok(Auth::InvalidKey) => return reply::invalid_apikey(),
         Err(e) => return reply::internal(&e),
     };
+    if caller.as_ref().is_some_and(|c| c.device_node.is_some())
+        && !(route.controller == "input" && matches!(route.action.as_str(), "post" | "bulk"))
+    {
+        return reply::text(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized. Device key autentication only permits input post or bulk actions",
+        );
+    }
     let call = Call {
         state: &state,
         params: &params,
@@ -89,6 +98,7 @@ pub async fn dispatch(
         "input" => input::handle(&call).await,
         "feed" => feed::handle(&call).await,
         "myip" => system::myip(&call),
+        "device" => device::handle(&call).await,
         "" => reply::not_implemented("the web interface (use the HTTP API)"),
         _ => reply::route_not_found(route.format == Format::Json),
     }

@@ -1,0 +1,158 @@
+//! Devices: a key per device, bound to one node of its user (emoncms's device module).
+
+use sqlx::Row;
+
+use super::{Catalog, CatalogError};
+use crate::keys::new_apikey;
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeviceRow {
+    pub id: i64,
+    pub userid: i64,
+    pub nodeid: String,
+    pub name: String,
+    pub description: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub devicekey: String,
+    /// When the device last authenticated.
+    pub time: Option<i64>,
+}
+
+const COLUMNS: &str = "id, userid, nodeid, name, description, type, devicekey, time";
+
+impl Catalog {
+    /// Creates a device with a new random key; `None` when the user already has a device for
+    /// `nodeid`.
+    pub async fn create_device(
+        &self,
+        userid: i64,
+        nodeid: &str,
+        name: &str,
+        description: &str,
+        kind: &str,
+    ) -> Result<Option<i64>, CatalogError> {
+        let key = new_apikey()?;
+        let row = sqlx::query(
+            "INSERT INTO devices (userid, nodeid, name, description, type, devicekey) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (userid, nodeid) DO NOTHING RETURNING id",
+        )
+        .bind(userid)
+        .bind(nodeid)
+        .bind(name)
+        .bind(description)
+        .bind(kind)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    pub async fn devices_for_user(&self, userid: i64) -> Result<Vec<DeviceRow>, CatalogError> {
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE userid = ? ORDER BY nodeid, name");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(userid)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn device_by_id(&self, id: i64) -> Result<Option<DeviceRow>, CatalogError> {
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE id = ?");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// The device whose key is `key` (any case), noting the time it was used.
+    pub async fn device_by_key(&self, key: &str) -> Result<Option<DeviceRow>, CatalogError> {
+        let sql = format!("UPDATE devices SET time = ? WHERE devicekey = ? RETURNING {COLUMNS}");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(super::now_secs())
+            .bind(key.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn delete_device(&self, id: i64) -> Result<(), CatalogError> {
+        sqlx::query("DELETE FROM devices WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Sets the given fields; `false` when the user has another device for the new node.
+    pub async fn set_device_fields(
+        &self,
+        id: i64,
+        name: Option<&str>,
+        description: Option<&str>,
+        nodeid: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<bool, CatalogError> {
+        let result = sqlx::query(
+            "UPDATE devices SET name = COALESCE(?, name), description = COALESCE(?, description), \
+             nodeid = COALESCE(?, nodeid), type = COALESCE(?, type) WHERE id = ?",
+        )
+        .bind(name)
+        .bind(description)
+        .bind(nodeid)
+        .bind(kind)
+        .bind(id)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces the device's key; the old one stops working at once.
+    pub async fn new_device_key(&self, id: i64) -> Result<String, CatalogError> {
+        let key = new_apikey()?;
+        sqlx::query("UPDATE devices SET devicekey = ? WHERE id = ?")
+            .bind(&key)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::{test_catalog, test_user};
+
+    #[tokio::test]
+    async fn a_device_per_node_with_its_own_key() {
+        let (_d, cat) = test_catalog().await;
+        let u = test_user(&cat, "alice").await;
+        let id = cat
+            .create_device(u.id, "emontx", "tx", "", "")
+            .await
+            .expect("db")
+            .expect("created");
+        assert_eq!(
+            cat.create_device(u.id, "emontx", "again", "", "")
+                .await
+                .expect("db"),
+            None
+        );
+        let d = cat.device_by_id(id).await.expect("db").expect("found");
+        assert_eq!(d.devicekey.len(), 32);
+        let by_key = cat
+            .device_by_key(&d.devicekey.to_ascii_uppercase())
+            .await
+            .expect("db")
+            .expect("found");
+        assert_eq!((by_key.id, by_key.nodeid.as_str()), (id, "emontx"));
+        assert!(by_key.time.is_some());
+        let fresh = cat.new_device_key(id).await.expect("db");
+        assert!(cat.device_by_key(&d.devicekey).await.expect("db").is_none());
+        assert!(cat.device_by_key(&fresh).await.expect("db").is_some());
+        cat.delete_device(id).await.expect("db");
+        assert!(cat.devices_for_user(u.id).await.expect("db").is_empty());
+    }
+}

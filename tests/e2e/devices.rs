@@ -1,0 +1,168 @@
+//! Device keys: a key per device, bound to its node, over HTTP (`devicekey=`) and MQTT.
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use serde_json::json;
+
+use crate::harness::*;
+
+fn mqtt(
+    server: &Server,
+    id: &str,
+    user: &str,
+    pass: &str,
+    will: Option<&str>,
+) -> (AsyncClient, rumqttc::EventLoop) {
+    let addr = server.mqtt.expect("broker");
+    let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    o.set_credentials(user, pass);
+    o.set_keep_alive(Duration::from_secs(60));
+    if let Some(t) = will {
+        o.set_last_will(LastWill::new(t, "offline", QoS::AtMostOnce, false));
+    }
+    AsyncClient::new(o, 16)
+}
+
+/// Polls until CONNACK (true) or a connection error (false).
+async fn connects(ev: &mut rumqttc::EventLoop) -> bool {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+async fn input_nodes(server: &Server, read: &str) -> Vec<String> {
+    let l = get(
+        &script(),
+        &server.url(&format!("/input/list.json?apikey={read}")),
+    )
+    .await
+    .json();
+    let mut nodes: Vec<String> = l
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|i| {
+            format!(
+                "{}/{}",
+                i["nodeid"].as_str().unwrap_or(""),
+                i["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+#[tokio::test]
+async fn a_device_key_posts_its_own_node_only() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bobby", "secret1").await;
+    let c = script();
+    let url = |path: &str| server.url(&format!("{path}&apikey={write}"));
+    let id = get(&c, &url("/device/create.json?nodeid=tx1&name=Garage"))
+        .await
+        .json();
+    let id = id.as_i64().expect("device id");
+    assert_eq!(
+        get(&c, &url("/device/create.json?nodeid=tx1")).await.json(),
+        json!({"success": false, "message": "Device already exists"})
+    );
+    let list = get(&c, &url("/device/list.json?x=1")).await.json();
+    assert_eq!(list[0]["id"], id.to_string());
+    assert_eq!(list[0]["name"], "Garage");
+    let key = list[0]["devicekey"].as_str().expect("key").to_string();
+    // Another user cannot see or touch it.
+    let theirs = get(
+        &c,
+        &server.url(&format!("/device/get.json?id={id}&apikey={bob_write}")),
+    )
+    .await;
+    assert_eq!(theirs.json(), json!(false));
+
+    // HTTP: its node only, and nothing but posting.
+    let post = |node: &str, key: &str| {
+        server.url(&format!(
+            "/input/post?node={node}&json=%7Bpower%3A5%7D&devicekey={key}"
+        ))
+    };
+    assert_eq!(get(&c, &post("tx1", &key)).await.body, "ok");
+    let r = get(&c, &post("tx2", &key)).await;
+    assert_eq!(
+        r.json(),
+        json!({"success": false, "message": "Error: Node 'tx2' does not belong to device."})
+    );
+    let r = get(&c, &server.url(&format!("/feed/list.json?devicekey={key}"))).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            401,
+            "Unauthorized. Device key autentication only permits input post or bulk actions"
+        )
+    );
+
+    // MQTT: the account's username with the device key; other nodes' topics go nowhere.
+    let (watch, mut watch_ev) = mqtt(&server, "watcher", "alice", &write, None);
+    assert!(connects(&mut watch_ev).await);
+    watch
+        .subscribe("emon/#", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    let (dev, mut dev_ev) = mqtt(&server, "dev-tx1", "alice", &key, Some("emon/tx1/status"));
+    assert!(connects(&mut dev_ev).await);
+    dev.publish("emon/tx2/power", QoS::AtLeastOnce, false, "7")
+        .await
+        .expect("publish");
+    dev.publish("emon/tx1/temp", QoS::AtLeastOnce, false, "21.5")
+        .await
+        .expect("publish");
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            tokio::select! {
+                e = watch_ev.poll() => if let Ok(Event::Incoming(Packet::Publish(p))) = e { seen.push(p.topic.clone()); },
+                e = dev_ev.poll() => { let _ = e; }
+            }
+            if seen.iter().any(|t| t == "emon/tx1/temp") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert_eq!(seen, vec!["emon/tx1/temp".to_string()]);
+    let mut nodes = Vec::new();
+    for _ in 0..50 {
+        nodes = input_nodes(&server, &read).await;
+        if nodes.contains(&"tx1/temp".to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(nodes, vec!["tx1/power".to_string(), "tx1/temp".to_string()]);
+
+    // A will outside the node, or the key with another username, is refused.
+    let (_d2, mut ev2) = mqtt(&server, "dev-will", "alice", &key, Some("emon/tx9/status"));
+    assert!(!connects(&mut ev2).await);
+    let (_d3, mut ev3) = mqtt(&server, "dev-bob", "bobby", &key, None);
+    assert!(!connects(&mut ev3).await);
+
+    // A new key replaces the old one at once; deleting the device ends it.
+    let fresh = get(&c, &url(&format!("/device/newdevicekey.json?id={id}")))
+        .await
+        .json();
+    assert_eq!(get(&c, &post("tx1", &key)).await.status, 401);
+    let fresh = fresh.as_str().expect("key").to_string();
+    assert_eq!(get(&c, &post("tx1", &fresh)).await.body, "ok");
+    let r = get(&c, &url(&format!("/device/delete.json?id={id}"))).await;
+    assert_eq!(r.json()["success"], true);
+    assert_eq!(get(&c, &post("tx1", &fresh)).await.status, 401);
+}

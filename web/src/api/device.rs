@@ -1,0 +1,148 @@
+//! Devices (emoncms's device module): `device/create`, `list`, `get`, `set`, `delete` and
+//! `newdevicekey`. A device key may post its own node only, over HTTP (`devicekey=`) and MQTT
+//! (as the password, with the account's username).
+
+use axum::response::Response;
+use serde_json::{Value, json};
+use ynni_core::catalog::DeviceRow;
+
+use super::Call;
+use crate::reply;
+
+pub async fn handle(call: &Call<'_>) -> Response {
+    // Every device action needs write access (emoncms answers `false` without it).
+    let Some(userid) = call.caller.filter(|c| c.write).map(|c| c.user.id) else {
+        return reply::json_false();
+    };
+    match call.route.action.as_str() {
+        "create" => create(call, userid).await,
+        "list" => list(call, userid).await,
+        "get" | "set" | "delete" | "newdevicekey" => with_device(call, userid).await,
+        "" => reply::route_not_found(true),
+        other => reply::not_implemented(&format!("device/{other}")),
+    }
+}
+
+/// What emoncms keeps in device names, nodes and descriptions.
+fn allowed(c: char) -> bool {
+    c.is_alphanumeric() || c.is_whitespace() || matches!(c, '_' | '-' | ':')
+}
+
+fn filtered(s: &str) -> String {
+    s.chars().filter(|c| allowed(*c)).collect()
+}
+
+fn device_json(d: &DeviceRow) -> Value {
+    json!({
+        "id": d.id.to_string(),
+        "userid": d.userid.to_string(),
+        "nodeid": d.nodeid,
+        "name": d.name,
+        "description": d.description,
+        "type": d.kind,
+        "devicekey": d.devicekey,
+        "time": d.time,
+    })
+}
+
+/// `device/create?nodeid=&name=&description=&type=`: the new device's id.
+async fn create(call: &Call<'_>, userid: i64) -> Response {
+    let p = call.params;
+    let nodeid = filtered(p.get("nodeid").unwrap_or(""));
+    if nodeid.trim().is_empty() {
+        return reply::fail("Invalid nodeid");
+    }
+    let name = p.get("name").map_or_else(|| nodeid.clone(), filtered);
+    let description = filtered(p.get("description").unwrap_or(""));
+    let kind = filtered(p.get("type").unwrap_or(""));
+    match call
+        .state
+        .catalog
+        .create_device(userid, &nodeid, &name, &description, &kind)
+        .await
+    {
+        Ok(Some(id)) => reply::json(json!(id)),
+        Ok(None) => reply::fail("Device already exists"),
+        Err(e) => reply::internal(&e),
+    }
+}
+
+async fn list(call: &Call<'_>, userid: i64) -> Response {
+    match call.state.catalog.devices_for_user(userid).await {
+        Ok(rows) => reply::json(Value::Array(rows.iter().map(device_json).collect())),
+        Err(e) => reply::internal(&e),
+    }
+}
+
+/// The actions on one device (`id=`), which must be the caller's.
+async fn with_device(call: &Call<'_>, userid: i64) -> Response {
+    let id = call
+        .params
+        .get("id")
+        .and_then(|i| i.trim().parse::<i64>().ok());
+    let device = match id {
+        Some(id) => match call.state.catalog.device_by_id(id).await {
+            Ok(d) => d,
+            Err(e) => return reply::internal(&e),
+        },
+        None => None,
+    };
+    let Some(device) = device else {
+        return reply::fail("Device does not exist");
+    };
+    if device.userid != userid {
+        return reply::json_false();
+    }
+    let catalog = &call.state.catalog;
+    match call.route.action.as_str() {
+        "get" => reply::json(device_json(&device)),
+        "delete" => match catalog.delete_device(device.id).await {
+            Ok(()) => reply::json(json!({"success": true, "message": "Device deleted"})),
+            Err(e) => reply::internal(&e),
+        },
+        "newdevicekey" => match catalog.new_device_key(device.id).await {
+            Ok(key) => reply::json(json!(key)),
+            Err(e) => reply::internal(&e),
+        },
+        _ => set(call, &device).await,
+    }
+}
+
+/// `device/set&fields={"name":…,"description":…,"nodeid":…,"type":…}`.
+async fn set(call: &Call<'_>, device: &DeviceRow) -> Response {
+    let Some(fields) = call
+        .params
+        .get("fields")
+        .and_then(|f| serde_json::from_str::<Value>(f).ok())
+        .and_then(|v| v.as_object().cloned())
+    else {
+        return reply::fail("Field could not be updated");
+    };
+    let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
+    for (key, what) in [
+        ("name", "name"),
+        ("description", "description"),
+        ("nodeid", "nodeid"),
+        ("type", "type"),
+    ] {
+        if text(key).is_some_and(|v| !v.chars().all(allowed)) {
+            return reply::fail(format!("invalid characters in device {what}"));
+        }
+    }
+    match call
+        .state
+        .catalog
+        .set_device_fields(
+            device.id,
+            text("name").as_deref(),
+            text("description").as_deref(),
+            text("nodeid").as_deref(),
+            text("type").as_deref(),
+        )
+        .await
+    {
+        Ok(true) => reply::json(json!({"success": true, "message": "Field updated"})),
+        Ok(false) => reply::fail("Device already exists"),
+        Err(e) => reply::internal(&e),
+    }
+}
