@@ -1,7 +1,7 @@
 //! Wires the embedded broker to ingest: authenticates CONNECTs against the catalog and hands
 //! every device message to the shard router.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use tokio::sync::mpsc::Receiver;
 use ynni_broker::{Access, Authenticate, Inbound};
 use ynni_core::Catalog;
 use ynni_ingest::decode::decode_mqtt;
-use ynni_ingest::shard::{Output, Router, Submission};
+use ynni_ingest::shard::{IngestError, Output, Pending, Refused, Router, Submission};
 
 /// Username = ynni username, password = the account's write apikey (any topic) or one of the
 /// account's device keys (that device's node only).
@@ -120,8 +120,13 @@ async fn publish_outputs(
     }
 }
 
+/// How many MQTT messages may wait for their WAL sync at once: enough for one group commit to
+/// cover many, few enough that a stalled shard soon pushes back on the broker.
+const MAX_IN_FLIGHT: usize = 512;
+
 async fn feed(mut inbound: Receiver<Inbound>, base: String, catalog: Catalog, router: Arc<Router>) {
     let mut ids: HashMap<String, i64> = HashMap::new();
+    let mut in_flight: VecDeque<(Pending, String)> = VecDeque::new();
     while let Some(msg) = inbound.recv().await {
         let userid = match ids.get(&msg.username) {
             Some(&id) => id,
@@ -137,15 +142,58 @@ async fn feed(mut inbound: Receiver<Inbound>, base: String, catalog: Catalog, ro
         let Some(decoded) = decode_mqtt(&msg.topic, &msg.payload, &base, now) else {
             continue;
         };
-        let submission = Submission {
+        let mut submission = Submission {
             userid,
             batches: vec![decoded],
             http: false,
         };
-        // Awaiting each submission pushes back on the broker when the shard is busy.
-        if let Err(e) = router.submit(submission).await {
-            tracing::warn!(error = %e, user = %msg.username, "MQTT message not stored");
+        // Messages are queued in arrival order and acknowledged by the shard later, so many
+        // share one WAL sync. A full shard queue waits for earlier messages, then retries:
+        // the broker is slowed down, nothing is dropped.
+        loop {
+            match router.enqueue(submission) {
+                Ok(pending) => {
+                    in_flight.push_back((pending, msg.username.clone()));
+                    break;
+                }
+                Err(Refused {
+                    error: IngestError::Busy,
+                    submission: Some(s),
+                }) => {
+                    submission = s;
+                    match in_flight.pop_front() {
+                        Some((pending, user)) => settle(pending.await, &user),
+                        None => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+                    }
+                }
+                Err(refused) => {
+                    settle(Err(refused.error), &msg.username);
+                    break;
+                }
+            }
         }
+        while let Some((pending, _)) = in_flight.front_mut() {
+            let outcome = match pending.try_outcome() {
+                Some(o) => o,
+                None if in_flight.len() >= MAX_IN_FLIGHT => match in_flight.front_mut() {
+                    Some((p, _)) => p.await,
+                    None => break,
+                },
+                None => break,
+            };
+            if let Some((_, user)) = in_flight.pop_front() {
+                settle(outcome, &user);
+            }
+        }
+    }
+    for (pending, user) in in_flight {
+        settle(pending.await, &user);
+    }
+}
+
+fn settle(outcome: Result<(), IngestError>, user: &str) {
+    if let Err(e) = outcome {
+        tracing::warn!(error = %e, user, "MQTT message not stored");
     }
 }
 

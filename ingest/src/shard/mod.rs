@@ -12,7 +12,8 @@ mod worker;
 
 pub use record::FeedWrite;
 pub use router::{
-    DEFAULT_MAX_NODES, IngestError, LastValues, Output, Router, RouterConfig, Submission,
+    DEFAULT_MAX_NODES, IngestError, LastValues, Output, Pending, Refused, Router, RouterConfig,
+    Submission,
 };
 pub use state::ShardState;
 pub use worker::{FeedAnswer, FeedMeta, FeedOp};

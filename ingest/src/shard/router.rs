@@ -91,6 +91,41 @@ pub enum Output {
 /// live values, QoS 0 in emoncms; stored data never depends on them).
 const OUTPUT_BACKLOG: usize = 4096;
 
+/// A queued submission: resolves once it is durable (or refused).
+pub struct Pending(tokio::sync::oneshot::Receiver<Result<(), IngestError>>);
+
+impl std::future::Future for Pending {
+    type Output = Result<(), IngestError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(IngestError::Stopped)))
+    }
+}
+
+impl Pending {
+    /// The outcome if it is already known, without waiting.
+    pub fn try_outcome(&mut self) -> Option<Result<(), IngestError>> {
+        match self.0.try_recv() {
+            Ok(r) => Some(r),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => None,
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                Some(Err(IngestError::Stopped))
+            }
+        }
+    }
+}
+
+/// A submission the shard could not queue, given back with the reason.
+pub struct Refused {
+    pub error: IngestError,
+    pub submission: Option<Submission>,
+}
+
 pub struct Router {
     senders: Vec<mpsc::SyncSender<Job>>,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -206,13 +241,29 @@ impl Router {
 
     /// Resolves once the submission is durable in the shard's WAL (or refused).
     pub async fn submit(&self, s: Submission) -> Result<(), IngestError> {
+        match self.enqueue(s) {
+            Ok(pending) => pending.await,
+            Err(refused) => Err(refused.error),
+        }
+    }
+
+    /// Queues a submission on its shard now, in call order, without waiting: a caller with
+    /// many messages (the MQTT link) keeps several in flight so they share WAL syncs. The
+    /// returned future resolves once the submission is durable (or refused). A full queue
+    /// gives the submission back, to retry once earlier ones are done.
+    pub fn enqueue(&self, s: Submission) -> Result<Pending, Refused> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         match self.worker_of(s.userid).try_send(Job::Ingest(s, tx)) {
-            Ok(()) => {}
-            Err(mpsc::TrySendError::Full(_)) => return Err(IngestError::Busy),
-            Err(mpsc::TrySendError::Disconnected(_)) => return Err(IngestError::Stopped),
+            Ok(()) => Ok(Pending(rx)),
+            Err(mpsc::TrySendError::Full(job)) => Err(Refused {
+                error: IngestError::Busy,
+                submission: job.into_submission(),
+            }),
+            Err(mpsc::TrySendError::Disconnected(job)) => Err(Refused {
+                error: IngestError::Stopped,
+                submission: job.into_submission(),
+            }),
         }
-        rx.await.unwrap_or(Err(IngestError::Stopped))
     }
 
     /// The user's input last values, as of every submission acknowledged before this call

@@ -108,6 +108,16 @@ pub enum Job {
     Stop,
 }
 
+impl Job {
+    /// The submission inside an ingest job (to give it back when it cannot be queued).
+    pub(crate) fn into_submission(self) -> Option<Submission> {
+        match self {
+            Job::Ingest(s, _) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 /// How many queued submissions share one WAL sync.
 const MAX_GROUP: usize = 256;
 /// How often an idle worker checks whether a flush is due.
@@ -123,6 +133,8 @@ struct UserInputs {
     exists: bool,
     tz: Tz,
     inputs: HashMap<(String, String), InputInfo>,
+    /// The ids in `inputs`: process lists may only read these.
+    input_ids: HashSet<i64>,
     /// The user's feeds: process lists may only touch these, whatever the stored list says.
     feeds: HashSet<u32>,
     creation_disabled: bool,
@@ -464,7 +476,7 @@ impl Core {
                 .iter()
                 .filter_map(|f| u32::try_from(f.id).ok())
                 .collect();
-            let inputs = rows
+            let inputs: HashMap<(String, String), InputInfo> = rows
                 .into_iter()
                 .map(|r| {
                     (
@@ -481,6 +493,7 @@ impl Core {
                 UserInputs {
                     exists,
                     tz,
+                    input_ids: inputs.values().map(|i| i.id).collect(),
                     inputs,
                     feeds,
                     creation_disabled: disabled,
@@ -577,6 +590,7 @@ impl Core {
                             .block_on(self.catalog.create_input(userid, &key.0, &key.1))?;
                         let id = row.id;
                         if let Some(user) = self.users.get_mut(&userid) {
+                            user.input_ids.insert(id);
                             user.inputs.insert(
                                 key,
                                 InputInfo {
@@ -590,19 +604,24 @@ impl Core {
                     }
                 }
             }
-            let user = self.user(userid)?;
-            let (tz, owned) = (user.tz, user.feeds.clone());
-            let owned_inputs: HashSet<i64> = user.inputs.values().map(|i| i.id).collect();
+            if queued.is_empty() {
+                // Nothing to run: no process host to build (most device traffic).
+                continue;
+            }
+            self.user(userid)?;
+            let Some(user) = self.users.get(&userid) else {
+                continue;
+            };
             let mut host = ShardHost {
                 store: &mut *store,
                 state: &mut self.state,
-                owned: &owned,
-                owned_inputs: &owned_inputs,
-                tz,
+                owned: &user.feeds,
+                owned_inputs: &user.input_ids,
+                tz: user.tz,
                 points: Vec::new(),
                 published: Vec::new(),
             };
-            let queued_any = !queued.is_empty();
+            let queued_any = true;
             for (id, value, list) in queued {
                 match run(&list, t, value, Context::Input, &mut host) {
                     Outcome::Done(_) => {}

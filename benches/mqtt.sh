@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# MQTT load benchmark (issue 6 numbers) against a release build on free local ports:
+#   1. 5,000 idle connections: memory per connection;
+#   2. 1,000 simulated devices x 10 inputs every second: ynni's CPU and memory, and the
+#      publish -> visible-in-input/get latency (p50/p99);
+#   3. peak end-to-end throughput: 4 connections publishing 10-input JSON as fast as they can,
+#      every input logged to its own PHPFina feed, until the last value is visible.
+# Needs python3 and mosquitto-clients (for the setup publishes).
+#   ./benches/mqtt.sh            # DURATION=30 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-30}
+HTTP=127.0.0.1:${HTTP_PORT:-18580}
+MQTT=127.0.0.1:${MQTT_PORT:-18583}
+cargo build --release --quiet
+work=$(mktemp -d)
+trap 'kill $(cat "$work/pid") 2>/dev/null || true; rm -rf "$work"' EXIT
+YNNI_USERS__REGISTRATION=open ./target/release/ynni serve --data-dir "$work/data" \
+  --http-listen "$HTTP" --mqtt-listen "$MQTT" 2>"$work/log" &
+echo $! >"$work/pid"
+for _ in $(seq 100); do grep -q "HTTP listening" "$work/log" 2>/dev/null && break; sleep 0.1; done
+keys=$(curl -s -X POST -d "username=bench&password=benchpass1&email=b@example.com&timezone=UTC" \
+  "http://$HTTP/user/register.json")
+W=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["apikey_write"])' "$keys")
+R=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["apikey_read"])' "$keys")
+PID=$(cat "$work/pid")
+probe=$(curl -s -X POST -d "username=probe&password=probepass1&email=p@example.com&timezone=UTC" \
+  "http://$HTTP/user/register.json")
+PW=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["apikey_write"])' "$probe")
+load() { python3 benches/mqtt_load.py "$@" --mqtt "$MQTT" --http "http://$HTTP" --user bench --key "$W" --pid "$PID"; }
+
+echo "== 5,000 idle connections"
+load idle --devices 5000
+
+echo "== 1,000 devices x 10 inputs every second, ${DURATION}s"
+load devices --devices 1000 --inputs 10 --duration "$DURATION" --probe-user probe --probe-key "$PW"
+
+echo "== peak: 4 connections, 10 inputs per message, each input logged to a feed"
+for c in 0 1 2 3; do
+  mosquitto_pub -h 127.0.0.1 -p "${MQTT##*:}" -u bench -P "$W" -t "emon/peak$c" \
+    -m '{"p0":0,"p1":0,"p2":0,"p3":0,"p4":0,"p5":0,"p6":0,"p7":0,"p8":0,"p9":0}'
+done
+sleep 1
+python3 - "$HTTP" "$W" "$R" <<'PY'
+import json, sys, urllib.parse, urllib.request
+http, w, r = sys.argv[1:]
+get = lambda p: json.loads(urllib.request.urlopen("http://%s%s" % (http, p)).read())
+for i in get("/input/list.json?apikey=" + r):
+    if not i["nodeid"].startswith("peak"):
+        continue
+    f = get("/feed/create.json?tag=%s&name=%s&engine=5&options=%%7B%%22interval%%22%%3A10%%7D&apikey=%s"
+            % (i["nodeid"], i["name"], w))["feedid"]
+    body = urllib.parse.urlencode({"processlist": json.dumps([{"fn": "process__log_to_feed", "args": [str(f)]}])})
+    urllib.request.urlopen("http://%s/input/process/set?inputid=%s&apikey=%s" % (http, i["id"], w), body.encode()).read()
+PY
+load peak --connections 4 --inputs 10 --duration 10
+
