@@ -1,6 +1,7 @@
 //! The `ynni` binary: command-line parsing and the wiring of roles.
 
 mod cli;
+mod discovery;
 mod logging;
 mod mqtt_link;
 mod serve;

@@ -5,7 +5,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::{Receiver, UnboundedReceiver, UnboundedSender};
+
+use crate::discovery::Discovery;
 use ynni_broker::{Access, Authenticate, Inbound};
 use ynni_core::Catalog;
 use ynni_ingest::decode::decode_mqtt;
@@ -46,33 +48,67 @@ fn authenticator(catalog: Catalog) -> Authenticate {
 }
 
 /// Starts the broker, the task feeding its messages to the router, and the task publishing
-/// process lists' outputs; returns the broker's address.
+/// outputs and Home Assistant discovery; returns the broker's address and the channel that
+/// asks for a user's discovery to be published again.
 pub async fn start(
     listen: SocketAddr,
     base: &str,
     catalog: Catalog,
     router: Arc<Router>,
-) -> anyhow::Result<SocketAddr> {
+) -> anyhow::Result<(SocketAddr, UnboundedSender<i64>)> {
     let running = ynni_broker::start(listen, base, authenticator(catalog.clone())).await?;
+    let (announce_tx, announce_rx) = tokio::sync::mpsc::unbounded_channel();
+    for userid in catalog.ha_discovery_users().await? {
+        let _ = announce_tx.send(userid);
+    }
     tokio::spawn(publish_outputs(
         router.subscribe_outputs(),
+        announce_rx,
         running.publisher,
         catalog.clone(),
+        router.clone(),
     ));
-    tokio::spawn(feed(running.inbound, base.to_string(), catalog, router));
-    Ok(running.addr)
+    tokio::spawn(feed(
+        running.inbound,
+        base.to_string(),
+        catalog,
+        router,
+        announce_tx.clone(),
+    ));
+    Ok((running.addr, announce_tx))
 }
 
 /// `publish_to_mqtt`: the raw value on the user's topic, as emoncms publishes it; each feed
-/// update: `ynni/feed/<id>` = `{"time":…,"value":…}`, retained, for Home Assistant and Node-RED.
+/// update: `ynni/feed/<id>` = `{"time":…,"value":…}`, retained, for Home Assistant and Node-RED;
+/// and the Home Assistant discovery of users who asked for it.
 async fn publish_outputs(
     mut outputs: tokio::sync::broadcast::Receiver<Output>,
+    mut announce: UnboundedReceiver<i64>,
     mut publisher: ynni_broker::Publisher,
     catalog: Catalog,
+    router: Arc<Router>,
 ) {
     let mut names: HashMap<i64, String> = HashMap::new();
+    let mut discovery = Discovery::default();
     loop {
-        let out = match outputs.recv().await {
+        let out = tokio::select! {
+            out = outputs.recv() => out,
+            userid = announce.recv() => {
+                let Some(userid) = userid else { break };
+                match discovery.messages(userid, &catalog, &router).await {
+                    Ok((name, messages)) => {
+                        for m in messages {
+                            if let Err(e) = publisher.publish_retained(&name, &m.topic, m.payload).await {
+                                tracing::warn!(error = %e, "discovery message not published");
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, userid, "discovery not published"),
+                }
+                continue;
+            }
+        };
+        let out = match out {
             Ok(o) => o,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(
@@ -124,7 +160,13 @@ async fn publish_outputs(
 /// cover many, few enough that a stalled shard soon pushes back on the broker.
 const MAX_IN_FLIGHT: usize = 512;
 
-async fn feed(mut inbound: Receiver<Inbound>, base: String, catalog: Catalog, router: Arc<Router>) {
+async fn feed(
+    mut inbound: Receiver<Inbound>,
+    base: String,
+    catalog: Catalog,
+    router: Arc<Router>,
+    announce: UnboundedSender<i64>,
+) {
     let mut ids: HashMap<String, i64> = HashMap::new();
     let mut in_flight: VecDeque<(Pending, String)> = VecDeque::new();
     while let Some(msg) = inbound.recv().await {
@@ -138,6 +180,13 @@ async fn feed(mut inbound: Receiver<Inbound>, base: String, catalog: Catalog, ro
                 _ => continue,
             },
         };
+        if msg.topic == ynni_broker::HA_STATUS {
+            // Home Assistant (re)started: it wants the discovery configs again.
+            if msg.payload.as_slice() == b"online" {
+                let _ = announce.send(userid);
+            }
+            continue;
+        }
         let now = chrono::Utc::now().timestamp();
         let Some(decoded) = decode_mqtt(&msg.topic, &msg.payload, &base, now) else {
             continue;
@@ -198,7 +247,7 @@ fn settle(outcome: Result<(), IngestError>, user: &str) {
 }
 
 /// A value as emoncms's JSON has it: whole numbers without `.0`, missing as `null`.
-fn php_number(v: Option<f64>) -> serde_json::Value {
+pub(crate) fn php_number(v: Option<f64>) -> serde_json::Value {
     match v {
         Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => serde_json::Value::from(x as i64),
         Some(x) => serde_json::json!(x),

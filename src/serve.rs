@@ -44,7 +44,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .await
             .context("starting the shard workers")??;
     let router = Arc::new(router);
-    let mqtt_addr = crate::mqtt_link::start(
+    let (mqtt_addr, announce) = crate::mqtt_link::start(
         settings.mqtt.listen,
         &settings.mqtt.base_topic,
         catalog.clone(),
@@ -61,7 +61,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::new(settings),
         env!("CARGO_PKG_VERSION"),
         router.clone(),
-    );
+    )
+    .with_discovery(announce);
     let mut http_stop = stop_rx.clone();
     let mut server = tokio::spawn(ynni_web::serve(listener, state, async move {
         let _ = http_stop.wait_for(|stop| *stop).await;

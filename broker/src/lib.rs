@@ -38,6 +38,9 @@ pub enum BrokerError {
     Link(String),
 }
 
+/// The topic Home Assistant announces itself on (`online` when it starts).
+pub const HA_STATUS: &str = "homeassistant/status";
+
 /// Decides what a CONNECT's username and password open.
 pub type Authenticate =
     Arc<dyn Fn(String, String) -> Pin<Box<dyn Future<Output = Access> + Send>> + Send + Sync>;
@@ -96,7 +99,7 @@ impl Publisher {
 pub struct Running {
     /// The address the broker listens on (port 0 resolved).
     pub addr: SocketAddr,
-    /// Messages published under `<base>/` by authenticated clients.
+    /// Messages published under `<base>/`, and on [`HA_STATUS`], by authenticated clients.
     pub inbound: tokio::sync::mpsc::Receiver<Inbound>,
     pub publisher: Publisher,
 }
@@ -202,6 +205,10 @@ pub async fn start(
         .map_err(|e| BrokerError::Link(e.to_string()))?;
     link_tx
         .subscribe(format!("u/+/{base}/#"))
+        .map_err(|e| BrokerError::Link(e.to_string()))?;
+    // Home Assistant's birth message: its discovery configs are published again.
+    link_tx
+        .subscribe(format!("u/+/{HA_STATUS}"))
         .map_err(|e| BrokerError::Link(e.to_string()))?;
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
     tokio::spawn(async move {

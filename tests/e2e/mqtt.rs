@@ -334,3 +334,80 @@ async fn feed_updates_are_retained_on_the_owners_topics() {
     .await;
     assert_eq!(leak, None);
 }
+
+/// Collects publishes for `limit`, or until `want` of them arrived.
+async fn collect(ev: &mut EventLoop, limit: Duration, want: usize) -> Vec<(String, Vec<u8>)> {
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(limit, async {
+        while got.len() < want {
+            match ev.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    got.push((p.topic.clone(), p.payload.to_vec()))
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+    got
+}
+
+#[tokio::test]
+async fn home_assistant_discovery_is_opt_in_and_follows_the_feeds() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let url = |path: &str, key: &str| server.url(&format!("{path}&apikey={key}"));
+    let kwh = get(
+        &c,
+        &url("/feed/create.json?tag=meter&name=import&engine=5&unit=kWh&options=%7B%22interval%22%3A10%7D", &write),
+    )
+    .await
+    .json()["feedid"]
+        .as_i64()
+        .expect("feed");
+    let uuid = get(&c, &url("/user/getuuid.json?x=1", &read)).await.json();
+    let uuid = uuid["message"].as_str().expect("uuid").to_string();
+    let config_topic = format!("homeassistant/sensor/ynni_{uuid}_{kwh}/config");
+
+    let (ha, mut ev) = client(&server, "home-assistant", "alice", &write);
+    assert!(connected(&mut ev).await);
+    subscribe(&ha, &mut ev, "homeassistant/#").await;
+    // Off by default: nothing.
+    assert!(
+        collect(&mut ev, Duration::from_millis(500), 1)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        get(&c, &url("/ynni/homeassistant.json?x=1", &read))
+            .await
+            .json(),
+        json!({"enabled": false})
+    );
+    let r = get(&c, &url("/ynni/homeassistant.json?enabled=1", &write)).await;
+    assert_eq!(r.json(), json!({"success": true, "enabled": true}));
+    let got = collect(&mut ev, Duration::from_secs(10), 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, config_topic);
+    let cfg: serde_json::Value = serde_json::from_slice(&got[0].1).expect("JSON config");
+    assert_eq!(cfg["device_class"], "energy");
+    assert_eq!(cfg["state_class"], "total_increasing");
+    assert_eq!(cfg["unit_of_measurement"], "kWh");
+    assert_eq!(cfg["state_topic"], format!("ynni/feed/{kwh}"));
+    assert_eq!(cfg["unique_id"], format!("ynni_{uuid}_{kwh}"));
+    assert_eq!(cfg["availability_topic"], "ynni/status");
+
+    // Home Assistant's birth message brings the configs again.
+    ha.publish("homeassistant/status", QoS::AtMostOnce, false, "online")
+        .await
+        .expect("publish");
+    let again = collect(&mut ev, Duration::from_secs(10), 2).await;
+    assert!(again.iter().any(|(t, _)| *t == config_topic), "{again:?}");
+
+    // A deleted feed's entity is withdrawn with an empty retained config.
+    let _ = get(&c, &url(&format!("/feed/delete.json?id={kwh}"), &write)).await;
+    let gone = collect(&mut ev, Duration::from_secs(10), 1).await;
+    assert_eq!(gone, vec![(config_topic, Vec::new())]);
+}

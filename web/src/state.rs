@@ -19,6 +19,9 @@ pub struct AppState {
     pub router: Arc<ynni_ingest::shard::Router>,
     /// Reported by `/version`.
     pub version: &'static str,
+    /// Asks the MQTT side to publish a user's Home Assistant discovery again (feeds changed,
+    /// discovery switched); `None` without a broker.
+    pub discovery: Option<tokio::sync::mpsc::UnboundedSender<i64>>,
     /// `myip/set`: each user's last reporting address and when (emonhub's status ping).
     pub myip: Arc<std::sync::Mutex<std::collections::HashMap<i64, (std::net::IpAddr, i64)>>>,
     /// Password hashing runs on blocking threads; this bounds how many at once (argon2 takes
@@ -41,9 +44,23 @@ impl AppState {
             router,
             version,
             myip: Arc::default(),
+            discovery: None,
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+        }
+    }
+
+    /// Connects the Home Assistant discovery publisher.
+    pub fn with_discovery(mut self, tx: tokio::sync::mpsc::UnboundedSender<i64>) -> Self {
+        self.discovery = Some(tx);
+        self
+    }
+
+    /// The user's feeds or discovery setting changed: publish their discovery again.
+    pub fn announce(&self, userid: i64) {
+        if let Some(tx) = &self.discovery {
+            let _ = tx.send(userid);
         }
     }
 

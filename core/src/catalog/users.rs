@@ -300,6 +300,37 @@ impl Catalog {
         }
     }
 
+    /// Switches Home Assistant MQTT discovery on or off for an account.
+    pub async fn set_ha_discovery(&self, id: i64, enabled: bool) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE users SET ha_discovery = ? WHERE id = ?")
+            .bind(enabled)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn ha_discovery(&self, id: i64) -> Result<bool, CatalogError> {
+        let row = sqlx::query("SELECT ha_discovery FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<bool, _>("ha_discovery"))
+            .transpose()?
+            .unwrap_or(false))
+    }
+
+    /// Accounts that publish Home Assistant discovery (announced again at start-up).
+    pub async fn ha_discovery_users(&self) -> Result<Vec<i64>, CatalogError> {
+        let rows = sqlx::query("SELECT id FROM users WHERE ha_discovery = 1 ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(CatalogError::from))
+            .collect()
+    }
+
     pub async fn set_email(&self, id: i64, email: &str) -> Result<(), CatalogError> {
         let _forget = ForgetKeys(self);
         sqlx::query("UPDATE users SET email = ? WHERE id = ?")

@@ -3,6 +3,7 @@
 
 mod device;
 mod feed;
+mod homeassistant;
 mod input;
 mod input_manage;
 mod process;
@@ -99,6 +100,7 @@ pub async fn dispatch(
         "feed" => feed::handle(&call).await,
         "myip" => system::myip(&call),
         "device" => device::handle(&call).await,
+        "ynni" => homeassistant::handle(&call).await,
         "" => reply::not_implemented("the web interface (use the HTTP API)"),
         _ => reply::route_not_found(route.format == Format::Json),
     }

@@ -170,6 +170,7 @@ async fn create(call: &Call<'_>) -> Response {
             if let Err(e) = call.state.router.reload_user(caller.user.id).await {
                 tracing::error!(error = %e, "could not reload the user's feeds");
             }
+            call.state.announce(caller.user.id);
             reply::json(json!({"success": true, "feedid": id, "result": true}))
         }
         Err(e) => {
@@ -454,9 +455,12 @@ async fn set(call: &Call<'_>) -> Response {
         .and_then(|v| v.as_object().cloned())
         .unwrap_or_default();
     match update_fields(call, &row, &fields).await {
-        Ok(Ok(())) => reply::json(
-            json!({"success": true, "message": "Field updated", "feedid": row.id, "fields": Value::Object(fields)}),
-        ),
+        Ok(Ok(())) => {
+            call.state.announce(row.userid);
+            reply::json(
+                json!({"success": true, "message": "Field updated", "feedid": row.id, "fields": Value::Object(fields)}),
+            )
+        }
         Ok(Err(message)) => reply::fail(message),
         Err(r) => r,
     }
@@ -585,6 +589,7 @@ async fn delete(call: &Call<'_>) -> Response {
     if let Err(e) = call.state.router.reload_user(row.userid).await {
         tracing::error!(error = %e, "could not reload the user's feeds");
     }
+    call.state.announce(row.userid);
     reply::ok_message("Feed removed successfully.")
 }
 
