@@ -13,12 +13,33 @@ use ynni_core::Catalog;
 use ynni_ingest::decode::decode_mqtt;
 use ynni_ingest::shard::{IngestError, Output, Pending, Refused, Router, Submission};
 
+/// emonSD's fixed broker login, standing for one account.
+#[derive(Clone)]
+pub struct Legacy {
+    pub username: String,
+    pub password: String,
+    /// The ynni account it publishes as.
+    pub account: String,
+}
+
 /// Username = ynni username, password = the account's write apikey (any topic) or one of the
-/// account's device keys (that device's node only).
-fn authenticator(catalog: Catalog) -> Authenticate {
+/// account's device keys (that device's node only); or the legacy login, when configured.
+fn authenticator(catalog: Catalog, legacy: Option<Legacy>) -> Authenticate {
     Arc::new(move |user: String, pass: String| {
         let catalog = catalog.clone();
+        let legacy = legacy.clone();
         Box::pin(async move {
+            if let Some(l) = legacy.filter(|l| l.username == user) {
+                // Refused until the account it stands for exists.
+                let account = catalog.user_by_username(&l.account).await;
+                return if ynni_core::keys::secrets_equal(&l.password, &pass)
+                    && matches!(account, Ok(Some(_)))
+                {
+                    Access::Account
+                } else {
+                    Access::Denied
+                };
+            }
             let pass = pass.to_ascii_lowercase();
             let found = async {
                 let Some(u) = catalog.user_by_username(&user).await? else {
@@ -53,10 +74,22 @@ fn authenticator(catalog: Catalog) -> Authenticate {
 pub async fn start(
     listen: SocketAddr,
     base: &str,
+    legacy: Option<Legacy>,
     catalog: Catalog,
     router: Arc<Router>,
 ) -> anyhow::Result<(SocketAddr, UnboundedSender<i64>)> {
-    let running = ynni_broker::start(listen, base, authenticator(catalog.clone())).await?;
+    if let Some(l) = &legacy {
+        tracing::warn!(
+            login = %l.username,
+            account = %l.account,
+            "MQTT legacy login enabled: anyone with the emonSD password publishes as this account"
+        );
+    }
+    let alias = legacy
+        .as_ref()
+        .map(|l| (l.username.clone(), l.account.clone()));
+    let running =
+        ynni_broker::start(listen, base, authenticator(catalog.clone(), legacy), alias).await?;
     let (announce_tx, announce_rx) = tokio::sync::mpsc::unbounded_channel();
     for userid in catalog.ha_discovery_users().await? {
         let _ = announce_tx.send(userid);

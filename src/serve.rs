@@ -44,9 +44,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .await
             .context("starting the shard workers")??;
     let router = Arc::new(router);
+    let legacy = (!settings.mqtt.legacy_user.is_empty()).then(|| crate::mqtt_link::Legacy {
+        username: settings.mqtt.legacy_username.clone(),
+        password: settings.mqtt.legacy_password.clone(),
+        account: settings.mqtt.legacy_user.clone(),
+    });
     let (mqtt_addr, announce) = crate::mqtt_link::start(
         settings.mqtt.listen,
         &settings.mqtt.base_topic,
+        legacy,
         catalog.clone(),
         router.clone(),
     )

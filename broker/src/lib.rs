@@ -105,10 +105,13 @@ pub struct Running {
 }
 
 /// Starts the broker on `listen` (port 0 picks a free port).
+/// `legacy`: a fixed login name and the username of the account it stands for (emonSD's
+/// `emonpi` login); its topics live in that account's namespace.
 pub async fn start(
     listen: SocketAddr,
     base: &str,
     authenticate: Authenticate,
+    legacy: Option<(String, String)>,
 ) -> Result<Running, BrokerError> {
     // rumqttd binds inside its accept loop and cannot report the port; binding once here makes
     // "in use" a clear start-up error and resolves port 0.
@@ -173,7 +176,12 @@ pub async fn start(
     let mut server = Server::new(
         settings,
         router_tx.clone(),
-        TenantNs::new(version::AnyVersion::default(), sessions, base),
+        TenantNs::new(
+            version::AnyVersion::default(),
+            sessions,
+            base,
+            legacy.map(Arc::new),
+        ),
     );
     tokio::spawn(async move {
         if let Err(e) = server.start(LinkType::Remote).await {

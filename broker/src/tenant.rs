@@ -23,10 +23,17 @@ pub struct TenantNs<P> {
     device: Option<Option<String>>,
     sessions: Arc<DeviceSessions>,
     base: String,
+    /// emonSD's legacy login name and the account it stands for.
+    alias: Option<Arc<(String, String)>>,
 }
 
 impl<P> TenantNs<P> {
-    pub fn new(inner: P, sessions: Arc<DeviceSessions>, base: &str) -> Self {
+    pub fn new(
+        inner: P,
+        sessions: Arc<DeviceSessions>,
+        base: &str,
+        alias: Option<Arc<(String, String)>>,
+    ) -> Self {
         Self {
             inner,
             prefix: None,
@@ -34,6 +41,7 @@ impl<P> TenantNs<P> {
             device: None,
             sessions,
             base: base.to_string(),
+            alias,
         }
     }
 
@@ -70,10 +78,16 @@ impl<P: Protocol> Protocol for TenantNs<P> {
     fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, Error> {
         let mut packet = self.inner.read_mut(stream, max_size)?;
         if let Packet::Connect(connect, _, will, _, login) = &mut packet {
-            let user = login
+            let mut user = login
                 .as_ref()
                 .map(|l| l.username.clone())
                 .unwrap_or_default();
+            // The legacy login works in its account's namespace (the auth hook checks it).
+            if let Some(alias) = &self.alias
+                && user == alias.0
+            {
+                user = alias.1.clone();
+            }
             let prefix = format!("{PREFIX}{user}/");
             self.client_id = connect.client_id.clone();
             // The auth hook, which runs next, refuses a device whose will is outside its node.

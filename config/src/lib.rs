@@ -56,6 +56,11 @@ pub struct MqttSettings {
     pub listen: SocketAddr,
     /// The first topic level of device messages (emoncms's `basetopic`).
     pub base_topic: String,
+    /// emonSD's fixed broker login (`emonpi` / `emonpimqtt2016`) for existing emonPi images,
+    /// mapped to this ynni account. Empty (the default): off.
+    pub legacy_user: String,
+    pub legacy_username: String,
+    pub legacy_password: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -126,6 +131,9 @@ impl Default for MqttSettings {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 1883)),
             base_topic: "emon".into(),
+            legacy_user: String::new(),
+            legacy_username: "emonpi".into(),
+            legacy_password: "emonpimqtt2016".into(),
         }
     }
 }
@@ -243,6 +251,16 @@ impl Settings {
         }
         if self.mqtt.base_topic.is_empty() || self.mqtt.base_topic.contains(['/', '+', '#']) {
             return bad("mqtt.base_topic", "must be one topic level without / + #");
+        }
+        if !self.mqtt.legacy_user.is_empty()
+            && (self.mqtt.legacy_username.is_empty()
+                || self.mqtt.legacy_username.contains(['/', '+', '#'])
+                || self.mqtt.legacy_password.is_empty())
+        {
+            return bad(
+                "mqtt.legacy_username",
+                "and mqtt.legacy_password must be set (a username without / + #)",
+            );
         }
         if self.log.level.trim().is_empty() {
             return bad("log.level", "must not be empty");

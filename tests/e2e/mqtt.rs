@@ -411,3 +411,49 @@ async fn home_assistant_discovery_is_opt_in_and_follows_the_feeds() {
     let gone = collect(&mut ev, Duration::from_secs(10), 1).await;
     assert_eq!(gone, vec![(config_topic, Vec::new())]);
 }
+
+#[tokio::test]
+async fn the_emonsd_legacy_login_publishes_as_its_account_when_switched_on() {
+    // Off by default: emonSD's login is refused.
+    let server = Server::start();
+    register(&server, "alice", "secret1").await;
+    let (_, mut ev) = client(&server, "emonhub", "emonpi", "emonpimqtt2016");
+    assert!(!connected(&mut ev).await);
+    drop(server);
+
+    let server = Server::builder().env("MQTT__LEGACY_USER", "alice").start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, mut wrong) = client(&server, "emonhub-bad", "emonpi", "nope");
+    assert!(!connected(&mut wrong).await);
+    let (alice, mut alice_ev) = client(&server, "alice-sub", "alice", &write);
+    assert!(connected(&mut alice_ev).await);
+    subscribe(&alice, &mut alice_ev, "emon/#").await;
+    let (hub, mut hub_ev) = client(&server, "emonhub", "emonpi", "emonpimqtt2016");
+    assert!(connected(&mut hub_ev).await);
+    hub.publish("emon/emonpi/power1", QoS::AtLeastOnce, false, "321")
+        .await
+        .expect("publish");
+    let seen = wait_for(&mut alice_ev, Duration::from_secs(10), |e| match e {
+        Event::Incoming(Packet::Publish(p)) => Some(p.topic.clone()),
+        _ => None,
+    });
+    let (seen, _) = tokio::join!(seen, async {
+        let _ = tokio::time::timeout(Duration::from_secs(2), hub_ev.poll()).await;
+    });
+    assert_eq!(seen.as_deref(), Some("emon/emonpi/power1"));
+    let c = script();
+    let mut value = json!(null);
+    for _ in 0..50 {
+        value = get(
+            &c,
+            &server.url(&format!("/input/get/emonpi/power1?apikey={read}")),
+        )
+        .await
+        .json();
+        if value["value"] == json!(321) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(value["value"], json!(321));
+}
