@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every check and test of ynni: formatting, lints, unit tests and end-to-end tests.
 # Installs the Debian packages the tests need when they are missing (mosquitto-clients: the
-# MQTT tests talk to ynni's broker with the same tools emonSD users have; python3: the
-# compatibility suite runs ../shared/tools/replay.py).
+# MQTT tests talk to ynni's broker with the same tools emonSD users have; mosquitto: the
+# external broker test runs a real one; python3: the compatibility suite runs
+# ../shared/tools/replay.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mosquitto-clients python3)
+packages=(mosquitto mosquitto-clients python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -2,6 +2,7 @@
 
 mod cli;
 mod discovery;
+mod external;
 mod logging;
 mod mqtt_link;
 mod serve;

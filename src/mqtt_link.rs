@@ -75,6 +75,7 @@ pub async fn start(
     listen: SocketAddr,
     base: &str,
     legacy: Option<Legacy>,
+    external: Option<crate::external::External>,
     catalog: Catalog,
     router: Arc<Router>,
 ) -> anyhow::Result<(SocketAddr, UnboundedSender<i64>)> {
@@ -101,8 +102,23 @@ pub async fn start(
         catalog.clone(),
         router.clone(),
     ));
+    // The embedded broker's messages and, in external broker mode, the external one's share
+    // one ingest path.
+    let (inbound_tx, inbound) = tokio::sync::mpsc::channel(4096);
+    let mut from_broker = running.inbound;
+    let forward = inbound_tx.clone();
+    tokio::spawn(async move {
+        while let Some(m) = from_broker.recv().await {
+            if forward.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    if let Some(ext) = external {
+        tokio::spawn(crate::external::run(ext, inbound_tx));
+    }
     tokio::spawn(feed(
-        running.inbound,
+        inbound,
         base.to_string(),
         catalog,
         router,

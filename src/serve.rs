@@ -49,10 +49,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         password: settings.mqtt.legacy_password.clone(),
         account: settings.mqtt.legacy_user.clone(),
     });
+    let m = &settings.mqtt;
+    let external = (!m.external_host.is_empty()).then(|| crate::external::External {
+        host: m.external_host.clone(),
+        port: m.external_port,
+        username: m.external_username.clone(),
+        password: m.external_password.clone(),
+        account: m.external_user.clone(),
+        base: m.base_topic.clone(),
+    });
     let (mqtt_addr, announce) = crate::mqtt_link::start(
         settings.mqtt.listen,
         &settings.mqtt.base_topic,
         legacy,
+        external,
         catalog.clone(),
         router.clone(),
     )

@@ -61,6 +61,13 @@ pub struct MqttSettings {
     pub legacy_user: String,
     pub legacy_username: String,
     pub legacy_password: String,
+    /// External broker mode: ynni also subscribes to `<base_topic>/#` on this broker (e.g. an
+    /// existing Mosquitto) and stores the messages for `external_user`. Empty (default): off.
+    pub external_host: String,
+    pub external_port: u16,
+    pub external_username: String,
+    pub external_password: String,
+    pub external_user: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -134,6 +141,11 @@ impl Default for MqttSettings {
             legacy_user: String::new(),
             legacy_username: "emonpi".into(),
             legacy_password: "emonpimqtt2016".into(),
+            external_host: String::new(),
+            external_port: 1883,
+            external_username: String::new(),
+            external_password: String::new(),
+            external_user: String::new(),
         }
     }
 }
@@ -260,6 +272,12 @@ impl Settings {
             return bad(
                 "mqtt.legacy_username",
                 "and mqtt.legacy_password must be set (a username without / + #)",
+            );
+        }
+        if !self.mqtt.external_host.is_empty() && self.mqtt.external_user.is_empty() {
+            return bad(
+                "mqtt.external_user",
+                "must name the account that external broker messages belong to",
             );
         }
         if self.log.level.trim().is_empty() {

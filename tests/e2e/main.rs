@@ -4,6 +4,7 @@
 mod bad_input;
 mod compat;
 mod devices;
+mod external_broker;
 mod feed_writes;
 mod feeds;
 mod harness;
