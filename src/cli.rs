@@ -23,6 +23,28 @@ pub enum Command {
     /// Manage accounts offline, on the same data as the server.
     #[command(subcommand)]
     User(UserCommand),
+    /// TLS for the MQTT broker.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Write a self-signed certificate and key for MQTTS on a LAN into <data_dir>/tls/.
+    Selfsigned(SelfSignedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SelfSignedArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Host names and IP addresses the certificate is for (default: localhost and this
+    /// machine's host name).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Replace an existing pair.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Where the settings come from; shared by every subcommand.

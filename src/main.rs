@@ -6,6 +6,7 @@ mod external;
 mod logging;
 mod mqtt_link;
 mod serve;
+mod tls_cmd;
 mod user_cmd;
 
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ynni_config::{Overrides, Settings};
 
-use cli::{Cli, Command, ConfigArgs, UserCommand};
+use cli::{Cli, Command, ConfigArgs, TlsCommand, UserCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,6 +56,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load(&args.config, Overrides::default())?;
             logging::init("warn")?;
             user_cmd::add(&settings, &args).await
+        }
+        Command::Tls(TlsCommand::Selfsigned(args)) => {
+            let settings = load(&args.config, Overrides::default())?;
+            logging::init("warn")?;
+            tls_cmd::selfsigned(&settings, &args)
         }
         Command::User(UserCommand::List(args)) => {
             let settings = load(&args.config, Overrides::default())?;

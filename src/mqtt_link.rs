@@ -76,6 +76,7 @@ pub async fn start(
     base: &str,
     legacy: Option<Legacy>,
     external: Option<crate::external::External>,
+    tls: Option<ynni_broker::Tls>,
     catalog: Catalog,
     router: Arc<Router>,
 ) -> anyhow::Result<(SocketAddr, UnboundedSender<i64>)> {
@@ -89,8 +90,17 @@ pub async fn start(
     let alias = legacy
         .as_ref()
         .map(|l| (l.username.clone(), l.account.clone()));
-    let running =
-        ynni_broker::start(listen, base, authenticator(catalog.clone(), legacy), alias).await?;
+    let running = ynni_broker::start(
+        listen,
+        base,
+        authenticator(catalog.clone(), legacy),
+        alias,
+        tls,
+    )
+    .await?;
+    if let Some(addr) = running.tls_addr {
+        tracing::info!("MQTT TLS listening on {addr}");
+    }
     let (announce_tx, announce_rx) = tokio::sync::mpsc::unbounded_channel();
     for userid in catalog.ha_discovery_users().await? {
         let _ = announce_tx.send(userid);

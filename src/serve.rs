@@ -58,11 +58,40 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         account: m.external_user.clone(),
         base: m.base_topic.clone(),
     });
+    let tls = if m.tls_listen.is_empty() {
+        None
+    } else {
+        let (default_cert, default_key) = crate::tls_cmd::default_paths(data_dir.root());
+        let pick = |given: &str, default: std::path::PathBuf| {
+            if given.is_empty() {
+                default
+            } else {
+                std::path::PathBuf::from(given)
+            }
+        };
+        let (cert, key) = (
+            pick(&m.tls_cert, default_cert),
+            pick(&m.tls_key, default_key),
+        );
+        for f in [&cert, &key] {
+            anyhow::ensure!(
+                f.is_file(),
+                "mqtt.tls_listen is set but {} does not exist (run `ynni tls selfsigned` or set mqtt.tls_cert and mqtt.tls_key)",
+                f.display()
+            );
+        }
+        Some(ynni_broker::Tls {
+            listen: m.tls_listen.parse().context("mqtt.tls_listen")?,
+            cert: cert.display().to_string(),
+            key: key.display().to_string(),
+        })
+    };
     let (mqtt_addr, announce) = crate::mqtt_link::start(
         settings.mqtt.listen,
         &settings.mqtt.base_topic,
         legacy,
         external,
+        tls,
         catalog.clone(),
         router.clone(),
     )

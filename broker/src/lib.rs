@@ -95,10 +95,41 @@ impl Publisher {
     }
 }
 
+/// An MQTT-over-TLS listener (MQTTS, usually port 8883): PEM certificate chain and key files.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub listen: SocketAddr,
+    pub cert: String,
+    pub key: String,
+}
+
+/// rumqttd binds inside its accept loop and cannot report the port; binding once here makes
+/// "in use" a clear start-up error and resolves port 0.
+async fn resolve(listen: SocketAddr) -> Result<SocketAddr, BrokerError> {
+    let probe = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                BrokerError::AddrInUse(listen)
+            } else {
+                BrokerError::Bind {
+                    addr: listen,
+                    source,
+                }
+            }
+        })?;
+    probe.local_addr().map_err(|source| BrokerError::Bind {
+        addr: listen,
+        source,
+    })
+}
+
 /// What [`start`] gives back.
 pub struct Running {
     /// The address the broker listens on (port 0 resolved).
     pub addr: SocketAddr,
+    /// The TLS listener's address, when there is one.
+    pub tls_addr: Option<SocketAddr>,
     /// Messages published under `<base>/`, and on [`HA_STATUS`], by authenticated clients.
     pub inbound: tokio::sync::mpsc::Receiver<Inbound>,
     pub publisher: Publisher,
@@ -112,26 +143,16 @@ pub async fn start(
     base: &str,
     authenticate: Authenticate,
     legacy: Option<(String, String)>,
+    tls: Option<Tls>,
 ) -> Result<Running, BrokerError> {
-    // rumqttd binds inside its accept loop and cannot report the port; binding once here makes
-    // "in use" a clear start-up error and resolves port 0.
-    let probe = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AddrInUse {
-                BrokerError::AddrInUse(listen)
-            } else {
-                BrokerError::Bind {
-                    addr: listen,
-                    source,
-                }
-            }
-        })?;
-    let listen = probe.local_addr().map_err(|source| BrokerError::Bind {
-        addr: listen,
-        source,
-    })?;
-    drop(probe);
+    let listen = resolve(listen).await?;
+    let tls = match tls {
+        Some(t) => Some(Tls {
+            listen: resolve(t.listen).await?,
+            ..t
+        }),
+        None => None,
+    };
     let router_cfg = RouterConfig {
         max_connections: 10_000,
         max_outgoing_packet_count: 200,
@@ -166,28 +187,43 @@ pub async fn start(
             sessions.authenticated(&client_id, &access, &base)
         }
     });
-    let settings = ServerSettings {
-        name: "ynni-mqtt".into(),
-        listen,
-        tls: None,
-        next_connection_delay_ms: 0,
-        connections,
-    };
-    let mut server = Server::new(
-        settings,
-        router_tx.clone(),
-        TenantNs::new(
-            version::AnyVersion::default(),
-            sessions,
-            base,
-            legacy.map(Arc::new),
-        ),
-    );
-    tokio::spawn(async move {
-        if let Err(e) = server.start(LinkType::Remote).await {
-            tracing::error!(error = ?e, "MQTT listener stopped");
-        }
-    });
+    let legacy = legacy.map(Arc::new);
+    let mut listeners = vec![("ynni-mqtt", listen, None)];
+    if let Some(t) = &tls {
+        listeners.push((
+            "ynni-mqtts",
+            t.listen,
+            Some(rumqttd::TlsConfig::Rustls {
+                capath: None,
+                certpath: t.cert.clone(),
+                keypath: t.key.clone(),
+            }),
+        ));
+    }
+    for (name, addr, tls_config) in listeners {
+        let settings = ServerSettings {
+            name: name.into(),
+            listen: addr,
+            tls: tls_config,
+            next_connection_delay_ms: 0,
+            connections: connections.clone(),
+        };
+        let mut server = Server::new(
+            settings,
+            router_tx.clone(),
+            TenantNs::new(
+                version::AnyVersion::default(),
+                sessions.clone(),
+                base,
+                legacy.clone(),
+            ),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = server.start(LinkType::Remote).await {
+                tracing::error!(error = ?e, listener = name, "MQTT listener stopped");
+            }
+        });
+    }
 
     // A second link only publishes; its receiving side is drained so the router never waits on it.
     let (out_tx, mut out_rx, _) = LinkBuilder::new("ynni-outputs", router_tx.clone())
@@ -255,6 +291,7 @@ pub async fn start(
     });
     Ok(Running {
         addr: listen,
+        tls_addr: tls.map(|t| t.listen),
         inbound: rx,
         publisher: Publisher { link: out_tx },
     })

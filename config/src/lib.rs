@@ -68,6 +68,12 @@ pub struct MqttSettings {
     pub external_username: String,
     pub external_password: String,
     pub external_user: String,
+    /// MQTT over TLS (MQTTS) listen address, e.g. `0.0.0.0:8883`. Empty (default): off.
+    pub tls_listen: String,
+    /// PEM certificate chain and private key for `tls_listen`; empty: the pair that
+    /// `ynni tls selfsigned` writes under `<data_dir>/tls/`.
+    pub tls_cert: String,
+    pub tls_key: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -146,6 +152,9 @@ impl Default for MqttSettings {
             external_username: String::new(),
             external_password: String::new(),
             external_user: String::new(),
+            tls_listen: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -279,6 +288,9 @@ impl Settings {
                 "mqtt.external_user",
                 "must name the account that external broker messages belong to",
             );
+        }
+        if !self.mqtt.tls_listen.is_empty() && self.mqtt.tls_listen.parse::<SocketAddr>().is_err() {
+            return bad("mqtt.tls_listen", "must be an address such as 0.0.0.0:8883");
         }
         if self.log.level.trim().is_empty() {
             return bad("log.level", "must not be empty");

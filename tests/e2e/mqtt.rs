@@ -457,3 +457,73 @@ async fn the_emonsd_legacy_login_publishes_as_its_account_when_switched_on() {
     }
     assert_eq!(value["value"], json!(321));
 }
+
+#[tokio::test]
+async fn devices_can_publish_over_tls_with_a_self_signed_certificate() {
+    let keep = tempfile::tempdir().expect("tempdir");
+    let data = keep.path().join("data");
+    let data_s = data.to_str().expect("utf-8 path");
+    let (status, out, err) = run_cli(&["tls", "selfsigned", "--data-dir", data_s], &[], None);
+    assert!(status.success(), "{out}{err}");
+    let paths: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let cert = paths["cert"].as_str().expect("cert path").to_string();
+    // A second run does not silently replace the pair.
+    let (again, _, _) = run_cli(&["tls", "selfsigned", "--data-dir", data_s], &[], None);
+    assert!(!again.success());
+
+    let server = Server::builder()
+        .data_dir(&data)
+        .env("MQTT__TLS_LISTEN", "127.0.0.1:0")
+        .start();
+    let log = server.log();
+    let port = log
+        .split("MQTT TLS listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .expect("the TLS listener's address in the log")
+        .port();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let publish = |extra: &[&str]| {
+        let mut args = vec![
+            "-h".to_string(),
+            "localhost".into(),
+            "-p".into(),
+            port.to_string(),
+            "-u".into(),
+            "alice".into(),
+            "-P".into(),
+            write.clone(),
+            "-t".into(),
+            "emon/secure/power".into(),
+            "-m".into(),
+            "77".into(),
+            "-q".into(),
+            "1".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        std::process::Command::new("mosquitto_pub")
+            .args(&args)
+            .status()
+            .expect("mosquitto_pub")
+            .success()
+    };
+    // Without trusting the certificate the handshake fails; with it, the value arrives.
+    assert!(!publish(&["--cafile", "/etc/ssl/certs/ca-certificates.crt"]));
+    assert!(publish(&["--cafile", &cert]));
+    let c = script();
+    let mut v = json!(null);
+    for _ in 0..50 {
+        v = get(
+            &c,
+            &server.url(&format!("/input/get/secure/power?apikey={read}")),
+        )
+        .await
+        .json();
+        if v["value"] == json!(77) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(v["value"], json!(77));
+}
