@@ -509,7 +509,10 @@ async fn devices_can_publish_over_tls_with_a_self_signed_certificate() {
             .success()
     };
     // Without trusting the certificate the handshake fails; with it, the value arrives.
-    assert!(!publish(&["--cafile", "/etc/ssl/certs/ca-certificates.crt"]));
+    assert!(!publish(&[
+        "--cafile",
+        "/etc/ssl/certs/ca-certificates.crt"
+    ]));
     assert!(publish(&["--cafile", &cert]));
     let c = script();
     let mut v = json!(null);

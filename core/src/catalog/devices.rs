@@ -102,11 +102,7 @@ impl Catalog {
         .bind(id)
         .execute(&self.pool)
         .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        super::unless_unique_clash(result)
     }
 
     /// Replaces the device's key; the old one stops working at once.

@@ -105,11 +105,7 @@ impl Catalog {
         .bind(id)
         .execute(&self.pool)
         .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        super::unless_unique_clash(result)
     }
 
     /// Deletes the user's inputs among `ids`; returns how many went.

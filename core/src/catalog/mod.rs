@@ -102,6 +102,17 @@ impl Catalog {
     }
 }
 
+/// An update's outcome where a unique constraint may refuse it: `false` for the clash.
+pub(crate) fn unless_unique_clash(
+    result: Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
+) -> Result<bool, CatalogError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(crate) fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }

@@ -23,6 +23,16 @@ async fn inputs(call: &Call<'_>, userid: i64) -> Result<Vec<InputRow>, Response>
         .map_err(|e| reply::internal(&e))
 }
 
+/// The user's input named by the `inputid` parameter.
+async fn input_named(call: &Call<'_>, userid: i64) -> Result<Option<InputRow>, Response> {
+    let id = call
+        .params
+        .get("inputid")
+        .and_then(|i| i.trim().parse::<i64>().ok());
+    let rows = inputs(call, userid).await?;
+    Ok(id.and_then(|id| rows.into_iter().find(|r| r.id == id)))
+}
+
 async fn reload(call: &Call<'_>, userid: i64) {
     if let Err(e) = call.state.router.reload_user(userid).await {
         tracing::error!(error = %e, "could not reload the user's inputs");
@@ -51,16 +61,10 @@ pub async fn set(call: &Call<'_>) -> Response {
     let Some(userid) = writer(call) else {
         return reply::json_false();
     };
-    let id = call
-        .params
-        .get("inputid")
-        .and_then(|i| i.trim().parse::<i64>().ok());
-    let rows = match inputs(call, userid).await {
-        Ok(r) => r,
+    let row = match input_named(call, userid).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return reply::fail("Input does not exist"),
         Err(r) => return r,
-    };
-    let Some(row) = id.and_then(|id| rows.into_iter().find(|r| r.id == id)) else {
-        return reply::fail("Input does not exist");
     };
     let fields = call
         .params
@@ -256,16 +260,10 @@ pub async fn process_reset(call: &Call<'_>) -> Response {
     let Some(userid) = writer(call) else {
         return reply::json_false();
     };
-    let id = call
-        .params
-        .get("inputid")
-        .and_then(|i| i.trim().parse::<i64>().ok());
-    let rows = match inputs(call, userid).await {
-        Ok(r) => r,
+    let row = match input_named(call, userid).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return reply::json_false(),
         Err(r) => return r,
-    };
-    let Some(row) = id.and_then(|id| rows.into_iter().find(|r| r.id == id)) else {
-        return reply::json_false();
     };
     if let Err(e) = call.state.catalog.set_input_process_list(row.id, "").await {
         return reply::internal(&e);
