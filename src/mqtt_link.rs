@@ -77,6 +77,7 @@ pub async fn start(
     legacy: Option<Legacy>,
     external: Option<crate::external::External>,
     tls: Option<ynni_broker::Tls>,
+    input_topic: &str,
     catalog: Catalog,
     router: Arc<Router>,
 ) -> anyhow::Result<(SocketAddr, UnboundedSender<i64>)> {
@@ -106,6 +107,7 @@ pub async fn start(
         let _ = announce_tx.send(userid);
     }
     tokio::spawn(publish_outputs(
+        input_topic.to_string(),
         router.subscribe_outputs(),
         announce_rx,
         running.publisher,
@@ -141,6 +143,7 @@ pub async fn start(
 /// update: `ynni/feed/<id>` = `{"time":…,"value":…}`, retained, for Home Assistant and Node-RED;
 /// and the Home Assistant discovery of users who asked for it.
 async fn publish_outputs(
+    input_topic: String,
     mut outputs: tokio::sync::broadcast::Receiver<Output>,
     mut announce: UnboundedReceiver<i64>,
     mut publisher: ynni_broker::Publisher,
@@ -179,9 +182,11 @@ async fn publish_outputs(
             Err(_) => break,
         };
         let userid = match &out {
-            Output::Published { userid, .. } | Output::Feed { userid, .. } => *userid,
+            Output::Published { userid, .. }
+            | Output::Feed { userid, .. }
+            | Output::Input { userid, .. } => *userid,
         };
-        let name = match names.get(&userid) {
+        let username = match names.get(&userid) {
             Some(n) => n.clone(),
             None => match catalog.user_by_id(userid).await {
                 Ok(Some(u)) => {
@@ -194,7 +199,17 @@ async fn publish_outputs(
         let sent = match out {
             Output::Published { topic, value, .. } => {
                 let payload = value.map_or_else(|| "null".to_string(), |v| v.to_string());
-                publisher.publish(&name, &topic, payload.into_bytes())
+                publisher.publish(&username, &topic, payload.into_bytes())
+            }
+            Output::Input {
+                node, name, value, ..
+            } => {
+                let payload = value.map_or_else(|| "null".to_string(), |v| v.to_string());
+                publisher.publish(
+                    &username,
+                    &format!("{input_topic}/{node}/{name}"),
+                    payload.into_bytes(),
+                )
             }
             Output::Feed {
                 feed, time, value, ..
@@ -202,7 +217,7 @@ async fn publish_outputs(
                 let payload = serde_json::json!({"time": time, "value": php_number(value)});
                 publisher
                     .publish_retained(
-                        &name,
+                        &username,
                         &format!("ynni/feed/{feed}"),
                         payload.to_string().into_bytes(),
                     )

@@ -37,6 +37,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         fixed_dir: data_dir.phpfina_dir(),
         variable_dir: data_dir.phptimeseries_dir(),
         wal_root: data_dir.root().join("wal"),
+        input_outputs: !settings.mqtt.input_topic.is_empty(),
     };
     let (router_catalog, handle) = (catalog.clone(), tokio::runtime::Handle::current());
     let router =
@@ -92,6 +93,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         legacy,
         external,
         tls,
+        &settings.mqtt.input_topic,
         catalog.clone(),
         router.clone(),
     )

@@ -68,6 +68,9 @@ pub struct MqttSettings {
     pub external_username: String,
     pub external_password: String,
     pub external_user: String,
+    /// Every input update (HTTP or MQTT) is published, inside its user's namespace, on
+    /// `<input_topic>/<node>/<input>` (e.g. `ynni/input`). Empty (default): off.
+    pub input_topic: String,
     /// MQTT over TLS (MQTTS) listen address, e.g. `0.0.0.0:8883`. Empty (default): off.
     pub tls_listen: String,
     /// PEM certificate chain and private key for `tls_listen`; empty: the pair that
@@ -152,6 +155,7 @@ impl Default for MqttSettings {
             external_username: String::new(),
             external_password: String::new(),
             external_user: String::new(),
+            input_topic: String::new(),
             tls_listen: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
@@ -287,6 +291,19 @@ impl Settings {
             return bad(
                 "mqtt.external_user",
                 "must name the account that external broker messages belong to",
+            );
+        }
+        let it = &self.mqtt.input_topic;
+        if !it.is_empty()
+            && (it.contains(['+', '#'])
+                || it.starts_with('/')
+                || it.ends_with('/')
+                || it.split('/').next() == Some(self.mqtt.base_topic.as_str()))
+        {
+            // Under the base topic the republished values would be ingested again.
+            return bad(
+                "mqtt.input_topic",
+                "must be a topic outside mqtt.base_topic, without + # or a leading or trailing /",
             );
         }
         if !self.mqtt.tls_listen.is_empty() && self.mqtt.tls_listen.parse::<SocketAddr>().is_err() {

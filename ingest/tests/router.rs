@@ -42,6 +42,7 @@ async fn start(dir: &std::path::Path, catalog: &Catalog) -> Router {
         fixed_dir: dir.join("phpfina"),
         variable_dir: dir.join("phptimeseries"),
         wal_root: dir.join("wal"),
+        input_outputs: false,
     };
     let (catalog, handle) = (catalog.clone(), tokio::runtime::Handle::current());
     tokio::task::spawn_blocking(move || Router::start(cfg, catalog, handle))

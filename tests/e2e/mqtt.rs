@@ -530,3 +530,28 @@ async fn devices_can_publish_over_tls_with_a_self_signed_certificate() {
     }
     assert_eq!(v["value"], json!(77));
 }
+
+#[tokio::test]
+async fn input_updates_are_republished_when_an_input_topic_is_set() {
+    let server = Server::builder()
+        .env("MQTT__INPUT_TOPIC", "ynni/input")
+        .start();
+    let (_, _, write) = register(&server, "alice", "secret1").await;
+    let (sub, mut ev) = client(&server, "node-red", "alice", &write);
+    assert!(connected(&mut ev).await);
+    subscribe(&sub, &mut ev, "ynni/input/#").await;
+    // An HTTP post, which MQTT subscribers would otherwise never see.
+    let r = get(
+        &script(),
+        &server.url(&format!(
+            "/input/post?node=house&json=%7Bpower%3A5.5%7D&apikey={write}"
+        )),
+    )
+    .await;
+    assert_eq!(r.body, "ok");
+    let got = collect(&mut ev, Duration::from_secs(10), 1).await;
+    assert_eq!(
+        got,
+        vec![("ynni/input/house/power".to_string(), b"5.5".to_vec())]
+    );
+}

@@ -26,6 +26,8 @@ pub struct RouterConfig {
     pub variable_dir: PathBuf,
     /// Each worker's WAL goes in `<wal_root>/<worker>`.
     pub wal_root: PathBuf,
+    /// Send every input update as an [`Output::Input`] (for MQTT subscribers).
+    pub input_outputs: bool,
 }
 
 /// One user's decoded values from one request or message.
@@ -76,6 +78,13 @@ pub enum Output {
     Published {
         userid: i64,
         topic: String,
+        value: Value,
+    },
+    /// An input's new value (when [`RouterConfig::input_outputs`] is on).
+    Input {
+        userid: i64,
+        node: String,
+        name: String,
         value: Value,
     },
     /// A feed's new last value (once per feed and batch).

@@ -148,6 +148,7 @@ struct Core {
     state: ShardState,
     max_nodes: usize,
     outputs: tokio::sync::broadcast::Sender<Output>,
+    input_outputs: bool,
 }
 
 pub struct Worker {
@@ -171,6 +172,7 @@ impl Worker {
             state: ShardState::default(),
             max_nodes: cfg.max_nodes,
             outputs,
+            input_outputs: cfg.input_outputs,
         };
         let wal = cfg.wal_root.join(n.to_string());
         let store = FeedStore::open_with(
@@ -559,6 +561,17 @@ impl Core {
         }
         for batch in &record.batches {
             let t = batch.time;
+            // Live values for subscribers: not sent again when a batch is replayed.
+            if self.input_outputs && !replaying {
+                for (name, value) in &batch.values {
+                    let _ = self.outputs.send(Output::Input {
+                        userid,
+                        node: batch.node.clone(),
+                        name: name.clone(),
+                        value: *value,
+                    });
+                }
+            }
             let mut queued: Vec<(i64, Value, String)> = Vec::new();
             for (name, value) in &batch.values {
                 let key = (batch.node.clone(), name.clone());
