@@ -68,19 +68,34 @@ fn authenticator(catalog: Catalog, legacy: Option<Legacy>) -> Authenticate {
     })
 }
 
+/// How the broker is set up (from the `[mqtt]` settings).
+pub struct LinkOptions {
+    pub listen: SocketAddr,
+    pub base: String,
+    pub legacy: Option<Legacy>,
+    pub external: Option<crate::external::External>,
+    pub tls: Option<ynni_broker::Tls>,
+    /// Where input updates are republished; empty: they are not.
+    pub input_topic: String,
+}
+
 /// Starts the broker, the task feeding its messages to the router, and the task publishing
 /// outputs and Home Assistant discovery; returns the broker's address and the channel that
 /// asks for a user's discovery to be published again.
 pub async fn start(
-    listen: SocketAddr,
-    base: &str,
-    legacy: Option<Legacy>,
-    external: Option<crate::external::External>,
-    tls: Option<ynni_broker::Tls>,
-    input_topic: &str,
+    opts: LinkOptions,
     catalog: Catalog,
     router: Arc<Router>,
 ) -> anyhow::Result<(SocketAddr, UnboundedSender<i64>)> {
+    let LinkOptions {
+        listen,
+        base,
+        legacy,
+        external,
+        tls,
+        input_topic,
+    } = opts;
+    let base = base.as_str();
     if let Some(l) = &legacy {
         tracing::warn!(
             login = %l.username,
@@ -107,7 +122,7 @@ pub async fn start(
         let _ = announce_tx.send(userid);
     }
     tokio::spawn(publish_outputs(
-        input_topic.to_string(),
+        input_topic,
         router.subscribe_outputs(),
         announce_rx,
         running.publisher,

@@ -87,17 +87,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             key: key.display().to_string(),
         })
     };
-    let (mqtt_addr, announce) = crate::mqtt_link::start(
-        settings.mqtt.listen,
-        &settings.mqtt.base_topic,
+    let options = crate::mqtt_link::LinkOptions {
+        listen: m.listen,
+        base: m.base_topic.clone(),
         legacy,
         external,
         tls,
-        &settings.mqtt.input_topic,
-        catalog.clone(),
-        router.clone(),
-    )
-    .await?;
+        input_topic: m.input_topic.clone(),
+    };
+    let (mqtt_addr, announce) =
+        crate::mqtt_link::start(options, catalog.clone(), router.clone()).await?;
     tracing::info!("MQTT listening on {mqtt_addr}");
 
     let (stop_tx, stop_rx) = watch::channel(false);
