@@ -555,3 +555,110 @@ async fn input_updates_are_republished_when_an_input_topic_is_set() {
         vec![("ynni/input/house/power".to_string(), b"5.5".to_vec())]
     );
 }
+
+/// Publishes `messages` at QoS 2 as emonhub does and waits for every PUBCOMP.
+async fn publish_qos2(
+    server: &Server,
+    id: &str,
+    user: &str,
+    key: &str,
+    messages: &[(&str, String)],
+) {
+    let (c, mut ev) = client(server, id, user, key);
+    assert!(connected(&mut ev).await);
+    for (topic, payload) in messages {
+        c.publish(*topic, QoS::ExactlyOnce, false, payload.clone())
+            .await
+            .expect("publish");
+    }
+    let mut done = 0;
+    let all = wait_for(&mut ev, Duration::from_secs(10), |e| {
+        if matches!(e, Event::Incoming(Packet::PubComp(_))) {
+            done += 1;
+        }
+        (done == messages.len()).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "every QoS 2 publish completed");
+}
+
+#[tokio::test]
+async fn emonhub_traffic_from_two_users_lands_in_their_own_inputs_and_feeds() {
+    let server = Server::start();
+    let c = script();
+    let mut users = Vec::new();
+    for (name, p1) in [("alice", 1501), ("bobby", 2602)] {
+        let (_, read, write) = register(&server, name, "secret1").await;
+        // emonhub's per-input topics (QoS 2) and a JSON node topic, as in the emonhub capture.
+        let frame = |p1: i64| {
+            vec![
+                ("emon/emonTx4/Vrms", "241.35".to_string()),
+                ("emon/emonTx4/P1", p1.to_string()),
+                ("emon/emonTx4/E1", "123457".to_string()),
+                ("emon/emonpi2", format!(r#"{{"T1": 21.56, "P2": {p1}}}"#)),
+            ]
+        };
+        publish_qos2(&server, &format!("{name}-hub-1"), name, &write, &frame(0)).await;
+        // Log P1 to a feed, then send the real frame.
+        let feed = get(
+            &c,
+            &server.url(&format!(
+                "/feed/create.json?tag=emonTx4&name=P1&engine=2&apikey={write}"
+            )),
+        )
+        .await
+        .json()["feedid"]
+            .as_i64()
+            .expect("feed");
+        let mut input = String::new();
+        for _ in 0..50 {
+            let l = get(&c, &server.url(&format!("/input/list.json?apikey={read}")))
+                .await
+                .json();
+            if let Some(i) = l.as_array().and_then(|a| {
+                a.iter()
+                    .find(|i| i["nodeid"] == "emonTx4" && i["name"] == "P1")
+            }) {
+                input = i["id"].as_str().expect("id").to_string();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let procs = format!(r#"[{{"fn":"process__log_to_feed","args":["{feed}"]}}]"#);
+        let set = post_form(
+            &c,
+            &server.url(&format!(
+                "/input/process/set?inputid={input}&apikey={write}"
+            )),
+            &[("processlist", &procs)],
+        )
+        .await;
+        assert_eq!(set.json()["success"], true);
+        publish_qos2(&server, &format!("{name}-hub-2"), name, &write, &frame(p1)).await;
+        users.push((name, read, feed, p1));
+    }
+    for (name, read, feed, p1) in &users {
+        let mut got = json!(null);
+        for _ in 0..50 {
+            got = get(&c, &server.url(&format!("/input/get?apikey={read}")))
+                .await
+                .json();
+            if got["emonTx4"]["P1"]["value"] == json!(p1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Only the user's own nodes, with the user's own values.
+        let nodes: Vec<&String> = got.as_object().expect("nodes").keys().collect();
+        assert_eq!(nodes, vec!["emonTx4", "emonpi2"], "{name}: {got}");
+        assert_eq!(got["emonTx4"]["P1"]["value"], json!(p1), "{name}");
+        assert_eq!(got["emonpi2"]["P2"]["value"], json!(p1), "{name}");
+        let v = get(
+            &c,
+            &server.url(&format!("/feed/value.json?id={feed}&apikey={read}")),
+        )
+        .await
+        .json();
+        assert_eq!(v, json!(p1), "{name}'s feed");
+    }
+}
