@@ -75,6 +75,7 @@ pub struct LinkOptions {
     pub legacy: Option<Legacy>,
     pub external: Option<crate::external::External>,
     pub tls: Option<ynni_broker::Tls>,
+    pub websocket: Option<SocketAddr>,
     /// Where input updates are republished; empty: they are not.
     pub input_topic: String,
 }
@@ -93,6 +94,7 @@ pub async fn start(
         legacy,
         external,
         tls,
+        websocket,
         input_topic,
     } = opts;
     let base = base.as_str();
@@ -112,10 +114,14 @@ pub async fn start(
         authenticator(catalog.clone(), legacy),
         alias,
         tls,
+        websocket,
     )
     .await?;
     if let Some(addr) = running.tls_addr {
         tracing::info!("MQTT TLS listening on {addr}");
+    }
+    if let Some(addr) = running.ws_addr {
+        tracing::info!("MQTT websocket listening on {addr}");
     }
     let (announce_tx, announce_rx) = tokio::sync::mpsc::unbounded_channel();
     for userid in catalog.ha_discovery_users().await? {

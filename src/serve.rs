@@ -93,6 +93,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         legacy,
         external,
         tls,
+        websocket: if m.ws_listen.is_empty() {
+            None
+        } else {
+            Some(m.ws_listen.parse().context("mqtt.ws_listen")?)
+        },
         input_topic: m.input_topic.clone(),
     };
     let (mqtt_addr, announce) =

@@ -130,6 +130,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The TLS listener's address, when there is one.
     pub tls_addr: Option<SocketAddr>,
+    /// The websocket listener's address, when there is one.
+    pub ws_addr: Option<SocketAddr>,
     /// Messages published under `<base>/`, and on [`HA_STATUS`], by authenticated clients.
     pub inbound: tokio::sync::mpsc::Receiver<Inbound>,
     pub publisher: Publisher,
@@ -144,6 +146,7 @@ pub async fn start(
     authenticate: Authenticate,
     legacy: Option<(String, String)>,
     tls: Option<Tls>,
+    websocket: Option<SocketAddr>,
 ) -> Result<Running, BrokerError> {
     let listen = resolve(listen).await?;
     let tls = match tls {
@@ -187,8 +190,12 @@ pub async fn start(
             sessions.authenticated(&client_id, &access, &base)
         }
     });
+    let websocket = match websocket {
+        Some(addr) => Some(resolve(addr).await?),
+        None => None,
+    };
     let legacy = legacy.map(Arc::new);
-    let mut listeners = vec![("ynni-mqtt", listen, None)];
+    let mut listeners = vec![("ynni-mqtt", listen, None, LinkType::Remote)];
     if let Some(t) = &tls {
         listeners.push((
             "ynni-mqtts",
@@ -198,9 +205,14 @@ pub async fn start(
                 certpath: t.cert.clone(),
                 keypath: t.key.clone(),
             }),
+            LinkType::Remote,
         ));
     }
-    for (name, addr, tls_config) in listeners {
+    if let Some(addr) = websocket {
+        // MQTT 3.1.1 inside websocket frames (browsers, Node-RED dashboards).
+        listeners.push(("ynni-mqtt-ws", addr, None, LinkType::Websocket));
+    }
+    for (name, addr, tls_config, link_type) in listeners {
         let settings = ServerSettings {
             name: name.into(),
             listen: addr,
@@ -219,7 +231,7 @@ pub async fn start(
             ),
         );
         tokio::spawn(async move {
-            if let Err(e) = server.start(LinkType::Remote).await {
+            if let Err(e) = server.start(link_type).await {
                 tracing::error!(error = ?e, listener = name, "MQTT listener stopped");
             }
         });
@@ -292,6 +304,7 @@ pub async fn start(
     Ok(Running {
         addr: listen,
         tls_addr: tls.map(|t| t.listen),
+        ws_addr: websocket,
         inbound: rx,
         publisher: Publisher { link: out_tx },
     })

@@ -71,6 +71,8 @@ pub struct MqttSettings {
     /// Every input update (HTTP or MQTT) is published, inside its user's namespace, on
     /// `<input_topic>/<node>/<input>` (e.g. `ynni/input`). Empty (default): off.
     pub input_topic: String,
+    /// MQTT over websockets (MQTT 3.1.1) listen address, e.g. `0.0.0.0:8083`. Empty: off.
+    pub ws_listen: String,
     /// MQTT over TLS (MQTTS) listen address, e.g. `0.0.0.0:8883`. Empty (default): off.
     pub tls_listen: String,
     /// PEM certificate chain and private key for `tls_listen`; empty: the pair that
@@ -156,6 +158,7 @@ impl Default for MqttSettings {
             external_password: String::new(),
             external_user: String::new(),
             input_topic: String::new(),
+            ws_listen: String::new(),
             tls_listen: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),

@@ -662,3 +662,101 @@ async fn emonhub_traffic_from_two_users_lands_in_their_own_inputs_and_feeds() {
         assert_eq!(v, json!(p1), "{name}'s feed");
     }
 }
+
+/// MQTT 3.1.1 packets for the websocket test (a string with its 2-byte length).
+fn mqtt_str(s: &str) -> Vec<u8> {
+    let mut v = (s.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+fn mqtt_packet(first: u8, body: Vec<u8>) -> Vec<u8> {
+    assert!(body.len() < 128, "short packets only");
+    let mut p = vec![first, body.len() as u8];
+    p.extend(body);
+    p
+}
+
+/// One client-to-server websocket binary frame (masked, as clients must).
+fn ws_frame(payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut f = vec![0x82, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[tokio::test]
+async fn devices_can_publish_over_websockets() {
+    use std::io::{Read, Write};
+    let server = Server::builder()
+        .env("MQTT__WS_LISTEN", "127.0.0.1:0")
+        .start();
+    let addr: std::net::SocketAddr = server
+        .log()
+        .split("MQTT websocket listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .expect("the websocket listener's address in the log");
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let key = write.clone();
+    let connack = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET /mqtt HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+        )
+        .expect("upgrade request");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).expect("upgrade reply");
+            head.push(byte[0]);
+        }
+        assert!(
+            String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        let mut connect = mqtt_str("MQTT");
+        connect.extend([4, 0xC2, 0, 60]);
+        connect.extend(mqtt_str("ws-device"));
+        connect.extend(mqtt_str("alice"));
+        connect.extend(mqtt_str(&key));
+        s.write_all(&ws_frame(&mqtt_packet(0x10, connect)))
+            .expect("CONNECT");
+        let mut reply = [0u8; 6];
+        s.read_exact(&mut reply).expect("CONNACK frame");
+        let mut publish = mqtt_str("emon/browser/power");
+        publish.extend_from_slice(b"42");
+        s.write_all(&ws_frame(&mqtt_packet(0x30, publish)))
+            .expect("PUBLISH");
+        std::thread::sleep(Duration::from_millis(300));
+        reply
+    })
+    .await
+    .expect("websocket client");
+    // A binary frame holding CONNACK with return code 0.
+    assert_eq!(connack, [0x82, 4, 0x20, 2, 0, 0]);
+    let c = script();
+    let mut v = json!(null);
+    for _ in 0..50 {
+        v = get(
+            &c,
+            &server.url(&format!("/input/get/browser/power?apikey={read}")),
+        )
+        .await
+        .json();
+        if v["value"] == json!(42) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(v["value"], json!(42));
+}
