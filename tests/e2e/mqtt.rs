@@ -760,3 +760,44 @@ async fn devices_can_publish_over_websockets() {
     }
     assert_eq!(v["value"], json!(42));
 }
+
+#[tokio::test]
+async fn emonhub_downlink_reaches_only_the_same_users_subscribers() {
+    let server = Server::start();
+    let (_, _, alice_write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bobby", "secret1").await;
+    // emonhub subscribes to its downlink topic; the user's dashboard publishes a command.
+    let (hub, mut hub_ev) = client(&server, "alice-hub", "alice", &alice_write);
+    assert!(connected(&mut hub_ev).await);
+    subscribe(&hub, &mut hub_ev, "emonhub/tx/#").await;
+    let (bob_hub, mut bob_ev) = client(&server, "bob-hub", "bobby", &bob_write);
+    assert!(connected(&mut bob_ev).await);
+    subscribe(&bob_hub, &mut bob_ev, "emonhub/tx/#").await;
+    let ok = std::process::Command::new("mosquitto_pub")
+        .args([
+            "-p",
+            &server.mqtt.expect("broker").port().to_string(),
+            "-u",
+            "alice",
+            "-P",
+            &alice_write,
+            "-t",
+            "emonhub/tx/17/values",
+            "-m",
+            "1,2,3",
+        ])
+        .status()
+        .expect("mosquitto_pub")
+        .success();
+    assert!(ok);
+    let got = collect(&mut hub_ev, Duration::from_secs(10), 1).await;
+    assert_eq!(
+        got,
+        vec![("emonhub/tx/17/values".to_string(), b"1,2,3".to_vec())]
+    );
+    assert!(
+        collect(&mut bob_ev, Duration::from_millis(500), 1)
+            .await
+            .is_empty()
+    );
+}
