@@ -18,6 +18,8 @@ pub struct External {
     /// The ynni account the messages are stored for.
     pub account: String,
     pub base: String,
+    /// PEM CA certificate to trust: connect over TLS.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 /// How long to wait before reconnecting after the broker went away.
@@ -29,6 +31,15 @@ pub async fn run(cfg: External, inbound: Sender<Inbound>) {
     opts.set_keep_alive(Duration::from_secs(60));
     if !cfg.username.is_empty() {
         opts.set_credentials(cfg.username.clone(), cfg.password.clone());
+    }
+    if let Some(ca) = &cfg.tls_ca {
+        opts.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Simple {
+                ca: ca.clone(),
+                alpn: None,
+                client_auth: None,
+            },
+        ));
     }
     let (client, mut events) = AsyncClient::new(opts, 64);
     let filter = format!("{}/#", cfg.base);

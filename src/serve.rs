@@ -51,14 +51,27 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         account: settings.mqtt.legacy_user.clone(),
     });
     let m = &settings.mqtt;
-    let external = (!m.external_host.is_empty()).then(|| crate::external::External {
-        host: m.external_host.clone(),
-        port: m.external_port,
-        username: m.external_username.clone(),
-        password: m.external_password.clone(),
-        account: m.external_user.clone(),
-        base: m.base_topic.clone(),
-    });
+    let external = if m.external_host.is_empty() {
+        None
+    } else {
+        let tls_ca = if m.external_tls {
+            Some(
+                std::fs::read(&m.external_ca)
+                    .with_context(|| format!("reading mqtt.external_ca {}", m.external_ca))?,
+            )
+        } else {
+            None
+        };
+        Some(crate::external::External {
+            host: m.external_host.clone(),
+            port: m.external_port,
+            username: m.external_username.clone(),
+            password: m.external_password.clone(),
+            account: m.external_user.clone(),
+            base: m.base_topic.clone(),
+            tls_ca,
+        })
+    };
     let tls = if m.tls_listen.is_empty() {
         None
     } else {

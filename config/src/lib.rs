@@ -68,6 +68,10 @@ pub struct MqttSettings {
     pub external_username: String,
     pub external_password: String,
     pub external_user: String,
+    /// Connect to the external broker over TLS, trusting the CA certificate in
+    /// `external_ca` (PEM).
+    pub external_tls: bool,
+    pub external_ca: String,
     /// Every input update (HTTP or MQTT) is published, inside its user's namespace, on
     /// `<input_topic>/<node>/<input>` (e.g. `ynni/input`). Empty (default): off.
     pub input_topic: String,
@@ -157,6 +161,8 @@ impl Default for MqttSettings {
             external_username: String::new(),
             external_password: String::new(),
             external_user: String::new(),
+            external_tls: false,
+            external_ca: String::new(),
             input_topic: String::new(),
             ws_listen: String::new(),
             tls_listen: String::new(),
@@ -288,6 +294,12 @@ impl Settings {
             return bad(
                 "mqtt.legacy_username",
                 "and mqtt.legacy_password must be set (a username without / + #)",
+            );
+        }
+        if self.mqtt.external_tls && self.mqtt.external_ca.is_empty() {
+            return bad(
+                "mqtt.external_ca",
+                "must name the PEM CA certificate when mqtt.external_tls is on",
             );
         }
         if !self.mqtt.external_host.is_empty() && self.mqtt.external_user.is_empty() {

@@ -19,13 +19,21 @@ impl Drop for Mosquitto {
     }
 }
 
-fn mosquitto() -> Mosquitto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
-        .port();
+        .port()
+}
+
+fn mosquitto() -> Mosquitto {
+    let port = free_port();
+    start_mosquitto(&["-p", &port.to_string()], port)
+}
+
+fn start_mosquitto(args: &[&str], port: u16) -> Mosquitto {
     let child = Command::new("mosquitto")
-        .args(["-p", &port.to_string()])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -80,4 +88,90 @@ async fn messages_on_an_external_mosquitto_are_stored_for_the_configured_account
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(value["value"], json!(1234), "{}", server.log());
+}
+
+#[tokio::test]
+async fn the_external_broker_can_be_reached_over_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let (status, out, err) = run_cli(
+        &[
+            "tls",
+            "selfsigned",
+            "--data-dir",
+            certs.to_str().expect("path"),
+        ],
+        &[],
+        None,
+    );
+    assert!(status.success(), "{out}{err}");
+    let paths: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let (cert, key) = (
+        paths["cert"].as_str().expect("cert").to_string(),
+        paths["key"].as_str().expect("key").to_string(),
+    );
+    // Mosquitto started as root reads its files as the `mosquitto` user.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in [&cert, &key] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        std::fs::set_permissions(&certs, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(certs.join("tls"), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    let port = free_port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\nallow_anonymous true\n"
+        ),
+    )
+    .expect("config");
+    let broker = start_mosquitto(&["-c", conf.to_str().expect("path")], port);
+    let server = Server::builder()
+        .env("MQTT__EXTERNAL_HOST", "localhost")
+        .env("MQTT__EXTERNAL_PORT", &broker.port.to_string())
+        .env("MQTT__EXTERNAL_USER", "alice")
+        .env("MQTT__EXTERNAL_TLS", "true")
+        .env("MQTT__EXTERNAL_CA", &cert)
+        .start();
+    let (_, read, _) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let mut value = json!(null);
+    for attempt in 0..100 {
+        if attempt % 10 == 0 {
+            let ok = Command::new("mosquitto_pub")
+                .args([
+                    "-h",
+                    "localhost",
+                    "-p",
+                    &broker.port.to_string(),
+                    "--cafile",
+                    &cert,
+                    "-t",
+                    "emon/house/power",
+                    "-m",
+                    "777",
+                ])
+                .status()
+                .expect("mosquitto_pub")
+                .success();
+            assert!(ok);
+        }
+        value = get(
+            &c,
+            &server.url(&format!("/input/get/house/power?apikey={read}")),
+        )
+        .await
+        .json();
+        if value.get("value") == Some(&json!(777)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(value["value"], json!(777), "{}", server.log());
 }
