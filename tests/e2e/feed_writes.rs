@@ -304,6 +304,43 @@ async fn inputs_can_be_described_deleted_and_creation_switched_off() {
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     assert_eq!(list[0]["description"], "my desc");
 
+    // Descriptions for a whole node, in input-id order.
+    let r = get(
+        &c,
+        &url(
+            "/input/set-node-input-descriptions.json?node=n1&names=Power",
+            &write,
+        ),
+    )
+    .await;
+    assert_eq!(r.json()["message"], "input descriptions updated");
+    let list = get(&c, &url("/input/list.json?x=1", &read)).await.json();
+    assert_eq!(list[0]["description"], "Power");
+    // A process step on a feed that is gone is cleaned out.
+    let feed = get(
+        &c,
+        &url("/feed/create.json?tag=t&name=gone&engine=2", &write),
+    )
+    .await
+    .json()["feedid"]
+        .as_i64()
+        .expect("feed");
+    let procs = format!(r#"[{{"fn":"process__log_to_feed","args":["{feed}"]}}]"#);
+    let set = post_form(
+        &c,
+        &url(&format!("/input/process/set?inputid={a}"), &write),
+        &[("processlist", &procs)],
+    )
+    .await;
+    assert_eq!(set.json()["success"], true, "{}", set.body);
+    let _ = get(&c, &url(&format!("/feed/delete.json?id={feed}"), &write)).await;
+    let r = get(&c, &url("/input/cleanprocesslistfeeds.json?x=1", &write)).await;
+    assert!(r.body.ends_with("1 process steps removed"), "{}", r.body);
+    let left = get(&c, &url(&format!("/input/process/get?inputid={a}"), &write))
+        .await
+        .json();
+    assert_eq!(left, json!(""));
+
     // Creation off: a new node is not created; existing inputs still update.
     let r = get(&c, &url("/input/disable.json?x=1", &write))
         .await

@@ -34,9 +34,8 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "enable" => input_manage::creation(call, false).await,
         "disable" => input_manage::creation(call, true).await,
         "isdisabled" => input_manage::isdisabled(call).await,
-        other @ ("set-node-input-descriptions" | "cleanprocesslistfeeds") => {
-            reply::not_implemented(&format!("input/{other}"))
-        }
+        "set-node-input-descriptions" => input_manage::set_node_input_descriptions(call).await,
+        "cleanprocesslistfeeds" => input_manage::clean_process_list_feeds(call).await,
         _ => reply::route_not_found(true),
     }
 }

@@ -271,3 +271,94 @@ pub async fn process_reset(call: &Call<'_>) -> Response {
     reload(call, userid).await;
     reply::json(json!({"success": true, "message": "Input processlist reset"}))
 }
+
+/// `input/set-node-input-descriptions?node=&names=a,b,c`: the names become the descriptions of
+/// the node's inputs, in input-id order.
+pub async fn set_node_input_descriptions(call: &Call<'_>) -> Response {
+    let Some(userid) = writer(call) else {
+        return reply::json_false();
+    };
+    let node = call.params.get("node").unwrap_or("");
+    let names: Vec<&str> = call.params.get("names").unwrap_or("").split(',').collect();
+    if names.iter().any(|n| !n.chars().all(description_char)) {
+        return reply::fail("Invalid characters in description");
+    }
+    let mut rows: Vec<InputRow> = match inputs(call, userid).await {
+        Ok(r) => r.into_iter().filter(|r| r.nodeid == node).collect(),
+        Err(r) => return r,
+    };
+    if rows.is_empty() {
+        return reply::fail("Node does not exist");
+    }
+    rows.sort_by_key(|r| r.id);
+    for (row, name) in rows.iter().zip(&names) {
+        if let Err(e) = call
+            .state
+            .catalog
+            .set_input_fields(row.id, None, Some(name))
+            .await
+        {
+            return reply::internal(&e);
+        }
+    }
+    reply::json(json!({
+        "success": true,
+        "message": "input descriptions updated",
+        "userid": userid,
+        "nodeid": node,
+        "names": names,
+    }))
+}
+
+/// `input/cleanprocesslistfeeds`: removes process steps that write to or read a feed the user
+/// no longer has; answers a text report of what changed.
+pub async fn clean_process_list_feeds(call: &Call<'_>) -> Response {
+    let Some(userid) = writer(call) else {
+        return reply::json_false();
+    };
+    let catalog = &call.state.catalog;
+    let (rows, feeds) = match (
+        inputs(call, userid).await,
+        catalog.feeds_for_user(userid).await,
+    ) {
+        (Ok(r), Ok(f)) => (r, f),
+        (Err(r), _) => return r,
+        (_, Err(e)) => return reply::internal(&e),
+    };
+    let feeds: std::collections::HashSet<String> = feeds.iter().map(|f| f.id.to_string()).collect();
+    let mut report = String::new();
+    let mut removed = 0;
+    for row in rows.iter().filter(|r| !r.process_list.is_empty()) {
+        let (kept, dropped): (Vec<&str>, Vec<&str>) =
+            row.process_list.split(',').partition(|step| {
+                let Some(raw) = ynni_ingest::process::list::parse_stored(step).pop() else {
+                    return true;
+                };
+                let feed_arg = ynni_ingest::process::catalog::lookup(&raw.key)
+                    .and_then(|d| d.args.first())
+                    .is_some_and(|a| a.kind == ynni_ingest::process::catalog::ArgType::FeedId);
+                !feed_arg || raw.args.first().is_some_and(|f| feeds.contains(f.trim()))
+            });
+        if dropped.is_empty() {
+            continue;
+        }
+        let list = kept.join(",");
+        if let Err(e) = catalog.set_input_process_list(row.id, &list).await {
+            return reply::internal(&e);
+        }
+        removed += dropped.len();
+        report.push_str(&format!(
+            "input {} {}/{}: removed {} (processList now \"{}\")\n",
+            row.id,
+            row.nodeid,
+            row.name,
+            dropped.join(","),
+            list
+        ));
+    }
+    if removed > 0 {
+        reload(call, userid).await;
+    }
+    report.push_str(&format!("{removed} process steps removed"));
+    reply::text(StatusCode::OK, report)
+}
