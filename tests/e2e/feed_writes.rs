@@ -422,6 +422,24 @@ async fn upload_export_trim_set_multiple_and_myip() {
     let bytes = r.bytes().await.expect("bytes");
     assert_eq!(&bytes[..], &body[..]);
 
+    // sha256sum of the data file, as coreutils computes it.
+    let file = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(file.path(), &body).expect("write");
+    let expected = std::process::Command::new("sha256sum")
+        .arg(file.path())
+        .output()
+        .expect("sha256sum");
+    let expected = String::from_utf8_lossy(&expected.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let sum = get(&c, &url(&format!("/feed/sha256sum.json?id={id}"), &read))
+        .await
+        .json();
+    assert_eq!(sum["sha256sum"], json!(expected));
+    assert_eq!(sum["npoints"], json!(3));
+
     // trim keeps the data from start_time on.
     let r = get(
         &c,

@@ -371,13 +371,13 @@ async fn input_get_forms() {
     // An emoncms action ynni has not built says so; an unknown one is emoncms's "not found".
     let r = get(
         &c,
-        &server.url(&format!("/feed/sha256sum.json?id=1&apikey={write}")),
+        &server.url(&format!("/feed/scalerange.json?id=1&apikey={write}")),
     )
     .await;
     assert_eq!(r.status, 501);
     assert_eq!(
         r.json(),
-        json!({"success": false, "message": "Not implemented in ynni yet: feed/sha256sum"})
+        json!({"success": false, "message": "Not implemented in ynni yet: feed/scalerange"})
     );
     let r = get(
         &c,

@@ -72,6 +72,7 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "trim" => transfer::trim(call).await,
         "export" => transfer::export(call).await,
         "upload" => transfer::upload(call).await,
+        "sha256sum" => transfer::sha256sum(call).await,
         "updatesize" => updatesize(call).await,
         "buffersize" => buffersize(call),
         "process" => match call.route.subaction.as_str() {

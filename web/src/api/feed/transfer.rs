@@ -148,3 +148,45 @@ pub(super) async fn upload(call: &Call<'_>) -> Response {
         Err(r) => r,
     }
 }
+
+/// `feed/sha256sum&npoints=N`: the SHA-256 of the feed's data file, or of its first N points
+/// (0: all), so a copy elsewhere can be checked without downloading it.
+pub(super) async fn sha256sum(call: &Call<'_>) -> Response {
+    use sha2::Digest;
+    let row = match readable(call, call.params.get("id")).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if row.engine == i64::from(ENGINE_VIRTUAL) {
+        return reply::fail("This request is only supported by PHPFina and PHPTimeSeries");
+    }
+    let op = FeedOp::Export {
+        id: row.id as u32,
+        offset: 0,
+    };
+    let bytes = match run(call, &row, op).await {
+        Ok(FeedAnswer::Bytes(b)) => b,
+        Ok(_) => Vec::new(),
+        Err(r) => return r,
+    };
+    let point = if storage_engine(row.engine as u8) == ENGINE_FIXED {
+        4
+    } else {
+        9
+    };
+    let total = bytes.len() / point;
+    let npoints = call
+        .params
+        .get("npoints")
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .map_or(total, |n| n.min(total));
+    let data = &bytes[..npoints * point];
+    let digest = sha2::Sha256::digest(data);
+    reply::json(json!({
+        "success": true,
+        "npoints": npoints,
+        "size": format!("{:.1} MB", data.len() as f64 / 1_048_576.0),
+        "sha256sum": hex::encode(digest),
+    }))
+}
