@@ -63,13 +63,22 @@ pub fn split(topic: &str) -> Option<(&str, &str)> {
     topic.strip_prefix(PREFIX)?.split_once('/')
 }
 
-/// Puts a topic or filter inside the namespace; `$share/<group>/<filter>` keeps its group.
+/// Puts a topic or filter inside the namespace. In `$share/<group>/<filter>` the group is made
+/// the user's own too: rumqttd shares a group's messages out by group name alone, so two
+/// users' groups called `g` would otherwise take turns with each other's messages (and drop
+/// the ones whose filter does not match).
 fn inside(prefix: &str, topic: &str) -> String {
     match topic
         .strip_prefix("$share/")
         .and_then(|r| r.split_once('/'))
     {
-        Some((group, filter)) => format!("$share/{group}/{prefix}{filter}"),
+        Some((group, filter)) => {
+            let user = prefix
+                .strip_prefix(PREFIX)
+                .and_then(|p| p.strip_suffix('/'))
+                .unwrap_or(prefix);
+            format!("$share/{group}.{user}/{prefix}{filter}")
+        }
         None => format!("{prefix}{topic}"),
     }
 }
@@ -151,7 +160,7 @@ mod tests {
         assert_eq!(inside("u/alice/", "#"), "u/alice/#");
         assert_eq!(
             inside("u/alice/", "$share/g/emon/#"),
-            "$share/g/u/alice/emon/#"
+            "$share/g.alice/u/alice/emon/#"
         );
         assert_eq!(
             split("u/alice/emon/tx/power"),

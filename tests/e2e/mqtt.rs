@@ -801,3 +801,115 @@ async fn emonhub_downlink_reaches_only_the_same_users_subscribers() {
             .is_empty()
     );
 }
+
+/// Runs `mosquitto_sub` for `secs` seconds and returns the `topic payload` lines it printed.
+fn mosquitto_sub(
+    server: &Server,
+    user: &str,
+    pass: &str,
+    filter: &str,
+    secs: u32,
+) -> std::process::Child {
+    std::process::Command::new("mosquitto_sub")
+        .args([
+            "-p",
+            &server.mqtt.expect("broker").port().to_string(),
+            "-u",
+            user,
+            "-P",
+            pass,
+            "-t",
+            filter,
+            "-v",
+            "-W",
+            &secs.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub")
+}
+
+fn lines(child: std::process::Child) -> Vec<String> {
+    let out = child.wait_with_output().expect("mosquitto_sub output");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn shared_subscriptions_and_retained_messages_stay_inside_the_namespace() {
+    let server = Server::start();
+    let (_, _, alice_write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bobby", "secret1").await;
+    // Two workers share alice's stream; bob's group of the same name is another namespace.
+    let w1 = mosquitto_sub(&server, "alice", &alice_write, "$share/g/emon/#", 3);
+    let w2 = mosquitto_sub(&server, "alice", &alice_write, "$share/g/emon/#", 3);
+    let b = mosquitto_sub(&server, "bobby", &bob_write, "$share/g/emon/#", 3);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut publish = std::process::Command::new("mosquitto_pub")
+        .args([
+            "-p",
+            &server.mqtt.expect("broker").port().to_string(),
+            "-u",
+            "alice",
+            "-P",
+            &alice_write,
+            "-t",
+            "emon/n/v",
+            "-l",
+            "-q",
+            "1",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub");
+    {
+        use std::io::Write;
+        let mut stdin = publish.stdin.take().expect("stdin");
+        stdin.write_all(b"1\n2\n3\n4\n5\n6\n").expect("lines");
+    }
+    assert!(publish.wait().expect("mosquitto_pub").success());
+    let (w1, w2, b) = tokio::task::spawn_blocking(move || (lines(w1), lines(w2), lines(b)))
+        .await
+        .expect("subscribers");
+    assert!(!w1.is_empty() && !w2.is_empty(), "{w1:?} {w2:?}");
+    let mut all: Vec<String> = w1.into_iter().chain(w2).collect();
+    all.sort();
+    assert_eq!(
+        all,
+        (1..=6).map(|i| format!("emon/n/v {i}")).collect::<Vec<_>>()
+    );
+    assert!(b.is_empty(), "{b:?}");
+
+    // A retained message reaches a later subscriber of alice, not of bob.
+    let (alice, mut alice_ev) = client(&server, "alice-dev", "alice", &alice_write);
+    assert!(connected(&mut alice_ev).await);
+    alice
+        .publish("emon/n/status", QoS::AtLeastOnce, true, "up")
+        .await
+        .expect("publish");
+    let _ = wait_for(&mut alice_ev, Duration::from_secs(5), |e| {
+        matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())
+    })
+    .await;
+    let (late, mut late_ev) = client(&server, "alice-late", "alice", &alice_write);
+    assert!(connected(&mut late_ev).await);
+    late.subscribe("emon/n/status", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    let got = collect(&mut late_ev, Duration::from_secs(5), 1).await;
+    assert_eq!(got, vec![("emon/n/status".to_string(), b"up".to_vec())]);
+    let (bob_late, mut bob_late_ev) = client(&server, "bob-late", "bobby", &bob_write);
+    assert!(connected(&mut bob_late_ev).await);
+    bob_late
+        .subscribe("emon/#", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    assert!(
+        collect(&mut bob_late_ev, Duration::from_millis(500), 1)
+            .await
+            .is_empty()
+    );
+}
