@@ -48,6 +48,35 @@ fn start_mosquitto(args: &[&str], port: u16) -> Mosquitto {
     Mosquitto { child, port }
 }
 
+/// Publishes `emon/house/power` = `value` on the external broker (again every second: ynni
+/// may not have subscribed yet, and the message is not retained) until ynni has stored it.
+async fn publish_until_stored(server: &Server, read: &str, pub_args: &[&str], value: i64) {
+    let c = script();
+    let mut got = json!(null);
+    for attempt in 0..100 {
+        if attempt % 10 == 0 {
+            let ok = Command::new("mosquitto_pub")
+                .args(pub_args)
+                .args(["-t", "emon/house/power", "-m", &value.to_string()])
+                .status()
+                .expect("mosquitto_pub")
+                .success();
+            assert!(ok);
+        }
+        got = get(
+            &c,
+            &server.url(&format!("/input/get/house/power?apikey={read}")),
+        )
+        .await
+        .json();
+        if got.get("value") == Some(&json!(value)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got["value"], json!(value), "{}", server.log());
+}
+
 #[tokio::test]
 async fn messages_on_an_external_mosquitto_are_stored_for_the_configured_account() {
     let broker = mosquitto();
@@ -57,37 +86,9 @@ async fn messages_on_an_external_mosquitto_are_stored_for_the_configured_account
         .env("MQTT__EXTERNAL_USER", "alice")
         .start();
     let (_, read, _) = register(&server, "alice", "secret1").await;
-    let c = script();
-    let mut value = json!(null);
     // emonhub publishing to the house's existing broker, as it always has.
-    for attempt in 0..100 {
-        if attempt % 10 == 0 {
-            let ok = Command::new("mosquitto_pub")
-                .args([
-                    "-p",
-                    &broker.port.to_string(),
-                    "-t",
-                    "emon/house/power",
-                    "-m",
-                    "1234",
-                ])
-                .status()
-                .expect("mosquitto_pub")
-                .success();
-            assert!(ok);
-        }
-        value = get(
-            &c,
-            &server.url(&format!("/input/get/house/power?apikey={read}")),
-        )
-        .await
-        .json();
-        if value.get("value") == Some(&json!(1234)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(value["value"], json!(1234), "{}", server.log());
+    let port = broker.port.to_string();
+    publish_until_stored(&server, &read, &["-p", &port], 1234).await;
 }
 
 #[tokio::test]
@@ -140,38 +141,12 @@ async fn the_external_broker_can_be_reached_over_tls() {
         .env("MQTT__EXTERNAL_CA", &cert)
         .start();
     let (_, read, _) = register(&server, "alice", "secret1").await;
-    let c = script();
-    let mut value = json!(null);
-    for attempt in 0..100 {
-        if attempt % 10 == 0 {
-            let ok = Command::new("mosquitto_pub")
-                .args([
-                    "-h",
-                    "localhost",
-                    "-p",
-                    &broker.port.to_string(),
-                    "--cafile",
-                    &cert,
-                    "-t",
-                    "emon/house/power",
-                    "-m",
-                    "777",
-                ])
-                .status()
-                .expect("mosquitto_pub")
-                .success();
-            assert!(ok);
-        }
-        value = get(
-            &c,
-            &server.url(&format!("/input/get/house/power?apikey={read}")),
-        )
-        .await
-        .json();
-        if value.get("value") == Some(&json!(777)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(value["value"], json!(777), "{}", server.log());
+    let port = broker.port.to_string();
+    publish_until_stored(
+        &server,
+        &read,
+        &["-h", "localhost", "-p", &port, "--cafile", &cert],
+        777,
+    )
+    .await;
 }

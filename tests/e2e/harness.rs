@@ -338,3 +338,25 @@ pub fn run_cli(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Polls `input/get/<node>/<name>` until its value is `expected` (MQTT messages are stored
+/// shortly after their PUBACK), for up to 5 s; returns the last reply.
+pub async fn input_value_soon(
+    server: &Server,
+    read: &str,
+    node: &str,
+    name: &str,
+    expected: &serde_json::Value,
+) -> serde_json::Value {
+    let c = script();
+    let url = server.url(&format!("/input/get/{node}/{name}?apikey={read}"));
+    let mut got = serde_json::Value::Null;
+    for _ in 0..50 {
+        got = get(&c, &url).await.json();
+        if &got["value"] == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    got
+}

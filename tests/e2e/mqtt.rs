@@ -441,20 +441,7 @@ async fn the_emonsd_legacy_login_publishes_as_its_account_when_switched_on() {
         let _ = tokio::time::timeout(Duration::from_secs(2), hub_ev.poll()).await;
     });
     assert_eq!(seen.as_deref(), Some("emon/emonpi/power1"));
-    let c = script();
-    let mut value = json!(null);
-    for _ in 0..50 {
-        value = get(
-            &c,
-            &server.url(&format!("/input/get/emonpi/power1?apikey={read}")),
-        )
-        .await
-        .json();
-        if value["value"] == json!(321) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let value = input_value_soon(&server, &read, "emonpi", "power1", &json!(321)).await;
     assert_eq!(value["value"], json!(321));
 }
 
@@ -514,20 +501,7 @@ async fn devices_can_publish_over_tls_with_a_self_signed_certificate() {
         "/etc/ssl/certs/ca-certificates.crt"
     ]));
     assert!(publish(&["--cafile", &cert]));
-    let c = script();
-    let mut v = json!(null);
-    for _ in 0..50 {
-        v = get(
-            &c,
-            &server.url(&format!("/input/get/secure/power?apikey={read}")),
-        )
-        .await
-        .json();
-        if v["value"] == json!(77) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let v = input_value_soon(&server, &read, "secure", "power", &json!(77)).await;
     assert_eq!(v["value"], json!(77));
 }
 
@@ -744,20 +718,7 @@ async fn devices_can_publish_over_websockets() {
     .expect("websocket client");
     // A binary frame holding CONNACK with return code 0.
     assert_eq!(connack, [0x82, 4, 0x20, 2, 0, 0]);
-    let c = script();
-    let mut v = json!(null);
-    for _ in 0..50 {
-        v = get(
-            &c,
-            &server.url(&format!("/input/get/browser/power?apikey={read}")),
-        )
-        .await
-        .json();
-        if v["value"] == json!(42) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let v = input_value_soon(&server, &read, "browser", "power", &json!(42)).await;
     assert_eq!(v["value"], json!(42));
 }
 

@@ -73,6 +73,14 @@ impl Params {
     pub fn get_or_post(&self, key: &str) -> Option<&str> {
         self.get(key).or_else(|| self.post(key))
     }
+
+    /// A query-string parameter holding a JSON object (`fields={…}`), if it parses as one.
+    pub fn json_object(&self, key: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+        match serde_json::from_str(self.get(key)?) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 fn last<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {

@@ -110,12 +110,7 @@ async fn with_device(call: &Call<'_>, userid: i64) -> Response {
 
 /// `device/set&fields={"name":…,"description":…,"nodeid":…,"type":…}`.
 async fn set(call: &Call<'_>, device: &DeviceRow) -> Response {
-    let Some(fields) = call
-        .params
-        .get("fields")
-        .and_then(|f| serde_json::from_str::<Value>(f).ok())
-        .and_then(|v| v.as_object().cloned())
-    else {
+    let Some(fields) = call.params.json_object("fields") else {
         return reply::fail("Field could not be updated");
     };
     let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);

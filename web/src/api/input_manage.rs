@@ -66,16 +66,11 @@ pub async fn set(call: &Call<'_>) -> Response {
         Ok(None) => return reply::fail("Input does not exist"),
         Err(r) => return r,
     };
-    let fields = call
-        .params
-        .get("fields")
-        .and_then(|f| serde_json::from_str::<Value>(f).ok())
-        .and_then(|v| v.as_object().cloned())
-        .filter(|f| {
-            !f.is_empty()
-                && f.keys()
-                    .all(|k| k.as_str() == "name" || k.as_str() == "description")
-        });
+    let fields = call.params.json_object("fields").filter(|f| {
+        !f.is_empty()
+            && f.keys()
+                .all(|k| k.as_str() == "name" || k.as_str() == "description")
+    });
     let Some(fields) = fields else {
         return reply::fail("Field could not be updated");
     };

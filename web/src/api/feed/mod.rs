@@ -449,12 +449,7 @@ async fn set(call: &Call<'_>) -> Response {
         Ok(r) => r,
         Err(r) => return r,
     };
-    let fields = call
-        .params
-        .get("fields")
-        .and_then(|f| serde_json::from_str::<Value>(f).ok())
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
+    let fields = call.params.json_object("fields").unwrap_or_default();
     match update_fields(call, &row, &fields).await {
         Ok(Ok(())) => {
             call.state.announce(row.userid);
