@@ -103,15 +103,8 @@ impl Discovery {
             });
         }
         if !enabled {
-            // Withdraw every feed's config, also ones published before a restart.
-            for f in catalog.feeds_for_user(userid).await? {
-                if !before.contains(&f.id) {
-                    out.push(Retained {
-                        topic: config_topic(&user.uuid, f.id),
-                        payload: Vec::new(),
-                    });
-                }
-            }
+            // Only what this process published needs withdrawing: the embedded broker keeps
+            // retained messages in memory, so nothing survives a restart.
             return Ok((user.username, out));
         }
         out.push(Retained {
