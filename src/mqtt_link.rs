@@ -25,47 +25,62 @@ pub struct Legacy {
 /// Username = ynni username, password = the account's write apikey (any topic) or one of the
 /// account's device keys (that device's node only); or the legacy login, when configured.
 fn authenticator(catalog: Catalog, legacy: Option<Legacy>) -> Authenticate {
+    let guard = Arc::new(crate::mqtt_guard::LoginGuard::default());
     Arc::new(move |user: String, pass: String| {
         let catalog = catalog.clone();
         let legacy = legacy.clone();
+        let guard = guard.clone();
         Box::pin(async move {
-            if let Some(l) = legacy.filter(|l| l.username == user) {
-                // Refused until the account it stands for exists.
-                let account = catalog.user_by_username(&l.account).await;
-                return if ynni_core::keys::secrets_equal(&l.password, &pass)
-                    && matches!(account, Ok(Some(_)))
-                {
-                    Access::Account
-                } else {
-                    Access::Denied
-                };
-            }
-            let pass = pass.to_ascii_lowercase();
-            let found = async {
-                let Some(u) = catalog.user_by_username(&user).await? else {
-                    return Ok(Access::Denied);
-                };
-                if ynni_core::keys::secrets_equal(&u.apikey_write, &pass) {
-                    return Ok(Access::Account);
-                }
-                if !ynni_core::keys::looks_like_apikey(&pass) {
-                    return Ok(Access::Denied);
-                }
-                Ok(match catalog.device_by_key(&pass).await? {
-                    Some(d) if d.userid == u.id => Access::Device(d.nodeid),
-                    _ => Access::Denied,
-                })
-            };
-            match found.await {
-                Ok(a) => a,
-                Err(e) => {
-                    let e: ynni_core::CatalogError = e;
-                    tracing::warn!(error = %e, "MQTT login check failed");
-                    Access::Denied
-                }
-            }
+            tokio::time::sleep(guard.delay(&user)).await;
+            let access = check_login(&catalog, legacy, &user, pass).await;
+            guard.record(&user, access != Access::Denied);
+            access
         })
     })
+}
+
+/// What a CONNECT's credentials open.
+async fn check_login(
+    catalog: &Catalog,
+    legacy: Option<Legacy>,
+    user: &str,
+    pass: String,
+) -> Access {
+    if let Some(l) = legacy.filter(|l| l.username == user) {
+        // Refused until the account it stands for exists.
+        let account = catalog.user_by_username(&l.account).await;
+        return if ynni_core::keys::secrets_equal(&l.password, &pass)
+            && matches!(account, Ok(Some(_)))
+        {
+            Access::Account
+        } else {
+            Access::Denied
+        };
+    }
+    let pass = pass.to_ascii_lowercase();
+    let found = async {
+        let Some(u) = catalog.user_by_username(user).await? else {
+            return Ok(Access::Denied);
+        };
+        if ynni_core::keys::secrets_equal(&u.apikey_write, &pass) {
+            return Ok(Access::Account);
+        }
+        if !ynni_core::keys::looks_like_apikey(&pass) {
+            return Ok(Access::Denied);
+        }
+        Ok(match catalog.device_by_key(&pass).await? {
+            Some(d) if d.userid == u.id => Access::Device(d.nodeid),
+            _ => Access::Denied,
+        })
+    };
+    match found.await {
+        Ok(a) => a,
+        Err(e) => {
+            let e: ynni_core::CatalogError = e;
+            tracing::warn!(error = %e, "MQTT login check failed");
+            Access::Denied
+        }
+    }
 }
 
 /// How the broker is set up (from the `[mqtt]` settings).

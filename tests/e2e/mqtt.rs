@@ -874,3 +874,23 @@ async fn shared_subscriptions_and_retained_messages_stay_inside_the_namespace() 
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn guessing_an_mqtt_password_is_slowed_but_the_right_key_still_gets_in() {
+    let server = Server::start();
+    let (_, _, write) = register(&server, "alice", "secret1").await;
+    for i in 0..7 {
+        let (_, mut ev) = client(
+            &server,
+            &format!("guess-{i}"),
+            "alice",
+            "0123456789abcdef0123456789abcdef",
+        );
+        assert!(!connected(&mut ev).await, "a wrong key never connects");
+    }
+    let (_, mut ev) = client(&server, "device", "alice", &write);
+    assert!(
+        connected(&mut ev).await,
+        "the right key connects after the guesses"
+    );
+}
