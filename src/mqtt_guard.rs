@@ -38,14 +38,14 @@ impl LoginGuard {
             map.remove(username);
             return;
         }
-        if map.len() >= MAX_NAMES && !map.contains_key(username) {
-            if let Some(oldest) = map
+        if map.len() >= MAX_NAMES
+            && !map.contains_key(username)
+            && let Some(oldest) = map
                 .iter()
                 .min_by_key(|(_, (_, since))| *since)
                 .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
+        {
+            map.remove(&oldest);
         }
         let entry = map
             .entry(username.to_string())

@@ -117,6 +117,16 @@ async fn a_device_key_posts_its_own_node_only() {
         .subscribe("emon/#", QoS::AtMostOnce)
         .await
         .expect("subscribe");
+    // The subscription must be in place before the device publishes.
+    let acked = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Event::Incoming(Packet::SubAck(_))) = watch_ev.poll().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(acked.is_ok(), "subscription acknowledged");
     let (dev, mut dev_ev) = mqtt(&server, "dev-tx1", "alice", &key, Some("emon/tx1/status"));
     assert!(connects(&mut dev_ev).await);
     dev.publish("emon/tx2/power", QoS::AtLeastOnce, false, "7")

@@ -805,10 +805,11 @@ async fn shared_subscriptions_and_retained_messages_stay_inside_the_namespace() 
     let (_, _, alice_write) = register(&server, "alice", "secret1").await;
     let (_, _, bob_write) = register(&server, "bobby", "secret1").await;
     // Two workers share alice's stream; bob's group of the same name is another namespace.
-    let w1 = mosquitto_sub(&server, "alice", &alice_write, "$share/g/emon/#", 3);
-    let w2 = mosquitto_sub(&server, "alice", &alice_write, "$share/g/emon/#", 3);
-    let b = mosquitto_sub(&server, "bobby", &bob_write, "$share/g/emon/#", 3);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let w1 = mosquitto_sub(&server, "alice", &alice_write, "$share/g/emon/#", 8);
+    let w2 = mosquitto_sub(&server, "alice", &alice_write, "$share/g/emon/#", 8);
+    let b = mosquitto_sub(&server, "bobby", &bob_write, "$share/g/emon/#", 8);
+    // mosquitto_sub cannot say when it has subscribed: give it ample time on a loaded machine.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut publish = std::process::Command::new("mosquitto_pub")
         .args([
             "-p",
