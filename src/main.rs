@@ -2,9 +2,7 @@
 
 mod cli;
 mod discovery;
-mod external;
 mod logging;
-mod mqtt_guard;
 mod mqtt_link;
 mod serve;
 mod tls_cmd;

@@ -25,17 +25,10 @@ pub struct Legacy {
 /// Username = ynni username, password = the account's write apikey (any topic) or one of the
 /// account's device keys (that device's node only); or the legacy login, when configured.
 fn authenticator(catalog: Catalog, legacy: Option<Legacy>) -> Authenticate {
-    let guard = Arc::new(crate::mqtt_guard::LoginGuard::default());
     Arc::new(move |user: String, pass: String| {
         let catalog = catalog.clone();
         let legacy = legacy.clone();
-        let guard = guard.clone();
-        Box::pin(async move {
-            tokio::time::sleep(guard.delay(&user)).await;
-            let access = check_login(&catalog, legacy, &user, pass).await;
-            guard.record(&user, access != Access::Denied);
-            access
-        })
+        Box::pin(async move { check_login(&catalog, legacy, &user, pass).await })
     })
 }
 
@@ -88,7 +81,7 @@ pub struct LinkOptions {
     pub listen: SocketAddr,
     pub base: String,
     pub legacy: Option<Legacy>,
-    pub external: Option<crate::external::External>,
+    pub external: Option<ynni_broker::external::External>,
     pub tls: Option<ynni_broker::Tls>,
     pub websocket: Option<SocketAddr>,
     /// Where input updates are republished; empty: they are not.
@@ -163,7 +156,7 @@ pub async fn start(
         }
     });
     if let Some(ext) = external {
-        tokio::spawn(crate::external::run(ext, inbound_tx));
+        tokio::spawn(ynni_broker::external::run(ext, inbound_tx));
     }
     tokio::spawn(feed(
         inbound,

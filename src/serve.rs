@@ -62,7 +62,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         } else {
             None
         };
-        Some(crate::external::External {
+        Some(ynni_broker::external::External {
             host: m.external_host.clone(),
             port: m.external_port,
             username: m.external_username.clone(),

@@ -9,6 +9,8 @@
 //! subscribes `u/+/<base>/#` and reads the user from the topic.
 
 mod devices;
+pub mod external;
+mod guard;
 mod tenant;
 mod version;
 
@@ -177,17 +179,22 @@ pub async fn start(
     let sessions = Arc::new(DeviceSessions::default());
     let auth_sessions = sessions.clone();
     let auth_base = base.to_string();
+    let login_guard = Arc::new(guard::LoginGuard::default());
     connections.set_auth_handler(move |client_id: String, user: String, pass: String| {
         let authenticate = authenticate.clone();
         let sessions = auth_sessions.clone();
         let base = auth_base.clone();
+        let login_guard = login_guard.clone();
         async move {
             // The username becomes a topic level: MQTT wildcards and separators never pass.
             if user.is_empty() || user.contains(['/', '+', '#']) {
                 return false;
             }
-            let access = authenticate(user, pass).await;
-            sessions.authenticated(&client_id, &access, &base)
+            tokio::time::sleep(login_guard.delay(&user)).await;
+            let access = authenticate(user.clone(), pass).await;
+            let ok = sessions.authenticated(&client_id, &access, &base);
+            login_guard.record(&user, ok);
+            ok
         }
     });
     let websocket = match websocket {

@@ -39,14 +39,9 @@ async fn connects(ev: &mut rumqttc::EventLoop) -> bool {
     .unwrap_or(false)
 }
 
-async fn input_nodes(server: &Server, read: &str) -> Vec<String> {
-    let l = get(
-        &script(),
-        &server.url(&format!("/input/list.json?apikey={read}")),
-    )
-    .await
-    .json();
-    let mut nodes: Vec<String> = l
+/// The sorted `node/name` of every input in a list.
+fn input_nodes(list: &serde_json::Value) -> Vec<String> {
+    let mut nodes: Vec<String> = list
         .as_array()
         .expect("list")
         .iter()
@@ -149,14 +144,11 @@ async fn a_device_key_posts_its_own_node_only() {
     })
     .await;
     assert_eq!(seen, vec!["emon/tx1/temp".to_string()]);
-    let mut nodes = Vec::new();
-    for _ in 0..50 {
-        nodes = input_nodes(&server, &read).await;
-        if nodes.contains(&"tx1/temp".to_string()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let list = input_list_soon(&server, &read, |l| {
+        input_nodes(l).contains(&"tx1/temp".to_string())
+    })
+    .await;
+    let nodes = input_nodes(&list);
     assert_eq!(nodes, vec!["tx1/power".to_string(), "tx1/temp".to_string()]);
 
     // A will outside the node, or the key with another username, is refused.

@@ -360,3 +360,23 @@ pub async fn input_value_soon(
     }
     got
 }
+
+/// Polls `input/list` until `done` accepts it (MQTT messages are stored shortly after their
+/// PUBACK), for up to 5 s; returns the last list.
+pub async fn input_list_soon(
+    server: &Server,
+    read: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let c = script();
+    let url = server.url(&format!("/input/list.json?apikey={read}"));
+    let mut got = serde_json::Value::Null;
+    for _ in 0..50 {
+        got = get(&c, &url).await.json();
+        if done(&got) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    got
+}

@@ -117,19 +117,10 @@ async fn devices_publish_inputs_and_users_are_isolated() {
     assert_eq!(leaked, None);
 
     // The values became Alice's inputs.
-    let mut inputs = json!(null);
-    for _ in 0..100 {
-        inputs = get(
-            &script(),
-            &server.url(&format!("/input/list.json?apikey={alice_read}")),
-        )
-        .await
-        .json();
-        if inputs.as_array().is_some_and(|a| a.len() == 2) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let inputs = input_list_soon(&server, &alice_read, |l| {
+        l.as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
     let find = |node: &str, name: &str| {
         inputs
             .as_array()
@@ -236,19 +227,10 @@ async fn mosquitto_clients_publish_with_every_protocol_and_qos() {
         !mosquitto_pub(&server, "alice", &read, &["-t", "emon/x/y", "-m", "1"]),
         "the read key must not log in"
     );
-    let mut inputs = json!(null);
-    for _ in 0..100 {
-        inputs = get(
-            &script(),
-            &server.url(&format!("/input/list.json?apikey={read}")),
-        )
-        .await
-        .json();
-        if inputs.as_array().is_some_and(|a| a.len() == 3) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let inputs = input_list_soon(&server, &read, |l| {
+        l.as_array().is_some_and(|a| a.len() == 3)
+    })
+    .await;
     let nodes: Vec<&str> = inputs
         .as_array()
         .expect("array")
@@ -584,20 +566,17 @@ async fn emonhub_traffic_from_two_users_lands_in_their_own_inputs_and_feeds() {
         .json()["feedid"]
             .as_i64()
             .expect("feed");
-        let mut input = String::new();
-        for _ in 0..50 {
-            let l = get(&c, &server.url(&format!("/input/list.json?apikey={read}")))
-                .await
-                .json();
-            if let Some(i) = l.as_array().and_then(|a| {
-                a.iter()
-                    .find(|i| i["nodeid"] == "emonTx4" && i["name"] == "P1")
-            }) {
-                input = i["id"].as_str().expect("id").to_string();
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let is_p1 = |i: &serde_json::Value| i["nodeid"] == "emonTx4" && i["name"] == "P1";
+        let list = input_list_soon(&server, &read, |l| {
+            l.as_array().is_some_and(|a| a.iter().any(is_p1))
+        })
+        .await;
+        let input = list
+            .as_array()
+            .and_then(|a| a.iter().find(|i| is_p1(i)))
+            .and_then(|i| i["id"].as_str())
+            .expect("the P1 input")
+            .to_string();
         let procs = format!(r#"[{{"fn":"process__log_to_feed","args":["{feed}"]}}]"#);
         let set = post_form(
             &c,

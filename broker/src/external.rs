@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use crate::Inbound;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc::Sender;
-use ynni_broker::Inbound;
 
 /// Where to connect and whose messages they are.
 #[derive(Debug, Clone)]
