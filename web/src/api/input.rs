@@ -1,5 +1,6 @@
-//! `input/post`, `input/bulk` and `input/list`. Posts are answered only once the shard worker has
-//! made them durable; emoncms's replies are plain text even when they hold JSON.
+//! `input/post`, `input/bulk`, the read endpoints (`list`, `get`, `getinputs`) and process
+//! lists; management actions are in `input_manage`. Posts are answered only once the shard
+//! worker has made them durable; emoncms's replies are plain text even when they hold JSON.
 
 // Helpers return a finished reply as their error; one is built per request, boxing buys nothing.
 #![allow(clippy::result_large_err)]
@@ -26,7 +27,7 @@ pub async fn handle(call: &Call<'_>) -> Response {
             "reset" => input_manage::process_reset(call).await,
             _ => reply::json_false(),
         },
-        // emoncms actions ynni has not built yet; anything else is emoncms's "not found".
+        // Management; anything else is emoncms's "not found".
         "set" => input_manage::set(call).await,
         "set-descriptions" => input_manage::set_descriptions(call).await,
         "delete" => input_manage::delete(call).await,

@@ -1,5 +1,7 @@
-//! The feed API subset built so far: `create`, `list`, `data`, `value`, `timevalue`, `getmeta`.
-//! Feed operations run on the shard worker that owns the feed's user.
+//! The feed API: `create`, `value`, `timevalue`, `fetch`, `getmeta`, sizes, `set`, `delete`,
+//! `clear` and virtual feeds' process lists here; listing (`describe`), reading (`data`),
+//! writing (`insert`) and bulk transfer (`transfer`) in their modules. Feed operations run on
+//! the shard worker that owns the feed's user.
 
 use axum::response::Response;
 use serde_json::{Value, json};
