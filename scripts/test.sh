@@ -3,19 +3,24 @@
 # Installs the Debian packages the tests need when they are missing (mosquitto-clients: the
 # MQTT tests talk to ynni's broker with the same tools emonSD users have; mosquitto: the
 # external broker test runs a real one; python3: the compatibility suite runs
-# ../shared/tools/replay.py).
+# ../shared/tools/replay.py; chromium, nodejs and npm: the browser test drives Debian's
+# chromium with playwright-core from npm, and the build fetches the UI's chart library).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mosquitto mosquitto-clients python3)
+packages=(mosquitto mosquitto-clients python3 chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# Node.js may be a distribution's or NodeSource's (which bundles npm): only its absence matters.
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
+
+(cd tests/browser && npm ci --ignore-scripts --no-audit --no-fund --silent)
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

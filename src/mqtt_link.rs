@@ -210,6 +210,11 @@ async fn publish_outputs(
             }
             Err(_) => break,
         };
+        // Input values always flow (the web UI shows them live); MQTT gets them only when
+        // `mqtt.input_topic` asks for it.
+        if input_topic.is_empty() && matches!(out, Output::Input { .. }) {
+            continue;
+        }
         let userid = match &out {
             Output::Published { userid, .. }
             | Output::Feed { userid, .. }

@@ -37,7 +37,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         fixed_dir: data_dir.phpfina_dir(),
         variable_dir: data_dir.phptimeseries_dir(),
         wal_root: data_dir.root().join("wal"),
-        input_outputs: !settings.mqtt.input_topic.is_empty(),
+        // The web UI's live input view needs every input update.
+        input_outputs: true,
     };
     let (router_catalog, handle) = (catalog.clone(), tokio::runtime::Handle::current());
     let router =

@@ -48,6 +48,9 @@ pub struct HttpSettings {
     /// Mark the session cookie `Secure` (for ynni reached over HTTPS, e.g. behind a TLS
     /// reverse proxy).
     pub secure_cookie: bool,
+    /// Serve the web UI from this directory (`web/ui` of a checkout) instead of the copy built
+    /// into the binary, so UI changes show without a rebuild. Empty (the default): built in.
+    pub ui_dir: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -144,6 +147,7 @@ impl Default for HttpSettings {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             max_body_bytes: 4 << 20,
             secure_cookie: false,
+            ui_dir: String::new(),
         }
     }
 }

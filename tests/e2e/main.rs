@@ -2,6 +2,7 @@
 //! directory, driven by real clients.
 
 mod bad_input;
+mod browser;
 mod compat;
 mod devices;
 mod external_broker;

@@ -1,14 +1,17 @@
-//! The HTTP side of ynni: emoncms's API (routes, parameters, replies) over axum.
+//! The HTTP side of ynni: emoncms's API (routes, parameters, replies) over axum, and the
+//! browser UI built on it.
 
 mod api;
 mod auth;
 mod cookies;
+mod csrf;
 mod params;
 mod ratelimit;
 mod reply;
 mod route;
 mod server;
 mod state;
+mod ui;
 
 pub use server::{WebError, bind, serve};
 pub use state::AppState;

@@ -54,6 +54,11 @@ impl Params {
         params
     }
 
+    /// No query or form parameters at all.
+    pub fn is_empty(&self) -> bool {
+        self.query.is_empty() && self.form.is_empty()
+    }
+
     /// A query-string parameter.
     pub fn get(&self, key: &str) -> Option<&str> {
         last(&self.query, key)

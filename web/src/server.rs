@@ -4,7 +4,6 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
-use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::api;
@@ -38,7 +37,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WebError> {
-    let app = Router::new().fallback(api::dispatch).with_state(state);
+    let app = crate::ui::routes()
+        .fallback(api::dispatch)
+        .with_state(state);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -28,6 +28,8 @@ pub struct AppState {
     /// ~19 MiB and tens of milliseconds each), so a flood of logins queues instead of
     /// exhausting memory.
     hashing: Arc<Semaphore>,
+    /// Live input and feed updates for open browser pages.
+    pub(crate) live: Arc<crate::ui::live::LiveHub>,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
             version,
             myip: Arc::default(),
             discovery: None,
+            live: Arc::default(),
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use ynni_core::Catalog;
 use ynni_storage::StoreConfig;
 
-use super::worker::{FeedAnswer, FeedOp, Job, Worker};
+use super::worker::{FeedAnswer, FeedOp, Job, ShardStatus, Worker};
 use crate::batch::{Decoded, Value};
 
 /// emoncms's node limit for HTTP posts.
@@ -26,7 +26,7 @@ pub struct RouterConfig {
     pub variable_dir: PathBuf,
     /// Each worker's WAL goes in `<wal_root>/<worker>`.
     pub wal_root: PathBuf,
-    /// Send every input update as an [`Output::Input`] (for MQTT subscribers).
+    /// Send every input update as an [`Output::Input`] (for the live UI and MQTT subscribers).
     pub input_outputs: bool,
 }
 
@@ -85,6 +85,8 @@ pub enum Output {
         userid: i64,
         node: String,
         name: String,
+        /// The batch's time (Unix seconds).
+        time: i64,
         value: Value,
     },
     /// A feed's new last value (once per feed and batch).
@@ -285,6 +287,20 @@ impl Router {
             .map_err(|_| IngestError::Stopped)?
             .map_err(|_| IngestError::Stopped)?;
         rx.await.map_err(|_| IngestError::Stopped)
+    }
+
+    /// Each worker's counters; a worker whose queue is full is reported busy, not waited for.
+    pub async fn status(&self) -> Vec<Result<ShardStatus, IngestError>> {
+        let mut out = Vec::with_capacity(self.senders.len());
+        for tx in &self.senders {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            out.push(match tx.try_send(Job::Status(reply)) {
+                Ok(()) => rx.await.map_err(|_| IngestError::Stopped),
+                Err(mpsc::TrySendError::Full(_)) => Err(IngestError::Busy),
+                Err(mpsc::TrySendError::Disconnected(_)) => Err(IngestError::Stopped),
+            });
+        }
+        out
     }
 
     /// Values published by process lists, for the broker (or any other consumer).

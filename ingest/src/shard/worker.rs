@@ -105,7 +105,21 @@ pub enum Job {
     Reload(i64),
     /// The user's input last values.
     InputLast(i64, tokio::sync::oneshot::Sender<LastValues>),
+    /// How the worker is doing, for the admin page.
+    Status(tokio::sync::oneshot::Sender<ShardStatus>),
     Stop,
+}
+
+/// One worker's counters since the server started.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShardStatus {
+    pub shard: usize,
+    /// Users whose inputs and process lists are loaded in memory.
+    pub users_loaded: usize,
+    /// Submissions (posts, bulk requests, MQTT messages) made durable.
+    pub submissions: u64,
+    /// WAL records replayed when the worker opened (work left by a crash).
+    pub replayed_at_start: u64,
 }
 
 impl Job {
@@ -155,6 +169,8 @@ pub struct Worker {
     n: usize,
     store: FeedStore,
     core: Core,
+    submissions: u64,
+    replayed_at_start: u64,
 }
 
 impl Worker {
@@ -187,7 +203,14 @@ impl Worker {
             replayed = store.replayed_records(),
             "shard worker ready"
         );
-        Ok(Self { n, store, core })
+        let replayed_at_start = store.replayed_records();
+        Ok(Self {
+            n,
+            store,
+            core,
+            submissions: 0,
+            replayed_at_start,
+        })
     }
 
     pub fn run(mut self, rx: mpsc::Receiver<Job>) {
@@ -223,6 +246,7 @@ impl Worker {
                 }
             }
             if !submissions.is_empty() {
+                self.submissions += submissions.len() as u64;
                 self.ingest(submissions);
             }
             // Reads after the writes of the same group, so a read sees what was posted before it.
@@ -233,6 +257,14 @@ impl Worker {
                     }
                     Job::InputLast(userid, reply) => {
                         let _ = reply.send(self.core.input_last(userid));
+                    }
+                    Job::Status(reply) => {
+                        let _ = reply.send(ShardStatus {
+                            shard: self.n,
+                            users_loaded: self.core.users.len(),
+                            submissions: self.submissions,
+                            replayed_at_start: self.replayed_at_start,
+                        });
                     }
                     _ => {}
                 }
@@ -568,6 +600,7 @@ impl Core {
                         userid,
                         node: batch.node.clone(),
                         name: name.clone(),
+                        time: t,
                         value: *value,
                     });
                 }

@@ -1,6 +1,7 @@
 //! The HTTP entry point: every request is parsed into an emoncms route, authenticated once, and
 //! handed to its controller.
 
+mod admin;
 mod device;
 mod feed;
 mod homeassistant;
@@ -69,12 +70,24 @@ pub async fn dispatch(
         }
         Err(e) => return reply::text(StatusCode::NOT_ACCEPTABLE, e.to_string()),
     };
+    if parts.method == Method::GET
+        && route.format == Format::Html
+        && params.is_empty()
+        && let Some(page) = ui_page(&route)
+    {
+        return axum::response::Redirect::to(page).into_response();
+    }
     let caller = match auth::authenticate(&state, &params, &parts.headers).await {
         Ok(Auth::Caller(c)) => Some(*c),
         Ok(Auth::Anonymous) => None,
         Ok(Auth::InvalidKey) => return reply::invalid_apikey(),
         Err(e) => return reply::internal(&e),
     };
+    let uses_session = caller.as_ref().is_some_and(|c| !c.via_apikey)
+        || (route.controller == "user" && matches!(route.action.as_str(), "login" | "register"));
+    if uses_session && crate::csrf::cross_site(&parts.headers) {
+        return reply::text(StatusCode::FORBIDDEN, crate::csrf::REFUSED);
+    }
     if caller.as_ref().is_some_and(|c| c.device_node.is_some())
         && !(route.controller == "input" && matches!(route.action.as_str(), "post" | "bulk"))
     {
@@ -101,9 +114,23 @@ pub async fn dispatch(
         "myip" => system::myip(&call),
         "device" => device::handle(&call).await,
         "ynni" => homeassistant::handle(&call).await,
-        "" => reply::not_implemented("the web interface (use the HTTP API)"),
+        "admin" if route.format == Format::Json => admin::handle(&call).await,
+        "" => axum::response::Redirect::to("/app/").into_response(),
         _ => reply::route_not_found(route.format == Format::Json),
     }
+}
+
+/// emoncms's page addresses (bookmarks, emonSD links) and the UI view that replaces each.
+fn ui_page(route: &Route) -> Option<&'static str> {
+    Some(match (route.controller.as_str(), route.action.as_str()) {
+        ("input", "view") => "/app/inputs",
+        ("feed", "view") => "/app/feeds",
+        ("graph", _) => "/app/graph",
+        ("user", "view") => "/app/account",
+        ("user", "login") => "/app/login",
+        ("admin", "view" | "users") => "/app/admin",
+        _ => return None,
+    })
 }
 
 /// Node-RED's "emoncms in" node asks for `feed/aget.json&apikey=…&id=…`, with no `?`; emoncms

@@ -319,7 +319,9 @@ async fn logout(call: &Call<'_>, caller: &Caller) -> Response {
 
 fn session(caller: &Caller) -> Response {
     let kind = if caller.write { "write" } else { "read" };
-    reply::json(json!({"userid": caller.user.id, "type": kind}))
+    // `admin` tells the web UI whether to offer the admin page (an apikey is never admin).
+    let admin = caller.user.admin && !caller.via_apikey;
+    reply::json(json!({"userid": caller.user.id, "type": kind, "admin": admin}))
 }
 
 fn gettimezones() -> Response {

@@ -1,0 +1,82 @@
+//! The browser UI: one HTML page (`/app/...`, the script picks the view from the path), its
+//! files under `/ui/`, and the live-update stream `/ynni/live`. The pages use only the public
+//! HTTP API with the login session, so nothing here reads or writes data itself.
+
+pub mod assets;
+pub mod live;
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use crate::auth::{self, Auth};
+use crate::params::Params;
+use crate::state::AppState;
+
+/// Inline scripts and styles, other origins, framing and plugins are all refused: even text
+/// that slipped through unescaped could not run. uPlot sizes its canvas through the style
+/// DOM API, which `style-src 'self'` allows.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+                   img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; \
+                   object-src 'none'; base-uri 'none'; form-action 'self'; \
+                   frame-ancestors 'none'";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/app/") }))
+        .route("/app", get(page))
+        .route("/app/", get(page))
+        .route("/app/{*view}", get(page))
+        .route("/ui/{*path}", get(asset))
+        .route("/ynni/live", get(live_stream))
+}
+
+pub fn security_headers(h: &mut HeaderMap) {
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+}
+
+async fn page(State(state): State<AppState>, request: Request) -> Response {
+    assets::serve(&state.settings.http.ui_dir, "index.html", request.headers())
+}
+
+async fn asset(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    assets::serve(&state.settings.http.ui_dir, &path, &headers)
+}
+
+/// `/ynni/live`: Server-Sent Events of the caller's input and feed updates (login session or
+/// a read apikey).
+async fn live_stream(State(state): State<AppState>, request: Request) -> Response {
+    let params = Params::parse(request.uri().query(), None, &[]);
+    let caller = match auth::authenticate(&state, &params, request.headers()).await {
+        Ok(Auth::Caller(c)) if c.device_node.is_none() => c,
+        Ok(_) => return (StatusCode::UNAUTHORIZED, "Log in first").into_response(),
+        Err(e) => return crate::reply::internal(&e),
+    };
+    if !caller.via_apikey && crate::csrf::cross_site(request.headers()) {
+        return (StatusCode::FORBIDDEN, crate::csrf::REFUSED).into_response();
+    }
+    let rx = state.live.subscribe(caller.user.id, &state.router);
+    let mut r = live::stream(rx).into_response();
+    // Proxies (nginx) must pass events on at once.
+    r.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}

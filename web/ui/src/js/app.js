@@ -1,0 +1,76 @@
+// Picks the view from the address (/app/<view>), checks the login session, and draws the
+// navigation. Each view is a module exporting render(main, ctx) that may return a cleanup.
+
+import { h, clear, toast } from './dom.js';
+import { currentUser, post } from './api.js';
+
+const VIEWS = {
+  login: { load: () => import('./pages/login.js'), title: 'Log in', public: true },
+  register: { load: () => import('./pages/login.js'), title: 'Register', public: true },
+  inputs: { load: () => import('./pages/inputs.js'), title: 'Inputs', nav: true },
+  feeds: { load: () => import('./pages/feeds.js'), title: 'Feeds', nav: true },
+  graph: { load: () => import('./pages/graph.js'), title: 'Graph', nav: true },
+  process: { load: () => import('./pages/process.js'), title: 'Process list' },
+  account: { load: () => import('./pages/account.js'), title: 'Account', nav: true },
+  admin: { load: () => import('./pages/admin.js'), title: 'Admin', nav: true, admin: true },
+};
+
+function viewName() {
+  const name = location.pathname.replace(/^\/app\/?/, '').split('/')[0];
+  return name || 'inputs';
+}
+
+function drawNav(user, current) {
+  const nav = document.getElementById('nav');
+  if (!user) {
+    clear(nav,
+      h('a', { href: '/app/login', 'aria-current': current === 'login' ? 'page' : null }, 'Log in'),
+      h('a', { href: '/app/register', 'aria-current': current === 'register' ? 'page' : null }, 'Register'));
+    return;
+  }
+  const links = Object.entries(VIEWS)
+    .filter(([, v]) => v.nav && (!v.admin || user.admin))
+    .map(([k, v]) => h('a', { href: `/app/${k}`, 'aria-current': k === current ? 'page' : null }, v.title));
+  const logout = h('button.link', {
+    type: 'button',
+    onclick: async () => {
+      try { await post('user/logout.json'); } catch { /* already gone */ }
+      location.href = '/app/login';
+    },
+  }, 'Log out');
+  clear(nav, links, h('span.who', user.username), logout);
+}
+
+async function start() {
+  const name = viewName();
+  const view = VIEWS[name];
+  const main = document.getElementById('main');
+  if (!view) {
+    clear(main, h('h1', 'Not found'), h('p', 'There is no page here. ', h('a', { href: '/app/inputs' }, 'Go to inputs')));
+    return;
+  }
+  let user = null;
+  try {
+    user = await currentUser();
+  } catch (e) {
+    clear(main, h('p.error', `The server did not answer: ${e.message}`));
+    return;
+  }
+  if (!user && !view.public) {
+    location.replace(`/app/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+    return;
+  }
+  drawNav(user, name);
+  document.title = `${view.title} · ynni`;
+  try {
+    const mod = await view.load();
+    clear(main);
+    await mod.render(main, { user, view: name, params: new URLSearchParams(location.search) });
+    main.dataset.ready = name;
+  } catch (e) {
+    clear(main, h('h1', view.title), h('p.error', `This page failed to load: ${e.message}`));
+    toast(e.message, 'error');
+  }
+}
+
+start();

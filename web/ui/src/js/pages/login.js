@@ -1,0 +1,61 @@
+// Log in and register (emoncms's user/login.json and user/register.json).
+
+import { h, field } from '../dom.js';
+import { post } from '../api.js';
+
+function safeNext(params) {
+  const next = params.get('next') || '';
+  // Only paths of this site: never an address elsewhere (open redirect).
+  return /^\/app\/[A-Za-z0-9/?=&%._-]*$/.test(next) ? next : '/app/inputs';
+}
+
+export async function render(main, ctx) {
+  if (ctx.user) {
+    location.replace('/app/inputs');
+    return;
+  }
+  const registering = ctx.view === 'register';
+  const username = h('input', { name: 'username', autocomplete: 'username', required: true, maxlength: 30 });
+  const email = h('input', { name: 'email', type: 'email', autocomplete: 'email', required: true });
+  const password = h('input', {
+    name: 'password', type: 'password', required: true, minlength: 4,
+    autocomplete: registering ? 'new-password' : 'current-password',
+  });
+  const remember = h('input', { type: 'checkbox', name: 'rememberme', id: 'rememberme' });
+  const message = h('p.error', { role: 'alert' });
+  const submit = h('button.primary', { type: 'submit' }, registering ? 'Register' : 'Log in');
+  const form = h('form.card.narrow', {
+    onsubmit: async (e) => {
+      e.preventDefault();
+      message.textContent = '';
+      submit.disabled = true;
+      try {
+        if (registering) {
+          await post('user/register.json', {
+            username: username.value, password: password.value, email: email.value,
+          });
+        }
+        await post('user/login.json', {
+          username: username.value, password: password.value,
+          rememberme: remember.checked ? 1 : 0,
+        });
+        location.href = safeNext(ctx.params);
+      } catch (err) {
+        message.textContent = err.message;
+        submit.disabled = false;
+      }
+    },
+  },
+  h('h1', registering ? 'Create an account' : 'Log in'),
+  field('Username', username),
+  registering ? field('Email', email) : null,
+  field('Password', password),
+  registering ? null : h('div.field.inline', remember, h('label', { for: 'rememberme' }, 'Remember me')),
+  message,
+  submit,
+  h('p.muted', registering
+    ? ['Already registered? ', h('a', { href: '/app/login' }, 'Log in')]
+    : ['No account yet? ', h('a', { href: '/app/register' }, 'Register')]));
+  main.append(form);
+  username.focus();
+}
