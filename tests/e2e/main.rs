@@ -15,3 +15,4 @@ mod mqtt;
 mod server_cli;
 mod user_accounts;
 mod user_sessions;
+mod web_ui;

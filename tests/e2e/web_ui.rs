@@ -1,0 +1,168 @@
+//! The web UI's server side with plain HTTP clients: pages and assets with their security
+//! headers, the cross-site checks on the login session, emoncms page addresses, and the live
+//! update stream (each user sees only their own values).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use crate::harness::{Server, browser, get, post_form, register, script};
+
+async fn login(server: &Server, username: &str, password: &str) -> reqwest::Client {
+    let client = browser();
+    let r = post_form(
+        &client,
+        &server.url("/user/login.json"),
+        &[("username", username), ("password", password)],
+    )
+    .await;
+    assert_eq!(r.json()["success"], true, "{}", r.body);
+    client
+}
+
+#[tokio::test]
+async fn pages_and_assets_carry_a_content_security_policy() {
+    let server = Server::start();
+    let page = get(&script(), &server.url("/app/feeds")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html"), "{page:?}");
+    assert!(page.body.contains("/ui/js/app.js"));
+    let csp = page.headers["content-security-policy"]
+        .to_str()
+        .expect("csp");
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    let chart = get(&script(), &server.url("/ui/vendor/uPlot.esm.js")).await;
+    assert_eq!(chart.status, 200);
+    assert!(chart.content_type.starts_with("text/javascript"));
+    assert!(
+        chart.body.contains("export"),
+        "the chart library is an ES module"
+    );
+    for bad in [
+        "/ui/nothing.js",
+        "/ui/..%2F..%2FCargo.toml",
+        "/ui/js//app.js",
+    ] {
+        assert_eq!(get(&script(), &server.url(bad)).await.status, 404, "{bad}");
+    }
+    let root = script().get(server.url("/")).send().await.expect("GET /");
+    assert!(root.url().path().starts_with("/app"), "{}", root.url());
+    // emoncms's own page addresses lead to the matching view.
+    let old = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = get(&old, &server.url("/input/view")).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.headers["location"], "/app/inputs");
+    // …but the API under the same controller still answers JSON.
+    let r = get(&old, &server.url("/input/list.json")).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "false"),
+        "emoncms's reply without a key"
+    );
+}
+
+#[tokio::test]
+async fn the_session_refuses_cross_site_requests_and_apikeys_do_not_care() {
+    let server = Server::start();
+    let (_, _, write) = register(&server, "csrf", "password1").await;
+    let client = login(&server, "csrf", "password1").await;
+    let url =
+        server.url("/feed/create.json?tag=t&name=n&engine=5&options=%7B%22interval%22%3A10%7D");
+    let r = crate::harness::send(client.get(&url).header("sec-fetch-site", "cross-site")).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.body.contains("Cross-site request refused"));
+    let r = crate::harness::send(
+        client
+            .get(&url)
+            .header("origin", "https://evil.example")
+            .header("sec-fetch-site", "cross-site"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let list = get(&client, &server.url("/feed/list.json")).await;
+    assert_eq!(list.json(), serde_json::json!([]), "nothing was created");
+    let r = crate::harness::send(client.get(&url).header("sec-fetch-site", "same-origin")).await;
+    assert_eq!(r.json()["success"], true, "{r:?}");
+    // A key in the request is the caller's own intent, from anywhere (Node-RED, dashboards).
+    let r = crate::harness::send(
+        script()
+            .get(server.url(&format!("/feed/list.json?apikey={write}")))
+            .header("sec-fetch-site", "cross-site"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // Logging in from another site's form is refused too (login CSRF).
+    let r = crate::harness::send(
+        script()
+            .post(server.url("/user/login.json"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", "https://evil.example")
+            .header("host", "pi.local")
+            .body("username=csrf&password=password1"),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{r:?}");
+}
+
+/// Reads the event stream until `want` shows up (or fails after 20 s).
+async fn read_until<B: AsRef<[u8]>>(
+    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<B>> + Unpin),
+    seen: &mut String,
+    want: &str,
+) {
+    let wait = async {
+        while !seen.contains(want) {
+            let chunk = stream.next().await.expect("stream open").expect("chunk");
+            seen.push_str(&String::from_utf8_lossy(chunk.as_ref()));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no {want:?} in the live stream; got:\n{seen}"));
+}
+
+#[tokio::test]
+async fn the_live_stream_carries_only_the_users_own_updates() {
+    let server = Server::start();
+    let (_, _, alice_key) = register(&server, "alice", "password1").await;
+    let (_, _, bob_key) = register(&server, "bob", "password1").await;
+    let alice = login(&server, "alice", "password1").await;
+    let anonymous = get(&script(), &server.url("/ynni/live")).await;
+    assert_eq!(anonymous.status, 401);
+    let r = alice
+        .get(server.url("/ynni/live"))
+        .send()
+        .await
+        .expect("live stream");
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("text/event-stream"))
+    );
+    let mut stream = r.bytes_stream();
+    // The stream is open once the server has subscribed; keep posting until a value arrives.
+    let mut seen = String::new();
+    let post = |key: String, node: &'static str, v: u32| {
+        let url = server.url(&format!(
+            "/input/post?node={node}&fulljson=%7B%22power%22%3A{v}%7D&apikey={key}"
+        ));
+        async move { get(&script(), &url).await }
+    };
+    post(bob_key.clone(), "bobnode", 7).await;
+    post(alice_key.clone(), "alicenode", 42).await;
+    read_until(&mut stream, &mut seen, "\"value\":42").await;
+    assert!(seen.contains("event: input"), "{seen}");
+    assert!(seen.contains("\"nodeid\":\"alicenode\""), "{seen}");
+    post(bob_key, "bobnode", 8).await;
+    post(alice_key, "alicenode", 43).await;
+    read_until(&mut stream, &mut seen, "\"value\":43").await;
+    assert!(
+        !seen.contains("bobnode"),
+        "another user's values leaked: {seen}"
+    );
+}
