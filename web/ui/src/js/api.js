@@ -68,7 +68,7 @@ export async function currentUser() {
 
 /**
  * Live updates: `onEvent(kind, data)` for 'input', 'feed' and 'resync' events of the
- * logged-in user. Returns a function that closes the stream.
+ * logged-in user, and 'open' / 'error' when the connection opens or drops. Returns a function that closes the stream.
  */
 export function live(onEvent) {
   const es = new EventSource('/ynni/live');
@@ -80,5 +80,7 @@ export function live(onEvent) {
     });
   }
   es.onopen = () => onEvent('open', {});
+  // The browser reconnects by itself; 'error' lets a page say so meanwhile.
+  es.onerror = () => onEvent('error', {});
   return () => es.close();
 }

@@ -66,7 +66,9 @@ async function profile(user) {
   message, h('button.primary', { type: 'submit' }, 'Save profile'));
 }
 
-function password() {
+function password(user) {
+  // The hidden username lets password managers file the new password under the right login.
+  const login = h('input', { type: 'text', autocomplete: 'username', value: user.username, hidden: true, readonly: true, tabindex: -1, 'aria-hidden': 'true' });
   const old = h('input', { type: 'password', autocomplete: 'current-password', required: true });
   const next = h('input', { type: 'password', autocomplete: 'new-password', required: true, minlength: 4 });
   const again = h('input', { type: 'password', autocomplete: 'new-password', required: true });
@@ -87,7 +89,7 @@ function password() {
         message.textContent = err.message;
       }
     },
-  }, h('h2', 'Password'), field('Current password', old), field('New password', next),
+  }, h('h2', 'Password'), login, field('Current password', old), field('New password', next),
   field('New password again', again), message, h('button.primary', { type: 'submit' }, 'Change password'));
 }
 
@@ -144,6 +146,6 @@ export async function render(main, ctx) {
       keyRow('read apikey', user.apikey_read, async () => (await get('user/newapikeyread.json')).read_apikey),
       keyRow('write apikey', user.apikey_write, async () => (await get('user/newapikeywrite.json')).write_apikey)))));
   const dev = devices();
-  main.append(h('h1', 'Account'), await profile(user), password(), keys, dev.section);
+  main.append(h('h1', 'Account'), await profile(user), password(user), keys, dev.section);
   await dev.reload();
 }

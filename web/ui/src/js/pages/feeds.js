@@ -157,7 +157,7 @@ export async function render(main, ctx) {
       return h('section.group', h('h2', tag, h('span.muted', fmtBytes(size))),
         h('div.table-wrap', h('table', h('thead', h('tr',
           h('th', 'Name'), h('th.hide-narrow', 'Engine'), h('th.hide-narrow', 'Interval'),
-          h('th.hide-narrow', 'Size'), h('th', 'Value'), h('th', 'Updated'), h('th', 'Public'), h('th', 'Actions'))),
+          h('th.hide-narrow.num', 'Size'), h('th.num', 'Value'), h('th', 'Updated'), h('th', 'Public'), h('th', 'Actions'))),
         h('tbody', items.map((f) => row(f))))));
     });
     clear(list, sections);
