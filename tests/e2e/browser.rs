@@ -7,10 +7,14 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::Server;
+use crate::harness::{Server, get, register, script};
 
-#[test]
-fn the_web_ui_works_end_to_end_in_chromium() {
+/// What emoncms versions before the fix of #1940 let through: markup in a description and a
+/// feed name. An import from such an emoncms brings it along, so the pages must show it as text.
+const MARKUP: &str = "<img src=x onerror=alert(1)>";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_ui_works_end_to_end_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let driver = root.join("tests/browser");
     assert!(
@@ -24,11 +28,43 @@ fn the_web_ui_works_end_to_end_in_chromium() {
     );
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     let server = Server::start();
+    let (victim, _, key) = register(&server, "imported", "password1").await;
+    get(
+        &script(),
+        &server.url(&format!(
+            "/input/post?node=emontx&fulljson=%7B%22power1%22%3A5%7D&apikey={key}"
+        )),
+    )
+    .await;
+    get(
+        &script(),
+        &server.url(&format!(
+            "/feed/create.json?tag=t&name=f&engine=5&options=%7B%22interval%22%3A10%7D&apikey={key}"
+        )),
+    )
+    .await;
+    let db = server.data_dir.join("catalog.sqlite");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open catalog");
+    for sql in [
+        "UPDATE inputs SET description = ? WHERE userid = ?",
+        "UPDATE feeds SET name = ?, tag = ? || 'tag' WHERE userid = ?",
+    ] {
+        let mut q = sqlx::query(sql).bind(MARKUP);
+        if sql.contains("tag") {
+            q = q.bind(MARKUP);
+        }
+        q.bind(victim).execute(&pool).await.expect("seed markup");
+    }
+    pool.close().await;
     let out = Command::new("node")
         .arg(driver.join("ui.mjs"))
         .arg(&server.base)
         .arg(&shots)
         .env("CHROMIUM", &chromium)
+        .env("YNNI_MARKUP_LOGIN", "imported:password1")
+        .env("YNNI_MARKUP", MARKUP)
         .current_dir(&driver)
         .output()
         .expect("run node (Node.js is needed for the browser test)");

@@ -49,7 +49,8 @@ async fn browser_login_profile_and_logout() {
 
     assert_eq!(
         get(&b, &server.url("/user/session.json")).await.json(),
-        json!({"userid": id, "type": "write"})
+        json!({"userid": id, "type": "write", "admin": true}),
+        "the first account is the administrator"
     );
     // Logged in already: login is not offered again.
     assert_eq!(login(&server, &b, "alice", "secret1").await.body, "false");

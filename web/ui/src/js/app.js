@@ -62,6 +62,11 @@ async function start() {
   }
   drawNav(user, name);
   document.title = `${view.title} · ynni`;
+  if (view.admin && !user.admin) {
+    clear(main, h('h1', view.title), h('p', 'Only administrators can see this page.'));
+    main.dataset.ready = name;
+    return;
+  }
   try {
     const mod = await view.load();
     clear(main);
