@@ -2,7 +2,7 @@
 // point per pixel of the plot (feed/data.json with a matching interval), so a year of 10 s data
 // costs no more than an hour of it, and every zoom or pan fetches again at the new resolution.
 // The whole view lives in the address, so it can be bookmarked or shared:
-//   /app/graph?feeds=1,2&right=2&start=<unix s>&end=<unix s>&avg=1&mode=daily&delta=1
+//   /app/graph?feeds=1,2&right=2&start=<unix s>&end=<unix s>&avg=0&mode=daily&delta=1
 
 import uPlot from '/ui/vendor/uPlot.esm.js';
 import { h, clear, toast, fmtValue } from '../dom.js';
@@ -68,7 +68,9 @@ function readParams(params, byId) {
     right,
     start: Number.isFinite(start) ? Math.round(start) : NaN,
     end: Number.isFinite(end) ? Math.round(end) : NaN,
-    avg: params.get('avg') === '1',
+    // Averaging is on unless the address turns it off: a sample per pixel of a long range
+    // shows aliasing (one value every 12 h of a 10 s feed), the mean of each pixel does not.
+    avg: params.get('avg') !== '0',
     mode,
     delta: params.get('delta') === '1',
   };
@@ -286,7 +288,7 @@ export async function render(main, ctx) {
     const right = state.feeds.filter((id) => state.right.has(id));
     if (right.length) parts.push(`right=${right.map(encodeURIComponent).join(',')}`);
     parts.push(`start=${state.start}`, `end=${state.end}`);
-    if (state.avg) parts.push('avg=1');
+    if (!state.avg) parts.push('avg=0');
     if (state.mode !== 'none') parts.push(`mode=${state.mode}`);
     if (state.delta) parts.push('delta=1');
     history.replaceState(history.state, '', `${location.pathname}?${parts.join('&')}`);
