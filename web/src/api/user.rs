@@ -319,9 +319,12 @@ async fn logout(call: &Call<'_>, caller: &Caller) -> Response {
 
 fn session(caller: &Caller) -> Response {
     let kind = if caller.write { "write" } else { "read" };
-    // `admin` tells the web UI whether to offer the admin page (an apikey is never admin).
-    let admin = caller.user.admin && !caller.via_apikey;
-    reply::json(json!({"userid": caller.user.id, "type": kind, "admin": admin}))
+    if caller.via_apikey {
+        return reply::json(json!({"userid": caller.user.id, "type": kind}));
+    }
+    // A login session also says whether it is an administrator's (the web UI offers the admin
+    // page); an apikey never carries admin rights.
+    reply::json(json!({"userid": caller.user.id, "type": kind, "admin": caller.user.admin}))
 }
 
 fn gettimezones() -> Response {

@@ -1,5 +1,6 @@
 //! The browser UI: one HTML page (`/app/...`, the script picks the view from the path), its
-//! files under `/ui/`, and the live-update stream `/ynni/live`. The pages use only the public
+//! files under `/ui/`, and the live-update stream `/ynni/live`. (`/` leads to `/app/` from the
+//! API dispatcher, since `/?q=…` is an emoncms API address.) The pages use only the public
 //! HTTP API with the login session, so nothing here reads or writes data itself.
 
 pub mod assets;
@@ -8,7 +9,7 @@ pub mod live;
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::auth::{self, Auth};
@@ -25,7 +26,6 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/app/") }))
         .route("/app", get(page))
         .route("/app/", get(page))
         .route("/app/{*view}", get(page))
