@@ -63,6 +63,10 @@ async fn pages_and_assets_carry_a_content_security_policy() {
         (200, "false"),
         "emoncms's reply without a key"
     );
+    assert_eq!(
+        r.headers["x-content-type-options"], "nosniff",
+        "API replies too"
+    );
 }
 
 #[tokio::test]

@@ -39,6 +39,7 @@ pub async fn serve(
 ) -> Result<(), WebError> {
     let app = crate::ui::routes()
         .fallback(api::dispatch)
+        .layer(axum::middleware::map_response(nosniff))
         .with_state(state);
     axum::serve(
         listener,
@@ -47,4 +48,14 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
     .map_err(WebError::Serve)
+}
+
+/// No reply may be read as another type than it says (a JSON or text reply sniffed as HTML
+/// could run script).
+async fn nosniff(mut r: axum::response::Response) -> axum::response::Response {
+    r.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    r
 }

@@ -61,15 +61,23 @@ impl LiveHub {
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             };
-            let Some((userid, event)) = to_event(&out) else {
-                continue;
+            let userid = match &out {
+                Output::Input { userid, .. } | Output::Feed { userid, .. } => *userid,
+                Output::Published { .. } => continue,
             };
             let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(tx) = users.get(&userid)
-                && tx.send(event).is_err()
-            {
-                // The user's last page closed.
+            let Some(tx) = users.get(&userid) else {
+                // No page of this user is open: nothing to build.
+                continue;
+            };
+            if tx.receiver_count() == 0 {
+                // The user's last page closed (checked under the lock, so a page opening now
+                // makes a new channel).
                 users.remove(&userid);
+                continue;
+            }
+            if let Some((_, event)) = to_event(&out) {
+                let _ = tx.send(event);
             }
         }
     }

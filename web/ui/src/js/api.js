@@ -18,6 +18,8 @@ async function parse(res) {
   if (body && typeof body === 'object' && !Array.isArray(body) && body.success === false) {
     throw new ApiError(body.message || 'The server refused the request', res.status);
   }
+  // emoncms answers a bare `false` for "no such item" and for "not logged in".
+  if (body === false) throw new ApiError('Not found, or the session has ended', 404);
   return body;
 }
 
@@ -61,14 +63,15 @@ export async function currentUser() {
     const session = await get('user/session.json');
     return { ...u, admin: session && session.admin === true };
   } catch (e) {
-    if (e instanceof ApiError && (e.status === 401 || e.status === 403)) return null;
+    if (e instanceof ApiError && [401, 403, 404].includes(e.status)) return null;
     throw e;
   }
 }
 
 /**
  * Live updates: `onEvent(kind, data)` for 'input', 'feed' and 'resync' events of the
- * logged-in user, and 'open' / 'error' when the connection opens or drops. Returns a function that closes the stream.
+ * logged-in user, 'open' / 'error' when the connection opens or drops (the browser
+ * reconnects), and 'closed' when the server refused it (log in again). Returns a function that closes the stream.
  */
 export function live(onEvent) {
   const es = new EventSource('/ynni/live');
@@ -81,6 +84,7 @@ export function live(onEvent) {
   }
   es.onopen = () => onEvent('open', {});
   // The browser reconnects by itself; 'error' lets a page say so meanwhile.
-  es.onerror = () => onEvent('error', {});
+  // A stream the server refused (the session ended) is closed for good: 'closed'.
+  es.onerror = () => onEvent(es.readyState === EventSource.CLOSED ? 'closed' : 'error', {});
   return () => es.close();
 }

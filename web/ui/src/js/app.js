@@ -70,7 +70,9 @@ async function start() {
   try {
     const mod = await view.load();
     clear(main);
-    await mod.render(main, { user, view: name, params: new URLSearchParams(location.search) });
+    const cleanup = await mod.render(main, { user, view: name, params: new URLSearchParams(location.search) });
+    // Views hold live streams and timers; close them when the page goes away.
+    if (typeof cleanup === 'function') window.addEventListener('pagehide', cleanup, { once: true });
     main.dataset.ready = name;
   } catch (e) {
     clear(main, h('h1', view.title), h('p.error', `This page failed to load: ${e.message}`));

@@ -51,6 +51,8 @@ let toastTimer;
 export function toast(message, kind = 'ok') {
   const t = document.getElementById('toast');
   if (!t) return;
+  // Errors interrupt (alert); confirmations wait their turn (status).
+  t.setAttribute('role', kind === 'error' ? 'alert' : 'status');
   t.textContent = message;
   t.className = `show ${kind}`;
   clearTimeout(toastTimer);

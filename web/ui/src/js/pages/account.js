@@ -37,6 +37,9 @@ async function profile(user) {
   const email = h('input', { type: 'email', value: user.email, autocomplete: 'email', required: true });
   const zones = await get('user/gettimezones.json');
   const tz = h('select', zones.map((z) => h('option', { value: z.id }, `${z.id} (${z.gmt_offset_text})`)));
+  if (user.timezone && !zones.some((z) => z.id === user.timezone)) {
+    tz.prepend(h('option', { value: user.timezone }, user.timezone));
+  }
   tz.value = user.timezone || 'UTC';
   const message = h('p.error', { role: 'alert' });
   return h('form.card', {
@@ -53,7 +56,10 @@ async function profile(user) {
           user.email = email.value;
         }
         if (tz.value !== user.timezone) {
-          await post('user/set.json', { data: { timezone: tz.value } });
+          // user/set replaces the whole profile (as in emoncms): send every field back.
+          const keep = ['gravatar', 'name', 'location', 'language', 'bio', 'tags', 'startingpage'];
+          const data = Object.fromEntries(keep.map((k) => [k, user[k] ?? '']));
+          await post('user/set.json', { data: { ...data, timezone: tz.value } });
           user.timezone = tz.value;
         }
         toast('Account saved');

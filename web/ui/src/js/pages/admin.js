@@ -1,12 +1,12 @@
 // Admin: users, disk use, version and the shard workers (admin/status.json).
 
-import { h, clear, fmtBytes, ago } from '../dom.js';
+import { h, clear, fmtBytes, ago, toast } from '../dom.js';
 import { get } from '../api.js';
 
 export async function render(main) {
   const body = h('div');
   main.append(h('div.toolbar', h('h1', 'Admin'),
-    h('button.small', { type: 'button', onclick: () => load().catch(() => {}) }, 'Refresh')), body);
+    h('button.small', { type: 'button', onclick: () => load().catch((e) => toast(e.message, 'error')) }, 'Refresh')), body);
   async function load() {
     const s = await get('admin/status.json');
     const parts = Object.entries(s.disk?.parts || {});

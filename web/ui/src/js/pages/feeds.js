@@ -2,23 +2,11 @@
 // clear and CSV download.
 
 import { h, clear, field, toast, ago, ageClass, fmtValue, fmtBytes, confirmAction } from '../dom.js';
-import { get, post, live } from '../api.js';
-
-export const ENGINES = {
-  5: 'PHPFina (fixed interval)',
-  2: 'PHPTimeSeries (variable interval)',
-  0: 'Variable interval (MySQL in emoncms)',
-  7: 'Virtual',
-};
-export const INTERVALS = [5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 86400];
-
-function intervalText(s) {
-  if (!s) return '';
-  if (s % 86400 === 0) return `${s / 86400} d`;
-  if (s % 3600 === 0) return `${s / 3600} h`;
-  if (s % 60 === 0) return `${s / 60} min`;
-  return `${s} s`;
-}
+import { get, live, ApiError } from '../api.js';
+import {
+  ENGINE_NAMES, ENGINE_SHORT, CREATABLE_ENGINES, FIXED_INTERVAL_ENGINES, INTERVALS, DEFAULT_INTERVAL,
+  fmtInterval,
+} from '../feedmeta.js';
 
 /** 'YYYY-MM-DDTHH:MM' in local time, for datetime-local inputs. */
 function localInput(t) {
@@ -74,7 +62,8 @@ function csvDialog(feed) {
   const start = Math.max(Number(feed.start_time) || 0, end - 86400);
   const from = h('input', { type: 'datetime-local', value: localInput(start), required: true });
   const to = h('input', { type: 'datetime-local', value: localInput(end), required: true });
-  const interval = h('select', INTERVALS.map((s) => h('option', { value: s }, intervalText(s))));
+  const choices = [...new Set([...INTERVALS, Number(feed.interval) || 60])].sort((a, b) => a - b);
+  const interval = h('select', choices.map((s) => h('option', { value: s }, fmtInterval(s))));
   interval.value = String(Math.max(Number(feed.interval) || 60, 60));
   const average = h('input', { type: 'checkbox', checked: true, id: `avg-${feed.id}` });
   const estimate = h('p.muted');
@@ -96,23 +85,34 @@ function csvDialog(feed) {
       id: feed.id, start: s, end: e, interval: interval.value, average: average.checked ? 1 : 0,
       timeformat: 'unix',
     });
-    // A plain link download keeps the session cookie and the server's file name.
-    const a = h('a', { href: `/feed/csvexport.json?${q}`, download: `${feed.id}.csv` });
+    // Fetched first, so an error (too many lines, a bad range) is shown here instead of being
+    // saved as the file.
+    const res = await fetch(`/feed/csvexport.json?${q}`, { credentials: 'same-origin' });
+    const text = await res.text();
+    if (!res.ok || !/octet-stream|csv/.test(res.headers.get('content-type') || '')) {
+      let message = text;
+      try { message = JSON.parse(text).message || text; } catch { /* plain text */ }
+      throw new ApiError(message || `HTTP ${res.status}`, res.status);
+    }
+    const url = URL.createObjectURL(new Blob([text], { type: 'text/csv' }));
+    const a = h('a', { href: url, download: `${feed.name || feed.id}.csv` });
     document.body.append(a);
     a.click();
     a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
   }, 'Download');
 }
 
 function createForm(reload) {
   const name = h('input', { required: true });
   const tag = h('input');
-  const engine = h('select', [5, 2].map((k) => h('option', { value: k }, ENGINES[k])));
-  const interval = h('select', INTERVALS.map((s) => h('option', { value: s }, intervalText(s))));
-  interval.value = '10';
+  const engine = h('select', CREATABLE_ENGINES.map((k) => h('option', { value: k }, ENGINE_NAMES[k])));
+  const interval = h('select', INTERVALS.map((s) => h('option', { value: s }, fmtInterval(s))));
+  interval.value = String(DEFAULT_INTERVAL);
   const unit = h('input', { maxlength: 10, size: 5 });
   const intervalField = field('Interval', interval);
-  engine.addEventListener('change', () => { intervalField.hidden = engine.value !== '5'; });
+  const fixed = () => FIXED_INTERVAL_ENGINES.has(Number(engine.value));
+  engine.addEventListener('change', () => { intervalField.hidden = !fixed(); });
   const message = h('p.error', { role: 'alert' });
   return h('details.card', h('summary', 'New feed'), h('form', {
     onsubmit: async (e) => {
@@ -121,7 +121,7 @@ function createForm(reload) {
       try {
         const r = await get('feed/create.json', {
           name: name.value, tag: tag.value, engine: engine.value, unit: unit.value,
-          options: engine.value === '5' ? { interval: Number(interval.value) } : {},
+          options: fixed() ? { interval: Number(interval.value) } : {},
         });
         toast(`Feed ${r.feedid} created`);
         name.value = '';
@@ -134,7 +134,7 @@ function createForm(reload) {
     field('Unit', unit), h('button.primary', { type: 'submit' }, 'Create')), message));
 }
 
-export async function render(main, ctx) {
+export async function render(main) {
   const list = h('div');
   let feeds = [];
   const rows = new Map();
@@ -169,8 +169,8 @@ export async function render(main, ctx) {
     const graphLink = h('a', { href: `/app/graph?feeds=${f.id}` }, f.name);
     const tr = h('tr', { dataset: { feed: f.id } },
       h('td', graphLink, h('div.muted.small', `id ${f.id}`)),
-      h('td.hide-narrow', ENGINES[f.engine] ? ENGINES[f.engine].split(' ')[0] : `engine ${f.engine}`),
-      h('td.hide-narrow', intervalText(Number(f.interval))),
+      h('td.hide-narrow', ENGINE_SHORT[f.engine] || `engine ${f.engine}`),
+      h('td.hide-narrow', fmtInterval(Number(f.interval))),
       h('td.hide-narrow.num', fmtBytes(f.size)),
       value, age,
       h('td', String(f.public) === '1' ? 'yes' : 'no'),
@@ -196,26 +196,35 @@ export async function render(main, ctx) {
   };
 
   async function reload() {
-    // Sizes in the list are refreshed on request, as in emoncms.
-    try { await get('feed/updatesize.json'); } catch { /* sizes stay as they were */ }
     feeds = await get('feed/list.json', { meta: 1 });
     draw();
   }
+  let reloadTimer;
+  const reloadSoon = () => {
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(() => reload().catch((e) => toast(e.message, 'error')), 250);
+  };
 
   main.append(h('div.toolbar', h('h1', 'Feeds')), createForm(reload), list);
+  // The stored sizes are refreshed once per visit (it reads every feed file's length).
+  try { await get('feed/updatesize.json'); } catch { /* sizes stay as they were */ }
   await reload();
 
+  let opened = false;
   const stop = live((kind, d) => {
     if (kind === 'feed') {
       const r = rows.get(String(d.id));
-      if (!r) return;
+      // A feed made elsewhere (a process list, another tab) since the list was read.
+      if (!r) { reloadSoon(); return; }
       r.f.value = d.value;
       r.f.time = d.time;
       clear(r.value, fmtValue(d.value), r.f.unit ? ` ${r.f.unit}` : '');
       r.age.dataset.time = d.time;
-    } else if (kind === 'resync') {
-      reload().catch(() => {});
+    } else if (kind === 'resync' || (kind === 'open' && opened)) {
+      // Behind, or reconnected after a drop: values sent meanwhile were missed.
+      reloadSoon();
     }
+    if (kind === 'open') opened = true;
   });
   const tick = setInterval(() => {
     for (const { age } of rows.values()) {
@@ -224,5 +233,5 @@ export async function render(main, ctx) {
       age.className = `age ${ageClass(t)}`;
     }
   }, 1000);
-  return () => { stop(); clearInterval(tick); };
+  return () => { stop(); clearInterval(tick); clearTimeout(reloadTimer); };
 }

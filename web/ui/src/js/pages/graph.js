@@ -7,6 +7,7 @@
 import uPlot from '/ui/vendor/uPlot.esm.js';
 import { h, clear, toast, fmtValue } from '../dom.js';
 import { get } from '../api.js';
+import { fmtInterval, isCumulative } from '../feedmeta.js';
 
 const HOUR = 3600;
 const DAY = 86400;
@@ -40,13 +41,6 @@ function validZone(tz) {
   }
 }
 
-/** "10 s", "2 min", "1.5 h", "3 d". */
-function fmtDuration(s) {
-  if (s >= DAY && s % (DAY / 4) === 0) return `${s / DAY} d`;
-  if (s >= HOUR && s % (HOUR / 4) === 0) return `${s / HOUR} h`;
-  if (s >= 60 && s % 30 === 0) return `${s / 60} min`;
-  return `${s} s`;
-}
 
 function withUnit(v, unit) {
   const text = fmtValue(v);
@@ -212,7 +206,7 @@ export async function render(main, ctx) {
     state.mode = modeSel.value;
     // Bars of cumulative energy feeds only make sense as per-period differences.
     if (was === 'none' && state.mode !== 'none' && !state.delta
-        && selected().length && selected().every((f) => /^k?wh$/i.test(String(f.unit || '').trim()))) {
+        && selected().length && selected().every((f) => isCumulative(f.unit))) {
       state.delta = true;
       deltaBox.checked = true;
     }
@@ -315,10 +309,20 @@ export async function render(main, ctx) {
     return `${state.mode}|${state.feeds.map((id) => `${id}${state.right.has(id) ? 'R' : 'L'}`).join(',')}`;
   }
 
-  async function refresh() {
+  /** Draws the current state; every caller goes through here, so no failure goes unshown. */
+  function refresh() {
+    return redraw().catch((e) => {
+      chartEl.removeAttribute('aria-busy');
+      status.classList.add('error');
+      status.textContent = `Could not draw: ${e.message}`;
+    });
+  }
+
+  async function redraw() {
     const my = ++seq;
     const list = selected();
     if (!list.length) {
+      chartEl.removeAttribute('aria-busy');
       destroyChart();
       clear(chartEl, h('p.muted.graph-empty', 'Choose one or more feeds to draw.'));
       chartEl.setAttribute('aria-label', 'No feed chosen');
@@ -479,7 +483,7 @@ export async function render(main, ctx) {
     chartEl.setAttribute('aria-label', `${what} of ${names.join(' and ')} from ${fmtShort.format(state.start * 1000)} `
       + `to ${fmtShort.format(state.end * 1000)}${how ? `, ${how}` : ''}`);
     status.classList.remove('error');
-    const step = bars ? MODE_WORD[state.mode] : `Every ${fmtDuration(interval)}`;
+    const step = bars ? MODE_WORD[state.mode] : `Every ${fmtInterval(interval)}`;
     let text = `${fmtShort.format(state.start * 1000)} – ${fmtShort.format(state.end * 1000)} · ${step} · `
       + `${points} ${bars ? 'bars' : 'points'}`;
     if (!points) text += state.avg || bars ? ' · no data in this range' : ' · no data here; try Average';
@@ -489,7 +493,7 @@ export async function render(main, ctx) {
 
   function deltaFor(f, list) {
     if (!state.delta) return false;
-    const cumulative = (x) => /^k?wh$/i.test(String(x.unit || '').trim());
+    const cumulative = (x) => isCumulative(x.unit);
     return cumulative(f) || !list.some(cumulative);
   }
 
@@ -520,7 +524,7 @@ export async function render(main, ctx) {
           total = energy / 3.6e6; totalUnit = 'kWh'; kind = 'energy';
         } else if (/^kw$/i.test(unit) && (!bars || state.avg)) {
           total = energy / 3600; totalUnit = 'kWh'; kind = 'energy';
-        } else if (/^k?wh$/i.test(unit) && !bars) { total = last - first; kind = 'change'; }
+        } else if (isCumulative(unit) && !bars) { total = last - first; kind = 'change'; }
       }
       const swatch = h('span.graph-swatch', { 'aria-hidden': 'true' });
       swatch.style.background = COLOURS[k % COLOURS.length];

@@ -229,7 +229,9 @@ export async function render(main, ctx) {
         const list = await get('input/list.json');
         if (disposed) return;
         inputs = Array.isArray(list) ? list : [];
-        draw();
+        // A description editor opened while the list was loading: redraw once it closes.
+        if (editing) reloadWanted = true;
+        else draw();
       } catch (e) {
         if (!disposed) toast(`Could not load the inputs: ${e.message}`, 'error');
       } finally {
@@ -278,6 +280,9 @@ export async function render(main, ctx) {
       opened = true;
     } else if (kind === 'error') {
       status.textContent = 'Reconnecting…';
+      status.className = 'live-status muted';
+    } else if (kind === 'closed') {
+      status.textContent = 'Offline: log in again';
       status.className = 'live-status muted';
     }
   });

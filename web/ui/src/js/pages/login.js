@@ -3,10 +3,17 @@
 import { h, field } from '../dom.js';
 import { post } from '../api.js';
 
-function safeNext(params) {
-  const next = params.get('next') || '';
-  // Only paths of this site: never an address elsewhere (open redirect).
-  return /^\/app\/[A-Za-z0-9/?=&%._-]*$/.test(next) ? next : '/app/inputs';
+/**
+ * Where to go after logging in: only a view of this site (`/app/<view>` and its query), never
+ * another site and never an API address (a crafted `next` could otherwise make the fresh
+ * session call a state-changing GET, which the browser would mark same-origin).
+ */
+export function safeNext(params, origin = location.origin) {
+  try {
+    const u = new URL(params.get('next') || '', origin);
+    if (u.origin === origin && /^\/app\/[a-z]+$/.test(u.pathname)) return u.pathname + u.search;
+  } catch { /* not a URL */ }
+  return '/app/inputs';
 }
 
 export async function render(main, ctx) {

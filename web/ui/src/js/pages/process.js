@@ -5,6 +5,10 @@
 
 import { h, clear, field, toast } from '../dom.js';
 import { get, post } from '../api.js';
+import {
+  ENGINE_VIRTUAL, ENGINE_NAMES, CREATABLE_ENGINES as CREATABLE, FIXED_INTERVAL_ENGINES as FIXED_INTERVAL,
+  INTERVALS, DEFAULT_INTERVAL, fmtInterval,
+} from '../feedmeta.js';
 
 // emoncms's ProcessArg types.
 const VALUE = 0;
@@ -13,27 +17,6 @@ const FEEDID = 2;
 const NONE = 3;
 const TEXT = 4;
 const SCHEDULEID = 5;
-
-const ENGINE_VIRTUAL = 7;
-const ENGINE_NAMES = {
-  0: 'MySQL/variable (stored as PHPTimeSeries)',
-  2: 'PHPTimeSeries',
-  5: 'PHPFina (fixed interval)',
-  7: 'Virtual',
-  8: 'MySQL memory',
-  10: 'Cassandra',
-};
-/** Engines this server creates feeds in, in the order offered. */
-const CREATABLE = [5, 2, 0];
-const FIXED_INTERVAL = new Set([5]);
-const INTERVALS = [5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600];
-const DEFAULT_INTERVAL = 10;
-
-function fmtInterval(s) {
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${s / 60} min`;
-  return `${s / 3600} h`;
-}
 
 /** "1:5,2:0.1,process__x:7:8" → [{key, args}], numeric keys mapped to module__fn keys. */
 function parseStored(text, idMap, catalog) {
