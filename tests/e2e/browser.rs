@@ -9,6 +9,22 @@ use std::process::Command;
 
 use crate::harness::{Server, get, register, script};
 
+#[test]
+fn the_ui_helpers_pass_their_unit_tests() {
+    let ui = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/ui");
+    let out = Command::new("node")
+        .args(["--test", "test/"])
+        .current_dir(&ui)
+        .output()
+        .expect("run node (Node.js is needed for the UI tests)");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// What emoncms versions before the fix of #1940 let through: markup in a description and a
 /// feed name. An import from such an emoncms brings it along, so the pages must show it as text.
 const MARKUP: &str = "<img src=x onerror=alert(1)>";
