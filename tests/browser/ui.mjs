@@ -152,6 +152,10 @@ try {
   const before = await chartRange();
   check(before.points > 50, `graph drew ${before.points} points`);
   check(await canvasInkedPixels() > 500, 'the canvas has a plotted line');
+  const plot = await page.locator('#chart .u-over').boundingBox();
+  await page.mouse.move(plot.x + plot.width / 2, plot.y + plot.height / 2);
+  await page.locator('#chart .graph-tip').waitFor();
+  check(/power1.*\d/.test(await page.locator('#chart .graph-tip').innerText()), 'the tooltip shows the value under the cursor');
   await shot('04-graph');
   let draws = await graphDraws();
   await page.getByRole('button', { name: 'Zoom in' }).click();

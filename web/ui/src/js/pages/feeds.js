@@ -210,7 +210,6 @@ export async function render(main) {
   try { await get('feed/updatesize.json'); } catch { /* sizes stay as they were */ }
   await reload();
 
-  let opened = false;
   const stop = live((kind, d) => {
     if (kind === 'feed') {
       const r = rows.get(String(d.id));
@@ -220,11 +219,10 @@ export async function render(main) {
       r.f.time = d.time;
       clear(r.value, fmtValue(d.value), r.f.unit ? ` ${r.f.unit}` : '');
       r.age.dataset.time = d.time;
-    } else if (kind === 'resync' || (kind === 'open' && opened)) {
-      // Behind, or reconnected after a drop: values sent meanwhile were missed.
+    } else if (kind === 'resync' || kind === 'open') {
+      // Behind, or (re)connected: values sent before the stream opened came with no event.
       reloadSoon();
     }
-    if (kind === 'open') opened = true;
   });
   const tick = setInterval(() => {
     for (const { age } of rows.values()) {

@@ -623,6 +623,7 @@ export async function render(main, ctx) {
       scales,
       axes,
       legend: { live: true },
+      plugins: [tooltip(list.map((_, k) => COLOURS[k % COLOURS.length]))],
       cursor: {
         drag: { x: true, y: false, setScale: false },
         bind: {
@@ -638,6 +639,40 @@ export async function render(main, ctx) {
           self.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
           setRange(a, b);
         }],
+      },
+    };
+  }
+
+  /** The values under the cursor, next to it (the legend below says the same, further away). */
+  function tooltip(colours) {
+    let tip;
+    return {
+      hooks: {
+        init: (self) => {
+          tip = h('div.graph-tip', { 'aria-hidden': 'true' });
+          tip.hidden = true;
+          self.over.append(tip);
+        },
+        setCursor: (self) => {
+          const { left, top, idx } = self.cursor;
+          if (idx == null || left == null || left < 0) {
+            tip.hidden = true;
+            return;
+          }
+          const rows = [h('div.graph-tip-time', self.series[0].value(self, self.data[0][idx]))];
+          self.series.forEach((sr, i) => {
+            if (i === 0 || sr.show === false) return;
+            const swatch = h('span.graph-tip-swatch');
+            swatch.style.background = colours[i - 1];
+            rows.push(h('div', swatch, `${sr.label}: ${sr.value(self, self.data[i][idx])}`));
+          });
+          clear(tip, rows);
+          tip.hidden = false;
+          const room = self.over.clientWidth;
+          const x = left + 14 + tip.offsetWidth > room ? left - 14 - tip.offsetWidth : left + 14;
+          const y = Math.max(0, top - tip.offsetHeight - 10);
+          tip.style.transform = `translate(${Math.max(0, x)}px, ${y}px)`;
+        },
       },
     };
   }

@@ -267,7 +267,6 @@ export async function render(main, ctx) {
 
   await reload();
 
-  let opened = false;
   const close = live((kind, data) => {
     if (disposed) return;
     if (kind === 'input') onInput(data);
@@ -275,9 +274,9 @@ export async function render(main, ctx) {
     else if (kind === 'open') {
       status.textContent = 'Live';
       status.className = 'live-status on';
-      // After a dropped connection, values sent meanwhile were missed.
-      if (opened) reload();
-      opened = true;
+      // Values sent between reading the list and the stream opening (or while it was down)
+      // came with no event: read the list again now that nothing can slip through.
+      reload();
     } else if (kind === 'error') {
       status.textContent = 'Reconnecting…';
       status.className = 'live-status muted';
