@@ -5,6 +5,7 @@ mod discovery;
 mod logging;
 mod mqtt_link;
 mod serve;
+mod simulate;
 mod tls_cmd;
 mod user_cmd;
 
@@ -60,6 +61,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load(&args.config, Overrides::default())?;
             logging::init("warn")?;
             tls_cmd::selfsigned(&settings, &args)
+        }
+        Command::Simulate(args) => {
+            logging::init("warn")?;
+            simulate::run(args).await
         }
         Command::User(UserCommand::List(args)) => {
             let settings = load(&args.config, Overrides::default())?;

@@ -13,6 +13,7 @@ mod http_basics;
 mod inputs;
 mod mqtt;
 mod server_cli;
+mod simulate;
 mod user_accounts;
 mod user_sessions;
 mod web_ui;

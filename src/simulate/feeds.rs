@@ -1,0 +1,221 @@
+//! `--log-to-feeds`: before the run every simulated input gets a fixed-interval feed and a
+//! "Log to feed" step, through the HTTP API as a user would set it up; after the run the
+//! stored points are counted, so a benchmark proves that nothing acknowledged was lost.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::{Plan, payload};
+
+/// How many API calls run at once during setup and counting.
+const PARALLEL: usize = 32;
+
+/// For each device (by plan index): its account's key and the feed ids of its inputs.
+pub type FeedMap = Vec<(String, Vec<u32>)>;
+
+pub struct Stored {
+    pub feeds: usize,
+    pub points: u64,
+    pub expected: u64,
+}
+
+pub async fn setup(
+    api: &str,
+    plans: &[Plan],
+    first_time: f64,
+    interval: u32,
+) -> anyhow::Result<FeedMap> {
+    let client = reqwest::Client::new();
+    let api = api.trim_end_matches('/');
+    // One reading per device creates its inputs (before any feed exists, so it is not logged).
+    let creates = plans.iter().map(|p| {
+        let zeros = vec![0.0; p.names.len()];
+        let req = client.get(format!("{api}/input/post")).query(&[
+            ("node", p.node.as_str()),
+            ("time", &format!("{first_time}")),
+            ("fulljson", &payload::fulljson(&p.names, &zeros)),
+            ("apikey", p.account.apikey_write.as_str()),
+        ]);
+        async move { req.send().await?.error_for_status().map(|_| ()) }
+    });
+    for r in futures_util::stream::iter(creates)
+        .buffer_unordered(PARALLEL)
+        .collect::<Vec<_>>()
+        .await
+    {
+        r.context("creating inputs")?;
+    }
+    // Input ids per account.
+    let mut ids: HashMap<String, HashMap<(String, String), i64>> = HashMap::new();
+    for p in plans {
+        if ids.contains_key(&p.account.apikey_write) {
+            continue;
+        }
+        let list: Value = client
+            .get(format!("{api}/input/list.json"))
+            .query(&[("apikey", p.account.apikey_write.as_str())])
+            .send()
+            .await?
+            .json()
+            .await
+            .context("input/list")?;
+        let mut map = HashMap::new();
+        for i in list.as_array().into_iter().flatten() {
+            let (Some(node), Some(name), Some(id)) = (
+                i["nodeid"].as_str(),
+                i["name"].as_str(),
+                i["id"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .or(i["id"].as_i64()),
+            ) else {
+                continue;
+            };
+            map.insert((node.to_string(), name.to_string()), id);
+        }
+        ids.insert(p.account.apikey_write.clone(), map);
+    }
+    let jobs: Vec<(usize, usize, String, i64, String, String)> = plans
+        .iter()
+        .flat_map(|p| {
+            let inputs = &ids[&p.account.apikey_write];
+            p.names.iter().enumerate().filter_map(move |(k, name)| {
+                let id = *inputs.get(&(p.node.clone(), name.clone()))?;
+                Some((
+                    p.index,
+                    k,
+                    p.account.apikey_write.clone(),
+                    id,
+                    p.node.clone(),
+                    name.clone(),
+                ))
+            })
+        })
+        .collect();
+    if jobs.len() != plans.iter().map(|p| p.names.len()).sum::<usize>() {
+        bail!("some simulated inputs were not created (is the apikey a write key?)");
+    }
+    let made = jobs
+        .into_iter()
+        .map(|(device, k, key, inputid, node, name)| {
+            let client = client.clone();
+            async move {
+                let options = format!("{{\"interval\":{interval}}}");
+                let created: Value = client
+                    .get(format!("{api}/feed/create.json"))
+                    .query(&[
+                        ("tag", node.as_str()),
+                        ("name", name.as_str()),
+                        ("engine", "5"),
+                        ("options", options.as_str()),
+                        ("apikey", key.as_str()),
+                    ])
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let Some(feed) = created["feedid"].as_u64() else {
+                    bail!("feed/create for {node}:{name}: {created} (--log-to-feeds needs accounts without these feeds: a new account, or delete them)");
+                };
+                let list = format!("[{{\"fn\":\"process__log_to_feed\",\"args\":[\"{feed}\"]}}]");
+                let set: Value = client
+                    .post(format!("{api}/input/process/set.json"))
+                    .query(&[
+                        ("inputid", inputid.to_string().as_str()),
+                        ("apikey", key.as_str()),
+                    ])
+                    .form(&[("processlist", list.as_str())])
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                if set["success"] != true {
+                    bail!("input/process/set for {node}:{name}: {set}");
+                }
+                Ok((device, k, feed as u32))
+            }
+        });
+    let mut map: FeedMap = plans
+        .iter()
+        .map(|p| (p.account.apikey_write.clone(), vec![0; p.names.len()]))
+        .collect();
+    for r in futures_util::stream::iter(made)
+        .buffer_unordered(PARALLEL)
+        .collect::<Vec<_>>()
+        .await
+    {
+        let (device, k, feed) = r?;
+        map[device].1[k] = feed;
+    }
+    Ok(map)
+}
+
+/// Counts the points each feed holds from the run's first reading to each device's last.
+pub async fn count_stored(
+    api: &str,
+    map: &FeedMap,
+    ticks: &[AtomicU64],
+    start: f64,
+    interval: u32,
+) -> anyhow::Result<Stored> {
+    let client = reqwest::Client::new();
+    let api = api.trim_end_matches('/');
+    // feed/data answers at most 20,000 points per request.
+    const CHUNK: u64 = 10_000;
+    let mut jobs = Vec::new();
+    let mut expected = 0u64;
+    for (device, (key, feeds)) in map.iter().enumerate() {
+        let n = ticks[device].load(Ordering::Relaxed);
+        expected += n * feeds.len() as u64;
+        for &feed in feeds {
+            let mut from = 0;
+            while from < n {
+                let to = (from + CHUNK).min(n);
+                jobs.push((key.clone(), feed, from, to));
+                from = to;
+            }
+        }
+    }
+    let counted = jobs.into_iter().map(|(key, feed, from, to)| {
+        let client = client.clone();
+        async move {
+            let s = (start + (from * u64::from(interval)) as f64) as i64;
+            let e = (start + ((to - 1) * u64::from(interval)) as f64) as i64;
+            let data: Value = client
+                .get(format!("{api}/feed/data.json"))
+                .query(&[
+                    ("id", feed.to_string()),
+                    ("start", (s * 1000).to_string()),
+                    ("end", (e * 1000).to_string()),
+                    ("interval", interval.to_string()),
+                    ("skipmissing", "1".to_string()),
+                    ("apikey", key),
+                ])
+                .send()
+                .await?
+                .json()
+                .await?;
+            let Some(points) = data.as_array() else {
+                bail!("feed/data for feed {feed}: {data}");
+            };
+            Ok(points.iter().filter(|p| !p[1].is_null()).count() as u64)
+        }
+    });
+    let mut points = 0;
+    for r in futures_util::stream::iter(counted)
+        .buffer_unordered(PARALLEL)
+        .collect::<Vec<_>>()
+        .await
+    {
+        points += r?;
+    }
+    Ok(Stored {
+        feeds: map.iter().map(|(_, f)| f.len()).sum(),
+        points,
+        expected,
+    })
+}

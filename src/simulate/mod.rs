@@ -1,0 +1,270 @@
+//! `ynni simulate`: many emonhub-like devices publishing over MQTT or posting over HTTP, for
+//! trying ynni without hardware and for the end-to-end benchmark (`benches/e2e.sh`).
+//!
+//! Each device reads its profile every `interval` simulated seconds. With `--speed 1` the
+//! simulated clock is the real one; with `--speed N` a run of D seconds sends N·D seconds of
+//! readings, timestamped in the recent past (like emonhub catching up after an outage), which
+//! is how a benchmark reaches high rates with realistic per-device data.
+
+mod feeds;
+mod http;
+mod mqtt;
+mod payload;
+pub mod profile;
+mod stats;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::cli::{SimFormat, SimulateArgs};
+use profile::{Device, Profile};
+use stats::Counters;
+
+/// One account devices publish as.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Account {
+    pub username: String,
+    #[serde(alias = "apikey")]
+    pub apikey_write: String,
+}
+
+/// One simulated device and where it sends.
+pub struct Plan {
+    pub account: Account,
+    pub node: String,
+    pub names: Vec<String>,
+    /// Its place among all devices, for the seed and to spread sends over the interval.
+    pub index: usize,
+}
+
+/// The shared clock: reading `k` of a device is taken at simulated time `start + k·interval`
+/// and sent `k·interval/speed` real seconds after `t0`.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    pub t0: Instant,
+    pub start: f64,
+    pub interval: f64,
+    pub speed: f64,
+    pub run_for: Option<Duration>,
+    pub devices: usize,
+}
+
+impl Clock {
+    /// When device `index` sends reading `k` (spread evenly over one period).
+    pub fn send_at(&self, index: usize, k: u64) -> Instant {
+        let period = self.interval / self.speed;
+        let offset = period * index as f64 / self.devices.max(1) as f64;
+        self.t0 + Duration::from_secs_f64(offset + k as f64 * period)
+    }
+
+    pub fn time_of(&self, k: u64) -> f64 {
+        self.start + k as f64 * self.interval
+    }
+
+    /// Whether a send due at `at` is past the end of the run.
+    pub fn over(&self, at: Instant) -> bool {
+        self.run_for.is_some_and(|d| at >= self.t0 + d)
+    }
+}
+
+pub fn new_device(profile: Profile, seed: u64, plan: &Plan) -> Device {
+    Device::new(profile, seed, plan.index as u64, plan.names.clone())
+}
+
+pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    let accounts = accounts(&args)?;
+    if accounts.len() < args.users {
+        bail!(
+            "--users {} needs as many accounts; {} given (use --accounts FILE from `ynni user list --with-keys`)",
+            args.users,
+            accounts.len()
+        );
+    }
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if !positive(args.interval) || !positive(args.speed) {
+        bail!("--interval and --speed must be above 0");
+    }
+    if args.speed > 1.0 && args.duration.is_none() {
+        bail!("--speed above 1 needs --duration (the readings end at the present)");
+    }
+    let names = args.profile.inputs(args.inputs);
+    let mut plans = Vec::new();
+    for account in accounts.into_iter().take(args.users) {
+        for d in 0..args.devices_per_user {
+            plans.push(Plan {
+                account: account.clone(),
+                node: args.profile.node(d + 1),
+                names: names.clone(),
+                index: plans.len(),
+            });
+        }
+    }
+    let now = unix_now();
+    let start = if args.speed > 1.0 {
+        let span = args.duration.unwrap_or(0.0) * args.speed;
+        ((now - span) / args.interval).floor() * args.interval
+    } else {
+        (now / args.interval).ceil() * args.interval
+    };
+    let api = args.http.clone().or_else(|| args.api.clone());
+    let feed_map = if args.log_to_feeds {
+        let Some(api) = &api else {
+            bail!("--log-to-feeds needs --api URL (the HTTP API) when sending over MQTT");
+        };
+        if args.mqtt.is_some() && args.format != SimFormat::Json {
+            bail!("--log-to-feeds over MQTT needs --format json (node-var messages carry no time)");
+        }
+        if args.interval.fract() != 0.0 || args.interval < 10.0 {
+            bail!(
+                "--log-to-feeds needs a whole-second --interval of at least 10 (emoncms's shortest feed interval); use --speed for higher rates"
+            );
+        }
+        eprintln!("setting up {} feeds…", plans.len() * names.len());
+        Some(feeds::setup(api, &plans, start - args.interval, args.interval as u32).await?)
+    } else {
+        None
+    };
+
+    let counters = Arc::new(Counters::default());
+    let ticks: Arc<Vec<AtomicU64>> = Arc::new(plans.iter().map(|_| AtomicU64::new(0)).collect());
+    let clock = Clock {
+        t0: Instant::now() + Duration::from_millis(200),
+        start,
+        interval: args.interval,
+        speed: args.speed,
+        run_for: args.duration.map(Duration::from_secs_f64),
+        devices: plans.len(),
+    };
+    let server0 = args.server_pid.and_then(stats::process_usage);
+    let own0 = stats::process_usage(std::process::id());
+    let progress = tokio::spawn(progress(counters.clone(), clock.t0));
+    let sending = async {
+        if let Some(addr) = &args.mqtt {
+            mqtt::run(addr, &args, plans, clock, counters.clone(), ticks.clone()).await
+        } else if let Some(url) = &args.http {
+            http::run(url, &args, plans, clock, counters.clone(), ticks.clone()).await
+        } else {
+            bail!("give --mqtt HOST:PORT or --http URL")
+        }
+    };
+    tokio::select! {
+        r = sending => r?,
+        _ = tokio::signal::ctrl_c() => eprintln!("\ninterrupted"),
+    }
+    let elapsed = clock.t0.elapsed().as_secs_f64();
+    progress.abort();
+    let server1 = args.server_pid.and_then(stats::process_usage);
+    let own1 = stats::process_usage(std::process::id());
+
+    let stored = match (&feed_map, &api) {
+        (Some(map), Some(api)) => Some(
+            feeds::count_stored(api, map, &ticks, start, args.interval as u32)
+                .await
+                .context("counting stored points")?,
+        ),
+        _ => None,
+    };
+    let c = &counters;
+    let latency = c.latency_ms();
+    let usage = |a: Option<(f64, u64)>, b: Option<(f64, u64)>| match (a, b) {
+        (Some((cpu0, _)), Some((cpu1, rss))) => json!({
+            "cpu_percent": round1(100.0 * (cpu1 - cpu0) / elapsed),
+            "rss_mib": round1(rss as f64 / 1024.0),
+        }),
+        _ => serde_json::Value::Null,
+    };
+    let summary = json!({
+        "transport": if args.mqtt.is_some() { "mqtt" } else { "http" },
+        "profile": format!("{:?}", args.profile).to_lowercase(),
+        "devices": ticks.len(),
+        "inputs_per_device": names.len(),
+        "interval_s": args.interval,
+        "speed": args.speed,
+        "seconds": round1(elapsed),
+        "messages_sent": c.get(&c.sent),
+        "values_sent": c.get(&c.values),
+        "messages_acked": c.get(&c.acked),
+        "values_acked": c.get(&c.acked_values),
+        "errors": c.get(&c.errors),
+        "values_per_s": round1(c.get(&c.acked_values) as f64 / elapsed),
+        "messages_per_s": round1(c.get(&c.acked) as f64 / elapsed),
+        "ack_latency_ms": latency.map(|(p50, p99, max)| json!({"p50": p50, "p99": p99, "max": max})),
+        "stored": stored.as_ref().map(|s| json!({
+            "feeds": s.feeds,
+            "points": s.points,
+            "expected": s.expected,
+            "missing": s.expected.saturating_sub(s.points),
+        })),
+        "server": usage(server0, server1),
+        "simulator": usage(own0, own1),
+    });
+    println!("{summary}");
+    if c.refused.load(std::sync::atomic::Ordering::Relaxed) {
+        bail!("the broker refused the login");
+    }
+    if let Some(s) = stored
+        && s.points < s.expected
+    {
+        bail!(
+            "{} of {} values sent were not stored",
+            s.expected - s.points,
+            s.expected
+        );
+    }
+    Ok(())
+}
+
+fn accounts(args: &SimulateArgs) -> anyhow::Result<Vec<Account>> {
+    if let Some(path) = &args.accounts {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let list: Vec<Account> = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: expected the JSON of `ynni user list --with-keys` ([{{\"username\":…,\"apikey_write\":…}}])",
+                path.display()
+            )
+        })?;
+        return Ok(list);
+    }
+    match (&args.username, &args.apikey) {
+        (Some(u), Some(k)) => Ok(vec![Account {
+            username: u.clone(),
+            apikey_write: k.clone(),
+        }]),
+        _ => bail!("give --username and --apikey (the write apikey), or --accounts FILE"),
+    }
+}
+
+async fn progress(c: Arc<Counters>, t0: Instant) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = 0u64;
+    loop {
+        tick.tick().await;
+        let values = c.get(&c.acked_values);
+        eprint!(
+            "\r[{:>5.0} s] sent {} msgs / {} values, acked {}, errors {}, {} values/s   ",
+            t0.elapsed().as_secs_f64().max(0.0),
+            c.get(&c.sent),
+            c.get(&c.values),
+            c.get(&c.acked),
+            c.get(&c.errors),
+            values - last
+        );
+        last = values;
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}

@@ -1,0 +1,148 @@
+//! `ynni simulate` against the real server: devices over HTTP and MQTT, every input logged to
+//! a feed, and every value sent found stored afterwards.
+
+use crate::harness::{Server, get, register, run_cli, script};
+
+fn summary(stdout: &str) -> serde_json::Value {
+    let line = stdout.lines().last().expect("a summary line");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("summary is JSON ({e}): {line}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_http_devices_store_every_value() {
+    let server = Server::start();
+    let (_, _, key) = register(&server, "simhttp", "password1").await;
+    let base = server.base.clone();
+    let key2 = key.clone();
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run_cli(
+            &[
+                "simulate",
+                "--http",
+                &base,
+                "--username",
+                "simhttp",
+                "--apikey",
+                &key2,
+                "--devices-per-user",
+                "2",
+                "--profile",
+                "solar",
+                "--interval",
+                "10",
+                "--speed",
+                "50",
+                "--duration",
+                "2",
+                "--log-to-feeds",
+            ],
+            &[],
+            None,
+        )
+    })
+    .await
+    .expect("simulate");
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let s = summary(&stdout);
+    assert_eq!(s["transport"], "http");
+    assert_eq!(s["devices"], 2);
+    assert_eq!(s["inputs_per_device"], 6, "the solar profile's inputs");
+    assert_eq!(s["errors"], 0, "{s}");
+    let sent = s["values_sent"].as_u64().expect("values_sent");
+    assert!(
+        sent >= 60,
+        "two devices × 6 inputs × at least 5 readings: {s}"
+    );
+    assert_eq!(s["values_acked"], sent);
+    assert_eq!(s["stored"]["missing"], 0, "{s}");
+    assert_eq!(s["stored"]["points"], sent);
+    assert_eq!(s["stored"]["feeds"], 12);
+    let inputs = get(
+        &script(),
+        &server.url(&format!("/input/list.json?apikey={key}")),
+    )
+    .await;
+    let nodes: Vec<String> = inputs
+        .json()
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .map(|i| i["nodeid"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(nodes.contains(&"solarpv_1".to_string()) && nodes.contains(&"solarpv_2".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_mqtt_devices_are_acknowledged_once_stored() {
+    let server = Server::start();
+    let (_, _, key) = register(&server, "simmqtt", "password1").await;
+    let mqtt = server.mqtt.expect("mqtt address").to_string();
+    let base = server.base.clone();
+    let key2 = key.clone();
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run_cli(
+            &[
+                "simulate",
+                "--mqtt",
+                &mqtt,
+                "--api",
+                &base,
+                "--username",
+                "simmqtt",
+                "--apikey",
+                &key2,
+                "--devices-per-user",
+                "3",
+                "--interval",
+                "10",
+                "--speed",
+                "40",
+                "--duration",
+                "2",
+                "--qos",
+                "1",
+                "--log-to-feeds",
+            ],
+            &[],
+            None,
+        )
+    })
+    .await
+    .expect("simulate");
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let s = summary(&stdout);
+    assert_eq!(s["transport"], "mqtt");
+    assert_eq!(s["inputs_per_device"], 18, "an emonTx4's inputs");
+    let sent = s["values_sent"].as_u64().expect("values_sent");
+    assert!(sent >= 3 * 18 * 4, "{s}");
+    assert_eq!(s["values_acked"], sent, "QoS 1: every publish acknowledged");
+    assert!(s["ack_latency_ms"]["p99"].as_f64().is_some(), "{s}");
+    assert_eq!(s["stored"]["missing"], 0, "{s}");
+    assert_eq!(s["stored"]["points"], sent);
+
+    // A wrong key is refused, and the run says so instead of hanging.
+    let mqtt = server.mqtt.expect("mqtt address").to_string();
+    let (status, _, stderr) = tokio::task::spawn_blocking(move || {
+        run_cli(
+            &[
+                "simulate",
+                "--mqtt",
+                &mqtt,
+                "--username",
+                "simmqtt",
+                "--apikey",
+                "0123456789abcdef0123456789abcdef",
+                "--interval",
+                "1",
+                "--duration",
+                "2",
+            ],
+            &[],
+            None,
+        )
+    })
+    .await
+    .expect("simulate");
+    assert!(!status.success());
+    assert!(stderr.contains("refused the login"), "{stderr}");
+}
