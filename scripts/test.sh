@@ -4,11 +4,13 @@
 # MQTT tests talk to ynni's broker with the same tools emonSD users have; mosquitto: the
 # external broker test runs a real one; python3: the compatibility suite runs
 # ../shared/tools/replay.py; chromium, nodejs and npm: the browser test drives Debian's
-# chromium with playwright-core from npm, and the build fetches the UI's chart library).
+# chromium with playwright-core from npm, and the build fetches the UI's chart library;
+# python3-configobj, shellcheck and g++: firmware-examples/check.sh parses the emonhub
+# snippets, lints the shell examples and syntax-checks the sketches against host shims).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mosquitto mosquitto-clients python3 chromium)
+packages=(mosquitto mosquitto-clients python3 python3-configobj shellcheck g++ chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -97,7 +97,9 @@ pub async fn setup(
         })
         .collect();
     if jobs.len() != plans.iter().map(|p| p.names.len()).sum::<usize>() {
-        bail!("some simulated inputs were not created (is the apikey a write key?)");
+        bail!(
+            "some simulated inputs were not created (a read apikey, or more devices on one account than the server's node limit?)"
+        );
     }
     let made = jobs
         .into_iter()

@@ -132,16 +132,25 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
 
     let counters = Arc::new(Counters::default());
     let ticks: Arc<Vec<AtomicU64>> = Arc::new(plans.iter().map(|_| AtomicU64::new(0)).collect());
+    // Connections open before the first reading is due (2 ms each), so the measured window
+    // holds steady sending, not the logins.
+    let settle = Duration::from_millis(200 + 2 * plans.len() as u64);
     let clock = Clock {
-        t0: Instant::now() + Duration::from_millis(200),
+        t0: Instant::now() + settle,
         start,
         interval: args.interval,
         speed: args.speed,
         run_for: args.duration.map(Duration::from_secs_f64),
         devices: plans.len(),
     };
-    let server0 = args.server_pid.and_then(stats::process_usage);
-    let own0 = stats::process_usage(std::process::id());
+    let pid = args.server_pid;
+    let baseline = tokio::spawn(async move {
+        tokio::time::sleep_until(clock.t0.into()).await;
+        (
+            pid.and_then(stats::process_usage),
+            stats::process_usage(std::process::id()),
+        )
+    });
     let progress = tokio::spawn(progress(counters.clone(), clock.t0));
     let sending = async {
         if let Some(addr) = &args.mqtt {
@@ -158,6 +167,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     }
     let elapsed = clock.t0.elapsed().as_secs_f64();
     progress.abort();
+    let (server0, own0) = baseline.await.unwrap_or((None, None));
     let server1 = args.server_pid.and_then(stats::process_usage);
     let own1 = stats::process_usage(std::process::id());
 

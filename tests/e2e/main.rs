@@ -8,6 +8,7 @@ mod devices;
 mod external_broker;
 mod feed_writes;
 mod feeds;
+mod firmware_examples;
 mod harness;
 mod http_basics;
 mod inputs;
