@@ -33,7 +33,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         vshards: 256,
         queue: 1024,
         max_nodes: DEFAULT_MAX_NODES,
-        store: StoreConfig::default(),
+        store: StoreConfig {
+            wal: ynni_storage::wal::WalConfig {
+                commit_window: std::time::Duration::from_millis(settings.storage.commit_window_ms),
+                ..Default::default()
+            },
+            ..StoreConfig::default()
+        },
         fixed_dir: data_dir.phpfina_dir(),
         variable_dir: data_dir.phptimeseries_dir(),
         wal_root: data_dir.root().join("wal"),

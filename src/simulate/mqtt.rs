@@ -1,10 +1,12 @@
 //! Devices over MQTT: one connection per device, logged in as its account (username + write
-//! apikey), publishing emonhub's topics. With QoS 1 or 2 the acknowledgement comes once ynni
-//! has the values durably, so send → PUBACK/PUBCOMP is the stored latency.
+//! apikey), publishing emonhub's topics. rumqttd acknowledges a QoS 1/2 message once it is in
+//! its memory log; the time until the value is stored is measured separately: sampled devices
+//! subscribe to their first input's feed updates (`ynni/feed/<id>`, published once the value
+//! is durable and processed) and time each reading from publish to that update.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -14,6 +16,12 @@ use super::stats::Counters;
 use super::{Clock, Plan, new_device, payload};
 use crate::cli::{SimFormat, SimulateArgs};
 
+/// How many devices watch their feed to time publish → stored (each adds a subscription).
+const STORED_PROBES: usize = 100;
+
+/// Publish instants of a probe device's readings, by the reading's time.
+type Probe = Arc<Mutex<HashMap<i64, Instant>>>;
+
 pub async fn run(
     addr: &str,
     args: &SimulateArgs,
@@ -21,6 +29,7 @@ pub async fn run(
     clock: Clock,
     counters: Arc<Counters>,
     ticks: Arc<Vec<AtomicU64>>,
+    feeds: Option<Vec<Option<u32>>>,
 ) -> anyhow::Result<()> {
     let (host, port) = addr
         .rsplit_once(':')
@@ -49,7 +58,26 @@ pub async fn run(
             SimFormat::Json => plan.names.len(),
             SimFormat::NodeVar => 1,
         };
-        let acks = tokio::spawn(watch(events, counters.clone(), values_per_msg, qos));
+        // Spread the probes over all devices (and so over accounts and shards).
+        let step = (feeds.as_ref().map_or(0, Vec::len) / STORED_PROBES).max(1);
+        let probe_feed = feeds
+            .as_ref()
+            .filter(|_| plan.index % step == 0)
+            .and_then(|f| f.get(plan.index).copied().flatten());
+        let probe: Option<(u32, Probe)> = probe_feed.map(|f| (f, Probe::default()));
+        if let Some((feed, _)) = &probe {
+            client
+                .subscribe(format!("ynni/feed/{feed}"), QoS::AtMostOnce)
+                .await
+                .context("subscribing to a feed")?;
+        }
+        let acks = tokio::spawn(watch(
+            events,
+            counters.clone(),
+            values_per_msg,
+            qos,
+            probe.clone(),
+        ));
         let device = new_device(args.profile, args.seed, &plan);
         let (base, format, counters, ticks) = (
             args.base_topic.clone(),
@@ -58,8 +86,18 @@ pub async fn run(
             ticks.clone(),
         );
         tasks.push(tokio::spawn(async move {
+            let probe = probe.map(|(_, p)| p);
             let sent = publish(
-                client, device, &plan, &base, format, qos, clock, &counters, &ticks,
+                client,
+                device,
+                &plan,
+                &base,
+                format,
+                qos,
+                clock,
+                &counters,
+                &ticks,
+                probe.as_ref(),
             )
             .await;
             // Let the last acknowledgements arrive before the connection goes.
@@ -92,6 +130,7 @@ async fn publish(
     clock: Clock,
     counters: &Counters,
     ticks: &[AtomicU64],
+    probe: Option<&Probe>,
 ) -> anyhow::Result<()> {
     let node_topic = format!("{base}/{}", plan.node);
     let mut k = 0u64;
@@ -103,6 +142,11 @@ async fn publish(
         tokio::time::sleep_until(at.into()).await;
         let t = clock.time_of(k);
         let values = device.read(t, clock.interval);
+        if let Some(p) = probe {
+            p.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(t as i64, Instant::now());
+        }
         match format {
             SimFormat::Json => {
                 let body = payload::node_json(t, device.names(), &values);
@@ -142,7 +186,13 @@ async fn sent(
 
 /// Drives the connection and counts acknowledgements: for QoS 0 a publish counts once it is
 /// written, for QoS 1 at PUBACK, for QoS 2 at PUBCOMP.
-async fn watch(mut events: rumqttc::EventLoop, counters: Arc<Counters>, values: usize, qos: QoS) {
+async fn watch(
+    mut events: rumqttc::EventLoop,
+    counters: Arc<Counters>,
+    values: usize,
+    qos: QoS,
+    probe: Option<(u32, Probe)>,
+) {
     let mut sent_at: HashMap<u16, Instant> = HashMap::new();
     // ynni closes the connection on a bad login (after a delay that grows with each
     // failure) rather than answering CONNACK: failing before ever being accepted is a refusal.
@@ -151,6 +201,19 @@ async fn watch(mut events: rumqttc::EventLoop, counters: Arc<Counters>, values: 
     loop {
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => accepted = true,
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                // A feed update: `{"time":…,"value":…}` once the reading is stored.
+                if let Some((_, sent)) = &probe
+                    && let Ok(update) = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                    && let Some(t) = update["time"].as_f64()
+                    && let Some(at) = sent
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&(t as i64))
+                {
+                    counters.stored(at.elapsed());
+                }
+            }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 if qos == QoS::AtMostOnce {
                     counters.acked(values, None);

@@ -20,6 +20,8 @@ pub struct Counters {
     pub refused: std::sync::atomic::AtomicBool,
     /// Send → acknowledgement, in microseconds.
     latencies: Mutex<Vec<u32>>,
+    /// Send → the value's feed update seen (stored durably and processed), in microseconds.
+    stored: Mutex<Vec<u32>>,
 }
 
 impl Counters {
@@ -41,6 +43,14 @@ impl Counters {
         }
     }
 
+    pub fn stored(&self, latency: Duration) {
+        let us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+        self.stored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(us);
+    }
+
     pub fn error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -49,20 +59,25 @@ impl Counters {
         c.load(Ordering::Relaxed)
     }
 
-    /// (p50, p99, max) latency in milliseconds, if any was measured.
-    pub fn latency_ms(&self) -> Option<(f64, f64, f64)> {
-        let mut l = self
-            .latencies
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if l.is_empty() {
-            return None;
-        }
-        l.sort_unstable();
-        let at = |q: f64| f64::from(l[((l.len() - 1) as f64 * q).round() as usize]) / 1000.0;
-        Some((at(0.5), at(0.99), at(1.0)))
+    /// (p50, p99, max, samples) of send → acknowledgement, in milliseconds.
+    pub fn latency_ms(&self) -> Option<(f64, f64, f64, usize)> {
+        percentiles(&self.latencies)
     }
+
+    /// (p50, p99, max, samples) of send → stored, in milliseconds.
+    pub fn stored_ms(&self) -> Option<(f64, f64, f64, usize)> {
+        percentiles(&self.stored)
+    }
+}
+
+fn percentiles(samples: &Mutex<Vec<u32>>) -> Option<(f64, f64, f64, usize)> {
+    let mut l = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if l.is_empty() {
+        return None;
+    }
+    l.sort_unstable();
+    let at = |q: f64| f64::from(l[((l.len() - 1) as f64 * q).round() as usize]) / 1000.0;
+    Some((at(0.5), at(0.99), at(1.0), l.len()))
 }
 
 /// CPU seconds used so far and resident memory (KiB) of a process, from /proc.
@@ -92,7 +107,8 @@ mod tests {
         for ms in 1..=100u64 {
             c.acked(2, Some(Duration::from_millis(ms)));
         }
-        let (p50, p99, max) = c.latency_ms().expect("latencies");
+        let (p50, p99, max, n) = c.latency_ms().expect("latencies");
+        assert_eq!(n, 100);
         assert!((50.0..=51.0).contains(&p50), "{p50}");
         assert!((98.0..=100.0).contains(&p99), "{p99}");
         assert_eq!(max, 100.0);

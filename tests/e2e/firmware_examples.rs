@@ -54,7 +54,10 @@ async fn the_posting_examples_reach_the_server() {
         .output()
         .expect("bash"));
 
-    let list = input_list_soon(&server, &key, |l| l.as_array().is_some_and(|a| a.len() >= 4)).await;
+    let list = input_list_soon(&server, &key, |l| {
+        l.as_array().is_some_and(|a| a.len() >= 4)
+    })
+    .await;
     let list = list.as_array().cloned().unwrap_or_default();
     let value = |node: &str, name: &str| {
         list.iter()
@@ -70,7 +73,12 @@ async fn the_posting_examples_reach_the_server() {
     // A wrong key is reported as such (exit status 3), not retried for ever.
     let refused = Command::new("python3")
         .arg(example("python/ynni_post.py"))
-        .args(["--base-url", &server.base, "--apikey", "0123456789abcdef0123456789abcdef"])
+        .args([
+            "--base-url",
+            &server.base,
+            "--apikey",
+            "0123456789abcdef0123456789abcdef",
+        ])
         .args(["--node", "py", "power1=1"])
         .output()
         .expect("python3");

@@ -57,6 +57,10 @@ async fn simulated_http_devices_store_every_value() {
     assert_eq!(s["stored"]["missing"], 0, "{s}");
     assert_eq!(s["stored"]["points"], sent);
     assert_eq!(s["stored"]["feeds"], 12);
+    assert_eq!(
+        s["stored_latency_ms"], s["ack_latency_ms"],
+        "HTTP answers once stored"
+    );
     let inputs = get(
         &script(),
         &server.url(&format!("/input/list.json?apikey={key}")),
@@ -73,7 +77,7 @@ async fn simulated_http_devices_store_every_value() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn simulated_mqtt_devices_are_acknowledged_once_stored() {
+async fn simulated_mqtt_devices_are_all_stored_and_timed() {
     let server = Server::start();
     let (_, _, key) = register(&server, "simmqtt", "password1").await;
     let mqtt = server.mqtt.expect("mqtt address").to_string();
@@ -117,6 +121,13 @@ async fn simulated_mqtt_devices_are_acknowledged_once_stored() {
     assert!(sent >= 3 * 18 * 4, "{s}");
     assert_eq!(s["values_acked"], sent, "QoS 1: every publish acknowledged");
     assert!(s["ack_latency_ms"]["p99"].as_f64().is_some(), "{s}");
+    // Every device watched its first feed: each reading's publish → stored time.
+    assert!(
+        s["stored_latency_ms"]["samples"]
+            .as_u64()
+            .is_some_and(|n| n >= 3 * 4),
+        "{s}"
+    );
     assert_eq!(s["stored"]["missing"], 0, "{s}");
     assert_eq!(s["stored"]["points"], sent);
 
