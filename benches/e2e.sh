@@ -3,7 +3,7 @@
 # `ynni simulate` at fixed loads over MQTT and HTTP. Every simulated input logs to its own
 # fixed-interval feed, and after each run the simulator counts the stored points, so a run
 # that lost anything fails. Prints, per load: values/s sustained, publish -> stored latency
-# p50/p99 (HTTP: the "ok", sent once durable and processed; MQTT: up to 100 sampled devices
+# p50/p99 (HTTP: the "ok", sent once durable and processed; MQTT: 10 sampled devices
 # watch their feed's update, as rumqttd's PUBACK comes from memory, DESIGN section 1), ynni's
 # CPU (% of one core) and RSS, and the simulator's CPU (it shares the machine).
 #
