@@ -2,7 +2,8 @@
 # Checks the examples without hardware or a running ynni; CI runs it. Needs bash, python3, g++.
 #   - bash -n on every shell script (and shellcheck when it is installed)
 #   - python3 -m py_compile on the Python, then its offline tests (a stub HTTP server)
-#   - the emonhub snippets parse as emonhub.conf (only when python3 has configobj)
+#   - the emonhub snippets parse as emonhub.conf (when a python3 with configobj is found:
+#     the one on PATH, or Debian's /usr/bin/python3 with python3-configobj)
 #   - each sketch compiled as C++17 with g++ -fsyntax-only -Wall -Wextra -Werror against
 #     host-shims/: declarations of the Arduino, WiFi, PubSubClient and HTTPClient APIs.
 #     This catches typos, wrong types and wrong calls; it is NOT a build for the boards.
@@ -52,9 +53,16 @@ run "python3 python/ynni_post.py --help" python3 python/ynni_post.py --help
 run "python3 -m unittest python/test_ynni_post.py (stub server)" \
   python3 -m unittest discover -s python -p 'test_*.py'
 
-if python3 -c 'import configobj' 2>/dev/null; then
+confpy=
+for py in python3 /usr/bin/python3; do
+  if "$py" -c 'import configobj' 2>/dev/null; then
+    confpy=$py
+    break
+  fi
+done
+if [[ -n $confpy ]]; then
   for f in emonhub/*.emonhub.conf; do
-    run "configobj parses $f" python3 - "$f" <<'EOF'
+    run "configobj parses $f" "$confpy" - "$f" <<'EOF'
 import sys, configobj
 lines = ["[interfacers]"] + open(sys.argv[1]).read().splitlines()
 conf = configobj.ConfigObj(lines, raise_errors=True)
