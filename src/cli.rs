@@ -26,8 +26,25 @@ pub enum Command {
     /// TLS for the MQTT broker.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Write ynni's data for another system.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Simulate emonhub-like devices publishing to an MQTT broker or posting over HTTP.
     Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Feed files and SQL rows an emoncms 11.x installation can load (stop ynni first).
+    Emoncms(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// A new or empty directory to write into.
+    pub dir: std::path::PathBuf,
 }
 
 /// emonhub's two MQTT forms.
@@ -79,7 +96,8 @@ pub struct SimulateArgs {
     /// faster than real time (as emonhub catching up), for load tests.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
-    /// MQTT quality of service (1 and 2 are acknowledged once stored).
+    /// MQTT quality of service (rumqttd acknowledges 1 and 2 from its memory; --log-to-feeds
+    /// checks what was stored).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
     #[arg(long, value_enum, default_value_t = crate::simulate::profile::Profile::Emontx4)]
@@ -88,9 +106,12 @@ pub struct SimulateArgs {
     pub format: SimFormat,
     #[arg(long, default_value = "emon")]
     pub base_topic: String,
-    /// Seed of the values (the same seed sends the same data).
+    /// Seed of the values (the same seed and --start send the same data).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Unix time of the first reading (default: now, or the recent past with --speed).
+    #[arg(long, value_name = "UNIX_TIME")]
+    pub start: Option<i64>,
     /// Give every input a feed and a "Log to feed" step first, and count the stored points
     /// at the end (fails if any value sent is missing).
     #[arg(long)]

@@ -2,6 +2,7 @@
 
 mod cli;
 mod discovery;
+mod export_cmd;
 mod logging;
 mod mqtt_link;
 mod serve;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ynni_config::{Overrides, Settings};
 
-use cli::{Cli, Command, ConfigArgs, TlsCommand, UserCommand};
+use cli::{Cli, Command, ConfigArgs, ExportCommand, TlsCommand, UserCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -61,6 +62,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load(&args.config, Overrides::default())?;
             logging::init("warn")?;
             tls_cmd::selfsigned(&settings, &args)
+        }
+        Command::Export(ExportCommand::Emoncms(args)) => {
+            let settings = load(&args.config, Overrides::default())?;
+            logging::init("warn")?;
+            export_cmd::emoncms(&settings, &args).await
         }
         Command::Simulate(args) => {
             logging::init("warn")?;

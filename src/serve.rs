@@ -28,24 +28,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .local_addr()
         .context("reading the HTTP listen address")?;
 
-    let router_cfg = RouterConfig {
-        workers: worker_count(data_dir.root())?,
-        vshards: 256,
-        queue: 1024,
-        max_nodes: DEFAULT_MAX_NODES,
-        store: StoreConfig {
-            wal: ynni_storage::wal::WalConfig {
-                commit_window: std::time::Duration::from_millis(settings.storage.commit_window_ms),
-                ..Default::default()
-            },
-            ..StoreConfig::default()
-        },
-        fixed_dir: data_dir.phpfina_dir(),
-        variable_dir: data_dir.phptimeseries_dir(),
-        wal_root: data_dir.root().join("wal"),
-        // The web UI's live input view needs every input update.
-        input_outputs: true,
-    };
+    let router_cfg = router_config(&settings, &data_dir)?;
     let (router_catalog, handle) = (catalog.clone(), tokio::runtime::Handle::current());
     let router =
         tokio::task::spawn_blocking(move || Router::start(router_cfg, router_catalog, handle))
@@ -205,6 +188,29 @@ impl Signals {
             _ = self.int.recv() => "SIGINT",
         }
     }
+}
+
+/// The shard workers' settings for this data directory (shared by `serve` and the offline
+/// commands that open the feed store).
+pub fn router_config(settings: &Settings, data_dir: &DataDir) -> anyhow::Result<RouterConfig> {
+    Ok(RouterConfig {
+        workers: worker_count(data_dir.root())?,
+        vshards: 256,
+        queue: 1024,
+        max_nodes: DEFAULT_MAX_NODES,
+        store: StoreConfig {
+            wal: ynni_storage::wal::WalConfig {
+                commit_window: Duration::from_millis(settings.storage.commit_window_ms),
+                ..Default::default()
+            },
+            ..StoreConfig::default()
+        },
+        fixed_dir: data_dir.phpfina_dir(),
+        variable_dir: data_dir.phptimeseries_dir(),
+        wal_root: data_dir.root().join("wal"),
+        // The web UI's live input view needs every input update.
+        input_outputs: true,
+    })
 }
 
 /// The number of shard workers, fixed at the first start of a data directory: each worker's

@@ -21,6 +21,8 @@ pub struct Stored {
     pub feeds: usize,
     pub points: u64,
     pub expected: u64,
+    /// Summed per feed: points a feed lacks (never offset by another feed's extra ones).
+    pub missing: u64,
 }
 
 pub async fn setup(
@@ -29,7 +31,7 @@ pub async fn setup(
     first_time: f64,
     interval: u32,
 ) -> anyhow::Result<FeedMap> {
-    let client = reqwest::Client::new();
+    let client = client()?;
     let api = api.trim_end_matches('/');
     // One reading per device creates its inputs (before any feed exists, so it is not logged).
     let creates = plans.iter().map(|p| {
@@ -156,7 +158,10 @@ pub async fn setup(
     Ok(map)
 }
 
-/// Counts the points each feed holds from the run's first reading to each device's last.
+/// Counts the points each feed holds from the run's first reading to its device's last, and
+/// compares feed by feed (a surplus in one feed cannot hide a loss in another). Over MQTT the
+/// acknowledgement comes before the value is stored, so a short count is taken again until it
+/// is complete or stops growing.
 pub async fn count_stored(
     api: &str,
     map: &FeedMap,
@@ -164,29 +169,64 @@ pub async fn count_stored(
     start: f64,
     interval: u32,
 ) -> anyhow::Result<Stored> {
-    let client = reqwest::Client::new();
+    let expected: Vec<u64> = (0..map.len())
+        .map(|d| ticks[d].load(Ordering::Relaxed))
+        .collect();
+    let mut last_points = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let per_feed = count_once(api, map, &expected, start, interval).await?;
+        let stored = Stored {
+            feeds: per_feed.len(),
+            points: per_feed.iter().map(|(got, _)| got).sum(),
+            expected: per_feed.iter().map(|(_, want)| want).sum(),
+            missing: per_feed
+                .iter()
+                .map(|(got, want)| want.saturating_sub(*got))
+                .sum(),
+        };
+        if stored.missing == 0
+            || last_points == Some(stored.points)
+            || std::time::Instant::now() > deadline
+        {
+            return Ok(stored);
+        }
+        last_points = Some(stored.points);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// (stored, expected) per feed.
+async fn count_once(
+    api: &str,
+    map: &FeedMap,
+    expected: &[u64],
+    start: f64,
+    interval: u32,
+) -> anyhow::Result<Vec<(u64, u64)>> {
+    let client = client()?;
     let api = api.trim_end_matches('/');
     // feed/data answers at most 20,000 points per request.
     const CHUNK: u64 = 10_000;
     let mut jobs = Vec::new();
-    let mut expected = 0u64;
     for (device, (key, feeds)) in map.iter().enumerate() {
-        let n = ticks[device].load(Ordering::Relaxed);
-        expected += n * feeds.len() as u64;
-        for &feed in feeds {
+        let n = expected[device];
+        for (slot, &feed) in feeds.iter().enumerate() {
             let mut from = 0;
             while from < n {
                 let to = (from + CHUNK).min(n);
-                jobs.push((key.clone(), feed, from, to));
+                jobs.push((device, slot, key.clone(), feed, from, to));
                 from = to;
             }
         }
     }
-    let counted = jobs.into_iter().map(|(key, feed, from, to)| {
+    let counted = jobs.into_iter().map(|(device, slot, key, feed, from, to)| {
         let client = client.clone();
         async move {
-            let s = (start + (from * u64::from(interval)) as f64) as i64;
-            let e = (start + ((to - 1) * u64::from(interval)) as f64) as i64;
+            // Readings from..to-1 sit at start + k·interval; the end is just before reading
+            // `to`, so a one-reading range still has end > start.
+            let s = start as i64 + (from * u64::from(interval)) as i64;
+            let e = start as i64 + (to * u64::from(interval)) as i64 - 1;
             let data: Value = client
                 .get(format!("{api}/feed/data.json"))
                 .query(&[
@@ -204,20 +244,29 @@ pub async fn count_stored(
             let Some(points) = data.as_array() else {
                 bail!("feed/data for feed {feed}: {data}");
             };
-            Ok(points.iter().filter(|p| !p[1].is_null()).count() as u64)
+            let got = points.iter().filter(|p| !p[1].is_null()).count() as u64;
+            Ok((device, slot, got))
         }
     });
-    let mut points = 0;
+    let mut per_feed: Vec<Vec<u64>> = map.iter().map(|(_, f)| vec![0; f.len()]).collect();
     for r in futures_util::stream::iter(counted)
         .buffer_unordered(PARALLEL)
         .collect::<Vec<_>>()
         .await
     {
-        points += r?;
+        let (device, slot, got) = r?;
+        per_feed[device][slot] += got;
     }
-    Ok(Stored {
-        feeds: map.iter().map(|(_, f)| f.len()).sum(),
-        points,
-        expected,
-    })
+    Ok(per_feed
+        .into_iter()
+        .enumerate()
+        .flat_map(|(device, feeds)| feeds.into_iter().map(move |got| (got, expected[device])))
+        .collect())
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("HTTP client")
 }

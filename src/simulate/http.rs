@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tokio::task::JoinSet;
 
 use super::stats::Counters;
-use super::{Clock, Plan, new_device, payload};
+use super::{Clock, Plan, Ticker, new_device, payload};
 use crate::cli::SimulateArgs;
 
 pub async fn run(
@@ -22,10 +23,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(30))
         .build()
         .context("HTTP client")?;
     let base = url.trim_end_matches('/').to_string();
-    let mut tasks = Vec::with_capacity(plans.len());
+    // Dropping the set (Ctrl-C) stops every device.
+    let mut tasks = JoinSet::new();
     for plan in plans {
         let device = new_device(args.profile, args.seed, &plan);
         let (client, base, counters, ticks) = (
@@ -34,12 +37,12 @@ pub async fn run(
             counters.clone(),
             ticks.clone(),
         );
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             post(client, device, &plan, &base, clock, &counters, &ticks).await;
-        }));
+        });
     }
-    for t in tasks {
-        t.await.context("device task")?;
+    while let Some(done) = tasks.join_next().await {
+        done.context("device task")?;
     }
     Ok(())
 }
@@ -54,14 +57,8 @@ async fn post(
     ticks: &[AtomicU64],
 ) {
     let url = format!("{base}/input/post");
-    let mut k = 0u64;
-    loop {
-        let at = clock.send_at(plan.index, k);
-        if clock.over(at) {
-            break;
-        }
-        tokio::time::sleep_until(at.into()).await;
-        let t = clock.time_of(k);
+    let mut ticker = Ticker::new(clock, plan.index);
+    while let Some((k, t)) = ticker.next().await {
         let values = device.read(t, clock.interval);
         let json = payload::fulljson(device.names(), &values);
         let time = format!("{t}");
@@ -75,19 +72,31 @@ async fn post(
         let started = Instant::now();
         match request.send().await {
             Ok(r) if r.status().is_success() => match r.text().await {
-                // emoncms's two success replies: `ok`, and `{"success": true}` for fulljson.
-                Ok(body)
-                    if body == "ok"
-                        || body.contains("\"success\": true")
-                        || body.contains("\"success\":true") =>
-                {
+                Ok(body) if accepted(&body) => {
                     counters.acked(values.len(), Some(started.elapsed()));
                 }
                 _ => counters.error(),
             },
             _ => counters.error(),
         }
-        k += 1;
-        ticks[plan.index].store(k, Ordering::Relaxed);
+        ticks[plan.index].store(k + 1, Ordering::Relaxed);
+    }
+}
+
+/// emoncms's two success replies: `ok`, and `{"success": true}` for fulljson.
+fn accepted(body: &str) -> bool {
+    body == "ok"
+        || serde_json::from_str::<serde_json::Value>(body)
+            .is_ok_and(|v| v.get("success") == Some(&serde_json::Value::Bool(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn success_replies() {
+        assert!(super::accepted("ok"));
+        assert!(super::accepted(r#"{"success": true}"#));
+        assert!(!super::accepted(r#"{"success": false, "message": "x"}"#));
+        assert!(!super::accepted("Invalid API key"));
     }
 }

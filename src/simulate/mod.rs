@@ -72,6 +72,32 @@ impl Clock {
     }
 }
 
+/// One device's readings in time.
+pub struct Ticker {
+    clock: Clock,
+    index: usize,
+    k: u64,
+}
+
+impl Ticker {
+    pub fn new(clock: Clock, index: usize) -> Self {
+        Self { clock, index, k: 0 }
+    }
+
+    /// Waits until the next reading is due and returns its number and simulated time; `None`
+    /// once the run is over.
+    pub async fn next(&mut self) -> Option<(u64, f64)> {
+        let at = self.clock.send_at(self.index, self.k);
+        if self.clock.over(at) {
+            return None;
+        }
+        tokio::time::sleep_until(at.into()).await;
+        let k = self.k;
+        self.k += 1;
+        Some((k, self.clock.time_of(k)))
+    }
+}
+
 pub fn new_device(profile: Profile, seed: u64, plan: &Plan) -> Device {
     Device::new(profile, seed, plan.index as u64, plan.names.clone())
 }
@@ -89,8 +115,14 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if !positive(args.interval) || !positive(args.speed) {
         bail!("--interval and --speed must be above 0");
     }
+    if args.duration.is_some_and(|d| !positive(d)) {
+        bail!("--duration must be above 0");
+    }
     if args.speed > 1.0 && args.duration.is_none() {
         bail!("--speed above 1 needs --duration (the readings end at the present)");
+    }
+    if args.users == 0 || args.devices_per_user == 0 {
+        bail!("--users and --devices-per-user must be at least 1");
     }
     let names = args.profile.inputs(args.inputs);
     let mut plans = Vec::new();
@@ -104,13 +136,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             });
         }
     }
-    let now = unix_now();
-    let start = if args.speed > 1.0 {
-        let span = args.duration.unwrap_or(0.0) * args.speed;
-        ((now - span) / args.interval).floor() * args.interval
-    } else {
-        (now / args.interval).ceil() * args.interval
-    };
+    // Readings are stamped on the interval grid, never in the future: at --speed N the run's
+    // N·D seconds of readings end now. --start fixes the first one (same seed + same start =
+    // same data).
+    let span = args.duration.unwrap_or(0.0) * (args.speed - 1.0).max(0.0);
+    let first = args.start.map_or_else(|| unix_now() - span, |s| s as f64);
+    let start = (first / args.interval).floor() * args.interval;
     let api = args.http.clone().or_else(|| args.api.clone());
     let feed_map = if args.log_to_feeds {
         let Some(api) = &api else {
@@ -234,21 +265,27 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             "feeds": s.feeds,
             "points": s.points,
             "expected": s.expected,
-            "missing": s.expected.saturating_sub(s.points),
+            "missing": s.missing,
         })),
         "server": usage(server0, server1),
         "simulator": usage(own0, own1),
     });
     println!("{summary}");
     if c.refused.load(std::sync::atomic::Ordering::Relaxed) {
-        bail!("the broker refused the login");
+        bail!("the broker refused the connection or the login");
+    }
+    if c.get(&c.sent) == 0 {
+        bail!("nothing was sent");
+    }
+    if c.get(&c.errors) > 0 {
+        bail!("{} errors (see the summary)", c.get(&c.errors));
     }
     if let Some(s) = stored
-        && s.points < s.expected
+        && s.missing > 0
     {
         bail!(
             "{} of {} values sent were not stored",
-            s.expected - s.points,
+            s.missing,
             s.expected
         );
     }

@@ -57,7 +57,7 @@ impl Profile {
     }
 
     /// The first `k` input names (the profile's own set when `None`); beyond the profile's
-    /// names, extra power channels `P<n>` follow.
+    /// names, extra power-like channels `X<n>` follow.
     pub fn inputs(self, k: Option<usize>) -> Vec<String> {
         let own = self.names();
         let k = k.unwrap_or(own.len());
@@ -134,8 +134,9 @@ impl Device {
             }
             (Profile::Emontx4, t) if t.starts_with('T') => indoor(hour) + 0.2 * n,
             (Profile::Emontx4, "pulse") => {
-                // 1 pulse per Wh of the whole house.
-                return self.accumulate(i, (house * interval / 3600.0).floor(), 1.0);
+                // 1 pulse per Wh of the whole house; the fraction carries to the next reading.
+                self.counters[i] += house * interval / 3600.0;
+                return self.counters[i].floor();
             }
             (Profile::Heatpump, "heatpump_outsideT") => outside(hour) + 0.3 * n,
             (Profile::Heatpump, "heatpump_flowT") => 35.0 + 0.8 * (18.0 - outside(hour)) + 0.3 * n,

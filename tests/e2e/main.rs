@@ -5,6 +5,7 @@ mod bad_input;
 mod browser;
 mod compat;
 mod devices;
+mod export;
 mod external_broker;
 mod feed_writes;
 mod feeds;

@@ -1,0 +1,266 @@
+//! `ynni export emoncms DIR`: everything an emoncms 11.x installation needs to take over
+//! ynni's data, so leaving ynni is as easy as arriving:
+//!
+//! ```text
+//! DIR/phpfina/<id>.meta, <id>.dat      fixed-interval feeds (engine 5), byte for byte
+//! DIR/phptimeseries/feed_<id>.MYD      variable-interval feeds (engine 2), byte for byte
+//! DIR/emoncms.sql                      rows for emoncms's `feeds` and `input` tables (same
+//!                                      ids, process lists and last values), and for feeds of
+//!                                      engine 0 their `feed_<id>` MySQL tables with every point
+//! ```
+//!
+//! The data directory is opened exclusively (ynni must be stopped), and the shard logs are
+//! replayed and flushed first, so the files hold every acknowledged value, even after a crash.
+//! Accounts are not exported: emoncms cannot check ynni's password hashes; create the users in
+//! emoncms first (the SQL keeps ynni's user ids).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use ynni_config::Settings;
+use ynni_core::Catalog;
+use ynni_ingest::shard::{FeedAnswer, FeedOp, Router};
+use ynni_storage::DataDir;
+
+use crate::cli::ExportArgs;
+
+/// emoncms engines as ynni stores them.
+const FIXED: i64 = 5;
+const VARIABLE: i64 = 2;
+const MYSQL: i64 = 0;
+
+/// Points per `INSERT` statement for engine-0 feeds.
+const ROWS_PER_INSERT: usize = 1000;
+
+pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<()> {
+    let out = &args.dir;
+    if out.exists() && fs::read_dir(out)?.next().is_some() {
+        bail!(
+            "{} is not empty: export writes into a new or empty directory",
+            out.display()
+        );
+    }
+    let data_dir = DataDir::open_exclusive(&settings.data_dir)
+        .context("opening the data directory (stop `ynni serve` first)")?;
+    let catalog = Catalog::open_sqlite(&data_dir.catalog_path())
+        .await
+        .with_context(|| format!("opening catalog {}", data_dir.catalog_path().display()))?;
+    let cfg = crate::serve::router_config(settings, &data_dir)?;
+    let (c, handle) = (catalog.clone(), tokio::runtime::Handle::current());
+    let router = tokio::task::spawn_blocking(move || Router::start(cfg, c, handle))
+        .await
+        .context("starting the shard workers")??;
+
+    // First what only the running workers know (last values), then stop them: stopping
+    // flushes every replayed and buffered point into the files copied below.
+    let users = catalog.list_users().await?;
+    let mut feeds = Vec::new();
+    let mut inputs = Vec::new();
+    for user in &users {
+        for f in catalog.feeds_for_user(user.id).await? {
+            let id = u32::try_from(f.id).context("feed id")?;
+            let last = match router.feed(user.id, FeedOp::Last { id }).await {
+                Ok(FeedAnswer::Last(l)) => l,
+                _ => None,
+            };
+            feeds.push((f, id, last));
+        }
+        let last = router.input_last(user.id).await.unwrap_or_default();
+        for i in catalog.inputs_for_user(user.id).await? {
+            let l = last.get(&i.id).copied();
+            inputs.push((i, l));
+        }
+    }
+    tokio::task::spawn_blocking(move || router.stop())
+        .await
+        .context("stopping the shard workers")?;
+    catalog.close().await;
+
+    let mut sql = String::from(
+        "-- ynni export for emoncms 11.x: feeds and inputs (ids kept), engine-0 feed tables.\n\
+         -- Load with: mysql emoncms < emoncms.sql (after creating the users in emoncms).\n",
+    );
+    let mut bytes = 0u64;
+    fs::create_dir_all(out.join("phpfina")).context("creating phpfina/")?;
+    fs::create_dir_all(out.join("phptimeseries")).context("creating phptimeseries/")?;
+    for (f, id, last) in &feeds {
+        let (time, value) = sql_last(*last);
+        let _ = writeln!(
+            sql,
+            "INSERT INTO feeds (id,userid,name,tag,time,value,datatype,public,size,engine,server,processList,unit) \
+             VALUES ({},{},{},{},{time},{value},1,{},{},{},0,{},{});",
+            f.id,
+            f.userid,
+            quote(&f.name),
+            quote(&f.tag),
+            u8::from(f.public),
+            f.size,
+            f.engine,
+            quote(&f.process_list),
+            quote(&f.unit),
+        );
+        match f.engine {
+            FIXED => {
+                for name in [format!("{id}.meta"), format!("{id}.dat")] {
+                    bytes += copy(
+                        &data_dir.phpfina_dir().join(&name),
+                        &out.join("phpfina").join(&name),
+                    )?;
+                }
+            }
+            VARIABLE => {
+                let name = format!("feed_{id}.MYD");
+                bytes += copy(
+                    &data_dir.phptimeseries_dir().join(&name),
+                    &out.join("phptimeseries").join(&name),
+                )?;
+            }
+            MYSQL => {
+                let file = data_dir.phptimeseries_dir().join(format!("feed_{id}.MYD"));
+                bytes += mysql_table(&mut sql, *id, &file)?;
+            }
+            _ => {} // virtual feeds: their process list is the whole feed
+        }
+    }
+    for (i, last) in &inputs {
+        let (time, value) = sql_last(*last);
+        let _ = writeln!(
+            sql,
+            "INSERT INTO input (id,userid,nodeid,name,description,processList,time,value) \
+             VALUES ({},{},{},{},{},{},{time},{value});",
+            i.id,
+            i.userid,
+            quote(&i.nodeid),
+            quote(&i.name),
+            quote(&i.description),
+            quote(&i.process_list),
+        );
+    }
+    let (feeds_done, inputs_done) = (feeds.len(), inputs.len());
+    let path = out.join("emoncms.sql");
+    let mut f = fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(sql.as_bytes())?;
+    f.sync_all()?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "users": users.len(),
+            "feeds": feeds_done,
+            "inputs": inputs_done,
+            "data_bytes": bytes,
+            "dir": out.display().to_string(),
+        })
+    );
+    Ok(())
+}
+
+/// A last (time, value) as SQL values; NULL where there is none.
+fn sql_last(last: Option<(i64, Option<f64>)>) -> (String, String) {
+    match last {
+        Some((t, Some(v))) => (t.to_string(), format!("{v}")),
+        Some((t, None)) => (t.to_string(), "NULL".into()),
+        None => ("NULL".into(), "NULL".into()),
+    }
+}
+
+/// Copies a feed file if it exists (a feed that never had data has none); returns its size.
+fn copy(from: &Path, to: &Path) -> anyhow::Result<u64> {
+    match fs::copy(from, to) {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e).with_context(|| format!("copying {}", from.display())),
+    }
+}
+
+/// emoncms's engine-0 table for one feed, with its points read from the variable-interval file
+/// ynni keeps them in (9-byte records: 0xF9, u32 time, f32 value, little-endian).
+fn mysql_table(sql: &mut String, id: u32, file: &Path) -> anyhow::Result<u64> {
+    let bytes = match fs::read(file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    let _ = writeln!(
+        sql,
+        "CREATE TABLE IF NOT EXISTS feed_{id} (time INT UNSIGNED NOT NULL, data FLOAT NOT NULL, UNIQUE (time)) ENGINE=MyISAM;"
+    );
+    let rows: Vec<String> = bytes
+        .chunks_exact(9)
+        .filter_map(|r| {
+            let time = u32::from_le_bytes([r[1], r[2], r[3], r[4]]);
+            let value = f32::from_le_bytes([r[5], r[6], r[7], r[8]]);
+            value.is_finite().then(|| format!("({time},{value})"))
+        })
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let _ = writeln!(
+            sql,
+            "INSERT INTO feed_{id} (time,data) VALUES {} ON DUPLICATE KEY UPDATE data=VALUES(data);",
+            chunk.join(",")
+        );
+    }
+    Ok(bytes.len() as u64)
+}
+
+/// A MySQL string literal (quotes and backslashes escaped; MySQL reads `\` as an escape).
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_literals_cannot_break_out() {
+        assert_eq!(quote("power1"), "'power1'");
+        assert_eq!(quote("it's"), "'it''s'");
+        assert_eq!(
+            quote("a\\'; DROP TABLE feeds; --"),
+            "'a\\\\''; DROP TABLE feeds; --'"
+        );
+        assert_eq!(quote("line\nbreak"), "'line\\nbreak'");
+    }
+
+    #[test]
+    fn engine_zero_points_become_table_rows() {
+        let dir = std::env::temp_dir().join(format!("ynni-export-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("mkdir");
+        let file = dir.join("feed_3.MYD");
+        let mut bytes = Vec::new();
+        for (t, v) in [
+            (1_700_000_000u32, 1.5f32),
+            (1_700_000_010, f32::NAN),
+            (1_700_000_020, -2.0),
+        ] {
+            bytes.push(0xF9);
+            bytes.extend_from_slice(&t.to_le_bytes());
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        fs::write(&file, &bytes).expect("write");
+        let mut sql = String::new();
+        assert_eq!(mysql_table(&mut sql, 3, &file).expect("table"), 27);
+        assert!(sql.contains("CREATE TABLE IF NOT EXISTS feed_3"));
+        assert!(
+            sql.contains("VALUES (1700000000,1.5),(1700000020,-2) ON DUPLICATE"),
+            "{sql}"
+        );
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}
