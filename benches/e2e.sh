@@ -47,6 +47,9 @@ pick m; pick h; pick d
 YNNI_STORAGE__COMMIT_WINDOW_MS=${COMMIT_WINDOW_MS:-0} "$BIN" serve --data-dir "$work/data" --http-listen "$HTTP" --mqtt-listen "$MQTT" 2>"$work/log" &
 echo $! >"$work/pid"
 for _ in $(seq 100); do grep -q "HTTP listening" "$work/log" 2>/dev/null && break; sleep 0.1; done
+if ! grep -q "HTTP listening" "$work/log" || ! grep -q "MQTT listening" "$work/log"; then
+  echo "ynni did not start:"; cat "$work/log"; exit 1
+fi
 PID=$(cat "$work/pid")
 
 report() {

@@ -13,6 +13,7 @@ Exit status: 0 posted; 1 gave up after the retries; 2 bad arguments; 3 key refus
 """
 
 import argparse
+import http.client
 import json
 import math
 import os
@@ -98,7 +99,8 @@ def post_once(base_url, node, values, key_name, key, when, timeout):
         if e.code == 429 or e.code >= 500:
             raise Transient("HTTP %d %s" % (e.code, body), e.headers.get("Retry-After"))
         raise Refused("HTTP %d %s" % (e.code, body))
-    except (urllib.error.URLError, OSError) as e:  # refused, unreachable, DNS, timeout
+    # refused, unreachable, DNS, timeout, a reply cut short
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise Transient(str(getattr(e, "reason", e)))
     if not success_body(body):
         raise Refused(body.strip() or "(empty reply)")

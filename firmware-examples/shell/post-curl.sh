@@ -65,7 +65,7 @@ case $code in
   *) die "HTTP $code from $base: $body" ;;
 esac
 # emoncms's two success replies: "ok", and {"success": true} when fulljson was used.
-if [[ $body == ok || $body =~ ^\{\"success\":\ ?true\}$ ]]; then
+if [[ $body == ok || $body =~ \"success\":\ ?true[,}] ]]; then
   echo "stored $json for node $NODE"
 else
   die "ynni did not store the values: $body" 4
