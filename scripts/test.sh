@@ -6,11 +6,12 @@
 # ../shared/tools/replay.py; chromium, nodejs and npm: the browser test drives Debian's
 # chromium with playwright-core from npm, and the build fetches the UI's chart library;
 # python3-configobj, shellcheck and g++: firmware-examples/check.sh parses the emonhub
-# snippets, lints the shell examples and syntax-checks the sketches against host shims).
+# snippets, lints the shell examples and syntax-checks the sketches against host shims;
+# mariadb-server: the import test starts its own MariaDB holding an emoncms database).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mosquitto mosquitto-clients python3 python3-configobj shellcheck g++ chromium)
+packages=(mosquitto mosquitto-clients python3 python3-configobj shellcheck g++ chromium mariadb-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -26,11 +26,49 @@ pub enum Command {
     /// TLS for the MQTT broker.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Bring another system's data into ynni.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Write ynni's data for another system.
     #[command(subcommand)]
     Export(ExportCommand),
     /// Simulate emonhub-like devices publishing to an MQTT broker or posting over HTTP.
     Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Users (same ids and apikeys), inputs, feeds and data of an emoncms 11.x installation
+    /// (stop ynni first).
+    Emoncms(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// emoncms's database, e.g. mysql://emoncms:secret@localhost/emoncms.
+    #[arg(long, value_name = "URL")]
+    pub mysql: String,
+    /// emoncms's PHPFina directory (e.g. /var/opt/emoncms/phpfina).
+    #[arg(long, value_name = "DIR")]
+    pub phpfina: Option<std::path::PathBuf>,
+    /// emoncms's PHPTimeSeries directory (e.g. /var/opt/emoncms/phptimeseries).
+    #[arg(long, value_name = "DIR")]
+    pub phptimeseries: Option<std::path::PathBuf>,
+    /// Which users: `all` (default) or usernames.
+    #[arg(long, num_args = 1..)]
+    pub users: Vec<String>,
+    /// Hard-link the feed files instead of copying (same filesystem; emoncms must not write
+    /// them afterwards).
+    #[arg(long, conflicts_with = "copy")]
+    pub link: bool,
+    /// Copy the feed files (the default).
+    #[arg(long)]
+    pub copy: bool,
+    /// Read everything, write nothing, and report what would be done.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

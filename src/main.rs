@@ -3,6 +3,7 @@
 mod cli;
 mod discovery;
 mod export_cmd;
+mod import_cmd;
 mod logging;
 mod mqtt_link;
 mod serve;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ynni_config::{Overrides, Settings};
 
-use cli::{Cli, Command, ConfigArgs, ExportCommand, TlsCommand, UserCommand};
+use cli::{Cli, Command, ConfigArgs, ExportCommand, ImportCommand, TlsCommand, UserCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -62,6 +63,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load(&args.config, Overrides::default())?;
             logging::init("warn")?;
             tls_cmd::selfsigned(&settings, &args)
+        }
+        Command::Import(ImportCommand::Emoncms(args)) => {
+            let settings = load(&args.config, Overrides::default())?;
+            logging::init("warn")?;
+            import_cmd::emoncms(&settings, &args).await
         }
         Command::Export(ExportCommand::Emoncms(args)) => {
             let settings = load(&args.config, Overrides::default())?;

@@ -7,6 +7,7 @@
 
 mod devices;
 mod feeds;
+mod import;
 mod inputs;
 mod sessions;
 mod users;
@@ -21,6 +22,7 @@ use sqlx::sqlite::{
 
 pub use devices::DeviceRow;
 pub use feeds::FeedRow;
+pub use import::{Imported, ImportedUser};
 pub use inputs::InputRow;
 pub use sessions::Session;
 pub use users::{CreateRefusal, KeyKind, NewUser, ProfileUpdate, User};

@@ -76,7 +76,7 @@ const KEY_CACHE_LIMIT: usize = 100_000;
 
 /// Forgets every remembered apikey when dropped, i.e. after the change to an account it guards
 /// (successful or not), so no lookup can keep what was true before it.
-struct ForgetKeys<'a>(&'a Catalog);
+pub(super) struct ForgetKeys<'a>(pub(super) &'a Catalog);
 
 impl Drop for ForgetKeys<'_> {
     fn drop(&mut self) {
@@ -93,7 +93,7 @@ const USER_COLUMNS: &str = "id, username, email, password, salt, apikey_write, a
 /// SQLite's extended code for a UNIQUE constraint violation.
 const SQLITE_CONSTRAINT_UNIQUE: &str = "2067";
 
-fn is_unique_violation(e: &sqlx::Error, column: &str) -> bool {
+pub(super) fn is_unique_violation(e: &sqlx::Error, column: &str) -> bool {
     match e {
         sqlx::Error::Database(d) => {
             d.code().as_deref() == Some(SQLITE_CONSTRAINT_UNIQUE) && d.message().contains(column)

@@ -1,0 +1,154 @@
+//! Rows brought over from another emoncms installation, keeping their ids (so process lists,
+//! dashboards and device configurations that name them stay valid) and their apikeys (so
+//! devices keep posting). Each import is idempotent: a row already there with the same
+//! identity is left alone, and a different row in its place is reported, never overwritten.
+
+use super::now_secs;
+use super::users::ForgetKeys;
+use super::{Catalog, CatalogError, FeedRow, InputRow};
+
+/// An emoncms account as its `users` row has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedUser {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    /// emoncms's `sha256(salt . sha256(password))` hex, upgraded at the next login.
+    pub password: String,
+    pub salt: String,
+    pub apikey_write: String,
+    pub apikey_read: String,
+    pub admin: bool,
+    pub timezone: String,
+}
+
+/// What an import did with one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Imported {
+    Created,
+    /// The same row was already there (an earlier import).
+    Unchanged,
+    /// Something else holds its id or its unique name: nothing was written.
+    Conflict(String),
+}
+
+impl Catalog {
+    pub async fn import_user(&self, u: &ImportedUser) -> Result<Imported, CatalogError> {
+        if let Some(existing) = self.user_by_id(u.id).await? {
+            let same = existing.username.eq_ignore_ascii_case(&u.username)
+                && existing.apikey_write == u.apikey_write
+                && existing.apikey_read == u.apikey_read;
+            return Ok(if same {
+                Imported::Unchanged
+            } else {
+                Imported::Conflict(format!(
+                    "user id {} is already {:?} here",
+                    u.id, existing.username
+                ))
+            });
+        }
+        let _forget = ForgetKeys(self);
+        let result = sqlx::query(
+            "INSERT INTO users (id, username, email, password, salt, apikey_write, apikey_read, \
+             admin, uuid, timezone, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(u.id)
+        .bind(&u.username)
+        .bind(&u.email)
+        .bind(&u.password)
+        .bind(&u.salt)
+        .bind(&u.apikey_write)
+        .bind(&u.apikey_read)
+        .bind(u.admin)
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(&u.timezone)
+        .bind(now_secs())
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(Imported::Created),
+            Err(e) if super::users::is_unique_violation(&e, "users.") => {
+                Ok(Imported::Conflict(format!(
+                    "username {:?} or its apikeys are already used here",
+                    u.username
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn import_feed(&self, f: &FeedRow) -> Result<Imported, CatalogError> {
+        if let Some(existing) = self.feed_by_id(f.id).await? {
+            let same = existing.userid == f.userid
+                && existing.name == f.name
+                && existing.tag == f.tag
+                && existing.engine == f.engine;
+            return Ok(if same {
+                Imported::Unchanged
+            } else {
+                Imported::Conflict(format!(
+                    "feed id {} is already {}:{} of user {} here",
+                    f.id, existing.tag, existing.name, existing.userid
+                ))
+            });
+        }
+        sqlx::query(
+            "INSERT INTO feeds (id, userid, name, tag, public, engine, unit, processList, size) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(f.id)
+        .bind(f.userid)
+        .bind(&f.name)
+        .bind(&f.tag)
+        .bind(f.public)
+        .bind(f.engine)
+        .bind(&f.unit)
+        .bind(&f.process_list)
+        .bind(f.size)
+        .execute(&self.pool)
+        .await?;
+        Ok(Imported::Created)
+    }
+
+    pub async fn import_input(&self, i: &InputRow) -> Result<Imported, CatalogError> {
+        let existing: Option<(i64, String, String)> =
+            sqlx::query_as("SELECT userid, nodeid, name FROM inputs WHERE id = ?")
+                .bind(i.id)
+                .fetch_optional(&self.pool)
+                .await?;
+        if let Some((userid, nodeid, name)) = existing {
+            return Ok(
+                if (userid, &nodeid, &name) == (i.userid, &i.nodeid, &i.name) {
+                    Imported::Unchanged
+                } else {
+                    Imported::Conflict(format!(
+                        "input id {} is already {nodeid}:{name} of user {userid} here",
+                        i.id
+                    ))
+                },
+            );
+        }
+        let result = sqlx::query(
+            "INSERT INTO inputs (id, userid, nodeid, name, description, processList) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(i.id)
+        .bind(i.userid)
+        .bind(&i.nodeid)
+        .bind(&i.name)
+        .bind(&i.description)
+        .bind(&i.process_list)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(Imported::Created),
+            Err(e) if super::users::is_unique_violation(&e, "inputs.") => {
+                Ok(Imported::Conflict(format!(
+                    "input {}:{} of user {} already exists here with another id",
+                    i.nodeid, i.name, i.userid
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

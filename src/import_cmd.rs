@@ -1,0 +1,371 @@
+//! `ynni import emoncms`: an emoncms 11.x installation's accounts, inputs, feeds and data,
+//! read from its MySQL database and its feed directories, into this data directory, keeping
+//! ids and apikeys so devices, process lists and dashboards go on working.
+//!
+//! - Users keep their id, username, email, time zone, admin flag, password hash (emoncms's
+//!   salted SHA-256, replaced by argon2 at the next login) and both apikeys.
+//! - Feeds keep id, name, tag, unit, public flag, engine and process list (virtual feeds);
+//!   PHPFina and PHPTimeSeries files are copied (or hard-linked with `--link`: then emoncms
+//!   must not run on them any more); engine-0 (MySQL) feeds become variable-interval files.
+//! - Inputs keep id, node, name, description and process list.
+//!
+//! Running it again changes nothing; a different row or file already in a place is reported
+//! and left alone; a feed whose data cannot be read is reported and skipped. `--dry-run` reads
+//! everything and writes nothing.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use sqlx::Row;
+use sqlx::mysql::MySqlPool;
+use ynni_config::Settings;
+use ynni_core::{Catalog, FeedRow, Imported, ImportedUser, InputRow};
+use ynni_storage::DataDir;
+
+use crate::cli::ImportArgs;
+
+/// What happened to one user's rows and files.
+#[derive(Default)]
+struct Tally {
+    created: u64,
+    unchanged: u64,
+    conflicts: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, what: Result<Imported, String>) {
+        match what {
+            Ok(Imported::Created) => self.created += 1,
+            Ok(Imported::Unchanged) => self.unchanged += 1,
+            Ok(Imported::Conflict(why)) => self.conflicts.push(why),
+            Err(e) => self.errors.push(e),
+        }
+    }
+}
+
+pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<()> {
+    let source = MySqlPool::connect(&args.mysql)
+        .await
+        .context("connecting to emoncms's MySQL (--mysql mysql://user:pass@host/emoncms)")?;
+    let data_dir = DataDir::open_exclusive(&settings.data_dir)
+        .context("opening the data directory (stop `ynni serve` first)")?;
+    let catalog = Catalog::open_sqlite(&data_dir.catalog_path())
+        .await
+        .with_context(|| format!("opening catalog {}", data_dir.catalog_path().display()))?;
+    let users = read_users(&source, &args.users).await?;
+    if users.is_empty() {
+        bail!("no emoncms users matched {:?}", args.users);
+    }
+    let started = Instant::now();
+    let mut bytes_total = 0u64;
+    let mut failed = false;
+    for user in &users {
+        let mut accounts = Tally::default();
+        let mut feeds = Tally::default();
+        let mut inputs = Tally::default();
+        let mut bytes = 0u64;
+        accounts.add(if args.dry_run {
+            Ok(would_user(&catalog, user).await?)
+        } else {
+            catalog.import_user(user).await.map_err(|e| e.to_string())
+        });
+        if !accounts.conflicts.is_empty() {
+            // Its feeds and inputs would land on someone else's account.
+            report(user, &accounts, &feeds, &inputs, bytes, args.dry_run);
+            failed = true;
+            continue;
+        }
+        let rows = read_feeds(&source, user.id).await?;
+        let n = rows.len();
+        for (k, feed) in rows.into_iter().enumerate() {
+            let row = if args.dry_run {
+                would_feed(&catalog, &feed).await
+            } else {
+                catalog.import_feed(&feed).await.map_err(|e| e.to_string())
+            };
+            let placed = match &row {
+                Ok(Imported::Conflict(_)) | Err(_) => Ok(0),
+                _ => feed_data(&source, args, &data_dir, &feed).await,
+            };
+            match placed {
+                Ok(b) => {
+                    bytes += b;
+                    feeds.add(row);
+                }
+                Err(e) => feeds.add(Err(format!(
+                    "feed {} ({}:{}): {e:#}",
+                    feed.id, feed.tag, feed.name
+                ))),
+            }
+            progress(&user.username, k + 1, n, bytes_total + bytes, started);
+        }
+        for input in read_inputs(&source, user.id).await? {
+            inputs.add(if args.dry_run {
+                Ok(Imported::Created)
+            } else {
+                catalog
+                    .import_input(&input)
+                    .await
+                    .map_err(|e| e.to_string())
+            });
+        }
+        bytes_total += bytes;
+        failed |=
+            !feeds.errors.is_empty() || !feeds.conflicts.is_empty() || !inputs.conflicts.is_empty();
+        report(user, &accounts, &feeds, &inputs, bytes, args.dry_run);
+    }
+    catalog.close().await;
+    if failed {
+        bail!("some rows or files were not imported (see the summary lines)");
+    }
+    Ok(())
+}
+
+fn progress(user: &str, done: usize, of: usize, bytes: u64, started: Instant) {
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    eprintln!(
+        "{user}: feed {done}/{of}, {:.1} MiB, {:.1} MiB/s",
+        bytes as f64 / 1048576.0,
+        bytes as f64 / 1048576.0 / secs
+    );
+}
+
+fn report(
+    user: &ImportedUser,
+    accounts: &Tally,
+    feeds: &Tally,
+    inputs: &Tally,
+    bytes: u64,
+    dry: bool,
+) {
+    let part = |t: &Tally| json!({"created": t.created, "unchanged": t.unchanged, "conflicts": t.conflicts, "errors": t.errors});
+    println!(
+        "{}",
+        json!({
+            "user": user.username,
+            "id": user.id,
+            "dry_run": dry,
+            "account": part(accounts),
+            "feeds": part(feeds),
+            "inputs": part(inputs),
+            "data_bytes": bytes,
+        })
+    );
+}
+
+async fn would_user(catalog: &Catalog, u: &ImportedUser) -> anyhow::Result<Imported> {
+    Ok(match catalog.user_by_id(u.id).await? {
+        None => Imported::Created,
+        Some(e)
+            if e.username.eq_ignore_ascii_case(&u.username) && e.apikey_write == u.apikey_write =>
+        {
+            Imported::Unchanged
+        }
+        Some(e) => Imported::Conflict(format!("user id {} is already {:?} here", u.id, e.username)),
+    })
+}
+
+async fn would_feed(catalog: &Catalog, f: &FeedRow) -> Result<Imported, String> {
+    Ok(
+        match catalog.feed_by_id(f.id).await.map_err(|e| e.to_string())? {
+            None => Imported::Created,
+            Some(e) if e.userid == f.userid && e.name == f.name && e.engine == f.engine => {
+                Imported::Unchanged
+            }
+            Some(e) => Imported::Conflict(format!(
+                "feed id {} is already {}:{} here",
+                f.id, e.tag, e.name
+            )),
+        },
+    )
+}
+
+async fn read_users(db: &MySqlPool, wanted: &[String]) -> anyhow::Result<Vec<ImportedUser>> {
+    let rows = sqlx::query(
+        "SELECT CAST(id AS SIGNED) AS id, username, COALESCE(email,'') AS email, password, \
+         COALESCE(salt,'') AS salt, apikey_write, apikey_read, CAST(COALESCE(admin,0) AS SIGNED) AS admin, \
+         COALESCE(timezone,'UTC') AS timezone FROM users ORDER BY id",
+    )
+    .fetch_all(db)
+    .await
+    .context("reading emoncms's users table")?;
+    let all = wanted.is_empty() || wanted.iter().any(|w| w == "all");
+    let mut out = Vec::new();
+    for r in rows {
+        let u = ImportedUser {
+            id: r.try_get("id")?,
+            username: r.try_get("username")?,
+            email: r.try_get("email")?,
+            password: r.try_get("password")?,
+            salt: r.try_get("salt")?,
+            apikey_write: r.try_get("apikey_write")?,
+            apikey_read: r.try_get("apikey_read")?,
+            admin: r.try_get::<i64, _>("admin")? != 0,
+            timezone: r.try_get("timezone")?,
+        };
+        if all || wanted.iter().any(|w| w.eq_ignore_ascii_case(&u.username)) {
+            out.push(u);
+        }
+    }
+    Ok(out)
+}
+
+async fn read_feeds(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<FeedRow>> {
+    let rows = sqlx::query(
+        "SELECT CAST(id AS SIGNED) AS id, CAST(userid AS SIGNED) AS userid, COALESCE(name,'') AS name, \
+         COALESCE(tag,'') AS tag, CAST(COALESCE(public,0) AS SIGNED) AS public, CAST(engine AS SIGNED) AS engine, \
+         COALESCE(unit,'') AS unit, COALESCE(processList,'') AS processList, \
+         CAST(COALESCE(size,0) AS SIGNED) AS size FROM feeds WHERE userid = ? ORDER BY id",
+    )
+    .bind(userid)
+    .fetch_all(db)
+    .await
+    .context("reading emoncms's feeds table")?;
+    rows.iter()
+        .map(|r| {
+            Ok(FeedRow {
+                id: r.try_get("id")?,
+                userid: r.try_get("userid")?,
+                name: r.try_get("name")?,
+                tag: r.try_get("tag")?,
+                public: r.try_get::<i64, _>("public")? != 0,
+                engine: r.try_get("engine")?,
+                unit: r.try_get("unit")?,
+                process_list: r.try_get("processList")?,
+                size: r.try_get("size")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .context("decoding a feeds row")
+}
+
+async fn read_inputs(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<InputRow>> {
+    let rows = sqlx::query(
+        "SELECT CAST(id AS SIGNED) AS id, CAST(userid AS SIGNED) AS userid, COALESCE(nodeid,'') AS nodeid, \
+         COALESCE(name,'') AS name, COALESCE(description,'') AS description, \
+         COALESCE(processList,'') AS processList FROM input WHERE userid = ? ORDER BY id",
+    )
+    .bind(userid)
+    .fetch_all(db)
+    .await
+    .context("reading emoncms's input table")?;
+    rows.iter()
+        .map(|r| {
+            Ok(InputRow {
+                id: r.try_get("id")?,
+                userid: r.try_get("userid")?,
+                nodeid: r.try_get("nodeid")?,
+                name: r.try_get("name")?,
+                description: r.try_get("description")?,
+                process_list: r.try_get("processList")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .context("decoding an input row")
+}
+
+/// Puts one feed's data in place; returns the bytes placed.
+async fn feed_data(
+    db: &MySqlPool,
+    args: &ImportArgs,
+    dd: &DataDir,
+    f: &FeedRow,
+) -> anyhow::Result<u64> {
+    let id = f.id;
+    match f.engine {
+        5 => {
+            let src = args
+                .phpfina
+                .as_deref()
+                .context("a PHPFina feed needs --phpfina DIR")?;
+            let meta = place(
+                &src.join(format!("{id}.meta")),
+                &dd.phpfina_dir().join(format!("{id}.meta")),
+                args,
+            )?;
+            let dat = place(
+                &src.join(format!("{id}.dat")),
+                &dd.phpfina_dir().join(format!("{id}.dat")),
+                args,
+            )?;
+            Ok(meta + dat)
+        }
+        2 => {
+            let src = args
+                .phptimeseries
+                .as_deref()
+                .context("a PHPTimeSeries feed needs --phptimeseries DIR")?;
+            let name = format!("feed_{id}.MYD");
+            place(&src.join(&name), &dd.phptimeseries_dir().join(&name), args)
+        }
+        0 => {
+            // The table name is built from an integer id, so nothing from the data reaches it.
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT CAST(time AS SIGNED) AS time, CAST(data AS DOUBLE) AS data FROM feed_{id} ORDER BY time"
+            )))
+            .fetch_all(db)
+            .await
+            .with_context(|| format!("reading MySQL table feed_{id}"))?;
+            let mut bytes = Vec::with_capacity(rows.len() * 9);
+            for r in rows {
+                let t: i64 = r.try_get("time")?;
+                let v: f64 = r.try_get("data")?;
+                bytes.push(0xF9);
+                bytes.extend_from_slice(
+                    &u32::try_from(t).context("time outside u32")?.to_le_bytes(),
+                );
+                bytes.extend_from_slice(&(v as f32).to_le_bytes());
+            }
+            let to = dd.phptimeseries_dir().join(format!("feed_{id}.MYD"));
+            write_new(&to, &bytes, args.dry_run)
+        }
+        // Virtual feeds: the process list is the feed.
+        7 => Ok(0),
+        e => bail!(
+            "engine {e} is not supported by ynni (PHPFina 5, PHPTimeSeries 2, MySQL 0, virtual 7)"
+        ),
+    }
+}
+
+/// Copies (or hard-links) a feed file. Already there with the same bytes: nothing to do; with
+/// other bytes: an error, nothing overwritten.
+fn place(from: &Path, to: &Path, args: &ImportArgs) -> anyhow::Result<u64> {
+    let data = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    if let Ok(existing) = fs::read(to) {
+        if existing == data {
+            return Ok(0);
+        }
+        bail!("{} already exists with other data", to.display());
+    }
+    if args.dry_run {
+        return Ok(data.len() as u64);
+    }
+    if args.link && fs::hard_link(from, to).is_ok() {
+        return Ok(data.len() as u64);
+    }
+    write_new(to, &data, false)
+}
+
+/// Writes a file that must not exist yet (through a temporary name, synced, then renamed).
+fn write_new(to: &Path, bytes: &[u8], dry_run: bool) -> anyhow::Result<u64> {
+    if let Ok(existing) = fs::read(to) {
+        if existing == bytes {
+            return Ok(0);
+        }
+        bail!("{} already exists with other data", to.display());
+    }
+    if dry_run {
+        return Ok(bytes.len() as u64);
+    }
+    let tmp: PathBuf = to.with_extension("import-tmp");
+    let mut f = fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, to).with_context(|| format!("renaming into {}", to.display()))?;
+    Ok(bytes.len() as u64)
+}

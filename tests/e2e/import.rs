@@ -1,0 +1,220 @@
+//! `ynni import emoncms` from a real MariaDB holding an emoncms-shaped database and the feed
+//! files a real emoncms 11.16.8 left on disk: the same apikeys then post over HTTP and MQTT,
+//! the old password logs in, and the feed data reads back as emoncms wrote it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+use crate::harness::{Server, get, input_value_soon, post_form, run_cli, script};
+use crate::mariadb::MariaDb;
+
+const WRITE: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
+const READ: &str = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0";
+const SALT: &str = "00112233445566778899aabbccddeeff";
+const T0: i64 = 1_795_800_000;
+
+fn reference() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/emoncms-data")
+}
+
+/// emoncms 11's tables (the columns the import reads, as emoncms declares them) and rows.
+async fn load_emoncms(db: &MariaDb) {
+    let root = sqlx::MySqlPool::connect(&db.url(""))
+        .await
+        .expect("connect");
+    sqlx::query("CREATE DATABASE emoncms")
+        .execute(&root)
+        .await
+        .expect("create db");
+    let pool = sqlx::MySqlPool::connect(&db.url("emoncms"))
+        .await
+        .expect("connect");
+    let hash = ynni_core::password::legacy_hash("oldpass1", SALT);
+    let statements = [
+        "CREATE TABLE users (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, username VARCHAR(30), \
+         email VARCHAR(64), password VARCHAR(64), salt VARCHAR(32), apikey_write VARCHAR(64), \
+         apikey_read VARCHAR(64), lastlogin DATETIME, admin INT NOT NULL DEFAULT 0, \
+         timezone VARCHAR(64) DEFAULT 'UTC', language VARCHAR(5) DEFAULT 'en_EN')"
+            .to_string(),
+        "CREATE TABLE feeds (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, name TEXT, userid INT, \
+         tag TEXT, time INT, value DOUBLE, datatype INT NOT NULL DEFAULT 1, public TINYINT(1) DEFAULT 0, \
+         size INT, engine INT NOT NULL DEFAULT 0, server INT NOT NULL DEFAULT 0, processList TEXT, \
+         unit VARCHAR(10) DEFAULT '')"
+            .to_string(),
+        "CREATE TABLE input (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, userid INT, name TEXT, \
+         description TEXT, nodeid TEXT, processList TEXT, time INT, value FLOAT)"
+            .to_string(),
+        "CREATE TABLE feed_3 (time INT UNSIGNED NOT NULL, data FLOAT NOT NULL, UNIQUE (time))"
+            .to_string(),
+        format!(
+            "INSERT INTO users (id, username, email, password, salt, apikey_write, apikey_read, admin, timezone) \
+             VALUES (1, 'emonpi', 'pi@example.com', '{hash}', '{SALT}', '{WRITE}', '{READ}', 1, 'Europe/London')"
+        ),
+        "INSERT INTO feeds (id, name, userid, tag, public, size, engine, processList, unit) VALUES \
+         (1, 'use', 1, 'emontx', 1, 188, 5, NULL, 'W'), (2, 'temp', 1, 'house', 0, 342, 2, '', ''), \
+         (3, 'legacy', 1, 'old', 0, 0, 0, '', 'kWh')"
+            .to_string(),
+        format!("INSERT INTO feed_3 (time, data) VALUES ({T0}, 1.5), ({}, 2.5)", T0 + 10),
+        "INSERT INTO input (id, userid, name, description, nodeid, processList) VALUES \
+         (7, 1, 'power1', 'house total', 'emontx', '1:1')"
+            .to_string(),
+    ];
+    for s in statements {
+        sqlx::query(sqlx::AssertSqlSafe(s.clone()))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+}
+
+fn import(db: &MariaDb, data: &Path, extra: &[&str]) -> (bool, String, String) {
+    let url = db.url("emoncms");
+    let (fina, ts) = (
+        reference().join("phpfina"),
+        reference().join("phptimeseries"),
+    );
+    let mut args = vec![
+        "import",
+        "emoncms",
+        "--mysql",
+        &url,
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--phpfina",
+        fina.to_str().expect("utf-8"),
+        "--phptimeseries",
+        ts.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    let (status, out, err) = run_cli(&args, &[], None);
+    (status.success(), out, err)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
+    let db = MariaDb::start();
+    load_emoncms(&db).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+
+    // A dry run reads everything and writes nothing.
+    let (ok, out, err) = import(&db, &data, &["--dry-run"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(!data.join("phpfina/1.dat").exists());
+
+    let (ok, out, err) = import(&db, &data, &[]);
+    assert!(ok, "{out}\n{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("summary")).expect("JSON");
+    assert_eq!(summary["user"], "emonpi");
+    assert_eq!(summary["feeds"]["created"], 3, "{summary}");
+    assert_eq!(summary["inputs"]["created"], 1, "{summary}");
+    // The files are emoncms's, byte for byte; the MySQL feed became a variable-interval file.
+    for (from, to) in [
+        ("phpfina/1.meta", "phpfina/1.meta"),
+        ("phpfina/1.dat", "phpfina/1.dat"),
+        ("phptimeseries/feed_2.MYD", "phptimeseries/feed_2.MYD"),
+    ] {
+        assert_eq!(
+            std::fs::read(reference().join(from)).expect("source"),
+            std::fs::read(data.join(to)).expect("imported"),
+            "{to}"
+        );
+    }
+    // Importing again changes nothing.
+    let (ok, out, err) = import(&db, &data, &[]);
+    assert!(ok, "{out}\n{err}");
+    let again: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("summary")).expect("JSON");
+    assert_eq!(
+        (
+            again["feeds"]["unchanged"].as_u64(),
+            again["feeds"]["created"].as_u64()
+        ),
+        (Some(3), Some(0)),
+        "{again}"
+    );
+
+    let server = Server::builder().data_dir(&data).start();
+    let c = script();
+    // The MySQL feed's points, as emoncms's feed/data would give them.
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/feed/data.json?id=3&start={}&end={}&interval=10&apikey={READ}",
+            T0 * 1000,
+            (T0 + 10) * 1000
+        )),
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        serde_json::json!([[T0 * 1000, 1.5], [(T0 + 10) * 1000, 2.5]]),
+        "{}",
+        r.body
+    );
+    // The feed list keeps ids, names, tags, units and the public flag.
+    let list = get(&c, &server.url(&format!("/feed/list.json?apikey={READ}")))
+        .await
+        .json();
+    let names: Vec<(String, String, String)> = list
+        .as_array()
+        .expect("feeds")
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap_or_default().into(),
+                f["name"].as_str().unwrap_or_default().into(),
+                f["public"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names[0],
+        ("1".into(), "use".into(), "\"1\"".into()),
+        "{list}"
+    );
+
+    // The old password logs in; the same write key posts over HTTP and as the MQTT password.
+    let login = post_form(
+        &crate::harness::browser(),
+        &server.url("/user/login.json"),
+        &[("username", "emonpi"), ("password", "oldpass1")],
+    )
+    .await;
+    assert_eq!(login.json()["success"], true, "{}", login.body);
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/input/post?node=emontx&fulljson=%7B%22power1%22%3A321%7D&apikey={WRITE}"
+        )),
+    )
+    .await;
+    assert_eq!(r.body, "{\"success\": true}");
+    let inputs = get(&c, &server.url(&format!("/input/list.json?apikey={READ}")))
+        .await
+        .json();
+    assert_eq!(inputs[0]["id"], "7", "the input keeps its id: {inputs}");
+    assert_eq!(inputs[0]["processList"], "1:1");
+    let mqtt = server.mqtt.expect("mqtt");
+    let mut opts = MqttOptions::new("imported-device", mqtt.ip().to_string(), mqtt.port());
+    opts.set_credentials("emonpi", WRITE);
+    let (client, mut events) = AsyncClient::new(opts, 10);
+    client
+        .publish("emon/emontx/power1", QoS::AtLeastOnce, false, "654")
+        .await
+        .expect("publish");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Event::Incoming(Packet::PubAck(_))) = events.poll().await {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("PUBACK");
+    let got = input_value_soon(&server, READ, "emontx", "power1", &serde_json::json!(654)).await;
+    assert_eq!(got["value"], serde_json::json!(654), "{got}");
+}
