@@ -24,6 +24,7 @@ use sqlx::Row;
 use sqlx::mysql::MySqlPool;
 use ynni_config::Settings;
 use ynni_core::{Catalog, FeedRow, Imported, ImportedUser, InputRow};
+use ynni_ingest::shard::Router;
 use ynni_storage::DataDir;
 
 use crate::cli::ImportArgs;
@@ -64,6 +65,7 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
     let started = Instant::now();
     let mut bytes_total = 0u64;
     let mut failed = false;
+    let mut seeds = Vec::new();
     for user in &users {
         let mut accounts = Tally::default();
         let mut feeds = Tally::default();
@@ -104,25 +106,65 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
             }
             progress(&user.username, k + 1, n, bytes_total + bytes, started);
         }
-        for input in read_inputs(&source, user.id).await? {
-            inputs.add(if args.dry_run {
+        let mut lasts = Vec::new();
+        for (input, last) in read_inputs(&source, user.id).await? {
+            let outcome = if args.dry_run {
                 Ok(Imported::Created)
             } else {
                 catalog
                     .import_input(&input)
                     .await
                     .map_err(|e| e.to_string())
-            });
+            };
+            if let (Ok(Imported::Created | Imported::Unchanged), Some((t, v))) = (&outcome, last) {
+                lasts.push((input.id, t, v));
+            }
+            inputs.add(outcome);
         }
+        seeds.push((user.id, lasts));
         bytes_total += bytes;
         failed |=
             !feeds.errors.is_empty() || !feeds.conflicts.is_empty() || !inputs.conflicts.is_empty();
         report(user, &accounts, &feeds, &inputs, bytes, args.dry_run);
     }
+    if !args.dry_run {
+        seed_last_values(settings, &data_dir, &catalog, seeds).await?;
+    }
     catalog.close().await;
     if failed {
         bail!("some rows or files were not imported (see the summary lines)");
     }
+    Ok(())
+}
+
+/// One user's inputs' last values from emoncms: (input id, time, value).
+type ImportedLasts = Vec<(i64, i64, Option<f64>)>;
+
+/// Inputs show the last value they had in emoncms until new data arrives (feeds need nothing:
+/// their last value is the last point of their file, and accumulating processes continue from
+/// it).
+async fn seed_last_values(
+    settings: &Settings,
+    data_dir: &DataDir,
+    catalog: &Catalog,
+    seeds: Vec<(i64, ImportedLasts)>,
+) -> anyhow::Result<()> {
+    let cfg = crate::serve::router_config(settings, data_dir)?;
+    let (c, handle) = (catalog.clone(), tokio::runtime::Handle::current());
+    let router = tokio::task::spawn_blocking(move || Router::start(cfg, c, handle))
+        .await
+        .context("starting the shard workers")??;
+    for (userid, rows) in seeds {
+        if !rows.is_empty() {
+            router
+                .seed_input_last(userid, rows)
+                .await
+                .context("storing the inputs' last values")?;
+        }
+    }
+    tokio::task::spawn_blocking(move || router.stop())
+        .await
+        .context("stopping the shard workers")?;
     Ok(())
 }
 
@@ -244,11 +286,16 @@ async fn read_feeds(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<FeedRow>>
         .context("decoding a feeds row")
 }
 
-async fn read_inputs(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<InputRow>> {
+/// Inputs, each with its last (time, value) when emoncms's table has one (with Redis on, these
+/// columns lag behind; they are what there is).
+type InputWithLast = (InputRow, Option<(i64, Option<f64>)>);
+
+async fn read_inputs(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<InputWithLast>> {
     let rows = sqlx::query(
         "SELECT CAST(id AS SIGNED) AS id, CAST(userid AS SIGNED) AS userid, COALESCE(nodeid,'') AS nodeid, \
          COALESCE(name,'') AS name, COALESCE(description,'') AS description, \
-         COALESCE(processList,'') AS processList FROM input WHERE userid = ? ORDER BY id",
+         COALESCE(processList,'') AS processList, CAST(time AS SIGNED) AS time, \
+         CAST(value AS DOUBLE) AS value FROM input WHERE userid = ? ORDER BY id",
     )
     .bind(userid)
     .fetch_all(db)
@@ -256,14 +303,17 @@ async fn read_inputs(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<InputRow
     .context("reading emoncms's input table")?;
     rows.iter()
         .map(|r| {
-            Ok(InputRow {
+            let time: Option<i64> = r.try_get("time")?;
+            let value: Option<f64> = r.try_get("value")?;
+            let row = InputRow {
                 id: r.try_get("id")?,
                 userid: r.try_get("userid")?,
                 nodeid: r.try_get("nodeid")?,
                 name: r.try_get("name")?,
                 description: r.try_get("description")?,
                 process_list: r.try_get("processList")?,
-            })
+            };
+            Ok((row, time.filter(|t| *t > 0).map(|t| (t, value))))
         })
         .collect::<Result<_, sqlx::Error>>()
         .context("decoding an input row")

@@ -57,9 +57,10 @@ async fn load_emoncms(db: &MariaDb) {
          (3, 'legacy', 1, 'old', 0, 0, 0, '', 'kWh')"
             .to_string(),
         format!("INSERT INTO feed_3 (time, data) VALUES ({T0}, 1.5), ({}, 2.5)", T0 + 10),
-        "INSERT INTO input (id, userid, name, description, nodeid, processList) VALUES \
-         (7, 1, 'power1', 'house total', 'emontx', '1:1')"
-            .to_string(),
+        format!(
+            "INSERT INTO input (id, userid, name, description, nodeid, processList, time, value) VALUES \
+             (7, 1, 'power1', 'house total', 'emontx', '1:1', {T0}, 250.5)"
+        ),
     ];
     for s in statements {
         sqlx::query(sqlx::AssertSqlSafe(s.clone()))
@@ -175,6 +176,16 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
         names[0],
         ("1".into(), "use".into(), "\"1\"".into()),
         "{list}"
+    );
+
+    // Inputs show their emoncms last value until new data comes.
+    let before = get(&c, &server.url(&format!("/input/list.json?apikey={READ}")))
+        .await
+        .json();
+    assert_eq!(
+        (&before[0]["time"], &before[0]["value"]),
+        (&serde_json::json!(T0), &serde_json::json!(250.5)),
+        "{before}"
     );
 
     // The old password logs in; the same write key posts over HTTP and as the MQTT password.

@@ -289,6 +289,22 @@ impl Router {
         rx.await.map_err(|_| IngestError::Stopped)
     }
 
+    /// Gives inputs that have no last value yet the one they had elsewhere (an import), and
+    /// checkpoints it. Resolves once durable.
+    pub async fn seed_input_last(
+        &self,
+        userid: i64,
+        rows: Vec<(i64, i64, Value)>,
+    ) -> Result<(), IngestError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sender = self.worker_of(userid).clone();
+        tokio::task::spawn_blocking(move || sender.send(Job::SeedInputs(rows, tx)))
+            .await
+            .map_err(|_| IngestError::Stopped)?
+            .map_err(|_| IngestError::Stopped)?;
+        rx.await.map_err(|_| IngestError::Stopped)?
+    }
+
     /// Each worker's counters; a worker whose queue is full is reported busy, not waited for.
     pub async fn status(&self) -> Vec<Result<ShardStatus, IngestError>> {
         let mut out = Vec::with_capacity(self.senders.len());

@@ -107,6 +107,9 @@ pub enum Job {
     InputLast(i64, tokio::sync::oneshot::Sender<LastValues>),
     /// How the worker is doing, for the admin page.
     Status(tokio::sync::oneshot::Sender<ShardStatus>),
+    /// Last values brought from another installation: (input id, time, value) for inputs
+    /// that have none yet; checkpointed before the reply.
+    SeedInputs(Vec<(i64, i64, Value)>, Reply),
     Stop,
 }
 
@@ -257,6 +260,13 @@ impl Worker {
                     }
                     Job::InputLast(userid, reply) => {
                         let _ = reply.send(self.core.input_last(userid));
+                    }
+                    Job::SeedInputs(rows, reply) => {
+                        for (id, t, v) in rows {
+                            self.core.state.input_last.entry(id).or_insert((t, v));
+                        }
+                        let done = self.store.flush(&self.core.state.encode());
+                        let _ = reply.send(done.map(|_| ()).map_err(IngestError::from));
                     }
                     Job::Status(reply) => {
                         let _ = reply.send(ShardStatus {
