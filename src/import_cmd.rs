@@ -14,7 +14,7 @@
 //! everything and writes nothing.
 
 use std::fs;
-use std::io::Write as _;
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -62,11 +62,22 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
     if users.is_empty() {
         bail!("no emoncms users matched {:?}", args.users);
     }
-    let started = Instant::now();
-    let mut bytes_total = 0u64;
+    // Every user's feeds first, so progress can say how much is left.
+    let mut all_feeds = Vec::with_capacity(users.len());
+    for user in &users {
+        all_feeds.push(read_feeds(&source, user.id).await?);
+    }
+    let mut progress = Progress::new(
+        all_feeds.iter().map(Vec::len).sum(),
+        all_feeds
+            .iter()
+            .flatten()
+            .map(|f| source_bytes(args, f))
+            .sum(),
+    );
     let mut failed = false;
     let mut seeds = Vec::new();
-    for user in &users {
+    for (ui, user) in users.iter().enumerate() {
         let mut accounts = Tally::default();
         let mut feeds = Tally::default();
         let mut inputs = Tally::default();
@@ -82,9 +93,8 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
             failed = true;
             continue;
         }
-        let rows = read_feeds(&source, user.id).await?;
-        let n = rows.len();
-        for (k, feed) in rows.into_iter().enumerate() {
+        let rows = std::mem::take(&mut all_feeds[ui]);
+        for feed in rows {
             let row = if args.dry_run {
                 would_feed(&catalog, &feed).await
             } else {
@@ -104,7 +114,7 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
                     feed.id, feed.tag, feed.name
                 ))),
             }
-            progress(&user.username, k + 1, n, bytes_total + bytes, started);
+            progress.feed_done(&user.username, source_bytes(args, &feed));
         }
         let mut lasts = Vec::new();
         for (input, last) in read_inputs(&source, user.id).await? {
@@ -122,7 +132,6 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
             inputs.add(outcome);
         }
         seeds.push((user.id, lasts));
-        bytes_total += bytes;
         failed |=
             !feeds.errors.is_empty() || !feeds.conflicts.is_empty() || !inputs.conflicts.is_empty();
         report(user, &accounts, &feeds, &inputs, bytes, args.dry_run);
@@ -168,13 +177,80 @@ async fn seed_last_values(
     Ok(())
 }
 
-fn progress(user: &str, done: usize, of: usize, bytes: u64, started: Instant) {
-    let secs = started.elapsed().as_secs_f64().max(1e-3);
-    eprintln!(
-        "{user}: feed {done}/{of}, {:.1} MiB, {:.1} MiB/s",
-        bytes as f64 / 1048576.0,
-        bytes as f64 / 1048576.0 / secs
-    );
+/// Feeds and bytes done, rate and time left: one rewritten line on a terminal, a plain log
+/// line every few seconds otherwise.
+struct Progress {
+    feeds: usize,
+    bytes: u64,
+    done_feeds: usize,
+    done_bytes: u64,
+    started: Instant,
+    printed: Instant,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(feeds: usize, bytes: u64) -> Self {
+        let now = Instant::now();
+        Self {
+            feeds,
+            bytes,
+            done_feeds: 0,
+            done_bytes: 0,
+            started: now,
+            printed: now,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn feed_done(&mut self, user: &str, bytes: u64) {
+        self.done_feeds += 1;
+        self.done_bytes += bytes;
+        let every = if self.tty { 0.2 } else { 5.0 };
+        let last = self.done_feeds == self.feeds;
+        if self.printed.elapsed().as_secs_f64() < every && !last {
+            return;
+        }
+        self.printed = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = self.done_bytes as f64 / secs;
+        let left = if rate > 0.0 {
+            format!(
+                "{:.0} s left",
+                self.bytes.saturating_sub(self.done_bytes) as f64 / rate
+            )
+        } else {
+            "time left unknown".into()
+        };
+        let line = format!(
+            "{user}: feeds {}/{}, {:.1}/{:.1} MiB, {:.1} MiB/s, {left}",
+            self.done_feeds,
+            self.feeds,
+            self.done_bytes as f64 / 1048576.0,
+            self.bytes as f64 / 1048576.0,
+            rate / 1048576.0
+        );
+        if self.tty {
+            eprint!("\r{line}   ");
+            if last {
+                eprintln!();
+            }
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// The size of a feed's source files (0 where unknown: MySQL tables, virtual feeds).
+fn source_bytes(args: &ImportArgs, f: &FeedRow) -> u64 {
+    let size = |p: PathBuf| fs::metadata(p).map_or(0, |m| m.len());
+    match (f.engine, &args.phpfina, &args.phptimeseries) {
+        (5, Some(dir), _) => {
+            size(dir.join(format!("{}.meta", f.id))) + size(dir.join(format!("{}.dat", f.id)))
+        }
+        (2, _, Some(dir)) => size(dir.join(format!("feed_{}.MYD", f.id))),
+        _ => 0,
+    }
 }
 
 fn report(
