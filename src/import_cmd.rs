@@ -461,20 +461,32 @@ async fn feed_data(
 /// Copies (or hard-links) a feed file. Already there with the same bytes: nothing to do; with
 /// other bytes: an error, nothing overwritten.
 fn place(from: &Path, to: &Path, args: &ImportArgs) -> anyhow::Result<u64> {
-    let data = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-    if let Ok(existing) = fs::read(to) {
-        if existing == data {
+    let len = fs::metadata(from)
+        .with_context(|| format!("reading {}", from.display()))?
+        .len();
+    if to.exists() {
+        let same = fs::read(from).with_context(|| format!("reading {}", from.display()))?
+            == fs::read(to).with_context(|| format!("reading {}", to.display()))?;
+        if same {
             return Ok(0);
         }
         bail!("{} already exists with other data", to.display());
     }
     if args.dry_run {
-        return Ok(data.len() as u64);
+        return Ok(len);
     }
     if args.link && fs::hard_link(from, to).is_ok() {
-        return Ok(data.len() as u64);
+        return Ok(len);
     }
-    write_new(to, &data, false)
+    // Through a temporary name, synced, then renamed: a crash never leaves half a file that a
+    // second run would take for a conflict.
+    let tmp: PathBuf = to.with_extension("import-tmp");
+    fs::copy(from, &tmp).with_context(|| format!("copying {}", from.display()))?;
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", tmp.display()))?;
+    fs::rename(&tmp, to).with_context(|| format!("renaming into {}", to.display()))?;
+    Ok(len)
 }
 
 /// Writes a file that must not exist yet (through a temporary name, synced, then renamed).
