@@ -24,7 +24,7 @@ use sqlx::Row;
 use sqlx::mysql::MySqlPool;
 use ynni_config::Settings;
 use ynni_core::{Catalog, FeedRow, Imported, ImportedUser, InputRow};
-use ynni_ingest::shard::Router;
+use ynni_ingest::shard::{Router, Seed};
 use ynni_storage::DataDir;
 
 use crate::cli::ImportArgs;
@@ -82,18 +82,32 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
         let mut feeds = Tally::default();
         let mut inputs = Tally::default();
         let mut bytes = 0u64;
-        accounts.add(if args.dry_run {
-            Ok(would_user(&catalog, user).await?)
+        let (outcome, here) = if args.dry_run {
+            would_user(&catalog, user).await?
         } else {
-            catalog.import_user(user).await.map_err(|e| e.to_string())
-        });
+            catalog.import_user(user).await?
+        };
+        accounts.add(Ok(outcome));
         if !accounts.conflicts.is_empty() {
             // Its feeds and inputs would land on someone else's account.
-            report(user, &accounts, &feeds, &inputs, bytes, args.dry_run);
+            report(Report {
+                user,
+                here,
+                accounts: &accounts,
+                feeds: &feeds,
+                inputs: &inputs,
+                bytes,
+                dry: args.dry_run,
+            });
             failed = true;
             continue;
         }
-        let rows = std::mem::take(&mut all_feeds[ui]);
+        // Where the emoncms id was taken, the account has another id here: its rows follow it.
+        let mut rows = std::mem::take(&mut all_feeds[ui]);
+        for f in &mut rows {
+            f.userid = here;
+        }
+        let mut imported_feeds = std::collections::HashSet::new();
         for feed in rows {
             let row = if args.dry_run {
                 would_feed(&catalog, &feed).await
@@ -107,6 +121,9 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
             match placed {
                 Ok(b) => {
                     bytes += b;
+                    if matches!(row, Ok(Imported::Created | Imported::Unchanged)) {
+                        imported_feeds.insert(feed.id);
+                    }
                     feeds.add(row);
                 }
                 Err(e) => feeds.add(Err(format!(
@@ -116,8 +133,16 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
             }
             progress.feed_done(&user.username, source_bytes(args, &feed));
         }
-        let mut lasts = Vec::new();
-        for (input, last) in read_inputs(&source, user.id).await? {
+        let mut seed = Seed {
+            feeds: read_feed_lasts(&source, user.id)
+                .await?
+                .into_iter()
+                .filter(|(id, _, _)| imported_feeds.contains(&i64::from(*id)))
+                .collect(),
+            ..Seed::default()
+        };
+        for (mut input, last) in read_inputs(&source, user.id).await? {
+            input.userid = here;
             let outcome = if args.dry_run {
                 Ok(Imported::Created)
             } else {
@@ -127,14 +152,22 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
                     .map_err(|e| e.to_string())
             };
             if let (Ok(Imported::Created | Imported::Unchanged), Some((t, v))) = (&outcome, last) {
-                lasts.push((input.id, t, v));
+                seed.inputs.push((input.id, t, v));
             }
             inputs.add(outcome);
         }
-        seeds.push((user.id, lasts));
+        seeds.push((here, seed));
         failed |=
             !feeds.errors.is_empty() || !feeds.conflicts.is_empty() || !inputs.conflicts.is_empty();
-        report(user, &accounts, &feeds, &inputs, bytes, args.dry_run);
+        report(Report {
+            user,
+            here,
+            accounts: &accounts,
+            feeds: &feeds,
+            inputs: &inputs,
+            bytes,
+            dry: args.dry_run,
+        });
     }
     if !args.dry_run {
         seed_last_values(settings, &data_dir, &catalog, seeds).await?;
@@ -146,27 +179,23 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
     Ok(())
 }
 
-/// One user's inputs' last values from emoncms: (input id, time, value).
-type ImportedLasts = Vec<(i64, i64, Option<f64>)>;
-
-/// Inputs show the last value they had in emoncms until new data arrives (feeds need nothing:
-/// their last value is the last point of their file, and accumulating processes continue from
-/// it).
+/// Inputs and feeds keep the last value (and its time) they had in emoncms: the inputs page
+/// shows it until new data arrives, and accumulating processes continue from a feed's total.
 async fn seed_last_values(
     settings: &Settings,
     data_dir: &DataDir,
     catalog: &Catalog,
-    seeds: Vec<(i64, ImportedLasts)>,
+    seeds: Vec<(i64, Seed)>,
 ) -> anyhow::Result<()> {
     let cfg = crate::serve::router_config(settings, data_dir)?;
     let (c, handle) = (catalog.clone(), tokio::runtime::Handle::current());
     let router = tokio::task::spawn_blocking(move || Router::start(cfg, c, handle))
         .await
         .context("starting the shard workers")??;
-    for (userid, rows) in seeds {
-        if !rows.is_empty() {
+    for (userid, seed) in seeds {
+        if !seed.inputs.is_empty() || !seed.feeds.is_empty() {
             router
-                .seed_input_last(userid, rows)
+                .seed_last(userid, seed)
                 .await
                 .context("storing the inputs' last values")?;
         }
@@ -253,38 +282,48 @@ fn source_bytes(args: &ImportArgs, f: &FeedRow) -> u64 {
     }
 }
 
-fn report(
-    user: &ImportedUser,
-    accounts: &Tally,
-    feeds: &Tally,
-    inputs: &Tally,
+/// One user's summary line (JSON on stdout).
+struct Report<'a> {
+    user: &'a ImportedUser,
+    /// The account's id here (the emoncms id where it was free).
+    here: i64,
+    accounts: &'a Tally,
+    feeds: &'a Tally,
+    inputs: &'a Tally,
     bytes: u64,
     dry: bool,
-) {
+}
+
+fn report(r: Report<'_>) {
     let part = |t: &Tally| json!({"created": t.created, "unchanged": t.unchanged, "conflicts": t.conflicts, "errors": t.errors});
     println!(
         "{}",
         json!({
-            "user": user.username,
-            "id": user.id,
-            "dry_run": dry,
-            "account": part(accounts),
-            "feeds": part(feeds),
-            "inputs": part(inputs),
-            "data_bytes": bytes,
+            "user": r.user.username,
+            "id": r.user.id,
+            "id_here": r.here,
+            "dry_run": r.dry,
+            "account": part(r.accounts),
+            "feeds": part(r.feeds),
+            "inputs": part(r.inputs),
+            "data_bytes": r.bytes,
         })
     );
 }
 
-async fn would_user(catalog: &Catalog, u: &ImportedUser) -> anyhow::Result<Imported> {
-    Ok(match catalog.user_by_id(u.id).await? {
-        None => Imported::Created,
-        Some(e)
-            if e.username.eq_ignore_ascii_case(&u.username) && e.apikey_write == u.apikey_write =>
-        {
-            Imported::Unchanged
+async fn would_user(catalog: &Catalog, u: &ImportedUser) -> anyhow::Result<(Imported, i64)> {
+    Ok(match catalog.user_by_username(&u.username).await? {
+        Some(e) if e.apikey_write == u.apikey_write && e.apikey_read == u.apikey_read => {
+            (Imported::Unchanged, e.id)
         }
-        Some(e) => Imported::Conflict(format!("user id {} is already {:?} here", u.id, e.username)),
+        Some(e) => (
+            Imported::Conflict(format!(
+                "username {:?} already exists here with other apikeys",
+                u.username
+            )),
+            e.id,
+        ),
+        None => (Imported::Created, u.id),
     })
 }
 
@@ -357,6 +396,32 @@ async fn read_feeds(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<FeedRow>>
                 process_list: r.try_get("processList")?,
                 size: r.try_get("size")?,
             })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .context("decoding a feeds row")
+}
+
+/// Each feed's last (time, value) as emoncms's `feeds` table has it (set where time is).
+async fn read_feed_lasts(
+    db: &MySqlPool,
+    userid: i64,
+) -> anyhow::Result<Vec<(u32, i64, Option<f64>)>> {
+    let rows = sqlx::query(
+        "SELECT CAST(id AS SIGNED) AS id, CAST(time AS SIGNED) AS time, CAST(value AS DOUBLE) AS value \
+         FROM feeds WHERE userid = ? AND time IS NOT NULL AND time > 0",
+    )
+    .bind(userid)
+    .fetch_all(db)
+    .await
+    .context("reading emoncms's feeds table")?;
+    rows.iter()
+        .map(|r| {
+            let id: i64 = r.try_get("id")?;
+            Ok((
+                u32::try_from(id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                r.try_get("time")?,
+                r.try_get("value")?,
+            ))
         })
         .collect::<Result<_, sqlx::Error>>()
         .context("decoding a feeds row")

@@ -52,9 +52,10 @@ async fn load_emoncms(db: &MariaDb) {
             "INSERT INTO users (id, username, email, password, salt, apikey_write, apikey_read, admin, timezone) \
              VALUES (1, 'emonpi', 'pi@example.com', '{hash}', '{SALT}', '{WRITE}', '{READ}', 1, 'Europe/London')"
         ),
-        "INSERT INTO feeds (id, name, userid, tag, public, size, engine, processList, unit) VALUES \
-         (1, 'use', 1, 'emontx', 1, 188, 5, NULL, 'W'), (2, 'temp', 1, 'house', 0, 342, 2, '', ''), \
-         (3, 'legacy', 1, 'old', 0, 0, 0, '', 'kWh')"
+        "INSERT INTO feeds (id, name, userid, tag, public, size, engine, processList, unit, time, value) VALUES \
+         (1, 'use', 1, 'emontx', 0, 188, 5, NULL, 'W', NULL, NULL), \
+         (2, 'temp', 1, 'house', 1, 342, 2, '', '', 1699999900, 21.5), \
+         (3, 'legacy', 1, 'old', 0, 0, 0, '', 'kWh', NULL, NULL)"
             .to_string(),
         format!("INSERT INTO feed_3 (time, data) VALUES ({T0}, 1.5), ({}, 2.5)", T0 + 10),
         format!(
@@ -100,6 +101,26 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
 
+    // Someone already has id 1 here: the emoncms account gets the next free id, its feeds and
+    // inputs keep theirs.
+    let (status, _, err) = run_cli(
+        &[
+            "user",
+            "add",
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--username",
+            "someone",
+            "--password",
+            "password1",
+            "--email",
+            "someone@example.com",
+        ],
+        &[],
+        None,
+    );
+    assert!(status.success(), "{err}");
+
     // A dry run reads everything and writes nothing.
     let (ok, out, err) = import(&db, &data, &["--dry-run"]);
     assert!(ok, "{out}\n{err}");
@@ -110,6 +131,11 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
     let summary: serde_json::Value =
         serde_json::from_str(out.lines().last().expect("summary")).expect("JSON");
     assert_eq!(summary["user"], "emonpi");
+    assert_eq!(
+        (&summary["id"], &summary["id_here"]),
+        (&serde_json::json!(1), &serde_json::json!(2)),
+        "{summary}"
+    );
     assert_eq!(summary["feeds"]["created"], 3, "{summary}");
     assert_eq!(summary["inputs"]["created"], 1, "{summary}");
     // The files are emoncms's, byte for byte; the MySQL feed became a variable-interval file.
@@ -156,6 +182,62 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
         "{}",
         r.body
     );
+    // feed/data answers as emoncms 11.16.8 answered over these very files (the capture's
+    // requests on feeds 1 and 2).
+    let (mut same, mut differ) = (0, Vec::new());
+    for line in std::fs::read_to_string(reference().join("../emoncms-capture.jsonl"))
+        .expect("capture")
+        .lines()
+    {
+        let e: serde_json::Value = serde_json::from_str(line).expect("capture line");
+        let url = e["request"]["url"].as_str().unwrap_or_default();
+        let wanted = &e["response"]["body_json"];
+        // Left out: data the capture wrote after the request (beyond 1699999500, which an
+        // average's last interval reaches into), `delta`
+        // (its fill uses the feed's last-update time at that moment), `interval=abc` (a
+        // DESIGN §4 difference) and other users' keys.
+        let end = url
+            .split('&')
+            .find_map(|p| p.strip_prefix("end="))
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|v| if v > 100_000_000_000 { v / 1000 } else { v });
+        if !(url.starts_with("/feed/data.json?id=1&") || url.starts_with("/feed/data.json?id=2&"))
+            || e["response"]["status"] != 200
+            || !wanted.is_array()
+            || end.is_none_or(|end| {
+                end > 1_699_999_500 || (end == 1_699_999_500 && url.contains("average=1"))
+            })
+            || url.contains("delta=")
+            || url.contains("interval=abc")
+            || url.contains("%7BR2")
+        {
+            continue;
+        }
+        let url = url.replace("%7BR%7D", READ).replace("%7BW%7D", WRITE);
+        let got = get(&c, &server.url(&url)).await;
+        if serde_json::from_str::<serde_json::Value>(&got.body)
+            .ok()
+            .as_ref()
+            == Some(wanted)
+        {
+            same += 1;
+        } else {
+            differ.push(format!(
+                "{url}\n  emoncms: {wanted}\n  ynni:    {}",
+                got.body
+            ));
+        }
+    }
+    eprintln!(
+        "capture feed/data replies: {same} same, {} different",
+        differ.len()
+    );
+    assert!(
+        differ.is_empty() && same >= 20,
+        "{same} same; {}",
+        differ.join("\n")
+    );
+
     // The feed list keeps ids, names, tags, units and the public flag.
     let list = get(&c, &server.url(&format!("/feed/list.json?apikey={READ}")))
         .await
@@ -174,7 +256,19 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
         .collect();
     assert_eq!(
         names[0],
-        ("1".into(), "use".into(), "\"1\"".into()),
+        ("1".into(), "use".into(), "\"\"".into()),
+        "{list}"
+    );
+    assert_eq!(names[1].2, "\"1\"", "feed 2 is public: {list}");
+    // Last values: emoncms's where it had one, else the file's last point.
+    assert_eq!(
+        (&list[1]["time"], &list[1]["value"]),
+        (&serde_json::json!(1_699_999_900), &serde_json::json!(21.5)),
+        "{list}"
+    );
+    assert_eq!(
+        (&list[2]["time"], &list[2]["value"]),
+        (&serde_json::json!(T0 + 10), &serde_json::json!(2.5)),
         "{list}"
     );
 

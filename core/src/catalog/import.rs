@@ -33,26 +33,34 @@ pub enum Imported {
 }
 
 impl Catalog {
-    pub async fn import_user(&self, u: &ImportedUser) -> Result<Imported, CatalogError> {
-        if let Some(existing) = self.user_by_id(u.id).await? {
-            let same = existing.username.eq_ignore_ascii_case(&u.username)
-                && existing.apikey_write == u.apikey_write
-                && existing.apikey_read == u.apikey_read;
-            return Ok(if same {
-                Imported::Unchanged
+    /// Imports an account under its own id where that id is free, otherwise under a new one;
+    /// returns what happened and the id it has here.
+    pub async fn import_user(&self, u: &ImportedUser) -> Result<(Imported, i64), CatalogError> {
+        let same = |e: &super::User| {
+            e.username.eq_ignore_ascii_case(&u.username)
+                && e.apikey_write == u.apikey_write
+                && e.apikey_read == u.apikey_read
+        };
+        if let Some(existing) = self.user_by_username(&u.username).await? {
+            return Ok(if same(&existing) {
+                (Imported::Unchanged, existing.id)
             } else {
-                Imported::Conflict(format!(
-                    "user id {} is already {:?} here",
-                    u.id, existing.username
-                ))
+                (
+                    Imported::Conflict(format!(
+                        "username {:?} already exists here with other apikeys",
+                        u.username
+                    )),
+                    existing.id,
+                )
             });
         }
+        let id_free = self.user_by_id(u.id).await?.is_none();
         let _forget = ForgetKeys(self);
         let result = sqlx::query(
             "INSERT INTO users (id, username, email, password, salt, apikey_write, apikey_read, \
-             admin, uuid, timezone, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             admin, uuid, timezone, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
-        .bind(u.id)
+        .bind(id_free.then_some(u.id))
         .bind(&u.username)
         .bind(&u.email)
         .bind(&u.password)
@@ -63,16 +71,17 @@ impl Catalog {
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(&u.timezone)
         .bind(now_secs())
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await;
         match result {
-            Ok(_) => Ok(Imported::Created),
-            Err(e) if super::users::is_unique_violation(&e, "users.") => {
-                Ok(Imported::Conflict(format!(
-                    "username {:?} or its apikeys are already used here",
+            Ok(row) => Ok((Imported::Created, sqlx::Row::try_get(&row, "id")?)),
+            Err(e) if super::users::is_unique_violation(&e, "users.") => Ok((
+                Imported::Conflict(format!(
+                    "the apikeys of {:?} are already used by another account here",
                     u.username
-                )))
-            }
+                )),
+                u.id,
+            )),
             Err(e) => Err(e.into()),
         }
     }

@@ -16,4 +16,4 @@ pub use router::{
     Submission,
 };
 pub use state::ShardState;
-pub use worker::{FeedAnswer, FeedMeta, FeedOp, ShardStatus};
+pub use worker::{FeedAnswer, FeedMeta, FeedOp, Seed, ShardStatus};

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use ynni_core::Catalog;
 use ynni_storage::StoreConfig;
 
-use super::worker::{FeedAnswer, FeedOp, Job, ShardStatus, Worker};
+use super::worker::{FeedAnswer, FeedOp, Job, Seed, ShardStatus, Worker};
 use crate::batch::{Decoded, Value};
 
 /// emoncms's node limit for HTTP posts.
@@ -289,16 +289,12 @@ impl Router {
         rx.await.map_err(|_| IngestError::Stopped)
     }
 
-    /// Gives inputs that have no last value yet the one they had elsewhere (an import), and
-    /// checkpoints it. Resolves once durable.
-    pub async fn seed_input_last(
-        &self,
-        userid: i64,
-        rows: Vec<(i64, i64, Value)>,
-    ) -> Result<(), IngestError> {
+    /// Gives a user's inputs and feeds that have no last value yet the one they had elsewhere
+    /// (an import), and checkpoints it. Resolves once durable.
+    pub async fn seed_last(&self, userid: i64, seed: Seed) -> Result<(), IngestError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let sender = self.worker_of(userid).clone();
-        tokio::task::spawn_blocking(move || sender.send(Job::SeedInputs(rows, tx)))
+        tokio::task::spawn_blocking(move || sender.send(Job::Seed(seed, tx)))
             .await
             .map_err(|_| IngestError::Stopped)?
             .map_err(|_| IngestError::Stopped)?;

@@ -107,10 +107,17 @@ pub enum Job {
     InputLast(i64, tokio::sync::oneshot::Sender<LastValues>),
     /// How the worker is doing, for the admin page.
     Status(tokio::sync::oneshot::Sender<ShardStatus>),
-    /// Last values brought from another installation: (input id, time, value) for inputs
-    /// that have none yet; checkpointed before the reply.
-    SeedInputs(Vec<(i64, i64, Value)>, Reply),
+    /// Last values brought from another installation, for inputs (id, time, value) and feeds
+    /// (id, time, value) that have none yet; checkpointed before the reply.
+    Seed(Seed, Reply),
     Stop,
+}
+
+/// Last values from another installation (an import).
+#[derive(Debug, Default)]
+pub struct Seed {
+    pub inputs: Vec<(i64, i64, Value)>,
+    pub feeds: Vec<(u32, i64, Value)>,
 }
 
 /// One worker's counters since the server started.
@@ -261,9 +268,12 @@ impl Worker {
                     Job::InputLast(userid, reply) => {
                         let _ = reply.send(self.core.input_last(userid));
                     }
-                    Job::SeedInputs(rows, reply) => {
-                        for (id, t, v) in rows {
+                    Job::Seed(seed, reply) => {
+                        for (id, t, v) in seed.inputs {
                             self.core.state.input_last.entry(id).or_insert((t, v));
+                        }
+                        for (id, t, v) in seed.feeds {
+                            self.core.state.feed_last.entry(id).or_insert((t, v));
                         }
                         let done = self.store.flush(&self.core.state.encode());
                         let _ = reply.send(done.map(|_| ()).map_err(IngestError::from));
