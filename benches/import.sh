@@ -35,11 +35,11 @@ PY
 {
   echo "CREATE DATABASE emoncms; USE emoncms;"
   echo "CREATE TABLE users (id INT PRIMARY KEY, username VARCHAR(30), email VARCHAR(64), password VARCHAR(64), salt VARCHAR(32), apikey_write VARCHAR(64), apikey_read VARCHAR(64), admin INT, timezone VARCHAR(64));"
-  echo "CREATE TABLE feeds (id INT PRIMARY KEY, name TEXT, userid INT, tag TEXT, public TINYINT(1), size INT, engine INT, processList TEXT, unit VARCHAR(10));"
+  echo "CREATE TABLE feeds (id INT PRIMARY KEY, name TEXT, userid INT, tag TEXT, public TINYINT(1), size INT, engine INT, processList TEXT, unit VARCHAR(10), time INT, value DOUBLE);"
   echo "CREATE TABLE input (id INT PRIMARY KEY, userid INT, name TEXT, description TEXT, nodeid TEXT, processList TEXT, time INT, value FLOAT);"
   echo "INSERT INTO users VALUES (1,'bench','b@example.com','$(printf '0%.0s' $(seq 64))','$(printf '1%.0s' $(seq 32))','$(printf 'b%.0s' $(seq 32))','$(printf 'a%.0s' $(seq 32))',1,'UTC');"
   for i in $(seq 1 "$FEEDS"); do
-    echo "INSERT INTO feeds VALUES ($i,'feed$i',1,'bench',0,12614400,5,'','W');"
+    echo "INSERT INTO feeds VALUES ($i,'feed$i',1,'bench',0,12614400,5,'','W',NULL,NULL);"
   done
 } | mariadb --no-defaults -h 127.0.0.1 -P "$port" -u root
 for i in $(seq 1 "$FEEDS"); do

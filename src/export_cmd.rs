@@ -81,7 +81,8 @@ pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<(
 
     let mut sql = String::from(
         "-- ynni export for emoncms 11.x: feeds and inputs (ids kept), engine-0 feed tables.\n\
-         -- Load with: mysql emoncms < emoncms.sql (after creating the users in emoncms).\n",
+         -- Load with: mysql emoncms < emoncms.sql (after creating the users in emoncms).\n\
+         SET NAMES utf8mb4;\n",
     );
     let mut bytes = 0u64;
     fs::create_dir_all(out.join("phpfina")).context("creating phpfina/")?;
@@ -160,7 +161,9 @@ pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<(
 /// A last (time, value) as SQL values; NULL where there is none.
 fn sql_last(last: Option<(i64, Option<f64>)>) -> (String, String) {
     match last {
-        Some((t, Some(v))) => (t.to_string(), format!("{v}")),
+        // MySQL has no infinity or NaN literal.
+        Some((t, Some(v))) if v.is_finite() => (t.to_string(), format!("{v}")),
+        Some((t, Some(_))) => (t.to_string(), "NULL".into()),
         Some((t, None)) => (t.to_string(), "NULL".into()),
         None => ("NULL".into(), "NULL".into()),
     }

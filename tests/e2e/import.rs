@@ -323,3 +323,74 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
     let got = input_value_soon(&server, READ, "emontx", "power1", &serde_json::json!(654)).await;
     assert_eq!(got["value"], serde_json::json!(654), "{got}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn links_are_made_conflicts_refused_and_broken_feeds_skipped() {
+    use std::os::unix::fs::MetadataExt;
+    let db = MariaDb::start();
+    load_emoncms(&db).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // emoncms's files on the same filesystem as the data directory, so they can be linked.
+    let src = tmp.path().join("emoncms");
+    for sub in ["phpfina", "phptimeseries"] {
+        std::fs::create_dir_all(src.join(sub)).expect("mkdir");
+        for e in std::fs::read_dir(reference().join(sub)).expect("reference") {
+            let e = e.expect("entry");
+            std::fs::copy(e.path(), src.join(sub).join(e.file_name())).expect("copy");
+        }
+    }
+    // Feed 2's file is gone: that feed is reported and skipped, the others arrive.
+    std::fs::remove_file(src.join("phptimeseries/feed_2.MYD")).expect("rm");
+    let data = tmp.path().join("data");
+    let url = db.url("emoncms");
+    let fina = src.join("phpfina").to_string_lossy().into_owned();
+    let ts = src.join("phptimeseries").to_string_lossy().into_owned();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            "emoncms",
+            "--mysql",
+            &url,
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--phpfina",
+            &fina,
+            "--phptimeseries",
+            &ts,
+        ];
+        args.extend_from_slice(extra);
+        run_cli(&args, &[], None)
+    };
+    let (status, out, err) = run(&["--link"]);
+    assert!(
+        !status.success(),
+        "a skipped feed makes the exit status say so"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("summary")).expect("JSON");
+    assert_eq!(summary["feeds"]["created"], 2, "{summary}\n{err}");
+    assert_eq!(
+        summary["feeds"]["errors"].as_array().map(Vec::len),
+        Some(1),
+        "{summary}"
+    );
+    assert_eq!(summary["copied_not_linked"], 0, "{summary}");
+    let (a, b) = (
+        std::fs::metadata(src.join("phpfina/1.dat")).expect("src"),
+        std::fs::metadata(data.join("phpfina/1.dat")).expect("linked"),
+    );
+    assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "hard-linked");
+    assert!(!data.join("phptimeseries/feed_2.MYD").exists());
+
+    // A different file already in place is a conflict: reported, left alone.
+    // (A new file: writing through the hard link would change emoncms's copy too.)
+    std::fs::remove_file(data.join("phpfina/1.meta")).expect("unlink");
+    std::fs::write(data.join("phpfina/1.meta"), [7u8; 16]).expect("tamper");
+    let (status, out, _) = run(&[]);
+    assert!(!status.success());
+    assert!(out.contains("already exists with other data"), "{out}");
+    assert_eq!(
+        std::fs::read(data.join("phpfina/1.meta")).expect("meta"),
+        [7u8; 16]
+    );
+}
