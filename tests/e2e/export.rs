@@ -3,6 +3,22 @@
 
 use crate::harness::{Server, get, register, run_cli, script};
 
+/// `ynni export emoncms OUT --data-dir DATA`: (success, stdout, stderr).
+fn export(out: &std::path::Path, data: &std::path::Path) -> (bool, String, String) {
+    let (status, stdout, stderr) = run_cli(
+        &[
+            "export",
+            "emoncms",
+            out.to_str().expect("utf-8"),
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+        ],
+        &[],
+        None,
+    );
+    (status.success(), stdout, stderr)
+}
+
 fn f32s(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
@@ -51,35 +67,15 @@ async fn export_writes_what_emoncms_loads_even_after_a_crash() {
 
     // The export refuses to run beside the server.
     let out = tmp.path().join("out");
-    let (status, _, stderr) = run_cli(
-        &[
-            "export",
-            "emoncms",
-            out.to_str().expect("utf-8"),
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-        ],
-        &[],
-        None,
-    );
+    let (ok, _, stderr) = export(&out, &data);
     assert!(
-        !status.success() && stderr.contains("stop `ynni serve` first"),
+        !ok && stderr.contains("stop `ynni serve` first"),
         "{stderr}"
     );
 
     drop(server); // SIGKILL: the points are in the logs, not yet in the feed files
-    let (status, stdout, stderr) = run_cli(
-        &[
-            "export",
-            "emoncms",
-            out.to_str().expect("utf-8"),
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-        ],
-        &[],
-        None,
-    );
-    assert!(status.success(), "{stdout}\n{stderr}");
+    let (ok, stdout, stderr) = export(&out, &data);
+    assert!(ok, "{stdout}\n{stderr}");
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary JSON");
     assert_eq!(
         (summary["feeds"].as_u64(), summary["inputs"].as_u64()),
@@ -118,19 +114,6 @@ async fn export_writes_what_emoncms_loads_even_after_a_crash() {
     assert!(sql.contains(",42);"), "the input's last value: {sql}");
 
     // Exporting again into the same directory is refused rather than mixing two exports.
-    let (status, _, stderr) = run_cli(
-        &[
-            "export",
-            "emoncms",
-            out.to_str().expect("utf-8"),
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-        ],
-        &[],
-        None,
-    );
-    assert!(
-        !status.success() && stderr.contains("not empty"),
-        "{stderr}"
-    );
+    let (ok, _, stderr) = export(&out, &data);
+    assert!(!ok && stderr.contains("not empty"), "{stderr}");
 }

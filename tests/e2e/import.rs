@@ -71,12 +71,10 @@ async fn load_emoncms(db: &MariaDb) {
     }
 }
 
-fn import(db: &MariaDb, data: &Path, extra: &[&str]) -> (bool, String, String) {
+/// Runs `ynni import emoncms` from `db` and the feed files under `files` into `data`.
+fn import_from(db: &MariaDb, files: &Path, data: &Path, extra: &[&str]) -> (bool, String, String) {
     let url = db.url("emoncms");
-    let (fina, ts) = (
-        reference().join("phpfina"),
-        reference().join("phptimeseries"),
-    );
+    let (fina, ts) = (files.join("phpfina"), files.join("phptimeseries"));
     let mut args = vec![
         "import",
         "emoncms",
@@ -92,6 +90,10 @@ fn import(db: &MariaDb, data: &Path, extra: &[&str]) -> (bool, String, String) {
     args.extend_from_slice(extra);
     let (status, out, err) = run_cli(&args, &[], None);
     (status.success(), out, err)
+}
+
+fn import(db: &MariaDb, data: &Path, extra: &[&str]) -> (bool, String, String) {
+    import_from(db, &reference(), data, extra)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -342,30 +344,8 @@ async fn links_are_made_conflicts_refused_and_broken_feeds_skipped() {
     // Feed 2's file is gone: that feed is reported and skipped, the others arrive.
     std::fs::remove_file(src.join("phptimeseries/feed_2.MYD")).expect("rm");
     let data = tmp.path().join("data");
-    let url = db.url("emoncms");
-    let fina = src.join("phpfina").to_string_lossy().into_owned();
-    let ts = src.join("phptimeseries").to_string_lossy().into_owned();
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "import",
-            "emoncms",
-            "--mysql",
-            &url,
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-            "--phpfina",
-            &fina,
-            "--phptimeseries",
-            &ts,
-        ];
-        args.extend_from_slice(extra);
-        run_cli(&args, &[], None)
-    };
-    let (status, out, err) = run(&["--link"]);
-    assert!(
-        !status.success(),
-        "a skipped feed makes the exit status say so"
-    );
+    let (ok, out, err) = import_from(&db, &src, &data, &["--link"]);
+    assert!(!ok, "a skipped feed makes the exit status say so");
     let summary: serde_json::Value =
         serde_json::from_str(out.lines().last().expect("summary")).expect("JSON");
     assert_eq!(summary["feeds"]["created"], 2, "{summary}\n{err}");
@@ -386,8 +366,8 @@ async fn links_are_made_conflicts_refused_and_broken_feeds_skipped() {
     // (A new file: writing through the hard link would change emoncms's copy too.)
     std::fs::remove_file(data.join("phpfina/1.meta")).expect("unlink");
     std::fs::write(data.join("phpfina/1.meta"), [7u8; 16]).expect("tamper");
-    let (status, out, _) = run(&[]);
-    assert!(!status.success());
+    let (ok, out, _) = import_from(&db, &src, &data, &[]);
+    assert!(!ok);
     assert!(out.contains("already exists with other data"), "{out}");
     assert_eq!(
         std::fs::read(data.join("phpfina/1.meta")).expect("meta"),

@@ -3,6 +3,19 @@
 
 use crate::harness::{Server, get, register, run_cli, script};
 
+/// Runs `ynni simulate ARGS` on a blocking thread (it takes seconds): (success, stdout, stderr).
+async fn simulate(args: &[&str]) -> (bool, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut all = vec!["simulate"];
+        all.extend(args.iter().map(String::as_str));
+        let (status, out, err) = run_cli(&all, &[], None);
+        (status.success(), out, err)
+    })
+    .await
+    .expect("simulate")
+}
+
 fn summary(stdout: &str) -> serde_json::Value {
     let line = stdout.lines().last().expect("a summary line");
     serde_json::from_str(line).unwrap_or_else(|e| panic!("summary is JSON ({e}): {line}"))
@@ -13,36 +26,27 @@ async fn simulated_http_devices_store_every_value() {
     let server = Server::start();
     let (_, _, key) = register(&server, "simhttp", "password1").await;
     let base = server.base.clone();
-    let key2 = key.clone();
-    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        run_cli(
-            &[
-                "simulate",
-                "--http",
-                &base,
-                "--username",
-                "simhttp",
-                "--apikey",
-                &key2,
-                "--devices-per-user",
-                "2",
-                "--profile",
-                "solar",
-                "--interval",
-                "10",
-                "--speed",
-                "50",
-                "--duration",
-                "2",
-                "--log-to-feeds",
-            ],
-            &[],
-            None,
-        )
-    })
-    .await
-    .expect("simulate");
-    assert!(status.success(), "{stdout}\n{stderr}");
+    let (ok, stdout, stderr) = simulate(&[
+        "--http",
+        &base,
+        "--username",
+        "simhttp",
+        "--apikey",
+        &key,
+        "--devices-per-user",
+        "2",
+        "--profile",
+        "solar",
+        "--interval",
+        "10",
+        "--speed",
+        "50",
+        "--duration",
+        "2",
+        "--log-to-feeds",
+    ])
+    .await;
+    assert!(ok, "{stdout}\n{stderr}");
     let s = summary(&stdout);
     assert_eq!(s["transport"], "http");
     assert_eq!(s["devices"], 2);
@@ -82,38 +86,29 @@ async fn simulated_mqtt_devices_are_all_stored_and_timed() {
     let (_, _, key) = register(&server, "simmqtt", "password1").await;
     let mqtt = server.mqtt.expect("mqtt address").to_string();
     let base = server.base.clone();
-    let key2 = key.clone();
-    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        run_cli(
-            &[
-                "simulate",
-                "--mqtt",
-                &mqtt,
-                "--api",
-                &base,
-                "--username",
-                "simmqtt",
-                "--apikey",
-                &key2,
-                "--devices-per-user",
-                "3",
-                "--interval",
-                "10",
-                "--speed",
-                "40",
-                "--duration",
-                "2",
-                "--qos",
-                "1",
-                "--log-to-feeds",
-            ],
-            &[],
-            None,
-        )
-    })
-    .await
-    .expect("simulate");
-    assert!(status.success(), "{stdout}\n{stderr}");
+    let (ok, stdout, stderr) = simulate(&[
+        "--mqtt",
+        &mqtt,
+        "--api",
+        &base,
+        "--username",
+        "simmqtt",
+        "--apikey",
+        &key,
+        "--devices-per-user",
+        "3",
+        "--interval",
+        "10",
+        "--speed",
+        "40",
+        "--duration",
+        "2",
+        "--qos",
+        "1",
+        "--log-to-feeds",
+    ])
+    .await;
+    assert!(ok, "{stdout}\n{stderr}");
     let s = summary(&stdout);
     assert_eq!(s["transport"], "mqtt");
     assert_eq!(s["inputs_per_device"], 18, "an emonTx4's inputs");
@@ -133,28 +128,20 @@ async fn simulated_mqtt_devices_are_all_stored_and_timed() {
 
     // A wrong key is refused, and the run says so instead of hanging.
     let mqtt = server.mqtt.expect("mqtt address").to_string();
-    let (status, _, stderr) = tokio::task::spawn_blocking(move || {
-        run_cli(
-            &[
-                "simulate",
-                "--mqtt",
-                &mqtt,
-                "--username",
-                "simmqtt",
-                "--apikey",
-                "0123456789abcdef0123456789abcdef",
-                "--interval",
-                "1",
-                "--duration",
-                "2",
-            ],
-            &[],
-            None,
-        )
-    })
-    .await
-    .expect("simulate");
-    assert!(!status.success());
+    let (ok, _, stderr) = simulate(&[
+        "--mqtt",
+        &mqtt,
+        "--username",
+        "simmqtt",
+        "--apikey",
+        "0123456789abcdef0123456789abcdef",
+        "--interval",
+        "1",
+        "--duration",
+        "2",
+    ])
+    .await;
+    assert!(!ok);
     assert!(
         stderr.contains("refused the connection or the login"),
         "{stderr}"
