@@ -103,14 +103,33 @@ pub fn new_device(profile: Profile, seed: u64, plan: &Plan) -> Device {
 }
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    let accounts = accounts(&args)?;
-    if accounts.len() < args.users {
-        bail!(
-            "--users {} needs as many accounts; {} given (use --accounts FILE from `ynni user list --with-keys`)",
-            args.users,
-            accounts.len()
-        );
-    }
+    check(&args)?;
+    let plans = plan(&args)?;
+    let inputs = plans.first().map_or(0, |p| p.names.len());
+    let start = first_reading(&args);
+    let api = args.http.clone().or_else(|| args.api.clone());
+    let feed_map = match (&api, args.log_to_feeds) {
+        (Some(api), true) => {
+            eprintln!("setting up {} feeds…", plans.len() * inputs);
+            Some(feeds::setup(api, &plans, start - args.interval, args.interval as u32).await?)
+        }
+        _ => None,
+    };
+    let run = send(&args, plans, start, feed_map.as_ref()).await?;
+    let stored = match (&feed_map, &api) {
+        (Some(map), Some(api)) => Some(
+            feeds::count_stored(api, map, &run.ticks, start, args.interval as u32)
+                .await
+                .context("counting stored points")?,
+        ),
+        _ => None,
+    };
+    println!("{}", summary(&args, &run, inputs, stored.as_ref()));
+    verdict(&run.counters, stored.as_ref())
+}
+
+/// Refuses arguments that cannot make a sensible run.
+fn check(args: &SimulateArgs) -> anyhow::Result<()> {
     let positive = |v: f64| v.is_finite() && v > 0.0;
     if !positive(args.interval) || !positive(args.speed) {
         bail!("--interval and --speed must be above 0");
@@ -124,6 +143,32 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if args.users == 0 || args.devices_per_user == 0 {
         bail!("--users and --devices-per-user must be at least 1");
     }
+    if args.log_to_feeds {
+        if args.http.is_none() && args.api.is_none() {
+            bail!("--log-to-feeds needs --api URL (the HTTP API) when sending over MQTT");
+        }
+        if args.mqtt.is_some() && args.format != SimFormat::Json {
+            bail!("--log-to-feeds over MQTT needs --format json (node-var messages carry no time)");
+        }
+        if args.interval.fract() != 0.0 || args.interval < 10.0 {
+            bail!(
+                "--log-to-feeds needs a whole-second --interval of at least 10 (emoncms's shortest feed interval); use --speed for higher rates"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The devices: `--devices-per-user` for each of the first `--users` accounts.
+fn plan(args: &SimulateArgs) -> anyhow::Result<Vec<Plan>> {
+    let accounts = accounts(args)?;
+    if accounts.len() < args.users {
+        bail!(
+            "--users {} needs as many accounts; {} given (use --accounts FILE from `ynni user list --with-keys`)",
+            args.users,
+            accounts.len()
+        );
+    }
     let names = args.profile.inputs(args.inputs);
     let mut plans = Vec::new();
     for account in accounts.into_iter().take(args.users) {
@@ -136,31 +181,37 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             });
         }
     }
-    // Readings are stamped on the interval grid, never in the future: at --speed N the run's
-    // N·D seconds of readings end now. --start fixes the first one (same seed + same start =
-    // same data).
+    Ok(plans)
+}
+
+/// The first reading's time, on the interval grid and never in the future: at --speed N the
+/// run's N·D seconds of readings end now. --start fixes it (same seed + same start = same
+/// data).
+fn first_reading(args: &SimulateArgs) -> f64 {
     let span = args.duration.unwrap_or(0.0) * (args.speed - 1.0).max(0.0);
     let first = args.start.map_or_else(|| unix_now() - span, |s| s as f64);
-    let start = (first / args.interval).floor() * args.interval;
-    let api = args.http.clone().or_else(|| args.api.clone());
-    let feed_map = if args.log_to_feeds {
-        let Some(api) = &api else {
-            bail!("--log-to-feeds needs --api URL (the HTTP API) when sending over MQTT");
-        };
-        if args.mqtt.is_some() && args.format != SimFormat::Json {
-            bail!("--log-to-feeds over MQTT needs --format json (node-var messages carry no time)");
-        }
-        if args.interval.fract() != 0.0 || args.interval < 10.0 {
-            bail!(
-                "--log-to-feeds needs a whole-second --interval of at least 10 (emoncms's shortest feed interval); use --speed for higher rates"
-            );
-        }
-        eprintln!("setting up {} feeds…", plans.len() * names.len());
-        Some(feeds::setup(api, &plans, start - args.interval, args.interval as u32).await?)
-    } else {
-        None
-    };
+    (first / args.interval).floor() * args.interval
+}
 
+/// A process's CPU seconds and RSS (KiB) before and after the run, where /proc had them.
+type Usage = (Option<(f64, u64)>, Option<(f64, u64)>);
+
+/// What a run sent, and what it cost.
+struct Run {
+    counters: Arc<Counters>,
+    /// Readings sent per device.
+    ticks: Arc<Vec<AtomicU64>>,
+    elapsed: f64,
+    server: Usage,
+    own: Usage,
+}
+
+async fn send(
+    args: &SimulateArgs,
+    plans: Vec<Plan>,
+    start: f64,
+    feed_map: Option<&feeds::FeedMap>,
+) -> anyhow::Result<Run> {
     let counters = Arc::new(Counters::default());
     let ticks: Arc<Vec<AtomicU64>> = Arc::new(plans.iter().map(|_| AtomicU64::new(0)).collect());
     // Connections open before the first reading is due (2 ms each), so the measured window
@@ -185,14 +236,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let progress = tokio::spawn(progress(counters.clone(), clock.t0));
     let sending = async {
         if let Some(addr) = &args.mqtt {
-            let probes = feed_map.as_ref().map(|m| {
-                m.iter()
-                    .map(|(_, feeds)| feeds.first().copied())
-                    .collect::<Vec<_>>()
-            });
+            let probes =
+                feed_map.map(|m| m.iter().map(|(_, feeds)| feeds.first().copied()).collect());
             mqtt::run(
                 addr,
-                &args,
+                args,
                 plans,
                 clock,
                 counters.clone(),
@@ -201,7 +249,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             )
             .await
         } else if let Some(url) = &args.http {
-            http::run(url, &args, plans, clock, counters.clone(), ticks.clone()).await
+            http::run(url, args, plans, clock, counters.clone(), ticks.clone()).await
         } else {
             bail!("give --mqtt HOST:PORT or --http URL")
         }
@@ -213,18 +261,24 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let elapsed = clock.t0.elapsed().as_secs_f64();
     progress.abort();
     let (server0, own0) = baseline.await.unwrap_or((None, None));
-    let server1 = args.server_pid.and_then(stats::process_usage);
-    let own1 = stats::process_usage(std::process::id());
+    Ok(Run {
+        counters,
+        ticks,
+        elapsed,
+        server: (server0, args.server_pid.and_then(stats::process_usage)),
+        own: (own0, stats::process_usage(std::process::id())),
+    })
+}
 
-    let stored = match (&feed_map, &api) {
-        (Some(map), Some(api)) => Some(
-            feeds::count_stored(api, map, &ticks, start, args.interval as u32)
-                .await
-                .context("counting stored points")?,
-        ),
-        _ => None,
-    };
-    let c = &counters;
+/// The JSON summary printed at the end.
+fn summary(
+    args: &SimulateArgs,
+    run: &Run,
+    inputs: usize,
+    stored: Option<&feeds::Stored>,
+) -> serde_json::Value {
+    let c = &run.counters;
+    let elapsed = run.elapsed;
     let latency = c.latency_ms();
     // Over HTTP the answer comes once the values are durable and processed: the ack is the
     // stored latency. Over MQTT rumqttd acknowledges from its memory (DESIGN §1), so stored
@@ -237,18 +291,18 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let ms = |l: Option<(f64, f64, f64, usize)>| {
         l.map(|(p50, p99, max, n)| json!({"p50": p50, "p99": p99, "max": max, "samples": n}))
     };
-    let usage = |a: Option<(f64, u64)>, b: Option<(f64, u64)>| match (a, b) {
+    let usage = |(a, b): Usage| match (a, b) {
         (Some((cpu0, _)), Some((cpu1, rss))) => json!({
             "cpu_percent": round1(100.0 * (cpu1 - cpu0) / elapsed),
             "rss_mib": round1(rss as f64 / 1024.0),
         }),
         _ => serde_json::Value::Null,
     };
-    let summary = json!({
+    json!({
         "transport": if args.mqtt.is_some() { "mqtt" } else { "http" },
         "profile": format!("{:?}", args.profile).to_lowercase(),
-        "devices": ticks.len(),
-        "inputs_per_device": names.len(),
+        "devices": run.ticks.len(),
+        "inputs_per_device": inputs,
         "interval_s": args.interval,
         "speed": args.speed,
         "seconds": round1(elapsed),
@@ -261,16 +315,19 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         "messages_per_s": round1(c.get(&c.acked) as f64 / elapsed),
         "ack_latency_ms": ms(latency),
         "stored_latency_ms": ms(stored_latency),
-        "stored": stored.as_ref().map(|s| json!({
+        "stored": stored.map(|s| json!({
             "feeds": s.feeds,
             "points": s.points,
             "expected": s.expected,
             "missing": s.missing,
         })),
-        "server": usage(server0, server1),
-        "simulator": usage(own0, own1),
-    });
-    println!("{summary}");
+        "server": usage(run.server),
+        "simulator": usage(run.own),
+    })
+}
+
+/// A run succeeded when something was sent, nothing failed and (when counted) all was stored.
+fn verdict(c: &Counters, stored: Option<&feeds::Stored>) -> anyhow::Result<()> {
     if c.refused.load(std::sync::atomic::Ordering::Relaxed) {
         bail!("the broker refused the connection or the login");
     }
