@@ -20,6 +20,9 @@ export function h(tag, attrs, ...children) {
     else if (k === 'checked') el.checked = !!v;
     else el.setAttribute(k, v === true ? '' : String(v));
   }
+  // Header cells head their column unless told otherwise (screen readers read them with
+  // each cell).
+  if (name === 'th' && !el.hasAttribute('scope')) el.setAttribute('scope', 'col');
   append(el, children);
   return el;
 }
