@@ -7,4 +7,4 @@ pub mod keys;
 pub mod password;
 pub mod timezone;
 
-pub use catalog::{Catalog, CatalogError, FeedRow, Imported, ImportedUser, InputRow};
+pub use catalog::{Catalog, CatalogError, DeviceRow, FeedRow, Imported, ImportedUser, InputRow};

@@ -9,6 +9,7 @@
 //!   in place before their row is written, so a feed whose data cannot be read is skipped
 //!   whole. Engine-0 (MySQL) feeds become variable-interval files.
 //! - Inputs keep id, node, name, description and process list.
+//! - Devices (emoncms's device module) keep their node and key, so device-key posters go on.
 //! - Last values: emoncms's, where they are not older than the data (with Redis on, the SQL
 //!   columns lag behind); otherwise the data's own last point.
 //!
@@ -203,8 +204,17 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
             }
             r.inputs.add(outcome);
         }
+        for mut device in source::devices(&db, user.id).await? {
+            device.userid = here;
+            r.devices.add(match &catalog {
+                Some(c) if !args.dry_run => {
+                    c.import_device(&device).await.map_err(|e| e.to_string())
+                }
+                _ => Ok(Imported::Created),
+            });
+        }
         seeds.push((here, seed));
-        failed |= !(r.feeds.clean() && r.inputs.clean());
+        failed |= !(r.feeds.clean() && r.inputs.clean() && r.devices.clean());
         r.print(args.dry_run);
     }
     if let (Some(d), Some(c)) = (&data_dir, &catalog)
@@ -269,6 +279,7 @@ struct UserReport<'a> {
     account: Tally,
     feeds: Tally,
     inputs: Tally,
+    devices: Tally,
     bytes: u64,
     copied_not_linked: usize,
 }
@@ -287,6 +298,7 @@ impl UserReport<'_> {
                 "account": part(&self.account),
                 "feeds": part(&self.feeds),
                 "inputs": part(&self.inputs),
+                "devices": part(&self.devices),
                 "data_bytes": self.bytes,
                 "copied_not_linked": self.copied_not_linked,
             })

@@ -5,7 +5,7 @@
 use anyhow::Context;
 use sqlx::Row;
 use sqlx::mysql::MySqlPool;
-use ynni_core::{FeedRow, ImportedUser, InputRow};
+use ynni_core::{DeviceRow, FeedRow, ImportedUser, InputRow};
 
 /// A (time, value) last value as emoncms's tables have it.
 pub type Last = (i64, Option<f64>);
@@ -108,4 +108,40 @@ pub async fn inputs(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<(InputRow
         })
         .collect::<Result<_, sqlx::Error>>()
         .context("decoding an input row")
+}
+
+/// A user's devices (emoncms's device module) with their keys; none when the module's table
+/// does not exist (installations without it).
+pub async fn devices(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<DeviceRow>> {
+    let rows = sqlx::query(
+        "SELECT CAST(id AS SIGNED) AS id, CAST(userid AS SIGNED) AS userid, COALESCE(nodeid,'') AS nodeid, \
+         COALESCE(name,'') AS name, COALESCE(description,'') AS description, COALESCE(type,'') AS type, \
+         COALESCE(devicekey,'') AS devicekey FROM device WHERE userid = ? ORDER BY id",
+    )
+    .bind(userid)
+    .fetch_all(db)
+    .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        // SQLSTATE 42S02: no such table.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e).context("reading emoncms's device table"),
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(DeviceRow {
+                id: r.try_get("id")?,
+                userid: r.try_get("userid")?,
+                nodeid: r.try_get("nodeid")?,
+                name: r.try_get("name")?,
+                description: r.try_get("description")?,
+                kind: r.try_get("type")?,
+                devicekey: r.try_get("devicekey")?,
+                time: None,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .context("decoding a device row")
 }

@@ -12,6 +12,7 @@ use crate::mariadb::MariaDb;
 
 const WRITE: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
 const READ: &str = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0";
+const DEVICE: &str = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0";
 const SALT: &str = "00112233445566778899aabbccddeeff";
 const T0: i64 = 1_795_800_000;
 
@@ -58,6 +59,13 @@ async fn load_emoncms(db: &MariaDb) {
          (3, 'legacy', 1, 'old', 0, 0, 0, '', 'kWh', NULL, NULL)"
             .to_string(),
         format!("INSERT INTO feed_3 (time, data) VALUES ({T0}, 1.5), ({}, 2.5)", T0 + 10),
+        "CREATE TABLE device (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, userid INT, nodeid TEXT, \
+         name TEXT, description TEXT, type VARCHAR(32), devicekey VARCHAR(64), time INT)"
+            .to_string(),
+        format!(
+            "INSERT INTO device (id, userid, nodeid, name, description, type, devicekey) \
+             VALUES (4, 1, 'esp', 'ESP sensor', '', 'esp', '{DEVICE}')"
+        ),
         format!(
             "INSERT INTO input (id, userid, name, description, nodeid, processList, time, value) VALUES \
              (7, 1, 'power1', 'house total', 'emontx', '1:1', {T0}, 250.5)"
@@ -140,6 +148,7 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
     );
     assert_eq!(summary["feeds"]["created"], 3, "{summary}");
     assert_eq!(summary["inputs"]["created"], 1, "{summary}");
+    assert_eq!(summary["devices"]["created"], 1, "{summary}");
     // The files are emoncms's, byte for byte; the MySQL feed became a variable-interval file.
     for (from, to) in [
         ("phpfina/1.meta", "phpfina/1.meta"),
@@ -300,6 +309,15 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
     )
     .await;
     assert_eq!(r.body, "{\"success\": true}");
+    // The device keeps its key: it posts its node as before.
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/input/post?node=esp&fulljson=%7B%22temp%22%3A19.5%7D&devicekey={DEVICE}"
+        )),
+    )
+    .await;
+    assert_eq!(r.body, "{\"success\": true}", "device key: {}", r.body);
     let inputs = get(&c, &server.url(&format!("/input/list.json?apikey={READ}")))
         .await
         .json();

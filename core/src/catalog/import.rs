@@ -5,7 +5,7 @@
 
 use super::now_secs;
 use super::users::ForgetKeys;
-use super::{Catalog, CatalogError, FeedRow, InputRow};
+use super::{Catalog, CatalogError, DeviceRow, FeedRow, InputRow};
 
 /// An emoncms account as its `users` row has it.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +157,57 @@ impl Catalog {
                     i.nodeid, i.name, i.userid
                 )))
             }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Imports a device with its key (a new random key when it had none), under its id where
+    /// free. The same device (user, node and key) already here is left alone.
+    pub async fn import_device(&self, d: &DeviceRow) -> Result<Imported, CatalogError> {
+        let existing: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, devicekey FROM devices WHERE userid = ? AND nodeid = ?")
+                .bind(d.userid)
+                .bind(&d.nodeid)
+                .fetch_optional(&self.pool)
+                .await?;
+        if let Some((_, key)) = existing {
+            return Ok(if d.devicekey.is_empty() || key == d.devicekey {
+                Imported::Unchanged
+            } else {
+                Imported::Conflict(format!(
+                    "user {} already has a device for node {:?} with another key",
+                    d.userid, d.nodeid
+                ))
+            });
+        }
+        let key = if d.devicekey.is_empty() {
+            crate::keys::new_apikey()?
+        } else {
+            d.devicekey.clone()
+        };
+        let id_free: Option<(i64,)> = sqlx::query_as("SELECT id FROM devices WHERE id = ?")
+            .bind(d.id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let _forget = ForgetKeys(self);
+        let result = sqlx::query(
+            "INSERT INTO devices (id, userid, nodeid, name, description, type, devicekey) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id_free.is_none().then_some(d.id))
+        .bind(d.userid)
+        .bind(&d.nodeid)
+        .bind(&d.name)
+        .bind(&d.description)
+        .bind(&d.kind)
+        .bind(key)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(Imported::Created),
+            Err(e) if super::users::is_unique_violation(&e, "devices.") => Ok(Imported::Conflict(
+                format!("the key of device {:?} is already used here", d.nodeid),
+            )),
             Err(e) => Err(e.into()),
         }
     }
