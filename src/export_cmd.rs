@@ -74,9 +74,14 @@ pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<(
             inputs.push((i, l));
         }
     }
-    tokio::task::spawn_blocking(move || router.stop())
+    let flushed = tokio::task::spawn_blocking(move || router.stop())
         .await
         .context("stopping the shard workers")?;
+    if !flushed {
+        bail!(
+            "a shard could not write its data to the feed files (see the log): not exporting an incomplete copy"
+        );
+    }
     catalog.close().await;
 
     let mut sql = String::from(

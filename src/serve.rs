@@ -141,9 +141,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     // Flush every shard and stop its worker before the catalog closes under it.
     let stopping = router.clone();
-    tokio::task::spawn_blocking(move || stopping.stop())
+    let flushed = tokio::task::spawn_blocking(move || stopping.stop())
         .await
         .context("stopping the shard workers")?;
+    if !flushed {
+        // Nothing is lost (the WAL keeps it for the next start), but say so in the exit status.
+        anyhow::bail!(
+            "a shard could not flush its data on stop (see the log); the next start replays it"
+        );
+    }
     catalog.close().await;
     drop(data_dir);
     tracing::info!("stopped");

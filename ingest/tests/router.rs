@@ -60,9 +60,10 @@ fn batch(node: &str, name: &str, v: f64) -> Decoded {
 }
 
 async fn stop(router: Router) {
-    tokio::task::spawn_blocking(move || router.stop())
+    let flushed = tokio::task::spawn_blocking(move || router.stop())
         .await
         .expect("join");
+    assert!(flushed, "every shard flushed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -252,9 +252,12 @@ async fn seed_last_values(
                 .context("storing the last values")?;
         }
     }
-    tokio::task::spawn_blocking(move || router.stop())
+    let flushed = tokio::task::spawn_blocking(move || router.stop())
         .await
         .context("stopping the shard workers")?;
+    if !flushed {
+        bail!("the last values could not be checkpointed (see the log)");
+    }
     Ok(())
 }
 

@@ -139,7 +139,7 @@ pub struct Refused {
 
 pub struct Router {
     senders: Vec<mpsc::SyncSender<Job>>,
-    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<bool>>>,
     vshards: u32,
     outputs: tokio::sync::broadcast::Sender<Output>,
 }
@@ -173,18 +173,22 @@ impl Router {
                         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             worker.run(rx)
                         }));
-                        if ran.is_err() {
-                            // A shard that stopped would answer 503 for ever; a restart replays
-                            // its log instead.
-                            tracing::error!(
-                                shard = n,
-                                "shard worker panicked; stopping the server"
-                            );
-                            std::process::abort();
+                        match ran {
+                            Ok(flushed) => flushed,
+                            Err(_) => {
+                                // A shard that stopped would answer 503 for ever; a restart
+                                // replays its log instead.
+                                tracing::error!(
+                                    shard = n,
+                                    "shard worker panicked; stopping the server"
+                                );
+                                std::process::abort();
+                            }
                         }
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
+                        false
                     }
                 })
                 .map_err(|e| {
@@ -321,15 +325,18 @@ impl Router {
     }
 
     /// Flushes every shard (files, checkpoint, WAL trim) and stops the workers; later calls
-    /// answer `Stopped`. Blocks. Works through a shared reference, so the server can stop the
+    /// answer `Stopped`. Returns false when a shard's final flush failed (logged; its WAL
+    /// still holds the data for the next start). Blocks. Works through a shared reference, so the server can stop the
     /// workers even while a request still holds the router.
-    pub fn stop(&self) {
+    pub fn stop(&self) -> bool {
         for tx in &self.senders {
             let _ = tx.send(Job::Stop);
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut flushed = true;
         for t in threads {
-            let _ = t.join();
+            flushed &= t.join().unwrap_or(false);
         }
+        flushed
     }
 }

@@ -223,7 +223,9 @@ impl Worker {
         })
     }
 
-    pub fn run(mut self, rx: mpsc::Receiver<Job>) {
+    /// Serves jobs until `Stop`; returns whether the final flush wrote everything (a failure
+    /// is logged; the WAL still holds the data for the next start).
+    pub fn run(mut self, rx: mpsc::Receiver<Job>) -> bool {
         loop {
             let first = match rx.recv_timeout(TICK) {
                 Ok(job) => Some(job),
@@ -298,12 +300,18 @@ impl Worker {
             }
         }
         match self.store.flush(&self.core.state.encode()) {
-            Ok(stats) => tracing::info!(
-                shard = self.n,
-                points = stats.points,
-                "shard flushed on stop"
-            ),
-            Err(e) => tracing::error!(shard = self.n, error = %e, "final flush failed"),
+            Ok(stats) => {
+                tracing::info!(
+                    shard = self.n,
+                    points = stats.points,
+                    "shard flushed on stop"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!(shard = self.n, error = %e, "final flush failed");
+                false
+            }
         }
     }
 
