@@ -49,6 +49,9 @@ async function start() {
     clear(main, h('h1', 'Not found'), h('p', 'There is no page here. ', h('a', { href: '/app/inputs' }, 'Go to inputs')));
     return;
   }
+  // The view's modules load while the session is checked, not after.
+  const loading = view.load();
+  loading.catch(() => {}); // awaited below; a failure is shown there
   let user = null;
   try {
     user = await currentUser();
@@ -68,7 +71,7 @@ async function start() {
     return;
   }
   try {
-    const mod = await view.load();
+    const mod = await loading;
     clear(main);
     const cleanup = await mod.render(main, { user, view: name, params: new URLSearchParams(location.search) });
     // Views hold live streams and timers; close them when the page goes away.
