@@ -26,11 +26,7 @@ use ynni_ingest::shard::{FeedAnswer, FeedOp, Router};
 use ynni_storage::DataDir;
 
 use crate::cli::ExportArgs;
-
-/// emoncms engines as ynni stores them.
-const FIXED: i64 = 5;
-const VARIABLE: i64 = 2;
-const MYSQL: i64 = 0;
+use crate::engines::{FIXED, MYSQL, VARIABLE};
 
 /// Points per `INSERT` statement for engine-0 feeds.
 const ROWS_PER_INSERT: usize = 1000;

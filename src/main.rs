@@ -2,6 +2,7 @@
 
 mod cli;
 mod discovery;
+mod engines;
 mod export_cmd;
 mod import_cmd;
 mod logging;

@@ -36,6 +36,12 @@ fn main() {
         ));
     }
     out.push_str("];\n");
+    // The same table for `http.ui_dir` (development), which serves the files from disk.
+    out.push_str("pub static VENDOR: &[(&str, &str)] = &[\n");
+    for (served, from) in VENDOR {
+        out.push_str(&format!("    ({served:?}, {from:?}),\n"));
+    }
+    out.push_str("];\n");
     let dest = PathBuf::from(env::var("OUT_DIR").expect("set by cargo")).join("ui_assets.rs");
     fs::write(dest, out).expect("write ui_assets.rs");
 }

@@ -14,6 +14,8 @@ use sqlx::Row;
 use sqlx::mysql::MySqlPool;
 use ynni_core::FeedRow;
 
+use crate::engines::{FIXED, MYSQL, VARIABLE, VIRTUAL};
+
 /// Where the data goes and how.
 pub struct Target<'a> {
     pub phpfina: &'a Path,
@@ -44,7 +46,7 @@ pub struct Placed {
 pub async fn place_feed(src: &Source<'_>, to: &Target<'_>, f: &FeedRow) -> anyhow::Result<Placed> {
     let id = f.id;
     match f.engine {
-        5 => {
+        FIXED => {
             let dir = src.phpfina.context("a PHPFina feed needs --phpfina DIR")?;
             let meta = dir.join(format!("{id}.meta"));
             let dat = dir.join(format!("{id}.dat"));
@@ -60,7 +62,7 @@ pub async fn place_feed(src: &Source<'_>, to: &Target<'_>, f: &FeedRow) -> anyho
             }
             Ok(placed)
         }
-        2 => {
+        VARIABLE => {
             let dir = src
                 .phptimeseries
                 .context("a PHPTimeSeries feed needs --phptimeseries DIR")?;
@@ -74,7 +76,7 @@ pub async fn place_feed(src: &Source<'_>, to: &Target<'_>, f: &FeedRow) -> anyho
                 copied_not_linked: usize::from(to.link && !linked),
             })
         }
-        0 => {
+        MYSQL => {
             mysql_feed(
                 src.db,
                 id,
@@ -84,7 +86,7 @@ pub async fn place_feed(src: &Source<'_>, to: &Target<'_>, f: &FeedRow) -> anyho
             .await
         }
         // Virtual feeds: the process list is the feed.
-        7 => Ok(Placed::default()),
+        VIRTUAL => Ok(Placed::default()),
         e => bail!(
             "engine {e} is not supported by ynni (PHPFina 5, PHPTimeSeries 2, MySQL 0, virtual 7)"
         ),

@@ -33,6 +33,7 @@ use ynni_ingest::shard::{Router, Seed};
 use ynni_storage::DataDir;
 
 use crate::cli::ImportArgs;
+use crate::engines::{FIXED, VARIABLE};
 use files::{Source, Target};
 use progress::Progress;
 
@@ -265,10 +266,10 @@ async fn seed_last_values(
 fn source_bytes(args: &ImportArgs, f: &FeedRow) -> u64 {
     let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
     match (f.engine, &args.phpfina, &args.phptimeseries) {
-        (5, Some(dir), _) => {
+        (FIXED, Some(dir), _) => {
             size(dir.join(format!("{}.meta", f.id))) + size(dir.join(format!("{}.dat", f.id)))
         }
-        (2, _, Some(dir)) => size(dir.join(format!("feed_{}.MYD", f.id))),
+        (VARIABLE, _, Some(dir)) => size(dir.join(format!("feed_{}.MYD", f.id))),
         _ => 0,
     }
 }

@@ -68,16 +68,16 @@ async fn post(
             ("fulljson", json.as_str()),
             ("apikey", plan.account.apikey_write.as_str()),
         ]);
-        counters.sent(values.len());
+        counters.record_sent(values.len());
         let started = Instant::now();
         match request.send().await {
             Ok(r) if r.status().is_success() => match r.text().await {
                 Ok(body) if accepted(&body) => {
-                    counters.acked(values.len(), Some(started.elapsed()));
+                    counters.record_acked(values.len(), Some(started.elapsed()));
                 }
-                _ => counters.error(),
+                _ => counters.record_error(),
             },
-            _ => counters.error(),
+            _ => counters.record_error(),
         }
         ticks[plan.index].store(k + 1, Ordering::Relaxed);
     }

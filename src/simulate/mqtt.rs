@@ -122,7 +122,7 @@ pub async fn run(
                 .load(Ordering::Relaxed)
                 .saturating_sub(link.flow.acked.load(Ordering::Relaxed));
             for _ in 0..unacked {
-                link.counters.error();
+                link.counters.record_error();
             }
             let _ = client.disconnect().await;
             if tokio::time::timeout(Duration::from_secs(1), &mut watcher)
@@ -179,10 +179,10 @@ async fn publish(
         for (topic, body) in messages {
             // Counted before the event loop can acknowledge it.
             link.flow.sent.fetch_add(1, Ordering::Relaxed);
-            link.counters.sent(link.values);
+            link.counters.record_sent(link.values);
             if !accepted(client.publish(topic, link.qos, false, body)).await {
                 // The connection took nothing for 10 s: this device stops, and says so.
-                link.counters.error();
+                link.counters.record_error();
                 return;
             }
         }
@@ -211,7 +211,7 @@ async fn watch(mut events: rumqttc::EventLoop, link: Arc<Link>) {
     let mut failures = 0;
     let ack = |latency: Option<Duration>| {
         link.flow.acked.fetch_add(1, Ordering::Relaxed);
-        link.counters.acked(link.values, latency);
+        link.counters.record_acked(link.values, latency);
     };
     loop {
         match events.poll().await {
@@ -226,7 +226,7 @@ async fn watch(mut events: rumqttc::EventLoop, link: Arc<Link>) {
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(&(t as i64))
                 {
-                    link.counters.stored(at.elapsed());
+                    link.counters.record_stored(at.elapsed());
                 }
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
@@ -245,7 +245,7 @@ async fn watch(mut events: rumqttc::EventLoop, link: Arc<Link>) {
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(e) if !accepted && failures >= 2 => {
-                link.counters.error();
+                link.counters.record_error();
                 link.counters.refused.store(true, Ordering::Relaxed);
                 tracing::error!(
                     error = %e,
@@ -255,7 +255,7 @@ async fn watch(mut events: rumqttc::EventLoop, link: Arc<Link>) {
             }
             Err(e) => {
                 failures += 1;
-                link.counters.error();
+                link.counters.record_error();
                 tracing::warn!(error = %e, "MQTT connection");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

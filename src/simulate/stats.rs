@@ -26,12 +26,12 @@ pub struct Counters {
 }
 
 impl Counters {
-    pub fn sent(&self, values: usize) {
+    pub fn record_sent(&self, values: usize) {
         self.sent.fetch_add(1, Ordering::Relaxed);
         self.values.fetch_add(values as u64, Ordering::Relaxed);
     }
 
-    pub fn acked(&self, values: usize, latency: Option<Duration>) {
+    pub fn record_acked(&self, values: usize, latency: Option<Duration>) {
         self.acked.fetch_add(1, Ordering::Relaxed);
         self.acked_values
             .fetch_add(values as u64, Ordering::Relaxed);
@@ -44,7 +44,7 @@ impl Counters {
         }
     }
 
-    pub fn stored(&self, latency: Duration) {
+    pub fn record_stored(&self, latency: Duration) {
         let us = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
         self.stored
             .lock()
@@ -52,7 +52,7 @@ impl Counters {
             .push(us);
     }
 
-    pub fn error(&self) {
+    pub fn record_error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -106,7 +106,7 @@ mod tests {
         let c = Counters::default();
         assert!(c.latency_ms().is_none());
         for ms in 1..=100u64 {
-            c.acked(2, Some(Duration::from_millis(ms)));
+            c.record_acked(2, Some(Duration::from_millis(ms)));
         }
         let (p50, p99, max, n) = c.latency_ms().expect("latencies");
         assert_eq!(n, 100);

@@ -31,13 +31,12 @@ pub fn load(ui_dir: &str, path: &str) -> Option<Vec<u8>> {
     std::fs::read(file).ok()
 }
 
-/// Where a vendor file comes from inside `node_modules` (mirrors `build.rs`).
+/// Where a vendor file comes from inside `node_modules` (the table `build.rs` embeds from).
 fn vendor_source(name: &str) -> Option<&'static str> {
-    match name {
-        "uPlot.esm.js" => Some("uplot/dist/uPlot.esm.js"),
-        "uPlot.min.css" => Some("uplot/dist/uPlot.min.css"),
-        _ => None,
-    }
+    built::VENDOR
+        .iter()
+        .find(|(served, _)| served.strip_prefix("vendor/") == Some(name))
+        .map(|(_, from)| *from)
 }
 
 pub fn content_type(path: &str) -> &'static str {
