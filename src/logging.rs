@@ -8,8 +8,15 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. A `level` that is not a valid filter is an error naming
 /// the `log.level` setting; a bad `RUST_LOG` is reported and ignored.
 pub fn init(level: &str) -> anyhow::Result<()> {
-    let configured = EnvFilter::try_new(level)
+    let mut configured = EnvFilter::try_new(level)
         .map_err(|e| anyhow::anyhow!("invalid configuration: `log.level` {level:?}: {e}"))?;
+    // The MQTT router's own lines (one per connection at info) are for debugging it, which
+    // `RUST_LOG=rumqttd=…` still allows.
+    if !level.contains("rumqttd")
+        && let Ok(quiet) = "rumqttd=warn".parse()
+    {
+        configured = configured.add_directive(quiet);
+    }
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(&v).unwrap_or_else(|e| {
             eprintln!("ynni: ignoring RUST_LOG={v:?}: {e}");

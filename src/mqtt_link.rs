@@ -1,17 +1,18 @@
 //! Wires the embedded broker to ingest: authenticates CONNECTs against the catalog and hands
 //! every device message to the shard router.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc::{Receiver, UnboundedReceiver, UnboundedSender};
 
 use crate::discovery::Discovery;
-use ynni_broker::{Access, Authenticate, Inbound};
+use ynni_broker::{Access, Authenticate, Done, Handled, Inbound, Login};
 use ynni_core::Catalog;
+use ynni_core::login_limit::{LoginLimiter, Scope};
 use ynni_ingest::decode::decode_mqtt;
-use ynni_ingest::shard::{IngestError, Output, Pending, Refused, Router, Submission};
+use ynni_ingest::shard::{IngestError, Output, Refused, Router, Submission};
 
 /// emonSD's fixed broker login, standing for one account.
 #[derive(Clone)]
@@ -22,14 +23,55 @@ pub struct Legacy {
     pub account: String,
 }
 
+/// Devices reconnect on their own, so a misconfigured one fails more often than a person
+/// typing: MQTT gets this many times the web's login attempts per window.
+const MQTT_ATTEMPTS_FACTOR: u32 = 6;
+
 /// Username = ynni username, password = the account's write apikey (any topic) or one of the
 /// account's device keys (that device's node only); or the legacy login, when configured.
-fn authenticator(catalog: Catalog, legacy: Option<Legacy>) -> Authenticate {
-    Arc::new(move |user: String, pass: String| {
-        let catalog = catalog.clone();
-        let legacy = legacy.clone();
-        Box::pin(async move { check_login(&catalog, legacy, &user, pass).await })
+/// Guessing is limited per address and per account as for web logins (`login_limit`); a
+/// recheck of an open connection is not an attempt.
+fn authenticator(catalog: Catalog, legacy: Option<Legacy>, limits: LoginLimits) -> Authenticate {
+    let logins = Arc::new(LoginLimiter::default());
+    Arc::new(move |login: Login| {
+        let (catalog, legacy, logins) = (catalog.clone(), legacy.clone(), logins.clone());
+        Box::pin(async move {
+            if login.recheck {
+                return check_login(&catalog, legacy, &login.username, login.password).await;
+            }
+            let Ok(attempt) = logins.begin(
+                Scope::Mqtt,
+                login.peer,
+                &login.username,
+                limits.attempts,
+                limits.window,
+            ) else {
+                tracing::info!(peer = %login.peer, "MQTT login refused: too many failed attempts");
+                return Access::Denied;
+            };
+            let access = check_login(&catalog, legacy, &login.username, login.password).await;
+            if access != Access::Denied {
+                logins.succeeded(&attempt);
+            }
+            access
+        })
     })
+}
+
+/// Attempts allowed per window (from `[limits]`).
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    pub attempts: u32,
+    pub window: std::time::Duration,
+}
+
+impl LoginLimits {
+    pub fn from_settings(l: &ynni_config::LimitSettings) -> Self {
+        Self {
+            attempts: l.login_attempts.saturating_mul(MQTT_ATTEMPTS_FACTOR),
+            window: std::time::Duration::from_secs(l.login_window_s),
+        }
+    }
 }
 
 /// What a CONNECT's credentials open.
@@ -41,14 +83,17 @@ async fn check_login(
 ) -> Access {
     if let Some(l) = legacy.filter(|l| l.username == user) {
         // Refused until the account it stands for exists.
-        let account = catalog.user_by_username(&l.account).await;
-        return if ynni_core::keys::secrets_equal(&l.password, &pass)
-            && matches!(account, Ok(Some(_)))
-        {
-            Access::Account
-        } else {
-            Access::Denied
+        if !ynni_core::keys::secrets_equal(&l.password, &pass) {
+            return Access::Denied;
+        }
+        return match catalog.user_by_username(&l.account).await {
+            Ok(Some(u)) => Access::Account { userid: u.id },
+            _ => Access::Denied,
         };
+    }
+    // No account has a longer name (emoncms allows 30): nothing longer reaches the catalog.
+    if user.is_empty() || user.len() > 64 {
+        return Access::Denied;
     }
     let pass = pass.to_ascii_lowercase();
     let found = async {
@@ -56,13 +101,16 @@ async fn check_login(
             return Ok(Access::Denied);
         };
         if ynni_core::keys::secrets_equal(&u.apikey_write, &pass) {
-            return Ok(Access::Account);
+            return Ok(Access::Account { userid: u.id });
         }
         if !ynni_core::keys::looks_like_apikey(&pass) {
             return Ok(Access::Denied);
         }
         Ok(match catalog.device_by_key(&pass).await? {
-            Some(d) if d.userid == u.id => Access::Device(d.nodeid),
+            Some(d) if d.userid == u.id => Access::Device {
+                userid: u.id,
+                node: d.nodeid,
+            },
             _ => Access::Denied,
         })
     };
@@ -78,34 +126,37 @@ async fn check_login(
 
 /// How the broker is set up (from the `[mqtt]` settings).
 pub struct LinkOptions {
-    pub listen: SocketAddr,
-    pub base: String,
+    pub broker: ynni_broker::Options,
     pub legacy: Option<Legacy>,
+    pub login_limits: LoginLimits,
     pub external: Option<ynni_broker::external::External>,
-    pub tls: Option<ynni_broker::Tls>,
-    pub websocket: Option<SocketAddr>,
     /// Where input updates are republished; empty: they are not.
     pub input_topic: String,
 }
 
+/// What the running MQTT side gives the rest of the server.
+pub struct Started {
+    pub addr: SocketAddr,
+    /// Asks for a user's Home Assistant discovery to be published again.
+    pub announce: UnboundedSender<i64>,
+    /// Tells the broker that a user's credentials changed.
+    pub credentials: UnboundedSender<i64>,
+}
+
 /// Starts the broker, the task feeding its messages to the router, and the task publishing
-/// outputs and Home Assistant discovery; returns the broker's address and the channel that
-/// asks for a user's discovery to be published again.
+/// outputs and Home Assistant discovery.
 pub async fn start(
     opts: LinkOptions,
     catalog: Catalog,
     router: Arc<Router>,
-) -> anyhow::Result<(SocketAddr, UnboundedSender<i64>)> {
+) -> anyhow::Result<Started> {
     let LinkOptions {
-        listen,
-        base,
+        broker,
         legacy,
+        login_limits,
         external,
-        tls,
-        websocket,
         input_topic,
     } = opts;
-    let base = base.as_str();
     if let Some(l) = &legacy {
         tracing::warn!(
             login = %l.username,
@@ -113,18 +164,9 @@ pub async fn start(
             "MQTT legacy login enabled: anyone with the emonSD password publishes as this account"
         );
     }
-    let alias = legacy
-        .as_ref()
-        .map(|l| (l.username.clone(), l.account.clone()));
-    let running = ynni_broker::start(
-        listen,
-        base,
-        authenticator(catalog.clone(), legacy),
-        alias,
-        tls,
-        websocket,
-    )
-    .await?;
+    let base = broker.base.clone();
+    let running =
+        ynni_broker::start(broker, authenticator(catalog.clone(), legacy, login_limits)).await?;
     if let Some(addr) = running.tls_addr {
         tracing::info!("MQTT TLS listening on {addr}");
     }
@@ -143,6 +185,13 @@ pub async fn start(
         catalog.clone(),
         router.clone(),
     ));
+    let (credentials_tx, mut credentials_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+    let sessions = running.sessions.clone();
+    tokio::spawn(async move {
+        while let Some(userid) = credentials_rx.recv().await {
+            sessions.revalidate(userid).await;
+        }
+    });
     // The embedded broker's messages and, in external broker mode, the external one's share
     // one ingest path.
     let (inbound_tx, inbound) = tokio::sync::mpsc::channel(4096);
@@ -156,16 +205,26 @@ pub async fn start(
         }
     });
     if let Some(ext) = external {
-        tokio::spawn(ynni_broker::external::run(ext, inbound_tx));
+        let (catalog, account) = (catalog.clone(), ext.account.clone());
+        let resolve: ynni_broker::external::ResolveAccount = Arc::new(move || {
+            let (catalog, account) = (catalog.clone(), account.clone());
+            Box::pin(async move {
+                catalog
+                    .user_by_username(&account)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|u| u.id)
+            })
+        });
+        tokio::spawn(ynni_broker::external::run(ext, resolve, inbound_tx));
     }
-    tokio::spawn(feed(
-        inbound,
-        base.to_string(),
-        catalog,
-        router,
-        announce_tx.clone(),
-    ));
-    Ok((running.addr, announce_tx))
+    tokio::spawn(feed(inbound, base, router, announce_tx.clone()));
+    Ok(Started {
+        addr: running.addr,
+        announce: announce_tx,
+        credentials: credentials_tx,
+    })
 }
 
 /// `publish_to_mqtt`: the raw value on the user's topic, as emoncms publishes it; each feed
@@ -179,7 +238,6 @@ async fn publish_outputs(
     catalog: Catalog,
     router: Arc<Router>,
 ) {
-    let mut names: HashMap<i64, String> = HashMap::new();
     let mut discovery = Discovery::default();
     loop {
         let out = tokio::select! {
@@ -187,9 +245,9 @@ async fn publish_outputs(
             userid = announce.recv() => {
                 let Some(userid) = userid else { break };
                 match discovery.messages(userid, &catalog, &router).await {
-                    Ok((name, messages)) => {
+                    Ok((_, messages)) => {
                         for m in messages {
-                            if let Err(e) = publisher.publish_retained(&name, &m.topic, m.payload).await {
+                            if let Err(e) = publisher.publish_retained(userid, &m.topic, m.payload).await {
                                 tracing::warn!(error = %e, "discovery message not published");
                             }
                         }
@@ -220,27 +278,17 @@ async fn publish_outputs(
             | Output::Feed { userid, .. }
             | Output::Input { userid, .. } => *userid,
         };
-        let username = match names.get(&userid) {
-            Some(n) => n.clone(),
-            None => match catalog.user_by_id(userid).await {
-                Ok(Some(u)) => {
-                    names.insert(userid, u.username.clone());
-                    u.username
-                }
-                _ => continue,
-            },
-        };
         let sent = match out {
             Output::Published { topic, value, .. } => {
                 let payload = value.map_or_else(|| "null".to_string(), |v| v.to_string());
-                publisher.publish(&username, &topic, payload.into_bytes())
+                publisher.publish(userid, &topic, payload.into_bytes())
             }
             Output::Input {
                 node, name, value, ..
             } => {
                 let payload = value.map_or_else(|| "null".to_string(), |v| v.to_string());
                 publisher.publish(
-                    &username,
+                    userid,
                     &format!("{input_topic}/{node}/{name}"),
                     payload.into_bytes(),
                 )
@@ -251,7 +299,7 @@ async fn publish_outputs(
                 let payload = serde_json::json!({"time": time, "value": php_number(value)});
                 publisher
                     .publish_retained(
-                        &username,
+                        userid,
                         &format!("ynni/feed/{feed}"),
                         payload.to_string().into_bytes(),
                     )
@@ -266,37 +314,40 @@ async fn publish_outputs(
 
 /// How many MQTT messages may wait for their WAL sync at once: enough for one group commit to
 /// cover many, few enough that a stalled shard soon pushes back on the broker.
-const MAX_IN_FLIGHT: usize = 512;
+const MAX_IN_FLIGHT: usize = 4096;
 
+/// Hands each message to its shard and tells its publisher, once the shard answered, whether
+/// it is durable (the broker sends PUBACK/PUBREC only then).
 async fn feed(
     mut inbound: Receiver<Inbound>,
     base: String,
-    catalog: Catalog,
     router: Arc<Router>,
     announce: UnboundedSender<i64>,
 ) {
-    let mut ids: HashMap<String, i64> = HashMap::new();
-    let mut in_flight: VecDeque<(Pending, String)> = VecDeque::new();
-    while let Some(msg) = inbound.recv().await {
-        let userid = match ids.get(&msg.username) {
-            Some(&id) => id,
-            None => match catalog.user_by_username(&msg.username).await {
-                Ok(Some(u)) => {
-                    ids.insert(msg.username.clone(), u.id);
-                    u.id
-                }
-                _ => continue,
-            },
+    let mut waiting = FuturesUnordered::new();
+    loop {
+        let msg = tokio::select! {
+            Some(()) = waiting.next(), if !waiting.is_empty() => continue,
+            msg = inbound.recv(), if waiting.len() < MAX_IN_FLIGHT => msg,
         };
-        if msg.topic == ynni_broker::HA_STATUS {
+        let Some(msg) = msg else { break };
+        let Inbound {
+            userid,
+            topic,
+            payload,
+            done,
+        } = msg;
+        if topic == ynni_broker::HA_STATUS {
             // Home Assistant (re)started: it wants the discovery configs again.
-            if msg.payload.as_slice() == b"online" {
+            if payload.as_slice() == b"online" {
                 let _ = announce.send(userid);
             }
+            answer(done, Handled::Ignored);
             continue;
         }
         let now = chrono::Utc::now().timestamp();
-        let Some(decoded) = decode_mqtt(&msg.topic, &msg.payload, &base, now) else {
+        let Some(decoded) = decode_mqtt(&topic, &payload, &base, now) else {
+            answer(done, Handled::Ignored);
             continue;
         };
         let mut submission = Submission {
@@ -304,53 +355,53 @@ async fn feed(
             batches: vec![decoded],
             http: false,
         };
-        // Messages are queued in arrival order and acknowledged by the shard later, so many
-        // share one WAL sync. A full shard queue waits for earlier messages, then retries:
-        // the broker is slowed down, nothing is dropped.
-        loop {
+        // A full shard queue waits for earlier messages, then retries: the broker is slowed
+        // down, nothing is dropped.
+        let pending = loop {
             match router.enqueue(submission) {
-                Ok(pending) => {
-                    in_flight.push_back((pending, msg.username.clone()));
-                    break;
-                }
+                Ok(pending) => break Ok(pending),
                 Err(Refused {
                     error: IngestError::Busy,
                     submission: Some(s),
                 }) => {
                     submission = s;
-                    match in_flight.pop_front() {
-                        Some((pending, user)) => settle(pending.await, &user),
-                        None => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+                    if waiting.next().await.is_none() {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                     }
                 }
-                Err(refused) => {
-                    settle(Err(refused.error), &msg.username);
-                    break;
-                }
+                Err(refused) => break Err(refused.error),
             }
-        }
-        while let Some((pending, _)) = in_flight.front_mut() {
-            let outcome = match pending.try_outcome() {
-                Some(o) => o,
-                None if in_flight.len() >= MAX_IN_FLIGHT => match in_flight.front_mut() {
-                    Some((p, _)) => p.await,
-                    None => break,
-                },
-                None => break,
-            };
-            if let Some((_, user)) = in_flight.pop_front() {
-                settle(outcome, &user);
-            }
+        };
+        match pending {
+            Ok(pending) => waiting.push(async move {
+                let handled = settle(pending.await, userid);
+                answer(done, handled);
+            }),
+            Err(e) => answer(done, settle(Err(e), userid)),
         }
     }
-    for (pending, user) in in_flight {
-        settle(pending.await, &user);
+    while waiting.next().await.is_some() {}
+}
+
+fn answer(done: Option<Done>, handled: Handled) {
+    if let Some(d) = done {
+        d.send(handled);
     }
 }
 
-fn settle(outcome: Result<(), IngestError>, user: &str) {
-    if let Err(e) = outcome {
-        tracing::warn!(error = %e, user, "MQTT message not stored");
+/// What a shard's answer means for the publisher: stored; refused for good (a limit, bad
+/// data: acknowledged, as sending it again changes nothing); or not stored now.
+fn settle(outcome: Result<(), IngestError>, userid: i64) -> Handled {
+    match outcome {
+        Ok(()) => Handled::Stored,
+        Err(e) if e.is_limit() => {
+            tracing::info!(error = %e, userid, "MQTT message refused");
+            Handled::Ignored
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, userid, "MQTT message not stored");
+            Handled::Failed
+        }
     }
 }
 

@@ -91,21 +91,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         })
     };
     let options = crate::mqtt_link::LinkOptions {
-        listen: m.listen,
-        base: m.base_topic.clone(),
-        legacy,
-        external,
-        tls,
-        websocket: if m.ws_listen.is_empty() {
-            None
-        } else {
-            Some(m.ws_listen.parse().context("mqtt.ws_listen")?)
+        broker: ynni_broker::Options {
+            listen: m.listen,
+            tls,
+            websocket: if m.ws_listen.is_empty() {
+                None
+            } else {
+                Some(m.ws_listen.parse().context("mqtt.ws_listen")?)
+            },
+            base: m.base_topic.clone(),
+            max_connections: m.max_connections,
+            max_connections_per_user: m.max_connections_per_user,
         },
+        legacy,
+        login_limits: crate::mqtt_link::LoginLimits::from_settings(&settings.limits),
+        external,
         input_topic: m.input_topic.clone(),
     };
-    let (mqtt_addr, announce) =
-        crate::mqtt_link::start(options, catalog.clone(), router.clone()).await?;
-    tracing::info!("MQTT listening on {mqtt_addr}");
+    let mqtt = crate::mqtt_link::start(options, catalog.clone(), router.clone()).await?;
+    tracing::info!("MQTT listening on {}", mqtt.addr);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(purge_sessions(catalog.clone(), stop_rx.clone()));
@@ -116,7 +120,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         router.clone(),
     )
-    .with_discovery(announce);
+    .with_discovery(mqtt.announce)
+    .with_credential_watch(mqtt.credentials);
     let mut http_stop = stop_rx.clone();
     let mut server = tokio::spawn(ynni_web::serve(listener, state, async move {
         let _ = http_stop.wait_for(|stop| *stop).await;

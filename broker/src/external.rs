@@ -1,10 +1,15 @@
 //! External broker mode: for users who already run Mosquitto (an emonPi, a home server), ynni
 //! subscribes to `<base>/#` there on behalf of one account, as emoncms's `emoncms_mqtt` service
-//! does, and feeds the messages to the same ingest path as its own broker's.
+//! does, and feeds the messages to the same ingest path as its own broker's. A QoS 1 message
+//! is acknowledged to the external broker only once ingest has it durable, as on ynni's own
+//! broker, so the external broker keeps (and sends again) what a crash would have lost.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Inbound;
+use crate::{Done, Handled, Inbound};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc::Sender;
 
@@ -22,13 +27,21 @@ pub struct External {
     pub tls_ca: Option<Vec<u8>>,
 }
 
+/// Finds the id of the account the messages belong to (`None` while it does not exist).
+pub type ResolveAccount =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Option<i64>> + Send>> + Send + Sync>;
+
 /// How long to wait before reconnecting after the broker went away.
 const RECONNECT: Duration = Duration::from_secs(5);
 
 /// Runs until `inbound` closes, reconnecting whenever the broker is unreachable.
-pub async fn run(cfg: External, inbound: Sender<Inbound>) {
+pub async fn run(cfg: External, resolve: ResolveAccount, inbound: Sender<Inbound>) {
     let mut opts = MqttOptions::new(format!("ynni-{}", cfg.account), cfg.host.clone(), cfg.port);
     opts.set_keep_alive(Duration::from_secs(60));
+    opts.set_manual_acks(true);
+    // Resolved once: from then on the messages belong to that account by id, whatever it is
+    // renamed to.
+    let mut account: Option<i64> = None;
     if !cfg.username.is_empty() {
         opts.set_credentials(cfg.username.clone(), cfg.password.clone());
     }
@@ -55,15 +68,33 @@ pub async fn run(cfg: External, inbound: Sender<Inbound>) {
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                if account.is_none() {
+                    account = resolve().await;
+                }
+                let Some(userid) = account else {
+                    tracing::debug!(account = %cfg.account, "external MQTT message before its account exists; dropped");
+                    let _ = client.ack(&p).await;
+                    continue;
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
                 let msg = Inbound {
-                    username: cfg.account.clone(),
+                    userid,
                     topic: p.topic.clone(),
                     payload: p.payload.to_vec(),
+                    done: Some(Done(tx)),
                 };
                 // Waiting here slows the external broker's delivery instead of dropping.
                 if inbound.send(msg).await.is_err() {
                     return;
                 }
+                let client = client.clone();
+                tokio::spawn(async move {
+                    // Not acknowledged when it could not be stored: the broker sends it again
+                    // after the next reconnect.
+                    if matches!(rx.await, Ok(Handled::Stored | Handled::Ignored)) {
+                        let _ = client.ack(&p).await;
+                    }
+                });
             }
             Ok(_) => {}
             Err(e) => {

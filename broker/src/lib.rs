@@ -1,31 +1,35 @@
-//! The embedded MQTT broker: rumqttd on ynni's runtime, with per-user authentication and a
-//! topic namespace per user (DESIGN.md §3).
+//! The embedded MQTT broker: ynni's own listeners and connection handling in front of rumqttd's
+//! router (DESIGN.md §3).
 //!
-//! A device connects with its ynni username and the account's write apikey, and publishes
-//! `emon/<node>/<input>` as it does to emoncms's broker. Every topic a connection publishes,
-//! subscribes to or sets as its will is rewritten to `u/<username>/…` on the way in, and the
-//! prefix is taken off on the way out, so a client never sees or reaches another user's topics
-//! (a subscription to `#` covers its own namespace only). The in-process ingest link
-//! subscribes `u/+/<base>/#` and reads the user from the topic.
+//! A device connects with its ynni username and the account's write apikey (or one of its
+//! device keys) and publishes `emon/<node>/<input>` as it does to emoncms's broker. Each
+//! connection is served by one task ([`session`]) that owns the socket: it checks the CONNECT
+//! ([`connect`]), keeps every topic inside the user's namespace `u/<userid>/…` ([`namespace`]),
+//! hands ingest topics to [`Running::inbound`] and answers QoS 1 and 2 publishes only once
+//! ingest says they are durable. rumqttd's router does what it is good at: fan-out to
+//! subscribers, retained messages, persistent sessions and shared subscriptions. Client ids,
+//! sessions and wills are per user ([`Sessions`]).
 
-mod devices;
+mod connect;
 pub mod external;
-mod guard;
-mod tenant;
+mod listen;
+mod namespace;
+mod session;
+mod sessions;
 mod version;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use rumqttd::local::LinkBuilder;
-use rumqttd::{
-    ConnectionSettings, LinkType, Notification, Router, RouterConfig, Server, ServerSettings,
-};
+use bytes::{Bytes, BytesMut};
+use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
+use rumqttd::{Notification, Router, RouterConfig};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
-pub use devices::{Access, DeviceSessions};
-pub use tenant::TenantNs;
+pub use sessions::Sessions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -36,6 +40,8 @@ pub enum BrokerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("MQTT TLS: {0}")]
+    Tls(String),
     #[error("MQTT broker: {0}")]
     Link(String),
 }
@@ -43,50 +49,161 @@ pub enum BrokerError {
 /// The topic Home Assistant announces itself on (`online` when it starts).
 pub const HA_STATUS: &str = "homeassistant/status";
 
-/// Decides what a CONNECT's username and password open.
-pub type Authenticate =
-    Arc<dyn Fn(String, String) -> Pin<Box<dyn Future<Output = Access> + Send>> + Send + Sync>;
+/// The largest MQTT packet accepted (emonhub's and ESP firmware's are well under 1 KiB).
+pub const MAX_PACKET: usize = 256 << 10;
+/// How long a client has to finish its TLS or websocket handshake and send CONNECT.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 
-/// A message a device published, already out of its namespace.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Inbound {
+/// The credentials of a CONNECT, with where it came from.
+#[derive(Clone)]
+pub struct Login {
     pub username: String,
+    pub password: String,
+    pub peer: IpAddr,
+    /// Checked again for a connection already open (a change of the user's credentials),
+    /// not a new attempt: login limits do not apply.
+    pub recheck: bool,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("username", &connect::quote(&self.username))
+            .field("peer", &self.peer)
+            .field("recheck", &self.recheck)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a CONNECT's credentials open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Denied,
+    /// The account's write apikey: any topic in the user's namespace.
+    Account {
+        userid: i64,
+    },
+    /// A device key: publishes limited to this node.
+    Device {
+        userid: i64,
+        node: String,
+    },
+}
+
+/// Decides what a CONNECT's credentials open.
+pub type Authenticate =
+    Arc<dyn Fn(Login) -> Pin<Box<dyn Future<Output = Access> + Send>> + Send + Sync>;
+
+/// What became of a message handed to ingest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Durable in the WAL: the publisher may be acknowledged.
+    Stored,
+    /// Holds nothing to store (not a value, a limit refused it): acknowledged all the same,
+    /// as sending it again would not change that.
+    Ignored,
+    /// Could not be stored now: the publisher is not acknowledged and is disconnected, so it
+    /// sends the message again.
+    Failed,
+}
+
+/// The answer a waiting publisher gets (QoS 1 and 2).
+#[derive(Debug)]
+pub struct Done(oneshot::Sender<Handled>);
+
+impl Done {
+    pub fn send(self, handled: Handled) {
+        let _ = self.0.send(handled);
+    }
+}
+
+/// A message a device published on an ingest topic, already out of its namespace.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The account, fixed when the connection authenticated.
+    pub userid: i64,
     /// The topic as the device sent it (`emon/node/input`).
     pub topic: String,
     pub payload: Vec<u8>,
+    /// Present when the publisher waits for an acknowledgement.
+    pub done: Option<Done>,
+}
+
+/// A will on its way to the router (already inside its namespace).
+struct Will {
+    topic: Bytes,
+    payload: Bytes,
+    retain: bool,
+}
+
+/// Builds a router link (rumqttd's error is large; its text is all that is used).
+type LinkFactory =
+    Arc<dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), String> + Send + Sync>;
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    base: String,
+    inbound: mpsc::Sender<Inbound>,
+    links: LinkFactory,
+    wills: WillSender,
+    sessions: Sessions,
+    authenticate: Authenticate,
+}
+
+impl Shared {
+    /// Topics whose messages go to ingest: `<base>` and below, and Home Assistant's status.
+    fn is_ingest_topic(&self, topic: &str) -> bool {
+        topic == HA_STATUS
+            || topic
+                .strip_prefix(self.base.as_str())
+                .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+    }
+}
+
+/// Wills go out through one link of the broker's own; a full queue drops (and logs) rather
+/// than holding up a closing connection.
+#[derive(Clone)]
+struct WillSender(mpsc::Sender<Will>);
+
+impl WillSender {
+    fn send(&self, will: Will) -> Result<(), ()> {
+        self.0.try_send(will).map_err(|_| {
+            tracing::warn!("MQTT will dropped: too many at once");
+        })
+    }
 }
 
 /// Publishes into users' namespaces (what process lists' `publish_to_mqtt` sends).
 pub struct Publisher {
-    link: rumqttd::local::LinkTx,
+    link: LinkTx,
 }
 
 impl Publisher {
-    /// Publishes `payload` on `topic` as seen by `username`'s clients (QoS 0, not retained, as
+    /// Publishes `payload` on `topic` as seen by the user's clients (QoS 0, not retained, as
     /// emoncms publishes).
     pub fn publish(
         &mut self,
-        username: &str,
+        userid: i64,
         topic: &str,
         payload: Vec<u8>,
     ) -> Result<(), BrokerError> {
         self.link
-            .publish(format!("{}{username}/{topic}", "u/"), payload)
+            .publish(namespace::user_topic(userid, topic), payload)
             .map(|_| ())
             .map_err(|e| BrokerError::Link(e.to_string()))
     }
 
-    /// Publishes a retained message in `username`'s namespace: a subscriber that comes later
+    /// Publishes a retained message in the user's namespace: a subscriber that comes later
     /// gets the latest one at once (feed values, Home Assistant discovery).
     pub async fn publish_retained(
         &mut self,
-        username: &str,
+        userid: i64,
         topic: &str,
         payload: Vec<u8>,
     ) -> Result<(), BrokerError> {
         let publish = rumqttd::protocol::Publish::new(
-            bytes::Bytes::from(format!("u/{username}/{topic}")),
-            bytes::Bytes::from(payload),
+            Bytes::from(namespace::user_topic(userid, topic)),
+            Bytes::from(payload),
             true,
         );
         self.link
@@ -105,25 +222,18 @@ pub struct Tls {
     pub key: String,
 }
 
-/// rumqttd binds inside its accept loop and cannot report the port; binding once here makes
-/// "in use" a clear start-up error and resolves port 0.
-async fn resolve(listen: SocketAddr) -> Result<SocketAddr, BrokerError> {
-    let probe = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AddrInUse {
-                BrokerError::AddrInUse(listen)
-            } else {
-                BrokerError::Bind {
-                    addr: listen,
-                    source,
-                }
-            }
-        })?;
-    probe.local_addr().map_err(|source| BrokerError::Bind {
-        addr: listen,
-        source,
-    })
+/// How the broker is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: SocketAddr,
+    pub tls: Option<Tls>,
+    pub websocket: Option<SocketAddr>,
+    /// The ingest topic root (`emon`).
+    pub base: String,
+    /// Open connections at most, over all listeners (lowered to fit the open-file limit).
+    pub max_connections: usize,
+    /// Open connections of one user at most.
+    pub max_connections_per_user: usize,
 }
 
 /// What [`start`] gives back.
@@ -134,185 +244,208 @@ pub struct Running {
     pub tls_addr: Option<SocketAddr>,
     /// The websocket listener's address, when there is one.
     pub ws_addr: Option<SocketAddr>,
-    /// Messages published under `<base>/`, and on [`HA_STATUS`], by authenticated clients.
-    pub inbound: tokio::sync::mpsc::Receiver<Inbound>,
+    /// Messages published on ingest topics (`<base>/…`, [`HA_STATUS`]).
+    pub inbound: mpsc::Receiver<Inbound>,
     pub publisher: Publisher,
+    /// The open connections: tell it when a user's credentials change.
+    pub sessions: Sessions,
 }
 
-/// Starts the broker on `listen` (port 0 picks a free port).
-/// `legacy`: a fixed login name and the username of the account it stands for (emonSD's
-/// `emonpi` login); its topics live in that account's namespace.
-pub async fn start(
-    listen: SocketAddr,
-    base: &str,
-    authenticate: Authenticate,
-    legacy: Option<(String, String)>,
-    tls: Option<Tls>,
-    websocket: Option<SocketAddr>,
-) -> Result<Running, BrokerError> {
-    let listen = resolve(listen).await?;
-    let tls = match tls {
-        Some(t) => Some(Tls {
-            listen: resolve(t.listen).await?,
-            ..t
-        }),
+/// Starts the broker on the listeners in `opts` (port 0 picks a free port).
+pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running, BrokerError> {
+    let max_connections = listen::connection_limit(opts.max_connections);
+    let plain = listen::bind(opts.listen).await?;
+    let addr = local_addr(&plain, opts.listen)?;
+    let tls = match &opts.tls {
+        Some(t) => {
+            let acceptor = listen::tls_acceptor(&t.cert, &t.key)?;
+            let l = listen::bind(t.listen).await?;
+            Some((local_addr(&l, t.listen)?, l, acceptor))
+        }
         None => None,
     };
-    let router_cfg = RouterConfig {
-        max_connections: 10_000,
-        max_outgoing_packet_count: 200,
-        max_segment_size: 100 << 20,
-        max_segment_count: 10,
-        custom_segment: None,
-        initialized_filters: None,
-        shared_subscriptions_strategy: Default::default(),
+    let ws = match opts.websocket {
+        Some(a) => {
+            let l = listen::bind(a).await?;
+            Some((local_addr(&l, a)?, l))
+        }
+        None => None,
     };
-    let router_tx = Router::new(0, router_cfg).spawn();
-    let mut connections = ConnectionSettings {
-        connection_timeout_ms: 60_000,
-        max_payload_size: 256 << 10,
-        max_inflight_count: 100,
-        auth: None,
-        external_auth: None,
-        dynamic_filters: true,
-    };
-    let sessions = Arc::new(DeviceSessions::default());
-    let auth_sessions = sessions.clone();
-    let auth_base = base.to_string();
-    let login_guard = Arc::new(guard::LoginGuard::default());
-    connections.set_auth_handler(move |client_id: String, user: String, pass: String| {
-        let authenticate = authenticate.clone();
-        let sessions = auth_sessions.clone();
-        let base = auth_base.clone();
-        let login_guard = login_guard.clone();
-        async move {
-            // The username becomes a topic level: MQTT wildcards and separators never pass.
-            if user.is_empty() || user.contains(['/', '+', '#']) {
-                return false;
+
+    let router_tx = Router::new(
+        0,
+        RouterConfig {
+            // Above the broker's own limit: the router never refuses silently.
+            max_connections: max_connections + 16,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 100 << 20,
+            max_segment_count: 10,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Default::default(),
+        },
+    )
+    .spawn();
+    let factory_tx = router_tx.clone();
+    let links: LinkFactory = Arc::new(move |client_id: &str, clean: bool| {
+        LinkBuilder::new(client_id, factory_tx.clone())
+            .clean_session(clean)
+            .dynamic_filters(true)
+            .topic_alias_max(0)
+            .build()
+            .map_err(|e: LinkError| e.to_string())
+    });
+
+    // The broker's own links: one publishes outputs, one publishes wills. Their receiving
+    // sides are drained so the router never waits on them.
+    let (out_tx, out_rx, _) = links("ynni-outputs", true).map_err(BrokerError::Link)?;
+    tokio::spawn(drain(out_rx));
+    let (mut will_tx, will_rx, _) = links("ynni-wills", true).map_err(BrokerError::Link)?;
+    tokio::spawn(drain(will_rx));
+    let (wills, mut will_queue) = mpsc::channel::<Will>(1024);
+    tokio::spawn(async move {
+        while let Some(w) = will_queue.recv().await {
+            let publish = rumqttd::protocol::Publish::new(w.topic, w.payload, w.retain);
+            if will_tx
+                .send(rumqttd::protocol::Packet::Publish(publish, None))
+                .await
+                .is_err()
+            {
+                break;
             }
-            tokio::time::sleep(login_guard.delay(&user)).await;
-            let access = authenticate(user.clone(), pass).await;
-            let ok = sessions.authenticated(&client_id, &access, &base);
-            login_guard.record(&user, ok);
-            ok
         }
     });
-    let websocket = match websocket {
-        Some(addr) => Some(resolve(addr).await?),
-        None => None,
-    };
-    let legacy = legacy.map(Arc::new);
-    let mut listeners = vec![("ynni-mqtt", listen, None, LinkType::Remote)];
-    if let Some(t) = &tls {
-        listeners.push((
-            "ynni-mqtts",
-            t.listen,
-            Some(rumqttd::TlsConfig::Rustls {
-                capath: None,
-                certpath: t.cert.clone(),
-                keypath: t.key.clone(),
-            }),
-            LinkType::Remote,
+
+    let (inbound_tx, inbound) = mpsc::channel(4096);
+    let sessions = Sessions::new(authenticate.clone(), opts.max_connections_per_user);
+    let shared = Arc::new(Shared {
+        base: opts.base.clone(),
+        inbound: inbound_tx,
+        links,
+        wills: WillSender(wills),
+        sessions: sessions.clone(),
+        authenticate,
+    });
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let mut listeners = vec![("mqtt", plain, listen::Kind::Plain)];
+    let tls_addr = tls.map(|(a, l, acceptor)| {
+        listeners.push(("mqtts", l, listen::Kind::Tls(acceptor)));
+        a
+    });
+    let ws_addr = ws.map(|(a, l)| {
+        listeners.push(("mqtt-ws", l, listen::Kind::Websocket));
+        a
+    });
+    for (name, listener, kind) in listeners {
+        let (shared, permits) = (shared.clone(), permits.clone());
+        tokio::spawn(listen::accept_loop(
+            name,
+            listener,
+            permits,
+            move |socket, peer, permit| {
+                let (shared, kind) = (shared.clone(), kind.clone());
+                async move {
+                    serve_connection(kind, socket, peer, shared).await;
+                    drop(permit);
+                }
+            },
         ));
     }
-    if let Some(addr) = websocket {
-        // MQTT 3.1.1 inside websocket frames (browsers, Node-RED dashboards).
-        listeners.push(("ynni-mqtt-ws", addr, None, LinkType::Websocket));
-    }
-    for (name, addr, tls_config, link_type) in listeners {
-        let settings = ServerSettings {
-            name: name.into(),
-            listen: addr,
-            tls: tls_config,
-            next_connection_delay_ms: 0,
-            connections: connections.clone(),
-        };
-        let mut server = Server::new(
-            settings,
-            router_tx.clone(),
-            TenantNs::new(
-                version::AnyVersion::default(),
-                sessions.clone(),
-                base,
-                legacy.clone(),
-            ),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = server.start(link_type).await {
-                tracing::error!(error = ?e, listener = name, "MQTT listener stopped");
-            }
-        });
-    }
+    Ok(Running {
+        addr,
+        tls_addr,
+        ws_addr,
+        inbound,
+        publisher: Publisher { link: out_tx },
+        sessions,
+    })
+}
 
-    // A second link only publishes; its receiving side is drained so the router never waits on it.
-    let (out_tx, mut out_rx, _) = LinkBuilder::new("ynni-outputs", router_tx.clone())
-        // Publish to any topic, not only to filters that existed when the link was made.
-        .dynamic_filters(true)
-        .build()
-        .map_err(|e| BrokerError::Link(e.to_string()))?;
-    tokio::spawn(async move {
-        loop {
-            match out_rx.next().await {
-                Ok(Some(Notification::Unschedule)) => {
-                    if out_rx.wake().await.is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    });
-    let (mut link_tx, mut link_rx, _) = LinkBuilder::new("ynni-ingest", router_tx)
-        .build()
-        .map_err(|e| BrokerError::Link(e.to_string()))?;
-    link_tx
-        .subscribe(format!("u/+/{base}/#"))
-        .map_err(|e| BrokerError::Link(e.to_string()))?;
-    // Home Assistant's birth message: its discovery configs are published again.
-    link_tx
-        .subscribe(format!("u/+/{HA_STATUS}"))
-        .map_err(|e| BrokerError::Link(e.to_string()))?;
-    let (tx, rx) = tokio::sync::mpsc::channel(4096);
-    tokio::spawn(async move {
-        // Keep the link's sender alive for as long as the link is read.
-        let _link_tx = link_tx;
-        loop {
-            match link_rx.next().await {
-                Ok(Some(Notification::Forward(f))) => {
-                    let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
-                    let Some((username, inner)) = tenant::split(&topic) else {
-                        continue;
-                    };
-                    let msg = Inbound {
-                        username: username.to_string(),
-                        topic: inner.to_string(),
-                        payload: f.publish.payload.to_vec(),
-                    };
-                    // Waiting here pushes back on the broker rather than dropping messages.
-                    if tx.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-                // rumqttd parks a link that does not ask again: without this it stalls.
-                Ok(Some(Notification::Unschedule)) => {
-                    if link_rx.wake().await.is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "MQTT ingest link failed");
+fn local_addr(l: &tokio::net::TcpListener, asked: SocketAddr) -> Result<SocketAddr, BrokerError> {
+    l.local_addr().map_err(|source| BrokerError::Bind {
+        addr: asked,
+        source,
+    })
+}
+
+/// Reads a link the broker only publishes on, so the router never parks it.
+async fn drain(mut rx: LinkRx) {
+    loop {
+        match rx.next().await {
+            Ok(Some(Notification::Unschedule)) => {
+                if rx.wake().await.is_err() {
                     break;
                 }
             }
+            Ok(_) => {}
+            Err(_) => break,
         }
-    });
-    Ok(Running {
-        addr: listen,
-        tls_addr: tls.map(|t| t.listen),
-        ws_addr: websocket,
-        inbound: rx,
-        publisher: Publisher { link: out_tx },
-    })
+    }
+}
+
+/// One accepted socket, from its transport handshake to its end.
+async fn serve_connection(
+    kind: listen::Kind,
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) {
+    let started = tokio::time::Instant::now();
+    let mut io =
+        match tokio::time::timeout(CONNECT_DEADLINE, listen::handshake(&kind, socket)).await {
+            Ok(Ok(io)) => io,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "MQTT transport handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "MQTT transport handshake timed out");
+                return;
+            }
+        };
+    let mut codec = version::AnyVersion::default();
+    let mut read = BytesMut::with_capacity(1024);
+    let left = CONNECT_DEADLINE.saturating_sub(started.elapsed());
+    let packet = match connect::read_connect(&mut io, &mut codec, &mut read, left).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "MQTT connection closed before CONNECT");
+            return;
+        }
+    };
+    let accepted = match connect::accept(
+        &mut io,
+        &codec,
+        packet,
+        peer,
+        &shared.base,
+        &shared.authenticate,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "MQTT CONNECT refused");
+            return;
+        }
+    };
+    let userid = accepted.namespace.userid();
+    let registration = match shared
+        .sessions
+        .register(
+            userid,
+            &accepted.connect.client_id,
+            accepted.login.clone(),
+            accepted.access.clone(),
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(sessions::RegisterError::TooMany) => {
+            tracing::info!(%peer, userid, "MQTT connection refused: the user's connection limit is reached");
+            connect::refuse_busy(&mut io, &codec).await;
+            return;
+        }
+    };
+    session::run(io, codec, read, peer, accepted, registration, shared).await;
 }

@@ -63,8 +63,36 @@ impl Protocol for AnyVersion {
         if self.v5 == Some(true) {
             V5.write(packet, write)
         } else {
-            V4.write(packet, write)
+            // rumqttd's 3.1.1 writer panics on properties (a v5 publisher's message on its way
+            // to a 3.1.1 subscriber has them): 3.1.1 has none, so they go.
+            V4.write(without_properties(packet), write)
         }
+    }
+}
+
+impl AnyVersion {
+    /// Whether the client speaks MQTT 5 (known once its CONNECT was read).
+    pub fn is_v5(&self) -> bool {
+        self.v5 == Some(true)
+    }
+}
+
+/// The packet with its MQTT 5 properties removed, for a 3.1.1 client.
+fn without_properties(packet: Packet) -> Packet {
+    match packet {
+        Packet::ConnAck(a, _) => Packet::ConnAck(a, None),
+        Packet::Publish(p, _) => Packet::Publish(p, None),
+        Packet::PubAck(a, _) => Packet::PubAck(a, None),
+        Packet::SubAck(a, _) => Packet::SubAck(a, None),
+        Packet::PubRec(a, _) => Packet::PubRec(a, None),
+        Packet::PubRel(a, _) => Packet::PubRel(a, None),
+        Packet::PubComp(a, _) => Packet::PubComp(a, None),
+        Packet::UnsubAck(a, _) => Packet::UnsubAck(a, None),
+        Packet::Subscribe(s, _) => Packet::Subscribe(s, None),
+        Packet::Unsubscribe(u, _) => Packet::Unsubscribe(u, None),
+        Packet::Disconnect(d, _) => Packet::Disconnect(d, None),
+        Packet::Connect(c, _, w, _, l) => Packet::Connect(c, None, w, None, l),
+        other => other,
     }
 }
 
@@ -82,5 +110,26 @@ mod tests {
         assert_eq!(connect_level(&v4[..6]), Err(3));
         assert_eq!(connect_level(&[]), Err(1));
         assert_eq!(connect_level(&[0x30, 2]), Ok(None));
+    }
+
+    #[test]
+    fn a_31_client_is_written_no_properties() {
+        use rumqttd::protocol::{Publish, PublishProperties};
+        let mut codec = AnyVersion::default();
+        let mut connect =
+            BytesMut::from(&[0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 0][..]);
+        assert!(codec.read_mut(&mut connect, 1024).is_ok());
+        assert!(!codec.is_v5());
+        let props = PublishProperties {
+            content_type: Some("text/plain".into()),
+            ..Default::default()
+        };
+        let mut out = BytesMut::new();
+        let packet = Packet::Publish(Publish::new("t", "v", false), Some(props));
+        assert!(
+            codec.write(packet, &mut out).is_ok(),
+            "written, not a panic"
+        );
+        assert_eq!(&out[..], &[0x30, 4, 0, 1, b't', b'v']);
     }
 }

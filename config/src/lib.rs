@@ -63,6 +63,12 @@ pub struct HttpSettings {
     /// Serve the web UI from this directory (`web/ui` of a checkout) instead of the copy built
     /// into the binary, so UI changes show without a rebuild. Empty (the default): built in.
     pub ui_dir: String,
+    /// Seconds a client gets to send a request's line and headers; an idle keep-alive
+    /// connection is closed after as long. Slow or silent clients cannot hold connections.
+    pub header_timeout_s: u64,
+    /// Open HTTP connections at most, lowered at start to fit under the process's open-file
+    /// limit; beyond it new clients wait in the kernel's accept queue.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,6 +104,11 @@ pub struct MqttSettings {
     /// `ynni tls selfsigned` writes under `<data_dir>/tls/`.
     pub tls_cert: String,
     pub tls_key: String,
+    /// Open MQTT connections at most, over all listeners (lowered at start to fit under the
+    /// process's open-file limit).
+    pub max_connections: usize,
+    /// Open MQTT connections of one user at most (devices, Home Assistant, Node-RED, …).
+    pub max_connections_per_user: usize,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -161,6 +172,8 @@ impl Default for HttpSettings {
             max_body_bytes: 4 << 20,
             secure_cookie: false,
             ui_dir: String::new(),
+            header_timeout_s: 20,
+            max_connections: 4096,
         }
     }
 }
@@ -185,6 +198,8 @@ impl Default for MqttSettings {
             tls_listen: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
+            max_connections: 10_000,
+            max_connections_per_user: 100,
         }
     }
 }
@@ -278,6 +293,12 @@ impl Settings {
         }
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024");
+        }
+        if self.http.header_timeout_s == 0 {
+            return bad("http.header_timeout_s", "must be at least 1");
+        }
+        if self.http.max_connections == 0 {
+            return bad("http.max_connections", "must be at least 1");
         }
         if self.users.session_days == 0 {
             return bad("users.session_days", "must be at least 1");

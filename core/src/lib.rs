@@ -4,7 +4,9 @@
 pub mod account_rules;
 pub mod catalog;
 pub mod keys;
+pub mod login_limit;
 pub mod password;
+pub mod ratelimit;
 pub mod timezone;
 
 pub use catalog::{Catalog, CatalogError, DeviceRow, FeedRow, Imported, ImportedUser, InputRow};

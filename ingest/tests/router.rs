@@ -111,7 +111,7 @@ async fn publish_to_mqtt_reaches_the_outputs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_node_limit_refuses_before_logging() {
+async fn node_limit_refuses_before_logging_over_http_and_mqtt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (catalog, userid) = setup(dir.path()).await;
     let router = start(dir.path(), &catalog).await;
@@ -135,15 +135,27 @@ async fn http_node_limit_refuses_before_logging() {
         ),
         other => panic!("expected the node limit, got {other:?}"),
     }
-    // MQTT is not limited, as in emoncms.
+    // MQTT is limited too (emoncms does not limit it; ynni limits every way in).
     let s = Submission {
         userid,
         batches: vec![batch("e", "x", 1.0)],
         http: false,
     };
-    router.submit(s).await.expect("mqtt has no node limit");
+    match router.submit(s).await {
+        Err(IngestError::NodeLimit { node, .. }) => assert_eq!(node, "e"),
+        other => panic!("expected the node limit over MQTT, got {other:?}"),
+    }
+    let s = Submission {
+        userid,
+        batches: vec![batch("a", "y", 1.0)],
+        http: false,
+    };
+    router
+        .submit(s)
+        .await
+        .expect("a known node takes new inputs");
     stop(router).await;
     let inputs = catalog.inputs_for_user(userid).await.expect("inputs");
     let nodes: Vec<&str> = inputs.iter().map(|i| i.nodeid.as_str()).collect();
-    assert_eq!(nodes, ["a", "b", "c", "e"]);
+    assert_eq!(nodes, ["a", "b", "c", "a"]);
 }

@@ -28,6 +28,17 @@ pub enum StorageError {
     FeedExists { id: u32 },
     #[error("write-ahead log {path}: {reason}")]
     CorruptWal { path: PathBuf, reason: String },
+    /// Writing or syncing the write-ahead log failed (a full disk among others). The log is
+    /// cut back to its last durable record, so the failed records are not in it and the next
+    /// append may succeed (see `wal`'s "Write failures").
+    #[error("write-ahead log {path}: {op} failed: {source}")]
+    WalIo {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("a write-ahead log record of {len} bytes is larger than the limit of {limit}")]
+    RecordTooLarge { len: usize, limit: usize },
     #[error("checkpoint {path}: {reason}")]
     CorruptCheckpoint { path: PathBuf, reason: String },
     #[error("the write-ahead log writer has stopped")]
@@ -48,8 +59,20 @@ impl StorageError {
                     | io::ErrorKind::TimedOut
                     | io::ErrorKind::StorageFull
             ),
+            // Nothing of the failed records is in the log, which takes the next append.
+            StorageError::WalIo { .. } => true,
             // A stopped store recovers by a restart: the client should try again later.
             StorageError::StoreFailed => true,
+            _ => false,
+        }
+    }
+
+    /// The disk (or the file system's space) is full.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } | StorageError::WalIo { source, .. } => {
+                source.kind() == io::ErrorKind::StorageFull
+            }
             _ => false,
         }
     }

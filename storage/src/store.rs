@@ -289,6 +289,11 @@ impl FeedStore {
         self.poisoned = true;
     }
 
+    /// Whether the store was stopped by [`FeedStore::poison`] or a failed write.
+    pub fn failed(&self) -> bool {
+        self.poisoned
+    }
+
     /// Marks every record up to `lsn` as applied: the next checkpoint covers it.
     pub fn record_applied(&mut self, lsn: Lsn) {
         self.applied = self.applied.max(lsn + 1);

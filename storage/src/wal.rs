@@ -26,9 +26,21 @@
 //! segment is a torn write from a crash and is cut off with a warning. The same damage in an
 //! earlier segment means acknowledged records were lost and is reported as an error.
 //! [`Wal::trim`] deletes whole segments whose records are all older than a checkpoint.
+//!
+//! # Write failures
+//!
+//! A group whose write or sync fails (a full disk, an I/O error) is answered with
+//! [`StorageError::WalIo`] for each of its records, and the segment is cut back to the length
+//! it had after the last successful sync: everything before that was synced by earlier
+//! groups, so the log holds exactly the acknowledged records, and later records follow them
+//! (rather than a half-written group that would hide them from a replay). The next group may
+//! then succeed, e.g. once space is freed. Only if the cut itself fails does the writer refuse
+//! every later record ([`StorageError::StoreFailed`]) until a restart, whose open cuts the torn
+//! tail (a whole record of the failed group may then survive it: the client, told to retry,
+//! may deliver it twice).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -243,6 +255,8 @@ impl Wal {
             path: active,
             next_lsn,
             poisoned: false,
+            #[cfg(test)]
+            inject: None,
         };
         let thread = std::thread::Builder::new()
             .name("ynni-wal".into())
@@ -279,6 +293,13 @@ impl Wal {
 
     /// Queues a record; it is durable once the ticket resolves.
     pub fn submit(&self, payload: Vec<u8>) -> Result<Ticket> {
+        // Refused here, alone, rather than failing the group it would have joined.
+        if payload.len() > MAX_RECORD {
+            return Err(StorageError::RecordTooLarge {
+                len: payload.len(),
+                limit: MAX_RECORD,
+            });
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.tx
             .as_ref()
@@ -323,10 +344,47 @@ fn new_segment(dir: &Path, first_lsn: Lsn) -> Result<File> {
         .append(true)
         .open(&path)
         .map_err(io_err("creating", &path))?;
-    f.write_all(MAGIC).map_err(io_err("writing", &path))?;
-    f.sync_all().map_err(io_err("syncing", &path))?;
-    sync_dir(dir)?;
+    let made = f
+        .write_all(MAGIC)
+        .map_err(io_err("writing", &path))
+        .and_then(|()| f.sync_all().map_err(io_err("syncing", &path)))
+        .and_then(|()| sync_dir(dir));
+    if let Err(e) = made {
+        // A half-made segment would make the next attempt fail (`create_new`) for ever.
+        let _ = fs::remove_file(&path);
+        return Err(e);
+    }
     Ok(f)
+}
+
+/// An I/O error of the log's own files, as [`StorageError::WalIo`].
+fn as_wal_io(e: StorageError) -> StorageError {
+    match e {
+        StorageError::Io { op, path, source } => StorageError::WalIo { op, path, source },
+        other => other,
+    }
+}
+
+/// The error of a failed group, once for each of its records (`io::Error` is not `Clone`).
+fn for_each_caller(e: &StorageError) -> StorageError {
+    let copy = |source: &io::Error| match source.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(source.kind(), source.to_string()),
+    };
+    match e {
+        StorageError::WalIo { op, path, source } | StorageError::Io { op, path, source } => {
+            StorageError::WalIo {
+                op,
+                path: path.clone(),
+                source: copy(source),
+            }
+        }
+        StorageError::StoreFailed => StorageError::StoreFailed,
+        other => StorageError::CorruptWal {
+            path: PathBuf::new(),
+            reason: other.to_string(),
+        },
+    }
 }
 
 struct Writer {
@@ -336,8 +394,12 @@ struct Writer {
     file_len: u64,
     path: PathBuf,
     next_lsn: Lsn,
-    /// After a failed write or sync the file's state is unknown: refuse everything.
+    /// Set when a failed group could not be cut off: the file's end is unknown, so nothing
+    /// more may follow it.
     poisoned: bool,
+    /// Tests: the next group's write fails with this, after half of it reached the file.
+    #[cfg(test)]
+    inject: Option<io::ErrorKind>,
 }
 
 impl Writer {
@@ -376,13 +438,13 @@ impl Writer {
             return;
         }
         let result = self.write_group(batch);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, records = batch.len(), "write-ahead log append failed");
+        }
         for (i, (_, reply)) in batch.drain(..).enumerate() {
             let _ = reply.send(match &result {
                 Ok(first) => Ok(first + i as u64),
-                Err(e) => Err(StorageError::CorruptWal {
-                    path: self.path.clone(),
-                    reason: e.to_string(),
-                }),
+                Err(e) => Err(for_each_caller(e)),
             });
         }
     }
@@ -393,16 +455,11 @@ impl Writer {
         batch: &[(Vec<u8>, tokio::sync::oneshot::Sender<Result<Lsn>>)],
     ) -> Result<Lsn> {
         if self.poisoned {
-            return Err(StorageError::WalClosed);
-        }
-        if batch.iter().any(|(p, _)| p.len() > MAX_RECORD) {
-            return Err(StorageError::CorruptWal {
-                path: self.path.clone(),
-                reason: format!("record larger than {MAX_RECORD} bytes refused"),
-            });
+            return Err(StorageError::StoreFailed);
         }
         if self.file_len >= self.cfg.segment_bytes {
-            self.file = new_segment(&self.dir, self.next_lsn)?;
+            // On failure the current segment stays in use, intact; the next group tries again.
+            self.file = new_segment(&self.dir, self.next_lsn).map_err(as_wal_io)?;
             self.path = segment_path(&self.dir, self.next_lsn);
             self.file_len = MAGIC.len() as u64;
         }
@@ -419,18 +476,58 @@ impl Writer {
             buf.extend_from_slice(&h.finalize().to_le_bytes());
             buf.extend_from_slice(payload);
         }
-        let res = self
-            .file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data())
-            .map_err(io_err("appending to", &self.path));
-        if let Err(e) = res {
-            self.poisoned = true;
-            return Err(e);
+        if let Err(source) = self.write_and_sync(&buf) {
+            self.cut_back();
+            return Err(StorageError::WalIo {
+                op: "appending",
+                path: self.path.clone(),
+                source,
+            });
         }
         self.file_len += buf.len() as u64;
         self.next_lsn += batch.len() as u64;
         Ok(first)
+    }
+
+    fn write_and_sync(&mut self, buf: &[u8]) -> io::Result<()> {
+        if let Some(e) = self.injected(buf) {
+            return Err(e);
+        }
+        self.file.write_all(buf)?;
+        self.file.sync_data()
+    }
+
+    #[cfg(test)]
+    fn injected(&mut self, buf: &[u8]) -> Option<io::Error> {
+        let kind = self.inject.take()?;
+        // Part of the group reaches the file, as when a disk fills in the middle of a write.
+        if let Err(e) = self.file.write_all(&buf[..buf.len() / 2]) {
+            return Some(e);
+        }
+        Some(io::Error::from(kind))
+    }
+
+    #[cfg(not(test))]
+    fn injected(&mut self, _buf: &[u8]) -> Option<io::Error> {
+        None
+    }
+
+    /// After a failed write or sync, removes whatever part of the group reached the file: the
+    /// file is cut to its length after the last successful sync and synced. If that fails the
+    /// end of the file is unknown, and the writer refuses everything until a restart.
+    fn cut_back(&mut self) {
+        let cut = self
+            .file
+            .set_len(self.file_len)
+            .and_then(|()| self.file.sync_all());
+        if let Err(e) = cut {
+            tracing::error!(
+                segment = %self.path.display(),
+                error = %e,
+                "cannot cut the write-ahead log back after a failed write; refusing writes until a restart"
+            );
+            self.poisoned = true;
+        }
     }
 
     fn trim(&mut self, before: Lsn) -> Result<()> {
@@ -547,6 +644,113 @@ mod tests {
             }
             other => panic!("expected corruption error, got {:?}", other.map(|_| ())),
         }
+    }
+
+    type Group = Vec<(Vec<u8>, tokio::sync::oneshot::Sender<Result<Lsn>>)>;
+
+    fn group(payloads: &[&str]) -> (Group, Vec<tokio::sync::oneshot::Receiver<Result<Lsn>>>) {
+        payloads
+            .iter()
+            .map(|p| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                ((p.as_bytes().to_vec(), tx), rx)
+            })
+            .unzip()
+    }
+
+    fn answers(rx: Vec<tokio::sync::oneshot::Receiver<Result<Lsn>>>) -> Vec<Result<Lsn>> {
+        rx.into_iter()
+            .map(|mut r| r.try_recv().expect("answered"))
+            .collect()
+    }
+
+    fn writer(dir: &Path) -> Writer {
+        Writer {
+            dir: dir.to_path_buf(),
+            cfg: WalConfig::default(),
+            file: new_segment(dir, 0).expect("segment"),
+            file_len: MAGIC.len() as u64,
+            path: segment_path(dir, 0),
+            next_lsn: 0,
+            poisoned: false,
+            inject: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_append_is_an_io_error_and_leaves_the_log_intact() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = writer(dir.path());
+        let (mut g, rx) = group(&["first"]);
+        w.commit(&mut g);
+        assert_eq!(answers(rx)[0].as_ref().ok(), Some(&0));
+
+        // The disk fills in the middle of a group of two.
+        w.inject = Some(io::ErrorKind::StorageFull);
+        let (mut g, rx) = group(&["lost one", "lost two"]);
+        w.commit(&mut g);
+        for answer in answers(rx) {
+            match answer {
+                Err(e @ StorageError::WalIo { .. }) => {
+                    assert!(e.is_retryable(), "{e}");
+                    assert!(e.is_storage_full(), "{e}");
+                }
+                other => panic!("expected a WAL I/O error, got {other:?}"),
+            }
+        }
+
+        // Space is back: the next record takes the next LSN and follows the first one.
+        let (mut g, rx) = group(&["second"]);
+        w.commit(&mut g);
+        assert_eq!(answers(rx)[0].as_ref().ok(), Some(&1));
+        drop(w);
+        let wal = Wal::open(dir.path(), 0, WalConfig::default()).expect("reopen");
+        assert_eq!(
+            records(&wal, 0),
+            vec![(0, b"first".to_vec()), (1, b"second".to_vec())]
+        );
+        assert_eq!(wal.first_new_lsn(), 2);
+    }
+
+    #[test]
+    fn a_full_disk_from_the_os_is_recognised_and_later_writes_stay_retryable() {
+        // /dev/full answers every write with ENOSPC (Linux); it cannot be truncated, so the
+        // writer cannot cut back and refuses what follows.
+        let Ok(file) = OpenOptions::new().append(true).open("/dev/full") else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = writer(dir.path());
+        w.file = file;
+        w.path = PathBuf::from("/dev/full");
+        let (mut g, rx) = group(&["x"]);
+        w.commit(&mut g);
+        match answers(rx).remove(0) {
+            Err(e @ StorageError::WalIo { .. }) => {
+                assert!(e.is_storage_full(), "{e}");
+                assert!(e.is_retryable());
+                assert!(e.to_string().contains("appending failed"), "{e}");
+            }
+            other => panic!("expected a WAL I/O error, got {other:?}"),
+        }
+        let (mut g, rx) = group(&["y"]);
+        w.commit(&mut g);
+        match answers(rx).remove(0) {
+            Err(e) => assert!(e.is_retryable(), "{e}"),
+            Ok(lsn) => panic!("/dev/full stored record {lsn}"),
+        }
+    }
+
+    #[test]
+    fn an_oversized_record_is_refused_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = Wal::open(dir.path(), 0, WalConfig::default()).expect("open");
+        let small = wal.submit(vec![1]).expect("queued");
+        assert!(matches!(
+            wal.submit(vec![0; MAX_RECORD + 1]),
+            Err(StorageError::RecordTooLarge { .. })
+        ));
+        assert_eq!(small.wait().expect("durable"), 0);
     }
 
     #[test]

@@ -16,6 +16,8 @@ mod import;
 mod inputs;
 mod mariadb;
 mod mqtt;
+mod mqtt_durability;
+mod mqtt_tenancy;
 mod server_cli;
 mod simulate;
 mod user_accounts;

@@ -6,12 +6,11 @@ mod auth;
 mod cookies;
 mod csrf;
 mod params;
-mod ratelimit;
 mod reply;
 mod route;
 mod server;
 mod state;
 mod ui;
 
-pub use server::{WebError, bind, serve};
+pub use server::{ServeOptions, WebError, bind, serve, serve_with};
 pub use state::AppState;

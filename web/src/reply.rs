@@ -26,6 +26,11 @@ pub fn json(v: Value) -> Response {
     with_type(StatusCode::OK, JSON, v.to_string())
 }
 
+/// JSON already written as text (large replies skip the `Value` tree), status 200.
+pub fn json_text(body: String) -> Response {
+    with_type(StatusCode::OK, JSON, body)
+}
+
 /// `{"success":false,"message":...}`, status 200: emoncms's way of saying no.
 pub fn fail(message: impl std::fmt::Display) -> Response {
     json(json!({"success": false, "message": message.to_string()}))
@@ -45,18 +50,29 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
     with_type(status, TEXT, body.into())
 }
 
-/// A shard worker that could not answer: 503 with `Retry-After` when retrying helps (queue
-/// full, worker restarting), otherwise a logged 500.
+/// A shard worker that could not do it. Where retrying can help (queue full, disk full, a
+/// shard refusing writes after a failure) the answer is 503 with `Retry-After` and a message
+/// saying what happened (a storage refusal stored nothing); paths and OS errors go to the log
+/// only. Anything else is a logged 500.
 pub fn ingest_error(e: &IngestError) -> Response {
-    if e.is_retryable() {
-        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        r
-    } else {
+    let Some(secs) = e.retry_after() else {
         tracing::error!(error = %e, "ingest operation failed");
-        text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+    };
+    let message = match e {
+        IngestError::Busy => "Server busy, retry later",
+        IngestError::Stopped => "Server unavailable, retry later",
+        e if e.is_storage_full() => "Server storage full: data not stored, retry later",
+        IngestError::Storage(_) => "Server storage unavailable: data not stored, retry later",
+        _ => "Server database busy, retry later",
+    };
+    if !matches!(e, IngestError::Busy) {
+        tracing::warn!(error = %e, retry_after = secs, "write refused for now");
     }
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
 }
 
 /// The reply to any unknown route, or to a resource the caller may not see.
@@ -131,8 +147,67 @@ fn with_type(status: StatusCode, content_type: &'static str, body: String) -> Re
 
 #[cfg(test)]
 mod tests {
-    use super::number;
+    use super::*;
     use serde_json::json;
+    use ynni_storage::StorageError;
+
+    fn retry_after(r: &Response) -> Option<&str> {
+        r.headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn storage_failures_are_503_with_retry_after() {
+        let full = IngestError::Storage(StorageError::WalIo {
+            op: "appending",
+            path: "/data/wal/0/00000000000000000000.wal".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        let r = ingest_error(&full);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&r), Some("60"));
+
+        let io = IngestError::Storage(StorageError::WalIo {
+            op: "appending",
+            path: "/data/wal/0/00000000000000000000.wal".into(),
+            source: std::io::Error::from(std::io::ErrorKind::Other),
+        });
+        let r = ingest_error(&io);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&r), Some("10"));
+
+        let failed = IngestError::Storage(StorageError::StoreFailed);
+        let r = ingest_error(&failed);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&r), Some("60"));
+
+        let r = ingest_error(&IngestError::Busy);
+        assert_eq!(retry_after(&r), Some("1"));
+
+        let corrupt = IngestError::Storage(StorageError::CorruptWal {
+            path: "x".into(),
+            reason: "checksum".into(),
+        });
+        let r = ingest_error(&corrupt);
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(retry_after(&r), None);
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_said_and_no_path_is_shown() {
+        let full = IngestError::Storage(StorageError::WalIo {
+            op: "appending",
+            path: "/data/wal/0/00000000000000000000.wal".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        });
+        let body = axum::body::to_bytes(ingest_error(&full).into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("storage full"), "{body}");
+        assert!(!body.contains("/data"), "{body}");
+    }
 
     #[test]
     fn numbers_print_as_php_does() {

@@ -1,10 +1,27 @@
 //! Binding the listener and serving until shutdown.
+//!
+//! The accept loop is ours rather than `axum::serve`'s, which has no way to set deadlines or a
+//! cap: here a client gets a bounded time to send its headers (and an idle keep-alive
+//! connection is closed after as long), at most a set number of connections are open at once
+//! (beyond it new clients wait in the kernel's backlog instead of exhausting file
+//! descriptors), and a failing `accept` (out of file descriptors) pauses the loop and is logged
+//! at a bounded rate instead of spinning.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tower_service::Service as _;
+use ynni_config::HttpSettings;
 
 use crate::api;
 use crate::state::AppState;
@@ -19,6 +36,57 @@ pub enum WebError {
     Serve(io::Error),
 }
 
+/// How the HTTP listener treats its connections.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Time a client gets to send a request's line and headers. hyper starts this clock
+    /// whenever it waits for a request, so it is also how long an idle keep-alive connection
+    /// stays open.
+    pub header_read_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
+}
+
+impl ServeOptions {
+    /// The configured options, with the connection cap lowered to fit the open-file limit.
+    pub fn from_settings(http: &HttpSettings) -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(http.header_timeout_s.max(1)),
+            max_connections: fit_open_file_limit(http.max_connections),
+        }
+    }
+}
+
+/// File descriptors kept out of the HTTP budget for everything else: data files, WAL segments,
+/// the catalog, the MQTT listeners.
+const RESERVED_FDS: libc::rlim_t = 256;
+/// Semaphore permits are counted in `u32` when all are taken back at shutdown.
+const MAX_CONNECTIONS_CAP: usize = 1 << 20;
+/// Pause after an `accept` failure that is not about one client (usually EMFILE/ENFILE): the
+/// condition lasts until connections close, and retrying at once would spin a core.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Accept failures are logged at most this often, with how many there were.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// `configured`, lowered to a quarter of the open-file limit that is left after
+/// [`RESERVED_FDS`]: the MQTT broker sizes its own connection cap to half of the same budget,
+/// and feed files need the rest.
+fn fit_open_file_limit(configured: usize) -> usize {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0;
+    if !got || rl.rlim_cur == libc::RLIM_INFINITY {
+        return configured.max(1);
+    }
+    let fit = rl.rlim_cur.saturating_sub(RESERVED_FDS) / 4;
+    configured
+        .min(usize::try_from(fit).unwrap_or(usize::MAX))
+        .max(1)
+}
+
 /// Binds the HTTP listener; an address already in use is reported as such.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, WebError> {
     TcpListener::bind(addr).await.map_err(|source| {
@@ -31,23 +99,169 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, WebError> {
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests
-/// finish.
+/// finish; options from the `[http]` settings.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WebError> {
+    let options = ServeOptions::from_settings(&state.settings.http);
+    serve_with(listener, state, shutdown, options).await
+}
+
+/// [`serve`] with explicit options.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), WebError> {
     let app = crate::ui::routes()
         .fallback(api::dispatch)
         .layer(axum::middleware::map_response(nosniff))
         .with_state(state);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+    serve_router(listener, app, shutdown, options).await
+}
+
+async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), WebError> {
+    let max = options.max_connections.clamp(1, MAX_CONNECTIONS_CAP);
+    let permits = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    let builder = Arc::new(builder);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut failures = AcceptFailures::default();
+    loop {
+        // The permit is taken before accepting: at the cap, new clients wait in the kernel's
+        // backlog rather than being accepted with nothing left to serve them.
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                tokio::spawn(serve_connection(
+                    socket,
+                    peer,
+                    app.clone(),
+                    builder.clone(),
+                    stop_rx.clone(),
+                    permit,
+                ));
+            }
+            Err(e) if one_client_failed(&e) => {
+                tracing::debug!(error = %e, "HTTP accept: a client went away");
+            }
+            Err(e) => {
+                drop(permit);
+                if let Some(n) = failures.record(Instant::now()) {
+                    tracing::warn!(
+                        error = %e,
+                        failures = n,
+                        "HTTP accept failing (out of file descriptors?); pausing after each"
+                    );
+                }
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(ACCEPT_PAUSE) => {}
+                }
+            }
+        }
+    }
+    // New clients are refused from here on; open connections finish their current request.
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Each connection holds a permit until it ends, so having them all back means all ended.
+    let _all = permits
+        .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
+        .await;
+    Ok(())
+}
+
+/// Errors of `accept` that concern the one connection being accepted, not the listener.
+fn one_client_failed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(WebError::Serve)
+}
+
+async fn serve_connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    builder: Arc<http1::Builder>,
+    stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let _ = socket.set_nodelay(true);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        // Handlers read the client address through axum's `ConnectInfo`, which is this
+        // request extension.
+        req.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().call(req)
+    });
+    let conn = builder.serve_connection(TokioIo::new(socket), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        done = conn.as_mut() => {
+            if let Err(e) = done {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            }
+            return;
+        }
+        () = stopped(stop) => {}
+    }
+    // Finish the request in progress (an idle connection closes at once), then end.
+    conn.as_mut().graceful_shutdown();
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "HTTP connection ended during shutdown");
+    }
+}
+
+/// Completes when the server stops (or is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Failed accepts since the last log line.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    unlogged: u64,
+    last_log: Option<Instant>,
+}
+
+impl AcceptFailures {
+    /// Counts a failure at `now`; returns the number to log if a line is due.
+    fn record(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        if self
+            .last_log
+            .is_some_and(|t| now.saturating_duration_since(t) < ACCEPT_LOG_EVERY)
+        {
+            return None;
+        }
+        self.last_log = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 /// No reply may be read as another type than it says (a JSON or text reply sniffed as HTML
@@ -58,4 +272,169 @@ async fn nosniff(mut r: axum::response::Response) -> axum::response::Response {
         axum::http::HeaderValue::from_static("nosniff"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    struct Server {
+        addr: SocketAddr,
+        stop: oneshot::Sender<()>,
+        task: JoinHandle<Result<(), WebError>>,
+    }
+
+    /// A server answering `/` with the client's IP address (read through `ConnectInfo`).
+    async fn start(header_read_timeout: Duration, max_connections: usize) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let app = Router::new().route(
+            "/",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let options = ServeOptions {
+            header_read_timeout,
+            max_connections,
+        };
+        let task = tokio::spawn(serve_router(
+            listener,
+            app,
+            async move {
+                let _ = stopped.await;
+            },
+            options,
+        ));
+        Server { addr, stop, task }
+    }
+
+    const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+    /// Reads until the peer closes (or resets) the connection; None if it is still open after
+    /// `within`.
+    async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(out),
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_with_the_client_address() {
+        let server = start(Duration::from_secs(10), 8).await;
+        let mut s = TcpStream::connect(server.addr).await.expect("connect");
+        s.write_all(GET_CLOSE).await.expect("write");
+        let reply = read_until_closed(&mut s, Duration::from_secs(5))
+            .await
+            .expect("reply and close");
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.ends_with("127.0.0.1"), "{reply}");
+    }
+
+    /// The fault: a connection that never finished its headers was never timed out.
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+        let server = start(Duration::from_millis(200), 8).await;
+        let mut s = TcpStream::connect(server.addr).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        let t0 = Instant::now();
+        let got = read_until_closed(&mut s, Duration::from_secs(5)).await;
+        assert!(got.is_some(), "the server never closed the connection");
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn an_idle_keep_alive_connection_is_closed() {
+        let server = start(Duration::from_millis(200), 8).await;
+        let mut s = TcpStream::connect(server.addr).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let got = read_until_closed(&mut s, Duration::from_secs(5))
+            .await
+            .expect("closed when idle");
+        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_wait_for_a_free_one() {
+        let server = start(Duration::from_millis(300), 1).await;
+        let _silent = TcpStream::connect(server.addr).await.expect("connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let t0 = Instant::now();
+        let mut s = TcpStream::connect(server.addr).await.expect("connect");
+        s.write_all(GET_CLOSE).await.expect("write");
+        let reply = read_until_closed(&mut s, Duration::from_secs(5))
+            .await
+            .expect("served once the silent client was dropped");
+        assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+        assert!(
+            t0.elapsed() >= Duration::from_millis(150),
+            "served while the only slot was taken"
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_idle_connections_and_returns() {
+        let server = start(Duration::from_secs(30), 8).await;
+        let mut s = TcpStream::connect(server.addr).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.expect("reply");
+        assert!(n > 0);
+        let _ = server.stop.send(());
+        let ended = tokio::time::timeout(Duration::from_secs(5), server.task)
+            .await
+            .expect("serve returned");
+        assert!(matches!(ended, Ok(Ok(()))));
+        assert!(
+            read_until_closed(&mut s, Duration::from_secs(5))
+                .await
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn accept_failures_are_logged_at_most_every_few_seconds_with_a_count() {
+        let mut f = AcceptFailures::default();
+        let t0 = Instant::now();
+        assert_eq!(f.record(t0), Some(1));
+        for i in 1..50 {
+            assert_eq!(f.record(t0 + Duration::from_millis(i * 100)), None);
+        }
+        // The 49 held back and this one.
+        assert_eq!(f.record(t0 + ACCEPT_LOG_EVERY), Some(50));
+    }
+
+    #[test]
+    fn the_connection_cap_fits_under_the_open_file_limit() {
+        let cap = fit_open_file_limit(usize::MAX);
+        assert!(cap >= 1);
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0
+            && rl.rlim_cur != libc::RLIM_INFINITY
+        {
+            assert!(cap < usize::try_from(rl.rlim_cur).unwrap_or(usize::MAX));
+        }
+        assert_eq!(fit_open_file_limit(3), 3.min(cap));
+    }
 }

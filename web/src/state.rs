@@ -8,13 +8,17 @@ use tokio::task::JoinError;
 use ynni_config::Settings;
 use ynni_core::Catalog;
 
-use crate::ratelimit::RateLimiter;
+use ynni_core::login_limit::LoginLimiter;
+use ynni_core::ratelimit::RateLimiter;
 
 #[derive(Clone)]
 pub struct AppState {
     pub catalog: Catalog,
     pub settings: Arc<Settings>,
+    /// Registrations and password changes per client address.
     pub limiter: Arc<RateLimiter>,
+    /// Password guessing through `user/login` and `user/auth`.
+    pub logins: Arc<LoginLimiter>,
     /// Hands input batches to the shard workers.
     pub router: Arc<ynni_ingest::shard::Router>,
     /// Reported by `/version`.
@@ -22,6 +26,9 @@ pub struct AppState {
     /// Asks the MQTT side to publish a user's Home Assistant discovery again (feeds changed,
     /// discovery switched); `None` without a broker.
     pub discovery: Option<tokio::sync::mpsc::UnboundedSender<i64>>,
+    /// Tells the MQTT broker that a user's name, write apikey or device keys changed, so it
+    /// closes the connections those credentials no longer open; `None` without a broker.
+    pub credentials: Option<tokio::sync::mpsc::UnboundedSender<i64>>,
     /// `myip/set`: each user's last reporting address and when (emonhub's status ping).
     pub myip: Arc<std::sync::Mutex<std::collections::HashMap<i64, (std::net::IpAddr, i64)>>>,
     /// Password hashing runs on blocking threads; this bounds how many at once (argon2 takes
@@ -43,10 +50,12 @@ impl AppState {
             catalog,
             settings,
             limiter: Arc::new(RateLimiter::default()),
+            logins: Arc::new(LoginLimiter::default()),
             router,
             version,
             myip: Arc::default(),
             discovery: None,
+            credentials: None,
             live: Arc::default(),
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -58,6 +67,20 @@ impl AppState {
     pub fn with_discovery(mut self, tx: tokio::sync::mpsc::UnboundedSender<i64>) -> Self {
         self.discovery = Some(tx);
         self
+    }
+
+    /// Connects the broker's credential watch.
+    pub fn with_credential_watch(mut self, tx: tokio::sync::mpsc::UnboundedSender<i64>) -> Self {
+        self.credentials = Some(tx);
+        self
+    }
+
+    /// The user's name, write apikey or device keys changed: open MQTT connections are checked
+    /// again.
+    pub fn credentials_changed(&self, userid: i64) {
+        if let Some(tx) = &self.credentials {
+            let _ = tx.send(userid);
+        }
     }
 
     /// The user's feeds or discovery setting changed: publish their discovery again.

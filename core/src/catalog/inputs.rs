@@ -49,6 +49,38 @@ impl Catalog {
         .await?)
     }
 
+    /// Creates several inputs of one user in one transaction and returns their rows in the
+    /// order of `keys` (node, name), the existing row where an input was already there. One
+    /// commit, one sync, for all of them: one per input made a post naming 100,000 new inputs
+    /// take 51 s.
+    pub async fn create_inputs(
+        &self,
+        userid: i64,
+        keys: &[(String, String)],
+    ) -> Result<Vec<InputRow>, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let mut rows = Vec::with_capacity(keys.len());
+        for (nodeid, name) in keys {
+            sqlx::query("INSERT INTO inputs (userid, nodeid, name) VALUES (?, ?, ?) ON CONFLICT (userid, nodeid, name) DO NOTHING")
+                .bind(userid)
+                .bind(nodeid.as_str())
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let row: InputRow = sqlx::query_as(
+                "SELECT id, userid, nodeid, name, description, processList FROM inputs WHERE userid = ? AND nodeid = ? AND name = ?",
+            )
+            .bind(userid)
+            .bind(nodeid.as_str())
+            .bind(name.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            rows.push(row);
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+
     pub async fn set_input_process_list(&self, id: i64, list: &str) -> Result<(), CatalogError> {
         sqlx::query("UPDATE inputs SET processList = ? WHERE id = ?")
             .bind(list)
@@ -163,5 +195,31 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].process_list, "1:1");
         assert!(!cat.input_creation_disabled(u.id).await.expect("db"));
+    }
+
+    #[tokio::test]
+    async fn many_inputs_are_created_in_one_transaction() {
+        let (_d, cat) = test_catalog().await;
+        let u = test_user(&cat, "alice").await;
+        let old = cat.create_input(u.id, "n", "k5").await.expect("create");
+        let keys: Vec<(String, String)> = (0..2000)
+            .map(|i| ("n".to_string(), format!("k{i}")))
+            .collect();
+        let rows = cat.create_inputs(u.id, &keys).await.expect("create");
+        assert_eq!(rows.len(), 2000);
+        for (row, (node, name)) in rows.iter().zip(&keys) {
+            assert_eq!((&row.nodeid, &row.name), (node, name));
+        }
+        assert_eq!(
+            rows[5], old,
+            "an existing input is returned, not duplicated"
+        );
+        assert_eq!(cat.inputs_for_user(u.id).await.expect("list").len(), 2000);
+        assert!(
+            cat.create_inputs(u.id, &[])
+                .await
+                .expect("nothing")
+                .is_empty()
+        );
     }
 }

@@ -4,10 +4,11 @@ use std::io::Read;
 
 use serde_json::Value as Json;
 
-use super::DecodeError;
+use super::json::{self, JsonError};
 use super::names::{filter_name, filter_node};
 use super::numbers::{php_float_cast, php_numeric};
-use crate::batch::{Decoded, Value};
+use super::{DecodeError, MAX_INFLATED_BYTES};
+use crate::batch::{Decoded, MAX_VALUES_PER_REQUEST, Value};
 
 /// The parameters `input/bulk` reads.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,12 +31,34 @@ pub struct BulkResult {
     pub error: Option<DecodeError>,
 }
 
-fn inflate(bytes: &[u8]) -> Option<String> {
-    let mut s = String::new();
+/// The zlib stream's text, read no further than [`MAX_INFLATED_BYTES`]; `invalid` is the
+/// error for a stream that is not zlib or not text.
+fn inflate(bytes: &[u8], invalid: DecodeError) -> Result<String, DecodeError> {
+    let mut out = Vec::new();
     flate2::read::ZlibDecoder::new(bytes)
-        .read_to_string(&mut s)
-        .ok()?;
-    Some(s)
+        .take(MAX_INFLATED_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| invalid.clone())?;
+    if out.len() > MAX_INFLATED_BYTES {
+        return Err(DecodeError::InflatedTooLarge {
+            limit: MAX_INFLATED_BYTES,
+        });
+    }
+    String::from_utf8(out).map_err(|_| invalid)
+}
+
+/// The values a row adds: each positional item, and each entry of a named object.
+fn row_values(row: &[Json]) -> usize {
+    if row.len() <= 2 {
+        return 0;
+    }
+    row[2..]
+        .iter()
+        .map(|item| match item {
+            Json::Object(named) => named.len(),
+            _ => 1,
+        })
+        .sum()
 }
 
 /// A number parameter as PHP's `(int)` reads it.
@@ -68,19 +91,33 @@ fn bulk_value(v: &Json) -> Value {
 
 /// Decodes an `input/bulk` request; `now` is the server time in unix seconds.
 pub fn decode_bulk(p: &BulkParams<'_>, now: i64) -> Result<BulkResult, DecodeError> {
+    let too_many = DecodeError::TooManyValues {
+        limit: MAX_VALUES_PER_REQUEST,
+    };
     let text = if let Some(body) = p.body_zlib {
-        inflate(body).ok_or(DecodeError::BulkInvalidJson)?
+        inflate(body, DecodeError::BulkInvalidJson)?
     } else if p.hex_zlib {
         let bytes =
             hex::decode(p.data.unwrap_or("").trim()).map_err(|_| DecodeError::BulkInvalidHex)?;
-        inflate(&bytes).ok_or(DecodeError::BulkInvalidHex)?
+        inflate(&bytes, DecodeError::BulkInvalidHex)?
     } else {
         p.data.unwrap_or("").to_string()
     };
-    let rows = match serde_json::from_str::<Json>(&text) {
+    let rows = match json::parse(&text, json::budget_for(MAX_VALUES_PER_REQUEST)) {
         Ok(Json::Array(rows)) if !rows.is_empty() => rows,
+        Err(JsonError::TooLarge) => return Err(too_many),
         _ => return Err(DecodeError::BulkInvalidJson),
     };
+    // The whole request is refused, not cut at the limit: a client that resends its buffer
+    // must not see part of it stored and the rest refused again and again.
+    let values: usize = rows
+        .iter()
+        .filter_map(Json::as_array)
+        .map(|r| row_values(r))
+        .sum();
+    if values > MAX_VALUES_PER_REQUEST {
+        return Err(too_many);
+    }
     let last_first = rows
         .last()
         .and_then(|r| r.as_array())
@@ -249,6 +286,103 @@ mod tests {
             ]
         );
         assert_eq!(r.batches[1].node, "0");
+    }
+
+    #[test]
+    fn values_that_are_not_finite_are_missing() {
+        let data = r#"[[0,"n","1e999",{"x":"-1e999"},1e308,"2"]]"#;
+        let r = decode_bulk(
+            &BulkParams {
+                data: Some(data),
+                time: Some("100"),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .expect("ok");
+        let v: Vec<(&str, Value)> = r.batches[0]
+            .values
+            .iter()
+            .map(|(n, v)| (n.as_str(), *v))
+            .collect();
+        assert_eq!(
+            v,
+            vec![
+                ("1", None),
+                ("x", None),
+                ("2", Some(1e308)),
+                ("3", Some(2.0))
+            ]
+        );
+    }
+
+    #[test]
+    fn too_many_values_or_too_much_text_are_refused() {
+        let limit = MAX_VALUES_PER_REQUEST;
+        // Rows of 50 values: at the limit, then one value over it.
+        let rows = |extra: usize| {
+            let row = format!("[0,\"n\",{}]", vec!["1"; 50].join(","));
+            let mut all = vec![row; limit / 50];
+            if extra > 0 {
+                all.push(format!("[0,\"m\",{}]", vec!["1"; extra].join(",")));
+            }
+            format!("[{}]", all.join(","))
+        };
+        let at = rows(0);
+        let r = decode_bulk(
+            &BulkParams {
+                data: Some(&at),
+                time: Some("5"),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .expect("at the limit");
+        assert_eq!(
+            r.batches.iter().map(|b| b.values.len()).sum::<usize>(),
+            limit
+        );
+        let over = rows(1);
+        let e = decode_bulk(
+            &BulkParams {
+                data: Some(&over),
+                time: Some("5"),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .expect_err("over the limit");
+        assert_eq!(e, DecodeError::TooManyValues { limit });
+        // Named objects count each entry.
+        let named: Vec<String> = (0..=limit).map(|i| format!("\"k{i}\":1")).collect();
+        let data = format!("[[0,\"n\",{{{}}}]]", named.join(","));
+        assert_eq!(
+            decode_bulk(
+                &BulkParams {
+                    data: Some(&data),
+                    ..Default::default()
+                },
+                NOW,
+            )
+            .expect_err("named over the limit"),
+            DecodeError::TooManyValues { limit }
+        );
+        // A small body that inflates past the limit (a zlib bomb) is cut off while reading.
+        let bomb = zlib(&" ".repeat(MAX_INFLATED_BYTES + 10));
+        assert!(bomb.len() < 100_000);
+        assert_eq!(
+            decode_bulk(
+                &BulkParams {
+                    body_zlib: Some(&bomb),
+                    ..Default::default()
+                },
+                NOW,
+            )
+            .expect_err("too large"),
+            DecodeError::InflatedTooLarge {
+                limit: MAX_INFLATED_BYTES
+            }
+        );
     }
 
     #[test]

@@ -4,10 +4,11 @@
 
 use serde_json::Value as Json;
 
+use super::json::{self, JsonError};
 use super::names::{filter_name, filter_node};
 use super::numbers::php_numeric;
 use super::time::parse_time_param;
-use crate::batch::{Decoded, Value};
+use crate::batch::{Decoded, MAX_VALUES_PER_REQUEST, Value};
 
 /// A scalar as emoncms_mqtt keeps it: numbers (and numeric text) as values, anything else
 /// missing.
@@ -20,14 +21,35 @@ fn scalar(v: &Json) -> Option<Value> {
     }
 }
 
-/// Decodes one message; `None` if the topic is not an input topic under `base`.
+/// Decodes one message; `None` if the topic is not an input topic under `base`, or if the
+/// message holds more than [`MAX_VALUES_PER_REQUEST`] values (logged: MQTT has no reply).
 pub fn decode_mqtt(topic: &str, payload: &[u8], base: &str, now: i64) -> Option<Decoded> {
     let topic: String = topic.chars().filter(|&c| c != ':').collect();
     let text = String::from_utf8_lossy(payload);
-    let json = match serde_json::from_str::<Json>(text.trim()) {
+    let too_large = || {
+        tracing::warn!(
+            topic,
+            limit = MAX_VALUES_PER_REQUEST,
+            "MQTT message with too many values ignored"
+        );
+    };
+    let json = match json::parse(text.trim(), json::budget_for(MAX_VALUES_PER_REQUEST)) {
         Ok(j @ (Json::Object(_) | Json::Array(_))) => Some(j),
+        Err(JsonError::TooLarge) => {
+            too_large();
+            return None;
+        }
         _ => None,
     };
+    let values = match &json {
+        Some(Json::Object(map)) => map.len(),
+        Some(Json::Array(items)) => items.len(),
+        _ => text.bytes().filter(|&b| b == b',').count() + 1,
+    };
+    if values > MAX_VALUES_PER_REQUEST {
+        too_large();
+        return None;
+    }
     // emoncms removes every occurrence of `<base>/`, not only the leading one.
     let stripped = topic.replace(&format!("{base}/"), "");
     if stripped == topic || stripped.is_empty() {
@@ -160,6 +182,33 @@ mod tests {
         );
         let d = decode_mqtt("emon/n", br#"{"vrms":{"value":230.1}}"#, "emon", NOW).expect("input");
         assert_eq!(vals(&d), vec![("vrms", Some(230.1))], "capture seq 276");
+    }
+
+    #[test]
+    fn values_that_are_not_finite_are_missing() {
+        let d = decode_mqtt("emon/n/p", b"1e999", "emon", NOW).expect("input");
+        assert_eq!(vals(&d), vec![("p", None)]);
+        let d = decode_mqtt("emon/n", br#"{"a":"-1e999","b":2}"#, "emon", NOW).expect("input");
+        assert_eq!(vals(&d), vec![("a", None), ("b", Some(2.0))]);
+        let d = decode_mqtt("emon/n", b"1e999,3", "emon", NOW).expect("input");
+        assert_eq!(vals(&d), vec![("0", None), ("1", Some(3.0))]);
+    }
+
+    #[test]
+    fn messages_with_too_many_values_are_ignored() {
+        let limit = MAX_VALUES_PER_REQUEST;
+        let csv = vec!["1"; limit + 1].join(",");
+        assert!(decode_mqtt("emon/n", csv.as_bytes(), "emon", NOW).is_none());
+        let csv = vec!["1"; limit].join(",");
+        assert_eq!(
+            decode_mqtt("emon/n", csv.as_bytes(), "emon", NOW)
+                .expect("at the limit")
+                .values
+                .len(),
+            limit
+        );
+        let json = format!("[{}]", vec!["1"; limit + 1].join(","));
+        assert!(decode_mqtt("emon/n", json.as_bytes(), "emon", NOW).is_none());
     }
 
     #[test]

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use serde_json::Value as Json;
 
 use super::DecodeError;
+use super::json::{self, JsonError};
 use super::names::{filter_name, filter_node};
 use super::numbers::{php_float_cast, php_numeric};
 use super::time::parse_time_param;
-use crate::batch::{Decoded, Value};
+use crate::batch::{Decoded, MAX_VALUES_PER_REQUEST, Value};
 
 /// The request parameters `input/post` reads (emoncms merges GET and POST, POST winning; the
 /// caller does that merge).
@@ -63,7 +64,13 @@ fn full_json(
     out: &mut Decoded,
     index: &mut HashMap<String, usize>,
 ) -> Result<(), DecodeError> {
-    let parsed: Json = serde_json::from_str(datain).map_err(|_| DecodeError::InvalidFullJson)?;
+    // The container and one value per entry: a larger text is refused while it is parsed.
+    let parsed = json::parse(datain, MAX_VALUES_PER_REQUEST + 1).map_err(|e| match e {
+        JsonError::Invalid => DecodeError::InvalidFullJson,
+        JsonError::TooLarge => DecodeError::TooManyValues {
+            limit: MAX_VALUES_PER_REQUEST,
+        },
+    })?;
     // emoncms decodes with depth 2: a container of scalars, nothing nested.
     let pairs: Vec<(String, &Json)> = match &parsed {
         Json::Object(m) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
@@ -102,6 +109,12 @@ fn legacy(
     out: &mut Decoded,
     index: &mut HashMap<String, usize>,
 ) -> Result<(), DecodeError> {
+    // Items are separated by commas, which the cleaning below keeps: count before building.
+    if datain.bytes().filter(|&b| b == b',').count() >= MAX_VALUES_PER_REQUEST {
+        return Err(DecodeError::TooManyValues {
+            limit: MAX_VALUES_PER_REQUEST,
+        });
+    }
     let cleaned: String = datain
         .chars()
         .filter(|&c| {
@@ -312,6 +325,91 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(post(p).expect_err("strict"), DecodeError::InvalidFullJson);
+    }
+
+    #[test]
+    fn values_that_are_not_finite_are_missing_in_every_form() {
+        // PHP's is_numeric accepts these and makes them INF; ynni stores them as missing.
+        let d = post(PostParams {
+            csv: Some("1e999,-1e999,2"),
+            ..Default::default()
+        })
+        .expect("accepted, as emoncms accepts them");
+        assert_eq!(vals(&d), vec![("1", None), ("2", None), ("3", Some(2.0))]);
+        let d = post(PostParams {
+            json: Some("{a:1e999,b:-1E400,c:1e308}"),
+            ..Default::default()
+        })
+        .expect("accepted");
+        assert_eq!(vals(&d), vec![("a", None), ("b", None), ("c", Some(1e308))]);
+        let d = post(PostParams {
+            fulljson: Some(r#"{"a":"1e999","b":"-1e999","c":1.7976931348623157e308}"#),
+            ..Default::default()
+        })
+        .expect("accepted");
+        assert_eq!(
+            vals(&d),
+            vec![("a", None), ("b", None), ("c", Some(f64::MAX))]
+        );
+        // A JSON number out of f64's range is not valid JSON for the parser.
+        assert_eq!(
+            post(PostParams {
+                fulljson: Some(r#"{"a":1e999}"#),
+                ..Default::default()
+            })
+            .expect_err("invalid"),
+            DecodeError::InvalidFullJson
+        );
+    }
+
+    #[test]
+    fn too_many_values_are_refused_before_they_are_built() {
+        let limit = MAX_VALUES_PER_REQUEST;
+        let keys = |n: usize| {
+            let body: Vec<String> = (0..n).map(|i| format!("\"k{i}\":{i}")).collect();
+            format!("{{{}}}", body.join(","))
+        };
+        let at_limit = keys(limit);
+        let d = post(PostParams {
+            fulljson: Some(&at_limit),
+            ..Default::default()
+        })
+        .expect("at the limit");
+        assert_eq!(d.values.len(), limit);
+        // The 100,000-key post that held a shard for 51 s.
+        let over = keys(100_000);
+        let e = post(PostParams {
+            fulljson: Some(&over),
+            ..Default::default()
+        })
+        .expect_err("over the limit");
+        assert_eq!(e, DecodeError::TooManyValues { limit });
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "Error: Reached the maximal allowed number of values in one request, limit is {limit}. Nothing was stored."
+            )
+        );
+        let csv = vec!["1"; limit + 1].join(",");
+        assert_eq!(
+            post(PostParams {
+                csv: Some(&csv),
+                ..Default::default()
+            })
+            .expect_err("csv over the limit"),
+            DecodeError::TooManyValues { limit }
+        );
+        let csv = vec!["1"; limit].join(",");
+        assert_eq!(
+            post(PostParams {
+                csv: Some(&csv),
+                ..Default::default()
+            })
+            .expect("csv at the limit")
+            .values
+            .len(),
+            limit
+        );
     }
 
     #[test]

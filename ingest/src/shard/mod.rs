@@ -10,10 +10,11 @@ mod router;
 mod state;
 mod worker;
 
+pub use crate::batch::MAX_VALUES_PER_REQUEST;
 pub use record::FeedWrite;
 pub use router::{
-    DEFAULT_MAX_NODES, IngestError, LastValues, Output, Pending, Refused, Router, RouterConfig,
-    Submission,
+    DEFAULT_MAX_NODES, IngestError, LastValues, Limits, MAX_INPUTS_PER_NODE,
+    MAX_NEW_INPUTS_PER_REQUEST, Output, Pending, Refused, Router, RouterConfig, Submission,
 };
 pub use state::ShardState;
 pub use worker::{FeedAnswer, FeedMeta, FeedOp, Seed, ShardStatus};

@@ -10,8 +10,41 @@ use ynni_storage::StoreConfig;
 use super::worker::{FeedAnswer, FeedOp, Job, Seed, ShardStatus, Worker};
 use crate::batch::{Decoded, Value};
 
-/// emoncms's node limit for HTTP posts.
+/// emoncms's node limit (`max_node_id_limit`), applied to every submission.
 pub const DEFAULT_MAX_NODES: usize = 32;
+
+/// Inputs one node may have. emoncms core has no such limit; emoncms.org ran with 1000 inputs
+/// per *user*. ynni allows that many per node: an emonTx or emonPi node has about 20–40
+/// inputs and a gateway bridging a whole installation a few hundred, while 32 nodes × 1000
+/// inputs bounds what one account can make a shard hold.
+pub const MAX_INPUTS_PER_NODE: usize = 1000;
+
+/// New inputs one submission may create. Each new input is a catalog row; they are all
+/// inserted in one transaction (one sync), a few microseconds each, so a submission at the
+/// limit costs the shard milliseconds, not the minute that one commit per input took. Equal to [`MAX_INPUTS_PER_NODE`], so any one node
+/// can always be set up in one request.
+pub const MAX_NEW_INPUTS_PER_REQUEST: usize = MAX_INPUTS_PER_NODE;
+
+/// The limits every submission (HTTP or MQTT) is checked against before it is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub nodes: usize,
+    pub inputs_per_node: usize,
+    pub new_inputs_per_request: usize,
+    pub values_per_request: usize,
+}
+
+impl Limits {
+    /// The defaults, with `nodes` from the configuration.
+    pub fn with_nodes(nodes: usize) -> Self {
+        Self {
+            nodes,
+            inputs_per_node: MAX_INPUTS_PER_NODE,
+            new_inputs_per_request: MAX_NEW_INPUTS_PER_REQUEST,
+            values_per_request: crate::batch::MAX_VALUES_PER_REQUEST,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -35,7 +68,9 @@ pub struct RouterConfig {
 pub struct Submission {
     pub userid: i64,
     pub batches: Vec<Decoded>,
-    /// HTTP posts are held to the node limit; MQTT is not (as in emoncms).
+    /// Whether it came over HTTP. Logged with the record; every submission is held to the
+    /// same limits (emoncms does not apply its node limit to MQTT; ynni does, so no way in
+    /// can grow a user's inputs without bound).
     pub http: bool,
 }
 
@@ -46,6 +81,23 @@ pub enum IngestError {
         "Error: Reached the maximal allowed number of different NodeIds, limit is {limit}. Node '{node}' was ignored."
     )]
     NodeLimit { limit: usize, node: String },
+    /// In the style of the node limit (emoncms has no input limit of its own).
+    #[error(
+        "Error: Reached the maximal allowed number of inputs for node '{node}', limit is {limit}. Input '{name}' was ignored."
+    )]
+    InputLimit {
+        limit: usize,
+        node: String,
+        name: String,
+    },
+    #[error(
+        "Error: Reached the maximal allowed number of new inputs in one request, limit is {limit}. Input '{name}' was ignored."
+    )]
+    NewInputLimit { limit: usize, name: String },
+    #[error(
+        "Error: Reached the maximal allowed number of values in one request, limit is {limit}. Nothing was stored."
+    )]
+    ValueLimit { limit: usize },
     #[error("ingest queue full, retry later")]
     Busy,
     #[error("ingest stopped")]
@@ -64,6 +116,40 @@ impl IngestError {
         matches!(self, IngestError::Busy | IngestError::Stopped)
             || matches!(self, IngestError::Storage(e) if e.is_retryable())
             || matches!(self, IngestError::Catalog(e) if e.is_retryable())
+    }
+
+    /// A refusal by one of the limits: the request itself is at fault, and the message is for
+    /// the client (emoncms's way: HTTP 200 with the message).
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            IngestError::NodeLimit { .. }
+                | IngestError::InputLimit { .. }
+                | IngestError::NewInputLimit { .. }
+                | IngestError::ValueLimit { .. }
+        )
+    }
+
+    /// The server's disk (or quota) is full.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, IngestError::Storage(e) if e.is_storage_full())
+    }
+
+    /// For a retryable error, how many seconds a client should wait before trying again
+    /// (HTTP `Retry-After`): a full queue clears in a moment, a full disk or a shard that
+    /// stopped writing needs an operator, and clients retrying every second would only add
+    /// load.
+    pub fn retry_after(&self) -> Option<u32> {
+        if !self.is_retryable() {
+            return None;
+        }
+        Some(match self {
+            IngestError::Busy | IngestError::Catalog(_) => 1,
+            IngestError::Storage(e) if e.is_storage_full() => 60,
+            IngestError::Storage(ynni_storage::StorageError::StoreFailed) => 60,
+            IngestError::Storage(_) => 10,
+            _ => 5,
+        })
     }
 }
 
@@ -170,21 +256,19 @@ impl Router {
                 .spawn(move || match Worker::open(n, &cfg, catalog, handle, out) {
                     Ok(worker) => {
                         let _ = ready_tx.send(Ok(()));
+                        // `run` catches a panic in any job itself and carries on with its
+                        // store failed (see the worker's policy); only its final flush is
+                        // outside that, and a panic there leaves the data in the log.
                         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             worker.run(rx)
                         }));
-                        match ran {
-                            Ok(flushed) => flushed,
-                            Err(_) => {
-                                // A shard that stopped would answer 503 for ever; a restart
-                                // replays its log instead.
-                                tracing::error!(
-                                    shard = n,
-                                    "shard worker panicked; stopping the server"
-                                );
-                                std::process::abort();
-                            }
-                        }
+                        ran.unwrap_or_else(|_| {
+                            tracing::error!(
+                                shard = n,
+                                "shard worker panicked while stopping; its log keeps the data"
+                            );
+                            false
+                        })
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -239,7 +323,14 @@ impl Router {
             Err(mpsc::TrySendError::Disconnected(_)) => return Err(IngestError::Stopped),
         }
         match rx.await {
-            Ok(r) => r.map_err(IngestError::Query),
+            // A storage failure worth retrying (a full disk, a shard refusing writes) is
+            // reported as such, so the web answers 503 with `Retry-After` rather than a refusal.
+            Ok(r) => r.map_err(|e| match e {
+                ynni_storage::query::QueryError::Storage(s) if s.is_retryable() => {
+                    IngestError::Storage(s)
+                }
+                e => IngestError::Query(e),
+            }),
             Err(_) => Err(IngestError::Stopped),
         }
     }

@@ -1,6 +1,10 @@
 //! A shard's state that must survive a crash: input last values, feed last updates and the
 //! stateful processes' memory. It is stored in every checkpoint and rebuilt by replaying the
 //! WAL after it.
+//!
+//! Decoding an encoded state gives it back exactly: its values are finite or missing (the
+//! shard stores nothing else, see [`crate::batch::Value`]) and JSON floats are read back to the
+//! same bits (`float_roundtrip`).
 
 use std::collections::HashMap;
 
@@ -82,5 +86,34 @@ mod tests {
             ShardState::decode(&[]).expect("empty"),
             ShardState::default()
         );
+    }
+
+    #[test]
+    fn finite_values_come_back_bit_for_bit() {
+        let values = [
+            0.1,
+            -0.0,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            0.30000000000000004,
+            1.0 / 3.0,
+            -1e308,
+        ];
+        let mut s = ShardState::default();
+        for (i, &v) in values.iter().enumerate() {
+            s.input_last.insert(i as i64, (i as i64, Some(v)));
+            s.process
+                .insert((StateKind::KwhAccumulator, i as u32), (0, Some(v)));
+        }
+        let back = ShardState::decode(&s.encode()).expect("decode");
+        for (i, &v) in values.iter().enumerate() {
+            let got = back.input_last[&(i as i64)].1.map(f64::to_bits);
+            assert_eq!(got, Some(v.to_bits()), "{v:e}");
+            let got = back.process[&(StateKind::KwhAccumulator, i as u32)]
+                .1
+                .map(f64::to_bits);
+            assert_eq!(got, Some(v.to_bits()), "{v:e}");
+        }
     }
 }

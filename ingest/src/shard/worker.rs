@@ -1,4 +1,35 @@
 //! One shard worker: the single writer of its users' inputs, process state and feeds.
+//!
+//! # Limits
+//!
+//! Every submission, over HTTP or MQTT, is checked before it is logged against the node limit
+//! (emoncms's 32), the inputs a node may have, the new inputs one submission may create and
+//! the values it may carry ([`Limits`]); a refused submission leaves no trace. The new inputs
+//! of a record are created in one catalog transaction.
+//!
+//! # When a shard's store fails
+//!
+//! One policy for every failure that may leave memory out of step with the log: processing a
+//! logged record failed, a feed write failed after it was logged, or a job **panicked**. The
+//! shard's store is *poisoned*: it refuses every later write (HTTP 503 with `Retry-After`; an
+//! MQTT message is not stored and the link logs it) and never checkpoints again, so no
+//! checkpoint can cover a half-applied record; reads (feed data, last values) keep working
+//! from memory, and the other shards are untouched. A restart replays the log from the last
+//! good checkpoint and heals the shard; the admin status shows `store_failed` until then.
+//! (Before, a panic aborted the whole server while a poisoned store answered 503; now both
+//! answer 503.) The callers of a group that panicked are answered `Stopped` (503) even if
+//! their record reached the log, so a retry may deliver it twice, as when an answer is lost
+//! on the network.
+//!
+//! A failed WAL append (a full disk, an I/O error) poisons nothing: nothing was applied, the
+//! log is cut back to its last durable record, the callers get 503 with `Retry-After`, and a
+//! later write succeeds once the condition clears.
+//!
+//! # Values
+//!
+//! Values are finite or missing everywhere in a shard (see [`crate::batch::Value`]): records
+//! are normalised when built, and process results when they are stored, so the live state, the
+//! checkpoints and a replay of the log agree exactly.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
@@ -12,9 +43,9 @@ use ynni_storage::wal::{Lsn, Ticket};
 use ynni_storage::{FeedStore, Point, StorageError, query};
 
 use super::record::{FeedWrite, Record};
-use super::router::{IngestError, LastValues, Output, RouterConfig, Submission};
+use super::router::{IngestError, LastValues, Limits, Output, RouterConfig, Submission};
 use super::state::ShardState;
-use crate::batch::Value;
+use crate::batch::{Value, finite};
 use crate::process::{Context, Host, Outcome, StateKind, run};
 
 /// Where a submission's outcome goes.
@@ -130,6 +161,8 @@ pub struct ShardStatus {
     pub submissions: u64,
     /// WAL records replayed when the worker opened (work left by a crash).
     pub replayed_at_start: u64,
+    /// The shard refuses writes after a failure, until a restart (see the module's policy).
+    pub store_failed: bool,
 }
 
 impl Job {
@@ -157,11 +190,21 @@ struct UserInputs {
     exists: bool,
     tz: Tz,
     inputs: HashMap<(String, String), InputInfo>,
+    /// How many inputs each node has (the node limit counts the keys).
+    node_inputs: HashMap<String, usize>,
     /// The ids in `inputs`: process lists may only read these.
     input_ids: HashSet<i64>,
     /// The user's feeds: process lists may only touch these, whatever the stored list says.
     feeds: HashSet<u32>,
     creation_disabled: bool,
+}
+
+/// What the submissions of one group will add, before any of them is processed.
+#[derive(Default)]
+struct GroupAdds {
+    nodes: HashSet<String>,
+    /// New input names per node.
+    inputs: HashMap<String, HashSet<String>>,
 }
 
 /// Everything but the store, so the store can be borrowed beside it.
@@ -170,7 +213,7 @@ struct Core {
     handle: Handle,
     users: HashMap<i64, UserInputs>,
     state: ShardState,
-    max_nodes: usize,
+    limits: Limits,
     outputs: tokio::sync::broadcast::Sender<Output>,
     input_outputs: bool,
 }
@@ -196,7 +239,7 @@ impl Worker {
             handle,
             users: HashMap::new(),
             state: ShardState::default(),
-            max_nodes: cfg.max_nodes,
+            limits: Limits::with_nodes(cfg.max_nodes),
             outputs,
             input_outputs: cfg.input_outputs,
         };
@@ -240,60 +283,17 @@ impl Worker {
                 }
             }
             let stop = jobs.iter().any(|j| matches!(j, Job::Stop));
-            let mut submissions = Vec::new();
-            let mut others = Vec::new();
-            for job in jobs {
-                match job {
-                    Job::Ingest(s, reply) => submissions.push((s, reply)),
-                    Job::Reload(userid) => {
-                        // Checkpoint first: a replay must never run records logged under the
-                        // old lists (or time zone) with the new ones.
-                        if let Err(e) = self.store.flush(&self.core.state.encode()) {
-                            tracing::error!(shard = self.n, error = %e, "flush before reload failed");
-                        }
-                        // Before this group's submissions, so they run the new lists.
-                        self.core.users.remove(&userid);
-                    }
-                    other => others.push(other),
-                }
-            }
-            if !submissions.is_empty() {
-                self.submissions += submissions.len() as u64;
-                self.ingest(submissions);
-            }
-            // Reads after the writes of the same group, so a read sees what was posted before it.
-            for job in others {
-                match job {
-                    Job::Feed(op, reply) => {
-                        let _ = reply.send(self.feed_op(op));
-                    }
-                    Job::InputLast(userid, reply) => {
-                        let _ = reply.send(self.core.input_last(userid));
-                    }
-                    Job::Seed(seed, reply) => {
-                        for (id, t, v) in seed.inputs {
-                            self.core.state.input_last.entry(id).or_insert((t, v));
-                        }
-                        for (id, t, v) in seed.feeds {
-                            self.core.state.feed_last.entry(id).or_insert((t, v));
-                        }
-                        let done = self.store.flush(&self.core.state.encode());
-                        let _ = reply.send(done.map(|_| ()).map_err(IngestError::from));
-                    }
-                    Job::Status(reply) => {
-                        let _ = reply.send(ShardStatus {
-                            shard: self.n,
-                            users_loaded: self.core.users.len(),
-                            submissions: self.submissions,
-                            replayed_at_start: self.replayed_at_start,
-                        });
-                    }
-                    _ => {}
-                }
-            }
-            let state = &self.core.state;
-            if let Err(e) = self.store.flush_if_due(|| state.encode()) {
-                tracing::error!(shard = self.n, error = %e, "flush failed");
+            // A panic is a failure like any other (see the module's policy): the callers of the
+            // group get `Stopped` (their reply channels are dropped), the store is poisoned, and
+            // the shard keeps serving reads.
+            let handled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(jobs)));
+            if handled.is_err() {
+                tracing::error!(
+                    shard = self.n,
+                    "a shard job panicked; the shard refuses writes until a restart"
+                );
+                self.store.poison();
             }
             if stop {
                 break;
@@ -311,6 +311,78 @@ impl Worker {
             Err(e) => {
                 tracing::error!(shard = self.n, error = %e, "final flush failed");
                 false
+            }
+        }
+    }
+
+    /// One group of jobs: writes first (their WAL syncs shared), then reads, then a flush if
+    /// one is due.
+    fn handle(&mut self, jobs: Vec<Job>) {
+        let mut submissions = Vec::new();
+        let mut others = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Ingest(s, reply) => submissions.push((s, reply)),
+                Job::Reload(userid) => {
+                    // Checkpoint first: a replay must never run records logged under the
+                    // old lists (or time zone) with the new ones.
+                    if let Err(e) = self.store.flush(&self.core.state.encode()) {
+                        tracing::error!(shard = self.n, error = %e, "flush before reload failed");
+                    }
+                    // Before this group's submissions, so they run the new lists.
+                    self.core.users.remove(&userid);
+                }
+                other => others.push(other),
+            }
+        }
+        if !submissions.is_empty() {
+            self.submissions += submissions.len() as u64;
+            self.ingest(submissions);
+        }
+        // Reads after the writes of the same group, so a read sees what was posted before it.
+        for job in others {
+            match job {
+                Job::Feed(op, reply) => {
+                    let _ = reply.send(self.feed_op(op));
+                }
+                Job::InputLast(userid, reply) => {
+                    let _ = reply.send(self.core.input_last(userid));
+                }
+                Job::Seed(seed, reply) => {
+                    for (id, t, v) in seed.inputs {
+                        self.core
+                            .state
+                            .input_last
+                            .entry(id)
+                            .or_insert((t, finite(v)));
+                    }
+                    for (id, t, v) in seed.feeds {
+                        self.core
+                            .state
+                            .feed_last
+                            .entry(id)
+                            .or_insert((t, finite(v)));
+                    }
+                    let done = self.store.flush(&self.core.state.encode());
+                    let _ = reply.send(done.map(|_| ()).map_err(IngestError::from));
+                }
+                Job::Status(reply) => {
+                    let _ = reply.send(ShardStatus {
+                        shard: self.n,
+                        users_loaded: self.core.users.len(),
+                        submissions: self.submissions,
+                        replayed_at_start: self.replayed_at_start,
+                        store_failed: self.store.failed(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        // A failed store cannot checkpoint; trying every tick would only fill the log.
+        if !self.store.failed() {
+            let state = &self.core.state;
+            if let Err(e) = self.store.flush_if_due(|| state.encode()) {
+                tracing::error!(shard = self.n, error = %e, "flush failed");
             }
         }
     }
@@ -450,10 +522,10 @@ impl Worker {
     /// is durable, then processes them in order.
     fn ingest(&mut self, submissions: Vec<(Submission, Reply)>) {
         let mut logged: Vec<(Record, Ticket, Reply)> = Vec::new();
-        let mut group_nodes: HashMap<i64, HashSet<String>> = HashMap::new();
+        let mut group: HashMap<i64, GroupAdds> = HashMap::new();
         for (s, reply) in submissions {
-            let nodes = group_nodes.entry(s.userid).or_default();
-            if let Err(e) = self.core.check(&s, nodes) {
+            let adds = group.entry(s.userid).or_default();
+            if let Err(e) = self.core.check(&s, adds) {
                 let _ = reply.send(Err(e));
                 continue;
             }
@@ -550,6 +622,10 @@ impl Core {
                     )
                 })
                 .collect();
+            let mut node_inputs: HashMap<String, usize> = HashMap::new();
+            for (node, _) in inputs.keys() {
+                *node_inputs.entry(node.clone()).or_insert(0) += 1;
+            }
             self.users.insert(
                 userid,
                 UserInputs {
@@ -557,6 +633,7 @@ impl Core {
                     tz,
                     input_ids: inputs.values().map(|i| i.id).collect(),
                     inputs,
+                    node_inputs,
                     feeds,
                     creation_disabled: disabled,
                 },
@@ -575,36 +652,126 @@ impl Core {
             .collect()
     }
 
-    /// emoncms's node limit, for HTTP submissions: checked before anything is logged, counting
-    /// the nodes that earlier submissions of the same group add (`group_nodes`).
-    fn check(
-        &mut self,
-        s: &Submission,
-        group_nodes: &mut HashSet<String>,
-    ) -> Result<(), IngestError> {
-        if !s.http {
-            return Ok(());
+    /// The limits, for every submission (HTTP and MQTT alike), before anything is logged. The
+    /// nodes and inputs that earlier submissions of the same group will add count too
+    /// (`group`): none of them is processed yet.
+    fn check(&mut self, s: &Submission, group: &mut GroupAdds) -> Result<(), IngestError> {
+        let limits = self.limits;
+        let values: usize = s.batches.iter().map(|b| b.values.len()).sum();
+        if values > limits.values_per_request {
+            return Err(IngestError::ValueLimit {
+                limit: limits.values_per_request,
+            });
         }
-        let limit = self.max_nodes;
         let user = self.user(s.userid)?;
-        let known: HashSet<&str> = user.inputs.keys().map(|(n, _)| n.as_str()).collect();
-        let mut added: Vec<String> = Vec::new();
+        let mut new_nodes: Vec<&str> = Vec::new();
+        let mut new_inputs: HashMap<&str, HashSet<&str>> = HashMap::new();
+        let mut created = 0;
         for b in &s.batches {
             let node = b.node.as_str();
-            if known.contains(node) || group_nodes.contains(node) || added.iter().any(|a| a == node)
+            if !user.node_inputs.contains_key(node)
+                && !group.nodes.contains(node)
+                && !new_nodes.contains(&node)
             {
+                if user.node_inputs.len() + group.nodes.len() + new_nodes.len() >= limits.nodes {
+                    return Err(IngestError::NodeLimit {
+                        limit: limits.nodes,
+                        node: b.node.clone(),
+                    });
+                }
+                new_nodes.push(node);
+            }
+            if user.creation_disabled {
+                // Nothing will be created.
                 continue;
             }
-            if known.len() + group_nodes.len() + added.len() >= limit {
-                return Err(IngestError::NodeLimit {
-                    limit,
-                    node: b.node.clone(),
-                });
+            for (name, _) in &b.values {
+                if user.inputs.contains_key(&(b.node.clone(), name.clone())) {
+                    continue;
+                }
+                let pending = group.inputs.get(node);
+                if pending.is_some_and(|p| p.contains(name.as_str())) {
+                    continue;
+                }
+                let mine = new_inputs.entry(node).or_default();
+                if !mine.insert(name.as_str()) {
+                    continue;
+                }
+                let count = user.node_inputs.get(node).copied().unwrap_or(0)
+                    + pending.map_or(0, HashSet::len)
+                    + mine.len();
+                if count > limits.inputs_per_node {
+                    return Err(IngestError::InputLimit {
+                        limit: limits.inputs_per_node,
+                        node: b.node.clone(),
+                        name: name.clone(),
+                    });
+                }
+                created += 1;
+                if created > limits.new_inputs_per_request {
+                    return Err(IngestError::NewInputLimit {
+                        limit: limits.new_inputs_per_request,
+                        name: name.clone(),
+                    });
+                }
             }
-            added.push(b.node.clone());
         }
-        group_nodes.extend(added);
+        group
+            .nodes
+            .extend(new_nodes.into_iter().map(str::to_string));
+        for (node, names) in new_inputs {
+            group
+                .inputs
+                .entry(node.to_string())
+                .or_default()
+                .extend(names.into_iter().map(str::to_string));
+        }
         Ok(())
+    }
+
+    /// Creates the record's inputs that the user does not have yet (unless creation is
+    /// disabled) in one catalog transaction, and returns their keys. One commit for all of
+    /// them: one per input made a post naming 100,000 new inputs hold its shard for 51 s.
+    fn create_inputs(
+        &mut self,
+        userid: i64,
+        record: &Record,
+    ) -> Result<HashSet<(String, String)>, IngestError> {
+        let user = self.user(userid)?;
+        let mut fresh: HashSet<(String, String)> = HashSet::new();
+        if user.creation_disabled {
+            return Ok(fresh);
+        }
+        let mut missing: Vec<(String, String)> = Vec::new();
+        for batch in &record.batches {
+            for (name, _) in &batch.values {
+                let key = (batch.node.clone(), name.clone());
+                if !user.inputs.contains_key(&key) && fresh.insert(key.clone()) {
+                    missing.push(key);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(fresh);
+        }
+        let rows = self
+            .handle
+            .block_on(self.catalog.create_inputs(userid, &missing))?;
+        let Some(user) = self.users.get_mut(&userid) else {
+            return Err(IngestError::Stopped);
+        };
+        for row in rows {
+            user.input_ids.insert(row.id);
+            *user.node_inputs.entry(row.nodeid.clone()).or_insert(0) += 1;
+            user.inputs.insert(
+                (row.nodeid, row.name),
+                InputInfo {
+                    id: row.id,
+                    process_list: row.process_list,
+                },
+            );
+        }
+        Ok(fresh)
     }
 
     /// Inputs, last values and process lists for one logged record (also used by replay).
@@ -619,6 +786,8 @@ impl Core {
             tracing::warn!(userid, "batch of a deleted account skipped");
             return Ok(());
         }
+        // Inputs created for this record: each is new where it first appears.
+        let mut fresh = self.create_inputs(userid, record)?;
         for batch in &record.batches {
             let t = batch.time;
             // Live values for subscribers: not sent again when a batch is replayed.
@@ -636,46 +805,32 @@ impl Core {
             let mut queued: Vec<(i64, Value, String)> = Vec::new();
             for (name, value) in &batch.values {
                 let key = (batch.node.clone(), name.clone());
-                let user = self.user(userid)?;
-                match user.inputs.get(&key) {
-                    Some(input) => {
-                        let (id, list) = (input.id, input.process_list.clone());
-                        let previous = self.state.input_last.insert(id, (t, *value));
-                        let newest = self.state.input_newest.insert(id, (t, *value));
-                        // A resent packet must not run accumulators twice: the same time and
-                        // value as the last or the newest is skipped, and so is an older time
-                        // for lists that keep state (an emonhub retry resends its whole
-                        // buffer, oldest rows first).
-                        let resent = previous == Some((t, *value))
-                            || newest == Some((t, *value))
-                            || (newest.is_some_and(|(nt, _)| t < nt)
-                                && crate::process::list::has_stateful_steps(&list));
-                        if let Some(n) = newest.filter(|(nt, _)| *nt > t) {
-                            self.state.input_newest.insert(id, n);
-                        }
-                        if !list.is_empty() && !resent {
-                            queued.push((id, *value, list));
-                        }
-                    }
-                    None if user.creation_disabled => {}
-                    None => {
-                        let row = self
-                            .handle
-                            .block_on(self.catalog.create_input(userid, &key.0, &key.1))?;
-                        let id = row.id;
-                        if let Some(user) = self.users.get_mut(&userid) {
-                            user.input_ids.insert(id);
-                            user.inputs.insert(
-                                key,
-                                InputInfo {
-                                    id,
-                                    process_list: row.process_list,
-                                },
-                            );
-                        }
-                        self.state.input_last.insert(id, (t, *value));
-                        self.state.input_newest.insert(id, (t, *value));
-                    }
+                let Some(input) = self.users.get(&userid).and_then(|u| u.inputs.get(&key)) else {
+                    // Input creation is disabled for this user: the value has nowhere to go.
+                    continue;
+                };
+                let id = input.id;
+                if fresh.remove(&key) {
+                    // A new input takes its first value; nothing runs (emoncms's rule).
+                    self.state.input_last.insert(id, (t, *value));
+                    self.state.input_newest.insert(id, (t, *value));
+                    continue;
+                }
+                let list = &input.process_list;
+                let previous = self.state.input_last.insert(id, (t, *value));
+                let newest = self.state.input_newest.insert(id, (t, *value));
+                // A resent packet must not run accumulators twice: the same time and value as
+                // the last or the newest is skipped, and so is an older time for lists that
+                // keep state (an emonhub retry resends its whole buffer, oldest rows first).
+                let resent = previous == Some((t, *value))
+                    || newest == Some((t, *value))
+                    || (newest.is_some_and(|(nt, _)| t < nt)
+                        && crate::process::list::has_stateful_steps(list));
+                if let Some(n) = newest.filter(|(nt, _)| *nt > t) {
+                    self.state.input_newest.insert(id, n);
+                }
+                if !list.is_empty() && !resent {
+                    queued.push((id, *value, list.clone()));
                 }
             }
             if queued.is_empty() {
@@ -827,6 +982,9 @@ impl Host for ShardHost<'_> {
         if !self.owned.contains(&feed) {
             return;
         }
+        // A result that is not finite (a large value scaled up) is missing, the rule for every
+        // value, so the checkpointed state is exactly the live one.
+        let value = finite(value);
         self.points.push(Point {
             feed,
             time: feed_time,
@@ -866,11 +1024,13 @@ impl Host for ShardHost<'_> {
     }
 
     fn set_state(&mut self, kind: StateKind, feed: u32, time: i64, value: Value) {
-        self.state.process.insert((kind, feed), (time, value));
+        self.state
+            .process
+            .insert((kind, feed), (time, finite(value)));
     }
 
     fn publish(&mut self, topic: &str, value: Value) {
-        self.published.push((topic.to_string(), value));
+        self.published.push((topic.to_string(), finite(value)));
     }
 
     fn source_value(&mut self, _feed: u32) -> Value {
@@ -918,5 +1078,520 @@ impl Host for VirtualHost<'_> {
             .and_then(|m| m.get(&self.t))
             .copied()
             .flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ynni_core::catalog::NewUser;
+
+    use super::*;
+    use crate::batch::Decoded;
+
+    const T: i64 = 1_700_000_000;
+
+    /// A catalog with one user, feed directories, and a runtime for the workers' queries.
+    /// Fields drop in order: the catalog before the runtime it was opened on.
+    struct Rig {
+        catalog: Catalog,
+        userid: i64,
+        outputs: tokio::sync::broadcast::Sender<Output>,
+        dir: tempfile::TempDir,
+        rt: tokio::runtime::Runtime,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let dir = tempfile::tempdir().expect("tempdir");
+            for sub in ["phpfina", "phptimeseries"] {
+                std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+            }
+            let (catalog, userid) = rt.block_on(async {
+                let catalog = Catalog::open_sqlite(&dir.path().join("catalog.sqlite"))
+                    .await
+                    .expect("catalog");
+                let user = NewUser {
+                    username: "alice".into(),
+                    email: "a@example.com".into(),
+                    password_hash: "$x".into(),
+                    timezone: "UTC".into(),
+                    admin: false,
+                };
+                let user = catalog
+                    .create_user(&user, false)
+                    .await
+                    .expect("db")
+                    .expect("created");
+                (catalog, user.id)
+            });
+            let (outputs, _) = tokio::sync::broadcast::channel(16);
+            Self {
+                catalog,
+                userid,
+                outputs,
+                dir,
+                rt,
+            }
+        }
+
+        fn open(&self) -> Worker {
+            let cfg = RouterConfig {
+                workers: 1,
+                vshards: 1,
+                queue: 16,
+                max_nodes: 32,
+                store: ynni_storage::StoreConfig::default(),
+                fixed_dir: self.dir.path().join("phpfina"),
+                variable_dir: self.dir.path().join("phptimeseries"),
+                wal_root: self.dir.path().join("wal"),
+                input_outputs: false,
+            };
+            Worker::open(
+                0,
+                &cfg,
+                self.catalog.clone(),
+                self.rt.handle().clone(),
+                self.outputs.clone(),
+            )
+            .expect("worker")
+        }
+
+        fn inputs(&self) -> Vec<(String, String)> {
+            let mut rows: Vec<(String, String)> = self
+                .rt
+                .block_on(self.catalog.inputs_for_user(self.userid))
+                .expect("inputs")
+                .into_iter()
+                .map(|r| (r.nodeid, r.name))
+                .collect();
+            rows.sort();
+            rows
+        }
+    }
+
+    /// Runs submissions as one group and returns each outcome (the worker answers after
+    /// processing).
+    fn group(w: &mut Worker, subs: Vec<Submission>) -> Vec<Result<(), IngestError>> {
+        let mut answers = Vec::new();
+        let mut jobs = Vec::new();
+        for s in subs {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            jobs.push((s, tx));
+            answers.push(rx);
+        }
+        w.ingest(jobs);
+        answers
+            .into_iter()
+            .map(|mut rx| rx.try_recv().unwrap_or(Err(IngestError::Stopped)))
+            .collect()
+    }
+
+    fn submit(w: &mut Worker, s: Submission) -> Result<(), IngestError> {
+        group(w, vec![s]).pop().unwrap_or(Err(IngestError::Stopped))
+    }
+
+    fn batch(node: &str, names: &[&str]) -> Decoded {
+        Decoded {
+            time: T,
+            node: node.into(),
+            values: names.iter().map(|n| (n.to_string(), Some(1.0))).collect(),
+        }
+    }
+
+    #[test]
+    fn every_submission_is_held_to_the_limits_before_it_is_logged() {
+        let rig = Rig::new();
+        let sub = |batches: Vec<Decoded>, http: bool| Submission {
+            userid: rig.userid,
+            batches,
+            http,
+        };
+        let mut w = rig.open();
+
+        // The 100,000-value post is refused by the default limits, whoever builds it.
+        let names: Vec<String> = (0..100_000).map(|i| format!("k{i}")).collect();
+        let huge = Decoded {
+            time: T,
+            node: "a".into(),
+            values: names.iter().map(|n| (n.clone(), Some(1.0))).collect(),
+        };
+        match submit(&mut w, sub(vec![huge], true)) {
+            Err(e @ IngestError::ValueLimit { limit: 50_000 }) => assert!(e.is_limit()),
+            other => panic!("expected the value limit, got {other:?}"),
+        }
+
+        w.core.limits = Limits {
+            nodes: 2,
+            inputs_per_node: 3,
+            new_inputs_per_request: 2,
+            values_per_request: 6,
+        };
+        // MQTT is held to the node limit like HTTP.
+        submit(&mut w, sub(vec![batch("a", &["x"])], false)).expect("first node");
+        submit(&mut w, sub(vec![batch("b", &["x"])], false)).expect("second node");
+        match submit(&mut w, sub(vec![batch("c", &["x"])], false)) {
+            Err(IngestError::NodeLimit { limit: 2, node }) => assert_eq!(node, "c"),
+            other => panic!("expected the node limit, got {other:?}"),
+        }
+        submit(&mut w, sub(vec![batch("a", &["y", "z"])], true)).expect("room on node a");
+        match submit(&mut w, sub(vec![batch("a", &["x", "w"])], false)) {
+            Err(e @ IngestError::InputLimit { .. }) => assert_eq!(
+                e.to_string(),
+                "Error: Reached the maximal allowed number of inputs for node 'a', limit is 3. Input 'w' was ignored."
+            ),
+            other => panic!("expected the input limit, got {other:?}"),
+        }
+        // Existing inputs are always accepted.
+        submit(&mut w, sub(vec![batch("a", &["x", "y", "z"])], false)).expect("existing");
+        // Inputs that an earlier submission of the same group adds count.
+        let answers = group(
+            &mut w,
+            vec![
+                sub(vec![batch("b", &["p"])], true),
+                sub(vec![batch("b", &["q", "r"])], true),
+            ],
+        );
+        assert!(answers[0].is_ok(), "{:?}", answers[0]);
+        match &answers[1] {
+            Err(IngestError::InputLimit { node, name, .. }) => {
+                assert_eq!((node.as_str(), name.as_str()), ("b", "r"))
+            }
+            other => panic!("expected the input limit, got {other:?}"),
+        }
+        w.core.limits.inputs_per_node = 100;
+        match submit(&mut w, sub(vec![batch("b", &["s", "t", "u"])], true)) {
+            Err(e @ IngestError::NewInputLimit { .. }) => assert_eq!(
+                e.to_string(),
+                "Error: Reached the maximal allowed number of new inputs in one request, limit is 2. Input 'u' was ignored."
+            ),
+            other => panic!("expected the new-input limit, got {other:?}"),
+        }
+        match submit(
+            &mut w,
+            sub(
+                vec![
+                    batch("a", &["x", "y", "z"]),
+                    batch("b", &["x", "p", "s", "t"]),
+                ],
+                false,
+            ),
+        ) {
+            Err(IngestError::ValueLimit { limit: 6 }) => {}
+            other => panic!("expected the value limit, got {other:?}"),
+        }
+
+        let created: Vec<(String, String)> =
+            [("a", "x"), ("a", "y"), ("a", "z"), ("b", "p"), ("b", "x")]
+                .iter()
+                .map(|(n, i)| (n.to_string(), i.to_string()))
+                .collect();
+        assert_eq!(rig.inputs(), created);
+        // Refused submissions were never logged: a restart replays the five accepted ones.
+        drop(w);
+        let again = rig.open();
+        assert_eq!(again.store.replayed_records(), 5);
+    }
+
+    #[test]
+    fn a_request_may_create_many_inputs_up_to_the_limit() {
+        let rig = Rig::new();
+        let mut w = rig.open();
+        let names = |prefix: &str, n: usize| -> Vec<String> {
+            (0..n).map(|i| format!("{prefix}{i}")).collect()
+        };
+        let batch_of = |node: &str, names: &[String]| Decoded {
+            time: T,
+            node: node.into(),
+            values: names.iter().map(|n| (n.clone(), Some(1.0))).collect(),
+        };
+        let (a, b) = (names("a", 600), names("b", 401));
+        let over = Submission {
+            userid: rig.userid,
+            batches: vec![batch_of("n1", &a), batch_of("n2", &b)],
+            http: true,
+        };
+        match submit(&mut w, over) {
+            Err(IngestError::NewInputLimit { limit, .. }) => {
+                assert_eq!(limit, crate::shard::MAX_NEW_INPUTS_PER_REQUEST)
+            }
+            other => panic!("expected the new-input limit, got {other:?}"),
+        }
+        let at = Submission {
+            userid: rig.userid,
+            batches: vec![batch_of("n1", &a), batch_of("n2", &b[..400])],
+            http: true,
+        };
+        submit(&mut w, at).expect("a thousand new inputs in one request");
+        assert_eq!(rig.inputs().len(), 1000);
+        assert_eq!(w.core.state.input_last.len(), 1000);
+        // One more on n1 is fine, and posting all of them again creates nothing.
+        let again = Submission {
+            userid: rig.userid,
+            batches: vec![batch_of("n1", &names("a", 601))],
+            http: false,
+        };
+        submit(&mut w, again).expect("existing inputs and one new");
+        assert_eq!(rig.inputs().len(), 1001);
+    }
+
+    #[test]
+    fn a_failed_store_refuses_writes_with_retry_after_and_still_answers_reads() {
+        let rig = Rig::new();
+        let mut w = rig.open();
+        let sub = |v: f64| Submission {
+            userid: rig.userid,
+            batches: vec![Decoded {
+                time: T,
+                node: "a".into(),
+                values: vec![("x".into(), Some(v))],
+            }],
+            http: true,
+        };
+        submit(&mut w, sub(1.0)).expect("stored");
+        w.store.poison();
+        match submit(&mut w, sub(2.0)) {
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                assert_eq!(e.retry_after(), Some(60));
+            }
+            Ok(()) => panic!("a failed store took a write"),
+        }
+        let last = w.core.input_last(rig.userid);
+        assert_eq!(
+            last.values().copied().collect::<Vec<_>>(),
+            vec![(T, Some(1.0))]
+        );
+    }
+
+    /// A small deterministic generator (splitmix64), so a failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next_u64() % n
+        }
+
+        /// Ordinary readings most of the time, and every kind of edge: missing, zero and minus
+        /// zero, the largest and smallest floats, values that overflow when scaled, infinities,
+        /// NaNs and arbitrary bit patterns.
+        fn value(&mut self) -> Value {
+            const EDGES: [f64; 14] = [
+                0.0,
+                -0.0,
+                0.1,
+                1e308,
+                -1e308,
+                f64::MAX,
+                f64::MIN_POSITIVE,
+                5e-324,
+                0.30000000000000004,
+                9_007_199_254_740_992.0,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+                -65536.5,
+            ];
+            match self.below(8) {
+                0 => None,
+                1 => Some(EDGES[self.below(EDGES.len() as u64) as usize]),
+                2 => Some(f64::from_bits(self.next_u64())),
+                _ => Some(self.below(2_000_000) as f64 / 7.0 - 1000.0),
+            }
+        }
+    }
+
+    type Bits = (
+        BTreeMap<i64, (i64, Option<u64>)>,
+        BTreeMap<i64, (i64, Option<u64>)>,
+        BTreeMap<u32, (i64, Option<u64>)>,
+        BTreeMap<(StateKind, u32), (i64, Option<u64>)>,
+    );
+
+    /// The state with every float as its bits: equal means identical, minus zero included.
+    fn bits(s: &ShardState) -> Bits {
+        let b = |(t, v): (i64, Value)| (t, v.map(f64::to_bits));
+        (
+            s.input_last.iter().map(|(&k, &v)| (k, b(v))).collect(),
+            s.input_newest.iter().map(|(&k, &v)| (k, b(v))).collect(),
+            s.feed_last.iter().map(|(&k, &v)| (k, b(v))).collect(),
+            s.process.iter().map(|(&k, &v)| (k, b(v))).collect(),
+        )
+    }
+
+    fn feed_slots(w: &mut Worker, feeds: &[u32]) -> Vec<Vec<u32>> {
+        feeds
+            .iter()
+            .map(|&id| match w.store.feed(id).expect("feed") {
+                Feed::Fixed(f) => f
+                    .read_slots(0, f.npoints())
+                    .expect("read")
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect(),
+                Feed::Variable(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn replaying_the_log_rebuilds_the_live_state_exactly() {
+        for seed in [1, 2, 3] {
+            replay_matches_live(seed);
+        }
+    }
+
+    fn replay_matches_live(seed: u64) {
+        let rig = Rig::new();
+        let uid = rig.userid;
+        // Feeds and inputs with stateful lists, set up before the worker starts, as a user
+        // would have them.
+        let feeds: Vec<u32> = rig.rt.block_on(async {
+            let mut ids = Vec::new();
+            for name in ["log", "kwh", "acc", "meter", "rate", "daily", "power"] {
+                let id = rig
+                    .catalog
+                    .create_feed(uid, name, "", 5, "")
+                    .await
+                    .expect("feed");
+                ids.push(u32::try_from(id).expect("id"));
+            }
+            ids
+        });
+        let &[log, kwh, acc, meter, rate, daily, power] = &feeds[..] else {
+            panic!("seven feeds");
+        };
+        rig.rt.block_on(async {
+            let p = rig
+                .catalog
+                .create_input(uid, "house", "power")
+                .await
+                .expect("input");
+            let m = rig
+                .catalog
+                .create_input(uid, "house", "meter")
+                .await
+                .expect("input");
+            let lists = [
+                (p.id, format!("2:3,1:{log},4:{kwh},14:{acc},35:house/p")),
+                (
+                    m.id,
+                    format!("64:{meter},15:{rate},23:{daily},21:{power},6:{}", p.id),
+                ),
+            ];
+            for (id, list) in lists {
+                rig.catalog
+                    .set_input_process_list(id, &list)
+                    .await
+                    .expect("list");
+            }
+        });
+        let mut w = rig.open();
+        for &f in &feeds {
+            w.store.create_fixed(f, 10).expect("feed file");
+        }
+
+        let mut rng = Rng(seed);
+        let names = ["power", "meter", "temp", "rssi", "e1", "e2"];
+        let nodes = ["house", "house", "garage", "shed"];
+        let mut previous: Option<Submission> = None;
+        let mut clock = T;
+        for round in 0..300 {
+            let mut subs = Vec::new();
+            for _ in 0..1 + rng.below(3) {
+                // emonhub resends a buffer it is not sure about.
+                if rng.below(10) == 0
+                    && let Some(p) = previous.clone()
+                {
+                    subs.push(p);
+                    continue;
+                }
+                let mut batches = Vec::new();
+                for _ in 0..1 + rng.below(2) {
+                    clock += rng.below(15) as i64;
+                    let jitter = rng.below(60) as i64 - 30;
+                    let node = nodes[rng.below(nodes.len() as u64) as usize];
+                    // Raw values, infinities and NaNs included: the record must normalise them.
+                    let mut values = Vec::new();
+                    for name in names {
+                        if rng.below(2) == 0 {
+                            values.push((name.to_string(), rng.value()));
+                        }
+                    }
+                    batches.push(Decoded {
+                        time: clock + jitter,
+                        node: node.to_string(),
+                        values,
+                    });
+                }
+                let s = Submission {
+                    userid: uid,
+                    batches,
+                    http: rng.below(2) == 0,
+                };
+                previous = Some(s.clone());
+                subs.push(s);
+            }
+            for answer in group(&mut w, subs) {
+                answer.expect("accepted");
+            }
+            if round == 120 {
+                // A checkpoint part-way: the rebuild starts from it and replays the rest.
+                w.store.flush(&w.core.state.encode()).expect("checkpoint");
+            }
+        }
+        assert!(!w.store.failed());
+        let live = bits(&w.core.state);
+        let all_values = w
+            .core
+            .state
+            .input_last
+            .values()
+            .chain(w.core.state.input_newest.values())
+            .chain(w.core.state.feed_last.values())
+            .chain(w.core.state.process.values());
+        for (_, v) in all_values {
+            assert!(
+                v.is_none_or(f64::is_finite),
+                "seed {seed}: {v:?} in the state"
+            );
+        }
+        assert!(
+            live.3.values().any(|(_, v)| v.is_some()),
+            "seed {seed}: the stateful processes ran"
+        );
+        let live_feeds = feed_slots(&mut w, &feeds);
+
+        // kill -9: nothing flushed since the checkpoint.
+        drop(w);
+        let mut again = rig.open();
+        assert!(again.store.replayed_records() > 0, "seed {seed}");
+        assert_eq!(bits(&again.core.state), live, "seed {seed}");
+        assert_eq!(feed_slots(&mut again, &feeds), live_feeds, "seed {seed}");
+
+        // And once more from a checkpoint of the rebuilt state.
+        again
+            .store
+            .flush(&again.core.state.encode())
+            .expect("checkpoint");
+        drop(again);
+        let mut third = rig.open();
+        assert_eq!(third.store.replayed_records(), 0);
+        assert_eq!(bits(&third.core.state), live, "seed {seed}");
+        assert_eq!(feed_slots(&mut third, &feeds), live_feeds, "seed {seed}");
     }
 }

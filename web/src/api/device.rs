@@ -94,7 +94,8 @@ async fn with_device(call: &Call<'_>, userid: i64) -> Response {
         return reply::json_false();
     }
     let catalog = &call.state.catalog;
-    match call.route.action.as_str() {
+    let action = call.route.action.as_str();
+    let response = match action {
         "get" => reply::json(device_json(&device)),
         "delete" => match catalog.delete_device(device.id).await {
             Ok(()) => reply::json(json!({"success": true, "message": "Device deleted"})),
@@ -105,7 +106,13 @@ async fn with_device(call: &Call<'_>, userid: i64) -> Response {
             Err(e) => reply::internal(&e),
         },
         _ => set(call, &device).await,
+    };
+    if action != "get" {
+        // A device key deleted, replaced or moved to another node: open MQTT connections
+        // with it are checked again (the check reads the catalog, so it follows the change).
+        call.state.credentials_changed(userid);
     }
+    response
 }
 
 /// `device/set&fields={"name":…,"description":…,"nodeid":…,"type":…}`.

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use ynni_ingest::decode::{BulkParams, PostParams, decode_bulk, decode_post};
-use ynni_ingest::shard::{IngestError, LastValues, Submission};
+use ynni_ingest::shard::{LastValues, Submission};
 
 use super::{Call, input_manage};
 use crate::reply;
@@ -97,7 +97,9 @@ async fn submit(
     };
     match call.state.router.submit(submission).await {
         Ok(()) => Ok(()),
-        Err(e @ IngestError::NodeLimit { .. }) => Err(failure(&e.to_string())),
+        // emoncms answers its node limit with a message and status 200; the other limits
+        // follow it.
+        Err(e) if e.is_limit() => Err(failure(&e.to_string())),
         Err(e) => Err(reply::ingest_error(&e)),
     }
 }

@@ -13,6 +13,7 @@ mod system;
 mod user;
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -23,6 +24,11 @@ use crate::params::Params;
 use crate::reply;
 use crate::route::{self, Format, Route};
 use crate::state::AppState;
+
+/// A request body must have arrived this long after its headers: the listener's header deadline
+/// does not cover the body, and a client trickling one would hold its connection (one of a
+/// capped number) and this task for as long as it liked.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything a controller needs to answer one request.
 pub struct Call<'a> {
@@ -48,9 +54,15 @@ pub async fn dispatch(
     if declared_length(&parts.headers).is_some_and(|n| n > limit) {
         return body_too_large(limit);
     }
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => return body_too_large(limit),
+    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return body_too_large(limit),
+        Err(_) => {
+            return reply::text(
+                StatusCode::REQUEST_TIMEOUT,
+                "Request body not received in time",
+            );
+        }
     };
     let content_type = parts
         .headers

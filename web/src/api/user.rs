@@ -19,8 +19,9 @@ use super::{Call, profile};
 use crate::auth::Caller;
 use crate::cookies;
 use crate::params::php_falsy;
-use crate::ratelimit::client_key;
 use crate::reply;
+use ynni_core::login_limit::{Attempt, Scope, TooMany};
+use ynni_core::ratelimit::{Key, client_key};
 
 const TOO_MANY: &str = "Too many attempts, please try again later";
 const API_KEY_REFUSED: &str =
@@ -101,7 +102,7 @@ async fn register(call: &Call<'_>) -> Response {
     let limits = &call.state.settings.limits;
     let p = call.params;
     if call.state.limiter.hit(
-        &format!("register:{}", client_key(call.peer)),
+        Key::new("register", &[&client_key(call.peer)]),
         limits.register_attempts,
         window(limits.register_window_s),
     ) {
@@ -161,19 +162,30 @@ enum Credentials {
     Wrong,
 }
 
-/// Checks the form's username and password; a matching password stored in an emoncms scheme is
+/// The username and password fields of a `login` or `auth` form, refused (with emoncms's
+/// message) unless both are given and the username follows the account rules. Nothing is
+/// counted or looked up for a refused form, so a megabyte of username costs no more than the
+/// request that carried it.
+fn credentials_form<'a>(
+    username: Option<&'a str>,
+    password: Option<&'a str>,
+) -> Result<(&'a str, &'a str), String> {
+    if php_falsy(username) || php_falsy(password) {
+        return Err("Username or password empty".to_string());
+    }
+    let (username, password) = (username.unwrap_or_default(), password.unwrap_or_default());
+    check_username(username).map_err(|e| e.to_string())?;
+    Ok((username, password))
+}
+
+/// Checks a username and password; a matching password stored in an emoncms scheme is
 /// re-hashed with argon2. Unknown usernames cost the same argon2 work as wrong passwords, so
 /// timing does not reveal which accounts exist.
-async fn check_credentials(call: &Call<'_>) -> Result<Credentials, Response> {
-    let p = call.params;
-    let (username, pass) = (p.post("username"), p.post("password"));
-    if php_falsy(username) || php_falsy(pass) {
-        return Err(reply::fail("Username or password empty"));
-    }
-    let (username, pass) = (username.unwrap_or_default(), pass.unwrap_or_default());
-    if let Err(e) = check_username(username) {
-        return Err(reply::fail(e));
-    }
+async fn check_credentials(
+    call: &Call<'_>,
+    username: &str,
+    pass: &str,
+) -> Result<Credentials, Response> {
     let user = db(call.state.catalog.user_by_username(username).await)?;
     let stored = user.as_ref().map(|u| (u.password.clone(), u.salt.clone()));
     let pass_owned = pass.to_string();
@@ -208,36 +220,40 @@ async fn check_credentials(call: &Call<'_>) -> Result<Credentials, Response> {
     Ok(Credentials::Valid(Box::new(user)))
 }
 
-fn username_key(call: &Call<'_>, action: &str) -> String {
-    let name = call.params.post("username").unwrap_or_default();
-    format!("{action}:user:{}", name.to_ascii_lowercase())
+/// Validates the form, counts the attempt (see `login_limit`) and checks the password.
+async fn guarded_credentials(call: &Call<'_>, scope: Scope) -> Result<Credentials, Response> {
+    let p = call.params;
+    let (username, pass) =
+        credentials_form(p.post("username"), p.post("password")).map_err(reply::fail)?;
+    let limits = &call.state.settings.limits;
+    let logins = &call.state.logins;
+    let attempt: Attempt = logins
+        .begin(
+            scope,
+            call.peer,
+            username,
+            limits.login_attempts,
+            window(limits.login_window_s),
+        )
+        .map_err(|TooMany| reply::fail(TOO_MANY))?;
+    match check_credentials(call, username, pass).await {
+        Ok(Credentials::Valid(user)) => {
+            logins.succeeded(&attempt);
+            Ok(Credentials::Valid(user))
+        }
+        Ok(Credentials::Wrong) => Ok(Credentials::Wrong),
+        Err(r) => {
+            logins.not_a_guess(&attempt);
+            Err(r)
+        }
+    }
 }
 
 async fn login(call: &Call<'_>) -> Response {
-    let limits = &call.state.settings.limits;
-    let limiter = &call.state.limiter;
-    let ip_key = format!("login:ip:{}", client_key(call.peer));
-    let user_key = username_key(call, "login");
-    // The attempt is counted before the password is checked, so parallel guesses cannot all
-    // slip past the limit; a successful login, or a form that was not a guess, takes it back.
-    let win = window(limits.login_window_s);
-    let over_ip = limiter.hit(&ip_key, limits.login_attempts, win);
-    let over_user = limiter.hit(&user_key, limits.login_attempts, win);
-    if over_ip || over_user {
-        return reply::fail(TOO_MANY);
-    }
-    let user = match check_credentials(call).await {
-        Ok(Credentials::Valid(u)) => {
-            limiter.undo(&ip_key);
-            limiter.undo(&user_key);
-            u
-        }
+    let user = match guarded_credentials(call, Scope::Login).await {
+        Ok(Credentials::Valid(u)) => u,
         Ok(Credentials::Wrong) => return reply::fail("Incorrect username or password"),
-        Err(r) => {
-            limiter.undo(&ip_key);
-            limiter.undo(&user_key);
-            return r;
-        }
+        Err(r) => return r,
     };
     let days = i64::from(call.state.settings.users.session_days);
     let token = try_reply!(db(call
@@ -277,32 +293,15 @@ fn safe_referrer(r: &str) -> bool {
 }
 
 async fn auth(call: &Call<'_>) -> Response {
-    let limits = &call.state.settings.limits;
-    let limiter = &call.state.limiter;
-    let user_key = username_key(call, "auth");
-    // emoncms counts every `auth` call per IP; failures also count per username.
-    let win = window(limits.login_window_s);
-    let ip_key = format!("auth:ip:{}", client_key(call.peer));
-    let over_ip = limiter.hit(&ip_key, limits.login_attempts, win);
-    let over_user = limiter.hit(&user_key, limits.login_attempts, win);
-    if over_ip || over_user {
-        return reply::fail(TOO_MANY);
-    }
-    match check_credentials(call).await {
-        Ok(Credentials::Valid(user)) => {
-            limiter.undo(&user_key);
-            reply::json(json!({
-                "success": true,
-                "userid": user.id,
-                "apikey_write": user.apikey_write,
-                "apikey_read": user.apikey_read,
-            }))
-        }
+    match guarded_credentials(call, Scope::Auth).await {
+        Ok(Credentials::Valid(user)) => reply::json(json!({
+            "success": true,
+            "userid": user.id,
+            "apikey_write": user.apikey_write,
+            "apikey_read": user.apikey_read,
+        })),
         Ok(Credentials::Wrong) => reply::fail("Incorrect authentication"),
-        Err(r) => {
-            limiter.undo(&user_key);
-            r
-        }
+        Err(r) => r,
     }
 }
 
@@ -392,6 +391,9 @@ async fn newapikey(call: &Call<'_>, caller: &Caller, kind: KeyKind) -> Response 
         .regenerate_apikey(caller.user.id, kind)
         .await));
     tracing::info!(userid = caller.user.id, ?kind, "apikey regenerated");
+    if matches!(kind, KeyKind::Write) {
+        call.state.credentials_changed(caller.user.id);
+    }
     match kind {
         KeyKind::Read => reply::json(json!({"success": true, "read_apikey": key})),
         KeyKind::Write => reply::json(json!({"success": true, "write_apikey": key})),
@@ -401,7 +403,7 @@ async fn newapikey(call: &Call<'_>, caller: &Caller, kind: KeyKind) -> Response 
 async fn changepassword(call: &Call<'_>, caller: &Caller) -> Response {
     let limits = &call.state.settings.limits;
     if call.state.limiter.hit(
-        &format!("changepassword:{}", client_key(call.peer)),
+        Key::new("changepassword", &[&client_key(call.peer)]),
         limits.password_change_attempts,
         window(limits.password_change_window_s),
     ) {
@@ -468,6 +470,7 @@ async fn changeusername(call: &Call<'_>, caller: &Caller) -> Response {
     {
         return reply::fail("Username already exists");
     }
+    call.state.credentials_changed(caller.user.id);
     reply::ok_message("Username updated")
 }
 
@@ -506,4 +509,34 @@ fn join_failed(e: &tokio::task::JoinError) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::credentials_form;
+
+    #[test]
+    fn a_username_the_rules_refuse_never_reaches_the_limiter() {
+        let huge = "a".repeat(1 << 20);
+        assert_eq!(
+            credentials_form(Some(&huge), Some("secret")),
+            Err("Username must be less than 30 characters".to_string())
+        );
+        assert_eq!(
+            credentials_form(Some("al ice"), Some("secret")),
+            Err("Username must only contain a-z and 0-9 characters".to_string())
+        );
+        assert_eq!(
+            credentials_form(Some("alice"), None),
+            Err("Username or password empty".to_string())
+        );
+        assert_eq!(
+            credentials_form(Some("0"), Some("secret")),
+            Err("Username or password empty".to_string())
+        );
+        assert_eq!(
+            credentials_form(Some("alice"), Some("secret")),
+            Ok(("alice", "secret"))
+        );
+    }
 }

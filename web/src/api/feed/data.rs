@@ -1,5 +1,17 @@
 //! `feed/data` (also `average` and `csvexport`): one feed (`id`) as a bare `[[time,value],…]`
 //! array, several (`ids=a,b`, or a comma in `id`) as `[{"feedid":"a","data":[…]},…]`, or CSV.
+//!
+//! The work one request can ask for is bounded: at most [`MAX_IDS`] ids, each distinct
+//! (feed, average, delta) read once however often it is listed, and at most
+//! [`MAX_TOTAL_POINTS`] points across the whole reply (one feed is already held to emoncms's
+//! `max_datapoints` by the query). The JSON reply is written straight into one string, not
+//! built as a `serde_json::Value` tree first: the tree cost ~100 bytes per point in millions of
+//! small allocations, which glibc's malloc keeps in its arenas once freed (it returns only
+//! whole mappings and the free top of an arena). One large string and a few point vectors are
+//! served from their own mappings or an arena's top, so they go back to the system once the
+//! reply has been sent.
+
+use std::fmt::Write as _;
 
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -11,6 +23,18 @@ use ynni_storage::query::{self, DataRequest, Interval, QueryError, TimeFormat, T
 
 use super::{Call, ENGINE_VIRTUAL, run};
 use crate::reply;
+
+/// The most ids one request may list, repeats included (each is answered with an entry of its
+/// own). A graph of more than a few dozen lines is past reading, and emoncms's pages ask for a
+/// handful; the cap bounds a request's catalog look-ups and feed reads.
+const MAX_IDS: usize = 64;
+
+/// The most points one reply may hold across all its entries: twenty feeds at emoncms's
+/// per-feed limit of 20,000. That is 6.4 MB of points and 10–16 MB of JSON at most.
+const MAX_TOTAL_POINTS: usize = 400_000;
+
+/// Bytes of JSON per point, to size the reply string once instead of doubling it.
+const JSON_BYTES_PER_POINT: usize = 24;
 
 /// What the action itself asks for, whatever the parameters say.
 #[derive(Debug, Default, Clone, Copy)]
@@ -38,18 +62,34 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
         (_, Some(id)) if !id.trim().is_empty() => (id, id.contains(',')),
         _ => return reply::fail("no ids given"),
     };
-    // An id that is not a number is PHP's (int) cast of it, so a feed that does not exist.
-    let ids: Vec<i64> = ids_text
-        .split(',')
-        .map(|i| i.trim().parse::<i64>().unwrap_or(0))
-        .collect();
-    let mut rows = Vec::with_capacity(ids.len());
+    let ids = match parse_ids(ids_text) {
+        Ok(ids) => ids,
+        Err(message) => return reply::fail(message),
+    };
+    // Each distinct id is looked up once, however often it is listed.
+    let mut rows: Vec<FeedRow> = Vec::new();
+    let mut looked_up: Vec<(i64, Option<usize>)> = Vec::new();
+    let mut row_of = Vec::with_capacity(ids.len());
     let mut unknown = Vec::new();
     for &id in &ids {
-        match call.state.catalog.feed_by_id(id).await {
-            Ok(Some(row)) => rows.push(row),
-            Ok(None) => unknown.push(id),
-            Err(e) => return reply::internal(&e),
+        let found = match looked_up.iter().find(|(seen, _)| *seen == id) {
+            Some(&(_, found)) => found,
+            None => {
+                let found = match call.state.catalog.feed_by_id(id).await {
+                    Ok(Some(row)) => {
+                        rows.push(row);
+                        Some(rows.len() - 1)
+                    }
+                    Ok(None) => None,
+                    Err(e) => return reply::internal(&e),
+                };
+                looked_up.push((id, found));
+                found
+            }
+        };
+        match found {
+            Some(r) => row_of.push(r),
+            None => unknown.push(id),
         }
     }
     if !unknown.is_empty() {
@@ -79,6 +119,7 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
         p.get(k)
             .unwrap_or("")
             .split(',')
+            .take(MAX_IDS)
             .map(|v| {
                 let v = v.trim();
                 v == "1" || v.eq_ignore_ascii_case("true")
@@ -97,26 +138,40 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
     base.timeformat = p.get("timeformat").unwrap_or("unixms").to_string();
     base.tz = tz;
 
-    let mut series: Vec<Option<Series>> = Vec::with_capacity(rows.len());
-    // emoncms does not reset its average flag between feeds: once one feed averages, every
-    // later feed of the request does too.
-    let mut average = forced.average;
-    for (i, row) in rows.iter().enumerate() {
-        average |= averages.get(i).copied().unwrap_or(false);
-        // One delta flag for all feeds unless each is given.
-        let delta = deltas.get(i).or(deltas.first()).copied().unwrap_or(false);
-        if !(row.public || call.caller.is_some_and(|c| c.user.id == row.userid)) {
-            series.push(None);
+    let readable: Vec<bool> = rows
+        .iter()
+        .map(|row| row.public || call.caller.is_some_and(|c| c.user.id == row.userid))
+        .collect();
+    let plan = Plan::new(&row_of, &readable, &averages, &deltas, forced.average);
+    let mut budget = PointBudget::new(MAX_TOTAL_POINTS);
+    let mut store: Vec<Series> = Vec::with_capacity(plan.reads.len());
+    for (key, &uses) in plan.reads.iter().zip(&plan.uses) {
+        let Some(row) = rows.get(key.row) else {
+            // Not reached (keys index `rows`); an empty series keeps `store` aligned with
+            // `plan.reads`.
+            store.push(Series {
+                format: TimeFormat::UnixMs,
+                points: Vec::new(),
+            });
             continue;
-        }
+        };
         let mut req = base.clone();
-        req.average = average;
-        req.delta = delta;
-        match read(call, row, req).await {
-            Ok(s) => series.push(Some(s)),
+        req.average = key.average;
+        req.delta = key.delta;
+        let s = match read(call, row, req).await {
+            Ok(s) => s,
             Err(r) => return r,
+        };
+        if let Err(message) = budget.take(s.points.len(), uses) {
+            return reply::fail(message);
         }
+        store.push(s);
     }
+    let series: Vec<Option<&Series>> = plan
+        .entries
+        .iter()
+        .map(|e| e.and_then(|k| store.get(k)))
+        .collect();
     let csv = forced.csv || flag("csv");
     if csv {
         let name = ids.iter().map(i64::to_string).collect::<Vec<_>>().join("-");
@@ -124,35 +179,174 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
         let single_default = !listed && p.get("timeformat").is_none();
         return csv_reply(&name, &series, tz, single_default);
     }
+    let size = budget.used() * JSON_BYTES_PER_POINT + series.len() * 32 + 2;
     if !listed {
-        return match series.into_iter().next().flatten() {
-            Some(s) => reply::json(points_json(&s, tz)),
+        return match series.first().copied().flatten() {
+            Some(s) => {
+                let mut out = String::with_capacity(size);
+                write_points(&mut out, s, tz);
+                reply::json_text(out)
+            }
             // A feed the caller may not read gives an empty series in emoncms.
             None => reply::json(json!([])),
         };
     }
-    let entries: Vec<(usize, Value)> = series
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            let s = s.as_ref()?;
-            Some((
-                i,
-                json!({"feedid": ids[i].to_string(), "data": points_json(s, tz)}),
-            ))
-        })
-        .collect();
-    if entries.len() == series.len() {
-        reply::json(Value::Array(entries.into_iter().map(|e| e.1).collect()))
-    } else {
-        // PHP encodes an array with gaps (feeds the caller may not read) as an object.
-        reply::json(Value::Object(
-            entries
-                .into_iter()
-                .map(|(i, v)| (i.to_string(), v))
-                .collect(),
-        ))
+    let mut out = String::with_capacity(size);
+    write_entries(&mut out, &ids, &series, tz);
+    reply::json_text(out)
+}
+
+/// The listed ids; a part that is not a number is PHP's (int) cast of it, so a feed that does
+/// not exist.
+fn parse_ids(text: &str) -> Result<Vec<i64>, String> {
+    let count = text.bytes().filter(|&b| b == b',').count() + 1;
+    if count > MAX_IDS {
+        return Err(format!(
+            "too many feeds requested ({count}), at most {MAX_IDS} per request"
+        ));
     }
+    Ok(text
+        .split(',')
+        .map(|i| i.trim().parse::<i64>().unwrap_or(0))
+        .collect())
+}
+
+/// One series to read: a feed (index into the request's rows) with the flags it is read with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ReadKey {
+    row: usize,
+    average: bool,
+    delta: bool,
+}
+
+/// Which series a request needs, and which of them each of its entries shows.
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    /// Distinct series, in the order they are first needed.
+    reads: Vec<ReadKey>,
+    /// How many entries show each of `reads`.
+    uses: Vec<usize>,
+    /// Per listed id: the index of its series in `reads`, or `None` if the caller may not
+    /// read the feed.
+    entries: Vec<Option<usize>>,
+}
+
+impl Plan {
+    /// `row_of[i]` is the row of the i-th listed id and `readable[row]` whether the caller may
+    /// read it; `averages` and `deltas` are the per-feed flags as given.
+    fn new(
+        row_of: &[usize],
+        readable: &[bool],
+        averages: &[bool],
+        deltas: &[bool],
+        forced_average: bool,
+    ) -> Self {
+        let mut plan = Plan::default();
+        // emoncms does not reset its average flag between feeds: once one feed averages, every
+        // later feed of the request does too.
+        let mut average = forced_average;
+        for (i, &row) in row_of.iter().enumerate() {
+            average |= averages.get(i).copied().unwrap_or(false);
+            // One delta flag for all feeds unless each is given.
+            let delta = deltas.get(i).or(deltas.first()).copied().unwrap_or(false);
+            if !readable.get(row).copied().unwrap_or(false) {
+                plan.entries.push(None);
+                continue;
+            }
+            let key = ReadKey {
+                row,
+                average,
+                delta,
+            };
+            let k = match plan.reads.iter().position(|r| *r == key) {
+                Some(k) => k,
+                None => {
+                    plan.reads.push(key);
+                    plan.uses.push(0);
+                    plan.reads.len() - 1
+                }
+            };
+            if let Some(u) = plan.uses.get_mut(k) {
+                *u += 1;
+            }
+            plan.entries.push(Some(k));
+        }
+        plan
+    }
+}
+
+/// Points left for the rest of a reply.
+struct PointBudget {
+    max: usize,
+    left: usize,
+}
+
+impl PointBudget {
+    fn new(max: usize) -> Self {
+        Self { max, left: max }
+    }
+
+    /// Takes a series of `points` shown by `uses` entries; refused once the reply as a whole
+    /// would hold too many.
+    fn take(&mut self, points: usize, uses: usize) -> Result<(), String> {
+        match self.left.checked_sub(points.saturating_mul(uses)) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(format!(
+                "request datapoint limit reached ({} across all feeds), increase request \
+                 interval, reduce time range or request fewer feeds",
+                self.max
+            )),
+        }
+    }
+
+    fn used(&self) -> usize {
+        self.max - self.left
+    }
+}
+
+/// Appends `s` as `[[time,value],…]` (`[value,…]` without times), as `serde_json` prints it.
+fn write_points(out: &mut String, s: &Series, tz: chrono_tz::Tz) {
+    out.push('[');
+    for (k, &(t, v)) in s.points.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        // Writing to a String cannot fail.
+        let _ = match query::render_time(t, s.format, tz) {
+            Some(TimeValue::Int(t)) => write!(out, "[{t},{}]", reply::number(v)),
+            Some(TimeValue::Text(t)) => write!(out, "[{},{}]", Value::String(t), reply::number(v)),
+            None => write!(out, "{}", reply::number(v)),
+        };
+    }
+    out.push(']');
+}
+
+/// Appends the entries of a listed request: `[{"feedid":"1","data":[…]},…]`, or, when the
+/// caller may not read some feeds, an object keyed by position (`{"0":…,"2":…}`), which is how
+/// PHP encodes an array with gaps.
+fn write_entries(out: &mut String, ids: &[i64], series: &[Option<&Series>], tz: chrono_tz::Tz) {
+    let gaps = series.iter().any(Option::is_none);
+    out.push(if gaps { '{' } else { '[' });
+    let mut first = true;
+    for (i, (s, id)) in series.iter().zip(ids).enumerate() {
+        let Some(s) = s else {
+            continue;
+        };
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        if gaps {
+            let _ = write!(out, "\"{i}\":");
+        }
+        let _ = write!(out, "{{\"feedid\":\"{id}\",\"data\":");
+        write_points(out, s, tz);
+        out.push('}');
+    }
+    out.push(if gaps { '}' } else { ']' });
 }
 
 async fn read(call: &Call<'_>, row: &FeedRow, req: DataRequest) -> Result<Series, Response> {
@@ -180,22 +374,9 @@ async fn read(call: &Call<'_>, row: &FeedRow, req: DataRequest) -> Result<Series
     }
 }
 
-fn points_json(s: &Series, tz: chrono_tz::Tz) -> Value {
-    Value::Array(
-        s.points
-            .iter()
-            .map(|&(t, v)| match query::render_time(t, s.format, tz) {
-                Some(TimeValue::Int(t)) => json!([t, reply::number(v)]),
-                Some(TimeValue::Text(t)) => json!([t, reply::number(v)]),
-                None => reply::number(v),
-            })
-            .collect(),
-    )
-}
-
 /// emoncms's CSV download: `time,value[,value…]` lines on the first feed's times, values with
 /// two decimals, `null` where missing.
-fn csv_reply(name: &str, series: &[Option<Series>], tz: chrono_tz::Tz, seconds: bool) -> Response {
+fn csv_reply(name: &str, series: &[Option<&Series>], tz: chrono_tz::Tz, seconds: bool) -> Response {
     let mut out = String::new();
     let first = series.iter().flatten().next();
     if let Some(first) = first {
@@ -235,4 +416,142 @@ fn csv_reply(name: &str, series: &[Option<Series>], tz: chrono_tz::Tz, seconds: 
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::Tz;
+
+    fn series(format: TimeFormat, points: &[(i64, Option<f64>)]) -> Series {
+        Series {
+            format,
+            points: points.to_vec(),
+        }
+    }
+
+    /// The reply as it was built before: a `serde_json::Value` tree, printed.
+    fn as_value(s: &Series, tz: Tz) -> Value {
+        Value::Array(
+            s.points
+                .iter()
+                .map(|&(t, v)| match query::render_time(t, s.format, tz) {
+                    Some(TimeValue::Int(t)) => json!([t, reply::number(v)]),
+                    Some(TimeValue::Text(t)) => json!([t, reply::number(v)]),
+                    None => reply::number(v),
+                })
+                .collect(),
+        )
+    }
+
+    /// The fault: `ids=11,11,…` (400 times) read and rendered the feed 400 times.
+    #[test]
+    fn a_request_may_list_at_most_64_ids() {
+        let ok = ["11"; MAX_IDS].join(",");
+        assert_eq!(parse_ids(&ok).map(|v| v.len()), Ok(MAX_IDS));
+        let many = ["11"; 400].join(",");
+        assert_eq!(
+            parse_ids(&many),
+            Err("too many feeds requested (400), at most 64 per request".to_string())
+        );
+        assert_eq!(parse_ids("1, 2,x"), Ok(vec![1, 2, 0]));
+    }
+
+    #[test]
+    fn a_repeated_id_is_read_once_and_shown_each_time() {
+        let plan = Plan::new(&[0; 40], &[true], &[], &[], false);
+        assert_eq!(plan.reads.len(), 1);
+        assert_eq!(plan.uses, [40]);
+        assert_eq!(plan.entries, [Some(0); 40]);
+    }
+
+    #[test]
+    fn repeats_with_different_flags_are_read_apart() {
+        // The average flag sticks once set (as in emoncms), so entries 1 and 2 share a read.
+        let plan = Plan::new(&[0, 0, 0, 1], &[true, false], &[false, true], &[], false);
+        assert_eq!(
+            plan.reads,
+            [
+                ReadKey {
+                    row: 0,
+                    average: false,
+                    delta: false
+                },
+                ReadKey {
+                    row: 0,
+                    average: true,
+                    delta: false
+                },
+            ]
+        );
+        assert_eq!(plan.uses, [1, 2]);
+        assert_eq!(plan.entries, [Some(0), Some(1), Some(1), None]);
+        // One delta flag applies to all.
+        let plan = Plan::new(&[0, 0], &[true], &[], &[true], false);
+        assert_eq!(plan.reads.len(), 1);
+        assert!(plan.reads.iter().all(|r| r.delta));
+    }
+
+    #[test]
+    fn the_points_of_all_entries_are_bounded_together() {
+        let mut b = PointBudget::new(MAX_TOTAL_POINTS);
+        assert_eq!(b.take(20_000, 20), Ok(()));
+        assert_eq!(b.used(), MAX_TOTAL_POINTS);
+        assert!(b.take(1, 1).is_err());
+        let mut b = PointBudget::new(MAX_TOTAL_POINTS);
+        // A series shown by many entries counts once per entry.
+        assert!(b.take(20_001, 20).is_err());
+        assert!(b.take(usize::MAX, 2).is_err());
+        let message = PointBudget::new(10).take(11, 1).expect_err("over");
+        assert!(message.starts_with("request datapoint limit reached (10 across all feeds)"));
+    }
+
+    #[test]
+    fn points_are_written_as_the_value_tree_printed_them() {
+        let tz: Tz = "Europe/London".parse().expect("zone");
+        let points = [
+            (1_700_000_000, Some(1.5)),
+            (1_700_000_010, None),
+            (1_700_000_020, Some(102.0)),
+            (1_700_000_030, Some(-0.1)),
+            (1_700_000_040, Some(1e20)),
+        ];
+        for format in [
+            TimeFormat::Unix,
+            TimeFormat::UnixMs,
+            TimeFormat::Excel,
+            TimeFormat::Iso8601,
+            TimeFormat::NoTime,
+        ] {
+            let s = series(format, &points);
+            let mut out = String::new();
+            write_points(&mut out, &s, tz);
+            assert_eq!(out, as_value(&s, tz).to_string(), "{format:?}");
+        }
+        let mut out = String::new();
+        write_points(&mut out, &series(TimeFormat::UnixMs, &[]), tz);
+        assert_eq!(out, "[]");
+    }
+
+    #[test]
+    fn entries_are_written_as_emoncms_shapes_them() {
+        let tz = Tz::UTC;
+        let a = series(TimeFormat::Unix, &[(10, Some(1.0))]);
+        let b = series(TimeFormat::Unix, &[(10, None)]);
+        let mut out = String::new();
+        write_entries(&mut out, &[1, 2, 1], &[Some(&a), Some(&b), Some(&a)], tz);
+        assert_eq!(
+            out,
+            r#"[{"feedid":"1","data":[[10,1]]},{"feedid":"2","data":[[10,null]]},{"feedid":"1","data":[[10,1]]}]"#
+        );
+        let mut out = String::new();
+        write_entries(&mut out, &[1, 3, 2], &[Some(&a), None, Some(&b)], tz);
+        assert_eq!(
+            out,
+            r#"{"0":{"feedid":"1","data":[[10,1]]},"2":{"feedid":"2","data":[[10,null]]}}"#
+        );
+        let mut out = String::new();
+        write_entries(&mut out, &[3], &[None], tz);
+        assert_eq!(out, "{}");
+    }
 }

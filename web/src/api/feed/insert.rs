@@ -4,6 +4,7 @@
 
 use axum::response::Response;
 use serde_json::{Value, json};
+use ynni_ingest::batch::finite;
 use ynni_ingest::decode::numbers::php_float_cast;
 use ynni_ingest::shard::{FeedOp, FeedWrite};
 
@@ -31,7 +32,7 @@ pub(super) async fn insert(call: &Call<'_>) -> Response {
             .map(|t| php_float_cast(t) as i64)
             .filter(|t| *t > 0)
             .unwrap_or(now);
-        (vec![(time, Some(php_float_cast(value)))], true)
+        (vec![(time, finite(Some(php_float_cast(value))))], true)
     } else {
         return reply::fail("missing data parameter");
     };
@@ -57,7 +58,8 @@ pub(super) async fn insert(call: &Call<'_>) -> Response {
 }
 
 /// `data=[[time,value],…]`. A value that is not a number is PHP's float cast of it (`"abc"` is
-/// 0); `null` stays missing (ynni's deliberate difference: emoncms writes 0).
+/// 0); `null` stays missing (ynni's deliberate difference: emoncms writes 0), and so does a
+/// value that is not finite (`"1e999"`), ynni's rule for every value.
 fn parse_data(text: &str) -> Result<Vec<(i64, Option<f64>)>, &'static str> {
     let rows = match serde_json::from_str::<Value>(text) {
         Ok(Value::Array(rows)) if !rows.is_empty() => rows,
@@ -70,7 +72,7 @@ fn parse_data(text: &str) -> Result<Vec<(i64, Option<f64>)>, &'static str> {
             let time = number(pair.first()?)?;
             let value = match pair.get(1)? {
                 Value::Null => None,
-                v => Some(number(v).unwrap_or(0.0)),
+                v => finite(Some(number(v).unwrap_or(0.0))),
             };
             Some((time as i64, value))
         })
@@ -109,5 +111,9 @@ mod tests {
         assert_eq!(parse_data("[]"), Err("error decoding json"));
         assert_eq!(parse_data("{\"a\":1}"), Err("error decoding json"));
         assert_eq!(parse_data("[[1],[\"x\"]]"), Err("empty data object"));
+        assert_eq!(
+            parse_data("[[10,\"1e999\"],[20,\"-1e999\"],[30,1e308]]"),
+            Ok(vec![(10, None), (20, None), (30, Some(1e308))])
+        );
     }
 }

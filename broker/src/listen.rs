@@ -1,0 +1,239 @@
+//! The broker's listeners: plain TCP, TLS and websocket. Each accepted socket gets a task of
+//! its own (a slow TLS or websocket handshake never holds up the accept loop), every handshake
+//! and CONNECT has a deadline, and the number of open connections stays below the process's
+//! open-file limit: when it is reached the loop stops accepting (clients wait in the kernel's
+//! backlog) instead of spinning on `EMFILE`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::BrokerError;
+
+/// What a connection runs over once its transport handshake is done.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub(crate) type Stream = Box<dyn Io>;
+
+/// How a listener turns an accepted socket into a stream.
+#[derive(Clone)]
+pub(crate) enum Kind {
+    Plain,
+    Tls(tokio_rustls::TlsAcceptor),
+    Websocket,
+}
+
+/// File descriptors kept free for everything else (data files, the WAL, HTTP, the catalog).
+const RESERVED_FDS: u64 = 256;
+
+/// The connection limit to use: the configured one, lowered to fit under the open-file limit.
+pub(crate) fn connection_limit(configured: usize) -> usize {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0;
+    if !got || rl.rlim_cur == libc::RLIM_INFINITY {
+        return configured.max(1);
+    }
+    let fit = rl.rlim_cur.saturating_sub(RESERVED_FDS) / 2;
+    configured
+        .min(usize::try_from(fit).unwrap_or(usize::MAX))
+        .max(1)
+}
+
+/// Binds `addr` now, so that "in use" is a start-up error and port 0 is resolved.
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
+    TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            BrokerError::AddrInUse(addr)
+        } else {
+            BrokerError::Bind { addr, source }
+        }
+    })
+}
+
+/// Reads the PEM certificate chain and key of a TLS listener.
+pub(crate) fn tls_acceptor(
+    cert: &str,
+    key: &str,
+) -> Result<tokio_rustls::TlsAcceptor, BrokerError> {
+    use tokio_rustls::rustls;
+    let tls_err = |what: &str, path: &str, e: &dyn std::fmt::Display| {
+        BrokerError::Tls(format!("{what} {path}: {e}"))
+    };
+    let mut certs_file = std::io::BufReader::new(
+        std::fs::File::open(cert).map_err(|e| tls_err("reading certificate", cert, &e))?,
+    );
+    let certs = rustls_pemfile::certs(&mut certs_file)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_err("reading certificate", cert, &e))?;
+    if certs.is_empty() {
+        return Err(tls_err("no certificate in", cert, &"(empty)"));
+    }
+    let mut key_file = std::io::BufReader::new(
+        std::fs::File::open(key).map_err(|e| tls_err("reading key", key, &e))?,
+    );
+    let key_der = rustls_pemfile::private_key(&mut key_file)
+        .map_err(|e| tls_err("reading key", key, &e))?
+        .ok_or_else(|| tls_err("no private key in", key, &"(empty)"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| BrokerError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| tls_err("using certificate", cert, &e))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Finishes the transport handshake of an accepted socket.
+pub(crate) async fn handshake(kind: &Kind, socket: TcpStream) -> std::io::Result<Stream> {
+    let _ = socket.set_nodelay(true);
+    match kind {
+        Kind::Plain => Ok(Box::new(socket)),
+        Kind::Tls(acceptor) => Ok(Box::new(acceptor.accept(socket).await?)),
+        Kind::Websocket => {
+            use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+            // One MQTT packet per message at most; a bound on what one client can make us hold.
+            let config = WebSocketConfig {
+                max_message_size: Some(crate::MAX_PACKET + 1024),
+                max_frame_size: Some(crate::MAX_PACKET + 1024),
+                ..Default::default()
+            };
+            let ws = async_tungstenite::tokio::accept_hdr_async_with_config(
+                socket,
+                MqttSubprotocol,
+                Some(config),
+            )
+            .await
+            .map_err(std::io::Error::other)?;
+            Ok(Box::new(ws_stream_tungstenite::WsStream::new(ws)))
+        }
+    }
+}
+
+/// Answers the websocket upgrade with the `mqtt` subprotocol, which MQTT clients ask for.
+struct MqttSubprotocol;
+
+impl async_tungstenite::tungstenite::handshake::server::Callback for MqttSubprotocol {
+    fn on_request(
+        self,
+        _request: &async_tungstenite::tungstenite::handshake::server::Request,
+        mut response: async_tungstenite::tungstenite::handshake::server::Response,
+    ) -> Result<
+        async_tungstenite::tungstenite::handshake::server::Response,
+        async_tungstenite::tungstenite::handshake::server::ErrorResponse,
+    > {
+        response.headers_mut().insert(
+            "sec-websocket-protocol",
+            async_tungstenite::tungstenite::http::HeaderValue::from_static("mqtt"),
+        );
+        Ok(response)
+    }
+}
+
+/// Accepts connections until the process ends, handing each to `serve` with a permit that is
+/// released when the connection closes.
+pub(crate) async fn accept_loop<F, Fut>(
+    name: &'static str,
+    listener: TcpListener,
+    permits: Arc<Semaphore>,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        // Taken before accepting: at the limit, new clients wait in the backlog.
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                backoff.reset();
+                tokio::spawn(serve(socket, peer, permit));
+            }
+            Err(e) => {
+                drop(permit);
+                backoff.failed(name, &e).await;
+            }
+        }
+    }
+}
+
+/// After a failed accept (usually out of file descriptors): wait, longer each time, and log
+/// at most once every few seconds with the number of failures since.
+#[derive(Default)]
+struct Backoff {
+    delay: Duration,
+    failures: u64,
+    logged: Option<Instant>,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Backoff {
+    fn reset(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+
+    async fn failed(&mut self, listener: &str, e: &std::io::Error) {
+        self.failures += 1;
+        if self.logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            tracing::warn!(listener, error = %e, failures = self.failures, "MQTT accept failing; backing off");
+            self.logged = Some(Instant::now());
+            self.failures = 0;
+        }
+        tokio::time::sleep(self.grow()).await;
+    }
+
+    fn grow(&mut self) -> Duration {
+        self.delay = (self.delay * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
+        self.delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_limit_fits_under_the_file_limit() {
+        let limit = connection_limit(usize::MAX);
+        assert!(limit >= 1);
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0
+            && rl.rlim_cur != libc::RLIM_INFINITY
+        {
+            assert!((limit as u64) < rl.rlim_cur);
+        }
+        assert_eq!(connection_limit(3), 3.min(limit));
+    }
+
+    #[test]
+    fn backoff_grows_and_stops_at_its_maximum() {
+        let mut b = Backoff::default();
+        assert_eq!(b.grow(), FIRST_BACKOFF);
+        assert_eq!(b.grow(), FIRST_BACKOFF * 2);
+        for _ in 0..20 {
+            b.grow();
+        }
+        assert_eq!(b.delay, MAX_BACKOFF);
+        b.reset();
+        assert_eq!(b.grow(), FIRST_BACKOFF);
+    }
+}
