@@ -4,7 +4,7 @@
 # fixed-interval feed, and after each run the simulator counts the stored points, so a run
 # that lost anything fails. Prints, per load: values/s sustained, publish -> stored latency
 # p50/p99 (HTTP: the "ok", sent once durable and processed; MQTT: 10 sampled devices
-# watch their feed's update, as rumqttd's PUBACK comes from memory, DESIGN section 1), ynni's
+# watch their feed's update, i.e. durable and processed), ynni's
 # CPU (% of one core) and RSS, and the simulator's CPU (it shares the machine).
 #
 #   ./benches/e2e.sh                 # DURATION=20 seconds per load

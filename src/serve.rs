@@ -17,6 +17,7 @@ const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
+    raise_open_file_limit();
     let data_dir = DataDir::open_exclusive(&settings.data_dir)?;
     let catalog = Catalog::open_sqlite(&data_dir.catalog_path())
         .await
@@ -159,6 +160,29 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     drop(data_dir);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every HTTP and MQTT connection is an open file, and the listeners size their connection
+/// limits from the soft limit (Debian's default is 1,024): raise it to the hard limit the
+/// system allows this process.
+fn raise_open_file_limit() {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 || rl.rlim_cur >= rl.rlim_max {
+            return;
+        }
+        let wanted = libc::rlimit {
+            rlim_cur: rl.rlim_max,
+            rlim_max: rl.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+            tracing::debug!(from = rl.rlim_cur, to = rl.rlim_max, "open-file limit raised");
+        }
+    }
 }
 
 async fn purge_sessions(catalog: Catalog, mut stop: watch::Receiver<bool>) {

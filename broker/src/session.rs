@@ -232,7 +232,9 @@ impl Session {
             tokio::select! {
                 biased;
                 changed = kicked.changed() => {
-                    let kick = if changed.is_ok() { *kicked.borrow() } else { None };
+                    // The registry drops the sender only when another connection replaced
+                    // this one's entry.
+                    let kick = if changed.is_ok() { *kicked.borrow() } else { Some(Kick::TakenOver) };
                     match kick {
                         Some(Kick::Revoked) => return End::Revoked,
                         Some(Kick::TakenOver) => {

@@ -11,8 +11,8 @@ pub struct Counters {
     pub sent: AtomicU64,
     /// Values inside those messages.
     pub values: AtomicU64,
-    /// Messages the server acknowledged: an HTTP "ok" (durable), a PUBACK/PUBCOMP (in
-    /// rumqttd's memory), or at QoS 0 written to the socket.
+    /// Messages the server acknowledged: an HTTP "ok" or a PUBACK/PUBCOMP (both durable), or
+    /// at QoS 0 written to the socket.
     pub acked: AtomicU64,
     /// Values inside acknowledged messages.
     pub acked_values: AtomicU64,
