@@ -39,19 +39,33 @@ fn authenticator(catalog: Catalog, legacy: Option<Legacy>, limits: LoginLimits) 
             if login.recheck {
                 return check_login(&catalog, legacy, &login.username, login.password).await;
             }
-            let Ok(attempt) = logins.begin(
-                Scope::Mqtt,
-                login.peer,
-                &login.username,
-                limits.attempts,
-                limits.window,
-            ) else {
-                tracing::info!(peer = %login.peer, "MQTT login refused: too many failed attempts");
-                return Access::Denied;
+            // Keys are 128-bit random, so what the limit guards against is load, not guessing,
+            // and devices behind one address reconnect together (after a restart, through NAT
+            // or a proxy): only failures are counted, and an address or account over the limit
+            // is refused before its credentials are looked at.
+            let attempt = |logins: &LoginLimiter| {
+                logins.begin(
+                    Scope::Mqtt,
+                    login.peer,
+                    &login.username,
+                    limits.attempts,
+                    limits.window,
+                )
             };
+            match attempt(&logins) {
+                Ok(probe) => logins.not_a_guess(&probe),
+                Err(_) => {
+                    tracing::info!(peer = %login.peer, "MQTT login refused: too many failed attempts");
+                    return Access::Denied;
+                }
+            }
             let access = check_login(&catalog, legacy, &login.username, login.password).await;
-            if access != Access::Denied {
-                logins.succeeded(&attempt);
+            // Counted (a failure) or counted and taken back with the address remembered as one
+            // the account logs in from (a success).
+            if let Ok(counted) = attempt(&logins)
+                && access != Access::Denied
+            {
+                logins.succeeded(&counted);
             }
             access
         })
