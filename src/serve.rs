@@ -180,7 +180,11 @@ fn raise_open_file_limit() {
             rlim_max: rl.rlim_max,
         };
         if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-            tracing::debug!(from = rl.rlim_cur, to = rl.rlim_max, "open-file limit raised");
+            tracing::debug!(
+                from = rl.rlim_cur,
+                to = rl.rlim_max,
+                "open-file limit raised"
+            );
         }
     }
 }
