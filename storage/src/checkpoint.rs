@@ -77,6 +77,9 @@ pub fn write(dir: &Path, cp: &Checkpoint) -> Result<()> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

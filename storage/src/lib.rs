@@ -18,3 +18,17 @@ pub const ENGINE_FIXED: u8 = 5;
 /// emoncms's engine id of variable-interval (PHPTimeSeries) feeds.
 pub const ENGINE_VARIABLE: u8 = 2;
 pub use store::{FeedStore, Point, StoreConfig};
+
+/// The configuration of this crate's property tests (the fuzz targets run as unit tests):
+/// `cases` per property, chosen so that each runs in well under a few seconds in a debug
+/// build, unless `PROPTEST_CASES` asks for more (or fewer), e.g. for a longer run by hand.
+#[cfg(test)]
+pub(crate) fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    use proptest::test_runner::Config;
+    // `Config::default()` reads `PROPTEST_CASES`; `with_cases` would override it.
+    if std::env::var_os("PROPTEST_CASES").is_some() {
+        Config::default()
+    } else {
+        Config::with_cases(cases)
+    }
+}

@@ -202,10 +202,13 @@ impl Wal {
                         reason: damage,
                     });
                 }
+                // A file shorter than its header grows back to one: nothing of it is cut.
+                let cut_bytes =
+                    (bytes.len() as u64).saturating_sub(s.valid_len.max(MAGIC.len() as u64));
                 tracing::warn!(
                     segment = %seg.path.display(),
                     kept = s.records.len(),
-                    cut_bytes = bytes.len() as u64 - s.valid_len.max(MAGIC.len() as u64),
+                    cut_bytes,
                     "write-ahead log ends in a torn record ({damage}); cutting it off"
                 );
                 let f = OpenOptions::new()
@@ -546,6 +549,9 @@ impl Writer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

@@ -102,6 +102,9 @@ pub fn php_falsy(v: Option<&str>) -> bool {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -9,6 +9,8 @@
 //! builds them (JSON is parsed with a budget, text is counted before it is split).
 
 mod bulk;
+#[cfg(test)]
+mod fuzz;
 mod json;
 mod mqtt;
 mod names;

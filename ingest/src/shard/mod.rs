@@ -5,6 +5,8 @@
 //! missing inputs; set last values; run the process lists of inputs that already existed,
 //! after all the batch's last values are set, as emoncms does; then answer the caller.
 
+#[cfg(test)]
+mod fuzz;
 mod record;
 mod router;
 mod state;

@@ -197,6 +197,9 @@ fn preflight() -> Response {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::split_query_in_path;
 

@@ -555,3 +555,52 @@ mod tests {
         assert_eq!(out, "{}");
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! `feed/data`'s `ids=`: any list is read without panicking into at most [`MAX_IDS`] ids,
+    //! one per comma-separated part, and a list of numbers comes back as written.
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    use super::{MAX_IDS, parse_ids};
+
+    fn list_text() -> impl Strategy<Value = String> {
+        let part = prop_oneof![
+            any::<i64>().prop_map(|i| i.to_string()),
+            proptest::string::string_regex("[ 0-9a-z+.-]{0,6}")
+                .expect("the test's own pattern is valid"),
+        ];
+        prop_oneof![
+            vec(any::<char>(), 0..64).prop_map(|c| c.into_iter().collect::<String>()),
+            vec(part, 0..(2 * MAX_IDS)).prop_map(|parts| parts.join(",")),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
+        #[test]
+        fn any_list_is_bounded(text in list_text()) {
+            let parts = text.bytes().filter(|&b| b == b',').count() + 1;
+            match parse_ids(&text) {
+                Ok(ids) => {
+                    prop_assert!(ids.len() <= MAX_IDS);
+                    prop_assert_eq!(ids.len(), parts);
+                }
+                Err(_) => prop_assert!(parts > MAX_IDS),
+            }
+        }
+
+        #[test]
+        fn ids_round_trip(
+            ids in vec(any::<i64>(), 1..=MAX_IDS),
+            pad in select(vec!["", " ", "\t"]),
+        ) {
+            let parts: Vec<String> = ids.iter().map(|i| format!("{pad}{i}{pad}")).collect();
+            prop_assert_eq!(parse_ids(&parts.join(",")), Ok(ids));
+        }
+    }
+}

@@ -117,3 +117,69 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! `data=` of `feed/insert`: any text is parsed without panicking into finite or missing
+    //! values, and well-formed rows come back exactly.
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::parse_data;
+
+    fn finite_f64() -> impl Strategy<Value = f64> {
+        any::<u64>()
+            .prop_map(f64::from_bits)
+            .prop_filter("finite", |f| f.is_finite())
+    }
+
+    /// Text shaped like `data=`: rows of pairs of any JSON scalars, and anything else.
+    fn data_text() -> impl Strategy<Value = String> {
+        let scalar = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            finite_f64().prop_map(Value::from),
+            proptest::string::string_regex("-?[0-9]{0,4}(\\.[0-9]{0,3})?(e[0-9]{1,3})?|abc|null")
+                .expect("the test's own pattern is valid")
+                .prop_map(Value::String),
+        ];
+        let row = vec(scalar, 0..4).prop_map(Value::Array);
+        prop_oneof![
+            vec(any::<char>(), 0..32).prop_map(|c| c.into_iter().collect::<String>()),
+            vec(row, 0..6).prop_map(|rows| Value::Array(rows).to_string()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(256))]
+
+        #[test]
+        fn any_text_parses_to_finite_or_missing_values(text in data_text()) {
+            if let Ok(points) = parse_data(&text) {
+                prop_assert!(!points.is_empty());
+                let finite = points.iter().all(|(_, v)| v.is_none_or(f64::is_finite));
+                prop_assert!(finite, "{:?}", text);
+            }
+        }
+
+        /// `[[t, v], …]` with times a JSON number holds exactly: the same points, to the bit.
+        #[test]
+        fn rows_round_trip(
+            rows in vec((-(1i64 << 53)..=(1i64 << 53), proptest::option::of(finite_f64())), 1..20),
+        ) {
+            let items: Vec<String> = rows
+                .iter()
+                .map(|(t, v)| format!("[{t},{}]", v.map_or(Value::Null, Value::from)))
+                .collect();
+            let text = format!("[{}]", items.join(","));
+            let bits = |points: &[(i64, Option<f64>)]| -> Vec<(i64, Option<u64>)> {
+                points.iter().map(|(t, v)| (*t, v.map(f64::to_bits))).collect()
+            };
+            let points = parse_data(&text).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(bits(&points), bits(&rows), "{}", text);
+        }
+    }
+}
