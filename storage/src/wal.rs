@@ -192,7 +192,22 @@ impl Wal {
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let segs = list_segments(dir)?;
         let mut next_lsn = min_next_lsn;
+        let mut previous_end: Option<Lsn> = None;
         for (i, seg) in segs.iter().enumerate() {
+            // Records between two segments that no checkpoint covers were acknowledged and
+            // are gone (an earlier segment cut short, a file deleted): say so, never skip them.
+            if let Some(end) = previous_end
+                && seg.first_lsn > end.max(min_next_lsn)
+            {
+                return Err(StorageError::CorruptWal {
+                    path: seg.path.clone(),
+                    reason: format!(
+                        "records {} to {} are missing before this segment",
+                        end.max(min_next_lsn),
+                        seg.first_lsn - 1
+                    ),
+                });
+            }
             let bytes = fs::read(&seg.path).map_err(io_err("reading", &seg.path))?;
             let s = scan(&bytes, seg.first_lsn);
             if let Some(damage) = s.damage {
@@ -226,6 +241,7 @@ impl Wal {
                 f.sync_all().map_err(io_err("syncing", &seg.path))?;
             }
             let end = seg.first_lsn + s.records.len() as u64;
+            previous_end = Some(end);
             next_lsn = next_lsn.max(end);
         }
         // Always append to a fresh segment starting at `next_lsn`: LSNs stay consecutive within
