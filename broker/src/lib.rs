@@ -253,7 +253,10 @@ pub struct Running {
 
 /// Starts the broker on the listeners in `opts` (port 0 picks a free port).
 pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running, BrokerError> {
-    let max_connections = listen::connection_limit(opts.max_connections);
+    let max_connections = ynni_core::fd_budget::connection_limit(
+        opts.max_connections,
+        ynni_core::fd_budget::Listener::Mqtt,
+    );
     let plain = listen::bind(opts.listen).await?;
     let addr = local_addr(&plain, opts.listen)?;
     let tls = match &opts.tls {

@@ -28,26 +28,6 @@ pub(crate) enum Kind {
     Websocket,
 }
 
-/// File descriptors kept free for everything else (data files, the WAL, HTTP, the catalog).
-const RESERVED_FDS: u64 = 256;
-
-/// The connection limit to use: the configured one, lowered to fit under the open-file limit.
-pub(crate) fn connection_limit(configured: usize) -> usize {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct it is given.
-    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0;
-    if !got || rl.rlim_cur == libc::RLIM_INFINITY {
-        return configured.max(1);
-    }
-    let fit = rl.rlim_cur.saturating_sub(RESERVED_FDS) / 2;
-    configured
-        .min(usize::try_from(fit).unwrap_or(usize::MAX))
-        .max(1)
-}
-
 /// Binds `addr` now, so that "in use" is a start-up error and port 0 is resolved.
 pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
     TcpListener::bind(addr).await.map_err(|source| {
@@ -206,23 +186,6 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_connection_limit_fits_under_the_file_limit() {
-        let limit = connection_limit(usize::MAX);
-        assert!(limit >= 1);
-        let mut rl = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: as above.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0
-            && rl.rlim_cur != libc::RLIM_INFINITY
-        {
-            assert!((limit as u64) < rl.rlim_cur);
-        }
-        assert_eq!(connection_limit(3), 3.min(limit));
-    }
 
     #[test]
     fn backoff_grows_and_stops_at_its_maximum() {

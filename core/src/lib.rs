@@ -3,6 +3,7 @@
 
 pub mod account_rules;
 pub mod catalog;
+pub mod fd_budget;
 pub mod keys;
 pub mod login_limit;
 pub mod password;

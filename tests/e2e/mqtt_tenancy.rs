@@ -176,6 +176,33 @@ fn raw_connect(server: &Server, packet: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A browser session of alice's (password `secret1`).
+async fn alice_session(server: &Server) -> reqwest::Client {
+    let c = browser();
+    let login = post_form(
+        &c,
+        &server.url("/user/login.json"),
+        &[("username", "alice"), ("password", "secret1")],
+    )
+    .await;
+    assert_eq!(login.json()["success"], true, "{}", login.body);
+    c
+}
+
+/// Alice's session, and the id and key of a new device of hers on node `tx1`.
+async fn alice_device(server: &Server) -> (reqwest::Client, Value, String) {
+    let c = alice_session(server).await;
+    let device_id = get(&c, &server.url("/device/create.json?nodeid=tx1&name=tx1"))
+        .await
+        .json();
+    let device = get(&c, &server.url(&format!("/device/get.json?id={device_id}"))).await;
+    let key = device.json()["devicekey"]
+        .as_str()
+        .expect("device key")
+        .to_string();
+    (c, device_id, key)
+}
+
 #[tokio::test]
 async fn client_ids_sessions_and_takeovers_belong_to_one_user() {
     let server = Server::start();
@@ -248,14 +275,7 @@ async fn a_renamed_account_keeps_its_connections_apart_from_the_new_owner_of_the
     assert!(connack(&mut old_ev).await.is_some());
     subscribed(&old, &mut old_ev, "emon/#").await;
 
-    let c = browser();
-    let login = post_form(
-        &c,
-        &server.url("/user/login.json"),
-        &[("username", "alice"), ("password", "secret1")],
-    )
-    .await;
-    assert_eq!(login.json()["success"], true, "{}", login.body);
+    let c = alice_session(&server).await;
     let renamed = get(&c, &server.url("/user/changeusername.json?username=alice2")).await;
     assert_eq!(renamed.json()["success"], true, "{}", renamed.body);
     // The connection that logged in as "alice" is closed: that name no longer opens it.
@@ -289,21 +309,7 @@ async fn a_renamed_account_keeps_its_connections_apart_from_the_new_owner_of_the
 async fn revoked_keys_close_the_connections_they_opened() {
     let server = Server::start();
     let (_, _, key) = register(&server, "alice", "secret1").await;
-    let c = browser();
-    let login = post_form(
-        &c,
-        &server.url("/user/login.json"),
-        &[("username", "alice"), ("password", "secret1")],
-    )
-    .await;
-    assert_eq!(login.json()["success"], true);
-    let dev = get(&c, &server.url("/device/create.json?nodeid=tx1&name=tx1")).await;
-    let device_id = dev.json();
-    let device = get(&c, &server.url(&format!("/device/get.json?id={device_id}"))).await;
-    let device_key = device.json()["devicekey"]
-        .as_str()
-        .expect("device key")
-        .to_string();
+    let (c, device_id, device_key) = alice_device(&server).await;
 
     let (_acct, mut acct_ev) = client(&server, "acct", "alice", &key, true);
     assert!(connack(&mut acct_ev).await.is_some());
@@ -343,21 +349,7 @@ async fn revoked_keys_close_the_connections_they_opened() {
 async fn a_device_key_stays_on_its_node_whatever_another_connect_says() {
     let server = Server::start();
     let (_, read, _) = register(&server, "alice", "secret1").await;
-    let c = browser();
-    let login = post_form(
-        &c,
-        &server.url("/user/login.json"),
-        &[("username", "alice"), ("password", "secret1")],
-    )
-    .await;
-    assert_eq!(login.json()["success"], true);
-    let dev = get(&c, &server.url("/device/create.json?nodeid=tx1&name=tx1")).await;
-    let device_id = dev.json();
-    let device = get(&c, &server.url(&format!("/device/get.json?id={device_id}"))).await;
-    let device_key = device.json()["devicekey"]
-        .as_str()
-        .expect("device key")
-        .to_string();
+    let (_session, _device_id, device_key) = alice_device(&server).await;
 
     let (d, mut d_ev) = client(&server, "dev", "alice", &device_key, true);
     assert!(connack(&mut d_ev).await.is_some());

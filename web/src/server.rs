@@ -52,14 +52,14 @@ impl ServeOptions {
     pub fn from_settings(http: &HttpSettings) -> Self {
         Self {
             header_read_timeout: Duration::from_secs(http.header_timeout_s.max(1)),
-            max_connections: fit_open_file_limit(http.max_connections),
+            max_connections: ynni_core::fd_budget::connection_limit(
+                http.max_connections,
+                ynni_core::fd_budget::Listener::Http,
+            ),
         }
     }
 }
 
-/// File descriptors kept out of the HTTP budget for everything else: data files, WAL segments,
-/// the catalog, the MQTT listeners.
-const RESERVED_FDS: libc::rlim_t = 256;
 /// Semaphore permits are counted in `u32` when all are taken back at shutdown.
 const MAX_CONNECTIONS_CAP: usize = 1 << 20;
 /// Pause after an `accept` failure that is not about one client (usually EMFILE/ENFILE): the
@@ -67,25 +67,6 @@ const MAX_CONNECTIONS_CAP: usize = 1 << 20;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Accept failures are logged at most this often, with how many there were.
 const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(5);
-
-/// `configured`, lowered to a quarter of the open-file limit that is left after
-/// [`RESERVED_FDS`]: the MQTT broker sizes its own connection cap to half of the same budget,
-/// and feed files need the rest.
-fn fit_open_file_limit(configured: usize) -> usize {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct it is given.
-    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0;
-    if !got || rl.rlim_cur == libc::RLIM_INFINITY {
-        return configured.max(1);
-    }
-    let fit = rl.rlim_cur.saturating_sub(RESERVED_FDS) / 4;
-    configured
-        .min(usize::try_from(fit).unwrap_or(usize::MAX))
-        .max(1)
-}
 
 /// Binds the HTTP listener; an address already in use is reported as such.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, WebError> {
@@ -419,22 +400,5 @@ mod tests {
         }
         // The 49 held back and this one.
         assert_eq!(f.record(t0 + ACCEPT_LOG_EVERY), Some(50));
-    }
-
-    #[test]
-    fn the_connection_cap_fits_under_the_open_file_limit() {
-        let cap = fit_open_file_limit(usize::MAX);
-        assert!(cap >= 1);
-        let mut rl = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: as above.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0
-            && rl.rlim_cur != libc::RLIM_INFINITY
-        {
-            assert!(cap < usize::try_from(rl.rlim_cur).unwrap_or(usize::MAX));
-        }
-        assert_eq!(fit_open_file_limit(3), 3.min(cap));
     }
 }
