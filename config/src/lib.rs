@@ -69,6 +69,11 @@ pub struct HttpSettings {
     /// Open HTTP connections at most, lowered at start to fit under the process's open-file
     /// limit; beyond it new clients wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Addresses of reverse proxies (nginx, Caddy) in front of ynni. A request from one of
+    /// them is taken to come from the address its `X-Forwarded-For` names (the last one not
+    /// itself a trusted proxy), so per-address login limits and `myip` see the real client.
+    /// Empty (the default): the header is ignored, as any client could forge it.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -174,6 +179,7 @@ impl Default for HttpSettings {
             ui_dir: String::new(),
             header_timeout_s: 20,
             max_connections: 4096,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -109,7 +109,10 @@ async fn broken_requests_get_clear_answers_and_lose_nothing() {
     )
     .await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.json().as_array().map(Vec::len), Some(2000));
+    assert_eq!(
+        r.json(),
+        json!({"success": false, "message": "too many feeds requested (2000), at most 64 per request"})
+    );
 
     // What was accepted before is still there.
     let keep = get(&c, &url("/input/get/keep/a?x=1", &read)).await.json();
@@ -118,4 +121,57 @@ async fn broken_requests_get_clear_answers_and_lose_nothing() {
         (json!(1700000000), json!(1))
     );
     assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// Requests that name many feeds or carry many points are refused whole, with a message, and
+/// a forged size cannot overflow: each request's work has a bound.
+#[tokio::test]
+async fn feed_requests_are_bounded() {
+    let server = Server::start();
+    let (_, _, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let url = |path: &str| server.url(&format!("{path}&apikey={write}"));
+    let r = get(
+        &c,
+        &url("/feed/create.json?name=p&engine=5&options=%7B%22interval%22%3A10%7D"),
+    )
+    .await;
+    let id = r.json()["feedid"].as_i64().expect("feed id");
+
+    let ids = vec![id.to_string(); 65].join(",");
+    assert_eq!(
+        get(&c, &url(&format!("/feed/fetch.json?ids={ids}")))
+            .await
+            .json(),
+        json!({"success": false, "message": "too many feeds requested (65), at most 64 per request"})
+    );
+    let ids = vec![id.to_string(); 64].join(",");
+    let r = get(&c, &url(&format!("/feed/fetch.json?ids={ids}")))
+        .await
+        .json();
+    assert_eq!(r.as_array().map(Vec::len), Some(64), "{r}");
+
+    let rows = |n: usize| format!("[{}]", vec!["[1700000000,1]"; n].join(","));
+    let insert = url(&format!("/feed/insert.json?id={id}"));
+    let r = post_form(&c, &insert, &[("data", &rows(50_001))]).await;
+    assert_eq!(
+        r.json(),
+        json!({"success": false, "message": "too many points in one request, at most 50000"})
+    );
+    let r = post_form(&c, &insert, &[("data", &rows(50_000))]).await;
+    assert_eq!(r.json(), json!({"success": true}));
+
+    // npoints × 4 wraps to 4 in 64 bits: the body of one point must not pass for it.
+    let forged = (1u64 << 62) + 1;
+    let r = send(
+        c.post(url(&format!(
+            "/feed/upload.json?id={id}&start=1700000000&interval=10&npoints={forged}"
+        )))
+        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+        .body(vec![0u8, 0, 128, 63]),
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_str()), (200, "false"));
+    let r = get(&c, &url(&format!("/feed/value.json?id={id}"))).await;
+    assert_eq!(r.body, "1", "the feed holds what the bounded insert wrote");
 }

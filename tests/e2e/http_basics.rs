@@ -154,3 +154,24 @@ async fn process_catalog_and_map() {
     assert_eq!(map["64"], "process__kwh_accumulator");
     assert!(map.get("9").is_none(), "deleted ids are gone");
 }
+
+/// Behind a trusted reverse proxy the client is the address `X-Forwarded-For` names; from any
+/// other peer the header is ignored, since a client could write it.
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    for (trusted, expected) in [("[]", "127.0.0.1"), (r#"["127.0.0.1"]"#, "203.0.113.9")] {
+        let server = Server::builder()
+            .env("HTTP__TRUSTED_PROXIES", trusted)
+            .start();
+        let (_, _, write) = register(&server, "alice", "secret1").await;
+        let c = script();
+        let r = send(
+            c.get(server.url(&format!("/myip/set.json?apikey={write}")))
+                .header("x-forwarded-for", "198.51.100.1, 203.0.113.9"),
+        )
+        .await;
+        assert_eq!(r.body, "ok");
+        let r = get(&c, &server.url(&format!("/myip/get.json?apikey={write}"))).await;
+        assert_eq!(r.json()["ip"], expected, "trusted proxies {trusted}");
+    }
+}

@@ -1,9 +1,11 @@
 //! End-to-end tests: the real `ynni` binary, started on free ports with a temporary data
 //! directory, driven by real clients.
 
+mod authz;
 mod bad_input;
 mod browser;
 mod compat;
+mod crash_kill9;
 mod devices;
 mod export;
 mod external_broker;
@@ -16,7 +18,6 @@ mod import;
 mod inputs;
 mod mariadb;
 mod mqtt;
-mod mqtt_durability;
 mod mqtt_tenancy;
 mod server_cli;
 mod simulate;

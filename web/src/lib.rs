@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod client_ip;
 mod cookies;
 mod csrf;
 mod params;

@@ -2,7 +2,9 @@
 //!
 //! The accept loop is ours rather than `axum::serve`'s, which has no way to set deadlines or a
 //! cap: here a client gets a bounded time to send its headers (and an idle keep-alive
-//! connection is closed after as long), at most a set number of connections are open at once
+//! connection is closed after as long), a client that takes no byte of its reply for
+//! [`WRITE_TIMEOUT`] is dropped (a reply held for a reader that never reads keeps its memory
+//! and its connection slot), at most a set number of connections are open at once
 //! (beyond it new clients wait in the kernel's backlog instead of exhausting file
 //! descriptors), and a failing `accept` (out of file descriptors) pauses the loop and is logged
 //! at a bounded rate instead of spinning.
@@ -45,6 +47,8 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// Open connections at most.
     pub max_connections: usize,
+    /// How long one write may wait for the client to read ([`WRITE_TIMEOUT`]).
+    pub write_timeout: Duration,
 }
 
 impl ServeOptions {
@@ -56,9 +60,14 @@ impl ServeOptions {
                 http.max_connections,
                 ynni_core::fd_budget::Listener::Http,
             ),
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 }
+
+/// How long a write to a client may wait for the client to read. Reset by every byte taken,
+/// so a slow but reading client is unaffected, and a live stream that is idle is not writing.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Semaphore permits are counted in `u32` when all are taken back at shutdown.
 const MAX_CONNECTIONS_CAP: usize = 1 << 20;
@@ -141,6 +150,7 @@ async fn serve_router(
                     peer,
                     app.clone(),
                     builder.clone(),
+                    options.write_timeout,
                     stop_rx.clone(),
                     permit,
                 ));
@@ -190,6 +200,7 @@ async fn serve_connection(
     peer: SocketAddr,
     app: Router,
     builder: Arc<http1::Builder>,
+    write_timeout: Duration,
     stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -200,7 +211,9 @@ async fn serve_connection(
         req.extensions_mut().insert(ConnectInfo(peer));
         app.clone().call(req)
     });
-    let conn = builder.serve_connection(TokioIo::new(socket), service);
+    let mut socket = tokio_io_timeout::TimeoutStream::new(socket);
+    socket.set_write_timeout(Some(write_timeout));
+    let conn = builder.serve_connection(TokioIo::new(Box::pin(socket)), service);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         done = conn.as_mut() => {
@@ -269,19 +282,30 @@ mod tests {
         task: JoinHandle<Result<(), WebError>>,
     }
 
-    /// A server answering `/` with the client's IP address (read through `ConnectInfo`).
+    /// A server answering `/` with the client's IP address (read through `ConnectInfo`), and
+    /// `/big` with 64 MiB.
     async fn start(header_read_timeout: Duration, max_connections: usize) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let app = Router::new().route(
-            "/",
-            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
-        );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let options = ServeOptions {
+        start_with(ServeOptions {
             header_read_timeout,
             max_connections,
-        };
+            write_timeout: WRITE_TIMEOUT,
+        })
+        .await
+    }
+
+    async fn start_with(options: ServeOptions) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let app =
+            Router::new()
+                .route(
+                    "/",
+                    get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                        peer.ip().to_string()
+                    }),
+                )
+                .route("/big", get(|| async { vec![b'x'; 64 << 20] }));
+        let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve_router(
             listener,
             app,
@@ -366,6 +390,30 @@ mod tests {
             t0.elapsed() >= Duration::from_millis(150),
             "served while the only slot was taken"
         );
+    }
+
+    /// A client that asks for a large reply and never reads it gives up its slot.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_dropped() {
+        let server = start_with(ServeOptions {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 1,
+            write_timeout: Duration::from_millis(300),
+        })
+        .await;
+        let mut stalled = TcpStream::connect(server.addr).await.expect("connect");
+        stalled
+            .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut s = TcpStream::connect(server.addr).await.expect("connect");
+        s.write_all(GET_CLOSE).await.expect("write");
+        let reply = read_until_closed(&mut s, Duration::from_secs(10))
+            .await
+            .expect("served once the stalled reader was dropped");
+        assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"));
+        drop(stalled);
     }
 
     #[tokio::test]

@@ -113,7 +113,11 @@ pub async fn dispatch(
         params: &params,
         route: &route,
         caller: caller.as_ref(),
-        peer: peer.ip(),
+        peer: crate::client_ip::client_ip(
+            peer.ip(),
+            &parts.headers,
+            &state.settings.http.trusted_proxies,
+        ),
         body: &body,
     };
     match route.controller.as_str() {

@@ -27,7 +27,7 @@ use crate::reply;
 /// The most ids one request may list, repeats included (each is answered with an entry of its
 /// own). A graph of more than a few dozen lines is past reading, and emoncms's pages ask for a
 /// handful; the cap bounds a request's catalog look-ups and feed reads.
-const MAX_IDS: usize = 64;
+pub(super) const MAX_IDS: usize = 64;
 
 /// The most points one reply may hold across all its entries: twenty feeds at emoncms's
 /// per-feed limit of 20,000. That is 6.4 MB of points and 10–16 MB of JSON at most.

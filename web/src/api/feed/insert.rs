@@ -4,7 +4,7 @@
 
 use axum::response::Response;
 use serde_json::{Value, json};
-use ynni_ingest::batch::finite;
+use ynni_ingest::batch::{MAX_VALUES_PER_REQUEST, finite};
 use ynni_ingest::decode::numbers::php_float_cast;
 use ynni_ingest::shard::{FeedOp, FeedWrite};
 
@@ -57,6 +57,9 @@ pub(super) async fn insert(call: &Call<'_>) -> Response {
     }
 }
 
+/// The answer to a `data` list longer than [`MAX_VALUES_PER_REQUEST`], the per-request limit
+/// `input/bulk` keeps too: one request holds its shard for a bounded time.
+const TOO_MANY_POINTS: &str = "too many points in one request, at most 50000";
 /// `data=[[time,value],…]`. A value that is not a number is PHP's float cast of it (`"abc"` is
 /// 0); `null` stays missing (ynni's deliberate difference: emoncms writes 0), and so does a
 /// value that is not finite (`"1e999"`), ynni's rule for every value.
@@ -65,6 +68,9 @@ fn parse_data(text: &str) -> Result<Vec<(i64, Option<f64>)>, &'static str> {
         Ok(Value::Array(rows)) if !rows.is_empty() => rows,
         _ => return Err("error decoding json"),
     };
+    if rows.len() > MAX_VALUES_PER_REQUEST {
+        return Err(TOO_MANY_POINTS);
+    }
     let points: Vec<(i64, Option<f64>)> = rows
         .iter()
         .filter_map(|row| {
@@ -115,6 +121,20 @@ mod tests {
             parse_data("[[10,\"1e999\"],[20,\"-1e999\"],[30,1e308]]"),
             Ok(vec![(10, None), (20, None), (30, Some(1e308))])
         );
+    }
+
+    #[test]
+    fn data_rows_are_bounded() {
+        let rows = |n: usize| format!("[{}]", vec!["[1,2]"; n].join(","));
+        assert_eq!(
+            parse_data(&rows(MAX_VALUES_PER_REQUEST)).map(|p| p.len()),
+            Ok(MAX_VALUES_PER_REQUEST)
+        );
+        assert_eq!(
+            parse_data(&rows(MAX_VALUES_PER_REQUEST + 1)),
+            Err(TOO_MANY_POINTS)
+        );
+        assert!(TOO_MANY_POINTS.ends_with(&MAX_VALUES_PER_REQUEST.to_string()));
     }
 }
 

@@ -266,6 +266,14 @@ async fn value(call: &Call<'_>) -> Response {
 /// not exist or that the caller may not read, `null` for one with no value yet.
 async fn fetch(call: &Call<'_>) -> Response {
     let ids = call.params.get("ids").unwrap_or("");
+    // The same bound as feed/data: each id costs a catalog look-up and a feed read.
+    let count = ids.bytes().filter(|&b| b == b',').count() + 1;
+    if count > data::MAX_IDS {
+        return reply::fail(format!(
+            "too many feeds requested ({count}), at most {} per request",
+            data::MAX_IDS
+        ));
+    }
     let mut out = Vec::new();
     for id in ids.split(',') {
         let row = match readable(call, Some(id)).await {

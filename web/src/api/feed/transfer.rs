@@ -112,7 +112,7 @@ pub(super) async fn upload(call: &Call<'_>) -> Response {
             Ok(_) => return reply::json_false(),
             Err(r) => return r,
         };
-        if interval != feed_interval || body.len() != npoints * 4 {
+        if interval != feed_interval || npoints.checked_mul(4) != Some(body.len()) {
             return reply::json_false();
         }
         body.chunks_exact(4)
@@ -120,7 +120,7 @@ pub(super) async fn upload(call: &Call<'_>) -> Response {
             .map(|(k, b)| (start + k as i64 * interval, value(b)))
             .collect()
     } else {
-        if body.len() != npoints * 8 {
+        if npoints.checked_mul(8) != Some(body.len()) {
             return reply::json_false();
         }
         body.chunks_exact(8)
