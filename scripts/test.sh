@@ -3,7 +3,7 @@
 # Installs the Debian packages the tests need when they are missing (mosquitto-clients: the
 # MQTT tests talk to ynni's broker with the same tools emonSD users have; mosquitto: the
 # external broker test runs a real one; python3: the compatibility suite runs
-# ../shared/tools/replay.py; chromium, nodejs and npm: the browser test drives Debian's
+# tests/fixtures/tools/replay.py; chromium, nodejs and npm: the browser test drives Debian's
 # chromium with playwright-core from npm, and the build fetches the UI's chart library;
 # python3-configobj, shellcheck and g++: firmware-examples/check.sh parses the emonhub
 # snippets, lints the shell examples and syntax-checks the sketches against host shims;

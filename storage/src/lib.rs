@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod data_dir;
+pub mod engine;
 pub mod error;
 pub mod fixed;
 pub mod query;
@@ -13,10 +14,11 @@ pub mod wal;
 pub use data_dir::{DataDir, DataDirError};
 pub use error::StorageError;
 
+pub use engine::{Engine, Storage};
 /// emoncms's engine id of fixed-interval (PHPFina) feeds.
-pub const ENGINE_FIXED: u8 = 5;
+pub const ENGINE_FIXED: u8 = Engine::Fixed as u8;
 /// emoncms's engine id of variable-interval (PHPTimeSeries) feeds.
-pub const ENGINE_VARIABLE: u8 = 2;
+pub const ENGINE_VARIABLE: u8 = Engine::Variable as u8;
 pub use store::{FeedStore, Point, StoreConfig};
 
 /// The configuration of this crate's property tests (the fuzz targets run as unit tests):

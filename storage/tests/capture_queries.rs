@@ -1,5 +1,5 @@
 //! `feed/data` semantics checked against the replies a real emoncms 11.16.8 gave
-//! (`shared/reference/emoncms-capture.jsonl`, sequence numbers in the test names), on the feed
+//! (`tests/fixtures/emoncms/emoncms-capture.jsonl`, sequence numbers in the test names), on the feed
 //! files as they were at the time of those requests: the reference files cut back to the
 //! first 32 slots (feed 1) and 26 records (feed 2).
 
@@ -12,7 +12,7 @@ use ynni_storage::{FeedStore, StoreConfig};
 const T0: i64 = 1_699_999_200;
 
 fn reference() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/emoncms-data")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/emoncms/emoncms-data")
 }
 
 struct Fixture {

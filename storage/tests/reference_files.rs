@@ -1,5 +1,5 @@
 //! Golden tests against the files a real emoncms 11.16.8 left on disk
-//! (`shared/reference/emoncms-data/`, decoded in `shared/reference/emoncms-files.txt`).
+//! (`tests/fixtures/emoncms/emoncms-data/`, decoded in `tests/fixtures/emoncms/emoncms-files.txt`).
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,7 @@ use ynni_storage::variable::VariableFeed;
 const T0: i64 = 1_699_999_200;
 
 fn reference() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/emoncms-data");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/emoncms/emoncms-data");
     assert!(dir.is_dir(), "reference data missing at {}", dir.display());
     dir
 }

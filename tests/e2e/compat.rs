@@ -1,5 +1,5 @@
-//! The compatibility suite: replays the emoncms 11.16.8 capture (`../shared/reference/`) in
-//! order against a fresh ynni with the shared `replay.py`, HTTP and MQTT, and compares every
+//! The compatibility suite: replays the emoncms 11.16.8 capture (`tests/fixtures/emoncms/`) in
+//! order against a fresh ynni with `tests/fixtures/tools/replay.py`, HTTP and MQTT, and compares every
 //! reply. Every line must pass except the deliberate differences of DESIGN.md §4, listed
 //! below and in the README's compatibility section.
 
@@ -40,18 +40,18 @@ const DELIBERATE: &[(u64, &str)] = &[
 /// emoncms's Redis was switched off for these lines; they cannot be replayed in sequence.
 const SKIP_LABELS: &str = r"^\[redis.off\]";
 
-fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 #[test]
 fn replay_of_the_emoncms_capture() {
-    let shared = shared();
-    let capture = shared.join("reference/emoncms-capture.jsonl");
-    let script = shared.join("tools/replay.py");
+    let fixtures = fixtures();
+    let capture = fixtures.join("emoncms/emoncms-capture.jsonl");
+    let script = fixtures.join("tools/replay.py");
     assert!(
         capture.is_file() && script.is_file(),
-        "the compatibility suite needs ../shared (reference capture and tools/replay.py) beside the repository"
+        "the compatibility suite needs tests/fixtures/emoncms/emoncms-capture.jsonl and tests/fixtures/tools/replay.py"
     );
     let server = Server::start();
     let mqtt = server.mqtt.expect("the broker is listening");

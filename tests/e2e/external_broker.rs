@@ -58,9 +58,10 @@ async fn publish_until_stored(server: &Server, read: &str, pub_args: &[&str], va
             let ok = Command::new("mosquitto_pub")
                 .args(pub_args)
                 .args(["-t", "emon/house/power", "-m", &value.to_string()])
-                .status()
+                .output()
                 .expect("mosquitto_pub")
-                .success();
+                .status
+.success();
             assert!(ok);
         }
         got = get(

@@ -17,7 +17,7 @@ const SALT: &str = "00112233445566778899aabbccddeeff";
 const T0: i64 = 1_795_800_000;
 
 fn reference() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/emoncms-data")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/emoncms/emoncms-data")
 }
 
 /// emoncms 11's tables (the columns the import reads, as emoncms declares them) and rows.

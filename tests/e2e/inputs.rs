@@ -125,7 +125,7 @@ async fn input_bulk_like_emonhub() {
     let server = Server::start();
     let (_, read, write) = register(&server, "alice", "secret1").await;
     let c = script();
-    // What emonhub 2.7 sends: absolute times with `sentat`, form-encoded (shared/reference/emonhub-capture.txt).
+    // What emonhub 2.7 sends: absolute times with `sentat`, form-encoded (tests/fixtures/emoncms/emonhub-capture.txt).
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn emonhub_bulk_with_sentat_and_named_objects() {
-        // What a real emonhub 2.7 sent (shared/reference/emonhub-capture.txt).
+        // What a real emonhub 2.7 sent (tests/fixtures/emoncms/emonhub-capture.txt).
         let data = r#"[[1795829413,"emonTx4",{"MSG":102,"Vrms":241.35,"P1":1501}],[1795829413,10,101,200,3.5]]"#;
         let body = zlib(data);
         let r = decode_bulk(
