@@ -72,6 +72,29 @@ async function canvasInkedPixels() {
 }
 
 try {
+  const closedBase = process.env.YNNI_CLOSED_BASE;
+  if (closedBase) {
+    // A second server, run with users.registration = "closed", answers register.json `false`.
+    step('registering where registration is closed says so');
+    const closed = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const cp = await closed.newPage();
+    cp.on('pageerror', (e) => problems.push(`page error (closed registration): ${e.message}`));
+    await cp.goto(`${closedBase}/app/register`);
+    await cp.waitForSelector('main[data-ready="register"]');
+    await cp.getByLabel('Username').fill('latecomer');
+    await cp.getByLabel('Email').fill('latecomer@example.com');
+    await cp.getByLabel('Password').fill('correct horse');
+    await cp.getByRole('button', { name: 'Register' }).click();
+    const alert = cp.locator('main [role="alert"]');
+    await cp.waitForFunction(() => document.querySelector('main [role="alert"]')?.textContent.trim());
+    const said = (await alert.innerText()).trim();
+    check(said === 'Registration is closed on this server: ask its administrator for an account.',
+      `the register page says registration is closed (said "${said}")`);
+    check(/\/app\/register$/.test(cp.url()), `the page stays on the register form (${cp.url()})`);
+    await shot('00-registration-closed', cp);
+    await closed.close();
+  }
+
   const markupLogin = process.env.YNNI_MARKUP_LOGIN;
   if (markupLogin) {
     // An account whose stored names hold markup (as an emoncms import may): shown as text.
@@ -161,6 +184,7 @@ try {
     tipText = await page.locator('#chart .graph-tip').innerText();
   }
   check(/power1: \d/.test(tipText), `the tooltip shows the value under the cursor (${tipText})`);
+  check(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}/.test(tipText), `the tooltip's time is in ISO order (${tipText})`);
   await shot('04-graph');
   let draws = await graphDraws();
   await page.getByRole('button', { name: 'Zoom in' }).click();
@@ -184,6 +208,29 @@ try {
   const restored = await shared.locator('#chart').evaluate((c) => [Number(c.dataset.xmin), Number(c.dataset.xmax)]);
   check(Math.abs(restored[0] - dragged.xmin) <= 60 && Math.abs(restored[1] - dragged.xmax) <= 60, 'a shared address restores the range');
   await shared.close();
+
+  step('graph: x-axis labels are ISO dates and times, all inside the canvas');
+  // Only a right axis leaves the least room left of the plot, and a range starting on the
+  // hour puts a tick, with its date under it, right at the plot's left edge.
+  const onHour = Math.floor(first / 3600) * 3600;
+  await page.goto(`${base}/app/graph?feeds=${feed.id}&right=${feed.id}&start=${onHour}&end=${onHour + 7200}`);
+  await page.waitForFunction(() => Number(document.querySelector('#chart')?.dataset.draws || 0) > 0);
+  const axis = await page.locator('#chart').evaluate((c) => ({
+    labels: JSON.parse(c.dataset.xlabels || '[]'),
+    width: c.querySelector('canvas').getBoundingClientRect().width,
+  }));
+  check(axis.labels.length >= 3, `the x axis has labels (${JSON.stringify(axis.labels)})`);
+  for (const [text, left, right] of axis.labels) {
+    check(left >= 0 && right <= axis.width + 0.5,
+      `x-axis label "${text}" spans ${left}–${right}px, inside the ${axis.width}px canvas`);
+    check(text.split(' ').every((t) => /^(\d{4}(-\d{2}){0,2}|\d{2}:\d{2}(:\d{2})?)$/.test(t)),
+      `x-axis label "${text}" is an ISO date or a 24-hour time`);
+  }
+  // The account's zone is UTC (the register form sends none).
+  const startIso = new Date(onHour * 1000).toISOString();
+  check(axis.labels[0][0] === `${startIso.slice(11, 16)} ${startIso.slice(0, 10)}`,
+    `the first label is the start's time and date (${axis.labels[0][0]}, start ${startIso})`);
+  await shot('04b-graph-right-axis');
 
   step('feeds page and CSV download');
   await page.goto(`${base}/app/feeds`);

@@ -1,8 +1,10 @@
 //! The web UI in a real browser: `tests/browser/ui.mjs` drives Debian's chromium (through
 //! playwright-core, never a downloaded browser) against the real server: register, see an
-//! input appear live, build a process list that creates a feed, post data, graph and zoom it,
-//! download CSV, and draw a one-year 10 s feed. Screenshots of every page land in
-//! `target/tmp/browser-screenshots/`; the one-year graph's timings are printed, not asserted.
+//! input appear live, build a process list that creates a feed, post data, graph and zoom it
+//! (the time axis's labels in ISO order and inside the canvas), download CSV, and draw a
+//! one-year 10 s feed. A second server, with registration closed, must say so on its register
+//! page. Screenshots of every page land in `target/tmp/browser-screenshots/`; the one-year
+//! graph's timings are printed, not asserted.
 
 use std::path::Path;
 use std::process::Command;
@@ -44,6 +46,9 @@ async fn the_web_ui_works_end_to_end_in_chromium() {
     );
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     let server = Server::start();
+    let closed = Server::builder()
+        .env("USERS__REGISTRATION", "closed")
+        .start();
     let (victim, _, key) = register(&server, "imported", "password1").await;
     get(
         &script(),
@@ -81,6 +86,7 @@ async fn the_web_ui_works_end_to_end_in_chromium() {
         .env("CHROMIUM", &chromium)
         .env("YNNI_MARKUP_LOGIN", "imported:password1")
         .env("YNNI_MARKUP", MARKUP)
+        .env("YNNI_CLOSED_BASE", &closed.base)
         .current_dir(&driver)
         .output()
         .expect("run node (Node.js is needed for the browser test)");
@@ -88,9 +94,10 @@ async fn the_web_ui_works_end_to_end_in_chromium() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "browser run failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
+        "browser run failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}\nclosed server's log:\n{}",
         out.status,
-        server.log()
+        server.log(),
+        closed.log()
     );
     let result = stdout
         .lines()

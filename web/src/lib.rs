@@ -6,6 +6,7 @@ mod auth;
 mod client_ip;
 mod cookies;
 mod csrf;
+mod error;
 mod params;
 mod reply;
 mod route;

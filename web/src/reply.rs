@@ -75,6 +75,39 @@ pub fn ingest_error(e: &IngestError) -> Response {
     r
 }
 
+/// `input/post` and `input/bulk`'s refusal: emoncms's hand-written JSON (note the spaces),
+/// sent as text with `"` turned into `'`.
+pub fn post_failure(message: &str) -> Response {
+    let body = format!(
+        "{{\"success\": false, \"message\": \"{}\"}}",
+        message.replace('"', "'")
+    );
+    text(StatusCode::OK, body)
+}
+
+/// 401 for a post without write access. emoncms answers a missing or read-only key with an
+/// empty 200, which clients take for success; ynni says no (DESIGN.md §4).
+pub fn write_access_needed() -> Response {
+    let mut r = text(
+        StatusCode::UNAUTHORIZED,
+        "A write apikey (or a logged-in session) is needed to post data",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"API KEY\""),
+    );
+    r
+}
+
+/// A password hashing task that died: logged, a 500 that no cache may keep.
+pub fn password_task_failed(e: &tokio::task::JoinError) -> Response {
+    tracing::error!(error = %e, "password task failed");
+    let mut r = text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// The reply to any unknown route, or to a resource the caller may not see.
 pub fn route_not_found(json_format: bool) -> Response {
     const MSG: &str = "406 Not Acceptable. Route not found";

@@ -5,41 +5,32 @@
 use std::path::Path;
 
 use axum::http::StatusCode;
-use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::Call;
+use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
-pub async fn handle(call: &Call<'_>) -> Response {
+pub async fn handle(call: &Call<'_>) -> ApiResult {
     if !call.caller.is_some_and(|c| c.user.admin && !c.via_apikey) {
-        return reply::text(
+        return Err(ApiError::Text(
             StatusCode::FORBIDDEN,
-            "Admin only: log in as an administrator",
-        );
+            "Admin only: log in as an administrator".into(),
+        ));
     }
     match call.route.action.as_str() {
         "status" => status(call).await,
-        _ => reply::route_not_found(true),
+        _ => Err(ApiError::RouteNotFound { json: true }),
     }
 }
 
-async fn status(call: &Call<'_>) -> Response {
+async fn status(call: &Call<'_>) -> ApiResult {
     let catalog = &call.state.catalog;
-    let users = match catalog.list_users().await {
-        Ok(u) => u,
-        Err(e) => return reply::internal(&e),
-    };
+    let users = catalog.list_users().await?;
     let mut rows = Vec::with_capacity(users.len());
     for u in users {
-        let feeds = match catalog.feeds_for_user(u.id).await {
-            Ok(f) => f.len(),
-            Err(e) => return reply::internal(&e),
-        };
-        let inputs = match catalog.inputs_for_user(u.id).await {
-            Ok(i) => i.len(),
-            Err(e) => return reply::internal(&e),
-        };
+        let feeds = catalog.feeds_for_user(u.id).await?.len();
+        let inputs = catalog.inputs_for_user(u.id).await?.len();
         rows.push(json!({
             "id": u.id, "username": u.username, "email": u.email, "admin": u.admin,
             "feeds": feeds, "inputs": inputs, "created": u.created, "lastlogin": u.lastlogin,
@@ -62,13 +53,13 @@ async fn status(call: &Call<'_>) -> Response {
             Err(e) => json!({"shard": n, "state": e.to_string()}),
         })
         .collect();
-    reply::json(json!({
+    Ok(reply::json(json!({
         "version": call.state.version,
         "emoncms_api": super::system::EMONCMS_API_VERSION,
         "users": rows,
         "disk": disk,
         "shards": shards,
-    }))
+    })))
 }
 
 /// Bytes under each top-level entry of the data directory, and the total.

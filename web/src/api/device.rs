@@ -2,24 +2,24 @@
 //! `newdevicekey`. A device key may post its own node only, over HTTP (`devicekey=`) and MQTT
 //! (as the password, with the account's username).
 
-use axum::response::Response;
 use serde_json::{Value, json};
 use ynni_core::catalog::DeviceRow;
 
 use super::Call;
+use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
-pub async fn handle(call: &Call<'_>) -> Response {
+pub async fn handle(call: &Call<'_>) -> ApiResult {
     // Every device action needs write access (emoncms answers `false` without it).
     let Some(userid) = call.caller.filter(|c| c.write).map(|c| c.user.id) else {
-        return reply::json_false();
+        return Err(ApiError::False);
     };
     match call.route.action.as_str() {
         "create" => create(call, userid).await,
         "list" => list(call, userid).await,
         "get" | "set" | "delete" | "newdevicekey" => with_device(call, userid).await,
-        "" => reply::route_not_found(true),
-        other => reply::not_implemented(&format!("device/{other}")),
+        "" => Err(ApiError::RouteNotFound { json: true }),
+        other => Err(ApiError::not_implemented(format!("device/{other}"))),
     }
 }
 
@@ -46,65 +46,52 @@ fn device_json(d: &DeviceRow) -> Value {
 }
 
 /// `device/create?nodeid=&name=&description=&type=`: the new device's id.
-async fn create(call: &Call<'_>, userid: i64) -> Response {
+async fn create(call: &Call<'_>, userid: i64) -> ApiResult {
     let p = call.params;
     let nodeid = filtered(p.get("nodeid").unwrap_or(""));
     if nodeid.trim().is_empty() {
-        return reply::fail("Invalid nodeid");
+        return Err(ApiError::fail("Invalid nodeid"));
     }
     let name = p.get("name").map_or_else(|| nodeid.clone(), filtered);
     let description = filtered(p.get("description").unwrap_or(""));
     let kind = filtered(p.get("type").unwrap_or(""));
-    match call
+    let id = call
         .state
         .catalog
         .create_device(userid, &nodeid, &name, &description, &kind)
-        .await
-    {
-        Ok(Some(id)) => reply::json(json!(id)),
-        Ok(None) => reply::fail("Device already exists"),
-        Err(e) => reply::internal(&e),
-    }
+        .await?
+        .ok_or_else(|| ApiError::fail("Device already exists"))?;
+    Ok(reply::json(json!(id)))
 }
 
-async fn list(call: &Call<'_>, userid: i64) -> Response {
-    match call.state.catalog.devices_for_user(userid).await {
-        Ok(rows) => reply::json(Value::Array(rows.iter().map(device_json).collect())),
-        Err(e) => reply::internal(&e),
-    }
+async fn list(call: &Call<'_>, userid: i64) -> ApiResult {
+    let rows = call.state.catalog.devices_for_user(userid).await?;
+    Ok(reply::json(Value::Array(
+        rows.iter().map(device_json).collect(),
+    )))
 }
 
 /// The actions on one device (`id=`), which must be the caller's.
-async fn with_device(call: &Call<'_>, userid: i64) -> Response {
+async fn with_device(call: &Call<'_>, userid: i64) -> ApiResult {
     let id = call
         .params
         .get("id")
         .and_then(|i| i.trim().parse::<i64>().ok());
     let device = match id {
-        Some(id) => match call.state.catalog.device_by_id(id).await {
-            Ok(d) => d,
-            Err(e) => return reply::internal(&e),
-        },
+        Some(id) => call.state.catalog.device_by_id(id).await?,
         None => None,
     };
     let Some(device) = device else {
-        return reply::fail("Device does not exist");
+        return Err(ApiError::fail("Device does not exist"));
     };
     if device.userid != userid {
-        return reply::json_false();
+        return Err(ApiError::False);
     }
-    let catalog = &call.state.catalog;
     let action = call.route.action.as_str();
     let response = match action {
-        "get" => reply::json(device_json(&device)),
-        "delete" => match catalog.delete_device(device.id).await {
-            Ok(()) => reply::json(json!({"success": true, "message": "Device deleted"})),
-            Err(e) => reply::internal(&e),
-        },
-        "newdevicekey" => match catalog.new_device_key(device.id).await {
-            Ok(key) => reply::json(json!(key)),
-            Err(e) => reply::internal(&e),
-        },
+        "get" => Ok(reply::json(device_json(&device))),
+        "delete" => delete(call, &device).await,
+        "newdevicekey" => new_key(call, &device).await,
         _ => set(call, &device).await,
     };
     if action != "get" {
@@ -115,10 +102,22 @@ async fn with_device(call: &Call<'_>, userid: i64) -> Response {
     response
 }
 
+async fn delete(call: &Call<'_>, device: &DeviceRow) -> ApiResult {
+    call.state.catalog.delete_device(device.id).await?;
+    Ok(reply::json(
+        json!({"success": true, "message": "Device deleted"}),
+    ))
+}
+
+async fn new_key(call: &Call<'_>, device: &DeviceRow) -> ApiResult {
+    let key = call.state.catalog.new_device_key(device.id).await?;
+    Ok(reply::json(json!(key)))
+}
+
 /// `device/set&fields={"name":…,"description":…,"nodeid":…,"type":…}`.
-async fn set(call: &Call<'_>, device: &DeviceRow) -> Response {
+async fn set(call: &Call<'_>, device: &DeviceRow) -> ApiResult {
     let Some(fields) = call.params.json_object("fields") else {
-        return reply::fail("Field could not be updated");
+        return Err(ApiError::fail("Field could not be updated"));
     };
     let text = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
     for (key, what) in [
@@ -128,10 +127,12 @@ async fn set(call: &Call<'_>, device: &DeviceRow) -> Response {
         ("type", "type"),
     ] {
         if text(key).is_some_and(|v| !v.chars().all(allowed)) {
-            return reply::fail(format!("invalid characters in device {what}"));
+            return Err(ApiError::fail(format!(
+                "invalid characters in device {what}"
+            )));
         }
     }
-    match call
+    let updated = call
         .state
         .catalog
         .set_device_fields(
@@ -141,10 +142,11 @@ async fn set(call: &Call<'_>, device: &DeviceRow) -> Response {
             text("nodeid").as_deref(),
             text("type").as_deref(),
         )
-        .await
-    {
-        Ok(true) => reply::json(json!({"success": true, "message": "Field updated"})),
-        Ok(false) => reply::fail("Device already exists"),
-        Err(e) => reply::internal(&e),
+        .await?;
+    if !updated {
+        return Err(ApiError::fail("Device already exists"));
     }
+    Ok(reply::json(
+        json!({"success": true, "message": "Field updated"}),
+    ))
 }

@@ -2,19 +2,18 @@
 //! lists; management actions are in `input_manage`. Posts are answered only once the shard
 //! worker has made them durable; emoncms's replies are plain text even when they hold JSON.
 
-// Helpers return a finished reply as their error; one is built per request, boxing buys nothing.
-#![allow(clippy::result_large_err)]
-
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 use ynni_ingest::decode::{BulkParams, PostParams, decode_bulk, decode_post};
 use ynni_ingest::shard::{LastValues, Submission};
+use ynni_storage::Engine;
 
 use super::{Call, input_manage};
+use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
-pub async fn handle(call: &Call<'_>) -> Response {
+pub async fn handle(call: &Call<'_>) -> ApiResult {
     match call.route.action.as_str() {
         "post" => post(call).await,
         "bulk" => bulk(call).await,
@@ -25,7 +24,7 @@ pub async fn handle(call: &Call<'_>) -> Response {
             "get" => process_get(call).await,
             "set" => process_set(call).await,
             "reset" => input_manage::process_reset(call).await,
-            _ => reply::json_false(),
+            _ => Err(ApiError::False),
         },
         // Management; anything else is emoncms's "not found".
         "set" => input_manage::set(call).await,
@@ -37,35 +36,15 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "isdisabled" => input_manage::isdisabled(call).await,
         "set-node-input-descriptions" => input_manage::set_node_input_descriptions(call).await,
         "cleanprocesslistfeeds" => input_manage::clean_process_list_feeds(call).await,
-        _ => reply::route_not_found(true),
+        _ => Err(ApiError::RouteNotFound { json: true }),
     }
 }
 
-/// emoncms's hand-written error body (note the spaces), with `"` turned into `'`.
-fn failure(message: &str) -> Response {
-    let body = format!(
-        "{{\"success\": false, \"message\": \"{}\"}}",
-        message.replace('"', "'")
-    );
-    reply::text(StatusCode::OK, body)
-}
-
-/// Posting needs write access. emoncms answers a missing or read-only key with an empty 200,
-/// which clients take for success; ynni says no (DESIGN.md §4).
-fn write_user(call: &Call<'_>) -> Result<i64, Response> {
+/// Posting needs write access (see [`reply::write_access_needed`]).
+fn write_user(call: &Call<'_>) -> Result<i64, ApiError> {
     match call.caller {
         Some(c) if c.write => Ok(c.user.id),
-        _ => {
-            let mut r = reply::text(
-                StatusCode::UNAUTHORIZED,
-                "A write apikey (or a logged-in session) is needed to post data",
-            );
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"API KEY\""),
-            );
-            Err(r)
-        }
+        _ => Err(ApiError::WriteAccessNeeded),
     }
 }
 
@@ -77,12 +56,12 @@ async fn submit(
     call: &Call<'_>,
     userid: i64,
     batches: Vec<ynni_ingest::Decoded>,
-) -> Result<(), Response> {
+) -> Result<(), ApiError> {
     // A device key posts its own node only.
     if let Some(node) = call.caller.and_then(|c| c.device_node.as_deref())
         && let Some(other) = batches.iter().find(|b| b.node != node)
     {
-        return Err(failure(&format!(
+        return Err(ApiError::PostFailure(format!(
             "Error: Node '{}' does not belong to device.",
             other.node
         )));
@@ -99,8 +78,8 @@ async fn submit(
         Ok(()) => Ok(()),
         // emoncms answers its node limit with a message and status 200; the other limits
         // follow it.
-        Err(e) if e.is_limit() => Err(failure(&e.to_string())),
-        Err(e) => Err(reply::ingest_error(&e)),
+        Err(e) if e.is_limit() => Err(ApiError::PostFailure(e.to_string())),
+        Err(e) => Err(ApiError::Ingest(e)),
     }
 }
 
@@ -115,11 +94,8 @@ fn success(fulljson: bool) -> Response {
     )
 }
 
-async fn post(call: &Call<'_>) -> Response {
-    let userid = match write_user(call) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+async fn post(call: &Call<'_>) -> ApiResult {
+    let userid = write_user(call)?;
     let p = call.params;
     let params = PostParams {
         path_node: Some(call.route.subaction.as_str()).filter(|s| !s.is_empty()),
@@ -131,21 +107,13 @@ async fn post(call: &Call<'_>) -> Response {
         data: p.post_or_get("data"),
     };
     let fulljson = params.fulljson.is_some();
-    let decoded = match decode_post(&params, now()) {
-        Ok(d) => d,
-        Err(e) => return failure(&e.to_string()),
-    };
-    match submit(call, userid, vec![decoded]).await {
-        Ok(()) => success(fulljson),
-        Err(r) => r,
-    }
+    let decoded = decode_post(&params, now()).map_err(|e| ApiError::PostFailure(e.to_string()))?;
+    submit(call, userid, vec![decoded]).await?;
+    Ok(success(fulljson))
 }
 
-async fn bulk(call: &Call<'_>) -> Response {
-    let userid = match write_user(call) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+async fn bulk(call: &Call<'_>) -> ApiResult {
+    let userid = write_user(call)?;
     let p = call.params;
     let flag = |k: &str| p.post_or_get(k).is_some_and(|v| !v.is_empty() && v != "0");
     let params = BulkParams {
@@ -156,17 +124,12 @@ async fn bulk(call: &Call<'_>) -> Response {
         offset: p.post_or_get("offset"),
         time: p.post_or_get("time"),
     };
-    let result = match decode_bulk(&params, now()) {
-        Ok(r) => r,
-        Err(e) => return failure(&e.to_string()),
-    };
+    let result = decode_bulk(&params, now()).map_err(|e| ApiError::PostFailure(e.to_string()))?;
     // Rows before a bad one are stored, as in emoncms; then the error is reported.
-    if let Err(r) = submit(call, userid, result.batches).await {
-        return r;
-    }
+    submit(call, userid, result.batches).await?;
     match result.error {
-        Some(e) => failure(&e.to_string()),
-        None => success(p.post_or_get("fulljson").is_some()),
+        Some(e) => Err(ApiError::PostFailure(e.to_string())),
+        None => Ok(success(p.post_or_get("fulljson").is_some())),
     }
 }
 
@@ -174,32 +137,24 @@ async fn bulk(call: &Call<'_>) -> Response {
 async fn inputs_and_last(
     call: &Call<'_>,
     userid: i64,
-) -> Result<(Vec<ynni_core::catalog::InputRow>, LastValues), Response> {
-    let rows = call
-        .state
-        .catalog
-        .inputs_for_user(userid)
-        .await
-        .map_err(|e| reply::internal(&e))?;
+) -> Result<(Vec<ynni_core::catalog::InputRow>, LastValues), ApiError> {
+    let rows = call.state.catalog.inputs_for_user(userid).await?;
     let last = call
         .state
         .router
         .input_last(userid)
         .await
-        .map_err(|e| reply::ingest_error(&e))?;
+        .map_err(ApiError::Ingest)?;
     Ok((rows, last))
 }
 
 /// `input/list`: every input of the caller with its last time and value (ids as strings, as
 /// emoncms sends them).
-async fn list(call: &Call<'_>) -> Response {
+async fn list(call: &Call<'_>) -> ApiResult {
     let Some(caller) = call.caller else {
-        return reply::json_false();
+        return Err(ApiError::False);
     };
-    let (rows, last) = match inputs_and_last(call, caller.user.id).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let (rows, last) = inputs_and_last(call, caller.user.id).await?;
     let items: Vec<Value> = rows
         .into_iter()
         .map(|r| {
@@ -218,13 +173,13 @@ async fn list(call: &Call<'_>) -> Response {
             })
         })
         .collect();
-    reply::json(Value::Array(items))
+    Ok(reply::json(Value::Array(items)))
 }
 
 /// The caller's input with the `inputid` parameter, if they own it.
 async fn own_input(
     call: &Call<'_>,
-) -> Result<Option<(i64, ynni_core::catalog::InputRow)>, Response> {
+) -> Result<Option<(i64, ynni_core::catalog::InputRow)>, ApiError> {
     let Some(caller) = call.caller else {
         return Ok(None);
     };
@@ -235,12 +190,7 @@ async fn own_input(
     else {
         return Ok(None);
     };
-    let rows = call
-        .state
-        .catalog
-        .inputs_for_user(caller.user.id)
-        .await
-        .map_err(|e| reply::internal(&e))?;
+    let rows = call.state.catalog.inputs_for_user(caller.user.id).await?;
     Ok(rows
         .into_iter()
         .find(|r| r.id == id)
@@ -248,13 +198,12 @@ async fn own_input(
 }
 
 /// `input/process/get`: the stored list as a JSON string, `false` for an unknown input.
-async fn process_get(call: &Call<'_>) -> Response {
-    match own_input(call).await {
-        Ok(Some((_, row))) if call.caller.is_some_and(|c| c.write) => {
-            reply::json(json!(row.process_list))
+async fn process_get(call: &Call<'_>) -> ApiResult {
+    match own_input(call).await? {
+        Some((_, row)) if call.caller.is_some_and(|c| c.write) => {
+            Ok(reply::json(json!(row.process_list)))
         }
-        Ok(_) => reply::json_false(),
-        Err(r) => r,
+        _ => Err(ApiError::False),
     }
 }
 
@@ -274,47 +223,34 @@ impl ynni_ingest::process::list::Ownership for Owned {
 
 /// `input/process/set`: validates the JSON list (emoncms's messages), stores it, and has the
 /// user's worker use it from the next packet on. An unchanged list is a success (DESIGN §4).
-async fn process_set(call: &Call<'_>) -> Response {
-    let (userid, row) = match own_input(call).await {
-        Ok(Some(found)) if call.caller.is_some_and(|c| c.write) => found,
-        Ok(_) => return reply::json_false(),
-        Err(r) => return r,
+async fn process_set(call: &Call<'_>) -> ApiResult {
+    let (userid, row) = match own_input(call).await? {
+        Some(found) if call.caller.is_some_and(|c| c.write) => found,
+        _ => return Err(ApiError::False),
     };
     let catalog = &call.state.catalog;
-    let (feeds, inputs) = match (
-        catalog.feeds_for_user(userid).await,
-        catalog.inputs_for_user(userid).await,
-    ) {
-        (Ok(f), Ok(i)) => (f, i),
-        (Err(e), _) | (_, Err(e)) => return reply::internal(&e),
-    };
+    let feeds = catalog.feeds_for_user(userid).await?;
+    let inputs = catalog.inputs_for_user(userid).await?;
     let owned = Owned {
         // Virtual feeds are computed, never written: input lists cannot use them.
         feeds: feeds
             .iter()
-            .filter(|f| f.engine != 7)
+            .filter(|f| Engine::from_id(f.engine) != Some(Engine::Virtual))
             .map(|f| f.id.to_string())
             .collect(),
         inputs: inputs.iter().map(|i| i.id.to_string()).collect(),
     };
     let list = call.params.post("processlist").unwrap_or("");
-    let encoded = match ynni_ingest::process::list::from_json(
-        list,
-        ynni_ingest::process::Context::Input,
-        &owned,
-    ) {
-        Ok(e) => e,
-        Err(e) => return reply::fail(e),
-    };
-    if let Err(e) = catalog.set_input_process_list(row.id, &encoded).await {
-        return reply::internal(&e);
-    }
+    let encoded =
+        ynni_ingest::process::list::from_json(list, ynni_ingest::process::Context::Input, &owned)
+            .map_err(ApiError::fail)?;
+    catalog.set_input_process_list(row.id, &encoded).await?;
     if let Err(e) = call.state.router.reload_user(userid).await {
         tracing::error!(error = %e, "could not reload the user's inputs");
     }
-    reply::json(
+    Ok(reply::json(
         json!({"success": true, "message": "Input processlist updated", "encoded_processlist": encoded}),
-    )
+    ))
 }
 
 /// PHP's `json_encode` of an array whose keys are exactly 0..n-1 is a JSON list (emoncms's
@@ -332,7 +268,7 @@ fn php_array(map: serde_json::Map<String, Value>) -> Value {
 async fn grouped(
     call: &Call<'_>,
     item: impl Fn(&ynni_core::catalog::InputRow, Option<(i64, Option<f64>)>) -> Value,
-) -> Result<Option<serde_json::Map<String, Value>>, Response> {
+) -> Result<Option<serde_json::Map<String, Value>>, ApiError> {
     let Some(caller) = call.caller else {
         return Ok(None);
     };
@@ -350,18 +286,14 @@ async fn grouped(
 }
 
 /// `input/get`, `input/get/<node>` (or `?node=`), `input/get/<node>/<name>` (or `&name=`).
-async fn get_inputs(call: &Call<'_>) -> Response {
+async fn get_inputs(call: &Call<'_>) -> ApiResult {
     let item = |r: &ynni_core::catalog::InputRow, last: Option<(i64, Option<f64>)>| {
         let (t, v) = last.map_or((Value::Null, Value::Null), |(t, v)| {
             (json!(t), reply::number(v))
         });
         json!({"time": t, "value": v, "processList": r.process_list})
     };
-    let nodes = match grouped(call, item).await {
-        Ok(Some(n)) => n,
-        Ok(None) => return reply::json_false(),
-        Err(r) => return r,
-    };
+    let nodes = grouped(call, item).await?.ok_or(ApiError::False)?;
     let route = call.route;
     let node = Some(route.subaction.as_str())
         .filter(|s| !s.is_empty())
@@ -379,34 +311,31 @@ async fn get_inputs(call: &Call<'_>) -> Response {
                 other => (k, other),
             })
             .collect();
-        return reply::json(php_array(out));
+        return Ok(reply::json(php_array(out)));
     };
     let Some(Value::Object(inputs)) = nodes.get(&node).cloned() else {
-        return reply::json(json!("Node does not exist"));
+        return Ok(reply::json(json!("Node does not exist")));
     };
-    match name {
+    Ok(match name {
         None => reply::json(php_array(inputs)),
         Some(name) => match inputs.get(&name) {
             Some(item) => reply::json(item.clone()),
             None => reply::json(json!("Node variable does not exist")),
         },
-    }
+    })
 }
 
 /// `input/getinputs`: `{node: {name: {id, processList}}}` with string ids.
-async fn get_ids(call: &Call<'_>) -> Response {
+async fn get_ids(call: &Call<'_>) -> ApiResult {
     let item = |r: &ynni_core::catalog::InputRow, _: Option<(i64, Option<f64>)>| json!({"id": r.id.to_string(), "processList": r.process_list});
-    match grouped(call, item).await {
-        Ok(Some(nodes)) => reply::json(php_array(
-            nodes
-                .into_iter()
-                .map(|(k, v)| match v {
-                    Value::Object(m) => (k, php_array(m)),
-                    other => (k, other),
-                })
-                .collect(),
-        )),
-        Ok(None) => reply::json_false(),
-        Err(r) => r,
-    }
+    let nodes = grouped(call, item).await?.ok_or(ApiError::False)?;
+    Ok(reply::json(php_array(
+        nodes
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::Object(m) => (k, php_array(m)),
+                other => (k, other),
+            })
+            .collect(),
+    )))
 }

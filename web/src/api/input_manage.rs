@@ -3,28 +3,27 @@
 //! shard worker, so the next post sees it.
 
 use axum::http::StatusCode;
-use axum::response::Response;
 use serde_json::{Map, Value, json};
 use ynni_core::catalog::InputRow;
 
 use super::Call;
+use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
-/// The caller's id when they have write access.
-fn writer(call: &Call<'_>) -> Option<i64> {
-    call.caller.filter(|c| c.write).map(|c| c.user.id)
+/// The caller's id when they have write access; emoncms answers `false` to anyone else.
+fn writer(call: &Call<'_>) -> Result<i64, ApiError> {
+    call.caller
+        .filter(|c| c.write)
+        .map(|c| c.user.id)
+        .ok_or(ApiError::False)
 }
 
-async fn inputs(call: &Call<'_>, userid: i64) -> Result<Vec<InputRow>, Response> {
-    call.state
-        .catalog
-        .inputs_for_user(userid)
-        .await
-        .map_err(|e| reply::internal(&e))
+async fn inputs(call: &Call<'_>, userid: i64) -> Result<Vec<InputRow>, ApiError> {
+    Ok(call.state.catalog.inputs_for_user(userid).await?)
 }
 
 /// The user's input named by the `inputid` parameter.
-async fn input_named(call: &Call<'_>, userid: i64) -> Result<Option<InputRow>, Response> {
+async fn input_named(call: &Call<'_>, userid: i64) -> Result<Option<InputRow>, ApiError> {
     let id = call
         .params
         .get("inputid")
@@ -57,72 +56,61 @@ fn text_field(fields: &Map<String, Value>, key: &str) -> Option<String> {
 }
 
 /// `input/set?inputid=&fields={"name":…,"description":…}`.
-pub async fn set(call: &Call<'_>) -> Response {
-    let Some(userid) = writer(call) else {
-        return reply::json_false();
-    };
-    let row = match input_named(call, userid).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return reply::fail("Input does not exist"),
-        Err(r) => return r,
-    };
+pub async fn set(call: &Call<'_>) -> ApiResult {
+    let userid = writer(call)?;
+    let row = input_named(call, userid)
+        .await?
+        .ok_or_else(|| ApiError::fail("Input does not exist"))?;
     let fields = call.params.json_object("fields").filter(|f| {
         !f.is_empty()
             && f.keys()
                 .all(|k| k.as_str() == "name" || k.as_str() == "description")
     });
     let Some(fields) = fields else {
-        return reply::fail("Field could not be updated");
+        return Err(ApiError::fail("Field could not be updated"));
     };
     let name = text_field(&fields, "name");
     if name.as_deref().is_some_and(|n| !n.chars().all(name_char)) {
-        return reply::fail("invalid characters in input name");
+        return Err(ApiError::fail("invalid characters in input name"));
     }
     let description = text_field(&fields, "description");
     if description
         .as_deref()
         .is_some_and(|d| !d.chars().all(description_char))
     {
-        return reply::fail("invalid characters in input description");
+        return Err(ApiError::fail("invalid characters in input description"));
     }
-    match call
+    let updated = call
         .state
         .catalog
         .set_input_fields(row.id, name.as_deref(), description.as_deref())
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return reply::fail("Field could not be updated"),
-        Err(e) => return reply::internal(&e),
+        .await?;
+    if !updated {
+        return Err(ApiError::fail("Field could not be updated"));
     }
     if name.is_some() {
         reload(call, userid).await;
     }
-    reply::json(json!({
+    Ok(reply::json(json!({
         "success": true,
         "message": "Field updated",
         "inputid": row.id,
         "fields": Value::Object(fields),
-    }))
+    })))
 }
 
 /// `input/set-descriptions` with POST `inputs=[{"id":1,"description":"…"},…]`.
-pub async fn set_descriptions(call: &Call<'_>) -> Response {
-    let Some(userid) = writer(call) else {
-        return reply::json_false();
-    };
+pub async fn set_descriptions(call: &Call<'_>) -> ApiResult {
+    let userid = writer(call)?;
     let Some(items) = call
         .params
         .post_or_get("inputs")
         .and_then(|t| serde_json::from_str::<Value>(t).ok())
         .and_then(|v| v.as_array().cloned())
     else {
-        return reply::fail("Invalid inputs parameter");
+        return Err(ApiError::fail("Invalid inputs parameter"));
     };
-    let rows = match inputs(call, userid).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let rows = inputs(call, userid).await?;
     let mut results = Map::new();
     let mut any = false;
     for item in &items {
@@ -145,10 +133,11 @@ pub async fn set_descriptions(call: &Call<'_>) -> Response {
                 if !d.chars().all(description_char) {
                     (false, "Invalid characters in description")
                 } else {
-                    match call.state.catalog.set_input_fields(id, None, Some(d)).await {
-                        Ok(true) => (true, "Description updated"),
-                        Ok(false) => (false, "Update failed"),
-                        Err(e) => return reply::internal(&e),
+                    let catalog = &call.state.catalog;
+                    if catalog.set_input_fields(id, None, Some(d)).await? {
+                        (true, "Description updated")
+                    } else {
+                        (false, "Update failed")
                     }
                 }
             }
@@ -156,19 +145,16 @@ pub async fn set_descriptions(call: &Call<'_>) -> Response {
         any |= outcome.0;
         results.insert(key, json!({"success": outcome.0, "message": outcome.1}));
     }
-    reply::json(json!({"success": any, "results": Value::Object(results)}))
+    Ok(reply::json(
+        json!({"success": any, "results": Value::Object(results)}),
+    ))
 }
 
 /// `input/delete?inputid=N` or `?inputids=[N,…]`.
-pub async fn delete(call: &Call<'_>) -> Response {
-    let Some(userid) = writer(call) else {
-        return reply::json_false();
-    };
+pub async fn delete(call: &Call<'_>) -> ApiResult {
+    let userid = writer(call)?;
     let p = call.params;
-    let rows = match inputs(call, userid).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let rows = inputs(call, userid).await?;
     if let Some(list) = p.get_or_post("inputids") {
         let ids: Vec<i64> = serde_json::from_str::<Vec<Value>>(list)
             .unwrap_or_default()
@@ -179,147 +165,113 @@ pub async fn delete(call: &Call<'_>) -> Response {
             })
             .filter(|id| rows.iter().any(|r| r.id == *id))
             .collect();
-        if let Err(e) = call.state.catalog.delete_inputs(userid, &ids).await {
-            return reply::internal(&e);
-        }
+        call.state.catalog.delete_inputs(userid, &ids).await?;
         reload(call, userid).await;
-        return reply::json(
+        return Ok(reply::json(
             json!({"success": true, "message": "Inputs deleted", "userid": userid, "inputids": ids}),
-        );
+        ));
     }
     let id = p
         .get_or_post("inputid")
         .and_then(|i| i.trim().parse::<i64>().ok());
     let Some(id) = id.filter(|id| rows.iter().any(|r| r.id == *id)) else {
-        return reply::json_false();
+        return Err(ApiError::False);
     };
-    if let Err(e) = call.state.catalog.delete_inputs(userid, &[id]).await {
-        return reply::internal(&e);
-    }
+    call.state.catalog.delete_inputs(userid, &[id]).await?;
     reload(call, userid).await;
-    reply::json(
+    Ok(reply::json(
         json!({"success": true, "message": "Input deleted", "userid": userid, "inputid": id}),
-    )
+    ))
 }
 
 /// `input/clean`: deletes the inputs with no process list; answers in text.
-pub async fn clean(call: &Call<'_>) -> Response {
-    let Some(userid) = writer(call) else {
-        return reply::json_false();
-    };
-    match call.state.catalog.delete_unprocessed_inputs(userid).await {
-        Ok(n) => {
-            reload(call, userid).await;
-            reply::text(StatusCode::OK, format!("Deleted {n} inputs"))
-        }
-        Err(e) => reply::internal(&e),
-    }
+pub async fn clean(call: &Call<'_>) -> ApiResult {
+    let userid = writer(call)?;
+    let n = call.state.catalog.delete_unprocessed_inputs(userid).await?;
+    reload(call, userid).await;
+    Ok(reply::text(StatusCode::OK, format!("Deleted {n} inputs")))
 }
 
 /// `input/enable` and `input/disable`: automatic creation of new inputs on or off.
-pub async fn creation(call: &Call<'_>, disabled: bool) -> Response {
-    let Some(userid) = writer(call) else {
-        return reply::json_false();
-    };
+pub async fn creation(call: &Call<'_>, disabled: bool) -> ApiResult {
+    let userid = writer(call)?;
     let now = chrono::Utc::now().timestamp();
-    if let Err(e) = call
-        .state
+    call.state
         .catalog
         .set_input_creation_disabled(userid, disabled, now)
-        .await
-    {
-        return reply::internal(&e);
-    }
+        .await?;
     reload(call, userid).await;
     let message = if disabled {
         "Input creation disabled"
     } else {
         "Input creation enabled"
     };
-    reply::json(json!({"success": true, "userid": userid, "message": message}))
+    Ok(reply::json(
+        json!({"success": true, "userid": userid, "message": message}),
+    ))
 }
 
 /// `input/isdisabled`: whether automatic input creation is off.
-pub async fn isdisabled(call: &Call<'_>) -> Response {
-    let Some(userid) = writer(call) else {
-        return reply::json_false();
-    };
-    match call.state.catalog.input_creation_disabled(userid).await {
-        Ok(d) => reply::json(Value::Bool(d)),
-        Err(e) => reply::internal(&e),
-    }
+pub async fn isdisabled(call: &Call<'_>) -> ApiResult {
+    let userid = writer(call)?;
+    let disabled = call.state.catalog.input_creation_disabled(userid).await?;
+    Ok(reply::json(Value::Bool(disabled)))
 }
 
 /// `input/process/reset`: an empty list. (emoncms's own reset fails with a PHP error.)
-pub async fn process_reset(call: &Call<'_>) -> Response {
-    let Some(userid) = writer(call) else {
-        return reply::json_false();
-    };
-    let row = match input_named(call, userid).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return reply::json_false(),
-        Err(r) => return r,
-    };
-    if let Err(e) = call.state.catalog.set_input_process_list(row.id, "").await {
-        return reply::internal(&e);
-    }
+pub async fn process_reset(call: &Call<'_>) -> ApiResult {
+    let userid = writer(call)?;
+    let row = input_named(call, userid).await?.ok_or(ApiError::False)?;
+    call.state
+        .catalog
+        .set_input_process_list(row.id, "")
+        .await?;
     reload(call, userid).await;
-    reply::json(json!({"success": true, "message": "Input processlist reset"}))
+    Ok(reply::json(
+        json!({"success": true, "message": "Input processlist reset"}),
+    ))
 }
 
 /// `input/set-node-input-descriptions?node=&names=a,b,c`: the names become the descriptions of
 /// the node's inputs, in input-id order.
-pub async fn set_node_input_descriptions(call: &Call<'_>) -> Response {
-    let Some(userid) = writer(call) else {
-        return reply::json_false();
-    };
+pub async fn set_node_input_descriptions(call: &Call<'_>) -> ApiResult {
+    let userid = writer(call)?;
     let node = call.params.get("node").unwrap_or("");
     let names: Vec<&str> = call.params.get("names").unwrap_or("").split(',').collect();
     if names.iter().any(|n| !n.chars().all(description_char)) {
-        return reply::fail("Invalid characters in description");
+        return Err(ApiError::fail("Invalid characters in description"));
     }
-    let mut rows: Vec<InputRow> = match inputs(call, userid).await {
-        Ok(r) => r.into_iter().filter(|r| r.nodeid == node).collect(),
-        Err(r) => return r,
-    };
+    let mut rows: Vec<InputRow> = inputs(call, userid)
+        .await?
+        .into_iter()
+        .filter(|r| r.nodeid == node)
+        .collect();
     if rows.is_empty() {
-        return reply::fail("Node does not exist");
+        return Err(ApiError::fail("Node does not exist"));
     }
     rows.sort_by_key(|r| r.id);
     for (row, name) in rows.iter().zip(&names) {
-        if let Err(e) = call
-            .state
+        call.state
             .catalog
             .set_input_fields(row.id, None, Some(name))
-            .await
-        {
-            return reply::internal(&e);
-        }
+            .await?;
     }
-    reply::json(json!({
+    Ok(reply::json(json!({
         "success": true,
         "message": "input descriptions updated",
         "userid": userid,
         "nodeid": node,
         "names": names,
-    }))
+    })))
 }
 
 /// `input/cleanprocesslistfeeds`: removes process steps that write to or read a feed the user
 /// no longer has; answers a text report of what changed.
-pub async fn clean_process_list_feeds(call: &Call<'_>) -> Response {
-    let Some(userid) = writer(call) else {
-        return reply::json_false();
-    };
+pub async fn clean_process_list_feeds(call: &Call<'_>) -> ApiResult {
+    let userid = writer(call)?;
     let catalog = &call.state.catalog;
-    let (rows, feeds) = match (
-        inputs(call, userid).await,
-        catalog.feeds_for_user(userid).await,
-    ) {
-        (Ok(r), Ok(f)) => (r, f),
-        (Err(r), _) => return r,
-        (_, Err(e)) => return reply::internal(&e),
-    };
+    let rows = inputs(call, userid).await?;
+    let feeds = catalog.feeds_for_user(userid).await?;
     let feeds: std::collections::HashSet<String> = feeds.iter().map(|f| f.id.to_string()).collect();
     let mut report = String::new();
     let mut removed = 0;
@@ -338,9 +290,7 @@ pub async fn clean_process_list_feeds(call: &Call<'_>) -> Response {
             continue;
         }
         let list = kept.join(",");
-        if let Err(e) = catalog.set_input_process_list(row.id, &list).await {
-            return reply::internal(&e);
-        }
+        catalog.set_input_process_list(row.id, &list).await?;
         removed += dropped.len();
         report.push_str(&format!(
             "input {} {}/{}: removed {} (processList now \"{}\")\n",
@@ -355,5 +305,5 @@ pub async fn clean_process_list_feeds(call: &Call<'_>) -> Response {
         reload(call, userid).await;
     }
     report.push_str(&format!("{removed} process steps removed"));
-    reply::text(StatusCode::OK, report)
+    Ok(reply::text(StatusCode::OK, report))
 }

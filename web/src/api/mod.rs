@@ -20,8 +20,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::{self, Auth, Caller};
+use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
-use crate::reply;
 use crate::route::{self, Format, Route};
 use crate::state::AppState;
 
@@ -46,24 +46,28 @@ pub async fn dispatch(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    answer(&state, peer, request).await.into_response()
+}
+
+/// Reads the body, routes and authenticates the request, and has its controller answer.
+async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResult {
     let (parts, body) = request.into_parts();
     if parts.method == Method::OPTIONS {
-        return preflight();
+        return Ok(preflight());
     }
     let limit = state.settings.http.max_body_bytes;
     if declared_length(&parts.headers).is_some_and(|n| n > limit) {
-        return body_too_large(limit);
+        return Err(body_too_large(limit));
     }
-    let body = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => return body_too_large(limit),
-        Err(_) => {
-            return reply::text(
+    let body = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            ApiError::Text(
                 StatusCode::REQUEST_TIMEOUT,
-                "Request body not received in time",
-            );
-        }
-    };
+                "Request body not received in time".into(),
+            )
+        })?
+        .map_err(|_| body_too_large(limit))?;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -80,36 +84,38 @@ pub async fn dispatch(
         Err(route::RouteError::UnknownFormat { route, .. }) if route.controller == "input" => {
             *route
         }
-        Err(e) => return reply::text(StatusCode::NOT_ACCEPTABLE, e.to_string()),
+        Err(e) => return Err(ApiError::Text(StatusCode::NOT_ACCEPTABLE, e.to_string())),
     };
     if parts.method == Method::GET
         && route.format == Format::Html
         && params.is_empty()
         && let Some(page) = ui_page(&route)
     {
-        return axum::response::Redirect::to(page).into_response();
+        return Ok(axum::response::Redirect::to(page).into_response());
     }
-    let caller = match auth::authenticate(&state, &params, &parts.headers).await {
-        Ok(Auth::Caller(c)) => Some(*c),
-        Ok(Auth::Anonymous) => None,
-        Ok(Auth::InvalidKey) => return reply::invalid_apikey(),
-        Err(e) => return reply::internal(&e),
+    let caller = match auth::authenticate(state, &params, &parts.headers).await? {
+        Auth::Caller(c) => Some(*c),
+        Auth::Anonymous => None,
+        Auth::InvalidKey => return Err(ApiError::InvalidApikey),
     };
     let uses_session = caller.as_ref().is_some_and(|c| !c.via_apikey)
         || (route.controller == "user" && matches!(route.action.as_str(), "login" | "register"));
     if uses_session && crate::csrf::cross_site(&parts.headers) {
-        return reply::text(StatusCode::FORBIDDEN, crate::csrf::REFUSED);
+        return Err(ApiError::Text(
+            StatusCode::FORBIDDEN,
+            crate::csrf::REFUSED.into(),
+        ));
     }
     if caller.as_ref().is_some_and(|c| c.device_node.is_some())
         && !(route.controller == "input" && matches!(route.action.as_str(), "post" | "bulk"))
     {
-        return reply::text(
+        return Err(ApiError::Text(
             StatusCode::UNAUTHORIZED,
-            "Unauthorized. Device key autentication only permits input post or bulk actions",
-        );
+            "Unauthorized. Device key autentication only permits input post or bulk actions".into(),
+        ));
     }
     let call = Call {
-        state: &state,
+        state,
         params: &params,
         route: &route,
         caller: caller.as_ref(),
@@ -121,8 +127,8 @@ pub async fn dispatch(
         body: &body,
     };
     match route.controller.as_str() {
-        "version" => system::version(&call),
-        "describe" => system::describe(),
+        "version" => Ok(system::version(&call)),
+        "describe" => Ok(system::describe()),
         "user" => user::handle(&call).await,
         "process" => process::handle(&call),
         "input" => input::handle(&call).await,
@@ -131,8 +137,10 @@ pub async fn dispatch(
         "device" => device::handle(&call).await,
         "ynni" => homeassistant::handle(&call).await,
         "admin" if route.format == Format::Json => admin::handle(&call).await,
-        "" => axum::response::Redirect::to("/app/").into_response(),
-        _ => reply::route_not_found(route.format == Format::Json),
+        "" => Ok(axum::response::Redirect::to("/app/").into_response()),
+        _ => Err(ApiError::RouteNotFound {
+            json: route.format == Format::Json,
+        }),
     }
 }
 
@@ -174,8 +182,8 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
-fn body_too_large(limit: usize) -> Response {
-    reply::text(
+fn body_too_large(limit: usize) -> ApiError {
+    ApiError::Text(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("Request body too large (limit {limit} bytes)"),
     )

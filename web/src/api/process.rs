@@ -6,16 +6,17 @@ use serde_json::{Map, Value, json};
 use ynni_ingest::process::catalog::{ArgType, CATALOG, ProcessDef};
 
 use super::Call;
+use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
-pub fn handle(call: &Call<'_>) -> Response {
+pub fn handle(call: &Call<'_>) -> ApiResult {
     if call.caller.is_none() {
-        return reply::json_false();
+        return Err(ApiError::False);
     }
     match call.route.action.as_str() {
-        "list" => list(call.params.get("context")),
-        "map" => map(),
-        _ => reply::json_false(),
+        "list" => Ok(list(call.params.get("context"))),
+        "map" => Ok(map()),
+        _ => Err(ApiError::False),
     }
 }
 

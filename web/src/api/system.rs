@@ -4,6 +4,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 use super::Call;
+use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
 /// The emoncms release whose API ynni answers. Clients read `/version` to decide which
@@ -37,22 +38,22 @@ pub fn describe() -> Response {
 
 /// `myip/set`: emonhub's `sendstatus` ping. Remembers the caller's address for the account
 /// (`myip/get` reads it back); emonhub ignores the body.
-pub fn myip(call: &Call<'_>) -> Response {
+pub fn myip(call: &Call<'_>) -> ApiResult {
     let Some(caller) = call.caller else {
-        return reply::json_false();
+        return Err(ApiError::False);
     };
     let mut seen = call.state.myip.lock().unwrap_or_else(|p| p.into_inner());
     match call.route.action.as_str() {
         "set" => {
             seen.insert(caller.user.id, (call.peer, chrono::Utc::now().timestamp()));
-            reply::text(StatusCode::OK, "ok")
+            Ok(reply::text(StatusCode::OK, "ok"))
         }
         "get" => match seen.get(&caller.user.id) {
-            Some((ip, time)) => {
-                reply::json(serde_json::json!({"ip": ip.to_string(), "time": time}))
-            }
-            None => reply::json_false(),
+            Some((ip, time)) => Ok(reply::json(
+                serde_json::json!({"ip": ip.to_string(), "time": time}),
+            )),
+            None => Err(ApiError::False),
         },
-        _ => reply::route_not_found(true),
+        _ => Err(ApiError::RouteNotFound { json: true }),
     }
 }

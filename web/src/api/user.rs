@@ -1,13 +1,9 @@
 //! `user/<action>[.json]`: registration, login, sessions, keys and profile, answering as
 //! emoncms 11.x does (see `shared/spec/emoncms.md` §7).
 
-// Helpers return a finished reply as their error so handlers can `?`/`try_reply!` out early;
-// a reply is built once per request, so boxing it would buy nothing.
-#![allow(clippy::result_large_err)]
-
 use std::time::Duration;
 
-use axum::http::{HeaderValue, header};
+use axum::http::header;
 use axum::response::Response;
 use serde_json::{Value, json};
 use ynni_config::Registration;
@@ -18,6 +14,7 @@ use ynni_core::{password, timezone};
 use super::{Call, profile};
 use crate::auth::Caller;
 use crate::cookies;
+use crate::error::{ApiError, ApiResult};
 use crate::params::php_falsy;
 use crate::reply;
 use ynni_core::login_limit::{Attempt, Scope, TooMany};
@@ -27,61 +24,54 @@ const TOO_MANY: &str = "Too many attempts, please try again later";
 const API_KEY_REFUSED: &str =
     "This action requires an interactive login and cannot be performed with an API key";
 
-/// Early return of a ready reply from a helper that may fail.
-macro_rules! try_reply {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
-}
-
-/// Catalog errors become a logged 500/503 reply.
-fn db<T>(r: Result<T, ynni_core::CatalogError>) -> Result<T, Response> {
-    r.map_err(|e| reply::internal(&e))
-}
-
-pub async fn handle(call: &Call<'_>) -> Response {
+pub async fn handle(call: &Call<'_>) -> ApiResult {
     let action = call.route.action.as_str();
     // Actions for callers without a session (or with any session), in emoncms's order.
     match (action, call.caller) {
         ("login", None) => return login(call).await,
         ("register", _) if registration_open(call).await => return register(call).await,
         ("auth", None) => return auth(call).await,
-        ("gettimezones", _) => return gettimezones(),
+        ("gettimezones", _) => return Ok(gettimezones()),
         ("passwordreset" | "passwordreset-confirm" | "resend-verify", _) => {
-            return reply::not_implemented("email password reset and verification");
+            return Err(ApiError::not_implemented(
+                "email password reset and verification",
+            ));
         }
         _ => {}
     }
     let Some(caller) = call.caller else {
-        return reply::json_false();
+        return Err(ApiError::False);
     };
     match action {
-        "session" => return session(caller),
-        "getuuid" => return reply::json(json!({"success": true, "message": caller.user.uuid})),
-        "timezone" => return reply::json(json!(timezone::offset_now_secs(&caller.user.timezone))),
-        "gettimezone" => return reply::json(json!(caller.user.timezone)),
+        "session" => return Ok(session(caller)),
+        "getuuid" => {
+            let uuid = &caller.user.uuid;
+            return Ok(reply::json(json!({"success": true, "message": uuid})));
+        }
+        "timezone" => {
+            let offset = timezone::offset_now_secs(&caller.user.timezone);
+            return Ok(reply::json(json!(offset)));
+        }
+        "gettimezone" => return Ok(reply::json(json!(caller.user.timezone))),
         "logout" if !caller.via_apikey => return logout(call, caller).await,
         _ => {}
     }
     if caller.via_apikey {
-        return reply::fail(API_KEY_REFUSED);
+        return Err(ApiError::fail(API_KEY_REFUSED));
     }
     if !caller.write {
-        return reply::json_false();
+        return Err(ApiError::False);
     }
     match action {
-        "get" => get(caller),
+        "get" => Ok(get(caller)),
         "set" => set(call, caller).await,
         "newapikeyread" => newapikey(call, caller, KeyKind::Read).await,
         "newapikeywrite" => newapikey(call, caller, KeyKind::Write).await,
         "changepassword" => changepassword(call, caller).await,
         "changeusername" => changeusername(call, caller).await,
         "changeemail" => changeemail(call, caller).await,
-        "deleteall" => reply::not_implemented("user/deleteall"),
-        _ => reply::json_false(),
+        "deleteall" => Err(ApiError::not_implemented("user/deleteall")),
+        _ => Err(ApiError::False),
     }
 }
 
@@ -98,7 +88,7 @@ fn window(secs: u64) -> Duration {
     Duration::from_secs(secs)
 }
 
-async fn register(call: &Call<'_>) -> Response {
+async fn register(call: &Call<'_>) -> ApiResult {
     let limits = &call.state.settings.limits;
     let p = call.params;
     if call.state.limiter.hit(
@@ -106,32 +96,30 @@ async fn register(call: &Call<'_>) -> Response {
         limits.register_attempts,
         window(limits.register_window_s),
     ) {
-        return reply::fail(TOO_MANY);
+        return Err(ApiError::fail(TOO_MANY));
     }
     let (username, pass, email) = (p.post("username"), p.post("password"), p.post("email"));
     let (Some(username), Some(pass), Some(email)) = (username, pass, email) else {
-        return reply::fail("Missing username, password or email parameter");
+        return Err(ApiError::fail(
+            "Missing username, password or email parameter",
+        ));
     };
     if [username, pass, email].iter().any(|v| php_falsy(Some(v))) {
-        return reply::fail("Missing username, password or email parameter");
+        return Err(ApiError::fail(
+            "Missing username, password or email parameter",
+        ));
     }
-    if let Err(e) = check_username(username) {
-        return reply::fail(e);
+    check_username(username).map_err(ApiError::fail)?;
+    if call.state.catalog.username_exists(username).await? {
+        return Err(ApiError::fail("Username already exists"));
     }
-    if try_reply!(db(call.state.catalog.username_exists(username).await)) {
-        return reply::fail("Username already exists");
-    }
-    if let Err(e) = check_email(email) {
-        return reply::fail(e);
-    }
-    if let Err(e) = check_password(pass) {
-        return reply::fail(e);
-    }
+    check_email(email).map_err(ApiError::fail)?;
+    check_password(pass).map_err(ApiError::fail)?;
     let tz = p
         .post("timezone")
         .filter(|t| timezone::is_listed(t))
         .unwrap_or("UTC");
-    let hash = try_reply!(hash_password(call, pass.to_string()).await);
+    let hash = hash_password(call, pass.to_string()).await?;
     let new = NewUser {
         username: username.to_string(),
         email: email.to_string(),
@@ -140,19 +128,19 @@ async fn register(call: &Call<'_>) -> Response {
         admin: false,
     };
     let first_only = call.state.settings.users.registration == Registration::FirstUser;
-    match try_reply!(db(call.state.catalog.create_user(&new, first_only).await)) {
+    match call.state.catalog.create_user(&new, first_only).await? {
         Ok(user) => {
             tracing::info!(userid = user.id, username = %user.username, admin = user.admin, "user registered");
-            reply::json(json!({
+            Ok(reply::json(json!({
                 "success": true,
                 "verifyemail": false,
                 "userid": user.id,
                 "apikey_read": user.apikey_read,
                 "apikey_write": user.apikey_write,
-            }))
+            })))
         }
-        Err(CreateRefusal::UsernameTaken) => reply::fail("Username already exists"),
-        Err(CreateRefusal::NotFirstUser) => reply::json_false(),
+        Err(CreateRefusal::UsernameTaken) => Err(ApiError::fail("Username already exists")),
+        Err(CreateRefusal::NotFirstUser) => Err(ApiError::False),
     }
 }
 
@@ -185,8 +173,8 @@ async fn check_credentials(
     call: &Call<'_>,
     username: &str,
     pass: &str,
-) -> Result<Credentials, Response> {
-    let user = db(call.state.catalog.user_by_username(username).await)?;
+) -> Result<Credentials, ApiError> {
+    let user = call.state.catalog.user_by_username(username).await?;
     let stored = user.as_ref().map(|u| (u.password.clone(), u.salt.clone()));
     let pass_owned = pass.to_string();
     let (ok, upgrade) = call
@@ -207,24 +195,26 @@ async fn check_credentials(
                 (false, false)
             }
         })
-        .await
-        .map_err(|e| join_failed(&e))?;
+        .await?;
     let Some(user) = user.filter(|_| ok) else {
         return Ok(Credentials::Wrong);
     };
     if upgrade {
         let fresh = hash_password(call, pass.to_string()).await?;
-        db(call.state.catalog.set_password_hash(user.id, &fresh).await)?;
+        call.state
+            .catalog
+            .set_password_hash(user.id, &fresh)
+            .await?;
         tracing::info!(userid = user.id, "upgraded emoncms password hash to argon2");
     }
     Ok(Credentials::Valid(Box::new(user)))
 }
 
 /// Validates the form, counts the attempt (see `login_limit`) and checks the password.
-async fn guarded_credentials(call: &Call<'_>, scope: Scope) -> Result<Credentials, Response> {
+async fn guarded_credentials(call: &Call<'_>, scope: Scope) -> Result<Credentials, ApiError> {
     let p = call.params;
     let (username, pass) =
-        credentials_form(p.post("username"), p.post("password")).map_err(reply::fail)?;
+        credentials_form(p.post("username"), p.post("password")).map_err(ApiError::Fail)?;
     let limits = &call.state.settings.limits;
     let logins = &call.state.logins;
     let attempt: Attempt = logins
@@ -235,33 +225,32 @@ async fn guarded_credentials(call: &Call<'_>, scope: Scope) -> Result<Credential
             limits.login_attempts,
             window(limits.login_window_s),
         )
-        .map_err(|TooMany| reply::fail(TOO_MANY))?;
+        .map_err(|TooMany| ApiError::fail(TOO_MANY))?;
     match check_credentials(call, username, pass).await {
         Ok(Credentials::Valid(user)) => {
             logins.succeeded(&attempt);
             Ok(Credentials::Valid(user))
         }
         Ok(Credentials::Wrong) => Ok(Credentials::Wrong),
-        Err(r) => {
+        Err(e) => {
             logins.not_a_guess(&attempt);
-            Err(r)
+            Err(e)
         }
     }
 }
 
-async fn login(call: &Call<'_>) -> Response {
-    let user = match guarded_credentials(call, Scope::Login).await {
-        Ok(Credentials::Valid(u)) => u,
-        Ok(Credentials::Wrong) => return reply::fail("Incorrect username or password"),
-        Err(r) => return r,
+async fn login(call: &Call<'_>) -> ApiResult {
+    let user = match guarded_credentials(call, Scope::Login).await? {
+        Credentials::Valid(u) => u,
+        Credentials::Wrong => return Err(ApiError::fail("Incorrect username or password")),
     };
     let days = i64::from(call.state.settings.users.session_days);
-    let token = try_reply!(db(call
+    let token = call
         .state
         .catalog
         .create_session(user.id, days * 86_400)
-        .await));
-    try_reply!(db(call.state.catalog.record_login(user.id).await));
+        .await?;
+    call.state.catalog.record_login(user.id).await?;
     let remember = !php_falsy(call.params.post("rememberme"));
     let startingpage = call
         .params
@@ -280,7 +269,7 @@ async fn login(call: &Call<'_>) -> Response {
         call.state.settings.http.secure_cookie,
     );
     r.headers_mut().insert(header::SET_COOKIE, cookie);
-    r
+    Ok(r)
 }
 
 /// A referrer may replace the starting page only if it is a relative path on this server.
@@ -292,28 +281,27 @@ fn safe_referrer(r: &str) -> bool {
         && !r.contains(':')
 }
 
-async fn auth(call: &Call<'_>) -> Response {
-    match guarded_credentials(call, Scope::Auth).await {
-        Ok(Credentials::Valid(user)) => reply::json(json!({
+async fn auth(call: &Call<'_>) -> ApiResult {
+    match guarded_credentials(call, Scope::Auth).await? {
+        Credentials::Valid(user) => Ok(reply::json(json!({
             "success": true,
             "userid": user.id,
             "apikey_write": user.apikey_write,
             "apikey_read": user.apikey_read,
-        })),
-        Ok(Credentials::Wrong) => reply::fail("Incorrect authentication"),
-        Err(r) => r,
+        }))),
+        Credentials::Wrong => Err(ApiError::fail("Incorrect authentication")),
     }
 }
 
-async fn logout(call: &Call<'_>, caller: &Caller) -> Response {
+async fn logout(call: &Call<'_>, caller: &Caller) -> ApiResult {
     if let Some(token) = &caller.session_token {
-        try_reply!(db(call.state.catalog.delete_session(token).await));
+        call.state.catalog.delete_session(token).await?;
     }
     // emoncms's logout branch returns nothing, so the JSON reply is `false`.
     let mut r = reply::json_false();
     r.headers_mut()
         .insert(header::SET_COOKIE, cookies::clear_session());
-    r
+    Ok(r)
 }
 
 fn session(caller: &Caller) -> Response {
@@ -363,152 +351,120 @@ fn get(caller: &Caller) -> Response {
     }))
 }
 
-async fn set(call: &Call<'_>, caller: &Caller) -> Response {
+async fn set(call: &Call<'_>, caller: &Caller) -> ApiResult {
     const ERR: &str = "Error updating user info";
     let Some(data) = call.params.post_or_get("data") else {
-        return reply::fail(ERR);
+        return Err(ApiError::fail(ERR));
     };
     let Ok(Value::Object(map)) = serde_json::from_str::<Value>(data) else {
-        return reply::fail(ERR);
+        return Err(ApiError::fail(ERR));
     };
     let update = profile::from_json(&map);
-    try_reply!(db(call
-        .state
+    call.state
         .catalog
         .update_profile(caller.user.id, &update)
-        .await));
+        .await?;
     // Day boundaries of daily processes follow the user's time zone.
     if let Err(e) = call.state.router.reload_user(caller.user.id).await {
         tracing::error!(error = %e, "could not reload the user's settings");
     }
-    reply::ok_message("User info updated")
+    Ok(reply::ok_message("User info updated"))
 }
 
-async fn newapikey(call: &Call<'_>, caller: &Caller, kind: KeyKind) -> Response {
-    let key = try_reply!(db(call
+async fn newapikey(call: &Call<'_>, caller: &Caller, kind: KeyKind) -> ApiResult {
+    let key = call
         .state
         .catalog
         .regenerate_apikey(caller.user.id, kind)
-        .await));
+        .await?;
     tracing::info!(userid = caller.user.id, ?kind, "apikey regenerated");
     if matches!(kind, KeyKind::Write) {
         call.state.credentials_changed(caller.user.id);
     }
-    match kind {
+    Ok(match kind {
         KeyKind::Read => reply::json(json!({"success": true, "read_apikey": key})),
         KeyKind::Write => reply::json(json!({"success": true, "write_apikey": key})),
-    }
+    })
 }
 
-async fn changepassword(call: &Call<'_>, caller: &Caller) -> Response {
+async fn changepassword(call: &Call<'_>, caller: &Caller) -> ApiResult {
     let limits = &call.state.settings.limits;
     if call.state.limiter.hit(
         Key::new("changepassword", &[&client_key(call.peer)]),
         limits.password_change_attempts,
         window(limits.password_change_window_s),
     ) {
-        return reply::fail(TOO_MANY);
+        return Err(ApiError::fail(TOO_MANY));
     }
     let old = call.params.post("old").unwrap_or_default();
     let new = call.params.post("new").unwrap_or_default();
     for p in [old, new] {
-        if let Err(e) = check_password(p) {
-            return reply::fail(e);
-        }
+        check_password(p).map_err(ApiError::fail)?;
     }
     let (hash, salt, old_owned) = (
         caller.user.password.clone(),
         caller.user.salt.clone(),
         old.to_string(),
     );
-    let ok = try_reply!(
-        call.state
-            .blocking_hash(move || {
-                password::verify(
-                    &old_owned,
-                    &password::StoredPassword {
-                        hash: &hash,
-                        salt: salt.as_deref(),
-                    },
-                )
-            })
-            .await
-            .map_err(|e| join_failed(&e))
-    );
-    if !ok {
-        return reply::fail("Old password incorect");
-    }
-    let fresh = try_reply!(hash_password(call, new.to_string()).await);
-    try_reply!(db(call
+    let ok = call
         .state
+        .blocking_hash(move || {
+            password::verify(
+                &old_owned,
+                &password::StoredPassword {
+                    hash: &hash,
+                    salt: salt.as_deref(),
+                },
+            )
+        })
+        .await?;
+    if !ok {
+        return Err(ApiError::fail("Old password incorect"));
+    }
+    let fresh = hash_password(call, new.to_string()).await?;
+    call.state
         .catalog
         .set_password_hash(caller.user.id, &fresh)
-        .await));
+        .await?;
     if let Some(token) = &caller.session_token {
-        try_reply!(db(call
-            .state
+        call.state
             .catalog
             .delete_other_sessions(caller.user.id, token)
-            .await));
+            .await?;
     }
-    reply::ok_message("Password updated successfully")
+    Ok(reply::ok_message("Password updated successfully"))
 }
 
-async fn changeusername(call: &Call<'_>, caller: &Caller) -> Response {
+async fn changeusername(call: &Call<'_>, caller: &Caller) -> ApiResult {
     let name = call.params.get("username").unwrap_or_default();
-    if let Err(e) = check_username(name) {
-        return reply::fail(e);
-    }
+    check_username(name).map_err(ApiError::fail)?;
     // Any existing account counts, the caller's own included (as emoncms).
-    let taken = try_reply!(db(call.state.catalog.username_exists(name).await));
-    if taken
-        || !try_reply!(db(call
+    if call.state.catalog.username_exists(name).await?
+        || !call
             .state
             .catalog
             .set_username(caller.user.id, name)
-            .await))
+            .await?
     {
-        return reply::fail("Username already exists");
+        return Err(ApiError::fail("Username already exists"));
     }
     call.state.credentials_changed(caller.user.id);
-    reply::ok_message("Username updated")
+    Ok(reply::ok_message("Username updated"))
 }
 
-async fn changeemail(call: &Call<'_>, caller: &Caller) -> Response {
+async fn changeemail(call: &Call<'_>, caller: &Caller) -> ApiResult {
     let email = call.params.get("email").unwrap_or_default();
-    if let Err(e) = check_email(email) {
-        return reply::fail(e);
-    }
-    try_reply!(db(call
-        .state
-        .catalog
-        .set_email(caller.user.id, email)
-        .await));
-    reply::ok_message("Email updated")
+    check_email(email).map_err(ApiError::fail)?;
+    call.state.catalog.set_email(caller.user.id, email).await?;
+    Ok(reply::ok_message("Email updated"))
 }
 
 /// Hashes a new password on the bounded hashing pool.
-async fn hash_password(call: &Call<'_>, pass: String) -> Result<String, Response> {
-    match call
-        .state
+async fn hash_password(call: &Call<'_>, pass: String) -> Result<String, ApiError> {
+    call.state
         .blocking_hash(move || password::hash(&pass))
-        .await
-    {
-        Ok(Ok(h)) => Ok(h),
-        Ok(Err(e)) => Err(reply::internal(&e.into())),
-        Err(e) => Err(join_failed(&e)),
-    }
-}
-
-fn join_failed(e: &tokio::task::JoinError) -> Response {
-    tracing::error!(error = %e, "password task failed");
-    let mut r = reply::text(
-        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-        "Internal server error",
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+        .await?
+        .map_err(|e| ApiError::Internal(e.into()))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { ago, ageClass, fmtValue, fmtBytes } from '../src/js/dom.js';
 import { fmtInterval, isCumulative } from '../src/js/feedmeta.js';
 import { safeNext } from '../src/js/pages/login.js';
+import { timeFormats, tickLabels, placeLabels } from '../src/js/pages/graph/timeaxis.js';
 
 const ORIGIN = 'http://pi.local:8080';
 const next = (n) => safeNext(new URLSearchParams({ next: n }), ORIGIN);
@@ -45,4 +46,44 @@ test('values, sizes and intervals read naturally', () => {
   assert.equal(fmtInterval(86400), '1 d');
   assert.equal(fmtInterval(0), '');
   assert.ok(isCumulative('kWh') && isCumulative(' wh') && !isCumulative('W'));
+});
+
+test('graph times read in ISO order, in the zone of the account', () => {
+  const london = timeFormats({ timezone: 'Europe/London' });
+  const feb = Date.UTC(2026, 1, 12, 9, 5, 7);
+  assert.equal(london.tz, 'Europe/London');
+  assert.equal(london.long.format(feb), '2026-02-12 09:05:07');
+  assert.equal(london.short.format(feb), '2026-02-12 09:05');
+  assert.equal(london.day.format(feb), '2026-02-12');
+  assert.equal(london.month.format(feb), '2026-02');
+  // British Summer Time: an hour ahead of UTC, past midnight into the next day.
+  assert.equal(london.short.format(Date.UTC(2026, 6, 1, 23, 30)), '2026-07-02 00:30');
+  assert.equal(timeFormats({ timezone: 'UTC' }).short.format(Date.UTC(2026, 6, 1, 0, 0)), '2026-07-01 00:00');
+  assert.equal(timeFormats({ timezone: 'Not/AZone' }).tz, null);
+});
+
+test('time-axis labels: times with the date where the day changes, then dates, months, years', () => {
+  const { parts } = timeFormats({ timezone: 'Europe/London' });
+  const h = (d, hour) => Date.UTC(2026, 1, d, hour) / 1000;
+  const lines = (splits, incr) => tickLabels(splits, incr, parts).map((l) => l.lines);
+  assert.deepEqual(lines([h(12, 22), h(12, 23), h(13, 0), h(13, 1)], 3600),
+    [['22:00', '2026-02-12'], ['23:00'], ['00:00', '2026-02-13'], ['01:00']]);
+  assert.deepEqual(lines([h(12, 22) + 30], 30), [['22:00:30', '2026-02-12']]);
+  assert.deepEqual(lines([h(12, 0), h(13, 0)], 86400), [['2026-02-12'], ['2026-02-13']]);
+  assert.deepEqual(lines([h(1, 0)], 30 * 86400), [['2026-02']]);
+  assert.deepEqual(lines([Date.UTC(2026, 0, 1) / 1000], 365 * 86400), [['2026']]);
+  assert.deepEqual(lines([Date.UTC(2026, 6, 1, 23) / 1000], 3600), [['00:00', '2026-07-02']]);
+});
+
+test('time-axis labels stay inside the canvas and never overlap', () => {
+  const width = 260;
+  const placed = placeLabels(
+    [{ x: 5, w: 60 }, { x: 100, w: 60 }, { x: 195, w: 60 }, { x: 250, w: 60 }], width, 10);
+  // The first is moved right to the edge, the last would then touch its neighbour.
+  assert.deepEqual(placed.map((p) => p.left), [0, 70, 165]);
+  for (const p of placed) assert.ok(p.left >= 0 && p.left + p.w <= width, JSON.stringify(p));
+  // Alone at the right edge, a label is moved left rather than left out.
+  assert.deepEqual(placeLabels([{ x: 255, w: 60 }], width, 10).map((p) => p.left), [200]);
+  // Wider than the canvas: starts at its left edge.
+  assert.deepEqual(placeLabels([{ x: 20, w: 300 }], width, 10).map((p) => p.left), [0]);
 });

@@ -21,7 +21,8 @@ use ynni_core::catalog::FeedRow;
 use ynni_ingest::shard::{FeedAnswer, FeedOp};
 use ynni_storage::query::{self, DataRequest, Interval, QueryError, TimeFormat, TimeValue};
 
-use super::{Call, ENGINE_VIRTUAL, run};
+use super::{Call, is_virtual, run};
+use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
 /// The most ids one request may list, repeats included (each is answered with an entry of its
@@ -49,23 +50,20 @@ struct Series {
     points: Vec<(i64, Option<f64>)>,
 }
 
-pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
+pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
     let p = call.params;
     let Some(start) = p.get("start") else {
-        return reply::text(StatusCode::OK, "missing start parameter");
+        return Err(missing("start"));
     };
     let Some(end) = p.get("end") else {
-        return reply::text(StatusCode::OK, "missing end parameter");
+        return Err(missing("end"));
     };
     let (ids_text, listed) = match (p.get("ids"), p.get("id")) {
         (Some(ids), _) if !ids.trim().is_empty() => (ids, true),
         (_, Some(id)) if !id.trim().is_empty() => (id, id.contains(',')),
-        _ => return reply::fail("no ids given"),
+        _ => return Err(ApiError::fail("no ids given")),
     };
-    let ids = match parse_ids(ids_text) {
-        Ok(ids) => ids,
-        Err(message) => return reply::fail(message),
-    };
+    let ids = parse_ids(ids_text).map_err(ApiError::Fail)?;
     // Each distinct id is looked up once, however often it is listed.
     let mut rows: Vec<FeedRow> = Vec::new();
     let mut looked_up: Vec<(i64, Option<usize>)> = Vec::new();
@@ -75,14 +73,10 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
         let found = match looked_up.iter().find(|(seen, _)| *seen == id) {
             Some(&(_, found)) => found,
             None => {
-                let found = match call.state.catalog.feed_by_id(id).await {
-                    Ok(Some(row)) => {
-                        rows.push(row);
-                        Some(rows.len() - 1)
-                    }
-                    Ok(None) => None,
-                    Err(e) => return reply::internal(&e),
-                };
+                let found = call.state.catalog.feed_by_id(id).await?.map(|row| {
+                    rows.push(row);
+                    rows.len() - 1
+                });
                 looked_up.push((id, found));
                 found
             }
@@ -97,7 +91,9 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
             [one] => format!("feed {one} does not exist"),
             many => format!("{} feeds do not exist", many.len()),
         };
-        return reply::json(json!({"success": false, "message": message, "feeds": unknown}));
+        return Ok(reply::json(
+            json!({"success": false, "message": message, "feeds": unknown}),
+        ));
     }
     let tz = p
         .get("timezone")
@@ -109,12 +105,9 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
         .unwrap_or(chrono_tz::Tz::UTC);
     let (Some(start), Some(end)) = (query::parse_time(start, tz), query::parse_time(end, tz))
     else {
-        return reply::fail(QueryError::EndBeforeStart);
+        return Err(ApiError::fail(QueryError::EndBeforeStart));
     };
-    let interval = match Interval::parse(p.get("interval").or(p.get("mode"))) {
-        Ok(i) => i,
-        Err(e) => return reply::fail(e),
-    };
+    let interval = Interval::parse(p.get("interval").or(p.get("mode"))).map_err(ApiError::fail)?;
     let flags = |k: &str| -> Vec<bool> {
         p.get(k)
             .unwrap_or("")
@@ -158,13 +151,8 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
         let mut req = base.clone();
         req.average = key.average;
         req.delta = key.delta;
-        let s = match read(call, row, req).await {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
-        if let Err(message) = budget.take(s.points.len(), uses) {
-            return reply::fail(message);
-        }
+        let s = read(call, row, req).await?;
+        budget.take(s.points.len(), uses).map_err(ApiError::Fail)?;
         store.push(s);
     }
     let series: Vec<Option<&Series>> = plan
@@ -177,11 +165,11 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
         let name = ids.iter().map(i64::to_string).collect::<Vec<_>>().join("-");
         // A single feed's CSV has second timestamps unless a format is asked for.
         let single_default = !listed && p.get("timeformat").is_none();
-        return csv_reply(&name, &series, tz, single_default);
+        return Ok(csv_reply(&name, &series, tz, single_default));
     }
     let size = budget.used() * JSON_BYTES_PER_POINT + series.len() * 32 + 2;
     if !listed {
-        return match series.first().copied().flatten() {
+        return Ok(match series.first().copied().flatten() {
             Some(s) => {
                 let mut out = String::with_capacity(size);
                 write_points(&mut out, s, tz);
@@ -189,11 +177,16 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> Response {
             }
             // A feed the caller may not read gives an empty series in emoncms.
             None => reply::json(json!([])),
-        };
+        });
     }
     let mut out = String::with_capacity(size);
     write_entries(&mut out, &ids, &series, tz);
-    reply::json_text(out)
+    Ok(reply::json_text(out))
+}
+
+/// emoncms's answer to a missing `start` or `end`: plain text, status 200.
+fn missing(what: &str) -> ApiError {
+    ApiError::Text(StatusCode::OK, format!("missing {what} parameter"))
 }
 
 /// The listed ids; a part that is not a number is PHP's (int) cast of it, so a feed that does
@@ -349,8 +342,8 @@ fn write_entries(out: &mut String, ids: &[i64], series: &[Option<&Series>], tz: 
     out.push(if gaps { '}' } else { ']' });
 }
 
-async fn read(call: &Call<'_>, row: &FeedRow, req: DataRequest) -> Result<Series, Response> {
-    let op = if row.engine == i64::from(ENGINE_VIRTUAL) {
+async fn read(call: &Call<'_>, row: &FeedRow, req: DataRequest) -> Result<Series, ApiError> {
+    let op = if is_virtual(row) {
         FeedOp::Virtual {
             userid: row.userid,
             list: row.process_list.clone(),

@@ -2,16 +2,16 @@
 //! (ids, engine, size and public as strings; time and value as numbers or null).
 
 use axum::http::StatusCode;
-use axum::response::Response;
 use serde_json::{Map, Value, json};
 use ynni_core::catalog::FeedRow;
 
 use super::{Call, last, meta, readable};
+use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
 /// `feed/list`: the caller's feeds, or with `userid=N` the public feeds of user N. `meta=1`
 /// (and `listwithmeta`) adds each feed's engine meta data.
-pub(super) async fn list(call: &Call<'_>, with_meta: bool) -> Response {
+pub(super) async fn list(call: &Call<'_>, with_meta: bool) -> ApiResult {
     let with_meta = with_meta || call.params.get("meta").is_some_and(|m| m.trim() == "1");
     let public_of = call
         .params
@@ -20,38 +20,25 @@ pub(super) async fn list(call: &Call<'_>, with_meta: bool) -> Response {
     let rows = match (public_of, call.caller) {
         (Some(userid), _) => call.state.catalog.public_feeds(userid).await,
         (None, Some(caller)) => call.state.catalog.feeds_for_user(caller.user.id).await,
-        (None, None) => return reply::json_false(),
-    };
-    let rows = match rows {
-        Ok(r) => r,
-        Err(e) => return reply::internal(&e),
-    };
+        (None, None) => return Err(ApiError::False),
+    }?;
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
-        let mut feed = match hash(call, row).await {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
-        if with_meta {
-            match meta(call, row).await {
-                Ok(Value::Object(m)) => {
-                    for key in ["start_time", "end_time", "interval", "npoints"] {
-                        if let Some(v) = m.get(key) {
-                            feed.insert(key.to_string(), v.clone());
-                        }
-                    }
+        let mut feed = hash(call, row).await?;
+        if with_meta && let Value::Object(m) = meta(call, row).await? {
+            for key in ["start_time", "end_time", "interval", "npoints"] {
+                if let Some(v) = m.get(key) {
+                    feed.insert(key.to_string(), v.clone());
                 }
-                Ok(_) => {}
-                Err(r) => return r,
             }
         }
         out.push(Value::Object(feed));
     }
-    reply::json(Value::Array(out))
+    Ok(reply::json(Value::Array(out)))
 }
 
 /// emoncms's feed hash plus its last update.
-async fn hash(call: &Call<'_>, row: &FeedRow) -> Result<Map<String, Value>, Response> {
+async fn hash(call: &Call<'_>, row: &FeedRow) -> Result<Map<String, Value>, ApiError> {
     let (time, value) = match last(call, row).await? {
         Some((t, v)) => (json!(t), reply::number(v)),
         None => (Value::Null, Value::Null),
@@ -75,49 +62,37 @@ async fn hash(call: &Call<'_>, row: &FeedRow) -> Result<Map<String, Value>, Resp
 }
 
 /// `feed/aget`: one feed's hash.
-pub(super) async fn aget(call: &Call<'_>) -> Response {
-    let row = match readable(call, call.params.get("id")).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    match hash(call, &row).await {
-        Ok(h) => reply::json(Value::Object(h)),
-        Err(r) => r,
-    }
+pub(super) async fn aget(call: &Call<'_>) -> ApiResult {
+    let row = readable(call, call.params.get("id")).await?;
+    Ok(reply::json(Value::Object(hash(call, &row).await?)))
 }
 
 /// `feed/get&field=`: one field of the hash; `false` for a field it does not have.
-pub(super) async fn get(call: &Call<'_>) -> Response {
-    let row = match readable(call, call.params.get("id")).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+pub(super) async fn get(call: &Call<'_>) -> ApiResult {
+    let row = readable(call, call.params.get("id")).await?;
     let Some(field) = call.params.get("field") else {
-        return reply::fail("Missing field parameter");
+        return Err(ApiError::fail("Missing field parameter"));
     };
-    match hash(call, &row).await {
-        Ok(h) => reply::json(h.get(field.trim()).cloned().unwrap_or(Value::Bool(false))),
-        Err(r) => r,
-    }
+    let h = hash(call, &row).await?;
+    Ok(reply::json(
+        h.get(field.trim()).cloned().unwrap_or(Value::Bool(false)),
+    ))
 }
 
 /// `feed/getid&name=[&tag=]`: the id as plain text, empty when there is no such feed.
-pub(super) async fn getid(call: &Call<'_>) -> Response {
+pub(super) async fn getid(call: &Call<'_>) -> ApiResult {
     let Some(caller) = call.caller else {
-        return reply::json_false();
+        return Err(ApiError::False);
     };
     let name = call.params.get("name").unwrap_or("");
     let tag = call.params.get("tag");
-    match call
+    let id = call
         .state
         .catalog
         .feed_id_by_name(caller.user.id, name, tag)
-        .await
-    {
-        Ok(id) => reply::text(
-            StatusCode::OK,
-            id.map(|i| i.to_string()).unwrap_or_default(),
-        ),
-        Err(e) => reply::internal(&e),
-    }
+        .await?;
+    Ok(reply::text(
+        StatusCode::OK,
+        id.map(|i| i.to_string()).unwrap_or_default(),
+    ))
 }

@@ -2,30 +2,24 @@
 //! feeds. emoncms treats the three alike; so does ynni. The answer is sent once the points are
 //! durable in the shard's WAL.
 
-use axum::response::Response;
 use serde_json::{Value, json};
 use ynni_ingest::batch::{MAX_VALUES_PER_REQUEST, finite};
 use ynni_ingest::decode::numbers::php_float_cast;
 use ynni_ingest::shard::{FeedOp, FeedWrite};
 
-use super::{Call, ENGINE_VIRTUAL, changeable, run};
+use super::{Call, changeable, is_virtual, run};
+use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
-pub(super) async fn insert(call: &Call<'_>) -> Response {
-    let row = match changeable(call).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    if row.engine == i64::from(ENGINE_VIRTUAL) {
-        return reply::fail("A virtual feed holds no data");
+pub(super) async fn insert(call: &Call<'_>) -> ApiResult {
+    let row = changeable(call).await?;
+    if is_virtual(&row) {
+        return Err(ApiError::fail("A virtual feed holds no data"));
     }
     let p = call.params;
     let now = chrono::Utc::now().timestamp();
     let (points, single) = if let Some(data) = p.get_or_post("data") {
-        match parse_data(data) {
-            Ok(points) => (points, false),
-            Err(message) => return reply::fail(message),
-        }
+        (parse_data(data).map_err(ApiError::fail)?, false)
     } else if let Some(value) = p.get("value") {
         let time = p
             .get("time")
@@ -34,7 +28,7 @@ pub(super) async fn insert(call: &Call<'_>) -> Response {
             .unwrap_or(now);
         (vec![(time, finite(Some(php_float_cast(value))))], true)
     } else {
-        return reply::fail("missing data parameter");
+        return Err(ApiError::fail("missing data parameter"));
     };
     let stored = points.last().and_then(|p| p.1);
     let write = FeedWrite {
@@ -47,14 +41,12 @@ pub(super) async fn insert(call: &Call<'_>) -> Response {
         userid: row.userid,
         write,
     };
-    if let Err(r) = run(call, &row, op).await {
-        return r;
-    }
-    if single {
+    run(call, &row, op).await?;
+    Ok(if single {
         reply::json(reply::number(stored))
     } else {
         reply::json(json!({"success": true}))
-    }
+    })
 }
 
 /// The answer to a `data` list longer than [`MAX_VALUES_PER_REQUEST`], the per-request limit

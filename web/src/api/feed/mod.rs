@@ -1,27 +1,34 @@
-//! The feed API: `create`, `value`, `timevalue`, `fetch`, `getmeta`, sizes, `set`, `delete`,
-//! `clear` and virtual feeds' process lists here; listing (`describe`), reading (`data`),
-//! writing (`insert`) and bulk transfer (`transfer`) in their modules. Feed operations run on
-//! the shard worker that owns the feed's user.
+//! The feed API: `create`, `value`, `timevalue`, `fetch`, `getmeta`, sizes, `delete` and
+//! `clear` here; listing (`describe`), reading (`data`), writing (`insert`), bulk transfer
+//! (`transfer`), `set` (`fields`) and virtual feeds' process lists (`process_list`) in their
+//! modules. Feed operations run on the shard worker that owns the feed's user.
 
-use axum::response::Response;
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use ynni_core::catalog::FeedRow;
-use ynni_ingest::shard::{FeedAnswer, FeedMeta, FeedOp, IngestError};
-use ynni_storage::{ENGINE_FIXED, ENGINE_VARIABLE};
+use ynni_ingest::shard::{FeedAnswer, FeedMeta, FeedOp};
+use ynni_storage::Engine;
 
-/// emoncms's engine id of virtual feeds.
-const ENGINE_VIRTUAL: u8 = 7;
-/// emoncms's MySQL engine (hidden in its UI, still accepted by its API): ynni keeps such a
-/// feed's (time, value) rows in a variable-interval file, which holds the same data.
-const ENGINE_MYSQL: u8 = 0;
+use super::Call;
+use crate::error::{ApiError, ApiResult};
+use crate::reply;
 
-/// The file format that stores a feed of emoncms engine `engine`.
-fn storage_engine(engine: u8) -> u8 {
-    if engine == ENGINE_MYSQL {
-        ENGINE_VARIABLE
-    } else {
-        engine
-    }
+mod data;
+mod describe;
+mod fields;
+mod insert;
+mod process_list;
+mod transfer;
+
+/// The feed's engine; `None` for an id ynni does not support (a catalog imported from emoncms
+/// may hold one).
+fn engine(row: &FeedRow) -> Option<Engine> {
+    Engine::from_id(row.engine)
+}
+
+/// A virtual feed has no data of its own: its values are computed from its process list.
+fn is_virtual(row: &FeedRow) -> bool {
+    engine(row) == Some(Engine::Virtual)
 }
 
 /// Characters emoncms accepts in a new feed's name and tag: letters, digits, `_`, `-`, `:` and
@@ -30,15 +37,7 @@ fn create_char(c: char) -> bool {
     c.is_alphanumeric() || c.is_whitespace() || matches!(c, '_' | '-' | ':')
 }
 
-use super::Call;
-use crate::reply;
-
-mod data;
-mod describe;
-mod insert;
-mod transfer;
-
-pub async fn handle(call: &Call<'_>) -> Response {
+pub async fn handle(call: &Call<'_>) -> ApiResult {
     match call.route.action.as_str() {
         "create" => create(call).await,
         "list" => describe::list(call, false).await,
@@ -65,12 +64,12 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "timevalue" => timevalue(call).await,
         "fetch" => fetch(call).await,
         "getmeta" => getmeta(call).await,
-        "set" => set(call).await,
+        "set" => fields::set(call).await,
         "delete" => delete(call).await,
         "clear" => clear(call).await,
         "insert" | "post" | "update" => insert::insert(call).await,
         "getfeedsize" => getfeedsize(call).await,
-        "set-multiple" => set_multiple(call).await,
+        "set-multiple" => fields::set_multiple(call).await,
         "trim" => transfer::trim(call).await,
         "export" => transfer::export(call).await,
         "upload" => transfer::upload(call).await,
@@ -78,61 +77,47 @@ pub async fn handle(call: &Call<'_>) -> Response {
         "updatesize" => updatesize(call).await,
         "buffersize" => buffersize(call),
         "process" => match call.route.subaction.as_str() {
-            "get" => process_get(call).await,
-            "set" => process_set(call).await,
-            _ => reply::json_false(),
+            "get" => process_list::get(call).await,
+            "set" => process_list::set(call).await,
+            _ => Err(ApiError::False),
         },
-        "" => reply::route_not_found(true),
-        other => reply::not_implemented(&format!("feed/{other}")),
+        "" => Err(ApiError::RouteNotFound { json: true }),
+        other => Err(ApiError::not_implemented(format!("feed/{other}"))),
     }
 }
 
-fn ingest_failure(e: &IngestError) -> Response {
-    match e {
-        IngestError::Query(q) => reply::fail(q),
-        e => reply::ingest_error(e),
-    }
-}
-
-/// Feed names and tags keep letters, digits, `_ - : .` and spaces (emoncms's filter).
-fn clean(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_alphanumeric() || c.is_whitespace() || matches!(c, '_' | '-' | ':' | '.'))
-        .collect()
-}
-
-async fn create(call: &Call<'_>) -> Response {
+async fn create(call: &Call<'_>) -> ApiResult {
     let Some(caller) = call.caller.filter(|c| c.write) else {
         // emoncms's answer without write access (its create falls into the single-feed branch).
-        return reply::fail("Feed does not exist");
+        return Err(ApiError::fail("Feed does not exist"));
     };
     let p = call.params;
     let name = p.get("name").unwrap_or("");
     if !name.chars().all(create_char) {
-        return reply::fail("invalid characters in feed name");
+        return Err(ApiError::fail("invalid characters in feed name"));
     }
     let tag = p.get("tag").unwrap_or("");
     if !tag.chars().all(create_char) {
-        return reply::fail("invalid characters in feed tag");
+        return Err(ApiError::fail("invalid characters in feed tag"));
     }
-    match call
+    let taken = call
         .state
         .catalog
         .feed_id_by_name(caller.user.id, name, Some(tag))
-        .await
-    {
-        Ok(Some(_)) => return reply::fail("feed already exists"),
-        Ok(None) => {}
-        Err(e) => return reply::internal(&e),
+        .await?;
+    if taken.is_some() {
+        return Err(ApiError::fail("feed already exists"));
     }
     let engine_text = p.get("engine").unwrap_or("").trim();
-    let engine = engine_text.parse::<u8>().ok();
-    let Some(engine) = engine
-        .filter(|e| [ENGINE_MYSQL, ENGINE_FIXED, ENGINE_VARIABLE, ENGINE_VIRTUAL].contains(e))
+    // emoncms's engine ids are small unsigned numbers: `-0` or `300` names no engine.
+    let Some(engine) = engine_text
+        .parse::<u8>()
+        .ok()
+        .and_then(|e| Engine::from_id(i64::from(e)))
     else {
-        return reply::fail(format!(
+        return Err(ApiError::fail(format!(
             "ABORTED: Engine id {engine_text} is not supported."
-        ));
+        )));
     };
     let interval = p
         .get("options")
@@ -149,76 +134,79 @@ async fn create(call: &Call<'_>) -> Response {
         .filter(|c| !c.is_control())
         .take(10)
         .collect::<String>();
-    let id = match call
+    let id = call
         .state
         .catalog
-        .create_feed(caller.user.id, name, tag, i64::from(engine), &unit)
-        .await
-    {
-        Ok(id) => id,
-        Err(e) => return reply::internal(&e),
-    };
-    if engine == ENGINE_VIRTUAL {
+        .create_feed(caller.user.id, name, tag, i64::from(engine.id()), &unit)
+        .await?;
+    let Some(storage) = engine.storage() else {
         // A virtual feed has no files: its values are computed when read.
-        return reply::json(json!({"success": true, "feedid": id, "result": true}));
-    }
+        return Ok(reply::json(
+            json!({"success": true, "feedid": id, "result": true}),
+        ));
+    };
     let op = FeedOp::Create {
         id: id as u32,
-        engine: storage_engine(engine),
+        engine: storage.engine().id(),
         interval,
     };
-    match call.state.router.feed(caller.user.id, op).await {
-        Ok(_) => {
-            // The worker must know the new feed before a process list may write to it.
-            if let Err(e) = call.state.router.reload_user(caller.user.id).await {
-                tracing::error!(error = %e, "could not reload the user's feeds");
-            }
-            call.state.announce(caller.user.id);
-            reply::json(json!({"success": true, "feedid": id, "result": true}))
-        }
-        Err(e) => {
-            let _ = call.state.catalog.delete_feed_row(id).await;
-            ingest_failure(&e)
-        }
+    if let Err(e) = call.state.router.feed(caller.user.id, op).await {
+        let _ = call.state.catalog.delete_feed_row(id).await;
+        return Err(e.into());
     }
+    // The worker must know the new feed before a process list may write to it.
+    if let Err(e) = call.state.router.reload_user(caller.user.id).await {
+        tracing::error!(error = %e, "could not reload the user's feeds");
+    }
+    call.state.announce(caller.user.id);
+    Ok(reply::json(
+        json!({"success": true, "feedid": id, "result": true}),
+    ))
 }
 
 /// The feed with `id`, whoever owns it, or emoncms's `Feed does not exist`.
-async fn existing(call: &Call<'_>, id: Option<&str>) -> Result<FeedRow, Response> {
+async fn existing(call: &Call<'_>, id: Option<&str>) -> Result<FeedRow, ApiError> {
     let row = match id.and_then(|i| i.trim().parse::<i64>().ok()) {
-        Some(id) => call
-            .state
-            .catalog
-            .feed_by_id(id)
-            .await
-            .map_err(|e| reply::internal(&e))?,
+        Some(id) => call.state.catalog.feed_by_id(id).await?,
         None => None,
     };
-    row.ok_or_else(|| reply::fail("Feed does not exist"))
+    row.ok_or_else(|| ApiError::fail("Feed does not exist"))
 }
 
 /// The feed with `id` if the caller may read it (theirs, or public).
-async fn readable(call: &Call<'_>, id: Option<&str>) -> Result<FeedRow, Response> {
+async fn readable(call: &Call<'_>, id: Option<&str>) -> Result<FeedRow, ApiError> {
     let row = existing(call, id).await?;
     let mine = call.caller.is_some_and(|c| c.user.id == row.userid);
     if mine || row.public {
         Ok(row)
     } else {
         // emoncms answers a feed the caller may not read as an unknown route.
-        Err(reply::route_not_found(true))
+        Err(ApiError::RouteNotFound { json: true })
     }
 }
 
-async fn run(call: &Call<'_>, row: &FeedRow, op: FeedOp) -> Result<FeedAnswer, Response> {
-    call.state
-        .router
-        .feed(row.userid, op)
-        .await
-        .map_err(|e| ingest_failure(&e))
+/// The caller's feed for a change, or emoncms's answers: `Feed does not exist` for an unknown
+/// id, 406 for a feed the caller may not change.
+async fn changeable(call: &Call<'_>) -> Result<FeedRow, ApiError> {
+    let row = existing(call, call.params.get("id")).await?;
+    if call
+        .caller
+        .is_some_and(|c| c.write && c.user.id == row.userid)
+    {
+        Ok(row)
+    } else {
+        Err(ApiError::RouteNotFound { json: true })
+    }
 }
 
-async fn last(call: &Call<'_>, row: &FeedRow) -> Result<Option<(i64, Option<f64>)>, Response> {
-    if row.engine == i64::from(ENGINE_VIRTUAL) {
+/// Runs `op` on the worker owning the feed; a query the engine refuses is answered with its
+/// message (see `From<IngestError> for ApiError`).
+async fn run(call: &Call<'_>, row: &FeedRow, op: FeedOp) -> Result<FeedAnswer, ApiError> {
+    Ok(call.state.router.feed(row.userid, op).await?)
+}
+
+async fn last(call: &Call<'_>, row: &FeedRow) -> Result<Option<(i64, Option<f64>)>, ApiError> {
+    if is_virtual(row) {
         return Ok(None);
     }
     match run(call, row, FeedOp::Last { id: row.id as u32 }).await? {
@@ -227,96 +215,78 @@ async fn last(call: &Call<'_>, row: &FeedRow) -> Result<Option<(i64, Option<f64>
     }
 }
 
-async fn value(call: &Call<'_>) -> Response {
-    let row = match readable(call, call.params.get("id")).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+async fn value(call: &Call<'_>) -> ApiResult {
+    let row = readable(call, call.params.get("id")).await?;
     let time = call
         .params
         .get("time")
         .and_then(|t| t.trim().parse::<f64>().ok());
-    if row.engine == i64::from(ENGINE_VIRTUAL) {
-        return reply::not_implemented("feed/value of a virtual feed (use feed/data)");
+    if is_virtual(&row) {
+        return Err(ApiError::not_implemented(
+            "feed/value of a virtual feed (use feed/data)",
+        ));
     }
     let v = match time {
-        Some(t) => match run(
-            call,
-            &row,
-            FeedOp::ValueAt {
+        Some(t) => {
+            let op = FeedOp::ValueAt {
                 id: row.id as u32,
                 time: t as i64,
-            },
-        )
-        .await
-        {
-            Ok(FeedAnswer::Value(v)) => v,
-            Ok(_) => None,
-            Err(r) => return r,
-        },
-        None => match last(call, &row).await {
-            Ok(l) => l.and_then(|l| l.1),
-            Err(r) => return r,
-        },
+            };
+            match run(call, &row, op).await? {
+                FeedAnswer::Value(v) => v,
+                _ => None,
+            }
+        }
+        None => last(call, &row).await?.and_then(|l| l.1),
     };
-    reply::json(reply::number(v))
+    Ok(reply::json(reply::number(v)))
 }
 
 /// `feed/fetch?ids=1,2,3`: the last value of each feed, in order; `false` for a feed that does
 /// not exist or that the caller may not read, `null` for one with no value yet.
-async fn fetch(call: &Call<'_>) -> Response {
+async fn fetch(call: &Call<'_>) -> ApiResult {
     let ids = call.params.get("ids").unwrap_or("");
     // The same bound as feed/data: each id costs a catalog look-up and a feed read.
     let count = ids.bytes().filter(|&b| b == b',').count() + 1;
     if count > data::MAX_IDS {
-        return reply::fail(format!(
+        return Err(ApiError::fail(format!(
             "too many feeds requested ({count}), at most {} per request",
             data::MAX_IDS
-        ));
+        )));
     }
     let mut out = Vec::new();
     for id in ids.split(',') {
         let row = match readable(call, Some(id)).await {
             Ok(row) => row,
-            Err(_) => {
+            Err(e) => {
+                // Rendered only so that a catalog failure is logged as everywhere else; the
+                // feed still reads as `false`.
+                drop(e.into_response());
                 out.push(Value::Bool(false));
                 continue;
             }
         };
-        match last(call, &row).await {
-            Ok(l) => out.push(reply::number(l.and_then(|l| l.1))),
-            Err(r) => return r,
-        }
+        out.push(reply::number(last(call, &row).await?.and_then(|l| l.1)));
     }
-    reply::json(Value::Array(out))
+    Ok(reply::json(Value::Array(out)))
 }
 
-async fn timevalue(call: &Call<'_>) -> Response {
-    let row = match readable(call, call.params.get("id")).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    match last(call, &row).await {
-        Ok(Some((t, v))) => reply::json(json!({"time": t, "value": reply::number(v)})),
-        Ok(None) => reply::json(json!({"time": null, "value": null})),
-        Err(r) => r,
-    }
+async fn timevalue(call: &Call<'_>) -> ApiResult {
+    let row = readable(call, call.params.get("id")).await?;
+    Ok(match last(call, &row).await? {
+        Some((t, v)) => reply::json(json!({"time": t, "value": reply::number(v)})),
+        None => reply::json(json!({"time": null, "value": null})),
+    })
 }
 
-async fn getmeta(call: &Call<'_>) -> Response {
-    let row = match readable(call, call.params.get("id")).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    match meta(call, &row).await {
-        Ok(m) => reply::json(m),
-        Err(r) => r,
-    }
+async fn getmeta(call: &Call<'_>) -> ApiResult {
+    let row = readable(call, call.params.get("id")).await?;
+    Ok(reply::json(meta(call, &row).await?))
 }
 
 /// The engine's meta data as emoncms's `getmeta` reports it (`false` for a virtual feed).
-async fn meta(call: &Call<'_>, row: &FeedRow) -> Result<Value, Response> {
-    if row.engine == i64::from(ENGINE_VIRTUAL) {
+async fn meta(call: &Call<'_>, row: &FeedRow) -> Result<Value, ApiError> {
+    if is_virtual(row) {
         return Ok(Value::Bool(false));
     }
     Ok(
@@ -333,7 +303,7 @@ async fn meta(call: &Call<'_>, row: &FeedRow) -> Result<Value, Response> {
                     reply::number(Some(
                         f64::from(m.end_time - m.start_time) / (m.npoints - 1) as f64,
                     ))
-                } else if row.engine == i64::from(ENGINE_MYSQL) {
+                } else if engine(row) == Some(Engine::Mysql) {
                     // emoncms's MySQL engine reports 0 where PHPTimeSeries reports 1.
                     json!(0)
                 } else {
@@ -357,269 +327,33 @@ async fn meta(call: &Call<'_>, row: &FeedRow) -> Result<Value, Response> {
     )
 }
 
-/// The caller's own feed named by `id` (for changes).
-async fn own_feed(call: &Call<'_>) -> Result<Option<FeedRow>, Response> {
-    let Some(caller) = call.caller.filter(|c| c.write) else {
-        return Ok(None);
-    };
-    let Some(id) = call
-        .params
-        .get("id")
-        .and_then(|i| i.trim().parse::<i64>().ok())
-    else {
-        return Ok(None);
-    };
-    match call.state.catalog.feed_by_id(id).await {
-        Ok(row) => Ok(row.filter(|r| r.userid == caller.user.id)),
-        Err(e) => Err(reply::internal(&e)),
+async fn delete(call: &Call<'_>) -> ApiResult {
+    let row = changeable(call).await?;
+    if !is_virtual(&row) {
+        run(call, &row, FeedOp::Delete { id: row.id as u32 }).await?;
     }
-}
-
-/// `feed/process/get`: a virtual feed's stored list.
-async fn process_get(call: &Call<'_>) -> Response {
-    match own_feed(call).await {
-        Ok(Some(row)) => reply::json(json!(row.process_list)),
-        Ok(None) => reply::json_false(),
-        Err(r) => r,
-    }
-}
-
-/// `feed/process/set`: a virtual feed's list, validated for the virtual-feed context.
-async fn process_set(call: &Call<'_>) -> Response {
-    let row = match own_feed(call).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return reply::json_false(),
-        Err(r) => return r,
-    };
-    if row.engine != i64::from(ENGINE_VIRTUAL) {
-        return reply::fail("Only virtual feeds have a process list in ynni");
-    }
-    let feeds = match call.state.catalog.feeds_for_user(row.userid).await {
-        Ok(f) => f,
-        Err(e) => return reply::internal(&e),
-    };
-    let owned = OwnedFeeds(
-        feeds
-            .iter()
-            .filter(|f| f.id != row.id)
-            .map(|f| f.id.to_string())
-            .collect(),
-    );
-    let list = call.params.post("processlist").unwrap_or("");
-    let encoded = match ynni_ingest::process::list::from_json(
-        list,
-        ynni_ingest::process::Context::VirtualFeed,
-        &owned,
-    ) {
-        Ok(e) => e,
-        Err(e) => return reply::fail(e),
-    };
-    if let Err(e) = call
-        .state
-        .catalog
-        .set_feed_process_list(row.id, &encoded)
-        .await
-    {
-        return reply::internal(&e);
-    }
-    reply::json(
-        json!({"success": true, "message": "Feed processlist updated", "encoded_processlist": encoded}),
-    )
-}
-
-/// A virtual feed may read the owner's other feeds (never itself) and no inputs.
-struct OwnedFeeds(std::collections::HashSet<String>);
-
-impl ynni_ingest::process::list::Ownership for OwnedFeeds {
-    fn owns_feed(&self, id: &str) -> bool {
-        self.0.contains(id.trim())
-    }
-    fn owns_input(&self, _id: &str) -> bool {
-        false
-    }
-}
-
-/// The caller's feed for a change, or emoncms's answers: `Feed does not exist` for an unknown
-/// id, 406 for a feed the caller may not change.
-async fn changeable(call: &Call<'_>) -> Result<FeedRow, Response> {
-    let row = existing(call, call.params.get("id")).await?;
-    if call
-        .caller
-        .is_some_and(|c| c.write && c.user.id == row.userid)
-    {
-        Ok(row)
-    } else {
-        Err(reply::route_not_found(true))
-    }
-}
-
-/// `feed/set`: `fields={"name":…,"tag":…,"public":1,"unit":…}`.
-async fn set(call: &Call<'_>) -> Response {
-    let row = match changeable(call).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let fields = call.params.json_object("fields").unwrap_or_default();
-    match update_fields(call, &row, &fields).await {
-        Ok(Ok(())) => {
-            call.state.announce(row.userid);
-            reply::json(
-                json!({"success": true, "message": "Field updated", "feedid": row.id, "fields": Value::Object(fields)}),
-            )
-        }
-        Ok(Err(message)) => reply::fail(message),
-        Err(r) => r,
-    }
-}
-
-/// `feed/set-multiple` with POST `feeds=[{"id":1,"name":…},…]`: `feed/set` for each.
-async fn set_multiple(call: &Call<'_>) -> Response {
-    let Some(caller) = call.caller.filter(|c| c.write) else {
-        return reply::route_not_found(true);
-    };
-    let Some(items) = call
-        .params
-        .post_or_get("feeds")
-        .and_then(|t| serde_json::from_str::<Value>(t).ok())
-        .and_then(|v| v.as_array().cloned())
-    else {
-        return reply::fail("Invalid feeds parameter");
-    };
-    let mut results = serde_json::Map::new();
-    let mut any = false;
-    for item in &items {
-        let Some(mut fields) = item.as_object().cloned() else {
-            continue;
-        };
-        let id = fields.remove("id").and_then(|i| {
-            i.as_i64()
-                .or_else(|| i.as_str().and_then(|s| s.trim().parse().ok()))
-        });
-        let row = match id {
-            Some(id) => match call.state.catalog.feed_by_id(id).await {
-                Ok(r) => r.filter(|r| r.userid == caller.user.id),
-                Err(e) => return reply::internal(&e),
-            },
-            None => None,
-        };
-        let key = id.map_or_else(String::new, |i| i.to_string());
-        let Some(row) = row else {
-            results.insert(
-                key,
-                json!({"success": false, "message": "Feed does not exist"}),
-            );
-            continue;
-        };
-        let outcome = match update_fields(call, &row, &fields).await {
-            Ok(Ok(())) => json!({"success": true, "message": "Field updated"}),
-            Ok(Err(message)) => json!({"success": false, "message": message}),
-            Err(r) => return r,
-        };
-        any |= outcome["success"] == true;
-        results.insert(key, outcome);
-    }
-    reply::json(json!({"success": any, "results": Value::Object(results)}))
-}
-
-/// Applies `fields` (name, tag, public, unit) to a feed; the inner error is emoncms's message.
-async fn update_fields(
-    call: &Call<'_>,
-    row: &FeedRow,
-    fields: &serde_json::Map<String, Value>,
-) -> Result<Result<(), &'static str>, Response> {
-    if fields.is_empty()
-        || fields
-            .keys()
-            .any(|k| !["name", "tag", "public", "unit"].contains(&k.as_str()))
-    {
-        return Ok(Err("Field could not be updated"));
-    }
-    let text = |k: &str| {
-        fields
-            .get(k)
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-    };
-    let name = text("name").map(|n| clean(n.trim()));
-    let tag = text("tag");
-    if tag.as_deref().is_some_and(|t| !t.chars().all(create_char)) {
-        return Ok(Err("invalid characters in feed tag"));
-    }
-    let unit = text("unit");
-    if let Some(u) = &unit {
-        if u.chars()
-            .any(|c| matches!(c, '<' | '>' | '&' | '"' | '\'') || c.is_control())
-        {
-            return Ok(Err("invalid characters in feed unit"));
-        }
-        if u.chars().count() > 10 {
-            return Ok(Err("feed unit too long"));
-        }
-    }
-    let public = fields.get("public").map(|v| match v {
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
-        Value::String(s) => s != "0" && !s.is_empty(),
-        _ => false,
-    });
-    match call
-        .state
-        .catalog
-        .update_feed_fields(
-            row.id,
-            name.as_deref(),
-            tag.as_deref(),
-            public,
-            unit.as_deref(),
-        )
-        .await
-    {
-        Ok(true) => Ok(Ok(())),
-        Ok(false) => Ok(Err("fields tag:name must be unique")),
-        Err(e) => Err(reply::internal(&e)),
-    }
-}
-
-async fn delete(call: &Call<'_>) -> Response {
-    let row = match changeable(call).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    if row.engine != i64::from(ENGINE_VIRTUAL)
-        && let Err(r) = run(call, &row, FeedOp::Delete { id: row.id as u32 }).await
-    {
-        return r;
-    }
-    if let Err(e) = call.state.catalog.delete_feed_row(row.id).await {
-        return reply::internal(&e);
-    }
+    call.state.catalog.delete_feed_row(row.id).await?;
     if let Err(e) = call.state.router.reload_user(row.userid).await {
         tracing::error!(error = %e, "could not reload the user's feeds");
     }
     call.state.announce(row.userid);
-    reply::ok_message("Feed removed successfully.")
+    Ok(reply::ok_message("Feed removed successfully."))
 }
 
-async fn clear(call: &Call<'_>) -> Response {
-    let row = match changeable(call).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    if row.engine == i64::from(ENGINE_VIRTUAL) {
-        return reply::fail("A virtual feed holds no data");
+async fn clear(call: &Call<'_>) -> ApiResult {
+    let row = changeable(call).await?;
+    if is_virtual(&row) {
+        return Err(ApiError::fail("A virtual feed holds no data"));
     }
-    if let Err(r) = run(call, &row, FeedOp::Clear { id: row.id as u32 }).await {
-        return r;
-    }
-    if let Err(r) = refresh_size(call, &row).await {
-        return r;
-    }
-    reply::ok_message("Feed cleared successfully")
+    run(call, &row, FeedOp::Clear { id: row.id as u32 }).await?;
+    refresh_size(call, &row).await?;
+    Ok(reply::ok_message("Feed cleared successfully"))
 }
 
 /// Bytes the feed's files hold: PHPFina's 16-byte meta plus 4 per slot, PHPTimeSeries's 9 per
 /// point; a virtual feed has none.
-async fn size_on_disk(call: &Call<'_>, row: &FeedRow) -> Result<i64, Response> {
-    if row.engine == i64::from(ENGINE_VIRTUAL) {
+async fn size_on_disk(call: &Call<'_>, row: &FeedRow) -> Result<i64, ApiError> {
+    if is_virtual(row) {
         return Ok(0);
     }
     Ok(
@@ -636,53 +370,37 @@ async fn size_on_disk(call: &Call<'_>, row: &FeedRow) -> Result<i64, Response> {
 }
 
 /// Stores the feed's current size (what `feed/list` reports until the next refresh).
-async fn refresh_size(call: &Call<'_>, row: &FeedRow) -> Result<i64, Response> {
+async fn refresh_size(call: &Call<'_>, row: &FeedRow) -> Result<i64, ApiError> {
     let size = size_on_disk(call, row).await?;
-    call.state
-        .catalog
-        .set_feed_size(row.id, size)
-        .await
-        .map_err(|e| reply::internal(&e))?;
+    call.state.catalog.set_feed_size(row.id, size).await?;
     Ok(size)
 }
 
 /// `feed/getfeedsize`: the size now, in bytes.
-async fn getfeedsize(call: &Call<'_>) -> Response {
-    let row = match readable(call, call.params.get("id")).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    match size_on_disk(call, &row).await {
-        Ok(size) => reply::json(json!(size)),
-        Err(r) => r,
-    }
+async fn getfeedsize(call: &Call<'_>) -> ApiResult {
+    let row = readable(call, call.params.get("id")).await?;
+    Ok(reply::json(json!(size_on_disk(call, &row).await?)))
 }
 
 /// `feed/updatesize`: refreshes every feed's stored size; answers the total.
-async fn updatesize(call: &Call<'_>) -> Response {
+async fn updatesize(call: &Call<'_>) -> ApiResult {
     let Some(caller) = call.caller.filter(|c| c.write) else {
-        return reply::route_not_found(true);
+        return Err(ApiError::RouteNotFound { json: true });
     };
-    let rows = match call.state.catalog.feeds_for_user(caller.user.id).await {
-        Ok(r) => r,
-        Err(e) => return reply::internal(&e),
-    };
+    let rows = call.state.catalog.feeds_for_user(caller.user.id).await?;
     let mut total = 0;
     for row in &rows {
-        match refresh_size(call, row).await {
-            Ok(size) => total += size,
-            Err(r) => return r,
-        }
+        total += refresh_size(call, row).await?;
     }
-    reply::json(json!(total))
+    Ok(reply::json(json!(total)))
 }
 
 /// `feed/buffersize`: emoncms counts points waiting in its Redis write buffer. ynni writes
 /// every acknowledged point through its WAL straight to the feed, so none are waiting.
-fn buffersize(call: &Call<'_>) -> Response {
+fn buffersize(call: &Call<'_>) -> ApiResult {
     if call.caller.is_some_and(|c| c.write) {
-        reply::json(json!(0))
+        Ok(reply::json(json!(0)))
     } else {
-        reply::route_not_found(true)
+        Err(ApiError::RouteNotFound { json: true })
     }
 }

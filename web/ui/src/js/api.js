@@ -9,6 +9,17 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * emoncms's bare `false`: a refusal that gives no reason. It means "no such item" or "not
+ * logged in" to most actions, and "not offered here" to some (user/register.json when the
+ * server takes no new accounts), so a page that knows which can say so.
+ */
+export class FalseReply extends ApiError {
+  constructor() {
+    super('Not found, or the session has ended', 404);
+  }
+}
+
 async function parse(res) {
   const text = await res.text();
   if (res.status === 401 || res.status === 403) throw new ApiError(text || 'Not logged in', res.status);
@@ -18,8 +29,7 @@ async function parse(res) {
   if (body && typeof body === 'object' && !Array.isArray(body) && body.success === false) {
     throw new ApiError(body.message || 'The server refused the request', res.status);
   }
-  // emoncms answers a bare `false` for "no such item" and for "not logged in".
-  if (body === false) throw new ApiError('Not found, or the session has ended', 404);
+  if (body === false) throw new FalseReply();
   return body;
 }
 

@@ -8,7 +8,8 @@
 //   state.js       the address and the state read from it
 //   resolution.js  the feeds' times and steps, the request interval, feed/data.json
 //                  parameters, reading the reply
-//   chart.js       uPlot's options (series, axes, bars, the tooltip) and date formats
+//   chart.js       uPlot's options (series, axes, bars, the tooltip) and the time axis's labels
+//   timeaxis.js    how times read (ISO order, in the user's zone) and where axis labels go
 //   interact.js    zoom and pan: the range actions, wheel, shift-drag, touch, keys
 //   controls.js    the buttons, the options and the feed picker
 //   stats.js       after a draw: the statistics table, the status line, the aria-label
@@ -20,7 +21,8 @@ import { readParams, writeUrl, signature } from './graph/state.js';
 import {
   selectedFeeds, ensureMeta, defaultRange, lineInterval, dataParams, toData, visibleRange,
 } from './graph/resolution.js';
-import { timeFormats, chartOptions, chartHeight } from './graph/chart.js';
+import { chartOptions, chartHeight } from './graph/chart.js';
+import { timeFormats } from './graph/timeaxis.js';
 import { navigation, bindGestures, MARK_START } from './graph/interact.js';
 import { graphControls, feedPicker } from './graph/controls.js';
 import { statsTable, pointsIn, updateStats, describe } from './graph/stats.js';

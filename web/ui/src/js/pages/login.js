@@ -1,7 +1,9 @@
 // Log in and register (emoncms's user/login.json and user/register.json).
 
 import { h, field } from '../dom.js';
-import { post } from '../api.js';
+import { post, FalseReply } from '../api.js';
+
+export const REGISTRATION_CLOSED = 'Registration is closed on this server: ask its administrator for an account.';
 
 /**
  * Where to go after logging in: only a view of this site (`/app/<view>` and its query), never
@@ -14,6 +16,20 @@ export function safeNext(params, origin = location.origin) {
     if (u.origin === origin && /^\/app\/[a-z]+$/.test(u.pathname)) return u.pathname + u.search;
   } catch { /* not a URL */ }
   return '/app/inputs';
+}
+
+/**
+ * Creates the account. The server answers a bare `false`, where other refusals carry a
+ * message, when it takes no new accounts (users.registration is "closed", or "first-user"
+ * and that user exists); anyone on this page is logged out, so nothing else means `false`.
+ */
+async function register(fields) {
+  try {
+    await post('user/register.json', fields);
+  } catch (err) {
+    if (err instanceof FalseReply) throw new Error(REGISTRATION_CLOSED);
+    throw err;
+  }
 }
 
 export async function render(main, ctx) {
@@ -38,9 +54,7 @@ export async function render(main, ctx) {
       submit.disabled = true;
       try {
         if (registering) {
-          await post('user/register.json', {
-            username: username.value, password: password.value, email: email.value,
-          });
+          await register({ username: username.value, password: password.value, email: email.value });
         }
         await post('user/login.json', {
           username: username.value, password: password.value,

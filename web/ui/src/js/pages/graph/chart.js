@@ -1,42 +1,18 @@
 // uPlot's options for the chosen feeds: a series and a colour each, a left and/or right y
-// axis, bars for the daily/weekly/monthly modes, and the tooltip; and the date formats it and
-// the page show times with, in the user's zone. Drag-to-zoom and double-click are wired to
+// axis, the time axis, bars for the daily/weekly/monthly modes, and the tooltip. Times are
+// formatted by ./timeaxis.js, in the user's zone. Drag-to-zoom and double-click are wired to
 // the page's range actions here because uPlot owns those events.
 
 import uPlot from '/ui/vendor/uPlot.esm.js';
 import { h, clear, fmtValue } from '../../dom.js';
 import { clamp } from './state.js';
 import { barPeriod } from './resolution.js';
+import { tickLabels, placeLabels, WIDEST_TICK } from './timeaxis.js';
 
 const COLOURS = ['#1d6f42', '#2563eb', '#c2410c', '#9333ea', '#0e7490', '#b91c1c', '#4d7c0f', '#a16207'];
 
 /** The colour of the k-th chosen feed, the same in the chart, tooltip and statistics. */
 export const colourOf = (k) => COLOURS[k % COLOURS.length];
-
-/** A timezone name that Intl accepts, or null (then the browser's own zone is used). */
-function validZone(tz) {
-  if (!tz || typeof tz !== 'string') return null;
-  try {
-    new Intl.DateTimeFormat('en', { timeZone: tz }).format(0);
-    return tz;
-  } catch {
-    return null;
-  }
-}
-
-/** The zone named in the user's account (`tz`, or null) and date formats in it. */
-export function timeFormats(user) {
-  const tz = validZone(user && user.timezone);
-  const zoneOpt = tz ? { timeZone: tz } : {};
-  return {
-    tz,
-    zoneName: tz || new Intl.DateTimeFormat().resolvedOptions().timeZone || 'local time',
-    long: new Intl.DateTimeFormat(undefined, { ...zoneOpt, dateStyle: 'medium', timeStyle: 'medium' }),
-    short: new Intl.DateTimeFormat(undefined, { ...zoneOpt, dateStyle: 'medium', timeStyle: 'short' }),
-    day: new Intl.DateTimeFormat(undefined, { ...zoneOpt, dateStyle: 'medium' }),
-    month: new Intl.DateTimeFormat(undefined, { ...zoneOpt, year: 'numeric', month: 'long' }),
-  };
-}
 
 export function withUnit(v, unit) {
   const text = fmtValue(v);
@@ -83,7 +59,8 @@ export function chartOptions(list, view, nav) {
       ? [0, 1] : uPlot.rangeNum(Math.min(0, min), Math.max(0, max), 0.1, true))
     : undefined;
   const scales = { x: { time: true } };
-  const axes = [{ stroke: fg, grid, ticks: grid }];
+  const time = timeAxis(view, fg, grid);
+  const axes = [time.axis];
   if (left.length) {
     scales.y = yRange ? { range: yRange } : {};
     axes.push({ scale: 'y', side: 3, stroke: fg, grid, ticks: grid, label: units(left) || undefined, size: yAxisSize });
@@ -114,6 +91,7 @@ export function chartOptions(list, view, nav) {
       },
     },
     hooks: {
+      drawAxes: [time.draw],
       setSelect: [(self) => {
         const sel = self.select;
         if (sel.width < 3) return;
@@ -124,6 +102,82 @@ export function chartOptions(list, view, nav) {
       }],
     },
   };
+}
+
+// The time axis's labels are drawn by drawTimeLabels, not by uPlot: uPlot centres every
+// label on its tick, so one near either end of the axis ran off the canvas and lost its first
+// or last characters (12/2/26 read 2/2/26). The sizes below are CSS pixels.
+const X_FONT_PX = 12;
+const X_FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif';
+const X_TICK = 10; // tick length, given to uPlot too, so the labels start where it expects
+const X_GAP = 5; // between a tick's end and its label
+const X_LINE = 1.5; // line height of two-line labels, in font sizes
+const X_APART = 12; // the least room between two labels
+
+let measurer = null;
+function textWidth(text, font) {
+  if (!measurer) measurer = document.createElement('canvas').getContext('2d');
+  measurer.font = font;
+  return measurer.measureText(text).width;
+}
+
+/**
+ * The x axis's options (uPlot places its ticks and grid) and the drawAxes hook that writes
+ * its labels. `values` hands uPlot no text; it keeps the labels of the ticks just chosen.
+ */
+function timeAxis(view, fg, grid) {
+  let labels = [];
+  let space = 0;
+  const axis = {
+    stroke: fg,
+    grid,
+    ticks: { ...grid, size: X_TICK },
+    gap: X_GAP,
+    // Ticks at least a widest label (and a margin) apart, so that labels away from the ends
+    // never need moving.
+    space: () => {
+      if (!space) space = Math.ceil(textWidth(WIDEST_TICK, `${X_FONT_PX}px ${X_FONT}`)) + X_APART;
+      return space;
+    },
+    values: (self, splits, axisIdx, foundSpace, incr) => {
+      labels = tickLabels(splits, incr, view.fmt.parts);
+      return splits.map(() => null);
+    },
+  };
+  return { axis, draw: (u) => drawTimeLabels(u, labels, fg, view.chartEl) };
+}
+
+/**
+ * Writes the time axis's labels under their ticks, each measured and kept wholly on the
+ * canvas (see placeLabels). Also leaves each label's text and extent, in CSS pixels from the
+ * canvas's left edge, in the chart's data-xlabels for the browser test.
+ */
+function drawTimeLabels(u, labels, colour, chartEl) {
+  const pr = uPlot.pxRatio || 1;
+  const { ctx } = u;
+  const { min, max } = u.scales.x;
+  const px = Math.round(X_FONT_PX * pr);
+  // uPlot caches the context's font and colours between draws: leave them as found.
+  ctx.save();
+  ctx.font = `${px}px ${X_FONT}`;
+  ctx.fillStyle = colour;
+  ctx.textAlign = 'left';
+  ctx.textBaseline = 'top';
+  // The labels are those of uPlot's latest ticks; a scale with no room for ticks keeps old ones.
+  const items = labels.filter((l) => l.at >= min && l.at <= max).map(({ at, lines }) => {
+    const widths = lines.map((line) => ctx.measureText(line).width);
+    return { lines, widths, w: Math.max(...widths), x: u.valToPos(at, 'x', true) };
+  });
+  const placed = placeLabels(items, ctx.canvas.width, X_APART * pr);
+  const top = u.bbox.top + u.bbox.height + Math.round((X_TICK + X_GAP) * pr);
+  for (const { lines, widths, w, left } of placed) {
+    lines.forEach((line, j) => ctx.fillText(line, left + (w - widths[j]) / 2, top + j * px * X_LINE));
+  }
+  ctx.restore();
+  const css = (v) => Math.round((v / pr) * 10) / 10;
+  chartEl.dataset.xlabels = JSON.stringify(
+    placed.map((p) => [p.lines.join(' '), css(p.left), css(p.left + p.w)]),
+  );
 }
 
 /** The series of the k-th of n feeds: a line, or in bar mode its slot among n bars side by side. */
