@@ -10,8 +10,11 @@
 use chrono_tz::Tz;
 use ynni_storage::query::day_start;
 
-use super::catalog::{Context, lookup};
-use super::list::parse_stored;
+use super::catalog::Context;
+use super::energy;
+use super::parsed::ProcessList;
+use super::php::{arg_cmp, loose_cmp, loose_gt, map2};
+use super::typed::Process;
 use crate::batch::Value;
 
 /// Which stateful process a piece of state belongs to (keyed with its feed id).
@@ -61,295 +64,187 @@ pub enum Outcome {
 /// The prefix emoncms puts in front of a looping list to disable it.
 pub const DISABLED_PREFIX: &str = "process__error_found:0,";
 
-/// PHP's loose comparison of a value with the literal number `b`: a missing value compares as
-/// `false` (so it equals 0 and is below any non-zero number).
-fn loose_cmp(a: Value, b: f64) -> std::cmp::Ordering {
-    match a {
-        Some(x) => x.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
-        None => false.cmp(&(b != 0.0)),
-    }
-}
-
-/// PHP 8's comparison of a value with a user argument, which arrives as a numeric *string*: a
-/// missing value compares as `""`, below every argument and equal to none.
-fn arg_cmp(a: Value, b: f64) -> std::cmp::Ordering {
-    match a {
-        Some(x) => x.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
-        None => std::cmp::Ordering::Less,
-    }
-}
-
-/// PHP's loose `a > b` for two nullable numbers: null compares as `false`, a number as
-/// `!= 0` when the other side is null.
-fn loose_gt(a: Value, b: Value) -> bool {
-    match (a, b) {
-        (Some(x), Some(y)) => x > y,
-        (Some(x), None) => x != 0.0,
-        (None, _) => false,
-    }
-}
-
-fn num(arg: Option<&String>) -> f64 {
-    arg.and_then(|a| crate::decode::numbers::php_numeric(a))
-        .unwrap_or(0.0)
-}
-
-fn id(arg: Option<&String>) -> u32 {
-    num(arg).max(0.0) as u32
-}
-
-fn map2(a: Value, b: Value, f: impl Fn(f64, f64) -> f64) -> Value {
-    Some(f(a?, b?)).filter(|v| v.is_finite())
-}
-
-/// Runs `list` on `value` at packet time `time`.
+/// Runs the stored list `list` on `value` at packet time `time`. It parses the text first: a
+/// list that runs for many values is parsed once and given to [`run_list`].
 pub fn run(list: &str, time: i64, value: Value, ctx: Context, host: &mut dyn Host) -> Outcome {
-    let steps = parse_stored(list);
+    run_list(&ProcessList::parse(list), time, value, ctx, host)
+}
+
+/// Runs a parsed list on `value` at packet time `time`.
+pub fn run_list(
+    list: &ProcessList,
+    time: i64,
+    value: Value,
+    ctx: Context,
+    host: &mut dyn Host,
+) -> Outcome {
+    let steps = list.steps();
     let initial = value;
     let mut v = value;
     let mut i = 0;
     let mut executed = 0;
     while i < steps.len() {
         let step = &steps[i];
-        let Some(def) = lookup(&step.key).filter(|d| d.allowed_in(ctx)) else {
+        let Some(process) = step.runnable_in(ctx) else {
             return Outcome::Aborted {
                 step: i,
-                key: step.key.clone(),
+                key: step.key().to_string(),
             };
         };
         i += 1;
         executed += 1;
         let mut skip_next = false;
-        let a0 = step.args.first();
         let t = time;
         let tz = host.tz();
-        v = match def.function {
-            _ if def.deleted => v,
-            "log_to_feed" => {
-                host.feed_post(id(a0), t, t, v, false);
+        v = match *process {
+            // Retired: they pass the value through so that old lists still run.
+            Process::KwhToKwhdOld
+            | Process::Phaseshift
+            | Process::Histogram
+            | Process::Average
+            | Process::HeatFlux
+            | Process::PowerAccToKwhd => v,
+            Process::LogToFeed(f) => {
+                host.feed_post(f, t, t, v, false);
                 v
             }
-            "log_to_feed_join" => {
-                host.feed_post(id(a0), t, t, v, true);
+            Process::LogToFeedJoin(f) => {
+                host.feed_post(f, t, t, v, true);
                 v
             }
-            "scale" => v.map(|x| x * num(a0)),
-            "offset" => v.map(|x| x + num(a0)),
-            "power_to_kwh" => power_to_kwh(host, id(a0), t, v),
-            "power_to_kwhd" => power_to_kwhd(host, id(a0), t, v, tz),
-            "times_input" => map2(v, host.input_last(id(a0)).flatten(), |a, b| a * b),
-            "add_input" => map2(v, host.input_last(id(a0)).flatten(), |a, b| a + b),
-            "subtract_input" => map2(v, host.input_last(id(a0)).flatten(), |a, b| a - b),
-            "divide_input" => match host.input_last(id(a0)).flatten() {
+            Process::Scale(x) => v.map(|a| a * x),
+            Process::Offset(x) => v.map(|a| a + x),
+            Process::PowerToKwh(f) => energy::power_to_kwh(host, f, t, v),
+            Process::PowerToKwhd(f) => energy::power_to_kwhd(host, f, t, v, tz),
+            Process::TimesInput(n) => map2(v, host.input_last(n).flatten(), |a, b| a * b),
+            Process::AddInput(n) => map2(v, host.input_last(n).flatten(), |a, b| a + b),
+            Process::SubtractInput(n) => map2(v, host.input_last(n).flatten(), |a, b| a - b),
+            Process::DivideInput(n) => match host.input_last(n).flatten() {
                 Some(last) if last > 0.0 => v.map(|x| x / last),
                 _ => None,
             },
-            "input_ontime" => input_ontime(host, id(a0), t, v, tz),
-            "whinc_to_kwhd" => {
-                let f = id(a0);
-                let inc = v.unwrap_or(0.0) / 1000.0;
-                let total = match host.feed_last(f) {
-                    Some((lt, lv)) if day_start(lt, tz) == day_start(t, tz) => {
-                        lv.unwrap_or(0.0) + inc
-                    }
-                    _ => inc,
-                };
-                host.feed_post(f, t, day_start(t, tz), Some(total), false);
+            Process::InputOntime(f) => energy::input_ontime(host, f, t, v, tz),
+            Process::WhincToKwhd(f) => energy::whinc_to_kwhd(host, f, t, v, tz),
+            Process::UpdateFeedData(f) => {
+                host.feed_post(f, t, day_start(t, tz), v, false);
                 v
             }
-            "update_feed_data" => {
-                host.feed_post(id(a0), t, day_start(t, tz), v, false);
-                v
-            }
-            "accumulator" => {
-                let f = id(a0);
-                match v {
-                    None => None,
-                    Some(x) => {
-                        let total = host.feed_last(f).and_then(|l| l.1).unwrap_or(0.0) + x;
-                        host.feed_post(f, t, t, Some(total), true);
-                        Some(total)
-                    }
-                }
-            }
-            "ratechange" => {
-                let f = id(a0);
-                let prev = host.state(StateKind::RateChange, f);
-                host.set_state(StateKind::RateChange, f, t, v);
-                match prev {
-                    Some((_, pv)) => {
-                        let delta = map2(v, pv, |a, b| a - b);
-                        host.feed_post(f, t, t, delta, false);
-                        delta
-                    }
-                    None => None,
-                }
-            }
-            "pulse_diff" => pulse_diff(host, id(a0), t, v),
-            "kwh_to_power" => {
-                let f = id(a0);
-                let prev = host.state(StateKind::KwhToPower, f);
-                host.set_state(StateKind::KwhToPower, f, t, v);
-                match prev {
-                    Some((pt, pv)) if t > pt => {
-                        let power = map2(v, pv, |a, b| (a - b) * 3_600_000.0 / (t - pt) as f64);
-                        host.feed_post(f, t, t, power, false);
-                        power
-                    }
-                    _ => Some(0.0),
-                }
-            }
-            "kwh_to_kwhd" => kwh_to_kwhd(host, id(a0), t, v, tz),
-            "allowpositive" => match v {
+            Process::Accumulator(f) => energy::accumulator(host, f, t, v),
+            Process::RateChange(f) => energy::rate_change(host, f, t, v),
+            Process::PulseDiff(f) => energy::pulse_diff(host, f, t, v),
+            Process::KwhToPower(f) => energy::kwh_to_power(host, f, t, v),
+            Process::KwhToKwhd(f) => energy::kwh_to_kwhd(host, f, t, v, tz),
+            Process::AllowPositive => match v {
                 Some(x) if x < 0.0 => Some(0.0),
                 other => other,
             },
-            "allownegative" => match v {
+            Process::AllowNegative => match v {
                 Some(x) if x > 0.0 => Some(0.0),
                 other => other,
             },
-            "signed2unsigned" => match v {
+            Process::Signed2Unsigned => match v {
                 Some(x) if x < 0.0 => Some(x + 65536.0),
                 other => other,
             },
-            "max_value" | "min_value" => {
-                let f = id(a0);
-                let better = |x: f64, last: f64| {
-                    if def.function == "max_value" {
-                        x > last
-                    } else {
-                        x < last
-                    }
-                };
-                let post = match host.feed_last(f) {
-                    None => true,
-                    Some((lt, lv)) => {
-                        day_start(lt, tz) != day_start(t, tz)
-                            || matches!((v, lv), (Some(x), Some(l)) if better(x, l))
-                            || lv.is_none()
-                    }
-                };
-                if post && v.is_some() {
-                    host.feed_post(f, t, day_start(t, tz), v, false);
-                }
-                v
+            Process::MaxValue(f) => energy::daily_extreme(host, f, t, v, tz, f64::gt),
+            Process::MinValue(f) => energy::daily_extreme(host, f, t, v, tz, f64::lt),
+            Process::AddFeed(f) => feed_operand(host, f, v, Operand::Add),
+            Process::SubFeed(f) => feed_operand(host, f, v, Operand::Sub),
+            Process::MultiplyByFeed(f) => feed_operand(host, f, v, Operand::Mul),
+            Process::DivideByFeed(f) => feed_operand(host, f, v, Operand::Div),
+            Process::MaxFeed(f) => feed_operand(host, f, v, Operand::Max),
+            Process::MinFeed(f) => feed_operand(host, f, v, Operand::Min),
+            Process::MaxInput(n) => input_operand(host, n, v, Operand::Max),
+            Process::MinInput(n) => input_operand(host, n, v, Operand::Min),
+            Process::Reset2Zero => Some(0.0),
+            Process::Reset2Null => None,
+            Process::Reset2Original => initial,
+            Process::WhAccumulator(f) => {
+                energy::meter_accumulator(host, StateKind::WhAccumulator, f, t, v, 3600.0)
             }
-            "add_feed" | "sub_feed" | "multiply_by_feed" | "divide_by_feed" | "max_feed"
-            | "min_feed" => {
-                let f = id(a0);
-                if host.feed_exists(f) {
-                    feed_op(def.function, v, host.feed_last(f).and_then(|l| l.1))
-                } else {
-                    v
-                }
+            Process::KwhAccumulator(f) => {
+                energy::meter_accumulator(host, StateKind::KwhAccumulator, f, t, v, 3_600_000.0)
             }
-            "max_input" | "min_input" => match host.input_last(id(a0)) {
-                None => v,
-                Some(last) => feed_op(
-                    if def.function == "max_input" {
-                        "max_feed"
-                    } else {
-                        "min_feed"
-                    },
-                    v,
-                    last,
-                ),
-            },
-            "reset2zero" => Some(0.0),
-            "reset2null" => None,
-            "reset2original" => initial,
-            "wh_accumulator" => {
-                meter_accumulator(host, StateKind::WhAccumulator, id(a0), t, v, 3600.0)
-            }
-            "kwh_accumulator" => {
-                meter_accumulator(host, StateKind::KwhAccumulator, id(a0), t, v, 3_600_000.0)
-            }
-            "publish_to_mqtt" => {
-                if let Some(topic) = a0.filter(|s| !s.is_empty()) {
+            Process::PublishToMqtt(ref topic) => {
+                if !topic.is_empty() {
                     host.publish(topic, v);
                 }
                 v
             }
-            "if_zero_skip" => {
+            Process::IfZeroSkip => {
                 skip_next = loose_cmp(v, 0.0).is_eq();
                 v
             }
-            "if_not_zero_skip" => {
+            Process::IfNotZeroSkip => {
                 skip_next = !loose_cmp(v, 0.0).is_eq();
                 v
             }
-            "if_null_skip" => {
+            Process::IfNullSkip => {
                 skip_next = v.is_none();
                 v
             }
-            "if_not_null_skip" => {
+            Process::IfNotNullSkip => {
                 skip_next = v.is_some();
                 v
             }
-            "if_gt_skip" => {
-                skip_next = arg_cmp(v, num(a0)).is_gt();
+            Process::IfGtSkip(x) => {
+                skip_next = arg_cmp(v, x).is_gt();
                 v
             }
-            "if_gt_equal_skip" => {
-                skip_next = arg_cmp(v, num(a0)).is_ge();
+            Process::IfGtEqualSkip(x) => {
+                skip_next = arg_cmp(v, x).is_ge();
                 v
             }
-            "if_lt_skip" => {
-                skip_next = arg_cmp(v, num(a0)).is_lt();
+            Process::IfLtSkip(x) => {
+                skip_next = arg_cmp(v, x).is_lt();
                 v
             }
-            "if_lt_equal_skip" => {
-                skip_next = arg_cmp(v, num(a0)).is_le();
+            Process::IfLtEqualSkip(x) => {
+                skip_next = arg_cmp(v, x).is_le();
                 v
             }
-            "if_equal_skip" => {
-                skip_next = arg_cmp(v, num(a0)).is_eq();
+            Process::IfEqualSkip(x) => {
+                skip_next = arg_cmp(v, x).is_eq();
                 v
             }
-            "if_not_equal_skip" => {
-                skip_next = !arg_cmp(v, num(a0)).is_eq();
+            Process::IfNotEqualSkip(x) => {
+                skip_next = !arg_cmp(v, x).is_eq();
                 v
             }
-            "goto_process" => {
+            Process::GotoProcess(n) => {
                 // emoncms: step n (1-based) for n >= 2; anything lower lands on step 2.
-                let n = num(a0) as i64;
                 i = if n >= 2 { (n - 1) as usize } else { 1 };
                 v
             }
-            "source_feed_data_time" => host.source_value(id(a0)),
-            "add_source_feed" => map2(v, host.source_value(id(a0)), |a, b| a + b),
-            "sub_source_feed" => map2(v, host.source_value(id(a0)), |a, b| a - b),
-            "multiply_by_source_feed" => map2(v, host.source_value(id(a0)), |a, b| a * b),
-            "divide_by_source_feed" => match host.source_value(id(a0)) {
+            Process::SourceFeedDataTime(f) => host.source_value(f),
+            Process::AddSourceFeed(f) => map2(v, host.source_value(f), |a, b| a + b),
+            Process::SubSourceFeed(f) => map2(v, host.source_value(f), |a, b| a - b),
+            Process::MultiplyBySourceFeed(f) => map2(v, host.source_value(f), |a, b| a * b),
+            Process::DivideBySourceFeed(f) => match host.source_value(f) {
                 Some(s) if s != 0.0 => v.map(|x| x / s),
                 _ => None,
             },
-            "reciprocal_by_source_feed" => match (v, host.source_value(id(a0))) {
+            Process::ReciprocalBySourceFeed(f) => match (v, host.source_value(f)) {
                 // emoncms: a loose-null (missing or 0) value or source gives null.
                 (Some(x), Some(s)) if x != 0.0 && s != 0.0 => Some(1.0 / s),
                 _ => None,
             },
-            "error_found" => return Outcome::Done(v),
-            "max_value_allowed" => match v {
-                Some(x) if x > num(a0) => Some(num(a0)),
+            Process::ErrorFound => return Outcome::Done(v),
+            Process::MaxValueAllowed(m) => match v {
+                Some(x) if x > m => Some(m),
                 other => other,
             },
-            "min_value_allowed" => {
-                let m = num(a0);
-                if arg_cmp(v, m).is_lt() { Some(m) } else { v }
+            Process::MinValueAllowed(m) => {
+                if arg_cmp(v, m).is_lt() {
+                    Some(m)
+                } else {
+                    v
+                }
             }
-            "abs_value" => v.map(f64::abs),
-            "power_to_kwh_15m" => power_to_kwh_period(host, id(a0), t, v, 15 * 60, tz),
-            "power_to_kwh_custom" => {
-                // One minute to one day: anything else cannot tile a day and could overflow.
-                let minutes = num(a0).clamp(1.0, 1440.0) as i64;
-                power_to_kwh_period(host, id(step.args.get(1)), t, v, minutes * 60, tz)
-            }
-            other => {
-                return Outcome::Aborted {
-                    step: i - 1,
-                    key: other.to_string(),
-                };
+            Process::AbsValue => v.map(f64::abs),
+            Process::PowerToKwh15m(f) => energy::power_to_kwh_period(host, f, t, v, 15 * 60, tz),
+            Process::PowerToKwhCustom { minutes, feed } => {
+                energy::power_to_kwh_period(host, feed, t, v, minutes * 60, tz)
             }
         };
         if skip_next {
@@ -363,169 +258,60 @@ pub fn run(list: &str, time: i64, value: Value, ctx: Context, host: &mut dyn Hos
     Outcome::Done(v)
 }
 
-fn feed_op(function: &str, v: Value, last: Value) -> Value {
-    match function {
-        "add_feed" => map2(v, last, |a, b| a + b),
-        "sub_feed" => map2(v, last, |a, b| a - b),
-        "multiply_by_feed" => map2(v, last, |a, b| a * b),
-        "divide_by_feed" => match last {
-            Some(l) if l != 0.0 => v.map(|x| x / l),
-            _ => None,
-        },
-        // PHP's loose `>`/`<` with null on either side (null compares as false).
-        "max_feed" => {
-            if loose_gt(v, last) {
-                last
-            } else {
-                v
+/// The arithmetic of the processes that take a feed's or another input's last value.
+#[derive(Debug, Clone, Copy)]
+enum Operand {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+}
+
+impl Operand {
+    fn apply(self, v: Value, last: Value) -> Value {
+        match self {
+            Self::Add => map2(v, last, |a, b| a + b),
+            Self::Sub => map2(v, last, |a, b| a - b),
+            Self::Mul => map2(v, last, |a, b| a * b),
+            Self::Div => match last {
+                Some(l) if l != 0.0 => v.map(|x| x / l),
+                _ => None,
+            },
+            // PHP's loose `>`/`<` with null on either side (null compares as false).
+            Self::Max => {
+                if loose_gt(v, last) {
+                    last
+                } else {
+                    v
+                }
+            }
+            Self::Min => {
+                if loose_gt(last, v) {
+                    last
+                } else {
+                    v
+                }
             }
         }
-        "min_feed" => {
-            if loose_gt(last, v) {
-                last
-            } else {
-                v
-            }
-        }
-        _ => v,
     }
 }
 
-/// The energy a power reading adds since the feed's last update: `dt·W/3.6e6` kWh when the
-/// gap is under 2 h, otherwise nothing.
-fn power_increment(last_time: Option<i64>, t: i64, power: f64) -> f64 {
-    let dt = t - last_time.unwrap_or(t);
-    if dt > 0 && dt < 7200 {
-        dt as f64 * power / 3_600_000.0
+/// A missing feed passes the value through; an existing one without data is a missing
+/// operand, as in emoncms.
+fn feed_operand(host: &mut dyn Host, f: u32, v: Value, op: Operand) -> Value {
+    if host.feed_exists(f) {
+        op.apply(v, host.feed_last(f).and_then(|l| l.1))
     } else {
-        0.0
+        v
     }
 }
 
-fn power_to_kwh(host: &mut dyn Host, f: u32, t: i64, v: Value) -> Value {
-    let power = v?;
-    let last = host.feed_last(f);
-    let kwh = last.and_then(|l| l.1).unwrap_or(0.0) + power_increment(last.map(|l| l.0), t, power);
-    host.feed_post(f, t, t, Some(kwh), true);
-    v
-}
-
-fn power_to_kwhd(host: &mut dyn Host, f: u32, t: i64, v: Value, tz: Tz) -> Value {
-    let power = v?;
-    let last = host.feed_last(f);
-    let inc = power_increment(last.map(|l| l.0), t, power);
-    let kwh = match last {
-        Some((lt, lv)) if day_start(lt, tz) == day_start(t, tz) => lv.unwrap_or(0.0) + inc,
-        _ => inc,
-    };
-    host.feed_post(f, t, day_start(t, tz), Some(kwh), false);
-    v
-}
-
-fn power_to_kwh_period(host: &mut dyn Host, f: u32, t: i64, v: Value, len: i64, tz: Tz) -> Value {
-    let slot_start = |x: i64| {
-        let midnight = day_start(x, tz);
-        midnight + (x - midnight).div_euclid(len) * len
-    };
-    let last = host.feed_last(f);
-    let dt = last.map_or(0, |l| t - l.0);
-    let inc = if dt > 0 && dt <= len {
-        dt as f64 * v.unwrap_or(0.0) / 3_600_000.0
-    } else {
-        0.0
-    };
-    let kwh = match last {
-        Some((lt, lv)) if slot_start(lt) == slot_start(t) => lv.unwrap_or(0.0) + inc,
-        _ => inc,
-    };
-    host.feed_post(f, t, slot_start(t) + len, Some(kwh), false);
-    v
-}
-
-fn input_ontime(host: &mut dyn Host, f: u32, t: i64, v: Value, tz: Tz) -> Value {
-    let last = host.feed_last(f);
-    let (lt, lv) = last.unwrap_or((t, Some(0.0)));
-    let elapsed = if v.is_some_and(|x| x > 0.0) && t - lt < 7200 {
-        t - lt
-    } else {
-        0
-    };
-    let ontime = if day_start(lt, tz) == day_start(t, tz) {
-        lv.unwrap_or(0.0) + elapsed as f64
-    } else {
-        elapsed as f64
-    };
-    host.feed_post(f, t, day_start(t, tz), Some(ontime), false);
-    v
-}
-
-fn pulse_diff(host: &mut dyn Host, f: u32, t: i64, v: Value) -> Value {
-    let mut count = v?;
-    if count < 0.0 {
-        count += 65536.0;
+/// A missing input passes the value through; one without a value is a missing operand.
+fn input_operand(host: &mut dyn Host, n: u32, v: Value, op: Operand) -> Value {
+    match host.input_last(n) {
+        None => v,
+        Some(last) => op.apply(v, last),
     }
-    if count <= 0.0 {
-        return None;
-    }
-    let diff = match host.feed_last(f) {
-        None => 0.0,
-        Some((_, last)) => {
-            let last = last.unwrap_or(0.0);
-            if count >= last { count - last } else { count }
-        }
-    };
-    host.feed_post(f, t, t, Some(count), false);
-    Some(diff)
-}
-
-fn kwh_to_kwhd(host: &mut dyn Host, f: u32, t: i64, v: Value, tz: Tz) -> Value {
-    let Some(reading) = v else { return v };
-    let prev = host.state(StateKind::KwhToKwhd, f);
-    let Some((_, Some(prev_reading))) = prev else {
-        host.set_state(StateKind::KwhToKwhd, f, t, v);
-        return v;
-    };
-    // A meter reset (a reading below the previous one) adds nothing, and the previous reading
-    // stays the reference, as in emoncms.
-    let (inc, reference) = if reading >= prev_reading {
-        (reading - prev_reading, reading)
-    } else {
-        (0.0, prev_reading)
-    };
-    let total = match host.feed_last(f) {
-        Some((lt, lv)) if day_start(lt, tz) == day_start(t, tz) => lv.unwrap_or(0.0) + inc,
-        _ => inc,
-    };
-    host.feed_post(f, t, day_start(t, tz), Some(total), false);
-    host.set_state(StateKind::KwhToKwhd, f, t, Some(reference));
-    // emoncms passes on the reference reading, so a reset never shows downstream.
-    Some(reference)
-}
-
-/// Wh or kWh meter readings into a total that survives meter resets: an increase counts when
-/// it implies less than 60 kW (`to_watts` converts units per second into watts).
-fn meter_accumulator(
-    host: &mut dyn Host,
-    kind: StateKind,
-    f: u32,
-    t: i64,
-    v: Value,
-    to_watts: f64,
-) -> Value {
-    let prev = host.state(kind, f);
-    host.set_state(kind, f, t, v);
-    let (Some((_, Some(prev_value))), Some(reading)) = (prev, v) else {
-        return v;
-    };
-    let last = host.feed_last(f);
-    let mut total = last.and_then(|l| l.1).unwrap_or(0.0);
-    // An empty feed counts from time 0, as PHP's `$time - null` does, so the first increase
-    // after the reference reading is kept.
-    let dt = t - last.map_or(0, |l| l.0);
-    let dv = reading - prev_value;
-    if dt > 0 && dv > 0.0 && dv * to_watts / (dt as f64) < 60_000.0 {
-        total += dv;
-    }
-    host.feed_post(f, t, t, Some(total), true);
-    Some(total)
 }

@@ -4,6 +4,7 @@
 use serde_json::Value as Json;
 
 use super::catalog::{ArgType, Context, lookup};
+use super::parsed::ProcessList;
 use crate::decode::numbers::php_numeric;
 
 /// One step as stored: a key (numeric id or `module__function`) and its arguments, unchecked.
@@ -33,29 +34,9 @@ pub fn parse_stored(list: &str) -> Vec<RawStep> {
 
 /// Whether a stored list has a step whose result depends on earlier values (accumulators,
 /// energy integration, daily totals, rates): running it again on an old value would count it
-/// twice.
+/// twice. A list kept in memory asks its parsed form ([`ProcessList::has_stateful_steps`]).
 pub fn has_stateful_steps(list: &str) -> bool {
-    const STATEFUL: [&str; 15] = [
-        "power_to_kwh",
-        "power_to_kwhd",
-        "input_ontime",
-        "whinc_to_kwhd",
-        "accumulator",
-        "ratechange",
-        "pulse_diff",
-        "kwh_to_power",
-        "kwh_to_kwhd",
-        "max_value",
-        "min_value",
-        "wh_accumulator",
-        "kwh_accumulator",
-        "power_to_kwh_15m",
-        "power_to_kwh_custom",
-    ];
-    parse_stored(list)
-        .iter()
-        .filter_map(|s| lookup(&s.key))
-        .any(|d| STATEFUL.contains(&d.function))
+    ProcessList::parse(list).has_stateful_steps()
 }
 
 /// What a validator needs to know about the user's resources.

@@ -32,7 +32,7 @@
 //! checkpoints and a replay of the log agree exactly.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use chrono_tz::Tz;
@@ -46,7 +46,7 @@ use super::record::{FeedWrite, Record};
 use super::router::{IngestError, LastValues, Limits, Output, RouterConfig, Submission};
 use super::state::ShardState;
 use crate::batch::{Value, finite};
-use crate::process::{Context, Host, Outcome, StateKind, run};
+use crate::process::{Context, Host, Outcome, ProcessList, StateKind, run_list};
 
 /// Where a submission's outcome goes.
 pub type Reply = tokio::sync::oneshot::Sender<Result<(), IngestError>>;
@@ -182,7 +182,9 @@ const TICK: Duration = Duration::from_secs(1);
 
 struct InputInfo {
     id: i64,
-    process_list: String,
+    /// Parsed when the user's inputs are loaded, not for every value; shared so a queued run
+    /// holds it without copying.
+    process_list: Arc<ProcessList>,
 }
 
 struct UserInputs {
@@ -468,16 +470,12 @@ impl Worker {
                 HashSet::new()
             }
         };
+        // Parsed once for the whole grid: the list runs at every point of it.
+        let list = ProcessList::parse(list);
         // The sources: feed arguments of the list's steps, read on the same grid.
         let mut sources: HashMap<u32, HashMap<i64, Value>> = HashMap::new();
-        for step in crate::process::list::parse_stored(list) {
-            let is_feed_arg = crate::process::catalog::lookup(&step.key)
-                .and_then(|d| d.args.first())
-                .is_some_and(|a| a.kind == crate::process::catalog::ArgType::FeedId);
-            let Some(f) = step.args.first().and_then(|a| a.trim().parse::<u32>().ok()) else {
-                continue;
-            };
-            if !is_feed_arg || !owned.contains(&f) || sources.contains_key(&f) {
+        for &f in list.feed_args() {
+            if !owned.contains(&f) || sources.contains_key(&f) {
                 continue;
             }
             let mut sreq = req.clone();
@@ -503,7 +501,7 @@ impl Worker {
         let mut points = Vec::with_capacity(times.len());
         for t in times {
             host.t = t;
-            let v = match run(list, t, None, Context::VirtualFeed, &mut host) {
+            let v = match run_list(&list, t, None, Context::VirtualFeed, &mut host) {
                 Outcome::Done(v) => v,
                 _ => None,
             };
@@ -617,7 +615,7 @@ impl Core {
                         (r.nodeid, r.name),
                         InputInfo {
                             id: r.id,
-                            process_list: r.process_list,
+                            process_list: Arc::new(ProcessList::parse(&r.process_list)),
                         },
                     )
                 })
@@ -767,7 +765,7 @@ impl Core {
                 (row.nodeid, row.name),
                 InputInfo {
                     id: row.id,
-                    process_list: row.process_list,
+                    process_list: Arc::new(ProcessList::parse(&row.process_list)),
                 },
             );
         }
@@ -802,7 +800,7 @@ impl Core {
                     });
                 }
             }
-            let mut queued: Vec<(i64, Value, String)> = Vec::new();
+            let mut queued: Vec<(i64, Value, Arc<ProcessList>)> = Vec::new();
             for (name, value) in &batch.values {
                 let key = (batch.node.clone(), name.clone());
                 let Some(input) = self.users.get(&userid).and_then(|u| u.inputs.get(&key)) else {
@@ -824,13 +822,12 @@ impl Core {
                 // keep state (an emonhub retry resends its whole buffer, oldest rows first).
                 let resent = previous == Some((t, *value))
                     || newest == Some((t, *value))
-                    || (newest.is_some_and(|(nt, _)| t < nt)
-                        && crate::process::list::has_stateful_steps(list));
+                    || (newest.is_some_and(|(nt, _)| t < nt) && list.has_stateful_steps());
                 if let Some(n) = newest.filter(|(nt, _)| *nt > t) {
                     self.state.input_newest.insert(id, n);
                 }
                 if !list.is_empty() && !resent {
-                    queued.push((id, *value, list.clone()));
+                    queued.push((id, *value, Arc::clone(list)));
                 }
             }
             if queued.is_empty() {
@@ -852,7 +849,7 @@ impl Core {
             };
             let queued_any = true;
             for (id, value, list) in queued {
-                match run(&list, t, value, Context::Input, &mut host) {
+                match run_list(&list, t, value, Context::Input, &mut host) {
                     Outcome::Done(_) => {}
                     Outcome::Aborted { step, key } => {
                         tracing::warn!(
