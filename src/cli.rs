@@ -33,7 +33,8 @@ pub enum Command {
     #[command(subcommand)]
     Export(ExportCommand),
     /// Simulate emonhub-like devices publishing to an MQTT broker or posting over HTTP.
-    Simulate(SimulateArgs),
+    #[cfg(feature = "simulate")]
+    Simulate(ynni_simulate::SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,83 +84,6 @@ pub struct ExportArgs {
     pub config: ConfigArgs,
     /// A new or empty directory to write into.
     pub dir: std::path::PathBuf,
-}
-
-/// emonhub's two MQTT forms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SimFormat {
-    /// One JSON object per reading on `<base>/<node>`, with its time (`node_JSON_enable`).
-    Json,
-    /// One plain number per input on `<base>/<node>/<input>` (`node_var_format`).
-    NodeVar,
-}
-
-#[derive(Debug, Args)]
-pub struct SimulateArgs {
-    /// Publish to this MQTT broker (ynni's embedded one, or any emoncms broker).
-    #[arg(
-        long,
-        value_name = "HOST:PORT",
-        required_unless_present = "http",
-        conflicts_with = "http"
-    )]
-    pub mqtt: Option<String>,
-    /// Post to this HTTP API with input/post, e.g. http://127.0.0.1:8080.
-    #[arg(long, value_name = "URL")]
-    pub http: Option<String>,
-    /// Accounts to use: the JSON of `ynni user list --with-keys` (username, apikey_write).
-    #[arg(long, value_name = "FILE")]
-    pub accounts: Option<std::path::PathBuf>,
-    /// One account's username (with --apikey) instead of --accounts.
-    #[arg(long)]
-    pub username: Option<String>,
-    /// That account's write apikey.
-    #[arg(long)]
-    pub apikey: Option<String>,
-    /// How many accounts publish (the first N of --accounts).
-    #[arg(long, default_value_t = 1)]
-    pub users: usize,
-    #[arg(long, default_value_t = 1)]
-    pub devices_per_user: usize,
-    /// Inputs per device (default: all of the profile's).
-    #[arg(long)]
-    pub inputs: Option<usize>,
-    /// Seconds between a device's readings.
-    #[arg(long, default_value_t = 10.0)]
-    pub interval: f64,
-    /// Stop after this many seconds (default: at Ctrl-C).
-    #[arg(long, value_name = "SECONDS")]
-    pub duration: Option<f64>,
-    /// Simulated seconds per real second: above 1, readings of the recent past are sent
-    /// faster than real time (as emonhub catching up), for load tests.
-    #[arg(long, default_value_t = 1.0)]
-    pub speed: f64,
-    /// MQTT quality of service (rumqttd acknowledges 1 and 2 from its memory; --log-to-feeds
-    /// checks what was stored).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
-    pub qos: u8,
-    #[arg(long, value_enum, default_value_t = crate::simulate::profile::Profile::Emontx4)]
-    pub profile: crate::simulate::profile::Profile,
-    #[arg(long, value_enum, default_value_t = SimFormat::Json)]
-    pub format: SimFormat,
-    #[arg(long, default_value = "emon")]
-    pub base_topic: String,
-    /// Seed of the values (the same seed and --start send the same data).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Unix time of the first reading (default: now, or the recent past with --speed).
-    #[arg(long, value_name = "UNIX_TIME")]
-    pub start: Option<i64>,
-    /// Give every input a feed and a "Log to feed" step first, and count the stored points
-    /// at the end (fails if any value sent is missing).
-    #[arg(long)]
-    pub log_to_feeds: bool,
-    /// The HTTP API for --log-to-feeds when sending over MQTT.
-    #[arg(long, value_name = "URL")]
-    pub api: Option<String>,
-    /// Report this process's CPU and memory (the server's pid) in the summary.
-    #[arg(long, value_name = "PID")]
-    pub server_pid: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

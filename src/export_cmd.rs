@@ -23,10 +23,10 @@ use anyhow::{Context, bail};
 use ynni_config::Settings;
 use ynni_core::Catalog;
 use ynni_ingest::shard::{FeedAnswer, FeedOp, Router};
-use ynni_storage::DataDir;
+use ynni_storage::emoncms_files::{self, feed_files};
+use ynni_storage::{DataDir, Engine, Storage};
 
 use crate::cli::ExportArgs;
-use crate::engines::{FIXED, MYSQL, VARIABLE};
 
 /// Points per `INSERT` statement for engine-0 feeds.
 const ROWS_PER_INSERT: usize = 1000;
@@ -104,27 +104,20 @@ pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<(
             quote(&f.process_list),
             quote(&f.unit),
         );
-        match f.engine {
-            FIXED => {
-                for name in [format!("{id}.meta"), format!("{id}.dat")] {
-                    bytes += copy(
-                        &data_dir.phpfina_dir().join(&name),
-                        &out.join("phpfina").join(&name),
-                    )?;
-                }
+        match Engine::from_id(f.engine) {
+            Some(Engine::Fixed) => {
+                let (from, to) = (data_dir.phpfina_dir(), out.join("phpfina"));
+                bytes += copy_feed(Storage::Fixed, &from, &to, *id)?;
             }
-            VARIABLE => {
-                let name = format!("feed_{id}.MYD");
-                bytes += copy(
-                    &data_dir.phptimeseries_dir().join(&name),
-                    &out.join("phptimeseries").join(&name),
-                )?;
+            Some(Engine::Variable) => {
+                let (from, to) = (data_dir.phptimeseries_dir(), out.join("phptimeseries"));
+                bytes += copy_feed(Storage::Variable, &from, &to, *id)?;
             }
-            MYSQL => {
-                let file = data_dir.phptimeseries_dir().join(format!("feed_{id}.MYD"));
-                bytes += mysql_table(&mut sql, *id, &file)?;
+            Some(Engine::Mysql) => {
+                bytes += mysql_table(&mut sql, *id, &data_dir.phptimeseries_dir())?;
             }
-            _ => {} // virtual feeds: their process list is the whole feed
+            // Virtual feeds: their process list is the whole feed.
+            Some(Engine::Virtual) | None => {}
         }
     }
     for (i, last) in &inputs {
@@ -170,6 +163,17 @@ fn sql_last(last: Option<(i64, Option<f64>)>) -> (String, String) {
     }
 }
 
+/// Copies a feed's files from one directory of its format to another; returns their size.
+fn copy_feed(storage: Storage, from: &Path, to: &Path, id: u32) -> anyhow::Result<u64> {
+    let sources = feed_files(storage, from, id);
+    let dests = feed_files(storage, to, id);
+    let mut bytes = 0;
+    for (a, b) in sources.iter().zip(&dests) {
+        bytes += copy(a, b)?;
+    }
+    Ok(bytes)
+}
+
 /// Copies a feed file if it exists (a feed that never had data has none); returns its size.
 fn copy(from: &Path, to: &Path) -> anyhow::Result<u64> {
     match fs::copy(from, to) {
@@ -180,24 +184,17 @@ fn copy(from: &Path, to: &Path) -> anyhow::Result<u64> {
 }
 
 /// emoncms's engine-0 table for one feed, with its points read from the variable-interval file
-/// ynni keeps them in (9-byte records: 0xF9, u32 time, f32 value, little-endian).
-fn mysql_table(sql: &mut String, id: u32, file: &Path) -> anyhow::Result<u64> {
-    let bytes = match fs::read(file) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
-    };
+/// in `dir` that ynni keeps them in; returns that file's size.
+fn mysql_table(sql: &mut String, id: u32, dir: &Path) -> anyhow::Result<u64> {
+    let (points, size) = emoncms_files::read_variable(dir, id)?;
     let _ = writeln!(
         sql,
         "CREATE TABLE IF NOT EXISTS feed_{id} (time INT UNSIGNED NOT NULL, data FLOAT NOT NULL, UNIQUE (time)) ENGINE=MyISAM;"
     );
-    let rows: Vec<String> = bytes
-        .chunks_exact(9)
-        .filter_map(|r| {
-            let time = u32::from_le_bytes([r[1], r[2], r[3], r[4]]);
-            let value = f32::from_le_bytes([r[5], r[6], r[7], r[8]]);
-            value.is_finite().then(|| format!("({time},{value})"))
-        })
+    let rows: Vec<String> = points
+        .iter()
+        .filter(|(_, value)| value.is_finite())
+        .map(|(time, value)| format!("({time},{value})"))
         .collect();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let _ = writeln!(
@@ -206,7 +203,7 @@ fn mysql_table(sql: &mut String, id: u32, file: &Path) -> anyhow::Result<u64> {
             chunk.join(",")
         );
     }
-    Ok(bytes.len() as u64)
+    Ok(size)
 }
 
 /// A MySQL string literal (quotes and backslashes escaped; MySQL reads `\` as an escape).
@@ -246,20 +243,17 @@ mod tests {
     fn engine_zero_points_become_table_rows() {
         let dir = std::env::temp_dir().join(format!("ynni-export-{}", std::process::id()));
         fs::create_dir_all(&dir).expect("mkdir");
-        let file = dir.join("feed_3.MYD");
         let mut bytes = Vec::new();
         for (t, v) in [
             (1_700_000_000u32, 1.5f32),
             (1_700_000_010, f32::NAN),
             (1_700_000_020, -2.0),
         ] {
-            bytes.push(0xF9);
-            bytes.extend_from_slice(&t.to_le_bytes());
-            bytes.extend_from_slice(&v.to_le_bytes());
+            ynni_storage::variable::encode_record(t, v, &mut bytes);
         }
-        fs::write(&file, &bytes).expect("write");
+        fs::write(ynni_storage::variable::file_path(&dir, 3), &bytes).expect("write");
         let mut sql = String::new();
-        assert_eq!(mysql_table(&mut sql, 3, &file).expect("table"), 27);
+        assert_eq!(mysql_table(&mut sql, 3, &dir).expect("table"), 27);
         assert!(sql.contains("CREATE TABLE IF NOT EXISTS feed_3"));
         assert!(
             sql.contains("VALUES (1700000000,1.5),(1700000020,-2) ON DUPLICATE"),

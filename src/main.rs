@@ -2,13 +2,11 @@
 
 mod cli;
 mod discovery;
-mod engines;
 mod export_cmd;
 mod import_cmd;
 mod logging;
 mod mqtt_link;
 mod serve;
-mod simulate;
 mod tls_cmd;
 mod user_cmd;
 
@@ -34,7 +32,9 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // Said once, on stderr, where the log lines go too: the log subscriber may not be
+            // installed yet (a configuration error), and when it is, logging the error as
+            // well printed it twice.
             eprintln!("ynni: {e:#}");
             ExitCode::FAILURE
         }
@@ -75,9 +75,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init("warn")?;
             export_cmd::emoncms(&settings, &args).await
         }
+        #[cfg(feature = "simulate")]
         Command::Simulate(args) => {
             logging::init("warn")?;
-            simulate::run(args).await
+            Ok(ynni_simulate::run(args).await?)
         }
         Command::User(UserCommand::List(args)) => {
             let settings = load(&args.config, Overrides::default())?;

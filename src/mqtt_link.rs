@@ -1,18 +1,19 @@
-//! Wires the embedded broker to ingest: authenticates CONNECTs against the catalog and hands
-//! every device message to the shard router.
+//! Wires the embedded broker to ingest: authenticates CONNECTs against the catalog, hands
+//! every device message to the shards (through [`Submitter`]) and sends what
+//! [`ynni_publish`] builds from their outputs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc::{Receiver, UnboundedReceiver, UnboundedSender};
 
-use crate::discovery::Discovery;
 use ynni_broker::{Access, Authenticate, Done, Handled, Inbound, Login};
 use ynni_core::Catalog;
 use ynni_core::login_limit::{LoginLimiter, Scope};
 use ynni_ingest::decode::decode_mqtt;
-use ynni_ingest::shard::{IngestError, Output, Refused, Router, Submission};
+use ynni_ingest::shard::{Output, Router};
+use ynni_ingest::submit::{Outcome, Submitter};
+use ynni_publish::discovery::Discovery;
 
 /// emonSD's fixed broker login, standing for one account.
 #[derive(Clone)]
@@ -258,8 +259,8 @@ async fn publish_outputs(
             out = outputs.recv() => out,
             userid = announce.recv() => {
                 let Some(userid) = userid else { break };
-                match discovery.messages(userid, &catalog, &router).await {
-                    Ok((_, messages)) => {
+                match crate::discovery::messages(&mut discovery, userid, &catalog, &router).await {
+                    Ok(messages) => {
                         for m in messages {
                             if let Err(e) = publisher.publish_retained(userid, &m.topic, m.payload).await {
                                 tracing::warn!(error = %e, "discovery message not published");
@@ -282,43 +283,15 @@ async fn publish_outputs(
             }
             Err(_) => break,
         };
-        // Input values always flow (the web UI shows them live); MQTT gets them only when
-        // `mqtt.input_topic` asks for it.
-        if input_topic.is_empty() && matches!(out, Output::Input { .. }) {
+        let Some(m) = ynni_publish::output(out, &input_topic) else {
             continue;
-        }
-        let userid = match &out {
-            Output::Published { userid, .. }
-            | Output::Feed { userid, .. }
-            | Output::Input { userid, .. } => *userid,
         };
-        let sent = match out {
-            Output::Published { topic, value, .. } => {
-                let payload = value.map_or_else(|| "null".to_string(), |v| v.to_string());
-                publisher.publish(userid, &topic, payload.into_bytes())
-            }
-            Output::Input {
-                node, name, value, ..
-            } => {
-                let payload = value.map_or_else(|| "null".to_string(), |v| v.to_string());
-                publisher.publish(
-                    userid,
-                    &format!("{input_topic}/{node}/{name}"),
-                    payload.into_bytes(),
-                )
-            }
-            Output::Feed {
-                feed, time, value, ..
-            } => {
-                let payload = serde_json::json!({"time": time, "value": php_number(value)});
-                publisher
-                    .publish_retained(
-                        userid,
-                        &format!("ynni/feed/{feed}"),
-                        payload.to_string().into_bytes(),
-                    )
-                    .await
-            }
+        let sent = if m.retained {
+            publisher
+                .publish_retained(m.userid, &m.topic, m.payload)
+                .await
+        } else {
+            publisher.publish(m.userid, &m.topic, m.payload)
         };
         if let Err(e) = sent {
             tracing::warn!(error = %e, "MQTT output not published");
@@ -338,13 +311,11 @@ async fn feed(
     router: Arc<Router>,
     announce: UnboundedSender<i64>,
 ) {
-    let mut waiting = FuturesUnordered::new();
+    let mut submitter = Submitter::new(router, MAX_IN_FLIGHT);
     loop {
-        let msg = tokio::select! {
-            Some(()) = waiting.next(), if !waiting.is_empty() => continue,
-            msg = inbound.recv(), if waiting.len() < MAX_IN_FLIGHT => msg,
+        let Some(msg) = submitter.when_ready(inbound.recv()).await else {
+            break;
         };
-        let Some(msg) = msg else { break };
         let Inbound {
             userid,
             topic,
@@ -364,37 +335,13 @@ async fn feed(
             answer(done, Handled::Ignored);
             continue;
         };
-        let mut submission = Submission {
-            userid,
-            batches: vec![decoded],
-            http: false,
-        };
-        // A full shard queue waits for earlier messages, then retries: the broker is slowed
-        // down, nothing is dropped.
-        let pending = loop {
-            match router.enqueue(submission) {
-                Ok(pending) => break Ok(pending),
-                Err(Refused {
-                    error: IngestError::Busy,
-                    submission: Some(s),
-                }) => {
-                    submission = s;
-                    if waiting.next().await.is_none() {
-                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                    }
-                }
-                Err(refused) => break Err(refused.error),
-            }
-        };
-        match pending {
-            Ok(pending) => waiting.push(async move {
-                let handled = settle(pending.await, userid);
-                answer(done, handled);
-            }),
-            Err(e) => answer(done, settle(Err(e), userid)),
-        }
+        submitter
+            .submit(userid, decoded, move |outcome| {
+                answer(done, handled(outcome))
+            })
+            .await;
     }
-    while waiting.next().await.is_some() {}
+    submitter.finish().await;
 }
 
 fn answer(done: Option<Done>, handled: Handled) {
@@ -405,25 +352,10 @@ fn answer(done: Option<Done>, handled: Handled) {
 
 /// What a shard's answer means for the publisher: stored; refused for good (a limit, bad
 /// data: acknowledged, as sending it again changes nothing); or not stored now.
-fn settle(outcome: Result<(), IngestError>, userid: i64) -> Handled {
+fn handled(outcome: Outcome) -> Handled {
     match outcome {
-        Ok(()) => Handled::Stored,
-        Err(e) if e.is_limit() => {
-            tracing::info!(error = %e, userid, "MQTT message refused");
-            Handled::Ignored
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, userid, "MQTT message not stored");
-            Handled::Failed
-        }
-    }
-}
-
-/// A value as emoncms's JSON has it: whole numbers without `.0`, missing as `null`.
-pub(crate) fn php_number(v: Option<f64>) -> serde_json::Value {
-    match v {
-        Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => serde_json::Value::from(x as i64),
-        Some(x) => serde_json::json!(x),
-        None => serde_json::Value::Null,
+        Outcome::Stored => Handled::Stored,
+        Outcome::Refused => Handled::Ignored,
+        Outcome::Failed => Handled::Failed,
     }
 }

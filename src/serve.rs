@@ -233,7 +233,7 @@ impl Signals {
 /// commands that open the feed store).
 pub fn router_config(settings: &Settings, data_dir: &DataDir) -> anyhow::Result<RouterConfig> {
     Ok(RouterConfig {
-        workers: worker_count(data_dir.root())?,
+        workers: worker_count(data_dir)?,
         vshards: 256,
         queue: 1024,
         max_nodes: DEFAULT_MAX_NODES,
@@ -252,29 +252,9 @@ pub fn router_config(settings: &Settings, data_dir: &DataDir) -> anyhow::Result<
     })
 }
 
-/// The number of shard workers, fixed at the first start of a data directory: each worker's
-/// WAL and checkpointed state belong to the users routed to it, so the count must not follow a
-/// later change of core count.
-fn worker_count(root: &std::path::Path) -> anyhow::Result<usize> {
-    let path = root.join("wal").join("workers");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .with_context(|| format!("{} must hold a positive number", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-            std::fs::create_dir_all(root.join("wal")).context("creating the WAL directory")?;
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, format!("{n}\n")).context("recording the worker count")?;
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .context("recording the worker count")?;
-            std::fs::rename(&tmp, &path).context("recording the worker count")?;
-            Ok(n)
-        }
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+/// The number of shard workers: this machine's core count at the first start of a data
+/// directory, the count recorded then at every later start (see [`DataDir::shard_workers`]).
+fn worker_count(data_dir: &DataDir) -> anyhow::Result<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(data_dir.shard_workers(cores)?)
 }

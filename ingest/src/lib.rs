@@ -6,8 +6,10 @@
 
 pub mod batch;
 pub mod decode;
+pub mod number;
 pub mod process;
 pub mod shard;
+pub mod submit;
 
 pub use batch::{Decoded, Value};
 

@@ -5,16 +5,16 @@
 //! a conflict and stays untouched.
 
 use std::fs;
-use std::io::{BufWriter, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use futures_util::TryStreamExt;
 use sqlx::Row;
 use sqlx::mysql::MySqlPool;
 use ynni_core::FeedRow;
-
-use crate::engines::{FIXED, MYSQL, VARIABLE, VIRTUAL};
+use ynni_storage::atomic_file::{commit, temp_path};
+use ynni_storage::emoncms_files::{self, VariableFileWriter};
+use ynni_storage::{Engine, Storage, variable};
 
 /// Where the data goes and how.
 pub struct Target<'a> {
@@ -43,80 +43,46 @@ pub struct Placed {
     pub copied_not_linked: usize,
 }
 
+/// The suffix of the temporary name a file is copied or streamed to before it is put in place.
+const TEMP_SUFFIX: &str = "import-tmp";
+
 pub async fn place_feed(src: &Source<'_>, to: &Target<'_>, f: &FeedRow) -> anyhow::Result<Placed> {
-    let id = f.id;
-    match f.engine {
-        FIXED => {
-            let dir = src.phpfina.context("a PHPFina feed needs --phpfina DIR")?;
-            let meta = dir.join(format!("{id}.meta"));
-            let dat = dir.join(format!("{id}.dat"));
-            let end_time = fixed_end(&meta, &dat)?;
-            let mut placed = Placed {
-                end_time,
-                ..Placed::default()
-            };
-            for (from, name) in [(meta, format!("{id}.meta")), (dat, format!("{id}.dat"))] {
-                let (bytes, linked) = place(&from, &to.phpfina.join(name), to)?;
-                placed.bytes += bytes;
-                placed.copied_not_linked += usize::from(to.link && !linked);
-            }
-            Ok(placed)
-        }
-        VARIABLE => {
-            let dir = src
-                .phptimeseries
-                .context("a PHPTimeSeries feed needs --phptimeseries DIR")?;
-            let name = format!("feed_{id}.MYD");
-            let from = dir.join(&name);
-            let end_time = variable_end(&from)?;
-            let (bytes, linked) = place(&from, &to.phptimeseries.join(&name), to)?;
-            Ok(Placed {
-                bytes,
-                end_time,
-                copied_not_linked: usize::from(to.link && !linked),
-            })
-        }
-        MYSQL => {
-            mysql_feed(
-                src.db,
-                id,
-                &to.phptimeseries.join(format!("feed_{id}.MYD")),
-                to.dry_run,
-            )
-            .await
-        }
-        // Virtual feeds: the process list is the feed.
-        VIRTUAL => Ok(Placed::default()),
-        e => bail!(
-            "engine {e} is not supported by ynni (PHPFina 5, PHPTimeSeries 2, MySQL 0, virtual 7)"
-        ),
-    }
-}
-
-/// The last slot's time of a PHPFina feed (meta: [0, 0, interval, start], dat: f32 slots).
-fn fixed_end(meta: &Path, dat: &Path) -> anyhow::Result<Option<i64>> {
-    let m = fs::read(meta).with_context(|| format!("reading {}", meta.display()))?;
-    if m.len() < 16 {
+    let Some(engine) = Engine::from_id(f.engine) else {
         bail!(
-            "{} is not a PHPFina meta file ({} bytes)",
-            meta.display(),
-            m.len()
+            "engine {} is not supported by ynni (PHPFina 5, PHPTimeSeries 2, MySQL 0, virtual 7)",
+            f.engine
         );
+    };
+    // Virtual feeds: the process list is the feed.
+    let Some(storage) = engine.storage() else {
+        return Ok(Placed::default());
+    };
+    let id = u32::try_from(f.id).with_context(|| format!("feed id {} is out of range", f.id))?;
+    if engine == Engine::Mysql {
+        let file = variable::file_path(to.phptimeseries, id);
+        return mysql_feed(src.db, f.id, &file, to.dry_run).await;
     }
-    let word = |at: usize| i64::from(u32::from_le_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]));
-    let n = fs::metadata(dat)
-        .with_context(|| format!("reading {}", dat.display()))?
-        .len()
-        / 4;
-    Ok((n > 0).then(|| word(12) + word(8) * (n as i64 - 1)))
-}
-
-/// The last record's time of a PHPTimeSeries file (9-byte records: 0xF9, u32 time, f32).
-fn variable_end(file: &Path) -> anyhow::Result<Option<i64>> {
-    let b = fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    Ok(b.chunks_exact(9)
-        .last()
-        .map(|r| i64::from(u32::from_le_bytes([r[1], r[2], r[3], r[4]]))))
+    let (from_dir, to_dir) = match storage {
+        Storage::Fixed => (src.phpfina, to.phpfina),
+        Storage::Variable => (src.phptimeseries, to.phptimeseries),
+    };
+    let from_dir = from_dir.with_context(|| match storage {
+        Storage::Fixed => "a PHPFina feed needs --phpfina DIR",
+        Storage::Variable => "a PHPTimeSeries feed needs --phptimeseries DIR",
+    })?;
+    let end_time = emoncms_files::end_time(storage, from_dir, id)?;
+    let mut placed = Placed {
+        end_time: end_time.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+        ..Placed::default()
+    };
+    let sources = emoncms_files::feed_files(storage, from_dir, id);
+    let dests = emoncms_files::feed_files(storage, to_dir, id);
+    for (from, dest) in sources.iter().zip(&dests) {
+        let (bytes, linked) = place(from, dest, to)?;
+        placed.bytes += bytes;
+        placed.copied_not_linked += usize::from(to.link && !linked);
+    }
+    Ok(placed)
 }
 
 /// Places one file; returns its size and whether it was hard-linked.
@@ -134,7 +100,7 @@ fn place(from: &Path, to: &Path, target: &Target<'_>) -> anyhow::Result<(u64, bo
     if target.link && fs::hard_link(from, to).is_ok() {
         return Ok((len, true));
     }
-    let tmp = temporary(to);
+    let tmp = temp_path(to, TEMP_SUFFIX);
     fs::copy(from, &tmp).with_context(|| format!("copying {}", from.display()))?;
     commit(&tmp, to)?;
     Ok((len, false))
@@ -153,10 +119,8 @@ fn already_there(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 /// A MySQL feed's rows, streamed into a variable-interval file.
 async fn mysql_feed(db: &MySqlPool, id: i64, to: &Path, dry_run: bool) -> anyhow::Result<Placed> {
-    let tmp = temporary(to);
-    let mut out = BufWriter::new(
-        fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?,
-    );
+    let tmp = temp_path(to, TEMP_SUFFIX);
+    let mut out = VariableFileWriter::create(&tmp)?;
     // The table name is built from an integer id, so nothing from the data reaches it.
     let sql = format!(
         "SELECT CAST(time AS SIGNED) AS time, data + 0.0 AS data FROM feed_{id} ORDER BY time"
@@ -170,14 +134,10 @@ async fn mysql_feed(db: &MySqlPool, id: i64, to: &Path, dry_run: bool) -> anyhow
     {
         let t: i64 = r.try_get("time")?;
         let v: f64 = r.try_get("data")?;
-        out.write_all(&[0xF9])?;
-        out.write_all(&u32::try_from(t).context("time outside u32")?.to_le_bytes())?;
-        out.write_all(&(v as f32).to_le_bytes())?;
-        placed.bytes += 9;
+        out.push(t, v)?;
         placed.end_time = Some(t);
     }
-    out.flush()?;
-    drop(out);
+    placed.bytes = out.finish()?;
     if to.exists() {
         let same = already_there(&tmp, to);
         let _ = fs::remove_file(&tmp);
@@ -185,28 +145,11 @@ async fn mysql_feed(db: &MySqlPool, id: i64, to: &Path, dry_run: bool) -> anyhow
     } else if dry_run {
         let _ = fs::remove_file(&tmp);
     } else {
+        // Synced and renamed, so a crash never leaves half a file that a second run would take
+        // for a conflict.
         commit(&tmp, to)?;
     }
     Ok(placed)
-}
-
-fn temporary(to: &Path) -> PathBuf {
-    let mut name = to.file_name().unwrap_or_default().to_os_string();
-    name.push(".import-tmp");
-    to.with_file_name(name)
-}
-
-/// Syncs `tmp` and renames it to `to`, so a crash never leaves half a file that a second run
-/// would take for a conflict.
-fn commit(tmp: &Path, to: &Path) -> anyhow::Result<()> {
-    fs::File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing {}", tmp.display()))?;
-    fs::rename(tmp, to).with_context(|| format!("renaming into {}", to.display()))?;
-    if let Some(dir) = to.parent() {
-        let _ = fs::File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -224,35 +167,11 @@ mod tests {
         assert!(already_there(&a, &b).is_ok());
         assert!(already_there(&a, &c).is_err());
         assert_eq!(
-            temporary(&dir.join("1.meta"))
+            temp_path(&dir.join("1.meta"), TEMP_SUFFIX)
                 .file_name()
                 .and_then(|n| n.to_str()),
             Some("1.meta.import-tmp")
         );
-        fs::remove_dir_all(&dir).expect("cleanup");
-    }
-
-    #[test]
-    fn end_times_from_the_files() {
-        let dir = std::env::temp_dir().join(format!("ynni-import-end-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("mkdir");
-        let mut meta = vec![0u8; 8];
-        meta.extend_from_slice(&10u32.to_le_bytes());
-        meta.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-        fs::write(dir.join("1.meta"), &meta).expect("meta");
-        fs::write(dir.join("1.dat"), [0u8; 12]).expect("dat");
-        assert_eq!(
-            fixed_end(&dir.join("1.meta"), &dir.join("1.dat")).expect("end"),
-            Some(1_700_000_020)
-        );
-        let mut myd = Vec::new();
-        for t in [5u32, 9] {
-            myd.push(0xF9);
-            myd.extend_from_slice(&t.to_le_bytes());
-            myd.extend_from_slice(&1f32.to_le_bytes());
-        }
-        fs::write(dir.join("feed_2.MYD"), &myd).expect("myd");
-        assert_eq!(variable_end(&dir.join("feed_2.MYD")).expect("end"), Some(9));
         fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

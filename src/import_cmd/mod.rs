@@ -30,10 +30,10 @@ use sqlx::mysql::MySqlPool;
 use ynni_config::Settings;
 use ynni_core::{Catalog, FeedRow, Imported, ImportedUser, InputRow};
 use ynni_ingest::shard::{Router, Seed};
-use ynni_storage::DataDir;
+use ynni_storage::emoncms_files::feed_files;
+use ynni_storage::{DataDir, Engine, Storage};
 
 use crate::cli::ImportArgs;
-use crate::engines::{FIXED, VARIABLE};
 use files::{Source, Target};
 use progress::Progress;
 
@@ -264,14 +264,18 @@ async fn seed_last_values(
 
 /// The size of a feed's source files (0 where unknown: MySQL tables, virtual feeds).
 fn source_bytes(args: &ImportArgs, f: &FeedRow) -> u64 {
-    let size = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-    match (f.engine, &args.phpfina, &args.phptimeseries) {
-        (FIXED, Some(dir), _) => {
-            size(dir.join(format!("{}.meta", f.id))) + size(dir.join(format!("{}.dat", f.id)))
-        }
-        (VARIABLE, _, Some(dir)) => size(dir.join(format!("feed_{}.MYD", f.id))),
-        _ => 0,
-    }
+    let (storage, dir) = match Engine::from_id(f.engine) {
+        Some(Engine::Fixed) => (Storage::Fixed, &args.phpfina),
+        Some(Engine::Variable) => (Storage::Variable, &args.phptimeseries),
+        _ => return 0,
+    };
+    let (Some(dir), Ok(id)) = (dir, u32::try_from(f.id)) else {
+        return 0;
+    };
+    feed_files(storage, dir, id)
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum()
 }
 
 /// One user's summary line (JSON on stdout).

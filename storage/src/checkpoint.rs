@@ -6,15 +6,14 @@
 //!                          | u32 LE CRC-32 of everything before it
 //! ```
 //!
-//! Written to `checkpoint.tmp`, fsynced, renamed over `checkpoint`, directory fsynced: a crash
-//! leaves the old or the new checkpoint, never a mix.
+//! Written to `checkpoint.tmp`, fsynced, renamed over `checkpoint`, directory fsynced
+//! ([`crate::atomic_file`]): a crash leaves the old or the new checkpoint, never a mix.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
+use crate::atomic_file::write_atomically;
 use crate::error::{Result, StorageError, io_err};
-use crate::fixed::sync_dir;
 use crate::wal::Lsn;
 
 const MAGIC: &[u8; 8] = b"YNNICKP1";
@@ -65,15 +64,7 @@ pub fn write(dir: &Path, cp: &Checkpoint) -> Result<()> {
     bytes.extend_from_slice(&cp.state);
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
-    let tmp = dir.join("checkpoint.tmp");
-    {
-        let mut f = fs::File::create(&tmp).map_err(io_err("creating", &tmp))?;
-        f.write_all(&bytes).map_err(io_err("writing", &tmp))?;
-        f.sync_all().map_err(io_err("syncing", &tmp))?;
-    }
-    let path = dir.join("checkpoint");
-    fs::rename(&tmp, &path).map_err(io_err("replacing", &path))?;
-    sync_dir(dir)
+    write_atomically(&dir.join("checkpoint"), &bytes)
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //!   phpfina/            fixed-interval feeds, emoncms engine 5 layout
 //!   phptimeseries/      variable-interval feeds, emoncms engine 2 layout
 //!   wal/<shard>/        each shard's write-ahead log segments and checkpoint
+//!   wal/workers         the number of shard workers as decimal text and a newline ("2\n"),
+//!                       written once, at the first start
 //!   ynni.lock           held (flock) by the one server process using this directory
 //! ```
 //!
@@ -17,6 +19,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::atomic_file::write_atomically;
+use crate::error::{StorageError, io_err};
+
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
     #[error("cannot create data directory {path}: {source}")]
@@ -25,6 +30,12 @@ pub enum DataDirError {
     Locked(PathBuf),
     #[error("cannot lock data directory {path}: {source}")]
     Lock { path: PathBuf, source: io::Error },
+    #[error("{path} must hold a positive number")]
+    BadWorkerCount { path: PathBuf },
+    #[error("reading {path}: {source}")]
+    ReadWorkerCount { path: PathBuf, source: io::Error },
+    #[error("recording the worker count in {path}: {source}")]
+    RecordWorkerCount { path: PathBuf, source: StorageError },
 }
 
 /// An opened data directory. Dropping a locked one releases the lock.
@@ -97,6 +108,40 @@ impl DataDir {
     pub fn wal_dir(&self, shard: u32) -> PathBuf {
         self.root.join("wal").join(shard.to_string())
     }
+
+    /// The file recording the number of shard workers.
+    pub fn shard_workers_path(&self) -> PathBuf {
+        self.root.join("wal").join("workers")
+    }
+
+    /// The number of shard workers: the one recorded, or at the first start `first` (at least
+    /// 1), which is recorded. Each worker's WAL and checkpointed state belong to the users
+    /// routed to it, so the count must not follow a later change of core count.
+    pub fn shard_workers(&self, first: usize) -> Result<usize, DataDirError> {
+        let path = self.shard_workers_path();
+        match fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(DataDirError::BadWorkerCount { path }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let n = first.max(1);
+                let record = |source: StorageError| DataDirError::RecordWorkerCount {
+                    path: path.clone(),
+                    source,
+                };
+                let wal = self.root.join("wal");
+                fs::create_dir_all(&wal)
+                    .map_err(io_err("creating", &wal))
+                    .map_err(record)?;
+                write_atomically(&path, format!("{n}\n").as_bytes()).map_err(record)?;
+                Ok(n)
+            }
+            Err(source) => Err(DataDirError::ReadWorkerCount { path, source }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +164,36 @@ mod tests {
         DataDir::open(&root).expect("shared open");
         drop(first);
         DataDir::open_exclusive(&root).expect("lock released on drop");
+    }
+
+    #[test]
+    fn the_worker_count_is_recorded_once_and_kept() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = DataDir::open(tmp.path()).expect("open");
+        assert_eq!(dir.shard_workers(3).expect("first start"), 3);
+        assert_eq!(
+            fs::read_to_string(dir.shard_workers_path()).expect("read"),
+            "3\n"
+        );
+        // A later start on a machine with another core count keeps the recorded count.
+        assert_eq!(dir.shard_workers(8).expect("second start"), 3);
+        assert!(!tmp.path().join("wal").join("workers.tmp").exists());
+
+        for bad in ["0\n", "many", ""] {
+            fs::write(dir.shard_workers_path(), bad).expect("write");
+            assert!(matches!(
+                dir.shard_workers(2),
+                Err(DataDirError::BadWorkerCount { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_zero_first_count_records_one_worker() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = DataDir::open(tmp.path()).expect("open");
+        assert_eq!(dir.shard_workers(0).expect("first start"), 1);
+        assert_eq!(dir.shard_workers(4).expect("second start"), 1);
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub enum StorageError {
     NoSuchFeed { id: u32 },
     #[error("feed {id} already exists")]
     FeedExists { id: u32 },
+    /// A feed file stores times as u32 unix seconds; a source point outside that cannot be
+    /// written to one.
+    #[error("{path}: time {time} is outside the range a feed file can hold (0 to 4294967295)")]
+    TimeOutOfRange { path: PathBuf, time: i64 },
     #[error("write-ahead log {path}: {reason}")]
     CorruptWal { path: PathBuf, reason: String },
     /// Writing or syncing the write-ahead log failed (a full disk among others). The log is

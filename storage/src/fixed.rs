@@ -34,10 +34,17 @@ use memmap2::Mmap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::atomic_file::{rename_synced, sync_dir, write_synced};
 use crate::error::{Result, StorageError, io_err};
 
 /// emoncms's `maxpadding`: five years of 10 s slots.
 pub const MAX_PADDING: u64 = 15_768_000;
+
+/// Bytes in a `.meta` file.
+pub const META_LEN: usize = 16;
+
+/// Bytes per slot in a `.dat` file.
+pub const SLOT_LEN: u64 = 4;
 
 /// The header of a fixed-interval feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,12 +84,32 @@ pub struct FixedFeed {
     map: OnceLock<Option<Mmap>>,
 }
 
-fn meta_path(dir: &Path, id: u32) -> PathBuf {
+/// The `.meta` file of feed `id` in `dir`.
+pub fn meta_path(dir: &Path, id: u32) -> PathBuf {
     dir.join(format!("{id}.meta"))
 }
 
-fn dat_path(dir: &Path, id: u32) -> PathBuf {
+/// The `.dat` file of feed `id` in `dir`.
+pub fn dat_path(dir: &Path, id: u32) -> PathBuf {
     dir.join(format!("{id}.dat"))
+}
+
+/// A `.meta` file's bytes: `[0, 0, interval, start_time]`, u32 little-endian. The first two
+/// words are emoncms's legacy id and npoints, which it no longer reads and writes as 0.
+pub fn encode_meta(interval: u32, start_time: u32) -> [u8; META_LEN] {
+    let mut bytes = [0u8; META_LEN];
+    bytes[8..12].copy_from_slice(&interval.to_le_bytes());
+    bytes[12..16].copy_from_slice(&start_time.to_le_bytes());
+    bytes
+}
+
+/// `(interval, start_time)` from the first 16 bytes of a `.meta` file (emoncms reads from
+/// offset 8 and ignores anything after), or `None` when there are fewer.
+pub fn decode_meta(bytes: &[u8]) -> Option<(u32, u32)> {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    Some((word(8)?, word(12)?))
 }
 
 /// Whether feed `id` has files in `dir`.
@@ -129,15 +156,15 @@ impl FixedFeed {
         }
         finish_interrupted_trim(&dat, &meta)?;
         let bytes = fs::read(&meta).map_err(io_err("reading", &meta))?;
-        if bytes.len() != 16 {
-            return Err(StorageError::CorruptMeta {
-                path: meta,
-                reason: format!("{} bytes, expected 16", bytes.len()),
-            });
-        }
-        let word =
-            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        let (interval, start_time) = (word(8), word(12));
+        let (interval, start_time) = match decode_meta(&bytes) {
+            Some(words) if bytes.len() == META_LEN => words,
+            _ => {
+                return Err(StorageError::CorruptMeta {
+                    path: meta,
+                    reason: format!("{} bytes, expected {META_LEN}", bytes.len()),
+                });
+            }
+        };
         if interval == 0 {
             return Err(StorageError::CorruptMeta {
                 path: meta,
@@ -529,19 +556,16 @@ impl FixedFeed {
         let kept = self.disk_bytes()?[(keep_from * 4) as usize..].to_vec();
         let new_start = u32::try_from(s + keep_from * i).map_err(|_| TrimError::OutOfRange)?;
         let (dat_tmp, meta_tmp) = trim_paths(&self.dat_path, &self.meta_path);
-        std::fs::write(&dat_tmp, &kept).map_err(io_err("writing", &dat_tmp))?;
-        File::open(&dat_tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(io_err("syncing", &dat_tmp))?;
+        // Both new files are complete before either replaces an old one: recovery relies on
+        // finding them (see `finish_interrupted_trim`), so `write_atomically`, which renames
+        // each file as soon as it is written, cannot be used here.
+        write_synced(&dat_tmp, &kept)?;
         write_meta(&meta_tmp, self.interval, new_start)?;
         self.map = OnceLock::new();
-        let dir = self.meta_path.parent().unwrap_or(Path::new("."));
-        fs::rename(&dat_tmp, &self.dat_path).map_err(io_err("replacing", &self.dat_path))?;
         // The data rename must be durable before the meta's: recovery reads a leftover
         // `.dat.trim` as "the data was not replaced".
-        sync_dir(dir)?;
-        fs::rename(&meta_tmp, &self.meta_path).map_err(io_err("replacing", &self.meta_path))?;
-        sync_dir(dir)?;
+        rename_synced(&dat_tmp, &self.dat_path)?;
+        rename_synced(&meta_tmp, &self.meta_path)?;
         self.start_time = new_start;
         self.disk_npoints = kept.len() as u64 / 4;
         Ok(kept.len() as u64)
@@ -633,9 +657,7 @@ fn sum_f32(values: impl Iterator<Item = f32>) -> (f64, u64) {
 }
 
 fn write_meta(path: &Path, interval: u32, start_time: u32) -> Result<()> {
-    let mut bytes = [0u8; 16];
-    bytes[8..12].copy_from_slice(&interval.to_le_bytes());
-    bytes[12..16].copy_from_slice(&start_time.to_le_bytes());
+    let bytes = encode_meta(interval, start_time);
     let f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -646,12 +668,6 @@ fn write_meta(path: &Path, interval: u32, start_time: u32) -> Result<()> {
     f.write_all_at(&bytes, 0).map_err(io_err("writing", path))?;
     f.set_len(16).map_err(io_err("writing", path))?;
     f.sync_all().map_err(io_err("syncing", path))
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("syncing directory", dir))
 }
 
 #[cfg(test)]
@@ -672,6 +688,19 @@ mod tests {
             .into_iter()
             .map(|v| (!v.is_nan()).then_some(v))
             .collect()
+    }
+
+    #[test]
+    fn meta_bytes_round_trip_and_a_short_meta_is_refused() {
+        let bytes = encode_meta(3600, 1_699_747_200);
+        assert_eq!(bytes[..8], [0u8; 8]);
+        assert_eq!(bytes[8..12], 3600u32.to_le_bytes());
+        assert_eq!(bytes[12..], 1_699_747_200u32.to_le_bytes());
+        assert_eq!(decode_meta(&bytes), Some((3600, 1_699_747_200)));
+        assert_eq!(decode_meta(&bytes[..15]), None);
+        let mut longer = bytes.to_vec();
+        longer.push(9);
+        assert_eq!(decode_meta(&longer), Some((3600, 1_699_747_200)));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Feed storage: the data directory, the emoncms-compatible feed engines, the write-ahead log,
 //! and the in-memory buffers between them.
 
+pub mod atomic_file;
 pub mod checkpoint;
 pub mod data_dir;
+pub mod emoncms_files;
 pub mod engine;
 pub mod error;
 pub mod fixed;

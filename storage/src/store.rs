@@ -144,6 +144,16 @@ enum Logged {
 }
 const POINT_BYTES: usize = 4 + 1 + 8 + 8;
 
+/// The points whose time both engines can store (1..=u32::MAX), in their order: writes and
+/// applied caller points leave the others out the same way, so a replay matches the original.
+fn storable(points: &[Point]) -> Vec<Point> {
+    points
+        .iter()
+        .filter(|p| p.time > 0 && p.time <= i64::from(u32::MAX))
+        .copied()
+        .collect()
+}
+
 fn encode(points: &[Point]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + points.len() * POINT_BYTES);
     out.push(RECORD_VERSION);
@@ -206,7 +216,7 @@ impl FeedStore {
         if !wal_dir.is_dir() {
             std::fs::create_dir_all(wal_dir).map_err(crate::error::io_err("creating", wal_dir))?;
             if let Some(parent) = wal_dir.parent() {
-                crate::fixed::sync_dir(parent)?;
+                crate::atomic_file::sync_dir(parent)?;
             }
         }
         let cp = checkpoint::read(wal_dir)?.unwrap_or_default();
@@ -274,11 +284,7 @@ impl FeedStore {
         if self.poisoned {
             return Err(StorageError::StoreFailed);
         }
-        let points: Vec<Point> = points
-            .iter()
-            .filter(|p| p.time > 0 && p.time <= i64::from(u32::MAX))
-            .copied()
-            .collect();
+        let points = storable(points);
         self.apply(&points).inspect_err(|_| self.poisoned = true)
     }
 
@@ -357,11 +363,7 @@ impl FeedStore {
         if self.poisoned {
             return Err(StorageError::StoreFailed);
         }
-        let points: Vec<Point> = points
-            .iter()
-            .filter(|p| p.time > 0 && p.time <= i64::from(u32::MAX))
-            .copied()
-            .collect();
+        let points = storable(points);
         if points.is_empty() {
             return Ok(WriteReport::default());
         }

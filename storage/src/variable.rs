@@ -19,23 +19,24 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::atomic_file::{sync_dir, write_atomically};
 use crate::error::{Result, StorageError, io_err};
-use crate::fixed::sync_dir;
 
-const RECORD: u64 = 9;
+/// Bytes per record.
+pub const RECORD: u64 = 9;
 const FLAG: u8 = 0xF9;
 
-fn path(dir: &Path, id: u32) -> PathBuf {
+/// The file of feed `id` in `dir`.
+pub fn file_path(dir: &Path, id: u32) -> PathBuf {
     dir.join(format!("feed_{id}.MYD"))
 }
 
 /// Whether feed `id` has a file in `dir`.
 pub fn exists(dir: &Path, id: u32) -> bool {
-    path(dir, id).exists()
+    file_path(dir, id).exists()
 }
 
 /// The header facts of a variable-interval feed.
@@ -58,6 +59,7 @@ pub struct VariableFeed {
     pending: BTreeMap<u32, f32>,
 }
 
+/// One record's (time, value); `rec` holds at least [`RECORD`] bytes.
 fn decode(rec: &[u8]) -> (u32, f32) {
     (
         u32::from_le_bytes([rec[1], rec[2], rec[3], rec[4]]),
@@ -65,7 +67,14 @@ fn decode(rec: &[u8]) -> (u32, f32) {
     )
 }
 
-fn encode(t: u32, v: f32, out: &mut Vec<u8>) {
+/// The (time, value) of each whole record in `bytes`, in file order; trailing bytes short of
+/// a record are ignored, as emoncms's `npoints = floor(size / 9)` does.
+pub fn decode_records(bytes: &[u8]) -> impl Iterator<Item = (u32, f32)> {
+    bytes.chunks_exact(RECORD as usize).map(decode)
+}
+
+/// Appends the record of the point (`t`, `v`) to `out`.
+pub fn encode_record(t: u32, v: f32, out: &mut Vec<u8>) {
     out.push(FLAG);
     out.extend_from_slice(&t.to_le_bytes());
     out.extend_from_slice(&v.to_le_bytes());
@@ -73,7 +82,7 @@ fn encode(t: u32, v: f32, out: &mut Vec<u8>) {
 
 impl VariableFeed {
     pub fn create(dir: &Path, id: u32) -> Result<Self> {
-        let p = path(dir, id);
+        let p = file_path(dir, id);
         if p.exists() {
             return Err(StorageError::FeedExists { id });
         }
@@ -86,7 +95,7 @@ impl VariableFeed {
 
     /// Opens an existing feed; a file whose size is not a whole number of records is reported.
     pub fn open(dir: &Path, id: u32) -> Result<Self> {
-        let p = path(dir, id);
+        let p = file_path(dir, id);
         let len = match fs::metadata(&p) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -186,7 +195,7 @@ impl VariableFeed {
                 let mut bytes = vec![0u8; ((b - a) * RECORD) as usize];
                 f.read_exact_at(&mut bytes, a * RECORD)
                     .map_err(io_err("reading", &self.path))?;
-                out.extend(bytes.chunks_exact(RECORD as usize).map(decode));
+                out.extend(decode_records(&bytes));
             }
         }
         if self.pending.range(from..=to).next().is_some() {
@@ -311,7 +320,7 @@ impl VariableFeed {
     fn append_pending(&mut self) -> Result<()> {
         let mut bytes = Vec::with_capacity(self.pending.len() * RECORD as usize);
         for (&t, &v) in &self.pending {
-            encode(t, v, &mut bytes);
+            encode_record(t, v, &mut bytes);
         }
         let f = OpenOptions::new()
             .write(true)
@@ -335,9 +344,9 @@ impl VariableFeed {
         all.extend(self.pending.iter().map(|(&t, &v)| (t, v)));
         let mut bytes = Vec::with_capacity(all.len() * RECORD as usize);
         for (&t, &v) in &all {
-            encode(t, v, &mut bytes);
+            encode_record(t, v, &mut bytes);
         }
-        self.replace_file(&bytes)?;
+        write_atomically(&self.path, &bytes)?;
         self.disk_npoints = all.len() as u64;
         self.disk_first = all.keys().next().copied();
         self.disk_last = all.keys().next_back().copied();
@@ -354,9 +363,9 @@ impl VariableFeed {
         }
         let mut bytes = Vec::with_capacity(kept.len() * RECORD as usize);
         for &(t, v) in &kept {
-            encode(t, v, &mut bytes);
+            encode_record(t, v, &mut bytes);
         }
-        self.replace_file(&bytes)?;
+        write_atomically(&self.path, &bytes)?;
         self.disk_npoints = kept.len() as u64;
         self.disk_first = kept.first().map(|r| r.0);
         self.disk_last = kept.last().map(|r| r.0);
@@ -376,17 +385,6 @@ impl VariableFeed {
         f.read_exact_at(&mut out, off)
             .map_err(io_err("reading", &self.path))?;
         Ok(out)
-    }
-
-    fn replace_file(&self, bytes: &[u8]) -> Result<()> {
-        let tmp = self.dir.join(format!("feed_{}.MYD.tmp", self.id));
-        {
-            let mut f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
-            f.write_all(bytes).map_err(io_err("writing", &tmp))?;
-            f.sync_all().map_err(io_err("syncing", &tmp))?;
-        }
-        fs::rename(&tmp, &self.path).map_err(io_err("replacing", &self.path))?;
-        sync_dir(&self.dir)
     }
 
     /// Empties the feed.

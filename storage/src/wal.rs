@@ -46,8 +46,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::atomic_file::sync_dir;
 use crate::error::{Result, StorageError, io_err};
-use crate::fixed::sync_dir;
 
 /// A log sequence number: records are numbered 0, 1, 2, … for the life of the shard.
 pub type Lsn = u64;

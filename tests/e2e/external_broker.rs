@@ -61,7 +61,7 @@ async fn publish_until_stored(server: &Server, read: &str, pub_args: &[&str], va
                 .output()
                 .expect("mosquitto_pub")
                 .status
-.success();
+                .success();
             assert!(ok);
         }
         got = get(

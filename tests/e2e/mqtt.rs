@@ -201,7 +201,7 @@ fn mosquitto_pub(server: &Server, user: &str, pass: &str, extra: &[&str]) -> boo
         .output()
         .expect("mosquitto_pub (install mosquitto-clients, as scripts/test.sh does)")
         .status
-.success()
+        .success()
 }
 
 #[tokio::test]
@@ -477,7 +477,7 @@ async fn devices_can_publish_over_tls_with_a_self_signed_certificate() {
             .output()
             .expect("mosquitto_pub")
             .status
-.success()
+            .success()
     };
     // Without trusting the certificate the handshake fails; with it, the value arrives.
     assert!(!publish(&[
@@ -731,7 +731,7 @@ async fn emonhub_downlink_reaches_only_the_same_users_subscribers() {
         .output()
         .expect("mosquitto_pub")
         .status
-.success();
+        .success();
     assert!(ok);
     let got = collect(&mut hub_ev, Duration::from_secs(10), 1).await;
     assert_eq!(

@@ -9,17 +9,8 @@ use ynni_ingest::shard::IngestError;
 pub const JSON: &str = "application/json";
 pub const TEXT: &str = "text/plain;charset=UTF-8";
 
-/// A feed or input value as PHP's `json_encode` prints it: a whole number has no `.0`
-/// (emoncms sends `102`, not `102.0`); a missing value is `null`.
-pub fn number(v: Option<f64>) -> Value {
-    // 2^53: beyond it an f64 no longer holds every integer, and PHP prints an exponent.
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    match v {
-        Some(x) if x.fract() == 0.0 && x.abs() < EXACT => Value::from(x as i64),
-        Some(x) => json!(x),
-        None => Value::Null,
-    }
-}
+/// A feed or input value as emoncms prints it: the one formatter shared with MQTT.
+pub use ynni_ingest::number::php_json as number;
 
 /// A JSON body with emoncms's content type, status 200.
 pub fn json(v: Value) -> Response {

@@ -40,7 +40,7 @@ use tokio::runtime::Handle;
 use ynni_core::Catalog;
 use ynni_storage::store::{Feed, Replay};
 use ynni_storage::wal::{Lsn, Ticket};
-use ynni_storage::{FeedStore, Point, StorageError, query};
+use ynni_storage::{Engine, FeedStore, Point, StorageError, query};
 
 use super::record::{FeedWrite, Record};
 use super::router::{IngestError, LastValues, Limits, Output, RouterConfig, Submission};
@@ -395,11 +395,11 @@ impl Worker {
                 id,
                 engine,
                 interval,
-            } => match engine {
-                ynni_storage::ENGINE_FIXED => FeedAnswer::Created {
+            } => match Engine::from_id(i64::from(engine)) {
+                Some(Engine::Fixed) => FeedAnswer::Created {
                     interval: self.store.create_fixed(id, interval)?.interval,
                 },
-                ynni_storage::ENGINE_VARIABLE => {
+                Some(Engine::Variable) => {
                     self.store.create_variable(id)?;
                     FeedAnswer::Created { interval: 0 }
                 }

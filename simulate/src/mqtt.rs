@@ -9,14 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use tokio::task::JoinSet;
 
 use super::profile::Device;
 use super::stats::Counters;
 use super::{Clock, Plan, Ticker, new_device, payload};
-use crate::cli::{SimFormat, SimulateArgs};
+use crate::{SimFormat, SimulateArgs, SimulateError};
 
 /// How many devices watch their feed to time publish → stored. Each adds a subscription and
 /// an outgoing message per reading, so few enough not to change what is measured.
@@ -54,11 +53,11 @@ pub async fn run(
     counters: Arc<Counters>,
     ticks: Arc<Vec<AtomicU64>>,
     feeds: Option<Vec<Option<u32>>>,
-) -> anyhow::Result<()> {
+) -> Result<(), SimulateError> {
     let (host, port) = addr
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-        .with_context(|| format!("--mqtt {addr}: expected HOST:PORT"))?;
+        .ok_or_else(|| SimulateError::args(format!("--mqtt {addr}: expected HOST:PORT")))?;
     let qos = match args.qos {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
@@ -89,7 +88,7 @@ pub async fn run(
             client
                 .subscribe(format!("ynni/feed/{feed}"), QoS::AtMostOnce)
                 .await
-                .context("subscribing to a feed")?;
+                .map_err(|e| SimulateError::Subscribe(Box::new(e)))?;
         }
         let link = Arc::new(Link {
             counters: counters.clone(),
@@ -134,7 +133,7 @@ pub async fn run(
         });
     }
     while let Some(done) = tasks.join_next().await {
-        done.context("device task")?;
+        done.map_err(SimulateError::Task)?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! readings, timestamped in the recent past (like emonhub catching up after an outage), which
 //! is how a benchmark reaches high rates with realistic per-device data.
 
+mod error;
 mod feeds;
 mod http;
 mod mqtt;
@@ -17,24 +18,101 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::cli::{SimFormat, SimulateArgs};
+pub use error::SimulateError;
 use profile::{Device, Profile};
 use stats::Counters;
 
+/// emonhub's two MQTT forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimFormat {
+    /// One JSON object per reading on `<base>/<node>`, with its time (`node_JSON_enable`).
+    Json,
+    /// One plain number per input on `<base>/<node>/<input>` (`node_var_format`).
+    NodeVar,
+}
+
+// The flags of `ynni simulate`. (A doc comment here would become the subcommand's help text.)
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Publish to this MQTT broker (ynni's embedded one, or any emoncms broker).
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        required_unless_present = "http",
+        conflicts_with = "http"
+    )]
+    pub mqtt: Option<String>,
+    /// Post to this HTTP API with input/post, e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    pub http: Option<String>,
+    /// Accounts to use: the JSON of `ynni user list --with-keys` (username, apikey_write).
+    #[arg(long, value_name = "FILE")]
+    pub accounts: Option<std::path::PathBuf>,
+    /// One account's username (with --apikey) instead of --accounts.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// That account's write apikey.
+    #[arg(long)]
+    pub apikey: Option<String>,
+    /// How many accounts publish (the first N of --accounts).
+    #[arg(long, default_value_t = 1)]
+    pub users: usize,
+    #[arg(long, default_value_t = 1)]
+    pub devices_per_user: usize,
+    /// Inputs per device (default: all of the profile's).
+    #[arg(long)]
+    pub inputs: Option<usize>,
+    /// Seconds between a device's readings.
+    #[arg(long, default_value_t = 10.0)]
+    pub interval: f64,
+    /// Stop after this many seconds (default: at Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Simulated seconds per real second: above 1, readings of the recent past are sent
+    /// faster than real time (as emonhub catching up), for load tests.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// MQTT quality of service (rumqttd acknowledges 1 and 2 from its memory; --log-to-feeds
+    /// checks what was stored).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    #[arg(long, value_enum, default_value_t = Profile::Emontx4)]
+    pub profile: Profile,
+    #[arg(long, value_enum, default_value_t = SimFormat::Json)]
+    pub format: SimFormat,
+    #[arg(long, default_value = "emon")]
+    pub base_topic: String,
+    /// Seed of the values (the same seed and --start send the same data).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Unix time of the first reading (default: now, or the recent past with --speed).
+    #[arg(long, value_name = "UNIX_TIME")]
+    pub start: Option<i64>,
+    /// Give every input a feed and a "Log to feed" step first, and count the stored points
+    /// at the end (fails if any value sent is missing).
+    #[arg(long)]
+    pub log_to_feeds: bool,
+    /// The HTTP API for --log-to-feeds when sending over MQTT.
+    #[arg(long, value_name = "URL")]
+    pub api: Option<String>,
+    /// Report this process's CPU and memory (the server's pid) in the summary.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+}
+
 /// One account devices publish as.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Account {
+pub(crate) struct Account {
     pub username: String,
     #[serde(alias = "apikey")]
     pub apikey_write: String,
 }
 
 /// One simulated device and where it sends.
-pub struct Plan {
+pub(crate) struct Plan {
     pub account: Account,
     pub node: String,
     pub names: Vec<String>,
@@ -45,7 +123,7 @@ pub struct Plan {
 /// The shared clock: reading `k` of a device is taken at simulated time `start + k·interval`
 /// and sent `k·interval/speed` real seconds after `t0`.
 #[derive(Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     pub t0: Instant,
     pub start: f64,
     pub interval: f64,
@@ -73,7 +151,7 @@ impl Clock {
 }
 
 /// One device's readings in time.
-pub struct Ticker {
+pub(crate) struct Ticker {
     clock: Clock,
     index: usize,
     k: u64,
@@ -98,11 +176,13 @@ impl Ticker {
     }
 }
 
-pub fn new_device(profile: Profile, seed: u64, plan: &Plan) -> Device {
+pub(crate) fn new_device(profile: Profile, seed: u64, plan: &Plan) -> Device {
     Device::new(profile, seed, plan.index as u64, plan.names.clone())
 }
 
-pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+/// Runs a simulation to its end (`--duration`, or Ctrl-C) and prints its JSON summary on
+/// stdout; progress goes to stderr.
+pub async fn run(args: SimulateArgs) -> Result<(), SimulateError> {
     check(&args)?;
     let plans = plan(&args)?;
     let inputs = plans.first().map_or(0, |p| p.names.len());
@@ -120,7 +200,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         (Some(map), Some(api)) => Some(
             feeds::count_stored(api, map, &run.ticks, start, args.interval as u32)
                 .await
-                .context("counting stored points")?,
+                .map_err(|e| SimulateError::Counting(Box::new(e)))?,
         ),
         _ => None,
     };
@@ -129,45 +209,55 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
 }
 
 /// Refuses arguments that cannot make a sensible run.
-fn check(args: &SimulateArgs) -> anyhow::Result<()> {
+fn check(args: &SimulateArgs) -> Result<(), SimulateError> {
     let positive = |v: f64| v.is_finite() && v > 0.0;
     if !positive(args.interval) || !positive(args.speed) {
-        bail!("--interval and --speed must be above 0");
+        return Err(SimulateError::args(
+            "--interval and --speed must be above 0",
+        ));
     }
     if args.duration.is_some_and(|d| !positive(d)) {
-        bail!("--duration must be above 0");
+        return Err(SimulateError::args("--duration must be above 0"));
     }
     if args.speed > 1.0 && args.duration.is_none() {
-        bail!("--speed above 1 needs --duration (the readings end at the present)");
+        return Err(SimulateError::args(
+            "--speed above 1 needs --duration (the readings end at the present)",
+        ));
     }
     if args.users == 0 || args.devices_per_user == 0 {
-        bail!("--users and --devices-per-user must be at least 1");
+        return Err(SimulateError::args(
+            "--users and --devices-per-user must be at least 1",
+        ));
     }
     if args.log_to_feeds {
         if args.http.is_none() && args.api.is_none() {
-            bail!("--log-to-feeds needs --api URL (the HTTP API) when sending over MQTT");
+            return Err(SimulateError::args(
+                "--log-to-feeds needs --api URL (the HTTP API) when sending over MQTT",
+            ));
         }
         if args.mqtt.is_some() && args.format != SimFormat::Json {
-            bail!("--log-to-feeds over MQTT needs --format json (node-var messages carry no time)");
+            return Err(SimulateError::args(
+                "--log-to-feeds over MQTT needs --format json (node-var messages carry no time)",
+            ));
         }
         if args.interval.fract() != 0.0 || args.interval < 10.0 {
-            bail!(
-                "--log-to-feeds needs a whole-second --interval of at least 10 (emoncms's shortest feed interval); use --speed for higher rates"
-            );
+            return Err(SimulateError::args(
+                "--log-to-feeds needs a whole-second --interval of at least 10 (emoncms's shortest feed interval); use --speed for higher rates",
+            ));
         }
     }
     Ok(())
 }
 
 /// The devices: `--devices-per-user` for each of the first `--users` accounts.
-fn plan(args: &SimulateArgs) -> anyhow::Result<Vec<Plan>> {
+fn plan(args: &SimulateArgs) -> Result<Vec<Plan>, SimulateError> {
     let accounts = accounts(args)?;
     if accounts.len() < args.users {
-        bail!(
+        return Err(SimulateError::args(format!(
             "--users {} needs as many accounts; {} given (use --accounts FILE from `ynni user list --with-keys`)",
             args.users,
             accounts.len()
-        );
+        )));
     }
     let names = args.profile.inputs(args.inputs);
     let mut plans = Vec::new();
@@ -211,7 +301,7 @@ async fn send(
     plans: Vec<Plan>,
     start: f64,
     feed_map: Option<&feeds::FeedMap>,
-) -> anyhow::Result<Run> {
+) -> Result<Run, SimulateError> {
     let counters = Arc::new(Counters::default());
     let ticks: Arc<Vec<AtomicU64>> = Arc::new(plans.iter().map(|_| AtomicU64::new(0)).collect());
     // Connections open before the first reading is due (2 ms each), so the measured window
@@ -251,7 +341,7 @@ async fn send(
         } else if let Some(url) = &args.http {
             http::run(url, args, plans, clock, counters.clone(), ticks.clone()).await
         } else {
-            bail!("give --mqtt HOST:PORT or --http URL")
+            Err(SimulateError::args("give --mqtt HOST:PORT or --http URL"))
         }
     };
     tokio::select! {
@@ -327,38 +417,38 @@ fn summary(
 }
 
 /// A run succeeded when something was sent, nothing failed and (when counted) all was stored.
-fn verdict(c: &Counters, stored: Option<&feeds::Stored>) -> anyhow::Result<()> {
+fn verdict(c: &Counters, stored: Option<&feeds::Stored>) -> Result<(), SimulateError> {
     if c.refused.load(std::sync::atomic::Ordering::Relaxed) {
-        bail!("the broker refused the connection or the login");
+        return Err(SimulateError::Refused);
     }
     if c.get(&c.sent) == 0 {
-        bail!("nothing was sent");
+        return Err(SimulateError::NothingSent);
     }
     if c.get(&c.errors) > 0 {
-        bail!("{} errors (see the summary)", c.get(&c.errors));
+        return Err(SimulateError::Errors(c.get(&c.errors)));
     }
     if let Some(s) = stored
         && s.missing > 0
     {
-        bail!(
-            "{} of {} values sent were not stored",
-            s.missing,
-            s.expected
-        );
+        return Err(SimulateError::NotStored {
+            missing: s.missing,
+            expected: s.expected,
+        });
     }
     Ok(())
 }
 
-fn accounts(args: &SimulateArgs) -> anyhow::Result<Vec<Account>> {
+fn accounts(args: &SimulateArgs) -> Result<Vec<Account>, SimulateError> {
     if let Some(path) = &args.accounts {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let list: Vec<Account> = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{}: expected the JSON of `ynni user list --with-keys` ([{{\"username\":…,\"apikey_write\":…}}])",
-                path.display()
-            )
+        let text = std::fs::read_to_string(path).map_err(|source| SimulateError::ReadAccounts {
+            path: path.clone(),
+            source,
         })?;
+        let list: Vec<Account> =
+            serde_json::from_str(&text).map_err(|source| SimulateError::AccountsFormat {
+                path: path.clone(),
+                source,
+            })?;
         return Ok(list);
     }
     match (&args.username, &args.apikey) {
@@ -366,7 +456,9 @@ fn accounts(args: &SimulateArgs) -> anyhow::Result<Vec<Account>> {
             username: u.clone(),
             apikey_write: k.clone(),
         }]),
-        _ => bail!("give --username and --apikey (the write apikey), or --accounts FILE"),
+        _ => Err(SimulateError::args(
+            "give --username and --apikey (the write apikey), or --accounts FILE",
+        )),
     }
 }
 

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::{Plan, payload};
+use crate::SimulateError;
 
 /// How many API calls run at once during setup and counting.
 const PARALLEL: usize = 32;
@@ -30,7 +30,7 @@ pub async fn setup(
     plans: &[Plan],
     first_time: f64,
     interval: u32,
-) -> anyhow::Result<FeedMap> {
+) -> Result<FeedMap, SimulateError> {
     let client = client()?;
     let api = api.trim_end_matches('/');
     // One reading per device creates its inputs (before any feed exists, so it is not logged).
@@ -49,7 +49,10 @@ pub async fn setup(
         .collect::<Vec<_>>()
         .await
     {
-        r.context("creating inputs")?;
+        r.map_err(|source| SimulateError::Http {
+            step: "creating inputs",
+            source,
+        })?;
     }
     // Input ids per account.
     let mut ids: HashMap<String, HashMap<(String, String), i64>> = HashMap::new();
@@ -64,7 +67,10 @@ pub async fn setup(
             .await?
             .json()
             .await
-            .context("input/list")?;
+            .map_err(|source| SimulateError::Http {
+                step: "input/list",
+                source,
+            })?;
         let mut map = HashMap::new();
         for i in list.as_array().into_iter().flatten() {
             let (Some(node), Some(name), Some(id)) = (
@@ -99,9 +105,9 @@ pub async fn setup(
         })
         .collect();
     if jobs.len() != plans.iter().map(|p| p.names.len()).sum::<usize>() {
-        bail!(
-            "some simulated inputs were not created (a read apikey, or more devices on one account than the server's node limit?)"
-        );
+        return Err(SimulateError::Server(
+            "some simulated inputs were not created (a read apikey, or more devices on one account than the server's node limit?)".into(),
+        ));
     }
     let made = jobs
         .into_iter()
@@ -123,7 +129,9 @@ pub async fn setup(
                     .json()
                     .await?;
                 let Some(feed) = created["feedid"].as_u64() else {
-                    bail!("feed/create for {node}:{name}: {created} (--log-to-feeds needs accounts without these feeds: a new account, or delete them)");
+                    return Err(SimulateError::Server(format!(
+                        "feed/create for {node}:{name}: {created} (--log-to-feeds needs accounts without these feeds: a new account, or delete them)"
+                    )));
                 };
                 let list = format!("[{{\"fn\":\"process__log_to_feed\",\"args\":[\"{feed}\"]}}]");
                 let set: Value = client
@@ -138,9 +146,11 @@ pub async fn setup(
                     .json()
                     .await?;
                 if set["success"] != true {
-                    bail!("input/process/set for {node}:{name}: {set}");
+                    return Err(SimulateError::Server(format!(
+                        "input/process/set for {node}:{name}: {set}"
+                    )));
                 }
-                Ok((device, k, feed as u32))
+                Ok::<_, SimulateError>((device, k, feed as u32))
             }
         });
     let mut map: FeedMap = plans
@@ -168,7 +178,7 @@ pub async fn count_stored(
     ticks: &[AtomicU64],
     start: f64,
     interval: u32,
-) -> anyhow::Result<Stored> {
+) -> Result<Stored, SimulateError> {
     let expected: Vec<u64> = (0..map.len())
         .map(|d| ticks[d].load(Ordering::Relaxed))
         .collect();
@@ -203,7 +213,7 @@ async fn count_once(
     expected: &[u64],
     start: f64,
     interval: u32,
-) -> anyhow::Result<Vec<(u64, u64)>> {
+) -> Result<Vec<(u64, u64)>, SimulateError> {
     let client = client()?;
     let api = api.trim_end_matches('/');
     // feed/data answers at most 20,000 points per request.
@@ -242,10 +252,12 @@ async fn count_once(
                 .json()
                 .await?;
             let Some(points) = data.as_array() else {
-                bail!("feed/data for feed {feed}: {data}");
+                return Err(SimulateError::Server(format!(
+                    "feed/data for feed {feed}: {data}"
+                )));
             };
             let got = points.iter().filter(|p| !p[1].is_null()).count() as u64;
-            Ok((device, slot, got))
+            Ok::<_, SimulateError>((device, slot, got))
         }
     });
     let mut per_feed: Vec<Vec<u64>> = map.iter().map(|(_, f)| vec![0; f.len()]).collect();
@@ -264,9 +276,12 @@ async fn count_once(
         .collect())
 }
 
-fn client() -> anyhow::Result<reqwest::Client> {
+fn client() -> Result<reqwest::Client, SimulateError> {
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()
-        .context("HTTP client")
+        .map_err(|source| SimulateError::Http {
+            step: "HTTP client",
+            source,
+        })
 }

@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio::task::JoinSet;
 
 use super::stats::Counters;
 use super::{Clock, Plan, Ticker, new_device, payload};
-use crate::cli::SimulateArgs;
+use crate::{SimulateArgs, SimulateError};
 
 pub async fn run(
     url: &str,
@@ -20,12 +19,15 @@ pub async fn run(
     clock: Clock,
     counters: Arc<Counters>,
     ticks: Arc<Vec<AtomicU64>>,
-) -> anyhow::Result<()> {
+) -> Result<(), SimulateError> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(30))
         .build()
-        .context("HTTP client")?;
+        .map_err(|source| SimulateError::Http {
+            step: "HTTP client",
+            source,
+        })?;
     let base = url.trim_end_matches('/').to_string();
     // Dropping the set (Ctrl-C) stops every device.
     let mut tasks = JoinSet::new();
@@ -42,7 +44,7 @@ pub async fn run(
         });
     }
     while let Some(done) = tasks.join_next().await {
-        done.context("device task")?;
+        done.map_err(SimulateError::Task)?;
     }
     Ok(())
 }

@@ -1,0 +1,70 @@
+//! Feed and input values as emoncms's JSON prints them, for every reply and message that
+//! carries one (the HTTP API, `ynni/feed/<id>`, Home Assistant discovery).
+
+use serde_json::Value;
+
+/// 2^53: below it every whole `f64` is an integer that any JSON reader (JavaScript's numbers
+/// are `f64` too) reads back unchanged; from it on, `f64`s skip integers and PHP prints an
+/// exponent.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// A value as emoncms's `json_encode` gives it to clients: a whole number has no `.0`
+/// (emoncms sends `102`, not `102.0`); a missing or non-finite value is `null`; any other is
+/// the shortest decimal that reads back as the same `f64`.
+pub fn php_json(v: Option<f64>) -> Value {
+    match v {
+        Some(x) if x.fract() == 0.0 && x.abs() < EXACT => Value::from(x as i64),
+        // `Value::from` turns NaN and the infinities into `null`.
+        Some(x) => Value::from(x),
+        None => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::php_json;
+    use serde_json::json;
+
+    fn text(v: f64) -> String {
+        php_json(Some(v)).to_string()
+    }
+
+    #[test]
+    fn whole_numbers_print_without_a_fraction() {
+        assert_eq!(text(102.0), "102");
+        assert_eq!(text(-7.0), "-7");
+        assert_eq!(text(0.0), "0");
+        assert_eq!(text(-0.0), "0");
+        assert_eq!(text(1_795_829_324.0), "1795829324");
+    }
+
+    #[test]
+    fn fractions_print_as_the_shortest_decimal() {
+        assert_eq!(text(-3.25), "-3.25");
+        assert_eq!(text(0.1), "0.1");
+        assert_eq!(text(0.0001), "0.0001");
+        assert_eq!(text(240.1), "240.1");
+    }
+
+    #[test]
+    fn missing_and_non_finite_values_are_null() {
+        assert_eq!(php_json(None), json!(null));
+        assert_eq!(php_json(Some(f64::NAN)), json!(null));
+        assert_eq!(php_json(Some(f64::INFINITY)), json!(null));
+        assert_eq!(php_json(Some(f64::NEG_INFINITY)), json!(null));
+    }
+
+    #[test]
+    fn whole_numbers_are_integers_below_2_pow_53() {
+        // The MQTT side used to switch to floats at 9e15; these stay exact integers now.
+        assert_eq!(text(9.0e15), "9000000000000000");
+        assert_eq!(text(9_007_199_254_740_991.0), "9007199254740991");
+        assert_eq!(text(-9_007_199_254_740_991.0), "-9007199254740991");
+        // From 2^53 on, a float as serde_json prints it.
+        let big = php_json(Some(9_007_199_254_740_992.0));
+        assert!(big.is_f64(), "{big}");
+        assert_eq!(big, json!(9_007_199_254_740_992.0));
+        assert_eq!(text(1e20), json!(1e20).to_string());
+        assert!(php_json(Some(-1e20)).is_f64());
+    }
+}
