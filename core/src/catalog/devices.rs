@@ -1,7 +1,5 @@
 //! Devices: a key per device, bound to one node of its user (emoncms's device module).
 
-use sqlx::Row;
-
 use super::{Catalog, CatalogError};
 use crate::keys::new_apikey;
 
@@ -33,7 +31,7 @@ impl Catalog {
         kind: &str,
     ) -> Result<Option<i64>, CatalogError> {
         let key = new_apikey()?;
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar::<_, i64>(
             "INSERT INTO devices (userid, nodeid, name, description, type, devicekey) VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT (userid, nodeid) DO NOTHING RETURNING id",
         )
@@ -44,24 +42,17 @@ impl Catalog {
         .bind(kind)
         .bind(key)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("id")).transpose()?)
+        .await?)
     }
 
     pub async fn devices_for_user(&self, userid: i64) -> Result<Vec<DeviceRow>, CatalogError> {
         let sql = format!("SELECT {COLUMNS} FROM devices WHERE userid = ? ORDER BY nodeid, name");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(userid)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
     }
 
     pub async fn device_by_id(&self, id: i64) -> Result<Option<DeviceRow>, CatalogError> {
         let sql = format!("SELECT {COLUMNS} FROM devices WHERE id = ?");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(self.select_optional(sqlx::AssertSqlSafe(sql), id).await?)
     }
 
     /// The device whose key is `key` (any case), noting the time it was used.
@@ -75,10 +66,8 @@ impl Catalog {
     }
 
     pub async fn delete_device(&self, id: i64) -> Result<(), CatalogError> {
-        sqlx::query("DELETE FROM devices WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let sql = "DELETE FROM devices WHERE id = ?";
+        self.execute1(sql, id).await?;
         Ok(())
     }
 
@@ -108,11 +97,8 @@ impl Catalog {
     /// Replaces the device's key; the old one stops working at once.
     pub async fn new_device_key(&self, id: i64) -> Result<String, CatalogError> {
         let key = new_apikey()?;
-        sqlx::query("UPDATE devices SET devicekey = ? WHERE id = ?")
-            .bind(&key)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let sql = "UPDATE devices SET devicekey = ? WHERE id = ?";
+        self.execute2(sql, &key, id).await?;
         Ok(key)
     }
 }

@@ -1,7 +1,5 @@
 //! Feeds: ownership, name, tag, engine and unit. The data is in the engines' files.
 
-use sqlx::Row;
-
 use super::{Catalog, CatalogError};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -32,7 +30,7 @@ impl Catalog {
         engine: i64,
         unit: &str,
     ) -> Result<i64, CatalogError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar::<_, i64>(
             "INSERT INTO feeds (userid, name, tag, engine, unit) VALUES (?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(userid)
@@ -41,24 +39,17 @@ impl Catalog {
         .bind(engine)
         .bind(unit)
         .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get("id")?)
+        .await?)
     }
 
     pub async fn feeds_for_user(&self, userid: i64) -> Result<Vec<FeedRow>, CatalogError> {
         let sql = format!("SELECT {COLUMNS} FROM feeds WHERE userid = ? ORDER BY id");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(userid)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
     }
 
     pub async fn feed_by_id(&self, id: i64) -> Result<Option<FeedRow>, CatalogError> {
         let sql = format!("SELECT {COLUMNS} FROM feeds WHERE id = ?");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(self.select_optional(sqlx::AssertSqlSafe(sql), id).await?)
     }
 
     /// The user's feed called `name` (and `tag`, when given): emoncms's `feed/getid`.
@@ -68,7 +59,7 @@ impl Catalog {
         name: &str,
         tag: Option<&str>,
     ) -> Result<Option<i64>, CatalogError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_scalar::<_, i64>(
             "SELECT id FROM feeds WHERE userid = ? AND name = ? AND (? IS NULL OR tag = ?) ORDER BY id LIMIT 1",
         )
         .bind(userid)
@@ -76,35 +67,25 @@ impl Catalog {
         .bind(tag)
         .bind(tag)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("id")).transpose()?)
+        .await?)
     }
 
     /// Public feeds of a user (`feed/list?userid=`).
     pub async fn public_feeds(&self, userid: i64) -> Result<Vec<FeedRow>, CatalogError> {
         let sql =
             format!("SELECT {COLUMNS} FROM feeds WHERE userid = ? AND public = 1 ORDER BY id");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(userid)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
     }
 
     pub async fn set_feed_size(&self, id: i64, size: i64) -> Result<(), CatalogError> {
-        sqlx::query("UPDATE feeds SET size = ? WHERE id = ?")
-            .bind(size)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let sql = "UPDATE feeds SET size = ? WHERE id = ?";
+        self.execute2(sql, size, id).await?;
         Ok(())
     }
 
     pub async fn set_feed_process_list(&self, id: i64, list: &str) -> Result<(), CatalogError> {
-        sqlx::query("UPDATE feeds SET processList = ? WHERE id = ?")
-            .bind(list)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let sql = "UPDATE feeds SET processList = ? WHERE id = ?";
+        self.execute2(sql, list, id).await?;
         Ok(())
     }
 
@@ -146,10 +127,8 @@ impl Catalog {
     }
 
     pub async fn delete_feed_row(&self, id: i64) -> Result<(), CatalogError> {
-        sqlx::query("DELETE FROM feeds WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let sql = "DELETE FROM feeds WHERE id = ?";
+        self.execute1(sql, id).await?;
         Ok(())
     }
 }

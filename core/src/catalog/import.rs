@@ -4,7 +4,7 @@
 //! identity is left alone, and a different row in its place is reported, never overwritten.
 
 use super::now_secs;
-use super::users::ForgetKeys;
+use super::users::{ForgetKeys, is_unique_violation};
 use super::{Catalog, CatalogError, DeviceRow, FeedRow, InputRow};
 
 /// An emoncms account as its `users` row has it.
@@ -32,6 +32,20 @@ pub enum Imported {
     Conflict(String),
 }
 
+/// An insert's outcome: `Created`, or the conflict `why` describes when a unique constraint of
+/// `table` (its name with a trailing dot, as SQLite reports it) refused the row.
+fn created_unless_clash<T>(
+    result: Result<T, sqlx::Error>,
+    table: &str,
+    why: impl FnOnce() -> String,
+) -> Result<Imported, CatalogError> {
+    match result {
+        Ok(_) => Ok(Imported::Created),
+        Err(e) if is_unique_violation(&e, table) => Ok(Imported::Conflict(why())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Catalog {
     /// Imports an account under its own id where that id is free, otherwise under a new one;
     /// returns what happened and the id it has here.
@@ -56,7 +70,7 @@ impl Catalog {
         }
         let id_free = self.user_by_id(u.id).await?.is_none();
         let _forget = ForgetKeys(self);
-        let result = sqlx::query(
+        let result = sqlx::query_scalar::<_, i64>(
             "INSERT INTO users (id, username, email, password, salt, apikey_write, apikey_read, \
              admin, uuid, timezone, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -73,17 +87,14 @@ impl Catalog {
         .bind(now_secs())
         .fetch_one(&self.pool)
         .await;
-        match result {
-            Ok(row) => Ok((Imported::Created, sqlx::Row::try_get(&row, "id")?)),
-            Err(e) if super::users::is_unique_violation(&e, "users.") => Ok((
-                Imported::Conflict(format!(
-                    "the apikeys of {:?} are already used by another account here",
-                    u.username
-                )),
-                u.id,
-            )),
-            Err(e) => Err(e.into()),
-        }
+        let id = result.as_ref().ok().copied().unwrap_or(u.id);
+        let imported = created_unless_clash(result, "users.", || {
+            format!(
+                "the apikeys of {:?} are already used by another account here",
+                u.username
+            )
+        })?;
+        Ok((imported, id))
     }
 
     pub async fn import_feed(&self, f: &FeedRow) -> Result<Imported, CatalogError> {
@@ -149,16 +160,12 @@ impl Catalog {
         .bind(&i.process_list)
         .execute(&self.pool)
         .await;
-        match result {
-            Ok(_) => Ok(Imported::Created),
-            Err(e) if super::users::is_unique_violation(&e, "inputs.") => {
-                Ok(Imported::Conflict(format!(
-                    "input {}:{} of user {} already exists here with another id",
-                    i.nodeid, i.name, i.userid
-                )))
-            }
-            Err(e) => Err(e.into()),
-        }
+        created_unless_clash(result, "inputs.", || {
+            format!(
+                "input {}:{} of user {} already exists here with another id",
+                i.nodeid, i.name, i.userid
+            )
+        })
     }
 
     /// Imports a device with its key (a new random key when it had none), under its id where
@@ -203,12 +210,8 @@ impl Catalog {
         .bind(key)
         .execute(&self.pool)
         .await;
-        match result {
-            Ok(_) => Ok(Imported::Created),
-            Err(e) if super::users::is_unique_violation(&e, "devices.") => Ok(Imported::Conflict(
-                format!("the key of device {:?} is already used here", d.nodeid),
-            )),
-            Err(e) => Err(e.into()),
-        }
+        created_unless_clash(result, "devices.", || {
+            format!("the key of device {:?} is already used here", d.nodeid)
+        })
     }
 }

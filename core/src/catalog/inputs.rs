@@ -1,6 +1,6 @@
 //! Inputs: identity (user, node, name), description and process list.
 
-use sqlx::Row;
+use sqlx::SqliteConnection;
 
 use super::{Catalog, CatalogError};
 
@@ -15,14 +15,39 @@ pub struct InputRow {
     pub process_list: String,
 }
 
+/// Creates the input unless it exists, then reads its row. Both statements run on `conn`, so
+/// they join the caller's transaction when it holds one.
+async fn insert_or_get_input(
+    conn: &mut SqliteConnection,
+    userid: i64,
+    nodeid: &str,
+    name: &str,
+) -> Result<InputRow, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO inputs (userid, nodeid, name) VALUES (?, ?, ?) \
+         ON CONFLICT (userid, nodeid, name) DO NOTHING",
+    )
+    .bind(userid)
+    .bind(nodeid)
+    .bind(name)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query_as(
+        "SELECT id, userid, nodeid, name, description, processList FROM inputs \
+         WHERE userid = ? AND nodeid = ? AND name = ?",
+    )
+    .bind(userid)
+    .bind(nodeid)
+    .bind(name)
+    .fetch_one(conn)
+    .await
+}
+
 impl Catalog {
     pub async fn inputs_for_user(&self, userid: i64) -> Result<Vec<InputRow>, CatalogError> {
-        Ok(sqlx::query_as(
-            "SELECT id, userid, nodeid, name, description, processList FROM inputs WHERE userid = ? ORDER BY id",
-        )
-        .bind(userid)
-        .fetch_all(&self.pool)
-        .await?)
+        let sql = "SELECT id, userid, nodeid, name, description, processList FROM inputs \
+                   WHERE userid = ? ORDER BY id";
+        Ok(self.select_all(sql, userid).await?)
     }
 
     /// Creates the input, or returns the existing one with the same identity (a retried batch
@@ -33,20 +58,8 @@ impl Catalog {
         nodeid: &str,
         name: &str,
     ) -> Result<InputRow, CatalogError> {
-        sqlx::query("INSERT INTO inputs (userid, nodeid, name) VALUES (?, ?, ?) ON CONFLICT (userid, nodeid, name) DO NOTHING")
-            .bind(userid)
-            .bind(nodeid)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(sqlx::query_as(
-            "SELECT id, userid, nodeid, name, description, processList FROM inputs WHERE userid = ? AND nodeid = ? AND name = ?",
-        )
-        .bind(userid)
-        .bind(nodeid)
-        .bind(name)
-        .fetch_one(&self.pool)
-        .await?)
+        let mut conn = self.pool.acquire().await?;
+        Ok(insert_or_get_input(&mut conn, userid, nodeid, name).await?)
     }
 
     /// Creates several inputs of one user in one transaction and returns their rows in the
@@ -61,42 +74,23 @@ impl Catalog {
         let mut tx = self.pool.begin().await?;
         let mut rows = Vec::with_capacity(keys.len());
         for (nodeid, name) in keys {
-            sqlx::query("INSERT INTO inputs (userid, nodeid, name) VALUES (?, ?, ?) ON CONFLICT (userid, nodeid, name) DO NOTHING")
-                .bind(userid)
-                .bind(nodeid.as_str())
-                .bind(name.as_str())
-                .execute(&mut *tx)
-                .await?;
-            let row: InputRow = sqlx::query_as(
-                "SELECT id, userid, nodeid, name, description, processList FROM inputs WHERE userid = ? AND nodeid = ? AND name = ?",
-            )
-            .bind(userid)
-            .bind(nodeid.as_str())
-            .bind(name.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-            rows.push(row);
+            rows.push(insert_or_get_input(&mut tx, userid, nodeid, name).await?);
         }
         tx.commit().await?;
         Ok(rows)
     }
 
     pub async fn set_input_process_list(&self, id: i64, list: &str) -> Result<(), CatalogError> {
-        sqlx::query("UPDATE inputs SET processList = ? WHERE id = ?")
-            .bind(list)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let sql = "UPDATE inputs SET processList = ? WHERE id = ?";
+        self.execute2(sql, list, id).await?;
         Ok(())
     }
 
     /// Whether the user switched automatic input creation off.
     pub async fn input_creation_disabled(&self, userid: i64) -> Result<bool, CatalogError> {
-        let row = sqlx::query("SELECT 1 AS x FROM input_disable WHERE userid = ?")
-            .bind(userid)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get::<i64, _>("x")).transpose()?.is_some())
+        let sql = "SELECT 1 AS x FROM input_disable WHERE userid = ?";
+        let found: Option<(i64,)> = self.select_optional(sql, userid).await?;
+        Ok(found.is_some())
     }
 
     /// Switches automatic input creation off (`disabled`) or on for a user.
@@ -107,16 +101,11 @@ impl Catalog {
         now: i64,
     ) -> Result<(), CatalogError> {
         if disabled {
-            sqlx::query("INSERT OR REPLACE INTO input_disable (userid, time) VALUES (?, ?)")
-                .bind(userid)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
+            let sql = "INSERT OR REPLACE INTO input_disable (userid, time) VALUES (?, ?)";
+            self.execute2(sql, userid, now).await?;
         } else {
-            sqlx::query("DELETE FROM input_disable WHERE userid = ?")
-                .bind(userid)
-                .execute(&self.pool)
-                .await?;
+            let sql = "DELETE FROM input_disable WHERE userid = ?";
+            self.execute1(sql, userid).await?;
         }
         Ok(())
     }
@@ -158,13 +147,8 @@ impl Catalog {
 
     /// Deletes the user's inputs that have no process list (`input/clean`).
     pub async fn delete_unprocessed_inputs(&self, userid: i64) -> Result<u64, CatalogError> {
-        Ok(
-            sqlx::query("DELETE FROM inputs WHERE userid = ? AND processList = ''")
-                .bind(userid)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-        )
+        let sql = "DELETE FROM inputs WHERE userid = ? AND processList = ''";
+        Ok(self.execute1(sql, userid).await?)
     }
 }
 

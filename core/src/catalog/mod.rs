@@ -17,8 +17,10 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
+use sqlx::{Encode, FromRow, SqlSafeStr, Type};
 
 pub use devices::DeviceRow;
 pub use feeds::FeedRow;
@@ -101,6 +103,58 @@ impl Catalog {
     /// Waits for in-flight statements and closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    // The runners below exist so each catalog method states only its SQL and its values; the
+    // bind-execute-decode steps and their error type live here once. They return sqlx's error
+    // so a caller can still tell a unique-constraint clash from a failure.
+
+    /// Runs `sql` with `a` bound to its placeholder; returns how many rows it changed.
+    async fn execute1<'t, A>(&self, sql: &'static str, a: A) -> Result<u64, sqlx::Error>
+    where
+        A: Encode<'t, Sqlite> + Type<Sqlite>,
+    {
+        let query = sqlx::query::<Sqlite>(sql).bind(a);
+        Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Runs `sql` with `a` and `b` bound to its placeholders in that order (typically
+    /// `UPDATE … SET column = ? WHERE id = ?`); returns how many rows it changed.
+    async fn execute2<'t, A, B>(&self, sql: &'static str, a: A, b: B) -> Result<u64, sqlx::Error>
+    where
+        A: Encode<'t, Sqlite> + Type<Sqlite>,
+        B: Encode<'t, Sqlite> + Type<Sqlite>,
+    {
+        let query = sqlx::query::<Sqlite>(sql).bind(a).bind(b);
+        Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Every row `sql` selects with `value` bound.
+    async fn select_all<'t, T, A>(
+        &self,
+        sql: impl SqlSafeStr,
+        value: A,
+    ) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+        A: 't + Encode<'t, Sqlite> + Type<Sqlite>,
+    {
+        let query = sqlx::query_as::<Sqlite, T>(sql).bind(value);
+        query.fetch_all(&self.pool).await
+    }
+
+    /// The first row `sql` selects with `value` bound, if any.
+    async fn select_optional<'t, T, A>(
+        &self,
+        sql: impl SqlSafeStr,
+        value: A,
+    ) -> Result<Option<T>, sqlx::Error>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
+        A: 't + Encode<'t, Sqlite> + Type<Sqlite>,
+    {
+        let query = sqlx::query_as::<Sqlite, T>(sql).bind(value);
+        query.fetch_optional(&self.pool).await
     }
 }
 

@@ -1,13 +1,12 @@
 //! Browser login sessions. The client holds a random token; the catalog holds its SHA-256.
 
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 use super::{Catalog, CatalogError, now_secs};
 use crate::keys::random_hex;
 
 /// A live session: whose it is and when it ends (unix seconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct Session {
     pub userid: i64,
     pub expires: i64,
@@ -36,48 +35,33 @@ impl Catalog {
 
     /// The session behind `token`, if it exists and has not expired.
     pub async fn session(&self, token: &str) -> Result<Option<Session>, CatalogError> {
-        let row = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT userid, expires FROM sessions WHERE token_hash = ? AND expires > ?",
         )
         .bind(token_hash(token))
         .bind(now_secs())
         .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(Session {
-                userid: r.try_get("userid")?,
-                expires: r.try_get("expires")?,
-            })
-        })
-        .transpose()
+        .await?)
     }
 
     pub async fn delete_session(&self, token: &str) -> Result<(), CatalogError> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
-            .bind(token_hash(token))
-            .execute(&self.pool)
-            .await?;
+        let sql = "DELETE FROM sessions WHERE token_hash = ?";
+        self.execute1(sql, token_hash(token)).await?;
         Ok(())
     }
 
     /// Ends every session of `userid` except the one holding `keep` (after a password change,
     /// other browsers must log in again).
     pub async fn delete_other_sessions(&self, userid: i64, keep: &str) -> Result<(), CatalogError> {
-        sqlx::query("DELETE FROM sessions WHERE userid = ? AND token_hash <> ?")
-            .bind(userid)
-            .bind(token_hash(keep))
-            .execute(&self.pool)
-            .await?;
+        let sql = "DELETE FROM sessions WHERE userid = ? AND token_hash <> ?";
+        self.execute2(sql, userid, token_hash(keep)).await?;
         Ok(())
     }
 
     /// Removes expired sessions; returns how many.
     pub async fn purge_expired_sessions(&self) -> Result<u64, CatalogError> {
-        let r = sqlx::query("DELETE FROM sessions WHERE expires <= ?")
-            .bind(now_secs())
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
+        let sql = "DELETE FROM sessions WHERE expires <= ?";
+        Ok(self.execute1(sql, now_secs()).await?)
     }
 }
 

@@ -1,7 +1,5 @@
 //! Accounts: creation, lookup by name or apikey, profile and credential changes.
 
-use sqlx::Row;
-
 use super::{Catalog, CatalogError, now_secs};
 use crate::keys::new_apikey;
 
@@ -113,7 +111,7 @@ impl Catalog {
     ) -> Result<Result<User, CreateRefusal>, CatalogError> {
         // A key collision needs 2^64 keys to become likely; one retry covers the impossible.
         for attempt in 0..2 {
-            let result = sqlx::query(
+            let result = sqlx::query_scalar::<_, i64>(
                 "INSERT INTO users (username, email, password, apikey_write, apikey_read, admin, \
                  uuid, timezone, created) \
                  SELECT ?1, ?2, ?3, ?4, ?5, (?6 OR NOT EXISTS (SELECT 1 FROM users)), ?7, ?8, ?9 \
@@ -133,8 +131,7 @@ impl Catalog {
             .fetch_optional(&self.pool)
             .await;
             match result {
-                Ok(Some(row)) => {
-                    let id: i64 = row.try_get("id")?;
+                Ok(Some(id)) => {
                     let user = self.user_by_id(id).await?.ok_or(sqlx::Error::RowNotFound)?;
                     return Ok(Ok(user));
                 }
@@ -151,18 +148,14 @@ impl Catalog {
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, CatalogError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(self.select_optional(sqlx::AssertSqlSafe(sql), id).await?)
     }
 
     /// Usernames compare without regard to ASCII case, as emoncms's MySQL collation does.
     pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, CatalogError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(username)
-            .fetch_optional(&self.pool)
+        Ok(self
+            .select_optional(sqlx::AssertSqlSafe(sql), username)
             .await?)
     }
 
@@ -188,10 +181,8 @@ impl Catalog {
         };
         let sql =
             format!("SELECT {USER_COLUMNS} FROM users WHERE apikey_write = ?1 OR apikey_read = ?1");
-        let user: Option<User> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(&key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let sql = sqlx::AssertSqlSafe(sql);
+        let user: Option<User> = self.select_optional(sql, &key).await?;
         let found = user.map(|u| {
             let kind = if u.apikey_write == key {
                 KeyKind::Write
@@ -221,10 +212,9 @@ impl Catalog {
     }
 
     pub async fn count_users(&self) -> Result<i64, CatalogError> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
+        Ok(sqlx::query_scalar("SELECT COUNT(*) AS n FROM users")
             .fetch_one(&self.pool)
-            .await?;
-        Ok(row.try_get("n")?)
+            .await?)
     }
 
     /// Replaces one of the user's apikeys with a new random one and returns it; the old key
@@ -236,32 +226,22 @@ impl Catalog {
             KeyKind::Write => "UPDATE users SET apikey_write = ? WHERE id = ?",
         };
         let key = new_apikey()?;
-        sqlx::query(sql)
-            .bind(&key)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        self.execute2(sql, &key, id).await?;
         Ok(key)
     }
 
     /// Stores a new (argon2) password hash and drops any legacy salt.
     pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<(), CatalogError> {
         let _forget = ForgetKeys(self);
-        sqlx::query("UPDATE users SET password = ?, salt = NULL WHERE id = ?")
-            .bind(hash)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let sql = "UPDATE users SET password = ?, salt = NULL WHERE id = ?";
+        self.execute2(sql, hash, id).await?;
         Ok(())
     }
 
     pub async fn record_login(&self, id: i64) -> Result<(), CatalogError> {
         let _forget = ForgetKeys(self);
-        sqlx::query("UPDATE users SET lastlogin = ? WHERE id = ?")
-            .bind(now_secs())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let sql = "UPDATE users SET lastlogin = ? WHERE id = ?";
+        self.execute2(sql, now_secs(), id).await?;
         Ok(())
     }
 
@@ -288,12 +268,8 @@ impl Catalog {
     /// Renames an account; `Ok(false)` when the name is taken.
     pub async fn set_username(&self, id: i64, username: &str) -> Result<bool, CatalogError> {
         let _forget = ForgetKeys(self);
-        match sqlx::query("UPDATE users SET username = ? WHERE id = ?")
-            .bind(username)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-        {
+        let sql = "UPDATE users SET username = ? WHERE id = ?";
+        match self.execute2(sql, username, id).await {
             Ok(_) => Ok(true),
             Err(e) if is_unique_violation(&e, "users.username") => Ok(false),
             Err(e) => Err(e.into()),
@@ -302,42 +278,30 @@ impl Catalog {
 
     /// Switches Home Assistant MQTT discovery on or off for an account.
     pub async fn set_ha_discovery(&self, id: i64, enabled: bool) -> Result<(), CatalogError> {
-        sqlx::query("UPDATE users SET ha_discovery = ? WHERE id = ?")
-            .bind(enabled)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let sql = "UPDATE users SET ha_discovery = ? WHERE id = ?";
+        self.execute2(sql, enabled, id).await?;
         Ok(())
     }
 
     pub async fn ha_discovery(&self, id: i64) -> Result<bool, CatalogError> {
-        let row = sqlx::query("SELECT ha_discovery FROM users WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
-            .map(|r| r.try_get::<bool, _>("ha_discovery"))
-            .transpose()?
-            .unwrap_or(false))
+        let sql = "SELECT ha_discovery FROM users WHERE id = ?";
+        let row: Option<(bool,)> = self.select_optional(sql, id).await?;
+        Ok(row.is_some_and(|(enabled,)| enabled))
     }
 
     /// Accounts that publish Home Assistant discovery (announced again at start-up).
     pub async fn ha_discovery_users(&self) -> Result<Vec<i64>, CatalogError> {
-        let rows = sqlx::query("SELECT id FROM users WHERE ha_discovery = 1 ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| r.try_get("id").map_err(CatalogError::from))
-            .collect()
+        Ok(
+            sqlx::query_scalar("SELECT id FROM users WHERE ha_discovery = 1 ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn set_email(&self, id: i64, email: &str) -> Result<(), CatalogError> {
         let _forget = ForgetKeys(self);
-        sqlx::query("UPDATE users SET email = ? WHERE id = ?")
-            .bind(email)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let sql = "UPDATE users SET email = ? WHERE id = ?";
+        self.execute2(sql, email, id).await?;
         Ok(())
     }
 }
