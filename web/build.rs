@@ -1,3 +1,6 @@
+// A build script reports failure by panicking: cargo prints the message and stops the build.
+#![allow(clippy::expect_used, clippy::panic)]
+
 //! Embeds the web UI in the binary. The UI's own files live in `ui/src`; the chart library is
 //! fetched from npm (`npm ci` against the committed `ui/package-lock.json`) and never copied
 //! into the repository. The result is `$OUT_DIR/ui_assets.rs`: a table of (path, bytes).

@@ -3,6 +3,9 @@
 //! the list `log_to_feed` + `power_to_kwh` on every input. Target: ≥ 500 k input values/s.
 //! No WAL and no catalog: those are measured in the storage benches and the end-to-end bench.
 
+// Tests and benchmarks stop at the first surprise: unwrapping is how they say so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashMap;
 use std::hint::black_box;
 

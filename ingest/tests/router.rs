@@ -1,5 +1,8 @@
 //! The shard router on its own: real catalog, real stores, no HTTP.
 
+// Tests and benchmarks stop at the first surprise: unwrapping is how they say so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use ynni_core::Catalog;

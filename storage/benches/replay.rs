@@ -3,6 +3,9 @@
 //! process's peak memory. Not a criterion bench: a restart happens once, so one measured run
 //! of each size is the honest figure.
 
+// Tests and benchmarks stop at the first surprise: unwrapping is how they say so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Instant;
 
 use ynni_storage::{FeedStore, Point, StoreConfig};

@@ -7,6 +7,9 @@
 //! - ingest into the in-memory buffers: ≥ 5 M points/s on one core;
 //! - WAL append with group commit: ≥ 200 k points/s durable.
 
+// Tests and benchmarks stop at the first surprise: unwrapping is how they say so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -3,6 +3,9 @@
 //! files as they were at the time of those requests: the reference files cut back to the
 //! first 32 slots (feed 1) and 26 records (feed 2).
 
+// Tests and benchmarks stop at the first surprise: unwrapping is how they say so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use ynni_storage::query::{self, DataRequest, Interval, QueryError, TimeFormat};

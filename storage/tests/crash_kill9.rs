@@ -2,6 +2,9 @@
 //! after every kill the store is reopened (WAL replay) and every point the writer had
 //! acknowledged must be there, exactly once and unchanged.
 
+// Tests and benchmarks stop at the first surprise: unwrapping is how they say so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

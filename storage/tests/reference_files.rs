@@ -1,6 +1,9 @@
 //! Golden tests against the files a real emoncms 11.16.8 left on disk
 //! (`tests/fixtures/emoncms/emoncms-data/`, decoded in `tests/fixtures/emoncms/emoncms-files.txt`).
 
+// Tests and benchmarks stop at the first surprise: unwrapping is how they say so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use ynni_storage::fixed::{FixedFeed, FixedMeta};
