@@ -162,3 +162,39 @@ async fn node_limit_refuses_before_logging_over_http_and_mqtt() {
     let nodes: Vec<&str> = inputs.iter().map(|i| i.nodeid.as_str()).collect();
     assert_eq!(nodes, ["a", "b", "c", "a"]);
 }
+
+/// The MQTT submitter over a real router: a stored message and one the node limit refuses
+/// are told apart in their acknowledgements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_submitter_tells_stored_messages_from_refused_ones() {
+    use std::sync::{Arc, Mutex};
+    use ynni_ingest::submit::{Outcome, Submitter};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (catalog, userid) = setup(dir.path()).await;
+    let router = Arc::new(start(dir.path(), &catalog).await);
+    let outcomes: Arc<Mutex<Vec<(String, Outcome)>>> = Arc::default();
+    let mut submitter = Submitter::new(router.clone(), 4);
+    // The node limit is 3: the fourth node is refused.
+    for node in ["a", "b", "c", "d"] {
+        let (seen, name) = (outcomes.clone(), node.to_string());
+        let ack = move |o| seen.lock().expect("outcomes").push((name, o));
+        submitter
+            .submit(userid, batch(node, "power", 1.0), ack)
+            .await;
+    }
+    submitter.finish().await;
+    let mut got = outcomes.lock().expect("outcomes").clone();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("a".to_string(), Outcome::Stored),
+            ("b".to_string(), Outcome::Stored),
+            ("c".to_string(), Outcome::Stored),
+            ("d".to_string(), Outcome::Refused),
+        ]
+    );
+    let router = Arc::try_unwrap(router).unwrap_or_else(|_| panic!("router still shared"));
+    stop(router).await;
+}
