@@ -24,7 +24,7 @@ use ynni_config::Settings;
 use ynni_core::Catalog;
 use ynni_ingest::shard::{FeedAnswer, FeedOp, Router};
 use ynni_storage::emoncms_files::{self, feed_files};
-use ynni_storage::{DataDir, Engine, Storage};
+use ynni_storage::{DataDir, Engine, FIXED_DIR, Storage, VARIABLE_DIR};
 
 use crate::cli::ExportArgs;
 
@@ -86,8 +86,9 @@ pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<(
          SET NAMES utf8mb4;\n",
     );
     let mut bytes = 0u64;
-    fs::create_dir_all(out.join("phpfina")).context("creating phpfina/")?;
-    fs::create_dir_all(out.join("phptimeseries")).context("creating phptimeseries/")?;
+    for dir in [FIXED_DIR, VARIABLE_DIR] {
+        fs::create_dir_all(out.join(dir)).with_context(|| format!("creating {dir}/"))?;
+    }
     for (f, id, last) in &feeds {
         let (time, value) = sql_last(*last);
         let _ = writeln!(
@@ -106,11 +107,11 @@ pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<(
         );
         match Engine::from_id(f.engine) {
             Some(Engine::Fixed) => {
-                let (from, to) = (data_dir.phpfina_dir(), out.join("phpfina"));
+                let (from, to) = (data_dir.phpfina_dir(), out.join(FIXED_DIR));
                 bytes += copy_feed(Storage::Fixed, &from, &to, *id)?;
             }
             Some(Engine::Variable) => {
-                let (from, to) = (data_dir.phptimeseries_dir(), out.join("phptimeseries"));
+                let (from, to) = (data_dir.phptimeseries_dir(), out.join(VARIABLE_DIR));
                 bytes += copy_feed(Storage::Variable, &from, &to, *id)?;
             }
             Some(Engine::Mysql) => {

@@ -98,8 +98,8 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
     let (phpfina, phptimeseries): (PathBuf, PathBuf) = match &data_dir {
         Some(d) => (d.phpfina_dir(), d.phptimeseries_dir()),
         None => (
-            settings.data_dir.join("phpfina"),
-            settings.data_dir.join("phptimeseries"),
+            settings.data_dir.join(ynni_storage::FIXED_DIR),
+            settings.data_dir.join(ynni_storage::VARIABLE_DIR),
         ),
     };
     let target = Target {

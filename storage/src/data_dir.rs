@@ -45,13 +45,19 @@ pub struct DataDir {
     _lock: Option<File>,
 }
 
+/// The folder of fixed-interval (PHPFina) feed files, in a ynni data directory and in
+/// emoncms's `/var/lib` alike.
+pub const FIXED_DIR: &str = "phpfina";
+/// The folder of variable-interval (PHPTimeSeries) feed files.
+pub const VARIABLE_DIR: &str = "phptimeseries";
+
 impl DataDir {
     /// Creates the layout if missing, without taking the server lock.
     pub fn open(root: &Path) -> Result<Self, DataDirError> {
         for dir in [
             root.to_path_buf(),
-            root.join("phpfina"),
-            root.join("phptimeseries"),
+            root.join(FIXED_DIR),
+            root.join(VARIABLE_DIR),
         ] {
             fs::create_dir_all(&dir)
                 .map_err(|source| DataDirError::Create { path: dir, source })?;
@@ -98,11 +104,11 @@ impl DataDir {
     }
 
     pub fn phpfina_dir(&self) -> PathBuf {
-        self.root.join("phpfina")
+        self.root.join(FIXED_DIR)
     }
 
     pub fn phptimeseries_dir(&self) -> PathBuf {
-        self.root.join("phptimeseries")
+        self.root.join(VARIABLE_DIR)
     }
 
     pub fn wal_dir(&self, shard: u32) -> PathBuf {

@@ -13,14 +13,10 @@ pub mod store;
 pub mod variable;
 pub mod wal;
 
-pub use data_dir::{DataDir, DataDirError};
+pub use data_dir::{DataDir, DataDirError, FIXED_DIR, VARIABLE_DIR};
 pub use error::StorageError;
 
 pub use engine::{Engine, Storage};
-/// emoncms's engine id of fixed-interval (PHPFina) feeds.
-pub const ENGINE_FIXED: u8 = Engine::Fixed as u8;
-/// emoncms's engine id of variable-interval (PHPTimeSeries) feeds.
-pub const ENGINE_VARIABLE: u8 = Engine::Variable as u8;
 pub use store::{FeedStore, Point, StoreConfig};
 
 /// The configuration of this crate's property tests (the fuzz targets run as unit tests):
