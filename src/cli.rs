@@ -32,9 +32,17 @@ pub enum Command {
     /// Write ynni's data for another system.
     #[command(subcommand)]
     Export(ExportCommand),
-    /// Simulate emonhub-like devices publishing to an MQTT broker or posting over HTTP.
-    #[cfg(feature = "simulate")]
-    Simulate(ynni_simulate::SimulateArgs),
+    /// Simulate emonhub-like devices publishing to an MQTT broker or posting over HTTP
+    /// (`ynni simulate --help` lists its flags).
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Simulate(PassThrough),
+}
+
+/// Arguments handed unread to another program.
+#[derive(Debug, Args)]
+pub struct PassThrough {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Subcommand)]

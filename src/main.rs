@@ -7,6 +7,7 @@ mod import_cmd;
 mod logging;
 mod mqtt_link;
 mod serve;
+mod simulate_cmd;
 mod tls_cmd;
 mod user_cmd;
 
@@ -75,11 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init("warn")?;
             export_cmd::emoncms(&settings, &args).await
         }
-        #[cfg(feature = "simulate")]
-        Command::Simulate(args) => {
-            logging::init("warn")?;
-            Ok(ynni_simulate::run(args).await?)
-        }
+        Command::Simulate(pass) => simulate_cmd::run(&pass.args),
         Command::User(UserCommand::List(args)) => {
             let settings = load(&args.config, Overrides::default())?;
             logging::init("warn")?;
