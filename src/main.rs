@@ -2,6 +2,7 @@
 
 mod cli;
 mod discovery;
+mod exit;
 mod export_cmd;
 mod import_cmd;
 mod logging;
@@ -19,27 +20,7 @@ use ynni_config::{Overrides, Settings};
 use cli::{Cli, Command, ConfigArgs, ExportCommand, ImportCommand, TlsCommand, UserCommand};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ynni: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // Said once, on stderr, where the log lines go too: the log subscriber may not be
-            // installed yet (a configuration error), and when it is, logging the error as
-            // well printed it twice.
-            eprintln!("ynni: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::block_on(run(Cli::parse()))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -2,6 +2,8 @@
 //! (it is installed beside `ynni`), so the server binary does not link the simulator's HTTP
 //! client.
 
+#[path = "../exit.rs"]
+mod exit;
 #[path = "../logging.rs"]
 mod logging;
 
@@ -19,26 +21,9 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ynni: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(async {
+    exit::block_on(async {
         logging::init("warn")?;
         ynni_simulate::run(cli.args).await?;
-        Ok::<(), anyhow::Error>(())
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ynni: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+        Ok(())
+    })
 }
