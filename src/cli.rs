@@ -18,7 +18,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (HTTP API; MQTT broker when built).
+    /// Run the server: the HTTP API and web UI, and the MQTT broker.
     Serve(ServeArgs),
     /// Manage accounts offline, on the same data as the server.
     #[command(subcommand)]

@@ -21,7 +21,7 @@ pub async fn messages(
         let mut sensors = Vec::new();
         for f in catalog.feeds_for_user(userid).await? {
             // Virtual feeds publish no values.
-            if f.engine == 7 {
+            if f.engine == i64::from(ynni_storage::Engine::Virtual.id()) {
                 continue;
             }
             // A shard that cannot say leaves the sensor without a state until the next update.

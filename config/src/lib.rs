@@ -101,7 +101,7 @@ pub struct MqttSettings {
     /// Every input update (HTTP or MQTT) is published, inside its user's namespace, on
     /// `<input_topic>/<node>/<input>` (e.g. `ynni/input`). Empty (default): off.
     pub input_topic: String,
-    /// MQTT over websockets (MQTT 3.1.1) listen address, e.g. `0.0.0.0:8083`. Empty: off.
+    /// MQTT over websockets (subprotocol `mqtt`) listen address, e.g. `0.0.0.0:8083`. Empty: off.
     pub ws_listen: String,
     /// MQTT over TLS (MQTTS) listen address, e.g. `0.0.0.0:8883`. Empty (default): off.
     pub tls_listen: String,

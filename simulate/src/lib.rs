@@ -75,8 +75,8 @@ pub struct SimulateArgs {
     /// faster than real time (as emonhub catching up), for load tests.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
-    /// MQTT quality of service (rumqttd acknowledges 1 and 2 from its memory; --log-to-feeds
-    /// checks what was stored).
+    /// MQTT quality of service (ynni acknowledges 1 and 2 once the message is in its WAL;
+    /// --log-to-feeds checks what was stored and processed).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
     #[arg(long, value_enum, default_value_t = Profile::Emontx4)]
@@ -371,8 +371,8 @@ fn summary(
     let elapsed = run.elapsed;
     let latency = c.latency_ms();
     // Over HTTP the answer comes once the values are durable and processed: the ack is the
-    // stored latency. Over MQTT rumqttd acknowledges from its memory (DESIGN §1), so stored
-    // latency comes from watching sampled feeds' updates instead.
+    // stored latency. Over MQTT the acknowledgement comes once the message is in the WAL, before
+    // its process list has run, so stored latency comes from watching sampled feeds' updates.
     let stored_latency = if args.mqtt.is_some() {
         c.stored_ms()
     } else {

@@ -1,6 +1,6 @@
 //! Devices over MQTT: one connection per device, logged in as its account (username + write
-//! apikey), publishing emonhub's topics. rumqttd acknowledges a QoS 1/2 message once it is in
-//! its memory log; the time until the value is stored is measured separately: sampled devices
+//! apikey), publishing emonhub's topics. ynni acknowledges a QoS 1/2 message once it is in the
+//! shard's WAL; the time until the value is processed is measured separately: sampled devices
 //! subscribe to their first input's feed updates (`ynni/feed/<id>`, published once the value
 //! is durable and processed) and time each reading from publish to that update.
 
