@@ -8,6 +8,8 @@ mod authz;
 mod bad_input;
 mod browser;
 mod compat;
+mod compat_feeds;
+mod compat_inputs;
 mod crash_kill9;
 mod devices;
 mod export;

@@ -99,7 +99,14 @@ pub fn decode_bulk(p: &BulkParams<'_>, now: i64) -> Result<BulkResult, DecodeErr
     } else if p.hex_zlib {
         let bytes =
             hex::decode(p.data.unwrap_or("").trim()).map_err(|_| DecodeError::BulkInvalidHex)?;
-        inflate(&bytes, DecodeError::BulkInvalidHex)?
+        // emoncms tests `hex2bin`'s result for PHP truth, so hex of nothing or of the text
+        // `0` is "not valid" as well.
+        if bytes.is_empty() || bytes == b"0" {
+            return Err(DecodeError::BulkInvalidHex);
+        }
+        // Valid hex that does not inflate: emoncms's `gzuncompress` gives false, which
+        // `json_decode` reads as empty text, so the answer is the JSON error, not the hex one.
+        inflate(&bytes, DecodeError::BulkInvalidJson)?
     } else {
         p.data.unwrap_or("").to_string()
     };
@@ -420,6 +427,26 @@ mod tests {
                 ..Default::default()
             }),
             "Format error, compressed hex not valid"
+        );
+        // Hex of nothing, or of the text `0`, is false to PHP: the hex error again.
+        for falsy in ["", "30"] {
+            assert_eq!(
+                e(BulkParams {
+                    data: Some(falsy),
+                    hex_zlib: true,
+                    ..Default::default()
+                }),
+                "Format error, compressed hex not valid"
+            );
+        }
+        // Valid hex that is not zlib: the JSON error, as emoncms's failed inflate reads.
+        assert_eq!(
+            e(BulkParams {
+                data: Some("5b5b302c2261222c315d5d"),
+                hex_zlib: true,
+                ..Default::default()
+            }),
+            "Format error, json string supplied is not valid"
         );
         let hex = hex::encode(zlib(r#"[[0,"a",1]]"#));
         let r = decode_bulk(

@@ -53,9 +53,69 @@ pub fn php_float_cast(s: &str) -> f64 {
     t[..n].parse::<f64>().unwrap_or(0.0)
 }
 
+/// PHP's `(int)` cast of a string, which emoncms applies to ids and engine numbers: leading
+/// white space skipped, the numeric prefix read as [`php_float_cast`] reads it (`12abc` is 12,
+/// `5.9` is 5, `1e3` is 1000), 0 without one. An integer prefix beyond the 64-bit range
+/// saturates and an infinite float is 0, as PHP's cast does.
+pub fn php_int_cast(s: &str) -> i64 {
+    let t = s.trim_start_matches(WS);
+    let number = &t[..numeric_prefix_len(t.as_bytes())];
+    if number
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'+' || b == b'-')
+    {
+        if number.bytes().any(|b| b.is_ascii_digit()) {
+            let saturated = if number.starts_with('-') {
+                i64::MIN
+            } else {
+                i64::MAX
+            };
+            // The digits were checked, so only an overflow fails to parse.
+            number.parse::<i64>().unwrap_or(saturated)
+        } else {
+            0
+        }
+    } else {
+        let v = number.parse::<f64>().unwrap_or(0.0);
+        if v.is_finite() { v as i64 } else { 0 }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn int_cast_reads_the_numeric_prefix_as_php_casts_it() {
+        for (text, want) in [
+            ("5", 5),
+            (" 5", 5),
+            ("\t\n5 ", 5),
+            ("+5", 5),
+            ("-3", -3),
+            ("-0", 0),
+            ("5abc", 5),
+            ("5.9", 5),
+            ("-5.9", -5),
+            (".5", 0),
+            ("5.", 5),
+            ("1e3", 1000),
+            ("1.5e1x", 15),
+            ("5e", 5),
+            ("5e+", 5),
+            ("PHPFINA", 0),
+            ("", 0),
+            (".", 0),
+            ("+", 0),
+            ("0x1A", 0),
+            ("99999999999999999999", i64::MAX),
+            ("-99999999999999999999", i64::MIN),
+            ("1e400", 0),
+            ("\u{e9}5", 0),
+        ] {
+            assert_eq!(php_int_cast(text), want, "{text:?}");
+        }
+    }
 
     #[test]
     fn is_numeric() {

@@ -11,6 +11,7 @@ use ynni_storage::Engine;
 
 use super::{Call, input_manage};
 use crate::error::{ApiError, ApiResult};
+use crate::params::php_falsy;
 use crate::reply;
 
 pub async fn handle(call: &Call<'_>) -> ApiResult {
@@ -19,14 +20,15 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
         "bulk" => bulk(call).await,
         "list" => list(call).await,
         "get" => get_inputs(call).await,
-        "getinputs" => get_ids(call).await,
+        // input_controller.php answers both spellings with the same model call.
+        "getinputs" | "get_inputs" => get_ids(call).await,
         "process" => match call.route.subaction.as_str() {
             "get" => process_get(call).await,
             "set" => process_set(call).await,
             "reset" => input_manage::process_reset(call).await,
             _ => Err(ApiError::False),
         },
-        // Management; anything else is emoncms's "not found".
+        // Management.
         "set" => input_manage::set(call).await,
         "set-descriptions" => input_manage::set_descriptions(call).await,
         "delete" => input_manage::delete(call).await,
@@ -36,8 +38,17 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
         "isdisabled" => input_manage::isdisabled(call).await,
         "set-node-input-descriptions" => input_manage::set_node_input_descriptions(call).await,
         "cleanprocesslistfeeds" => input_manage::clean_process_list_feeds(call).await,
-        _ => Err(ApiError::RouteNotFound { json: true }),
+        // emoncms's input controller ends every action it does not know (and a route such as
+        // `input/post.json/<node>`, whose action is `post.json`) with its initial result,
+        // `false`: never the 406 of an unknown controller.
+        _ => Err(ApiError::False),
     }
+}
+
+/// A route segment as emoncms's `if ($route->subaction)` sees it: text PHP takes for false
+/// (`""`, `"0"`) counts as absent.
+fn truthy(segment: &str) -> Option<&str> {
+    Some(segment).filter(|s| !php_falsy(Some(*s)))
 }
 
 /// Posting needs write access (see [`reply::write_access_needed`]).
@@ -98,7 +109,9 @@ async fn post(call: &Call<'_>) -> ApiResult {
     let userid = write_user(call)?;
     let p = call.params;
     let params = PostParams {
-        path_node: Some(call.route.subaction.as_str()).filter(|s| !s.is_empty()),
+        // emoncms takes the route's subaction when it is truthy in PHP, so `input/post/0`
+        // falls back to the `node` parameter (and then to node 0).
+        path_node: truthy(call.route.subaction.as_str()),
         node: p.post_or_get("node"),
         time: p.post_or_get("time"),
         json: p.post_or_get("json"),
@@ -115,7 +128,8 @@ async fn post(call: &Call<'_>) -> ApiResult {
 async fn bulk(call: &Call<'_>) -> ApiResult {
     let userid = write_user(call)?;
     let p = call.params;
-    let flag = |k: &str| p.post_or_get(k).is_some_and(|v| !v.is_empty() && v != "0");
+    // emoncms's `Param::exists` is `isset`: `c=0` and `cb=` switch the mode on as well.
+    let flag = |k: &str| p.post_or_get(k).is_some();
     let params = BulkParams {
         data: p.post_or_get("data"),
         hex_zlib: flag("c"),
@@ -183,11 +197,7 @@ async fn own_input(
     let Some(caller) = call.caller else {
         return Ok(None);
     };
-    let Some(id) = call
-        .params
-        .get("inputid")
-        .and_then(|i| i.trim().parse::<i64>().ok())
-    else {
+    let Some(id) = call.params.get("inputid").map(input_manage::php_int) else {
         return Ok(None);
     };
     let rows = call.state.catalog.inputs_for_user(caller.user.id).await?;
@@ -255,7 +265,7 @@ async fn process_set(call: &Call<'_>) -> ApiResult {
 
 /// PHP's `json_encode` of an array whose keys are exactly 0..n-1 is a JSON list (emoncms's
 /// `input/get` for a node named `0`, or MQTT CSV inputs `0,1,2`).
-fn php_array(map: serde_json::Map<String, Value>) -> Value {
+pub(super) fn php_array(map: serde_json::Map<String, Value>) -> Value {
     let sequential = map.keys().enumerate().all(|(i, k)| *k == i.to_string());
     if sequential && !map.is_empty() {
         Value::Array(map.into_iter().map(|(_, v)| v).collect())
@@ -295,12 +305,13 @@ async fn get_inputs(call: &Call<'_>) -> ApiResult {
     };
     let nodes = grouped(call, item).await?.ok_or(ApiError::False)?;
     let route = call.route;
-    let node = Some(route.subaction.as_str())
-        .filter(|s| !s.is_empty())
+    // emoncms tests the path segments for PHP truth, so a segment `0` counts as absent:
+    // `input/get/0` is the whole list (unless `?node=` is given), `input/get/<node>/0` the
+    // whole node (unless `?name=` is given).
+    let node = truthy(route.subaction.as_str())
         .or(call.params.get("node"))
         .map(ynni_ingest::decode::filter_name);
-    let name = Some(route.subaction2.as_str())
-        .filter(|s| !s.is_empty())
+    let name = truthy(route.subaction2.as_str())
         .or(call.params.get("name"))
         .map(ynni_ingest::decode::filter_name);
     let Some(node) = node else {

@@ -9,6 +9,7 @@ use ynni_core::catalog::InputRow;
 use super::Call;
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
+pub(super) use ynni_ingest::decode::numbers::php_int_cast as php_int;
 
 /// The caller's id when they have write access; emoncms answers `false` to anyone else.
 fn writer(call: &Call<'_>) -> Result<i64, ApiError> {
@@ -22,12 +23,33 @@ async fn inputs(call: &Call<'_>, userid: i64) -> Result<Vec<InputRow>, ApiError>
     Ok(call.state.catalog.inputs_for_user(userid).await?)
 }
 
-/// The user's input named by the `inputid` parameter.
+/// PHP's `(int)` of an id decoded from JSON: numbers truncate, text as [`php_int`]. Other
+/// values name no input here (PHP would turn `true` or a non-empty array into 1 and delete
+/// input 1, which no client can mean).
+fn json_id(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f.trunc() as i64)),
+        Value::String(s) => Some(php_int(s)),
+        _ => None,
+    }
+}
+
+/// Whether PHP takes a decoded JSON value for true (what emoncms's `$x != null` tests):
+/// `null`, `false`, `0`, `""`, `"0"` and `[]` are false; every object is true.
+fn php_truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !(s.is_empty() || s == "0"),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(_) => true,
+    }
+}
+
+/// The user's input named by the `inputid` query parameter (emoncms reads it from `$_GET`).
 async fn input_named(call: &Call<'_>, userid: i64) -> Result<Option<InputRow>, ApiError> {
-    let id = call
-        .params
-        .get("inputid")
-        .and_then(|i| i.trim().parse::<i64>().ok());
+    let id = call.params.get("inputid").map(php_int);
     let rows = inputs(call, userid).await?;
     Ok(id.and_then(|id| rows.into_iter().find(|r| r.id == id)))
 }
@@ -48,41 +70,51 @@ fn description_char(c: char) -> bool {
     name_char(c) || c == '.'
 }
 
-fn text_field(fields: &Map<String, Value>, key: &str) -> Option<String> {
-    fields.get(key).map(|v| match v {
+/// A value as PHP's string conversion writes it (`true` is `"1"`, `false` is `""`); arrays
+/// and objects keep their JSON text, which no name or description check lets through.
+fn php_string(v: &Value) -> String {
+    match v {
         Value::String(s) => s.clone(),
+        Value::Bool(true) => "1".into(),
+        Value::Bool(false) | Value::Null => String::new(),
         other => other.to_string(),
-    })
+    }
 }
 
-/// `input/set?inputid=&fields={"name":…,"description":…}`.
+/// `input/set?inputid=&fields={"name":…,"description":…}`, as emoncms's `Input::set_fields`:
+/// only `name` and `description` are read (other keys are ignored, a `null` one is absent
+/// as for PHP's `isset`), and only those two are echoed.
 pub async fn set(call: &Call<'_>) -> ApiResult {
     let userid = writer(call)?;
-    let row = input_named(call, userid)
-        .await?
-        .ok_or_else(|| ApiError::fail("Input does not exist"))?;
-    let fields = call.params.json_object("fields").filter(|f| {
-        !f.is_empty()
-            && f.keys()
-                .all(|k| k.as_str() == "name" || k.as_str() == "description")
-    });
-    let Some(fields) = fields else {
-        return Err(ApiError::fail("Field could not be updated"));
-    };
-    let name = text_field(&fields, "name");
+    // The controller reaches `set_fields` only for an `inputid` of the caller's; anything
+    // else falls through to its final `false`.
+    let row = input_named(call, userid).await?.ok_or(ApiError::False)?;
+    // Text that is not a JSON object decodes to nothing PHP can read a field from.
+    let fields = call.params.json_object("fields").unwrap_or_default();
+    let field = |key: &str| fields.get(key).filter(|v| !v.is_null());
+    let (name_value, description_value) = (field("name"), field("description"));
+    let name = name_value.map(php_string);
     if name.as_deref().is_some_and(|n| !n.chars().all(name_char)) {
         return Err(ApiError::fail("invalid characters in input name"));
     }
-    let description = text_field(&fields, "description");
+    let description = description_value.map(php_string);
+    let catalog = &call.state.catalog;
     if description
         .as_deref()
         .is_some_and(|d| !d.chars().all(description_char))
     {
+        // emoncms has stored a valid name before it looks at the description, and keeps it.
+        if let Some(name) = name.as_deref()
+            && catalog.set_input_fields(row.id, Some(name), None).await?
+        {
+            reload(call, userid).await;
+        }
         return Err(ApiError::fail("invalid characters in input description"));
     }
-    let updated = call
-        .state
-        .catalog
+    if name.is_none() && description.is_none() {
+        return Err(ApiError::fail("Field could not be updated"));
+    }
+    let updated = catalog
         .set_input_fields(row.id, name.as_deref(), description.as_deref())
         .await?;
     if !updated {
@@ -91,96 +123,120 @@ pub async fn set(call: &Call<'_>) -> ApiResult {
     if name.is_some() {
         reload(call, userid).await;
     }
+    // Name first, then description: the order emoncms fills its reply in.
+    let mut echoed = Map::new();
+    if let Some(v) = name_value {
+        echoed.insert("name".into(), v.clone());
+    }
+    if let Some(v) = description_value {
+        echoed.insert("description".into(), v.clone());
+    }
     Ok(reply::json(json!({
         "success": true,
         "message": "Field updated",
         "inputid": row.id,
-        "fields": Value::Object(fields),
+        "fields": Value::Object(echoed),
     })))
 }
 
 /// `input/set-descriptions` with POST `inputs=[{"id":1,"description":"…"},…]`.
 pub async fn set_descriptions(call: &Call<'_>) -> ApiResult {
     let userid = writer(call)?;
-    let Some(items) = call
+    // `Input::set_descriptions_multiple` decodes to a PHP array (a JSON object's values
+    // count as items too) and refuses anything else, or an empty one, with one message.
+    let items: Vec<Value> = match call
         .params
         .post_or_get("inputs")
         .and_then(|t| serde_json::from_str::<Value>(t).ok())
-        .and_then(|v| v.as_array().cloned())
-    else {
-        return Err(ApiError::fail("Invalid inputs parameter"));
+    {
+        Some(Value::Array(items)) => items,
+        Some(Value::Object(items)) => items.into_values().collect(),
+        _ => Vec::new(),
     };
+    if items.is_empty() {
+        return Err(ApiError::fail("Invalid input data"));
+    }
     let rows = inputs(call, userid).await?;
     let mut results = Map::new();
     let mut any = false;
     for item in &items {
-        let id = item.get("id").and_then(|i| {
-            i.as_i64()
-                .or_else(|| i.as_str().and_then(|s| s.trim().parse().ok()))
-        });
-        let key = id.map_or_else(
-            || item.get("id").map_or("".into(), |v| v.to_string()),
-            |i| i.to_string(),
-        );
-        let outcome = match id {
-            None => (false, "Invalid input id"),
-            Some(id) if !rows.iter().any(|r| r.id == id) => (false, "Access denied"),
-            Some(id) => {
-                let d = item
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                if !d.chars().all(description_char) {
-                    (false, "Invalid characters in description")
-                } else {
-                    let catalog = &call.state.catalog;
-                    if catalog.set_input_fields(id, None, Some(d)).await? {
-                        (true, "Description updated")
-                    } else {
-                        (false, "Update failed")
-                    }
-                }
+        // PHP's `(int)` of the item's id; a missing one is 0, and so is any id of an item
+        // that is not an object.
+        let id = item.get("id").and_then(json_id).unwrap_or(0);
+        let outcome = if id <= 0 {
+            (false, "Invalid input id")
+        } else if !rows.iter().any(|r| r.id == id) {
+            (false, "Access denied")
+        } else {
+            let d = item.get("description").map(php_string).unwrap_or_default();
+            if !d.chars().all(description_char) {
+                (false, "Invalid characters in description")
+            } else if call
+                .state
+                .catalog
+                .set_input_fields(id, None, Some(d.as_str()))
+                .await?
+            {
+                (true, "Description updated")
+            } else {
+                (false, "Update failed")
             }
         };
         any |= outcome.0;
-        results.insert(key, json!({"success": outcome.0, "message": outcome.1}));
+        results.insert(
+            id.to_string(),
+            json!({"success": outcome.0, "message": outcome.1}),
+        );
     }
+    // Results are keyed by id in a PHP array, which encodes as a list when the keys are 0..n-1.
     Ok(reply::json(
-        json!({"success": any, "results": Value::Object(results)}),
+        json!({"success": any, "results": super::input::php_array(results)}),
     ))
 }
 
-/// `input/delete?inputid=N` or `?inputids=[N,…]`.
+/// `input/delete?inputid=N` or `?inputids=[N,…]`, both read from the query string only, as
+/// emoncms's controller reads `$_GET`.
 pub async fn delete(call: &Call<'_>) -> ApiResult {
     let userid = writer(call)?;
     let p = call.params;
     let rows = inputs(call, userid).await?;
-    if let Some(list) = p.get_or_post("inputids") {
-        let ids: Vec<i64> = serde_json::from_str::<Vec<Value>>(list)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|v| {
-                v.as_i64()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            })
-            .filter(|id| rows.iter().any(|r| r.id == *id))
-            .collect();
-        call.state.catalog.delete_inputs(userid, &ids).await?;
+    let owned = |id: &i64| rows.iter().any(|r| r.id == *id);
+    // An `inputid` of the caller's wins, even next to `inputids`; a foreign or unknown one
+    // leaves the `inputids` branch to answer.
+    if let Some(id) = p.get("inputid").map(php_int).filter(owned) {
+        call.state.catalog.delete_inputs(userid, &[id]).await?;
         reload(call, userid).await;
         return Ok(reply::json(
-            json!({"success": true, "message": "Inputs deleted", "userid": userid, "inputids": ids}),
+            json!({"success": true, "message": "Input deleted", "userid": userid, "inputid": id}),
         ));
     }
-    let id = p
-        .get_or_post("inputid")
-        .and_then(|i| i.trim().parse::<i64>().ok());
-    let Some(id) = id.filter(|id| rows.iter().any(|r| r.id == *id)) else {
+    // The controller deletes only when `json_decode` gives something PHP takes for true:
+    // text that is not JSON, `[]`, `0`, `""` and `null` all end in its final `false`.
+    let Some(decoded) = p
+        .get("inputids")
+        .and_then(|list| serde_json::from_str::<Value>(list).ok())
+        .filter(php_truthy)
+    else {
         return Err(ApiError::False);
     };
-    call.state.catalog.delete_inputs(userid, &[id]).await?;
+    // `delete_multiple` walks an array's items or an object's values; a bare number or text
+    // deletes nothing (PHP warns and carries on to the success reply).
+    let candidates: Vec<&Value> = match &decoded {
+        Value::Array(items) => items.iter().collect(),
+        Value::Object(items) => items.values().collect(),
+        _ => Vec::new(),
+    };
+    // emoncms echoes the decoded value as sent; ynni echoes the ids it deleted, so the reply
+    // says nothing about ids that belong to someone else.
+    let ids: Vec<i64> = candidates
+        .into_iter()
+        .filter_map(json_id)
+        .filter(owned)
+        .collect();
+    call.state.catalog.delete_inputs(userid, &ids).await?;
     reload(call, userid).await;
     Ok(reply::json(
-        json!({"success": true, "message": "Input deleted", "userid": userid, "inputid": id}),
+        json!({"success": true, "message": "Inputs deleted", "userid": userid, "inputids": ids}),
     ))
 }
 
@@ -233,22 +289,25 @@ pub async fn process_reset(call: &Call<'_>) -> ApiResult {
 }
 
 /// `input/set-node-input-descriptions?node=&names=a,b,c`: the names become the descriptions of
-/// the node's inputs, in input-id order.
+/// the node's inputs, in input-id order (`Input::set_node_input_descriptions`).
 pub async fn set_node_input_descriptions(call: &Call<'_>) -> ApiResult {
     let userid = writer(call)?;
-    let node = call.params.get("node").unwrap_or("");
-    let names: Vec<&str> = call.params.get("names").unwrap_or("").split(',').collect();
+    // The controller acts only when both query parameters are there; else its `false`.
+    let (Some(node), Some(names)) = (call.params.get("node"), call.params.get("names")) else {
+        return Err(ApiError::False);
+    };
+    let names: Vec<&str> = names.split(',').collect();
     if names.iter().any(|n| !n.chars().all(description_char)) {
-        return Err(ApiError::fail("Invalid characters in description"));
+        return Err(ApiError::fail("invalid characters in input description"));
     }
+    // The node is filtered like a posted one; a node with no inputs changes nothing and is
+    // still a success.
+    let node = ynni_ingest::decode::filter_name(node);
     let mut rows: Vec<InputRow> = inputs(call, userid)
         .await?
         .into_iter()
         .filter(|r| r.nodeid == node)
         .collect();
-    if rows.is_empty() {
-        return Err(ApiError::fail("Node does not exist"));
-    }
     rows.sort_by_key(|r| r.id);
     for (row, name) in rows.iter().zip(&names) {
         call.state

@@ -58,12 +58,20 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
     let Some(end) = p.get("end") else {
         return Err(missing("end"));
     };
-    let (ids_text, listed) = match (p.get("ids"), p.get("id")) {
-        (Some(ids), _) if !ids.trim().is_empty() => (ids, true),
-        (_, Some(id)) if !id.trim().is_empty() => (id, id.contains(',')),
-        _ => return Err(ApiError::fail("no ids given")),
+    // feed_controller.php (the data/average/csvexport branch): `id` wins over `ids` whenever it
+    // is given, and either is split on commas as it is, so an empty `ids=` is one id, the
+    // empty text, which PHP casts to feed 0: "feed 0 does not exist". Only a request with
+    // neither parameter has "no ids given".
+    let (ids_text, singular) = match (p.get("id"), p.get("ids")) {
+        (Some(id), _) => (id, true),
+        (None, Some(ids)) => (ids, false),
+        (None, None) => return Err(ApiError::fail("no ids given")),
     };
+    // Whether the CSV download has one column per listed feed.
+    let listed = !singular || ids_text.contains(',');
     let ids = parse_ids(ids_text).map_err(ApiError::Fail)?;
+    // emoncms's `feedid` is the listed text itself, not the number it was cast to.
+    let id_texts: Vec<&str> = ids_text.split(',').collect();
     // Each distinct id is looked up once, however often it is listed.
     let mut rows: Vec<FeedRow> = Vec::new();
     let mut looked_up: Vec<(i64, Option<usize>)> = Vec::new();
@@ -168,19 +176,22 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
         return Ok(csv_reply(&name, &series, tz, single_default));
     }
     let size = budget.used() * JSON_BYTES_PER_POINT + series.len() * 32 + 2;
-    if !listed {
+    // With `id`, emoncms answers the bare data when exactly one listed feed may be read, and
+    // that from position 0 of its result array: when the readable feed was listed later,
+    // position 0 is empty and PHP prints `null` (after warnings ynni never sends). No
+    // readable feed leaves the empty array, `[]`.
+    if singular && series.iter().flatten().count() == 1 {
         return Ok(match series.first().copied().flatten() {
             Some(s) => {
                 let mut out = String::with_capacity(size);
                 write_points(&mut out, s, tz);
                 reply::json_text(out)
             }
-            // A feed the caller may not read gives an empty series in emoncms.
-            None => reply::json(json!([])),
+            None => reply::json(Value::Null),
         });
     }
     let mut out = String::with_capacity(size);
-    write_entries(&mut out, &ids, &series, tz);
+    write_entries(&mut out, &id_texts, &series, tz);
     Ok(reply::json_text(out))
 }
 
@@ -189,8 +200,8 @@ fn missing(what: &str) -> ApiError {
     ApiError::Text(StatusCode::OK, format!("missing {what} parameter"))
 }
 
-/// The listed ids; a part that is not a number is PHP's (int) cast of it, so a feed that does
-/// not exist.
+/// The listed ids, each as PHP's (int) cast reads it (`2abc` is 2, text is 0, a feed that does
+/// not exist), as emoncms looks them up.
 fn parse_ids(text: &str) -> Result<Vec<i64>, String> {
     let count = text.bytes().filter(|&b| b == b',').count() + 1;
     if count > MAX_IDS {
@@ -198,10 +209,7 @@ fn parse_ids(text: &str) -> Result<Vec<i64>, String> {
             "too many feeds requested ({count}), at most {MAX_IDS} per request"
         ));
     }
-    Ok(text
-        .split(',')
-        .map(|i| i.trim().parse::<i64>().unwrap_or(0))
-        .collect())
+    Ok(text.split(',').map(super::php_int).collect())
 }
 
 /// One series to read: a feed (index into the request's rows) with the flags it is read with.
@@ -317,11 +325,15 @@ fn write_points(out: &mut String, s: &Series, tz: chrono_tz::Tz) {
     out.push(']');
 }
 
-/// Appends the entries of a listed request: `[{"feedid":"1","data":[…]},…]`, or, when the
-/// caller may not read some feeds, an object keyed by position (`{"0":…,"2":…}`), which is how
-/// PHP encodes an array with gaps.
-fn write_entries(out: &mut String, ids: &[i64], series: &[Option<&Series>], tz: chrono_tz::Tz) {
-    let gaps = series.iter().any(Option::is_none);
+/// Appends the entries of a listed request: `[{"feedid":"1","data":[…]},…]`. emoncms keys
+/// each entry by its position in the list and leaves out the feeds the caller may not read
+/// (feed_controller.php); PHP's `json_encode` writes such an array as a list only while its
+/// keys are 0, 1, 2… in order, so a feed left out before a shown one turns the reply into an
+/// object keyed by position (`{"0":…,"2":…}`), while feeds left out at the end, or all of
+/// them, keep a list (`[…]`, `[]`).
+fn write_entries(out: &mut String, ids: &[&str], series: &[Option<&Series>], tz: chrono_tz::Tz) {
+    let shown = series.iter().flatten().count();
+    let gaps = series.iter().take(shown).any(Option::is_none);
     out.push(if gaps { '{' } else { '[' });
     let mut first = true;
     for (i, (s, id)) in series.iter().zip(ids).enumerate() {
@@ -335,11 +347,41 @@ fn write_entries(out: &mut String, ids: &[i64], series: &[Option<&Series>], tz: 
         if gaps {
             let _ = write!(out, "\"{i}\":");
         }
-        let _ = write!(out, "{{\"feedid\":\"{id}\",\"data\":");
+        let _ = write!(out, "{{\"feedid\":{},\"data\":", php_json_string(id));
         write_points(out, s, tz);
         out.push('}');
     }
     out.push(if gaps { '}' } else { ']' });
+}
+
+/// `s` as a JSON string the way PHP's `json_encode` writes it: `/` escaped as `\/` and every
+/// character beyond ASCII as `\uXXXX` (UTF-16 halves), unlike `serde_json`.
+fn php_json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        // Writing to a String cannot fail.
+        let _ = match c {
+            '"' => write!(out, "\\\""),
+            '\\' => write!(out, "\\\\"),
+            '/' => write!(out, "\\/"),
+            '\u{8}' => write!(out, "\\b"),
+            '\u{c}' => write!(out, "\\f"),
+            '\n' => write!(out, "\\n"),
+            '\r' => write!(out, "\\r"),
+            '\t' => write!(out, "\\t"),
+            c if c < ' ' => write!(out, "\\u{:04x}", u32::from(c)),
+            c if c.is_ascii() => write!(out, "{c}"),
+            c => {
+                let mut units = [0u16; 2];
+                c.encode_utf16(&mut units)
+                    .iter()
+                    .try_for_each(|u| write!(out, "\\u{u:04x}"))
+            }
+        };
+    }
+    out.push('"');
+    out
 }
 
 async fn read(call: &Call<'_>, row: &FeedRow, req: DataRequest) -> Result<Series, ApiError> {
@@ -448,6 +490,8 @@ mod tests {
             Err("too many feeds requested (400), at most 64 per request".to_string())
         );
         assert_eq!(parse_ids("1, 2,x"), Ok(vec![1, 2, 0]));
+        // PHP's (int) cast: a numeric prefix counts, nothing is 0.
+        assert_eq!(parse_ids("2abc,,+3, 4 "), Ok(vec![2, 0, 3, 4]));
     }
 
     #[test]
@@ -532,20 +576,48 @@ mod tests {
         let a = series(TimeFormat::Unix, &[(10, Some(1.0))]);
         let b = series(TimeFormat::Unix, &[(10, None)]);
         let mut out = String::new();
-        write_entries(&mut out, &[1, 2, 1], &[Some(&a), Some(&b), Some(&a)], tz);
+        write_entries(
+            &mut out,
+            &["1", "2", "1"],
+            &[Some(&a), Some(&b), Some(&a)],
+            tz,
+        );
         assert_eq!(
             out,
             r#"[{"feedid":"1","data":[[10,1]]},{"feedid":"2","data":[[10,null]]},{"feedid":"1","data":[[10,1]]}]"#
         );
+        // A gap before a shown entry: PHP's array is no list any more.
         let mut out = String::new();
-        write_entries(&mut out, &[1, 3, 2], &[Some(&a), None, Some(&b)], tz);
+        write_entries(&mut out, &["1", "3", "2"], &[Some(&a), None, Some(&b)], tz);
         assert_eq!(
             out,
             r#"{"0":{"feedid":"1","data":[[10,1]]},"2":{"feedid":"2","data":[[10,null]]}}"#
         );
         let mut out = String::new();
-        write_entries(&mut out, &[3], &[None], tz);
-        assert_eq!(out, "{}");
+        write_entries(&mut out, &["3", "1"], &[None, Some(&a)], tz);
+        assert_eq!(out, r#"{"1":{"feedid":"1","data":[[10,1]]}}"#);
+        // Entries left out at the end keep the list; none shown is the empty list.
+        let mut out = String::new();
+        write_entries(&mut out, &["1", "3"], &[Some(&a), None], tz);
+        assert_eq!(out, r#"[{"feedid":"1","data":[[10,1]]}]"#);
+        let mut out = String::new();
+        write_entries(&mut out, &["3"], &[None], tz);
+        assert_eq!(out, "[]");
+        // The feedid is the listed text, written as PHP writes strings.
+        let mut out = String::new();
+        write_entries(&mut out, &[" 1/é"], &[Some(&a)], tz);
+        assert_eq!(out, r#"[{"feedid":" 1\/\u00e9","data":[[10,1]]}]"#);
+    }
+
+    #[test]
+    fn strings_are_written_as_php_json_encode_writes_them() {
+        assert_eq!(php_json_string("12"), r#""12""#);
+        assert_eq!(
+            php_json_string("a\"b\\c/d\n\u{1}"),
+            r#""a\"b\\c\/d\n\u0001""#
+        );
+        assert_eq!(php_json_string("é😀"), r#""\u00e9\ud83d\ude00""#);
+        assert_eq!(php_json_string("\u{7f}"), "\"\u{7f}\"");
     }
 }
 

@@ -12,6 +12,7 @@ use ynni_storage::Engine;
 use super::Call;
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
+use ynni_ingest::decode::numbers::php_int_cast as php_int;
 
 mod data;
 mod describe;
@@ -76,11 +77,7 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
         "sha256sum" => transfer::sha256sum(call).await,
         "updatesize" => updatesize(call).await,
         "buffersize" => buffersize(call),
-        "process" => match call.route.subaction.as_str() {
-            "get" => process_list::get(call).await,
-            "set" => process_list::set(call).await,
-            _ => Err(ApiError::False),
-        },
+        "process" => process_list::process(call).await,
         "" => Err(ApiError::RouteNotFound { json: true }),
         other => Err(ApiError::not_implemented(format!("feed/{other}"))),
     }
@@ -100,6 +97,16 @@ async fn create(call: &Call<'_>) -> ApiResult {
     if !tag.chars().all(create_char) {
         return Err(ApiError::fail("invalid characters in feed tag"));
     }
+    // emoncms (feed_model.php, Feed::create) casts the engine with PHP's (int) and checks it
+    // before it looks for a feed of the same name: a name such as `PHPFINA`, an empty or a
+    // missing engine is engine 0 (MySQL, which emoncms still creates), `5abc` is 5, and the
+    // message quotes the cast number.
+    let engine_id = php_int(p.get("engine").unwrap_or(""));
+    let Some(engine) = Engine::from_id(engine_id) else {
+        return Err(ApiError::fail(format!(
+            "ABORTED: Engine id {engine_id} is not supported."
+        )));
+    };
     let taken = call
         .state
         .catalog
@@ -108,17 +115,6 @@ async fn create(call: &Call<'_>) -> ApiResult {
     if taken.is_some() {
         return Err(ApiError::fail("feed already exists"));
     }
-    let engine_text = p.get("engine").unwrap_or("").trim();
-    // emoncms's engine ids are small unsigned numbers: `-0` or `300` names no engine.
-    let Some(engine) = engine_text
-        .parse::<u8>()
-        .ok()
-        .and_then(|e| Engine::from_id(i64::from(e)))
-    else {
-        return Err(ApiError::fail(format!(
-            "ABORTED: Engine id {engine_text} is not supported."
-        )));
-    };
     let interval = p
         .get("options")
         .and_then(|o| serde_json::from_str::<Value>(o).ok())
@@ -164,13 +160,27 @@ async fn create(call: &Call<'_>) -> ApiResult {
     ))
 }
 
-/// The feed with `id`, whoever owns it, or emoncms's `Feed does not exist`.
+/// The feed with `id`, whoever owns it, or emoncms's `Feed does not exist`. emoncms's
+/// controller casts the id with PHP's (int) (feed_controller.php): `12abc` is feed 12, a
+/// missing id or text is 0, which no feed has.
 async fn existing(call: &Call<'_>, id: Option<&str>) -> Result<FeedRow, ApiError> {
-    let row = match id.and_then(|i| i.trim().parse::<i64>().ok()) {
-        Some(id) => call.state.catalog.feed_by_id(id).await?,
-        None => None,
+    let row = match id.map(php_int) {
+        Some(id) if id > 0 => call.state.catalog.feed_by_id(id).await?,
+        _ => None,
     };
     row.ok_or_else(|| ApiError::fail("Feed does not exist"))
+}
+
+/// PHP's `filter_var($v, FILTER_VALIDATE_INT)`: decimal digits with an optional sign, no
+/// leading zero (a lone `0` is fine), white space around allowed, within the 64-bit range.
+/// Anything else (`1.5`, `007`, `0x10`, `12abc`, empty) is no integer.
+fn filter_int(text: &str) -> Option<i64> {
+    let s = text.trim_matches([' ', '\t', '\n', '\r', '\u{b}']);
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let plain = !unsigned.is_empty()
+        && unsigned.bytes().all(|b| b.is_ascii_digit())
+        && (unsigned == "0" || !unsigned.starts_with('0'));
+    if plain { s.parse::<i64>().ok() } else { None }
 }
 
 /// The feed with `id` if the caller may read it (theirs, or public).
@@ -343,7 +353,10 @@ async fn delete(call: &Call<'_>) -> ApiResult {
 async fn clear(call: &Call<'_>) -> ApiResult {
     let row = changeable(call).await?;
     if is_virtual(&row) {
-        return Err(ApiError::fail("A virtual feed holds no data"));
+        // emoncms's VirtualFeed engine answers clear with this (engine/VirtualFeed.php).
+        return Err(ApiError::fail(
+            "\"Clear\" not available for this storage engine",
+        ));
     }
     run(call, &row, FeedOp::Clear { id: row.id as u32 }).await?;
     refresh_size(call, &row).await?;
@@ -402,5 +415,34 @@ fn buffersize(call: &Call<'_>) -> ApiResult {
         Ok(reply::json(json!(0)))
     } else {
         Err(ApiError::RouteNotFound { json: true })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_int;
+
+    #[test]
+    fn filter_int_accepts_what_filter_validate_int_accepts() {
+        for (text, want) in [
+            ("1700000000", Some(1_700_000_000)),
+            (" 17 ", Some(17)),
+            ("+17", Some(17)),
+            ("-17", Some(-17)),
+            ("0", Some(0)),
+            ("-0", Some(0)),
+            ("007", None),
+            ("+00", None),
+            ("1.5", None),
+            ("1e3", None),
+            ("12abc", None),
+            ("abc", None),
+            ("", None),
+            ("+", None),
+            ("0x10", None),
+            ("99999999999999999999", None),
+        ] {
+            assert_eq!(filter_int(text), want, "{text:?}");
+        }
     }
 }

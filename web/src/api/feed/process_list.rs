@@ -4,40 +4,36 @@
 use serde_json::json;
 use ynni_core::catalog::FeedRow;
 
-use super::{Call, is_virtual};
+use super::{Call, changeable, is_virtual};
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
-/// The caller's own feed named by `id` (for changes).
-async fn own_feed(call: &Call<'_>) -> Result<Option<FeedRow>, ApiError> {
-    let Some(caller) = call.caller.filter(|c| c.write) else {
-        return Ok(None);
-    };
-    let Some(id) = call
-        .params
-        .get("id")
-        .and_then(|i| i.trim().parse::<i64>().ok())
-    else {
-        return Ok(None);
-    };
-    let row = call.state.catalog.feed_by_id(id).await?;
-    Ok(row.filter(|r| r.userid == caller.user.id))
+/// `feed/process/<subaction>`, in emoncms's order (feed_controller.php, the write branch):
+/// the feed must exist (`Feed does not exist`) and be the caller's to change (else 406), then
+/// any subaction on a feed that is not virtual is answered `Feed is not Virtual`.
+pub(super) async fn process(call: &Call<'_>) -> ApiResult {
+    let row = changeable(call).await?;
+    if !is_virtual(&row) {
+        return Err(ApiError::fail("Feed is not Virtual"));
+    }
+    match call.route.subaction.as_str() {
+        "get" => Ok(get(&row)),
+        "set" => set(call, &row).await,
+        // emoncms's reset fails with a PHP error (Feed::reset_processlist calls
+        // set_processlist with too few arguments); ynni keeps its plain `false`.
+        "reset" => Err(ApiError::False),
+        // emoncms returns nothing for another subaction, which ends in its 406.
+        _ => Err(ApiError::RouteNotFound { json: true }),
+    }
 }
 
-/// `feed/process/get`: a virtual feed's stored list.
-pub(super) async fn get(call: &Call<'_>) -> ApiResult {
-    let row = own_feed(call).await?.ok_or(ApiError::False)?;
-    Ok(reply::json(json!(row.process_list)))
+/// `feed/process/get`: a virtual feed's stored list, as a JSON string.
+fn get(row: &FeedRow) -> axum::response::Response {
+    reply::json(json!(row.process_list))
 }
 
 /// `feed/process/set`: a virtual feed's list, validated for the virtual-feed context.
-pub(super) async fn set(call: &Call<'_>) -> ApiResult {
-    let row = own_feed(call).await?.ok_or(ApiError::False)?;
-    if !is_virtual(&row) {
-        return Err(ApiError::fail(
-            "Only virtual feeds have a process list in ynni",
-        ));
-    }
+async fn set(call: &Call<'_>, row: &FeedRow) -> ApiResult {
     let feeds = call.state.catalog.feeds_for_user(row.userid).await?;
     let owned = OwnedFeeds(
         feeds

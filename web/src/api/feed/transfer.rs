@@ -10,7 +10,7 @@ use ynni_core::catalog::FeedRow;
 use ynni_ingest::shard::{FeedAnswer, FeedMeta, FeedOp, FeedWrite};
 use ynni_storage::{Engine, Storage};
 
-use super::{Call, changeable, engine, is_virtual, readable, run};
+use super::{Call, changeable, engine, filter_int, is_virtual, php_int, readable, run};
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
@@ -23,16 +23,23 @@ fn fixed_interval(row: &FeedRow) -> bool {
 /// `feed/trim&start_time=`: drops the data before `start_time`.
 pub(super) async fn trim(call: &Call<'_>) -> ApiResult {
     let row = changeable(call).await?;
-    if is_virtual(&row) {
-        return Err(ApiError::fail("A virtual feed holds no data"));
-    }
+    // feed_controller.php answers `false` unless `start_time` passes PHP's
+    // FILTER_VALIDATE_INT with a truthy result, so a missing, non-integer or zero start time,
+    // before the engine is asked.
     let Some(start_time) = call
         .params
         .get("start_time")
-        .and_then(|t| t.trim().parse::<i64>().ok())
+        .and_then(filter_int)
+        .filter(|&t| t != 0)
     else {
-        return Err(ApiError::fail("Invalid start time"));
+        return Err(ApiError::False);
     };
+    if is_virtual(&row) {
+        // emoncms's VirtualFeed engine answers trim with this (engine/VirtualFeed.php).
+        return Err(ApiError::fail(
+            "\"Trim\" not available for this storage engine",
+        ));
+    }
     let op = FeedOp::Trim {
         id: row.id as u32,
         start_time,
@@ -83,17 +90,28 @@ pub(super) async fn export(call: &Call<'_>) -> ApiResult {
     Ok(r)
 }
 
-/// `feed/upload`: a fixed-interval feed takes `start`, `interval`, `npoints` and npoints
-/// little-endian float32 values; a variable-interval feed takes `npoints` records of u32 time
-/// and f32 value. NaN is a missing value. Answers `true` once the points are durable.
+/// `feed/upload`, as emoncms's controller and model route it (feed_controller.php,
+/// Feed::upload_fixed_interval and Feed::upload_variable_interval): `start`, `interval` and
+/// `npoints` send npoints little-endian float32 values, one per slot from `start`; `npoints`
+/// alone sends npoints records of u32 time and f32 value, each written to its slot. Only a
+/// fixed-interval (PHPFina) feed takes either. NaN is a missing value. Answers `true` once
+/// the points are durable.
 pub(super) async fn upload(call: &Call<'_>) -> ApiResult {
     let row = changeable(call).await?;
-    if is_virtual(&row) {
-        return Err(ApiError::False);
-    }
     let p = call.params;
-    let int = |k: &str| p.get(k).and_then(|v| v.trim().parse::<i64>().ok());
-    let Some(npoints) = int("npoints").and_then(|n| usize::try_from(n).ok()) else {
+    // Without `npoints` neither of emoncms's upload branches runs and the controller returns
+    // nothing, which is its 406.
+    let Some(npoints_text) = p.get("npoints") else {
+        return Err(ApiError::RouteNotFound { json: true });
+    };
+    let block = p.get("start").is_some() && p.get("interval").is_some();
+    if !fixed_interval(&row) {
+        // emoncms's model refuses every other engine, virtual feeds included.
+        return Err(ApiError::fail("Feed upload not supported for this engine"));
+    }
+    // emoncms casts the numbers with PHP's (int).
+    let int = |k: &str| p.get(k).map_or(0, php_int);
+    let Ok(npoints) = usize::try_from(php_int(npoints_text)) else {
         return Err(ApiError::False);
     };
     let body = call.body;
@@ -101,10 +119,8 @@ pub(super) async fn upload(call: &Call<'_>) -> ApiResult {
         let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         (!v.is_nan()).then_some(f64::from(v))
     };
-    let points: Vec<(i64, Option<f64>)> = if fixed_interval(&row) {
-        let (Some(start), Some(interval)) = (int("start"), int("interval")) else {
-            return Err(ApiError::False);
-        };
+    let points: Vec<(i64, Option<f64>)> = if block {
+        let (start, interval) = (int("start"), int("interval"));
         let feed_interval = match run(call, &row, FeedOp::Meta { id: row.id as u32 }).await? {
             FeedAnswer::Meta(FeedMeta::Fixed(m)) => i64::from(m.interval),
             _ => return Err(ApiError::False),
@@ -114,7 +130,8 @@ pub(super) async fn upload(call: &Call<'_>) -> ApiResult {
         }
         body.chunks_exact(4)
             .enumerate()
-            .map(|(k, b)| (start + k as i64 * interval, value(b)))
+            // `start` is PHP's cast of any text, so it may be near the end of the range.
+            .map(|(k, b)| (start.saturating_add(k as i64 * interval), value(b)))
             .collect()
     } else {
         if npoints.checked_mul(8) != Some(body.len()) {

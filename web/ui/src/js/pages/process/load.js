@@ -44,7 +44,9 @@ export async function loadEditor(params) {
       get('process/map.json').catch(() => ({})),
       isFeed ? Promise.resolve([]) : get('input/list.json'),
       get('feed/list.json'),
-      get(getPath, ownerQuery),
+      // A feed's list is read once the feed is known to be virtual: emoncms refuses the
+      // others ("Feed is not Virtual").
+      isFeed ? Promise.resolve(null) : get(getPath, ownerQuery),
     ]);
   } catch (e) {
     return notice(h('p.error', { role: 'alert' }, `Could not load: ${e.message}`));
@@ -66,6 +68,13 @@ export async function loadEditor(params) {
     return notice(
       h('p', `The feed ${feedLabel(owner)} stores data; only virtual feeds have a process list. Process lists that write to it belong to inputs.`),
       h('p', h('a', { href: '/app/inputs' }, 'Go to inputs')));
+  }
+  if (isFeed) {
+    try {
+      stored = await get(getPath, ownerQuery);
+    } catch (e) {
+      return notice(h('p.error', { role: 'alert' }, `Could not load: ${e.message}`));
+    }
   }
 
   const env = {

@@ -1,0 +1,411 @@
+//! emoncms 11.16.8's answers on the edges of the feed routes: `feed/create` with an engine
+//! given as text, `feed/data` listing feeds the key may not read (and an empty `ids=`),
+//! `feed/trim` with a start time that is no integer, the process list calls on a feed that is
+//! not virtual, and `feed/upload` without its parameters. Each case names the emoncms source
+//! it follows (file and function).
+
+use crate::harness::*;
+
+const T0: i64 = 1_699_999_200;
+/// index.php's header for the `json` format.
+const JSON: &str = "application/json";
+/// `options={"interval":10}`, encoded.
+const INTERVAL10: &str = "%7B%22interval%22%3A10%7D";
+/// index.php's reply when the controller returns nothing for the route.
+const ROUTE_NOT_FOUND: &str =
+    r#"{"success":false,"message":"406 Not Acceptable. Route not found"}"#;
+
+/// Status, content type and body, for one exact comparison.
+fn seen(r: &Reply) -> (u16, &str, &str) {
+    (r.status, r.content_type.as_str(), r.body.as_str())
+}
+
+/// `path` with `key` as its apikey.
+fn keyed(server: &Server, path: &str, key: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    server.url(&format!("{path}{sep}apikey={key}"))
+}
+
+/// Creates a feed with a 10 s interval; returns its id.
+async fn create(server: &Server, write: &str, name: &str, engine: u8) -> i64 {
+    let path = format!("/feed/create.json?tag=t&name={name}&engine={engine}&options={INTERVAL10}");
+    let r = get(&script(), &keyed(server, &path, write)).await;
+    let v = r.json();
+    assert_eq!(v["success"], true, "create {name}: {}", r.body);
+    v["feedid"].as_i64().expect("feedid")
+}
+
+/// Writes `values` to the feed at T0, T0+10, …
+async fn insert(server: &Server, write: &str, id: i64, values: &[i64]) {
+    for (k, v) in values.iter().enumerate() {
+        let t = T0 + 10 * k as i64;
+        let path = format!("/feed/insert.json?id={id}&time={t}&value={v}");
+        let r = get(&script(), &keyed(server, &path, write)).await;
+        assert_eq!(seen(&r), (200, JSON, v.to_string().as_str()));
+    }
+}
+
+#[tokio::test]
+async fn create_reads_the_engine_with_phps_int_cast() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let create = |name: &str, engine: Option<&str>| {
+        let engine = engine.map(|e| format!("&engine={e}")).unwrap_or_default();
+        keyed(
+            &server,
+            &format!("/feed/create.json?tag=t&name={name}{engine}&options={INTERVAL10}"),
+            &write,
+        )
+    };
+    let engine_of = |id: i64| {
+        keyed(
+            &server,
+            &format!("/feed/get.json?id={id}&field=engine"),
+            &read,
+        )
+    };
+    let created = |id: i64| format!(r#"{{"success":true,"feedid":{id},"result":true}}"#);
+
+    // feed_model.php, Feed::create casts the engine with (int): an engine given by name has
+    // no numeric prefix, so it is engine 0, MySQL, which Engine::is_valid (Lib/enum.php)
+    // accepts, and the feed is created with it.
+    let r = get(&c, &create("byname", Some("PHPFINA"))).await;
+    assert_eq!(seen(&r), (200, JSON, created(1).as_str()));
+    let r = get(&c, &engine_of(1)).await;
+    assert_eq!(seen(&r), (200, JSON, r#""0""#));
+    // The same cast: an empty engine, and no engine at all (core.php, get() gives null,
+    // which (int) makes 0).
+    let r = get(&c, &create("empty", Some(""))).await;
+    assert_eq!(seen(&r), (200, JSON, created(2).as_str()));
+    let r = get(&c, &create("missing", None)).await;
+    assert_eq!(seen(&r), (200, JSON, created(3).as_str()));
+    for id in [2, 3] {
+        let r = get(&c, &engine_of(id)).await;
+        assert_eq!(seen(&r), (200, JSON, r#""0""#));
+    }
+    // (int) reads the numeric prefix: `5abc` is PHPFina (5), ` 5` too (leading white space
+    // is skipped), `2.9` is PHPTimeSeries (2).
+    for (k, (engine, id)) in [("5abc", 5), ("%205", 5), ("2.9", 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let feedid = 4 + k as i64;
+        let r = get(&c, &create(&format!("prefix{k}"), Some(engine))).await;
+        assert_eq!(seen(&r), (200, JSON, created(feedid).as_str()), "{engine}");
+        let r = get(&c, &engine_of(feedid)).await;
+        assert_eq!(
+            seen(&r),
+            (200, JSON, format!(r#""{id}""#).as_str()),
+            "{engine}"
+        );
+    }
+    // Feed::create's refusal quotes the cast number, not the text sent.
+    for (engine, quoted) in [("300x", "300"), ("-3", "-3"), ("99", "99")] {
+        let r = get(&c, &create("refused", Some(engine))).await;
+        let body = format!(
+            r#"{{"success":false,"message":"ABORTED: Engine id {quoted} is not supported."}}"#
+        );
+        assert_eq!(seen(&r), (200, JSON, body.as_str()), "{engine}");
+    }
+    // Feed::create checks the engine before it looks for a feed of the same tag and name.
+    let r = get(&c, &create("byname", Some("99"))).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            JSON,
+            r#"{"success":false,"message":"ABORTED: Engine id 99 is not supported."}"#
+        )
+    );
+    let r = get(&c, &create("byname", Some("PHPFINA"))).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            JSON,
+            r#"{"success":false,"message":"feed already exists"}"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn data_leaves_out_unreadable_feeds_in_phps_array_shape() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let a = create(&server, &write, "a", 5).await;
+    let b = create(&server, &write, "b", 5).await;
+    let hidden = create(&server, &bob_write, "hidden", 5).await;
+    assert_eq!((a, b, hidden), (1, 2, 3));
+    insert(&server, &write, a, &[10, 11, 12]).await;
+    insert(&server, &write, b, &[20, 21, 22]).await;
+    let data = |q: &str| {
+        keyed(
+            &server,
+            &format!("/feed/data.json?start={T0}&end={}&interval=10&{q}", T0 + 20),
+            &read,
+        )
+    };
+    let points = |v: i64| {
+        format!(
+            "[[{},{v}],[{},{}],[{},{}]]",
+            T0 * 1000,
+            (T0 + 10) * 1000,
+            v + 1,
+            (T0 + 20) * 1000,
+            v + 2
+        )
+    };
+    let entry = |feedid: &str, v: i64| format!(r#"{{"feedid":"{feedid}","data":{}}}"#, points(v));
+
+    // feed_controller.php (data): each readable feed's entry is stored at its position in the
+    // list and an unreadable one is skipped, so json_encode writes an object keyed by
+    // position once a gap comes before a shown entry…
+    let r = get(&c, &data("ids=1,3,2")).await;
+    let body = format!(r#"{{"0":{},"2":{}}}"#, entry("1", 10), entry("2", 20));
+    assert_eq!(seen(&r), (200, JSON, body.as_str()));
+    let r = get(&c, &data("ids=3,1")).await;
+    let body = format!(r#"{{"1":{}}}"#, entry("1", 10));
+    assert_eq!(seen(&r), (200, JSON, body.as_str()));
+    // …and a list while the shown entries are 0, 1, … in order (gaps only at the end), or
+    // none at all.
+    let r = get(&c, &data("ids=1,3")).await;
+    let body = format!("[{}]", entry("1", 10));
+    assert_eq!(seen(&r), (200, JSON, body.as_str()));
+    let r = get(&c, &data("ids=3")).await;
+    assert_eq!(seen(&r), (200, JSON, "[]"));
+    // The entry's feedid is the listed text as explode() split it, while the feed is found
+    // by its (int) cast (Feed::exist).
+    let r = get(&c, &data("ids=1,%202")).await;
+    let body = format!("[{},{}]", entry("1", 10), entry(" 2", 20));
+    assert_eq!(seen(&r), (200, JSON, body.as_str()));
+    // An empty `ids=` (or `id=`) still explodes to one id, the empty text, which (int) makes
+    // feed 0: it does not exist. Only neither parameter is "no ids given".
+    let feed0 = r#"{"success":false,"message":"feed 0 does not exist","feeds":[0]}"#;
+    for q in ["ids=", "id="] {
+        let r = get(&c, &data(q)).await;
+        assert_eq!(seen(&r), (200, JSON, feed0), "{q}");
+    }
+    let r = get(&c, &data("x=1")).await;
+    assert_eq!(
+        seen(&r),
+        (200, JSON, r#"{"success":false,"message":"no ids given"}"#)
+    );
+    // `id` is read before `ids`; with `id`, the data alone is returned when exactly one
+    // listed feed is readable, taken from position 0 of the result array.
+    let r = get(&c, &data("id=1&ids=2")).await;
+    assert_eq!(seen(&r), (200, JSON, points(10).as_str()));
+    let r = get(&c, &data("id=1,3")).await;
+    assert_eq!(seen(&r), (200, JSON, points(10).as_str()));
+    // When that feed was listed later, position 0 is empty: PHP prints null (ynni leaves out
+    // the warnings PHP prints first, DESIGN.md §4).
+    let r = get(&c, &data("id=3,1")).await;
+    assert_eq!(seen(&r), (200, JSON, "null"));
+    let r = get(&c, &data("id=3")).await;
+    assert_eq!(seen(&r), (200, JSON, "[]"));
+}
+
+#[tokio::test]
+async fn trim_answers_false_to_a_start_time_that_is_no_integer() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let fina = create(&server, &write, "fina", 5).await;
+    let virt = create(&server, &write, "virt", 7).await;
+    insert(&server, &write, fina, &[1, 2, 3]).await;
+    let trim =
+        |id: i64, q: &str, key: &str| keyed(&server, &format!("/feed/trim.json?id={id}{q}"), key);
+
+    // feed_controller.php (trim): the reply is `false` unless filter_var(start_time,
+    // FILTER_VALIDATE_INT) gives a truthy integer: missing, empty, text, zero (also `+0`),
+    // a decimal, a leading zero, an exponent or trailing text all fail.
+    let invalid = [
+        String::new(),
+        "&start_time=".into(),
+        "&start_time=abc".into(),
+        "&start_time=0".into(),
+        "&start_time=%2B0".into(),
+        "&start_time=1.5".into(),
+        "&start_time=007".into(),
+        "&start_time=1e9".into(),
+        format!("&start_time={}abc", T0 + 10),
+    ];
+    for q in &invalid {
+        let r = get(&c, &trim(fina, q, &write)).await;
+        assert_eq!(seen(&r), (200, JSON, "false"), "{q}");
+    }
+    // The check comes after the feed's own: an unknown feed does not exist, and another
+    // user's feed is the 406 of the write branch it never enters.
+    let r = get(&c, &trim(99, "&start_time=abc", &write)).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            JSON,
+            r#"{"success":false,"message":"Feed does not exist"}"#
+        )
+    );
+    let r = get(&c, &trim(fina, "&start_time=abc", &bob_write)).await;
+    assert_eq!(seen(&r), (406, JSON, ROUTE_NOT_FOUND));
+    // Nothing was trimmed.
+    let r = get(
+        &c,
+        &keyed(&server, &format!("/feed/getmeta.json?id={fina}"), &read),
+    )
+    .await;
+    assert_eq!(r.json()["start_time"], T0, "{}", r.body);
+    // FILTER_VALIDATE_INT trims white space around the number; PHPFina::trim then keeps the
+    // slots from the new start.
+    let q = format!("&start_time=%20{}%20", T0 + 10);
+    let r = get(&c, &trim(fina, &q, &write)).await;
+    assert_eq!(
+        seen(&r),
+        (200, JSON, r#"{"success":true,"message":"8 bytes written"}"#)
+    );
+    // A virtual feed: the controller's check still comes first, then VirtualFeed::trim
+    // refuses; VirtualFeed::clear likewise.
+    let r = get(&c, &trim(virt, "&start_time=abc", &write)).await;
+    assert_eq!(seen(&r), (200, JSON, "false"));
+    let q = format!("&start_time={T0}");
+    let r = get(&c, &trim(virt, &q, &write)).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            JSON,
+            r#"{"success":false,"message":"\"Trim\" not available for this storage engine"}"#
+        )
+    );
+    let r = get(
+        &c,
+        &keyed(&server, &format!("/feed/clear.json?id={virt}"), &write),
+    )
+    .await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            JSON,
+            r#"{"success":false,"message":"\"Clear\" not available for this storage engine"}"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn process_list_calls_need_a_virtual_feed() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let fina = create(&server, &write, "fina", 5).await;
+    let ts = create(&server, &write, "ts", 2).await;
+    let virt = create(&server, &write, "virt", 7).await;
+    let process = |sub: &str, id: &str, key: &str| {
+        keyed(&server, &format!("/feed/process/{sub}.json?id={id}"), key)
+    };
+    let not_virtual = r#"{"success":false,"message":"Feed is not Virtual"}"#;
+
+    // feed_controller.php (process): in the write branch, a feed whose engine is not
+    // VIRTUALFEED is refused before the subaction is looked at.
+    for id in [fina, ts] {
+        let r = get(&c, &process("get", &id.to_string(), &write)).await;
+        assert_eq!(seen(&r), (200, JSON, not_virtual), "get {id}");
+        let list = r#"[{"fn":"process__source_feed_data_time","args":["1"]}]"#;
+        let r = post_form(
+            &c,
+            &process("set", &id.to_string(), &write),
+            &[("processlist", list)],
+        )
+        .await;
+        assert_eq!(seen(&r), (200, JSON, not_virtual), "set {id}");
+        let r = get(&c, &process("reset", &id.to_string(), &write)).await;
+        assert_eq!(seen(&r), (200, JSON, not_virtual), "reset {id}");
+    }
+    // A virtual feed's list (Feed::get_processlist): the stored text, empty until set.
+    let r = get(&c, &process("get", &virt.to_string(), &write)).await;
+    assert_eq!(seen(&r), (200, JSON, r#""""#));
+    // The controller checks the feed exists first (any caller), then wants the owner's write
+    // session: a read key ends in the 406, whatever the engine.
+    for id in ["99", ""] {
+        let r = get(&c, &process("get", id, &write)).await;
+        assert_eq!(
+            seen(&r),
+            (
+                200,
+                JSON,
+                r#"{"success":false,"message":"Feed does not exist"}"#
+            ),
+            "{id:?}"
+        );
+    }
+    for id in [fina, virt] {
+        let r = get(&c, &process("get", &id.to_string(), &read)).await;
+        assert_eq!(seen(&r), (406, JSON, ROUTE_NOT_FOUND), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn upload_without_its_parameters_is_an_unknown_route() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let fina = create(&server, &write, "fina", 5).await;
+    let ts = create(&server, &write, "ts", 2).await;
+    let virt = create(&server, &write, "virt", 7).await;
+    let upload =
+        |id: i64, q: &str| keyed(&server, &format!("/feed/upload.json?id={id}{q}"), &write);
+    let slot: Vec<u8> = 1.5f32.to_le_bytes().to_vec();
+    let record: Vec<u8> = (T0 as u32 + 10)
+        .to_le_bytes()
+        .into_iter()
+        .chain(7.5f32.to_le_bytes())
+        .collect();
+
+    // feed_controller.php (upload): with neither start+interval+npoints nor npoints, no
+    // branch returns, and the controller's empty answer is index.php's 406.
+    let r = get(&c, &upload(fina, "")).await;
+    assert_eq!(seen(&r), (406, JSON, ROUTE_NOT_FOUND));
+    let q = format!("&start={T0}&interval=10");
+    let r = send(c.post(upload(fina, &q)).body(slot.clone())).await;
+    assert_eq!(seen(&r), (406, JSON, ROUTE_NOT_FOUND));
+    // The same for a feed of any engine: the parameters are looked at before the engine.
+    for id in [ts, virt] {
+        let r = get(&c, &upload(id, "")).await;
+        assert_eq!(seen(&r), (406, JSON, ROUTE_NOT_FOUND), "{id}");
+    }
+    // The feed is looked up before the action: an unknown feed does not exist.
+    let r = get(&c, &upload(99, "")).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            JSON,
+            r#"{"success":false,"message":"Feed does not exist"}"#
+        )
+    );
+    // Feed::upload_fixed_interval and Feed::upload_variable_interval take PHPFina feeds only.
+    let refused = r#"{"success":false,"message":"Feed upload not supported for this engine"}"#;
+    let r = send(c.post(upload(ts, "&npoints=1")).body(record.clone())).await;
+    assert_eq!(seen(&r), (200, JSON, refused));
+    let q = format!("&start={T0}&interval=10&npoints=1");
+    let r = send(c.post(upload(virt, &q)).body(slot.clone())).await;
+    assert_eq!(seen(&r), (200, JSON, refused));
+    // `npoints` alone sends (time, value) records, which PHPFina::upload_variable_interval
+    // writes to their slots.
+    let r = send(c.post(upload(fina, "&npoints=1")).body(record.clone())).await;
+    assert_eq!(seen(&r), (200, JSON, "true"));
+    let path = format!(
+        "/feed/data.json?id={fina}&start={T0}&end={}&interval=10",
+        T0 + 20
+    );
+    let r = get(&c, &keyed(&server, &path, &read)).await;
+    let body = format!(
+        "[[{},null],[{},7.5],[{},null]]",
+        T0 * 1000,
+        (T0 + 10) * 1000,
+        (T0 + 20) * 1000
+    );
+    assert_eq!(seen(&r), (200, JSON, body.as_str()));
+}
