@@ -61,16 +61,15 @@ fn row_values(row: &[Json]) -> usize {
         .sum()
 }
 
-/// A number parameter as PHP's `(int)` reads it.
+/// A number parameter as PHP's `(int)` reads it (saturating). Only the row times that result
+/// are bounded with `clamp_time`, so offsets of any unit keep their differences, as in emoncms.
 fn int_param(s: &str) -> i64 {
-    super::time::clamp_time(php_float_cast(s).trunc() as i64)
+    php_float_cast(s).trunc() as i64
 }
 
 fn json_int(v: &Json) -> i64 {
     match v {
-        Json::Number(n) => n
-            .as_f64()
-            .map_or(0, |f| super::time::clamp_time(f.trunc() as i64)),
+        Json::Number(n) => n.as_f64().map_or(0, |f| f.trunc() as i64),
         Json::String(s) => int_param(s),
         Json::Bool(b) => i64::from(*b),
         _ => 0,
@@ -261,6 +260,54 @@ mod tests {
             }),
             vec![NOW - 15, NOW - 5]
         );
+    }
+
+    #[test]
+    fn millisecond_times_are_not_divided() {
+        // input_methods.php `bulk`: the `time` parameter and each row's offset are read with
+        // plain (int) casts and added; nothing checks for milliseconds or divides by 1000.
+        // ynni keeps the far-future value, bounded by `clamp_time`.
+        let r = decode_bulk(
+            &BulkParams {
+                data: Some(r#"[[0,"n",1]]"#),
+                time: Some("1700000000123"),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .expect("ok");
+        assert_eq!(r.batches[0].time, 1 << 33);
+        // Legacy mode: the last row is "now" whatever its unit, and earlier rows are offset
+        // by the raw difference (here 1000 "seconds", not 1).
+        let r = decode_bulk(
+            &BulkParams {
+                data: Some(r#"[[1700000000000,"n",1],[1700000001000,"n",2]]"#),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .expect("ok");
+        let times: Vec<i64> = r.batches.iter().map(|b| b.time).collect();
+        assert_eq!(times, vec![NOW - 1000, NOW]);
+    }
+
+    #[test]
+    fn node_and_names_are_filtered() {
+        // input_methods.php `bulk` passes the node and the object keys to `process_node`,
+        // which filters them with [^\p{N}\p{L}_\s\-.] (an empty node becomes 0).
+        let r = decode_bulk(
+            &BulkParams {
+                data: Some(r#"[[0,"emon(Tx)",{"P(W)":1,"Wärme°":2}],[0,"%%",3]]"#),
+                time: Some("5"),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .expect("ok");
+        assert_eq!(r.batches[0].node, "emonTx");
+        let names: Vec<&str> = r.batches[0].values.iter().map(|v| v.0.as_str()).collect();
+        assert_eq!(names, ["PW", "Wärme"]);
+        assert_eq!(r.batches[1].node, "0");
     }
 
     #[test]

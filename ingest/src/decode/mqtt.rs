@@ -7,18 +7,81 @@ use serde_json::Value as Json;
 use super::json::{self, JsonError};
 use super::names::{filter_name, filter_node};
 use super::numbers::php_numeric;
-use super::time::parse_time_param;
 use crate::batch::{Decoded, MAX_VALUES_PER_REQUEST, Value};
 
-/// A scalar as emoncms_mqtt keeps it: numbers (and numeric text) as values, anything else
-/// missing.
+/// A value as emoncms_mqtt keeps it: a scalar (number, text or boolean) becomes an input whose
+/// value is the number, or missing when it is not numeric (`true`, `"on"`); `null` and
+/// containers are not scalars and make no input at all.
 fn scalar(v: &Json) -> Option<Value> {
     match v {
         Json::Number(n) => Some(n.as_f64()),
         Json::String(s) => Some(php_numeric(s)),
-        Json::Bool(_) | Json::Null => Some(None),
-        Json::Array(_) | Json::Object(_) => None,
+        Json::Bool(_) => Some(None),
+        Json::Null | Json::Array(_) | Json::Object(_) => None,
     }
+}
+
+/// Container nesting of a JSON value (`1` → 0, `[1]` → 1, `{"a":[1]}` → 2).
+fn depth(v: &Json) -> usize {
+    match v {
+        Json::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Json::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// emoncms_mqtt decodes payloads with `json_decode(…, depth 3)`: deeper JSON is not JSON to it.
+const MAX_JSON_DEPTH: usize = 3;
+
+/// The `name` of a `{"name":…, "value":…}` object as PHP appends it: `None` when PHP reads it
+/// as false (absent, `null`, `false`, `0`, `""`, `"0"`, `[]`), `Err` for a non-empty container
+/// (PHP's "Array to string conversion" warning, which the service turns into an exception that
+/// drops the whole message).
+fn unbox_name(name: Option<&Json>) -> Result<Option<String>, ()> {
+    match name {
+        None | Some(Json::Null | Json::Bool(false)) => Ok(None),
+        Some(Json::Bool(true)) => Ok(Some("1".into())),
+        Some(Json::String(s)) => Ok((!s.is_empty() && s != "0").then(|| s.clone())),
+        Some(Json::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                Ok((i != 0).then(|| i.to_string()))
+            } else if let Some(u) = n.as_u64() {
+                Ok(Some(u.to_string()))
+            } else {
+                let f = n.as_f64().unwrap_or(0.0);
+                if f == 0.0 {
+                    Ok(None)
+                } else if f.fract() == 0.0 && f.abs() < 1e15 {
+                    Ok(Some(format!("{f:.0}")))
+                } else {
+                    Ok(Some(f.to_string()))
+                }
+            }
+        }
+        Some(Json::Array(a)) if a.is_empty() => Ok(None),
+        Some(Json::Object(o)) if o.is_empty() => Ok(None),
+        Some(Json::Array(_) | Json::Object(_)) => Err(()),
+    }
+}
+
+/// One JSON entry as emoncms_mqtt reads it: `{"name": n, "value": v}` (any container with a
+/// `value` key) unboxes to `key_n`, or to `key` with no (or a false) name; then only a scalar
+/// makes an input. `Ok(None)`: no input; `Err`: the whole message is dropped (see
+/// [`unbox_name`]).
+fn entry(key: String, v: &Json) -> Result<Option<(String, Value)>, ()> {
+    let (key, value) = match v {
+        Json::Object(inner) if inner.contains_key("value") => {
+            let Some(val) = inner.get("value") else {
+                return Ok(None);
+            };
+            match unbox_name(inner.get("name"))? {
+                Some(n) => (format!("{key}_{n}"), val),
+                None => (key, val),
+            }
+        }
+        _ => (key, v),
+    };
+    Ok(scalar(value).map(|value| (key, value)))
 }
 
 /// Decodes one message; `None` if the topic is not an input topic under `base`, or if the
@@ -34,7 +97,7 @@ pub fn decode_mqtt(topic: &str, payload: &[u8], base: &str, now: i64) -> Option<
         );
     };
     let json = match json::parse(text.trim(), json::budget_for(MAX_VALUES_PER_REQUEST)) {
-        Ok(j @ (Json::Object(_) | Json::Array(_))) => Some(j),
+        Ok(j @ (Json::Object(_) | Json::Array(_))) if depth(&j) <= MAX_JSON_DEPTH => Some(j),
         Err(JsonError::TooLarge) => {
             too_large();
             return None;
@@ -62,52 +125,69 @@ pub fn decode_mqtt(topic: &str, payload: &[u8], base: &str, now: i64) -> Option<
     let mut index = std::collections::HashMap::new();
     match json {
         Some(Json::Object(map)) => {
-            // emoncms reads the time from a key named `time` in any case, but removes only the
-            // lowercase key from the inputs.
-            if let Some((_, t)) = map.iter().find(|(k, _)| k.eq_ignore_ascii_case("time")) {
+            // emoncms lower-cases the keys to find `time` (a later `Time`/`TIME` overrides an
+            // earlier one), but only ever removes the lowercase key from the inputs.
+            let mut drop_time = false;
+            if let Some((_, t)) = map
+                .iter()
+                .rev()
+                .find(|(k, _)| k.eq_ignore_ascii_case("time"))
+            {
                 match t {
                     Json::Number(n) => {
                         out.time = n
                             .as_f64()
                             .map_or(now, |v| super::time::clamp_time(v.trunc() as i64));
+                        drop_time = true;
                     }
-                    Json::String(s) => out.time = parse_time_param(s, now),
-                    _ => {}
+                    // A string strtotime cannot read leaves the time at now and the key in.
+                    Json::String(s) => {
+                        if let Some(t) = super::time::parse_time_checked(s, now) {
+                            out.time = t;
+                            drop_time = true;
+                        }
+                    }
+                    _ => drop_time = true,
                 }
             }
-            let time_key = map.contains_key("time").then(|| "time".to_string());
             for (k, v) in &map {
-                if time_key.as_deref() == Some(k.as_str()) {
+                if drop_time && k.as_str() == "time" {
                     continue;
                 }
-                let (key, value) = match v {
-                    // `{"name": n, "value": v}` unboxes to `key_n`; with no name, to `key`.
-                    Json::Object(inner) => match (inner.get("name"), inner.get("value")) {
-                        (Some(Json::String(n)), Some(val)) => (format!("{k}_{n}"), val),
-                        (Some(n @ Json::Number(_)), Some(val)) => (format!("{k}_{n}"), val),
-                        (None, Some(val)) => (k.clone(), val),
-                        _ => continue,
-                    },
-                    _ => (k.clone(), v),
-                };
-                let Some(value) = scalar(value) else { continue };
-                let name = if prefix.is_empty() {
-                    key
-                } else {
-                    format!("{prefix}_{key}")
-                };
-                out.set(&mut index, filter_name(&name), value);
+                match entry(k.clone(), v) {
+                    Ok(Some((key, value))) => {
+                        let name = if prefix.is_empty() {
+                            key
+                        } else {
+                            format!("{prefix}_{key}")
+                        };
+                        out.set(&mut index, filter_name(&name), value);
+                    }
+                    Ok(None) => {}
+                    Err(()) => {
+                        tracing::warn!(topic, "MQTT message with a container as a name ignored");
+                        return None;
+                    }
+                }
             }
         }
         Some(Json::Array(items)) => {
             for (i, v) in items.iter().enumerate() {
-                let Some(value) = scalar(v) else { continue };
-                let name = if prefix.is_empty() {
-                    i.to_string()
-                } else {
-                    format!("{prefix}_{i}")
-                };
-                out.set(&mut index, filter_name(&name), value);
+                match entry(i.to_string(), v) {
+                    Ok(Some((key, value))) => {
+                        let name = if prefix.is_empty() {
+                            key
+                        } else {
+                            format!("{prefix}_{key}")
+                        };
+                        out.set(&mut index, filter_name(&name), value);
+                    }
+                    Ok(None) => {}
+                    Err(()) => {
+                        tracing::warn!(topic, "MQTT message with a container as a name ignored");
+                        return None;
+                    }
+                }
             }
         }
         _ if route.len() >= 2 => {
@@ -209,6 +289,160 @@ mod tests {
         );
         let json = format!("[{}]", vec!["1"; limit + 1].join(","));
         assert!(decode_mqtt("emon/n", json.as_bytes(), "emon", NOW).is_none());
+    }
+
+    #[test]
+    fn millisecond_time_is_not_divided() {
+        // emoncms_mqtt.php `message`: a numeric `time` key is taken with a plain (int) cast;
+        // there is no millisecond check and no division by 1000, and that time goes to the
+        // input and to its process list. ynni keeps the value too, bounded by `clamp_time`.
+        let d =
+            decode_mqtt("emon/n", br#"{"time":1700000000123,"a":1}"#, "emon", NOW).expect("input");
+        assert_eq!(d.time, 1 << 33);
+        assert_eq!(vals(&d), vec![("a", Some(1.0))], "the key is still removed");
+        let d =
+            decode_mqtt("emon/n", br#"{"time":"1700000000.9","a":1}"#, "emon", NOW).expect("input");
+        assert_eq!(d.time, 1_700_000_000);
+    }
+
+    #[test]
+    fn time_key_forms() {
+        // emoncms_mqtt.php `message`: the keys are lower-cased to look `time` up, so a later
+        // `TIME` overrides an earlier `time`; only the lowercase key is unset.
+        let d = decode_mqtt("emon/n", br#"{"time":5,"TIME":7,"a":1}"#, "emon", NOW).expect("input");
+        assert_eq!(d.time, 7);
+        assert_eq!(vals(&d), vec![("TIME", Some(7.0)), ("a", Some(1.0))]);
+        // A string strtotime cannot read: time is now and the key is not unset, so it becomes
+        // an input whose value is not numeric.
+        let d = decode_mqtt("emon/n", br#"{"time":"soon","a":1}"#, "emon", NOW).expect("input");
+        assert_eq!(d.time, NOW);
+        assert_eq!(vals(&d), vec![("time", None), ("a", Some(1.0))]);
+        // A time that is neither numeric nor text: now, and the key is unset.
+        for payload in [
+            r#"{"time":null,"a":1}"#,
+            r#"{"time":true,"a":1}"#,
+            r#"{"time":[1],"a":1}"#,
+        ] {
+            let d = decode_mqtt("emon/n", payload.as_bytes(), "emon", NOW).expect("input");
+            assert_eq!(
+                (d.time, vals(&d)),
+                (NOW, vec![("a", Some(1.0))]),
+                "{payload}"
+            );
+        }
+        let d = decode_mqtt(
+            "emon/n",
+            br#"{"time":"2023-11-14 22:00:05","a":1}"#,
+            "emon",
+            NOW,
+        )
+        .expect("input");
+        assert_eq!((d.time, vals(&d)), (1_699_999_205, vec![("a", Some(1.0))]));
+    }
+
+    #[test]
+    fn values_that_are_not_numbers() {
+        // emoncms_mqtt.php `message`: after unboxing, only `is_scalar` values make inputs
+        // (numbers, strings, booleans; PHP's null is not a scalar), and a value that is not
+        // `is_numeric` is stored as null. Containers are skipped with a warning.
+        let d = decode_mqtt(
+            "emon/n",
+            br#"{"a":"on","b":true,"c":false,"d":null,"e":{"x":1},"f":[1,2],"g":" 12","h":"0x1A"}"#,
+            "emon",
+            NOW,
+        )
+        .expect("input");
+        assert_eq!(
+            vals(&d),
+            vec![
+                ("a", None),
+                ("b", None),
+                ("c", None),
+                ("g", Some(12.0)),
+                ("h", None)
+            ]
+        );
+        let d = decode_mqtt("emon/n", br#"[null,"x",3,[4]]"#, "emon", NOW).expect("input");
+        assert_eq!(vals(&d), vec![("1", None), ("2", Some(3.0))]);
+    }
+
+    #[test]
+    fn name_value_objects() {
+        // emoncms_mqtt.php `message`: an array with a `value` key unboxes; `name` is appended
+        // with `_` only when PHP reads it as true, and a null or container value is skipped.
+        let d = decode_mqtt(
+            "emon/n",
+            br#"{"a":{"name":"x","value":1},"b":{"name":"","value":2},"c":{"name":"0","value":3},"d":{"name":0,"value":4},"e":{"name":null,"value":5},"f":{"name":false,"value":6},"g":{"name":true,"value":7},"h":{"name":2,"value":8},"i":{"name":"y","value":null},"j":{"name":"z","value":{"k":1}},"k":{"name":"w"},"l":{"value":"on"}}"#,
+            "emon",
+            NOW,
+        )
+        .expect("input");
+        assert_eq!(
+            vals(&d),
+            vec![
+                ("a_x", Some(1.0)),
+                ("b", Some(2.0)),
+                ("c", Some(3.0)),
+                ("d", Some(4.0)),
+                ("e", Some(5.0)),
+                ("f", Some(6.0)),
+                ("g_1", Some(7.0)),
+                ("h_2", Some(8.0)),
+                ("l", None)
+            ]
+        );
+        // In a top-level list too.
+        let d =
+            decode_mqtt("emon/n/ct", br#"[{"name":"p","value":9}]"#, "emon", NOW).expect("input");
+        assert_eq!(vals(&d), vec![("ct_0_p", Some(9.0))]);
+        // A non-empty container as a name: PHP's array-to-string warning becomes an exception
+        // in the service and the whole message is dropped.
+        assert!(
+            decode_mqtt(
+                "emon/n",
+                br#"{"a":1,"b":{"name":["x"],"value":2}}"#,
+                "emon",
+                NOW
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn json_deeper_than_three_levels_is_not_json() {
+        // emoncms_mqtt.php `message` decodes with json_decode(…, true, 3); a deeper payload
+        // fails, so it is read as text: on the node topic, CSV named from 0.
+        let d = decode_mqtt(
+            "emon/n",
+            br#"{"a":{"value":{"b":{"c":1}}},"d":2}"#,
+            "emon",
+            NOW,
+        )
+        .expect("input");
+        assert_eq!(d.time, NOW);
+        assert_eq!(vals(&d), vec![("0", None), ("1", None)]);
+        let d = decode_mqtt("emon/n", br#"{"a":{"value":{"b":1}},"d":2}"#, "emon", NOW)
+            .expect("three levels are JSON");
+        assert_eq!(vals(&d), vec![("d", Some(2.0))]);
+    }
+
+    #[test]
+    fn names_are_filtered() {
+        // emoncms_mqtt.php `message` filters the node and each name with the same class
+        // [^\p{N}\p{L}_\s\-.] (after removing `:` from the topic).
+        let d = decode_mqtt("emon/my:node(1)/power[W]", b"5", "emon", NOW).expect("input");
+        assert_eq!(
+            (d.node.as_str(), vals(&d)),
+            ("mynode1", vec![("powerW", Some(5.0))])
+        );
+        let d = decode_mqtt(
+            "emon/n",
+            r#"{"Temp °C":1,"Wärme+":2}"#.as_bytes(),
+            "emon",
+            NOW,
+        )
+        .expect("input");
+        assert_eq!(vals(&d), vec![("Temp C", Some(1.0)), ("Wärme", Some(2.0))]);
     }
 
     #[test]

@@ -117,9 +117,7 @@ fn legacy(
     }
     let cleaned: String = datain
         .chars()
-        .filter(|&c| {
-            c.is_alphanumeric() || c.is_whitespace() || matches!(c, '_' | '-' | '.' | ':' | ',')
-        })
+        .filter(|&c| super::names::allowed(c) || matches!(c, ':' | ','))
         .collect();
     let mut csv_index = 0;
     let mut error = None;
@@ -410,6 +408,49 @@ mod tests {
             .len(),
             limit
         );
+    }
+
+    #[test]
+    fn millisecond_time_is_not_divided() {
+        // input_methods.php `post`: the `time` parameter is read with a plain (int) cast (a
+        // fulljson `time` key the same way); nothing checks for milliseconds or divides by
+        // 1000. ynni keeps the far-future value, bounded by `clamp_time`.
+        let d = post(PostParams {
+            csv: Some("1"),
+            time: Some("1700000000123"),
+            ..Default::default()
+        })
+        .expect("ok");
+        assert_eq!(d.time, 1 << 33);
+        let d = post(PostParams {
+            fulljson: Some(r#"{"time":1700000000123,"a":1}"#),
+            ..Default::default()
+        })
+        .expect("ok");
+        assert_eq!((d.time, vals(&d)), (1 << 33, vec![("a", Some(1.0))]));
+    }
+
+    #[test]
+    fn names_are_filtered_in_every_form() {
+        // input_methods.php `post`: the node is filtered with [^\p{N}\p{L}_\s\-.] (empty
+        // becomes 0); the legacy forms first strip to that class plus `:` and `,`, and
+        // `process_node`/`create_input` filter each name with the same class.
+        let d = post(PostParams {
+            path_node: Some("(ünit)"),
+            json: Some("{Temp°C:1,Wärme+:2}"),
+            ..Default::default()
+        })
+        .expect("ok");
+        assert_eq!(d.node, "ünit");
+        assert_eq!(vals(&d), vec![("TempC", Some(1.0)), ("Wärme", Some(2.0))]);
+        let d = post(PostParams {
+            node: Some("+++"),
+            fulljson: Some(r#"{"a/b (W)":1,"बिजली":2}"#),
+            ..Default::default()
+        })
+        .expect("ok");
+        assert_eq!(d.node, "0");
+        assert_eq!(vals(&d), vec![("ab W", Some(1.0)), ("बजल", Some(2.0))]);
     }
 
     #[test]

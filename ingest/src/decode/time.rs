@@ -18,18 +18,28 @@ pub fn clamp_time(t: i64) -> i64 {
     t.clamp(-(1 << 33), 1 << 33)
 }
 
+/// Like [`parse_time_param`], but `None` where emoncms's `strtotime` gives false (the caller
+/// decides what that means: MQTT keeps such a `time` key as an input).
+pub fn parse_time_checked(s: &str, now: i64) -> Option<i64> {
+    parse_checked(s.trim(), now).map(clamp_time)
+}
+
 fn parse_unclamped(s: &str, now: i64) -> i64 {
+    parse_checked(s, now).unwrap_or(now)
+}
+
+fn parse_checked(s: &str, now: i64) -> Option<i64> {
     if let Some(v) = php_numeric(s) {
-        return v.trunc() as i64;
+        return Some(v.trunc() as i64);
     }
     if s.eq_ignore_ascii_case("now") {
-        return now;
+        return Some(now);
     }
     if let Some(v) = s.strip_prefix('@').and_then(php_numeric) {
-        return v.trunc() as i64;
+        return Some(v.trunc() as i64);
     }
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
-        return d.timestamp();
+        return Some(d.timestamp());
     }
     for fmt in [
         "%Y-%m-%dT%H:%M:%S%z",
@@ -37,7 +47,7 @@ fn parse_unclamped(s: &str, now: i64) -> i64 {
         "%Y-%m-%d %H:%M:%S %z",
     ] {
         if let Ok(d) = DateTime::parse_from_str(s, fmt) {
-            return d.timestamp();
+            return Some(d.timestamp());
         }
     }
     for fmt in [
@@ -47,16 +57,16 @@ fn parse_unclamped(s: &str, now: i64) -> i64 {
         "%Y/%m/%d %H:%M:%S",
     ] {
         if let Ok(d) = NaiveDateTime::parse_from_str(s, fmt) {
-            return d.and_utc().timestamp();
+            return Some(d.and_utc().timestamp());
         }
     }
     if let Some(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
     {
-        return d.and_utc().timestamp();
+        return Some(d.and_utc().timestamp());
     }
-    now
+    None
 }
 
 #[cfg(test)]
@@ -80,5 +90,18 @@ mod tests {
         assert_eq!(parse_time_param("2023-11-14", now), 1_699_920_000);
         assert_eq!(parse_time_param("garbage", now), now);
         assert_eq!(parse_time_param("now", now), now);
+        assert_eq!(parse_time_checked("garbage", now), None);
+        assert_eq!(parse_time_checked(" now ", now), Some(now));
+        assert_eq!(parse_time_checked("1699999205", now), Some(1_699_999_205));
+    }
+
+    #[test]
+    fn milliseconds_are_not_divided() {
+        // input_methods.php `post` and `bulk` read `time` with a plain (int) cast: there is no
+        // check for a millisecond value and no division by 1000, so 1700000000123 stays a
+        // (far-future) second count. ynni keeps it too, only bounded by `clamp_time`.
+        let now = 1_795_829_388;
+        assert_eq!(parse_time_param("1700000000123", now), 1 << 33);
+        assert_eq!(parse_time_param("8589934591", now), 8_589_934_591);
     }
 }
