@@ -150,45 +150,15 @@ pub fn decode_mqtt(topic: &str, payload: &[u8], base: &str, now: i64) -> Option<
                     _ => drop_time = true,
                 }
             }
-            for (k, v) in &map {
-                if drop_time && k.as_str() == "time" {
-                    continue;
-                }
-                match entry(k.clone(), v) {
-                    Ok(Some((key, value))) => {
-                        let name = if prefix.is_empty() {
-                            key
-                        } else {
-                            format!("{prefix}_{key}")
-                        };
-                        out.set(&mut index, filter_name(&name), value);
-                    }
-                    Ok(None) => {}
-                    Err(()) => {
-                        tracing::warn!(topic, "MQTT message with a container as a name ignored");
-                        return None;
-                    }
-                }
-            }
+            let keyed = map
+                .iter()
+                .filter(|(k, _)| !(drop_time && k.as_str() == "time"))
+                .map(|(k, v)| (k.clone(), v));
+            add_entries(&mut out, &mut index, &prefix, &topic, keyed)?;
         }
         Some(Json::Array(items)) => {
-            for (i, v) in items.iter().enumerate() {
-                match entry(i.to_string(), v) {
-                    Ok(Some((key, value))) => {
-                        let name = if prefix.is_empty() {
-                            key
-                        } else {
-                            format!("{prefix}_{key}")
-                        };
-                        out.set(&mut index, filter_name(&name), value);
-                    }
-                    Ok(None) => {}
-                    Err(()) => {
-                        tracing::warn!(topic, "MQTT message with a container as a name ignored");
-                        return None;
-                    }
-                }
-            }
+            let keyed = items.iter().enumerate().map(|(i, v)| (i.to_string(), v));
+            add_entries(&mut out, &mut index, &prefix, &topic, keyed)?;
         }
         _ if route.len() >= 2 => {
             out.set(&mut index, filter_name(&prefix), php_numeric(&text));
@@ -201,6 +171,36 @@ pub fn decode_mqtt(topic: &str, payload: &[u8], base: &str, now: i64) -> Option<
         }
     }
     Some(out)
+}
+
+/// Adds a JSON message's (key, value) entries as inputs named `<prefix>_<key>` (or `<key>`);
+/// `None` when an entry's name is a container, which drops the whole message as emoncms's
+/// service does.
+fn add_entries<'a>(
+    out: &mut Decoded,
+    index: &mut std::collections::HashMap<String, usize>,
+    prefix: &str,
+    topic: &str,
+    entries: impl Iterator<Item = (String, &'a Json)>,
+) -> Option<()> {
+    for (k, v) in entries {
+        match entry(k, v) {
+            Ok(Some((key, value))) => {
+                let name = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}_{key}")
+                };
+                out.set(index, filter_name(&name), value);
+            }
+            Ok(None) => {}
+            Err(()) => {
+                tracing::warn!(topic, "MQTT message with a container as a name ignored");
+                return None;
+            }
+        }
+    }
+    Some(())
 }
 
 #[cfg(test)]
