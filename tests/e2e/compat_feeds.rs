@@ -409,3 +409,211 @@ async fn upload_without_its_parameters_is_an_unknown_route() {
     );
     assert_eq!(seen(&r), (200, JSON, body.as_str()));
 }
+
+/// `feed/data` of one feed over the five slots from T0, times in seconds.
+fn five_slots(server: &Server, id: i64, read: &str) -> String {
+    let path = format!(
+        "/feed/data.json?id={id}&start={T0}&end={}&interval=10&timeformat=unix",
+        T0 + 40
+    );
+    keyed(server, &path, read)
+}
+
+/// The expected `feed/data` body for the five slots from T0.
+fn slots(values: [&str; 5]) -> String {
+    let items: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(k, v)| format!("[{},{v}]", T0 + 10 * k as i64))
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+#[tokio::test]
+async fn scalerange_rewrites_a_phpfina_range_and_survives_kill9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::builder().data_dir(dir.path()).start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let fina = create(&server, &write, "fina", 5).await;
+    let series = create(&server, &write, "series", 2).await;
+    let virt = create(&server, &write, "virt", 7).await;
+    insert(&server, &write, fina, &[1, 2, 3, 4, 5]).await;
+    let scale = |id: i64, q: &str, key: &str| {
+        keyed(&server, &format!("/feed/scalerange.json?id={id}{q}"), key)
+    };
+    let range =
+        |start: i64, end: i64, value: &str| format!("&start={start}&end={end}&value={value}");
+
+    // feed_controller.php: scalerange sits in the write section, entered only with a write
+    // session on the caller's own feed; anyone else falls through to the unknown route, and
+    // nothing changes.
+    let all = range(T0, T0 + 40, "2");
+    for key in [&bob_write, &read] {
+        let r = get(&c, &scale(fina, &all, key)).await;
+        assert_eq!(seen(&r), (406, JSON, ROUTE_NOT_FOUND));
+    }
+    // An unknown id is the controller's `Feed does not exist`.
+    let r = get(&c, &scale(99, &all, &write)).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            JSON,
+            r#"{"success":false,"message":"Feed does not exist"}"#
+        )
+    );
+    let r = get(&c, &five_slots(&server, fina, &read)).await;
+    assert_eq!(
+        seen(&r),
+        (200, JSON, slots(["1", "2", "3", "4", "5"]).as_str())
+    );
+
+    // feed_controller.php: any engine but PHPFina gets this string (json_encoded by index.php).
+    for id in [series, virt] {
+        let r = get(&c, &scale(id, &all, &write)).await;
+        assert_eq!(
+            seen(&r),
+            (
+                200,
+                JSON,
+                r#""scalerange only supported by phpfina engine""#
+            )
+        );
+    }
+
+    // PHPFina::scalerange answers false for a value that is not NAN, a number (with `-`,
+    // `1/` or `-1/`) or abs(x); for a start after the end (both floored to the interval);
+    // and when nothing is written (start equal to end).
+    for q in [
+        range(T0, T0 + 40, "abc"),
+        range(T0, T0 + 40, "2e3"),
+        range(T0 + 20, T0 + 10, "2"),
+        range(T0 + 10, T0 + 19, "2"),
+    ] {
+        let r = get(&c, &scale(fina, &q, &write)).await;
+        assert_eq!(seen(&r), (200, JSON, "false"), "{q}");
+    }
+    let r = get(&c, &five_slots(&server, fina, &read)).await;
+    assert_eq!(
+        seen(&r),
+        (200, JSON, slots(["1", "2", "3", "4", "5"]).as_str())
+    );
+
+    // PHPFina::scalerange writes (end - start) / interval slots from start: the end slot is
+    // left out. The answer is fwrite's byte count, 4 per slot.
+    let r = get(&c, &scale(fina, &range(T0 + 10, T0 + 40, "2"), &write)).await;
+    assert_eq!(seen(&r), (200, JSON, "12"));
+    let r = get(&c, &five_slots(&server, fina, &read)).await;
+    assert_eq!(
+        seen(&r),
+        (200, JSON, slots(["1", "4", "6", "8", "5"]).as_str())
+    );
+    // The end is cut to the last slot's time (lastvalue), which is then left out too; `-1/`
+    // divides.
+    let q = range(T0, T0 + 1000, "-1%2F2");
+    let r = get(&c, &scale(fina, &q, &write)).await;
+    assert_eq!(seen(&r), (200, JSON, "16"));
+    let r = get(&c, &five_slots(&server, fina, &read)).await;
+    assert_eq!(
+        seen(&r),
+        (200, JSON, slots(["-0.5", "-2", "-3", "-4", "5"]).as_str())
+    );
+    // The start is raised to the feed's start_time; abs(x) takes absolute values.
+    let q = range(1, T0 + 20, "abs%28x%29");
+    let r = get(&c, &scale(fina, &q, &write)).await;
+    assert_eq!(seen(&r), (200, JSON, "8"));
+    let r = get(&c, &five_slots(&server, fina, &read)).await;
+    assert_eq!(
+        seen(&r),
+        (200, JSON, slots(["0.5", "2", "-3", "-4", "5"]).as_str())
+    );
+    // NAN (any case) erases the range.
+    let r = get(&c, &scale(fina, &range(T0 + 20, T0 + 30, "nan"), &write)).await;
+    assert_eq!(seen(&r), (200, JSON, "4"));
+    // A zero factor writes 0 in every slot of the range, a missing one included.
+    let r = get(&c, &scale(fina, &range(T0 + 20, T0 + 40, "0"), &write)).await;
+    assert_eq!(seen(&r), (200, JSON, "8"));
+    let expected = slots(["0.5", "2", "0", "0", "5"]);
+    let r = get(&c, &five_slots(&server, fina, &read)).await;
+    assert_eq!(seen(&r), (200, JSON, expected.as_str()));
+
+    // The rewritten slots went through the WAL like feed/insert: an answered scale survives
+    // kill -9. The last value (never in the range) is untouched.
+    server.kill9();
+    let server = Server::builder().data_dir(dir.path()).start();
+    let r = get(&c, &five_slots(&server, fina, &read)).await;
+    assert_eq!(seen(&r), (200, JSON, expected.as_str()));
+    let r = get(
+        &c,
+        &keyed(&server, &format!("/feed/value.json?id={fina}"), &read),
+    )
+    .await;
+    assert_eq!(seen(&r), (200, JSON, "5"));
+}
+
+#[tokio::test]
+async fn deletedatapoint_is_for_the_mysql_engine_only() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let fina = create(&server, &write, "fina", 5).await;
+    let series = create(&server, &write, "series", 2).await;
+    let virt = create(&server, &write, "virt", 7).await;
+    let mysql = create(&server, &write, "mysql", 0).await;
+    insert(&server, &write, fina, &[1, 2, 3, 4, 5]).await;
+    let delete = |id: i64, key: &str| {
+        keyed(
+            &server,
+            &format!("/feed/deletedatapoint.json?id={id}&feedtime={}", T0 + 10),
+            key,
+        )
+    };
+
+    // feed_controller.php: deletedatapoint is in the write section (own feed, write
+    // session); another user, or a read key, gets the unknown route and nothing changes.
+    for key in [&bob_write, &read] {
+        let r = get(&c, &delete(fina, key)).await;
+        assert_eq!(seen(&r), (406, JSON, ROUTE_NOT_FOUND));
+    }
+    let r = get(&c, &delete(99, &write)).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            JSON,
+            r#"{"success":false,"message":"Feed does not exist"}"#
+        )
+    );
+    // feed_controller.php: only the MySQL engines delete a row; every other engine gets this
+    // string (json_encoded by index.php) and keeps its data.
+    for id in [fina, series, virt] {
+        let r = get(&c, &delete(id, &write)).await;
+        assert_eq!(
+            seen(&r),
+            (
+                200,
+                JSON,
+                r#""deletedatapoint only supported by mysqltimeseries engine""#
+            )
+        );
+    }
+    let r = get(&c, &five_slots(&server, fina, &read)).await;
+    assert_eq!(
+        seen(&r),
+        (200, JSON, slots(["1", "2", "3", "4", "5"]).as_str())
+    );
+    // A MySQL-engine feed (kept in a variable-interval file) has no durable row delete in
+    // ynni yet.
+    let r = get(&c, &delete(mysql, &write)).await;
+    assert_eq!(
+        seen(&r),
+        (
+            501,
+            JSON,
+            r#"{"success":false,"message":"Not implemented in ynni yet: feed/deletedatapoint of a MySQL-engine feed"}"#
+        )
+    );
+}

@@ -372,13 +372,13 @@ async fn input_get_forms() {
     // `false`, as emoncms's falls through to it.
     let r = get(
         &c,
-        &server.url(&format!("/feed/scalerange.json?id=1&apikey={write}")),
+        &server.url(&format!("/feed/sync.json?id=1&apikey={write}")),
     )
     .await;
     assert_eq!(r.status, 501);
     assert_eq!(
         r.json(),
-        json!({"success": false, "message": "Not implemented in ynni yet: feed/scalerange"})
+        json!({"success": false, "message": "Not implemented in ynni yet: feed/sync"})
     );
     let r = get(
         &c,

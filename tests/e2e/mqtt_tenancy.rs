@@ -483,5 +483,14 @@ async fn mqtt_password_guessing_is_limited_per_address() {
         raw_connect(&server, &connect_packet(4, "dev", "alice", &key)),
         vec![0x20, 2, 0, 5]
     );
-    assert!(server.log().contains("too many failed attempts"));
+    // The log is read from the server's stderr by another thread: give the line time to land.
+    let mut logged = false;
+    for _ in 0..50 {
+        logged = server.log().contains("too many failed attempts");
+        if logged {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(logged, "{}", server.log());
 }

@@ -5,9 +5,8 @@
 use serde_json::{Value, json};
 use ynni_ingest::batch::{MAX_VALUES_PER_REQUEST, finite};
 use ynni_ingest::decode::numbers::php_float_cast;
-use ynni_ingest::shard::{FeedOp, FeedWrite};
 
-use super::{Call, changeable, is_virtual, run};
+use super::{Call, changeable, is_virtual};
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
@@ -31,17 +30,7 @@ pub(super) async fn insert(call: &Call<'_>) -> ApiResult {
         return Err(ApiError::fail("missing data parameter"));
     };
     let stored = points.last().and_then(|p| p.1);
-    let write = FeedWrite {
-        feed: row.id as u32,
-        points,
-        now,
-        single,
-    };
-    let op = FeedOp::Insert {
-        userid: row.userid,
-        write,
-    };
-    run(call, &row, op).await?;
+    super::store_points(call, &row, points, now, single).await?;
     Ok(if single {
         reply::json(reply::number(stored))
     } else {

@@ -1,5 +1,6 @@
 //! The feed API: `create`, `value`, `timevalue`, `fetch`, `getmeta`, sizes, `delete` and
-//! `clear` here; listing (`describe`), reading (`data`), writing (`insert`), bulk transfer
+//! `clear` here; listing (`describe`), reading (`data`), writing (`insert`), changing points in
+//! place (`edit`: `scalerange`, `deletedatapoint`), bulk transfer
 //! (`transfer`), `set` (`fields`) and virtual feeds' process lists (`process_list`) in their
 //! modules. Feed operations run on the shard worker that owns the feed's user.
 
@@ -16,6 +17,7 @@ use ynni_ingest::decode::numbers::php_int_cast as php_int;
 
 mod data;
 mod describe;
+mod edit;
 mod fields;
 mod insert;
 mod process_list;
@@ -72,6 +74,8 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
         "getfeedsize" => getfeedsize(call).await,
         "set-multiple" => fields::set_multiple(call).await,
         "trim" => transfer::trim(call).await,
+        "scalerange" => edit::scalerange(call).await,
+        "deletedatapoint" => edit::deletedatapoint(call).await,
         "export" => transfer::export(call).await,
         "upload" => transfer::upload(call).await,
         "sha256sum" => transfer::sha256sum(call).await,
@@ -211,6 +215,28 @@ async fn changeable(call: &Call<'_>) -> Result<FeedRow, ApiError> {
 
 /// Runs `op` on the worker owning the feed; a query the engine refuses is answered with its
 /// message (see `From<IngestError> for ApiError`).
+/// Writes `points` to `row`'s feed through its shard's WAL: done (durable) when this returns.
+/// `single` marks one `feed/insert` value, which the shard treats as a live reading.
+async fn store_points(
+    call: &Call<'_>,
+    row: &FeedRow,
+    points: Vec<(i64, Option<f64>)>,
+    now: i64,
+    single: bool,
+) -> Result<(), ApiError> {
+    let write = ynni_ingest::shard::FeedWrite {
+        feed: row.id as u32,
+        points,
+        now,
+        single,
+    };
+    let op = FeedOp::Insert {
+        userid: row.userid,
+        write,
+    };
+    run(call, row, op).await.map(|_| ())
+}
+
 async fn run(call: &Call<'_>, row: &FeedRow, op: FeedOp) -> Result<FeedAnswer, ApiError> {
     Ok(call.state.router.feed(row.userid, op).await?)
 }

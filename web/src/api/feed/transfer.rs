@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use ynni_core::catalog::FeedRow;
-use ynni_ingest::shard::{FeedAnswer, FeedMeta, FeedOp, FeedWrite};
+use ynni_ingest::shard::{FeedAnswer, FeedMeta, FeedOp};
 use ynni_storage::{Engine, Storage};
 
 use super::{Call, changeable, engine, filter_int, is_virtual, php_int, readable, run};
@@ -147,17 +147,7 @@ pub(super) async fn upload(call: &Call<'_>) -> ApiResult {
     if points.is_empty() {
         return Err(ApiError::False);
     }
-    let write = FeedWrite {
-        feed: row.id as u32,
-        points,
-        now: chrono::Utc::now().timestamp(),
-        single: false,
-    };
-    let op = FeedOp::Insert {
-        userid: row.userid,
-        write,
-    };
-    run(call, &row, op).await?;
+    super::store_points(call, &row, points, chrono::Utc::now().timestamp(), false).await?;
     Ok(reply::json(Value::Bool(true)))
 }
 
