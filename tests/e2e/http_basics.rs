@@ -175,3 +175,19 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         assert_eq!(r.json()["ip"], expected, "trusted proxies {trusted}");
     }
 }
+
+/// emoncms's route.php takes the format from between the first and second dot of the last
+/// segment, so a second suffix changes nothing.
+#[tokio::test]
+async fn a_second_suffix_is_ignored_as_emoncms_ignores_it() {
+    let server = Server::start();
+    let (_, read, _) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let plain = get(&c, &server.url(&format!("/feed/list.json?apikey={read}"))).await;
+    let twice = get(&c, &server.url(&format!("/feed/list.json.x?apikey={read}"))).await;
+    assert_eq!(
+        (twice.status, twice.content_type.as_str()),
+        (200, "application/json")
+    );
+    assert_eq!(twice.body, plain.body);
+}

@@ -46,7 +46,13 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     if let Some(last) = segments.last_mut()
         && let Some(dot) = last.find('.')
     {
-        let suffix = last[dot + 1..].to_string();
+        // emoncms's route takes the text between the first and the second dot: `list.json.x`
+        // is JSON.
+        let suffix = last[dot + 1..]
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         last.truncate(dot);
         format = match suffix.as_str() {
             "json" => Format::Json,
@@ -123,6 +129,18 @@ mod tests {
         assert_eq!(
             parse("/feed/list.txt"),
             Ok(r("feed", "list", "", Format::Text))
+        );
+    }
+
+    #[test]
+    fn the_format_is_what_stands_between_the_first_and_second_dot() {
+        assert_eq!(
+            parse("/feed/list.json.x"),
+            Ok(r("feed", "list", "", Format::Json))
+        );
+        assert_eq!(
+            parse("/input/get/node.csv.json"),
+            parse("/input/get/node.csv")
         );
     }
 
