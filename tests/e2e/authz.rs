@@ -105,6 +105,8 @@ fn actions() -> Vec<Action> {
         scoped("/feed/insert.json?id={F}&time=1700000000&value=1"),
         scoped("/feed/post.json?id={F}&data=[[1700000010,2]]"),
         scoped("/feed/update.json?id={F}&time=1700000020&value=3"),
+        scoped("/feed/scalerange.json?id={F}&start=1699999000&end=1700000100&value=2"),
+        scoped("/feed/deletedatapoint.json?id={F}&feedtime=1699999200"),
         Action {
             path: "/feed/upload.json?id={F}&start=1700000030&interval=10&npoints=1",
             body: &[0, 0, 128, 63],
