@@ -499,6 +499,18 @@ impl FeedStore {
         }
     }
 
+    /// Removes a variable feed's record at exactly `time` (after a flush and checkpoint, as for
+    /// [`FeedStore::clear`], so no replay brings it back). Returns whether a record was there;
+    /// a fixed-interval feed has no records to remove and answers `false`.
+    pub fn delete_point(&mut self, id: u32, time: u32, state: &[u8]) -> Result<bool> {
+        self.feed(id)?;
+        self.flush(state)?;
+        match self.feed(id)? {
+            Feed::Fixed(_) => Ok(false),
+            Feed::Variable(f) => f.delete_point(time),
+        }
+    }
+
     /// The feed's data file from a byte offset (emoncms's `export`; see the engines).
     pub fn export(&mut self, id: u32, offset: u64) -> Result<Vec<u8>> {
         match self.feed(id)? {

@@ -372,6 +372,28 @@ impl VariableFeed {
         Ok(Some(bytes.len() as u64))
     }
 
+    /// Removes the record at exactly `time` (emoncms's MySQL `deletedatapoint`); the file is
+    /// rewritten atomically, so a crash leaves either the old or the new file. Returns whether
+    /// a record was there.
+    pub fn delete_point(&mut self, time: u32) -> Result<bool> {
+        self.flush()?;
+        let mut kept = self.read_range(0, u32::MAX)?;
+        let before = kept.len();
+        kept.retain(|&(t, _)| t != time);
+        if kept.len() == before {
+            return Ok(false);
+        }
+        let mut bytes = Vec::with_capacity(kept.len() * RECORD as usize);
+        for &(t, v) in &kept {
+            encode_record(t, v, &mut bytes);
+        }
+        write_atomically(&self.path, &bytes)?;
+        self.disk_npoints = kept.len() as u64;
+        self.disk_first = kept.first().map(|r| r.0);
+        self.disk_last = kept.last().map(|r| r.0);
+        Ok(true)
+    }
+
     /// The file's bytes from a byte offset rounded down to a record (emoncms's `export`).
     pub fn export(&mut self, offset: u64) -> Result<Vec<u8>> {
         self.flush()?;
@@ -468,6 +490,21 @@ mod tests {
         let bytes = fs::read(dir.path().join("feed_2.MYD")).expect("file");
         assert_eq!(bytes.len(), 45);
         assert_eq!(bytes[0], 0xF9);
+    }
+
+    #[test]
+    fn delete_point_removes_exactly_one_record_including_pending_ones() {
+        let (dir, mut f) = feed();
+        f.write(&[(T0, Some(1.0)), (T0 + 10, Some(2.0))]);
+        f.flush().expect("flush");
+        f.write(&[(T0 + 20, Some(3.0))]);
+        assert!(!f.delete_point((T0 + 5) as u32).expect("delete"));
+        assert!(f.delete_point((T0 + 10) as u32).expect("delete"));
+        assert!(f.delete_point((T0 + 20) as u32).expect("delete"));
+        assert_eq!(all(&f), vec![(0, 1.0)]);
+        assert_eq!(f.meta().npoints, 1);
+        let g = VariableFeed::open(dir.path(), 2).expect("open");
+        assert_eq!(all(&g), vec![(0, 1.0)]);
     }
 
     #[test]

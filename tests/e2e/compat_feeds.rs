@@ -554,8 +554,9 @@ async fn scalerange_rewrites_a_phpfina_range_and_survives_kill9() {
 }
 
 #[tokio::test]
-async fn deletedatapoint_is_for_the_mysql_engine_only() {
-    let server = Server::start();
+async fn deletedatapoint_deletes_mysql_engine_rows_and_refuses_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::builder().data_dir(dir.path()).start();
     let (_, read, write) = register(&server, "alice", "secret1").await;
     let (_, _, bob_write) = register(&server, "bob", "secret1").await;
     let c = script();
@@ -605,15 +606,46 @@ async fn deletedatapoint_is_for_the_mysql_engine_only() {
         seen(&r),
         (200, JSON, slots(["1", "2", "3", "4", "5"]).as_str())
     );
-    // A MySQL-engine feed (kept in a variable-interval file) has no durable row delete in
-    // ynni yet.
-    let r = get(&c, &delete(mysql, &write)).await;
-    assert_eq!(
-        seen(&r),
-        (
-            501,
-            JSON,
-            r#"{"success":false,"message":"Not implemented in ynni yet: feed/deletedatapoint of a MySQL-engine feed"}"#
+    // MysqlTimeSeries::delete_data_point removes the row at exactly `(int) feedtime` and
+    // returns nothing: the reply is `null`, whether a row was there or not. Another user's
+    // write key changes nothing.
+    for t in [T0, T0 + 10, T0 + 20] {
+        let path = format!("/feed/insert.json?id={mysql}&time={t}&value={}", t - T0);
+        let r = get(&c, &keyed(&server, &path, &write)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let rows = |server: &Server| {
+        keyed(
+            server,
+            &format!(
+                "/feed/data.json?id={mysql}&start={}&end={}&interval=1&timeformat=unix",
+                T0,
+                T0 + 30
+            ),
+            &read,
         )
-    );
+    };
+    let r = get(&c, &delete(mysql, &bob_write)).await;
+    assert_eq!(seen(&r), (406, JSON, ROUTE_NOT_FOUND));
+    let r = get(&c, &delete(mysql, &write)).await;
+    assert_eq!(seen(&r), (200, JSON, "null"));
+    let after = get(&c, &rows(&server)).await;
+    assert_eq!(after.status, 200);
+    let times: Vec<i64> = after
+        .json()
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|p| !p[1].is_null())
+        .map(|p| p[0].as_i64().expect("time"))
+        .collect();
+    assert_eq!(times, [T0, T0 + 20], "{}", after.body);
+    // Deleting again, or at a time with no row, is still `null` and changes nothing.
+    let r = get(&c, &delete(mysql, &write)).await;
+    assert_eq!(seen(&r), (200, JSON, "null"));
+    // The delete was answered after a checkpoint: kill -9 cannot bring the row back.
+    server.kill9();
+    let server = Server::builder().data_dir(dir.path()).start();
+    let again = get(&c, &rows(&server)).await;
+    assert_eq!(seen(&again), (200, JSON, after.body.as_str()));
 }

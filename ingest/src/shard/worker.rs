@@ -86,6 +86,11 @@ pub enum FeedOp {
         id: u32,
         start_time: i64,
     },
+    /// Removes a variable feed's record at exactly `time` (after a flush and checkpoint).
+    DeletePoint {
+        id: u32,
+        time: u32,
+    },
     /// The feed's data file from a byte offset.
     Export {
         id: u32,
@@ -432,6 +437,11 @@ impl Worker {
             FeedOp::Insert { userid, write } => self.insert(userid, write)?,
             FeedOp::Trim { id, start_time } => {
                 FeedAnswer::Trimmed(self.store.trim(id, start_time, &self.core.state.encode())?)
+            }
+            FeedOp::DeletePoint { id, time } => {
+                self.store
+                    .delete_point(id, time, &self.core.state.encode())?;
+                FeedAnswer::Done
             }
             FeedOp::Export { id, offset } => FeedAnswer::Bytes(self.store.export(id, offset)?),
             FeedOp::Meta { id } => FeedAnswer::Meta(match self.store.feed(id)? {

@@ -179,11 +179,19 @@ pub(super) async fn deletedatapoint(call: &Call<'_>) -> ApiResult {
             "deletedatapoint only supported by mysqltimeseries engine".into(),
         )));
     }
-    // ynni keeps a MySQL-engine feed's rows in a variable-interval file, which has no durable
-    // way yet to remove one record (a missing value would leave the row in place).
-    Err(ApiError::not_implemented(
-        "feed/deletedatapoint of a MySQL-engine feed",
-    ))
+    // emoncms's MysqlTimeSeries::delete_data_point deletes the row at `(int) feedtime` and
+    // returns nothing, which the controller prints as `null`, whether a row was there or not.
+    // ynni keeps such a feed's rows in a variable-interval file and rewrites it without the
+    // record (after a checkpoint, so no replay of the log brings the point back).
+    let time = php_int(call.params.get("feedtime").unwrap_or(""));
+    if let Ok(time) = u32::try_from(time) {
+        let op = FeedOp::DeletePoint {
+            id: row.id as u32,
+            time,
+        };
+        run(call, &row, op).await?;
+    }
+    Ok(reply::json(Value::Null))
 }
 
 #[cfg(test)]
