@@ -634,3 +634,60 @@ async fn input_bulk_compressed_hex_that_is_not_zlib() {
         );
     }
 }
+
+#[tokio::test]
+async fn input_bulk_past_the_node_limit_keeps_the_frames_before_it() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, bob_read, _) = register(&server, "bob", "secret1").await;
+    let c = script();
+    // input_methods.php, bulk: frames are handed to process_node one by one, and the first
+    // error (validate_access's node limit, 32 in emoncms's default settings) is returned at
+    // once: the 32 nodes before it are created and hold their values, the frame naming the
+    // 33rd node and every frame after it (even for a known node) are not processed. The
+    // controller wraps the message as it does every post failure (input_controller.php).
+    let mut frames: Vec<String> = (1..=33).map(|n| format!("[{n},\"n{n}\",{n}]")).collect();
+    frames.push("[40,\"n1\",99]".into());
+    let data = format!("[{}]", frames.join(","));
+    let path = format!("/input/bulk.json?time={T0}&data={}", encode(&data));
+    let r = get(&c, &keyed(&server, &path, &write)).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            TEXT,
+            "{\"success\": false, \"message\": \"Error: Reached the maximal allowed number of different NodeIds, limit is 32. Node 'n33' was ignored.\"}"
+        )
+    );
+    let inputs = get(&c, &keyed(&server, "/input/get.json", &read))
+        .await
+        .json();
+    let nodes = inputs.as_object().expect("nodes");
+    assert_eq!(nodes.len(), 32, "{inputs}");
+    assert!(!nodes.contains_key("n33"));
+    for n in 1..=32 {
+        let input = &inputs[format!("n{n}")]["1"];
+        assert_eq!(input["value"], json!(n), "n{n}: {inputs}");
+        assert_eq!(input["time"], json!(T0 + n), "n{n}: {inputs}");
+    }
+    // Another user's inputs are untouched, and the limit is per user.
+    assert_eq!(input_count(&server, &bob_read).await, 0);
+    // A later post to a known node is accepted; a new node is still refused.
+    let post = |node: &str| {
+        keyed(
+            &server,
+            &format!("/input/post.json?node={node}&csv=5"),
+            &write,
+        )
+    };
+    assert_eq!(seen(&get(&c, &post("n1")).await), (200, TEXT, "ok"));
+    let r = get(&c, &post("n34")).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            TEXT,
+            "{\"success\": false, \"message\": \"Error: Reached the maximal allowed number of different NodeIds, limit is 32. Node 'n34' was ignored.\"}"
+        )
+    );
+}

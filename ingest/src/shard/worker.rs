@@ -529,23 +529,34 @@ impl Worker {
     /// Logs every accepted submission (their syncs shared), answers each caller once its record
     /// is durable, then processes them in order.
     fn ingest(&mut self, submissions: Vec<(Submission, Reply)>) {
-        let mut logged: Vec<(Record, Ticket, Reply)> = Vec::new();
+        let mut logged: Vec<(Record, Ticket, Reply, Option<IngestError>)> = Vec::new();
         let mut group: HashMap<i64, GroupAdds> = HashMap::new();
-        for (s, reply) in submissions {
+        for (mut s, reply) in submissions {
             let adds = group.entry(s.userid).or_default();
-            if let Err(e) = self.core.check(&s, adds) {
-                let _ = reply.send(Err(e));
-                continue;
-            }
+            let stopped = match self.core.check(&mut s, adds) {
+                Ok(stopped) => stopped,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    continue;
+                }
+            };
+            let stopped = match stopped {
+                // Nothing before the refused node: nothing to log.
+                Some(error) if s.batches.is_empty() => {
+                    let _ = reply.send(Err(error));
+                    continue;
+                }
+                stopped => stopped,
+            };
             let record = Record::new(s.userid, s.http, &s.batches);
             match self.store.log(&record.encode()) {
-                Ok(ticket) => logged.push((record, ticket, reply)),
+                Ok(ticket) => logged.push((record, ticket, reply, stopped)),
                 Err(e) => {
                     let _ = reply.send(Err(e.into()));
                 }
             }
         }
-        for (record, ticket, reply) in logged {
+        for (record, ticket, reply, stopped) in logged {
             let lsn = match ticket.wait() {
                 Ok(lsn) => lsn,
                 Err(e) => {
@@ -564,7 +575,7 @@ impl Worker {
                     self.store.poison();
                 }
             }
-            let _ = reply.send(Ok(()));
+            let _ = reply.send(stopped.map_or(Ok(()), Err));
         }
     }
 }
@@ -663,7 +674,18 @@ impl Core {
     /// The limits, for every submission (HTTP and MQTT alike), before anything is logged. The
     /// nodes and inputs that earlier submissions of the same group will add count too
     /// (`group`): none of them is processed yet.
-    fn check(&mut self, s: &Submission, group: &mut GroupAdds) -> Result<(), IngestError> {
+    ///
+    /// The node limit stops a submission where emoncms stops it (input_methods.php: `bulk`
+    /// calls `process_node` frame by frame and returns the first error): the batches before
+    /// the first one naming a node past the limit are kept and processed, that batch and
+    /// every later one are dropped from `s`, and the error is returned as `Ok(Some(…))` to be
+    /// answered once the kept part is durable. The other limits are ynni's own and refuse the
+    /// whole submission (`Err`).
+    fn check(
+        &mut self,
+        s: &mut Submission,
+        group: &mut GroupAdds,
+    ) -> Result<Option<IngestError>, IngestError> {
         let limits = self.limits;
         let values: usize = s.batches.iter().map(|b| b.values.len()).sum();
         if values > limits.values_per_request {
@@ -675,17 +697,20 @@ impl Core {
         let mut new_nodes: Vec<&str> = Vec::new();
         let mut new_inputs: HashMap<&str, HashSet<&str>> = HashMap::new();
         let mut created = 0;
-        for b in &s.batches {
+        let mut stopped: Option<(usize, IngestError)> = None;
+        for (k, b) in s.batches.iter().enumerate() {
             let node = b.node.as_str();
             if !user.node_inputs.contains_key(node)
                 && !group.nodes.contains(node)
                 && !new_nodes.contains(&node)
             {
                 if user.node_inputs.len() + group.nodes.len() + new_nodes.len() >= limits.nodes {
-                    return Err(IngestError::NodeLimit {
+                    let error = IngestError::NodeLimit {
                         limit: limits.nodes,
                         node: b.node.clone(),
-                    });
+                    };
+                    stopped = Some((k, error));
+                    break;
                 }
                 new_nodes.push(node);
             }
@@ -734,7 +759,10 @@ impl Core {
                 .or_default()
                 .extend(names.into_iter().map(str::to_string));
         }
-        Ok(())
+        Ok(stopped.map(|(k, error)| {
+            s.batches.truncate(k);
+            error
+        }))
     }
 
     /// Creates the record's inputs that the user does not have yet (unless creation is
