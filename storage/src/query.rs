@@ -19,6 +19,9 @@ use crate::fixed::FixedFeed;
 use crate::store::Feed;
 use crate::variable::VariableFeed;
 
+mod split;
+pub use split::{MAX_SPLITS, SplitRequest, SplitRow, split};
+
 /// emoncms's default `max_datapoints`.
 pub const DEFAULT_MAX_DATAPOINTS: u64 = 20_000;
 

@@ -1,8 +1,9 @@
 //! emoncms 11.16.8's answers on the edges of the feed routes: `feed/create` with an engine
 //! given as text, `feed/data` listing feeds the key may not read (and an empty `ids=`),
 //! `feed/trim` with a start time that is no integer, the process list calls on a feed that is
-//! not virtual, and `feed/upload` without its parameters. Each case names the emoncms source
-//! it follows (file and function).
+//! not virtual, `feed/upload` without its parameters, `feed/data` with `split`, and reads of
+//! a multiple-point `feed/insert` at coarser intervals. Each case names the emoncms source it
+//! follows (file and function).
 
 use crate::harness::*;
 
@@ -648,4 +649,190 @@ async fn deletedatapoint_deletes_mysql_engine_rows_and_refuses_the_others() {
     let server = Server::builder().data_dir(dir.path()).start();
     let again = get(&c, &rows(&server)).await;
     assert_eq!(seen(&again), (200, JSON, after.body.as_str()));
+}
+
+/// Midnight UTC of Wednesday 15 November 2023.
+const DAY: i64 = 1_700_006_400;
+
+/// Creates a PHPFina feed with a 30-minute interval holding `days` days of slots whose value is
+/// the slot number (a meter read every half hour), written by one multiple-point
+/// `feed/insert`; returns its id.
+async fn half_hourly(server: &Server, write: &str, name: &str, days: i64) -> i64 {
+    let path =
+        format!("/feed/create.json?tag=t&name={name}&engine=5&options=%7B%22interval%22%3A1800%7D");
+    let r = get(&script(), &keyed(server, &path, write)).await;
+    assert_eq!(r.json()["success"], true, "create {name}: {}", r.body);
+    let id = r.json()["feedid"].as_i64().expect("feedid");
+    let points: Vec<String> = (0..days * 48)
+        .map(|k| format!("[{},{k}]", DAY + k * 1800))
+        .collect();
+    let data = format!("[{}]", points.join(","));
+    let r = post_form(
+        &script(),
+        &keyed(server, &format!("/feed/insert.json?id={id}"), write),
+        &[("data", data.as_str())],
+    )
+    .await;
+    assert_eq!(seen(&r), (200, JSON, r#"{"success":true}"#));
+    id
+}
+
+#[tokio::test]
+async fn data_split_reads_each_day_at_its_offsets() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, bob_read, bob_write) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let meter = half_hourly(&server, &write, "meter", 3).await;
+    let hidden = half_hourly(&server, &bob_write, "hidden", 1).await;
+    let series = create(&server, &write, "series", 2).await;
+    let data = |q: &str, key: &str| {
+        keyed(
+            &server,
+            &format!(
+                "/feed/data.json?start={}&end={}&{q}",
+                DAY + 3600,
+                DAY + 2 * 86_400
+            ),
+            key,
+        )
+    };
+    // `[0,7,23.5]`, encoded.
+    let split = "split=%5B0%2C7%2C23.5%5D";
+    let days = |ms: i64| {
+        format!(
+            "[[{},[0,14,47]],[{},[48,62,95]],[{},[96,110,143]]]",
+            DAY * ms,
+            (DAY + 86_400) * ms,
+            (DAY + 2 * 86_400) * ms
+        )
+    };
+
+    // PHPFina::get_data_DMY_time_of_day: from the local midnight at or before `start` up to
+    // and including `end`, each day's slots at the offsets (hours × 3600, cast to int), the
+    // slot found by round(); feed_model.php's format_output_time gives milliseconds.
+    let r = get(&c, &data(&format!("id={meter}&mode=daily&{split}"), &read)).await;
+    assert_eq!(seen(&r), (200, JSON, days(1000).as_str()));
+    // feed_controller.php lets `mode` replace `interval`; `unix` leaves the engine's seconds.
+    let q = format!("id={meter}&interval=86400&mode=daily&timeformat=unix&{split}");
+    let r = get(&c, &data(&q, &read)).await;
+    assert_eq!(seen(&r), (200, JSON, days(1).as_str()));
+    // Offsets between slots round to the nearest; past the data is null.
+    let q = format!("id={meter}&mode=daily&timeformat=unix&split=%5B0.3%2C48%5D");
+    let r = get(&c, &data(&q, &read)).await;
+    let body = format!(
+        "[[{DAY},[1,96]],[{},[49,null]],[{},[97,null]]]",
+        DAY + 86_400,
+        DAY + 2 * 86_400
+    );
+    assert_eq!(seen(&r), (200, JSON, body.as_str()));
+
+    // The engine's false: an interval it does not split, a split that is not a list, or
+    // more than 48 offsets.
+    let many = format!("split=%5B{}%5D", vec!["1"; 49].join("%2C"));
+    for q in [
+        format!("mode=annual&{split}"),
+        format!("interval=86400&{split}"),
+        "mode=daily&split=%7B%22a%22%3A1%7D".to_string(),
+        "mode=daily&split=7".to_string(),
+        format!("mode=daily&{many}"),
+    ] {
+        let r = get(&c, &data(&format!("id={meter}&{q}"), &read)).await;
+        assert_eq!(seen(&r), (200, JSON, "false"), "{q}");
+    }
+    // feed_model.php: the end must follow the start, and only PHPFina and MySQL split.
+    let q = format!("/feed/data.json?id={meter}&start={DAY}&end={DAY}&mode=daily&{split}");
+    let r = get(&c, &keyed(&server, &q, &read)).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            JSON,
+            r#"{"success":false,"message":"Request end time before start time"}"#
+        )
+    );
+    let r = get(&c, &data(&format!("id={series}&mode=daily&{split}"), &read)).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            JSON,
+            r#"{"success":false,"message":"This request is only supported by PHPFina AND MySQLTimeseries"}"#
+        )
+    );
+
+    // Another user's feed is left out as in any feed/data: alice's list shows only hers, and
+    // bob's key gets nothing of alice's feed.
+    let q = format!("ids={meter},{hidden}&mode=daily&{split}");
+    let r = get(&c, &data(&q, &read)).await;
+    let body = format!(r#"[{{"feedid":"{meter}","data":{}}}]"#, days(1000));
+    assert_eq!(seen(&r), (200, JSON, body.as_str()));
+    let r = get(
+        &c,
+        &data(&format!("id={meter}&mode=daily&{split}"), &bob_read),
+    )
+    .await;
+    assert_eq!(seen(&r), (200, JSON, "[]"));
+    let r = get(
+        &c,
+        &data(&format!("id={hidden}&mode=daily&{split}"), &bob_read),
+    )
+    .await;
+    let body = format!(
+        "[[{},[0,14,47]],[{},[null,null,null]],[{},[null,null,null]]]",
+        DAY * 1000,
+        (DAY + 86_400) * 1000,
+        (DAY + 2 * 86_400) * 1000
+    );
+    assert_eq!(seen(&r), (200, JSON, body.as_str()), "bob reads his own");
+}
+
+#[tokio::test]
+async fn multiple_point_insert_reads_back_at_a_coarser_interval() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let meter = half_hourly(&server, &write, "meter", 1).await;
+    let data = |q: &str| {
+        keyed(
+            &server,
+            &format!(
+                "/feed/data.json?id={meter}&start={DAY}&end={}&timeformat=unix&{q}",
+                DAY + 4 * 3600
+            ),
+            &read,
+        )
+    };
+    // PHPFina without average: each hour's time reads slot floor((t - start) / 1800), the
+    // even slots.
+    let r = get(&c, &data("interval=3600")).await;
+    let body: Vec<String> = (0..=4)
+        .map(|h| format!("[{},{}]", DAY + h * 3600, 2 * h))
+        .collect();
+    assert_eq!(
+        seen(&r),
+        (200, JSON, format!("[{}]", body.join(",")).as_str())
+    );
+    // With average: the mean of the two slots in each hour.
+    let r = get(&c, &data("interval=3600&average=1")).await;
+    let v = r.json();
+    let got: Vec<(i64, f64)> = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|p| (p[0].as_i64().expect("t"), p[1].as_f64().expect("v")))
+        .collect();
+    let want: Vec<(i64, f64)> = (0..=4)
+        .map(|h| (DAY + h * 3600, 2.0 * h as f64 + 0.5))
+        .collect();
+    assert_eq!(got, want);
+    // Daily: the day's first slot, and the day's mean with average.
+    let q = format!(
+        "/feed/data.json?id={meter}&start={DAY}&end={}&timeformat=unix&mode=daily",
+        DAY + 3600
+    );
+    let r = get(&c, &keyed(&server, &q, &read)).await;
+    assert_eq!(seen(&r), (200, JSON, format!("[[{DAY},0]]").as_str()));
+    let r = get(&c, &keyed(&server, &format!("{q}&average=1"), &read)).await;
+    assert_eq!(seen(&r), (200, JSON, format!("[[{DAY},23.5]]").as_str()));
 }

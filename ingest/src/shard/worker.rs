@@ -63,6 +63,11 @@ pub enum FeedOp {
         id: u32,
         req: Box<query::DataRequest>,
     },
+    /// A time-of-use read (`feed/data` with `split`).
+    Split {
+        id: u32,
+        req: Box<query::SplitRequest>,
+    },
     Last {
         id: u32,
     },
@@ -116,6 +121,7 @@ pub enum FeedAnswer {
         interval: u32,
     },
     Data(query::DataReply),
+    Split(Vec<query::SplitRow>),
     /// The feed's last update (time, value): emoncms's `timevalue`.
     Last(Option<(i64, Value)>),
     Value(Option<f64>),
@@ -413,6 +419,9 @@ impl Worker {
             FeedOp::Data { id, mut req } => {
                 req.last_value = self.core.state.feed_last.get(&id).copied();
                 FeedAnswer::Data(query::data(self.store.feed(id)?, &req)?)
+            }
+            FeedOp::Split { id, req } => {
+                FeedAnswer::Split(query::split(self.store.feed(id)?, &req)?)
             }
             FeedOp::Last { id } => match self.core.state.feed_last.get(&id) {
                 Some(&last) => FeedAnswer::Last(Some(last)),

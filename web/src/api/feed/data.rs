@@ -21,6 +21,7 @@ use ynni_core::catalog::FeedRow;
 use ynni_ingest::shard::{FeedAnswer, FeedOp};
 use ynni_storage::query::{self, DataRequest, Interval, QueryError, TimeFormat, TimeValue};
 
+use super::split::{self, Wanted};
 use super::{Call, is_virtual, run};
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
@@ -103,6 +104,10 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
             json!({"success": false, "message": message, "feeds": unknown}),
         ));
     }
+    let readable: Vec<bool> = rows
+        .iter()
+        .map(|row| row.public || call.caller.is_some_and(|c| c.user.id == row.userid))
+        .collect();
     let tz = p
         .get("timezone")
         .and_then(ynni_core::timezone::parse)
@@ -115,7 +120,17 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
     else {
         return Err(ApiError::fail(QueryError::EndBeforeStart));
     };
-    let interval = Interval::parse(p.get("interval").or(p.get("mode"))).map_err(ApiError::fail)?;
+    // feed_controller.php reads `interval`, then lets `mode` replace it.
+    let interval_text = p.get("mode").or(p.get("interval"));
+    if let Some(split) = p.get("split") {
+        let want = Wanted::new(start, end, tz, interval_text.unwrap_or(""), split);
+        let format = p.get("timeformat").unwrap_or("unixms");
+        return split_reply(
+            call, &want, format, &rows, &row_of, &readable, singular, &id_texts,
+        )
+        .await;
+    }
+    let interval = Interval::parse(interval_text).map_err(ApiError::fail)?;
     let flags = |k: &str| -> Vec<bool> {
         p.get(k)
             .unwrap_or("")
@@ -139,10 +154,6 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
     base.timeformat = p.get("timeformat").unwrap_or("unixms").to_string();
     base.tz = tz;
 
-    let readable: Vec<bool> = rows
-        .iter()
-        .map(|row| row.public || call.caller.is_some_and(|c| c.user.id == row.userid))
-        .collect();
     let plan = Plan::new(&row_of, &readable, &averages, &deltas, forced.average);
     let mut budget = PointBudget::new(MAX_TOTAL_POINTS);
     let mut store: Vec<Series> = Vec::with_capacity(plan.reads.len());
@@ -176,23 +187,114 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
         return Ok(csv_reply(&name, &series, tz, single_default));
     }
     let size = budget.used() * JSON_BYTES_PER_POINT + series.len() * 32 + 2;
-    // With `id`, emoncms answers the bare data when exactly one listed feed may be read, and
-    // that from position 0 of its result array: when the readable feed was listed later,
-    // position 0 is empty and PHP prints `null` (after warnings ynni never sends). No
-    // readable feed leaves the empty array, `[]`.
-    if singular && series.iter().flatten().count() == 1 {
-        return Ok(match series.first().copied().flatten() {
-            Some(s) => {
-                let mut out = String::with_capacity(size);
-                write_points(&mut out, s, tz);
+    Ok(entries_reply(
+        singular,
+        &id_texts,
+        &series,
+        size,
+        |out, s| write_points(out, s, tz),
+    ))
+}
+
+/// The reply to `feed/data` with `split` (see [`super::split`]).
+#[allow(clippy::too_many_arguments)]
+async fn split_reply(
+    call: &Call<'_>,
+    want: &Wanted,
+    format: &str,
+    rows: &[FeedRow],
+    row_of: &[usize],
+    readable: &[bool],
+    singular: bool,
+    id_texts: &[&str],
+) -> ApiResult {
+    // emoncms converts the engine's seconds for `unixms`, `excel` and `iso8601` and passes
+    // every other format through.
+    let format = match TimeFormat::parse(format) {
+        Some(TimeFormat::NoTime) | None => TimeFormat::Unix,
+        Some(f) => f,
+    };
+    let mut budget = PointBudget::new(MAX_TOTAL_POINTS);
+    let mut answers: Vec<Option<split::Answer>> = Vec::with_capacity(row_of.len());
+    for &r in row_of {
+        let (Some(row), Some(true)) = (rows.get(r), readable.get(r).copied()) else {
+            answers.push(None);
+            continue;
+        };
+        let answer = split::read(call, row, want).await?;
+        if let split::Answer::Rows(rows) = &answer {
+            budget
+                .take(rows.len() * want.width().max(1), 1)
+                .map_err(ApiError::Fail)?;
+        }
+        answers.push(Some(answer));
+    }
+    let size = budget.used() * JSON_BYTES_PER_POINT + answers.len() * 32 + 2;
+    Ok(entries_reply(
+        singular,
+        id_texts,
+        &answers,
+        size,
+        |out, a| write_split(out, a, format, want.tz),
+    ))
+}
+
+/// Appends one feed's split answer.
+fn write_split(out: &mut String, answer: &split::Answer, format: TimeFormat, tz: chrono_tz::Tz) {
+    let rows = match answer {
+        split::Answer::Rows(rows) => rows,
+        split::Answer::False => return out.push_str("false"),
+        split::Answer::WrongEngine => {
+            return out.push_str(
+                r#"{"success":false,"message":"This request is only supported by PHPFina AND MySQLTimeseries"}"#,
+            );
+        }
+    };
+    out.push('[');
+    for (k, (t, values)) in rows.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        // Writing to a String cannot fail.
+        let _ = match query::render_time(*t, format, tz) {
+            Some(TimeValue::Int(t)) => write!(out, "[{t},["),
+            Some(TimeValue::Text(t)) => write!(out, "[{},[", Value::String(t)),
+            None => write!(out, "[{t},["),
+        };
+        for (j, v) in values.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{}", reply::number(*v));
+        }
+        out.push_str("]]");
+    }
+    out.push(']');
+}
+
+/// The reply's shape. With `id`, emoncms answers the bare data when exactly one listed feed
+/// may be read, and that from position 0 of its result array: when the readable feed was
+/// listed later, position 0 is empty and PHP prints `null` (after warnings ynni never sends).
+/// No readable feed leaves the empty array, `[]`. Otherwise each readable feed has an entry.
+fn entries_reply<D>(
+    singular: bool,
+    ids: &[&str],
+    entries: &[Option<D>],
+    size: usize,
+    write: impl Fn(&mut String, &D),
+) -> Response {
+    let mut out = String::with_capacity(size);
+    if singular && entries.iter().flatten().count() == 1 {
+        return match entries.first().and_then(Option::as_ref) {
+            Some(d) => {
+                write(&mut out, d);
                 reply::json_text(out)
             }
             None => reply::json(Value::Null),
-        });
+        };
     }
-    let mut out = String::with_capacity(size);
-    write_entries(&mut out, &id_texts, &series, tz);
-    Ok(reply::json_text(out))
+    write_entries(&mut out, ids, entries, write);
+    reply::json_text(out)
 }
 
 /// emoncms's answer to a missing `start` or `end`: plain text, status 200.
@@ -331,13 +433,18 @@ fn write_points(out: &mut String, s: &Series, tz: chrono_tz::Tz) {
 /// keys are 0, 1, 2… in order, so a feed left out before a shown one turns the reply into an
 /// object keyed by position (`{"0":…,"2":…}`), while feeds left out at the end, or all of
 /// them, keep a list (`[…]`, `[]`).
-fn write_entries(out: &mut String, ids: &[&str], series: &[Option<&Series>], tz: chrono_tz::Tz) {
-    let shown = series.iter().flatten().count();
-    let gaps = series.iter().take(shown).any(Option::is_none);
+fn write_entries<D>(
+    out: &mut String,
+    ids: &[&str],
+    entries: &[Option<D>],
+    write: impl Fn(&mut String, &D),
+) {
+    let shown = entries.iter().flatten().count();
+    let gaps = entries.iter().take(shown).any(Option::is_none);
     out.push(if gaps { '{' } else { '[' });
     let mut first = true;
-    for (i, (s, id)) in series.iter().zip(ids).enumerate() {
-        let Some(s) = s else {
+    for (i, (d, id)) in entries.iter().zip(ids).enumerate() {
+        let Some(d) = d else {
             continue;
         };
         if !first {
@@ -348,7 +455,7 @@ fn write_entries(out: &mut String, ids: &[&str], series: &[Option<&Series>], tz:
             let _ = write!(out, "\"{i}\":");
         }
         let _ = write!(out, "{{\"feedid\":{},\"data\":", php_json_string(id));
-        write_points(out, s, tz);
+        write(out, d);
         out.push('}');
     }
     out.push(if gaps { '}' } else { ']' });
@@ -575,12 +682,13 @@ mod tests {
         let tz = Tz::UTC;
         let a = series(TimeFormat::Unix, &[(10, Some(1.0))]);
         let b = series(TimeFormat::Unix, &[(10, None)]);
+        let w = |out: &mut String, s: &&Series| write_points(out, s, tz);
         let mut out = String::new();
         write_entries(
             &mut out,
             &["1", "2", "1"],
             &[Some(&a), Some(&b), Some(&a)],
-            tz,
+            w,
         );
         assert_eq!(
             out,
@@ -588,24 +696,24 @@ mod tests {
         );
         // A gap before a shown entry: PHP's array is no list any more.
         let mut out = String::new();
-        write_entries(&mut out, &["1", "3", "2"], &[Some(&a), None, Some(&b)], tz);
+        write_entries(&mut out, &["1", "3", "2"], &[Some(&a), None, Some(&b)], w);
         assert_eq!(
             out,
             r#"{"0":{"feedid":"1","data":[[10,1]]},"2":{"feedid":"2","data":[[10,null]]}}"#
         );
         let mut out = String::new();
-        write_entries(&mut out, &["3", "1"], &[None, Some(&a)], tz);
+        write_entries(&mut out, &["3", "1"], &[None, Some(&a)], w);
         assert_eq!(out, r#"{"1":{"feedid":"1","data":[[10,1]]}}"#);
         // Entries left out at the end keep the list; none shown is the empty list.
         let mut out = String::new();
-        write_entries(&mut out, &["1", "3"], &[Some(&a), None], tz);
+        write_entries(&mut out, &["1", "3"], &[Some(&a), None], w);
         assert_eq!(out, r#"[{"feedid":"1","data":[[10,1]]}]"#);
         let mut out = String::new();
-        write_entries(&mut out, &["3"], &[None], tz);
+        write_entries(&mut out, &["3"], &[None], w);
         assert_eq!(out, "[]");
         // The feedid is the listed text, written as PHP writes strings.
         let mut out = String::new();
-        write_entries(&mut out, &[" 1/é"], &[Some(&a)], tz);
+        write_entries(&mut out, &[" 1/é"], &[Some(&a)], w);
         assert_eq!(out, r#"[{"feedid":" 1\/\u00e9","data":[[10,1]]}]"#);
     }
 

@@ -21,6 +21,7 @@ mod edit;
 mod fields;
 mod insert;
 mod process_list;
+mod split;
 mod transfer;
 
 /// The feed's engine; `None` for an id ynni does not support (a catalog imported from emoncms
