@@ -251,9 +251,12 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
     Ok(DataReply { format, points })
 }
 
-/// emoncms's CSV download of one feed: `<unix seconds>,<value to 2 decimals | null>` lines.
+/// emoncms's CSV download of one feed (the engines' CSV path): `<time>,<value>` lines, the
+/// time in unix seconds unless `excel` or `iso8601` is asked for, the value to 2 decimals.
 /// As in emoncms it skips the interval and datapoint-limit checks (an auto interval below 1 s
-/// becomes 1 s) and ignores `delta` and the time format.
+/// becomes 1 s) and ignores `delta` and `dp`, which feed_model.php applies only to data it
+/// returns, not to what an engine has already written out. A value PHP's loose `$value !=
+/// null` takes for null, 0 included, is written `null` (shared_helper.php's `csv_write`).
 pub fn csv(feed: &Feed, req: &DataRequest) -> Result<String, QueryError> {
     let start = req.start.clamp(-TIME_LIMIT, TIME_LIMIT);
     let end = req.end.clamp(-TIME_LIMIT, TIME_LIMIT);
@@ -266,18 +269,35 @@ pub fn csv(feed: &Feed, req: &DataRequest) -> Result<String, QueryError> {
         }
         other => other,
     };
+    let format = match TimeFormat::parse(&req.timeformat) {
+        None => return Err(QueryError::InvalidTimeFormat),
+        Some(f @ (TimeFormat::Excel | TimeFormat::Iso8601)) => f,
+        Some(_) => TimeFormat::Unix,
+    };
     let points = match feed {
         Feed::Fixed(f) => fixed_series(f, start, end, interval, req, CSV_MAX_LINES)?,
         Feed::Variable(f) => variable_series(f, start, end, interval, req, CSV_MAX_LINES)?,
     };
     let mut out = String::with_capacity(points.len() * 20);
     for (t, v) in points {
-        match v {
-            Some(v) => out.push_str(&format!("{t},{}\n", number_format_2(v))),
-            None => out.push_str(&format!("{t},null\n")),
+        match render_time(t, format, req.tz) {
+            Some(TimeValue::Text(t)) => out.push_str(&t),
+            _ => out.push_str(&t.to_string()),
         }
+        out.push(',');
+        out.push_str(&csv_value(v));
+        out.push('\n');
     }
     Ok(out)
+}
+
+/// A CSV value as emoncms writes it: `number_format($v, 2, '.', '')`, or `null` for a missing
+/// value and for 0, which PHP's loose comparison with null cannot tell apart.
+pub fn csv_value(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v != 0.0 => number_format_2(v),
+        _ => "null".into(),
+    }
 }
 
 /// PHP's `number_format($v, 2, '.', '')`.
@@ -742,6 +762,12 @@ mod tests {
 
     #[test]
     fn php_rounding_and_number_format() {
+        // CSV values: 0 and -0 compare loosely equal to null in PHP, and are written so.
+        assert_eq!(csv_value(Some(0.0)), "null");
+        assert_eq!(csv_value(Some(-0.0)), "null");
+        assert_eq!(csv_value(None), "null");
+        assert_eq!(csv_value(Some(0.004)), "0.00");
+        assert_eq!(csv_value(Some(-1.005)), "-1.01");
         assert_eq!(php_round(1.005, 2), 1.01);
         assert_eq!(php_round(3297.5, 0), 3298.0);
         assert_eq!(php_round(-2.5, 0), -3.0);

@@ -836,3 +836,83 @@ async fn multiple_point_insert_reads_back_at_a_coarser_interval() {
     let r = get(&c, &keyed(&server, &format!("{q}&average=1"), &read)).await;
     assert_eq!(seen(&r), (200, JSON, format!("[[{DAY},23.5]]").as_str()));
 }
+
+#[tokio::test]
+async fn csv_with_delta_on_daily_intervals_is_written_as_emoncms_writes_it() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, bob_read, _) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let meter = half_hourly(&server, &write, "meter", 3).await;
+    let data = |q: &str, key: &str| {
+        keyed(
+            &server,
+            &format!(
+                "/feed/data.json?start={DAY}&end={}&mode=daily&delta=1&csv=1&{q}",
+                DAY + 2 * 86_400
+            ),
+            key,
+        )
+    };
+    let csv_of = |r: &Reply| {
+        (
+            r.status,
+            r.content_type.clone(),
+            r.headers
+                .get("content-disposition")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            r.body.clone(),
+        )
+    };
+    // One feed: feed_model.php hands `$csv` to the engine, which writes the file and exits,
+    // so neither the delta step nor its extended end apply: each day's first reading, in
+    // seconds whatever `unixms` says, and 0 written as null (shared_helper.php's csv_write
+    // compares the value loosely with null).
+    let days = format!(
+        "{DAY},null\n{},48.00\n{},96.00\n",
+        DAY + 86_400,
+        DAY + 2 * 86_400
+    );
+    for q in [
+        format!("id={meter}"),
+        format!("ids={meter}&timeformat=unixms"),
+    ] {
+        let r = get(&c, &data(&q, &read)).await;
+        let want = (
+            200,
+            "application/octet-stream".to_string(),
+            format!("attachment; filename={meter}.csv"),
+            days.clone(),
+        );
+        assert_eq!(csv_of(&r), want, "{q}");
+    }
+    let r = get(&c, &data(&format!("id={meter}&timeformat=iso8601"), &read)).await;
+    assert_eq!(
+        r.body,
+        "2023-11-15T00:00:00+00:00,null\n2023-11-16T00:00:00+00:00,48.00\n2023-11-17T00:00:00+00:00,96.00\n"
+    );
+    // Several feeds: csv_export_multi writes the returned data, so delta applies: the end
+    // moves to the next midnight, the last day is completed with the feed's last value, and
+    // each day is the next reading minus its own; times as the data reply gives them.
+    let r = get(&c, &data(&format!("ids={meter},{meter}"), &read)).await;
+    let body = format!(
+        "{},48.00,48.00\n{},48.00,48.00\n{},47.00,47.00\n",
+        DAY * 1000,
+        (DAY + 86_400) * 1000,
+        (DAY + 2 * 86_400) * 1000
+    );
+    let want = (
+        200,
+        "application/octet-stream".to_string(),
+        format!("attachment; filename={meter}-{meter}.csv"),
+        body,
+    );
+    assert_eq!(csv_of(&r), want);
+    // Another user's key gets no CSV of alice's feed: the reply is emoncms's empty result.
+    let r = get(&c, &data(&format!("id={meter}"), &bob_read)).await;
+    assert_eq!(seen(&r), (200, JSON, "[]"));
+    let r = get(&c, &data(&format!("ids={meter},{meter}"), &bob_read)).await;
+    assert_eq!((r.status, r.body.as_str()), (200, ""));
+}

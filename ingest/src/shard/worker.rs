@@ -63,6 +63,11 @@ pub enum FeedOp {
         id: u32,
         req: Box<query::DataRequest>,
     },
+    /// One feed's CSV download, written as emoncms's engines write it.
+    Csv {
+        id: u32,
+        req: Box<query::DataRequest>,
+    },
     /// A time-of-use read (`feed/data` with `split`).
     Split {
         id: u32,
@@ -419,6 +424,9 @@ impl Worker {
             FeedOp::Data { id, mut req } => {
                 req.last_value = self.core.state.feed_last.get(&id).copied();
                 FeedAnswer::Data(query::data(self.store.feed(id)?, &req)?)
+            }
+            FeedOp::Csv { id, req } => {
+                FeedAnswer::Bytes(query::csv(self.store.feed(id)?, &req)?.into_bytes())
             }
             FeedOp::Split { id, req } => {
                 FeedAnswer::Split(query::split(self.store.feed(id)?, &req)?)

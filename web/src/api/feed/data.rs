@@ -68,8 +68,9 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
         (None, Some(ids)) => (ids, false),
         (None, None) => return Err(ApiError::fail("no ids given")),
     };
-    // Whether the CSV download has one column per listed feed.
-    let listed = !singular || ids_text.contains(',');
+    // Whether a CSV download has one column per listed feed (feed_controller.php's
+    // `$multi_csv`: more than one id, however given); otherwise the engine writes it.
+    let listed = ids_text.contains(',');
     let ids = parse_ids(ids_text).map_err(ApiError::Fail)?;
     // emoncms's `feedid` is the listed text itself, not the number it was cast to.
     let id_texts: Vec<&str> = ids_text.split(',').collect();
@@ -154,6 +155,28 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
     base.timeformat = p.get("timeformat").unwrap_or("unixms").to_string();
     base.tz = tz;
 
+    let csv = forced.csv || flag("csv");
+    if csv && !listed {
+        // One feed's CSV is written by its engine (feed_model.php passes `$csv` down), so
+        // delta, dp and the datapoint limit, applied by feed_model.php to returned data only,
+        // do not touch it. An unreadable feed leaves the JSON reply below.
+        let single = row_of
+            .first()
+            .and_then(|&r| rows.get(r).filter(|_| readable.get(r) == Some(&true)));
+        if let Some(row) = single.filter(|row| !is_virtual(row)) {
+            let mut req = base.clone();
+            req.average = forced.average || averages.first().copied().unwrap_or(false);
+            let op = FeedOp::Csv {
+                id: row.id as u32,
+                req: Box::new(req),
+            };
+            let bytes = match run(call, row, op).await? {
+                FeedAnswer::Bytes(b) => b,
+                _ => Vec::new(),
+            };
+            return Ok(csv_response(&row.id.to_string(), Body::from(bytes)));
+        }
+    }
     let plan = Plan::new(&row_of, &readable, &averages, &deltas, forced.average);
     let mut budget = PointBudget::new(MAX_TOTAL_POINTS);
     let mut store: Vec<Series> = Vec::with_capacity(plan.reads.len());
@@ -179,12 +202,10 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
         .iter()
         .map(|e| e.and_then(|k| store.get(k)))
         .collect();
-    let csv = forced.csv || flag("csv");
-    if csv {
-        let name = ids.iter().map(i64::to_string).collect::<Vec<_>>().join("-");
-        // A single feed's CSV has second timestamps unless a format is asked for.
-        let single_default = !listed && p.get("timeformat").is_none();
-        return Ok(csv_reply(&name, &series, tz, single_default));
+    if csv && listed {
+        // feed_model.php's csv_export_multi: the returned data (delta and dp applied, times
+        // in the requested format), named after the ids as listed.
+        return Ok(csv_reply(&id_texts.join("-"), &series, tz));
     }
     let size = budget.used() * JSON_BYTES_PER_POINT + series.len() * 32 + 2;
     Ok(entries_reply(
@@ -516,35 +537,32 @@ async fn read(call: &Call<'_>, row: &FeedRow, req: DataRequest) -> Result<Series
     }
 }
 
-/// emoncms's CSV download: `time,value[,value…]` lines on the first feed's times, values with
-/// two decimals, `null` where missing.
-fn csv_reply(name: &str, series: &[Option<&Series>], tz: chrono_tz::Tz, seconds: bool) -> Response {
+/// emoncms's CSV of several feeds: `time,value[,value…]` lines on the first shown feed's
+/// times, written as the data reply would give them, values with two decimals, `null` where
+/// missing (and for 0, as PHP's loose comparison with null has it).
+fn csv_reply(name: &str, series: &[Option<&Series>], tz: chrono_tz::Tz) -> Response {
     let mut out = String::new();
-    let first = series.iter().flatten().next();
-    if let Some(first) = first {
-        let format = if seconds {
-            TimeFormat::Unix
-        } else {
-            first.format
-        };
+    if let Some(first) = series.iter().flatten().next() {
         for (k, &(t, _)) in first.points.iter().enumerate() {
             let mut fields: Vec<String> = Vec::with_capacity(series.len() + 1);
-            match query::render_time(t, format, tz) {
+            match query::render_time(t, first.format, tz) {
                 Some(TimeValue::Int(t)) => fields.push(t.to_string()),
                 Some(TimeValue::Text(t)) => fields.push(t),
                 None => {}
             }
             for s in series.iter().flatten() {
-                fields.push(match s.points.get(k).and_then(|p| p.1) {
-                    Some(v) => format!("{v:.2}"),
-                    None => "null".to_string(),
-                });
+                fields.push(query::csv_value(s.points.get(k).and_then(|p| p.1)));
             }
             out.push_str(&fields.join(","));
             out.push('\n');
         }
     }
-    let mut r = (StatusCode::OK, Body::from(out)).into_response();
+    csv_response(name, Body::from(out))
+}
+
+/// A CSV download's headers, as shared_helper.php's `csv_header` sends them.
+fn csv_response(name: &str, body: Body) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
