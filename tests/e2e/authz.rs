@@ -37,6 +37,8 @@ struct Action {
     /// Whether the same action on the attacker's own object must answer differently (off
     /// where an earlier action of the table already took the object away).
     control: bool,
+    /// Sends a `feed/sync` body naming the target's private feed instead of `body`.
+    sync: bool,
 }
 
 const fn scoped(path: &'static str) -> Action {
@@ -45,6 +47,7 @@ const fn scoped(path: &'static str) -> Action {
         body: &[],
         scoped: true,
         control: true,
+        sync: false,
     }
 }
 
@@ -54,6 +57,7 @@ const fn unscoped(path: &'static str) -> Action {
         body: &[],
         scoped: false,
         control: false,
+        sync: false,
     }
 }
 
@@ -112,6 +116,11 @@ fn actions() -> Vec<Action> {
             body: &[0, 0, 128, 63],
             scoped: true,
             control: true,
+            sync: false,
+        },
+        Action {
+            sync: true,
+            ..scoped("/feed/sync.json?id={F}")
         },
         scoped(
             r#"/feed/process/set.json?id={V}&processlist=[{"fn":"process__source_feed_data_time","args":["{BF}"]}]"#,
@@ -241,7 +250,16 @@ async fn call(
         Credential::Anonymous => (script(), path),
     };
     let url = server.url(&url);
-    let req = if let Some(form) = form {
+    let req = if action.sync {
+        let feed = target
+            .get("F")
+            .and_then(|f| f.parse::<u32>().ok())
+            .expect("feed id");
+        client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(sync_body(feed))
+    } else if let Some(form) = form {
         client
             .post(url)
             .header(
@@ -258,6 +276,20 @@ async fn call(
             .body(action.body.to_vec())
     };
     send(req).await
+}
+
+/// A `feed/sync` body with one PHPFina segment for `feed` (one value at T0, interval 10) and
+/// its CRC-32.
+fn sync_body(feed: u32) -> Vec<u8> {
+    let mut body = Vec::new();
+    for w in [24, feed, T0 as u32, 10, 0] {
+        body.extend_from_slice(&w.to_le_bytes());
+    }
+    body.extend_from_slice(&1f32.to_le_bytes());
+    let mut crc = flate2::Crc::new();
+    crc.update(&body);
+    body.extend_from_slice(&crc.sum().to_le_bytes());
+    body
 }
 
 /// The reply with the ids it was asked about replaced by a marker, so that a reply echoing

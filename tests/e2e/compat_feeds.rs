@@ -916,3 +916,225 @@ async fn csv_with_delta_on_daily_intervals_is_written_as_emoncms_writes_it() {
     let r = get(&c, &data(&format!("ids={meter},{meter}"), &bob_read)).await;
     assert_eq!((r.status, r.body.as_str()), (200, ""));
 }
+
+/// A `feed/sync` body: the segments and the CRC-32 of them (flate2's, the zlib polynomial PHP's
+/// `crc32` uses).
+fn sync_body(segments: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = segments.concat();
+    let mut crc = flate2::Crc::new();
+    crc.update(&body);
+    body.extend_from_slice(&crc.sum().to_le_bytes());
+    body
+}
+
+/// A PHPFina segment as the sync module writes it.
+fn fina_segment(feed: i64, start: i64, interval: u32, data_start: u32, values: &[f32]) -> Vec<u8> {
+    let mut s = Vec::new();
+    let len = 20 + 4 * values.len() as u32;
+    for w in [len, feed as u32, start as u32, interval, data_start] {
+        s.extend_from_slice(&w.to_le_bytes());
+    }
+    for v in values {
+        s.extend_from_slice(&v.to_le_bytes());
+    }
+    s
+}
+
+/// A PHPTimeSeries segment as the sync module writes it.
+fn series_segment(feed: i64, data_start: u32, records: &[(i64, f32)]) -> Vec<u8> {
+    let mut s = Vec::new();
+    let len = 12 + 9 * records.len() as u32;
+    for w in [len, feed as u32, data_start] {
+        s.extend_from_slice(&w.to_le_bytes());
+    }
+    for (t, v) in records {
+        s.push(249);
+        s.extend_from_slice(&(*t as u32).to_le_bytes());
+        s.extend_from_slice(&v.to_le_bytes());
+    }
+    s
+}
+
+async fn post_sync(server: &Server, key: &str, body: Vec<u8>) -> Reply {
+    send(
+        script()
+            .post(keyed(server, "/feed/sync.json", key))
+            .header("content-type", "application/octet-stream")
+            .body(body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn sync_appends_uploaded_segments_and_survives_kill9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::builder().data_dir(dir.path()).start();
+    let (alice, read, write) = register(&server, "alice", "secret1").await;
+    let (_, bob_read, bob_write) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let fina = create(&server, &write, "fina", 5).await;
+    let series = create(&server, &write, "series", 2).await;
+    let bobs = create(&server, &bob_write, "bobs", 5).await;
+    let getmeta = |id: i64, key: &str| keyed(&server, &format!("/feed/getmeta.json?id={id}"), key);
+
+    // feed_model.php's sync: each segment goes to its engine, and the reply lists the meta
+    // data of every feed named, as feed/getmeta gives it.
+    let body = sync_body(&[
+        fina_segment(fina, T0, 10, 0, &[1.0, f32::NAN, 3.0]),
+        series_segment(series, 0, &[(T0, 5.0), (T0 + 60, 6.5)]),
+    ]);
+    let r = post_sync(&server, &write, body).await;
+    assert_eq!(
+        (r.status, r.content_type.as_str()),
+        (200, JSON),
+        "{}",
+        r.body
+    );
+    let v = r.json();
+    assert_eq!(v["success"], true, "{}", r.body);
+    let fina_meta = get(&c, &getmeta(fina, &read)).await.json();
+    let series_meta = get(&c, &getmeta(series, &read)).await.json();
+    assert_eq!(
+        v["updated_feed_meta"],
+        serde_json::json!([fina_meta, series_meta])
+    );
+    assert_eq!(
+        (
+            fina_meta["start_time"].as_i64(),
+            fina_meta["npoints"].as_i64()
+        ),
+        (Some(T0), Some(3))
+    );
+    assert_eq!(series_meta["npoints"].as_i64(), Some(2));
+    let data = |id: i64| {
+        keyed(
+            &server,
+            &format!(
+                "/feed/data.json?id={id}&start={T0}&end={}&interval=10&timeformat=unix",
+                T0 + 30
+            ),
+            &read,
+        )
+    };
+    let want = format!(
+        "[[{T0},1],[{},null],[{},3],[{},null]]",
+        T0 + 10,
+        T0 + 20,
+        T0 + 30
+    );
+    assert_eq!(get(&c, &data(fina)).await.body, want);
+
+    // The next upload continues where the copy ends; sending the same one again is refused
+    // (its data_start no longer matches) and changes nothing.
+    let next = sync_body(&[fina_segment(fina, T0, 10, 12, &[4.0])]);
+    let r = post_sync(&server, &write, next.clone()).await;
+    assert_eq!(r.json()["updated_feed_meta"][0]["npoints"], 4, "{}", r.body);
+    let r = post_sync(&server, &write, next).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            JSON,
+            format!(
+                r#"{{"success":false,"message":"Upload data_start 12 does not match local data_start 16 for feedid={fina}"}}"#
+            )
+            .as_str()
+        )
+    );
+    let r = post_sync(
+        &server,
+        &write,
+        sync_body(&[fina_segment(fina, T0 + 10, 10, 16, &[5.0])]),
+    )
+    .await;
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Upload start_time "),
+        "{}",
+        r.body
+    );
+    let r = post_sync(
+        &server,
+        &write,
+        sync_body(&[fina_segment(fina, T0, 20, 16, &[5.0])]),
+    )
+    .await;
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Upload interval "),
+        "{}",
+        r.body
+    );
+
+    // A damaged body is refused whole.
+    let mut damaged = sync_body(&[fina_segment(fina, T0, 10, 16, &[5.0])]);
+    damaged[22] ^= 0x40;
+    let r = post_sync(&server, &write, damaged).await;
+    assert_eq!(
+        seen(&r),
+        (
+            200,
+            JSON,
+            r#"{"success":false,"message":"Invalid checksum"}"#
+        )
+    );
+
+    // Another user's feed: refused with emoncms's message, after the segments before it
+    // were written (emoncms works through the body in order); bob's feed is untouched.
+    let body = sync_body(&[
+        fina_segment(fina, T0, 10, 16, &[5.0]),
+        fina_segment(bobs, T0, 10, 0, &[9.0]),
+    ]);
+    let r = post_sync(&server, &write, body).await;
+    let message = format!("Invalid feedid or access u={alice} f={bobs}");
+    assert_eq!(r.json()["message"], message.as_str(), "{}", r.body);
+    assert_eq!(
+        get(&c, &getmeta(bobs, &bob_read)).await.json()["npoints"],
+        0
+    );
+    assert_eq!(get(&c, &getmeta(fina, &read)).await.json()["npoints"], 5);
+    // A read key, or no key, may not sync: nothing is written.
+    let body = sync_body(&[fina_segment(fina, T0, 10, 20, &[6.0])]);
+    for key in [read.as_str(), bob_read.as_str()] {
+        let r = post_sync(&server, key, body.clone()).await;
+        assert_eq!(r.json()["success"], false, "{key}: {}", r.body);
+    }
+    let r = post_sync(&server, "nokey", body.clone()).await;
+    assert_eq!(r.body, "Invalid API key");
+    let r = post_sync(&server, &bob_write, body).await;
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Invalid feedid or access"),
+        "{}",
+        r.body
+    );
+    assert_eq!(get(&c, &getmeta(fina, &read)).await.json()["npoints"], 5);
+
+    // What sync acknowledged is on disk: kill -9 and read it back.
+    server.kill9();
+    let server = Server::builder().data_dir(dir.path()).start();
+    let q = format!(
+        "/feed/data.json?id={fina}&start={T0}&end={}&interval=10&timeformat=unix",
+        T0 + 40
+    );
+    let r = get(&c, &keyed(&server, &q, &read)).await;
+    let want = format!(
+        "[[{T0},1],[{},null],[{},3],[{},4],[{},5]]",
+        T0 + 10,
+        T0 + 20,
+        T0 + 30,
+        T0 + 40
+    );
+    assert_eq!(r.body, want);
+    let q = format!("/feed/getmeta.json?id={series}");
+    assert_eq!(
+        get(&c, &keyed(&server, &q, &read)).await.json()["npoints"],
+        2
+    );
+}

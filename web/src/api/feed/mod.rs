@@ -22,6 +22,7 @@ mod fields;
 mod insert;
 mod process_list;
 mod split;
+mod sync;
 mod transfer;
 
 /// The feed's engine; `None` for an id ynni does not support (a catalog imported from emoncms
@@ -80,6 +81,7 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
         "export" => transfer::export(call).await,
         "upload" => transfer::upload(call).await,
         "sha256sum" => transfer::sha256sum(call).await,
+        "sync" => sync::sync(call).await,
         "updatesize" => updatesize(call).await,
         "buffersize" => buffersize(call),
         "process" => process_list::process(call).await,
