@@ -334,8 +334,18 @@ async fn inputs_can_be_described_deleted_and_creation_switched_off() {
     .await;
     assert_eq!(set.json()["success"], true, "{}", set.body);
     let _ = get(&c, &url(&format!("/feed/delete.json?id={feed}"), &write)).await;
+    // emoncms's report (input_model.php, clean_processlist_feeds): a line per changed input,
+    // as text, and nothing once every list is clean.
     let r = get(&c, &url("/input/cleanprocesslistfeeds.json?x=1", &write)).await;
-    assert!(r.body.ends_with("1 process steps removed"), "{}", r.body);
+    let line = format!("processlist for input {a} changed from 1:{feed} to \n");
+    assert_eq!((r.status, r.body.as_str()), (200, line.as_str()));
+    assert!(
+        r.content_type.starts_with("text/plain"),
+        "{}",
+        r.content_type
+    );
+    let r = get(&c, &url("/input/cleanprocesslistfeeds.json?x=1", &write)).await;
+    assert_eq!((r.status, r.body.as_str()), (200, ""));
     let left = get(&c, &url(&format!("/input/process/get?inputid={a}"), &write))
         .await
         .json();

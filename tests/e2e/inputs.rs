@@ -372,13 +372,24 @@ async fn input_get_forms() {
     // `false`, as emoncms's falls through to it.
     let r = get(
         &c,
-        &server.url(&format!("/feed/sync.json?id=1&apikey={write}")),
+        &server.url(&format!(
+            "/feed/create.json?tag=t&name=mysql&engine=0&apikey={write}"
+        )),
+    )
+    .await;
+    let mysql = r.json()["feedid"].as_i64().expect("feedid");
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/feed/data.json?id={mysql}&start={T0}&end={}&mode=daily&split=%5B0%5D&apikey={write}",
+            T0 + 86_400
+        )),
     )
     .await;
     assert_eq!(r.status, 501);
     assert_eq!(
         r.json(),
-        json!({"success": false, "message": "Not implemented in ynni yet: feed/sync"})
+        json!({"success": false, "message": "Not implemented in ynni yet: feed/data with split on a MySQL-engine feed"})
     );
     let r = get(
         &c,

@@ -324,8 +324,11 @@ pub async fn set_node_input_descriptions(call: &Call<'_>) -> ApiResult {
     })))
 }
 
-/// `input/cleanprocesslistfeeds`: removes process steps that write to or read a feed the user
-/// no longer has; answers a text report of what changed.
+/// `input/cleanprocesslistfeeds`: removes process steps whose feed argument names no feed of
+/// the user; answers, as text, emoncms's line per changed input (input_model.php,
+/// `clean_processlist_feeds`): `processlist for input <id> changed from <old> to <new>`, and
+/// nothing when no list changed. emoncms keeps a step naming any existing feed, another
+/// user's included; ynni removes those too (README, compatibility table).
 pub async fn clean_process_list_feeds(call: &Call<'_>) -> ApiResult {
     let userid = writer(call)?;
     let catalog = &call.state.catalog;
@@ -333,10 +336,12 @@ pub async fn clean_process_list_feeds(call: &Call<'_>) -> ApiResult {
     let feeds = catalog.feeds_for_user(userid).await?;
     let feeds: std::collections::HashSet<String> = feeds.iter().map(|f| f.id.to_string()).collect();
     let mut report = String::new();
-    let mut removed = 0;
+    let mut changed = false;
     for row in rows.iter().filter(|r| !r.process_list.is_empty()) {
-        let (kept, dropped): (Vec<&str>, Vec<&str>) =
-            row.process_list.split(',').partition(|step| {
+        let kept: Vec<&str> = row
+            .process_list
+            .split(',')
+            .filter(|step| {
                 let Some(raw) = ynni_ingest::process::list::parse_stored(step).pop() else {
                     return true;
                 };
@@ -344,25 +349,21 @@ pub async fn clean_process_list_feeds(call: &Call<'_>) -> ApiResult {
                     .and_then(|d| d.args.first())
                     .is_some_and(|a| a.kind == ynni_ingest::process::catalog::ArgType::FeedId);
                 !feed_arg || raw.args.first().is_some_and(|f| feeds.contains(f.trim()))
-            });
-        if dropped.is_empty() {
+            })
+            .collect();
+        let list = kept.join(",");
+        if list == row.process_list {
             continue;
         }
-        let list = kept.join(",");
         catalog.set_input_process_list(row.id, &list).await?;
-        removed += dropped.len();
+        changed = true;
         report.push_str(&format!(
-            "input {} {}/{}: removed {} (processList now \"{}\")\n",
-            row.id,
-            row.nodeid,
-            row.name,
-            dropped.join(","),
-            list
+            "processlist for input {} changed from {} to {list}\n",
+            row.id, row.process_list
         ));
     }
-    if removed > 0 {
+    if changed {
         reload(call, userid).await;
     }
-    report.push_str(&format!("{removed} process steps removed"));
     Ok(reply::text(StatusCode::OK, report))
 }
