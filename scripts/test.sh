@@ -7,7 +7,9 @@
 # chromium with playwright-core from npm, and the build fetches the UI's chart library;
 # python3-configobj, shellcheck and g++: firmware-examples/check.sh parses the emonhub
 # snippets, lints the shell examples and syntax-checks the sketches against host shims;
-# mariadb-server: the import test starts its own MariaDB holding an emoncms database).
+# mariadb-server: the import test starts its own MariaDB holding an emoncms database;
+# postgresql: the cluster tests start their own PostgreSQL, as the postgres user when run as
+# root, since initdb refuses root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,9 @@ for p in "${packages[@]}"; do
 done
 # Node.js may be a distribution's or NodeSource's (which bundles npm): only its absence matters.
 command -v npm >/dev/null || missing+=(nodejs npm)
+# Any installed PostgreSQL server will do (the machine image has 15).
+command -v initdb >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null ||
+  missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"

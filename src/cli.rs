@@ -32,6 +32,9 @@ pub enum Command {
     /// Write ynni's data for another system.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Several servers sharing Postgres and a directory (the `[cluster]` section).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Simulate emonhub-like devices publishing to an MQTT broker or posting over HTTP
     /// (`ynni simulate --help` lists its flags).
     #[command(disable_help_flag = true, disable_version_flag = true)]
@@ -43,6 +46,12 @@ pub enum Command {
 pub struct PassThrough {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Nodes with their heartbeats, and which node holds which vshards under which epoch.
+    Status(ConfigArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! The `ynni` binary: command-line parsing and the wiring of roles.
 
 mod cli;
+mod cluster_cmd;
 mod discovery;
 mod exit;
 mod export_cmd;
@@ -17,7 +18,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use ynni_config::{Overrides, Settings};
 
-use cli::{Cli, Command, ConfigArgs, ExportCommand, ImportCommand, TlsCommand, UserCommand};
+use cli::{
+    Cli, ClusterCommand, Command, ConfigArgs, ExportCommand, ImportCommand, TlsCommand, UserCommand,
+};
 
 fn main() -> ExitCode {
     exit::block_on(run(Cli::parse()))
@@ -35,7 +38,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )?;
             logging::init(&settings.log.level)?;
-            serve::run(settings).await
+            match &settings.cluster {
+                Some(cluster) => cluster_cmd::serve(cluster).await,
+                None => serve::run(settings).await,
+            }
+        }
+        Command::Cluster(ClusterCommand::Status(args)) => {
+            let settings = load(&args, Overrides::default())?;
+            logging::init("warn")?;
+            cluster_cmd::status(&settings).await
         }
         Command::User(UserCommand::Add(args)) => {
             let settings = load(&args.config, Overrides::default())?;

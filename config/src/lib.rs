@@ -38,6 +38,37 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub storage: StorageSettings,
     pub log: LogSettings,
+    /// Several servers sharing Postgres and a directory (DESIGN §5). Absent (the default):
+    /// one process, SQLite and local files, nothing to install.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// The `[cluster]` section: what every node of one cluster shares, and who this node is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The cluster's Postgres (node registry and vshard leases), `postgres://…`.
+    pub postgres: String,
+    /// The directory every node mounts (NFS, CephFS, EFS): feed files and shard logs.
+    pub shared_dir: PathBuf,
+    /// This node's name, unique in the cluster: letters, digits, `-`, `_` and `.`.
+    pub node_id: String,
+    /// `host:port` where the other nodes reach this one.
+    pub advertise: String,
+    /// Authenticates calls between nodes; the same on every node, at least 16 characters.
+    pub secret: String,
+    /// Optional Redis (`redis://…`) for cluster-wide rate limits and cache invalidation.
+    #[serde(default)]
+    pub redis: Option<String>,
+    /// How long a vshard lease lasts without renewal (milliseconds). A node stops
+    /// acknowledging for a shard a fifth of this before its lease can expire; another node
+    /// takes the shard over once it has.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+}
+
+fn default_lease_ms() -> u64 {
+    10_000
 }
 
 /// How data reaches the disk.
@@ -166,6 +197,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             storage: StorageSettings::default(),
             log: LogSettings::default(),
+            cluster: None,
         }
     }
 }
@@ -371,6 +403,63 @@ impl Settings {
         if self.log.level.trim().is_empty() {
             return bad("log.level", "must not be empty");
         }
+        if let Some(c) = &self.cluster {
+            c.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl ClusterSettings {
+    /// Checks what can be checked without reaching Postgres or the shared directory (the
+    /// cluster crate checks those at start, naming the same keys).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, reason: &str| {
+            Err(ConfigError::BadValue {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        if !(self.postgres.starts_with("postgres://") || self.postgres.starts_with("postgresql://"))
+        {
+            return bad("cluster.postgres", "must be a postgres:// URL");
+        }
+        if self.shared_dir.as_os_str().is_empty() {
+            return bad(
+                "cluster.shared_dir",
+                "must name the directory every node shares",
+            );
+        }
+        let id_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.node_id.is_empty() || self.node_id.len() > 64 || !self.node_id.chars().all(id_char)
+        {
+            return bad(
+                "cluster.node_id",
+                "must be 1 to 64 letters, digits, - _ or .",
+            );
+        }
+        let port = self
+            .advertise
+            .rsplit_once(':')
+            .and_then(|(host, port)| (!host.is_empty()).then_some(port))
+            .and_then(|p| p.parse::<u16>().ok());
+        if port.is_none_or(|p| p == 0) {
+            return bad(
+                "cluster.advertise",
+                "must be host:port, as the other nodes reach this one",
+            );
+        }
+        if self.secret.chars().count() < 16 {
+            return bad("cluster.secret", "must be at least 16 characters");
+        }
+        if let Some(r) = &self.redis
+            && !(r.starts_with("redis://") || r.starts_with("rediss://"))
+        {
+            return bad("cluster.redis", "must be a redis:// URL");
+        }
+        if self.lease_ms < 1_000 {
+            return bad("cluster.lease_ms", "must be at least 1000");
+        }
         Ok(())
     }
 }
@@ -436,6 +525,52 @@ mod tests {
         let e = Settings::load_from(Some(f.path()), no_env(), &Overrides::default())
             .expect_err("must fail");
         assert!(e.to_string().contains("users.registration"), "{e}");
+    }
+
+    const CLUSTER: &str = "[cluster]\npostgres = \"postgres://ynni@db/ynni\"\nshared_dir = \"/srv/ynni\"\nnode_id = \"n1\"\nadvertise = \"10.0.0.1:8090\"\nsecret = \"0123456789abcdef\"\n";
+
+    #[test]
+    fn the_cluster_section_is_read_with_its_defaults() {
+        let s = Settings::load_from(None, no_env(), &Overrides::default()).expect("load");
+        assert_eq!(s.cluster, None);
+        let f = file(CLUSTER);
+        let s = Settings::load_from(Some(f.path()), no_env(), &Overrides::default()).expect("load");
+        let c = s.cluster.expect("cluster");
+        assert_eq!(
+            (c.node_id.as_str(), c.lease_ms, c.redis),
+            ("n1", 10_000, None)
+        );
+    }
+
+    #[test]
+    fn bad_cluster_settings_are_named() {
+        for (from, to, key) in [
+            (
+                "postgres://ynni@db/ynni",
+                "mysql://db/ynni",
+                "cluster.postgres",
+            ),
+            (
+                "shared_dir = \"/srv/ynni\"",
+                "shared_dir = \"\"",
+                "cluster.shared_dir",
+            ),
+            ("node_id = \"n1\"", "node_id = \"n 1\"", "cluster.node_id"),
+            ("10.0.0.1:8090", "10.0.0.1", "cluster.advertise"),
+            ("0123456789abcdef", "short", "cluster.secret"),
+            ("secret", "lease_ms = 10\nsecret", "cluster.lease_ms"),
+            ("secret", "redis = \"http://r\"\nsecret", "cluster.redis"),
+        ] {
+            let f = file(&CLUSTER.replace(from, to));
+            let e = Settings::load_from(Some(f.path()), no_env(), &Overrides::default())
+                .expect_err(key);
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        }
+        // A missing key is named too.
+        let f = file(&CLUSTER.replace("node_id = \"n1\"\n", ""));
+        let e = Settings::load_from(Some(f.path()), no_env(), &Overrides::default())
+            .expect_err("missing");
+        assert!(e.to_string().contains("node_id"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod authz;
 mod bad_input;
 mod browser;
+mod cluster;
 mod compat;
 mod compat_feeds;
 mod compat_inputs;
@@ -24,6 +25,9 @@ mod inputs;
 mod mariadb;
 mod mqtt;
 mod mqtt_tenancy;
+// The throwaway PostgreSQL the cluster crate's own tests use.
+#[path = "../../cluster/tests/postgres/mod.rs"]
+mod postgres;
 mod server_cli;
 mod simulate;
 mod user_accounts;

@@ -1,0 +1,28 @@
+//! Several ynni nodes serving one set of users (DESIGN §5): which nodes are alive, which node
+//! owns which of the 256 vshards, and the lease rules that keep a vshard from ever having two
+//! owners at once. Everything shared lives in Postgres; nothing here is a consensus protocol
+//! of its own.
+//!
+//! - [`placement`]: which vshard a user is in, and which live node should own a vshard
+//!   (rendezvous hashing, so a node joining or leaving moves only the vshards it must).
+//! - [`registry`]: nodes join with a heartbeat; a second process claiming a live node's id is
+//!   refused.
+//! - [`lease`]: vshard leases with epochs and the local deadline that fences a node that can
+//!   no longer renew (the argument is in that module's documentation).
+//! - [`status`]: the `ynni cluster status` report.
+//!
+//! Serving requests in cluster mode (forwarding to owners, MQTT hand-over, per-vshard logs in
+//! the shared directory) is not built yet; `ynni serve` with a `[cluster]` section checks the
+//! configuration and the shared services, then says so.
+
+pub mod db;
+pub mod error;
+pub mod lease;
+pub mod placement;
+pub mod registry;
+pub mod status;
+
+pub use error::ClusterError;
+
+/// The number of vshards: users are spread over this many units of ownership.
+pub const VSHARDS: u16 = 256;

@@ -1,0 +1,133 @@
+//! `ynni serve` and `ynni cluster status` with a `[cluster]` section: bad settings stop
+//! start-up with a message naming the setting, and the status report reads a real Postgres.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::harness::BIN;
+use crate::postgres::Postgres;
+
+fn config(dir: &Path, postgres: &str, shared: &Path, node: &str) -> std::path::PathBuf {
+    let text = format!(
+        "data_dir = \"{data}\"\n[http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nlisten = \"127.0.0.1:0\"\n\
+         [cluster]\npostgres = \"{postgres}\"\nshared_dir = \"{shared}\"\nnode_id = \"{node}\"\n\
+         advertise = \"127.0.0.1:9100\"\nsecret = \"0123456789abcdef0123\"\nlease_ms = 1000\n",
+        data = dir.join("data").display(),
+        shared = shared.display(),
+    );
+    let path = dir.join(format!("{node}.toml"));
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+fn ynni(args: &[&str], config: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run ynni")
+}
+
+fn said(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn bad_cluster_settings_stop_start_up_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The shared directory does not exist.
+    let cfg = config(
+        dir.path(),
+        "postgres://ynni@127.0.0.1:1/ynni",
+        &dir.path().join("not-mounted"),
+        "n1",
+    );
+    let o = ynni(&["serve"], &cfg);
+    assert!(!o.status.success());
+    assert!(said(&o).contains("cluster.shared_dir"), "{}", said(&o));
+    // Postgres cannot be reached (nothing listens on port 1).
+    let cfg = config(
+        dir.path(),
+        "postgres://ynni@127.0.0.1:1/ynni",
+        dir.path(),
+        "n1",
+    );
+    let o = ynni(&["serve"], &cfg);
+    assert!(!o.status.success());
+    assert!(said(&o).contains("cluster.postgres"), "{}", said(&o));
+    // A node id that cannot be.
+    let bad = std::fs::read_to_string(&cfg)
+        .expect("read")
+        .replace("node_id = \"n1\"", "node_id = \"n/1\"");
+    std::fs::write(&cfg, bad).expect("write");
+    let o = ynni(&["serve"], &cfg);
+    assert!(!o.status.success());
+    assert!(said(&o).contains("cluster.node_id"), "{}", said(&o));
+}
+
+#[tokio::test]
+async fn cluster_status_and_a_duplicate_node_id_against_postgres() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path(), &pg.url(), dir.path(), "n1");
+
+    // A fresh cluster: no nodes, every vshard free.
+    let o = ynni(&["cluster", "status"], &cfg);
+    assert!(o.status.success(), "{}", said(&o));
+    let report = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(report.contains("nodes: 0"), "{report}");
+    assert!(
+        report.contains("vshards without a live lease: 256 (0-255)"),
+        "{report}"
+    );
+
+    // A running node holds "n1": a second process with that id is refused, naming the setting.
+    let pool = ynni_cluster::db::connect(&pg.url(), Duration::from_secs(10))
+        .await
+        .expect("connect");
+    let lease = Duration::from_secs(1);
+    let n1 = ynni_cluster::registry::Membership::join(pool, "n1", "127.0.0.1:9001", lease)
+        .await
+        .expect("join");
+    let beating = {
+        let m = n1.clone();
+        tokio::spawn(async move {
+            while m.heartbeat().await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let o = tokio::task::spawn_blocking(move || ynni(&["serve"], &cfg))
+        .await
+        .expect("serve");
+    assert!(!o.status.success());
+    assert!(
+        said(&o).contains("`cluster.node_id` \"n1\" is in use"),
+        "{}",
+        said(&o)
+    );
+    let cfg = config(dir.path(), &pg.url(), dir.path(), "n1");
+    let o = ynni(&["cluster", "status"], &cfg);
+    let report = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(report.contains("nodes: 1"), "{report}");
+    assert!(report.contains("n1 at 127.0.0.1:9001: alive"), "{report}");
+    beating.abort();
+
+    // Another id passes every check, and serve then says cluster serving is not built.
+    let cfg = config(dir.path(), &pg.url(), dir.path(), "n2");
+    let o = tokio::task::spawn_blocking(move || ynni(&["serve"], &cfg))
+        .await
+        .expect("serve");
+    assert!(!o.status.success());
+    assert!(
+        said(&o).contains("cluster mode is not built yet"),
+        "{}",
+        said(&o)
+    );
+}
