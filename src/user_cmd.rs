@@ -10,7 +10,14 @@ use ynni_storage::DataDir;
 
 use crate::cli::UserAddArgs;
 
+/// The catalog the server would use: the cluster's PostgreSQL with `[cluster]`, else the
+/// SQLite file in the data directory.
 async fn open_catalog(settings: &Settings) -> anyhow::Result<Catalog> {
+    if let Some(cluster) = &settings.cluster {
+        return Catalog::open_postgres(&cluster.postgres)
+            .await
+            .context("opening the catalog in cluster.postgres");
+    }
     let dir = DataDir::open(&settings.data_dir)?;
     Catalog::open_sqlite(&dir.catalog_path())
         .await

@@ -131,3 +131,42 @@ async fn cluster_status_and_a_duplicate_node_id_against_postgres() {
         said(&o)
     );
 }
+
+#[tokio::test]
+async fn user_add_and_list_use_the_clusters_postgres() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n1 = config(dir.path(), &pg.url(), dir.path(), "n1");
+    let n2 = config(dir.path(), &pg.url(), dir.path(), "n2");
+    let add = |cfg: &Path, name: &str| {
+        Command::new(BIN)
+            .args(["user", "add", "--username", name, "--password", "secret12"])
+            .args(["--email", &format!("{name}@example.com"), "--config"])
+            .arg(cfg)
+            .output()
+            .expect("run ynni")
+    };
+    // Accounts added through either node's configuration land in the one catalog, with ids
+    // unique across the cluster; the local data directory is not used for them.
+    let o = add(&n1, "alice");
+    assert!(o.status.success(), "{}", said(&o));
+    let alice: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let o = add(&n2, "bob");
+    assert!(o.status.success(), "{}", said(&o));
+    let bob: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_ne!(alice["userid"], bob["userid"]);
+    assert!(alice["userid"].is_i64(), "{alice}");
+    let o = add(&n2, "ALICE");
+    assert!(!o.status.success(), "a name is taken whatever its case");
+    let o = ynni(&["user", "list"], &n1);
+    assert!(o.status.success(), "{}", said(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(!dir.path().join("data").join("catalog.sqlite").exists());
+}

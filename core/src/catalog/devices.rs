@@ -1,5 +1,6 @@
 //! Devices: a key per device, bound to one node of its user (emoncms's device module).
 
+use super::on_db;
 use super::{Catalog, CatalogError};
 use crate::keys::new_apikey;
 
@@ -31,8 +32,8 @@ impl Catalog {
         kind: &str,
     ) -> Result<Option<i64>, CatalogError> {
         let key = new_apikey()?;
-        Ok(sqlx::query_scalar::<_, i64>(
-            "INSERT INTO devices (userid, nodeid, name, description, type, devicekey) VALUES (?, ?, ?, ?, ?, ?) \
+        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+            "INSERT INTO devices (userid, nodeid, name, description, type, devicekey) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (userid, nodeid) DO NOTHING RETURNING id",
         )
         .bind(userid)
@@ -41,32 +42,34 @@ impl Catalog {
         .bind(description)
         .bind(kind)
         .bind(key)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(p)
+        .await)?)
     }
 
     pub async fn devices_for_user(&self, userid: i64) -> Result<Vec<DeviceRow>, CatalogError> {
-        let sql = format!("SELECT {COLUMNS} FROM devices WHERE userid = ? ORDER BY nodeid, name");
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE userid = $1 ORDER BY nodeid, name");
         Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
     }
 
     pub async fn device_by_id(&self, id: i64) -> Result<Option<DeviceRow>, CatalogError> {
-        let sql = format!("SELECT {COLUMNS} FROM devices WHERE id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE id = $1");
         Ok(self.select_optional(sqlx::AssertSqlSafe(sql), id).await?)
     }
 
     /// The device whose key is `key` (any case), noting the time it was used.
     pub async fn device_by_key(&self, key: &str) -> Result<Option<DeviceRow>, CatalogError> {
-        let sql = format!("UPDATE devices SET time = ? WHERE devicekey = ? RETURNING {COLUMNS}");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let sql = format!("UPDATE devices SET time = $1 WHERE devicekey = $2 RETURNING {COLUMNS}");
+        Ok(
+            on_db!(&self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(super::now_secs())
             .bind(key.to_ascii_lowercase())
-            .fetch_optional(&self.pool)
-            .await?)
+            .fetch_optional(p)
+            .await)?,
+        )
     }
 
     pub async fn delete_device(&self, id: i64) -> Result<(), CatalogError> {
-        let sql = "DELETE FROM devices WHERE id = ?";
+        let sql = "DELETE FROM devices WHERE id = $1";
         self.execute1(sql, id).await?;
         Ok(())
     }
@@ -80,24 +83,25 @@ impl Catalog {
         nodeid: Option<&str>,
         kind: Option<&str>,
     ) -> Result<bool, CatalogError> {
-        let result = sqlx::query(
-            "UPDATE devices SET name = COALESCE(?, name), description = COALESCE(?, description), \
-             nodeid = COALESCE(?, nodeid), type = COALESCE(?, type) WHERE id = ?",
+        let result = on_db!(&self.db, p => sqlx::query(
+            "UPDATE devices SET name = COALESCE($1, name), description = COALESCE($2, description), \
+             nodeid = COALESCE($3, nodeid), type = COALESCE($4, type) WHERE id = $5",
         )
         .bind(name)
         .bind(description)
         .bind(nodeid)
         .bind(kind)
         .bind(id)
-        .execute(&self.pool)
-        .await;
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()));
         super::unless_unique_clash(result)
     }
 
     /// Replaces the device's key; the old one stops working at once.
     pub async fn new_device_key(&self, id: i64) -> Result<String, CatalogError> {
         let key = new_apikey()?;
-        let sql = "UPDATE devices SET devicekey = ? WHERE id = ?";
+        let sql = "UPDATE devices SET devicekey = $1 WHERE id = $2";
         self.execute2(sql, &key, id).await?;
         Ok(key)
     }

@@ -1,5 +1,6 @@
 //! Feeds: ownership, name, tag, engine and unit. The data is in the engines' files.
 
+use super::on_db;
 use super::{Catalog, CatalogError};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -18,7 +19,8 @@ pub struct FeedRow {
     pub size: i64,
 }
 
-const COLUMNS: &str = "id, userid, name, tag, public, engine, unit, processList, size";
+const COLUMNS: &str =
+    "id, userid, name, tag, public, engine, unit, processList AS \"processList\", size";
 
 impl Catalog {
     /// Adds a feed row and returns its id; the caller then creates its files.
@@ -30,25 +32,25 @@ impl Catalog {
         engine: i64,
         unit: &str,
     ) -> Result<i64, CatalogError> {
-        Ok(sqlx::query_scalar::<_, i64>(
-            "INSERT INTO feeds (userid, name, tag, engine, unit) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+            "INSERT INTO feeds (userid, name, tag, engine, unit) VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(userid)
         .bind(name)
         .bind(tag)
         .bind(engine)
         .bind(unit)
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(p)
+        .await)?)
     }
 
     pub async fn feeds_for_user(&self, userid: i64) -> Result<Vec<FeedRow>, CatalogError> {
-        let sql = format!("SELECT {COLUMNS} FROM feeds WHERE userid = ? ORDER BY id");
+        let sql = format!("SELECT {COLUMNS} FROM feeds WHERE userid = $1 ORDER BY id");
         Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
     }
 
     pub async fn feed_by_id(&self, id: i64) -> Result<Option<FeedRow>, CatalogError> {
-        let sql = format!("SELECT {COLUMNS} FROM feeds WHERE id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM feeds WHERE id = $1");
         Ok(self.select_optional(sqlx::AssertSqlSafe(sql), id).await?)
     }
 
@@ -59,32 +61,31 @@ impl Catalog {
         name: &str,
         tag: Option<&str>,
     ) -> Result<Option<i64>, CatalogError> {
-        Ok(sqlx::query_scalar::<_, i64>(
-            "SELECT id FROM feeds WHERE userid = ? AND name = ? AND (? IS NULL OR tag = ?) ORDER BY id LIMIT 1",
+        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM feeds WHERE userid = $1 AND name = $2 AND ($3 IS NULL OR tag = $4) ORDER BY id LIMIT 1",
         )
         .bind(userid)
         .bind(name)
         .bind(tag)
         .bind(tag)
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(p)
+        .await)?)
     }
 
     /// Public feeds of a user (`feed/list?userid=`).
     pub async fn public_feeds(&self, userid: i64) -> Result<Vec<FeedRow>, CatalogError> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM feeds WHERE userid = ? AND public = 1 ORDER BY id");
+        let sql = format!("SELECT {COLUMNS} FROM feeds WHERE userid = $1 AND public ORDER BY id");
         Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
     }
 
     pub async fn set_feed_size(&self, id: i64, size: i64) -> Result<(), CatalogError> {
-        let sql = "UPDATE feeds SET size = ? WHERE id = ?";
+        let sql = "UPDATE feeds SET size = $1 WHERE id = $2";
         self.execute2(sql, size, id).await?;
         Ok(())
     }
 
     pub async fn set_feed_process_list(&self, id: i64, list: &str) -> Result<(), CatalogError> {
-        let sql = "UPDATE feeds SET processList = ? WHERE id = ?";
+        let sql = "UPDATE feeds SET processList = $1 WHERE id = $2";
         self.execute2(sql, list, id).await?;
         Ok(())
     }
@@ -103,31 +104,33 @@ impl Catalog {
             return Ok(false);
         };
         let (name, tag) = (name.unwrap_or(&row.name), tag.unwrap_or(&row.tag));
-        let clash = sqlx::query(
-            "SELECT 1 AS x FROM feeds WHERE userid = ? AND name = ? AND tag = ? AND id <> ?",
+        let clash = on_db!(&self.db, p => sqlx::query(
+            "SELECT 1 AS x FROM feeds WHERE userid = $1 AND name = $2 AND tag = $3 AND id <> $4",
         )
         .bind(row.userid)
         .bind(name)
         .bind(tag)
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        if clash.is_some() {
+        .fetch_optional(p)
+        .await
+        .map(|r| r.is_some()))?;
+        if clash {
             return Ok(false);
         }
-        sqlx::query("UPDATE feeds SET name = ?, tag = ?, public = ?, unit = ? WHERE id = ?")
+        on_db!(&self.db, p => sqlx::query("UPDATE feeds SET name = $1, tag = $2, public = $3, unit = $4 WHERE id = $5")
             .bind(name)
             .bind(tag)
             .bind(public.unwrap_or(row.public))
             .bind(unit.unwrap_or(&row.unit))
             .bind(id)
-            .execute(&self.pool)
-            .await?;
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(true)
     }
 
     pub async fn delete_feed_row(&self, id: i64) -> Result<(), CatalogError> {
-        let sql = "DELETE FROM feeds WHERE id = ?";
+        let sql = "DELETE FROM feeds WHERE id = $1";
         self.execute1(sql, id).await?;
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! identity is left alone, and a different row in its place is reported, never overwritten.
 
 use super::now_secs;
+use super::on_db;
 use super::users::{ForgetKeys, is_unique_violation};
 use super::{Catalog, CatalogError, DeviceRow, FeedRow, InputRow};
 
@@ -46,7 +47,40 @@ fn created_unless_clash<T>(
     }
 }
 
+/// The tables whose ids an import may set itself.
+#[derive(Debug, Clone, Copy)]
+enum IdTable {
+    Users,
+    Feeds,
+    Inputs,
+    Devices,
+}
+
 impl Catalog {
+    /// After a row was inserted with its own id: PostgreSQL's id sequence does not see such
+    /// ids, so it is moved past the largest, lest the next created row clash with an imported
+    /// one. SQLite's AUTOINCREMENT follows explicit ids by itself.
+    async fn follow_explicit_ids(&self, table: IdTable) -> Result<(), CatalogError> {
+        let sql = match table {
+            IdTable::Users => {
+                "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT MAX(id) FROM users))"
+            }
+            IdTable::Feeds => {
+                "SELECT setval(pg_get_serial_sequence('feeds', 'id'), (SELECT MAX(id) FROM feeds))"
+            }
+            IdTable::Inputs => {
+                "SELECT setval(pg_get_serial_sequence('inputs', 'id'), (SELECT MAX(id) FROM inputs))"
+            }
+            IdTable::Devices => {
+                "SELECT setval(pg_get_serial_sequence('devices', 'id'), (SELECT MAX(id) FROM devices))"
+            }
+        };
+        if let super::Db::Postgres(p) = &self.db {
+            sqlx::query(sql).execute(p).await?;
+        }
+        Ok(())
+    }
+
     /// Imports an account under its own id where that id is free, otherwise under a new one;
     /// returns what happened and the id it has here.
     pub async fn import_user(&self, u: &ImportedUser) -> Result<(Imported, i64), CatalogError> {
@@ -70,23 +104,33 @@ impl Catalog {
         }
         let id_free = self.user_by_id(u.id).await?.is_none();
         let _forget = ForgetKeys(self);
-        let result = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO users (id, username, email, password, salt, apikey_write, apikey_read, \
-             admin, uuid, timezone, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(id_free.then_some(u.id))
-        .bind(&u.username)
-        .bind(&u.email)
-        .bind(&u.password)
-        .bind(&u.salt)
-        .bind(&u.apikey_write)
-        .bind(&u.apikey_read)
-        .bind(u.admin)
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(&u.timezone)
-        .bind(now_secs())
-        .fetch_one(&self.pool)
-        .await;
+        // The emoncms id is kept when it is free here; otherwise the catalog picks one.
+        let sql = if id_free {
+            "INSERT INTO users (username, email, password, salt, apikey_write, apikey_read, \
+             admin, uuid, timezone, created, id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"
+        } else {
+            "INSERT INTO users (username, email, password, salt, apikey_write, apikey_read, \
+             admin, uuid, timezone, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id"
+        };
+        let result = on_db!(&self.db, p => {
+            let q = sqlx::query_scalar::<_, i64>(sql)
+                .bind(&u.username)
+                .bind(&u.email)
+                .bind(&u.password)
+                .bind(&u.salt)
+                .bind(&u.apikey_write)
+                .bind(&u.apikey_read)
+                .bind(u.admin)
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(&u.timezone)
+                .bind(now_secs());
+            if id_free { q.bind(u.id) } else { q }.fetch_one(p).await
+        });
+        if id_free && result.is_ok() {
+            self.follow_explicit_ids(IdTable::Users).await?;
+        }
         let id = result.as_ref().ok().copied().unwrap_or(u.id);
         let imported = created_unless_clash(result, "users.", || {
             format!(
@@ -112,9 +156,9 @@ impl Catalog {
                 ))
             });
         }
-        sqlx::query(
+        on_db!(&self.db, p => sqlx::query(
             "INSERT INTO feeds (id, userid, name, tag, public, engine, unit, processList, size) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(f.id)
         .bind(f.userid)
@@ -125,17 +169,18 @@ impl Catalog {
         .bind(&f.unit)
         .bind(&f.process_list)
         .bind(f.size)
-        .execute(&self.pool)
-        .await?;
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        self.follow_explicit_ids(IdTable::Feeds).await?;
         Ok(Imported::Created)
     }
 
     pub async fn import_input(&self, i: &InputRow) -> Result<Imported, CatalogError> {
-        let existing: Option<(i64, String, String)> =
-            sqlx::query_as("SELECT userid, nodeid, name FROM inputs WHERE id = ?")
+        let existing: Option<(i64, String, String)> = on_db!(&self.db, p => sqlx::query_as("SELECT userid, nodeid, name FROM inputs WHERE id = $1")
                 .bind(i.id)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(p)
+                .await)?;
         if let Some((userid, nodeid, name)) = existing {
             return Ok(
                 if (userid, &nodeid, &name) == (i.userid, &i.nodeid, &i.name) {
@@ -148,9 +193,9 @@ impl Catalog {
                 },
             );
         }
-        let result = sqlx::query(
+        let result = on_db!(&self.db, p => sqlx::query(
             "INSERT INTO inputs (id, userid, nodeid, name, description, processList) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(i.id)
         .bind(i.userid)
@@ -158,8 +203,12 @@ impl Catalog {
         .bind(&i.name)
         .bind(&i.description)
         .bind(&i.process_list)
-        .execute(&self.pool)
-        .await;
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()));
+        if result.is_ok() {
+            self.follow_explicit_ids(IdTable::Inputs).await?;
+        }
         created_unless_clash(result, "inputs.", || {
             format!(
                 "input {}:{} of user {} already exists here with another id",
@@ -171,12 +220,11 @@ impl Catalog {
     /// Imports a device with its key (a new random key when it had none), under its id where
     /// free. The same device (user, node and key) already here is left alone.
     pub async fn import_device(&self, d: &DeviceRow) -> Result<Imported, CatalogError> {
-        let existing: Option<(i64, String)> =
-            sqlx::query_as("SELECT id, devicekey FROM devices WHERE userid = ? AND nodeid = ?")
+        let existing: Option<(i64, String)> = on_db!(&self.db, p => sqlx::query_as("SELECT id, devicekey FROM devices WHERE userid = $1 AND nodeid = $2")
                 .bind(d.userid)
                 .bind(&d.nodeid)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(p)
+                .await)?;
         if let Some((_, key)) = existing {
             return Ok(if d.devicekey.is_empty() || key == d.devicekey {
                 Imported::Unchanged
@@ -192,24 +240,35 @@ impl Catalog {
         } else {
             d.devicekey.clone()
         };
-        let id_free: Option<(i64,)> = sqlx::query_as("SELECT id FROM devices WHERE id = ?")
+        let id_free: Option<(i64,)> = on_db!(&self.db, p => sqlx::query_as("SELECT id FROM devices WHERE id = $1")
             .bind(d.id)
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(p)
+            .await)?;
         let _forget = ForgetKeys(self);
-        let result = sqlx::query(
-            "INSERT INTO devices (id, userid, nodeid, name, description, type, devicekey) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id_free.is_none().then_some(d.id))
-        .bind(d.userid)
-        .bind(&d.nodeid)
-        .bind(&d.name)
-        .bind(&d.description)
-        .bind(&d.kind)
-        .bind(key)
-        .execute(&self.pool)
-        .await;
+        let id_free = id_free.is_none();
+        let sql = if id_free {
+            "INSERT INTO devices (userid, nodeid, name, description, type, devicekey, id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        } else {
+            "INSERT INTO devices (userid, nodeid, name, description, type, devicekey) \
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        };
+        let result = on_db!(&self.db, p => {
+            let q = sqlx::query(sql)
+                .bind(d.userid)
+                .bind(&d.nodeid)
+                .bind(&d.name)
+                .bind(&d.description)
+                .bind(&d.kind)
+                .bind(key);
+            if id_free { q.bind(d.id) } else { q }
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        });
+        if id_free && result.is_ok() {
+            self.follow_explicit_ids(IdTable::Devices).await?;
+        }
         created_unless_clash(result, "devices.", || {
             format!("the key of device {:?} is already used here", d.nodeid)
         })

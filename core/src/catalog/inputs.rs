@@ -1,7 +1,6 @@
 //! Inputs: identity (user, node, name), description and process list.
 
-use sqlx::SqliteConnection;
-
+use super::on_db;
 use super::{Catalog, CatalogError};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -15,38 +14,16 @@ pub struct InputRow {
     pub process_list: String,
 }
 
-/// Creates the input unless it exists, then reads its row. Both statements run on `conn`, so
-/// they join the caller's transaction when it holds one.
-async fn insert_or_get_input(
-    conn: &mut SqliteConnection,
-    userid: i64,
-    nodeid: &str,
-    name: &str,
-) -> Result<InputRow, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO inputs (userid, nodeid, name) VALUES (?, ?, ?) \
-         ON CONFLICT (userid, nodeid, name) DO NOTHING",
-    )
-    .bind(userid)
-    .bind(nodeid)
-    .bind(name)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query_as(
-        "SELECT id, userid, nodeid, name, description, processList FROM inputs \
-         WHERE userid = ? AND nodeid = ? AND name = ?",
-    )
-    .bind(userid)
-    .bind(nodeid)
-    .bind(name)
-    .fetch_one(conn)
-    .await
-}
+/// Creates the input unless it exists and returns its row, in one statement: the conflict
+/// branch's no-op update makes `RETURNING` give the existing row too.
+const INSERT_OR_GET_INPUT: &str = "INSERT INTO inputs (userid, nodeid, name) VALUES ($1, $2, $3) \
+     ON CONFLICT (userid, nodeid, name) DO UPDATE SET name = excluded.name \
+     RETURNING id, userid, nodeid, name, description, processList AS \"processList\"";
 
 impl Catalog {
     pub async fn inputs_for_user(&self, userid: i64) -> Result<Vec<InputRow>, CatalogError> {
-        let sql = "SELECT id, userid, nodeid, name, description, processList FROM inputs \
-                   WHERE userid = ? ORDER BY id";
+        let sql = "SELECT id, userid, nodeid, name, description, processList AS \"processList\" \
+                   FROM inputs WHERE userid = $1 ORDER BY id";
         Ok(self.select_all(sql, userid).await?)
     }
 
@@ -58,8 +35,12 @@ impl Catalog {
         nodeid: &str,
         name: &str,
     ) -> Result<InputRow, CatalogError> {
-        let mut conn = self.pool.acquire().await?;
-        Ok(insert_or_get_input(&mut conn, userid, nodeid, name).await?)
+        Ok(on_db!(&self.db, p => sqlx::query_as(INSERT_OR_GET_INPUT)
+            .bind(userid)
+            .bind(nodeid)
+            .bind(name)
+            .fetch_one(p)
+            .await)?)
     }
 
     /// Creates several inputs of one user in one transaction and returns their rows in the
@@ -71,24 +52,32 @@ impl Catalog {
         userid: i64,
         keys: &[(String, String)],
     ) -> Result<Vec<InputRow>, CatalogError> {
-        let mut tx = self.pool.begin().await?;
-        let mut rows = Vec::with_capacity(keys.len());
-        for (nodeid, name) in keys {
-            rows.push(insert_or_get_input(&mut tx, userid, nodeid, name).await?);
-        }
-        tx.commit().await?;
-        Ok(rows)
+        Ok(on_db!(&self.db, p => {
+            let mut tx = p.begin().await?;
+            let mut rows = Vec::with_capacity(keys.len());
+            for (nodeid, name) in keys {
+                let row: InputRow = sqlx::query_as(INSERT_OR_GET_INPUT)
+                    .bind(userid)
+                    .bind(nodeid)
+                    .bind(name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                rows.push(row);
+            }
+            tx.commit().await?;
+            rows
+        }))
     }
 
     pub async fn set_input_process_list(&self, id: i64, list: &str) -> Result<(), CatalogError> {
-        let sql = "UPDATE inputs SET processList = ? WHERE id = ?";
+        let sql = "UPDATE inputs SET processList = $1 WHERE id = $2";
         self.execute2(sql, list, id).await?;
         Ok(())
     }
 
     /// Whether the user switched automatic input creation off.
     pub async fn input_creation_disabled(&self, userid: i64) -> Result<bool, CatalogError> {
-        let sql = "SELECT 1 AS x FROM input_disable WHERE userid = ?";
+        let sql = "SELECT userid FROM input_disable WHERE userid = $1";
         let found: Option<(i64,)> = self.select_optional(sql, userid).await?;
         Ok(found.is_some())
     }
@@ -101,10 +90,11 @@ impl Catalog {
         now: i64,
     ) -> Result<(), CatalogError> {
         if disabled {
-            let sql = "INSERT OR REPLACE INTO input_disable (userid, time) VALUES (?, ?)";
+            let sql = "INSERT INTO input_disable (userid, time) VALUES ($1, $2) \
+                       ON CONFLICT (userid) DO UPDATE SET time = excluded.time";
             self.execute2(sql, userid, now).await?;
         } else {
-            let sql = "DELETE FROM input_disable WHERE userid = ?";
+            let sql = "DELETE FROM input_disable WHERE userid = $1";
             self.execute1(sql, userid).await?;
         }
         Ok(())
@@ -118,36 +108,39 @@ impl Catalog {
         name: Option<&str>,
         description: Option<&str>,
     ) -> Result<bool, CatalogError> {
-        let result = sqlx::query(
-            "UPDATE inputs SET name = COALESCE(?, name), description = COALESCE(?, description) WHERE id = ?",
+        let result = on_db!(&self.db, p => sqlx::query(
+            "UPDATE inputs SET name = COALESCE($1, name), description = COALESCE($2, description) WHERE id = $3",
         )
         .bind(name)
         .bind(description)
         .bind(id)
-        .execute(&self.pool)
-        .await;
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()));
         super::unless_unique_clash(result)
     }
 
     /// Deletes the user's inputs among `ids`; returns how many went.
     pub async fn delete_inputs(&self, userid: i64, ids: &[i64]) -> Result<u64, CatalogError> {
-        let mut n = 0;
-        let mut tx = self.pool.begin().await?;
-        for id in ids {
-            n += sqlx::query("DELETE FROM inputs WHERE id = ? AND userid = ?")
-                .bind(id)
-                .bind(userid)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(n)
+        Ok(on_db!(&self.db, p => {
+            let mut n = 0;
+            let mut tx = p.begin().await?;
+            for id in ids {
+                n += sqlx::query("DELETE FROM inputs WHERE id = $1 AND userid = $2")
+                    .bind(id)
+                    .bind(userid)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            n
+        }))
     }
 
     /// Deletes the user's inputs that have no process list (`input/clean`).
     pub async fn delete_unprocessed_inputs(&self, userid: i64) -> Result<u64, CatalogError> {
-        let sql = "DELETE FROM inputs WHERE userid = ? AND processList = ''";
+        let sql = "DELETE FROM inputs WHERE userid = $1 AND processList = ''";
         Ok(self.execute1(sql, userid).await?)
     }
 }

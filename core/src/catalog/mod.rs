@@ -1,9 +1,17 @@
-//! The catalog: users, keys and sessions (later inputs, feeds and process lists) in SQL.
+//! The catalog: users, keys, sessions, devices, inputs, feeds and process lists in SQL.
 //!
 //! SQLite in WAL mode under the data dir is the embedded default; every write is a single
 //! statement or a transaction, so a crash leaves either the old or the new row. Several
 //! processes may open the same catalog (the server and `ynni user add`): SQLite serialises
 //! writers and `busy_timeout` makes a contended writer wait instead of failing.
+//!
+//! PostgreSQL holds the catalog of a cluster (DESIGN §5), so ids are unique across every node.
+//! Each statement is written once, in the SQL both accept: `$1`, `$2`… placeholders numbered
+//! in the order they first appear (SQLite numbers named parameters by first appearance),
+//! `ON CONFLICT` rather than `INSERT OR …`, flags tested by truth (`WHERE public`) rather than
+//! against 1, usernames compared through `lower()`, and `processList` selected as
+//! `"processList"` (PostgreSQL folds the unquoted column name to lower case). [`on_db!`] runs
+//! a statement on whichever pool the catalog has; each backend has its own migrations.
 
 mod devices;
 mod feeds;
@@ -16,6 +24,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -30,6 +39,26 @@ pub use sessions::Session;
 pub use users::{CreateRefusal, KeyKind, NewUser, ProfileUpdate, User};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The catalog's database.
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the catalog's pool, whichever backend it is: the body is
+/// the same text for both and sqlx infers each backend's types from the pool.
+macro_rules! on_db {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            $crate::catalog::Db::Sqlite($p) => $body,
+            $crate::catalog::Db::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -48,8 +77,12 @@ impl CatalogError {
     /// retrying cannot help.
     pub fn is_retryable(&self) -> bool {
         match self {
+            // SQLite's BUSY and LOCKED; PostgreSQL's serialization failure and deadlock.
             CatalogError::Db(sqlx::Error::Database(e)) => {
-                matches!(e.code().as_deref(), Some("5") | Some("6"))
+                matches!(
+                    e.code().as_deref(),
+                    Some("5") | Some("6") | Some("40001") | Some("40P01")
+                )
             }
             CatalogError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
             _ => false,
@@ -60,7 +93,7 @@ impl CatalogError {
 /// Handle to the catalog database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Catalog {
-    pool: SqlitePool,
+    db: Db,
     /// Apikey → account, so a post does not cost a database query. Emptied by every change to
     /// an account made through this handle (this process is the only one that changes
     /// accounts; `ynni user add` in another process only adds them), so a regenerated key stops
@@ -95,14 +128,29 @@ impl Catalog {
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
         Ok(Self {
-            pool,
+            db: Db::Sqlite(pool),
+            keys: Default::default(),
+        })
+    }
+
+    /// Opens the PostgreSQL catalog at `url` (a cluster's shared catalog) and brings its
+    /// schema up to date.
+    pub async fn open_postgres(url: &str) -> Result<Self, CatalogError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        POSTGRES_MIGRATIONS.run(&pool).await?;
+        Ok(Self {
+            db: Db::Postgres(pool),
             keys: Default::default(),
         })
     }
 
     /// Waits for in-flight statements and closes every connection.
     pub async fn close(&self) {
-        self.pool.close().await;
+        on_db!(&self.db, p => p.close().await)
     }
 
     // The runners below exist so each catalog method states only its SQL and its values; the
@@ -112,21 +160,21 @@ impl Catalog {
     /// Runs `sql` with `a` bound to its placeholder; returns how many rows it changed.
     async fn execute1<'t, A>(&self, sql: &'static str, a: A) -> Result<u64, sqlx::Error>
     where
-        A: Encode<'t, Sqlite> + Type<Sqlite>,
+        A: 't + Encode<'t, Sqlite> + Type<Sqlite> + Encode<'t, Postgres> + Type<Postgres>,
     {
-        let query = sqlx::query::<Sqlite>(sql).bind(a);
-        Ok(query.execute(&self.pool).await?.rows_affected())
+        Ok(on_db!(&self.db, p => sqlx::query(sql).bind(a).execute(p).await?.rows_affected()))
     }
 
     /// Runs `sql` with `a` and `b` bound to its placeholders in that order (typically
-    /// `UPDATE … SET column = ? WHERE id = ?`); returns how many rows it changed.
+    /// `UPDATE … SET column = $1 WHERE id = $2`); returns how many rows it changed.
     async fn execute2<'t, A, B>(&self, sql: &'static str, a: A, b: B) -> Result<u64, sqlx::Error>
     where
-        A: Encode<'t, Sqlite> + Type<Sqlite>,
-        B: Encode<'t, Sqlite> + Type<Sqlite>,
+        A: 't + Encode<'t, Sqlite> + Type<Sqlite> + Encode<'t, Postgres> + Type<Postgres>,
+        B: 't + Encode<'t, Sqlite> + Type<Sqlite> + Encode<'t, Postgres> + Type<Postgres>,
     {
-        let query = sqlx::query::<Sqlite>(sql).bind(a).bind(b);
-        Ok(query.execute(&self.pool).await?.rows_affected())
+        Ok(
+            on_db!(&self.db, p => sqlx::query(sql).bind(a).bind(b).execute(p).await?.rows_affected()),
+        )
     }
 
     /// Every row `sql` selects with `value` bound.
@@ -136,11 +184,10 @@ impl Catalog {
         value: A,
     ) -> Result<Vec<T>, sqlx::Error>
     where
-        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
-        A: 't + Encode<'t, Sqlite> + Type<Sqlite>,
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+        A: 't + Encode<'t, Sqlite> + Type<Sqlite> + Encode<'t, Postgres> + Type<Postgres>,
     {
-        let query = sqlx::query_as::<Sqlite, T>(sql).bind(value);
-        query.fetch_all(&self.pool).await
+        on_db!(&self.db, p => sqlx::query_as(sql).bind(value).fetch_all(p).await)
     }
 
     /// The first row `sql` selects with `value` bound, if any.
@@ -150,18 +197,15 @@ impl Catalog {
         value: A,
     ) -> Result<Option<T>, sqlx::Error>
     where
-        T: for<'r> FromRow<'r, SqliteRow> + Send + Unpin,
-        A: 't + Encode<'t, Sqlite> + Type<Sqlite>,
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+        A: 't + Encode<'t, Sqlite> + Type<Sqlite> + Encode<'t, Postgres> + Type<Postgres>,
     {
-        let query = sqlx::query_as::<Sqlite, T>(sql).bind(value);
-        query.fetch_optional(&self.pool).await
+        on_db!(&self.db, p => sqlx::query_as(sql).bind(value).fetch_optional(p).await)
     }
 }
 
 /// An update's outcome where a unique constraint may refuse it: `false` for the clash.
-pub(crate) fn unless_unique_clash(
-    result: Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
-) -> Result<bool, CatalogError> {
+pub(crate) fn unless_unique_clash<T>(result: Result<T, sqlx::Error>) -> Result<bool, CatalogError> {
     match result {
         Ok(_) => Ok(true),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),

@@ -2,6 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::on_db;
 use super::{Catalog, CatalogError, now_secs};
 use crate::keys::random_hex;
 
@@ -21,31 +22,32 @@ impl Catalog {
     pub async fn create_session(&self, userid: i64, ttl_secs: i64) -> Result<String, CatalogError> {
         let token = random_hex(32)?;
         let now = now_secs();
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, userid, created, expires) VALUES (?, ?, ?, ?)",
+        on_db!(&self.db, p => sqlx::query(
+            "INSERT INTO sessions (token_hash, userid, created, expires) VALUES ($1, $2, $3, $4)",
         )
         .bind(token_hash(&token))
         .bind(userid)
         .bind(now)
         .bind(now + ttl_secs)
-        .execute(&self.pool)
-        .await?;
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(token)
     }
 
     /// The session behind `token`, if it exists and has not expired.
     pub async fn session(&self, token: &str) -> Result<Option<Session>, CatalogError> {
-        Ok(sqlx::query_as(
-            "SELECT userid, expires FROM sessions WHERE token_hash = ? AND expires > ?",
+        Ok(on_db!(&self.db, p => sqlx::query_as(
+            "SELECT userid, expires FROM sessions WHERE token_hash = $1 AND expires > $2",
         )
         .bind(token_hash(token))
         .bind(now_secs())
-        .fetch_optional(&self.pool)
-        .await?)
+        .fetch_optional(p)
+        .await)?)
     }
 
     pub async fn delete_session(&self, token: &str) -> Result<(), CatalogError> {
-        let sql = "DELETE FROM sessions WHERE token_hash = ?";
+        let sql = "DELETE FROM sessions WHERE token_hash = $1";
         self.execute1(sql, token_hash(token)).await?;
         Ok(())
     }
@@ -53,14 +55,14 @@ impl Catalog {
     /// Ends every session of `userid` except the one holding `keep` (after a password change,
     /// other browsers must log in again).
     pub async fn delete_other_sessions(&self, userid: i64, keep: &str) -> Result<(), CatalogError> {
-        let sql = "DELETE FROM sessions WHERE userid = ? AND token_hash <> ?";
+        let sql = "DELETE FROM sessions WHERE userid = $1 AND token_hash <> $2";
         self.execute2(sql, userid, token_hash(keep)).await?;
         Ok(())
     }
 
     /// Removes expired sessions; returns how many.
     pub async fn purge_expired_sessions(&self) -> Result<u64, CatalogError> {
-        let sql = "DELETE FROM sessions WHERE expires <= ?";
+        let sql = "DELETE FROM sessions WHERE expires <= $1";
         Ok(self.execute1(sql, now_secs()).await?)
     }
 }

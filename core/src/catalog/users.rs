@@ -1,5 +1,6 @@
 //! Accounts: creation, lookup by name or apikey, profile and credential changes.
 
+use super::on_db;
 use super::{Catalog, CatalogError, now_secs};
 use crate::keys::new_apikey;
 
@@ -88,13 +89,15 @@ const USER_COLUMNS: &str = "id, username, email, password, salt, apikey_write, a
      admin, uuid, timezone, language, gravatar, name, location, bio, tags, startingpage, \
      created, lastlogin";
 
-/// SQLite's extended code for a UNIQUE constraint violation.
-const SQLITE_CONSTRAINT_UNIQUE: &str = "2067";
-
+/// Whether `e` is a unique-constraint refusal about `column` (`users.username`, or a prefix
+/// such as `users.`). SQLite names the column in its message (`UNIQUE constraint failed:
+/// users.username`); PostgreSQL names the constraint (`users_username`, `users_apikey_read_key`).
 pub(super) fn is_unique_violation(e: &sqlx::Error, column: &str) -> bool {
     match e {
-        sqlx::Error::Database(d) => {
-            d.code().as_deref() == Some(SQLITE_CONSTRAINT_UNIQUE) && d.message().contains(column)
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            d.message().contains(column)
+                || d.constraint()
+                    .is_some_and(|c| c.contains(&column.replace('.', "_")))
         }
         _ => false,
     }
@@ -111,11 +114,11 @@ impl Catalog {
     ) -> Result<Result<User, CreateRefusal>, CatalogError> {
         // A key collision needs 2^64 keys to become likely; one retry covers the impossible.
         for attempt in 0..2 {
-            let result = sqlx::query_scalar::<_, i64>(
+            let result = on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
                 "INSERT INTO users (username, email, password, apikey_write, apikey_read, admin, \
                  uuid, timezone, created) \
-                 SELECT ?1, ?2, ?3, ?4, ?5, (?6 OR NOT EXISTS (SELECT 1 FROM users)), ?7, ?8, ?9 \
-                 WHERE ?10 = 0 OR NOT EXISTS (SELECT 1 FROM users) \
+                 SELECT $1, $2, $3, $4, $5, ($6 OR NOT EXISTS (SELECT 1 FROM users)), $7, $8, $9 \
+                 WHERE NOT $10 OR NOT EXISTS (SELECT 1 FROM users) \
                  RETURNING id",
             )
             .bind(&new.username)
@@ -128,8 +131,8 @@ impl Catalog {
             .bind(&new.timezone)
             .bind(now_secs())
             .bind(only_if_first)
-            .fetch_optional(&self.pool)
-            .await;
+            .fetch_optional(p)
+            .await);
             match result {
                 Ok(Some(id)) => {
                     let user = self.user_by_id(id).await?.ok_or(sqlx::Error::RowNotFound)?;
@@ -147,24 +150,24 @@ impl Catalog {
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, CatalogError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         Ok(self.select_optional(sqlx::AssertSqlSafe(sql), id).await?)
     }
 
     /// Usernames compare without regard to ASCII case, as emoncms's MySQL collation does.
     pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, CatalogError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?");
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)");
         Ok(self
             .select_optional(sqlx::AssertSqlSafe(sql), username)
             .await?)
     }
 
     pub async fn username_exists(&self, username: &str) -> Result<bool, CatalogError> {
-        let row = sqlx::query("SELECT 1 FROM users WHERE username = ?")
+        let row = on_db!(&self.db, p => sqlx::query("SELECT 1 FROM users WHERE lower(username) = lower($1)")
             .bind(username)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
+            .fetch_optional(p)
+            .await.map(|r| r.is_some()))?;
+        Ok(row)
     }
 
     /// The account owning `key` and which of its keys it is. Keys compare case-insensitively
@@ -180,7 +183,7 @@ impl Catalog {
             cache.generation
         };
         let sql =
-            format!("SELECT {USER_COLUMNS} FROM users WHERE apikey_write = ?1 OR apikey_read = ?1");
+            format!("SELECT {USER_COLUMNS} FROM users WHERE apikey_write = $1 OR apikey_read = $1");
         let sql = sqlx::AssertSqlSafe(sql);
         let user: Option<User> = self.select_optional(sql, &key).await?;
         let found = user.map(|u| {
@@ -206,15 +209,19 @@ impl Catalog {
 
     pub async fn list_users(&self) -> Result<Vec<User>, CatalogError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(p)
+            .await)?,
+        )
     }
 
     pub async fn count_users(&self) -> Result<i64, CatalogError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) AS n FROM users")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            on_db!(&self.db, p => sqlx::query_scalar("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(p)
+            .await)?,
+        )
     }
 
     /// Replaces one of the user's apikeys with a new random one and returns it; the old key
@@ -222,8 +229,8 @@ impl Catalog {
     pub async fn regenerate_apikey(&self, id: i64, kind: KeyKind) -> Result<String, CatalogError> {
         let _forget = ForgetKeys(self);
         let sql = match kind {
-            KeyKind::Read => "UPDATE users SET apikey_read = ? WHERE id = ?",
-            KeyKind::Write => "UPDATE users SET apikey_write = ? WHERE id = ?",
+            KeyKind::Read => "UPDATE users SET apikey_read = $1 WHERE id = $2",
+            KeyKind::Write => "UPDATE users SET apikey_write = $1 WHERE id = $2",
         };
         let key = new_apikey()?;
         self.execute2(sql, &key, id).await?;
@@ -233,23 +240,23 @@ impl Catalog {
     /// Stores a new (argon2) password hash and drops any legacy salt.
     pub async fn set_password_hash(&self, id: i64, hash: &str) -> Result<(), CatalogError> {
         let _forget = ForgetKeys(self);
-        let sql = "UPDATE users SET password = ?, salt = NULL WHERE id = ?";
+        let sql = "UPDATE users SET password = $1, salt = NULL WHERE id = $2";
         self.execute2(sql, hash, id).await?;
         Ok(())
     }
 
     pub async fn record_login(&self, id: i64) -> Result<(), CatalogError> {
         let _forget = ForgetKeys(self);
-        let sql = "UPDATE users SET lastlogin = ? WHERE id = ?";
+        let sql = "UPDATE users SET lastlogin = $1 WHERE id = $2";
         self.execute2(sql, now_secs(), id).await?;
         Ok(())
     }
 
     pub async fn update_profile(&self, id: i64, p: &ProfileUpdate) -> Result<(), CatalogError> {
         let _forget = ForgetKeys(self);
-        sqlx::query(
-            "UPDATE users SET gravatar = ?, name = ?, location = ?, timezone = ?, language = ?, \
-             bio = ?, tags = ?, startingpage = ? WHERE id = ?",
+        on_db!(&self.db, db => sqlx::query(
+            "UPDATE users SET gravatar = $1, name = $2, location = $3, timezone = $4, language = $5, \
+             bio = $6, tags = $7, startingpage = $8 WHERE id = $9",
         )
         .bind(&p.gravatar)
         .bind(&p.name)
@@ -260,15 +267,16 @@ impl Catalog {
         .bind(&p.tags)
         .bind(&p.startingpage)
         .bind(id)
-        .execute(&self.pool)
-        .await?;
+        .execute(db)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Renames an account; `Ok(false)` when the name is taken.
     pub async fn set_username(&self, id: i64, username: &str) -> Result<bool, CatalogError> {
         let _forget = ForgetKeys(self);
-        let sql = "UPDATE users SET username = ? WHERE id = ?";
+        let sql = "UPDATE users SET username = $1 WHERE id = $2";
         match self.execute2(sql, username, id).await {
             Ok(_) => Ok(true),
             Err(e) if is_unique_violation(&e, "users.username") => Ok(false),
@@ -278,13 +286,13 @@ impl Catalog {
 
     /// Switches Home Assistant MQTT discovery on or off for an account.
     pub async fn set_ha_discovery(&self, id: i64, enabled: bool) -> Result<(), CatalogError> {
-        let sql = "UPDATE users SET ha_discovery = ? WHERE id = ?";
+        let sql = "UPDATE users SET ha_discovery = $1 WHERE id = $2";
         self.execute2(sql, enabled, id).await?;
         Ok(())
     }
 
     pub async fn ha_discovery(&self, id: i64) -> Result<bool, CatalogError> {
-        let sql = "SELECT ha_discovery FROM users WHERE id = ?";
+        let sql = "SELECT ha_discovery FROM users WHERE id = $1";
         let row: Option<(bool,)> = self.select_optional(sql, id).await?;
         Ok(row.is_some_and(|(enabled,)| enabled))
     }
@@ -292,15 +300,15 @@ impl Catalog {
     /// Accounts that publish Home Assistant discovery (announced again at start-up).
     pub async fn ha_discovery_users(&self) -> Result<Vec<i64>, CatalogError> {
         Ok(
-            sqlx::query_scalar("SELECT id FROM users WHERE ha_discovery = 1 ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?,
+            on_db!(&self.db, p => sqlx::query_scalar("SELECT id FROM users WHERE ha_discovery ORDER BY id")
+                .fetch_all(p)
+                .await)?,
         )
     }
 
     pub async fn set_email(&self, id: i64, email: &str) -> Result<(), CatalogError> {
         let _forget = ForgetKeys(self);
-        let sql = "UPDATE users SET email = ? WHERE id = ?";
+        let sql = "UPDATE users SET email = $1 WHERE id = $2";
         self.execute2(sql, email, id).await?;
         Ok(())
     }

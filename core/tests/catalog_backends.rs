@@ -1,0 +1,354 @@
+//! One scenario over the whole catalog API, run on SQLite and on a real PostgreSQL: both
+//! backends must answer alike (the statements are written once for both).
+
+// Tests stop at the first surprise: unwrapping is how they say so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../cluster/tests/postgres/mod.rs"]
+mod postgres;
+
+use ynni_core::catalog::{CreateRefusal, KeyKind, NewUser, ProfileUpdate};
+use ynni_core::{Catalog, DeviceRow, FeedRow, Imported, ImportedUser, InputRow};
+
+fn new_user(name: &str) -> NewUser {
+    NewUser {
+        username: name.into(),
+        email: format!("{name}@example.com"),
+        password_hash: "$argon2id$test".into(),
+        timezone: "Europe/London".into(),
+        admin: false,
+    }
+}
+
+async fn accounts(cat: &Catalog) -> (i64, i64) {
+    // The first account is an admin; only-if-first refuses the second; names clash without
+    // regard to case.
+    let alice = cat
+        .create_user(&new_user("Alice"), true)
+        .await
+        .expect("db")
+        .expect("first");
+    assert!(alice.admin);
+    assert_eq!(
+        cat.create_user(&new_user("bob"), true).await.expect("db"),
+        Err(CreateRefusal::NotFirstUser)
+    );
+    let bob = cat
+        .create_user(&new_user("bob"), false)
+        .await
+        .expect("db")
+        .expect("created");
+    assert!(!bob.admin);
+    assert_eq!(
+        cat.create_user(&new_user("ALICE"), false)
+            .await
+            .expect("db"),
+        Err(CreateRefusal::UsernameTaken)
+    );
+    assert!(cat.username_exists("aLiCe").await.expect("db"));
+    assert_eq!(
+        cat.user_by_username("ALICE")
+            .await
+            .expect("db")
+            .map(|u| u.id),
+        Some(alice.id)
+    );
+    assert!(!cat.set_username(bob.id, "alice").await.expect("db"));
+    assert!(cat.set_username(bob.id, "robert").await.expect("db"));
+    assert_eq!(cat.count_users().await.expect("db"), 2);
+    let (found, kind) = cat
+        .user_by_apikey(&alice.apikey_read.to_uppercase())
+        .await
+        .expect("db")
+        .expect("key");
+    assert_eq!((found.id, kind), (alice.id, KeyKind::Read));
+    let new_key = cat
+        .regenerate_apikey(alice.id, KeyKind::Write)
+        .await
+        .expect("db");
+    assert!(
+        cat.user_by_apikey(&alice.apikey_write)
+            .await
+            .expect("db")
+            .is_none()
+    );
+    assert_eq!(
+        cat.user_by_apikey(&new_key).await.expect("db").map(|u| u.1),
+        Some(KeyKind::Write)
+    );
+    let profile = ProfileUpdate {
+        name: "Alice A".into(),
+        timezone: "UTC".into(),
+        ..ProfileUpdate::default()
+    };
+    cat.update_profile(alice.id, &profile).await.expect("db");
+    cat.set_email(alice.id, "a@example.org").await.expect("db");
+    cat.record_login(alice.id).await.expect("db");
+    cat.set_password_hash(alice.id, "$argon2id$new")
+        .await
+        .expect("db");
+    let a = cat.user_by_id(alice.id).await.expect("db").expect("alice");
+    assert_eq!(
+        (
+            a.name.as_str(),
+            a.email.as_str(),
+            a.salt,
+            a.password.as_str()
+        ),
+        ("Alice A", "a@example.org", None, "$argon2id$new")
+    );
+    assert!(a.lastlogin > 0);
+    cat.set_ha_discovery(bob.id, true).await.expect("db");
+    assert!(cat.ha_discovery(bob.id).await.expect("db"));
+    assert!(!cat.ha_discovery(alice.id).await.expect("db"));
+    assert_eq!(cat.ha_discovery_users().await.expect("db"), vec![bob.id]);
+
+    // Sessions.
+    let token = cat.create_session(alice.id, 3600).await.expect("db");
+    let other = cat.create_session(alice.id, 3600).await.expect("db");
+    assert_eq!(
+        cat.session(&token).await.expect("db").map(|s| s.userid),
+        Some(alice.id)
+    );
+    cat.delete_other_sessions(alice.id, &token)
+        .await
+        .expect("db");
+    assert!(cat.session(&other).await.expect("db").is_none());
+    cat.delete_session(&token).await.expect("db");
+    assert!(cat.session(&token).await.expect("db").is_none());
+    let _ = cat.create_session(bob.id, -1).await.expect("db");
+    assert_eq!(cat.purge_expired_sessions().await.expect("db"), 1);
+    (alice.id, bob.id)
+}
+
+async fn inputs_feeds_devices(cat: &Catalog, alice: i64, bob: i64) {
+    // Inputs: created once whatever the retries, in one transaction for a batch.
+    let power = cat
+        .create_input(alice, "emontx", "power")
+        .await
+        .expect("db");
+    let again = cat
+        .create_input(alice, "emontx", "power")
+        .await
+        .expect("db");
+    assert_eq!(power, again);
+    let keys = vec![
+        ("emontx".to_string(), "power".to_string()),
+        ("emontx".to_string(), "temp".to_string()),
+    ];
+    let rows = cat.create_inputs(alice, &keys).await.expect("db");
+    assert_eq!(rows[0], power);
+    assert_eq!(rows[1].name, "temp");
+    cat.set_input_process_list(power.id, "1:1")
+        .await
+        .expect("db");
+    let renamed = cat
+        .set_input_fields(rows[1].id, Some("power"), None)
+        .await
+        .expect("db");
+    assert!(!renamed, "names are unique per node");
+    let described = cat
+        .set_input_fields(rows[1].id, None, Some("outside"))
+        .await
+        .expect("db");
+    assert!(described);
+    let inputs = cat.inputs_for_user(alice).await.expect("db");
+    assert_eq!(inputs.len(), 2);
+    assert_eq!(inputs[0].process_list, "1:1");
+    assert_eq!(inputs[1].description, "outside");
+    assert!(!cat.input_creation_disabled(alice).await.expect("db"));
+    for now in [5, 6] {
+        cat.set_input_creation_disabled(alice, true, now)
+            .await
+            .expect("db");
+    }
+    assert!(cat.input_creation_disabled(alice).await.expect("db"));
+    cat.set_input_creation_disabled(alice, false, 7)
+        .await
+        .expect("db");
+    assert!(!cat.input_creation_disabled(alice).await.expect("db"));
+    // bob cannot delete alice's inputs; unprocessed ones go with input/clean.
+    assert_eq!(cat.delete_inputs(bob, &[power.id]).await.expect("db"), 0);
+    assert_eq!(cat.delete_unprocessed_inputs(alice).await.expect("db"), 1);
+    assert_eq!(cat.inputs_for_user(alice).await.expect("db").len(), 1);
+
+    // Feeds.
+    let f = cat
+        .create_feed(alice, "power", "house", 5, "W")
+        .await
+        .expect("db");
+    let g = cat
+        .create_feed(alice, "kwh", "house", 5, "kWh")
+        .await
+        .expect("db");
+    assert_eq!(
+        cat.feed_id_by_name(alice, "kwh", None).await.expect("db"),
+        Some(g)
+    );
+    assert_eq!(
+        cat.feed_id_by_name(alice, "kwh", Some("other"))
+            .await
+            .expect("db"),
+        None
+    );
+    let clash = cat
+        .update_feed_fields(g, Some("power"), None, None, None)
+        .await
+        .expect("db");
+    assert!(!clash);
+    let set = cat
+        .update_feed_fields(f, None, None, Some(true), Some("kW"))
+        .await
+        .expect("db");
+    assert!(set);
+    cat.set_feed_size(f, 1234).await.expect("db");
+    cat.set_feed_process_list(g, "x").await.expect("db");
+    let public = cat.public_feeds(alice).await.expect("db");
+    assert_eq!(public.len(), 1);
+    let p = &public[0];
+    assert_eq!(
+        (p.id, p.public, p.unit.as_str(), p.size),
+        (f, true, "kW", 1234)
+    );
+    let row = cat.feed_by_id(g).await.expect("db").expect("g");
+    assert_eq!(row.process_list, "x");
+    cat.delete_feed_row(g).await.expect("db");
+    assert_eq!(cat.feeds_for_user(alice).await.expect("db").len(), 1);
+
+    // Devices.
+    let d = cat
+        .create_device(alice, "emontx", "tx", "", "emontx4")
+        .await
+        .expect("db")
+        .expect("created");
+    let twice = cat
+        .create_device(alice, "emontx", "tx", "", "")
+        .await
+        .expect("db");
+    assert_eq!(twice, None);
+    let key = cat.new_device_key(d).await.expect("db");
+    let dev = cat
+        .device_by_key(&key.to_uppercase())
+        .await
+        .expect("db")
+        .expect("device");
+    assert!(dev.time.is_some());
+    assert_eq!(dev.kind, "emontx4");
+    let set = cat
+        .set_device_fields(d, Some("tx4"), None, None, None)
+        .await
+        .expect("db");
+    assert!(set);
+    assert_eq!(cat.devices_for_user(alice).await.expect("db").len(), 1);
+    cat.delete_device(d).await.expect("db");
+    assert!(cat.device_by_id(d).await.expect("db").is_none());
+}
+
+async fn imports(cat: &Catalog) {
+    // Imports keep their ids, and later rows never clash with them.
+    let imported = ImportedUser {
+        id: 500,
+        username: "carol".into(),
+        email: "c@example.com".into(),
+        password: "legacy".into(),
+        salt: "salt".into(),
+        apikey_write: "0123456789abcdef0123456789abcdef".into(),
+        apikey_read: "fedcba9876543210fedcba9876543210".into(),
+        admin: false,
+        timezone: "UTC".into(),
+    };
+    let first = cat.import_user(&imported).await.expect("db");
+    assert_eq!(first, (Imported::Created, 500));
+    let second = cat.import_user(&imported).await.expect("db");
+    assert_eq!(second, (Imported::Unchanged, 500));
+    let clash = ImportedUser {
+        id: 501,
+        username: "dave".into(),
+        ..imported.clone()
+    };
+    let refused = cat.import_user(&clash).await.expect("db").0;
+    assert!(matches!(refused, Imported::Conflict(_)), "{refused:?}");
+    let feed = FeedRow {
+        id: 900,
+        userid: 500,
+        name: "old".into(),
+        tag: "t".into(),
+        public: false,
+        engine: 5,
+        unit: String::new(),
+        process_list: String::new(),
+        size: 0,
+    };
+    assert_eq!(cat.import_feed(&feed).await.expect("db"), Imported::Created);
+    let input = InputRow {
+        id: 700,
+        userid: 500,
+        nodeid: "n".into(),
+        name: "i".into(),
+        description: String::new(),
+        process_list: "1:900".into(),
+    };
+    assert_eq!(
+        cat.import_input(&input).await.expect("db"),
+        Imported::Created
+    );
+    let device = DeviceRow {
+        id: 300,
+        userid: 500,
+        nodeid: "n".into(),
+        name: "dev".into(),
+        description: String::new(),
+        kind: String::new(),
+        devicekey: "aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb".into(),
+        time: None,
+    };
+    assert_eq!(
+        cat.import_device(&device).await.expect("db"),
+        Imported::Created
+    );
+    let later = cat
+        .create_user(&new_user("erin"), false)
+        .await
+        .expect("db")
+        .expect("created");
+    assert!(later.id > 500, "{}", later.id);
+    let f = cat
+        .create_feed(later.id, "f", "t", 5, "")
+        .await
+        .expect("db");
+    assert!(f > 900, "{f}");
+    let i = cat.create_input(later.id, "n", "i").await.expect("db");
+    assert!(i.id > 700, "{}", i.id);
+    let d = cat
+        .create_device(later.id, "n", "d", "", "")
+        .await
+        .expect("db")
+        .expect("created");
+    assert!(d > 300, "{d}");
+    assert_eq!(cat.list_users().await.expect("db").len(), 4);
+}
+
+async fn scenario(cat: &Catalog) {
+    let (alice, bob) = accounts(cat).await;
+    inputs_feeds_devices(cat, alice, bob).await;
+    imports(cat).await;
+}
+
+#[tokio::test]
+async fn the_catalog_answers_alike_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cat = Catalog::open_sqlite(&dir.path().join("catalog.sqlite"))
+        .await
+        .expect("open");
+    scenario(&cat).await;
+}
+
+#[tokio::test]
+async fn the_catalog_answers_alike_on_postgres() {
+    let pg = postgres::Postgres::start();
+    let cat = Catalog::open_postgres(&pg.url()).await.expect("open");
+    scenario(&cat).await;
+    // Opening again finds the schema in place.
+    let again = Catalog::open_postgres(&pg.url()).await.expect("reopen");
+    assert_eq!(again.count_users().await.expect("db"), 4);
+}
