@@ -52,6 +52,19 @@ pub struct PassThrough {
 pub enum ClusterCommand {
     /// Nodes with their heartbeats, and which node holds which vshards under which epoch.
     Status(ConfigArgs),
+    /// Move a node's vshards to the others (for maintenance); `--undo` gives it a share again.
+    Drain(DrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The node's `cluster.node_id`.
+    pub node: String,
+    /// Let the node take vshards again.
+    #[arg(long)]
+    pub undo: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,6 +25,22 @@ pub async fn status(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ynni cluster drain NODE [--undo]`: marks the node draining (or not), so placement moves its
+/// vshards to the others as it hands them over.
+pub async fn drain(settings: &Settings, node: &str, draining: bool) -> anyhow::Result<()> {
+    let c = section(settings)?;
+    let pool = ynni_cluster::db::connect(&c.postgres, CONNECT_TIMEOUT).await?;
+    if !ynni_cluster::registry::set_draining(&pool, node, draining).await? {
+        bail!("no node {node:?} is registered in this cluster (see ynni cluster status)");
+    }
+    if draining {
+        println!("{node} is draining: its vshards move to the other nodes");
+    } else {
+        println!("{node} takes vshards again");
+    }
+    Ok(())
+}
+
 /// `ynni serve` with `[cluster]`: checks the shared directory, Postgres and the node id, each
 /// failure naming its setting. Serving in cluster mode is not built yet, which it then says.
 pub async fn serve(c: &ClusterSettings) -> anyhow::Result<()> {

@@ -48,6 +48,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init("warn")?;
             cluster_cmd::status(&settings).await
         }
+        Command::Cluster(ClusterCommand::Drain(args)) => {
+            let settings = load(&args.config, Overrides::default())?;
+            logging::init("warn")?;
+            cluster_cmd::drain(&settings, &args.node, !args.undo).await
+        }
         Command::User(UserCommand::Add(args)) => {
             let settings = load(&args.config, Overrides::default())?;
             logging::init("warn")?;

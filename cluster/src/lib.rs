@@ -9,6 +9,8 @@
 //!   refused.
 //! - [`lease`]: vshard leases with epochs and the local deadline that fences a node that can
 //!   no longer renew (the argument is in that module's documentation).
+//! - [`ownership`]: a node's vshards kept by ticking: heartbeat, placement, renewals,
+//!   acquisitions, hand-overs.
 //! - [`status`]: the `ynni cluster status` report.
 //!
 //! Serving requests in cluster mode (forwarding to owners, MQTT hand-over, per-vshard logs in
@@ -18,6 +20,7 @@
 pub mod db;
 pub mod error;
 pub mod lease;
+pub mod ownership;
 pub mod placement;
 pub mod registry;
 pub mod status;

@@ -16,6 +16,22 @@ pub struct Node {
     pub advertise: String,
 }
 
+/// Marks `node_id` as draining (or no longer draining): placement stops giving it vshards, so
+/// the others take them over as it hands them on. `false` if no such node is registered.
+pub async fn set_draining(
+    pool: &PgPool,
+    node_id: &str,
+    draining: bool,
+) -> Result<bool, ClusterError> {
+    let done = sqlx::query("UPDATE cluster_nodes SET draining = $2 WHERE node_id = $1")
+        .bind(node_id)
+        .bind(draining)
+        .execute(pool)
+        .await
+        .map_err(ClusterError::db("marking a node draining"))?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// This process's registration.
 #[derive(Debug, Clone)]
 pub struct Membership {
@@ -41,7 +57,7 @@ impl Membership {
                 "INSERT INTO cluster_nodes (node_id, advertise, instance) VALUES ($1, $2, $3) \
                  ON CONFLICT (node_id) DO UPDATE SET advertise = EXCLUDED.advertise, \
                  instance = EXCLUDED.instance, started_at = clock_timestamp(), \
-                 heartbeat = clock_timestamp(), draining = FALSE \
+                 heartbeat = clock_timestamp() \
                  WHERE cluster_nodes.heartbeat < clock_timestamp() - make_interval(secs => $4) \
                  RETURNING node_id",
             )

@@ -170,3 +170,34 @@ async fn user_add_and_list_use_the_clusters_postgres() {
     assert_eq!(names, ["alice", "bob"]);
     assert!(!dir.path().join("data").join("catalog.sqlite").exists());
 }
+
+#[tokio::test]
+async fn drain_marks_a_registered_node() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path(), &pg.url(), dir.path(), "n1");
+    let o = ynni(&["cluster", "drain", "nosuch"], &cfg);
+    assert!(!o.status.success());
+    assert!(said(&o).contains("no node \"nosuch\""), "{}", said(&o));
+    let pool = ynni_cluster::db::connect(&pg.url(), Duration::from_secs(10))
+        .await
+        .expect("connect");
+    let lease = Duration::from_secs(30);
+    let n1 = ynni_cluster::registry::Membership::join(pool, "n1", "127.0.0.1:9001", lease)
+        .await
+        .expect("join");
+    let o = ynni(&["cluster", "drain", "n1"], &cfg);
+    assert!(o.status.success(), "{}", said(&o));
+    assert!(
+        n1.live().await.expect("live").is_empty(),
+        "a draining node gets no vshards"
+    );
+    let report = said(&ynni(&["cluster", "status"], &cfg));
+    assert!(
+        report.contains("n1 at 127.0.0.1:9001: draining"),
+        "{report}"
+    );
+    let o = ynni(&["cluster", "drain", "n1", "--undo"], &cfg);
+    assert!(o.status.success(), "{}", said(&o));
+    assert_eq!(n1.live().await.expect("live").len(), 1);
+}
