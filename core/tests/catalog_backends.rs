@@ -352,3 +352,92 @@ async fn the_catalog_answers_alike_on_postgres() {
     let again = Catalog::open_postgres(&pg.url()).await.expect("reopen");
     assert_eq!(again.count_users().await.expect("db"), 4);
 }
+
+/// Two nodes on one PostgreSQL catalog: a key regenerated through one stops working at once
+/// there and, once PostgreSQL has passed the change on, at the other, which had it cached.
+#[tokio::test]
+async fn a_key_change_on_one_node_reaches_the_others() {
+    let pg = postgres::Postgres::start();
+    let a = Catalog::open_postgres(&pg.url()).await.expect("open a");
+    let b = Catalog::open_postgres(&pg.url()).await.expect("open b");
+    let user = a
+        .create_user(&new_user("alice"), false)
+        .await
+        .expect("db")
+        .expect("created");
+    // b remembers keys once its listener is up: a read key changed in the database behind the
+    // catalogs' backs (no announcement) still works at b, from its cache.
+    let raw = sqlx::PgPool::connect(&pg.url()).await.expect("raw");
+    let set_read = |key: String| {
+        let raw = raw.clone();
+        async move {
+            sqlx::query("UPDATE users SET apikey_read = $1 WHERE id = $2")
+                .bind(key)
+                .bind(user.id)
+                .execute(&raw)
+                .await
+                .expect("update");
+        }
+    };
+    let hidden = "0".repeat(32);
+    let mut cached = false;
+    for _ in 0..50 {
+        assert!(
+            b.user_by_apikey(&user.apikey_read)
+                .await
+                .expect("db")
+                .is_some()
+        );
+        set_read(hidden.clone()).await;
+        cached = b
+            .user_by_apikey(&user.apikey_read)
+            .await
+            .expect("db")
+            .is_some();
+        if cached {
+            break;
+        }
+        set_read(user.apikey_read.clone()).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(cached, "b never cached the key");
+    assert!(
+        b.user_by_apikey(&user.apikey_write)
+            .await
+            .expect("db")
+            .is_some()
+    );
+    let changed = std::time::Instant::now();
+    a.regenerate_apikey(user.id, KeyKind::Write)
+        .await
+        .expect("db");
+    assert!(
+        a.user_by_apikey(&user.apikey_write)
+            .await
+            .expect("db")
+            .is_none(),
+        "refused at once on the node that changed it"
+    );
+    let mut refused_after = None;
+    for _ in 0..100 {
+        if b.user_by_apikey(&user.apikey_write)
+            .await
+            .expect("db")
+            .is_none()
+        {
+            refused_after = Some(changed.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let took = refused_after.expect("the other node still accepts the old key after 1 s");
+    println!("old key refused on the other node after {took:?}");
+    // The announcement emptied b's whole cache: the read key changed behind its back is now
+    // read afresh, and refused.
+    assert!(
+        b.user_by_apikey(&user.apikey_read)
+            .await
+            .expect("db")
+            .is_none()
+    );
+}

@@ -107,6 +107,9 @@ pub struct Catalog {
 pub(crate) struct KeyCache {
     pub generation: u64,
     pub map: std::collections::HashMap<String, (User, KeyKind)>,
+    /// Whether lookups may be remembered: always with SQLite; with PostgreSQL only while this
+    /// node hears the other nodes' account changes.
+    pub enabled: bool,
 }
 
 impl Catalog {
@@ -127,9 +130,13 @@ impl Catalog {
             .connect_with(options)
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
+        let keys = KeyCache {
+            enabled: true,
+            ..KeyCache::default()
+        };
         Ok(Self {
             db: Db::Sqlite(pool),
-            keys: Default::default(),
+            keys: std::sync::Arc::new(std::sync::RwLock::new(keys)),
         })
     }
 
@@ -142,9 +149,14 @@ impl Catalog {
             .connect(url)
             .await?;
         POSTGRES_MIGRATIONS.run(&pool).await?;
+        let keys: std::sync::Arc<std::sync::RwLock<KeyCache>> = Default::default();
+        tokio::spawn(listen_for_key_changes(
+            pool.clone(),
+            std::sync::Arc::downgrade(&keys),
+        ));
         Ok(Self {
             db: Db::Postgres(pool),
-            keys: Default::default(),
+            keys,
         })
     }
 
@@ -201,6 +213,74 @@ impl Catalog {
         A: 't + Encode<'t, Sqlite> + Type<Sqlite> + Encode<'t, Postgres> + Type<Postgres>,
     {
         on_db!(&self.db, p => sqlx::query_as(sql).bind(value).fetch_optional(p).await)
+    }
+}
+
+/// The PostgreSQL channel on which nodes announce account changes.
+const KEY_CHANNEL: &str = "ynni_catalog_keys";
+
+/// Empties a remembered-keys cache; a lookup that started before cannot store what it read.
+pub(crate) fn forget_keys(keys: &std::sync::RwLock<KeyCache>) {
+    let mut cache = keys.write().unwrap_or_else(|p| p.into_inner());
+    cache.generation += 1;
+    cache.map.clear();
+}
+
+/// Tells every node's catalog that an account changed (PostgreSQL's NOTIFY, delivered to each
+/// listening connection once the change has committed). Sent from a task, as it is called from
+/// a guard's `drop`.
+pub(crate) fn notify_key_change(pool: &PgPool) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let pool = pool.clone();
+    runtime.spawn(async move {
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(KEY_CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "could not announce an account change to the other nodes");
+        }
+    });
+}
+
+/// Empties this node's key cache whenever any node announces an account change, for as long as
+/// the catalog exists. While the listening connection is down nothing would be heard, so the
+/// cache is emptied and switched off until it is listening again.
+async fn listen_for_key_changes(pool: PgPool, keys: std::sync::Weak<std::sync::RwLock<KeyCache>>) {
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(KEY_CHANNEL).await?;
+            let Some(cache) = keys.upgrade() else {
+                return Ok::<bool, sqlx::Error>(false);
+            };
+            forget_keys(&cache);
+            cache.write().unwrap_or_else(|p| p.into_inner()).enabled = true;
+            drop(cache);
+            loop {
+                listener.recv().await?;
+                match keys.upgrade() {
+                    Some(cache) => forget_keys(&cache),
+                    None => return Ok(false),
+                }
+            }
+        };
+        match listening.await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "catalog key-change listener lost; retrying");
+                match keys.upgrade() {
+                    Some(cache) => {
+                        forget_keys(&cache);
+                        cache.write().unwrap_or_else(|p| p.into_inner()).enabled = false;
+                    }
+                    None => return,
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
     }
 }
 

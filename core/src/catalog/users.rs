@@ -79,9 +79,11 @@ pub(super) struct ForgetKeys<'a>(pub(super) &'a Catalog);
 
 impl Drop for ForgetKeys<'_> {
     fn drop(&mut self) {
-        let mut cache = self.0.keys.write().unwrap_or_else(|p| p.into_inner());
-        cache.generation += 1;
-        cache.map.clear();
+        super::forget_keys(&self.0.keys);
+        // The other nodes of a cluster forget theirs when PostgreSQL passes this on.
+        if let super::Db::Postgres(pool) = &self.0.db {
+            super::notify_key_change(pool);
+        }
     }
 }
 
@@ -197,7 +199,7 @@ impl Catalog {
         // Only real keys are remembered, so unknown keys cannot grow the cache.
         if let Some(hit) = &found {
             let mut cache = self.keys.write().unwrap_or_else(|p| p.into_inner());
-            if cache.generation == generation {
+            if cache.generation == generation && cache.enabled {
                 if cache.map.len() >= KEY_CACHE_LIMIT {
                     cache.map.clear();
                 }
