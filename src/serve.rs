@@ -234,7 +234,7 @@ impl Signals {
 pub fn router_config(settings: &Settings, data_dir: &DataDir) -> anyhow::Result<RouterConfig> {
     Ok(RouterConfig {
         workers: worker_count(data_dir)?,
-        vshards: 256,
+        vshards: ynni_core::vshard::VSHARDS,
         queue: 1024,
         max_nodes: DEFAULT_MAX_NODES,
         store: StoreConfig {

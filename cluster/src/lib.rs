@@ -27,5 +27,9 @@ pub mod status;
 
 pub use error::ClusterError;
 
-/// The number of vshards: users are spread over this many units of ownership.
+/// The number of vshards: users are spread over this many units of ownership
+/// (`ynni_core::vshard::VSHARDS`).
 pub const VSHARDS: u16 = 256;
+
+// The cluster divides exactly the vshards the shard workers do.
+const _: () = assert!(VSHARDS as u32 == ynni_core::vshard::VSHARDS);

@@ -1,16 +1,16 @@
-//! Where a user lives: a user's vshard is fixed by their id, and a vshard's owner is the live
-//! node that ranks it highest (rendezvous hashing). Both are SHA-256 based so that every node,
-//! whatever its build, computes the same answer, and so that the vshard of a user, which names
-//! a directory in the shared filesystem, never changes between versions.
+//! Where a user lives: a user's vshard is fixed by their id (`ynni_core::vshard`, the same
+//! function the shard workers of one node use), and a vshard's owner is the live node that
+//! ranks it highest (rendezvous hashing, SHA-256 based so that every node, whatever its build,
+//! computes the same answer).
 
 use sha2::{Digest, Sha256};
 
 use crate::VSHARDS;
 
-/// The vshard of user `userid`: the first byte of the SHA-256 of its decimal text.
+/// The vshard of user `userid`.
 pub fn vshard_of(userid: i64) -> u16 {
-    let digest = Sha256::digest(userid.to_string().as_bytes());
-    u16::from(digest[0]) % VSHARDS
+    // `of` answers below VSHARDS (256), which fits.
+    ynni_core::vshard::of(userid, u32::from(VSHARDS)) as u16
 }
 
 /// A node's rank for a vshard: the first 8 bytes of SHA-256(node id, 0, vshard).
@@ -44,16 +44,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vshards_are_fixed_and_spread() {
-        // Fixed forever: these values name directories in the shared filesystem.
-        let fixed: Vec<u16> = [1, 2, 3, 100, 123_456].map(vshard_of).to_vec();
-        assert_eq!(fixed, [1, 2, 3, 100, 123_456].map(vshard_of).to_vec());
-        let mut counts = [0u32; VSHARDS as usize];
-        for u in 1..=25_600 {
-            counts[vshard_of(u) as usize] += 1;
+    fn a_users_vshard_is_the_shard_workers_vshard() {
+        for u in [1, 2, 3, 1000, 123_456] {
+            assert_eq!(u32::from(vshard_of(u)), ynni_core::vshard::of(u, 256));
         }
-        // 100 users per vshard on average; none is empty or more than twice as full.
-        assert!(counts.iter().all(|&c| c > 0 && c < 200), "{counts:?}");
     }
 
     #[test]

@@ -9,5 +9,6 @@ pub mod login_limit;
 pub mod password;
 pub mod ratelimit;
 pub mod timezone;
+pub mod vshard;
 
 pub use catalog::{Catalog, CatalogError, DeviceRow, FeedRow, Imported, ImportedUser, InputRow};

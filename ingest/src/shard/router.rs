@@ -304,9 +304,7 @@ impl Router {
     }
 
     pub fn vshard(&self, userid: i64) -> u32 {
-        // A multiplicative hash spreads consecutive user ids over the vshards.
-        let h = (userid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-        (h % u64::from(self.vshards)) as u32
+        ynni_core::vshard::of(userid, self.vshards)
     }
 
     fn worker_of(&self, userid: i64) -> &mpsc::SyncSender<Job> {
