@@ -1,9 +1,8 @@
-//! `ynni cluster …` and the cluster checks `ynni serve` makes before anything else.
+//! `ynni cluster status` and `ynni cluster drain`.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use ynni_cluster::registry::Membership;
 use ynni_config::{ClusterSettings, Settings};
 
 /// How long reaching the cluster's Postgres may take before start-up gives up.
@@ -39,35 +38,4 @@ pub async fn drain(settings: &Settings, node: &str, draining: bool) -> anyhow::R
         println!("{node} takes vshards again");
     }
     Ok(())
-}
-
-/// `ynni serve` with `[cluster]`: checks the shared directory, Postgres and the node id, each
-/// failure naming its setting. Serving in cluster mode is not built yet, which it then says.
-pub async fn serve(c: &ClusterSettings) -> anyhow::Result<()> {
-    let dir = &c.shared_dir;
-    if !dir.is_dir() {
-        bail!(
-            "invalid configuration: `cluster.shared_dir` {} is not a directory (mount the shared filesystem first)",
-            dir.display()
-        );
-    }
-    let probe = dir.join(format!(".ynni-write-test-{}", c.node_id));
-    std::fs::write(&probe, b"ok")
-        .and_then(|()| std::fs::remove_file(&probe))
-        .with_context(|| {
-            format!(
-                "invalid configuration: `cluster.shared_dir` {} is not writable",
-                dir.display()
-            )
-        })?;
-    let pool = ynni_cluster::db::connect(&c.postgres, CONNECT_TIMEOUT).await?;
-    let lease = Duration::from_millis(c.lease_ms);
-    let me = Membership::join(pool, &c.node_id, &c.advertise, lease).await?;
-    tracing::info!(node = %c.node_id, "joined the cluster registry");
-    me.leave().await?;
-    bail!(
-        "cluster mode is not built yet (issue 17): the configuration, cluster.shared_dir, \
-         cluster.postgres and cluster.node_id were checked, but serving users from several \
-         nodes (forwarding, shard hand-over) is not implemented; remove [cluster] to run one node"
-    )
 }

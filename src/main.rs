@@ -2,6 +2,7 @@
 
 mod cli;
 mod cluster_cmd;
+mod cluster_node;
 mod discovery;
 mod exit;
 mod export_cmd;
@@ -38,10 +39,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )?;
             logging::init(&settings.log.level)?;
-            match &settings.cluster {
-                Some(cluster) => cluster_cmd::serve(cluster).await,
-                None => serve::run(settings).await,
-            }
+            serve::run(settings).await
         }
         Command::Cluster(ClusterCommand::Status(args)) => {
             let settings = load(&args, Overrides::default())?;

@@ -19,9 +19,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     raise_open_file_limit();
     let data_dir = DataDir::open_exclusive(&settings.data_dir)?;
-    let catalog = Catalog::open_sqlite(&data_dir.catalog_path())
-        .await
-        .with_context(|| format!("opening catalog {}", data_dir.catalog_path().display()))?;
+    // Cluster mode: checked and registered before anything listens; the catalog is the
+    // cluster's Postgres and the feeds and logs live in the shared directory.
+    let cluster = match &settings.cluster {
+        Some(c) => Some((
+            crate::cluster_node::join(c).await?,
+            crate::cluster_node::SharedPaths::create(&c.shared_dir)?,
+            c,
+        )),
+        None => None,
+    };
+    let catalog = match &cluster {
+        Some((_, _, c)) => Catalog::open_postgres(&c.postgres)
+            .await
+            .context("opening the catalog in cluster.postgres")?,
+        None => Catalog::open_sqlite(&data_dir.catalog_path())
+            .await
+            .with_context(|| format!("opening catalog {}", data_dir.catalog_path().display()))?,
+    };
     tracing::info!(data_dir = %data_dir.root().display(), "data directory ready");
 
     let listener = ynni_web::bind(settings.http.listen).await?;
@@ -29,7 +44,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .local_addr()
         .context("reading the HTTP listen address")?;
 
-    let router_cfg = router_config(&settings, &data_dir)?;
+    let mut router_cfg = router_config(&settings, &data_dir)?;
+    if let Some((_, paths, _)) = &cluster {
+        router_cfg.per_vshard = true;
+        router_cfg.fixed_dir = paths.phpfina.clone();
+        router_cfg.variable_dir = paths.phptimeseries.clone();
+        router_cfg.wal_root = paths.vshards.clone();
+    }
     let (router_catalog, handle) = (catalog.clone(), tokio::runtime::Handle::current());
     let router =
         tokio::task::spawn_blocking(move || Router::start(router_cfg, router_catalog, handle))
@@ -115,14 +136,28 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(purge_sessions(catalog.clone(), stop_rx.clone()));
 
-    let state = ynni_web::AppState::new(
+    let mut node = None;
+    let mut state = ynni_web::AppState::new(
         catalog.clone(),
-        Arc::new(settings),
+        Arc::new(settings.clone()),
         env!("CARGO_PKG_VERSION"),
         router.clone(),
     )
     .with_discovery(mqtt.announce)
     .with_credential_watch(mqtt.credentials);
+    if let Some((joined, _, c)) = cluster {
+        let forwarder = Arc::new(
+            ynni_web::Forwarder::new(c.secret.clone())
+                .context("building the client that forwards requests to other nodes")?,
+        );
+        state = state.with_forwarder(forwarder.clone());
+        node = Some(tokio::spawn(crate::cluster_node::keep(
+            joined,
+            router.clone(),
+            forwarder,
+            stop_rx.clone(),
+        )));
+    }
     let mut http_stop = stop_rx.clone();
     let mut server = tokio::spawn(ynni_web::serve(listener, state, async move {
         let _ = http_stop.wait_for(|stop| *stop).await;
@@ -143,6 +178,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Err(_) => {
             tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
             server.abort();
+        }
+    }
+    if let Some(node) = node {
+        // Hands every vshard over (flushed) and leaves the cluster, so the others take over
+        // at once instead of after a lease.
+        if let Err(e) = node.await.context("cluster task")? {
+            tracing::warn!(error = %e, "leaving the cluster failed; the others take over when the leases end");
         }
     }
     // Flush every shard and stop its worker before the catalog closes under it.
@@ -249,6 +291,7 @@ pub fn router_config(settings: &Settings, data_dir: &DataDir) -> anyhow::Result<
         wal_root: data_dir.root().join("wal"),
         // The web UI's live input view needs every input update.
         input_outputs: true,
+        per_vshard: false,
     })
 }
 

@@ -10,6 +10,11 @@ use crate::ClusterError;
 
 static MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The cluster's schema history lives apart from the catalog's (sqlx's default table), which
+/// shares the database: each would otherwise take the other's version 1 for a modified copy
+/// of its own.
+const MIGRATIONS_TABLE: &str = "_ynni_cluster_migrations";
+
 /// Connects to `url` (the `cluster.postgres` setting) and brings the cluster tables up to
 /// date. Fails within `timeout` when the server cannot be reached.
 pub async fn connect(url: &str, timeout: Duration) -> Result<PgPool, ClusterError> {
@@ -22,7 +27,9 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<PgPool, ClusterErro
             key: "cluster.postgres",
             reason: format!("cannot be reached: {e}"),
         })?;
-    MIGRATIONS
+    let mut migrator = Migrator::with_migrations(MIGRATIONS.iter().cloned().collect());
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
         .run(&pool)
         .await
         .map_err(|e| ClusterError::Database {

@@ -132,6 +132,24 @@ fn ranges(v: &[i32]) -> String {
     parts.join(",")
 }
 
+/// Who owns each vshard now: `(vshard, node_id, advertise)` for every lease that has not
+/// expired by the database's clock. Nodes forward requests by this; a stale answer costs a
+/// 503 and a retry, never a write by the wrong node (the owner's fence decides that).
+pub async fn owners(pool: &PgPool) -> Result<Vec<(u16, String, String)>, ClusterError> {
+    let rows: Vec<(i32, String, String)> = sqlx::query_as(
+        "SELECT l.vshard, l.owner, n.advertise FROM vshard_leases l \
+         JOIN cluster_nodes n ON n.node_id = l.owner \
+         WHERE l.expires > clock_timestamp()",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(ClusterError::db("reading the vshard owners"))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(v, owner, advertise)| Some((u16::try_from(v).ok()?, owner, advertise)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

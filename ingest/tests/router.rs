@@ -46,6 +46,7 @@ async fn start(dir: &std::path::Path, catalog: &Catalog) -> Router {
         variable_dir: dir.join("phptimeseries"),
         wal_root: dir.join("wal"),
         input_outputs: false,
+        per_vshard: false,
     };
     let (catalog, handle) = (catalog.clone(), tokio::runtime::Handle::current());
     tokio::task::spawn_blocking(move || Router::start(cfg, catalog, handle))
@@ -197,4 +198,97 @@ async fn the_submitter_tells_stored_messages_from_refused_ones() {
     );
     let router = Arc::try_unwrap(router).unwrap_or_else(|_| panic!("router still shared"));
     stop(router).await;
+}
+
+/// Cluster mode: a vshard is served only while it is open and its fence holds; an abandoned
+/// vshard writes nothing more, and the next owner replays what it acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vshard_serves_only_while_open_and_fenced_and_moves_with_its_log() {
+    use std::sync::Arc;
+    use std::time::Instant;
+    use ynni_ingest::shard::Fence;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (catalog, userid) = setup(dir.path()).await;
+    let open = |catalog: Catalog| {
+        let cfg = RouterConfig {
+            workers: 1,
+            vshards: 16,
+            queue: 64,
+            max_nodes: 3,
+            store: StoreConfig::default(),
+            fixed_dir: dir.path().join("phpfina"),
+            variable_dir: dir.path().join("phptimeseries"),
+            wal_root: dir.path().join("vshards"),
+            input_outputs: false,
+            per_vshard: true,
+        };
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || Router::start(cfg, catalog, handle))
+    };
+    let router = Arc::new(open(catalog.clone()).await.unwrap().unwrap());
+    let v = router.vshard(userid);
+    let post = |value: f64| Submission {
+        userid,
+        batches: vec![batch("house", "power", value)],
+        http: true,
+    };
+    assert!(!router.serves(v));
+    assert!(matches!(
+        router.submit(post(1.0)).await,
+        Err(IngestError::NotServed)
+    ));
+
+    let fence = Arc::new(Fence::until(Instant::now() + Duration::from_secs(60)));
+    let r = router.clone();
+    let f = fence.clone();
+    tokio::task::spawn_blocking(move || r.open_vshard(v, f))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(router.open_vshards(), vec![v]);
+    router.submit(post(2.0)).await.expect("acknowledged");
+    assert!(dir.path().join("vshards").join(v.to_string()).is_dir());
+
+    // The lease ends: nothing more is acknowledged or logged, reads still answer.
+    fence.revoke();
+    assert!(matches!(
+        router.submit(post(3.0)).await,
+        Err(IngestError::NotServed)
+    ));
+    let r = router.clone();
+    assert!(
+        !tokio::task::spawn_blocking(move || r.close_vshard(v, false))
+            .await
+            .unwrap(),
+        "an abandoned vshard does not flush"
+    );
+    assert!(!router.serves(v));
+    stop(Arc::into_inner(router).unwrap()).await;
+
+    // The next owner (here a new router on the same directory) replays the log.
+    let router = Arc::new(open(catalog.clone()).await.unwrap().unwrap());
+    let r = router.clone();
+    let fence = Arc::new(Fence::until(Instant::now() + Duration::from_secs(60)));
+    tokio::task::spawn_blocking(move || r.open_vshard(v, fence))
+        .await
+        .unwrap()
+        .unwrap();
+    let input = catalog
+        .inputs_for_user(userid)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.name == "power")
+        .expect("the input was created from the replayed record");
+    let last = router.input_last(userid).await.unwrap();
+    assert_eq!(last.get(&input.id).copied(), Some((T, Some(2.0))));
+    // A hand-over flushes: the log is checkpointed and empty for the next owner.
+    let r = router.clone();
+    assert!(
+        tokio::task::spawn_blocking(move || r.close_vshard(v, true))
+            .await
+            .unwrap()
+    );
+    stop(Arc::into_inner(router).unwrap()).await;
 }

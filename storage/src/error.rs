@@ -49,6 +49,10 @@ pub enum StorageError {
     WalClosed,
     #[error("the feed store stopped after a failed write; restart to recover from the log")]
     StoreFailed,
+    /// Cluster mode: this node's lease on the shard has ended, so it may not write for it
+    /// (another node takes it over; the client retries there).
+    #[error("this server no longer holds the shard's lease")]
+    Fenced,
 }
 
 impl StorageError {
@@ -67,6 +71,7 @@ impl StorageError {
             StorageError::WalIo { .. } => true,
             // A stopped store recovers by a restart: the client should try again later.
             StorageError::StoreFailed => true,
+            StorageError::Fenced => true,
             _ => false,
         }
     }

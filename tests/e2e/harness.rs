@@ -19,9 +19,17 @@ pub struct ServerBuilder {
     cwd: Option<PathBuf>,
     env: Vec<(String, String)>,
     args: Vec<String>,
+    http_listen: String,
 }
 
 impl ServerBuilder {
+    /// Listens for HTTP on `addr` instead of an ephemeral port (a cluster node's advertised
+    /// address must be known before it starts).
+    pub fn http_listen(mut self, addr: &str) -> Self {
+        self.http_listen = addr.to_string();
+        self
+    }
+
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(Some(dir.to_path_buf()));
         self
@@ -60,7 +68,7 @@ impl ServerBuilder {
         }
         clear_ynni_env(&mut cmd);
         cmd.arg("--http-listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.http_listen)
             .arg("--mqtt-listen")
             .arg("127.0.0.1:0")
             .args(&self.args)
@@ -143,6 +151,7 @@ impl Server {
             cwd: None,
             env: Vec::new(),
             args: Vec::new(),
+            http_listen: "127.0.0.1:0".to_string(),
         }
     }
 

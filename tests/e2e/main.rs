@@ -8,6 +8,7 @@ mod authz;
 mod bad_input;
 mod browser;
 mod cluster;
+mod cluster_serving;
 mod compat;
 mod compat_feeds;
 mod compat_inputs;

@@ -7,6 +7,7 @@ mod client_ip;
 mod cookies;
 mod csrf;
 mod error;
+pub mod forward;
 mod params;
 mod reply;
 mod route;
@@ -14,6 +15,7 @@ mod server;
 mod state;
 mod ui;
 
+pub use forward::Forwarder;
 pub use server::{ServeOptions, WebError, bind, serve, serve_with};
 pub use state::AppState;
 

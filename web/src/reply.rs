@@ -53,6 +53,9 @@ pub fn ingest_error(e: &IngestError) -> Response {
     let message = match e {
         IngestError::Busy => "Server busy, retry later",
         IngestError::Stopped => "Server unavailable, retry later",
+        IngestError::NotServed | IngestError::Storage(ynni_storage::StorageError::Fenced) => {
+            "Account moving between servers, retry shortly"
+        }
         e if e.is_storage_full() => "Server storage full: data not stored, retry later",
         IngestError::Storage(_) => "Server storage unavailable: data not stored, retry later",
         _ => "Server database busy, retry later",

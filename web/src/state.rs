@@ -35,6 +35,8 @@ pub struct AppState {
     /// ~19 MiB and tens of milliseconds each), so a flood of logins queues instead of
     /// exhausting memory.
     hashing: Arc<Semaphore>,
+    /// Cluster mode: where requests for accounts owned by other nodes go.
+    pub forwarder: Option<Arc<crate::forward::Forwarder>>,
     /// Live input and feed updates for open browser pages.
     pub(crate) live: Arc<crate::ui::live::LiveHub>,
 }
@@ -56,11 +58,18 @@ impl AppState {
             myip: Arc::default(),
             discovery: None,
             credentials: None,
+            forwarder: None,
             live: Arc::default(),
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
         }
+    }
+
+    /// Cluster mode: requests for accounts this node does not serve go to their owner.
+    pub fn with_forwarder(mut self, forwarder: Arc<crate::forward::Forwarder>) -> Self {
+        self.forwarder = Some(forwarder);
+        self
     }
 
     /// Connects the Home Assistant discovery publisher.

@@ -5,6 +5,7 @@
 //! missing inputs; set last values; run the process lists of inputs that already existed,
 //! after all the batch's last values are set, as emoncms does; then answer the caller.
 
+mod fence;
 #[cfg(test)]
 mod fuzz;
 mod record;
@@ -13,6 +14,7 @@ mod state;
 mod worker;
 
 pub use crate::batch::MAX_VALUES_PER_REQUEST;
+pub use fence::Fence;
 pub use record::FeedWrite;
 pub use router::{
     DEFAULT_MAX_NODES, IngestError, LastValues, Limits, MAX_INPUTS_PER_NODE,

@@ -1,12 +1,13 @@
 //! Hands submissions to the worker owning the user's vshard, through bounded queues.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, RwLock, mpsc};
 
 use ynni_core::Catalog;
 use ynni_storage::StoreConfig;
 
+use super::fence::Fence;
 use super::worker::{FeedAnswer, FeedOp, Job, Seed, ShardStatus, Worker};
 use crate::batch::{Decoded, Value};
 
@@ -61,6 +62,9 @@ pub struct RouterConfig {
     pub wal_root: PathBuf,
     /// Send every input update as an [`Output::Input`] (for the live UI and MQTT subscribers).
     pub input_outputs: bool,
+    /// Cluster mode: one worker and one log (`<wal_root>/<vshard>`) per vshard this node
+    /// owns, opened and closed as ownership moves, instead of `workers` fixed threads.
+    pub per_vshard: bool,
 }
 
 /// One user's decoded values from one request or message.
@@ -102,6 +106,10 @@ pub enum IngestError {
     Busy,
     #[error("ingest stopped")]
     Stopped,
+    /// Cluster mode: the account's vshard is not served by this node now (it is moving, or
+    /// this node's lease on it ended).
+    #[error("this server does not serve the account's shard now")]
+    NotServed,
     #[error("storage: {0}")]
     Storage(#[from] ynni_storage::StorageError),
     #[error("catalog: {0}")]
@@ -113,8 +121,10 @@ pub enum IngestError {
 impl IngestError {
     /// Whether the client should try again later (and nothing was stored).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, IngestError::Busy | IngestError::Stopped)
-            || matches!(self, IngestError::Storage(e) if e.is_retryable())
+        matches!(
+            self,
+            IngestError::Busy | IngestError::Stopped | IngestError::NotServed
+        ) || matches!(self, IngestError::Storage(e) if e.is_retryable())
             || matches!(self, IngestError::Catalog(e) if e.is_retryable())
     }
 
@@ -144,7 +154,10 @@ impl IngestError {
             return None;
         }
         Some(match self {
-            IngestError::Busy | IngestError::Catalog(_) => 1,
+            IngestError::Busy
+            | IngestError::Catalog(_)
+            | IngestError::NotServed
+            | IngestError::Storage(ynni_storage::StorageError::Fenced) => 1,
             IngestError::Storage(e) if e.is_storage_full() => 60,
             IngestError::Storage(ynni_storage::StorageError::StoreFailed) => 60,
             IngestError::Storage(_) => 10,
@@ -223,37 +236,124 @@ pub struct Refused {
     pub submission: Option<Submission>,
 }
 
+/// Where a submission runs: which worker thread (one node) or which open vshard (cluster).
+struct Slot {
+    tx: mpsc::SyncSender<Job>,
+    /// Cluster mode: the vshard's lease, checked by its worker before writes and answers.
+    fence: Option<Arc<Fence>>,
+}
+
 pub struct Router {
-    senders: Vec<mpsc::SyncSender<Job>>,
-    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<bool>>>,
+    slots: RwLock<BTreeMap<u32, Slot>>,
+    threads: std::sync::Mutex<HashMap<u32, std::thread::JoinHandle<bool>>>,
     vshards: u32,
+    /// One node: the fixed worker count. Cluster mode: `None`, a worker per open vshard.
+    workers: Option<u32>,
     outputs: tokio::sync::broadcast::Sender<Output>,
+    /// What every worker opened later needs.
+    cfg: RouterConfig,
+    catalog: Catalog,
+    handle: tokio::runtime::Handle,
 }
 
 impl Router {
     /// Starts the worker threads; each opens its store (replaying its WAL) before this
     /// returns. Blocks: call it from a blocking context (`spawn_blocking`), not from async code.
-    /// `handle` is the runtime the workers use for catalog queries.
+    /// `handle` is the runtime the workers use for catalog queries. With
+    /// [`RouterConfig::per_vshard`] no worker starts here: [`Router::open_vshard`] opens each
+    /// vshard the node comes to own.
     pub fn start(
         cfg: RouterConfig,
         catalog: Catalog,
         handle: tokio::runtime::Handle,
     ) -> Result<Self, IngestError> {
         let (outputs, _) = tokio::sync::broadcast::channel(OUTPUT_BACKLOG);
-        let mut router = Self {
-            senders: Vec::new(),
-            threads: std::sync::Mutex::new(Vec::new()),
+        let workers = (!cfg.per_vshard).then(|| cfg.workers.max(1) as u32);
+        let router = Self {
+            slots: RwLock::new(BTreeMap::new()),
+            threads: std::sync::Mutex::new(HashMap::new()),
             vshards: cfg.vshards.max(1),
-            outputs: outputs.clone(),
+            workers,
+            outputs,
+            cfg,
+            catalog,
+            handle,
         };
-        for n in 0..cfg.workers.max(1) {
-            let (tx, rx) = mpsc::sync_channel(cfg.queue.max(1));
-            let (ready_tx, ready_rx) = mpsc::channel();
-            let (cfg, catalog, handle) = (cfg.clone(), catalog.clone(), handle.clone());
-            let out = outputs.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("ynni-shard-{n}"))
-                .spawn(move || match Worker::open(n, &cfg, catalog, handle, out) {
+        for n in 0..workers.unwrap_or(0) {
+            if let Err(e) = router.open_slot(n, None) {
+                router.stop();
+                return Err(e);
+            }
+        }
+        Ok(router)
+    }
+
+    /// Cluster mode: opens `vshard` (replaying its log) and serves it while `fence` is valid.
+    /// Blocks until the log is replayed. A vshard still open under an earlier lease is
+    /// abandoned first and opened again from its log, so its worker never outlives its fence.
+    pub fn open_vshard(&self, vshard: u32, fence: Arc<Fence>) -> Result<(), IngestError> {
+        if self.read_slots().contains_key(&vshard) {
+            tracing::warn!(vshard, "vshard reopened under a new lease");
+            self.close_vshard(vshard, false);
+        }
+        self.open_slot(vshard, Some(fence))
+    }
+
+    /// Cluster mode: stops serving `vshard`. With `flush` (a hand-over while the lease is still
+    /// valid) its data goes to the feed files and a checkpoint first, so the next owner replays
+    /// nothing; without (the lease is lost) the worker stops at once and writes nothing more,
+    /// and the next owner replays its log. Blocks until the worker has stopped; returns whether
+    /// everything it had was flushed.
+    pub fn close_vshard(&self, vshard: u32, flush: bool) -> bool {
+        let Some(slot) = self.write_slots().remove(&vshard) else {
+            return true;
+        };
+        if !flush && let Some(f) = &slot.fence {
+            f.revoke();
+        }
+        let _ = slot.tx.send(if flush { Job::Stop } else { Job::Abandon });
+        drop(slot);
+        let thread = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&vshard);
+        thread.is_none_or(|t| t.join().unwrap_or(false))
+    }
+
+    /// Whether this node serves `vshard` now (always, on one node).
+    pub fn serves(&self, vshard: u32) -> bool {
+        self.workers.is_some() || self.read_slots().contains_key(&vshard)
+    }
+
+    /// The vshards open here (cluster mode), in order.
+    pub fn open_vshards(&self) -> Vec<u32> {
+        if self.workers.is_some() {
+            return Vec::new();
+        }
+        self.read_slots().keys().copied().collect()
+    }
+
+    fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u32, Slot>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_slots(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u32, Slot>> {
+        self.slots.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts worker `n` (a worker index, or a vshard in cluster mode) and waits until its
+    /// store is open.
+    fn open_slot(&self, n: u32, fence: Option<Arc<Fence>>) -> Result<(), IngestError> {
+        let (tx, rx) = mpsc::sync_channel(self.cfg.queue.max(1));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (cfg, catalog, handle) = (self.cfg.clone(), self.catalog.clone(), self.handle.clone());
+        let out = self.outputs.clone();
+        let worker_fence = fence.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("ynni-shard-{n}"))
+            .spawn(move || {
+                match Worker::open(n as usize, &cfg, catalog, handle, out, worker_fence) {
                     Ok(worker) => {
                         let _ = ready_tx.send(Ok(()));
                         // `run` catches a panic in any job itself and carries on with its
@@ -274,48 +374,47 @@ impl Router {
                         let _ = ready_tx.send(Err(e));
                         false
                     }
+                }
+            })
+            .map_err(|e| {
+                IngestError::Storage(ynni_storage::StorageError::Io {
+                    op: "starting worker",
+                    path: PathBuf::from(format!("shard {n}")),
+                    source: e,
                 })
-                .map_err(|e| {
-                    IngestError::Storage(ynni_storage::StorageError::Io {
-                        op: "starting worker",
-                        path: PathBuf::from(format!("shard {n}")),
-                        source: e,
-                    })
-                })?;
-            router.senders.push(tx);
-            router
-                .threads
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(thread);
-            match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    router.stop();
-                    return Err(e);
-                }
-                Err(_) => {
-                    router.stop();
-                    return Err(IngestError::Stopped);
-                }
-            }
+            })?;
+        let opened = ready_rx.recv().unwrap_or(Err(IngestError::Stopped));
+        if let Err(e) = opened {
+            let _ = thread.join();
+            return Err(e);
         }
-        Ok(router)
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(n, thread);
+        self.write_slots().insert(n, Slot { tx, fence });
+        Ok(())
     }
 
     pub fn vshard(&self, userid: i64) -> u32 {
         ynni_core::vshard::of(userid, self.vshards)
     }
 
-    fn worker_of(&self, userid: i64) -> &mpsc::SyncSender<Job> {
-        let w = self.vshard(userid) as usize % self.senders.len();
-        &self.senders[w]
+    /// The queue of the worker serving `userid`; in cluster mode, `NotServed` when this node
+    /// does not serve the user's vshard now.
+    fn worker_of(&self, userid: i64) -> Result<mpsc::SyncSender<Job>, IngestError> {
+        let v = self.vshard(userid);
+        let key = self.workers.map_or(v, |w| v % w);
+        self.read_slots()
+            .get(&key)
+            .map(|slot| slot.tx.clone())
+            .ok_or(IngestError::NotServed)
     }
 
     /// Runs a feed operation on the worker that owns `userid`'s feeds.
     pub async fn feed(&self, userid: i64, op: FeedOp) -> Result<FeedAnswer, IngestError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        match self.worker_of(userid).try_send(Job::Feed(op, tx)) {
+        match self.worker_of(userid)?.try_send(Job::Feed(op, tx)) {
             Ok(()) => {}
             Err(mpsc::TrySendError::Full(_)) => return Err(IngestError::Busy),
             Err(mpsc::TrySendError::Disconnected(_)) => return Err(IngestError::Stopped),
@@ -336,7 +435,7 @@ impl Router {
     /// Tells the user's worker that their inputs or process lists changed. Always delivered
     /// (waits for queue space on a blocking thread).
     pub async fn reload_user(&self, userid: i64) -> Result<(), IngestError> {
-        let tx = self.worker_of(userid).clone();
+        let tx = self.worker_of(userid)?;
         tokio::task::spawn_blocking(move || tx.send(Job::Reload(userid)))
             .await
             .map_err(|_| IngestError::Stopped)?
@@ -357,7 +456,16 @@ impl Router {
     /// gives the submission back, to retry once earlier ones are done.
     pub fn enqueue(&self, s: Submission) -> Result<Pending, Refused> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        match self.worker_of(s.userid).try_send(Job::Ingest(s, tx)) {
+        let worker = match self.worker_of(s.userid) {
+            Ok(w) => w,
+            Err(error) => {
+                return Err(Refused {
+                    error,
+                    submission: Some(s),
+                });
+            }
+        };
+        match worker.try_send(Job::Ingest(s, tx)) {
             Ok(()) => Ok(Pending(rx)),
             Err(mpsc::TrySendError::Full(job)) => Err(Refused {
                 error: IngestError::Busy,
@@ -374,7 +482,7 @@ impl Router {
     /// (the worker answers after processing what it had already accepted).
     pub async fn input_last(&self, userid: i64) -> Result<LastValues, IngestError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sender = self.worker_of(userid).clone();
+        let sender = self.worker_of(userid)?;
         tokio::task::spawn_blocking(move || sender.send(Job::InputLast(userid, tx)))
             .await
             .map_err(|_| IngestError::Stopped)?
@@ -386,7 +494,7 @@ impl Router {
     /// (an import), and checkpoints it. Resolves once durable.
     pub async fn seed_last(&self, userid: i64, seed: Seed) -> Result<(), IngestError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sender = self.worker_of(userid).clone();
+        let sender = self.worker_of(userid)?;
         tokio::task::spawn_blocking(move || sender.send(Job::Seed(seed, tx)))
             .await
             .map_err(|_| IngestError::Stopped)?
@@ -396,8 +504,9 @@ impl Router {
 
     /// Each worker's counters; a worker whose queue is full is reported busy, not waited for.
     pub async fn status(&self) -> Vec<Result<ShardStatus, IngestError>> {
-        let mut out = Vec::with_capacity(self.senders.len());
-        for tx in &self.senders {
+        let senders: Vec<_> = self.read_slots().values().map(|s| s.tx.clone()).collect();
+        let mut out = Vec::with_capacity(senders.len());
+        for tx in &senders {
             let (reply, rx) = tokio::sync::oneshot::channel();
             out.push(match tx.try_send(Job::Status(reply)) {
                 Ok(()) => rx.await.map_err(|_| IngestError::Stopped),
@@ -418,12 +527,14 @@ impl Router {
     /// still holds the data for the next start). Blocks. Works through a shared reference, so the server can stop the
     /// workers even while a request still holds the router.
     pub fn stop(&self) -> bool {
-        for tx in &self.senders {
-            let _ = tx.send(Job::Stop);
+        let slots = std::mem::take(&mut *self.write_slots());
+        for slot in slots.values() {
+            let _ = slot.tx.send(Job::Stop);
         }
+        drop(slots);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         let mut flushed = true;
-        for t in threads {
+        for t in threads.into_values() {
             flushed &= t.join().unwrap_or(false);
         }
         flushed

@@ -42,6 +42,7 @@ use ynni_storage::store::{Feed, Replay};
 use ynni_storage::wal::{Lsn, Ticket};
 use ynni_storage::{Engine, FeedStore, Point, StorageError, query};
 
+use super::fence::Fence;
 use super::record::{FeedWrite, Record};
 use super::router::{IngestError, LastValues, Limits, Output, RouterConfig, Submission};
 use super::state::ShardState;
@@ -119,6 +120,21 @@ pub enum FeedOp {
     },
 }
 
+impl FeedOp {
+    /// Whether the operation writes feed files or the log (refused once a lease has ended).
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            FeedOp::Create { .. }
+                | FeedOp::Delete { .. }
+                | FeedOp::Clear { .. }
+                | FeedOp::Trim { .. }
+                | FeedOp::DeletePoint { .. }
+                | FeedOp::Insert { .. }
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedAnswer {
     /// The fixed interval chosen (after the minimum), 0 for variable feeds.
@@ -157,7 +173,11 @@ pub enum Job {
     /// Last values brought from another installation, for inputs (id, time, value) and feeds
     /// (id, time, value) that have none yet; checkpointed before the reply.
     Seed(Seed, Reply),
+    /// Flush everything, then stop.
     Stop,
+    /// Stop at once, writing nothing more (cluster mode: the vshard's lease is lost; the next
+    /// owner replays the log).
+    Abandon,
 }
 
 /// Last values from another installation (an import).
@@ -239,6 +259,8 @@ struct Core {
 pub struct Worker {
     n: usize,
     store: FeedStore,
+    /// Cluster mode: the lease this worker writes under (see [`Fence`]).
+    fence: Option<Arc<Fence>>,
     core: Core,
     submissions: u64,
     replayed_at_start: u64,
@@ -251,6 +273,7 @@ impl Worker {
         catalog: Catalog,
         handle: Handle,
         outputs: tokio::sync::broadcast::Sender<Output>,
+        fence: Option<Arc<Fence>>,
     ) -> Result<Self, IngestError> {
         let mut core = Core {
             catalog,
@@ -278,6 +301,7 @@ impl Worker {
         Ok(Self {
             n,
             store,
+            fence,
             core,
             submissions: 0,
             replayed_at_start,
@@ -300,6 +324,11 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            if jobs.iter().any(|j| matches!(j, Job::Abandon)) {
+                // Every caller still waiting is answered `Stopped` as its reply is dropped.
+                tracing::info!(shard = self.n, "shard abandoned (lease lost)");
+                return false;
+            }
             let stop = jobs.iter().any(|j| matches!(j, Job::Stop));
             // A panic is a failure like any other (see the module's policy): the callers of the
             // group get `Stopped` (their reply channels are dropped), the store is poisoned, and
@@ -316,6 +345,13 @@ impl Worker {
             if stop {
                 break;
             }
+        }
+        if !self.may_write() {
+            tracing::warn!(
+                shard = self.n,
+                "lease ended before the final flush; the next owner replays the log"
+            );
+            return false;
         }
         match self.store.flush(&self.core.state.encode()) {
             Ok(stats) => {
@@ -343,8 +379,11 @@ impl Worker {
                 Job::Ingest(s, reply) => submissions.push((s, reply)),
                 Job::Reload(userid) => {
                     // Checkpoint first: a replay must never run records logged under the
-                    // old lists (or time zone) with the new ones.
-                    if let Err(e) = self.store.flush(&self.core.state.encode()) {
+                    // old lists (or time zone) with the new ones. (A worker whose lease has
+                    // ended writes nothing; its next owner loads the lists afresh.)
+                    if self.may_write()
+                        && let Err(e) = self.store.flush(&self.core.state.encode())
+                    {
                         tracing::error!(shard = self.n, error = %e, "flush before reload failed");
                     }
                     // Before this group's submissions, so they run the new lists.
@@ -361,7 +400,12 @@ impl Worker {
         for job in others {
             match job {
                 Job::Feed(op, reply) => {
-                    let _ = reply.send(self.feed_op(op));
+                    let answer = if op.writes() && !self.may_write() {
+                        Err(StorageError::Fenced.into())
+                    } else {
+                        self.feed_op(op)
+                    };
+                    let _ = reply.send(answer);
                 }
                 Job::InputLast(userid, reply) => {
                     let _ = reply.send(self.core.input_last(userid));
@@ -381,7 +425,11 @@ impl Worker {
                             .entry(id)
                             .or_insert((t, finite(v)));
                     }
-                    let done = self.store.flush(&self.core.state.encode());
+                    let done = if self.may_write() {
+                        self.store.flush(&self.core.state.encode())
+                    } else {
+                        Err(StorageError::Fenced)
+                    };
                     let _ = reply.send(done.map(|_| ()).map_err(IngestError::from));
                 }
                 Job::Status(reply) => {
@@ -397,12 +445,17 @@ impl Worker {
             }
         }
         // A failed store cannot checkpoint; trying every tick would only fill the log.
-        if !self.store.failed() {
+        if !self.store.failed() && self.may_write() {
             let state = &self.core.state;
             if let Err(e) = self.store.flush_if_due(|| state.encode()) {
                 tracing::error!(shard = self.n, error = %e, "flush failed");
             }
         }
+    }
+
+    /// Whether this worker may still write and acknowledge (always, on one node).
+    fn may_write(&self) -> bool {
+        self.fence.as_ref().is_none_or(|f| f.valid())
     }
 
     fn feed_op(&mut self, op: FeedOp) -> Result<FeedAnswer, query::QueryError> {
@@ -473,6 +526,9 @@ impl Worker {
     fn insert(&mut self, userid: i64, write: FeedWrite) -> Result<FeedAnswer, query::QueryError> {
         let record = Record::feed_write(userid, write);
         let lsn = self.store.log(&record.encode())?.wait()?;
+        if !self.may_write() {
+            return Err(StorageError::Fenced.into());
+        }
         match self.core.process(&mut self.store, &record, false) {
             Ok(()) => self.store.record_applied(lsn),
             Err(e) => {
@@ -546,6 +602,12 @@ impl Worker {
     /// Logs every accepted submission (their syncs shared), answers each caller once its record
     /// is durable, then processes them in order.
     fn ingest(&mut self, submissions: Vec<(Submission, Reply)>) {
+        if !self.may_write() {
+            for (_, reply) in submissions {
+                let _ = reply.send(Err(IngestError::NotServed));
+            }
+            return;
+        }
         let mut logged: Vec<(Record, Ticket, Reply, Option<IngestError>)> = Vec::new();
         let mut group: HashMap<i64, GroupAdds> = HashMap::new();
         for (mut s, reply) in submissions {
@@ -581,6 +643,12 @@ impl Worker {
                     continue;
                 }
             };
+            // Durable, but acknowledged only by a node whose lease outlived the sync; the
+            // next owner replays it (the client's retry may then store it a second time).
+            if !self.may_write() {
+                let _ = reply.send(Err(IngestError::NotServed));
+                continue;
+            }
             // The record is durable, so the answer is yes; it is sent after processing so that
             // a read that follows the answer sees the new inputs and values.
             match self.core.process(&mut self.store, &record, false) {
@@ -1204,6 +1272,7 @@ mod tests {
                 variable_dir: self.dir.path().join("phptimeseries"),
                 wal_root: self.dir.path().join("wal"),
                 input_outputs: false,
+                per_vshard: false,
             };
             Worker::open(
                 0,
@@ -1211,6 +1280,7 @@ mod tests {
                 self.catalog.clone(),
                 self.rt.handle().clone(),
                 self.outputs.clone(),
+                None,
             )
             .expect("worker")
         }

@@ -114,16 +114,36 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
             "Unauthorized. Device key autentication only permits input post or bulk actions".into(),
         ));
     }
+    let forwarded_client = state
+        .forwarder
+        .as_ref()
+        .and_then(|f| f.forwarded_client(&parts.headers));
+    let client = forwarded_client.unwrap_or_else(|| {
+        crate::client_ip::client_ip(
+            peer.ip(),
+            &parts.headers,
+            &state.settings.http.trusted_proxies,
+        )
+    });
+    if let (Some(forwarder), Some(c)) = (&state.forwarder, &caller) {
+        let vshard = state.router.vshard(c.user.id);
+        if !state.router.serves(vshard) {
+            // Sent on once at most: a node that was wrongly sent it answers 503 and the
+            // client retries once the owner map has caught up.
+            return Ok(match forwarder.owner(vshard) {
+                Some(owner) if !forwarder.is_forwarded(&parts.headers) => {
+                    forwarder.forward(&owner, &parts, body, client).await
+                }
+                _ => crate::forward::unavailable(),
+            });
+        }
+    }
     let call = Call {
         state,
         params: &params,
         route: &route,
         caller: caller.as_ref(),
-        peer: crate::client_ip::client_ip(
-            peer.ip(),
-            &parts.headers,
-            &state.settings.http.trusted_proxies,
-        ),
+        peer: client,
         body: &body,
     };
     match route.controller.as_str() {

@@ -1,0 +1,80 @@
+//! A vshard's permission to write, as its owner's lease allows (cluster mode).
+//!
+//! The cluster's ownership loop moves the deadline forward at every renewal and revokes it
+//! when the lease is lost or handed over; the worker checks it before it logs, before it
+//! writes feed files and after each log sync, before it answers. The deadline is the lease's
+//! local one, which passes before the database lets any other node take the vshard (see
+//! `ynni_cluster::lease`), so a worker that finds it valid is still the only owner.
+//!
+//! The one window this cannot close is between a check and the write that follows it
+//! (microseconds of this thread's own work): the lease's margin (a fifth of it, 2 s by
+//! default) must cover that, which it does unless the process is stopped exactly there for
+//! longer than the margin. Acknowledgements are safe whatever the pause: the check after the
+//! sync comes after the write, so a reply is only sent by an owner whose lease was valid once
+//! the data was durable.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Until when the owner of one vshard may write for it.
+#[derive(Debug, Default)]
+pub struct Fence {
+    deadline: Mutex<Option<Instant>>,
+}
+
+impl Fence {
+    /// A fence valid until `deadline`.
+    pub fn until(deadline: Instant) -> Self {
+        Self {
+            deadline: Mutex::new(Some(deadline)),
+        }
+    }
+
+    /// Moves the deadline (a renewed lease); never revives a fence that was revoked or whose
+    /// deadline passed (that lease is lost, whatever a late renewal says).
+    pub fn extend(&self, deadline: Instant) {
+        let mut d = self.deadline.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = d.as_mut()
+            && Instant::now() < *old
+        {
+            *old = deadline.max(*old);
+        }
+    }
+
+    /// From now on nothing may be written or acknowledged.
+    pub fn revoke(&self) {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Whether the owner may still act at this moment.
+    pub fn valid(&self) -> bool {
+        self.deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|d| Instant::now() < d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn valid_until_the_deadline_and_never_after_revoking() {
+        let f = Fence::until(Instant::now() + Duration::from_secs(60));
+        assert!(f.valid());
+        f.revoke();
+        assert!(!f.valid());
+        f.extend(Instant::now() + Duration::from_secs(60));
+        assert!(!f.valid(), "a revoked fence stays revoked");
+        let past = Fence::until(Instant::now());
+        assert!(!past.valid());
+        past.extend(Instant::now() + Duration::from_secs(60));
+        assert!(!past.valid(), "a passed deadline is not revived");
+        let live = Fence::until(Instant::now() + Duration::from_secs(1));
+        live.extend(Instant::now() + Duration::from_secs(60));
+        live.extend(Instant::now());
+        assert!(live.valid(), "a renewal moves the deadline, never back");
+    }
+}

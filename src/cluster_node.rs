@@ -1,0 +1,257 @@
+//! `ynni serve` with `[cluster]`: this node's share of the vshards, kept for as long as it
+//! runs (DESIGN §5).
+//!
+//! One task ticks the cluster's [`Ownership`] three times per lease and turns what changed into
+//! moves of the shard router: a gained vshard is opened (its log in the shared directory
+//! replayed) under a [`Fence`] that every renewal extends; a lost one is abandoned at once,
+//! writing nothing more; one that placement gives to another node is handed over (flushed,
+//! checkpointed, closed) and only then released, so its next owner starts from complete files.
+//! Moves run one at a time on a second task, so a long replay never delays the renewals that
+//! keep the other vshards. After every tick the owner map the HTTP side forwards by is read
+//! again.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, watch};
+use ynni_cluster::lease::Timing;
+use ynni_cluster::ownership::{Change, Ownership};
+use ynni_cluster::registry::Membership;
+use ynni_config::ClusterSettings;
+use ynni_ingest::shard::{Fence, Router};
+use ynni_web::Forwarder;
+
+/// How long reaching the cluster's Postgres may take before start-up gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shared directory's layout: feed files as on one node, and one log per vshard.
+pub struct SharedPaths {
+    pub phpfina: PathBuf,
+    pub phptimeseries: PathBuf,
+    pub vshards: PathBuf,
+}
+
+impl SharedPaths {
+    pub fn create(root: &Path) -> anyhow::Result<Self> {
+        let paths = Self {
+            phpfina: root.join("phpfina"),
+            phptimeseries: root.join("phptimeseries"),
+            vshards: root.join("vshards"),
+        };
+        for dir in [&paths.phpfina, &paths.phptimeseries, &paths.vshards] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating {} in cluster.shared_dir", dir.display()))?;
+        }
+        Ok(paths)
+    }
+}
+
+/// A node registered in the cluster, before it holds any vshard.
+pub struct Joined {
+    pub pool: PgPool,
+    membership: Membership,
+    timing: Timing,
+}
+
+/// Checks the shared directory, Postgres and the node id (each failure naming its setting)
+/// and registers this node.
+pub async fn join(c: &ClusterSettings) -> anyhow::Result<Joined> {
+    let dir = &c.shared_dir;
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "invalid configuration: `cluster.shared_dir` {} is not a directory (mount the shared filesystem first)",
+            dir.display()
+        );
+    }
+    let probe = dir.join(format!(".ynni-write-test-{}", c.node_id));
+    std::fs::write(&probe, b"ok")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .with_context(|| {
+            format!(
+                "invalid configuration: `cluster.shared_dir` {} is not writable",
+                dir.display()
+            )
+        })?;
+    let pool = ynni_cluster::db::connect(&c.postgres, CONNECT_TIMEOUT).await?;
+    let lease = Duration::from_millis(c.lease_ms);
+    let membership = Membership::join(pool.clone(), &c.node_id, &c.advertise, lease).await?;
+    tracing::info!(node = %c.node_id, advertise = %c.advertise, "joined the cluster");
+    Ok(Joined {
+        pool,
+        membership,
+        timing: Timing::new(lease),
+    })
+}
+
+enum Event {
+    Tick,
+    Handed(u16),
+    Stop,
+}
+
+enum Move {
+    Open(u16, Arc<Fence>),
+    HandOver(u16),
+    Abandon(u16),
+}
+
+/// Keeps this node's vshards until `stop`, then hands every one over and leaves the cluster.
+pub async fn keep(
+    joined: Joined,
+    router: Arc<Router>,
+    forwarder: Arc<Forwarder>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let Joined {
+        pool,
+        membership,
+        timing,
+    } = joined;
+    let me = membership.node_id().to_string();
+    let mut own = Ownership::new(pool.clone(), membership, timing);
+    let mut fences: HashMap<u16, Arc<Fence>> = HashMap::new();
+    let mut handing: HashSet<u16> = HashSet::new();
+    let (moves, move_rx) = mpsc::unbounded_channel();
+    let (handed_tx, mut handed) = mpsc::unbounded_channel();
+    let mover = tokio::spawn(run_moves(router.clone(), move_rx, handed_tx));
+    let mut tick = tokio::time::interval(timing.renew_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            _ = tick.tick() => Event::Tick,
+            Some(v) = handed.recv() => Event::Handed(v),
+            _ = stop.wait_for(|s| *s) => Event::Stop,
+        };
+        match event {
+            Event::Tick => {}
+            Event::Handed(v) => {
+                handing.remove(&v);
+                fences.remove(&v);
+                if let Err(e) = own.release(v).await {
+                    // The lease then simply runs out; the next owner waits for that.
+                    tracing::warn!(vshard = v, error = %e, "releasing a handed-over vshard failed");
+                }
+                continue;
+            }
+            Event::Stop => break,
+        }
+        match own.tick().await {
+            Ok(changes) => {
+                for change in changes {
+                    apply(change, &mut fences, &mut handing, &moves);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster round failed; retrying next round"),
+        }
+        let now = Instant::now();
+        for (v, fence) in &fences {
+            if let Some(lease) = own.valid(*v, now) {
+                fence.extend(lease.deadline);
+            }
+        }
+        match ynni_cluster::status::owners(&pool).await {
+            Ok(rows) => forwarder.set_owners(
+                rows.into_iter()
+                    .filter(|(_, owner, _)| *owner != me)
+                    .map(|(v, _, advertise)| (u32::from(v), advertise))
+                    .collect(),
+            ),
+            Err(e) => tracing::warn!(error = %e, "reading the vshard owners failed"),
+        }
+    }
+    // Stopping: everything still held is handed over (flushed while the lease is valid), then
+    // the leases and the node id are given up so the others take over at once.
+    drop(moves);
+    mover.await.context("the vshard mover")?;
+    let r = router.clone();
+    let open: Vec<u32> = router.open_vshards();
+    let flushed = tokio::task::spawn_blocking(move || {
+        // Every vshard is closed, whichever failed before it.
+        open.into_iter()
+            .map(|v| r.close_vshard(v, true))
+            .filter(|flushed| !flushed)
+            .count()
+            == 0
+    })
+    .await
+    .context("handing the vshards over")?;
+    if !flushed {
+        tracing::warn!("a vshard could not flush on stop; its next owner replays its log");
+    }
+    own.leave().await?;
+    tracing::info!(node = %me, "left the cluster");
+    Ok(())
+}
+
+fn apply(
+    change: Change,
+    fences: &mut HashMap<u16, Arc<Fence>>,
+    handing: &mut HashSet<u16>,
+    moves: &mpsc::UnboundedSender<Move>,
+) {
+    match change {
+        Change::Gained(lease) => {
+            tracing::info!(vshard = lease.vshard, epoch = lease.epoch, "vshard gained");
+            let fence = Arc::new(Fence::until(lease.deadline));
+            fences.insert(lease.vshard, fence.clone());
+            let _ = moves.send(Move::Open(lease.vshard, fence));
+        }
+        Change::Lost(v) => {
+            tracing::warn!(vshard = v, "vshard lease lost; it stops at once");
+            if let Some(f) = fences.remove(&v) {
+                f.revoke();
+            }
+            handing.remove(&v);
+            let _ = moves.send(Move::Abandon(v));
+        }
+        Change::HandOver(v) => {
+            if handing.insert(v) {
+                tracing::info!(vshard = v, "handing the vshard over");
+                let _ = moves.send(Move::HandOver(v));
+            }
+        }
+    }
+}
+
+/// Opens and closes vshards one at a time, in the order they were decided.
+async fn run_moves(
+    router: Arc<Router>,
+    mut moves: mpsc::UnboundedReceiver<Move>,
+    handed: mpsc::UnboundedSender<u16>,
+) {
+    while let Some(m) = moves.recv().await {
+        let r = router.clone();
+        let done = tokio::task::spawn_blocking(move || match m {
+            Move::Open(v, fence) => {
+                let started = Instant::now();
+                match r.open_vshard(u32::from(v), fence) {
+                    Ok(()) => tracing::info!(
+                        vshard = v,
+                        ms = started.elapsed().as_millis() as u64,
+                        "vshard served"
+                    ),
+                    Err(e) => tracing::error!(vshard = v, error = %e, "opening the vshard failed"),
+                }
+                None
+            }
+            Move::HandOver(v) => {
+                if !r.close_vshard(u32::from(v), true) {
+                    tracing::warn!(vshard = v, "hand-over flush failed; the next owner replays");
+                }
+                Some(v)
+            }
+            Move::Abandon(v) => {
+                r.close_vshard(u32::from(v), false);
+                None
+            }
+        })
+        .await;
+        if let Ok(Some(v)) = done {
+            let _ = handed.send(v);
+        }
+    }
+}

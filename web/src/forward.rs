@@ -1,0 +1,187 @@
+//! Cluster mode: a request for an account whose vshard another node owns is sent on to that
+//! node and answered with its reply (DESIGN §5).
+//!
+//! The forwarding node has already authenticated the caller (to learn the account); the owner
+//! authenticates the request again from the same shared catalog, so a forwarded request is
+//! trusted for nothing but two facts, and only with the cluster's secret in
+//! [`FORWARDED`]: that it must not be forwarded again (a stale owner map answers 503 instead of
+//! sending it round in circles), and which address the client had ([`CLIENT`]), for login
+//! limits and `myip`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header, request::Parts};
+use axum::response::Response;
+
+/// Carries the cluster's secret on node-to-node requests.
+pub const FORWARDED: &str = "x-ynni-forwarded";
+/// The original client's address on a forwarded request.
+pub const CLIENT: &str = "x-ynni-client";
+
+/// How long the owner may take to answer a forwarded request (a long `feed/data` read
+/// included).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Headers that describe one connection, not the request, and are not passed on.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// Which node serves which vshard, as the cluster's lease table last said.
+pub struct Forwarder {
+    secret: String,
+    client: reqwest::Client,
+    /// vshard → the owner's `advertise` address, for vshards owned by other nodes.
+    owners: RwLock<HashMap<u32, String>>,
+}
+
+impl Forwarder {
+    pub fn new(secret: impl Into<String>) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(FORWARD_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            secret: secret.into(),
+            client,
+            owners: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Replaces the owner map (the cluster loop calls this after every round).
+    pub fn set_owners(&self, owners: HashMap<u32, String>) {
+        *self.owners.write().unwrap_or_else(|p| p.into_inner()) = owners;
+    }
+
+    /// The `advertise` address of the node owning `vshard`, if another node owns it.
+    pub fn owner(&self, vshard: u32) -> Option<String> {
+        self.owners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&vshard)
+            .cloned()
+    }
+
+    /// Whether the request came from another node of this cluster.
+    pub fn is_forwarded(&self, headers: &HeaderMap) -> bool {
+        headers.get(FORWARDED).is_some_and(|v| {
+            ynni_core::password::constant_time_eq(v.as_bytes(), self.secret.as_bytes())
+        })
+    }
+
+    /// The client's address a node of this cluster forwarded, if this request is such.
+    pub fn forwarded_client(&self, headers: &HeaderMap) -> Option<IpAddr> {
+        if !self.is_forwarded(headers) {
+            return None;
+        }
+        headers.get(CLIENT)?.to_str().ok()?.parse().ok()
+    }
+
+    /// Sends the request to `owner` and returns its reply as it comes (status, headers, a
+    /// streamed body). An owner that cannot be reached is a 503 with `Retry-After`: the vshard
+    /// is probably changing hands.
+    pub async fn forward(
+        &self,
+        owner: &str,
+        parts: &Parts,
+        body: Bytes,
+        client: IpAddr,
+    ) -> Response {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let url = format!("http://{owner}{path}");
+        let mut headers = parts.headers.clone();
+        for h in HOP_BY_HOP {
+            headers.remove(h);
+        }
+        headers.remove(header::CONTENT_LENGTH);
+        headers.remove(FORWARDED);
+        headers.remove(CLIENT);
+        if let Ok(secret) = HeaderValue::from_str(&self.secret) {
+            headers.insert(HeaderName::from_static(FORWARDED), secret);
+        }
+        if let Ok(ip) = HeaderValue::from_str(&client.to_string()) {
+            headers.insert(HeaderName::from_static(CLIENT), ip);
+        }
+        let sent = self
+            .client
+            .request(parts.method.clone(), &url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await;
+        let reply = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(owner, error = %e, "forwarding to the vshard's owner failed");
+                return unavailable();
+            }
+        };
+        let mut out = Response::builder().status(reply.status());
+        if let Some(h) = out.headers_mut() {
+            for (name, value) in reply.headers() {
+                if !HOP_BY_HOP.contains(&name.as_str()) && name != header::CONTENT_LENGTH {
+                    h.append(name.clone(), value.clone());
+                }
+            }
+        }
+        out.body(Body::from_stream(reply.bytes_stream()))
+            .unwrap_or_else(|_| unavailable())
+    }
+}
+
+/// The account's vshard has no owner this node can reach right now.
+pub fn unavailable() -> Response {
+    let mut r = crate::reply::text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Account moving between servers, retry shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_clusters_secret_marks_a_request_forwarded() {
+        let f = Forwarder::new("s3cret-of-the-cluster").unwrap();
+        let mut h = HeaderMap::new();
+        assert!(!f.is_forwarded(&h));
+        h.insert(FORWARDED, HeaderValue::from_static("guess"));
+        h.insert(CLIENT, HeaderValue::from_static("192.0.2.7"));
+        assert!(!f.is_forwarded(&h));
+        assert_eq!(
+            f.forwarded_client(&h),
+            None,
+            "a forged client address is ignored"
+        );
+        h.insert(FORWARDED, HeaderValue::from_static("s3cret-of-the-cluster"));
+        assert!(f.is_forwarded(&h));
+        assert_eq!(f.forwarded_client(&h), Some("192.0.2.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_owner_map_is_replaced_whole() {
+        let f = Forwarder::new("x").unwrap();
+        f.set_owners(HashMap::from([(3, "10.0.0.2:8080".to_string())]));
+        assert_eq!(f.owner(3).as_deref(), Some("10.0.0.2:8080"));
+        f.set_owners(HashMap::from([(4, "10.0.0.3:8080".to_string())]));
+        assert_eq!(f.owner(3), None);
+    }
+}
