@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sqlx::PgPool;
+use std::net::SocketAddr;
 use tokio::sync::{mpsc, watch};
+use ynni_broker::Place;
 use ynni_cluster::lease::Timing;
 use ynni_cluster::ownership::{Change, Ownership};
 use ynni_cluster::registry::Membership;
@@ -55,6 +57,52 @@ pub struct Joined {
     pub pool: PgPool,
     membership: Membership,
     timing: Timing,
+    /// The host part of `cluster.advertise`, where the others reach this node's broker too.
+    host: String,
+}
+
+impl Joined {
+    /// Records this node's MQTT port (the broker's, at the advertised host) for the others.
+    pub async fn set_mqtt_port(&self, port: u16) -> anyhow::Result<()> {
+        let addr = format!("{}:{port}", self.host);
+        self.membership.set_mqtt(&addr).await?;
+        Ok(())
+    }
+}
+
+/// The other nodes' brokers, by the vshards they own: where a device's connection is passed
+/// on to after its CONNECT.
+#[derive(Clone, Default)]
+pub struct MqttOwners(Arc<std::sync::RwLock<HashMap<u32, SocketAddr>>>);
+
+impl MqttOwners {
+    /// The broker's decision for each authenticated user: served here, passed on, or (the
+    /// shard is changing hands) refused for now.
+    pub fn locate(self, router: Arc<Router>) -> ynni_broker::Locate {
+        Arc::new(move |userid| {
+            let v = router.vshard(userid);
+            if router.serves(v) {
+                return Place::Here;
+            }
+            match self.0.read().unwrap_or_else(|p| p.into_inner()).get(&v) {
+                Some(addr) => Place::There(*addr),
+                None => Place::Nowhere,
+            }
+        })
+    }
+
+    fn set(&self, owners: HashMap<u32, SocketAddr>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = owners;
+    }
+}
+
+/// What the node loop tells the rest of the server.
+pub struct Hooks {
+    pub forwarder: Arc<Forwarder>,
+    pub mqtt: MqttOwners,
+    /// Called once a vshard is no longer served here (its users' MQTT connections close,
+    /// to reconnect to the new owner).
+    pub closed: Arc<dyn Fn(u32) + Send + Sync>,
 }
 
 /// Checks the shared directory, Postgres and the node id (each failure naming its setting)
@@ -80,10 +128,16 @@ pub async fn join(c: &ClusterSettings) -> anyhow::Result<Joined> {
     let lease = Duration::from_millis(c.lease_ms);
     let membership = Membership::join(pool.clone(), &c.node_id, &c.advertise, lease).await?;
     tracing::info!(node = %c.node_id, advertise = %c.advertise, "joined the cluster");
+    let host = c
+        .advertise
+        .rsplit_once(':')
+        .map_or(c.advertise.as_str(), |(h, _)| h)
+        .to_string();
     Ok(Joined {
         pool,
         membership,
         timing: Timing::new(lease),
+        host,
     })
 }
 
@@ -103,13 +157,14 @@ enum Move {
 pub async fn keep(
     joined: Joined,
     router: Arc<Router>,
-    forwarder: Arc<Forwarder>,
+    hooks: Hooks,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let Joined {
         pool,
         membership,
         timing,
+        ..
     } = joined;
     let me = membership.node_id().to_string();
     let mut own = Ownership::new(pool.clone(), membership, timing);
@@ -117,7 +172,13 @@ pub async fn keep(
     let mut handing: HashSet<u16> = HashSet::new();
     let (moves, move_rx) = mpsc::unbounded_channel();
     let (handed_tx, mut handed) = mpsc::unbounded_channel();
-    let mover = tokio::spawn(run_moves(router.clone(), move_rx, handed_tx));
+    let mover = tokio::spawn(run_moves(
+        router.clone(),
+        move_rx,
+        handed_tx,
+        hooks.closed.clone(),
+    ));
+    let mut resolved: HashMap<String, SocketAddr> = HashMap::new();
     let mut tick = tokio::time::interval(timing.renew_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -154,12 +215,22 @@ pub async fn keep(
             }
         }
         match ynni_cluster::status::owners(&pool).await {
-            Ok(rows) => forwarder.set_owners(
-                rows.into_iter()
-                    .filter(|(_, owner, _)| *owner != me)
-                    .map(|(v, _, advertise)| (u32::from(v), advertise))
-                    .collect(),
-            ),
+            Ok(rows) => {
+                let others: Vec<_> = rows.into_iter().filter(|o| o.node_id != me).collect();
+                hooks.forwarder.set_owners(
+                    others
+                        .iter()
+                        .map(|o| (u32::from(o.vshard), o.http.clone()))
+                        .collect(),
+                );
+                let mut mqtt = HashMap::new();
+                for o in &others {
+                    if let Some(addr) = resolve(&mut resolved, &o.mqtt).await {
+                        mqtt.insert(u32::from(o.vshard), addr);
+                    }
+                }
+                hooks.mqtt.set(mqtt);
+            }
             Err(e) => tracing::warn!(error = %e, "reading the vshard owners failed"),
         }
     }
@@ -185,6 +256,26 @@ pub async fn keep(
     own.leave().await?;
     tracing::info!(node = %me, "left the cluster");
     Ok(())
+}
+
+/// A node's MQTT address, looked up once (an empty one: its broker is not listening yet).
+async fn resolve(cache: &mut HashMap<String, SocketAddr>, addr: &str) -> Option<SocketAddr> {
+    if addr.is_empty() {
+        return None;
+    }
+    if let Some(a) = cache.get(addr) {
+        return Some(*a);
+    }
+    match tokio::net::lookup_host(addr).await.map(|mut a| a.next()) {
+        Ok(Some(a)) => {
+            cache.insert(addr.to_string(), a);
+            Some(a)
+        }
+        _ => {
+            tracing::warn!(addr, "a node's MQTT address does not resolve");
+            None
+        }
+    }
 }
 
 fn apply(
@@ -222,9 +313,10 @@ async fn run_moves(
     router: Arc<Router>,
     mut moves: mpsc::UnboundedReceiver<Move>,
     handed: mpsc::UnboundedSender<u16>,
+    closed: Arc<dyn Fn(u32) + Send + Sync>,
 ) {
     while let Some(m) = moves.recv().await {
-        let r = router.clone();
+        let (r, closed) = (router.clone(), closed.clone());
         let done = tokio::task::spawn_blocking(move || match m {
             Move::Open(v, fence) => {
                 let started = Instant::now();
@@ -242,10 +334,12 @@ async fn run_moves(
                 if !r.close_vshard(u32::from(v), true) {
                     tracing::warn!(vshard = v, "hand-over flush failed; the next owner replays");
                 }
+                closed(u32::from(v));
                 Some(v)
             }
             Move::Abandon(v) => {
                 r.close_vshard(u32::from(v), false);
+                closed(u32::from(v));
                 None
             }
         })

@@ -156,6 +156,8 @@ pub struct Started {
     pub announce: UnboundedSender<i64>,
     /// Tells the broker that a user's credentials changed.
     pub credentials: UnboundedSender<i64>,
+    /// The open connections (cluster mode closes those of users whose shard moved).
+    pub sessions: ynni_broker::Sessions,
 }
 
 /// Starts the broker, the task feeding its messages to the router, and the task publishing
@@ -202,6 +204,7 @@ pub async fn start(
     ));
     let (credentials_tx, mut credentials_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
     let sessions = running.sessions.clone();
+    let all_sessions = sessions.clone();
     tokio::spawn(async move {
         while let Some(userid) = credentials_rx.recv().await {
             sessions.revalidate(userid).await;
@@ -239,6 +242,7 @@ pub async fn start(
         addr: running.addr,
         announce: announce_tx,
         credentials: credentials_tx,
+        sessions: all_sessions,
     })
 }
 

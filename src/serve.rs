@@ -112,6 +112,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             key: key.display().to_string(),
         })
     };
+    let mqtt_owners = cluster
+        .as_ref()
+        .map(|_| crate::cluster_node::MqttOwners::default());
     let options = crate::mqtt_link::LinkOptions {
         broker: ynni_broker::Options {
             listen: m.listen,
@@ -124,6 +127,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             base: m.base_topic.clone(),
             max_connections: m.max_connections,
             max_connections_per_user: m.max_connections_per_user,
+            locate: mqtt_owners
+                .clone()
+                .map(|owners| owners.locate(router.clone())),
         },
         legacy,
         login_limits: crate::mqtt_link::LoginLimits::from_settings(&settings.limits),
@@ -145,16 +151,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     )
     .with_discovery(mqtt.announce)
     .with_credential_watch(mqtt.credentials);
-    if let Some((joined, _, c)) = cluster {
+    if let (Some((joined, _, c)), Some(mqtt_owners)) = (cluster, mqtt_owners) {
+        joined.set_mqtt_port(mqtt.addr.port()).await?;
         let forwarder = Arc::new(
             ynni_web::Forwarder::new(c.secret.clone())
                 .context("building the client that forwards requests to other nodes")?,
         );
         state = state.with_forwarder(forwarder.clone());
+        let (sessions, vshards) = (mqtt.sessions.clone(), router.vshards());
+        let hooks = crate::cluster_node::Hooks {
+            forwarder,
+            mqtt: mqtt_owners,
+            closed: Arc::new(move |v| {
+                let n = sessions.close_moved(|u| ynni_core::vshard::of(u, vshards) == v);
+                if n > 0 {
+                    tracing::info!(
+                        vshard = v,
+                        connections = n,
+                        "MQTT connections sent to the new owner"
+                    );
+                }
+            }),
+        };
         node = Some(tokio::spawn(crate::cluster_node::keep(
             joined,
             router.clone(),
-            forwarder,
+            hooks,
             stop_rx.clone(),
         )));
     }

@@ -70,17 +70,22 @@ pub(crate) fn quote(s: &str) -> String {
     out
 }
 
-/// Reads one CONNECT from `io`; bytes after it stay in `buf`.
+/// Reads one CONNECT from `io`: the packet and its bytes as sent (to pass the connection on
+/// to another node); bytes after it stay in `buf`.
 pub(crate) async fn read_connect(
     io: &mut Stream,
     codec: &mut AnyVersion,
     buf: &mut BytesMut,
     deadline: Duration,
-) -> Result<Packet, Refused> {
+) -> Result<(Packet, bytes::Bytes), Refused> {
     let read = async {
         loop {
+            let before = buf.clone();
             match codec.read_mut(buf, MAX_CONNECT) {
-                Ok(packet) => return Ok(packet),
+                Ok(packet) => {
+                    let used = before.len() - buf.len();
+                    return Ok((packet, before.freeze().slice(..used)));
+                }
                 Err(rumqttd::protocol::Error::InsufficientBytes(_)) => {
                     if io.read_buf(buf).await? == 0 {
                         return Err(Refused::Closed);
@@ -113,6 +118,18 @@ async fn refuse(io: &mut Stream, codec: &AnyVersion, v5: ConnectReturnCode, v4: 
         })
         .await;
     }
+}
+
+/// Refuses an authenticated connection whose user no node can take now (cluster mode: the
+/// user's shard is changing hands); the client retries.
+pub(crate) async fn refuse_unavailable(io: &mut Stream, codec: &AnyVersion) {
+    refuse(
+        io,
+        codec,
+        ConnectReturnCode::ServerUnavailable,
+        ConnectReturnCode::ServiceUnavailable,
+    )
+    .await;
 }
 
 /// Refuses an authenticated connection the broker has no room for (the user's limit).

@@ -16,6 +16,7 @@ mod listen;
 mod namespace;
 mod session;
 mod sessions;
+mod splice;
 mod version;
 
 use std::future::Future;
@@ -148,6 +149,7 @@ pub(crate) struct Shared {
     wills: WillSender,
     sessions: Sessions,
     authenticate: Authenticate,
+    locate: Option<Locate>,
 }
 
 impl Shared {
@@ -223,7 +225,7 @@ pub struct Tls {
 }
 
 /// How the broker is set up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     pub listen: SocketAddr,
     pub tls: Option<Tls>,
@@ -234,7 +236,23 @@ pub struct Options {
     pub max_connections: usize,
     /// Open connections of one user at most.
     pub max_connections_per_user: usize,
+    /// Cluster mode: which node's broker serves a user; `None` on one node.
+    pub locate: Option<Locate>,
 }
+
+/// Where a user's connections are served (cluster mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// This node owns the user's shard.
+    Here,
+    /// Another node's broker does: the connection is passed on to it after its CONNECT.
+    There(SocketAddr),
+    /// Nobody serves the shard right now (it is changing hands).
+    Nowhere,
+}
+
+/// Decides where an authenticated user's connection is served.
+pub type Locate = Arc<dyn Fn(i64) -> Place + Send + Sync>;
 
 /// What [`start`] gives back.
 pub struct Running {
@@ -328,6 +346,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         wills: WillSender(wills),
         sessions: sessions.clone(),
         authenticate,
+        locate: opts.locate.clone(),
     });
     let permits = Arc::new(Semaphore::new(max_connections));
     let mut listeners = vec![("mqtt", plain, listen::Kind::Plain)];
@@ -409,13 +428,14 @@ async fn serve_connection(
     let mut codec = version::AnyVersion::default();
     let mut read = BytesMut::with_capacity(1024);
     let left = CONNECT_DEADLINE.saturating_sub(started.elapsed());
-    let packet = match connect::read_connect(&mut io, &mut codec, &mut read, left).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "MQTT connection closed before CONNECT");
-            return;
-        }
-    };
+    let (packet, connect_bytes) =
+        match connect::read_connect(&mut io, &mut codec, &mut read, left).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "MQTT connection closed before CONNECT");
+                return;
+            }
+        };
     let accepted = match connect::accept(
         &mut io,
         &codec,
@@ -433,6 +453,20 @@ async fn serve_connection(
         }
     };
     let userid = accepted.namespace.userid();
+    if let Some(locate) = &shared.locate {
+        match locate(userid) {
+            Place::Here => {}
+            Place::There(owner) => {
+                splice::run(io, &codec, connect_bytes, read, owner, peer).await;
+                return;
+            }
+            Place::Nowhere => {
+                tracing::debug!(%peer, userid, "MQTT connection refused: the user's shard is moving");
+                connect::refuse_unavailable(&mut io, &codec).await;
+                return;
+            }
+        }
+    }
     let registration = match shared
         .sessions
         .register(

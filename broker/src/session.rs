@@ -237,6 +237,12 @@ impl Session {
                     let kick = if changed.is_ok() { *kicked.borrow() } else { Some(Kick::TakenOver) };
                     match kick {
                         Some(Kick::Revoked) => return End::Revoked,
+                        Some(Kick::Moved) => {
+                            // Not the client's failure: no will; it reconnects and reaches
+                            // the shard's new owner.
+                            self.disconnect_v5(DisconnectReasonCode::UseAnotherServer).await;
+                            return End::Revoked;
+                        }
                         Some(Kick::TakenOver) => {
                             self.disconnect_v5(DisconnectReasonCode::SessionTakenOver).await;
                             return End::Lost("taken over by a new connection".into());

@@ -19,6 +19,9 @@ pub(crate) enum Kick {
     TakenOver,
     /// The credentials the connection opened with no longer open it.
     Revoked,
+    /// Cluster mode: the user's shard moved to another node; the client reconnects and is
+    /// passed to the new owner.
+    Moved,
 }
 
 /// How long a new connection waits for the one it replaces to close.
@@ -156,6 +159,20 @@ impl Sessions {
                 let _ = kick.send(Some(Kick::Revoked));
             }
         }
+    }
+
+    /// Closes every connection of the users `moved` picks (cluster mode: their shard is no
+    /// longer served here). Returns how many were closed.
+    pub fn close_moved(&self, moved: impl Fn(i64) -> bool) -> usize {
+        let inner = self.lock();
+        let mut n = 0;
+        for ((userid, _), e) in &inner.live {
+            if moved(*userid) {
+                let _ = e.kick.send(Some(Kick::Moved));
+                n += 1;
+            }
+        }
+        n
     }
 
     /// How many connections `userid` has open.

@@ -118,6 +118,18 @@ impl Membership {
         }
     }
 
+    /// Records where this node's MQTT broker listens for the others (`host:port`).
+    pub async fn set_mqtt(&self, mqtt: &str) -> Result<(), ClusterError> {
+        sqlx::query("UPDATE cluster_nodes SET mqtt = $1 WHERE node_id = $2 AND instance = $3")
+            .bind(mqtt)
+            .bind(&self.node_id)
+            .bind(&self.instance)
+            .execute(&self.pool)
+            .await
+            .map_err(ClusterError::db("recording the MQTT address"))?;
+        Ok(())
+    }
+
     /// The nodes alive now (heartbeat younger than a lease, not draining), by id.
     pub async fn live(&self) -> Result<Vec<Node>, ClusterError> {
         sqlx::query_as(

@@ -132,12 +132,23 @@ fn ranges(v: &[i32]) -> String {
     parts.join(",")
 }
 
-/// Who owns each vshard now: `(vshard, node_id, advertise)` for every lease that has not
-/// expired by the database's clock. Nodes forward requests by this; a stale answer costs a
-/// 503 and a retry, never a write by the wrong node (the owner's fence decides that).
-pub async fn owners(pool: &PgPool) -> Result<Vec<(u16, String, String)>, ClusterError> {
-    let rows: Vec<(i32, String, String)> = sqlx::query_as(
-        "SELECT l.vshard, l.owner, n.advertise FROM vshard_leases l \
+/// A vshard's owner, as the other nodes reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub vshard: u16,
+    pub node_id: String,
+    /// The owner's HTTP address (`cluster.advertise`).
+    pub http: String,
+    /// The owner's MQTT address (empty until its broker listens).
+    pub mqtt: String,
+}
+
+/// Who owns each vshard now: every lease that has not expired by the database's clock.
+/// Nodes forward requests by this; a stale answer costs a 503 and a retry, never a write by
+/// the wrong node (the owner's fence decides that).
+pub async fn owners(pool: &PgPool) -> Result<Vec<Owner>, ClusterError> {
+    let rows: Vec<(i32, String, String, String)> = sqlx::query_as(
+        "SELECT l.vshard, l.owner, n.advertise, n.mqtt FROM vshard_leases l \
          JOIN cluster_nodes n ON n.node_id = l.owner \
          WHERE l.expires > clock_timestamp()",
     )
@@ -146,7 +157,14 @@ pub async fn owners(pool: &PgPool) -> Result<Vec<(u16, String, String)>, Cluster
     .map_err(ClusterError::db("reading the vshard owners"))?;
     Ok(rows
         .into_iter()
-        .filter_map(|(v, owner, advertise)| Some((u16::try_from(v).ok()?, owner, advertise)))
+        .filter_map(|(v, node_id, http, mqtt)| {
+            Some(Owner {
+                vshard: u16::try_from(v).ok()?,
+                node_id,
+                http,
+                mqtt,
+            })
+        })
         .collect())
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::harness::{Server, get, register, script};
+use crate::mqtt_tenancy::{connack, publish_acked, received, subscribed};
 use crate::postgres::Postgres;
 
 const T: i64 = 1_700_000_000;
@@ -46,7 +47,8 @@ async fn settled(pool: &sqlx::PgPool, nodes: &[&str]) -> HashMap<u16, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let rows = ynni_cluster::status::owners(pool).await.expect("owners");
-        let owners: HashMap<u16, String> = rows.into_iter().map(|(v, n, _)| (v, n)).collect();
+        let owners: HashMap<u16, String> =
+            rows.into_iter().map(|o| (o.vshard, o.node_id)).collect();
         if owners.len() == 256 && nodes.iter().all(|n| owners.values().any(|o| o == n)) {
             return owners;
         }
@@ -73,7 +75,29 @@ async fn retrying(url: &str) -> (u16, String) {
     }
 }
 
+/// An MQTT client of `acct` connected through `server`, retrying while the account's shard
+/// is changing hands (the broker refuses with "server unavailable" then).
+async fn mqtt_client(
+    server: &Server,
+    id: &str,
+    acct: &Account,
+) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
+    let addr = server.mqtt.expect("broker address");
+    for _ in 0..100 {
+        let mut opts = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        opts.set_credentials(acct.name.clone(), acct.write.clone());
+        opts.set_keep_alive(Duration::from_secs(60));
+        let (c, mut ev) = rumqttc::AsyncClient::new(opts, 64);
+        if connack(&mut ev).await.is_some() {
+            return (c, ev);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{id} could not connect through {}", server.base);
+}
+
 struct Account {
+    name: String,
     read: String,
     write: String,
 }
@@ -99,9 +123,11 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
     // vshard n1 owns and one on n2.
     let mut on = HashMap::new();
     for i in 0..16 {
-        let (id, read, write) = register(&n1, &format!("user{i}"), "password123").await;
+        let name = format!("user{i}");
+        let (id, read, write) = register(&n1, &name, "password123").await;
         let owner = &owners[&(ynni_core::vshard::of(id, 256) as u16)];
-        on.entry(owner.clone()).or_insert(Account { read, write });
+        on.entry(owner.clone())
+            .or_insert(Account { name, read, write });
     }
     let (a, b) = (&on["n1"], &on["n2"]);
     let nodes = |n2: &Option<Server>| -> Vec<String> {
@@ -179,6 +205,34 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
     assert_eq!(r.status, 200, "{}", r.body);
     let r = crate::harness::send(c.get(&url).header("x-ynni-forwarded", SECRET)).await;
     assert_eq!(r.status, 503, "{}", r.body);
+
+    // MQTT through the "wrong" node: b's connection to n1 is passed to n2, so b's subscriber
+    // on n1 and b's publisher on n2 meet at one broker, the publish is stored for b only, and
+    // a (on n1, connected through n2) sees none of it.
+    let b_sub = mqtt_client(&n1, "b-sub", b).await;
+    let (b_sub, mut b_sub_ev) = b_sub;
+    subscribed(&b_sub, &mut b_sub_ev, "emon/#").await;
+    let (a_sub, mut a_sub_ev) = mqtt_client(n2.as_ref().expect("n2"), "a-sub", a).await;
+    subscribed(&a_sub, &mut a_sub_ev, "emon/#").await;
+    let (b_pub, mut b_pub_ev) = mqtt_client(n2.as_ref().expect("n2"), "b-pub", b).await;
+    publish_acked(&b_pub, &mut b_pub_ev, "emon/mqtt/power", "42").await;
+    let (a_pub, mut a_pub_ev) = mqtt_client(&n1, "a-pub", a).await;
+    publish_acked(&a_pub, &mut a_pub_ev, "emon/mqtt/power", "17").await;
+    let got = received(&mut b_sub_ev, Duration::from_secs(2)).await;
+    assert_eq!(got, ["emon/mqtt/power 42"], "b's subscriber through n1");
+    let got = received(&mut a_sub_ev, Duration::from_secs(1)).await;
+    assert_eq!(got, ["emon/mqtt/power 17"], "a's subscriber through n2");
+    for base in nodes(&n2) {
+        for (acct, value) in [(a, 17), (b, 42)] {
+            let (_, body) =
+                retrying(&format!("{base}/input/get/mqtt/power?apikey={}", acct.read)).await;
+            let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+            assert_eq!(v["value"], value, "{body} via {base}");
+        }
+    }
+    drop((
+        b_sub, b_sub_ev, a_sub, a_sub_ev, b_pub, b_pub_ev, a_pub, a_pub_ev,
+    ));
 
     // n2 is killed: n1 takes its vshards over once the leases end and replays their logs.
     n2.take().expect("n2").kill9();

@@ -28,7 +28,7 @@ fn client(
 
 /// Drives the event loop until `f` accepts an event, or `limit` passes, or the connection
 /// ends (then `None`).
-async fn wait_for<T>(
+pub(crate) async fn wait_for<T>(
     ev: &mut EventLoop,
     limit: Duration,
     mut f: impl FnMut(&Event) -> Option<T>,
@@ -51,7 +51,7 @@ async fn wait_for<T>(
 }
 
 /// The CONNACK's session-present flag, or `None` if the connection was refused or lost.
-async fn connack(ev: &mut EventLoop) -> Option<bool> {
+pub(crate) async fn connack(ev: &mut EventLoop) -> Option<bool> {
     wait_for(ev, Duration::from_secs(10), |e| match e {
         Event::Incoming(Packet::ConnAck(a)) => Some(a.session_present),
         _ => None,
@@ -59,7 +59,7 @@ async fn connack(ev: &mut EventLoop) -> Option<bool> {
     .await
 }
 
-async fn subscribed(c: &AsyncClient, ev: &mut EventLoop, filter: &str) {
+pub(crate) async fn subscribed(c: &AsyncClient, ev: &mut EventLoop, filter: &str) {
     c.subscribe(filter, QoS::AtLeastOnce)
         .await
         .expect("subscribe");
@@ -71,7 +71,7 @@ async fn subscribed(c: &AsyncClient, ev: &mut EventLoop, filter: &str) {
 }
 
 /// Messages received within `limit`, as `topic payload`.
-async fn received(ev: &mut EventLoop, limit: Duration) -> Vec<String> {
+pub(crate) async fn received(ev: &mut EventLoop, limit: Duration) -> Vec<String> {
     let mut got = Vec::new();
     let _ = tokio::time::timeout(limit, async {
         loop {
@@ -103,7 +103,7 @@ async fn closed_within(ev: &mut EventLoop, limit: Duration) -> bool {
     .is_ok()
 }
 
-async fn publish_acked(c: &AsyncClient, ev: &mut EventLoop, topic: &str, payload: &str) {
+pub(crate) async fn publish_acked(c: &AsyncClient, ev: &mut EventLoop, topic: &str, payload: &str) {
     c.publish(topic, QoS::AtLeastOnce, false, payload)
         .await
         .expect("publish");

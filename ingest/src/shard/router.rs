@@ -396,6 +396,11 @@ impl Router {
         Ok(())
     }
 
+    /// How many vshards users are divided into.
+    pub fn vshards(&self) -> u32 {
+        self.vshards
+    }
+
     pub fn vshard(&self, userid: i64) -> u32 {
         ynni_core::vshard::of(userid, self.vshards)
     }
