@@ -159,11 +159,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
         state = state.with_forwarder(forwarder.clone());
         let (sessions, vshards) = (mqtt.sessions.clone(), router.vshards());
+        let pages = state.clone();
         let hooks = crate::cluster_node::Hooks {
             forwarder,
             mqtt: mqtt_owners,
             closed: Arc::new(move |v| {
-                let n = sessions.close_moved(|u| ynni_core::vshard::of(u, vshards) == v);
+                let moved = |u| ynni_core::vshard::of(u, vshards) == v;
+                pages.end_live_streams(moved);
+                let n = sessions.close_moved(moved);
                 if n > 0 {
                     tracing::info!(
                         vshard = v,

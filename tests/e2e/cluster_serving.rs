@@ -206,6 +206,34 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
     let r = crate::harness::send(c.get(&url).header("x-ynni-forwarded", SECRET)).await;
     assert_eq!(r.status, 503, "{}", r.body);
 
+    // b's live page through n1: the stream comes from n2, where b's values are processed.
+    let mut live = script()
+        .get(format!("{}/ynni/live?apikey={}", n1.base, b.read))
+        .send()
+        .await
+        .expect("live stream");
+    assert_eq!(live.status(), 200);
+    let url = format!(
+        "{}/input/post?node=house&fulljson=%7B%22power%22%3A123%7D&time={}&apikey={}",
+        n1.base,
+        T + 20,
+        b.write
+    );
+    assert_eq!(retrying(&url).await, (200, POSTED.to_string()));
+    let mut seen = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(chunk)) = live.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("\"value\":123") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(seen.contains("event: input"), "{seen}");
+    assert!(seen.contains("\"value\":123"), "{seen}");
+    drop(live);
+
     // MQTT through the "wrong" node: b's connection to n1 is passed to n2, so b's subscriber
     // on n1 and b's publisher on n2 meet at one broker, the publish is stored for b only, and
     // a (on n1, connected through n2) sees none of it.

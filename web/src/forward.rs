@@ -50,9 +50,10 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(secret: impl Into<String>) -> Result<Self, reqwest::Error> {
+        // No overall timeout on the client: a live page's stream stays open for as long as
+        // the page; ordinary requests get theirs in `forward`.
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(FORWARD_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
@@ -101,6 +102,30 @@ impl Forwarder {
         body: Bytes,
         client: IpAddr,
     ) -> Response {
+        self.send(owner, parts, body, client, Some(FORWARD_TIMEOUT))
+            .await
+    }
+
+    /// [`Forwarder::forward`] for a reply that streams for as long as the client listens (a
+    /// live page): no overall deadline.
+    pub async fn forward_stream(
+        &self,
+        owner: &str,
+        parts: &Parts,
+        body: Bytes,
+        client: IpAddr,
+    ) -> Response {
+        self.send(owner, parts, body, client, None).await
+    }
+
+    async fn send(
+        &self,
+        owner: &str,
+        parts: &Parts,
+        body: Bytes,
+        client: IpAddr,
+        timeout: Option<Duration>,
+    ) -> Response {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let url = format!("http://{owner}{path}");
         let mut headers = parts.headers.clone();
@@ -116,13 +141,15 @@ impl Forwarder {
         if let Ok(ip) = HeaderValue::from_str(&client.to_string()) {
             headers.insert(HeaderName::from_static(CLIENT), ip);
         }
-        let sent = self
+        let mut request = self
             .client
             .request(parts.method.clone(), &url)
             .headers(headers)
-            .body(body)
-            .send()
-            .await;
+            .body(body);
+        if let Some(t) = timeout {
+            request = request.timeout(t);
+        }
+        let sent = request.send().await;
         let reply = match sent {
             Ok(r) => r,
             Err(e) => {

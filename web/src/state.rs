@@ -72,6 +72,11 @@ impl AppState {
         self
     }
 
+    /// Cluster mode: ends the live page streams of users whose shard left this node.
+    pub fn end_live_streams(&self, moved: impl Fn(i64) -> bool) {
+        self.live.end_streams(moved);
+    }
+
     /// Connects the Home Assistant discovery publisher.
     pub fn with_discovery(mut self, tx: tokio::sync::mpsc::UnboundedSender<i64>) -> Self {
         self.discovery = Some(tx);

@@ -47,6 +47,15 @@ impl LiveHub {
             .subscribe()
     }
 
+    /// Ends the open pages' streams of the users `moved` picks (cluster mode: their shard left
+    /// this node); browsers reconnect and are forwarded to the new owner.
+    pub fn end_streams(&self, moved: impl Fn(i64) -> bool) {
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|userid, _| !moved(*userid));
+    }
+
     async fn forward(&self, mut outputs: broadcast::Receiver<Output>) {
         loop {
             let out = match outputs.recv().await {

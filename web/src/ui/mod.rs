@@ -12,6 +12,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use axum::body::Bytes;
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
+
 use crate::auth::{self, Auth};
 use crate::params::Params;
 use crate::state::AppState;
@@ -63,6 +67,15 @@ async fn asset(
 
 /// `/ynni/live`: Server-Sent Events of the caller's input and feed updates (login session or
 /// a read apikey).
+/// The client's address, as the API dispatcher works it out.
+fn peer_ip(state: &AppState, parts: &Parts) -> std::net::IpAddr {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    crate::client_ip::client_ip(peer, &parts.headers, &state.settings.http.trusted_proxies)
+}
+
 async fn live_stream(State(state): State<AppState>, request: Request) -> Response {
     let params = Params::parse(request.uri().query(), None, &[]);
     let caller = match auth::authenticate(&state, &params, request.headers()).await {
@@ -72,6 +85,23 @@ async fn live_stream(State(state): State<AppState>, request: Request) -> Respons
     };
     if !caller.via_apikey && crate::csrf::cross_site(request.headers()) {
         return (StatusCode::FORBIDDEN, crate::csrf::REFUSED).into_response();
+    }
+    if let Some(forwarder) = &state.forwarder {
+        let vshard = state.router.vshard(caller.user.id);
+        if !state.router.serves(vshard) {
+            return match forwarder.owner(vshard) {
+                Some(owner) if !forwarder.is_forwarded(request.headers()) => {
+                    let (parts, _) = request.into_parts();
+                    let client = forwarder
+                        .forwarded_client(&parts.headers)
+                        .unwrap_or_else(|| peer_ip(&state, &parts));
+                    forwarder
+                        .forward_stream(&owner, &parts, Bytes::new(), client)
+                        .await
+                }
+                _ => crate::forward::unavailable(),
+            };
+        }
     }
     let rx = state.live.subscribe(caller.user.id, &state.router);
     let mut r = live::stream(rx).into_response();
