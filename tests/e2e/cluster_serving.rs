@@ -102,8 +102,23 @@ struct Account {
     write: String,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_killed_node() {
+/// Two nodes over one Postgres and one shared directory, settled, with an account whose
+/// vshard each owns (`a` on n1, `b` on n2).
+struct TwoNodes {
+    pg: Postgres,
+    dir: tempfile::TempDir,
+    pool: sqlx::PgPool,
+    n1: Server,
+    n2: Server,
+    c1: PathBuf,
+    c2: PathBuf,
+    p1: u16,
+    p2: u16,
+    a: Account,
+    b: Account,
+}
+
+async fn two_nodes() -> TwoNodes {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let shared = dir.path().join("shared");
@@ -114,11 +129,9 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
     let pool = ynni_cluster::db::connect(&pg.url(), Duration::from_secs(10))
         .await
         .expect("connect");
-
     let n1 = start_node(&c1, p1);
-    let mut n2 = Some(start_node(&c2, p2));
+    let n2 = start_node(&c2, p2);
     let owners = settled(&pool, &["n1", "n2"]).await;
-
     // Accounts are registered through one node into the shared catalog; pick one whose
     // vshard n1 owns and one on n2.
     let mut on = HashMap::new();
@@ -129,7 +142,38 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
         on.entry(owner.clone())
             .or_insert(Account { name, read, write });
     }
-    let (a, b) = (&on["n1"], &on["n2"]);
+    let (a, b) = (on.remove("n1").expect("a"), on.remove("n2").expect("b"));
+    TwoNodes {
+        pg,
+        dir,
+        pool,
+        n1,
+        n2,
+        c1,
+        c2,
+        p1,
+        p2,
+        a,
+        b,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_killed_node() {
+    let TwoNodes {
+        pool,
+        n1,
+        n2,
+        c2,
+        p2,
+        a,
+        b,
+        pg: _pg,
+        dir: _dir,
+        ..
+    } = two_nodes().await;
+    let mut n2 = Some(n2);
+    let (a, b) = (&a, &b);
     let nodes = |n2: &Option<Server>| -> Vec<String> {
         let mut v = vec![n1.base.clone()];
         v.extend(n2.iter().map(|s| s.base.clone()));
@@ -293,4 +337,246 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
     assert!(log.contains("left the cluster"), "{log}");
     let (status, log) = n1.stop();
     assert!(status.success(), "n1 stops cleanly:\n{log}");
+}
+
+fn signal(server: &Server, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &server.pid().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// Waits until the vshard of every account in `accounts` is owned by `node` (by the lease
+/// table) and `node` answers for it.
+async fn owned_by(pool: &sqlx::PgPool, node: &str, server: &Server, read: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = ynni_cluster::status::owners(pool).await.expect("owners");
+        if rows.iter().all(|o| o.node_id == node) && rows.len() == 256 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{node} never took every vshard");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    retrying(&server.url(&format!("/input/list.json?apikey={read}"))).await;
+}
+
+/// A node paused (SIGSTOP) past its lease loses its vshards to the other node; resumed, it
+/// must acknowledge and write nothing for them: a request that reached it during the pause is
+/// answered 503, and nothing it held then appears in the data, even after a restart replays
+/// every log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_paused_past_its_lease_acknowledges_and_writes_nothing_after_it_resumes() {
+    let TwoNodes {
+        pool,
+        n1,
+        n2,
+        c1,
+        p1,
+        b,
+        pg: _pg,
+        dir: _dir,
+        ..
+    } = two_nodes().await;
+    let (_, body) = retrying(&format!(
+        "{}/feed/create.json?name=p&engine=5&options=%7B%22interval%22%3A10%7D&apikey={}",
+        n2.base, b.write
+    ))
+    .await;
+    let feed = serde_json::from_str::<serde_json::Value>(&body).expect("json")["feedid"]
+        .as_i64()
+        .expect(&body);
+    let insert = |base: &str, t: i64, v: i64| {
+        format!(
+            "{base}/feed/insert.json?id={feed}&time={}&value={v}&apikey={}",
+            T + t,
+            b.write
+        )
+    };
+    let post = |base: &str, t: i64, v: i64| {
+        format!(
+            "{base}/input/post?node=house&fulljson=%7B%22power%22%3A{v}%7D&time={}&apikey={}",
+            T + t,
+            b.write
+        )
+    };
+    assert_eq!(retrying(&insert(&n2.base, 0, 1)).await.0, 200);
+    assert_eq!(retrying(&post(&n2.base, 0, 1)).await.0, 200);
+
+    signal(&n2, "-STOP");
+    // Two requests reach the paused node and wait in its socket.
+    let stalled: Vec<_> = [insert(&n2.base, 10, 666), post(&n2.base, 10, 666)]
+        .into_iter()
+        .map(|url| {
+            tokio::spawn(async move {
+                let r = script()
+                    .get(&url)
+                    .timeout(Duration::from_secs(120))
+                    .send()
+                    .await
+                    .expect("an answer once resumed");
+                (r.status().as_u16(), r.text().await.unwrap_or_default())
+            })
+        })
+        .collect();
+    // n1 takes everything over once n2's leases end, and acknowledges new data.
+    owned_by(&pool, "n1", &n1, &b.read).await;
+    assert_eq!(retrying(&insert(&n1.base, 20, 777)).await.0, 200);
+    assert_eq!(retrying(&post(&n1.base, 20, 777)).await.0, 200);
+
+    signal(&n2, "-CONT");
+    for task in stalled {
+        let (status, body) = task.await.expect("join");
+        assert_eq!(status, 503, "the resumed node refused: {body}");
+    }
+    // Give the resumed node time to do anything it still would, then stop both and let n1
+    // alone replay every log from the shared directory.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, log) = n2.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("lease lost"), "n2 noticed: {log}");
+    let (status, log) = n1.stop();
+    assert!(status.success(), "{log}");
+    let n1 = start_node(&c1, p1);
+    owned_by(&pool, "n1", &n1, &b.read).await;
+    let (_, data) = retrying(&format!(
+        "{}/feed/data.json?id={feed}&start={}&end={}&interval=10&apikey={}",
+        n1.base,
+        T * 1000,
+        (T + 20) * 1000,
+        b.read
+    ))
+    .await;
+    assert_eq!(
+        data,
+        format!(
+            "[[{},1],[{},null],[{},777]]",
+            T * 1000,
+            (T + 10) * 1000,
+            (T + 20) * 1000
+        )
+    );
+    let (_, input) = retrying(&format!(
+        "{}/input/get/house/power?apikey={}",
+        n1.base, b.read
+    ))
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&input).expect("json");
+    assert_eq!((&v["time"], &v["value"]), (&(T + 20).into(), &777.into()));
+    let (status, _) = n1.stop();
+    assert!(status.success());
+}
+
+/// `input/post` of 3600 W at `T + t` for `acct` through `base`.
+fn post_3600w(base: &str, t: i64, acct: &Account) -> String {
+    format!(
+        "{base}/input/post?node=house&fulljson=%7B%22power%22%3A3600%7D&time={}&apikey={}",
+        T + t,
+        acct.write
+    )
+}
+
+/// Creates `acct`'s input `house/power` and a kWh feed it accumulates into with
+/// `power_to_kwh`; returns the feed id.
+async fn kwh_feed(base: &str, acct: &Account) -> i64 {
+    assert_eq!(retrying(&post_3600w(base, 0, acct)).await.0, 200);
+    let (_, body) = retrying(&format!(
+        "{base}/feed/create.json?name=kwh&engine=5&options=%7B%22interval%22%3A10%7D&apikey={}",
+        acct.write
+    ))
+    .await;
+    let feed = serde_json::from_str::<serde_json::Value>(&body).expect("json")["feedid"]
+        .as_i64()
+        .expect(&body);
+    let (_, inputs) = retrying(&format!("{base}/input/list.json?apikey={}", acct.read)).await;
+    let inputs: serde_json::Value = serde_json::from_str(&inputs).expect("json");
+    // emoncms lists input ids as strings.
+    let input = inputs[0]["id"].as_str().expect("input id").to_string();
+    let list = format!(r#"[{{"fn":"process__power_to_kwh","args":["{feed}"]}}]"#);
+    let r = crate::harness::post_form(
+        &script(),
+        &format!(
+            "{base}/input/process/set.json?inputid={input}&apikey={}",
+            acct.write
+        ),
+        &[("processlist", &list)],
+    )
+    .await;
+    assert!(r.body.contains("true"), "{}", r.body);
+    feed
+}
+
+async fn feed_value(base: &str, feed: i64, acct: &Account) -> f64 {
+    let (_, v) = retrying(&format!(
+        "{base}/feed/value.json?id={feed}&apikey={}",
+        acct.read
+    ))
+    .await;
+    v.trim_matches('"').parse().expect(&v)
+}
+
+/// Draining a node moves its vshards with nothing lost and nothing counted twice: an
+/// accumulating process list gives the same kWh as on one node while its account moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_a_node_moves_its_users_with_accumulators_exact() {
+    // One node: the reference.
+    let single = Server::start();
+    let (_, read, write) = register(&single, "solo", "password123").await;
+    let solo = Account {
+        name: "solo".into(),
+        read,
+        write,
+    };
+    let feed = kwh_feed(&single.base, &solo).await;
+    for i in 1..=20 {
+        assert_eq!(
+            retrying(&post_3600w(&single.base, 10 * i, &solo)).await.0,
+            200
+        );
+    }
+    let expected = feed_value(&single.base, feed, &solo).await;
+    assert!(expected > 0.1, "{expected} kWh");
+
+    let TwoNodes {
+        pool,
+        n1,
+        n2,
+        c1,
+        b,
+        pg: _pg,
+        dir: _dir,
+        ..
+    } = two_nodes().await;
+    let feed = kwh_feed(&n1.base, &b).await;
+    // Twenty intervals through both nodes, with n2 (b's owner) drained half-way.
+    for i in 1..=20 {
+        if i == 10 {
+            let (status, out, err) = crate::harness::run_cli(
+                &[
+                    "cluster",
+                    "drain",
+                    "n2",
+                    "--config",
+                    c1.to_str().expect("path"),
+                ],
+                &[],
+                None,
+            );
+            assert!(status.success(), "{out}{err}");
+            // The second half is processed by n1 from the state n2 handed over.
+            owned_by(&pool, "n1", &n1, &b.read).await;
+        }
+        let base = if i % 2 == 0 { &n1.base } else { &n2.base };
+        assert_eq!(retrying(&post_3600w(base, 10 * i, &b)).await.0, 200);
+    }
+    for base in [&n1.base, &n2.base] {
+        let kwh = feed_value(base, feed, &b).await;
+        assert_eq!(kwh, expected, "kWh via {base}, as on one node");
+    }
+    let (status, log) = n2.stop();
+    assert!(status.success(), "{log}");
+    let (status, log) = n1.stop();
+    assert!(status.success(), "{log}");
 }
