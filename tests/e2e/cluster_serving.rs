@@ -16,17 +16,24 @@ const T: i64 = 1_700_000_000;
 const POSTED: &str = "{\"success\": true}";
 const SECRET: &str = "cluster-secret-0123456789";
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
 }
 
-fn node_config(dir: &Path, pg: &str, shared: &Path, node: &str, port: u16) -> PathBuf {
+pub(crate) fn node_config(
+    dir: &Path,
+    pg: &str,
+    shared: &Path,
+    node: &str,
+    port: u16,
+    lease_ms: u64,
+) -> PathBuf {
     let text = format!(
         "[cluster]\npostgres = \"{pg}\"\nshared_dir = \"{shared}\"\nnode_id = \"{node}\"\n\
-         advertise = \"127.0.0.1:{port}\"\nsecret = \"{SECRET}\"\nlease_ms = 2000\n",
+         advertise = \"127.0.0.1:{port}\"\nsecret = \"{SECRET}\"\nlease_ms = {lease_ms}\n",
         shared = shared.display(),
     );
     let path = dir.join(format!("{node}.toml"));
@@ -34,7 +41,7 @@ fn node_config(dir: &Path, pg: &str, shared: &Path, node: &str, port: u16) -> Pa
     path
 }
 
-fn start_node(config: &Path, port: u16) -> Server {
+pub(crate) fn start_node(config: &Path, port: u16) -> Server {
     Server::builder()
         .http_listen(&format!("127.0.0.1:{port}"))
         .arg("--config")
@@ -62,7 +69,7 @@ async fn settled(pool: &sqlx::PgPool, nodes: &[&str]) -> HashMap<u16, String> {
 
 /// GETs `url` until the answer is not a 503 (a vshard changing hands says so, and clients
 /// retry); returns the final body.
-async fn retrying(url: &str) -> (u16, String) {
+pub(crate) async fn retrying(url: &str) -> (u16, String) {
     let c = script();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -124,8 +131,8 @@ async fn two_nodes() -> TwoNodes {
     let shared = dir.path().join("shared");
     std::fs::create_dir_all(&shared).expect("shared dir");
     let (p1, p2) = (free_port(), free_port());
-    let c1 = node_config(dir.path(), &pg.url(), &shared, "n1", p1);
-    let c2 = node_config(dir.path(), &pg.url(), &shared, "n2", p2);
+    let c1 = node_config(dir.path(), &pg.url(), &shared, "n1", p1, 2000);
+    let c2 = node_config(dir.path(), &pg.url(), &shared, "n2", p2, 2000);
     let pool = ynni_cluster::db::connect(&pg.url(), Duration::from_secs(10))
         .await
         .expect("connect");

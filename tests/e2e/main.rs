@@ -9,6 +9,7 @@ mod bad_input;
 mod browser;
 mod cluster;
 mod cluster_serving;
+mod cluster_soak;
 mod compat;
 mod compat_feeds;
 mod compat_inputs;
