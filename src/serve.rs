@@ -154,7 +154,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let (Some((joined, _, c)), Some(mqtt_owners)) = (cluster, mqtt_owners) {
         joined.set_mqtt_port(mqtt.addr.port()).await?;
         let forwarder = Arc::new(
-            ynni_web::Forwarder::new(c.secret.clone())
+            ynni_web::Forwarder::new(c.node_id.clone(), c.secret.clone())
                 .context("building the client that forwards requests to other nodes")?,
         );
         state = state.with_forwarder(forwarder.clone());

@@ -254,6 +254,7 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
     let url = format!("{}/input/get/house/power?apikey={}", n1.base, b.read);
     let r = crate::harness::send(c.get(&url).header("x-ynni-forwarded", "guess")).await;
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.headers["x-ynni-node"], "n2", "answered by b's owner");
     let r = crate::harness::send(c.get(&url).header("x-ynni-forwarded", SECRET)).await;
     assert_eq!(r.status, 503, "{}", r.body);
 
@@ -284,6 +285,26 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
     assert!(seen.contains("event: input"), "{seen}");
     assert!(seen.contains("\"value\":123"), "{seen}");
     drop(live);
+
+    // A browser session through the wrong node: the owner checks the page's Origin against
+    // the host the browser named (the entry node), as on one node.
+    let browser = crate::harness::browser();
+    let r = crate::harness::post_form(
+        &browser,
+        &n1.url("/user/login.json"),
+        &[("username", &b.name), ("password", "password123")],
+    )
+    .await;
+    assert!(r.body.contains("true"), "{}", r.body);
+    let r = crate::harness::send(
+        browser
+            .post(n1.url("/input/list.json"))
+            .header("origin", &n1.base),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("power"), "{}", r.body);
+    assert_eq!(r.headers["x-ynni-node"], "n2");
 
     // MQTT through the "wrong" node: b's connection to n1 is passed to n2, so b's subscriber
     // on n1 and b's publisher on n2 meet at one broker, the publish is stored for b only, and

@@ -211,6 +211,31 @@ async fn mqtt_client(
     }
 }
 
+/// The values `acct`'s feed holds in slots `from..=to` (slot k is time `T0 + 10 k`).
+async fn slots(base: &str, acct: &Account, from: i64, to: i64) -> BTreeMap<i64, i64> {
+    let url = format!(
+        "{base}/feed/data.json?id={}&start={}&end={}&interval=10&apikey={}",
+        acct.feed,
+        (T0 + 10 * from) * 1000,
+        (T0 + 10 * to) * 1000,
+        acct.read
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let data = loop {
+        let r = get(&script(), &url).await;
+        if r.status == 200 {
+            break r.json();
+        }
+        assert!(Instant::now() < deadline, "{}: {}", r.status, r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    data.as_array()
+        .unwrap_or_else(|| panic!("points expected: {data}"))
+        .iter()
+        .filter_map(|p| Some(((p[0].as_i64()? / 1000 - T0) / 10, p[1].as_f64()? as i64)))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_value_survives_nodes_killed_at_random() {
     let kills = env_or("YNNI_SOAK_KILLS", 3);
@@ -353,28 +378,14 @@ async fn every_acknowledged_value_survives_nodes_killed_at_random() {
     for (acct, acked) in accounts.iter().zip(&records) {
         let acked = acked.lock().expect("acked").values.clone();
         let last = *acked.keys().last().expect("something acknowledged");
-        let url = format!(
-            "{base}/feed/data.json?id={}&start={}&end={}&interval=10&apikey={}",
-            acct.feed,
-            (T0 + 10) * 1000,
-            (T0 + 10 * last) * 1000,
-            acct.read
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let data = loop {
-            let r = get(&script(), &url).await;
-            if r.status == 200 {
-                break r.json();
-            }
-            assert!(Instant::now() < deadline, "{}: {}", r.status, r.body);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let stored: BTreeMap<i64, i64> = data
-            .as_array()
-            .expect("points")
-            .iter()
-            .filter_map(|p| Some(((p[0].as_i64()? / 1000 - T0) / 10, p[1].as_f64()? as i64)))
-            .collect();
+        // Read in pages below emoncms's limit on points per request.
+        let mut stored: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut from = 1;
+        while from <= last {
+            let to = (from + 4999).min(last);
+            stored.extend(slots(&base, acct, from, to).await);
+            from = to + 1;
+        }
         assert_eq!(
             stored, acked,
             "{}: stored and acknowledged differ",

@@ -21,14 +21,18 @@ use axum::response::Response;
 pub const FORWARDED: &str = "x-ynni-forwarded";
 /// The original client's address on a forwarded request.
 pub const CLIENT: &str = "x-ynni-client";
+/// On every reply in cluster mode: the node that produced it.
+pub const NODE: &str = "x-ynni-node";
 
 /// How long the owner may take to answer a forwarded request (a long `feed/data` read
 /// included).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Headers that describe one connection, not the request, and are not passed on.
-const HOP_BY_HOP: [&str; 9] = [
+/// Headers that describe one connection, not the request, and are not passed on. `Host` is
+/// kept: the owner compares a browser's `Origin` with it (see `csrf`), and the client named
+/// the entry node, not the owner.
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -37,11 +41,11 @@ const HOP_BY_HOP: [&str; 9] = [
     "trailer",
     "transfer-encoding",
     "upgrade",
-    "host",
 ];
 
 /// Which node serves which vshard, as the cluster's lease table last said.
 pub struct Forwarder {
+    node_id: String,
     secret: String,
     client: reqwest::Client,
     /// vshard → the owner's `advertise` address, for vshards owned by other nodes.
@@ -49,7 +53,10 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new(secret: impl Into<String>) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        node_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Result<Self, reqwest::Error> {
         // No overall timeout on the client: a live page's stream stays open for as long as
         // the page; ordinary requests get theirs in `forward`.
         let client = reqwest::Client::builder()
@@ -57,10 +64,16 @@ impl Forwarder {
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Self {
+            node_id: node_id.into(),
             secret: secret.into(),
             client,
             owners: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// This node's `cluster.node_id`.
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// Replaces the owner map (the cluster loop calls this after every round).
@@ -187,7 +200,7 @@ mod tests {
 
     #[test]
     fn only_the_clusters_secret_marks_a_request_forwarded() {
-        let f = Forwarder::new("s3cret-of-the-cluster").unwrap();
+        let f = Forwarder::new("n1", "s3cret-of-the-cluster").unwrap();
         let mut h = HeaderMap::new();
         assert!(!f.is_forwarded(&h));
         h.insert(FORWARDED, HeaderValue::from_static("guess"));
@@ -205,7 +218,7 @@ mod tests {
 
     #[test]
     fn the_owner_map_is_replaced_whole() {
-        let f = Forwarder::new("x").unwrap();
+        let f = Forwarder::new("n1", "x").unwrap();
         f.set_owners(HashMap::from([(3, "10.0.0.2:8080".to_string())]));
         assert_eq!(f.owner(3).as_deref(), Some("10.0.0.2:8080"));
         f.set_owners(HashMap::from([(4, "10.0.0.3:8080".to_string())]));

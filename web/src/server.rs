@@ -106,9 +106,24 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), WebError> {
+    let node = state
+        .forwarder
+        .as_ref()
+        .and_then(|f| axum::http::HeaderValue::from_str(f.node_id()).ok());
     let app = crate::ui::routes()
         .fallback(api::dispatch)
         .layer(axum::middleware::map_response(nosniff))
+        .layer(axum::middleware::map_response(
+            move |mut r: axum::response::Response| {
+                // Cluster mode: which node answered (a forwarded reply keeps its owner's).
+                if let Some(node) = &node {
+                    r.headers_mut()
+                        .entry(crate::forward::NODE)
+                        .or_insert_with(|| node.clone());
+                }
+                async move { r }
+            },
+        ))
         .with_state(state);
     serve_router(listener, app, shutdown, options).await
 }
