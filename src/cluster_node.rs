@@ -349,3 +349,97 @@ async fn run_moves(
         }
     }
 }
+
+/// Offline commands that write a cluster's vshards (an import) run only while no node does.
+pub async fn refuse_if_running(c: &ClusterSettings) -> anyhow::Result<()> {
+    let pool = ynni_cluster::db::connect(&c.postgres, CONNECT_TIMEOUT).await?;
+    let status = ynni_cluster::status::read(&pool).await?;
+    let lease = Duration::from_millis(c.lease_ms).as_secs_f64();
+    let running: Vec<&str> = status
+        .nodes
+        .iter()
+        .filter(|n| n.heartbeat_age < lease)
+        .map(|n| n.node_id.as_str())
+        .collect();
+    if !running.is_empty() {
+        anyhow::bail!(
+            "the cluster's nodes are running ({}): stop them first, as `ynni import` writes their \
+             shards' state; `ynni cluster status` lists them",
+            running.join(", ")
+        );
+    }
+    pool.close().await;
+    Ok(())
+}
+
+/// An import's last values, each in the state of its account's vshard: every vshard concerned
+/// is taken under a lease of its own (held by `<node_id>-import`, so no node can take it
+/// meanwhile), opened, given its seeds, flushed and released.
+pub async fn seed_last_values(
+    settings: &ynni_config::Settings,
+    c: &ClusterSettings,
+    paths: &SharedPaths,
+    catalog: &ynni_core::Catalog,
+    seeds: Vec<(i64, ynni_ingest::shard::Seed)>,
+) -> anyhow::Result<()> {
+    let pool = ynni_cluster::db::connect(&c.postgres, CONNECT_TIMEOUT).await?;
+    let timing = Timing::new(Duration::from_millis(c.lease_ms));
+    let leases = ynni_cluster::lease::Leases::new(pool, format!("{}-import", c.node_id), timing);
+    let cfg = crate::serve::cluster_router_config(settings, paths);
+    let (cat, handle) = (catalog.clone(), tokio::runtime::Handle::current());
+    let router = Arc::new(
+        tokio::task::spawn_blocking(move || Router::start(cfg, cat, handle))
+            .await
+            .context("starting the shard workers")??,
+    );
+    let mut by_vshard: std::collections::BTreeMap<u32, Vec<(i64, ynni_ingest::shard::Seed)>> =
+        Default::default();
+    for (userid, seed) in seeds {
+        if !seed.inputs.is_empty() || !seed.feeds.is_empty() {
+            by_vshard
+                .entry(router.vshard(userid))
+                .or_default()
+                .push((userid, seed));
+        }
+    }
+    for (v, users) in by_vshard {
+        let vshard = u16::try_from(v).context("vshard number")?;
+        // A node stopped moments ago may still hold the lease until it ends.
+        let deadline = Instant::now() + timing.lease * 2;
+        let lease = loop {
+            if let Some(l) = leases.acquire(vshard).await? {
+                break l;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "vshard {v} is held by another node; stop every node first"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let r = router.clone();
+        let fence = Arc::new(Fence::until(lease.deadline));
+        tokio::task::spawn_blocking(move || r.open_vshard(v, fence))
+            .await
+            .context("opening a vshard")??;
+        for (userid, seed) in users {
+            router
+                .seed_last(userid, seed)
+                .await
+                .context("storing the last values")?;
+        }
+        let r = router.clone();
+        let flushed = tokio::task::spawn_blocking(move || r.close_vshard(v, true))
+            .await
+            .context("closing a vshard")?;
+        leases.release(&lease).await?;
+        anyhow::ensure!(
+            flushed,
+            "vshard {v}: the last values could not be checkpointed"
+        );
+    }
+    let r = router.clone();
+    tokio::task::spawn_blocking(move || r.stop())
+        .await
+        .context("stopping the shard workers")?;
+    Ok(())
+}

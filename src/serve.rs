@@ -44,13 +44,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .local_addr()
         .context("reading the HTTP listen address")?;
 
-    let mut router_cfg = router_config(&settings, &data_dir)?;
-    if let Some((_, paths, _)) = &cluster {
-        router_cfg.per_vshard = true;
-        router_cfg.fixed_dir = paths.phpfina.clone();
-        router_cfg.variable_dir = paths.phptimeseries.clone();
-        router_cfg.wal_root = paths.vshards.clone();
-    }
+    let router_cfg = match &cluster {
+        Some((_, paths, _)) => cluster_router_config(&settings, paths),
+        None => router_config(&settings, &data_dir)?,
+    };
     let (router_catalog, handle) = (catalog.clone(), tokio::runtime::Handle::current());
     let router =
         tokio::task::spawn_blocking(move || Router::start(router_cfg, router_catalog, handle))
@@ -304,13 +301,7 @@ pub fn router_config(settings: &Settings, data_dir: &DataDir) -> anyhow::Result<
         vshards: ynni_core::vshard::VSHARDS,
         queue: 1024,
         max_nodes: DEFAULT_MAX_NODES,
-        store: StoreConfig {
-            wal: ynni_storage::wal::WalConfig {
-                commit_window: Duration::from_millis(settings.storage.commit_window_ms),
-                ..Default::default()
-            },
-            ..StoreConfig::default()
-        },
+        store: store_config(settings),
         fixed_dir: data_dir.phpfina_dir(),
         variable_dir: data_dir.phptimeseries_dir(),
         wal_root: data_dir.root().join("wal"),
@@ -318,6 +309,36 @@ pub fn router_config(settings: &Settings, data_dir: &DataDir) -> anyhow::Result<
         input_outputs: true,
         per_vshard: false,
     })
+}
+
+/// The shard workers' settings in a cluster: a worker and a log per owned vshard, all in the
+/// shared directory.
+pub fn cluster_router_config(
+    settings: &Settings,
+    paths: &crate::cluster_node::SharedPaths,
+) -> RouterConfig {
+    RouterConfig {
+        workers: 1,
+        vshards: ynni_core::vshard::VSHARDS,
+        queue: 1024,
+        max_nodes: DEFAULT_MAX_NODES,
+        store: store_config(settings),
+        fixed_dir: paths.phpfina.clone(),
+        variable_dir: paths.phptimeseries.clone(),
+        wal_root: paths.vshards.clone(),
+        input_outputs: true,
+        per_vshard: true,
+    }
+}
+
+fn store_config(settings: &Settings) -> StoreConfig {
+    StoreConfig {
+        wal: ynni_storage::wal::WalConfig {
+            commit_window: Duration::from_millis(settings.storage.commit_window_ms),
+            ..Default::default()
+        },
+        ..StoreConfig::default()
+    }
 }
 
 /// The number of shard workers: this machine's core count at the first start of a data

@@ -1,5 +1,6 @@
 //! `ynni import emoncms`: an emoncms 11.x installation's accounts, inputs, feeds and data,
-//! read from its MySQL database and its feed directories, into this data directory, keeping
+//! read from its MySQL database and its feed directories, into this data directory (or, with
+//! `[cluster]`, the cluster's PostgreSQL and shared directory, while no node runs), keeping
 //! ids and apikeys so devices, process lists and dashboards go on working.
 //!
 //! - Accounts keep their id where it is free (otherwise they get a new one and their rows
@@ -77,9 +78,17 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
     if users.is_empty() {
         bail!("emoncms has no users");
     }
+    // A cluster: the catalog is its PostgreSQL and the files go to its shared directory.
+    if let Some(c) = &settings.cluster {
+        crate::cluster_node::refuse_if_running(c).await?;
+    }
+    let shared = match &settings.cluster {
+        Some(c) => Some(crate::cluster_node::SharedPaths::create(&c.shared_dir)?),
+        None => None,
+    };
     // A dry run into a data directory that does not exist yet touches nothing at all.
     let fresh = args.dry_run && !settings.data_dir.exists();
-    let data_dir = if fresh {
+    let data_dir = if fresh || shared.is_some() {
         None
     } else {
         Some(
@@ -87,17 +96,23 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
                 .context("opening the data directory (stop `ynni serve` first)")?,
         )
     };
-    let catalog = match &data_dir {
-        Some(d) => Some(
+    let catalog = match (&settings.cluster, &data_dir) {
+        (Some(c), _) => Some(
+            Catalog::open_postgres(&c.postgres)
+                .await
+                .context("opening the catalog in cluster.postgres")?,
+        ),
+        (None, Some(d)) => Some(
             Catalog::open_sqlite(&d.catalog_path())
                 .await
                 .with_context(|| format!("opening catalog {}", d.catalog_path().display()))?,
         ),
-        None => None,
+        (None, None) => None,
     };
-    let (phpfina, phptimeseries): (PathBuf, PathBuf) = match &data_dir {
-        Some(d) => (d.phpfina_dir(), d.phptimeseries_dir()),
-        None => (
+    let (phpfina, phptimeseries): (PathBuf, PathBuf) = match (&shared, &data_dir) {
+        (Some(p), _) => (p.phpfina.clone(), p.phptimeseries.clone()),
+        (None, Some(d)) => (d.phpfina_dir(), d.phptimeseries_dir()),
+        (None, None) => (
             settings.data_dir.join(ynni_storage::FIXED_DIR),
             settings.data_dir.join(ynni_storage::VARIABLE_DIR),
         ),
@@ -218,10 +233,13 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
         failed |= !(r.feeds.clean() && r.inputs.clean() && r.devices.clean());
         r.print(args.dry_run);
     }
-    if let (Some(d), Some(c)) = (&data_dir, &catalog)
-        && !args.dry_run
-    {
-        seed_last_values(settings, d, c, seeds).await?;
+    match (&settings.cluster, &shared, &data_dir, &catalog) {
+        _ if args.dry_run => {}
+        (Some(c), Some(paths), _, Some(catalog)) => {
+            crate::cluster_node::seed_last_values(settings, c, paths, catalog, seeds).await?;
+        }
+        (None, _, Some(d), Some(c)) => seed_last_values(settings, d, c, seeds).await?,
+        _ => {}
     }
     if let Some(c) = catalog {
         c.close().await;

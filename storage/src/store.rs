@@ -110,7 +110,14 @@ pub struct FeedStore {
     last_flush: std::time::Instant,
     /// Set when memory may no longer match the log; every later call fails.
     poisoned: bool,
+    /// What the last checkpoint on disk holds (its LSN and the caller's state), when the state
+    /// is small enough to keep: a flush that would write the same again writes nothing, so an
+    /// idle store (a cluster node has a store per vshard it owns) costs no synced writes.
+    checkpointed: Option<(Lsn, Vec<u8>)>,
 }
+
+/// States up to this size are kept to recognise an unchanged checkpoint.
+const KEEP_STATE: usize = 64 << 10;
 
 const RECORD_VERSION: u8 = 1;
 /// First byte of a caller record (the rest is the caller's).
@@ -233,6 +240,7 @@ impl FeedStore {
             replayed: 0,
             last_flush: std::time::Instant::now(),
             poisoned: false,
+            checkpointed: None,
         };
         let mut records: Vec<(Lsn, Logged)> = Vec::new();
         store.wal.replay(cp.next_lsn, |lsn, payload| {
@@ -264,6 +272,9 @@ impl FeedStore {
             store.replayed += 1;
         }
         store.applied = store.applied.max(store.wal.first_new_lsn());
+        if store.replayed == 0 && store.applied == cp.next_lsn && cp.state.len() <= KEEP_STATE {
+            store.checkpointed = Some((cp.next_lsn, cp.state));
+        }
         Ok(store)
     }
 
@@ -454,6 +465,13 @@ impl FeedStore {
                 stats.points += n;
             }
         }
+        let unchanged = self
+            .checkpointed
+            .as_ref()
+            .is_some_and(|(lsn, kept)| *lsn == self.applied && kept.as_slice() == state);
+        if stats.feeds == 0 && unchanged {
+            return Ok(stats);
+        }
         checkpoint::write(
             &self.wal_dir,
             &Checkpoint {
@@ -461,6 +479,7 @@ impl FeedStore {
                 state: state.to_vec(),
             },
         )?;
+        self.checkpointed = (state.len() <= KEEP_STATE).then(|| (self.applied, state.to_vec()));
         self.wal.trim(self.applied)?;
         Ok(stats)
     }
@@ -574,6 +593,53 @@ mod tests {
             Feed::Fixed(f) => f.read_slots(0, f.npoints()).expect("read"),
             Feed::Variable(_) => panic!("fixed expected"),
         }
+    }
+
+    /// The checkpoint file's identity: a rewrite replaces it (a new inode).
+    fn checkpoint_inode(dirs: &Dirs) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dirs.0.path().join("wal/checkpoint"))
+            .ok()
+            .map(|m| m.ino())
+    }
+
+    #[test]
+    fn an_unchanged_store_writes_no_checkpoint_and_a_change_does() {
+        let dirs = Dirs::new();
+        let mut store = dirs.open();
+        store.flush(b"").expect("flush");
+        assert_eq!(
+            checkpoint_inode(&dirs),
+            None,
+            "empty and idle: nothing written"
+        );
+        store.create_fixed(1, 10).expect("create");
+        store.write(&[pt(1, T0, 1.0)]).expect("write");
+        store.flush(b"s1").expect("flush");
+        let first = checkpoint_inode(&dirs).expect("written");
+        store.flush(b"s1").expect("flush");
+        assert_eq!(
+            checkpoint_inode(&dirs),
+            Some(first),
+            "unchanged: not rewritten"
+        );
+        store.flush(b"s2").expect("flush");
+        let second = checkpoint_inode(&dirs).expect("written");
+        assert_ne!(second, first, "a new caller state is checkpointed");
+        store.write(&[pt(1, T0 + 10, 2.0)]).expect("write");
+        store.flush(b"s2").expect("flush");
+        assert_ne!(
+            checkpoint_inode(&dirs),
+            Some(second),
+            "new points are checkpointed"
+        );
+        drop(store);
+        // Reopened with nothing to replay: the checkpoint on disk is recognised.
+        let third = checkpoint_inode(&dirs);
+        let mut store = dirs.open();
+        store.flush(b"s2").expect("flush");
+        assert_eq!(checkpoint_inode(&dirs), third);
+        assert_eq!(fixed_values(&mut store, 1), vec![1.0, 2.0]);
     }
 
     #[test]

@@ -12,6 +12,10 @@ use crate::mqtt_tenancy::{connack, publish_acked, received, subscribed};
 use crate::postgres::Postgres;
 
 const T: i64 = 1_700_000_000;
+/// Tests that start a cluster run one at a time: each starts two or three nodes and a
+/// PostgreSQL, and together they would starve the rest of the suite on two cores.
+pub(crate) static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// emoncms's answer to an `input/post` with `fulljson`.
 const POSTED: &str = "{\"success\": true}";
 const SECRET: &str = "cluster-secret-0123456789";
@@ -167,6 +171,7 @@ async fn two_nodes() -> TwoNodes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_killed_node() {
+    let _one = ONE_CLUSTER.lock().await;
     let TwoNodes {
         pool,
         n1,
@@ -397,6 +402,7 @@ async fn owned_by(pool: &sqlx::PgPool, node: &str, server: &Server, read: &str) 
 /// every log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_paused_past_its_lease_acknowledges_and_writes_nothing_after_it_resumes() {
+    let _one = ONE_CLUSTER.lock().await;
     let TwoNodes {
         pool,
         n1,
@@ -549,6 +555,7 @@ async fn feed_value(base: &str, feed: i64, acct: &Account) -> f64 {
 /// accumulating process list gives the same kWh as on one node while its account moves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_a_node_moves_its_users_with_accumulators_exact() {
+    let _one = ONE_CLUSTER.lock().await;
     // One node: the reference.
     let single = Server::start();
     let (_, read, write) = register(&single, "solo", "password123").await;

@@ -238,6 +238,7 @@ async fn slots(base: &str, acct: &Account, from: i64, to: i64) -> BTreeMap<i64, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_value_survives_nodes_killed_at_random() {
+    let _one = crate::cluster_serving::ONE_CLUSTER.lock().await;
     let kills = env_or("YNNI_SOAK_KILLS", 3);
     let lease_ms = env_or("YNNI_SOAK_LEASE_MS", 2000);
     let pg = Postgres::start();

@@ -392,3 +392,79 @@ async fn links_are_made_conflicts_refused_and_broken_feeds_skipped() {
         [7u8; 16]
     );
 }
+
+/// Into a cluster: the accounts go to its PostgreSQL, the files to its shared directory and
+/// the last values to the state of each account's vshard, while no node runs (a running node
+/// makes the import refuse); a node started afterwards serves everything as imported.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emoncms_installation_moves_into_a_cluster() {
+    use crate::cluster_serving::{ONE_CLUSTER, free_port, node_config, retrying, start_node};
+    let _one = ONE_CLUSTER.lock().await;
+    let db = MariaDb::start();
+    load_emoncms(&db).await;
+    let pg = crate::postgres::Postgres::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir_all(&shared).expect("shared");
+    let port = free_port();
+    let cfg = node_config(tmp.path(), &pg.url(), &shared, "n1", port, 2000);
+    let url = db.url("emoncms");
+    let files = reference();
+    let (fina, ts) = (files.join("phpfina"), files.join("phptimeseries"));
+    let args = [
+        "import",
+        "emoncms",
+        "--mysql",
+        &url,
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--phpfina",
+        fina.to_str().expect("utf-8"),
+        "--phptimeseries",
+        ts.to_str().expect("utf-8"),
+    ];
+    let (status, out, err) = run_cli(&args, &[], Some(tmp.path()));
+    assert!(status.success(), "{out}\n{err}");
+    assert!(shared.join("phpfina/1.dat").exists());
+    assert!(
+        !tmp.path().join("ynni-data").exists(),
+        "no local data directory"
+    );
+
+    let node = start_node(&cfg, port);
+    let (status, _, err) = run_cli(&args, &[], Some(tmp.path()));
+    assert!(!status.success());
+    assert!(err.contains("stop them first"), "{err}");
+
+    let (_, inputs) = retrying(&node.url(&format!("/input/list.json?apikey={READ}"))).await;
+    let inputs: serde_json::Value = serde_json::from_str(&inputs).expect("json");
+    assert_eq!(
+        (&inputs[0]["time"], &inputs[0]["value"]),
+        (&serde_json::json!(T0), &serde_json::json!(250.5)),
+        "{inputs}"
+    );
+    let (_, feeds) = retrying(&node.url(&format!("/feed/list.json?apikey={READ}"))).await;
+    let feeds: serde_json::Value = serde_json::from_str(&feeds).expect("json");
+    assert_eq!(
+        (&feeds[1]["time"], &feeds[1]["value"]),
+        (&serde_json::json!(1_699_999_900), &serde_json::json!(21.5)),
+        "{feeds}"
+    );
+    let (_, data) = retrying(&node.url(&format!(
+        "/feed/data.json?id=3&start={}&end={}&interval=10&apikey={READ}",
+        T0 * 1000,
+        (T0 + 10) * 1000
+    )))
+    .await;
+    assert_eq!(
+        data,
+        format!("[[{},1.5],[{},2.5]]", T0 * 1000, (T0 + 10) * 1000)
+    );
+    let (status, body) = retrying(&node.url(&format!(
+        "/input/post?node=emontx&fulljson=%7B%22power1%22%3A300%7D&apikey={WRITE}"
+    )))
+    .await;
+    assert_eq!((status, body.as_str()), (200, "{\"success\": true}"));
+    let (status, log) = node.stop();
+    assert!(status.success(), "{log}");
+}

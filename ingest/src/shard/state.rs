@@ -36,7 +36,16 @@ struct Stored {
 }
 
 impl ShardState {
+    /// The state as checkpointed; an empty state is no bytes at all (as a store without a
+    /// checkpoint has), so an idle, empty shard never needs a checkpoint written.
     pub fn encode(&self) -> Vec<u8> {
+        if self.input_last.is_empty()
+            && self.input_newest.is_empty()
+            && self.feed_last.is_empty()
+            && self.process.is_empty()
+        {
+            return Vec::new();
+        }
         let stored = Stored {
             input_last: self.input_last.clone(),
             input_newest: self.input_newest.clone(),
