@@ -451,7 +451,17 @@ async fn a_node_paused_past_its_lease_acknowledges_and_writes_nothing_after_it_r
                     .send()
                     .await
                     .expect("an answer once resumed");
-                (r.status().as_u16(), r.text().await.unwrap_or_default())
+                let node = r
+                    .headers()
+                    .get("x-ynni-node")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                (
+                    r.status().as_u16(),
+                    node,
+                    r.text().await.unwrap_or_default(),
+                )
             })
         })
         .collect();
@@ -460,11 +470,23 @@ async fn a_node_paused_past_its_lease_acknowledges_and_writes_nothing_after_it_r
     assert_eq!(retrying(&insert(&n1.base, 20, 777)).await.0, 200);
     assert_eq!(retrying(&post(&n1.base, 20, 777)).await.0, 200);
 
+    // Resumed, n2 either refuses them itself (its fence has passed) or, once it has noticed
+    // the loss, forwards them to n1, the owner now, which stores and acknowledges them. It
+    // never acknowledges them itself.
     signal(&n2, "-CONT");
+    let mut stored_by_n1 = Vec::new();
     for task in stalled {
-        let (status, body) = task.await.expect("join");
-        assert_eq!(status, 503, "the resumed node refused: {body}");
+        let (status, node, body) = task.await.expect("join");
+        match status {
+            503 => stored_by_n1.push(false),
+            200 => {
+                assert_eq!(node, "n1", "acknowledged by the new owner only: {body}");
+                stored_by_n1.push(true);
+            }
+            other => panic!("{other}: {body}"),
+        }
     }
+    let (insert_stored, post_stored) = (stored_by_n1[0], stored_by_n1[1]);
     // Give the resumed node time to do anything it still would, then stop both and let n1
     // alone replay every log from the shared directory.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -486,9 +508,10 @@ async fn a_node_paused_past_its_lease_acknowledges_and_writes_nothing_after_it_r
     assert_eq!(
         data,
         format!(
-            "[[{},1],[{},null],[{},777]]",
+            "[[{},1],[{},{}],[{},777]]",
             T * 1000,
             (T + 10) * 1000,
+            if insert_stored { "666" } else { "null" },
             (T + 20) * 1000
         )
     );
@@ -498,7 +521,13 @@ async fn a_node_paused_past_its_lease_acknowledges_and_writes_nothing_after_it_r
     ))
     .await;
     let v: serde_json::Value = serde_json::from_str(&input).expect("json");
-    assert_eq!((&v["time"], &v["value"]), (&(T + 20).into(), &777.into()));
+    // An input's last value is the last to arrive (emoncms's rule).
+    let last: (i64, i64) = if post_stored {
+        (T + 10, 666)
+    } else {
+        (T + 20, 777)
+    };
+    assert_eq!((&v["time"], &v["value"]), (&last.0.into(), &last.1.into()));
     let (status, _) = n1.stop();
     assert!(status.success());
 }
