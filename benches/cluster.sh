@@ -161,7 +161,18 @@ measure() { # label url [script]
     "$1" "$rps" "$p50" "$p99" "$errs" "$(echo "($t1 - $t0) / $HZ * 1000 / $n" | bc -l)"
 }
 measure "local (n2 user -> n2)" "$(post_url "$(base 2)" "${on2[0]}")"
+if [ -n "${PERF:-}" ]; then
+  # Where the forwarding node's CPU goes: PERF=1 ./benches/cluster.sh (needs `perf`).
+  perf record -F 499 -g -p "${node_pids[0]}" -o "$work/perf.data" -- sleep $((DURATION - 2)) \
+    >/dev/null 2>&1 &
+  perf_pid=$!
+fi
 measure "forwarded (n2 user -> n1 -> n2)" "$(post_url "$(base 1)" "${on2[0]}")"
+if [ -n "${PERF:-}" ]; then
+  wait "$perf_pid" || true
+  perf report -i "$work/perf.data" --no-children --sort dso,symbol --percent-limit 1.5 --stdio \
+    2>/dev/null | grep -v "^$" | grep -E "^ +[0-9]" | head -40
+fi
 # Latency without queueing: two connections, far below saturation.
 CONNECTIONS_SAVED=$CONNECTIONS; CONNECTIONS=2
 measure "local, 2 connections" "$(post_url "$(base 2)" "${on2[0]}")"
