@@ -9,11 +9,12 @@
 # snippets, lints the shell examples and syntax-checks the sketches against host shims;
 # mariadb-server: the import test starts its own MariaDB holding an emoncms database;
 # postgresql: the cluster tests start their own PostgreSQL, as the postgres user when run as
-# root, since initdb refuses root).
+# root, since initdb refuses root; redis-server: the cluster's shared login limits).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mosquitto mosquitto-clients python3 python3-configobj shellcheck g++ chromium mariadb-server)
+packages=(mosquitto mosquitto-clients python3 python3-configobj shellcheck g++ chromium mariadb-server
+  redis-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

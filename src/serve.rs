@@ -19,6 +19,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     raise_open_file_limit();
     let data_dir = DataDir::open_exclusive(&settings.data_dir)?;
+    // Redis first: a node that cannot reach it must not register and then vanish.
+    let shared_limits = match settings.cluster.as_ref().and_then(|c| c.redis.as_deref()) {
+        Some(url) => {
+            let limits =
+                ynni_core::shared_limit::SharedLimits::connect(url, Duration::from_secs(10))
+                    .await?;
+            tracing::info!("login limits shared through Redis");
+            Some(Arc::new(limits))
+        }
+        None => None,
+    };
     // Cluster mode: checked and registered before anything listens; the catalog is the
     // cluster's Postgres and the feeds and logs live in the shared directory.
     let cluster = match &settings.cluster {
@@ -155,6 +166,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 .context("building the client that forwards requests to other nodes")?,
         );
         state = state.with_forwarder(forwarder.clone());
+        if let Some(limits) = shared_limits {
+            state = state.with_shared_limits(limits);
+        }
         let (sessions, vshards) = (mqtt.sessions.clone(), router.vshards());
         let pages = state.clone();
         let hooks = crate::cluster_node::Hooks {

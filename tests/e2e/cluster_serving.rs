@@ -644,3 +644,72 @@ async fn draining_a_node_moves_its_users_with_accumulators_exact() {
     let (status, log) = n1.stop();
     assert!(status.success(), "{log}");
 }
+
+/// With `cluster.redis`, login attempts count once for all nodes: a guesser alternating
+/// between two nodes gets the limit, not twice it. A Redis that cannot be reached stops
+/// start-up naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_limits_hold_across_nodes_with_redis() {
+    let _one = ONE_CLUSTER.lock().await;
+    let pg = Postgres::start();
+    let redis = crate::redis::Redis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(&shared).expect("shared dir");
+    let with_redis = |node: &str, port: u16, url: &str| {
+        let cfg = node_config(dir.path(), &pg.url(), &shared, node, port, 2000);
+        let mut text = std::fs::read_to_string(&cfg).expect("config");
+        text.push_str(&format!("redis = \"{url}\"\n"));
+        std::fs::write(&cfg, text).expect("config");
+        cfg
+    };
+
+    let bad = with_redis("n3", free_port(), "redis://127.0.0.1:1/");
+    let (status, _, err) = crate::harness::run_cli(
+        &["serve", "--config", bad.to_str().expect("path")],
+        &[],
+        Some(dir.path()),
+    );
+    assert!(!status.success());
+    assert!(err.contains("cluster.redis"), "{err}");
+
+    let (p1, p2) = (free_port(), free_port());
+    let start = |cfg: &Path, port: u16| {
+        Server::builder()
+            .http_listen(&format!("127.0.0.1:{port}"))
+            .env("LIMITS__LOGIN_ATTEMPTS", "3")
+            .arg("--config")
+            .arg(cfg.to_str().expect("utf-8 path"))
+            .start()
+    };
+    let n1 = start(&with_redis("n1", p1, &redis.url()), p1);
+    let n2 = start(&with_redis("n2", p2, &redis.url()), p2);
+    let pool = ynni_cluster::db::connect(&pg.url(), Duration::from_secs(10))
+        .await
+        .expect("connect");
+    settled(&pool, &["n1", "n2"]).await;
+    register(&n1, "victim", "password123").await;
+    let login = |base: String, password: &'static str| async move {
+        crate::harness::post_form(
+            &script(),
+            &format!("{base}/user/login.json"),
+            &[("username", "victim"), ("password", password)],
+        )
+        .await
+        .body
+    };
+    // Three wrong passwords, alternating nodes: each node alone has seen at most two.
+    for (i, base) in [&n1.base, &n2.base, &n1.base].into_iter().enumerate() {
+        let body = login(base.clone(), "wrong-guess").await;
+        assert!(body.contains("Incorrect"), "attempt {i}: {body}");
+    }
+    // The fourth is refused on either node, even with the right password.
+    let body = login(n2.base.clone(), "wrong-guess").await;
+    assert!(body.contains("Too many attempts"), "{body}");
+    let body = login(n1.base.clone(), "password123").await;
+    assert!(body.contains("Too many attempts"), "{body}");
+    let (status, log) = n2.stop();
+    assert!(status.success(), "{log}");
+    let (status, log) = n1.stop();
+    assert!(status.success(), "{log}");
+}

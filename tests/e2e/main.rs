@@ -30,6 +30,7 @@ mod mqtt_tenancy;
 // The throwaway PostgreSQL the cluster crate's own tests use.
 #[path = "../../cluster/tests/postgres/mod.rs"]
 mod postgres;
+mod redis;
 mod server_cli;
 mod simulate;
 mod user_accounts;

@@ -37,6 +37,8 @@ pub struct AppState {
     hashing: Arc<Semaphore>,
     /// Cluster mode: where requests for accounts owned by other nodes go.
     pub forwarder: Option<Arc<crate::forward::Forwarder>>,
+    /// Cluster mode with Redis: login attempts also counted once for every node.
+    pub shared_limits: Option<Arc<ynni_core::shared_limit::SharedLimits>>,
     /// Live input and feed updates for open browser pages.
     pub(crate) live: Arc<crate::ui::live::LiveHub>,
 }
@@ -59,6 +61,7 @@ impl AppState {
             discovery: None,
             credentials: None,
             forwarder: None,
+            shared_limits: None,
             live: Arc::default(),
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -69,6 +72,15 @@ impl AppState {
     /// Cluster mode: requests for accounts this node does not serve go to their owner.
     pub fn with_forwarder(mut self, forwarder: Arc<crate::forward::Forwarder>) -> Self {
         self.forwarder = Some(forwarder);
+        self
+    }
+
+    /// Cluster mode with Redis: login limits shared by every node.
+    pub fn with_shared_limits(
+        mut self,
+        limits: Arc<ynni_core::shared_limit::SharedLimits>,
+    ) -> Self {
+        self.shared_limits = Some(limits);
         self
     }
 

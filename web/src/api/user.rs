@@ -226,7 +226,44 @@ async fn guarded_credentials(call: &Call<'_>, scope: Scope) -> Result<Credential
             window(limits.login_window_s),
         )
         .map_err(|TooMany| ApiError::fail(TOO_MANY))?;
-    match check_credentials(call, username, pass).await {
+    // A cluster with Redis also counts the attempt once for all nodes.
+    let shared = match &call.state.shared_limits {
+        Some(s) => {
+            let name = if scope == Scope::Auth {
+                "auth"
+            } else {
+                "login"
+            };
+            let window = window(limits.login_window_s);
+            match s
+                .begin(name, call.peer, username, limits.login_attempts, window)
+                .await
+            {
+                Ok(Some(a)) => Some((s, a)),
+                Ok(None) => {
+                    logins.not_a_guess(&attempt);
+                    return Err(ApiError::fail(TOO_MANY));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared login limits unavailable; this node's apply");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let checked = check_credentials(call, username, pass).await;
+    if let Some((s, a)) = &shared {
+        let taken_back = match &checked {
+            Ok(Credentials::Valid(_)) => s.succeeded(a, scope == Scope::Auth).await,
+            Ok(Credentials::Wrong) => Ok(()),
+            Err(_) => s.not_a_guess(a).await,
+        };
+        if let Err(e) = taken_back {
+            tracing::warn!(error = %e, "shared login limits: an attempt was not taken back");
+        }
+    }
+    match checked {
         Ok(Credentials::Valid(user)) => {
             logins.succeeded(&attempt);
             Ok(Credentials::Valid(user))

@@ -1,0 +1,139 @@
+//! A cluster's login limits, counted once for all its nodes in Redis (`cluster.redis`).
+//!
+//! Each node keeps its own [`crate::login_limit::LoginLimiter`], whose counters alone would let
+//! a guesser spreading attempts over N nodes make N times the limit. With Redis configured, a
+//! login also counts on a counter per address and one per account that every node shares,
+//! with the same limit and window; the password is not checked once either is over. A correct
+//! password takes the account's count back (and the address's, as the local limiter does), a
+//! form refused before any password was checked takes both back.
+//!
+//! Redis is never the only copy of anything: if it cannot be reached, the local limits still
+//! apply and the failure is logged; counters that expire or are lost only reopen the window.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SharedLimitError {
+    #[error("invalid configuration: `cluster.redis` {0}")]
+    Setting(String),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// The counters one attempt landed on, to take back later.
+#[derive(Debug, Clone)]
+pub struct SharedAttempt {
+    ip: String,
+    account: String,
+}
+
+#[derive(Clone)]
+pub struct SharedLimits {
+    conn: ConnectionManager,
+}
+
+impl SharedLimits {
+    /// Connects to `url`, failing within `timeout` when Redis cannot be reached.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, SharedLimitError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| SharedLimitError::Setting(format!("is not a Redis address: {e}")))?;
+        let conn = tokio::time::timeout(timeout, ConnectionManager::new(client))
+            .await
+            .map_err(|_| {
+                SharedLimitError::Setting(format!("cannot be reached within {timeout:?}"))
+            })?
+            .map_err(|e| SharedLimitError::Setting(format!("cannot be reached: {e}")))?;
+        Ok(Self { conn })
+    }
+
+    /// Counts an attempt by `ip` at `username` in `scope` (`login`, `auth`); `Ok(None)` when the
+    /// address's or the account's count is over `limit` within `window`.
+    pub async fn begin(
+        &self,
+        scope: &str,
+        ip: IpAddr,
+        username: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Option<SharedAttempt>, SharedLimitError> {
+        let attempt = SharedAttempt {
+            ip: key(scope, "ip", &ip.to_string()),
+            account: key(scope, "user", &username.to_ascii_lowercase()),
+        };
+        let secs = window.as_secs().max(1);
+        let mut conn = self.conn.clone();
+        // Each counter lives one window from its first attempt (EXPIRE … NX keeps the first
+        // expiry), as the local limiter's windows do.
+        let (ip_count, account_count): (u64, u64) = redis::pipe()
+            .atomic()
+            .incr(&attempt.ip, 1)
+            .cmd("EXPIRE")
+            .arg(&attempt.ip)
+            .arg(secs)
+            .arg("NX")
+            .ignore()
+            .incr(&attempt.account, 1)
+            .cmd("EXPIRE")
+            .arg(&attempt.account)
+            .arg(secs)
+            .arg("NX")
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        let over = ip_count > u64::from(limit) || account_count > u64::from(limit);
+        Ok((!over).then_some(attempt))
+    }
+
+    /// The password was right: the account's count is taken back, and the address's unless
+    /// `keep_ip` (emoncms counts every `user/auth` call per address).
+    pub async fn succeeded(
+        &self,
+        a: &SharedAttempt,
+        keep_ip: bool,
+    ) -> Result<(), SharedLimitError> {
+        let mut keys = vec![a.account.as_str()];
+        if !keep_ip {
+            keys.push(a.ip.as_str());
+        }
+        self.take_back(&keys).await
+    }
+
+    /// Nothing was guessed: both counts are taken back.
+    pub async fn not_a_guess(&self, a: &SharedAttempt) -> Result<(), SharedLimitError> {
+        self.take_back(&[a.account.as_str(), a.ip.as_str()]).await
+    }
+
+    async fn take_back(&self, keys: &[&str]) -> Result<(), SharedLimitError> {
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.decr(*k, 1).ignore();
+        }
+        let mut conn = self.conn.clone();
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+}
+
+/// A counter's name: fixed length whatever the username, and no client text in Redis.
+fn key(scope: &str, kind: &str, value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    format!("ynni:limit:{scope}:{kind}:{}", hex::encode(&digest[..16]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_fixed_length_and_case_blind_for_accounts() {
+        let a = key("login", "user", &"Alice".to_ascii_lowercase());
+        let b = key("login", "user", "alice");
+        assert_eq!(a, b);
+        assert_ne!(a, key("auth", "user", "alice"));
+        assert_eq!(key("login", "ip", &"x".repeat(500)).len(), a.len());
+    }
+}
