@@ -134,6 +134,10 @@ mod tests {
         let b = key("login", "user", "alice");
         assert_eq!(a, b);
         assert_ne!(a, key("auth", "user", "alice"));
-        assert_eq!(key("login", "ip", &"x".repeat(500)).len(), a.len());
+        assert_eq!(
+            key("login", "user", &"x".repeat(500)).len(),
+            a.len(),
+            "the length does not follow the name's"
+        );
     }
 }
