@@ -143,15 +143,20 @@ pub async fn join(c: &ClusterSettings) -> anyhow::Result<Joined> {
 
 enum Event {
     Tick,
-    Handed(u16),
+    /// A move finished: the vshard (under that epoch) is closed and may be released.
+    Closed(u16, i64),
     Stop,
 }
 
 enum Move {
-    Open(u16, Arc<Fence>),
-    HandOver(u16),
+    Open(u16, i64, Arc<Fence>),
+    HandOver(u16, i64),
     Abandon(u16),
 }
+
+/// The vshards this node acts for: the epoch of the lease each worker writes under, and its
+/// fence.
+type Acting = HashMap<u16, (i64, Arc<Fence>)>;
 
 /// Keeps this node's vshards until `stop`, then hands every one over and leaves the cluster.
 pub async fn keep(
@@ -168,7 +173,7 @@ pub async fn keep(
     } = joined;
     let me = membership.node_id().to_string();
     let mut own = Ownership::new(pool.clone(), membership, timing);
-    let mut fences: HashMap<u16, Arc<Fence>> = HashMap::new();
+    let mut fences: Acting = HashMap::new();
     let mut handing: HashSet<u16> = HashSet::new();
     let (moves, move_rx) = mpsc::unbounded_channel();
     let (handed_tx, mut handed) = mpsc::unbounded_channel();
@@ -184,17 +189,23 @@ pub async fn keep(
     loop {
         let event = tokio::select! {
             _ = tick.tick() => Event::Tick,
-            Some(v) = handed.recv() => Event::Handed(v),
+            Some((v, epoch)) = handed.recv() => Event::Closed(v, epoch),
             _ = stop.wait_for(|s| *s) => Event::Stop,
         };
         match event {
             Event::Tick => {}
-            Event::Handed(v) => {
-                handing.remove(&v);
-                fences.remove(&v);
-                if let Err(e) = own.release(v).await {
-                    // The lease then simply runs out; the next owner waits for that.
-                    tracing::warn!(vshard = v, error = %e, "releasing a handed-over vshard failed");
+            Event::Closed(v, epoch) => {
+                // Only the lease the closed worker wrote under: a newer one (lost, then
+                // gained again meanwhile) has a worker of its own.
+                if fences.get(&v).is_some_and(|(e, _)| *e == epoch) {
+                    handing.remove(&v);
+                    if let Some((_, f)) = fences.remove(&v) {
+                        f.revoke();
+                    }
+                    if let Err(e) = own.release_epoch(v, epoch).await {
+                        // The lease then simply runs out; the next owner waits for that.
+                        tracing::warn!(vshard = v, error = %e, "releasing a closed vshard failed");
+                    }
                 }
                 continue;
             }
@@ -208,12 +219,8 @@ pub async fn keep(
             }
             Err(e) => tracing::warn!(error = %e, "cluster round failed; retrying next round"),
         }
-        let now = Instant::now();
-        for (v, fence) in &fences {
-            if let Some(lease) = own.valid(*v, now) {
-                fence.extend(lease.deadline);
-            }
-        }
+        // Whatever a failed round did not report: the workers follow the leases as held.
+        reconcile(&own, &mut fences, &mut handing, &moves);
         match ynni_cluster::status::owners(&pool).await {
             Ok(rows) => {
                 let others: Vec<_> = rows.into_iter().filter(|o| o.node_id != me).collect();
@@ -234,9 +241,18 @@ pub async fn keep(
             Err(e) => tracing::warn!(error = %e, "reading the vshard owners failed"),
         }
     }
-    // Stopping: everything still held is handed over (flushed while the lease is valid), then
+    // Stopping: everything still held is handed over (flushed while the lease is valid; a
+    // fresh renewal first, and the storage refuses any flush the lease no longer covers), then
     // the leases and the node id are given up so the others take over at once.
     drop(moves);
+    if own.tick().await.is_ok() {
+        let now = Instant::now();
+        for (v, (epoch, fence)) in &fences {
+            if let Some(lease) = own.valid(*v, now).filter(|l| l.epoch == *epoch) {
+                fence.extend(lease.deadline);
+            }
+        }
+    }
     mover.await.context("the vshard mover")?;
     let r = router.clone();
     let open: Vec<u32> = router.open_vshards();
@@ -280,7 +296,7 @@ async fn resolve(cache: &mut HashMap<String, SocketAddr>, addr: &str) -> Option<
 
 fn apply(
     change: Change,
-    fences: &mut HashMap<u16, Arc<Fence>>,
+    fences: &mut Acting,
     handing: &mut HashSet<u16>,
     moves: &mpsc::UnboundedSender<Move>,
 ) {
@@ -288,21 +304,54 @@ fn apply(
         Change::Gained(lease) => {
             tracing::info!(vshard = lease.vshard, epoch = lease.epoch, "vshard gained");
             let fence = Arc::new(Fence::until(lease.deadline));
-            fences.insert(lease.vshard, fence.clone());
-            let _ = moves.send(Move::Open(lease.vshard, fence));
+            if let Some((_, old)) = fences.insert(lease.vshard, (lease.epoch, fence.clone())) {
+                old.revoke();
+            }
+            let _ = moves.send(Move::Open(lease.vshard, lease.epoch, fence));
         }
         Change::Lost(v) => {
             tracing::warn!(vshard = v, "vshard lease lost; it stops at once");
-            if let Some(f) = fences.remove(&v) {
+            if let Some((_, f)) = fences.remove(&v) {
                 f.revoke();
             }
             handing.remove(&v);
             let _ = moves.send(Move::Abandon(v));
         }
         Change::HandOver(v) => {
-            if handing.insert(v) {
+            if let Some((epoch, _)) = fences.get(&v)
+                && handing.insert(v)
+            {
                 tracing::info!(vshard = v, "handing the vshard over");
-                let _ = moves.send(Move::HandOver(v));
+                let _ = moves.send(Move::HandOver(v, *epoch));
+            }
+        }
+    }
+}
+
+/// Brings the workers in line with the leases held now: a worker whose lease is no longer
+/// valid (or was replaced by a newer epoch) is abandoned, a valid lease without a worker gets
+/// one, and every fence is extended to its lease's deadline. A round that failed part-way may
+/// have changed the leases without reporting it; this does not depend on the report.
+fn reconcile(
+    own: &Ownership,
+    fences: &mut Acting,
+    handing: &mut HashSet<u16>,
+    moves: &mpsc::UnboundedSender<Move>,
+) {
+    let now = Instant::now();
+    let stale: Vec<u16> = fences
+        .iter()
+        .filter(|(v, (epoch, _))| own.valid(**v, now).is_none_or(|l| l.epoch != *epoch))
+        .map(|(v, _)| *v)
+        .collect();
+    for v in stale {
+        apply(Change::Lost(v), fences, handing, moves);
+    }
+    for v in own.held() {
+        if let Some(lease) = own.valid(v, now) {
+            match fences.get(&v) {
+                Some((_, fence)) => fence.extend(lease.deadline),
+                None => apply(Change::Gained(lease), fences, handing, moves),
             }
         }
     }
@@ -312,30 +361,37 @@ fn apply(
 async fn run_moves(
     router: Arc<Router>,
     mut moves: mpsc::UnboundedReceiver<Move>,
-    handed: mpsc::UnboundedSender<u16>,
+    handed: mpsc::UnboundedSender<(u16, i64)>,
     closed: Arc<dyn Fn(u32) + Send + Sync>,
 ) {
     while let Some(m) = moves.recv().await {
         let (r, closed) = (router.clone(), closed.clone());
         let done = tokio::task::spawn_blocking(move || match m {
-            Move::Open(v, fence) => {
+            Move::Open(v, epoch, fence) => {
                 let started = Instant::now();
                 match r.open_vshard(u32::from(v), fence) {
-                    Ok(()) => tracing::info!(
-                        vshard = v,
-                        ms = started.elapsed().as_millis() as u64,
-                        "vshard served"
-                    ),
-                    Err(e) => tracing::error!(vshard = v, error = %e, "opening the vshard failed"),
+                    Ok(()) => {
+                        tracing::info!(
+                            vshard = v,
+                            ms = started.elapsed().as_millis() as u64,
+                            "vshard served"
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        // Released, so that it is tried again (here or elsewhere) rather than
+                        // held with nothing serving it.
+                        tracing::error!(vshard = v, error = %e, "opening the vshard failed");
+                        Some((v, epoch))
+                    }
                 }
-                None
             }
-            Move::HandOver(v) => {
+            Move::HandOver(v, epoch) => {
                 if !r.close_vshard(u32::from(v), true) {
                     tracing::warn!(vshard = v, "hand-over flush failed; the next owner replays");
                 }
                 closed(u32::from(v));
-                Some(v)
+                Some((v, epoch))
             }
             Move::Abandon(v) => {
                 r.close_vshard(u32::from(v), false);
@@ -344,8 +400,8 @@ async fn run_moves(
             }
         })
         .await;
-        if let Ok(Some(v)) = done {
-            let _ = handed.send(v);
+        if let Ok(Some(closed)) = done {
+            let _ = handed.send(closed);
         }
     }
 }

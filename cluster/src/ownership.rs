@@ -129,6 +129,15 @@ impl Ownership {
         Ok(())
     }
 
+    /// Gives `vshard` up if this node still holds it under `epoch` (a newer lease on it is
+    /// kept).
+    pub async fn release_epoch(&mut self, vshard: u16, epoch: i64) -> Result<(), ClusterError> {
+        if self.held.get(&vshard).is_some_and(|l| l.epoch == epoch) {
+            self.release(vshard).await?;
+        }
+        Ok(())
+    }
+
     /// Leaves the cluster: releases every vshard (their data must be durable) and the node id.
     pub async fn leave(mut self) -> Result<(), ClusterError> {
         for v in self.held() {

@@ -114,6 +114,9 @@ pub struct FeedStore {
     /// is small enough to keep: a flush that would write the same again writes nothing, so an
     /// idle store (a cluster node has a store per vshard it owns) costs no synced writes.
     checkpointed: Option<(Lsn, Vec<u8>)>,
+    /// A cluster node's lease: asked before feed files and checkpoints are written, and by the
+    /// WAL writer before each append (see [`crate::wal::Guard`]).
+    guard: Option<crate::wal::Guard>,
 }
 
 /// States up to this size are kept to recognise an unchanged checkpoint.
@@ -241,6 +244,7 @@ impl FeedStore {
             last_flush: std::time::Instant::now(),
             poisoned: false,
             checkpointed: None,
+            guard: None,
         };
         let mut records: Vec<(Lsn, Logged)> = Vec::new();
         store.wal.replay(cp.next_lsn, |lsn, payload| {
@@ -441,6 +445,20 @@ impl FeedStore {
         self.feeds.values().map(Feed::pending_len).sum()
     }
 
+    /// Makes every later write (log, feed files, checkpoint) first ask `guard`, refusing with
+    /// [`StorageError::Fenced`] once it says no.
+    pub fn set_guard(&mut self, guard: crate::wal::Guard) {
+        self.wal.set_guard(guard.clone());
+        self.guard = Some(guard);
+    }
+
+    fn fenced(&self) -> Result<()> {
+        match &self.guard {
+            Some(may_write) if !may_write() => Err(StorageError::Fenced),
+            _ => Ok(()),
+        }
+    }
+
     /// Flushes if `flush_interval` has passed since the last flush; the shard's worker calls
     /// this after writes and on a timer.
     pub fn flush_if_due(&mut self, state: impl FnOnce() -> Vec<u8>) -> Result<Option<FlushStats>> {
@@ -456,10 +474,16 @@ impl FeedStore {
         if self.poisoned {
             return Err(StorageError::StoreFailed);
         }
+        self.fenced()?;
         self.last_flush = std::time::Instant::now();
         let mut stats = FlushStats::default();
         for feed in self.feeds.values_mut() {
             let n = feed.pending_len();
+            if let Some(may_write) = &self.guard
+                && !may_write()
+            {
+                return Err(StorageError::Fenced);
+            }
             if feed.flush()? {
                 stats.feeds += 1;
                 stats.points += n;
@@ -472,6 +496,7 @@ impl FeedStore {
         if stats.feeds == 0 && unchanged {
             return Ok(stats);
         }
+        self.fenced()?;
         checkpoint::write(
             &self.wal_dir,
             &Checkpoint {
@@ -601,6 +626,30 @@ mod tests {
         std::fs::metadata(dirs.0.path().join("wal/checkpoint"))
             .ok()
             .map(|m| m.ino())
+    }
+
+    #[test]
+    fn a_guard_that_says_no_stops_every_write() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dirs = Dirs::new();
+        let mut store = dirs.open();
+        store.create_fixed(1, 10).expect("create");
+        let allowed = Arc::new(AtomicBool::new(true));
+        let a = allowed.clone();
+        store.set_guard(Arc::new(move || a.load(Ordering::SeqCst)));
+        store.write(&[pt(1, T0, 1.0)]).expect("allowed");
+        allowed.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            store.write(&[pt(1, T0 + 10, 2.0)]),
+            Err(StorageError::Fenced)
+        ));
+        assert!(matches!(store.flush(b"s"), Err(StorageError::Fenced)));
+        assert_eq!(checkpoint_inode(&dirs), None, "no checkpoint written");
+        drop(store);
+        // Only what was written while allowed is in the log.
+        let mut store = dirs.open();
+        assert_eq!(fixed_values(&mut store, 1), vec![1.0]);
     }
 
     #[test]

@@ -77,7 +77,13 @@ impl Default for WalConfig {
 enum Request {
     Append(Vec<u8>, tokio::sync::oneshot::Sender<Result<Lsn>>),
     Trim(Lsn, tokio::sync::oneshot::Sender<Result<()>>),
+    Guard(Guard),
 }
+
+/// Whether the log's owner may still write (a cluster node's lease on the shard); asked by the
+/// writer thread right before each write and each trim, so nothing reaches the file once it
+/// says no ([`StorageError::Fenced`]).
+pub type Guard = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// The appending side of a shard's log; one writer thread does all file work.
 pub struct Wal {
@@ -274,6 +280,7 @@ impl Wal {
             path: active,
             next_lsn,
             poisoned: false,
+            guard: None,
             #[cfg(test)]
             inject: None,
         };
@@ -335,6 +342,13 @@ impl Wal {
 
     /// Deletes segments all of whose records have `lsn < before` (they are covered by a
     /// checkpoint). Blocks until done.
+    /// From now on every write and trim first asks `guard` (see [`Guard`]).
+    pub fn set_guard(&self, guard: Guard) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Request::Guard(guard));
+        }
+    }
+
     pub fn trim(&self, before: Lsn) -> Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.tx
@@ -399,6 +413,7 @@ fn for_each_caller(e: &StorageError) -> StorageError {
             }
         }
         StorageError::StoreFailed => StorageError::StoreFailed,
+        StorageError::Fenced => StorageError::Fenced,
         other => StorageError::CorruptWal {
             path: PathBuf::new(),
             reason: other.to_string(),
@@ -416,12 +431,17 @@ struct Writer {
     /// Set when a failed group could not be cut off: the file's end is unknown, so nothing
     /// more may follow it.
     poisoned: bool,
+    guard: Option<Guard>,
     /// Tests: the next group's write fails with this, after half of it reached the file.
     #[cfg(test)]
     inject: Option<io::ErrorKind>,
 }
 
 impl Writer {
+    fn fenced(&self) -> bool {
+        self.guard.as_ref().is_some_and(|may_write| !may_write())
+    }
+
     fn run(mut self, rx: mpsc::Receiver<Request>) {
         let mut batch: Vec<(Vec<u8>, tokio::sync::oneshot::Sender<Result<Lsn>>)> = Vec::new();
         while let Ok(first) = rx.recv() {
@@ -433,8 +453,13 @@ impl Writer {
                     Some(Request::Trim(before, reply)) => {
                         // Sync what is queued first so trimming never races a write.
                         self.commit(&mut batch);
-                        let _ = reply.send(self.trim(before));
+                        let _ = reply.send(if self.fenced() {
+                            Err(StorageError::Fenced)
+                        } else {
+                            self.trim(before)
+                        });
                     }
+                    Some(Request::Guard(g)) => self.guard = Some(g),
                     None => {}
                 }
                 let now = Instant::now();
@@ -475,6 +500,9 @@ impl Writer {
     ) -> Result<Lsn> {
         if self.poisoned {
             return Err(StorageError::StoreFailed);
+        }
+        if self.fenced() {
+            return Err(StorageError::Fenced);
         }
         if self.file_len >= self.cfg.segment_bytes {
             // On failure the current segment stays in use, intact; the next group tries again.
@@ -695,6 +723,7 @@ mod tests {
             path: segment_path(dir, 0),
             next_lsn: 0,
             poisoned: false,
+            guard: None,
             inject: None,
         }
     }

@@ -166,6 +166,8 @@ impl Forwarder {
         let reply = match sent {
             Ok(r) => r,
             Err(e) => {
+                // Without the URL: its query may hold the client's apikey.
+                let e = e.without_url();
                 tracing::warn!(owner, error = %e, "forwarding to the vshard's owner failed");
                 return unavailable();
             }

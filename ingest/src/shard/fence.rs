@@ -1,17 +1,21 @@
 //! A vshard's permission to write, as its owner's lease allows (cluster mode).
 //!
 //! The cluster's ownership loop moves the deadline forward at every renewal and revokes it
-//! when the lease is lost or handed over; the worker checks it before it logs, before it
-//! writes feed files and after each log sync, before it answers. The deadline is the lease's
-//! local one, which passes before the database lets any other node take the vshard (see
-//! `ynni_cluster::lease`), so a worker that finds it valid is still the only owner.
+//! when the lease is lost or handed over. The worker checks it before it logs a record (again
+//! after the limits, which may wait on the catalog), before feed operations that write, and
+//! after each log sync, before it answers; and the storage asks it too, right before every
+//! write it makes: the WAL writer thread before each append and trim, the store before each
+//! feed file and checkpoint it flushes (`ynni_storage::wal::Guard`). So a worker delayed
+//! anywhere (a slow catalog, a slow sync of the shared filesystem, a paused process) writes
+//! nothing once the deadline has passed. The deadline is the lease's local one, which passes
+//! before the database lets any other node take the vshard (see `ynni_cluster::lease`), so a
+//! write that finds it valid is made by the only owner.
 //!
-//! The one window this cannot close is between a check and the write that follows it
-//! (microseconds of this thread's own work): the lease's margin (a fifth of it, 2 s by
-//! default) must cover that, which it does unless the process is stopped exactly there for
-//! longer than the margin. Acknowledgements are safe whatever the pause: the check after the
-//! sync comes after the write, so a reply is only sent by an owner whose lease was valid once
-//! the data was durable.
+//! What remains is the gap between the storage's check and the write right after it, inside
+//! one thread with no waiting between them: the lease's margin (a fifth of it, 2 s by
+//! default) covers it unless the process is stopped exactly there for longer than the margin.
+//! Acknowledgements are safe whatever the pause: the check after the sync comes after the
+//! write, so a reply is only sent by an owner whose lease was valid once the data was durable.
 
 use std::sync::Mutex;
 use std::time::Instant;

@@ -298,6 +298,13 @@ impl Worker {
             "shard worker ready"
         );
         let replayed_at_start = store.replayed_records();
+        let mut store = store;
+        if let Some(f) = &fence {
+            // The storage asks too, right before each write: a group delayed between the
+            // worker's check and the write (a slow catalog, a slow sync) cannot slip past.
+            let f = f.clone();
+            store.set_guard(Arc::new(move || f.valid()));
+        }
         Ok(Self {
             n,
             store,
@@ -628,6 +635,11 @@ impl Worker {
                 stopped => stopped,
             };
             let record = Record::new(s.userid, s.http, &s.batches);
+            // Checked again: the limits above may have waited on the catalog.
+            if !self.may_write() {
+                let _ = reply.send(Err(IngestError::NotServed));
+                continue;
+            }
             match self.store.log(&record.encode()) {
                 Ok(ticket) => logged.push((record, ticket, reply, stopped)),
                 Err(e) => {
