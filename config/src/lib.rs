@@ -57,7 +57,7 @@ pub struct ClusterSettings {
     pub advertise: String,
     /// Authenticates calls between nodes; the same on every node, at least 16 characters.
     pub secret: String,
-    /// Optional Redis (`redis://…`): web login attempts counted once for every node.
+    /// Optional Redis (`redis://…`): web logins and registrations counted once for every node.
     #[serde(default)]
     pub redis: Option<String>,
     /// How long a vshard lease lasts without renewal (milliseconds). A node stops

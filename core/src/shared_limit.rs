@@ -1,7 +1,8 @@
 //! A cluster's login limits, counted once for all its nodes in Redis (`cluster.redis`).
 //!
-//! Each node keeps its own [`crate::login_limit::LoginLimiter`], whose counters alone would let
-//! a guesser spreading attempts over N nodes make N times the limit. With Redis configured, a
+//! Each node keeps its own [`crate::login_limit::LoginLimiter`] (and registration limiter),
+//! whose counters alone would let a client spreading attempts over N nodes make N times the
+//! limit. Registrations per address are counted here too ([`SharedLimits::over`]). With Redis configured, a
 //! login also counts on a counter per address and one per account that every node shares,
 //! with the same limit and window; the password is not checked once either is over. A correct
 //! password takes the account's count back (and the address's, as the local limiter does), a
@@ -86,6 +87,30 @@ impl SharedLimits {
             .await?;
         let over = ip_count > u64::from(limit) || account_count > u64::from(limit);
         Ok((!over).then_some(attempt))
+    }
+
+    /// Counts one event of `scope` by `ip` (a registration); true when that makes more than
+    /// `limit` within `window`.
+    pub async fn over(
+        &self,
+        scope: &str,
+        ip: IpAddr,
+        limit: u32,
+        window: Duration,
+    ) -> Result<bool, SharedLimitError> {
+        let k = key(scope, "ip", &ip.to_string());
+        let mut conn = self.conn.clone();
+        let (count,): (u64,) = redis::pipe()
+            .atomic()
+            .incr(&k, 1)
+            .cmd("EXPIRE")
+            .arg(&k)
+            .arg(window.as_secs().max(1))
+            .arg("NX")
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(count > u64::from(limit))
     }
 
     /// The password was right: the account's count is taken back, and the address's unless

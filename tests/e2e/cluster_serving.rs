@@ -645,8 +645,8 @@ async fn draining_a_node_moves_its_users_with_accumulators_exact() {
     assert!(status.success(), "{log}");
 }
 
-/// With `cluster.redis`, login attempts count once for all nodes: a guesser alternating
-/// between two nodes gets the limit, not twice it. A Redis that cannot be reached stops
+/// With `cluster.redis`, login attempts and registrations count once for all nodes: a client
+/// alternating between two nodes gets the limit, not twice it. A Redis that cannot be reached stops
 /// start-up naming the setting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_limits_hold_across_nodes_with_redis() {
@@ -678,6 +678,7 @@ async fn login_limits_hold_across_nodes_with_redis() {
         Server::builder()
             .http_listen(&format!("127.0.0.1:{port}"))
             .env("LIMITS__LOGIN_ATTEMPTS", "3")
+            .env("LIMITS__REGISTER_ATTEMPTS", "2")
             .arg("--config")
             .arg(cfg.to_str().expect("utf-8 path"))
             .start()
@@ -689,6 +690,19 @@ async fn login_limits_hold_across_nodes_with_redis() {
         .expect("connect");
     settled(&pool, &["n1", "n2"]).await;
     register(&n1, "victim", "password123").await;
+    // Registrations from one address count once for all nodes too: the limit is two.
+    register(&n2, "second", "password123").await;
+    let r = crate::harness::post_form(
+        &script(),
+        &n1.url("/user/register.json"),
+        &[
+            ("username", "third"),
+            ("password", "password123"),
+            ("email", "third@example.com"),
+        ],
+    )
+    .await;
+    assert!(r.body.contains("Too many attempts"), "{}", r.body);
     let login = |base: String, password: &'static str| async move {
         crate::harness::post_form(
             &script(),

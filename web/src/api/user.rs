@@ -98,6 +98,24 @@ async fn register(call: &Call<'_>) -> ApiResult {
     ) {
         return Err(ApiError::fail(TOO_MANY));
     }
+    // A cluster with Redis counts registrations once for all nodes as well.
+    if let Some(shared) = &call.state.shared_limits {
+        let counted = shared
+            .over(
+                "register",
+                call.peer,
+                limits.register_attempts,
+                window(limits.register_window_s),
+            )
+            .await;
+        match counted {
+            Ok(true) => return Err(ApiError::fail(TOO_MANY)),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "shared registration limits unavailable; this node's apply");
+            }
+        }
+    }
     let (username, pass, email) = (p.post("username"), p.post("password"), p.post("email"));
     let (Some(username), Some(pass), Some(email)) = (username, pass, email) else {
         return Err(ApiError::fail(
