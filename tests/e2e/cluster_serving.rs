@@ -311,6 +311,32 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
     assert!(r.body.contains("power"), "{}", r.body);
     assert_eq!(r.headers["x-ynni-node"], "n2");
 
+    // The administrator's page (user0 registered first: the administrator) lists both nodes'
+    // shards, whichever node it is asked through; the node-to-node call needs the secret.
+    let admin = crate::harness::browser();
+    let r = crate::harness::post_form(
+        &admin,
+        &n2.as_ref().expect("n2").url("/user/login.json"),
+        &[("username", "user0"), ("password", "password123")],
+    )
+    .await;
+    assert!(r.body.contains("true"), "{}", r.body);
+    let status = crate::harness::get(&admin, &n2.as_ref().expect("n2").url("/admin/status.json"))
+        .await
+        .json();
+    let listed = status["nodes"].as_array().expect("nodes");
+    let mut names: Vec<&str> = listed.iter().filter_map(|n| n["node"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["n1", "n2"], "{status}");
+    assert!(
+        listed
+            .iter()
+            .all(|n| n["shards"].as_array().is_some_and(|s| !s.is_empty())),
+        "{status}"
+    );
+    let r = crate::harness::get(&script(), &n1.url("/ynni/nodestatus.json")).await;
+    assert_ne!(r.status, 200, "{}", r.body);
+
     // MQTT through the "wrong" node: b's connection to n1 is passed to n2, so b's subscriber
     // on n1 and b's publisher on n2 meet at one broker, the publish is stored for b only, and
     // a (on n1, connected through n2) sees none of it.

@@ -90,6 +90,34 @@ impl Forwarder {
             .cloned()
     }
 
+    /// The other nodes that own vshards now, by address, each once.
+    pub fn other_nodes(&self) -> Vec<String> {
+        let mut addrs: Vec<String> = self
+            .owners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        addrs
+    }
+
+    /// Another node's `ynni/nodestatus.json` (its id and shards), for the administrator page.
+    pub async fn node_status(&self, addr: &str) -> Result<serde_json::Value, String> {
+        let r = self
+            .client
+            .get(format!("http://{addr}/ynni/nodestatus.json"))
+            .header(FORWARDED, &self.secret)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let body = r.bytes().await.map_err(|e| e.without_url().to_string())?;
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    }
+
     /// Whether the request came from another node of this cluster.
     pub fn is_forwarded(&self, headers: &HeaderMap) -> bool {
         headers.get(FORWARDED).is_some_and(|v| {

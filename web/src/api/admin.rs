@@ -40,8 +40,31 @@ async fn status(call: &Call<'_>) -> ApiResult {
     let disk = tokio::task::spawn_blocking(move || disk_use(&root))
         .await
         .unwrap_or(Value::Null);
-    let shards: Vec<Value> = call
-        .state
+    let shards = shard_status(call.state).await;
+    let mut body = json!({
+        "version": call.state.version,
+        "emoncms_api": super::system::EMONCMS_API_VERSION,
+        "users": rows,
+        "disk": disk,
+        "shards": shards,
+    });
+    // Cluster mode: every node's shards, this node's first.
+    if let Some(f) = &call.state.forwarder {
+        let mut nodes = vec![json!({"node": f.node_id(), "shards": body["shards"].clone()})];
+        for addr in f.other_nodes() {
+            nodes.push(match f.node_status(&addr).await {
+                Ok(v) => v,
+                Err(e) => json!({"address": addr, "error": e}),
+            });
+        }
+        body["nodes"] = Value::Array(nodes);
+    }
+    Ok(reply::json(body))
+}
+
+/// This node's shard workers (cluster mode: one per vshard it serves).
+async fn shard_status(state: &crate::state::AppState) -> Vec<Value> {
+    state
         .router
         .status()
         .await
@@ -52,14 +75,13 @@ async fn status(call: &Call<'_>) -> ApiResult {
                 "submissions": s.submissions, "replayed_at_start": s.replayed_at_start}),
             Err(e) => json!({"shard": n, "state": e.to_string()}),
         })
-        .collect();
-    Ok(reply::json(json!({
-        "version": call.state.version,
-        "emoncms_api": super::system::EMONCMS_API_VERSION,
-        "users": rows,
-        "disk": disk,
-        "shards": shards,
-    })))
+        .collect()
+}
+
+/// `ynni/nodestatus.json`, for another node of the cluster only: this node's id and shards.
+pub async fn node_status(state: &crate::state::AppState) -> axum::response::Response {
+    let node = state.forwarder.as_ref().map(|f| f.node_id().to_string());
+    reply::json(json!({"node": node, "shards": shard_status(state).await}))
 }
 
 /// Bytes under each top-level entry of the data directory, and the total.

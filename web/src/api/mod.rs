@@ -86,6 +86,13 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
         }
         Err(e) => return Err(ApiError::Text(StatusCode::NOT_ACCEPTABLE, e.to_string())),
     };
+    // Cluster mode: another node's administrator page asks this node for its shards.
+    if route.controller == "ynni" && route.action == "nodestatus" {
+        return match &state.forwarder {
+            Some(f) if f.is_forwarded(&parts.headers) => Ok(admin::node_status(state).await),
+            _ => Err(ApiError::RouteNotFound { json: true }),
+        };
+    }
     if parts.method == Method::GET
         && route.format == Format::Html
         && params.is_empty()
