@@ -60,7 +60,13 @@ async fn settled(pool: &sqlx::PgPool, nodes: &[&str]) -> HashMap<u16, String> {
         let rows = ynni_cluster::status::owners(pool).await.expect("owners");
         let owners: HashMap<u16, String> =
             rows.into_iter().map(|o| (o.vshard, o.node_id)).collect();
-        if owners.len() == 256 && nodes.iter().all(|n| owners.values().any(|o| o == n)) {
+        // Settled: every vshard with the node placement gives it (not merely some for each).
+        let placed = nodes.iter().all(|n| {
+            ynni_cluster::placement::vshards_of(n, nodes)
+                .iter()
+                .all(|v| owners.get(v).is_some_and(|o| o == n))
+        });
+        if owners.len() == 256 && placed {
             return owners;
         }
         assert!(
@@ -146,7 +152,10 @@ async fn two_nodes() -> TwoNodes {
     // Accounts are registered through one node into the shared catalog; pick one whose
     // vshard n1 owns and one on n2.
     let mut on = HashMap::new();
-    for i in 0..16 {
+    for i in 0..64 {
+        if on.len() == 2 {
+            break;
+        }
         let name = format!("user{i}");
         let (id, read, write) = register(&n1, &name, "password123").await;
         let owner = &owners[&(ynni_core::vshard::of(id, 256) as u16)];
