@@ -65,27 +65,8 @@ impl SharedLimits {
             ip: key(scope, "ip", &ip.to_string()),
             account: key(scope, "user", &username.to_ascii_lowercase()),
         };
-        let secs = window.as_secs().max(1);
-        let mut conn = self.conn.clone();
-        // Each counter lives one window from its first attempt (EXPIRE … NX keeps the first
-        // expiry), as the local limiter's windows do.
-        let (ip_count, account_count): (u64, u64) = redis::pipe()
-            .atomic()
-            .incr(&attempt.ip, 1)
-            .cmd("EXPIRE")
-            .arg(&attempt.ip)
-            .arg(secs)
-            .arg("NX")
-            .ignore()
-            .incr(&attempt.account, 1)
-            .cmd("EXPIRE")
-            .arg(&attempt.account)
-            .arg(secs)
-            .arg("NX")
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        let over = ip_count > u64::from(limit) || account_count > u64::from(limit);
+        let counts = self.count(&[&attempt.ip, &attempt.account], window).await?;
+        let over = counts.iter().any(|&n| n > u64::from(limit));
         Ok((!over).then_some(attempt))
     }
 
@@ -99,18 +80,26 @@ impl SharedLimits {
         window: Duration,
     ) -> Result<bool, SharedLimitError> {
         let k = key(scope, "ip", &ip.to_string());
+        let counts = self.count(&[&k], window).await?;
+        Ok(counts.iter().any(|&n| n > u64::from(limit)))
+    }
+
+    /// Adds one to each counter and returns the new counts. Each counter lives one window
+    /// from its first count (`EXPIRE … NX` keeps the first expiry), as the local limiter's
+    /// windows do.
+    async fn count(&self, keys: &[&str], window: Duration) -> Result<Vec<u64>, SharedLimitError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for k in keys {
+            pipe.incr(*k, 1)
+                .cmd("EXPIRE")
+                .arg(*k)
+                .arg(window.as_secs().max(1))
+                .arg("NX")
+                .ignore();
+        }
         let mut conn = self.conn.clone();
-        let (count,): (u64,) = redis::pipe()
-            .atomic()
-            .incr(&k, 1)
-            .cmd("EXPIRE")
-            .arg(&k)
-            .arg(window.as_secs().max(1))
-            .arg("NX")
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        Ok(count > u64::from(limit))
+        Ok(pipe.query_async(&mut conn).await?)
     }
 
     /// The password was right: the account's count is taken back, and the address's unless
