@@ -68,8 +68,9 @@ def ms(v):
     n, u = re.match(r'([\d.]+)(us|ms|s)', v).groups()
     return float(n) * {'us': 0.001, 'ms': 1, 's': 1000}[u]
 rps = re.search(r'Requests/sec:\s+([\d.]+)', out).group(1)
-p50 = re.search(r'50%\s+(\S+)', out).group(1)
-p99 = re.search(r'99%\s+(\S+)', out).group(1)
+# The distribution's lines only (a standard deviation column may also end in "50%").
+p50 = re.search(r'^\s+50%\s+(\S+)', out, re.M).group(1)
+p99 = re.search(r'^\s+99%\s+(\S+)', out, re.M).group(1)
 n = re.search(r'(\d+) requests in', out).group(1)
 errs = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
 print(rps, '%.2f' % ms(p50), '%.2f' % ms(p99), n, errs.group(1) if errs else 0)
@@ -153,12 +154,17 @@ done
 echo "accounts: ${#on1[@]} on n1, ${#on2[@]} on n2, ${#on3[@]} on n3"
 
 measure() { # label url [script]
-  local t0 t1
+  local t0 t1 before=() after=() split="" i
+  for i in 0 1 2; do before+=("$(cpu_ticks "${node_pids[$i]}")"); done
   t0=$(cpu_ticks "${node_pids[@]}")
   read -r rps p50 p99 n errs <<<"$(run_wrk "$2" "$CONNECTIONS" "${3:-}")"
   t1=$(cpu_ticks "${node_pids[@]}")
-  printf '%s: %s req/s, p50 %s ms, p99 %s ms, %s non-2xx; %.2f CPU-s per 1,000 requests (all nodes)\n' \
-    "$1" "$rps" "$p50" "$p99" "$errs" "$(echo "($t1 - $t0) / $HZ * 1000 / $n" | bc -l)"
+  for i in 0 1 2; do
+    after=$(cpu_ticks "${node_pids[$i]}")
+    split+=$(printf ' n%d %.3f' $((i + 1)) "$(echo "($after - ${before[$i]}) / $HZ * 1000 / $n" | bc -l)")
+  done
+  printf '%s: %s req/s, p50 %s ms, p99 %s ms, %s non-2xx; %.2f CPU-s per 1,000 requests (all nodes;%s)\n' \
+    "$1" "$rps" "$p50" "$p99" "$errs" "$(echo "($t1 - $t0) / $HZ * 1000 / $n" | bc -l)" "$split"
 }
 measure "local (n2 user -> n2)" "$(post_url "$(base 2)" "${on2[0]}")"
 if [ -n "${PERF:-}" ]; then

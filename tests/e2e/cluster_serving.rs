@@ -272,6 +272,127 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
     let r = crate::harness::send(c.get(&url).header("x-ynni-forwarded", SECRET)).await;
     assert_eq!(r.status, 503, "{}", r.body);
 
+    // Many writes for b at once through n1 travel to n2 in batches: each is answered by
+    // n2, and each value lands on its own input.
+    let burst: Vec<_> = (0..100)
+        .map(|i| {
+            let url = format!(
+                "{}/input/post?node=burst&fulljson=%7B%22p{i}%22%3A{i}%7D&time={}&apikey={}",
+                n1.base,
+                T + 10,
+                b.write
+            );
+            tokio::spawn(async move {
+                let c = script();
+                loop {
+                    let r = get(&c, &url).await;
+                    if r.status != 503 {
+                        return r;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        })
+        .collect();
+    for r in burst {
+        let r = r.await.expect("burst task");
+        assert_eq!((r.status, r.body.as_str()), (200, POSTED), "burst write");
+        assert_eq!(r.headers["x-ynni-node"], "n2", "answered by b's owner");
+    }
+    let (_, body) = retrying(&format!("{}/input/list.json?apikey={}", n1.base, b.read)).await;
+    let inputs: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let mut burst_seen: Vec<i64> = inputs
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .filter(|i| i["nodeid"] == "burst")
+        .map(|i| {
+            assert_eq!(i["name"], format!("p{}", i["value"]), "{i}");
+            i["value"].as_i64().expect("value")
+        })
+        .collect();
+    burst_seen.sort_unstable();
+    assert_eq!(burst_seen, (0..100).collect::<Vec<_>>());
+
+    // The batch endpoint is the cluster's own: without the secret, or with a guessed one,
+    // nothing in a batch is done; with it (as a node sends it), the owner answers each.
+    let forged = ynni_web::forward::wire::encode_requests(&[ynni_web::forward::SubRequest {
+        method: reqwest::Method::GET,
+        target: format!(
+            "/input/post?node=forged&fulljson=%7B%22power%22%3A1%7D&apikey={}",
+            b.write
+        ),
+        client: "192.0.2.9".parse().expect("ip"),
+        headers: Default::default(),
+        body: Default::default(),
+    }]);
+    let owner = n2.as_ref().expect("n2");
+    for secret in [None, Some("guess")] {
+        let mut req = c.post(owner.url("/ynni/batch")).body(forged.clone());
+        if let Some(s) = secret {
+            req = req.header("x-ynni-forwarded", s);
+        }
+        let r = crate::harness::send(req).await;
+        assert_ne!(r.status, 200, "batch accepted with {secret:?}: {}", r.body);
+    }
+    let (_, body) = retrying(&format!("{}/input/list.json?apikey={}", n1.base, b.read)).await;
+    assert!(!body.contains("forged"), "{body}");
+    let r = c
+        .post(owner.url("/ynni/batch"))
+        .header("x-ynni-forwarded", SECRET)
+        .body(forged)
+        .send()
+        .await
+        .expect("batch");
+    assert_eq!(r.status(), 200);
+    let replies =
+        ynni_web::forward::wire::decode_replies(r.bytes().await.expect("body")).expect("replies");
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].body, POSTED.as_bytes());
+    let (_, body) = retrying(&format!("{}/input/list.json?apikey={}", n1.base, b.read)).await;
+    assert!(body.contains("forged"), "{body}");
+
+    // b's device key through the wrong node: it posts its own node's inputs, to b's owner,
+    // and nothing else (no reads, no other node's inputs), as on one node.
+    let (_, body) = retrying(&format!(
+        "{}/device/create.json?nodeid=tx1&name=Garage&apikey={}",
+        n1.base, b.write
+    ))
+    .await;
+    assert!(body.parse::<i64>().is_ok(), "device created: {body}");
+    let (_, body) = retrying(&format!("{}/device/list.json?apikey={}", n1.base, b.write)).await;
+    let devices: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let device_key = devices[0]["devicekey"]
+        .as_str()
+        .expect("devicekey")
+        .to_string();
+    let device_post = |node: &str, value: u32| {
+        format!(
+            "{}/input/post?node={node}&fulljson=%7B%22power%22%3A{value}%7D&devicekey={device_key}",
+            n1.base
+        )
+    };
+    let r = retrying(&device_post("tx1", 31)).await;
+    assert_eq!(r, (200, POSTED.to_string()));
+    let (status, body) = retrying(&device_post("tx2", 32)).await;
+    assert!(
+        body.contains("does not belong to device"),
+        "{status} {body}"
+    );
+    let (status, body) = retrying(&format!(
+        "{}/feed/list.json?devicekey={device_key}",
+        n1.base
+    ))
+    .await;
+    assert_eq!(status, 401, "{body}");
+    for acct in [a, b] {
+        let (_, body) =
+            retrying(&format!("{}/input/list.json?apikey={}", n1.base, acct.read)).await;
+        let has_tx1 = body.contains("\"tx1\"");
+        assert_eq!(has_tx1, acct.name == b.name, "{}: {body}", acct.name);
+        assert!(!body.contains("\"tx2\""), "{}: {body}", acct.name);
+    }
+
     // b's live page through n1: the stream comes from n2, where b's values are processed.
     let mut live = script()
         .get(format!("{}/ynni/live?apikey={}", n1.base, b.read))
@@ -370,6 +491,29 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
             assert_eq!(v["value"], value, "{body} via {base}");
         }
     }
+    // b's device key over MQTT through n1: spliced to n2, its node's topic is b's input.
+    let device = Account {
+        name: b.name.clone(),
+        read: String::new(),
+        write: device_key.clone(),
+    };
+    let (d_pub, mut d_pub_ev) = mqtt_client(&n1, "tx1-device", &device).await;
+    publish_acked(&d_pub, &mut d_pub_ev, "emon/tx1/power", "33").await;
+    let got = received(&mut b_sub_ev, Duration::from_secs(2)).await;
+    assert_eq!(got, ["emon/tx1/power 33"], "b's subscriber sees b's device");
+    assert!(
+        received(&mut a_sub_ev, Duration::from_millis(500))
+            .await
+            .is_empty()
+    );
+    let (_, body) = retrying(&format!(
+        "{}/input/get/tx1/power?apikey={}",
+        n1.base, b.read
+    ))
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["value"], 33, "{body}");
+    drop((d_pub, d_pub_ev));
     drop((
         b_sub, b_sub_ev, a_sub, a_sub_ev, b_pub, b_pub_ev, a_pub, a_pub_ev,
     ));

@@ -17,6 +17,12 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::Response;
 
+mod batcher;
+pub mod wire;
+
+use batcher::Batchers;
+pub use wire::{SubReply, SubRequest};
+
 /// Carries the cluster's secret on node-to-node requests.
 pub const FORWARDED: &str = "x-ynni-forwarded";
 /// The original client's address on a forwarded request.
@@ -50,6 +56,8 @@ pub struct Forwarder {
     client: reqwest::Client,
     /// vshard → the owner's `advertise` address, for vshards owned by other nodes.
     owners: RwLock<HashMap<u32, String>>,
+    /// Small writes go to their owner in batches.
+    batchers: Batchers,
 }
 
 impl Forwarder {
@@ -63,9 +71,11 @@ impl Forwarder {
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let secret = secret.into();
         Ok(Self {
             node_id: node_id.into(),
-            secret: secret.into(),
+            batchers: Batchers::new(client.clone(), secret.clone(), FORWARD_TIMEOUT),
+            secret,
             client,
             owners: RwLock::new(HashMap::new()),
         })
@@ -118,6 +128,11 @@ impl Forwarder {
         serde_json::from_slice(&body).map_err(|e| e.to_string())
     }
 
+    /// The cluster's secret as a header value (`None` if it cannot be one).
+    pub fn secret_header(&self) -> Option<HeaderValue> {
+        HeaderValue::from_str(&self.secret).ok()
+    }
+
     /// Whether the request came from another node of this cluster.
     pub fn is_forwarded(&self, headers: &HeaderMap) -> bool {
         headers.get(FORWARDED).is_some_and(|v| {
@@ -147,6 +162,40 @@ impl Forwarder {
             .await
     }
 
+    /// [`Forwarder::forward`] for a small write (`input/post`, `input/bulk`): sent in the next
+    /// batch to `owner` (see [`batcher`]), the reply read whole.
+    pub async fn forward_batched(
+        &self,
+        owner: &str,
+        parts: &Parts,
+        body: Bytes,
+        client: IpAddr,
+    ) -> Response {
+        if body.len() > batcher::MAX_BODY {
+            return self.forward(owner, parts, body, client).await;
+        }
+        let request = SubRequest {
+            method: parts.method.clone(),
+            target: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+            client,
+            headers: passed_on(&parts.headers),
+            body,
+        };
+        match self.batchers.send(owner, request).await {
+            Some(reply) => {
+                let mut out = Response::new(Body::from(reply.body));
+                *out.status_mut() = reply.status;
+                *out.headers_mut() = reply.headers;
+                out
+            }
+            None => unavailable(),
+        }
+    }
+
     /// [`Forwarder::forward`] for a reply that streams for as long as the client listens (a
     /// live page): no overall deadline.
     pub async fn forward_stream(
@@ -169,13 +218,7 @@ impl Forwarder {
     ) -> Response {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let url = format!("http://{owner}{path}");
-        let mut headers = parts.headers.clone();
-        for h in HOP_BY_HOP {
-            headers.remove(h);
-        }
-        headers.remove(header::CONTENT_LENGTH);
-        headers.remove(FORWARDED);
-        headers.remove(CLIENT);
+        let mut headers = passed_on(&parts.headers);
         if let Ok(secret) = HeaderValue::from_str(&self.secret) {
             headers.insert(HeaderName::from_static(FORWARDED), secret);
         }
@@ -211,6 +254,19 @@ impl Forwarder {
         out.body(Body::from_stream(reply.bytes_stream()))
             .unwrap_or_else(|_| unavailable())
     }
+}
+
+/// A request's headers as they are passed on to another node: without those describing the
+/// connection, and without any claim to come from a node (the sender adds its own).
+pub fn passed_on(headers: &HeaderMap) -> HeaderMap {
+    let mut headers = headers.clone();
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(FORWARDED);
+    headers.remove(CLIENT);
+    headers
 }
 
 /// The account's vshard has no owner this node can reach right now.

@@ -2,6 +2,7 @@
 //! handed to its controller.
 
 mod admin;
+mod batch;
 mod device;
 mod feed;
 mod homeassistant;
@@ -51,6 +52,9 @@ pub async fn dispatch(
 
 /// Reads the body, routes and authenticates the request, and has its controller answer.
 async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResult {
+    if batch::is_batch(state, &request) {
+        return batch::answer(state, peer, request).await;
+    }
     let (parts, body) = request.into_parts();
     if parts.method == Method::OPTIONS {
         return Ok(preflight());
@@ -139,7 +143,15 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
             // client retries once the owner map has caught up.
             return Ok(match forwarder.owner(vshard) {
                 Some(owner) if !forwarder.is_forwarded(&parts.headers) => {
-                    forwarder.forward(&owner, &parts, body, client).await
+                    if route.controller == "input"
+                        && matches!(route.action.as_str(), "post" | "bulk")
+                    {
+                        forwarder
+                            .forward_batched(&owner, &parts, body, client)
+                            .await
+                    } else {
+                        forwarder.forward(&owner, &parts, body, client).await
+                    }
                 }
                 _ => crate::forward::unavailable(),
             });
