@@ -293,7 +293,8 @@ mod tests {
         );
         assert_eq!(decode_replies(Bytes::new()), Err(WireError::Truncated));
         let full = encode_requests(&[request("/input/post", b"x=1")]);
-        for cut in 1..full.len() {
+        // The version byte alone is an empty batch; any other cut is inside a field.
+        for cut in 2..full.len() {
             assert!(
                 decode_requests(Bytes::copy_from_slice(&full[..cut])).is_err(),
                 "cut at {cut}"
