@@ -176,7 +176,7 @@ fi
 measure "forwarded (n2 user -> n1 -> n2)" "$(post_url "$(base 1)" "${on2[0]}")"
 if [ -n "${PERF:-}" ]; then
   wait "$perf_pid" || true
-  perf report -i "$work/perf.data" --no-children --sort dso,symbol --percent-limit 1.5 --stdio \
+  perf report -i "$work/perf.data" ${PERF_REPORT:---no-children --sort dso,symbol --percent-limit 1.5} --stdio \
     2>/dev/null | grep -v "^$" | grep -E "^ +[0-9]" | head -40
 fi
 # Latency without queueing: two connections, far below saturation.
