@@ -325,14 +325,15 @@ pub fn router_config(settings: &Settings, data_dir: &DataDir) -> anyhow::Result<
     })
 }
 
-/// The shard workers' settings in a cluster: a worker and a log per owned vshard, all in the
-/// shared directory.
+/// The shard workers' settings in a cluster: a log per owned vshard in the shared directory,
+/// the vshards served by one thread per core.
 pub fn cluster_router_config(
     settings: &Settings,
     paths: &crate::cluster_node::SharedPaths,
 ) -> RouterConfig {
     RouterConfig {
-        workers: 1,
+        // Host threads, each serving many of the owned vshards (one per core).
+        workers: std::thread::available_parallelism().map_or(2, usize::from),
         vshards: ynni_core::vshard::VSHARDS,
         queue: 1024,
         max_nodes: DEFAULT_MAX_NODES,

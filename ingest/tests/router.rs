@@ -6,34 +6,12 @@
 use std::time::Duration;
 
 use ynni_core::Catalog;
-use ynni_core::catalog::NewUser;
-use ynni_ingest::Decoded;
 use ynni_ingest::shard::{IngestError, Output, Router, RouterConfig, Submission};
 use ynni_storage::StoreConfig;
 
-const T: i64 = 1_700_000_000;
+mod common;
 
-async fn setup(dir: &std::path::Path) -> (Catalog, i64) {
-    for sub in ["phpfina", "phptimeseries"] {
-        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
-    }
-    let catalog = Catalog::open_sqlite(&dir.join("catalog.sqlite"))
-        .await
-        .expect("catalog");
-    let user = NewUser {
-        username: "alice".into(),
-        email: "a@example.com".into(),
-        password_hash: "$x".into(),
-        timezone: "UTC".into(),
-        admin: false,
-    };
-    let user = catalog
-        .create_user(&user, false)
-        .await
-        .expect("db")
-        .expect("created");
-    (catalog, user.id)
-}
+use common::{T, batch, setup, stop};
 
 async fn start(dir: &std::path::Path, catalog: &Catalog) -> Router {
     let cfg = RouterConfig {
@@ -53,21 +31,6 @@ async fn start(dir: &std::path::Path, catalog: &Catalog) -> Router {
         .await
         .expect("join")
         .expect("router")
-}
-
-fn batch(node: &str, name: &str, v: f64) -> Decoded {
-    Decoded {
-        time: T,
-        node: node.into(),
-        values: vec![(name.into(), Some(v))],
-    }
-}
-
-async fn stop(router: Router) {
-    let flushed = tokio::task::spawn_blocking(move || router.stop())
-        .await
-        .expect("join");
-    assert!(flushed, "every shard flushed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,7 @@
-//! Shards: `vshard = hash(userid) % V`, each vshard served by one of N worker threads. A
-//! worker is the only writer of its users' inputs, process state and feed files (DESIGN §1).
+//! Shards: `vshard = hash(userid) % V`, each vshard served by one of N worker threads (on one
+//! node), or in a cluster by a worker of its own, with its own log, run by one of N host
+//! threads that each serve many vshards (`host`). A worker is the only writer of its users'
+//! inputs, process state and feed files (DESIGN §1).
 //!
 //! Per submission, in order: log it in the shard's WAL and wait until it is durable; create
 //! missing inputs; set last values; run the process lists of inputs that already existed,
@@ -8,6 +10,7 @@
 mod fence;
 #[cfg(test)]
 mod fuzz;
+mod host;
 mod record;
 mod router;
 mod state;

@@ -8,6 +8,7 @@ use ynni_core::Catalog;
 use ynni_storage::StoreConfig;
 
 use super::fence::Fence;
+use super::host::HostMsg;
 use super::worker::{FeedAnswer, FeedOp, Job, Seed, ShardStatus, Worker};
 use crate::batch::{Decoded, Value};
 
@@ -63,7 +64,8 @@ pub struct RouterConfig {
     /// Send every input update as an [`Output::Input`] (for the live UI and MQTT subscribers).
     pub input_outputs: bool,
     /// Cluster mode: one worker and one log (`<wal_root>/<vshard>`) per vshard this node
-    /// owns, opened and closed as ownership moves, instead of `workers` fixed threads.
+    /// owns, opened and closed as ownership moves, served by `workers` host threads (see
+    /// `host`) instead of `workers` fixed shards.
     pub per_vshard: bool,
 }
 
@@ -238,14 +240,48 @@ pub struct Refused {
 
 /// Where a submission runs: which worker thread (one node) or which open vshard (cluster).
 struct Slot {
-    tx: mpsc::SyncSender<Job>,
+    tx: Sink,
     /// Cluster mode: the vshard's lease, checked by its worker before writes and answers.
     fence: Option<Arc<Fence>>,
+}
+
+/// Where a slot's jobs go: its own worker thread (one node), or the host thread serving its
+/// vshard among others (cluster mode).
+#[derive(Clone)]
+enum Sink {
+    Own(mpsc::SyncSender<Job>),
+    Hosted(u32, mpsc::SyncSender<HostMsg>),
+}
+
+impl Sink {
+    fn try_send(&self, job: Job) -> Result<(), mpsc::TrySendError<Job>> {
+        match self {
+            Sink::Own(tx) => tx.try_send(job),
+            Sink::Hosted(v, tx) => tx.try_send(HostMsg::Job(*v, job)).map_err(|e| match e {
+                mpsc::TrySendError::Full(m) => mpsc::TrySendError::Full(m.into_job()),
+                mpsc::TrySendError::Disconnected(m) => {
+                    mpsc::TrySendError::Disconnected(m.into_job())
+                }
+            }),
+        }
+    }
+
+    fn send(&self, job: Job) -> Result<(), mpsc::SendError<Job>> {
+        match self {
+            Sink::Own(tx) => tx.send(job),
+            Sink::Hosted(v, tx) => tx
+                .send(HostMsg::Job(*v, job))
+                .map_err(|mpsc::SendError(m)| mpsc::SendError(m.into_job())),
+        }
+    }
 }
 
 pub struct Router {
     slots: RwLock<BTreeMap<u32, Slot>>,
     threads: std::sync::Mutex<HashMap<u32, std::thread::JoinHandle<bool>>>,
+    /// Cluster mode: the threads serving the open vshards (vshard `v` on `hosts[v % len]`).
+    hosts: Vec<mpsc::SyncSender<HostMsg>>,
+    host_threads: std::sync::Mutex<Vec<std::thread::JoinHandle<bool>>>,
     vshards: u32,
     /// One node: the fixed worker count. Cluster mode: `None`, a worker per open vshard.
     workers: Option<u32>,
@@ -269,9 +305,30 @@ impl Router {
     ) -> Result<Self, IngestError> {
         let (outputs, _) = tokio::sync::broadcast::channel(OUTPUT_BACKLOG);
         let workers = (!cfg.per_vshard).then(|| cfg.workers.max(1) as u32);
+        let mut hosts = Vec::new();
+        let mut host_threads = Vec::new();
+        if cfg.per_vshard {
+            for i in 0..cfg.workers.max(1) {
+                let (tx, rx) = mpsc::sync_channel(cfg.queue.max(1));
+                let thread = std::thread::Builder::new()
+                    .name(format!("ynni-host-{i}"))
+                    .spawn(move || super::host::run(rx))
+                    .map_err(|e| {
+                        IngestError::Storage(ynni_storage::StorageError::Io {
+                            op: "starting worker",
+                            path: PathBuf::from(format!("host {i}")),
+                            source: e,
+                        })
+                    })?;
+                hosts.push(tx);
+                host_threads.push(thread);
+            }
+        }
         let router = Self {
             slots: RwLock::new(BTreeMap::new()),
             threads: std::sync::Mutex::new(HashMap::new()),
+            hosts,
+            host_threads: std::sync::Mutex::new(host_threads),
             vshards: cfg.vshards.max(1),
             workers,
             outputs,
@@ -311,6 +368,15 @@ impl Router {
         if !flush && let Some(f) = &slot.fence {
             f.revoke();
         }
+        if let Sink::Hosted(_, host) = &slot.tx {
+            let (done, flushed) = mpsc::channel();
+            let close = HostMsg::Close {
+                vshard,
+                flush,
+                done,
+            };
+            return host.send(close).is_ok() && flushed.recv().unwrap_or(false);
+        }
         let _ = slot.tx.send(if flush { Job::Stop } else { Job::Abandon });
         drop(slot);
         let thread = self
@@ -345,6 +411,9 @@ impl Router {
     /// Starts worker `n` (a worker index, or a vshard in cluster mode) and waits until its
     /// store is open.
     fn open_slot(&self, n: u32, fence: Option<Arc<Fence>>) -> Result<(), IngestError> {
+        if !self.hosts.is_empty() {
+            return self.open_hosted(n, fence);
+        }
         let (tx, rx) = mpsc::sync_channel(self.cfg.queue.max(1));
         let (ready_tx, ready_rx) = mpsc::channel();
         let (cfg, catalog, handle) = (self.cfg.clone(), self.catalog.clone(), self.handle.clone());
@@ -392,7 +461,42 @@ impl Router {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(n, thread);
-        self.write_slots().insert(n, Slot { tx, fence });
+        self.write_slots().insert(
+            n,
+            Slot {
+                tx: Sink::Own(tx),
+                fence,
+            },
+        );
+        Ok(())
+    }
+
+    /// Cluster mode: opens `vshard`'s worker here (replaying its log) and hands it to its host.
+    fn open_hosted(&self, vshard: u32, fence: Option<Arc<Fence>>) -> Result<(), IngestError> {
+        let host = &self.hosts[vshard as usize % self.hosts.len()];
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Worker::open(
+                vshard as usize,
+                &self.cfg,
+                self.catalog.clone(),
+                self.handle.clone(),
+                self.outputs.clone(),
+                fence.clone(),
+            )
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(shard = vshard, "opening the vshard panicked");
+            Err(IngestError::Stopped)
+        })?;
+        host.send(HostMsg::Open(vshard, Box::new(opened)))
+            .map_err(|_| IngestError::Stopped)?;
+        self.write_slots().insert(
+            vshard,
+            Slot {
+                tx: Sink::Hosted(vshard, host.clone()),
+                fence,
+            },
+        );
         Ok(())
     }
 
@@ -407,7 +511,7 @@ impl Router {
 
     /// The queue of the worker serving `userid`; in cluster mode, `NotServed` when this node
     /// does not serve the user's vshard now.
-    fn worker_of(&self, userid: i64) -> Result<mpsc::SyncSender<Job>, IngestError> {
+    fn worker_of(&self, userid: i64) -> Result<Sink, IngestError> {
         let v = self.vshard(userid);
         let key = self.workers.map_or(v, |w| v % w);
         self.read_slots()
@@ -534,12 +638,19 @@ impl Router {
     pub fn stop(&self) -> bool {
         let slots = std::mem::take(&mut *self.write_slots());
         for slot in slots.values() {
-            let _ = slot.tx.send(Job::Stop);
+            if let Sink::Own(tx) = &slot.tx {
+                let _ = tx.send(Job::Stop);
+            }
         }
         drop(slots);
+        for host in &self.hosts {
+            let _ = host.send(HostMsg::Stop);
+        }
+        let hosts =
+            std::mem::take(&mut *self.host_threads.lock().unwrap_or_else(|p| p.into_inner()));
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         let mut flushed = true;
-        for t in threads.into_values() {
+        for t in threads.into_values().chain(hosts) {
             flushed &= t.join().unwrap_or(false);
         }
         flushed

@@ -212,9 +212,9 @@ impl Job {
 }
 
 /// How many queued submissions share one WAL sync.
-const MAX_GROUP: usize = 256;
+pub(super) const MAX_GROUP: usize = 256;
 /// How often an idle worker checks whether a flush is due.
-const TICK: Duration = Duration::from_secs(1);
+pub(super) const TICK: Duration = Duration::from_secs(1);
 
 struct InputInfo {
     id: i64,
@@ -254,6 +254,17 @@ struct Core {
     limits: Limits,
     outputs: tokio::sync::broadcast::Sender<Output>,
     input_outputs: bool,
+}
+
+/// A submission in the log, waiting for its sync: the record, the sync's ticket, the caller,
+/// and the refusal of a later node of the same submission (answered once the rest is stored).
+type Logged = (Record, Ticket, Reply, Option<IngestError>);
+
+/// A group between [`Worker::begin`] and [`Worker::finish`].
+pub(super) struct Begun {
+    logged: Vec<Logged>,
+    /// Everything but submissions, run after them.
+    others: Vec<Job>,
 }
 
 pub struct Worker {
@@ -337,22 +348,35 @@ impl Worker {
                 return false;
             }
             let stop = jobs.iter().any(|j| matches!(j, Job::Stop));
-            // A panic is a failure like any other (see the module's policy): the callers of the
-            // group get `Stopped` (their reply channels are dropped), the store is poisoned, and
-            // the shard keeps serving reads.
-            let handled =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(jobs)));
-            if handled.is_err() {
-                tracing::error!(
-                    shard = self.n,
-                    "a shard job panicked; the shard refuses writes until a restart"
-                );
-                self.store.poison();
+            if let Some(begun) = self.guarded(|w| w.begin(jobs)) {
+                self.guarded(|w| w.finish(begun));
             }
             if stop {
                 break;
             }
         }
+        self.final_flush()
+    }
+
+    /// Runs one step of a group. A panic is a failure like any other (see the module's
+    /// policy): the callers of the group get `Stopped` (their reply channels are dropped), the
+    /// store is poisoned, and the shard keeps serving reads.
+    pub(super) fn guarded<T>(&mut self, step: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(self)));
+        if ran.is_err() {
+            tracing::error!(
+                shard = self.n,
+                "a shard job panicked; the shard refuses writes until a restart"
+            );
+            self.store.poison();
+        }
+        ran.ok()
+    }
+
+    /// Flushes everything to the feed files and a checkpoint before the worker stops; returns
+    /// whether that succeeded (a worker whose lease has ended writes nothing: the next owner
+    /// replays the log).
+    pub(super) fn final_flush(mut self) -> bool {
         if !self.may_write() {
             tracing::warn!(
                 shard = self.n,
@@ -376,9 +400,11 @@ impl Worker {
         }
     }
 
-    /// One group of jobs: writes first (their WAL syncs shared), then reads, then a flush if
-    /// one is due.
-    fn handle(&mut self, jobs: Vec<Job>) {
+    /// The first half of a group of jobs: its submissions are checked and logged (their WAL
+    /// syncs shared). [`Worker::finish`] then waits for the syncs, processes, answers, runs
+    /// the reads and flushes if due. A thread serving several vshards begins each one's group
+    /// before finishing any, so the syncs of all their logs run at once.
+    pub(super) fn begin(&mut self, jobs: Vec<Job>) -> Begun {
         let mut submissions = Vec::new();
         let mut others = Vec::new();
         for job in jobs {
@@ -399,10 +425,17 @@ impl Worker {
                 other => others.push(other),
             }
         }
-        if !submissions.is_empty() {
-            self.submissions += submissions.len() as u64;
-            self.ingest(submissions);
+        self.submissions += submissions.len() as u64;
+        Begun {
+            logged: self.log(submissions),
+            others,
         }
+    }
+
+    /// The second half of a group (see [`Worker::begin`]).
+    pub(super) fn finish(&mut self, begun: Begun) {
+        let Begun { logged, others } = begun;
+        self.apply(logged);
         // Reads after the writes of the same group, so a read sees what was posted before it.
         for job in others {
             match job {
@@ -451,6 +484,11 @@ impl Worker {
                 _ => {}
             }
         }
+        self.tick();
+    }
+
+    /// Flushes to the feed files and checkpoints if one is due.
+    pub(super) fn tick(&mut self) {
         // A failed store cannot checkpoint; trying every tick would only fill the log.
         if !self.store.failed() && self.may_write() {
             let state = &self.core.state;
@@ -606,16 +644,16 @@ impl Worker {
         Ok(query::DataReply { format, points })
     }
 
-    /// Logs every accepted submission (their syncs shared), answers each caller once its record
-    /// is durable, then processes them in order.
-    fn ingest(&mut self, submissions: Vec<(Submission, Reply)>) {
+    /// Checks and logs every accepted submission (their syncs shared); [`Worker::apply`]
+    /// answers each caller once its record is durable and processes them in order.
+    fn log(&mut self, submissions: Vec<(Submission, Reply)>) -> Vec<Logged> {
+        let mut logged: Vec<Logged> = Vec::new();
         if !self.may_write() {
             for (_, reply) in submissions {
                 let _ = reply.send(Err(IngestError::NotServed));
             }
-            return;
+            return logged;
         }
-        let mut logged: Vec<(Record, Ticket, Reply, Option<IngestError>)> = Vec::new();
         let mut group: HashMap<i64, GroupAdds> = HashMap::new();
         for (mut s, reply) in submissions {
             let adds = group.entry(s.userid).or_default();
@@ -647,6 +685,11 @@ impl Worker {
                 }
             }
         }
+        logged
+    }
+
+    /// Waits for each logged record to be durable, processes it and answers its caller.
+    fn apply(&mut self, logged: Vec<Logged>) {
         for (record, ticket, reply, stopped) in logged {
             let lsn = match ticket.wait() {
                 Ok(lsn) => lsn,
@@ -1320,7 +1363,8 @@ mod tests {
             jobs.push((s, tx));
             answers.push(rx);
         }
-        w.ingest(jobs);
+        let logged = w.log(jobs);
+        w.apply(logged);
         answers
             .into_iter()
             .map(|mut rx| rx.try_recv().unwrap_or(Err(IngestError::Stopped)))
