@@ -153,7 +153,9 @@ try {
   await page.getByLabel('Interval').selectOption('10');
   await page.getByRole('button', { name: 'Add step' }).click();
   await page.getByRole('button', { name: 'Save' }).click();
-  await page.getByText('Saved').first().waitFor();
+  // The status line itself: "Saved" as a substring also matches the hidden "Unsaved changes"
+  // note, and the toast saying it may be gone before a busy machine looks.
+  await page.locator('.save-status').filter({ hasText: /^Saved$/ }).waitFor();
   check(await page.locator('#steps li').count() === 1, 'one stored step');
   await shot('03-process');
   const feeds = await api('feed/list.json', { apikey: key });
