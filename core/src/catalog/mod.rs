@@ -17,6 +17,7 @@ mod devices;
 mod feeds;
 mod import;
 mod inputs;
+mod ledger;
 mod sessions;
 mod users;
 
@@ -35,6 +36,7 @@ pub use devices::DeviceRow;
 pub use feeds::FeedRow;
 pub use import::{Imported, ImportedUser};
 pub use inputs::InputRow;
+pub use ledger::{LedgerEntry, LedgerRefusal, LedgerTx, NewLedgerTx, Posted};
 pub use sessions::Session;
 pub use users::{CreateRefusal, KeyKind, NewUser, ProfileUpdate, User};
 

@@ -1,0 +1,13 @@
+//! Running ynni as a hosted service (issue 18): plans, what each day costs, an append-only
+//! double-entry ledger in integer pence, where each user stands, statements and exports.
+//!
+//! The ledger's rows live in the catalog (`ynni_core::catalog::ledger`, on SQLite or the
+//! cluster's PostgreSQL); this crate decides what is posted and what it means.
+
+pub mod accrual;
+pub mod books;
+pub mod plan;
+pub mod standing;
+
+pub use plan::{Plan, Policy};
+pub use standing::{Position, Standing};
