@@ -6,8 +6,15 @@
 
 pub mod accrual;
 pub mod books;
+mod error;
+pub mod export;
 pub mod plan;
+mod service;
 pub mod standing;
+pub mod statement;
 
+pub use error::BillingError;
 pub use plan::{Plan, Policy};
+pub use service::{Account, AccrualRun, Billing, CATCH_UP_DAYS, utc_day};
 pub use standing::{Position, Standing};
+pub use statement::Statement;

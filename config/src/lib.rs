@@ -41,6 +41,92 @@ pub struct Settings {
     /// Several servers sharing Postgres and a directory (DESIGN §5). Absent (the default):
     /// one process, SQLite and local files, nothing to install.
     pub cluster: Option<ClusterSettings>,
+    /// Running a hosted service: plans, a prepaid balance, quotas (issue 18). Absent (the
+    /// default): nothing is metered against a balance, and self-hosters see none of it.
+    pub billing: Option<BillingSettings>,
+}
+
+/// The `[billing]` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingSettings {
+    /// The plan of users the operator has not placed on another.
+    pub default_plan: String,
+    /// Fewer days of runway than this and the user is warned.
+    pub warn_days: u32,
+    /// Days after the balance reaches zero during which writes are still accepted.
+    pub grace_days: u32,
+    /// How often (seconds) each node re-reads who is past their grace period.
+    pub refresh_s: u64,
+    /// `[billing.plans.<name>]`
+    pub plans: std::collections::BTreeMap<String, PlanSettings>,
+}
+
+/// One plan. Prices in pence; a limit of 0 means none.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlanSettings {
+    /// Per feed per year, charged day by day (emoncms.org's: 100, £1).
+    pub feed_year_pence: i64,
+    /// Charged on the first day of each month.
+    pub monthly_fee_pence: i64,
+    pub max_feeds: u32,
+    pub max_inputs: u32,
+    /// Values per minute a user may post (HTTP and MQTT together); more answer 429.
+    pub values_per_minute: u32,
+}
+
+impl Default for PlanSettings {
+    fn default() -> Self {
+        Self {
+            feed_year_pence: 100,
+            monthly_fee_pence: 0,
+            max_feeds: 0,
+            max_inputs: 0,
+            values_per_minute: 0,
+        }
+    }
+}
+
+impl Default for BillingSettings {
+    fn default() -> Self {
+        Self {
+            default_plan: "standard".into(),
+            warn_days: 30,
+            grace_days: 14,
+            refresh_s: 10,
+            plans: std::collections::BTreeMap::from([(
+                "standard".to_string(),
+                PlanSettings::default(),
+            )]),
+        }
+    }
+}
+
+impl BillingSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, reason: &str| {
+            Err(ConfigError::BadValue {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        if !self.plans.contains_key(&self.default_plan) {
+            return bad(
+                "billing.default_plan",
+                "must name a plan in [billing.plans]",
+            );
+        }
+        if self.refresh_s == 0 {
+            return bad("billing.refresh_s", "must be at least 1");
+        }
+        for p in self.plans.values() {
+            if p.feed_year_pence < 0 || p.monthly_fee_pence < 0 {
+                return bad("billing.plans", "prices must not be negative");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The `[cluster]` section: what every node of one cluster shares, and who this node is.
@@ -198,6 +284,7 @@ impl Default for Settings {
             storage: StorageSettings::default(),
             log: LogSettings::default(),
             cluster: None,
+            billing: None,
         }
     }
 }
@@ -358,6 +445,9 @@ impl Settings {
             if attempts == 0 || window == 0 {
                 return bad(key, "and its window must be at least 1");
             }
+        }
+        if let Some(b) = &self.billing {
+            b.validate()?;
         }
         if self.mqtt.base_topic.is_empty() || self.mqtt.base_topic.contains(['/', '+', '#']) {
             return bad("mqtt.base_topic", "must be one topic level without / + #");

@@ -328,10 +328,89 @@ async fn imports(cat: &Catalog) {
     assert_eq!(cat.list_users().await.expect("db").len(), 4);
 }
 
+/// The billing ledger: a key posts once, an unbalanced transaction never, rows cannot be
+/// changed or deleted, statement numbers and finished days are recorded once.
+async fn ledger(cat: &Catalog, alice: i64) {
+    use ynni_core::catalog::{LedgerEntry, LedgerRefusal, NewLedgerTx, Posted};
+    let tx = |key: &str, debit: i64, credit: i64| NewLedgerTx {
+        key: key.into(),
+        kind: "topup".into(),
+        userid: Some(alice),
+        effective_date: "2026-03-01".into(),
+        memo: "m".into(),
+        quantity: 2,
+        rate: 100,
+        entries: vec![
+            LedgerEntry {
+                account: "cash".into(),
+                userid: None,
+                amount: debit,
+            },
+            LedgerEntry {
+                account: "customer".into(),
+                userid: Some(alice),
+                amount: -credit,
+            },
+        ],
+    };
+    let Ok(Posted::New(id)) = cat.post_ledger(&tx("topup:a", 250, 250)).await.expect("db") else {
+        panic!("posted")
+    };
+    assert_eq!(
+        cat.post_ledger(&tx("topup:a", 1, 1)).await.expect("db"),
+        Ok(Posted::Existing(id))
+    );
+    assert!(matches!(
+        cat.post_ledger(&tx("topup:b", 2, 1)).await.expect("db"),
+        Err(LedgerRefusal::Unbalanced { sum: 1, .. })
+    ));
+    let stored = cat.ledger_tx("topup:a").await.expect("db").expect("stored");
+    assert_eq!(
+        (stored.customer_amount, stored.quantity, stored.rate),
+        (-250, 2, 100)
+    );
+    assert_eq!(
+        cat.customer_totals().await.expect("db"),
+        vec![(alice, -250)]
+    );
+    let totals = cat.ledger_account_totals().await.expect("db");
+    assert_eq!(totals.iter().map(|t| t.2).sum::<i64>(), 0, "{totals:?}");
+    assert_eq!(
+        cat.ledger_for_user(alice, "2026-03-01", "2026-03-02")
+            .await
+            .expect("db")
+            .len(),
+        1
+    );
+    assert_eq!(
+        cat.ledger_between("2026-03-02", "2026-04-01")
+            .await
+            .expect("db"),
+        vec![]
+    );
+    let n = cat.statement_number(alice, "2026-03").await.expect("db");
+    assert_eq!(cat.statement_number(alice, "2026-03").await.expect("db"), n);
+    cat.mark_billing_day("2026-03-01").await.expect("db");
+    cat.mark_billing_day("2026-03-01").await.expect("db");
+    assert_eq!(
+        cat.billing_days_done("2026-03-01", "2026-04-01")
+            .await
+            .expect("db"),
+        vec!["2026-03-01".to_string()]
+    );
+    cat.set_billing_plan(alice, "small").await.expect("db");
+    cat.set_billing_plan(alice, "large").await.expect("db");
+    assert_eq!(
+        cat.billing_plan(alice).await.expect("db").as_deref(),
+        Some("large")
+    );
+}
+
 async fn scenario(cat: &Catalog) {
     let (alice, bob) = accounts(cat).await;
     inputs_feeds_devices(cat, alice, bob).await;
     imports(cat).await;
+    ledger(cat, alice).await;
 }
 
 #[tokio::test]

@@ -61,3 +61,10 @@ CREATE TABLE statements (
     created INTEGER NOT NULL,
     UNIQUE (userid, month)
 );
+
+-- Days whose accrual run finished for every user: a later run does not charge them again
+-- (a user with no feeds that day has no row to show it was looked at).
+CREATE TABLE billing_days (
+    day       TEXT PRIMARY KEY,
+    completed INTEGER NOT NULL
+);

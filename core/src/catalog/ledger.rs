@@ -301,6 +301,35 @@ impl Catalog {
             .await?)
     }
 
+    /// The days in `from <= day < to` whose accrual run has finished.
+    pub async fn billing_days_done(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<String>, CatalogError> {
+        let rows: Vec<(String,)> = on_db!(&self.db, p => sqlx::query_as(
+            "SELECT day FROM billing_days WHERE day >= $1 AND day < $2 ORDER BY day",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(p)
+        .await)?;
+        Ok(rows.into_iter().map(|(d,)| d).collect())
+    }
+
+    /// Records that the accrual run for `day` has finished for every user.
+    pub async fn mark_billing_day(&self, day: &str) -> Result<(), CatalogError> {
+        on_db!(&self.db, p => sqlx::query(
+            "INSERT INTO billing_days (day, completed) VALUES ($1, $2) ON CONFLICT (day) DO NOTHING",
+        )
+        .bind(day)
+        .bind(now_secs())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
     /// The number of `userid`'s statement for `month` (`YYYY-MM`): given once, in the order
     /// statements are first made, and the same every time after.
     pub async fn statement_number(&self, userid: i64, month: &str) -> Result<i64, CatalogError> {

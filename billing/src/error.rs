@@ -1,0 +1,52 @@
+use ynni_core::CatalogError;
+use ynni_core::catalog::LedgerRefusal;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerRefusal),
+    #[error("no such user")]
+    UnknownUser,
+    #[error("no such plan: {0}")]
+    UnknownPlan(String),
+    #[error("no such voucher code")]
+    UnknownVoucher,
+    #[error("this voucher code has already been used")]
+    VoucherUsed,
+    #[error("amount must be a whole number of pence above zero")]
+    BadAmount,
+    #[error("a refund of {asked}p is more than the balance of {balance}p")]
+    RefundTooLarge { asked: i64, balance: i64 },
+    #[error("no transaction with key {0}")]
+    UnknownTransaction(String),
+    #[error("{0} cannot be reversed")]
+    NotReversible(String),
+    #[error("{0} was already used for another account")]
+    KeyUsed(String),
+    #[error("references and codes are 1 to 100 letters, digits, '-', '_' or '.'")]
+    BadReference,
+    #[error("bad date or month: {0}")]
+    BadDate(String),
+}
+
+impl BillingError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            BillingError::Catalog(e) if e.is_retryable() => 503,
+            BillingError::Catalog(_) => 500,
+            BillingError::UnknownUser
+            | BillingError::UnknownTransaction(_)
+            | BillingError::UnknownVoucher => 404,
+            BillingError::VoucherUsed | BillingError::KeyUsed(_) => 409,
+            _ => 400,
+        }
+    }
+
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, BillingError::Catalog(e) if e.is_retryable())
+    }
+}

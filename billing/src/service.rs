@@ -1,0 +1,472 @@
+//! Billing against the catalog: posting top-ups, vouchers, refunds, reversals and the daily
+//! accruals, reading positions and statements, and the set of users whose writes are refused.
+//!
+//! Every operation is safe to repeat and to run on several nodes at once: each transaction's
+//! key is unique in the ledger, so the second post of a key changes nothing. The refused set
+//! is a cache: each node rebuilds it from the ledger ([`Billing::refresh`], every few seconds)
+//! and updates a user's entry at once after crediting them here.
+
+use std::collections::HashSet;
+use std::sync::RwLock;
+
+use chrono::{DateTime, Datelike, Days, NaiveDate};
+use serde::Serialize;
+use ynni_core::Catalog;
+use ynni_core::catalog::{LedgerTx, NewLedgerTx, Posted, User};
+
+use crate::accrual::{daily_rate_centipence, day_charge};
+use crate::books::{self, ACCRUAL, REVERSAL};
+use crate::error::BillingError;
+use crate::export::{self, Format};
+use crate::plan::{Plan, Policy};
+use crate::standing::{Position, position};
+use crate::statement::{self, Statement};
+
+/// Days an accrual run looks back for days not yet charged (a node that was down for a few
+/// days catches up; longer outages are not charged).
+pub const CATCH_UP_DAYS: u64 = 7;
+
+/// The earliest and latest dates the ledger's queries take as "all".
+const ALL_FROM: &str = "0000-01-01";
+const ALL_TO: &str = "9999-12-31";
+
+pub struct Billing {
+    catalog: Catalog,
+    policy: Policy,
+    refused: RwLock<HashSet<i64>>,
+}
+
+/// What the account page shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub userid: i64,
+    pub plan: String,
+    pub feeds: i64,
+    pub feed_year_pence: i64,
+    pub monthly_fee_pence: i64,
+    /// What a day costs now, in hundredths of a penny.
+    pub daily_centipence: i64,
+    #[serde(flatten)]
+    pub position: Position,
+}
+
+/// What an accrual run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AccrualRun {
+    pub users: u32,
+    /// Days charged by this run.
+    pub posted: u32,
+    /// Days found already charged (by an earlier run or another node).
+    pub existing: u32,
+    pub pence: i64,
+}
+
+/// The UTC day of a unix time.
+pub fn utc_day(unix: i64) -> NaiveDate {
+    DateTime::from_timestamp(unix, 0).map_or(NaiveDate::MIN, |t| t.date_naive())
+}
+
+impl Billing {
+    pub fn new(catalog: Catalog, policy: Policy) -> Self {
+        Self {
+            catalog,
+            policy,
+            refused: RwLock::new(HashSet::new()),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Whether `userid`'s writes are refused now (past the grace period with nothing left).
+    pub fn refuses_writes(&self, userid: i64) -> bool {
+        self.refused
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&userid)
+    }
+
+    async fn user(&self, userid: i64) -> Result<User, BillingError> {
+        self.catalog
+            .user_by_id(userid)
+            .await?
+            .ok_or(BillingError::UnknownUser)
+    }
+
+    pub async fn plan_of(&self, userid: i64) -> Result<Plan, BillingError> {
+        let name = self.catalog.billing_plan(userid).await?;
+        self.policy
+            .plan(name.as_deref())
+            .cloned()
+            .ok_or_else(|| BillingError::UnknownPlan(self.policy.default_plan.clone()))
+    }
+
+    pub async fn set_plan(&self, userid: i64, plan: &str) -> Result<(), BillingError> {
+        if !self.policy.plans.contains_key(plan) {
+            return Err(BillingError::UnknownPlan(plan.to_string()));
+        }
+        self.user(userid).await?;
+        self.catalog.set_billing_plan(userid, plan).await?;
+        Ok(())
+    }
+
+    /// Posts `tx` for `userid`; a key already used for another user is refused.
+    async fn post_for(&self, userid: i64, tx: &NewLedgerTx) -> Result<Posted, BillingError> {
+        let posted = self.catalog.post_ledger(tx).await??;
+        if let Posted::Existing(_) = posted {
+            let existing = self.catalog.ledger_tx(&tx.key).await?;
+            if existing.and_then(|t| t.userid) != Some(userid) {
+                return Err(BillingError::KeyUsed(tx.key.clone()));
+            }
+        }
+        Ok(posted)
+    }
+
+    /// Credits `pence` received under `reference` (a payment id): once per reference.
+    pub async fn top_up(
+        &self,
+        userid: i64,
+        pence: i64,
+        reference: &str,
+        today: NaiveDate,
+    ) -> Result<Posted, BillingError> {
+        check_amount(pence)?;
+        check_reference(reference)?;
+        self.user(userid).await?;
+        let posted = self
+            .post_for(userid, &books::topup(userid, pence, reference, today))
+            .await?;
+        self.refresh_user(userid, today).await?;
+        Ok(posted)
+    }
+
+    /// Records a voucher code worth `pence` (hardware credit, a promotion); false if the code
+    /// exists.
+    pub async fn create_voucher(
+        &self,
+        code: &str,
+        pence: i64,
+        memo: &str,
+    ) -> Result<bool, BillingError> {
+        check_amount(pence)?;
+        check_reference(code)?;
+        Ok(self.catalog.create_voucher(code, pence, memo).await?)
+    }
+
+    /// Credits the voucher `code` to `userid`: once, to one user.
+    pub async fn redeem(
+        &self,
+        userid: i64,
+        code: &str,
+        today: NaiveDate,
+    ) -> Result<Posted, BillingError> {
+        let (pence, memo) = self
+            .catalog
+            .voucher(code)
+            .await?
+            .ok_or(BillingError::UnknownVoucher)?;
+        self.user(userid).await?;
+        let posted = self
+            .post_for(userid, &books::voucher(userid, pence, code, &memo, today))
+            .await
+            .map_err(|e| match e {
+                BillingError::KeyUsed(_) => BillingError::VoucherUsed,
+                e => e,
+            })?;
+        self.refresh_user(userid, today).await?;
+        Ok(posted)
+    }
+
+    /// Pays `pence` of the balance back under `reference`; no more than the balance.
+    pub async fn refund(
+        &self,
+        userid: i64,
+        pence: i64,
+        reference: &str,
+        today: NaiveDate,
+    ) -> Result<Posted, BillingError> {
+        check_amount(pence)?;
+        check_reference(reference)?;
+        let tx = books::refund(userid, pence, reference, today);
+        if self.catalog.ledger_tx(&tx.key).await?.is_none() {
+            let balance = self.position(userid, today).await?.balance_pence;
+            if pence > balance {
+                return Err(BillingError::RefundTooLarge {
+                    asked: pence,
+                    balance,
+                });
+            }
+        }
+        let posted = self.post_for(userid, &tx).await?;
+        self.refresh_user(userid, today).await?;
+        Ok(posted)
+    }
+
+    /// Undoes the transaction with `key` by posting its opposite (once).
+    pub async fn reverse(&self, key: &str, today: NaiveDate) -> Result<Posted, BillingError> {
+        let original = self
+            .catalog
+            .ledger_tx(key)
+            .await?
+            .ok_or_else(|| BillingError::UnknownTransaction(key.to_string()))?;
+        if original.kind == REVERSAL {
+            return Err(BillingError::NotReversible(key.to_string()));
+        }
+        let entries = self.catalog.ledger_entries(original.id).await?;
+        let posted = self
+            .catalog
+            .post_ledger(&books::reversal(&original, &entries, today))
+            .await??;
+        if let Some(u) = original.userid {
+            self.refresh_user(u, today).await?;
+        }
+        Ok(posted)
+    }
+
+    /// `userid`'s balance, runway and standing on `today`.
+    pub async fn position(&self, userid: i64, today: NaiveDate) -> Result<Position, BillingError> {
+        Ok(self.account(userid, today).await?.position)
+    }
+
+    pub async fn account(&self, userid: i64, today: NaiveDate) -> Result<Account, BillingError> {
+        let user = self.user(userid).await?;
+        let plan = self.plan_of(user.id).await?;
+        let feeds = self.catalog.feeds_for_user(user.id).await?.len() as i64;
+        let history = self
+            .catalog
+            .ledger_for_user(user.id, ALL_FROM, ALL_TO)
+            .await?;
+        let daily = daily_rate_centipence(&plan, feeds, today.year());
+        Ok(Account {
+            userid: user.id,
+            plan: plan.name.clone(),
+            feeds,
+            feed_year_pence: plan.feed_year_pence,
+            monthly_fee_pence: plan.monthly_fee_pence,
+            daily_centipence: daily,
+            position: position(&history, daily, today, &self.policy),
+        })
+    }
+
+    /// Every user's account (for the administrator).
+    pub async fn accounts(&self, today: NaiveDate) -> Result<Vec<Account>, BillingError> {
+        let mut out = Vec::new();
+        for u in self.catalog.list_users().await? {
+            out.push(self.account(u.id, today).await?);
+        }
+        Ok(out)
+    }
+
+    /// Charges every user for each finished day whose run has not finished (up to
+    /// [`CATCH_UP_DAYS`] back, not before an account existed), at the feeds they have now, then
+    /// records those days as done.
+    pub async fn accrue(&self, today: NaiveDate) -> Result<AccrualRun, BillingError> {
+        let mut run = AccrualRun::default();
+        let earliest = today
+            .checked_sub_days(Days::new(CATCH_UP_DAYS))
+            .unwrap_or(today);
+        let done = self
+            .catalog
+            .billing_days_done(&earliest.to_string(), &today.to_string())
+            .await?;
+        let days: Vec<NaiveDate> = earliest
+            .iter_days()
+            .take_while(|d| *d < today)
+            .filter(|d| !done.contains(&d.to_string()))
+            .collect();
+        if !days.is_empty() {
+            for user in self.catalog.list_users().await? {
+                let r = self.accrue_user(&user, &days).await?;
+                run.users += 1;
+                run.posted += r.posted;
+                run.existing += r.existing;
+                run.pence += r.pence;
+            }
+            for d in &days {
+                self.catalog.mark_billing_day(&d.to_string()).await?;
+            }
+        }
+        self.refresh(today).await?;
+        Ok(run)
+    }
+
+    /// Charges `user` for `days` (in order) not already charged.
+    async fn accrue_user(
+        &self,
+        user: &User,
+        days: &[NaiveDate],
+    ) -> Result<AccrualRun, BillingError> {
+        let mut run = AccrualRun::default();
+        let created = utc_day(user.created);
+        let days: Vec<NaiveDate> = days.iter().copied().filter(|d| *d >= created).collect();
+        let (Some(first), Some(last)) = (days.first(), days.last()) else {
+            return Ok(run);
+        };
+        let plan = self.plan_of(user.id).await?;
+        let feeds = self.catalog.feeds_for_user(user.id).await?.len() as i64;
+        let year_start = NaiveDate::from_ymd_opt(first.year(), 1, 1).unwrap_or(*first);
+        let until = last.succ_opt().unwrap_or(*last);
+        let mut history: Vec<LedgerTx> = self
+            .catalog
+            .ledger_for_user(user.id, &year_start.to_string(), &until.to_string())
+            .await?
+            .into_iter()
+            .filter(|t| t.kind == ACCRUAL)
+            .collect();
+        for day in days {
+            let date = day.to_string();
+            if history.iter().any(|t| t.effective_date == date) {
+                run.existing += 1;
+                continue;
+            }
+            let year_from = format!("{}-01-01", day.year());
+            let units_before: i64 = history
+                .iter()
+                .filter(|t| t.effective_date >= year_from && t.effective_date < date)
+                .map(|t| t.quantity.saturating_mul(t.rate))
+                .sum();
+            let (pence, _) = day_charge(&plan, day, units_before, feeds);
+            // A day with nothing to charge and nothing to count leaves no row.
+            if feeds == 0 && pence == 0 {
+                continue;
+            }
+            let tx = books::accrual(user.id, day, pence, feeds, plan.feed_year_pence);
+            match self.catalog.post_ledger(&tx).await?? {
+                Posted::New(id) => {
+                    run.posted += 1;
+                    run.pence += pence;
+                    history.push(LedgerTx {
+                        id,
+                        key: tx.key,
+                        kind: tx.kind,
+                        userid: tx.userid,
+                        effective_date: date,
+                        created: 0,
+                        memo: tx.memo,
+                        quantity: tx.quantity,
+                        rate: tx.rate,
+                        customer_amount: pence,
+                    });
+                }
+                // Another node charged it first: its row counts from now on.
+                Posted::Existing(_) => {
+                    run.existing += 1;
+                    if let Some(t) = self.catalog.ledger_tx(&tx.key).await? {
+                        history.push(t);
+                    }
+                }
+            }
+        }
+        Ok(run)
+    }
+
+    /// Rebuilds the set of users whose writes are refused; returns its size.
+    pub async fn refresh(&self, today: NaiveDate) -> Result<usize, BillingError> {
+        let mut refused = HashSet::new();
+        // Only a user not in credit can be refused: their customer account's total (debits
+        // minus credits) is zero or more.
+        for (userid, total) in self.catalog.customer_totals().await? {
+            if total >= 0
+                && self
+                    .position(userid, today)
+                    .await?
+                    .standing
+                    .refuses_writes()
+            {
+                refused.insert(userid);
+            }
+        }
+        let n = refused.len();
+        *self.refused.write().unwrap_or_else(|p| p.into_inner()) = refused;
+        Ok(n)
+    }
+
+    async fn refresh_user(&self, userid: i64, today: NaiveDate) -> Result<(), BillingError> {
+        let refuses = self
+            .position(userid, today)
+            .await?
+            .standing
+            .refuses_writes();
+        let mut set = self.refused.write().unwrap_or_else(|p| p.into_inner());
+        if refuses {
+            set.insert(userid);
+        } else {
+            set.remove(&userid);
+        }
+        Ok(())
+    }
+
+    /// `userid`'s statement for `month` (`YYYY-MM`); numbered once the month is over.
+    pub async fn statement(
+        &self,
+        userid: i64,
+        month: &str,
+        today: NaiveDate,
+    ) -> Result<Statement, BillingError> {
+        let (first, next) = statement::month_bounds(month)?;
+        let user = self.user(userid).await?;
+        let before = self
+            .catalog
+            .ledger_for_user(userid, ALL_FROM, &first.to_string())
+            .await?;
+        let during = self
+            .catalog
+            .ledger_for_user(userid, &first.to_string(), &next.to_string())
+            .await?;
+        let number = if next <= today {
+            Some(self.catalog.statement_number(userid, month).await?)
+        } else {
+            None
+        };
+        Ok(statement::build(
+            userid,
+            &user.username,
+            month,
+            number,
+            &before,
+            &during,
+        ))
+    }
+
+    /// The charges of days `from <= day < to` as usage events.
+    pub async fn export(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        format: Format,
+    ) -> Result<Vec<serde_json::Value>, BillingError> {
+        let txs = self
+            .catalog
+            .ledger_between(&from.to_string(), &to.to_string())
+            .await?;
+        Ok(export::events(&txs, format))
+    }
+
+    /// Every account's total, which together must be zero (the books balance).
+    pub async fn trial_balance(&self) -> Result<Vec<(String, Option<i64>, i64)>, BillingError> {
+        Ok(self.catalog.ledger_account_totals().await?)
+    }
+}
+
+fn check_amount(pence: i64) -> Result<(), BillingError> {
+    if pence > 0 && pence <= 100_000_000 {
+        Ok(())
+    } else {
+        Err(BillingError::BadAmount)
+    }
+}
+
+/// References and codes become part of a key: printable, no separators that would make two
+/// keys look alike, bounded.
+fn check_reference(r: &str) -> Result<(), BillingError> {
+    let ok = !r.is_empty()
+        && r.len() <= 100
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BillingError::BadReference)
+    }
+}

@@ -1,0 +1,271 @@
+//! Billing against a real catalog (SQLite): top-ups, vouchers, refunds, reversals, daily
+//! accruals run twice and by two services at once, grace and suspension, statements that
+//! match the ledger, and books that always balance.
+
+// Tests stop at the first surprise: unwrapping is how they say so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use chrono::{Days, NaiveDate};
+use proptest::prelude::*;
+use ynni_billing::{Billing, BillingError, Plan, Policy, Standing, utc_day};
+use ynni_core::Catalog;
+use ynni_core::catalog::{NewUser, Posted};
+
+fn policy() -> Policy {
+    let standard = Plan {
+        name: "standard".into(),
+        feed_year_pence: 100,
+        monthly_fee_pence: 0,
+        max_feeds: 0,
+        max_inputs: 0,
+        values_per_minute: 0,
+    };
+    Policy {
+        plans: BTreeMap::from([("standard".to_string(), standard)]),
+        default_plan: "standard".into(),
+        warn_days: 30,
+        grace_days: 7,
+    }
+}
+
+async fn catalog(dir: &std::path::Path) -> Catalog {
+    Catalog::open_sqlite(&dir.join("catalog.sqlite"))
+        .await
+        .unwrap()
+}
+
+async fn user(cat: &Catalog, name: &str) -> i64 {
+    let u = NewUser {
+        username: name.into(),
+        email: format!("{name}@example.com"),
+        password_hash: "$x".into(),
+        timezone: "UTC".into(),
+        admin: false,
+    };
+    cat.create_user(&u, false).await.unwrap().unwrap().id
+}
+
+fn today() -> NaiveDate {
+    utc_day(chrono::Utc::now().timestamp())
+}
+
+fn plus(d: NaiveDate, n: u64) -> NaiveDate {
+    d.checked_add_days(Days::new(n)).unwrap()
+}
+
+/// The books balance: every account's total sums to zero.
+async fn assert_balanced(b: &Billing) {
+    let totals = b.trial_balance().await.unwrap();
+    assert_eq!(totals.iter().map(|t| t.2).sum::<i64>(), 0, "{totals:?}");
+}
+
+#[tokio::test]
+async fn a_user_runs_out_is_suspended_tops_up_and_the_statements_match_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let alice = user(&cat, "alice").await;
+    let bob = user(&cat, "bobby").await;
+    for name in ["a", "b", "c"] {
+        cat.create_feed(alice, name, "", 5, "").await.unwrap();
+    }
+    let billing = Billing::new(cat.clone(), policy());
+    let start = today();
+    billing.top_up(alice, 5, "pay-1", start).await.unwrap();
+    // The same payment reported twice counts once; another account cannot claim it.
+    assert!(matches!(
+        billing.top_up(alice, 5, "pay-1", start).await.unwrap(),
+        Posted::Existing(_)
+    ));
+    assert!(matches!(
+        billing.top_up(bob, 5, "pay-1", start).await,
+        Err(BillingError::KeyUsed(_))
+    ));
+    let account = billing.account(alice, start).await.unwrap();
+    assert_eq!(account.position.balance_pence, 5);
+    // 3 feeds at 100p a year: 0.82p a day, 6 days of runway.
+    assert_eq!(account.daily_centipence, 82);
+    assert_eq!(account.position.standing, Standing::Low { runway_days: 6 });
+
+    // Ten days on, the seven days before are charged: 2,100 feed-pence / 365 = 5p; twice,
+    // and by two services at once, charges once.
+    let day10 = plus(start, 10);
+    let other = Billing::new(cat.clone(), policy());
+    let (r1, r2) = tokio::join!(billing.accrue(day10), other.accrue(day10));
+    let (r1, r2) = (r1.unwrap(), r2.unwrap());
+    assert_eq!(r1.posted + r2.posted, 7, "{r1:?} {r2:?}");
+    assert_eq!(r1.pence + r2.pence, 5);
+    let again = billing.accrue(day10).await.unwrap();
+    assert_eq!((again.posted, again.pence), (0, 0));
+    let pos = billing.position(alice, day10).await.unwrap();
+    assert_eq!(pos.balance_pence, 0);
+    let Standing::Grace { since, until } = pos.standing else {
+        panic!("{pos:?}")
+    };
+    assert_eq!(until, plus(since, 7));
+    assert!(!billing.refuses_writes(alice), "grace keeps writes working");
+
+    // Past the grace period: refused; bob (never charged) is not.
+    let later = plus(until, 1);
+    billing.accrue(later).await.unwrap();
+    assert!(
+        billing
+            .position(alice, later)
+            .await
+            .unwrap()
+            .standing
+            .refuses_writes()
+    );
+    assert!(billing.refuses_writes(alice));
+    assert!(!billing.refuses_writes(bob));
+    // A voucher (hardware credit) brings alice back at once; once only, one user only.
+    assert!(
+        billing
+            .create_voucher("HW-42", 1500, "emonPi")
+            .await
+            .unwrap()
+    );
+    billing.redeem(alice, "HW-42", later).await.unwrap();
+    assert!(!billing.refuses_writes(alice));
+    assert!(matches!(
+        billing.redeem(alice, "HW-42", later).await.unwrap(),
+        Posted::Existing(_)
+    ));
+    assert!(matches!(
+        billing.redeem(bob, "HW-42", later).await,
+        Err(BillingError::VoucherUsed)
+    ));
+    assert!(matches!(
+        billing.redeem(bob, "NOPE", later).await,
+        Err(BillingError::UnknownVoucher)
+    ));
+    let balance = billing.position(alice, later).await.unwrap().balance_pence;
+    assert!(matches!(
+        billing.refund(alice, balance + 1, "r-1", later).await,
+        Err(BillingError::RefundTooLarge { .. })
+    ));
+    billing.refund(alice, 100, "r-1", later).await.unwrap();
+    // A reversal undoes a transaction once.
+    billing.top_up(alice, 700, "pay-2", later).await.unwrap();
+    billing.reverse("topup:pay-2", later).await.unwrap();
+    assert!(matches!(
+        billing.reverse("topup:pay-2", later).await.unwrap(),
+        Posted::Existing(_)
+    ));
+    let end = billing.position(alice, later).await.unwrap().balance_pence;
+    assert_eq!(end, balance - 100);
+    assert_balanced(&billing).await;
+
+    // The statements of every month touched chain up, and end at the balance.
+    let mut month = start.format("%Y-%m").to_string();
+    let last = later.format("%Y-%m").to_string();
+    let mut opening = 0;
+    loop {
+        let s = billing.statement(alice, &month, later).await.unwrap();
+        assert_eq!(s.opening_pence, opening, "{month}");
+        assert_eq!(
+            s.closing_pence,
+            s.opening_pence - s.charges_pence + s.credits_pence
+        );
+        opening = s.closing_pence;
+        if month == last {
+            assert_eq!(s.number, None, "the current month is a draft");
+            break;
+        }
+        assert!(s.number.is_some());
+        let (_, next) = ynni_billing::statement::month_bounds(&month).unwrap();
+        month = next.format("%Y-%m").to_string();
+    }
+    assert_eq!(opening, end);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    TopUp(u8, i64),
+    Voucher(u8),
+    AddFeed,
+    DeleteFeed,
+    Accrue(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..4, 1i64..500).prop_map(|(r, p)| Op::TopUp(r, p)),
+        (0u8..3).prop_map(Op::Voucher),
+        Just(Op::AddFeed),
+        Just(Op::DeleteFeed),
+        (0u8..40).prop_map(Op::Accrue),
+    ]
+}
+
+/// Runs `ops` for one user; every operation is one a client or a timer may repeat.
+async fn run(b: &Billing, cat: &Catalog, userid: i64, ops: &[Op], start: NaiveDate) {
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Op::TopUp(r, p) => {
+                b.top_up(userid, *p, &format!("pay-{r}"), start)
+                    .await
+                    .unwrap();
+            }
+            Op::Voucher(c) => {
+                let code = format!("V{c}");
+                let _ = b.create_voucher(&code, 250, "").await.unwrap();
+                b.redeem(userid, &code, start).await.unwrap();
+            }
+            Op::AddFeed => {
+                cat.create_feed(userid, &format!("f{i}"), "", 5, "")
+                    .await
+                    .unwrap();
+            }
+            Op::DeleteFeed => {
+                if let Some(f) = cat.feeds_for_user(userid).await.unwrap().first() {
+                    cat.delete_feed_row(f.id).await.unwrap();
+                }
+            }
+            Op::Accrue(d) => {
+                b.accrue(plus(start, u64::from(*d))).await.unwrap();
+            }
+        }
+    }
+}
+
+async fn ledger(cat: &Catalog, userid: i64) -> Vec<(String, i64)> {
+    cat.ledger_for_user(userid, "0000-01-01", "9999-12-31")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.key, t.customer_amount))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Replaying any sequence of operations a second time changes nothing, and the books
+    /// balance after each pass.
+    #[test]
+    fn replaying_operations_gives_the_same_ledger(ops in proptest::collection::vec(op(), 1..25)) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let cat = catalog(dir.path()).await;
+            let u = user(&cat, "alice").await;
+            let b = Billing::new(cat.clone(), policy());
+            let start = today();
+            run(&b, &cat, u, &ops, start).await;
+            let once = ledger(&cat, u).await;
+            assert_balanced(&b).await;
+            // Feeds created or deleted again would change what later days cost; a replay
+            // of the same days charges nothing new whatever the feeds are now.
+            let money: Vec<Op> = ops
+                .iter()
+                .filter(|o| !matches!(o, Op::AddFeed | Op::DeleteFeed))
+                .cloned()
+                .collect();
+            run(&b, &cat, u, &money, start).await;
+            assert_eq!(ledger(&cat, u).await, once);
+            assert_balanced(&b).await;
+        });
+    }
+}
