@@ -35,6 +35,10 @@ pub enum Command {
     /// Several servers sharing Postgres and a directory (the `[cluster]` section).
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// A hosted service's billing (the `[billing]` section): balances, top-ups, vouchers,
+    /// refunds, plans, the daily accrual, statements and usage exports.
+    #[command(subcommand)]
+    Billing(BillingCommand),
     /// Simulate emonhub-like devices publishing to an MQTT broker or posting over HTTP
     /// (`ynni simulate --help` lists its flags).
     #[command(disable_help_flag = true, disable_version_flag = true)]
@@ -46,6 +50,103 @@ pub enum Command {
 pub struct PassThrough {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BillingCommand {
+    /// Every account: plan, feeds, balance, runway and standing.
+    Accounts(ConfigArgs),
+    /// Credit a payment to a user's balance (once per reference).
+    Topup(MoneyArgs),
+    /// Pay part of a user's balance back (once per reference).
+    Refund(MoneyArgs),
+    /// Issue a voucher code worth an amount (e.g. hardware credit).
+    Voucher(VoucherArgs),
+    /// Credit a voucher code to a user (once, to one user).
+    Redeem(RedeemArgs),
+    /// Undo a transaction by posting its opposite.
+    Reverse(ReverseArgs),
+    /// Put a user on a plan.
+    Plan(PlanArgs),
+    /// Charge every user for the finished days not yet charged (also runs hourly in the server).
+    Accrue(ConfigArgs),
+    /// A user's statement for a month, as JSON or CSV.
+    Statement(StatementArgs),
+    /// The days' charges as Stripe meter events or Lago events (JSON lines).
+    Export(BillingExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MoneyArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Username or numeric user id.
+    pub user: String,
+    /// Amount in pence.
+    pub pence: i64,
+    /// The payment's reference (letters, digits, - _ .): the same reference counts once.
+    #[arg(long)]
+    pub reference: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VoucherArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    pub code: String,
+    pub pence: i64,
+    #[arg(long, default_value = "")]
+    pub memo: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RedeemArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    pub user: String,
+    pub code: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReverseArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The transaction's key, e.g. `topup:pay-1234`.
+    pub key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    pub user: String,
+    pub plan: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StatementArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    pub user: String,
+    /// `YYYY-MM`
+    pub month: String,
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BillingExportArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// `stripe` or `lago`
+    #[arg(long, default_value = "stripe")]
+    pub format: String,
+    /// First day, `YYYY-MM-DD`.
+    #[arg(long)]
+    pub start: String,
+    /// The day after the last, `YYYY-MM-DD`.
+    #[arg(long)]
+    pub end: String,
 }
 
 #[derive(Debug, Subcommand)]

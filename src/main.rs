@@ -1,5 +1,7 @@
 //! The `ynni` binary: command-line parsing and the wiring of roles.
 
+mod billing_cmd;
+mod billing_task;
 mod cli;
 mod cluster_cmd;
 mod cluster_node;
@@ -72,6 +74,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             export_cmd::emoncms(&settings, &args).await
         }
         Command::Simulate(pass) => simulate_cmd::run(&pass.args),
+        Command::Billing(cmd) => {
+            let settings = load(billing_cmd::config_of(&cmd), Overrides::default())?;
+            logging::init("warn")?;
+            billing_cmd::run(&settings, cmd).await
+        }
         Command::User(UserCommand::List(args)) => {
             let settings = load(&args.config, Overrides::default())?;
             logging::init("warn")?;

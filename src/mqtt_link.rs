@@ -28,6 +28,29 @@ pub struct Legacy {
 /// typing: MQTT gets this many times the web's login attempts per window.
 const MQTT_ATTEMPTS_FACTOR: u32 = 6;
 
+/// `check`, then a hosted service's quota: right credentials for an account whose writes are
+/// refused (balance used up, grace over) open nothing, and say why.
+fn with_quota(check: Authenticate, billing: Option<Arc<ynni_billing::Billing>>) -> Authenticate {
+    let Some(billing) = billing else {
+        return check;
+    };
+    Arc::new(move |login: Login| {
+        let (check, billing) = (check.clone(), billing.clone());
+        Box::pin(async move {
+            let access = check(login).await;
+            match access {
+                Access::Account { userid } | Access::Device { userid, .. }
+                    if billing.refuses_writes(userid) =>
+                {
+                    billing.count_refusal(userid);
+                    Access::QuotaExceeded
+                }
+                access => access,
+            }
+        })
+    })
+}
+
 /// Username = ynni username, password = the account's write apikey (any topic) or one of the
 /// account's device keys (that device's node only); or the legacy login, when configured.
 /// Guessing is limited per address and per account as for web logins (`login_limit`); a
@@ -147,6 +170,8 @@ pub struct LinkOptions {
     pub external: Option<ynni_broker::external::External>,
     /// Where input updates are republished; empty: they are not.
     pub input_topic: String,
+    /// A hosted service: accounts past their grace period are refused "quota exceeded".
+    pub billing: Option<Arc<ynni_billing::Billing>>,
 }
 
 /// What the running MQTT side gives the rest of the server.
@@ -173,6 +198,7 @@ pub async fn start(
         login_limits,
         external,
         input_topic,
+        billing,
     } = opts;
     if let Some(l) = &legacy {
         tracing::warn!(
@@ -182,8 +208,14 @@ pub async fn start(
         );
     }
     let base = broker.base.clone();
-    let running =
-        ynni_broker::start(broker, authenticator(catalog.clone(), legacy, login_limits)).await?;
+    let running = ynni_broker::start(
+        broker,
+        with_quota(
+            authenticator(catalog.clone(), legacy, login_limits),
+            billing,
+        ),
+    )
+    .await?;
     if let Some(addr) = running.tls_addr {
         tracing::info!("MQTT TLS listening on {addr}");
     }

@@ -120,6 +120,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             key: key.display().to_string(),
         })
     };
+    let billing = settings.billing.as_ref().map(|b| {
+        Arc::new(ynni_billing::Billing::new(
+            catalog.clone(),
+            crate::billing_cmd::policy(b),
+        ))
+    });
     let mqtt_owners = cluster
         .as_ref()
         .map(|_| crate::cluster_node::MqttOwners::default());
@@ -143,12 +149,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         login_limits: crate::mqtt_link::LoginLimits::from_settings(&settings.limits),
         external,
         input_topic: m.input_topic.clone(),
+        billing: billing.clone(),
     };
     let mqtt = crate::mqtt_link::start(options, catalog.clone(), router.clone()).await?;
     tracing::info!("MQTT listening on {}", mqtt.addr);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(purge_sessions(catalog.clone(), stop_rx.clone()));
+    if let (Some(b), Some(s)) = (&billing, &settings.billing) {
+        // An account newly refused has its MQTT connections rechecked, so they close ("quota
+        // exceeded" when the device reconnects).
+        b.notify_refused(mqtt.credentials.clone());
+        tokio::spawn(crate::billing_task::keep(
+            b.clone(),
+            std::time::Duration::from_secs(s.refresh_s),
+            stop_rx.clone(),
+        ));
+    }
 
     let mut node = None;
     let mut state = ynni_web::AppState::new(
@@ -159,6 +176,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     )
     .with_discovery(mqtt.announce)
     .with_credential_watch(mqtt.credentials);
+    if let Some(b) = billing {
+        state = state.with_billing(b);
+    }
     if let (Some((joined, _, c)), Some(mqtt_owners)) = (cluster, mqtt_owners) {
         joined.set_mqtt_port(mqtt.addr.port()).await?;
         let forwarder = Arc::new(

@@ -12,7 +12,7 @@ use crate::cli::UserAddArgs;
 
 /// The catalog the server would use: the cluster's PostgreSQL with `[cluster]`, else the
 /// SQLite file in the data directory.
-async fn open_catalog(settings: &Settings) -> anyhow::Result<Catalog> {
+pub(crate) async fn open_catalog(settings: &Settings) -> anyhow::Result<Catalog> {
     if let Some(cluster) = &settings.cluster {
         return Catalog::open_postgres(&cluster.postgres)
             .await

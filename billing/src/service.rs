@@ -6,8 +6,8 @@
 //! is a cache: each node rebuilds it from the ledger ([`Billing::refresh`], every few seconds)
 //! and updates a user's entry at once after crediting them here.
 
-use std::collections::HashSet;
-use std::sync::RwLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, RwLock};
 
 use chrono::{DateTime, Datelike, Days, NaiveDate};
 use serde::Serialize;
@@ -34,6 +34,10 @@ pub struct Billing {
     catalog: Catalog,
     policy: Policy,
     refused: RwLock<HashSet<i64>>,
+    /// Writes refused for want of balance, per user, since this process started.
+    refusals: Mutex<HashMap<i64, u64>>,
+    /// Told each user newly refused (the broker closes their connections).
+    on_refused: Mutex<Option<tokio::sync::mpsc::UnboundedSender<i64>>>,
 }
 
 /// What the account page shows.
@@ -72,6 +76,8 @@ impl Billing {
             catalog,
             policy,
             refused: RwLock::new(HashSet::new()),
+            refusals: Mutex::new(HashMap::new()),
+            on_refused: Mutex::new(None),
         }
     }
 
@@ -85,6 +91,43 @@ impl Billing {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&userid)
+    }
+
+    /// Sends every user who becomes refused, whichever call found it, to `tx`.
+    pub fn notify_refused(&self, tx: tokio::sync::mpsc::UnboundedSender<i64>) {
+        *self.on_refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    fn announce(&self, users: &[i64]) {
+        if let Some(tx) = &*self.on_refused.lock().unwrap_or_else(|p| p.into_inner()) {
+            for u in users {
+                tracing::info!(
+                    userid = u,
+                    "billing: balance used up and grace over; writes refused"
+                );
+                let _ = tx.send(*u);
+            }
+        }
+    }
+
+    /// Counts a write refused because `userid` is suspended.
+    pub fn count_refusal(&self, userid: i64) {
+        *self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(userid)
+            .or_default() += 1;
+    }
+
+    /// Writes refused for want of balance since this process started.
+    pub fn refusals(&self, userid: i64) -> u64 {
+        self.refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&userid)
+            .copied()
+            .unwrap_or(0)
     }
 
     async fn user(&self, userid: i64) -> Result<User, BillingError> {
@@ -361,8 +404,9 @@ impl Billing {
         Ok(run)
     }
 
-    /// Rebuilds the set of users whose writes are refused; returns its size.
-    pub async fn refresh(&self, today: NaiveDate) -> Result<usize, BillingError> {
+    /// Rebuilds the set of users whose writes are refused; returns the users newly in it
+    /// (also sent to [`Billing::notify_refused`]'s channel).
+    pub async fn refresh(&self, today: NaiveDate) -> Result<Vec<i64>, BillingError> {
         let mut refused = HashSet::new();
         // Only a user not in credit can be refused: their customer account's total (debits
         // minus credits) is zero or more.
@@ -377,9 +421,15 @@ impl Billing {
                 refused.insert(userid);
             }
         }
-        let n = refused.len();
-        *self.refused.write().unwrap_or_else(|p| p.into_inner()) = refused;
-        Ok(n)
+        let new = {
+            let mut set = self.refused.write().unwrap_or_else(|p| p.into_inner());
+            let mut new: Vec<i64> = refused.difference(&set).copied().collect();
+            new.sort_unstable();
+            *set = refused;
+            new
+        };
+        self.announce(&new);
+        Ok(new)
     }
 
     async fn refresh_user(&self, userid: i64, today: NaiveDate) -> Result<(), BillingError> {

@@ -48,17 +48,21 @@ pub struct Position {
     pub standing: Standing,
 }
 
-/// The position after `history` (the user's transactions in posting order), spending
-/// `daily_centipence` a day, on `today`.
+/// The position after `history` (the user's transactions), spending `daily_centipence` a day,
+/// on `today`. The balance is followed in the order transactions were posted (a top-up posted
+/// before a catch-up charge of earlier days was there first); arrears date from the day of the
+/// charge that used the balance up.
 pub fn position(
     history: &[LedgerTx],
     daily_centipence: i64,
     today: NaiveDate,
     policy: &Policy,
 ) -> Position {
+    let mut posted: Vec<&LedgerTx> = history.iter().collect();
+    posted.sort_by_key(|t| t.id);
     let mut balance: i64 = 0;
     let mut arrears_since: Option<NaiveDate> = None;
-    for tx in history {
+    for tx in posted {
         balance = balance.saturating_sub(tx.customer_amount);
         if balance > 0 {
             arrears_since = None;

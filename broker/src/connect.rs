@@ -51,6 +51,8 @@ pub(crate) enum Refused {
     ClientId,
     #[error("login refused")]
     Login,
+    #[error("account over its quota")]
+    Quota,
     #[error("will topic not allowed")]
     Will,
     #[error("i/o: {0}")]
@@ -184,6 +186,11 @@ pub(crate) async fn accept(
             tracing::info!(%peer, username = %quote(&login.username), "MQTT login refused");
             refuse(io, codec, C::BadUserNamePassword, C::NotAuthorized).await;
             return Err(Refused::Login);
+        }
+        Access::QuotaExceeded => {
+            tracing::info!(%peer, username = %quote(&login.username), "MQTT login refused: quota exceeded");
+            refuse(io, codec, C::QuotaExceeded, C::NotAuthorized).await;
+            return Err(Refused::Quota);
         }
         Access::Account { userid } => (*userid, None),
         Access::Device { userid, node } => (*userid, Some(node.as_str())),

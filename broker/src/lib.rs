@@ -80,6 +80,10 @@ impl std::fmt::Debug for Login {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
     Denied,
+    /// The credentials are right but the account may not publish now (a hosted service's
+    /// prepaid balance is used up): CONNACK "quota exceeded" on MQTT 5, "not authorised" on
+    /// 3.1.1, and an open connection is closed when a recheck says so.
+    QuotaExceeded,
     /// The account's write apikey: any topic in the user's namespace.
     Account {
         userid: i64,

@@ -6,6 +6,7 @@
 
 mod authz;
 mod bad_input;
+mod billing;
 mod browser;
 mod cluster;
 mod cluster_serving;

@@ -39,6 +39,8 @@ pub struct AppState {
     pub forwarder: Option<Arc<crate::forward::Forwarder>>,
     /// Cluster mode with Redis: login attempts also counted once for every node.
     pub shared_limits: Option<Arc<ynni_core::shared_limit::SharedLimits>>,
+    /// A hosted service's billing (`[billing]`): balances, quotas, statements.
+    pub billing: Option<Arc<ynni_billing::Billing>>,
     /// Live input and feed updates for open browser pages.
     pub(crate) live: Arc<crate::ui::live::LiveHub>,
 }
@@ -61,6 +63,7 @@ impl AppState {
             discovery: None,
             credentials: None,
             forwarder: None,
+            billing: None,
             shared_limits: None,
             live: Arc::default(),
             hashing: Arc::new(Semaphore::new(
@@ -70,6 +73,11 @@ impl AppState {
     }
 
     /// Cluster mode: requests for accounts this node does not serve go to their owner.
+    pub fn with_billing(mut self, billing: Arc<ynni_billing::Billing>) -> Self {
+        self.billing = Some(billing);
+        self
+    }
+
     pub fn with_forwarder(mut self, forwarder: Arc<crate::forward::Forwarder>) -> Self {
         self.forwarder = Some(forwarder);
         self

@@ -59,6 +59,11 @@ fn write_user(call: &Call<'_>) -> Result<i64, ApiError> {
     }
 }
 
+/// `input/post` and `input/bulk` of an account past its grace period with nothing left.
+pub const PAYMENT_REQUIRED: &str = "Payment required: this account's prepaid balance is used up \
+     and its grace period has ended. Top up to resume posting; reading and exporting data keep \
+     working, and nothing is deleted.";
+
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -79,6 +84,15 @@ async fn submit(
     }
     if batches.is_empty() {
         return Ok(());
+    }
+    if let Some(billing) = &call.state.billing
+        && billing.refuses_writes(userid)
+    {
+        billing.count_refusal(userid);
+        return Err(ApiError::Text(
+            StatusCode::PAYMENT_REQUIRED,
+            PAYMENT_REQUIRED.into(),
+        ));
     }
     let submission = Submission {
         userid,

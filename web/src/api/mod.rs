@@ -3,6 +3,7 @@
 
 mod admin;
 mod batch;
+mod billing;
 mod device;
 mod feed;
 mod homeassistant;
@@ -174,6 +175,7 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
         "feed" => feed::handle(&call).await,
         "myip" => system::myip(&call),
         "device" => device::handle(&call).await,
+        "billing" => billing::handle(&call).await,
         "ynni" => homeassistant::handle(&call).await,
         "admin" if route.format == Format::Json => admin::handle(&call).await,
         "" => Ok(axum::response::Redirect::to("/app/").into_response()),

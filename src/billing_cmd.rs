@@ -1,0 +1,154 @@
+//! `ynni billing …`: a hosted service's billing from the command line, on the same catalog as
+//! the server (SQLite in the data directory, or the cluster's PostgreSQL), and the `[billing]`
+//! settings turned into the billing crate's policy.
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use ynni_billing::export::Format;
+use ynni_billing::{Billing, Plan, Policy, statement, utc_day};
+use ynni_config::{BillingSettings, Settings};
+use ynni_core::Catalog;
+use ynni_core::catalog::Posted;
+
+use crate::cli::{BillingCommand, ConfigArgs};
+
+/// The billing policy the `[billing]` section describes.
+pub fn policy(b: &BillingSettings) -> Policy {
+    Policy {
+        plans: b
+            .plans
+            .iter()
+            .map(|(name, p)| {
+                let plan = Plan {
+                    name: name.clone(),
+                    feed_year_pence: p.feed_year_pence,
+                    monthly_fee_pence: p.monthly_fee_pence,
+                    max_feeds: p.max_feeds,
+                    max_inputs: p.max_inputs,
+                    values_per_minute: p.values_per_minute,
+                };
+                (name.clone(), plan)
+            })
+            .collect(),
+        default_plan: b.default_plan.clone(),
+        warn_days: b.warn_days,
+        grace_days: b.grace_days,
+    }
+}
+
+pub fn config_of(cmd: &BillingCommand) -> &ConfigArgs {
+    match cmd {
+        BillingCommand::Accounts(c) | BillingCommand::Accrue(c) => c,
+        BillingCommand::Topup(a) | BillingCommand::Refund(a) => &a.config,
+        BillingCommand::Voucher(a) => &a.config,
+        BillingCommand::Redeem(a) => &a.config,
+        BillingCommand::Reverse(a) => &a.config,
+        BillingCommand::Plan(a) => &a.config,
+        BillingCommand::Statement(a) => &a.config,
+        BillingCommand::Export(a) => &a.config,
+    }
+}
+
+/// A user named by username or numeric id.
+async fn user_id(catalog: &Catalog, user: &str) -> anyhow::Result<i64> {
+    if let Some(u) = catalog.user_by_username(user).await? {
+        return Ok(u.id);
+    }
+    if let Ok(id) = user.parse::<i64>()
+        && catalog.user_by_id(id).await?.is_some()
+    {
+        return Ok(id);
+    }
+    bail!("no user {user:?}")
+}
+
+fn print_posted(what: &str, p: Posted) {
+    match p {
+        Posted::New(id) => println!("{what}: transaction {id}"),
+        Posted::Existing(id) => {
+            println!("{what}: already recorded as transaction {id}; nothing changed")
+        }
+    }
+}
+
+pub async fn run(settings: &Settings, cmd: BillingCommand) -> anyhow::Result<()> {
+    let Some(b) = &settings.billing else {
+        bail!("billing is not enabled: add a [billing] section to the configuration");
+    };
+    let catalog = crate::user_cmd::open_catalog(settings).await?;
+    let billing = Billing::new(catalog.clone(), policy(b));
+    let today = utc_day(chrono::Utc::now().timestamp());
+    match cmd {
+        BillingCommand::Accounts(_) => {
+            for a in billing.accounts(today).await? {
+                let name = catalog
+                    .user_by_id(a.userid)
+                    .await?
+                    .map(|u| u.username)
+                    .unwrap_or_default();
+                println!(
+                    "{}",
+                    json!({"userid": a.userid, "username": name, "plan": a.plan, "feeds": a.feeds,
+                           "balance": statement::pounds(a.position.balance_pence),
+                           "runway_days": a.position.runway_days, "standing": a.position.standing})
+                );
+            }
+        }
+        BillingCommand::Topup(a) => {
+            let u = user_id(&catalog, &a.user).await?;
+            print_posted(
+                "top-up",
+                billing.top_up(u, a.pence, &a.reference, today).await?,
+            );
+        }
+        BillingCommand::Refund(a) => {
+            let u = user_id(&catalog, &a.user).await?;
+            print_posted(
+                "refund",
+                billing.refund(u, a.pence, &a.reference, today).await?,
+            );
+        }
+        BillingCommand::Voucher(a) => {
+            if !billing.create_voucher(&a.code, a.pence, &a.memo).await? {
+                bail!("voucher code {} exists", a.code);
+            }
+            println!("voucher {} worth {}", a.code, statement::pounds(a.pence));
+        }
+        BillingCommand::Redeem(a) => {
+            let u = user_id(&catalog, &a.user).await?;
+            print_posted("voucher", billing.redeem(u, &a.code, today).await?);
+        }
+        BillingCommand::Reverse(a) => {
+            print_posted("reversal", billing.reverse(&a.key, today).await?)
+        }
+        BillingCommand::Plan(a) => {
+            let u = user_id(&catalog, &a.user).await?;
+            billing.set_plan(u, &a.plan).await?;
+            println!("user {} is on plan {}", a.user, a.plan);
+        }
+        BillingCommand::Accrue(_) => {
+            let run = billing.accrue(today).await?;
+            println!("{}", json!(run));
+        }
+        BillingCommand::Statement(a) => {
+            let u = user_id(&catalog, &a.user).await?;
+            let s = billing.statement(u, &a.month, today).await?;
+            if a.csv {
+                print!("{}", statement::csv(&s));
+            } else {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            }
+        }
+        BillingCommand::Export(a) => {
+            let format: Format = a.format.parse().map_err(anyhow::Error::msg)?;
+            let day = |s: &str| {
+                s.parse()
+                    .with_context(|| format!("bad date {s:?} (YYYY-MM-DD)"))
+            };
+            for e in billing.export(day(&a.start)?, day(&a.end)?, format).await? {
+                println!("{e}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,431 @@
+//! A hosted service's prepaid billing (issue 18), end to end: a user with a small balance is
+//! warned, passes into grace, and another past grace is refused over HTTP (402) and MQTT
+//! (MQTT 5 "quota exceeded", 3.1.1 "not authorised", an open connection closed), is topped up
+//! and accepted again having lost nothing acknowledged; statements match the ledger to the
+//! penny; users cannot see or change each other's billing, and apikeys and device keys cannot
+//! administer it.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{Server, browser, get, post_form, register, script};
+use crate::mqtt_tenancy::publish_acked;
+
+/// 7,300p a feed a year: 20p a day (19.94p in a leap year).
+const FEED_YEAR_PENCE: i64 = 7300;
+
+/// What one feed costs on each of the seven days before today, as the accrual charges them
+/// (`ynni_billing::accrual`, property-tested on its own).
+fn last_week_charges() -> Vec<i64> {
+    use chrono::{Datelike, Days};
+    let plan = ynni_billing::Plan {
+        name: "standard".into(),
+        feed_year_pence: FEED_YEAR_PENCE,
+        monthly_fee_pence: 0,
+        max_feeds: 0,
+        max_inputs: 0,
+        values_per_minute: 0,
+    };
+    let today = ynni_billing::utc_day(chrono::Utc::now().timestamp());
+    let mut units_by_year = std::collections::HashMap::new();
+    (1..=7u64)
+        .rev()
+        .map(|back| {
+            let day = today.checked_sub_days(Days::new(back)).expect("date");
+            let units = units_by_year.entry(day.year()).or_insert(0i64);
+            let (pence, u) = ynni_billing::accrual::day_charge(&plan, day, *units, 1);
+            *units += u;
+            pence
+        })
+        .collect()
+}
+
+fn billed_server() -> Server {
+    Server::builder()
+        .env("BILLING__GRACE_DAYS", "5")
+        .env("BILLING__WARN_DAYS", "30")
+        .env("BILLING__REFRESH_S", "1")
+        .env(
+            "BILLING__PLANS__STANDARD__FEED_YEAR_PENCE",
+            &FEED_YEAR_PENCE.to_string(),
+        )
+        .start()
+}
+
+async fn json_of(c: &reqwest::Client, url: &str) -> Value {
+    let r = get(c, url).await;
+    assert_eq!(r.status, 200, "{url}: {}", r.body);
+    r.json()
+}
+
+/// Makes the accounts look 20 days old (as if they had been in service that long) and the
+/// last week's days not yet charged (the server's start-up run found nothing to charge then),
+/// so the accrual has finished days to charge: the server's own catalog file, changed beside
+/// it.
+async fn backdate(server: &Server, ids: &[i64]) {
+    let url = format!(
+        "sqlite://{}",
+        server.data_dir.join("catalog.sqlite").display()
+    );
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("catalog");
+    for id in ids {
+        sqlx::query("UPDATE users SET created = created - 20 * 86400 WHERE id = $1")
+            .bind(id)
+            .execute(&pool)
+            .await
+            .expect("backdate");
+    }
+    sqlx::query("DELETE FROM billing_days")
+        .execute(&pool)
+        .await
+        .expect("days");
+    pool.close().await;
+}
+
+fn post_url(server: &Server, key: &str, value: i64) -> String {
+    server.url(&format!(
+        "/input/post?node=meter&fulljson=%7B%22power%22%3A{value}%7D&apikey={key}"
+    ))
+}
+
+async fn power(server: &Server, read: &str) -> Value {
+    json_of(
+        &script(),
+        &server.url(&format!("/input/get/meter/power?apikey={read}")),
+    )
+    .await["value"]
+        .clone()
+}
+
+/// A v3.1.1 connection's outcome: `Ok` when accepted, the refusal's code otherwise.
+async fn connect_v4(
+    server: &Server,
+    id: &str,
+    user: &str,
+    key: &str,
+) -> Result<(rumqttc::AsyncClient, rumqttc::EventLoop), rumqttc::ConnectReturnCode> {
+    let addr = server.mqtt.expect("broker");
+    let mut opts = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    opts.set_credentials(user, key);
+    let (c, mut ev) = rumqttc::AsyncClient::new(opts, 16);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ev.poll()).await {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => return Ok((c, ev)),
+            Ok(Ok(_)) => {}
+            Ok(Err(rumqttc::ConnectionError::ConnectionRefused(code))) => return Err(code),
+            other => panic!("no CONNACK: {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "no CONNACK");
+    }
+}
+
+/// An MQTT 5 CONNECT's refusal reason, or `None` when accepted.
+async fn connect_v5(server: &Server, user: &str, key: &str) -> Option<String> {
+    use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions, mqttbytes::v5::Packet};
+    let addr = server.mqtt.expect("broker");
+    let mut opts = MqttOptions::new("v5-client", addr.ip().to_string(), addr.port());
+    opts.set_credentials(user, key);
+    let (_c, mut ev) = AsyncClient::new(opts, 16);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ev.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return None,
+            Ok(Ok(_)) => {}
+            Ok(Err(ConnectionError::ConnectionRefused(code))) => return Some(format!("{code:?}")),
+            other => panic!("no CONNACK: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepaid_account_is_warned_graced_refused_and_accepted_again() {
+    let server = billed_server();
+    let c = script();
+    // The first account is the administrator (the operator).
+    register(&server, "operator", "password123").await;
+    let admin = browser();
+    let r = post_form(
+        &admin,
+        &server.url("/user/login.json"),
+        &[("username", "operator"), ("password", "password123")],
+    )
+    .await;
+    assert!(r.body.contains("true"), "{}", r.body);
+    let (alice, alice_read, alice_write) = register(&server, "alice", "password123").await;
+    let (bob, bob_read, bob_write) = register(&server, "bobby", "password123").await;
+    for key in [&alice_write, &bob_write] {
+        let r = get(
+            &c,
+            &server.url(&format!(
+                "/feed/create.json?name=use&engine=5&options=%7B%22interval%22%3A10%7D&apikey={key}"
+            )),
+        )
+        .await;
+        assert!(r.body.contains("feedid"), "{}", r.body);
+    }
+    let admin_call = |path: String| {
+        let admin = admin.clone();
+        let url = server.url(&path);
+        async move { json_of(&admin, &url).await }
+    };
+    let account = |read: String| {
+        let url = server.url(&format!("/billing/account.json?apikey={read}"));
+        async move { json_of(&script(), &url).await }
+    };
+
+    // Bob posts while in credit: acknowledged, kept whatever happens next.
+    assert_eq!(
+        get(&c, &post_url(&server, &bob_write, 5)).await.body,
+        "{\"success\": true}"
+    );
+
+    // Top-ups: alice 100p (5 days at 20p: warned, under 30 days of runway), bob 20p. The
+    // same payment reported twice counts once.
+    for (who, pence, reference) in [
+        (alice, 100, "pay-a"),
+        (bob, 20, "pay-b"),
+        (bob, 20, "pay-b"),
+    ] {
+        let r = admin_call(format!(
+            "/billing/topup.json?userid={who}&pence={pence}&reference={reference}"
+        ))
+        .await;
+        assert_eq!(r["success"], true, "{r}");
+    }
+    let a = account(alice_read.clone()).await;
+    assert_eq!(a["balance_pence"], 100, "{a}");
+    let daily = a["daily_centipence"].as_i64().expect("daily");
+    assert!((1994..=2000).contains(&daily), "{a}");
+    assert_eq!(a["standing"]["state"], "low", "warned: {a}");
+    assert_eq!(a["runway_days"], 100 * 100 / daily, "{a}");
+    assert_eq!(account(bob_read.clone()).await["balance_pence"], 20);
+
+    // Bob's MQTT connection, open before he runs out.
+    let (bob_mqtt, mut bob_ev) = connect_v4(&server, "bob-meter", "bobby", &bob_write)
+        .await
+        .expect("bob connects while in credit");
+    publish_acked(&bob_mqtt, &mut bob_ev, "emon/meter/energy", "1").await;
+
+    // The accounts have been in service 20 days; the accrual charges the last seven.
+    backdate(&server, &[alice, bob]).await;
+    let week: i64 = last_week_charges().iter().sum();
+    let run = admin_call("/billing/accrue.json".into()).await;
+    assert_eq!(run["posted"], 14, "{run}");
+    assert_eq!(run["pence"], 2 * week, "{run}");
+    let again = admin_call("/billing/accrue.json".into()).await;
+    assert_eq!(again["posted"], 0, "a second run charges nothing: {again}");
+
+    // Alice: 100p less about 140p, in arrears since the 5th or 6th charged day: in grace,
+    // still writing.
+    let a = account(alice_read.clone()).await;
+    assert_eq!(a["balance_pence"], 100 - week, "{a}");
+    assert_eq!(a["standing"]["state"], "grace", "{a}");
+    assert_eq!(
+        get(&c, &post_url(&server, &alice_write, 9)).await.status,
+        200
+    );
+
+    // Bob: 20p less the week, in arrears since the first or second charged day, past 5 days
+    // of grace: refused.
+    let b = account(bob_read.clone()).await;
+    assert_eq!(b["balance_pence"], 20 - week, "{b}");
+    assert_eq!(b["standing"]["state"], "suspended", "{b}");
+    let r = get(&c, &post_url(&server, &bob_write, 6)).await;
+    assert_eq!(r.status, 402, "{}", r.body);
+    assert!(r.body.contains("Payment required"), "{}", r.body);
+    let bulk = server.url(&format!(
+        "/input/bulk?data=%5B%5B0%2C%22meter%22%2C%7B%22power%22%3A6%7D%5D%5D&apikey={bob_write}"
+    ));
+    assert_eq!(get(&c, &bulk).await.status, 402);
+    // Reads keep working, and the value acknowledged before is there.
+    assert_eq!(power(&server, &bob_read).await, 5);
+    // His open connection is closed, and new ones are refused with the documented codes.
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if bob_ev.poll().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "bob's connection is closed once he is refused"
+    );
+    assert_eq!(
+        connect_v4(&server, "bob-meter", "bobby", &bob_write)
+            .await
+            .err(),
+        Some(rumqttc::ConnectReturnCode::NotAuthorized)
+    );
+    assert_eq!(
+        connect_v5(&server, "bobby", &bob_write).await.as_deref(),
+        Some("QuotaExceeded")
+    );
+    let admin_view = admin_call("/billing/accounts.json".into()).await;
+    let bob_row = admin_view
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .find(|r| r["userid"] == bob)
+        .expect("bob listed")
+        .clone();
+    assert!(
+        bob_row["refusals"].as_u64().expect("refusals") >= 4,
+        "{bob_row}"
+    );
+
+    // Neither user can see or change the other's billing, nor administer it; nor can a
+    // device key.
+    let s = json_of(
+        &c,
+        &server.url(&format!(
+            "/billing/statement.json?userid={bob}&apikey={alice_read}"
+        )),
+    )
+    .await;
+    assert_eq!(s["userid"], alice, "the userid of another is ignored: {s}");
+    for key in [&alice_write, &alice_read] {
+        let r = get(
+            &c,
+            &server.url(&format!(
+                "/billing/topup.json?userid={alice}&pence=999&reference=self&apikey={key}"
+            )),
+        )
+        .await;
+        assert_eq!(r.status, 403, "{}", r.body);
+    }
+    let id = get(
+        &c,
+        &server.url(&format!(
+            "/device/create.json?nodeid=meter&apikey={bob_write}"
+        )),
+    )
+    .await;
+    assert_eq!(id.status, 200, "{}", id.body);
+    let devices = json_of(
+        &c,
+        &server.url(&format!("/device/list.json?apikey={bob_write}")),
+    )
+    .await;
+    let device_key = devices[0]["devicekey"].as_str().expect("key").to_string();
+    let r = get(
+        &c,
+        &server.url(&format!("/billing/account.json?devicekey={device_key}")),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/input/post?node=meter&fulljson=%7B%22power%22%3A6%7D&devicekey={device_key}"
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 402, "the device key is refused too: {}", r.body);
+    assert_eq!(
+        power(&server, &bob_read).await,
+        5,
+        "nothing refused was stored"
+    );
+
+    // A voucher (hardware credit) and a top-up bring bob back at once.
+    let v = admin_call("/billing/voucher.json?code=HW-1&pence=100&memo=emonPi".into()).await;
+    assert_eq!(v["success"], true, "{v}");
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/billing/redeem.json?code=HW-1&apikey={bob_write}"
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/billing/redeem.json?code=HW-1&apikey={alice_write}"
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 409, "a voucher is used once: {}", r.body);
+    admin_call(format!(
+        "/billing/topup.json?userid={bob}&pence=500&reference=pay-b2"
+    ))
+    .await;
+    let r = get(&c, &post_url(&server, &bob_write, 7)).await;
+    assert_eq!(r.status, 200, "accepted again: {}", r.body);
+    assert_eq!(power(&server, &bob_read).await, 7);
+    let (m, mut ev) = connect_v4(&server, "bob-meter", "bobby", &bob_write)
+        .await
+        .expect("MQTT accepted again");
+    publish_acked(&m, &mut ev, "emon/meter/energy", "2").await;
+
+    // The statement of this month matches the ledger to the penny: the lines are the ledger's
+    // transactions of the month, and the closing balance is the account's.
+    for (who, read) in [(alice, &alice_read), (bob, &bob_read)] {
+        let s = json_of(
+            &c,
+            &server.url(&format!("/billing/statement.json?apikey={read}")),
+        )
+        .await;
+        let balance = account(read.to_string()).await["balance_pence"].clone();
+        assert_eq!(s["closing_pence"], balance, "{s}");
+        let month = s["month"].as_str().expect("month").to_string();
+        let ledger = json_of(
+            &admin,
+            &server.url(&format!("/billing/userledger.json?userid={who}")),
+        )
+        .await;
+        let in_month: Vec<&Value> = ledger
+            .as_array()
+            .expect("ledger")
+            .iter()
+            .filter(|t| t["date"].as_str().is_some_and(|d| d.starts_with(&month)))
+            .collect();
+        let lines = s["lines"].as_array().expect("lines");
+        assert_eq!(lines.len(), in_month.len(), "{s}");
+        let sum: i64 = in_month
+            .iter()
+            .map(|t| t["amount_pence"].as_i64().expect("amount"))
+            .sum();
+        assert_eq!(
+            s["closing_pence"].as_i64().expect("closing")
+                - s["opening_pence"].as_i64().expect("opening"),
+            sum
+        );
+        let csv = get(
+            &c,
+            &server.url(&format!("/billing/statement.csv?apikey={read}")),
+        )
+        .await;
+        assert!(csv.body.starts_with("statement,"), "{}", csv.body);
+    }
+
+    // Usage for Stripe and Lago carries the ledger's keys: 14 charged days.
+    let stripe = admin_call("/billing/export.json?format=stripe".into()).await;
+    let keys: Vec<&str> = stripe
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["identifier"].as_str())
+        .collect();
+    assert_eq!(keys.len(), 14, "{stripe}");
+    assert!(keys.iter().all(|k| k.starts_with("accrual:")));
+    let lago = admin_call("/billing/export.json?format=lago".into()).await;
+    assert_eq!(lago.as_array().expect("events").len(), 14);
+}
+
+#[tokio::test]
+async fn without_billing_nothing_is_refused_and_its_routes_say_so() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "password123").await;
+    let c = script();
+    let r = get(
+        &c,
+        &server.url(&format!("/billing/account.json?apikey={read}")),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(get(&c, &post_url(&server, &write, 1)).await.status, 200);
+}
