@@ -28,7 +28,13 @@ pub async fn keep(billing: Arc<Billing>, every: Duration, mut stop: watch::Recei
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "billing: accrual failed; retried later"),
             }
+            if let Err(e) = billing.snapshot_usage(today).await {
+                tracing::warn!(error = %e, "billing: recording usage failed; retried later");
+            }
             accrued = Some((today, Instant::now()));
+        }
+        if let Err(e) = billing.save_refusals(today).await {
+            tracing::warn!(error = %e, "billing: recording refusals failed");
         }
         // Users newly refused go to the broker through `Billing::notify_refused`.
         if let Err(e) = billing.refresh(today).await {

@@ -36,6 +36,8 @@ pub struct Billing {
     refused: RwLock<HashSet<i64>>,
     /// Writes refused for want of balance, per user, since this process started.
     refusals: Mutex<HashMap<i64, u64>>,
+    /// Refusals not yet added to the day's usage.
+    unsaved_refusals: Mutex<HashMap<i64, i64>>,
     /// Told each user newly refused (the broker closes their connections).
     on_refused: Mutex<Option<tokio::sync::mpsc::UnboundedSender<i64>>>,
 }
@@ -77,6 +79,7 @@ impl Billing {
             policy,
             refused: RwLock::new(HashSet::new()),
             refusals: Mutex::new(HashMap::new()),
+            unsaved_refusals: Mutex::new(HashMap::new()),
             on_refused: Mutex::new(None),
         }
     }
@@ -118,6 +121,42 @@ impl Billing {
             .unwrap_or_else(|p| p.into_inner())
             .entry(userid)
             .or_default() += 1;
+        *self
+            .unsaved_refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(userid)
+            .or_default() += 1;
+    }
+
+    /// Adds the refusals counted since the last call to `today`'s usage (a crash loses at
+    /// most those; none is counted twice).
+    pub async fn save_refusals(&self, today: NaiveDate) -> Result<(), BillingError> {
+        let pending = std::mem::take(
+            &mut *self
+                .unsaved_refusals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let day = today.to_string();
+        for (userid, n) in pending {
+            self.catalog.add_usage_refusals(userid, &day, n).await?;
+        }
+        Ok(())
+    }
+
+    /// Records what every user has on `today` (feeds, inputs, bytes stored) in their usage.
+    pub async fn snapshot_usage(&self, today: NaiveDate) -> Result<(), BillingError> {
+        let day = today.to_string();
+        for u in self.catalog.list_users().await? {
+            let feeds = self.catalog.feeds_for_user(u.id).await?;
+            let bytes: i64 = feeds.iter().map(|f| f.size.max(0)).sum();
+            let inputs = self.catalog.inputs_for_user(u.id).await?.len() as i64;
+            self.catalog
+                .set_usage_snapshot(u.id, &day, feeds.len() as i64, inputs, bytes)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Writes refused for want of balance since this process started.

@@ -19,6 +19,7 @@ mod import;
 mod inputs;
 mod ledger;
 mod sessions;
+mod usage;
 mod users;
 
 use std::path::Path;
@@ -38,6 +39,7 @@ pub use import::{Imported, ImportedUser};
 pub use inputs::InputRow;
 pub use ledger::{LedgerEntry, LedgerRefusal, LedgerTx, NewLedgerTx, Posted};
 pub use sessions::Session;
+pub use usage::{Handled, UsageDay};
 pub use users::{CreateRefusal, KeyKind, NewUser, ProfileUpdate, User};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -173,13 +173,29 @@ fn shard_state() -> impl Strategy<Value = ShardState> {
         hash_map(any::<i64>(), point(), 0..6),
         hash_map(any::<u32>(), point(), 0..6),
         hash_map((state_kind(), any::<u32>()), point(), 0..6),
+        proptest::collection::btree_map(
+            (any::<i64>(), any::<i64>()),
+            (any::<i64>(), any::<i64>(), any::<i64>()),
+            0..4,
+        ),
     )
         .prop_map(
-            |(input_last, input_newest, feed_last, process)| ShardState {
+            |(input_last, input_newest, feed_last, process, usage)| ShardState {
                 input_last,
                 input_newest,
                 feed_last,
                 process,
+                usage: usage
+                    .into_iter()
+                    .map(|(k, (http_values, mqtt_values, points))| {
+                        let h = ynni_core::catalog::Handled {
+                            http_values,
+                            mqtt_values,
+                            points,
+                        };
+                        (k, h)
+                    })
+                    .collect(),
             },
         )
 }
@@ -198,6 +214,7 @@ fn normalised(s: &ShardState) -> ShardState {
         input_newest: keep(&s.input_newest),
         feed_last: keep(&s.feed_last),
         process: keep(&s.process),
+        usage: s.usage.clone(),
     }
 }
 

@@ -27,6 +27,14 @@ pub struct Record {
     /// Points for one feed (`feed/insert|post|update`); absent in input records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feed: Option<FeedWrite>,
+    /// When it was accepted (unix seconds): usage counts on this UTC day, however old the
+    /// data. 0 in records logged before it was kept (their data's time is used).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub received: i64,
+}
+
+fn is_zero(t: &i64) -> bool {
+    *t == 0
 }
 
 /// Points written to one feed by its owner, and how they move the feed's last value.
@@ -59,7 +67,32 @@ impl Record {
                 })
                 .collect(),
             feed: None,
+            received: 0,
         }
+    }
+
+    /// The same record, stamped with the time it was accepted.
+    pub fn received_at(mut self, unix: i64) -> Self {
+        self.received = unix;
+        self
+    }
+
+    /// The UTC day (days since 1970-01-01) its usage counts on.
+    pub fn usage_day(&self) -> i64 {
+        let t = if self.received > 0 {
+            self.received
+        } else if let Some(b) = self.batches.first() {
+            b.time
+        } else {
+            self.feed.as_ref().map_or(0, |f| f.now)
+        };
+        t.div_euclid(86_400)
+    }
+
+    /// Values received and points written straight to a feed.
+    pub fn values(&self) -> i64 {
+        let values: usize = self.batches.iter().map(|b| b.values.len()).sum();
+        values as i64 + self.feed.as_ref().map_or(0, |f| f.points.len() as i64)
     }
 
     pub fn feed_write(userid: i64, mut write: FeedWrite) -> Self {
@@ -71,6 +104,7 @@ impl Record {
             http: true,
             batches: Vec::new(),
             feed: Some(write),
+            received: 0,
         }
     }
 

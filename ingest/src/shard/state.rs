@@ -6,9 +6,10 @@
 //! shard stores nothing else, see [`crate::batch::Value`]) and JSON floats are read back to the
 //! same bits (`float_roundtrip`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+use ynni_core::catalog::Handled;
 
 use crate::batch::Value;
 use crate::process::StateKind;
@@ -24,6 +25,9 @@ pub struct ShardState {
     /// Feed id → (update time, value), emoncms's feed "last value".
     pub feed_last: HashMap<u32, (i64, Value)>,
     pub process: HashMap<(StateKind, u32), (i64, Value)>,
+    /// (user id, UTC day as days since 1970-01-01) → what the shard handled for the user that
+    /// day, written to the catalog as totals and dropped once the day is two days old.
+    pub usage: BTreeMap<(i64, i64), Handled>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -33,6 +37,9 @@ struct Stored {
     input_newest: HashMap<i64, (i64, Value)>,
     feed_last: HashMap<u32, (i64, Value)>,
     process: Vec<(StateKind, u32, i64, Value)>,
+    /// (user, day, HTTP values, MQTT values, points written)
+    #[serde(default)]
+    usage: Vec<(i64, i64, i64, i64, i64)>,
 }
 
 impl ShardState {
@@ -43,6 +50,7 @@ impl ShardState {
             && self.input_newest.is_empty()
             && self.feed_last.is_empty()
             && self.process.is_empty()
+            && self.usage.is_empty()
         {
             return Vec::new();
         }
@@ -54,6 +62,11 @@ impl ShardState {
                 .process
                 .iter()
                 .map(|(&(k, f), &(t, v))| (k, f, t, v))
+                .collect(),
+            usage: self
+                .usage
+                .iter()
+                .map(|(&(u, d), h)| (u, d, h.http_values, h.mqtt_values, h.points))
                 .collect(),
         };
         serde_json::to_vec(&stored).unwrap_or_default()
@@ -73,6 +86,18 @@ impl ShardState {
                 .into_iter()
                 .map(|(k, f, t, v)| ((k, f), (t, v)))
                 .collect(),
+            usage: s
+                .usage
+                .into_iter()
+                .map(|(u, d, http_values, mqtt_values, points)| {
+                    let h = Handled {
+                        http_values,
+                        mqtt_values,
+                        points,
+                    };
+                    ((u, d), h)
+                })
+                .collect(),
         })
     }
 }
@@ -90,6 +115,14 @@ mod tests {
         s.feed_last.insert(7, (90, Some(2.0)));
         s.process
             .insert((StateKind::WhAccumulator, 7), (80, Some(10.0)));
+        s.usage.insert(
+            (3, 20_000),
+            Handled {
+                http_values: 1,
+                mqtt_values: 2,
+                points: 3,
+            },
+        );
         assert_eq!(ShardState::decode(&s.encode()).expect("decode"), s);
         assert_eq!(
             ShardState::decode(&[]).expect("empty"),

@@ -267,6 +267,19 @@ pub(super) struct Begun {
     others: Vec<Job>,
 }
 
+/// `YYYY-MM-DD` of a day counted from 1970-01-01.
+fn day_string(days: i64) -> String {
+    chrono::DateTime::from_timestamp(days.saturating_mul(86_400), 0)
+        .map_or_else(String::new, |t| t.date_naive().to_string())
+}
+
+/// How often a worker writes its usage counts to the catalog (when they changed).
+const USAGE_EVERY: Duration = Duration::from_secs(10);
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
 pub struct Worker {
     n: usize,
     store: FeedStore,
@@ -275,6 +288,9 @@ pub struct Worker {
     core: Core,
     submissions: u64,
     replayed_at_start: u64,
+    /// The usage counts as last written to the catalog, and when.
+    usage_sent: std::collections::BTreeMap<(i64, i64), ynni_core::catalog::Handled>,
+    usage_at: std::time::Instant,
 }
 
 impl Worker {
@@ -323,6 +339,8 @@ impl Worker {
             core,
             submissions: 0,
             replayed_at_start,
+            usage_sent: std::collections::BTreeMap::new(),
+            usage_at: std::time::Instant::now(),
         })
     }
 
@@ -377,6 +395,7 @@ impl Worker {
     /// whether that succeeded (a worker whose lease has ended writes nothing: the next owner
     /// replays the log).
     pub(super) fn final_flush(mut self) -> bool {
+        self.write_usage();
         if !self.may_write() {
             tracing::warn!(
                 shard = self.n,
@@ -487,7 +506,7 @@ impl Worker {
         self.tick();
     }
 
-    /// Flushes to the feed files and checkpoints if one is due.
+    /// Flushes to the feed files and checkpoints if one is due, and writes the usage counts.
     pub(super) fn tick(&mut self) {
         // A failed store cannot checkpoint; trying every tick would only fill the log.
         if !self.store.failed() && self.may_write() {
@@ -496,6 +515,50 @@ impl Worker {
                 tracing::error!(shard = self.n, error = %e, "flush failed");
             }
         }
+        if self.usage_at.elapsed() >= USAGE_EVERY {
+            self.write_usage();
+        }
+    }
+
+    /// Writes the usage totals that changed since the last write, then forgets days two days
+    /// old (written already; records of a day are logged, and checkpointed, long before).
+    ///
+    /// Totals, not increments: a record is counted only once it is durable in the log, so a
+    /// replay after a crash counts the same records again from the checkpoint's totals and
+    /// writes the same numbers. A worker whose lease has ended writes nothing (the next owner
+    /// writes every total it holds on its first write).
+    fn write_usage(&mut self) {
+        self.usage_at = std::time::Instant::now();
+        if !self.may_write() {
+            return;
+        }
+        let changed: Vec<(i64, String, ynni_core::catalog::Handled)> = self
+            .core
+            .state
+            .usage
+            .iter()
+            .filter(|(k, h)| self.usage_sent.get(k) != Some(h))
+            .map(|(&(u, d), h)| (u, day_string(d), *h))
+            .collect();
+        if !changed.is_empty() {
+            let catalog = &self.core.catalog;
+            match self
+                .core
+                .handle
+                .block_on(catalog.set_usage_handled(&changed))
+            {
+                Ok(()) => {
+                    self.usage_sent = self.core.state.usage.clone();
+                }
+                Err(e) => {
+                    tracing::warn!(shard = self.n, error = %e, "writing usage failed; retried");
+                    return;
+                }
+            }
+        }
+        let keep_from = now_secs().div_euclid(86_400) - 1;
+        self.core.state.usage.retain(|&(_, d), _| d >= keep_from);
+        self.usage_sent.retain(|&(_, d), _| d >= keep_from);
     }
 
     /// Whether this worker may still write and acknowledge (always, on one node).
@@ -569,7 +632,7 @@ impl Worker {
     /// A direct feed write: durable in the WAL before it is applied or answered, and replayed
     /// like an input batch after a crash.
     fn insert(&mut self, userid: i64, write: FeedWrite) -> Result<FeedAnswer, query::QueryError> {
-        let record = Record::feed_write(userid, write);
+        let record = Record::feed_write(userid, write).received_at(now_secs());
         let lsn = self.store.log(&record.encode())?.wait()?;
         if !self.may_write() {
             return Err(StorageError::Fenced.into());
@@ -672,7 +735,7 @@ impl Worker {
                 }
                 stopped => stopped,
             };
-            let record = Record::new(s.userid, s.http, &s.batches);
+            let record = Record::new(s.userid, s.http, &s.batches).received_at(now_secs());
             // Checked again: the limits above may have waited on the catalog.
             if !self.may_write() {
                 let _ = reply.send(Err(IngestError::NotServed));
@@ -962,6 +1025,17 @@ impl Core {
             tracing::warn!(userid, "batch of a deleted account skipped");
             return Ok(());
         }
+        // Counted here, live and in a replay alike: a replay redoes exactly the records after
+        // the checkpoint, whose counts the checkpoint does not hold.
+        let usage_key = (userid, record.usage_day());
+        {
+            let used = self.state.usage.entry(usage_key).or_default();
+            if record.http {
+                used.http_values += record.values();
+            } else {
+                used.mqtt_values += record.values();
+            }
+        }
         // Inputs created for this record: each is new where it first appears.
         let mut fresh = self.create_inputs(userid, record)?;
         for batch in &record.batches {
@@ -1062,9 +1136,11 @@ impl Core {
             for (feed, e) in report.refused {
                 tracing::warn!(feed, error = %e, "feed write refused");
             }
+            self.state.usage.entry(usage_key).or_default().points += points.len() as i64;
         }
         if let Some(write) = &record.feed {
             self.write_feed(store, userid, write)?;
+            self.state.usage.entry(usage_key).or_default().points += write.points.len() as i64;
             if !replaying {
                 self.send_feed_outputs(userid, &[write.feed]);
             }

@@ -12,6 +12,7 @@ mod input_manage;
 mod process;
 mod profile;
 mod system;
+mod usage;
 mod user;
 
 use std::net::{IpAddr, SocketAddr};
@@ -176,6 +177,7 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
         "myip" => system::myip(&call),
         "device" => device::handle(&call).await,
         "billing" => billing::handle(&call).await,
+        "usage" => usage::handle(&call).await,
         "ynni" => homeassistant::handle(&call).await,
         "admin" if route.format == Format::Json => admin::handle(&call).await,
         "" => Ok(axum::response::Redirect::to("/app/").into_response()),
