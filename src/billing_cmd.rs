@@ -26,6 +26,7 @@ pub fn policy(b: &BillingSettings) -> Policy {
                     max_feeds: p.max_feeds,
                     max_inputs: p.max_inputs,
                     values_per_minute: p.values_per_minute,
+                    min_post_interval_s: p.min_post_interval_s,
                 };
                 (name.clone(), plan)
             })

@@ -65,6 +65,7 @@ mod tests {
             max_feeds: 0,
             max_inputs: 0,
             values_per_minute: 0,
+            min_post_interval_s: 0,
         }
     }
 

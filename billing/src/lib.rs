@@ -8,6 +8,7 @@ pub mod accrual;
 pub mod books;
 mod error;
 pub mod export;
+pub mod limits;
 pub mod plan;
 mod service;
 pub mod standing;

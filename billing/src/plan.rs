@@ -13,8 +13,10 @@ pub struct Plan {
     pub monthly_fee_pence: i64,
     pub max_feeds: u32,
     pub max_inputs: u32,
-    /// Values a user may post per minute, over HTTP and MQTT together.
+    /// Values a user may post per minute over HTTP.
     pub values_per_minute: u32,
+    /// Seconds between two posts of one node over HTTP.
+    pub min_post_interval_s: u32,
 }
 
 /// Every plan, and what applies to users the operator has not placed on one.

@@ -38,6 +38,9 @@ pub struct Billing {
     refusals: Mutex<HashMap<i64, u64>>,
     /// Refusals not yet added to the day's usage.
     unsaved_refusals: Mutex<HashMap<i64, i64>>,
+    /// Users placed on a plan other than the default, as last read (the hot path's view).
+    user_plans: RwLock<HashMap<i64, String>>,
+    limits: crate::limits::RateLimits,
     /// Told each user newly refused (the broker closes their connections).
     on_refused: Mutex<Option<tokio::sync::mpsc::UnboundedSender<i64>>>,
 }
@@ -81,6 +84,8 @@ impl Billing {
             refusals: Mutex::new(HashMap::new()),
             unsaved_refusals: Mutex::new(HashMap::new()),
             on_refused: Mutex::new(None),
+            user_plans: RwLock::new(HashMap::new()),
+            limits: crate::limits::RateLimits::default(),
         }
     }
 
@@ -111,6 +116,30 @@ impl Billing {
                 let _ = tx.send(*u);
             }
         }
+    }
+
+    /// The plan `userid` is on, as last read (no catalog query: for every request).
+    pub fn plan_now(&self, userid: i64) -> Option<&Plan> {
+        let name = self
+            .user_plans
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&userid)
+            .cloned();
+        self.policy.plan(name.as_deref())
+    }
+
+    /// Admits `values` values posted by `nodes` of `userid` under their plan's rate limits,
+    /// or says how many seconds to wait (counted as a refusal).
+    pub fn admit(&self, userid: i64, nodes: &[&str], values: usize) -> Result<(), u64> {
+        let Some(plan) = self.plan_now(userid) else {
+            return Ok(());
+        };
+        let admitted = self.limits.admit(userid, plan, nodes, values);
+        if admitted.is_err() {
+            self.count_refusal(userid);
+        }
+        admitted
     }
 
     /// Counts a write refused because `userid` is suspended.
@@ -190,6 +219,10 @@ impl Billing {
         }
         self.user(userid).await?;
         self.catalog.set_billing_plan(userid, plan).await?;
+        self.user_plans
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(userid, plan.to_string());
         Ok(())
     }
 
@@ -443,9 +476,12 @@ impl Billing {
         Ok(run)
     }
 
-    /// Rebuilds the set of users whose writes are refused; returns the users newly in it
+    /// Rebuilds the set of users whose writes are refused (and re-reads who is on which plan);
+    /// returns the users newly in it
     /// (also sent to [`Billing::notify_refused`]'s channel).
     pub async fn refresh(&self, today: NaiveDate) -> Result<Vec<i64>, BillingError> {
+        let plans: HashMap<i64, String> = self.catalog.billing_plans().await?.into_iter().collect();
+        *self.user_plans.write().unwrap_or_else(|p| p.into_inner()) = plans;
         let mut refused = HashSet::new();
         // Only a user not in credit can be refused: their customer account's total (debits
         // minus credits) is zero or more.

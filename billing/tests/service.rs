@@ -21,6 +21,7 @@ fn policy() -> Policy {
         max_feeds: 0,
         max_inputs: 0,
         values_per_minute: 0,
+        min_post_interval_s: 0,
     };
     Policy {
         plans: BTreeMap::from([("standard".to_string(), standard)]),

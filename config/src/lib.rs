@@ -72,8 +72,10 @@ pub struct PlanSettings {
     pub monthly_fee_pence: i64,
     pub max_feeds: u32,
     pub max_inputs: u32,
-    /// Values per minute a user may post (HTTP and MQTT together); more answer 429.
+    /// Values per minute a user may post over HTTP; more answer 429 with `Retry-After`.
     pub values_per_minute: u32,
+    /// Seconds between two HTTP posts of one node; sooner answers 429 with `Retry-After`.
+    pub min_post_interval_s: u32,
 }
 
 impl Default for PlanSettings {
@@ -84,6 +86,7 @@ impl Default for PlanSettings {
             max_feeds: 0,
             max_inputs: 0,
             values_per_minute: 0,
+            min_post_interval_s: 0,
         }
     }
 }

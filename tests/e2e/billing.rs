@@ -26,6 +26,7 @@ fn last_week_charges() -> Vec<i64> {
         max_feeds: 0,
         max_inputs: 0,
         values_per_minute: 0,
+        min_post_interval_s: 0,
     };
     let today = ynni_billing::utc_day(chrono::Utc::now().timestamp());
     let mut units_by_year = std::collections::HashMap::new();
@@ -539,4 +540,87 @@ async fn usage_is_metered_per_user_and_day_through_a_crash() {
         csv.body
     );
     assert_eq!(csv.body.lines().count(), 2, "one day: {}", csv.body);
+}
+
+/// A plan's rate limits answer 429 with `Retry-After` for that user only, and its feed limit
+/// refuses one feed too many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plans_rate_and_feed_limits_hold_one_user_back_not_the_others() {
+    let server = Server::builder()
+        .env("BILLING__PLANS__STANDARD__FEED_YEAR_PENCE", "100")
+        .env("BILLING__PLANS__SMALL__VALUES_PER_MINUTE", "10")
+        .env("BILLING__PLANS__SMALL__MIN_POST_INTERVAL_S", "0")
+        .env("BILLING__PLANS__SMALL__MAX_FEEDS", "1")
+        .env("BILLING__PLANS__METERED__MIN_POST_INTERVAL_S", "30")
+        .start();
+    let c = script();
+    register(&server, "operator", "password123").await;
+    let admin = browser();
+    post_form(
+        &admin,
+        &server.url("/user/login.json"),
+        &[("username", "operator"), ("password", "password123")],
+    )
+    .await;
+    let (alice, _, alice_write) = register(&server, "alice", "password123").await;
+    let (carol, _, carol_write) = register(&server, "carol", "password123").await;
+    let (_, _, bob_write) = register(&server, "bobby", "password123").await;
+    for (who, plan) in [(alice, "small"), (carol, "metered")] {
+        let r = json_of(
+            &admin,
+            &server.url(&format!("/billing/setplan.json?userid={who}&plan={plan}")),
+        )
+        .await;
+        assert_eq!(r["success"], true, "{r}");
+    }
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/billing/setplan.json?userid={alice}&plan=gold&apikey={alice_write}"
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 403, "a user cannot change plan: {}", r.body);
+
+    // Alice: 10 values a minute. Three posts of three values fit, the fourth does not.
+    let post = |key: &str, n: usize| {
+        let values: Vec<String> = (0..n).map(|i| format!("%22v{i}%22%3A1")).collect();
+        server.url(&format!(
+            "/input/post?node=n&fulljson=%7B{}%7D&apikey={key}",
+            values.join("%2C")
+        ))
+    };
+    for _ in 0..3 {
+        assert_eq!(get(&c, &post(&alice_write, 3)).await.status, 200);
+    }
+    let r = get(&c, &post(&alice_write, 3)).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    let wait: u64 = r.headers["retry-after"]
+        .to_str()
+        .expect("header")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    // Bob, on the default plan, is not held back.
+    for _ in 0..20 {
+        assert_eq!(get(&c, &post(&bob_write, 3)).await.status, 200);
+    }
+    // Carol's node may post once every 30 s; another node of hers may post now.
+    assert_eq!(get(&c, &post(&carol_write, 1)).await.status, 200);
+    let r = get(&c, &post(&carol_write, 1)).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    let url = server.url(&format!(
+        "/input/post?node=other&fulljson=%7B%22x%22%3A1%7D&apikey={carol_write}"
+    ));
+    assert_eq!(get(&c, &url).await.status, 200);
+
+    // One feed on the small plan.
+    let create = |name: &str| {
+        server.url(&format!(
+            "/feed/create.json?name={name}&engine=5&options=%7B%22interval%22%3A10%7D&apikey={alice_write}"
+        ))
+    };
+    assert!(get(&c, &create("one")).await.body.contains("feedid"));
+    let r = get(&c, &create("two")).await;
+    assert!(r.body.contains("Feed limit reached"), "{}", r.body);
 }

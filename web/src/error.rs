@@ -48,6 +48,9 @@ pub enum ApiError {
     /// A plain-text answer with its status.
     #[error("{1}")]
     Text(StatusCode, String),
+    /// A rate limit: 429 with `Retry-After` (seconds).
+    #[error("{message}")]
+    TooMany { retry_after: u64, message: String },
     /// The password hashing task died.
     #[error("password task failed: {0}")]
     PasswordTask(#[from] tokio::task::JoinError),
@@ -89,6 +92,17 @@ impl IntoResponse for ApiError {
             Self::WriteAccessNeeded => reply::write_access_needed(),
             Self::InvalidApikey => reply::invalid_apikey(),
             Self::Text(status, body) => reply::text(status, body),
+            Self::TooMany {
+                retry_after,
+                message,
+            } => {
+                let mut r = reply::text(StatusCode::TOO_MANY_REQUESTS, message);
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(retry_after),
+                );
+                r
+            }
             Self::PasswordTask(e) => reply::password_task_failed(&e),
         }
     }

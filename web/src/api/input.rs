@@ -94,6 +94,20 @@ async fn submit(
             PAYMENT_REQUIRED.into(),
         ));
     }
+    if let Some(billing) = &call.state.billing {
+        let mut nodes: Vec<&str> = batches.iter().map(|b| b.node.as_str()).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let values = batches.iter().map(|b| b.values.len()).sum();
+        if let Err(wait) = billing.admit(userid, &nodes, values) {
+            return Err(ApiError::TooMany {
+                retry_after: wait,
+                message: format!(
+                    "Too many values: this account's plan limits how often it may post; retry in {wait} s"
+                ),
+            });
+        }
+    }
     let submission = Submission {
         userid,
         batches,

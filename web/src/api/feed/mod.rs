@@ -122,6 +122,26 @@ async fn create(call: &Call<'_>) -> ApiResult {
     if taken.is_some() {
         return Err(ApiError::fail("feed already exists"));
     }
+    if let Some(max) = call
+        .state
+        .billing
+        .as_ref()
+        .and_then(|b| b.plan_now(caller.user.id))
+        .map(|p| p.max_feeds)
+        .filter(|m| *m > 0)
+    {
+        let feeds = call
+            .state
+            .catalog
+            .feeds_for_user(caller.user.id)
+            .await?
+            .len();
+        if feeds >= max as usize {
+            return Err(ApiError::fail(format!(
+                "Feed limit reached: this account's plan allows {max} feeds"
+            )));
+        }
+    }
     let interval = p
         .get("options")
         .and_then(|o| serde_json::from_str::<Value>(o).ok())

@@ -1,0 +1,158 @@
+//! Per-user rate limits of a plan, so one customer's runaway script cannot slow the others:
+//! values per minute (a token bucket holding a minute's worth, refilled continuously) and a
+//! minimum interval between posts of one node. A refusal says how many seconds to wait.
+//!
+//! Kept in memory on the node that processes the user's writes (in a cluster, requests are
+//! forwarded to the user's owner before they are checked, so the count is the user's whole).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::plan::Plan;
+
+/// Users whose buckets are remembered before idle ones are forgotten.
+const MAX_TRACKED: usize = 100_000;
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    /// node → when it last posted.
+    nodes: HashMap<String, Instant>,
+}
+
+#[derive(Debug, Default)]
+pub struct RateLimits {
+    buckets: Mutex<HashMap<i64, Bucket>>,
+}
+
+impl RateLimits {
+    /// Admits `values` values from `nodes` of `userid` now under `plan`, or says how many
+    /// seconds to wait.
+    pub fn admit(
+        &self,
+        userid: i64,
+        plan: &Plan,
+        nodes: &[&str],
+        values: usize,
+    ) -> Result<(), u64> {
+        self.admit_at(userid, plan, nodes, values, Instant::now())
+    }
+
+    fn admit_at(
+        &self,
+        userid: i64,
+        plan: &Plan,
+        nodes: &[&str],
+        values: usize,
+        now: Instant,
+    ) -> Result<(), u64> {
+        if plan.values_per_minute == 0 && plan.min_post_interval_s == 0 {
+            return Ok(());
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&userid) {
+            // Forget buckets that have refilled (nothing of them is left to remember).
+            let full = f64::from(plan.values_per_minute);
+            buckets.retain(|_, b| now.duration_since(b.at).as_secs() < 60 || b.tokens < full);
+        }
+        let capacity = f64::from(plan.values_per_minute);
+        let b = buckets.entry(userid).or_insert_with(|| Bucket {
+            tokens: capacity,
+            at: now,
+            nodes: HashMap::new(),
+        });
+        if plan.min_post_interval_s > 0 {
+            let interval = u64::from(plan.min_post_interval_s);
+            let wait = nodes
+                .iter()
+                .filter_map(|n| b.nodes.get(*n))
+                .map(|last| interval.saturating_sub(now.duration_since(*last).as_secs()))
+                .max()
+                .unwrap_or(0);
+            if wait > 0 {
+                return Err(wait);
+            }
+        }
+        if plan.values_per_minute > 0 {
+            let rate = capacity / 60.0;
+            b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(capacity);
+            b.at = now;
+            let need = values as f64;
+            if need > b.tokens {
+                // More than a minute's worth at once never fits: wait a full minute.
+                let short = (need.min(capacity) - b.tokens).max(0.0);
+                return Err(((short / rate).ceil() as u64).max(1));
+            }
+            b.tokens -= need;
+        }
+        for n in nodes {
+            b.nodes.insert((*n).to_string(), now);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn plan(vpm: u32, interval: u32) -> Plan {
+        Plan {
+            name: "p".into(),
+            feed_year_pence: 0,
+            monthly_fee_pence: 0,
+            max_feeds: 0,
+            max_inputs: 0,
+            values_per_minute: vpm,
+            min_post_interval_s: interval,
+        }
+    }
+
+    #[test]
+    fn a_minutes_worth_then_waits_for_the_refill() {
+        let l = RateLimits::default();
+        let p = plan(60, 0);
+        let t0 = Instant::now();
+        assert_eq!(l.admit_at(1, &p, &["n"], 60, t0), Ok(()));
+        assert_eq!(l.admit_at(1, &p, &["n"], 1, t0), Err(1));
+        // Another user is not slowed.
+        assert_eq!(l.admit_at(2, &p, &["n"], 60, t0), Ok(()));
+        assert_eq!(
+            l.admit_at(1, &p, &["n"], 5, t0 + Duration::from_secs(2)),
+            Err(3)
+        );
+        assert_eq!(
+            l.admit_at(1, &p, &["n"], 5, t0 + Duration::from_secs(5)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_node_posting_too_often_is_told_how_long_to_wait() {
+        let l = RateLimits::default();
+        let p = plan(0, 10);
+        let t0 = Instant::now();
+        assert_eq!(l.admit_at(1, &p, &["a"], 1, t0), Ok(()));
+        assert_eq!(
+            l.admit_at(1, &p, &["b"], 1, t0),
+            Ok(()),
+            "each node has its interval"
+        );
+        assert_eq!(
+            l.admit_at(1, &p, &["a"], 1, t0 + Duration::from_secs(4)),
+            Err(6)
+        );
+        assert_eq!(
+            l.admit_at(1, &p, &["a"], 1, t0 + Duration::from_secs(10)),
+            Ok(())
+        );
+        assert_eq!(
+            l.admit_at(1, &plan(0, 0), &["a"], 1, t0),
+            Ok(()),
+            "no limits"
+        );
+    }
+}
