@@ -17,7 +17,7 @@ const FEED_YEAR_PENCE: i64 = 7300;
 
 /// What one feed costs on each of the seven days before today, as the accrual charges them
 /// (`ynni_billing::accrual`, property-tested on its own).
-fn last_week_charges() -> Vec<i64> {
+pub(crate) fn last_week_charges() -> Vec<i64> {
     use chrono::{Datelike, Days};
     let plan = ynni_billing::Plan {
         name: "standard".into(),
@@ -42,7 +42,7 @@ fn last_week_charges() -> Vec<i64> {
         .collect()
 }
 
-fn billed_server() -> Server {
+pub(crate) fn billed_server() -> Server {
     Server::builder()
         .env("BILLING__GRACE_DAYS", "5")
         .env("BILLING__WARN_DAYS", "30")
@@ -64,7 +64,7 @@ async fn json_of(c: &reqwest::Client, url: &str) -> Value {
 /// last week's days not yet charged (the server's start-up run found nothing to charge then),
 /// so the accrual has finished days to charge: the server's own catalog file, changed beside
 /// it.
-async fn backdate(server: &Server, ids: &[i64]) {
+pub(crate) async fn backdate(server: &Server, ids: &[i64]) {
     let url = format!(
         "sqlite://{}",
         server.data_dir.join("catalog.sqlite").display()

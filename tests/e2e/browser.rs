@@ -111,3 +111,50 @@ async fn the_web_ui_works_end_to_end_in_chromium() {
     );
     println!("browser: {v} (screenshots in {})", shots.display());
 }
+
+/// A hosted service's billing pages in chromium (`tests/browser/billing.mjs`): the operator
+/// tops a customer up, charges the finished days and issues a voucher; the customer sees the
+/// grace banner and the numbers this test computed, downloads the statement, redeems the
+/// voucher, and prints.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_billing_pages_work_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let driver = root.join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    let server = crate::billing::billed_server();
+    register(&server, "operator", "password123").await;
+    let (alice, _, key) = register(&server, "alice", "password123").await;
+    let r = get(
+        &script(),
+        &server.url(&format!(
+            "/feed/create.json?name=use&engine=5&options=%7B%22interval%22%3A10%7D&apikey={key}"
+        )),
+    )
+    .await;
+    assert!(r.body.contains("feedid"), "{}", r.body);
+    crate::billing::backdate(&server, &[alice]).await;
+    let week: i64 = crate::billing::last_week_charges().iter().sum();
+    let out = Command::new("node")
+        .arg(driver.join("billing.mjs"))
+        .arg(&server.base)
+        .arg(&shots)
+        .env("CHROMIUM", &chromium)
+        .env("YNNI_ADMIN_LOGIN", "operator:password123")
+        .env("YNNI_USER_LOGIN", "alice:password123")
+        .env("YNNI_USER_ID", alice.to_string())
+        .env("YNNI_EXPECT_AFTER_ACCRUAL", (100 - week).to_string())
+        .env("YNNI_EXPECT_AFTER_VOUCHER", (600 - week).to_string())
+        .current_dir(&driver)
+        .output()
+        .expect("run node (Node.js is needed for the browser test)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "billing browser run failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
+        out.status,
+        server.log()
+    );
+    assert!(stdout.contains("RESULT {\"billing\":\"ok\"}"), "{stdout}");
+}

@@ -46,7 +46,7 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
             statement_reply(call, billing, userid, today).await
         }
         "redeem" if caller.write => {
-            let code = call.params.get("code").unwrap_or("").trim();
+            let code = call.params.get_or_post("code").unwrap_or("").trim();
             let posted = billing.redeem(me, code, today).await.map_err(refused)?;
             Ok(reply::json(posted_json(posted)))
         }
@@ -69,11 +69,11 @@ async fn admin_action(
 ) -> ApiResult {
     let p = call.params;
     let pence = || {
-        p.get("pence")
+        p.get_or_post("pence")
             .and_then(|v| v.trim().parse::<i64>().ok())
             .unwrap_or(0)
     };
-    let text = |k: &str| p.get(k).unwrap_or("").trim().to_string();
+    let text = |k: &str| p.get_or_post(k).unwrap_or("").trim().to_string();
     let user = || user_param(call).ok_or_else(|| ApiError::fail("userid is required"));
     let posted = match action {
         "accounts" => {
@@ -144,7 +144,7 @@ async fn admin_action(
 
 fn user_param(call: &Call<'_>) -> Option<i64> {
     call.params
-        .get("userid")
+        .get_or_post("userid")
         .and_then(|v| v.trim().parse().ok())
 }
 
@@ -188,8 +188,8 @@ fn tx_json(t: &LedgerTx) -> Value {
 
 /// `billing/ledger.json?start=YYYY-MM-DD&end=YYYY-MM-DD`: the caller's transactions.
 async fn ledger(call: &Call<'_>, _billing: &Billing, userid: i64) -> ApiResult {
-    let from = call.params.get("start").unwrap_or("0000-01-01");
-    let to = call.params.get("end").unwrap_or("9999-12-31");
+    let from = call.params.get_or_post("start").unwrap_or("0000-01-01");
+    let to = call.params.get_or_post("end").unwrap_or("9999-12-31");
     for d in [from, to] {
         if d.parse::<NaiveDate>().is_err() && d != "0000-01-01" && d != "9999-12-31" {
             return Err(refused(BillingError::BadDate(d.to_string())));
@@ -210,7 +210,7 @@ async fn statement_reply(
 ) -> ApiResult {
     let month = call
         .params
-        .get("month")
+        .get_or_post("month")
         .map_or_else(|| today.format("%Y-%m").to_string(), str::to_string);
     let s = billing
         .statement(userid, &month, today)
@@ -236,12 +236,12 @@ async fn statement_reply(
 async fn export(call: &Call<'_>, billing: &Billing, today: NaiveDate) -> ApiResult {
     let p = call.params;
     let format: ExportFormat = p
-        .get("format")
+        .get_or_post("format")
         .unwrap_or("stripe")
         .parse()
         .map_err(ApiError::fail)?;
     let date = |k: &str, default: NaiveDate| -> Result<NaiveDate, ApiError> {
-        match p.get(k) {
+        match p.get_or_post(k) {
             Some(v) => v
                 .trim()
                 .parse()

@@ -87,3 +87,17 @@ test('time-axis labels stay inside the canvas and never overlap', () => {
   // Wider than the canvas: starts at its left edge.
   assert.deepEqual(placeLabels([{ x: 20, w: 300 }], width, 10).map((p) => p.left), [0]);
 });
+
+test('money and standing read as a customer expects', async () => {
+  const { pounds, standingNotice } = await import('../src/js/money.js');
+  assert.equal(pounds(150), '£1.50');
+  assert.equal(pounds(-40), '−£0.40');
+  assert.equal(pounds(5), '£0.05');
+  assert.equal(pounds(0), '£0.00');
+  assert.equal(standingNotice({ standing: { state: 'good' } }), null);
+  assert.match(standingNotice({ balance_pence: 60, standing: { state: 'low', runway_days: 3 } }).text, /about 3 more days/);
+  assert.match(standingNotice({ balance_pence: -4, standing: { state: 'grace', until: '2026-12-09' } }).text, /until 2026-12-09/);
+  const s = standingNotice({ balance_pence: -120, standing: { state: 'suspended' } });
+  assert.equal(s.kind, 'error');
+  assert.match(s.text, /refused until you top up/);
+});

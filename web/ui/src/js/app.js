@@ -2,7 +2,8 @@
 // navigation. Each view is a module exporting render(main, ctx) that may return a cleanup.
 
 import { h, clear, toast } from './dom.js';
-import { currentUser, post } from './api.js';
+import { currentUser, get, post } from './api.js';
+import { standingNotice } from './money.js';
 
 const VIEWS = {
   login: { load: () => import('./pages/login.js'), title: 'Log in', public: true },
@@ -12,6 +13,7 @@ const VIEWS = {
   graph: { load: () => import('./pages/graph.js'), title: 'Graph', nav: true },
   process: { load: () => import('./pages/process.js'), title: 'Process list' },
   account: { load: () => import('./pages/account.js'), title: 'Account', nav: true },
+  billing: { load: () => import('./pages/billing.js'), title: 'Billing', nav: true, billing: true },
   admin: { load: () => import('./pages/admin.js'), title: 'Admin', nav: true, admin: true },
 };
 
@@ -20,7 +22,26 @@ function viewName() {
   return name || 'inputs';
 }
 
-function drawNav(user, current) {
+/**
+ * A hosted service's account, or null where the server does not bill (billing/account.json
+ * answers 404 there) or nobody is logged in.
+ */
+async function billingAccount(user) {
+  if (!user) return null;
+  try { return await get('billing/account.json'); } catch { return null; }
+}
+
+/** A banner above every page while the balance is low or used up. */
+function drawBanner(account) {
+  const notice = standingNotice(account);
+  document.getElementById('banner')?.remove();
+  if (!notice) return;
+  const banner = h(`div.banner.${notice.kind}`, { id: 'banner', role: notice.kind === 'error' ? 'alert' : 'status' },
+    notice.text, ' ', h('a', { href: '/app/billing' }, 'Billing'));
+  document.querySelector('header.top')?.after(banner);
+}
+
+function drawNav(user, current, billed) {
   const nav = document.getElementById('nav');
   if (!user) {
     clear(nav,
@@ -29,7 +50,7 @@ function drawNav(user, current) {
     return;
   }
   const links = Object.entries(VIEWS)
-    .filter(([, v]) => v.nav && (!v.admin || user.admin))
+    .filter(([, v]) => v.nav && (!v.admin || user.admin) && (!v.billing || billed))
     .map(([k, v]) => h('a', { href: `/app/${k}`, 'aria-current': k === current ? 'page' : null }, v.title));
   const logout = h('button.link', {
     type: 'button',
@@ -63,7 +84,9 @@ async function start() {
     location.replace(`/app/login?next=${encodeURIComponent(location.pathname + location.search)}`);
     return;
   }
-  drawNav(user, name);
+  const account = await billingAccount(user);
+  drawNav(user, name, account !== null);
+  drawBanner(account);
   document.title = `${view.title} · ynni`;
   if (view.admin && !user.admin) {
     clear(main, h('h1', view.title), h('p', 'Only administrators can see this page.'));

@@ -1,7 +1,67 @@
 // Admin: users, disk use, version and the shard workers (admin/status.json).
 
-import { h, clear, fmtBytes, ago, toast } from '../dom.js';
-import { get } from '../api.js';
+import { h, clear, field, fmtBytes, ago, toast } from '../dom.js';
+import { get, post } from '../api.js';
+import { pounds } from '../money.js';
+
+/** A small form posting to `path`; `fields` are [name, label, attrs]. */
+function adminForm(title, path, fields, done) {
+  const inputs = fields.map(([name, label, attrs]) => [name, label, h('input', { name, required: true, ...attrs })]);
+  return h('form.card', {
+    dataset: { action: path },
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const params = Object.fromEntries(inputs.map(([name, , input]) => [name, input.value.trim()]));
+      try {
+        const r = await post(path, params);
+        toast(r.new === false ? 'Already recorded: nothing changed' : `${title}: done`);
+        for (const [, , input] of inputs) input.value = '';
+        await done();
+      } catch (err) { toast(err.message, 'error'); }
+    },
+  }, h('h3', title), inputs.map(([, label, input]) => field(label, input)), h('button.primary', { type: 'submit' }, title));
+}
+
+/** Balances, runway and standing of every account, and the operator's actions. */
+async function billingSection() {
+  const section = h('section.card', { id: 'billing' });
+  let enabled = true;
+  async function load() {
+    let accounts;
+    try {
+      accounts = await get('billing/accounts.json');
+    } catch (e) {
+      if (e.status === 404) { enabled = false; return; }
+      throw e;
+    }
+    clear(section, h('h2', 'Billing'),
+      h('div.toolbar', h('button.small', {
+        type: 'button',
+        onclick: async () => {
+          try {
+            const run = await post('billing/accrue.json');
+            toast(`Charged ${run.posted} day(s), ${pounds(run.pence)}`);
+            await load();
+          } catch (e) { toast(e.message, 'error'); }
+        },
+      }, 'Charge finished days now')),
+      h('div.table-wrap', h('table', { id: 'accounts' },
+        h('thead', h('tr', h('th', 'Id'), h('th', 'Username'), h('th', 'Plan'), h('th.num', 'Feeds'),
+          h('th.num', 'Balance'), h('th.num', 'Runway'), h('th', 'Standing'), h('th.num', 'Refused'))),
+        h('tbody', accounts.map((a) => h('tr', { dataset: { user: a.username } }, h('td', a.userid), h('td', a.username), h('td', a.plan),
+          h('td.num', a.feeds), h('td.num.balance', pounds(a.balance_pence)),
+          h('td.num', a.runway_days ?? '—'), h('td', a.standing.state), h('td.num', a.refusals)))))),
+      h('div.grid-forms',
+        adminForm('Top up', 'billing/topup.json', [['userid', 'User id', { inputmode: 'numeric' }],
+          ['pence', 'Pence', { inputmode: 'numeric' }], ['reference', 'Payment reference', {}]], load),
+        adminForm('Refund', 'billing/refund.json', [['userid', 'User id', { inputmode: 'numeric' }],
+          ['pence', 'Pence', { inputmode: 'numeric' }], ['reference', 'Refund reference', {}]], load),
+        adminForm('New voucher', 'billing/voucher.json', [['code', 'Code', {}],
+          ['pence', 'Pence', { inputmode: 'numeric' }], ['memo', 'What it is for', { required: false }]], load)));
+  }
+  await load();
+  return enabled ? section : null;
+}
 
 export async function render(main) {
   const body = h('div');
@@ -10,7 +70,8 @@ export async function render(main) {
   async function load() {
     const s = await get('admin/status.json');
     const parts = Object.entries(s.disk?.parts || {});
-    clear(body,
+    const billing = await billingSection();
+    clear(body, billing,
       h('section.card', h('h2', 'Server'), h('dl.facts',
         h('dt', 'ynni version'), h('dd', s.version),
         h('dt', 'emoncms API level'), h('dd', s.emoncms_api),
