@@ -117,14 +117,26 @@ pub fn refund(userid: i64, pence: i64, reference: &str, date: NaiveDate) -> NewL
 
 /// The charge for `date`: `feeds` feeds at `rate` pence per feed per year (and the monthly
 /// fee, included in `pence`, on the first of a month).
-pub fn accrual(userid: i64, date: NaiveDate, pence: i64, feeds: i64, rate: i64) -> NewLedgerTx {
+pub fn accrual(
+    userid: i64,
+    date: NaiveDate,
+    pence: i64,
+    feeds: i64,
+    rate: i64,
+    fee: i64,
+) -> NewLedgerTx {
+    let memo = if fee > 0 {
+        format!("{feeds} feed(s) at {rate}p a year, and the month's fee of {fee}p")
+    } else {
+        format!("{feeds} feed(s) at {rate}p a year")
+    };
     let mut tx = transfer(
         Head {
             key: accrual_key(userid, date),
             kind: ACCRUAL,
             userid,
             date,
-            memo: format!("{feeds} feed(s) at {rate}p a year"),
+            memo,
         },
         (CUSTOMER, Some(userid)),
         (REVENUE, None),
@@ -171,7 +183,7 @@ mod tests {
                 topup(user, pence, "r1", date),
                 voucher(user, pence, "C1", "", date),
                 refund(user, pence, "r2", date),
-                accrual(user, date, pence, feeds, 100),
+                accrual(user, date, pence, feeds, 100, 0),
             ] {
                 prop_assert_eq!(tx.check(), Ok(()));
                 let stored = LedgerTx {

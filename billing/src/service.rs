@@ -446,7 +446,12 @@ impl Billing {
             if feeds == 0 && pence == 0 {
                 continue;
             }
-            let tx = books::accrual(user.id, day, pence, feeds, plan.feed_year_pence);
+            let fee = if day.day() == 1 {
+                plan.monthly_fee_pence
+            } else {
+                0
+            };
+            let tx = books::accrual(user.id, day, pence, feeds, plan.feed_year_pence, fee);
             match self.catalog.post_ledger(&tx).await?? {
                 Posted::New(id) => {
                     run.posted += 1;
