@@ -27,6 +27,12 @@ pub fn policy(b: &BillingSettings) -> Policy {
                     max_inputs: p.max_inputs,
                     values_per_minute: p.values_per_minute,
                     min_post_interval_s: p.min_post_interval_s,
+                    overage: ynni_billing::overage::Overage {
+                        included_values_per_month: p.included_values_per_month,
+                        pence_per_1000_values: p.pence_per_1000_values,
+                        included_bytes: p.included_storage_mb.saturating_mul(1_000_000),
+                        pence_per_gb_month: p.pence_per_gb_month,
+                    },
                 };
                 (name.clone(), plan)
             })

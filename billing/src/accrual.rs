@@ -66,6 +66,7 @@ mod tests {
             max_inputs: 0,
             values_per_minute: 0,
             min_post_interval_s: 0,
+            overage: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! | voucher     | `voucher:<code>`       | promotions       | customer (user)  |
 //! | refund      | `refund:<reference>`   | customer (user)  | cash             |
 //! | accrual     | `accrual:<user>:<day>` | customer (user)  | revenue          |
+//! | overage     | `overage:<user>:<YYYY-MM>` | customer (user) | revenue       |
 //! | reversal    | `reverse:<key>`        | each entry of the original, negated |
 //!
 //! A user's balance is what the service owes them: the negated total of their customer
@@ -25,6 +26,7 @@ pub const VOUCHER: &str = "voucher";
 pub const REFUND: &str = "refund";
 pub const ACCRUAL: &str = "accrual";
 pub const REVERSAL: &str = "reversal";
+pub const OVERAGE: &str = "overage";
 
 fn entry(account: &str, userid: Option<i64>, amount: i64) -> LedgerEntry {
     LedgerEntry {
@@ -145,6 +147,29 @@ pub fn accrual(
     tx.quantity = feeds;
     tx.rate = rate;
     tx
+}
+
+/// The charge for what `month` (`YYYY-MM`, ending on `last_day`) used past the plan's
+/// allowances.
+pub fn overage(
+    userid: i64,
+    month: &str,
+    last_day: NaiveDate,
+    pence: i64,
+    memo: String,
+) -> NewLedgerTx {
+    transfer(
+        Head {
+            key: format!("overage:{userid}:{month}"),
+            kind: OVERAGE,
+            userid,
+            date: last_day,
+            memo,
+        },
+        (CUSTOMER, Some(userid)),
+        (REVENUE, None),
+        pence,
+    )
 }
 
 pub fn accrual_key(userid: i64, date: NaiveDate) -> String {

@@ -9,6 +9,7 @@ pub mod books;
 mod error;
 pub mod export;
 pub mod limits;
+pub mod overage;
 pub mod plan;
 mod service;
 pub mod standing;

@@ -108,6 +108,7 @@ mod tests {
             max_inputs: 0,
             values_per_minute: vpm,
             min_post_interval_s: interval,
+            overage: Default::default(),
         }
     }
 

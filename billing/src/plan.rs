@@ -17,6 +17,8 @@ pub struct Plan {
     pub values_per_minute: u32,
     /// Seconds between two posts of one node over HTTP.
     pub min_post_interval_s: u32,
+    /// Allowances and what exceeding them costs, charged monthly.
+    pub overage: crate::overage::Overage,
 }
 
 /// Every plan, and what applies to users the operator has not placed on one.

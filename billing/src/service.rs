@@ -430,6 +430,10 @@ impl Billing {
             .filter(|t| t.kind == ACCRUAL)
             .collect();
         for day in days {
+            // A month's last day ends its allowances (charged once by its own key).
+            if day.succ_opt().is_some_and(|next| next.day() == 1) {
+                self.charge_overage(user.id, &plan, day).await?;
+            }
             let date = day.to_string();
             if history.iter().any(|t| t.effective_date == date) {
                 run.existing += 1;
@@ -479,6 +483,49 @@ impl Billing {
             }
         }
         Ok(run)
+    }
+
+    /// Charges what the month ending on `last_day` used past `plan`'s allowances, once.
+    async fn charge_overage(
+        &self,
+        userid: i64,
+        plan: &Plan,
+        last_day: NaiveDate,
+    ) -> Result<(), BillingError> {
+        let o = &plan.overage;
+        if o.pence_per_1000_values == 0 && o.pence_per_gb_month == 0 {
+            return Ok(());
+        }
+        let first =
+            NaiveDate::from_ymd_opt(last_day.year(), last_day.month(), 1).unwrap_or(last_day);
+        let next = last_day.succ_opt().unwrap_or(last_day);
+        let days = self
+            .catalog
+            .usage_for_user(userid, &first.to_string(), &next.to_string())
+            .await?;
+        let values: i64 = days.iter().map(|d| d.http_values + d.mqtt_values).sum();
+        let stored: Vec<i64> = days
+            .iter()
+            .filter(|d| d.bytes > 0)
+            .map(|d| d.bytes)
+            .collect();
+        let avg_bytes = if stored.is_empty() {
+            0
+        } else {
+            stored.iter().sum::<i64>() / stored.len() as i64
+        };
+        let (values_pence, storage_pence) = crate::overage::month_charges(o, values, avg_bytes);
+        if values_pence + storage_pence == 0 {
+            return Ok(());
+        }
+        let month = first.format("%Y-%m").to_string();
+        let memo = format!(
+            "{month}: {values} values received ({values_pence}p past the allowance), {} MB stored on average ({storage_pence}p past the allowance)",
+            avg_bytes / 1_000_000
+        );
+        let tx = books::overage(userid, &month, last_day, values_pence + storage_pence, memo);
+        self.catalog.post_ledger(&tx).await??;
+        Ok(())
     }
 
     /// Rebuilds the set of users whose writes are refused (and re-reads who is on which plan);

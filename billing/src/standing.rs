@@ -11,7 +11,7 @@ use chrono::{Days, NaiveDate};
 use serde::Serialize;
 use ynni_core::catalog::LedgerTx;
 
-use crate::books::ACCRUAL;
+use crate::books::{ACCRUAL, OVERAGE};
 use crate::plan::Policy;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,7 +66,7 @@ pub fn position(
         balance = balance.saturating_sub(tx.customer_amount);
         if balance > 0 {
             arrears_since = None;
-        } else if arrears_since.is_none() && tx.kind == ACCRUAL {
+        } else if arrears_since.is_none() && (tx.kind == ACCRUAL || tx.kind == OVERAGE) {
             arrears_since = tx.effective_date.parse().ok();
         }
     }

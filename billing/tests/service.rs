@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Days, NaiveDate};
+use chrono::{Datelike, Days, NaiveDate};
 use proptest::prelude::*;
 use ynni_billing::{Billing, BillingError, Plan, Policy, Standing, utc_day};
 use ynni_core::Catalog;
@@ -22,6 +22,7 @@ fn policy() -> Policy {
         max_inputs: 0,
         values_per_minute: 0,
         min_post_interval_s: 0,
+        overage: Default::default(),
     };
     Policy {
         plans: BTreeMap::from([("standard".to_string(), standard)]),
@@ -269,4 +270,54 @@ proptest! {
             assert_balanced(&b).await;
         });
     }
+}
+
+/// A month's use past the plan's allowances is charged once, when the month is over.
+#[tokio::test]
+async fn values_past_the_allowance_are_charged_once_for_the_month() {
+    use ynni_billing::overage::Overage;
+    use ynni_core::catalog::Handled;
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let alice = user(&cat, "alice").await;
+    let mut p = policy();
+    let plan = p.plans.get_mut("standard").unwrap();
+    plan.overage = Overage {
+        included_values_per_month: 10_000,
+        pence_per_1000_values: 5,
+        included_bytes: 0,
+        pence_per_gb_month: 0,
+    };
+    let billing = Billing::new(cat.clone(), p);
+    // A month ahead, whole: 30,000 values received in it, 20,000 past the allowance: 100p.
+    let first = NaiveDate::from_ymd_opt(today().year_ce().1 as i32 + 1, 1, 1).unwrap();
+    let handled = Handled {
+        http_values: 10_000,
+        mqtt_values: 5_000,
+        points: 0,
+    };
+    let rows = vec![
+        (alice, plus(first, 3).to_string(), handled),
+        (alice, plus(first, 20).to_string(), handled),
+    ];
+    cat.set_usage_handled(&rows).await.unwrap();
+    let next_month = plus(first, 31);
+    billing.accrue(next_month).await.unwrap();
+    billing.accrue(next_month).await.unwrap();
+    let month = first.format("%Y-%m").to_string();
+    let tx = cat
+        .ledger_tx(&format!("overage:{alice}:{month}"))
+        .await
+        .unwrap()
+        .expect("charged");
+    assert_eq!(tx.customer_amount, 100, "{tx:?}");
+    assert_eq!(
+        billing
+            .position(alice, next_month)
+            .await
+            .unwrap()
+            .balance_pence,
+        -100
+    );
+    assert_balanced(&billing).await;
 }

@@ -76,6 +76,14 @@ pub struct PlanSettings {
     pub values_per_minute: u32,
     /// Seconds between two HTTP posts of one node; sooner answers 429 with `Retry-After`.
     pub min_post_interval_s: u32,
+    /// Values received a month (HTTP and MQTT) included in the price.
+    pub included_values_per_month: i64,
+    /// Per 1,000 values received past the allowance.
+    pub pence_per_1000_values: i64,
+    /// Storage included in the price (MB, 10^6 bytes, averaged over the month).
+    pub included_storage_mb: i64,
+    /// Per GB (10^9 bytes) a month stored past the allowance.
+    pub pence_per_gb_month: i64,
 }
 
 impl Default for PlanSettings {
@@ -87,6 +95,10 @@ impl Default for PlanSettings {
             max_inputs: 0,
             values_per_minute: 0,
             min_post_interval_s: 0,
+            included_values_per_month: 0,
+            pence_per_1000_values: 0,
+            included_storage_mb: 0,
+            pence_per_gb_month: 0,
         }
     }
 }
@@ -124,7 +136,13 @@ impl BillingSettings {
             return bad("billing.refresh_s", "must be at least 1");
         }
         for p in self.plans.values() {
-            if p.feed_year_pence < 0 || p.monthly_fee_pence < 0 {
+            if p.feed_year_pence < 0
+                || p.monthly_fee_pence < 0
+                || p.pence_per_1000_values < 0
+                || p.pence_per_gb_month < 0
+                || p.included_values_per_month < 0
+                || p.included_storage_mb < 0
+            {
                 return bad("billing.plans", "prices must not be negative");
             }
         }

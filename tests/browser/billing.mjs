@@ -42,7 +42,7 @@ const page = await context.newPage();
 page.setDefaultTimeout(20000);
 page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
 page.on('console', (m) => {
-  if (m.type() === 'error' && !/status of 404/.test(m.text())) problems.push(`console ${m.type()}: ${m.text()}`);
+  if (m.type() === 'error') problems.push(`console ${m.type()}: ${m.text()}`);
 });
 page.on('dialog', (d) => d.accept());
 page.on('response', async (r) => {

@@ -27,6 +27,7 @@ pub(crate) fn last_week_charges() -> Vec<i64> {
         max_inputs: 0,
         values_per_minute: 0,
         min_post_interval_s: 0,
+        overage: Default::default(),
     };
     let today = ynni_billing::utc_day(chrono::Utc::now().timestamp());
     let mut units_by_year = std::collections::HashMap::new();
@@ -425,6 +426,12 @@ async fn without_billing_nothing_is_refused_and_its_routes_say_so() {
     let r = get(
         &c,
         &server.url(&format!("/billing/account.json?apikey={read}")),
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_str()), (200, "{\"enabled\":false}"));
+    let r = get(
+        &c,
+        &server.url(&format!("/billing/statement.json?apikey={read}")),
     )
     .await;
     assert_eq!(r.status, 404, "{}", r.body);

@@ -4,7 +4,8 @@
 //! A user (session or apikey) sees their own account, ledger and statements and redeems
 //! voucher codes (write access); an administrator (a login session, never an apikey, as for
 //! `admin/*`) tops up, refunds, reverses, issues vouchers, sets plans, runs the accrual and
-//! exports usage. Without `[billing]` every route answers 404.
+//! exports usage. Without `[billing]` every route answers 404, but `billing/account.json`,
+//! which says `{"enabled": false}`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use chrono::NaiveDate;
@@ -23,6 +24,10 @@ const MAX_EXPORT_DAYS: i64 = 366;
 
 pub async fn handle(call: &Call<'_>) -> ApiResult {
     let Some(billing) = call.state.billing.as_deref() else {
+        // The pages ask on every load whether to show billing; a plain answer, not an error.
+        if call.route.action == "account" && call.caller.is_some() {
+            return Ok(reply::json(json!({ "enabled": false })));
+        }
         return Err(ApiError::Text(
             StatusCode::NOT_FOUND,
             "Billing is not enabled on this server".into(),
@@ -170,6 +175,7 @@ async fn account(billing: &Billing, userid: i64, today: NaiveDate) -> Result<Val
     let a = billing.account(userid, today).await.map_err(refused)?;
     let policy = billing.policy();
     let mut v = json!(a);
+    v["enabled"] = json!(true);
     v["currency"] = json!("GBP");
     v["warn_days"] = json!(policy.warn_days);
     v["grace_days"] = json!(policy.grace_days);

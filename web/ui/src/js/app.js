@@ -24,11 +24,14 @@ function viewName() {
 
 /**
  * A hosted service's account, or null where the server does not bill (billing/account.json
- * answers 404 there) or nobody is logged in.
+ * says `enabled: false` there) or nobody is logged in.
  */
 async function billingAccount(user) {
   if (!user) return null;
-  try { return await get('billing/account.json'); } catch { return null; }
+  try {
+    const account = await get('billing/account.json');
+    return account && account.enabled ? account : null;
+  } catch { return null; }
 }
 
 /** A banner above every page while the balance is low or used up. */

@@ -106,7 +106,11 @@ export async function render(main) {
     try {
       account = await get('billing/account.json');
     } catch (e) {
-      clear(body, h('p', e.status === 404 ? 'This server does not bill its users.' : e.message));
+      clear(body, h('p.error', e.message));
+      return;
+    }
+    if (!account.enabled) {
+      clear(body, h('p', 'This server does not bill its users.'));
       return;
     }
     const [feeds, usage] = await Promise.all([get('feed/list.json'), get('usage/summary.json')]);
