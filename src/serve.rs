@@ -126,6 +126,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             crate::billing_cmd::policy(b),
         ))
     });
+    if let Some(b) = &billing {
+        // A plan's cap on inputs, asked by the shard workers when a post would create some.
+        let b = b.clone();
+        router.limit_inputs(move |userid| {
+            b.plan_now(userid)
+                .map(|p| p.max_inputs as usize)
+                .filter(|m| *m > 0)
+        });
+    }
     let mqtt_owners = cluster
         .as_ref()
         .map(|_| crate::cluster_node::MqttOwners::default());

@@ -240,6 +240,25 @@ async fn a_prepaid_account_is_warned_graced_refused_and_accepted_again() {
         "/input/bulk?data=%5B%5B0%2C%22meter%22%2C%7B%22power%22%3A6%7D%5D%5D&apikey={bob_write}"
     ));
     assert_eq!(get(&c, &bulk).await.status, 402);
+    let feeds = json_of(
+        &c,
+        &server.url(&format!("/feed/list.json?apikey={bob_read}")),
+    )
+    .await;
+    // emoncms's feed list gives ids as strings.
+    let bob_feed: i64 = feeds[0]["id"]
+        .to_string()
+        .trim_matches('"')
+        .parse()
+        .expect("feed");
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/feed/insert.json?id={bob_feed}&time=1700000000&value=1&apikey={bob_write}"
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 402, "feed/insert is refused too: {}", r.body);
     // Reads keep working, and the value acknowledged before is there.
     assert_eq!(power(&server, &bob_read).await, 5);
     // His open connection is closed, and new ones are refused with the documented codes.
@@ -558,6 +577,7 @@ async fn a_plans_rate_and_feed_limits_hold_one_user_back_not_the_others() {
         .env("BILLING__PLANS__SMALL__VALUES_PER_MINUTE", "10")
         .env("BILLING__PLANS__SMALL__MIN_POST_INTERVAL_S", "0")
         .env("BILLING__PLANS__SMALL__MAX_FEEDS", "1")
+        .env("BILLING__PLANS__SMALL__MAX_INPUTS", "3")
         .env("BILLING__PLANS__METERED__MIN_POST_INTERVAL_S", "30")
         .start();
     let c = script();
@@ -620,6 +640,32 @@ async fn a_plans_rate_and_feed_limits_hold_one_user_back_not_the_others() {
         "/input/post?node=other&fulljson=%7B%22x%22%3A1%7D&apikey={carol_write}"
     ));
     assert_eq!(get(&c, &url).await.status, 200);
+
+    // Three inputs on the small plan (10 values a minute are spent: the refill is tested
+    // above, so a fresh account of the same plan posts here).
+    let (dave, _, dave_write) = register(&server, "davey", "password123").await;
+    let r = json_of(
+        &admin,
+        &server.url(&format!("/billing/setplan.json?userid={dave}&plan=small")),
+    )
+    .await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(
+        get(&c, &post(&dave_write, 3)).await.body,
+        "{\"success\": true}"
+    );
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/input/post?node=n&fulljson=%7B%22v9%22%3A1%7D&apikey={dave_write}"
+        )),
+    )
+    .await;
+    assert!(
+        r.body.contains("inputs this account's plan allows"),
+        "{}",
+        r.body
+    );
 
     // One feed on the small plan.
     let create = |name: &str| {

@@ -100,6 +100,11 @@ pub enum IngestError {
         "Error: Reached the maximal allowed number of new inputs in one request, limit is {limit}. Input '{name}' was ignored."
     )]
     NewInputLimit { limit: usize, name: String },
+    /// A hosted service's plan caps the inputs of an account.
+    #[error(
+        "Error: Reached the number of inputs this account's plan allows, limit is {limit}. Input '{name}' was ignored."
+    )]
+    PlanInputLimit { limit: usize, name: String },
     #[error(
         "Error: Reached the maximal allowed number of values in one request, limit is {limit}. Nothing was stored."
     )]
@@ -138,6 +143,7 @@ impl IngestError {
             IngestError::NodeLimit { .. }
                 | IngestError::InputLimit { .. }
                 | IngestError::NewInputLimit { .. }
+                | IngestError::PlanInputLimit { .. }
                 | IngestError::ValueLimit { .. }
         )
     }
@@ -245,6 +251,31 @@ struct Slot {
     fence: Option<Arc<Fence>>,
 }
 
+/// How many inputs each account may have, when something (a hosted service's plan) says;
+/// asked only when a submission would create inputs.
+#[derive(Clone, Default)]
+pub struct InputCaps(Arc<RwLock<Option<InputCap>>>);
+
+type InputCap = Arc<dyn Fn(i64) -> Option<usize> + Send + Sync>;
+
+impl std::fmt::Debug for InputCaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InputCaps")
+    }
+}
+
+impl InputCaps {
+    /// The cap on `userid`'s inputs, if any.
+    pub fn cap(&self, userid: i64) -> Option<usize> {
+        let f = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
+        f.and_then(|f| f(userid))
+    }
+
+    fn set(&self, f: InputCap) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+}
+
 /// Where a slot's jobs go: its own worker thread (one node), or the host thread serving its
 /// vshard among others (cluster mode).
 #[derive(Clone)]
@@ -288,6 +319,7 @@ pub struct Router {
     outputs: tokio::sync::broadcast::Sender<Output>,
     /// What every worker opened later needs.
     cfg: RouterConfig,
+    input_caps: InputCaps,
     catalog: Catalog,
     handle: tokio::runtime::Handle,
 }
@@ -333,6 +365,7 @@ impl Router {
             workers,
             outputs,
             cfg,
+            input_caps: InputCaps::default(),
             catalog,
             handle,
         };
@@ -418,11 +451,12 @@ impl Router {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (cfg, catalog, handle) = (self.cfg.clone(), self.catalog.clone(), self.handle.clone());
         let out = self.outputs.clone();
+        let caps = self.input_caps.clone();
         let worker_fence = fence.clone();
         let thread = std::thread::Builder::new()
             .name(format!("ynni-shard-{n}"))
             .spawn(move || {
-                match Worker::open(n as usize, &cfg, catalog, handle, out, worker_fence) {
+                match Worker::open(n as usize, &cfg, catalog, handle, out, worker_fence, caps) {
                     Ok(worker) => {
                         let _ = ready_tx.send(Ok(()));
                         // `run` catches a panic in any job itself and carries on with its
@@ -482,6 +516,7 @@ impl Router {
                 self.handle.clone(),
                 self.outputs.clone(),
                 fence.clone(),
+                self.input_caps.clone(),
             )
         }))
         .unwrap_or_else(|_| {
@@ -498,6 +533,12 @@ impl Router {
             },
         );
         Ok(())
+    }
+
+    /// Caps each account's inputs at what `cap` says (a hosted service's plan); every worker,
+    /// open or opened later, asks it when a submission would create inputs.
+    pub fn limit_inputs(&self, cap: impl Fn(i64) -> Option<usize> + Send + Sync + 'static) {
+        self.input_caps.set(Arc::new(cap));
     }
 
     /// How many vshards users are divided into.

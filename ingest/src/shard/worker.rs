@@ -254,6 +254,7 @@ struct Core {
     limits: Limits,
     outputs: tokio::sync::broadcast::Sender<Output>,
     input_outputs: bool,
+    input_caps: super::router::InputCaps,
 }
 
 /// A submission in the log, waiting for its sync: the record, the sync's ticket, the caller,
@@ -301,6 +302,7 @@ impl Worker {
         handle: Handle,
         outputs: tokio::sync::broadcast::Sender<Output>,
         fence: Option<Arc<Fence>>,
+        input_caps: super::router::InputCaps,
     ) -> Result<Self, IngestError> {
         let mut core = Core {
             catalog,
@@ -310,6 +312,7 @@ impl Worker {
             limits: Limits::with_nodes(cfg.max_nodes),
             outputs,
             input_outputs: cfg.input_outputs,
+            input_caps,
         };
         let wal = cfg.wal_root.join(n.to_string());
         let store = FeedStore::open_with(
@@ -896,6 +899,7 @@ impl Core {
                 limit: limits.values_per_request,
             });
         }
+        let plan_cap = self.input_caps.cap(s.userid);
         let user = self.user(s.userid)?;
         let mut new_nodes: Vec<&str> = Vec::new();
         let mut new_inputs: HashMap<&str, HashSet<&str>> = HashMap::new();
@@ -944,6 +948,15 @@ impl Core {
                     });
                 }
                 created += 1;
+                if let Some(cap) = plan_cap {
+                    let pending: usize = group.inputs.values().map(HashSet::len).sum();
+                    if user.inputs.len() + pending + created > cap {
+                        return Err(IngestError::PlanInputLimit {
+                            limit: cap,
+                            name: name.clone(),
+                        });
+                    }
+                }
                 if created > limits.new_inputs_per_request {
                     return Err(IngestError::NewInputLimit {
                         limit: limits.new_inputs_per_request,
@@ -1412,6 +1425,7 @@ mod tests {
                 self.rt.handle().clone(),
                 self.outputs.clone(),
                 None,
+                Default::default(),
             )
             .expect("worker")
         }

@@ -15,6 +15,16 @@ pub(super) async fn insert(call: &Call<'_>) -> ApiResult {
     if is_virtual(&row) {
         return Err(ApiError::fail("A virtual feed holds no data"));
     }
+    // New data is refused to an account past its grace period, by whichever way it comes.
+    if let Some(billing) = &call.state.billing
+        && billing.refuses_writes(row.userid)
+    {
+        billing.count_refusal(row.userid);
+        return Err(ApiError::Text(
+            axum::http::StatusCode::PAYMENT_REQUIRED,
+            crate::api::input::PAYMENT_REQUIRED.into(),
+        ));
+    }
     let p = call.params;
     let now = chrono::Utc::now().timestamp();
     let (points, single) = if let Some(data) = p.get_or_post("data") {
