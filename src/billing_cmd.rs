@@ -52,6 +52,7 @@ pub fn config_of(cmd: &BillingCommand) -> &ConfigArgs {
         BillingCommand::Reverse(a) => &a.config,
         BillingCommand::Plan(a) => &a.config,
         BillingCommand::Statement(a) => &a.config,
+        BillingCommand::Ledger(a) => &a.config,
         BillingCommand::Export(a) => &a.config,
     }
 }
@@ -144,6 +145,29 @@ pub async fn run(settings: &Settings, cmd: BillingCommand) -> anyhow::Result<()>
                 print!("{}", statement::csv(&s));
             } else {
                 println!("{}", serde_json::to_string_pretty(&s)?);
+            }
+        }
+        BillingCommand::Ledger(a) => {
+            let rows = match &a.user {
+                Some(user) => {
+                    let u = user_id(&catalog, user).await?;
+                    catalog
+                        .ledger_for_user(u, "0000-01-01", "9999-12-31")
+                        .await?
+                }
+                None => catalog.ledger_between("0000-01-01", "9999-12-31").await?,
+            };
+            for t in rows {
+                let entries = catalog.ledger_entries(t.id).await?;
+                let entries: Vec<_> = entries
+                    .iter()
+                    .map(|e| json!({"account": e.account, "userid": e.userid, "pence": e.amount}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"id": t.id, "key": t.key, "kind": t.kind, "userid": t.userid,
+                           "date": t.effective_date, "memo": t.memo, "entries": entries})
+                );
             }
         }
         BillingCommand::Export(a) => {

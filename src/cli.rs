@@ -72,6 +72,8 @@ pub enum BillingCommand {
     Accrue(ConfigArgs),
     /// A user's statement for a month, as JSON or CSV.
     Statement(StatementArgs),
+    /// Every transaction of a user (or of everyone), oldest first, one JSON object a line.
+    Ledger(LedgerArgs),
     /// The days' charges as Stripe meter events or Lago events (JSON lines).
     Export(BillingExportArgs),
 }
@@ -132,6 +134,14 @@ pub struct StatementArgs {
     pub month: String,
     #[arg(long)]
     pub csv: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Username or id; every user's transactions when left out.
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Args)]

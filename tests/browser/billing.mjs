@@ -81,6 +81,9 @@ try {
   await page.waitForFunction(([sel, want]) => document.querySelector(sel)?.textContent === want,
     [`#accounts tr[data-user="${userName}"] .balance`, pounds(afterAccrual)]);
   check(await aliceBalance().textContent() === pounds(afterAccrual), 'the admin page shows the charged balance');
+  await page.getByRole('button', { name: `Ledger of ${userName}` }).click();
+  await page.locator('#ledger table').waitFor();
+  check((await page.locator('#ledger').innerText()).includes('topup:pay-ui-1'), 'the ledger lists the top-up by its key');
   await adminForm('billing/voucher.json', { Code: 'HW-UI', Pence: '500', 'What it is for': 'emonPi' }, 'New voucher');
   await page.getByText('New voucher: done').waitFor();
   await shot('billing-01-admin');

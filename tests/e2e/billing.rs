@@ -677,3 +677,68 @@ async fn a_plans_rate_and_feed_limits_hold_one_user_back_not_the_others() {
     let r = get(&c, &create("two")).await;
     assert!(r.body.contains("Feed limit reached"), "{}", r.body);
 }
+
+/// `ynni billing …` on the server's data: a top-up counted once per reference, a voucher
+/// redeemed once, the ledger and a statement that agree, and a clear refusal where billing is
+/// off.
+#[tokio::test]
+async fn the_billing_commands_work_on_the_servers_data() {
+    use crate::harness::run_cli;
+    let server = billed_server();
+    let (alice, alice_read, _) = register(&server, "alice", "password123").await;
+    let data = server.data_dir.display().to_string();
+    let on = [("YNNI_BILLING__GRACE_DAYS", "5")];
+    let cli = |args: &[&str]| {
+        let mut all: Vec<&str> = vec!["billing"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--data-dir", &data]);
+        run_cli(&all, &on, None)
+    };
+    for _ in 0..2 {
+        let (ok, out, err) = cli(&["topup", "alice", "250", "--reference", "pay-cli-1"]);
+        assert!(ok.success(), "{out}{err}");
+    }
+    let (ok, out, err) = cli(&["voucher", "HW-CLI", "100", "--memo", "emonTx"]);
+    assert!(ok.success(), "{out}{err}");
+    let (ok, out, err) = cli(&["redeem", &alice.to_string(), "HW-CLI"]);
+    assert!(ok.success(), "{out}{err}");
+    let (ok, out, err) = cli(&["redeem", "alice", "HW-CLI"]);
+    assert!(
+        ok.success() && out.contains("nothing changed"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = cli(&["ledger", "alice"]);
+    assert!(ok.success(), "{out}{err}");
+    let keys: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("a JSON line");
+            assert_eq!(
+                v["entries"]
+                    .as_array()
+                    .expect("entries")
+                    .iter()
+                    .map(|e| e["pence"].as_i64().expect("pence"))
+                    .sum::<i64>(),
+                0,
+                "every transaction balances: {v}"
+            );
+            v["key"].as_str().expect("key").to_string()
+        })
+        .collect();
+    assert_eq!(keys, ["topup:pay-cli-1", "voucher:HW-CLI"]);
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let (ok, out, err) = cli(&["statement", "alice", &month, "--csv"]);
+    assert!(ok.success(), "{out}{err}");
+    assert!(out.ends_with("closing balance,3.50\n"), "{out}");
+    // The server sees what the command wrote.
+    let a = json_of(
+        &script(),
+        &server.url(&format!("/billing/account.json?apikey={alice_read}")),
+    )
+    .await;
+    assert_eq!(a["balance_pence"], 350, "{a}");
+    let (ok, _, err) = run_cli(&["billing", "accounts", "--data-dir", &data], &[], None);
+    assert!(!ok.success());
+    assert!(err.contains("[billing]"), "{err}");
+}

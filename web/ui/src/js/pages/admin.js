@@ -25,6 +25,16 @@ function adminForm(title, path, fields, done) {
 /** Balances, runway and standing of every account, and the operator's actions. */
 async function billingSection() {
   const section = h('section.card', { id: 'billing' });
+  const ledgerBox = h('div', { id: 'ledger' });
+  async function showLedger(a) {
+    try {
+      const rows = await get('billing/userledger.json', { userid: a.userid });
+      clear(ledgerBox, h('h3', `Ledger of ${a.username}`), h('div.table-wrap', h('table',
+        h('thead', h('tr', h('th', 'Date'), h('th', 'Kind'), h('th', 'What'), h('th.num', 'Amount'), h('th', 'Key'))),
+        h('tbody', rows.map((t) => h('tr', h('td', t.date), h('td', t.kind), h('td', t.memo),
+          h('td.num', pounds(t.amount_pence)), h('td', h('code', t.key))))))));
+    } catch (e) { toast(e.message, 'error'); }
+  }
   let enabled = true;
   async function load() {
     let accounts;
@@ -47,10 +57,12 @@ async function billingSection() {
       }, 'Charge finished days now')),
       h('div.table-wrap', h('table', { id: 'accounts' },
         h('thead', h('tr', h('th', 'Id'), h('th', 'Username'), h('th', 'Plan'), h('th.num', 'Feeds'),
-          h('th.num', 'Balance'), h('th.num', 'Runway'), h('th', 'Standing'), h('th.num', 'Refused'))),
+          h('th.num', 'Balance'), h('th.num', 'Runway'), h('th', 'Standing'), h('th.num', 'Refused'), h('th', ''))),
         h('tbody', accounts.map((a) => h('tr', { dataset: { user: a.username } }, h('td', a.userid), h('td', a.username), h('td', a.plan),
           h('td.num', a.feeds), h('td.num.balance', pounds(a.balance_pence)),
-          h('td.num', a.runway_days ?? '—'), h('td', a.standing.state), h('td.num', a.refusals)))))),
+          h('td.num', a.runway_days ?? '—'), h('td', a.standing.state), h('td.num', a.refusals),
+          h('td', h('button.small', { type: 'button', 'aria-label': `Ledger of ${a.username}`, onclick: () => showLedger(a) }, 'Ledger'))))))),
+      ledgerBox,
       h('div.grid-forms',
         adminForm('Top up', 'billing/topup.json', [['userid', 'User id', { inputmode: 'numeric' }],
           ['pence', 'Pence', { inputmode: 'numeric' }], ['reference', 'Payment reference', {}]], load),
