@@ -4,6 +4,7 @@
 // Tests and benchmarks stop at the first surprise: unwrapping is how they say so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod apps;
 mod authz;
 mod bad_input;
 mod billing;

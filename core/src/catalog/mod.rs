@@ -13,6 +13,7 @@
 //! `"processList"` (PostgreSQL folds the unquoted column name to lower case). [`on_db!`] runs
 //! a statement on whichever pool the catalog has; each backend has its own migrations.
 
+mod apps;
 mod devices;
 mod feeds;
 mod import;
@@ -33,6 +34,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Encode, FromRow, SqlSafeStr, Type};
 
+pub use apps::{AppRow, ShareRow, ShareScope, share_token_hash};
 pub use devices::DeviceRow;
 pub use feeds::FeedRow;
 pub use import::{Imported, ImportedUser};

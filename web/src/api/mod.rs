@@ -2,6 +2,7 @@
 //! handed to its controller.
 
 mod admin;
+mod app;
 mod batch;
 mod billing;
 mod device;
@@ -11,6 +12,7 @@ mod input;
 mod input_manage;
 mod process;
 mod profile;
+mod share;
 mod system;
 mod usage;
 mod user;
@@ -106,10 +108,22 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
     {
         return Ok(axum::response::Redirect::to(page).into_response());
     }
-    let caller = match auth::authenticate(state, &params, &parts.headers).await? {
-        Auth::Caller(c) => Some(*c),
-        Auth::Anonymous => None,
-        Auth::InvalidKey => return Err(ApiError::InvalidApikey),
+    // A share link reads its feeds as their owner and nothing else; no other key counts.
+    let caller = if let Some(token) = params.get("share") {
+        let shared = share::open(state, token).await?.ok_or_else(|| {
+            ApiError::Text(
+                StatusCode::UNAUTHORIZED,
+                "This share link is not valid: revoked, expired or mistyped".into(),
+            )
+        })?;
+        share::check(&route, &params, &shared)?;
+        Some(shared.caller)
+    } else {
+        match auth::authenticate(state, &params, &parts.headers).await? {
+            Auth::Caller(c) => Some(*c),
+            Auth::Anonymous => None,
+            Auth::InvalidKey => return Err(ApiError::InvalidApikey),
+        }
     };
     let uses_session = caller.as_ref().is_some_and(|c| !c.via_apikey)
         || (route.controller == "user" && matches!(route.action.as_str(), "login" | "register"));
@@ -177,6 +191,8 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
         "myip" => system::myip(&call),
         "device" => device::handle(&call).await,
         "billing" => billing::handle(&call).await,
+        "app" => app::handle(&call).await,
+        "share" => share::handle(&call).await,
         "usage" => usage::handle(&call).await,
         "ynni" => homeassistant::handle(&call).await,
         "admin" if route.format == Format::Json => admin::handle(&call).await,

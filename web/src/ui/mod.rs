@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 
 use axum::body::Bytes;
 use axum::extract::ConnectInfo;
@@ -32,7 +32,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/app", get(page))
         .route("/app/", get(page))
-        .route("/app/{*view}", get(page))
+        .route("/app/{*view}", any(page_or_api))
         .route("/ui/{*path}", get(asset))
         .route("/ynni/live", get(live_stream))
 }
@@ -55,6 +55,43 @@ pub fn security_headers(h: &mut HeaderMap) {
 
 async fn page(State(state): State<AppState>, request: Request) -> Response {
     assets::serve(&state.settings.http.ui_dir, "index.html", request.headers())
+}
+
+/// emoncms's app module answers at `/app/<action>` too (`app/list.json`, `app/getconfig`, …):
+/// those, anything with a format suffix and anything but a GET go to the API; the rest are the
+/// UI's pages (whose names are none of these).
+const APP_MODULE_ACTIONS: [&str; 9] = [
+    "list",
+    "available",
+    "add",
+    "remove",
+    "setname",
+    "setpublic",
+    "setconfig",
+    "getconfig",
+    "view",
+];
+
+async fn page_or_api(State(state): State<AppState>, request: Request) -> Response {
+    let first = request
+        .uri()
+        .path()
+        .trim_start_matches("/app/")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let action = first.split('.').next().unwrap_or("");
+    if request.method() != axum::http::Method::GET
+        || first.contains('.')
+        || APP_MODULE_ACTIONS.contains(&action)
+    {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+        return crate::api::dispatch(State(state), ConnectInfo(peer), request).await;
+    }
+    page(State(state), request).await
 }
 
 async fn asset(

@@ -1,0 +1,269 @@
+//! emoncms's app module rows (`apps`) and read-only share links (`shares`).
+
+use sha2::{Digest, Sha256};
+
+use super::on_db;
+use super::{Catalog, CatalogError, now_secs};
+
+/// One app instance of a user.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AppRow {
+    pub id: i64,
+    pub userid: i64,
+    /// The app's type (`myelectric`, `mysolarpv`, …).
+    pub app: String,
+    pub name: String,
+    pub public: bool,
+    /// A flat JSON object.
+    pub config: String,
+}
+
+/// A share link as stored (never its token).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ShareRow {
+    pub id: i64,
+    pub userid: i64,
+    pub label: String,
+    /// `feeds` or `app`.
+    pub kind: String,
+    pub app: Option<i64>,
+    /// `feeds`: comma-separated feed ids.
+    pub feeds: String,
+    pub created: i64,
+    /// Unix seconds; 0 for none.
+    pub expires: i64,
+    pub revoked: bool,
+}
+
+/// What a new share link gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShareScope {
+    Feeds(Vec<i64>),
+    App(i64),
+}
+
+/// A share token's SHA-256, as stored.
+pub fn share_token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+const APP_COLUMNS: &str = "id, userid, app, name, public, config";
+const SHARE_COLUMNS: &str = "id, userid, label, kind, app, feeds, created, expires, revoked";
+
+impl Catalog {
+    /// A new app of `userid`; `None` when the user has an app of that name.
+    pub async fn create_app(
+        &self,
+        userid: i64,
+        app: &str,
+        name: &str,
+    ) -> Result<Option<i64>, CatalogError> {
+        let inserted = on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+            "INSERT INTO apps (userid, app, name) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(userid)
+        .bind(app)
+        .bind(name)
+        .fetch_one(p)
+        .await);
+        match inserted {
+            Ok(id) => Ok(Some(id)),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `userid`'s apps, by id.
+    pub async fn apps_for_user(&self, userid: i64) -> Result<Vec<AppRow>, CatalogError> {
+        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE userid = $1 ORDER BY id");
+        Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
+    }
+
+    pub async fn app_by_id(&self, id: i64) -> Result<Option<AppRow>, CatalogError> {
+        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1");
+        Ok(self.select_optional(sqlx::AssertSqlSafe(sql), id).await?)
+    }
+
+    /// Removes `userid`'s app `id`; false if the user has no such app.
+    pub async fn delete_app(&self, userid: i64, id: i64) -> Result<bool, CatalogError> {
+        let sql = "DELETE FROM apps WHERE id = $1 AND userid = $2";
+        Ok(self.execute2(sql, id, userid).await? > 0)
+    }
+
+    /// Renames `userid`'s app `id`; `Ok(false)` if the user has no such app, `Err` on a name
+    /// another of their apps has (a unique clash).
+    pub async fn set_app_name(
+        &self,
+        userid: i64,
+        id: i64,
+        name: &str,
+    ) -> Result<Option<bool>, CatalogError> {
+        let changed = on_db!(&self.db, p => sqlx::query(
+            "UPDATE apps SET name = $1 WHERE id = $2 AND userid = $3",
+        )
+        .bind(name)
+        .bind(id)
+        .bind(userid)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()));
+        match changed {
+            Ok(n) => Ok(Some(n > 0)),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn set_app_public(
+        &self,
+        userid: i64,
+        id: i64,
+        public: bool,
+    ) -> Result<bool, CatalogError> {
+        Ok(on_db!(&self.db, p => sqlx::query(
+            "UPDATE apps SET public = $1 WHERE id = $2 AND userid = $3",
+        )
+        .bind(public)
+        .bind(id)
+        .bind(userid)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?
+            > 0)
+    }
+
+    pub async fn set_app_config(
+        &self,
+        userid: i64,
+        id: i64,
+        config: &str,
+    ) -> Result<bool, CatalogError> {
+        Ok(on_db!(&self.db, p => sqlx::query(
+            "UPDATE apps SET config = $1 WHERE id = $2 AND userid = $3",
+        )
+        .bind(config)
+        .bind(id)
+        .bind(userid)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?
+            > 0)
+    }
+
+    /// Stores a share link whose token hashes to `token_hash`; returns its id.
+    pub async fn create_share(
+        &self,
+        userid: i64,
+        token_hash: &str,
+        label: &str,
+        scope: &ShareScope,
+        expires: i64,
+    ) -> Result<i64, CatalogError> {
+        let (kind, app, feeds) = match scope {
+            ShareScope::Feeds(ids) => (
+                "feeds",
+                None,
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
+            ),
+            ShareScope::App(id) => ("app", Some(*id), String::new()),
+        };
+        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+            "INSERT INTO shares (userid, token_hash, label, kind, app, feeds, created, expires) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(userid)
+        .bind(token_hash)
+        .bind(label)
+        .bind(kind)
+        .bind(app)
+        .bind(feeds)
+        .bind(now_secs())
+        .bind(expires)
+        .fetch_one(p)
+        .await)?)
+    }
+
+    pub async fn shares_for_user(&self, userid: i64) -> Result<Vec<ShareRow>, CatalogError> {
+        let sql = format!("SELECT {SHARE_COLUMNS} FROM shares WHERE userid = $1 ORDER BY id");
+        Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
+    }
+
+    /// The share link whose token hashes to `token_hash`, whatever its state.
+    pub async fn share_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<ShareRow>, CatalogError> {
+        let sql = format!("SELECT {SHARE_COLUMNS} FROM shares WHERE token_hash = $1");
+        Ok(self
+            .select_optional(sqlx::AssertSqlSafe(sql), token_hash)
+            .await?)
+    }
+
+    /// Revokes `userid`'s share link `id`; false if the user has no such link.
+    pub async fn revoke_share(&self, userid: i64, id: i64) -> Result<bool, CatalogError> {
+        let sql = "UPDATE shares SET revoked = TRUE WHERE id = $1 AND userid = $2";
+        Ok(self.execute2(sql, id, userid).await? > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{test_catalog, test_user};
+
+    #[tokio::test]
+    async fn apps_and_share_links_belong_to_their_user() {
+        let (_d, cat) = test_catalog().await;
+        let a = test_user(&cat, "alice").await;
+        let b = test_user(&cat, "bobby").await;
+        let id = cat
+            .create_app(a.id, "myelectric", "My Electric")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cat.create_app(a.id, "mysolarpv", "My Electric")
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            cat.create_app(b.id, "myelectric", "My Electric")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(!cat.delete_app(b.id, id).await.unwrap(), "not bob's");
+        assert!(!cat.set_app_config(b.id, id, "{}").await.unwrap());
+        assert!(cat.set_app_config(a.id, id, r#"{"use":1}"#).await.unwrap());
+        assert!(cat.set_app_public(a.id, id, true).await.unwrap());
+        let row = cat.app_by_id(id).await.unwrap().unwrap();
+        assert_eq!((row.public, row.config.as_str()), (true, r#"{"use":1}"#));
+        let s = cat
+            .create_share(
+                a.id,
+                &share_token_hash("t"),
+                "x",
+                &ShareScope::Feeds(vec![3, 4]),
+                0,
+            )
+            .await
+            .unwrap();
+        assert!(!cat.revoke_share(b.id, s).await.unwrap(), "not bob's");
+        let got = cat
+            .share_by_token_hash(&share_token_hash("t"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.feeds.as_str(), got.revoked), ("3,4", false));
+        assert!(cat.revoke_share(a.id, s).await.unwrap());
+        assert!(
+            cat.share_by_token_hash(&share_token_hash("t"))
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked
+        );
+        assert!(cat.delete_app(a.id, id).await.unwrap());
+    }
+}

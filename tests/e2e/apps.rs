@@ -1,0 +1,249 @@
+//! emoncms's app module API (issue 19) and share links: apps belong to their user (a public
+//! one may be read by id), and a share token reads only the feeds it shares, through nothing
+//! but the data calls, and stops at once when revoked.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Server, get, register, script};
+
+async fn call(server: &Server, path: &str) -> (u16, String) {
+    let r = get(&script(), &server.url(path)).await;
+    (r.status, r.body)
+}
+
+async fn json_at(server: &Server, path: &str) -> Value {
+    let (status, body) = call(server, path).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body}"))
+}
+
+async fn feed(server: &Server, key: &str, name: &str) -> i64 {
+    json_at(
+        server,
+        &format!(
+            "/feed/create.json?name={name}&engine=5&options=%7B%22interval%22%3A10%7D&apikey={key}"
+        ),
+    )
+    .await["feedid"]
+        .as_i64()
+        .expect("feedid")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_stay_with_their_user_and_share_links_read_only_what_they_share() {
+    let server = Server::start();
+    let (alice, alice_read, alice_write) = register(&server, "alice", "password123").await;
+    let (_, bob_read, bob_write) = register(&server, "bobby", "password123").await;
+    let use_feed = feed(&server, &alice_write, "use").await;
+    let kwh_feed = feed(&server, &alice_write, "use_kwh").await;
+    let secret = feed(&server, &alice_write, "secret").await;
+    for (id, t) in [(use_feed, 1_700_000_000), (secret, 1_700_000_000)] {
+        let (status, body) = call(
+            &server,
+            &format!("/feed/insert.json?id={id}&time={t}&value=5&apikey={alice_write}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // The app module's API, with emoncms's answers.
+    let add = |app: &str, name: &str, key: &str| {
+        format!("/app/add.json?app={app}&name={name}&apikey={key}")
+    };
+    let created = json_at(&server, &add("myelectric", "House", &alice_write)).await;
+    assert_eq!(created["success"], true, "{created}");
+    let app = created["id"].as_i64().expect("id");
+    assert_eq!(
+        json_at(&server, &add("myelectric", "House", &alice_write)).await,
+        json!({"success": false, "message": "App already exist with name House"})
+    );
+    assert_eq!(
+        json_at(&server, &add("nosuchapp", "X", &alice_write)).await,
+        json!("Invalid app")
+    );
+    assert_eq!(
+        json_at(&server, &add("myelectric", "a%3Cb", &alice_write)).await,
+        json!({"success": false, "message": "Invalid app name"})
+    );
+    let config = format!(
+        "%7B%22use%22%3A%22{use_feed}%22%2C%22use_kwh%22%3A{kwh_feed}%2C%22unitcost%22%3A0.15%7D"
+    );
+    let r = json_at(
+        &server,
+        &format!("/app/setconfig.json?id={app}&config={config}&apikey={alice_write}"),
+    )
+    .await;
+    assert_eq!(r, json!({"success": true}));
+    let row = json_at(
+        &server,
+        &format!("/app/getconfig.json?name=House&apikey={alice_read}"),
+    )
+    .await;
+    assert_eq!(
+        row,
+        json!({"id": app.to_string(), "userid": alice.to_string(), "app": "myelectric",
+               "name": "House", "public": "0",
+               "config": {"use": use_feed.to_string(), "use_kwh": kwh_feed, "unitcost": 0.15}})
+    );
+    assert_eq!(
+        json_at(&server, &format!("/app/list.json?apikey={alice_read}")).await,
+        json!([{"id": app.to_string(), "app": "myelectric", "name": "House", "public": "0"}])
+    );
+    assert!(
+        json_at(&server, &format!("/app/available.json?apikey={alice_read}"))
+            .await
+            .get("myheatpump")
+            .is_some()
+    );
+
+    // Bob can neither read nor change alice's app while it is private; a public one he may
+    // read by id (as in emoncms), still not change.
+    let invalid = json!({"success": false, "message": "invalid app or permissions"});
+    let bob_get = format!("/app/getconfig.json?id={app}&apikey={bob_read}");
+    assert_eq!(json_at(&server, &bob_get).await, invalid);
+    for path in [
+        format!("/app/remove.json?id={app}&apikey={bob_write}"),
+        format!("/app/setconfig.json?id={app}&config=%7B%7D&apikey={bob_write}"),
+        format!("/app/setpublic.json?id={app}&public=1&apikey={bob_write}"),
+    ] {
+        assert_eq!(
+            json_at(&server, &path).await,
+            json!({"success": false, "message": format!("App does not exist with id {app}")}),
+            "{path}"
+        );
+    }
+    json_at(
+        &server,
+        &format!("/app/setpublic.json?id={app}&public=1&apikey={alice_write}"),
+    )
+    .await;
+    assert_eq!(json_at(&server, &bob_get).await["name"], "House");
+
+    // A share link of the app reads its feeds' data, and nothing else.
+    let link = json_at(
+        &server,
+        &format!("/share/create.json?app={app}&label=for%20my%20installer&apikey={alice_write}"),
+    )
+    .await;
+    let token = link["token"].as_str().expect("token").to_string();
+    let data = |id: i64| {
+        format!(
+            "/feed/data.json?id={id}&start=1699999000000&end=1700001000000&interval=10&share={token}"
+        )
+    };
+    let (status, body) = call(&server, &data(use_feed)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("[1700000000000,5]"), "{body}");
+    let (status, _) = call(
+        &server,
+        &format!("/feed/value.json?id={use_feed}&share={token}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &server,
+        &format!("/app/getconfig.json?id={app}&share={token}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let refused = [
+        data(secret),
+        format!(
+            "/feed/data.json?ids={use_feed},{secret}&start=1699999000000&end=1700001000000&interval=10&share={token}"
+        ),
+        format!(
+            "/feed/data.json?id={use_feed}&ids={secret}&start=1699999000000&end=1700001000000&interval=10&share={token}"
+        ),
+        format!("{}&csv=1", data(use_feed)),
+        format!(
+            "/feed/csvexport.json?id={use_feed}&start=1699999000&end=1700001000&interval=10&share={token}"
+        ),
+        format!("/feed/fetch.json?ids={use_feed}&share={token}"),
+        format!("/feed/list.json?share={token}"),
+        format!("/feed/get.json?id={use_feed}&field=name&share={token}"),
+        format!("/input/list.json?share={token}"),
+        format!("/user/get.json?share={token}"),
+        format!("/app/list.json?share={token}"),
+        format!("/share/list.json?share={token}"),
+        // Another key beside the token opens nothing more.
+        format!(
+            "/feed/data.json?id={secret}&start=1699999000000&end=1700001000000&interval=10&share={token}&apikey={alice_read}"
+        ),
+    ];
+    for path in &refused {
+        let (status, body) = call(&server, path).await;
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    let (status, _) = call(&server, &format!("/ynni/live?share={token}")).await;
+    assert_eq!(status, 401, "no live stream");
+
+    // Bob cannot share alice's feeds, list or revoke her links.
+    let (_, body) = call(
+        &server,
+        &format!("/share/create.json?feeds={secret}&apikey={bob_write}"),
+    )
+    .await;
+    assert!(body.contains("does not exist"), "{body}");
+    assert_eq!(
+        json_at(&server, &format!("/share/list.json?apikey={bob_write}")).await,
+        json!([])
+    );
+    let link_id = link["id"].as_i64().expect("id");
+    let (_, body) = call(
+        &server,
+        &format!("/share/revoke.json?id={link_id}&apikey={bob_write}"),
+    )
+    .await;
+    assert!(body.contains("does not exist"), "{body}");
+    // The read key cannot make links (write access only).
+    let (_, body) = call(
+        &server,
+        &format!("/share/create.json?feeds={use_feed}&apikey={alice_read}"),
+    )
+    .await;
+    assert_eq!(body, "false");
+
+    // Taking a feed out of the app takes it out of the link at once.
+    let config = format!("%7B%22use_kwh%22%3A{kwh_feed}%7D");
+    json_at(
+        &server,
+        &format!("/app/setconfig.json?id={app}&config={config}&apikey={alice_write}"),
+    )
+    .await;
+    assert_eq!(call(&server, &data(use_feed)).await.0, 403);
+
+    // A feed link, listed for its owner, revoked: refused at once.
+    let feeds_link = json_at(
+        &server,
+        &format!("/share/create.json?feeds={use_feed}&apikey={alice_write}"),
+    )
+    .await;
+    let t2 = feeds_link["token"].as_str().expect("token").to_string();
+    let d2 = data(use_feed).replace(&token, &t2);
+    assert_eq!(call(&server, &d2).await.0, 200);
+    let listed = json_at(&server, &format!("/share/list.json?apikey={alice_write}")).await;
+    assert_eq!(listed.as_array().expect("links").len(), 2);
+    assert!(!listed.to_string().contains(&t2), "tokens are never listed");
+    let id2 = feeds_link["id"].as_i64().expect("id");
+    json_at(
+        &server,
+        &format!("/share/revoke.json?id={id2}&apikey={alice_write}"),
+    )
+    .await;
+    assert_eq!(call(&server, &d2).await.0, 401);
+
+    // A link with an end stops at its end.
+    let soon = chrono::Utc::now().timestamp() + 2;
+    let timed = json_at(
+        &server,
+        &format!("/share/create.json?feeds={use_feed}&expires={soon}&apikey={alice_write}"),
+    )
+    .await;
+    let t3 = timed["token"].as_str().expect("token").to_string();
+    let d3 = data(use_feed).replace(&token, &t3);
+    assert_eq!(call(&server, &d3).await.0, 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(call(&server, &d3).await.0, 401);
+}
