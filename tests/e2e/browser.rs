@@ -158,3 +158,102 @@ async fn the_billing_pages_work_in_chromium() {
     );
     assert!(stdout.contains("RESULT {\"billing\":\"ok\"}"), "{stdout}");
 }
+
+/// My Electric in chromium (`tests/browser/apps.mjs`) with data whose figures this test knows:
+/// hourly cumulative kWh rising 0.5 kWh an hour, so yesterday used 12.0 kWh (£1.80 at
+/// 15p), and power now 1234 W; then the same figures through a share link, with no session.
+#[tokio::test(flavor = "multi_thread")]
+async fn my_electric_shows_known_figures_and_shares_them_in_chromium() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let driver = root.join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    let server = Server::start();
+    let (_, _, key) = register(&server, "alice", "password123").await;
+    let c = script();
+    let create = |name: &str, interval: u32| {
+        server.url(&format!(
+            "/feed/create.json?name={name}&engine=5&options=%7B%22interval%22%3A{interval}%7D&apikey={key}"
+        ))
+    };
+    let id_of = |body: String| -> i64 {
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        v["feedid"].as_i64().expect("feedid")
+    };
+    let use_feed = id_of(get(&c, &create("use", 10)).await.body);
+    let kwh_feed = id_of(get(&c, &create("use_kwh", 3600)).await.body);
+    let now = chrono::Utc::now().timestamp();
+    let today = now - now.rem_euclid(86_400);
+    let start = today - 2 * 86_400;
+    let points: Vec<String> = (0..)
+        .map(|h| start + h * 3600)
+        .take_while(|t| *t <= now)
+        .enumerate()
+        .map(|(h, t)| format!("[{t},{}]", h as f64 * 0.5))
+        .collect();
+    let data = format!("[{}]", points.join(","));
+    let r = crate::harness::post_form(
+        &c,
+        &server.url(&format!("/feed/insert.json?id={kwh_feed}&apikey={key}")),
+        &[("data", &data)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/feed/insert.json?id={use_feed}&time={now}&value=1234&apikey={key}"
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let app: serde_json::Value = serde_json::from_str(
+        &get(
+            &c,
+            &server.url(&format!(
+                "/app/add.json?app=myelectric&name=House&apikey={key}"
+            )),
+        )
+        .await
+        .body,
+    )
+    .expect("json");
+    let config = format!(
+        "%7B%22use%22%3A%22{use_feed}%22%2C%22use_kwh%22%3A%22{kwh_feed}%22%2C%22unitcost%22%3A0.15%7D"
+    );
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/app/setconfig.json?id={}&config={config}&apikey={key}",
+            app["id"]
+        )),
+    )
+    .await;
+    assert!(r.body.contains("true"), "{}", r.body);
+    let yesterday = chrono::DateTime::from_timestamp(today - 86_400, 0)
+        .expect("date")
+        .format("%Y-%m-%d")
+        .to_string();
+    let out = Command::new("node")
+        .arg(driver.join("apps.mjs"))
+        .arg(&server.base)
+        .arg(&shots)
+        .env("CHROMIUM", &chromium)
+        .env("YNNI_USER_LOGIN", "alice:password123")
+        .env("YNNI_YESTERDAY", &yesterday)
+        .env("YNNI_YESTERDAY_KWH", "12.0")
+        .env("YNNI_YESTERDAY_COST", "£1.80")
+        .env("YNNI_POWER_NOW", "1234")
+        .current_dir(&driver)
+        .output()
+        .expect("run node (Node.js is needed for the browser test)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "apps browser run failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
+        out.status,
+        server.log()
+    );
+    assert!(stdout.contains("RESULT {\"apps\":\"ok\"}"), "{stdout}");
+}

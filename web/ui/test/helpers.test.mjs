@@ -101,3 +101,17 @@ test('money and standing read as a customer expects', async () => {
   assert.equal(s.kind, 'error');
   assert.match(s.text, /refused until you top up/);
 });
+
+test('My Electric sums the days of this week, month and year', async () => {
+  const { dailyFigures } = await import('../src/js/pages/apps/figures.js');
+  // Wednesday 2026-03-04 at noon, local time; days from 2025-12-31 to today, 2 kWh each.
+  const now = new Date(2026, 2, 4, 12);
+  const data = [];
+  for (let d = new Date(2025, 11, 31); d <= now; d.setDate(d.getDate() + 1)) data.push([d.getTime(), 2]);
+  const f = dailyFigures(data, now);
+  assert.equal(f.today, 2);
+  assert.equal(f.week, 3 * 2, 'Monday to Wednesday');
+  assert.equal(f.month, 4 * 2);
+  assert.equal(f.year, (31 + 28 + 4) * 2);
+  assert.equal(dailyFigures([], now).today, 0);
+});

@@ -14,6 +14,8 @@ const VIEWS = {
   process: { load: () => import('./pages/process.js'), title: 'Process list' },
   account: { load: () => import('./pages/account.js'), title: 'Account', nav: true },
   billing: { load: () => import('./pages/billing.js'), title: 'Billing', nav: true, billing: true },
+  // A share link (?share=) opens one app without logging in.
+  apps: { load: () => import('./pages/apps.js'), title: 'Apps', nav: true, publicIf: (p) => p.has('share') },
   admin: { load: () => import('./pages/admin.js'), title: 'Admin', nav: true, admin: true },
 };
 
@@ -83,7 +85,8 @@ async function start() {
     clear(main, h('p.error', `The server did not answer: ${e.message}`));
     return;
   }
-  if (!user && !view.public) {
+  const params = new URLSearchParams(location.search);
+  if (!user && !view.public && !view.publicIf?.(params)) {
     location.replace(`/app/login?next=${encodeURIComponent(location.pathname + location.search)}`);
     return;
   }

@@ -144,6 +144,31 @@ function devices() {
   return { section, reload };
 }
 
+/** Share links: what each shares, until when, and a way to end it. */
+function shares() {
+  const body = h('tbody');
+  const reload = async () => {
+    const links = await get('share/list.json');
+    const live = links.filter((l) => !l.revoked);
+    clear(body, live.length ? live.map((l) => h('tr', { dataset: { share: l.id } },
+      h('td', l.label || '—'),
+      h('td', l.kind === 'app' ? `app ${l.app}` : `feeds ${l.feeds.join(', ')}`),
+      h('td', l.expires ? new Date(l.expires * 1000).toISOString().slice(0, 10) : 'no end'),
+      h('td', h('button.small.danger', {
+        type: 'button', 'aria-label': `Revoke share link ${l.label || l.id}`,
+        onclick: async () => {
+          if (!(await confirmAction('Revoke this share link? Anyone using it loses access at once.'))) return;
+          try { await get('share/revoke.json', { id: l.id }); await reload(); toast('Share link revoked'); } catch (e) { toast(e.message, 'error'); }
+        },
+      }, 'Revoke'))))
+      : h('tr', h('td', { colspan: 4 }, h('span.muted', 'No share links. Make one on an app\'s page.'))));
+  };
+  const section = h('section.card', { id: 'shares' }, h('h2', 'Share links'),
+    h('p.muted', 'Each link reads only what it shares: no other feed, no inputs, no account details.'),
+    h('div.table-wrap', h('table', h('thead', h('tr', h('th', 'Label'), h('th', 'Shares'), h('th', 'Ends'), h('th', 'Actions'))), body)));
+  return { section, reload };
+}
+
 export async function render(main, ctx) {
   const user = ctx.user;
   const keys = h('section.card', h('h2', 'API keys'),
@@ -152,6 +177,8 @@ export async function render(main, ctx) {
       keyRow('read apikey', user.apikey_read, async () => (await get('user/newapikeyread.json')).read_apikey),
       keyRow('write apikey', user.apikey_write, async () => (await get('user/newapikeywrite.json')).write_apikey)))));
   const dev = devices();
-  main.append(h('h1', 'Account'), await profile(user), password(user), keys, dev.section);
+  const links = shares();
+  main.append(h('h1', 'Account'), await profile(user), password(user), keys, dev.section, links.section);
   await dev.reload();
+  await links.reload();
 }

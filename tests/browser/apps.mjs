@@ -1,0 +1,115 @@
+// My Electric in Debian's chromium, against a running server with seeded data (given in
+// YNNI_*): the owner sees power now and yesterday's kWh and cost, makes a share link, and a
+// browser with no session opens it and sees the same figures, read-only.
+//   node tests/browser/apps.mjs <base-url> <screenshot-dir>
+
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [base, shots = 'browser-screenshots'] = process.argv.slice(2);
+mkdirSync(shots, { recursive: true });
+const [userName, userPass] = process.env.YNNI_USER_LOGIN.split(':');
+const yesterday = process.env.YNNI_YESTERDAY;
+const yesterdayKwh = process.env.YNNI_YESTERDAY_KWH;
+const yesterdayCost = process.env.YNNI_YESTERDAY_COST;
+const powerNow = process.env.YNNI_POWER_NOW;
+const problems = [];
+// Set while the test itself asks for what the token must not read (the browser logs the 403).
+let refusalExpected = false;
+const step = (name) => console.log(`-- ${name}`);
+function check(cond, message) {
+  if (!cond) throw new Error(`check failed: ${message}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+});
+const watch = (p, who) => {
+  p.on('pageerror', (e) => problems.push(`${who} page error: ${e.message}`));
+  p.on('console', (m) => {
+    if (refusalExpected && /status of 40[13]/.test(m.text())) return;
+    if (m.type() === 'error' || /Content Security Policy/i.test(m.text())) problems.push(`${who} console: ${m.text()}`);
+  });
+};
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, timezoneId: 'UTC' });
+const page = await context.newPage();
+page.setDefaultTimeout(20000);
+watch(page, 'owner');
+page.on('dialog', (d) => d.accept());
+const shot = async (name, p = page) => p.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+
+async function figures(p) {
+  await p.locator('#power-now').waitFor();
+  const row = p.locator(`#days tr[data-date="${yesterday}"]`);
+  return {
+    power: await p.locator('#power-now').getAttribute('data-watts'),
+    kwh: (await row.locator('td').nth(1).textContent()).trim(),
+    cost: (await row.locator('td').nth(2).textContent()).trim(),
+  };
+}
+
+try {
+  step('the owner opens My Electric');
+  await page.goto(`${base}/app/login`);
+  await page.getByLabel('Username').fill(userName);
+  await page.getByLabel('Password').fill(userPass);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.waitForSelector('main[data-ready]:not([data-ready="login"])');
+  await page.goto(`${base}/app/apps?name=House`);
+  await page.waitForSelector('main[data-ready="apps"]');
+  const own = await figures(page);
+  check(own.power === powerNow, `power now ${own.power}, expected ${powerNow}`);
+  check(own.kwh === yesterdayKwh, `yesterday ${own.kwh} kWh, expected ${yesterdayKwh}`);
+  check(own.cost === yesterdayCost, `yesterday cost ${own.cost}, expected ${yesterdayCost}`);
+  await shot('apps-01-myelectric');
+
+  step('makes a share link');
+  await page.getByRole('button', { name: 'Make a share link' }).click();
+  const url = (await page.locator('#share-url').textContent()).trim();
+  check(url.includes('share='), url);
+
+  step('a browser with no session opens it');
+  const anon = await browser.newContext({ viewport: { width: 360, height: 740 }, timezoneId: 'UTC' });
+  const p2 = await anon.newPage();
+  watch(p2, 'shared');
+  await p2.goto(url);
+  await p2.waitForSelector('main[data-ready="apps"]');
+  const shared = await figures(p2);
+  check(JSON.stringify(shared) === JSON.stringify(own), `shared view ${JSON.stringify(shared)} vs ${JSON.stringify(own)}`);
+  check(await p2.locator('form').count() === 0, 'no forms in the shared view');
+  const width = await p2.evaluate(() => document.documentElement.scrollWidth);
+  check(width <= 362, `the shared view is ${width}px wide on a 360px screen`);
+  // The token reads nothing but the app's feeds.
+  const token = new URL(url).searchParams.get('share');
+  refusalExpected = true;
+  const status = await p2.evaluate(async (t) => (await fetch(`/feed/list.json?share=${t}`)).status, token);
+  await p2.waitForTimeout(200);
+  refusalExpected = false;
+  check(status === 403, `feed/list with the token answered ${status}`);
+  await shot('apps-02-shared-phone', p2);
+  await anon.close();
+
+  step('the owner revokes it on the account page; the link stops at once');
+  await page.goto(`${base}/app/account`);
+  await page.waitForSelector('main[data-ready="account"]');
+  await page.getByRole('button', { name: 'Revoke share link House' }).click();
+  await page.getByText('Share link revoked').waitFor();
+  refusalExpected = true;
+  const gone = await page.evaluate(async (t) => (await fetch(`/app/getconfig.json?share=${t}&id=1`)).status, token);
+  await page.waitForTimeout(200);
+  refusalExpected = false;
+  check(gone === 401, `a revoked link answered ${gone}`);
+
+  check(problems.length === 0, `no page errors:\n${problems.join('\n')}`);
+  console.log('RESULT {"apps":"ok"}');
+  await browser.close();
+} catch (e) {
+  console.error(e.stack || String(e));
+  if (problems.length) console.error(`page problems:\n${problems.join('\n')}`);
+  try { await shot('apps-failure'); } catch { /* the page may be gone */ }
+  await browser.close();
+  process.exit(1);
+}

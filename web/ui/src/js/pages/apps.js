@@ -1,0 +1,185 @@
+// Apps (emoncms's app module, drawn by ynni): the user's apps, adding one, picking its feeds,
+// and the app itself. My Electric is drawn; the other types can be set up and share their
+// configuration through the API, and say that their page is not drawn yet. Opened with
+// `?share=<token>&id=<app>` the page shows one app read-only, without logging in.
+
+import { h, clear, field, toast, fmtValue } from '../dom.js';
+import { get, post } from '../api.js';
+import { pounds } from '../money.js';
+import { dailyFigures } from './apps/figures.js';
+
+/** Config keys of each type ynni draws: feeds (required or not) and values with defaults. */
+const TYPES = {
+  myelectric: {
+    title: 'My Electric',
+    drawn: true,
+    keys: [
+      { key: 'use', type: 'feed', label: 'Power now (W)' },
+      { key: 'use_kwh', type: 'feed', label: 'Energy used (cumulative kWh)' },
+      { key: 'unitcost', type: 'value', label: 'Unit cost', default: 0.1508 },
+      { key: 'currency', type: 'value', label: 'Currency symbol', default: '£' },
+    ],
+  },
+  mysolarpv: { title: 'My Solar', keys: [{ key: 'use', type: 'feed', label: 'Use (W)' }, { key: 'solar', type: 'feed', label: 'Solar (W)' }] },
+  mysolarpvbattery: { title: 'My Solar with Battery', keys: [{ key: 'use', type: 'feed', label: 'Use (W)' }, { key: 'solar', type: 'feed', label: 'Solar (W)' }] },
+  mysolarpvdivert: { title: 'My Solar with Divert', keys: [{ key: 'use', type: 'feed', label: 'Use (W)' }, { key: 'solar', type: 'feed', label: 'Solar (W)' }] },
+  myheatpump: { title: 'My Heatpump', keys: [{ key: 'heatpump_elec', type: 'feed', label: 'Electricity in (W)' }, { key: 'heatpump_elec_kwh', type: 'feed', label: 'Electricity in (kWh)' }] },
+};
+
+/** Local midnight `days` days before today, in ms. */
+function midnight(days = 0) {
+  const d = new Date();
+  d.setHours(0, 0, 0, 0);
+  d.setDate(d.getDate() - days);
+  return d.getTime();
+}
+
+/** A feed id from an app config value (numbers and numeric strings both occur). */
+function feedId(v) {
+  const n = Number(v);
+  return Number.isInteger(n) && n > 0 ? n : null;
+}
+
+function configForm(app, feeds, onSaved) {
+  const type = TYPES[app.app];
+  const inputs = type.keys.map((k) => {
+    let input;
+    if (k.type === 'feed') {
+      input = h('select', { name: k.key },
+        h('option', { value: '' }, '(choose a feed)'),
+        feeds.map((f) => h('option', { value: String(f.id) }, `${f.tag ? `${f.tag}: ` : ''}${f.name}`)));
+      input.value = app.config[k.key] !== undefined ? String(app.config[k.key])
+        : String(feeds.find((f) => f.name === k.key)?.id ?? '');
+    } else {
+      input = h('input', { name: k.key, value: String(app.config[k.key] ?? k.default ?? '') });
+    }
+    return [k, input];
+  });
+  return h('form.card', {
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const config = {};
+      for (const [k, input] of inputs) {
+        if (input.value === '') continue;
+        config[k.key] = k.type === 'feed' ? input.value : (Number.isFinite(Number(input.value)) && k.key !== 'currency' ? Number(input.value) : input.value);
+      }
+      try {
+        await get('app/setconfig.json', { id: app.id, config: JSON.stringify(config) });
+        toast('Saved');
+        await onSaved();
+      } catch (err) { toast(err.message, 'error'); }
+    },
+  }, h('h2', `Set up ${app.name}`), inputs.map(([k, input]) => field(k.label, input)),
+  h('button.primary', { type: 'submit' }, 'Save'));
+}
+
+async function myElectric(body, app, q) {
+  const c = app.config;
+  const use = feedId(c.use);
+  const kwh = feedId(c.use_kwh);
+  const unit = Number(c.unitcost ?? 0.1508);
+  const cur = c.currency || '£';
+  const money = (k) => (cur === '£' ? pounds(Math.round(k * unit * 100)) : `${cur}${(k * unit).toFixed(2)}`);
+  if (!use || !kwh) {
+    clear(body, h('p', 'Choose the power and energy feeds first.'));
+    return;
+  }
+  const now = Date.now();
+  const [power, yearData] = await Promise.all([
+    get('feed/value.json', { id: use, ...q }),
+    get('feed/data.json', { id: kwh, start: midnight(400), end: now, interval: 'daily', delta: 1, skipmissing: 0, limitinterval: 0, ...q }),
+  ]);
+  const f = dailyFigures(yearData, new Date(now));
+  const last30 = f.days.slice(-30);
+  const max = Math.max(0.001, ...last30.map((d) => d.kwh ?? 0));
+  clear(body,
+    h('section.card.me-now', h('h2', 'Now'),
+      h('p.big', { id: 'power-now', dataset: { watts: power } }, `${fmtValue(power, 0)} W`),
+      h('p', 'Today: ', h('strong', { id: 'today-kwh', dataset: { kwh: f.today } }, `${f.today.toFixed(1)} kWh`), ` · ${money(f.today)}`)),
+    h('section.card', h('h2', 'Totals'), h('dl.facts',
+      h('dt', 'This week'), h('dd', { id: 'week-kwh' }, `${f.week.toFixed(1)} kWh · ${money(f.week)}`),
+      h('dt', 'This month'), h('dd', { id: 'month-kwh' }, `${f.month.toFixed(0)} kWh · ${money(f.month)}`),
+      h('dt', 'This year'), h('dd', { id: 'year-kwh' }, `${f.year.toFixed(0)} kWh · ${money(f.year)}`))),
+    h('section.card', h('h2', 'Last 30 days'),
+      h('div.bars', { role: 'img', 'aria-label': 'kWh per day, last 30 days' },
+        last30.map((d) => {
+          // Heights through the style DOM API: the page's CSP refuses style attributes.
+          const fill = h('span');
+          fill.style.height = `${Math.round(100 * (d.kwh ?? 0) / max)}%`;
+          return h('div.bar', { title: `${d.date}: ${(d.kwh ?? 0).toFixed(1)} kWh`, dataset: { date: d.date, kwh: d.kwh ?? '' } }, fill);
+        })),
+      h('div.table-wrap', h('table', { id: 'days' },
+        h('thead', h('tr', h('th', 'Day'), h('th.num', 'kWh'), h('th.num', 'Cost'))),
+        h('tbody', last30.slice().reverse().map((d) => h('tr', { dataset: { date: d.date } }, h('td', d.date),
+          h('td.num', d.kwh === null ? '—' : d.kwh.toFixed(1)), h('td.num', d.kwh === null ? '—' : money(d.kwh)))))))));
+}
+
+async function shareCard(app) {
+  const out = h('p');
+  return h('section.card.no-print', h('h2', 'Share'),
+    h('p.muted', 'A link that shows this app, and reads only its feeds: not your other feeds, inputs or account. Your account page lists your links and revokes them.'),
+    h('button', {
+      type: 'button',
+      onclick: async () => {
+        try {
+          const link = await get('share/create.json', { app: app.id, label: app.name });
+          const url = `${location.origin}/app/apps?id=${app.id}&share=${link.token}`;
+          clear(out, h('code', { id: 'share-url' }, url));
+        } catch (e) { toast(e.message, 'error'); }
+      },
+    }, 'Make a share link'), out);
+}
+
+async function showApp(body, app, q, owner) {
+  const type = TYPES[app.app];
+  const view = h('div');
+  const parts = [h('h2', app.name), view];
+  clear(body, parts);
+  if (!type?.drawn) {
+    clear(view, h('p', `ynni does not draw ${type?.title || app.app} yet; its configuration is kept and served by app/getconfig.`));
+  } else {
+    try { await myElectric(view, app, q); } catch (e) { clear(view, h('p.error', e.message)); }
+  }
+  if (owner) {
+    const feeds = await get('feed/list.json');
+    body.append(configForm(app, feeds, async () => {
+      const fresh = await get('app/getconfig.json', { id: app.id });
+      await showApp(body, fresh, q, owner);
+    }), await shareCard(app));
+  }
+}
+
+export async function render(main, ctx) {
+  const token = ctx.params.get('share');
+  const body = h('div');
+  main.append(h('h1', 'Apps'), body);
+  if (token) {
+    // A share link: one app, read-only, its feeds through the token.
+    const q = { share: token };
+    const app = await get('app/getconfig.json', { id: ctx.params.get('id'), ...q });
+    await showApp(body, app, q, false);
+    return;
+  }
+  const apps = await get('app/list.json');
+  const wanted = ctx.params.get('name');
+  const typeSel = h('select', { name: 'app' }, Object.entries(TYPES).map(([k, t]) => h('option', { value: k }, t.title)));
+  const name = h('input', { name: 'name', required: true });
+  const shown = h('div');
+  const list = h('nav.app-list', { 'aria-label': 'Your apps' }, apps.map((a) => h('a', { href: `/app/apps?name=${encodeURIComponent(a.name)}` }, a.name)));
+  main.insertBefore(h('div.toolbar', list), body);
+  body.append(shown, h('form.card.no-print', {
+    onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const r = await post('app/add.json', { app: typeSel.value, name: name.value.trim() });
+        if (typeof r === 'string') throw new Error(r);
+        location.href = `/app/apps?name=${encodeURIComponent(name.value.trim())}`;
+      } catch (err) { toast(err.message, 'error'); }
+    },
+  }, h('h2', 'New app'), field('Type', typeSel), field('Name', name), h('button.primary', { type: 'submit' }, 'Add app')));
+  const chosen = apps.find((a) => a.name === wanted) || apps[0];
+  if (chosen) {
+    const app = await get('app/getconfig.json', { id: chosen.id });
+    await showApp(shown, app, {}, true);
+  }
+}

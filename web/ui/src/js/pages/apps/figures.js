@@ -1,0 +1,26 @@
+// My Electric's figures from `feed/data.json?interval=daily&delta=1` of a cumulative kWh feed:
+// [[ms at the day's local midnight, kWh used that day], …]. Pure, so unit-tested in node.
+
+function ymd(d) {
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}
+
+/** Today's kWh, this week's (from Monday), month's and year's, and every day by date. */
+export function dailyFigures(data, now) {
+  const days = (Array.isArray(data) ? data : [])
+    .map(([t, v]) => ({ date: ymd(new Date(t)), time: t, kwh: v === null || v === undefined ? null : Number(v) }));
+  const today = ymd(now);
+  const monday = new Date(now);
+  monday.setHours(0, 0, 0, 0);
+  monday.setDate(monday.getDate() - ((monday.getDay() + 6) % 7));
+  const monthStart = new Date(now.getFullYear(), now.getMonth(), 1).getTime();
+  const yearStart = new Date(now.getFullYear(), 0, 1).getTime();
+  const sum = (from) => days.filter((d) => d.time >= from).reduce((s, d) => s + (d.kwh ?? 0), 0);
+  return {
+    days,
+    today: days.find((d) => d.date === today)?.kwh ?? 0,
+    week: sum(monday.getTime()),
+    month: sum(monthStart),
+    year: sum(yearStart),
+  };
+}
