@@ -229,8 +229,15 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
                 _ => Ok(Imported::Created),
             });
         }
+        for mut app in source::apps(&db, user.id).await? {
+            app.userid = here;
+            r.apps.add(match &catalog {
+                Some(c) if !args.dry_run => c.import_app(&app).await.map_err(|e| e.to_string()),
+                _ => Ok(Imported::Created),
+            });
+        }
         seeds.push((here, seed));
-        failed |= !(r.feeds.clean() && r.inputs.clean() && r.devices.clean());
+        failed |= !(r.feeds.clean() && r.inputs.clean() && r.devices.clean() && r.apps.clean());
         r.print(args.dry_run);
     }
     match (&settings.cluster, &shared, &data_dir, &catalog) {
@@ -306,6 +313,7 @@ struct UserReport<'a> {
     feeds: Tally,
     inputs: Tally,
     devices: Tally,
+    apps: Tally,
     bytes: u64,
     copied_not_linked: usize,
 }
@@ -325,6 +333,7 @@ impl UserReport<'_> {
                 "feeds": part(&self.feeds),
                 "inputs": part(&self.inputs),
                 "devices": part(&self.devices),
+                "apps": part(&self.apps),
                 "data_bytes": self.bytes,
                 "copied_not_linked": self.copied_not_linked,
             })

@@ -145,3 +145,43 @@ pub async fn devices(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<DeviceRo
         .collect::<Result<_, sqlx::Error>>()
         .context("decoding a device row")
 }
+
+/// A user's apps (emoncms's app module); none when the module's table does not exist.
+pub async fn apps(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<ynni_core::catalog::AppRow>> {
+    let rows = sqlx::query(
+        "SELECT CAST(id AS SIGNED) AS id, CAST(userid AS SIGNED) AS userid, COALESCE(app,'') AS app, \
+         COALESCE(name,'') AS name, CAST(COALESCE(public,0) AS SIGNED) AS public, \
+         COALESCE(config,'{}') AS config FROM app WHERE userid = ? ORDER BY id",
+    )
+    .bind(userid)
+    .fetch_all(db)
+    .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        // SQLSTATE 42S02: no such table.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e).context("reading emoncms's app table"),
+    };
+    rows.iter()
+        .map(|r| {
+            let public: i64 = r.try_get("public")?;
+            let config: String = r.try_get("config")?;
+            Ok(ynni_core::catalog::AppRow {
+                id: r.try_get("id")?,
+                userid: r.try_get("userid")?,
+                app: r.try_get("app")?,
+                name: r.try_get("name")?,
+                public: public != 0,
+                // An empty config is emoncms's `{}`.
+                config: if config.trim().is_empty() {
+                    "{}".into()
+                } else {
+                    config
+                },
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .context("decoding an app row")
+}

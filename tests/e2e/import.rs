@@ -70,6 +70,12 @@ async fn load_emoncms(db: &MariaDb) {
             "INSERT INTO input (id, userid, name, description, nodeid, processList, time, value) VALUES \
              (7, 1, 'power1', 'house total', 'emontx', '1:1', {T0}, 250.5)"
         ),
+        "CREATE TABLE app (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, app VARCHAR(255), \
+         userid INT, name VARCHAR(255), public TINYINT(1) DEFAULT 0, config TEXT)"
+            .to_string(),
+        "INSERT INTO app (id, app, userid, name, public, config) VALUES \
+         (5, 'myelectric', 1, 'My Electric', 1, '{\"use\":\"1\",\"use_kwh\":3,\"unitcost\":0.1508}')"
+            .to_string(),
     ];
     for s in statements {
         sqlx::query(sqlx::AssertSqlSafe(s.clone()))
@@ -149,6 +155,7 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
     assert_eq!(summary["feeds"]["created"], 3, "{summary}");
     assert_eq!(summary["inputs"]["created"], 1, "{summary}");
     assert_eq!(summary["devices"]["created"], 1, "{summary}");
+    assert_eq!(summary["apps"]["created"], 1, "{summary}");
     // The files are emoncms's, byte for byte; the MySQL feed became a variable-interval file.
     for (from, to) in [
         ("phpfina/1.meta", "phpfina/1.meta"),
@@ -177,6 +184,21 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
 
     let server = Server::builder().data_dir(&data).start();
     let c = script();
+    // The app came across with its configuration, as emoncms's getconfig gives it.
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/app/getconfig.json?name=My%20Electric&apikey={READ}"
+        )),
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"id": "5", "userid": "2", "app": "myelectric", "name": "My Electric",
+                           "public": "1", "config": {"use": "1", "use_kwh": 3, "unitcost": 0.1508}}),
+        "{}",
+        r.body
+    );
     // The MySQL feed's points, as emoncms's feed/data would give them.
     let r = get(
         &c,

@@ -150,6 +150,48 @@ impl Catalog {
             > 0)
     }
 
+    /// Imports an app (emoncms's `app` row) under its id where free. An app of the same name
+    /// with the same type and configuration is left alone; one that differs is a conflict.
+    pub async fn import_app(&self, a: &AppRow) -> Result<super::Imported, CatalogError> {
+        use super::Imported;
+        let existing: Option<AppRow> = on_db!(&self.db, p => sqlx::query_as(
+            "SELECT id, userid, app, name, public, config FROM apps WHERE userid = $1 AND name = $2",
+        )
+        .bind(a.userid)
+        .bind(&a.name)
+        .fetch_optional(p)
+        .await)?;
+        if let Some(e) = existing {
+            // The same source gives the same text: what an earlier import stored.
+            let same_config = e.config == a.config;
+            return Ok(if e.app == a.app && same_config {
+                Imported::Unchanged
+            } else {
+                Imported::Conflict(format!(
+                    "user {} already has an app named {:?} of another type or configuration",
+                    a.userid, a.name
+                ))
+            });
+        }
+        let id_taken = self.app_by_id(a.id).await?.is_some();
+        on_db!(&self.db, p => {
+            if id_taken {
+                sqlx::query("INSERT INTO apps (userid, app, name, public, config) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(a.userid).bind(&a.app).bind(&a.name).bind(a.public).bind(&a.config)
+                    .execute(p).await.map(|r| r.rows_affected())?
+            } else {
+                sqlx::query("INSERT INTO apps (id, userid, app, name, public, config) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(a.id).bind(a.userid).bind(&a.app).bind(&a.name).bind(a.public).bind(&a.config)
+                    .execute(p).await.map(|r| r.rows_affected())?
+            }
+        });
+        if !id_taken {
+            self.follow_explicit_ids(super::import::IdTable::Apps)
+                .await?;
+        }
+        Ok(Imported::Created)
+    }
+
     /// Stores a share link whose token hashes to `token_hash`; returns its id.
     pub async fn create_share(
         &self,

@@ -49,18 +49,19 @@ fn created_unless_clash<T>(
 
 /// The tables whose ids an import may set itself.
 #[derive(Debug, Clone, Copy)]
-enum IdTable {
+pub(super) enum IdTable {
     Users,
     Feeds,
     Inputs,
     Devices,
+    Apps,
 }
 
 impl Catalog {
     /// After a row was inserted with its own id: PostgreSQL's id sequence does not see such
     /// ids, so it is moved past the largest, lest the next created row clash with an imported
     /// one. SQLite's AUTOINCREMENT follows explicit ids by itself.
-    async fn follow_explicit_ids(&self, table: IdTable) -> Result<(), CatalogError> {
+    pub(super) async fn follow_explicit_ids(&self, table: IdTable) -> Result<(), CatalogError> {
         let sql = match table {
             IdTable::Users => {
                 "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT MAX(id) FROM users))"
@@ -73,6 +74,9 @@ impl Catalog {
             }
             IdTable::Devices => {
                 "SELECT setval(pg_get_serial_sequence('devices', 'id'), (SELECT MAX(id) FROM devices))"
+            }
+            IdTable::Apps => {
+                "SELECT setval(pg_get_serial_sequence('apps', 'id'), (SELECT MAX(id) FROM apps))"
             }
         };
         if let super::Db::Postgres(p) = &self.db {
