@@ -66,6 +66,26 @@ try {
   check(own.cost === yesterdayCost, `yesterday cost ${own.cost}, expected ${yesterdayCost}`);
   await shot('apps-01-myelectric');
 
+  step('My Solar shows yesterday as the test seeded it');
+  await page.goto(`${base}/app/apps?name=Solar&day=${yesterday}`);
+  await page.waitForSelector('main[data-ready="apps"]');
+  await page.locator('#solar-kwh').waitFor();
+  const want = {
+    'solar-kwh': '3.0 kWh', 'use-kwh': '2.8 kWh', 'direct-kwh': '2.0 kWh', 'export-kwh': '1.0 kWh',
+    'import-kwh': '0.8 kWh', 'self-consumption': '66.7 %', 'self-sufficiency': '71.4 %',
+  };
+  // The last values: 800 W of use at night, no solar.
+  want['use-now'] = '800 W';
+  want['solar-now'] = '0 W';
+  for (const [id, text] of Object.entries(want)) {
+    const got = (await page.locator(`#${id}`).textContent()).trim();
+    check(got === text, `${id}: ${got}, expected ${text}`);
+  }
+  await shot('apps-03-mysolar');
+  await page.goto(`${base}/app/apps?name=House`);
+  await page.waitForSelector('main[data-ready="apps"]');
+  await page.locator('#power-now').waitFor();
+
   step('makes a share link');
   await page.getByRole('button', { name: 'Make a share link' }).click();
   const url = (await page.locator('#share-url').textContent()).trim();

@@ -159,11 +159,13 @@ async fn the_billing_pages_work_in_chromium() {
     assert!(stdout.contains("RESULT {\"billing\":\"ok\"}"), "{stdout}");
 }
 
-/// My Electric in chromium (`tests/browser/apps.mjs`) with data whose figures this test knows:
-/// hourly cumulative kWh rising 0.5 kWh an hour, so yesterday used 12.0 kWh (£1.80 at
-/// 15p), and power now 1234 W; then the same figures through a share link, with no session.
+/// The apps in chromium (`tests/browser/apps.mjs`) with data whose figures this test knows.
+/// My Electric: hourly cumulative kWh rising 0.5 kWh an hour, so yesterday used 12.0 kWh
+/// (£1.80 at 15p), and power now 1234 W; the same figures through a share link, with no
+/// session. My Solar, yesterday: two hours of 1000 W use under 1500 W solar, then an hour of
+/// 800 W at night: 3.0 kWh generated, 2.8 used, 2.0 of it solar, 1.0 exported, 0.8 imported.
 #[tokio::test(flavor = "multi_thread")]
-async fn my_electric_shows_known_figures_and_shares_them_in_chromium() {
+async fn the_apps_show_known_figures_and_share_them_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let driver = root.join("tests/browser");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -226,6 +228,47 @@ async fn my_electric_shows_known_figures_and_shares_them_in_chromium() {
         &server.url(&format!(
             "/app/setconfig.json?id={}&config={config}&apikey={key}",
             app["id"]
+        )),
+    )
+    .await;
+    assert!(r.body.contains("true"), "{}", r.body);
+    // My Solar's feeds, yesterday from 10:00 to 13:00 UTC at 10 s.
+    let house = id_of(get(&c, &create("house", 10)).await.body);
+    let pv = id_of(get(&c, &create("pv", 10)).await.body);
+    let ten = today - 86_400 + 10 * 3600;
+    for (feed, day_w, night_w) in [(house, 1000, 800), (pv, 1500, 0)] {
+        let points: Vec<String> = (0..3 * 360)
+            .map(|k| {
+                let t = ten + k * 10;
+                let w = if t < ten + 2 * 3600 { day_w } else { night_w };
+                format!("[{t},{w}]")
+            })
+            .collect();
+        let r = crate::harness::post_form(
+            &c,
+            &server.url(&format!("/feed/insert.json?id={feed}&apikey={key}")),
+            &[("data", &format!("[{}]", points.join(",")))],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let solar: serde_json::Value = serde_json::from_str(
+        &get(
+            &c,
+            &server.url(&format!(
+                "/app/add.json?app=mysolarpv&name=Solar&apikey={key}"
+            )),
+        )
+        .await
+        .body,
+    )
+    .expect("json");
+    let config = format!("%7B%22use%22%3A{house}%2C%22solar%22%3A{pv}%7D");
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/app/setconfig.json?id={}&config={config}&apikey={key}",
+            solar["id"]
         )),
     )
     .await;

@@ -37,6 +37,10 @@ test('values, sizes and intervals read naturally', () => {
   assert.equal(fmtValue(12.5), '12.5');
   assert.equal(fmtValue(3), '3');
   assert.equal(fmtValue(0), '0');
+  assert.equal(fmtValue(800, 0), '800');
+  assert.equal(fmtValue(800), '800');
+  assert.equal(fmtValue(10.5), '10.5');
+  assert.equal(fmtValue(-20), '-20');
   assert.equal(fmtValue(1234.56), '1235');
   assert.equal(fmtBytes(512), '512 B');
   assert.equal(fmtBytes(12.6 * 1024 * 1024), '12.6 MiB');
@@ -114,4 +118,25 @@ test('My Electric sums the days of this week, month and year', async () => {
   assert.equal(f.month, 4 * 2);
   assert.equal(f.year, (31 + 28 + 4) * 2);
   assert.equal(dailyFigures([], now).today, 0);
+});
+
+test('My Solar splits use into solar and grid, generation into house and export', async () => {
+  const { solarFigures, graphInterval } = await import('../src/js/pages/apps/solar.js');
+  const t = (m) => m * 60000;
+  // Two minutes of 1000 W use under 1500 W solar, one of 800 W at night (5 W of inverter noise).
+  const use = [[t(0), 1000], [t(1), 1000], [t(2), 800], [t(3), null]];
+  const solar = [[t(0), 1500], [t(1), 1500], [t(2), 5], [t(3), 2000]];
+  const f = solarFigures(use, solar, 60);
+  const near = (a, b) => assert.ok(Math.abs(a - b) < 1e-9, `${a} vs ${b}`);
+  near(f.use, (2 * 1000 + 800) / 60000);
+  near(f.solar, 3000 / 60000);
+  near(f.direct, 2000 / 60000);
+  near(f.export, 1000 / 60000);
+  near(f.import, 800 / 60000);
+  near(f.selfConsumption, 100 * 2000 / 3000);
+  near(f.selfSufficiency, 100 * 2000 / 2800);
+  assert.equal(solarFigures([], [], 60).selfConsumption, null);
+  assert.equal(graphInterval(86400), 60);
+  assert.equal(graphInterval(3600), 5);
+  assert.equal(graphInterval(7 * 86400), 600);
 });

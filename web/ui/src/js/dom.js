@@ -85,7 +85,9 @@ export function fmtValue(v, dp = 2) {
   if (v === null || v === undefined || v === '') return '—';
   const n = Number(v);
   if (!Number.isFinite(n)) return String(v);
-  return Math.abs(n) >= 1000 ? n.toFixed(0) : n.toFixed(dp).replace(/\.?0+$/, '') || '0';
+  if (Math.abs(n) >= 1000 || dp === 0) return n.toFixed(0);
+  // Trailing zeros of the decimals only: 12.50 → 12.5, 3.00 → 3 (never 800 → 8).
+  return n.toFixed(dp).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '') || '0';
 }
 
 export function fmtBytes(n) {

@@ -7,6 +7,7 @@ import { h, clear, field, toast, fmtValue } from '../dom.js';
 import { get, post } from '../api.js';
 import { pounds } from '../money.js';
 import { dailyFigures } from './apps/figures.js';
+import { solarFigures, graphInterval } from './apps/solar.js';
 
 /** Config keys of each type ynni draws: feeds (required or not) and values with defaults. */
 const TYPES = {
@@ -20,7 +21,18 @@ const TYPES = {
       { key: 'currency', type: 'value', label: 'Currency symbol', default: '£' },
     ],
   },
-  mysolarpv: { title: 'My Solar', keys: [{ key: 'use', type: 'feed', label: 'Use (W)' }, { key: 'solar', type: 'feed', label: 'Solar (W)' }] },
+  mysolarpv: {
+    title: 'My Solar',
+    drawn: true,
+    keys: [
+      { key: 'use', type: 'feed', label: 'House use (W)' },
+      { key: 'solar', type: 'feed', label: 'Solar generation (W)' },
+      { key: 'use_kwh', type: 'feed', label: 'House use (cumulative kWh, optional)' },
+      { key: 'solar_kwh', type: 'feed', label: 'Solar (cumulative kWh, optional)' },
+      { key: 'import_kwh', type: 'feed', label: 'Grid import (cumulative kWh, optional)' },
+      { key: 'solar_disp_min', type: 'value', label: 'Solar below this is none (W)', default: 10 },
+    ],
+  },
   mysolarpvbattery: { title: 'My Solar with Battery', keys: [{ key: 'use', type: 'feed', label: 'Use (W)' }, { key: 'solar', type: 'feed', label: 'Solar (W)' }] },
   mysolarpvdivert: { title: 'My Solar with Divert', keys: [{ key: 'use', type: 'feed', label: 'Use (W)' }, { key: 'solar', type: 'feed', label: 'Solar (W)' }] },
   myheatpump: { title: 'My Heatpump', keys: [{ key: 'heatpump_elec', type: 'feed', label: 'Electricity in (W)' }, { key: 'heatpump_elec_kwh', type: 'feed', label: 'Electricity in (kWh)' }] },
@@ -114,6 +126,52 @@ async function myElectric(body, app, q) {
           h('td.num', d.kwh === null ? '—' : d.kwh.toFixed(1)), h('td.num', d.kwh === null ? '—' : money(d.kwh)))))))));
 }
 
+/** The day the page shows: `?day=YYYY-MM-DD`, else today; [start ms, end ms]. */
+function period(params) {
+  const day = params.get('day');
+  const start = day ? new Date(`${day}T00:00:00`).getTime() : midnight(0);
+  if (!Number.isFinite(start)) return [midnight(0), Date.now()];
+  return [start, day ? start + 86400000 : Date.now()];
+}
+
+const kwhText = (v) => `${v.toFixed(1)} kWh`;
+const pctText = (v) => (v === null ? '— %' : `${v.toFixed(1)} %`);
+
+async function mySolar(body, app, q, params) {
+  const c = app.config;
+  const use = feedId(c.use);
+  const solar = feedId(c.solar);
+  if (!use || !solar) {
+    clear(body, h('p', 'Choose the use and solar feeds first.'));
+    return;
+  }
+  const [start, end] = period(params);
+  const interval = graphInterval((end - start) / 1000);
+  const read = (id) => get('feed/data.json', { id, start, end, interval, average: 1, skipmissing: 0, limitinterval: 0, ...q });
+  const [useNow, solarNow, useData, solarData] = await Promise.all([
+    get('feed/value.json', { id: use, ...q }), get('feed/value.json', { id: solar, ...q }), read(use), read(solar)]);
+  const f = solarFigures(useData, solarData, interval, Number(c.solar_disp_min ?? 10));
+  const grid = Number(useNow) - Number(solarNow);
+  const fact = (id, label, text) => [h('dt', label), h('dd', { id }, text)];
+  clear(body,
+    h('section.card', h('h2', 'Now'), h('dl.facts',
+      fact('solar-now', 'Solar', `${fmtValue(solarNow, 0)} W`),
+      fact('use-now', 'House', `${fmtValue(useNow, 0)} W`),
+      fact('grid-now', grid >= 0 ? 'Importing' : 'Exporting', `${fmtValue(Math.abs(grid), 0)} W`))),
+    h('section.card', h('h2', params.get('day') ? params.get('day') : 'Today'), h('dl.facts',
+      fact('solar-kwh', 'Solar generated', kwhText(f.solar)),
+      fact('use-kwh', 'House used', kwhText(f.use)),
+      fact('direct-kwh', 'Solar used in the house', kwhText(f.direct)),
+      fact('export-kwh', 'Exported', kwhText(f.export)),
+      fact('import-kwh', 'Imported', kwhText(f.import)),
+      fact('self-consumption', 'Self-consumption (solar used here)', pctText(f.selfConsumption)),
+      fact('self-sufficiency', 'Self-sufficiency (use met by solar)', pctText(f.selfSufficiency)))),
+    h('section.card', h('h2', 'Where the energy went'), h('ul.flows',
+      h('li', `Solar → house: ${kwhText(f.direct)}`),
+      h('li', `Solar → grid: ${kwhText(f.export)}`),
+      h('li', `Grid → house: ${kwhText(f.import)}`))));
+}
+
 async function shareCard(app) {
   const out = h('p');
   return h('section.card.no-print', h('h2', 'Share'),
@@ -130,7 +188,7 @@ async function shareCard(app) {
     }, 'Make a share link'), out);
 }
 
-async function showApp(body, app, q, owner) {
+async function showApp(body, app, q, owner, params = new URLSearchParams()) {
   const type = TYPES[app.app];
   const view = h('div');
   const parts = [h('h2', app.name), view];
@@ -138,13 +196,14 @@ async function showApp(body, app, q, owner) {
   if (!type?.drawn) {
     clear(view, h('p', `ynni does not draw ${type?.title || app.app} yet; its configuration is kept and served by app/getconfig.`));
   } else {
-    try { await myElectric(view, app, q); } catch (e) { clear(view, h('p.error', e.message)); }
+    const draw = app.app === 'mysolarpv' ? mySolar : myElectric;
+    try { await draw(view, app, q, params); } catch (e) { clear(view, h('p.error', e.message)); }
   }
   if (owner) {
     const feeds = await get('feed/list.json');
     body.append(configForm(app, feeds, async () => {
       const fresh = await get('app/getconfig.json', { id: app.id });
-      await showApp(body, fresh, q, owner);
+      await showApp(body, fresh, q, owner, params);
     }), await shareCard(app));
   }
 }
@@ -157,7 +216,7 @@ export async function render(main, ctx) {
     // A share link: one app, read-only, its feeds through the token.
     const q = { share: token };
     const app = await get('app/getconfig.json', { id: ctx.params.get('id'), ...q });
-    await showApp(body, app, q, false);
+    await showApp(body, app, q, false, ctx.params);
     return;
   }
   const apps = await get('app/list.json');
@@ -180,6 +239,6 @@ export async function render(main, ctx) {
   const chosen = apps.find((a) => a.name === wanted) || apps[0];
   if (chosen) {
     const app = await get('app/getconfig.json', { id: chosen.id });
-    await showApp(shown, app, {}, true);
+    await showApp(shown, app, {}, true, ctx.params);
   }
 }
