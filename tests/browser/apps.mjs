@@ -82,6 +82,18 @@ try {
     check(got === text, `${id}: ${got}, expected ${text}`);
   }
   await shot('apps-03-mysolar');
+
+  step('My Heatpump shows yesterday\'s COP and the period\'s SCOP');
+  await page.goto(`${base}/app/apps?name=Heatpump`);
+  await page.waitForSelector('main[data-ready="apps"]');
+  await page.locator('#hp-scop').waitFor();
+  const hpRow = page.locator(`#hp-days tr[data-date="${yesterday}"] td`);
+  const cells = await hpRow.allTextContents();
+  check(JSON.stringify(cells.slice(1)) === JSON.stringify(['6.0', '21.6', '3.60', '5.0']), `heat pump yesterday: ${cells}`);
+  const scop = (await page.locator('#hp-scop').textContent()).trim();
+  check(scop === '3.60', `SCOP ${scop}`);
+  check((await page.locator('#hp-elec-now').textContent()).trim() === '700 W', 'electricity now');
+  await shot('apps-04-myheatpump');
   await page.goto(`${base}/app/apps?name=House`);
   await page.waitForSelector('main[data-ready="apps"]');
   await page.locator('#power-now').waitFor();

@@ -164,6 +164,7 @@ async fn the_billing_pages_work_in_chromium() {
 /// (£1.80 at 15p), and power now 1234 W; the same figures through a share link, with no
 /// session. My Solar, yesterday: two hours of 1000 W use under 1500 W solar, then an hour of
 /// 800 W at night: 3.0 kWh generated, 2.8 used, 2.0 of it solar, 1.0 exported, 0.8 imported.
+/// My Heatpump: 6.0 kWh in and 21.6 out yesterday (COP 3.60), 5.0 °C outside, SCOP 3.60.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_apps_show_known_figures_and_share_them_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -269,6 +270,63 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
         &server.url(&format!(
             "/app/setconfig.json?id={}&config={config}&apikey={key}",
             solar["id"]
+        )),
+    )
+    .await;
+    assert!(r.body.contains("true"), "{}", r.body);
+    // My Heatpump: hourly cumulative kWh, 0.25 in and 0.9 out an hour (COP 3.6), 5 °C outside.
+    let hp_elec = id_of(get(&c, &create("heatpump_elec", 10)).await.body);
+    let hp_elec_kwh = id_of(get(&c, &create("heatpump_elec_kwh", 3600)).await.body);
+    let hp_heat_kwh = id_of(get(&c, &create("heatpump_heat_kwh", 3600)).await.body);
+    let hp_out = id_of(get(&c, &create("heatpump_outsideT", 3600)).await.body);
+    for (feed, per_hour) in [(hp_elec_kwh, 0.25), (hp_heat_kwh, 0.9), (hp_out, 0.0)] {
+        let points: Vec<String> = (0..)
+            .map(|h| start + h * 3600)
+            .take_while(|t| *t <= now)
+            .enumerate()
+            .map(|(h, t)| {
+                let v = if feed == hp_out {
+                    5.0
+                } else {
+                    h as f64 * per_hour
+                };
+                format!("[{t},{v}]")
+            })
+            .collect();
+        let r = crate::harness::post_form(
+            &c,
+            &server.url(&format!("/feed/insert.json?id={feed}&apikey={key}")),
+            &[("data", &format!("[{}]", points.join(",")))],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    get(
+        &c,
+        &server.url(&format!(
+            "/feed/insert.json?id={hp_elec}&time={now}&value=700&apikey={key}"
+        )),
+    )
+    .await;
+    let hp: serde_json::Value = serde_json::from_str(
+        &get(
+            &c,
+            &server.url(&format!(
+                "/app/add.json?app=myheatpump&name=Heatpump&apikey={key}"
+            )),
+        )
+        .await
+        .body,
+    )
+    .expect("json");
+    let config = format!(
+        "%7B%22heatpump_elec%22%3A{hp_elec}%2C%22heatpump_elec_kwh%22%3A{hp_elec_kwh}%2C%22heatpump_heat_kwh%22%3A{hp_heat_kwh}%2C%22heatpump_outsideT%22%3A{hp_out}%7D"
+    );
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/app/setconfig.json?id={}&config={config}&apikey={key}",
+            hp["id"]
         )),
     )
     .await;

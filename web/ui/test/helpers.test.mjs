@@ -140,3 +140,18 @@ test('My Solar splits use into solar and grid, generation into house and export'
   assert.equal(graphInterval(3600), 5);
   assert.equal(graphInterval(7 * 86400), 600);
 });
+
+test('My Heatpump: COP per day, SCOP as total heat over total electricity', async () => {
+  const { heatpumpDays } = await import('../src/js/pages/apps/heatpump.js');
+  const day = (n) => new Date(2026, 0, n).getTime();
+  const elec = [[day(1), 10], [day(2), 5], [day(3), null], [day(4), 0]];
+  const heat = [[day(1), 30], [day(2), 20], [day(3), 12], [day(4), 0]];
+  const out = [[day(1), 2.5], [day(2), 7]];
+  const f = heatpumpDays(elec, heat, out);
+  assert.equal(f.days[0].cop, 3);
+  assert.equal(f.days[1].cop, 4);
+  assert.equal(f.days[2].cop, null);
+  assert.equal(f.days[3].cop, null, 'no electricity, no COP');
+  assert.equal(f.days[1].outside, 7);
+  assert.equal(f.scop, 50 / 15, 'not the mean of 3 and 4');
+});

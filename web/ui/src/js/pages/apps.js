@@ -8,6 +8,7 @@ import { get, post } from '../api.js';
 import { pounds } from '../money.js';
 import { dailyFigures } from './apps/figures.js';
 import { solarFigures, graphInterval } from './apps/solar.js';
+import { heatpumpDays } from './apps/heatpump.js';
 
 /** Config keys of each type ynni draws: feeds (required or not) and values with defaults. */
 const TYPES = {
@@ -35,7 +36,19 @@ const TYPES = {
   },
   mysolarpvbattery: { title: 'My Solar with Battery', keys: [{ key: 'use', type: 'feed', label: 'Use (W)' }, { key: 'solar', type: 'feed', label: 'Solar (W)' }] },
   mysolarpvdivert: { title: 'My Solar with Divert', keys: [{ key: 'use', type: 'feed', label: 'Use (W)' }, { key: 'solar', type: 'feed', label: 'Solar (W)' }] },
-  myheatpump: { title: 'My Heatpump', keys: [{ key: 'heatpump_elec', type: 'feed', label: 'Electricity in (W)' }, { key: 'heatpump_elec_kwh', type: 'feed', label: 'Electricity in (kWh)' }] },
+  myheatpump: {
+    title: 'My Heatpump',
+    drawn: true,
+    keys: [
+      { key: 'heatpump_elec', type: 'feed', label: 'Electricity in (W)' },
+      { key: 'heatpump_elec_kwh', type: 'feed', label: 'Electricity in (cumulative kWh)' },
+      { key: 'heatpump_heat', type: 'feed', label: 'Heat out (W, optional)' },
+      { key: 'heatpump_heat_kwh', type: 'feed', label: 'Heat out (cumulative kWh, optional)' },
+      { key: 'heatpump_flowT', type: 'feed', label: 'Flow temperature (optional)' },
+      { key: 'heatpump_returnT', type: 'feed', label: 'Return temperature (optional)' },
+      { key: 'heatpump_outsideT', type: 'feed', label: 'Outside temperature (optional)' },
+    ],
+  },
 };
 
 /** Local midnight `days` days before today, in ms. */
@@ -172,6 +185,44 @@ async function mySolar(body, app, q, params) {
       h('li', `Grid → house: ${kwhText(f.import)}`))));
 }
 
+async function myHeatpump(body, app, q) {
+  const c = app.config;
+  const elec = feedId(c.heatpump_elec);
+  const elecKwh = feedId(c.heatpump_elec_kwh);
+  if (!elec || !elecKwh) {
+    clear(body, h('p', 'Choose the electricity feeds first.'));
+    return;
+  }
+  const heat = feedId(c.heatpump_heat);
+  const heatKwh = feedId(c.heatpump_heat_kwh);
+  const temps = [['Flow', feedId(c.heatpump_flowT)], ['Return', feedId(c.heatpump_returnT)], ['Outside', feedId(c.heatpump_outsideT)]]
+    .filter(([, id]) => id);
+  const now = Date.now();
+  const start = midnight(30);
+  const daily = (id, delta) => (id ? get('feed/data.json', { id, start, end: now, interval: 'daily', delta: delta ? 1 : 0, average: delta ? 0 : 1, skipmissing: 0, limitinterval: 0, ...q }) : Promise.resolve([]));
+  const value = (id) => (id ? get('feed/value.json', { id, ...q }) : Promise.resolve(null));
+  const [elecNow, heatNow, elecDays, heatDays, outsideDays, ...tempNow] = await Promise.all([
+    value(elec), value(heat), daily(elecKwh, true), daily(heatKwh, true), daily(feedId(c.heatpump_outsideT), false),
+    ...temps.map(([, id]) => value(id))]);
+  const f = heatpumpDays(elecDays, heatDays, outsideDays);
+  const copNow = heat && Number(elecNow) > 0 ? Number(heatNow) / Number(elecNow) : null;
+  const fixed = (v, dp) => (v === null || v === undefined ? '—' : Number(v).toFixed(dp));
+  clear(body,
+    h('section.card', h('h2', 'Now'), h('dl.facts',
+      h('dt', 'Electricity in'), h('dd', { id: 'hp-elec-now' }, `${fmtValue(elecNow, 0)} W`),
+      heat ? [h('dt', 'Heat out'), h('dd', { id: 'hp-heat-now' }, `${fmtValue(heatNow, 0)} W`),
+        h('dt', 'COP'), h('dd', { id: 'hp-cop-now' }, fixed(copNow, 2))] : null,
+      temps.map(([label], i) => [h('dt', `${label} temperature`), h('dd', `${fixed(tempNow[i], 1)} °C`)]))),
+    h('section.card', h('h2', 'Last 30 days'), h('dl.facts',
+      h('dt', 'Electricity in'), h('dd', { id: 'hp-elec-period' }, `${f.elec.toFixed(1)} kWh`),
+      h('dt', 'Heat out'), h('dd', { id: 'hp-heat-period' }, `${f.heat.toFixed(1)} kWh`),
+      h('dt', 'SCOP'), h('dd', { id: 'hp-scop' }, fixed(f.scop, 2))),
+    h('div.table-wrap', h('table', { id: 'hp-days' },
+      h('thead', h('tr', h('th', 'Day'), h('th.num', 'Electricity kWh'), h('th.num', 'Heat kWh'), h('th.num', 'COP'), h('th.num', 'Outside °C'))),
+      h('tbody', f.days.slice().reverse().map((d) => h('tr', { dataset: { date: d.date } }, h('td', d.date),
+        h('td.num', fixed(d.elec, 1)), h('td.num', fixed(d.heat, 1)), h('td.num', fixed(d.cop, 2)), h('td.num', fixed(d.outside, 1)))))))));
+}
+
 async function shareCard(app) {
   const out = h('p');
   return h('section.card.no-print', h('h2', 'Share'),
@@ -196,7 +247,7 @@ async function showApp(body, app, q, owner, params = new URLSearchParams()) {
   if (!type?.drawn) {
     clear(view, h('p', `ynni does not draw ${type?.title || app.app} yet; its configuration is kept and served by app/getconfig.`));
   } else {
-    const draw = app.app === 'mysolarpv' ? mySolar : myElectric;
+    const draw = { mysolarpv: mySolar, myheatpump: myHeatpump }[app.app] || myElectric;
     try { await draw(view, app, q, params); } catch (e) { clear(view, h('p.error', e.message)); }
   }
   if (owner) {
