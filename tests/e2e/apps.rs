@@ -247,3 +247,126 @@ async fn apps_stay_with_their_user_and_share_links_read_only_what_they_share() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(call(&server, &d3).await.0, 401);
 }
+
+/// emoncms's dashboard API: dashboards belong to their user (emoncms's `delete` let any write
+/// key delete any dashboard; ynni's does not), content that could run script is refused, and
+/// the settings are filtered as emoncms filters them. The pages are not drawn yet and say so.
+#[tokio::test]
+async fn dashboards_belong_to_their_user_and_refuse_script() {
+    let server = Server::start();
+    let (_, alice_read, alice_write) = register(&server, "alice", "password123").await;
+    let (_, _, bob_write) = register(&server, "bobby", "password123").await;
+    let id = json_at(
+        &server,
+        &format!("/dashboard/create.json?apikey={alice_write}"),
+    )
+    .await
+    .as_i64()
+    .expect("new id");
+    let set = json_at(
+        &server,
+        &format!(
+            "/dashboard/set.json?id={id}&fields=%7B%22name%22%3A%22House%22%2C%22alias%22%3A%22My%20House%22%2C%22main%22%3Atrue%7D&apikey={alice_write}"
+        ),
+    )
+    .await;
+    assert_eq!(
+        set,
+        json!({"success": true, "message": "Field updated", "id": id, "alias": "my-house"})
+    );
+    let c = script();
+    let widget = r#"<div id="1" class="feedvalue" style="position:absolute; margin: 0; top:20px; left:40px; width:100px; height:40px;" feedid="3" decimals="1"></div>"#;
+    // The designer's clients encode the content once more inside the form field.
+    let encoded = crate::harness::encode(widget);
+    let save = |key: String, content: String| {
+        let (c, url) = (
+            c.clone(),
+            server.url(&format!("/dashboard/setcontent.json?apikey={key}")),
+        );
+        async move {
+            crate::harness::post_form(
+                &c,
+                &url,
+                &[
+                    ("id", id.to_string().as_str()),
+                    ("content", &content),
+                    ("height", "60"),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        save(alice_write.clone(), encoded.clone()).await.json(),
+        json!({"success": true, "message": "Dashboard updated"})
+    );
+    let evil = crate::harness::encode(r#"<img src=x onerror="alert(1)">"#);
+    assert_eq!(
+        save(alice_write.clone(), evil.clone()).await.json(),
+        json!({"success": false, "message": "Error: Invalid dashboard content, content not saved"})
+    );
+    let row = json_at(
+        &server,
+        &format!("/dashboard/getcontent.json?id={id}&apikey={alice_write}"),
+    )
+    .await;
+    assert_eq!(row["content"], widget);
+    assert_eq!(
+        (&row["height"], &row["main"], &row["alias"]),
+        (&json!("60"), &json!("1"), &json!("my-house"))
+    );
+    assert_eq!(
+        json_at(
+            &server,
+            &format!("/dashboard/list.json?apikey={alice_read}")
+        )
+        .await,
+        json!([{"id": id, "name": "House", "alias": "my-house", "showdescription": false,
+                "description": "no description", "main": true, "published": false, "public": false}])
+    );
+
+    // Bob's write key reaches none of it; alice's read key changes nothing.
+    assert_eq!(
+        save(bob_write.clone(), encoded.clone()).await.json(),
+        json!({"success": false, "message": "Dashboard not updated"})
+    );
+    for path in [
+        format!("/dashboard/delete.json?id={id}&apikey={bob_write}"),
+        format!("/dashboard/clone.json?id={id}&apikey={bob_write}"),
+        format!("/dashboard/delete.json?id={id}&apikey={alice_read}"),
+    ] {
+        assert_eq!(json_at(&server, &path).await, json!(false), "{path}");
+    }
+    assert_eq!(
+        json_at(
+            &server,
+            &format!("/dashboard/getcontent.json?id={id}&apikey={bob_write}")
+        )
+        .await,
+        Value::Null
+    );
+    assert_eq!(
+        json_at(&server, &format!("/dashboard/list.json?apikey={bob_write}")).await,
+        json!([])
+    );
+    let clone = json_at(
+        &server,
+        &format!("/dashboard/clone.json?id={id}&apikey={alice_write}"),
+    )
+    .await;
+    assert!(clone.as_i64().is_some_and(|c| c > id), "{clone}");
+    assert_eq!(
+        json_at(
+            &server,
+            &format!("/dashboard/delete.json?id={id}&apikey={alice_write}")
+        )
+        .await,
+        json!(true)
+    );
+    let (status, body) = call(
+        &server,
+        &format!("/dashboard/view?id={id}&apikey={alice_read}"),
+    )
+    .await;
+    assert_eq!(status, 501, "{body}");
+}

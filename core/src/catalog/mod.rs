@@ -14,6 +14,7 @@
 //! a statement on whichever pool the catalog has; each backend has its own migrations.
 
 mod apps;
+mod dashboards;
 mod devices;
 mod feeds;
 mod import;
@@ -35,6 +36,7 @@ use sqlx::sqlite::{
 use sqlx::{Encode, FromRow, SqlSafeStr, Type};
 
 pub use apps::{AppRow, ShareRow, ShareScope, share_token_hash};
+pub use dashboards::{DashboardFields, DashboardRow};
 pub use devices::DeviceRow;
 pub use feeds::FeedRow;
 pub use import::{Imported, ImportedUser};

@@ -5,6 +5,7 @@ mod admin;
 mod app;
 mod batch;
 mod billing;
+mod dashboard;
 mod device;
 mod feed;
 mod homeassistant;
@@ -193,6 +194,7 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
         "billing" => billing::handle(&call).await,
         "app" => app::handle(&call).await,
         "share" => share::handle(&call).await,
+        "dashboard" => dashboard::handle(&call).await,
         "usage" => usage::handle(&call).await,
         "ynni" => homeassistant::handle(&call).await,
         "admin" if route.format == Format::Json => admin::handle(&call).await,

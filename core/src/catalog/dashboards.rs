@@ -1,0 +1,233 @@
+//! emoncms's dashboard module rows (`dashboards`): every query is scoped to the owner (emoncms's
+//! own `delete` is not, which let any write key delete any dashboard).
+
+use super::on_db;
+use super::{Catalog, CatalogError};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DashboardRow {
+    pub id: i64,
+    pub userid: i64,
+    pub content: String,
+    pub height: i64,
+    pub name: String,
+    pub alias: String,
+    pub description: String,
+    pub main: bool,
+    pub public: bool,
+    pub published: bool,
+    pub showdescription: bool,
+    pub backgroundcolor: String,
+    pub gridsize: i64,
+    pub fullscreen: bool,
+    pub feedmode: String,
+}
+
+/// The settings `dashboard/set` may change (each already filtered by the caller).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DashboardFields {
+    pub name: Option<String>,
+    pub alias: Option<String>,
+    pub description: Option<String>,
+    pub main: Option<bool>,
+    pub public: Option<bool>,
+    pub published: Option<bool>,
+    pub showdescription: Option<bool>,
+    pub backgroundcolor: Option<String>,
+    pub gridsize: Option<i64>,
+    pub fullscreen: Option<bool>,
+    pub feedmode: Option<String>,
+}
+
+const COLUMNS: &str = "id, userid, content, height, name, alias, description, main, public, \
+     published, showdescription, backgroundcolor, gridsize, fullscreen, feedmode";
+
+impl Catalog {
+    pub async fn create_dashboard(&self, userid: i64) -> Result<i64, CatalogError> {
+        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+            "INSERT INTO dashboards (userid) VALUES ($1) RETURNING id",
+        )
+        .bind(userid)
+        .fetch_one(p)
+        .await)?)
+    }
+
+    pub async fn dashboards_for_user(
+        &self,
+        userid: i64,
+    ) -> Result<Vec<DashboardRow>, CatalogError> {
+        let sql = format!("SELECT {COLUMNS} FROM dashboards WHERE userid = $1 ORDER BY id");
+        Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
+    }
+
+    /// `userid`'s dashboard `id`.
+    pub async fn dashboard(
+        &self,
+        userid: i64,
+        id: i64,
+    ) -> Result<Option<DashboardRow>, CatalogError> {
+        let sql = format!("SELECT {COLUMNS} FROM dashboards WHERE id = $1 AND userid = $2");
+        Ok(
+            on_db!(&self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(userid)
+            .fetch_optional(p)
+            .await)?,
+        )
+    }
+
+    pub async fn delete_dashboard(&self, userid: i64, id: i64) -> Result<bool, CatalogError> {
+        let sql = "DELETE FROM dashboards WHERE id = $1 AND userid = $2";
+        Ok(self.execute2(sql, id, userid).await? > 0)
+    }
+
+    /// A copy of `userid`'s dashboard `id` (content, height, description; the name with
+    /// " clone"); `None` if it is not theirs.
+    pub async fn clone_dashboard(&self, userid: i64, id: i64) -> Result<Option<i64>, CatalogError> {
+        let Some(d) = self.dashboard(userid, id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+            "INSERT INTO dashboards (userid, content, height, name, description) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(userid)
+        .bind(&d.content)
+        .bind(d.height)
+        .bind(format!("{} clone", d.name))
+        .bind(&d.description)
+        .fetch_one(p)
+        .await)?))
+    }
+
+    /// Sets `userid`'s dashboard `id`'s content and height; false if not theirs.
+    pub async fn set_dashboard_content(
+        &self,
+        userid: i64,
+        id: i64,
+        content: &str,
+        height: i64,
+    ) -> Result<bool, CatalogError> {
+        Ok(on_db!(&self.db, p => sqlx::query(
+            "UPDATE dashboards SET content = $1, height = $2 WHERE id = $3 AND userid = $4",
+        )
+        .bind(content)
+        .bind(height)
+        .bind(id)
+        .bind(userid)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?
+            > 0)
+    }
+
+    /// Sets the given settings of `userid`'s dashboard `id` in one transaction (`main` clears
+    /// the user's other dashboards' `main`); false if not theirs.
+    pub async fn set_dashboard_fields(
+        &self,
+        userid: i64,
+        id: i64,
+        f: &DashboardFields,
+    ) -> Result<bool, CatalogError> {
+        Ok(on_db!(&self.db, p => {
+            let mut tx = p.begin().await?;
+            let owned: Option<(i64,)> =
+                sqlx::query_as("SELECT id FROM dashboards WHERE id = $1 AND userid = $2")
+                    .bind(id)
+                    .bind(userid)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if owned.is_none() {
+                false
+            } else {
+                macro_rules! set {
+                    ($col:literal, $v:expr) => {
+                        if let Some(v) = $v {
+                            sqlx::query(concat!("UPDATE dashboards SET ", $col, " = $1 WHERE id = $2"))
+                                .bind(v)
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    };
+                }
+                if f.main == Some(true) {
+                    sqlx::query("UPDATE dashboards SET main = FALSE WHERE userid = $1 AND id <> $2")
+                        .bind(userid)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                set!("name", f.name.clone());
+                set!("alias", f.alias.clone());
+                set!("description", f.description.clone());
+                set!("main", f.main);
+                set!("public", f.public);
+                set!("published", f.published);
+                set!("showdescription", f.showdescription);
+                set!("backgroundcolor", f.backgroundcolor.clone());
+                set!("gridsize", f.gridsize);
+                set!("fullscreen", f.fullscreen);
+                set!("feedmode", f.feedmode.clone());
+                tx.commit().await?;
+                true
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{test_catalog, test_user};
+
+    #[tokio::test]
+    async fn dashboards_belong_to_their_user() {
+        let (_d, cat) = test_catalog().await;
+        let a = test_user(&cat, "alice").await;
+        let b = test_user(&cat, "bobby").await;
+        let d1 = cat.create_dashboard(a.id).await.unwrap();
+        let d2 = cat.create_dashboard(a.id).await.unwrap();
+        assert!(!cat.delete_dashboard(b.id, d1).await.unwrap(), "not bob's");
+        assert!(!cat.set_dashboard_content(b.id, d1, "x", 1).await.unwrap());
+        assert_eq!(cat.clone_dashboard(b.id, d1).await.unwrap(), None);
+        assert!(
+            cat.set_dashboard_content(a.id, d1, "<div></div>", 300)
+                .await
+                .unwrap()
+        );
+        let main = DashboardFields {
+            main: Some(true),
+            name: Some("House".into()),
+            ..Default::default()
+        };
+        assert!(cat.set_dashboard_fields(a.id, d1, &main).await.unwrap());
+        assert!(
+            cat.set_dashboard_fields(
+                a.id,
+                d2,
+                &DashboardFields {
+                    main: Some(true),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()
+        );
+        let rows = cat.dashboards_for_user(a.id).await.unwrap();
+        assert_eq!(
+            rows.iter()
+                .filter(|d| d.main)
+                .map(|d| d.id)
+                .collect::<Vec<_>>(),
+            vec![d2]
+        );
+        let c = cat.clone_dashboard(a.id, d1).await.unwrap().unwrap();
+        let copy = cat.dashboard(a.id, c).await.unwrap().unwrap();
+        assert_eq!(
+            (copy.name.as_str(), copy.content.as_str(), copy.height),
+            ("House clone", "<div></div>", 300)
+        );
+        assert!(cat.dashboards_for_user(b.id).await.unwrap().is_empty());
+    }
+}
