@@ -11,10 +11,12 @@ pub enum BillingError {
     UnknownUser,
     #[error("no such plan: {0}")]
     UnknownPlan(String),
-    #[error("no such voucher code")]
-    UnknownVoucher,
-    #[error("this voucher code has already been used")]
-    VoucherUsed,
+    /// Unknown and already used codes answer alike, so the answer does not tell which codes
+    /// exist.
+    #[error("this voucher code is not valid (unknown, or already used)")]
+    VoucherNotValid,
+    #[error("voucher codes are at least 10 characters")]
+    VoucherTooShort,
     #[error("amount must be a whole number of pence above zero")]
     BadAmount,
     #[error("a refund of {asked}p is more than the balance of {balance}p")]
@@ -39,8 +41,8 @@ impl BillingError {
             BillingError::Catalog(_) => 500,
             BillingError::UnknownUser
             | BillingError::UnknownTransaction(_)
-            | BillingError::UnknownVoucher => 404,
-            BillingError::VoucherUsed | BillingError::KeyUsed(_) => 409,
+            | BillingError::VoucherNotValid => 404,
+            BillingError::KeyUsed(_) => 409,
             _ => 400,
         }
     }

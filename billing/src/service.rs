@@ -266,6 +266,10 @@ impl Billing {
     ) -> Result<bool, BillingError> {
         check_amount(pence)?;
         check_reference(code)?;
+        // A code is a bearer credit: short ones could be guessed.
+        if code.len() < 10 {
+            return Err(BillingError::VoucherTooShort);
+        }
         Ok(self.catalog.create_voucher(code, pence, memo).await?)
     }
 
@@ -280,13 +284,13 @@ impl Billing {
             .catalog
             .voucher(code)
             .await?
-            .ok_or(BillingError::UnknownVoucher)?;
+            .ok_or(BillingError::VoucherNotValid)?;
         self.user(userid).await?;
         let posted = self
             .post_for(userid, &books::voucher(userid, pence, code, &memo, today))
             .await
             .map_err(|e| match e {
-                BillingError::KeyUsed(_) => BillingError::VoucherUsed,
+                BillingError::KeyUsed(_) => BillingError::VoucherNotValid,
                 e => e,
             })?;
         self.refresh_user(userid, today).await?;

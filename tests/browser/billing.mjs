@@ -84,7 +84,7 @@ try {
   await page.getByRole('button', { name: `Ledger of ${userName}` }).click();
   await page.locator('#ledger table').waitFor();
   check((await page.locator('#ledger').innerText()).includes('topup:pay-ui-1'), 'the ledger lists the top-up by its key');
-  await adminForm('billing/voucher.json', { Code: 'HW-UI', Pence: '500', 'What it is for': 'emonPi' }, 'New voucher');
+  await adminForm('billing/voucher.json', { Code: 'HW-UI-00001', Pence: '500', 'What it is for': 'emonPi' }, 'New voucher');
   await page.getByText('New voucher: done').waitFor();
   await shot('billing-01-admin');
   await page.getByRole('button', { name: 'Log out' }).click();
@@ -114,7 +114,7 @@ try {
   check(csv.includes(`closing balance,${(afterAccrual / 100).toFixed(2)}`), `CSV closing balance:\n${csv}`);
 
   step('redeems the voucher');
-  await page.getByLabel('Code').fill('HW-UI');
+  await page.getByLabel('Code').fill('HW-UI-00001');
   await page.getByRole('button', { name: 'Redeem' }).click();
   await page.waitForFunction((want) => document.querySelector('#balance .balance')?.dataset.pence === String(want), afterVoucher);
   await page.reload();

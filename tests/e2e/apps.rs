@@ -205,6 +205,49 @@ async fn apps_stay_with_their_user_and_share_links_read_only_what_they_share() {
     .await;
     assert_eq!(body, "false");
 
+    // Only the keys that hold feeds count: a setting whose number happens to be a feed id
+    // (My Solar's `solar_disp_min`) opens nothing. A virtual feed cannot be shared.
+    let solar = json_at(&server, &add("mysolarpv", "Roof", &alice_write)).await["id"]
+        .as_i64()
+        .expect("id");
+    let config = format!("%7B%22use%22%3A{use_feed}%2C%22solar_disp_min%22%3A{secret}%7D");
+    json_at(
+        &server,
+        &format!("/app/setconfig.json?id={solar}&config={config}&apikey={alice_write}"),
+    )
+    .await;
+    let roof = json_at(
+        &server,
+        &format!("/share/create.json?app={solar}&apikey={alice_write}"),
+    )
+    .await["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert_eq!(
+        call(&server, &data(use_feed).replace(&token, &roof))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&server, &data(secret).replace(&token, &roof)).await.0,
+        403
+    );
+    let virtual_feed = json_at(
+        &server,
+        &format!("/feed/create.json?name=v&engine=7&apikey={alice_write}"),
+    )
+    .await["feedid"]
+        .as_i64()
+        .expect("virtual feed");
+    let (_, body) = call(
+        &server,
+        &format!("/share/create.json?feeds={virtual_feed}&apikey={alice_write}"),
+    )
+    .await;
+    assert!(body.contains("is virtual"), "{body}");
+
     // Taking a feed out of the app takes it out of the link at once.
     let config = format!("%7B%22use_kwh%22%3A{kwh_feed}%7D");
     json_at(
@@ -224,7 +267,7 @@ async fn apps_stay_with_their_user_and_share_links_read_only_what_they_share() {
     let d2 = data(use_feed).replace(&token, &t2);
     assert_eq!(call(&server, &d2).await.0, 200);
     let listed = json_at(&server, &format!("/share/list.json?apikey={alice_write}")).await;
-    assert_eq!(listed.as_array().expect("links").len(), 2);
+    assert_eq!(listed.as_array().expect("links").len(), 3);
     assert!(!listed.to_string().contains(&t2), "tokens are never listed");
     let id2 = feeds_link["id"].as_i64().expect("id");
     json_at(

@@ -11,6 +11,10 @@ use super::Call;
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
+/// Bounds on one app's configuration.
+const MAX_CONFIG_BYTES: usize = 16 << 10;
+const MAX_CONFIG_KEYS: usize = 200;
+
 /// The apps ynni draws: (type, title, description, order).
 pub const AVAILABLE: [(&str, &str, &str, u32); 5] = [
     (
@@ -44,6 +48,60 @@ pub const AVAILABLE: [(&str, &str, &str, u32); 5] = [
         5,
     ),
 ];
+
+/// The config keys of each app type that hold feed ids (emoncms's `type: feed` entries); a
+/// share link of an app reads only the feeds these name, whatever else its config holds.
+pub fn feed_keys(app: &str) -> &'static [&'static str] {
+    match app {
+        "myelectric" => &["use", "use_kwh"],
+        "mysolarpv" => &["use", "solar", "use_kwh", "solar_kwh", "import_kwh"],
+        "mysolarpvbattery" => &[
+            "use",
+            "solar",
+            "battery_charge",
+            "battery_discharge",
+            "battery_soc",
+            "use_kwh",
+            "solar_kwh",
+            "solar_direct_kwh",
+            "import_kwh",
+            "battery_charge_kwh",
+            "battery_discharge_kwh",
+        ],
+        "mysolarpvdivert" => &[
+            "use",
+            "solar",
+            "divert",
+            "wind",
+            "use_kwh",
+            "solar_kwh",
+            "wind_kwh",
+            "divert_kwh",
+            "import_kwh",
+        ],
+        "myheatpump" => &[
+            "heatpump_elec",
+            "heatpump_elec_kwh",
+            "heatpump_heat",
+            "heatpump_heat_kwh",
+            "heatpump_flowT",
+            "heatpump_returnT",
+            "heatpump_outsideT",
+            "heatpump_roomT",
+            "heatpump_targetT",
+            "heatpump_flowrate",
+            "heatpump_dhw",
+            "heatpump_ch",
+            "heatpump_cooling",
+            "heatpump_error",
+            "immersion_elec",
+            "heatpump_dhwT",
+            "heatpump_dhwTargetT",
+            "boiler_heat",
+        ],
+        _ => &[],
+    }
+}
 
 fn available(app: &str) -> bool {
     AVAILABLE.iter().any(|(t, ..)| *t == app)
@@ -223,11 +281,18 @@ pub async fn resolve(call: &Call<'_>) -> Result<Option<AppRow>, ApiError> {
 /// `setconfig`'s `config`: a flat JSON object of scalars with keys of `[A-Za-z0-9_]` and no
 /// markup in its strings, as emoncms checks it; returned as stored.
 fn checked_config(text: &str) -> Result<String, ApiError> {
+    // Bounded: an app's settings are a few dozen short values.
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ApiError::fail("Could not parse json"));
+    }
     let parsed: Value =
         serde_json::from_str(text).map_err(|_| ApiError::fail("Could not parse json"))?;
     let Value::Object(map) = parsed else {
         return Err(ApiError::fail("Could not parse json"));
     };
+    if map.len() > MAX_CONFIG_KEYS {
+        return Err(ApiError::fail("Invalid config key"));
+    }
     for (k, v) in &map {
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(ApiError::fail("Invalid config key"));

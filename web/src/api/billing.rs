@@ -51,6 +51,20 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
             statement_reply(call, billing, userid, today).await
         }
         "redeem" if caller.write => {
+            // Codes are bearer credit: guessing is limited per account and per address.
+            let limits = &call.state.settings.limits;
+            let window = std::time::Duration::from_secs(limits.login_window_s);
+            for key in [
+                ynni_core::ratelimit::Key::new("redeem", &[&me.to_le_bytes()]),
+                ynni_core::ratelimit::Key::new("redeem-ip", &[call.peer.to_string().as_bytes()]),
+            ] {
+                if call.state.limiter.hit(key, limits.login_attempts, window) {
+                    return Err(ApiError::TooMany {
+                        retry_after: limits.login_window_s,
+                        message: "Too many voucher attempts; try again later".into(),
+                    });
+                }
+            }
             let code = call.params.get_or_post("code").unwrap_or("").trim();
             let posted = billing.redeem(me, code, today).await.map_err(refused)?;
             Ok(reply::json(posted_json(posted)))

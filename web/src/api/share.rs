@@ -32,6 +32,9 @@ const ALLOWED: [(&str, &str); 6] = [
     ("app", "getconfig"),
 ];
 
+/// emoncms's engine id of a virtual feed.
+const VIRTUAL_ENGINE: i64 = 7;
+
 /// Feeds one link may name, at most.
 const MAX_FEEDS: usize = 64;
 
@@ -98,20 +101,21 @@ async fn scope(state: &AppState, row: &ShareRow) -> Result<(Vec<i64>, Option<i64
     else {
         return Ok((Vec::new(), None));
     };
-    // The app's feed keys hold feed ids (numbers or numeric strings); only the owner's feeds
-    // count, whatever else the configuration holds.
+    // Only the keys of the app's type that hold feeds count (a setting such as My Solar's
+    // `solar_disp_min = 10` is not feed 10), and only the owner's feeds that hold data of
+    // their own: a virtual feed computes from feeds the link does not share.
     let owned: Vec<i64> = state
         .catalog
         .feeds_for_user(row.userid)
         .await?
         .iter()
+        .filter(|f| f.engine != VIRTUAL_ENGINE)
         .map(|f| f.id)
         .collect();
     let config: Value = serde_json::from_str(&app_row.config).unwrap_or(Value::Null);
-    let mut feeds: Vec<i64> = config
-        .as_object()
-        .into_iter()
-        .flat_map(|m| m.values())
+    let mut feeds: Vec<i64> = super::app::feed_keys(&app_row.app)
+        .iter()
+        .filter_map(|k| config.get(*k))
         .filter_map(|v| match v {
             Value::Number(n) => n.as_i64(),
             Value::String(s) => s.trim().parse().ok(),
@@ -198,14 +202,18 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
                 if ids.is_empty() || ids.len() > MAX_FEEDS {
                     return Err(ApiError::fail(format!("Share 1 to {MAX_FEEDS} feeds")));
                 }
-                let mine: Vec<i64> = catalog
-                    .feeds_for_user(c.user.id)
-                    .await?
-                    .iter()
-                    .map(|f| f.id)
-                    .collect();
-                if let Some(bad) = ids.iter().find(|id| !mine.contains(id)) {
-                    return Err(ApiError::fail(format!("Feed {bad} does not exist")));
+                let mine = catalog.feeds_for_user(c.user.id).await?;
+                for id in &ids {
+                    match mine.iter().find(|f| f.id == *id) {
+                        None => return Err(ApiError::fail(format!("Feed {id} does not exist"))),
+                        // Its values come from other feeds, which the link would not share.
+                        Some(f) if f.engine == VIRTUAL_ENGINE => {
+                            return Err(ApiError::fail(format!(
+                                "Feed {id} is virtual: share the feeds it is computed from"
+                            )));
+                        }
+                        Some(_) => {}
+                    }
                 }
                 ShareScope::Feeds(ids)
             };
