@@ -248,6 +248,43 @@ async fn apps_stay_with_their_user_and_share_links_read_only_what_they_share() {
     .await;
     assert!(body.contains("is virtual"), "{body}");
 
+    // Its page refuses to be framed unless the owner allowed embedding for the link.
+    let page = |t: &str| server.url(&format!("/app/apps?id={app}&share={t}"));
+    let r = get(&script(), &page(&token)).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(r.headers["x-frame-options"], "DENY");
+    let framed = json_at(
+        &server,
+        &format!("/share/create.json?app={app}&embed=1&apikey={alice_write}"),
+    )
+    .await["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let r = get(&script(), &page(&framed)).await;
+    assert!(
+        r.headers["content-security-policy"]
+            .to_str()
+            .expect("csp")
+            .contains("frame-ancestors *")
+    );
+    assert!(r.headers.get("x-frame-options").is_none());
+    // Any other page, or a made-up token, still refuses.
+    let r = get(
+        &script(),
+        &server.url(&format!("/app/feeds?share={framed}")),
+    )
+    .await;
+    assert_eq!(r.headers["x-frame-options"], "DENY");
+    let r = get(&script(), &page("0123456789abcdef0123456789abcdef")).await;
+    assert_eq!(r.headers["x-frame-options"], "DENY");
+
     // Taking a feed out of the app takes it out of the link at once.
     let config = format!("%7B%22use_kwh%22%3A{kwh_feed}%7D");
     json_at(
@@ -267,7 +304,7 @@ async fn apps_stay_with_their_user_and_share_links_read_only_what_they_share() {
     let d2 = data(use_feed).replace(&token, &t2);
     assert_eq!(call(&server, &d2).await.0, 200);
     let listed = json_at(&server, &format!("/share/list.json?apikey={alice_write}")).await;
-    assert_eq!(listed.as_array().expect("links").len(), 3);
+    assert_eq!(listed.as_array().expect("links").len(), 4);
     assert!(!listed.to_string().contains(&t2), "tokens are never listed");
     let id2 = feeds_link["id"].as_i64().expect("id");
     json_at(

@@ -33,6 +33,8 @@ pub struct ShareRow {
     /// Unix seconds; 0 for none.
     pub expires: i64,
     pub revoked: bool,
+    /// Its page may be shown in other sites' frames.
+    pub embed: bool,
 }
 
 /// What a new share link gives.
@@ -48,7 +50,7 @@ pub fn share_token_hash(token: &str) -> String {
 }
 
 const APP_COLUMNS: &str = "id, userid, app, name, public, config";
-const SHARE_COLUMNS: &str = "id, userid, label, kind, app, feeds, created, expires, revoked";
+const SHARE_COLUMNS: &str = "id, userid, label, kind, app, feeds, created, expires, revoked, embed";
 
 impl Catalog {
     /// A new app of `userid`; `None` when the user has an app of that name.
@@ -200,6 +202,7 @@ impl Catalog {
         label: &str,
         scope: &ShareScope,
         expires: i64,
+        embed: bool,
     ) -> Result<i64, CatalogError> {
         let (kind, app, feeds) = match scope {
             ShareScope::Feeds(ids) => (
@@ -210,8 +213,8 @@ impl Catalog {
             ShareScope::App(id) => ("app", Some(*id), String::new()),
         };
         Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
-            "INSERT INTO shares (userid, token_hash, label, kind, app, feeds, created, expires) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO shares (userid, token_hash, label, kind, app, feeds, created, expires, embed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(userid)
         .bind(token_hash)
@@ -221,6 +224,7 @@ impl Catalog {
         .bind(feeds)
         .bind(now_secs())
         .bind(expires)
+        .bind(embed)
         .fetch_one(p)
         .await)?)
     }

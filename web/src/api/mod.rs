@@ -14,6 +14,7 @@ mod input_manage;
 mod process;
 mod profile;
 mod share;
+pub(crate) use share::allows_embedding;
 mod system;
 mod usage;
 mod user;

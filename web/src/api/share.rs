@@ -4,7 +4,8 @@
 //!
 //! `share/create.json?feeds=1,2` or `?app=ID` (optional `label`, `expires` as unix seconds)
 //! answers the token once; `share/list.json` lists the caller's links (never their tokens);
-//! `share/revoke.json?id=` ends one at once. A request carrying `share=<token>` is served as
+//! `share/revoke.json?id=` ends one at once. With `embed=1` the shared app's page may be shown in
+//! other sites' frames (otherwise, as every page, it refuses to be framed). A request carrying `share=<token>` is served as
 //! the owner reading, but only through [`ALLOWED`] actions and only for the feeds in the
 //! link's scope (every `id` and `ids` checked); anything else is refused, and so is a revoked
 //! or expired link. The scope of an app link is worked out on each request from the app's
@@ -47,22 +48,33 @@ pub struct Shared {
     pub app: Option<i64>,
 }
 
-/// The link behind `token`, if it is live (not revoked, not expired) and its owner exists.
-pub async fn open(state: &AppState, token: &str) -> Result<Option<Shared>, ApiError> {
+/// The live link behind `token` (not revoked, not expired), as stored.
+async fn live_row(state: &AppState, token: &str) -> Result<Option<ShareRow>, ApiError> {
     if token.len() != 32 || !token.chars().all(|c| c.is_ascii_hexdigit()) {
         return Ok(None);
     }
-    let Some(row) = state
+    let now = chrono::Utc::now().timestamp();
+    Ok(state
         .catalog
         .share_by_token_hash(&share_token_hash(&token.to_ascii_lowercase()))
         .await?
-    else {
+        .filter(|row| !row.revoked && (row.expires == 0 || row.expires > now)))
+}
+
+/// Whether `token` is a live link whose owner lets its page be framed by other sites.
+pub async fn allows_embedding(state: &AppState, token: &str) -> bool {
+    live_row(state, token)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|row| row.embed)
+}
+
+/// The link behind `token`, if it is live (not revoked, not expired) and its owner exists.
+pub async fn open(state: &AppState, token: &str) -> Result<Option<Shared>, ApiError> {
+    let Some(row) = live_row(state, token).await? else {
         return Ok(None);
     };
-    let now = chrono::Utc::now().timestamp();
-    if row.revoked || (row.expires > 0 && row.expires <= now) {
-        return Ok(None);
-    }
     let Some(user) = state.catalog.user_by_id(row.userid).await? else {
         return Ok(None);
     };
@@ -168,7 +180,7 @@ fn share_json(s: &ShareRow) -> Value {
     json!({
         "id": s.id, "label": s.label, "kind": s.kind, "app": s.app,
         "feeds": s.feeds.split(',').filter_map(|f| f.parse::<i64>().ok()).collect::<Vec<_>>(),
-        "created": s.created, "expires": s.expires, "revoked": s.revoked,
+        "created": s.created, "expires": s.expires, "revoked": s.revoked, "embed": s.embed,
     })
 }
 
@@ -234,6 +246,7 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
                 .collect();
             let token =
                 ynni_core::keys::random_hex(16).map_err(|e| ApiError::fail(e.to_string()))?;
+            let embed = p.get_or_post("embed").is_some_and(|v| v.trim() == "1");
             let id = catalog
                 .create_share(
                     c.user.id,
@@ -241,6 +254,7 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
                     &label,
                     &scope,
                     expires,
+                    embed,
                 )
                 .await?;
             Ok(reply::json(

@@ -91,8 +91,34 @@ async fn page_or_api(State(state): State<AppState>, request: Request) -> Respons
             .map_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
         return crate::api::dispatch(State(state), ConnectInfo(peer), request).await;
     }
-    page(State(state), request).await
+    // A shared app's page may be framed by other sites when its owner allowed it.
+    let token = request
+        .uri()
+        .query()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "share"))
+        .map(|(_, v)| v.into_owned());
+    let embeddable = action == "apps"
+        && match &token {
+            Some(t) => crate::api::allows_embedding(&state, t).await,
+            None => false,
+        };
+    let mut r = page(State(state), request).await;
+    if embeddable {
+        let h = r.headers_mut();
+        h.remove(header::X_FRAME_OPTIONS);
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(EMBEDDABLE_CSP),
+        );
+    }
+    r
 }
+
+/// [`CSP`] for a page its owner lets other sites frame.
+const EMBEDDABLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+                              img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; \
+                              object-src 'none'; base-uri 'none'; form-action 'self'; \
+                              frame-ancestors *";
 
 async fn asset(
     State(state): State<AppState>,

@@ -225,13 +225,15 @@ async function myHeatpump(body, app, q) {
 
 async function shareCard(app) {
   const out = h('p');
+  const embed = h('input', { type: 'checkbox', name: 'embed' });
   return h('section.card.no-print', h('h2', 'Share'),
     h('p.muted', 'A link that shows this app, and reads only its feeds: not your other feeds, inputs or account. Your account page lists your links and revokes them.'),
+    h('label', embed, ' Let other sites show it in a frame (embedding)'),
     h('button', {
       type: 'button',
       onclick: async () => {
         try {
-          const link = await get('share/create.json', { app: app.id, label: app.name });
+          const link = await get('share/create.json', { app: app.id, label: app.name, embed: embed.checked ? 1 : 0 });
           const url = `${location.origin}/app/apps?id=${app.id}&share=${link.token}`;
           clear(out, h('code', { id: 'share-url' }, url));
         } catch (e) { toast(e.message, 'error'); }
