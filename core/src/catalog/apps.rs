@@ -292,6 +292,7 @@ mod tests {
                 "x",
                 &ShareScope::Feeds(vec![3, 4]),
                 0,
+                false,
             )
             .await
             .unwrap();
