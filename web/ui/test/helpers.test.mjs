@@ -118,6 +118,13 @@ test('My Electric sums the days of this week, month and year', async () => {
   assert.equal(f.month, 4 * 2);
   assert.equal(f.year, (31 + 28 + 4) * 2);
   assert.equal(dailyFigures([], now).today, 0);
+  assert.equal(f.monthLastYear, null, 'no data a year ago');
+  // 2025-03-01 to 2025-03-04 at 3 kWh a day, then the rest of March at 10.
+  const ly = [];
+  for (let d = new Date(2025, 2, 1); d < new Date(2025, 3, 1); d.setDate(d.getDate() + 1)) {
+    ly.push([d.getTime(), d.getDate() <= 4 ? 3 : 10]);
+  }
+  assert.equal(dailyFigures(ly.concat(data), now).monthLastYear, 12, 'the same four days');
 });
 
 test('My Solar splits use into solar and grid, generation into house and export', async () => {

@@ -124,6 +124,8 @@ async function myElectric(body, app, q) {
     h('section.card', h('h2', 'Totals'), h('dl.facts',
       h('dt', 'This week'), h('dd', { id: 'week-kwh' }, `${f.week.toFixed(1)} kWh · ${money(f.week)}`),
       h('dt', 'This month'), h('dd', { id: 'month-kwh' }, `${f.month.toFixed(0)} kWh · ${money(f.month)}`),
+      h('dt', 'Same days last year'), h('dd', { id: 'month-last-year' },
+        f.monthLastYear === null ? 'no data' : `${f.monthLastYear.toFixed(0)} kWh · ${money(f.monthLastYear)}`),
       h('dt', 'This year'), h('dd', { id: 'year-kwh' }, `${f.year.toFixed(0)} kWh · ${money(f.year)}`))),
     h('section.card', h('h2', 'Last 30 days'),
       h('div.bars', { role: 'img', 'aria-label': 'kWh per day, last 30 days' },

@@ -16,11 +16,18 @@ export function dailyFigures(data, now) {
   const monthStart = new Date(now.getFullYear(), now.getMonth(), 1).getTime();
   const yearStart = new Date(now.getFullYear(), 0, 1).getTime();
   const sum = (from) => days.filter((d) => d.time >= from).reduce((s, d) => s + (d.kwh ?? 0), 0);
+  // The same days of this month a year ago (1st to today's date), by calendar date.
+  const lastYear = now.getFullYear() - 1;
+  const from = ymd(new Date(lastYear, now.getMonth(), 1));
+  const to = ymd(new Date(lastYear, now.getMonth(), now.getDate()));
+  const sameDays = days.filter((d) => d.date >= from && d.date <= to);
   return {
     days,
     today: days.find((d) => d.date === today)?.kwh ?? 0,
     week: sum(monday.getTime()),
     month: sum(monthStart),
     year: sum(yearStart),
+    // null when there is no data for those days (a feed younger than a year).
+    monthLastYear: sameDays.some((d) => d.kwh !== null) ? sameDays.reduce((s, d) => s + (d.kwh ?? 0), 0) : null,
   };
 }
