@@ -236,8 +236,22 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
                 _ => Ok(Imported::Created),
             });
         }
+        for mut dashboard in source::dashboards(&db, user.id).await? {
+            dashboard.userid = here;
+            r.dashboards.add(match &catalog {
+                Some(c) if !args.dry_run => c
+                    .import_dashboard(&dashboard)
+                    .await
+                    .map_err(|e| e.to_string()),
+                _ => Ok(Imported::Created),
+            });
+        }
         seeds.push((here, seed));
-        failed |= !(r.feeds.clean() && r.inputs.clean() && r.devices.clean() && r.apps.clean());
+        failed |= !(r.feeds.clean()
+            && r.inputs.clean()
+            && r.devices.clean()
+            && r.apps.clean()
+            && r.dashboards.clean());
         r.print(args.dry_run);
     }
     match (&settings.cluster, &shared, &data_dir, &catalog) {
@@ -314,6 +328,7 @@ struct UserReport<'a> {
     inputs: Tally,
     devices: Tally,
     apps: Tally,
+    dashboards: Tally,
     bytes: u64,
     copied_not_linked: usize,
 }
@@ -334,6 +349,7 @@ impl UserReport<'_> {
                 "inputs": part(&self.inputs),
                 "devices": part(&self.devices),
                 "apps": part(&self.apps),
+                "dashboards": part(&self.dashboards),
                 "data_bytes": self.bytes,
                 "copied_not_linked": self.copied_not_linked,
             })

@@ -185,3 +185,57 @@ pub async fn apps(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<ynni_core::
         .collect::<Result<_, sqlx::Error>>()
         .context("decoding an app row")
 }
+
+/// A user's dashboards (emoncms's dashboard module); none when the module's table does not
+/// exist.
+pub async fn dashboards(
+    db: &MySqlPool,
+    userid: i64,
+) -> anyhow::Result<Vec<ynni_core::catalog::DashboardRow>> {
+    let rows = sqlx::query(
+        "SELECT CAST(id AS SIGNED) AS id, CAST(userid AS SIGNED) AS userid, COALESCE(content,'') AS content, \
+         CAST(COALESCE(height,600) AS SIGNED) AS height, COALESCE(name,'no name') AS name, \
+         COALESCE(alias,'') AS alias, COALESCE(description,'') AS description, \
+         CAST(COALESCE(main,0) AS SIGNED) AS main, CAST(COALESCE(public,0) AS SIGNED) AS public, \
+         CAST(COALESCE(published,0) AS SIGNED) AS published, \
+         CAST(COALESCE(showdescription,0) AS SIGNED) AS showdescription, \
+         COALESCE(backgroundcolor,'EDF7FC') AS backgroundcolor, \
+         CAST(COALESCE(gridsize,20) AS SIGNED) AS gridsize, \
+         CAST(COALESCE(fullscreen,0) AS SIGNED) AS fullscreen, COALESCE(feedmode,'feedid') AS feedmode \
+         FROM dashboard WHERE userid = ? ORDER BY id",
+    )
+    .bind(userid)
+    .fetch_all(db)
+    .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        // SQLSTATE 42S02: no such table.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e).context("reading emoncms's dashboard table"),
+    };
+    rows.iter()
+        .map(|r| {
+            let flag = |k: &str| r.try_get::<i64, _>(k).map(|v| v != 0);
+            Ok(ynni_core::catalog::DashboardRow {
+                id: r.try_get("id")?,
+                userid: r.try_get("userid")?,
+                content: r.try_get("content")?,
+                height: r.try_get("height")?,
+                name: r.try_get("name")?,
+                alias: r.try_get("alias")?,
+                description: r.try_get("description")?,
+                main: flag("main")?,
+                public: flag("public")?,
+                published: flag("published")?,
+                showdescription: flag("showdescription")?,
+                backgroundcolor: r.try_get("backgroundcolor")?,
+                gridsize: r.try_get("gridsize")?,
+                fullscreen: flag("fullscreen")?,
+                feedmode: r.try_get("feedmode")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .context("decoding a dashboard row")
+}

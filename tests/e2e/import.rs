@@ -73,6 +73,16 @@ async fn load_emoncms(db: &MariaDb) {
         "CREATE TABLE app (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, app VARCHAR(255), \
          userid INT, name VARCHAR(255), public TINYINT(1) DEFAULT 0, config TEXT)"
             .to_string(),
+        "CREATE TABLE dashboard (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, userid INT, content TEXT, \
+         height INT DEFAULT 600, name VARCHAR(30) DEFAULT 'no name', alias VARCHAR(20) DEFAULT '', \
+         description VARCHAR(255) DEFAULT 'no description', main TINYINT(1) DEFAULT 0, \
+         public TINYINT(1) DEFAULT 0, published TINYINT(1) DEFAULT 0, showdescription TINYINT(1) DEFAULT 0, \
+         backgroundcolor VARCHAR(6) DEFAULT 'EDF7FC', gridsize TINYINT(1) DEFAULT 20, \
+         fullscreen TINYINT(1) DEFAULT 0, feedmode VARCHAR(8) DEFAULT 'feedid')"
+            .to_string(),
+        "INSERT INTO dashboard (id, userid, content, height, name, alias, main) VALUES \
+         (6, 1, '<div id=\"1\" class=\"feedvalue\" feedid=\"1\"></div>', 120, 'Home', 'home', 1)"
+            .to_string(),
         "INSERT INTO app (id, app, userid, name, public, config) VALUES \
          (5, 'myelectric', 1, 'My Electric', 1, '{\"use\":\"1\",\"use_kwh\":3,\"unitcost\":0.1508}')"
             .to_string(),
@@ -156,6 +166,7 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
     assert_eq!(summary["inputs"]["created"], 1, "{summary}");
     assert_eq!(summary["devices"]["created"], 1, "{summary}");
     assert_eq!(summary["apps"]["created"], 1, "{summary}");
+    assert_eq!(summary["dashboards"]["created"], 1, "{summary}");
     // The files are emoncms's, byte for byte; the MySQL feed became a variable-interval file.
     for (from, to) in [
         ("phpfina/1.meta", "phpfina/1.meta"),
@@ -184,6 +195,24 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
 
     let server = Server::builder().data_dir(&data).start();
     let c = script();
+    // The dashboard came across under its id, content and settings as they were.
+    let r = get(
+        &c,
+        &server.url(&format!("/dashboard/getcontent.json?id=6&apikey={WRITE}")),
+    )
+    .await;
+    let d = r.json();
+    assert_eq!(
+        (&d["content"], &d["height"], &d["alias"], &d["main"]),
+        (
+            &serde_json::json!(r#"<div id="1" class="feedvalue" feedid="1"></div>"#),
+            &serde_json::json!("120"),
+            &serde_json::json!("home"),
+            &serde_json::json!("1")
+        ),
+        "{}",
+        r.body
+    );
     // The app came across with its configuration, as emoncms's getconfig gives it.
     let r = get(
         &c,

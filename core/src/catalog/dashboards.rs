@@ -43,6 +43,73 @@ const COLUMNS: &str = "id, userid, content, height, name, alias, description, ma
      published, showdescription, backgroundcolor, gridsize, fullscreen, feedmode";
 
 impl Catalog {
+    /// Imports a dashboard (emoncms's row) under its id where free. One of the same user and
+    /// name with the same content is left alone; one that differs is a conflict.
+    pub async fn import_dashboard(
+        &self,
+        d: &DashboardRow,
+    ) -> Result<super::Imported, CatalogError> {
+        use super::Imported;
+        let existing: Option<(i64, String)> = on_db!(&self.db, p => sqlx::query_as(
+            "SELECT id, content FROM dashboards WHERE userid = $1 AND name = $2",
+        )
+        .bind(d.userid)
+        .bind(&d.name)
+        .fetch_optional(p)
+        .await)?;
+        if let Some((_, content)) = existing {
+            return Ok(if content == d.content {
+                Imported::Unchanged
+            } else {
+                Imported::Conflict(format!(
+                    "user {} already has a dashboard named {:?} with other content",
+                    d.userid, d.name
+                ))
+            });
+        }
+        let taken: Option<(i64,)> = on_db!(&self.db, p => sqlx::query_as("SELECT id FROM dashboards WHERE id = $1")
+            .bind(d.id)
+            .fetch_optional(p)
+            .await)?;
+        // Its own id where free (emoncms's links name dashboards by id), else a new one.
+        let keep_id = taken.is_none();
+        let sql = if keep_id {
+            "INSERT INTO dashboards (userid, content, height, name, alias, description, main, public, \
+             published, showdescription, backgroundcolor, gridsize, fullscreen, feedmode, id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        } else {
+            "INSERT INTO dashboards (userid, content, height, name, alias, description, main, public, \
+             published, showdescription, backgroundcolor, gridsize, fullscreen, feedmode) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        };
+        on_db!(&self.db, p => {
+            let mut q = sqlx::query(sql)
+                .bind(d.userid)
+                .bind(&d.content)
+                .bind(d.height)
+                .bind(&d.name)
+                .bind(&d.alias)
+                .bind(&d.description)
+                .bind(d.main)
+                .bind(d.public)
+                .bind(d.published)
+                .bind(d.showdescription)
+                .bind(&d.backgroundcolor)
+                .bind(d.gridsize)
+                .bind(d.fullscreen)
+                .bind(&d.feedmode);
+            if keep_id {
+                q = q.bind(d.id);
+            }
+            q.execute(p).await.map(|r| r.rows_affected())?
+        });
+        if keep_id {
+            self.follow_explicit_ids(super::import::IdTable::Dashboards)
+                .await?;
+        }
+        Ok(Imported::Created)
+    }
+
     pub async fn create_dashboard(&self, userid: i64) -> Result<i64, CatalogError> {
         Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
             "INSERT INTO dashboards (userid) VALUES ($1) RETURNING id",

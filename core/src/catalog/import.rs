@@ -55,6 +55,7 @@ pub(super) enum IdTable {
     Inputs,
     Devices,
     Apps,
+    Dashboards,
 }
 
 impl Catalog {
@@ -77,6 +78,9 @@ impl Catalog {
             }
             IdTable::Apps => {
                 "SELECT setval(pg_get_serial_sequence('apps', 'id'), (SELECT MAX(id) FROM apps))"
+            }
+            IdTable::Dashboards => {
+                "SELECT setval(pg_get_serial_sequence('dashboards', 'id'), (SELECT MAX(id) FROM dashboards))"
             }
         };
         if let super::Db::Postgres(p) = &self.db {
