@@ -113,22 +113,16 @@ pub async fn inputs(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<(InputRow
 /// A user's devices (emoncms's device module) with their keys; none when the module's table
 /// does not exist (installations without it).
 pub async fn devices(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<DeviceRow>> {
-    let rows = sqlx::query(
+    let rows = module_rows(
+        db,
         "SELECT CAST(id AS SIGNED) AS id, CAST(userid AS SIGNED) AS userid, COALESCE(nodeid,'') AS nodeid, \
          COALESCE(name,'') AS name, COALESCE(description,'') AS description, COALESCE(type,'') AS type, \
          COALESCE(devicekey,'') AS devicekey FROM device WHERE userid = ? ORDER BY id",
+
+        userid,
+        "device",
     )
-    .bind(userid)
-    .fetch_all(db)
-    .await;
-    let rows = match rows {
-        Ok(rows) => rows,
-        // SQLSTATE 42S02: no such table.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => {
-            return Ok(Vec::new());
-        }
-        Err(e) => return Err(e).context("reading emoncms's device table"),
-    };
+    .await?;
     rows.iter()
         .map(|r| {
             Ok(DeviceRow {
@@ -148,22 +142,16 @@ pub async fn devices(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<DeviceRo
 
 /// A user's apps (emoncms's app module); none when the module's table does not exist.
 pub async fn apps(db: &MySqlPool, userid: i64) -> anyhow::Result<Vec<ynni_core::catalog::AppRow>> {
-    let rows = sqlx::query(
+    let rows = module_rows(
+        db,
         "SELECT CAST(id AS SIGNED) AS id, CAST(userid AS SIGNED) AS userid, COALESCE(app,'') AS app, \
          COALESCE(name,'') AS name, CAST(COALESCE(public,0) AS SIGNED) AS public, \
          COALESCE(config,'{}') AS config FROM app WHERE userid = ? ORDER BY id",
+
+        userid,
+        "app",
     )
-    .bind(userid)
-    .fetch_all(db)
-    .await;
-    let rows = match rows {
-        Ok(rows) => rows,
-        // SQLSTATE 42S02: no such table.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => {
-            return Ok(Vec::new());
-        }
-        Err(e) => return Err(e).context("reading emoncms's app table"),
-    };
+    .await?;
     rows.iter()
         .map(|r| {
             let public: i64 = r.try_get("public")?;
@@ -192,7 +180,8 @@ pub async fn dashboards(
     db: &MySqlPool,
     userid: i64,
 ) -> anyhow::Result<Vec<ynni_core::catalog::DashboardRow>> {
-    let rows = sqlx::query(
+    let rows = module_rows(
+        db,
         "SELECT CAST(id AS SIGNED) AS id, CAST(userid AS SIGNED) AS userid, COALESCE(content,'') AS content, \
          CAST(COALESCE(height,600) AS SIGNED) AS height, COALESCE(name,'no name') AS name, \
          COALESCE(alias,'') AS alias, COALESCE(description,'') AS description, \
@@ -203,18 +192,11 @@ pub async fn dashboards(
          CAST(COALESCE(gridsize,20) AS SIGNED) AS gridsize, \
          CAST(COALESCE(fullscreen,0) AS SIGNED) AS fullscreen, COALESCE(feedmode,'feedid') AS feedmode \
          FROM dashboard WHERE userid = ? ORDER BY id",
+
+        userid,
+        "dashboard",
     )
-    .bind(userid)
-    .fetch_all(db)
-    .await;
-    let rows = match rows {
-        Ok(rows) => rows,
-        // SQLSTATE 42S02: no such table.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => {
-            return Ok(Vec::new());
-        }
-        Err(e) => return Err(e).context("reading emoncms's dashboard table"),
-    };
+    .await?;
     rows.iter()
         .map(|r| {
             let flag = |k: &str| r.try_get::<i64, _>(k).map(|v| v != 0);
@@ -238,4 +220,20 @@ pub async fn dashboards(
         })
         .collect::<Result<_, sqlx::Error>>()
         .context("decoding a dashboard row")
+}
+
+/// A user's rows of an optional emoncms module's table (`sql` binds the user id): none when the
+/// module, so its table, is not installed.
+async fn module_rows(
+    db: &MySqlPool,
+    sql: &'static str,
+    userid: i64,
+    table: &str,
+) -> anyhow::Result<Vec<sqlx::mysql::MySqlRow>> {
+    match sqlx::query(sql).bind(userid).fetch_all(db).await {
+        Ok(rows) => Ok(rows),
+        // SQLSTATE 42S02: no such table.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("reading emoncms's {table} table")),
+    }
 }

@@ -118,10 +118,6 @@ async fn the_web_ui_works_end_to_end_in_chromium() {
 /// voucher, and prints.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_billing_pages_work_in_chromium() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let driver = root.join("tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     let server = crate::billing::billed_server();
     register(&server, "operator", "password123").await;
     let (alice, _, key) = register(&server, "alice", "password123").await;
@@ -135,26 +131,16 @@ async fn the_billing_pages_work_in_chromium() {
     assert!(r.body.contains("feedid"), "{}", r.body);
     crate::billing::backdate(&server, &[alice]).await;
     let week: i64 = crate::billing::last_week_charges().iter().sum();
-    let out = Command::new("node")
-        .arg(driver.join("billing.mjs"))
-        .arg(&server.base)
-        .arg(&shots)
-        .env("CHROMIUM", &chromium)
-        .env("YNNI_ADMIN_LOGIN", "operator:password123")
-        .env("YNNI_USER_LOGIN", "alice:password123")
-        .env("YNNI_USER_ID", alice.to_string())
-        .env("YNNI_EXPECT_AFTER_ACCRUAL", (100 - week).to_string())
-        .env("YNNI_EXPECT_AFTER_VOUCHER", (600 - week).to_string())
-        .current_dir(&driver)
-        .output()
-        .expect("run node (Node.js is needed for the browser test)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "billing browser run failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
-        out.status,
-        server.log()
+    let stdout = run_driver(
+        "billing.mjs",
+        &server,
+        &[
+            ("YNNI_ADMIN_LOGIN", "operator:password123".into()),
+            ("YNNI_USER_LOGIN", "alice:password123".into()),
+            ("YNNI_USER_ID", alice.to_string()),
+            ("YNNI_EXPECT_AFTER_ACCRUAL", (100 - week).to_string()),
+            ("YNNI_EXPECT_AFTER_VOUCHER", (600 - week).to_string()),
+        ],
     );
     assert!(stdout.contains("RESULT {\"billing\":\"ok\"}"), "{stdout}");
 }
@@ -167,10 +153,6 @@ async fn the_billing_pages_work_in_chromium() {
 /// My Heatpump: 6.0 kWh in and 21.6 out yesterday (COP 3.60), 5.0 °C outside, SCOP 3.60.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_apps_show_known_figures_and_share_them_in_chromium() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let driver = root.join("tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     let server = Server::start();
     let (_, _, key) = register(&server, "alice", "password123").await;
     let c = script();
@@ -335,26 +317,43 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
         .expect("date")
         .format("%Y-%m-%d")
         .to_string();
+    let stdout = run_driver(
+        "apps.mjs",
+        &server,
+        &[
+            ("YNNI_USER_LOGIN", "alice:password123".into()),
+            ("YNNI_YESTERDAY", yesterday),
+            ("YNNI_YESTERDAY_KWH", "12.0".into()),
+            ("YNNI_YESTERDAY_COST", "£1.80".into()),
+            ("YNNI_POWER_NOW", "1234".into()),
+        ],
+    );
+    assert!(stdout.contains("RESULT {\"apps\":\"ok\"}"), "{stdout}");
+}
+
+/// Runs `tests/browser/<script>` in node against `server` (chromium, screenshots under
+/// `target/tmp/browser-screenshots`) with `env`, and returns its output; a failed run fails
+/// the test with the driver's output and the server's log.
+fn run_driver(script: &str, server: &Server, env: &[(&str, String)]) -> String {
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     let out = Command::new("node")
-        .arg(driver.join("apps.mjs"))
+        .arg(driver.join(script))
         .arg(&server.base)
         .arg(&shots)
         .env("CHROMIUM", &chromium)
-        .env("YNNI_USER_LOGIN", "alice:password123")
-        .env("YNNI_YESTERDAY", &yesterday)
-        .env("YNNI_YESTERDAY_KWH", "12.0")
-        .env("YNNI_YESTERDAY_COST", "£1.80")
-        .env("YNNI_POWER_NOW", "1234")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(&driver)
         .output()
         .expect("run node (Node.js is needed for the browser test)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "apps browser run failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
+        "{script} failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
         out.status,
         server.log()
     );
-    assert!(stdout.contains("RESULT {\"apps\":\"ok\"}"), "{stdout}");
+    stdout
 }

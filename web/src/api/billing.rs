@@ -41,7 +41,7 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
     let me = caller.user.id;
     match call.route.action.as_str() {
         "account" => Ok(reply::json(account(billing, me, today).await?)),
-        "ledger" => ledger(call, billing, me).await,
+        "ledger" => ledger(call, me).await,
         "statement" => {
             let userid = if admin {
                 user_param(call).unwrap_or(me)
@@ -207,7 +207,7 @@ fn tx_json(t: &LedgerTx) -> Value {
 }
 
 /// `billing/ledger.json?start=YYYY-MM-DD&end=YYYY-MM-DD`: the caller's transactions.
-async fn ledger(call: &Call<'_>, _billing: &Billing, userid: i64) -> ApiResult {
+async fn ledger(call: &Call<'_>, userid: i64) -> ApiResult {
     let from = call.params.get_or_post("start").unwrap_or("0000-01-01");
     let to = call.params.get_or_post("end").unwrap_or("9999-12-31");
     for d in [from, to] {
