@@ -443,10 +443,225 @@ async fn dashboards_belong_to_their_user_and_refuse_script() {
         .await,
         json!(true)
     );
-    let (status, body) = call(
+    // emoncms's page addresses lead to ynni's dashboard page.
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for (path, page) in [
+        (
+            format!("/dashboard/view?id={clone}"),
+            format!("/app/dashboards?id={clone}"),
+        ),
+        (
+            "/dashboard/view/my-house".into(),
+            "/app/dashboards?alias=my-house".into(),
+        ),
+        (
+            format!("/dashboard/edit?id={clone}"),
+            format!("/app/dashboards?id={clone}&edit=1"),
+        ),
+        ("/dashboard/list".into(), "/app/dashboards".into()),
+    ] {
+        let r = get(&no_follow, &server.url(&path)).await;
+        assert_eq!(r.status, 303, "{path}: {}", r.body);
+        assert_eq!(r.headers["location"], page.as_str(), "{path}");
+    }
+}
+
+/// `dashboard/view.json`, what the dashboard page draws from: the owner sees the values of
+/// every feed the widgets name (of theirs: never another user's, even named by id); anyone
+/// sees a public dashboard with the owner's public feeds only; a dashboard's share link opens
+/// that dashboard and reads the data of its feeds and nothing else, until revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_shows_only_what_its_viewer_may_read() {
+    let server = Server::start();
+    let (_, alice_read, alice_write) = register(&server, "alice", "password123").await;
+    let (_, _, bob_write) = register(&server, "bobby", "password123").await;
+    let power = feed(&server, &alice_write, "power").await;
+    let temp = feed(&server, &alice_write, "temp").await;
+    let secret = feed(&server, &alice_write, "secret").await;
+    let bobs = feed(&server, &bob_write, "bobs").await;
+    let now = chrono::Utc::now().timestamp() / 10 * 10;
+    for (id, key, v) in [
+        (power, &alice_write, 1500),
+        (temp, &alice_write, 21),
+        (secret, &alice_write, 7),
+        (bobs, &bob_write, 99),
+    ] {
+        let (status, body) = call(
+            &server,
+            &format!("/feed/insert.json?id={id}&time={now}&value={v}&apikey={key}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    json_at(
         &server,
-        &format!("/dashboard/view?id={id}&apikey={alice_read}"),
+        &format!("/feed/set.json?id={temp}&fields=%7B%22public%22%3A1%7D&apikey={alice_write}"),
     )
     .await;
-    assert_eq!(status, 501, "{body}");
+    let dash = json_at(
+        &server,
+        &format!("/dashboard/create.json?apikey={alice_write}"),
+    )
+    .await
+    .as_i64()
+    .expect("id");
+    // Widgets name power, temp (by tag:name, as emoncms's tag mode stores it) and bob's feed.
+    let content = format!(
+        r#"<div id="1" class="feedvalue" style="top:0px;" feedid="{power}"></div><div id="2" class="dial" style="top:60px;" feedid=":temp"></div><div id="3" class="led" feedid="{bobs}"></div>"#
+    );
+    let r = crate::harness::post_form(
+        &script(),
+        &server.url(&format!("/dashboard/setcontent.json?apikey={alice_write}")),
+        &[
+            ("id", dash.to_string().as_str()),
+            ("content", &crate::harness::encode(&content)),
+            ("height", "200"),
+        ],
+    )
+    .await;
+    assert_eq!(r.json()["success"], json!(true), "{}", r.body);
+    let feeds_of = |v: &Value| -> Vec<(i64, f64)> {
+        v["feeds"]
+            .as_array()
+            .expect("feeds")
+            .iter()
+            .map(|f| {
+                (
+                    f["id"].as_str().and_then(|i| i.parse().ok()).expect("id"),
+                    f["value"].as_f64().expect("value"),
+                )
+            })
+            .collect()
+    };
+    let view = |q: String| {
+        let server = &server;
+        async move { call(server, &format!("/dashboard/view.json?id={dash}&{q}")).await }
+    };
+
+    let owner = json_at(
+        &server,
+        &format!("/dashboard/view.json?id={dash}&apikey={alice_read}"),
+    )
+    .await;
+    assert_eq!(feeds_of(&owner), [(power, 1500.0), (temp, 21.0)]);
+    assert_eq!(owner["content"], json!(content));
+    assert_eq!(
+        (&owner["owner"], &owner["editable"]),
+        (&json!(true), &json!(false)),
+        "a key never edits"
+    );
+    // Not public: bob and nobody see nothing, as for a dashboard that does not exist.
+    for q in [format!("apikey={bob_write}"), String::new()] {
+        assert_eq!(view(q.clone()).await, (200, "false".into()), "{q}");
+    }
+    assert_eq!(
+        call(
+            &server,
+            &format!("/dashboard/view.json?id=999&apikey={alice_read}")
+        )
+        .await,
+        (200, "false".into())
+    );
+    json_at(
+        &server,
+        &format!(
+            "/dashboard/set.json?id={dash}&fields=%7B%22public%22%3A1%2C%22alias%22%3A%22home%22%7D&apikey={alice_write}"
+        ),
+    )
+    .await;
+    for q in [
+        format!("apikey={bob_write}"),
+        String::new(),
+        "username=alice&alias=home".into(),
+    ] {
+        let path = if q.starts_with("username") {
+            format!("/dashboard/view.json?{q}")
+        } else {
+            format!("/dashboard/view.json?id={dash}&{q}")
+        };
+        let (status, body) = call(&server, &path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(feeds_of(&v), [(temp, 21.0)], "{path}: public feeds only");
+        assert_eq!(v["owner"], json!(false));
+    }
+    // Bob's alias lookup stays within bob's own dashboards.
+    assert_eq!(
+        call(
+            &server,
+            &format!("/dashboard/view.json?alias=home&apikey={bob_write}")
+        )
+        .await,
+        (200, "false".into())
+    );
+    json_at(
+        &server,
+        &format!(
+            "/dashboard/set.json?id={dash}&fields=%7B%22public%22%3A0%7D&apikey={alice_write}"
+        ),
+    )
+    .await;
+
+    // A share link of the dashboard.
+    let (status, body) = call(
+        &server,
+        &format!("/share/create.json?dashboard={dash}&apikey={bob_write}"),
+    )
+    .await;
+    assert!(body.contains("Dashboard does not exist"), "{status} {body}");
+    let link = json_at(
+        &server,
+        &format!("/share/create.json?dashboard={dash}&label=kitchen&apikey={alice_write}"),
+    )
+    .await;
+    let token = link["token"].as_str().expect("token").to_string();
+    let shared = json_at(
+        &server,
+        &format!("/dashboard/view.json?id={dash}&share={token}"),
+    )
+    .await;
+    assert_eq!(feeds_of(&shared), [(power, 1500.0), (temp, 21.0)]);
+    assert_eq!(shared["editable"], json!(false));
+    let data = |id: i64| {
+        format!(
+            "/feed/data.json?id={id}&start={}&end={}&interval=10&share={token}",
+            (now - 60) * 1000,
+            (now + 60) * 1000
+        )
+    };
+    let (status, body) = call(&server, &data(power)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("1500"), "{body}");
+    let other = json_at(
+        &server,
+        &format!("/dashboard/create.json?apikey={alice_write}"),
+    )
+    .await;
+    for path in [
+        data(secret),
+        data(bobs),
+        format!("/dashboard/view.json?id={other}&share={token}"),
+        format!("/dashboard/view.json?alias=home&share={token}"),
+        format!("/dashboard/list.json?share={token}"),
+        format!("/dashboard/getcontent.json?id={dash}&share={token}"),
+        format!("/feed/list.json?share={token}"),
+    ] {
+        let (status, body) = call(&server, &path).await;
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    let id = link["id"].as_i64().expect("id");
+    json_at(
+        &server,
+        &format!("/share/revoke.json?id={id}&apikey={alice_write}"),
+    )
+    .await;
+    let (status, _) = call(
+        &server,
+        &format!("/dashboard/view.json?id={dash}&share={token}"),
+    )
+    .await;
+    assert_eq!(status, 401);
 }

@@ -24,9 +24,10 @@ pub struct ShareRow {
     pub id: i64,
     pub userid: i64,
     pub label: String,
-    /// `feeds` or `app`.
+    /// `feeds`, `app` or `dashboard`.
     pub kind: String,
     pub app: Option<i64>,
+    pub dashboard: Option<i64>,
     /// `feeds`: comma-separated feed ids.
     pub feeds: String,
     pub created: i64,
@@ -42,6 +43,7 @@ pub struct ShareRow {
 pub enum ShareScope {
     Feeds(Vec<i64>),
     App(i64),
+    Dashboard(i64),
 }
 
 /// A share token's SHA-256, as stored.
@@ -50,7 +52,8 @@ pub fn share_token_hash(token: &str) -> String {
 }
 
 const APP_COLUMNS: &str = "id, userid, app, name, public, config";
-const SHARE_COLUMNS: &str = "id, userid, label, kind, app, feeds, created, expires, revoked, embed";
+const SHARE_COLUMNS: &str =
+    "id, userid, label, kind, app, dashboard, feeds, created, expires, revoked, embed";
 
 impl Catalog {
     /// A new app of `userid`; `None` when the user has an app of that name.
@@ -204,23 +207,26 @@ impl Catalog {
         expires: i64,
         embed: bool,
     ) -> Result<i64, CatalogError> {
-        let (kind, app, feeds) = match scope {
+        let (kind, app, dashboard, feeds) = match scope {
             ShareScope::Feeds(ids) => (
                 "feeds",
                 None,
+                None,
                 ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
             ),
-            ShareScope::App(id) => ("app", Some(*id), String::new()),
+            ShareScope::App(id) => ("app", Some(*id), None, String::new()),
+            ShareScope::Dashboard(id) => ("dashboard", None, Some(*id), String::new()),
         };
         Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
-            "INSERT INTO shares (userid, token_hash, label, kind, app, feeds, created, expires, embed) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            "INSERT INTO shares (userid, token_hash, label, kind, app, dashboard, feeds, created, \
+             expires, embed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(userid)
         .bind(token_hash)
         .bind(label)
         .bind(kind)
         .bind(app)
+        .bind(dashboard)
         .bind(feeds)
         .bind(now_secs())
         .bind(expires)

@@ -143,6 +143,13 @@ impl Catalog {
         )
     }
 
+    /// Dashboard `id` whoever owns it: for viewing, where the caller decides who may see it
+    /// (its owner, anyone when public, a share link made for it).
+    pub async fn dashboard_by_id(&self, id: i64) -> Result<Option<DashboardRow>, CatalogError> {
+        let sql = format!("SELECT {COLUMNS} FROM dashboards WHERE id = $1");
+        Ok(self.select_optional(sqlx::AssertSqlSafe(sql), id).await?)
+    }
+
     pub async fn delete_dashboard(&self, userid: i64, id: i64) -> Result<bool, CatalogError> {
         let sql = "DELETE FROM dashboards WHERE id = $1 AND userid = $2";
         Ok(self.execute2(sql, id, userid).await? > 0)

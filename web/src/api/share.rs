@@ -2,18 +2,19 @@
 //! apikey (which opens every feed, input and account detail: emoncms's dashboard#205,
 //! heatpumpmonitor.org#44).
 //!
-//! `share/create.json?feeds=1,2` or `?app=ID` (optional `label`, `expires` as unix seconds)
+//! `share/create.json?feeds=1,2`, `?app=ID` or `?dashboard=ID` (optional `label`, `expires` as unix seconds)
 //! answers the token once; `share/list.json` lists the caller's links (never their tokens);
 //! `share/revoke.json?id=` ends one at once. With `embed=1` the shared app's page may be shown in
 //! other sites' frames (otherwise, as every page, it refuses to be framed). A request carrying `share=<token>` is served as
 //! the owner reading, but only through [`ALLOWED`] actions and only for the feeds in the
 //! link's scope (every `id` and `ids` checked); anything else is refused, and so is a revoked
 //! or expired link. The scope of an app link is worked out on each request from the app's
-//! current configuration, so removing a feed from the app removes it from the link.
+//! current configuration, and a dashboard link's from the feeds its widgets name, so removing
+//! a feed from the app or the dashboard removes it from the link.
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use ynni_core::catalog::{ShareRow, ShareScope, share_token_hash};
+use ynni_core::catalog::{FeedRow, ShareRow, ShareScope, share_token_hash};
 
 use super::Call;
 use crate::auth::Caller;
@@ -24,13 +25,14 @@ use crate::route::Route;
 use crate::state::AppState;
 
 /// (controller, action) a share link may call.
-const ALLOWED: [(&str, &str); 6] = [
+const ALLOWED: [(&str, &str); 7] = [
     ("feed", "data"),
     ("feed", "average"),
     ("feed", "value"),
     ("feed", "timevalue"),
     ("feed", "getmeta"),
     ("app", "getconfig"),
+    ("dashboard", "view"),
 ];
 
 /// emoncms's engine id of a virtual feed.
@@ -46,6 +48,7 @@ pub struct Shared {
     pub caller: Caller,
     pub feeds: Vec<i64>,
     pub app: Option<i64>,
+    pub dashboard: Option<i64>,
 }
 
 /// The live link behind `token` (not revoked, not expired), as stored.
@@ -78,7 +81,7 @@ pub async fn open(state: &AppState, token: &str) -> Result<Option<Shared>, ApiEr
     let Some(user) = state.catalog.user_by_id(row.userid).await? else {
         return Ok(None);
     };
-    let (feeds, app) = scope(state, &row).await?;
+    let feeds = scope(state, &row).await?;
     Ok(Some(Shared {
         caller: Caller {
             user,
@@ -88,22 +91,57 @@ pub async fn open(state: &AppState, token: &str) -> Result<Option<Shared>, ApiEr
             device_node: None,
         },
         feeds,
-        app,
+        app: row.app.filter(|_| row.kind == "app"),
+        dashboard: row.dashboard.filter(|_| row.kind == "dashboard"),
     }))
 }
 
+/// The owner's feeds that hold data of their own: a virtual feed computes from feeds a link
+/// does not share.
+async fn stored_feeds(state: &AppState, userid: i64) -> Result<Vec<FeedRow>, ApiError> {
+    Ok(state
+        .catalog
+        .feeds_for_user(userid)
+        .await?
+        .into_iter()
+        .filter(|f| f.engine != VIRTUAL_ENGINE)
+        .collect())
+}
+
 /// The feeds a link covers now.
-async fn scope(state: &AppState, row: &ShareRow) -> Result<(Vec<i64>, Option<i64>), ApiError> {
-    if row.kind != "app" {
-        let feeds = row
+async fn scope(state: &AppState, row: &ShareRow) -> Result<Vec<i64>, ApiError> {
+    match row.kind.as_str() {
+        "app" => app_scope(state, row).await,
+        "dashboard" => {
+            let Some(dashboard) = row.dashboard else {
+                return Ok(Vec::new());
+            };
+            let Some(d) = state
+                .catalog
+                .dashboard_by_id(dashboard)
+                .await?
+                .filter(|d| d.userid == row.userid)
+            else {
+                return Ok(Vec::new());
+            };
+            let feeds = stored_feeds(state, row.userid).await?;
+            Ok(super::dashboard::resolve_feeds(
+                &super::dashboard::feed_options(&d.content),
+                &feeds,
+            ))
+        }
+        _ => Ok(row
             .feeds
             .split(',')
             .filter_map(|f| f.parse().ok())
-            .collect();
-        return Ok((feeds, None));
+            .collect()),
     }
+}
+
+/// The feeds of an app link: the feed keys of the app's type, as configured now.
+async fn app_scope(state: &AppState, row: &ShareRow) -> Result<Vec<i64>, ApiError> {
     let Some(app) = row.app else {
-        return Ok((Vec::new(), None));
+        return Ok(Vec::new());
     };
     let Some(app_row) = state
         .catalog
@@ -111,17 +149,13 @@ async fn scope(state: &AppState, row: &ShareRow) -> Result<(Vec<i64>, Option<i64
         .await?
         .filter(|a| a.userid == row.userid)
     else {
-        return Ok((Vec::new(), None));
+        return Ok(Vec::new());
     };
     // Only the keys of the app's type that hold feeds count (a setting such as My Solar's
-    // `solar_disp_min = 10` is not feed 10), and only the owner's feeds that hold data of
-    // their own: a virtual feed computes from feeds the link does not share.
-    let owned: Vec<i64> = state
-        .catalog
-        .feeds_for_user(row.userid)
+    // `solar_disp_min = 10` is not feed 10).
+    let owned: Vec<i64> = stored_feeds(state, row.userid)
         .await?
         .iter()
-        .filter(|f| f.engine != VIRTUAL_ENGINE)
         .map(|f| f.id)
         .collect();
     let config: Value = serde_json::from_str(&app_row.config).unwrap_or(Value::Null);
@@ -137,7 +171,7 @@ async fn scope(state: &AppState, row: &ShareRow) -> Result<(Vec<i64>, Option<i64
         .collect();
     feeds.sort_unstable();
     feeds.dedup();
-    Ok((feeds, Some(app)))
+    Ok(feeds)
 }
 
 /// Whether a share link may make this call: an allowed action, and every feed it names in
@@ -147,11 +181,16 @@ pub fn check(route: &Route, params: &Params, shared: &Shared) -> Result<(), ApiE
     if !ALLOWED.contains(&(route.controller.as_str(), route.action.as_str())) {
         return Err(refused());
     }
-    if route.controller == "app" {
-        // Only the shared app, named by id.
+    if route.controller == "app" || route.controller == "dashboard" {
+        // Only the shared app or dashboard, named by id.
         let id = params.get("id").and_then(|i| i.trim().parse::<i64>().ok());
-        return match (id, shared.app) {
-            (Some(id), Some(app)) if id == app => Ok(()),
+        let shared_id = if route.controller == "app" {
+            shared.app
+        } else {
+            shared.dashboard
+        };
+        return match (id, shared_id) {
+            (Some(id), Some(own)) if id == own => Ok(()),
             _ => Err(refused()),
         };
     }
@@ -178,7 +217,7 @@ pub fn check(route: &Route, params: &Params, shared: &Shared) -> Result<(), ApiE
 
 fn share_json(s: &ShareRow) -> Value {
     json!({
-        "id": s.id, "label": s.label, "kind": s.kind, "app": s.app,
+        "id": s.id, "label": s.label, "kind": s.kind, "app": s.app, "dashboard": s.dashboard,
         "feeds": s.feeds.split(',').filter_map(|f| f.parse::<i64>().ok()).collect::<Vec<_>>(),
         "created": s.created, "expires": s.expires, "revoked": s.revoked, "embed": s.embed,
     })
@@ -193,7 +232,16 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
     let catalog = &call.state.catalog;
     match call.route.action.as_str() {
         "create" => {
-            let scope = if let Some(app) = p.get_or_post("app") {
+            let scope = if let Some(dashboard) = p.get_or_post("dashboard") {
+                let id: i64 = dashboard
+                    .trim()
+                    .parse()
+                    .map_err(|_| ApiError::fail("Invalid dashboard id"))?;
+                catalog.dashboard(c.user.id, id).await?.ok_or_else(|| {
+                    ApiError::fail(format!("Dashboard does not exist with id {id}"))
+                })?;
+                ShareScope::Dashboard(id)
+            } else if let Some(app) = p.get_or_post("app") {
                 let id: i64 = app
                     .trim()
                     .parse()

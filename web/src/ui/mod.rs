@@ -91,13 +91,13 @@ async fn page_or_api(State(state): State<AppState>, request: Request) -> Respons
             .map_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
         return crate::api::dispatch(State(state), ConnectInfo(peer), request).await;
     }
-    // A shared app's page may be framed by other sites when its owner allowed it.
+    // A shared app or dashboard page may be framed by other sites when its owner allowed it.
     let token = request
         .uri()
         .query()
         .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "share"))
         .map(|(_, v)| v.into_owned());
-    let embeddable = action == "apps"
+    let embeddable = matches!(action, "apps" | "dashboards")
         && match &token {
             Some(t) => crate::api::allows_embedding(&state, t).await,
             None => false,

@@ -38,7 +38,10 @@ pub(super) async fn list(call: &Call<'_>, with_meta: bool) -> ApiResult {
 }
 
 /// emoncms's feed hash plus its last update.
-async fn hash(call: &Call<'_>, row: &FeedRow) -> Result<Map<String, Value>, ApiError> {
+pub(in crate::api) async fn hash(
+    call: &Call<'_>,
+    row: &FeedRow,
+) -> Result<Map<String, Value>, ApiError> {
     let (time, value) = match last(call, row).await? {
         Some((t, v)) => (json!(t), reply::number(v)),
         None => (Value::Null, Value::Null),

@@ -17,6 +17,7 @@ use ynni_ingest::decode::numbers::php_int_cast as php_int;
 
 mod data;
 mod describe;
+pub(super) use describe::hash as feed_hash;
 mod edit;
 mod fields;
 mod insert;

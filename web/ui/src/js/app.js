@@ -16,6 +16,10 @@ const VIEWS = {
   billing: { load: () => import('./pages/billing.js'), title: 'Billing', nav: true, billing: true },
   // A share link (?share=) opens one app without logging in.
   apps: { load: () => import('./pages/apps.js'), title: 'Apps', nav: true, publicIf: (p) => p.has('share') },
+  // Public dashboards and share links open without logging in.
+  dashboards: {
+    load: () => import('./pages/dashboards.js'), title: 'Dashboards', nav: true, publicIf: (p) => p.has('share') || p.has('id') || p.has('alias'),
+  },
   admin: { load: () => import('./pages/admin.js'), title: 'Admin', nav: true, admin: true },
 };
 

@@ -152,7 +152,7 @@ function shares() {
     const live = links.filter((l) => !l.revoked);
     clear(body, live.length ? live.map((l) => h('tr', { dataset: { share: l.id } },
       h('td', l.label || '—'),
-      h('td', l.kind === 'app' ? `app ${l.app}` : `feeds ${l.feeds.join(', ')}`),
+      h('td', { app: `app ${l.app}`, dashboard: `dashboard ${l.dashboard}` }[l.kind] || `feeds ${l.feeds.join(', ')}`),
       h('td', l.expires ? new Date(l.expires * 1000).toISOString().slice(0, 10) : 'no end'),
       h('td', h('button.small.danger', {
         type: 'button', 'aria-label': `Revoke share link ${l.label || l.id}`,
@@ -161,7 +161,7 @@ function shares() {
           try { await get('share/revoke.json', { id: l.id }); await reload(); toast('Share link revoked'); } catch (e) { toast(e.message, 'error'); }
         },
       }, 'Revoke'))))
-      : h('tr', h('td', { colspan: 4 }, h('span.muted', 'No share links. Make one on an app\'s page.'))));
+      : h('tr', h('td', { colspan: 4 }, h('span.muted', 'No share links. Make one on an app\'s or a dashboard\'s page.'))));
   };
   const section = h('section.card', { id: 'shares' }, h('h2', 'Share links'),
     h('p.muted', 'Each link reads only what it shares: no other feed, no inputs, no account details.'),

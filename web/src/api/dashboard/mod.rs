@@ -1,24 +1,57 @@
 //! emoncms's dashboard module API (`dashboard/list`, `create`, `delete`, `clone`, `getcontent`,
 //! `setcontent`, `set`) with its JSON shapes, so dashboards made for emoncms and the scripts
-//! managing them keep working. Every action is scoped to the caller's own dashboards (emoncms's
-//! `delete` was not). Drawing dashboards (`dashboard/view`, the editor) is not built yet and
-//! says so.
+//! managing them keep working. Every change is scoped to the caller's own dashboards (emoncms's
+//! `delete` was not). emoncms's page addresses (`dashboard/view?id=`, `dashboard/view/<alias>`,
+//! `dashboard/edit?id=`, `dashboard/list`) lead to ynni's dashboard page, which draws the
+//! widgets from `dashboard/view.json` ([`view`]).
 
+mod refs;
+mod view;
+
+pub use refs::{feed_options, resolve as resolve_feeds};
+
+use axum::response::{IntoResponse, Redirect};
 use serde_json::{Value, json};
 use ynni_core::catalog::{DashboardFields, DashboardRow};
 
 use super::Call;
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
+use crate::route::Format;
 
 const NOT_SAVED: &str = "Error: Invalid dashboard content, content not saved";
 
+/// The UI page for one of emoncms's dashboard page addresses, keeping the parameters that
+/// pick the dashboard (and a share link's token).
+fn page_address(call: &Call<'_>) -> String {
+    let route = call.route;
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for key in ["id", "share", "username", "alias"] {
+        if let Some(v) = call.params.get(key) {
+            q.append_pair(key, v);
+        }
+    }
+    if route.action == "view" && !route.subaction.is_empty() && call.params.get("alias").is_none() {
+        q.append_pair("alias", &route.subaction);
+    }
+    if route.action == "edit" {
+        q.append_pair("edit", "1");
+    }
+    let q = q.finish();
+    if q.is_empty() {
+        "/app/dashboards".into()
+    } else {
+        format!("/app/dashboards?{q}")
+    }
+}
+
 pub async fn handle(call: &Call<'_>) -> ApiResult {
     let action = call.route.action.as_str();
-    if matches!(action, "view" | "edit" | "") {
-        return Err(ApiError::not_implemented(
-            "dashboard pages (the dashboard API works: dashboard/list, create, set, setcontent)",
-        ));
+    if call.route.format == Format::Html && matches!(action, "view" | "edit" | "list" | "") {
+        return Ok(Redirect::to(&page_address(call)).into_response());
+    }
+    if action == "view" {
+        return view::view_json(call).await;
     }
     let Some(c) = call.caller else {
         return Ok(reply::json_false());
