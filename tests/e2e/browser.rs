@@ -357,3 +357,125 @@ fn run_driver(script: &str, server: &Server, env: &[(&str, String)]) -> String {
     );
     stdout
 }
+
+/// Dashboards in chromium (`tests/browser/dashboards.mjs`): a dashboard stored in emoncms's
+/// format, with a power feed at 1234 W for the last hour, a temperature of 21.5 °C named by
+/// tag and name, and a switch feed at 0. The driver checks the values drawn, switches the
+/// feed with a button, edits (mouse and touch) and saves, then opens a share link on a phone.
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboards_draw_edit_and_share_in_chromium() {
+    let server = Server::start();
+    let (_, _, key) = register(&server, "alice", "password123").await;
+    let c = script();
+    let create = |tag: &str, name: &str| {
+        server.url(&format!(
+            "/feed/create.json?tag={tag}&name={name}&engine=5&options=%7B%22interval%22%3A10%7D&apikey={key}"
+        ))
+    };
+    let id_of = |body: String| -> i64 {
+        serde_json::from_str::<serde_json::Value>(&body).expect("json")["feedid"]
+            .as_i64()
+            .expect("feedid")
+    };
+    let power = id_of(get(&c, &create("house", "power")).await.body);
+    let temp = id_of(get(&c, &create("house", "temp")).await.body);
+    let switch = id_of(get(&c, &create("house", "switch")).await.body);
+    let now = chrono::Utc::now().timestamp() / 10 * 10;
+    let points: Vec<String> = (0..360)
+        .map(|i| format!("[{},1234]", now - 3590 + i * 10))
+        .collect();
+    for (feed, data) in [
+        (power, format!("[{}]", points.join(","))),
+        (temp, format!("[[{now},21.5]]")),
+        (switch, format!("[[{now},0]]")),
+    ] {
+        let r = crate::harness::post_form(
+            &c,
+            &server.url(&format!("/feed/insert.json?id={feed}&apikey={key}")),
+            &[("data", &data)],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let dash: i64 = get(
+        &c,
+        &server.url(&format!("/dashboard/create.json?apikey={key}")),
+    )
+    .await
+    .body
+    .trim()
+    .parse()
+    .expect("dashboard id");
+    get(
+        &c,
+        &server.url(&format!(
+            "/dashboard/set.json?id={dash}&fields=%7B%22name%22%3A%22House%22%7D&apikey={key}"
+        )),
+    )
+    .await;
+    let at = |top: u32, left: u32, width: u32, height: u32| {
+        format!(
+            "position:absolute; margin: 0; top:{top}px; left:{left}px; width:{width}px; height:{height}px;"
+        )
+    };
+    let content = [
+        format!(r#"<div id="1" class="heading" style="{}">My house</div>"#, at(0, 20, 400, 40)),
+        format!(
+            r#"<div id="2" class="paragraph" style="{}">Power <b>now</b><img src="https://example.invalid/t.png"></div>"#,
+            at(40, 20, 400, 40)
+        ),
+        format!(
+            r#"<div id="3" class="feedvalue" style="{}" feedid="{power}" decimals="0" append=" W"></div>"#,
+            at(80, 20, 200, 60)
+        ),
+        format!(
+            r#"<div id="4" class="feedvalue" style="{}" feedid="house:temp" decimals="1" append=" °C"></div>"#,
+            at(80, 240, 200, 60)
+        ),
+        format!(
+            r#"<div id="5" class="dial" style="{}" feedid="{power}" max="3000" units="W" decimals="0"></div>"#,
+            at(160, 20, 160, 140)
+        ),
+        format!(
+            r#"<div id="6" class="led" style="{}" feedid="{switch}"></div>"#,
+            at(160, 200, 60, 60)
+        ),
+        format!(
+            r#"<div id="7" class="button" style="{}" feedid="{switch}"></div>"#,
+            at(160, 280, 120, 60)
+        ),
+        format!(
+            r#"<div id="8" class="realtime" style="{}" feedid="{power}" initzoom="60"></div>"#,
+            at(320, 20, 600, 220)
+        ),
+        format!(
+            r#"<div id="9" class="windrose" style="{}" feedid="{power}"></div>"#,
+            at(160, 420, 200, 60)
+        ),
+    ]
+    .concat();
+    let r = crate::harness::post_form(
+        &c,
+        &server.url(&format!("/dashboard/setcontent.json?apikey={key}")),
+        &[
+            ("id", dash.to_string().as_str()),
+            ("content", &crate::harness::encode(&content)),
+            ("height", "540"),
+        ],
+    )
+    .await;
+    assert!(r.body.contains("true"), "{}", r.body);
+    let stdout = run_driver(
+        "dashboards.mjs",
+        &server,
+        &[
+            ("YNNI_USER_LOGIN", "alice:password123".into()),
+            ("YNNI_DASHBOARD", dash.to_string()),
+            ("YNNI_POWER_FEED", power.to_string()),
+        ],
+    );
+    assert!(
+        stdout.contains("RESULT {\"dashboards\":\"ok\"}"),
+        "{stdout}"
+    );
+}

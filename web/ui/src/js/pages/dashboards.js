@@ -18,7 +18,7 @@ async function settingsForm(d, onSaved) {
   const name = h('input', { name: 'name', value: d.name, maxlength: 30 });
   const alias = h('input', { name: 'alias', value: d.alias, maxlength: 20 });
   const description = h('input', { name: 'description', value: d.description, maxlength: 255 });
-  const bg = h('input', { name: 'backgroundcolor', type: 'color', value: `#${/^[0-9a-f]{6}$/i.test(d.backgroundcolor) ? d.backgroundcolor : 'edf7fc'}` });
+  const bg = h('input', { name: 'backgroundcolor', type: 'color', value: `#${/^[0-9a-f]{6}$/i.test(d.backgroundcolor) ? d.backgroundcolor.toLowerCase() : 'edf7fc'}` });
   const gridsize = h('input', { name: 'gridsize', type: 'number', min: 1, max: 200, value: String(d.gridsize) });
   const box = (key, label) => h('label', h('input', { type: 'checkbox', name: key, checked: d[key] }), ` ${label}`);
   return h('form.card.no-print', {
@@ -94,7 +94,7 @@ async function listPage(main) {
                 if (!window.confirm(`Delete the dashboard "${r.name}"?`)) return;
                 try { await post('dashboard/delete.json', { id: r.id }); await listPage(main); } catch (e) { toast(e.message, 'error'); }
               },
-            }, 'Delete')))))))));
+            }, 'Delete'))))))));
   main.dataset.ready = 'dashboards';
 }
 
@@ -155,7 +155,7 @@ export async function render(main, ctx) {
           const value = on ? Number(w.attrs.value ?? 1) || 1 : 0;
           await post('input/post.json', { node: w.attrs.inputnode, fulljson: { [w.attrs.inputname]: value } });
         } else if (feedId(w.attrs.feedid)) {
-          await post('feed/insert.json', { id: feedId(w.attrs.feedid), time: Math.floor(Date.now() / 1000), value: on ? 1 : 0 });
+          await post('feed/insert.json', {}, { id: feedId(w.attrs.feedid), time: Math.floor(Date.now() / 1000), value: on ? 1 : 0 });
         } else {
           toast('This button has no feed or input to switch', 'error');
           return false;

@@ -115,19 +115,22 @@ function sanitizedInner(source, doc) {
  * widgets only, already sanitized. Boxes without a class are skipped.
  */
 export function parse(content) {
-  const doc = new DOMParser().parseFromString(`<!doctype html><body>${content || ''}`, 'text/html');
+  // A parsed document takes the page's policy, which refuses style attributes even there: the
+  // boxes' styles are read under another name.
+  const renamed = String(content || '').replace(/<[^>]*>/g, (tag) => tag.replace(/(\s)style(\s*=)/gi, '$1data-box$2'));
+  const doc = new DOMParser().parseFromString(`<!doctype html><body>${renamed}`, 'text/html');
   const widgets = [];
   for (const el of doc.body.children) {
     const type = (el.getAttribute('class') || '').trim().split(/\s+/)[0];
     if (!type) continue;
     const attrs = {};
     for (const a of el.attributes) {
-      if (!['id', 'class', 'style'].includes(a.name) && NAME.test(a.name) && !/^on/i.test(a.name)) attrs[a.name] = a.value;
+      if (!['id', 'class', 'style', 'data-box'].includes(a.name) && NAME.test(a.name) && !/^on/i.test(a.name)) attrs[a.name] = a.value;
     }
     widgets.push({
       id: Number(el.getAttribute('id')) || 0,
       type,
-      box: boxOf(el.getAttribute('style')),
+      box: boxOf(el.getAttribute('data-box')),
       attrs,
       inner: TEXT_WIDGETS.has(type) ? sanitizedInner(el, doc) : '',
     });

@@ -164,7 +164,7 @@ function lineGraph(box, w, ctx) {
     const data = await ctx.get('feed/data.json', { id: feed, start, end, interval, average: 1, skipmissing: 0, limitinterval: 0 });
     const xs = data.map((p) => p[0] / 1000);
     const ys = data.map((p) => (p[1] === null ? null : Number(p[1])));
-    el.dataset.points = String(ys.filter((y) => y !== null).length);
+    box.dataset.points = String(ys.filter((y) => y !== null).length);
     const uPlot = (await import('/ui/vendor/uPlot.esm.js')).default;
     const size = { width: Math.max(100, box.clientWidth), height: Math.max(60, box.clientHeight - 4) };
     if (chart) { chart.setData([xs, ys]); chart.setSize(size); return; }
