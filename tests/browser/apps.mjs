@@ -83,6 +83,29 @@ try {
   }
   await shot('apps-03-mysolar');
 
+  step('My Solar with Battery and with Divert show yesterday as the test seeded it');
+  const expectFacts = async (name, facts) => {
+    await page.goto(`${base}/app/apps?name=${name}&day=${yesterday}`);
+    await page.waitForSelector('main[data-ready="apps"]');
+    await page.locator('#solar-kwh').waitFor();
+    for (const [id, text] of Object.entries(facts)) {
+      const got = (await page.locator(`#${id}`).textContent()).trim();
+      check(got === text, `${name} ${id}: ${got}, expected ${text}`);
+    }
+  };
+  await expectFacts('Battery', {
+    'solar-kwh': '4.0 kWh', 'use-kwh': '2.6 kWh', 'charge-kwh': '2.0 kWh', 'discharge-kwh': '1.6 kWh',
+    'export-kwh': '1.0 kWh', 'import-kwh': '0.0 kWh', 'self-consumption': '75.0 %', 'self-sufficiency': '100.0 %',
+    'flow-solar-house': '1.0 kWh', 'flow-solar-battery': '2.0 kWh', 'flow-battery-house': '1.6 kWh', 'flow-grid-house': '0.0 kWh',
+    'battery-now': '800 W', 'soc-now': '40 %', 'battery-left': '5.0 h',
+  });
+  await shot('apps-05-mysolar-battery');
+  await expectFacts('Divert', {
+    'solar-kwh': '3.0 kWh', 'use-kwh': '3.5 kWh', 'divert-kwh': '1.5 kWh', 'house-kwh': '2.0 kWh',
+    'export-kwh': '0.5 kWh', 'import-kwh': '1.0 kWh', 'self-consumption': '83.3 %', 'self-sufficiency': '71.4 %',
+  });
+  await shot('apps-06-mysolar-divert');
+
   step('My Heatpump shows yesterday\'s COP and the period\'s SCOP');
   await page.goto(`${base}/app/apps?name=Heatpump`);
   await page.waitForSelector('main[data-ready="apps"]');
@@ -94,6 +117,18 @@ try {
   check(scop === '3.60', `SCOP ${scop}`);
   check((await page.locator('#hp-elec-now').textContent()).trim() === '700 W', 'electricity now');
   await shot('apps-04-myheatpump');
+
+  step('every app fits a 360 px phone');
+  await page.setViewportSize({ width: 360, height: 740 });
+  for (const name of ['House', 'Solar', 'Battery', 'Divert', 'Heatpump']) {
+    await page.goto(`${base}/app/apps?name=${name}&day=${yesterday}`);
+    await page.waitForSelector('main[data-ready="apps"]');
+    await page.locator('main h2').first().waitFor();
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    check(wide <= 362, `${name} is ${wide}px wide on a 360px screen`);
+    await shot(`apps-phone-${name.toLowerCase()}`);
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
   await page.goto(`${base}/app/apps?name=House`);
   await page.waitForSelector('main[data-ready="apps"]');
   await page.locator('#power-now').waitFor();

@@ -313,6 +313,75 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
     )
     .await;
     assert!(r.body.contains("true"), "{}", r.body);
+    // My Solar with Battery, yesterday from 10:00 UTC: two hours of 2000 W solar, 500 W house
+    // and 1000 W charging an AC battery, then two hours of 800 W from the battery, 40 % full
+    // of 10 kWh at the end. My Solar with Divert: an hour of 3000 W solar with 2500 W used,
+    // 1500 W of it diverted, then an hour of 1000 W at night.
+    let hourly = |hours: &[f64]| -> Vec<String> {
+        (0..hours.len() as i64 * 360)
+            .map(|k| format!("[{},{}]", ten + k * 10, hours[(k / 360) as usize]))
+            .collect()
+    };
+    let mut battery_ids = Vec::new();
+    for (name, hours) in [
+        ("b_use", [500.0, 500.0, 800.0, 800.0]),
+        ("b_solar", [2000.0, 2000.0, 0.0, 0.0]),
+        ("b_charge", [1000.0, 1000.0, 0.0, 0.0]),
+        ("b_discharge", [0.0, 0.0, 800.0, 800.0]),
+        ("b_soc", [60.0, 70.0, 50.0, 40.0]),
+        ("d_use", [2500.0, 1000.0, f64::NAN, f64::NAN]),
+        ("d_solar", [3000.0, 0.0, f64::NAN, f64::NAN]),
+        ("d_divert", [1500.0, 0.0, f64::NAN, f64::NAN]),
+    ] {
+        let id = id_of(get(&c, &create(name, 10)).await.body);
+        let hours: Vec<f64> = hours.into_iter().filter(|h| !h.is_nan()).collect();
+        let r = crate::harness::post_form(
+            &c,
+            &server.url(&format!("/feed/insert.json?id={id}&apikey={key}")),
+            &[("data", &format!("[{}]", hourly(&hours).join(",")))],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        battery_ids.push(id);
+    }
+    for (app, name, config) in [
+        (
+            "mysolarpvbattery",
+            "Battery",
+            format!(
+                r#"{{"use":{},"solar":{},"battery_charge":{},"battery_discharge":{},"battery_soc":{},"battery_capacity_kwh":10}}"#,
+                battery_ids[0], battery_ids[1], battery_ids[2], battery_ids[3], battery_ids[4]
+            ),
+        ),
+        (
+            "mysolarpvdivert",
+            "Divert",
+            format!(
+                r#"{{"use":{},"solar":{},"divert":{}}}"#,
+                battery_ids[5], battery_ids[6], battery_ids[7]
+            ),
+        ),
+    ] {
+        let added: serde_json::Value = serde_json::from_str(
+            &get(
+                &c,
+                &server.url(&format!("/app/add.json?app={app}&name={name}&apikey={key}")),
+            )
+            .await
+            .body,
+        )
+        .expect("json");
+        let r = get(
+            &c,
+            &server.url(&format!(
+                "/app/setconfig.json?id={}&config={}&apikey={key}",
+                added["id"],
+                crate::harness::encode(&config)
+            )),
+        )
+        .await;
+        assert!(r.body.contains("true"), "{}", r.body);
+    }
     let yesterday = chrono::DateTime::from_timestamp(today - 86_400, 0)
         .expect("date")
         .format("%Y-%m-%d")

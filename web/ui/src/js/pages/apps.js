@@ -1,6 +1,6 @@
 // Apps (emoncms's app module, drawn by ynni): the user's apps, adding one, picking its feeds,
-// and the app itself. My Electric is drawn; the other types can be set up and share their
-// configuration through the API, and say that their page is not drawn yet. Opened with
+// and the app itself: My Electric, My Solar (alone, with a battery, with a diverter) and My
+// Heatpump. Opened with
 // `?share=<token>&id=<app>` the page shows one app read-only, without logging in.
 
 import { h, clear, field, toast, fmtValue } from '../dom.js';
@@ -9,6 +9,7 @@ import { pounds } from '../money.js';
 import { dailyFigures } from './apps/figures.js';
 import { solarFigures, graphInterval } from './apps/solar.js';
 import { heatpumpDays } from './apps/heatpump.js';
+import { batteryFigures, divertFigures } from './apps/battery.js';
 
 /** Config keys of each type ynni draws: feeds (required or not) and values with defaults. */
 const TYPES = {
@@ -34,8 +35,29 @@ const TYPES = {
       { key: 'solar_disp_min', type: 'value', label: 'Solar below this is none (W)', default: 10 },
     ],
   },
-  mysolarpvbattery: { title: 'My Solar with Battery', keys: [{ key: 'use', type: 'feed', label: 'Use (W)' }, { key: 'solar', type: 'feed', label: 'Solar (W)' }] },
-  mysolarpvdivert: { title: 'My Solar with Divert', keys: [{ key: 'use', type: 'feed', label: 'Use (W)' }, { key: 'solar', type: 'feed', label: 'Solar (W)' }] },
+  mysolarpvbattery: {
+    title: 'My Solar with Battery',
+    drawn: true,
+    keys: [
+      { key: 'use', type: 'feed', label: 'House use, without battery charging (W)' },
+      { key: 'solar', type: 'feed', label: 'Solar generation (W)' },
+      { key: 'battery_charge', type: 'feed', label: 'Battery charging (W)' },
+      { key: 'battery_discharge', type: 'feed', label: 'Battery discharging (W)' },
+      { key: 'battery_soc', type: 'feed', label: 'Battery state of charge (%, optional)' },
+      { key: 'battery_capacity_kwh', type: 'value', label: 'Battery capacity (kWh)', default: 0 },
+      { key: 'is_dc_battery', type: 'value', label: 'DC-coupled battery (1) or AC (0)', default: 0 },
+    ],
+  },
+  mysolarpvdivert: {
+    title: 'My Solar with Divert',
+    drawn: true,
+    keys: [
+      { key: 'use', type: 'feed', label: 'Use, including what is diverted (W)' },
+      { key: 'solar', type: 'feed', label: 'Solar generation (W)' },
+      { key: 'divert', type: 'feed', label: 'Diverted to the immersion heater (W)' },
+      { key: 'wind', type: 'feed', label: 'Wind generation (W, optional)' },
+    ],
+  },
   myheatpump: {
     title: 'My Heatpump',
     drawn: true,
@@ -181,10 +203,100 @@ async function mySolar(body, app, q, params) {
       fact('import-kwh', 'Imported', kwhText(f.import)),
       fact('self-consumption', 'Self-consumption (solar used here)', pctText(f.selfConsumption)),
       fact('self-sufficiency', 'Self-sufficiency (use met by solar)', pctText(f.selfSufficiency)))),
-    h('section.card', h('h2', 'Where the energy went'), h('ul.flows',
-      h('li', `Solar → house: ${kwhText(f.direct)}`),
-      h('li', `Solar → grid: ${kwhText(f.export)}`),
-      h('li', `Grid → house: ${kwhText(f.import)}`))));
+    h('section.card', h('h2', 'Where the energy went'), flowBars('Energy flows', [
+      ['solar-house', 'Solar → house', f.direct], ['solar-grid', 'Solar → grid', f.export], ['grid-house', 'Grid → house', f.import]])));
+}
+
+/** Energy flows as bars whose lengths compare at a glance: [[id, from → to, kWh], …]. */
+function flowBars(label, flows) {
+  const max = Math.max(0.001, ...flows.map(([, , kwh]) => kwh));
+  return h('div.flows', { role: 'list', 'aria-label': label }, flows.map(([id, text, kwh]) => {
+    const fill = h('span.flow-fill');
+    fill.style.width = `${Math.round((100 * kwh) / max)}%`;
+    return h('div.flow', { role: 'listitem', dataset: { flow: id, kwh: kwh.toFixed(3) } },
+      h('span.flow-name', text), h('span.flow-bar', fill), h('span.flow-kwh', { id: `flow-${id}` }, kwhText(kwh)));
+  }));
+}
+
+/** Power series of the day the page shows, for `ids` (null for an unset feed). */
+async function dayPower(ids, q, params) {
+  const [start, end] = period(params);
+  const interval = graphInterval((end - start) / 1000);
+  const read = (id) => (id ? get('feed/data.json', { id, start, end, interval, average: 1, skipmissing: 0, limitinterval: 0, ...q }) : Promise.resolve(null));
+  const now = (id) => (id ? get('feed/value.json', { id, ...q }) : Promise.resolve(null));
+  const [series, values] = await Promise.all([Promise.all(ids.map(read)), Promise.all(ids.map(now))]);
+  return { series, values, interval };
+}
+
+async function mySolarBattery(body, app, q, params) {
+  const c = app.config;
+  const ids = ['use', 'solar', 'battery_charge', 'battery_discharge', 'battery_soc'].map((k) => feedId(c[k]));
+  if (ids.slice(0, 4).some((id) => !id)) {
+    clear(body, h('p', 'Choose the use, solar, battery charge and battery discharge feeds first.'));
+    return;
+  }
+  const { series: [use, solar, charge, discharge], values: [useNow, solarNow, chargeNow, dischargeNow, socNow], interval } = await dayPower(ids, q, params);
+  const dc = Number(c.is_dc_battery) === 1;
+  const f = batteryFigures(use, solar, charge, discharge, interval, dc);
+  const net = Number(chargeNow) - Number(dischargeNow);
+  const grid = dc ? Number(useNow) - Number(solarNow) : Number(useNow) + Number(chargeNow) - Number(solarNow) - Number(dischargeNow);
+  const capacity = Number(c.battery_capacity_kwh) || 0;
+  let left = null;
+  if (capacity > 0 && socNow !== null && net < 0) left = (capacity * Number(socNow)) / 100 / (-net / 1000);
+  const fact = (id, label, text) => [h('dt', label), h('dd', { id }, text)];
+  clear(body,
+    h('section.card', h('h2', 'Now'), h('dl.facts',
+      fact('solar-now', 'Solar', `${fmtValue(solarNow, 0)} W`),
+      fact('use-now', 'House', `${fmtValue(useNow, 0)} W`),
+      fact('battery-now', net >= 0 ? 'Battery charging' : 'Battery discharging', `${fmtValue(Math.abs(net), 0)} W`),
+      ids[4] ? fact('soc-now', 'Battery charge', `${fmtValue(socNow, 0)} %`) : null,
+      left !== null ? fact('battery-left', 'Battery lasts at this rate', `${left.toFixed(1)} h`) : null,
+      fact('grid-now', grid >= 0 ? 'Importing' : 'Exporting', `${fmtValue(Math.abs(grid), 0)} W`))),
+    h('section.card', h('h2', params.get('day') ? params.get('day') : 'Today'), h('dl.facts',
+      fact('solar-kwh', 'Solar generated', kwhText(f.solar)),
+      fact('use-kwh', 'House used', kwhText(f.use)),
+      fact('charge-kwh', 'Battery charged', kwhText(f.charge)),
+      fact('discharge-kwh', 'Battery discharged', kwhText(f.discharge)),
+      fact('export-kwh', 'Exported', kwhText(f.export)),
+      fact('import-kwh', 'Imported', kwhText(f.import)),
+      fact('self-consumption', 'Self-consumption (solar used here)', pctText(f.selfConsumption)),
+      fact('self-sufficiency', 'Self-sufficiency (use not from the grid)', pctText(f.selfSufficiency)))),
+    h('section.card', h('h2', 'Where the energy went'), flowBars('Energy flows', [
+      ['solar-house', 'Solar → house', f.solarDirect], ['solar-battery', 'Solar → battery', f.solarToBattery],
+      ['solar-grid', 'Solar → grid', f.export], ['battery-house', 'Battery → house', f.batteryToHouse],
+      ['grid-house', 'Grid → house', f.importDirect], ['grid-battery', 'Grid → battery', f.gridToBattery]])));
+}
+
+async function mySolarDivert(body, app, q, params) {
+  const c = app.config;
+  const ids = ['use', 'solar', 'divert', 'wind'].map((k) => feedId(c[k]));
+  if (ids.slice(0, 3).some((id) => !id)) {
+    clear(body, h('p', 'Choose the use, solar and divert feeds first.'));
+    return;
+  }
+  const { series: [use, solar, divert, wind], values: [useNow, solarNow, divertNow, windNow], interval } = await dayPower(ids, q, params);
+  const f = divertFigures(use, solar, divert, interval, wind);
+  const grid = Number(useNow) - Number(solarNow) - Number(windNow ?? 0);
+  const fact = (id, label, text) => [h('dt', label), h('dd', { id }, text)];
+  clear(body,
+    h('section.card', h('h2', 'Now'), h('dl.facts',
+      fact('solar-now', 'Solar', `${fmtValue(solarNow, 0)} W`),
+      ids[3] ? fact('wind-now', 'Wind', `${fmtValue(windNow, 0)} W`) : null,
+      fact('use-now', 'House and diverter', `${fmtValue(useNow, 0)} W`),
+      fact('divert-now', 'Diverted', `${fmtValue(divertNow, 0)} W`),
+      fact('grid-now', grid >= 0 ? 'Importing' : 'Exporting', `${fmtValue(Math.abs(grid), 0)} W`))),
+    h('section.card', h('h2', params.get('day') ? params.get('day') : 'Today'), h('dl.facts',
+      fact('solar-kwh', ids[3] ? 'Solar and wind generated' : 'Solar generated', kwhText(f.gen)),
+      fact('use-kwh', 'Used, with the diverter', kwhText(f.use)),
+      fact('divert-kwh', 'Diverted to heat', kwhText(f.divert)),
+      fact('house-kwh', 'House alone', kwhText(f.house)),
+      fact('export-kwh', 'Exported', kwhText(f.export)),
+      fact('import-kwh', 'Imported', kwhText(f.import)),
+      fact('self-consumption', 'Self-consumption (generation used here)', pctText(f.selfConsumption)),
+      fact('self-sufficiency', 'Self-sufficiency (use met by generation)', pctText(f.selfSufficiency)))),
+    h('section.card', h('h2', 'Where the energy went'), flowBars('Energy flows', [
+      ['gen-house', 'Generation → house', f.houseGenerated], ['gen-divert', 'Generation → diverter', Math.max(0, f.useGenerated - f.houseGenerated)],
+      ['gen-grid', 'Generation → grid', f.export], ['grid-use', 'Grid → house and diverter', f.import]])));
 }
 
 async function myHeatpump(body, app, q) {
@@ -251,7 +363,9 @@ async function showApp(body, app, q, owner, params = new URLSearchParams()) {
   if (!type?.drawn) {
     clear(view, h('p', `ynni does not draw ${type?.title || app.app} yet; its configuration is kept and served by app/getconfig.`));
   } else {
-    const draw = { mysolarpv: mySolar, myheatpump: myHeatpump }[app.app] || myElectric;
+    const draw = {
+      mysolarpv: mySolar, mysolarpvbattery: mySolarBattery, mysolarpvdivert: mySolarDivert, myheatpump: myHeatpump,
+    }[app.app] || myElectric;
     try { await draw(view, app, q, params); } catch (e) { clear(view, h('p.error', e.message)); }
   }
   if (owner) {
