@@ -66,6 +66,14 @@ try {
   check(own.cost === yesterdayCost, `yesterday cost ${own.cost}, expected ${yesterdayCost}`);
   await shot('apps-01-myelectric');
 
+  step('My Electric with a time-of-use tariff prices each hour at its band');
+  await page.goto(`${base}/app/apps?name=Tariff`);
+  await page.waitForSelector('main[data-ready="apps"]');
+  const tou = await figures(page);
+  check(tou.kwh === yesterdayKwh && tou.cost === '£1.91', `time-of-use yesterday: ${JSON.stringify(tou)}`);
+  check((await page.locator('#tariff-now').textContent()).includes('per kWh'), 'the price now is shown');
+  await shot('apps-01b-myelectric-time-of-use');
+
   step('My Solar shows yesterday as the test seeded it');
   await page.goto(`${base}/app/apps?name=Solar&day=${yesterday}`);
   await page.waitForSelector('main[data-ready="apps"]');
@@ -120,7 +128,7 @@ try {
 
   step('every app fits a 360 px phone');
   await page.setViewportSize({ width: 360, height: 740 });
-  for (const name of ['House', 'Solar', 'Battery', 'Divert', 'Heatpump']) {
+  for (const name of ['House', 'Tariff', 'Solar', 'Battery', 'Divert', 'Heatpump']) {
     await page.goto(`${base}/app/apps?name=${name}&day=${yesterday}`);
     await page.waitForSelector('main[data-ready="apps"]');
     await page.locator('main h2').first().waitFor();

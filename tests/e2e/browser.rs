@@ -313,7 +313,8 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
     )
     .await;
     assert!(r.body.contains("true"), "{}", r.body);
-    // My Solar with Battery, yesterday from 10:00 UTC: two hours of 2000 W solar, 500 W house
+    // My Electric with a time-of-use tariff: 7 h at 6p and 17 h at 20p of 0.5 kWh an hour
+    // cost £1.91 a day. My Solar with Battery, yesterday from 10:00 UTC: two hours of 2000 W solar, 500 W house
     // and 1000 W charging an AC battery, then two hours of 800 W from the battery, 40 % full
     // of 10 kWh at the end. My Solar with Divert: an hour of 3000 W solar with 2500 W used,
     // 1500 W of it diverted, then an hour of 1000 W at night.
@@ -345,6 +346,13 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
         battery_ids.push(id);
     }
     for (app, name, config) in [
+        (
+            "myelectric",
+            "Tariff",
+            format!(
+                r#"{{"use":{use_feed},"use_kwh":{kwh_feed},"unitcost":0.15,"tou_bands":"00:00-07:00=0.06, 07:00-24:00=0.20"}}"#
+            ),
+        ),
         (
             "mysolarpvbattery",
             "Battery",

@@ -10,6 +10,7 @@ import { dailyFigures } from './apps/figures.js';
 import { solarFigures, graphInterval } from './apps/solar.js';
 import { heatpumpDays } from './apps/heatpump.js';
 import { batteryFigures, divertFigures } from './apps/battery.js';
+import { parseBands, priceAt, costByDay } from './apps/tariff.js';
 
 /** Config keys of each type ynni draws: feeds (required or not) and values with defaults. */
 const TYPES = {
@@ -21,6 +22,7 @@ const TYPES = {
       { key: 'use_kwh', type: 'feed', label: 'Energy used (cumulative kWh)' },
       { key: 'unitcost', type: 'value', label: 'Unit cost', default: 0.1508 },
       { key: 'currency', type: 'value', label: 'Currency symbol', default: '£' },
+      { key: 'tou_bands', type: 'value', label: 'Time-of-use prices (optional), e.g. 00:00-07:00=0.075, 07:00-24:00=0.2867', default: '' },
     ],
   },
   mysolarpv: {
@@ -120,35 +122,56 @@ function configForm(app, feeds, onSaved) {
   h('button.primary', { type: 'submit' }, 'Save'));
 }
 
+/** Half-hour or hourly kWh steps over the days `dailyFigures` covers, for a time-of-use tariff. */
+async function steps(kwh, start, end, q) {
+  const meta = await get('feed/getmeta.json', { id: kwh, ...q });
+  const step = Number(meta?.interval) > 1800 ? 3600 : 1800;
+  return get('feed/data.json', { id: kwh, start, end, interval: step, delta: 1, skipmissing: 0, limitinterval: 0, ...q });
+}
+
 async function myElectric(body, app, q) {
   const c = app.config;
   const use = feedId(c.use);
   const kwh = feedId(c.use_kwh);
   const unit = Number(c.unitcost ?? 0.1508);
   const cur = c.currency || '£';
-  const money = (k) => (cur === '£' ? pounds(Math.round(k * unit * 100)) : `${cur}${(k * unit).toFixed(2)}`);
+  const fmtMoney = (m) => (cur === '£' ? pounds(Math.round(m * 100)) : `${cur}${m.toFixed(2)}`);
   if (!use || !kwh) {
     clear(body, h('p', 'Choose the power and energy feeds first.'));
     return;
   }
+  let bands = [];
+  try {
+    bands = parseBands(c.tou_bands);
+  } catch (e) {
+    clear(body, h('p.error', e.message));
+    return;
+  }
   const now = Date.now();
-  const [power, yearData] = await Promise.all([
+  const start = midnight(400);
+  const [power, yearData, tou] = await Promise.all([
     get('feed/value.json', { id: use, ...q }),
-    get('feed/data.json', { id: kwh, start: midnight(400), end: now, interval: 'daily', delta: 1, skipmissing: 0, limitinterval: 0, ...q }),
+    get('feed/data.json', { id: kwh, start, end: now, interval: 'daily', delta: 1, skipmissing: 0, limitinterval: 0, ...q }),
+    bands.length ? steps(kwh, start, now, q) : Promise.resolve(null),
   ]);
-  const f = dailyFigures(yearData, new Date(now));
+  // A day's cost: its kWh at the flat rate, or each step at its band's price.
+  const costs = tou ? costByDay(tou, bands, unit) : null;
+  const dayCost = (d) => (costs ? costs.get(d.date) ?? 0 : (d.kwh ?? 0) * unit);
+  const f = dailyFigures(yearData, new Date(now), dayCost);
   const last30 = f.days.slice(-30);
   const max = Math.max(0.001, ...last30.map((d) => d.kwh ?? 0));
+  const both = (k, m, dp) => `${k.toFixed(dp)} kWh · ${fmtMoney(m)}`;
   clear(body,
     h('section.card.me-now', h('h2', 'Now'),
       h('p.big', { id: 'power-now', dataset: { watts: power } }, `${fmtValue(power, 0)} W`),
-      h('p', 'Today: ', h('strong', { id: 'today-kwh', dataset: { kwh: f.today } }, `${f.today.toFixed(1)} kWh`), ` · ${money(f.today)}`)),
+      h('p', 'Today: ', h('strong', { id: 'today-kwh', dataset: { kwh: f.today } }, `${f.today.toFixed(1)} kWh`), ` · ${fmtMoney(f.todayCost)}`),
+      bands.length ? h('p.muted', { id: 'tariff-now' }, `Now ${fmtMoney(priceAt(bands, new Date().getHours() * 60 + new Date().getMinutes(), unit))} per kWh`) : null),
     h('section.card', h('h2', 'Totals'), h('dl.facts',
-      h('dt', 'This week'), h('dd', { id: 'week-kwh' }, `${f.week.toFixed(1)} kWh · ${money(f.week)}`),
-      h('dt', 'This month'), h('dd', { id: 'month-kwh' }, `${f.month.toFixed(0)} kWh · ${money(f.month)}`),
+      h('dt', 'This week'), h('dd', { id: 'week-kwh' }, both(f.week, f.weekCost, 1)),
+      h('dt', 'This month'), h('dd', { id: 'month-kwh' }, both(f.month, f.monthCost, 0)),
       h('dt', 'Same days last year'), h('dd', { id: 'month-last-year' },
-        f.monthLastYear === null ? 'no data' : `${f.monthLastYear.toFixed(0)} kWh · ${money(f.monthLastYear)}`),
-      h('dt', 'This year'), h('dd', { id: 'year-kwh' }, `${f.year.toFixed(0)} kWh · ${money(f.year)}`))),
+        f.monthLastYear === null ? 'no data' : both(f.monthLastYear, f.monthLastYearCost, 0)),
+      h('dt', 'This year'), h('dd', { id: 'year-kwh' }, both(f.year, f.yearCost, 0)))),
     h('section.card', h('h2', 'Last 30 days'),
       h('div.bars', { role: 'img', 'aria-label': 'kWh per day, last 30 days' },
         last30.map((d) => {
@@ -160,7 +183,7 @@ async function myElectric(body, app, q) {
       h('div.table-wrap', h('table', { id: 'days' },
         h('thead', h('tr', h('th', 'Day'), h('th.num', 'kWh'), h('th.num', 'Cost'))),
         h('tbody', last30.slice().reverse().map((d) => h('tr', { dataset: { date: d.date } }, h('td', d.date),
-          h('td.num', d.kwh === null ? '—' : d.kwh.toFixed(1)), h('td.num', d.kwh === null ? '—' : money(d.kwh)))))))));
+          h('td.num', d.kwh === null ? '—' : d.kwh.toFixed(1)), h('td.num', d.kwh === null ? '—' : fmtMoney(dayCost(d))))))))));
 }
 
 /** The day the page shows: `?day=YYYY-MM-DD`, else today; [start ms, end ms]. */

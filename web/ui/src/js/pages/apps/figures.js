@@ -5,8 +5,11 @@ function ymd(d) {
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
 }
 
-/** Today's kWh, this week's (from Monday), month's and year's, and every day by date. */
-export function dailyFigures(data, now) {
+/**
+ * Today's kWh, this week's (from Monday), month's and year's, and every day by date; with
+ * `costOf(day)`, each period's cost too (`todayCost`, `weekCost`, …).
+ */
+export function dailyFigures(data, now, costOf = () => 0) {
   const days = (Array.isArray(data) ? data : [])
     .map(([t, v]) => ({ date: ymd(new Date(t)), time: t, kwh: v === null || v === undefined ? null : Number(v) }));
   const today = ymd(now);
@@ -16,6 +19,7 @@ export function dailyFigures(data, now) {
   const monthStart = new Date(now.getFullYear(), now.getMonth(), 1).getTime();
   const yearStart = new Date(now.getFullYear(), 0, 1).getTime();
   const sum = (from) => days.filter((d) => d.time >= from).reduce((s, d) => s + (d.kwh ?? 0), 0);
+  const cost = (keep) => days.filter(keep).reduce((s, d) => s + costOf(d), 0);
   // The same days of this month a year ago (1st to today's date), by calendar date.
   const lastYear = now.getFullYear() - 1;
   const from = ymd(new Date(lastYear, now.getMonth(), 1));
@@ -23,6 +27,11 @@ export function dailyFigures(data, now) {
   const sameDays = days.filter((d) => d.date >= from && d.date <= to);
   return {
     days,
+    todayCost: cost((d) => d.date === today),
+    weekCost: cost((d) => d.time >= monday.getTime()),
+    monthCost: cost((d) => d.time >= monthStart),
+    yearCost: cost((d) => d.time >= yearStart),
+    monthLastYearCost: cost((d) => d.date >= from && d.date <= to),
     today: days.find((d) => d.date === today)?.kwh ?? 0,
     week: sum(monday.getTime()),
     month: sum(monthStart),
