@@ -125,6 +125,21 @@ try {
   check(scop === '3.60', `SCOP ${scop}`);
   check((await page.locator('#hp-elec-now').textContent()).trim() === '700 W', 'electricity now');
   await shot('apps-04-myheatpump');
+  await page.goto(`${base}/app/apps?name=Heatpump&day=${yesterday}`);
+  await page.waitForSelector('main[data-ready="apps"]');
+  const hpDay = {
+    'hp-running': '1.8 h', 'hp-running-cop': '3.50', 'hp-defrosts': '1 (10 min)', 'hp-standby': '1.0 h · 0.02 kWh',
+  };
+  for (const [id, text] of Object.entries(hpDay)) {
+    const got = (await page.locator(`#${id}`).textContent()).trim();
+    check(got === text, `heat pump day ${id}: ${got}, expected ${text}`);
+  }
+  const states = await page.locator('.hp-strip span').evaluateAll((els) => els.map((e) => e.dataset.state));
+  check(JSON.stringify(states) === JSON.stringify(['running', 'defrost', 'running', 'standby']), `the day's states: ${states}`);
+  const bar = page.locator(`.hp-cop rect[data-date="${yesterday}"]`);
+  check((await bar.getAttribute('data-cop')) === '3.60', 'yesterday\'s COP bar');
+  check((await page.locator('.hp-cop .temp-dot').count()) > 0, 'outside temperatures drawn');
+  await shot('apps-04b-myheatpump-day');
 
   step('every app fits a 360 px phone');
   await page.setViewportSize({ width: 360, height: 740 });

@@ -261,6 +261,30 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
     let hp_elec_kwh = id_of(get(&c, &create("heatpump_elec_kwh", 3600)).await.body);
     let hp_heat_kwh = id_of(get(&c, &create("heatpump_heat_kwh", 3600)).await.body);
     let hp_out = id_of(get(&c, &create("heatpump_outsideT", 3600)).await.body);
+    // Yesterday from 10:00 UTC, by the minute: an hour running (1000 W in, 3500 W out), a
+    // 10 min defrost (800 W in, heat -500 W), 50 min running, an hour of standby at 20 W.
+    let hp_heat = id_of(get(&c, &create("heatpump_heat", 10)).await.body);
+    let hp_ten = today - 86_400 + 10 * 3600;
+    for (feed, running, defrost, standby) in [(hp_heat, 3500, -500, 0), (hp_elec, 1000, 800, 20)] {
+        let points: Vec<String> = (0..180 * 6)
+            .map(|k| {
+                let minute = k / 6;
+                let w = match minute {
+                    0..60 | 70..120 => running,
+                    60..70 => defrost,
+                    _ => standby,
+                };
+                format!("[{},{w}]", hp_ten + k * 10)
+            })
+            .collect();
+        let r = crate::harness::post_form(
+            &c,
+            &server.url(&format!("/feed/insert.json?id={feed}&apikey={key}")),
+            &[("data", &format!("[{}]", points.join(",")))],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
     for (feed, per_hour) in [(hp_elec_kwh, 0.25), (hp_heat_kwh, 0.9), (hp_out, 0.0)] {
         let points: Vec<String> = (0..)
             .map(|h| start + h * 3600)
@@ -302,7 +326,7 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
     )
     .expect("json");
     let config = format!(
-        "%7B%22heatpump_elec%22%3A{hp_elec}%2C%22heatpump_elec_kwh%22%3A{hp_elec_kwh}%2C%22heatpump_heat_kwh%22%3A{hp_heat_kwh}%2C%22heatpump_outsideT%22%3A{hp_out}%7D"
+        "%7B%22heatpump_elec%22%3A{hp_elec}%2C%22heatpump_heat%22%3A{hp_heat}%2C%22heatpump_elec_kwh%22%3A{hp_elec_kwh}%2C%22heatpump_heat_kwh%22%3A{hp_heat_kwh}%2C%22heatpump_outsideT%22%3A{hp_out}%7D"
     );
     let r = get(
         &c,

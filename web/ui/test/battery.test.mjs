@@ -52,3 +52,20 @@ test('samples under 10 W and gaps count as nothing', () => {
   near(f.solar, 0);
   near(f.use, 200 * 60 / 3.6e6);
 });
+
+test('a heat pump\'s day: running, a defrost, standby', async () => {
+  const { heatpumpStates } = await import('../src/js/pages/apps/heatpump.js');
+  // Minutes at 60 s: 60 running, 10 defrosting, 50 running, 60 in standby at 20 W.
+  const minute = (m) => m * 60000;
+  const series = (f) => Array.from({ length: 180 }, (_, m) => [minute(m), f(m)]);
+  const elec = series((m) => (m < 60 ? 1000 : m < 70 ? 800 : m < 120 ? 1000 : 20));
+  const heat = series((m) => (m < 60 ? 3500 : m < 70 ? -500 : m < 120 ? 3500 : 0));
+  const s = heatpumpStates(elec, heat, 60, 150);
+  assert.deepEqual(s.periods.map((p) => [p.state, (p.to - p.from) / 60000]),
+    [['running', 60], ['defrost', 10], ['running', 50], ['standby', 60]]);
+  assert.equal(s.defrosts, 1);
+  assert.equal(s.defrostMin, 10);
+  near(s.runningH, 110 / 60);
+  near(s.standbyKwh, 0.02);
+  near(s.runningCop, 3.5);
+});

@@ -8,7 +8,8 @@ import { get, post } from '../api.js';
 import { pounds } from '../money.js';
 import { dailyFigures } from './apps/figures.js';
 import { solarFigures, graphInterval } from './apps/solar.js';
-import { heatpumpDays } from './apps/heatpump.js';
+import { myHeatpump } from './apps/heatpump_view.js';
+import { midnight, feedId, period, kwhText, pctText } from './apps/common.js';
 import { batteryFigures, divertFigures } from './apps/battery.js';
 import { parseBands, priceAt, costByDay } from './apps/tariff.js';
 
@@ -71,23 +72,10 @@ const TYPES = {
       { key: 'heatpump_flowT', type: 'feed', label: 'Flow temperature (optional)' },
       { key: 'heatpump_returnT', type: 'feed', label: 'Return temperature (optional)' },
       { key: 'heatpump_outsideT', type: 'feed', label: 'Outside temperature (optional)' },
+      { key: 'starting_power', type: 'value', label: 'Running above (W; below is standby)', default: 150 },
     ],
   },
 };
-
-/** Local midnight `days` days before today, in ms. */
-function midnight(days = 0) {
-  const d = new Date();
-  d.setHours(0, 0, 0, 0);
-  d.setDate(d.getDate() - days);
-  return d.getTime();
-}
-
-/** A feed id from an app config value (numbers and numeric strings both occur). */
-function feedId(v) {
-  const n = Number(v);
-  return Number.isInteger(n) && n > 0 ? n : null;
-}
 
 function configForm(app, feeds, onSaved) {
   const type = TYPES[app.app];
@@ -185,17 +173,6 @@ async function myElectric(body, app, q) {
         h('tbody', last30.slice().reverse().map((d) => h('tr', { dataset: { date: d.date } }, h('td', d.date),
           h('td.num', d.kwh === null ? '—' : d.kwh.toFixed(1)), h('td.num', d.kwh === null ? '—' : fmtMoney(dayCost(d))))))))));
 }
-
-/** The day the page shows: `?day=YYYY-MM-DD`, else today; [start ms, end ms]. */
-function period(params) {
-  const day = params.get('day');
-  const start = day ? new Date(`${day}T00:00:00`).getTime() : midnight(0);
-  if (!Number.isFinite(start)) return [midnight(0), Date.now()];
-  return [start, day ? start + 86400000 : Date.now()];
-}
-
-const kwhText = (v) => `${v.toFixed(1)} kWh`;
-const pctText = (v) => (v === null ? '— %' : `${v.toFixed(1)} %`);
 
 async function mySolar(body, app, q, params) {
   const c = app.config;
@@ -320,44 +297,6 @@ async function mySolarDivert(body, app, q, params) {
     h('section.card', h('h2', 'Where the energy went'), flowBars('Energy flows', [
       ['gen-house', 'Generation → house', f.houseGenerated], ['gen-divert', 'Generation → diverter', Math.max(0, f.useGenerated - f.houseGenerated)],
       ['gen-grid', 'Generation → grid', f.export], ['grid-use', 'Grid → house and diverter', f.import]])));
-}
-
-async function myHeatpump(body, app, q) {
-  const c = app.config;
-  const elec = feedId(c.heatpump_elec);
-  const elecKwh = feedId(c.heatpump_elec_kwh);
-  if (!elec || !elecKwh) {
-    clear(body, h('p', 'Choose the electricity feeds first.'));
-    return;
-  }
-  const heat = feedId(c.heatpump_heat);
-  const heatKwh = feedId(c.heatpump_heat_kwh);
-  const temps = [['Flow', feedId(c.heatpump_flowT)], ['Return', feedId(c.heatpump_returnT)], ['Outside', feedId(c.heatpump_outsideT)]]
-    .filter(([, id]) => id);
-  const now = Date.now();
-  const start = midnight(30);
-  const daily = (id, delta) => (id ? get('feed/data.json', { id, start, end: now, interval: 'daily', delta: delta ? 1 : 0, average: delta ? 0 : 1, skipmissing: 0, limitinterval: 0, ...q }) : Promise.resolve([]));
-  const value = (id) => (id ? get('feed/value.json', { id, ...q }) : Promise.resolve(null));
-  const [elecNow, heatNow, elecDays, heatDays, outsideDays, ...tempNow] = await Promise.all([
-    value(elec), value(heat), daily(elecKwh, true), daily(heatKwh, true), daily(feedId(c.heatpump_outsideT), false),
-    ...temps.map(([, id]) => value(id))]);
-  const f = heatpumpDays(elecDays, heatDays, outsideDays);
-  const copNow = heat && Number(elecNow) > 0 ? Number(heatNow) / Number(elecNow) : null;
-  const fixed = (v, dp) => (v === null || v === undefined ? '—' : Number(v).toFixed(dp));
-  clear(body,
-    h('section.card', h('h2', 'Now'), h('dl.facts',
-      h('dt', 'Electricity in'), h('dd', { id: 'hp-elec-now' }, `${fmtValue(elecNow, 0)} W`),
-      heat ? [h('dt', 'Heat out'), h('dd', { id: 'hp-heat-now' }, `${fmtValue(heatNow, 0)} W`),
-        h('dt', 'COP'), h('dd', { id: 'hp-cop-now' }, fixed(copNow, 2))] : null,
-      temps.map(([label], i) => [h('dt', `${label} temperature`), h('dd', `${fixed(tempNow[i], 1)} °C`)]))),
-    h('section.card', h('h2', 'Last 30 days'), h('dl.facts',
-      h('dt', 'Electricity in'), h('dd', { id: 'hp-elec-period' }, `${f.elec.toFixed(1)} kWh`),
-      h('dt', 'Heat out'), h('dd', { id: 'hp-heat-period' }, `${f.heat.toFixed(1)} kWh`),
-      h('dt', 'SCOP'), h('dd', { id: 'hp-scop' }, fixed(f.scop, 2))),
-    h('div.table-wrap', h('table', { id: 'hp-days' },
-      h('thead', h('tr', h('th', 'Day'), h('th.num', 'Electricity kWh'), h('th.num', 'Heat kWh'), h('th.num', 'COP'), h('th.num', 'Outside °C'))),
-      h('tbody', f.days.slice().reverse().map((d) => h('tr', { dataset: { date: d.date } }, h('td', d.date),
-        h('td.num', fixed(d.elec, 1)), h('td.num', fixed(d.heat, 1)), h('td.num', fixed(d.cop, 2)), h('td.num', fixed(d.outside, 1)))))))));
 }
 
 async function shareCard(app) {
