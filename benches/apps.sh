@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # How long each app view takes to load its data over HTTP with a year of 10 s feeds behind
 # it (issue 19's target: 1 s): a release server, six one-year 10 s feeds uploaded with
-# feed/upload, the three apps configured, then each view's requests (made together, as the
-# page makes them) timed 20 times.
+# feed/upload, then each view's requests (made together, as the page makes them) timed 20
+# times, and a dashboard's view.json.
 #
 #   ./benches/apps.sh
 set -euo pipefail
@@ -64,10 +64,28 @@ views = {
                          ("feed/data.json", {"id": solar, "start": ms(day0), "end": ms(now), "interval": 60, "average": 1})],
     "My Solar (a past day)": [("feed/data.json", {"id": use, "start": ms(day0 - 100 * 86400), "end": ms(day0 - 99 * 86400), "interval": 60, "average": 1}),
                               ("feed/data.json", {"id": solar, "start": ms(day0 - 100 * 86400), "end": ms(day0 - 99 * 86400), "interval": 60, "average": 1})],
+    "My Electric (time-of-use)": [("feed/value.json", {"id": use}),
+                    ("feed/data.json", {"id": use_kwh, "start": ms(day0 - 400 * 86400), "end": ms(now), "interval": "daily", "delta": 1}),
+                    ("feed/getmeta.json", {"id": use_kwh}),
+                    ("feed/data.json", {"id": use_kwh, "start": ms(day0 - 400 * 86400), "end": ms(now), "interval": 1800, "delta": 1})],
+    # Four power series of a day (use and solar stand in for charge and discharge) and five values.
+    "My Solar with Battery (a past day)": [("feed/data.json", {"id": f, "start": ms(day0 - 100 * 86400), "end": ms(day0 - 99 * 86400), "interval": 60, "average": 1})
+                                           for f in (use, solar, use, solar)]
+                                          + [("feed/value.json", {"id": f}) for f in (use, solar, use, solar, hp_elec)],
     "My Heatpump": [("feed/value.json", {"id": hp_elec}),
                     ("feed/data.json", {"id": hp_elec_kwh, "start": ms(day0 - 30 * 86400), "end": ms(now), "interval": "daily", "delta": 1}),
-                    ("feed/data.json", {"id": hp_heat_kwh, "start": ms(day0 - 30 * 86400), "end": ms(now), "interval": "daily", "delta": 1})],
+                    ("feed/data.json", {"id": hp_heat_kwh, "start": ms(day0 - 30 * 86400), "end": ms(now), "interval": "daily", "delta": 1}),
+                    ("feed/data.json", {"id": hp_elec, "start": ms(day0), "end": ms(now), "interval": 60, "average": 1}),
+                    ("feed/data.json", {"id": use, "start": ms(day0), "end": ms(now), "interval": 60, "average": 1})],
 }
+# A dashboard naming three of the feeds: the page polls dashboard/view.json.
+dash = call("dashboard/create.json", {"apikey": key})
+content = "".join(f'<div id="{i}" class="feedvalue" style="top:{i * 60}px;" feedid="{f}"></div>' for i, f in enumerate((use, solar, hp_elec), 1))
+body = urllib.parse.urlencode({"id": dash, "content": urllib.parse.quote(content), "height": 200}).encode()
+req = urllib.request.Request(f"{base}/dashboard/setcontent.json?apikey={key}", data=body, method="POST")
+req.add_header("Content-Type", "application/x-www-form-urlencoded")
+urllib.request.urlopen(req).read()
+views["Dashboard (view.json)"] = [("dashboard/view.json", {"id": dash})]
 with ThreadPoolExecutor(8) as pool:
     for name, reqs in views.items():
         times = []

@@ -65,6 +65,16 @@ try {
   check(own.kwh === yesterdayKwh, `yesterday ${own.kwh} kWh, expected ${yesterdayKwh}`);
   check(own.cost === yesterdayCost, `yesterday cost ${own.cost}, expected ${yesterdayCost}`);
   await shot('apps-01-myelectric');
+  const barSum = async () => (await page.locator('#use-bars .bar').evaluateAll((els) => els.map((e) => Number(e.dataset.kwh || 0))))
+    .reduce((a, b) => a + b, 0);
+  const daySum = await barSum();
+  for (const by of ['week', 'month']) {
+    await page.getByRole('button', { name: `Per ${by}` }).click();
+    await page.waitForSelector(`#use-bars[data-by="${by}"]`);
+    const sum = await barSum();
+    check(Math.abs(sum - daySum) < 0.01 && daySum > 20, `per ${by} the bars hold ${sum} kWh, per day ${daySum}`);
+  }
+  await shot('apps-01c-myelectric-months');
 
   step('My Electric with a time-of-use tariff prices each hour at its band');
   await page.goto(`${base}/app/apps?name=Tariff`);
@@ -86,6 +96,13 @@ try {
   want['use-now'] = '800 W';
   want['solar-now'] = '0 W';
   for (const [id, text] of Object.entries(want)) {
+    const got = (await page.locator(`#${id}`).textContent()).trim();
+    check(got === text, `${id}: ${got}, expected ${text}`);
+  }
+  const hist = page.locator(`.bars.stacked .bar[data-date="${yesterday}"]`);
+  const parts = await hist.evaluate((e) => [e.dataset.direct, e.dataset.export, e.dataset.import].map(Number));
+  check(JSON.stringify(parts) === '[3,3,9]', `yesterday's stacked bar (used here, exported, imported): ${parts}`);
+  for (const [id, text] of [['hist-self-consumption', '50.0 %'], ['hist-self-sufficiency', '25.0 %']]) {
     const got = (await page.locator(`#${id}`).textContent()).trim();
     check(got === text, `${id}: ${got}, expected ${text}`);
   }

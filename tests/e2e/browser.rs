@@ -246,7 +246,30 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
         .body,
     )
     .expect("json");
-    let config = format!("%7B%22use%22%3A{house}%2C%22solar%22%3A{pv}%7D");
+    // Its kWh feeds, hourly from two days ago: 0.5 kWh used, 0.25 generated and 0.375
+    // imported an hour, so each day 3 of the 6 kWh generated are exported (50 % used here).
+    let mut kwh_feeds = Vec::new();
+    for (name, per_hour) in [("h_kwh", 0.5), ("pv_kwh", 0.25), ("imp_kwh", 0.375)] {
+        let id = id_of(get(&c, &create(name, 3600)).await.body);
+        let points: Vec<String> = (0..)
+            .map(|h| start + h * 3600)
+            .take_while(|t| *t <= now)
+            .enumerate()
+            .map(|(h, t)| format!("[{t},{}]", h as f64 * per_hour))
+            .collect();
+        let r = crate::harness::post_form(
+            &c,
+            &server.url(&format!("/feed/insert.json?id={id}&apikey={key}")),
+            &[("data", &format!("[{}]", points.join(",")))],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        kwh_feeds.push(id);
+    }
+    let config = crate::harness::encode(&format!(
+        r#"{{"use":{house},"solar":{pv},"use_kwh":{},"solar_kwh":{},"import_kwh":{}}}"#,
+        kwh_feeds[0], kwh_feeds[1], kwh_feeds[2]
+    ));
     let r = get(
         &c,
         &server.url(&format!(

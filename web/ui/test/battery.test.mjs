@@ -69,3 +69,12 @@ test('a heat pump\'s day: running, a defrost, standby', async () => {
   near(s.standbyKwh, 0.02);
   near(s.runningCop, 3.5);
 });
+
+test('My Solar\'s daily history from its kWh feeds', async () => {
+  const { solarDays } = await import('../src/js/pages/apps/solar.js');
+  const t = [0, 86400000];
+  // Day 1: 10 kWh solar, 8 used, 3 imported: 5 of the solar used here, 5 exported. Day 2: no import data.
+  const f = solarDays([[t[0], 8], [t[1], 5]], [[t[0], 10], [t[1], 2]], [[t[0], 3], [t[1], null]]);
+  assert.deepEqual([f.days[0].export, f.days[0].direct, f.days[1].export], [5, 5, null]);
+  assert.deepEqual([f.solar, f.use, f.selfConsumption, f.selfSufficiency], [10, 8, 50, 62.5]);
+});

@@ -27,3 +27,18 @@ test('each day costs its hours at their band\'s price', () => {
   const cost = costByDay(hours, parseBands('00:00-07:00=0.06, 07:00-24:00=0.20'), 0.15);
   assert.ok(Math.abs(cost.get('2026-12-03') - 1.91) < 1e-9, String(cost.get('2026-12-03')));
 });
+
+test('days add up into weeks from Monday and into months', async () => {
+  process.env.TZ = 'UTC';
+  const { groupDays } = await import('../src/js/pages/apps/figures.js');
+  // Fri 2026-11-27 … Wed 2026-12-02, 1 kWh a day, none on Sunday the 29th.
+  const days = [27, 28, 29, 30, 31, 32].map((n) => {
+    const time = Date.UTC(2026, 10, n);
+    const d = new Date(time);
+    return { date: d.toISOString().slice(0, 10), time, kwh: n === 29 ? null : 1 };
+  });
+  const weeks = groupDays(days, 'week', (d) => d.kwh * 0.2);
+  assert.deepEqual(weeks.map((w) => [w.label, w.kwh]), [['2026-11-23', 2], ['2026-11-30', 3]]);
+  assert.ok(Math.abs(weeks[1].cost - 0.6) < 1e-9);
+  assert.deepEqual(groupDays(days, 'month').map((m) => [m.label, m.kwh]), [['2026-11', 3], ['2026-12', 2]]);
+});

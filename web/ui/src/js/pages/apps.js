@@ -6,8 +6,8 @@
 import { h, clear, field, toast, fmtValue } from '../dom.js';
 import { get, post } from '../api.js';
 import { pounds } from '../money.js';
-import { dailyFigures } from './apps/figures.js';
-import { solarFigures, graphInterval } from './apps/solar.js';
+import { dailyFigures, groupDays } from './apps/figures.js';
+import { solarFigures, graphInterval, solarDays } from './apps/solar.js';
 import { myHeatpump } from './apps/heatpump_view.js';
 import { midnight, feedId, period, kwhText, pctText } from './apps/common.js';
 import { batteryFigures, divertFigures } from './apps/battery.js';
@@ -147,8 +147,30 @@ async function myElectric(body, app, q) {
   const dayCost = (d) => (costs ? costs.get(d.date) ?? 0 : (d.kwh ?? 0) * unit);
   const f = dailyFigures(yearData, new Date(now), dayCost);
   const last30 = f.days.slice(-30);
-  const max = Math.max(0.001, ...last30.map((d) => d.kwh ?? 0));
   const both = (k, m, dp) => `${k.toFixed(dp)} kWh · ${fmtMoney(m)}`;
+  // Bars of the last 30 days, 13 weeks or 13 months.
+  const barsBox = h('div');
+  const groups = {
+    day: last30.map((d) => ({ label: d.date, kwh: d.kwh, cost: d.kwh === null ? 0 : dayCost(d) })),
+    week: groupDays(f.days, 'week', dayCost).slice(-13),
+    month: groupDays(f.days, 'month', dayCost).slice(-13),
+  };
+  const names = { day: 'day', week: 'week', month: 'month' };
+  const drawBars = (by) => {
+    const items = groups[by];
+    const max = Math.max(0.001, ...items.map((d) => d.kwh ?? 0));
+    clear(barsBox, h('div.bars', { id: 'use-bars', role: 'img', 'aria-label': `kWh per ${names[by]}`, dataset: { by } },
+      items.map((d) => {
+        // Heights through the style DOM API: the page's CSP refuses style attributes.
+        const fill = h('span');
+        fill.style.height = `${Math.round((100 * (d.kwh ?? 0)) / max)}%`;
+        return h('div.bar', { title: `${d.label}: ${(d.kwh ?? 0).toFixed(1)} kWh · ${fmtMoney(d.cost)}`, dataset: { label: d.label, kwh: d.kwh ?? '' } }, fill);
+      })));
+    for (const b of periodToggle.querySelectorAll('button')) b.setAttribute('aria-pressed', b.dataset.by === by ? 'true' : 'false');
+  };
+  const periodToggle = h('div.toolbar', { role: 'group', 'aria-label': 'Bars per' },
+    Object.keys(groups).map((by) => h('button', { type: 'button', dataset: { by }, onclick: () => drawBars(by) }, `Per ${names[by]}`)));
+  drawBars('day');
   clear(body,
     h('section.card.me-now', h('h2', 'Now'),
       h('p.big', { id: 'power-now', dataset: { watts: power } }, `${fmtValue(power, 0)} W`),
@@ -160,14 +182,7 @@ async function myElectric(body, app, q) {
       h('dt', 'Same days last year'), h('dd', { id: 'month-last-year' },
         f.monthLastYear === null ? 'no data' : both(f.monthLastYear, f.monthLastYearCost, 0)),
       h('dt', 'This year'), h('dd', { id: 'year-kwh' }, both(f.year, f.yearCost, 0)))),
-    h('section.card', h('h2', 'Last 30 days'),
-      h('div.bars', { role: 'img', 'aria-label': 'kWh per day, last 30 days' },
-        last30.map((d) => {
-          // Heights through the style DOM API: the page's CSP refuses style attributes.
-          const fill = h('span');
-          fill.style.height = `${Math.round(100 * (d.kwh ?? 0) / max)}%`;
-          return h('div.bar', { title: `${d.date}: ${(d.kwh ?? 0).toFixed(1)} kWh`, dataset: { date: d.date, kwh: d.kwh ?? '' } }, fill);
-        })),
+    h('section.card', h('h2', 'Use'), periodToggle, barsBox,
       h('div.table-wrap', h('table', { id: 'days' },
         h('thead', h('tr', h('th', 'Day'), h('th.num', 'kWh'), h('th.num', 'Cost'))),
         h('tbody', last30.slice().reverse().map((d) => h('tr', { dataset: { date: d.date } }, h('td', d.date),
@@ -205,6 +220,31 @@ async function mySolar(body, app, q, params) {
       fact('self-sufficiency', 'Self-sufficiency (use met by solar)', pctText(f.selfSufficiency)))),
     h('section.card', h('h2', 'Where the energy went'), flowBars('Energy flows', [
       ['solar-house', 'Solar → house', f.direct], ['solar-grid', 'Solar → grid', f.export], ['grid-house', 'Grid → house', f.import]])));
+  const kwhIds = [c.use_kwh, c.solar_kwh, c.import_kwh].map(feedId);
+  if (kwhIds.every(Boolean)) body.append(await solarHistory(kwhIds, q));
+}
+
+/** The last 30 days from My Solar's cumulative kWh feeds, as stacked bars per day. */
+async function solarHistory([useKwh, solarKwh, importKwh], q) {
+  const read = (id) => get('feed/data.json', { id, start: midnight(29), end: Date.now(), interval: 'daily', delta: 1, skipmissing: 0, limitinterval: 0, ...q });
+  const f = solarDays(...(await Promise.all([read(useKwh), read(solarKwh), read(importKwh)])));
+  const max = Math.max(0.001, ...f.days.map((d) => Math.max(d.use ?? 0, d.solar ?? 0, (d.direct ?? 0) + (d.export ?? 0) + (d.import ?? 0))));
+  const part = (cls, kwh) => {
+    const el = h(`span.${cls}`);
+    el.style.height = `${(100 * (kwh ?? 0)) / max}%`;
+    return el;
+  };
+  return h('section.card', h('h2', 'Last 30 days'),
+    h('dl.facts',
+      h('dt', 'Solar generated'), h('dd', { id: 'hist-solar' }, kwhText(f.solar)),
+      h('dt', 'Self-consumption'), h('dd', { id: 'hist-self-consumption' }, pctText(f.selfConsumption)),
+      h('dt', 'Self-sufficiency'), h('dd', { id: 'hist-self-sufficiency' }, pctText(f.selfSufficiency))),
+    h('div.bars.stacked', { role: 'img', 'aria-label': 'Per day: solar used here, exported, imported' },
+      f.days.map((d) => h('div.bar', {
+        title: `${d.date}: ${d.direct === null ? 'no data' : `${d.direct.toFixed(1)} kWh solar used, ${d.export.toFixed(1)} exported, ${d.import.toFixed(1)} imported`}`,
+        dataset: { date: d.date, direct: d.direct ?? '', export: d.export ?? '', import: d.import ?? '' },
+      }, part('s-direct', d.direct), part('s-export', d.export), part('s-import', d.import)))),
+    h('p.hp-legend', h('span', h('i.s-direct'), ' Solar used here'), h('span', h('i.s-export'), ' Exported'), h('span', h('i.s-import'), ' Imported')));
 }
 
 /** Energy flows as bars whose lengths compare at a glance: [[id, from → to, kWh], …]. */

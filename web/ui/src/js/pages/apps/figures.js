@@ -40,3 +40,27 @@ export function dailyFigures(data, now, costOf = () => 0) {
     monthLastYear: sameDays.some((d) => d.kwh !== null) ? sameDays.reduce((s, d) => s + (d.kwh ?? 0), 0) : null,
   };
 }
+
+/**
+ * Days grouped into weeks (from Monday) or calendar months: [{label, kwh, cost}], oldest
+ * first; `kwh` is null for a group with no data. `costOf(day)` prices a day.
+ */
+export function groupDays(days, by, costOf = () => 0) {
+  const groups = new Map();
+  for (const d of days) {
+    const date = new Date(d.time);
+    let label;
+    if (by === 'month') {
+      label = d.date.slice(0, 7);
+    } else {
+      const monday = new Date(date);
+      monday.setDate(monday.getDate() - ((monday.getDay() + 6) % 7));
+      label = ymd(monday);
+    }
+    const g = groups.get(label) ?? { label, kwh: null, cost: 0 };
+    if (d.kwh !== null) g.kwh = (g.kwh ?? 0) + d.kwh;
+    g.cost += d.kwh === null ? 0 : costOf(d);
+    groups.set(label, g);
+  }
+  return [...groups.values()];
+}

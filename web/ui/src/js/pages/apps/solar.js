@@ -40,3 +40,35 @@ export function graphInterval(spanS) {
   const want = Math.round(spanS / 1500);
   return steps.find((s) => s >= want) ?? steps[steps.length - 1];
 }
+
+function ymd(d) {
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}
+
+/**
+ * My Solar's history from daily deltas of its three cumulative kWh feeds, as emoncms's
+ * mysolarpv computes it: export = solar − (use − import), solar used here = solar − export.
+ * Days missing any of the three are left out of the totals.
+ */
+export function solarDays(useKwh, solarKwh, importKwh) {
+  const at = (series) => new Map((series || []).map(([t, v]) => [t, v === null || v === undefined ? null : Number(v)]));
+  const solarAt = at(solarKwh);
+  const importAt = at(importKwh);
+  const totals = { use: 0, solar: 0, import: 0, export: 0, direct: 0 };
+  const days = (useKwh || []).map(([t, u]) => {
+    const use = u === null || u === undefined ? null : Number(u);
+    const solar = solarAt.get(t) ?? null;
+    const imp = importAt.get(t) ?? null;
+    if (use === null || solar === null || imp === null) return { date: ymd(new Date(t)), use, solar, import: imp, export: null, direct: null };
+    const exp = Math.max(0, solar - (use - imp));
+    const direct = Math.max(0, solar - exp);
+    totals.use += use;
+    totals.solar += solar;
+    totals.import += imp;
+    totals.export += exp;
+    totals.direct += direct;
+    return { date: ymd(new Date(t)), use, solar, import: imp, export: exp, direct };
+  });
+  const pct = (a, b) => (b > 0 ? (100 * a) / b : null);
+  return { days, ...totals, selfConsumption: pct(totals.direct, totals.solar), selfSufficiency: pct(totals.direct, totals.use) };
+}
