@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use memmap2::Mmap;
 use std::os::unix::fs::FileExt;
@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 use crate::atomic_file::{rename_synced, sync_dir, write_synced};
 use crate::error::{Result, StorageError, io_err};
+use crate::levels::{self, Cell, Levels};
 
 /// emoncms's `maxpadding`: five years of 10 s slots.
 pub const MAX_PADDING: u64 = 15_768_000;
@@ -82,6 +83,10 @@ pub struct FixedFeed {
     meta_dirty: bool,
     /// Read-only map of the first `disk_npoints * 4` bytes of `.dat`; `None` when empty.
     map: OnceLock<Option<Mmap>>,
+    /// Averaged levels for long means ([`crate::levels`]), built on first use. Reads take
+    /// `&self`, so they sit behind a lock that only this feed's owner ever takes.
+    levels: Mutex<Levels>,
+    levels_path: PathBuf,
 }
 
 /// The `.meta` file of feed `id` in `dir`.
@@ -131,6 +136,8 @@ impl FixedFeed {
             .and_then(|f| f.sync_all())
             .map_err(io_err("creating", &dat))?;
         write_meta(&meta, interval, 0)?;
+        let levels_path = levels::levels_path(dir, id);
+        remove_if_present(&levels_path)?;
         sync_dir(dir)?;
         Ok(Self {
             id,
@@ -143,6 +150,8 @@ impl FixedFeed {
             tail: Vec::new(),
             meta_dirty: false,
             map: OnceLock::new(),
+            levels: Mutex::new(Levels::default()),
+            levels_path,
         })
     }
 
@@ -193,8 +202,11 @@ impl FixedFeed {
         // or after the first flush's meta but before its data, leaves such a meta, and the
         // next write (or WAL replay) sets the start again from its first point.
         let empty_with_start = len == 0 && start_time != 0;
+        let levels_path = levels::levels_path(dir, id);
         Ok(Self {
             id,
+            levels: Mutex::new(Levels::load(&levels_path, &dat)),
+            levels_path,
             meta_path: meta,
             dat_path: dat,
             interval,
@@ -318,6 +330,7 @@ impl FixedFeed {
     }
 
     fn set_slot(&mut self, pos: u64, v: f32) {
+        self.levels_mut().touch(pos);
         if pos < self.disk_npoints {
             self.overwrites.insert(pos, v);
         } else {
@@ -420,8 +433,62 @@ impl FixedFeed {
             .collect())
     }
 
-    /// Sum and count of the non-missing values in slots `[from, to)`, without copying them out.
+    /// Sum and count of the non-missing values in slots `[from, to)`, without copying them
+    /// out: from the averaged levels for long ranges ([`crate::levels`]), else by a scan.
     pub fn sum_slots(&self, from: u64, to: u64) -> Result<(f64, u64)> {
+        let npoints = self.npoints();
+        let to = to.min(npoints);
+        if from >= to {
+            return Ok((0.0, 0));
+        }
+        if to - from < 2 * levels::BLOCK {
+            return self.scan_sum(from, to);
+        }
+        let scan = |a: u64, b: u64| self.scan_sum(a, b).map(|(sum, count)| Cell { sum, count });
+        let mut lv = self.levels_lock();
+        lv.refresh(npoints, scan)?;
+        let c = lv.sum(from, to, scan)?;
+        Ok((c.sum, c.count))
+    }
+
+    fn levels_lock(&self) -> MutexGuard<'_, Levels> {
+        // A panic while the levels were locked leaves them possibly half-updated: start over.
+        self.levels.lock().unwrap_or_else(|poisoned| {
+            let mut lv = poisoned.into_inner();
+            lv.reset();
+            lv
+        })
+    }
+
+    fn levels_mut(&mut self) -> &mut Levels {
+        let poisoned = self.levels.is_poisoned();
+        let lv = self
+            .levels
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if poisoned {
+            lv.reset();
+        }
+        lv
+    }
+
+    /// Saves the averaged levels when due (see [`crate::levels`]); a failure only costs a
+    /// rebuild later, so it is logged, not returned.
+    fn save_levels(&mut self, closing: bool) {
+        if self.is_dirty() {
+            return;
+        }
+        let (path, dat) = (self.levels_path.clone(), self.dat_path.clone());
+        let lv = self.levels_mut();
+        if lv.save_due(closing)
+            && let Err(e) = lv.save(&path, &dat)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not save a feed's averaged levels");
+        }
+    }
+
+    /// Sum and count of slots `[from, to)` by reading each.
+    fn scan_sum(&self, from: u64, to: u64) -> Result<(f64, u64)> {
         let to = to.min(self.npoints());
         if from >= to {
             return Ok((0.0, 0));
@@ -504,12 +571,20 @@ impl FixedFeed {
             self.tail.clear();
             self.overwrites.clear();
         }
+        self.save_levels(false);
         Ok(true)
+    }
+
+    /// Forgets the averaged levels and their file (the slots moved or went).
+    fn drop_levels(&mut self) -> Result<()> {
+        self.levels_mut().reset();
+        remove_if_present(&self.levels_path)
     }
 
     /// Empties the feed (data and start time), keeping its interval.
     pub fn clear(&mut self) -> Result<()> {
         self.map = OnceLock::new();
+        self.drop_levels()?;
         let f = OpenOptions::new()
             .write(true)
             .create(true)
@@ -555,6 +630,7 @@ impl FixedFeed {
         }
         let kept = self.disk_bytes()?[(keep_from * 4) as usize..].to_vec();
         let new_start = u32::try_from(s + keep_from * i).map_err(|_| TrimError::OutOfRange)?;
+        self.drop_levels()?;
         let (dat_tmp, meta_tmp) = trim_paths(&self.dat_path, &self.meta_path);
         // Both new files are complete before either replaces an old one: recovery relies on
         // finding them (see `finish_interrupted_trim`), so `write_atomically`, which renames
@@ -587,13 +663,10 @@ impl FixedFeed {
     }
 
     /// Removes the feed's files.
-    pub fn delete(self) -> Result<()> {
+    pub fn delete(mut self) -> Result<()> {
+        self.drop_levels()?;
         for p in [&self.dat_path, &self.meta_path] {
-            match fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("removing", p)(e)),
-            }
+            remove_if_present(p)?;
         }
         sync_dir(self.meta_path.parent().unwrap_or(Path::new(".")))
     }
@@ -601,6 +674,22 @@ impl FixedFeed {
     /// Bytes on disk once flushed: 16 for the meta plus 4 per slot (emoncms's `size`).
     pub fn size(&self) -> u64 {
         16 + self.npoints() * 4
+    }
+}
+
+impl Drop for FixedFeed {
+    /// A store closing saves what its feeds' levels learned, so the next start need not
+    /// rebuild them.
+    fn drop(&mut self) {
+        self.save_levels(true);
+    }
+}
+
+fn remove_if_present(p: &Path) -> Result<()> {
+    match fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("removing", p)(e)),
     }
 }
 
@@ -888,5 +977,78 @@ mod tests {
         assert_eq!(g.meta().npoints, 0);
         g.delete().expect("delete");
         assert!(!exists(dir.path(), 1));
+    }
+
+    /// The mean a scan of every slot gives, for comparing with the levels' answer.
+    fn scanned(f: &FixedFeed, from: u64, to: u64) -> (f64, u64) {
+        f.scan_sum(from, to).expect("scan")
+    }
+
+    fn close(a: (f64, u64), b: (f64, u64)) -> bool {
+        a.1 == b.1 && (a.0 - b.0).abs() <= 1e-9 * b.0.abs().max(1.0)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::proptest_config(24))]
+
+        /// Long means from the levels equal a scan, through writes with gaps, flushes,
+        /// overwrites of slots already summed, and a reopen that loads the saved levels.
+        #[test]
+        fn long_means_equal_a_scan_through_writes_flushes_and_reopens(
+            batches in proptest::collection::vec(
+                proptest::collection::vec((0i64..3_000, proptest::option::weighted(0.8, -500f64..500f64)), 1..400),
+                1..6),
+            ranges in proptest::collection::vec((0u64..3_000, 0u64..3_000), 1..20),
+        ) {
+            let (dir, mut f) = feed(10);
+            for (i, batch) in batches.iter().enumerate() {
+                let mut points: Vec<(i64, Option<f64>)> =
+                    batch.iter().map(|&(k, v)| (T0 + k * 10, v)).collect();
+                points.sort_by_key(|p| p.0);
+                f.write(&points, false).expect("write");
+                for &(a, len) in &ranges {
+                    let got = f.sum_slots(a, a + len).expect("sum");
+                    proptest::prop_assert!(close(got, scanned(&f, a, a + len)), "{:?}", got);
+                }
+                if i % 2 == 0 {
+                    f.flush().expect("flush");
+                }
+            }
+            f.flush().expect("flush");
+            let n = f.npoints();
+            let whole = f.sum_slots(0, n).expect("sum");
+            drop(f);
+            let g = FixedFeed::open(dir.path(), 1).expect("open");
+            let again = g.sum_slots(0, n).expect("sum");
+            proptest::prop_assert!(close(again, whole), "{:?} vs {:?}", again, whole);
+            proptest::prop_assert!(close(again, scanned(&g, 0, n)));
+        }
+    }
+
+    #[test]
+    fn levels_are_saved_on_close_and_ignored_once_the_data_file_changes() {
+        let (dir, mut f) = feed(10);
+        let points: Vec<(i64, Option<f64>)> =
+            (0..5_000).map(|k| (T0 + k * 10, Some(k as f64))).collect();
+        f.write(&points, false).expect("write");
+        f.flush().expect("flush");
+        let n = f.npoints();
+        let want = f.sum_slots(0, n).expect("sum");
+        drop(f);
+        let path = levels::levels_path(dir.path(), 1);
+        assert!(path.exists(), "saved on close");
+        // Another program rewrites the data (emoncms, after the files were copied back): the
+        // saved levels describe other data and must not be used.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let dat = dat_path(dir.path(), 1);
+        let zeros = vec![0u8; fs::metadata(&dat).expect("dat").len() as usize];
+        fs::write(&dat, zeros).expect("rewrite");
+        let g = FixedFeed::open(dir.path(), 1).expect("open");
+        assert_eq!(g.sum_slots(0, n).expect("sum"), (0.0, n));
+        assert_ne!(want.0, 0.0);
+        // Clearing removes them.
+        let mut g = g;
+        g.clear().expect("clear");
+        assert!(!path.exists());
     }
 }

@@ -8,6 +8,7 @@ pub mod emoncms_files;
 pub mod engine;
 pub mod error;
 pub mod fixed;
+pub mod levels;
 pub mod query;
 pub mod store;
 pub mod variable;

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Year-scale reads (issue 20): a release server with a one-year and a ten-year 10 s feed, and
+# 50 users with a one-year 10 s feed each (uploaded with feed/upload). Prints, warm, over
+# HTTP on one connection: one year as 1,000 averaged points, ten years as 1,000 averaged
+# points, and ten years as daily means (p50 and p99 of 200 requests each, after 20 to warm);
+# then wrk with 50 connections, each graphing a different user's year (1,000 averaged
+# points), for DURATION seconds.
+#   ./benches/reads.sh
+#   DURATION=30 ./benches/reads.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
+DURATION=${DURATION:-15}
+cargo build --release --quiet
+BIN=$PWD/target/release/ynni
+work=$(mktemp -d)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+YNNI_USERS__REGISTRATION=open "$BIN" serve --data-dir "$work/data" --http-listen "127.0.0.1:$PORT" \
+  --mqtt-listen 127.0.0.1:0 2>"$work/log" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 100); do grep -q "HTTP listening" "$work/log" && break; sleep 0.1; done
+python3 - "$PORT" "$work/paths.lua" <<'PY'
+import http.client, json, statistics, struct, sys, time, urllib.parse
+
+port, lua = int(sys.argv[1]), sys.argv[2]
+conn = http.client.HTTPConnection("127.0.0.1", port)
+def call(path, params=None, body=None, form=False):
+    url = f"/{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} if form else {}
+    conn.request("POST" if body is not None else "GET", url, body=body, headers=headers)
+    r = conn.getresponse()
+    data = r.read()
+    if r.status != 200:
+        raise SystemExit(f"{url}: {r.status} {data[:200]!r}")
+    return json.loads(data)
+
+now = int(time.time()) // 10 * 10
+CHUNK = 900_000
+def user(name):
+    form = urllib.parse.urlencode({"username": name, "password": "benchpass1", "email": f"{name}@example.com", "timezone": "UTC"})
+    return call("user/register.json", None, form.encode(), form=True)["apikey_write"]
+
+def feed(key, years, value_of):
+    fid = call("feed/create.json", {"name": f"f{years}", "engine": 5, "options": '{"interval":10}', "apikey": key})["feedid"]
+    start = now - years * 365 * 86400
+    n = years * 365 * 8640
+    for c0 in range(0, n, CHUNK):
+        k = min(CHUNK, n - c0)
+        buf = struct.pack(f"<{k}f", *(value_of(c0 + i) for i in range(k)))
+        call("feed/upload.json", {"id": fid, "start": start + c0 * 10, "interval": 10, "npoints": k, "apikey": key}, buf)
+    return fid, start
+
+t0 = time.time()
+key = user("bench")
+# Daily swings with a gap of a day every 50 days, so means skip missing values.
+value = lambda i: float("nan") if (i // 8640) % 50 == 7 else 500 + (i % 8640) / 10
+year, ystart = feed(key, 1, value)
+decade, dstart = feed(key, 10, value)
+others = []
+for u in range(50):
+    k = user(f"u{u}")
+    fid, s = feed(k, 1, lambda i, u=u: 100 + u + (i % 360))
+    others.append((k, fid, s))
+print(f"uploaded a one-year, a ten-year and 50 one-year 10 s feeds in {time.time() - t0:.0f} s")
+
+def timed(name, params):
+    for _ in range(20):
+        call("feed/data.json", {**params, "apikey": key})
+    times = []
+    for _ in range(200):
+        t = time.perf_counter()
+        call("feed/data.json", {**params, "apikey": key})
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    print(f"{name}: p50 {statistics.median(times):.2f} ms, p99 {times[197]:.2f} ms")
+
+ms = lambda t: t * 1000
+timed("one year -> 1,000 averaged points", {"id": year, "start": ms(ystart), "end": ms(now), "interval": 31536, "average": 1})
+timed("ten years -> 1,000 averaged points", {"id": decade, "start": ms(dstart), "end": ms(now), "interval": 315360, "average": 1})
+timed("ten years, daily means", {"id": decade, "start": ms(dstart), "end": ms(now), "interval": "daily", "average": 1})
+
+with open(lua, "w") as f:
+    f.write("paths = {\n")
+    for k, fid, s in others:
+        f.write(f'  "/feed/data.json?id={fid}&start={ms(s)}&end={ms(now)}&interval=31536&average=1&apikey={k}",\n')
+    f.write("}\ncounter = 0\n")
+    f.write("request = function()\n  counter = counter + 1\n  return wrk.format(nil, paths[(counter % #paths) + 1])\nend\n")
+PY
+echo "== 50 connections, each a different user's year as 1,000 averaged points, ${DURATION}s"
+wrk -t2 -c50 -d"${DURATION}s" --latency -s "$work/paths.lua" "http://127.0.0.1:$PORT" |
+  grep -E "Latency  |50%|99%|Requests/sec|Non-2xx"
