@@ -7,6 +7,7 @@
 # points), for DURATION seconds.
 #   ./benches/reads.sh
 #   DURATION=30 ./benches/reads.sh
+#   PERF=/tmp/reads.perf ./benches/reads.sh   # and a profile of the wrk run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
@@ -15,7 +16,7 @@ cargo build --release --quiet
 BIN=$PWD/target/release/ynni
 work=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-YNNI_USERS__REGISTRATION=open "$BIN" serve --data-dir "$work/data" --http-listen "127.0.0.1:$PORT" \
+YNNI_USERS__REGISTRATION=open YNNI_LIMITS__REGISTER_ATTEMPTS=1000 "$BIN" serve --data-dir "$work/data" --http-listen "127.0.0.1:$PORT" \
   --mqtt-listen 127.0.0.1:0 2>"$work/log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -39,7 +40,10 @@ now = int(time.time()) // 10 * 10
 CHUNK = 900_000
 def user(name):
     form = urllib.parse.urlencode({"username": name, "password": "benchpass1", "email": f"{name}@example.com", "timezone": "UTC"})
-    return call("user/register.json", None, form.encode(), form=True)["apikey_write"]
+    reply = call("user/register.json", None, form.encode(), form=True)
+    if "apikey_write" not in reply:
+        raise SystemExit(f"register {name}: {reply}")
+    return reply["apikey_write"]
 
 def feed(key, years, value_of):
     fid = call("feed/create.json", {"name": f"f{years}", "engine": 5, "options": '{"interval":10}', "apikey": key})["feedid"]
@@ -59,7 +63,7 @@ year, ystart = feed(key, 1, value)
 decade, dstart = feed(key, 10, value)
 others = []
 for u in range(50):
-    k = user(f"u{u}")
+    k = user(f"user{u}")
     fid, s = feed(k, 1, lambda i, u=u: 100 + u + (i % 360))
     others.append((k, fid, s))
 print(f"uploaded a one-year, a ten-year and 50 one-year 10 s feeds in {time.time() - t0:.0f} s")
@@ -88,5 +92,7 @@ with open(lua, "w") as f:
     f.write("request = function()\n  counter = counter + 1\n  return wrk.format(nil, paths[(counter % #paths) + 1])\nend\n")
 PY
 echo "== 50 connections, each a different user's year as 1,000 averaged points, ${DURATION}s"
+# PERF=FILE records the server's profile during the wrk run (perf report -i FILE).
+if [ -n "${PERF:-}" ]; then perf record -F 499 -g -p "$pid" -o "$PERF" -- sleep "$DURATION" 2>/dev/null & fi
 wrk -t2 -c50 -d"${DURATION}s" --latency -s "$work/paths.lua" "http://127.0.0.1:$PORT" |
   grep -E "Latency  |50%|99%|Requests/sec|Non-2xx"
