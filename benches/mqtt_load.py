@@ -101,9 +101,10 @@ async def devices(args, host, port):
 
     async def device_loop(i, writer):
         nonlocal sent
-        topic = '%s/dev%d' % (args.base, i)
-        # Spread the devices over the second, as real ones are.
-        await asyncio.sleep(i / args.devices)
+        # At most `--nodes` nodes per account (emoncms refuses a 33rd): devices share them.
+        topic = '%s/dev%d' % (args.base, i % args.nodes)
+        # Spread the devices over their period, as real ones are.
+        await asyncio.sleep(args.period * i / args.devices)
         tick = 0
         while time.monotonic() - t0 < args.duration:
             payload = json.dumps({'p%d' % k: round(100 + i + k + tick * 0.1, 1)
@@ -111,7 +112,7 @@ async def devices(args, host, port):
             writer.write(publish_packet(topic, payload))
             sent += args.inputs
             tick += 1
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(args.period)
 
     async def probes():
         n = 0
@@ -206,6 +207,8 @@ def main():
     ap.add_argument('--inputs', type=int, default=10)
     ap.add_argument('--connections', type=int, default=4)
     ap.add_argument('--duration', type=float, default=30)
+    ap.add_argument('--period', type=float, default=1.0, help='seconds between a device\'s messages')
+    ap.add_argument('--nodes', type=int, default=32, help='nodes the devices publish as (the account limit is 32)')
     args = ap.parse_args()
     host, _, port = args.mqtt.rpartition(':')
     run = {'devices': devices, 'peak': peak, 'idle': idle}[args.scenario]
