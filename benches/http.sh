@@ -12,7 +12,8 @@ DURATION=${DURATION:-15}
 HTTP=127.0.0.1:${HTTP_PORT:-18480}
 cargo build --release --quiet
 work=$(mktemp -d)
-trap 'kill $(cat "$work/pid") 2>/dev/null || true; rm -rf "$work"' EXIT
+# Waits for the server to finish shutting down (it saves feeds' levels) before removing its files.
+trap 'kill $(cat "$work/pid") 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 YNNI_USERS__REGISTRATION=open ./target/release/ynni serve --data-dir "$work/data" \
   --http-listen "$HTTP" --mqtt-listen 127.0.0.1:0 2>"$work/log" &
 echo $! >"$work/pid"

@@ -15,7 +15,8 @@ HTTP=127.0.0.1:${HTTP_PORT:-18580}
 MQTT=127.0.0.1:${MQTT_PORT:-18583}
 cargo build --release --quiet
 work=$(mktemp -d)
-trap 'kill $(cat "$work/pid") 2>/dev/null || true; rm -rf "$work"' EXIT
+# Waits for the server to finish shutting down (it saves feeds' levels) before removing its files.
+trap 'kill $(cat "$work/pid") 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 # One account holds every simulated device here, so its connection limits are raised.
 YNNI_USERS__REGISTRATION=open YNNI_MQTT__MAX_CONNECTIONS=15000 YNNI_MQTT__MAX_CONNECTIONS_PER_USER=15000 \
   ./target/release/ynni serve --data-dir "$work/data" \
