@@ -455,6 +455,41 @@ impl FixedFeed {
         Ok((c.sum, c.count))
     }
 
+    /// [`FixedFeed::sum_slots`] of each of consecutive ranges (a graph's windows), with the
+    /// levels locked and brought up to date once, and a block that two neighbouring ranges
+    /// share split once for both.
+    pub fn sum_windows(&self, ranges: &[(u64, u64)]) -> Result<Vec<(f64, u64)>> {
+        let npoints = self.npoints();
+        let scan = |a: u64, b: u64| {
+            self.scan_sum_with(a, b, true)
+                .map(|(sum, count)| Cell { sum, count })
+        };
+        let mut levels: Option<MutexGuard<'_, Levels>> = None;
+        let mut split = None;
+        let mut out = Vec::with_capacity(ranges.len());
+        for &(from, to) in ranges {
+            let to = to.min(npoints);
+            if from >= to {
+                out.push((0.0, 0));
+                continue;
+            }
+            if to - from < 2 * levels::BLOCK {
+                out.push(self.scan_sum(from, to)?);
+                continue;
+            }
+            if levels.is_none() {
+                let mut lv = self.levels_lock();
+                lv.refresh(npoints, scan)?;
+                levels = Some(lv);
+            }
+            if let Some(lv) = levels.as_ref() {
+                let c = lv.sum_sharing(from, to, &scan, &mut split)?;
+                out.push((c.sum, c.count));
+            }
+        }
+        Ok(out)
+    }
+
     fn levels_lock(&self) -> MutexGuard<'_, Levels> {
         // A panic while the levels were locked leaves them possibly half-updated: start over.
         self.levels.lock().unwrap_or_else(|poisoned| {
@@ -1044,6 +1079,13 @@ mod tests {
                 for &(a, len) in &ranges {
                     let got = f.sum_slots(a, a + len).expect("sum");
                     proptest::prop_assert!(close(got, scanned(&f, a, a + len)), "{:?}", got);
+                    // The same span as consecutive windows.
+                    let width = (len / 7).max(1);
+                    let windows: Vec<(u64, u64)> =
+                        (0..7).map(|k| (a + k * width, a + (k + 1) * width)).collect();
+                    for (w, got) in windows.iter().zip(f.sum_windows(&windows).expect("windows")) {
+                        proptest::prop_assert!(close(got, scanned(&f, w.0, w.1)), "{:?} {:?}", w, got);
+                    }
                 }
                 if i % 2 == 0 {
                     f.flush().expect("flush");

@@ -550,8 +550,11 @@ fn fixed_series(
         values.resize(wins.len(), None);
     } else if average {
         let clamp = |p: i64| p.clamp(0, n) as u64;
-        for &(a, b) in &wins {
-            let (sum, count) = f.sum_slots(clamp(pos(a)), clamp(pos(b)))?;
+        let ranges: Vec<(u64, u64)> = wins
+            .iter()
+            .map(|&(a, b)| (clamp(pos(a)), clamp(pos(b))))
+            .collect();
+        for (sum, count) in f.sum_windows(&ranges)? {
             values.push((count > 0).then(|| sum / count as f64));
         }
     } else {
