@@ -434,15 +434,19 @@ fn align(c: Calendar, t: i64, tz: Tz) -> i64 {
 }
 
 /// The boundary one period after the boundary `t`.
+#[cfg(test)]
 fn advance(c: Calendar, t: i64, tz: Tz) -> i64 {
-    let d = local_date(t, tz);
-    let d = match c {
+    midnight(next_date(c, local_date(t, tz)), tz)
+}
+
+/// The local date one period after `d`.
+fn next_date(c: Calendar, d: NaiveDate) -> NaiveDate {
+    match c {
         Calendar::Daily => d + ChronoDuration::days(1),
         Calendar::Weekly => d + ChronoDuration::days(7),
         Calendar::Monthly => add_months(d, 1),
         Calendar::Annual => add_months(d, 12),
-    };
-    midnight(d, tz)
+    }
 }
 
 /// `delta` needs the period after `end` to compute the last difference.
@@ -486,9 +490,13 @@ fn windows(
             }
         }
         Interval::Calendar(c) => {
+            // Walking local dates costs one time-zone conversion per period (a boundary's
+            // local date is the date it was made from).
             let mut t = align(c, start, tz);
+            let mut d = local_date(t, tz);
             while t <= end {
-                let next = advance(c, t, tz);
+                d = next_date(c, d);
+                let next = midnight(d, tz);
                 if next <= t {
                     break;
                 }
