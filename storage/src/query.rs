@@ -870,4 +870,46 @@ mod tests {
         );
         assert_eq!(delta(pts, None), vec![(0, Some(2.0)), (10, None)]);
     }
+
+    proptest::proptest! {
+        #![proptest_config(crate::proptest_config(24))]
+
+        /// `feed/data` with `average=1`, over any range and interval (the averaged levels
+        /// answer the long windows), equals the plain mean of each window's values present.
+        #[test]
+        fn averaged_data_equals_the_plain_mean_of_each_window(
+            values in proptest::collection::vec(
+                proptest::option::weighted(0.7, -1000f64..1000f64), 1..12_000),
+            start_slot in 0i64..3_000,
+            span in 1i64..12_000,
+            window in 1i64..3_000,
+        ) {
+            const T0: i64 = 1_699_999_200;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut f = FixedFeed::create(dir.path(), 1, 10, 10).expect("create");
+            let points: Vec<(i64, Option<f64>)> =
+                values.iter().enumerate().map(|(k, v)| (T0 + k as i64 * 10, *v)).collect();
+            f.write(&points, false).expect("write");
+            f.flush().expect("flush");
+            let feed = Feed::Fixed(f);
+            let start = T0 + start_slot * 10;
+            let end = start + span * 10;
+            let mut req = DataRequest::new(start, end, Interval::Seconds(window * 10));
+            req.average = true;
+            let got = data(&feed, &req).expect("data").points;
+            let Feed::Fixed(f) = &feed else { unreachable!() };
+            let slots = f.read_slots(0, f.npoints()).expect("read");
+            for (t, v) in got {
+                let from = ((t - T0) / 10).max(0) as usize;
+                let to = (((t - T0) / 10 + window).max(0) as usize).min(slots.len());
+                let present: Vec<f64> = slots.get(from.min(to)..to).unwrap_or(&[])
+                    .iter().filter(|x| !x.is_nan()).map(|x| f64::from(*x)).collect();
+                let want = (!present.is_empty()).then(|| present.iter().sum::<f64>() / present.len() as f64);
+                match (v, want) {
+                    (Some(a), Some(b)) => proptest::prop_assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "at {}: {} vs {}", t, a, b),
+                    (a, b) => proptest::prop_assert_eq!(a, b, "at {}", t),
+                }
+            }
+        }
+    }
 }
