@@ -205,7 +205,8 @@ impl FixedFeed {
         let levels_path = levels::levels_path(dir, id);
         Ok(Self {
             id,
-            levels: Mutex::new(Levels::load(&levels_path, &dat)),
+            // Loaded on the first averaged read, not here: a store opens every feed it writes.
+            levels: Mutex::new(Levels::default()),
             levels_path,
             meta_path: meta,
             dat_path: dat,
@@ -449,10 +450,57 @@ impl FixedFeed {
             self.scan_sum_with(a, b, true)
                 .map(|(sum, count)| Cell { sum, count })
         };
-        let mut lv = self.levels_lock();
+        let mut lv = self.levels_ready();
         lv.refresh(npoints, scan)?;
         let c = lv.sum(from, to, scan)?;
         Ok((c.sum, c.count))
+    }
+
+    /// The levels, loaded from their file first when they are not in memory. The file
+    /// describes `.dat` as flushed; blocks with unflushed overwrites are marked for summing
+    /// again, and the unflushed tail lies past what the file covers.
+    fn levels_ready(&self) -> MutexGuard<'_, Levels> {
+        let mut lv = self.levels_lock();
+        if !lv.is_built() {
+            *lv = Levels::load(&self.levels_path, &self.dat_path);
+            if lv.is_built() {
+                for &pos in self.overwrites.keys() {
+                    lv.touch(pos);
+                }
+            }
+        }
+        lv.used();
+        lv
+    }
+
+    /// Saves and drops the levels when nothing read them for `idle` and the feed has nothing
+    /// unflushed (see [`crate::levels`]). They are a cache: a failure keeps them in memory
+    /// and is logged, not returned.
+    pub fn release_idle_levels(&mut self, idle: std::time::Duration) {
+        if let Err(e) = self.try_release_levels(idle) {
+            tracing::warn!(feed = self.id, error = %e, "could not save a feed's averaged levels");
+        }
+    }
+
+    fn try_release_levels(&mut self, idle: std::time::Duration) -> Result<()> {
+        if self.is_dirty() {
+            return Ok(());
+        }
+        let npoints = self.npoints();
+        let (path, dat) = (self.levels_path.clone(), self.dat_path.clone());
+        let scan = |a: u64, b: u64| {
+            self.scan_sum_with(a, b, true)
+                .map(|(sum, count)| Cell { sum, count })
+        };
+        let mut lv = self.levels_lock();
+        if !lv.is_built() || !lv.idle(idle) {
+            return Ok(());
+        }
+        // Current first, so the file describes `.dat` as it is now.
+        lv.refresh(npoints, scan)?;
+        lv.save(&path, &dat).map_err(io_err("writing", &path))?;
+        lv.reset();
+        Ok(())
     }
 
     /// [`FixedFeed::sum_slots`] of each of consecutive ranges (a graph's windows), with the
@@ -478,7 +526,7 @@ impl FixedFeed {
                 continue;
             }
             if levels.is_none() {
-                let mut lv = self.levels_lock();
+                let mut lv = self.levels_ready();
                 lv.refresh(npoints, scan)?;
                 levels = Some(lv);
             }
@@ -1127,5 +1175,30 @@ mod tests {
         let mut g = g;
         g.clear().expect("clear");
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn idle_levels_are_saved_dropped_and_loaded_again_with_later_writes_seen() {
+        let (dir, mut f) = feed(10);
+        let points: Vec<(i64, Option<f64>)> = (0..5_000)
+            .map(|k| (T0 + k * 10, Some((k % 13) as f64)))
+            .collect();
+        f.write(&points, false).expect("write");
+        f.flush().expect("flush");
+        let n = f.npoints();
+        f.sum_slots(0, n).expect("sum");
+        f.release_idle_levels(std::time::Duration::ZERO);
+        assert!(levels::levels_path(dir.path(), 1).exists(), "saved");
+        assert!(!f.levels_lock().is_built(), "dropped from memory");
+        // An overwrite inside a block the file covers, not yet flushed, and an append.
+        f.write(&[(T0 + 100 * 10, Some(1000.0))], false)
+            .expect("overwrite");
+        f.write(&[(T0 + 5_100 * 10, Some(7.0))], false)
+            .expect("append");
+        let n = f.npoints();
+        assert!(close(f.sum_slots(0, n).expect("sum"), scanned(&f, 0, n)));
+        assert!(f.levels_lock().is_built(), "loaded again");
+        f.flush().expect("flush");
+        assert!(close(f.sum_slots(0, n).expect("sum"), scanned(&f, 0, n)));
     }
 }

@@ -9,9 +9,12 @@
 //!
 //! # In memory
 //!
-//! Levels are built from the feed's slots (its file and its unflushed writes) on the first
-//! averaged read and then kept: a write inside a complete block marks that block dirty, and
-//! each read first recomputes dirty blocks and extends the levels over blocks completed since.
+//! Levels are loaded from their file, or built from the feed's slots (its file and its
+//! unflushed writes), on the first averaged read, and then kept: a write inside a complete
+//! block marks that block dirty, and each read first recomputes dirty blocks and extends the
+//! levels over blocks completed since. Levels nobody read for [`IDLE`] are saved and dropped
+//! from memory when the feeds are flushed, so memory holds only the levels of feeds being
+//! graphed.
 //!
 //! # On disk (a cache, never the data)
 //!
@@ -49,6 +52,8 @@ pub const BLOCK: u64 = 64;
 pub const FANOUT: u64 = 64;
 /// The least time between two saves of one feed's levels while it is being written.
 pub const SAVE_EVERY: Duration = Duration::from_secs(3600);
+/// Levels not read for this long are saved and let go from memory.
+pub const IDLE: Duration = Duration::from_secs(600);
 
 const MAGIC: &[u8; 8] = b"YNNILVL1";
 const HEADER_LEN: usize = 48;
@@ -90,6 +95,7 @@ pub struct Levels {
     /// Changed since the last save.
     unsaved: bool,
     last_save: Option<Instant>,
+    last_used: Option<Instant>,
 }
 
 /// The `.levels` file of feed `id` in `dir`.
@@ -185,6 +191,21 @@ impl Levels {
             && self.unsaved
             && self.dirty.is_empty()
             && (closing || self.last_save.is_none_or(|t| t.elapsed() >= SAVE_EVERY))
+    }
+
+    /// Whether the levels are in memory (built or loaded).
+    pub fn is_built(&self) -> bool {
+        self.built
+    }
+
+    /// A read used the levels now.
+    pub fn used(&mut self) {
+        self.last_used = Some(Instant::now());
+    }
+
+    /// Whether nothing has read the levels for `idle`.
+    pub fn idle(&self, idle: Duration) -> bool {
+        self.last_used.is_none_or(|t| t.elapsed() >= idle)
     }
 
     /// Forgets everything (the feed's slots moved or vanished: clear, trim, delete).

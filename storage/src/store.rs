@@ -488,6 +488,9 @@ impl FeedStore {
                 stats.feeds += 1;
                 stats.points += n;
             }
+            if let Feed::Fixed(f) = feed {
+                f.release_idle_levels(crate::levels::IDLE);
+            }
         }
         let unchanged = self
             .checkpointed
