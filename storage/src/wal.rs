@@ -6,9 +6,10 @@
 //! bytes have been written and `fdatasync`ed. Nothing may be acknowledged to a client before
 //! that. Records submitted close together share one `fdatasync` (group commit): the writer
 //! thread takes every record waiting, plus whatever arrives within `commit_window`, and writes
-//! and syncs them at once. With the default window of 0 nobody waits for company: records that
-//! arrive while a sync runs form the next group, so a lone writer pays one sync per record
-//! and a busy shard shares each sync among many (measured in `benches/storage.rs`).
+//! and syncs them at once. With the default window of 0 the window adapts: records arriving
+//! less often than every 2 ms never wait, records arriving more often wait up to twice their
+//! average gap (at most 2 ms) so a few share a sync, and records that arrive while a sync runs
+//! form the next group (measured in `benches/storage.rs` and `benches/e2e.sh`).
 //!
 //! # On-disk format
 //!
@@ -437,6 +438,49 @@ struct Writer {
     inject: Option<io::ErrorKind>,
 }
 
+/// The longest the writer waits for company when no fixed `commit_window` is set.
+const ADAPTIVE_CAP: Duration = Duration::from_millis(2);
+
+/// How closely records have been arriving: an average of the gaps between them. Records
+/// that come more often than [`ADAPTIVE_CAP`] apart (a thousand devices each sending once a
+/// second) wait up to twice that gap for the next, so two or three share a sync; a lone
+/// record, or records further apart, never wait; a flood's gaps are microseconds, so its
+/// groups form during the sync as before and its wait stays as short.
+#[derive(Debug)]
+struct Arrivals {
+    last: Option<Instant>,
+    /// Seconds.
+    gap: f64,
+}
+
+impl Default for Arrivals {
+    fn default() -> Self {
+        Self {
+            last: None,
+            gap: 1.0,
+        }
+    }
+}
+
+impl Arrivals {
+    fn note(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let gap = now.saturating_duration_since(last).as_secs_f64();
+            self.gap = 0.8 * self.gap + 0.2 * gap;
+        }
+        self.last = Some(now);
+    }
+
+    fn window(&self) -> Duration {
+        let cap = ADAPTIVE_CAP.as_secs_f64();
+        if self.gap >= cap {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((2.0 * self.gap).min(cap))
+        }
+    }
+}
+
 impl Writer {
     fn fenced(&self) -> bool {
         self.guard.as_ref().is_some_and(|may_write| !may_write())
@@ -444,12 +488,21 @@ impl Writer {
 
     fn run(mut self, rx: mpsc::Receiver<Request>) {
         let mut batch: Vec<(Vec<u8>, tokio::sync::oneshot::Sender<Result<Lsn>>)> = Vec::new();
+        let mut arrivals = Arrivals::default();
         while let Ok(first) = rx.recv() {
             let mut pending = Some(first);
-            let deadline = Instant::now() + self.cfg.commit_window;
+            let window = if self.cfg.commit_window.is_zero() {
+                arrivals.window()
+            } else {
+                self.cfg.commit_window
+            };
+            let deadline = Instant::now() + window;
             loop {
                 match pending.take() {
-                    Some(Request::Append(p, reply)) => batch.push((p, reply)),
+                    Some(Request::Append(p, reply)) => {
+                        arrivals.note(Instant::now());
+                        batch.push((p, reply));
+                    }
                     Some(Request::Trim(before, reply)) => {
                         // Sync what is queued first so trimming never races a write.
                         self.commit(&mut batch);
