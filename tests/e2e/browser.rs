@@ -177,13 +177,7 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
         .map(|(h, t)| format!("[{t},{}]", h as f64 * 0.5))
         .collect();
     let data = format!("[{}]", points.join(","));
-    let r = crate::harness::post_form(
-        &c,
-        &server.url(&format!("/feed/insert.json?id={kwh_feed}&apikey={key}")),
-        &[("data", &data)],
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    insert(&c, &server, &key, kwh_feed, &data).await;
     let r = get(
         &c,
         &server.url(&format!(
@@ -227,13 +221,7 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
                 format!("[{t},{w}]")
             })
             .collect();
-        let r = crate::harness::post_form(
-            &c,
-            &server.url(&format!("/feed/insert.json?id={feed}&apikey={key}")),
-            &[("data", &format!("[{}]", points.join(",")))],
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.body);
+        insert(&c, &server, &key, feed, &format!("[{}]", points.join(","))).await;
     }
     let solar: serde_json::Value = serde_json::from_str(
         &get(
@@ -257,13 +245,7 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
             .enumerate()
             .map(|(h, t)| format!("[{t},{}]", h as f64 * per_hour))
             .collect();
-        let r = crate::harness::post_form(
-            &c,
-            &server.url(&format!("/feed/insert.json?id={id}&apikey={key}")),
-            &[("data", &format!("[{}]", points.join(",")))],
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.body);
+        insert(&c, &server, &key, id, &format!("[{}]", points.join(","))).await;
         kwh_feeds.push(id);
     }
     let config = crate::harness::encode(&format!(
@@ -300,13 +282,7 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
                 format!("[{},{w}]", hp_ten + k * 10)
             })
             .collect();
-        let r = crate::harness::post_form(
-            &c,
-            &server.url(&format!("/feed/insert.json?id={feed}&apikey={key}")),
-            &[("data", &format!("[{}]", points.join(",")))],
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.body);
+        insert(&c, &server, &key, feed, &format!("[{}]", points.join(","))).await;
     }
     for (feed, per_hour) in [(hp_elec_kwh, 0.25), (hp_heat_kwh, 0.9), (hp_out, 0.0)] {
         let points: Vec<String> = (0..)
@@ -322,13 +298,7 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
                 format!("[{t},{v}]")
             })
             .collect();
-        let r = crate::harness::post_form(
-            &c,
-            &server.url(&format!("/feed/insert.json?id={feed}&apikey={key}")),
-            &[("data", &format!("[{}]", points.join(",")))],
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.body);
+        insert(&c, &server, &key, feed, &format!("[{}]", points.join(","))).await;
     }
     get(
         &c,
@@ -383,13 +353,14 @@ async fn the_apps_show_known_figures_and_share_them_in_chromium() {
     ] {
         let id = id_of(get(&c, &create(name, 10)).await.body);
         let hours: Vec<f64> = hours.into_iter().filter(|h| !h.is_nan()).collect();
-        let r = crate::harness::post_form(
+        insert(
             &c,
-            &server.url(&format!("/feed/insert.json?id={id}&apikey={key}")),
-            &[("data", &format!("[{}]", hourly(&hours).join(",")))],
+            &server,
+            &key,
+            id,
+            &format!("[{}]", hourly(&hours).join(",")),
         )
         .await;
-        assert_eq!(r.status, 200, "{}", r.body);
         battery_ids.push(id);
     }
     for (app, name, config) in [
@@ -513,13 +484,7 @@ async fn dashboards_draw_edit_and_share_in_chromium() {
         (temp, format!("[[{now},21.5]]")),
         (switch, format!("[[{now},0]]")),
     ] {
-        let r = crate::harness::post_form(
-            &c,
-            &server.url(&format!("/feed/insert.json?id={feed}&apikey={key}")),
-            &[("data", &data)],
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.body);
+        insert(&c, &server, &key, feed, &data).await;
     }
     let dash: i64 = get(
         &c,
@@ -602,4 +567,15 @@ async fn dashboards_draw_edit_and_share_in_chromium() {
         stdout.contains("RESULT {\"dashboards\":\"ok\"}"),
         "{stdout}"
     );
+}
+
+/// Writes `data` (`[[time,value],…]`) into `feed` with `feed/insert` and checks it was taken.
+async fn insert(c: &reqwest::Client, server: &Server, key: &str, feed: i64, data: &str) {
+    let r = crate::harness::post_form(
+        c,
+        &server.url(&format!("/feed/insert.json?id={feed}&apikey={key}")),
+        &[("data", data)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }

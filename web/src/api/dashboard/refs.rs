@@ -2,6 +2,8 @@
 //! attributes (`feedid="12"`, or `feedid="house:power"` when the dashboard's feed mode is by
 //! tag and name); this reads those attributes without interpreting the markup otherwise.
 
+use std::collections::{HashMap, HashSet};
+
 use ynni_core::catalog::FeedRow;
 
 /// Widget options that hold a feed (emoncms's widget catalogue).
@@ -95,19 +97,24 @@ fn decode_entities(s: &str) -> String {
 }
 
 /// The ids, among `feeds` (the owner's), that the options name: by id, or as `tag:name`.
+/// Looked up in maps, so a dashboard naming many feeds costs one pass over each list.
 pub fn resolve(options: &[String], feeds: &[FeedRow]) -> Vec<i64> {
+    let by_id: HashSet<i64> = feeds.iter().map(|f| f.id).collect();
+    let by_name: HashMap<(&str, &str), i64> = feeds
+        .iter()
+        .map(|f| ((f.tag.as_str(), f.name.as_str()), f.id))
+        .collect();
     let mut ids: Vec<i64> = options
         .iter()
         .filter_map(|o| {
             let o = o.trim();
             match o.parse::<i64>() {
-                Ok(id) => feeds.iter().find(|f| f.id == id),
+                Ok(id) => by_id.contains(&id).then_some(id),
                 Err(_) => {
                     let (tag, name) = o.split_once(':')?;
-                    feeds.iter().find(|f| f.tag == tag && f.name == name)
+                    by_name.get(&(tag, name)).copied()
                 }
             }
-            .map(|f| f.id)
         })
         .collect();
     ids.sort_unstable();

@@ -9,7 +9,7 @@ import { pounds } from '../money.js';
 import { dailyFigures, groupDays } from './apps/figures.js';
 import { solarFigures, graphInterval, solarDays } from './apps/solar.js';
 import { myHeatpump } from './apps/heatpump_view.js';
-import { midnight, feedId, period, kwhText, pctText } from './apps/common.js';
+import { midnight, feedId, period, kwhText, pctText, fact } from './apps/common.js';
 import { batteryFigures, divertFigures } from './apps/battery.js';
 import { parseBands, priceAt, costByDay } from './apps/tariff.js';
 
@@ -204,7 +204,6 @@ async function mySolar(body, app, q, params) {
     get('feed/value.json', { id: use, ...q }), get('feed/value.json', { id: solar, ...q }), read(use), read(solar)]);
   const f = solarFigures(useData, solarData, interval, Number(c.solar_disp_min ?? 10));
   const grid = Number(useNow) - Number(solarNow);
-  const fact = (id, label, text) => [h('dt', label), h('dd', { id }, text)];
   clear(body,
     h('section.card', h('h2', 'Now'), h('dl.facts',
       fact('solar-now', 'Solar', `${fmtValue(solarNow, 0)} W`),
@@ -283,7 +282,6 @@ async function mySolarBattery(body, app, q, params) {
   const capacity = Number(c.battery_capacity_kwh) || 0;
   let left = null;
   if (capacity > 0 && socNow !== null && net < 0) left = (capacity * Number(socNow)) / 100 / (-net / 1000);
-  const fact = (id, label, text) => [h('dt', label), h('dd', { id }, text)];
   clear(body,
     h('section.card', h('h2', 'Now'), h('dl.facts',
       fact('solar-now', 'Solar', `${fmtValue(solarNow, 0)} W`),
@@ -317,7 +315,6 @@ async function mySolarDivert(body, app, q, params) {
   const { series: [use, solar, divert, wind], values: [useNow, solarNow, divertNow, windNow], interval } = await dayPower(ids, q, params);
   const f = divertFigures(use, solar, divert, interval, wind);
   const grid = Number(useNow) - Number(solarNow) - Number(windNow ?? 0);
-  const fact = (id, label, text) => [h('dt', label), h('dd', { id }, text)];
   clear(body,
     h('section.card', h('h2', 'Now'), h('dl.facts',
       fact('solar-now', 'Solar', `${fmtValue(solarNow, 0)} W`),

@@ -1,5 +1,7 @@
 // Small helpers the app views share.
 
+import { h } from '../../dom.js';
+
 /** Local midnight `days` days before today, in ms. */
 export function midnight(days = 0) {
   const d = new Date();
@@ -24,3 +26,6 @@ export function period(params) {
 
 export const kwhText = (v) => `${v.toFixed(1)} kWh`;
 export const pctText = (v) => (v === null ? '— %' : `${v.toFixed(1)} %`);
+
+/** A labelled figure of a `dl.facts`: the term and its value, the value findable by `id`. */
+export const fact = (id, label, text) => [h('dt', label), h('dd', { id }, text)];

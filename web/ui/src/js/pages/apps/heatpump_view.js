@@ -6,7 +6,7 @@ import { h, clear, fmtValue } from '../../dom.js';
 import { get } from '../../api.js';
 import { heatpumpDays, heatpumpStates } from './heatpump.js';
 import { graphInterval } from './solar.js';
-import { midnight, feedId, period } from './common.js';
+import { midnight, feedId, period, fact } from './common.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const STATE_NAMES = { running: 'Running', defrost: 'Defrost', standby: 'Standby', off: 'Off', none: 'No data' };
@@ -102,7 +102,6 @@ export async function myHeatpump(body, app, q, params = new URLSearchParams()) {
   const f = heatpumpDays(elecDays, heatDays, outsideDays);
   const s = heatpumpStates(elecPower, heatPower, interval, Number(c.starting_power ?? 150) || 150);
   const copNow = heat && Number(elecNow) > 0 ? Number(heatNow) / Number(elecNow) : null;
-  const fact = (id, label, text) => [h('dt', label), h('dd', { id }, text)];
   clear(body,
     h('section.card', h('h2', 'Now'), h('dl.facts',
       fact('hp-elec-now', 'Electricity in', `${fmtValue(elecNow, 0)} W`),
