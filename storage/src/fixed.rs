@@ -46,6 +46,9 @@ pub const META_LEN: usize = 16;
 
 /// Bytes per slot in a `.dat` file.
 pub const SLOT_LEN: u64 = 4;
+/// How many windows ahead an averaged read asks for the memory of window ends
+/// ([`crate::prefetch`]): enough misses in flight to fill the CPU's line-fill buffers.
+const PREFETCH_AHEAD: usize = 8;
 
 /// The header of a fixed-interval feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -515,7 +518,9 @@ impl FixedFeed {
         let mut levels: Option<MutexGuard<'_, Levels>> = None;
         let mut split = None;
         let mut out = Vec::with_capacity(ranges.len());
-        for &(from, to) in ranges {
+        // Only a hint: a file that cannot be mapped now fails the scan below instead.
+        let dat = self.disk_bytes().unwrap_or(&[]);
+        for (i, &(from, to)) in ranges.iter().enumerate() {
             let to = to.min(npoints);
             if from >= to {
                 out.push((0.0, 0));
@@ -528,9 +533,18 @@ impl FixedFeed {
             if levels.is_none() {
                 let mut lv = self.levels_ready();
                 lv.refresh(npoints, scan)?;
+                for &(a, b) in ranges.iter().skip(i).take(PREFETCH_AHEAD) {
+                    lv.prefetch_split(a, dat);
+                    lv.prefetch_split(b, dat);
+                }
                 levels = Some(lv);
             }
             if let Some(lv) = levels.as_ref() {
+                // The ends of windows far apart are cache misses; fetch a few ahead together.
+                if let Some(&(a, b)) = ranges.get(i + PREFETCH_AHEAD) {
+                    lv.prefetch_split(a, dat);
+                    lv.prefetch_split(b, dat);
+                }
                 let c = lv.sum_sharing(from, to, &scan, &mut split)?;
                 out.push((c.sum, c.count));
             }

@@ -339,6 +339,27 @@ impl Levels {
         Ok(total.add(tail))
     }
 
+    /// Hints the memory that splitting the block at slot `x` will read: the block's entry,
+    /// and the slots of its shorter side in `dat` (the feed's flushed file, 4 bytes a slot).
+    pub fn prefetch_split(&self, x: u64, dat: &[u8]) {
+        if x.is_multiple_of(BLOCK) {
+            return;
+        }
+        let Some(cell) = self.l1.get((x / BLOCK) as usize) else {
+            return;
+        };
+        crate::prefetch::value(cell);
+        let start = x / BLOCK * BLOCK;
+        let (a, z) = if x - start <= BLOCK / 2 {
+            (start, x)
+        } else {
+            (x, start + BLOCK)
+        };
+        if let Some(side) = dat.get(a as usize * 4..z as usize * 4) {
+            crate::prefetch::slice(side);
+        }
+    }
+
     /// The block holding slot `x` (covered, `x` not on its start) split at `x`.
     fn split_at<E>(
         &self,

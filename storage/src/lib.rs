@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod fixed;
 pub mod levels;
+pub mod prefetch;
 pub mod query;
 pub mod store;
 pub mod variable;
