@@ -183,6 +183,22 @@ pub struct Started {
     pub credentials: UnboundedSender<i64>,
     /// The open connections (cluster mode closes those of users whose shard moved).
     pub sessions: ynni_broker::Sessions,
+    /// Whether the broker still delivers messages (false once it stopped).
+    pub broker_up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// MQTT messages the broker delivered to ynni (a metric).
+pub const MQTT_MESSAGES: &str = "ynni_mqtt_messages_received_total";
+/// Open MQTT connections (a metric, read at each scrape).
+pub const MQTT_CONNECTIONS: &str = "ynni_mqtt_connections";
+
+/// Gives the MQTT metrics their help text.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        MQTT_MESSAGES,
+        "MQTT messages published by devices and delivered to ynni"
+    );
+    metrics::describe_gauge!(MQTT_CONNECTIONS, "Open MQTT connections");
 }
 
 /// Starts the broker, the task feeding its messages to the router, and the task publishing
@@ -247,12 +263,19 @@ pub async fn start(
     let (inbound_tx, inbound) = tokio::sync::mpsc::channel(4096);
     let mut from_broker = running.inbound;
     let forward = inbound_tx.clone();
+    let broker_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let up = broker_up.clone();
     tokio::spawn(async move {
+        let messages = metrics::counter!(MQTT_MESSAGES);
         while let Some(m) = from_broker.recv().await {
+            messages.increment(1);
             if forward.send(m).await.is_err() {
                 break;
             }
         }
+        // The broker's message stream ended: it stopped (the readiness probe says so).
+        up.store(false, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!("the MQTT broker stopped");
     });
     if let Some(ext) = external {
         let (catalog, account) = (catalog.clone(), ext.account.clone());
@@ -275,6 +298,7 @@ pub async fn start(
         announce: announce_tx,
         credentials: credentials_tx,
         sessions: all_sessions,
+        broker_up,
     })
 }
 

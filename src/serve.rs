@@ -17,6 +17,8 @@ const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
+    // Before anything records: metric handles taken earlier would record nowhere.
+    let metrics = install_metrics(&settings);
     raise_open_file_limit();
     let data_dir = DataDir::open_exclusive(&settings.data_dir)?;
     // Redis first: a node that cannot reach it must not register and then vanish.
@@ -177,6 +179,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     let mut node = None;
+    let ops = ops(&mqtt, metrics, stop_rx.clone());
     let mut state = ynni_web::AppState::new(
         catalog.clone(),
         Arc::new(settings.clone()),
@@ -184,7 +187,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         router.clone(),
     )
     .with_discovery(mqtt.announce)
-    .with_credential_watch(mqtt.credentials);
+    .with_credential_watch(mqtt.credentials)
+    .with_ops(ops);
     if let Some(b) = billing {
         state = state.with_billing(b);
     }
@@ -267,6 +271,58 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     drop(data_dir);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The metrics recorder, when `[http] metrics_token` is set (otherwise nothing is collected).
+fn install_metrics(settings: &Settings) -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    if settings.http.metrics_token.is_empty() {
+        return None;
+    }
+    let handle = ynni_web::ops::metrics::install(env!("CARGO_PKG_VERSION"));
+    if handle.is_none() {
+        tracing::warn!("metrics recorder already installed; /metrics is off");
+    }
+    ynni_storage::metrics::describe();
+    ynni_ingest::metrics::describe();
+    ynni_billing::describe_metrics();
+    crate::mqtt_link::describe_metrics();
+    handle
+}
+
+/// `/ready`'s broker check and `/metrics`' connection gauge; with metrics on, a task that
+/// folds histogram samples into buckets between scrapes (their memory stays bounded).
+fn ops(
+    mqtt: &crate::mqtt_link::Started,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    mut stop: watch::Receiver<bool>,
+) -> ynni_web::Ops {
+    let (up, addr) = (mqtt.broker_up.clone(), mqtt.addr);
+    let sessions = mqtt.sessions.clone();
+    let mut ops = ynni_web::Ops::default()
+        .check("broker", move || {
+            if up.load(std::sync::atomic::Ordering::Relaxed) {
+                Ok(format!("listening on {addr}"))
+            } else {
+                Err("the MQTT broker stopped".into())
+            }
+        })
+        .on_scrape(move || {
+            metrics::gauge!(crate::mqtt_link::MQTT_CONNECTIONS).set(sessions.connections() as f64);
+        });
+    if let Some(handle) = metrics {
+        let upkeep = handle.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ynni_web::ops::metrics::UPKEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => drop(upkeep.render()),
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+        ops = ops.with_metrics(handle);
+    }
+    ops
 }
 
 /// Every HTTP and MQTT connection is an open file, and the listeners size their connection

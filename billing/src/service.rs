@@ -30,6 +30,17 @@ pub const CATCH_UP_DAYS: u64 = 7;
 const ALL_FROM: &str = "0000-01-01";
 const ALL_TO: &str = "9999-12-31";
 
+/// Writes refused because an account's balance or quota is used up (a metric).
+pub const QUOTA_REFUSALS: &str = "ynni_quota_refusals_total";
+
+/// Gives the billing metrics their help text.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        QUOTA_REFUSALS,
+        "Writes (HTTP posts, MQTT logins) refused because an account's balance or quota is used up"
+    );
+}
+
 pub struct Billing {
     catalog: Catalog,
     policy: Policy,
@@ -144,6 +155,7 @@ impl Billing {
 
     /// Counts a write refused because `userid` is suspended.
     pub fn count_refusal(&self, userid: i64) {
+        metrics::counter!(QUOTA_REFUSALS).increment(1);
         *self
             .refusals
             .lock()

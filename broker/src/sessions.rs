@@ -175,6 +175,11 @@ impl Sessions {
         n
     }
 
+    /// Open connections of every account.
+    pub fn connections(&self) -> usize {
+        self.lock().live.len()
+    }
+
     /// How many connections `userid` has open.
     pub fn connections_of(&self, userid: i64) -> usize {
         self.lock().per_user.get(&userid).copied().unwrap_or(0)

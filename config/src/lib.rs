@@ -212,6 +212,15 @@ pub struct HttpSettings {
     /// itself a trusted proxy), so per-address login limits and `myip` see the real client.
     /// Empty (the default): the header is ignored, as any client could forge it.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The bearer token `GET /metrics` requires (Prometheus's `authorization` setting).
+    /// Empty (the default): metrics are not collected and `/metrics` answers 404.
+    pub metrics_token: String,
+    /// HTTPS listener address, beside `listen`. Empty (the default): no HTTPS.
+    pub tls_listen: String,
+    /// PEM certificate chain and private key for `tls_listen`, read again on SIGHUP; empty:
+    /// the pair that `ynni tls selfsigned` writes under `<data_dir>/tls/`.
+    pub tls_cert: String,
+    pub tls_key: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -320,6 +329,10 @@ impl Default for HttpSettings {
             header_timeout_s: 20,
             max_connections: 4096,
             trusted_proxies: Vec::new(),
+            metrics_token: String::new(),
+            tls_listen: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -510,6 +523,13 @@ impl Settings {
         }
         if !self.mqtt.tls_listen.is_empty() && self.mqtt.tls_listen.parse::<SocketAddr>().is_err() {
             return bad("mqtt.tls_listen", "must be an address such as 0.0.0.0:8883");
+        }
+        if !self.http.tls_listen.is_empty() && self.http.tls_listen.parse::<SocketAddr>().is_err() {
+            return bad("http.tls_listen", "must be an address such as 0.0.0.0:443");
+        }
+        if !self.http.metrics_token.is_empty() && self.http.metrics_token.len() < 16 {
+            // A short token is guessable; the metrics show every account's activity.
+            return bad("http.metrics_token", "must be at least 16 characters");
         }
         if self.log.level.trim().is_empty() {
             return bad("log.level", "must not be empty");

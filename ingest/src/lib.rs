@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod decode;
+pub mod metrics;
 pub mod number;
 pub mod process;
 pub mod shard;

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod fixed;
 pub mod levels;
+pub mod metrics;
 pub mod prefetch;
 pub mod query;
 pub mod store;

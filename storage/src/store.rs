@@ -471,6 +471,15 @@ impl FeedStore {
     /// Writes all pending points to the feed files, then checkpoints (with the caller's `state`
     /// as of now) and trims the WAL.
     pub fn flush(&mut self, state: &[u8]) -> Result<FlushStats> {
+        let started = std::time::Instant::now();
+        let stats = self.flush_feeds(state)?;
+        metrics::counter!(crate::metrics::FLUSHES).increment(1);
+        metrics::counter!(crate::metrics::FLUSHED_POINTS).increment(stats.points as u64);
+        metrics::histogram!(crate::metrics::FLUSH_SECONDS).record(started.elapsed());
+        Ok(stats)
+    }
+
+    fn flush_feeds(&mut self, state: &[u8]) -> Result<FlushStats> {
         if self.poisoned {
             return Err(StorageError::StoreFailed);
         }

@@ -576,6 +576,7 @@ impl Writer {
             buf.extend_from_slice(&h.finalize().to_le_bytes());
             buf.extend_from_slice(payload);
         }
+        let started = std::time::Instant::now();
         if let Err(source) = self.write_and_sync(&buf) {
             self.cut_back();
             return Err(StorageError::WalIo {
@@ -584,6 +585,8 @@ impl Writer {
                 source,
             });
         }
+        metrics::histogram!(crate::metrics::WAL_SYNC_SECONDS).record(started.elapsed());
+        metrics::counter!(crate::metrics::WAL_BYTES).increment(buf.len() as u64);
         self.file_len += buf.len() as u64;
         self.next_lsn += batch.len() as u64;
         Ok(first)

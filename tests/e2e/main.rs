@@ -29,6 +29,7 @@ mod inputs;
 mod mariadb;
 mod mqtt;
 mod mqtt_tenancy;
+mod operations;
 // The throwaway PostgreSQL the cluster crate's own tests use.
 #[path = "../../cluster/tests/postgres/mod.rs"]
 mod postgres;

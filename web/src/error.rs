@@ -96,6 +96,7 @@ impl IntoResponse for ApiError {
                 retry_after,
                 message,
             } => {
+                metrics::counter!(crate::ops::metrics::RATE_LIMITED).increment(1);
                 let mut r = reply::text(StatusCode::TOO_MANY_REQUESTS, message);
                 r.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,

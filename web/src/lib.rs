@@ -8,6 +8,7 @@ mod cookies;
 mod csrf;
 mod error;
 pub mod forward;
+pub mod ops;
 mod params;
 mod reply;
 mod route;
@@ -16,6 +17,7 @@ mod state;
 mod ui;
 
 pub use forward::Forwarder;
+pub use ops::Ops;
 pub use server::{ServeOptions, WebError, bind, serve, serve_with};
 pub use state::AppState;
 

@@ -110,8 +110,14 @@ pub async fn serve_with(
         .forwarder
         .as_ref()
         .and_then(|f| axum::http::HeaderValue::from_str(f.node_id()).ok());
-    let app = crate::ui::routes()
-        .fallback(api::dispatch)
+    let metrics_on = state.ops.metrics.is_some();
+    let mut app = crate::ui::routes()
+        .merge(crate::ops::routes())
+        .fallback(api::dispatch);
+    if metrics_on {
+        app = app.layer(axum::middleware::from_fn(crate::ops::metrics::record));
+    }
+    let app = app
         .layer(axum::middleware::map_response(nosniff))
         .layer(axum::middleware::map_response(
             move |mut r: axum::response::Response| {

@@ -43,6 +43,8 @@ pub struct AppState {
     pub billing: Option<Arc<ynni_billing::Billing>>,
     /// Live input and feed updates for open browser pages.
     pub(crate) live: Arc<crate::ui::live::LiveHub>,
+    /// Readiness checks and metrics (`/ready`, `/metrics`).
+    pub(crate) ops: Arc<crate::ops::Ops>,
 }
 
 impl AppState {
@@ -66,18 +68,26 @@ impl AppState {
             billing: None,
             shared_limits: None,
             live: Arc::default(),
+            ops: Arc::default(),
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
         }
     }
 
-    /// Cluster mode: requests for accounts this node does not serve go to their owner.
+    /// The server's readiness checks and metrics recorder.
+    pub fn with_ops(mut self, ops: crate::ops::Ops) -> Self {
+        self.ops = Arc::new(ops);
+        self
+    }
+
+    /// A hosted service's billing.
     pub fn with_billing(mut self, billing: Arc<ynni_billing::Billing>) -> Self {
         self.billing = Some(billing);
         self
     }
 
+    /// Cluster mode: requests for accounts this node does not serve go to their owner.
     pub fn with_forwarder(mut self, forwarder: Arc<crate::forward::Forwarder>) -> Self {
         self.forwarder = Some(forwarder);
         self

@@ -168,6 +168,12 @@ impl Catalog {
         })
     }
 
+    /// Runs a trivial statement: whether the catalog answers (the readiness probe).
+    pub async fn ping(&self) -> Result<(), CatalogError> {
+        on_db!(&self.db, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
     /// Waits for in-flight statements and closes every connection.
     pub async fn close(&self) {
         on_db!(&self.db, p => p.close().await)

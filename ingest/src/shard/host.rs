@@ -48,7 +48,11 @@ impl HostMsg {
 
 /// Serves `rx` until `Stop` (or every sender is gone); returns whether every vshard's final
 /// flush succeeded.
-pub(super) fn run(rx: mpsc::Receiver<HostMsg>) -> bool {
+pub(super) fn run(n: usize, rx: mpsc::Receiver<HostMsg>) -> bool {
+    let depth = metrics::gauge!(
+        crate::metrics::QUEUE_DEPTH,
+        "worker" => crate::metrics::worker_label("host", n)
+    );
     let mut workers: BTreeMap<u32, Worker> = BTreeMap::new();
     let mut swept = Instant::now();
     loop {
@@ -63,6 +67,7 @@ pub(super) fn run(rx: mpsc::Receiver<HostMsg>) -> bool {
                 Err(_) => break,
             }
         }
+        depth.set(msgs.len() as f64);
         let mut group: BTreeMap<u32, Vec<Job>> = BTreeMap::new();
         for msg in msgs {
             match msg {

@@ -148,6 +148,23 @@ impl IngestError {
         )
     }
 
+    /// A short name for the kind of error (a metrics label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::NodeLimit { .. } => "node_limit",
+            IngestError::InputLimit { .. } => "input_limit",
+            IngestError::NewInputLimit { .. } => "new_input_limit",
+            IngestError::PlanInputLimit { .. } => "plan_input_limit",
+            IngestError::ValueLimit { .. } => "value_limit",
+            IngestError::Busy => "busy",
+            IngestError::Stopped => "stopped",
+            IngestError::NotServed => "not_served",
+            IngestError::Storage(_) => "storage",
+            IngestError::Catalog(_) => "catalog",
+            IngestError::Query(_) => "query",
+        }
+    }
+
     /// The server's disk (or quota) is full.
     pub fn is_storage_full(&self) -> bool {
         matches!(self, IngestError::Storage(e) if e.is_storage_full())
@@ -344,7 +361,7 @@ impl Router {
                 let (tx, rx) = mpsc::sync_channel(cfg.queue.max(1));
                 let thread = std::thread::Builder::new()
                     .name(format!("ynni-host-{i}"))
-                    .spawn(move || super::host::run(rx))
+                    .spawn(move || super::host::run(i, rx))
                     .map_err(|e| {
                         IngestError::Storage(ynni_storage::StorageError::Io {
                             op: "starting worker",
@@ -618,7 +635,7 @@ impl Router {
         match worker.try_send(Job::Ingest(s, tx)) {
             Ok(()) => Ok(Pending(rx)),
             Err(mpsc::TrySendError::Full(job)) => Err(Refused {
-                error: IngestError::Busy,
+                error: crate::metrics::refused(IngestError::Busy),
                 submission: job.into_submission(),
             }),
             Err(mpsc::TrySendError::Disconnected(job)) => Err(Refused {

@@ -350,6 +350,10 @@ impl Worker {
     /// Serves jobs until `Stop`; returns whether the final flush wrote everything (a failure
     /// is logged; the WAL still holds the data for the next start).
     pub fn run(mut self, rx: mpsc::Receiver<Job>) -> bool {
+        let depth = metrics::gauge!(
+            crate::metrics::QUEUE_DEPTH,
+            "worker" => crate::metrics::worker_label("shard", self.n)
+        );
         loop {
             let first = match rx.recv_timeout(TICK) {
                 Ok(job) => Some(job),
@@ -363,6 +367,7 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            depth.set(jobs.len() as f64);
             if jobs.iter().any(|j| matches!(j, Job::Abandon)) {
                 // Every caller still waiting is answered `Stopped` as its reply is dropped.
                 tracing::info!(shard = self.n, "shard abandoned (lease lost)");
@@ -724,9 +729,9 @@ impl Worker {
         for (mut s, reply) in submissions {
             let adds = group.entry(s.userid).or_default();
             let stopped = match self.core.check(&mut s, adds) {
-                Ok(stopped) => stopped,
+                Ok(stopped) => stopped.map(crate::metrics::refused),
                 Err(e) => {
-                    let _ = reply.send(Err(e));
+                    let _ = reply.send(Err(crate::metrics::refused(e)));
                     continue;
                 }
             };
@@ -1048,6 +1053,11 @@ impl Core {
             } else {
                 used.mqtt_values += record.values();
             }
+        }
+        if !replaying {
+            let source = if record.http { "http" } else { "mqtt" };
+            metrics::counter!(crate::metrics::VALUES, "source" => source)
+                .increment(u64::try_from(record.values()).unwrap_or(0));
         }
         // Inputs created for this record: each is new where it first appears.
         let mut fresh = self.create_inputs(userid, record)?;
