@@ -53,6 +53,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(data_dir = %data_dir.root().display(), "data directory ready");
 
     let listener = ynni_web::bind(settings.http.listen).await?;
+    let https = https_listener(&settings, &data_dir).await?;
     let http_addr = listener
         .local_addr()
         .context("reading the HTTP listen address")?;
@@ -97,25 +98,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let tls = if m.tls_listen.is_empty() {
         None
     } else {
-        let (default_cert, default_key) = crate::tls_cmd::default_paths(data_dir.root());
-        let pick = |given: &str, default: std::path::PathBuf| {
-            if given.is_empty() {
-                default
-            } else {
-                std::path::PathBuf::from(given)
-            }
-        };
-        let (cert, key) = (
-            pick(&m.tls_cert, default_cert),
-            pick(&m.tls_key, default_key),
-        );
-        for f in [&cert, &key] {
-            anyhow::ensure!(
-                f.is_file(),
-                "mqtt.tls_listen is set but {} does not exist (run `ynni tls selfsigned` or set mqtt.tls_cert and mqtt.tls_key)",
-                f.display()
-            );
-        }
+        let (cert, key) = tls_pair(data_dir.root(), "mqtt", &m.tls_cert, &m.tls_key)?;
         Some(ynni_broker::Tls {
             listen: m.tls_listen.parse().context("mqtt.tls_listen")?,
             cert: cert.display().to_string(),
@@ -227,10 +210,37 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             stop_rx.clone(),
         )));
     }
+    let https_on = https.is_some();
+    // Watched with or without HTTPS: SIGHUP's default action would end the process.
+    tokio::spawn(reload_on_hangup(
+        https.as_ref().map(|(_, certs)| certs.clone()),
+        stop_rx.clone(),
+    ));
+    let https_state = state.clone();
     let mut http_stop = stop_rx.clone();
     let mut server = tokio::spawn(ynni_web::serve(listener, state, async move {
         let _ = http_stop.wait_for(|stop| *stop).await;
     }));
+    let mut tls_server = match https {
+        Some((listener, certs)) => {
+            let addr = listener
+                .local_addr()
+                .context("reading the HTTPS listen address")?;
+            let mut stop = stop_rx.clone();
+            let task = tokio::spawn(ynni_web::serve_tls(
+                listener,
+                https_state,
+                async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                },
+                certs,
+            ));
+            tracing::info!("HTTPS listening on {addr}");
+            task
+        }
+        // Never ends: there is no HTTPS server to watch.
+        None => tokio::spawn(std::future::pending()),
+    };
     tracing::info!("HTTP listening on {http_addr}");
 
     tokio::select! {
@@ -240,15 +250,27 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             ended.context("HTTP server task")??;
             anyhow::bail!("HTTP server stopped unexpectedly");
         }
+        ended = &mut tls_server => {
+            ended.context("HTTPS server task")??;
+            anyhow::bail!("HTTPS server stopped unexpectedly");
+        }
     }
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+    let drained = async {
+        let plain = (&mut server).await;
+        if https_on && let Ok(Err(e)) = (&mut tls_server).await {
+            tracing::warn!(error = %e, "HTTPS server failed while stopping");
+        }
+        plain
+    };
+    match tokio::time::timeout(DRAIN_TIMEOUT, drained).await {
         Ok(ended) => ended.context("HTTP server task")??,
         Err(_) => {
             tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
             server.abort();
         }
     }
+    tls_server.abort();
     if let Some(node) = node {
         // Hands every vshard over (flushed) and leaves the cluster, so the others take over
         // at once instead of after a lease.
@@ -271,6 +293,75 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     drop(data_dir);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A TLS listener's certificate and key: the given paths, or the pair `ynni tls selfsigned`
+/// writes under the data directory; both must exist.
+fn tls_pair(
+    data_dir: &std::path::Path,
+    section: &str,
+    cert: &str,
+    key: &str,
+) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let (default_cert, default_key) = crate::tls_cmd::default_paths(data_dir);
+    let pick = |given: &str, default: std::path::PathBuf| {
+        if given.is_empty() {
+            default
+        } else {
+            std::path::PathBuf::from(given)
+        }
+    };
+    let (cert, key) = (pick(cert, default_cert), pick(key, default_key));
+    for f in [&cert, &key] {
+        anyhow::ensure!(
+            f.is_file(),
+            "{section}.tls_listen is set but {} does not exist (run `ynni tls selfsigned` or set {section}.tls_cert and {section}.tls_key)",
+            f.display()
+        );
+    }
+    Ok((cert, key))
+}
+
+/// The HTTPS listener and its certificates, when `[http] tls_listen` is set.
+async fn https_listener(
+    settings: &Settings,
+    data_dir: &DataDir,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, Arc<ynni_web::tls::Certificates>)>> {
+    let h = &settings.http;
+    if h.tls_listen.is_empty() {
+        return Ok(None);
+    }
+    let (cert, key) = tls_pair(data_dir.root(), "http", &h.tls_cert, &h.tls_key)?;
+    let certs = ynni_web::tls::Certificates::load(cert, key).context("http.tls_cert")?;
+    let addr = h.tls_listen.parse().context("http.tls_listen")?;
+    let listener = ynni_web::bind(addr).await?;
+    Ok(Some((listener, Arc::new(certs))))
+}
+
+/// Reads the HTTPS certificate and key again on each SIGHUP (after a renewal); a pair that
+/// does not load is logged and the previous one keeps serving.
+async fn reload_on_hangup(
+    certs: Option<Arc<ynni_web::tls::Certificates>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP; certificates reload only on restart");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => match certs.as_ref().map(|c| c.reload()) {
+                None => tracing::info!("SIGHUP: nothing to reload (no HTTPS listener)"),
+                Some(Ok(())) => tracing::info!("SIGHUP: HTTPS certificate reloaded"),
+                Some(Err(e)) => tracing::error!(error = %e, "SIGHUP: HTTPS certificate not reloaded; the previous one still serves"),
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// The metrics recorder, when `[http] metrics_token` is set (otherwise nothing is collected).

@@ -1,4 +1,4 @@
-//! `ynni tls selfsigned`: a certificate and key for MQTTS on a LAN, where no public CA will
+//! `ynni tls selfsigned`: a certificate and key for MQTTS and HTTPS on a LAN, where no public CA will
 //! sign for `emonpi.local`. Devices then trust this certificate (or skip verification).
 
 use std::path::{Path, PathBuf};

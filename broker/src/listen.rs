@@ -5,6 +5,7 @@
 //! backlog) instead of spinning on `EMFILE`.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,32 +45,8 @@ pub(crate) fn tls_acceptor(
     cert: &str,
     key: &str,
 ) -> Result<tokio_rustls::TlsAcceptor, BrokerError> {
-    use tokio_rustls::rustls;
-    let tls_err = |what: &str, path: &str, e: &dyn std::fmt::Display| {
-        BrokerError::Tls(format!("{what} {path}: {e}"))
-    };
-    let mut certs_file = std::io::BufReader::new(
-        std::fs::File::open(cert).map_err(|e| tls_err("reading certificate", cert, &e))?,
-    );
-    let certs = rustls_pemfile::certs(&mut certs_file)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_err("reading certificate", cert, &e))?;
-    if certs.is_empty() {
-        return Err(tls_err("no certificate in", cert, &"(empty)"));
-    }
-    let mut key_file = std::io::BufReader::new(
-        std::fs::File::open(key).map_err(|e| tls_err("reading key", key, &e))?,
-    );
-    let key_der = rustls_pemfile::private_key(&mut key_file)
-        .map_err(|e| tls_err("reading key", key, &e))?
-        .ok_or_else(|| tls_err("no private key in", key, &"(empty)"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| BrokerError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key_der)
-        .map_err(|e| tls_err("using certificate", cert, &e))?;
+    let config = ynni_core::tls::server_config(Path::new(cert), Path::new(key), &[])
+        .map_err(|e| BrokerError::Tls(e.to_string()))?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 

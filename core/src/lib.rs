@@ -10,6 +10,7 @@ pub mod password;
 pub mod ratelimit;
 pub mod shared_limit;
 pub mod timezone;
+pub mod tls;
 pub mod vshard;
 
 pub use catalog::{Catalog, CatalogError, DeviceRow, FeedRow, Imported, ImportedUser, InputRow};

@@ -24,6 +24,7 @@ mod feeds;
 mod firmware_examples;
 mod harness;
 mod http_basics;
+mod https;
 mod import;
 mod inputs;
 mod mariadb;

@@ -14,11 +14,12 @@ mod reply;
 mod route;
 mod server;
 mod state;
+pub mod tls;
 mod ui;
 
 pub use forward::Forwarder;
 pub use ops::Ops;
-pub use server::{ServeOptions, WebError, bind, serve, serve_with};
+pub use server::{ServeOptions, WebError, bind, serve, serve_tls, serve_with};
 pub use state::AppState;
 
 /// The configuration of this crate's property tests (the fuzz targets run as unit tests):

@@ -27,6 +27,7 @@ use ynni_config::HttpSettings;
 
 use crate::api;
 use crate::state::AppState;
+use crate::tls::Certificates;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
@@ -106,6 +107,29 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), WebError> {
+    serve_router(listener, app(state), shutdown, options, None).await
+}
+
+/// Serves the same API over HTTPS on `listener`, with the pair `certs` holds at each
+/// handshake, until `shutdown` completes.
+pub async fn serve_tls(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    certs: Arc<Certificates>,
+) -> Result<(), WebError> {
+    let options = ServeOptions::from_settings(&state.settings.http);
+    serve_router(listener, app(state), shutdown, options, Some(certs)).await
+}
+
+/// The request extension that says a request came over HTTPS.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Https;
+
+/// Browsers that reached ynni over HTTPS keep to it for a year.
+const HSTS: &str = "max-age=31536000";
+
+fn app(state: AppState) -> Router {
     let node = state
         .forwarder
         .as_ref()
@@ -117,8 +141,7 @@ pub async fn serve_with(
     if metrics_on {
         app = app.layer(axum::middleware::from_fn(crate::ops::metrics::record));
     }
-    let app = app
-        .layer(axum::middleware::map_response(nosniff))
+    app.layer(axum::middleware::map_response(nosniff))
         .layer(axum::middleware::map_response(
             move |mut r: axum::response::Response| {
                 // Cluster mode: which node answered (a forwarded reply keeps its owner's).
@@ -130,8 +153,7 @@ pub async fn serve_with(
                 async move { r }
             },
         ))
-        .with_state(state);
-    serve_router(listener, app, shutdown, options).await
+        .with_state(state)
 }
 
 async fn serve_router(
@@ -139,6 +161,7 @@ async fn serve_router(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
+    tls: Option<Arc<Certificates>>,
 ) -> Result<(), WebError> {
     let max = options.max_connections.clamp(1, MAX_CONNECTIONS_CAP);
     let permits = Arc::new(Semaphore::new(max));
@@ -169,10 +192,14 @@ async fn serve_router(
                 tokio::spawn(serve_connection(
                     socket,
                     peer,
-                    app.clone(),
-                    builder.clone(),
-                    options.write_timeout,
-                    stop_rx.clone(),
+                    Conn {
+                        app: app.clone(),
+                        builder: builder.clone(),
+                        write_timeout: options.write_timeout,
+                        handshake_timeout: options.header_read_timeout,
+                        stop: stop_rx.clone(),
+                        tls: tls.clone(),
+                    },
                     permit,
                 ));
             }
@@ -216,38 +243,77 @@ fn one_client_failed(e: &io::Error) -> bool {
     )
 }
 
-async fn serve_connection(
-    socket: TcpStream,
-    peer: SocketAddr,
+/// What each connection of a listener shares.
+struct Conn {
     app: Router,
     builder: Arc<http1::Builder>,
     write_timeout: Duration,
+    /// Time a client gets to finish the TLS handshake.
+    handshake_timeout: Duration,
     stop: watch::Receiver<bool>,
+    tls: Option<Arc<Certificates>>,
+}
+
+async fn serve_connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    conn: Conn,
     _permit: OwnedSemaphorePermit,
 ) {
     let _ = socket.set_nodelay(true);
+    let mut socket = tokio_io_timeout::TimeoutStream::new(socket);
+    socket.set_write_timeout(Some(conn.write_timeout));
+    let socket = Box::pin(socket);
+    let Some(certs) = &conn.tls else {
+        return serve_http(TokioIo::new(socket), peer, conn, false).await;
+    };
+    let handshake = certs.acceptor().accept(socket);
+    match tokio::time::timeout(conn.handshake_timeout, handshake).await {
+        Ok(Ok(stream)) => serve_http(TokioIo::new(stream), peer, conn, true).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake not finished in time"),
+    }
+}
+
+/// Serves HTTP/1.1 on one connection until it ends or the server stops.
+async fn serve_http<I>(io: I, peer: SocketAddr, conn: Conn, https: bool)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let app = conn.app;
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         // Handlers read the client address through axum's `ConnectInfo`, which is this
         // request extension.
         req.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().call(req)
+        if https {
+            req.extensions_mut().insert(Https);
+        }
+        let answer = app.clone().call(req);
+        async move {
+            let mut r = answer.await?;
+            if https {
+                r.headers_mut().insert(
+                    axum::http::header::STRICT_TRANSPORT_SECURITY,
+                    axum::http::HeaderValue::from_static(HSTS),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(r)
+        }
     });
-    let mut socket = tokio_io_timeout::TimeoutStream::new(socket);
-    socket.set_write_timeout(Some(write_timeout));
-    let conn = builder.serve_connection(TokioIo::new(Box::pin(socket)), service);
-    let mut conn = std::pin::pin!(conn);
+    let connection = conn.builder.serve_connection(io, service);
+    let mut connection = std::pin::pin!(connection);
     tokio::select! {
-        done = conn.as_mut() => {
+        done = connection.as_mut() => {
             if let Err(e) = done {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended");
             }
             return;
         }
-        () = stopped(stop) => {}
+        () = stopped(conn.stop) => {}
     }
     // Finish the request in progress (an idle connection closes at once), then end.
-    conn.as_mut().graceful_shutdown();
-    if let Err(e) = conn.await {
+    connection.as_mut().graceful_shutdown();
+    if let Err(e) = connection.await {
         tracing::debug!(%peer, error = %e, "HTTP connection ended during shutdown");
     }
 }
@@ -334,6 +400,7 @@ mod tests {
                 let _ = stopped.await;
             },
             options,
+            None,
         ));
         Server { addr, stop, task }
     }

@@ -46,6 +46,8 @@ pub struct Call<'a> {
     pub peer: IpAddr,
     /// The raw request body (`input/bulk` with `cb=1` sends zlib data with no content type).
     pub body: &'a [u8],
+    /// Whether the request came over ynni's HTTPS listener (cookies are then `Secure`).
+    pub https: bool,
 }
 
 pub async fn dispatch(
@@ -182,6 +184,7 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
         caller: caller.as_ref(),
         peer: client,
         body: &body,
+        https: parts.extensions.get::<crate::server::Https>().is_some(),
     };
     match route.controller.as_str() {
         "version" => Ok(system::version(&call)),

@@ -321,7 +321,7 @@ async fn login(call: &Call<'_>) -> ApiResult {
     let cookie = cookies::set_session(
         &token,
         remember.then_some(days * 86_400),
-        call.state.settings.http.secure_cookie,
+        call.state.settings.http.secure_cookie || call.https,
     );
     r.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(r)
