@@ -39,6 +39,11 @@ pub enum Command {
     /// refunds, plans, the daily accrual, statements and usage exports.
     #[command(subcommand)]
     Billing(BillingCommand),
+    /// Copy the data directory to DIR while the server runs (or not): the catalog, the logs
+    /// and the feed files, restorable with `ynni restore`.
+    Backup(BackupArgs),
+    /// Restore a backup made by `ynni backup` into an empty data directory.
+    Restore(BackupArgs),
     /// Simulate emonhub-like devices publishing to an MQTT broker or posting over HTTP
     /// (`ynni simulate --help` lists its flags).
     #[command(disable_help_flag = true, disable_version_flag = true)]
@@ -244,6 +249,15 @@ pub struct SelfSignedArgs {
     /// Replace an existing pair.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The backup's directory (created by `backup`, which refuses one that is not empty).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// Where the settings come from; shared by every subcommand.

@@ -1,5 +1,6 @@
 //! The `ynni` binary: command-line parsing and the wiring of roles.
 
+mod backup_cmd;
 mod billing_cmd;
 mod billing_task;
 mod cli;
@@ -72,6 +73,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load(&args.config, Overrides::default())?;
             logging::init("warn")?;
             export_cmd::emoncms(&settings, &args).await
+        }
+        Command::Backup(args) => {
+            let settings = load(&args.config, Overrides::default())?;
+            logging::init("warn")?;
+            let manifest = backup_cmd::backup(&settings, &args.dir).await?;
+            println!("{}", manifest.summary());
+            Ok(())
+        }
+        Command::Restore(args) => {
+            let settings = load(&args.config, Overrides::default())?;
+            logging::init("warn")?;
+            let manifest = backup_cmd::restore(&args.dir, &settings.data_dir).await?;
+            println!("{}", manifest.summary());
+            Ok(())
         }
         Command::Simulate(pass) => simulate_cmd::run(&pass.args),
         Command::Billing(cmd) => {

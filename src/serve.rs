@@ -528,6 +528,7 @@ fn store_config(settings: &Settings) -> StoreConfig {
             commit_window: Duration::from_millis(settings.storage.commit_window_ms),
             ..Default::default()
         },
+        flush_interval: Duration::from_secs(settings.storage.flush_interval_s),
         ..StoreConfig::default()
     }
 }

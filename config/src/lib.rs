@@ -178,8 +178,17 @@ fn default_lease_ms() -> u64 {
     10_000
 }
 
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            commit_window_ms: 0,
+            flush_interval_s: 60,
+        }
+    }
+}
+
 /// How data reaches the disk.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
     /// How long (milliseconds) a shard's log waits for more values before the `fdatasync`
@@ -187,6 +196,10 @@ pub struct StorageSettings {
     /// shares each sync among more devices, saving CPU and SD-card writes at a small cost in
     /// acknowledgement latency.
     pub commit_window_ms: u64,
+    /// Seconds between flushes of buffered points to the feed files (each flush writes every
+    /// changed feed's files and a checkpoint). Longer means fewer SD-card writes and a longer
+    /// log to replay after a crash; nothing acknowledged is lost either way.
+    pub flush_interval_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -530,6 +543,12 @@ impl Settings {
         if !self.http.metrics_token.is_empty() && self.http.metrics_token.len() < 16 {
             // A short token is guessable; the metrics show every account's activity.
             return bad("http.metrics_token", "must be at least 16 characters");
+        }
+        if !(1..=86_400).contains(&self.storage.flush_interval_s) {
+            return bad(
+                "storage.flush_interval_s",
+                "must be between 1 and 86400 seconds",
+            );
         }
         if self.log.level.trim().is_empty() {
             return bad("log.level", "must not be empty");

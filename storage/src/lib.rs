@@ -2,6 +2,7 @@
 //! and the in-memory buffers between them.
 
 pub mod atomic_file;
+pub mod backup;
 pub mod checkpoint;
 pub mod data_dir;
 pub mod emoncms_files;

@@ -6,6 +6,7 @@
 
 mod apps;
 mod authz;
+mod backup;
 mod bad_input;
 mod billing;
 mod browser;

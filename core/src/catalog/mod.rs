@@ -148,6 +148,23 @@ impl Catalog {
         })
     }
 
+    /// Writes a consistent copy of the SQLite catalog `db` to the new file `dest` while
+    /// other processes may be writing it (SQLite's `VACUUM INTO`, which reads one snapshot).
+    pub async fn snapshot_sqlite(db: &Path, dest: &Path) -> Result<(), CatalogError> {
+        use sqlx::Connection;
+        let options = SqliteConnectOptions::new()
+            .filename(db)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(dest.to_string_lossy().into_owned())
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        Ok(())
+    }
+
     /// Opens the PostgreSQL catalog at `url` (a cluster's shared catalog) and brings its
     /// schema up to date.
     pub async fn open_postgres(url: &str) -> Result<Self, CatalogError> {

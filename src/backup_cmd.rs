@@ -1,0 +1,215 @@
+//! `ynni backup DIR` and `ynni restore DIR`, and the copy both the command and the server's
+//! scheduled backups make.
+//!
+//! A backup is a directory laid out as a data directory, plus `backup.json`, written last:
+//! a directory without it is an unfinished backup, which `restore` refuses.
+//!
+//! ```text
+//! DIR/catalog.sqlite           the catalog, one consistent SQLite snapshot
+//! DIR/wal/…, DIR/phpfina/…,    logs, checkpoints and feed files (ynni_storage::backup)
+//! DIR/phptimeseries/…
+//! DIR/tls/…                    the `ynni tls selfsigned` pair, if there is one
+//! DIR/backup.json              {"format":1,"version":…,"began":unix s,"finished":unix s,
+//!                               "files":[{"path":…,"bytes":…}, …]}
+//! ```
+//!
+//! The copy takes no lock and stops no write: it restores every value acknowledged before it
+//! began (the order of the copy is what guarantees it; see `ynni_storage::backup`). The first
+//! start of a restored directory replays the copied logs, as after a crash.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use ynni_config::Settings;
+use ynni_core::Catalog;
+use ynni_storage::DataDir;
+use ynni_storage::backup::{self, Copied};
+
+/// The manifest's name; written last.
+pub const MANIFEST: &str = "backup.json";
+const FORMAT: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub version: String,
+    /// When the copy began and ended (unix seconds): values acknowledged before `began` are
+    /// in it.
+    pub began: i64,
+    pub finished: i64,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+impl Manifest {
+    /// One line of JSON for the command's output.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "began": self.began,
+            "finished": self.finished,
+            "files": self.files.len(),
+            "bytes": self.bytes(),
+        })
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes).sum()
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Copies `settings.data_dir` into the new (or empty) directory `dest`.
+pub async fn backup(settings: &Settings, dest: &Path) -> anyhow::Result<Manifest> {
+    anyhow::ensure!(
+        settings.cluster.is_none(),
+        "not implemented for a cluster: back up its PostgreSQL catalog (pg_dump) and a \
+         snapshot of cluster.shared_dir instead"
+    );
+    let data = DataDir::open(&settings.data_dir)?;
+    anyhow::ensure!(
+        data.catalog_path().is_file(),
+        "{} holds no ynni data (no catalog)",
+        data.root().display()
+    );
+    create_private_empty(dest)?;
+    let began = now();
+    Catalog::snapshot_sqlite(&data.catalog_path(), &dest.join("catalog.sqlite"))
+        .await
+        .context("copying the catalog")?;
+    let catalog_bytes = std::fs::metadata(dest.join("catalog.sqlite"))
+        .context("reading the catalog copy")?
+        .len();
+    let root = data.root().to_path_buf();
+    let target = dest.to_path_buf();
+    let copied = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Copied>> {
+        let mut copied = backup::copy_live(&root, &target)?;
+        copied.extend(copy_tls(&root, &target)?);
+        backup::sync_tree(&target)?;
+        Ok(copied)
+    })
+    .await
+    .context("backup task")??;
+    let mut files = vec![FileEntry {
+        path: "catalog.sqlite".into(),
+        bytes: catalog_bytes,
+    }];
+    files.extend(copied.into_iter().map(|c| FileEntry {
+        path: c.path,
+        bytes: c.bytes,
+    }));
+    let manifest = Manifest {
+        format: FORMAT,
+        version: env!("CARGO_PKG_VERSION").into(),
+        began,
+        finished: now(),
+        files,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).context("writing the manifest")?;
+    ynni_storage::atomic_file::write_atomically(&dest.join(MANIFEST), &json)?;
+    Ok(manifest)
+}
+
+/// The `ynni tls selfsigned` pair, if present.
+fn copy_tls(root: &Path, dest: &Path) -> anyhow::Result<Vec<Copied>> {
+    let (cert, key) = crate::tls_cmd::default_paths(root);
+    let mut out = Vec::new();
+    for f in [cert, key] {
+        let Ok(src) = std::fs::File::open(&f) else {
+            continue;
+        };
+        let rel = f.strip_prefix(root).context("TLS path")?.to_path_buf();
+        let to = dest.join(&rel);
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let bytes = backup::copy_synced(src, &f, &to)?;
+        out.push(Copied { path: rel, bytes });
+    }
+    Ok(out)
+}
+
+/// Restores the backup in `from` into the data directory `to`, which must be empty or
+/// absent; locked meanwhile, so no server starts on it half-restored.
+pub async fn restore(from: &Path, to: &Path) -> anyhow::Result<Manifest> {
+    let manifest_path = from.join(MANIFEST);
+    let bytes = std::fs::read(&manifest_path).with_context(|| {
+        format!(
+            "{} is missing: {} is not a finished ynni backup",
+            manifest_path.display(),
+            from.display()
+        )
+    })?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .with_context(|| format!("reading {}", manifest_path.display()))?;
+    anyhow::ensure!(
+        manifest.format == FORMAT,
+        "backup format {} is not one this ynni reads ({FORMAT})",
+        manifest.format
+    );
+    if to.exists() {
+        let mut entries =
+            std::fs::read_dir(to).with_context(|| format!("reading {}", to.display()))?;
+        anyhow::ensure!(
+            entries.next().is_none(),
+            "{} is not empty: restore into a new or empty data directory",
+            to.display()
+        );
+    }
+    let (from, to) = (from.to_path_buf(), to.to_path_buf());
+    let manifest = tokio::task::spawn_blocking(move || -> anyhow::Result<Manifest> {
+        let data = DataDir::open_exclusive(&to)?;
+        for f in &manifest.files {
+            backup::check_relative(&f.path)?;
+            let src = from.join(&f.path);
+            let file = std::fs::File::open(&src)
+                .with_context(|| format!("the backup lacks {}", f.path.display()))?;
+            let dst = data.root().join(&f.path);
+            if let Some(dir) = dst.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let copied = backup::copy_synced(file, &src, &dst)?;
+            anyhow::ensure!(
+                copied == f.bytes,
+                "{} holds {copied} bytes, the manifest says {}: the backup is damaged",
+                f.path.display(),
+                f.bytes
+            );
+        }
+        backup::sync_tree(data.root())?;
+        Ok(manifest)
+    })
+    .await
+    .context("restore task")??;
+    Ok(manifest)
+}
+
+/// Creates `dir` readable by its owner only (it holds password hashes and keys), or checks
+/// that an existing one is empty.
+fn create_private_empty(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() {
+        let mut entries =
+            std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+        anyhow::ensure!(
+            entries.next().is_none(),
+            "{} is not empty: back up into a new or empty directory",
+            dir.display()
+        );
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
