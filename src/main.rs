@@ -1,6 +1,7 @@
 //! The `ynni` binary: command-line parsing and the wiring of roles.
 
 mod backup_cmd;
+mod backup_task;
 mod billing_cmd;
 mod billing_task;
 mod cli;

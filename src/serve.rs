@@ -162,7 +162,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     let mut node = None;
-    let ops = ops(&mqtt, metrics, stop_rx.clone());
+    let mut ops = ops(&mqtt, metrics, stop_rx.clone());
+    if let Some(b) = settings.backup.clone() {
+        let status = crate::backup_task::Shared::default();
+        tokio::spawn(crate::backup_task::keep(
+            settings.clone(),
+            status.clone(),
+            stop_rx.clone(),
+        ));
+        ops = ops.report("backup", move || crate::backup_task::report(&b, &status));
+    }
     let mut state = ynni_web::AppState::new(
         catalog.clone(),
         Arc::new(settings.clone()),
@@ -377,6 +386,7 @@ fn install_metrics(settings: &Settings) -> Option<metrics_exporter_prometheus::P
     ynni_ingest::metrics::describe();
     ynni_billing::describe_metrics();
     crate::mqtt_link::describe_metrics();
+    crate::backup_task::describe_metrics();
     handle
 }
 

@@ -44,6 +44,31 @@ pub struct Settings {
     /// Running a hosted service: plans, a prepaid balance, quotas (issue 18). Absent (the
     /// default): nothing is metered against a balance, and self-hosters see none of it.
     pub billing: Option<BillingSettings>,
+    /// Scheduled backups of the data directory (`ynni backup` run by the server). Absent
+    /// (the default): none.
+    pub backup: Option<BackupSettings>,
+}
+
+/// The `[backup]` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupSettings {
+    /// Where backups go, each in its own `ynni-<UTC time>` directory.
+    pub dir: String,
+    /// Seconds between two backups (counted from the newest one there).
+    pub interval_s: u64,
+    /// How many finished backups to keep; older ones are removed.
+    pub keep: usize,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        Self {
+            dir: String::new(),
+            interval_s: 86_400,
+            keep: 7,
+        }
+    }
 }
 
 /// The `[billing]` section.
@@ -328,6 +353,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             cluster: None,
             billing: None,
+            backup: None,
         }
     }
 }
@@ -552,6 +578,23 @@ impl Settings {
         }
         if self.log.level.trim().is_empty() {
             return bad("log.level", "must not be empty");
+        }
+        if let Some(b) = &self.backup {
+            if b.dir.trim().is_empty() {
+                return bad("backup.dir", "must name the directory backups go to");
+            }
+            if b.interval_s < 60 {
+                return bad("backup.interval_s", "must be at least 60 seconds");
+            }
+            if b.keep == 0 {
+                return bad("backup.keep", "must keep at least one backup");
+            }
+            if self.cluster.is_some() {
+                return bad(
+                    "backup",
+                    "is not implemented for a cluster: back up its PostgreSQL catalog and shared_dir",
+                );
+            }
         }
         if let Some(c) = &self.cluster {
             c.validate()?;

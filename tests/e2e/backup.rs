@@ -181,3 +181,108 @@ async fn a_backup_under_load_restores_every_value_acknowledged_before_it_began()
     .await;
     assert!(!r.body.starts_with("[["), "{}", r.body);
 }
+
+#[tokio::test]
+async fn scheduled_backups_run_prune_and_are_reported_to_administrators_and_metrics() {
+    let keep = tempfile::tempdir().expect("tempdir");
+    let backups = keep.path().join("backups");
+    // An older finished backup, due for its successor two seconds after the start.
+    let old = backups.join("ynni-20000101T000000Z");
+    std::fs::create_dir_all(&old).expect("mkdir");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    std::fs::write(
+        old.join("backup.json"),
+        json!({"format": 1, "version": "0", "began": now - 60, "finished": now - 58, "files": []})
+            .to_string(),
+    )
+    .expect("manifest");
+    let token = "scrape-token-0123456789";
+    let server = Server::builder()
+        .env("BACKUP__DIR", backups.to_str().expect("utf-8"))
+        .env("BACKUP__INTERVAL_S", "60")
+        .env("BACKUP__KEEP", "1")
+        .env("HTTP__METRICS_TOKEN", token)
+        .start();
+    let (_, _, write) = register(&server, "admin", "secret123").await;
+    register(&server, "someone", "secret123").await;
+    let c = script();
+    let fixed = create(&server, &write, 5).await;
+    let r = get(
+        &c,
+        &server.url(&format!(
+            "/feed/insert.json?id={fixed}&time={T0}&value=7&apikey={write}"
+        )),
+    )
+    .await;
+    assert_eq!(r.body, "7");
+
+    let admin = browser();
+    let login = post_form(
+        &admin,
+        &server.url("/user/login.json"),
+        &[("username", "admin"), ("password", "secret123")],
+    )
+    .await;
+    assert_eq!(login.json()["success"], true);
+    let mut status = serde_json::Value::Null;
+    for _ in 0..200 {
+        status = get(&admin, &server.url("/admin/status.json")).await.json();
+        if !status["backup"]["last"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let last = &status["backup"]["last"];
+    assert!(last["bytes"].as_u64().unwrap_or(0) > 0, "{status}");
+    assert!(status["backup"]["last_error"].is_null(), "{status}");
+    let made = std::path::PathBuf::from(last["path"].as_str().expect("path"));
+    assert!(made.join("backup.json").is_file());
+    // keep = 1: the older one is gone.
+    assert!(!old.exists());
+
+    // Not for other accounts.
+    let other = browser();
+    post_form(
+        &other,
+        &server.url("/user/login.json"),
+        &[("username", "someone"), ("password", "secret123")],
+    )
+    .await;
+    let r = get(&other, &server.url("/admin/status.json")).await;
+    assert_eq!(r.status, 403);
+
+    let m = send(c.get(server.url("/metrics")).bearer_auth(token))
+        .await
+        .body;
+    let finished = m
+        .lines()
+        .find_map(|l| l.strip_prefix("ynni_backup_last_success_timestamp_seconds "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("last success in the metrics");
+    assert!(finished >= now as f64, "{m}");
+
+    // The scheduled backup restores.
+    let restored = keep.path().join("restored");
+    let (status, out, err) = run_cli(
+        &[
+            "restore",
+            "--data-dir",
+            restored.to_str().expect("utf-8"),
+            made.to_str().expect("utf-8"),
+        ],
+        &[],
+        None,
+    );
+    assert!(status.success(), "{out}{err}");
+    drop(server);
+    let server = Server::builder().data_dir(&restored).start();
+    let r = get(
+        &c,
+        &server.url(&format!("/feed/value.json?id={fixed}&apikey={write}")),
+    )
+    .await;
+    assert_eq!(r.body, "7");
+}

@@ -48,6 +48,9 @@ async fn status(call: &Call<'_>) -> ApiResult {
         "disk": disk,
         "shards": shards,
     });
+    for (name, report) in &call.state.ops.reports {
+        body[*name] = report();
+    }
     // Cluster mode: every node's shards, this node's first.
     if let Some(f) = &call.state.forwarder {
         let mut nodes = vec![json!({"node": f.node_id(), "shards": body["shards"].clone()})];

@@ -18,11 +18,16 @@ pub type Check = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 /// Work run just before each scrape (gauges read from parts this crate does not own).
 pub type ScrapeHook = Arc<dyn Fn() + Send + Sync>;
 
+/// A part of the administrators' status page (`admin/status.json`) that this crate does not
+/// own (scheduled backups).
+pub type Report = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// The checks, hooks and metrics recorder of this server.
 #[derive(Clone, Default)]
 pub struct Ops {
     pub(crate) checks: Vec<(&'static str, Check)>,
     pub(crate) scrape_hooks: Vec<ScrapeHook>,
+    pub(crate) reports: Vec<(&'static str, Report)>,
     pub(crate) metrics: Option<::metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -40,6 +45,16 @@ impl Ops {
     /// Adds work run before each scrape of `/metrics`.
     pub fn on_scrape(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
         self.scrape_hooks.push(Arc::new(f));
+        self
+    }
+
+    /// Adds `name` to the administrators' status, as `f` reports it at each request.
+    pub fn report(
+        mut self,
+        name: &'static str,
+        f: impl Fn() -> serde_json::Value + Send + Sync + 'static,
+    ) -> Self {
+        self.reports.push((name, Arc::new(f)));
         self
     }
 

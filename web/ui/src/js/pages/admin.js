@@ -1,4 +1,4 @@
-// Admin: users, disk use, version and the shard workers (admin/status.json).
+// Admin: users, disk use, version, backups and the shard workers (admin/status.json).
 
 import { h, clear, field, fmtBytes, ago, toast } from '../dom.js';
 import { get, post } from '../api.js';
@@ -75,6 +75,18 @@ async function billingSection() {
   return enabled ? section : null;
 }
 
+/** Scheduled backups (`[backup]`): the last one, the last failure and the next run. */
+function backupSection(b) {
+  if (!b) return null;
+  const when = (t) => (t ? new Date(t * 1000).toLocaleString() : '—');
+  return h('section.card', { id: 'backups' }, h('h2', 'Backups'), h('dl.facts',
+    h('dt', 'Directory'), h('dd', h('code', b.dir)),
+    h('dt', 'Every'), h('dd', `${Math.round(b.interval_s / 3600 * 10) / 10} h, keeping ${b.keep}`),
+    h('dt', 'Last finished'), h('dd', b.last ? `${when(b.last.finished)} · ${fmtBytes(b.last.bytes)} in ${b.last.files} files` : 'none yet'),
+    h('dt', 'Last failure'), h('dd', b.last_error ? `${when(b.last_error.time)}: ${b.last_error.message}` : 'none'),
+    h('dt', 'Next'), h('dd', when(b.next))));
+}
+
 export async function render(main) {
   const body = h('div');
   main.append(h('div.toolbar', h('h1', 'Admin'),
@@ -89,6 +101,7 @@ export async function render(main) {
         h('dt', 'emoncms API level'), h('dd', s.emoncms_api),
         h('dt', 'Data directory'), h('dd', h('code', s.disk?.data_dir || '')),
         h('dt', 'Disk used'), h('dd', fmtBytes(s.disk?.total_bytes)))),
+      backupSection(s.backup),
       h('section.card', h('h2', 'Disk use'), h('div.table-wrap', h('table',
         h('thead', h('tr', h('th', 'Part'), h('th.num', 'Size'))),
         h('tbody', parts.map(([k, v]) => h('tr', h('td', k), h('td.num', fmtBytes(v)))))))),
