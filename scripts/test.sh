@@ -34,3 +34,10 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The Debian package, installed, run, upgraded and purged on this machine (needs root, as CI
+# runs; uses the debug binary the tests just built).
+if [ "$(id -u)" = 0 ]; then
+  packaging/deb/test.sh "${CARGO_TARGET_DIR:-target}/debug/ynni"
+else
+  echo "skipping packaging/deb/test.sh: it installs a package and needs root"
+fi
