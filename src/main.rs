@@ -27,6 +27,13 @@ use cli::{
     Cli, ClusterCommand, Command, ConfigArgs, ExportCommand, ImportCommand, TlsCommand, UserCommand,
 };
 
+/// jemalloc instead of glibc's malloc on x86-64: the HTTP and MQTT paths allocate many small,
+/// short-lived buffers across threads, where it is faster and keeps less memory per idle MQTT
+/// connection (docs/decisions.md has the figures).
+#[cfg(target_arch = "x86_64")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     exit::block_on(run(Cli::parse()))
 }
