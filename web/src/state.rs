@@ -11,8 +11,21 @@ use ynni_core::Catalog;
 use ynni_core::login_limit::LoginLimiter;
 use ynni_core::ratelimit::RateLimiter;
 
+/// Cloned for every request (axum's `State`), so it is one reference count; the parts are
+/// behind it in [`Shared`].
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Clone)]
+pub struct Shared {
     pub catalog: Catalog,
     pub settings: Arc<Settings>,
     /// Registrations and password changes per client address.
@@ -54,7 +67,7 @@ impl AppState {
         version: &'static str,
         router: Arc<ynni_ingest::shard::Router>,
     ) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             catalog,
             settings,
             limiter: Arc::new(RateLimiter::default()),
@@ -72,24 +85,29 @@ impl AppState {
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
-        }
+        }))
+    }
+
+    /// The parts, to change while the state is being built (before it is shared).
+    fn parts(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
     }
 
     /// The server's readiness checks and metrics recorder.
     pub fn with_ops(mut self, ops: crate::ops::Ops) -> Self {
-        self.ops = Arc::new(ops);
+        self.parts().ops = Arc::new(ops);
         self
     }
 
     /// A hosted service's billing.
     pub fn with_billing(mut self, billing: Arc<ynni_billing::Billing>) -> Self {
-        self.billing = Some(billing);
+        self.parts().billing = Some(billing);
         self
     }
 
     /// Cluster mode: requests for accounts this node does not serve go to their owner.
     pub fn with_forwarder(mut self, forwarder: Arc<crate::forward::Forwarder>) -> Self {
-        self.forwarder = Some(forwarder);
+        self.parts().forwarder = Some(forwarder);
         self
     }
 
@@ -98,7 +116,7 @@ impl AppState {
         mut self,
         limits: Arc<ynni_core::shared_limit::SharedLimits>,
     ) -> Self {
-        self.shared_limits = Some(limits);
+        self.parts().shared_limits = Some(limits);
         self
     }
 
@@ -109,13 +127,13 @@ impl AppState {
 
     /// Connects the Home Assistant discovery publisher.
     pub fn with_discovery(mut self, tx: tokio::sync::mpsc::UnboundedSender<i64>) -> Self {
-        self.discovery = Some(tx);
+        self.parts().discovery = Some(tx);
         self
     }
 
     /// Connects the broker's credential watch.
     pub fn with_credential_watch(mut self, tx: tokio::sync::mpsc::UnboundedSender<i64>) -> Self {
-        self.credentials = Some(tx);
+        self.parts().credentials = Some(tx);
         self
     }
 
