@@ -17,8 +17,9 @@
 //!   can lack is above the copied checkpoint and in the copied log, which the first start of
 //!   the restored directory replays, as after a crash. The tail of a file is cut to whole
 //!   records, as the engines do after a crash.
-//! - A fixed feed's `.dat` is copied before its `.meta`: a flush writes the meta first, so
-//!   the copy never pairs data with an older start time than it was written under.
+//! - A fixed feed's `.dat` is copied with the `.meta` it was written under: the meta is read
+//!   before and after the data, and the pair is copied again if either changed (a first flush
+//!   setting the start time, a trim replacing both files).
 //!
 //! The `.levels` caches are not copied (they are rebuilt), nor are temporary files.
 
@@ -58,8 +59,13 @@ pub fn copy_live(from: &Path, to: &Path) -> Result<Vec<Copied>> {
     for name in sorted_entries(&from.join(fixed))? {
         let name = name.to_string_lossy().into_owned();
         if let Some(id) = name.strip_suffix(".dat") {
-            copy_if_present(from, to, &fixed.join(&name), Some(4), &mut out)?;
-            copy_if_present(from, to, &fixed.join(format!("{id}.meta")), None, &mut out)?;
+            copy_fixed(
+                from,
+                to,
+                &fixed.join(&name),
+                &fixed.join(format!("{id}.meta")),
+                &mut out,
+            )?;
         }
     }
     let variable = Path::new(VARIABLE_DIR);
@@ -70,6 +76,63 @@ pub fn copy_live(from: &Path, to: &Path) -> Result<Vec<Copied>> {
         }
     }
     Ok(out)
+}
+
+/// How many times a fixed feed is copied again when it changed under the copy.
+const FIXED_TRIES: usize = 10;
+
+/// Copies a fixed feed's `.dat` with the `.meta` it was written under: the meta is read
+/// before and after the data, and the pair is copied again if the meta or the data file
+/// (replaced whole by a trim) changed meanwhile. A feed deleted meanwhile is left out.
+fn copy_fixed(
+    from: &Path,
+    to: &Path,
+    dat: &Path,
+    meta: &Path,
+    out: &mut Vec<Copied>,
+) -> Result<()> {
+    let identity = |p: &Path| -> Result<Option<(u64, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        match fs::metadata(from.join(p)) {
+            Ok(m) => Ok(Some((m.dev(), m.ino()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("reading", &from.join(p))(e)),
+        }
+    };
+    let read_meta = || -> Result<Option<Vec<u8>>> {
+        match fs::read(from.join(meta)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("reading", &from.join(meta))(e)),
+        }
+    };
+    for _ in 0..FIXED_TRIES {
+        let (meta_before, dat_before) = (read_meta()?, identity(dat)?);
+        let (Some(meta_bytes), Some(_)) = (&meta_before, dat_before) else {
+            return Ok(()); // deleted (or not created yet): nothing to restore
+        };
+        let _ = fs::remove_file(to.join(dat));
+        let mut copied = Vec::new();
+        copy_if_present(from, to, dat, Some(4), &mut copied)?;
+        if read_meta()? == meta_before && identity(dat)? == dat_before {
+            let dst = to.join(meta);
+            let _ = fs::remove_file(&dst);
+            crate::atomic_file::write_synced(&dst, meta_bytes)?;
+            out.extend(copied);
+            out.push(Copied {
+                path: meta.to_path_buf(),
+                bytes: meta_bytes.len() as u64,
+            });
+            return Ok(());
+        }
+    }
+    Err(StorageError::Io {
+        op: "backing up",
+        path: from.join(dat),
+        source: io::Error::other(format!(
+            "the feed changed under each of {FIXED_TRIES} copies"
+        )),
+    })
 }
 
 /// The names in `dir`, sorted; none if it does not exist.
@@ -194,6 +257,8 @@ mod tests {
             ("phpfina/1.dat", 4 * 10 + 3),
             ("phpfina/1.meta", 16),
             ("phpfina/1.levels", 48),
+            // Deleted while the backup ran: its meta is gone, so its data is left out.
+            ("phpfina/3.dat", 8),
             ("phptimeseries/feed_2.MYD", 9 * 3 + 5),
             ("phptimeseries/feed_2.MYD.tmp", 9),
         ] {
@@ -224,6 +289,7 @@ mod tests {
             40
         );
         assert!(!dst.path().join("phpfina/1.levels").exists());
+        assert!(!dst.path().join("phpfina/3.dat").exists());
     }
 
     #[test]
