@@ -85,6 +85,10 @@ pub async fn backup(settings: &Settings, dest: &Path) -> anyhow::Result<Manifest
     Catalog::snapshot_sqlite(&data.catalog_path(), &dest.join("catalog.sqlite"))
         .await
         .context("copying the catalog")?;
+    // VACUUM INTO does not sync its output; the manifest must not outlive a lost catalog.
+    std::fs::File::open(dest.join("catalog.sqlite"))
+        .and_then(|f| f.sync_all())
+        .context("syncing the catalog copy")?;
     let catalog_bytes = std::fs::metadata(dest.join("catalog.sqlite"))
         .context("reading the catalog copy")?
         .len();

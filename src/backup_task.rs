@@ -95,6 +95,8 @@ pub async fn keep(settings: Settings, status: Shared, mut stop: watch::Receiver<
         let started = Instant::now();
         let name = format!("{PREFIX}{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
         let dest = dir.join(&name);
+        // Never remove what this run did not create (a name already taken after a clock step).
+        let existed = dest.exists();
         match backup_cmd::backup(&settings, &dest).await {
             Ok(manifest) => {
                 let took = started.elapsed();
@@ -124,7 +126,9 @@ pub async fn keep(settings: Settings, status: Shared, mut stop: watch::Receiver<
                 status.lock().unwrap_or_else(|p| p.into_inner()).error =
                     Some(json!({"time": now(), "message": format!("{e:#}")}));
                 // An unfinished copy is never restored; remove it rather than fill the disk.
-                let _ = std::fs::remove_dir_all(&dest);
+                if !existed {
+                    let _ = std::fs::remove_dir_all(&dest);
+                }
                 wait = interval.min(RETRY);
             }
         }

@@ -190,9 +190,12 @@ fn copy_if_present(
 /// Copies everything `src` (already open) holds now to a new file `dst`, synced; returns
 /// the bytes copied.
 pub fn copy_synced(mut src: File, src_path: &Path, dst: &Path) -> Result<u64> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Owner only: the copies hold password hashes, keys and everyone's data.
     let mut out = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(dst)
         .map_err(io_err("creating", dst))?;
     let mut buf = vec![0u8; 1 << 20];

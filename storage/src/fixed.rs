@@ -20,7 +20,8 @@
 //! [`MAX_PADDING`] slots is refused.
 //!
 //! Writes land in memory first ([`FixedFeed::write`]); [`FixedFeed::flush`] puts them in the
-//! files (data first, fsynced, then the meta). Reads always see both.
+//! files (the meta first, then the data, fsynced; `storage::backup` relies on this order).
+//! Reads always see both.
 //!
 //! Reads go through a read-only memory map of `.dat`, made on first read and dropped by every
 //! operation that changes the file (flush, clear, delete). Those take `&mut self`, so no map
