@@ -160,13 +160,7 @@ pub async fn restore(from: &Path, to: &Path) -> anyhow::Result<Manifest> {
         manifest.format
     );
     if to.exists() {
-        let mut entries =
-            std::fs::read_dir(to).with_context(|| format!("reading {}", to.display()))?;
-        anyhow::ensure!(
-            entries.next().is_none(),
-            "{} is not empty: restore into a new or empty data directory",
-            to.display()
-        );
+        ensure_empty(to, "restore into a new or empty data directory")?;
     }
     let (from, to) = (from.to_path_buf(), to.to_path_buf());
     let manifest = tokio::task::spawn_blocking(move || -> anyhow::Result<Manifest> {
@@ -202,18 +196,23 @@ pub async fn restore(from: &Path, to: &Path) -> anyhow::Result<Manifest> {
 fn create_private_empty(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if dir.exists() {
-        let mut entries =
-            std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-        anyhow::ensure!(
-            entries.next().is_none(),
-            "{} is not empty: back up into a new or empty directory",
-            dir.display()
-        );
-        return Ok(());
+        return ensure_empty(dir, "back up into a new or empty directory");
     }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// Fails with "`dir` is not empty: `advice`" unless `dir` has no entries.
+fn ensure_empty(dir: &Path, advice: &str) -> anyhow::Result<()> {
+    let mut entries =
+        std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    anyhow::ensure!(
+        entries.next().is_none(),
+        "{} is not empty: {advice}",
+        dir.display()
+    );
+    Ok(())
 }

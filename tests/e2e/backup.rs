@@ -11,6 +11,20 @@ use crate::harness::*;
 
 const T0: u64 = 1_700_000_000;
 
+/// `ynni COMMAND --data-dir DATA DIR`: (exit status, stdout, stderr).
+fn cli(
+    command: &str,
+    data: &std::path::Path,
+    dir: &std::path::Path,
+) -> (std::process::ExitStatus, String, String) {
+    let data = data.to_str().expect("utf-8");
+    run_cli(
+        &[command, "--data-dir", data, dir.to_str().expect("utf-8")],
+        &[],
+        None,
+    )
+}
+
 async fn create(server: &Server, key: &str, engine: u32) -> i64 {
     let r = get(
         &script(),
@@ -92,57 +106,21 @@ async fn a_backup_under_load_restores_every_value_acknowledged_before_it_began()
     let (_, log) = server.stop();
 
     // A second backup into a non-empty directory is refused.
-    let (status, _, err) = run_cli(
-        &[
-            "backup",
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-            dest.to_str().expect("utf-8"),
-        ],
-        &[],
-        None,
-    );
+    let (status, _, err) = cli("backup", &data, &dest);
     assert!(!status.success() && err.contains("not empty"), "{err}");
 
     // Restore: refused over data, and from an unfinished backup.
-    let (status, _, err) = run_cli(
-        &[
-            "restore",
-            "--data-dir",
-            data.to_str().expect("utf-8"),
-            dest.to_str().expect("utf-8"),
-        ],
-        &[],
-        None,
-    );
+    let (status, _, err) = cli("restore", &data, &dest);
     assert!(!status.success() && err.contains("not empty"), "{err}");
     let unfinished = keep.path().join("unfinished");
     std::fs::create_dir(&unfinished).expect("mkdir");
     let restored = keep.path().join("restored");
-    let (status, _, err) = run_cli(
-        &[
-            "restore",
-            "--data-dir",
-            restored.to_str().expect("utf-8"),
-            unfinished.to_str().expect("utf-8"),
-        ],
-        &[],
-        None,
-    );
+    let (status, _, err) = cli("restore", &restored, &unfinished);
     assert!(
         !status.success() && err.contains("not a finished ynni backup"),
         "{err}"
     );
-    let (status, out, err) = run_cli(
-        &[
-            "restore",
-            "--data-dir",
-            restored.to_str().expect("utf-8"),
-            dest.to_str().expect("utf-8"),
-        ],
-        &[],
-        None,
-    );
+    let (status, out, err) = cli("restore", &restored, &dest);
     assert!(status.success(), "{out}{err}\n{log}");
 
     let server = Server::builder().data_dir(&restored).start();
@@ -266,16 +244,7 @@ async fn scheduled_backups_run_prune_and_are_reported_to_administrators_and_metr
 
     // The scheduled backup restores.
     let restored = keep.path().join("restored");
-    let (status, out, err) = run_cli(
-        &[
-            "restore",
-            "--data-dir",
-            restored.to_str().expect("utf-8"),
-            made.to_str().expect("utf-8"),
-        ],
-        &[],
-        None,
-    );
+    let (status, out, err) = cli("restore", &restored, &made);
     assert!(status.success(), "{out}{err}");
     drop(server);
     let server = Server::builder().data_dir(&restored).start();
