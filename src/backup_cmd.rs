@@ -82,9 +82,13 @@ pub async fn backup(settings: &Settings, dest: &Path) -> anyhow::Result<Manifest
     );
     create_private_empty(dest)?;
     let began = now();
-    Catalog::snapshot_sqlite(&data.catalog_path(), &dest.join("catalog.sqlite"))
-        .await
-        .context("copying the catalog")?;
+    let feeds: std::collections::HashSet<u32> =
+        Catalog::snapshot_sqlite(&data.catalog_path(), &dest.join("catalog.sqlite"))
+            .await
+            .context("copying the catalog")?
+            .into_iter()
+            .filter_map(|id| u32::try_from(id).ok())
+            .collect();
     // VACUUM INTO does not sync its output; the manifest must not outlive a lost catalog.
     std::fs::File::open(dest.join("catalog.sqlite"))
         .and_then(|f| f.sync_all())
@@ -95,7 +99,7 @@ pub async fn backup(settings: &Settings, dest: &Path) -> anyhow::Result<Manifest
     let root = data.root().to_path_buf();
     let target = dest.to_path_buf();
     let copied = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Copied>> {
-        let mut copied = backup::copy_live(&root, &target)?;
+        let mut copied = backup::copy_live(&root, &target, &|id| feeds.contains(&id))?;
         copied.extend(copy_tls(&root, &target)?);
         backup::sync_tree(&target)?;
         Ok(copied)
@@ -142,7 +146,9 @@ fn copy_tls(root: &Path, dest: &Path) -> anyhow::Result<Vec<Copied>> {
 }
 
 /// Restores the backup in `from` into the data directory `to`, which must be empty or
-/// absent; locked meanwhile, so no server starts on it half-restored.
+/// absent. The files are copied into a locked sibling directory that is renamed to `to` only
+/// once every file is in place and synced, so a restore that fails (a damaged backup, a full
+/// disk) leaves `to` as it was and removes what it had copied.
 pub async fn restore(from: &Path, to: &Path) -> anyhow::Result<Manifest> {
     let manifest_path = from.join(MANIFEST);
     let bytes = std::fs::read(&manifest_path).with_context(|| {
@@ -162,33 +168,82 @@ pub async fn restore(from: &Path, to: &Path) -> anyhow::Result<Manifest> {
     if to.exists() {
         ensure_empty(to, "restore into a new or empty data directory")?;
     }
+    let staging = staging_dir(to)?;
     let (from, to) = (from.to_path_buf(), to.to_path_buf());
     let manifest = tokio::task::spawn_blocking(move || -> anyhow::Result<Manifest> {
-        let data = DataDir::open_exclusive(&to)?;
-        for f in &manifest.files {
-            backup::check_relative(&f.path)?;
-            let src = from.join(&f.path);
-            let file = std::fs::File::open(&src)
-                .with_context(|| format!("the backup lacks {}", f.path.display()))?;
-            let dst = data.root().join(&f.path);
-            if let Some(dir) = dst.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
+        let copied = copy_into(&from, &staging, &manifest).and_then(|data| {
+            // An empty `to` is removed so the rename can take its place; one that gained
+            // entries meanwhile is refused rather than overwritten.
+            if to.exists() {
+                std::fs::remove_dir(&to).with_context(|| {
+                    format!("{} is not empty: restore into a new or empty data directory", to.display())
+                })?;
             }
-            let copied = backup::copy_synced(file, &src, &dst)?;
-            anyhow::ensure!(
-                copied == f.bytes,
-                "{} holds {copied} bytes, the manifest says {}: the backup is damaged",
-                f.path.display(),
-                f.bytes
-            );
+            ynni_storage::atomic_file::rename_synced(&staging, &to)?;
+            drop(data);
+            Ok(())
+        });
+        if let Err(e) = copied {
+            if staging.exists()
+                && let Err(rm) = std::fs::remove_dir_all(&staging)
+            {
+                tracing::warn!(dir = %staging.display(), error = %rm, "could not remove an unfinished restore");
+            }
+            return Err(e);
         }
-        backup::sync_tree(data.root())?;
         Ok(manifest)
     })
     .await
     .context("restore task")??;
     Ok(manifest)
+}
+
+/// A new directory beside `to` (same file system, so the final rename is atomic) named after
+/// it and this process.
+fn staging_dir(to: &Path) -> anyhow::Result<PathBuf> {
+    let name = to
+        .file_name()
+        .with_context(|| format!("{} names no directory", to.display()))?;
+    let parent = match to.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let mut staged = name.to_os_string();
+    staged.push(format!(".restoring-{}", std::process::id()));
+    let staging = parent.join(staged);
+    anyhow::ensure!(
+        !staging.exists(),
+        "{} exists: an earlier restore was interrupted; remove it and try again",
+        staging.display()
+    );
+    create_private_empty(&staging)?;
+    Ok(staging)
+}
+
+/// Copies every file the manifest lists into `dir` (locked while it is filled), checking
+/// each one's size, and syncs the tree.
+fn copy_into(from: &Path, dir: &Path, manifest: &Manifest) -> anyhow::Result<DataDir> {
+    let data = DataDir::open_exclusive(dir)?;
+    for f in &manifest.files {
+        backup::check_relative(&f.path)?;
+        let src = from.join(&f.path);
+        let file = std::fs::File::open(&src)
+            .with_context(|| format!("the backup lacks {}", f.path.display()))?;
+        let dst = data.root().join(&f.path);
+        if let Some(dir) = dst.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let copied = backup::copy_synced(file, &src, &dst)?;
+        anyhow::ensure!(
+            copied == f.bytes,
+            "{} holds {copied} bytes, the manifest says {}: the backup is damaged",
+            f.path.display(),
+            f.bytes
+        );
+    }
+    backup::sync_tree(data.root())?;
+    Ok(data)
 }
 
 /// Creates `dir` readable by its owner only (it holds password hashes and keys), or checks

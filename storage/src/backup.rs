@@ -38,8 +38,10 @@ pub struct Copied {
 }
 
 /// Copies the logs, checkpoints and feed files of the data directory `from` into `to`
-/// (which must exist), in the order the module docs give.
-pub fn copy_live(from: &Path, to: &Path) -> Result<Vec<Copied>> {
+/// (which must exist), in the order the module docs give. Only the feeds `wanted` accepts are
+/// copied: the ones the copied catalog knows. A feed created after the catalog was copied
+/// would otherwise leave files behind whose id the restored catalog hands to a new feed.
+pub fn copy_live(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result<Vec<Copied>> {
     let mut out = Vec::new();
     let wal = Path::new("wal");
     copy_if_present(from, to, &wal.join("workers"), None, &mut out)?;
@@ -59,6 +61,9 @@ pub fn copy_live(from: &Path, to: &Path) -> Result<Vec<Copied>> {
     for name in sorted_entries(&from.join(fixed))? {
         let name = name.to_string_lossy().into_owned();
         if let Some(id) = name.strip_suffix(".dat") {
+            if !id.parse().is_ok_and(wanted) {
+                continue;
+            }
             copy_fixed(
                 from,
                 to,
@@ -70,7 +75,13 @@ pub fn copy_live(from: &Path, to: &Path) -> Result<Vec<Copied>> {
     }
     let variable = Path::new(VARIABLE_DIR);
     for name in sorted_entries(&from.join(variable))? {
-        if name.to_string_lossy().ends_with(".MYD") {
+        let name_text = name.to_string_lossy();
+        let Some(stem) = name_text.strip_suffix(".MYD") else {
+            continue;
+        };
+        // emoncms's names: feed_<id>.MYD
+        let id = stem.strip_prefix("feed_").unwrap_or(stem);
+        if id.parse().is_ok_and(wanted) {
             let rec = Some(crate::variable::RECORD);
             copy_if_present(from, to, &variable.join(&name), rec, &mut out)?;
         }
@@ -264,12 +275,16 @@ mod tests {
             ("phpfina/3.dat", 8),
             ("phptimeseries/feed_2.MYD", 9 * 3 + 5),
             ("phptimeseries/feed_2.MYD.tmp", 9),
+            // Created after the catalog was copied: not in it, so left out.
+            ("phpfina/4.dat", 8),
+            ("phpfina/4.meta", 16),
+            ("phptimeseries/feed_5.MYD", 9),
         ] {
             let path = s.join(p);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(&path, vec![7u8; len]).unwrap();
         }
-        let copied = copy_live(s, dst.path()).unwrap();
+        let copied = copy_live(s, dst.path(), &|id| id < 4).unwrap();
         let got: Vec<(String, u64)> = copied
             .iter()
             .map(|c| (c.path.display().to_string(), c.bytes))

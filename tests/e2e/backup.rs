@@ -120,6 +120,41 @@ async fn a_backup_under_load_restores_every_value_acknowledged_before_it_began()
         !status.success() && err.contains("not a finished ynni backup"),
         "{err}"
     );
+    // A damaged backup (its last file cut short) fails after copying the files before it,
+    // and leaves neither the target nor a half-filled directory beside it.
+    let damaged = keep.path().join("damaged");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&dest)
+        .arg(&damaged)
+        .status()
+        .expect("cp");
+    assert!(cp.success());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(damaged.join("backup.json")).expect("manifest"))
+            .expect("manifest json");
+    let files = manifest["files"].as_array().expect("files");
+    assert!(files.len() > 2, "{manifest}");
+    let last = files
+        .iter()
+        .rev()
+        .find(|f| f["bytes"].as_u64() > Some(0))
+        .expect("a non-empty file");
+    let cut = damaged.join(last["path"].as_str().expect("path"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .and_then(|f| f.set_len(last["bytes"].as_u64().expect("bytes") - 1))
+        .expect("truncate");
+    let (status, _, err) = cli("restore", &restored, &damaged);
+    assert!(!status.success() && err.contains("damaged"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(keep.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("restored"))
+        .collect();
+    assert!(left.is_empty(), "a failed restore left {left:?}");
+
     let (status, out, err) = cli("restore", &restored, &dest);
     assert!(status.success(), "{out}{err}\n{log}");
 

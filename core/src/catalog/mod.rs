@@ -149,8 +149,9 @@ impl Catalog {
     }
 
     /// Writes a consistent copy of the SQLite catalog `db` to the new file `dest` while
-    /// other processes may be writing it (SQLite's `VACUUM INTO`, which reads one snapshot).
-    pub async fn snapshot_sqlite(db: &Path, dest: &Path) -> Result<(), CatalogError> {
+    /// other processes may be writing it (SQLite's `VACUUM INTO`, which reads one snapshot),
+    /// and returns the ids of the feeds the copy holds.
+    pub async fn snapshot_sqlite(db: &Path, dest: &Path) -> Result<Vec<i64>, CatalogError> {
         use sqlx::Connection;
         let options = SqliteConnectOptions::new()
             .filename(db)
@@ -162,7 +163,13 @@ impl Catalog {
             .execute(&mut conn)
             .await?;
         conn.close().await?;
-        Ok(())
+        let copy = SqliteConnectOptions::new().filename(dest).read_only(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&copy).await?;
+        let ids = sqlx::query_scalar::<_, i64>("SELECT id FROM feeds")
+            .fetch_all(&mut conn)
+            .await?;
+        conn.close().await?;
+        Ok(ids)
     }
 
     /// Opens the PostgreSQL catalog at `url` (a cluster's shared catalog) and brings its
