@@ -13,9 +13,11 @@
 //!   acquisitions, hand-overs.
 //! - [`status`]: the `ynni cluster status` report.
 //!
-//! Serving requests in cluster mode (forwarding to owners, MQTT hand-over, per-vshard logs in
-//! the shared directory) is not built yet; `ynni serve` with a `[cluster]` section checks the
-//! configuration and the shared services, then says so.
+//! This crate decides ownership only. Serving is elsewhere: `ingest::shard` opens a worker
+//! (with its log in the shared directory) for each vshard this node holds and fences it by the
+//! lease's deadline, `web::forward` sends requests for other owners' accounts on to them, the
+//! broker splices MQTT connections to the owner after CONNECT, and the binary's node loop
+//! (`src/cluster_node.rs`) ties them to [`ownership`]'s ticks.
 
 pub mod db;
 pub mod error;

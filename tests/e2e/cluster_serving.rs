@@ -261,6 +261,37 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
         assert!(body.contains("101"), "a sees only its own input: {body}");
     }
 
+    // Once b makes the feed public, anybody reads it through either node: a visitor without
+    // a key, and a (whose own requests n1 answers), are both answered by b's owner.
+    let (_, body) = retrying(&format!(
+        "{}/feed/set.json?id={feed}&fields=%7B%22public%22%3A1%7D&apikey={}",
+        n1.base, b.write
+    ))
+    .await;
+    assert!(body.contains("true"), "{body}");
+    for base in nodes(&n2) {
+        for key in ["", a.read.as_str()] {
+            let r = get(&script(), &data_url(&base, key)).await;
+            assert_eq!(
+                r.status, 200,
+                "public feed via {base} with {key:?}: {}",
+                r.body
+            );
+            assert_eq!(r.body, expected, "public feed via {base} with {key:?}");
+            assert_eq!(r.headers["x-ynni-node"], "n2", "answered by b's owner");
+        }
+    }
+    // A request a node sent on for b's data is not sent on again by a node that lacks it.
+    let r = crate::harness::send(
+        script()
+            .get(data_url(&n1.base, ""))
+            .header("x-ynni-forwarded", SECRET)
+            .header("x-ynni-for", "1"),
+    )
+    .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.headers["retry-after"], "1");
+
     // Only the cluster's secret marks a request as forwarded: a guessed one is forwarded as
     // usual; the real one on a request for an account the node does not own is refused with
     // 503 rather than sent on again.
@@ -271,6 +302,10 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
     assert_eq!(r.headers["x-ynni-node"], "n2", "answered by b's owner");
     let r = crate::harness::send(c.get(&url).header("x-ynni-forwarded", SECRET)).await;
     assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(
+        r.headers["retry-after"], "1",
+        "clients are told when to retry"
+    );
 
     // Many writes for b at once through n1 travel to n2 in batches: each is answered by
     // n2, and each value lands on its own input.
@@ -759,12 +794,99 @@ async fn feed_value(base: &str, feed: i64, acct: &Account) -> f64 {
     v.trim_matches('"').parse().expect(&v)
 }
 
-/// Draining a node moves its vshards with nothing lost and nothing counted twice: an
-/// accumulating process list gives the same kWh as on one node while its account moves.
+/// How many vshards each node holds now.
+async fn shares(pool: &sqlx::PgPool) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for o in ynni_cluster::status::owners(pool).await.expect("owners") {
+        *out.entry(o.node_id).or_default() += 1;
+    }
+    out
+}
+
+/// Draining a node, a new node joining and the drained node coming back each move vshards
+/// while an account keeps posting, with nothing lost and nothing counted twice: an
+/// accumulating process list gives the same kWh as on one node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn draining_a_node_moves_its_users_with_accumulators_exact() {
+async fn vshards_move_on_drain_join_and_return_with_accumulators_exact() {
     let _one = ONE_CLUSTER.lock().await;
-    // One node: the reference.
+    let TwoNodes {
+        pool,
+        n1,
+        n2,
+        c1,
+        b,
+        pg,
+        dir,
+        ..
+    } = two_nodes().await;
+    let feed = kwh_feed(&n1.base, &b).await;
+    let cli = |args: &[&str]| {
+        let mut all = vec!["cluster"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", c1.to_str().expect("path")]);
+        let (status, out, err) = crate::harness::run_cli(&all, &[], None);
+        assert!(status.success(), "{args:?}: {out}{err}");
+    };
+    // Each move is started, then b posts through every node, one interval after another,
+    // until the move has finished (and at least three times): the posts meet the move under
+    // way (a 503 while b's vshard changes hands, retried as a device would).
+    let mut n3: Option<Server> = None;
+    let mut posts = 0i64;
+    let mut retried = Vec::new();
+    for phase in ["drain", "join", "return"] {
+        match phase {
+            "drain" => cli(&["drain", "n2"]),
+            "join" => {
+                let p3 = free_port();
+                let shared = dir.path().join("shared");
+                let c3 = node_config(dir.path(), &pg.url(), &shared, "n3", p3, 2000);
+                n3 = Some(start_node(&c3, p3));
+            }
+            _ => cli(&["drain", "n2", "--undo"]),
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut in_phase = 0;
+        loop {
+            let held = shares(&pool).await;
+            let total: usize = held.values().sum();
+            let done = total == 256
+                && match phase {
+                    "drain" => held.get("n1") == Some(&256),
+                    "join" => held.contains_key("n3") && !held.contains_key("n2"),
+                    _ => ["n1", "n2", "n3"].iter().all(|n| held.contains_key(*n)),
+                };
+            if done && in_phase >= 3 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{phase} never finished: {held:?}"
+            );
+            posts += 1;
+            in_phase += 1;
+            let mut bases = vec![&n1.base, &n2.base];
+            bases.extend(n3.as_ref().map(|n| &n.base));
+            let base = bases[posts as usize % bases.len()];
+            let url = post_3600w(base, 10 * posts, &b);
+            let mut r = get(&script(), &url).await;
+            if r.status == 503 {
+                retried.push(posts);
+                r.status = retrying(&url).await.0;
+            }
+            assert_eq!(r.status, 200, "post {posts} via {base}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    eprintln!("{posts} posts; those that met a move (503, retried): {retried:?}");
+    // Every node answers b's kWh as the owner has it.
+    let mut bases = vec![&n1.base, &n2.base];
+    bases.extend(n3.as_ref().map(|n| &n.base));
+    let mut kwh = Vec::new();
+    for base in bases {
+        kwh.push(feed_value(base, feed, &b).await);
+    }
+
+    // One node given the same posts: the reference.
     let single = Server::start();
     let (_, read, write) = register(&single, "solo", "password123").await;
     let solo = Account {
@@ -772,56 +894,21 @@ async fn draining_a_node_moves_its_users_with_accumulators_exact() {
         read,
         write,
     };
-    let feed = kwh_feed(&single.base, &solo).await;
-    for i in 1..=20 {
-        assert_eq!(
-            retrying(&post_3600w(&single.base, 10 * i, &solo)).await.0,
-            200
-        );
+    let solo_feed = kwh_feed(&single.base, &solo).await;
+    for i in 1..=posts {
+        let r = retrying(&post_3600w(&single.base, 10 * i, &solo)).await;
+        assert_eq!(r.0, 200);
     }
-    let expected = feed_value(&single.base, feed, &solo).await;
+    let expected = feed_value(&single.base, solo_feed, &solo).await;
     assert!(expected > 0.1, "{expected} kWh");
-
-    let TwoNodes {
-        pool,
-        n1,
-        n2,
-        c1,
-        b,
-        pg: _pg,
-        dir: _dir,
-        ..
-    } = two_nodes().await;
-    let feed = kwh_feed(&n1.base, &b).await;
-    // Twenty intervals through both nodes, with n2 (b's owner) drained half-way.
-    for i in 1..=20 {
-        if i == 10 {
-            let (status, out, err) = crate::harness::run_cli(
-                &[
-                    "cluster",
-                    "drain",
-                    "n2",
-                    "--config",
-                    c1.to_str().expect("path"),
-                ],
-                &[],
-                None,
-            );
-            assert!(status.success(), "{out}{err}");
-            // The second half is processed by n1 from the state n2 handed over.
-            owned_by(&pool, "n1", &n1, &b.read).await;
-        }
-        let base = if i % 2 == 0 { &n1.base } else { &n2.base };
-        assert_eq!(retrying(&post_3600w(base, 10 * i, &b)).await.0, 200);
+    assert!(
+        kwh.iter().all(|k| *k == expected),
+        "kWh {kwh:?} through each node, {expected} on one node"
+    );
+    for node in [n3.expect("n3"), n2, n1] {
+        let (status, log) = node.stop();
+        assert!(status.success(), "{log}");
     }
-    for base in [&n1.base, &n2.base] {
-        let kwh = feed_value(base, feed, &b).await;
-        assert_eq!(kwh, expected, "kWh via {base}, as on one node");
-    }
-    let (status, log) = n2.stop();
-    assert!(status.success(), "{log}");
-    let (status, log) = n1.stop();
-    assert!(status.success(), "{log}");
 }
 
 /// With `cluster.redis`, login attempts and registrations count once for all nodes: a client

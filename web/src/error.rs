@@ -54,6 +54,11 @@ pub enum ApiError {
     /// The password hashing task died.
     #[error("password task failed: {0}")]
     PasswordTask(#[from] tokio::task::JoinError),
+    /// Cluster mode: the request reads data of `userid` (another account's public feed),
+    /// whose vshard another node serves. The dispatcher sends the request there; if it
+    /// cannot, this is a 503 with `Retry-After`.
+    #[error("account {userid} is served by another node")]
+    ServedElsewhere { userid: i64 },
 }
 
 impl ApiError {
@@ -105,6 +110,7 @@ impl IntoResponse for ApiError {
                 r
             }
             Self::PasswordTask(e) => reply::password_task_failed(&e),
+            Self::ServedElsewhere { .. } => crate::forward::unavailable(),
         }
     }
 }

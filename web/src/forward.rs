@@ -7,6 +7,12 @@
 //! [`FORWARDED`]: that it must not be forwarded again (a stale owner map answers 503 instead of
 //! sending it round in circles), and which address the client had ([`CLIENT`]), for login
 //! limits and `myip`.
+//!
+//! A request is routed by its caller's account, except one that reads another account's
+//! data (a public feed or dashboard, read by anybody): the node that finds that account's
+//! vshard served elsewhere sends the request on to its owner, naming the account in
+//! [`FOR_ACCOUNT`]. Such a request went at most two hops (to the caller's owner, then to the
+//! data's) and is never sent further.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,6 +33,9 @@ pub use wire::{SubReply, SubRequest};
 pub const FORWARDED: &str = "x-ynni-forwarded";
 /// The original client's address on a forwarded request.
 pub const CLIENT: &str = "x-ynni-client";
+/// On a forwarded request that reads another account's data: that account's id, whose
+/// owner must answer it (instead of the caller's).
+pub const FOR_ACCOUNT: &str = "x-ynni-for";
 /// On every reply in cluster mode: the node that produced it.
 pub const NODE: &str = "x-ynni-node";
 
@@ -158,8 +167,37 @@ impl Forwarder {
         body: Bytes,
         client: IpAddr,
     ) -> Response {
-        self.send(owner, parts, body, client, Some(FORWARD_TIMEOUT))
+        self.send(owner, parts, body, client, None, Some(FORWARD_TIMEOUT))
             .await
+    }
+
+    /// [`Forwarder::forward`] for a request that reads the data of `account` (not the
+    /// caller's), sent to that account's owner.
+    pub async fn forward_for(
+        &self,
+        owner: &str,
+        parts: &Parts,
+        body: Bytes,
+        client: IpAddr,
+        account: i64,
+    ) -> Response {
+        self.send(
+            owner,
+            parts,
+            body,
+            client,
+            Some(account),
+            Some(FORWARD_TIMEOUT),
+        )
+        .await
+    }
+
+    /// The account a node of this cluster sent this request to be answered for, if it did.
+    pub fn forwarded_for(&self, headers: &HeaderMap) -> Option<i64> {
+        if !self.is_forwarded(headers) {
+            return None;
+        }
+        headers.get(FOR_ACCOUNT)?.to_str().ok()?.parse().ok()
     }
 
     /// [`Forwarder::forward`] for a small write (`input/post`, `input/bulk`): sent in the next
@@ -205,7 +243,7 @@ impl Forwarder {
         body: Bytes,
         client: IpAddr,
     ) -> Response {
-        self.send(owner, parts, body, client, None).await
+        self.send(owner, parts, body, client, None, None).await
     }
 
     async fn send(
@@ -214,6 +252,7 @@ impl Forwarder {
         parts: &Parts,
         body: Bytes,
         client: IpAddr,
+        account: Option<i64>,
         timeout: Option<Duration>,
     ) -> Response {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -224,6 +263,12 @@ impl Forwarder {
         }
         if let Ok(ip) = HeaderValue::from_str(&client.to_string()) {
             headers.insert(HeaderName::from_static(CLIENT), ip);
+        }
+        if let Some(account) = account {
+            headers.insert(
+                HeaderName::from_static(FOR_ACCOUNT),
+                HeaderValue::from(account),
+            );
         }
         let mut request = self
             .client
@@ -266,6 +311,7 @@ pub fn passed_on(headers: &HeaderMap) -> HeaderMap {
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(FORWARDED);
     headers.remove(CLIENT);
+    headers.remove(FOR_ACCOUNT);
     headers
 }
 
@@ -300,6 +346,11 @@ mod tests {
         h.insert(FORWARDED, HeaderValue::from_static("s3cret-of-the-cluster"));
         assert!(f.is_forwarded(&h));
         assert_eq!(f.forwarded_client(&h), Some("192.0.2.7".parse().unwrap()));
+        h.insert(FOR_ACCOUNT, HeaderValue::from_static("42"));
+        assert_eq!(f.forwarded_for(&h), Some(42));
+        h.insert(FORWARDED, HeaderValue::from_static("guess"));
+        assert_eq!(f.forwarded_for(&h), None, "a forged account is ignored");
+        assert!(passed_on(&h).get(FOR_ACCOUNT).is_none());
     }
 
     #[test]

@@ -156,8 +156,15 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
             &state.settings.http.trusted_proxies,
         )
     });
-    if let (Some(forwarder), Some(c)) = (&state.forwarder, &caller) {
-        let vshard = state.router.vshard(c.user.id);
+    // The account whose node answers: the caller's, or the one another node named when it
+    // sent on a read of that account's data.
+    let forwarded_for = state
+        .forwarder
+        .as_ref()
+        .and_then(|f| f.forwarded_for(&parts.headers));
+    let account = forwarded_for.or(caller.as_ref().map(|c| c.user.id));
+    if let (Some(forwarder), Some(account)) = (&state.forwarder, account) {
+        let vshard = state.router.vshard(account);
         if !state.router.serves(vshard) {
             // Sent on once at most: a node that was wrongly sent it answers 503 and the
             // client retries once the owner map has caught up.
@@ -186,22 +193,41 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
         body: &body,
         https: parts.extensions.get::<crate::server::Https>().is_some(),
     };
+    let answer = run_controller(&call).await;
+    match (answer, &state.forwarder) {
+        (Err(ApiError::ServedElsewhere { userid }), Some(forwarder)) if forwarded_for.is_none() => {
+            Ok(match forwarder.owner(state.router.vshard(userid)) {
+                Some(owner) => {
+                    forwarder
+                        .forward_for(&owner, &parts, body.clone(), client, userid)
+                        .await
+                }
+                None => crate::forward::unavailable(),
+            })
+        }
+        (answer, _) => answer,
+    }
+}
+
+/// Runs the controller the route names.
+async fn run_controller(call: &Call<'_>) -> ApiResult {
+    let route = call.route;
     match route.controller.as_str() {
-        "version" => Ok(system::version(&call)),
+        "version" => Ok(system::version(call)),
         "describe" => Ok(system::describe()),
-        "user" => user::handle(&call).await,
-        "process" => process::handle(&call),
-        "input" => input::handle(&call).await,
-        "feed" => feed::handle(&call).await,
-        "myip" => system::myip(&call),
-        "device" => device::handle(&call).await,
-        "billing" => billing::handle(&call).await,
-        "app" => app::handle(&call).await,
-        "share" => share::handle(&call).await,
-        "dashboard" => dashboard::handle(&call).await,
-        "usage" => usage::handle(&call).await,
-        "ynni" => homeassistant::handle(&call).await,
-        "admin" if route.format == Format::Json => admin::handle(&call).await,
+        "user" => user::handle(call).await,
+        "process" => process::handle(call),
+        "input" => input::handle(call).await,
+        "feed" => feed::handle(call).await,
+        "myip" => system::myip(call),
+        "device" => device::handle(call).await,
+        "billing" => billing::handle(call).await,
+        "app" => app::handle(call).await,
+        "share" => share::handle(call).await,
+        "dashboard" => dashboard::handle(call).await,
+        "usage" => usage::handle(call).await,
+        "ynni" => homeassistant::handle(call).await,
+        "admin" if route.format == Format::Json => admin::handle(call).await,
         "" => Ok(axum::response::Redirect::to("/app/").into_response()),
         _ => Err(ApiError::RouteNotFound {
             json: route.format == Format::Json,

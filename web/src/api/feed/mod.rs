@@ -262,7 +262,14 @@ async fn store_points(
 }
 
 async fn run(call: &Call<'_>, row: &FeedRow, op: FeedOp) -> Result<FeedAnswer, ApiError> {
-    Ok(call.state.router.feed(row.userid, op).await?)
+    match call.state.router.feed(row.userid, op).await {
+        // Another account's feed (public, or a dashboard's) whose vshard another node
+        // serves: the dispatcher sends the whole request there.
+        Err(ynni_ingest::shard::IngestError::NotServed) if call.state.forwarder.is_some() => {
+            Err(ApiError::ServedElsewhere { userid: row.userid })
+        }
+        answer => Ok(answer?),
+    }
 }
 
 async fn last(call: &Call<'_>, row: &FeedRow) -> Result<Option<(i64, Option<f64>)>, ApiError> {
