@@ -103,6 +103,9 @@ pub struct Hooks {
     /// Called once a vshard is no longer served here (its users' MQTT connections close,
     /// to reconnect to the new owner).
     pub closed: Arc<dyn Fn(u32) + Send + Sync>,
+    /// Called once a vshard is served here (what only its owner publishes, retained, such
+    /// as Home Assistant discovery and the feeds' last values, is published again here).
+    pub opened: Arc<dyn Fn(u32) + Send + Sync>,
 }
 
 /// Checks the shared directory, Postgres and the node id (each failure naming its setting)
@@ -182,6 +185,7 @@ pub async fn keep(
         move_rx,
         handed_tx,
         hooks.closed.clone(),
+        hooks.opened.clone(),
     ));
     let mut resolved: HashMap<String, SocketAddr> = HashMap::new();
     let mut tick = tokio::time::interval(timing.renew_every());
@@ -363,9 +367,10 @@ async fn run_moves(
     mut moves: mpsc::UnboundedReceiver<Move>,
     handed: mpsc::UnboundedSender<(u16, i64)>,
     closed: Arc<dyn Fn(u32) + Send + Sync>,
+    opened: Arc<dyn Fn(u32) + Send + Sync>,
 ) {
     while let Some(m) = moves.recv().await {
-        let (r, closed) = (router.clone(), closed.clone());
+        let (r, closed, opened) = (router.clone(), closed.clone(), opened.clone());
         let done = tokio::task::spawn_blocking(move || match m {
             Move::Open(v, epoch, fence) => {
                 let started = Instant::now();
@@ -376,6 +381,7 @@ async fn run_moves(
                             ms = started.elapsed().as_millis() as u64,
                             "vshard served"
                         );
+                        opened(u32::from(v));
                         None
                     }
                     Err(e) => {

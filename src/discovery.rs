@@ -2,6 +2,10 @@
 //! last values, from the catalog and the shards. What is published is built by
 //! [`ynni_publish::discovery`].
 
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use ynni_core::{Catalog, CatalogError};
 use ynni_ingest::shard::{FeedAnswer, FeedOp, Router};
 use ynni_publish::discovery::{Discovery, Retained, Sensor};
@@ -41,4 +45,36 @@ pub async fn messages(
         None
     };
     Ok(discovery.messages(userid, &user.uuid, &user.username, sensors.as_deref()))
+}
+
+/// Cluster mode: a vshard newly served here has its users' discovery (and with it the feeds'
+/// last values) published again in this node's broker, where their MQTT connections now
+/// land; the previous owner's retained messages stayed in its broker. Vshards opened together
+/// (a node starting, a drain) are gathered for a moment and cost one catalog query.
+pub async fn announce_opened(
+    mut opened: UnboundedReceiver<u32>,
+    catalog: Catalog,
+    announce: UnboundedSender<i64>,
+    vshards: u32,
+) {
+    const GATHER: Duration = Duration::from_millis(200);
+    while let Some(first) = opened.recv().await {
+        let mut batch = HashSet::from([first]);
+        let until = tokio::time::Instant::now() + GATHER;
+        while let Ok(Some(v)) = tokio::time::timeout_at(until, opened.recv()).await {
+            batch.insert(v);
+        }
+        match catalog.ha_discovery_users().await {
+            Ok(users) => {
+                for userid in users {
+                    if batch.contains(&ynni_core::vshard::of(userid, vshards)) {
+                        let _ = announce.send(userid);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "discovery of newly served accounts not published")
+            }
+        }
+    }
 }

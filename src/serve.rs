@@ -178,7 +178,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         router.clone(),
     )
-    .with_discovery(mqtt.announce)
+    .with_discovery(mqtt.announce.clone())
     .with_credential_watch(mqtt.credentials)
     .with_ops(ops);
     if let Some(b) = billing {
@@ -195,6 +195,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             state = state.with_shared_limits(limits);
         }
         let (sessions, vshards) = (mqtt.sessions.clone(), router.vshards());
+        let (opened_tx, opened_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(crate::discovery::announce_opened(
+            opened_rx,
+            catalog.clone(),
+            mqtt.announce.clone(),
+            vshards,
+        ));
         let pages = state.clone();
         let hooks = crate::cluster_node::Hooks {
             forwarder,
@@ -210,6 +217,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                         "MQTT connections sent to the new owner"
                     );
                 }
+            }),
+            opened: Arc::new(move |v| {
+                let _ = opened_tx.send(v);
             }),
         };
         node = Some(tokio::spawn(crate::cluster_node::keep(

@@ -911,6 +911,85 @@ async fn vshards_move_on_drain_join_and_return_with_accumulators_exact() {
     }
 }
 
+/// What only an account's owner publishes, retained (Home Assistant discovery and the feeds'
+/// last values), is published again by the node that takes the account over, where the
+/// account's MQTT connections then land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_discovery_follows_an_account_to_its_new_owner() {
+    let _one = ONE_CLUSTER.lock().await;
+    let TwoNodes {
+        pool,
+        n1,
+        n2,
+        c1,
+        b,
+        pg: _pg,
+        dir: _dir,
+        ..
+    } = two_nodes().await;
+    // Set up through n1; n2 (b's owner) does it.
+    let (_, body) = retrying(&format!(
+        "{}/feed/create.json?name=import&engine=5&unit=kWh&options=%7B%22interval%22%3A10%7D&apikey={}",
+        n1.base, b.write
+    ))
+    .await;
+    let feed = serde_json::from_str::<serde_json::Value>(&body).expect("json")["feedid"]
+        .as_i64()
+        .expect(&body);
+    let (_, body) = retrying(&format!(
+        "{}/feed/insert.json?id={feed}&time={T}&value=12.5&apikey={}",
+        n1.base, b.write
+    ))
+    .await;
+    assert!(!body.contains("false"), "{body}");
+    let (_, body) = retrying(&format!(
+        "{}/ynni/homeassistant.json?enabled=1&apikey={}",
+        n1.base, b.write
+    ))
+    .await;
+    assert!(body.contains("true"), "{body}");
+    let (_, uuid) = retrying(&format!("{}/user/getuuid.json?apikey={}", n1.base, b.read)).await;
+    let uuid: serde_json::Value = serde_json::from_str(&uuid).expect("json");
+    let uuid = uuid["message"].as_str().expect("uuid").to_string();
+
+    // b moves to n1, whose broker never held b's retained messages.
+    let (status, out, err) = crate::harness::run_cli(
+        &[
+            "cluster",
+            "drain",
+            "n2",
+            "--config",
+            c1.to_str().expect("path"),
+        ],
+        &[],
+        None,
+    );
+    assert!(status.success(), "{out}{err}");
+    owned_by(&pool, "n1", &n1, &b.read).await;
+
+    let (ha, mut ev) = mqtt_client(&n1, "home-assistant", &b).await;
+    subscribed(&ha, &mut ev, "#").await;
+    let config = format!("homeassistant/sensor/ynni_{uuid}_{feed}/config ");
+    let value = format!("ynni/feed/{feed} ");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let has = |got: &[String], prefix: &str, text: &str| {
+        got.iter()
+            .any(|m| m.starts_with(prefix) && m.contains(text))
+    };
+    while !(has(&got, &config, "kWh") && has(&got, &value, "\"value\":12.5")) {
+        assert!(
+            Instant::now() < deadline,
+            "retained on the new owner: {got:?}"
+        );
+        got.extend(received(&mut ev, Duration::from_millis(500)).await);
+    }
+    for node in [n2, n1] {
+        let (status, log) = node.stop();
+        assert!(status.success(), "{log}");
+    }
+}
+
 /// With `cluster.redis`, login attempts and registrations count once for all nodes: a client
 /// alternating between two nodes gets the limit, not twice it. A Redis that cannot be reached stops
 /// start-up naming the setting.
