@@ -167,9 +167,18 @@ pub struct BillingExportArgs {
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// Nodes with their heartbeats, and which node holds which vshards under which epoch.
-    Status(ConfigArgs),
+    Status(StatusArgs),
     /// Move a node's vshards to the others (for maintenance); `--undo` gives it a share again.
     Drain(DrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Also list every vshard with its owner, lease epoch and time to expiry.
+    #[arg(long)]
+    pub vshards: bool,
 }
 
 #[derive(Debug, Args)]

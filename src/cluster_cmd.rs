@@ -16,11 +16,14 @@ fn section(settings: &Settings) -> anyhow::Result<&ClusterSettings> {
 }
 
 /// `ynni cluster status`: nodes, heartbeats, and which node holds which vshards.
-pub async fn status(settings: &Settings) -> anyhow::Result<()> {
+pub async fn status(settings: &Settings, vshards: bool) -> anyhow::Result<()> {
     let c = section(settings)?;
     let pool = ynni_cluster::db::connect(&c.postgres, CONNECT_TIMEOUT).await?;
     let status = ynni_cluster::status::read(&pool).await?;
     print!("{}", status.report(c.lease_ms as f64 / 1000.0));
+    if vshards {
+        print!("{}", status.vshard_table());
+    }
     Ok(())
 }
 

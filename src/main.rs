@@ -53,9 +53,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve::run(settings).await
         }
         Command::Cluster(ClusterCommand::Status(args)) => {
-            let settings = load(&args, Overrides::default())?;
+            let settings = load(&args.config, Overrides::default())?;
             logging::init("warn")?;
-            cluster_cmd::status(&settings).await
+            cluster_cmd::status(&settings, args.vshards).await
         }
         Command::Cluster(ClusterCommand::Drain(args)) => {
             let settings = load(&args.config, Overrides::default())?;

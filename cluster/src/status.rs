@@ -111,6 +111,25 @@ impl Status {
     }
 }
 
+impl Status {
+    /// Every vshard on a line of its own: its owner (`-` for none), lease epoch and seconds
+    /// until the lease expires (negative: expired).
+    pub fn vshard_table(&self) -> String {
+        let mut out = String::from("vshard owner epoch expires_in_s\n");
+        for l in &self.leases {
+            let _ = writeln!(
+                out,
+                "{} {} {} {:.1}",
+                l.vshard,
+                l.owner.as_deref().unwrap_or("-"),
+                l.epoch,
+                l.expires_in
+            );
+        }
+        out
+    }
+}
+
 /// `0-3,7,9-10` for sorted numbers.
 fn ranges(v: &[i32]) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -235,5 +254,9 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("vshards without a live lease: 2 (2-3)"), "{r}");
+        assert_eq!(
+            status.vshard_table(),
+            "vshard owner epoch expires_in_s\n0 a 3 5.0\n1 a 1 5.0\n2 b 2 -1.0\n3 - 0 -9.0\n"
+        );
     }
 }

@@ -180,9 +180,13 @@ async fn drain_marks_a_registered_node() {
         n1.live().await.expect("live").is_empty(),
         "a draining node gets no vshards"
     );
-    let report = said(&ynni(&["cluster", "status"], &cfg));
+    let report = said(&ynni(&["cluster", "status", "--vshards"], &cfg));
     assert!(
         report.contains("n1 at 127.0.0.1:9001: draining"),
+        "{report}"
+    );
+    assert!(
+        report.contains("vshard owner epoch expires_in_s\n0 - 0 "),
         "{report}"
     );
     let o = ynni(&["cluster", "drain", "n1", "--undo"], &cfg);
