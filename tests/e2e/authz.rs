@@ -17,9 +17,9 @@ use crate::harness::*;
 const T0: i64 = 1_699_999_200;
 /// Each account's private value, which must never reach another, and the value of its public
 /// feed, which anyone may read.
-const ALICE_VALUE: &str = "98765.4321";
-const BOB_VALUE: &str = "12345.678";
-const CAROL_VALUE: &str = "45678.9012";
+pub(crate) const ALICE_VALUE: &str = "98765.4321";
+pub(crate) const BOB_VALUE: &str = "12345.678";
+pub(crate) const CAROL_VALUE: &str = "45678.9012";
 const PUBLIC_VALUE: &str = "11.5";
 
 /// One action, with `{X}` placeholders filled from the account it is aimed at (`F` private
@@ -167,7 +167,8 @@ fn actions() -> Vec<Action> {
 }
 
 /// One user's account as the test set it up.
-struct Account {
+pub(crate) struct Account {
+    pub(crate) id: i64,
     name: &'static str,
     read: String,
     write: String,
@@ -330,7 +331,7 @@ fn replace_token(text: &str, from: &str, to: &str) -> String {
     out
 }
 
-async fn setup(server: &Server, name: &'static str, value: &str) -> Account {
+pub(crate) async fn setup(server: &Server, name: &'static str, value: &str) -> Account {
     let (userid, read, write) = register(server, name, "secret123").await;
     let c = script();
     let w = |p: &str| {
@@ -440,6 +441,7 @@ async fn setup(server: &Server, name: &'static str, value: &str) -> Account {
         ("FT", tag),
     ]);
     Account {
+        id: userid,
         name,
         read,
         write,
@@ -447,6 +449,26 @@ async fn setup(server: &Server, name: &'static str, value: &str) -> Account {
         session,
         ids,
     }
+}
+
+/// Cluster mode: alice, bob and carol set up through `server`, with alice's and bob's
+/// accounts on different nodes (`owner_of` names the node owning an account id; accounts
+/// in between take the ids that would have put bob beside alice).
+pub(crate) async fn setup_apart(
+    server: &Server,
+    owner_of: &dyn Fn(i64) -> String,
+) -> (Account, Account, Account) {
+    let alice = setup(server, "alice", ALICE_VALUE).await;
+    for n in 0..64 {
+        let (id, _, _) = register(server, &format!("filler{n}"), "secret123").await;
+        if owner_of(id + 1) != owner_of(alice.id) {
+            break;
+        }
+    }
+    let bob = setup(server, "bob", BOB_VALUE).await;
+    assert_ne!(owner_of(bob.id), owner_of(alice.id), "bob beside alice");
+    let carol = setup(server, "carol", CAROL_VALUE).await;
+    (alice, bob, carol)
 }
 
 /// Everything the account's owner can read about it, one reply per line.
@@ -495,7 +517,20 @@ async fn no_action_reaches_another_users_objects() {
     let alice = setup(&server, "alice", ALICE_VALUE).await;
     let bob = setup(&server, "bob", BOB_VALUE).await;
     let carol = setup(&server, "carol", CAROL_VALUE).await;
-    let before = snapshot(&server, &alice).await;
+    let failures = sweep(&server, &alice, &bob, &carol).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Bob tries every action with every credential on alice's objects through `server`: what he
+/// learns of alice or carol, changes of alice's account, server errors, and answers that
+/// differ between an object of alice's and one of carol's are the failures returned.
+pub(crate) async fn sweep(
+    server: &Server,
+    alice: &Account,
+    bob: &Account,
+    carol: &Account,
+) -> Vec<String> {
+    let before = snapshot(server, &alice).await;
     assert!(
         before.iter().any(|l| l.contains(ALICE_VALUE)),
         "alice's snapshot shows her data: {before:#?}"
@@ -505,7 +540,7 @@ async fn no_action_reaches_another_users_objects() {
     let mut failures = Vec::new();
     for action in actions() {
         for how in CREDENTIALS {
-            let theirs = call(&server, &bob, how, &action, &alice.ids).await;
+            let theirs = call(server, &bob, how, &action, &alice.ids).await;
             for s in &secrets {
                 if theirs.body.contains(s.as_str()) {
                     failures.push(format!(
@@ -521,7 +556,7 @@ async fn no_action_reaches_another_users_objects() {
                 ));
             }
             if action.scoped {
-                let other = call(&server, &bob, how, &action, &carol.ids).await;
+                let other = call(server, &bob, how, &action, &carol.ids).await;
                 let (t, o) = (
                     normalised(&theirs, &action, &alice.ids),
                     normalised(&other, &action, &carol.ids),
@@ -536,7 +571,7 @@ async fn no_action_reaches_another_users_objects() {
             }
         }
     }
-    let after = snapshot(&server, &alice).await;
+    let after = snapshot(server, &alice).await;
     for (b, a) in before.iter().zip(&after) {
         if a != b {
             failures.push(format!(
@@ -546,8 +581,8 @@ async fn no_action_reaches_another_users_objects() {
     }
     // The controls: each scoped action does something for the owner of the object.
     for action in actions().iter().filter(|a| a.control) {
-        let own = call(&server, &bob, Credential::Write, action, &bob.ids).await;
-        let other = call(&server, &bob, Credential::Write, action, &carol.ids).await;
+        let own = call(server, &bob, Credential::Write, action, &bob.ids).await;
+        let other = call(server, &bob, Credential::Write, action, &carol.ids).await;
         if normalised(&own, action, &bob.ids) == normalised(&other, action, &carol.ids) {
             failures.push(format!(
                 "control {}: bob's own object answers as carol's: {}",
@@ -555,5 +590,5 @@ async fn no_action_reaches_another_users_objects() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    failures
 }

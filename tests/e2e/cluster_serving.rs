@@ -990,6 +990,42 @@ async fn home_assistant_discovery_follows_an_account_to_its_new_owner() {
     }
 }
 
+/// The authorization sweep of one node (every action, every credential, bob against alice's
+/// objects) holds on two nodes, with alice and bob on different nodes and bob's requests sent
+/// through the node that does not serve him.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorization_sweep_holds_across_nodes() {
+    let _one = ONE_CLUSTER.lock().await;
+    let TwoNodes {
+        pool,
+        n1,
+        n2,
+        pg: _pg,
+        dir: _dir,
+        ..
+    } = two_nodes().await;
+    let owners = settled(&pool, &["n1", "n2"]).await;
+    let owner_of = |id: i64| owners[&(ynni_core::vshard::of(id, 256) as u16)].clone();
+    // The sweep counts any 5xx as a failure: it starts once both nodes serve what they hold
+    // and know who holds the rest (the owner map is read once a round, a third of a lease).
+    for node in [&n1, &n2] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(&script(), &node.url("/ready")).await.status != 200 {
+            assert!(Instant::now() < deadline, "{} never ready", node.base);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (alice, bob, carol) = crate::authz::setup_apart(&n1, &owner_of).await;
+    let entry = if owner_of(bob.id) == "n1" { &n2 } else { &n1 };
+    let failures = crate::authz::sweep(entry, &alice, &bob, &carol).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for node in [n2, n1] {
+        let (status, log) = node.stop();
+        assert!(status.success(), "{log}");
+    }
+}
+
 /// With `cluster.redis`, login attempts and registrations count once for all nodes: a client
 /// alternating between two nodes gets the limit, not twice it. A Redis that cannot be reached stops
 /// start-up naming the setting.
