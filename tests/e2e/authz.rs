@@ -530,17 +530,17 @@ pub(crate) async fn sweep(
     bob: &Account,
     carol: &Account,
 ) -> Vec<String> {
-    let before = snapshot(server, &alice).await;
+    let before = snapshot(server, alice).await;
     assert!(
         before.iter().any(|l| l.contains(ALICE_VALUE)),
         "alice's snapshot shows her data: {before:#?}"
     );
-    let mut secrets = private_markers(&alice, ALICE_VALUE);
-    secrets.extend(private_markers(&carol, CAROL_VALUE));
+    let mut secrets = private_markers(alice, ALICE_VALUE);
+    secrets.extend(private_markers(carol, CAROL_VALUE));
     let mut failures = Vec::new();
     for action in actions() {
         for how in CREDENTIALS {
-            let theirs = call(server, &bob, how, &action, &alice.ids).await;
+            let theirs = call(server, bob, how, &action, &alice.ids).await;
             for s in &secrets {
                 if theirs.body.contains(s.as_str()) {
                     failures.push(format!(
@@ -556,7 +556,7 @@ pub(crate) async fn sweep(
                 ));
             }
             if action.scoped {
-                let other = call(server, &bob, how, &action, &carol.ids).await;
+                let other = call(server, bob, how, &action, &carol.ids).await;
                 let (t, o) = (
                     normalised(&theirs, &action, &alice.ids),
                     normalised(&other, &action, &carol.ids),
@@ -571,7 +571,7 @@ pub(crate) async fn sweep(
             }
         }
     }
-    let after = snapshot(server, &alice).await;
+    let after = snapshot(server, alice).await;
     for (b, a) in before.iter().zip(&after) {
         if a != b {
             failures.push(format!(
@@ -581,8 +581,8 @@ pub(crate) async fn sweep(
     }
     // The controls: each scoped action does something for the owner of the object.
     for action in actions().iter().filter(|a| a.control) {
-        let own = call(server, &bob, Credential::Write, action, &bob.ids).await;
-        let other = call(server, &bob, Credential::Write, action, &carol.ids).await;
+        let own = call(server, bob, Credential::Write, action, &bob.ids).await;
+        let other = call(server, bob, Credential::Write, action, &carol.ids).await;
         if normalised(&own, action, &bob.ids) == normalised(&other, action, &carol.ids) {
             failures.push(format!(
                 "control {}: bob's own object answers as carol's: {}",
