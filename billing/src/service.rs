@@ -390,8 +390,9 @@ impl Billing {
     }
 
     /// Charges every user for each finished day whose run has not finished (up to
-    /// [`CATCH_UP_DAYS`] back, not before an account existed), at the feeds they have now, then
-    /// records those days as done.
+    /// [`CATCH_UP_DAYS`] back, not before an account existed), for the most feeds they held at
+    /// once that day (the feeds they have now for a day nothing recorded), then records those
+    /// days as done.
     pub async fn accrue(&self, today: NaiveDate) -> Result<AccrualRun, BillingError> {
         let mut run = AccrualRun::default();
         let earliest = today
@@ -435,7 +436,16 @@ impl Billing {
             return Ok(run);
         };
         let plan = self.plan_of(user.id).await?;
-        let feeds = self.catalog.feeds_for_user(user.id).await?.len() as i64;
+        // Each day is charged for the most feeds held at once that day, as recorded then; a
+        // day with no record (the service was not running) for the feeds there are now.
+        let feeds_now = self.catalog.feeds_for_user(user.id).await?.len() as i64;
+        let until_day = last.succ_opt().unwrap_or(*last);
+        let held: std::collections::HashMap<String, i64> = self
+            .catalog
+            .feeds_held(user.id, &first.to_string(), &until_day.to_string())
+            .await?
+            .into_iter()
+            .collect();
         let year_start = NaiveDate::from_ymd_opt(first.year(), 1, 1).unwrap_or(*first);
         let until = last.succ_opt().unwrap_or(*last);
         let mut history: Vec<LedgerTx> = self
@@ -451,6 +461,7 @@ impl Billing {
                 self.charge_overage(user.id, &plan, day).await?;
             }
             let date = day.to_string();
+            let feeds = held.get(&date).copied().unwrap_or(feeds_now);
             if history.iter().any(|t| t.effective_date == date) {
                 run.existing += 1;
                 continue;

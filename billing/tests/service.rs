@@ -273,6 +273,51 @@ proptest! {
 }
 
 /// A month's use past the plan's allowances is charged once, when the month is over.
+/// A day is charged for the most feeds the account held at once that day, not for what it
+/// has when the charge runs: feeds deleted later the same day still pay for it.
+#[tokio::test]
+async fn each_day_is_charged_for_the_feeds_held_that_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let alice = user(&cat, "alice").await;
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        ids.push(cat.create_feed(alice, name, "", 5, "").await.unwrap());
+    }
+    for id in &ids[..3] {
+        cat.delete_feed_row(*id).await.unwrap();
+    }
+    let billing = Billing::new(cat.clone(), policy());
+    let start = today();
+    billing.top_up(alice, 1000, "pay-1", start).await.unwrap();
+    billing.accrue(plus(start, 1)).await.unwrap();
+    let charged: Vec<(String, i64)> = cat
+        .ledger_for_user(alice, "0000-01-01", "9999-12-31")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.kind == "accrual")
+        .map(|t| (t.effective_date, t.quantity))
+        .collect();
+    assert_eq!(
+        charged,
+        vec![(start.to_string(), 4)],
+        "four feeds held today"
+    );
+    // The next day nothing recorded (the snapshot did not run): the one feed left.
+    billing.accrue(plus(start, 2)).await.unwrap();
+    let last = cat
+        .ledger_for_user(alice, "0000-01-01", "9999-12-31")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.kind == "accrual")
+        .map(|t| (t.effective_date, t.quantity))
+        .next_back();
+    assert_eq!(last, Some((plus(start, 1).to_string(), 1)));
+    assert_balanced(&billing).await;
+}
+
 #[tokio::test]
 async fn values_past_the_allowance_are_charged_once_for_the_month() {
     use ynni_billing::overage::Overage;

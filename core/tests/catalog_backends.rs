@@ -406,11 +406,47 @@ async fn ledger(cat: &Catalog, alice: i64) {
     );
 }
 
+/// The most feeds held at once on a day: raised by a create or a snapshot, never lowered
+/// by a delete or a smaller snapshot the same day; days only the shard counts wrote are not
+/// recorded.
+async fn feeds_held(cat: &Catalog, bob: i64) {
+    let before = cat.feeds_for_user(bob).await.expect("db").len() as i64;
+    let day = chrono::Utc::now().date_naive().to_string();
+    let a = cat.create_feed(bob, "held-a", "", 5, "").await.expect("db");
+    cat.create_feed(bob, "held-b", "", 5, "").await.expect("db");
+    cat.delete_feed_row(a).await.expect("db");
+    let held = cat.feeds_held(bob, &day, "9999-12-31").await.expect("db");
+    assert_eq!(held, vec![(day.clone(), before + 2)]);
+    cat.set_usage_snapshot(bob, &day, 1, 0, 0)
+        .await
+        .expect("db");
+    cat.set_usage_snapshot(bob, "2000-01-02", 3, 0, 0)
+        .await
+        .expect("db");
+    cat.set_usage_snapshot(bob, "2000-01-02", 2, 0, 0)
+        .await
+        .expect("db");
+    let handled = ynni_core::catalog::Handled {
+        http_values: 1,
+        ..Default::default()
+    };
+    cat.set_usage_handled(&[(bob, "2000-01-03".to_string(), handled)])
+        .await
+        .expect("db");
+    assert_eq!(
+        cat.feeds_held(bob, "2000-01-01", "9999-12-31")
+            .await
+            .expect("db"),
+        vec![("2000-01-02".to_string(), 3), (day, before + 2)]
+    );
+}
+
 async fn scenario(cat: &Catalog) {
     let (alice, bob) = accounts(cat).await;
     inputs_feeds_devices(cat, alice, bob).await;
     imports(cat).await;
     ledger(cat, alice).await;
+    feeds_held(cat, bob).await;
 }
 
 #[tokio::test]

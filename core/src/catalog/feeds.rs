@@ -32,7 +32,7 @@ impl Catalog {
         engine: i64,
         unit: &str,
     ) -> Result<i64, CatalogError> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+        let id = on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
             "INSERT INTO feeds (userid, name, tag, engine, unit) VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(userid)
@@ -41,7 +41,10 @@ impl Catalog {
         .bind(engine)
         .bind(unit)
         .fetch_one(p)
-        .await)?)
+        .await)?;
+        // A feed held for part of a day is held that day (the daily accrual charges for it).
+        self.note_feeds_held(userid, &utc_today()).await?;
+        Ok(id)
     }
 
     pub async fn feeds_for_user(&self, userid: i64) -> Result<Vec<FeedRow>, CatalogError> {
@@ -130,10 +133,18 @@ impl Catalog {
     }
 
     pub async fn delete_feed_row(&self, id: i64) -> Result<(), CatalogError> {
+        if let Some(row) = self.feed_by_id(id).await? {
+            self.note_feeds_held(row.userid, &utc_today()).await?;
+        }
         let sql = "DELETE FROM feeds WHERE id = $1";
         self.execute1(sql, id).await?;
         Ok(())
     }
+}
+
+/// Today's UTC date, `YYYY-MM-DD` (usage days are UTC days).
+fn utc_today() -> String {
+    chrono::Utc::now().date_naive().to_string()
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 //!
 //! - handled (values received, points written): the shard worker's absolute totals, written
 //!   again after each checkpoint ([`Catalog::set_usage_handled`]);
-//! - existed (feeds, inputs, bytes): the daily accrual's snapshot ([`Catalog::set_usage_snapshot`]);
+//! - existed (feeds, inputs, bytes): the billing upkeep's snapshot ([`Catalog::set_usage_snapshot`]);
+//!   feeds also when one is created or deleted ([`Catalog::note_feeds_held`]), so that a day's
+//!   `feeds` is the most the account held at once that day (never lowered within the day),
+//!   which the daily accrual charges for;
 //! - refusals: added by the node that refused ([`Catalog::add_usage_refusals`]).
 
 use super::on_db;
@@ -77,9 +80,12 @@ impl Catalog {
         bytes: i64,
     ) -> Result<(), CatalogError> {
         on_db!(&self.db, p => sqlx::query(
-            "INSERT INTO usage_days (userid, day, feeds, inputs, bytes) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (userid, day) DO UPDATE SET feeds = excluded.feeds, \
-             inputs = excluded.inputs, bytes = excluded.bytes",
+            "INSERT INTO usage_days (userid, day, feeds, inputs, bytes, feeds_seen) \
+             VALUES ($1, $2, $3, $4, $5, 1) \
+             ON CONFLICT (userid, day) DO UPDATE SET feeds = CASE \
+             WHEN usage_days.feeds_seen = 1 AND usage_days.feeds > excluded.feeds \
+             THEN usage_days.feeds ELSE excluded.feeds END, \
+             feeds_seen = 1, inputs = excluded.inputs, bytes = excluded.bytes",
         )
         .bind(userid)
         .bind(day)
@@ -90,6 +96,43 @@ impl Catalog {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(())
+    }
+
+    /// Raises `userid`'s feeds on `day` to the number of feeds the account has now, if that
+    /// is more (called right after a feed is created and right before one is deleted).
+    pub async fn note_feeds_held(&self, userid: i64, day: &str) -> Result<(), CatalogError> {
+        on_db!(&self.db, p => sqlx::query(
+            "INSERT INTO usage_days (userid, day, feeds, feeds_seen) \
+             SELECT $1, $2, COUNT(*), 1 FROM feeds WHERE userid = $1 \
+             ON CONFLICT (userid, day) DO UPDATE SET feeds = CASE \
+             WHEN usage_days.feeds_seen = 1 AND usage_days.feeds > excluded.feeds \
+             THEN usage_days.feeds ELSE excluded.feeds END, feeds_seen = 1",
+        )
+        .bind(userid)
+        .bind(day)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// The days with `from <= day < to` on which `userid`'s feeds were recorded, with the most
+    /// feeds held at once on each.
+    pub async fn feeds_held(
+        &self,
+        userid: i64,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, i64)>, CatalogError> {
+        Ok(on_db!(&self.db, p => sqlx::query_as::<_, (String, i64)>(
+            "SELECT day, feeds FROM usage_days \
+             WHERE userid = $1 AND day >= $2 AND day < $3 AND feeds_seen = 1 ORDER BY day",
+        )
+        .bind(userid)
+        .bind(from)
+        .bind(to)
+        .fetch_all(p)
+        .await)?)
     }
 
     /// Adds `n` refusals to `userid`'s `day`.
