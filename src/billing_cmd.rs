@@ -176,7 +176,8 @@ pub async fn run(settings: &Settings, cmd: BillingCommand) -> anyhow::Result<()>
                 s.parse()
                     .with_context(|| format!("bad date {s:?} (YYYY-MM-DD)"))
             };
-            for e in billing.export(day(&a.start)?, day(&a.end)?, format).await? {
+            let (start, end) = (day(&a.start)?, day(&a.end)?);
+            for e in billing.export(start, end, today, format).await? {
                 println!("{e}");
             }
         }

@@ -633,18 +633,30 @@ impl Billing {
         ))
     }
 
-    /// The charges of days `from <= day < to` as usage events.
+    /// The charges of days `from <= day < to` that stand (not reversed), and the usage of
+    /// those days that are over by `today`, as usage events.
     pub async fn export(
         &self,
         from: NaiveDate,
         to: NaiveDate,
+        today: NaiveDate,
         format: Format,
     ) -> Result<Vec<serde_json::Value>, BillingError> {
-        let txs = self
-            .catalog
-            .ledger_between(&from.to_string(), &to.to_string())
-            .await?;
-        Ok(export::events(&txs, format))
+        let (from_s, to_s) = (from.to_string(), to.to_string());
+        // A reversal is dated when it was made, on or after the day it reverses.
+        let since = self.catalog.ledger_between(&from_s, ALL_TO).await?;
+        let reversed: std::collections::HashSet<String> = since
+            .iter()
+            .filter(|t| t.kind == REVERSAL)
+            .filter_map(|t| t.key.strip_prefix("reverse:").map(str::to_string))
+            .collect();
+        let txs: Vec<_> = since
+            .into_iter()
+            .filter(|t| t.effective_date < to_s)
+            .collect();
+        let finished = to.min(today).to_string();
+        let usage = self.catalog.usage_between(&from_s, &finished).await?;
+        Ok(export::events(&txs, &reversed, &usage, format))
     }
 
     /// Every account's total, which together must be zero (the books balance).

@@ -315,6 +315,24 @@ async fn each_day_is_charged_for_the_feeds_held_that_day() {
         .map(|t| (t.effective_date, t.quantity))
         .next_back();
     assert_eq!(last, Some((plus(start, 1).to_string(), 1)));
+    // A reversed charge is no longer exported as usage; the other still is.
+    let key = format!("accrual:{alice}:{start}");
+    billing.reverse(&key, plus(start, 2)).await.unwrap();
+    let events = billing
+        .export(
+            start,
+            plus(start, 2),
+            plus(start, 2),
+            ynni_billing::export::Format::Stripe,
+        )
+        .await
+        .unwrap();
+    let keys: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["identifier"].as_str())
+        .filter(|k| k.starts_with("accrual:"))
+        .collect();
+    assert_eq!(keys, [format!("accrual:{alice}:{}", plus(start, 1))]);
     assert_balanced(&billing).await;
 }
 

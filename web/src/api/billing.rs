@@ -276,6 +276,9 @@ async fn export(call: &Call<'_>, billing: &Billing, today: NaiveDate) -> ApiResu
             "start must be before end, at most {MAX_EXPORT_DAYS} days apart"
         )));
     }
-    let events = billing.export(start, end, format).await.map_err(refused)?;
+    let events = billing
+        .export(start, end, today, format)
+        .await
+        .map_err(refused)?;
     Ok(reply::json(Value::Array(events)))
 }
