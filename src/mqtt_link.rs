@@ -224,6 +224,7 @@ pub async fn start(
         );
     }
     let base = broker.base.clone();
+    let rate_limits = billing.clone();
     let running = ynni_broker::start(
         broker,
         with_quota(
@@ -292,7 +293,13 @@ pub async fn start(
         });
         tokio::spawn(ynni_broker::external::run(ext, resolve, inbound_tx));
     }
-    tokio::spawn(feed(inbound, base, router, announce_tx.clone()));
+    tokio::spawn(feed(
+        inbound,
+        base,
+        router,
+        announce_tx.clone(),
+        rate_limits,
+    ));
     Ok(Started {
         addr: running.addr,
         announce: announce_tx,
@@ -370,6 +377,7 @@ async fn feed(
     base: String,
     router: Arc<Router>,
     announce: UnboundedSender<i64>,
+    billing: Option<Arc<ynni_billing::Billing>>,
 ) {
     let mut submitter = Submitter::new(router, MAX_IN_FLIGHT);
     loop {
@@ -395,6 +403,17 @@ async fn feed(
             answer(done, Handled::Ignored);
             continue;
         };
+        // A plan's values per minute hold MQTT as they hold HTTP. Over it, the message is
+        // not stored and not acknowledged: the connection closes and the client sends it
+        // again later (QoS 0: it is lost, as QoS 0 allows). The minimum interval between a
+        // node's posts is HTTP's alone: emonhub publishes one message per input of a reading.
+        if let Some(b) = &billing
+            && let Err(wait) = b.admit(userid, &[], decoded.values.len())
+        {
+            tracing::debug!(userid, wait, "MQTT message over the plan's rate");
+            answer(done, Handled::Failed);
+            continue;
+        }
         submitter
             .submit(userid, decoded, move |outcome| {
                 answer(done, handled(outcome))

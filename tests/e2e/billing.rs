@@ -647,6 +647,50 @@ async fn a_plans_rate_and_feed_limits_hold_one_user_back_not_the_others() {
     for _ in 0..20 {
         assert_eq!(get(&c, &post(&bob_write, 3)).await.status, 200);
     }
+    // Over MQTT too: alice's next value (her minute's worth is spent) is not acknowledged
+    // and her connection closes, so her client sends it again later; bob's are stored.
+    let mqtt = |user: &str, key: &str| {
+        let addr = server.mqtt.expect("broker");
+        let mut o =
+            rumqttc::MqttOptions::new(format!("{user}-dev"), addr.ip().to_string(), addr.port());
+        o.set_credentials(user, key);
+        rumqttc::AsyncClient::new(o, 16)
+    };
+    let (bob_mqtt, mut bob_ev) = mqtt("bobby", &bob_write);
+    assert!(crate::mqtt_tenancy::connack(&mut bob_ev).await.is_some());
+    for i in 0..5 {
+        crate::mqtt_tenancy::publish_acked(&bob_mqtt, &mut bob_ev, "emon/m/p", &i.to_string())
+            .await;
+    }
+    let (alice_mqtt, mut alice_ev) = mqtt("alice", &alice_write);
+    assert!(crate::mqtt_tenancy::connack(&mut alice_ev).await.is_some());
+    // One value's worth is left of her minute: three do not fit.
+    alice_mqtt
+        .publish(
+            "emon/n",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            r#"{"v0":2,"v1":2,"v2":2}"#,
+        )
+        .await
+        .expect("publish");
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match alice_ev.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => return "acknowledged",
+                Ok(_) => {}
+                Err(_) => return "closed",
+            }
+        }
+    })
+    .await;
+    assert_eq!(outcome, Ok("closed"), "alice's value over her plan's rate");
+    let v = get(
+        &c,
+        &server.url(&format!("/input/get/n/v0?apikey={alice_write}")),
+    )
+    .await;
+    assert!(v.body.contains("\"value\":1"), "not stored: {}", v.body);
     // Carol's node may post once every 30 s; another node of hers may post now.
     assert_eq!(get(&c, &post(&carol_write, 1)).await.status, 200);
     let r = get(&c, &post(&carol_write, 1)).await;
