@@ -581,6 +581,27 @@ async fn usage_is_metered_per_user_and_day_through_a_crash() {
         csv.body
     );
     assert_eq!(csv.body.lines().count(), 2, "one day: {}", csv.body);
+
+    // Alice registered first: she administers. Her session sees every account, each with
+    // its totals, and the overall totals, as JSON and as CSV.
+    let admin = browser();
+    post_form(
+        &admin,
+        &server.url("/user/login.json"),
+        &[("username", "alice"), ("password", "password123")],
+    )
+    .await;
+    let all = json_of(&admin, &server.url("/usage/summary.json?all=1")).await;
+    let users = all["users"].as_array().expect("users");
+    assert_eq!(users.len(), 2, "{all}");
+    assert_eq!(users[0]["totals"]["http_values"], 13, "{all}");
+    assert_eq!(users[1]["totals"]["http_values"], 1, "{all}");
+    assert_eq!(all["totals"]["http_values"], 14, "{all}");
+    assert_eq!(all["totals"]["mqtt_values"], 3, "{all}");
+    let csv = get(&admin, &server.url("/usage/summary.csv?all=1")).await;
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines.len(), 1 + 2 + 2 + 1, "{}", csv.body);
+    assert!(lines[5].starts_with("all,total,14,3,2,"), "{}", csv.body);
 }
 
 /// A plan's rate limits answer 429 with `Retry-After` for that user only, and its feed limit

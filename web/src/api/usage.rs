@@ -103,11 +103,39 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
             .usage_for_user(caller.user.id, &start.to_string(), &end.to_string())
             .await?
     };
+    let mut by_user: std::collections::BTreeMap<i64, Vec<&UsageDay>> = Default::default();
+    for u in &rows {
+        by_user.entry(u.userid).or_default().push(u);
+    }
+    let users: Vec<(i64, Value)> = by_user
+        .iter()
+        .map(|(id, days)| (*id, totals(days)))
+        .collect();
+    let mut overall = json!({});
+    for k in FIELDS {
+        let sum: i64 = users.iter().map(|(_, t)| t[k].as_i64().unwrap_or(0)).sum();
+        overall[k] = json!(sum);
+    }
     if call.route.format == Format::Csv {
+        let line = |t: &Value| {
+            FIELDS
+                .iter()
+                .map(|k| t[*k].as_i64().unwrap_or(0).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         let mut out = format!("userid,day,{}\n", FIELDS.join(","));
         for u in &rows {
             let n = counts(u).map(|n| n.to_string()).join(",");
             out.push_str(&format!("{},{},{n}\n", u.userid, u.day));
+        }
+        // An administrator's export of every account ends with each account's totals and
+        // the overall ones (`day` reads `total`; `userid` reads `all` for the overall line).
+        if all {
+            for (id, t) in &users {
+                out.push_str(&format!("{id},total,{}\n", line(t)));
+            }
+            out.push_str(&format!("all,total,{}\n", line(&overall)));
         }
         let mut r = reply::text(StatusCode::OK, out);
         r.headers_mut().insert(
@@ -116,27 +144,15 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
         );
         return Ok(r);
     }
-    let mut by_user: std::collections::BTreeMap<i64, Vec<&UsageDay>> = Default::default();
-    for u in &rows {
-        by_user.entry(u.userid).or_default().push(u);
-    }
-    let users: Vec<Value> = by_user
-        .iter()
-        .map(|(id, days)| json!({ "userid": id, "totals": totals(days) }))
-        .collect();
-    let mut body = json!({
+    let body = json!({
         "start": start.to_string(),
         "end": end.to_string(),
         "days": rows.iter().map(row_json).collect::<Vec<_>>(),
-        "users": users,
+        "users": users
+            .iter()
+            .map(|(id, t)| json!({ "userid": id, "totals": t }))
+            .collect::<Vec<_>>(),
+        "totals": overall,
     });
-    let mut overall = json!({});
-    for k in FIELDS {
-        let sum: i64 = body["users"].as_array().map_or(0, |u| {
-            u.iter().map(|u| u["totals"][k].as_i64().unwrap_or(0)).sum()
-        });
-        overall[k] = json!(sum);
-    }
-    body["totals"] = overall;
     Ok(reply::json(body))
 }
