@@ -818,6 +818,41 @@ async fn the_billing_commands_work_on_the_servers_data() {
     )
     .await;
     assert_eq!(a["balance_pence"], 350, "{a}");
+
+    // A refund is at most the balance, once per reference; a reversal undoes a transaction
+    // once and cannot itself be reversed.
+    let (ok, out, err) = cli(&["refund", "alice", "351", "--reference", "ref-1"]);
+    assert!(!ok.success(), "a refund past the balance: {out}{err}");
+    for _ in 0..2 {
+        let (ok, out, err) = cli(&["refund", "alice", "50", "--reference", "ref-1"]);
+        assert!(ok.success(), "{out}{err}");
+    }
+    for _ in 0..2 {
+        let (ok, out, err) = cli(&["reverse", "voucher:HW-CLI-00001"]);
+        assert!(ok.success(), "{out}{err}");
+    }
+    let (ok, out, err) = cli(&["reverse", "reverse:voucher:HW-CLI-00001"]);
+    assert!(!ok.success(), "a reversal reversed: {out}{err}");
+    let a = json_of(
+        &script(),
+        &server.url(&format!("/billing/account.json?apikey={alice_read}")),
+    )
+    .await;
+    assert_eq!(a["balance_pence"], 350 - 50 - 100, "{a}");
+    let (ok, out, err) = cli(&["ledger", "alice"]);
+    assert!(ok.success(), "{out}{err}");
+    assert_eq!(out.lines().count(), 4, "{out}");
+    let (ok, out, err) = cli(&[
+        "export",
+        "--format",
+        "lago",
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2026-01-02",
+    ]);
+    assert!(ok.success(), "{out}{err}");
+
     let (ok, _, err) = run_cli(&["billing", "accounts", "--data-dir", &data], &[], None);
     assert!(!ok.success());
     assert!(err.contains("[billing]"), "{err}");
