@@ -7,6 +7,9 @@
 
 use std::collections::BTreeMap;
 
+#[path = "../../cluster/tests/postgres/mod.rs"]
+mod postgres;
+
 use chrono::{Datelike, Days, NaiveDate};
 use proptest::prelude::*;
 use ynni_billing::{Billing, BillingError, Plan, Policy, Standing, utc_day};
@@ -273,6 +276,52 @@ proptest! {
 }
 
 /// A month's use past the plan's allowances is charged once, when the month is over.
+/// A cluster's nodes share one PostgreSQL catalog: two services charging the same days at
+/// once charge each day once, refunds and reversals post once, and the books balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_on_postgres_charge_each_day_once() {
+    let pg = postgres::Postgres::start();
+    let cat = Catalog::open_postgres(&pg.url()).await.unwrap();
+    let alice = user(&cat, "alice").await;
+    for name in ["a", "b", "c"] {
+        cat.create_feed(alice, name, "", 5, "").await.unwrap();
+    }
+    let (one, two) = (
+        Billing::new(cat.clone(), policy()),
+        Billing::new(cat.clone(), policy()),
+    );
+    let start = today();
+    one.top_up(alice, 500, "pay-1", start).await.unwrap();
+    let day10 = plus(start, 10);
+    let (r1, r2) = tokio::join!(one.accrue(day10), two.accrue(day10));
+    let (r1, r2) = (r1.unwrap(), r2.unwrap());
+    assert_eq!(r1.posted + r2.posted, 7, "{r1:?} {r2:?}");
+    assert_eq!(r1.pence + r2.pence, 5);
+    let (a, b) = tokio::join!(
+        one.refund(alice, 100, "ref-1", day10),
+        two.refund(alice, 100, "ref-1", day10)
+    );
+    let news = [a.unwrap(), b.unwrap()]
+        .iter()
+        .filter(|p| matches!(p, Posted::New(_)))
+        .count();
+    assert_eq!(news, 1, "one refund for one reference");
+    let (a, b) = tokio::join!(
+        one.reverse("topup:pay-1", day10),
+        two.reverse("topup:pay-1", day10)
+    );
+    let news = [a.unwrap(), b.unwrap()]
+        .iter()
+        .filter(|p| matches!(p, Posted::New(_)))
+        .count();
+    assert_eq!(news, 1, "one reversal");
+    assert_eq!(
+        one.position(alice, day10).await.unwrap().balance_pence,
+        500 - 5 - 100 - 500
+    );
+    assert_balanced(&one).await;
+}
+
 /// A day is charged for the most feeds the account held at once that day, not for what it
 /// has when the charge runs: feeds deleted later the same day still pay for it.
 #[tokio::test]
