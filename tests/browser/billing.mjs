@@ -84,6 +84,7 @@ try {
   await page.getByRole('button', { name: `Ledger of ${userName}` }).click();
   await page.locator('#ledger table').waitFor();
   check((await page.locator('#ledger').innerText()).includes('topup:pay-ui-1'), 'the ledger lists the top-up by its key');
+
   await adminForm('billing/voucher.json', { Code: 'HW-UI-00001', Pence: '500', 'What it is for': 'emonPi' }, 'New voucher');
   await page.getByText('New voucher: done').waitFor();
   await shot('billing-01-admin');
@@ -139,6 +140,25 @@ try {
   check(width <= 362, `/app/billing is ${width}px wide on a 360px screen`);
   await shot('billing-04-phone', p2);
   await phone.close();
+
+  step('reverses a top-up recorded by mistake');
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.waitForURL(/\/app\/login/);
+  await login(adminName, adminPass);
+  await page.goto(`${base}/app/admin`);
+  await page.waitForSelector('#billing');
+  await adminForm('billing/topup.json', { 'User id': userId, Pence: '50', 'Payment reference': 'pay-ui-2' }, 'Top up');
+  await page.waitForFunction(([sel, want]) => document.querySelector(sel)?.textContent === want,
+    [`#accounts tr[data-user="${userName}"] .balance`, pounds(afterVoucher + 50)]);
+  await page.getByRole('button', { name: `Ledger of ${userName}` }).click();
+  await page.getByRole('button', { name: 'Reverse topup:pay-ui-2' }).click();
+  await page.waitForFunction(([sel, want]) => document.querySelector(sel)?.textContent === want,
+    [`#accounts tr[data-user="${userName}"] .balance`, pounds(afterVoucher)]);
+  await page.locator('#ledger tr[data-key="reverse:topup:pay-ui-2"]').waitFor();
+  check(await page.getByRole('button', { name: 'Reverse topup:pay-ui-2' }).count() === 0,
+    'a reversed transaction offers no second reversal');
+  check(await page.getByRole('button', { name: 'Reverse reverse:topup:pay-ui-2' }).count() === 0,
+    'a reversal is not reversed');
 
   check(problems.length === 0, `no page errors:\n${problems.join('\n')}`);
   console.log('RESULT {"billing":"ok"}');

@@ -29,10 +29,25 @@ async function billingSection() {
   async function showLedger(a) {
     try {
       const rows = await get('billing/userledger.json', { userid: a.userid });
+      // A correction is a reversing transaction, never an edit; each is made once.
+      const reversed = new Set(rows.filter((t) => t.kind === 'reversal').map((t) => t.key.replace(/^reverse:/, '')));
+      const reverse = (t) => (t.kind === 'reversal' || reversed.has(t.key) ? '' : h('button.small', {
+        type: 'button',
+        'aria-label': `Reverse ${t.key}`,
+        onclick: async () => {
+          if (!window.confirm(`Reverse ${t.key}? Its opposite is posted; the original stays in the ledger.`)) return;
+          try {
+            await post('billing/reverse.json', { key: t.key });
+            toast(`Reversed ${t.key}`);
+            await load();
+            await showLedger(a);
+          } catch (e) { toast(e.message, 'error'); }
+        },
+      }, 'Reverse'));
       clear(ledgerBox, h('h3', `Ledger of ${a.username}`), h('div.table-wrap', h('table',
-        h('thead', h('tr', h('th', 'Date'), h('th', 'Kind'), h('th', 'What'), h('th.num', 'Amount'), h('th', 'Key'))),
-        h('tbody', rows.map((t) => h('tr', h('td', t.date), h('td', t.kind), h('td', t.memo),
-          h('td.num', pounds(t.amount_pence)), h('td', h('code', t.key))))))));
+        h('thead', h('tr', h('th', 'Date'), h('th', 'Kind'), h('th', 'What'), h('th.num', 'Amount'), h('th', 'Key'), h('th', ''))),
+        h('tbody', rows.map((t) => h('tr', { dataset: { key: t.key } }, h('td', t.date), h('td', t.kind), h('td', t.memo),
+          h('td.num', pounds(t.amount_pence)), h('td', h('code', t.key)), h('td', reverse(t))))))));
     } catch (e) { toast(e.message, 'error'); }
   }
   let enabled = true;
