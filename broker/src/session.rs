@@ -142,7 +142,8 @@ pub(crate) async fn run(
         io,
         codec,
         read,
-        out: BytesMut::with_capacity(4096),
+        // Grown by the first write: an idle connection holds only what its replies needed.
+        out: BytesMut::new(),
         peer,
         accepted,
         shared,

@@ -8,8 +8,10 @@
 //! thread takes every record waiting, plus whatever arrives within `commit_window`, and writes
 //! and syncs them at once. With the default window of 0 the window adapts: records arriving
 //! less often than every 2 ms never wait, records arriving more often wait up to twice their
-//! average gap (at most 2 ms) so a few share a sync, and records that arrive while a sync runs
-//! form the next group (measured in `benches/storage.rs` and `benches/e2e.sh`).
+//! average gap (at most 2 ms) so a few share a sync, but only while recent groups had
+//! company (a lone client sending each record after the last was acknowledged never waits),
+//! and records that arrive while a sync runs form the next group (measured in
+//! `benches/storage.rs` and `benches/e2e.sh`).
 //!
 //! # On-disk format
 //!
@@ -446,11 +448,19 @@ const ADAPTIVE_CAP: Duration = Duration::from_millis(2);
 /// second) wait up to twice that gap for the next, so two or three share a sync; a lone
 /// record, or records further apart, never wait; a flood's gaps are microseconds, so its
 /// groups form during the sync as before and its wait stays as short.
+///
+/// Waiting only pays when other writers are about: a client that sends its next record only
+/// once the last was acknowledged (a script posting in a loop, one device catching up) has
+/// nobody to share a sync with, and a wait would only slow it down and, by spacing its own
+/// records, feed the very gap average that set the wait. So the writer waits only while
+/// groups recently had company: more than one record, or another record already queued
+/// when a group's sync ended (see [`Company`]).
 #[derive(Debug)]
 struct Arrivals {
     last: Option<Instant>,
     /// Seconds.
     gap: f64,
+    company: Company,
 }
 
 impl Default for Arrivals {
@@ -458,7 +468,26 @@ impl Default for Arrivals {
         Self {
             last: None,
             gap: 1.0,
+            company: Company::default(),
         }
+    }
+}
+
+/// How often recent groups had company (a decaying average of 0 or 1 per group).
+#[derive(Debug, Default)]
+struct Company(f64);
+
+impl Company {
+    /// Below this share of recent groups with company, the writer does not wait.
+    const THRESHOLD: f64 = 0.2;
+
+    fn note(&mut self, records: usize, queued_behind: bool) {
+        let had = records > 1 || queued_behind;
+        self.0 = 0.8 * self.0 + if had { 0.2 } else { 0.0 };
+    }
+
+    fn present(&self) -> bool {
+        self.0 > Self::THRESHOLD
     }
 }
 
@@ -473,7 +502,7 @@ impl Arrivals {
 
     fn window(&self) -> Duration {
         let cap = ADAPTIVE_CAP.as_secs_f64();
-        if self.gap >= cap {
+        if self.gap >= cap || !self.company.present() {
             Duration::ZERO
         } else {
             Duration::from_secs_f64((2.0 * self.gap).min(cap))
@@ -489,19 +518,36 @@ impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Request>) {
         let mut batch: Vec<(Vec<u8>, tokio::sync::oneshot::Sender<Result<Lsn>>)> = Vec::new();
         let mut arrivals = Arrivals::default();
-        while let Ok(first) = rx.recv() {
+        let mut queued: Option<Request> = None;
+        let mut last_group = 1usize;
+        loop {
+            let first = match queued.take() {
+                Some(r) => r,
+                None => match rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                },
+            };
             let mut pending = Some(first);
             let window = if self.cfg.commit_window.is_zero() {
                 arrivals.window()
             } else {
                 self.cfg.commit_window
             };
-            let deadline = Instant::now() + window;
+            let mut deadline = Instant::now() + window;
+            // The adaptive wait ends once as many records as the last group had are in: with
+            // a few writers each waiting for its acknowledgement, nobody else is coming.
+            let adaptive = self.cfg.commit_window.is_zero();
+            let enough = last_group.max(2);
             loop {
                 match pending.take() {
                     Some(Request::Append(p, reply)) => {
-                        arrivals.note(Instant::now());
+                        let now = Instant::now();
+                        arrivals.note(now);
                         batch.push((p, reply));
+                        if adaptive && batch.len() >= enough {
+                            deadline = deadline.min(now);
+                        }
                     }
                     Some(Request::Trim(before, reply)) => {
                         // Sync what is queued first so trimming never races a write.
@@ -526,7 +572,17 @@ impl Writer {
                     None => break,
                 }
             }
+            let records = batch.len();
+            if records > 0 {
+                last_group = records;
+            }
             self.commit(&mut batch);
+            // Whether another record came while this group was written and synced.
+            queued = rx.try_recv().ok();
+            if records > 0 {
+                let appended = matches!(queued, Some(Request::Append(..)));
+                arrivals.company.note(records, appended);
+            }
         }
     }
 
@@ -656,6 +712,36 @@ mod fuzz;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writer_waits_for_company_only_when_groups_have_had_some() {
+        let mut a = Arrivals::default();
+        let t0 = Instant::now();
+        // Records 0.5 ms apart, each alone in its group (a client waiting for each ack).
+        for i in 0..50u64 {
+            a.note(t0 + Duration::from_micros(500 * i));
+            a.company.note(1, false);
+        }
+        assert_eq!(
+            a.window(),
+            Duration::ZERO,
+            "a lone sequential writer never waits"
+        );
+        // The same spacing with other writers about: groups of two, records queued behind.
+        for _ in 0..5 {
+            a.company.note(2, true);
+        }
+        let w = a.window();
+        assert!(
+            w > Duration::from_micros(900) && w < Duration::from_micros(1100),
+            "about twice the gap: {w:?}"
+        );
+        // Company gone again: the wait stops within a few groups.
+        for _ in 0..10 {
+            a.company.note(1, false);
+        }
+        assert_eq!(a.window(), Duration::ZERO);
+    }
 
     fn cfg() -> WalConfig {
         WalConfig {
