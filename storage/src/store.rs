@@ -294,6 +294,17 @@ impl FeedStore {
         self.wal.submit(payload)
     }
 
+    /// The caller records logged from now until [`FeedStore::end_group`] share one log sync
+    /// (see [`crate::wal::Wal::begin_group`]).
+    pub fn begin_group(&self) {
+        self.wal.begin_group();
+    }
+
+    /// Ends the group [`FeedStore::begin_group`] began.
+    pub fn end_group(&self) {
+        self.wal.end_group();
+    }
+
     /// Applies points that a logged caller record produced (no WAL write of their own).
     pub fn apply_points(&mut self, points: &[Point]) -> Result<WriteReport> {
         if self.poisoned {

@@ -5,13 +5,14 @@
 //! A record is durable when [`Ticket::wait`] (or [`Ticket::wait_async`]) returns `Ok`: its
 //! bytes have been written and `fdatasync`ed. Nothing may be acknowledged to a client before
 //! that. Records submitted close together share one `fdatasync` (group commit): the writer
-//! thread takes every record waiting, plus whatever arrives within `commit_window`, and writes
-//! and syncs them at once. With the default window of 0 the window adapts: records arriving
-//! less often than every 2 ms never wait, records arriving more often wait up to twice their
-//! average gap (at most 2 ms) so a few share a sync, but only while recent groups had
-//! company (a lone client sending each record after the last was acknowledged never waits),
-//! and records that arrive while a sync runs form the next group (measured in
-//! `benches/storage.rs` and `benches/e2e.sh`).
+//! thread takes every record waiting, plus whatever arrives within `commit_window` (default 0:
+//! no wait), and writes and syncs them at once; records that arrive while a sync runs form the
+//! next group. A producer that submits several records before waiting for any (a shard worker
+//! logging a group of submissions) marks them with [`Wal::begin_group`] and [`Wal::end_group`]:
+//! the writer then takes the whole group into one sync instead of starting on its first record,
+//! and waits for nothing else. Deciding whether to wait for more work is the producer's
+//! business: only it can see whether more is coming (measured in `benches/storage.rs` and
+//! `benches/e2e.sh`).
 //!
 //! # On-disk format
 //!
@@ -81,7 +82,14 @@ enum Request {
     Append(Vec<u8>, tokio::sync::oneshot::Sender<Result<Lsn>>),
     Trim(Lsn, tokio::sync::oneshot::Sender<Result<()>>),
     Guard(Guard),
+    /// The records that follow, up to `GroupEnd`, are one producer's group.
+    GroupBegin,
+    GroupEnd,
 }
+
+/// How long the writer waits for the end of a group it was told of before syncing what it
+/// has (a producer that failed half-way must not hold the records before it forever).
+const GROUP_WAIT: Duration = Duration::from_millis(250);
 
 /// Whether the log's owner may still write (a cluster node's lease on the shard); asked by the
 /// writer thread right before each write and each trim, so nothing reaches the file once it
@@ -338,6 +346,21 @@ impl Wal {
         Ok(Ticket(rx))
     }
 
+    /// The records submitted from now until [`Wal::end_group`] share one sync: the writer
+    /// does not start on the first before the last is in.
+    pub fn begin_group(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Request::GroupBegin);
+        }
+    }
+
+    /// Ends the group [`Wal::begin_group`] began.
+    pub fn end_group(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Request::GroupEnd);
+        }
+    }
+
     /// Appends a record and blocks until it is durable.
     pub fn append(&self, payload: Vec<u8>) -> Result<Lsn> {
         self.submit(payload)?.wait()
@@ -440,76 +463,6 @@ struct Writer {
     inject: Option<io::ErrorKind>,
 }
 
-/// The longest the writer waits for company when no fixed `commit_window` is set.
-const ADAPTIVE_CAP: Duration = Duration::from_millis(2);
-
-/// How closely records have been arriving: an average of the gaps between them. Records
-/// that come more often than [`ADAPTIVE_CAP`] apart (a thousand devices each sending once a
-/// second) wait up to twice that gap for the next, so two or three share a sync; a lone
-/// record, or records further apart, never wait; a flood's gaps are microseconds, so its
-/// groups form during the sync as before and its wait stays as short.
-///
-/// Waiting only pays when other writers are about: a client that sends its next record only
-/// once the last was acknowledged (a script posting in a loop, one device catching up) has
-/// nobody to share a sync with, and a wait would only slow it down and, by spacing its own
-/// records, feed the very gap average that set the wait. So the writer waits only while
-/// groups recently had company: more than one record, or another record already queued
-/// when a group's sync ended (see [`Company`]).
-#[derive(Debug)]
-struct Arrivals {
-    last: Option<Instant>,
-    /// Seconds.
-    gap: f64,
-    company: Company,
-}
-
-impl Default for Arrivals {
-    fn default() -> Self {
-        Self {
-            last: None,
-            gap: 1.0,
-            company: Company::default(),
-        }
-    }
-}
-
-/// How often recent groups had company (a decaying average of 0 or 1 per group).
-#[derive(Debug, Default)]
-struct Company(f64);
-
-impl Company {
-    /// Below this share of recent groups with company, the writer does not wait.
-    const THRESHOLD: f64 = 0.2;
-
-    fn note(&mut self, records: usize, queued_behind: bool) {
-        let had = records > 1 || queued_behind;
-        self.0 = 0.8 * self.0 + if had { 0.2 } else { 0.0 };
-    }
-
-    fn present(&self) -> bool {
-        self.0 > Self::THRESHOLD
-    }
-}
-
-impl Arrivals {
-    fn note(&mut self, now: Instant) {
-        if let Some(last) = self.last {
-            let gap = now.saturating_duration_since(last).as_secs_f64();
-            self.gap = 0.8 * self.gap + 0.2 * gap;
-        }
-        self.last = Some(now);
-    }
-
-    fn window(&self) -> Duration {
-        let cap = ADAPTIVE_CAP.as_secs_f64();
-        if self.gap >= cap || !self.company.present() {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64((2.0 * self.gap).min(cap))
-        }
-    }
-}
-
 impl Writer {
     fn fenced(&self) -> bool {
         self.guard.as_ref().is_some_and(|may_write| !may_write())
@@ -517,38 +470,14 @@ impl Writer {
 
     fn run(mut self, rx: mpsc::Receiver<Request>) {
         let mut batch: Vec<(Vec<u8>, tokio::sync::oneshot::Sender<Result<Lsn>>)> = Vec::new();
-        let mut arrivals = Arrivals::default();
-        let mut queued: Option<Request> = None;
-        let mut last_group = 1usize;
-        loop {
-            let first = match queued.take() {
-                Some(r) => r,
-                None => match rx.recv() {
-                    Ok(r) => r,
-                    Err(_) => break,
-                },
-            };
+        while let Ok(first) = rx.recv() {
             let mut pending = Some(first);
-            let window = if self.cfg.commit_window.is_zero() {
-                arrivals.window()
-            } else {
-                self.cfg.commit_window
-            };
-            let mut deadline = Instant::now() + window;
-            // The adaptive wait ends once as many records as the last group had are in: with
-            // a few writers each waiting for its acknowledgement, nobody else is coming.
-            let adaptive = self.cfg.commit_window.is_zero();
-            let enough = last_group.max(2);
+            let deadline = Instant::now() + self.cfg.commit_window;
+            // A producer's group being received: wait for its end, not for the clock.
+            let mut group_until: Option<Instant> = None;
             loop {
                 match pending.take() {
-                    Some(Request::Append(p, reply)) => {
-                        let now = Instant::now();
-                        arrivals.note(now);
-                        batch.push((p, reply));
-                        if adaptive && batch.len() >= enough {
-                            deadline = deadline.min(now);
-                        }
-                    }
+                    Some(Request::Append(p, reply)) => batch.push((p, reply)),
                     Some(Request::Trim(before, reply)) => {
                         // Sync what is queued first so trimming never races a write.
                         self.commit(&mut batch);
@@ -559,30 +488,25 @@ impl Writer {
                         });
                     }
                     Some(Request::Guard(g)) => self.guard = Some(g),
+                    Some(Request::GroupBegin) => {
+                        group_until = Some(Instant::now() + GROUP_WAIT);
+                    }
+                    Some(Request::GroupEnd) => group_until = None,
                     None => {}
                 }
                 let now = Instant::now();
-                let next = if now >= deadline {
+                let until = group_until.map_or(deadline, |g| g.max(deadline));
+                let next = if now >= until {
                     rx.try_recv().ok()
                 } else {
-                    rx.recv_timeout(deadline - now).ok()
+                    rx.recv_timeout(until - now).ok()
                 };
                 match next {
                     Some(r) => pending = Some(r),
                     None => break,
                 }
             }
-            let records = batch.len();
-            if records > 0 {
-                last_group = records;
-            }
             self.commit(&mut batch);
-            // Whether another record came while this group was written and synced.
-            queued = rx.try_recv().ok();
-            if records > 0 {
-                let appended = matches!(queued, Some(Request::Append(..)));
-                arrivals.company.note(records, appended);
-            }
         }
     }
 
@@ -713,36 +637,6 @@ mod fuzz;
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_writer_waits_for_company_only_when_groups_have_had_some() {
-        let mut a = Arrivals::default();
-        let t0 = Instant::now();
-        // Records 0.5 ms apart, each alone in its group (a client waiting for each ack).
-        for i in 0..50u64 {
-            a.note(t0 + Duration::from_micros(500 * i));
-            a.company.note(1, false);
-        }
-        assert_eq!(
-            a.window(),
-            Duration::ZERO,
-            "a lone sequential writer never waits"
-        );
-        // The same spacing with other writers about: groups of two, records queued behind.
-        for _ in 0..5 {
-            a.company.note(2, true);
-        }
-        let w = a.window();
-        assert!(
-            w > Duration::from_micros(900) && w < Duration::from_micros(1100),
-            "about twice the gap: {w:?}"
-        );
-        // Company gone again: the wait stops within a few groups.
-        for _ in 0..10 {
-            a.company.note(1, false);
-        }
-        assert_eq!(a.window(), Duration::ZERO);
-    }
-
     fn cfg() -> WalConfig {
         WalConfig {
             commit_window: Duration::from_millis(1),
@@ -868,6 +762,29 @@ mod tests {
             guard: None,
             inject: None,
         }
+    }
+
+    #[test]
+    fn a_group_is_synced_whole_once_its_producer_says_it_is_complete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = Wal::open(dir.path(), 0, WalConfig::default()).expect("open");
+        wal.begin_group();
+        let mut first = wal.submit(b"one".to_vec()).expect("submit");
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            matches!(
+                first.0.try_recv(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+            ),
+            "the group's first record waits for the rest of it"
+        );
+        let second = wal.submit(b"two".to_vec()).expect("submit");
+        wal.end_group();
+        assert_eq!(first.wait().expect("durable"), 0);
+        assert_eq!(second.wait().expect("durable"), 1);
+        // Outside a group nothing waits.
+        assert_eq!(wal.append(b"three".to_vec()).expect("durable"), 2);
+        assert_eq!(records(&wal, 0).len(), 3);
     }
 
     #[test]

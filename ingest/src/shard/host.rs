@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use super::worker::{Begun, Job, MAX_GROUP, TICK, Worker};
+use super::gather::Gather;
+use super::worker::{Begun, Job, TICK, Worker, gathered};
 
 pub(super) enum HostMsg {
     Job(u32, Job),
@@ -55,19 +56,20 @@ pub(super) fn run(n: usize, rx: mpsc::Receiver<HostMsg>) -> bool {
     );
     let mut workers: BTreeMap<u32, Worker> = BTreeMap::new();
     let mut swept = Instant::now();
+    let mut gather = Gather::default();
+    let mut queued: Option<HostMsg> = None;
     loop {
-        let mut msgs = match rx.recv_timeout(TICK) {
-            Ok(m) => vec![m],
-            Err(mpsc::RecvTimeoutError::Timeout) => Vec::new(),
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        let first = match queued.take() {
+            Some(m) => Some(m),
+            None => match rx.recv_timeout(TICK) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
         };
-        while msgs.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(m) => msgs.push(m),
-                Err(_) => break,
-            }
-        }
-        depth.set(msgs.len() as f64);
+        let msgs = gathered(&rx, first, &mut gather);
+        let taken = msgs.len();
+        depth.set(taken as f64);
         let mut group: BTreeMap<u32, Vec<Job>> = BTreeMap::new();
         for msg in msgs {
             match msg {
@@ -105,6 +107,8 @@ pub(super) fn run(n: usize, rx: mpsc::Receiver<HostMsg>) -> bool {
             }
         }
         run_group(&mut workers, group);
+        queued = rx.try_recv().ok();
+        gather.answered(Instant::now(), taken, queued.is_none());
         if swept.elapsed() >= TICK {
             for w in workers.values_mut() {
                 w.guarded(Worker::tick);

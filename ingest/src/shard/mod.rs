@@ -10,6 +10,7 @@
 mod fence;
 #[cfg(test)]
 mod fuzz;
+mod gather;
 mod host;
 mod record;
 mod router;

@@ -1,0 +1,141 @@
+//! When a shard's thread starts on the jobs it has: at once, or after waiting a moment for
+//! more, so that messages arriving close together share one log sync.
+//!
+//! Waiting pays only for arrivals that do not depend on the answers: a thousand devices each
+//! publishing once a second arrive about every millisecond whatever the shard does, and a
+//! wait of a millisecond or two lets two or three of them share a sync instead of each paying
+//! for its own. Clients that send their next request only once the last was answered (a
+//! script posting in a loop, `wrk`, a device catching up) come back within a round trip of
+//! each answer; a wait only slows them down, and by spacing their requests it would feed the
+//! very gap average that set it.
+//!
+//! So two averages are kept: of the gaps between arrivals, and of the time from an answer to
+//! the next arrival, sampled only when nothing was waiting at the answer (a backlog says
+//! nothing about the clients). The thread waits, up to twice the arrival gap and at most
+//! [`CAP`], only when arrivals are closer than [`CAP`] and do not follow the answers; the wait
+//! also ends as soon as as many jobs are in as the last group had.
+
+use std::time::{Duration, Instant};
+
+/// The longest a first job waits for company.
+pub(super) const CAP: Duration = Duration::from_millis(2);
+
+/// Arrivals this soon after an answer are taken as its client's next request.
+const FOLLOWS: Duration = Duration::from_micros(300);
+
+#[derive(Debug)]
+pub(super) struct Gather {
+    last_arrival: Option<Instant>,
+    /// Seconds between arrivals (a decaying average).
+    gap: f64,
+    /// When the last group was answered with nothing waiting behind it.
+    answered_idle: Option<Instant>,
+    /// Seconds from such an answer to the next arrival (a decaying average).
+    after_answer: f64,
+    last_group: usize,
+}
+
+impl Default for Gather {
+    fn default() -> Self {
+        Self {
+            last_arrival: None,
+            gap: 1.0,
+            answered_idle: None,
+            after_answer: 0.0,
+            last_group: 1,
+        }
+    }
+}
+
+impl Gather {
+    /// A job arrived (or was taken) at `now`.
+    pub(super) fn arrived(&mut self, now: Instant) {
+        if let Some(last) = self.last_arrival {
+            let gap = now.saturating_duration_since(last).as_secs_f64();
+            self.gap = 0.8 * self.gap + 0.2 * gap;
+        }
+        self.last_arrival = Some(now);
+        if let Some(answered) = self.answered_idle.take() {
+            let after = now.saturating_duration_since(answered).as_secs_f64();
+            self.after_answer = 0.8 * self.after_answer + 0.2 * after;
+        }
+    }
+
+    /// How long the first job of a group waits for more.
+    pub(super) fn window(&self) -> Duration {
+        let cap = CAP.as_secs_f64();
+        if self.gap >= cap || self.after_answer < FOLLOWS.as_secs_f64() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((2.0 * self.gap).min(cap))
+        }
+    }
+
+    /// How many jobs end the wait early: as many as the last group had, and at least two.
+    pub(super) fn enough(&self) -> usize {
+        self.last_group.max(2)
+    }
+
+    /// A group of `jobs` was answered at `now`; `idle` says nothing was waiting then.
+    pub(super) fn answered(&mut self, now: Instant, jobs: usize, idle: bool) {
+        if jobs > 0 {
+            self.last_group = jobs;
+        }
+        self.answered_idle = idle.then_some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(t0: Instant, us: u64) -> Instant {
+        t0 + Duration::from_micros(us)
+    }
+
+    #[test]
+    fn a_client_waiting_for_each_answer_is_never_held() {
+        let mut g = Gather::default();
+        let t0 = Instant::now();
+        // Each request 100 µs after the answer to the last, answers 300 µs later.
+        let mut t = 0;
+        for _ in 0..50 {
+            t += 100;
+            g.arrived(at(t0, t));
+            assert!(g.window() <= CAP);
+            t += 300;
+            g.answered(at(t0, t), 1, true);
+        }
+        assert_eq!(g.window(), Duration::ZERO);
+    }
+
+    #[test]
+    fn devices_arriving_on_their_own_about_every_millisecond_wait_for_company() {
+        let mut g = Gather::default();
+        let t0 = Instant::now();
+        // Arrivals every 800 µs; answered 300 µs after each, with nothing waiting.
+        for i in 0..50 {
+            let t = 800 * i;
+            g.arrived(at(t0, t));
+            g.answered(at(t0, t + 300), 1, true);
+        }
+        let w = g.window();
+        assert!(
+            w > Duration::from_micros(1400) && w <= Duration::from_micros(1700),
+            "about twice the gap: {w:?}"
+        );
+        assert_eq!(g.enough(), 2);
+    }
+
+    #[test]
+    fn sparse_arrivals_never_wait() {
+        let mut g = Gather::default();
+        let t0 = Instant::now();
+        for i in 0..50 {
+            let t = 10_000 * i;
+            g.arrived(at(t0, t));
+            g.answered(at(t0, t + 300), 1, true);
+        }
+        assert_eq!(g.window(), Duration::ZERO);
+    }
+}
