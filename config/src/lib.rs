@@ -217,8 +217,9 @@ impl Default for StorageSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
     /// How long (milliseconds) a shard's log waits for more values before the `fdatasync`
-    /// that makes them durable (and lets them be acknowledged). 0: sync at once; a few ms
-    /// shares each sync among more devices, saving CPU and SD-card writes at a small cost in
+    /// that makes them durable (and lets them be acknowledged). 0: no fixed wait (the shard
+    /// worker waits up to 2 ms for devices arriving close together); a few ms shares each
+    /// sync among more devices, saving CPU and SD-card writes at a small cost in
     /// acknowledgement latency.
     pub commit_window_ms: u64,
     /// Seconds between flushes of buffered points to the feed files (each flush writes every
