@@ -93,7 +93,18 @@ pub async fn keep(settings: Settings, status: Shared, mut stop: watch::Receiver<
             _ = stop.wait_for(|s| *s) => return,
         }
         let started = Instant::now();
-        let name = format!("{PREFIX}{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
+        // Numbered in the order made: the clock may step back (a Pi without a clock at boot),
+        // and pruning must never take a new backup for an old one.
+        let next = listed(&dir)
+            .iter()
+            .map(|(p, _)| sequence(p))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let name = format!(
+            "{PREFIX}{next:06}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        );
         let dest = dir.join(&name);
         // Never remove what this run did not create (a name already taken after a clock step).
         let existed = dest.exists();
@@ -139,6 +150,18 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// A backup's number in the order this task made them (`ynni-<number>-<time>`); 0 for the
+/// names of before numbering (`ynni-<time>`), which sort among themselves by time.
+fn sequence(path: &Path) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(PREFIX))
+        .and_then(|rest| rest.split('-').next())
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The backups in `dir` (named by this task), oldest first, with whether each finished.
 fn listed(dir: &Path) -> Vec<(PathBuf, bool)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -154,7 +177,7 @@ fn listed(dir: &Path) -> Vec<(PathBuf, bool)> {
             (p, finished)
         })
         .collect();
-    out.sort();
+    out.sort_by(|(a, _), (b, _)| (sequence(a), a).cmp(&(sequence(b), b)));
     out
 }
 
@@ -175,8 +198,9 @@ fn prune(dir: &Path, keep: usize) -> std::io::Result<()> {
     for old in finished.iter().take(finished.len().saturating_sub(keep)) {
         std::fs::remove_dir_all(old)?;
     }
-    for (p, done) in &all {
-        if !done && newest.as_ref().is_some_and(|n| p < n) {
+    let newest_at = all.iter().position(|(p, _)| Some(p) == newest.as_ref());
+    for (i, (p, done)) in all.iter().enumerate() {
+        if !done && newest_at.is_some_and(|n| i < n) {
             std::fs::remove_dir_all(p)?;
         }
     }
@@ -215,6 +239,35 @@ mod tests {
                 "other-backup",
                 "ynni-20260103T000000Z",
                 "ynni-20260104T000000Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn backups_are_pruned_in_the_order_made_whatever_the_clock_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in [
+            "ynni-20260101T000000Z",
+            "ynni-000001-20260105T000000Z",
+            "ynni-000002-20260106T000000Z",
+            // Made after a clock step back: newest all the same.
+            "ynni-000003-19700101T000100Z",
+        ] {
+            std::fs::create_dir(d.join(name)).unwrap();
+            std::fs::write(d.join(name).join(MANIFEST), "{}").unwrap();
+        }
+        prune(d, 2).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "ynni-000002-20260106T000000Z",
+                "ynni-000003-19700101T000100Z"
             ]
         );
     }
