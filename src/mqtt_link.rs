@@ -185,6 +185,8 @@ pub struct Started {
     pub sessions: ynni_broker::Sessions,
     /// Whether the broker still delivers messages (false once it stopped).
     pub broker_up: Arc<std::sync::atomic::AtomicBool>,
+    /// The MQTTS listener's certificate, reloaded on SIGHUP.
+    pub tls: Option<Arc<ynni_broker::TlsPair>>,
 }
 
 /// MQTT messages the broker delivered to ynni (a metric).
@@ -233,6 +235,7 @@ pub async fn start(
         ),
     )
     .await?;
+    let tls = running.tls.clone();
     if let Some(addr) = running.tls_addr {
         tracing::info!("MQTT TLS listening on {addr}");
     }
@@ -306,6 +309,7 @@ pub async fn start(
         credentials: credentials_tx,
         sessions: all_sessions,
         broker_up,
+        tls,
     })
 }
 

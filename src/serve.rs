@@ -233,6 +233,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // Watched with or without HTTPS: SIGHUP's default action would end the process.
     tokio::spawn(reload_on_hangup(
         https.as_ref().map(|(_, certs)| certs.clone()),
+        mqtt.tls.clone(),
         stop_rx.clone(),
     ));
     let https_state = state.clone();
@@ -361,6 +362,7 @@ async fn https_listener(
 /// does not load is logged and the previous one keeps serving.
 async fn reload_on_hangup(
     certs: Option<Arc<ynni_web::tls::Certificates>>,
+    mqtts: Option<Arc<ynni_broker::TlsPair>>,
     mut stop: watch::Receiver<bool>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -373,11 +375,18 @@ async fn reload_on_hangup(
     };
     loop {
         tokio::select! {
-            _ = hangups.recv() => match certs.as_ref().map(|c| c.reload()) {
-                None => tracing::info!("SIGHUP: nothing to reload (no HTTPS listener)"),
-                Some(Ok(())) => tracing::info!("SIGHUP: HTTPS certificate reloaded"),
-                Some(Err(e)) => tracing::error!(error = %e, "SIGHUP: HTTPS certificate not reloaded; the previous one still serves"),
-            },
+            _ = hangups.recv() => {
+                match certs.as_ref().map(|c| c.reload()) {
+                    None => tracing::info!("SIGHUP: no HTTPS listener to reload"),
+                    Some(Ok(())) => tracing::info!("SIGHUP: HTTPS certificate reloaded"),
+                    Some(Err(e)) => tracing::error!(error = %e, "SIGHUP: HTTPS certificate not reloaded; the previous one still serves"),
+                }
+                match mqtts.as_ref().map(|c| c.reload()) {
+                    None => {}
+                    Some(Ok(())) => tracing::info!("SIGHUP: MQTTS certificate reloaded"),
+                    Some(Err(e)) => tracing::error!(error = %e, "SIGHUP: MQTTS certificate not reloaded; the previous one still serves"),
+                }
+            }
             _ = stop.wait_for(|s| *s) => return,
         }
     }

@@ -30,6 +30,7 @@ use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
 use rumqttd::{Notification, Router, RouterConfig};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+pub use listen::TlsPair;
 pub use sessions::Sessions;
 
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +265,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The TLS listener's address, when there is one.
     pub tls_addr: Option<SocketAddr>,
+    /// The TLS listener's certificate, to reload (SIGHUP) when it is renewed.
+    pub tls: Option<Arc<TlsPair>>,
     /// The websocket listener's address, when there is one.
     pub ws_addr: Option<SocketAddr>,
     /// Messages published on ingest topics (`<base>/…`, [`HA_STATUS`]).
@@ -283,7 +286,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
     let addr = local_addr(&plain, opts.listen)?;
     let tls = match &opts.tls {
         Some(t) => {
-            let acceptor = listen::tls_acceptor(&t.cert, &t.key)?;
+            let acceptor = Arc::new(TlsPair::load(&t.cert, &t.key)?);
             let l = listen::bind(t.listen).await?;
             Some((local_addr(&l, t.listen)?, l, acceptor))
         }
@@ -354,8 +357,9 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
     });
     let permits = Arc::new(Semaphore::new(max_connections));
     let mut listeners = vec![("mqtt", plain, listen::Kind::Plain)];
-    let tls_addr = tls.map(|(a, l, acceptor)| {
-        listeners.push(("mqtts", l, listen::Kind::Tls(acceptor)));
+    let tls_pair = tls.as_ref().map(|(_, _, pair)| pair.clone());
+    let tls_addr = tls.map(|(a, l, pair)| {
+        listeners.push(("mqtts", l, listen::Kind::Tls(pair)));
         a
     });
     let ws_addr = ws.map(|(a, l)| {
@@ -380,6 +384,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
     Ok(Running {
         addr,
         tls_addr,
+        tls: tls_pair,
         ws_addr,
         inbound,
         publisher: Publisher { link: out_tx },

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -25,7 +25,7 @@ pub(crate) type Stream = Box<dyn Io>;
 #[derive(Clone)]
 pub(crate) enum Kind {
     Plain,
-    Tls(tokio_rustls::TlsAcceptor),
+    Tls(Arc<TlsPair>),
     Websocket,
 }
 
@@ -40,14 +40,44 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
     })
 }
 
-/// Reads the PEM certificate chain and key of a TLS listener.
-pub(crate) fn tls_acceptor(
-    cert: &str,
-    key: &str,
-) -> Result<tokio_rustls::TlsAcceptor, BrokerError> {
-    let config = ynni_core::tls::server_config(Path::new(cert), Path::new(key), &[])
-        .map_err(|e| BrokerError::Tls(e.to_string()))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+/// The MQTTS listener's certificate and key (PEM), read at start and again on
+/// [`TlsPair::reload`] (the server calls it on SIGHUP, as for HTTPS). Each new handshake uses
+/// the pair loaded last; open connections keep theirs; a pair that fails to load leaves the
+/// previous one serving.
+pub struct TlsPair {
+    cert: String,
+    key: String,
+    current: RwLock<tokio_rustls::TlsAcceptor>,
+}
+
+impl TlsPair {
+    pub(crate) fn load(cert: &str, key: &str) -> Result<Self, BrokerError> {
+        Ok(Self {
+            current: RwLock::new(Self::read(cert, key)?),
+            cert: cert.to_string(),
+            key: key.to_string(),
+        })
+    }
+
+    fn read(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor, BrokerError> {
+        let config = ynni_core::tls::server_config(Path::new(cert), Path::new(key), &[])
+            .map_err(|e| BrokerError::Tls(e.to_string()))?;
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+
+    /// Reads the files again; on success new connections use the new pair.
+    pub fn reload(&self) -> Result<(), BrokerError> {
+        let acceptor = Self::read(&self.cert, &self.key)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
+        Ok(())
+    }
+
+    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// Finishes the transport handshake of an accepted socket.
@@ -55,7 +85,7 @@ pub(crate) async fn handshake(kind: &Kind, socket: TcpStream) -> std::io::Result
     let _ = socket.set_nodelay(true);
     match kind {
         Kind::Plain => Ok(Box::new(socket)),
-        Kind::Tls(acceptor) => Ok(Box::new(acceptor.accept(socket).await?)),
+        Kind::Tls(pair) => Ok(Box::new(pair.acceptor().accept(socket).await?)),
         Kind::Websocket => {
             use async_tungstenite::tungstenite::protocol::WebSocketConfig;
             // One MQTT packet per message at most; a bound on what one client can make us hold.

@@ -1,6 +1,6 @@
 //! HTTPS beside HTTP: a client trusting the certificate is served (with HSTS and `Secure`
 //! session cookies), one that does not is refused, and a renewed certificate is taken up on
-//! SIGHUP without dropping an open connection.
+//! SIGHUP without dropping an open connection, by the MQTTS listener too.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -126,6 +126,7 @@ async fn https_serves_trusting_clients_and_reloads_its_certificate_on_sighup() {
     let server = Server::builder()
         .data_dir(&data)
         .env("HTTP__TLS_LISTEN", "127.0.0.1:0")
+        .env("MQTT__TLS_LISTEN", "127.0.0.1:0")
         .start();
     let port = server
         .log()
@@ -135,6 +136,18 @@ async fn https_serves_trusting_clients_and_reloads_its_certificate_on_sighup() {
         .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
         .expect("the HTTPS listener's address in the log")
         .port();
+    let mqtts = server
+        .log()
+        .split("MQTT TLS listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .expect("the MQTTS listener's address in the log")
+        .port();
+    assert!(
+        connect(mqtts, Some(&first)).await.is_ok(),
+        "MQTTS, first pair"
+    );
     register(&server, "alice", "secret123").await;
 
     // Plain HTTP is still served, without HSTS and with a cookie that is not `Secure`.
@@ -189,6 +202,15 @@ async fn https_serves_trusting_clients_and_reloads_its_certificate_on_sighup() {
         .expect("kill");
     assert!(hup.success());
     log_soon(&server, "HTTPS certificate reloaded").await;
+    log_soon(&server, "MQTTS certificate reloaded").await;
+    assert!(
+        connect(mqtts, Some(&first)).await.is_err(),
+        "MQTTS serves the renewed pair"
+    );
+    assert!(
+        connect(mqtts, Some(&cert)).await.is_ok(),
+        "MQTTS, renewed pair"
+    );
     let (status, _, body) = exchange(&mut kept, "GET", "/version", None).await;
     assert_eq!((status, body.as_str()), (200, "11.16.8"));
     assert!(connect(port, Some(&first)).await.is_err());
