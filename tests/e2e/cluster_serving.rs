@@ -1026,6 +1026,69 @@ async fn the_authorization_sweep_holds_across_nodes() {
     }
 }
 
+/// A regenerated write key is refused at once by the node that changed it and, through the
+/// catalog's change notices, by every other node within a second; the new key works on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regenerated_key_is_refused_through_every_node_within_a_second() {
+    let _one = ONE_CLUSTER.lock().await;
+    let TwoNodes {
+        n1,
+        n2,
+        b,
+        pg: _pg,
+        dir: _dir,
+        ..
+    } = two_nodes().await;
+    let post = |base: &str, key: &str| {
+        format!("{base}/input/post?node=k&fulljson=%7B%22p%22%3A1%7D&apikey={key}")
+    };
+    // Both nodes have the key in their caches.
+    for node in [&n1, &n2] {
+        assert_eq!(retrying(&post(&node.base, &b.write)).await.0, 200);
+    }
+    // Changed on n2, b's owner, in a login session (an apikey may not change keys).
+    let session = crate::harness::browser();
+    let r = crate::harness::post_form(
+        &session,
+        &n2.url("/user/login.json"),
+        &[("username", b.name.as_str()), ("password", "password123")],
+    )
+    .await;
+    assert!(r.body.contains("true"), "{}", r.body);
+    let r = get(&session, &n2.url("/user/newapikeywrite.json")).await;
+    let changed = Instant::now();
+    let body = r.body;
+    let reply: serde_json::Value = serde_json::from_str(&body).expect(&body);
+    let new_key = reply["write_apikey"].as_str().expect(&body).to_string();
+    let r = get(&script(), &post(&n2.base, &b.write)).await;
+    assert_eq!(
+        r.status, 401,
+        "at once on the node that changed it: {}",
+        r.body
+    );
+    let refused_on_n1 = loop {
+        let r = get(&script(), &post(&n1.base, &b.write)).await;
+        if r.status == 401 {
+            break changed.elapsed();
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "n1 still takes the old key: {} {}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    eprintln!("old key refused on the other node after {refused_on_n1:?}");
+    for node in [&n1, &n2] {
+        assert_eq!(retrying(&post(&node.base, &new_key)).await.0, 200);
+    }
+    for node in [n2, n1] {
+        let (status, log) = node.stop();
+        assert!(status.success(), "{log}");
+    }
+}
+
 /// With `cluster.redis`, login attempts and registrations count once for all nodes: a client
 /// alternating between two nodes gets the limit, not twice it. A Redis that cannot be reached stops
 /// start-up naming the setting.
