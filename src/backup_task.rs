@@ -211,6 +211,16 @@ fn prune(dir: &Path, keep: usize) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// What is left in `d`, sorted.
+    fn names(d: &Path) -> Vec<String> {
+        let mut left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        left
+    }
+
     #[test]
     fn pruning_keeps_the_newest_finished_backups_and_nothing_else_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
@@ -228,11 +238,7 @@ mod tests {
             }
         }
         prune(d, 2).unwrap();
-        let mut left: Vec<String> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
+        let left = names(d);
         assert_eq!(
             left,
             [
@@ -258,11 +264,7 @@ mod tests {
             std::fs::write(d.join(name).join(MANIFEST), "{}").unwrap();
         }
         prune(d, 2).unwrap();
-        let mut left: Vec<String> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
+        let left = names(d);
         assert_eq!(
             left,
             [

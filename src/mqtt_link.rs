@@ -186,7 +186,7 @@ pub struct Started {
     /// Whether the broker still delivers messages (false once it stopped).
     pub broker_up: Arc<std::sync::atomic::AtomicBool>,
     /// The MQTTS listener's certificate, reloaded on SIGHUP.
-    pub tls: Option<Arc<ynni_broker::TlsPair>>,
+    pub tls: Option<Arc<ynni_core::tls::Certificates>>,
 }
 
 /// MQTT messages the broker delivered to ynni (a metric).

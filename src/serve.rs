@@ -352,7 +352,8 @@ async fn https_listener(
         return Ok(None);
     }
     let (cert, key) = tls_pair(data_dir.root(), "http", &h.tls_cert, &h.tls_key)?;
-    let certs = ynni_web::tls::Certificates::load(cert, key).context("http.tls_cert")?;
+    let certs = ynni_web::tls::Certificates::load(cert, key, ynni_web::tls::ALPN)
+        .context("http.tls_cert")?;
     let addr = h.tls_listen.parse().context("http.tls_listen")?;
     let listener = ynni_web::bind(addr).await?;
     Ok(Some((listener, Arc::new(certs))))
@@ -362,7 +363,7 @@ async fn https_listener(
 /// does not load is logged and the previous one keeps serving.
 async fn reload_on_hangup(
     certs: Option<Arc<ynni_web::tls::Certificates>>,
-    mqtts: Option<Arc<ynni_broker::TlsPair>>,
+    mqtts: Option<Arc<ynni_core::tls::Certificates>>,
     mut stop: watch::Receiver<bool>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};

@@ -322,6 +322,17 @@ async fn two_services_on_postgres_charge_each_day_once() {
     assert_balanced(&one).await;
 }
 
+/// The days `userid` was charged for, with the feeds each was charged for.
+async fn charged_days(cat: &Catalog, userid: i64) -> Vec<(String, i64)> {
+    cat.ledger_for_user(userid, "0000-01-01", "9999-12-31")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.kind == "accrual")
+        .map(|t| (t.effective_date, t.quantity))
+        .collect()
+}
+
 /// A day is charged for the most feeds the account held at once that day, not for what it
 /// has when the charge runs: feeds deleted later the same day still pay for it.
 #[tokio::test]
@@ -340,14 +351,7 @@ async fn each_day_is_charged_for_the_feeds_held_that_day() {
     let start = today();
     billing.top_up(alice, 1000, "pay-1", start).await.unwrap();
     billing.accrue(plus(start, 1)).await.unwrap();
-    let charged: Vec<(String, i64)> = cat
-        .ledger_for_user(alice, "0000-01-01", "9999-12-31")
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|t| t.kind == "accrual")
-        .map(|t| (t.effective_date, t.quantity))
-        .collect();
+    let charged = charged_days(&cat, alice).await;
     assert_eq!(
         charged,
         vec![(start.to_string(), 4)],
@@ -355,14 +359,7 @@ async fn each_day_is_charged_for_the_feeds_held_that_day() {
     );
     // The next day nothing recorded (the snapshot did not run): the one feed left.
     billing.accrue(plus(start, 2)).await.unwrap();
-    let last = cat
-        .ledger_for_user(alice, "0000-01-01", "9999-12-31")
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|t| t.kind == "accrual")
-        .map(|t| (t.effective_date, t.quantity))
-        .next_back();
+    let last = charged_days(&cat, alice).await.pop();
     assert_eq!(last, Some((plus(start, 1).to_string(), 1)));
     // A reversed charge is no longer exported as usage; the other still is.
     let key = format!("accrual:{alice}:{start}");

@@ -30,7 +30,6 @@ use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
 use rumqttd::{Notification, Router, RouterConfig};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-pub use listen::TlsPair;
 pub use sessions::Sessions;
 
 #[derive(Debug, thiserror::Error)]
@@ -266,7 +265,7 @@ pub struct Running {
     /// The TLS listener's address, when there is one.
     pub tls_addr: Option<SocketAddr>,
     /// The TLS listener's certificate, to reload (SIGHUP) when it is renewed.
-    pub tls: Option<Arc<TlsPair>>,
+    pub tls: Option<Arc<ynni_core::tls::Certificates>>,
     /// The websocket listener's address, when there is one.
     pub ws_addr: Option<SocketAddr>,
     /// Messages published on ingest topics (`<base>/…`, [`HA_STATUS`]).
@@ -286,7 +285,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
     let addr = local_addr(&plain, opts.listen)?;
     let tls = match &opts.tls {
         Some(t) => {
-            let acceptor = Arc::new(TlsPair::load(&t.cert, &t.key)?);
+            let acceptor = Arc::new(listen::tls_pair(&t.cert, &t.key)?);
             let l = listen::bind(t.listen).await?;
             Some((local_addr(&l, t.listen)?, l, acceptor))
         }

@@ -5,13 +5,15 @@
 //! backlog) instead of spinning on `EMFILE`.
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+
+use ynni_core::tls::Certificates;
 
 use crate::BrokerError;
 
@@ -25,7 +27,7 @@ pub(crate) type Stream = Box<dyn Io>;
 #[derive(Clone)]
 pub(crate) enum Kind {
     Plain,
-    Tls(Arc<TlsPair>),
+    Tls(Arc<Certificates>),
     Websocket,
 }
 
@@ -40,44 +42,10 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
     })
 }
 
-/// The MQTTS listener's certificate and key (PEM), read at start and again on
-/// [`TlsPair::reload`] (the server calls it on SIGHUP, as for HTTPS). Each new handshake uses
-/// the pair loaded last; open connections keep theirs; a pair that fails to load leaves the
-/// previous one serving.
-pub struct TlsPair {
-    cert: String,
-    key: String,
-    current: RwLock<tokio_rustls::TlsAcceptor>,
-}
-
-impl TlsPair {
-    pub(crate) fn load(cert: &str, key: &str) -> Result<Self, BrokerError> {
-        Ok(Self {
-            current: RwLock::new(Self::read(cert, key)?),
-            cert: cert.to_string(),
-            key: key.to_string(),
-        })
-    }
-
-    fn read(cert: &str, key: &str) -> Result<tokio_rustls::TlsAcceptor, BrokerError> {
-        let config = ynni_core::tls::server_config(Path::new(cert), Path::new(key), &[])
-            .map_err(|e| BrokerError::Tls(e.to_string()))?;
-        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-    }
-
-    /// Reads the files again; on success new connections use the new pair.
-    pub fn reload(&self) -> Result<(), BrokerError> {
-        let acceptor = Self::read(&self.cert, &self.key)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
-        Ok(())
-    }
-
-    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
+/// The MQTTS listener's certificate and key (PEM), reloaded on SIGHUP like HTTPS's.
+pub(crate) fn tls_pair(cert: &str, key: &str) -> Result<Certificates, BrokerError> {
+    Certificates::load(PathBuf::from(cert), PathBuf::from(key), &[])
+        .map_err(|e| BrokerError::Tls(e.to_string()))
 }
 
 /// Finishes the transport handshake of an accepted socket.

@@ -1,8 +1,8 @@
 //! A TLS listener's certificate and key, read from PEM files (the MQTTS and HTTPS
-//! listeners share this).
+//! listeners share this), and read again when the operator renews them.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use tokio_rustls::rustls;
 
@@ -53,6 +53,58 @@ pub fn server_config(
         .map_err(|e| err("using certificate", cert, &e))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
+}
+
+/// A listener's certificate and key, read at start and again on [`Certificates::reload`]
+/// (the server calls it on SIGHUP). Each new connection's handshake uses the pair loaded last;
+/// connections already open keep theirs, so renewing a certificate drops no client. A pair
+/// that fails to load leaves the previous one serving.
+pub struct Certificates {
+    cert: PathBuf,
+    key: PathBuf,
+    alpn: &'static [&'static [u8]],
+    current: RwLock<tokio_rustls::TlsAcceptor>,
+}
+
+impl Certificates {
+    /// Reads the pair in `cert` and `key` (PEM), offering `alpn`.
+    pub fn load(
+        cert: PathBuf,
+        key: PathBuf,
+        alpn: &'static [&'static [u8]],
+    ) -> Result<Self, TlsError> {
+        let acceptor = Self::read(&cert, &key, alpn)?;
+        Ok(Self {
+            cert,
+            key,
+            alpn,
+            current: RwLock::new(acceptor),
+        })
+    }
+
+    fn read(
+        cert: &Path,
+        key: &Path,
+        alpn: &[&[u8]],
+    ) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+        let config = server_config(cert, key, alpn)?;
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+
+    /// Reads the files again; on success new connections use the new pair.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let acceptor = Self::read(&self.cert, &self.key, self.alpn)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = acceptor;
+        Ok(())
+    }
+
+    /// The pair new connections use now.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 #[cfg(test)]

@@ -746,6 +746,14 @@ async fn a_node_paused_past_its_lease_acknowledges_and_writes_nothing_after_it_r
     assert!(status.success());
 }
 
+/// Stops each node and checks it shut down cleanly.
+fn stop_cleanly(nodes: impl IntoIterator<Item = Server>) {
+    for node in nodes {
+        let (status, log) = node.stop();
+        assert!(status.success(), "{log}");
+    }
+}
+
 /// `input/post` of 3600 W at `T + t` for `acct` through `base`.
 fn post_3600w(base: &str, t: i64, acct: &Account) -> String {
     format!(
@@ -905,10 +913,7 @@ async fn vshards_move_on_drain_join_and_return_with_accumulators_exact() {
         kwh.iter().all(|k| *k == expected),
         "kWh {kwh:?} through each node, {expected} on one node"
     );
-    for node in [n3.expect("n3"), n2, n1] {
-        let (status, log) = node.stop();
-        assert!(status.success(), "{log}");
-    }
+    stop_cleanly([n3.expect("n3"), n2, n1]);
 }
 
 /// What only an account's owner publishes, retained (Home Assistant discovery and the feeds'
@@ -984,10 +989,7 @@ async fn home_assistant_discovery_follows_an_account_to_its_new_owner() {
         );
         got.extend(received(&mut ev, Duration::from_millis(500)).await);
     }
-    for node in [n2, n1] {
-        let (status, log) = node.stop();
-        assert!(status.success(), "{log}");
-    }
+    stop_cleanly([n2, n1]);
 }
 
 /// The authorization sweep of one node (every action, every credential, bob against alice's
@@ -1020,10 +1022,7 @@ async fn the_authorization_sweep_holds_across_nodes() {
     let entry = if owner_of(bob.id) == "n1" { &n2 } else { &n1 };
     let failures = crate::authz::sweep(entry, &alice, &bob, &carol).await;
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    for node in [n2, n1] {
-        let (status, log) = node.stop();
-        assert!(status.success(), "{log}");
-    }
+    stop_cleanly([n2, n1]);
 }
 
 /// A regenerated write key is refused at once by the node that changed it and, through the
@@ -1083,10 +1082,7 @@ async fn a_regenerated_key_is_refused_through_every_node_within_a_second() {
     for node in [&n1, &n2] {
         assert_eq!(retrying(&post(&node.base, &new_key)).await.0, 200);
     }
-    for node in [n2, n1] {
-        let (status, log) = node.stop();
-        assert!(status.success(), "{log}");
-    }
+    stop_cleanly([n2, n1]);
 }
 
 /// With `cluster.redis`, login attempts and registrations count once for all nodes: a client

@@ -15,7 +15,10 @@
 //! [`CAP`], only when arrivals are closer than [`CAP`] and do not follow the answers; the wait
 //! also ends as soon as as many jobs are in as the last group had.
 
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use super::worker::{MAX_GROUP, TICK};
 
 /// The longest a first job waits for company.
 pub(super) const CAP: Duration = Duration::from_millis(2);
@@ -82,6 +85,79 @@ impl Gather {
             self.last_group = jobs;
         }
         self.answered_idle = idle.then_some(now);
+    }
+}
+
+/// A shard thread's queue as groups of jobs: one [`Gather`], and the job found behind a group
+/// when it was answered (taken first next time).
+pub(super) struct Intake<T> {
+    gather: Gather,
+    queued: Option<T>,
+}
+
+impl<T> Default for Intake<T> {
+    fn default() -> Self {
+        Self {
+            gather: Gather::default(),
+            queued: None,
+        }
+    }
+}
+
+impl<T> Intake<T> {
+    /// The next group to start on: the first job (waiting up to [`TICK`] for one; an empty
+    /// group if none came, so the thread can do its periodic work), whatever is queued behind
+    /// it, and, when [`Gather`] says arrivals are close and independent of the answers, those
+    /// that come within its window (until as many are in as the last group had). `None` once
+    /// every sender is gone.
+    pub(super) fn next(&mut self, rx: &mpsc::Receiver<T>) -> Option<Vec<T>> {
+        let first = match self.queued.take() {
+            Some(job) => job,
+            None => match rx.recv_timeout(TICK) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => return Some(Vec::new()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            },
+        };
+        let gather = &mut self.gather;
+        gather.arrived(Instant::now());
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => {
+                    gather.arrived(Instant::now());
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let window = gather.window();
+        if window.is_zero() {
+            return Some(jobs);
+        }
+        let deadline = Instant::now() + window;
+        let enough = gather.enough().min(MAX_GROUP);
+        while jobs.len() < enough {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            match rx.recv_timeout(deadline - now) {
+                Ok(j) => {
+                    gather.arrived(Instant::now());
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        Some(jobs)
+    }
+
+    /// The group of `taken` jobs has been answered: notes whether anything waited behind it.
+    pub(super) fn answered(&mut self, rx: &mpsc::Receiver<T>, taken: usize) {
+        self.queued = rx.try_recv().ok();
+        self.gather
+            .answered(Instant::now(), taken, self.queued.is_none());
     }
 }
 

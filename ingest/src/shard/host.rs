@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use super::gather::Gather;
-use super::worker::{Begun, Job, TICK, Worker, gathered};
+use super::gather::Intake;
+use super::worker::{Begun, Job, TICK, Worker};
 
 pub(super) enum HostMsg {
     Job(u32, Job),
@@ -56,18 +56,8 @@ pub(super) fn run(n: usize, rx: mpsc::Receiver<HostMsg>) -> bool {
     );
     let mut workers: BTreeMap<u32, Worker> = BTreeMap::new();
     let mut swept = Instant::now();
-    let mut gather = Gather::default();
-    let mut queued: Option<HostMsg> = None;
-    loop {
-        let first = match queued.take() {
-            Some(m) => Some(m),
-            None => match rx.recv_timeout(TICK) {
-                Ok(m) => Some(m),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            },
-        };
-        let msgs = gathered(&rx, first, &mut gather);
+    let mut intake = Intake::default();
+    while let Some(msgs) = intake.next(&rx) {
         let taken = msgs.len();
         depth.set(taken as f64);
         let mut group: BTreeMap<u32, Vec<Job>> = BTreeMap::new();
@@ -107,8 +97,7 @@ pub(super) fn run(n: usize, rx: mpsc::Receiver<HostMsg>) -> bool {
             }
         }
         run_group(&mut workers, group);
-        queued = rx.try_recv().ok();
-        gather.answered(Instant::now(), taken, queued.is_none());
+        intake.answered(&rx, taken);
         if swept.elapsed() >= TICK {
             for w in workers.values_mut() {
                 w.guarded(Worker::tick);

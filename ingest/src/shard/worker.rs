@@ -33,7 +33,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono_tz::Tz;
 use tokio::runtime::Handle;
@@ -43,7 +43,7 @@ use ynni_storage::wal::{Lsn, Ticket};
 use ynni_storage::{Engine, FeedStore, Point, StorageError, query};
 
 use super::fence::Fence;
-use super::gather::Gather;
+use super::gather::Intake;
 use super::record::{FeedWrite, Record};
 use super::router::{IngestError, LastValues, Limits, Output, RouterConfig, Submission};
 use super::state::ShardState;
@@ -355,18 +355,8 @@ impl Worker {
             crate::metrics::QUEUE_DEPTH,
             "worker" => crate::metrics::worker_label("shard", self.n)
         );
-        let mut gather = Gather::default();
-        let mut queued: Option<Job> = None;
-        loop {
-            let first = match queued.take() {
-                Some(job) => Some(job),
-                None => match rx.recv_timeout(TICK) {
-                    Ok(job) => Some(job),
-                    Err(mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                },
-            };
-            let jobs = gathered(&rx, first, &mut gather);
+        let mut intake = Intake::default();
+        while let Some(jobs) = intake.next(&rx) {
             let taken = jobs.len();
             depth.set(taken as f64);
             if jobs.iter().any(|j| matches!(j, Job::Abandon)) {
@@ -381,8 +371,7 @@ impl Worker {
             if stop {
                 break;
             }
-            queued = rx.try_recv().ok();
-            gather.answered(Instant::now(), taken, queued.is_none());
+            intake.answered(&rx, taken);
         }
         self.final_flush()
     }
@@ -1359,47 +1348,6 @@ impl Host for VirtualHost<'_> {
             .copied()
             .flatten()
     }
-}
-
-/// The jobs to start on: `first`, whatever is queued behind it, and, when [`Gather`] says
-/// arrivals are close and independent of the answers, those that come within its window
-/// (until as many are in as the last group had).
-pub(super) fn gathered<T>(rx: &mpsc::Receiver<T>, first: Option<T>, gather: &mut Gather) -> Vec<T> {
-    let mut jobs: Vec<T> = Vec::new();
-    let Some(first) = first else {
-        return jobs;
-    };
-    gather.arrived(Instant::now());
-    jobs.push(first);
-    while jobs.len() < MAX_GROUP {
-        match rx.try_recv() {
-            Ok(j) => {
-                gather.arrived(Instant::now());
-                jobs.push(j);
-            }
-            Err(_) => break,
-        }
-    }
-    let window = gather.window();
-    if window.is_zero() {
-        return jobs;
-    }
-    let deadline = Instant::now() + window;
-    let enough = gather.enough().min(MAX_GROUP);
-    while jobs.len() < enough {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        match rx.recv_timeout(deadline - now) {
-            Ok(j) => {
-                gather.arrived(Instant::now());
-                jobs.push(j);
-            }
-            Err(_) => break,
-        }
-    }
-    jobs
 }
 
 #[cfg(test)]
