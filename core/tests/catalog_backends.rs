@@ -191,6 +191,16 @@ async fn inputs_feeds_devices(cat: &Catalog, alice: i64, bob: i64) {
             .expect("db"),
         None
     );
+    // Both rows are read (and remembered) before they change: every change must show.
+    assert!(!cat.feed_by_id(f).await.expect("db").expect("f").public);
+    assert_eq!(
+        cat.feed_by_id(g)
+            .await
+            .expect("db")
+            .expect("g")
+            .process_list,
+        ""
+    );
     let clash = cat
         .update_feed_fields(g, Some("power"), None, None, None)
         .await
@@ -212,7 +222,13 @@ async fn inputs_feeds_devices(cat: &Catalog, alice: i64, bob: i64) {
     );
     let row = cat.feed_by_id(g).await.expect("db").expect("g");
     assert_eq!(row.process_list, "x");
+    let row = cat.feed_by_id(f).await.expect("db").expect("f");
+    assert_eq!(
+        (row.public, row.unit.as_str(), row.size),
+        (true, "kW", 1234)
+    );
     cat.delete_feed_row(g).await.expect("db");
+    assert_eq!(cat.feed_by_id(g).await.expect("db"), None);
     assert_eq!(cat.feeds_for_user(alice).await.expect("db").len(), 1);
 
     // Devices.
@@ -547,6 +563,40 @@ async fn a_key_change_on_one_node_reaches_the_others() {
     }
     let took = refused_after.expect("the other node still accepts the old key after 1 s");
     println!("old key refused on the other node after {took:?}");
+
+    // Feed rows too: b remembers a private feed, a makes it public, then deletes it.
+    let feed = a
+        .create_feed(user.id, "power", "", 5, "W")
+        .await
+        .expect("db");
+    assert!(!b.feed_by_id(feed).await.expect("db").expect("feed").public);
+    assert!(
+        a.update_feed_fields(feed, None, None, Some(true), None)
+            .await
+            .expect("db")
+    );
+    let mut public = false;
+    for _ in 0..100 {
+        public = b.feed_by_id(feed).await.expect("db").expect("feed").public;
+        if public {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        public,
+        "the other node still serves the feed as private after 1 s"
+    );
+    a.delete_feed_row(feed).await.expect("db");
+    let mut gone = false;
+    for _ in 0..100 {
+        gone = b.feed_by_id(feed).await.expect("db").is_none();
+        if gone {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(gone, "the other node still knows a deleted feed after 1 s");
     // The announcement emptied b's whole cache: the read key changed behind its back is now
     // read afresh, and refused.
     assert!(

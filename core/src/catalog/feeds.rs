@@ -1,6 +1,7 @@
 //! Feeds: ownership, name, tag, engine and unit. The data is in the engines' files.
 
 use super::on_db;
+use super::users::{ForgetKeys, KEY_CACHE_LIMIT};
 use super::{Catalog, CatalogError};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -52,7 +53,32 @@ impl Catalog {
         Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
     }
 
+    /// The feed row `id`, remembered once read (every graph and value request looks its feed
+    /// up; changes go through this handle and empty what it remembers).
     pub async fn feed_by_id(&self, id: i64) -> Result<Option<FeedRow>, CatalogError> {
+        let generation = {
+            let cache = self.keys.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(hit) = cache.feeds.get(&id) {
+                return Ok(Some(hit.clone()));
+            }
+            cache.generation
+        };
+        let row = self.feed_row(id).await?;
+        // Only rows that exist are remembered, so unknown ids cannot grow the cache.
+        if let Some(row) = &row {
+            let mut cache = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            if cache.generation == generation && cache.enabled {
+                if cache.feeds.len() >= KEY_CACHE_LIMIT {
+                    cache.feeds.clear();
+                }
+                cache.feeds.insert(id, row.clone());
+            }
+        }
+        Ok(row)
+    }
+
+    /// The feed row `id` as the database has it now (for changes made from it).
+    async fn feed_row(&self, id: i64) -> Result<Option<FeedRow>, CatalogError> {
         let sql = format!("SELECT {COLUMNS} FROM feeds WHERE id = $1");
         Ok(self.select_optional(sqlx::AssertSqlSafe(sql), id).await?)
     }
@@ -82,12 +108,14 @@ impl Catalog {
     }
 
     pub async fn set_feed_size(&self, id: i64, size: i64) -> Result<(), CatalogError> {
+        let _forget = ForgetKeys(self);
         let sql = "UPDATE feeds SET size = $1 WHERE id = $2";
         self.execute2(sql, size, id).await?;
         Ok(())
     }
 
     pub async fn set_feed_process_list(&self, id: i64, list: &str) -> Result<(), CatalogError> {
+        let _forget = ForgetKeys(self);
         let sql = "UPDATE feeds SET processList = $1 WHERE id = $2";
         self.execute2(sql, list, id).await?;
         Ok(())
@@ -103,7 +131,8 @@ impl Catalog {
         public: Option<bool>,
         unit: Option<&str>,
     ) -> Result<bool, CatalogError> {
-        let Some(row) = self.feed_by_id(id).await? else {
+        let _forget = ForgetKeys(self);
+        let Some(row) = self.feed_row(id).await? else {
             return Ok(false);
         };
         let (name, tag) = (name.unwrap_or(&row.name), tag.unwrap_or(&row.tag));
@@ -133,7 +162,8 @@ impl Catalog {
     }
 
     pub async fn delete_feed_row(&self, id: i64) -> Result<(), CatalogError> {
-        if let Some(row) = self.feed_by_id(id).await? {
+        let _forget = ForgetKeys(self);
+        if let Some(row) = self.feed_row(id).await? {
             self.note_feeds_held(row.userid, &utc_today()).await?;
         }
         let sql = "DELETE FROM feeds WHERE id = $1";

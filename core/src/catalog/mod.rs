@@ -102,21 +102,23 @@ impl CatalogError {
 #[derive(Clone, Debug)]
 pub struct Catalog {
     db: Db,
-    /// Apikey → account, so a post does not cost a database query. Emptied by every change to
-    /// an account made through this handle (this process is the only one that changes
-    /// accounts; `ynni user add` in another process only adds them), so a regenerated key stops
-    /// working at once.
+    /// Apikey → account and feed id → feed row, so a post or a graph does not cost a database
+    /// query. Emptied by every change to an account or a feed row made through this handle
+    /// (this process is the only one that changes them; `ynni user add` in another process
+    /// only adds accounts, and only rows that exist are remembered), so a regenerated key
+    /// stops working and a feed made private stops being served at once.
     keys: std::sync::Arc<std::sync::RwLock<KeyCache>>,
 }
 
-/// Remembered apikeys. `generation` counts account changes: a lookup that started before a
-/// change must not store what it read.
+/// Remembered apikeys and feed rows. `generation` counts changes: a lookup that started before
+/// a change must not store what it read.
 #[derive(Debug, Default)]
 pub(crate) struct KeyCache {
     pub generation: u64,
     pub map: std::collections::HashMap<String, (User, KeyKind)>,
+    pub feeds: std::collections::HashMap<i64, feeds::FeedRow>,
     /// Whether lookups may be remembered: always with SQLite; with PostgreSQL only while this
-    /// node hears the other nodes' account changes.
+    /// node hears the other nodes' changes.
     pub enabled: bool,
 }
 
@@ -257,14 +259,16 @@ impl Catalog {
 /// The PostgreSQL channel on which nodes announce account changes.
 const KEY_CHANNEL: &str = "ynni_catalog_keys";
 
-/// Empties a remembered-keys cache; a lookup that started before cannot store what it read.
+/// Empties the remembered keys and feed rows; a lookup that started before cannot store what it
+/// read.
 pub(crate) fn forget_keys(keys: &std::sync::RwLock<KeyCache>) {
     let mut cache = keys.write().unwrap_or_else(|p| p.into_inner());
     cache.generation += 1;
     cache.map.clear();
+    cache.feeds.clear();
 }
 
-/// Tells every node's catalog that an account changed (PostgreSQL's NOTIFY, delivered to each
+/// Tells every node's catalog that an account or a feed row changed (PostgreSQL's NOTIFY, delivered to each
 /// listening connection once the change has committed). Sent from a task, as it is called from
 /// a guard's `drop`.
 pub(crate) fn notify_key_change(pool: &PgPool) {

@@ -71,10 +71,11 @@ pub struct ProfileUpdate {
 
 /// More distinct keys than this empties the cache: a bound on memory far above one server's
 /// users.
-const KEY_CACHE_LIMIT: usize = 100_000;
+pub(super) const KEY_CACHE_LIMIT: usize = 100_000;
 
-/// Forgets every remembered apikey when dropped, i.e. after the change to an account it guards
-/// (successful or not), so no lookup can keep what was true before it.
+/// Forgets every remembered apikey and feed row when dropped, i.e. after the change to an
+/// account or a feed it guards (successful or not), so no lookup can keep what was true before
+/// it.
 pub(super) struct ForgetKeys<'a>(pub(super) &'a Catalog);
 
 impl Drop for ForgetKeys<'_> {

@@ -14,6 +14,9 @@
 //! nothing about the clients). The thread waits, up to twice the arrival gap and at most
 //! [`CAP`], only when arrivals are closer than [`CAP`] and do not follow the answers; the wait
 //! also ends as soon as as many jobs are in as the last group had.
+//!
+//! Only jobs that go to the log count ([`SharesSync`]): a read has no sync to share, so a group
+//! of reads starts at once, and reads neither shorten the gap average nor fill a group.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -88,11 +91,18 @@ impl Gather {
     }
 }
 
+/// Whether a job is written to the shard's log (and so shares its sync with others).
+pub(super) trait SharesSync {
+    fn shares_sync(&self) -> bool;
+}
+
 /// A shard thread's queue as groups of jobs: one [`Gather`], and the job found behind a group
 /// when it was answered (taken first next time).
 pub(super) struct Intake<T> {
     gather: Gather,
     queued: Option<T>,
+    /// How many of the last group's jobs were logged.
+    logged: usize,
 }
 
 impl<T> Default for Intake<T> {
@@ -100,17 +110,19 @@ impl<T> Default for Intake<T> {
         Self {
             gather: Gather::default(),
             queued: None,
+            logged: 0,
         }
     }
 }
 
-impl<T> Intake<T> {
+impl<T: SharesSync> Intake<T> {
     /// The next group to start on: the first job (waiting up to [`TICK`] for one; an empty
     /// group if none came, so the thread can do its periodic work), whatever is queued behind
     /// it, and, when [`Gather`] says arrivals are close and independent of the answers, those
     /// that come within its window (until as many are in as the last group had). `None` once
     /// every sender is gone.
     pub(super) fn next(&mut self, rx: &mpsc::Receiver<T>) -> Option<Vec<T>> {
+        self.logged = 0;
         let first = match self.queued.take() {
             Some(job) => job,
             None => match rx.recv_timeout(TICK) {
@@ -119,32 +131,31 @@ impl<T> Intake<T> {
                 Err(mpsc::RecvTimeoutError::Disconnected) => return None,
             },
         };
-        let gather = &mut self.gather;
-        gather.arrived(Instant::now());
+        self.take(&first);
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(j) => {
-                    gather.arrived(Instant::now());
+                    self.take(&j);
                     jobs.push(j);
                 }
                 Err(_) => break,
             }
         }
-        let window = gather.window();
+        let window = self.window();
         if window.is_zero() {
             return Some(jobs);
         }
         let deadline = Instant::now() + window;
-        let enough = gather.enough().min(MAX_GROUP);
-        while jobs.len() < enough {
+        let enough = self.gather.enough();
+        while self.logged < enough && jobs.len() < MAX_GROUP {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
             match rx.recv_timeout(deadline - now) {
                 Ok(j) => {
-                    gather.arrived(Instant::now());
+                    self.take(&j);
                     jobs.push(j);
                 }
                 Err(_) => break,
@@ -153,11 +164,30 @@ impl<T> Intake<T> {
         Some(jobs)
     }
 
-    /// The group of `taken` jobs has been answered: notes whether anything waited behind it.
-    pub(super) fn answered(&mut self, rx: &mpsc::Receiver<T>, taken: usize) {
+    /// How long the group being gathered waits for company: not at all without a job to log.
+    fn window(&self) -> Duration {
+        if self.logged == 0 {
+            Duration::ZERO
+        } else {
+            self.gather.window()
+        }
+    }
+
+    /// Counts a job of the group being gathered.
+    fn take(&mut self, job: &T) {
+        if job.shares_sync() {
+            self.gather.arrived(Instant::now());
+            self.logged += 1;
+        }
+    }
+
+    /// The last group has been answered: notes whether anything waited behind it.
+    pub(super) fn answered(&mut self, rx: &mpsc::Receiver<T>) {
         self.queued = rx.try_recv().ok();
-        self.gather
-            .answered(Instant::now(), taken, self.queued.is_none());
+        if self.logged > 0 {
+            self.gather
+                .answered(Instant::now(), self.logged, self.queued.is_none());
+        }
     }
 }
 
@@ -201,6 +231,40 @@ mod tests {
             "about twice the gap: {w:?}"
         );
         assert_eq!(g.enough(), 2);
+    }
+
+    struct J(bool);
+    impl SharesSync for J {
+        fn shares_sync(&self) -> bool {
+            self.0
+        }
+    }
+
+    #[test]
+    fn reads_never_wait_for_company_nor_count_as_arrivals() {
+        let mut intake = Intake::<J>::default();
+        let t0 = Instant::now();
+        for i in 0..50 {
+            let t = 800 * i;
+            intake.gather.arrived(at(t0, t));
+            intake.gather.answered(at(t0, t + 300), 1, true);
+        }
+        let gap = intake.gather.gap;
+        intake.take(&J(false));
+        intake.take(&J(false));
+        assert_eq!(
+            intake.window(),
+            Duration::ZERO,
+            "a group of reads starts at once"
+        );
+        assert_eq!(intake.gather.gap, gap, "reads leave the arrival gaps alone");
+        intake.take(&J(true));
+        assert!(intake.window() > Duration::ZERO, "a submission still waits");
+        let (tx, rx) = mpsc::channel();
+        tx.send(J(false)).expect("send");
+        let group = intake.next(&rx).expect("a group");
+        assert_eq!(group.len(), 1);
+        assert_eq!(intake.logged, 0, "a read-only group logs nothing");
     }
 
     #[test]

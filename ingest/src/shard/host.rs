@@ -17,8 +17,14 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use super::gather::Intake;
+use super::gather::{Intake, SharesSync};
 use super::worker::{Begun, Job, TICK, Worker};
+
+impl SharesSync for HostMsg {
+    fn shares_sync(&self) -> bool {
+        matches!(self, HostMsg::Job(_, job) if job.shares_sync())
+    }
+}
 
 pub(super) enum HostMsg {
     Job(u32, Job),
@@ -97,7 +103,7 @@ pub(super) fn run(n: usize, rx: mpsc::Receiver<HostMsg>) -> bool {
             }
         }
         run_group(&mut workers, group);
-        intake.answered(&rx, taken);
+        intake.answered(&rx);
         if swept.elapsed() >= TICK {
             for w in workers.values_mut() {
                 w.guarded(Worker::tick);

@@ -43,7 +43,7 @@ use ynni_storage::wal::{Lsn, Ticket};
 use ynni_storage::{Engine, FeedStore, Point, StorageError, query};
 
 use super::fence::Fence;
-use super::gather::Intake;
+use super::gather::{Intake, SharesSync};
 use super::record::{FeedWrite, Record};
 use super::router::{IngestError, LastValues, Limits, Output, RouterConfig, Submission};
 use super::state::ShardState;
@@ -179,6 +179,13 @@ pub enum Job {
     /// Stop at once, writing nothing more (cluster mode: the vshard's lease is lost; the next
     /// owner replays the log).
     Abandon,
+}
+
+impl SharesSync for Job {
+    /// Submissions are logged as a group with one sync; everything else is answered alone.
+    fn shares_sync(&self) -> bool {
+        matches!(self, Job::Ingest(..))
+    }
 }
 
 /// Last values from another installation (an import).
@@ -371,7 +378,7 @@ impl Worker {
             if stop {
                 break;
             }
-            intake.answered(&rx, taken);
+            intake.answered(&rx);
         }
         self.final_flush()
     }
