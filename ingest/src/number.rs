@@ -20,10 +20,70 @@ pub fn php_json(v: Option<f64>) -> Value {
     }
 }
 
+/// Appends the text of [`php_json`]`(v)` to `out` without building a `Value` (a graph writes
+/// thousands of them per reply). `zmij` is the crate serde_json writes floats with, so the
+/// text is the same (a property test below holds them together).
+pub fn write_php_json(out: &mut String, v: Option<f64>) {
+    match v {
+        Some(x) if x.fract() == 0.0 && x.abs() < EXACT => write_i64(out, x as i64),
+        Some(x) if x.is_finite() => out.push_str(zmij::Buffer::new().format_finite(x)),
+        _ => out.push_str("null"),
+    }
+}
+
+/// Appends `n` as JSON writes it.
+pub fn write_i64(out: &mut String, n: i64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
 #[cfg(test)]
 mod tests {
-    use super::php_json;
+    use super::{php_json, write_i64, write_php_json};
+    use proptest::prelude::*;
     use serde_json::json;
+
+    fn written(v: Option<f64>) -> String {
+        let mut out = String::new();
+        write_php_json(&mut out, v);
+        out
+    }
+
+    #[test]
+    fn written_text_is_the_values_text() {
+        for v in [
+            None,
+            Some(0.0),
+            Some(-0.0),
+            Some(102.0),
+            Some(-3.25),
+            Some(0.1),
+            Some(f64::NAN),
+            Some(f64::INFINITY),
+            Some(f64::NEG_INFINITY),
+            Some(9_007_199_254_740_991.0),
+            Some(9_007_199_254_740_992.0),
+            Some(-1e20),
+            Some(f64::MIN_POSITIVE),
+            Some(-2.225_073_858_507_201_4e-308),
+            Some(f64::MAX),
+        ] {
+            assert_eq!(written(v), php_json(v).to_string(), "{v:?}");
+        }
+        let mut out = String::new();
+        write_i64(&mut out, i64::MIN);
+        assert_eq!(out, i64::MIN.to_string());
+    }
+
+    proptest! {
+        #[test]
+        fn written_text_matches_serde_json(bits in any::<u64>(), small in -1e7f64..1e7) {
+            let v = f64::from_bits(bits);
+            prop_assert_eq!(written(Some(v)), php_json(Some(v)).to_string());
+            prop_assert_eq!(written(Some(small)), php_json(Some(small)).to_string());
+            let rounded = (small * 100.0).round() / 100.0;
+            prop_assert_eq!(written(Some(rounded)), php_json(Some(rounded)).to_string());
+        }
+    }
 
     fn text(v: f64) -> String {
         php_json(Some(v)).to_string()

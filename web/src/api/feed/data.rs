@@ -18,6 +18,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use ynni_core::catalog::FeedRow;
+use ynni_ingest::number;
 use ynni_ingest::shard::{FeedAnswer, FeedOp};
 use ynni_storage::query::{self, DataRequest, Interval, QueryError, TimeFormat, TimeValue};
 
@@ -35,8 +36,9 @@ pub(super) const MAX_IDS: usize = 64;
 /// per-feed limit of 20,000. That is 6.4 MB of points and 10–16 MB of JSON at most.
 const MAX_TOTAL_POINTS: usize = 400_000;
 
-/// Bytes of JSON per point, to size the reply string once instead of doubling it.
-const JSON_BYTES_PER_POINT: usize = 24;
+/// Bytes of JSON per point, to size the reply string once instead of doubling it: a time in
+/// milliseconds and a mean with 17 digits take about 35.
+const JSON_BYTES_PER_POINT: usize = 40;
 
 /// What the action itself asks for, whatever the parameters say.
 #[derive(Debug, Default, Clone, Copy)]
@@ -433,17 +435,28 @@ impl PointBudget {
 
 /// Appends `s` as `[[time,value],…]` (`[value,…]` without times), as `serde_json` prints it.
 fn write_points(out: &mut String, s: &Series, tz: chrono_tz::Tz) {
+    out.reserve(2 + JSON_BYTES_PER_POINT * s.points.len());
     out.push('[');
     for (k, &(t, v)) in s.points.iter().enumerate() {
         if k > 0 {
             out.push(',');
         }
-        // Writing to a String cannot fail.
-        let _ = match query::render_time(t, s.format, tz) {
-            Some(TimeValue::Int(t)) => write!(out, "[{t},{}]", reply::number(v)),
-            Some(TimeValue::Text(t)) => write!(out, "[{},{}]", Value::String(t), reply::number(v)),
-            None => write!(out, "{}", reply::number(v)),
-        };
+        match query::render_time(t, s.format, tz) {
+            Some(TimeValue::Int(t)) => {
+                out.push('[');
+                number::write_i64(out, t);
+                out.push(',');
+                number::write_php_json(out, v);
+                out.push(']');
+            }
+            Some(TimeValue::Text(t)) => {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "[{},", Value::String(t));
+                number::write_php_json(out, v);
+                out.push(']');
+            }
+            None => number::write_php_json(out, v),
+        }
     }
     out.push(']');
 }
