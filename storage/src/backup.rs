@@ -4,7 +4,8 @@
 //! # Why this order is enough
 //!
 //! No lock is taken and no write waits. Per shard, the log's segments are copied first, then
-//! its checkpoint; the feed files of every shard after that.
+//! its newest checkpoint (or its replacement, if a newer one replaced it meanwhile); the feed
+//! files of every shard after that.
 //!
 //! - A value acknowledged before the copy began is in a log segment then. If its segment is
 //!   still there when copied, the copy has it. If the segment was trimmed first, a checkpoint
@@ -55,7 +56,7 @@ pub fn copy_live(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result
                 copy_if_present(from, to, &rel.join(&name), None, &mut out)?;
             }
         }
-        copy_if_present(from, to, &rel.join("checkpoint"), None, &mut out)?;
+        copy_checkpoint(from, to, &rel, &mut out)?;
     }
     let fixed = Path::new(FIXED_DIR);
     for name in sorted_entries(&from.join(fixed))? {
@@ -159,6 +160,40 @@ fn sorted_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
         .map_err(io_err("listing", dir))?;
     names.sort();
     Ok(names)
+}
+
+/// Copies the newest checkpoint of the shard log `rel` (and one under the old name, if any).
+/// A checkpoint deleted before it was copied was replaced by a newer one, which is copied
+/// instead: the copy must have a checkpoint at least as new as any that trimmed the log.
+fn copy_checkpoint(from: &Path, to: &Path, rel: &Path, out: &mut Vec<Copied>) -> Result<()> {
+    for _ in 0..FIXED_TRIES {
+        let mut named_seen = false;
+        let mut vanished = false;
+        for (path, named) in crate::checkpoint::files(&from.join(rel))? {
+            if named.is_some() {
+                if named_seen {
+                    continue;
+                }
+                named_seen = true;
+            }
+            let Some(name) = path.file_name() else {
+                continue;
+            };
+            let before = out.len();
+            copy_if_present(from, to, &rel.join(name), None, out)?;
+            vanished |= out.len() == before;
+        }
+        if !vanished {
+            return Ok(());
+        }
+    }
+    Err(StorageError::Io {
+        op: "backing up",
+        path: from.join(rel),
+        source: io::Error::other(format!(
+            "the checkpoint changed under each of {FIXED_TRIES} copies"
+        )),
+    })
 }
 
 /// Copies `rel` from `from` to `to` unless it vanished meanwhile (a trimmed segment, a
@@ -268,6 +303,10 @@ mod tests {
             ("wal/0/00000000000000000000.wal", 100),
             ("wal/0/checkpoint", 30),
             ("wal/0/checkpoint.tmp", 30),
+            ("wal/1/checkpoint-00000000000000000007", 30),
+            // Older than the one above: not needed.
+            ("wal/1/checkpoint-00000000000000000003", 30),
+            ("wal/1/checkpoint-00000000000000000009.tmp", 30),
             ("phpfina/1.dat", 4 * 10 + 3),
             ("phpfina/1.meta", 16),
             ("phpfina/1.levels", 48),
@@ -295,6 +334,7 @@ mod tests {
                 ("wal/workers".to_string(), 2),
                 ("wal/0/00000000000000000000.wal".into(), 100),
                 ("wal/0/checkpoint".into(), 30),
+                ("wal/1/checkpoint-00000000000000000007".into(), 30),
                 ("phpfina/1.dat".into(), 40),
                 ("phpfina/1.meta".into(), 16),
                 ("phptimeseries/feed_2.MYD".into(), 27),

@@ -646,9 +646,11 @@ mod tests {
     /// The checkpoint file's identity: a rewrite replaces it (a new inode).
     fn checkpoint_inode(dirs: &Dirs) -> Option<u64> {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(dirs.0.path().join("wal/checkpoint"))
-            .ok()
-            .map(|m| m.ino())
+        let newest = checkpoint::files(&dirs.0.path().join("wal"))
+            .expect("list")
+            .into_iter()
+            .next()?;
+        std::fs::metadata(newest.0).ok().map(|m| m.ino())
     }
 
     #[test]

@@ -28,8 +28,15 @@
 //! A new segment starts once the current one passes `segment_bytes`. On open, every segment
 //! is checked; a record that is cut short or fails its checksum at the end of the **last**
 //! segment is a torn write from a crash and is cut off with a warning. The same damage in an
-//! earlier segment means acknowledged records were lost and is reported as an error.
+//! earlier segment, among the records before the next segment's first, means acknowledged
+//! records were lost and is reported as an error.
 //! [`Wal::trim`] deletes whole segments whose records are all older than a checkpoint.
+//!
+//! A segment's records end where the next segment begins. A writer only ever starts a segment
+//! at the end of the log as it found it, so anything an earlier segment holds beyond that
+//! point, whole or torn, was added by a writer that no longer owned the log (in a cluster, a
+//! node paused past its lease while the next owner opened the log): it is ignored by
+//! [`Wal::open`] and [`Wal::replay`], never taken for damage.
 //!
 //! # Write failures
 //!
@@ -149,6 +156,14 @@ fn list_segments(dir: &Path) -> Result<Vec<Segment>> {
     Ok(segs)
 }
 
+/// The LSN at which segment `i`'s records end: where the next segment begins (none after the
+/// last). A writer starts a segment only at the end of the log it has, so records an earlier
+/// segment holds from there on were appended by a writer that had lost the log to another (in
+/// a cluster, an owner paused past its lease): never acknowledged, and not part of the log.
+fn segment_limit(segs: &[Segment], i: usize) -> Lsn {
+    segs.get(i + 1).map_or(Lsn::MAX, |next| next.first_lsn)
+}
+
 /// The records of one segment, and the byte length of its valid prefix.
 struct Scan {
     records: Vec<(Lsn, Vec<u8>)>,
@@ -227,7 +242,15 @@ impl Wal {
             }
             let bytes = fs::read(&seg.path).map_err(io_err("reading", &seg.path))?;
             let s = scan(&bytes, seg.first_lsn);
-            if let Some(damage) = s.damage {
+            let limit = segment_limit(&segs, i);
+            let whole = seg.first_lsn + s.records.len() as u64 >= limit;
+            if let Some(damage) = s.damage.as_ref().filter(|_| whole) {
+                tracing::warn!(
+                    segment = %seg.path.display(),
+                    "write-ahead log segment goes on past the next one's start ({damage}); \
+                     ignoring what a former writer added after the log was taken over"
+                );
+            } else if let Some(damage) = s.damage {
                 if i + 1 != segs.len() {
                     return Err(StorageError::CorruptWal {
                         path: seg.path.clone(),
@@ -257,7 +280,7 @@ impl Wal {
                 }
                 f.sync_all().map_err(io_err("syncing", &seg.path))?;
             }
-            let end = seg.first_lsn + s.records.len() as u64;
+            let end = (seg.first_lsn + s.records.len() as u64).min(limit);
             previous_end = Some(end);
             next_lsn = next_lsn.max(end);
         }
@@ -316,9 +339,14 @@ impl Wal {
     /// new records are appended.
     pub fn replay(&self, from: Lsn, mut f: impl FnMut(Lsn, &[u8]) -> Result<()>) -> Result<u64> {
         let mut count = 0;
-        for seg in list_segments(&self.dir)? {
+        let segs = list_segments(&self.dir)?;
+        for (i, seg) in segs.iter().enumerate() {
             let bytes = fs::read(&seg.path).map_err(io_err("reading", &seg.path))?;
+            let limit = segment_limit(&segs, i);
             for (lsn, payload) in scan(&bytes, seg.first_lsn).records {
+                if lsn >= limit {
+                    break;
+                }
                 if lsn >= from {
                     f(lsn, &payload)?;
                     count += 1;
@@ -679,6 +707,45 @@ mod tests {
             left.len()
         );
         assert_eq!(wal.append(b"more".to_vec()).expect("append"), 20);
+    }
+
+    /// A former owner still holding the log open appends after the next owner opened it: its
+    /// records, whole or torn, are not part of the log.
+    #[test]
+    fn records_a_former_writer_appends_after_a_takeover_are_ignored() {
+        let big = WalConfig {
+            commit_window: Duration::ZERO,
+            segment_bytes: 1 << 20,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = Wal::open(dir.path(), 0, big).expect("open");
+        for i in 0..3u8 {
+            old.append(vec![i]).expect("append");
+        }
+        // The next owner opens the log: it starts segment 3. Nothing of its own yet.
+        let new = Wal::open(dir.path(), 0, big).expect("take over");
+        assert_eq!(new.first_new_lsn(), 3);
+        assert_eq!(old.append(b"stale".to_vec()).expect("stale append"), 3);
+        drop(new);
+        let again = Wal::open(dir.path(), 0, big).expect("reopen");
+        assert_eq!(again.first_new_lsn(), 3, "the stale record takes no number");
+        assert_eq!(records(&again, 0).len(), 3);
+        assert_eq!(again.append(b"new".to_vec()).expect("append"), 3);
+        // The former owner appends again, and is cut short (killed) while writing.
+        old.append(b"stale again".to_vec()).expect("stale append");
+        drop(old);
+        let first = segment_path(dir.path(), 0);
+        let mut torn = fs::OpenOptions::new()
+            .append(true)
+            .open(&first)
+            .expect("open");
+        torn.write_all(&[9, 0, 0, 0, 1]).expect("torn record");
+        drop((torn, again));
+        let last = Wal::open(dir.path(), 0, big).expect("a torn stale tail is no damage");
+        let got = records(&last, 0);
+        let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
+        assert_eq!(payloads, [&[0u8][..], &[1], &[2], b"new"]);
+        assert_eq!(last.first_new_lsn(), 4);
     }
 
     #[test]

@@ -14,6 +14,18 @@
 //! What remains is the gap between the storage's check and the write right after it, inside
 //! one thread with no waiting between them: the lease's margin (a fifth of it, 2 s by
 //! default) covers it unless the process is stopped exactly there for longer than the margin.
+//! Each kind of write such a late writer can make is harmless or bounded:
+//! - A log append lands in the segment the former owner had open, past the point where the
+//!   new owner's first segment begins: the log ignores it ([`ynni_storage::wal`]), and it was
+//!   never acknowledged (the check after the sync fails).
+//! - A checkpoint is named by its LSN, so it cannot replace the new owner's newer one
+//!   ([`ynni_storage::checkpoint`]); a trim only deletes what that former checkpoint covered,
+//!   which every newer checkpoint covers too.
+//! - A feed file write puts there what the log says, which the new owner replays too and
+//!   writes the same; it differs only where the new owner has since written the same slot
+//!   again (a point posted twice for one time), and that one write of one flush is the
+//!   remaining exposure.
+//!
 //! Acknowledgements are safe whatever the pause: the check after the sync comes after the
 //! write, so a reply is only sent by an owner whose lease was valid once the data was durable.
 

@@ -37,7 +37,7 @@ fn read_bytes(
     dir: &Path,
     bytes: &[u8],
 ) -> Result<crate::error::Result<Option<Checkpoint>>, TestCaseError> {
-    fs::write(dir.join("checkpoint"), bytes).map_err(fail)?;
+    fs::write(dir.join(super::LEGACY), bytes).map_err(fail)?;
     Ok(read(dir))
 }
 
@@ -124,7 +124,7 @@ proptest! {
     fn written_checkpoints_read_back(cp in checkpoint()) {
         let dir = tempfile::tempdir().map_err(fail)?;
         write(dir.path(), &cp).map_err(fail)?;
-        prop_assert_eq!(fs::read(dir.path().join("checkpoint")).map_err(fail)?, encoded(&cp));
+        prop_assert_eq!(fs::read(super::path_for(dir.path(), cp.next_lsn)).map_err(fail)?, encoded(&cp));
         prop_assert_eq!(read(dir.path()).map_err(fail)?, Some(cp));
     }
 }
