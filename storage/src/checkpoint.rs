@@ -58,7 +58,7 @@ pub fn files(dir: &Path) -> Result<Vec<(PathBuf, Option<Lsn>)>> {
             out.push((dir.join(name), Some(lsn)));
         }
     }
-    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.sort_by_key(|b| std::cmp::Reverse(b.1));
     Ok(out)
 }
 
@@ -146,10 +146,11 @@ pub fn write(dir: &Path, cp: &Checkpoint) -> Result<()> {
             // The old name's file goes unless it is newer (or unreadable: kept for a look).
             None => matches!(read_file(&path), Ok(Some(old)) if old.next_lsn <= cp.next_lsn),
         };
-        if older && let Err(e) = fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %path.display(), error = %e, "could not delete an older checkpoint");
-            }
+        if older
+            && let Err(e) = fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not delete an older checkpoint");
         }
     }
     Ok(())

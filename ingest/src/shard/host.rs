@@ -17,12 +17,15 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use super::gather::{Intake, SharesSync};
+use super::gather::{Intake, Pace, SharesSync};
 use super::worker::{Begun, Job, TICK, Worker};
 
 impl SharesSync for HostMsg {
-    fn shares_sync(&self) -> bool {
-        matches!(self, HostMsg::Job(_, job) if job.shares_sync())
+    fn shares_sync(&self) -> Option<Pace> {
+        match self {
+            HostMsg::Job(_, job) => job.shares_sync(),
+            _ => None,
+        }
     }
 }
 

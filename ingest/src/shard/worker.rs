@@ -43,7 +43,7 @@ use ynni_storage::wal::{Lsn, Ticket};
 use ynni_storage::{Engine, FeedStore, Point, StorageError, query};
 
 use super::fence::Fence;
-use super::gather::{Intake, SharesSync};
+use super::gather::{Intake, Pace, SharesSync};
 use super::record::{FeedWrite, Record};
 use super::router::{IngestError, LastValues, Limits, Output, RouterConfig, Submission};
 use super::state::ShardState;
@@ -183,8 +183,12 @@ pub enum Job {
 
 impl SharesSync for Job {
     /// Submissions are logged as a group with one sync; everything else is answered alone.
-    fn shares_sync(&self) -> bool {
-        matches!(self, Job::Ingest(..))
+    fn shares_sync(&self) -> Option<Pace> {
+        match self {
+            Job::Ingest(s, _) if s.http => Some(Pace::Posted),
+            Job::Ingest(..) => Some(Pace::Published),
+            _ => None,
+        }
     }
 }
 
