@@ -1,7 +1,10 @@
 //! Failover soak (issue 17): three nodes on loopback, clients posting over HTTP and publishing
 //! over MQTT QoS 1 through every node with each acknowledgement recorded, while nodes are
 //! killed with SIGKILL at random moments and restarted. At the end every acknowledged value is
-//! in its feed, at its time, exactly once, and nothing unacknowledged is there.
+//! in its feed, at its time, and nothing unacknowledged is there; and each was processed
+//! exactly once: a second input of every reading runs an accumulator, whose running total
+//! would be off from the first value processed twice (a retry after a lost acknowledgement, a
+//! log replayed by two owners) or lost.
 //!
 //! The size is set by the environment: `YNNI_SOAK_KILLS` (default 3) kills with
 //! `YNNI_SOAK_LEASE_MS` (default 2000) leases; the closing run of issue 17 used 20 kills with
@@ -58,45 +61,73 @@ struct Account {
     name: String,
     vshard: u16,
     feed: i64,
+    /// The accumulator's feed: the running total of input `n`.
+    total: i64,
 }
 
-/// Registers an account with an input `soak/v` logged to a 10 s feed.
-async fn account(server: &Server, name: &str) -> Account {
-    let (id, read, write) = register(server, name, "password123").await;
-    let c = script();
-    let post = format!(
-        "{}/input/post?node=soak&fulljson=%7B%22v%22%3A0%7D&time={T0}&apikey={write}",
-        server.base
-    );
-    assert!(retrying(&post).await.1.contains("true"));
+/// Input `n` of slot `k`: small, so that running totals stay exact in a feed's `f32`.
+fn n_of(k: i64) -> i64 {
+    k % 7 + 1
+}
+
+/// The payload of slot `k`: `v` is the slot itself (where a value lands is checked), `n` is
+/// accumulated (how many times each was processed is checked).
+fn reading(k: i64) -> String {
+    format!("{{\"v\":{k},\"n\":{}}}", n_of(k))
+}
+
+/// Creates a 10 s feed called `name`; its id.
+async fn feed(server: &Server, write: &str, name: &str) -> i64 {
     let (_, body) = retrying(&format!(
         "{}/feed/create.json?name={name}&engine=5&options=%7B%22interval%22%3A10%7D&apikey={write}",
         server.base
     ))
     .await;
-    let feed = serde_json::from_str::<serde_json::Value>(&body).expect("json")["feedid"]
+    serde_json::from_str::<serde_json::Value>(&body).expect("json")["feedid"]
         .as_i64()
-        .expect(&body);
+        .expect(&body)
+}
+
+/// Registers an account with an input `soak/v` logged to a 10 s feed and an input `soak/n`
+/// accumulated into another.
+async fn account(server: &Server, name: &str) -> Account {
+    let (id, read, write) = register(server, name, "password123").await;
+    let c = script();
+    let post = format!(
+        "{}/input/post?node=soak&fulljson=%7B%22v%22%3A0%2C%22n%22%3A0%7D&time={T0}&apikey={write}",
+        server.base
+    );
+    assert!(retrying(&post).await.1.contains("true"));
+    let feed_id = feed(server, &write, name).await;
+    let total = feed(server, &write, &format!("{name}_total")).await;
     let (_, inputs) = retrying(&format!("{}/input/list.json?apikey={read}", server.base)).await;
     let inputs: serde_json::Value = serde_json::from_str(&inputs).expect("json");
-    let input = inputs[0]["id"].as_str().expect("input id").to_string();
-    let list = format!(r#"[{{"fn":"process__log_to_feed","args":["{feed}"]}}]"#);
-    let r = post_form(
-        &c,
-        &format!(
-            "{}/input/process/set.json?inputid={input}&apikey={write}",
-            server.base
-        ),
-        &[("processlist", &list)],
-    )
-    .await;
-    assert!(r.body.contains("true"), "{}", r.body);
+    let inputs = inputs.as_array().expect("inputs");
+    assert_eq!(inputs.len(), 2, "{inputs:?}");
+    for input in inputs {
+        let id = input["id"].as_str().expect("input id");
+        let list = match input["name"].as_str() {
+            Some("v") => format!(r#"[{{"fn":"process__log_to_feed","args":["{feed_id}"]}}]"#),
+            _ => format!(r#"[{{"fn":"process__accumulator","args":["{total}"]}}]"#),
+        };
+        let r = post_form(
+            &c,
+            &format!(
+                "{}/input/process/set.json?inputid={id}&apikey={write}",
+                server.base
+            ),
+            &[("processlist", &list)],
+        )
+        .await;
+        assert!(r.body.contains("true"), "{}", r.body);
+    }
     Account {
         read,
         write,
         name: name.to_string(),
         vshard: ynni_core::vshard::of(id, 256) as u16,
-        feed,
+        feed: feed_id,
+        total,
     }
 }
 
@@ -121,12 +152,16 @@ async fn http_client(
         }
         turn += 1;
         let (base, _) = &nodes[turn % nodes.len()];
-        let url = format!(
-            "{base}/input/post?node=soak&fulljson=%7B%22v%22%3A{k}%7D&time={}&apikey={}",
-            T0 + 10 * k,
-            acct.write
-        );
-        let ok = match c.get(&url).send().await {
+        let url = format!("{base}/input/post");
+        let time = (T0 + 10 * k).to_string();
+        let json = reading(k);
+        let query = [
+            ("node", "soak"),
+            ("fulljson", &json),
+            ("time", &time),
+            ("apikey", &acct.write),
+        ];
+        let ok = match c.get(&url).query(&query).send().await {
             Ok(r) => r.status().as_u16() == 200 && r.text().await.is_ok_and(|b| b.contains("true")),
             Err(_) => false,
         };
@@ -183,7 +218,7 @@ async fn mqtt_client(
             }
         }
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let payload = format!("{{\"time\":{},\"v\":{k}}}", T0 + 10 * k);
+            let payload = format!("{{\"time\":{},{}", T0 + 10 * k, &reading(k)[1..]);
             if client
                 .publish("emon/soak", QoS::AtLeastOnce, false, payload)
                 .await
@@ -211,11 +246,11 @@ async fn mqtt_client(
     }
 }
 
-/// The values `acct`'s feed holds in slots `from..=to` (slot k is time `T0 + 10 k`).
-async fn slots(base: &str, acct: &Account, from: i64, to: i64) -> BTreeMap<i64, i64> {
+/// The values feed `feed` of `acct` holds in slots `from..=to` (slot k is time `T0 + 10 k`).
+async fn slots(base: &str, acct: &Account, feed: i64, from: i64, to: i64) -> BTreeMap<i64, i64> {
     let url = format!(
         "{base}/feed/data.json?id={}&start={}&end={}&interval=10&apikey={}",
-        acct.feed,
+        feed,
         (T0 + 10 * from) * 1000,
         (T0 + 10 * to) * 1000,
         acct.read
@@ -381,10 +416,12 @@ async fn every_acknowledged_value_survives_nodes_killed_at_random() {
         let last = *acked.keys().last().expect("something acknowledged");
         // Read in pages below emoncms's limit on points per request.
         let mut stored: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut totals: BTreeMap<i64, i64> = BTreeMap::new();
         let mut from = 1;
         while from <= last {
             let to = (from + 4999).min(last);
-            stored.extend(slots(&base, acct, from, to).await);
+            stored.extend(slots(&base, acct, acct.feed, from, to).await);
+            totals.extend(slots(&base, acct, acct.total, from, to).await);
             from = to + 1;
         }
         assert_eq!(
@@ -392,13 +429,32 @@ async fn every_acknowledged_value_survives_nodes_killed_at_random() {
             "{}: stored and acknowledged differ",
             acct.name
         );
+        // Each slot's running total counts every slot up to it once.
+        let mut sum = 0;
+        let want: BTreeMap<i64, i64> = acked
+            .keys()
+            .map(|&k| {
+                sum += n_of(k);
+                (k, sum)
+            })
+            .collect();
+        if let Some((k, (got, expected))) = want
+            .iter()
+            .map(|(k, w)| (k, (totals.get(k), w)))
+            .find(|(_, (got, w))| *got != Some(w))
+        {
+            panic!(
+                "{}: the running total at slot {k} is {got:?}, not {expected}: a value was processed twice or not at all",
+                acct.name
+            );
+        }
     }
     let total: usize = records
         .iter()
         .map(|r| r.lock().expect("acked").values.len())
         .sum();
     eprintln!(
-        "soak: {kills} kills (lease {lease_ms} ms), {total} values acknowledged and all stored; takeover after kill: {:?}",
+        "soak: {kills} kills (lease {lease_ms} ms), {total} readings acknowledged, all stored and each processed once; takeover after kill: {:?}",
         takeovers
             .iter()
             .map(|d| format!("{:.1} s", d.as_secs_f64()))
