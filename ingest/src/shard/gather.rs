@@ -15,9 +15,9 @@
 //! [`CAP`], only when arrivals are closer than [`CAP`] and do not follow the answers; the wait
 //! also ends as soon as as many jobs are in as the last group had.
 //!
-//! Device messages ([`Pace::Published`]) wait longer: up to eight gaps and at most
-//! [`CAP_PUBLISHED`], ending once twice the last group is in, so groups grow until the wait
-//! bounds them. A device publishes on its own clock and its broker connection is answered
+//! Device messages ([`Pace::Published`]) wait longer: when they arrive closer than
+//! [`CAP_PUBLISHED`], up to eight gaps and at most that, ending once twice the last group is
+//! in, so groups grow until the wait bounds them. A device publishes on its own clock and its broker connection is answered
 //! (PUBACK) without anyone waiting on the reply to send the next reading, so a few
 //! milliseconds cost it nothing, while each sync saved is kernel time: with a thousand
 //! devices a second, syncs of two or three messages took a quarter of the server's CPU
@@ -82,13 +82,13 @@ impl Gather {
 
     /// How long the first job of a group waits for more.
     pub(super) fn window(&self, pace: Pace) -> Duration {
-        if self.gap >= CAP.as_secs_f64() || self.after_answer < FOLLOWS.as_secs_f64() {
-            return Duration::ZERO;
-        }
         let (gaps, cap) = match pace {
             Pace::Posted => (2.0, CAP),
             Pace::Published => (8.0, CAP_PUBLISHED),
         };
+        if self.gap >= cap.as_secs_f64() || self.after_answer < FOLLOWS.as_secs_f64() {
+            return Duration::ZERO;
+        }
         Duration::from_secs_f64((gaps * self.gap).min(cap.as_secs_f64()))
     }
 
@@ -332,5 +332,15 @@ mod tests {
             g.answered(at(t0, t + 300), 1, true);
         }
         assert_eq!(g.window(Pace::Published), Duration::ZERO);
+        assert_eq!(g.window(Pace::Posted), Duration::ZERO);
+        // 4 ms apart: too far for posts to wait, close enough for device messages.
+        let mut g = Gather::default();
+        for i in 0..50 {
+            let t = 4_000 * i;
+            g.arrived(at(t0, t));
+            g.answered(at(t0, t + 300), 1, true);
+        }
+        assert_eq!(g.window(Pace::Posted), Duration::ZERO);
+        assert_eq!(g.window(Pace::Published), CAP_PUBLISHED);
     }
 }
