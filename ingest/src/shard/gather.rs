@@ -37,7 +37,7 @@ use super::worker::{MAX_GROUP, TICK};
 pub(super) const CAP: Duration = Duration::from_millis(2);
 
 /// The longest a group with a device message waits for company.
-pub(super) const CAP_PUBLISHED: Duration = Duration::from_millis(8);
+pub(super) const CAP_PUBLISHED: Duration = Duration::from_millis(16);
 
 /// Arrivals this soon after an answer are taken as its client's next request.
 const FOLLOWS: Duration = Duration::from_micros(300);
