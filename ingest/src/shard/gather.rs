@@ -327,7 +327,7 @@ mod tests {
         let mut g = Gather::default();
         let t0 = Instant::now();
         for i in 0..50 {
-            let t = 10_000 * i;
+            let t = 20_000 * i;
             g.arrived(at(t0, t));
             g.answered(at(t0, t + 300), 1, true);
         }
