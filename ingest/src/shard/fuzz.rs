@@ -320,7 +320,10 @@ proptest! {
     /// Checkpoints written before `input_newest` existed still load, with it empty.
     #[test]
     fn states_without_input_newest_load(state in shard_state()) {
-        let mut stored: Json = serde_json::from_slice(&state.encode())
+        let encoded = state.encode();
+        // An empty state is stored as no bytes at all: nothing to leave out.
+        prop_assume!(!encoded.is_empty());
+        let mut stored: Json = serde_json::from_slice(&encoded)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let removed = stored.as_object_mut().and_then(|m| m.remove("input_newest"));
         prop_assert!(removed.is_some());
