@@ -50,6 +50,12 @@ pub enum SimulateError {
     Errors(u64),
     #[error("{missing} of {expected} values sent were not stored")]
     NotStored { missing: u64, expected: u64 },
+    #[error("writing the acknowledgement log {}", .path.display())]
+    AckLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl SimulateError {

@@ -1,9 +1,20 @@
 //! Devices over HTTP, as EmonESP and scripts post: `input/post?node=…&time=…&fulljson=…` with
 //! the write apikey. ynni answers once the values are durable, so the round trip is the
 //! stored latency.
+//!
+//! With several URLs (a cluster's nodes), device `i` starts at URL `i` (round robin). A post
+//! that fails in a way worth retrying (no connection, a timeout, a 5xx such as the 503 a node
+//! answers while a shard changes owner) is sent again through the next URL after [`RETRY`],
+//! until it is acknowledged, as emonhub keeps a reading until its post succeeds; the next
+//! reading waits for it. A refusal (4xx, or a 200 that is not a success) is an error and not
+//! sent again. Retrying stops [`DRAIN`] after the end of the run, and the reading still
+//! unacknowledged then counts as an error.
 
-use std::sync::Arc;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
@@ -12,8 +23,63 @@ use super::stats::Counters;
 use super::{Clock, Plan, Ticker, new_device, payload};
 use crate::{SimulateArgs, SimulateError};
 
+/// How long a failed post waits before it is sent again.
+const RETRY: Duration = Duration::from_millis(100);
+/// How long after the run's end a device keeps retrying its reading.
+const DRAIN: Duration = Duration::from_secs(15);
+
+/// `--acked FILE`: one JSON line per acknowledged reading.
+struct AckLog {
+    path: PathBuf,
+    file: Mutex<BufWriter<File>>,
+}
+
+impl AckLog {
+    fn create(path: &Path) -> Result<Self, SimulateError> {
+        let file = File::create(path).map_err(|source| SimulateError::AckLog {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Mutex::new(BufWriter::new(file)),
+        })
+    }
+
+    fn record(&self, username: &str, node: &str, time: i64, values: &str) {
+        let line = serde_json::json!({
+            "username": username,
+            "node": node,
+            "time": time,
+            "values": serde_json::from_str::<serde_json::Value>(values).unwrap_or_default(),
+        });
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        // A failed write shows when the log is flushed at the end.
+        let _ = writeln!(f, "{line}");
+    }
+
+    fn finish(&self) -> Result<(), SimulateError> {
+        self.file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush()
+            .map_err(|source| SimulateError::AckLog {
+                path: self.path.clone(),
+                source,
+            })
+    }
+}
+
+/// What became of one attempt to post a reading.
+enum Attempt {
+    Acked,
+    /// Worth sending again (through the next URL).
+    Retry,
+    Refused,
+}
+
 pub async fn run(
-    url: &str,
+    urls: &[String],
     args: &SimulateArgs,
     plans: Vec<Plan>,
     clock: Clock,
@@ -28,60 +94,106 @@ pub async fn run(
             step: "HTTP client",
             source,
         })?;
-    let base = url.trim_end_matches('/').to_string();
+    let acked = args
+        .acked
+        .as_deref()
+        .map(AckLog::create)
+        .transpose()?
+        .map(Arc::new);
+    let urls: Arc<Vec<String>> = Arc::new(urls.iter().map(|u| format!("{u}/input/post")).collect());
     // Dropping the set (Ctrl-C) stops every device.
     let mut tasks = JoinSet::new();
     for plan in plans {
         let device = new_device(args.profile, args.seed, &plan);
-        let (client, base, counters, ticks) = (
+        let (client, urls, counters, ticks, acked) = (
             client.clone(),
-            base.clone(),
+            urls.clone(),
             counters.clone(),
             ticks.clone(),
+            acked.clone(),
         );
         tasks.spawn(async move {
-            post(client, device, &plan, &base, clock, &counters, &ticks).await;
+            let sender = Sender {
+                client,
+                urls: &urls,
+                clock,
+                counters: &counters,
+                acked: acked.as_deref(),
+            };
+            sender.post(device, &plan, &ticks).await;
         });
     }
     while let Some(done) = tasks.join_next().await {
         done.map_err(SimulateError::Task)?;
     }
-    Ok(())
+    match acked {
+        Some(log) => log.finish(),
+        None => Ok(()),
+    }
 }
 
-async fn post(
+struct Sender<'a> {
     client: reqwest::Client,
-    mut device: super::profile::Device,
-    plan: &Plan,
-    base: &str,
+    urls: &'a [String],
     clock: Clock,
-    counters: &Counters,
-    ticks: &[AtomicU64],
-) {
-    let url = format!("{base}/input/post");
-    let mut ticker = Ticker::new(clock, plan.index);
-    while let Some((k, t)) = ticker.next().await {
-        let values = device.read(t, clock.interval);
-        let json = payload::fulljson(device.names(), &values);
-        let time = format!("{t}");
-        let request = client.get(&url).query(&[
+    counters: &'a Counters,
+    acked: Option<&'a AckLog>,
+}
+
+impl Sender<'_> {
+    async fn post(&self, mut device: super::profile::Device, plan: &Plan, ticks: &[AtomicU64]) {
+        let mut ticker = Ticker::new(self.clock, plan.index);
+        let mut turn = plan.index;
+        let give_up = self.clock.run_for.map(|d| self.clock.t0 + d + DRAIN);
+        while let Some((k, t)) = ticker.next().await {
+            let values = device.read(t, self.clock.interval);
+            let json = payload::fulljson(device.names(), &values);
+            let time = format!("{t}");
+            self.counters.record_sent(values.len());
+            let started = Instant::now();
+            loop {
+                let url = &self.urls[turn % self.urls.len()];
+                match self.attempt(url, plan, &time, &json).await {
+                    Attempt::Acked => {
+                        self.counters
+                            .record_acked(values.len(), Some(started.elapsed()));
+                        if let Some(log) = self.acked {
+                            log.record(&plan.account.username, &plan.node, t as i64, &json);
+                        }
+                        break;
+                    }
+                    Attempt::Retry if give_up.is_none_or(|end| Instant::now() < end) => {
+                        self.counters.record_retry();
+                        turn += 1;
+                        tokio::time::sleep(RETRY).await;
+                    }
+                    Attempt::Retry | Attempt::Refused => {
+                        self.counters.record_error();
+                        break;
+                    }
+                }
+            }
+            ticks[plan.index].store(k + 1, Ordering::Relaxed);
+        }
+    }
+
+    async fn attempt(&self, url: &str, plan: &Plan, time: &str, json: &str) -> Attempt {
+        let request = self.client.get(url).query(&[
             ("node", plan.node.as_str()),
-            ("time", time.as_str()),
-            ("fulljson", json.as_str()),
+            ("time", time),
+            ("fulljson", json),
             ("apikey", plan.account.apikey_write.as_str()),
         ]);
-        counters.record_sent(values.len());
-        let started = Instant::now();
         match request.send().await {
             Ok(r) if r.status().is_success() => match r.text().await {
-                Ok(body) if accepted(&body) => {
-                    counters.record_acked(values.len(), Some(started.elapsed()));
-                }
-                _ => counters.record_error(),
+                Ok(body) if accepted(&body) => Attempt::Acked,
+                Ok(_) => Attempt::Refused,
+                Err(_) => Attempt::Retry,
             },
-            _ => counters.record_error(),
+            Ok(r) if r.status().is_server_error() => Attempt::Retry,
+            Ok(_) => Attempt::Refused,
+            Err(_) => Attempt::Retry,
         }
-        ticks[plan.index].store(k + 1, Ordering::Relaxed);
     }
 }
 

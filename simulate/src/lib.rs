@@ -45,8 +45,11 @@ pub struct SimulateArgs {
         conflicts_with = "http"
     )]
     pub mqtt: Option<String>,
-    /// Post to this HTTP API with input/post, e.g. http://127.0.0.1:8080.
-    #[arg(long, value_name = "URL")]
+    /// Post to this HTTP API with input/post, e.g. http://127.0.0.1:8080. Several URLs,
+    /// comma-separated (the nodes of a cluster): devices are spread over them, and a post that
+    /// fails (no connection, a timeout, a 5xx such as 503 while a shard moves) is sent again
+    /// through the next one until it is acknowledged, as emonhub retries.
+    #[arg(long, value_name = "URL[,URL…]")]
     pub http: Option<String>,
     /// Accounts to use: the JSON of `ynni user list --with-keys` (username, apikey_write).
     #[arg(long, value_name = "FILE")]
@@ -98,6 +101,11 @@ pub struct SimulateArgs {
     /// The HTTP API for --log-to-feeds when sending over MQTT.
     #[arg(long, value_name = "URL")]
     pub api: Option<String>,
+    /// Append one JSON line per acknowledged reading to FILE (`username`, `node`, `time`,
+    /// `values`): what the server promised to keep, for checking against what it stored.
+    /// HTTP only for now.
+    #[arg(long, value_name = "FILE")]
+    pub acked: Option<std::path::PathBuf>,
     /// Report this process's CPU and memory (the server's pid) in the summary.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
@@ -187,7 +195,11 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimulateError> {
     let plans = plan(&args)?;
     let inputs = plans.first().map_or(0, |p| p.names.len());
     let start = first_reading(&args);
-    let api = args.http.clone().or_else(|| args.api.clone());
+    // Setting up and counting go through --api, or the first --http URL.
+    let api = args
+        .api
+        .clone()
+        .or_else(|| http_urls(args.http.as_deref()).into_iter().next());
     let feed_map = match (&api, args.log_to_feeds) {
         (Some(api), true) => {
             eprintln!("setting up {} feeds…", plans.len() * inputs);
@@ -208,8 +220,30 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimulateError> {
     verdict(&run.counters, stored.as_ref())
 }
 
+/// The URLs of `--http`, without trailing slashes.
+fn http_urls(http: Option<&str>) -> Vec<String> {
+    http.unwrap_or_default()
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 /// Refuses arguments that cannot make a sensible run.
 fn check(args: &SimulateArgs) -> Result<(), SimulateError> {
+    if args.http.is_some() && http_urls(args.http.as_deref()).is_empty() {
+        return Err(SimulateError::args("--http needs at least one URL"));
+    }
+    if args.mqtt.as_deref().is_some_and(|m| m.contains(',')) {
+        return Err(SimulateError::args(
+            "several --mqtt addresses: not implemented yet (give one; --http takes several)",
+        ));
+    }
+    if args.acked.is_some() && args.mqtt.is_some() {
+        return Err(SimulateError::args(
+            "--acked over MQTT: not implemented yet (HTTP only)",
+        ));
+    }
     let positive = |v: f64| v.is_finite() && v > 0.0;
     if !positive(args.interval) || !positive(args.speed) {
         return Err(SimulateError::args(
@@ -338,8 +372,9 @@ async fn send(
                 probes,
             )
             .await
-        } else if let Some(url) = &args.http {
-            http::run(url, args, plans, clock, counters.clone(), ticks.clone()).await
+        } else if args.http.is_some() {
+            let urls = http_urls(args.http.as_deref());
+            http::run(&urls, args, plans, clock, counters.clone(), ticks.clone()).await
         } else {
             Err(SimulateError::args("give --mqtt HOST:PORT or --http URL"))
         }
@@ -401,6 +436,7 @@ fn summary(
         "messages_acked": c.get(&c.acked),
         "values_acked": c.get(&c.acked_values),
         "errors": c.get(&c.errors),
+        "retries": c.get(&c.retries),
         "values_per_s": round1(c.get(&c.acked_values) as f64 / elapsed),
         "messages_per_s": round1(c.get(&c.acked) as f64 / elapsed),
         "ack_latency_ms": ms(latency),
@@ -469,12 +505,13 @@ async fn progress(c: Arc<Counters>, t0: Instant) {
         tick.tick().await;
         let values = c.get(&c.acked_values);
         eprint!(
-            "\r[{:>5.0} s] sent {} msgs / {} values, acked {}, errors {}, {} values/s   ",
+            "\r[{:>5.0} s] sent {} msgs / {} values, acked {}, errors {}, retries {}, {} values/s   ",
             t0.elapsed().as_secs_f64().max(0.0),
             c.get(&c.sent),
             c.get(&c.values),
             c.get(&c.acked),
             c.get(&c.errors),
+            c.get(&c.retries),
             values - last
         );
         last = values;

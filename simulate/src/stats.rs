@@ -17,6 +17,8 @@ pub struct Counters {
     /// Values inside acknowledged messages.
     pub acked_values: AtomicU64,
     pub errors: AtomicU64,
+    /// Sends that failed and were made again (HTTP: through the next URL).
+    pub retries: AtomicU64,
     /// A broker refused a login: the run stops.
     pub refused: std::sync::atomic::AtomicBool,
     /// Send → acknowledgement, in microseconds.
@@ -50,6 +52,10 @@ impl Counters {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(us);
+    }
+
+    pub fn record_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_error(&self) {

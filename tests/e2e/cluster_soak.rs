@@ -6,6 +6,10 @@
 //! would be off from the first value processed twice (a retry after a lost acknowledgement, a
 //! log replayed by two owners) or lost.
 //!
+//! Beside them, `ynni simulate` posts through all three nodes (`--http` with every node's URL),
+//! retrying each reading through the next node until acknowledged and logging what was
+//! acknowledged (`--acked`); its own check finds every value it sent stored.
+//!
 //! The size is set by the environment: `YNNI_SOAK_KILLS` (default 3) kills with
 //! `YNNI_SOAK_LEASE_MS` (default 2000) leases; the closing run of issue 17 used 20 kills with
 //! the default 10 s lease. Each kill's takeover time (from the kill to the first
@@ -328,6 +332,46 @@ async fn every_acknowledged_value_survives_nodes_killed_at_random() {
             .map(|s| s.as_ref().map(|s| (s.base.clone(), s.mqtt.expect("mqtt"))))
             .collect(),
     ));
+    // `ynni simulate` through every node, for longer than the kills are likely to take (it
+    // stops sending then; its count of stored values needs a node, so every node is up by
+    // then).
+    let sim_account = account(first, "soaksim").await;
+    let sim_log = tmp.path().join("simulate-acked.jsonl");
+    let sim_seconds = kills * (lease_ms * 3 / 2 + 2500) / 1000 + 5;
+    let urls = node_addrs(&dir)
+        .iter()
+        .map(|(base, _)| base.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let simulator = std::process::Command::new(crate::harness::BIN)
+        .args([
+            "simulate",
+            "--http",
+            &urls,
+            "--username",
+            &sim_account.name,
+            "--apikey",
+            &sim_account.write,
+            "--devices-per-user",
+            "4",
+            "--profile",
+            "solar",
+            "--inputs",
+            "2",
+            "--interval",
+            "10",
+            "--speed",
+            "100",
+            "--duration",
+            &sim_seconds.to_string(),
+            "--log-to-feeds",
+            "--acked",
+            sim_log.to_str().expect("path"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ynni simulate");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     let mut records = Vec::new();
@@ -408,6 +452,29 @@ async fn every_acknowledged_value_survives_nodes_killed_at_random() {
     for t in tasks {
         t.await.expect("client");
     }
+
+    let out = tokio::task::spawn_blocking(move || simulator.wait_with_output())
+        .await
+        .expect("join")
+        .expect("simulate output");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "ynni simulate: {stdout}\n{stderr}");
+    let sim: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("summary")).expect("summary JSON");
+    assert_eq!(sim["errors"], 0, "{sim}");
+    assert_eq!(sim["stored"]["missing"], 0, "{sim}");
+    let logged = std::fs::read_to_string(&sim_log)
+        .expect("acked log")
+        .lines()
+        .count();
+    assert_eq!(Some(logged as u64), sim["messages_acked"].as_u64(), "{sim}");
+    eprintln!(
+        "soak: ynni simulate through {NODES} nodes: {} readings acknowledged and logged, all stored, {} sent again through another node",
+        sim["messages_acked"], sim["retries"]
+    );
 
     // Every acknowledged value, exactly where it was sent, and nothing else.
     let base = node_addrs(&dir)[0].0.clone();

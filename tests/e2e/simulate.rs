@@ -80,6 +80,81 @@ async fn simulated_http_devices_store_every_value() {
     assert!(nodes.contains(&"solarpv_1".to_string()) && nodes.contains(&"solarpv_2".to_string()));
 }
 
+/// Two URLs, the second refusing connections (a node that is down): the device that starts
+/// there sends its reading again through the other, nothing is lost, and every acknowledged
+/// reading is in the `--acked` log.
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_http_devices_fail_over_and_log_what_was_acknowledged() {
+    let server = Server::start();
+    let (_, _, key) = register(&server, "simfail", "password1").await;
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("acked.jsonl");
+    let urls = format!("{},{down}", server.base);
+    let (ok, stdout, stderr) = simulate(&[
+        "--http",
+        &urls,
+        "--username",
+        "simfail",
+        "--apikey",
+        &key,
+        "--devices-per-user",
+        "2",
+        "--profile",
+        "solar",
+        "--inputs",
+        "2",
+        "--interval",
+        "10",
+        "--speed",
+        "50",
+        "--duration",
+        "2",
+        "--log-to-feeds",
+        "--acked",
+        log.to_str().expect("path"),
+    ])
+    .await;
+    assert!(ok, "{stdout}\n{stderr}");
+    let s = summary(&stdout);
+    assert_eq!(s["errors"], 0, "{s}");
+    assert!(s["retries"].as_u64().expect("retries") >= 1, "{s}");
+    assert_eq!(s["stored"]["missing"], 0, "{s}");
+    let acked = s["messages_acked"].as_u64().expect("acked");
+    assert_eq!(s["messages_sent"], acked);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len() as u64, acked);
+    assert!(lines.iter().all(|l| l["username"] == "simfail"
+        && l["time"].as_i64().is_some_and(|t| t % 10 == 0)
+        && l["values"].as_object().is_some_and(|v| v.len() == 2)));
+    // Each device's readings once each.
+    let mut seen = std::collections::HashSet::new();
+    assert!(lines.iter().all(|l| seen.insert((
+        l["node"].as_str().unwrap_or_default().to_string(),
+        l["time"].as_i64()
+    ))));
+    // Over MQTT it is refused, not ignored.
+    let (ok, _, stderr) = simulate(&[
+        "--mqtt",
+        "127.0.0.1:1",
+        "--username",
+        "simfail",
+        "--apikey",
+        &key,
+        "--acked",
+        log.to_str().expect("path"),
+    ])
+    .await;
+    assert!(!ok && stderr.contains("not implemented"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn simulated_mqtt_devices_are_all_stored_and_timed() {
     let server = Server::start();
