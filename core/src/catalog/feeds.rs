@@ -53,8 +53,9 @@ impl Catalog {
         Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
     }
 
-    /// The feed row `id`, remembered once read (every graph and value request looks its feed
-    /// up; changes go through this handle and empty what it remembers).
+    /// The feed row `id`, remembered once read on SQLite (every graph and value request looks
+    /// its feed up; changes go through this handle and empty what it remembers). A cluster's
+    /// PostgreSQL catalog is always asked: see `KeyCache::feeds_enabled`.
     pub async fn feed_by_id(&self, id: i64) -> Result<Option<FeedRow>, CatalogError> {
         let generation = {
             let cache = self.keys.read().unwrap_or_else(|p| p.into_inner());
@@ -67,7 +68,7 @@ impl Catalog {
         // Only rows that exist are remembered, so unknown ids cannot grow the cache.
         if let Some(row) = &row {
             let mut cache = self.keys.write().unwrap_or_else(|p| p.into_inner());
-            if cache.generation == generation && cache.enabled {
+            if cache.generation == generation && cache.enabled && cache.feeds_enabled {
                 if cache.feeds.len() >= KEY_CACHE_LIMIT {
                     cache.feeds.clear();
                 }

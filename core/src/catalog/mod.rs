@@ -102,8 +102,9 @@ impl CatalogError {
 #[derive(Clone, Debug)]
 pub struct Catalog {
     db: Db,
-    /// Apikey → account and feed id → feed row, so a post or a graph does not cost a database
-    /// query. Emptied by every change to an account or a feed row made through this handle
+    /// Apikey → account and (SQLite only) feed id → feed row, so a post or a graph does not
+    /// cost a database query. Emptied by every change to an account or a feed row made through
+    /// this handle
     /// (this process is the only one that changes them; `ynni user add` in another process
     /// only adds accounts, and only rows that exist are remembered), so a regenerated key
     /// stops working and a feed made private stops being served at once.
@@ -120,6 +121,10 @@ pub(crate) struct KeyCache {
     /// Whether lookups may be remembered: always with SQLite; with PostgreSQL only while this
     /// node hears the other nodes' changes.
     pub enabled: bool,
+    /// Whether feed rows may be remembered: with SQLite only. In a cluster a feed made public
+    /// on one node must be readable through every node at once (a link shared right after),
+    /// which an announcement a few milliseconds late would not give.
+    pub feeds_enabled: bool,
 }
 
 impl Catalog {
@@ -142,6 +147,7 @@ impl Catalog {
         SQLITE_MIGRATIONS.run(&pool).await?;
         let keys = KeyCache {
             enabled: true,
+            feeds_enabled: true,
             ..KeyCache::default()
         };
         Ok(Self {
