@@ -56,10 +56,12 @@ HZ=$(getconf CLK_TCK)
 run_wrk() {
   local url=$1 conns=$2 script=${3:-}
   local out
+  local extra=()
+  [ -n "${WRK_HEADER:-}" ] && extra=(-H "$WRK_HEADER")
   if [ -n "$script" ]; then
-    out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s "$script" "$url")
+    out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${extra[@]}" -s "$script" "$url")
   else
-    out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url")
+    out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "${extra[@]}" "$url")
   fi
   python3 - "$out" <<'PY'
 import re, sys
@@ -101,7 +103,7 @@ curl -s "$(post_url "http://127.0.0.1:$P" "$K")" >/dev/null
 t0=$(cpu_ticks $single)
 read -r rps p50 p99 n errs <<<"$(run_wrk "$(post_url "http://127.0.0.1:$P" "$K")" "$CONNECTIONS")"
 t1=$(cpu_ticks $single)
-printf 'input/post: %s req/s, p50 %s ms, p99 %s ms, %s non-2xx; %.2f CPU-s per 1,000 requests\n' \
+printf 'input/post: %s req/s, p50 %s ms, p99 %s ms, %s non-2xx; %.3f CPU-s per 1,000 requests\n' \
   "$rps" "$p50" "$p99" "$errs" "$(echo "($t1 - $t0) / $HZ * 1000 / $n" | bc -l)"
 kill $single; wait $single 2>/dev/null || true
 fi
@@ -163,7 +165,7 @@ measure() { # label url [script]
     after=$(cpu_ticks "${node_pids[$i]}")
     split+=$(printf ' n%d %.3f' $((i + 1)) "$(echo "($after - ${before[$i]}) / $HZ * 1000 / $n" | bc -l)")
   done
-  printf '%s: %s req/s, p50 %s ms, p99 %s ms, %s non-2xx; %.2f CPU-s per 1,000 requests (all nodes;%s)\n' \
+  printf '%s: %s req/s, p50 %s ms, p99 %s ms, %s non-2xx; %.3f CPU-s per 1,000 requests (all nodes;%s)\n' \
     "$1" "$rps" "$p50" "$p99" "$errs" "$(echo "($t1 - $t0) / $HZ * 1000 / $n" | bc -l)" "$split"
 }
 measure "local (n2 user -> n2)" "$(post_url "$(base 2)" "${on2[0]}")"
@@ -184,6 +186,9 @@ CONNECTIONS_SAVED=$CONNECTIONS; CONNECTIONS=2
 measure "local, 2 connections" "$(post_url "$(base 2)" "${on2[0]}")"
 measure "forwarded, 2 connections" "$(post_url "$(base 1)" "${on2[0]}")"
 CONNECTIONS=$CONNECTIONS_SAVED
+# A new connection for every request, as emonhub and the ESP firmware post.
+WRK_HEADER="Connection: close" measure "local, a connection per request" "$(post_url "$(base 2)" "${on2[0]}")"
+WRK_HEADER="Connection: close" measure "forwarded, a connection per request" "$(post_url "$(base 1)" "${on2[0]}")"
 
 echo "== 3. three nodes, load spread (each wrk cycles over users on all three nodes)"
 for n in 1 2 3; do
@@ -213,8 +218,30 @@ import sys
 work, hz, t0, t1 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 rows = [open(f'{work}/spread{n}.out').read().split() for n in (1, 2, 3)]
 rps = sum(float(r[0]) for r in rows); n = sum(int(r[3]) for r in rows)
-print('spread: %.0f req/s in total; p50 %s ms, p99 %s ms (worst node); %s non-2xx; %.2f CPU-s per 1,000 requests' % (
-    rps, max(r[1] for r in rows), max(r[2] for r in rows), sum(int(r[4]) for r in rows),
+print('spread: %.0f req/s in total; p50 %s ms, p99 %s ms (worst node); %s non-2xx; %.3f CPU-s per 1,000 requests' % (
+    rps, max(float(r[1]) for r in rows), max(float(r[2]) for r in rows), sum(int(r[4]) for r in rows),
+    (t1 - t0) / hz * 1000 / n))
+PY
+
+echo "== 3b. three nodes, load spread, one account per connection (as devices and Home Assistant post)"
+t0=$(cpu_ticks "${node_pids[@]}")
+spread=()
+for n in 1 2 3; do
+  for m in 1 2 3; do
+    eval "k=\${on$m[$((n - 1))]}"
+    (run_wrk "$(post_url "$(base "$n")" "$k")" $((CONNECTIONS / 9)) >"$work/acct$n$m.out") &
+    spread+=($!)
+  done
+done
+wait "${spread[@]}"
+t1=$(cpu_ticks "${node_pids[@]}")
+python3 - "$work" "$HZ" "$t0" "$t1" <<'PY'
+import sys
+work, hz, t0, t1 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rows = [open(f'{work}/acct{n}{m}.out').read().split() for n in (1, 2, 3) for m in (1, 2, 3)]
+rps = sum(float(r[0]) for r in rows); n = sum(int(r[3]) for r in rows)
+print('spread, one account per connection: %.0f req/s in total; p50 %s ms, p99 %s ms (worst); %s non-2xx; %.3f CPU-s per 1,000 requests' % (
+    rps, max(float(r[1]) for r in rows), max(float(r[2]) for r in rows), sum(int(r[4]) for r in rows),
     (t1 - t0) / hz * 1000 / n))
 PY
 

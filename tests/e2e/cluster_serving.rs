@@ -18,7 +18,7 @@ pub(crate) static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::cons
 
 /// emoncms's answer to an `input/post` with `fulljson`.
 const POSTED: &str = "{\"success\": true}";
-const SECRET: &str = "cluster-secret-0123456789";
+pub(crate) const SECRET: &str = "cluster-secret-0123456789";
 
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -113,29 +113,29 @@ async fn mqtt_client(
     panic!("{id} could not connect through {}", server.base);
 }
 
-struct Account {
-    name: String,
-    read: String,
-    write: String,
+pub(crate) struct Account {
+    pub(crate) name: String,
+    pub(crate) read: String,
+    pub(crate) write: String,
 }
 
 /// Two nodes over one Postgres and one shared directory, settled, with an account whose
 /// vshard each owns (`a` on n1, `b` on n2).
-struct TwoNodes {
-    pg: Postgres,
-    dir: tempfile::TempDir,
-    pool: sqlx::PgPool,
-    n1: Server,
-    n2: Server,
-    c1: PathBuf,
-    c2: PathBuf,
-    p1: u16,
-    p2: u16,
-    a: Account,
-    b: Account,
+pub(crate) struct TwoNodes {
+    pub(crate) pg: Postgres,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) pool: sqlx::PgPool,
+    pub(crate) n1: Server,
+    pub(crate) n2: Server,
+    pub(crate) c1: PathBuf,
+    pub(crate) c2: PathBuf,
+    pub(crate) p1: u16,
+    pub(crate) p2: u16,
+    pub(crate) a: Account,
+    pub(crate) b: Account,
 }
 
-async fn two_nodes() -> TwoNodes {
+pub(crate) async fn two_nodes() -> TwoNodes {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let shared = dir.path().join("shared");
@@ -747,7 +747,7 @@ async fn a_node_paused_past_its_lease_acknowledges_and_writes_nothing_after_it_r
 }
 
 /// Stops each node and checks it shut down cleanly.
-fn stop_cleanly(nodes: impl IntoIterator<Item = Server>) {
+pub(crate) fn stop_cleanly(nodes: impl IntoIterator<Item = Server>) {
     for node in nodes {
         let (status, log) = node.stop();
         assert!(status.success(), "{log}");
@@ -803,7 +803,7 @@ async fn feed_value(base: &str, feed: i64, acct: &Account) -> f64 {
 }
 
 /// How many vshards each node holds now.
-async fn shares(pool: &sqlx::PgPool) -> HashMap<String, usize> {
+pub(crate) async fn shares(pool: &sqlx::PgPool) -> HashMap<String, usize> {
     let mut out = HashMap::new();
     for o in ynni_cluster::status::owners(pool).await.expect("owners") {
         *out.entry(o.node_id).or_default() += 1;

@@ -13,6 +13,7 @@ mod browser;
 mod cluster;
 mod cluster_serving;
 mod cluster_soak;
+mod cluster_splice;
 mod compat;
 mod compat_feeds;
 mod compat_inputs;

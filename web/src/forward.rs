@@ -100,6 +100,11 @@ impl Forwarder {
         *self.owners.write().unwrap_or_else(|p| p.into_inner()) = owners;
     }
 
+    /// The cluster's secret (node-to-node calls and handed-over connections carry it).
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
     /// The `advertise` address of the node owning `vshard`, if another node owns it.
     pub fn owner(&self, vshard: u32) -> Option<String> {
         self.owners

@@ -13,6 +13,7 @@ mod params;
 mod reply;
 mod route;
 mod server;
+mod splice;
 mod state;
 pub mod tls;
 mod ui;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -26,6 +27,7 @@ use tower_service::Service as _;
 use ynni_config::HttpSettings;
 
 use crate::api;
+use crate::splice::{HandedOver, Opening, Prefixed, Splicer};
 use crate::state::AppState;
 use crate::tls::Certificates;
 
@@ -107,7 +109,8 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), WebError> {
-    serve_router(listener, app(state), shutdown, options, None).await
+    let splicer = crate::splice::Splicer::new(&state).map(Arc::new);
+    serve_router(listener, app(state), shutdown, options, None, splicer).await
 }
 
 /// Serves the same API over HTTPS on `listener`, with the pair `certs` holds at each
@@ -119,7 +122,7 @@ pub async fn serve_tls(
     certs: Arc<Certificates>,
 ) -> Result<(), WebError> {
     let options = ServeOptions::from_settings(&state.settings.http);
-    serve_router(listener, app(state), shutdown, options, Some(certs)).await
+    serve_router(listener, app(state), shutdown, options, Some(certs), None).await
 }
 
 /// The request extension that says a request came over HTTPS.
@@ -162,6 +165,7 @@ async fn serve_router(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
     tls: Option<Arc<Certificates>>,
+    splicer: Option<Arc<Splicer>>,
 ) -> Result<(), WebError> {
     let max = options.max_connections.clamp(1, MAX_CONNECTIONS_CAP);
     let permits = Arc::new(Semaphore::new(max));
@@ -199,6 +203,7 @@ async fn serve_router(
                         handshake_timeout: options.header_read_timeout,
                         stop: stop_rx.clone(),
                         tls: tls.clone(),
+                        splicer: splicer.clone(),
                     },
                     permit,
                 ));
@@ -252,6 +257,8 @@ struct Conn {
     handshake_timeout: Duration,
     stop: watch::Receiver<bool>,
     tls: Option<Arc<Certificates>>,
+    /// Cluster mode, plain HTTP: hands connections to their account's owner.
+    splicer: Option<Arc<Splicer>>,
 }
 
 async fn serve_connection(
@@ -263,21 +270,45 @@ async fn serve_connection(
     let _ = socket.set_nodelay(true);
     let mut socket = tokio_io_timeout::TimeoutStream::new(socket);
     socket.set_write_timeout(Some(conn.write_timeout));
-    let socket = Box::pin(socket);
+    let mut socket = Box::pin(socket);
     let Some(certs) = &conn.tls else {
-        return serve_http(TokioIo::new(socket), peer, conn, false).await;
+        let (read, client, handed_over) = match &conn.splicer {
+            None => (Bytes::new(), peer, None),
+            Some(splicer) => {
+                let stop = conn.stop.clone();
+                match splicer
+                    .open(&mut socket, peer, conn.handshake_timeout, stop)
+                    .await
+                {
+                    Opening::Finished => return,
+                    Opening::Serve {
+                        read,
+                        client,
+                        handed_over,
+                    } => (read, client, handed_over),
+                }
+            }
+        };
+        let io = TokioIo::new(Prefixed::new(read, socket));
+        return serve_http(io, client, conn, false, handed_over).await;
     };
     let handshake = certs.acceptor().accept(socket);
     match tokio::time::timeout(conn.handshake_timeout, handshake).await {
-        Ok(Ok(stream)) => serve_http(TokioIo::new(stream), peer, conn, true).await,
+        Ok(Ok(stream)) => serve_http(TokioIo::new(stream), peer, conn, true, None).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake not finished in time"),
     }
 }
 
 /// Serves HTTP/1.1 on one connection until it ends or the server stops.
-async fn serve_http<I>(io: I, peer: SocketAddr, conn: Conn, https: bool)
-where
+/// `handed_over`: another node of the cluster handed this connection over (`splice`).
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    conn: Conn,
+    https: bool,
+    handed_over: Option<HandedOver>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let app = conn.app;
@@ -287,6 +318,9 @@ where
         req.extensions_mut().insert(ConnectInfo(peer));
         if https {
             req.extensions_mut().insert(Https);
+        }
+        if let Some(h) = handed_over {
+            req.extensions_mut().insert(h);
         }
         let answer = app.clone().call(req);
         async move {
@@ -400,6 +434,7 @@ mod tests {
                 let _ = stopped.await;
             },
             options,
+            None,
             None,
         ));
         Server { addr, stop, task }

@@ -173,6 +173,15 @@ impl Catalog {
         Ok(row)
     }
 
+    /// The id of the account owning `key` if this process remembers it, without asking the
+    /// database: for guesses that must cost no query (which node to hand a connection to);
+    /// `user_by_apikey` decides who the caller is.
+    pub fn remembered_user_id(&self, key: &str) -> Option<i64> {
+        let key = key.to_ascii_lowercase();
+        let cache = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        cache.map.get(&key).map(|(user, _)| user.id)
+    }
+
     /// The account owning `key` and which of its keys it is. Keys compare case-insensitively
     /// (emoncms stores lowercase and accepts any hex case). Always reads the database, so a
     /// regenerated key stops working at once.

@@ -168,20 +168,24 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
         if !state.router.serves(vshard) {
             // Sent on once at most: a node that was wrongly sent it answers 503 and the
             // client retries once the owner map has caught up.
-            return Ok(match forwarder.owner(vshard) {
-                Some(owner) if !forwarder.is_forwarded(&parts.headers) => {
-                    if route.controller == "input"
-                        && matches!(route.action.as_str(), "post" | "bulk")
-                    {
-                        forwarder
-                            .forward_batched(&owner, &parts, body, client)
-                            .await
-                    } else {
-                        forwarder.forward(&owner, &parts, body, client).await
+            return Ok(close_if_moved(
+                &parts,
+                vshard,
+                match forwarder.owner(vshard) {
+                    Some(owner) if !forwarder.is_forwarded(&parts.headers) => {
+                        if route.controller == "input"
+                            && matches!(route.action.as_str(), "post" | "bulk")
+                        {
+                            forwarder
+                                .forward_batched(&owner, &parts, body, client)
+                                .await
+                        } else {
+                            forwarder.forward(&owner, &parts, body, client).await
+                        }
                     }
-                }
-                _ => crate::forward::unavailable(),
-            });
+                    _ => crate::forward::unavailable(),
+                },
+            ));
         }
     }
     let call = Call {
@@ -196,17 +200,41 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
     let answer = run_controller(&call).await;
     match (answer, &state.forwarder) {
         (Err(ApiError::ServedElsewhere { userid }), Some(forwarder)) if forwarded_for.is_none() => {
-            Ok(match forwarder.owner(state.router.vshard(userid)) {
-                Some(owner) => {
-                    forwarder
-                        .forward_for(&owner, &parts, body.clone(), client, userid)
-                        .await
-                }
-                None => crate::forward::unavailable(),
-            })
+            Ok(close_if_moved(
+                &parts,
+                state.router.vshard(userid),
+                match forwarder.owner(state.router.vshard(userid)) {
+                    Some(owner) => {
+                        forwarder
+                            .forward_for(&owner, &parts, body.clone(), client, userid)
+                            .await
+                    }
+                    None => crate::forward::unavailable(),
+                },
+            ))
         }
         (answer, _) => answer,
     }
+}
+
+/// A reply for `vshard` this node had to get from another node (or could not), on a
+/// connection another node handed over to it for that vshard: the vshard has moved since, and
+/// the client is asked to reconnect, so its next connection is routed afresh (see `splice`)
+/// rather than taking two hops for the rest of its life.
+fn close_if_moved(
+    parts: &axum::http::request::Parts,
+    vshard: u32,
+    mut reply: Response,
+) -> Response {
+    if parts.extensions.get::<crate::splice::HandedOver>()
+        == Some(&crate::splice::HandedOver { vshard })
+    {
+        reply.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    reply
 }
 
 /// Runs the controller the route names.

@@ -1,0 +1,448 @@
+//! Cluster mode: a plain-HTTP connection whose first request names an account another node
+//! owns is handed, whole, to that node (DESIGN §5).
+//!
+//! Forwarding request by request (`forward`) makes the entry node parse, authenticate and
+//! answer every request, which is most of what serving it costs. A client that keeps its
+//! connection open and posts for one account (Home Assistant, a gateway posting for one home)
+//! would pay that on every request. So, before HTTP is served on a connection, the entry node
+//! reads the first request's head; when the apikey it presents (query `apikey`, else
+//! `Authorization: Bearer`) belongs to an account this node remembers and another node owns,
+//! it connects to that owner, sends [`MAGIC`]'s one-line preamble and the bytes read so far,
+//! and from then on only copies bytes both ways until either side closes.
+//!
+//! The choice is a guess that cannot make an answer wrong, only slower: the node that receives
+//! the connection serves every request on it as if the client had connected there itself
+//! (it authenticates each one, and forwards request by request what it does not own). It takes
+//! one thing on trust, the client's address in the preamble, and only with the cluster's
+//! secret. The preamble is
+//!
+//! ```text
+//! YNNI-SPLICE/1 <client ip:port> <vshard> <the cluster's secret, hex>\r\n
+//! ```
+//!
+//! A node that receives a preamble with any other secret closes the connection unanswered. A
+//! connection handed over once is never handed on again: the node it was handed to forwards
+//! request by request what it does not own (another account on the same connection, served as
+//! if the client had connected there). When that is a request of the vshard the connection
+//! was handed over for, the vshard has moved since (a drain, a failover): that reply says
+//! `Connection: close`, so the client's next connection is routed afresh instead of taking
+//! two hops for the rest of its life.
+//!
+//! Served where it arrived instead: HTTPS (the entry node holds the certificate), a first
+//! request without an apikey (browser sessions, device keys, share links), a key this node has
+//! not seen yet (answering it here remembers it for the next connection), one that asks to
+//! close after its request (a connection per post, as emonhub and the firmware send: the
+//! pooled, batched forwarding is cheaper than a new connection to the owner), and an owner that
+//! cannot be reached (the request is then forwarded, or answered 503, as before).
+
+mod prefixed;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use prefixed::Prefixed;
+
+use crate::forward::Forwarder;
+use crate::state::AppState;
+
+/// The preamble's first word.
+pub const MAGIC: &[u8] = b"YNNI-SPLICE/1 ";
+/// A preamble is one short line: an address and a hex secret.
+const PREAMBLE_MAX: usize = 1024;
+/// The first request's head is looked at only if it fits in this much; a longer one is
+/// served where it arrived.
+const HEAD_MAX: usize = 8 * 1024;
+/// Headers looked at in the first request's head.
+const HEADERS_MAX: usize = 64;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// After the server is told to stop, how long a handed-over connection may go on (a reply in
+/// progress finishes; the client then reconnects to another node).
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The request extension that marks requests on a connection another node handed over, for
+/// the account of this vshard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct HandedOver {
+    pub vshard: u32,
+}
+
+/// Decides where a plain-HTTP connection is served, and hands it over.
+pub(crate) struct Splicer {
+    forwarder: Arc<Forwarder>,
+    state: AppState,
+    /// The preamble's secret: the cluster's secret in hex (whatever characters it has, the
+    /// line stays one line).
+    secret_hex: String,
+}
+
+/// How a connection is to go on after its first bytes.
+pub(crate) enum Opening {
+    /// Serve HTTP here: the bytes read so far, to be served first; the client's address (the
+    /// peer's, or the one the handing node vouched for); whether another node handed it over.
+    Serve {
+        read: Bytes,
+        client: SocketAddr,
+        handed_over: Option<HandedOver>,
+    },
+    /// Nothing more to do: the connection was handed over and has ended, or it is to be
+    /// closed (silent past the header deadline, gone, or a preamble with a wrong secret).
+    Finished,
+}
+
+impl Splicer {
+    /// A splicer for a node in a cluster; `None` on one node alone.
+    pub fn new(state: &AppState) -> Option<Self> {
+        let forwarder = state.forwarder.clone()?;
+        Some(Self {
+            secret_hex: hex::encode(forwarder.secret().as_bytes()),
+            forwarder,
+            state: state.clone(),
+        })
+    }
+
+    /// Reads the connection's first bytes (within `header_timeout`) and either hands the
+    /// connection to its account's owner, copying until it ends, or says how to serve it here.
+    pub async fn open<S>(
+        &self,
+        socket: &mut S,
+        peer: SocketAddr,
+        header_timeout: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> Opening
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let deadline = Instant::now() + header_timeout;
+        let mut buf = BytesMut::with_capacity(2048);
+        // A preamble, or the start of a request?
+        while buf.len() < MAGIC.len() && MAGIC.starts_with(&buf) {
+            if !read_more(socket, &mut buf, deadline).await {
+                return Opening::Finished;
+            }
+        }
+        if buf.starts_with(MAGIC) {
+            return self.handed_over(socket, buf, peer, deadline).await;
+        }
+        loop {
+            match first_head(&buf) {
+                Head::Incomplete if buf.len() < HEAD_MAX => {
+                    if !read_more(socket, &mut buf, deadline).await {
+                        return Opening::Finished;
+                    }
+                }
+                Head::Incomplete | Head::Unusable => break,
+                Head::Key(key) => {
+                    if let Some((vshard, owner)) = self.owner_for(&key) {
+                        let to = (vshard, owner.as_str());
+                        match self.hand_over(socket, to, peer, &buf, stop).await {
+                            Handover::Done => return Opening::Finished,
+                            Handover::NotConnected => {}
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        Opening::Serve {
+            read: buf.freeze(),
+            client: peer,
+            handed_over: None,
+        }
+    }
+
+    /// The vshard of the account `key` opens and the address of its owner, if this node
+    /// remembers the key and another node owns the vshard.
+    fn owner_for(&self, key: &str) -> Option<(u32, String)> {
+        let id = self.state.catalog.remembered_user_id(key)?;
+        let vshard = self.state.router.vshard(id);
+        if self.state.router.serves(vshard) {
+            return None;
+        }
+        Some((vshard, self.forwarder.owner(vshard)?))
+    }
+
+    /// Reads and checks a preamble; what follows it is served here.
+    async fn handed_over<S>(
+        &self,
+        socket: &mut S,
+        mut buf: BytesMut,
+        peer: SocketAddr,
+        deadline: Instant,
+    ) -> Opening
+    where
+        S: AsyncRead + Unpin,
+    {
+        let end = loop {
+            if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                break i;
+            }
+            if buf.len() >= PREAMBLE_MAX || !read_more(socket, &mut buf, deadline).await {
+                tracing::warn!(%peer, "a handed-over connection without a whole preamble; closed");
+                return Opening::Finished;
+            }
+        };
+        let line = buf.split_to(end + 1);
+        match parse_preamble(&line, &self.secret_hex) {
+            Some((client, vshard)) => Opening::Serve {
+                read: buf.freeze(),
+                client,
+                handed_over: Some(HandedOver { vshard }),
+            },
+            None => {
+                tracing::warn!(%peer, "a connection claimed to be handed over without the cluster's secret; closed");
+                Opening::Finished
+            }
+        }
+    }
+
+    /// Connects to `owner` (of `vshard`), sends it the preamble and `read`, then copies both
+    /// ways until the connection ends (or the server stops and [`STOP_GRACE`] has passed).
+    async fn hand_over<S>(
+        &self,
+        socket: &mut S,
+        (vshard, owner): (u32, &str),
+        client: SocketAddr,
+        read: &[u8],
+        mut stop: watch::Receiver<bool>,
+    ) -> Handover
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(owner)).await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(owner, error = %e, "cannot hand a connection to its owner");
+                return Handover::NotConnected;
+            }
+            Err(_) => {
+                tracing::debug!(
+                    owner,
+                    "cannot hand a connection to its owner: connect timed out"
+                );
+                return Handover::NotConnected;
+            }
+        };
+        let _ = upstream.set_nodelay(true);
+        let mut upstream = upstream;
+        let mut first = Vec::with_capacity(MAGIC.len() + 80 + read.len());
+        first.extend_from_slice(MAGIC);
+        first.extend_from_slice(format!("{client} {vshard} {}\r\n", self.secret_hex).as_bytes());
+        first.extend_from_slice(read);
+        // From the first byte sent, the request may be the owner's: it is never served here
+        // too (a failure now ends the connection, and the client retries).
+        if let Err(e) = upstream.write_all(&first).await {
+            tracing::debug!(owner, error = %e, "handing a connection over failed");
+            return Handover::Done;
+        }
+        let pump = pump(socket, &mut upstream);
+        let mut pump = std::pin::pin!(pump);
+        tokio::select! {
+            r = pump.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(owner, error = %e, "handed-over connection ended");
+                }
+            }
+            () = async {
+                let _ = stop.wait_for(|s| *s).await;
+            } => {
+                let _ = tokio::time::timeout(STOP_GRACE, pump).await;
+            }
+        }
+        Handover::Done
+    }
+}
+
+enum Handover {
+    Done,
+    /// Nothing was sent: the connection can still be served here.
+    NotConnected,
+}
+
+/// Copies client → owner and owner → client. The owner closing ends the connection; the
+/// client closing its side is passed on, and the owner's last reply still reaches it.
+async fn pump<S>(client: &mut S, upstream: &mut TcpStream) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut owner_read, mut owner_write) = upstream.split();
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let up = async {
+        tokio::io::copy(&mut client_read, &mut owner_write).await?;
+        owner_write.shutdown().await
+    };
+    let down = async {
+        tokio::io::copy(&mut owner_read, &mut client_write).await?;
+        client_write.shutdown().await
+    };
+    let mut up = std::pin::pin!(up);
+    let mut down = std::pin::pin!(down);
+    tokio::select! {
+        r = down.as_mut() => r,
+        r = up.as_mut() => {
+            r?;
+            down.await
+        }
+    }
+}
+
+/// Reads what the connection has into `buf`; false when it closed, failed, or sent nothing
+/// before `deadline`.
+async fn read_more<S: AsyncRead + Unpin>(
+    socket: &mut S,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> bool {
+    buf.reserve(2048);
+    matches!(
+        tokio::time::timeout_at(deadline, socket.read_buf(buf)).await,
+        Ok(Ok(n)) if n > 0
+    )
+}
+
+/// What the first request's head says about where to serve the connection.
+#[derive(Debug, PartialEq)]
+enum Head {
+    Incomplete,
+    /// Serve it here: not HTTP, closing after one request, or no apikey to route by.
+    Unusable,
+    /// The apikey that names the account.
+    Key(String),
+}
+
+fn first_head(buf: &[u8]) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Head::Incomplete,
+        Err(_) => return Head::Unusable,
+    }
+    if !keeps_alive(&req) {
+        return Head::Unusable;
+    }
+    routing_key(&req).map_or(Head::Unusable, Head::Key)
+}
+
+/// Whether the client means to send more requests on the connection.
+fn keeps_alive(req: &httparse::Request<'_, '_>) -> bool {
+    let says = |token: &str| {
+        req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection")
+                && std::str::from_utf8(h.value)
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    match req.version {
+        Some(1) => !says("close"),
+        _ => says("keep-alive"),
+    }
+}
+
+/// The apikey the request authenticates with, when it can be known from the head: the
+/// query's `apikey`, else (with no `devicekey` or share link in the query) the bearer token.
+fn routing_key(req: &httparse::Request<'_, '_>) -> Option<String> {
+    let query = req.path?.split_once('?').map_or("", |(_, q)| q);
+    let mut other = false;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*name {
+            "apikey" if !value.is_empty() => return Some(value.into_owned()),
+            "devicekey" | "share" if !value.is_empty() => other = true,
+            _ => {}
+        }
+    }
+    if other {
+        return None;
+    }
+    let h = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))?;
+    let v = std::str::from_utf8(h.value).ok()?.trim();
+    let key = v.strip_prefix("Bearer ").unwrap_or(v).trim();
+    (!key.is_empty()).then(|| key.to_string())
+}
+
+/// The client address and vshard a preamble line vouches for, if it carries `secret_hex`.
+fn parse_preamble(line: &[u8], secret_hex: &str) -> Option<(SocketAddr, u32)> {
+    let line = std::str::from_utf8(line.strip_prefix(MAGIC)?)
+        .ok()?
+        .trim_end();
+    let mut words = line.split(' ');
+    let (client, vshard, secret) = (words.next()?, words.next()?, words.next()?);
+    if words.next().is_some()
+        || !ynni_core::password::constant_time_eq(secret.as_bytes(), secret_hex.as_bytes())
+    {
+        return None;
+    }
+    Some((client.parse().ok()?, vshard.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_first_heads_apikey_routes_the_connection() {
+        let get = format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(first_head(get.as_bytes()), Head::Key(KEY.into()));
+        assert_eq!(first_head(&get.as_bytes()[..20]), Head::Incomplete);
+        let bearer =
+            format!("POST /feed/data.json HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\n\r\n");
+        assert_eq!(first_head(bearer.as_bytes()), Head::Key(KEY.into()));
+        // The query's key comes first, as in authentication.
+        let both = format!(
+            "GET /x?apikey={KEY} HTTP/1.1\r\nAuthorization: Bearer ffffffffffffffffffffffffffffffff\r\n\r\n"
+        );
+        assert_eq!(first_head(both.as_bytes()), Head::Key(KEY.into()));
+    }
+
+    #[test]
+    fn heads_that_name_no_account_or_close_are_served_where_they_arrive() {
+        for head in [
+            "GET /feed/list.json HTTP/1.1\r\nCookie: s=1\r\n\r\n".to_string(),
+            format!("GET /x?apikey={KEY} HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            format!("GET /x?apikey={KEY} HTTP/1.0\r\n\r\n"),
+            format!("GET /x?devicekey={KEY} HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\n\r\n"),
+            format!("GET /x?share=abc HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\n\r\n"),
+            "\u{1}\u{2} not http\r\n\r\n".to_string(),
+        ] {
+            assert_eq!(first_head(head.as_bytes()), Head::Unusable, "{head}");
+        }
+        let kept = format!("GET /x?apikey={KEY} HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+        assert_eq!(first_head(kept.as_bytes()), Head::Key(KEY.into()));
+    }
+
+    #[test]
+    fn a_preamble_is_believed_only_with_the_clusters_secret() {
+        let secret = hex::encode("s3cret");
+        let good = format!("YNNI-SPLICE/1 192.0.2.7:4567 12 {secret}\r\n");
+        assert_eq!(
+            parse_preamble(good.as_bytes(), &secret),
+            Some(("192.0.2.7:4567".parse().unwrap(), 12))
+        );
+        let v6 = format!("YNNI-SPLICE/1 [2001:db8::1]:80 0 {secret}\r\n");
+        assert!(parse_preamble(v6.as_bytes(), &secret).is_some());
+        for bad in [
+            "YNNI-SPLICE/1 192.0.2.7:4567 1 00\r\n".to_string(),
+            format!("YNNI-SPLICE/1 192.0.2.7:4567 1 {secret}00\r\n"),
+            format!("YNNI-SPLICE/1 192.0.2.7:4567 1 {secret} more\r\n"),
+            format!("YNNI-SPLICE/1 nonsense 1 {secret}\r\n"),
+            format!("YNNI-SPLICE/1 192.0.2.7:4567 x {secret}\r\n"),
+            format!("YNNI-SPLICE/2 192.0.2.7:4567 1 {secret}\r\n"),
+            format!("YNNI-SPLICE/1 192.0.2.7:4567 {secret}\r\n"),
+        ] {
+            assert_eq!(parse_preamble(bad.as_bytes(), &secret), None, "{bad}");
+        }
+    }
+}
