@@ -10,15 +10,13 @@
 //! sent again. Retrying stops [`DRAIN`] after the end of the run, and the reading still
 //! unacknowledged then counts as an error.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use super::acklog::AckLog;
 use super::stats::Counters;
 use super::{Clock, Plan, Ticker, new_device, payload};
 use crate::{SimulateArgs, SimulateError};
@@ -27,48 +25,6 @@ use crate::{SimulateArgs, SimulateError};
 const RETRY: Duration = Duration::from_millis(100);
 /// How long after the run's end a device keeps retrying its reading.
 const DRAIN: Duration = Duration::from_secs(15);
-
-/// `--acked FILE`: one JSON line per acknowledged reading.
-struct AckLog {
-    path: PathBuf,
-    file: Mutex<BufWriter<File>>,
-}
-
-impl AckLog {
-    fn create(path: &Path) -> Result<Self, SimulateError> {
-        let file = File::create(path).map_err(|source| SimulateError::AckLog {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            file: Mutex::new(BufWriter::new(file)),
-        })
-    }
-
-    fn record(&self, username: &str, node: &str, time: i64, values: &str) {
-        let line = serde_json::json!({
-            "username": username,
-            "node": node,
-            "time": time,
-            "values": serde_json::from_str::<serde_json::Value>(values).unwrap_or_default(),
-        });
-        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        // A failed write shows when the log is flushed at the end.
-        let _ = writeln!(f, "{line}");
-    }
-
-    fn finish(&self) -> Result<(), SimulateError> {
-        self.file
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .flush()
-            .map_err(|source| SimulateError::AckLog {
-                path: self.path.clone(),
-                source,
-            })
-    }
-}
 
 /// What became of one attempt to post a reading.
 enum Attempt {

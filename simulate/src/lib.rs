@@ -6,6 +6,7 @@
 //! readings, timestamped in the recent past (like emonhub catching up after an outage), which
 //! is how a benchmark reaches high rates with realistic per-device data.
 
+mod acklog;
 mod error;
 mod feeds;
 mod http;
@@ -37,10 +38,13 @@ pub enum SimFormat {
 // The flags of `ynni simulate`. (A doc comment here would become the subcommand's help text.)
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
-    /// Publish to this MQTT broker (ynni's embedded one, or any emoncms broker).
+    /// Publish to this MQTT broker (ynni's embedded one, or any emoncms broker). Several
+    /// addresses, comma-separated (the nodes of a cluster): devices are spread over them, a
+    /// device whose connection fails reconnects through the next one, and the messages it had
+    /// not had acknowledged are published again there.
     #[arg(
         long,
-        value_name = "HOST:PORT",
+        value_name = "HOST:PORT[,HOST:PORT…]",
         required_unless_present = "http",
         conflicts_with = "http"
     )]
@@ -103,7 +107,7 @@ pub struct SimulateArgs {
     pub api: Option<String>,
     /// Append one JSON line per acknowledged reading to FILE (`username`, `node`, `time`,
     /// `values`): what the server promised to keep, for checking against what it stored.
-    /// HTTP only for now.
+    /// Over MQTT: with --qos 1 or 2 and --format json (one message per reading).
     #[arg(long, value_name = "FILE")]
     pub acked: Option<std::path::PathBuf>,
     /// Report this process's CPU and memory (the server's pid) in the summary.
@@ -222,9 +226,18 @@ pub async fn run(args: SimulateArgs) -> Result<(), SimulateError> {
 
 /// The URLs of `--http`, without trailing slashes.
 fn http_urls(http: Option<&str>) -> Vec<String> {
-    http.unwrap_or_default()
+    list(http)
+        .into_iter()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .collect()
+}
+
+/// The items of a comma-separated option.
+fn list(option: Option<&str>) -> Vec<String> {
+    option
+        .unwrap_or_default()
         .split(',')
-        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty())
         .collect()
 }
@@ -234,15 +247,20 @@ fn check(args: &SimulateArgs) -> Result<(), SimulateError> {
     if args.http.is_some() && http_urls(args.http.as_deref()).is_empty() {
         return Err(SimulateError::args("--http needs at least one URL"));
     }
-    if args.mqtt.as_deref().is_some_and(|m| m.contains(',')) {
-        return Err(SimulateError::args(
-            "several --mqtt addresses: not implemented yet (give one; --http takes several)",
-        ));
+    if args.mqtt.is_some() && list(args.mqtt.as_deref()).is_empty() {
+        return Err(SimulateError::args("--mqtt needs at least one HOST:PORT"));
     }
     if args.acked.is_some() && args.mqtt.is_some() {
-        return Err(SimulateError::args(
-            "--acked over MQTT: not implemented yet (HTTP only)",
-        ));
+        if args.qos == 0 {
+            return Err(SimulateError::args(
+                "--acked over MQTT needs --qos 1 or 2 (QoS 0 is never acknowledged)",
+            ));
+        }
+        if args.format != SimFormat::Json {
+            return Err(SimulateError::args(
+                "--acked over MQTT needs --format json (one message per reading)",
+            ));
+        }
     }
     let positive = |v: f64| v.is_finite() && v > 0.0;
     if !positive(args.interval) || !positive(args.speed) {
@@ -359,11 +377,12 @@ async fn send(
     });
     let progress = tokio::spawn(progress(counters.clone(), clock.t0));
     let sending = async {
-        if let Some(addr) = &args.mqtt {
+        if args.mqtt.is_some() {
+            let addrs = list(args.mqtt.as_deref());
             let probes =
                 feed_map.map(|m| m.iter().map(|(_, feeds)| feeds.first().copied()).collect());
             mqtt::run(
-                addr,
+                &addrs,
                 args,
                 plans,
                 clock,

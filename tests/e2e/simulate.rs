@@ -140,7 +140,7 @@ async fn simulated_http_devices_fail_over_and_log_what_was_acknowledged() {
         l["node"].as_str().unwrap_or_default().to_string(),
         l["time"].as_i64()
     ))));
-    // Over MQTT it is refused, not ignored.
+    // Over MQTT at QoS 0 nothing is ever acknowledged: refused, not ignored.
     let (ok, _, stderr) = simulate(&[
         "--mqtt",
         "127.0.0.1:1",
@@ -148,11 +148,157 @@ async fn simulated_http_devices_fail_over_and_log_what_was_acknowledged() {
         "simfail",
         "--apikey",
         &key,
+        "--qos",
+        "0",
         "--acked",
         log.to_str().expect("path"),
     ])
     .await;
-    assert!(!ok && stderr.contains("not implemented"), "{stderr}");
+    assert!(!ok && stderr.contains("--qos 1 or 2"), "{stderr}");
+}
+
+/// A TCP proxy to `to` that passes a connection's first reply (the CONNACK) and then swallows
+/// every byte the broker sends, closing the connection after `cut`: what the device published
+/// through it reaches the broker, but no acknowledgement comes back.
+async fn acknowledgement_eater(to: std::net::SocketAddr, cut: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(upstream) = tokio::net::TcpStream::connect(to).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = upstream.into_split();
+                let up = tokio::spawn(async move { tokio::io::copy(&mut cr, &mut uw).await });
+                let mut connack = [0u8; 4];
+                if ur.read_exact(&mut connack).await.is_ok() && cw.write_all(&connack).await.is_ok()
+                {
+                    let eat = async {
+                        let mut sink = [0u8; 4096];
+                        while matches!(ur.read(&mut sink).await, Ok(n) if n > 0) {}
+                    };
+                    let _ = tokio::time::timeout(cut, eat).await;
+                }
+                up.abort();
+            });
+        }
+    });
+    addr
+}
+
+/// Two broker addresses, the first one losing every acknowledgement and cutting the
+/// connection: its device publishes again through the second what was not acknowledged, and
+/// the `--acked` log holds every reading once, with its values, and nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_mqtt_devices_publish_again_through_the_next_address_and_log_what_was_acknowledged()
+ {
+    let server = Server::start();
+    let (_, _, key) = register(&server, "simmqttfail", "password1").await;
+    let mqtt = server.mqtt.expect("mqtt address");
+    let eater = acknowledgement_eater(mqtt, std::time::Duration::from_millis(800)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("acked.jsonl");
+    let addrs = format!("{eater},{mqtt}");
+    let (ok, stdout, stderr) = simulate(&[
+        "--mqtt",
+        &addrs,
+        "--api",
+        &server.base,
+        "--username",
+        "simmqttfail",
+        "--apikey",
+        &key,
+        "--devices-per-user",
+        "2",
+        "--profile",
+        "solar",
+        "--inputs",
+        "2",
+        "--interval",
+        "10",
+        "--speed",
+        "50",
+        "--duration",
+        "3",
+        "--qos",
+        "1",
+        "--log-to-feeds",
+        "--acked",
+        log.to_str().expect("path"),
+    ])
+    .await;
+    assert!(ok, "{stdout}\n{stderr}");
+    let s = summary(&stdout);
+    assert_eq!(s["errors"], 0, "{s}");
+    assert!(s["retries"].as_u64().expect("retries") >= 1, "{s}");
+    assert_eq!(s["stored"]["missing"], 0, "{s}");
+    let acked = s["messages_acked"].as_u64().expect("acked");
+    assert_eq!(s["messages_sent"], acked, "{s}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len() as u64, acked);
+    // Each feed's points (a feed per node and input, tagged with the node).
+    let c = script();
+    let feeds = get(&c, &server.url(&format!("/feed/list.json?apikey={key}"))).await;
+    let (first, last) = lines
+        .iter()
+        .filter_map(|l| l["time"].as_i64())
+        .fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t), b.max(t)));
+    let mut stored = std::collections::HashMap::new();
+    for f in feeds.json().as_array().expect("feeds") {
+        // emoncms lists ids as strings.
+        let id = f["id"]
+            .as_str()
+            .map_or_else(|| f["id"].to_string(), String::from);
+        let url = format!(
+            "/feed/data.json?id={id}&start={}&end={}&interval=10&apikey={key}",
+            first * 1000,
+            (last + 10) * 1000
+        );
+        let points = get(&c, &server.url(&url)).await.json();
+        assert!(points.is_array(), "{url}: {points}");
+        for p in points.as_array().expect("points") {
+            if let (Some(t), Some(v)) = (p[0].as_i64(), p[1].as_f64()) {
+                let tag = f["tag"].as_str().unwrap_or_default().to_string();
+                let name = f["name"].as_str().unwrap_or_default().to_string();
+                stored.insert((tag, name, t / 1000), v);
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for l in &lines {
+        assert_eq!(l["username"], "simmqttfail");
+        let (node, time) = (
+            l["node"].as_str().expect("node"),
+            l["time"].as_i64().expect("time"),
+        );
+        assert!(seen.insert((node.to_string(), time)), "logged twice: {l}");
+        // The values logged are the values stored at that time.
+        let values = l["values"].as_object().expect("values");
+        assert_eq!(values.len(), 2, "{l}");
+        for (name, v) in values {
+            let logged = v.as_f64().expect("a number");
+            let at = stored
+                .get(&(node.to_string(), name.clone(), time))
+                .unwrap_or_else(|| panic!("{node}:{name} at {time} not stored"));
+            assert!(
+                (at - logged).abs() <= 1e-3 * logged.abs().max(1.0),
+                "{l}: stored {at}"
+            );
+        }
+    }
+    // Both devices' readings, the one behind the eater's included.
+    let nodes: std::collections::HashSet<&str> =
+        lines.iter().filter_map(|l| l["node"].as_str()).collect();
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
