@@ -46,8 +46,15 @@ pub(crate) fn node_config(
 }
 
 pub(crate) fn start_node(config: &Path, port: u16) -> Server {
+    start_node_at(config, port, 0)
+}
+
+/// [`start_node`] with the broker on `mqtt_port` (0: any free port), so that a node
+/// restarted there is found where devices knew it.
+pub(crate) fn start_node_at(config: &Path, port: u16, mqtt_port: u16) -> Server {
     Server::builder()
         .http_listen(&format!("127.0.0.1:{port}"))
+        .mqtt_listen(&format!("127.0.0.1:{mqtt_port}"))
         .arg("--config")
         .arg(config.to_str().expect("utf-8 path"))
         .start()

@@ -6,9 +6,11 @@
 //! would be off from the first value processed twice (a retry after a lost acknowledgement, a
 //! log replayed by two owners) or lost.
 //!
-//! Beside them, `ynni simulate` posts through all three nodes (`--http` with every node's URL),
-//! retrying each reading through the next node until acknowledged and logging what was
-//! acknowledged (`--acked`); its own check finds every value it sent stored.
+//! Beside them, two `ynni simulate` runs send through all three nodes, one posting over HTTP
+//! (`--http` with every node's URL), one publishing over MQTT QoS 1 (`--mqtt` with every
+//! node's broker): each sends a reading again through the next node until it is acknowledged
+//! and logs what was acknowledged (`--acked`), and its own check finds every value it sent
+//! stored.
 //!
 //! The size is set by the environment: `YNNI_SOAK_KILLS` (default 3) kills with
 //! `YNNI_SOAK_LEASE_MS` (default 2000) leases; the closing run of issue 17 used 20 kills with
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
-use crate::cluster_serving::{free_port, node_config, retrying, start_node};
+use crate::cluster_serving::{free_port, node_config, retrying, start_node_at};
 use crate::harness::{Server, get, post_form, register, script};
 use crate::postgres::Postgres;
 
@@ -285,6 +287,7 @@ async fn every_acknowledged_value_survives_nodes_killed_at_random() {
     let shared = tmp.path().join("shared");
     std::fs::create_dir_all(&shared).expect("shared");
     let ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+    let mqtt_ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
     let configs: Vec<PathBuf> = (0..NODES)
         .map(|n| {
             node_config(
@@ -298,7 +301,7 @@ async fn every_acknowledged_value_survives_nodes_killed_at_random() {
         })
         .collect();
     let mut servers: Vec<Option<Server>> = (0..NODES)
-        .map(|n| Some(start_node(&configs[n], ports[n])))
+        .map(|n| Some(start_node_at(&configs[n], ports[n], mqtt_ports[n])))
         .collect();
     let pool = ynni_cluster::db::connect(&pg.url(), Duration::from_secs(10))
         .await
@@ -372,6 +375,46 @@ async fn every_acknowledged_value_survives_nodes_killed_at_random() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("ynni simulate");
+    let sim_mqtt_account = account(first, "soaksimmqtt").await;
+    let sim_mqtt_log = tmp.path().join("simulate-mqtt-acked.jsonl");
+    let brokers = mqtt_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mqtt_simulator = std::process::Command::new(crate::harness::BIN)
+        .args([
+            "simulate",
+            "--mqtt",
+            &brokers,
+            "--api",
+            &first.base,
+            "--username",
+            &sim_mqtt_account.name,
+            "--apikey",
+            &sim_mqtt_account.write,
+            "--devices-per-user",
+            "4",
+            "--profile",
+            "solar",
+            "--inputs",
+            "2",
+            "--interval",
+            "10",
+            "--speed",
+            "100",
+            "--duration",
+            &sim_seconds.to_string(),
+            "--qos",
+            "1",
+            "--log-to-feeds",
+            "--acked",
+            sim_mqtt_log.to_str().expect("path"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ynni simulate over MQTT");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     let mut records = Vec::new();
@@ -443,7 +486,7 @@ async fn every_acknowledged_value_survives_nodes_killed_at_random() {
         if !theirs.is_empty() {
             takeovers.push(worst);
         }
-        let s = start_node(&configs[victim], ports[victim]);
+        let s = start_node_at(&configs[victim], ports[victim], mqtt_ports[victim]);
         dir.lock().expect("directory")[victim] = Some((s.base.clone(), s.mqtt.expect("mqtt")));
         servers[victim] = Some(s);
     }
@@ -453,28 +496,40 @@ async fn every_acknowledged_value_survives_nodes_killed_at_random() {
         t.await.expect("client");
     }
 
-    let out = tokio::task::spawn_blocking(move || simulator.wait_with_output())
-        .await
-        .expect("join")
-        .expect("simulate output");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "ynni simulate: {stdout}\n{stderr}");
-    let sim: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().expect("summary")).expect("summary JSON");
-    assert_eq!(sim["errors"], 0, "{sim}");
-    assert_eq!(sim["stored"]["missing"], 0, "{sim}");
-    let logged = std::fs::read_to_string(&sim_log)
-        .expect("acked log")
-        .lines()
-        .count();
-    assert_eq!(Some(logged as u64), sim["messages_acked"].as_u64(), "{sim}");
-    eprintln!(
-        "soak: ynni simulate through {NODES} nodes: {} readings acknowledged and logged, all stored, {} sent again through another node",
-        sim["messages_acked"], sim["retries"]
-    );
+    for (transport, simulator, log) in [
+        ("HTTP", simulator, sim_log),
+        ("MQTT", mqtt_simulator, sim_mqtt_log),
+    ] {
+        let out = tokio::task::spawn_blocking(move || simulator.wait_with_output())
+            .await
+            .expect("join")
+            .expect("simulate output");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success(),
+            "ynni simulate over {transport}: {stdout}\n{stderr}"
+        );
+        let sim: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().expect("summary")).expect("summary JSON");
+        assert_eq!(sim["errors"], 0, "{transport}: {sim}");
+        assert_eq!(sim["stored"]["missing"], 0, "{transport}: {sim}");
+        let logged = std::fs::read_to_string(&log)
+            .expect("acked log")
+            .lines()
+            .count();
+        assert_eq!(
+            Some(logged as u64),
+            sim["messages_acked"].as_u64(),
+            "{transport}: {sim}"
+        );
+        eprintln!(
+            "soak: ynni simulate over {transport} through {NODES} nodes: {} readings acknowledged and logged, all stored, {} sent again through another node",
+            sim["messages_acked"], sim["retries"]
+        );
+    }
 
     // Every acknowledged value, exactly where it was sent, and nothing else.
     let base = node_addrs(&dir)[0].0.clone();

@@ -20,6 +20,7 @@ pub struct ServerBuilder {
     env: Vec<(String, String)>,
     args: Vec<String>,
     http_listen: String,
+    mqtt_listen: String,
 }
 
 impl ServerBuilder {
@@ -27,6 +28,12 @@ impl ServerBuilder {
     /// address must be known before it starts).
     pub fn http_listen(mut self, addr: &str) -> Self {
         self.http_listen = addr.to_string();
+        self
+    }
+
+    /// The broker's address (default: a free port on 127.0.0.1).
+    pub fn mqtt_listen(mut self, addr: &str) -> Self {
+        self.mqtt_listen = addr.to_string();
         self
     }
 
@@ -70,7 +77,7 @@ impl ServerBuilder {
         cmd.arg("--http-listen")
             .arg(&self.http_listen)
             .arg("--mqtt-listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.mqtt_listen)
             .args(&self.args)
             .env_remove("RUST_LOG")
             .env("YNNI_USERS__REGISTRATION", "open")
@@ -152,6 +159,7 @@ impl Server {
             env: Vec::new(),
             args: Vec::new(),
             http_listen: "127.0.0.1:0".to_string(),
+            mqtt_listen: "127.0.0.1:0".to_string(),
         }
     }
 
