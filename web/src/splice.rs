@@ -74,10 +74,13 @@ pub(crate) struct HandedOver {
     pub vshard: u32,
 }
 
+/// Where the account an apikey opens is served: its vshard and its owner's address, when this
+/// node knows the key and another node owns the vshard.
+type Route = Box<dyn Fn(&str) -> Option<(u32, String)> + Send + Sync>;
+
 /// Decides where a plain-HTTP connection is served, and hands it over.
 pub(crate) struct Splicer {
-    forwarder: Arc<Forwarder>,
-    state: AppState,
+    route: Route,
     /// The preamble's secret: the cluster's secret in hex (whatever characters it has, the
     /// line stays one line).
     secret_hex: String,
@@ -100,12 +103,26 @@ pub(crate) enum Opening {
 impl Splicer {
     /// A splicer for a node in a cluster; `None` on one node alone.
     pub fn new(state: &AppState) -> Option<Self> {
-        let forwarder = state.forwarder.clone()?;
-        Some(Self {
-            secret_hex: hex::encode(forwarder.secret().as_bytes()),
-            forwarder,
-            state: state.clone(),
-        })
+        let forwarder: Arc<Forwarder> = state.forwarder.clone()?;
+        let secret = forwarder.secret().to_string();
+        let state = state.clone();
+        // Only a key this node remembers: the guess must cost no query.
+        let route = move |key: &str| {
+            let id = state.catalog.remembered_user_id(key)?;
+            let vshard = state.router.vshard(id);
+            if state.router.serves(vshard) {
+                return None;
+            }
+            Some((vshard, forwarder.owner(vshard)?))
+        };
+        Some(Self::with_route(&secret, Box::new(route)))
+    }
+
+    fn with_route(secret: &str, route: Route) -> Self {
+        Self {
+            secret_hex: hex::encode(secret.as_bytes()),
+            route,
+        }
     }
 
     /// Reads the connection's first bytes (within `header_timeout`) and either hands the
@@ -140,7 +157,7 @@ impl Splicer {
                 }
                 Head::Incomplete | Head::Unusable => break,
                 Head::Key(key) => {
-                    if let Some((vshard, owner)) = self.owner_for(&key) {
+                    if let Some((vshard, owner)) = (self.route)(&key) {
                         let to = (vshard, owner.as_str());
                         match self.hand_over(socket, to, peer, &buf, stop).await {
                             Handover::Done => return Opening::Finished,
@@ -156,17 +173,6 @@ impl Splicer {
             client: peer,
             handed_over: None,
         }
-    }
-
-    /// The vshard of the account `key` opens and the address of its owner, if this node
-    /// remembers the key and another node owns the vshard.
-    fn owner_for(&self, key: &str) -> Option<(u32, String)> {
-        let id = self.state.catalog.remembered_user_id(key)?;
-        let vshard = self.state.router.vshard(id);
-        if self.state.router.serves(vshard) {
-            return None;
-        }
-        Some((vshard, self.forwarder.owner(vshard)?))
     }
 
     /// Reads and checks a preamble; what follows it is served here.
@@ -391,6 +397,157 @@ mod tests {
     use super::*;
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
+    const SECRET: &str = "the cluster's secret";
+    const WAIT: Duration = Duration::from_millis(300);
+
+    fn peer() -> SocketAddr {
+        "192.0.2.1:5000".parse().unwrap()
+    }
+
+    /// A splicer whose only known key is [`KEY`], owned by `owner` in vshard 7.
+    fn splicer(owner: Option<String>) -> Splicer {
+        Splicer::with_route(
+            SECRET,
+            Box::new(move |key| {
+                (key == KEY)
+                    .then(|| (7, owner.clone()))
+                    .and_then(|(v, o)| Some((v, o?)))
+            }),
+        )
+    }
+
+    async fn open_with(splicer: &Splicer, sent: &[u8], close: bool) -> Opening {
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        client.write_all(sent).await.unwrap();
+        if close {
+            drop(client);
+            let (_stop, stop) = watch::channel(false);
+            return splicer.open(&mut server, peer(), WAIT, stop).await;
+        }
+        let (_stop, stop) = watch::channel(false);
+        let opening = splicer.open(&mut server, peer(), WAIT, stop).await;
+        drop(client);
+        opening
+    }
+
+    #[tokio::test]
+    async fn a_head_never_finished_in_time_closes_the_connection() {
+        let s = splicer(None);
+        let t0 = Instant::now();
+        let o = open_with(&s, b"GET /input/post?apikey=0123", false).await;
+        assert!(matches!(o, Opening::Finished));
+        assert!(t0.elapsed() >= WAIT);
+        assert!(matches!(open_with(&s, b"", true).await, Opening::Finished));
+    }
+
+    #[tokio::test]
+    async fn a_connection_without_a_known_key_is_served_here_with_what_was_read() {
+        let s = splicer(Some("127.0.0.1:9".into()));
+        let head = b"GET /feed/list.json HTTP/1.1\r\nHost: x\r\n\r\nGET /next";
+        let Opening::Serve {
+            read,
+            client,
+            handed_over,
+        } = open_with(&s, head, false).await
+        else {
+            panic!("closed");
+        };
+        assert_eq!((&read[..], client, handed_over), (&head[..], peer(), None));
+        // A key nobody here knows.
+        let other = b"GET /x?apikey=ffffffffffffffffffffffffffffffff HTTP/1.1\r\n\r\n";
+        assert!(matches!(
+            open_with(&s, other, false).await,
+            Opening::Serve {
+                handed_over: None,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_preamble_with_the_secret_vouches_for_the_client_and_the_vshard() {
+        let s = splicer(None);
+        let request = b"GET /myip/get.json HTTP/1.1\r\n\r\n";
+        let mut sent = format!(
+            "YNNI-SPLICE/1 203.0.113.9:77 12 {}\r\n",
+            hex::encode(SECRET)
+        )
+        .into_bytes();
+        sent.extend_from_slice(request);
+        let Opening::Serve {
+            read,
+            client,
+            handed_over,
+        } = open_with(&s, &sent, false).await
+        else {
+            panic!("closed");
+        };
+        assert_eq!(&read[..], &request[..]);
+        assert_eq!(client, "203.0.113.9:77".parse().unwrap());
+        assert_eq!(handed_over, Some(HandedOver { vshard: 12 }));
+        let mut forged = format!(
+            "YNNI-SPLICE/1 203.0.113.9:77 12 {}\r\n",
+            hex::encode("guess")
+        )
+        .into_bytes();
+        forged.extend_from_slice(request);
+        assert!(matches!(
+            open_with(&s, &forged, false).await,
+            Opening::Finished
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_known_key_owned_elsewhere_hands_the_connection_to_its_owner() {
+        let owner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s = splicer(Some(owner.local_addr().unwrap().to_string()));
+        let head = format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        client.write_all(head.as_bytes()).await.unwrap();
+        let (_stop, stop) = watch::channel(false);
+        let entry = tokio::spawn(async move { s.open(&mut server, peer(), WAIT, stop).await });
+        let (mut conn, _) = owner.accept().await.unwrap();
+        let want = format!(
+            "YNNI-SPLICE/1 {} 7 {}\r\n{head}",
+            peer(),
+            hex::encode(SECRET)
+        );
+        let mut got = vec![0u8; want.len()];
+        conn.read_exact(&mut got).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), want);
+        // Bytes flow both ways until the owner closes.
+        conn.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        let mut reply = [0u8; 19];
+        client.read_exact(&mut reply).await.unwrap();
+        assert_eq!(&reply, b"HTTP/1.1 200 OK\r\n\r\n");
+        client.write_all(b"more").await.unwrap();
+        let mut more = [0u8; 4];
+        conn.read_exact(&mut more).await.unwrap();
+        assert_eq!(&more, b"more");
+        drop(conn);
+        let ended = tokio::time::timeout(Duration::from_secs(5), entry)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(ended, Opening::Finished));
+    }
+
+    #[tokio::test]
+    async fn an_owner_that_cannot_be_reached_leaves_the_connection_here() {
+        let gone = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let s = splicer(Some(gone));
+        let head = format!("GET /input/post?apikey={KEY} HTTP/1.1\r\n\r\n");
+        let Opening::Serve {
+            read, handed_over, ..
+        } = open_with(&s, head.as_bytes(), false).await
+        else {
+            panic!("closed");
+        };
+        assert_eq!((&read[..], handed_over), (head.as_bytes(), None));
+    }
 
     #[test]
     fn the_first_heads_apikey_routes_the_connection() {
