@@ -10,6 +10,7 @@
 //! subscribers, retained messages, persistent sessions and shared subscriptions. Client ids,
 //! sessions and wills are per user ([`Sessions`]).
 
+mod audience;
 mod connect;
 pub mod external;
 mod listen;
@@ -154,6 +155,7 @@ pub(crate) struct Shared {
     sessions: Sessions,
     authenticate: Authenticate,
     locate: Option<Locate>,
+    audience: audience::Audience,
 }
 
 impl Shared {
@@ -353,6 +355,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         sessions: sessions.clone(),
         authenticate,
         locate: opts.locate.clone(),
+        audience: audience::Audience::default(),
     });
     let permits = Arc::new(Semaphore::new(max_connections));
     let mut listeners = vec![("mqtt", plain, listen::Kind::Plain)];

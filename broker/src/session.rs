@@ -30,6 +30,7 @@ use rumqttd::protocol::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+use crate::audience::Heard;
 use crate::connect::{Accepted, quote};
 use crate::listen::Stream;
 use crate::namespace::topic_of_node;
@@ -82,6 +83,8 @@ pub(crate) struct Session {
     acks: FuturesOrdered<BoxFuture<'static, AckOut>>,
     /// QoS 2 packet ids received whose PUBREL has not come yet.
     awaiting_rel: HashSet<u16>,
+    /// Whether the user's messages may have subscribers (see [`crate::audience`]).
+    heard: Heard,
 }
 
 /// The QoS, packet id and dup flag of a PUBLISH (rumqttd keeps them crate-private; its own
@@ -138,6 +141,7 @@ pub(crate) async fn run(
             return;
         }
     };
+    let heard = shared.audience.of(accepted.namespace.userid());
     let mut session = Session {
         io,
         codec,
@@ -150,6 +154,7 @@ pub(crate) async fn run(
         link_tx,
         acks: FuturesOrdered::new(),
         awaiting_rel: HashSet::new(),
+        heard,
     };
     let end = session
         .serve(link_rx, notification, registration.kicked.clone())
@@ -366,6 +371,7 @@ impl Session {
                 self.write(Packet::PubComp(comp, None)).await
             }
             Packet::Subscribe(mut subscribe, props) => {
+                self.heard.subscribed();
                 for f in &mut subscribe.filters {
                     f.path = self.accepted.namespace.inside(&f.path);
                 }
@@ -453,12 +459,14 @@ impl Session {
             }
             self.awaiting_rel.insert(pkid);
         }
-        let routed = Publish::new(
-            Bytes::from(self.accepted.namespace.inside(&topic)),
-            publish.payload.clone(),
-            publish.retain,
-        );
-        self.route(Packet::Publish(routed, props)).await?;
+        if publish.retain || self.heard.is_heard() {
+            let routed = Publish::new(
+                Bytes::from(self.accepted.namespace.inside(&topic)),
+                publish.payload.clone(),
+                publish.retain,
+            );
+            self.route(Packet::Publish(routed, props)).await?;
+        }
         let ack: BoxFuture<'static, AckOut> = if self.shared.is_ingest_topic(&topic) {
             let (done, handled) = if qos == QoS::AtMostOnce {
                 (None, None)

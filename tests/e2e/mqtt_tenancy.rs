@@ -494,3 +494,58 @@ async fn mqtt_password_guessing_is_limited_per_address() {
     }
     assert!(logged, "{}", server.log());
 }
+
+/// Messages of a user none of whose clients subscribed skip the broker's router
+/// (`broker::audience`): what a subscriber sees must be what it would have seen had they not.
+/// A retained status waits for the subscriber who comes later, a plain reading does not, the
+/// next reading after the subscription arrives, and another user's subscription to all of his
+/// topics neither sees alice's messages nor changes what alice's subscriber gets.
+#[tokio::test]
+async fn messages_sent_before_anyone_listens_keep_only_what_is_retained() {
+    let server = Server::start();
+    let (_, _, alice_key) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_key) = register(&server, "bobby", "secret1").await;
+    let (_session, _device_id, device_key) = alice_device(&server).await;
+    let (b, mut b_ev) = client(&server, "listener", "bobby", &bob_key, true);
+    assert!(connack(&mut b_ev).await.is_some());
+    subscribed(&b, &mut b_ev, "#").await;
+
+    // Alice's device, on its device key, publishes before any client of alice listens.
+    let (d, mut d_ev) = client(&server, "tx1", "alice", &device_key, true);
+    assert!(connack(&mut d_ev).await.is_some());
+    d.publish("emon/tx1/status", QoS::AtLeastOnce, true, "up")
+        .await
+        .expect("publish");
+    let acked = wait_for(&mut d_ev, Duration::from_secs(10), |e| {
+        matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())
+    })
+    .await;
+    assert!(acked.is_some(), "retained status acknowledged");
+    publish_acked(&d, &mut d_ev, "emon/tx1/power", "100").await;
+
+    let (a, mut a_ev) = client(&server, "listener", "alice", &alice_key, true);
+    assert!(connack(&mut a_ev).await.is_some());
+    subscribed(&a, &mut a_ev, "emon/#").await;
+    assert_eq!(
+        received(&mut a_ev, Duration::from_secs(2)).await,
+        vec!["emon/tx1/status up".to_string()],
+        "only the retained message waited"
+    );
+
+    publish_acked(&d, &mut d_ev, "emon/tx1/power", "200").await;
+    let got = wait_for(&mut a_ev, Duration::from_secs(10), |e| match e {
+        Event::Incoming(Packet::Publish(p)) => Some(format!(
+            "{} {}",
+            p.topic,
+            String::from_utf8_lossy(&p.payload)
+        )),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got.as_deref(), Some("emon/tx1/power 200"));
+    assert_eq!(
+        received(&mut b_ev, Duration::from_millis(500)).await,
+        Vec::<String>::new(),
+        "bob sees nothing of alice's"
+    );
+}
