@@ -262,47 +262,49 @@ pub async fn start(
             sessions.revalidate(userid).await;
         }
     });
-    // The embedded broker's messages and, in external broker mode, the external one's share
-    // one ingest path.
-    let (inbound_tx, inbound) = tokio::sync::mpsc::channel(4096);
-    let mut from_broker = running.inbound;
-    let forward = inbound_tx.clone();
+    // The embedded broker's messages go to ingest directly; in external broker mode the
+    // external broker's join them in a channel of their own, fed by a task per source.
     let broker_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let up = broker_up.clone();
-    tokio::spawn(async move {
-        let messages = metrics::counter!(MQTT_MESSAGES);
-        while let Some(m) = from_broker.recv().await {
-            messages.increment(1);
-            if forward.send(m).await.is_err() {
-                break;
-            }
+    let external_mode = external.is_some();
+    let inbound = match external {
+        None => running.inbound,
+        Some(ext) => {
+            let (inbound_tx, inbound) = tokio::sync::mpsc::channel(4096);
+            let mut from_broker = running.inbound;
+            let forward = inbound_tx.clone();
+            let up = broker_up.clone();
+            tokio::spawn(async move {
+                while let Some(m) = from_broker.recv().await {
+                    if forward.send(m).await.is_err() {
+                        return;
+                    }
+                }
+                broker_stopped(&up);
+            });
+            let (catalog, account) = (catalog.clone(), ext.account.clone());
+            let resolve: ynni_broker::external::ResolveAccount = Arc::new(move || {
+                let (catalog, account) = (catalog.clone(), account.clone());
+                Box::pin(async move {
+                    catalog
+                        .user_by_username(&account)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|u| u.id)
+                })
+            });
+            tokio::spawn(ynni_broker::external::run(ext, resolve, inbound_tx));
+            inbound
         }
-        // The broker's message stream ended: it stopped (the readiness probe says so).
-        up.store(false, std::sync::atomic::Ordering::Relaxed);
-        tracing::error!("the MQTT broker stopped");
+    };
+    let (up, announce) = (broker_up.clone(), announce_tx.clone());
+    tokio::spawn(async move {
+        feed(inbound, base, router, announce, rate_limits).await;
+        // Its only source, the embedded broker, is gone.
+        if !external_mode {
+            broker_stopped(&up);
+        }
     });
-    if let Some(ext) = external {
-        let (catalog, account) = (catalog.clone(), ext.account.clone());
-        let resolve: ynni_broker::external::ResolveAccount = Arc::new(move || {
-            let (catalog, account) = (catalog.clone(), account.clone());
-            Box::pin(async move {
-                catalog
-                    .user_by_username(&account)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|u| u.id)
-            })
-        });
-        tokio::spawn(ynni_broker::external::run(ext, resolve, inbound_tx));
-    }
-    tokio::spawn(feed(
-        inbound,
-        base,
-        router,
-        announce_tx.clone(),
-        rate_limits,
-    ));
     Ok(Started {
         addr: running.addr,
         announce: announce_tx,
@@ -384,10 +386,12 @@ async fn feed(
     billing: Option<Arc<ynni_billing::Billing>>,
 ) {
     let mut submitter = Submitter::new(router, MAX_IN_FLIGHT);
+    let messages = metrics::counter!(MQTT_MESSAGES);
     loop {
         let Some(msg) = submitter.when_ready(inbound.recv()).await else {
             break;
         };
+        messages.increment(1);
         let Inbound {
             userid,
             topic,
@@ -425,6 +429,12 @@ async fn feed(
             .await;
     }
     submitter.finish().await;
+}
+
+/// The broker's message stream ended: it stopped (the readiness probe says so).
+fn broker_stopped(up: &std::sync::atomic::AtomicBool) {
+    up.store(false, std::sync::atomic::Ordering::Relaxed);
+    tracing::error!("the MQTT broker stopped");
 }
 
 fn answer(done: Option<Done>, handled: Handled) {
