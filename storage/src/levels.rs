@@ -14,6 +14,13 @@
 //! addition, summed apart), so the difference of two of them, a range's sum, is as exact as
 //! summing the range itself, however large the totals before it have grown.
 //!
+//! A block whose sum is not finite (a value too large for an `f32` is stored as infinity, and
+//! a file uploaded or imported may hold one) is left out of the totals and listed apart
+//! (`odd`): a difference of totals cannot take an infinity back out, so one such block would
+//! otherwise spoil every range after it. A range over such blocks adds their sums to the
+//! finite rest, which gives what summing its slots gives (infinite, or NaN for infinities of
+//! both signs), and splitting such a block scans both of its sides.
+//!
 //! # In memory
 //!
 //! Levels are loaded from their file, or built from the feed's slots (its file and its
@@ -122,8 +129,11 @@ impl Total {
 #[derive(Debug, Default)]
 pub struct Levels {
     l1: Vec<Cell>,
-    /// `totals[k]`: the blocks before block `k` (one more entry than `l1`).
+    /// `totals[k]`: the blocks before block `k` (one more entry than `l1`), without the
+    /// sums of the blocks in `odd`.
     totals: Vec<Total>,
+    /// The blocks whose sum is not finite, in order, with their sums.
+    odd: Vec<(u64, f64)>,
     /// Level-1 blocks written since they were summed.
     dirty: BTreeSet<u64>,
     /// Whether the levels were built (from the slots or the saved file) at all.
@@ -303,16 +313,34 @@ impl Levels {
         }
         self.totals.truncate(keep);
         self.totals.reserve(self.l1.len() + 1 - self.totals.len());
-        let mut t = self.totals[self.totals.len() - 1];
-        for c in &self.l1[self.totals.len() - 1..] {
-            t = t.plus(*c);
+        let from = self.totals.len() - 1;
+        self.odd.retain(|&(k, _)| (k as usize) < from);
+        let mut t = self.totals[from];
+        for (k, c) in self.l1.iter().enumerate().skip(from) {
+            let finite = if c.sum.is_finite() {
+                *c
+            } else {
+                self.odd.push((k as u64, c.sum));
+                Cell {
+                    sum: 0.0,
+                    count: c.count,
+                }
+            };
+            t = t.plus(finite);
             self.totals.push(t);
         }
     }
 
     /// The sum of level-1 blocks `[a, b)`.
     fn blocks(&self, a: u64, b: u64) -> Cell {
-        self.totals[b as usize].since(self.totals[a as usize])
+        let mut cell = self.totals[b as usize].since(self.totals[a as usize]);
+        if !self.odd.is_empty() {
+            let first = self.odd.partition_point(|&(k, _)| k < a);
+            for &(_, sum) in self.odd[first..].iter().take_while(|&&(k, _)| k < b) {
+                cell.sum += sum;
+            }
+        }
+        cell
     }
 
     /// Sum and count over slots `[from, to)`, from the levels where they cover it and from
@@ -402,7 +430,14 @@ impl Levels {
         let start = x / BLOCK * BLOCK;
         // From the totals, which the range's middle reads anyway: one cache line less.
         let block = self.blocks(x / BLOCK, x / BLOCK + 1);
-        let s = if x - start <= BLOCK / 2 {
+        let s = if !block.sum.is_finite() {
+            // Taking one side from the other cannot undo an infinity: both are scanned.
+            Split {
+                at: x,
+                before: slots(start, x)?,
+                after: slots(x, start + BLOCK)?,
+            }
+        } else if x - start <= BLOCK / 2 {
             let before = slots(start, x)?;
             Split {
                 at: x,
@@ -533,8 +568,102 @@ mod tests {
         }
     }
 
+    /// Values with gaps and now and then an infinity of either sign.
+    fn series_with_infinities() -> impl Strategy<Value = Vec<f32>> {
+        prop::collection::vec(
+            prop_oneof![
+                300 => -1000f32..1000f32,
+                100 => Just(f32::NAN),
+                1 => Just(f32::INFINITY),
+                1 => Just(f32::NEG_INFINITY),
+            ],
+            0..20_000,
+        )
+    }
+
+    /// The same sum as a scan's, up to rounding; a sum that is not finite must be the same
+    /// infinity, or NaN for both.
+    fn same_sum(got: f64, want: f64) -> bool {
+        if want.is_finite() {
+            (got - want).abs() <= 1e-9 * want.abs().max(1.0)
+        } else {
+            got == want || (got.is_nan() && want.is_nan())
+        }
+    }
+
+    #[test]
+    fn an_infinity_spoils_only_the_ranges_that_hold_it() {
+        let mut values: Vec<f32> = (0..100_000u32).map(|i| (i % 101) as f32).collect();
+        values[50_010] = f32::INFINITY;
+        let mut l = built(&values);
+        let slots = |v: &[f32], x, y| Ok::<_, ()>(plain(v, x, y));
+        for (from, to) in [
+            (0, 50_000),
+            (50_100, 100_000),
+            (60_000, 99_990),
+            (0, 100_000),
+            (50_005, 50_500),
+            (50_011, 70_000),
+        ] {
+            let got = l.sum(from, to, |x, y| slots(&values, x, y)).unwrap();
+            let want = plain(&values, from, to);
+            assert_eq!(got.count, want.count, "[{from}, {to})");
+            assert!(
+                same_sum(got.sum, want.sum),
+                "[{from}, {to}): {} vs {}",
+                got.sum,
+                want.sum
+            );
+        }
+        values[70_001] = f32::NEG_INFINITY;
+        l.touch(70_001);
+        l.refresh(values.len() as u64, |x, y| slots(&values, x, y))
+            .unwrap();
+        assert!(
+            l.sum(0, 100_000, |x, y| slots(&values, x, y))
+                .unwrap()
+                .sum
+                .is_nan()
+        );
+        assert!(
+            l.sum(80_000, 100_000, |x, y| slots(&values, x, y))
+                .unwrap()
+                .sum
+                .is_finite()
+        );
+        // Written over, the infinities leave nothing behind.
+        values[50_010] = 1.0;
+        values[70_001] = 2.0;
+        l.touch(50_010);
+        l.touch(70_001);
+        l.refresh(values.len() as u64, |x, y| slots(&values, x, y))
+            .unwrap();
+        let got = l.sum(3, 99_999, |x, y| slots(&values, x, y)).unwrap();
+        assert!(
+            same_sum(got.sum, plain(&values, 3, 99_999).sum),
+            "{}",
+            got.sum
+        );
+    }
+
     proptest! {
         #![proptest_config(crate::proptest_config(64))]
+
+        #[test]
+        fn ranges_over_infinities_sum_as_a_scan_does(values in series_with_infinities(), start in 0u64..5_000, width in 1u64..4_000) {
+            let l = built(&values);
+            let slots = |x, y| Ok::<_, ()>(plain(&values, x, y));
+            let mut split = None;
+            let mut a = start;
+            while a < values.len() as u64 {
+                let b = a + width;
+                let got = l.sum_sharing(a, b, &slots, &mut split).unwrap();
+                let want = plain(&values, a, b);
+                prop_assert_eq!(got.count, want.count);
+                prop_assert!(same_sum(got.sum, want.sum), "[{}, {}): {} vs {}", a, b, got.sum, want.sum);
+                a = b;
+            }
+        }
 
         #[test]
         fn any_range_sums_as_a_scan_does(values in series(), a in 0u64..21_000, len in 0u64..21_000) {

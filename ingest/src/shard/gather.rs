@@ -192,7 +192,8 @@ impl<T: SharesSync> Intake<T> {
             }
         }
         let window = self.window();
-        if window.is_zero() {
+        if window.is_zero() || jobs.len() >= MAX_GROUP {
+            // Nothing to wait for, or a backlog already filled the group.
             return Some(jobs);
         }
         if self.pace == Pace::Published {
