@@ -66,6 +66,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// After the server is told to stop, how long a handed-over connection may go on (a reply in
 /// progress finishes; the client then reconnects to another node).
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The longest the owner may send nothing before a handed-over connection is dropped. The
+/// owner itself closes a connection idle past its header deadline, answers within a forwarded
+/// request's minute, and keeps a live-update stream talking every 15 s; an owner silent for
+/// longer is cut off from this node (a partition sends no FIN), and the client reconnects.
+const OWNER_SILENCE: Duration = Duration::from_secs(90);
 
 /// The request extension that marks requests on a connection another node handed over, for
 /// the account of this vshard.
@@ -84,6 +89,8 @@ pub(crate) struct Splicer {
     /// The preamble's secret: the cluster's secret in hex (whatever characters it has, the
     /// line stays one line).
     secret_hex: String,
+    /// [`OWNER_SILENCE`], shorter in tests.
+    owner_silence: Duration,
 }
 
 /// How a connection is to go on after its first bytes.
@@ -122,6 +129,7 @@ impl Splicer {
         Self {
             secret_hex: hex::encode(secret.as_bytes()),
             route,
+            owner_silence: OWNER_SILENCE,
         }
     }
 
@@ -238,7 +246,9 @@ impl Splicer {
             }
         };
         let _ = upstream.set_nodelay(true);
-        let mut upstream = upstream;
+        let mut upstream = tokio_io_timeout::TimeoutStream::new(upstream);
+        upstream.set_read_timeout(Some(self.owner_silence));
+        let mut upstream = Box::pin(upstream);
         let mut first = Vec::with_capacity(MAGIC.len() + 80 + read.len());
         first.extend_from_slice(MAGIC);
         first.extend_from_slice(format!("{client} {vshard} {}\r\n", self.secret_hex).as_bytes());
@@ -275,11 +285,12 @@ enum Handover {
 
 /// Copies client → owner and owner → client. The owner closing ends the connection; the
 /// client closing its side is passed on, and the owner's last reply still reaches it.
-async fn pump<S>(client: &mut S, upstream: &mut TcpStream) -> io::Result<()>
+async fn pump<S, U>(client: &mut S, upstream: &mut U) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut owner_read, mut owner_write) = upstream.split();
+    let (mut owner_read, mut owner_write) = tokio::io::split(upstream);
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let up = async {
         tokio::io::copy(&mut client_read, &mut owner_write).await?;
@@ -528,6 +539,27 @@ mod tests {
         let ended = tokio::time::timeout(Duration::from_secs(5), entry)
             .await
             .unwrap()
+            .unwrap();
+        assert!(matches!(ended, Opening::Finished));
+    }
+
+    #[tokio::test]
+    async fn a_handed_over_connection_ends_when_its_owner_falls_silent() {
+        let owner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut s = splicer(Some(owner.local_addr().unwrap().to_string()));
+        s.owner_silence = Duration::from_millis(300);
+        let head = format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        client.write_all(head.as_bytes()).await.unwrap();
+        // The client has said all it will say; the owner takes the connection and goes quiet
+        // without closing it, as a partitioned node does.
+        client.shutdown().await.unwrap();
+        let (_stop, stop) = watch::channel(false);
+        let entry = tokio::spawn(async move { s.open(&mut server, peer(), WAIT, stop).await });
+        let (_conn, _) = owner.accept().await.unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), entry)
+            .await
+            .expect("ended after the owner's silence")
             .unwrap();
         assert!(matches!(ended, Opening::Finished));
     }
