@@ -299,93 +299,45 @@ struct Watcher {
     resubscribe: Option<(AsyncClient, String)>,
 }
 
+/// What a connection's watcher keeps between events.
+#[derive(Default)]
+struct Books {
+    sent_at: HashMap<u16, Instant>,
+    /// `--acked`: the reading of each message written and not yet acknowledged.
+    in_flight: HashMap<u16, Reading>,
+    /// Messages taken back from a failed connection, to publish again once one is accepted.
+    again: Vec<Request>,
+    /// ynni closes the connection on a bad login (after a delay that grows with each failure)
+    /// rather than answering CONNACK: failing through every address before ever being
+    /// accepted is a refusal.
+    accepted: bool,
+    failures: usize,
+}
+
 impl Watcher {
     /// Drives the connection and counts acknowledgements: for QoS 0 a publish counts once it
     /// is written, for QoS 1 at PUBACK, for QoS 2 at PUBCOMP.
     async fn watch(mut self, mut events: rumqttc::EventLoop) {
-        let link = self.link.clone();
-        let mut sent_at: HashMap<u16, Instant> = HashMap::new();
-        // `--acked`: the reading of each message written and not yet acknowledged.
-        let mut in_flight: HashMap<u16, Reading> = HashMap::new();
-        // Messages taken back from a failed connection, to publish again once one is accepted.
-        let mut again: Vec<Request> = Vec::new();
-        // ynni closes the connection on a bad login (after a delay that grows with each
-        // failure) rather than answering CONNACK: failing through every address before ever
-        // being accepted is a refusal.
-        let mut accepted = false;
-        let mut failures = 0;
-        let ack = |pkid: u16,
-                   sent_at: &mut HashMap<u16, Instant>,
-                   in_flight: &mut HashMap<u16, Reading>| {
-            link.flow.acked.fetch_add(1, Ordering::Relaxed);
-            link.counters
-                .record_acked(link.values, sent_at.remove(&pkid).map(|t| t.elapsed()));
-            if let (Some(ledger), Some(r)) = (&link.ledger, in_flight.remove(&pkid)) {
-                ledger
-                    .log
-                    .record(&ledger.username, &ledger.node, r.time, &r.values);
-            }
-        };
+        let mut books = Books::default();
         loop {
             match events.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    if accepted && let Some((client, topic)) = &self.resubscribe {
-                        let _ = client.try_subscribe(topic.clone(), QoS::AtMostOnce);
-                    }
-                    accepted = true;
-                    failures = 0;
-                    for _ in &again {
-                        link.counters.record_retry();
-                    }
-                    // Before anything the device publishes from now on.
-                    events.pending.extend(again.drain(..));
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    // A feed update: `{"time":…,"value":…}` once the reading is stored.
-                    if let Some(sent) = &link.probe
-                        && let Ok(update) = serde_json::from_slice::<serde_json::Value>(&p.payload)
-                        && let Some(t) = update["time"].as_f64()
-                        && let Some(at) = sent
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&(t as i64))
-                    {
-                        link.counters.record_stored(at.elapsed());
-                    }
-                }
-                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                    if link.qos == QoS::AtMostOnce {
-                        link.flow.acked.fetch_add(1, Ordering::Relaxed);
-                        link.counters.record_acked(link.values, None);
-                    } else {
-                        sent_at.insert(pkid, Instant::now());
-                        if let Some(ledger) = &link.ledger
-                            && !in_flight.contains_key(&pkid)
-                            && let Some(r) = ledger
-                                .queued
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .pop_front()
-                        {
-                            in_flight.insert(pkid, r);
-                        }
-                    }
-                }
-                Ok(Event::Incoming(Packet::PubAck(a))) if link.qos == QoS::AtLeastOnce => {
-                    ack(a.pkid, &mut sent_at, &mut in_flight);
-                }
-                Ok(Event::Incoming(Packet::PubComp(a))) if link.qos == QoS::ExactlyOnce => {
-                    ack(a.pkid, &mut sent_at, &mut in_flight);
-                }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-                Ok(_) => {}
+                Ok(event) => self.on_event(event, &mut books, &mut events),
                 Err(e) => {
-                    failures += 1;
-                    self.take_back(&mut events, &mut in_flight, &mut again);
-                    sent_at.clear();
-                    if !accepted && failures >= 2 * self.brokers.addrs.len() {
-                        link.counters.record_error();
-                        link.counters.refused.store(true, Ordering::Relaxed);
+                    // Events of the failed connection rumqttc has not handed out yet (a
+                    // publish queued before its write failed, an acknowledgement read with the
+                    // end of the stream): booked now, or the next connection would pair them
+                    // with its own messages.
+                    let stale: Vec<Event> = events.state.events.drain(..).collect();
+                    for event in stale {
+                        self.on_event(event, &mut books, &mut events);
+                    }
+                    books.failures += 1;
+                    self.take_back(&mut events, &mut books.in_flight, &mut books.again);
+                    books.sent_at.clear();
+                    if !books.accepted && books.failures >= 2 * self.brokers.addrs.len() {
+                        self.link.counters.record_error();
+                        self.link.counters.refused.store(true, Ordering::Relaxed);
                         tracing::error!(
                             error = %e,
                             "MQTT connection failed before the login was accepted (wrong address, or username and write apikey refused)"
@@ -398,6 +350,80 @@ impl Watcher {
                     tokio::time::sleep(RECONNECT_PAUSE).await;
                 }
             }
+        }
+    }
+
+    /// Books one event of the connection.
+    fn on_event(&self, event: Event, books: &mut Books, events: &mut rumqttc::EventLoop) {
+        let link = &self.link;
+        match event {
+            Event::Incoming(Packet::ConnAck(_)) => {
+                if books.accepted
+                    && let Some((client, topic)) = &self.resubscribe
+                {
+                    let _ = client.try_subscribe(topic.clone(), QoS::AtMostOnce);
+                }
+                books.accepted = true;
+                books.failures = 0;
+                for _ in &books.again {
+                    link.counters.record_retry();
+                }
+                // Before anything the device publishes from now on.
+                events.pending.extend(books.again.drain(..));
+            }
+            Event::Incoming(Packet::Publish(p)) => {
+                // A feed update: `{"time":…,"value":…}` once the reading is stored.
+                if let Some(sent) = &link.probe
+                    && let Ok(update) = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                    && let Some(t) = update["time"].as_f64()
+                    && let Some(at) = sent
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&(t as i64))
+                {
+                    link.counters.record_stored(at.elapsed());
+                }
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if link.qos == QoS::AtMostOnce {
+                    link.flow.acked.fetch_add(1, Ordering::Relaxed);
+                    link.counters.record_acked(link.values, None);
+                } else {
+                    books.sent_at.insert(pkid, Instant::now());
+                    if let Some(ledger) = &link.ledger
+                        && !books.in_flight.contains_key(&pkid)
+                        && let Some(r) = ledger
+                            .queued
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .pop_front()
+                    {
+                        books.in_flight.insert(pkid, r);
+                    }
+                }
+            }
+            Event::Incoming(Packet::PubAck(a)) if link.qos == QoS::AtLeastOnce => {
+                self.acked(a.pkid, books);
+            }
+            Event::Incoming(Packet::PubComp(a)) if link.qos == QoS::ExactlyOnce => {
+                self.acked(a.pkid, books);
+            }
+            _ => {}
+        }
+    }
+
+    /// The broker acknowledged message `pkid`: counted, and its reading logged.
+    fn acked(&self, pkid: u16, books: &mut Books) {
+        let link = &self.link;
+        link.flow.acked.fetch_add(1, Ordering::Relaxed);
+        link.counters.record_acked(
+            link.values,
+            books.sent_at.remove(&pkid).map(|t| t.elapsed()),
+        );
+        if let (Some(ledger), Some(r)) = (&link.ledger, books.in_flight.remove(&pkid)) {
+            ledger
+                .log
+                .record(&ledger.username, &ledger.node, r.time, &r.values);
         }
     }
 
