@@ -332,13 +332,23 @@ impl Levels {
     }
 
     /// The sum of level-1 blocks `[a, b)`.
+    #[inline]
     fn blocks(&self, a: u64, b: u64) -> Cell {
-        let mut cell = self.totals[b as usize].since(self.totals[a as usize]);
-        if !self.odd.is_empty() {
-            let first = self.odd.partition_point(|&(k, _)| k < a);
-            for &(_, sum) in self.odd[first..].iter().take_while(|&&(k, _)| k < b) {
-                cell.sum += sum;
-            }
+        let cell = self.totals[b as usize].since(self.totals[a as usize]);
+        if self.odd.is_empty() {
+            cell
+        } else {
+            self.with_odd(cell, a, b)
+        }
+    }
+
+    /// `cell`, the finite sum of blocks `[a, b)`, with the sums of the odd blocks among them.
+    #[cold]
+    #[inline(never)]
+    fn with_odd(&self, mut cell: Cell, a: u64, b: u64) -> Cell {
+        let first = self.odd.partition_point(|&(k, _)| k < a);
+        for &(_, sum) in self.odd[first..].iter().take_while(|&&(k, _)| k < b) {
+            cell.sum += sum;
         }
         cell
     }
