@@ -358,7 +358,9 @@ impl Watcher {
         let link = &self.link;
         match event {
             Event::Incoming(Packet::ConnAck(_)) => {
-                if books.accepted
+                // The first subscription went out with the first connection; a connection that
+                // failed before this one took it back with the rest and dropped it.
+                if (books.accepted || books.failures > 0)
                     && let Some((client, topic)) = &self.resubscribe
                 {
                     let _ = client.try_subscribe(topic.clone(), QoS::AtMostOnce);
