@@ -116,15 +116,24 @@ async fn account(server: &Server, name: &str) -> Account {
             Some("v") => format!(r#"[{{"fn":"process__log_to_feed","args":["{feed_id}"]}}]"#),
             _ => format!(r#"[{{"fn":"process__accumulator","args":["{total}"]}}]"#),
         };
-        let r = post_form(
-            &c,
-            &format!(
-                "{}/input/process/set.json?inputid={id}&apikey={write}",
-                server.base
-            ),
-            &[("processlist", &list)],
-        )
-        .await;
+        // Shards may still be settling between the nodes: 503 is retried, as clients do
+        // (setting a process list twice is setting it once).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let r = loop {
+            let r = post_form(
+                &c,
+                &format!(
+                    "{}/input/process/set.json?inputid={id}&apikey={write}",
+                    server.base
+                ),
+                &[("processlist", &list)],
+            )
+            .await;
+            if r.status != 503 || Instant::now() >= deadline {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         assert!(r.body.contains("true"), "{}", r.body);
     }
     Account {
