@@ -237,7 +237,7 @@ async fn a_kept_alive_connection_is_handed_to_its_owner_with_the_client_address(
     for secret in ["guess".to_string(), String::new(), format!("{SECRET}x")] {
         let mut s = TcpStream::connect(n2).await.expect("connect");
         let line = format!(
-            "YNNI-SPLICE/1 203.0.113.5:9 0 {}\r\nGET /myip/set.json?apikey={} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "YNNI-SPLICE/2 203.0.113.5:9 0 {}\r\nGET /myip/set.json?apikey={} HTTP/1.1\r\nHost: x\r\n\r\n",
             hex(&secret),
             t.b.write
         );
@@ -260,11 +260,15 @@ async fn a_kept_alive_connection_is_handed_to_its_owner_with_the_client_address(
     // With the secret (what n1 sends), the address is believed.
     let mut s = TcpStream::connect(n2).await.expect("connect");
     let line = format!(
-        "YNNI-SPLICE/1 203.0.113.5:9 0 {}\r\nGET /myip/set.json?apikey={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "YNNI-SPLICE/2 203.0.113.5:9 0 {}\r\nGET /myip/set.json?apikey={} HTTP/1.1\r\nHost: x\r\n\r\n",
         hex(SECRET),
         t.b.write
     );
     s.write_all(line.as_bytes()).await.expect("write");
+    // The owner acknowledges the preamble before it answers the request.
+    let mut ack = [0u8; 18];
+    s.read_exact(&mut ack).await.expect("acknowledgement");
+    assert_eq!(&ack, b"YNNI-SPLICE/2 OK\r\n");
     let r = read_reply(&mut s).await.expect("reply");
     assert_eq!((r.status, r.body.as_str()), (200, "ok"));
     let r = get(

@@ -7,18 +7,29 @@
 //! would pay that on every request. So, before HTTP is served on a connection, the entry node
 //! reads the first request's head; when the apikey it presents (query `apikey`, else
 //! `Authorization: Bearer`) belongs to an account this node remembers and another node owns,
-//! it connects to that owner, sends [`MAGIC`]'s one-line preamble and the bytes read so far,
-//! and from then on only copies bytes both ways until either side closes.
+//! it connects to that owner and sends [`MAGIC`]'s one-line preamble. Only when the owner
+//! acknowledges it ([`ACK`]) does the entry node send the bytes read so far, and from then on
+//! it only copies bytes both ways until either side closes. An owner that does not
+//! acknowledge within [`ACK_TIMEOUT`] (a build that does not speak this version, which answers
+//! the preamble as a bad HTTP request; a node with another secret, which closes the connection
+//! unanswered; a node too busy to answer) has been sent nothing of the client's, so the
+//! connection is served where it arrived, forwarded request by request, as if it had never
+//! been offered.
 //!
 //! The choice is a guess that cannot make an answer wrong, only slower: the node that receives
 //! the connection serves every request on it as if the client had connected there itself
 //! (it authenticates each one, and forwards request by request what it does not own). It takes
 //! one thing on trust, the client's address in the preamble, and only with the cluster's
-//! secret. The preamble is
+//! secret. The preamble, and the owner's acknowledgement, are
 //!
 //! ```text
-//! YNNI-SPLICE/1 <client ip:port> <vshard> <the cluster's secret, hex>\r\n
+//! YNNI-SPLICE/2 <client ip:port> <vshard> <the cluster's secret, hex>\r\n
+//! YNNI-SPLICE/2 OK\r\n
 //! ```
+//!
+//! A node also accepts version 1 (the same line, sent by builds of 2026-12-05 with the
+//! client's bytes straight after it), which it does not acknowledge, so that those nodes'
+//! hand-overs keep working while a cluster is upgraded.
 //!
 //! A node that receives a preamble with any other secret closes the connection unanswered. A
 //! connection handed over once is never handed on again: the node it was handed to forwards
@@ -54,7 +65,13 @@ use crate::forward::Forwarder;
 use crate::state::AppState;
 
 /// The preamble's first word.
-pub const MAGIC: &[u8] = b"YNNI-SPLICE/1 ";
+pub const MAGIC: &[u8] = b"YNNI-SPLICE/2 ";
+/// The first word of version 1's preamble, which is not acknowledged.
+const MAGIC_V1: &[u8] = b"YNNI-SPLICE/1 ";
+/// The owner's whole answer to a version 2 preamble it accepts.
+pub const ACK: &[u8] = b"YNNI-SPLICE/2 OK\r\n";
+/// How long the entry node waits for [`ACK`] before serving the connection itself.
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// A preamble is one short line: an address and a hex secret.
 const PREAMBLE_MAX: usize = 1024;
 /// The first request's head is looked at only if it fits in this much; a longer one is
@@ -147,14 +164,19 @@ impl Splicer {
     {
         let deadline = Instant::now() + header_timeout;
         let mut buf = BytesMut::with_capacity(2048);
-        // A preamble, or the start of a request?
-        while buf.len() < MAGIC.len() && MAGIC.starts_with(&buf) {
+        // A preamble, or the start of a request? (Both versions' words are as long.)
+        while buf.len() < MAGIC.len() && (MAGIC.starts_with(&buf) || MAGIC_V1.starts_with(&buf)) {
             if !read_more(socket, &mut buf, deadline).await {
                 return Opening::Finished;
             }
         }
         if buf.starts_with(MAGIC) {
-            return self.handed_over(socket, buf, peer, deadline).await;
+            return self.handed_over(socket, buf, peer, deadline, MAGIC).await;
+        }
+        if buf.starts_with(MAGIC_V1) {
+            return self
+                .handed_over(socket, buf, peer, deadline, MAGIC_V1)
+                .await;
         }
         loop {
             match first_head(&buf) {
@@ -183,16 +205,18 @@ impl Splicer {
         }
     }
 
-    /// Reads and checks a preamble; what follows it is served here.
+    /// Reads and checks a preamble of the version `magic` names, acknowledges it (version 2);
+    /// what follows it is served here.
     async fn handed_over<S>(
         &self,
         socket: &mut S,
         mut buf: BytesMut,
         peer: SocketAddr,
         deadline: Instant,
+        magic: &[u8],
     ) -> Opening
     where
-        S: AsyncRead + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
         let end = loop {
             if let Some(i) = buf.iter().position(|&b| b == b'\n') {
@@ -204,12 +228,25 @@ impl Splicer {
             }
         };
         let line = buf.split_to(end + 1);
-        match parse_preamble(&line, &self.secret_hex) {
-            Some((client, vshard)) => Opening::Serve {
-                read: buf.freeze(),
-                client,
-                handed_over: Some(HandedOver { vshard }),
-            },
+        match parse_preamble(&line, magic, &self.secret_hex) {
+            Some((client, vshard)) => {
+                if magic == MAGIC {
+                    let acked = tokio::time::timeout_at(deadline, async {
+                        socket.write_all(ACK).await?;
+                        socket.flush().await
+                    })
+                    .await;
+                    if !matches!(acked, Ok(Ok(()))) {
+                        tracing::debug!(%peer, "a handed-over connection went before its acknowledgement");
+                        return Opening::Finished;
+                    }
+                }
+                Opening::Serve {
+                    read: buf.freeze(),
+                    client,
+                    handed_over: Some(HandedOver { vshard }),
+                }
+            }
             None => {
                 tracing::warn!(%peer, "a connection claimed to be handed over without the cluster's secret; closed");
                 Opening::Finished
@@ -217,8 +254,9 @@ impl Splicer {
         }
     }
 
-    /// Connects to `owner` (of `vshard`), sends it the preamble and `read`, then copies both
-    /// ways until the connection ends (or the server stops and [`STOP_GRACE`] has passed).
+    /// Connects to `owner` (of `vshard`), sends it the preamble and, once the owner has
+    /// acknowledged it, `read`, then copies both ways until the connection ends (or the server
+    /// stops and [`STOP_GRACE`] has passed).
     async fn hand_over<S>(
         &self,
         socket: &mut S,
@@ -249,13 +287,35 @@ impl Splicer {
         let mut upstream = tokio_io_timeout::TimeoutStream::new(upstream);
         upstream.set_read_timeout(Some(self.owner_silence));
         let mut upstream = Box::pin(upstream);
-        let mut first = Vec::with_capacity(MAGIC.len() + 80 + read.len());
-        first.extend_from_slice(MAGIC);
-        first.extend_from_slice(format!("{client} {vshard} {}\r\n", self.secret_hex).as_bytes());
-        first.extend_from_slice(read);
-        // From the first byte sent, the request may be the owner's: it is never served here
-        // too (a failure now ends the connection, and the client retries).
-        if let Err(e) = upstream.write_all(&first).await {
+        let mut preamble = MAGIC.to_vec();
+        preamble.extend_from_slice(format!("{client} {vshard} {}\r\n", self.secret_hex).as_bytes());
+        let offered = async {
+            upstream.write_all(&preamble).await?;
+            upstream.flush().await?;
+            let mut answer = [0u8; ACK.len()];
+            upstream.read_exact(&mut answer).await?;
+            Ok::<bool, io::Error>(answer[..] == *ACK)
+        };
+        match tokio::time::timeout(ACK_TIMEOUT, offered).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) | Ok(Err(_)) => {
+                tracing::warn!(
+                    owner,
+                    "the owner refused a connection handed to it (another build or another secret?); served here"
+                );
+                return Handover::NotConnected;
+            }
+            Err(_) => {
+                tracing::debug!(
+                    owner,
+                    "the owner did not acknowledge a hand-over in time; served here"
+                );
+                return Handover::NotConnected;
+            }
+        }
+        // From the first byte of the client's sent, the request may be the owner's: it is never
+        // served here too (a failure now ends the connection, and the client retries).
+        if let Err(e) = upstream.write_all(read).await {
             tracing::debug!(owner, error = %e, "handing a connection over failed");
             return Handover::Done;
         }
@@ -279,7 +339,8 @@ impl Splicer {
 
 enum Handover {
     Done,
-    /// Nothing was sent: the connection can still be served here.
+    /// Nothing of the client's was sent (no owner reached, or none that acknowledged): the
+    /// connection can still be served here.
     NotConnected,
 }
 
@@ -388,9 +449,10 @@ fn routing_key(req: &httparse::Request<'_, '_>) -> Option<String> {
     (!key.is_empty()).then(|| key.to_string())
 }
 
-/// The client address and vshard a preamble line vouches for, if it carries `secret_hex`.
-fn parse_preamble(line: &[u8], secret_hex: &str) -> Option<(SocketAddr, u32)> {
-    let line = std::str::from_utf8(line.strip_prefix(MAGIC)?)
+/// The client address and vshard a preamble line (starting with `magic`) vouches for, if it
+/// carries `secret_hex`.
+fn parse_preamble(line: &[u8], magic: &[u8], secret_hex: &str) -> Option<(SocketAddr, u32)> {
+    let line = std::str::from_utf8(line.strip_prefix(magic)?)
         .ok()?
         .trim_end();
     let mut words = line.split(' ');
@@ -518,14 +580,18 @@ mod tests {
         let (_stop, stop) = watch::channel(false);
         let entry = tokio::spawn(async move { s.open(&mut server, peer(), WAIT, stop).await });
         let (mut conn, _) = owner.accept().await.unwrap();
-        let want = format!(
-            "YNNI-SPLICE/1 {} 7 {}\r\n{head}",
-            peer(),
-            hex::encode(SECRET)
-        );
+        let want = format!("YNNI-SPLICE/2 {} 7 {}\r\n", peer(), hex::encode(SECRET));
         let mut got = vec![0u8; want.len()];
         conn.read_exact(&mut got).await.unwrap();
         assert_eq!(String::from_utf8_lossy(&got), want);
+        // Nothing of the client's comes before the owner has acknowledged.
+        let mut early = [0u8; 1];
+        let nothing = tokio::time::timeout(WAIT, conn.read(&mut early)).await;
+        assert!(nothing.is_err(), "sent before the acknowledgement");
+        conn.write_all(ACK).await.unwrap();
+        let mut got = vec![0u8; head.len()];
+        conn.read_exact(&mut got).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), head);
         // Bytes flow both ways until the owner closes.
         conn.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
         let mut reply = [0u8; 19];
@@ -556,12 +622,117 @@ mod tests {
         client.shutdown().await.unwrap();
         let (_stop, stop) = watch::channel(false);
         let entry = tokio::spawn(async move { s.open(&mut server, peer(), WAIT, stop).await });
-        let (_conn, _) = owner.accept().await.unwrap();
+        let (mut conn, _) = owner.accept().await.unwrap();
+        conn.write_all(ACK).await.unwrap();
         let ended = tokio::time::timeout(Duration::from_secs(10), entry)
             .await
             .expect("ended after the owner's silence")
             .unwrap();
         assert!(matches!(ended, Opening::Finished));
+    }
+
+    /// Hands a connection with a known key to an owner that answers the preamble with
+    /// `answer` (then closes, unless `answer` is `None`: silent), and says what the owner
+    /// received and how the entry node went on.
+    async fn offer_to(answer: Option<&'static [u8]>) -> (Vec<u8>, Opening) {
+        let owner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s = splicer(Some(owner.local_addr().unwrap().to_string()));
+        let head = format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        client.write_all(head.as_bytes()).await.unwrap();
+        let (_stop, stop) = watch::channel(false);
+        let entry = tokio::spawn(async move { s.open(&mut server, peer(), WAIT, stop).await });
+        let (mut conn, _) = owner.accept().await.unwrap();
+        let mut received = Vec::new();
+        match answer {
+            Some(a) => {
+                while !received.ends_with(b"\n") {
+                    let mut byte = [0u8; 1];
+                    conn.read_exact(&mut byte).await.unwrap();
+                    received.push(byte[0]);
+                }
+                conn.write_all(a).await.unwrap();
+                conn.shutdown().await.unwrap();
+                // Whatever else the entry node sends before it lets go.
+                let _ = conn.read_to_end(&mut received).await;
+            }
+            None => {
+                let mut line = vec![0u8; 512];
+                let until = Instant::now() + ACK_TIMEOUT + Duration::from_secs(1);
+                while let Ok(Ok(n)) = tokio::time::timeout_at(until, conn.read(&mut line)).await {
+                    if n == 0 {
+                        break;
+                    }
+                    received.extend_from_slice(&line[..n]);
+                }
+            }
+        }
+        let opening = tokio::time::timeout(Duration::from_secs(10), entry)
+            .await
+            .expect("the entry node went on")
+            .unwrap();
+        drop(client);
+        (received, opening)
+    }
+
+    #[tokio::test]
+    async fn an_owner_that_does_not_acknowledge_gets_nothing_of_the_clients_and_it_is_served_here()
+    {
+        let head = format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let preamble = format!("YNNI-SPLICE/2 {} 7 {}\r\n", peer(), hex::encode(SECRET));
+        // A build that does not speak this version answers the preamble as a bad request; a
+        // node with another secret closes unanswered; a stuck one says nothing.
+        let old: &'static [u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        for answer in [Some(old), Some(&b""[..]), Some(&ACK[..ACK.len() - 1]), None] {
+            let (received, opening) = offer_to(answer).await;
+            assert_eq!(
+                String::from_utf8_lossy(&received),
+                preamble,
+                "{answer:?}: the owner was sent more than the preamble"
+            );
+            let Opening::Serve {
+                read, handed_over, ..
+            } = opening
+            else {
+                panic!("{answer:?}: closed instead of served here");
+            };
+            assert_eq!(
+                (&read[..], handed_over),
+                (head.as_bytes(), None),
+                "{answer:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_owner_acknowledges_a_version_2_preamble_and_not_a_version_1_one() {
+        let s = splicer(None);
+        let request = b"GET /myip/get.json HTTP/1.1\r\n\r\n";
+        for (version, acked) in [(2, true), (1, false)] {
+            let (mut client, mut server) = tokio::io::duplex(1 << 16);
+            let mut sent = format!(
+                "YNNI-SPLICE/{version} 203.0.113.9:77 12 {}\r\n",
+                hex::encode(SECRET)
+            )
+            .into_bytes();
+            sent.extend_from_slice(request);
+            client.write_all(&sent).await.unwrap();
+            let (_stop, stop) = watch::channel(false);
+            let opening = s.open(&mut server, peer(), WAIT, stop).await;
+            let Opening::Serve {
+                read, handed_over, ..
+            } = opening
+            else {
+                panic!("version {version}: closed");
+            };
+            assert_eq!(&read[..], &request[..]);
+            assert_eq!(handed_over, Some(HandedOver { vshard: 12 }));
+            drop(server);
+            let mut answer = Vec::new();
+            client.read_to_end(&mut answer).await.unwrap();
+            let want: &[u8] = if acked { ACK } else { b"" };
+            assert_eq!(answer, want, "version {version}");
+        }
     }
 
     #[tokio::test]
@@ -617,11 +788,16 @@ mod tests {
         let secret = hex::encode("s3cret");
         let good = format!("YNNI-SPLICE/1 192.0.2.7:4567 12 {secret}\r\n");
         assert_eq!(
-            parse_preamble(good.as_bytes(), &secret),
+            parse_preamble(good.as_bytes(), MAGIC_V1, &secret),
+            Some(("192.0.2.7:4567".parse().unwrap(), 12))
+        );
+        let v2 = format!("YNNI-SPLICE/2 192.0.2.7:4567 12 {secret}\r\n");
+        assert_eq!(
+            parse_preamble(v2.as_bytes(), MAGIC, &secret),
             Some(("192.0.2.7:4567".parse().unwrap(), 12))
         );
         let v6 = format!("YNNI-SPLICE/1 [2001:db8::1]:80 0 {secret}\r\n");
-        assert!(parse_preamble(v6.as_bytes(), &secret).is_some());
+        assert!(parse_preamble(v6.as_bytes(), MAGIC_V1, &secret).is_some());
         for bad in [
             "YNNI-SPLICE/1 192.0.2.7:4567 1 00\r\n".to_string(),
             format!("YNNI-SPLICE/1 192.0.2.7:4567 1 {secret}00\r\n"),
@@ -631,7 +807,11 @@ mod tests {
             format!("YNNI-SPLICE/2 192.0.2.7:4567 1 {secret}\r\n"),
             format!("YNNI-SPLICE/1 192.0.2.7:4567 {secret}\r\n"),
         ] {
-            assert_eq!(parse_preamble(bad.as_bytes(), &secret), None, "{bad}");
+            assert_eq!(
+                parse_preamble(bad.as_bytes(), MAGIC_V1, &secret),
+                None,
+                "{bad}"
+            );
         }
     }
 }
