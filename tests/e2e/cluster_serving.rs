@@ -21,10 +21,7 @@ const POSTED: &str = "{\"success\": true}";
 pub(crate) const SECRET: &str = "cluster-secret-0123456789";
 
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    crate::harness::free_port()
 }
 
 pub(crate) fn node_config(

@@ -20,10 +20,7 @@ impl Drop for Mosquitto {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    crate::harness::free_port()
 }
 
 fn mosquitto() -> Mosquitto {

@@ -218,6 +218,28 @@ impl Drop for Server {
     }
 }
 
+/// A port free on 127.0.0.1 now, for a server that must be told its port before it starts
+/// (a cluster node advertises it; mosquitto, Redis). It is taken below the kernel's range of
+/// ephemeral ports (32768 on, here): a port from that range, let go by the check, could be
+/// handed out again before the server binds it, as the source port of any outgoing connection
+/// or to a listener on port 0, and the server then failed to start now and then. Each test
+/// process walks its own stretch of the range, so tests running at once rarely meet.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let port = LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = u16::try_from(port).expect("below 32768");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {}", LOW + SPAN);
+}
+
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
