@@ -317,6 +317,9 @@ async fn listen_for_key_changes(pool: PgPool, keys: std::sync::Weak<std::sync::R
         };
         match listening.await {
             Ok(_) => return,
+            // The catalog is closing (the server stops): nothing is lost, nothing to retry.
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(_) if pool.is_closed() => return,
             Err(e) => {
                 tracing::warn!(error = %e, "catalog key-change listener lost; retrying");
                 match keys.upgrade() {
