@@ -171,11 +171,13 @@ impl Splicer {
             }
         }
         if buf.starts_with(MAGIC) {
-            return self.handed_over(socket, buf, peer, deadline, MAGIC).await;
+            return self
+                .handed_over(socket, buf, peer, deadline, MAGIC, &stop)
+                .await;
         }
         if buf.starts_with(MAGIC_V1) {
             return self
-                .handed_over(socket, buf, peer, deadline, MAGIC_V1)
+                .handed_over(socket, buf, peer, deadline, MAGIC_V1, &stop)
                 .await;
         }
         loop {
@@ -205,8 +207,9 @@ impl Splicer {
         }
     }
 
-    /// Reads and checks a preamble of the version `magic` names, acknowledges it (version 2);
-    /// what follows it is served here.
+    /// Reads and checks a preamble of the version `magic` names, acknowledges it (version 2,
+    /// unless the server is stopping: then the connection is closed unacknowledged); what
+    /// follows it is served here.
     async fn handed_over<S>(
         &self,
         socket: &mut S,
@@ -214,6 +217,7 @@ impl Splicer {
         peer: SocketAddr,
         deadline: Instant,
         magic: &[u8],
+        stop: &watch::Receiver<bool>,
     ) -> Opening
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -231,6 +235,13 @@ impl Splicer {
         match parse_preamble(&line, magic, &self.secret_hex) {
             Some((client, vshard)) => {
                 if magic == MAGIC {
+                    // A stopping server would close the connection, idle, before the request
+                    // the acknowledgement asks for arrives: unacknowledged, the entry node
+                    // serves it itself.
+                    if *stop.borrow() {
+                        tracing::debug!(%peer, "stopping: a hand-over refused");
+                        return Opening::Finished;
+                    }
                     let acked = tokio::time::timeout_at(deadline, async {
                         socket.write_all(ACK).await?;
                         socket.flush().await
@@ -736,6 +747,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stopping_owner_closes_a_hand_over_unacknowledged() {
+        let s = splicer(None);
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let sent = format!(
+            "YNNI-SPLICE/2 203.0.113.9:77 12 {}\r\nGET / HTTP/1.1\r\n\r\n",
+            hex::encode(SECRET)
+        );
+        client.write_all(sent.as_bytes()).await.unwrap();
+        let (_stop, stop) = watch::channel(true);
+        let opening = s.open(&mut server, peer(), WAIT, stop).await;
+        assert!(matches!(opening, Opening::Finished));
+        drop(server);
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"");
+    }
+
+    #[tokio::test]
     async fn an_owner_that_cannot_be_reached_leaves_the_connection_here() {
         let gone = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -812,6 +841,13 @@ mod tests {
                 None,
                 "{bad}"
             );
+            let v2 = bad.replacen("YNNI-SPLICE/1 ", "YNNI-SPLICE/2 ", 1);
+            let v2 = if bad.starts_with("YNNI-SPLICE/2 ") {
+                bad.replacen("YNNI-SPLICE/2 ", "YNNI-SPLICE/1 ", 1)
+            } else {
+                v2
+            };
+            assert_eq!(parse_preamble(v2.as_bytes(), MAGIC, &secret), None, "{v2}");
         }
     }
 }
