@@ -14,7 +14,8 @@
 //! the preamble as a bad HTTP request; a node with another secret, which closes the connection
 //! unanswered; a node too busy to answer) has been sent nothing of the client's, so the
 //! connection is served where it arrived, forwarded request by request, as if it had never
-//! been offered.
+//! been offered; and that owner is not offered connections again for [`REFUSED_FOR`], so that
+//! a rolling upgrade does not cost every kept-alive connection a refused offer.
 //!
 //! The choice is a guess that cannot make an answer wrong, only slower: the node that receives
 //! the connection serves every request on it as if the client had connected there itself
@@ -48,6 +49,7 @@
 
 mod prefixed;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,6 +74,9 @@ const MAGIC_V1: &[u8] = b"YNNI-SPLICE/1 ";
 pub const ACK: &[u8] = b"YNNI-SPLICE/2 OK\r\n";
 /// How long the entry node waits for [`ACK`] before serving the connection itself.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an owner that did not acknowledge is not offered connections again: during a
+/// rolling upgrade every kept-alive connection would otherwise pay a refused offer.
+const REFUSED_FOR: Duration = Duration::from_secs(60);
 /// A preamble is one short line: an address and a hex secret.
 const PREAMBLE_MAX: usize = 1024;
 /// The first request's head is looked at only if it fits in this much; a longer one is
@@ -108,6 +113,9 @@ pub(crate) struct Splicer {
     secret_hex: String,
     /// [`OWNER_SILENCE`], shorter in tests.
     owner_silence: Duration,
+    /// Owners that did not acknowledge a hand-over, and when: for [`REFUSED_FOR`] after that
+    /// their connections are served here without asking again (one entry per node).
+    refused: std::sync::Mutex<HashMap<String, Instant>>,
 }
 
 /// How a connection is to go on after its first bytes.
@@ -147,7 +155,25 @@ impl Splicer {
             secret_hex: hex::encode(secret.as_bytes()),
             route,
             owner_silence: OWNER_SILENCE,
+            refused: std::sync::Mutex::default(),
         }
+    }
+
+    /// Whether `owner` did not acknowledge a hand-over less than [`REFUSED_FOR`] ago.
+    fn lately_refused(&self, owner: &str) -> bool {
+        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        refused
+            .get(owner)
+            .is_some_and(|t| t.elapsed() < REFUSED_FOR)
+    }
+
+    /// Remembers that `owner` did not acknowledge; true when it had not lately (say so then).
+    fn note_refusal(&self, owner: &str) -> bool {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        refused
+            .insert(owner.to_string(), now)
+            .is_none_or(|t| now.saturating_duration_since(t) >= REFUSED_FOR)
     }
 
     /// Reads the connection's first bytes (within `header_timeout`) and either hands the
@@ -189,7 +215,9 @@ impl Splicer {
                 }
                 Head::Incomplete | Head::Unusable => break,
                 Head::Key(key) => {
-                    if let Some((vshard, owner)) = (self.route)(&key) {
+                    if let Some((vshard, owner)) = (self.route)(&key)
+                        && !self.lately_refused(&owner)
+                    {
                         let to = (vshard, owner.as_str());
                         match self.hand_over(socket, to, peer, &buf, stop).await {
                             Handover::Done => return Opening::Finished,
@@ -310,17 +338,21 @@ impl Splicer {
         match tokio::time::timeout(ACK_TIMEOUT, offered).await {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) | Ok(Err(_)) => {
-                tracing::warn!(
-                    owner,
-                    "the owner refused a connection handed to it (another build or another secret?); served here"
-                );
+                if self.note_refusal(owner) {
+                    tracing::warn!(
+                        owner,
+                        "the owner refused a connection handed to it (another build or another secret?); its connections are served here for a minute"
+                    );
+                }
                 return Handover::NotConnected;
             }
             Err(_) => {
-                tracing::debug!(
-                    owner,
-                    "the owner did not acknowledge a hand-over in time; served here"
-                );
+                if self.note_refusal(owner) {
+                    tracing::info!(
+                        owner,
+                        "the owner did not acknowledge a hand-over in time; its connections are served here for a minute"
+                    );
+                }
                 return Handover::NotConnected;
             }
         }
@@ -744,6 +776,52 @@ mod tests {
             let want: &[u8] = if acked { ACK } else { b"" };
             assert_eq!(answer, want, "version {version}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_owner_that_refused_is_not_offered_connections_for_a_while() {
+        let owner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s = splicer(Some(owner.local_addr().unwrap().to_string()));
+        let head = format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let open = || async {
+            let (mut client, mut server) = tokio::io::duplex(1 << 16);
+            client.write_all(head.as_bytes()).await.unwrap();
+            let (_stop, stop) = watch::channel(false);
+            let opening = s.open(&mut server, peer(), WAIT, stop).await;
+            drop(client);
+            opening
+        };
+        // An owner of an older build answers the preamble as a bad request.
+        let refuse = async {
+            let (mut conn, _) = owner.accept().await.unwrap();
+            let mut line = Vec::new();
+            while !line.ends_with(b"\n") {
+                let mut byte = [0u8; 1];
+                conn.read_exact(&mut byte).await.unwrap();
+                line.push(byte[0]);
+            }
+            conn.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                .await
+                .unwrap();
+        };
+        let (first, ()) = tokio::join!(open(), refuse);
+        assert!(matches!(
+            first,
+            Opening::Serve {
+                handed_over: None,
+                ..
+            }
+        ));
+        // The next connection is served here without asking.
+        let (second, asked) = tokio::join!(open(), tokio::time::timeout(WAIT, owner.accept()));
+        let Opening::Serve {
+            read, handed_over, ..
+        } = second
+        else {
+            panic!("closed");
+        };
+        assert_eq!((&read[..], handed_over), (head.as_bytes(), None));
+        assert!(asked.is_err(), "the owner was asked again");
     }
 
     #[tokio::test]
