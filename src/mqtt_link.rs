@@ -86,10 +86,13 @@ fn authenticator(catalog: Catalog, legacy: Option<Legacy>, limits: LoginLimits) 
             let access = check_login(&catalog, legacy, &login.username, login.password).await;
             // Counted (a failure) or counted and taken back with the address remembered as one
             // the account logs in from (a success).
-            if let Ok(counted) = attempt(&logins)
-                && access != Access::Denied
-            {
-                logins.succeeded(&counted);
+            if let Ok(counted) = attempt(&logins) {
+                match &access {
+                    Access::Denied => {}
+                    // Not checked: nothing was guessed, and nothing learnt of the address.
+                    Access::Unavailable => logins.not_a_guess(&counted),
+                    _ => logins.succeeded(&counted),
+                }
             }
             access
         })
@@ -126,7 +129,11 @@ async fn check_login(
         }
         return match catalog.user_by_username(&l.account).await {
             Ok(Some(u)) => Access::Account { userid: u.id },
-            _ => Access::Denied,
+            Ok(None) => Access::Denied,
+            Err(e) => {
+                tracing::warn!(error = %e, "MQTT login check failed");
+                Access::Unavailable
+            }
         };
     }
     // No account has a longer name (emoncms allows 30): nothing longer reaches the catalog.
@@ -157,7 +164,7 @@ async fn check_login(
         Err(e) => {
             let e: ynni_core::CatalogError = e;
             tracing::warn!(error = %e, "MQTT login check failed");
-            Access::Denied
+            Access::Unavailable
         }
     }
 }
@@ -264,11 +271,22 @@ async fn mqtt_thread() -> anyhow::Result<tokio::runtime::Handle> {
         .map_err(|_| anyhow::anyhow!("the MQTT thread ended while starting"))??)
 }
 
-/// `check`, run on `server`'s runtime.
+/// How long a login's check may take before the client is told "server unavailable": within
+/// the broker's 10 s for a CONNECT (past it the connection closes unanswered), shorter than
+/// the catalog's wait for a database connection (10 s), so an unreachable catalog gets an
+/// answer that clients retry.
+const LOGIN_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(7);
+
+/// `check`, run on `server`'s runtime, within [`LOGIN_CHECK_TIMEOUT`].
 fn on_server(check: Authenticate, server: tokio::runtime::Handle) -> Authenticate {
     Arc::new(move |login: Login| {
         let checking = server.spawn(check(login));
-        Box::pin(async move { checking.await.unwrap_or(Access::Denied) })
+        Box::pin(async move {
+            match tokio::time::timeout(LOGIN_CHECK_TIMEOUT, checking).await {
+                Ok(Ok(access)) => access,
+                Ok(Err(_)) | Err(_) => Access::Unavailable,
+            }
+        })
     })
 }
 

@@ -53,6 +53,8 @@ pub(crate) enum Refused {
     Login,
     #[error("account over its quota")]
     Quota,
+    #[error("login not checked: the catalog did not answer")]
+    Unavailable,
     #[error("will topic not allowed")]
     Will,
     #[error("i/o: {0}")]
@@ -191,6 +193,11 @@ pub(crate) async fn accept(
             tracing::info!(%peer, username = %quote(&login.username), "MQTT login refused: quota exceeded");
             refuse(io, codec, C::QuotaExceeded, C::NotAuthorized).await;
             return Err(Refused::Quota);
+        }
+        Access::Unavailable => {
+            tracing::warn!(%peer, username = %quote(&login.username), "MQTT login not checked: the catalog did not answer");
+            refuse_unavailable(io, codec).await;
+            return Err(Refused::Unavailable);
         }
         Access::Account { userid } => (*userid, None),
         Access::Device { userid, node } => (*userid, Some(node.as_str())),

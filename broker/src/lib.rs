@@ -85,6 +85,10 @@ pub enum Access {
     /// prepaid balance is used up): CONNACK "quota exceeded" on MQTT 5, "not authorised" on
     /// 3.1.1, and an open connection is closed when a recheck says so.
     QuotaExceeded,
+    /// The credentials could not be checked now (the catalog did not answer): CONNACK "server
+    /// unavailable", so the client retries as it would after a restart, instead of taking a
+    /// refusal of its credentials; an open connection a recheck cannot decide is kept.
+    Unavailable,
     /// The account's write apikey: any topic in the user's namespace.
     Account {
         userid: i64,

@@ -155,7 +155,8 @@ impl Sessions {
                 ..login
             })
             .await;
-            if now != access {
+            // A recheck the catalog could not answer keeps the connection as it was.
+            if now != access && now != Access::Unavailable {
                 let _ = kick.send(Some(Kick::Revoked));
             }
         }
@@ -316,6 +317,19 @@ mod tests {
             .register(2, "c", login("bob", "k"), Access::Account { userid: 2 })
             .await
             .expect("bob is not limited by alice");
+    }
+
+    #[tokio::test]
+    async fn a_recheck_the_catalog_cannot_answer_keeps_the_connection() {
+        let unavailable: Authenticate =
+            Arc::new(|_l: Login| Box::pin(async { Access::Unavailable }));
+        let s = Sessions::new(unavailable, 10);
+        let r = s
+            .register(1, "c", login("alice", "k"), Access::Account { userid: 1 })
+            .await
+            .expect("registered");
+        s.revalidate(1).await;
+        assert_eq!(*r.kicked.borrow(), None);
     }
 
     #[tokio::test]

@@ -193,3 +193,52 @@ async fn drain_marks_a_registered_node() {
     assert!(o.status.success(), "{}", said(&o));
     assert_eq!(n1.live().await.expect("live").len(), 1);
 }
+
+/// The CONNACK return code a broker at `addr` answers an MQTT 3.1.1 CONNECT with `user` and
+/// `pass`; `None` when it closes without one.
+async fn connack_code(addr: std::net::SocketAddr, user: &str, pass: &str) -> Option<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let field = |s: &str| {
+        let mut f = u16::try_from(s.len())
+            .expect("short")
+            .to_be_bytes()
+            .to_vec();
+        f.extend_from_slice(s.as_bytes());
+        f
+    };
+    // Protocol name and level, flags (username, password, clean session), keep-alive 60 s.
+    let mut body = field("MQTT");
+    body.extend_from_slice(&[4, 0xC2, 0, 60]);
+    for s in ["probe", user, pass] {
+        body.extend(field(s));
+    }
+    let mut packet = vec![0x10, u8::try_from(body.len()).expect("under 128")];
+    packet.extend(body);
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(&packet).await.ok()?;
+    let mut ack = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(15), s.read_exact(&mut ack))
+        .await
+        .ok()?
+        .ok()?;
+    (ack[..3] == [0x20, 2, 0]).then_some(ack[3])
+}
+
+/// A device's login that the catalog cannot answer (PostgreSQL gone) is refused as "server
+/// unavailable", which clients retry as after a restart, not as bad credentials.
+#[tokio::test]
+async fn an_mqtt_login_the_catalog_cannot_answer_is_refused_as_unavailable() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(&shared).expect("shared dir");
+    let port = crate::harness::free_port();
+    let cfg = crate::cluster_serving::node_config(dir.path(), &pg.url(), &shared, "n1", port, 2000);
+    let node = crate::cluster_serving::start_node(&cfg, port);
+    let mqtt = node.mqtt.expect("the broker's address");
+    let key = "0123456789abcdef0123456789abcdef";
+    // Asked with PostgreSQL up: no such account, "not authorised" (5).
+    assert_eq!(connack_code(mqtt, "nobody", key).await, Some(5));
+    drop(pg);
+    assert_eq!(connack_code(mqtt, "nobody", key).await, Some(3));
+}
