@@ -212,7 +212,12 @@ async fn connack_code(addr: std::net::SocketAddr, user: &str, pass: &str) -> Opt
     for s in ["probe", user, pass] {
         body.extend(field(s));
     }
-    let mut packet = vec![0x10, u8::try_from(body.len()).expect("under 128")];
+    // One byte of remaining length holds up to 127.
+    let len = u8::try_from(body.len())
+        .ok()
+        .filter(|&n| n < 128)
+        .expect("a short CONNECT");
+    let mut packet = vec![0x10, len];
     packet.extend(body);
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
     s.write_all(&packet).await.ok()?;

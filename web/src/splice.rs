@@ -520,6 +520,40 @@ mod tests {
         "192.0.2.1:5000".parse().unwrap()
     }
 
+    /// The head of a request with [`KEY`], as a client posting on a kept-alive connection
+    /// sends it.
+    fn keyed_head() -> String {
+        format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n")
+    }
+
+    /// A client that has sent `head`, and the task opening its connection with `s`, which ends
+    /// with how the connection went on.
+    async fn entering(
+        s: Splicer,
+        head: &str,
+    ) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<Opening>) {
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        client.write_all(head.as_bytes()).await.unwrap();
+        let (_stop, stop) = watch::channel(false);
+        let entry = tokio::spawn(async move {
+            let _stop = _stop;
+            s.open(&mut server, peer(), WAIT, stop).await
+        });
+        (client, entry)
+    }
+
+    /// One line from `conn`, through its `\n`, read a byte at a time so nothing after it is
+    /// taken.
+    async fn read_line(conn: &mut TcpStream) -> Vec<u8> {
+        let mut line = Vec::new();
+        while !line.ends_with(b"\n") {
+            let mut byte = [0u8; 1];
+            conn.read_exact(&mut byte).await.unwrap();
+            line.push(byte[0]);
+        }
+        line
+    }
+
     /// A splicer whose only known key is [`KEY`], owned by `owner` in vshard 7.
     fn splicer(owner: Option<String>) -> Splicer {
         Splicer::with_route(
@@ -617,11 +651,8 @@ mod tests {
     async fn a_known_key_owned_elsewhere_hands_the_connection_to_its_owner() {
         let owner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let s = splicer(Some(owner.local_addr().unwrap().to_string()));
-        let head = format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n");
-        let (mut client, mut server) = tokio::io::duplex(1 << 16);
-        client.write_all(head.as_bytes()).await.unwrap();
-        let (_stop, stop) = watch::channel(false);
-        let entry = tokio::spawn(async move { s.open(&mut server, peer(), WAIT, stop).await });
+        let head = keyed_head();
+        let (mut client, entry) = entering(s, &head).await;
         let (mut conn, _) = owner.accept().await.unwrap();
         let want = format!("YNNI-SPLICE/2 {} 7 {}\r\n", peer(), hex::encode(SECRET));
         let mut got = vec![0u8; want.len()];
@@ -657,14 +688,10 @@ mod tests {
         let owner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut s = splicer(Some(owner.local_addr().unwrap().to_string()));
         s.owner_silence = Duration::from_millis(300);
-        let head = format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n");
-        let (mut client, mut server) = tokio::io::duplex(1 << 16);
-        client.write_all(head.as_bytes()).await.unwrap();
+        let (mut client, entry) = entering(s, &keyed_head()).await;
         // The client has said all it will say; the owner takes the connection and goes quiet
         // without closing it, as a partitioned node does.
         client.shutdown().await.unwrap();
-        let (_stop, stop) = watch::channel(false);
-        let entry = tokio::spawn(async move { s.open(&mut server, peer(), WAIT, stop).await });
         let (mut conn, _) = owner.accept().await.unwrap();
         conn.write_all(ACK).await.unwrap();
         let ended = tokio::time::timeout(Duration::from_secs(10), entry)
@@ -680,20 +707,12 @@ mod tests {
     async fn offer_to(answer: Option<&'static [u8]>) -> (Vec<u8>, Opening) {
         let owner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let s = splicer(Some(owner.local_addr().unwrap().to_string()));
-        let head = format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n");
-        let (mut client, mut server) = tokio::io::duplex(1 << 16);
-        client.write_all(head.as_bytes()).await.unwrap();
-        let (_stop, stop) = watch::channel(false);
-        let entry = tokio::spawn(async move { s.open(&mut server, peer(), WAIT, stop).await });
+        let (client, entry) = entering(s, &keyed_head()).await;
         let (mut conn, _) = owner.accept().await.unwrap();
         let mut received = Vec::new();
         match answer {
             Some(a) => {
-                while !received.ends_with(b"\n") {
-                    let mut byte = [0u8; 1];
-                    conn.read_exact(&mut byte).await.unwrap();
-                    received.push(byte[0]);
-                }
+                received = read_line(&mut conn).await;
                 conn.write_all(a).await.unwrap();
                 conn.shutdown().await.unwrap();
                 // Whatever else the entry node sends before it lets go.
@@ -721,7 +740,7 @@ mod tests {
     #[tokio::test]
     async fn an_owner_that_does_not_acknowledge_gets_nothing_of_the_clients_and_it_is_served_here()
     {
-        let head = format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let head = keyed_head();
         let preamble = format!("YNNI-SPLICE/2 {} 7 {}\r\n", peer(), hex::encode(SECRET));
         // A build that does not speak this version answers the preamble as a bad request; a
         // node with another secret closes unanswered; a stuck one says nothing.
@@ -782,7 +801,7 @@ mod tests {
     async fn an_owner_that_refused_is_not_offered_connections_for_a_while() {
         let owner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let s = splicer(Some(owner.local_addr().unwrap().to_string()));
-        let head = format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let head = keyed_head();
         let open = || async {
             let (mut client, mut server) = tokio::io::duplex(1 << 16);
             client.write_all(head.as_bytes()).await.unwrap();
@@ -794,12 +813,7 @@ mod tests {
         // An owner of an older build answers the preamble as a bad request.
         let refuse = async {
             let (mut conn, _) = owner.accept().await.unwrap();
-            let mut line = Vec::new();
-            while !line.ends_with(b"\n") {
-                let mut byte = [0u8; 1];
-                conn.read_exact(&mut byte).await.unwrap();
-                line.push(byte[0]);
-            }
+            read_line(&mut conn).await;
             conn.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
                 .await
                 .unwrap();
@@ -861,7 +875,7 @@ mod tests {
 
     #[test]
     fn the_first_heads_apikey_routes_the_connection() {
-        let get = format!("GET /input/post?node=1&apikey={KEY} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let get = keyed_head();
         assert_eq!(first_head(get.as_bytes()), Head::Key(KEY.into()));
         assert_eq!(first_head(&get.as_bytes()[..20]), Head::Incomplete);
         let bearer =
