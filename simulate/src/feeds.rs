@@ -42,7 +42,7 @@ pub async fn setup(
             ("fulljson", &payload::fulljson(&p.names, &zeros)),
             ("apikey", p.account.apikey_write.as_str()),
         ]);
-        async move { req.send().await?.error_for_status().map(|_| ()) }
+        async move { send_settled(req).await?.error_for_status().map(|_| ()) }
     });
     for r in futures_util::stream::iter(creates)
         .buffer_unordered(PARALLEL)
@@ -60,17 +60,18 @@ pub async fn setup(
         if ids.contains_key(&p.account.apikey_write) {
             continue;
         }
-        let list: Value = client
-            .get(format!("{api}/input/list.json"))
-            .query(&[("apikey", p.account.apikey_write.as_str())])
-            .send()
-            .await?
-            .json()
-            .await
-            .map_err(|source| SimulateError::Http {
-                step: "input/list",
-                source,
-            })?;
+        let list: Value = send_settled(
+            client
+                .get(format!("{api}/input/list.json"))
+                .query(&[("apikey", p.account.apikey_write.as_str())]),
+        )
+        .await?
+        .json()
+        .await
+        .map_err(|source| SimulateError::Http {
+            step: "input/list",
+            source,
+        })?;
         let mut map = HashMap::new();
         for i in list.as_array().into_iter().flatten() {
             let (Some(node), Some(name), Some(id)) = (
@@ -115,17 +116,16 @@ pub async fn setup(
             let client = client.clone();
             async move {
                 let options = format!("{{\"interval\":{interval}}}");
-                let created: Value = client
-                    .get(format!("{api}/feed/create.json"))
-                    .query(&[
+                let created: Value = send_settled(
+                    client.get(format!("{api}/feed/create.json")).query(&[
                         ("tag", node.as_str()),
                         ("name", name.as_str()),
                         ("engine", "5"),
                         ("options", options.as_str()),
                         ("apikey", key.as_str()),
-                    ])
-                    .send()
-                    .await?
+                    ]),
+                )
+                .await?
                     .json()
                     .await?;
                 let Some(feed) = created["feedid"].as_u64() else {
@@ -134,15 +134,16 @@ pub async fn setup(
                     )));
                 };
                 let list = format!("[{{\"fn\":\"process__log_to_feed\",\"args\":[\"{feed}\"]}}]");
-                let set: Value = client
-                    .post(format!("{api}/input/process/set.json"))
-                    .query(&[
-                        ("inputid", inputid.to_string().as_str()),
-                        ("apikey", key.as_str()),
-                    ])
-                    .form(&[("processlist", list.as_str())])
-                    .send()
-                    .await?
+                let set: Value = send_settled(
+                    client
+                        .post(format!("{api}/input/process/set.json"))
+                        .query(&[
+                            ("inputid", inputid.to_string().as_str()),
+                            ("apikey", key.as_str()),
+                        ])
+                        .form(&[("processlist", list.as_str())]),
+                )
+                .await?
                     .json()
                     .await?;
                 if set["success"] != true {
@@ -237,20 +238,17 @@ async fn count_once(
             // `to`, so a one-reading range still has end > start.
             let s = start as i64 + (from * u64::from(interval)) as i64;
             let e = start as i64 + (to * u64::from(interval)) as i64 - 1;
-            let data: Value = client
-                .get(format!("{api}/feed/data.json"))
-                .query(&[
-                    ("id", feed.to_string()),
-                    ("start", (s * 1000).to_string()),
-                    ("end", (e * 1000).to_string()),
-                    ("interval", interval.to_string()),
-                    ("skipmissing", "1".to_string()),
-                    ("apikey", key),
-                ])
-                .send()
-                .await?
-                .json()
-                .await?;
+            let data: Value = send_settled(client.get(format!("{api}/feed/data.json")).query(&[
+                ("id", feed.to_string()),
+                ("start", (s * 1000).to_string()),
+                ("end", (e * 1000).to_string()),
+                ("interval", interval.to_string()),
+                ("skipmissing", "1".to_string()),
+                ("apikey", key),
+            ]))
+            .await?
+            .json()
+            .await?;
             let Some(points) = data.as_array() else {
                 return Err(SimulateError::Server(format!(
                     "feed/data for feed {feed}: {data}"
@@ -276,6 +274,31 @@ async fn count_once(
         .collect())
 }
 
+/// How long setting up and counting ask again while a server answers 503: a cluster node says
+/// so while an account's shard settles on its owner ("retry shortly"), and nothing was done.
+const SETTLING: std::time::Duration = std::time::Duration::from_secs(30);
+/// The pause between those attempts.
+const SETTLING_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Sends `req`, and again after [`SETTLING_PAUSE`] while the answer is 503, for at most
+/// [`SETTLING`]; then the answer as it is. Only a 503 is retried: after a failed connection
+/// a feed may have been created, and asking again would create a second.
+async fn send_settled(req: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+    let deadline = std::time::Instant::now() + SETTLING;
+    loop {
+        let Some(again) = req.try_clone() else {
+            return req.send().await;
+        };
+        let answer = again.send().await?;
+        if answer.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE
+            || std::time::Instant::now() >= deadline
+        {
+            return Ok(answer);
+        }
+        tokio::time::sleep(SETTLING_PAUSE).await;
+    }
+}
+
 fn client() -> Result<reqwest::Client, SimulateError> {
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
@@ -284,4 +307,58 @@ fn client() -> Result<reqwest::Client, SimulateError> {
             step: "HTTP client",
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers its first `busy` requests 503 and the rest 200 `ok`; returns its
+    /// address and how many requests it has had.
+    async fn server(busy: usize) -> (std::net::SocketAddr, std::sync::Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(AtomicU64::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if conn.read_exact(&mut byte).await.is_err() {
+                        break;
+                    }
+                    head.push(byte[0]);
+                }
+                let n = count.fetch_add(1, Ordering::SeqCst) as usize;
+                let reply: &[u8] = if n < busy {
+                    b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
+                };
+                let _ = conn.write_all(reply).await;
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn a_503_is_asked_again_and_other_answers_are_not() {
+        let client = client().unwrap();
+        let (addr, seen) = server(2).await;
+        let r = send_settled(client.get(format!("http://{addr}/x")))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+        assert_eq!(r.text().await.unwrap(), "ok");
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+        // An answer that is not 503 is taken as it is, first time.
+        let (addr, seen) = server(0).await;
+        let r = send_settled(client.get(format!("http://{addr}/x")))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+    }
 }
