@@ -512,15 +512,28 @@ impl FixedFeed {
     /// share split once for both.
     pub fn sum_windows(&self, ranges: &[(u64, u64)]) -> Result<Vec<(f64, u64)>> {
         let npoints = self.npoints();
+        // A file that cannot be mapped now fails the scan below instead.
+        let dat = self.disk_bytes().unwrap_or(&[]);
+        // Slots before this are read straight from the map: flushed, none overwritten since.
+        let clean = self
+            .overwrites
+            .keys()
+            .next()
+            .map_or(self.disk_npoints, |&first| first.min(self.disk_npoints))
+            .min(dat.len() as u64 / 4);
         let scan = |a: u64, b: u64| {
-            self.scan_sum_with(a, b, true)
-                .map(|(sum, count)| Cell { sum, count })
+            let flushed = (b <= clean)
+                .then(|| dat.get((a * 4) as usize..(b * 4) as usize))
+                .flatten();
+            let (sum, count) = match flushed {
+                Some(bytes) => sum_f32_lanes(bytes),
+                None => self.scan_sum_with(a, b, true)?,
+            };
+            Ok::<_, StorageError>(Cell { sum, count })
         };
         let mut levels: Option<MutexGuard<'_, Levels>> = None;
         let mut split = None;
         let mut out = Vec::with_capacity(ranges.len());
-        // Only a hint: a file that cannot be mapped now fails the scan below instead.
-        let dat = self.disk_bytes().unwrap_or(&[]);
         for (i, &(from, to)) in ranges.iter().enumerate() {
             let to = to.min(npoints);
             if from >= to {
@@ -542,8 +555,7 @@ impl FixedFeed {
             }
             if let Some(lv) = levels.as_ref() {
                 // The ends of windows far apart are cache misses; fetch a few ahead together.
-                if let Some(&(a, b)) = ranges.get(i + PREFETCH_AHEAD) {
-                    lv.prefetch_split(a, dat);
+                if let Some(&(_, b)) = ranges.get(i + PREFETCH_AHEAD) {
                     lv.prefetch_split(b, dat);
                 }
                 let c = lv.sum_sharing(from, to, &scan, &mut split)?;
