@@ -96,9 +96,10 @@ impl Cell {
 }
 
 /// The sum and count of every value in the blocks before one: `hi + lo` is the sum, `lo`
-/// collecting the rounding error of each addition to `hi` (Knuth's two-sum).
+/// collecting the rounding error of each addition to `hi` (Knuth's two-sum). Read at a slot
+/// ([`Levels::total_at`]), `lo` also holds the part of the slot's block before it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Total {
+pub struct Total {
     hi: f64,
     lo: f64,
     count: u64,
@@ -116,8 +117,8 @@ impl Total {
         }
     }
 
-    /// The blocks from `earlier` up to this one.
-    fn since(self, earlier: Total) -> Cell {
+    /// The values from `earlier` up to this one.
+    pub fn since(self, earlier: Total) -> Cell {
         Cell {
             sum: (self.hi - earlier.hi) + (self.lo - earlier.lo),
             count: self.count.saturating_sub(earlier.count),
@@ -328,6 +329,45 @@ impl Levels {
             };
             t = t.plus(finite);
             self.totals.push(t);
+        }
+    }
+
+    /// Whether every block's sum is finite, so that the totals alone give any range's sum
+    /// ([`Levels::total_at`]).
+    pub fn all_finite(&self) -> bool {
+        self.odd.is_empty()
+    }
+
+    /// The running total of the slots before slot `x`: the totals at a block's edge, plus or
+    /// minus the slots between `x` and the nearer edge of its block, which `side(a, b)` sums
+    /// (slots `[a, b)`, half a block at most). `None` where the levels do not cover that edge
+    /// yet or `side` cannot read the slots. Meaningful only when [`Levels::all_finite`]; the
+    /// difference of two is the range between them ([`Total::since`]), from one total each
+    /// instead of the [`Levels::sum`] of a range, which also reads its ends' block sums.
+    #[inline]
+    pub fn total_at(&self, x: u64, side: impl Fn(u64, u64) -> Option<Cell>) -> Option<Total> {
+        let k = x / BLOCK;
+        let start = k * BLOCK;
+        if x - start <= BLOCK / 2 {
+            let t = *self.totals.get(k as usize)?;
+            if x == start {
+                return Some(t);
+            }
+            let before = side(start, x)?;
+            Some(Total {
+                lo: t.lo + before.sum,
+                count: t.count + before.count,
+                ..t
+            })
+        } else {
+            // Block k must be summed, not only started: `totals[k + 1]` exists only then.
+            let t = *self.totals.get(k as usize + 1)?;
+            let after = side(x, start + BLOCK)?;
+            Some(Total {
+                lo: t.lo - after.sum,
+                count: t.count.saturating_sub(after.count),
+                ..t
+            })
         }
     }
 
