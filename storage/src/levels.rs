@@ -3,9 +3,12 @@
 //! feed's first block, so that the mean of any range costs its ragged ends plus two totals
 //! instead of a scan of every slot. A year of 10 s data averaged into 1,000 points reads, per
 //! point, at most half a block of slots at its end (which the next point shares) and one
-//! running total: two or three cache lines where the blocks between would be 49 entries (or
-//! the 15 or so of a tree of sums over them, which this replaced: each of its levels was
-//! another cache miss per point when many users graph at once). Only level 1 is saved; the
+//! running total: two cache lines where the blocks between would be 98 entries (or the 15 or
+//! so of a tree of sums over them, which this replaced: each of its levels was another cache
+//! miss per point when many users graph at once). Blocks of 32 slots put an end's half block
+//! (64 bytes, from or to a block edge) in one cache line; 64 slots took one or two, and 50
+//! users' years averaged in turn took 18% longer (`rdprobe`-style measurement in
+//! `benches/README.md`); 16 slots gained nothing more for twice the memory. Only level 1 is saved; the
 //! totals are summed from it. Counts are kept beside sums, so a mean over a range with gaps is
 //! the mean of the values present, exactly as a scan gives it (the sums are added in a
 //! different order, which can change the last bits of a result).
@@ -36,7 +39,7 @@
 //! phpfina/<id>.levels
 //!   header, 48 bytes, little-endian:
 //!     magic     8 bytes  "YNNILVL1"
-//!     block     u32      slots per level-1 block (64)
+//!     block     u32      slots per level-1 block (32; a file of another size is rebuilt)
 //!     reserved  u32      0
 //!     dat_len   u64      length of <id>.dat when the levels were saved
 //!     dat_mtime i64      its modification time then, nanoseconds since the epoch
@@ -61,7 +64,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// Slots per level-1 block.
-pub const BLOCK: u64 = 64;
+pub const BLOCK: u64 = 32;
 /// The least time between two saves of one feed's levels while it is being written.
 pub const SAVE_EVERY: Duration = Duration::from_secs(3600);
 /// Levels not read for this long are saved and let go from memory.
