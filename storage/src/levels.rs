@@ -444,28 +444,21 @@ impl Levels {
         Ok(total.add(tail))
     }
 
-    /// Hints the memory that a range ending or starting at slot `x` will read: the running
-    /// totals around its block, and the slots of the block's shorter side in `dat` (the
-    /// feed's flushed file, 4 bytes a slot).
+    /// Hints the memory that [`Levels::total_at`] reads at slot `x`: the running total at the
+    /// nearer edge of its block, and the slots between in `dat` (the feed's flushed file, 4
+    /// bytes a slot; one cache line, as a half block is 64 bytes from or to a block edge).
     pub fn prefetch_split(&self, x: u64, dat: &[u8]) {
-        let k = (x / BLOCK) as usize;
-        let Some(total) = self.totals.get(k) else {
-            return;
-        };
-        crate::prefetch::value(total);
-        if let Some(next) = self.totals.get(k + 1) {
-            crate::prefetch::value(next);
-        }
-        if x.is_multiple_of(BLOCK) {
-            return;
-        }
-        let start = x / BLOCK * BLOCK;
-        let (a, z) = if x - start <= BLOCK / 2 {
-            (start, x)
+        let k = x / BLOCK;
+        let start = k * BLOCK;
+        let (edge, side) = if x - start <= BLOCK / 2 {
+            (k, start..x)
         } else {
-            (x, start + BLOCK)
+            (k + 1, x..start + BLOCK)
         };
-        if let Some(side) = dat.get(a as usize * 4..z as usize * 4) {
+        if let Some(total) = self.totals.get(edge as usize) {
+            crate::prefetch::value(total);
+        }
+        if let Some(side) = dat.get(side.start as usize * 4..side.end as usize * 4) {
             crate::prefetch::slice(side);
         }
     }
