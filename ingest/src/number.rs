@@ -36,9 +36,69 @@ pub fn write_i64(out: &mut String, n: i64) {
     out.push_str(itoa::Buffer::new().format(n));
 }
 
+/// Appends `[time,value]` for each pair, separated by commas, each time multiplied by `scale`
+/// and each value as [`write_php_json`] writes it.
+///
+/// Each pair's text is formatted one pair ahead of being appended, in two sets of buffers
+/// used in turn. Appending text just formatted copies it with wide loads that cannot take the
+/// bytes from the narrower stores that wrote them (the CPU waits until those reach its cache);
+/// a pair later they are there. For a graph's thousand points that wait was a third of the
+/// time of writing the reply.
+pub fn write_pairs(out: &mut String, pairs: &[(i64, Option<f64>)], scale: i64) {
+    let (mut a, mut b) = (Texts::default(), Texts::default());
+    let mut rest = pairs.iter();
+    let Some(&(t, v)) = rest.next() else {
+        return;
+    };
+    let mut held = a.format(t.saturating_mul(scale), v);
+    loop {
+        let Some(&(t, v)) = rest.next() else {
+            append_pair(out, held);
+            return;
+        };
+        let next = b.format(t.saturating_mul(scale), v);
+        append_pair(out, held);
+        out.push(',');
+        let Some(&(t, v)) = rest.next() else {
+            append_pair(out, next);
+            return;
+        };
+        held = a.format(t.saturating_mul(scale), v);
+        append_pair(out, next);
+        out.push(',');
+    }
+}
+
+fn append_pair(out: &mut String, (time, value): (&str, &str)) {
+    out.push('[');
+    out.push_str(time);
+    out.push(',');
+    out.push_str(value);
+    out.push(']');
+}
+
+/// Buffers for one pair's text.
+#[derive(Default)]
+struct Texts {
+    time: itoa::Buffer,
+    whole: itoa::Buffer,
+    value: zmij::Buffer,
+}
+
+impl Texts {
+    fn format(&mut self, time: i64, v: Option<f64>) -> (&str, &str) {
+        let value = match v {
+            Some(x) if x.fract() == 0.0 && x.abs() < EXACT => self.whole.format(x as i64),
+            Some(x) if x.is_finite() => self.value.format_finite(x),
+            _ => "null",
+        };
+        (self.time.format(time), value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{php_json, write_i64, write_php_json};
+    use super::{php_json, write_i64, write_pairs, write_php_json};
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -72,6 +132,44 @@ mod tests {
         let mut out = String::new();
         write_i64(&mut out, i64::MIN);
         assert_eq!(out, i64::MIN.to_string());
+    }
+
+    /// Pairs are written as one point at a time writes them, whatever their number (the
+    /// writer works two at a time).
+    #[test]
+    fn pairs_are_written_as_single_points() {
+        let values = [
+            Some(1.5),
+            None,
+            Some(102.0),
+            Some(-0.1),
+            Some(f64::NAN),
+            Some(1e20),
+            Some(-3.0),
+        ];
+        for n in 0..=values.len() {
+            let pairs: Vec<(i64, Option<f64>)> = values[..n]
+                .iter()
+                .enumerate()
+                .map(|(k, &v)| (1_700_000_000 + 10 * k as i64, v))
+                .collect();
+            for scale in [1, 1000] {
+                let mut want = String::new();
+                for (k, &(t, v)) in pairs.iter().enumerate() {
+                    if k > 0 {
+                        want.push(',');
+                    }
+                    want.push('[');
+                    write_i64(&mut want, t * scale);
+                    want.push(',');
+                    write_php_json(&mut want, v);
+                    want.push(']');
+                }
+                let mut got = String::new();
+                write_pairs(&mut got, &pairs, scale);
+                assert_eq!(got, want, "{n} pairs");
+            }
+        }
     }
 
     proptest! {

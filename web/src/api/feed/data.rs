@@ -437,6 +437,16 @@ impl PointBudget {
 fn write_points(out: &mut String, s: &Series, tz: chrono_tz::Tz) {
     out.reserve(2 + JSON_BYTES_PER_POINT * s.points.len());
     out.push('[');
+    let scale = match s.format {
+        TimeFormat::Unix => Some(1),
+        TimeFormat::UnixMs => Some(1000),
+        _ => None,
+    };
+    if let Some(scale) = scale {
+        number::write_pairs(out, &s.points, scale);
+        out.push(']');
+        return;
+    }
     for (k, &(t, v)) in s.points.iter().enumerate() {
         if k > 0 {
             out.push(',');
