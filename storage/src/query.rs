@@ -558,9 +558,19 @@ fn fixed_series(
         values.resize(wins.len(), None);
     } else if average {
         let clamp = |p: i64| p.clamp(0, n) as u64;
+        // Each window starts where the last ended: one division per boundary, not two.
+        let mut last: Option<(i64, u64)> = None;
         let ranges: Vec<(u64, u64)> = wins
             .iter()
-            .map(|&(a, b)| (clamp(pos(a)), clamp(pos(b))))
+            .map(|&(a, b)| {
+                let from = match last {
+                    Some((t, p)) if t == a => p,
+                    _ => clamp(pos(a)),
+                };
+                let to = clamp(pos(b));
+                last = Some((b, to));
+                (from, to)
+            })
             .collect();
         for (sum, count) in f.sum_windows(&ranges)? {
             values.push((count > 0).then(|| sum / count as f64));
