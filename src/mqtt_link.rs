@@ -194,6 +194,8 @@ pub struct Started {
     pub broker_up: Arc<std::sync::atomic::AtomicBool>,
     /// The MQTTS listener's certificate, reloaded on SIGHUP.
     pub tls: Option<Arc<ynni_core::tls::Certificates>>,
+    /// The broker's listeners, closed first when the server stops.
+    pub listening: ynni_broker::Listening,
 }
 
 /// MQTT messages the broker delivered to ynni (a metric).
@@ -406,6 +408,7 @@ async fn start_here(
         sessions: all_sessions,
         broker_up,
         tls,
+        listening: running.listening,
     })
 }
 

@@ -276,6 +276,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
     let _ = stop_tx.send(true);
+    // Devices reconnecting from now on are refused at once and go to another server (or
+    // retry), instead of being taken in here and dropped when ingest stops below.
+    mqtt.listening.close().await;
     let drained = async {
         let plain = (&mut server).await;
         if https_on && let Ok(Err(e)) = (&mut tls_server).await {

@@ -279,6 +279,28 @@ pub struct Running {
     pub publisher: Publisher,
     /// The open connections: tell it when a user's credentials change.
     pub sessions: Sessions,
+    /// The listeners, to close when the server stops.
+    pub listening: Listening,
+}
+
+/// The broker's accepting listeners.
+pub struct Listening {
+    stop: tokio::sync::watch::Sender<bool>,
+    loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Listening {
+    /// Stops accepting connections and closes every listening socket, so that devices
+    /// reconnecting while the server stops are refused at once and go to another server (or
+    /// retry) instead of being taken in and dropped when ingest stops. Open connections are
+    /// left as they are: their messages are acknowledged, or not, as before.
+    pub async fn close(&self) {
+        let _ = self.stop.send(true);
+        let loops = std::mem::take(&mut *self.loops.lock().unwrap_or_else(|p| p.into_inner()));
+        for l in loops {
+            let _ = l.await;
+        }
+    }
 }
 
 /// Starts the broker on the listeners in `opts` (port 0 picks a free port).
@@ -372,12 +394,15 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         listeners.push(("mqtt-ws", l, listen::Kind::Websocket));
         a
     });
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut loops = Vec::with_capacity(listeners.len());
     for (name, listener, kind) in listeners {
         let (shared, permits) = (shared.clone(), permits.clone());
-        tokio::spawn(listen::accept_loop(
+        loops.push(tokio::spawn(listen::accept_loop(
             name,
             listener,
             permits,
+            stopping.clone(),
             move |socket, peer, permit| {
                 let (shared, kind) = (shared.clone(), kind.clone());
                 async move {
@@ -385,7 +410,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
                     drop(permit);
                 }
             },
-        ));
+        )));
     }
     Ok(Running {
         addr,
@@ -395,6 +420,10 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         inbound,
         publisher: Publisher { link: out_tx },
         sessions,
+        listening: Listening {
+            stop,
+            loops: std::sync::Mutex::new(loops),
+        },
     })
 }
 
@@ -500,4 +529,44 @@ async fn serve_connection(
         }
     };
     session::run(io, codec, read, peer, accepted, registration, shared).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// An MQTT 3.1.1 CONNECT: client `a`, username `u`, password `p`, clean session.
+    const CONNECT: [u8; 21] = [
+        0x10, 19, 0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 60, 0, 1, b'a', 0, 1, b'u', 0, 1, b'p',
+    ];
+
+    /// Closing the listeners, while one waits for a connection, refuses new connections at once.
+    #[tokio::test]
+    async fn closed_listeners_refuse_new_connections() {
+        let options = Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
+            websocket: None,
+            base: "emon".into(),
+            max_connections: 16,
+            max_connections_per_user: 4,
+            locate: None,
+        };
+        let deny: Authenticate = Arc::new(|_| Box::pin(async { Access::Denied }));
+        let running = start(options, deny).await.expect("start");
+        // One connection served (credentials refused: 5), so the listener has been waiting
+        // for the next since.
+        let mut first = TcpStream::connect(running.addr).await.expect("connect");
+        first.write_all(&CONNECT).await.expect("send CONNECT");
+        let mut connack = [0u8; 4];
+        first.read_exact(&mut connack).await.expect("CONNACK");
+        assert_eq!(connack, [0x20, 2, 0, 5]);
+        tokio::time::timeout(Duration::from_secs(10), running.listening.close())
+            .await
+            .expect("the listeners closed");
+        let refused = TcpStream::connect(running.addr).await;
+        assert!(refused.is_err(), "a connection after close was taken in");
+    }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use ynni_core::tls::Certificates;
 
@@ -94,12 +94,15 @@ impl async_tungstenite::tungstenite::handshake::server::Callback for MqttSubprot
     }
 }
 
-/// Accepts connections until the process ends, handing each to `serve` with a permit that is
-/// released when the connection closes.
+/// Accepts connections until `stop` says so, handing each to `serve` with a permit that is
+/// released when the connection closes. The listening socket closes when this returns, so
+/// clients that connect afterwards are refused at once (and try another server) instead of
+/// waiting in the backlog.
 pub(crate) async fn accept_loop<F, Fut>(
     name: &'static str,
     listener: TcpListener,
     permits: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
     serve: F,
 ) where
     F: Fn(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit) -> Fut,
@@ -108,10 +111,18 @@ pub(crate) async fn accept_loop<F, Fut>(
     let mut backoff = Backoff::default();
     loop {
         // Taken before accepting: at the limit, new clients wait in the backlog.
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
+        let permit = tokio::select! {
+            () = stopped(&mut stop) => return,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
         };
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            () = stopped(&mut stop) => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
             Ok((socket, peer)) => {
                 backoff.reset();
                 tokio::spawn(serve(socket, peer, permit));
@@ -121,6 +132,13 @@ pub(crate) async fn accept_loop<F, Fut>(
                 backoff.failed(name, &e).await;
             }
         }
+    }
+}
+
+/// Resolves once `stop` is true; never if its sender is gone without saying so.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|&s| s).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
