@@ -246,7 +246,7 @@ pub async fn start(
 /// the acknowledgements are, and moved to the server's runtime it cost 0.3 to 0.8 more
 /// context switches per message in the load above.
 ///
-/// The thread runs until the process ends, as the broker does.
+/// The thread runs until the process ends; the broker's listeners close when the server stops.
 async fn mqtt_thread() -> anyhow::Result<tokio::runtime::Handle> {
     let (handle_tx, handle_rx) = tokio::sync::oneshot::channel();
     // The runtime is built on its thread and never leaves it: dropped in an async context
