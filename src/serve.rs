@@ -11,6 +11,8 @@ use ynni_core::Catalog;
 use ynni_ingest::shard::{DEFAULT_MAX_NODES, Router, RouterConfig};
 use ynni_storage::{DataDir, StoreConfig};
 
+/// How long the MQTT listeners get to close after a shutdown signal.
+const MQTT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -277,8 +279,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     // Devices reconnecting from now on are refused at once and go to another server (or
-    // retry), instead of being taken in here and dropped when ingest stops below.
-    mqtt.listening.close().await;
+    // retry), instead of being taken in here and dropped when ingest stops below. Bounded:
+    // the loops run on the MQTT thread, and nothing there may hold up a stop.
+    if tokio::time::timeout(MQTT_CLOSE_TIMEOUT, mqtt.listening.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the MQTT listeners did not close within {MQTT_CLOSE_TIMEOUT:?}; stopping anyway"
+        );
+    }
     let drained = async {
         let plain = (&mut server).await;
         if https_on && let Ok(Err(e)) = (&mut tls_server).await {

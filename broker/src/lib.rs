@@ -287,13 +287,18 @@ pub struct Running {
 pub struct Listening {
     stop: tokio::sync::watch::Sender<bool>,
     loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Held for as long as this is: the accept loops held the only other copies of the
+    /// sender of [`Running::inbound`], whose closing means the broker stopped (a fault), so
+    /// closing the listeners must not close it.
+    _shared: Arc<Shared>,
 }
 
 impl Listening {
     /// Stops accepting connections and closes every listening socket, so that devices
     /// reconnecting while the server stops are refused at once and go to another server (or
     /// retry) instead of being taken in and dropped when ingest stops. Open connections are
-    /// left as they are: their messages are acknowledged, or not, as before.
+    /// left as they are: their messages are acknowledged, or not, as before. A second call
+    /// returns at once.
     pub async fn close(&self) {
         let _ = self.stop.send(true);
         let loops = std::mem::take(&mut *self.loops.lock().unwrap_or_else(|p| p.into_inner()));
@@ -423,6 +428,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         listening: Listening {
             stop,
             loops: std::sync::Mutex::new(loops),
+            _shared: shared,
         },
     })
 }
@@ -555,7 +561,7 @@ mod tests {
             locate: None,
         };
         let deny: Authenticate = Arc::new(|_| Box::pin(async { Access::Denied }));
-        let running = start(options, deny).await.expect("start");
+        let mut running = start(options, deny).await.expect("start");
         // One connection served (credentials refused: 5), so the listener has been waiting
         // for the next since.
         let mut first = TcpStream::connect(running.addr).await.expect("connect");
@@ -568,5 +574,17 @@ mod tests {
             .expect("the listeners closed");
         let refused = TcpStream::connect(running.addr).await;
         assert!(refused.is_err(), "a connection after close was taken in");
+        // Once the last connection is gone, ingest's channel stays open: its closing says the
+        // broker failed.
+        let mut rest = Vec::new();
+        first
+            .read_to_end(&mut rest)
+            .await
+            .expect("closed by the server");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(matches!(
+            running.inbound.try_recv(),
+            Err(mpsc::error::TryRecvError::Empty)
+        ));
     }
 }

@@ -129,7 +129,10 @@ pub(crate) async fn accept_loop<F, Fut>(
             }
             Err(e) => {
                 drop(permit);
-                backoff.failed(name, &e).await;
+                tokio::select! {
+                    () = stopped(&mut stop) => return,
+                    () = backoff.failed(name, &e) => {}
+                }
             }
         }
     }
