@@ -24,10 +24,24 @@ pub fn php_json(v: Option<f64>) -> Value {
 /// thousands of them per reply). `zmij` is the crate serde_json writes floats with, so the
 /// text is the same (a property test below holds them together).
 pub fn write_php_json(out: &mut String, v: Option<f64>) {
+    out.push_str(value_text(
+        v,
+        &mut itoa::Buffer::new(),
+        &mut zmij::Buffer::new(),
+    ));
+}
+
+/// The text of [`php_json`]`(v)`, formatted in `whole` or `fraction`.
+#[inline]
+fn value_text<'a>(
+    v: Option<f64>,
+    whole: &'a mut itoa::Buffer,
+    fraction: &'a mut zmij::Buffer,
+) -> &'a str {
     match v {
-        Some(x) if x.fract() == 0.0 && x.abs() < EXACT => write_i64(out, x as i64),
-        Some(x) if x.is_finite() => out.push_str(zmij::Buffer::new().format_finite(x)),
-        _ => out.push_str("null"),
+        Some(x) if x.fract() == 0.0 && x.abs() < EXACT => whole.format(x as i64),
+        Some(x) if x.is_finite() => fraction.format_finite(x),
+        _ => "null",
     }
 }
 
@@ -87,11 +101,7 @@ struct Texts {
 
 impl Texts {
     fn format(&mut self, time: i64, v: Option<f64>) -> (&str, &str) {
-        let value = match v {
-            Some(x) if x.fract() == 0.0 && x.abs() < EXACT => self.whole.format(x as i64),
-            Some(x) if x.is_finite() => self.value.format_finite(x),
-            _ => "null",
-        };
+        let value = value_text(v, &mut self.whole, &mut self.value);
         (self.time.format(time), value)
     }
 }
@@ -173,6 +183,32 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn pairs_of_any_values_are_written_as_single_points(
+            bits in prop::collection::vec(any::<u64>(), 0..9),
+            t0 in -4_000_000_000i64..4_000_000_000,
+        ) {
+            let pairs: Vec<(i64, Option<f64>)> = bits
+                .iter()
+                .enumerate()
+                .map(|(k, &b)| (t0 + 10 * k as i64, (b % 5 != 0).then(|| f64::from_bits(b))))
+                .collect();
+            let mut want = String::new();
+            for (k, &(t, v)) in pairs.iter().enumerate() {
+                if k > 0 {
+                    want.push(',');
+                }
+                want.push('[');
+                write_i64(&mut want, t * 1000);
+                want.push(',');
+                want.push_str(&php_json(v).to_string());
+                want.push(']');
+            }
+            let mut got = String::new();
+            write_pairs(&mut got, &pairs, 1000);
+            prop_assert_eq!(got, want);
+        }
+
         #[test]
         fn written_text_matches_serde_json(bits in any::<u64>(), small in -1e7f64..1e7) {
             let v = f64::from_bits(bits);

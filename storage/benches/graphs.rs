@@ -28,7 +28,8 @@ fn main() {
     let all: Vec<Feed> = (1..=feeds)
         .map(|id| {
             let mut f = FixedFeed::create(dir.path(), id, 10, 10).expect("create");
-            // A daily wobble, a slow ramp, and a gap of an hour every ten days.
+            // A wobble (a sine of the slot number), a slow ramp, and a gap of an hour every
+            // ten days.
             let points: Vec<(i64, Option<f64>)> = (0..YEAR_POINTS)
                 .map(|i| {
                     let v = f64::from(id) + i as f64 * 1e-4 + ((i % 8_640) as f64).sin();

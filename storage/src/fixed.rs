@@ -507,9 +507,12 @@ impl FixedFeed {
         Ok(())
     }
 
-    /// [`FixedFeed::sum_slots`] of each of consecutive ranges (a graph's windows), with the
-    /// levels locked and brought up to date once, and a block that two neighbouring ranges
-    /// share split once for both.
+    /// [`FixedFeed::sum_slots`] of each range (a graph's windows), with the levels locked and
+    /// brought up to date once. A range of two blocks or more is the difference of the running
+    /// totals at its ends ([`Levels::total_at`]; a window that starts where the last ended
+    /// reuses its total), or, where those cannot be read (an end in an unfinished block's
+    /// second half, or among slots not flushed, or a block whose sum is not finite), the
+    /// levels' sum of its blocks and ragged ends.
     pub fn sum_windows(&self, ranges: &[(u64, u64)]) -> Result<Vec<(f64, u64)>> {
         let npoints = self.npoints();
         // A file that cannot be mapped now fails the scan below instead.
@@ -1162,17 +1165,13 @@ mod tests {
     #[test]
     fn windows_apart_or_overlapping_equal_a_scan() {
         let (_dir, mut f) = feed(10);
-        let points: Vec<(i64, Option<f64>)> = (0..20_000)
-            .map(|k| {
-                (
-                    T0 + k * 10,
-                    (k % 97 != 0).then_some((k % 1_000) as f64 - 333.5),
-                )
-            })
-            .collect();
+        // An unfinished last block (20,013 slots), which the last windows end in.
+        let value = |k: i64| (k % 97 != 0).then_some((k % 1_000) as f64 - 333.5);
+        let points: Vec<(i64, Option<f64>)> =
+            (0..20_013).map(|k| (T0 + k * 10, value(k))).collect();
         f.write(&points, false).expect("write");
         f.flush().expect("flush");
-        let sets: [Vec<(u64, u64)>; 4] = [
+        let sets: [Vec<(u64, u64)>; 5] = [
             (0..40).map(|k| (k * 401 + 7, (k + 1) * 401 + 7)).collect(),
             (0..30).map(|k| (k * 613 + 5, k * 613 + 5 + 301)).collect(),
             (0..30).map(|k| (k * 400 + 3, k * 400 + 3 + 777)).collect(),
@@ -1182,6 +1181,12 @@ mod tests {
                 (4_000, 9_001),
                 (5_010, 9_000),
                 (4_000, 4_200),
+            ],
+            vec![
+                (17_000, 19_990),
+                (19_000, 20_013),
+                (19_900, 20_010),
+                (18_000, 20_500),
             ],
         ];
         let check = |f: &FixedFeed| {
@@ -1195,6 +1200,11 @@ mod tests {
         check(&f);
         f.write(&[(T0 + 5_000 * 10, Some(1e6))], false)
             .expect("overwrite");
+        check(&f);
+        // Appended and not flushed: the windows ending past the file read the tail.
+        let more: Vec<(i64, Option<f64>)> =
+            (20_013..20_400).map(|k| (T0 + k * 10, value(k))).collect();
+        f.write(&more, false).expect("append");
         check(&f);
     }
 
