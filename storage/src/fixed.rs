@@ -502,7 +502,8 @@ impl FixedFeed {
         }
         // Current first, so the file describes `.dat` as it is now.
         lv.refresh(npoints, scan)?;
-        lv.save(&path, &dat).map_err(io_err("writing", &path))?;
+        lv.save_if_stale(&path, &dat)
+            .map_err(io_err("writing", &path))?;
         lv.reset();
         Ok(())
     }

@@ -18,7 +18,11 @@
 //!
 //! The totals are kept as double-double numbers (a sum and the rounding error of every
 //! addition, summed apart), so the difference of two of them, a range's sum, is as exact as
-//! summing the range itself, however large the totals before it have grown.
+//! summing the range itself, however large the totals before it have grown. A block summed
+//! again after a write changes the totals after it, rebuilt from their differences until they
+//! agree with the old ones again; where its sum did change, each block after it can take a
+//! rounding of the total's error term (far below a block's sum for ordinary data), once per
+//! such write while the levels are in memory.
 //!
 //! A block whose sum is not finite (a value too large for an `f32` is stored as infinity, and
 //! a file uploaded or imported may hold one) is left out of the totals and listed apart
@@ -149,6 +153,8 @@ pub struct Levels {
     /// Changed since the last save.
     unsaved: bool,
     last_save: Option<Instant>,
+    /// The `.dat` length and time the levels' file was written or read with.
+    file_stamp: Option<(u64, i64)>,
     last_used: Option<Instant>,
 }
 
@@ -192,6 +198,7 @@ impl Levels {
         }
         let mut levels = Levels {
             built: true,
+            file_stamp: Some((len, mtime)),
             ..Levels::default()
         };
         levels.totals.reserve(blocks + 1);
@@ -235,7 +242,18 @@ impl Levels {
         fs::rename(&tmp, path)?;
         self.unsaved = false;
         self.last_save = Some(Instant::now());
+        self.file_stamp = Some((len, mtime));
         Ok(())
+    }
+
+    /// Saves the levels unless their file already holds them: unchanged since it was read or
+    /// written, and `dat` unchanged too. Writing them again would only take each block's sum
+    /// back from the totals once more.
+    pub fn save_if_stale(&mut self, path: &Path, dat: &Path) -> std::io::Result<()> {
+        if !self.unsaved && self.file_stamp.is_some() && self.file_stamp == dat_stamp(dat) {
+            return Ok(());
+        }
+        self.save(path, dat)
     }
 
     /// Whether a flush should save the levels now.
@@ -275,8 +293,8 @@ impl Levels {
     }
 
     /// Brings the levels up to date with a feed of `npoints` slots whose sums `slots(from, to)`
-    /// gives; returns how many blocks were summed. The sums are all read before anything
-    /// changes, so a failed read leaves the levels (and the blocks marked written) as they were.
+    /// gives; returns how many blocks were summed. The sums are all read before the totals
+    /// change, so a failed read leaves them (and the blocks marked written) as they were.
     pub fn refresh<E>(
         &mut self,
         npoints: u64,
@@ -300,7 +318,9 @@ impl Levels {
         self.dirty.clear();
         let summed = (resummed.len() + added.len()) as u64;
         self.resum(&resummed);
-        self.totals.reserve(added.len());
+        // One more for the zero total a first block is summed onto.
+        self.totals
+            .reserve(added.len() + usize::from(self.totals.is_empty()));
         for c in added {
             self.push_block(c);
         }
@@ -355,6 +375,12 @@ impl Levels {
         let Some(&(first, _)) = resummed.first() else {
             return;
         };
+        debug_assert!(
+            resummed.windows(2).all(|w| w[0].0 < w[1].0)
+                && resummed
+                    .last()
+                    .is_none_or(|&(b, _)| (b as usize) < self.blocks_len())
+        );
         let first = first as usize;
         let at = self.odd.partition_point(|&(k, _)| (k as usize) < first);
         let mut old_odd = self.odd.split_off(at).into_iter().peekable();
@@ -362,6 +388,13 @@ impl Levels {
         // The old total before block k; the one before the first block changed stays.
         let mut before = self.totals[first];
         for k in first..self.blocks_len() {
+            if new.peek().is_none() && self.totals[k] == before {
+                // Past the last block summed again, and the totals agree again (its sum did
+                // not change: a device sending the same values again): the old totals from
+                // here on stand, and the rest of a long feed need not be walked.
+                self.odd.extend(old_odd);
+                return;
+            }
             let after = self.totals[k + 1];
             let mut cell = after.since(before);
             before = after;
@@ -628,6 +661,62 @@ mod tests {
 
     /// Small values after a long run of large ones: the running totals reach 10^14 while the
     /// ranges sum to about 1, which single f64 totals would get wrong by whole units.
+    /// Blocks written again with the same values leave every later total exactly as it was,
+    /// small sums after huge totals included: many such writes never move a range's sum.
+    #[test]
+    fn rewriting_a_block_unchanged_leaves_the_later_totals_exact() {
+        let values: Vec<f32> = (0..100_000u32)
+            .map(|i| {
+                if i < 50_000 {
+                    5e8 + (i % 13) as f32
+                } else {
+                    ((i % 7) as f32 - 3.0) * 1e-3 + 1e-4 * (i % 11) as f32
+                }
+            })
+            .collect();
+        let mut l = built(&values);
+        let before = l.totals.clone();
+        let slots = |a, b| Ok::<_, ()>(plain(&values, a, b));
+        for round in 0..200u64 {
+            l.touch(round * 97 % 50_000);
+            l.refresh(values.len() as u64, slots).unwrap();
+        }
+        assert!(l.totals == before, "the totals moved");
+    }
+
+    /// A refresh whose read fails changes nothing: the written blocks stay marked and the
+    /// totals stay, so the next refresh does the work.
+    #[test]
+    fn a_failed_refresh_leaves_the_levels_as_they_were() {
+        let mut values: Vec<f32> = (0..1_000).map(|i| i as f32).collect();
+        let mut l = built(&values);
+        let before = l.totals.clone();
+        values[100] = -5.0;
+        l.touch(100);
+        values.extend((0..100).map(|i| i as f32));
+        let calls = std::cell::Cell::new(0);
+        let failing = |a, b| {
+            calls.set(calls.get() + 1);
+            if calls.get() > 1 {
+                Err(())
+            } else {
+                Ok(plain(&values, a, b))
+            }
+        };
+        assert!(l.refresh(values.len() as u64, failing).is_err());
+        assert!(l.totals == before);
+        assert!(l.dirty.contains(&(100 / BLOCK)));
+        l.refresh(values.len() as u64, |a, b| {
+            Ok::<_, ()>(plain(&values, a, b))
+        })
+        .unwrap();
+        let n = values.len() as u64;
+        let got = l
+            .sum(0, n, |a, b| Ok::<_, ()>(plain(&values, a, b)))
+            .unwrap();
+        assert_eq!(got, plain(&values, 0, n));
+    }
+
     #[test]
     fn small_sums_after_huge_totals_stay_exact() {
         let values: Vec<f32> = (0..400_000u32)
@@ -864,6 +953,20 @@ mod tests {
         assert!(loaded.built);
         assert_eq!(loaded.blocks_len(), l.blocks_len());
         assert!((0..l.blocks_len()).all(|k| loaded.cell(k) == l.cell(k)));
+        // Loaded and unchanged: its file already holds it and is not written again; once a
+        // block is summed again, it is.
+        let mut again = Levels::load(&path, &dat);
+        fs::remove_file(&path).unwrap();
+        again.save_if_stale(&path, &dat).unwrap();
+        assert!(!path.exists());
+        again.touch(5);
+        again
+            .refresh(values.len() as u64, |a, b| {
+                Ok::<_, ()>(plain(&values, a, b))
+            })
+            .unwrap();
+        again.save_if_stale(&path, &dat).unwrap();
+        assert!(path.exists());
         assert_eq!(loaded.totals, l.totals);
         // Another program changes the data file: the saved levels no longer count.
         std::thread::sleep(Duration::from_millis(20));
