@@ -525,16 +525,6 @@ impl FixedFeed {
             .next()
             .map_or(self.disk_npoints, |&first| first.min(self.disk_npoints))
             .min(dat.len() as u64 / 4);
-        let scan = |a: u64, b: u64| {
-            let flushed = (b <= clean)
-                .then(|| dat.get((a * 4) as usize..(b * 4) as usize))
-                .flatten();
-            let (sum, count) = match flushed {
-                Some(bytes) => sum_f32_lanes(bytes),
-                None => self.scan_sum_with(a, b, true)?,
-            };
-            Ok::<_, StorageError>(Cell { sum, count })
-        };
         // The flushed slots `[a, b)` straight from the map, or `None` past `clean`.
         let side = |a: u64, b: u64| {
             let bytes = (b <= clean)
@@ -542,6 +532,13 @@ impl FixedFeed {
                 .flatten()?;
             let (sum, count) = sum_f32_lanes(bytes);
             Some(Cell { sum, count })
+        };
+        // Any slots `[a, b)`: from the map where `side` can, else through the unflushed writes.
+        let scan = |a: u64, b: u64| match side(a, b) {
+            Some(cell) => Ok(cell),
+            None => self
+                .scan_sum_with(a, b, true)
+                .map(|(sum, count)| Cell { sum, count }),
         };
         let mut levels: Option<MutexGuard<'_, Levels>> = None;
         let mut split = None;

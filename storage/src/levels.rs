@@ -825,23 +825,42 @@ mod tests {
         );
     }
 
+    /// Ranges of `width` one after another from `start`, each sharing its ends' splits with
+    /// the next, against a scan (infinities included).
+    fn consecutive_ranges_sum_as_a_scan_does(
+        l: &Levels,
+        values: &[f32],
+        start: u64,
+        width: u64,
+    ) -> Result<(), TestCaseError> {
+        let slots = |x, y| Ok::<_, ()>(plain(values, x, y));
+        let mut split = None;
+        let mut a = start;
+        while a < values.len() as u64 {
+            let b = a + width;
+            let got = l.sum_sharing(a, b, &slots, &mut split).unwrap();
+            let want = plain(values, a, b);
+            prop_assert_eq!(got.count, want.count);
+            prop_assert!(
+                same_sum(got.sum, want.sum),
+                "[{}, {}): {} vs {}",
+                a,
+                b,
+                got.sum,
+                want.sum
+            );
+            a = b;
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(crate::proptest_config(64))]
 
         #[test]
         fn ranges_over_infinities_sum_as_a_scan_does(values in series_with_infinities(), start in 0u64..5_000, width in 1u64..4_000) {
             let l = built(&values);
-            let slots = |x, y| Ok::<_, ()>(plain(&values, x, y));
-            let mut split = None;
-            let mut a = start;
-            while a < values.len() as u64 {
-                let b = a + width;
-                let got = l.sum_sharing(a, b, &slots, &mut split).unwrap();
-                let want = plain(&values, a, b);
-                prop_assert_eq!(got.count, want.count);
-                prop_assert!(same_sum(got.sum, want.sum), "[{}, {}): {} vs {}", a, b, got.sum, want.sum);
-                a = b;
-            }
+            consecutive_ranges_sum_as_a_scan_does(&l, &values, start, width)?;
         }
 
         #[test]
@@ -907,17 +926,7 @@ mod tests {
                 }
             }
             l.refresh(values.len() as u64, |a, b| Ok::<_, ()>(plain(&values, a, b))).unwrap();
-            let slots = |x, y| Ok::<_, ()>(plain(&values, x, y));
-            let mut split = None;
-            let mut a = start;
-            while a < values.len() as u64 {
-                let b = a + width;
-                let got = l.sum_sharing(a, b, &slots, &mut split).unwrap();
-                let want = plain(&values, a, b);
-                prop_assert_eq!(got.count, want.count);
-                prop_assert!(same_sum(got.sum, want.sum), "[{}, {}): {} vs {}", a, b, got.sum, want.sum);
-                a = b;
-            }
+            consecutive_ranges_sum_as_a_scan_does(&l, &values, start, width)?;
         }
 
         #[test]
