@@ -29,6 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use memmap2::Mmap;
@@ -87,6 +88,8 @@ pub struct FixedFeed {
     meta_dirty: bool,
     /// Read-only map of the first `disk_npoints * 4` bytes of `.dat`; `None` when empty.
     map: OnceLock<Option<Mmap>>,
+    /// Bytes of `.dat` already regrouped for huge pages ([`crate::huge_pages`]).
+    huge_done: AtomicU64,
     /// Averaged levels for long means ([`crate::levels`]), built on first use. Reads take
     /// `&self`, so they sit behind a lock that only this feed's owner ever takes.
     levels: Mutex<Levels>,
@@ -154,6 +157,7 @@ impl FixedFeed {
             tail: Vec::new(),
             meta_dirty: false,
             map: OnceLock::new(),
+            huge_done: AtomicU64::new(0),
             levels: Mutex::new(Levels::default()),
             levels_path,
         })
@@ -221,6 +225,7 @@ impl FixedFeed {
             tail: Vec::new(),
             meta_dirty: empty_with_start,
             map: OnceLock::new(),
+            huge_done: AtomicU64::new(0),
         })
     }
 
@@ -372,7 +377,9 @@ impl FixedFeed {
             // `&mut self` that drop this map first; the data-dir lock keeps a second ynni
             // server out. Another program truncating the file while ynni runs (unsupported,
             // see the README) could still fault the process.
+            crate::huge_pages::regroup(&f, self.disk_npoints * 4, &self.huge_done);
             let m = unsafe { Mmap::map(&f) }.map_err(io_err("mapping", &self.dat_path))?;
+            crate::huge_pages::advise(&m);
             if (m.len() as u64) < self.disk_npoints * 4 {
                 return Err(StorageError::BadDataSize {
                     path: self.dat_path.clone(),
@@ -731,6 +738,7 @@ impl FixedFeed {
     /// Empties the feed (data and start time), keeping its interval.
     pub fn clear(&mut self) -> Result<()> {
         self.map = OnceLock::new();
+        *self.huge_done.get_mut() = 0;
         self.drop_levels()?;
         let f = OpenOptions::new()
             .write(true)
@@ -785,6 +793,7 @@ impl FixedFeed {
         write_synced(&dat_tmp, &kept)?;
         write_meta(&meta_tmp, self.interval, new_start)?;
         self.map = OnceLock::new();
+        *self.huge_done.get_mut() = 0;
         // The data rename must be durable before the meta's: recovery reads a leftover
         // `.dat.trim` as "the data was not replaced".
         rename_synced(&dat_tmp, &self.dat_path)?;

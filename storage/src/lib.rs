@@ -9,6 +9,7 @@ pub mod emoncms_files;
 pub mod engine;
 pub mod error;
 pub mod fixed;
+pub mod huge_pages;
 pub mod levels;
 pub mod metrics;
 pub mod prefetch;
