@@ -22,7 +22,7 @@
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapMut};
 
 /// The file range `[from, to)` left to regroup: the whole huge pages of the first `len`
 /// bytes from `done` on, or `None` when there are none.
@@ -52,6 +52,14 @@ pub fn advise(map: &Mmap) {
     }
 }
 
+/// Asks the kernel to back the first `len` bytes of the anonymous `map` with huge pages.
+pub fn advise_range(map: &MmapMut, len: usize) {
+    if len > 0 && huge_page_size().is_some() {
+        // Only a hint, as for `advise`.
+        let _ = sys::advise_range(map, len);
+    }
+}
+
 /// The huge page size in bytes when the kernel may back file maps with huge pages.
 pub fn huge_page_size() -> Option<u64> {
     static SIZE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
@@ -63,7 +71,7 @@ mod sys {
     use std::fs::File;
     use std::os::fd::AsRawFd;
 
-    use memmap2::{Advice, Mmap};
+    use memmap2::{Advice, Mmap, MmapMut};
 
     const THP: &str = "/sys/kernel/mm/transparent_hugepage";
 
@@ -93,13 +101,17 @@ mod sys {
     pub fn advise(map: &Mmap) -> std::io::Result<()> {
         map.advise(Advice::HugePage)
     }
+
+    pub fn advise_range(map: &MmapMut, len: usize) -> std::io::Result<()> {
+        map.advise_range(Advice::HugePage, 0, len)
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
 mod sys {
     use std::fs::File;
 
-    use memmap2::Mmap;
+    use memmap2::{Mmap, MmapMut};
 
     pub fn huge_page_size() -> Option<u64> {
         None
@@ -108,6 +120,10 @@ mod sys {
     pub fn drop_cached(_file: &File, _from: u64, _to: u64) {}
 
     pub fn advise(_map: &Mmap) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    pub fn advise_range(_map: &MmapMut, _len: usize) -> std::io::Result<()> {
         Ok(())
     }
 }

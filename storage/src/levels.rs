@@ -70,6 +70,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use crate::huge_vec::{HugeVec, Plain};
+
 /// Slots per level-1 block.
 pub const BLOCK: u64 = 32;
 /// The least time between two saves of one feed's levels while it is being written.
@@ -115,6 +117,9 @@ pub struct Total {
     count: u64,
 }
 
+// SAFETY: two floats and an integer; any bits are some `Total`, zeroes the empty one.
+unsafe impl Plain for Total {}
+
 impl Total {
     fn plus(self, c: Cell) -> Total {
         let hi = self.hi + c.sum;
@@ -143,7 +148,7 @@ pub struct Levels {
     /// entry more than there are summed blocks (none before the first). A block's own sum and
     /// count are the difference of the totals around it ([`Levels::cell`]), not kept apart:
     /// that took 16 bytes a block more, two fifths of the memory of graphed feeds' levels.
-    totals: Vec<Total>,
+    totals: HugeVec<Total>,
     /// The blocks whose sum is not finite, in order, with their sums.
     odd: Vec<(u64, f64)>,
     /// Level-1 blocks written since they were summed.
@@ -675,13 +680,13 @@ mod tests {
             })
             .collect();
         let mut l = built(&values);
-        let before = l.totals.clone();
+        let before = l.totals.to_vec();
         let slots = |a, b| Ok::<_, ()>(plain(&values, a, b));
         for round in 0..200u64 {
             l.touch(round * 97 % 50_000);
             l.refresh(values.len() as u64, slots).unwrap();
         }
-        assert!(l.totals == before, "the totals moved");
+        assert!(l.totals[..] == before[..], "the totals moved");
     }
 
     /// A refresh whose read fails changes nothing: the written blocks stay marked and the
@@ -690,7 +695,7 @@ mod tests {
     fn a_failed_refresh_leaves_the_levels_as_they_were() {
         let mut values: Vec<f32> = (0..1_000).map(|i| i as f32).collect();
         let mut l = built(&values);
-        let before = l.totals.clone();
+        let before = l.totals.to_vec();
         values[100] = -5.0;
         l.touch(100);
         values.extend((0..100).map(|i| i as f32));
@@ -704,7 +709,7 @@ mod tests {
             }
         };
         assert!(l.refresh(values.len() as u64, failing).is_err());
-        assert!(l.totals == before);
+        assert!(l.totals[..] == before[..]);
         assert!(l.dirty.contains(&(100 / BLOCK)));
         l.refresh(values.len() as u64, |a, b| {
             Ok::<_, ()>(plain(&values, a, b))
@@ -976,7 +981,7 @@ mod tests {
             .unwrap();
         again.save_if_stale(&path, &dat).unwrap();
         assert!(path.exists());
-        assert_eq!(loaded.totals, l.totals);
+        assert_eq!(loaded.totals[..], l.totals[..]);
         // Another program changes the data file: the saved levels no longer count.
         std::thread::sleep(Duration::from_millis(20));
         fs::write(&dat, &bytes[..bytes.len() - 4]).unwrap();
