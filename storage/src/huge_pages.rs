@@ -1,4 +1,5 @@
-//! Huge pages behind the read maps of `.dat` files.
+//! Huge pages behind what year graphs read: the maps of `.dat` files, and (through
+//! [`crate::huge_vec`]) the levels' running totals.
 //!
 //! A year graph reads a few bytes at each of about a thousand window edges spread over the
 //! whole file. With 4 KiB pages every edge is its own TLB miss, and in a virtual machine a
@@ -7,17 +8,17 @@
 //! holds folios of that size, and it builds those only when it reads the file in through a
 //! map advised with `MADV_HUGEPAGE`; the pages ynni appended a flush at a time sit in small
 //! folios. So each huge-page-sized region of flushed data is regrouped once per process: its
-//! clean cached pages are dropped (`POSIX_FADV_DONTNEED`, which keeps dirty and mapped pages,
-//! so nothing written is lost and nothing is refetched early) and the next map is advised,
-//! so the next fault in the region reads it back as one folio.
+//! clean cached pages are dropped (`POSIX_FADV_DONTNEED`: it starts writing dirty pages back
+//! and leaves them, and mapped pages, cached, so nothing written is lost; a flush has synced
+//! its slots anyway) and the next map is advised, so the next fault in the region reads it
+//! back as one folio.
 //!
 //! The cost is one extra read of each region from disk after start-up (and one more as each
 //! new region fills, every 2 MiB of slots), and a region stays resident as a whole once
-//! touched. Nothing happens off Linux, when transparent huge pages are off
-//! (`/sys/kernel/mm/transparent_hugepage/enabled` is `never`), or for files smaller than
-//! one huge page. Whether a filesystem builds large folios is the kernel's choice (ext4
-//! from Linux 6.16, XFS before it); where it does not, regrouping costs that one read and
-//! the map keeps 4 KiB pages.
+//! touched. It is paid only where the page cache builds huge folios for files: XFS, and
+//! ext4 from Linux 6.16. Nothing happens on other filesystems or older kernels, off Linux,
+//! when transparent huge pages are off (`/sys/kernel/mm/transparent_hugepage/enabled` is
+//! `never`), or for files smaller than one huge page.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +41,9 @@ pub fn regroup(file: &File, len: u64, done: &AtomicU64) {
     let Some((from, to)) = pending(done.load(Ordering::Relaxed), len, huge) else {
         return;
     };
-    sys::drop_cached(file, from, to);
+    if sys::builds_huge_folios(file) {
+        sys::drop_cached(file, from, to);
+    }
     done.store(to, Ordering::Relaxed);
 }
 
@@ -52,18 +55,38 @@ pub fn advise(map: &Mmap) {
     }
 }
 
-/// Asks the kernel to back the first `len` bytes of the anonymous `map` with huge pages.
-pub fn advise_range(map: &MmapMut, len: usize) {
-    if len > 0 && huge_page_size().is_some() {
+/// Asks the kernel to back bytes `[from, to)` of the anonymous `map` with huge pages.
+pub fn advise_range(map: &MmapMut, from: usize, to: usize) {
+    if from < to && huge_page_size().is_some() {
         // Only a hint, as for `advise`.
-        let _ = sys::advise_range(map, len);
+        let _ = sys::advise_range(map, from, to - from);
     }
 }
 
-/// The huge page size in bytes when the kernel may back file maps with huge pages.
+/// The huge page size in bytes when the kernel may back maps with huge pages.
 pub fn huge_page_size() -> Option<u64> {
     static SIZE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     *SIZE.get_or_init(sys::huge_page_size)
+}
+
+/// Whether a filesystem of type `magic` (`statfs`'s `f_type`) builds huge folios for files
+/// read through an advised map under kernel `release` (`uname -r`): XFS since Linux 5.18,
+/// ext4 since 6.16.
+fn builds_huge_folios(magic: u64, release: &str) -> bool {
+    const EXT4: u64 = 0xEF53;
+    const XFS: u64 = 0x5846_5342;
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    let version = match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => return false,
+    };
+    match magic {
+        EXT4 => version >= (6, 16),
+        XFS => version >= (5, 18),
+        _ => false,
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -84,8 +107,37 @@ mod sys {
         size.trim().parse().ok().filter(|&s: &u64| s > 0)
     }
 
+    pub fn builds_huge_folios(file: &File) -> bool {
+        static RELEASE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let release = RELEASE.get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|r| r.trim().to_owned())
+        });
+        let Some(release) = release else {
+            return false;
+        };
+        // SAFETY: `fstatfs` fills the zeroed struct it is given from a descriptor this
+        // function borrows; nothing else is touched.
+        let magic = unsafe {
+            let mut st: libc::statfs = std::mem::zeroed();
+            if libc::fstatfs(file.as_raw_fd(), &mut st) != 0 {
+                return false;
+            }
+            st.f_type
+        };
+        // `f_type`'s integer type differs between targets; magic numbers fit in 32 bits.
+        #[allow(clippy::unnecessary_cast)]
+        let magic = magic as u64 & 0xFFFF_FFFF;
+        super::builds_huge_folios(magic, release)
+    }
+
     pub fn drop_cached(file: &File, from: u64, to: u64) {
-        let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        // `off_t` is 32 bits on some 32-bit targets: a region past it is left as it is.
+        let (Ok(offset), Ok(len)) = (
+            libc::off_t::try_from(from),
+            libc::off_t::try_from(to - from),
+        ) else {
             return;
         };
         // SAFETY: a plain syscall on a file descriptor this function borrows; it only
@@ -102,8 +154,8 @@ mod sys {
         map.advise(Advice::HugePage)
     }
 
-    pub fn advise_range(map: &MmapMut, len: usize) -> std::io::Result<()> {
-        map.advise_range(Advice::HugePage, 0, len)
+    pub fn advise_range(map: &MmapMut, offset: usize, len: usize) -> std::io::Result<()> {
+        map.advise_range(Advice::HugePage, offset, len)
     }
 }
 
@@ -117,13 +169,17 @@ mod sys {
         None
     }
 
+    pub fn builds_huge_folios(_file: &File) -> bool {
+        false
+    }
+
     pub fn drop_cached(_file: &File, _from: u64, _to: u64) {}
 
     pub fn advise(_map: &Mmap) -> std::io::Result<()> {
         Ok(())
     }
 
-    pub fn advise_range(_map: &MmapMut, _len: usize) -> std::io::Result<()> {
+    pub fn advise_range(_map: &MmapMut, _offset: usize, _len: usize) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -147,6 +203,23 @@ mod tests {
         );
         // A file replaced by a shorter one: nothing is regrouped twice or backwards.
         assert_eq!(pending(4 * HUGE, HUGE, HUGE), None);
+    }
+
+    #[test]
+    fn only_filesystems_and_kernels_with_huge_file_folios_are_regrouped() {
+        let (ext4, xfs, btrfs) = (0xEF53, 0x5846_5342, 0x9123_683E);
+        assert!(builds_huge_folios(ext4, "6.18.0-1-amd64"));
+        assert!(builds_huge_folios(ext4, "6.16.0"));
+        assert!(builds_huge_folios(ext4, "7.0.1"));
+        assert!(!builds_huge_folios(ext4, "6.15.9"));
+        assert!(!builds_huge_folios(ext4, "6.6.74+rpt-rpi-v8"));
+        assert!(!builds_huge_folios(ext4, "5.19.0"));
+        assert!(builds_huge_folios(xfs, "5.18.0"));
+        assert!(builds_huge_folios(xfs, "6.1.0-28-amd64"));
+        assert!(!builds_huge_folios(xfs, "5.15.0-91-generic"));
+        assert!(!builds_huge_folios(btrfs, "6.18.0"));
+        assert!(!builds_huge_folios(ext4, "garbage"));
+        assert!(!builds_huge_folios(ext4, ""));
     }
 
     #[test]

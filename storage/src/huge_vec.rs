@@ -4,11 +4,12 @@
 //! per window edge, a thousand of them spread over the whole array: with fifty users
 //! graphing at once nearly every read was a TLB miss on a 4 KiB page (see
 //! [`crate::huge_pages`] for what a miss costs in a virtual machine). Such an array lives in
-//! its own anonymous map, sized to whole huge pages so the kernel aligns it, with the whole
-//! huge pages its values fill advised `MADV_HUGEPAGE` before they are first touched. The
-//! rest of the map (room to grow) keeps 4 KiB pages and costs memory only once written, so
-//! the array takes no more memory than a `Vec` would. Small arrays, and every array where
-//! the kernel offers no huge pages, stay in a `Vec`.
+//! an anonymous map of its own, started on a huge page boundary (the map takes one huge page
+//! more address space than it needs, never more memory), with the whole huge pages that the
+//! values asked for fill advised `MADV_HUGEPAGE` before they are first touched. The room
+//! left to grow keeps 4 KiB pages and costs memory only once written, so the array takes no
+//! more memory than a `Vec` would. Small arrays, and every array where the kernel offers no
+//! huge pages, stay in a `Vec`.
 
 use std::ops::{Deref, DerefMut};
 
@@ -18,8 +19,8 @@ use memmap2::MmapMut;
 /// fresh map is zero-filled).
 ///
 /// # Safety
-/// Implement only for types made of integers and floats, with no padding, no references
-/// and no invariants.
+/// Implement only for types made of integers and floats, with no padding, no references,
+/// no invariants, and an alignment of at most 4 KiB (a page: maps are page-aligned).
 pub unsafe trait Plain: Copy {}
 
 /// A `Vec<T>` that moves into huge pages from [`crate::huge_pages::huge_page_size`] bytes.
@@ -31,7 +32,9 @@ enum Store<T> {
     Heap(Vec<T>),
     Mapped {
         map: MmapMut,
-        /// Values written, from the map's start.
+        /// Where the values start in the map: its first huge page boundary.
+        offset: usize,
+        /// Values written, from `offset`.
         len: usize,
     },
 }
@@ -62,27 +65,41 @@ impl<T: Plain> HugeVec<T> {
     fn capacity(&self) -> usize {
         match &self.store {
             Store::Heap(v) => v.capacity(),
-            Store::Mapped { map, .. } => map.len() / size_of::<T>().max(1),
+            Store::Mapped { map, offset, .. } => (map.len() - offset) / size_of::<T>().max(1),
         }
     }
 
-    /// Makes room for `additional` more values.
+    /// Makes room for `additional` more values, which the caller means to fill.
     pub fn reserve(&mut self, additional: usize) {
-        let need = self.len().saturating_add(additional);
+        self.grow(additional, additional);
+    }
+
+    /// Makes room for `additional` more values, of which the next `filling` will be written
+    /// soon: only their pages are advised for huge pages.
+    fn grow(&mut self, additional: usize, filling: usize) {
+        const { assert!(align_of::<T>() <= 4096) };
+        let Some(need) = self.len().checked_add(additional) else {
+            return self.reserve_heap(additional);
+        };
         if need <= self.capacity() {
             return;
         }
-        let bytes = need.saturating_mul(size_of::<T>());
-        match crate::huge_pages::huge_page_size() {
-            Some(huge) if bytes as u64 >= huge && size_of::<T>() > 0 => {
-                // An eighth more than asked: a feed keeps growing after its levels are built.
-                if let Some(map) = map_for(bytes + bytes / 8, bytes, huge) {
-                    self.move_to(map);
-                    return;
-                }
-                self.reserve_heap(additional);
-            }
-            _ => self.reserve_heap(additional),
+        let size = size_of::<T>();
+        let filled = self
+            .len()
+            .saturating_add(filling.min(additional))
+            .saturating_mul(size);
+        let mapped = match (crate::huge_pages::huge_page_size(), need.checked_mul(size)) {
+            // An eighth more than asked: a feed keeps growing after its levels are built.
+            (Some(huge), Some(bytes)) if bytes as u64 >= huge && size > 0 => bytes
+                .checked_add(bytes / 8)
+                .and_then(|room| Mapping::new(room, filled, huge))
+                .filter(|m| m.values::<T>() >= need),
+            _ => None,
+        };
+        match mapped {
+            Some(m) => self.move_to(m),
+            None => self.reserve_heap(additional),
         }
     }
 
@@ -97,42 +114,73 @@ impl<T: Plain> HugeVec<T> {
         }
     }
 
-    fn move_to(&mut self, mut map: MmapMut) {
+    /// Moves the values into `m`, which the caller checked holds more than `len` of them.
+    fn move_to(&mut self, mut m: Mapping) {
         let len = self.len();
+        assert!(m.values::<T>() >= len, "a map too small for the values");
         let from: &[T] = self;
-        // SAFETY: `map` holds at least `len` values (see `map_for`'s caller: its size covers
-        // the need, which is at least `len`), is page-aligned, so aligned for `T`, and is
-        // not aliased; `T: Plain` makes its zero bytes valid values.
-        let to = unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().cast::<T>(), len) };
+        // SAFETY: the map holds at least `len` values past `offset` (asserted above); the
+        // offset is page-aligned, so aligned for `T` (`Plain`); the new map is not aliased.
+        let to = unsafe {
+            std::slice::from_raw_parts_mut(m.map.as_mut_ptr().add(m.offset).cast::<T>(), len)
+        };
         to.copy_from_slice(from);
-        self.store = Store::Mapped { map, len };
+        self.store = Store::Mapped {
+            map: m.map,
+            offset: m.offset,
+            len,
+        };
     }
 
     /// Appends `value`.
     pub fn push(&mut self, value: T) {
         if self.len() == self.capacity() {
-            self.reserve(self.len().max(4));
+            // Room to grow is not advised: only the next value is certain to be written.
+            self.grow(self.len().max(4), 1);
         }
         match &mut self.store {
             Store::Heap(v) => v.push(value),
-            Store::Mapped { map, len } => {
-                // SAFETY: `reserve` left room for one more value: `len < capacity`.
-                unsafe { map.as_mut_ptr().cast::<T>().add(*len).write(value) };
+            Store::Mapped { map, offset, len } => {
+                assert!(*len < (map.len() - *offset) / size_of::<T>().max(1));
+                // SAFETY: within the map past `offset` (asserted above), aligned as in
+                // `move_to`, and `&mut self` makes the write unique.
+                unsafe {
+                    map.as_mut_ptr()
+                        .add(*offset)
+                        .cast::<T>()
+                        .add(*len)
+                        .write(value);
+                }
                 *len += 1;
             }
         }
     }
 }
 
-/// An anonymous map of at least `bytes` bytes rounded up to whole huge pages (so that the
-/// kernel places it on a huge page boundary), with the whole huge pages of its first
-/// `filled` bytes advised for huge pages.
-fn map_for(bytes: usize, filled: usize, huge: u64) -> Option<MmapMut> {
-    let huge = usize::try_from(huge).ok()?;
-    let size = bytes.checked_next_multiple_of(huge)?;
-    let map = MmapMut::map_anon(size).ok()?;
-    crate::huge_pages::advise_range(&map, filled - filled % huge);
-    Some(map)
+/// An anonymous map for an array, which starts at `offset` on a huge page boundary.
+struct Mapping {
+    map: MmapMut,
+    offset: usize,
+}
+
+impl Mapping {
+    /// Room for `bytes` bytes from a huge page boundary, with the whole huge pages of the
+    /// first `filled` bytes advised for huge pages.
+    fn new(bytes: usize, filled: usize, huge: u64) -> Option<Mapping> {
+        let huge = usize::try_from(huge).ok()?;
+        let room = bytes.checked_next_multiple_of(huge)?;
+        // One huge page more, to start on a boundary wherever the kernel puts the map.
+        let map = MmapMut::map_anon(room.checked_add(huge)?).ok()?;
+        let offset = (map.as_ptr() as usize).next_multiple_of(huge) - map.as_ptr() as usize;
+        let whole = filled.min(room) - filled.min(room) % huge;
+        crate::huge_pages::advise_range(&map, offset, offset + whole);
+        Some(Mapping { map, offset })
+    }
+
+    /// How many `T`s fit past the offset.
+    fn values<T>(&self) -> usize {
+        (self.map.len() - self.offset) / size_of::<T>().max(1)
+    }
 }
 
 impl<T: Plain> Deref for HugeVec<T> {
@@ -141,10 +189,10 @@ impl<T: Plain> Deref for HugeVec<T> {
     fn deref(&self) -> &[T] {
         match &self.store {
             Store::Heap(v) => v,
-            // SAFETY: the first `len` values of the map were written by `move_to` or `push`;
-            // the map is page-aligned and outlives the borrow.
-            Store::Mapped { map, len } => unsafe {
-                std::slice::from_raw_parts(map.as_ptr().cast::<T>(), *len)
+            // SAFETY: the `len` values from `offset` were written by `move_to` or `push`; the
+            // offset is page-aligned and the map outlives the borrow.
+            Store::Mapped { map, offset, len } => unsafe {
+                std::slice::from_raw_parts(map.as_ptr().add(*offset).cast::<T>(), *len)
             },
         }
     }
@@ -155,8 +203,8 @@ impl<T: Plain> DerefMut for HugeVec<T> {
         match &mut self.store {
             Store::Heap(v) => v,
             // SAFETY: as for `deref`, and `&mut self` makes the borrow unique.
-            Store::Mapped { map, len } => unsafe {
-                std::slice::from_raw_parts_mut(map.as_mut_ptr().cast::<T>(), *len)
+            Store::Mapped { map, offset, len } => unsafe {
+                std::slice::from_raw_parts_mut(map.as_mut_ptr().add(*offset).cast::<T>(), *len)
             },
         }
     }
@@ -197,5 +245,13 @@ mod tests {
         assert_eq!(v[n - 1], (n as u64 - 1) * 3);
         v[5] = 7;
         assert_eq!(v[5], 7);
+    }
+
+    #[test]
+    #[should_panic(expected = "capacity overflow")]
+    fn asking_for_more_than_the_address_space_fails_loudly() {
+        let mut v = HugeVec::<u64>::default();
+        v.push(1);
+        v.reserve(usize::MAX);
     }
 }
