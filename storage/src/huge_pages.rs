@@ -1,5 +1,4 @@
-//! Huge pages behind what year graphs read: the maps of `.dat` files, and (through
-//! [`crate::huge_vec`]) the levels' running totals.
+//! Huge pages behind the read maps of `.dat` files.
 //!
 //! A year graph reads a few bytes at each of about a thousand window edges spread over the
 //! whole file. With 4 KiB pages every edge is its own TLB miss, and in a virtual machine a
@@ -23,7 +22,7 @@
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use memmap2::{Mmap, MmapMut};
+use memmap2::Mmap;
 
 /// The file range `[from, to)` left to regroup: the whole huge pages of the first `len`
 /// bytes from `done` on, or `None` when there are none.
@@ -55,15 +54,7 @@ pub fn advise(map: &Mmap) {
     }
 }
 
-/// Asks the kernel to back bytes `[from, to)` of the anonymous `map` with huge pages.
-pub fn advise_range(map: &MmapMut, from: usize, to: usize) {
-    if from < to && huge_page_size().is_some() {
-        // Only a hint, as for `advise`.
-        let _ = sys::advise_range(map, from, to - from);
-    }
-}
-
-/// The huge page size in bytes when the kernel may back maps with huge pages.
+/// The huge page size in bytes when the kernel may back file maps with huge pages.
 pub fn huge_page_size() -> Option<u64> {
     static SIZE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     *SIZE.get_or_init(sys::huge_page_size)
@@ -94,7 +85,7 @@ mod sys {
     use std::fs::File;
     use std::os::fd::AsRawFd;
 
-    use memmap2::{Advice, Mmap, MmapMut};
+    use memmap2::{Advice, Mmap};
 
     const THP: &str = "/sys/kernel/mm/transparent_hugepage";
 
@@ -153,17 +144,13 @@ mod sys {
     pub fn advise(map: &Mmap) -> std::io::Result<()> {
         map.advise(Advice::HugePage)
     }
-
-    pub fn advise_range(map: &MmapMut, offset: usize, len: usize) -> std::io::Result<()> {
-        map.advise_range(Advice::HugePage, offset, len)
-    }
 }
 
 #[cfg(not(target_os = "linux"))]
 mod sys {
     use std::fs::File;
 
-    use memmap2::{Mmap, MmapMut};
+    use memmap2::Mmap;
 
     pub fn huge_page_size() -> Option<u64> {
         None
@@ -176,10 +163,6 @@ mod sys {
     pub fn drop_cached(_file: &File, _from: u64, _to: u64) {}
 
     pub fn advise(_map: &Mmap) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    pub fn advise_range(_map: &MmapMut, _offset: usize, _len: usize) -> std::io::Result<()> {
         Ok(())
     }
 }

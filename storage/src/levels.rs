@@ -70,8 +70,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use crate::huge_vec::{HugeVec, Plain};
-
 /// Slots per level-1 block.
 pub const BLOCK: u64 = 32;
 /// The least time between two saves of one feed's levels while it is being written.
@@ -117,9 +115,6 @@ pub struct Total {
     count: u64,
 }
 
-// SAFETY: two floats and an integer; any bits are some `Total`, zeroes the empty one.
-unsafe impl Plain for Total {}
-
 impl Total {
     fn plus(self, c: Cell) -> Total {
         let hi = self.hi + c.sum;
@@ -148,7 +143,7 @@ pub struct Levels {
     /// entry more than there are summed blocks (none before the first). A block's own sum and
     /// count are the difference of the totals around it ([`Levels::cell`]), not kept apart:
     /// that took 16 bytes a block more, two fifths of the memory of graphed feeds' levels.
-    totals: HugeVec<Total>,
+    totals: Vec<Total>,
     /// The blocks whose sum is not finite, in order, with their sums.
     odd: Vec<(u64, f64)>,
     /// Level-1 blocks written since they were summed.
