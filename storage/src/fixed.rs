@@ -1122,6 +1122,52 @@ mod tests {
         assert!(!dir.path().join("1.dat.trim").exists());
     }
 
+    /// A feed's whole huge pages are regrouped for huge pages once, and again only for a new
+    /// file (a trim or a clear replaces the data): reads in between see every value.
+    #[test]
+    fn huge_page_regrouping_runs_once_per_file_and_keeps_every_value() {
+        use std::sync::atomic::Ordering;
+        let Some(huge) = crate::huge_pages::huge_page_size() else {
+            return;
+        };
+        let (_d, mut f) = feed(10);
+        let slots = (huge / 4 * 2 + 100) as i64;
+        let pts: Vec<(i64, Option<f64>)> = (0..slots)
+            .map(|k| (T0 + 10 * k, Some((k % 1000) as f64)))
+            .collect();
+        f.write(&pts, false).expect("write");
+        f.flush().expect("flush");
+        let done = |f: &FixedFeed| f.huge_done.load(Ordering::Relaxed);
+        assert_eq!(done(&f), 0, "nothing is regrouped before a read");
+        let last = ((slots - 1) % 1000) as f32;
+        assert_eq!(
+            f.read_slots(slots as u64 - 1, slots as u64).expect("read"),
+            [last]
+        );
+        assert_eq!(done(&f), 2 * huge);
+        // Each flush drops the map; the next read regroups nothing more.
+        f.write(&[(T0 + 10 * slots, Some(5.0))], false)
+            .expect("write");
+        f.flush().expect("flush");
+        assert_eq!(f.read_slots(0, 2).expect("read"), [0.0, 1.0]);
+        assert_eq!(done(&f), 2 * huge);
+        let all = values(&f);
+        assert_eq!(all.len() as i64, slots + 1);
+        assert!(
+            all[..slots as usize]
+                .iter()
+                .enumerate()
+                .all(|(k, v)| *v == Some((k % 1000) as f32))
+        );
+        // A trim replaces the file: its regions are new to the page cache's grouping.
+        f.trim(T0 + 10 * (huge as i64 / 4)).expect("trim");
+        assert_eq!(done(&f), 0);
+        assert_eq!(values(&f)[0], Some(((huge / 4) % 1000) as f32));
+        assert_eq!(done(&f), huge);
+        f.clear().expect("clear");
+        assert_eq!(done(&f), 0);
+    }
+
     #[test]
     fn export_resends_the_last_known_slot() {
         let (_d, mut f) = feed(10);
