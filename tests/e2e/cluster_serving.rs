@@ -304,7 +304,14 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
     let r = crate::harness::send(c.get(&url).header("x-ynni-forwarded", "guess")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.headers["x-ynni-node"], "n2", "answered by b's owner");
-    let r = crate::harness::send(c.get(&url).header("x-ynni-forwarded", SECRET)).await;
+    // `Connection: close` keeps the request on n1: the client's pool may open a new
+    // connection for it, and n1, which now knows the key, would hand that one to n2 whole.
+    let r = crate::harness::send(
+        c.get(&url)
+            .header("x-ynni-forwarded", SECRET)
+            .header("connection", "close"),
+    )
+    .await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(
         r.headers["retry-after"], "1",
