@@ -14,8 +14,9 @@
 //!
 //! The cost is one extra read of each region from disk after start-up (and one more as each
 //! new region fills, every 2 MiB of slots), and a region stays resident as a whole once
-//! touched. It is paid only where the page cache builds huge folios for files: XFS, and
-//! ext4 from Linux 6.16. Nothing happens on other filesystems or older kernels, off Linux,
+//! touched. It is paid only where the page cache builds huge folios for files: XFS from
+//! Linux 6.6, ext4 from 6.16. Nothing happens (no drop, no advice) on other filesystems or
+//! older kernels, off Linux,
 //! when transparent huge pages are off (`/sys/kernel/mm/transparent_hugepage/enabled` is
 //! `never`), or for files smaller than one huge page.
 
@@ -31,27 +32,29 @@ fn pending(done: u64, len: u64, huge: u64) -> Option<(u64, u64)> {
     (to > done).then_some((done, to))
 }
 
-/// Regroups the whole huge pages of `file`'s first `len` bytes past `done`, and advances
-/// `done`. Call with no map of the file alive, since mapped pages are kept as they are.
-pub fn regroup(file: &File, len: u64, done: &AtomicU64) {
+/// Whether maps of `file` should be backed by huge pages: the kernel offers them and builds
+/// huge folios on its filesystem. When so, regroups the whole huge pages of its first `len`
+/// bytes past `done` and advances `done`. Call with no map of the file alive, since mapped
+/// pages are kept as they are.
+pub fn regroup(file: &File, len: u64, done: &AtomicU64) -> bool {
     let Some(huge) = huge_page_size() else {
-        return;
+        return false;
     };
-    let Some((from, to)) = pending(done.load(Ordering::Relaxed), len, huge) else {
-        return;
-    };
-    if sys::builds_huge_folios(file) {
-        sys::drop_cached(file, from, to);
+    if !sys::builds_huge_folios(file) {
+        return false;
     }
-    done.store(to, Ordering::Relaxed);
+    if let Some((from, to)) = pending(done.load(Ordering::Relaxed), len, huge) {
+        sys::drop_cached(file, from, to);
+        done.store(to, Ordering::Relaxed);
+    }
+    true
 }
 
-/// Asks the kernel to back `map` with huge pages where its page cache allows.
+/// Asks the kernel to back `map` with huge pages where its page cache allows (call only when
+/// [`regroup`] said so: elsewhere the advice would only make cold reads read ahead more).
 pub fn advise(map: &Mmap) {
-    if huge_page_size().is_some() {
-        // Only a hint: a kernel that refuses it keeps 4 KiB pages.
-        let _ = sys::advise(map);
-    }
+    // Only a hint: a kernel that refuses it keeps 4 KiB pages.
+    let _ = sys::advise(map);
 }
 
 /// The huge page size in bytes when the kernel may back file maps with huge pages.
@@ -61,8 +64,10 @@ pub fn huge_page_size() -> Option<u64> {
 }
 
 /// Whether a filesystem of type `magic` (`statfs`'s `f_type`) builds huge folios for files
-/// read through an advised map under kernel `release` (`uname -r`): XFS since Linux 5.18,
-/// ext4 since 6.16.
+/// read through an advised map under kernel `release` (`uname -r`): ext4 since Linux 6.16,
+/// XFS since 6.6 (large folios from 5.18, but until 6.6 a write into one made the whole folio
+/// dirty, so rewriting one old slot would write 2 MiB back).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn builds_huge_folios(magic: u64, release: &str) -> bool {
     const EXT4: u64 = 0xEF53;
     const XFS: u64 = 0x5846_5342;
@@ -75,7 +80,7 @@ fn builds_huge_folios(magic: u64, release: &str) -> bool {
     };
     match magic {
         EXT4 => version >= (6, 16),
-        XFS => version >= (5, 18),
+        XFS => version >= (6, 6),
         _ => false,
     }
 }
@@ -197,16 +202,20 @@ mod tests {
         assert!(!builds_huge_folios(ext4, "6.15.9"));
         assert!(!builds_huge_folios(ext4, "6.6.74+rpt-rpi-v8"));
         assert!(!builds_huge_folios(ext4, "5.19.0"));
-        assert!(builds_huge_folios(xfs, "5.18.0"));
-        assert!(builds_huge_folios(xfs, "6.1.0-28-amd64"));
-        assert!(!builds_huge_folios(xfs, "5.15.0-91-generic"));
+        assert!(builds_huge_folios(xfs, "6.6.0"));
+        assert!(builds_huge_folios(xfs, "6.12.57+deb13-amd64"));
+        assert!(!builds_huge_folios(xfs, "6.1.0-28-amd64"));
+        assert!(!builds_huge_folios(xfs, "5.18.0"));
         assert!(!builds_huge_folios(btrfs, "6.18.0"));
         assert!(!builds_huge_folios(ext4, "garbage"));
         assert!(!builds_huge_folios(ext4, ""));
     }
 
+    /// Dropping cached pages, whatever the filesystem, never loses what was written: synced
+    /// pages are read back from the disk, dirty ones were kept.
+    #[cfg(target_os = "linux")]
     #[test]
-    fn regrouping_keeps_the_file_contents_and_advances_once() {
+    fn dropping_cached_pages_keeps_synced_and_dirty_contents() {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1.dat");
@@ -214,20 +223,36 @@ mod tests {
             .flat_map(|k: u32| k.to_le_bytes())
             .collect();
         let mut f = File::create(&path).unwrap();
-        // Half synced, half still dirty in the page cache: both must read back unchanged.
         f.write_all(&bytes[..bytes.len() / 2]).unwrap();
         f.sync_all().unwrap();
         f.write_all(&bytes[bytes.len() / 2..]).unwrap();
         let f = File::open(&path).unwrap();
-        let done = AtomicU64::new(0);
-        regroup(&f, bytes.len() as u64, &done);
-        let expect = huge_page_size().map_or(0, |h| bytes.len() as u64 / h * h);
-        assert_eq!(done.load(Ordering::Relaxed), expect);
+        sys::drop_cached(&f, 0, bytes.len() as u64);
+        assert!(std::fs::read(&path).unwrap() == bytes);
         // SAFETY: the file is private to this test and not changed while mapped.
         let map = unsafe { Mmap::map(&f) }.unwrap();
         advise(&map);
         assert!(map[..] == bytes[..]);
-        regroup(&f, bytes.len() as u64, &done);
+    }
+
+    #[test]
+    fn regrouping_advances_once_where_it_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.dat");
+        std::fs::write(&path, vec![7u8; 5 << 20]).unwrap();
+        let f = File::open(&path).unwrap();
+        let done = AtomicU64::new(0);
+        let applies = regroup(&f, 5 << 20, &done);
+        assert_eq!(
+            applies,
+            huge_page_size().is_some() && sys::builds_huge_folios(&f)
+        );
+        let expect = match huge_page_size() {
+            Some(h) if applies => (5 << 20) / h * h,
+            _ => 0,
+        };
+        assert_eq!(done.load(Ordering::Relaxed), expect);
+        assert_eq!(regroup(&f, 5 << 20, &done), applies);
         assert_eq!(done.load(Ordering::Relaxed), expect);
     }
 }

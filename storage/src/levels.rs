@@ -675,13 +675,13 @@ mod tests {
             })
             .collect();
         let mut l = built(&values);
-        let before = l.totals.to_vec();
+        let before = l.totals.clone();
         let slots = |a, b| Ok::<_, ()>(plain(&values, a, b));
         for round in 0..200u64 {
             l.touch(round * 97 % 50_000);
             l.refresh(values.len() as u64, slots).unwrap();
         }
-        assert!(l.totals[..] == before[..], "the totals moved");
+        assert!(l.totals == before, "the totals moved");
     }
 
     /// A refresh whose read fails changes nothing: the written blocks stay marked and the
@@ -690,7 +690,7 @@ mod tests {
     fn a_failed_refresh_leaves_the_levels_as_they_were() {
         let mut values: Vec<f32> = (0..1_000).map(|i| i as f32).collect();
         let mut l = built(&values);
-        let before = l.totals.to_vec();
+        let before = l.totals.clone();
         values[100] = -5.0;
         l.touch(100);
         values.extend((0..100).map(|i| i as f32));
@@ -704,7 +704,7 @@ mod tests {
             }
         };
         assert!(l.refresh(values.len() as u64, failing).is_err());
-        assert!(l.totals[..] == before[..]);
+        assert!(l.totals == before);
         assert!(l.dirty.contains(&(100 / BLOCK)));
         l.refresh(values.len() as u64, |a, b| {
             Ok::<_, ()>(plain(&values, a, b))
@@ -976,7 +976,7 @@ mod tests {
             .unwrap();
         again.save_if_stale(&path, &dat).unwrap();
         assert!(path.exists());
-        assert_eq!(loaded.totals[..], l.totals[..]);
+        assert_eq!(loaded.totals, l.totals);
         // Another program changes the data file: the saved levels no longer count.
         std::thread::sleep(Duration::from_millis(20));
         fs::write(&dat, &bytes[..bytes.len() - 4]).unwrap();
