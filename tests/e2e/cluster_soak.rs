@@ -349,7 +349,8 @@ async fn every_acknowledged_value_survives_nodes_killed_at_random() {
     // then).
     let sim_account = account(first, "soaksim").await;
     let sim_log = tmp.path().join("simulate-acked.jsonl");
-    let sim_seconds = kills * (lease_ms * 3 / 2 + 2500) / 1000 + 5;
+    // Ten seconds more for the set-up the kills wait for (below).
+    let sim_seconds = kills * (lease_ms * 3 / 2 + 2500) / 1000 + 15;
     let urls = node_addrs(&dir)
         .iter()
         .map(|(base, _)| base.clone())
@@ -436,6 +437,22 @@ async fn every_acknowledged_value_survives_nodes_killed_at_random() {
         } else {
             tokio::spawn(mqtt_client(acct, dir, acked, stop))
         });
+    }
+
+    // The simulators first set their feeds up through the nodes, and a set-up call is not
+    // retried: a kill during it failed the run once (a connection refused). So the kills
+    // start once both simulators' logs of acknowledged readings have been written to, which
+    // is after their set-up (the logs are buffered: a few seconds of readings).
+    let ready = Instant::now() + Duration::from_secs(120);
+    while [&sim_log, &sim_mqtt_log]
+        .iter()
+        .any(|p| std::fs::metadata(p).map_or(true, |m| m.len() == 0))
+    {
+        assert!(
+            Instant::now() < ready,
+            "the simulators had nothing acknowledged in two minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // Kill a node at a pseudo-random moment, let the others take over, restart it.
