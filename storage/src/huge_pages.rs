@@ -16,9 +16,9 @@
 //! new region fills, every 2 MiB of slots), and a region stays resident as a whole once
 //! touched. It is paid only where the page cache builds huge folios for files: XFS from
 //! Linux 6.6, ext4 from 6.16. Nothing happens (no drop, no advice) on other filesystems or
-//! older kernels, off Linux,
-//! when transparent huge pages are off (`/sys/kernel/mm/transparent_hugepage/enabled` is
-//! `never`), or for files smaller than one huge page.
+//! older kernels, off Linux, when transparent huge pages are off
+//! (`/sys/kernel/mm/transparent_hugepage/enabled` is `never`), or for files smaller than one
+//! huge page.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
