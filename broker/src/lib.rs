@@ -20,6 +20,7 @@ mod sessions;
 mod splice;
 mod version;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -159,7 +160,7 @@ pub(crate) struct Shared {
     sessions: Sessions,
     authenticate: Authenticate,
     locate: Option<Locate>,
-    audience: audience::Audience,
+    audience: Arc<audience::Audience>,
 }
 
 impl Shared {
@@ -185,20 +186,36 @@ impl WillSender {
     }
 }
 
-/// Publishes into users' namespaces (what process lists' `publish_to_mqtt` sends).
+/// Publishes into users' namespaces (what process lists' `publish_to_mqtt` sends), only
+/// as far as the user's subscribers could see it ([`audience`]).
 pub struct Publisher {
     link: LinkTx,
+    audience: Arc<audience::Audience>,
+    /// The marks of the users published for so far, so that a message takes no lock shared
+    /// with the connections.
+    users: HashMap<i64, audience::Heard>,
 }
 
 impl Publisher {
+    fn user(&mut self, userid: i64) -> &audience::Heard {
+        let audience = &self.audience;
+        self.users
+            .entry(userid)
+            .or_insert_with(|| audience.of(userid))
+    }
+
     /// Publishes `payload` on `topic` as seen by the user's clients (QoS 0, not retained, as
-    /// emoncms publishes).
+    /// emoncms publishes). Dropped while none of the user's clients has subscribed, as any
+    /// broker drops a message nobody is subscribed to.
     pub fn publish(
         &mut self,
         userid: i64,
         topic: &str,
         payload: Vec<u8>,
     ) -> Result<(), BrokerError> {
+        if !self.user(userid).is_heard() {
+            return Ok(());
+        }
         self.link
             .publish(namespace::user_topic(userid, topic), payload)
             .map(|_| ())
@@ -206,23 +223,23 @@ impl Publisher {
     }
 
     /// Publishes a retained message in the user's namespace: a subscriber that comes later
-    /// gets the latest one at once (feed values, Home Assistant discovery).
+    /// gets the latest one at once (feed values, Home Assistant discovery). While none of
+    /// the user's clients has subscribed, the latest per topic waits in the broker instead
+    /// of the router ([`audience`] says why and how the two stay in order).
     pub async fn publish_retained(
         &mut self,
         userid: i64,
         topic: &str,
         payload: Vec<u8>,
     ) -> Result<(), BrokerError> {
-        let publish = rumqttd::protocol::Publish::new(
+        let user = self.user(userid).clone();
+        user.publish_retained(
+            &mut self.link,
             Bytes::from(namespace::user_topic(userid, topic)),
             Bytes::from(payload),
-            true,
-        );
-        self.link
-            .send(rumqttd::protocol::Packet::Publish(publish, None))
-            .await
-            .map(|_| ())
-            .map_err(|e| BrokerError::Link(e.to_string()))
+        )
+        .await
+        .map_err(|e| BrokerError::Link(e.to_string()))
     }
 }
 
@@ -377,6 +394,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
     });
 
     let (inbound_tx, inbound) = mpsc::channel(4096);
+    let audience = Arc::new(audience::Audience::default());
     let sessions = Sessions::new(authenticate.clone(), opts.max_connections_per_user);
     let shared = Arc::new(Shared {
         base: opts.base.clone(),
@@ -386,7 +404,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         sessions: sessions.clone(),
         authenticate,
         locate: opts.locate.clone(),
-        audience: audience::Audience::default(),
+        audience: audience.clone(),
     });
     let permits = Arc::new(Semaphore::new(max_connections));
     let mut listeners = vec![("mqtt", plain, listen::Kind::Plain)];
@@ -423,7 +441,11 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         tls: tls_pair,
         ws_addr,
         inbound,
-        publisher: Publisher { link: out_tx },
+        publisher: Publisher {
+            link: out_tx,
+            audience,
+            users: HashMap::new(),
+        },
         sessions,
         listening: Listening {
             stop,

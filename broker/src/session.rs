@@ -189,6 +189,9 @@ pub(crate) async fn run(
         payload: will.message,
         retain: will.retain,
     };
+    if will.retain {
+        session.heard.client_retained(&will.topic).await;
+    }
     if delay == 0 {
         drop(registration);
         let _ = session.shared.wills.send(will);
@@ -371,11 +374,13 @@ impl Session {
                 self.write(Packet::PubComp(comp, None)).await
             }
             Packet::Subscribe(mut subscribe, props) => {
-                self.heard.subscribed();
                 for f in &mut subscribe.filters {
                     f.path = self.accepted.namespace.inside(&f.path);
                 }
-                self.route(Packet::Subscribe(subscribe, props)).await
+                self.heard
+                    .subscribe(&mut self.link_tx, Packet::Subscribe(subscribe, props))
+                    .await
+                    .map_err(|e| End::Lost(format!("router link: {e}")))
             }
             Packet::Unsubscribe(mut unsubscribe, props) => {
                 for f in &mut unsubscribe.filters {
@@ -460,11 +465,11 @@ impl Session {
             self.awaiting_rel.insert(pkid);
         }
         if publish.retain || self.heard.is_heard() {
-            let routed = Publish::new(
-                Bytes::from(self.accepted.namespace.inside(&topic)),
-                publish.payload.clone(),
-                publish.retain,
-            );
+            let inside = Bytes::from(self.accepted.namespace.inside(&topic));
+            if publish.retain {
+                self.heard.client_retained(&inside).await;
+            }
+            let routed = Publish::new(inside, publish.payload.clone(), publish.retain);
             self.route(Packet::Publish(routed, props)).await?;
         }
         let ack: BoxFuture<'static, AckOut> = if self.shared.is_ingest_topic(&topic) {

@@ -281,16 +281,13 @@ async fn feed_updates_are_retained_on_the_owners_topics() {
     let (bob, mut bob_ev) = client(&server, "bob-all", "bobby", &bob_write);
     assert!(connected(&mut bob_ev).await);
     subscribe(&bob, &mut bob_ev, "#").await;
-    assert_eq!(
-        get(
-            &c,
-            &url("/input/post?node=house&json=%7Bpower%3A250%7D&time=1700000000")
-        )
-        .await
-        .body,
-        "ok"
-    );
-    // A subscriber that arrives afterwards gets the retained value at once.
+    for (value, time) in [(240, 1699999990), (250, 1700000000)] {
+        let post = format!("/input/post?node=house&json=%7Bpower%3A{value}%7D&time={time}");
+        assert_eq!(get(&c, &url(&post)).await.body, "ok");
+    }
+    // A subscriber that arrives afterwards gets the latest retained value at once (ynni
+    // held Alice's values while none of her clients had subscribed: `broker::audience`),
+    // and only that one.
     let (alice, mut ev) = client(&server, "ha", "alice", &write);
     assert!(connected(&mut ev).await);
     alice
@@ -309,6 +306,12 @@ async fn feed_updates_are_retained_on_the_owners_topics() {
     assert!(got.1, "retained");
     let v: serde_json::Value = serde_json::from_slice(&got.2).expect("JSON");
     assert_eq!(v, json!({"time": 1700000000, "value": 250}));
+    let older = wait_for(&mut ev, Duration::from_millis(500), |e| match e {
+        Event::Incoming(Packet::Publish(p)) => Some(p.payload.to_vec()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(older, None);
     // Bob, subscribed to everything, saw nothing of Alice's.
     let leak = wait_for(&mut bob_ev, Duration::from_millis(500), |e| match e {
         Event::Incoming(Packet::Publish(p)) => Some(p.topic.clone()),
