@@ -450,7 +450,7 @@ async fn publish_outputs(
                 match found {
                     Ok(messages) => {
                         for m in messages {
-                            if let Err(e) = publisher.publish_retained(userid, &m.topic, m.payload).await {
+                            if let Err(e) = publisher.publish_retained(userid, &m.topic, m.payload) {
                                 tracing::warn!(error = %e, "discovery message not published");
                             }
                         }
@@ -475,9 +475,7 @@ async fn publish_outputs(
             continue;
         };
         let sent = if m.retained {
-            publisher
-                .publish_retained(m.userid, &m.topic, m.payload)
-                .await
+            publisher.publish_retained(m.userid, &m.topic, m.payload)
         } else {
             publisher.publish(m.userid, &m.topic, m.payload)
         };

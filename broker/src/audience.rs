@@ -17,117 +17,184 @@
 //! client could see its SUBACK is routed. Retained messages from clients and wills always go
 //! to the router.
 //!
-//! ynni's own retained messages (every stored feed value, Home Assistant discovery) are the
-//! other half of that cost: one router wake-up per value stored. For a user nobody hears they
+//! ynni's own retained messages (every stored feed value, Home Assistant discovery) were the
+//! other half of that cost: a router wake-up per value stored. For a user nobody hears they
 //! are held here instead, the latest per topic (all a retained store keeps), and handed to the
-//! router through the subscribing client's link just before its first SUBSCRIBE, so the router
-//! stores them before it answers that subscription with them.
+//! router just before the user's first SUBSCRIBE, so the router stores them before it answers
+//! that subscription with them.
 //!
-//! Order is what keeps the router's store right, because it keeps the last retained message
-//! it is given per topic. The router takes every link's packets from one queue, in the order
-//! they were sent. The user's lock is held from the hand-over of what is held, through the
-//! mark, to the SUBSCRIBE being sent. A retained message of ynni's either finds the user
-//! unheard under that lock (and replaces what is held), or sees the mark, which is set only
-//! after the held messages were sent: either way it reaches the queue after any older value
-//! of its topic. A client's own retained message on a topic something of ynni's waits on
-//! replaces it: the client's is the newer, and goes to the router at once.
+//! # Order
+//!
+//! The router keeps the last retained message it handles per topic, so ynni's must reach it
+//! in the order ynni published them. A link's packets wait in that link's own buffer; the
+//! router's one queue carries only notices that a link has some, and at each notice it takes
+//! everything in that link's buffer. Packets of one link are therefore handled in the order
+//! they were sent, but packets of two links can pass each other. So everything ynni publishes
+//! goes through one link, the broker's `ynni-outputs`, held messages included: they are
+//! handed over through it, under the user's lock, before the mark is set, and a later message
+//! of ynni's either finds the user unheard under that lock (and replaces what is held) or sees
+//! the mark; either way it goes into the same buffer after them.
+//!
+//! The SUBSCRIBE then goes on the client's own link. Its notice is queued after the notice of
+//! the hand-over, and when the router handles that one it takes the held messages from the
+//! outputs buffer, so it has stored them before the SUBSCRIBE. A client's own retained message
+//! on a topic something of ynni's waits on replaces it (the client's is the newer, and goes to
+//! the router at once); a retained will does so when it is sent.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use rumqttd::local::{LinkError, LinkTx};
+use futures_util::FutureExt;
+use rumqttd::local::LinkTx;
 use rumqttd::protocol::{Packet, Publish};
 
-/// The users the broker has seen, each with its mark and what waits for it.
-#[derive(Default)]
+use crate::BrokerError;
+
+/// The users the broker has seen, each with its mark and what waits for it, and the link
+/// everything ynni publishes goes through.
 pub(crate) struct Audience {
-    users: Mutex<HashMap<i64, Heard>>,
+    users: Mutex<HashMap<i64, Arc<User>>>,
+    outputs: Arc<Mutex<LinkTx>>,
 }
 
 impl Audience {
+    /// `outputs`: the broker's own link for what ynni publishes.
+    pub(crate) fn new(outputs: LinkTx) -> Self {
+        Self {
+            users: Mutex::default(),
+            outputs: Arc::new(Mutex::new(outputs)),
+        }
+    }
+
     /// The mark of `userid`'s subscribers, for a connection or the publisher to keep.
     pub(crate) fn of(&self, userid: i64) -> Heard {
-        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        users.entry(userid).or_default().clone()
+        let user = lock(&self.users).entry(userid).or_default().clone();
+        Heard {
+            user,
+            outputs: self.outputs.clone(),
+        }
     }
 }
 
 /// One user's mark (set once any of the user's clients subscribed to anything) and ynni's
 /// retained messages held until then.
-#[derive(Clone, Default)]
-pub(crate) struct Heard(Arc<User>);
+#[derive(Clone)]
+pub(crate) struct Heard {
+    user: Arc<User>,
+    outputs: Arc<Mutex<LinkTx>>,
+}
 
 #[derive(Default)]
 struct User {
     heard: AtomicBool,
     /// Topic (inside the user's namespace) → the latest payload ynni published retained on
-    /// it while nobody heard the user. Bounded by the user's feeds and discovery topics.
-    held: tokio::sync::Mutex<HashMap<Bytes, Bytes>>,
+    /// it while nobody heard the user (an empty one withdraws the topic, and is handed over
+    /// like any other). Bounded by the user's feeds and discovery topics.
+    held: Mutex<HashMap<Bytes, Bytes>>,
+}
+
+/// A poisoned lock only means a panic elsewhere while it was held; what it guards (a map of
+/// messages, a link) is whole after any one statement.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn retained(topic: Bytes, payload: Bytes) -> Packet {
+    Packet::Publish(Publish::new(topic, payload, true), None)
+}
+
+/// Puts `packets` on `link` in order, with one notice to the router for all of them.
+///
+/// `LinkTx::send` is an `async fn` that never suspends (it appends to the link's buffer and
+/// queues the notice with a blocking send), so it is driven here to completion at once, with
+/// no lock held across an `.await`. Should a later rumqttd make it wait, the packets stay
+/// queued and this says so instead of blocking.
+fn send_all(link: &mut LinkTx, packets: Vec<Packet>) -> Result<(), BrokerError> {
+    let mut packets = packets.into_iter();
+    let Some(last) = packets.next_back() else {
+        return Ok(());
+    };
+    link.buffer().extend(packets);
+    match link.send(last).now_or_never() {
+        Some(sent) => sent.map(drop).map_err(|e| BrokerError::Link(e.to_string())),
+        None => Err(BrokerError::Link(
+            "the router link would have to wait".into(),
+        )),
+    }
 }
 
 impl Heard {
     /// Whether a message of this user may have a subscriber.
     pub(crate) fn is_heard(&self) -> bool {
-        self.0.heard.load(Ordering::Acquire)
+        self.user.heard.load(Ordering::Acquire)
     }
 
-    /// Sends a client's SUBSCRIBE (already inside the user's namespace) to the router; the
-    /// first of the user's also hands over what was held, and marks the user heard.
+    /// Sends a client's SUBSCRIBE (already inside the user's namespace) on its `link`; the
+    /// first of the user's hands what was held to the router before it, and marks the user.
     pub(crate) async fn subscribe(
         &self,
         link: &mut LinkTx,
         subscribe: Packet,
-    ) -> Result<(), LinkError> {
-        if self.is_heard() {
-            return link.send(subscribe).await.map(drop);
-        }
-        let mut held = self.0.held.lock().await;
+    ) -> Result<(), BrokerError> {
         if !self.is_heard() {
-            for (topic, payload) in held.drain() {
-                let publish = Publish::new(topic, payload, true);
-                link.send(Packet::Publish(publish, None)).await?;
+            let mut held = lock(&self.user.held);
+            if !self.is_heard() {
+                let packets = held
+                    .iter()
+                    .map(|(topic, payload)| retained(topic.clone(), payload.clone()))
+                    .collect();
+                send_all(&mut lock(&self.outputs), packets)?;
+                *held = HashMap::new();
+                self.user.heard.store(true, Ordering::Release);
             }
-            held.shrink_to_fit();
-            self.0.heard.store(true, Ordering::Release);
         }
-        link.send(subscribe).await.map(drop)
+        link.send(subscribe)
+            .await
+            .map(drop)
+            .map_err(|e| BrokerError::Link(e.to_string()))
     }
 
-    /// ynni's own retained message: to the router if the user is heard, otherwise held in
-    /// place of any older one on its topic.
-    pub(crate) async fn publish_retained(
+    /// ynni's own message (QoS 0). A retained one goes to the router if the user is heard,
+    /// and is otherwise held in place of any older one on its topic; any other is dropped
+    /// while the user is unheard, as a device's message is.
+    pub(crate) fn publish(
         &self,
-        link: &mut LinkTx,
         topic: Bytes,
         payload: Bytes,
-    ) -> Result<(), LinkError> {
-        let packet = |topic, payload| Packet::Publish(Publish::new(topic, payload, true), None);
+        retain: bool,
+    ) -> Result<(), BrokerError> {
+        let send = |topic, payload| {
+            let packet = Packet::Publish(Publish::new(topic, payload, retain), None);
+            send_all(&mut lock(&self.outputs), vec![packet])
+        };
         if self.is_heard() {
-            return link.send(packet(topic, payload)).await.map(drop);
+            return send(topic, payload);
         }
-        let mut held = self.0.held.lock().await;
+        if !retain {
+            return Ok(());
+        }
+        let mut held = lock(&self.user.held);
         if self.is_heard() {
-            return link.send(packet(topic, payload)).await.map(drop);
+            return send(topic, payload);
         }
         held.insert(topic, payload);
         Ok(())
     }
 
-    /// A client of the user published a retained message on `topic` (inside the namespace):
-    /// nothing of ynni's older than it may reach the router after it.
-    pub(crate) async fn client_retained(&self, topic: &[u8]) {
-        if self.is_heard() {
-            return;
+    /// A client of the user is publishing a retained message on `topic` (inside the
+    /// namespace): nothing of ynni's older than it may reach the router after it.
+    pub(crate) fn client_retained(&self, topic: &[u8]) {
+        if !self.is_heard() {
+            lock(&self.user.held).remove(topic);
         }
-        self.0.held.lock().await.remove(topic);
     }
 
     /// How many retained messages wait for the user to be heard.
     #[cfg(test)]
-    async fn held(&self) -> usize {
-        self.0.held.lock().await.len()
+    fn held(&self) -> usize {
+        lock(&self.user.held).len()
     }
 }
 
@@ -163,6 +230,12 @@ mod tests {
         }
     }
 
+    /// An audience publishing through its own link of `links`' router.
+    fn audience(links: &impl Fn(&str) -> (LinkTx, LinkRx)) -> (Audience, LinkRx) {
+        let (outputs, rx) = links("ynni-outputs");
+        (Audience::new(outputs), rx)
+    }
+
     fn subscribe(filter: &str) -> Packet {
         let filter = Filter {
             path: filter.into(),
@@ -180,14 +253,20 @@ mod tests {
         )
     }
 
-    /// Every publish the router forwards to `rx` within a short while, as (topic, payload).
-    fn delivered(rx: &mut LinkRx) -> Vec<(String, String)> {
+    /// Every publish the router forwards to `rx` within a short while, as (topic, payload,
+    /// retained): a retained message sent in answer to a SUBSCRIBE keeps its flag, one
+    /// forwarded live does not.
+    fn delivered(rx: &mut LinkRx) -> Vec<(String, String, bool)> {
         let deadline = Instant::now() + Duration::from_millis(400);
         let mut got = Vec::new();
         while let Ok(Some(n)) = rx.recv_deadline(deadline) {
             if let Notification::Forward(f) = n {
                 let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
-                got.push((text(&f.publish.topic), text(&f.publish.payload)));
+                got.push((
+                    text(&f.publish.topic),
+                    text(&f.publish.payload),
+                    f.publish.retain,
+                ));
             }
         }
         got.sort();
@@ -198,12 +277,23 @@ mod tests {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    fn got(topic: &str, payload: &str, retained: bool) -> (String, String, bool) {
+        (topic.into(), payload.into(), retained)
+    }
+
     #[test]
     fn a_subscription_marks_every_connection_of_its_user_and_no_other() {
-        let audience = Audience::default();
+        let links = router();
+        let (audience, _out) = audience(&links);
         let (a1, a2, b) = (audience.of(1), audience.of(1), audience.of(2));
         assert!(!a1.is_heard() && !a2.is_heard() && !b.is_heard());
-        let links = router();
         let (mut tx, _rx) = links("1.a");
         block_on(a1.subscribe(&mut tx, subscribe("u/1/#"))).expect("subscribe");
         assert!(a1.is_heard() && a2.is_heard());
@@ -212,34 +302,26 @@ mod tests {
         assert!(audience.of(1).is_heard());
     }
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
-
     #[test]
-    fn held_values_reach_the_first_subscriber_latest_per_topic_and_later_ones_go_straight_on() {
+    fn held_values_reach_the_first_subscriber_retained_latest_per_topic_then_values_go_straight_on()
+    {
         let links = router();
-        let audience = Audience::default();
-        let (mut outputs, _out_rx) = links("ynni-outputs");
+        let (audience, _out) = audience(&links);
         let (alice, bob) = (audience.of(1), audience.of(2));
+        for (user, topic, value) in [
+            (&alice, "u/1/ynni/feed/1", "1"),
+            (&alice, "u/1/ynni/feed/1", "2"),
+            (&alice, "u/1/ynni/feed/2", "7"),
+            (&bob, "u/2/ynni/feed/3", "9"),
+        ] {
+            user.publish(b(topic), b(value), true).expect("held");
+        }
+        // Not retained, unheard: dropped, as a device's message would be.
+        alice.publish(b("u/1/out"), b("5"), false).expect("dropped");
+        assert_eq!((alice.held(), bob.held()), (2, 1));
         block_on(async {
-            for (user, topic, value) in [
-                (&alice, "u/1/ynni/feed/1", "1"),
-                (&alice, "u/1/ynni/feed/1", "2"),
-                (&alice, "u/1/ynni/feed/2", "7"),
-                (&bob, "u/2/ynni/feed/3", "9"),
-            ] {
-                user.publish_retained(&mut outputs, b(topic), b(value))
-                    .await
-                    .expect("held");
-            }
-            assert_eq!((alice.held().await, bob.held().await), (2, 1));
-
-            // Nothing reached the router: a subscriber of alice's topics that bypasses the
-            // mark (as a second user's link could not) sees nothing retained.
+            // Nothing reached the router: a link subscribing without the mark (which no
+            // client's could) sees nothing retained.
             let (mut peek_tx, mut peek_rx) = links("peek");
             peek_tx.send(subscribe("u/1/#")).await.expect("peek");
             assert_eq!(delivered(&mut peek_rx), vec![]);
@@ -252,22 +334,27 @@ mod tests {
             assert_eq!(
                 delivered(&mut rx),
                 vec![
-                    ("u/1/ynni/feed/1".into(), "2".into()),
-                    ("u/1/ynni/feed/2".into(), "7".into())
+                    got("u/1/ynni/feed/1", "2", true),
+                    got("u/1/ynni/feed/2", "7", true)
                 ]
             );
-            assert_eq!(alice.held().await, 0);
-            // Bob's stay held: alice's subscriber could not see them anyway, and bob has none.
-            assert_eq!(bob.held().await, 1);
+            assert_eq!(alice.held(), 0);
+            // Bob's stay held: nobody hears bob.
+            assert_eq!(bob.held(), 1);
 
             alice
-                .publish_retained(&mut outputs, b("u/1/ynni/feed/1"), b("3"))
-                .await
+                .publish(b("u/1/ynni/feed/1"), b("3"), true)
                 .expect("sent");
-            assert_eq!(alice.held().await, 0);
+            alice
+                .publish(b("u/1/ynni/out"), b("4"), false)
+                .expect("sent");
+            assert_eq!(alice.held(), 0);
             assert_eq!(
                 delivered(&mut rx),
-                vec![("u/1/ynni/feed/1".into(), "3".into())]
+                vec![
+                    got("u/1/ynni/feed/1", "3", false),
+                    got("u/1/ynni/out", "4", false)
+                ]
             );
             // A later subscriber gets the newest value retained.
             let (mut tx2, mut rx2) = links("1.other");
@@ -275,34 +362,24 @@ mod tests {
                 .subscribe(&mut tx2, subscribe("u/1/ynni/feed/1"))
                 .await
                 .expect("subscribe");
-            assert_eq!(
-                delivered(&mut rx2),
-                vec![("u/1/ynni/feed/1".into(), "3".into())]
-            );
+            assert_eq!(delivered(&mut rx2), vec![got("u/1/ynni/feed/1", "3", true)]);
         });
     }
 
     #[test]
     fn a_clients_own_retained_message_replaces_what_ynni_held_on_its_topic() {
         let links = router();
-        let audience = Audience::default();
-        let (mut outputs, _out_rx) = links("ynni-outputs");
+        let (audience, _out) = audience(&links);
         let alice = audience.of(1);
+        for topic in ["u/1/ynni/feed/1", "u/1/ynni/feed/2"] {
+            alice.publish(b(topic), b("old"), true).expect("held");
+        }
         block_on(async {
-            for topic in ["u/1/ynni/feed/1", "u/1/ynni/feed/2"] {
-                alice
-                    .publish_retained(&mut outputs, b(topic), b("old"))
-                    .await
-                    .expect("held");
-            }
             // The client's message goes to the router itself (as the session sends it).
-            alice.client_retained(b"u/1/ynni/feed/1").await;
+            alice.client_retained(b"u/1/ynni/feed/1");
             let (mut device, _device_rx) = links("1.device");
             device
-                .send(Packet::Publish(
-                    Publish::new(b("u/1/ynni/feed/1"), b("mine"), true),
-                    None,
-                ))
+                .send(retained(b("u/1/ynni/feed/1"), b("mine")))
                 .await
                 .expect("published");
             let (mut tx, mut rx) = links("1.ha");
@@ -313,9 +390,32 @@ mod tests {
             assert_eq!(
                 delivered(&mut rx),
                 vec![
-                    ("u/1/ynni/feed/1".into(), "mine".into()),
-                    ("u/1/ynni/feed/2".into(), "old".into())
+                    got("u/1/ynni/feed/1", "mine", true),
+                    got("u/1/ynni/feed/2", "old", true)
                 ]
+            );
+        });
+    }
+
+    #[test]
+    fn thousands_of_held_values_are_handed_over_together() {
+        let links = router();
+        let (audience, _out) = audience(&links);
+        let alice = audience.of(1);
+        // More values than the router's queue has room for notices (1,000).
+        for feed in 0..3000 {
+            let topic = format!("u/1/ynni/feed/{feed}");
+            alice.publish(b(&topic), b("1"), true).expect("held");
+        }
+        block_on(async {
+            let (mut tx, mut rx) = links("1.ha");
+            alice
+                .subscribe(&mut tx, subscribe("u/1/ynni/feed/2999"))
+                .await
+                .expect("subscribe");
+            assert_eq!(
+                delivered(&mut rx),
+                vec![got("u/1/ynni/feed/2999", "1", true)]
             );
         });
     }

@@ -186,10 +186,9 @@ impl WillSender {
     }
 }
 
-/// Publishes into users' namespaces (what process lists' `publish_to_mqtt` sends), only
-/// as far as the user's subscribers could see it ([`audience`]).
+/// Publishes into users' namespaces (what process lists' `publish_to_mqtt` sends, feed
+/// values, discovery), only as far as the user's subscribers could see it ([`audience`]).
 pub struct Publisher {
-    link: LinkTx,
     audience: Arc<audience::Audience>,
     /// The marks of the users published for so far, so that a message takes no lock shared
     /// with the connections.
@@ -213,33 +212,23 @@ impl Publisher {
         topic: &str,
         payload: Vec<u8>,
     ) -> Result<(), BrokerError> {
-        if !self.user(userid).is_heard() {
-            return Ok(());
-        }
-        self.link
-            .publish(namespace::user_topic(userid, topic), payload)
-            .map(|_| ())
-            .map_err(|e| BrokerError::Link(e.to_string()))
+        let topic = Bytes::from(namespace::user_topic(userid, topic));
+        self.user(userid)
+            .publish(topic, Bytes::from(payload), false)
     }
 
     /// Publishes a retained message in the user's namespace: a subscriber that comes later
     /// gets the latest one at once (feed values, Home Assistant discovery). While none of
     /// the user's clients has subscribed, the latest per topic waits in the broker instead
-    /// of the router ([`audience`] says why and how the two stay in order).
-    pub async fn publish_retained(
+    /// of the router ([`audience`] says why, and how the order is kept).
+    pub fn publish_retained(
         &mut self,
         userid: i64,
         topic: &str,
         payload: Vec<u8>,
     ) -> Result<(), BrokerError> {
-        let user = self.user(userid).clone();
-        user.publish_retained(
-            &mut self.link,
-            Bytes::from(namespace::user_topic(userid, topic)),
-            Bytes::from(payload),
-        )
-        .await
-        .map_err(|e| BrokerError::Link(e.to_string()))
+        let topic = Bytes::from(namespace::user_topic(userid, topic));
+        self.user(userid).publish(topic, Bytes::from(payload), true)
     }
 }
 
@@ -377,6 +366,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
     // sides are drained so the router never waits on them.
     let (out_tx, out_rx, _) = links("ynni-outputs", true).map_err(BrokerError::Link)?;
     tokio::spawn(drain(out_rx));
+    let audience = Arc::new(audience::Audience::new(out_tx));
     let (mut will_tx, will_rx, _) = links("ynni-wills", true).map_err(BrokerError::Link)?;
     tokio::spawn(drain(will_rx));
     let (wills, mut will_queue) = mpsc::channel::<Will>(1024);
@@ -394,7 +384,6 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
     });
 
     let (inbound_tx, inbound) = mpsc::channel(4096);
-    let audience = Arc::new(audience::Audience::default());
     let sessions = Sessions::new(authenticate.clone(), opts.max_connections_per_user);
     let shared = Arc::new(Shared {
         base: opts.base.clone(),
@@ -442,7 +431,6 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         ws_addr,
         inbound,
         publisher: Publisher {
-            link: out_tx,
             audience,
             users: HashMap::new(),
         },

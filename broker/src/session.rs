@@ -189,18 +189,19 @@ pub(crate) async fn run(
         payload: will.message,
         retain: will.retain,
     };
-    if will.retain {
-        session.heard.client_retained(&will.topic).await;
-    }
     if delay == 0 {
         drop(registration);
+        if will.retain {
+            session.heard.client_retained(&will.topic);
+        }
         let _ = session.shared.wills.send(will);
         return;
     }
     // MQTT 5's will delay: not sent if the same client is back before it passes.
-    let (sessions, wills) = (
+    let (sessions, wills, heard) = (
         session.shared.sessions.clone(),
         session.shared.wills.clone(),
+        session.heard.clone(),
     );
     let (client_id, id) = (
         session.accepted.connect.client_id.clone(),
@@ -210,6 +211,9 @@ pub(crate) async fn run(
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
         if !sessions.replaced_since(userid, &client_id, id) {
+            if will.retain {
+                heard.client_retained(&will.topic);
+            }
             let _ = wills.send(will);
         }
     });
@@ -467,7 +471,7 @@ impl Session {
         if publish.retain || self.heard.is_heard() {
             let inside = Bytes::from(self.accepted.namespace.inside(&topic));
             if publish.retain {
-                self.heard.client_retained(&inside).await;
+                self.heard.client_retained(&inside);
             }
             let routed = Publish::new(inside, publish.payload.clone(), publish.retain);
             self.route(Packet::Publish(routed, props)).await?;
