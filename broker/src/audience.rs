@@ -212,7 +212,7 @@ mod tests {
             0,
             RouterConfig {
                 max_connections: 16,
-                max_outgoing_packet_count: 200,
+                max_outgoing_packet_count: crate::ROUTER_BATCH,
                 max_segment_size: 1 << 20,
                 max_segment_count: 10,
                 custom_segment: None,
@@ -398,11 +398,12 @@ mod tests {
     }
 
     #[test]
-    fn thousands_of_held_values_are_handed_over_together() {
+    fn thousands_of_held_values_reach_a_subscriber_of_them_all() {
         let links = router();
         let (audience, _out) = audience(&links);
         let alice = audience.of(1);
-        // More values than the router's queue has room for notices (1,000).
+        // More values than the router's queue has room for notices (1,000), and than it
+        // answered a subscription with before [`crate::ROUTER_BATCH`] (200).
         for feed in 0..3000 {
             let topic = format!("u/1/ynni/feed/{feed}");
             alice.publish(b(&topic), b("1"), true).expect("held");
@@ -410,13 +411,10 @@ mod tests {
         block_on(async {
             let (mut tx, mut rx) = links("1.ha");
             alice
-                .subscribe(&mut tx, subscribe("u/1/ynni/feed/2999"))
+                .subscribe(&mut tx, subscribe("u/1/ynni/feed/#"))
                 .await
                 .expect("subscribe");
-            assert_eq!(
-                delivered(&mut rx),
-                vec![got("u/1/ynni/feed/2999", "1", true)]
-            );
+            assert_eq!(delivered(&mut rx).len(), 3000);
         });
     }
 }

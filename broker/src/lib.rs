@@ -54,6 +54,12 @@ pub const HA_STATUS: &str = "homeassistant/status";
 
 /// The largest MQTT packet accepted (emonhub's and ESP firmware's are well under 1 KiB).
 pub const MAX_PACKET: usize = 256 << 10;
+/// The most retained messages the router answers a QoS 0 subscription with (it drops the
+/// rest), and the most messages it hands a QoS 0 subscriber per pass. rumqttd's own example
+/// value, 200, cut Home Assistant's discovery and `ynni/feed/#` short for an account with
+/// more feeds than that. A QoS 1 or 2 subscription gets at most 100 retained messages (the
+/// router's window of unacknowledged deliveries, a constant of rumqttd's).
+pub(crate) const ROUTER_BATCH: u64 = 10_000;
 /// How long a client has to finish its TLS or websocket handshake and send CONNECT.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -343,7 +349,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         RouterConfig {
             // Above the broker's own limit: the router never refuses silently.
             max_connections: max_connections + 16,
-            max_outgoing_packet_count: 200,
+            max_outgoing_packet_count: ROUTER_BATCH,
             max_segment_size: 100 << 20,
             max_segment_count: 10,
             custom_segment: None,
