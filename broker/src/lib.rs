@@ -57,9 +57,11 @@ pub const MAX_PACKET: usize = 256 << 10;
 /// The most retained messages the router answers a QoS 0 subscription with (it drops the
 /// rest), and the most messages it hands a QoS 0 subscriber per pass. rumqttd's own example
 /// value, 200, cut Home Assistant's discovery and `ynni/feed/#` short for an account with
-/// more feeds than that. A QoS 1 or 2 subscription gets at most 100 retained messages (the
-/// router's window of unacknowledged deliveries, a constant of rumqttd's).
-pub(crate) const ROUTER_BATCH: u64 = 10_000;
+/// more feeds than that. It is also what a subscriber that falls behind may have waiting in
+/// memory (a few hundred bytes each, payloads shared), so it is not unbounded. A QoS 1 or 2
+/// subscription gets at most 100 retained messages (the router's window of unacknowledged
+/// deliveries, a constant of rumqttd's).
+pub(crate) const ROUTER_BATCH: u64 = 2_000;
 /// How long a client has to finish its TLS or websocket handshake and send CONNECT.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 
