@@ -37,9 +37,14 @@
 //!
 //! The SUBSCRIBE then goes on the client's own link. Its notice is queued after the notice of
 //! the hand-over, and when the router handles that one it takes the held messages from the
-//! outputs buffer, so it has stored them before the SUBSCRIBE. A client's own retained message
-//! on a topic something of ynni's waits on replaces it (the client's is the newer, and goes to
-//! the router at once); a retained will does so when it is sent.
+//! outputs buffer, so it has stored them before the SUBSCRIBE.
+//!
+//! Wills go through the outputs link too, and a retained one replaces what is held on its
+//! topic when it is sent: it is the newer. A client's own retained message on a topic
+//! something of ynni's waits on replaces that as well, and goes to the router at once on the
+//! client's link. Only there can the two kinds still pass each other: a client publishing
+//! retained messages on a topic ynni publishes to (`ynni/feed/<id>`) while ynni does, which
+//! no device or Home Assistant does.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,6 +146,15 @@ impl Heard {
         if !self.is_heard() {
             let mut held = lock(&self.user.held);
             if !self.is_heard() {
+                // Copies, not taken out: should the hand-over fail, nothing is lost (a retry
+                // may then send some twice, which a retained store absorbs).
+                if held.len() as u64 > crate::ROUTER_BATCH {
+                    tracing::warn!(
+                        held = held.len(),
+                        answered = crate::ROUTER_BATCH,
+                        "MQTT: more retained values than a subscription is answered with; the router drops the rest"
+                    );
+                }
                 let packets = held
                     .iter()
                     .map(|(topic, payload)| retained(topic.clone(), payload.clone()))
@@ -181,6 +195,22 @@ impl Heard {
         }
         held.insert(topic, payload);
         Ok(())
+    }
+
+    /// A will of one of the user's clients (its topic inside the namespace), through the same
+    /// link as ynni's own messages; a retained one replaces what is held on its topic.
+    pub(crate) fn will(
+        &self,
+        topic: Bytes,
+        payload: Bytes,
+        retain: bool,
+    ) -> Result<(), BrokerError> {
+        let mut held = lock(&self.user.held);
+        if retain {
+            held.remove(&topic);
+        }
+        let packet = Packet::Publish(Publish::new(topic, payload, retain), None);
+        send_all(&mut lock(&self.outputs), vec![packet])
     }
 
     /// A client of the user is publishing a retained message on `topic` (inside the
@@ -259,8 +289,9 @@ mod tests {
     fn delivered(rx: &mut LinkRx) -> Vec<(String, String, bool)> {
         let deadline = Instant::now() + Duration::from_millis(400);
         let mut got = Vec::new();
-        while let Ok(Some(n)) = rx.recv_deadline(deadline) {
-            if let Notification::Forward(f) = n {
+        // `Ok(None)`: a notice found the buffer already emptied; more may follow.
+        while let Ok(n) = rx.recv_deadline(deadline) {
+            if let Some(Notification::Forward(f)) = n {
                 let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
                 got.push((
                     text(&f.publish.topic),
@@ -393,6 +424,31 @@ mod tests {
                     got("u/1/ynni/feed/1", "mine", true),
                     got("u/1/ynni/feed/2", "old", true)
                 ]
+            );
+        });
+    }
+
+    #[test]
+    fn a_retained_will_replaces_what_ynni_held_on_its_topic() {
+        let links = router();
+        let (audience, _out) = audience(&links);
+        let alice = audience.of(1);
+        alice
+            .publish(b("u/1/ynni/feed/1"), b("old"), true)
+            .expect("held");
+        alice
+            .will(b("u/1/ynni/feed/1"), b("gone"), true)
+            .expect("will");
+        assert_eq!(alice.held(), 0);
+        block_on(async {
+            let (mut tx, mut rx) = links("1.ha");
+            alice
+                .subscribe(&mut tx, subscribe("u/1/#"))
+                .await
+                .expect("subscribe");
+            assert_eq!(
+                delivered(&mut rx),
+                vec![got("u/1/ynni/feed/1", "gone", true)]
             );
         });
     }

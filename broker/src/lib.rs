@@ -57,10 +57,13 @@ pub const MAX_PACKET: usize = 256 << 10;
 /// The most retained messages the router answers a QoS 0 subscription with (it drops the
 /// rest), and the most messages it hands a QoS 0 subscriber per pass. rumqttd's own example
 /// value, 200, cut Home Assistant's discovery and `ynni/feed/#` short for an account with
-/// more feeds than that. It is also what a subscriber that falls behind may have waiting in
-/// memory (a few hundred bytes each, payloads shared), so it is not unbounded. A QoS 1 or 2
-/// subscription gets at most 100 retained messages (the router's window of unacknowledged
-/// deliveries, a constant of rumqttd's).
+/// more feeds than that; past it, which ones are dropped is arbitrary. It is also about what a
+/// subscriber that falls behind may have waiting in memory (a few hundred bytes each, payloads
+/// shared: under 1 MB), and how much one pass of the router may hand each subscriber, so a
+/// pass over many lagging subscribers takes longer (the broker's sends wait if the router's
+/// queue of 1,000 notices fills meanwhile). A QoS 1 or 2 subscription gets at most 100
+/// retained messages (the router's window of unacknowledged deliveries, a constant of
+/// rumqttd's).
 pub(crate) const ROUTER_BATCH: u64 = 2_000;
 /// How long a client has to finish its TLS or websocket handshake and send CONNECT.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
@@ -148,11 +151,12 @@ pub struct Inbound {
     pub done: Option<Done>,
 }
 
-/// A will on its way to the router (already inside its namespace).
+/// A will on its way to the router (already inside its namespace), with its user's mark.
 struct Will {
     topic: Bytes,
     payload: Bytes,
     retain: bool,
+    heard: audience::Heard,
 }
 
 /// Builds a router link (rumqttd's error is large; its text is all that is used).
@@ -370,22 +374,17 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
             .map_err(|e: LinkError| e.to_string())
     });
 
-    // The broker's own links: one publishes outputs, one publishes wills. Their receiving
-    // sides are drained so the router never waits on them.
+    // The broker's own link, for everything it publishes itself: outputs and wills, in the
+    // order they are sent ([`audience`] says why one link). Its receiving side is drained so
+    // the router never waits on it.
     let (out_tx, out_rx, _) = links("ynni-outputs", true).map_err(BrokerError::Link)?;
     tokio::spawn(drain(out_rx));
     let audience = Arc::new(audience::Audience::new(out_tx));
-    let (mut will_tx, will_rx, _) = links("ynni-wills", true).map_err(BrokerError::Link)?;
-    tokio::spawn(drain(will_rx));
     let (wills, mut will_queue) = mpsc::channel::<Will>(1024);
     tokio::spawn(async move {
         while let Some(w) = will_queue.recv().await {
-            let publish = rumqttd::protocol::Publish::new(w.topic, w.payload, w.retain);
-            if will_tx
-                .send(rumqttd::protocol::Packet::Publish(publish, None))
-                .await
-                .is_err()
-            {
+            if let Err(e) = w.heard.will(w.topic, w.payload, w.retain) {
+                tracing::warn!(error = %e, "MQTT will not published");
                 break;
             }
         }

@@ -188,20 +188,17 @@ pub(crate) async fn run(
         topic: will.topic,
         payload: will.message,
         retain: will.retain,
+        heard: session.heard.clone(),
     };
     if delay == 0 {
         drop(registration);
-        if will.retain {
-            session.heard.client_retained(&will.topic);
-        }
         let _ = session.shared.wills.send(will);
         return;
     }
     // MQTT 5's will delay: not sent if the same client is back before it passes.
-    let (sessions, wills, heard) = (
+    let (sessions, wills) = (
         session.shared.sessions.clone(),
         session.shared.wills.clone(),
-        session.heard.clone(),
     );
     let (client_id, id) = (
         session.accepted.connect.client_id.clone(),
@@ -211,9 +208,6 @@ pub(crate) async fn run(
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
         if !sessions.replaced_since(userid, &client_id, id) {
-            if will.retain {
-                heard.client_retained(&will.topic);
-            }
             let _ = wills.send(will);
         }
     });

@@ -321,6 +321,55 @@ async fn feed_updates_are_retained_on_the_owners_topics() {
     assert_eq!(leak, None);
 }
 
+#[tokio::test]
+async fn a_lost_devices_retained_will_reaches_its_users_subscribers_only() {
+    let server = Server::start();
+    let (_, _, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bobby", "secret1").await;
+    let (bob, mut bob_ev) = client(&server, "bob-all", "bobby", &bob_write);
+    assert!(connected(&mut bob_ev).await);
+    subscribe(&bob, &mut bob_ev, "#").await;
+
+    // Nobody of Alice's listens when the device goes: the will is kept all the same.
+    let addr = server.mqtt.expect("broker address");
+    let mut opts = MqttOptions::new("tx-will", addr.ip().to_string(), addr.port());
+    opts.set_credentials("alice", write.as_str());
+    opts.set_keep_alive(Duration::from_secs(60));
+    opts.set_last_will(rumqttc::LastWill::new(
+        "emon/tx3/status",
+        "offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let (device, mut device_ev) = AsyncClient::new(opts, 16);
+    assert!(connected(&mut device_ev).await);
+    // Dropped without a DISCONNECT: the broker sees the connection lost.
+    drop(device);
+    drop(device_ev);
+
+    let (alice, mut ev) = client(&server, "ha", "alice", &write);
+    assert!(connected(&mut ev).await);
+    alice
+        .subscribe("emon/tx3/#", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    let got = wait_for(&mut ev, Duration::from_secs(10), |e| match e {
+        Event::Incoming(Packet::Publish(p)) => {
+            Some((p.topic.clone(), p.retain, p.payload.to_vec()))
+        }
+        _ => None,
+    })
+    .await
+    .expect("the will, retained");
+    assert_eq!(got, ("emon/tx3/status".into(), true, b"offline".to_vec()));
+    let leak = wait_for(&mut bob_ev, Duration::from_millis(500), |e| match e {
+        Event::Incoming(Packet::Publish(p)) => Some(p.topic.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(leak, None);
+}
+
 /// Collects publishes for `limit`, or until `want` of them arrived.
 async fn collect(ev: &mut EventLoop, limit: Duration, want: usize) -> Vec<(String, Vec<u8>)> {
     let mut got = Vec::new();
