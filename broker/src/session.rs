@@ -15,7 +15,6 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::{FutureExt, future::BoxFuture};
 use rumqttd::Notification;
-use rumqttd::local::{LinkError, LinkRx, LinkTx};
+use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{
     ConnAck, ConnAckProperties, DisconnectReasonCode, Packet, PingResp, Protocol, PubAck,
     PubAckReason, PubComp, PubCompReason, PubRec, PubRecReason, Publish, QoS,
@@ -214,65 +213,16 @@ pub(crate) async fn run(
     });
 }
 
-/// The router's notifications to a connection, as a stream that owns its link: the wait for
-/// the next one outlives each turn of the connection's loop. Waiting afresh each turn
-/// registered and removed a waiter in the link's channel (a lock, an allocation and a scan)
-/// every time a client's packet or an acknowledgement came first: with a thousand devices
-/// publishing, this stream and [`kicks`] cut the MQTT thread's `perf` samples in channel and
-/// notifier code from 6.2% to 3.7% of the process's (what is left is polling the waits).
-/// `Unschedule` is answered here: rumqttd parks a link that does not ask again.
-fn router_notifications(
-    link_rx: LinkRx,
-) -> impl futures_util::Stream<Item = Result<Notification, LinkError>> {
-    futures_util::stream::unfold(Some(link_rx), |rx| async move {
-        let mut rx = rx?;
-        loop {
-            match rx.next().await {
-                Ok(Some(Notification::Unschedule)) => {
-                    if let Err(e) = rx.wake().await {
-                        return Some((Err(e), None));
-                    }
-                }
-                Ok(Some(n)) => return Some((Ok(n), Some(rx))),
-                Ok(None) => {}
-                Err(e) => return Some((Err(e), None)),
-            }
-        }
-    })
-}
-
-/// What the registry says to a connection (`None`: nothing yet, the value was reset), as a
-/// stream whose wait, like [`router_notifications`]', outlives each turn of the loop. The
-/// registry drops its sender only when another connection replaced this one's entry: that
-/// ends the stream with [`Kick::TakenOver`].
-fn kicks(
-    kicked: tokio::sync::watch::Receiver<Option<Kick>>,
-) -> impl futures_util::Stream<Item = Option<Kick>> {
-    futures_util::stream::unfold(Some(kicked), |rx| async move {
-        let mut rx = rx?;
-        match rx.changed().await {
-            Ok(()) => {
-                let kick = *rx.borrow();
-                Some((kick, Some(rx)))
-            }
-            Err(_) => Some((Some(Kick::TakenOver), None)),
-        }
-    })
-}
-
 impl Session {
     async fn serve(
         &mut self,
-        link_rx: LinkRx,
+        mut link_rx: LinkRx,
         notification: Notification,
-        kicked: tokio::sync::watch::Receiver<Option<Kick>>,
+        mut kicked: tokio::sync::watch::Receiver<Option<Kick>>,
     ) -> End {
         if let Err(e) = self.connack(notification).await {
             return End::Lost(e);
         }
-        let notifications = router_notifications(link_rx);
-        let kicks = kicks(kicked);
-        tokio::pin!(notifications, kicks);
         let keep_alive = match self.accepted.connect.keep_alive {
             0 => IDLE_WITHOUT_KEEPALIVE,
             k => Duration::from_millis(u64::from(k) * 1500),
@@ -288,8 +238,11 @@ impl Session {
         loop {
             tokio::select! {
                 biased;
-                kick = kicks.next() => {
-                    match kick.unwrap_or(Some(Kick::TakenOver)) {
+                changed = kicked.changed() => {
+                    // The registry drops the sender only when another connection replaced
+                    // this one's entry.
+                    let kick = if changed.is_ok() { *kicked.borrow() } else { Some(Kick::TakenOver) };
+                    match kick {
                         Some(Kick::Revoked) => return End::Revoked,
                         Some(Kick::Moved) => {
                             // Not the client's failure: no will; it reconnects and reaches
@@ -309,15 +262,15 @@ impl Session {
                         return end;
                     }
                 }
-                notification = notifications.next() => {
+                notification = link_rx.next() => {
                     match notification {
-                        Some(Ok(n)) => {
-                            if let Err(end) = self.on_router(n, notifications.as_mut()).await {
+                        Ok(Some(n)) => {
+                            if let Err(end) = self.on_router(n, &mut link_rx).await {
                                 return end;
                             }
                         }
-                        Some(Err(e)) => return End::Lost(format!("router link: {e}")),
-                        None => return End::Lost("router link closed".into()),
+                        Ok(None) => {}
+                        Err(e) => return End::Lost(format!("router link: {e}")),
                     }
                 }
                 read = self.io.read_buf(&mut self.read), if self.acks.len() < MAX_PENDING => {
@@ -597,17 +550,20 @@ impl Session {
         self.write(packet).await
     }
 
-    async fn on_router(
-        &mut self,
-        first: Notification,
-        mut more: Pin<&mut impl futures_util::Stream<Item = Result<Notification, LinkError>>>,
-    ) -> Result<(), End> {
+    async fn on_router(&mut self, first: Notification, link_rx: &mut LinkRx) -> Result<(), End> {
         let mut next = Some(first);
         // Whatever else is already waiting goes out in the same write.
         let mut batch = 0;
         self.out.clear();
         while let Some(n) = next.take() {
             match n {
+                Notification::Unschedule => {
+                    // rumqttd parks a link that does not ask again.
+                    link_rx
+                        .wake()
+                        .await
+                        .map_err(|e| End::Lost(format!("router link: {e}")))?;
+                }
                 Notification::Disconnect(d, props) => {
                     self.flush().await?;
                     if self.codec.is_v5() {
@@ -633,7 +589,7 @@ impl Session {
                 }
             }
             if batch < 256 {
-                next = more.next().now_or_never().flatten().and_then(Result::ok);
+                next = link_rx.next().now_or_never().and_then(|r| r.ok().flatten());
             }
         }
         self.flush().await
