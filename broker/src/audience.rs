@@ -114,8 +114,8 @@ fn retained(topic: Bytes, payload: Bytes) -> Packet {
 ///
 /// `LinkTx::send` is an `async fn` that never suspends (it appends to the link's buffer and
 /// queues the notice with a blocking send), so it is driven here to completion at once, with
-/// no lock held across an `.await`. Should a later rumqttd make it wait, the packets stay
-/// queued and this says so instead of blocking.
+/// no lock held across an `.await`. Should a later rumqttd make it wait, this fails instead of
+/// blocking (the packets before the last stay in the link's buffer for its next notice).
 fn send_all(link: &mut LinkTx, packets: Vec<Packet>) -> Result<(), BrokerError> {
     let mut packets = packets.into_iter();
     let Some(last) = packets.next_back() else {
