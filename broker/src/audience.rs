@@ -17,6 +17,15 @@
 //! client could see its SUBACK is routed. Retained messages from clients and wills always go
 //! to the router.
 //!
+//! Once heard, a user's device messages still reach the router only if a filter one of its
+//! clients subscribed to matches them: a Home Assistant that subscribed to `ynni/feed/#` and
+//! `homeassistant/#` makes no subscriber of the devices' `emon/…` messages, and with every
+//! account so subscribed, routing each of them anyway was half the router's wake-ups. The
+//! filters are recorded as the clients sent them, before the SUBSCRIBE reaches the router, and
+//! never forgotten (an unsubscribed filter may be another client's too); past
+//! [`MAX_FILTERS`] a user's messages are all routed. The router still decides who receives
+//! what: this only skips what no filter of the user's could match.
+//!
 //! ynni's own retained messages (every stored feed value, Home Assistant discovery) were the
 //! other half of that cost: a router wake-up per value stored. For a user nobody hears they
 //! are held here instead, the latest per topic (all a retained store keeps), and handed to the
@@ -48,7 +57,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -91,17 +100,68 @@ pub(crate) struct Heard {
     outputs: Arc<Mutex<LinkTx>>,
 }
 
+/// Distinct filters remembered per user; past it, every message of the user is routed.
+pub(crate) const MAX_FILTERS: usize = 256;
+
 #[derive(Default)]
 struct User {
     heard: AtomicBool,
+    filters: RwLock<Filters>,
     /// Topic (inside the user's namespace) → the latest payload ynni published retained on
     /// it while nobody heard the user (an empty one withdraws the topic, and is handed over
     /// like any other). Bounded by the user's feeds and discovery topics.
     held: Mutex<HashMap<Bytes, Bytes>>,
 }
 
+/// The filters a user's clients subscribed to, as they sent them (a shared subscription's
+/// without its `$share/<group>/`).
+#[derive(Default)]
+struct Filters {
+    list: Vec<String>,
+    /// More than [`MAX_FILTERS`] were seen: every message may be heard.
+    overflow: bool,
+}
+
+impl Filters {
+    fn add(&mut self, filter: &str) {
+        let filter = filter
+            .strip_prefix("$share/")
+            .and_then(|r| r.split_once('/'))
+            .map_or(filter, |(_, f)| f);
+        if self.overflow || self.list.iter().any(|f| f == filter) {
+            return;
+        }
+        if self.list.len() >= MAX_FILTERS {
+            self.overflow = true;
+            self.list = Vec::new();
+            return;
+        }
+        self.list.push(filter.to_string());
+    }
+
+    fn match_any(&self, topic: &str) -> bool {
+        self.overflow || self.list.iter().any(|f| matches(f, topic))
+    }
+}
+
+/// Whether MQTT topic filter `filter` matches `topic`. A `$` topic is matched as any other
+/// (MQTT keeps it from wildcards at the first level): saying yes where the router would say
+/// no only costs it a look.
+fn matches(filter: &str, topic: &str) -> bool {
+    let (mut f, mut t) = (filter.split('/'), topic.split('/'));
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (None, None) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
 /// A poisoned lock only means a panic elsewhere while it was held; what it guards (a map of
-/// messages, a link) is whole after any one statement.
+/// messages, a link, a list of filters) is whole after any one statement.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -136,13 +196,32 @@ impl Heard {
         self.user.heard.load(Ordering::Acquire)
     }
 
-    /// Sends a client's SUBSCRIBE (already inside the user's namespace) on its `link`; the
-    /// first of the user's hands what was held to the router before it, and marks the user.
+    /// Whether a client's message on `topic` (as the client sent it) may have a subscriber.
+    pub(crate) fn may_hear(&self, topic: &str) -> bool {
+        self.is_heard()
+            && self
+                .user
+                .filters
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .match_any(topic)
+    }
+
+    /// Sends a client's SUBSCRIBE (already inside the user's namespace) on its `link`, having
+    /// recorded its `filters` (as the client sent them); the first of the user's hands what
+    /// was held to the router before it, and marks the user.
     pub(crate) async fn subscribe(
         &self,
         link: &mut LinkTx,
         subscribe: Packet,
+        filters: &[String],
     ) -> Result<(), BrokerError> {
+        {
+            let mut known = self.user.filters.write().unwrap_or_else(|p| p.into_inner());
+            for f in filters {
+                known.add(f);
+            }
+        }
         if !self.is_heard() {
             let mut held = lock(&self.user.held);
             if !self.is_heard() {
@@ -320,13 +399,70 @@ mod tests {
     }
 
     #[test]
+    fn filters_match_as_mqtt_says_or_more_never_less() {
+        for (filter, topic) in [
+            ("emon/tx1/power", "emon/tx1/power"),
+            ("emon/#", "emon/tx1/power"),
+            ("emon/#", "emon"),
+            ("#", "anything/at/all"),
+            ("emon/+/power", "emon/tx1/power"),
+            ("+/+/+", "a//c"),
+            ("+", ""),
+            // MQTT keeps `$` topics from first-level wildcards; saying yes only costs a look.
+            ("#", "$SYS/x"),
+        ] {
+            assert!(matches(filter, topic), "{filter} should match {topic}");
+        }
+        for (filter, topic) in [
+            ("emon/tx1/power", "emon/tx1/powe"),
+            ("emon/+", "emon"),
+            ("emon/+", "emon/tx1/power"),
+            ("ynni/feed/#", "emon/tx1/power"),
+            ("emon/tx1", "emon/tx1/power"),
+            ("a/b/c", "a/b"),
+        ] {
+            assert!(!matches(filter, topic), "{filter} should not match {topic}");
+        }
+    }
+
+    #[test]
+    fn a_heard_users_messages_may_be_heard_only_on_its_filters_until_there_are_too_many() {
+        let links = router();
+        let (audience, _out) = audience(&links);
+        let alice = audience.of(1);
+        let filters = |f: &[&str]| f.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        // Unheard: nothing.
+        assert!(!alice.may_hear("emon/tx1/power"));
+        let (mut tx, _rx) = links("1.ha");
+        block_on(alice.subscribe(
+            &mut tx,
+            subscribe("u/1/ynni/feed/#"),
+            &filters(&["ynni/feed/#", "$share/g/emon/tx1/#"]),
+        ))
+        .expect("subscribe");
+        assert!(alice.may_hear("ynni/feed/3"));
+        assert!(
+            alice.may_hear("emon/tx1/power"),
+            "a shared subscription's filter"
+        );
+        assert!(!alice.may_hear("emon/tx2/power"));
+        // Another connection of the same user sees the same filters; another user none.
+        assert!(audience.of(1).may_hear("emon/tx1/power"));
+        assert!(!audience.of(2).may_hear("emon/tx1/power"));
+        // Past the limit, everything of the user's is routed.
+        let many: Vec<String> = (0..=MAX_FILTERS).map(|i| format!("n/{i}")).collect();
+        block_on(alice.subscribe(&mut tx, subscribe("u/1/n/#"), &many)).expect("subscribe");
+        assert!(alice.may_hear("emon/tx2/power"));
+    }
+
+    #[test]
     fn a_subscription_marks_every_connection_of_its_user_and_no_other() {
         let links = router();
         let (audience, _out) = audience(&links);
         let (a1, a2, b) = (audience.of(1), audience.of(1), audience.of(2));
         assert!(!a1.is_heard() && !a2.is_heard() && !b.is_heard());
         let (mut tx, _rx) = links("1.a");
-        block_on(a1.subscribe(&mut tx, subscribe("u/1/#"))).expect("subscribe");
+        block_on(a1.subscribe(&mut tx, subscribe("u/1/#"), &[])).expect("subscribe");
         assert!(a1.is_heard() && a2.is_heard());
         assert!(!b.is_heard());
         // A connection of the user opened later sees the mark too.
@@ -359,7 +495,7 @@ mod tests {
 
             let (mut tx, mut rx) = links("1.ha");
             alice
-                .subscribe(&mut tx, subscribe("u/1/ynni/#"))
+                .subscribe(&mut tx, subscribe("u/1/ynni/#"), &[])
                 .await
                 .expect("subscribe");
             assert_eq!(
@@ -390,7 +526,7 @@ mod tests {
             // A later subscriber gets the newest value retained.
             let (mut tx2, mut rx2) = links("1.other");
             alice
-                .subscribe(&mut tx2, subscribe("u/1/ynni/feed/1"))
+                .subscribe(&mut tx2, subscribe("u/1/ynni/feed/1"), &[])
                 .await
                 .expect("subscribe");
             assert_eq!(delivered(&mut rx2), vec![got("u/1/ynni/feed/1", "3", true)]);
@@ -415,7 +551,7 @@ mod tests {
                 .expect("published");
             let (mut tx, mut rx) = links("1.ha");
             alice
-                .subscribe(&mut tx, subscribe("u/1/#"))
+                .subscribe(&mut tx, subscribe("u/1/#"), &[])
                 .await
                 .expect("subscribe");
             assert_eq!(
@@ -443,7 +579,7 @@ mod tests {
         block_on(async {
             let (mut tx, mut rx) = links("1.ha");
             alice
-                .subscribe(&mut tx, subscribe("u/1/#"))
+                .subscribe(&mut tx, subscribe("u/1/#"), &[])
                 .await
                 .expect("subscribe");
             assert_eq!(
@@ -467,7 +603,7 @@ mod tests {
         block_on(async {
             let (mut tx, mut rx) = links("1.ha");
             alice
-                .subscribe(&mut tx, subscribe("u/1/ynni/feed/#"))
+                .subscribe(&mut tx, subscribe("u/1/ynni/feed/#"), &[])
                 .await
                 .expect("subscribe");
             assert_eq!(delivered(&mut rx).len(), 1500);

@@ -372,11 +372,17 @@ impl Session {
                 self.write(Packet::PubComp(comp, None)).await
             }
             Packet::Subscribe(mut subscribe, props) => {
+                let filters: Vec<String> =
+                    subscribe.filters.iter().map(|f| f.path.clone()).collect();
                 for f in &mut subscribe.filters {
                     f.path = self.accepted.namespace.inside(&f.path);
                 }
                 self.heard
-                    .subscribe(&mut self.link_tx, Packet::Subscribe(subscribe, props))
+                    .subscribe(
+                        &mut self.link_tx,
+                        Packet::Subscribe(subscribe, props),
+                        &filters,
+                    )
                     .await
                     .map_err(|e| End::Lost(format!("router link: {e}")))
             }
@@ -462,7 +468,7 @@ impl Session {
             }
             self.awaiting_rel.insert(pkid);
         }
-        if publish.retain || self.heard.is_heard() {
+        if publish.retain || self.heard.may_hear(&topic) {
             let inside = Bytes::from(self.accepted.namespace.inside(&topic));
             if publish.retain {
                 self.heard.client_retained(&inside);
