@@ -102,6 +102,10 @@ pub(crate) struct Heard {
 
 /// Distinct filters remembered per user; past it, every message of the user is routed.
 pub(crate) const MAX_FILTERS: usize = 256;
+/// The most bytes of filters remembered per user, and the longest filter remembered: a
+/// client may send 64 KiB filters, and every message of the user is compared with them.
+const MAX_FILTER_BYTES: usize = 16 << 10;
+const LONGEST_FILTER: usize = 512;
 
 #[derive(Default)]
 struct User {
@@ -118,7 +122,9 @@ struct User {
 #[derive(Default)]
 struct Filters {
     list: Vec<String>,
-    /// More than [`MAX_FILTERS`] were seen: every message may be heard.
+    bytes: usize,
+    /// Every message may be heard: `#` was subscribed to, or more filters than are kept
+    /// ([`MAX_FILTERS`], [`MAX_FILTER_BYTES`], [`LONGEST_FILTER`]).
     overflow: bool,
 }
 
@@ -131,11 +137,17 @@ impl Filters {
         if self.overflow || self.list.iter().any(|f| f == filter) {
             return;
         }
-        if self.list.len() >= MAX_FILTERS {
+        if filter == "#"
+            || filter.len() > LONGEST_FILTER
+            || self.list.len() >= MAX_FILTERS
+            || self.bytes + filter.len() > MAX_FILTER_BYTES
+        {
             self.overflow = true;
             self.list = Vec::new();
+            self.bytes = 0;
             return;
         }
+        self.bytes += filter.len();
         self.list.push(filter.to_string());
     }
 
@@ -144,9 +156,10 @@ impl Filters {
     }
 }
 
-/// Whether MQTT topic filter `filter` matches `topic`. A `$` topic is matched as any other
-/// (MQTT keeps it from wildcards at the first level): saying yes where the router would say
-/// no only costs it a look.
+/// Whether MQTT topic filter `filter` matches `topic`, both as the client sent them. A `$`
+/// topic is matched as any other: MQTT keeps it from first-level wildcards, but inside the
+/// user's namespace (`u/<id>/$SYS/…`) it is not at the first level any more, so the router
+/// matches it too.
 fn matches(filter: &str, topic: &str) -> bool {
     let (mut f, mut t) = (filter.split('/'), topic.split('/'));
     loop {
@@ -408,7 +421,7 @@ mod tests {
             ("emon/+/power", "emon/tx1/power"),
             ("+/+/+", "a//c"),
             ("+", ""),
-            // MQTT keeps `$` topics from first-level wildcards; saying yes only costs a look.
+            // Inside the namespace a `$` topic is not at the first level: the router matches it.
             ("#", "$SYS/x"),
         ] {
             assert!(matches(filter, topic), "{filter} should match {topic}");
@@ -423,6 +436,77 @@ mod tests {
         ] {
             assert!(!matches(filter, topic), "{filter} should not match {topic}");
         }
+    }
+
+    /// Over a grid of filters and topics, whatever the router would deliver (its own `matches`
+    /// on the namespaced forms) is matched here too.
+    #[test]
+    fn filters_match_whatever_the_router_would() {
+        let ns = crate::namespace::Namespace::new(7);
+        let filters = [
+            "#",
+            "+",
+            "+/+",
+            "a",
+            "a/#",
+            "a/+",
+            "a/+/c",
+            "a/b/c",
+            "+/b/#",
+            "a//c",
+            "/a",
+            "a/",
+            "$SYS/#",
+            "$share/g/a/#",
+            "$share/g/+/b",
+            "$share/g/#",
+        ];
+        let topics = [
+            "a", "a/b", "a/b/c", "a/b/c/d", "b/b", "a//c", "/a", "a/", "/", "$SYS/x", "x/b/y",
+        ];
+        for filter in filters {
+            let mut known = Filters::default();
+            known.add(filter);
+            let routed = ns.inside(filter);
+            // The router matches a shared subscription by the filter after its group.
+            let routed = match routed
+                .strip_prefix("$share/")
+                .and_then(|r| r.split_once('/'))
+            {
+                Some((_, f)) => f.to_string(),
+                None => routed,
+            };
+            for topic in topics {
+                if rumqttd::protocol::matches(&ns.inside(topic), &routed) {
+                    assert!(known.match_any(topic), "{filter} must let {topic} through");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn long_or_many_filters_or_everything_let_every_message_through() {
+        let mut exact = Filters::default();
+        for i in 0..MAX_FILTERS {
+            exact.add(&format!("n/{i}"));
+        }
+        assert!(!exact.match_any("emon/tx1/power"), "256 filters are kept");
+        exact.add("n/one-more");
+        assert!(
+            exact.match_any("emon/tx1/power"),
+            "the 257th lets everything through"
+        );
+        for filter in ["#", "$share/g/#", &"x".repeat(LONGEST_FILTER + 1)] {
+            let mut known = Filters::default();
+            known.add("ynni/feed/#");
+            known.add(filter);
+            assert!(known.match_any("emon/tx1/power"), "{filter:.20}");
+        }
+        let mut bulky = Filters::default();
+        for i in 0..40 {
+            bulky.add(&format!("{i}/{}", "y".repeat(500)));
+        }
+        assert!(bulky.match_any("emon/tx1/power"), "past 16 KiB of filters");
     }
 
     #[test]
