@@ -58,8 +58,9 @@ pub const MAX_PACKET: usize = 256 << 10;
 /// rest), and the most messages it hands a QoS 0 subscriber per pass. rumqttd's own example
 /// value, 200, cut Home Assistant's discovery and `ynni/feed/#` short for an account with
 /// more feeds than that; past it, which ones are dropped is arbitrary. It is also about what a
-/// subscriber that falls behind may have waiting in memory (a few hundred bytes each, payloads
-/// shared: under 1 MB), and how much one pass of the router may hand each subscriber, so a
+/// subscriber that falls behind may have waiting in memory (a few hundred bytes each by the
+/// size of rumqttd's notification, payloads shared: under 1 MB; estimated, not measured), and
+/// how much one pass of the router may hand each subscriber, so a
 /// pass over many lagging subscribers takes longer (the broker's sends wait if the router's
 /// queue of 1,000 notices fills meanwhile). A QoS 1 or 2 subscription gets at most 100
 /// retained messages (the router's window of unacknowledged deliveries, a constant of

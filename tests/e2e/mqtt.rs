@@ -9,10 +9,23 @@ use serde_json::json;
 use crate::harness::*;
 
 fn client(server: &Server, id: &str, user: &str, pass: &str) -> (AsyncClient, EventLoop) {
+    client_with_will(server, id, user, pass, None)
+}
+
+fn client_with_will(
+    server: &Server,
+    id: &str,
+    user: &str,
+    pass: &str,
+    will: Option<rumqttc::LastWill>,
+) -> (AsyncClient, EventLoop) {
     let addr = server.mqtt.expect("broker address");
     let mut opts = MqttOptions::new(id, addr.ip().to_string(), addr.port());
     opts.set_credentials(user, pass);
     opts.set_keep_alive(Duration::from_secs(60));
+    if let Some(will) = will {
+        opts.set_last_will(will);
+    }
     AsyncClient::new(opts, 16)
 }
 
@@ -37,6 +50,17 @@ async fn wait_for<T>(
     .await
     .ok()
     .flatten()
+}
+
+/// The next message delivered within `limit`: its topic, retain flag and payload.
+async fn next_publish(ev: &mut EventLoop, limit: Duration) -> Option<(String, bool, Vec<u8>)> {
+    wait_for(ev, limit, |e| match e {
+        Event::Incoming(Packet::Publish(p)) => {
+            Some((p.topic.clone(), p.retain, p.payload.to_vec()))
+        }
+        _ => None,
+    })
+    .await
 }
 
 /// Subscribes and waits for the broker's acknowledgement.
@@ -294,23 +318,14 @@ async fn feed_updates_are_retained_on_the_owners_topics() {
         .subscribe("ynni/feed/#", QoS::AtMostOnce)
         .await
         .expect("subscribe");
-    let got = wait_for(&mut ev, Duration::from_secs(10), |e| match e {
-        Event::Incoming(Packet::Publish(p)) => {
-            Some((p.topic.clone(), p.retain, p.payload.to_vec()))
-        }
-        _ => None,
-    })
-    .await
-    .expect("the retained feed value");
+    let got = next_publish(&mut ev, Duration::from_secs(10))
+        .await
+        .expect("the retained feed value");
     assert_eq!(got.0, format!("ynni/feed/{feed}"));
     assert!(got.1, "retained");
     let v: serde_json::Value = serde_json::from_slice(&got.2).expect("JSON");
     assert_eq!(v, json!({"time": 1700000000, "value": 250}));
-    let older = wait_for(&mut ev, Duration::from_millis(500), |e| match e {
-        Event::Incoming(Packet::Publish(p)) => Some(p.payload.to_vec()),
-        _ => None,
-    })
-    .await;
+    let older = next_publish(&mut ev, Duration::from_millis(500)).await;
     assert_eq!(older, None);
     // Bob, subscribed to everything, saw nothing of Alice's.
     let leak = wait_for(&mut bob_ev, Duration::from_millis(500), |e| match e {
@@ -331,17 +346,8 @@ async fn a_lost_devices_retained_will_reaches_its_users_subscribers_only() {
     subscribe(&bob, &mut bob_ev, "#").await;
 
     // Nobody of Alice's listens when the device goes: the will is kept all the same.
-    let addr = server.mqtt.expect("broker address");
-    let mut opts = MqttOptions::new("tx-will", addr.ip().to_string(), addr.port());
-    opts.set_credentials("alice", write.as_str());
-    opts.set_keep_alive(Duration::from_secs(60));
-    opts.set_last_will(rumqttc::LastWill::new(
-        "emon/tx3/status",
-        "offline",
-        QoS::AtLeastOnce,
-        true,
-    ));
-    let (device, mut device_ev) = AsyncClient::new(opts, 16);
+    let will = rumqttc::LastWill::new("emon/tx3/status", "offline", QoS::AtLeastOnce, true);
+    let (device, mut device_ev) = client_with_will(&server, "tx-will", "alice", &write, Some(will));
     assert!(connected(&mut device_ev).await);
     // Dropped without a DISCONNECT: the broker sees the connection lost.
     drop(device);
@@ -353,20 +359,11 @@ async fn a_lost_devices_retained_will_reaches_its_users_subscribers_only() {
         .subscribe("emon/tx3/#", QoS::AtMostOnce)
         .await
         .expect("subscribe");
-    let got = wait_for(&mut ev, Duration::from_secs(10), |e| match e {
-        Event::Incoming(Packet::Publish(p)) => {
-            Some((p.topic.clone(), p.retain, p.payload.to_vec()))
-        }
-        _ => None,
-    })
-    .await
-    .expect("the will, retained");
+    let got = next_publish(&mut ev, Duration::from_secs(10))
+        .await
+        .expect("the will, retained");
     assert_eq!(got, ("emon/tx3/status".into(), true, b"offline".to_vec()));
-    let leak = wait_for(&mut bob_ev, Duration::from_millis(500), |e| match e {
-        Event::Incoming(Packet::Publish(p)) => Some(p.topic.clone()),
-        _ => None,
-    })
-    .await;
+    let leak = next_publish(&mut bob_ev, Duration::from_millis(500)).await;
     assert_eq!(leak, None);
 }
 
