@@ -70,8 +70,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use crate::huge_vec::HugeVec;
-
 /// Slots per level-1 block.
 pub const BLOCK: u64 = 32;
 /// The least time between two saves of one feed's levels while it is being written.
@@ -111,17 +109,11 @@ impl Cell {
 /// collecting the rounding error of each addition to `hi` (Knuth's two-sum). Read at a slot
 /// ([`Levels::total_at`]), `lo` also holds the part of the slot's block before it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-#[repr(C)]
 pub struct Total {
     hi: f64,
     lo: f64,
     count: u64,
 }
-
-// SAFETY: three 8-byte numbers in C layout: no padding, and any bytes are some value of each.
-unsafe impl bytemuck::Zeroable for Total {}
-// SAFETY: as above; `Total` is `Copy` and holds no pointers.
-unsafe impl bytemuck::Pod for Total {}
 
 impl Total {
     fn plus(self, c: Cell) -> Total {
@@ -151,8 +143,7 @@ pub struct Levels {
     /// entry more than there are summed blocks (none before the first). A block's own sum and
     /// count are the difference of the totals around it ([`Levels::cell`]), not kept apart:
     /// that took 16 bytes a block more, two fifths of the memory of graphed feeds' levels.
-    /// In huge pages once large (`huge_vec`): read at a thousand places per graph.
-    totals: HugeVec<Total>,
+    totals: Vec<Total>,
     /// The blocks whose sum is not finite, in order, with their sums.
     odd: Vec<(u64, f64)>,
     /// Level-1 blocks written since they were summed.

@@ -10,7 +10,6 @@ pub mod engine;
 pub mod error;
 pub mod fixed;
 pub mod huge_pages;
-pub mod huge_vec;
 pub mod levels;
 pub mod metrics;
 pub mod prefetch;
