@@ -45,9 +45,16 @@
 //! of ynni's either finds the user unheard under that lock (and replaces what is held) or sees
 //! the mark; either way it goes into the same buffer after them.
 //!
-//! The SUBSCRIBE then goes on the client's own link. Its notice is queued after the notice of
-//! the hand-over, and when the router handles that one it takes the held messages from the
-//! outputs buffer, so it has stored them before the SUBSCRIBE.
+//! The SUBSCRIBE then goes on the client's own link, but only once the router has stored the
+//! held messages. Queueing its notice after the hand-over's is not enough: a packet the client
+//! sent just before (Home Assistant's birth message) left a notice of its own earlier in the
+//! queue, and at that notice the router takes the client's whole buffer, the SUBSCRIBE
+//! included, so it would answer the subscription before it stored what was held (and then
+//! deliver those values twice, live and retained). So the hand-over ends with a PINGREQ on the
+//! outputs link, which the router answers after the packets before it; the drain of that
+//! link counts the answers ([`Audience::drain`]), and the SUBSCRIBE waits for its own (at most
+//! [`HANDOVER_WAIT`]: a router that slow is answered late, not refused). Only an account's
+//! first subscription, with something held, waits.
 //!
 //! Wills go through the outputs link too, and a retained one replaces what is held on its
 //! topic when it is sent: it is the newer. A client's own retained message on a topic
@@ -55,31 +62,81 @@
 //! client's link. Only there can the two kinds still pass each other: a client publishing
 //! retained messages on a topic ynni publishes to (`ynni/feed/<id>`) while ynni does, which
 //! no device or Home Assistant does.
+//!
+//! A message dropped here is dropped whole: rumqttd's router clears a topic's retained value
+//! on any empty message, retained or not, but an empty message that is not retained, for a
+//! user nobody hears or on a topic no filter of the user's matches, now never reaches it, and
+//! MQTT clears a retained value only with an empty retained message.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use rumqttd::local::LinkTx;
-use rumqttd::protocol::{Packet, Publish};
+use rumqttd::Notification;
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::protocol::{Packet, PingReq, Publish};
+use tokio::sync::watch;
 
 use crate::BrokerError;
+
+/// The longest a first SUBSCRIBE waits for the router to have stored what was held.
+const HANDOVER_WAIT: Duration = Duration::from_secs(2);
 
 /// The users the broker has seen, each with its mark and what waits for it, and the link
 /// everything ynni publishes goes through.
 pub(crate) struct Audience {
     users: Mutex<HashMap<i64, Arc<User>>>,
-    outputs: Arc<Mutex<LinkTx>>,
+    outputs: Arc<Mutex<Outputs>>,
+    /// How many of the outputs link's PINGREQs the router has answered.
+    pongs: watch::Sender<u64>,
+}
+
+/// The broker's own link, and how many PINGREQs were sent on it (under the same lock, so that
+/// each hand-over's ping has its number in the order the router answers them).
+struct Outputs {
+    link: LinkTx,
+    pings: u64,
 }
 
 impl Audience {
-    /// `outputs`: the broker's own link for what ynni publishes.
+    /// `outputs`: the broker's own link for what ynni publishes; its receiving side must be
+    /// given to [`Audience::drain`].
     pub(crate) fn new(outputs: LinkTx) -> Self {
         Self {
             users: Mutex::default(),
-            outputs: Arc::new(Mutex::new(outputs)),
+            outputs: Arc::new(Mutex::new(Outputs {
+                link: outputs,
+                pings: 0,
+            })),
+            pongs: watch::Sender::new(0),
+        }
+    }
+
+    /// Reads everything the router sends the outputs link, so that it never waits on it,
+    /// counting its answers to the hand-overs' pings; ends when the router is gone.
+    pub(crate) fn drain(&self, mut rx: LinkRx) -> impl Future<Output = ()> + Send + 'static {
+        let pongs = self.pongs.clone();
+        async move {
+            loop {
+                match rx.next().await {
+                    Ok(Some(Notification::Unschedule)) => {
+                        if rx.wake().await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Some(n)) => {
+                        if let Some(Packet::PingResp(_)) = Option::<Packet>::from(n) {
+                            pongs.send_modify(|n| *n += 1);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+            }
         }
     }
 
@@ -89,6 +146,7 @@ impl Audience {
         Heard {
             user,
             outputs: self.outputs.clone(),
+            pongs: self.pongs.subscribe(),
         }
     }
 }
@@ -98,7 +156,8 @@ impl Audience {
 #[derive(Clone)]
 pub(crate) struct Heard {
     user: Arc<User>,
-    outputs: Arc<Mutex<LinkTx>>,
+    outputs: Arc<Mutex<Outputs>>,
+    pongs: watch::Receiver<u64>,
 }
 
 /// Distinct filters remembered per user; past it, every message of the user is routed.
@@ -230,31 +289,51 @@ impl Heard {
                 known.add(f);
             }
         }
+        let mut handed = None;
         if !self.is_heard() {
             let mut held = lock(&self.user.held);
             if !self.is_heard() {
-                // Copies, not taken out: should the hand-over fail, nothing is lost (a retry
-                // may then send some twice, which a retained store absorbs).
-                if held.len() as u64 > crate::ROUTER_BATCH {
-                    tracing::warn!(
-                        held = held.len(),
-                        answered = crate::ROUTER_BATCH,
-                        "MQTT: more retained values than a subscription is answered with; the router drops the rest"
-                    );
+                if !held.is_empty() {
+                    handed = Some(self.hand_over(&held)?);
                 }
-                let packets = held
-                    .iter()
-                    .map(|(topic, payload)| retained(topic.clone(), payload.clone()))
-                    .collect();
-                send_all(&mut lock(&self.outputs), packets)?;
                 *held = HashMap::new();
                 self.user.heard.store(true, Ordering::Release);
+            }
+        }
+        if let Some(ping) = handed {
+            let mut pongs = self.pongs.clone();
+            let answered = pongs.wait_for(|&n| n >= ping);
+            if tokio::time::timeout(HANDOVER_WAIT, answered).await.is_err() {
+                tracing::debug!("MQTT: the router took long to store held values; subscribing");
             }
         }
         link.send(subscribe)
             .await
             .map(drop)
             .map_err(|e| BrokerError::Link(e.to_string()))
+    }
+
+    /// Sends what was `held` to the router as retained messages, then a PINGREQ; returns that
+    /// ping's number.
+    fn hand_over(&self, held: &HashMap<Bytes, Bytes>) -> Result<u64, BrokerError> {
+        if held.len() as u64 > crate::ROUTER_BATCH {
+            tracing::warn!(
+                held = held.len(),
+                answered = crate::ROUTER_BATCH,
+                "MQTT: more retained values than a subscription is answered with; the router drops the rest"
+            );
+        }
+        // Copies, not taken out: should the hand-over fail, nothing is lost (a retry may then
+        // send some twice, which a retained store absorbs).
+        let mut packets: Vec<Packet> = held
+            .iter()
+            .map(|(topic, payload)| retained(topic.clone(), payload.clone()))
+            .collect();
+        packets.push(Packet::PingReq(PingReq));
+        let mut outputs = lock(&self.outputs);
+        send_all(&mut outputs.link, packets)?;
+        outputs.pings += 1;
+        Ok(outputs.pings)
     }
 
     /// ynni's own message (QoS 0). A retained one goes to the router if the user is heard,
@@ -268,7 +347,7 @@ impl Heard {
     ) -> Result<(), BrokerError> {
         let send = |topic, payload| {
             let packet = Packet::Publish(Publish::new(topic, payload, retain), None);
-            send_all(&mut lock(&self.outputs), vec![packet])
+            send_all(&mut lock(&self.outputs).link, vec![packet])
         };
         if self.is_heard() {
             return send(topic, payload);
@@ -297,7 +376,7 @@ impl Heard {
             held.remove(&topic);
         }
         let packet = Packet::Publish(Publish::new(topic, payload, retain), None);
-        send_all(&mut lock(&self.outputs), vec![packet])
+        send_all(&mut lock(&self.outputs).link, vec![packet])
     }
 
     /// A client of the user is publishing a retained message on `topic` (inside the
@@ -328,7 +407,7 @@ mod tests {
         let tx = Router::new(
             0,
             RouterConfig {
-                max_connections: 16,
+                max_connections: 64,
                 max_outgoing_packet_count: crate::ROUTER_BATCH,
                 max_segment_size: 1 << 20,
                 max_segment_count: 10,
@@ -347,10 +426,14 @@ mod tests {
         }
     }
 
-    /// An audience publishing through its own link of `links`' router.
-    fn audience(links: &impl Fn(&str) -> (LinkTx, LinkRx)) -> (Audience, LinkRx) {
+    /// An audience publishing through its own link of `links`' router, drained as the broker
+    /// drains it.
+    fn audience(links: &impl Fn(&str) -> (LinkTx, LinkRx)) -> Audience {
         let (outputs, rx) = links("ynni-outputs");
-        (Audience::new(outputs), rx)
+        let audience = Audience::new(outputs);
+        let drain = audience.drain(rx);
+        std::thread::spawn(move || block_on(drain));
+        audience
     }
 
     fn subscribe(filter: &str) -> Packet {
@@ -374,7 +457,11 @@ mod tests {
     /// retained): a retained message sent in answer to a SUBSCRIBE keeps its flag, one
     /// forwarded live does not.
     fn delivered(rx: &mut LinkRx) -> Vec<(String, String, bool)> {
-        let deadline = Instant::now() + Duration::from_millis(400);
+        delivered_by(rx, Instant::now() + Duration::from_millis(400))
+    }
+
+    /// [`delivered`] until `deadline`.
+    fn delivered_by(rx: &mut LinkRx, deadline: Instant) -> Vec<(String, String, bool)> {
         let mut got = Vec::new();
         // `Ok(None)`: a notice found the buffer already emptied; more may follow.
         while let Ok(n) = rx.recv_deadline(deadline) {
@@ -411,6 +498,7 @@ mod tests {
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .expect("runtime")
             .block_on(f)
@@ -521,7 +609,7 @@ mod tests {
     #[test]
     fn a_heard_users_messages_may_be_heard_only_on_its_filters_until_there_are_too_many() {
         let links = router();
-        let (audience, _out) = audience(&links);
+        let audience = audience(&links);
         let alice = audience.of(1);
         let filters = |f: &[&str]| f.iter().map(|f| f.to_string()).collect::<Vec<_>>();
         // Unheard: nothing.
@@ -551,7 +639,7 @@ mod tests {
     #[test]
     fn a_subscription_marks_every_connection_of_its_user_and_no_other() {
         let links = router();
-        let (audience, _out) = audience(&links);
+        let audience = audience(&links);
         let (a1, a2, b) = (audience.of(1), audience.of(1), audience.of(2));
         assert!(!a1.is_heard() && !a2.is_heard() && !b.is_heard());
         let (mut tx, _rx) = links("1.a");
@@ -566,7 +654,7 @@ mod tests {
     fn held_values_reach_the_first_subscriber_retained_latest_per_topic_then_values_go_straight_on()
     {
         let links = router();
-        let (audience, _out) = audience(&links);
+        let audience = audience(&links);
         let (alice, bob) = (audience.of(1), audience.of(2));
         for (user, topic, value) in [
             (&alice, "u/1/ynni/feed/1", "1"),
@@ -621,7 +709,7 @@ mod tests {
     #[test]
     fn a_clients_own_retained_message_replaces_what_ynni_held_on_its_topic() {
         let links = router();
-        let (audience, _out) = audience(&links);
+        let audience = audience(&links);
         let alice = audience.of(1);
         for topic in ["u/1/ynni/feed/1", "u/1/ynni/feed/2"] {
             alice.publish(b(topic), b("old"), true).expect("held");
@@ -648,7 +736,7 @@ mod tests {
     #[test]
     fn a_retained_will_replaces_what_ynni_held_on_its_topic() {
         let links = router();
-        let (audience, _out) = audience(&links);
+        let audience = audience(&links);
         let alice = audience.of(1);
         alice
             .publish(b("u/1/ynni/feed/1"), b("old"), true)
@@ -666,10 +754,50 @@ mod tests {
         });
     }
 
+    /// A client that publishes and then subscribes at once (Home Assistant's birth message,
+    /// say) has a notice of its own waiting in the router's queue when its SUBSCRIBE is put on
+    /// its link, and the router takes the SUBSCRIBE with the packet before it. What was held
+    /// must still be stored first, so that it answers the subscription retained.
+    #[test]
+    fn held_values_are_stored_before_a_subscribe_that_follows_the_clients_own_packets() {
+        let links = router();
+        let audience = audience(&links);
+        let users: Vec<i64> = (1..=40).collect();
+        let mut subscribed = Vec::new();
+        block_on(async {
+            for &id in &users {
+                let user = audience.of(id);
+                let topic = format!("u/{id}/ynni/feed/1");
+                user.publish(b(&topic), b("held"), true).expect("held");
+                let (mut tx, rx) = links(&format!("{id}.ha"));
+                for k in 0..20 {
+                    let birth = format!("u/{id}/status/{k}");
+                    tx.send(Packet::Publish(
+                        Publish::new(b(&birth), b("online"), false),
+                        None,
+                    ))
+                    .await
+                    .expect("birth");
+                }
+                user.subscribe(&mut tx, subscribe(&format!("u/{id}/ynni/#")), &[])
+                    .await
+                    .expect("subscribe");
+                subscribed.push((tx, rx, topic));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_millis(400);
+        for (_tx, mut rx, topic) in subscribed {
+            assert_eq!(
+                delivered_by(&mut rx, deadline),
+                vec![got(&topic, "held", true)]
+            );
+        }
+    }
+
     #[test]
     fn thousands_of_held_values_reach_a_subscriber_of_them_all() {
         let links = router();
-        let (audience, _out) = audience(&links);
+        let audience = audience(&links);
         let alice = audience.of(1);
         // More values than the router's queue has room for notices (1,000), and than it
         // answered a subscription with before [`crate::ROUTER_BATCH`] (200).

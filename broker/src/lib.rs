@@ -379,8 +379,8 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
     // order they are sent ([`audience`] says why one link). Its receiving side is drained so
     // the router never waits on it.
     let (out_tx, out_rx, _) = links("ynni-outputs", true).map_err(BrokerError::Link)?;
-    tokio::spawn(drain(out_rx));
     let audience = Arc::new(audience::Audience::new(out_tx));
+    tokio::spawn(audience.drain(out_rx));
     let (wills, mut will_queue) = mpsc::channel::<Will>(1024);
     tokio::spawn(async move {
         while let Some(w) = will_queue.recv().await {
@@ -456,21 +456,6 @@ fn local_addr(l: &tokio::net::TcpListener, asked: SocketAddr) -> Result<SocketAd
         addr: asked,
         source,
     })
-}
-
-/// Reads a link the broker only publishes on, so the router never parks it.
-async fn drain(mut rx: LinkRx) {
-    loop {
-        match rx.next().await {
-            Ok(Some(Notification::Unschedule)) => {
-                if rx.wake().await.is_err() {
-                    break;
-                }
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
 }
 
 /// One accepted socket, from its transport handshake to its end.
