@@ -287,13 +287,8 @@ impl Wal {
         // Always append to a fresh segment starting at `next_lsn`: LSNs stay consecutive within
         // every file, and an old file is never reopened for writing.
         let active = segment_path(dir, next_lsn);
-        let file = if active.exists() {
-            let f = OpenOptions::new()
-                .append(true)
-                .open(&active)
-                .map_err(io_err("opening", &active))?;
-            let len = f.metadata().map_err(io_err("reading", &active))?.len();
-            if len > MAGIC.len() as u64 {
+        if let Ok(meta) = fs::metadata(&active) {
+            if meta.len() > MAGIC.len() as u64 {
                 // The segment named for `next_lsn` holds records only if the log ends there;
                 // then they were counted above and `next_lsn` would be past them.
                 return Err(StorageError::CorruptWal {
@@ -301,10 +296,15 @@ impl Wal {
                     reason: "active segment already holds records".into(),
                 });
             }
-            f
-        } else {
-            new_segment(dir, next_lsn)?
-        };
+            // Only a header: the last writer's newest segment, with nothing in it yet. That
+            // writer may be a former owner of the log, past its lease but still holding the
+            // file open (a paused node): whatever it appends must not land among this
+            // writer's records, so the file is replaced, not shared. Its descriptor keeps the
+            // old file, which nothing reads.
+            fs::remove_file(&active).map_err(io_err("replacing", &active))?;
+            sync_dir(dir)?;
+        }
+        let file = new_segment(dir, next_lsn)?;
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             dir: dir.to_path_buf(),
@@ -571,6 +571,11 @@ impl Writer {
             self.path = segment_path(&self.dir, self.next_lsn);
             self.file_len = MAGIC.len() as u64;
         }
+        // Making a segment takes two syncs (longer still on a shared filesystem): the lease
+        // may have ended meanwhile.
+        if self.fenced() {
+            return Err(StorageError::Fenced);
+        }
         let first = self.next_lsn;
         let size: usize = batch.iter().map(|(p, _)| HEADER + p.len()).sum();
         let mut buf = Vec::with_capacity(size);
@@ -746,6 +751,30 @@ mod tests {
         let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
         assert_eq!(payloads, [&[0u8][..], &[1], &[2], b"new"]);
         assert_eq!(last.first_new_lsn(), 4);
+    }
+
+    /// A former owner whose newest segment has no record yet when the next owner opens the
+    /// log (an idle vshard, or one just rotated) appends to that file: the next owner's
+    /// records are not in it.
+    #[test]
+    fn a_former_writers_empty_segment_is_replaced_not_shared() {
+        let big = WalConfig {
+            commit_window: Duration::ZERO,
+            segment_bytes: 1 << 20,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = Wal::open(dir.path(), 0, big).expect("open");
+        let new = Wal::open(dir.path(), 0, big).expect("take over");
+        assert_eq!(new.first_new_lsn(), 0);
+        old.append(b"stale".to_vec()).expect("stale append");
+        assert_eq!(new.append(b"mine".to_vec()).expect("append"), 0);
+        assert_eq!(new.append(b"mine too".to_vec()).expect("append"), 1);
+        drop((old, new));
+        let again = Wal::open(dir.path(), 0, big).expect("reopen");
+        let got = records(&again, 0);
+        let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
+        assert_eq!(payloads, [&b"mine"[..], b"mine too"]);
+        assert_eq!(again.first_new_lsn(), 2);
     }
 
     #[test]
