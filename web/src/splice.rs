@@ -447,10 +447,21 @@ fn first_head(buf: &[u8]) -> Head {
         Ok(httparse::Status::Partial) => return Head::Incomplete,
         Err(_) => return Head::Unusable,
     }
-    if !keeps_alive(&req) {
+    // Another node's connection (its forwarding pool) is served here whatever key it carries:
+    // handing it on by the caller's apikey could send it back to the node that opened it, or
+    // to any node but the one that node chose, and its pool would keep that connection.
+    if !keeps_alive(&req) || is_from_a_node(&req) {
         return Head::Unusable;
     }
     routing_key(&req).map_or(Head::Unusable, Head::Key)
+}
+
+/// Whether the request says it was forwarded by another node (true or not: a client that
+/// claims it only keeps its connection here).
+fn is_from_a_node(req: &httparse::Request<'_, '_>) -> bool {
+    req.headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case(crate::forward::FORWARDED))
 }
 
 /// Whether the client means to send more requests on the connection.
@@ -897,6 +908,10 @@ mod tests {
             format!("GET /x?devicekey={KEY} HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\n\r\n"),
             format!("GET /x?share=abc HTTP/1.1\r\nAuthorization: Bearer {KEY}\r\n\r\n"),
             "\u{1}\u{2} not http\r\n\r\n".to_string(),
+            // Another node's forwarding connection: it chose this node already.
+            format!(
+                "GET /feed/data.json?id=1&apikey={KEY} HTTP/1.1\r\nX-Ynni-Forwarded: s\r\n\r\n"
+            ),
         ] {
             assert_eq!(first_head(head.as_bytes()), Head::Unusable, "{head}");
         }
