@@ -489,3 +489,86 @@ async fn upload_export_trim_set_multiple_and_myip() {
     let r = get(&c, &url("/myip/get.json?x=1", &read)).await.json();
     assert_eq!(r["ip"], "127.0.0.1");
 }
+
+/// Clearing an accumulating feed starts it again from nothing. The clear checkpoints first;
+/// after a kill before the next flush, the posts since are processed again from that
+/// checkpoint, and must count from nothing too, not from the total the feed had before.
+#[tokio::test]
+async fn a_cleared_kwh_feed_counts_from_nothing_after_a_kill() {
+    let keep = tempfile::tempdir().expect("tempdir");
+    let data = keep.path().join("data");
+    let server = Server::builder().data_dir(&data).start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let url = |server: &Server, path: &str, key: &str| server.url(&format!("{path}&apikey={key}"));
+    let post = |server: &Server, t: i64, p: f64| {
+        url(
+            server,
+            &format!("/input/post?node=house&json=%7Bpower%3A{p}%7D&time={t}"),
+            &write,
+        )
+    };
+    assert_eq!(get(&c, &post(&server, T0, 3600.0)).await.body, "ok");
+    let input = get(&c, &url(&server, "/input/list.json?x=1", &read))
+        .await
+        .json()[0]["id"]
+        .as_str()
+        .expect("input id")
+        .to_string();
+    let made = get(
+        &c,
+        &url(
+            &server,
+            "/feed/create.json?tag=t&name=kwh&engine=5&options=%7B%22interval%22%3A10%7D",
+            &write,
+        ),
+    )
+    .await
+    .json();
+    let feed = made["feedid"].as_i64().expect("feed id");
+    let list = format!(r#"[{{"fn":"process__power_to_kwh","args":["{feed}"]}}]"#);
+    let set = url(
+        &server,
+        &format!("/input/process/set?inputid={input}"),
+        &write,
+    );
+    let r = post_form(&c, &set, &[("processlist", &list)]).await;
+    assert_eq!(r.json()["success"], true, "{}", r.body);
+    // 3,600 W for 10 s at a time: 0.01 kWh each after the first.
+    for i in 1..=10 {
+        assert_eq!(
+            get(&c, &post(&server, T0 + 10 * i, 3600.0)).await.body,
+            "ok"
+        );
+    }
+    let value = |server: &Server| {
+        let u = url(server, &format!("/feed/value.json?id={feed}"), &read);
+        let c = c.clone();
+        async move { get(&c, &u).await.json().as_f64().expect("a value") }
+    };
+    let before = value(&server).await;
+    assert!(before > 0.05, "{before}");
+    // Bob may not clear it.
+    let clear = |key: &str| url(&server, &format!("/feed/clear.json?id={feed}"), key);
+    get(&c, &clear(&bob_write)).await;
+    assert_eq!(value(&server).await, before, "bob cleared it");
+    let cleared = get(&c, &clear(&write)).await.json();
+    assert_eq!(cleared["success"], true, "{cleared}");
+    for i in 11..=13 {
+        assert_eq!(
+            get(&c, &post(&server, T0 + 10 * i, 3600.0)).await.body,
+            "ok"
+        );
+    }
+    let live = value(&server).await;
+    assert!(live < 0.05, "counts from nothing after the clear: {live}");
+
+    drop(server); // SIGKILL before the next flush: the posts since the clear are in the WAL.
+    let server = Server::builder().data_dir(&data).start();
+    let replayed = value(&server).await;
+    assert!(
+        (replayed - live).abs() < 1e-9,
+        "after the kill {replayed}, before it {live}"
+    );
+}

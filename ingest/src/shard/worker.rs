@@ -611,13 +611,11 @@ impl Worker {
                 FeedAnswer::Value(query::value_at(self.store.feed(id)?, time)?)
             }
             FeedOp::Delete { id } => {
-                self.store.delete(id, &self.core.state.encode())?;
-                self.core.state.feed_last.remove(&id);
+                self.without_feed_last(id, |store, state| store.delete(id, state))?;
                 FeedAnswer::Done
             }
             FeedOp::Clear { id } => {
-                self.store.clear(id, &self.core.state.encode())?;
-                self.core.state.feed_last.remove(&id);
+                self.without_feed_last(id, |store, state| store.clear(id, state))?;
                 FeedAnswer::Done
             }
             FeedOp::Virtual { userid, list, req } => {
@@ -656,6 +654,27 @@ impl Worker {
             }
         }
         Ok(FeedAnswer::Done)
+    }
+
+    /// Runs `op` (a clear or delete of feed `id`, which checkpoints `state` first) with the
+    /// feed's last value already gone from the state it checkpoints: a replay after a crash
+    /// must start the emptied feed where the live shard did, not from its old last value (an
+    /// accumulating feed would carry on from its old total). Should `op` fail, the last value
+    /// comes back (a checkpoint without it is harmless: a missing last value is read from
+    /// the feed itself).
+    fn without_feed_last(
+        &mut self,
+        id: u32,
+        op: impl FnOnce(&mut FeedStore, &[u8]) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let last = self.core.state.feed_last.remove(&id);
+        let done = op(&mut self.store, &self.core.state.encode());
+        if done.is_err()
+            && let Some(last) = last
+        {
+            self.core.state.feed_last.insert(id, last);
+        }
+        done
     }
 
     fn virtual_data(
