@@ -94,6 +94,9 @@ pub struct FixedFeed {
     /// `&self`, so they sit behind a lock that only this feed's owner ever takes.
     levels: Mutex<Levels>,
     levels_path: PathBuf,
+    /// Whether dropping the feed may save its levels: not once its store's lease has ended,
+    /// when another node may be writing the feed ([`FixedFeed::stop_saving_levels`]).
+    save_levels_on_close: bool,
 }
 
 /// The `.meta` file of feed `id` in `dir`.
@@ -160,6 +163,7 @@ impl FixedFeed {
             huge_done: AtomicU64::new(0),
             levels: Mutex::new(Levels::default()),
             levels_path,
+            save_levels_on_close: true,
         })
     }
 
@@ -216,6 +220,7 @@ impl FixedFeed {
             // Loaded on the first averaged read, not here: a store opens every feed it writes.
             levels: Mutex::new(Levels::default()),
             levels_path,
+            save_levels_on_close: true,
             meta_path: meta,
             dat_path: dat,
             interval,
@@ -689,6 +694,13 @@ impl FixedFeed {
             write_meta(&self.meta_path, self.interval, self.start_time)?;
             self.meta_dirty = false;
         }
+        if !self.overwrites.is_empty() {
+            // The levels' file describes the slots before these overwrites, and a `.dat`
+            // rewritten in place keeps its length, and its time too when the clock's tick is
+            // coarse: it is removed, and written again once the levels are current.
+            self.levels_mut().forget_file();
+            remove_if_present(&self.levels_path)?;
+        }
         if !self.overwrites.is_empty() || !self.tail.is_empty() {
             let f = OpenOptions::new()
                 .write(true)
@@ -729,6 +741,13 @@ impl FixedFeed {
         }
         self.save_levels(false);
         Ok(true)
+    }
+
+    /// Dropping the feed will not save its levels. For a store whose lease has ended: another
+    /// node may have written the feed since, and a file saved now would carry this node's
+    /// older sums under that node's `.dat` length and time, so it would be believed.
+    pub fn stop_saving_levels(&mut self) {
+        self.save_levels_on_close = false;
     }
 
     /// Forgets the averaged levels and their file (the slots moved or went).
@@ -839,7 +858,9 @@ impl Drop for FixedFeed {
     /// A store closing saves what its feeds' levels learned, so the next start need not
     /// rebuild them.
     fn drop(&mut self) {
-        self.save_levels(true);
+        if self.save_levels_on_close {
+            self.save_levels(true);
+        }
     }
 }
 

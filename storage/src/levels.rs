@@ -192,7 +192,8 @@ impl Levels {
             return None;
         }
         let blocks = usize::try_from(u64_at(32)).ok()?;
-        let entries = bytes.get(HEADER_LEN..HEADER_LEN + blocks.checked_mul(ENTRY_LEN)?)?;
+        let entries =
+            bytes.get(HEADER_LEN..HEADER_LEN.checked_add(blocks.checked_mul(ENTRY_LEN)?)?)?;
         if crc32fast::hash(entries) != u32_at(40) || (blocks as u64) * BLOCK * 4 > len {
             return None;
         }
@@ -254,6 +255,15 @@ impl Levels {
             return Ok(());
         }
         self.save(path, dat)
+    }
+
+    /// The levels' file no longer describes the feed (it is being removed): the levels are
+    /// saved again when next due.
+    pub fn forget_file(&mut self) {
+        self.file_stamp = None;
+        if self.built {
+            self.unsaved = true;
+        }
     }
 
     /// Whether a flush should save the levels now.

@@ -601,6 +601,20 @@ impl FeedStore {
     }
 }
 
+impl Drop for FeedStore {
+    /// A store whose lease has ended leaves the feeds' files to the next owner, their levels'
+    /// files included (a feed dropped otherwise saves its levels).
+    fn drop(&mut self) {
+        if self.fenced().is_err() {
+            for feed in self.feeds.values_mut() {
+                if let Feed::Fixed(f) = feed {
+                    f.stop_saving_levels();
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -678,6 +692,64 @@ mod tests {
         // Only what was written while allowed is in the log.
         let mut store = dirs.open();
         assert_eq!(fixed_values(&mut store, 1), vec![1.0]);
+    }
+
+    /// A store whose lease ended (a paused node) is dropped after the next owner rewrote a
+    /// block its levels had summed: it leaves the next owner's levels file alone.
+    #[test]
+    fn a_fenced_store_leaves_the_levels_file_to_the_next_owner() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let sum = |store: &mut FeedStore| match store.feed(1).expect("feed") {
+            Feed::Fixed(f) => f.sum_windows(&[(0, 256)]).expect("sum")[0],
+            Feed::Variable(_) => panic!("fixed expected"),
+        };
+        let dirs = Dirs::new();
+        let mut old = dirs.open();
+        old.create_fixed(1, 10).expect("create");
+        let points: Vec<Point> = (0..256).map(|i| pt(1, T0 + 10 * i, 1.0)).collect();
+        old.write(&points).expect("write");
+        old.flush(b"s").expect("flush");
+        let allowed = Arc::new(AtomicBool::new(true));
+        let a = allowed.clone();
+        old.set_guard(Arc::new(move || a.load(Ordering::SeqCst)));
+        assert_eq!(sum(&mut old), (256.0, 256), "levels built");
+        allowed.store(false, Ordering::SeqCst);
+        let mut next = dirs.open();
+        next.write(&[pt(1, T0 + 50, 100.0)]).expect("write");
+        next.flush(b"s").expect("flush");
+        assert_eq!(sum(&mut next), (355.0, 256));
+        drop(next);
+        drop(old);
+        assert_eq!(sum(&mut dirs.open()), (355.0, 256));
+    }
+
+    /// A slot rewritten in place keeps the `.dat` length, and within one tick of a coarse
+    /// clock its time too: the levels file saved before must not be believed after.
+    #[test]
+    fn an_overwrite_removes_the_levels_file_it_makes_stale() {
+        let sum = |store: &mut FeedStore| match store.feed(1).expect("feed") {
+            Feed::Fixed(f) => f.sum_windows(&[(0, 256)]).expect("sum")[0],
+            Feed::Variable(_) => panic!("fixed expected"),
+        };
+        let dirs = Dirs::new();
+        let mut store = dirs.open();
+        store.create_fixed(1, 10).expect("create");
+        let points: Vec<Point> = (0..256).map(|i| pt(1, T0 + 10 * i, 1.0)).collect();
+        store.write(&points).expect("write");
+        store.flush(b"s").expect("flush");
+        assert_eq!(sum(&mut store), (256.0, 256));
+        drop(store);
+        let levels = crate::levels::levels_path(&dirs.0.path().join("phpfina"), 1);
+        assert!(levels.exists(), "saved on close");
+        let mut store = dirs.open();
+        store.write(&[pt(1, T0 + 50, 100.0)]).expect("write");
+        store.flush(b"s").expect("flush");
+        assert!(
+            !levels.exists(),
+            "stale: removed with the overwrite's flush"
+        );
+        assert_eq!(sum(&mut store), (355.0, 256));
     }
 
     #[test]
