@@ -29,7 +29,12 @@
 //! is checked; a record that is cut short or fails its checksum at the end of the **last**
 //! segment is a torn write from a crash and is cut off with a warning. The same damage in an
 //! earlier segment, among the records before the next segment's first, means acknowledged
-//! records were lost and is reported as an error.
+//! records were lost and is reported as an error. Damage in the last segment with whole
+//! records after it is not a torn write (a crash tears only the last group, and a group's
+//! later records reach the disk before its earlier ones only rarely): the segment is copied
+//! aside as `<first lsn>.wal.damaged-<unix time>` before it is cut, and the records that
+//! cannot be replayed are reported as an error, so that nothing acknowledged is destroyed
+//! unseen while the shard still starts.
 //! [`Wal::trim`] deletes whole segments whose records are all older than a checkpoint.
 //!
 //! A segment's records end where the next segment begins. A writer only ever starts a segment
@@ -216,6 +221,59 @@ fn scan(bytes: &[u8], first_lsn: Lsn) -> Scan {
     }
 }
 
+/// The whole records after the damage at `from` that continue the log past `expect`: how
+/// many, and the first and last of their LSNs. A record counts if its checksum holds and its
+/// LSN lies ahead of `expect`; the search tries every byte, checking the cheap fields first.
+fn records_after(bytes: &[u8], from: usize, expect: Lsn) -> Option<(u64, Lsn, Lsn)> {
+    let whole_at = |off: usize| -> Option<(Lsn, usize)> {
+        let head = bytes.get(off..off.checked_add(HEADER)?)?;
+        let len = u32::from_le_bytes(head[..4].try_into().ok()?) as usize;
+        let lsn = u64::from_le_bytes(head[4..12].try_into().ok()?);
+        let crc = u32::from_le_bytes(head[12..16].try_into().ok()?);
+        if len > MAX_RECORD || lsn < expect || lsn - expect > 1 << 32 {
+            return None;
+        }
+        let payload = bytes.get(off + HEADER..(off + HEADER).checked_add(len)?)?;
+        let mut h = crc32fast::Hasher::new();
+        h.update(&head[4..12]);
+        h.update(payload);
+        (h.finalize() == crc).then_some((lsn, off + HEADER + len))
+    };
+    let (first, mut off) = (from + 1..bytes.len()).find_map(whole_at)?;
+    let (mut count, mut last) = (1, first);
+    while let Some((lsn, next)) = whole_at(off).filter(|&(lsn, _)| lsn == last + 1) {
+        (count, last, off) = (count + 1, lsn, next);
+    }
+    Some((count, first, last))
+}
+
+/// Copies the last segment aside before its damage (at `valid_len`, where record `expect`
+/// should have been) is cut off, if whole records follow the damage (see the module docs),
+/// and reports them.
+fn keep_damage_aside(path: &Path, bytes: &[u8], valid_len: u64, expect: Lsn) -> Result<()> {
+    let Some((count, from, to)) = records_after(bytes, valid_len as usize, expect) else {
+        return Ok(());
+    };
+    let when = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".damaged-{when}"));
+    let aside = PathBuf::from(aside);
+    fs::write(&aside, bytes).map_err(io_err("copying aside", &aside))?;
+    tracing::error!(
+        segment = %path.display(),
+        copy = %aside.display(),
+        records = count,
+        from,
+        to,
+        missing_from = expect,
+        "write-ahead log damaged before its end: whole records follow the damage and cannot be \
+         replayed; the segment was copied aside before the damage was cut off"
+    );
+    Ok(())
+}
+
 impl Wal {
     /// Opens (creating if needed) the log in `dir`, cutting off a torn tail, and starts its
     /// writer thread. New records get LSNs from `max(end of log, min_next_lsn)`, so numbers
@@ -257,6 +315,12 @@ impl Wal {
                         reason: damage,
                     });
                 }
+                keep_damage_aside(
+                    &seg.path,
+                    &bytes,
+                    s.valid_len,
+                    seg.first_lsn + s.records.len() as u64,
+                )?;
                 // A file shorter than its header grows back to one: nothing of it is cut.
                 let cut_bytes =
                     (bytes.len() as u64).saturating_sub(s.valid_len.max(MAGIC.len() as u64));
@@ -826,6 +890,66 @@ mod tests {
             }
             other => panic!("expected corruption error, got {:?}", other.map(|_| ())),
         }
+    }
+
+    /// A flipped bit in the middle of the last segment is not a torn write: the log still
+    /// opens (from the records before it), but the segment is kept aside, whole, first.
+    #[test]
+    fn damage_with_whole_records_after_it_is_kept_aside_before_the_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let wal = Wal::open(dir.path(), 0, WalConfig::default()).expect("open");
+            for i in 0..10u8 {
+                wal.append(vec![i; 10]).expect("append");
+            }
+        }
+        let seg = list_segments(dir.path()).expect("list").remove(0).path;
+        let mut bytes = fs::read(&seg).expect("read");
+        // The payload of record 3.
+        let at = MAGIC.len() + 3 * (HEADER + 10) + HEADER + 2;
+        bytes[at] ^= 0x10;
+        fs::write(&seg, &bytes).expect("write");
+        assert_eq!(
+            records_after(&bytes, MAGIC.len() + 3 * (HEADER + 10), 3),
+            Some((6, 4, 9))
+        );
+        let wal = Wal::open(dir.path(), 0, WalConfig::default()).expect("reopen");
+        assert_eq!(records(&wal, 0).len(), 3);
+        drop(wal);
+        let kept: Vec<_> = fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".wal.damaged-"))
+            .collect();
+        assert_eq!(kept.len(), 1, "one copy aside");
+        assert_eq!(fs::read(kept[0].path()).expect("read"), bytes);
+        // A plain torn tail is cut without a copy.
+        let len = fs::metadata(&seg).expect("meta").len();
+        {
+            let wal = Wal::open(dir.path(), 0, WalConfig::default()).expect("open");
+            wal.append(vec![7; 10]).expect("append");
+        }
+        let last = list_segments(dir.path())
+            .expect("list")
+            .pop()
+            .expect("a segment")
+            .path;
+        let tail = fs::metadata(&last).expect("meta").len();
+        OpenOptions::new()
+            .write(true)
+            .open(&last)
+            .expect("open")
+            .set_len(tail - 3)
+            .expect("cut");
+        Wal::open(dir.path(), 0, WalConfig::default()).expect("reopen");
+        let copies = fs::read_dir(dir.path())
+            .expect("list")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().contains(".damaged-"))
+            })
+            .count();
+        assert_eq!(copies, 1, "no copy for a torn tail ({len} bytes before)");
     }
 
     type Group = Vec<(Vec<u8>, tokio::sync::oneshot::Sender<Result<Lsn>>)>;
