@@ -304,6 +304,9 @@ pub struct Worker {
     /// The usage counts as last written to the catalog, and when.
     usage_sent: std::collections::BTreeMap<(i64, i64), ynni_core::catalog::Handled>,
     usage_at: std::time::Instant,
+    /// Users whose process lists (or time zone) changed while the checkpoint that must come
+    /// first could not be written: their lists are reloaded once one is.
+    reloads_waiting: Vec<i64>,
 }
 
 impl Worker {
@@ -356,6 +359,7 @@ impl Worker {
             replayed_at_start,
             usage_sent: std::collections::BTreeMap::new(),
             usage_at: std::time::Instant::now(),
+            reloads_waiting: Vec::new(),
         })
     }
 
@@ -437,22 +441,36 @@ impl Worker {
     pub(super) fn begin(&mut self, jobs: Vec<Job>) -> Begun {
         let mut submissions = Vec::new();
         let mut others = Vec::new();
+        let mut reloads = std::mem::take(&mut self.reloads_waiting);
         for job in jobs {
             match job {
                 Job::Ingest(s, reply) => submissions.push((s, reply)),
-                Job::Reload(userid) => {
-                    // Checkpoint first: a replay must never run records logged under the
-                    // old lists (or time zone) with the new ones. (A worker whose lease has
-                    // ended writes nothing; its next owner loads the lists afresh.)
-                    if self.may_write()
-                        && let Err(e) = self.store.flush(&self.core.state.encode())
-                    {
-                        tracing::error!(shard = self.n, error = %e, "flush before reload failed");
+                Job::Reload(userid) => reloads.push(userid),
+                other => others.push(other),
+            }
+        }
+        if !reloads.is_empty() {
+            // Checkpoint first: a replay must never run records logged under the old lists
+            // (or time zone) with the new ones, so until one is written the old lists stay.
+            // (A worker whose lease has ended writes nothing; its next owner loads the lists
+            // afresh.)
+            let checkpointed = !self.may_write()
+                || match self.store.flush(&self.core.state.encode()) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::error!(shard = self.n, error = %e, users = ?reloads, "flush before reloading process lists failed; the lists are reloaded once one succeeds");
+                        false
                     }
-                    // Before this group's submissions, so they run the new lists.
+                };
+            if checkpointed {
+                // Before this group's submissions, so they run the new lists.
+                for userid in reloads {
                     self.core.users.remove(&userid);
                 }
-                other => others.push(other),
+            } else {
+                reloads.sort_unstable();
+                reloads.dedup();
+                self.reloads_waiting = reloads;
             }
         }
         self.submissions += submissions.len() as u64;
@@ -1676,6 +1694,42 @@ mod tests {
             last.values().copied().collect::<Vec<_>>(),
             vec![(T, Some(1.0))]
         );
+    }
+
+    /// New process lists replace a user's old ones only after a checkpoint: until one can be
+    /// written, the old lists stay (a replay would otherwise run records logged under them
+    /// with the new ones).
+    #[test]
+    fn process_lists_are_reloaded_only_after_a_checkpoint() {
+        let rig = Rig::new();
+        let sub = || Submission {
+            userid: rig.userid,
+            batches: vec![Decoded {
+                time: T,
+                node: "a".into(),
+                values: vec![("x".into(), Some(1.0))],
+            }],
+            http: true,
+        };
+        let mut w = rig.open();
+        submit(&mut w, sub()).expect("stored");
+        assert!(w.core.users.contains_key(&rig.userid), "lists loaded");
+        drop(w.begin(vec![Job::Reload(rig.userid)]));
+        assert!(!w.core.users.contains_key(&rig.userid), "reloaded");
+        assert!(w.reloads_waiting.is_empty());
+        drop(w);
+
+        let mut w = rig.open();
+        submit(&mut w, sub()).expect("stored");
+        w.store.poison();
+        drop(w.begin(vec![Job::Reload(rig.userid), Job::Reload(rig.userid)]));
+        assert!(
+            w.core.users.contains_key(&rig.userid),
+            "no checkpoint: the old lists stay"
+        );
+        assert_eq!(w.reloads_waiting, vec![rig.userid]);
+        drop(w.begin(Vec::new()));
+        assert_eq!(w.reloads_waiting, vec![rig.userid], "tried again, kept");
     }
 
     /// A small deterministic generator (splitmix64), so a failure reproduces.
