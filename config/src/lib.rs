@@ -187,7 +187,8 @@ pub struct ClusterSettings {
     pub node_id: String,
     /// `host:port` where the other nodes reach this one.
     pub advertise: String,
-    /// Authenticates calls between nodes; the same on every node, at least 16 characters.
+    /// Authenticates calls between nodes; the same on every node, at least 16 characters of
+    /// printable ASCII (spaces only inside).
     pub secret: String,
     /// Optional Redis (`redis://…`): web logins and registrations counted once for every node.
     #[serde(default)]
@@ -646,6 +647,19 @@ impl ClusterSettings {
         if self.secret.chars().count() < 16 {
             return bad("cluster.secret", "must be at least 16 characters");
         }
+        // Nodes send it in a header: other characters could not be sent, and a header's value
+        // loses the spaces around it on the way, so no node would recognise another's calls.
+        if !self
+            .secret
+            .chars()
+            .all(|c| c == ' ' || c.is_ascii_graphic())
+            || self.secret.trim() != self.secret
+        {
+            return bad(
+                "cluster.secret",
+                "must be printable ASCII, without spaces at either end",
+            );
+        }
         if let Some(r) = &self.redis
             && !(r.starts_with("redis://") || r.starts_with("rediss://"))
         {
@@ -752,6 +766,9 @@ mod tests {
             ("node_id = \"n1\"", "node_id = \"n 1\"", "cluster.node_id"),
             ("10.0.0.1:8090", "10.0.0.1", "cluster.advertise"),
             ("0123456789abcdef", "short", "cluster.secret"),
+            ("0123456789abcdef", " 0123456789abcdef", "cluster.secret"),
+            ("0123456789abcdef", "0123456789abcdef\\t", "cluster.secret"),
+            ("0123456789abcdef", "0123456789abcdéf", "cluster.secret"),
             ("secret", "lease_ms = 10\nsecret", "cluster.lease_ms"),
             ("secret", "redis = \"http://r\"\nsecret", "cluster.redis"),
         ] {

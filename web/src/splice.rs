@@ -255,7 +255,7 @@ impl Splicer {
                 break i;
             }
             if buf.len() >= PREAMBLE_MAX || !read_more(socket, &mut buf, deadline).await {
-                tracing::warn!(%peer, "a handed-over connection without a whole preamble; closed");
+                tracing::debug!(%peer, "a handed-over connection without a whole preamble; closed");
                 return Opening::Finished;
             }
         };
@@ -287,7 +287,11 @@ impl Splicer {
                 }
             }
             None => {
-                tracing::warn!(%peer, "a connection claimed to be handed over without the cluster's secret; closed");
+                if warn_now() {
+                    tracing::warn!(%peer, "a connection claimed to be handed over without the cluster's secret (more such are logged at debug level for a minute); closed");
+                } else {
+                    tracing::debug!(%peer, "a connection claimed to be handed over without the cluster's secret; closed");
+                }
                 Opening::Finished
             }
         }
@@ -385,6 +389,26 @@ enum Handover {
     /// Nothing of the client's was sent (no owner reached, or none that acknowledged): the
     /// connection can still be served here.
     NotConnected,
+}
+
+/// Whether a warning that anybody can cause (a connection claiming to be handed over) may be
+/// logged now: at most once a minute, so that such connections cannot flood the log while a
+/// node with the wrong secret is still seen.
+fn warn_now() -> bool {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    now >= last.saturating_add(60)
+        && LAST
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
 }
 
 /// Copies client → owner and owner → client. The owner closing ends the connection; the
