@@ -91,6 +91,53 @@ async fn the_session_refuses_cross_site_requests_and_apikeys_do_not_care() {
     assert_eq!(list.json(), serde_json::json!([]), "nothing was created");
     let r = crate::harness::send(client.get(&url).header("sec-fetch-site", "same-origin")).await;
     assert_eq!(r.json()["success"], true, "{r:?}");
+    // A link to a write, followed from one of this site's pages (a public dashboard's text),
+    // from a mail (no site), or fetched as an image: the session reads, but does not write.
+    let id = r.json()["feedid"].as_i64().expect("feed id");
+    let publish = server.url(&format!(
+        "/feed/set.json?id={id}&fields=%7B%22public%22%3A1%7D"
+    ));
+    let public =
+        || async { get(&client, &server.url("/feed/list.json")).await.json()[0]["public"].clone() };
+    let private = public().await;
+    for (site, mode) in [
+        ("same-origin", "navigate"),
+        ("none", "navigate"),
+        ("same-origin", "no-cors"),
+    ] {
+        let r = crate::harness::send(
+            client
+                .get(&publish)
+                .header("sec-fetch-site", site)
+                .header("sec-fetch-mode", mode),
+        )
+        .await;
+        assert_ne!(r.json()["success"], true, "{site} {mode}: {r:?}");
+        assert_eq!(public().await, private, "{site} {mode}: made public");
+    }
+    // Reading by following a link is fine.
+    let r = crate::harness::send(
+        client
+            .get(server.url("/feed/list.json"))
+            .header("sec-fetch-site", "none")
+            .header("sec-fetch-mode", "navigate"),
+    )
+    .await;
+    assert_eq!(r.json()[0]["id"], id.to_string(), "{r:?}");
+    // The pages' own fetch writes.
+    let r = crate::harness::send(
+        client
+            .get(&publish)
+            .header("sec-fetch-site", "same-origin")
+            .header("sec-fetch-mode", "cors"),
+    )
+    .await;
+    assert_eq!(r.json()["success"], true, "{r:?}");
+    assert_ne!(
+        public().await,
+        private,
+        "made public by the page's own request"
+    );
     // A key in the request is the caller's own intent, from anywhere (Node-RED, dashboards).
     let r = crate::harness::send(
         script()

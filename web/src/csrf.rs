@@ -5,6 +5,13 @@
 //! `same-origin`/`none`, or an `Origin` that is not this host. Scripts (curl, emonhub, cookie
 //! jars) send neither header and are unaffected; apikey requests are not checked, as a key in
 //! the request proves intent.
+//!
+//! That leaves requests the browser makes for a page of this site without its scripts asking:
+//! a link followed (in a public dashboard, in a mail, the address a login goes on to), an
+//! image or a frame. Browsers mark them same-origin (or `none`), and a `SameSite=Strict`
+//! cookie goes with them; and emoncms's API takes writes over GET. So a session request
+//! whose `Sec-Fetch-Mode` is anything but a script's (`cors`, `same-origin`) reads and never
+//! writes ([`scripted`]): ynni's pages write only with `fetch`.
 
 use axum::http::{HeaderMap, header};
 
@@ -27,6 +34,17 @@ pub fn cross_site(headers: &HeaderMap) -> bool {
     origin == "null" || origin_host != host
 }
 
+/// False when the browser made the request without a script asking for it (a navigation, an
+/// image, a frame): such a request may read with the session but not write. Scripts that send
+/// no fetch metadata count as scripted.
+pub fn scripted(headers: &HeaderMap) -> bool {
+    match headers.get("sec-fetch-mode").map(|v| v.to_str()) {
+        None => true,
+        Some(Ok(mode)) => matches!(mode, "cors" | "same-origin"),
+        Some(Err(_)) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +64,16 @@ mod tests {
         assert!(!cross_site(&h(&[("sec-fetch-site", "none")])));
         assert!(cross_site(&h(&[("sec-fetch-site", "cross-site")])));
         assert!(cross_site(&h(&[("sec-fetch-site", "same-site")])));
+    }
+
+    #[test]
+    fn only_scripts_requests_may_write_with_the_session() {
+        assert!(scripted(&h(&[])), "curl, emonhub");
+        assert!(scripted(&h(&[("sec-fetch-mode", "cors")])), "fetch");
+        assert!(scripted(&h(&[("sec-fetch-mode", "same-origin")])));
+        for mode in ["navigate", "no-cors", "websocket", "nested-navigate"] {
+            assert!(!scripted(&h(&[("sec-fetch-mode", mode)])), "{mode}");
+        }
     }
 
     #[test]

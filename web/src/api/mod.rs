@@ -113,7 +113,7 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
         return Ok(axum::response::Redirect::to(page).into_response());
     }
     // A share link reads its feeds as their owner and nothing else; no other key counts.
-    let caller = if let Some(token) = params.get("share") {
+    let mut caller = if let Some(token) = params.get("share") {
         let shared = share::open(state, token).await?.ok_or_else(|| {
             ApiError::Text(
                 StatusCode::UNAUTHORIZED,
@@ -136,6 +136,13 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
             StatusCode::FORBIDDEN,
             crate::csrf::REFUSED.into(),
         ));
+    }
+    // A link followed, an image or a frame: with the session it reads, never writes.
+    if let Some(c) = caller.as_mut()
+        && !c.via_apikey
+        && !crate::csrf::scripted(&parts.headers)
+    {
+        c.write = false;
     }
     if caller.as_ref().is_some_and(|c| c.device_node.is_some())
         && !(route.controller == "input" && matches!(route.action.as_str(), "post" | "bulk"))
