@@ -25,7 +25,8 @@ use rumqttd::Notification;
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{
     ConnAck, ConnAckProperties, DisconnectReasonCode, Packet, PingResp, Protocol, PubAck,
-    PubAckReason, PubComp, PubCompReason, PubRec, PubRecReason, Publish, QoS,
+    PubAckReason, PubComp, PubCompReason, PubRec, PubRecReason, Publish, QoS, SubAck, Subscribe,
+    SubscribeReasonCode,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -40,6 +41,16 @@ use crate::{Access, Done, Handled, Inbound, Shared, Will};
 
 /// Publishes waiting for their acknowledgement before reading stops (backpressure).
 const MAX_PENDING: usize = 1024;
+/// The most filters one SUBSCRIBE may carry, and the longest filter: every new filter makes
+/// the router, one thread for all accounts, look through its retained messages and topics.
+const MAX_SUBSCRIBE_FILTERS: usize = 256;
+const MAX_FILTER_LEN: usize = 1024;
+/// The longest MQTT 5 will delay honoured; a longer one is cut to it (each delayed will is a
+/// task and its message, held after the connection is gone).
+const MAX_WILL_DELAY: u32 = 3600;
+/// Forwarded messages gathered into one write stop at this many bytes; a buffer grown larger
+/// than it by one big message is let go after its write rather than kept for the connection.
+const OUT_BATCH_BYTES: usize = 64 << 10;
 /// The idle limit of a client that asked for no keep-alive.
 const IDLE_WITHOUT_KEEPALIVE: Duration = Duration::from_secs(3600);
 /// A write that takes longer than this means the client stopped reading.
@@ -183,7 +194,11 @@ pub(crate) async fn run(
         End::Clean | End::Revoked => None,
     };
     let Some((will, props)) = will else { return };
-    let delay = props.as_ref().and_then(|p| p.delay_interval).unwrap_or(0);
+    let delay = props
+        .as_ref()
+        .and_then(|p| p.delay_interval)
+        .unwrap_or(0)
+        .min(MAX_WILL_DELAY);
     let will = Will {
         topic: will.topic,
         payload: will.message,
@@ -372,6 +387,19 @@ impl Session {
                 self.write(Packet::PubComp(comp, None)).await
             }
             Packet::Subscribe(mut subscribe, props) => {
+                if let Some(why) = self.refusal(&subscribe) {
+                    tracing::debug!(peer = %self.peer, reason = ?why, "MQTT SUBSCRIBE refused");
+                    let code = if self.codec.is_v5() {
+                        why
+                    } else {
+                        SubscribeReasonCode::Failure
+                    };
+                    let ack = SubAck {
+                        pkid: subscribe.pkid,
+                        return_codes: vec![code; subscribe.filters.len()],
+                    };
+                    return self.write(Packet::SubAck(ack, None)).await;
+                }
                 let filters: Vec<String> =
                     subscribe.filters.iter().map(|f| f.path.clone()).collect();
                 for f in &mut subscribe.filters {
@@ -409,6 +437,35 @@ impl Session {
                 packet_name(&other)
             ))),
         }
+    }
+
+    /// Why a SUBSCRIBE is refused whole, if it is: a device key only posts; too many or too
+    /// long filters; a shared subscription in a session kept after the connection (rumqttd's
+    /// router cannot end such a session while a message it sent the group is unacknowledged:
+    /// its thread, every account's, would stop).
+    fn refusal(&self, subscribe: &Subscribe) -> Option<SubscribeReasonCode> {
+        if matches!(self.accepted.access, Access::Device { .. }) {
+            return Some(SubscribeReasonCode::NotAuthorized);
+        }
+        if subscribe.filters.len() > MAX_SUBSCRIBE_FILTERS {
+            return Some(SubscribeReasonCode::QuotaExceeded);
+        }
+        if subscribe
+            .filters
+            .iter()
+            .any(|f| f.path.len() > MAX_FILTER_LEN)
+        {
+            return Some(SubscribeReasonCode::TopicFilterInvalid);
+        }
+        if !self.accepted.connect.clean_session
+            && subscribe
+                .filters
+                .iter()
+                .any(|f| f.path.starts_with("$share/"))
+        {
+            return Some(SubscribeReasonCode::SharedSubscriptionsNotSupported);
+        }
+        None
     }
 
     async fn publish(
@@ -594,7 +651,7 @@ impl Session {
                     batch += 1;
                 }
             }
-            if batch < 256 {
+            if batch < 256 && self.out.len() < OUT_BATCH_BYTES {
                 next = link_rx.next().now_or_never().and_then(|r| r.ok().flatten());
             }
         }
@@ -606,7 +663,11 @@ impl Session {
             return Ok(());
         }
         let result = tokio::time::timeout(WRITE_TIMEOUT, self.io.write_all(&self.out)).await;
-        self.out.clear();
+        if self.out.capacity() > OUT_BATCH_BYTES {
+            self.out = BytesMut::new();
+        } else {
+            self.out.clear();
+        }
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(End::Lost(e.to_string())),

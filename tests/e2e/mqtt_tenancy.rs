@@ -549,3 +549,70 @@ async fn messages_sent_before_anyone_listens_keep_only_what_is_retained() {
         "bob sees nothing of alice's"
     );
 }
+
+/// The SUBACK codes of the next SUBSCRIBE answered.
+async fn suback(ev: &mut EventLoop) -> Vec<rumqttc::SubscribeReasonCode> {
+    wait_for(ev, Duration::from_secs(10), |e| match e {
+        Event::Incoming(Packet::SubAck(a)) => Some(a.return_codes.clone()),
+        _ => None,
+    })
+    .await
+    .expect("a SUBACK")
+}
+
+/// SUBSCRIBEs the broker refuses whole, with failure codes, leaving the connection usable: a
+/// device key's (it only posts), a shared subscription in a session kept after the connection
+/// (rumqttd's router stops, for every account, when such a session ends with a message to its
+/// group unacknowledged), and more or longer filters than one SUBSCRIBE may carry.
+#[tokio::test]
+async fn subscriptions_past_what_the_broker_allows_are_refused_with_a_code() {
+    use rumqttc::SubscribeReasonCode::{Failure, Success};
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_session, _device_id, device_key) = alice_device(&server).await;
+
+    let (d, mut d_ev) = client(&server, "dev", "alice", &device_key, true);
+    assert!(connack(&mut d_ev).await.is_some());
+    d.subscribe("#", QoS::AtMostOnce).await.expect("subscribe");
+    assert_eq!(suback(&mut d_ev).await, vec![Failure], "a device key");
+    publish_acked(&d, &mut d_ev, "emon/tx1/power", "5").await;
+    assert_eq!(
+        input_value(&server, &read, "tx1", "power").await,
+        Some(json!(5))
+    );
+
+    let (p, mut p_ev) = client(&server, "kept", "alice", &write, false);
+    assert!(connack(&mut p_ev).await.is_some());
+    p.subscribe("$share/g/emon/#", QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    assert_eq!(
+        suback(&mut p_ev).await,
+        vec![Failure],
+        "shared, kept session"
+    );
+    p.subscribe("emon/#", QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    assert_eq!(suback(&mut p_ev).await, vec![Success(QoS::AtLeastOnce)]);
+
+    let (c, mut ev) = client(&server, "many", "alice", &write, true);
+    assert!(connack(&mut ev).await.is_some());
+    let many: Vec<rumqttc::SubscribeFilter> = (0..257)
+        .map(|i| rumqttc::SubscribeFilter::new(format!("n/{i}"), QoS::AtMostOnce))
+        .collect();
+    c.subscribe_many(many).await.expect("subscribe");
+    assert_eq!(suback(&mut ev).await, vec![Failure; 257], "257 filters");
+    c.subscribe("x".repeat(1025), QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    assert_eq!(suback(&mut ev).await, vec![Failure], "a 1,025-byte filter");
+    c.subscribe("$share/g/emon/#", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    assert_eq!(
+        suback(&mut ev).await,
+        vec![Success(QoS::AtMostOnce)],
+        "shared, clean session"
+    );
+}
