@@ -308,10 +308,13 @@ impl FixedFeed {
                 continue;
             }
             let padding = pos as i64 - last_pos - 1;
-            if padding as u64 > MAX_PADDING {
+            // emoncms's limit is per point; here it holds for the whole write too, or a post of
+            // a few dozen points each a limit apart would grow the feed by gigabytes.
+            let added = appends.len() as u64 + padding as u64;
+            if padding as u64 > MAX_PADDING || added > MAX_PADDING {
                 return Err(StorageError::PaddingLimit {
                     id: self.id,
-                    padding: padding as u64,
+                    padding: added,
                     limit: MAX_PADDING,
                 });
             }
@@ -1066,6 +1069,24 @@ mod tests {
         let edge = T0 + 10 * (MAX_PADDING as i64 + 1);
         f.write(&[(edge, Some(3.0))], false).expect("at limit");
         assert_eq!(f.npoints(), MAX_PADDING + 2);
+    }
+
+    /// Points each within the limit of the one before still cannot grow one write past it:
+    /// two dozen points a limit apart would be gigabytes.
+    #[test]
+    fn one_write_grows_a_feed_by_the_padding_limit_at_most() {
+        let (_d, mut f) = feed(10);
+        f.write(&[(T0, Some(1.0))], false).expect("write");
+        let step = 10 * (MAX_PADDING as i64 / 2);
+        let hops: Vec<(i64, Option<f64>)> =
+            (1..=3).map(|k| (T0 + k * step, Some(k as f64))).collect();
+        let e = f.write(&hops, false).expect_err("three half-limits");
+        assert!(matches!(e, StorageError::PaddingLimit { .. }), "{e}");
+        assert_eq!(f.npoints(), 1, "nothing of it appended");
+        f.write(&hops[..1], false).expect("one half-limit");
+        f.write(&hops[1..2], false)
+            .expect("another, in a write of its own");
+        assert_eq!(f.npoints(), 1 + 2 * MAX_PADDING / 2);
     }
 
     #[test]
