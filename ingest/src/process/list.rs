@@ -7,6 +7,11 @@ use super::catalog::{ArgType, Context, lookup};
 use super::parsed::ProcessList;
 use crate::decode::numbers::php_numeric;
 
+/// The most steps a list may have. emoncms sets no limit, but each step runs for every value
+/// an input is given, and a virtual feed's list for every point of a graph, on the shard's
+/// thread (every account of the shard waits): real lists have a few steps, a few dozen at most.
+pub const MAX_STEPS: usize = 128;
+
 /// One step as stored: a key (numeric id or `module__function`) and its arguments, unchecked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawStep {
@@ -72,6 +77,9 @@ pub enum ListError {
     NotNumeric,
     #[error("Invalid characters in arg")]
     InvalidText,
+    /// ynni's own limit ([`MAX_STEPS`]).
+    #[error("Too many processes in the list: at most 128")]
+    TooLong,
 }
 
 fn text_ok(s: &str) -> bool {
@@ -109,6 +117,9 @@ pub fn from_json(json: &str, ctx: Context, owner: &dyn Ownership) -> Result<Stri
         Json::Object(m) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
         _ => return Err(ListError::NotArray),
     };
+    if steps.len() > MAX_STEPS {
+        return Err(ListError::TooLong);
+    }
     let mut stored = Vec::with_capacity(steps.len());
     for (i, step) in steps {
         let key = match step.get("fn") {
@@ -174,6 +185,28 @@ mod tests {
         fn owns_input(&self, id: &str) -> bool {
             id == "3"
         }
+    }
+
+    #[test]
+    fn a_list_longer_than_ynni_runs_is_refused_and_a_stored_one_cut() {
+        struct All;
+        impl Ownership for All {
+            fn owns_feed(&self, _: &str) -> bool {
+                true
+            }
+            fn owns_input(&self, _: &str) -> bool {
+                true
+            }
+        }
+        let step = r#"{"fn":"process__scale","args":["2"]}"#;
+        let list = |n: usize| format!("[{}]", vec![step; n].join(","));
+        assert!(from_json(&list(MAX_STEPS), Context::Input, &All).is_ok());
+        assert_eq!(
+            from_json(&list(MAX_STEPS + 1), Context::Input, &All),
+            Err(ListError::TooLong)
+        );
+        let stored = vec!["2:2"; MAX_STEPS + 5].join(",");
+        assert_eq!(ProcessList::parse(&stored).steps().len(), MAX_STEPS);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! it); this is its in-memory form.
 
 use super::catalog::{ArgType, Context, ProcessDef, lookup};
-use super::list::{RawStep, parse_stored};
+use super::list::{MAX_STEPS, RawStep, parse_stored};
 use super::typed::Process;
 
 /// One step of a list.
@@ -62,9 +62,18 @@ pub struct ProcessList {
 
 impl ProcessList {
     /// Parses a stored list (`1:5,2:0.1`). Nothing is refused: unknown keys and odd arguments
-    /// are kept as a run treats them.
+    /// are kept as a run treats them. Steps past [`MAX_STEPS`] (only a list stored by other
+    /// means than ynni's API, which refuses it) are not run.
     pub fn parse(stored: &str) -> Self {
-        let raw = parse_stored(stored);
+        let mut raw = parse_stored(stored);
+        if raw.len() > MAX_STEPS {
+            tracing::warn!(
+                steps = raw.len(),
+                kept = MAX_STEPS,
+                "a stored process list is longer than ynni runs; its last steps are left out"
+            );
+            raw.truncate(MAX_STEPS);
+        }
         let feed_args = raw.iter().filter_map(plain_feed_arg).collect();
         let steps = raw.into_iter().map(Step::parse).collect();
         Self { steps, feed_args }
