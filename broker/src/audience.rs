@@ -160,6 +160,13 @@ pub(crate) struct Heard {
     pongs: watch::Receiver<u64>,
 }
 
+/// The most topics a user's clients may keep a retained message on in the router, and the
+/// most bytes (topics and payloads) of those messages; past them a retained message is
+/// delivered as a live one and not kept. ynni's own retained messages (one per feed and
+/// discovery topic) do not count.
+pub(crate) const MAX_CLIENT_RETAINED: usize = 1_000;
+const MAX_CLIENT_RETAINED_BYTES: usize = 4 << 20;
+
 /// Distinct filters remembered per user; past it, every message of the user is routed.
 pub(crate) const MAX_FILTERS: usize = 256;
 /// The most bytes of filters remembered per user, and the longest filter remembered: a
@@ -175,6 +182,14 @@ struct User {
     /// it while nobody heard the user (an empty one withdraws the topic, and is handed over
     /// like any other). Bounded by the user's feeds and discovery topics.
     held: Mutex<HashMap<Bytes, Bytes>>,
+    /// The user's clients' retained messages in the router: topic → bytes it takes.
+    client_retained: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    sizes: HashMap<Bytes, usize>,
+    bytes: usize,
 }
 
 /// The filters a user's clients subscribed to, as they sent them (a shared subscription's
@@ -379,12 +394,34 @@ impl Heard {
         send_all(&mut lock(&self.outputs).link, vec![packet])
     }
 
-    /// A client of the user is publishing a retained message on `topic` (inside the
-    /// namespace): nothing of ynni's older than it may reach the router after it.
-    pub(crate) fn client_retained(&self, topic: &[u8]) {
+    /// A client of the user is publishing a retained message of `payload_len` bytes on
+    /// `topic` (inside the namespace): nothing of ynni's older than it may reach the router
+    /// after it. Returns whether the router may keep it: false past the user's limits
+    /// ([`MAX_CLIENT_RETAINED`]), when it is to be delivered as a live message instead. An
+    /// empty payload clears the topic and is always kept.
+    pub(crate) fn client_retained(&self, topic: &[u8], payload_len: usize) -> bool {
         if !self.is_heard() {
             lock(&self.user.held).remove(topic);
         }
+        let mut kept = lock(&self.user.client_retained);
+        let old = kept.sizes.get(topic).copied();
+        if payload_len == 0 {
+            if let Some(old) = old {
+                kept.sizes.remove(topic);
+                kept.bytes -= old;
+            }
+            return true;
+        }
+        let size = topic.len() + payload_len;
+        let bytes = kept.bytes - old.unwrap_or(0) + size;
+        if (old.is_none() && kept.sizes.len() >= MAX_CLIENT_RETAINED)
+            || bytes > MAX_CLIENT_RETAINED_BYTES
+        {
+            return false;
+        }
+        kept.sizes.insert(Bytes::copy_from_slice(topic), size);
+        kept.bytes = bytes;
+        true
     }
 
     /// How many retained messages wait for the user to be heard.
@@ -716,7 +753,7 @@ mod tests {
         }
         block_on(async {
             // The client's message goes to the router itself (as the session sends it).
-            alice.client_retained(b"u/1/ynni/feed/1");
+            assert!(alice.client_retained(b"u/1/ynni/feed/1", 4));
             let (mut device, _device_rx) = links("1.device");
             device
                 .send(retained(b("u/1/ynni/feed/1"), b("mine")))
@@ -792,6 +829,35 @@ mod tests {
                 vec![got(&topic, "held", true)]
             );
         }
+    }
+
+    #[test]
+    fn clients_keep_retained_messages_up_to_their_users_limits() {
+        let links = router();
+        let audience = audience(&links);
+        let (alice, bob) = (audience.of(1), audience.of(2));
+        for i in 0..MAX_CLIENT_RETAINED {
+            assert!(alice.client_retained(format!("u/1/t/{i}").as_bytes(), 10));
+        }
+        assert!(
+            !alice.client_retained(b"u/1/t/one-more", 10),
+            "a topic too many"
+        );
+        assert!(
+            alice.client_retained(b"u/1/t/7", 20),
+            "a kept topic's new value"
+        );
+        assert!(alice.client_retained(b"u/1/t/7", 0), "cleared");
+        assert!(alice.client_retained(b"u/1/t/one-more", 10), "room again");
+        assert!(
+            bob.client_retained(b"u/2/t/0", 10),
+            "another user's own limits"
+        );
+        assert!(
+            !bob.client_retained(b"u/2/big", MAX_CLIENT_RETAINED_BYTES),
+            "too many bytes"
+        );
+        assert!(bob.client_retained(b"u/2/big", MAX_CLIENT_RETAINED_BYTES / 2));
     }
 
     #[test]

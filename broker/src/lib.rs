@@ -66,6 +66,16 @@ pub const MAX_PACKET: usize = 256 << 10;
 /// retained messages (the router's window of unacknowledged deliveries, a constant of
 /// rumqttd's).
 pub(crate) const ROUTER_BATCH: u64 = 2_000;
+
+/// The router keeps, for each filter anybody subscribed to, a log of the messages it matched,
+/// which it lets go only a whole segment at a time, once it holds this many segments of this
+/// size: memory that stays taken whether or not anybody still reads. rumqttd's example sizes
+/// (ten of 100 MiB) let each filter of every heard account grow to 1 GiB (a home's
+/// `ynni/feed/#` at three values a second reaches it in about forty days). Four of 1 MiB hold
+/// some 40,000 feed values per filter: a subscriber further behind than that (offline with a
+/// kept session, or not reading) misses the oldest, as from any broker with bounded memory.
+const FILTER_LOG_SEGMENT: usize = 1 << 20;
+const FILTER_LOG_SEGMENTS: usize = 4;
 /// How long a client has to finish its TLS or websocket handshake and send CONNECT.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -357,8 +367,8 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
             // Above the broker's own limit: the router never refuses silently.
             max_connections: max_connections + 16,
             max_outgoing_packet_count: ROUTER_BATCH,
-            max_segment_size: 100 << 20,
-            max_segment_count: 10,
+            max_segment_size: FILTER_LOG_SEGMENT,
+            max_segment_count: FILTER_LOG_SEGMENTS,
             custom_segment: None,
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
