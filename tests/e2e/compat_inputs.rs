@@ -591,6 +591,22 @@ async fn input_description_setters() {
             r#"{"success":false,"results":[{"success":false,"message":"Invalid input id"}]}"#
         )
     );
+    // ynni's own bound: one catalog statement per item, so at most 1,000 items a request.
+    let many = format!(
+        "[{}]",
+        vec![r#"{"id":1,"description":"x"}"#; 1001].join(",")
+    );
+    let got = post_form(&c, &w("/input/set-descriptions.json"), &[("inputs", &many)]).await;
+    assert_eq!(
+        got.json(),
+        json!({"success": false, "message": "Too many items in one request: at most 1000"})
+    );
+    let many = format!("[{}]", vec![r#"{"id":1,"tag":"x"}"#; 1001].join(","));
+    let got = post_form(&c, &w("/feed/set-multiple.json"), &[("feeds", &many)]).await;
+    assert_eq!(
+        got.json(),
+        json!({"success": false, "message": "Too many items in one request: at most 1000"})
+    );
 }
 
 #[tokio::test]

@@ -156,6 +156,9 @@ pub async fn set_descriptions(call: &Call<'_>) -> ApiResult {
     if items.is_empty() {
         return Err(ApiError::fail("Invalid input data"));
     }
+    if items.len() > crate::api::MAX_ITEMS {
+        return Err(ApiError::fail(crate::api::TOO_MANY_ITEMS));
+    }
     let rows = inputs(call, userid).await?;
     let mut results = Map::new();
     let mut any = false;

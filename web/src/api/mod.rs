@@ -32,6 +32,12 @@ use crate::params::Params;
 use crate::route::{self, Format, Route};
 use crate::state::AppState;
 
+/// The most items one request that changes several at once (`input/set-descriptions`,
+/// `feed/set-multiple`) may carry: each is its own catalog statement, run while others wait
+/// for the catalog. emoncms sets no limit; a whole account's inputs or feeds fit.
+pub const MAX_ITEMS: usize = 1_000;
+pub const TOO_MANY_ITEMS: &str = "Too many items in one request: at most 1000";
+
 /// A request body must have arrived this long after its headers: the listener's header deadline
 /// does not cover the body, and a client trickling one would hold its connection (one of a
 /// capped number) and this task for as long as it liked.

@@ -40,6 +40,9 @@ pub(super) async fn set_multiple(call: &Call<'_>) -> ApiResult {
     else {
         return Err(ApiError::fail("Invalid feeds parameter"));
     };
+    if items.len() > crate::api::MAX_ITEMS {
+        return Err(ApiError::fail(crate::api::TOO_MANY_ITEMS));
+    }
     let mut results = Map::new();
     let mut any = false;
     for item in &items {
