@@ -831,6 +831,13 @@ impl FixedFeed {
     /// to a slot and, past the first slot, moved back one, so the last slot a client already
     /// holds is sent again.
     pub fn export(&mut self, offset: u64) -> Result<Vec<u8>> {
+        let span = self.export_span(offset)?;
+        span.read()
+    }
+
+    /// Where [`FixedFeed::export`]'s bytes are, once the feed is flushed: for a caller that
+    /// sends them on a piece at a time instead of holding them all.
+    pub fn export_span(&mut self, offset: u64) -> Result<crate::store::FileSpan> {
         if self.is_dirty() {
             self.flush()?;
         }
@@ -838,8 +845,12 @@ impl FixedFeed {
         if off >= 4 {
             off -= 4;
         }
-        let disk = self.disk_bytes()?;
-        Ok(disk.get(off as usize..).unwrap_or(&[]).to_vec())
+        let len = self.disk_npoints * 4;
+        Ok(crate::store::FileSpan {
+            path: self.dat_path.clone(),
+            from: off.min(len),
+            len: len.saturating_sub(off),
+        })
     }
 
     /// Removes the feed's files.

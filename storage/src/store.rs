@@ -583,9 +583,14 @@ impl FeedStore {
 
     /// The feed's data file from a byte offset (emoncms's `export`; see the engines).
     pub fn export(&mut self, id: u32, offset: u64) -> Result<Vec<u8>> {
+        self.export_span(id, offset)?.read()
+    }
+
+    /// Where [`FeedStore::export`]'s bytes are, once the feed is flushed.
+    pub fn export_span(&mut self, id: u32, offset: u64) -> Result<FileSpan> {
         match self.feed(id)? {
-            Feed::Fixed(f) => f.export(offset),
-            Feed::Variable(f) => f.export(offset),
+            Feed::Fixed(f) => f.export_span(offset),
+            Feed::Variable(f) => f.export_span(offset),
         }
     }
 
@@ -598,6 +603,39 @@ impl FeedStore {
             Some(Feed::Variable(f)) => f.delete(),
             None => Err(StorageError::NoSuchFeed { id }),
         }
+    }
+}
+
+/// `len` bytes of the file at `path` from byte `from`: a feed's data as it was when the span
+/// was taken. Data files only grow at their end between flushes, so reading the span later
+/// gives those bytes, unless the feed is cleared, trimmed or deleted meanwhile (the read then
+/// ends short).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpan {
+    pub path: PathBuf,
+    pub from: u64,
+    pub len: u64,
+}
+
+impl FileSpan {
+    /// The span's bytes, all at once (for small files and tests; a server sends them on in
+    /// pieces).
+    pub fn read(&self) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        if self.len == 0 {
+            return Ok(Vec::new());
+        }
+        let f =
+            std::fs::File::open(&self.path).map_err(crate::error::io_err("opening", &self.path))?;
+        let len = usize::try_from(self.len).map_err(|_| {
+            crate::error::io_err("reading", &self.path)(std::io::Error::from(
+                std::io::ErrorKind::OutOfMemory,
+            ))
+        })?;
+        let mut out = vec![0u8; len];
+        f.read_exact_at(&mut out, self.from)
+            .map_err(crate::error::io_err("reading", &self.path))?;
+        Ok(out)
     }
 }
 

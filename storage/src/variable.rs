@@ -396,17 +396,21 @@ impl VariableFeed {
 
     /// The file's bytes from a byte offset rounded down to a record (emoncms's `export`).
     pub fn export(&mut self, offset: u64) -> Result<Vec<u8>> {
+        let span = self.export_span(offset)?;
+        span.read()
+    }
+
+    /// Where [`VariableFeed::export`]'s bytes are, once the feed is flushed (see
+    /// [`crate::fixed::FixedFeed::export_span`]).
+    pub fn export_span(&mut self, offset: u64) -> Result<crate::store::FileSpan> {
         self.flush()?;
         let off = offset / RECORD * RECORD;
-        let f = File::open(&self.path).map_err(io_err("opening", &self.path))?;
         let len = self.disk_npoints * RECORD;
-        if off >= len {
-            return Ok(Vec::new());
-        }
-        let mut out = vec![0u8; (len - off) as usize];
-        f.read_exact_at(&mut out, off)
-            .map_err(io_err("reading", &self.path))?;
-        Ok(out)
+        Ok(crate::store::FileSpan {
+            path: self.path.clone(),
+            from: off.min(len),
+            len: len.saturating_sub(off),
+        })
     }
 
     /// Empties the feed.

@@ -572,3 +572,59 @@ async fn a_cleared_kwh_feed_counts_from_nothing_after_a_kill() {
         "after the kill {replayed}, before it {live}"
     );
 }
+
+/// An export larger than the pieces it is read and sent in arrives whole, from any offset,
+/// and its checksum covers all of it.
+#[tokio::test]
+async fn a_large_export_arrives_whole_in_pieces() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let url = |path: &str, key: &str| server.url(&format!("{path}&apikey={key}"));
+    let create = "/feed/create.json?tag=t&name=big&engine=5&options=%7B%22interval%22%3A10%7D";
+    let id = get(&c, &url(create, &write)).await.json()["feedid"]
+        .as_i64()
+        .expect("id");
+    let n = 50_000usize;
+    let body: Vec<u8> = (0..n).flat_map(|k| (k as f32).to_le_bytes()).collect();
+    let up = c.post(url(
+        &format!("/feed/upload.json?id={id}&start={T0}&interval=10&npoints={n}"),
+        &write,
+    ));
+    assert_eq!(send(up.body(body.clone())).await.json(), json!(true));
+    let export = |start: usize| {
+        let u = url(&format!("/feed/export.json?id={id}&start={start}"), &read);
+        let c = c.clone();
+        async move {
+            let r = c.get(u).send().await.expect("export");
+            assert_eq!(
+                r.headers()[reqwest::header::CONTENT_LENGTH],
+                (body_len(start, n)).to_string()
+            );
+            r.bytes().await.expect("bytes").to_vec()
+        }
+    };
+    fn body_len(start: usize, n: usize) -> usize {
+        let off = (start / 4 * 4).saturating_sub(if start >= 4 { 4 } else { 0 });
+        (n * 4).saturating_sub(off)
+    }
+    assert!(export(0).await == body, "the whole file");
+    assert!(export(100_002).await == body[99_996..], "from an offset");
+    assert!(export(n * 4 + 40).await.is_empty(), "past the end");
+    let sum = get(&c, &url(&format!("/feed/sha256sum.json?id={id}"), &read))
+        .await
+        .json();
+    let file = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(file.path(), &body).expect("write");
+    let out = std::process::Command::new("sha256sum")
+        .arg(file.path())
+        .output()
+        .expect("sha256sum");
+    let expected = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(sum["sha256sum"], json!(expected));
+    assert_eq!(sum["npoints"], json!(n));
+}

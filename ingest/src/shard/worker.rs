@@ -151,6 +151,8 @@ pub enum FeedAnswer {
     /// Bytes written by a trim, or emoncms's message when it was refused.
     Trimmed(Result<u64, String>),
     Bytes(Vec<u8>),
+    /// Where a feed's data file's bytes are (an export), to be sent on a piece at a time.
+    File(ynni_storage::store::FileSpan),
     Done,
 }
 
@@ -648,7 +650,7 @@ impl Worker {
                     .delete_point(id, time, &self.core.state.encode())?;
                 FeedAnswer::Done
             }
-            FeedOp::Export { id, offset } => FeedAnswer::Bytes(self.store.export(id, offset)?),
+            FeedOp::Export { id, offset } => FeedAnswer::File(self.store.export_span(id, offset)?),
             FeedOp::Meta { id } => FeedAnswer::Meta(match self.store.feed(id)? {
                 Feed::Fixed(f) => FeedMeta::Fixed(f.meta()),
                 Feed::Variable(f) => FeedMeta::Variable(f.meta()),

@@ -6,8 +6,10 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use ynni_core::catalog::FeedRow;
 use ynni_ingest::shard::{FeedAnswer, FeedMeta, FeedOp};
+use ynni_storage::store::FileSpan;
 use ynni_storage::{Engine, Storage};
 
 use super::{Call, changeable, engine, filter_int, is_virtual, php_int, readable, run};
@@ -69,17 +71,18 @@ pub(super) async fn export(call: &Call<'_>) -> ApiResult {
         id: row.id as u32,
         offset,
     };
-    let bytes = match run(call, &row, op).await? {
-        FeedAnswer::Bytes(b) => b,
-        _ => Vec::new(),
+    let FeedAnswer::File(span) = run(call, &row, op).await? else {
+        return Err(ApiError::False);
     };
+    let body = file_body(&span).await?;
     let file = if fixed_interval(&row) {
         format!("{}.dat", row.id)
     } else {
         format!("feed_{}.MYD", row.id)
     };
-    let mut r = (StatusCode::OK, Body::from(bytes)).into_response();
+    let mut r = (StatusCode::OK, body).into_response();
     let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(span.len));
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
@@ -88,6 +91,45 @@ pub(super) async fn export(call: &Call<'_>) -> ApiResult {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(r)
+}
+
+/// How much of a feed's file is read at a time to be sent or hashed.
+const PIECE: usize = 64 << 10;
+
+/// The file of `span`, at its start.
+async fn open_span(span: &FileSpan) -> Result<tokio::fs::File, ApiError> {
+    let mut f = tokio::fs::File::open(&span.path)
+        .await
+        .map_err(read_failed)?;
+    f.seek(std::io::SeekFrom::Start(span.from))
+        .await
+        .map_err(read_failed)?;
+    Ok(f)
+}
+
+fn read_failed(e: std::io::Error) -> ApiError {
+    tracing::error!(error = %e, "reading a feed's file failed");
+    ApiError::fail("Could not read the feed's data")
+}
+
+/// The bytes of `span`, read and sent a piece at a time (an export of years of data is
+/// hundreds of megabytes, and many may run at once). A file cut short meanwhile (the feed
+/// cleared or trimmed) ends the body early, and the client sees a short reply.
+async fn file_body(span: &FileSpan) -> Result<Body, ApiError> {
+    let file = open_span(span).await?.take(span.len);
+    let pieces = futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = bytes::BytesMut::zeroed(PIECE);
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf.freeze()), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Ok(Body::from_stream(pieces))
 }
 
 /// `feed/upload`, as emoncms's controller and model route it (feed_controller.php,
@@ -165,24 +207,33 @@ pub(super) async fn sha256sum(call: &Call<'_>) -> ApiResult {
         id: row.id as u32,
         offset: 0,
     };
-    let bytes = match run(call, &row, op).await? {
-        FeedAnswer::Bytes(b) => b,
-        _ => Vec::new(),
+    let FeedAnswer::File(span) = run(call, &row, op).await? else {
+        return Err(ApiError::False);
     };
     let point = if fixed_interval(&row) { 4 } else { 9 };
-    let total = bytes.len() / point;
+    let total = span.len / point;
     let npoints = call
         .params
         .get("npoints")
-        .and_then(|n| n.trim().parse::<usize>().ok())
+        .and_then(|n| n.trim().parse::<u64>().ok())
         .filter(|n| *n > 0)
         .map_or(total, |n| n.min(total));
-    let data = &bytes[..npoints * point];
-    let digest = sha2::Sha256::digest(data);
+    let bytes = npoints * point;
+    let mut file = open_span(&span).await?.take(bytes);
+    // Read a piece at a time: a feed's file may be hundreds of megabytes.
+    let mut hash = sha2::Sha256::new();
+    let mut buf = vec![0u8; PIECE];
+    loop {
+        let n = file.read(&mut buf).await.map_err(read_failed)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+    }
     Ok(reply::json(json!({
         "success": true,
         "npoints": npoints,
-        "size": format!("{:.1} MB", data.len() as f64 / 1_048_576.0),
-        "sha256sum": hex::encode(digest),
+        "size": format!("{:.1} MB", bytes as f64 / 1_048_576.0),
+        "sha256sum": hex::encode(hash.finalize()),
     })))
 }
