@@ -283,6 +283,21 @@ impl Wal {
         let segs = list_segments(dir)?;
         let mut next_lsn = min_next_lsn;
         let mut previous_end: Option<Lsn> = None;
+        // Records between the checkpoint and the first segment were acknowledged and are gone
+        // (a segment file deleted): say so, never skip them. `trim` only deletes segments
+        // whose records a checkpoint covers, so the first one starts at or before it.
+        if let Some(first) = segs.first()
+            && first.first_lsn > min_next_lsn
+        {
+            return Err(StorageError::CorruptWal {
+                path: first.path.clone(),
+                reason: format!(
+                    "records {} to {} are missing before this segment",
+                    min_next_lsn,
+                    first.first_lsn - 1
+                ),
+            });
+        }
         for (i, seg) in segs.iter().enumerate() {
             // Records between two segments that no checkpoint covers were acknowledged and
             // are gone (an earlier segment cut short, a file deleted): say so, never skip them.
@@ -815,6 +830,35 @@ mod tests {
         let payloads: Vec<&[u8]> = got.iter().map(|(_, p)| p.as_slice()).collect();
         assert_eq!(payloads, [&[0u8][..], &[1], &[2], b"new"]);
         assert_eq!(last.first_new_lsn(), 4);
+    }
+
+    /// A first segment that starts after the checkpoint's position means records between
+    /// them are gone: an error, not a log that silently starts later.
+    #[test]
+    fn records_missing_before_the_first_segment_are_an_error() {
+        let small = WalConfig {
+            commit_window: Duration::ZERO,
+            segment_bytes: 64,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let wal = Wal::open(dir.path(), 0, small).expect("open");
+            for i in 0..10u8 {
+                wal.append(vec![i; 40]).expect("append");
+            }
+        }
+        let segs = list_segments(dir.path()).expect("list");
+        assert!(segs.len() > 2);
+        Wal::open(dir.path(), 0, small).expect("whole");
+        fs::remove_file(&segs[0].path).expect("remove");
+        match Wal::open(dir.path(), 0, small) {
+            Err(StorageError::CorruptWal { reason, .. }) => {
+                assert!(reason.contains("missing"), "{reason}")
+            }
+            other => panic!("expected an error, got {:?}", other.map(|_| ())),
+        }
+        // A checkpoint covering what the file held: nothing is missing.
+        Wal::open(dir.path(), segs[1].first_lsn, small).expect("covered");
     }
 
     /// A former owner whose newest segment has no record yet when the next owner opens the
