@@ -35,7 +35,9 @@
 //! aside as `<first lsn>.wal.damaged-<unix time>` before it is cut, and the records that
 //! cannot be replayed are reported as an error, so that nothing acknowledged is destroyed
 //! unseen while the shard still starts.
-//! [`Wal::trim`] deletes whole segments whose records are all older than a checkpoint.
+//! [`Wal::trim`] deletes whole segments whose records are all older than a checkpoint, so a
+//! log whose first segment starts after the checkpoint's position, or with records missing
+//! between two segments, has lost acknowledged records: [`Wal::open`] says so with an error.
 //!
 //! A segment's records end where the next segment begins. A writer only ever starts a segment
 //! at the end of the log as it found it, so anything an earlier segment holds beyond that
