@@ -136,6 +136,17 @@ pub(crate) async fn refuse_unavailable(io: &mut Stream, codec: &AnyVersion) {
     .await;
 }
 
+/// Refuses a connection whose credentials were revoked while it was being accepted.
+pub(crate) async fn refuse_revoked(io: &mut Stream, codec: &AnyVersion) {
+    refuse(
+        io,
+        codec,
+        ConnectReturnCode::BadUserNamePassword,
+        ConnectReturnCode::NotAuthorized,
+    )
+    .await;
+}
+
 /// Refuses an authenticated connection the broker has no room for (the user's limit).
 pub(crate) async fn refuse_busy(io: &mut Stream, codec: &AnyVersion) {
     refuse(

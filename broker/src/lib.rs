@@ -499,6 +499,8 @@ async fn serve_connection(
                 return;
             }
         };
+    // Credentials changed from here on are checked again below, once registered.
+    let rechecks = shared.sessions.revalidations();
     let accepted = match connect::accept(
         &mut io,
         &codec,
@@ -547,6 +549,21 @@ async fn serve_connection(
             return;
         }
     };
+    if shared.sessions.revalidations() != rechecks {
+        // Credentials were rechecked while this connection was being accepted, perhaps
+        // before it was registered (and so not among those rechecked): check them again.
+        let now = (shared.authenticate)(Login {
+            recheck: true,
+            ..accepted.login.clone()
+        })
+        .await;
+        if now != accepted.access && now != Access::Unavailable {
+            tracing::info!(%peer, userid, "MQTT connection refused: its credentials were revoked while it connected");
+            drop(registration);
+            connect::refuse_revoked(&mut io, &codec).await;
+            return;
+        }
+    }
     session::run(io, codec, read, peer, accepted, registration, shared).await;
 }
 
@@ -560,6 +577,51 @@ mod tests {
     const CONNECT: [u8; 21] = [
         0x10, 19, 0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 60, 0, 1, b'a', 0, 1, b'u', 0, 1, b'p',
     ];
+
+    /// A key revoked while a connection is between its login check and its registration
+    /// (where `revalidate` does not find it yet) still closes it: the CONNACK refuses it.
+    #[tokio::test]
+    async fn credentials_revoked_while_connecting_refuse_the_connection() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let options = Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: None,
+            websocket: None,
+            base: "emon".into(),
+            max_connections: 16,
+            max_connections_per_user: 4,
+            locate: None,
+        };
+        let valid = Arc::new(AtomicBool::new(true));
+        let checked = Arc::new(tokio::sync::Notify::new());
+        let (v, c) = (valid.clone(), checked.clone());
+        // The first check answers from before the revocation, slowly.
+        let auth: Authenticate = Arc::new(move |l: Login| {
+            let ok = v.load(Ordering::SeqCst);
+            let c = c.clone();
+            Box::pin(async move {
+                if !l.recheck {
+                    c.notify_one();
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                if ok {
+                    Access::Account { userid: 1 }
+                } else {
+                    Access::Denied
+                }
+            })
+        });
+        let running = start(options, auth).await.expect("start");
+        let mut client = TcpStream::connect(running.addr).await.expect("connect");
+        client.write_all(&CONNECT).await.expect("send CONNECT");
+        checked.notified().await;
+        valid.store(false, Ordering::SeqCst);
+        running.sessions.revalidate(1).await;
+        let mut connack = [0u8; 4];
+        client.read_exact(&mut connack).await.expect("CONNACK");
+        assert_eq!(connack, [0x20, 2, 0, 5], "refused: not authorised");
+        assert_eq!(running.sessions.connections(), 0);
+    }
 
     /// Closing the listeners, while one waits for a connection, refuses new connections at once.
     #[tokio::test]

@@ -42,6 +42,9 @@ struct Inner {
     live: HashMap<Key, Entry>,
     per_user: HashMap<i64, usize>,
     next_id: u64,
+    /// How many times credentials were rechecked ([`Sessions::revalidate`]): a connection
+    /// authenticated before a recheck but registered after it was not among those rechecked.
+    revalidations: u64,
 }
 
 /// A handle to the registry, shared by every listener.
@@ -141,7 +144,8 @@ impl Sessions {
     /// keys, devices or the account itself).
     pub async fn revalidate(&self, userid: i64) {
         let open: Vec<(Login, Access, watch::Sender<Option<Kick>>)> = {
-            let inner = self.lock();
+            let mut inner = self.lock();
+            inner.revalidations += 1;
             inner
                 .live
                 .iter()
@@ -160,6 +164,12 @@ impl Sessions {
                 let _ = kick.send(Some(Kick::Revoked));
             }
         }
+    }
+
+    /// The number of rechecks so far: a connection reads it before it authenticates, and if it
+    /// has changed once the connection is registered, checks its credentials again itself.
+    pub(crate) fn revalidations(&self) -> u64 {
+        self.lock().revalidations
     }
 
     /// Closes every connection of the users `moved` picks (cluster mode: their shard is no
