@@ -284,6 +284,16 @@ async fn apps_stay_with_their_user_and_share_links_read_only_what_they_share() {
     assert_eq!(r.headers["x-frame-options"], "DENY");
     let r = get(&script(), &page("0123456789abcdef0123456789abcdef")).await;
     assert_eq!(r.headers["x-frame-options"], "DENY");
+    // Nor the same page for another app, or with no app named (the list of apps, which runs
+    // on the viewer's own login: framing it would invite clicks on the viewer's buttons).
+    for other in [
+        format!("/app/apps?id={}&share={framed}", app + 1),
+        format!("/app/apps?share={framed}"),
+        format!("/app/dashboards?id={app}&share={framed}"),
+    ] {
+        let r = get(&script(), &server.url(&other)).await;
+        assert_eq!(r.headers["x-frame-options"], "DENY", "{other}");
+    }
 
     // Taking a feed out of the app takes it out of the link at once.
     let config = format!("%7B%22use_kwh%22%3A{kwh_feed}%7D");

@@ -65,12 +65,22 @@ async fn live_row(state: &AppState, token: &str) -> Result<Option<ShareRow>, Api
 }
 
 /// Whether `token` is a live link whose owner lets its page be framed by other sites.
-pub async fn allows_embedding(state: &AppState, token: &str) -> bool {
+pub async fn allows_embedding(state: &AppState, token: &str, page: &str, id: Option<&str>) -> bool {
+    let id = id.and_then(|i| i.trim().parse::<i64>().ok());
     live_row(state, token)
         .await
         .ok()
         .flatten()
-        .is_some_and(|row| row.embed)
+        .is_some_and(|row| {
+            // Only the page of what the link shares: any other page with the token in its
+            // address (the list of dashboards, say) runs on the viewer's own login.
+            let shown = match (page, row.kind.as_str()) {
+                ("apps", "app") => row.app,
+                ("dashboards", "dashboard") => row.dashboard,
+                _ => None,
+            };
+            row.embed && shown.is_some() && shown == id
+        })
 }
 
 /// The link behind `token`, if it is live (not revoked, not expired) and its owner exists.

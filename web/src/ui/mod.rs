@@ -92,14 +92,16 @@ async fn page_or_api(State(state): State<AppState>, request: Request) -> Respons
         return crate::api::dispatch(State(state), ConnectInfo(peer), request).await;
     }
     // A shared app or dashboard page may be framed by other sites when its owner allowed it.
-    let token = request
-        .uri()
-        .query()
-        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "share"))
-        .map(|(_, v)| v.into_owned());
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let param = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let (token, id) = (param("share"), param("id"));
     let embeddable = matches!(action, "apps" | "dashboards")
         && match &token {
-            Some(t) => crate::api::allows_embedding(&state, t).await,
+            Some(t) => crate::api::allows_embedding(&state, t, action, id.as_deref()).await,
             None => false,
         };
     let mut r = page(State(state), request).await;
