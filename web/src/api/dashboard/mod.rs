@@ -169,16 +169,22 @@ fn safe_content(html: &str) -> bool {
     let tags = [
         "<script", "<iframe", "<object", "<embed", "<link", "<meta", "<base", "<form",
     ];
+    // A URL as a browser reads it in an attribute: character references decoded, and tabs,
+    // newlines and other control characters dropped (`jav&#97;script:`, `java\tscript:`).
+    let url_text = as_url_text(&lower);
     if tags.iter().any(|t| lower.contains(t))
-        || lower.contains("javascript:")
+        || ["javascript:", "vbscript:", "data:text/html"]
+            .iter()
+            .any(|scheme| url_text.contains(scheme))
         || lower.contains("srcdoc")
     {
         return false;
     }
-    // An event handler attribute: whitespace or a quote or slash, `on`, letters, `=`.
+    // An event handler attribute: whitespace (a form feed too) or a quote or slash, `on`,
+    // letters, `=`.
     let bytes = lower.as_bytes();
     for i in 0..bytes.len().saturating_sub(3) {
-        let boundary = matches!(bytes[i], b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'"' | b'\'');
+        let boundary = bytes[i].is_ascii_whitespace() || matches!(bytes[i], b'/' | b'"' | b'\'');
         if boundary && bytes[i + 1] == b'o' && bytes[i + 2] == b'n' {
             let rest = &bytes[i + 3..];
             let letters = rest.iter().take_while(|c| c.is_ascii_lowercase()).count();
@@ -189,6 +195,57 @@ fn safe_content(html: &str) -> bool {
         }
     }
     true
+}
+
+/// `lower` (already lower case) with numeric character references and the named ones that
+/// spell a URL's punctuation decoded, then ASCII whitespace and control characters dropped.
+fn as_url_text(lower: &str) -> String {
+    let mut out = String::with_capacity(lower.len());
+    let mut rest = lower;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let (decoded, used) = reference(rest).unwrap_or(('&', 1));
+        out.push(decoded);
+        rest = &rest[used..];
+    }
+    out.push_str(rest);
+    out.retain(|c| !c.is_ascii_whitespace() && !c.is_ascii_control());
+    out
+}
+
+/// The character a reference at the start of `s` (`&#97;`, `&#x61`, `&colon;`) stands for,
+/// and its length; the `;` is optional, as browsers read numeric references without it.
+fn reference(s: &str) -> Option<(char, usize)> {
+    const NAMED: [(&str, char); 6] = [
+        ("&colon;", ':'),
+        ("&tab;", '\t'),
+        ("&newline;", '\n'),
+        ("&sol;", '/'),
+        ("&lpar;", '('),
+        ("&rpar;", ')'),
+    ];
+    if let Some((name, c)) = NAMED.iter().find(|(name, _)| s.starts_with(name)) {
+        return Some((*c, name.len()));
+    }
+    let body = s.strip_prefix("&#")?;
+    let (digits, radix, skip) = match body.strip_prefix('x') {
+        Some(hex) => (hex, 16, 3),
+        None => (body, 10, 2),
+    };
+    let n = digits.chars().take_while(|c| c.is_digit(radix)).count();
+    if n == 0 {
+        return None;
+    }
+    // Leading zeros are allowed, and any number of them; a value past char's range is
+    // U+FFFD, which spells nothing.
+    let value = u32::from_str_radix(digits[..n].trim_start_matches('0'), radix)
+        .ok()
+        .or(Some(0).filter(|_| digits[..n].chars().all(|c| c == '0')))
+        .and_then(char::from_u32)
+        .unwrap_or('\u{fffd}');
+    let semicolon = usize::from(digits[n..].starts_with(';'));
+    Some((value, skip + n + semicolon))
 }
 
 fn keep(s: &str, ok: impl Fn(char) -> bool, max: usize) -> String {
@@ -259,6 +316,7 @@ mod tests {
         let widget = r#"<div id="1" class="feedvalue" style="position:absolute; top:20px; left:40px; width:100px; height:40px;" feedid="3" decimals="1"></div>"#;
         assert!(safe_content(widget));
         assert!(safe_content("<p>Money on the line: 5 £</p>"));
+        assert!(safe_content("<p>Fish &amp; chips &#163;5 &#x3a; once</p>"));
         for bad in [
             "<script>alert(1)</script>",
             r#"<img src=x onerror="alert(1)">"#,
@@ -266,6 +324,12 @@ mod tests {
             r#"<a href="javascript:alert(1)">x</a>"#,
             "<iframe src=//evil>",
             r#"<svg/onload=alert(1)>"#,
+            "<img src=x\x0conerror=alert(1)>",
+            r#"<a href="jav&#97;script:alert(1)">x</a>"#,
+            r#"<a href="jav&#x61script&colon;alert(1)">x</a>"#,
+            r#"<a href="&#0000106;avascript:alert(1)">x</a>"#,
+            "<a href=\"java\tscript:alert(1)\">x</a>",
+            r#"<a href="data:text/html,<b>x</b>">x</a>"#,
         ] {
             assert!(!safe_content(bad), "{bad}");
         }
