@@ -159,7 +159,8 @@ impl Splicer {
         }
     }
 
-    /// Whether `owner` did not acknowledge a hand-over less than [`REFUSED_FOR`] ago.
+    /// Whether `owner` did not acknowledge a hand-over, or could not be reached, less than
+    /// [`REFUSED_FOR`] ago.
     fn lately_refused(&self, owner: &str) -> bool {
         let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
         refused
@@ -167,7 +168,8 @@ impl Splicer {
             .is_some_and(|t| t.elapsed() < REFUSED_FOR)
     }
 
-    /// Remembers that `owner` did not acknowledge; true when it had not lately (say so then).
+    /// Remembers that `owner` did not acknowledge (or could not be reached); true when it had
+    /// not lately (say so then).
     fn note_refusal(&self, owner: &str) -> bool {
         let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -315,10 +317,14 @@ impl Splicer {
         {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
+                // Remembered as a refusal: while the owner cannot be reached, each kept-alive
+                // connection would otherwise wait to find that out before being served here.
+                self.note_refusal(owner);
                 tracing::debug!(owner, error = %e, "cannot hand a connection to its owner");
                 return Handover::NotConnected;
             }
             Err(_) => {
+                self.note_refusal(owner);
                 tracing::debug!(
                     owner,
                     "cannot hand a connection to its owner: connect timed out"
@@ -830,6 +836,25 @@ mod tests {
             let want: &[u8] = if acked { ACK } else { b"" };
             assert_eq!(answer, want, "version {version}");
         }
+    }
+
+    /// An owner that cannot be reached is not tried again for every connection meanwhile.
+    #[tokio::test]
+    async fn an_owner_that_cannot_be_reached_is_not_tried_for_a_while() {
+        // A port nothing listens on: found free, then let go.
+        let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let owner = gone.local_addr().unwrap().to_string();
+        drop(gone);
+        let s = splicer(Some(owner.clone()));
+        let first = open_with(&s, keyed_head().as_bytes(), false).await;
+        assert!(matches!(
+            first,
+            Opening::Serve {
+                handed_over: None,
+                ..
+            }
+        ));
+        assert!(s.lately_refused(&owner), "remembered");
     }
 
     #[tokio::test]
