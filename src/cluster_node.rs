@@ -343,9 +343,14 @@ fn reconcile(
     moves: &mpsc::UnboundedSender<Move>,
 ) {
     let now = Instant::now();
+    // A fence whose deadline passed stays dead even if the lease was renewed since (a
+    // renewal sent before the deadline but answered after it): its worker is abandoned and,
+    // the lease being valid, opened again below under a new fence.
     let stale: Vec<u16> = fences
         .iter()
-        .filter(|(v, (epoch, _))| own.valid(**v, now).is_none_or(|l| l.epoch != *epoch))
+        .filter(|(v, (epoch, fence))| {
+            !fence.valid() || own.valid(**v, now).is_none_or(|l| l.epoch != *epoch)
+        })
         .map(|(v, _)| *v)
         .collect();
     for v in stale {
@@ -374,6 +379,15 @@ async fn run_moves(
         let done = tokio::task::spawn_blocking(move || match m {
             Move::Open(v, epoch, fence) => {
                 let started = Instant::now();
+                // An opening that waited behind others past its lease's deadline must not
+                // touch the log: another node may own it by now.
+                if !fence.valid() {
+                    tracing::info!(
+                        vshard = v,
+                        "the lease ended before the vshard could be opened"
+                    );
+                    return Some((v, epoch));
+                }
                 match r.open_vshard(u32::from(v), fence) {
                     Ok(()) => {
                         tracing::info!(

@@ -71,10 +71,16 @@ impl Ownership {
     pub async fn tick(&mut self) -> Result<Vec<Change>, ClusterError> {
         let mut changes = Vec::new();
         if let Err(e) = self.membership.heartbeat().await {
-            // Replaced by another process with this id: nothing held is ours any more.
-            changes.extend(self.drop_all());
             return match e {
-                ClusterError::Replaced(_) => Ok(changes),
+                // Replaced by another process with this id: nothing held is ours any more.
+                ClusterError::Replaced(_) => {
+                    changes.extend(self.drop_all());
+                    Ok(changes)
+                }
+                // The database did not answer this time: the leases stay, each until its
+                // local deadline (the next round renews them, or finds them lost); dropping
+                // them all would stop every vshard here for a lease's length, since none can
+                // be taken again before it expires in the database.
                 other => Err(other),
             };
         }

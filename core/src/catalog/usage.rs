@@ -52,10 +52,17 @@ impl Catalog {
             let mut tx = p.begin().await?;
             for (userid, day, h) in rows {
                 sqlx::query(
+                    // Totals only grow: a write that arrives late (a node whose lease ended
+                    // while it waited on the catalog) never takes back the next owner's larger
+                    // ones.
                     "INSERT INTO usage_days (userid, day, http_values, mqtt_values, points) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (userid, day) DO UPDATE SET \
-                     http_values = excluded.http_values, mqtt_values = excluded.mqtt_values, \
-                     points = excluded.points",
+                     http_values = CASE WHEN excluded.http_values > usage_days.http_values \
+                       THEN excluded.http_values ELSE usage_days.http_values END, \
+                     mqtt_values = CASE WHEN excluded.mqtt_values > usage_days.mqtt_values \
+                       THEN excluded.mqtt_values ELSE usage_days.mqtt_values END, \
+                     points = CASE WHEN excluded.points > usage_days.points \
+                       THEN excluded.points ELSE usage_days.points END",
                 )
                 .bind(userid)
                 .bind(day)
