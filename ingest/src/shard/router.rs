@@ -20,6 +20,11 @@ pub const DEFAULT_MAX_NODES: usize = 32;
 /// inputs and a gateway bridging a whole installation a few hundred, while 32 nodes × 1000
 /// inputs bounds what one account can make a shard hold.
 pub const MAX_INPUTS_PER_NODE: usize = 1000;
+/// The longest node or input name, in characters. emoncms stores names as MySQL TEXT
+/// (emoncms.org allows 64 characters); here a name is a key of the catalog's unique index,
+/// which PostgreSQL keeps under about 2.7 KB an entry, and a record the catalog refuses after
+/// it was logged would stop its shard.
+pub const MAX_NAME_CHARS: usize = 256;
 
 /// New inputs one submission may create. Each new input is a catalog row; they are all
 /// inserted in one transaction (one sync), a few microseconds each, so a submission at the
@@ -109,6 +114,11 @@ pub enum IngestError {
         "Error: Reached the maximal allowed number of values in one request, limit is {limit}. Nothing was stored."
     )]
     ValueLimit { limit: usize },
+    /// ynni's own limit ([`MAX_NAME_CHARS`]); the name is shown cut short.
+    #[error(
+        "Error: Node and input names are limited to {limit} characters. Name '{name}…' was ignored. Nothing was stored."
+    )]
+    NameLimit { limit: usize, name: String },
     #[error("ingest queue full, retry later")]
     Busy,
     #[error("ingest stopped")]
@@ -145,6 +155,7 @@ impl IngestError {
                 | IngestError::NewInputLimit { .. }
                 | IngestError::PlanInputLimit { .. }
                 | IngestError::ValueLimit { .. }
+                | IngestError::NameLimit { .. }
         )
     }
 
@@ -156,6 +167,7 @@ impl IngestError {
             IngestError::NewInputLimit { .. } => "new_input_limit",
             IngestError::PlanInputLimit { .. } => "plan_input_limit",
             IngestError::ValueLimit { .. } => "value_limit",
+            IngestError::NameLimit { .. } => "name_limit",
             IngestError::Busy => "busy",
             IngestError::Stopped => "stopped",
             IngestError::NotServed => "not_served",

@@ -954,6 +954,18 @@ impl Core {
                 limit: limits.values_per_request,
             });
         }
+        let too_long = |n: &str| n.chars().nth(super::router::MAX_NAME_CHARS).is_some();
+        let long = s.batches.iter().find_map(|b| {
+            std::iter::once(&b.node)
+                .chain(b.values.iter().map(|(name, _)| name))
+                .find(|n| too_long(n))
+        });
+        if let Some(name) = long {
+            return Err(IngestError::NameLimit {
+                limit: super::router::MAX_NAME_CHARS,
+                name: name.chars().take(32).collect(),
+            });
+        }
         let plan_cap = self.input_caps.cap(s.userid);
         let user = self.user(s.userid)?;
         let mut new_nodes: Vec<&str> = Vec::new();
@@ -1625,6 +1637,39 @@ mod tests {
         drop(w);
         let again = rig.open();
         assert_eq!(again.store.replayed_records(), 5);
+    }
+
+    /// A name longer than the catalog keeps is refused before it is logged: logged, it would
+    /// be refused by the catalog after, and stop the shard.
+    #[test]
+    fn names_past_the_limit_are_refused_before_they_are_logged() {
+        let rig = Rig::new();
+        let mut w = rig.open();
+        let at = |name: String, node: &str| Submission {
+            userid: rig.userid,
+            batches: vec![Decoded {
+                time: T,
+                node: node.into(),
+                values: vec![("ok".into(), Some(1.0)), (name, Some(2.0))],
+            }],
+            http: true,
+        };
+        let longest = "é".repeat(super::super::router::MAX_NAME_CHARS);
+        submit(&mut w, at(longest.clone(), "a")).expect("at the limit");
+        for (name, node) in [
+            (format!("{longest}x"), "a".to_string()),
+            ("fine".to_string(), format!("{longest}x")),
+        ] {
+            match submit(&mut w, at(name, &node)) {
+                Err(IngestError::NameLimit { limit, name }) => {
+                    assert_eq!(limit, 256);
+                    assert_eq!(name.chars().count(), 32);
+                }
+                other => panic!("expected the name limit, got {other:?}"),
+            }
+        }
+        let names: Vec<String> = rig.inputs().into_iter().map(|(_, n)| n).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     #[test]
