@@ -84,7 +84,12 @@ fn full_json(
     if pairs.iter().any(|(_, v)| v.is_array() || v.is_object()) {
         return Err(DecodeError::InvalidFullJson);
     }
-    if use_time_key && let Some((_, t)) = pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case("time"))
+    // PHP's `array_change_key_case` keeps the last of keys that differ only in case.
+    if use_time_key
+        && let Some((_, t)) = pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case("time"))
     {
         out.time = match t {
             Json::Number(n) => n
@@ -246,6 +251,16 @@ mod tests {
         })
         .expect("mixed");
         assert_eq!(vals(&d), vec![("a", Some(1.0)), ("1", Some(7.0))]);
+    }
+
+    #[test]
+    fn the_last_time_key_in_any_case_wins_as_in_php() {
+        let d = post(PostParams {
+            fulljson: Some(r#"{"TIME":5,"a":1,"time":7}"#),
+            ..Default::default()
+        })
+        .expect("ok");
+        assert_eq!(d.time, 7);
     }
 
     #[test]

@@ -41,6 +41,10 @@ fn parse_checked(s: &str, now: i64) -> Option<i64> {
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
         return Some(d.timestamp());
     }
+    // `Tue, 14 Nov 2023 22:00:05 +0000` (an HTTP or mail date).
+    if let Ok(d) = DateTime::parse_from_rfc2822(s) {
+        return Some(d.timestamp());
+    }
     for fmt in [
         "%Y-%m-%dT%H:%M:%S%z",
         "%Y-%m-%d %H:%M:%S%z",
@@ -50,10 +54,14 @@ fn parse_checked(s: &str, now: i64) -> Option<i64> {
             return Some(d.timestamp());
         }
     }
+    // Fractions of a second (Python's `isoformat()`) are read and dropped, as `strtotime` does.
     for fmt in [
         "%Y-%m-%d %H:%M:%S",
         "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
         "%Y/%m/%d %H:%M:%S",
     ] {
         if let Ok(d) = NaiveDateTime::parse_from_str(s, fmt) {
@@ -78,6 +86,15 @@ mod tests {
         let now = 1_795_829_388;
         assert_eq!(parse_time_param("1699999205", now), 1_699_999_205);
         assert_eq!(parse_time_param("1699999205.9", now), 1_699_999_205);
+        for (form, t) in [
+            ("2023-11-14T22:00:05.123456", 1_699_999_205),
+            ("2023-11-14 22:00:05.5", 1_699_999_205),
+            ("2023-11-14T22:00", 1_699_999_200),
+            ("Tue, 14 Nov 2023 22:00:05 +0000", 1_699_999_205),
+            ("Tue, 14 Nov 2023 23:00:05 +0100", 1_699_999_205),
+        ] {
+            assert_eq!(parse_time_param(form, now), t, "{form}");
+        }
         // Milliseconds are not converted (as in emoncms); such a far-future time is only kept
         // within range so no arithmetic on it can overflow.
         assert_eq!(parse_time_param("1699999205000", now), 1 << 33);

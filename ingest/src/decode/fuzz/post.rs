@@ -209,7 +209,8 @@ proptest! {
         }
         let want_time = match time {
             Some(t) => clamp_time(t),
-            None => match object.iter().find(|(k, _)| k.eq_ignore_ascii_case("time")) {
+            // PHP's `array_change_key_case`: the last of the keys equal but for case wins.
+            None => match object.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case("time")) {
                 Some((_, Some(t))) => clamp_time(t.trunc() as i64),
                 _ => NOW,
             },
