@@ -27,6 +27,21 @@ pub enum RouteError {
     UnknownFormat { format: String, route: Box<Route> },
 }
 
+/// A request path as the web server in front of emoncms hands it on: each segment
+/// percent-decoded (`/input/post/emon%20tx` names the node `emon tx`, which [`parse`] then
+/// filters to `emontx` as emoncms does). An encoded `/` does not split a segment (a web server
+/// refuses it by default); it is dropped, as the filter would drop it anyway.
+pub fn decode_path(raw: &str) -> String {
+    raw.split('/')
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .replace('/', "")
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Parses a request path (or a `q` value). Characters outside `[.\/_A-Za-z0-9-]` are dropped,
 /// as emoncms does, so odd bytes can never reach a handler.
 pub fn parse(path: &str) -> Result<Route, RouteError> {
@@ -96,6 +111,18 @@ mod tests {
             subaction2: String::new(),
             format: f,
         }
+    }
+
+    #[test]
+    fn paths_are_decoded_a_segment_at_a_time() {
+        assert_eq!(decode_path("/input/post/emon%20tx"), "/input/post/emon tx");
+        assert_eq!(decode_path("/input/post/a%2Fb"), "/input/post/ab");
+        assert_eq!(
+            decode_path("/input/post/caf%C3%A9.json"),
+            "/input/post/café.json"
+        );
+        let r = parse(&decode_path("/input/post/emon%20tx.json")).expect("route");
+        assert_eq!(r.subaction, "emontx");
     }
 
     #[test]

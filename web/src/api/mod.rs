@@ -95,7 +95,10 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
         Some(boundary) => Params::parse_multipart(query.as_deref(), &boundary, body.clone()).await,
         None => Params::parse(query.as_deref(), content_type, &body),
     };
-    let path = params.get("q").unwrap_or(uri_path).to_string();
+    let path = match params.get("q") {
+        Some(q) => q.to_string(),
+        None => route::decode_path(uri_path),
+    };
     let route = match route::parse(&path) {
         Ok(r) => r,
         // The input controller answers JSON whatever the suffix, as emoncms's does.
