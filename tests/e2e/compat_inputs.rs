@@ -707,3 +707,27 @@ async fn input_bulk_past_the_node_limit_keeps_the_frames_before_it() {
         )
     );
 }
+
+/// emoncms's encrypted input is not built: said so with 501, not answered as a bad key.
+#[tokio::test]
+async fn encrypted_input_is_answered_not_implemented() {
+    let server = Server::start();
+    let (userid, _, _) = register(&server, "alice", "secret1").await;
+    for (path, ct) in [("/input/post", "aes128cbc"), ("/input/bulk", "aes128cbcgz")] {
+        let r = send(
+            script()
+                .post(server.url(path))
+                .header("content-type", ct)
+                .header("authorization", format!("{userid}:0123abcd"))
+                .body("c2VjcmV0"),
+        )
+        .await;
+        assert_eq!(r.status, 501, "{path}: {r:?}");
+        assert!(
+            r.body
+                .contains("Not implemented in ynni yet: encrypted input"),
+            "{}",
+            r.body
+        );
+    }
+}

@@ -121,6 +121,14 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
     {
         return Ok(axum::response::Redirect::to(page).into_response());
     }
+    // emoncms's encrypted input (an AES-128-CBC body, `Authorization: <userid>:<hmac>`): not
+    // built, and said so rather than answered as a wrong key.
+    if route.controller == "input"
+        && matches!(route.action.as_str(), "post" | "bulk")
+        && content_type.is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("aes128cbc"))
+    {
+        return Err(ApiError::not_implemented("encrypted input (aes128cbc)"));
+    }
     // A share link reads its feeds as their owner and nothing else; no other key counts.
     let mut caller = if let Some(token) = params.get("share") {
         let shared = share::open(state, token).await?.ok_or_else(|| {
