@@ -223,6 +223,13 @@ pub async fn keep(
             }
             Err(e) => tracing::warn!(error = %e, "cluster round failed; retrying next round"),
         }
+        if own.replaced() {
+            // Every lease was dropped above (its workers abandoned, their fences revoked). No
+            // hand-over and no leaving: the registry row and the vshards are the new process's.
+            anyhow::bail!(
+                "another process took this node's id ({me}) while this one was not heard from; stopping"
+            );
+        }
         // Whatever a failed round did not report: the workers follow the leases as held.
         reconcile(&own, &mut fences, &mut handing, &moves);
         match ynni_cluster::status::owners(&pool).await {

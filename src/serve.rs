@@ -265,16 +265,30 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     tracing::info!("HTTP listening on {http_addr}");
 
-    tokio::select! {
-        signal = signals.recv() => tracing::info!("{signal}, shutting down"),
-        ended = &mut server => {
-            // The server stopped without being asked to: that is fatal.
-            ended.context("HTTP server task")??;
-            anyhow::bail!("HTTP server stopped unexpectedly");
-        }
-        ended = &mut tls_server => {
-            ended.context("HTTPS server task")??;
-            anyhow::bail!("HTTPS server stopped unexpectedly");
+    {
+        // The cluster task ends on its own only when this node can no longer act for the
+        // cluster (another process took its id): then the process stops too.
+        let node_ended = async {
+            match node.as_mut() {
+                Some(n) => n.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            signal = signals.recv() => tracing::info!("{signal}, shutting down"),
+            ended = &mut server => {
+                // The server stopped without being asked to: that is fatal.
+                ended.context("HTTP server task")??;
+                anyhow::bail!("HTTP server stopped unexpectedly");
+            }
+            ended = &mut tls_server => {
+                ended.context("HTTPS server task")??;
+                anyhow::bail!("HTTPS server stopped unexpectedly");
+            }
+            ended = node_ended => {
+                ended.context("cluster task")??;
+                anyhow::bail!("the cluster task stopped unexpectedly");
+            }
         }
     }
     let _ = stop_tx.send(true);

@@ -40,6 +40,8 @@ pub struct Ownership {
     membership: Membership,
     leases: Leases,
     held: BTreeMap<u16, Lease>,
+    /// Another process took this node's id: nothing here may act for the cluster any more.
+    replaced: bool,
 }
 
 impl Ownership {
@@ -50,6 +52,7 @@ impl Ownership {
             membership,
             leases,
             held: BTreeMap::new(),
+            replaced: false,
         }
     }
 
@@ -60,6 +63,12 @@ impl Ownership {
     /// The lease on `vshard` if this node may act for it at `now`.
     pub fn valid(&self, vshard: u16, now: Instant) -> Option<Lease> {
         self.held.get(&vshard).filter(|l| l.valid(now)).copied()
+    }
+
+    /// Whether another process took this node's id (its heartbeat said so): the process
+    /// should stop, as it can serve nothing of the cluster's.
+    pub fn replaced(&self) -> bool {
+        self.replaced
     }
 
     /// The vshards held now (valid or not yet noticed as lost).
@@ -74,6 +83,7 @@ impl Ownership {
             return match e {
                 // Replaced by another process with this id: nothing held is ours any more.
                 ClusterError::Replaced(_) => {
+                    self.replaced = true;
                     changes.extend(self.drop_all());
                     Ok(changes)
                 }

@@ -1178,3 +1178,47 @@ async fn login_limits_hold_across_nodes_with_redis() {
     let (status, log) = n1.stop();
     assert!(status.success(), "{log}");
 }
+
+/// A node paused long enough for another process to start with its id stops when it resumes:
+/// it can act for nothing of the cluster's, and would otherwise answer 503 for the new
+/// process's vshards for ever.
+#[tokio::test]
+async fn a_node_whose_id_another_process_took_stops_when_it_resumes() {
+    let _one = ONE_CLUSTER.lock().await;
+    let TwoNodes {
+        pool,
+        n1: _n1,
+        n2,
+        pg,
+        dir,
+        ..
+    } = two_nodes().await;
+    signal(&n2, "-STOP");
+    // Its heartbeat goes stale (a lease of 2 s), so a new process may take the id.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let shared = dir.path().join("shared");
+    let p3 = free_port();
+    let again = node_config(dir.path(), &pg.url(), &shared, "n2", p3, 2000);
+    let _n2_new = start_node(&again, p3);
+    settled(&pool, &["n1", "n2"]).await;
+    signal(&n2, "-CONT");
+    let pid = n2.pid();
+    let exited = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !exited(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the replaced node kept running:\n{}",
+            n2.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = n2.log();
+    assert!(log.contains("another process took this node's id"), "{log}");
+}
