@@ -540,6 +540,9 @@ impl FeedStore {
     pub fn clear(&mut self, id: u32, state: &[u8]) -> Result<()> {
         self.feed(id)?;
         self.flush(state)?;
+        // The flush's writes and syncs take time, on a shared filesystem much of it: ask again
+        // right before the file is changed.
+        self.fenced()?;
         match self.feed(id)? {
             Feed::Fixed(f) => f.clear(),
             Feed::Variable(f) => f.clear(),
@@ -556,6 +559,7 @@ impl FeedStore {
     ) -> Result<std::result::Result<u64, String>> {
         self.feed(id)?;
         self.flush(state)?;
+        self.fenced()?;
         match self.feed(id)? {
             Feed::Fixed(f) => match f.trim(start_time) {
                 Ok(n) => Ok(Ok(n)),
@@ -575,6 +579,7 @@ impl FeedStore {
     pub fn delete_point(&mut self, id: u32, time: u32, state: &[u8]) -> Result<bool> {
         self.feed(id)?;
         self.flush(state)?;
+        self.fenced()?;
         match self.feed(id)? {
             Feed::Fixed(_) => Ok(false),
             Feed::Variable(f) => f.delete_point(time),
@@ -598,6 +603,7 @@ impl FeedStore {
     pub fn delete(&mut self, id: u32, state: &[u8]) -> Result<()> {
         self.feed(id)?;
         self.flush(state)?;
+        self.fenced()?;
         match self.feeds.remove(&id) {
             Some(Feed::Fixed(f)) => f.delete(),
             Some(Feed::Variable(f)) => f.delete(),
