@@ -15,6 +15,7 @@ mod connect;
 pub mod external;
 mod listen;
 mod namespace;
+mod router_ids;
 mod session;
 mod sessions;
 mod splice;
@@ -184,6 +185,7 @@ pub(crate) struct Shared {
     authenticate: Authenticate,
     locate: Option<Locate>,
     audience: Arc<audience::Audience>,
+    clean_slots: router_ids::CleanSlots,
 }
 
 impl Shared {
@@ -412,6 +414,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         authenticate,
         locate: opts.locate.clone(),
         audience: audience.clone(),
+        clean_slots: router_ids::CleanSlots::default(),
     });
     let permits = Arc::new(Semaphore::new(max_connections));
     let mut listeners = vec![("mqtt", plain, listen::Kind::Plain)];

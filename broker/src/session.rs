@@ -113,20 +113,6 @@ fn qos_and_pkid(p: &Publish) -> (QoS, u16) {
     (qos, pkid)
 }
 
-/// The client id the router knows a connection by: the user's id, then the client's own id
-/// with the characters the router refuses (`+ $ # /`, and `%` itself) escaped, so that every
-/// (user, client id) pair has its own.
-fn router_client_id(userid: i64, client_id: &str) -> String {
-    let mut id = format!("{userid}.");
-    for c in client_id.chars() {
-        match c {
-            '+' | '$' | '#' | '/' | '%' => id.push_str(&format!("%{:02X}", c as u32)),
-            c => id.push(c),
-        }
-    }
-    id
-}
-
 /// Runs an accepted connection until it ends, then publishes its will if it should.
 pub(crate) async fn run(
     io: Stream,
@@ -137,8 +123,16 @@ pub(crate) async fn run(
     registration: Registration,
     shared: Arc<Shared>,
 ) {
-    let router_id = router_client_id(accepted.namespace.userid(), &accepted.connect.client_id);
     let clean = accepted.connect.clean_session;
+    // Held until the session's end, when the router has been told it is gone.
+    let slot = clean.then(|| shared.clean_slots.take(accepted.namespace.userid()));
+    let router_id = match &slot {
+        Some(slot) => slot.router_id(),
+        None => crate::router_ids::router_client_id(
+            accepted.namespace.userid(),
+            &accepted.connect.client_id,
+        ),
+    };
     let build = shared.links.clone();
     let built = tokio::task::spawn_blocking(move || build(&router_id, clean)).await;
     let (link_tx, link_rx, notification) = match built {
@@ -179,6 +173,7 @@ pub(crate) async fn run(
             None,
         ))
         .await;
+    drop(slot);
     let userid = session.accepted.namespace.userid();
     let client = quote(&session.accepted.connect.client_id);
     match &end {
@@ -694,14 +689,6 @@ fn packet_name(p: &Packet) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn router_ids_are_per_user_and_use_only_what_the_router_accepts() {
-        assert_eq!(router_client_id(1, "emonpi"), "1.emonpi");
-        assert_ne!(router_client_id(1, "emonpi"), router_client_id(2, "emonpi"));
-        assert_eq!(router_client_id(12, "a/b+c#$%"), "12.a%2Fb%2Bc%23%24%25");
-        assert_ne!(router_client_id(1, "a/"), router_client_id(1, "a%2F"));
-    }
 
     #[test]
     fn qos_and_packet_id_are_read_from_the_header() {
