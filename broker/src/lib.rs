@@ -581,12 +581,9 @@ mod tests {
         0x10, 19, 0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 60, 0, 1, b'a', 0, 1, b'u', 0, 1, b'p',
     ];
 
-    /// A key revoked while a connection is between its login check and its registration
-    /// (where `revalidate` does not find it yet) still closes it: the CONNACK refuses it.
-    #[tokio::test]
-    async fn credentials_revoked_while_connecting_refuse_the_connection() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let options = Options {
+    /// A broker on a free loopback port.
+    fn local_options() -> Options {
+        Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: None,
             websocket: None,
@@ -594,7 +591,15 @@ mod tests {
             max_connections: 16,
             max_connections_per_user: 4,
             locate: None,
-        };
+        }
+    }
+
+    /// A key revoked while a connection is between its login check and its registration
+    /// (where `revalidate` does not find it yet) still closes it: the CONNACK refuses it.
+    #[tokio::test]
+    async fn credentials_revoked_while_connecting_refuse_the_connection() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let options = local_options();
         let valid = Arc::new(AtomicBool::new(true));
         let checked = Arc::new(tokio::sync::Notify::new());
         let (v, c) = (valid.clone(), checked.clone());
@@ -629,15 +634,7 @@ mod tests {
     /// Closing the listeners, while one waits for a connection, refuses new connections at once.
     #[tokio::test]
     async fn closed_listeners_refuse_new_connections() {
-        let options = Options {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            tls: None,
-            websocket: None,
-            base: "emon".into(),
-            max_connections: 16,
-            max_connections_per_user: 4,
-            locate: None,
-        };
+        let options = local_options();
         let deny: Authenticate = Arc::new(|_| Box::pin(async { Access::Denied }));
         let mut running = start(options, deny).await.expect("start");
         // One connection served (credentials refused: 5), so the listener has been waiting

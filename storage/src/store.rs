@@ -738,16 +738,20 @@ mod tests {
         assert_eq!(fixed_values(&mut store, 1), vec![1.0]);
     }
 
+    /// The sum and count of feed 1's first 256 slots, through its levels.
+    fn window_sum(store: &mut FeedStore) -> (f64, u64) {
+        match store.feed(1).expect("feed") {
+            Feed::Fixed(f) => f.sum_windows(&[(0, 256)]).expect("sum")[0],
+            Feed::Variable(_) => panic!("fixed expected"),
+        }
+    }
+
     /// A store whose lease ended (a paused node) is dropped after the next owner rewrote a
     /// block its levels had summed: it leaves the next owner's levels file alone.
     #[test]
     fn a_fenced_store_leaves_the_levels_file_to_the_next_owner() {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicBool, Ordering};
-        let sum = |store: &mut FeedStore| match store.feed(1).expect("feed") {
-            Feed::Fixed(f) => f.sum_windows(&[(0, 256)]).expect("sum")[0],
-            Feed::Variable(_) => panic!("fixed expected"),
-        };
         let dirs = Dirs::new();
         let mut old = dirs.open();
         old.create_fixed(1, 10).expect("create");
@@ -757,32 +761,28 @@ mod tests {
         let allowed = Arc::new(AtomicBool::new(true));
         let a = allowed.clone();
         old.set_guard(Arc::new(move || a.load(Ordering::SeqCst)));
-        assert_eq!(sum(&mut old), (256.0, 256), "levels built");
+        assert_eq!(window_sum(&mut old), (256.0, 256), "levels built");
         allowed.store(false, Ordering::SeqCst);
         let mut next = dirs.open();
         next.write(&[pt(1, T0 + 50, 100.0)]).expect("write");
         next.flush(b"s").expect("flush");
-        assert_eq!(sum(&mut next), (355.0, 256));
+        assert_eq!(window_sum(&mut next), (355.0, 256));
         drop(next);
         drop(old);
-        assert_eq!(sum(&mut dirs.open()), (355.0, 256));
+        assert_eq!(window_sum(&mut dirs.open()), (355.0, 256));
     }
 
     /// A slot rewritten in place keeps the `.dat` length, and within one tick of a coarse
     /// clock its time too: the levels file saved before must not be believed after.
     #[test]
     fn an_overwrite_removes_the_levels_file_it_makes_stale() {
-        let sum = |store: &mut FeedStore| match store.feed(1).expect("feed") {
-            Feed::Fixed(f) => f.sum_windows(&[(0, 256)]).expect("sum")[0],
-            Feed::Variable(_) => panic!("fixed expected"),
-        };
         let dirs = Dirs::new();
         let mut store = dirs.open();
         store.create_fixed(1, 10).expect("create");
         let points: Vec<Point> = (0..256).map(|i| pt(1, T0 + 10 * i, 1.0)).collect();
         store.write(&points).expect("write");
         store.flush(b"s").expect("flush");
-        assert_eq!(sum(&mut store), (256.0, 256));
+        assert_eq!(window_sum(&mut store), (256.0, 256));
         drop(store);
         let levels = crate::levels::levels_path(&dirs.0.path().join("phpfina"), 1);
         assert!(levels.exists(), "saved on close");
@@ -793,7 +793,7 @@ mod tests {
             !levels.exists(),
             "stale: removed with the overwrite's flush"
         );
-        assert_eq!(sum(&mut store), (355.0, 256));
+        assert_eq!(window_sum(&mut store), (355.0, 256));
     }
 
     #[test]
