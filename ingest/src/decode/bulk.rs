@@ -124,10 +124,12 @@ pub fn decode_bulk(p: &BulkParams<'_>, now: i64) -> Result<BulkResult, DecodeErr
     if values > MAX_VALUES_PER_REQUEST {
         return Err(too_many);
     }
+    // emoncms's `isset($data[$len-1][0])`: false for a null as for nothing.
     let last_first = rows
         .last()
         .and_then(|r| r.as_array())
-        .and_then(|r| r.first());
+        .and_then(|r| r.first())
+        .filter(|v| !v.is_null());
     let Some(last_first) = last_first else {
         return Err(DecodeError::BulkLastItemEmpty);
     };
@@ -463,6 +465,14 @@ mod tests {
         assert_eq!(
             e(BulkParams {
                 data: Some("[[0,\"a\",1],[]]"),
+                ..Default::default()
+            }),
+            "Format error, last item in bulk data does not contain any data"
+        );
+        // PHP's isset is false for a null too.
+        assert_eq!(
+            e(BulkParams {
+                data: Some("[[0,\"a\",1],[null,\"a\",1]]"),
                 ..Default::default()
             }),
             "Format error, last item in bulk data does not contain any data"
