@@ -96,6 +96,32 @@ async fn a_device_key_posts_its_own_node_only() {
         r.json(),
         json!({"success": false, "message": "Error: Node 'tx2' does not belong to device."})
     );
+    // A bulk request stops at the first frame of another node, as emoncms's does: the frames
+    // before it are stored, the rest not.
+    let bulk = server.url(&format!(
+        "/input/bulk?data=[[0,%22tx1%22,1,2],[0,%22tx2%22,3],[0,%22tx1%22,9,9]]&time=1700000000&devicekey={key}"
+    ));
+    let r = get(&c, &bulk).await;
+    assert_eq!(
+        r.json(),
+        json!({"success": false, "message": "Error: Node 'tx2' does not belong to device."})
+    );
+    let inputs = get(&c, &server.url(&format!("/input/list.json?apikey={write}"))).await;
+    let value = |name: &str| {
+        inputs
+            .json()
+            .as_array()
+            .expect("inputs")
+            .iter()
+            .find(|i| i["nodeid"] == "tx1" && i["name"] == name)
+            .map(|i| i["value"].clone())
+    };
+    assert_eq!(
+        value("1"),
+        Some(json!(1)),
+        "the frame before tx2 was stored"
+    );
+    assert_eq!(value("2"), Some(json!(2)));
     let r = get(&c, &server.url(&format!("/feed/list.json?devicekey={key}"))).await;
     assert_eq!(
         (r.status, r.body.as_str()),
@@ -149,7 +175,11 @@ async fn a_device_key_posts_its_own_node_only() {
     })
     .await;
     let nodes = input_nodes(&list);
-    assert_eq!(nodes, vec!["tx1/power".to_string(), "tx1/temp".to_string()]);
+    assert_eq!(
+        nodes,
+        ["tx1/1", "tx1/2", "tx1/power", "tx1/temp"].map(String::from),
+        "nothing of tx2, by HTTP or MQTT"
+    );
 
     // A will outside the node, or the key with another username, is refused.
     let (_d2, mut ev2) = mqtt(&server, "dev-will", "alice", &key, Some("emon/tx9/status"));

@@ -71,19 +71,22 @@ fn now() -> i64 {
 async fn submit(
     call: &Call<'_>,
     userid: i64,
-    batches: Vec<ynni_ingest::Decoded>,
+    mut batches: Vec<ynni_ingest::Decoded>,
 ) -> Result<(), ApiError> {
-    // A device key posts its own node only.
+    // A device key posts its own node only. emoncms checks frame by frame and stops at the
+    // first other node: the frames before it are stored, then the error is answered.
+    let mut foreign = None;
     if let Some(node) = call.caller.and_then(|c| c.device_node.as_deref())
-        && let Some(other) = batches.iter().find(|b| b.node != node)
+        && let Some(k) = batches.iter().position(|b| b.node != node)
     {
-        return Err(ApiError::PostFailure(format!(
+        foreign = Some(ApiError::PostFailure(format!(
             "Error: Node '{}' does not belong to device.",
-            other.node
+            batches[k].node
         )));
+        batches.truncate(k);
     }
     if batches.is_empty() {
-        return Ok(());
+        return foreign.map_or(Ok(()), Err);
     }
     if let Some(billing) = &call.state.billing
         && billing.refuses_writes(userid)
@@ -114,7 +117,7 @@ async fn submit(
         http: true,
     };
     match call.state.router.submit(submission).await {
-        Ok(()) => Ok(()),
+        Ok(()) => foreign.map_or(Ok(()), Err),
         // emoncms answers its node limit with a message and status 200; the other limits
         // follow it.
         Err(e) if e.is_limit() => Err(ApiError::PostFailure(e.to_string())),
