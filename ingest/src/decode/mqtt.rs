@@ -30,8 +30,10 @@ fn depth(v: &Json) -> usize {
     }
 }
 
-/// emoncms_mqtt decodes payloads with `json_decode(…, depth 3)`: deeper JSON is not JSON to it.
-const MAX_JSON_DEPTH: usize = 3;
+/// emoncms_mqtt decodes payloads with `json_decode(…, depth 3)`, and PHP's depth counts the
+/// value inside the innermost container too (`[1]` needs 2; the post decoder's depth 2 allows
+/// one container, as the captures show): two containers at most, deeper JSON is not JSON to it.
+const MAX_JSON_DEPTH: usize = 2;
 
 /// The `name` of a `{"name":…, "value":…}` object as PHP appends it: `None` when PHP reads it
 /// as false (absent, `null`, `false`, `0`, `""`, `"0"`, `[]`), `Err` for a non-empty container
@@ -369,10 +371,11 @@ mod tests {
     #[test]
     fn name_value_objects() {
         // emoncms_mqtt.php `message`: an array with a `value` key unboxes; `name` is appended
-        // with `_` only when PHP reads it as true, and a null or container value is skipped.
+        // with `_` only when PHP reads it as true, and a null value is skipped (a container
+        // value would be a third level, past what json_decode(…, 3) reads: see below).
         let d = decode_mqtt(
             "emon/n",
-            br#"{"a":{"name":"x","value":1},"b":{"name":"","value":2},"c":{"name":"0","value":3},"d":{"name":0,"value":4},"e":{"name":null,"value":5},"f":{"name":false,"value":6},"g":{"name":true,"value":7},"h":{"name":2,"value":8},"i":{"name":"y","value":null},"j":{"name":"z","value":{"k":1}},"k":{"name":"w"},"l":{"value":"on"}}"#,
+            br#"{"a":{"name":"x","value":1},"b":{"name":"","value":2},"c":{"name":"0","value":3},"d":{"name":0,"value":4},"e":{"name":null,"value":5},"f":{"name":false,"value":6},"g":{"name":true,"value":7},"h":{"name":2,"value":8},"i":{"name":"y","value":null},"k":{"name":"w"},"l":{"value":"on"}}"#,
             "emon",
             NOW,
         )
@@ -395,35 +398,39 @@ mod tests {
         let d =
             decode_mqtt("emon/n/ct", br#"[{"name":"p","value":9}]"#, "emon", NOW).expect("input");
         assert_eq!(vals(&d), vec![("ct_0_p", Some(9.0))]);
-        // A non-empty container as a name: PHP's array-to-string warning becomes an exception
-        // in the service and the whole message is dropped.
-        assert!(
-            decode_mqtt(
-                "emon/n",
-                br#"{"a":1,"b":{"name":["x"],"value":2}}"#,
-                "emon",
-                NOW
-            )
-            .is_none()
-        );
-    }
-
-    #[test]
-    fn json_deeper_than_three_levels_is_not_json() {
-        // emoncms_mqtt.php `message` decodes with json_decode(…, true, 3); a deeper payload
-        // fails, so it is read as text: on the node topic, CSV named from 0.
+        // A non-empty container as a name is a third level of containers: past json_decode's
+        // depth, so the payload is text, read as CSV on the node topic.
         let d = decode_mqtt(
             "emon/n",
-            br#"{"a":{"value":{"b":{"c":1}}},"d":2}"#,
+            br#"{"a":1,"b":{"name":["x"],"value":2}}"#,
             "emon",
             NOW,
         )
         .expect("input");
-        assert_eq!(d.time, NOW);
-        assert_eq!(vals(&d), vec![("0", None), ("1", None)]);
-        let d = decode_mqtt("emon/n", br#"{"a":{"value":{"b":1}},"d":2}"#, "emon", NOW)
-            .expect("three levels are JSON");
-        assert_eq!(vals(&d), vec![("d", Some(2.0))]);
+        assert_eq!(vals(&d), vec![("0", None), ("1", None), ("2", None)]);
+    }
+
+    #[test]
+    fn json_deeper_than_two_containers_is_not_json() {
+        // emoncms_mqtt.php `message` decodes with json_decode(…, true, 3), which fails past
+        // two nested containers; such a payload is read as text: on the node topic, CSV named
+        // from 0.
+        for deep in [
+            br#"{"a":{"value":{"b":{"c":1}}},"d":2}"#.as_slice(),
+            br#"{"a":{"value":{"b":1}},"d":2}"#.as_slice(),
+        ] {
+            let d = decode_mqtt("emon/n", deep, "emon", NOW).expect("input");
+            assert_eq!(d.time, NOW);
+            assert_eq!(vals(&d), vec![("0", None), ("1", None)]);
+        }
+        let d = decode_mqtt(
+            "emon/n",
+            br#"{"a":{"name":"x","value":1},"d":2}"#,
+            "emon",
+            NOW,
+        )
+        .expect("two containers are JSON");
+        assert_eq!(vals(&d), vec![("a_x", Some(1.0)), ("d", Some(2.0))]);
     }
 
     #[test]
