@@ -36,54 +36,47 @@ fn depth(v: &Json) -> usize {
 const MAX_JSON_DEPTH: usize = 2;
 
 /// The `name` of a `{"name":…, "value":…}` object as PHP appends it: `None` when PHP reads it
-/// as false (absent, `null`, `false`, `0`, `""`, `"0"`, `[]`), `Err` for a non-empty container
-/// (PHP's "Array to string conversion" warning, which the service turns into an exception that
-/// drops the whole message).
-fn unbox_name(name: Option<&Json>) -> Result<Option<String>, ()> {
-    match name {
-        None | Some(Json::Null | Json::Bool(false)) => Ok(None),
-        Some(Json::Bool(true)) => Ok(Some("1".into())),
-        Some(Json::String(s)) => Ok((!s.is_empty() && s != "0").then(|| s.clone())),
-        Some(Json::Number(n)) => {
+/// as false (absent, `null`, `false`, `0`, `""`, `"0"`). A container as a name would be a third
+/// level of containers, which is never decoded as JSON ([`MAX_JSON_DEPTH`]).
+fn unbox_name(name: Option<&Json>) -> Option<String> {
+    match name? {
+        Json::Null | Json::Bool(false) | Json::Array(_) | Json::Object(_) => None,
+        Json::Bool(true) => Some("1".into()),
+        Json::String(s) => (!s.is_empty() && s != "0").then(|| s.clone()),
+        Json::Number(n) => {
             if let Some(i) = n.as_i64() {
-                Ok((i != 0).then(|| i.to_string()))
+                (i != 0).then(|| i.to_string())
             } else if let Some(u) = n.as_u64() {
-                Ok(Some(u.to_string()))
+                Some(u.to_string())
             } else {
                 let f = n.as_f64().unwrap_or(0.0);
                 if f == 0.0 {
-                    Ok(None)
+                    None
                 } else if f.fract() == 0.0 && f.abs() < 1e15 {
-                    Ok(Some(format!("{f:.0}")))
+                    Some(format!("{f:.0}"))
                 } else {
-                    Ok(Some(f.to_string()))
+                    Some(f.to_string())
                 }
             }
         }
-        Some(Json::Array(a)) if a.is_empty() => Ok(None),
-        Some(Json::Object(o)) if o.is_empty() => Ok(None),
-        Some(Json::Array(_) | Json::Object(_)) => Err(()),
     }
 }
 
 /// One JSON entry as emoncms_mqtt reads it: `{"name": n, "value": v}` (any container with a
 /// `value` key) unboxes to `key_n`, or to `key` with no (or a false) name; then only a scalar
-/// makes an input. `Ok(None)`: no input; `Err`: the whole message is dropped (see
-/// [`unbox_name`]).
-fn entry(key: String, v: &Json) -> Result<Option<(String, Value)>, ()> {
+/// makes an input (`None`: no input).
+fn entry(key: String, v: &Json) -> Option<(String, Value)> {
     let (key, value) = match v {
         Json::Object(inner) if inner.contains_key("value") => {
-            let Some(val) = inner.get("value") else {
-                return Ok(None);
-            };
-            match unbox_name(inner.get("name"))? {
+            let val = inner.get("value")?;
+            match unbox_name(inner.get("name")) {
                 Some(n) => (format!("{key}_{n}"), val),
                 None => (key, val),
             }
         }
         _ => (key, v),
     };
-    Ok(scalar(value).map(|value| (key, value)))
+    scalar(value).map(|value| (key, value))
 }
 
 /// Decodes one message; `None` if the topic is not an input topic under `base`, or if the
@@ -156,11 +149,11 @@ pub fn decode_mqtt(topic: &str, payload: &[u8], base: &str, now: i64) -> Option<
                 .iter()
                 .filter(|(k, _)| !(drop_time && k.as_str() == "time"))
                 .map(|(k, v)| (k.clone(), v));
-            add_entries(&mut out, &mut index, &prefix, &topic, keyed)?;
+            add_entries(&mut out, &mut index, &prefix, keyed);
         }
         Some(Json::Array(items)) => {
             let keyed = items.iter().enumerate().map(|(i, v)| (i.to_string(), v));
-            add_entries(&mut out, &mut index, &prefix, &topic, keyed)?;
+            add_entries(&mut out, &mut index, &prefix, keyed);
         }
         _ if route.len() >= 2 => {
             out.set(&mut index, filter_name(&prefix), php_numeric(&text));
@@ -175,34 +168,21 @@ pub fn decode_mqtt(topic: &str, payload: &[u8], base: &str, now: i64) -> Option<
     Some(out)
 }
 
-/// Adds a JSON message's (key, value) entries as inputs named `<prefix>_<key>` (or `<key>`);
-/// `None` when an entry's name is a container, which drops the whole message as emoncms's
-/// service does.
+/// Adds a JSON message's (key, value) entries as inputs named `<prefix>_<key>` (or `<key>`).
 fn add_entries<'a>(
     out: &mut Decoded,
     index: &mut std::collections::HashMap<String, usize>,
     prefix: &str,
-    topic: &str,
     entries: impl Iterator<Item = (String, &'a Json)>,
-) -> Option<()> {
-    for (k, v) in entries {
-        match entry(k, v) {
-            Ok(Some((key, value))) => {
-                let name = if prefix.is_empty() {
-                    key
-                } else {
-                    format!("{prefix}_{key}")
-                };
-                out.set(index, filter_name(&name), value);
-            }
-            Ok(None) => {}
-            Err(()) => {
-                tracing::warn!(topic, "MQTT message with a container as a name ignored");
-                return None;
-            }
-        }
+) {
+    for (key, value) in entries.filter_map(|(k, v)| entry(k, v)) {
+        let name = if prefix.is_empty() {
+            key
+        } else {
+            format!("{prefix}_{key}")
+        };
+        out.set(index, filter_name(&name), value);
     }
-    Some(())
 }
 
 #[cfg(test)]
