@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ynni_core::boot_clock::BootInstant;
+
 use anyhow::Context;
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -257,7 +259,7 @@ pub async fn keep(
     // the leases and the node id are given up so the others take over at once.
     drop(moves);
     if own.tick().await.is_ok() {
-        let now = Instant::now();
+        let now = BootInstant::now();
         for (v, (epoch, fence)) in &fences {
             if let Some(lease) = own.valid(*v, now).filter(|l| l.epoch == *epoch) {
                 fence.extend(lease.deadline);
@@ -349,7 +351,7 @@ fn reconcile(
     handing: &mut HashSet<u16>,
     moves: &mpsc::UnboundedSender<Move>,
 ) {
-    let now = Instant::now();
+    let now = BootInstant::now();
     // A fence whose deadline passed stays dead even if the lease was renewed since (a
     // renewal sent before the deadline but answered after it): its worker is abandoned and,
     // the lease being valid, opened again below under a new fence.

@@ -14,7 +14,7 @@
 //!   expired lease is never renewed (it must be acquired again, with a new epoch);
 //! - *release* clears the owner of a lease the node still holds.
 //!
-//! The holder's own view is a deadline on its **monotonic** clock: `sent + lease − margin`,
+//! The holder's own view is a deadline on its **boot-time** clock: `sent + lease − margin`,
 //! where `sent` is read *before* the acquire or renew statement is sent. Postgres evaluates
 //! the statement after it was sent, so the database's `expires` is at least `lease` after the
 //! real moment `sent`; the holder's deadline is `margin` earlier than that, as long as the two
@@ -26,11 +26,18 @@
 //! only after the row has expired. A node resumed after a pause finds its deadline passed,
 //! and its late renewal is refused because the epoch or the expiry no longer match.
 //!
+//! The local clock is `CLOCK_BOOTTIME` ([`ynni_core::boot_clock`]), not `std`'s `Instant`
+//! (`CLOCK_MONOTONIC`), which stands still while the machine or its virtual machine is
+//! suspended: a node woken from a suspend longer than its lease must find its deadline passed,
+//! as one resumed from SIGSTOP does.
+//!
 //! What this assumes: the database server's clock does not step forward (NTP slews, it does
 //! not jump), and Postgres is one primary (its own replication, e.g. Patroni, handles its
 //! failures).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use ynni_core::boot_clock::BootInstant;
 
 use sqlx::PgPool;
 
@@ -42,12 +49,12 @@ pub struct Lease {
     pub vshard: u16,
     pub epoch: i64,
     /// When this node must stop acting for the vshard unless renewed.
-    pub deadline: Instant,
+    pub deadline: BootInstant,
 }
 
 impl Lease {
     /// Whether the node may still acknowledge and write for the vshard.
-    pub fn valid(&self, now: Instant) -> bool {
+    pub fn valid(&self, now: BootInstant) -> bool {
         now < self.deadline
     }
 }
@@ -75,7 +82,7 @@ impl Timing {
         self.lease / 3
     }
 
-    fn deadline(&self, sent: Instant) -> Instant {
+    fn deadline(&self, sent: BootInstant) -> BootInstant {
         sent + self.lease.saturating_sub(self.margin)
     }
 
@@ -108,7 +115,7 @@ impl Leases {
     /// Takes `vshard` if nobody holds it or its lease has expired by the database's clock.
     /// `None` while another node's lease (or this node's own, from before a restart) runs.
     pub async fn acquire(&self, vshard: u16) -> Result<Option<Lease>, ClusterError> {
-        let sent = Instant::now();
+        let sent = BootInstant::now();
         let epoch: Option<i64> = sqlx::query_scalar(
             "UPDATE vshard_leases SET owner = $1, epoch = epoch + 1, \
              expires = clock_timestamp() + make_interval(secs => $2) \
@@ -131,7 +138,7 @@ impl Leases {
     /// Extends `lease`; `None` when it is no longer this node's (expired, or taken over),
     /// after which the node must not act for the vshard again without a new acquisition.
     pub async fn renew(&self, lease: &Lease) -> Result<Option<Lease>, ClusterError> {
-        let sent = Instant::now();
+        let sent = BootInstant::now();
         let renewed: Option<i64> = sqlx::query_scalar(
             "UPDATE vshard_leases SET expires = clock_timestamp() + make_interval(secs => $2) \
              WHERE vshard = $3 AND owner = $1 AND epoch = $4 AND expires > clock_timestamp() \
@@ -180,7 +187,7 @@ mod tests {
             t.renew_every(),
             Duration::from_millis(3_333) + Duration::from_nanos(333_333)
         );
-        let sent = Instant::now();
+        let sent = BootInstant::now();
         let lease = Lease {
             vshard: 1,
             epoch: 1,

@@ -13,7 +13,7 @@
 //! paused, cut off) loses its vshards to the others one lease later.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use ynni_core::boot_clock::BootInstant;
 
 use sqlx::PgPool;
 
@@ -61,7 +61,7 @@ impl Ownership {
     }
 
     /// The lease on `vshard` if this node may act for it at `now`.
-    pub fn valid(&self, vshard: u16, now: Instant) -> Option<Lease> {
+    pub fn valid(&self, vshard: u16, now: BootInstant) -> Option<Lease> {
         self.held.get(&vshard).filter(|l| l.valid(now)).copied()
     }
 
@@ -95,7 +95,7 @@ impl Ownership {
             };
         }
         // Leases past their local deadline are lost whatever the database says.
-        let now = Instant::now();
+        let now = BootInstant::now();
         let expired: Vec<u16> = self
             .held
             .iter()

@@ -5,7 +5,8 @@
 
 mod postgres;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use ynni_core::boot_clock::BootInstant;
 
 use postgres::Postgres;
 use ynni_cluster::lease::{Leases, Timing};
@@ -41,7 +42,7 @@ async fn a_vshard_changes_hands_only_after_its_holders_deadline() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let taken_at = Instant::now();
+    let taken_at = BootInstant::now();
     assert!(
         taken_at >= held.deadline,
         "b took the vshard before a's deadline"

@@ -9,7 +9,8 @@
 mod postgres;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use ynni_core::boot_clock::BootInstant;
 
 use postgres::Postgres;
 use ynni_cluster::lease::Timing;
@@ -29,7 +30,7 @@ async fn node(pool: &sqlx::PgPool, id: &str) -> Ownership {
 /// The safety property: no vshard is valid at two nodes at the same instant (stopped nodes
 /// included: their leases stay in their hands until the local deadline passes).
 fn check_one_owner(nodes: &BTreeMap<&str, Ownership>) {
-    let now = Instant::now();
+    let now = BootInstant::now();
     for v in 0..VSHARDS {
         let holders: Vec<&str> = nodes
             .iter()
@@ -66,7 +67,7 @@ async fn run_until(
 }
 
 fn counts(nodes: &BTreeMap<&str, Ownership>) -> BTreeMap<String, usize> {
-    let now = Instant::now();
+    let now = BootInstant::now();
     nodes
         .iter()
         .map(|(n, o)| {
@@ -102,7 +103,7 @@ async fn vshards_move_on_failure_drain_and_join_without_two_owners() {
     // c stops (a crash: it never ticks again). Its vshards move to a and b once its leases end,
     // and never while c could still act for them.
     let c_had = nodes["c"].held();
-    let stopped = Instant::now();
+    let stopped = BootInstant::now();
     run_until(&mut nodes, &["a", "b"], |n| {
         total(n, &["a", "b"]) == usize::from(VSHARDS)
     })
@@ -114,7 +115,7 @@ async fn vshards_move_on_failure_drain_and_join_without_two_owners() {
     assert!(
         c_had
             .iter()
-            .all(|v| nodes["c"].valid(*v, Instant::now()).is_none())
+            .all(|v| nodes["c"].valid(*v, BootInstant::now()).is_none())
     );
 
     // b is drained: it hands everything over to a, releasing each vshard so a need not wait.
@@ -140,7 +141,7 @@ async fn vshards_move_on_failure_drain_and_join_without_two_owners() {
     // The database agrees: each vshard's owner is the node that holds it, and epochs grew with
     // every change of hands.
     let status = ynni_cluster::status::read(&pool).await.expect("status");
-    let now = Instant::now();
+    let now = BootInstant::now();
     for row in &status.leases {
         let v = u16::try_from(row.vshard).expect("vshard");
         let holder = nodes

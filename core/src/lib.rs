@@ -2,6 +2,7 @@
 //! over SQL.
 
 pub mod account_rules;
+pub mod boot_clock;
 pub mod catalog;
 pub mod fd_budget;
 pub mod keys;

@@ -31,7 +31,7 @@ fn threads_named(prefix: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_host_thread_serves_many_vshards_each_with_its_own_log() {
     use std::sync::Arc;
-    use std::time::Instant;
+    use ynni_core::boot_clock::BootInstant;
     use ynni_ingest::shard::Fence;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -80,7 +80,7 @@ async fn one_host_thread_serves_many_vshards_each_with_its_own_log() {
     }
     let fences: Vec<Arc<Fence>> = users
         .iter()
-        .map(|_| Arc::new(Fence::until(Instant::now() + Duration::from_secs(60))))
+        .map(|_| Arc::new(Fence::until(BootInstant::now() + Duration::from_secs(60))))
         .collect();
     for (u, f) in users.iter().zip(&fences) {
         let (r, v, f) = (router.clone(), router.vshard(*u), f.clone());

@@ -168,7 +168,7 @@ async fn the_submitter_tells_stored_messages_from_refused_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vshard_serves_only_while_open_and_fenced_and_moves_with_its_log() {
     use std::sync::Arc;
-    use std::time::Instant;
+    use ynni_core::boot_clock::BootInstant;
     use ynni_ingest::shard::Fence;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -202,7 +202,7 @@ async fn a_vshard_serves_only_while_open_and_fenced_and_moves_with_its_log() {
         Err(IngestError::NotServed)
     ));
 
-    let fence = Arc::new(Fence::until(Instant::now() + Duration::from_secs(60)));
+    let fence = Arc::new(Fence::until(BootInstant::now() + Duration::from_secs(60)));
     let r = router.clone();
     let f = fence.clone();
     tokio::task::spawn_blocking(move || r.open_vshard(v, f))
@@ -232,7 +232,7 @@ async fn a_vshard_serves_only_while_open_and_fenced_and_moves_with_its_log() {
     // The next owner (here a new router on the same directory) replays the log.
     let router = Arc::new(open(catalog.clone()).await.unwrap().unwrap());
     let r = router.clone();
-    let fence = Arc::new(Fence::until(Instant::now() + Duration::from_secs(60)));
+    let fence = Arc::new(Fence::until(BootInstant::now() + Duration::from_secs(60)));
     tokio::task::spawn_blocking(move || r.open_vshard(v, fence))
         .await
         .unwrap()

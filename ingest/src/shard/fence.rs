@@ -7,7 +7,8 @@
 //! write it makes: the WAL writer thread before each append and trim, the store before each
 //! feed file and checkpoint it flushes (`ynni_storage::wal::Guard`). So a worker delayed
 //! anywhere (a slow catalog, a slow sync of the shared filesystem, a paused process) writes
-//! nothing once the deadline has passed. The deadline is the lease's local one, which passes
+//! nothing once the deadline has passed, on the clock that keeps counting through a suspend
+//! ([`ynni_core::boot_clock`]). The deadline is the lease's local one, which passes
 //! before the database lets any other node take the vshard (see `ynni_cluster::lease`), so a
 //! write that finds it valid is made by the only owner.
 //!
@@ -30,17 +31,17 @@
 //! write, so a reply is only sent by an owner whose lease was valid once the data was durable.
 
 use std::sync::Mutex;
-use std::time::Instant;
+use ynni_core::boot_clock::BootInstant;
 
 /// Until when the owner of one vshard may write for it.
 #[derive(Debug, Default)]
 pub struct Fence {
-    deadline: Mutex<Option<Instant>>,
+    deadline: Mutex<Option<BootInstant>>,
 }
 
 impl Fence {
     /// A fence valid until `deadline`.
-    pub fn until(deadline: Instant) -> Self {
+    pub fn until(deadline: BootInstant) -> Self {
         Self {
             deadline: Mutex::new(Some(deadline)),
         }
@@ -48,10 +49,10 @@ impl Fence {
 
     /// Moves the deadline (a renewed lease); never revives a fence that was revoked or whose
     /// deadline passed (that lease is lost, whatever a late renewal says).
-    pub fn extend(&self, deadline: Instant) {
+    pub fn extend(&self, deadline: BootInstant) {
         let mut d = self.deadline.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = d.as_mut()
-            && Instant::now() < *old
+            && BootInstant::now() < *old
         {
             *old = deadline.max(*old);
         }
@@ -67,7 +68,7 @@ impl Fence {
         self.deadline
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|d| Instant::now() < d)
+            .is_some_and(|d| BootInstant::now() < d)
     }
 }
 
@@ -78,19 +79,19 @@ mod tests {
 
     #[test]
     fn valid_until_the_deadline_and_never_after_revoking() {
-        let f = Fence::until(Instant::now() + Duration::from_secs(60));
+        let f = Fence::until(BootInstant::now() + Duration::from_secs(60));
         assert!(f.valid());
         f.revoke();
         assert!(!f.valid());
-        f.extend(Instant::now() + Duration::from_secs(60));
+        f.extend(BootInstant::now() + Duration::from_secs(60));
         assert!(!f.valid(), "a revoked fence stays revoked");
-        let past = Fence::until(Instant::now());
+        let past = Fence::until(BootInstant::now());
         assert!(!past.valid());
-        past.extend(Instant::now() + Duration::from_secs(60));
+        past.extend(BootInstant::now() + Duration::from_secs(60));
         assert!(!past.valid(), "a passed deadline is not revived");
-        let live = Fence::until(Instant::now() + Duration::from_secs(1));
-        live.extend(Instant::now() + Duration::from_secs(60));
-        live.extend(Instant::now());
+        let live = Fence::until(BootInstant::now() + Duration::from_secs(1));
+        live.extend(BootInstant::now() + Duration::from_secs(60));
+        live.extend(BootInstant::now());
         assert!(live.valid(), "a renewal moves the deadline, never back");
     }
 }
