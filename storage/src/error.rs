@@ -49,6 +49,10 @@ pub enum StorageError {
     WalClosed,
     #[error("the feed store stopped after a failed write; restart to recover from the log")]
     StoreFailed,
+    /// Replaying a record needed a service outside the storage (the catalog) that failed;
+    /// the log and the files are fine, and opening again later may succeed.
+    #[error("replaying record {lsn}: {reason}")]
+    ReplayFailed { lsn: u64, reason: String },
     /// Cluster mode: this node's lease on the shard has ended, so it may not write for it
     /// (another node takes it over; the client retries there).
     #[error("this server no longer holds the shard's lease")]
@@ -72,6 +76,7 @@ impl StorageError {
             // A stopped store recovers by a restart: the client should try again later.
             StorageError::StoreFailed => true,
             StorageError::Fenced => true,
+            StorageError::ReplayFailed { .. } => true,
             _ => false,
         }
     }

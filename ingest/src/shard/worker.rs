@@ -21,6 +21,12 @@
 //! their record reached the log, so a retry may deliver it twice, as when an answer is lost
 //! on the network.
 //!
+//! A failing catalog (its database restarting, a lost connection) poisons nothing at first:
+//! processing asks the catalog before it changes anything in memory, so a record it fails is
+//! processed again after a pause, for up to [`CATALOG_PATIENCE`] (while the lease lasts, in
+//! cluster mode); the shard waits meanwhile, and only a catalog still failing then poisons
+//! it. A replay at start-up waits the same way, and fails with a retryable error after it.
+//!
 //! A failed WAL append (a full disk, an I/O error) poisons nothing: nothing was applied, the
 //! log is cut back to its last durable record, the callers get 503 with `Retry-After`, and a
 //! later write succeeds once the condition clears.
@@ -290,6 +296,11 @@ fn day_string(days: i64) -> String {
 
 /// How often a worker writes its usage counts to the catalog (when they changed).
 const USAGE_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a logged record whose processing the catalog fails is tried again before the
+/// store is poisoned: long enough for a database restart or a primary switch-over, short
+/// enough that the queued callers get an answer (503 once the queue is full).
+const CATALOG_PATIENCE: Duration = Duration::from_secs(10);
 
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
@@ -666,7 +677,12 @@ impl Worker {
         if !self.may_write() {
             return Err(StorageError::Fenced.into());
         }
-        match self.core.process(&mut self.store, &record, false) {
+        let fence = self.fence.clone();
+        let may_write = move || fence.as_ref().is_none_or(|f| f.valid());
+        match self
+            .core
+            .process_patiently(&mut self.store, &record, false, may_write)
+        {
             Ok(()) => self.store.record_applied(lsn),
             Err(e) => {
                 tracing::error!(shard = self.n, lsn, error = %e, "applying a logged feed write failed; shard stopped until restart");
@@ -827,7 +843,12 @@ impl Worker {
             }
             // The record is durable, so the answer is yes; it is sent after processing so that
             // a read that follows the answer sees the new inputs and values.
-            match self.core.process(&mut self.store, &record, false) {
+            let fence = self.fence.clone();
+            let may_write = move || fence.as_ref().is_none_or(|f| f.valid());
+            match self
+                .core
+                .process_patiently(&mut self.store, &record, false, may_write)
+            {
                 Ok(()) => self.store.record_applied(lsn),
                 Err(e) => {
                     // Memory may be half-updated: stop checkpointing until a restart replays
@@ -862,13 +883,18 @@ impl Replay for Core {
                 reason: "not an input batch".into(),
             });
         };
-        self.process(store, &record, true).map_err(|e| match e {
-            IngestError::Storage(s) => s,
-            other => StorageError::CorruptWal {
-                path: format!("record {lsn}").into(),
-                reason: other.to_string(),
-            },
-        })
+        self.process_patiently(store, &record, true, || true)
+            .map_err(|e| match e {
+                IngestError::Storage(s) => s,
+                IngestError::Catalog(c) => StorageError::ReplayFailed {
+                    lsn,
+                    reason: format!("catalog: {c}"),
+                },
+                other => StorageError::CorruptWal {
+                    path: format!("record {lsn}").into(),
+                    reason: other.to_string(),
+                },
+            })
     }
 }
 
@@ -1093,6 +1119,34 @@ impl Core {
         Ok(fresh)
     }
 
+    /// [`Core::process`], with a catalog failure tried again: it changed nothing in memory, so
+    /// the record is processed again after a growing pause (to 1 s), for up to
+    /// [`CATALOG_PATIENCE`] and while `may_continue` says so. A catalog that restarts or is
+    /// briefly unreachable delays the shard; before, it stopped the shard's writes until a
+    /// restart. Only what is still failing after that poisons the store.
+    fn process_patiently(
+        &mut self,
+        store: &mut FeedStore,
+        record: &Record,
+        replaying: bool,
+        may_continue: impl Fn() -> bool,
+    ) -> Result<(), IngestError> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.process(store, record, replaying) {
+                Err(IngestError::Catalog(e))
+                    if started.elapsed() + pause <= CATALOG_PATIENCE && may_continue() =>
+                {
+                    tracing::warn!(userid = record.userid, error = %e, "the catalog failed while processing a logged record; trying again");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Inputs, last values and process lists for one logged record (also used by replay).
     fn process(
         &mut self,
@@ -1105,6 +1159,10 @@ impl Core {
             tracing::warn!(userid, "batch of a deleted account skipped");
             return Ok(());
         }
+        // Inputs created for this record: each is new where it first appears. The catalog's
+        // work comes before anything in memory changes, so a catalog failure leaves the shard
+        // as it was and the record can be processed again ([`Worker::process_logged`]).
+        let mut fresh = self.create_inputs(userid, record)?;
         // Counted here, live and in a replay alike: a replay redoes exactly the records after
         // the checkpoint, whose counts the checkpoint does not hold.
         let usage_key = (userid, record.usage_day());
@@ -1121,8 +1179,6 @@ impl Core {
             metrics::counter!(crate::metrics::VALUES, "source" => source)
                 .increment(u64::try_from(record.values()).unwrap_or(0));
         }
-        // Inputs created for this record: each is new where it first appears.
-        let mut fresh = self.create_inputs(userid, record)?;
         for batch in &record.batches {
             let t = batch.time;
             // Live values for subscribers: not sent again when a batch is replayed.
@@ -1741,6 +1797,69 @@ mod tests {
             last.values().copied().collect::<Vec<_>>(),
             vec![(T, Some(1.0))]
         );
+    }
+
+    /// Runs one statement on the rig's catalog file over a connection of its own.
+    fn on_catalog(rig_dir: &std::path::Path, handle: &Handle, sql: &'static str) {
+        use sqlx::Connection;
+        let path = rig_dir.join("catalog.sqlite");
+        handle.block_on(async {
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .expect("connect");
+            sqlx::query(sql).execute(&mut c).await.expect("statement");
+        });
+    }
+
+    /// A catalog that fails for a moment after a record was logged delays the record's
+    /// processing; it does not stop the shard until a restart (it used to poison the store).
+    #[test]
+    fn a_catalog_failing_for_a_moment_delays_the_shard_and_poisons_nothing() {
+        let rig = Rig::new();
+        let mut w = rig.open();
+        let sub = |name: &str| Submission {
+            userid: rig.userid,
+            batches: vec![Decoded {
+                time: T,
+                node: "a".into(),
+                values: vec![(name.into(), Some(2.0))],
+            }],
+            http: true,
+        };
+        submit(&mut w, sub("x")).expect("stored");
+        // Creating input y fails while the table is away, then succeeds once it is back.
+        let dir = rig.dir.path().to_path_buf();
+        on_catalog(
+            &dir,
+            rig.rt.handle(),
+            "ALTER TABLE inputs RENAME TO inputs_away",
+        );
+        let handle = rig.rt.handle().clone();
+        let back = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            on_catalog(&dir, &handle, "ALTER TABLE inputs_away RENAME TO inputs");
+        });
+        submit(&mut w, sub("y")).expect("stored once the catalog was back");
+        back.join().expect("renamed back");
+        assert_eq!(
+            rig.inputs(),
+            vec![("a".into(), "x".into()), ("a".into(), "y".into())]
+        );
+        submit(&mut w, sub("z")).expect("the store still takes writes");
+        assert_eq!(w.core.input_last(rig.userid).len(), 3);
+        // A catalog that stays away past the patience poisons the store, as before.
+        drop(w);
+        let mut w = rig.open();
+        assert_eq!(w.core.input_last(rig.userid).len(), 3, "replayed");
+        on_catalog(rig.dir.path(), rig.rt.handle(), "DROP TABLE inputs");
+        let started = std::time::Instant::now();
+        let answer = submit(&mut w, sub("w"));
+        assert!(started.elapsed() >= CATALOG_PATIENCE / 2, "tried again");
+        assert!(answer.is_ok(), "the record is durable: {answer:?}");
+        match submit(&mut w, sub("v")) {
+            Err(e) => assert!(e.is_retryable(), "{e}"),
+            Ok(()) => panic!("a poisoned store took a write"),
+        }
     }
 
     /// New process lists replace a user's old ones only after a checkpoint: until one can be
