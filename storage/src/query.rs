@@ -512,14 +512,6 @@ fn windows(
     Ok(out)
 }
 
-fn mean(values: &[f32]) -> Option<f64> {
-    let (sum, n) = values
-        .iter()
-        .filter(|v| !v.is_nan())
-        .fold((0f64, 0u64), |(s, n), &v| (s + f64::from(v), n + 1));
-    (n > 0).then(|| sum / n as f64)
-}
-
 fn fixed_series(
     f: &FixedFeed,
     start: i64,
@@ -609,6 +601,19 @@ fn variable_series(
     req: &DataRequest,
     cap: u64,
 ) -> Result<Vec<(i64, Option<f64>)>, QueryError> {
+    variable_series_in(f, start, end, interval, req, cap, CHUNK)
+}
+
+/// [`variable_series`], reading `chunk` records at a time.
+fn variable_series_in(
+    f: &VariableFeed,
+    start: i64,
+    end: i64,
+    interval: Interval,
+    req: &DataRequest,
+    cap: u64,
+    chunk: usize,
+) -> Result<Vec<(i64, Option<f64>)>, QueryError> {
     let interval = match interval {
         Interval::Seconds(i) => Interval::Seconds(i.max(1)),
         // A variable feed has no interval of its own; emoncms treats `original` as 1 s here.
@@ -620,48 +625,161 @@ fn variable_series(
         return Ok(Vec::new());
     };
     let clamp = |t: i64| t.clamp(0, i64::from(u32::MAX)) as u32;
-    let last_end = clamp(last.1);
-    let mut recs = Vec::new();
-    // emoncms's averaging can reach back one record before the start (see below).
-    if let Some(r) = f.last_before(clamp(first.0))? {
-        recs.push(r);
-    }
-    recs.extend(f.read_range(clamp(first.0), last_end)?);
-    if let Some(r) = f.first_after(last_end)? {
-        recs.push(r);
-    }
-    let lower = |t: i64| recs.partition_point(|r| i64::from(r.0) < t);
+    let mut recs = Records::new(f, clamp(first.0), clamp(last.1), chunk)?;
     let mut out = Vec::with_capacity(wins.len());
-    let mut sd = lower(start);
-    for &(a, b) in &wins {
-        let value = if req.average {
-            // emoncms's averaging window ends at the last record *before* the first record at
-            // or after the window's end, unless that record is exactly at the end: a record just
-            // before a boundary counts in the next window. Reproduced for identical answers.
-            let mut nd = lower(b);
-            if nd < recs.len() && i64::from(recs[nd].0) > b {
-                nd = nd.saturating_sub(1);
+    if req.average {
+        // emoncms's averaging window ends at the last record *before* the first record at or
+        // after the window's end, unless that record is exactly at the end: a record just
+        // before a boundary counts in the next window. Reproduced for identical answers, with
+        // the newest record read *held* until the next one shows which window it belongs to.
+        // Records before `start` are not averaged, but when the first window is empty and the
+        // next record lies past its end, emoncms's index steps back and the last of them counts
+        // in the second window: it is held, marked not to count unless that happens.
+        let mut held: Option<(f32, bool)> = None;
+        while let Some(r) = recs.peek()?
+            && i64::from(r.0) < start
+        {
+            held = Some((r.1, false));
+            recs.advance();
+        }
+        for &(a, b) in &wins {
+            let mut acc = Mean::default();
+            while let Some(r) = recs.peek()?
+                && i64::from(r.0) < b
+            {
+                if let Some((v, true)) = held {
+                    acc.add(v);
+                }
+                held = Some((r.1, true));
+                recs.advance();
             }
-            let v = if sd < nd {
-                let vals: Vec<f32> = recs[sd..nd].iter().map(|r| r.1).collect();
-                mean(&vals)
-            } else {
-                None
-            };
-            sd = nd;
-            v
-        } else {
-            let r = lower(a);
-            recs.get(r)
-                .filter(|r| i64::from(r.0) < b)
-                .filter(|r| !r.1.is_nan())
-                .map(|r| f64::from(r.1))
-        };
-        if value.is_some() || !req.skipmissing {
-            out.push((a, value));
+            match recs.peek()? {
+                Some(r) if i64::from(r.0) > b => {
+                    if let Some(h) = held.as_mut() {
+                        h.1 = true;
+                    }
+                }
+                _ => {
+                    if let Some((v, true)) = held.take() {
+                        acc.add(v);
+                    }
+                }
+            }
+            let value = acc.value();
+            if value.is_some() || !req.skipmissing {
+                out.push((a, value));
+            }
+        }
+    } else {
+        for &(a, b) in &wins {
+            recs.skip_before(a)?;
+            let value = recs
+                .peek()?
+                .filter(|r| i64::from(r.0) < b && !r.1.is_nan())
+                .map(|r| f64::from(r.1));
+            if value.is_some() || !req.skipmissing {
+                out.push((a, value));
+            }
         }
     }
     Ok(out)
+}
+
+/// Records a variable feed's series walks, in time order: the last one before `from`, those
+/// from `from` to `to`, and the first one after `to` (emoncms's averaging reaches one record
+/// past each end). The middle is read a chunk at a time, so a request over a long, dense
+/// feed holds [`CHUNK`] records, not the whole range (10 years of 10 s data is 31.5 million).
+struct Records<'a> {
+    f: &'a VariableFeed,
+    buf: Vec<(u32, f32)>,
+    pos: usize,
+    /// Where the next chunk of the middle starts; `None` once it is read.
+    next: Option<u32>,
+    to: u32,
+    /// The record after `to` is still to be read.
+    after: bool,
+    chunk: usize,
+}
+
+/// Records per chunk: 512 KiB in memory.
+const CHUNK: usize = 1 << 16;
+
+impl<'a> Records<'a> {
+    fn new(f: &'a VariableFeed, from: u32, to: u32, chunk: usize) -> Result<Self, StorageError> {
+        let buf = f.last_before(from)?.into_iter().collect();
+        Ok(Self {
+            f,
+            buf,
+            pos: 0,
+            next: Some(from),
+            to,
+            after: true,
+            chunk,
+        })
+    }
+
+    /// The next record, read from the file if needed; `None` at the end.
+    fn peek(&mut self) -> Result<Option<(u32, f32)>, StorageError> {
+        while self.pos == self.buf.len() {
+            self.pos = 0;
+            self.buf.clear();
+            if let Some(from) = self.next {
+                let (chunk, next) = self.f.read_chunk(from, self.to, self.chunk)?;
+                self.buf = chunk;
+                self.next = next;
+            } else if self.after {
+                self.after = false;
+                self.buf.extend(self.f.first_after(self.to)?);
+            } else {
+                return Ok(None);
+            }
+        }
+        Ok(self.buf.get(self.pos).copied())
+    }
+
+    fn advance(&mut self) {
+        self.pos += 1;
+    }
+
+    /// Moves past every record before `t`; a chunk read that would lie wholly before it is
+    /// not made (a coarse series over a dense feed reads near its window starts only).
+    fn skip_before(&mut self, t: i64) -> Result<(), StorageError> {
+        loop {
+            if self.buf.last().is_some_and(|r| i64::from(r.0) < t) {
+                self.pos = self.buf.len();
+            }
+            if self.pos == self.buf.len()
+                && let Some(from) = self.next
+                && i64::from(from) < t
+            {
+                self.next = u32::try_from(t).ok();
+            }
+            match self.peek()? {
+                Some(r) if i64::from(r.0) < t => self.advance(),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+/// A mean of the values that are not missing, summed in the order they come.
+#[derive(Default)]
+struct Mean {
+    sum: f64,
+    n: u64,
+}
+
+impl Mean {
+    fn add(&mut self, v: f32) {
+        if !v.is_nan() {
+            self.sum += f64::from(v);
+            self.n += 1;
+        }
+    }
+
+    fn value(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum / self.n as f64)
+    }
 }
 
 /// emoncms's delta: a missing right-hand value is taken from the feed's last value when that
@@ -730,6 +848,108 @@ pub fn value_at(feed: &Feed, t: i64) -> Result<Option<f64>, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The series as computed before it was read in chunks: the whole range in memory.
+    fn variable_series_whole(
+        f: &VariableFeed,
+        start: i64,
+        end: i64,
+        interval: Interval,
+        req: &DataRequest,
+    ) -> Vec<(i64, Option<f64>)> {
+        let interval = match interval {
+            Interval::Seconds(i) => Interval::Seconds(i.max(1)),
+            Interval::Original => Interval::Seconds(1),
+            c => c,
+        };
+        let wins = windows(start, end, interval, req.tz, 100_000).expect("windows");
+        let (Some(first), Some(last)) = (wins.first(), wins.last()) else {
+            return Vec::new();
+        };
+        let clamp = |t: i64| t.clamp(0, i64::from(u32::MAX)) as u32;
+        let last_end = clamp(last.1);
+        let mut recs = Vec::new();
+        recs.extend(f.last_before(clamp(first.0)).expect("read"));
+        recs.extend(f.read_range(clamp(first.0), last_end).expect("read"));
+        recs.extend(f.first_after(last_end).expect("read"));
+        let lower = |t: i64| recs.partition_point(|r| i64::from(r.0) < t);
+        let mean = |vals: &[(u32, f32)]| {
+            let mut m = Mean::default();
+            vals.iter().for_each(|r| m.add(r.1));
+            m.value()
+        };
+        let mut out = Vec::new();
+        let mut sd = lower(start);
+        for &(a, b) in &wins {
+            let value = if req.average {
+                let mut nd = lower(b);
+                if nd < recs.len() && i64::from(recs[nd].0) > b {
+                    nd = nd.saturating_sub(1);
+                }
+                let v = if sd < nd { mean(&recs[sd..nd]) } else { None };
+                sd = nd;
+                v
+            } else {
+                recs.get(lower(a))
+                    .filter(|r| i64::from(r.0) < b && !r.1.is_nan())
+                    .map(|r| f64::from(r.1))
+            };
+            if value.is_some() || !req.skipmissing {
+                out.push((a, value));
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Reading a variable feed in chunks answers exactly what reading the whole range did,
+        /// for every chunk size, with points on disk and unflushed, gaps and missing values.
+        #[test]
+        fn variable_series_in_chunks_equals_the_whole_range(
+            gaps in proptest::collection::vec((1u32..40, proptest::option::weighted(0.9, -50f32..50.0)), 0..120),
+            flushed in 0usize..120,
+            late in proptest::collection::vec((0u32..3000, proptest::option::of(-5f32..5.0)), 0..8),
+            start in 900i64..3500,
+            span in 1i64..3000,
+            step in 1i64..400,
+            average in proptest::bool::ANY,
+            skipmissing in proptest::bool::ANY,
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut f = VariableFeed::create(dir.path(), 1).expect("create");
+            let mut t = 1000u32;
+            let points: Vec<(i64, Option<f64>)> = gaps
+                .iter()
+                .map(|&(g, v)| {
+                    t += g;
+                    (i64::from(t), v.map(f64::from))
+                })
+                .collect();
+            let cut = flushed.min(points.len());
+            f.write(&points[..cut]);
+            f.flush().expect("flush");
+            f.write(&points[cut..]);
+            // Unflushed points anywhere, some on the times of flushed ones.
+            let late: Vec<(i64, Option<f64>)> = late
+                .iter()
+                .map(|&(t, v)| (i64::from(1000 + t), v.map(f64::from)))
+                .collect();
+            f.write(&late);
+            let interval = Interval::Seconds(step);
+            let req = DataRequest {
+                average,
+                skipmissing,
+                ..DataRequest::new(start, start + span, interval)
+            };
+            let whole = variable_series_whole(&f, start, start + span, interval, &req);
+            for chunk in [1, 2, 3, 7, 64, CHUNK] {
+                let got = variable_series_in(&f, start, start + span, interval, &req, 100_000, chunk)
+                    .expect("series");
+                proptest::prop_assert_eq!(&got, &whole, "chunk {}", chunk);
+            }
+        }
+    }
 
     #[test]
     fn interval_and_time_parsing() {

@@ -80,6 +80,9 @@ pub fn encode_record(t: u32, v: f32, out: &mut Vec<u8>) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
+/// Records of one [`VariableFeed::read_chunk`] and where the next chunk starts.
+pub type Chunk = (Vec<(u32, f32)>, Option<u32>);
+
 impl VariableFeed {
     pub fn create(dir: &Path, id: u32) -> Result<Self> {
         let p = file_path(dir, id);
@@ -180,30 +183,49 @@ impl VariableFeed {
 
     /// Records with `from <= time <= to`, unflushed points included, ascending.
     pub fn read_range(&self, from: u32, to: u32) -> Result<Vec<(u32, f32)>> {
+        Ok(self.read_chunk(from, to, usize::MAX)?.0)
+    }
+
+    /// Like [`read_range`](Self::read_range), but at most `max` records from the file (and the
+    /// unflushed points among them), so a long range can be walked with bounded memory. The
+    /// second value is where the next chunk starts, `None` once `to` is reached.
+    pub fn read_chunk(&self, from: u32, to: u32, max: usize) -> Result<Chunk> {
         let mut out = Vec::new();
         if from > to {
-            return Ok(out);
+            return Ok((out, None));
         }
+        // Up to where this chunk answers: `to`, or the last file record it returns.
+        let mut upto = to;
+        let mut next = None;
         if self.disk_npoints > 0 {
             let f = File::open(&self.path).map_err(io_err("opening", &self.path))?;
             let a = self.disk_lower_bound(&f, from)?;
-            let b = match to.checked_add(1) {
+            let end = match to.checked_add(1) {
                 Some(t) => self.disk_lower_bound(&f, t)?,
                 None => self.disk_npoints,
             };
+            let b = end.min(a.saturating_add(u64::try_from(max.max(1)).unwrap_or(u64::MAX)));
             if a < b {
                 let mut bytes = vec![0u8; ((b - a) * RECORD) as usize];
                 f.read_exact_at(&mut bytes, a * RECORD)
                     .map_err(io_err("reading", &self.path))?;
                 out.extend(decode_records(&bytes));
             }
+            if b < end
+                && let Some(&(last, _)) = out.last()
+            {
+                // Cut short: times in the file ascend, so what comes after `last` (from the
+                // file and from the unflushed points) is the next chunk's.
+                upto = last;
+                next = last.checked_add(1);
+            }
         }
-        if self.pending.range(from..=to).next().is_some() {
+        if self.pending.range(from..=upto).next().is_some() {
             let mut merged: BTreeMap<u32, f32> = out.into_iter().collect();
-            merged.extend(self.pending.range(from..=to).map(|(&t, &v)| (t, v)));
+            merged.extend(self.pending.range(from..=upto).map(|(&t, &v)| (t, v)));
             out = merged.into_iter().collect();
         }
-        Ok(out)
+        Ok((out, next))
     }
 
     /// The last record (unflushed points included) with time < `t`.
