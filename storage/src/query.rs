@@ -165,7 +165,7 @@ pub fn parse_time(s: &str, tz: Tz) -> Option<i64> {
 }
 
 /// One `feed/data` request for one feed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DataRequest {
     pub start: i64,
     pub end: i64,
@@ -258,37 +258,102 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
 /// returns, not to what an engine has already written out. A value PHP's loose `$value !=
 /// null` takes for null, 0 included, is written `null` (shared_helper.php's `csv_write`).
 pub fn csv(feed: &Feed, req: &DataRequest) -> Result<String, QueryError> {
-    let start = req.start.clamp(-TIME_LIMIT, TIME_LIMIT);
-    let end = req.end.clamp(-TIME_LIMIT, TIME_LIMIT);
-    if end <= start {
-        return Err(QueryError::EndBeforeStart);
-    }
-    let interval = match req.interval {
-        Interval::Seconds(i) if i < 1 => {
-            Interval::Seconds((php_round((end - start) as f64 / 800.0, 0) as i64).max(1))
-        }
-        other => other,
-    };
-    let format = match TimeFormat::parse(&req.timeformat) {
-        None => return Err(QueryError::InvalidTimeFormat),
-        Some(f @ (TimeFormat::Excel | TimeFormat::Iso8601)) => f,
-        Some(_) => TimeFormat::Unix,
-    };
-    let points = match feed {
-        Feed::Fixed(f) => fixed_series(f, start, end, interval, req, CSV_MAX_LINES)?,
-        Feed::Variable(f) => variable_series(f, start, end, interval, req, CSV_MAX_LINES)?,
-    };
-    let mut out = String::with_capacity(points.len() * 20);
-    for (t, v) in points {
-        match render_time(t, format, req.tz) {
-            Some(TimeValue::Text(t)) => out.push_str(&t),
-            _ => out.push_str(&t.to_string()),
-        }
-        out.push(',');
-        out.push_str(&csv_value(v));
-        out.push('\n');
+    let mut export = CsvExport::new(req)?;
+    let mut out = String::new();
+    while let Some(piece) = export.piece(feed, usize::MAX)? {
+        out.push_str(&piece);
     }
     Ok(out)
+}
+
+/// Lines per piece of a CSV download: about 2 MiB of text.
+pub const CSV_PIECE_LINES: usize = 100_000;
+
+/// A CSV download ([`csv`]) written a piece at a time, so that a long one (up to
+/// [`CSV_MAX_LINES`], ~100 MB) holds one piece in memory and keeps the feed's shard busy for
+/// one piece at a time; the pieces joined are exactly what [`csv`] writes. Each piece starts
+/// at the window after the previous one's last, with a variable feed's averaging state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvExport {
+    req: DataRequest,
+    end: i64,
+    interval: Interval,
+    format: TimeFormat,
+    /// Where the next piece starts; `None` once all is written.
+    next: Option<i64>,
+    held: Option<Held>,
+}
+
+impl CsvExport {
+    /// Checks the request as emoncms's CSV path does.
+    pub fn new(req: &DataRequest) -> Result<Self, QueryError> {
+        let start = req.start.clamp(-TIME_LIMIT, TIME_LIMIT);
+        let end = req.end.clamp(-TIME_LIMIT, TIME_LIMIT);
+        if end <= start {
+            return Err(QueryError::EndBeforeStart);
+        }
+        let interval = match req.interval {
+            Interval::Seconds(i) if i < 1 => {
+                Interval::Seconds((php_round((end - start) as f64 / 800.0, 0) as i64).max(1))
+            }
+            other => other,
+        };
+        let format = match TimeFormat::parse(&req.timeformat) {
+            None => return Err(QueryError::InvalidTimeFormat),
+            Some(f @ (TimeFormat::Excel | TimeFormat::Iso8601)) => f,
+            Some(_) => TimeFormat::Unix,
+        };
+        Ok(Self {
+            req: req.clone(),
+            end,
+            interval,
+            format,
+            next: Some(start),
+            held: None,
+        })
+    }
+
+    /// The next piece of at most `lines` windows (fewer lines when `skipmissing` drops some),
+    /// or `None` when the download is complete. The first piece refuses a download of more
+    /// than [`CSV_MAX_LINES`] lines before anything is written.
+    pub fn piece(&mut self, feed: &Feed, lines: usize) -> Result<Option<String>, QueryError> {
+        let Some(start) = self.next else {
+            return Ok(None);
+        };
+        let (req, end, interval) = (&self.req, self.end, self.interval);
+        let piece = match feed {
+            Feed::Fixed(f) => fixed_piece(f, start, end, interval, req, CSV_MAX_LINES, lines)?,
+            Feed::Variable(f) => variable_series_in(
+                f,
+                start,
+                end,
+                interval,
+                req,
+                CSV_MAX_LINES,
+                CHUNK,
+                lines,
+                self.held,
+            )?,
+        };
+        self.next = piece.next;
+        self.held = Some(piece.held);
+        let mut out = String::with_capacity(piece.points.len() * 20);
+        for (t, v) in piece.points {
+            match render_time(t, self.format, req.tz) {
+                Some(TimeValue::Text(t)) => out.push_str(&t),
+                _ => out.push_str(&t.to_string()),
+            }
+            out.push(',');
+            out.push_str(&csv_value(v));
+            out.push('\n');
+        }
+        Ok(Some(out))
+    }
+
+    /// Whether every piece has been written.
+    pub fn done(&self) -> bool {
+        self.next.is_none()
+    }
 }
 
 /// A CSV value as emoncms writes it: `number_format($v, 2, '.', '')`, or `null` for a missing
@@ -470,6 +535,18 @@ fn windows(
     tz: Tz,
     cap: u64,
 ) -> Result<Vec<(i64, i64)>, QueryError> {
+    windows_take(start, end, interval, tz, cap, usize::MAX)
+}
+
+/// [`windows`], stopping quietly after the first `take` (a piece of a long CSV download).
+fn windows_take(
+    start: i64,
+    end: i64,
+    interval: Interval,
+    tz: Tz,
+    cap: u64,
+    take: usize,
+) -> Result<Vec<(i64, i64)>, QueryError> {
     let too_many = |requested: i64| QueryError::TooManyPoints {
         limit: cap,
         requested,
@@ -482,9 +559,9 @@ fn windows(
             if count > cap as i64 {
                 return Err(too_many(count));
             }
-            out.reserve(count.max(0) as usize);
+            out.reserve((count.max(0) as usize).min(take));
             let mut t = start;
-            while t <= end {
+            while t <= end && out.len() < take {
                 out.push((t, t + i));
                 t += i;
             }
@@ -494,7 +571,7 @@ fn windows(
             // local date is the date it was made from).
             let mut t = align(c, start, tz);
             let mut d = local_date(t, tz);
-            while t <= end {
+            while t <= end && out.len() < take {
                 d = next_date(c, d);
                 let next = midnight(d, tz);
                 if next <= t {
@@ -520,6 +597,39 @@ fn fixed_series(
     req: &DataRequest,
     cap: u64,
 ) -> Result<Vec<(i64, Option<f64>)>, QueryError> {
+    Ok(fixed_piece(f, start, end, interval, req, cap, usize::MAX)?.points)
+}
+
+/// Up to `take` windows of a series from `start`, and where the next piece starts.
+struct Piece {
+    points: Vec<(i64, Option<f64>)>,
+    /// The start of the window after the last one, when `take` windows were made.
+    next: Option<i64>,
+    /// A variable feed's averaging state at `next` (see [`variable_series_in`]).
+    held: Held,
+}
+
+/// A variable feed's record read but not yet counted, and whether it may count.
+type Held = Option<(f32, bool)>;
+
+/// Where the series goes on after `wins` (`take` of them were asked for).
+fn next_start(wins: &[(i64, i64)], take: usize) -> Option<i64> {
+    (wins.len() >= take)
+        .then(|| wins.last().map(|w| w.1))
+        .flatten()
+}
+
+/// [`fixed_series`] in pieces: each window's value depends on the window alone, so a piece
+/// that starts at a window's start gives what the whole series gives there.
+fn fixed_piece(
+    f: &FixedFeed,
+    start: i64,
+    end: i64,
+    interval: Interval,
+    req: &DataRequest,
+    cap: u64,
+    take: usize,
+) -> Result<Piece, QueryError> {
     let meta = f.meta();
     let (s, fi, n) = (
         i64::from(meta.start_time),
@@ -543,7 +653,8 @@ fn fixed_series(
         }
         c => c,
     };
-    let wins = windows(start, end, interval, req.tz, cap)?;
+    let wins = windows_take(start, end, interval, req.tz, cap, take)?;
+    let next = next_start(&wins, take);
     let pos = |t: i64| (t - s).div_euclid(fi);
     let mut values: Vec<Option<f64>> = Vec::with_capacity(wins.len());
     if n == 0 {
@@ -590,7 +701,11 @@ fn fixed_series(
             .filter(|(_, v)| v.is_some() || !req.skipmissing)
             .map(|(&(t, _), v)| (t, v)),
     );
-    Ok(out)
+    Ok(Piece {
+        points: out,
+        next,
+        held: None,
+    })
 }
 
 fn variable_series(
@@ -601,10 +716,13 @@ fn variable_series(
     req: &DataRequest,
     cap: u64,
 ) -> Result<Vec<(i64, Option<f64>)>, QueryError> {
-    variable_series_in(f, start, end, interval, req, cap, CHUNK)
+    Ok(variable_series_in(f, start, end, interval, req, cap, CHUNK, usize::MAX, None)?.points)
 }
 
-/// [`variable_series`], reading `chunk` records at a time.
+/// [`variable_series`], reading `chunk` records at a time, up to `take` windows. A piece that
+/// goes on from an earlier one starts at its `next` with its `held` (`resume`), and so
+/// averages exactly as the whole series would.
+#[allow(clippy::too_many_arguments)]
 fn variable_series_in(
     f: &VariableFeed,
     start: i64,
@@ -613,19 +731,29 @@ fn variable_series_in(
     req: &DataRequest,
     cap: u64,
     chunk: usize,
-) -> Result<Vec<(i64, Option<f64>)>, QueryError> {
+    take: usize,
+    resume: Option<Held>,
+) -> Result<Piece, QueryError> {
     let interval = match interval {
         Interval::Seconds(i) => Interval::Seconds(i.max(1)),
         // A variable feed has no interval of its own; emoncms treats `original` as 1 s here.
         Interval::Original => Interval::Seconds(1),
         c => c,
     };
-    let wins = windows(start, end, interval, req.tz, cap)?;
+    let wins = windows_take(start, end, interval, req.tz, cap, take)?;
+    let next = next_start(&wins, take);
     let (Some(first), Some(last)) = (wins.first(), wins.last()) else {
-        return Ok(Vec::new());
+        return Ok(Piece {
+            points: Vec::new(),
+            next: None,
+            held: None,
+        });
     };
     let clamp = |t: i64| t.clamp(0, i64::from(u32::MAX)) as u32;
+    // A piece that ends before the series does reads one record past its last window, as
+    // the whole series would, to know where that window's last record belongs.
     let mut recs = Records::new(f, clamp(first.0), clamp(last.1), chunk)?;
+    let mut held: Held = None;
     let mut out = Vec::with_capacity(wins.len());
     if req.average {
         // emoncms's averaging window ends at the last record *before* the first record at or
@@ -635,12 +763,14 @@ fn variable_series_in(
         // Records before `start` are not averaged, but when the first window is empty and the
         // next record lies past its end, emoncms's index steps back and the last of them counts
         // in the second window: it is held, marked not to count unless that happens.
-        let mut held: Option<(f32, bool)> = None;
         while let Some(r) = recs.peek()?
             && i64::from(r.0) < start
         {
             held = Some((r.1, false));
             recs.advance();
+        }
+        if let Some(h) = resume {
+            held = h;
         }
         for &(a, b) in &wins {
             let mut acc = Mean::default();
@@ -682,7 +812,11 @@ fn variable_series_in(
             }
         }
     }
-    Ok(out)
+    Ok(Piece {
+        points: out,
+        next,
+        held,
+    })
 }
 
 /// Records a variable feed's series walks, in time order: the last one before `from`, those
@@ -901,6 +1035,67 @@ mod tests {
         out
     }
 
+    /// A CSV download in pieces of `lines`, joined.
+    fn csv_in_pieces(feed: &Feed, req: &DataRequest, lines: usize) -> String {
+        let mut export = CsvExport::new(req).expect("request");
+        let mut out = String::new();
+        while let Some(p) = export.piece(feed, lines).expect("piece") {
+            out.push_str(&p);
+        }
+        assert!(export.done());
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// A CSV download written in pieces is the download written at once, for both kinds
+        /// of feed, averaged or not, on fixed and calendar intervals in a zone with DST.
+        #[test]
+        fn csv_in_pieces_equals_csv_at_once(
+            gaps in proptest::collection::vec((1u32..30_000, proptest::option::weighted(0.9, -50f32..50.0)), 1..80),
+            start in 1_700_000_000i64..1_700_400_000,
+            span in 1i64..2_000_000,
+            step in 0i64..200_000,
+            calendar in proptest::option::weighted(0.3, 0usize..4),
+            average in proptest::bool::ANY,
+            skipmissing in proptest::bool::ANY,
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut t = 1_700_000_000u32;
+            let points: Vec<(i64, Option<f64>)> = gaps
+                .iter()
+                .map(|&(g, v)| {
+                    t += g;
+                    (i64::from(t), v.map(f64::from))
+                })
+                .collect();
+            let mut fixed = FixedFeed::create(dir.path(), 1, 600, 600).expect("create");
+            fixed.write(&points, false).expect("write");
+            let mut variable = VariableFeed::create(dir.path(), 2).expect("create");
+            variable.write(&points);
+            let feeds = [Feed::Fixed(fixed), Feed::Variable(variable)];
+            let interval = match calendar {
+                Some(c) => Interval::Calendar(
+                    [Calendar::Daily, Calendar::Weekly, Calendar::Monthly, Calendar::Annual][c],
+                ),
+                None => Interval::Seconds(step),
+            };
+            let req = DataRequest {
+                average,
+                skipmissing,
+                timeformat: "unix".into(),
+                tz: chrono_tz::Europe::London,
+                ..DataRequest::new(start, start + span, interval)
+            };
+            for feed in &feeds {
+                let whole = csv(feed, &req).expect("csv");
+                for lines in [1, 2, 5, 64] {
+                    proptest::prop_assert_eq!(&csv_in_pieces(feed, &req, lines), &whole, "pieces of {}", lines);
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         /// Reading a variable feed in chunks answers exactly what reading the whole range did,
@@ -944,8 +1139,9 @@ mod tests {
             };
             let whole = variable_series_whole(&f, start, start + span, interval, &req);
             for chunk in [1, 2, 3, 7, 64, CHUNK] {
-                let got = variable_series_in(&f, start, start + span, interval, &req, 100_000, chunk)
-                    .expect("series");
+                let got = variable_series_in(&f, start, start + span, interval, &req, 100_000, chunk, usize::MAX, None)
+                    .expect("series")
+                    .points;
                 proptest::prop_assert_eq!(&got, &whole, "chunk {}", chunk);
             }
         }

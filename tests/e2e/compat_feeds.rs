@@ -837,6 +837,45 @@ async fn multiple_point_insert_reads_back_at_a_coarser_interval() {
     assert_eq!(seen(&r), (200, JSON, format!("[[{DAY},23.5]]").as_str()));
 }
 
+/// A download of more lines than one piece holds comes whole and in order (it is written a
+/// piece at a time, see `query::CsvExport`), and only to the feed's owner.
+#[tokio::test]
+async fn a_long_csv_download_arrives_whole_across_its_pieces() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, bob_read, _) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let meter = half_hourly(&server, &write, "meter", 3).await;
+    let lines: i64 = 250_001;
+    let path = format!(
+        "/feed/data.json?id={meter}&start={DAY}&end={}&interval=1&csv=1",
+        DAY + lines - 1
+    );
+    let r = get(&c, &keyed(&server, &path, &read)).await;
+    assert_eq!(r.status, 200);
+    let got: Vec<&str> = r.body.lines().collect();
+    assert_eq!(got.len() as i64, lines);
+    for (j, line) in got.iter().enumerate() {
+        let j = j as i64;
+        // Each second reads its half-hour slot, which holds its index; 0 and the slots
+        // after the third day are written null.
+        let slot = j / 1800;
+        let value = if slot == 0 || slot >= 3 * 48 {
+            "null".to_string()
+        } else {
+            format!("{slot}.00")
+        };
+        assert_eq!(*line, format!("{},{value}", DAY + j), "line {j}");
+    }
+    // Another user's key gets the feed's refusal, not the file.
+    let r = get(&c, &keyed(&server, &path, &bob_read)).await;
+    assert!(
+        !r.body.contains(&format!("{DAY},null")),
+        "{}",
+        &r.body[..r.body.len().min(200)]
+    );
+}
+
 #[tokio::test]
 async fn csv_with_delta_on_daily_intervals_is_written_as_emoncms_writes_it() {
     let server = Server::start();

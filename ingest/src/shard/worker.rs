@@ -71,10 +71,11 @@ pub enum FeedOp {
         id: u32,
         req: Box<query::DataRequest>,
     },
-    /// One feed's CSV download, written as emoncms's engines write it.
+    /// The next piece of one feed's CSV download, written as emoncms's engines write it
+    /// (up to [`query::CSV_PIECE_LINES`] lines; the caller asks again while it is not done).
     Csv {
         id: u32,
-        req: Box<query::DataRequest>,
+        export: Box<query::CsvExport>,
     },
     /// A time-of-use read (`feed/data` with `split`).
     Split {
@@ -156,7 +157,8 @@ pub enum FeedAnswer {
     Meta(FeedMeta),
     /// Bytes written by a trim, or emoncms's message when it was refused.
     Trimmed(Result<u64, String>),
-    Bytes(Vec<u8>),
+    /// A piece of a CSV download (`None` once it is complete) and the download's state.
+    Csv(Option<String>, Box<query::CsvExport>),
     /// Where a feed's data file's bytes are (an export), to be sent on a piece at a time.
     File(ynni_storage::store::FileSpan),
     Done,
@@ -628,8 +630,9 @@ impl Worker {
                 req.last_value = self.core.state.feed_last.get(&id).copied();
                 FeedAnswer::Data(query::data(self.store.feed(id)?, &req)?)
             }
-            FeedOp::Csv { id, req } => {
-                FeedAnswer::Bytes(query::csv(self.store.feed(id)?, &req)?.into_bytes())
+            FeedOp::Csv { id, mut export } => {
+                let piece = export.piece(self.store.feed(id)?, query::CSV_PIECE_LINES)?;
+                FeedAnswer::Csv(piece, export)
             }
             FeedOp::Split { id, req } => {
                 FeedAnswer::Split(query::split(self.store.feed(id)?, &req)?)

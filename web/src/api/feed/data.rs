@@ -16,10 +16,11 @@ use std::fmt::Write as _;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use ynni_core::catalog::FeedRow;
 use ynni_ingest::number;
-use ynni_ingest::shard::{FeedAnswer, FeedOp};
+use ynni_ingest::shard::{FeedAnswer, FeedOp, IngestError};
 use ynni_storage::query::{self, DataRequest, Interval, QueryError, TimeFormat, TimeValue};
 
 use super::split::{self, Wanted};
@@ -168,15 +169,24 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
         if let Some(row) = single.filter(|row| !is_virtual(row)) {
             let mut req = base.clone();
             req.average = forced.average || averages.first().copied().unwrap_or(false);
-            let op = FeedOp::Csv {
-                id: row.id as u32,
-                req: Box::new(req),
+            let export = query::CsvExport::new(&req).map_err(IngestError::Query)?;
+            let id = row.id as u32;
+            // The first piece before the headers, so a refused download gets its error reply.
+            let (first, export) = match run(
+                call,
+                row,
+                FeedOp::Csv {
+                    id,
+                    export: Box::new(export),
+                },
+            )
+            .await?
+            {
+                FeedAnswer::Csv(piece, export) => (piece.unwrap_or_default(), export),
+                _ => return Err(ApiError::fail("Could not read the feed's data")),
             };
-            let bytes = match run(call, row, op).await? {
-                FeedAnswer::Bytes(b) => b,
-                _ => Vec::new(),
-            };
-            return Ok(csv_response(&row.id.to_string(), Body::from(bytes)));
+            let body = csv_body(call.state.router.clone(), row.userid, id, first, export);
+            return Ok(csv_response(&row.id.to_string(), body));
         }
     }
     let plan = Plan::new(&row_of, &readable, &averages, &deltas, forced.average);
@@ -581,6 +591,50 @@ fn csv_reply(name: &str, series: &[Option<&Series>], tz: chrono_tz::Tz) -> Respo
         }
     }
     csv_response(name, Body::from(out))
+}
+
+/// A one-feed CSV download from its first piece on: each further piece is asked of the
+/// feed's shard when the client has taken the one before, so a download of millions of lines
+/// holds one piece and keeps the shard for one piece at a time. A shard too busy to answer is
+/// asked again shortly; one that fails (or no longer serves the feed) ends the body with an
+/// error, so the client sees a failed download, never a short file that looks complete.
+fn csv_body(
+    router: std::sync::Arc<ynni_ingest::shard::Router>,
+    userid: i64,
+    id: u32,
+    first: String,
+    export: Box<query::CsvExport>,
+) -> Body {
+    let state = (!export.done()).then_some(export);
+    let rest = futures_util::stream::unfold(state, move |export| {
+        let router = router.clone();
+        async move {
+            let export = export?;
+            loop {
+                let op = FeedOp::Csv {
+                    id,
+                    export: export.clone(),
+                };
+                match router.feed(userid, op).await {
+                    Ok(FeedAnswer::Csv(Some(piece), next)) => {
+                        let more = (!next.done()).then_some(next);
+                        return Some((Ok(bytes::Bytes::from(piece)), more));
+                    }
+                    Ok(FeedAnswer::Csv(None, _)) => return None,
+                    Err(IngestError::Busy) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    Ok(_) => return Some((Err(std::io::Error::other("unexpected answer")), None)),
+                    Err(e) => {
+                        tracing::warn!(feed = id, error = %e, "a CSV download stopped part-way");
+                        return Some((Err(std::io::Error::other(e.to_string())), None));
+                    }
+                }
+            }
+        }
+    });
+    let first = futures_util::stream::once(async move { Ok(bytes::Bytes::from(first)) });
+    Body::from_stream(first.chain(rest))
 }
 
 /// A CSV download's headers, as shared_helper.php's `csv_header` sends them.
