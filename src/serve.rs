@@ -137,6 +137,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             base: m.base_topic.clone(),
             max_connections: m.max_connections,
             max_connections_per_user: m.max_connections_per_user,
+            max_pending_per_address: m.max_pending_per_address,
+            pending_counts_loopback: false,
             locate: mqtt_owners
                 .clone()
                 .map(|owners| owners.locate(router.clone())),

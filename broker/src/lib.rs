@@ -15,6 +15,7 @@ mod connect;
 pub mod external;
 mod listen;
 mod namespace;
+mod pending;
 mod router_ids;
 mod session;
 mod sessions;
@@ -186,6 +187,7 @@ pub(crate) struct Shared {
     locate: Option<Locate>,
     audience: Arc<audience::Audience>,
     clean_slots: router_ids::CleanSlots,
+    pending: Arc<pending::Pending>,
 }
 
 impl Shared {
@@ -277,6 +279,12 @@ pub struct Options {
     pub max_connections: usize,
     /// Open connections of one user at most.
     pub max_connections_per_user: usize,
+    /// Handshakes (accept to login) in progress from one address at most; 0: no limit
+    /// (see `pending`).
+    pub max_pending_per_address: usize,
+    /// Whether loopback addresses count towards that limit (not in production: a local
+    /// proxy or benchmark brings every client from one).
+    pub pending_counts_loopback: bool,
     /// Cluster mode: which node's broker serves a user; `None` on one node.
     pub locate: Option<Locate>,
 }
@@ -415,6 +423,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         locate: opts.locate.clone(),
         audience: audience.clone(),
         clean_slots: router_ids::CleanSlots::default(),
+        pending: pending::Pending::new(opts.max_pending_per_address, opts.pending_counts_loopback),
     });
     let permits = Arc::new(Semaphore::new(max_connections));
     let mut listeners = vec![("mqtt", plain, listen::Kind::Plain)];
@@ -478,6 +487,10 @@ async fn serve_connection(
     peer: SocketAddr,
     shared: Arc<Shared>,
 ) {
+    let Some(handshake) = shared.pending.begin(peer.ip()) else {
+        tracing::debug!(%peer, "MQTT connection closed: its address has too many handshakes in progress");
+        return;
+    };
     let started = tokio::time::Instant::now();
     let mut io =
         match tokio::time::timeout(CONNECT_DEADLINE, listen::handshake(&kind, socket)).await {
@@ -520,6 +533,7 @@ async fn serve_connection(
             return;
         }
     };
+    drop(handshake);
     let userid = accepted.namespace.userid();
     if let Some(locate) = &shared.locate {
         match locate(userid) {
@@ -590,6 +604,8 @@ mod tests {
             base: "emon".into(),
             max_connections: 16,
             max_connections_per_user: 4,
+            max_pending_per_address: 0,
+            pending_counts_loopback: false,
             locate: None,
         }
     }
@@ -629,6 +645,43 @@ mod tests {
         client.read_exact(&mut connack).await.expect("CONNACK");
         assert_eq!(connack, [0x20, 2, 0, 5], "refused: not authorised");
         assert_eq!(running.sessions.connections(), 0);
+    }
+
+    /// An address with the limit of handshakes in progress has further connections closed at
+    /// once; a handshake that ends (here, a login) frees its place; other addresses and the
+    /// logged-in connections are not counted.
+    #[tokio::test]
+    async fn one_address_holds_at_most_the_limit_of_handshakes() {
+        let options = Options {
+            max_pending_per_address: 2,
+            pending_counts_loopback: true,
+            ..local_options()
+        };
+        let allow: Authenticate = Arc::new(|_| Box::pin(async { Access::Account { userid: 1 } }));
+        let running = start(options, allow).await.expect("start");
+        // Two connections that send nothing hold both places.
+        let mut idle = TcpStream::connect(running.addr).await.expect("connect");
+        let _idle2 = TcpStream::connect(running.addr).await.expect("connect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut third = TcpStream::connect(running.addr).await.expect("connect");
+        let mut buf = [0u8; 4];
+        let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+            .await
+            .expect("closed at once, not at the CONNECT deadline")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "the third connection was served");
+        // One of them logs in: its place is free for the next.
+        idle.write_all(&CONNECT).await.expect("send CONNECT");
+        idle.read_exact(&mut buf).await.expect("CONNACK");
+        assert_eq!(buf, [0x20, 2, 0, 0], "accepted");
+        let mut next = TcpStream::connect(running.addr).await.expect("connect");
+        next.write_all(&CONNECT).await.expect("send CONNECT");
+        let mut connack = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(5), next.read_exact(&mut connack))
+            .await
+            .expect("answered")
+            .expect("CONNACK");
+        assert_eq!(connack[0], 0x20, "a CONNACK: the connection was served");
     }
 
     /// Closing the listeners, while one waits for a connection, refuses new connections at once.

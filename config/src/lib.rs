@@ -301,6 +301,9 @@ pub struct MqttSettings {
     pub max_connections: usize,
     /// Open MQTT connections of one user at most (devices, Home Assistant, Node-RED, …).
     pub max_connections_per_user: usize,
+    /// Connections from one address (an IPv6 /64) still in their handshake (before their
+    /// login is checked) at most; loopback is not counted. 0: no limit.
+    pub max_pending_per_address: usize,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -400,6 +403,7 @@ impl Default for MqttSettings {
             tls_key: String::new(),
             max_connections: 10_000,
             max_connections_per_user: 100,
+            max_pending_per_address: 64,
         }
     }
 }
