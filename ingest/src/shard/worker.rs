@@ -277,6 +277,9 @@ struct Core {
     outputs: tokio::sync::broadcast::Sender<Output>,
     input_outputs: bool,
     input_caps: super::router::InputCaps,
+    /// The lease's fence in cluster mode, which bounds how long a replay waits for a failing
+    /// catalog (the store's own guard is set only once the replay is done).
+    fence: Option<Arc<Fence>>,
 }
 
 /// A submission in the log, waiting for its sync: the record, the sync's ticket, the caller,
@@ -343,6 +346,7 @@ impl Worker {
             outputs,
             input_outputs: cfg.input_outputs,
             input_caps,
+            fence: fence.clone(),
         };
         let wal = cfg.wal_root.join(n.to_string());
         let store = FeedStore::open_with(
@@ -886,7 +890,9 @@ impl Replay for Core {
                 reason: "not an input batch".into(),
             });
         };
-        self.process_patiently(store, &record, true, || true)
+        let fence = self.fence.clone();
+        let may_continue = move || fence.as_ref().is_none_or(|f| f.valid());
+        self.process_patiently(store, &record, true, may_continue)
             .map_err(|e| match e {
                 IngestError::Storage(s) => s,
                 IngestError::Catalog(c) => StorageError::ReplayFailed {
@@ -1124,9 +1130,11 @@ impl Core {
 
     /// [`Core::process`], with a catalog failure tried again: it changed nothing in memory, so
     /// the record is processed again after a growing pause (to 1 s), for up to
-    /// [`CATALOG_PATIENCE`] and while `may_continue` says so. A catalog that restarts or is
-    /// briefly unreachable delays the shard; before, it stopped the shard's writes until a
-    /// restart. Only what is still failing after that poisons the store.
+    /// [`CATALOG_PATIENCE`], while `may_continue` says so and the store has not stopped. A
+    /// catalog that restarts or is briefly unreachable delays the shard; before, it stopped
+    /// the shard's writes until a restart. Only what is still failing after that poisons the
+    /// store. Every catalog error is tried again, not only those known to be passing (a
+    /// database switching over fails in many ways): one that will not pass costs one wait.
     fn process_patiently(
         &mut self,
         store: &mut FeedStore,
@@ -1138,8 +1146,12 @@ impl Core {
         let mut pause = Duration::from_millis(20);
         loop {
             match self.process(store, record, replaying) {
+                // Not once the store has stopped: a record that gave up stopped it, and the
+                // rest of its group must not each wait again.
                 Err(IngestError::Catalog(e))
-                    if started.elapsed() + pause <= CATALOG_PATIENCE && may_continue() =>
+                    if started.elapsed() + pause <= CATALOG_PATIENCE
+                        && !store.failed()
+                        && may_continue() =>
                 {
                     tracing::warn!(userid = record.userid, error = %e, "the catalog failed while processing a logged record; trying again");
                     std::thread::sleep(pause);
@@ -1856,9 +1868,16 @@ mod tests {
         assert_eq!(w.core.input_last(rig.userid).len(), 3, "replayed");
         on_catalog(rig.dir.path(), rig.rt.handle(), "DROP TABLE inputs");
         let started = std::time::Instant::now();
-        let answer = submit(&mut w, sub("w"));
-        assert!(started.elapsed() >= CATALOG_PATIENCE / 2, "tried again");
-        assert!(answer.is_ok(), "the record is durable: {answer:?}");
+        let answers = group(&mut w, vec![sub("w"), sub("u")]);
+        let waited = started.elapsed();
+        assert!(waited >= CATALOG_PATIENCE / 2, "tried again");
+        assert!(
+            waited < CATALOG_PATIENCE * 3 / 2,
+            "the group's second record waited again: {waited:?}"
+        );
+        for answer in answers {
+            assert!(answer.is_ok(), "the records are durable: {answer:?}");
+        }
         match submit(&mut w, sub("v")) {
             Err(e) => assert!(e.is_retryable(), "{e}"),
             Ok(()) => panic!("a poisoned store took a write"),
