@@ -204,7 +204,18 @@ impl VariableFeed {
                 Some(t) => self.disk_lower_bound(&f, t)?,
                 None => self.disk_npoints,
             };
-            let b = end.min(a.saturating_add(u64::try_from(max.max(1)).unwrap_or(u64::MAX)));
+            let mut b = end.min(a.saturating_add(u64::try_from(max.max(1)).unwrap_or(u64::MAX)));
+            // A chunk never ends inside a run of one time: a file written by an old emoncms may
+            // repeat a time, and the next chunk starts after the last time of this one.
+            if a < b && b < end {
+                let last = self.disk_record(b - 1)?.0;
+                if self.disk_record(b)?.0 == last {
+                    b = match last.checked_add(1) {
+                        Some(t) => self.disk_lower_bound(&f, t)?.min(end),
+                        None => end,
+                    };
+                }
+            }
             if a < b {
                 let mut bytes = vec![0u8; ((b - a) * RECORD) as usize];
                 f.read_exact_at(&mut bytes, a * RECORD)
@@ -546,6 +557,32 @@ mod tests {
             .map(|(t, _)| t)
             .collect();
         assert_eq!(got, vec![(T0 + 10) as u32, (T0 + 20) as u32]);
+    }
+
+    /// A file that repeats a time (as an old emoncms could write) is read whole in chunks of
+    /// any size: no chunk ends inside the run of one time.
+    #[test]
+    fn chunks_keep_records_of_a_repeated_time_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let times = [10u32, 20, 20, 20, 30, 40, 40, 50];
+        let mut bytes = Vec::new();
+        for (i, t) in times.iter().enumerate() {
+            encode_record(*t, i as f32, &mut bytes);
+        }
+        fs::write(file_path(dir.path(), 7), &bytes).expect("write");
+        let f = VariableFeed::open(dir.path(), 7).expect("open");
+        let whole = f.read_range(0, u32::MAX).expect("read");
+        assert_eq!(whole.len(), times.len());
+        for max in 1..=times.len() {
+            let mut got = Vec::new();
+            let mut from = Some(0);
+            while let Some(t) = from {
+                let (chunk, next) = f.read_chunk(t, u32::MAX, max).expect("chunk");
+                got.extend(chunk);
+                from = next;
+            }
+            assert_eq!(got, whole, "chunks of {max}");
+        }
     }
 
     #[test]
