@@ -29,7 +29,9 @@
 //! The local clock is `CLOCK_BOOTTIME` ([`ynni_core::boot_clock`]), not `std`'s `Instant`
 //! (`CLOCK_MONOTONIC`), which stands still while the machine or its virtual machine is
 //! suspended: a node woken from a suspend longer than its lease must find its deadline passed,
-//! as one resumed from SIGSTOP does.
+//! as one resumed from SIGSTOP does. A hypervisor's pause of a whole VM may hide even that
+//! clock's time (see [`ynni_core::boot_clock`]); what a node resumed that way can still do is
+//! bounded as `ynni_ingest::shard::fence` describes.
 //!
 //! What this assumes: the database server's clock does not step forward (NTP slews, it does
 //! not jump), and Postgres is one primary (its own replication, e.g. Patroni, handles its

@@ -8,6 +8,11 @@
 //! it passes during a suspend exactly as it passes during a pause (SIGSTOP) or a stall.
 //!
 //! Elsewhere (non-Linux Unix) `CLOCK_MONOTONIC` is the best available.
+//!
+//! What no clock inside the machine sees: a virtual machine paused by its hypervisor (a pause
+//! command, a live migration, a snapshot restored) may have its clocks set back as if no time
+//! had passed. Such a pause longer than the lease's margin is covered only by the checks that
+//! do not depend on time (the log and checkpoint rules in `ynni_ingest::shard::fence`).
 
 use std::ops::Add;
 use std::time::Duration;
@@ -28,10 +33,12 @@ impl BootInstant {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel
-        // has supported since 2.6.39, so the call cannot fail with EINVAL or EFAULT.
+        // SAFETY: `ts` is a valid, writable timespec.
         let rc = unsafe { libc::clock_gettime(CLOCK, &mut ts) };
-        debug_assert_eq!(rc, 0, "clock_gettime failed");
+        // Lease deadlines are read on this clock: a reading of 0 would keep every deadline in
+        // the future, so a failure stops the caller instead (the kernel has had the clock
+        // since 2.6.39; a sandbox that refuses the call must not make leases last forever).
+        assert_eq!(rc, 0, "clock_gettime(CLOCK_BOOTTIME) failed");
         let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
         let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0);
         Self(Duration::new(secs, nanos))
