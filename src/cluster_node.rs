@@ -93,6 +93,16 @@ impl MqttOwners {
         })
     }
 
+    /// Whether `ip` is the address of a node that serves vshards (whose broker passes on the
+    /// connections of the users this node serves).
+    pub fn is_node(&self, ip: std::net::IpAddr) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|a| a.ip() == ip)
+    }
+
     fn set(&self, owners: HashMap<u32, SocketAddr>) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = owners;
     }

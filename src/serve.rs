@@ -138,7 +138,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             max_connections: m.max_connections,
             max_connections_per_user: m.max_connections_per_user,
             max_pending_per_address: m.max_pending_per_address,
-            pending_counts_loopback: false,
+            pending_trusted: {
+                let nodes = mqtt_owners.clone();
+                Arc::new(move |ip| {
+                    ynni_broker::pending::is_loopback(ip)
+                        || nodes.as_ref().is_some_and(|n| n.is_node(ip))
+                })
+            },
             locate: mqtt_owners
                 .clone()
                 .map(|owners| owners.locate(router.clone())),

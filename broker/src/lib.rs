@@ -12,10 +12,11 @@
 
 mod audience;
 mod connect;
+mod delayed_wills;
 pub mod external;
 mod listen;
 mod namespace;
-mod pending;
+pub mod pending;
 mod router_ids;
 mod session;
 mod sessions;
@@ -188,6 +189,8 @@ pub(crate) struct Shared {
     audience: Arc<audience::Audience>,
     clean_slots: router_ids::CleanSlots,
     pending: Arc<pending::Pending>,
+    delayed_wills: Arc<delayed_wills::DelayedWills>,
+    max_connections_per_user: usize,
 }
 
 impl Shared {
@@ -279,12 +282,11 @@ pub struct Options {
     pub max_connections: usize,
     /// Open connections of one user at most.
     pub max_connections_per_user: usize,
-    /// Handshakes (accept to login) in progress from one address at most; 0: no limit
-    /// (see `pending`).
+    /// Handshakes (accept to login) in progress from one address at most, a newer one ending
+    /// the oldest; 0: no limit (see `pending`).
     pub max_pending_per_address: usize,
-    /// Whether loopback addresses count towards that limit (not in production: a local
-    /// proxy or benchmark brings every client from one).
-    pub pending_counts_loopback: bool,
+    /// Addresses whose handshakes that limit does not count (loopback, the cluster's nodes).
+    pub pending_trusted: pending::Trusted,
     /// Cluster mode: which node's broker serves a user; `None` on one node.
     pub locate: Option<Locate>,
 }
@@ -423,7 +425,9 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         locate: opts.locate.clone(),
         audience: audience.clone(),
         clean_slots: router_ids::CleanSlots::default(),
-        pending: pending::Pending::new(opts.max_pending_per_address, opts.pending_counts_loopback),
+        pending: pending::Pending::new(opts.max_pending_per_address, opts.pending_trusted.clone()),
+        delayed_wills: Arc::default(),
+        max_connections_per_user: opts.max_connections_per_user,
     });
     let permits = Arc::new(Semaphore::new(max_connections));
     let mut listeners = vec![("mqtt", plain, listen::Kind::Plain)];
@@ -480,28 +484,36 @@ fn local_addr(l: &tokio::net::TcpListener, asked: SocketAddr) -> Result<SocketAd
     })
 }
 
-/// One accepted socket, from its transport handshake to its end.
-async fn serve_connection(
+/// A connection whose CONNECT was accepted, with what was read of it.
+struct Admitted {
+    io: listen::Stream,
+    codec: version::AnyVersion,
+    read: BytesMut,
+    connect_bytes: Bytes,
+    /// The sessions' revalidation count before the login check.
+    rechecks: u64,
+    accepted: connect::Accepted,
+}
+
+/// The transport handshake, the CONNECT (within [`CONNECT_DEADLINE`]) and its login check;
+/// `None` once the client was answered or went.
+async fn admit(
     kind: listen::Kind,
     socket: tokio::net::TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
-) {
-    let Some(handshake) = shared.pending.begin(peer.ip()) else {
-        tracing::debug!(%peer, "MQTT connection closed: its address has too many handshakes in progress");
-        return;
-    };
+    shared: &Shared,
+) -> Option<Admitted> {
     let started = tokio::time::Instant::now();
     let mut io =
         match tokio::time::timeout(CONNECT_DEADLINE, listen::handshake(&kind, socket)).await {
             Ok(Ok(io)) => io,
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "MQTT transport handshake failed");
-                return;
+                return None;
             }
             Err(_) => {
                 tracing::debug!(%peer, "MQTT transport handshake timed out");
-                return;
+                return None;
             }
         };
     let mut codec = version::AnyVersion::default();
@@ -512,10 +524,10 @@ async fn serve_connection(
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "MQTT connection closed before CONNECT");
-                return;
+                return None;
             }
         };
-    // Credentials changed from here on are checked again below, once registered.
+    // Credentials changed from here on are checked again once registered.
     let rechecks = shared.sessions.revalidations();
     let accepted = match connect::accept(
         &mut io,
@@ -530,8 +542,45 @@ async fn serve_connection(
         Ok(a) => a,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "MQTT CONNECT refused");
-            return;
+            return None;
         }
+    };
+    Some(Admitted {
+        io,
+        codec,
+        read,
+        connect_bytes,
+        rechecks,
+        accepted,
+    })
+}
+
+/// One accepted socket, from its transport handshake to its end.
+async fn serve_connection(
+    kind: listen::Kind,
+    socket: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) {
+    let handshake = shared.pending.begin(peer.ip());
+    let admitted = tokio::select! {
+        biased;
+        () = handshake.ended() => {
+            tracing::debug!(%peer, "MQTT connection closed: newer handshakes from its address ended it");
+            None
+        }
+        admitted = admit(kind, socket, peer, &shared) => admitted,
+    };
+    let Some(Admitted {
+        mut io,
+        codec,
+        read,
+        connect_bytes,
+        rechecks,
+        accepted,
+    }) = admitted
+    else {
+        return;
     };
     drop(handshake);
     let userid = accepted.namespace.userid();
@@ -566,6 +615,10 @@ async fn serve_connection(
             return;
         }
     };
+    // The client is back: a will it left waiting is not sent (MQTT 5's will delay).
+    shared
+        .delayed_wills
+        .cancel(userid, &accepted.connect.client_id);
     if shared.sessions.revalidations() != rechecks {
         // Credentials were rechecked while this connection was being accepted, perhaps
         // before it was registered (and so not among those rechecked): check them again.
@@ -605,7 +658,7 @@ mod tests {
             max_connections: 16,
             max_connections_per_user: 4,
             max_pending_per_address: 0,
-            pending_counts_loopback: false,
+            pending_trusted: Arc::new(|_| false),
             locate: None,
         }
     }
@@ -647,41 +700,51 @@ mod tests {
         assert_eq!(running.sessions.connections(), 0);
     }
 
-    /// An address with the limit of handshakes in progress has further connections closed at
-    /// once; a handshake that ends (here, a login) frees its place; other addresses and the
-    /// logged-in connections are not counted.
+    /// An address with the limit of handshakes in progress has its oldest one ended by a new
+    /// connection, so connections held idle cannot shut out others from the same address; a
+    /// handshake that ends (here, a login) no longer counts.
     #[tokio::test]
-    async fn one_address_holds_at_most_the_limit_of_handshakes() {
+    async fn a_new_handshake_ends_the_oldest_of_its_address_past_the_limit() {
         let options = Options {
             max_pending_per_address: 2,
-            pending_counts_loopback: true,
+            pending_trusted: Arc::new(|_| false),
             ..local_options()
         };
         let allow: Authenticate = Arc::new(|_| Box::pin(async { Access::Account { userid: 1 } }));
         let running = start(options, allow).await.expect("start");
-        // Two connections that send nothing hold both places.
-        let mut idle = TcpStream::connect(running.addr).await.expect("connect");
-        let _idle2 = TcpStream::connect(running.addr).await.expect("connect");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut third = TcpStream::connect(running.addr).await.expect("connect");
         let mut buf = [0u8; 4];
-        let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
-            .await
-            .expect("closed at once, not at the CONNECT deadline")
-            .unwrap_or(0);
-        assert_eq!(n, 0, "the third connection was served");
-        // One of them logs in: its place is free for the next.
-        idle.write_all(&CONNECT).await.expect("send CONNECT");
-        idle.read_exact(&mut buf).await.expect("CONNACK");
+        // Two connections that send nothing hold both places; one logs in, then the other
+        // is the oldest in progress.
+        let mut first = TcpStream::connect(running.addr).await.expect("connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut idle = TcpStream::connect(running.addr).await.expect("connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        first.write_all(&CONNECT).await.expect("send CONNECT");
+        first.read_exact(&mut buf).await.expect("CONNACK");
         assert_eq!(buf, [0x20, 2, 0, 0], "accepted");
-        let mut next = TcpStream::connect(running.addr).await.expect("connect");
-        next.write_all(&CONNECT).await.expect("send CONNECT");
+        let _second_idle = TcpStream::connect(running.addr).await.expect("connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Both places are taken by idle connections: a new one ends the oldest at once.
+        let mut newest = TcpStream::connect(running.addr).await.expect("connect");
+        let n = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+            .await
+            .expect("ended at once, not at the CONNECT deadline")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "the oldest idle connection was answered, not closed");
+        // Another client id, so that it does not take over the first one's session.
+        let mut other = CONNECT;
+        other[14] = b'b';
+        newest.write_all(&other).await.expect("send CONNECT");
         let mut connack = [0u8; 4];
-        tokio::time::timeout(Duration::from_secs(5), next.read_exact(&mut connack))
+        tokio::time::timeout(Duration::from_secs(5), newest.read_exact(&mut connack))
             .await
             .expect("answered")
             .expect("CONNACK");
-        assert_eq!(connack[0], 0x20, "a CONNACK: the connection was served");
+        assert_eq!(connack[0], 0x20, "the newest connection was served");
+        // The logged-in connection was never counted: it is still open.
+        first.write_all(&[0xC0, 0]).await.expect("PINGREQ");
+        first.read_exact(&mut buf[..2]).await.expect("PINGRESP");
+        assert_eq!(&buf[..2], &[0xD0, 0]);
     }
 
     /// Closing the listeners, while one waits for a connection, refuses new connections at once.

@@ -1,76 +1,109 @@
 //! Handshakes in progress per client address.
 //!
 //! Between the TCP accept and the end of the login check a connection holds one of the
-//! broker's connection permits for up to the CONNECT deadline (10 s) while sending nothing of
-//! use. Without a bound per address, one host opening connections and never sending a CONNECT
-//! holds every permit and shuts out all devices. So each address (an IPv4 address, or an IPv6
-//! /64, as the login limits count) may have at most a set number of handshakes in progress;
-//! a connection past that is closed at once, before anything is read from it. Handshakes of
-//! real devices take milliseconds, so even many devices behind one NAT rarely have more than a
-//! few in progress; a device refused here reconnects after its back-off like after any failed
-//! connection. Loopback addresses are not counted when the broker is set up so: a local TCP
-//! proxy in front of the broker, or a benchmark on the same machine, brings every client from
-//! one of them.
+//! broker's connection permits (for up to the CONNECT deadline, then the login check) while
+//! sending nothing of use. Without a bound per address, one host opening connections and never
+//! sending a CONNECT holds every permit and shuts out all devices. So each address (an IPv4
+//! address, or an IPv6 /64, as the login limits count) keeps at most a set number of
+//! handshakes in progress, and a new one past that ends the **oldest** of them.
+//!
+//! Ending the oldest rather than refusing the newest matters where many clients share an
+//! address (a NAT, a TCP load balancer or proxy that hides client addresses): a host that
+//! holds idle connections there cannot shut the others out, because its idle connections are
+//! the oldest and each new connection ends one of them. A real device's handshake takes
+//! milliseconds, so it is ended only if the address starts more than the limit of handshakes
+//! within that time (at 64, some thousands a second), and it then reconnects after its
+//! back-off, as after any failed connection.
+//!
+//! Addresses the broker is told to trust are not counted: [`is_loopback`] (a local TCP proxy
+//! or a benchmark brings every client from it) and, in a cluster, the other nodes, which pass
+//! on every connection of the users this node serves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
 use ynni_core::ratelimit::client_key;
 
+/// Addresses whose handshakes are not counted.
+pub type Trusted = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
+
 /// The handshakes in progress of every address.
-#[derive(Debug)]
 pub(crate) struct Pending {
     /// At most this many per address; 0: no limit.
     limit: usize,
-    count_loopback: bool,
-    counts: Mutex<HashMap<[u8; 16], usize>>,
+    trusted: Trusted,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    /// Per address, its handshakes in progress, oldest first.
+    open: HashMap<[u8; 16], VecDeque<(u64, Arc<Notify>)>>,
 }
 
 /// One handshake in progress; it ends when this is dropped.
-#[derive(Debug)]
 pub(crate) struct Handshake {
     pending: Arc<Pending>,
-    key: Option<[u8; 16]>,
+    counted: Option<([u8; 16], u64)>,
+    ended: Arc<Notify>,
+}
+
+impl Handshake {
+    /// Completes when a newer handshake of the same address has ended this one.
+    pub(crate) async fn ended(&self) {
+        self.ended.notified().await;
+    }
 }
 
 impl Pending {
-    pub(crate) fn new(limit: usize, count_loopback: bool) -> Arc<Self> {
+    pub(crate) fn new(limit: usize, trusted: Trusted) -> Arc<Self> {
         Arc::new(Self {
             limit,
-            count_loopback,
-            counts: Mutex::new(HashMap::new()),
+            trusted,
+            state: Mutex::new(State::default()),
         })
     }
 
-    /// A handshake from `ip`, or `None` when that address already has the limit in progress.
-    pub(crate) fn begin(self: &Arc<Self>, ip: IpAddr) -> Option<Handshake> {
-        let counted = self.limit > 0 && (self.count_loopback || !is_loopback(ip));
-        let key = if counted {
+    /// A handshake from `ip`; when that address already has the limit in progress, the oldest
+    /// of them is told to end.
+    pub(crate) fn begin(self: &Arc<Self>, ip: IpAddr) -> Handshake {
+        let ended = Arc::new(Notify::new());
+        let counted = (self.limit > 0 && !(self.trusted)(ip)).then(|| {
             let key = client_key(ip);
-            let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-            let n = counts.entry(key).or_insert(0);
-            if *n >= self.limit {
-                return None;
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.next_id += 1;
+            let id = state.next_id;
+            let open = state.open.entry(key).or_default();
+            while open.len() >= self.limit {
+                if let Some((_, oldest)) = open.pop_front() {
+                    // Stored if that connection is not waiting yet, so it ends when it does.
+                    oldest.notify_one();
+                }
             }
-            *n += 1;
-            Some(key)
-        } else {
-            None
-        };
-        Some(Handshake {
+            open.push_back((id, ended.clone()));
+            (key, id)
+        });
+        Handshake {
             pending: self.clone(),
-            key,
-        })
+            counted,
+            ended,
+        }
     }
 
     #[cfg(test)]
-    fn addresses(&self) -> usize {
-        self.counts.lock().map(|c| c.len()).unwrap_or(0)
+    fn in_progress(&self) -> usize {
+        self.state
+            .lock()
+            .map(|s| s.open.values().map(VecDeque::len).sum())
+            .unwrap_or(0)
     }
 }
 
-fn is_loopback(ip: IpAddr) -> bool {
+/// A loopback address, IPv4-mapped ones included.
+pub fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => {
@@ -81,18 +114,15 @@ fn is_loopback(ip: IpAddr) -> bool {
 
 impl Drop for Handshake {
     fn drop(&mut self) {
-        let Some(key) = self.key else {
+        let Some((key, id)) = self.counted else {
             return;
         };
-        let mut counts = self
-            .pending
-            .counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&key);
+        let mut state = self.pending.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = state.open.get_mut(&key) {
+            // Absent when a newer handshake already ended this one.
+            open.retain(|(i, _)| *i != id);
+            if open.is_empty() {
+                state.open.remove(&key);
             }
         }
     }
@@ -101,53 +131,69 @@ impl Drop for Handshake {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("address")
     }
 
-    #[test]
-    fn each_address_has_at_most_the_limit_in_progress() {
-        let p = Pending::new(2, false);
-        let a1 = p.begin(ip("192.0.2.1")).expect("first");
-        let a2 = p.begin(ip("192.0.2.1")).expect("second");
-        assert!(p.begin(ip("192.0.2.1")).is_none(), "a third is refused");
-        assert!(
-            p.begin(ip("::ffff:192.0.2.1")).is_none(),
-            "the same address mapped to IPv6"
+    fn none() -> Trusted {
+        Arc::new(|_| false)
+    }
+
+    async fn is_ended(h: &Handshake) -> bool {
+        tokio::time::timeout(Duration::from_millis(20), h.ended())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_handshake_past_the_limit_ends_the_oldest_of_its_address() {
+        let p = Pending::new(2, none());
+        let a1 = p.begin(ip("192.0.2.1"));
+        let a2 = p.begin(ip("192.0.2.1"));
+        let other = p.begin(ip("192.0.2.9"));
+        assert!(!is_ended(&a1).await && !is_ended(&a2).await);
+        let a3 = p.begin(ip("::ffff:192.0.2.1"));
+        assert!(is_ended(&a1).await, "the oldest ends");
+        assert!(!is_ended(&a2).await && !is_ended(&a3).await);
+        assert!(!is_ended(&other).await, "other addresses are not touched");
+        assert_eq!(p.in_progress(), 3);
+        drop(a2);
+        let a4 = p.begin(ip("192.0.2.1"));
+        assert!(!is_ended(&a3).await, "a finished handshake freed its place");
+        drop((a1, a3, a4, other));
+        assert_eq!(
+            p.in_progress(),
+            0,
+            "nothing is kept for addresses with none"
         );
-        let other = p.begin(ip("192.0.2.9")).expect("another address");
-        drop(a1);
-        let a3 = p
-            .begin(ip("192.0.2.1"))
-            .expect("a finished handshake frees its place");
-        drop((a2, a3, other));
-        assert_eq!(p.addresses(), 0, "nothing is kept for addresses with none");
     }
 
-    #[test]
-    fn an_ipv6_64_counts_as_one_address() {
-        let p = Pending::new(1, false);
-        let _a = p.begin(ip("2001:db8:1:2::1")).expect("first");
-        assert!(p.begin(ip("2001:db8:1:2:ffff::9")).is_none());
-        assert!(p.begin(ip("2001:db8:1:3::1")).is_some(), "another /64");
+    #[tokio::test]
+    async fn an_ipv6_64_counts_as_one_address() {
+        let p = Pending::new(1, none());
+        let a = p.begin(ip("2001:db8:1:2::1"));
+        let _b = p.begin(ip("2001:db8:1:2:ffff::9"));
+        assert!(is_ended(&a).await);
+        let c = p.begin(ip("2001:db8:1:3::1"));
+        assert!(!is_ended(&c).await, "another /64");
     }
 
-    #[test]
-    fn loopback_counts_only_when_asked_and_zero_is_no_limit() {
-        let local = Pending::new(1, false);
-        let held: Vec<_> = (0..5)
-            .map(|_| local.begin(ip("127.0.0.1")).expect("not counted"))
-            .collect();
-        assert_eq!(held.len(), 5);
-        assert!(local.begin(ip("::1")).is_some());
-        let counted = Pending::new(1, true);
-        let _h = counted.begin(ip("127.0.0.1")).expect("first");
-        assert!(counted.begin(ip("127.0.0.1")).is_none());
-        let off = Pending::new(0, true);
-        let held: Vec<_> = (0..5)
-            .map(|_| off.begin(ip("192.0.2.1")).expect("no limit"))
-            .collect();
-        assert_eq!(held.len(), 5);
+    #[tokio::test]
+    async fn loopback_trusted_addresses_and_a_zero_limit_are_not_counted() {
+        let trusted: Trusted =
+            Arc::new(|ip| is_loopback(ip) || ip == "192.0.2.7".parse::<IpAddr>().expect("ip"));
+        let p = Pending::new(1, trusted);
+        for addr in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "192.0.2.7"] {
+            let first = p.begin(ip(addr));
+            let _second = p.begin(ip(addr));
+            assert!(!is_ended(&first).await, "{addr} counted");
+        }
+        assert_eq!(p.in_progress(), 0);
+        let off = Pending::new(0, none());
+        let first = off.begin(ip("192.0.2.1"));
+        let _second = off.begin(ip("192.0.2.1"));
+        assert!(!is_ended(&first).await);
     }
 }

@@ -215,12 +215,30 @@ pub(crate) async fn run(
         registration.id(),
     );
     drop(registration);
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
-        if !sessions.replaced_since(userid, &client_id, id) {
-            let _ = wills.send(will);
-        }
-    });
+    let delayed = session.shared.delayed_wills.clone();
+    let mut will = Some(will);
+    let held = delayed.hold(
+        userid,
+        &session.accepted.connect.client_id,
+        session.shared.max_connections_per_user,
+        |slot| {
+            let (will, delayed, wills) = (will.take(), delayed.clone(), wills.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+                if delayed.done(userid, &client_id, slot.token)
+                    && !sessions.replaced_since(userid, &client_id, id)
+                    && let Some(will) = will
+                {
+                    let _ = wills.send(will);
+                }
+            })
+            .abort_handle()
+        },
+    );
+    // The account has as many wills waiting as it may have connections: this one goes now.
+    if !held && let Some(will) = will {
+        let _ = wills.send(will);
+    }
 }
 
 impl Session {
