@@ -926,3 +926,83 @@ async fn guessing_an_mqtt_password_is_slowed_but_the_right_key_still_gets_in() {
         "the right key connects after the guesses"
     );
 }
+
+/// An MQTT 5 client, id `id`, with `will` on `emon/<node>/status` sent after `delay` seconds;
+/// returns once connected, with its event loop to drop (a lost connection).
+async fn v5_with_delayed_will(
+    server: &Server,
+    id: &str,
+    user: &str,
+    key: &str,
+    node: &str,
+    delay: u32,
+) -> (rumqttc::v5::AsyncClient, rumqttc::v5::EventLoop) {
+    use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties, Packet as P5};
+    use rumqttc::v5::{AsyncClient as C5, Event as E5, MqttOptions as O5, mqttbytes::QoS as Q5};
+    let addr = server.mqtt.expect("broker");
+    let mut opts = O5::new(id, addr.ip().to_string(), addr.port());
+    opts.set_credentials(user, key);
+    let props = LastWillProperties {
+        delay_interval: Some(delay),
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        user_properties: Vec::new(),
+    };
+    opts.set_last_will(LastWill::new(
+        format!("emon/{node}/status"),
+        "offline",
+        Q5::AtMostOnce,
+        false,
+        Some(props),
+    ));
+    let (c, mut ev) = C5::new(opts, 16);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ev.poll()).await {
+            Ok(Ok(E5::Incoming(P5::ConnAck(_)))) => return (c, ev),
+            Ok(Ok(_)) => {}
+            other => panic!("no CONNACK for {id}: {other:?}"),
+        }
+    }
+}
+
+/// MQTT 5's will delay: a lost client's will goes out after its delay, to its own account's
+/// subscribers only, and not at all when the client is back in time.
+#[tokio::test]
+async fn a_delayed_will_waits_its_delay_and_a_return_in_time_cancels_it() {
+    let server = Server::start();
+    let (_, _, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bobby", "secret1").await;
+    let (bob, mut bob_ev) = client(&server, "bob-all", "bobby", &bob_write);
+    assert!(connected(&mut bob_ev).await);
+    subscribe(&bob, &mut bob_ev, "#").await;
+    let (alice, mut ev) = client(&server, "ha", "alice", &write);
+    assert!(connected(&mut ev).await);
+    subscribe(&alice, &mut ev, "emon/+/status").await;
+
+    // Lost, and back within its delay: no will.
+    let back = v5_with_delayed_will(&server, "tx-back", "alice", &write, "back", 3).await;
+    drop(back);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _again = v5_with_delayed_will(&server, "tx-back", "alice", &write, "back", 3).await;
+    // Lost for good: its will after about 2 s, not at once.
+    let gone = v5_with_delayed_will(&server, "tx-gone", "alice", &write, "gone", 2).await;
+    drop(gone);
+    assert_eq!(
+        next_publish(&mut ev, Duration::from_millis(1200)).await,
+        None,
+        "sent before its delay"
+    );
+    let got = next_publish(&mut ev, Duration::from_secs(10))
+        .await
+        .expect("the will after its delay");
+    assert_eq!(got, ("emon/gone/status".into(), false, b"offline".to_vec()));
+    // The returned client's delay has passed by now: still nothing, for anyone.
+    assert_eq!(next_publish(&mut ev, Duration::from_secs(2)).await, None);
+    assert_eq!(
+        next_publish(&mut bob_ev, Duration::from_millis(300)).await,
+        None
+    );
+}
