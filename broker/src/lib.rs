@@ -190,6 +190,7 @@ pub(crate) struct Shared {
     clean_slots: router_ids::CleanSlots,
     pending: Arc<pending::Pending>,
     delayed_wills: Arc<delayed_wills::DelayedWills>,
+    kept_slots: router_ids::KeptSlots,
     max_connections_per_user: usize,
 }
 
@@ -427,6 +428,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
         clean_slots: router_ids::CleanSlots::default(),
         pending: pending::Pending::new(opts.max_pending_per_address, opts.pending_trusted.clone()),
         delayed_wills: Arc::default(),
+        kept_slots: router_ids::KeptSlots::default(),
         max_connections_per_user: opts.max_connections_per_user,
     });
     let permits = Arc::new(Semaphore::new(max_connections));
@@ -745,6 +747,65 @@ mod tests {
         first.write_all(&[0xC0, 0]).await.expect("PINGREQ");
         first.read_exact(&mut buf[..2]).await.expect("PINGRESP");
         assert_eq!(&buf[..2], &[0xD0, 0]);
+    }
+
+    /// An MQTT 3.1.1 CONNECT of `client` (username `u`, password `p`).
+    fn connect_packet(client: &str, clean: bool) -> Vec<u8> {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4];
+        body.push(if clean { 0xC2 } else { 0xC0 });
+        body.extend([0, 60]);
+        body.extend((client.len() as u16).to_be_bytes());
+        body.extend(client.as_bytes());
+        body.extend([0, 1, b'u', 0, 1, b'p']);
+        let mut packet = vec![0x10, body.len() as u8];
+        packet.extend(body);
+        packet
+    }
+
+    /// Connects `client` with a kept session and leaves with a DISCONNECT; whether the
+    /// CONNACK said a session was present.
+    async fn kept_visit(addr: SocketAddr, client: &str) -> bool {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(&connect_packet(client, false))
+            .await
+            .expect("CONNECT");
+        let mut connack = [0u8; 4];
+        s.read_exact(&mut connack).await.expect("CONNACK");
+        assert_eq!((connack[0], connack[3]), (0x20, 0), "{client} accepted");
+        s.write_all(&[0xE0, 0]).await.expect("DISCONNECT");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+        connack[2] & 1 == 1
+    }
+
+    /// An account keeps at most its connection limit of sessions in the router: a new client
+    /// id past that takes the place of the one used longest ago, which starts afresh when it
+    /// comes back, and no client ever resumes another's session.
+    #[tokio::test]
+    async fn kept_sessions_are_bounded_per_account_and_never_shared() {
+        let options = local_options();
+        let limit = options.max_connections_per_user;
+        let allow: Authenticate = Arc::new(|_| Box::pin(async { Access::Account { userid: 1 } }));
+        let running = start(options, allow).await.expect("start");
+        let ids: Vec<String> = (0..=limit).map(|i| format!("k{i}")).collect();
+        for id in &ids[..limit] {
+            assert!(!kept_visit(running.addr, id).await, "{id} is new");
+        }
+        assert!(
+            kept_visit(running.addr, "k1").await,
+            "k1's session was kept"
+        );
+        // One more: k0, used longest ago, gives its place; k{limit} does not get its session.
+        assert!(
+            !kept_visit(running.addr, &ids[limit]).await,
+            "nothing resumed"
+        );
+        assert!(
+            kept_visit(running.addr, &ids[limit]).await,
+            "its own is kept now"
+        );
+        assert!(kept_visit(running.addr, "k1").await, "k1's is still kept");
+        assert!(!kept_visit(running.addr, "k0").await, "k0's was forgotten");
     }
 
     /// Closing the listeners, while one waits for a connection, refuses new connections at once.

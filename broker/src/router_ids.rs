@@ -8,7 +8,15 @@
 //! connection (ynni's registry already closes the connection a new one with the same client
 //! id replaces), so it gets a slot of its user's instead, the lowest free one, back when it
 //! ends: the router sees at most as many clean ids per user as the user ever had connections
-//! open at once. A kept session is known by its client id, which is what resumes it.
+//! open at once.
+//!
+//! A kept session (`clean_session` false) is what the router must remember between
+//! connections, by an id that finds it again. It gets a slot of its user's too, fixed for its
+//! client id: [`KeptSlots`] holds at most as many client ids per user as the user may have
+//! connections, and a new one past that takes the slot of the one used longest ago that is not
+//! connected, whose session the router is first told to forget (a clean connection on that
+//! slot's id). Without it, an account connecting with a new client id each time kept a session
+//! in the router per connection for as long as the broker ran.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -40,8 +48,8 @@ impl CleanSlots {
 }
 
 impl Slot {
-    /// The router id of the clean session in this slot: `%` followed by letters, which the
-    /// escaping of client ids ([`router_client_id`]) never produces.
+    /// The router id of the clean session in this slot (kept sessions' are `%kept`: no client
+    /// id reaches the router).
     pub(crate) fn router_id(&self) -> String {
         format!("{}.%clean{}", self.userid, self.n)
     }
@@ -59,23 +67,122 @@ impl Drop for Slot {
     }
 }
 
-/// The router id of a kept session: the user's id, then the client's own id with the
-/// characters the router refuses (`+ $ # /`, and `%` itself) escaped, so that every (user,
-/// client id) pair has its own.
-pub(crate) fn router_client_id(userid: i64, client_id: &str) -> String {
-    let mut id = format!("{userid}.");
-    for c in client_id.chars() {
-        match c {
-            '+' | '$' | '#' | '/' | '%' => id.push_str(&format!("%{:02X}", c as u32)),
-            c => id.push(c),
+/// The kept sessions' slots, per user: client id → (slot, last use).
+#[derive(Clone, Default)]
+pub(crate) struct KeptSlots(Arc<Mutex<HashMap<i64, Kept>>>);
+
+#[derive(Default)]
+struct Kept {
+    clock: u64,
+    by_client: HashMap<String, (u32, u64)>,
+}
+
+/// Where a kept session goes in the router.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct KeptPlace {
+    pub router_id: String,
+    /// The slot held another client's session, which the router must forget first.
+    pub clear_first: bool,
+}
+
+impl KeptSlots {
+    /// The router id of `client_id`'s kept session: its own slot, or a new one while the user
+    /// has fewer than `limit`, else the slot of the client used longest ago that `connected`
+    /// says is not connected now. `None` when every one of them is connected.
+    pub(crate) fn place(
+        &self,
+        userid: i64,
+        client_id: &str,
+        limit: usize,
+        connected: impl Fn(&str) -> bool,
+    ) -> Option<KeptPlace> {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = all.entry(userid).or_default();
+        kept.clock += 1;
+        let now = kept.clock;
+        let router_id = |n: u32| format!("{userid}.%kept{n}");
+        if let Some((n, used)) = kept.by_client.get_mut(client_id) {
+            *used = now;
+            return Some(KeptPlace {
+                router_id: router_id(*n),
+                clear_first: false,
+            });
         }
+        if kept.by_client.len() < limit.max(1) {
+            let taken: BTreeSet<u32> = kept.by_client.values().map(|(n, _)| *n).collect();
+            let n = (0..).find(|n| !taken.contains(n)).unwrap_or(u32::MAX);
+            kept.by_client.insert(client_id.to_string(), (n, now));
+            return Some(KeptPlace {
+                router_id: router_id(n),
+                clear_first: false,
+            });
+        }
+        let oldest = kept
+            .by_client
+            .iter()
+            .filter(|(c, _)| !connected(c))
+            .min_by_key(|(_, (_, used))| *used)
+            .map(|(c, (n, _))| (c.clone(), *n))?;
+        kept.by_client.remove(&oldest.0);
+        kept.by_client
+            .insert(client_id.to_string(), (oldest.1, now));
+        Some(KeptPlace {
+            router_id: router_id(oldest.1),
+            clear_first: true,
+        })
     }
-    id
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_sessions_keep_their_slot_and_the_longest_unused_gives_way() {
+        let kept = KeptSlots::default();
+        let none = |_: &str| false;
+        let place = |c: &str, connected: &dyn Fn(&str) -> bool| kept.place(1, c, 2, connected);
+        let a = place("a", &none).expect("a");
+        assert_eq!(
+            a,
+            KeptPlace {
+                router_id: "1.%kept0".into(),
+                clear_first: false
+            }
+        );
+        let b = place("b", &none).expect("b");
+        assert_eq!(b.router_id, "1.%kept1");
+        assert_eq!(
+            place("a", &none).expect("a again"),
+            a,
+            "its own slot, as it was"
+        );
+        assert_eq!(
+            kept.place(2, "a", 2, none).expect("other user").router_id,
+            "2.%kept0"
+        );
+        // Full: c takes b's slot (used longest ago), to be cleared first.
+        let c = place("c", &none).expect("c");
+        assert_eq!(
+            c,
+            KeptPlace {
+                router_id: "1.%kept1".into(),
+                clear_first: true
+            }
+        );
+        // b is back: a is connected, so c's slot (the other) goes.
+        let a_on = |id: &str| id == "a";
+        let b2 = place("b", &a_on).expect("b");
+        assert_eq!(
+            b2,
+            KeptPlace {
+                router_id: "1.%kept1".into(),
+                clear_first: true
+            }
+        );
+        // Everyone connected: no place.
+        assert_eq!(place("d", &|_: &str| true), None);
+    }
 
     #[test]
     fn clean_sessions_reuse_the_lowest_free_slot_of_their_user() {
@@ -95,21 +202,5 @@ mod tests {
             None,
             "a user with none in use is forgotten"
         );
-    }
-
-    #[test]
-    fn router_ids_are_per_user_and_use_only_what_the_router_accepts() {
-        assert_eq!(router_client_id(1, "emonpi"), "1.emonpi");
-        assert_ne!(router_client_id(1, "emonpi"), router_client_id(2, "emonpi"));
-        assert_eq!(router_client_id(12, "a/b+c#$%"), "12.a%2Fb%2Bc%23%24%25");
-        assert_ne!(router_client_id(1, "a/"), router_client_id(1, "a%2F"));
-    }
-
-    #[test]
-    fn no_client_id_escapes_to_a_clean_slots_id() {
-        for client in ["%clean0", "%25clean0", "%", "%%clean0", "x/%clean0"] {
-            let id = router_client_id(1, client);
-            assert!(!id.contains("%clean"), "{client} -> {id}");
-        }
     }
 }

@@ -126,15 +126,37 @@ pub(crate) async fn run(
     let clean = accepted.connect.clean_session;
     // Held until the session's end, when the router has been told it is gone.
     let slot = clean.then(|| shared.clean_slots.take(accepted.namespace.userid()));
-    let router_id = match &slot {
-        Some(slot) => slot.router_id(),
-        None => crate::router_ids::router_client_id(
-            accepted.namespace.userid(),
-            &accepted.connect.client_id,
-        ),
+    let userid = accepted.namespace.userid();
+    let (router_id, clear_first) = match &slot {
+        Some(slot) => (slot.router_id(), false),
+        None => {
+            let sessions = &shared.sessions;
+            let place = shared.kept_slots.place(
+                userid,
+                &accepted.connect.client_id,
+                shared.max_connections_per_user,
+                |client| sessions.is_live(userid, client),
+            );
+            match place {
+                Some(p) => (p.router_id, p.clear_first),
+                // Unreachable while the connection limit holds (this one is registered).
+                None => {
+                    tracing::warn!(userid, "no room for another kept MQTT session");
+                    return;
+                }
+            }
+        }
     };
     let build = shared.links.clone();
-    let built = tokio::task::spawn_blocking(move || build(&router_id, clean)).await;
+    let built = tokio::task::spawn_blocking(move || {
+        if clear_first {
+            // A clean connection takes the slot's old session from the router (and the
+            // connection below replaces it), so the new client does not resume another's.
+            drop(build(&router_id, true)?);
+        }
+        build(&router_id, clean)
+    })
+    .await;
     let (link_tx, link_rx, notification) = match built {
         Ok(Ok(link)) => link,
         Ok(Err(e)) => {

@@ -198,6 +198,13 @@ impl Sessions {
 
     /// Whether a connection with this key registered after the one numbered `id` (a will
     /// with a delay is then not sent).
+    /// Whether a connection of `client_id` is registered for `userid` now.
+    pub(crate) fn is_live(&self, userid: i64, client_id: &str) -> bool {
+        self.lock()
+            .live
+            .contains_key(&(userid, client_id.to_string()))
+    }
+
     pub(crate) fn replaced_since(&self, userid: i64, client_id: &str, id: u64) -> bool {
         self.lock()
             .live
