@@ -3,7 +3,7 @@
 # 50 users with a one-year 10 s feed each (uploaded with feed/upload). Prints, warm, over
 # HTTP on one connection: one year as 1,000 averaged points, ten years as 1,000 averaged
 # points, and ten years as daily means (p50 and p99 of 200 requests each, after 20 to warm;
-# the reply read but not parsed); the time of each of the 50 users' first graph; then wrk
+# the reply read but not parsed); a year as a CSV download, with the server's peak memory; the time of each of the 50 users' first graph; then wrk
 # with 50 connections, each graphing a different user's year (1,000 averaged points), for
 # DURATION seconds.
 #   ./benches/reads.sh
@@ -22,7 +22,7 @@ YNNI_USERS__REGISTRATION=open YNNI_LIMITS__REGISTER_ATTEMPTS=1000 "$BIN" serve -
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do grep -q "HTTP listening" "$work/log" && break; sleep 0.1; done
-python3 - "$PORT" "$work/paths.lua" <<'PY'
+python3 - "$PORT" "$work/paths.lua" "$pid" <<'PY'
 import http.client, json, statistics, struct, sys, time, urllib.parse
 
 port, lua = int(sys.argv[1]), sys.argv[2]
@@ -93,6 +93,24 @@ ms = lambda t: t * 1000
 timed("one year -> 1,000 averaged points", {"id": year, "start": ms(ystart), "end": ms(now), "interval": 31536, "average": 1})
 timed("ten years -> 1,000 averaged points", {"id": decade, "start": ms(dstart), "end": ms(now), "interval": 315360, "average": 1})
 timed("ten years, daily means", {"id": decade, "start": ms(dstart), "end": ms(now), "interval": "daily", "average": 1})
+
+def hwm():
+    with open(f"/proc/{sys.argv[3]}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) // 1024
+
+# A year of 10 s data as CSV (3.15 million lines), before anything else raises the server's
+# peak memory: the download is written a piece at a time, so the peak should barely move.
+before = hwm()
+t = time.perf_counter()
+conn.request("GET", "/feed/data.json?" + urllib.parse.urlencode(
+    {"id": year, "start": ms(ystart), "end": ms(now), "interval": 10, "csv": 1, "apikey": key}))
+r = conn.getresponse()
+size = lines = 0
+while chunk := r.read(1 << 20):
+    size += len(chunk)
+    lines += chunk.count(b"\n")
+print(f"one year as CSV: {lines:,} lines, {size / 1e6:.1f} MB in {time.perf_counter() - t:.2f} s; "
+      f"server peak RSS {before} MiB before, {hwm()} MiB after")
 
 # The 50 users' first graphs (levels built, file regions read in) are not part of the warm
 # figure below; their cost is printed on its own.
