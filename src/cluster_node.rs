@@ -100,7 +100,7 @@ impl MqttOwners {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .any(|a| a.ip() == ip)
+            .any(|a| a.ip().to_canonical() == ip.to_canonical())
     }
 
     fn set(&self, owners: HashMap<u32, SocketAddr>) {

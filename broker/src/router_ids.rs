@@ -108,13 +108,15 @@ impl KeptSlots {
                 clear_first: false,
             });
         }
+        // A slot new to this client is always cleared first: a free slot may still hold the
+        // session of a client forgotten since (a clean connection of it, a failed start).
         if kept.by_client.len() < limit.max(1) {
             let taken: BTreeSet<u32> = kept.by_client.values().map(|(n, _)| *n).collect();
             let n = (0..).find(|n| !taken.contains(n)).unwrap_or(u32::MAX);
             kept.by_client.insert(client_id.to_string(), (n, now));
             return Some(KeptPlace {
                 router_id: router_id(n),
-                clear_first: false,
+                clear_first: true,
             });
         }
         let oldest = kept
@@ -133,6 +135,31 @@ impl KeptSlots {
     }
 }
 
+impl KeptSlots {
+    /// `client_id`'s kept session was in use until now.
+    pub(crate) fn touch(&self, userid: i64, client_id: &str) {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(kept) = all.get_mut(&userid) {
+            kept.clock += 1;
+            let now = kept.clock;
+            if let Some((_, used)) = kept.by_client.get_mut(client_id) {
+                *used = now;
+            }
+        }
+    }
+
+    /// `client_id` keeps no session any more; its slot is free (and cleared before reuse).
+    pub(crate) fn forget(&self, userid: i64, client_id: &str) {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(kept) = all.get_mut(&userid) {
+            kept.by_client.remove(client_id);
+            if kept.by_client.is_empty() {
+                all.remove(&userid);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,14 +174,17 @@ mod tests {
             a,
             KeptPlace {
                 router_id: "1.%kept0".into(),
-                clear_first: false
+                clear_first: true
             }
         );
         let b = place("b", &none).expect("b");
         assert_eq!(b.router_id, "1.%kept1");
         assert_eq!(
             place("a", &none).expect("a again"),
-            a,
+            KeptPlace {
+                router_id: "1.%kept0".into(),
+                clear_first: false
+            },
             "its own slot, as it was"
         );
         assert_eq!(
@@ -182,6 +212,19 @@ mod tests {
         );
         // Everyone connected: no place.
         assert_eq!(place("d", &|_: &str| true), None);
+        // A session that ended is the most recently used: b's end makes a the oldest.
+        kept.touch(1, "b");
+        assert_eq!(place("e", &none).expect("e").router_id, "1.%kept0");
+        // A forgotten client's slot is free, and cleared before its next use.
+        kept.forget(1, "e");
+        let f = place("f", &none).expect("f");
+        assert_eq!(
+            f,
+            KeptPlace {
+                router_id: "1.%kept0".into(),
+                clear_first: true
+            }
+        );
     }
 
     #[test]

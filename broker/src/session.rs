@@ -128,7 +128,14 @@ pub(crate) async fn run(
     let slot = clean.then(|| shared.clean_slots.take(accepted.namespace.userid()));
     let userid = accepted.namespace.userid();
     let (router_id, clear_first) = match &slot {
-        Some(slot) => (slot.router_id(), false),
+        Some(slot) => {
+            // A clean session ends any kept one of the client (MQTT 3.1.2.4): the next kept
+            // connection starts afresh.
+            shared
+                .kept_slots
+                .forget(userid, &accepted.connect.client_id);
+            (slot.router_id(), false)
+        }
         None => {
             let sessions = &shared.sessions;
             let place = shared.kept_slots.place(
@@ -148,6 +155,12 @@ pub(crate) async fn run(
         }
     };
     let build = shared.links.clone();
+    let kept = (!clean).then(|| {
+        (
+            shared.kept_slots.clone(),
+            accepted.connect.client_id.clone(),
+        )
+    });
     let built = tokio::task::spawn_blocking(move || {
         if clear_first {
             // A clean connection takes the slot's old session from the router (and the
@@ -159,12 +172,17 @@ pub(crate) async fn run(
     .await;
     let (link_tx, link_rx, notification) = match built {
         Ok(Ok(link)) => link,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "MQTT router refused a connection");
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "MQTT router link task failed");
+        failed => {
+            match failed {
+                Ok(Err(e)) => tracing::warn!(error = %e, "MQTT router refused a connection"),
+                Err(e) => tracing::warn!(error = %e, "MQTT router link task failed"),
+                Ok(Ok(_)) => {}
+            }
+            // The slot may still hold another client's session: its next connection must
+            // clear it first, as a new client's does.
+            if let Some((slots, client)) = kept {
+                slots.forget(userid, &client);
+            }
             return;
         }
     };
@@ -197,6 +215,13 @@ pub(crate) async fn run(
         .await;
     drop(slot);
     let userid = session.accepted.namespace.userid();
+    if !clean {
+        // Used until now: the least recently used kept session is the one gone longest.
+        session
+            .shared
+            .kept_slots
+            .touch(userid, &session.accepted.connect.client_id);
+    }
     let client = quote(&session.accepted.connect.client_id);
     match &end {
         End::Lost(why) => {
@@ -236,7 +261,8 @@ pub(crate) async fn run(
         session.accepted.connect.client_id.clone(),
         registration.id(),
     );
-    drop(registration);
+    // Held before the registration goes: a connection of the same client waiting for it
+    // cancels the will once registered, which must find it.
     let delayed = session.shared.delayed_wills.clone();
     let mut will = Some(will);
     let held = delayed.hold(
@@ -257,6 +283,7 @@ pub(crate) async fn run(
             .abort_handle()
         },
     );
+    drop(registration);
     // The account has as many wills waiting as it may have connections: this one goes now.
     if !held && let Some(will) = will {
         let _ = wills.send(will);

@@ -196,8 +196,6 @@ impl Sessions {
         self.lock().per_user.get(&userid).copied().unwrap_or(0)
     }
 
-    /// Whether a connection with this key registered after the one numbered `id` (a will
-    /// with a delay is then not sent).
     /// Whether a connection of `client_id` is registered for `userid` now.
     pub(crate) fn is_live(&self, userid: i64, client_id: &str) -> bool {
         self.lock()
@@ -205,6 +203,8 @@ impl Sessions {
             .contains_key(&(userid, client_id.to_string()))
     }
 
+    /// Whether a connection with this key registered after the one numbered `id` (a will
+    /// with a delay is then not sent).
     pub(crate) fn replaced_since(&self, userid: i64, client_id: &str, id: u64) -> bool {
         self.lock()
             .live
