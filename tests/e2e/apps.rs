@@ -390,6 +390,12 @@ async fn dashboards_belong_to_their_user_and_refuse_script() {
         save(alice_write.clone(), encoded.clone()).await.json(),
         json!({"success": true, "message": "Dashboard updated"})
     );
+    // More than emoncms's column holds is refused, and what was saved stays.
+    let huge = crate::harness::encode(&format!("<div>{}</div>", "x".repeat(70_000)));
+    assert_eq!(
+        save(alice_write.clone(), huge).await.json(),
+        json!({"success": false, "message": "Dashboard not updated"})
+    );
     let evil = crate::harness::encode(r#"<img src=x onerror="alert(1)">"#);
     assert_eq!(
         save(alice_write.clone(), evil.clone()).await.json(),

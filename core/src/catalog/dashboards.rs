@@ -42,6 +42,18 @@ pub struct DashboardFields {
 const COLUMNS: &str = "id, userid, content, height, name, alias, description, main, public, \
      published, showdescription, backgroundcolor, gridsize, fullscreen, feedmode";
 
+/// Every column but the content (left empty): lists and look-ups by alias read many rows and
+/// need none of their content.
+const LIST_COLUMNS: &str = "id, userid, '' AS content, height, name, alias, description, main, \
+     public, published, showdescription, backgroundcolor, gridsize, fullscreen, feedmode";
+
+/// Dashboards one account may have (emoncms has no limit, but each is read by every list).
+pub const MAX_DASHBOARDS: i64 = 1_000;
+
+/// The longest content a dashboard stores: emoncms's column is MySQL `TEXT` (65,535 bytes),
+/// which refuses more.
+pub const MAX_DASHBOARD_CONTENT: usize = 65_535;
+
 impl Catalog {
     /// Imports a dashboard (emoncms's row) under its id where free. One of the same user and
     /// name with the same content is left alone; one that differs is a conflict.
@@ -110,20 +122,35 @@ impl Catalog {
         Ok(Imported::Created)
     }
 
-    pub async fn create_dashboard(&self, userid: i64) -> Result<i64, CatalogError> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+    /// A new empty dashboard of `userid`; `None` when they have [`MAX_DASHBOARDS`].
+    pub async fn create_dashboard(&self, userid: i64) -> Result<Option<i64>, CatalogError> {
+        if self.dashboard_count(userid).await? >= MAX_DASHBOARDS {
+            return Ok(None);
+        }
+        Ok(Some(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
             "INSERT INTO dashboards (userid) VALUES ($1) RETURNING id",
+        )
+        .bind(userid)
+        .fetch_one(p)
+        .await)?))
+    }
+
+    async fn dashboard_count(&self, userid: i64) -> Result<i64, CatalogError> {
+        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM dashboards WHERE userid = $1",
         )
         .bind(userid)
         .fetch_one(p)
         .await)?)
     }
 
+    /// `userid`'s dashboards without their content (empty here; [`Catalog::dashboard`] reads
+    /// one whole).
     pub async fn dashboards_for_user(
         &self,
         userid: i64,
     ) -> Result<Vec<DashboardRow>, CatalogError> {
-        let sql = format!("SELECT {COLUMNS} FROM dashboards WHERE userid = $1 ORDER BY id");
+        let sql = format!("SELECT {LIST_COLUMNS} FROM dashboards WHERE userid = $1 ORDER BY id");
         Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
     }
 
@@ -156,8 +183,11 @@ impl Catalog {
     }
 
     /// A copy of `userid`'s dashboard `id` (content, height, description; the name with
-    /// " clone"); `None` if it is not theirs.
+    /// " clone"); `None` if it is not theirs or they have [`MAX_DASHBOARDS`].
     pub async fn clone_dashboard(&self, userid: i64, id: i64) -> Result<Option<i64>, CatalogError> {
+        if self.dashboard_count(userid).await? >= MAX_DASHBOARDS {
+            return Ok(None);
+        }
         let Some(d) = self.dashboard(userid, id).await? else {
             return Ok(None);
         };
@@ -260,8 +290,8 @@ mod tests {
         let (_d, cat) = test_catalog().await;
         let a = test_user(&cat, "alice").await;
         let b = test_user(&cat, "bobby").await;
-        let d1 = cat.create_dashboard(a.id).await.unwrap();
-        let d2 = cat.create_dashboard(a.id).await.unwrap();
+        let d1 = cat.create_dashboard(a.id).await.unwrap().expect("created");
+        let d2 = cat.create_dashboard(a.id).await.unwrap().expect("created");
         assert!(!cat.delete_dashboard(b.id, d1).await.unwrap(), "not bob's");
         assert!(!cat.set_dashboard_content(b.id, d1, "x", 1).await.unwrap());
         assert_eq!(cat.clone_dashboard(b.id, d1).await.unwrap(), None);
@@ -303,5 +333,23 @@ mod tests {
             ("House clone", "<div></div>", 300)
         );
         assert!(cat.dashboards_for_user(b.id).await.unwrap().is_empty());
+        assert!(
+            rows.iter().all(|d| d.content.is_empty()),
+            "lists carry no content"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_account_has_at_most_the_limit_of_dashboards() {
+        let (_d, cat) = test_catalog().await;
+        let a = test_user(&cat, "alice").await;
+        let first = cat.create_dashboard(a.id).await.unwrap().expect("created");
+        for _ in 1..MAX_DASHBOARDS {
+            cat.create_dashboard(a.id).await.unwrap().expect("created");
+        }
+        assert_eq!(cat.create_dashboard(a.id).await.unwrap(), None);
+        assert_eq!(cat.clone_dashboard(a.id, first).await.unwrap(), None);
+        assert!(cat.delete_dashboard(a.id, first).await.unwrap());
+        assert!(cat.create_dashboard(a.id).await.unwrap().is_some());
     }
 }

@@ -14,7 +14,7 @@
 //! a statement on whichever pool the catalog has; each backend has its own migrations.
 
 mod apps;
-mod dashboards;
+pub mod dashboards;
 mod devices;
 mod feeds;
 mod import;

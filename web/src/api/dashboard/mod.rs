@@ -72,7 +72,12 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
             )))
         }
         _ if !c.write => Ok(reply::json_false()),
-        "create" => Ok(reply::json(json!(catalog.create_dashboard(userid).await?))),
+        "create" => Ok(reply::json(
+            match catalog.create_dashboard(userid).await? {
+                Some(new) => json!(new),
+                None => json!(false),
+            },
+        )),
         "delete" => Ok(reply::json(json!(
             catalog.delete_dashboard(userid, id()).await?
         ))),
@@ -100,6 +105,10 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
                 .into_owned();
             if !safe_content(&content) {
                 return Err(ApiError::fail(NOT_SAVED));
+            }
+            // emoncms's MySQL column refuses more than this (strict mode).
+            if content.len() > ynni_core::catalog::dashboards::MAX_DASHBOARD_CONTENT {
+                return Err(ApiError::fail("Dashboard not updated"));
             }
             let height: i64 = p
                 .post("height")

@@ -35,11 +35,16 @@ async fn find(call: &Call<'_>) -> Result<Option<DashboardRow>, ApiError> {
     let Some(owner) = owner else {
         return Ok(None);
     };
+    // The list carries no content: the one found is read whole.
     let rows = catalog.dashboards_for_user(owner).await?;
-    Ok(match p.get("alias").map(str::trim) {
+    let found = match p.get("alias").map(str::trim) {
         Some(alias) if !alias.is_empty() => rows.into_iter().find(|d| d.alias == alias),
         Some(_) => None,
         None => rows.into_iter().find(|d| d.main),
+    };
+    Ok(match found {
+        Some(d) => catalog.dashboard(owner, d.id).await?,
+        None => None,
     })
 }
 
