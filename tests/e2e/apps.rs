@@ -681,3 +681,24 @@ async fn a_dashboard_shows_only_what_its_viewer_may_read() {
     .await;
     assert_eq!(status, 401);
 }
+
+/// An account has at most 1,000 apps (each read whole by `app/getconfig` without an id); the
+/// limit is its own, not another account's.
+#[tokio::test]
+async fn an_account_has_at_most_a_thousand_apps() {
+    let server = Server::start();
+    let (_, _, alice_write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bobby", "secret1").await;
+    let add =
+        |name: String, key: &str| format!("/app/add.json?app=myelectric&name={name}&apikey={key}");
+    for i in 0..1000 {
+        let created = json_at(&server, &add(format!("a{i}"), &alice_write)).await;
+        assert_eq!(created["success"], true, "{i}: {created}");
+    }
+    assert_eq!(
+        json_at(&server, &add("one-more".into(), &alice_write)).await,
+        json!({"success": false, "message": "Too many apps: at most 1000"})
+    );
+    let bobs = json_at(&server, &add("a0".into(), &bob_write)).await;
+    assert_eq!(bobs["success"], true, "{bobs}");
+}

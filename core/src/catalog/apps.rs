@@ -55,7 +55,21 @@ const APP_COLUMNS: &str = "id, userid, app, name, public, config";
 const SHARE_COLUMNS: &str =
     "id, userid, label, kind, app, dashboard, feeds, created, expires, revoked, embed";
 
+/// Apps one account may have (emoncms has no limit; `app/getconfig` without an id reads all
+/// of them, each with up to 16 KiB of configuration).
+pub const MAX_APPS: i64 = 1_000;
+
 impl Catalog {
+    /// How many apps `userid` has.
+    pub async fn app_count(&self, userid: i64) -> Result<i64, CatalogError> {
+        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM apps WHERE userid = $1",
+        )
+        .bind(userid)
+        .fetch_one(p)
+        .await)?)
+    }
+
     /// A new app of `userid`; `None` when the user has an app of that name.
     pub async fn create_app(
         &self,

@@ -13,7 +13,7 @@
 //! `"processList"` (PostgreSQL folds the unquoted column name to lower case). [`on_db!`] runs
 //! a statement on whichever pool the catalog has; each backend has its own migrations.
 
-mod apps;
+pub mod apps;
 pub mod dashboards;
 mod devices;
 mod feeds;

@@ -194,6 +194,10 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
             if !valid_name(name) {
                 return Err(ApiError::fail("Invalid app name"));
             }
+            let limit = ynni_core::catalog::apps::MAX_APPS;
+            if call.state.catalog.app_count(c.user.id).await? >= limit {
+                return Err(ApiError::fail(format!("Too many apps: at most {limit}")));
+            }
             match call.state.catalog.create_app(c.user.id, app, name).await? {
                 Some(id) => Ok(reply::json(json!({"success": true, "id": id}))),
                 None => Err(ApiError::fail(format!(

@@ -93,6 +93,9 @@ pub(super) async fn export(call: &Call<'_>) -> ApiResult {
     Ok(r)
 }
 
+/// Checksums computed at once (`feed/sha256sum`).
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// How much of a feed's file is read at a time to be sent or hashed.
 const PIECE: usize = 64 << 10;
 
@@ -219,6 +222,9 @@ pub(super) async fn sha256sum(call: &Call<'_>) -> ApiResult {
         .filter(|n| *n > 0)
         .map_or(total, |n| n.min(total));
     let bytes = npoints * point;
+    // One hash at a time in the whole server: a public feed's checksum may be asked for by
+    // anyone, and each costs seconds of a core for a large feed.
+    let _turn = HASHING.acquire().await.map_err(|_| ApiError::False)?;
     let mut file = open_span(&span).await?.take(bytes);
     // Read a piece at a time: a feed's file may be hundreds of megabytes.
     let mut hash = sha2::Sha256::new();
