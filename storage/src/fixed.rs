@@ -807,14 +807,18 @@ impl FixedFeed {
         if keep_from >= n {
             return Err(TrimError::OutOfRange);
         }
-        let kept = self.disk_bytes()?[(keep_from * 4) as usize..].to_vec();
         let new_start = u32::try_from(s + keep_from * i).map_err(|_| TrimError::OutOfRange)?;
-        self.drop_levels()?;
         let (dat_tmp, meta_tmp) = trim_paths(&self.dat_path, &self.meta_path);
         // Both new files are complete before either replaces an old one: recovery relies on
         // finding them (see `finish_interrupted_trim`), so `write_atomically`, which renames
-        // each file as soon as it is written, cannot be used here.
-        write_synced(&dat_tmp, &kept)?;
+        // each file as soon as it is written, cannot be used here. The kept slots are written
+        // straight from the map (a feed may be gigabytes: no copy in memory).
+        let kept_len = {
+            let kept = &self.disk_bytes()?[(keep_from * 4) as usize..];
+            write_synced(&dat_tmp, kept)?;
+            kept.len() as u64
+        };
+        self.drop_levels()?;
         write_meta(&meta_tmp, self.interval, new_start)?;
         self.map = OnceLock::new();
         *self.huge_done.get_mut() = 0;
@@ -823,8 +827,8 @@ impl FixedFeed {
         rename_synced(&dat_tmp, &self.dat_path)?;
         rename_synced(&meta_tmp, &self.meta_path)?;
         self.start_time = new_start;
-        self.disk_npoints = kept.len() as u64 / 4;
-        Ok(kept.len() as u64)
+        self.disk_npoints = kept_len / 4;
+        Ok(kept_len)
     }
 
     /// The `.dat` bytes from a byte offset, for emoncms's `export`: the offset is rounded down

@@ -22,11 +22,61 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::atomic_file::{sync_dir, write_atomically};
+use std::io::{BufWriter, Write};
+
+use crate::atomic_file::{commit, sync_dir, temp_path};
 use crate::error::{Result, StorageError, io_err};
 
 /// Bytes per record.
 pub const RECORD: u64 = 9;
+
+/// A feed file being rewritten into a temporary file next to it.
+struct Rewrite {
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    record: Vec<u8>,
+    n: u64,
+    first: Option<u32>,
+    last: Option<u32>,
+}
+
+impl Rewrite {
+    fn start(path: &Path) -> Result<Self> {
+        let tmp = temp_path(path, "tmp");
+        let file = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+        Ok(Self {
+            out: BufWriter::with_capacity(1 << 20, file),
+            tmp,
+            record: Vec::with_capacity(RECORD as usize),
+            n: 0,
+            first: None,
+            last: None,
+        })
+    }
+
+    fn push(&mut self, t: u32, v: f32) -> Result<()> {
+        self.record.clear();
+        encode_record(t, v, &mut self.record);
+        self.out
+            .write_all(&self.record)
+            .map_err(io_err("writing", &self.tmp))?;
+        self.n += 1;
+        self.first = self.first.or(Some(t));
+        self.last = Some(t);
+        Ok(())
+    }
+
+    /// Syncs the new file and renames it over `path`: the records, first and last time.
+    fn commit(self, path: &Path) -> Result<(u64, Option<u32>, Option<u32>)> {
+        let tmp = self.tmp.clone();
+        self.out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .map_err(io_err("writing", &tmp))?;
+        commit(&tmp, path)?;
+        Ok((self.n, self.first, self.last))
+    }
+}
 const FLAG: u8 = 0xF9;
 
 /// The file of feed `id` in `dir`.
@@ -370,19 +420,62 @@ impl VariableFeed {
         Ok(())
     }
 
-    /// Inserts or overwrites older records: the whole file is rewritten into a temporary file
-    /// that replaces the original atomically.
-    fn rewrite_from(&mut self, _first: u32) -> Result<()> {
-        let mut all: BTreeMap<u32, f32> = self.read_range(0, u32::MAX)?.into_iter().collect();
-        all.extend(self.pending.iter().map(|(&t, &v)| (t, v)));
-        let mut bytes = Vec::with_capacity(all.len() * RECORD as usize);
-        for (&t, &v) in &all {
-            encode_record(t, v, &mut bytes);
+    /// Inserts or overwrites older records: the file is rewritten into a temporary file that
+    /// replaces the original atomically, the records before `first` copied as they are and
+    /// the rest merged with the unflushed points (which win on an equal time), a chunk at a
+    /// time, so a rewrite of a file of any size holds one chunk in memory.
+    fn rewrite_from(&mut self, first: u32) -> Result<()> {
+        let f = File::open(&self.path).map_err(io_err("opening", &self.path))?;
+        let a = self.disk_lower_bound(&f, first)?;
+        let mut out = Rewrite::start(&self.path)?;
+        self.for_each_disk(&f, 0, a, |t, v| out.push(t, v))?;
+        let mut pending = self.pending.iter().peekable();
+        self.for_each_disk(&f, a, self.disk_npoints, |t, v| {
+            while let Some((&pt, &pv)) = pending.next_if(|(pt, _)| **pt < t) {
+                out.push(pt, pv)?;
+            }
+            if pending.peek().is_some_and(|(pt, _)| **pt == t) {
+                // Overwritten: the unflushed point goes out with the next later record.
+                return Ok(());
+            }
+            out.push(t, v)
+        })?;
+        for (&t, &v) in pending {
+            out.push(t, v)?;
         }
-        write_atomically(&self.path, &bytes)?;
-        self.disk_npoints = all.len() as u64;
-        self.disk_first = all.keys().next().copied();
-        self.disk_last = all.keys().next_back().copied();
+        self.finish(out)
+    }
+
+    /// Calls `each` on the file's records `[from, to)`, read a chunk at a time.
+    fn for_each_disk(
+        &self,
+        f: &File,
+        from: u64,
+        to: u64,
+        mut each: impl FnMut(u32, f32) -> Result<()>,
+    ) -> Result<()> {
+        const CHUNK: u64 = 1 << 16;
+        let mut bytes = Vec::new();
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(CHUNK);
+            bytes.resize((n * RECORD) as usize, 0);
+            f.read_exact_at(&mut bytes, at * RECORD)
+                .map_err(io_err("reading", &self.path))?;
+            for (t, v) in decode_records(&bytes) {
+                each(t, v)?;
+            }
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Puts a rewritten file in place and takes its extent.
+    fn finish(&mut self, out: Rewrite) -> Result<()> {
+        let (n, first, last) = out.commit(&self.path)?;
+        self.disk_npoints = n;
+        self.disk_first = first;
+        self.disk_last = last;
         Ok(())
     }
 
@@ -390,19 +483,18 @@ impl VariableFeed {
     /// time`) if no record is at or after it. Returns the bytes written.
     pub fn trim(&mut self, start_time: u32) -> Result<Option<u64>> {
         self.flush()?;
-        let kept = self.read_range(start_time, u32::MAX)?;
-        if kept.is_empty() {
+        if self.disk_npoints == 0 {
             return Ok(None);
         }
-        let mut bytes = Vec::with_capacity(kept.len() * RECORD as usize);
-        for &(t, v) in &kept {
-            encode_record(t, v, &mut bytes);
+        let f = File::open(&self.path).map_err(io_err("opening", &self.path))?;
+        let a = self.disk_lower_bound(&f, start_time)?;
+        if a == self.disk_npoints {
+            return Ok(None);
         }
-        write_atomically(&self.path, &bytes)?;
-        self.disk_npoints = kept.len() as u64;
-        self.disk_first = kept.first().map(|r| r.0);
-        self.disk_last = kept.last().map(|r| r.0);
-        Ok(Some(bytes.len() as u64))
+        let mut out = Rewrite::start(&self.path)?;
+        self.for_each_disk(&f, a, self.disk_npoints, |t, v| out.push(t, v))?;
+        self.finish(out)?;
+        Ok(Some(self.disk_npoints * RECORD))
     }
 
     /// Removes the record at exactly `time` (emoncms's MySQL `deletedatapoint`); the file is
@@ -410,20 +502,20 @@ impl VariableFeed {
     /// a record was there.
     pub fn delete_point(&mut self, time: u32) -> Result<bool> {
         self.flush()?;
-        let mut kept = self.read_range(0, u32::MAX)?;
-        let before = kept.len();
-        kept.retain(|&(t, _)| t != time);
-        if kept.len() == before {
+        if self.disk_npoints == 0 {
             return Ok(false);
         }
-        let mut bytes = Vec::with_capacity(kept.len() * RECORD as usize);
-        for &(t, v) in &kept {
-            encode_record(t, v, &mut bytes);
+        // Found first: a time that is not there rewrites nothing.
+        let f = File::open(&self.path).map_err(io_err("opening", &self.path))?;
+        let a = self.disk_lower_bound(&f, time)?;
+        if a == self.disk_npoints || self.disk_record(a)?.0 != time {
+            return Ok(false);
         }
-        write_atomically(&self.path, &bytes)?;
-        self.disk_npoints = kept.len() as u64;
-        self.disk_first = kept.first().map(|r| r.0);
-        self.disk_last = kept.last().map(|r| r.0);
+        let mut out = Rewrite::start(&self.path)?;
+        self.for_each_disk(&f, 0, self.disk_npoints, |t, v| {
+            if t == time { Ok(()) } else { out.push(t, v) }
+        })?;
+        self.finish(out)?;
         Ok(true)
     }
 
@@ -486,6 +578,51 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let f = VariableFeed::create(dir.path(), 2).expect("create");
         (dir, f)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Writes in any order, flushed in rounds, then trims and deletions: the file always
+        /// holds what a sorted map of the same operations holds, in order and once per time,
+        /// reopened from disk as well.
+        #[test]
+        fn rewrites_keep_the_file_equal_to_a_sorted_map(
+            rounds in proptest::collection::vec(
+                proptest::collection::vec((1u32..200, -100i32..100), 0..30), 1..6),
+            deletes in proptest::collection::vec(1u32..200, 0..5),
+            trim in proptest::option::of(1u32..200),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut f = VariableFeed::create(dir.path(), 3).expect("create");
+            let mut model: BTreeMap<u32, f32> = BTreeMap::new();
+            for round in &rounds {
+                let points: Vec<(i64, Option<f64>)> =
+                    round.iter().map(|&(t, v)| (i64::from(t), Some(f64::from(v)))).collect();
+                f.write(&points);
+                for &(t, v) in round {
+                    model.insert(t, v as f32);
+                }
+                f.flush().expect("flush");
+                let want: Vec<(u32, f32)> = model.iter().map(|(&t, &v)| (t, v)).collect();
+                proptest::prop_assert_eq!(f.read_range(0, u32::MAX).expect("read"), want);
+            }
+            for t in deletes {
+                let had = model.remove(&t).is_some();
+                proptest::prop_assert_eq!(f.delete_point(t).expect("delete"), had);
+            }
+            if let Some(t) = trim {
+                let kept: BTreeMap<u32, f32> = model.range(t..).map(|(&t, &v)| (t, v)).collect();
+                let done = f.trim(t).expect("trim");
+                proptest::prop_assert_eq!(done.is_some(), !kept.is_empty());
+                if !kept.is_empty() {
+                    model = kept;
+                }
+            }
+            let want: Vec<(u32, f32)> = model.iter().map(|(&t, &v)| (t, v)).collect();
+            proptest::prop_assert_eq!(f.read_range(0, u32::MAX).expect("read"), want.clone());
+            let again = VariableFeed::open(dir.path(), 3).expect("reopen");
+            proptest::prop_assert_eq!(again.read_range(0, u32::MAX).expect("read"), want);
+        }
     }
 
     fn all(f: &VariableFeed) -> Vec<(i64, f32)> {
