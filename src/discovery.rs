@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 use ynni_core::{Catalog, CatalogError};
 use ynni_ingest::shard::{FeedAnswer, FeedOp, Router};
 use ynni_publish::discovery::{Discovery, Retained, Sensor};
@@ -54,7 +54,7 @@ pub async fn messages(
 pub async fn announce_opened(
     mut opened: UnboundedReceiver<u32>,
     catalog: Catalog,
-    announce: UnboundedSender<i64>,
+    announce: std::sync::Arc<ynni_core::user_queue::UserQueue>,
     vshards: u32,
 ) {
     const GATHER: Duration = Duration::from_millis(200);
@@ -68,7 +68,7 @@ pub async fn announce_opened(
             Ok(users) => {
                 for userid in users {
                     if batch.contains(&ynni_core::vshard::of(userid, vshards)) {
-                        let _ = announce.send(userid);
+                        announce.push(userid);
                     }
                 }
             }

@@ -5,11 +5,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::mpsc::{Receiver, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::Receiver;
 
 use ynni_broker::{Access, Authenticate, Done, Handled, Inbound, Login};
 use ynni_core::Catalog;
 use ynni_core::login_limit::{LoginLimiter, Scope};
+use ynni_core::user_queue::UserQueue;
 use ynni_ingest::decode::decode_mqtt;
 use ynni_ingest::shard::{Output, Router};
 use ynni_ingest::submit::{Outcome, Submitter};
@@ -185,9 +186,9 @@ pub struct LinkOptions {
 pub struct Started {
     pub addr: SocketAddr,
     /// Asks for a user's Home Assistant discovery to be published again.
-    pub announce: UnboundedSender<i64>,
+    pub announce: Arc<UserQueue>,
     /// Tells the broker that a user's credentials changed.
-    pub credentials: UnboundedSender<i64>,
+    pub credentials: Arc<UserQueue>,
     /// The open connections (cluster mode closes those of users whose shard moved).
     pub sessions: ynni_broker::Sessions,
     /// Whether the broker still delivers messages (false once it stopped).
@@ -333,28 +334,30 @@ async fn start_here(
     if let Some(addr) = running.ws_addr {
         tracing::info!("MQTT websocket listening on {addr}");
     }
-    let (announce_tx, announce_rx) = tokio::sync::mpsc::unbounded_channel();
+    let announce_tx = Arc::new(UserQueue::default());
     let listed = catalog.clone();
     let discovering = server
         .spawn(async move { listed.ha_discovery_users().await })
         .await??;
     for userid in discovering {
-        let _ = announce_tx.send(userid);
+        announce_tx.push(userid);
     }
     tokio::spawn(publish_outputs(
         input_topic,
         router.subscribe_outputs(),
-        announce_rx,
+        announce_tx.clone(),
         running.publisher,
         catalog.clone(),
         router.clone(),
         server.clone(),
     ));
-    let (credentials_tx, mut credentials_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+    let credentials_tx = Arc::new(UserQueue::default());
     let sessions = running.sessions.clone();
     let all_sessions = sessions.clone();
+    let changed = credentials_tx.clone();
     tokio::spawn(async move {
-        while let Some(userid) = credentials_rx.recv().await {
+        loop {
+            let userid = changed.pop().await;
             sessions.revalidate(userid).await;
         }
     });
@@ -418,7 +421,7 @@ async fn start_here(
 async fn publish_outputs(
     input_topic: String,
     mut outputs: tokio::sync::broadcast::Receiver<Output>,
-    mut announce: UnboundedReceiver<i64>,
+    announce: Arc<UserQueue>,
     mut publisher: ynni_broker::Publisher,
     catalog: Catalog,
     router: Arc<Router>,
@@ -428,8 +431,7 @@ async fn publish_outputs(
     loop {
         let out = tokio::select! {
             out = outputs.recv() => out,
-            userid = announce.recv() => {
-                let Some(userid) = userid else { break };
+            userid = announce.pop() => {
                 // Its catalog lookups run on the server's runtime (`mqtt_thread` says why).
                 let (catalog, router, mut known) =
                     (catalog.clone(), router.clone(), std::mem::take(&mut discovery));
@@ -495,7 +497,7 @@ async fn feed(
     mut inbound: Receiver<Inbound>,
     base: String,
     router: Arc<Router>,
-    announce: UnboundedSender<i64>,
+    announce: Arc<UserQueue>,
     billing: Option<Arc<ynni_billing::Billing>>,
 ) {
     let mut submitter = Submitter::new(router, MAX_IN_FLIGHT);
@@ -514,7 +516,7 @@ async fn feed(
         if topic == ynni_broker::HA_STATUS {
             // Home Assistant (re)started: it wants the discovery configs again.
             if payload.as_slice() == b"online" {
-                let _ = announce.send(userid);
+                announce.push(userid);
             }
             answer(done, Handled::Ignored);
             continue;

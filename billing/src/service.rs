@@ -7,7 +7,7 @@
 //! and updates a user's entry at once after crediting them here.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Datelike, Days, NaiveDate};
 use serde::Serialize;
@@ -53,7 +53,7 @@ pub struct Billing {
     user_plans: RwLock<HashMap<i64, String>>,
     limits: crate::limits::RateLimits,
     /// Told each user newly refused (the broker closes their connections).
-    on_refused: Mutex<Option<tokio::sync::mpsc::UnboundedSender<i64>>>,
+    on_refused: Mutex<Option<Arc<ynni_core::user_queue::UserQueue>>>,
 }
 
 /// What the account page shows.
@@ -113,7 +113,7 @@ impl Billing {
     }
 
     /// Sends every user who becomes refused, whichever call found it, to `tx`.
-    pub fn notify_refused(&self, tx: tokio::sync::mpsc::UnboundedSender<i64>) {
+    pub fn notify_refused(&self, tx: Arc<ynni_core::user_queue::UserQueue>) {
         *self.on_refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 
@@ -124,7 +124,7 @@ impl Billing {
                     userid = u,
                     "billing: balance used up and grace over; writes refused"
                 );
-                let _ = tx.send(*u);
+                tx.push(*u);
             }
         }
     }
@@ -557,7 +557,7 @@ impl Billing {
 
     /// Rebuilds the set of users whose writes are refused (and re-reads who is on which plan);
     /// returns the users newly in it
-    /// (also sent to [`Billing::notify_refused`]'s channel).
+    /// (also queued on [`Billing::notify_refused`]'s queue).
     pub async fn refresh(&self, today: NaiveDate) -> Result<Vec<i64>, BillingError> {
         let plans: HashMap<i64, String> = self.catalog.billing_plans().await?.into_iter().collect();
         *self.user_plans.write().unwrap_or_else(|p| p.into_inner()) = plans;

@@ -12,6 +12,7 @@ pub mod ratelimit;
 pub mod shared_limit;
 pub mod timezone;
 pub mod tls;
+pub mod user_queue;
 pub mod vshard;
 
 pub use catalog::{Catalog, CatalogError, DeviceRow, FeedRow, Imported, ImportedUser, InputRow};

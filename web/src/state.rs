@@ -38,10 +38,10 @@ pub struct Shared {
     pub version: &'static str,
     /// Asks the MQTT side to publish a user's Home Assistant discovery again (feeds changed,
     /// discovery switched); `None` without a broker.
-    pub discovery: Option<tokio::sync::mpsc::UnboundedSender<i64>>,
+    pub discovery: Option<Arc<ynni_core::user_queue::UserQueue>>,
     /// Tells the MQTT broker that a user's name, write apikey or device keys changed, so it
     /// closes the connections those credentials no longer open; `None` without a broker.
-    pub credentials: Option<tokio::sync::mpsc::UnboundedSender<i64>>,
+    pub credentials: Option<Arc<ynni_core::user_queue::UserQueue>>,
     /// `myip/set`: each user's last reporting address and when (emonhub's status ping).
     pub myip: Arc<std::sync::Mutex<std::collections::HashMap<i64, (std::net::IpAddr, i64)>>>,
     /// Password hashing runs on blocking threads; this bounds how many at once (argon2 takes
@@ -126,13 +126,13 @@ impl AppState {
     }
 
     /// Connects the Home Assistant discovery publisher.
-    pub fn with_discovery(mut self, tx: tokio::sync::mpsc::UnboundedSender<i64>) -> Self {
+    pub fn with_discovery(mut self, tx: Arc<ynni_core::user_queue::UserQueue>) -> Self {
         self.parts().discovery = Some(tx);
         self
     }
 
     /// Connects the broker's credential watch.
-    pub fn with_credential_watch(mut self, tx: tokio::sync::mpsc::UnboundedSender<i64>) -> Self {
+    pub fn with_credential_watch(mut self, tx: Arc<ynni_core::user_queue::UserQueue>) -> Self {
         self.parts().credentials = Some(tx);
         self
     }
@@ -140,15 +140,15 @@ impl AppState {
     /// The user's name, write apikey or device keys changed: open MQTT connections are checked
     /// again.
     pub fn credentials_changed(&self, userid: i64) {
-        if let Some(tx) = &self.credentials {
-            let _ = tx.send(userid);
+        if let Some(q) = &self.credentials {
+            q.push(userid);
         }
     }
 
     /// The user's feeds or discovery setting changed: publish their discovery again.
     pub fn announce(&self, userid: i64) {
-        if let Some(tx) = &self.discovery {
-            let _ = tx.send(userid);
+        if let Some(q) = &self.discovery {
+            q.push(userid);
         }
     }
 
