@@ -27,6 +27,18 @@ impl Catalog {
         Ok(self.select_all(sql, userid).await?)
     }
 
+    /// `userid`'s input `id`, if theirs.
+    pub async fn input_of(&self, userid: i64, id: i64) -> Result<Option<InputRow>, CatalogError> {
+        Ok(on_db!(&self.db, p => sqlx::query_as(
+            "SELECT id, userid, nodeid, name, description, processList AS \"processList\" \
+             FROM inputs WHERE id = $1 AND userid = $2",
+        )
+        .bind(id)
+        .bind(userid)
+        .fetch_optional(p)
+        .await)?)
+    }
+
     /// Creates the input, or returns the existing one with the same identity (a retried batch
     /// must not duplicate inputs).
     pub async fn create_input(

@@ -49,9 +49,11 @@ fn php_truthy(v: &Value) -> bool {
 
 /// The user's input named by the `inputid` query parameter (emoncms reads it from `$_GET`).
 async fn input_named(call: &Call<'_>, userid: i64) -> Result<Option<InputRow>, ApiError> {
-    let id = call.params.get("inputid").map(php_int);
-    let rows = inputs(call, userid).await?;
-    Ok(id.and_then(|id| rows.into_iter().find(|r| r.id == id)))
+    let Some(id) = call.params.get("inputid").map(php_int) else {
+        return Ok(None);
+    };
+    // One row, not the user's every input with its process list.
+    Ok(call.state.catalog.input_of(userid, id).await?)
 }
 
 async fn reload(call: &Call<'_>, userid: i64) {
@@ -203,7 +205,9 @@ pub async fn delete(call: &Call<'_>) -> ApiResult {
     let userid = writer(call)?;
     let p = call.params;
     let rows = inputs(call, userid).await?;
-    let owned = |id: &i64| rows.iter().any(|r| r.id == *id);
+    // A set: a request may name thousands of ids, and a user may have 32,000 inputs.
+    let mine: std::collections::HashSet<i64> = rows.iter().map(|r| r.id).collect();
+    let owned = |id: &i64| mine.contains(id);
     // An `inputid` of the caller's wins, even next to `inputids`; a foreign or unknown one
     // leaves the `inputids` branch to answer.
     if let Some(id) = p.get("inputid").map(php_int).filter(owned) {
@@ -231,10 +235,12 @@ pub async fn delete(call: &Call<'_>) -> ApiResult {
     };
     // emoncms echoes the decoded value as sent; ynni echoes the ids it deleted, so the reply
     // says nothing about ids that belong to someone else.
+    let mut seen = std::collections::HashSet::new();
     let ids: Vec<i64> = candidates
         .into_iter()
         .filter_map(json_id)
         .filter(owned)
+        .filter(|id| seen.insert(*id))
         .collect();
     call.state.catalog.delete_inputs(userid, &ids).await?;
     reload(call, userid).await;
