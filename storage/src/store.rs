@@ -117,6 +117,8 @@ pub struct FeedStore {
     /// is small enough to keep: a flush that would write the same again writes nothing, so an
     /// idle store (a cluster node has a store per vshard it owns) costs no synced writes.
     checkpointed: Option<(Lsn, Vec<u8>)>,
+    /// The LSN the last checkpoint on disk starts the replay at.
+    checkpoint_lsn: Lsn,
     /// A cluster node's lease: asked before feed files and checkpoints are written, and by the
     /// WAL writer before each append (see [`crate::wal::Guard`]).
     guard: Option<crate::wal::Guard>,
@@ -247,6 +249,7 @@ impl FeedStore {
             last_flush: std::time::Instant::now(),
             poisoned: false,
             checkpointed: None,
+            checkpoint_lsn: cp.next_lsn,
             guard: None,
         };
         let mut records: Vec<(Lsn, Logged)> = Vec::new();
@@ -330,6 +333,16 @@ impl FeedStore {
     }
 
     /// Marks every record up to `lsn` as applied: the next checkpoint covers it.
+    /// The LSN after the last record applied (after an open, the last one replayed).
+    pub fn applied_lsn(&self) -> Lsn {
+        self.applied
+    }
+
+    /// Records before this LSN are covered by the last checkpoint: no replay runs them again.
+    pub fn checkpoint_lsn(&self) -> Lsn {
+        self.checkpoint_lsn
+    }
+
     pub fn record_applied(&mut self, lsn: Lsn) {
         self.applied = self.applied.max(lsn + 1);
     }
@@ -531,6 +544,7 @@ impl FeedStore {
             },
         )?;
         self.checkpointed = (state.len() <= KEEP_STATE).then(|| (self.applied, state.to_vec()));
+        self.checkpoint_lsn = self.applied;
         self.wal.trim(self.applied)?;
         Ok(stats)
     }

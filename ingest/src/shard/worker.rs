@@ -325,6 +325,12 @@ pub struct Worker {
     /// Users whose process lists (or time zone) changed while the checkpoint that must come
     /// first could not be written: their lists are reloaded once one is.
     reloads_waiting: Vec<i64>,
+    /// Each user's last record in the log (its LSN): a user with none since the last
+    /// checkpoint has its lists reloaded without a new checkpoint.
+    last_logged: HashMap<i64, Lsn>,
+    /// The end of what the open replayed (whoever's records they were): until a checkpoint
+    /// covers it, every reload checkpoints first.
+    replayed_to: Option<Lsn>,
 }
 
 impl Worker {
@@ -369,6 +375,7 @@ impl Worker {
             let f = f.clone();
             store.set_guard(Arc::new(move || f.valid()));
         }
+        let replayed_to = (replayed_at_start > 0).then(|| store.applied_lsn());
         Ok(Self {
             n,
             store,
@@ -379,6 +386,8 @@ impl Worker {
             usage_sent: std::collections::BTreeMap::new(),
             usage_at: std::time::Instant::now(),
             reloads_waiting: Vec::new(),
+            last_logged: HashMap::new(),
+            replayed_to,
         })
     }
 
@@ -471,9 +480,16 @@ impl Worker {
         if !reloads.is_empty() {
             // Checkpoint first: a replay must never run records logged under the old lists
             // (or time zone) with the new ones, so until one is written the old lists stay.
-            // (A worker whose lease has ended writes nothing; its next owner loads the lists
-            // afresh.)
-            let checkpointed = !self.may_write()
+            // Not needed when none of these users has a record the last checkpoint does not
+            // cover (one account changing feeds over and over made a full flush of the shard
+            // each time). (A worker whose lease has ended writes nothing; its next owner loads
+            // the lists afresh.)
+            let covered = self.store.checkpoint_lsn();
+            self.last_logged.retain(|_, lsn| *lsn >= covered);
+            let logged = self.replayed_to.is_some_and(|end| covered < end)
+                || reloads.iter().any(|u| self.last_logged.contains_key(u));
+            let checkpointed = !logged
+                || !self.may_write()
                 || match self.store.flush(&self.core.state.encode()) {
                     Ok(_) => true,
                     Err(e) => {
@@ -681,6 +697,7 @@ impl Worker {
     fn insert(&mut self, userid: i64, write: FeedWrite) -> Result<FeedAnswer, query::QueryError> {
         let record = Record::feed_write(userid, write).received_at(now_secs());
         let lsn = self.store.log(&record.encode())?.wait()?;
+        self.last_logged.insert(userid, lsn);
         if !self.may_write() {
             return Err(StorageError::Fenced.into());
         }
@@ -842,6 +859,7 @@ impl Worker {
                     continue;
                 }
             };
+            self.last_logged.insert(record.userid, lsn);
             // Durable, but acknowledged only by a node whose lease outlived the sync; the
             // next owner replays it (the client's retry may then store it a second time).
             if !self.may_write() {
@@ -1918,6 +1936,48 @@ mod tests {
         assert_eq!(w.reloads_waiting, vec![rig.userid]);
         drop(w.begin(Vec::new()));
         assert_eq!(w.reloads_waiting, vec![rig.userid], "tried again, kept");
+    }
+
+    /// A user with nothing in the log past the last checkpoint has their lists reloaded at
+    /// once, without a checkpoint (here none could be written); one with a record past it
+    /// waits for one, as does everyone after an open that replayed records.
+    #[test]
+    fn a_reload_checkpoints_only_when_the_users_records_need_it() {
+        let rig = Rig::new();
+        let sub = || Submission {
+            userid: rig.userid,
+            batches: vec![Decoded {
+                time: T,
+                node: "a".into(),
+                values: vec![("x".into(), Some(1.0))],
+            }],
+            http: true,
+        };
+        let mut w = rig.open();
+        submit(&mut w, sub()).expect("stored");
+        w.store.flush(&w.core.state.encode()).expect("checkpoint");
+        w.store.poison();
+        drop(w.begin(vec![Job::Reload(rig.userid)]));
+        assert!(
+            !w.core.users.contains_key(&rig.userid),
+            "covered by the checkpoint: reloaded without one"
+        );
+        drop(w);
+        // Reopened: the checkpoint covered everything. A record past it, then reopened: it
+        // is replayed, and no checkpoint covers it yet.
+        let mut w = rig.open();
+        assert!(w.replayed_to.is_none(), "the checkpoint covered everything");
+        submit(&mut w, sub()).expect("stored");
+        drop(w);
+        let mut w = rig.open();
+        assert!(w.replayed_to.is_some(), "a record was replayed");
+        w.core.user(rig.userid).expect("loaded");
+        w.store.poison();
+        drop(w.begin(vec![Job::Reload(rig.userid)]));
+        assert!(
+            w.core.users.contains_key(&rig.userid),
+            "replayed records not covered yet: the old lists stay"
+        );
     }
 
     /// A small deterministic generator (splitmix64), so a failure reproduces.
