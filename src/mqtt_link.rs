@@ -512,6 +512,7 @@ async fn feed(
             topic,
             payload,
             done,
+            device_node,
         } = msg;
         if topic == ynni_broker::HA_STATUS {
             // Home Assistant (re)started: it wants the discovery configs again.
@@ -526,6 +527,15 @@ async fn feed(
             answer(done, Handled::Ignored);
             continue;
         };
+        // A device key's message is stored only for its node, as the decoder reads the topic
+        // (`emon/emon/other/x` passes a topic check for node `emon` but decodes as `other`).
+        if let Some(node) = &device_node
+            && decoded.node != *node
+        {
+            tracing::debug!(userid, node = %decoded.node, "MQTT message of a device key for another node dropped");
+            answer(done, Handled::Ignored);
+            continue;
+        }
         // A plan's values per minute hold MQTT as they hold HTTP. Over it, the message is
         // not stored and not acknowledged: the connection closes and the client sends it
         // again later (QoS 0: it is lost, as QoS 0 allows). The minimum interval between a

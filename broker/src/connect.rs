@@ -34,6 +34,10 @@ pub(crate) struct Accepted {
     pub namespace: Namespace,
     /// The client id the server chose when the client sent none.
     pub assigned_id: Option<String>,
+    /// What the connection's session is known by within its account: the client id, or for a
+    /// device key the device's node and the client id, apart from the account's own ids (a
+    /// device key must not take over, resume or end a session of the account's clients).
+    pub session_key: String,
 }
 
 /// Why a connection ended before it was accepted (for the log; the client was answered).
@@ -171,7 +175,10 @@ pub(crate) async fn accept(
         return Err(Refused::NotConnect);
     };
     use ConnectReturnCode as C;
+    // U+0000 is not allowed in an MQTT string; refused, it also keeps device keys' session
+    // keys (which use it) apart from every client id.
     let bad_id = connect.client_id.len() > MAX_CLIENT_ID
+        || connect.client_id.contains('\0')
         || (connect.client_id.is_empty() && !connect.clean_session);
     if bad_id {
         refuse(
@@ -238,6 +245,14 @@ pub(crate) async fn accept(
     } else {
         None
     };
+    let session_key = match node {
+        // A device key cannot subscribe, so a kept session would hold nothing: it is clean.
+        Some(node) => {
+            connect.clean_session = true;
+            format!("\0{node}\0{}", connect.client_id)
+        }
+        None => connect.client_id.clone(),
+    };
     Ok(Accepted {
         connect,
         will,
@@ -245,6 +260,7 @@ pub(crate) async fn accept(
         access,
         namespace,
         assigned_id,
+        session_key,
     })
 }
 

@@ -82,6 +82,7 @@ pub async fn run(cfg: External, resolve: ResolveAccount, inbound: Sender<Inbound
                     topic: p.topic.clone(),
                     payload: p.payload.to_vec(),
                     done: Some(Done(tx)),
+                    device_node: None,
                 };
                 // Waiting here slows the external broker's delivery instead of dropping.
                 if inbound.send(msg).await.is_err() {

@@ -163,6 +163,10 @@ pub struct Inbound {
     pub payload: Vec<u8>,
     /// Present when the publisher waits for an acknowledgement.
     pub done: Option<Done>,
+    /// The node of the device key the publisher logged in with: the decoded message must be
+    /// for it (the broker checks the topic; the decoder, which reads more into a topic,
+    /// has the last word).
+    pub device_node: Option<String>,
 }
 
 /// A will on its way to the router (already inside its namespace), with its user's mark.
@@ -604,7 +608,7 @@ async fn serve_connection(
         .sessions
         .register(
             userid,
-            &accepted.connect.client_id,
+            &accepted.session_key,
             accepted.login.clone(),
             accepted.access.clone(),
         )
@@ -618,9 +622,7 @@ async fn serve_connection(
         }
     };
     // The client is back: a will it left waiting is not sent (MQTT 5's will delay).
-    shared
-        .delayed_wills
-        .cancel(userid, &accepted.connect.client_id);
+    shared.delayed_wills.cancel(userid, &accepted.session_key);
     if shared.sessions.revalidations() != rechecks {
         // Credentials were rechecked while this connection was being accepted, perhaps
         // before it was registered (and so not among those rechecked): check them again.

@@ -131,16 +131,14 @@ pub(crate) async fn run(
         Some(slot) => {
             // A clean session ends any kept one of the client (MQTT 3.1.2.4): the next kept
             // connection starts afresh.
-            shared
-                .kept_slots
-                .forget(userid, &accepted.connect.client_id);
+            shared.kept_slots.forget(userid, &accepted.session_key);
             (slot.router_id(), false)
         }
         None => {
             let sessions = &shared.sessions;
             let place = shared.kept_slots.place(
                 userid,
-                &accepted.connect.client_id,
+                &accepted.session_key,
                 shared.max_connections_per_user,
                 |client| sessions.is_live(userid, client),
             );
@@ -155,12 +153,7 @@ pub(crate) async fn run(
         }
     };
     let build = shared.links.clone();
-    let kept = (!clean).then(|| {
-        (
-            shared.kept_slots.clone(),
-            accepted.connect.client_id.clone(),
-        )
-    });
+    let kept = (!clean).then(|| (shared.kept_slots.clone(), accepted.session_key.clone()));
     let built = tokio::task::spawn_blocking(move || {
         if clear_first {
             // A clean connection takes the slot's old session from the router (and the
@@ -220,7 +213,7 @@ pub(crate) async fn run(
         session
             .shared
             .kept_slots
-            .touch(userid, &session.accepted.connect.client_id);
+            .touch(userid, &session.accepted.session_key);
     }
     let client = quote(&session.accepted.connect.client_id);
     match &end {
@@ -257,17 +250,14 @@ pub(crate) async fn run(
         session.shared.sessions.clone(),
         session.shared.wills.clone(),
     );
-    let (client_id, id) = (
-        session.accepted.connect.client_id.clone(),
-        registration.id(),
-    );
+    let (client_id, id) = (session.accepted.session_key.clone(), registration.id());
     // Held before the registration goes: a connection of the same client waiting for it
     // cancels the will once registered, which must find it.
     let delayed = session.shared.delayed_wills.clone();
     let mut will = Some(will);
     let held = delayed.hold(
         userid,
-        &session.accepted.connect.client_id,
+        &session.accepted.session_key,
         session.shared.max_connections_per_user,
         |slot| {
             let (will, delayed, wills) = (will.take(), delayed.clone(), wills.clone());
@@ -611,6 +601,10 @@ impl Session {
                 topic,
                 payload: publish.payload.to_vec(),
                 done,
+                device_node: match &self.accepted.access {
+                    Access::Device { node, .. } => Some(node.clone()),
+                    _ => None,
+                },
             };
             if self.shared.inbound.send(msg).await.is_err() {
                 return Err(End::Lost("ingest stopped".into()));

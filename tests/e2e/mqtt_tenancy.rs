@@ -616,3 +616,85 @@ async fn subscriptions_past_what_the_broker_allows_are_refused_with_a_code() {
         "shared, clean session"
     );
 }
+
+/// A device key connecting with the client id of one of its account's own clients neither
+/// resumes that client's kept session (its subscriptions and queued messages) nor takes the
+/// live one over nor ends it: a device key's sessions are its own, and clean.
+#[tokio::test]
+async fn a_device_key_cannot_resume_or_take_over_its_accounts_sessions() {
+    let server = Server::start();
+    let (_, _, key) = register(&server, "alice", "secret1").await;
+    let (_session, _device_id, device_key) = alice_device(&server).await;
+
+    // Home Assistant keeps a session subscribed to everything, then goes away.
+    let (ha, mut ha_ev) = client(&server, "ha", "alice", &key, false);
+    assert!(connack(&mut ha_ev).await.is_some());
+    subscribed(&ha, &mut ha_ev, "#").await;
+    ha.disconnect().await.expect("disconnect");
+    let _ = closed_within(&mut ha_ev, Duration::from_secs(5)).await;
+    let (p, mut p_ev) = client(&server, "alice-pub", "alice", &key, true);
+    assert!(connack(&mut p_ev).await.is_some());
+    publish_acked(&p, &mut p_ev, "emon/private/queued", "1").await;
+
+    // The device key asks for the same client id and a kept session: nothing of Home
+    // Assistant's comes to it.
+    let (_d, mut d_ev) = client(&server, "ha", "alice", &device_key, false);
+    assert_eq!(connack(&mut d_ev).await, Some(false), "no session resumed");
+    assert_eq!(
+        received(&mut d_ev, Duration::from_secs(1)).await,
+        Vec::<String>::new()
+    );
+    // Home Assistant comes back to its own session, with the message queued for it, and the
+    // device's connection on "its" id does not close it.
+    let (_ha2, mut ha2_ev) = client(&server, "ha", "alice", &key, false);
+    assert_eq!(
+        connack(&mut ha2_ev).await,
+        Some(true),
+        "its session was kept"
+    );
+    let got = received(&mut ha2_ev, Duration::from_secs(2)).await;
+    assert!(
+        got.contains(&"emon/private/queued 1".to_string()),
+        "{got:?}"
+    );
+    let (_d2, mut d2_ev) = client(&server, "ha", "alice", &device_key, true);
+    assert!(connack(&mut d2_ev).await.is_some());
+    publish_acked(&p, &mut p_ev, "emon/private/live", "2").await;
+    let got = received(&mut ha2_ev, Duration::from_secs(2)).await;
+    assert!(
+        got.contains(&"emon/private/live 2".to_string()),
+        "still connected: {got:?}"
+    );
+}
+
+/// A device key's message is stored only for its node as the decoder reads the topic: a
+/// device on node `emon` publishing `emon/emon/other/power` passes the broker's topic check
+/// but would decode as node `other`.
+#[tokio::test]
+async fn a_device_key_cannot_reach_another_node_through_the_decoders_reading() {
+    let server = Server::start();
+    let (_, read, key) = register(&server, "alice", "secret1").await;
+    let c = alice_session(&server).await;
+    let device_id = get(&c, &server.url("/device/create.json?nodeid=emon&name=emon"))
+        .await
+        .json();
+    let device = get(&c, &server.url(&format!("/device/get.json?id={device_id}"))).await;
+    let device_key = device.json()["devicekey"]
+        .as_str()
+        .expect("device key")
+        .to_string();
+    let (d, mut d_ev) = client(&server, "dev", "alice", &device_key, true);
+    assert!(connack(&mut d_ev).await.is_some());
+    publish_acked(&d, &mut d_ev, "emon/emon/other/power", "7").await;
+    // (emoncms's decoder removes every `emon/` from a topic, so no message reaches a node
+    // named `emon` at all.)
+    assert_eq!(inputs(&server, &read).await, Vec::<Value>::new());
+    // The account's own key may post there.
+    let (a, mut a_ev) = client(&server, "acct", "alice", &key, true);
+    assert!(connack(&mut a_ev).await.is_some());
+    publish_acked(&a, &mut a_ev, "emon/other/power", "3").await;
+    assert_eq!(
+        input_value(&server, &read, "other", "power").await,
+        Some(json!(3))
+    );
+}
