@@ -1177,3 +1177,93 @@ async fn sync_appends_uploaded_segments_and_survives_kill9() {
         2
     );
 }
+
+/// A public virtual feed read by someone other than its owner is computed from the owner's
+/// public feeds only: it must not show what a private feed holds (share links refuse virtual
+/// feeds for the same reason). The owner sees it whole.
+#[tokio::test]
+async fn a_public_virtual_feed_shows_others_nothing_of_a_private_source() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, bob_read, _) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let private = half_hourly(&server, &write, "private", 1).await;
+    let public = half_hourly(&server, &write, "public", 1).await;
+    let r = get(
+        &c,
+        &keyed(
+            &server,
+            &format!("/feed/set.json?id={public}&fields=%7B%22public%22%3A1%7D"),
+            &write,
+        ),
+    )
+    .await;
+    assert!(r.body.contains("true"), "{}", r.body);
+    let virtual_of = |source: i64| {
+        let (server, c, write) = (&server, &c, &write);
+        async move {
+            let r = get(
+                c,
+                &keyed(
+                    server,
+                    &format!("/feed/create.json?name=v{source}&engine=7"),
+                    write,
+                ),
+            )
+            .await;
+            let v = r.json()["feedid"].as_i64().expect("feedid");
+            let list =
+                format!(r#"[{{"fn":"process__source_feed_data_time","args":["{source}"]}}]"#);
+            let r = post_form(
+                c,
+                &keyed(server, &format!("/feed/process/set.json?id={v}"), write),
+                &[("processlist", list.as_str())],
+            )
+            .await;
+            assert!(r.body.contains("true"), "{}", r.body);
+            let r = get(
+                c,
+                &keyed(
+                    server,
+                    &format!("/feed/set.json?id={v}&fields=%7B%22public%22%3A1%7D"),
+                    write,
+                ),
+            )
+            .await;
+            assert!(r.body.contains("true"), "{}", r.body);
+            v
+        }
+    };
+    let of_private = virtual_of(private).await;
+    let of_public = virtual_of(public).await;
+    let values = |v: i64, key: Option<&str>| {
+        let path = format!(
+            "/feed/data.json?id={v}&start={DAY}&end={}&interval=1800&timeformat=unix",
+            DAY + 3 * 1800
+        );
+        let url = match key {
+            Some(k) => keyed(&server, &path, k),
+            None => server.url(&path),
+        };
+        let c = c.clone();
+        async move {
+            let r = get(&c, &url).await;
+            r.json()
+                .as_array()
+                .unwrap_or_else(|| panic!("a list: {}", r.body))
+                .iter()
+                .map(|p| p[1].as_f64())
+                .collect::<Vec<_>>()
+        }
+    };
+    let whole = vec![Some(0.0), Some(1.0), Some(2.0), Some(3.0)];
+    assert_eq!(values(of_private, Some(&read)).await, whole, "the owner");
+    let nothing = vec![None; 4];
+    assert_eq!(
+        values(of_private, Some(&bob_read)).await,
+        nothing,
+        "another user"
+    );
+    assert_eq!(values(of_private, None).await, nothing, "no login");
+    assert_eq!(values(of_public, None).await, whole, "from a public feed");
+}

@@ -125,6 +125,10 @@ pub enum FeedOp {
         userid: i64,
         list: String,
         req: Box<query::DataRequest>,
+        /// The feeds it may read: `None`, every feed of its owner; for a reader who is not
+        /// the owner, only the owner's public ones (a public virtual feed must not show what
+        /// a private feed holds).
+        readable: Option<HashSet<u32>>,
     },
 }
 
@@ -672,9 +676,12 @@ impl Worker {
                 self.without_feed_last(id, |store, state| store.clear(id, state))?;
                 FeedAnswer::Done
             }
-            FeedOp::Virtual { userid, list, req } => {
-                FeedAnswer::Data(self.virtual_data(userid, &list, &req)?)
-            }
+            FeedOp::Virtual {
+                userid,
+                list,
+                req,
+                readable,
+            } => FeedAnswer::Data(self.virtual_data(userid, &list, &req, readable.as_ref())?),
             FeedOp::Insert { userid, write } => self.insert(userid, write)?,
             FeedOp::Trim { id, start_time } => {
                 FeedAnswer::Trimmed(self.store.trim(id, start_time, &self.core.state.encode())?)
@@ -742,10 +749,14 @@ impl Worker {
         userid: i64,
         list: &str,
         req: &query::DataRequest,
+        readable: Option<&HashSet<u32>>,
     ) -> Result<query::DataReply, query::QueryError> {
         let (times, interval, format) = query::grid(req)?;
         let owned = match self.core.user(userid) {
-            Ok(u) => u.feeds.clone(),
+            Ok(u) => match readable {
+                Some(r) => u.feeds.intersection(r).copied().collect(),
+                None => u.feeds.clone(),
+            },
             Err(e) => {
                 tracing::error!(error = %e, "virtual feed owner unavailable");
                 HashSet::new()

@@ -547,10 +547,25 @@ fn php_json_string(s: &str) -> String {
 
 async fn read(call: &Call<'_>, row: &FeedRow, req: DataRequest) -> Result<Series, ApiError> {
     let op = if is_virtual(row) {
+        let owner = call.caller.is_some_and(|c| c.user.id == row.userid);
+        // A reader who is not the owner (the feed is public) sees it computed from the
+        // owner's public feeds only.
+        let readable = if owner {
+            None
+        } else {
+            let rows = call.state.catalog.feeds_for_user(row.userid).await?;
+            Some(
+                rows.iter()
+                    .filter(|f| f.public)
+                    .filter_map(|f| u32::try_from(f.id).ok())
+                    .collect(),
+            )
+        };
         FeedOp::Virtual {
             userid: row.userid,
             list: row.process_list.clone(),
             req: Box::new(req),
+            readable,
         }
     } else {
         FeedOp::Data {
