@@ -1455,11 +1455,19 @@ impl Host for ShardHost<'_> {
             && (self.state.feed_last.contains_key(&feed) || self.store.feed(feed).is_ok())
     }
 
+    // Process state is kept per feed, so only the owner's lists may read or change it (a list
+    // imported from emoncms may still name another user's feed).
     fn state(&self, kind: StateKind, feed: u32) -> Option<(i64, Value)> {
+        if !self.owned.contains(&feed) {
+            return None;
+        }
         self.state.process.get(&(kind, feed)).copied()
     }
 
     fn set_state(&mut self, kind: StateKind, feed: u32, time: i64, value: Value) {
+        if !self.owned.contains(&feed) {
+            return;
+        }
         self.state
             .process
             .insert((kind, feed), (time, finite(value)));
