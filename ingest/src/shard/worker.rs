@@ -1999,6 +1999,74 @@ mod tests {
         );
     }
 
+    /// A list naming another user's feed (as one imported from emoncms may) neither reads nor
+    /// changes that feed's process state, while the same step on the owner's feed does.
+    #[test]
+    fn process_state_is_kept_only_for_the_list_owners_feeds() {
+        let rig = Rig::new();
+        let (mine, theirs, input) = rig.rt.block_on(async {
+            let bob = rig
+                .catalog
+                .create_user(
+                    &NewUser {
+                        username: "bob".into(),
+                        email: "b@example.com".into(),
+                        password_hash: "$x".into(),
+                        timezone: "UTC".into(),
+                        admin: false,
+                    },
+                    false,
+                )
+                .await
+                .expect("db")
+                .expect("created");
+            let mine = rig
+                .catalog
+                .create_feed(rig.userid, "m", "t", 5, "")
+                .await
+                .expect("feed");
+            let theirs = rig
+                .catalog
+                .create_feed(bob.id, "b", "t", 5, "")
+                .await
+                .expect("feed");
+            let input = rig
+                .catalog
+                .create_input(rig.userid, "a", "x")
+                .await
+                .expect("input");
+            // ratechange (15) on each feed.
+            let list = format!("15:{mine},15:{theirs}");
+            rig.catalog
+                .set_input_process_list(input.id, &list)
+                .await
+                .expect("list");
+            (mine as u32, theirs as u32, input.id)
+        });
+        let mut w = rig.open();
+        for (i, v) in [1.0, 3.0].into_iter().enumerate() {
+            let sub = Submission {
+                userid: rig.userid,
+                batches: vec![Decoded {
+                    time: T + i as i64 * 10,
+                    node: "a".into(),
+                    values: vec![("x".into(), Some(v))],
+                }],
+                http: true,
+            };
+            submit(&mut w, sub).expect("stored");
+        }
+        assert!(input > 0);
+        let has = |f: u32| {
+            w.core
+                .state
+                .process
+                .contains_key(&(StateKind::RateChange, f))
+        };
+        assert!(has(mine), "the owner's feed keeps its state");
+        assert!(!has(theirs), "another user's feed is left alone");
+    }
+
     /// A small deterministic generator (splitmix64), so a failure reproduces.
     struct Rng(u64);
 
