@@ -96,6 +96,9 @@ pub(super) async fn export(call: &Call<'_>) -> ApiResult {
 /// Checksums computed at once (`feed/sha256sum`).
 static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
+/// How long a checksum request waits for its turn.
+const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How much of a feed's file is read at a time to be sent or hashed.
 const PIECE: usize = 64 << 10;
 
@@ -224,7 +227,16 @@ pub(super) async fn sha256sum(call: &Call<'_>) -> ApiResult {
     let bytes = npoints * point;
     // One hash at a time in the whole server: a public feed's checksum may be asked for by
     // anyone, and each costs seconds of a core for a large feed.
-    let _turn = HASHING.acquire().await.map_err(|_| ApiError::False)?;
+    // Waiting at most a while: a queue of requests behind a long hash gets 429 instead.
+    let _turn = match tokio::time::timeout(HASH_WAIT, HASHING.acquire()).await {
+        Ok(Ok(turn)) => turn,
+        _ => {
+            return Err(ApiError::TooMany {
+                retry_after: HASH_WAIT.as_secs(),
+                message: "Checksums are being computed; try again later".into(),
+            });
+        }
+    };
     let mut file = open_span(&span).await?.take(bytes);
     // Read a piece at a time: a feed's file may be hundreds of megabytes.
     let mut hash = sha2::Sha256::new();
