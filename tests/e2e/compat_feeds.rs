@@ -1267,3 +1267,27 @@ async fn a_public_virtual_feed_shows_others_nothing_of_a_private_source() {
     assert_eq!(values(of_private, None).await, nothing, "no login");
     assert_eq!(values(of_public, None).await, whole, "from a public feed");
 }
+
+/// A sync body of more than 1,000 segments stops at the limit: the first 1,000 are stored
+/// (each appends one record where the feed ends), the rest refused with the items message.
+#[tokio::test]
+async fn a_sync_request_carries_at_most_a_thousand_segments() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let series = create(&server, &write, "series", 2).await;
+    let segments: Vec<Vec<u8>> = (0..1001u32)
+        .map(|i| series_segment(series, i * 9, &[(T0 + i64::from(i) * 10, i as f32)]))
+        .collect();
+    let r = post_sync(&server, &write, sync_body(&segments)).await;
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"success": false, "message": "Too many items in one request: at most 1000"})
+    );
+    let meta = get(
+        &script(),
+        &keyed(&server, &format!("/feed/getmeta.json?id={series}"), &read),
+    )
+    .await
+    .json();
+    assert_eq!(meta["npoints"].as_i64(), Some(1000), "{meta}");
+}

@@ -17,7 +17,7 @@
 //! refused rather than applied twice. A segment for an empty fixed feed sets its start time.
 //! Each segment is written through the shard's WAL like `feed/insert` and is durable before the
 //! next is read; a segment that fails stops the upload with its message, keeping the segments
-//! before it, as emoncms does. The reply lists every written feed's meta data so the client
+//! before it, as emoncms does; so does the 1,001st segment of one request. The reply lists every written feed's meta data so the client
 //! can see where each copy now ends.
 
 use serde_json::{Value, json};
@@ -159,6 +159,11 @@ pub(super) async fn sync(call: &Call<'_>) -> ApiResult {
     let mut updated: Vec<Value> = Vec::new();
     let mut pos = 0;
     while let Some(seg) = next_segment(data, pos).map_err(ApiError::Fail)? {
+        // Each segment costs a catalog read and a WAL sync: a body of tiny segments is
+        // stopped at the items limit, keeping the segments before it (as a failed one does).
+        if updated.len() >= crate::api::MAX_ITEMS {
+            return Err(ApiError::fail(crate::api::TOO_MANY_ITEMS));
+        }
         let row = match call.state.catalog.feed_by_id(i64::from(seg.feed)).await? {
             Some(row) if row.userid == userid => row,
             _ => {
