@@ -30,6 +30,9 @@ use crate::error::{Result, StorageError, io_err};
 /// Bytes per record.
 pub const RECORD: u64 = 9;
 
+/// A rewritten file's records, first and last time.
+type Extent = (u64, Option<u32>, Option<u32>);
+
 /// A feed file being rewritten into a temporary file next to it.
 struct Rewrite {
     tmp: PathBuf,
@@ -66,15 +69,28 @@ impl Rewrite {
         Ok(())
     }
 
-    /// Syncs the new file and renames it over `path`: the records, first and last time.
-    fn commit(self, path: &Path) -> Result<(u64, Option<u32>, Option<u32>)> {
+    /// Syncs the new file and renames it over `path`: the records, first and last time, and
+    /// whether the file at `path` is now the new one (also when a step after the rename, the
+    /// directory's sync, failed).
+    fn commit(self, path: &Path) -> (Extent, bool, Result<()>) {
         let tmp = self.tmp.clone();
-        self.out
+        let extent = (self.n, self.first, self.last);
+        let written = self
+            .out
             .into_inner()
             .map_err(|e| e.into_error())
-            .map_err(io_err("writing", &tmp))?;
-        commit(&tmp, path)?;
-        Ok((self.n, self.first, self.last))
+            .map_err(io_err("writing", &tmp));
+        if let Err(e) = written {
+            // A partial copy as large as the feed would otherwise stay (on a full disk, too).
+            let _ = fs::remove_file(&tmp);
+            return (extent, false, Err(e));
+        }
+        let done = commit(&tmp, path);
+        let replaced = done.is_ok() || !tmp.exists();
+        if !replaced {
+            let _ = fs::remove_file(&tmp);
+        }
+        (extent, replaced, done)
     }
 }
 const FLAG: u8 = 0xF9;
@@ -470,13 +486,17 @@ impl VariableFeed {
         Ok(())
     }
 
-    /// Puts a rewritten file in place and takes its extent.
+    /// Puts a rewritten file in place and takes its extent: once the rename is done the file
+    /// is the new one, even if syncing the directory then failed (keeping the old extent would
+    /// make the next flush read and rewrite only part of it).
     fn finish(&mut self, out: Rewrite) -> Result<()> {
-        let (n, first, last) = out.commit(&self.path)?;
-        self.disk_npoints = n;
-        self.disk_first = first;
-        self.disk_last = last;
-        Ok(())
+        let ((n, first, last), replaced, done) = out.commit(&self.path);
+        if replaced {
+            self.disk_npoints = n;
+            self.disk_first = first;
+            self.disk_last = last;
+        }
+        done
     }
 
     /// Drops the records before `start_time` (emoncms's `trim`); `None` (emoncms: `Invalid start
