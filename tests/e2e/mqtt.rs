@@ -63,6 +63,20 @@ async fn next_publish(ev: &mut EventLoop, limit: Duration) -> Option<(String, bo
     .await
 }
 
+/// A connected client subscribed to `filter`.
+async fn listening(
+    server: &Server,
+    id: &str,
+    user: &str,
+    key: &str,
+    filter: &str,
+) -> (AsyncClient, EventLoop) {
+    let (c, mut ev) = client(server, id, user, key);
+    assert!(connected(&mut ev).await);
+    subscribe(&c, &mut ev, filter).await;
+    (c, ev)
+}
+
 /// Subscribes and waits for the broker's acknowledgement.
 async fn subscribe(client: &AsyncClient, ev: &mut EventLoop, filter: &str) {
     client
@@ -758,12 +772,10 @@ async fn emonhub_downlink_reaches_only_the_same_users_subscribers() {
     let (_, _, alice_write) = register(&server, "alice", "secret1").await;
     let (_, _, bob_write) = register(&server, "bobby", "secret1").await;
     // emonhub subscribes to its downlink topic; the user's dashboard publishes a command.
-    let (hub, mut hub_ev) = client(&server, "alice-hub", "alice", &alice_write);
-    assert!(connected(&mut hub_ev).await);
-    subscribe(&hub, &mut hub_ev, "emonhub/tx/#").await;
-    let (bob_hub, mut bob_ev) = client(&server, "bob-hub", "bobby", &bob_write);
-    assert!(connected(&mut bob_ev).await);
-    subscribe(&bob_hub, &mut bob_ev, "emonhub/tx/#").await;
+    let (_hub, mut hub_ev) =
+        listening(&server, "alice-hub", "alice", &alice_write, "emonhub/tx/#").await;
+    let (_bob_hub, mut bob_ev) =
+        listening(&server, "bob-hub", "bobby", &bob_write, "emonhub/tx/#").await;
     let ok = std::process::Command::new("mosquitto_pub")
         .args([
             "-p",
@@ -975,12 +987,8 @@ async fn a_delayed_will_waits_its_delay_and_a_return_in_time_cancels_it() {
     let server = Server::start();
     let (_, _, write) = register(&server, "alice", "secret1").await;
     let (_, _, bob_write) = register(&server, "bobby", "secret1").await;
-    let (bob, mut bob_ev) = client(&server, "bob-all", "bobby", &bob_write);
-    assert!(connected(&mut bob_ev).await);
-    subscribe(&bob, &mut bob_ev, "#").await;
-    let (alice, mut ev) = client(&server, "ha", "alice", &write);
-    assert!(connected(&mut ev).await);
-    subscribe(&alice, &mut ev, "emon/+/status").await;
+    let (_bob, mut bob_ev) = listening(&server, "bob-all", "bobby", &bob_write, "#").await;
+    let (_alice, mut ev) = listening(&server, "ha", "alice", &write, "emon/+/status").await;
 
     // Lost, and back within its delay: no will.
     let back = v5_with_delayed_will(&server, "tx-back", "alice", &write, "back", 3).await;

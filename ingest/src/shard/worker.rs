@@ -1645,6 +1645,19 @@ mod tests {
         group(w, vec![s]).pop().unwrap_or(Err(IngestError::Stopped))
     }
 
+    /// One HTTP submission of `a`/`x` = 1 at `T`.
+    fn one_value(userid: i64) -> Submission {
+        Submission {
+            userid,
+            batches: vec![Decoded {
+                time: T,
+                node: "a".into(),
+                values: vec![("x".into(), Some(1.0))],
+            }],
+            http: true,
+        }
+    }
+
     fn batch(node: &str, names: &[&str]) -> Decoded {
         Decoded {
             time: T,
@@ -1927,15 +1940,7 @@ mod tests {
     #[test]
     fn process_lists_are_reloaded_only_after_a_checkpoint() {
         let rig = Rig::new();
-        let sub = || Submission {
-            userid: rig.userid,
-            batches: vec![Decoded {
-                time: T,
-                node: "a".into(),
-                values: vec![("x".into(), Some(1.0))],
-            }],
-            http: true,
-        };
+        let sub = || one_value(rig.userid);
         let mut w = rig.open();
         submit(&mut w, sub()).expect("stored");
         assert!(w.core.users.contains_key(&rig.userid), "lists loaded");
@@ -1963,15 +1968,7 @@ mod tests {
     #[test]
     fn a_reload_checkpoints_only_when_the_users_records_need_it() {
         let rig = Rig::new();
-        let sub = || Submission {
-            userid: rig.userid,
-            batches: vec![Decoded {
-                time: T,
-                node: "a".into(),
-                values: vec![("x".into(), Some(1.0))],
-            }],
-            http: true,
-        };
+        let sub = || one_value(rig.userid);
         let mut w = rig.open();
         submit(&mut w, sub()).expect("stored");
         w.store.flush(&w.core.state.encode()).expect("checkpoint");
