@@ -1035,6 +1035,17 @@ mod tests {
         out
     }
 
+    /// Points from `start` on, each `gap` seconds after the one before.
+    fn after_gaps(start: u32, gaps: &[(u32, Option<f32>)]) -> Vec<(i64, Option<f64>)> {
+        let mut t = start;
+        gaps.iter()
+            .map(|&(g, v)| {
+                t += g;
+                (i64::from(t), v.map(f64::from))
+            })
+            .collect()
+    }
+
     /// A CSV download in pieces of `lines`, joined.
     fn csv_in_pieces(feed: &Feed, req: &DataRequest, lines: usize) -> String {
         let mut export = CsvExport::new(req).expect("request");
@@ -1061,14 +1072,7 @@ mod tests {
             skipmissing in proptest::bool::ANY,
         ) {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut t = 1_700_000_000u32;
-            let points: Vec<(i64, Option<f64>)> = gaps
-                .iter()
-                .map(|&(g, v)| {
-                    t += g;
-                    (i64::from(t), v.map(f64::from))
-                })
-                .collect();
+            let points = after_gaps(1_700_000_000u32, &gaps);
             let mut fixed = FixedFeed::create(dir.path(), 1, 600, 600).expect("create");
             fixed.write(&points, false).expect("write");
             let mut variable = VariableFeed::create(dir.path(), 2).expect("create");
@@ -1113,14 +1117,7 @@ mod tests {
         ) {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut f = VariableFeed::create(dir.path(), 1).expect("create");
-            let mut t = 1000u32;
-            let points: Vec<(i64, Option<f64>)> = gaps
-                .iter()
-                .map(|&(g, v)| {
-                    t += g;
-                    (i64::from(t), v.map(f64::from))
-                })
-                .collect();
+            let points = after_gaps(1000u32, &gaps);
             let cut = flushed.min(points.len());
             f.write(&points[..cut]);
             f.flush().expect("flush");
