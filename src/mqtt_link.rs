@@ -530,7 +530,7 @@ async fn feed(
         // A device key's message is stored only for its node, as the decoder reads the topic
         // (`emon/emon/other/x` passes a topic check for node `emon` but decodes as `other`).
         if let Some(node) = &device_node
-            && decoded.node != *node
+            && decoded.node != decoded_node(node)
         {
             tracing::debug!(userid, node = %decoded.node, "MQTT message of a device key for another node dropped");
             answer(done, Handled::Ignored);
@@ -554,6 +554,13 @@ async fn feed(
             .await;
     }
     submitter.finish().await;
+}
+
+/// A device's node as the decoder reads it from a topic (it drops `:`, as emoncms does, then
+/// filters the name): a device on node `aa:bb` publishes `emon/aa:bb/…`, stored as `aabb`.
+fn decoded_node(node: &str) -> String {
+    let plain: String = node.chars().filter(|&c| c != ':').collect();
+    ynni_ingest::decode::filter_node(&plain)
 }
 
 /// The broker's message stream ended: it stopped (the readiness probe says so).

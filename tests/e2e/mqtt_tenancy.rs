@@ -689,6 +689,19 @@ async fn a_device_key_cannot_reach_another_node_through_the_decoders_reading() {
     // (emoncms's decoder removes every `emon/` from a topic, so no message reaches a node
     // named `emon` at all.)
     assert_eq!(inputs(&server, &read).await, Vec::<Value>::new());
+    // A device whose node has a `:` (a MAC address) is stored as the decoder reads it.
+    let mac = get(&c, &server.url("/device/create.json?nodeid=aa:bb&name=mac"))
+        .await
+        .json();
+    let mac = get(&c, &server.url(&format!("/device/get.json?id={mac}"))).await;
+    let mac_key = mac.json()["devicekey"].as_str().expect("key").to_string();
+    let (m, mut m_ev) = client(&server, "mac", "alice", &mac_key, true);
+    assert!(connack(&mut m_ev).await.is_some());
+    publish_acked(&m, &mut m_ev, "emon/aa:bb/power", "4").await;
+    assert_eq!(
+        input_value(&server, &read, "aabb", "power").await,
+        Some(json!(4))
+    );
     // The account's own key may post there.
     let (a, mut a_ev) = client(&server, "acct", "alice", &key, true);
     assert!(connack(&mut a_ev).await.is_some());
