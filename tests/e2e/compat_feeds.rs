@@ -1291,3 +1291,46 @@ async fn a_sync_request_carries_at_most_a_thousand_segments() {
     .json();
     assert_eq!(meta["npoints"].as_i64(), Some(1000), "{meta}");
 }
+
+/// An account has at most 10,000 feeds, with or without a hosted plan (each costs a shard job
+/// in every feed list); the limit is its own. The rows are put in the server's catalog file
+/// directly: creating 10,000 feeds over HTTP would take most of a minute.
+#[tokio::test]
+async fn an_account_has_at_most_ten_thousand_feeds() {
+    let server = Server::start();
+    let (alice, _, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bob", "secret1").await;
+    let url = format!(
+        "sqlite://{}",
+        server.data_dir.join("catalog.sqlite").display()
+    );
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("catalog");
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 9999) \
+         INSERT INTO feeds (userid, name, tag, engine, unit) \
+         SELECT $1, 'f' || i, 'filled', 5, '' FROM n",
+    )
+    .bind(alice)
+    .execute(&pool)
+    .await
+    .expect("rows");
+    let create = |key: &str, name: &str| {
+        keyed(
+            &server,
+            &format!(
+                "/feed/create.json?tag=t&name={name}&engine=5&options=%7B%22interval%22%3A10%7D"
+            ),
+            key,
+        )
+    };
+    let c = script();
+    let last = get(&c, &create(&write, "last")).await;
+    assert_eq!(last.json()["success"], true, "the 10,000th: {}", last.body);
+    let over = get(&c, &create(&write, "over")).await;
+    assert_eq!(
+        over.json(),
+        serde_json::json!({"success": false, "message": "Feed limit reached: at most 10000 feeds per account"})
+    );
+    let bobs = get(&c, &create(&bob_write, "first")).await;
+    assert_eq!(bobs.json()["success"], true, "{}", bobs.body);
+}

@@ -24,6 +24,16 @@ const COLUMNS: &str =
     "id, userid, name, tag, public, engine, unit, processList AS \"processList\", size";
 
 impl Catalog {
+    /// How many feeds `userid` has.
+    pub async fn feed_count(&self, userid: i64) -> Result<i64, CatalogError> {
+        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM feeds WHERE userid = $1",
+        )
+        .bind(userid)
+        .fetch_one(p)
+        .await)?)
+    }
+
     /// Adds a feed row and returns its id; the caller then creates its files.
     pub async fn create_feed(
         &self,

@@ -91,6 +91,9 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
     }
 }
 
+/// Feeds one account may have, with or without a hosted plan.
+pub const MAX_FEEDS: i64 = 10_000;
+
 async fn create(call: &Call<'_>) -> ApiResult {
     let Some(caller) = call.caller.filter(|c| c.write) else {
         // emoncms's answer without write access (its create falls into the single-feed branch).
@@ -123,6 +126,14 @@ async fn create(call: &Call<'_>) -> ApiResult {
     if taken.is_some() {
         return Err(ApiError::fail("feed already exists"));
     }
+    let feeds = call.state.catalog.feed_count(caller.user.id).await?;
+    // Every feed costs a shard job in each feed list and a file pair: bounded per account
+    // with or without a plan (emoncms has no limit).
+    if feeds >= MAX_FEEDS {
+        return Err(ApiError::fail(format!(
+            "Feed limit reached: at most {MAX_FEEDS} feeds per account"
+        )));
+    }
     if let Some(max) = call
         .state
         .billing
@@ -130,18 +141,11 @@ async fn create(call: &Call<'_>) -> ApiResult {
         .and_then(|b| b.plan_now(caller.user.id))
         .map(|p| p.max_feeds)
         .filter(|m| *m > 0)
+        && feeds >= i64::from(max)
     {
-        let feeds = call
-            .state
-            .catalog
-            .feeds_for_user(caller.user.id)
-            .await?
-            .len();
-        if feeds >= max as usize {
-            return Err(ApiError::fail(format!(
-                "Feed limit reached: this account's plan allows {max} feeds"
-            )));
-        }
+        return Err(ApiError::fail(format!(
+            "Feed limit reached: this account's plan allows {max} feeds"
+        )));
     }
     let interval = p
         .get("options")
