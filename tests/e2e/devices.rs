@@ -198,3 +198,34 @@ async fn a_device_key_posts_its_own_node_only() {
     assert_eq!(r.json()["success"], true);
     assert_eq!(get(&c, &post("tx1", &fresh)).await.status, 401);
 }
+
+/// An account has at most 1,000 devices (emoncms has no limit; each is listed by
+/// `device/list`); the limit is its own. The rows are put in the server's catalog directly.
+#[tokio::test]
+async fn an_account_has_at_most_a_thousand_devices() {
+    let server = Server::start();
+    let (alice, _, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob_write) = register(&server, "bob", "secret1").await;
+    let url = format!(
+        "sqlite://{}",
+        server.data_dir.join("catalog.sqlite").display()
+    );
+    let pool = sqlx::SqlitePool::connect(&url).await.expect("catalog");
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
+         INSERT INTO devices (userid, nodeid, devicekey) SELECT $1, 'n' || i, 'filled' || i FROM n",
+    )
+    .bind(alice)
+    .execute(&pool)
+    .await
+    .expect("rows");
+    let c = script();
+    let create = |key: &str| server.url(&format!("/device/create.json?nodeid=extra&apikey={key}"));
+    let over = get(&c, &create(&write)).await;
+    assert_eq!(
+        over.json(),
+        serde_json::json!({"success": false, "message": "Too many devices: at most 1000"})
+    );
+    let bobs = get(&c, &create(&bob_write)).await;
+    assert!(bobs.json().is_i64(), "{}", bobs.body);
+}

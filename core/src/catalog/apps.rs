@@ -265,6 +265,34 @@ impl Catalog {
             .await?)
     }
 
+    /// How many of `userid`'s share links are not revoked.
+    pub async fn live_share_count(&self, userid: i64) -> Result<i64, CatalogError> {
+        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM shares WHERE userid = $1 AND NOT revoked",
+        )
+        .bind(userid)
+        .fetch_one(p)
+        .await)?)
+    }
+
+    /// Forgets `userid`'s revoked share links but the newest `keep` (their list stays short).
+    pub async fn forget_old_revoked_shares(
+        &self,
+        userid: i64,
+        keep: i64,
+    ) -> Result<(), CatalogError> {
+        on_db!(&self.db, p => sqlx::query(
+            "DELETE FROM shares WHERE userid = $1 AND revoked AND id NOT IN \
+             (SELECT id FROM shares WHERE userid = $1 AND revoked ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(userid)
+        .bind(keep)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
     /// Revokes `userid`'s share link `id`; false if the user has no such link.
     pub async fn revoke_share(&self, userid: i64, id: i64) -> Result<bool, CatalogError> {
         let sql = "UPDATE shares SET revoked = TRUE WHERE id = $1 AND userid = $2";
@@ -332,5 +360,57 @@ mod tests {
                 .revoked
         );
         assert!(cat.delete_app(a.id, id).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn only_the_newest_revoked_links_are_kept_and_live_ones_counted() {
+        let (_d, cat) = test_catalog().await;
+        let a = test_user(&cat, "alice").await;
+        let b = test_user(&cat, "bobby").await;
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let id = cat
+                .create_share(
+                    a.id,
+                    &share_token_hash(&format!("t{i}")),
+                    "",
+                    &ShareScope::Feeds(vec![1]),
+                    0,
+                    false,
+                )
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        let bobs = cat
+            .create_share(
+                b.id,
+                &share_token_hash("b"),
+                "",
+                &ShareScope::Feeds(vec![2]),
+                0,
+                false,
+            )
+            .await
+            .unwrap();
+        assert!(cat.revoke_share(b.id, bobs).await.unwrap());
+        for id in &ids[..4] {
+            assert!(cat.revoke_share(a.id, *id).await.unwrap());
+        }
+        assert_eq!(cat.live_share_count(a.id).await.unwrap(), 1);
+        cat.forget_old_revoked_shares(a.id, 2).await.unwrap();
+        let left: Vec<i64> = cat
+            .shares_for_user(a.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(left, vec![ids[2], ids[3], ids[4]]);
+        assert_eq!(
+            cat.shares_for_user(b.id).await.unwrap().len(),
+            1,
+            "bob's untouched"
+        );
     }
 }

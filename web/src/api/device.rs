@@ -45,6 +45,9 @@ fn device_json(d: &DeviceRow) -> Value {
     })
 }
 
+/// Devices one account may have (each is listed by `device/list`; emoncms has no limit).
+const MAX_DEVICES: i64 = 1_000;
+
 /// `device/create?nodeid=&name=&description=&type=`: the new device's id.
 async fn create(call: &Call<'_>, userid: i64) -> ApiResult {
     let p = call.params;
@@ -55,6 +58,11 @@ async fn create(call: &Call<'_>, userid: i64) -> ApiResult {
     let name = p.get("name").map_or_else(|| nodeid.clone(), filtered);
     let description = filtered(p.get("description").unwrap_or(""));
     let kind = filtered(p.get("type").unwrap_or(""));
+    if call.state.catalog.device_count(userid).await? >= MAX_DEVICES {
+        return Err(ApiError::fail(format!(
+            "Too many devices: at most {MAX_DEVICES}"
+        )));
+    }
     let id = call
         .state
         .catalog

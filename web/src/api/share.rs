@@ -24,6 +24,9 @@ use crate::reply;
 use crate::route::Route;
 use crate::state::AppState;
 
+/// Live (not revoked) share links one account may have.
+const MAX_SHARES: i64 = 1_000;
+
 /// (controller, action) a share link may call.
 const ALLOWED: [(&str, &str); 7] = [
     ("feed", "data"),
@@ -302,6 +305,13 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
                 .filter(|ch| ch.is_alphanumeric() || ch.is_whitespace() || "_-:.,".contains(*ch))
                 .take(100)
                 .collect();
+            // Revoked links stay listed, the newest 100 of them; live ones are bounded.
+            catalog.forget_old_revoked_shares(c.user.id, 100).await?;
+            if catalog.live_share_count(c.user.id).await? >= MAX_SHARES {
+                return Err(ApiError::fail(format!(
+                    "Too many share links: at most {MAX_SHARES}"
+                )));
+            }
             let token =
                 ynni_core::keys::random_hex(16).map_err(|e| ApiError::fail(e.to_string()))?;
             let embed = p.get_or_post("embed").is_some_and(|v| v.trim() == "1");
