@@ -265,12 +265,14 @@ impl Catalog {
             .await?)
     }
 
-    /// How many of `userid`'s share links are not revoked.
-    pub async fn live_share_count(&self, userid: i64) -> Result<i64, CatalogError> {
+    /// How many of `userid`'s share links are neither revoked nor expired at `now`.
+    pub async fn live_share_count(&self, userid: i64, now: i64) -> Result<i64, CatalogError> {
         Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM shares WHERE userid = $1 AND NOT revoked",
+            "SELECT COUNT(*) FROM shares WHERE userid = $1 AND NOT revoked \
+             AND (expires = 0 OR expires > $2)",
         )
         .bind(userid)
+        .bind(now)
         .fetch_one(p)
         .await)?)
     }
@@ -397,7 +399,22 @@ mod tests {
         for id in &ids[..4] {
             assert!(cat.revoke_share(a.id, *id).await.unwrap());
         }
-        assert_eq!(cat.live_share_count(a.id).await.unwrap(), 1);
+        assert_eq!(cat.live_share_count(a.id, 0).await.unwrap(), 1);
+        // A link past its expiry is not live either.
+        let ends = cat
+            .create_share(
+                a.id,
+                &share_token_hash("e"),
+                "",
+                &ShareScope::Feeds(vec![1]),
+                100,
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(cat.live_share_count(a.id, 99).await.unwrap(), 2);
+        assert_eq!(cat.live_share_count(a.id, 100).await.unwrap(), 1);
+        assert!(cat.revoke_share(a.id, ends).await.unwrap());
         cat.forget_old_revoked_shares(a.id, 2).await.unwrap();
         let left: Vec<i64> = cat
             .shares_for_user(a.id)
@@ -406,7 +423,7 @@ mod tests {
             .iter()
             .map(|s| s.id)
             .collect();
-        assert_eq!(left, vec![ids[2], ids[3], ids[4]]);
+        assert_eq!(left, vec![ids[3], ids[4], ends]);
         assert_eq!(
             cat.shares_for_user(b.id).await.unwrap().len(),
             1,

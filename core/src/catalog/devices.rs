@@ -21,8 +21,6 @@ pub struct DeviceRow {
 const COLUMNS: &str = "id, userid, nodeid, name, description, type, devicekey, time";
 
 impl Catalog {
-    /// Creates a device with a new random key; `None` when the user already has a device for
-    /// `nodeid`.
     /// How many devices `userid` has.
     pub async fn device_count(&self, userid: i64) -> Result<i64, CatalogError> {
         Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
@@ -33,6 +31,8 @@ impl Catalog {
         .await)?)
     }
 
+    /// Creates a device with a new random key; `None` when the user already has a device for
+    /// `nodeid`.
     pub async fn create_device(
         &self,
         userid: i64,

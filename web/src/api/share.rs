@@ -307,7 +307,8 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
                 .collect();
             // Revoked links stay listed, the newest 100 of them; live ones are bounded.
             catalog.forget_old_revoked_shares(c.user.id, 100).await?;
-            if catalog.live_share_count(c.user.id).await? >= MAX_SHARES {
+            let now = chrono::Utc::now().timestamp();
+            if catalog.live_share_count(c.user.id, now).await? >= MAX_SHARES {
                 return Err(ApiError::fail(format!(
                     "Too many share links: at most {MAX_SHARES}"
                 )));
