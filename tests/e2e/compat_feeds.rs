@@ -1300,20 +1300,14 @@ async fn an_account_has_at_most_ten_thousand_feeds() {
     let server = Server::start();
     let (alice, _, write) = register(&server, "alice", "secret1").await;
     let (_, _, bob_write) = register(&server, "bob", "secret1").await;
-    let url = format!(
-        "sqlite://{}",
-        server.data_dir.join("catalog.sqlite").display()
-    );
-    let pool = sqlx::SqlitePool::connect(&url).await.expect("catalog");
-    sqlx::query(
+    on_catalog(
+        &server,
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 9999) \
          INSERT INTO feeds (userid, name, tag, engine, unit) \
          SELECT $1, 'f' || i, 'filled', 5, '' FROM n",
+        alice,
     )
-    .bind(alice)
-    .execute(&pool)
-    .await
-    .expect("rows");
+    .await;
     let create = |key: &str, name: &str| {
         keyed(
             &server,

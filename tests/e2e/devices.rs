@@ -206,19 +206,13 @@ async fn an_account_has_at_most_a_thousand_devices() {
     let server = Server::start();
     let (alice, _, write) = register(&server, "alice", "secret1").await;
     let (_, _, bob_write) = register(&server, "bob", "secret1").await;
-    let url = format!(
-        "sqlite://{}",
-        server.data_dir.join("catalog.sqlite").display()
-    );
-    let pool = sqlx::SqlitePool::connect(&url).await.expect("catalog");
-    sqlx::query(
+    on_catalog(
+        &server,
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
          INSERT INTO devices (userid, nodeid, devicekey) SELECT $1, 'n' || i, 'filled' || i FROM n",
+        alice,
     )
-    .bind(alice)
-    .execute(&pool)
-    .await
-    .expect("rows");
+    .await;
     let c = script();
     let create = |key: &str| server.url(&format!("/device/create.json?nodeid=extra&apikey={key}"));
     let over = get(&c, &create(&write)).await;
