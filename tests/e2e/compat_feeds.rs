@@ -1328,3 +1328,49 @@ async fn an_account_has_at_most_ten_thousand_feeds() {
     let bobs = get(&c, &create(&bob_write, "first")).await;
     assert_eq!(bobs.json()["success"], true, "{}", bobs.body);
 }
+
+/// One `feed/scalerange` rewrites at most 10,000,000 slots (each read, logged and flushed);
+/// a longer range is refused with a message and changes nothing, a shorter one is scaled.
+#[tokio::test]
+async fn scalerange_rewrites_at_most_ten_million_slots_per_request() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let fina = create(&server, &write, "long", 5).await;
+    insert(&server, &write, fina, &[1]).await;
+    // 11 million slots later (the padding limit allows 15.8 million per write).
+    let far = T0 + 110_000_000;
+    let r = get(
+        &c,
+        &keyed(
+            &server,
+            &format!("/feed/insert.json?id={fina}&time={far}&value=2"),
+            &write,
+        ),
+    )
+    .await;
+    assert_eq!(seen(&r), (200, JSON, "2"));
+    let scale = |start: i64, end: i64| {
+        keyed(
+            &server,
+            &format!("/feed/scalerange.json?id={fina}&start={start}&end={end}&value=3"),
+            &write,
+        )
+    };
+    let r = get(&c, &scale(T0, far + 10)).await;
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"success": false, "message": "Range too long: at most 10000000 slots per request"})
+    );
+    let value_at = |t: i64| {
+        keyed(
+            &server,
+            &format!("/feed/value.json?id={fina}&time={t}"),
+            &read,
+        )
+    };
+    assert_eq!(get(&c, &value_at(T0)).await.body, "1", "unchanged");
+    let r = get(&c, &scale(T0, T0 + 10)).await;
+    assert_eq!(r.body, "4", "one slot of 4 bytes");
+    assert_eq!(get(&c, &value_at(T0)).await.body, "3", "scaled");
+}

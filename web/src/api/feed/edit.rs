@@ -16,6 +16,9 @@ use crate::reply;
 /// Slots read and rewritten per step: the feed reader's default point limit.
 const CHUNK: i64 = 20_000;
 
+/// Slots one `feed/scalerange` may rewrite (40 MB of data and as much WAL).
+const MAX_SCALE_SLOTS: i64 = 10_000_000;
+
 /// What `value=` asks scalerange to do with each value of the range.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Scale {
@@ -130,6 +133,13 @@ pub(super) async fn scalerange(call: &Call<'_>) -> ApiResult {
         // emoncms writes nothing and answers false (or, for a non-zero factor, fails reading
         // zero bytes, a fatal error in PHP 8).
         return Err(ApiError::False);
+    }
+    // Every slot is read, written through the WAL and flushed: one request may not rewrite
+    // more than a bounded range (emoncms has no limit; a feed can hold 429 M slots).
+    if slots > MAX_SCALE_SLOTS {
+        return Err(ApiError::fail(format!(
+            "Range too long: at most {MAX_SCALE_SLOTS} slots per request"
+        )));
     }
     let mut from = start;
     let stop = start + slots * interval;
