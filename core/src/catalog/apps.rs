@@ -62,12 +62,8 @@ pub const MAX_APPS: i64 = 1_000;
 impl Catalog {
     /// How many apps `userid` has.
     pub async fn app_count(&self, userid: i64) -> Result<i64, CatalogError> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM apps WHERE userid = $1",
-        )
-        .bind(userid)
-        .fetch_one(p)
-        .await)?)
+        let sql = "SELECT COUNT(*) FROM apps WHERE userid = $1";
+        Ok(self.select_count(sql, userid).await?)
     }
 
     /// A new app of `userid`; `None` when the user has an app of that name.
@@ -283,15 +279,9 @@ impl Catalog {
         userid: i64,
         keep: i64,
     ) -> Result<(), CatalogError> {
-        on_db!(&self.db, p => sqlx::query(
-            "DELETE FROM shares WHERE userid = $1 AND revoked AND id NOT IN \
-             (SELECT id FROM shares WHERE userid = $1 AND revoked ORDER BY id DESC LIMIT $2)",
-        )
-        .bind(userid)
-        .bind(keep)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        let sql = "DELETE FROM shares WHERE userid = $1 AND revoked AND id NOT IN \
+                   (SELECT id FROM shares WHERE userid = $1 AND revoked ORDER BY id DESC LIMIT $2)";
+        self.execute2(sql, userid, keep).await?;
         Ok(())
     }
 

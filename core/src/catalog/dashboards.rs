@@ -136,12 +136,8 @@ impl Catalog {
     }
 
     async fn dashboard_count(&self, userid: i64) -> Result<i64, CatalogError> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM dashboards WHERE userid = $1",
-        )
-        .bind(userid)
-        .fetch_one(p)
-        .await)?)
+        let sql = "SELECT COUNT(*) FROM dashboards WHERE userid = $1";
+        Ok(self.select_count(sql, userid).await?)
     }
 
     /// `userid`'s dashboards without their content (empty here; [`Catalog::dashboard`] reads

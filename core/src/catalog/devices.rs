@@ -23,12 +23,8 @@ const COLUMNS: &str = "id, userid, nodeid, name, description, type, devicekey, t
 impl Catalog {
     /// How many devices `userid` has.
     pub async fn device_count(&self, userid: i64) -> Result<i64, CatalogError> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM devices WHERE userid = $1",
-        )
-        .bind(userid)
-        .fetch_one(p)
-        .await)?)
+        let sql = "SELECT COUNT(*) FROM devices WHERE userid = $1";
+        Ok(self.select_count(sql, userid).await?)
     }
 
     /// Creates a device with a new random key; `None` when the user already has a device for

@@ -26,12 +26,8 @@ const COLUMNS: &str =
 impl Catalog {
     /// How many feeds `userid` has.
     pub async fn feed_count(&self, userid: i64) -> Result<i64, CatalogError> {
-        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM feeds WHERE userid = $1",
-        )
-        .bind(userid)
-        .fetch_one(p)
-        .await)?)
+        let sql = "SELECT COUNT(*) FROM feeds WHERE userid = $1";
+        Ok(self.select_count(sql, userid).await?)
     }
 
     /// Adds a feed row and returns its id; the caller then creates its files.

@@ -235,6 +235,14 @@ impl Catalog {
         )
     }
 
+    /// The count `sql` (a `SELECT COUNT(*) …`) gives with `value` bound.
+    async fn select_count<'t, A>(&self, sql: &'static str, value: A) -> Result<i64, sqlx::Error>
+    where
+        A: 't + Encode<'t, Sqlite> + Type<Sqlite> + Encode<'t, Postgres> + Type<Postgres>,
+    {
+        on_db!(&self.db, p => sqlx::query_scalar(sql).bind(value).fetch_one(p).await)
+    }
+
     /// Every row `sql` selects with `value` bound.
     async fn select_all<'t, T, A>(
         &self,
