@@ -18,8 +18,11 @@ cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
-cargo build --release --quiet
-BIN=$PWD/target/release/ynni
+# BIN=path/to/ynni measures another build (none is built then).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=$PWD/target/release/ynni
+fi
 PGBIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | tail -1)")")
 work=$(mktemp -d)
 chmod 755 "$work"
@@ -52,6 +55,9 @@ cpu_ticks() { # utime + stime of the given pids, in clock ticks
   echo "$t"
 }
 HZ=$(getconf CLK_TCK)
+ctx_switches() { # voluntary + involuntary context switches of every thread of the given pid
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'
+}
 # wrk URL CONNECTIONS [script] -> "requests/s p50 p99 requests"
 run_wrk() {
   local url=$1 conns=$2 script=${3:-}
@@ -155,32 +161,72 @@ for i in $(seq 1 60); do
 done
 echo "accounts: ${#on1[@]} on n1, ${#on2[@]} on n2, ${#on3[@]} on n3"
 
+threads_snap() { # pid -> "name switches ticks" per thread, summed by name
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s %s\n' "$(tr ' ' _ <"$t/comm")" \
+      "$(awk '/ctxt_switches/ {n += $2} END {print n + 0}' "$t/status")" \
+      "$(awk '{print $14 + $15}' "$t/stat")"
+  done | awk '{s[$1] += $2; c[$1] += $3} END {for (k in s) print k, s[k], c[k]}' | sort
+}
+threads_delta() { # pid requests: per thread name, switches per request and CPU-µs per request
+  threads_snap "$1" >"$work/threads-after"
+  join "$work/threads-before" "$work/threads-after" | awk -v n="$2" -v hz="$HZ" \
+    '{d = ($4 - $2) / n; u = ($5 - $3) / hz * 1e6 / n; if (d > 0.01 || u > 0.1) printf "    %-20s %.2f switches, %.1f µs\n", $1, d, u}'
+}
 measure() { # label url [script]
   local t0 t1 before=() after=() split="" i
+  local cs_before=() cs=""
   for i in 0 1 2; do before+=("$(cpu_ticks "${node_pids[$i]}")"); done
+  for i in 0 1 2; do cs_before+=("$(ctx_switches "${node_pids[$i]}")"); done
+  [ -z "${THREADS:-}" ] || threads_snap "${node_pids[1]}" >"$work/threads-before"
   t0=$(cpu_ticks "${node_pids[@]}")
   read -r rps p50 p99 n errs <<<"$(run_wrk "$2" "$CONNECTIONS" "${3:-}")"
   t1=$(cpu_ticks "${node_pids[@]}")
   for i in 0 1 2; do
     after=$(cpu_ticks "${node_pids[$i]}")
     split+=$(printf ' n%d %.3f' $((i + 1)) "$(echo "($after - ${before[$i]}) / $HZ * 1000 / $n" | bc -l)")
+    cs+=$(printf ' n%d %.2f' $((i + 1)) "$(echo "($(ctx_switches "${node_pids[$i]}") - ${cs_before[$i]}) / $n" | bc -l)")
   done
   printf '%s: %s req/s, p50 %s ms, p99 %s ms, %s non-2xx; %.3f CPU-s per 1,000 requests (all nodes;%s)\n' \
     "$1" "$rps" "$p50" "$p99" "$errs" "$(echo "($t1 - $t0) / $HZ * 1000 / $n" | bc -l)" "$split"
+  echo "  context switches per request:$cs"
+  [ -z "${THREADS:-}" ] || threads_delta "${node_pids[1]}" "$n"
 }
-measure "local (n2 user -> n2)" "$(post_url "$(base 2)" "${on2[0]}")"
-if [ -n "${PERF:-}" ]; then
-  # Where the forwarding node's CPU goes: PERF=1 ./benches/cluster.sh (needs `perf`).
-  perf record -F 499 -g -p "${node_pids[0]}" -o "$work/perf.data" -- sleep $((DURATION - 2)) \
-    >/dev/null 2>&1 &
+# Where a node's CPU goes in a run: PERF=1 ./benches/cluster.sh (needs `perf`); PERF_NODE=2
+# profiles the owner instead of the forwarding node (n1), in both runs.
+perf_start() {
+  if [ -n "${SYSCALLS:-}" ]; then # system calls by kind instead of a profile
+    perf stat -x, -e 'syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex' \
+      -p "${node_pids[$((${PERF_NODE:-1} - 1))]}" -o "$work/stat-$1.txt" -- sleep $((DURATION - 2)) >/dev/null 2>&1 &
+    perf_pid=$!
+    return 0
+  fi
+  [ -n "${PERF:-}" ] || return 0
+  perf record -F 499 -g -p "${node_pids[$((${PERF_NODE:-1} - 1))]}" -o "$work/perf-$1.data" \
+    -- sleep $((DURATION - 2)) >/dev/null 2>&1 &
   perf_pid=$!
-fi
-measure "forwarded (n2 user -> n1 -> n2)" "$(post_url "$(base 1)" "${on2[0]}")"
-if [ -n "${PERF:-}" ]; then
+}
+perf_show() {
+  if [ -n "${SYSCALLS:-}" ]; then
+    wait "$perf_pid" || true
+    echo "-- system calls of n${PERF_NODE:-1} over $((DURATION - 2)) s, $1 (divide by the requests/s above):"
+    grep -v '^#' "$work/stat-$1.txt" | awk -F, 'NF > 2 {printf "    %s %s\n", $3, $1}'
+    return 0
+  fi
+  [ -n "${PERF:-}" ] || return 0
   wait "$perf_pid" || true
-  perf report -i "$work/perf.data" ${PERF_REPORT:---no-children --sort dso,symbol --percent-limit 1.5} --stdio \
-    2>/dev/null | grep -v "^$" | grep -E "^ +[0-9]" | head -40
-fi
+  echo "-- perf, n${PERF_NODE:-1}, $1"
+  perf report -i "$work/perf-$1.data" ${PERF_REPORT:---no-children --sort dso,symbol --percent-limit 1.5} --stdio \
+    2>/dev/null | grep -v "^$" | grep -E "^ +[0-9]" | head -${PERF_LINES:-40}
+}
+[ "${PERF_NODE:-1}" = 1 ] || perf_start local
+measure "local (n2 user -> n2)" "$(post_url "$(base 2)" "${on2[0]}")"
+[ "${PERF_NODE:-1}" = 1 ] || perf_show local
+perf_start forwarded
+measure "forwarded (n2 user -> n1 -> n2)" "$(post_url "$(base 1)" "${on2[0]}")"
+perf_show forwarded
+# ONLY_PAIR=1: the two kept-alive runs above and nothing after.
+[ -z "${ONLY_PAIR:-}" ] || exit 0
 # Latency without queueing: two connections, far below saturation.
 CONNECTIONS_SAVED=$CONNECTIONS; CONNECTIONS=2
 measure "local, 2 connections" "$(post_url "$(base 2)" "${on2[0]}")"

@@ -225,6 +225,32 @@ async fn a_kept_alive_connection_is_handed_to_its_owner_with_the_client_address(
         .unwrap_or_else(|| panic!("no input: {}", r.body));
     assert_eq!(power["value"].as_f64(), Some(20.0), "{}", r.body);
 
+    // Connections handed over at once travel together: five more of b's, open side by side,
+    // add at most one connection between the nodes (none if n1 already shares one with n2).
+    let before = connections_to(t.p2);
+    let mut open = Vec::new();
+    for k in 0..5 {
+        let mut s = connect_from("127.0.0.3", n1).await;
+        let r = request(
+            &mut s,
+            n1,
+            &format!(
+                "/input/post.json?node=together&fulljson=%7B%22k%22%3A{k}%7D&apikey={}",
+                t.b.write
+            ),
+        )
+        .await
+        .expect("reply");
+        assert_eq!((r.status, r.header("x-ynni-node")), (200, Some("n2")));
+        open.push(s);
+    }
+    let after = connections_to(t.p2);
+    assert!(
+        after <= before + 1,
+        "{before} connections to n2 before, {after} with five connections handed over"
+    );
+    drop(open);
+
     // A kept-alive connection whose first request is a's stays on n1 (no close asked).
     let mut s = connect_from("127.0.0.2", n1).await;
     let r = request(&mut s, n1, &format!("/feed/list.json?apikey={}", t.a.read))
@@ -233,6 +259,22 @@ async fn a_kept_alive_connection_is_handed_to_its_owner_with_the_client_address(
     assert_eq!(r.header("x-ynni-node"), Some("n1"));
     assert_ne!(r.header("connection"), Some("close"));
 
+    // Posing as a node sharing its connection: without the secret, closed unanswered.
+    for secret in ["guess".to_string(), String::new(), format!("{SECRET}x")] {
+        let mut s = TcpStream::connect(n2).await.expect("connect");
+        let line = format!(
+            "YNNI-MUX/1 {}\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            hex(&secret)
+        );
+        s.write_all(line.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+        assert!(
+            answer.is_empty(),
+            "answered with {secret:?}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
     // Posing as a node handing a connection over: without the secret, closed unanswered.
     for secret in ["guess".to_string(), String::new(), format!("{SECRET}x")] {
         let mut s = TcpStream::connect(n2).await.expect("connect");
@@ -329,6 +371,20 @@ async fn a_kept_alive_connection_is_handed_to_its_owner_with_the_client_address(
         .expect("reply");
     assert_eq!((r.status, r.header("x-ynni-node")), (200, Some("n1")));
     stop_cleanly([t.n1, t.n2]);
+}
+
+/// Established TCP connections to `port` on loopback, counted at their connecting end.
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(2) == Some(&remote.as_str()) && f.get(3) == Some(&"01")
+        })
+        .count()
 }
 
 /// Reads what the connection has next onto `rest`; 0 when it closed.

@@ -204,6 +204,7 @@ async fn serve_router(
                         stop: stop_rx.clone(),
                         tls: tls.clone(),
                         splicer: splicer.clone(),
+                        max_streams: u32::try_from(max).unwrap_or(u32::MAX),
                     },
                     permit,
                 ));
@@ -249,6 +250,7 @@ fn one_client_failed(e: &io::Error) -> bool {
 }
 
 /// What each connection of a listener shares.
+#[derive(Clone)]
 struct Conn {
     app: Router,
     builder: Arc<http1::Builder>,
@@ -259,6 +261,9 @@ struct Conn {
     tls: Option<Arc<Certificates>>,
     /// Cluster mode, plain HTTP: hands connections to their account's owner.
     splicer: Option<Arc<Splicer>>,
+    /// Handed-over connections one shared connection from another node may carry at once
+    /// (the listener's connection cap).
+    max_streams: u32,
 }
 
 async fn serve_connection(
@@ -281,6 +286,10 @@ async fn serve_connection(
                     .await
                 {
                     Opening::Finished => return,
+                    Opening::Multiplexed { read } => {
+                        let io = Prefixed::new(read, socket);
+                        return serve_shared(io, conn, _permit).await;
+                    }
                     Opening::Serve {
                         read,
                         client,
@@ -298,6 +307,31 @@ async fn serve_connection(
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake not finished in time"),
     }
+}
+
+/// Serves the handed-over connections another node's shared connection carries (`splice::mux`),
+/// each as HTTP/1.1 from its client, until the shared connection ends or the server stops and
+/// they have finished. Each holds the shared connection's permit, so a stopping server waits
+/// for all of them.
+async fn serve_shared<I>(io: I, conn: Conn, permit: OwnedSemaphorePermit)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let permit = Arc::new(permit);
+    let stop = conn.stop.clone();
+    let max_streams = conn.max_streams;
+    crate::splice::mux::accept(io, max_streams, stop, |tunnel, client, handed_over| {
+        let conn = conn.clone();
+        let permit = permit.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut stream = tokio_io_timeout::TimeoutStream::new(tunnel);
+            stream.set_write_timeout(Some(conn.write_timeout));
+            let io = TokioIo::new(Box::pin(stream));
+            serve_http(io, client, conn, false, Some(handed_over)).await;
+        });
+    })
+    .await;
 }
 
 /// Serves HTTP/1.1 on one connection until it ends or the server stops.

@@ -7,9 +7,11 @@
 //! would pay that on every request. So, before HTTP is served on a connection, the entry node
 //! reads the first request's head; when the apikey it presents (query `apikey`, else
 //! `Authorization: Bearer`) belongs to an account this node remembers and another node owns,
-//! it connects to that owner and sends [`MAGIC`]'s one-line preamble. Only when the owner
-//! acknowledges it ([`ACK`]) does the entry node send the bytes read so far, and from then on
-//! it only copies bytes both ways until either side closes. An owner that does not
+//! it opens a stream to that owner on the connection the two nodes share ([`mux`]: HTTP/2, one
+//! stream per handed-over connection) or, with an owner of an older build, connects to it and
+//! sends [`MAGIC`]'s one-line preamble. Only when the owner accepts the stream or acknowledges
+//! the preamble ([`ACK`]) does the entry node send the bytes read so far, and from then on it
+//! only copies bytes both ways until either side closes. An owner that does not
 //! acknowledge within [`ACK_TIMEOUT`] (a build that does not speak this version, which answers
 //! the preamble as a bad HTTP request; a node with another secret, which closes the connection
 //! unanswered; a node too busy to answer) has been sent nothing of the client's, so the
@@ -47,7 +49,9 @@
 //! pooled, batched forwarding is cheaper than a new connection to the owner), and an owner that
 //! cannot be reached (the request is then forwarded, or answered 503, as before).
 
+pub(crate) mod mux;
 mod prefixed;
+mod tunnel;
 
 use std::collections::HashMap;
 use std::io;
@@ -116,6 +120,9 @@ pub(crate) struct Splicer {
     /// Owners that did not acknowledge a hand-over, and when: for [`REFUSED_FOR`] after that
     /// their connections are served here without asking again (one entry per node).
     refused: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Shared connections to owners that speak [`mux`]'s protocol; without, each connection
+    /// is handed over on one of its own.
+    mux: Option<mux::Pool>,
 }
 
 /// How a connection is to go on after its first bytes.
@@ -127,6 +134,9 @@ pub(crate) enum Opening {
         client: SocketAddr,
         handed_over: Option<HandedOver>,
     },
+    /// Another node's shared connection (see [`mux`]), its preamble accepted: serve its
+    /// streams, starting with the bytes read so far.
+    Multiplexed { read: Bytes },
     /// Nothing more to do: the connection was handed over and has ended, or it is to be
     /// closed (silent past the header deadline, gone, or a preamble with a wrong secret).
     Finished,
@@ -147,7 +157,13 @@ impl Splicer {
             }
             Some((vshard, forwarder.owner(vshard)?))
         };
-        Some(Self::with_route(&secret, Box::new(route)))
+        let mut splicer = Self::with_route(&secret, Box::new(route));
+        splicer.mux = Some(mux::Pool::new(
+            &splicer.secret_hex,
+            ACK_TIMEOUT,
+            REFUSED_FOR,
+        ));
+        Some(splicer)
     }
 
     fn with_route(secret: &str, route: Route) -> Self {
@@ -156,6 +172,7 @@ impl Splicer {
             route,
             owner_silence: OWNER_SILENCE,
             refused: std::sync::Mutex::default(),
+            mux: None,
         }
     }
 
@@ -192,11 +209,17 @@ impl Splicer {
     {
         let deadline = Instant::now() + header_timeout;
         let mut buf = BytesMut::with_capacity(2048);
-        // A preamble, or the start of a request? (Both versions' words are as long.)
-        while buf.len() < MAGIC.len() && (MAGIC.starts_with(&buf) || MAGIC_V1.starts_with(&buf)) {
+        // A preamble, or the start of a request?
+        while [MAGIC, MAGIC_V1, mux::MAGIC]
+            .iter()
+            .any(|m| buf.len() < m.len() && m.starts_with(&buf))
+        {
             if !read_more(socket, &mut buf, deadline).await {
                 return Opening::Finished;
             }
+        }
+        if buf.starts_with(mux::MAGIC) {
+            return self.shared(socket, buf, peer, deadline, &stop).await;
         }
         if buf.starts_with(MAGIC) {
             return self
@@ -237,6 +260,44 @@ impl Splicer {
         }
     }
 
+    /// Reads and checks a shared connection's preamble ([`mux`]) and acknowledges it, unless the
+    /// server is stopping; its streams are then served here.
+    async fn shared<S>(
+        &self,
+        socket: &mut S,
+        mut buf: BytesMut,
+        peer: SocketAddr,
+        deadline: Instant,
+        stop: &watch::Receiver<bool>,
+    ) -> Opening
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some(line) = preamble_line(socket, &mut buf, deadline).await else {
+            tracing::debug!(%peer, "a shared connection without a whole preamble; closed");
+            return Opening::Finished;
+        };
+        let secret = std::str::from_utf8(&line[mux::MAGIC.len()..])
+            .unwrap_or_default()
+            .trim_end();
+        if !ynni_core::password::constant_time_eq(secret.as_bytes(), self.secret_hex.as_bytes()) {
+            refused_claim(peer);
+            return Opening::Finished;
+        }
+        if *stop.borrow() {
+            return Opening::Finished;
+        }
+        let acked = tokio::time::timeout_at(deadline, async {
+            socket.write_all(mux::ACK).await?;
+            socket.flush().await
+        })
+        .await;
+        if !matches!(acked, Ok(Ok(()))) {
+            return Opening::Finished;
+        }
+        Opening::Multiplexed { read: buf.freeze() }
+    }
+
     /// Reads and checks a preamble of the version `magic` names, acknowledges it (version 2,
     /// unless the server is stopping: then the connection is closed unacknowledged); what
     /// follows it is served here.
@@ -252,16 +313,10 @@ impl Splicer {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let end = loop {
-            if let Some(i) = buf.iter().position(|&b| b == b'\n') {
-                break i;
-            }
-            if buf.len() >= PREAMBLE_MAX || !read_more(socket, &mut buf, deadline).await {
-                tracing::debug!(%peer, "a handed-over connection without a whole preamble; closed");
-                return Opening::Finished;
-            }
+        let Some(line) = preamble_line(socket, &mut buf, deadline).await else {
+            tracing::debug!(%peer, "a handed-over connection without a whole preamble; closed");
+            return Opening::Finished;
         };
-        let line = buf.split_to(end + 1);
         match parse_preamble(&line, magic, &self.secret_hex) {
             Some((client, vshard)) => {
                 if magic == MAGIC {
@@ -289,30 +344,39 @@ impl Splicer {
                 }
             }
             None => {
-                if warn_now() {
-                    tracing::warn!(%peer, "a connection claimed to be handed over without the cluster's secret (more such are logged at debug level for a minute); closed");
-                } else {
-                    tracing::debug!(%peer, "a connection claimed to be handed over without the cluster's secret; closed");
-                }
+                refused_claim(peer);
                 Opening::Finished
             }
         }
     }
 
-    /// Connects to `owner` (of `vshard`), sends it the preamble and, once the owner has
-    /// acknowledged it, `read`, then copies both ways until the connection ends (or the server
-    /// stops and [`STOP_GRACE`] has passed).
+    /// Opens a stream to `owner` (of `vshard`) on the connection this node shares with it
+    /// ([`mux`]), or, with an owner that does not speak that protocol, a connection of its own
+    /// with the version 2 preamble; once the owner has accepted it, sends `read` and copies
+    /// both ways until the connection ends (or the server stops and [`STOP_GRACE`] has passed).
     async fn hand_over<S>(
         &self,
         socket: &mut S,
         (vshard, owner): (u32, &str),
         client: SocketAddr,
         read: &[u8],
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> Handover
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        if let Some(pool) = &self.mux {
+            match pool.open(owner, client, vshard).await {
+                Ok(tunnel) => return self.relay(socket, tunnel, owner, read, stop).await,
+                // An older build: offered the connection alone, below.
+                Err(mux::NotOpened::NotSpoken) => {}
+                Err(mux::NotOpened::Failed) => {
+                    self.note_refusal(owner);
+                    tracing::debug!(owner, "cannot hand a connection to its owner");
+                    return Handover::NotConnected;
+                }
+            }
+        }
         let upstream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(owner)).await
         {
             Ok(Ok(s)) => s,
@@ -333,9 +397,7 @@ impl Splicer {
             }
         };
         let _ = upstream.set_nodelay(true);
-        let mut upstream = tokio_io_timeout::TimeoutStream::new(upstream);
-        upstream.set_read_timeout(Some(self.owner_silence));
-        let mut upstream = Box::pin(upstream);
+        let mut upstream = upstream;
         let mut preamble = MAGIC.to_vec();
         preamble.extend_from_slice(format!("{client} {vshard} {}\r\n", self.secret_hex).as_bytes());
         let offered = async {
@@ -366,6 +428,26 @@ impl Splicer {
                 return Handover::NotConnected;
             }
         }
+        self.relay(socket, upstream, owner, read, stop).await
+    }
+
+    /// Sends `read` to the owner on `upstream`, then copies both ways until the connection
+    /// ends, the owner falls silent, or the server stops and [`STOP_GRACE`] has passed.
+    async fn relay<S, U>(
+        &self,
+        socket: &mut S,
+        upstream: U,
+        owner: &str,
+        read: &[u8],
+        mut stop: watch::Receiver<bool>,
+    ) -> Handover
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+        U: AsyncRead + AsyncWrite,
+    {
+        let mut upstream = tokio_io_timeout::TimeoutStream::new(upstream);
+        upstream.set_read_timeout(Some(self.owner_silence));
+        let mut upstream = Box::pin(upstream);
         // From the first byte of the client's sent, the request may be the owner's: it is never
         // served here too (a failure now ends the connection, and the client retries).
         if let Err(e) = upstream.write_all(read).await {
@@ -387,6 +469,33 @@ impl Splicer {
             }
         }
         Handover::Done
+    }
+}
+
+/// Reads up to the end of the preamble's line and takes it off `buf`; `None` when no whole
+/// line came in time (or it is too long).
+async fn preamble_line<S: AsyncRead + Unpin>(
+    socket: &mut S,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> Option<BytesMut> {
+    let end = loop {
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            break i;
+        }
+        if buf.len() >= PREAMBLE_MAX || !read_more(socket, buf, deadline).await {
+            return None;
+        }
+    };
+    Some(buf.split_to(end + 1))
+}
+
+/// Logs a connection that claimed to come from a node without the cluster's secret.
+fn refused_claim(peer: SocketAddr) {
+    if warn_now() {
+        tracing::warn!(%peer, "a connection claimed to be handed over without the cluster's secret (more such are logged at debug level for a minute); closed");
+    } else {
+        tracing::debug!(%peer, "a connection claimed to be handed over without the cluster's secret; closed");
     }
 }
 
@@ -722,6 +831,128 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(ended, Opening::Finished));
+    }
+
+    /// [`splicer`] with shared connections to owners.
+    fn sharing_splicer(owner: String) -> Splicer {
+        let mut s = splicer(Some(owner));
+        s.mux = Some(mux::Pool::new(&s.secret_hex, WAIT * 4, REFUSED_FOR));
+        s
+    }
+
+    #[tokio::test]
+    async fn a_shared_connections_preamble_is_acknowledged_only_with_the_secret() {
+        let s = splicer(None);
+        let h2_preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        let mut sent = format!("YNNI-MUX/1 {}\r\n", hex::encode(SECRET)).into_bytes();
+        sent.extend_from_slice(h2_preface);
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        client.write_all(&sent).await.unwrap();
+        let (_stop, stop) = watch::channel(false);
+        let Opening::Multiplexed { read } = s.open(&mut server, peer(), WAIT, stop).await else {
+            panic!("not taken for a shared connection");
+        };
+        assert_eq!(&read[..], &h2_preface[..]);
+        let mut ack = vec![0u8; mux::ACK.len()];
+        client.read_exact(&mut ack).await.unwrap();
+        assert_eq!(ack, mux::ACK);
+        let forged = format!("YNNI-MUX/1 {}\r\n", hex::encode("guess")).into_bytes();
+        assert!(matches!(
+            open_with(&s, &forged, false).await,
+            Opening::Finished
+        ));
+        // A stopping node takes no shared connection.
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        client.write_all(&sent).await.unwrap();
+        let (_stop, stop) = watch::channel(true);
+        assert!(matches!(
+            s.open(&mut server, peer(), WAIT, stop).await,
+            Opening::Finished
+        ));
+    }
+
+    #[tokio::test]
+    async fn connections_handed_to_an_owner_that_shares_travel_as_streams_of_one_connection() {
+        let owner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let owner_addr = owner.local_addr().unwrap().to_string();
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let owner_side = splicer(None);
+        tokio::spawn(async move {
+            let (mut conn, _) = owner.accept().await.unwrap();
+            let (_stop, stop) = watch::channel(false);
+            let Opening::Multiplexed { read } =
+                owner_side.open(&mut conn, peer(), WAIT, stop.clone()).await
+            else {
+                panic!("the entry node did not open a shared connection");
+            };
+            let io = Prefixed::new(read, conn);
+            mux::accept(io, 10, stop, |mut tunnel, client, handed| {
+                let seen = seen_tx.clone();
+                tokio::spawn(async move {
+                    let mut head = vec![0u8; keyed_head().len()];
+                    tunnel.read_exact(&mut head).await.unwrap();
+                    seen.send((client, handed, head)).unwrap();
+                    tunnel.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+                    tunnel.shutdown().await.unwrap();
+                });
+            })
+            .await;
+        });
+        let s = Arc::new(sharing_splicer(owner_addr));
+        for _ in 0..3 {
+            let (mut client, mut server) = tokio::io::duplex(1 << 16);
+            client.write_all(keyed_head().as_bytes()).await.unwrap();
+            let (_stop, stop) = watch::channel(false);
+            let entry = {
+                let s = s.clone();
+                tokio::spawn(async move { s.open(&mut server, peer(), WAIT, stop).await })
+            };
+            let (client_addr, handed, head) =
+                tokio::time::timeout(Duration::from_secs(5), seen.recv())
+                    .await
+                    .expect("the owner saw no stream: a second connection?")
+                    .unwrap();
+            assert_eq!(client_addr, peer());
+            assert_eq!(handed, HandedOver { vshard: 7 });
+            assert_eq!(String::from_utf8(head).unwrap(), keyed_head());
+            let mut reply = Vec::new();
+            client.read_to_end(&mut reply).await.unwrap();
+            assert_eq!(reply, b"HTTP/1.1 200 OK\r\n\r\n");
+            let ended = tokio::time::timeout(Duration::from_secs(5), entry).await;
+            assert!(matches!(ended, Ok(Ok(Opening::Finished))));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_owner_that_does_not_share_is_offered_each_connection_alone() {
+        let owner = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s = sharing_splicer(owner.local_addr().unwrap().to_string());
+        let head = keyed_head();
+        let (mut client, entry) = entering(s, &head).await;
+        // An older build answers the shared connection's line as a bad request.
+        let (mut first, _) = owner.accept().await.unwrap();
+        let mut word = vec![0u8; mux::MAGIC.len()];
+        first.read_exact(&mut word).await.unwrap();
+        assert_eq!(word, mux::MAGIC);
+        first
+            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        drop(first);
+        let (mut conn, _) = owner.accept().await.unwrap();
+        let want = format!("YNNI-SPLICE/2 {} 7 {}\r\n", peer(), hex::encode(SECRET));
+        assert_eq!(String::from_utf8(read_line(&mut conn).await).unwrap(), want);
+        conn.write_all(ACK).await.unwrap();
+        let mut got = vec![0u8; head.len()];
+        conn.read_exact(&mut got).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), head);
+        conn.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        drop(conn);
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        assert_eq!(reply, b"HTTP/1.1 200 OK\r\n\r\n");
+        let ended = tokio::time::timeout(Duration::from_secs(5), entry).await;
+        assert!(matches!(ended, Ok(Ok(Opening::Finished))));
     }
 
     #[tokio::test]
