@@ -59,9 +59,13 @@ const CLIENT: &str = "x-ynni-client";
 /// The vshard the connection was handed over for.
 const VSHARD: &str = "x-ynni-vshard";
 /// What one stream may have in flight each way before its reader takes it.
-const STREAM_WINDOW: u32 = 256 << 10;
-/// What all streams of a connection may have in flight together.
-const CONNECTION_WINDOW: u32 = 16 << 20;
+const STREAM_WINDOW: u32 = 128 << 10;
+/// What all streams of a connection may have in flight together: HTTP/2's largest, so that
+/// only a stream's own window ever stops it. With a smaller one, a few clients that stop
+/// reading large replies would fill it with bytes nobody takes, and stall every other
+/// connection handed to that owner until the owner's write deadline dropped theirs. (16,384
+/// streams' windows fit in it; the listener's connection cap is 4,096 by default.)
+const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 
 /// Why no stream could be opened to an owner.
 #[derive(Debug, PartialEq)]
@@ -435,6 +439,33 @@ mod tests {
             );
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn streams_whose_readers_stopped_do_not_stall_the_others() {
+        let (owner, _) = echoing_owner().await;
+        let pool = pool();
+        let client: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        // Twenty clients send a large request and never read the (larger) reply: each
+        // stream's window fills, and together they hold more than a default connection window.
+        let big = vec![b'x'; STREAM_WINDOW as usize * 2];
+        let mut stalled = Vec::new();
+        for i in 0..20 {
+            let mut t = pool.open(&owner, client, i).await.unwrap();
+            t.write_all(&big).await.unwrap();
+            t.shutdown().await.unwrap();
+            stalled.push(t);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut t = pool.open(&owner, client, 99).await.unwrap();
+        t.write_all(b"still served").await.unwrap();
+        t.shutdown().await.unwrap();
+        let mut reply = String::new();
+        tokio::time::timeout(Duration::from_secs(5), t.read_to_string(&mut reply))
+            .await
+            .expect("a stream stalled behind the others")
+            .unwrap();
+        assert_eq!(reply, "192.0.2.1:1 99 STILL SERVED");
     }
 
     #[tokio::test]
