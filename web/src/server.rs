@@ -204,7 +204,7 @@ async fn serve_router(
                         stop: stop_rx.clone(),
                         tls: tls.clone(),
                         splicer: splicer.clone(),
-                        max_streams: u32::try_from(max).unwrap_or(u32::MAX),
+                        permits: permits.clone(),
                     },
                     permit,
                 ));
@@ -261,9 +261,9 @@ struct Conn {
     tls: Option<Arc<Certificates>>,
     /// Cluster mode, plain HTTP: hands connections to their account's owner.
     splicer: Option<Arc<Splicer>>,
-    /// Handed-over connections one shared connection from another node may carry at once
-    /// (the listener's connection cap).
-    max_streams: u32,
+    /// The listener's connection cap: each connection handed over on a shared connection from
+    /// another node takes a place in it too.
+    permits: Arc<Semaphore>,
 }
 
 async fn serve_connection(
@@ -287,6 +287,7 @@ async fn serve_connection(
                 {
                     Opening::Finished => return,
                     Opening::Multiplexed { read } => {
+                        crate::splice::mux::watch_peer(socket.get_ref());
                         let io = Prefixed::new(read, socket);
                         return serve_shared(io, conn, _permit).await;
                     }
@@ -311,26 +312,32 @@ async fn serve_connection(
 
 /// Serves the handed-over connections another node's shared connection carries (`splice::mux`),
 /// each as HTTP/1.1 from its client, until the shared connection ends or the server stops and
-/// they have finished. Each holds the shared connection's permit, so a stopping server waits
-/// for all of them.
+/// they have finished. Each takes a place under the listener's connection cap as a connection
+/// of its own would (at the cap, the entry node is told to serve it itself), and holds the
+/// shared connection's place too, so a stopping server waits for all of them.
 async fn serve_shared<I>(io: I, conn: Conn, permit: OwnedSemaphorePermit)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let permit = Arc::new(permit);
+    let shared = Arc::new(permit);
     let stop = conn.stop.clone();
-    let max_streams = conn.max_streams;
-    crate::splice::mux::accept(io, max_streams, stop, |tunnel, client, handed_over| {
-        let conn = conn.clone();
-        let permit = permit.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut stream = tokio_io_timeout::TimeoutStream::new(tunnel);
-            stream.set_write_timeout(Some(conn.write_timeout));
-            let io = TokioIo::new(Box::pin(stream));
-            serve_http(io, client, conn, false, Some(handed_over)).await;
-        });
-    })
+    let permits = conn.permits.clone();
+    crate::splice::mux::accept(
+        io,
+        stop,
+        || permits.clone().try_acquire_owned().ok(),
+        |tunnel, client, handed_over, own| {
+            let conn = conn.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let _places = (shared, own);
+                let mut stream = tokio_io_timeout::TimeoutStream::new(tunnel);
+                stream.set_write_timeout(Some(conn.write_timeout));
+                let io = TokioIo::new(Box::pin(stream));
+                serve_http(io, client, conn, false, Some(handed_over)).await;
+            });
+        },
+    )
     .await;
 }
 

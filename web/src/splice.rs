@@ -370,6 +370,8 @@ impl Splicer {
                 Ok(tunnel) => return self.relay(socket, tunnel, owner, read, stop).await,
                 // An older build: offered the connection alone, below.
                 Err(mux::NotOpened::NotSpoken) => {}
+                // The owner is full: this connection is served here, the next offered again.
+                Err(mux::NotOpened::Busy) => return Handover::NotConnected,
                 Err(mux::NotOpened::Failed) => {
                     self.note_refusal(owner);
                     tracing::debug!(owner, "cannot hand a connection to its owner");
@@ -886,16 +888,21 @@ mod tests {
                 panic!("the entry node did not open a shared connection");
             };
             let io = Prefixed::new(read, conn);
-            mux::accept(io, 10, stop, |mut tunnel, client, handed| {
-                let seen = seen_tx.clone();
-                tokio::spawn(async move {
-                    let mut head = vec![0u8; keyed_head().len()];
-                    tunnel.read_exact(&mut head).await.unwrap();
-                    seen.send((client, handed, head)).unwrap();
-                    tunnel.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
-                    tunnel.shutdown().await.unwrap();
-                });
-            })
+            mux::accept(
+                io,
+                stop,
+                || Some(()),
+                |mut tunnel, client, handed, ()| {
+                    let seen = seen_tx.clone();
+                    tokio::spawn(async move {
+                        let mut head = vec![0u8; keyed_head().len()];
+                        tunnel.read_exact(&mut head).await.unwrap();
+                        seen.send((client, handed, head)).unwrap();
+                        tunnel.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+                        tunnel.shutdown().await.unwrap();
+                    });
+                },
+            )
             .await;
         });
         let s = Arc::new(sharing_splicer(owner_addr));

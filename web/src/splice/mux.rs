@@ -58,14 +58,36 @@ const PATH: &str = "/ynni/splice";
 const CLIENT: &str = "x-ynni-client";
 /// The vshard the connection was handed over for.
 const VSHARD: &str = "x-ynni-vshard";
-/// What one stream may have in flight each way before its reader takes it.
+/// What one stream may have in flight towards the entry node (the owner's replies) before the
+/// entry takes it.
 const STREAM_WINDOW: u32 = 128 << 10;
+/// What one stream may have in flight towards the owner (the client's requests) before the
+/// owner's HTTP reads it. Smaller: a client that stops reading its replies, and so stops its
+/// owner reading its requests, can only have this much of them held there, however finely it
+/// trickles them (each byte it sends alone arrives as a frame of its own).
+const REQUEST_WINDOW: u32 = 16 << 10;
 /// What all streams of a connection may have in flight together: HTTP/2's largest, so that
 /// only a stream's own window ever stops it. With a smaller one, a few clients that stop
 /// reading large replies would fill it with bytes nobody takes, and stall every other
 /// connection handed to that owner until the owner's write deadline dropped theirs. (16,384
 /// streams' windows fit in it; the listener's connection cap is 4,096 by default.)
 const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+/// Streams one shared connection may carry, as far as HTTP/2 is concerned: the owner's
+/// connection cap, which each stream counts against, is what limits them.
+const MAX_STREAMS: u32 = 1 << 20;
+/// A shared connection silent this long is probed (TCP keepalive) ...
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// ... this often ...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// ... and closed after this many probes go unanswered: the other node is gone (crashed,
+/// partitioned, powered off), which no HTTP/2 frame would otherwise reveal on a quiet
+/// connection.
+const KEEPALIVE_PROBES: u32 = 3;
+/// Sent bytes unacknowledged this long close a shared connection too.
+const USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the server is told to stop, how long an owner waits for the streams of a shared
+/// connection to finish before dropping it (each finishes its request in progress first).
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Why no stream could be opened to an owner.
 #[derive(Debug, PartialEq)]
@@ -74,6 +96,8 @@ pub enum NotOpened {
     NotSpoken,
     /// The owner could not be reached, did not answer in time, or is stopping.
     Failed,
+    /// The owner is at its connection cap: serve this connection here, nothing is wrong.
+    Busy,
 }
 
 /// A shared connection to one owner, while its task runs.
@@ -88,6 +112,9 @@ enum Slot {
     Open(Link),
     /// The owner did not answer the preamble, at this time.
     NotSpoken(Instant),
+    /// The owner could not be reached, at this time: the hand-overs that were waiting for
+    /// that answer are served where they are rather than each trying again in turn.
+    Failed(Instant),
 }
 
 /// The entry node's shared connections, one per owner.
@@ -96,7 +123,8 @@ pub struct Pool {
     /// How long a connection may take to be opened and acknowledged, and a stream to be
     /// answered.
     answer_within: Duration,
-    /// How long an owner that did not speak the protocol is not asked again.
+    /// How long an owner that did not speak the protocol, or could not be reached, is not
+    /// asked again.
     not_spoken_for: Duration,
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
 }
@@ -129,6 +157,9 @@ impl Pool {
             Slot::NotSpoken(at) if at.elapsed() < self.not_spoken_for => {
                 return Err(NotOpened::NotSpoken);
             }
+            Slot::Failed(at) if at.elapsed() < self.not_spoken_for => {
+                return Err(NotOpened::Failed);
+            }
             _ => {}
         }
         let opened = tokio::time::timeout(self.answer_within, connect(owner, &self.secret_hex))
@@ -143,8 +174,8 @@ impl Pool {
                 *slot = Slot::NotSpoken(Instant::now());
                 Err(NotOpened::NotSpoken)
             }
-            Err(NotOpened::Failed) => {
-                *slot = Slot::None;
+            Err(_) => {
+                *slot = Slot::Failed(Instant::now());
                 Err(NotOpened::Failed)
             }
         }
@@ -171,7 +202,7 @@ impl Pool {
         let opened = tokio::time::timeout(self.answer_within, stream(&link, client, vshard))
             .await
             .unwrap_or(Err(NotOpened::Failed));
-        if opened.is_err() {
+        if matches!(opened, Err(NotOpened::Failed)) {
             self.forget(owner, &link).await;
         }
         opened
@@ -185,6 +216,7 @@ async fn connect(owner: &str, secret_hex: &str) -> Result<Link, NotOpened> {
         NotOpened::Failed
     })?;
     let _ = tcp.set_nodelay(true);
+    watch_peer(&tcp);
     let mut preamble = MAGIC.to_vec();
     preamble.extend_from_slice(secret_hex.as_bytes());
     preamble.extend_from_slice(b"\r\n");
@@ -199,6 +231,7 @@ async fn connect(owner: &str, secret_hex: &str) -> Result<Link, NotOpened> {
     }
     let (send, connection) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
+        .initial_max_send_streams(MAX_STREAMS as usize)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .handshake::<_, Bytes>(tcp)
         .await
@@ -240,24 +273,47 @@ async fn stream(link: &Link, client: SocketAddr, vshard: u32) -> Result<Tunnel, 
         .send_request(request, false)
         .map_err(|_| NotOpened::Failed)?;
     let answer = answer.await.map_err(|_| NotOpened::Failed)?;
-    if answer.status() != StatusCode::OK {
-        return Err(NotOpened::Failed);
+    match answer.status() {
+        StatusCode::OK => {}
+        StatusCode::SERVICE_UNAVAILABLE => return Err(NotOpened::Busy),
+        _ => return Err(NotOpened::Failed),
     }
     Ok(Tunnel::new(body, answer.into_body()))
 }
 
-/// The owner's side: serves the streams of a shared connection whose preamble it accepted,
-/// handing each accepted one to `serve` with the client's address and its vshard. When `stop`
-/// turns true, new streams are refused and this returns once the others have ended.
-pub async fn accept<I, F>(io: I, max_streams: u32, mut stop: watch::Receiver<bool>, serve: F)
+/// Sets TCP keepalive and a user timeout on a shared connection (either end), so that it
+/// closes, and its streams with it, once the other node is gone.
+pub fn watch_peer(tcp: &TcpStream) {
+    let socket = socket2::SockRef::from(tcp);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %e, "keepalive not set on a shared connection");
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) = socket.set_tcp_user_timeout(Some(USER_TIMEOUT)) {
+        tracing::debug!(error = %e, "user timeout not set on a shared connection");
+    }
+}
+
+/// The owner's side: serves the streams of a shared connection whose preamble it accepted.
+/// Each stream is first admitted (`admit`: a place under the listener's connection cap, held
+/// for as long as the stream is served; none is a `503`, and the entry node serves that
+/// connection itself), then handed to `serve` with the client's address and its vshard. When
+/// `stop` turns true, new streams are refused and this returns once the others have ended, or
+/// after [`STOP_DEADLINE`].
+pub async fn accept<I, A, P, F>(io: I, mut stop: watch::Receiver<bool>, admit: A, serve: F)
 where
     I: AsyncRead + AsyncWrite + Unpin,
-    F: Fn(Tunnel, SocketAddr, HandedOver),
+    A: Fn() -> Option<P>,
+    F: Fn(Tunnel, SocketAddr, HandedOver, P),
 {
     let handshake = h2::server::Builder::new()
-        .initial_window_size(STREAM_WINDOW)
+        .initial_window_size(REQUEST_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_concurrent_streams(max_streams)
+        .max_concurrent_streams(MAX_STREAMS)
         .handshake::<_, Bytes>(io);
     let mut connection = match handshake.await {
         Ok(c) => c,
@@ -266,22 +322,27 @@ where
             return;
         }
     };
-    let mut stopping = false;
+    let mut stopping: Option<Instant> = None;
     loop {
         let next = {
             let next = Gathered::new(std::future::poll_fn(|cx| connection.poll_accept(cx)));
-            if stopping {
-                Some(next.await)
-            } else {
-                tokio::select! {
+            match stopping {
+                Some(deadline) => match tokio::time::timeout_at(deadline, next).await {
+                    Ok(next) => Some(next),
+                    Err(_) => {
+                        tracing::debug!("a shared connection's streams outlived the stop");
+                        return;
+                    }
+                },
+                None => tokio::select! {
                     next = next => Some(next),
                     _ = stop.wait_for(|s| *s) => None,
-                }
+                },
             }
         };
         let Some(next) = next else {
             connection.graceful_shutdown();
-            stopping = true;
+            stopping = Some(Instant::now() + STOP_DEADLINE);
             continue;
         };
         let (request, mut respond) = match next {
@@ -293,20 +354,23 @@ where
             }
         };
         let status = match stream_head(&request) {
-            Some(_) if stopping => StatusCode::SERVICE_UNAVAILABLE,
-            Some((client, vshard)) => {
-                let answer = Response::new(());
-                match respond.send_response(answer, false) {
-                    Ok(send) => serve(
-                        Tunnel::new(send, request.into_body()),
-                        client,
-                        HandedOver { vshard },
-                    ),
-                    Err(e) => tracing::debug!(error = %e, "a handed-over stream went"),
-                }
-                continue;
-            }
             None => StatusCode::BAD_REQUEST,
+            Some(_) if stopping.is_some() => StatusCode::SERVICE_UNAVAILABLE,
+            Some((client, vshard)) => match admit() {
+                None => StatusCode::SERVICE_UNAVAILABLE,
+                Some(place) => {
+                    match respond.send_response(Response::new(()), false) {
+                        Ok(send) => serve(
+                            Tunnel::new(send, request.into_body()),
+                            client,
+                            HandedOver { vshard },
+                            place,
+                        ),
+                        Err(e) => tracing::debug!(error = %e, "a handed-over stream went"),
+                    }
+                    continue;
+                }
+            },
         };
         let mut answer = Response::new(());
         *answer.status_mut() = status;
@@ -388,19 +452,24 @@ mod tests {
                     assert_eq!(line, [MAGIC, SECRET_HEX.as_bytes(), b"\r\n"].concat());
                     tcp.write_all(ACK).await.unwrap();
                     let (_stop_tx, stop) = watch::channel(false);
-                    accept(tcp, 100, stop, |mut tunnel, client, handed| {
-                        tokio::spawn(async move {
-                            let mut got = Vec::new();
-                            tunnel.read_to_end(&mut got).await.unwrap();
-                            let reply = format!(
-                                "{client} {} {}",
-                                handed.vshard,
-                                String::from_utf8(got).unwrap().to_uppercase()
-                            );
-                            tunnel.write_all(reply.as_bytes()).await.unwrap();
-                            tunnel.shutdown().await.unwrap();
-                        });
-                    })
+                    accept(
+                        tcp,
+                        stop,
+                        || Some(()),
+                        |mut tunnel, client, handed, ()| {
+                            tokio::spawn(async move {
+                                let mut got = Vec::new();
+                                tunnel.read_to_end(&mut got).await.unwrap();
+                                let reply = format!(
+                                    "{client} {} {}",
+                                    handed.vshard,
+                                    String::from_utf8(got).unwrap().to_uppercase()
+                                );
+                                tunnel.write_all(reply.as_bytes()).await.unwrap();
+                                tunnel.shutdown().await.unwrap();
+                            });
+                        },
+                    )
                     .await;
                 });
             }
@@ -495,18 +564,74 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_owner_that_cannot_be_reached_fails_and_is_tried_again_next_time() {
-        let owner = {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            l.local_addr().unwrap().to_string()
-        };
+    async fn an_owner_that_cannot_be_reached_is_not_tried_again_for_a_while() {
+        // An owner that never answers: its listener takes connections and says nothing.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let owner = listener.local_addr().unwrap().to_string();
+        let pool = Arc::new(Pool::new(
+            SECRET_HEX,
+            Duration::from_millis(300),
+            Duration::from_secs(60),
+        ));
+        let client: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        // Ten hand-overs at once: one waits for the answer, the others for it, and none
+        // tries again after it failed.
+        let t0 = Instant::now();
+        let tries: Vec<_> = (0..10)
+            .map(|i| {
+                let (pool, owner) = (pool.clone(), owner.clone());
+                tokio::spawn(async move { pool.open(&owner, client, i).await.err() })
+            })
+            .collect();
+        for t in tries {
+            assert_eq!(t.await.unwrap(), Some(NotOpened::Failed));
+        }
+        assert!(
+            t0.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert!(matches!(&*pool.slot(&owner).lock().await, Slot::Failed(_)));
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn an_owner_at_its_cap_sends_the_connection_back_and_keeps_the_link() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let owner = listener.local_addr().unwrap().to_string();
+        let full = Arc::new(AtomicBool::new(true));
+        let is_full = full.clone();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut line = vec![0u8; MAGIC.len() + SECRET_HEX.len() + 2];
+            tcp.read_exact(&mut line).await.unwrap();
+            tcp.write_all(ACK).await.unwrap();
+            let (_stop_tx, stop) = watch::channel(false);
+            accept(
+                tcp,
+                stop,
+                || (!is_full.load(Ordering::SeqCst)).then_some(()),
+                |mut tunnel, _, _, ()| {
+                    tokio::spawn(async move {
+                        tunnel.write_all(b"served").await.unwrap();
+                        tunnel.shutdown().await.unwrap();
+                    });
+                },
+            )
+            .await;
+        });
         let pool = pool();
         let client: SocketAddr = "192.0.2.1:1".parse().unwrap();
         assert_eq!(
             pool.open(&owner, client, 1).await.err(),
-            Some(NotOpened::Failed)
+            Some(NotOpened::Busy)
         );
-        assert!(matches!(&*pool.slot(&owner).lock().await, Slot::None));
+        full.store(false, Ordering::SeqCst);
+        // The same connection (the owner's listener took one only) serves the next.
+        let mut t = pool.open(&owner, client, 1).await.unwrap();
+        let mut got = Vec::new();
+        t.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"served");
     }
 
     #[tokio::test]
@@ -519,14 +644,19 @@ mod tests {
             let mut line = vec![0u8; MAGIC.len() + SECRET_HEX.len() + 2];
             tcp.read_exact(&mut line).await.unwrap();
             tcp.write_all(ACK).await.unwrap();
-            accept(tcp, 100, stop, |mut tunnel, _, _| {
-                tokio::spawn(async move {
-                    let mut got = Vec::new();
-                    tunnel.read_to_end(&mut got).await.unwrap();
-                    tunnel.write_all(&got).await.unwrap();
-                    tunnel.shutdown().await.unwrap();
-                });
-            })
+            accept(
+                tcp,
+                stop,
+                || Some(()),
+                |mut tunnel, _, _, ()| {
+                    tokio::spawn(async move {
+                        let mut got = Vec::new();
+                        tunnel.read_to_end(&mut got).await.unwrap();
+                        tunnel.write_all(&got).await.unwrap();
+                        tunnel.shutdown().await.unwrap();
+                    });
+                },
+            )
             .await;
         });
         let pool = pool();
