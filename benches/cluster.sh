@@ -236,6 +236,9 @@ CONNECTIONS=$CONNECTIONS_SAVED
 WRK_HEADER="Connection: close" measure "local, a connection per request" "$(post_url "$(base 2)" "${on2[0]}")"
 WRK_HEADER="Connection: close" measure "forwarded, a connection per request" "$(post_url "$(base 1)" "${on2[0]}")"
 
+# ONLY_SECTION2=1: the runs above and nothing after.
+[ -z "${ONLY_SECTION2:-}" ] || exit 0
+
 echo "== 3. three nodes, load spread (each wrk cycles over users on all three nodes)"
 for n in 1 2 3; do
   cat >"$work/spread$n.lua" <<LUA
