@@ -499,6 +499,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn connections_handed_over_on_a_shared_connection_count_against_the_cap() {
+        use crate::splice::mux;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let owner = listener.local_addr().expect("address").to_string();
+        // Two places: the shared connection's own, and one handed-over connection's.
+        let permits = Arc::new(Semaphore::new(2));
+        let (_stop_tx, stop) = watch::channel(false);
+        let conn = Conn {
+            app: Router::new().route(
+                "/",
+                get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+            ),
+            builder: Arc::new(http1::Builder::new()),
+            write_timeout: WRITE_TIMEOUT,
+            handshake_timeout: Duration::from_secs(5),
+            stop,
+            tls: None,
+            splicer: None,
+            permits: permits.clone(),
+        };
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.expect("accept");
+            let place = permits.try_acquire_owned().expect("a place");
+            // The preamble (checked by `Splicer::open` in a server), then the acknowledgement.
+            let mut line = Vec::new();
+            while !line.ends_with(b"\n") {
+                let mut byte = [0u8; 1];
+                tcp.read_exact(&mut byte).await.expect("preamble");
+                line.push(byte[0]);
+            }
+            tcp.write_all(mux::ACK).await.expect("ack");
+            serve_shared(tcp, conn, place).await;
+        });
+        let pool = mux::Pool::new("00", Duration::from_secs(2), Duration::from_secs(60));
+        let client: SocketAddr = "192.0.2.7:4000".parse().expect("address");
+        let mut first = pool.open(&owner, client, 3).await.expect("a stream");
+        assert_eq!(
+            pool.open(&owner, client, 3).await.err(),
+            Some(mux::NotOpened::Busy),
+            "a connection past the cap was taken"
+        );
+        first.write_all(GET_CLOSE).await.expect("request");
+        let mut reply = Vec::new();
+        first.read_to_end(&mut reply).await.expect("reply");
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.ends_with("192.0.2.7:4000"), "{reply}");
+        // The first has ended and given its place back: the same shared connection takes
+        // another.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match pool.open(&owner, client, 3).await {
+                Ok(_) => break,
+                Err(mux::NotOpened::Busy) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn answers_with_the_client_address() {
         let server = start(Duration::from_secs(10), 8).await;
         let mut s = TcpStream::connect(server.addr).await.expect("connect");
