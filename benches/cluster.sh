@@ -219,11 +219,18 @@ perf_show() {
   perf report -i "$work/perf-$1.data" ${PERF_REPORT:---no-children --sort dso,symbol --percent-limit 1.5} --stdio \
     2>/dev/null | grep -v "^$" | grep -E "^ +[0-9]" | head -${PERF_LINES:-40}
 }
+# DELAY_MS=N: each connection waits N ms after each reply before its next request, so that
+# both runs of the pair below offer about the same rate instead of all they can.
+pace=""
+if [ -n "${DELAY_MS:-}" ]; then
+  pace="$work/pace.lua"
+  echo "delay = function() return ${DELAY_MS} end" >"$pace"
+fi
 [ "${PERF_NODE:-1}" = 1 ] || perf_start local
-measure "local (n2 user -> n2)" "$(post_url "$(base 2)" "${on2[0]}")"
+measure "local (n2 user -> n2)" "$(post_url "$(base 2)" "${on2[0]}")" $pace
 [ "${PERF_NODE:-1}" = 1 ] || perf_show local
 perf_start forwarded
-measure "forwarded (n2 user -> n1 -> n2)" "$(post_url "$(base 1)" "${on2[0]}")"
+measure "forwarded (n2 user -> n1 -> n2)" "$(post_url "$(base 1)" "${on2[0]}")" $pace
 perf_show forwarded
 # ONLY_PAIR=1: the two kept-alive runs above and nothing after.
 [ -z "${ONLY_PAIR:-}" ] || exit 0
