@@ -13,8 +13,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
 DURATION=${DURATION:-15}
-cargo build --release --quiet
-BIN=$PWD/target/release/ynni
+# BIN=path/to/ynni measures another build (none is built then).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=$PWD/target/release/ynni
+fi
 work=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 YNNI_USERS__REGISTRATION=open YNNI_LIMITS__REGISTER_ATTEMPTS=1000 "$BIN" serve --data-dir "$work/data" --http-listen "127.0.0.1:$PORT" \
@@ -143,6 +146,7 @@ with open(lua, "w") as f:
 PY
 echo "== 50 connections, each a different user's year as 1,000 averaged points, ${DURATION}s"
 # PERF=FILE records the server's profile during the wrk run (perf report -i FILE).
-if [ -n "${PERF:-}" ]; then perf record -F 499 -g -p "$pid" -o "$PERF" -- sleep "$DURATION" 2>/dev/null & fi
+# PERF_CG=dwarf unwinds through libc's functions too (larger files).
+if [ -n "${PERF:-}" ]; then perf record -F 499 --call-graph "${PERF_CG:-fp}" -p "$pid" -o "$PERF" -- sleep "$DURATION" 2>/dev/null & fi
 wrk -t2 -c50 -d"${DURATION}s" --latency -s "$work/paths.lua" "http://127.0.0.1:$PORT" |
   grep -E "Latency  |50%|99%|Requests/sec|Non-2xx"
