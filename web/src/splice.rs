@@ -842,6 +842,18 @@ mod tests {
         s
     }
 
+    /// The client gets the owner's `200 OK` and the connection ends, its hand-over finished.
+    async fn replied_and_finished(
+        client: &mut tokio::io::DuplexStream,
+        entry: tokio::task::JoinHandle<Opening>,
+    ) {
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        assert_eq!(reply, b"HTTP/1.1 200 OK\r\n\r\n");
+        let ended = tokio::time::timeout(Duration::from_secs(5), entry).await;
+        assert!(matches!(ended, Ok(Ok(Opening::Finished))));
+    }
+
     #[tokio::test]
     async fn a_shared_connections_preamble_is_acknowledged_only_with_the_secret() {
         let s = splicer(None);
@@ -922,11 +934,7 @@ mod tests {
             assert_eq!(client_addr, peer());
             assert_eq!(handed, HandedOver { vshard: 7 });
             assert_eq!(String::from_utf8(head).unwrap(), keyed_head());
-            let mut reply = Vec::new();
-            client.read_to_end(&mut reply).await.unwrap();
-            assert_eq!(reply, b"HTTP/1.1 200 OK\r\n\r\n");
-            let ended = tokio::time::timeout(Duration::from_secs(5), entry).await;
-            assert!(matches!(ended, Ok(Ok(Opening::Finished))));
+            replied_and_finished(&mut client, entry).await;
         }
     }
 
@@ -955,11 +963,7 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&got), head);
         conn.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
         drop(conn);
-        let mut reply = Vec::new();
-        client.read_to_end(&mut reply).await.unwrap();
-        assert_eq!(reply, b"HTTP/1.1 200 OK\r\n\r\n");
-        let ended = tokio::time::timeout(Duration::from_secs(5), entry).await;
-        assert!(matches!(ended, Ok(Ok(Opening::Finished))));
+        replied_and_finished(&mut client, entry).await;
     }
 
     #[tokio::test]

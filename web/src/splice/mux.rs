@@ -435,6 +435,14 @@ mod tests {
 
     const SECRET_HEX: &str = "736563726574";
 
+    /// Reads a shared connection's preamble, checks its secret, and acknowledges it.
+    async fn acknowledge(tcp: &mut tokio::net::TcpStream) {
+        let mut line = vec![0u8; MAGIC.len() + SECRET_HEX.len() + 2];
+        tcp.read_exact(&mut line).await.unwrap();
+        assert_eq!(line, [MAGIC, SECRET_HEX.as_bytes(), b"\r\n"].concat());
+        tcp.write_all(ACK).await.unwrap();
+    }
+
     /// An owner that accepts shared connections and echoes every stream's bytes upper-cased,
     /// counting the TCP connections it accepted.
     async fn echoing_owner() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
@@ -447,10 +455,7 @@ mod tests {
                 let (mut tcp, _) = listener.accept().await.unwrap();
                 count.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
-                    let mut line = vec![0u8; MAGIC.len() + SECRET_HEX.len() + 2];
-                    tcp.read_exact(&mut line).await.unwrap();
-                    assert_eq!(line, [MAGIC, SECRET_HEX.as_bytes(), b"\r\n"].concat());
-                    tcp.write_all(ACK).await.unwrap();
+                    acknowledge(&mut tcp).await;
                     let (_stop_tx, stop) = watch::channel(false);
                     accept(
                         tcp,
@@ -603,9 +608,7 @@ mod tests {
         let is_full = full.clone();
         tokio::spawn(async move {
             let (mut tcp, _) = listener.accept().await.unwrap();
-            let mut line = vec![0u8; MAGIC.len() + SECRET_HEX.len() + 2];
-            tcp.read_exact(&mut line).await.unwrap();
-            tcp.write_all(ACK).await.unwrap();
+            acknowledge(&mut tcp).await;
             let (_stop_tx, stop) = watch::channel(false);
             accept(
                 tcp,
@@ -641,9 +644,7 @@ mod tests {
         let (stop_tx, stop) = watch::channel(false);
         tokio::spawn(async move {
             let (mut tcp, _) = listener.accept().await.unwrap();
-            let mut line = vec![0u8; MAGIC.len() + SECRET_HEX.len() + 2];
-            tcp.read_exact(&mut line).await.unwrap();
-            tcp.write_all(ACK).await.unwrap();
+            acknowledge(&mut tcp).await;
             accept(
                 tcp,
                 stop,
