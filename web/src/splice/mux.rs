@@ -224,10 +224,12 @@ async fn connect(owner: &str, secret_hex: &str) -> Result<Link, NotOpened> {
         .await
         .map_err(|_| NotOpened::Failed)?;
     let mut answer = [0u8; ACK.len()];
-    // A short or different answer (or none before the connection closes) is a node that does
-    // not know the protocol.
-    if tcp.read_exact(&mut answer).await.is_err() || answer[..] != *ACK {
-        return Err(NotOpened::NotSpoken);
+    match tcp.read_exact(&mut answer).await {
+        // Closed unanswered: a node that is stopping, or has another secret.
+        Err(_) => return Err(NotOpened::Failed),
+        // Another answer (a bad request's): a node that does not know the protocol.
+        Ok(_) if answer[..] != *ACK => return Err(NotOpened::NotSpoken),
+        Ok(_) => {}
     }
     let (send, connection) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
@@ -566,6 +568,25 @@ mod tests {
             &*pool.slot(&owner).lock().await,
             Slot::NotSpoken(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn an_owner_that_closes_the_preamble_unanswered_is_failed_not_an_older_build() {
+        // What a stopping node, or one with another secret, does.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let owner = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            loop {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                let mut word = vec![0u8; MAGIC.len()];
+                let _ = tcp.read_exact(&mut word).await;
+            }
+        });
+        let client: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        assert_eq!(
+            pool().open(&owner, client, 1).await.err(),
+            Some(NotOpened::Failed)
+        );
     }
 
     #[tokio::test]
