@@ -24,9 +24,11 @@
 //! connection itself. The secret authenticates the shared connection once; its streams are
 //! believed as the version 2 preamble is (see [`super`]).
 //!
-//! A node that does not answer `OK` (a build from before this protocol, which answers the line
-//! as a bad HTTP request) is offered each connection alone, as before, for
-//! [`super::REFUSED_FOR`] before it is asked again.
+//! A node that answers anything else (a build from before this protocol, which answers the
+//! line as a bad HTTP request) is offered each connection alone, as before, for
+//! [`super::REFUSED_FOR`] before it is asked again. One that closes the connection unanswered
+//! (stopping, or configured with another secret) is offered nothing for that long: its
+//! connections are served where they arrive.
 
 use std::collections::HashMap;
 use std::future::Future;
