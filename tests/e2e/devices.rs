@@ -223,3 +223,38 @@ async fn an_account_has_at_most_a_thousand_devices() {
     let bobs = get(&c, &create(&bob_write)).await;
     assert!(bobs.json().is_i64(), "{}", bobs.body);
 }
+
+/// The cap holds when one account sends its creations all at once: each request counted room
+/// for one more before the others added theirs, and 40 at once with 990 devices made 1,030.
+#[tokio::test]
+async fn creations_sent_at_once_do_not_pass_the_cap() {
+    let server = Server::start();
+    let (alice, _, write) = register(&server, "alice", "secret1").await;
+    on_catalog(
+        &server,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 990) \
+         INSERT INTO devices (userid, nodeid, devicekey) SELECT $1, 'n' || i, 'filled' || i FROM n",
+        alice,
+    )
+    .await;
+    let c = script();
+    let sent = (0..40).map(|k| {
+        let url = server.url(&format!(
+            "/device/create.json?nodeid=at-once-{k}&apikey={write}"
+        ));
+        let c = c.clone();
+        async move { get(&c, &url).await }
+    });
+    let made = futures_util::future::join_all(sent)
+        .await
+        .iter()
+        .filter(|r| r.json().is_i64())
+        .count();
+    assert_eq!(made, 10, "devices made past 990 with a cap of 1,000");
+    let listed = get(
+        &c,
+        &server.url(&format!("/device/list.json?apikey={write}")),
+    )
+    .await;
+    assert_eq!(listed.json().as_array().map(Vec::len), Some(1000));
+}

@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod client_ip;
 mod cookies;
+mod creates;
 mod csrf;
 mod error;
 pub mod forward;

@@ -48,6 +48,8 @@ pub struct Shared {
     /// ~19 MiB and tens of milliseconds each), so a flood of logins queues instead of
     /// exhausting memory.
     hashing: Arc<Semaphore>,
+    /// Each account's creations one at a time, so that their caps hold (see `creates`).
+    pub creates: Arc<crate::creates::CreateLocks>,
     /// Cluster mode: where requests for accounts owned by other nodes go.
     pub forwarder: Option<Arc<crate::forward::Forwarder>>,
     /// Cluster mode with Redis: login attempts also counted once for every node.
@@ -75,6 +77,7 @@ impl AppState {
             router,
             version,
             myip: Arc::default(),
+            creates: Arc::default(),
             discovery: None,
             credentials: None,
             forwarder: None,

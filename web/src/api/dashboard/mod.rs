@@ -72,21 +72,27 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
             )))
         }
         _ if !c.write => Ok(reply::json_false()),
-        "create" => Ok(reply::json(
-            match catalog.create_dashboard(userid).await? {
-                Some(new) => json!(new),
-                None => json!(false),
-            },
-        )),
+        "create" => {
+            let _one = call.state.creates.lock(userid).await;
+            Ok(reply::json(
+                match catalog.create_dashboard(userid).await? {
+                    Some(new) => json!(new),
+                    None => json!(false),
+                },
+            ))
+        }
         "delete" => Ok(reply::json(json!(
             catalog.delete_dashboard(userid, id()).await?
         ))),
-        "clone" => Ok(reply::json(
-            match catalog.clone_dashboard(userid, id()).await? {
-                Some(new) => json!(new),
-                None => json!(false),
-            },
-        )),
+        "clone" => {
+            let _one = call.state.creates.lock(userid).await;
+            Ok(reply::json(
+                match catalog.clone_dashboard(userid, id()).await? {
+                    Some(new) => json!(new),
+                    None => json!(false),
+                },
+            ))
+        }
         "getcontent" => Ok(reply::json(match catalog.dashboard(userid, id()).await? {
             Some(d) => row_json(&d),
             None => Value::Null,

@@ -118,6 +118,8 @@ async fn create(call: &Call<'_>) -> ApiResult {
             "ABORTED: Engine id {engine_id} is not supported."
         )));
     };
+    // From the name and count checks to the insert, this account's only creation.
+    let _one = call.state.creates.lock(caller.user.id).await;
     let taken = call
         .state
         .catalog
