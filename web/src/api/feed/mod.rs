@@ -119,7 +119,7 @@ async fn create(call: &Call<'_>) -> ApiResult {
         )));
     };
     // From the name and count checks to the insert, this account's only creation.
-    let _one = call.state.creates.lock(caller.user.id).await;
+    let one = call.state.creates.lock(caller.user.id).await;
     let taken = call
         .state
         .catalog
@@ -169,6 +169,9 @@ async fn create(call: &Call<'_>) -> ApiResult {
         .catalog
         .create_feed(caller.user.id, name, tag, i64::from(engine.id()), &unit)
         .await?;
+    // Counted and added: the shard's work below need not hold up the account's (or, sharing
+    // its stripe, other accounts') next creation.
+    drop(one);
     let Some(storage) = engine.storage() else {
         // A virtual feed has no files: its values are computed when read.
         return Ok(reply::json(
