@@ -15,4 +15,6 @@ pub mod tls;
 pub mod user_queue;
 pub mod vshard;
 
-pub use catalog::{Catalog, CatalogError, DeviceRow, FeedRow, Imported, ImportedUser, InputRow};
+pub use catalog::{
+    Catalog, CatalogError, CreationLock, DeviceRow, FeedRow, Imported, ImportedUser, InputRow,
+};

@@ -595,3 +595,85 @@ async fn a_key_change_on_one_node_reaches_the_others() {
             .is_none()
     );
 }
+
+/// Two nodes on one PostgreSQL catalog: while one holds an account's creation lock, the other
+/// waits for it, and for no other account; a wait abandoned part way leaves nothing locked, and
+/// a holder that goes away gives the lock back.
+#[tokio::test]
+async fn one_accounts_creations_wait_for_each_other_across_nodes() {
+    use std::time::Duration;
+    let pg = postgres::Postgres::start();
+    let a = Catalog::open_postgres(&pg.url()).await.expect("open a");
+    let b = Catalog::open_postgres(&pg.url()).await.expect("open b");
+    let soon = Duration::from_millis(300);
+    let held = a.lock_creations(7).await.expect("lock at a");
+    assert!(
+        tokio::time::timeout(soon, b.lock_creations(7))
+            .await
+            .is_err(),
+        "b created for account 7 while a was"
+    );
+    let other = tokio::time::timeout(soon, b.lock_creations(8)).await;
+    assert!(
+        other.is_ok_and(|l| l.is_ok()),
+        "account 8 waited for account 7"
+    );
+    // Several abandoned waits, then the holder gives the lock back: b has it at once.
+    for _ in 0..5 {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), b.lock_creations(7))
+                .await
+                .is_err()
+        );
+    }
+    drop(held);
+    let again = tokio::time::timeout(Duration::from_secs(5), b.lock_creations(7))
+        .await
+        .expect("account 7's lock was not given back")
+        .expect("lock at b");
+    // And a, whose connections served the abandoned waits' account, waits for b.
+    assert!(
+        tokio::time::timeout(soon, a.lock_creations(7))
+            .await
+            .is_err()
+    );
+    drop(again);
+    let last = tokio::time::timeout(Duration::from_secs(5), a.lock_creations(7)).await;
+    assert!(
+        last.is_ok_and(|l| l.is_ok()),
+        "a never had account 7's lock back"
+    );
+}
+
+/// The cap check the web layer makes under the lock holds with two nodes adding at once: 40
+/// device creations for one account, alternating between two catalogs, with room for 10.
+#[tokio::test]
+async fn counted_creations_through_two_nodes_stop_at_the_cap() {
+    let pg = postgres::Postgres::start();
+    let a = Catalog::open_postgres(&pg.url()).await.expect("open a");
+    let b = Catalog::open_postgres(&pg.url()).await.expect("open b");
+    let user = a
+        .create_user(&new_user("alice"), false)
+        .await
+        .expect("db")
+        .expect("created");
+    let mut tries = tokio::task::JoinSet::new();
+    for k in 0..40 {
+        let cat = if k % 2 == 0 { a.clone() } else { b.clone() };
+        tries.spawn(async move {
+            let _one = cat.lock_creations(user.id).await.expect("lock");
+            if cat.device_count(user.id).await.expect("count") >= 10 {
+                return false;
+            }
+            // A creation takes a while between its count and its insert.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            cat.create_device(user.id, &format!("n{k}"), "n", "", "")
+                .await
+                .expect("insert")
+                .is_some()
+        });
+    }
+    let made = tries.join_all().await.into_iter().filter(|m| *m).count();
+    assert_eq!(made, 10);
+    assert_eq!(a.device_count(user.id).await.expect("count"), 10);
+}

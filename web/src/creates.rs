@@ -1,33 +1,54 @@
-//! One account's creations (feeds, devices, apps, dashboards, share links) one at a time on
-//! this node.
+//! One account's creations (feeds, devices, apps, dashboards, share links) one at a time.
 //!
 //! Each kind is capped per account, and the cap is checked by counting what the account has
 //! before adding one: two requests of one account at once would both count room for one more
 //! and both add it, so an account sending many at once could pass the cap by about as many.
-//! Holding this lock from the count to the insert closes that. A cluster sends every request
-//! of an account to the node that owns it, so one node's lock covers the account; only while
-//! the account moves between nodes could two nodes add at once.
+//! Holding this lock from the count to the insert closes that. On this node the account takes
+//! a striped lock in the process; with a PostgreSQL catalog it then also takes the catalog's
+//! lock for the account (`Catalog::lock_creations`), which holds across nodes: a cluster sends
+//! every request of an account to its owner, but while the account moves between nodes the
+//! old and the new owner could otherwise both add.
 //!
-//! The locks are striped (an account takes the one its id falls on): creations are rare, and
-//! a fixed set needs no clean-up as accounts come and go.
+//! The process locks are striped (an account takes the one its id falls on): creations are
+//! rare, and a fixed set needs no clean-up as accounts come and go. The process lock is taken
+//! first, so one node's creations of an account queue here rather than in the database.
 
 use tokio::sync::{Mutex, MutexGuard};
+use ynni_core::{Catalog, CatalogError, CreationLock};
 
 const STRIPES: usize = 64;
 
-pub struct CreateLocks([Mutex<()>; STRIPES]);
+pub struct CreateLocks {
+    stripes: [Mutex<()>; STRIPES],
+    catalog: Catalog,
+}
 
-impl Default for CreateLocks {
-    fn default() -> Self {
-        Self(std::array::from_fn(|_| Mutex::new(())))
-    }
+/// While held, the account's creations are this caller's alone (see the module doc).
+pub struct Creation<'a> {
+    // Dropped in this order: the catalog's lock is given back before the node's.
+    _catalog: CreationLock,
+    _node: MutexGuard<'a, ()>,
 }
 
 impl CreateLocks {
+    pub fn new(catalog: Catalog) -> Self {
+        Self {
+            stripes: std::array::from_fn(|_| Mutex::new(())),
+            catalog,
+        }
+    }
+
     /// Waits until `userid`'s creations are this caller's alone, until the guard is dropped.
-    pub async fn lock(&self, userid: i64) -> MutexGuard<'_, ()> {
+    /// Fails when the catalog's lock cannot be had (the database is unreachable, or another
+    /// creation of the account held it for `ynni_core::catalog::CREATION_WAIT`).
+    pub async fn lock(&self, userid: i64) -> Result<Creation<'_>, CatalogError> {
         let stripe = usize::try_from(userid.rem_euclid(STRIPES as i64)).unwrap_or(0);
-        self.0[stripe].lock().await
+        let node = self.stripes[stripe].lock().await;
+        let catalog = self.catalog.lock_creations(userid).await?;
+        Ok(Creation {
+            _catalog: catalog,
+            _node: node,
+        })
     }
 }
 
@@ -38,8 +59,12 @@ mod tests {
 
     #[tokio::test]
     async fn one_accounts_creations_wait_for_each_other_and_others_do_not() {
-        let locks = CreateLocks::default();
-        let held = locks.lock(7).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = Catalog::open_sqlite(&dir.path().join("catalog.sqlite"))
+            .await
+            .expect("catalog");
+        let locks = CreateLocks::new(catalog);
+        let held = locks.lock(7).await.expect("lock");
         let same = tokio::time::timeout(Duration::from_millis(50), locks.lock(7)).await;
         assert!(same.is_err(), "a second creation of account 7 went ahead");
         let other = tokio::time::timeout(Duration::from_millis(50), locks.lock(8)).await;

@@ -70,6 +70,7 @@ impl AppState {
         router: Arc<ynni_ingest::shard::Router>,
     ) -> Self {
         Self(Arc::new(Shared {
+            creates: Arc::new(crate::creates::CreateLocks::new(catalog.clone())),
             catalog,
             settings,
             limiter: Arc::new(RateLimiter::default()),
@@ -77,7 +78,6 @@ impl AppState {
             router,
             version,
             myip: Arc::default(),
-            creates: Arc::default(),
             discovery: None,
             credentials: None,
             forwarder: None,

@@ -14,6 +14,7 @@
 //! a statement on whichever pool the catalog has; each backend has its own migrations.
 
 pub mod apps;
+mod creations;
 pub mod dashboards;
 mod devices;
 mod feeds;
@@ -36,6 +37,7 @@ use sqlx::sqlite::{
 use sqlx::{Encode, FromRow, SqlSafeStr, Type};
 
 pub use apps::{AppRow, ShareRow, ShareScope, share_token_hash};
+pub use creations::{CreationLock, WAIT as CREATION_WAIT};
 pub use dashboards::{DashboardFields, DashboardRow};
 pub use devices::DeviceRow;
 pub use feeds::FeedRow;
@@ -109,6 +111,8 @@ pub struct Catalog {
     /// only adds accounts, and only rows that exist are remembered), so a regenerated key
     /// stops working and a feed made private stops being served at once.
     keys: std::sync::Arc<std::sync::RwLock<KeyCache>>,
+    /// PostgreSQL only: the pool of the accounts' creation locks (`creations`).
+    creations: Option<PgPool>,
 }
 
 /// Remembered apikeys and feed rows. `generation` counts changes: a lookup that started before
@@ -153,6 +157,7 @@ impl Catalog {
         Ok(Self {
             db: Db::Sqlite(pool),
             keys: std::sync::Arc::new(std::sync::RwLock::new(keys)),
+            creations: None,
         })
     }
 
@@ -197,6 +202,7 @@ impl Catalog {
         Ok(Self {
             db: Db::Postgres(pool),
             keys,
+            creations: Some(creations::pool(url)?),
         })
     }
 

@@ -195,7 +195,7 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
                 return Err(ApiError::fail("Invalid app name"));
             }
             let limit = ynni_core::catalog::apps::MAX_APPS;
-            let _one = call.state.creates.lock(c.user.id).await;
+            let _one = call.state.creates.lock(c.user.id).await?;
             if call.state.catalog.app_count(c.user.id).await? >= limit {
                 return Err(ApiError::fail(format!("Too many apps: at most {limit}")));
             }

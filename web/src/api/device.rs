@@ -58,7 +58,7 @@ async fn create(call: &Call<'_>, userid: i64) -> ApiResult {
     let name = p.get("name").map_or_else(|| nodeid.clone(), filtered);
     let description = filtered(p.get("description").unwrap_or(""));
     let kind = filtered(p.get("type").unwrap_or(""));
-    let _one = call.state.creates.lock(userid).await;
+    let _one = call.state.creates.lock(userid).await?;
     if call.state.catalog.device_count(userid).await? >= MAX_DEVICES {
         return Err(ApiError::fail(format!(
             "Too many devices: at most {MAX_DEVICES}"

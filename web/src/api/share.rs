@@ -306,7 +306,7 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
                 .take(100)
                 .collect();
             // Revoked links stay listed, the newest 100 of them; live ones are bounded.
-            let _one = call.state.creates.lock(c.user.id).await;
+            let _one = call.state.creates.lock(c.user.id).await?;
             catalog.forget_old_revoked_shares(c.user.id, 100).await?;
             let now = chrono::Utc::now().timestamp();
             if catalog.live_share_count(c.user.id, now).await? >= MAX_SHARES {

@@ -73,7 +73,7 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
         }
         _ if !c.write => Ok(reply::json_false()),
         "create" => {
-            let _one = call.state.creates.lock(userid).await;
+            let _one = call.state.creates.lock(userid).await?;
             Ok(reply::json(
                 match catalog.create_dashboard(userid).await? {
                     Some(new) => json!(new),
@@ -85,7 +85,7 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
             catalog.delete_dashboard(userid, id()).await?
         ))),
         "clone" => {
-            let _one = call.state.creates.lock(userid).await;
+            let _one = call.state.creates.lock(userid).await?;
             Ok(reply::json(
                 match catalog.clone_dashboard(userid, id()).await? {
                     Some(new) => json!(new),

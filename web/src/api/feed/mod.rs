@@ -119,7 +119,7 @@ async fn create(call: &Call<'_>) -> ApiResult {
         )));
     };
     // From the name and count checks to the insert, this account's only creation.
-    let one = call.state.creates.lock(caller.user.id).await;
+    let one = call.state.creates.lock(caller.user.id).await?;
     let taken = call
         .state
         .catalog
