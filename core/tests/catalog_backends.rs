@@ -597,14 +597,18 @@ async fn a_key_change_on_one_node_reaches_the_others() {
 }
 
 /// Two nodes on one PostgreSQL catalog: while one holds an account's creation lock, the other
-/// waits for it, and for no other account; a wait abandoned part way leaves nothing locked, and
-/// a holder that goes away gives the lock back.
+/// waits for it, and for no other account; waits abandoned part way leave nothing locked; a
+/// wait longer than `CREATION_WAIT` answers "busy", which may be retried; and a released lock
+/// is free for the other node at once.
 #[tokio::test]
 async fn one_accounts_creations_wait_for_each_other_across_nodes() {
     use std::time::Duration;
     let pg = postgres::Postgres::start();
     let a = Catalog::open_postgres(&pg.url()).await.expect("open a");
     let b = Catalog::open_postgres(&pg.url()).await.expect("open b");
+    // Both pools connected, so that the waits below wait for the lock, not for a connection.
+    a.lock_creations(1).await.expect("warm a").release().await;
+    b.lock_creations(1).await.expect("warm b").release().await;
     let soon = Duration::from_millis(300);
     let held = a.lock_creations(7).await.expect("lock at a");
     assert!(
@@ -618,31 +622,49 @@ async fn one_accounts_creations_wait_for_each_other_across_nodes() {
         other.is_ok_and(|l| l.is_ok()),
         "account 8 waited for account 7"
     );
-    // Several abandoned waits, then the holder gives the lock back: b has it at once.
-    for _ in 0..5 {
-        assert!(
-            tokio::time::timeout(Duration::from_millis(20), b.lock_creations(7))
-                .await
-                .is_err()
-        );
+    // Waits at b abandoned at different moments (in a try, or between two).
+    for ms in [1, 3, 7, 20, 45] {
+        let wait = tokio::time::timeout(Duration::from_millis(ms), b.lock_creations(7)).await;
+        assert!(wait.is_err(), "b had account 7's lock while a held it");
     }
-    drop(held);
+    // Waited for all of `CREATION_WAIT` (10 s).
+    let Err(busy) = b.lock_creations(7).await else {
+        panic!("b had account 7's lock while a held it");
+    };
+    assert!(busy.is_retryable(), "{busy}");
+    held.release().await;
     let again = tokio::time::timeout(Duration::from_secs(5), b.lock_creations(7))
         .await
         .expect("account 7's lock was not given back")
         .expect("lock at b");
-    // And a, whose connections served the abandoned waits' account, waits for b.
+    // And a waits for b.
     assert!(
         tokio::time::timeout(soon, a.lock_creations(7))
             .await
             .is_err()
     );
     drop(again);
-    let last = tokio::time::timeout(Duration::from_secs(5), a.lock_creations(7)).await;
-    assert!(
-        last.is_ok_and(|l| l.is_ok()),
-        "a never had account 7's lock back"
-    );
+    let last = tokio::time::timeout(Duration::from_secs(5), a.lock_creations(7))
+        .await
+        .expect("a never had account 7's lock back")
+        .expect("lock at a");
+    drop(last);
+    // Every lock given back: none is left in the server, held or waited for.
+    let raw = sqlx::PgPool::connect(&pg.url()).await.expect("raw");
+    let mut left = -1;
+    for _ in 0..100 {
+        left = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory'",
+        )
+        .fetch_one(&raw)
+        .await
+        .expect("pg_locks");
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "advisory locks left in the server");
 }
 
 /// The cap check the web layer makes under the lock holds with two nodes adding at once: 40

@@ -13,27 +13,43 @@
 //! rare, and a fixed set needs no clean-up as accounts come and go. The process lock is taken
 //! first, so one node's creations of an account queue here rather than in the database.
 
-use tokio::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use ynni_core::{Catalog, CatalogError, CreationLock};
 
 const STRIPES: usize = 64;
 
 pub struct CreateLocks {
-    stripes: [Mutex<()>; STRIPES],
+    stripes: [Arc<Mutex<()>>; STRIPES],
     catalog: Catalog,
 }
 
-/// While held, the account's creations are this caller's alone (see the module doc).
-pub struct Creation<'a> {
-    // Dropped in this order: the catalog's lock is given back before the node's.
-    _catalog: CreationLock,
-    _node: MutexGuard<'a, ()>,
+/// While held, the account's creations are this caller's alone (see the module doc). Dropped,
+/// it gives the catalog's lock back before the node's, so the account's next creation here
+/// does not find the catalog's still taken.
+pub struct Creation {
+    held: Option<(CreationLock, OwnedMutexGuard<()>)>,
+}
+
+impl Drop for Creation {
+    fn drop(&mut self) {
+        let Some((catalog, node)) = self.held.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(async move {
+                catalog.release().await;
+                drop(node);
+            }));
+        }
+    }
 }
 
 impl CreateLocks {
     pub fn new(catalog: Catalog) -> Self {
         Self {
-            stripes: std::array::from_fn(|_| Mutex::new(())),
+            stripes: std::array::from_fn(|_| Arc::new(Mutex::new(()))),
             catalog,
         }
     }
@@ -41,13 +57,12 @@ impl CreateLocks {
     /// Waits until `userid`'s creations are this caller's alone, until the guard is dropped.
     /// Fails when the catalog's lock cannot be had (the database is unreachable, or another
     /// creation of the account held it for `ynni_core::catalog::CREATION_WAIT`).
-    pub async fn lock(&self, userid: i64) -> Result<Creation<'_>, CatalogError> {
+    pub async fn lock(&self, userid: i64) -> Result<Creation, CatalogError> {
         let stripe = usize::try_from(userid.rem_euclid(STRIPES as i64)).unwrap_or(0);
-        let node = self.stripes[stripe].lock().await;
+        let node = self.stripes[stripe].clone().lock_owned().await;
         let catalog = self.catalog.lock_creations(userid).await?;
         Ok(Creation {
-            _catalog: catalog,
-            _node: node,
+            held: Some((catalog, node)),
         })
     }
 }

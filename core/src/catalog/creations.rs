@@ -7,47 +7,46 @@
 //! nodes, when the old and the new owner may both add. [`Catalog::lock_creations`] closes that
 //! gap in the database every node shares: it takes PostgreSQL's session advisory lock for the
 //! account, on a connection of a small pool of its own (so holders waiting for the main pool
-//! can never starve it), and gives it back when the guard is dropped.
+//! can never starve it), and [`CreationLock::release`] (or dropping the guard) gives it back.
 //!
-//! A connection whose lock state is unknown (the wait was abandoned or failed, or the unlock
-//! failed) is closed rather than pooled: the server then ends the session, and its locks with
-//! it, so no account stays locked behind a connection nobody uses. A wait gives up after
-//! [`WAIT`] (`lock_timeout`). SQLite catalogs serve one node only, and need nothing here.
+//! The lock is tried, not waited for in the server: a node asks again every few milliseconds
+//! for up to [`WAIT`], then answers "busy" (retryable). So no server session waits on behalf
+//! of a request that is gone, and the wait is bounded on the node. A connection whose lock
+//! state is unknown (a try abandoned part way, a failed unlock) is closed rather than pooled:
+//! the server ends the session, and its locks with it, so no account stays locked behind a
+//! connection nobody uses. Session locks need sessions: a PostgreSQL reached through a
+//! pooler in transaction mode (PgBouncer's `pool_mode = transaction`) cannot hold them.
+//! SQLite catalogs serve one node only, and need nothing here.
 
 use std::time::Duration;
 
-use sqlx::Executor;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions, Postgres};
+use tokio::time::Instant;
 
 use super::{Catalog, CatalogError, Db};
 
 /// The first key of ynni's advisory locks (ASCII "ynni"); the second is the account's id.
 const CLASS: i32 = 0x796e_6e69;
-/// How long a creation waits for another of its account's before it fails.
+/// How long a creation waits for another of its account's before it answers "busy".
 pub const WAIT: Duration = Duration::from_secs(10);
+/// The pause between two tries, doubled from the first up to the last.
+const FIRST_PAUSE: Duration = Duration::from_millis(2);
+const LAST_PAUSE: Duration = Duration::from_millis(50);
 /// Connections held by lock holders at once, per node; more creations wait for one.
 const CONNECTIONS: u32 = 4;
 
 /// While held, no other creation of the account may run on any node (see the module doc).
-#[must_use = "the lock is given back when this is dropped"]
+#[must_use = "the lock is given back when this is released or dropped"]
 pub struct CreationLock {
     held: Option<(PoolConnection<Postgres>, i32)>,
 }
 
 /// The creation locks' own pool, opened lazily: most nodes create rarely.
 pub(super) fn pool(url: &str) -> Result<PgPool, CatalogError> {
-    let wait = format!("SET lock_timeout = '{}ms'", WAIT.as_millis());
     Ok(PgPoolOptions::new()
         .max_connections(CONNECTIONS)
         .acquire_timeout(WAIT)
-        .after_connect(move |conn, _| {
-            let wait = wait.clone();
-            Box::pin(async move {
-                conn.execute(sqlx::AssertSqlSafe(wait)).await?;
-                Ok(())
-            })
-        })
         .connect_lazy(url)?)
 }
 
@@ -57,11 +56,11 @@ fn key(userid: i64) -> i32 {
     userid as u32 as i32
 }
 
-/// Closes the connection when dropped unless disarmed: used while the lock's state on it is not
+/// Closes the connection when dropped unless taken: used while the lock's state on it is not
 /// known.
-struct CloseUnlessKept(Option<PoolConnection<Postgres>>);
+struct CloseUnlessTaken(Option<PoolConnection<Postgres>>);
 
-impl Drop for CloseUnlessKept {
+impl Drop for CloseUnlessTaken {
     fn drop(&mut self) {
         if let Some(conn) = self.0.as_mut() {
             conn.close_on_drop();
@@ -71,50 +70,76 @@ impl Drop for CloseUnlessKept {
 
 impl Catalog {
     /// Waits until no other creation of `userid` runs on any node sharing this catalog, and
-    /// holds that until the guard is dropped (see the module doc). Immediate with SQLite.
+    /// holds that until the guard is released or dropped (see the module doc). Immediate with
+    /// SQLite. [`CatalogError::CreationBusy`] after [`WAIT`].
     pub async fn lock_creations(&self, userid: i64) -> Result<CreationLock, CatalogError> {
         let (Db::Postgres(_), Some(pool)) = (&self.db, &self.creations) else {
             return Ok(CreationLock { held: None });
         };
         let key = key(userid);
-        let mut conn = CloseUnlessKept(Some(pool.acquire().await?));
-        if let Some(c) = conn.0.as_mut() {
-            sqlx::query("SELECT pg_advisory_lock($1, $2)")
+        let deadline = Instant::now() + WAIT;
+        let mut conn = CloseUnlessTaken(Some(pool.acquire().await?));
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let Some(c) = conn.0.as_mut() else {
+                return Err(CatalogError::CreationBusy);
+            };
+            let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
                 .bind(CLASS)
                 .bind(key)
-                .execute(&mut **c)
+                .fetch_one(&mut **c)
                 .await?;
+            if taken {
+                return Ok(CreationLock {
+                    held: conn.0.take().map(|c| (c, key)),
+                });
+            }
+            if Instant::now() + pause > deadline {
+                // Known not to hold the lock: the connection may go back to the pool.
+                drop(conn.0.take());
+                return Err(CatalogError::CreationBusy);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LAST_PAUSE);
         }
-        Ok(CreationLock {
-            held: conn.0.take().map(|c| (c, key)),
-        })
+    }
+}
+
+impl CreationLock {
+    /// Gives the lock back now, and returns once it is given back (or its session is being
+    /// closed, which gives it back too).
+    pub async fn release(mut self) {
+        if let Some((conn, key)) = self.held.take() {
+            unlock(conn, key).await;
+        }
+    }
+}
+
+async fn unlock(mut conn: PoolConnection<Postgres>, key: i32) {
+    let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1, $2)")
+        .bind(CLASS)
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await;
+    if !matches!(unlocked, Ok(true)) {
+        tracing::warn!(
+            key,
+            "a creation lock was not given back; closing its session"
+        );
+        conn.close_on_drop();
     }
 }
 
 impl Drop for CreationLock {
     fn drop(&mut self) {
-        let Some((mut conn, key)) = self.held.take() else {
+        let Some((conn, key)) = self.held.take() else {
             return;
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(unlock(conn, key))),
             // No runtime left to unlock on: ending the connection ends the session.
-            drop(conn.detach());
-            return;
-        };
-        runtime.spawn(async move {
-            let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1, $2)")
-                .bind(CLASS)
-                .bind(key)
-                .fetch_one(&mut *conn)
-                .await;
-            if !matches!(unlocked, Ok(true)) {
-                tracing::warn!(
-                    key,
-                    "a creation lock was not given back; closing its session"
-                );
-                conn.close_on_drop();
-            }
-        });
+            Err(_) => drop(conn.detach()),
+        }
     }
 }
 

@@ -80,6 +80,9 @@ pub enum CatalogError {
     Random(#[from] crate::keys::RandomError),
     #[error("{0}")]
     Password(#[from] crate::password::PasswordError),
+    /// Another creation of the account held its lock for all of `CREATION_WAIT`.
+    #[error("another creation of this account is still running")]
+    CreationBusy,
 }
 
 impl CatalogError {
@@ -87,14 +90,16 @@ impl CatalogError {
     /// retrying cannot help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            // SQLite's BUSY and LOCKED; PostgreSQL's serialization failure and deadlock.
+            // SQLite's BUSY and LOCKED; PostgreSQL's serialization failure, deadlock and lock
+            // not available (`lock_timeout`).
             CatalogError::Db(sqlx::Error::Database(e)) => {
                 matches!(
                     e.code().as_deref(),
-                    Some("5") | Some("6") | Some("40001") | Some("40P01")
+                    Some("5") | Some("6") | Some("40001") | Some("40P01") | Some("55P03")
                 )
             }
             CatalogError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
+            CatalogError::CreationBusy => true,
             _ => false,
         }
     }
@@ -214,7 +219,10 @@ impl Catalog {
 
     /// Waits for in-flight statements and closes every connection.
     pub async fn close(&self) {
-        on_db!(&self.db, p => p.close().await)
+        on_db!(&self.db, p => p.close().await);
+        if let Some(p) = &self.creations {
+            p.close().await;
+        }
     }
 
     // The runners below exist so each catalog method states only its SQL and its values; the
