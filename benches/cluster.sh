@@ -161,6 +161,8 @@ for i in $(seq 1 60); do
 done
 echo "accounts: ${#on1[@]} on n1, ${#on2[@]} on n2, ${#on3[@]} on n3"
 
+# THREADS=1: each run also prints, per thread name, the switches and CPU per request of one
+# node (THREADS_NODE, default 2: the owner; 1 is the forwarding node).
 threads_snap() { # pid -> "name switches ticks" per thread, summed by name
   for t in /proc/"$1"/task/*; do
     printf '%s %s %s\n' "$(tr ' ' _ <"$t/comm")" \
@@ -178,7 +180,7 @@ measure() { # label url [script]
   local cs_before=() cs=""
   for i in 0 1 2; do before+=("$(cpu_ticks "${node_pids[$i]}")"); done
   for i in 0 1 2; do cs_before+=("$(ctx_switches "${node_pids[$i]}")"); done
-  [ -z "${THREADS:-}" ] || threads_snap "${node_pids[1]}" >"$work/threads-before"
+  [ -z "${THREADS:-}" ] || threads_snap "${node_pids[$((${THREADS_NODE:-2} - 1))]}" >"$work/threads-before"
   t0=$(cpu_ticks "${node_pids[@]}")
   read -r rps p50 p99 n errs <<<"$(run_wrk "$2" "$CONNECTIONS" "${3:-}")"
   t1=$(cpu_ticks "${node_pids[@]}")
@@ -190,7 +192,7 @@ measure() { # label url [script]
   printf '%s: %s req/s, p50 %s ms, p99 %s ms, %s non-2xx; %.3f CPU-s per 1,000 requests (all nodes;%s)\n' \
     "$1" "$rps" "$p50" "$p99" "$errs" "$(echo "($t1 - $t0) / $HZ * 1000 / $n" | bc -l)" "$split"
   echo "  context switches per request:$cs"
-  [ -z "${THREADS:-}" ] || threads_delta "${node_pids[1]}" "$n"
+  [ -z "${THREADS:-}" ] || threads_delta "${node_pids[$((${THREADS_NODE:-2} - 1))]}" "$n"
 }
 # Where a node's CPU goes in a run: PERF=1 ./benches/cluster.sh (needs `perf`); PERF_NODE=2
 # profiles the owner instead of the forwarding node (n1), in both runs.
