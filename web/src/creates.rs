@@ -55,8 +55,9 @@ impl CreateLocks {
     }
 
     /// Waits until `userid`'s creations are this caller's alone, until the guard is dropped.
-    /// Fails when the catalog's lock cannot be had (the database is unreachable, or another
-    /// creation of the account held it for `ynni_core::catalog::CREATION_WAIT`).
+    /// The wait for this node's earlier creations on the same stripe is not bounded; the wait
+    /// for the catalog's lock then is: it fails when the database is unreachable or another
+    /// node's creation of the account held it for `ynni_core::catalog::CREATION_WAIT`.
     pub async fn lock(&self, userid: i64) -> Result<Creation, CatalogError> {
         let stripe = usize::try_from(userid.rem_euclid(STRIPES as i64)).unwrap_or(0);
         let node = self.stripes[stripe].clone().lock_owned().await;
