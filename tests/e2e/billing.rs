@@ -195,6 +195,34 @@ async fn a_prepaid_account_is_warned_graced_refused_and_accepted_again() {
         .await;
         assert_eq!(r["success"], true, "{r}");
     }
+    // A link to an admin write, followed with the administrator's session from one of this
+    // site's pages (a public dashboard's text), from a mail, or fetched as an image: it
+    // changes nothing. Reading by following a link is fine.
+    let forged = server.url(&format!(
+        "/billing/topup.json?userid={alice}&pence=5000&reference=forged"
+    ));
+    for (site, mode) in [
+        ("same-origin", "navigate"),
+        ("none", "navigate"),
+        ("same-origin", "no-cors"),
+    ] {
+        let r = crate::harness::send(
+            admin
+                .get(&forged)
+                .header("sec-fetch-site", site)
+                .header("sec-fetch-mode", mode),
+        )
+        .await;
+        assert_ne!(r.status, 200, "{site} {mode}: {r:?}");
+    }
+    let r = crate::harness::send(
+        admin
+            .get(server.url("/billing/accounts.json"))
+            .header("sec-fetch-site", "none")
+            .header("sec-fetch-mode", "navigate"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "an administrator reads by link: {r:?}");
     let a = account(alice_read.clone()).await;
     assert_eq!(a["balance_pence"], 100, "{a}");
     let daily = a["daily_centipence"].as_i64().expect("daily");
@@ -259,6 +287,41 @@ async fn a_prepaid_account_is_warned_graced_refused_and_accepted_again() {
     )
     .await;
     assert_eq!(r.status, 402, "feed/insert is refused too: {}", r.body);
+    // So are a binary upload and a sync (the same points a different way).
+    let mut record = 1_700_000_000u32.to_le_bytes().to_vec();
+    record.extend_from_slice(&1f32.to_le_bytes());
+    let r = crate::harness::send(
+        c.post(server.url(&format!(
+            "/feed/upload.json?id={bob_feed}&npoints=1&apikey={bob_write}"
+        )))
+        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+        .body(record),
+    )
+    .await;
+    assert_eq!(r.status, 402, "feed/upload is refused too: {r:?}");
+    let mut sync = Vec::new();
+    for w in [24, bob_feed as u32, 1_700_000_000, 10, 0] {
+        sync.extend_from_slice(&w.to_le_bytes());
+    }
+    sync.extend_from_slice(&1f32.to_le_bytes());
+    let mut crc = flate2::Crc::new();
+    crc.update(&sync);
+    sync.extend_from_slice(&crc.sum().to_le_bytes());
+    let r = crate::harness::send(
+        c.post(server.url(&format!("/feed/sync.json?apikey={bob_write}")))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(sync),
+    )
+    .await;
+    assert_eq!(r.status, 402, "feed/sync is refused too: {r:?}");
+    let meta = json_of(
+        &c,
+        &server.url(&format!(
+            "/feed/getmeta.json?id={bob_feed}&apikey={bob_read}"
+        )),
+    )
+    .await;
+    assert_eq!(meta["npoints"], 0, "nothing refused was stored: {meta}");
     // Reads keep working, and the value acknowledged before is there.
     assert_eq!(power(&server, &bob_read).await, 5);
     // His open connection is closed, and new ones are refused with the documented codes.

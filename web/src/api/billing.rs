@@ -70,6 +70,13 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
             Ok(reply::json(posted_json(posted)))
         }
         "redeem" => Err(ApiError::WriteAccessNeeded),
+        // A link or image naming an admin write, followed with an administrator's session,
+        // reads nothing and changes nothing (the session reads only, see `csrf::scripted`).
+        "topup" | "voucher" | "refund" | "reverse" | "setplan" | "accrue"
+            if admin && !caller.write =>
+        {
+            Err(ApiError::WriteAccessNeeded)
+        }
         action if admin => admin_action(call, billing, action, today).await,
         "accounts" | "topup" | "voucher" | "refund" | "reverse" | "setplan" | "export"
         | "accrue" | "userledger" => Err(ApiError::Text(

@@ -15,16 +15,6 @@ pub(super) async fn insert(call: &Call<'_>) -> ApiResult {
     if is_virtual(&row) {
         return Err(ApiError::fail("A virtual feed holds no data"));
     }
-    // New data is refused to an account past its grace period, by whichever way it comes.
-    if let Some(billing) = &call.state.billing
-        && billing.refuses_writes(row.userid)
-    {
-        billing.count_refusal(row.userid);
-        return Err(ApiError::Text(
-            axum::http::StatusCode::PAYMENT_REQUIRED,
-            crate::api::input::PAYMENT_REQUIRED.into(),
-        ));
-    }
     let p = call.params;
     let now = chrono::Utc::now().timestamp();
     let (points, single) = if let Some(data) = p.get_or_post("data") {
@@ -40,6 +30,19 @@ pub(super) async fn insert(call: &Call<'_>) -> ApiResult {
         return Err(ApiError::fail("missing data parameter"));
     };
     let stored = points.last().and_then(|p| p.1);
+    // A script's writes count against its plan's values per minute, as its input posts do
+    // (uploads and syncs are whole feeds, bounded by their own size limits instead).
+    if let Some(billing) = &call.state.billing
+        && !billing.refuses_writes(row.userid)
+        && let Err(wait) = billing.admit(row.userid, &[], points.len())
+    {
+        return Err(ApiError::TooMany {
+            retry_after: wait,
+            message: format!(
+                "Too many values: this account's plan limits how often it may post; retry in {wait} s"
+            ),
+        });
+    }
     super::store_points(call, &row, points, now, single).await?;
     Ok(if single {
         reply::json(reply::number(stored))

@@ -257,6 +257,17 @@ async fn store_points(
     now: i64,
     single: bool,
 ) -> Result<(), ApiError> {
+    // New data is refused to an account past its grace period, by whichever way it comes
+    // (insert, upload, sync, a rescale).
+    if let Some(billing) = &call.state.billing
+        && billing.refuses_writes(row.userid)
+    {
+        billing.count_refusal(row.userid);
+        return Err(ApiError::Text(
+            axum::http::StatusCode::PAYMENT_REQUIRED,
+            crate::api::input::PAYMENT_REQUIRED.into(),
+        ));
+    }
     let write = ynni_ingest::shard::FeedWrite {
         feed: row.id as u32,
         points,
