@@ -4,7 +4,8 @@
 //! (possibly followed by more that ynni has appended since) counts as done; any other file is
 //! a conflict and stays untouched.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -77,56 +78,116 @@ pub async fn place_feed(src: &Source<'_>, to: &Target<'_>, f: &FeedRow) -> anyho
     };
     let sources = emoncms_files::feed_files(storage, from_dir, id);
     let dests = emoncms_files::feed_files(storage, to_dir, id);
-    for (from, dest) in sources.iter().zip(&dests) {
-        let (bytes, linked) = place(from, dest, to)?;
+    let keep = emoncms_files::whole_lengths(storage, from_dir, id)?;
+    for ((from, dest), keep) in sources.iter().zip(&dests).zip(keep) {
+        let (bytes, linked) = place(from, dest, keep, to)?;
         placed.bytes += bytes;
         placed.copied_not_linked += usize::from(to.link && !linked);
     }
     Ok(placed)
 }
 
-/// Places one file; returns its size and whether it was hard-linked.
-fn place(from: &Path, to: &Path, target: &Target<'_>) -> anyhow::Result<(u64, bool)> {
+/// Places the first `keep` bytes of one file (all of it, unless a crash left a torn tail);
+/// returns how many it placed and whether it was hard-linked.
+fn place(from: &Path, to: &Path, keep: u64, target: &Target<'_>) -> anyhow::Result<(u64, bool)> {
     let len = fs::metadata(from)
         .with_context(|| format!("reading {}", from.display()))?
         .len();
     if to.exists() {
-        already_there(from, to)?;
-        return Ok((len, false));
+        already_there(from, to, keep)?;
+        return Ok((keep, false));
+    }
+    if keep < len {
+        tracing::warn!(
+            file = %from.display(),
+            len,
+            keep,
+            "the file ends in a torn write (part of a slot or record, as a crash leaves); only its whole ones are taken"
+        );
     }
     if target.dry_run {
-        return Ok((len, false));
+        return Ok((keep, false));
     }
-    if target.link && fs::hard_link(from, to).is_ok() {
-        return Ok((len, true));
+    // A link shares the source's bytes, torn tail and all: only a whole file is linked.
+    if keep == len && target.link && fs::hard_link(from, to).is_ok() {
+        return Ok((keep, true));
     }
     let tmp = temp_path(to, TEMP_SUFFIX);
-    fs::copy(from, &tmp).with_context(|| format!("copying {}", from.display()))?;
+    copy_prefix(from, &tmp, keep).with_context(|| format!("copying {}", from.display()))?;
     commit(&tmp, to)?;
-    Ok((len, false))
+    Ok((keep, false))
 }
 
-/// Ok when `to` holds `from`'s bytes (and possibly more appended after them).
-fn already_there(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let src = fs::read(from).with_context(|| format!("reading {}", from.display()))?;
-    let dst = fs::read(to).with_context(|| format!("reading {}", to.display()))?;
-    if dst.starts_with(&src) {
-        Ok(())
-    } else {
-        bail!("{} already exists with other data", to.display())
+/// Copies the first `keep` bytes of `from` to a new file `to`.
+fn copy_prefix(from: &Path, to: &Path, keep: u64) -> std::io::Result<()> {
+    let src = File::open(from)?;
+    let mut out = File::create(to)?;
+    let copied = std::io::copy(&mut src.take(keep), &mut out)?;
+    if copied != keep {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the file shrank while copied ({copied} of {keep} bytes)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Ok when `to` starts with the first `keep` bytes of `from` (and possibly holds more that
+/// ynni appended since). Compared a piece at a time: a feed file can be gigabytes.
+fn already_there(from: &Path, to: &Path, keep: u64) -> anyhow::Result<()> {
+    const PIECE: usize = 1 << 16;
+    let open = |p: &Path| File::open(p).with_context(|| format!("reading {}", p.display()));
+    let (mut src, mut dst) = (open(from)?.take(keep), open(to)?);
+    let (mut a, mut b) = (vec![0u8; PIECE], vec![0u8; PIECE]);
+    loop {
+        let n =
+            read_full(&mut src, &mut a).with_context(|| format!("reading {}", from.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let m = read_full(&mut dst, &mut b[..n])
+            .with_context(|| format!("reading {}", to.display()))?;
+        if m < n || a[..n] != b[..n] {
+            bail!("{} already exists with other data", to.display())
+        }
     }
 }
 
-/// A MySQL feed's rows, streamed into a variable-interval file.
+/// Reads until `buf` is full or the reader ends; returns how many bytes it read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A MySQL feed's rows, streamed into a variable-interval file; or, when a file is already in
+/// place, compared with it record by record; or, in a dry run with none, only counted. Nothing
+/// is written but the new file.
 async fn mysql_feed(db: &MySqlPool, id: i64, to: &Path, dry_run: bool) -> anyhow::Result<Placed> {
-    let tmp = temp_path(to, TEMP_SUFFIX);
-    let mut out = VariableFileWriter::create(&tmp)?;
+    let mut sink = if to.exists() {
+        let existing = File::open(to).with_context(|| format!("reading {}", to.display()))?;
+        Sink::Compare(std::io::BufReader::new(existing))
+    } else if dry_run {
+        Sink::Count
+    } else {
+        let tmp = temp_path(to, TEMP_SUFFIX);
+        Sink::Write(VariableFileWriter::create(&tmp)?, tmp)
+    };
     // The table name is built from an integer id, so nothing from the data reaches it.
     let sql = format!(
         "SELECT CAST(time AS SIGNED) AS time, data + 0.0 AS data FROM feed_{id} ORDER BY time"
     );
     let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(db);
     let mut placed = Placed::default();
+    let mut record = Vec::with_capacity(variable::RECORD as usize);
+    let mut found = [0u8; variable::RECORD as usize];
     while let Some(r) = rows
         .try_next()
         .await
@@ -134,22 +195,43 @@ async fn mysql_feed(db: &MySqlPool, id: i64, to: &Path, dry_run: bool) -> anyhow
     {
         let t: i64 = r.try_get("time")?;
         let v: f64 = r.try_get("data")?;
-        out.push(t, v)?;
+        match &mut sink {
+            Sink::Write(out, _) => out.push(t, v)?,
+            Sink::Compare(existing) => {
+                let time = u32::try_from(t)
+                    .with_context(|| format!("feed_{id}: time {t} is out of range"))?;
+                record.clear();
+                variable::encode_record(time, v as f32, &mut record);
+                let n = read_full(existing, &mut found)
+                    .with_context(|| format!("reading {}", to.display()))?;
+                if found[..n] != record[..] {
+                    bail!("{} already exists with other data", to.display())
+                }
+            }
+            Sink::Count => {
+                u32::try_from(t).with_context(|| format!("feed_{id}: time {t} is out of range"))?;
+            }
+        }
+        placed.bytes += variable::RECORD;
         placed.end_time = Some(t);
     }
-    placed.bytes = out.finish()?;
-    if to.exists() {
-        let same = already_there(&tmp, to);
-        let _ = fs::remove_file(&tmp);
-        same?;
-    } else if dry_run {
-        let _ = fs::remove_file(&tmp);
-    } else {
+    if let Sink::Write(out, tmp) = sink {
+        out.finish()?;
         // Synced and renamed, so a crash never leaves half a file that a second run would take
         // for a conflict.
         commit(&tmp, to)?;
     }
     Ok(placed)
+}
+
+/// Where [`mysql_feed`]'s records go.
+enum Sink {
+    /// A new file under a temporary name, put in place at the end.
+    Write(VariableFileWriter, std::path::PathBuf),
+    /// The file already in place, which must start with the same records.
+    Compare(std::io::BufReader<File>),
+    /// Nowhere: a dry run with no file in place.
+    Count,
 }
 
 #[cfg(test)]
@@ -164,8 +246,11 @@ mod tests {
         fs::write(&a, [1, 2, 3]).expect("a");
         fs::write(&b, [1, 2, 3, 4]).expect("b");
         fs::write(&c, [9, 2, 3]).expect("c");
-        assert!(already_there(&a, &b).is_ok());
-        assert!(already_there(&a, &c).is_err());
+        assert!(already_there(&a, &b, 3).is_ok());
+        assert!(already_there(&a, &c, 3).is_err());
+        assert!(already_there(&b, &a, 4).is_err(), "shorter");
+        // Only the kept prefix of the source counts.
+        assert!(already_there(&b, &a, 3).is_ok());
         assert_eq!(
             temp_path(&dir.join("1.meta"), TEMP_SUFFIX)
                 .file_name()

@@ -37,6 +37,53 @@ pub fn feed_files(storage: Storage, dir: &Path, id: u32) -> Vec<PathBuf> {
     }
 }
 
+/// How many leading bytes of each of feed `id`'s files in `dir` (in [`feed_files`] order) hold
+/// the feed: a `.meta`'s first 16, a data file's whole slots or records. The bytes after are
+/// a write a crash cut short, not data (emoncms reads past them too); ynni opens only files of
+/// whole units, so these lengths are what to take. A meta no feed can be opened with (an
+/// interval of 0, or no start time under data) is an error: taking it would leave a feed that
+/// fails every time its shard opens it.
+pub fn whole_lengths(storage: Storage, dir: &Path, id: u32) -> Result<Vec<u64>> {
+    let len = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| m.len())
+            .map_err(io_err("reading", p))
+    };
+    match storage {
+        Storage::Fixed => {
+            let meta_path = fixed::meta_path(dir, id);
+            let bytes = fs::read(&meta_path).map_err(io_err("reading", &meta_path))?;
+            let corrupt = |reason: String| StorageError::CorruptMeta {
+                path: meta_path.clone(),
+                reason,
+            };
+            let Some((interval, start_time)) = fixed::decode_meta(&bytes) else {
+                return Err(corrupt(format!(
+                    "{} bytes, expected at least {}",
+                    bytes.len(),
+                    fixed::META_LEN
+                )));
+            };
+            if interval == 0 {
+                return Err(corrupt("interval is 0".into()));
+            }
+            let dat = len(&fixed::dat_path(dir, id))?;
+            let whole = dat - dat % fixed::SLOT_LEN;
+            if start_time == 0 && whole > 0 {
+                return Err(corrupt(format!(
+                    "start time 0 with {} slots of data",
+                    whole / fixed::SLOT_LEN
+                )));
+            }
+            Ok(vec![fixed::META_LEN as u64, whole])
+        }
+        Storage::Variable => {
+            let n = len(&variable::file_path(dir, id))?;
+            Ok(vec![n - n % RECORD])
+        }
+    }
+}
+
 /// The unix time of the last point in feed `id`'s files in `dir`, or `None` for a feed without
 /// data. Every file of the feed must exist.
 pub fn end_time(storage: Storage, dir: &Path, id: u32) -> Result<Option<u64>> {
@@ -170,6 +217,42 @@ mod tests {
             feed_files(Storage::Variable, dir, 7),
             [dir.join("feed_7.MYD")]
         );
+    }
+
+    #[test]
+    fn whole_lengths_cut_torn_tails_and_refuse_metas_no_feed_opens_with() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let mut meta = fixed::encode_meta(10, T0).to_vec();
+        meta.extend_from_slice(&[1, 2, 3]);
+        fs::write(d.join("1.meta"), &meta).expect("meta");
+        fs::write(d.join("1.dat"), [0u8; 14]).expect("dat");
+        assert_eq!(
+            whole_lengths(Storage::Fixed, d, 1).expect("lengths"),
+            [16, 12]
+        );
+        fs::write(d.join("1.meta"), fixed::encode_meta(0, T0)).expect("meta");
+        assert!(matches!(
+            whole_lengths(Storage::Fixed, d, 1),
+            Err(StorageError::CorruptMeta { .. })
+        ));
+        fs::write(d.join("1.meta"), fixed::encode_meta(10, 0)).expect("meta");
+        assert!(matches!(
+            whole_lengths(Storage::Fixed, d, 1),
+            Err(StorageError::CorruptMeta { .. })
+        ));
+        // No start time is fine while there is no whole slot.
+        fs::write(d.join("1.dat"), [0u8; 3]).expect("dat");
+        assert_eq!(
+            whole_lengths(Storage::Fixed, d, 1).expect("lengths"),
+            [16, 0]
+        );
+        fs::write(d.join("feed_1.MYD"), [0u8; 9 * 3 + 5]).expect("myd");
+        assert_eq!(
+            whole_lengths(Storage::Variable, d, 1).expect("lengths"),
+            [27]
+        );
+        assert!(whole_lengths(Storage::Variable, d, 2).is_err(), "no file");
     }
 
     #[test]

@@ -151,6 +151,15 @@ async fn an_emoncms_installation_moves_over_with_its_keys_and_data() {
     let (ok, out, err) = import(&db, &data, &["--dry-run"]);
     assert!(ok, "{out}\n{err}");
     assert!(!data.join("phpfina/1.dat").exists());
+    let written: Vec<_> = ["phpfina", "phptimeseries"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(data.join(d)).ok())
+        .flatten()
+        .collect();
+    assert!(
+        written.is_empty(),
+        "no feed file, not even a temporary one: {written:?}"
+    );
 
     let (ok, out, err) = import(&db, &data, &[]);
     assert!(ok, "{out}\n{err}");
@@ -442,6 +451,96 @@ async fn links_are_made_conflicts_refused_and_broken_feeds_skipped() {
         std::fs::read(data.join("phpfina/1.meta")).expect("meta"),
         [7u8; 16]
     );
+}
+
+/// Files a crash cut short (part of a slot or record at the end) are taken up to their last
+/// whole one, so the server opens them; a meta no feed can be opened with is refused, not
+/// imported to stop the server later.
+#[tokio::test(flavor = "multi_thread")]
+async fn torn_tails_are_cut_and_unopenable_metas_refused() {
+    let db = MariaDb::start();
+    load_emoncms(&db).await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("emoncms");
+    for sub in ["phpfina", "phptimeseries"] {
+        std::fs::create_dir_all(src.join(sub)).expect("mkdir");
+        for e in std::fs::read_dir(reference().join(sub)).expect("reference") {
+            let e = e.expect("entry");
+            std::fs::copy(e.path(), src.join(sub).join(e.file_name())).expect("copy");
+        }
+    }
+    let append = |path: &Path, bytes: &[u8]| {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(bytes))
+            .expect("append");
+    };
+    append(&src.join("phpfina/1.dat"), &[1, 2]);
+    append(&src.join("phpfina/1.meta"), &[9, 9, 9]);
+    append(&src.join("phptimeseries/feed_2.MYD"), &[0xF9, 1, 2, 3, 4]);
+    let data = tmp.path().join("data");
+    let (ok, out, err) = import_from(&db, &src, &data, &["--link"]);
+    assert!(ok, "{out}\n{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("summary")).expect("JSON");
+    assert_eq!(summary["feeds"]["created"], 3, "{summary}");
+    assert_eq!(
+        summary["copied_not_linked"], 3,
+        "a torn file is copied, never linked: {summary}"
+    );
+    for f in [
+        "phpfina/1.meta",
+        "phpfina/1.dat",
+        "phptimeseries/feed_2.MYD",
+    ] {
+        assert_eq!(
+            std::fs::read(reference().join(f)).expect("source"),
+            std::fs::read(data.join(f)).expect("imported"),
+            "{f}: the whole slots and records, nothing after"
+        );
+    }
+    // Importing again finds them in place.
+    let (ok, out, err) = import_from(&db, &src, &data, &[]);
+    assert!(ok, "{out}\n{err}");
+    let again: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("summary")).expect("JSON");
+    assert_eq!(again["feeds"]["unchanged"], 3, "{again}");
+    // The server opens them and serves their points.
+    let server = Server::builder().data_dir(&data).start();
+    let c = script();
+    for (id, npoints) in [(1, 188 / 4), (2, 342 / 9)] {
+        let r = get(
+            &c,
+            &server.url(&format!("/feed/getmeta.json?id={id}&apikey={READ}")),
+        )
+        .await;
+        assert_eq!(r.json()["npoints"], npoints, "feed {id}: {}", r.body);
+    }
+    drop(server);
+
+    // A meta with an interval of 0 is refused: reported, the feed skipped, nothing placed.
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir_all(bad.join("phpfina")).expect("mkdir");
+    std::fs::create_dir_all(bad.join("phptimeseries")).expect("mkdir");
+    for e in std::fs::read_dir(src.join("phptimeseries")).expect("src") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), bad.join("phptimeseries").join(e.file_name())).expect("copy");
+    }
+    for e in std::fs::read_dir(reference().join("phpfina")).expect("reference") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), bad.join("phpfina").join(e.file_name())).expect("copy");
+    }
+    let mut meta = std::fs::read(bad.join("phpfina/1.meta")).expect("meta");
+    meta[8..12].copy_from_slice(&0u32.to_le_bytes());
+    std::fs::write(bad.join("phpfina/1.meta"), meta).expect("meta");
+    let data2 = tmp.path().join("data2");
+    let (ok, out, _) = import_from(&db, &bad, &data2, &[]);
+    assert!(!ok, "a refused feed makes the exit status say so");
+    assert!(out.contains("interval is 0"), "{out}");
+    assert!(!data2.join("phpfina/1.meta").exists());
+    assert!(!data2.join("phpfina/1.dat").exists());
 }
 
 /// Into a cluster: the accounts go to its PostgreSQL, the files to its shared directory and
