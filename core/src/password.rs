@@ -59,7 +59,20 @@ pub fn hash(password: &str) -> Result<String, PasswordError> {
 
 /// Checks `password` against a stored hash of any supported scheme. A malformed stored hash
 /// never verifies.
+///
+/// A wrong password costs what [`verify_against_nothing`] costs: an emoncms sha256 hash, quick
+/// to check, is followed by the argon2 work an unknown username gets, so neither an account
+/// nor the age of its hash can be told by timing.
 pub fn verify(password: &str, stored: &StoredPassword<'_>) -> bool {
+    let ok = verify_either_form(password, stored);
+    if stored.is_legacy() {
+        verify_against_nothing(password);
+    }
+    ok
+}
+
+/// The password as sent, then as emoncms's `post()` transformed it (when that differs).
+fn verify_either_form(password: &str, stored: &StoredPassword<'_>) -> bool {
     if verify_exact(password, stored) {
         return true;
     }
@@ -80,6 +93,8 @@ fn verify_exact(password: &str, stored: &StoredPassword<'_>) -> bool {
     } else if stored.is_bcrypt() {
         bcrypt::verify(password, stored.hash).unwrap_or(false)
     } else {
+        #[cfg(test)]
+        ARGON2_RUNS.with(|n| n.set(n.get() + 1));
         match PasswordHash::new(stored.hash) {
             Ok(parsed) => Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
@@ -89,12 +104,13 @@ fn verify_exact(password: &str, stored: &StoredPassword<'_>) -> bool {
     }
 }
 
-/// Spends the same work as verifying against a real argon2 hash, so an unknown username cannot
-/// be told from a wrong password by timing.
+/// Spends the work of refusing `password` against a real argon2 hash (both of its forms, as
+/// [`verify`] tries them), so an unknown username cannot be told from a wrong password by
+/// timing.
 pub fn verify_against_nothing(password: &str) {
     static DUMMY: OnceLock<Option<String>> = OnceLock::new();
     if let Some(h) = DUMMY.get_or_init(|| hash("ynni timing equaliser").ok()) {
-        let _ = verify_exact(
+        let _ = verify_either_form(
             password,
             &StoredPassword {
                 hash: h,
@@ -102,6 +118,12 @@ pub fn verify_against_nothing(password: &str) {
             },
         );
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Argon2 verifications run on this thread: the work a login costs, counted.
+    static ARGON2_RUNS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// What emoncms's `post()` made of a form value: `rawurldecode` (percent escapes, `+` kept)
@@ -156,6 +178,43 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Argon2 verifications `f` runs.
+    fn argon2_runs(f: impl FnOnce()) -> u32 {
+        let before = ARGON2_RUNS.with(std::cell::Cell::get);
+        f();
+        ARGON2_RUNS.with(std::cell::Cell::get) - before
+    }
+
+    #[test]
+    fn a_wrong_password_costs_the_same_for_any_account_or_none() {
+        let argon = hash("right").expect("hash");
+        let salt = "00112233445566778899aabbccddeeff";
+        let legacy = legacy_hash("right", salt);
+        for wrong in ["wrong", "wr%6Fng\\"] {
+            let none = argon2_runs(|| verify_against_nothing(wrong));
+            let current = argon2_runs(|| {
+                assert!(!verify(
+                    wrong,
+                    &StoredPassword {
+                        hash: &argon,
+                        salt: None
+                    }
+                ));
+            });
+            let imported = argon2_runs(|| {
+                assert!(!verify(
+                    wrong,
+                    &StoredPassword {
+                        hash: &legacy,
+                        salt: Some(salt)
+                    }
+                ));
+            });
+            assert!(none >= 1, "{wrong}");
+            assert_eq!((current, imported), (none, none), "{wrong}");
+        }
+    }
 
     #[test]
     fn argon2_round_trip() {
