@@ -151,6 +151,11 @@ pub fn accrual(
 
 /// The charge for what `month` (`YYYY-MM`, ending on `last_day`) used past the plan's
 /// allowances.
+/// The key of `userid`'s overage charge for `month` (`YYYY-MM`): one per month.
+pub fn overage_key(userid: i64, month: &str) -> String {
+    format!("overage:{userid}:{month}")
+}
+
 pub fn overage(
     userid: i64,
     month: &str,
@@ -160,7 +165,7 @@ pub fn overage(
 ) -> NewLedgerTx {
     transfer(
         Head {
-            key: format!("overage:{userid}:{month}"),
+            key: overage_key(userid, month),
             kind: OVERAGE,
             userid,
             date: last_day,

@@ -13,6 +13,8 @@ use crate::plan::Plan;
 
 /// Users whose buckets are remembered before idle ones are forgotten.
 const MAX_TRACKED: usize = 100_000;
+/// Nodes remembered per user for the minimum interval between posts.
+const MAX_NODES: usize = 1_000;
 
 #[derive(Debug)]
 struct Bucket {
@@ -87,8 +89,21 @@ impl RateLimits {
             }
             b.tokens -= need;
         }
-        for n in nodes {
-            b.nodes.insert((*n).to_string(), now);
+        if plan.min_post_interval_s > 0 {
+            if b.nodes.len() + nodes.len() > MAX_NODES {
+                // Nodes whose interval is over have nothing left to wait for; should a user
+                // post from more distinct nodes than this within one interval, they are all
+                // forgotten (they may post again at once) rather than remembered without end.
+                let interval = u64::from(plan.min_post_interval_s);
+                b.nodes
+                    .retain(|_, last| now.duration_since(*last).as_secs() < interval);
+                if b.nodes.len() + nodes.len() > MAX_NODES {
+                    b.nodes.clear();
+                }
+            }
+            for n in nodes.iter().take(MAX_NODES) {
+                b.nodes.insert((*n).to_string(), now);
+            }
         }
         Ok(())
     }
@@ -129,6 +144,40 @@ mod tests {
             l.admit_at(1, &p, &["n"], 5, t0 + Duration::from_secs(5)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn the_nodes_remembered_for_one_user_are_bounded() {
+        let l = RateLimits::default();
+        let p = plan(0, 10);
+        let t0 = Instant::now();
+        let names: Vec<String> = (0..5_000).map(|k| format!("n{k}")).collect();
+        for (k, n) in names.iter().enumerate() {
+            let at = t0 + Duration::from_millis(k as u64);
+            assert_eq!(l.admit_at(1, &p, &[n.as_str()], 1, at), Ok(()));
+        }
+        let remembered = |l: &RateLimits| {
+            l.buckets
+                .lock()
+                .expect("lock")
+                .get(&1)
+                .map_or(0, |b| b.nodes.len())
+        };
+        assert!(remembered(&l) <= MAX_NODES, "{}", remembered(&l));
+        // Once their interval is over, old nodes make room without forgetting recent ones.
+        let later = t0 + Duration::from_secs(60);
+        let many: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert_eq!(l.admit_at(1, &p, &many[..10], 1, later), Ok(()));
+        assert_eq!(l.admit_at(1, &p, &many[..1], 1, later), Err(10));
+        // Nor does one post naming many nodes grow it past the bound.
+        assert_eq!(l.admit_at(2, &p, &many, 1, t0), Ok(()));
+        let two = l
+            .buckets
+            .lock()
+            .expect("lock")
+            .get(&2)
+            .map_or(0, |b| b.nodes.len());
+        assert!(two <= MAX_NODES, "{two}");
     }
 
     #[test]

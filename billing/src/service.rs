@@ -26,6 +26,9 @@ use crate::statement::{self, Statement};
 /// days catches up; longer outages are not charged).
 pub const CATCH_UP_DAYS: u64 = 7;
 
+/// Whole days after a month ends before its overage is charged (see `settle_overage`).
+pub const SETTLE_DAYS: u64 = 1;
+
 /// The earliest and latest dates the ledger's queries take as "all".
 const ALL_FROM: &str = "0000-01-01";
 const ALL_TO: &str = "9999-12-31";
@@ -52,6 +55,8 @@ pub struct Billing {
     /// Users placed on a plan other than the default, as last read (the hot path's view).
     user_plans: RwLock<HashMap<i64, String>>,
     limits: crate::limits::RateLimits,
+    /// Held by a refund from its balance check to its posting (see [`Billing::refund`]).
+    refunds: tokio::sync::Mutex<()>,
     /// Told each user newly refused (the broker closes their connections).
     on_refused: Mutex<Option<Arc<ynni_core::user_queue::UserQueue>>>,
 }
@@ -97,6 +102,7 @@ impl Billing {
             on_refused: Mutex::new(None),
             user_plans: RwLock::new(HashMap::new()),
             limits: crate::limits::RateLimits::default(),
+            refunds: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -320,16 +326,25 @@ impl Billing {
         check_amount(pence)?;
         check_reference(reference)?;
         let tx = books::refund(userid, pence, reference, today);
+        // From the balance check to the posting no other refund of the account may run, or
+        // two could each fit the balance and together pass it: one at a time on this node,
+        // and under the account's catalog lock across nodes (a check-then-add, like a
+        // creation's count-then-insert).
+        let _here = self.refunds.lock().await;
+        let everywhere = self.catalog.lock_creations(userid).await?;
         if self.catalog.ledger_tx(&tx.key).await?.is_none() {
             let balance = self.position(userid, today).await?.balance_pence;
             if pence > balance {
+                everywhere.release().await;
                 return Err(BillingError::RefundTooLarge {
                     asked: pence,
                     balance,
                 });
             }
         }
-        let posted = self.post_for(userid, &tx).await?;
+        let posted = self.post_for(userid, &tx).await;
+        everywhere.release().await;
+        let posted = posted?;
         self.refresh_user(userid, today).await?;
         Ok(posted)
     }
@@ -410,6 +425,7 @@ impl Billing {
         if !days.is_empty() {
             for user in self.catalog.list_users().await? {
                 let r = self.accrue_user(&user, &days).await?;
+                self.settle_overage(&user, earliest, today).await?;
                 run.users += 1;
                 run.posted += r.posted;
                 run.existing += r.existing;
@@ -456,10 +472,6 @@ impl Billing {
             .filter(|t| t.kind == ACCRUAL)
             .collect();
         for day in days {
-            // A month's last day ends its allowances (charged once by its own key).
-            if day.succ_opt().is_some_and(|next| next.day() == 1) {
-                self.charge_overage(user.id, &plan, day).await?;
-            }
             let date = day.to_string();
             let feeds = held.get(&date).copied().unwrap_or(feeds_now);
             if history.iter().any(|t| t.effective_date == date) {
@@ -510,6 +522,38 @@ impl Billing {
             }
         }
         Ok(run)
+    }
+
+    /// Charges `user` the overage of each month that ended in the catch-up window and has
+    /// settled: [`SETTLE_DAYS`] whole days after its last, so the values of that day, which
+    /// shards count and save a little after they arrive, are all in. Once per month.
+    async fn settle_overage(
+        &self,
+        user: &User,
+        earliest: NaiveDate,
+        today: NaiveDate,
+    ) -> Result<(), BillingError> {
+        let created = utc_day(user.created);
+        let back = |d: NaiveDate| d.checked_sub_days(Days::new(SETTLE_DAYS + 1)).unwrap_or(d);
+        let (from, to) = (back(earliest).max(created), back(today));
+        let mut plan = None;
+        for last_day in from.iter_days().take_while(|d| *d <= to) {
+            if last_day.succ_opt().is_none_or(|next| next.day() != 1) {
+                continue;
+            }
+            let month = last_day.format("%Y-%m").to_string();
+            let key = books::overage_key(user.id, &month);
+            if self.catalog.ledger_tx(&key).await?.is_some() {
+                continue;
+            }
+            if plan.is_none() {
+                plan = Some(self.plan_of(user.id).await?);
+            }
+            if let Some(plan) = &plan {
+                self.charge_overage(user.id, plan, last_day).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Charges what the month ending on `last_day` used past `plan`'s allowances, once.
@@ -618,7 +662,9 @@ impl Billing {
             .catalog
             .ledger_for_user(userid, &first.to_string(), &next.to_string())
             .await?;
-        let number = if next <= today {
+        // A month over is numbered once, if the account had anything on its books by its end:
+        // asking for the empty months of centuries past numbers none of them.
+        let number = if next <= today && !(before.is_empty() && during.is_empty()) {
             Some(self.catalog.statement_number(userid, month).await?)
         } else {
             None

@@ -183,6 +183,15 @@ async fn a_user_runs_out_is_suspended_tops_up_and_the_statements_match_the_ledge
         month = next.format("%Y-%m").to_string();
     }
     assert_eq!(opening, end);
+    // Months before the account had anything on its books are empty and never numbered, so
+    // asking for all of them numbers none.
+    for year in [1, 1999] {
+        let s = billing
+            .statement(alice, &format!("{year:04}-06"), later)
+            .await
+            .unwrap();
+        assert_eq!((s.number, s.closing_pence), (None, 0), "{year}");
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -306,6 +315,25 @@ async fn two_services_on_postgres_charge_each_day_once() {
         .filter(|p| matches!(p, Posted::New(_)))
         .count();
     assert_eq!(news, 1, "one refund for one reference");
+    // 395p left: refunds of 300p under three references, at once on both nodes, fit one
+    // at a time but not together.
+    let (a, b, c) = tokio::join!(
+        one.refund(alice, 300, "ref-2", day10),
+        two.refund(alice, 300, "ref-3", day10),
+        one.refund(alice, 300, "ref-4", day10)
+    );
+    let results = [a, b, c];
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(BillingError::RefundTooLarge { .. }))),
+        "{results:?}"
+    );
     let (a, b) = tokio::join!(
         one.reverse("topup:pay-1", day10),
         two.reverse("topup:pay-1", day10)
@@ -317,7 +345,7 @@ async fn two_services_on_postgres_charge_each_day_once() {
     assert_eq!(news, 1, "one reversal");
     assert_eq!(
         one.position(alice, day10).await.unwrap().balance_pence,
-        500 - 5 - 100 - 500
+        500 - 5 - 100 - 300 - 500
     );
     assert_balanced(&one).await;
 }
@@ -398,7 +426,7 @@ async fn values_past_the_allowance_are_charged_once_for_the_month() {
         pence_per_gb_month: 0,
     };
     let billing = Billing::new(cat.clone(), p);
-    // A month ahead, whole: 30,000 values received in it, 20,000 past the allowance: 100p.
+    // A month ahead, whole: 45,000 values received in it, 35,000 past the allowance: 175p.
     let first = NaiveDate::from_ymd_opt(today().year_ce().1 as i32 + 1, 1, 1).unwrap();
     let handled = Handled {
         http_values: 10_000,
@@ -410,23 +438,32 @@ async fn values_past_the_allowance_are_charged_once_for_the_month() {
         (alice, plus(first, 20).to_string(), handled),
     ];
     cat.set_usage_handled(&rows).await.unwrap();
+    // On the month's first day after, its last day's values may still be on their way from
+    // the shards: nothing is charged yet.
     let next_month = plus(first, 31);
     billing.accrue(next_month).await.unwrap();
-    billing.accrue(next_month).await.unwrap();
     let month = first.format("%Y-%m").to_string();
-    let tx = cat
-        .ledger_tx(&format!("overage:{alice}:{month}"))
+    let key = format!("overage:{alice}:{month}");
+    assert!(
+        cat.ledger_tx(&key).await.unwrap().is_none(),
+        "charged early"
+    );
+    // They arrive: 15,000 more on the month's last day, 20,000 more past the allowance.
+    cat.set_usage_handled(&[(alice, plus(first, 30).to_string(), handled)])
         .await
-        .unwrap()
-        .expect("charged");
-    assert_eq!(tx.customer_amount, 100, "{tx:?}");
+        .unwrap();
+    let settled = plus(first, 32);
+    billing.accrue(settled).await.unwrap();
+    billing.accrue(plus(first, 33)).await.unwrap();
+    let tx = cat.ledger_tx(&key).await.unwrap().expect("charged");
+    assert_eq!(tx.customer_amount, 175, "{tx:?}");
     assert_eq!(
         billing
-            .position(alice, next_month)
+            .position(alice, settled)
             .await
             .unwrap()
             .balance_pence,
-        -100
+        -175
     );
     assert_balanced(&billing).await;
 }
