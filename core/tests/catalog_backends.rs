@@ -8,7 +8,7 @@
 mod postgres;
 
 use ynni_core::catalog::{CreateRefusal, KeyKind, NewUser, ProfileUpdate};
-use ynni_core::{Catalog, DeviceRow, FeedRow, Imported, ImportedUser, InputRow};
+use ynni_core::{Catalog, CatalogError, DeviceRow, FeedRow, Imported, ImportedUser, InputRow};
 
 fn new_user(name: &str) -> NewUser {
     NewUser {
@@ -631,7 +631,20 @@ async fn one_accounts_creations_wait_for_each_other_across_nodes() {
     let Err(busy) = b.lock_creations(7).await else {
         panic!("b had account 7's lock while a held it");
     };
+    assert!(matches!(busy, CatalogError::CreationBusy), "{busy}");
     assert!(busy.is_retryable(), "{busy}");
+    // A shorter deadline is kept, in one piece.
+    let started = std::time::Instant::now();
+    let short = tokio::time::Instant::now() + Duration::from_millis(200);
+    assert!(matches!(
+        b.lock_creations_by(7, short).await,
+        Err(CatalogError::CreationBusy)
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     held.release().await;
     let again = tokio::time::timeout(Duration::from_secs(5), b.lock_creations(7))
         .await
@@ -649,6 +662,11 @@ async fn one_accounts_creations_wait_for_each_other_across_nodes() {
         .expect("a never had account 7's lock back")
         .expect("lock at a");
     drop(last);
+    // Tries on a free lock abandoned at any moment (before, in or after the query) leave it
+    // free: each either got the lock (given back when dropped) or closed its connection.
+    for us in (0..40).map(|k| 50 + k * 150) {
+        let _ = tokio::time::timeout(Duration::from_micros(us), b.lock_creations(9)).await;
+    }
     // Every lock given back: none is left in the server, held or waited for.
     let raw = sqlx::PgPool::connect(&pg.url()).await.expect("raw");
     let mut left = -1;

@@ -55,13 +55,17 @@ impl CreateLocks {
     }
 
     /// Waits until `userid`'s creations are this caller's alone, until the guard is dropped.
-    /// The wait for this node's earlier creations on the same stripe is not bounded; the wait
-    /// for the catalog's lock then is: it fails when the database is unreachable or another
-    /// node's creation of the account held it for `ynni_core::catalog::CREATION_WAIT`.
+    /// The whole wait (for this node's earlier creations of accounts on the same stripe, then
+    /// for the catalog's lock) is bounded by `ynni_core::catalog::CREATION_WAIT`, after which
+    /// it answers [`CatalogError::CreationBusy`]; it fails sooner when the database is
+    /// unreachable.
     pub async fn lock(&self, userid: i64) -> Result<Creation, CatalogError> {
+        let deadline = tokio::time::Instant::now() + ynni_core::catalog::CREATION_WAIT;
         let stripe = usize::try_from(userid.rem_euclid(STRIPES as i64)).unwrap_or(0);
-        let node = self.stripes[stripe].clone().lock_owned().await;
-        let catalog = self.catalog.lock_creations(userid).await?;
+        let node = tokio::time::timeout_at(deadline, self.stripes[stripe].clone().lock_owned())
+            .await
+            .map_err(|_| CatalogError::CreationBusy)?;
+        let catalog = self.catalog.lock_creations_by(userid, deadline).await?;
         Ok(Creation {
             held: Some((catalog, node)),
         })

@@ -56,14 +56,21 @@ fn key(userid: i64) -> i32 {
     userid as u32 as i32
 }
 
-/// Closes the connection when dropped unless taken: used while the lock's state on it is not
-/// known.
-struct CloseUnlessTaken(Option<PoolConnection<Postgres>>);
+/// How long giving a lock back may take before its session is closed instead (which gives it
+/// back too).
+const UNLOCK_WAIT: Duration = Duration::from_secs(2);
 
-impl Drop for CloseUnlessTaken {
+/// Closes the connection it watches when dropped while armed: the lock state of a connection
+/// whose query was abandoned or failed part way is not known, so it must not be pooled.
+struct CloseIfAbandoned<'a> {
+    conn: &'a mut PoolConnection<Postgres>,
+    armed: bool,
+}
+
+impl Drop for CloseIfAbandoned<'_> {
     fn drop(&mut self) {
-        if let Some(conn) = self.0.as_mut() {
-            conn.close_on_drop();
+        if self.armed {
+            self.conn.close_on_drop();
         }
     }
 }
@@ -73,36 +80,62 @@ impl Catalog {
     /// holds that until the guard is released or dropped (see the module doc). Immediate with
     /// SQLite. [`CatalogError::CreationBusy`] after [`WAIT`].
     pub async fn lock_creations(&self, userid: i64) -> Result<CreationLock, CatalogError> {
+        self.lock_creations_by(userid, Instant::now() + WAIT).await
+    }
+
+    /// [`Catalog::lock_creations`], giving up at `deadline`: a caller that has already waited
+    /// (for its node's own lock) passes what is left of its wait.
+    pub async fn lock_creations_by(
+        &self,
+        userid: i64,
+        deadline: Instant,
+    ) -> Result<CreationLock, CatalogError> {
         let (Db::Postgres(_), Some(pool)) = (&self.db, &self.creations) else {
             return Ok(CreationLock { held: None });
         };
         let key = key(userid);
-        let deadline = Instant::now() + WAIT;
-        let mut conn = CloseUnlessTaken(Some(pool.acquire().await?));
         let mut pause = FIRST_PAUSE;
         loop {
-            let Some(c) = conn.0.as_mut() else {
-                return Err(CatalogError::CreationBusy);
-            };
-            let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
-                .bind(CLASS)
-                .bind(key)
-                .fetch_one(&mut **c)
-                .await?;
-            if taken {
-                return Ok(CreationLock {
-                    held: conn.0.take().map(|c| (c, key)),
-                });
+            // A try cut short at the deadline closes its connection (see `try_lock`).
+            match tokio::time::timeout_at(deadline, try_lock(pool, key)).await {
+                Ok(Ok(Some(conn))) => {
+                    return Ok(CreationLock {
+                        held: Some((conn, key)),
+                    });
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(CatalogError::CreationBusy),
             }
             if Instant::now() + pause > deadline {
-                // Known not to hold the lock: the connection may go back to the pool.
-                drop(conn.0.take());
                 return Err(CatalogError::CreationBusy);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LAST_PAUSE);
         }
     }
+}
+
+/// One try for `key`'s lock on a connection of its own: the connection holding it, or `None`
+/// (the connection back in the pool, known not to hold it) when another session has it. The
+/// connection is held only for the try, never through the pause after it.
+async fn try_lock(
+    pool: &PgPool,
+    key: i32,
+) -> Result<Option<PoolConnection<Postgres>>, CatalogError> {
+    let mut conn = pool.acquire().await?;
+    let mut watch = CloseIfAbandoned {
+        conn: &mut conn,
+        armed: true,
+    };
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+        .bind(CLASS)
+        .bind(key)
+        .fetch_one(&mut **watch.conn)
+        .await?;
+    watch.armed = false;
+    drop(watch);
+    Ok(taken.then_some(conn))
 }
 
 impl CreationLock {
@@ -115,18 +148,29 @@ impl CreationLock {
     }
 }
 
+/// Gives `key`'s lock back on `conn`, within [`UNLOCK_WAIT`]; a connection on which that did
+/// not surely happen (an error, no answer in time, the unlock abandoned) is closed, which
+/// ends its session and its locks.
 async fn unlock(mut conn: PoolConnection<Postgres>, key: i32) {
-    let unlocked = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1, $2)")
-        .bind(CLASS)
-        .bind(key)
-        .fetch_one(&mut *conn)
-        .await;
-    if !matches!(unlocked, Ok(true)) {
+    let mut watch = CloseIfAbandoned {
+        conn: &mut conn,
+        armed: true,
+    };
+    let unlocked = tokio::time::timeout(
+        UNLOCK_WAIT,
+        sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1, $2)")
+            .bind(CLASS)
+            .bind(key)
+            .fetch_one(&mut **watch.conn),
+    )
+    .await;
+    if matches!(unlocked, Ok(Ok(true))) {
+        watch.armed = false;
+    } else {
         tracing::warn!(
             key,
             "a creation lock was not given back; closing its session"
         );
-        conn.close_on_drop();
     }
 }
 

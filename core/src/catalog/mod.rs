@@ -90,12 +90,11 @@ impl CatalogError {
     /// retrying cannot help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            // SQLite's BUSY and LOCKED; PostgreSQL's serialization failure, deadlock and lock
-            // not available (`lock_timeout`).
+            // SQLite's BUSY and LOCKED; PostgreSQL's serialization failure and deadlock.
             CatalogError::Db(sqlx::Error::Database(e)) => {
                 matches!(
                     e.code().as_deref(),
-                    Some("5") | Some("6") | Some("40001") | Some("40P01") | Some("55P03")
+                    Some("5") | Some("6") | Some("40001") | Some("40P01")
                 )
             }
             CatalogError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
