@@ -14,19 +14,20 @@
 //! Accounts are not exported: emoncms cannot check ynni's password hashes; create the users in
 //! emoncms first (the SQL keeps ynni's user ids).
 
-use std::fmt::Write as _;
-use std::fs;
-use std::io::Write as _;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use ynni_config::Settings;
 use ynni_core::Catalog;
 use ynni_ingest::shard::{FeedAnswer, FeedOp, Router};
-use ynni_storage::emoncms_files::{self, feed_files};
+use ynni_storage::emoncms_files::feed_files;
+use ynni_storage::variable;
 use ynni_storage::{DataDir, Engine, FIXED_DIR, Storage, VARIABLE_DIR};
 
 use crate::cli::ExportArgs;
+use crate::read_full::read_full;
 
 /// Points per `INSERT` statement for engine-0 feeds.
 const ROWS_PER_INSERT: usize = 1000;
@@ -80,18 +81,23 @@ pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<(
     }
     catalog.close().await;
 
-    let mut sql = String::from(
-        "-- ynni export for emoncms 11.x: feeds and inputs (ids kept), engine-0 feed tables.\n\
-         -- Load with: mysql emoncms < emoncms.sql (after creating the users in emoncms).\n\
-         SET NAMES utf8mb4;\n",
-    );
+    // Written as it is made: an engine-0 feed's table can be far larger than memory.
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join("emoncms.sql");
+    let mut sql =
+        BufWriter::new(File::create(&path).with_context(|| format!("writing {}", path.display()))?);
+    sql.write_all(
+        b"-- ynni export for emoncms 11.x: feeds and inputs (ids kept), engine-0 feed tables.\n\
+          -- Load with: mysql emoncms < emoncms.sql (after creating the users in emoncms).\n\
+          SET NAMES utf8mb4;\n",
+    )?;
     let mut bytes = 0u64;
     for dir in [FIXED_DIR, VARIABLE_DIR] {
         fs::create_dir_all(out.join(dir)).with_context(|| format!("creating {dir}/"))?;
     }
     for (f, id, last) in &feeds {
         let (time, value) = sql_last(*last);
-        let _ = writeln!(
+        writeln!(
             sql,
             "INSERT INTO feeds (id,userid,name,tag,time,value,datatype,public,size,engine,server,processList,unit) \
              VALUES ({},{},{},{},{time},{value},1,{},{},{},0,{},{});",
@@ -104,7 +110,7 @@ pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<(
             f.engine,
             quote(&f.process_list),
             quote(&f.unit),
-        );
+        )?;
         match Engine::from_id(f.engine) {
             Some(Engine::Fixed) => {
                 let (from, to) = (data_dir.phpfina_dir(), out.join(FIXED_DIR));
@@ -123,7 +129,7 @@ pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<(
     }
     for (i, last) in &inputs {
         let (time, value) = sql_last(*last);
-        let _ = writeln!(
+        writeln!(
             sql,
             "INSERT INTO input (id,userid,nodeid,name,description,processList,time,value) \
              VALUES ({},{},{},{},{},{},{time},{value});",
@@ -133,13 +139,13 @@ pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<(
             quote(&i.name),
             quote(&i.description),
             quote(&i.process_list),
-        );
+        )?;
     }
     let (feeds_done, inputs_done) = (feeds.len(), inputs.len());
-    let path = out.join("emoncms.sql");
-    let mut f = fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(sql.as_bytes())?;
-    f.sync_all()?;
+    sql.into_inner()
+        .map_err(std::io::IntoInnerError::into_error)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
     println!(
         "{}",
         serde_json::json!({
@@ -185,26 +191,40 @@ fn copy(from: &Path, to: &Path) -> anyhow::Result<u64> {
 }
 
 /// emoncms's engine-0 table for one feed, with its points read from the variable-interval file
-/// in `dir` that ynni keeps them in; returns that file's size.
-fn mysql_table(sql: &mut String, id: u32, dir: &Path) -> anyhow::Result<u64> {
-    let (points, size) = emoncms_files::read_variable(dir, id)?;
-    let _ = writeln!(
+/// in `dir` that ynni keeps them in, [`ROWS_PER_INSERT`] records at a time; returns that
+/// file's size.
+fn mysql_table(sql: &mut impl Write, id: u32, dir: &Path) -> anyhow::Result<u64> {
+    writeln!(
         sql,
         "CREATE TABLE IF NOT EXISTS feed_{id} (time INT UNSIGNED NOT NULL, data FLOAT NOT NULL, UNIQUE (time)) ENGINE=MyISAM;"
-    );
-    let rows: Vec<String> = points
-        .iter()
-        .filter(|(_, value)| value.is_finite())
-        .map(|(time, value)| format!("({time},{value})"))
-        .collect();
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let _ = writeln!(
-            sql,
-            "INSERT INTO feed_{id} (time,data) VALUES {} ON DUPLICATE KEY UPDATE data=VALUES(data);",
-            chunk.join(",")
-        );
+    )?;
+    let path = variable::file_path(dir, id);
+    // A feed that never had data has no file.
+    let mut file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let reading = || format!("reading {}", path.display());
+    let size = file.metadata().with_context(reading)?.len();
+    let mut chunk = vec![0u8; variable::RECORD as usize * ROWS_PER_INSERT];
+    loop {
+        let n = read_full(&mut file, &mut chunk).with_context(reading)?;
+        let rows: Vec<String> = variable::decode_records(&chunk[..n])
+            .filter(|(_, value)| value.is_finite())
+            .map(|(time, value)| format!("({time},{value})"))
+            .collect();
+        if !rows.is_empty() {
+            writeln!(
+                sql,
+                "INSERT INTO feed_{id} (time,data) VALUES {} ON DUPLICATE KEY UPDATE data=VALUES(data);",
+                rows.join(",")
+            )?;
+        }
+        if n < chunk.len() {
+            return Ok(size);
+        }
     }
-    Ok(size)
 }
 
 /// A MySQL string literal (quotes and backslashes escaped; MySQL reads `\` as an escape).
@@ -253,13 +273,35 @@ mod tests {
             ynni_storage::variable::encode_record(t, v, &mut bytes);
         }
         fs::write(ynni_storage::variable::file_path(&dir, 3), &bytes).expect("write");
-        let mut sql = String::new();
+        let mut sql = Vec::new();
         assert_eq!(mysql_table(&mut sql, 3, &dir).expect("table"), 27);
+        let sql = String::from_utf8(sql).expect("utf-8");
         assert!(sql.contains("CREATE TABLE IF NOT EXISTS feed_3"));
         assert!(
             sql.contains("VALUES (1700000000,1.5),(1700000020,-2) ON DUPLICATE"),
             "{sql}"
         );
+        // A table longer than one statement: every finite point, in order, in whole records.
+        let mut bytes = Vec::new();
+        for k in 0..2_500u32 {
+            ynni_storage::variable::encode_record(1_700_000_000 + k * 10, k as f32, &mut bytes);
+        }
+        bytes.extend_from_slice(&[0xF9, 1]);
+        fs::write(ynni_storage::variable::file_path(&dir, 4), &bytes).expect("write");
+        let mut sql = Vec::new();
+        mysql_table(&mut sql, 4, &dir).expect("table");
+        let sql = String::from_utf8(sql).expect("utf-8");
+        assert_eq!(sql.matches("INSERT INTO feed_4").count(), 3, "{sql}");
+        let values: Vec<&str> = sql
+            .lines()
+            .filter_map(|l| l.strip_prefix("INSERT INTO feed_4 (time,data) VALUES "))
+            .flat_map(|l| {
+                l.trim_end_matches(" ON DUPLICATE KEY UPDATE data=VALUES(data);")
+                    .split("),(")
+            })
+            .collect();
+        assert_eq!(values.len(), 2_500);
+        assert!(sql.contains("(1700024990,2499)"), "the last point");
         fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -13,6 +13,7 @@ mod export_cmd;
 mod import_cmd;
 mod logging;
 mod mqtt_link;
+mod read_full;
 mod serve;
 mod simulate_cmd;
 mod tls_cmd;

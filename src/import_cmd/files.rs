@@ -17,6 +17,8 @@ use ynni_storage::atomic_file::{commit, temp_path};
 use ynni_storage::emoncms_files::{self, VariableFileWriter};
 use ynni_storage::{Engine, Storage, variable};
 
+use crate::read_full::read_full;
+
 /// Where the data goes and how.
 pub struct Target<'a> {
     pub phpfina: &'a Path,
@@ -151,20 +153,6 @@ fn already_there(from: &Path, to: &Path, keep: u64) -> anyhow::Result<()> {
             bail!("{} already exists with other data", to.display())
         }
     }
-}
-
-/// Reads until `buf` is full or the reader ends; returns how many bytes it read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// A MySQL feed's rows, streamed into a variable-interval file; or, when a file is already in

@@ -55,34 +55,48 @@ pub const MAX_DASHBOARDS: i64 = 1_000;
 pub const MAX_DASHBOARD_CONTENT: usize = 65_535;
 
 impl Catalog {
-    /// Imports a dashboard (emoncms's row) under its id where free. One of the same user and
-    /// name with the same content is left alone; one that differs is a conflict.
+    /// Imports a dashboard (emoncms's row) under its id where free. The user's own dashboard
+    /// under that id is this one imported before: the same content is left alone, other
+    /// content is a conflict. Where the id was another's, one of the user's with the same name
+    /// and content is this one imported before under a new id. Names are not unique (emoncms
+    /// names every new dashboard "No name"), so another of the same name is a new dashboard.
     pub async fn import_dashboard(
         &self,
         d: &DashboardRow,
     ) -> Result<super::Imported, CatalogError> {
         use super::Imported;
-        let existing: Option<(i64, String)> = on_db!(&self.db, p => sqlx::query_as(
-            "SELECT id, content FROM dashboards WHERE userid = $1 AND name = $2",
+        let taken: Option<(i64, String)> = on_db!(&self.db, p => sqlx::query_as(
+            "SELECT userid, content FROM dashboards WHERE id = $1",
         )
-        .bind(d.userid)
-        .bind(&d.name)
+        .bind(d.id)
         .fetch_optional(p)
         .await)?;
-        if let Some((_, content)) = existing {
-            return Ok(if content == d.content {
-                Imported::Unchanged
-            } else {
-                Imported::Conflict(format!(
-                    "user {} already has a dashboard named {:?} with other content",
-                    d.userid, d.name
-                ))
-            });
+        match &taken {
+            Some((userid, content)) if *userid == d.userid => {
+                return Ok(if *content == d.content {
+                    Imported::Unchanged
+                } else {
+                    Imported::Conflict(format!(
+                        "user {} already has dashboard {} ({:?}) with other content",
+                        d.userid, d.id, d.name
+                    ))
+                });
+            }
+            Some(_) => {
+                let before: Option<(i64,)> = on_db!(&self.db, p => sqlx::query_as(
+                    "SELECT id FROM dashboards WHERE userid = $1 AND name = $2 AND content = $3",
+                )
+                .bind(d.userid)
+                .bind(&d.name)
+                .bind(&d.content)
+                .fetch_optional(p)
+                .await)?;
+                if before.is_some() {
+                    return Ok(Imported::Unchanged);
+                }
+            }
+            None => {}
         }
-        let taken: Option<(i64,)> = on_db!(&self.db, p => sqlx::query_as("SELECT id FROM dashboards WHERE id = $1")
-            .bind(d.id)
-            .fetch_optional(p)
-            .await)?;
         // Its own id where free (emoncms's links name dashboards by id), else a new one.
         let keep_id = taken.is_none();
         let sql = if keep_id {
@@ -280,6 +294,52 @@ impl Catalog {
 mod tests {
     use super::*;
     use crate::catalog::{test_catalog, test_user};
+
+    #[tokio::test]
+    async fn imported_dashboards_of_one_name_are_all_kept_and_imported_once() {
+        use crate::catalog::Imported;
+        let (_d, cat) = test_catalog().await;
+        let a = test_user(&cat, "alice").await;
+        let b = test_user(&cat, "bobby").await;
+        let bobs = cat.create_dashboard(b.id).await.unwrap().expect("created");
+        let row = |id: i64, content: &str| DashboardRow {
+            id,
+            userid: a.id,
+            content: content.into(),
+            height: 600,
+            name: "No name".into(),
+            alias: String::new(),
+            description: String::new(),
+            main: false,
+            public: false,
+            published: false,
+            showdescription: false,
+            backgroundcolor: "EDF7FC".into(),
+            gridsize: 20,
+            fullscreen: false,
+            feedmode: "feedid".into(),
+        };
+        // emoncms names every new dashboard "No name"; one's id is bob's here.
+        let rows = [
+            row(50, "<p>1</p>"),
+            row(51, "<p>2</p>"),
+            row(bobs, "<p>3</p>"),
+        ];
+        for r in &rows {
+            assert_eq!(cat.import_dashboard(r).await.unwrap(), Imported::Created);
+        }
+        for r in &rows {
+            assert_eq!(cat.import_dashboard(r).await.unwrap(), Imported::Unchanged);
+        }
+        let mine = cat.dashboards_for_user(a.id).await.unwrap();
+        assert_eq!(mine.len(), 3, "{mine:?}");
+        assert!(mine.iter().any(|d| d.id == 50) && mine.iter().any(|d| d.id == 51));
+        let changed = row(51, "<p>edited in emoncms</p>");
+        assert!(matches!(
+            cat.import_dashboard(&changed).await.unwrap(),
+            Imported::Conflict(_)
+        ));
+    }
 
     #[tokio::test]
     async fn dashboards_belong_to_their_user() {
