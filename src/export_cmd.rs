@@ -22,6 +22,7 @@ use anyhow::{Context, bail};
 use ynni_config::Settings;
 use ynni_core::Catalog;
 use ynni_ingest::shard::{FeedAnswer, FeedOp, Router};
+use ynni_storage::atomic_file::{commit, temp_path};
 use ynni_storage::emoncms_files::feed_files;
 use ynni_storage::variable;
 use ynni_storage::{DataDir, Engine, FIXED_DIR, Storage, VARIABLE_DIR};
@@ -83,9 +84,12 @@ pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<(
 
     // Written as it is made: an engine-0 feed's table can be far larger than memory.
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // Under a temporary name until whole, so a failed export leaves no SQL that looks
+    // complete.
     let path = out.join("emoncms.sql");
+    let tmp = temp_path(&path, "partial");
     let mut sql =
-        BufWriter::new(File::create(&path).with_context(|| format!("writing {}", path.display()))?);
+        BufWriter::new(File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?);
     sql.write_all(
         b"-- ynni export for emoncms 11.x: feeds and inputs (ids kept), engine-0 feed tables.\n\
           -- Load with: mysql emoncms < emoncms.sql (after creating the users in emoncms).\n\
@@ -144,8 +148,8 @@ pub async fn emoncms(settings: &Settings, args: &ExportArgs) -> anyhow::Result<(
     let (feeds_done, inputs_done) = (feeds.len(), inputs.len());
     sql.into_inner()
         .map_err(std::io::IntoInnerError::into_error)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    commit(&tmp, &path)?;
     println!(
         "{}",
         serde_json::json!({

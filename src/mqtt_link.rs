@@ -540,6 +540,15 @@ async fn feed(
         // not stored and not acknowledged: the connection closes and the client sends it
         // again later (QoS 0: it is lost, as QoS 0 allows). The minimum interval between a
         // node's posts is HTTP's alone: emonhub publishes one message per input of a reading.
+        // An account refused while connected (its credit ended by a charge, a refund or a
+        // reversal) stores nothing more, even before its connection is closed.
+        if let Some(b) = &billing
+            && b.refuses_writes(userid)
+        {
+            b.count_refusal(userid);
+            answer(done, Handled::Failed);
+            continue;
+        }
         if let Some(b) = &billing
             && let Err(wait) = b.admit(userid, &[], decoded.values.len())
         {

@@ -18,7 +18,8 @@ pub mod statement;
 pub use error::BillingError;
 pub use plan::{Plan, Policy};
 pub use service::{
-    Account, AccrualRun, Billing, CATCH_UP_DAYS, QUOTA_REFUSALS, describe_metrics, utc_day,
+    Account, AccrualRun, Billing, CATCH_UP_DAYS, QUOTA_REFUSALS, SETTLE_DAYS, describe_metrics,
+    utc_day,
 };
 pub use standing::{Position, Standing};
 pub use statement::Statement;

@@ -81,10 +81,14 @@ impl RateLimits {
             let rate = capacity / 60.0;
             b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(capacity);
             b.at = now;
+            // More than a minute's worth at once (a backfill of a feed, a long bulk) is
+            // admitted once the bucket is full, and leaves it in debt for as long as those
+            // values take to earn back: the rate holds on average and no request is refused
+            // for ever.
             let need = values as f64;
-            if need > b.tokens {
-                // More than a minute's worth at once never fits: wait a full minute.
-                let short = (need.min(capacity) - b.tokens).max(0.0);
+            let fits = need.min(capacity);
+            if fits > b.tokens {
+                let short = fits - b.tokens;
                 return Err(((short / rate).ceil() as u64).max(1));
             }
             b.tokens -= need;
@@ -142,6 +146,24 @@ mod tests {
         );
         assert_eq!(
             l.admit_at(1, &p, &["n"], 5, t0 + Duration::from_secs(5)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn more_than_a_minutes_worth_waits_for_a_full_bucket_then_is_paid_back() {
+        let l = RateLimits::default();
+        let p = plan(60, 0);
+        let t0 = Instant::now();
+        assert_eq!(l.admit_at(1, &p, &[], 10, t0), Ok(()));
+        // 180 values never fit a 60-value bucket: they wait for it to be full, not for ever.
+        assert_eq!(l.admit_at(1, &p, &[], 180, t0), Err(10));
+        let full = t0 + Duration::from_secs(10);
+        assert_eq!(l.admit_at(1, &p, &[], 180, full), Ok(()));
+        // 120 in debt: the next value waits two minutes and a second.
+        assert_eq!(l.admit_at(1, &p, &[], 1, full), Err(121));
+        assert_eq!(
+            l.admit_at(1, &p, &[], 1, full + Duration::from_secs(121)),
             Ok(())
         );
     }

@@ -636,16 +636,25 @@ impl Billing {
             .await?
             .standing
             .refuses_writes();
-        let mut set = self.refused.write().unwrap_or_else(|p| p.into_inner());
-        if refuses {
-            set.insert(userid);
-        } else {
-            set.remove(&userid);
+        let newly = {
+            let mut set = self.refused.write().unwrap_or_else(|p| p.into_inner());
+            if refuses {
+                set.insert(userid)
+            } else {
+                set.remove(&userid);
+                false
+            }
+        };
+        // Whichever call finds the account newly refused says so, and its open MQTT
+        // connections close (the next `refresh` finds it refused already and would not).
+        if newly {
+            self.announce(&[userid]);
         }
         Ok(())
     }
 
-    /// `userid`'s statement for `month` (`YYYY-MM`); numbered once the month is over.
+    /// `userid`'s statement for `month` (`YYYY-MM`); numbered once the month is over and
+    /// settled ([`SETTLE_DAYS`]).
     pub async fn statement(
         &self,
         userid: i64,
@@ -662,9 +671,13 @@ impl Billing {
             .catalog
             .ledger_for_user(userid, &first.to_string(), &next.to_string())
             .await?;
-        // A month over is numbered once, if the account had anything on its books by its end:
-        // asking for the empty months of centuries past numbers none of them.
-        let number = if next <= today && !(before.is_empty() && during.is_empty()) {
+        // A month is numbered once it is over and its overage settled (nothing is added to it
+        // after), if the account had anything on its books by its end: asking for the empty
+        // months of centuries past numbers none of them.
+        let settled = next
+            .checked_add_days(Days::new(SETTLE_DAYS))
+            .unwrap_or(next);
+        let number = if settled <= today && !(before.is_empty() && during.is_empty()) {
             Some(self.catalog.statement_number(userid, month).await?)
         } else {
             None

@@ -178,11 +178,21 @@ async fn a_user_runs_out_is_suspended_tops_up_and_the_statements_match_the_ledge
             assert_eq!(s.number, None, "the current month is a draft");
             break;
         }
-        assert!(s.number.is_some());
         let (_, next) = ynni_billing::statement::month_bounds(&month).unwrap();
+        // Numbered once over and settled: nothing is added to a numbered statement.
+        let settled = plus(next, ynni_billing::SETTLE_DAYS);
+        assert_eq!(s.number.is_some(), settled <= later, "{month}");
         month = next.format("%Y-%m").to_string();
     }
     assert_eq!(opening, end);
+    // The last month: not numbered the day after it ends (its overage is not settled yet),
+    // numbered once it is.
+    let (_, next) = ynni_billing::statement::month_bounds(&last).unwrap();
+    let s = billing.statement(alice, &last, next).await.unwrap();
+    assert_eq!(s.number, None, "numbered before it was settled");
+    let settled = plus(next, ynni_billing::SETTLE_DAYS);
+    let s = billing.statement(alice, &last, settled).await.unwrap();
+    assert!(s.number.is_some(), "{last}");
     // Months before the account had anything on its books are empty and never numbered, so
     // asking for all of them numbers none.
     for year in [1, 1999] {

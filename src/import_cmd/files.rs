@@ -15,7 +15,7 @@ use sqlx::mysql::MySqlPool;
 use ynni_core::FeedRow;
 use ynni_storage::atomic_file::{commit, temp_path};
 use ynni_storage::emoncms_files::{self, VariableFileWriter};
-use ynni_storage::{Engine, Storage, variable};
+use ynni_storage::{Engine, Storage, fixed, variable};
 
 use crate::read_full::read_full;
 
@@ -81,8 +81,15 @@ pub async fn place_feed(src: &Source<'_>, to: &Target<'_>, f: &FeedRow) -> anyho
     let sources = emoncms_files::feed_files(storage, from_dir, id);
     let dests = emoncms_files::feed_files(storage, to_dir, id);
     let keep = emoncms_files::whole_lengths(storage, from_dir, id)?;
-    for ((from, dest), keep) in sources.iter().zip(&dests).zip(keep) {
-        let (bytes, linked) = place(from, dest, keep, to)?;
+    let has_data = keep.last().is_some_and(|n| *n > 0);
+    for (k, ((from, dest), keep)) in sources.iter().zip(&dests).zip(keep).enumerate() {
+        // A fixed feed's meta (its first file) is compared by what it says, not byte for byte.
+        let (bytes, linked) = if storage == Storage::Fixed && k == 0 && dest.exists() {
+            same_meta(from, dest, has_data)?;
+            (keep, false)
+        } else {
+            place(from, dest, keep, to)?
+        };
         placed.bytes += bytes;
         placed.copied_not_linked += usize::from(to.link && !linked);
     }
@@ -118,6 +125,21 @@ fn place(from: &Path, to: &Path, keep: u64, target: &Target<'_>) -> anyhow::Resu
     copy_prefix(from, &tmp, keep).with_context(|| format!("copying {}", from.display()))?;
     commit(&tmp, to)?;
     Ok((keep, false))
+}
+
+/// Ok when the fixed-interval meta `to` is `from` imported before: the same interval, and the
+/// same start time if the feed had data then (an empty feed's start is set by its first
+/// write, which ynni may have made since).
+fn same_meta(from: &Path, to: &Path, has_data: bool) -> anyhow::Result<()> {
+    let read = |p: &Path| -> anyhow::Result<(u32, u32)> {
+        let bytes = fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        fixed::decode_meta(&bytes).with_context(|| format!("{} is not a feed meta", p.display()))
+    };
+    let ((interval, start), (interval_here, start_here)) = (read(from)?, read(to)?);
+    if interval != interval_here || (has_data && start != start_here) {
+        bail!("{} already exists with other data", to.display())
+    }
+    Ok(())
 }
 
 /// Copies the first `keep` bytes of `from` to a new file `to`.
@@ -234,6 +256,17 @@ mod tests {
         fs::write(&a, [1, 2, 3]).expect("a");
         fs::write(&b, [1, 2, 3, 4]).expect("b");
         fs::write(&c, [9, 2, 3]).expect("c");
+        // An empty feed's meta gets its start from ynni's first write.
+        let (m1, m2) = (dir.join("1.meta"), dir.join("2.meta"));
+        fs::write(&m1, fixed::encode_meta(10, 0)).expect("meta");
+        fs::write(&m2, fixed::encode_meta(10, 1_700_000_000)).expect("meta");
+        assert!(same_meta(&m1, &m2, false).is_ok());
+        assert!(
+            same_meta(&m1, &m2, true).is_err(),
+            "with data the start is the data's"
+        );
+        fs::write(&m2, fixed::encode_meta(20, 0)).expect("meta");
+        assert!(same_meta(&m1, &m2, false).is_err(), "another interval");
         assert!(already_there(&a, &b, 3).is_ok());
         assert!(already_there(&a, &c, 3).is_err());
         assert!(already_there(&b, &a, 4).is_err(), "shorter");

@@ -129,6 +129,7 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
         phptimeseries: args.phptimeseries.as_deref(),
     };
 
+    let dashboards_above = source::max_dashboard_id(&db).await?;
     // Every user's feeds first, so progress can say how much is left.
     let mut all_feeds = Vec::with_capacity(users.len());
     for user in &users {
@@ -240,7 +241,7 @@ pub async fn emoncms(settings: &Settings, args: &ImportArgs) -> anyhow::Result<(
             dashboard.userid = here;
             r.dashboards.add(match &catalog {
                 Some(c) if !args.dry_run => c
-                    .import_dashboard(&dashboard)
+                    .import_dashboard(&dashboard, dashboards_above)
                     .await
                     .map_err(|e| e.to_string()),
                 _ => Ok(Imported::Created),

@@ -224,6 +224,21 @@ pub async fn dashboards(
 
 /// A user's rows of an optional emoncms module's table (`sql` binds the user id): none when the
 /// module, so its table, is not installed.
+/// The largest dashboard id of the whole installation (0 with none, or no dashboard module):
+/// dashboards given new ids here are numbered above it, so that none takes an id another
+/// dashboard of the same import still has to keep.
+pub async fn max_dashboard_id(db: &MySqlPool) -> anyhow::Result<i64> {
+    match sqlx::query_scalar::<_, Option<i64>>("SELECT CAST(MAX(id) AS SIGNED) FROM dashboard")
+        .fetch_one(db)
+        .await
+    {
+        Ok(max) => Ok(max.unwrap_or(0)),
+        // SQLSTATE 42S02: no such table.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => Ok(0),
+        Err(e) => Err(e).context("reading emoncms's dashboard table"),
+    }
+}
+
 async fn module_rows(
     db: &MySqlPool,
     sql: &'static str,

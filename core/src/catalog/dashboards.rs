@@ -60,9 +60,14 @@ impl Catalog {
     /// content is a conflict. Where the id was another's, one of the user's with the same name
     /// and content is this one imported before under a new id. Names are not unique (emoncms
     /// names every new dashboard "No name"), so another of the same name is a new dashboard.
+    ///
+    /// A dashboard whose id is taken gets one above both `above` (the importer passes the
+    /// largest id of the installation it reads) and every id here, so that it cannot take the
+    /// id of a dashboard the same import brings later.
     pub async fn import_dashboard(
         &self,
         d: &DashboardRow,
+        above: i64,
     ) -> Result<super::Imported, CatalogError> {
         use super::Imported;
         let taken: Option<(i64, String)> = on_db!(&self.db, p => sqlx::query_as(
@@ -98,41 +103,43 @@ impl Catalog {
             None => {}
         }
         // Its own id where free (emoncms's links name dashboards by id), else a new one.
-        let keep_id = taken.is_none();
-        let sql = if keep_id {
-            "INSERT INTO dashboards (userid, content, height, name, alias, description, main, public, \
-             published, showdescription, backgroundcolor, gridsize, fullscreen, feedmode, id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        let id = if taken.is_none() {
+            d.id
         } else {
-            "INSERT INTO dashboards (userid, content, height, name, alias, description, main, public, \
-             published, showdescription, backgroundcolor, gridsize, fullscreen, feedmode) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            let max: Option<i64> = on_db!(&self.db, p => sqlx::query_scalar(
+                "SELECT MAX(id) FROM dashboards",
+            )
+            .fetch_one(p)
+            .await)?;
+            max.unwrap_or(0).max(above) + 1
         };
         on_db!(&self.db, p => {
-            let mut q = sqlx::query(sql)
-                .bind(d.userid)
-                .bind(&d.content)
-                .bind(d.height)
-                .bind(&d.name)
-                .bind(&d.alias)
-                .bind(&d.description)
-                .bind(d.main)
-                .bind(d.public)
-                .bind(d.published)
-                .bind(d.showdescription)
-                .bind(&d.backgroundcolor)
-                .bind(d.gridsize)
-                .bind(d.fullscreen)
-                .bind(&d.feedmode);
-            if keep_id {
-                q = q.bind(d.id);
-            }
-            q.execute(p).await.map(|r| r.rows_affected())?
+            sqlx::query(
+                "INSERT INTO dashboards (userid, content, height, name, alias, description, main, public, \
+                 published, showdescription, backgroundcolor, gridsize, fullscreen, feedmode, id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            )
+            .bind(d.userid)
+            .bind(&d.content)
+            .bind(d.height)
+            .bind(&d.name)
+            .bind(&d.alias)
+            .bind(&d.description)
+            .bind(d.main)
+            .bind(d.public)
+            .bind(d.published)
+            .bind(d.showdescription)
+            .bind(&d.backgroundcolor)
+            .bind(d.gridsize)
+            .bind(d.fullscreen)
+            .bind(&d.feedmode)
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())?
         });
-        if keep_id {
-            self.follow_explicit_ids(super::import::IdTable::Dashboards)
-                .await?;
-        }
+        self.follow_explicit_ids(super::import::IdTable::Dashboards)
+            .await?;
         Ok(Imported::Created)
     }
 
@@ -326,17 +333,40 @@ mod tests {
             row(bobs, "<p>3</p>"),
         ];
         for r in &rows {
-            assert_eq!(cat.import_dashboard(r).await.unwrap(), Imported::Created);
+            assert_eq!(
+                cat.import_dashboard(r, 60).await.unwrap(),
+                Imported::Created
+            );
         }
         for r in &rows {
-            assert_eq!(cat.import_dashboard(r).await.unwrap(), Imported::Unchanged);
+            assert_eq!(
+                cat.import_dashboard(r, 60).await.unwrap(),
+                Imported::Unchanged
+            );
         }
         let mine = cat.dashboards_for_user(a.id).await.unwrap();
         assert_eq!(mine.len(), 3, "{mine:?}");
         assert!(mine.iter().any(|d| d.id == 50) && mine.iter().any(|d| d.id == 51));
+        // The one renumbered is numbered above every id the import reads (60), so one the
+        // import brings later (52) keeps its own.
+        assert!(mine.iter().any(|d| d.id == 61), "{mine:?}");
+        assert_eq!(
+            cat.import_dashboard(&row(52, "<p>4</p>"), 60)
+                .await
+                .unwrap(),
+            Imported::Created
+        );
+        let ids: Vec<i64> = cat
+            .dashboards_for_user(a.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(ids, [50, 51, 52, 61]);
         let changed = row(51, "<p>edited in emoncms</p>");
         assert!(matches!(
-            cat.import_dashboard(&changed).await.unwrap(),
+            cat.import_dashboard(&changed, 60).await.unwrap(),
             Imported::Conflict(_)
         ));
     }
