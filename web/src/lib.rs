@@ -9,6 +9,7 @@ mod creates;
 mod csrf;
 mod error;
 pub mod forward;
+mod link_thread;
 pub mod ops;
 mod params;
 mod reply;

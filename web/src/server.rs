@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -27,6 +26,7 @@ use tower_service::Service as _;
 use ynni_config::HttpSettings;
 
 use crate::api;
+use crate::link_thread::LinkThread;
 use crate::splice::{HandedOver, Opening, Prefixed, Splicer};
 use crate::state::AppState;
 use crate::tls::Certificates;
@@ -167,6 +167,11 @@ async fn serve_router(
     tls: Option<Arc<Certificates>>,
     splicer: Option<Arc<Splicer>>,
 ) -> Result<(), WebError> {
+    // Ended (below) only once every connection has: some of them run on it.
+    let link = match &splicer {
+        Some(_) => Some(LinkThread::start().map_err(WebError::Serve)?),
+        None => None,
+    };
     let max = options.max_connections.clamp(1, MAX_CONNECTIONS_CAP);
     let permits = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -204,6 +209,7 @@ async fn serve_router(
                         stop: stop_rx.clone(),
                         tls: tls.clone(),
                         splicer: splicer.clone(),
+                        link: link.as_ref().map(|l| l.handle().clone()),
                         permits: permits.clone(),
                     },
                     permit,
@@ -235,6 +241,7 @@ async fn serve_router(
     let _all = permits
         .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
         .await;
+    drop(link);
     Ok(())
 }
 
@@ -261,6 +268,8 @@ struct Conn {
     tls: Option<Arc<Certificates>>,
     /// Cluster mode, plain HTTP: hands connections to their account's owner.
     splicer: Option<Arc<Splicer>>,
+    /// Cluster mode: where connections between nodes are served (`link_thread`).
+    link: Option<tokio::runtime::Handle>,
     /// The listener's connection cap: each connection handed over on a shared connection from
     /// another node takes a place in it too.
     permits: Arc<Semaphore>,
@@ -270,43 +279,91 @@ async fn serve_connection(
     socket: TcpStream,
     peer: SocketAddr,
     conn: Conn,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) {
     let _ = socket.set_nodelay(true);
-    let mut socket = tokio_io_timeout::TimeoutStream::new(socket);
-    socket.set_write_timeout(Some(conn.write_timeout));
-    let mut socket = Box::pin(socket);
-    let Some(certs) = &conn.tls else {
-        let (read, client, handed_over) = match &conn.splicer {
-            None => (Bytes::new(), peer, None),
-            Some(splicer) => {
-                let stop = conn.stop.clone();
-                match splicer
-                    .open(&mut socket, peer, conn.handshake_timeout, stop)
-                    .await
-                {
-                    Opening::Finished => return,
-                    Opening::Multiplexed { read } => {
-                        crate::splice::mux::watch_peer(socket.get_ref());
-                        let io = Prefixed::new(read, socket);
-                        return serve_shared(io, conn, _permit).await;
-                    }
-                    Opening::Serve {
-                        read,
-                        client,
-                        handed_over,
-                    } => (read, client, handed_over),
+    if conn.tls.is_none()
+        && let Some(splicer) = conn.splicer.clone()
+    {
+        let mut socket = socket;
+        let stop = conn.stop.clone();
+        let opening = splicer
+            .read_opening(&mut socket, peer, conn.handshake_timeout, stop)
+            .await;
+        // Connections handed to another node are relayed on the link thread (see
+        // `link_thread`); those handed to this one are served by every worker, as its own.
+        if matches!(opening, Opening::HandOver(_))
+            && let Some(link) = conn.link.clone()
+        {
+            match socket.into_std() {
+                Ok(socket) => {
+                    link.spawn(async move {
+                        match TcpStream::from_std(socket) {
+                            Ok(socket) => go_on(socket, opening, &splicer, conn, permit).await,
+                            Err(e) => tracing::debug!(%peer, error = %e, "connection lost moving to the link thread"),
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "connection lost moving to the link thread")
                 }
             }
-        };
-        let io = TokioIo::new(Prefixed::new(read, socket));
-        return serve_http(io, client, conn, false, handed_over).await;
+            return;
+        }
+        return go_on(socket, opening, &splicer, conn, permit).await;
+    }
+    let socket = with_write_timeout(socket, conn.write_timeout);
+    let Some(certs) = &conn.tls else {
+        let io = TokioIo::new(socket);
+        return serve_http(io, peer, conn, false, None).await;
     };
     let handshake = certs.acceptor().accept(socket);
     match tokio::time::timeout(conn.handshake_timeout, handshake).await {
         Ok(Ok(stream)) => serve_http(TokioIo::new(stream), peer, conn, true, None).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake not finished in time"),
+    }
+}
+
+/// The connection, whose writes give up when the client takes nothing for `timeout`.
+fn with_write_timeout(
+    socket: TcpStream,
+    timeout: Duration,
+) -> std::pin::Pin<Box<tokio_io_timeout::TimeoutStream<TcpStream>>> {
+    let mut socket = tokio_io_timeout::TimeoutStream::new(socket);
+    socket.set_write_timeout(Some(timeout));
+    Box::pin(socket)
+}
+
+/// Cluster mode, plain HTTP: goes on with a connection as its first bytes said (see
+/// [`Splicer::read_opening`]).
+async fn go_on(
+    socket: TcpStream,
+    opening: Opening,
+    splicer: &Splicer,
+    conn: Conn,
+    permit: OwnedSemaphorePermit,
+) {
+    let mut socket = with_write_timeout(socket, conn.write_timeout);
+    let opening = match opening {
+        Opening::HandOver(offer) => splicer.offer(&mut socket, offer, conn.stop.clone()).await,
+        opening => opening,
+    };
+    match opening {
+        Opening::Finished | Opening::HandOver(_) => {}
+        Opening::Multiplexed { read } => {
+            crate::splice::mux::watch_peer(socket.get_ref());
+            let io = Prefixed::new(read, socket);
+            serve_shared(io, conn, permit).await;
+        }
+        Opening::Serve {
+            read,
+            client,
+            handed_over,
+        } => {
+            let io = TokioIo::new(Prefixed::new(read, socket));
+            serve_http(io, client, conn, false, handed_over).await;
+        }
     }
 }
 
@@ -517,6 +574,7 @@ mod tests {
             stop,
             tls: None,
             splicer: None,
+            link: None,
             permits: permits.clone(),
         };
         tokio::spawn(async move {

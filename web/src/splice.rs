@@ -140,6 +140,18 @@ pub(crate) enum Opening {
     /// Nothing more to do: the connection was handed over and has ended, or it is to be
     /// closed (silent past the header deadline, gone, or a preamble with a wrong secret).
     Finished,
+    /// The first request's account is another node's: to be offered to it
+    /// ([`Splicer::offer`]). Only [`Splicer::read_opening`] answers this.
+    HandOver(Offer),
+}
+
+/// A connection to offer to its account's owner: the bytes read so far, the client's address,
+/// and the owner (of `vshard`).
+pub(crate) struct Offer {
+    read: Bytes,
+    client: SocketAddr,
+    vshard: u32,
+    owner: String,
 }
 
 impl Splicer {
@@ -196,8 +208,33 @@ impl Splicer {
     }
 
     /// Reads the connection's first bytes (within `header_timeout`) and either hands the
-    /// connection to its account's owner, copying until it ends, or says how to serve it here.
+    /// connection to its account's owner, copying until it ends, or says how to serve it here:
+    /// [`Splicer::read_opening`] then [`Splicer::offer`] on the same task, as the server does
+    /// off the link thread.
+    #[cfg(test)]
     pub async fn open<S>(
+        &self,
+        socket: &mut S,
+        peer: SocketAddr,
+        header_timeout: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> Opening
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match self
+            .read_opening(socket, peer, header_timeout, stop.clone())
+            .await
+        {
+            Opening::HandOver(offer) => self.offer(socket, offer, stop).await,
+            opening => opening,
+        }
+    }
+
+    /// [`Splicer::open`] up to the decision: a connection to hand over is answered
+    /// [`Opening::HandOver`], so that the caller may move it (to the cluster's link thread)
+    /// before [`Splicer::offer`] hands it over.
+    pub(crate) async fn read_opening<S>(
         &self,
         socket: &mut S,
         peer: SocketAddr,
@@ -243,11 +280,12 @@ impl Splicer {
                     if let Some((vshard, owner)) = (self.route)(&key)
                         && !self.lately_refused(&owner)
                     {
-                        let to = (vshard, owner.as_str());
-                        match self.hand_over(socket, to, peer, &buf, stop).await {
-                            Handover::Done => return Opening::Finished,
-                            Handover::NotConnected => {}
-                        }
+                        return Opening::HandOver(Offer {
+                            read: buf.freeze(),
+                            client: peer,
+                            vshard,
+                            owner,
+                        });
                     }
                     break;
                 }
@@ -257,6 +295,31 @@ impl Splicer {
             read: buf.freeze(),
             client: peer,
             handed_over: None,
+        }
+    }
+
+    /// Hands the connection over as `offer` says; when the owner cannot take it, it is to be
+    /// served here, with what was read.
+    pub(crate) async fn offer<S>(
+        &self,
+        socket: &mut S,
+        offer: Offer,
+        stop: watch::Receiver<bool>,
+    ) -> Opening
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let to = (offer.vshard, offer.owner.as_str());
+        match self
+            .hand_over(socket, to, offer.client, &offer.read, stop)
+            .await
+        {
+            Handover::Done => Opening::Finished,
+            Handover::NotConnected => Opening::Serve {
+                read: offer.read,
+                client: offer.client,
+                handed_over: None,
+            },
         }
     }
 
