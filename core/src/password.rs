@@ -40,9 +40,25 @@ impl StoredPassword<'_> {
             .any(|p| self.hash.starts_with(p))
     }
 
-    /// True when the hash should be replaced by an argon2 one at the next successful login.
+    /// True when the hash should be replaced by one of [`hash`] at the next successful login:
+    /// emoncms's schemes, and argon2 hashes made with other parameters (PHP's
+    /// `password_hash` defaults): a wrong password then costs what it costs for any other
+    /// account (see [`verify`]).
     pub fn needs_upgrade(&self) -> bool {
-        self.is_legacy() || self.is_bcrypt()
+        self.is_legacy() || self.is_bcrypt() || !self.has_current_parameters()
+    }
+
+    /// Whether this is an argon2 hash of [`hash`]'s algorithm and parameters.
+    fn has_current_parameters(&self) -> bool {
+        let Ok(parsed) = PasswordHash::new(self.hash) else {
+            return false;
+        };
+        let current = Argon2::default();
+        parsed.algorithm == argon2::Algorithm::default().ident()
+            && argon2::Params::try_from(&parsed).is_ok_and(|p| {
+                let c = current.params();
+                (p.m_cost(), p.t_cost(), p.p_cost()) == (c.m_cost(), c.t_cost(), c.p_cost())
+            })
     }
 }
 
@@ -258,6 +274,44 @@ mod tests {
         assert_eq!(hex::encode(Sha256::digest(b"pass")), inner);
         let outer = hex::encode(Sha256::digest(format!("salt{inner}").as_bytes()));
         assert_eq!(legacy_hash("pass", "salt"), outer);
+    }
+
+    #[test]
+    fn argon2_hashes_of_other_parameters_verify_and_are_renewed() {
+        let ours = hash("pass").expect("hash");
+        let ours = StoredPassword {
+            hash: &ours,
+            salt: None,
+        };
+        assert!(!ours.needs_upgrade());
+        // As PHP's password_hash(PASSWORD_ARGON2ID) might have made it, with its own costs.
+        let salt = SaltString::encode_b64(&[7u8; 16]).expect("salt");
+        let params = argon2::Params::new(8192, 3, 1, None).expect("params");
+        let php = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(b"pass", &salt)
+            .expect("hash")
+            .to_string();
+        let php = StoredPassword {
+            hash: &php,
+            salt: None,
+        };
+        assert!(verify("pass", &php));
+        assert!(php.needs_upgrade());
+        let argon2i = Argon2::new(
+            argon2::Algorithm::Argon2i,
+            argon2::Version::V0x13,
+            argon2::Params::default(),
+        )
+        .hash_password(b"pass", &salt)
+        .expect("hash")
+        .to_string();
+        assert!(
+            StoredPassword {
+                hash: &argon2i,
+                salt: None
+            }
+            .needs_upgrade()
+        );
     }
 
     #[test]
