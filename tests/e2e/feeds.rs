@@ -256,6 +256,24 @@ async fn virtual_feed_sums_two_feeds_on_the_query_grid() {
         data.json(),
         json!([[T0, 11], [T0 + 10, 22], [T0 + 20, 33], [T0 + 30, null]])
     );
+    // A virtual feed costs its grid once for each source and step whatever it returns
+    // (`skipmissing` drops every empty point): 20,000 points × (1 + 2 sources + 2 steps) is
+    // 100,000, so four of them fit a request's 400,000 and five are refused before any is
+    // computed.
+    let many = |n: usize| {
+        let ids = vec!["3"; n].join(",");
+        server.url(&format!(
+            "/feed/data.json?ids={ids}&start=0&end=200000&interval=10&skipmissing=1&apikey={read}"
+        ))
+    };
+    let r = get(&c, &many(4)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = get(&c, &many(5)).await;
+    assert!(
+        r.body.contains("request datapoint limit reached"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]

@@ -216,4 +216,34 @@ async fn the_live_stream_carries_only_the_users_own_updates() {
         !seen.contains("bobnode"),
         "another user's values leaked: {seen}"
     );
+
+    // One account holds at most 16 streams open (each holds a connection of the server's),
+    // and one closed makes room; another account is not held back.
+    let (_, alice_read, _) = register(&server, "alice2", "password1").await;
+    let open = |key: String| {
+        let url = server.url(&format!("/ynni/live?apikey={key}"));
+        async move { script().get(url).send().await.expect("live stream") }
+    };
+    let mut streams = Vec::new();
+    while streams.len() < 16 {
+        let r = open(alice_read.clone()).await;
+        assert_eq!(r.status(), 200, "stream {}", streams.len() + 1);
+        streams.push(r);
+    }
+    let r = open(alice_read.clone()).await;
+    assert_eq!(r.status(), 429, "a 17th stream");
+    let (_, carol_read, _) = register(&server, "carol", "password1").await;
+    assert_eq!(open(carol_read).await.status(), 200, "another account");
+    // The server finds a closed stream at its next write (a keep-alive comment every 15 s).
+    drop(streams.pop());
+    let mut reopened = None;
+    for _ in 0..300 {
+        let r = open(alice_read.clone()).await;
+        if r.status() == 200 {
+            reopened = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(reopened.is_some(), "no room after a stream closed");
 }

@@ -15,6 +15,10 @@ use ynni_ingest::shard::{Output, Router};
 
 /// Messages one page may fall behind by before it is told to reload its lists.
 const PAGE_BACKLOG: usize = 1024;
+/// Live streams one account may hold open at once (pages, tabs, a dashboard screen): each
+/// holds one of the server's connections for as long as it is open, so without a limit one
+/// account could hold them all.
+pub const MAX_STREAMS_PER_USER: usize = 16;
 
 #[derive(Clone, Debug)]
 pub struct LiveEvent {
@@ -29,22 +33,23 @@ pub struct LiveHub {
 }
 
 impl LiveHub {
-    /// A receiver of `userid`'s events; starts the forwarding task on first use.
+    /// A receiver of `userid`'s events, or `None` when the user has [`MAX_STREAMS_PER_USER`]
+    /// open already; starts the forwarding task on first use.
     pub fn subscribe(
         self: &Arc<Self>,
         userid: i64,
         router: &Router,
-    ) -> broadcast::Receiver<LiveEvent> {
+    ) -> Option<broadcast::Receiver<LiveEvent>> {
         self.started.get_or_init(|| {
             let hub = Arc::clone(self);
             let outputs = router.subscribe_outputs();
             tokio::spawn(async move { hub.forward(outputs).await });
         });
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        users
+        let sender = users
             .entry(userid)
-            .or_insert_with(|| broadcast::channel(PAGE_BACKLOG).0)
-            .subscribe()
+            .or_insert_with(|| broadcast::channel(PAGE_BACKLOG).0);
+        (sender.receiver_count() < MAX_STREAMS_PER_USER).then(|| sender.subscribe())
     }
 
     /// Ends the open pages' streams of the users `moved` picks (cluster mode: their shard left

@@ -168,7 +168,17 @@ async fn live_stream(State(state): State<AppState>, request: Request) -> Respons
             };
         }
     }
-    let rx = state.live.subscribe(caller.user.id, &state.router);
+    let Some(rx) = state.live.subscribe(caller.user.id, &state.router) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, HeaderValue::from_static("60"))],
+            format!(
+                "Too many live pages open for this account (at most {}): close one",
+                live::MAX_STREAMS_PER_USER
+            ),
+        )
+            .into_response();
+    };
     let mut r = live::stream(rx).into_response();
     // Proxies (nginx) must pass events on at once.
     r.headers_mut()

@@ -205,8 +205,16 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
         let mut req = base.clone();
         req.average = key.average;
         req.delta = key.delta;
+        // A virtual feed is charged its work before it is done: its list runs at every point
+        // of the grid over a read of each source, whatever it returns.
+        let work = is_virtual(row).then(|| virtual_work(row, &req));
+        if let Some(work) = work {
+            budget.take(work, uses).map_err(ApiError::Fail)?;
+        }
         let s = read(call, row, req).await?;
-        budget.take(s.points.len(), uses).map_err(ApiError::Fail)?;
+        if work.is_none() {
+            budget.take(s.points.len(), uses).map_err(ApiError::Fail)?;
+        }
         store.push(s);
     }
     let series: Vec<Option<&Series>> = plan
@@ -412,6 +420,18 @@ impl Plan {
 }
 
 /// Points left for the rest of a reply.
+/// What computing virtual feed `row` on `req`'s grid costs, in points: each of the grid's
+/// points once, and again for each source read and each step run at it. A grid the query
+/// refuses costs nothing here (the read answers its error).
+fn virtual_work(row: &FeedRow, req: &DataRequest) -> usize {
+    let grid = query::grid(req).map_or(0, |(times, _, _)| times.len());
+    let list = ynni_ingest::process::ProcessList::parse(&row.process_list);
+    let mut sources = list.feed_args().to_vec();
+    sources.sort_unstable();
+    sources.dedup();
+    grid.saturating_mul(1 + sources.len() + list.steps().len())
+}
+
 struct PointBudget {
     max: usize,
     left: usize,
