@@ -116,6 +116,17 @@ fn import_from(db: &MariaDb, files: &Path, data: &Path, extra: &[&str]) -> (bool
     (status.success(), out, err)
 }
 
+/// Copies the files of `from`'s `phpfina` and `phptimeseries` directories into `to`'s.
+fn copy_feed_dirs(from: &Path, to: &Path) {
+    for sub in ["phpfina", "phptimeseries"] {
+        std::fs::create_dir_all(to.join(sub)).expect("mkdir");
+        for e in std::fs::read_dir(from.join(sub)).expect("source") {
+            let e = e.expect("entry");
+            std::fs::copy(e.path(), to.join(sub).join(e.file_name())).expect("copy");
+        }
+    }
+}
+
 fn import(db: &MariaDb, data: &Path, extra: &[&str]) -> (bool, String, String) {
     import_from(db, &reference(), data, extra)
 }
@@ -412,13 +423,7 @@ async fn links_are_made_conflicts_refused_and_broken_feeds_skipped() {
     let tmp = tempfile::tempdir().expect("tempdir");
     // emoncms's files on the same filesystem as the data directory, so they can be linked.
     let src = tmp.path().join("emoncms");
-    for sub in ["phpfina", "phptimeseries"] {
-        std::fs::create_dir_all(src.join(sub)).expect("mkdir");
-        for e in std::fs::read_dir(reference().join(sub)).expect("reference") {
-            let e = e.expect("entry");
-            std::fs::copy(e.path(), src.join(sub).join(e.file_name())).expect("copy");
-        }
-    }
+    copy_feed_dirs(&reference(), &src);
     // Feed 2's file is gone: that feed is reported and skipped, the others arrive.
     std::fs::remove_file(src.join("phptimeseries/feed_2.MYD")).expect("rm");
     let data = tmp.path().join("data");
@@ -462,13 +467,7 @@ async fn torn_tails_are_cut_and_unopenable_metas_refused() {
     load_emoncms(&db).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let src = tmp.path().join("emoncms");
-    for sub in ["phpfina", "phptimeseries"] {
-        std::fs::create_dir_all(src.join(sub)).expect("mkdir");
-        for e in std::fs::read_dir(reference().join(sub)).expect("reference") {
-            let e = e.expect("entry");
-            std::fs::copy(e.path(), src.join(sub).join(e.file_name())).expect("copy");
-        }
-    }
+    copy_feed_dirs(&reference(), &src);
     let append = |path: &Path, bytes: &[u8]| {
         use std::io::Write;
         std::fs::OpenOptions::new()
@@ -522,16 +521,7 @@ async fn torn_tails_are_cut_and_unopenable_metas_refused() {
 
     // A meta with an interval of 0 is refused: reported, the feed skipped, nothing placed.
     let bad = tmp.path().join("bad");
-    std::fs::create_dir_all(bad.join("phpfina")).expect("mkdir");
-    std::fs::create_dir_all(bad.join("phptimeseries")).expect("mkdir");
-    for e in std::fs::read_dir(src.join("phptimeseries")).expect("src") {
-        let e = e.expect("entry");
-        std::fs::copy(e.path(), bad.join("phptimeseries").join(e.file_name())).expect("copy");
-    }
-    for e in std::fs::read_dir(reference().join("phpfina")).expect("reference") {
-        let e = e.expect("entry");
-        std::fs::copy(e.path(), bad.join("phpfina").join(e.file_name())).expect("copy");
-    }
+    copy_feed_dirs(&reference(), &bad);
     let mut meta = std::fs::read(bad.join("phpfina/1.meta")).expect("meta");
     meta[8..12].copy_from_slice(&0u32.to_le_bytes());
     std::fs::write(bad.join("phpfina/1.meta"), meta).expect("meta");
