@@ -85,6 +85,12 @@ pub enum FeedOp {
     Last {
         id: u32,
     },
+    /// [`FeedOp::Last`] of each feed (of one user) in one operation: a list of many feeds
+    /// costs one hand-off to the shard instead of one per feed. A feed that cannot be read
+    /// has no last update here.
+    Lasts {
+        ids: Vec<u32>,
+    },
     ValueAt {
         id: u32,
         time: i64,
@@ -157,6 +163,8 @@ pub enum FeedAnswer {
     Split(Vec<query::SplitRow>),
     /// The feed's last update (time, value): emoncms's `timevalue`.
     Last(Option<(i64, Value)>),
+    /// Each asked feed's last update, in the order asked.
+    Lasts(Vec<Option<(i64, Value)>>),
     Value(Option<f64>),
     Meta(FeedMeta),
     /// Bytes written by a trim, or emoncms's message when it was refused.
@@ -665,6 +673,27 @@ impl Worker {
                 Some(&last) => FeedAnswer::Last(Some(last)),
                 None => FeedAnswer::Last(query::last_value(self.store.feed(id)?)?),
             },
+            FeedOp::Lasts { ids } => FeedAnswer::Lasts(
+                ids.iter()
+                    .map(|&id| match self.core.state.feed_last.get(&id) {
+                        Some(&last) => Some(last),
+                        None => {
+                            let last = match self.store.feed(id) {
+                                Ok(feed) => query::last_value(feed).map_err(|e| e.to_string()),
+                                Err(e) => Err(e.to_string()),
+                            };
+                            last.unwrap_or_else(|error| {
+                                tracing::warn!(
+                                    feed = id,
+                                    error,
+                                    "a feed's last value could not be read"
+                                );
+                                None
+                            })
+                        }
+                    })
+                    .collect(),
+            ),
             FeedOp::ValueAt { id, time } => {
                 FeedAnswer::Value(query::value_at(self.store.feed(id)?, time)?)
             }

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 use ynni_core::catalog::FeedRow;
 
-use super::{Call, last, meta, readable};
+use super::{Call, last, lasts, meta, readable};
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
@@ -22,9 +22,10 @@ pub(super) async fn list(call: &Call<'_>, with_meta: bool) -> ApiResult {
         (None, Some(caller)) => call.state.catalog.feeds_for_user(caller.user.id).await,
         (None, None) => return Err(ApiError::False),
     }?;
+    let lasts = lasts(call, &rows).await?;
     let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut feed = hash(call, row).await?;
+    for (row, last) in rows.iter().zip(lasts) {
+        let mut feed = hash_of(row, last);
         if with_meta && let Value::Object(m) = meta(call, row).await? {
             for key in ["start_time", "end_time", "interval", "npoints"] {
                 if let Some(v) = m.get(key) {
@@ -42,7 +43,12 @@ pub(in crate::api) async fn hash(
     call: &Call<'_>,
     row: &FeedRow,
 ) -> Result<Map<String, Value>, ApiError> {
-    let (time, value) = match last(call, row).await? {
+    Ok(hash_of(row, last(call, row).await?))
+}
+
+/// emoncms's feed hash with `last`, its last update.
+fn hash_of(row: &FeedRow, last: Option<(i64, Option<f64>)>) -> Map<String, Value> {
+    let (time, value) = match last {
         Some((t, v)) => (json!(t), reply::number(v)),
         None => (Value::Null, Value::Null),
     };
@@ -59,8 +65,8 @@ pub(in crate::api) async fn hash(
         "time": time,
     });
     match feed {
-        Value::Object(m) => Ok(m),
-        _ => Ok(Map::new()),
+        Value::Object(m) => m,
+        _ => Map::new(),
     }
 }
 

@@ -292,6 +292,39 @@ async fn run(call: &Call<'_>, row: &FeedRow, op: FeedOp) -> Result<FeedAnswer, A
     }
 }
 
+/// Feeds' last updates asked of their shard in one operation, at most: a long list is asked
+/// in pieces so that one list does not hold a shard for long.
+const LASTS_PER_OPERATION: usize = 1_000;
+
+/// The last updates of `rows` (one user's feeds), in their order: an operation per
+/// [`LASTS_PER_OPERATION`] feeds instead of one per feed.
+async fn lasts(
+    call: &Call<'_>,
+    rows: &[FeedRow],
+) -> Result<Vec<Option<(i64, Option<f64>)>>, ApiError> {
+    let stored: Vec<&FeedRow> = rows.iter().filter(|r| !is_virtual(r)).collect();
+    let mut found = Vec::with_capacity(stored.len());
+    for piece in stored.chunks(LASTS_PER_OPERATION) {
+        let ids = piece.iter().map(|r| r.id as u32).collect();
+        let answer = run(call, piece[0], FeedOp::Lasts { ids }).await?;
+        match answer {
+            FeedAnswer::Lasts(l) if l.len() == piece.len() => found.extend(l),
+            _ => found.extend(std::iter::repeat_n(None, piece.len())),
+        }
+    }
+    let mut found = found.into_iter();
+    Ok(rows
+        .iter()
+        .map(|r| {
+            if is_virtual(r) {
+                None
+            } else {
+                found.next().flatten()
+            }
+        })
+        .collect())
+}
+
 async fn last(call: &Call<'_>, row: &FeedRow) -> Result<Option<(i64, Option<f64>)>, ApiError> {
     if is_virtual(row) {
         return Ok(None);
