@@ -255,3 +255,46 @@ async fn a_vshard_serves_only_while_open_and_fenced_and_moves_with_its_log() {
     );
     stop(Arc::into_inner(router).unwrap()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_feeds_last_updates_come_in_one_operation() {
+    use ynni_ingest::shard::{FeedAnswer, FeedOp, FeedWrite};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (catalog, userid) = setup(dir.path()).await;
+    let router = start(dir.path(), &catalog).await;
+    let mut ids = Vec::new();
+    for name in ["written", "empty"] {
+        let row = catalog
+            .create_feed(userid, name, "", 5, "")
+            .await
+            .expect("feed");
+        let id = u32::try_from(row).expect("id");
+        let create = FeedOp::Create {
+            id,
+            engine: 5,
+            interval: 10,
+        };
+        router.feed(userid, create).await.expect("created");
+        ids.push(id);
+    }
+    let write = FeedWrite {
+        feed: ids[0],
+        points: vec![(T, Some(3.0))],
+        now: T,
+        single: false,
+    };
+    router
+        .feed(userid, FeedOp::Insert { userid, write })
+        .await
+        .expect("written");
+    let asked = vec![ids[0], ids[1], 999_999];
+    let answer = router
+        .feed(userid, FeedOp::Lasts { ids: asked })
+        .await
+        .expect("lasts");
+    let FeedAnswer::Lasts(lasts) = answer else {
+        panic!("{answer:?}");
+    };
+    assert_eq!(lasts, [Some((T, Some(3.0))), None, None]);
+    stop(router).await;
+}
