@@ -13,7 +13,7 @@ use ynni_core::catalog::DashboardRow;
 
 use super::refs;
 use crate::api::Call;
-use crate::api::feed::feed_hash;
+use crate::api::feed::feed_hashes;
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
@@ -64,10 +64,15 @@ pub async fn view_json(call: &Call<'_>) -> ApiResult {
         .filter(|f| owner || f.public)
         .collect();
     let named = refs::resolve(&refs::feed_options(&d.content), &visible);
-    let mut feeds = Vec::with_capacity(named.len());
-    for row in visible.iter().filter(|f| named.contains(&f.id)) {
-        feeds.push(Value::Object(feed_hash(call, row).await?));
-    }
+    let shown: Vec<_> = visible
+        .into_iter()
+        .filter(|f| named.contains(&f.id))
+        .collect();
+    let feeds: Vec<Value> = feed_hashes(call, &shown)
+        .await?
+        .into_iter()
+        .map(Value::Object)
+        .collect();
     // Only a login session edits (a key or a share link does not).
     let editable = owner && call.caller.is_some_and(|c| c.write && !c.via_apikey);
     Ok(reply::json(json!({

@@ -22,10 +22,8 @@ pub(super) async fn list(call: &Call<'_>, with_meta: bool) -> ApiResult {
         (None, Some(caller)) => call.state.catalog.feeds_for_user(caller.user.id).await,
         (None, None) => return Err(ApiError::False),
     }?;
-    let lasts = lasts(call, &rows).await?;
     let mut out = Vec::with_capacity(rows.len());
-    for (row, last) in rows.iter().zip(lasts) {
-        let mut feed = hash_of(row, last);
+    for (row, mut feed) in rows.iter().zip(hashes(call, &rows).await?) {
         if with_meta && let Value::Object(m) = meta(call, row).await? {
             for key in ["start_time", "end_time", "interval", "npoints"] {
                 if let Some(v) = m.get(key) {
@@ -44,6 +42,15 @@ pub(in crate::api) async fn hash(
     row: &FeedRow,
 ) -> Result<Map<String, Value>, ApiError> {
     Ok(hash_of(row, last(call, row).await?))
+}
+
+/// The hashes of `rows` (one user's feeds), their last updates asked together.
+pub(in crate::api) async fn hashes(
+    call: &Call<'_>,
+    rows: &[FeedRow],
+) -> Result<Vec<Map<String, Value>>, ApiError> {
+    let lasts = lasts(call, rows).await?;
+    Ok(rows.iter().zip(lasts).map(|(r, l)| hash_of(r, l)).collect())
 }
 
 /// emoncms's feed hash with `last`, its last update.

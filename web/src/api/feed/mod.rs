@@ -17,7 +17,7 @@ use ynni_ingest::decode::numbers::php_int_cast as php_int;
 
 mod data;
 mod describe;
-pub(super) use describe::hash as feed_hash;
+pub(super) use describe::hashes as feed_hashes;
 mod edit;
 mod fields;
 mod insert;
