@@ -580,7 +580,7 @@ mod tests {
         tokio::spawn(async move {
             let (mut tcp, _) = listener.accept().await.expect("accept");
             let place = permits.try_acquire_owned().expect("a place");
-            // The preamble (checked by `Splicer::open` in a server), then the acknowledgement.
+            // The preamble (checked by `Splicer::read_opening` in a server), then the acknowledgement.
             let mut line = Vec::new();
             while !line.ends_with(b"\n") {
                 let mut byte = [0u8; 1];

@@ -207,33 +207,10 @@ impl Splicer {
             .is_none_or(|t| now.saturating_duration_since(t) >= REFUSED_FOR)
     }
 
-    /// Reads the connection's first bytes (within `header_timeout`) and either hands the
-    /// connection to its account's owner, copying until it ends, or says how to serve it here:
-    /// [`Splicer::read_opening`] then [`Splicer::offer`] on the same task, as the server does
-    /// off the link thread.
-    #[cfg(test)]
-    pub async fn open<S>(
-        &self,
-        socket: &mut S,
-        peer: SocketAddr,
-        header_timeout: Duration,
-        stop: watch::Receiver<bool>,
-    ) -> Opening
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        match self
-            .read_opening(socket, peer, header_timeout, stop.clone())
-            .await
-        {
-            Opening::HandOver(offer) => self.offer(socket, offer, stop).await,
-            opening => opening,
-        }
-    }
-
-    /// [`Splicer::open`] up to the decision: a connection to hand over is answered
-    /// [`Opening::HandOver`], so that the caller may move it (to the cluster's link thread)
-    /// before [`Splicer::offer`] hands it over.
+    /// Reads the connection's first bytes (within `header_timeout`) and says how to go on:
+    /// serve it here, serve another node's shared connection, or hand it to its account's
+    /// owner ([`Opening::HandOver`]: the caller may move it to the cluster's link thread
+    /// before [`Splicer::offer`] hands it over).
     pub(crate) async fn read_opening<S>(
         &self,
         socket: &mut S,
@@ -726,6 +703,31 @@ fn parse_preamble(line: &[u8], magic: &[u8], secret_hex: &str) -> Option<(Socket
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Splicer {
+        /// Reads the connection's first bytes (within `header_timeout`) and either hands the
+        /// connection to its account's owner, copying until it ends, or says how to serve it here:
+        /// [`Splicer::read_opening`] then [`Splicer::offer`] on the same task, as the server does
+        /// off the link thread.
+        async fn open<S>(
+            &self,
+            socket: &mut S,
+            peer: SocketAddr,
+            header_timeout: Duration,
+            stop: watch::Receiver<bool>,
+        ) -> Opening
+        where
+            S: AsyncRead + AsyncWrite + Unpin,
+        {
+            match self
+                .read_opening(socket, peer, header_timeout, stop.clone())
+                .await
+            {
+                Opening::HandOver(offer) => self.offer(socket, offer, stop).await,
+                opening => opening,
+            }
+        }
+    }
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
     const SECRET: &str = "the cluster's secret";
