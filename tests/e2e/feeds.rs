@@ -257,18 +257,34 @@ async fn virtual_feed_sums_two_feeds_on_the_query_grid() {
         json!([[T0, 11], [T0 + 10, 22], [T0 + 20, 33], [T0 + 30, null]])
     );
     // A virtual feed costs its grid once for each source and step whatever it returns
-    // (`skipmissing` drops every empty point): 20,000 points × (1 + 2 sources + 2 steps) is
-    // 100,000, so four of them fit a request's 400,000 and five are refused before any is
-    // computed.
-    let many = |n: usize| {
-        let ids = vec!["3"; n].join(",");
+    // (`skipmissing` drops every empty point), once however often it is listed: a list of
+    // 100 steps over feeds 1 and 2 at 20,000 points is 20,000 x (1 + 2 + 100) = 2,060,000 of
+    // a request's 4,000,000: it may be listed many times, but two such feeds are refused
+    // before either is computed.
+    let mut steps = vec![r#"{"fn":"process__source_feed_data_time","args":["1"]}"#.to_string()];
+    steps.extend((0..99).map(|_| r#"{"fn":"process__add_source_feed","args":["2"]}"#.to_string()));
+    let long = format!("[{}]", steps.join(","));
+    for id in [4, 5] {
+        assert_eq!(
+            get(&c, &create(&format!("v{id}"), 7)).await.json()["feedid"],
+            id
+        );
+        let r = post_form(
+            &c,
+            &url(&format!("/feed/process/set?id={id}")),
+            &[("processlist", &long)],
+        )
+        .await;
+        assert_eq!(r.json()["success"], true, "{}", r.body);
+    }
+    let grid = |ids: &str| {
         server.url(&format!(
             "/feed/data.json?ids={ids}&start=0&end=200000&interval=10&skipmissing=1&apikey={read}"
         ))
     };
-    let r = get(&c, &many(4)).await;
+    let r = get(&c, &grid("4,4,4,4,4,4,4,4")).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = get(&c, &many(5)).await;
+    let r = get(&c, &grid("4,5")).await;
     assert!(
         r.body.contains("request datapoint limit reached"),
         "{}",

@@ -290,27 +290,24 @@ async fn serve_connection(
         let opening = splicer
             .read_opening(&mut socket, peer, conn.handshake_timeout, stop)
             .await;
-        // Connections handed to another node are relayed on the link thread (see
-        // `link_thread`); those handed to this one are served by every worker, as its own.
-        if matches!(opening, Opening::HandOver(_))
-            && let Some(link) = conn.link.clone()
-        {
-            match socket.into_std() {
-                Ok(socket) => {
-                    link.spawn(async move {
-                        match TcpStream::from_std(socket) {
-                            Ok(socket) => go_on(socket, opening, &splicer, conn, permit).await,
-                            Err(e) => tracing::debug!(%peer, error = %e, "connection lost moving to the link thread"),
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "connection lost moving to the link thread")
-                }
+        let Opening::HandOver(offer) = opening else {
+            // Those handed to this node are served by every worker, as its own clients are.
+            return serve_opening(socket, opening, conn, permit).await;
+        };
+        // Relayed on the link thread (see `link_thread`); back on the workers to be served
+        // here should the owner not take it.
+        let here = tokio::runtime::Handle::current();
+        let link = conn.link.clone().unwrap_or_else(|| here.clone());
+        move_to(&link, socket, peer, move |mut socket| async move {
+            let (stop, write_timeout) = (conn.stop.clone(), conn.write_timeout);
+            let opening = splicer.offer(&mut socket, offer, stop, write_timeout).await;
+            if matches!(opening, Opening::Serve { .. }) {
+                move_to(&here, socket, peer, move |socket| {
+                    serve_opening(socket, opening, conn, permit)
+                });
             }
-            return;
-        }
-        return go_on(socket, opening, &splicer, conn, permit).await;
+        });
+        return;
     }
     let socket = with_write_timeout(socket, conn.write_timeout);
     let Some(certs) = &conn.tls else {
@@ -325,6 +322,25 @@ async fn serve_connection(
     }
 }
 
+/// Moves `socket` to the runtime `to` and goes on there with `then`.
+fn move_to<F, Fut>(to: &tokio::runtime::Handle, socket: TcpStream, peer: SocketAddr, then: F)
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    match socket.into_std() {
+        Ok(socket) => {
+            to.spawn(async move {
+                match TcpStream::from_std(socket) {
+                    Ok(socket) => then(socket).await,
+                    Err(e) => tracing::debug!(%peer, error = %e, "a connection lost moving between threads"),
+                }
+            });
+        }
+        Err(e) => tracing::debug!(%peer, error = %e, "a connection lost moving between threads"),
+    }
+}
+
 /// The connection, whose writes give up when the client takes nothing for `timeout`.
 fn with_write_timeout(
     socket: TcpStream,
@@ -335,20 +351,15 @@ fn with_write_timeout(
     Box::pin(socket)
 }
 
-/// Cluster mode, plain HTTP: goes on with a connection as its first bytes said (see
+/// Cluster mode, plain HTTP: serves a connection here as its first bytes said (see
 /// [`Splicer::read_opening`]).
-async fn go_on(
+async fn serve_opening(
     socket: TcpStream,
     opening: Opening,
-    splicer: &Splicer,
     conn: Conn,
     permit: OwnedSemaphorePermit,
 ) {
-    let mut socket = with_write_timeout(socket, conn.write_timeout);
-    let opening = match opening {
-        Opening::HandOver(offer) => splicer.offer(&mut socket, offer, conn.stop.clone()).await,
-        opening => opening,
-    };
+    let socket = with_write_timeout(socket, conn.write_timeout);
     match opening {
         Opening::Finished | Opening::HandOver(_) => {}
         Opening::Multiplexed { read } => {
@@ -628,6 +639,62 @@ mod tests {
         let reply = String::from_utf8_lossy(&reply);
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         assert!(reply.ends_with("127.0.0.1"), "{reply}");
+    }
+
+    /// A connection whose account another node owns goes to the link thread to be handed
+    /// over; when the owner cannot be reached it comes back to be served by the workers, not
+    /// by the link thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_its_owner_cannot_take_is_served_off_the_link_thread() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let app = Router::new().route(
+            "/thread",
+            get(|| async { std::thread::current().name().unwrap_or("").to_string() }),
+        );
+        // Every key is another node's, at an address where nothing listens.
+        let route = Box::new(|_: &str| Some((3, "127.0.0.1:1".to_string())));
+        let splicer = Arc::new(Splicer::with_route("secret", route));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve_router(
+            listener,
+            app,
+            async move {
+                let _ = stopped.await;
+            },
+            ServeOptions {
+                header_read_timeout: Duration::from_secs(10),
+                max_connections: 8,
+                write_timeout: WRITE_TIMEOUT,
+            },
+            None,
+            Some(splicer),
+        ));
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "GET /thread?apikey={} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "0123456789abcdef0123456789abcdef"
+        );
+        s.write_all(head.as_bytes()).await.expect("write");
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&reply).contains("\r\n\r\n") || !reply.ends_with(b"worker") {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("a reply within 5 s")
+                .expect("read");
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&buf[..n]);
+        }
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        // The runtime's workers (not `ynni-link`).
+        assert!(reply.ends_with("-worker"), "{reply}");
+        drop(s);
+        let _ = stop.send(());
+        let _ = task.await;
     }
 
     /// The fault: a connection that never finished its headers was never timed out.

@@ -178,7 +178,7 @@ impl Splicer {
         Some(splicer)
     }
 
-    fn with_route(secret: &str, route: Route) -> Self {
+    pub(crate) fn with_route(secret: &str, route: Route) -> Self {
         Self {
             secret_hex: hex::encode(secret.as_bytes()),
             route,
@@ -277,18 +277,21 @@ impl Splicer {
 
     /// Hands the connection over as `offer` says; when the owner cannot take it, it is to be
     /// served here, with what was read.
+    /// `write_timeout` bounds each write to the client while relaying (a client that stops
+    /// reading is dropped, as a connection served here is).
     pub(crate) async fn offer<S>(
         &self,
         socket: &mut S,
         offer: Offer,
         stop: watch::Receiver<bool>,
+        write_timeout: Duration,
     ) -> Opening
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let to = (offer.vshard, offer.owner.as_str());
         match self
-            .hand_over(socket, to, offer.client, &offer.read, stop)
+            .hand_over(socket, to, offer.client, &offer.read, (stop, write_timeout))
             .await
         {
             Handover::Done => Opening::Finished,
@@ -400,14 +403,18 @@ impl Splicer {
         (vshard, owner): (u32, &str),
         client: SocketAddr,
         read: &[u8],
-        stop: watch::Receiver<bool>,
+        (stop, write_timeout): (watch::Receiver<bool>, Duration),
     ) -> Handover
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         if let Some(pool) = &self.mux {
             match pool.open(owner, client, vshard).await {
-                Ok(tunnel) => return self.relay(socket, tunnel, owner, read, stop).await,
+                Ok(tunnel) => {
+                    return self
+                        .relay(socket, tunnel, owner, read, (stop, write_timeout))
+                        .await;
+                }
                 // An older build: offered the connection alone, below.
                 Err(mux::NotOpened::NotSpoken) => {}
                 // The owner is full: this connection is served here, the next offered again.
@@ -470,7 +477,8 @@ impl Splicer {
                 return Handover::NotConnected;
             }
         }
-        self.relay(socket, upstream, owner, read, stop).await
+        self.relay(socket, upstream, owner, read, (stop, write_timeout))
+            .await
     }
 
     /// Sends `read` to the owner on `upstream`, then copies both ways until the connection
@@ -481,7 +489,7 @@ impl Splicer {
         upstream: U,
         owner: &str,
         read: &[u8],
-        mut stop: watch::Receiver<bool>,
+        (mut stop, write_timeout): (watch::Receiver<bool>, Duration),
     ) -> Handover
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -496,7 +504,10 @@ impl Splicer {
             tracing::debug!(owner, error = %e, "handing a connection over failed");
             return Handover::Done;
         }
-        let pump = pump(socket, &mut upstream);
+        let mut client = tokio_io_timeout::TimeoutStream::new(socket);
+        client.set_write_timeout(Some(write_timeout));
+        let mut client = Box::pin(client);
+        let pump = pump(&mut client, &mut upstream);
         let mut pump = std::pin::pin!(pump);
         tokio::select! {
             r = pump.as_mut() => {
@@ -723,7 +734,10 @@ mod tests {
                 .read_opening(socket, peer, header_timeout, stop.clone())
                 .await
             {
-                Opening::HandOver(offer) => self.offer(socket, offer, stop).await,
+                Opening::HandOver(offer) => {
+                    self.offer(socket, offer, stop, Duration::from_secs(60))
+                        .await
+                }
                 opening => opening,
             }
         }

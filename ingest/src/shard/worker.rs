@@ -683,7 +683,9 @@ impl Worker {
                                 Err(e) => Err(e.to_string()),
                             };
                             last.unwrap_or_else(|error| {
-                                tracing::warn!(
+                                // Anybody may list a user's public feeds: not a warning per
+                                // feed per request.
+                                tracing::debug!(
                                     feed = id,
                                     error,
                                     "a feed's last value could not be read"

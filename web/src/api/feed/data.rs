@@ -36,6 +36,11 @@ pub(super) const MAX_IDS: usize = 64;
 /// The most points one reply may hold across all its entries: twenty feeds at emoncms's
 /// per-feed limit of 20,000. That is 6.4 MB of points and 10–16 MB of JSON at most.
 const MAX_TOTAL_POINTS: usize = 400_000;
+/// The virtual feeds of one request may cost this much work at most, in grid points times
+/// the sources and steps computed at each ([`virtual_work`]): ten times the points a reply
+/// may hold, so a virtual feed of 20,000 points may have some 200 sources and steps, and a
+/// request cannot hold a shard for more than a fraction of a second.
+const MAX_VIRTUAL_WORK: usize = 4_000_000;
 
 /// Bytes of JSON per point, to size the reply string once instead of doubling it: a time in
 /// milliseconds and a mean with 17 digits take about 35.
@@ -191,6 +196,7 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
     }
     let plan = Plan::new(&row_of, &readable, &averages, &deltas, forced.average);
     let mut budget = PointBudget::new(MAX_TOTAL_POINTS);
+    let mut work = PointBudget::new(MAX_VIRTUAL_WORK);
     let mut store: Vec<Series> = Vec::with_capacity(plan.reads.len());
     for (key, &uses) in plan.reads.iter().zip(&plan.uses) {
         let Some(row) = rows.get(key.row) else {
@@ -205,16 +211,15 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
         let mut req = base.clone();
         req.average = key.average;
         req.delta = key.delta;
-        // A virtual feed is charged its work before it is done: its list runs at every point
-        // of the grid over a read of each source, whatever it returns.
-        let work = is_virtual(row).then(|| virtual_work(row, &req));
-        if let Some(work) = work {
-            budget.take(work, uses).map_err(ApiError::Fail)?;
+        // A virtual feed is charged its work before it is done (once, however many times the
+        // request lists it): its list runs at every point of the grid over a read of each
+        // source, whatever it returns.
+        if is_virtual(row) {
+            work.take(virtual_work(row, &req), 1)
+                .map_err(ApiError::Fail)?;
         }
         let s = read(call, row, req).await?;
-        if work.is_none() {
-            budget.take(s.points.len(), uses).map_err(ApiError::Fail)?;
-        }
+        budget.take(s.points.len(), uses).map_err(ApiError::Fail)?;
         store.push(s);
     }
     let series: Vec<Option<&Series>> = plan
