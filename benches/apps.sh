@@ -5,17 +5,12 @@
 # times, and a dashboard's view.json.
 #
 #   ./benches/apps.sh
+#   BIN=path/to/ynni ./benches/apps.sh   # another build (none is built then)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-BIN=$PWD/target/release/ynni
-work=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-YNNI_USERS__REGISTRATION=open "$BIN" serve --data-dir "$work/data" --http-listen "127.0.0.1:$PORT" \
-  --mqtt-listen 127.0.0.1:0 2>"$work/log" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do grep -q "HTTP listening" "$work/log" && break; sleep 0.1; done
+. benches/serve.sh
+bench_binary
+bench_serve
 python3 - "$PORT" <<'PY'
 import json, statistics, struct, sys, time, urllib.request, urllib.parse
 from concurrent.futures import ThreadPoolExecutor

@@ -7,17 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
 DURATION=${DURATION:-10}
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=$PWD/target/release/ynni
-fi
-work=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-YNNI_USERS__REGISTRATION=open "$BIN" serve --data-dir "$work/data" --http-listen "127.0.0.1:$PORT" \
-  --mqtt-listen 127.0.0.1:0 2>"$work/log" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 300); do grep -q "HTTP listening" "$work/log" && break; sleep 0.1; done
+. benches/serve.sh
+bench_binary
+bench_serve
 B=http://127.0.0.1:$PORT
 KEY=$(curl -s -X POST -d "username=bench&password=benchpass1&email=b@example.com&timezone=UTC" \
   "$B/user/register.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["apikey_write"])')

@@ -14,17 +14,9 @@ cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install wrk" >&2; exit 1; }
 DURATION=${DURATION:-15}
 # BIN=path/to/ynni measures another build (none is built then).
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=$PWD/target/release/ynni
-fi
-work=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-YNNI_USERS__REGISTRATION=open YNNI_LIMITS__REGISTER_ATTEMPTS=1000 "$BIN" serve --data-dir "$work/data" --http-listen "127.0.0.1:$PORT" \
-  --mqtt-listen 127.0.0.1:0 2>"$work/log" &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do grep -q "HTTP listening" "$work/log" && break; sleep 0.1; done
+. benches/serve.sh
+bench_binary
+bench_serve
 python3 - "$PORT" "$work/paths.lua" "$pid" <<'PY'
 import http.client, json, statistics, struct, sys, time, urllib.parse
 

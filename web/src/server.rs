@@ -524,8 +524,6 @@ mod tests {
     }
 
     async fn start_with(options: ServeOptions) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
         let app =
             Router::new()
                 .route(
@@ -535,6 +533,17 @@ mod tests {
                     }),
                 )
                 .route("/big", get(|| async { vec![b'x'; 64 << 20] }));
+        serve_app(app, options, None).await
+    }
+
+    /// Serves `app` on a free local port until the server is stopped.
+    async fn serve_app(
+        app: Router,
+        options: ServeOptions,
+        splicer: Option<Arc<Splicer>>,
+    ) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve_router(
             listener,
@@ -544,7 +553,7 @@ mod tests {
             },
             options,
             None,
-            None,
+            splicer,
         ));
         Server { addr, stop, task }
     }
@@ -646,8 +655,6 @@ mod tests {
     /// by the link thread.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_connection_its_owner_cannot_take_is_served_off_the_link_thread() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
         let app = Router::new().route(
             "/thread",
             get(|| async { std::thread::current().name().unwrap_or("").to_string() }),
@@ -655,22 +662,13 @@ mod tests {
         // Every key is another node's, at an address where nothing listens.
         let route = Box::new(|_: &str| Some((3, "127.0.0.1:1".to_string())));
         let splicer = Arc::new(Splicer::with_route("secret", route));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve_router(
-            listener,
-            app,
-            async move {
-                let _ = stopped.await;
-            },
-            ServeOptions {
-                header_read_timeout: Duration::from_secs(10),
-                max_connections: 8,
-                write_timeout: WRITE_TIMEOUT,
-            },
-            None,
-            Some(splicer),
-        ));
-        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let options = ServeOptions {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 8,
+            write_timeout: WRITE_TIMEOUT,
+        };
+        let server = serve_app(app, options, Some(splicer)).await;
+        let mut s = TcpStream::connect(server.addr).await.expect("connect");
         let head = format!(
             "GET /thread?apikey={} HTTP/1.1\r\nHost: x\r\n\r\n",
             "0123456789abcdef0123456789abcdef"
@@ -693,8 +691,8 @@ mod tests {
         // The runtime's workers (not `ynni-link`).
         assert!(reply.ends_with("-worker"), "{reply}");
         drop(s);
-        let _ = stop.send(());
-        let _ = task.await;
+        let _ = server.stop.send(());
+        let _ = server.task.await;
     }
 
     /// The fault: a connection that never finished its headers was never timed out.
