@@ -215,8 +215,13 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
         // request lists it): its list runs at every point of the grid over a read of each
         // source, whatever it returns.
         if is_virtual(row) {
-            work.take(virtual_work(row, &req), 1)
-                .map_err(ApiError::Fail)?;
+            work.take(virtual_work(row, &req), 1).map_err(|_| {
+                ApiError::fail(format!(
+                    "virtual feed limit reached ({MAX_VIRTUAL_WORK} grid points times their \
+                     sources and steps across the request), increase request interval, reduce \
+                     time range or request fewer virtual feeds"
+                ))
+            })?;
         }
         let s = read(call, row, req).await?;
         budget.take(s.points.len(), uses).map_err(ApiError::Fail)?;
