@@ -536,12 +536,8 @@ async fn feed(
             answer(done, Handled::Ignored);
             continue;
         }
-        // A plan's values per minute hold MQTT as they hold HTTP. Over it, the message is
-        // not stored and not acknowledged: the connection closes and the client sends it
-        // again later (QoS 0: it is lost, as QoS 0 allows). The minimum interval between a
-        // node's posts is HTTP's alone: emonhub publishes one message per input of a reading.
-        // An account refused while connected (its credit ended by a charge, a refund or a
-        // reversal) stores nothing more, even before its connection is closed.
+        // An account refused while connected (its credit used up by a charge) stores
+        // nothing more, even before its connection is closed.
         if let Some(b) = &billing
             && b.refuses_writes(userid)
         {
@@ -549,6 +545,10 @@ async fn feed(
             answer(done, Handled::Failed);
             continue;
         }
+        // A plan's values per minute hold MQTT as they hold HTTP. Over it, the message is
+        // not stored and not acknowledged: the connection closes and the client sends it
+        // again later (QoS 0: it is lost, as QoS 0 allows). The minimum interval between a
+        // node's posts is HTTP's alone: emonhub publishes one message per input of a reading.
         if let Some(b) = &billing
             && let Err(wait) = b.admit(userid, &[], decoded.values.len())
         {

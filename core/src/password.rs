@@ -77,8 +77,9 @@ pub fn hash(password: &str) -> Result<String, PasswordError> {
 /// never verifies.
 ///
 /// A wrong password costs what [`verify_against_nothing`] costs: an emoncms sha256 hash, quick
-/// to check, is followed by the argon2 work an unknown username gets, so neither an account
-/// nor the age of its hash can be told by timing.
+/// to check, is followed by the argon2 work an unknown username gets, so an account cannot
+/// be told from none by timing. (An imported bcrypt hash costs bcrypt's own work until its
+/// first login replaces it.)
 pub fn verify(password: &str, stored: &StoredPassword<'_>) -> bool {
     let ok = verify_either_form(password, stored);
     if stored.is_legacy() {

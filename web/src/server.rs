@@ -291,7 +291,8 @@ async fn serve_connection(
             .read_opening(&mut socket, peer, conn.handshake_timeout, stop)
             .await;
         let Opening::HandOver(offer) = opening else {
-            // Those handed to this node are served by every worker, as its own clients are.
+            // Served here by the workers: this node's own clients, and the connections other
+            // nodes hand to it.
             return serve_opening(socket, opening, conn, permit).await;
         };
         // Relayed on the link thread (see `link_thread`); back on the workers to be served

@@ -277,6 +277,7 @@ impl Splicer {
 
     /// Hands the connection over as `offer` says; when the owner cannot take it, it is to be
     /// served here, with what was read.
+    ///
     /// `write_timeout` bounds each write to the client while relaying (a client that stops
     /// reading is dropped, as a connection served here is).
     pub(crate) async fn offer<S>(

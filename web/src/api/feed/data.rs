@@ -38,8 +38,8 @@ pub(super) const MAX_IDS: usize = 64;
 const MAX_TOTAL_POINTS: usize = 400_000;
 /// The virtual feeds of one request may cost this much work at most, in grid points times
 /// the sources and steps computed at each ([`virtual_work`]): ten times the points a reply
-/// may hold, so a virtual feed of 20,000 points may have some 200 sources and steps, and a
-/// request cannot hold a shard for more than a fraction of a second.
+/// may hold, so a virtual feed of 20,000 points may have some 200 sources and steps, while
+/// a request naming many long lists is refused before its shard computes any of them.
 const MAX_VIRTUAL_WORK: usize = 4_000_000;
 
 /// Bytes of JSON per point, to size the reply string once instead of doubling it: a time in
@@ -429,7 +429,6 @@ impl Plan {
     }
 }
 
-/// Points left for the rest of a reply.
 /// What computing virtual feed `row` on `req`'s grid costs, in points: each of the grid's
 /// points once, and again for each source read and each step run at it. A grid the query
 /// refuses costs nothing here (the read answers its error).
@@ -442,6 +441,7 @@ fn virtual_work(row: &FeedRow, req: &DataRequest) -> usize {
     grid.saturating_mul(1 + sources.len() + list.steps().len())
 }
 
+/// Points left for the rest of a reply.
 struct PointBudget {
     max: usize,
     left: usize,
