@@ -216,7 +216,7 @@ pub struct ImportArgs {
     #[arg(long, num_args = 1..)]
     pub users: Vec<String>,
     /// Hard-link the feed files instead of copying (same filesystem; emoncms must not write
-    /// them afterwards).
+    /// them afterwards, and ynni's writes and clears change emoncms's files too).
     #[arg(long, conflicts_with = "copy")]
     pub link: bool,
     /// Copy the feed files (the default).

@@ -257,7 +257,7 @@ async fn a_vshard_serves_only_while_open_and_fenced_and_moves_with_its_log() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_users_feeds_last_updates_come_in_one_operation() {
+async fn a_users_feeds_last_updates_and_metas_come_in_one_operation() {
     use ynni_ingest::shard::{FeedAnswer, FeedOp, FeedWrite};
     let dir = tempfile::tempdir().expect("tempdir");
     let (catalog, userid) = setup(dir.path()).await;
@@ -296,5 +296,21 @@ async fn a_users_feeds_last_updates_come_in_one_operation() {
         panic!("{answer:?}");
     };
     assert_eq!(lasts, [Some((T, Some(3.0))), None, None]);
+    let asked = vec![ids[0], 999_999, ids[1]];
+    let answer = router
+        .feed(userid, FeedOp::Metas { ids: asked })
+        .await
+        .expect("metas");
+    let FeedAnswer::Metas(metas) = answer else {
+        panic!("{answer:?}");
+    };
+    let npoints: Vec<Option<u64>> = metas
+        .iter()
+        .map(|m| match m {
+            Some(ynni_ingest::shard::FeedMeta::Fixed(f)) => Some(f.npoints),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(npoints, [Some(1), None, Some(0)], "{metas:?}");
     stop(router).await;
 }

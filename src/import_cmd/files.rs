@@ -6,6 +6,7 @@
 
 use std::fs::{self, File};
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -13,7 +14,7 @@ use futures_util::TryStreamExt;
 use sqlx::Row;
 use sqlx::mysql::MySqlPool;
 use ynni_core::FeedRow;
-use ynni_storage::atomic_file::{commit, temp_path};
+use ynni_storage::atomic_file::{commit, sync_dir, temp_path};
 use ynni_storage::emoncms_files::{self, VariableFileWriter};
 use ynni_storage::{Engine, Storage, fixed, variable};
 
@@ -79,6 +80,9 @@ pub async fn place_feed(src: &Source<'_>, to: &Target<'_>, f: &FeedRow) -> anyho
         ..Placed::default()
     };
     let sources = emoncms_files::feed_files(storage, from_dir, id);
+    for source in &sources {
+        plain_or_missing(source)?;
+    }
     let dests = emoncms_files::feed_files(storage, to_dir, id);
     let keep = emoncms_files::whole_lengths(storage, from_dir, id)?;
     let has_data = keep.last().is_some_and(|n| *n > 0);
@@ -99,7 +103,8 @@ pub async fn place_feed(src: &Source<'_>, to: &Target<'_>, f: &FeedRow) -> anyho
 /// Places the first `keep` bytes of one file (all of it, unless a crash left a torn tail);
 /// returns how many it placed and whether it was hard-linked.
 fn place(from: &Path, to: &Path, keep: u64, target: &Target<'_>) -> anyhow::Result<(u64, bool)> {
-    let len = fs::metadata(from)
+    let len = open_plain(from)?
+        .metadata()
         .with_context(|| format!("reading {}", from.display()))?
         .len();
     if to.exists() {
@@ -119,6 +124,9 @@ fn place(from: &Path, to: &Path, keep: u64, target: &Target<'_>) -> anyhow::Resu
     }
     // A link shares the source's bytes, torn tail and all: only a whole file is linked.
     if keep == len && target.link && fs::hard_link(from, to).is_ok() {
+        if let Some(dir) = to.parent() {
+            sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
+        }
         return Ok((keep, true));
     }
     let tmp = temp_path(to, TEMP_SUFFIX);
@@ -132,7 +140,10 @@ fn place(from: &Path, to: &Path, keep: u64, target: &Target<'_>) -> anyhow::Resu
 /// write, which ynni may have made since).
 fn same_meta(from: &Path, to: &Path, has_data: bool) -> anyhow::Result<()> {
     let read = |p: &Path| -> anyhow::Result<(u32, u32)> {
-        let bytes = fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        let mut bytes = Vec::new();
+        open_plain(p)?
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("reading {}", p.display()))?;
         fixed::decode_meta(&bytes).with_context(|| format!("{} is not a feed meta", p.display()))
     };
     let ((interval, start), (interval_here, start_here)) = (read(from)?, read(to)?);
@@ -143,25 +154,60 @@ fn same_meta(from: &Path, to: &Path, has_data: bool) -> anyhow::Result<()> {
 }
 
 /// Copies the first `keep` bytes of `from` to a new file `to`.
-fn copy_prefix(from: &Path, to: &Path, keep: u64) -> std::io::Result<()> {
-    let src = File::open(from)?;
+fn copy_prefix(from: &Path, to: &Path, keep: u64) -> anyhow::Result<()> {
+    let src = open_plain(from)?;
     let mut out = File::create(to)?;
     let copied = std::io::copy(&mut src.take(keep), &mut out)?;
     if copied != keep {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("the file shrank while copied ({copied} of {keep} bytes)"),
-        ));
+        bail!("the file shrank while copied ({copied} of {keep} bytes)");
     }
     Ok(())
+}
+
+/// Fails when `path` is there but is not a plain file. emoncms's data directory is usually
+/// writable by its web server's user, and the import often runs as root: a symlink planted
+/// there (to a key, to ynni's own files) must not become a feed's data, nor a FIFO stall it.
+fn plain_or_missing(path: &Path) -> anyhow::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_file() => bail!(
+            "{} is not a plain file (a symlink, directory or device): only plain files are imported",
+            path.display()
+        ),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Opens a source file for reading, refusing a symlink (`O_NOFOLLOW`: one swapped in after
+/// [`plain_or_missing`] looked) and anything but a plain file (a FIFO opens without
+/// waiting, `O_NONBLOCK`, and is then refused).
+fn open_plain(path: &Path) -> anyhow::Result<File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("reading {} (a symlink is not imported)", path.display()))?;
+    let plain = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .file_type()
+        .is_file();
+    if !plain {
+        bail!(
+            "{} is not a plain file: only plain files are imported",
+            path.display()
+        );
+    }
+    Ok(file)
 }
 
 /// Ok when `to` starts with the first `keep` bytes of `from` (and possibly holds more that
 /// ynni appended since). Compared a piece at a time: a feed file can be gigabytes.
 fn already_there(from: &Path, to: &Path, keep: u64) -> anyhow::Result<()> {
     const PIECE: usize = 1 << 16;
-    let open = |p: &Path| File::open(p).with_context(|| format!("reading {}", p.display()));
-    let (mut src, mut dst) = (open(from)?.take(keep), open(to)?);
+    let to_file = File::open(to).with_context(|| format!("reading {}", to.display()))?;
+    let (mut src, mut dst) = (open_plain(from)?.take(keep), to_file);
     let (mut a, mut b) = (vec![0u8; PIECE], vec![0u8; PIECE]);
     loop {
         let n =
@@ -279,5 +325,30 @@ mod tests {
             Some("1.meta.import-tmp")
         );
         fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn only_plain_files_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (plain, link, fifo) = (
+            dir.path().join("1.dat"),
+            dir.path().join("2.dat"),
+            dir.path().join("3.dat"),
+        );
+        fs::write(&plain, [1, 2, 3, 4]).expect("plain");
+        std::os::unix::fs::symlink(&plain, &link).expect("symlink");
+        let c = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("path");
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        assert!(plain_or_missing(&plain).is_ok());
+        assert!(plain_or_missing(&dir.path().join("none")).is_ok());
+        assert!(plain_or_missing(&link).is_err());
+        assert!(plain_or_missing(&fifo).is_err());
+        assert!(open_plain(&plain).is_ok());
+        assert!(open_plain(&link).is_err(), "a symlink is not followed");
+        assert!(
+            open_plain(&fifo).is_err(),
+            "a FIFO is refused without waiting"
+        );
     }
 }

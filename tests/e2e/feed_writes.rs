@@ -233,6 +233,13 @@ async fn feed_descriptions_and_lookups() {
         .await
         .json();
     assert_eq!(public[0]["public"], json!("1"));
+    // With their metas too (asked of the shard together, not one operation per feed).
+    let public = get(&c, &server.url("/feed/list.json?userid=1&meta=1"))
+        .await
+        .json();
+    assert_eq!(public.as_array().map(Vec::len), Some(1), "{public}");
+    assert_eq!(public[0]["interval"], json!(10), "{public}");
+    assert_eq!(public[0]["npoints"], json!(0), "{public}");
 }
 
 #[tokio::test]

@@ -289,6 +289,66 @@ async fn virtual_feed_sums_two_feeds_on_the_query_grid() {
     assert_eq!(listed[0]["data"], json!([]), "{}", r.body);
     let r = get(&c, &grid("4,5")).await;
     assert!(r.body.contains("virtual feed limit reached"), "{}", r.body);
+
+    // A source read may scan a whole variable feed: a virtual feed reads at most 64 feeds,
+    // and the virtual feeds of one request 256 together, however short the grid.
+    for k in 0..65 {
+        assert_eq!(
+            get(&c, &create(&format!("s{k}"), 5)).await.json()["feedid"],
+            6 + k
+        );
+    }
+    let reading = |n: usize| {
+        let mut steps = vec![r#"{"fn":"process__source_feed_data_time","args":["6"]}"#.to_string()];
+        steps.extend(
+            (7..6 + n).map(|f| format!(r#"{{"fn":"process__add_source_feed","args":["{f}"]}}"#)),
+        );
+        format!("[{}]", steps.join(","))
+    };
+    for (id, sources) in [(71, 65), (72, 64)] {
+        assert_eq!(
+            get(&c, &create(&format!("v{id}"), 7)).await.json()["feedid"],
+            id
+        );
+        let r = post_form(
+            &c,
+            &url(&format!("/feed/process/set?id={id}")),
+            &[("processlist", &reading(sources))],
+        )
+        .await;
+        assert_eq!(r.json()["success"], true, "{}", r.body);
+    }
+    let short = |ids: &str| {
+        server.url(&format!(
+            "/feed/data.json?ids={ids}&start={T0}&end={}&interval=10&timeformat=unix&apikey={read}",
+            T0 + 30
+        ))
+    };
+    let r = get(&c, &short("71")).await;
+    assert!(r.body.contains("virtual feed limit reached"), "{}", r.body);
+    let r = get(&c, &short("72,72,72,72,72")).await;
+    assert_eq!(r.json().as_array().map(Vec::len), Some(5), "{}", r.body);
+    assert_eq!(r.json()[0]["data"][0][0], T0, "{}", r.body);
+    let r = get(&c, &short("72,4,5,3,72")).await;
+    assert!(r.json().is_array(), "{}", r.body);
+    // Five distinct virtual feeds of 64 sources are 320 reads: refused.
+    for id in 73..77 {
+        assert_eq!(
+            get(&c, &create(&format!("v{id}"), 7)).await.json()["feedid"],
+            id
+        );
+        let r = post_form(
+            &c,
+            &url(&format!("/feed/process/set?id={id}")),
+            &[("processlist", &reading(64))],
+        )
+        .await;
+        assert_eq!(r.json()["success"], true, "{}", r.body);
+    }
+    let r = get(&c, &short("72,73,74,75")).await;
+    assert!(r.json().is_array(), "256 reads pass: {}", r.body);
+    let r = get(&c, &short("72,73,74,75,76")).await;
+    assert!(r.body.contains("virtual feed limit reached"), "{}", r.body);
 }
 
 #[tokio::test]

@@ -456,6 +456,23 @@ async fn links_are_made_conflicts_refused_and_broken_feeds_skipped() {
         std::fs::read(data.join("phpfina/1.meta")).expect("meta"),
         [7u8; 16]
     );
+
+    // A symlink planted in emoncms's directory (its web server's user can write there) is
+    // refused, linked or copied: another file's bytes never become a feed's data.
+    let planted = tmp.path().join("planted");
+    copy_feed_dirs(&reference(), &planted);
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, [0x42u8; 64]).expect("secret");
+    std::fs::remove_file(planted.join("phpfina/1.dat")).expect("rm");
+    std::os::unix::fs::symlink(&secret, planted.join("phpfina/1.dat")).expect("symlink");
+    for mode in ["--link", "--copy"] {
+        let into = tmp.path().join(format!("data-planted{mode}"));
+        let (ok, out, _) = import_from(&db, &planted, &into, &[mode]);
+        assert!(!ok, "{mode}: the refused feed makes the exit status say so");
+        assert!(out.contains("not a plain file"), "{mode}: {out}");
+        assert!(!into.join("phpfina/1.dat").exists(), "{mode}");
+        assert!(!into.join("phpfina/1.meta").exists(), "{mode}");
+    }
 }
 
 /// Files a crash cut short (part of a slot or record at the end) are taken up to their last

@@ -232,6 +232,15 @@ async fn the_live_stream_carries_only_the_users_own_updates() {
     }
     let r = open(alice_read.clone()).await;
     assert_eq!(r.status(), 429, "a 17th stream");
+    // Streams opened with the read key (which owners hand out) do not lock the owner's own
+    // logged-in pages out: those are counted apart.
+    let owner = login(&server, "alice2", "password1").await;
+    let mine = owner
+        .get(server.url("/ynni/live"))
+        .send()
+        .await
+        .expect("live stream");
+    assert_eq!(mine.status(), 200, "the owner's page beside 16 key streams");
     let (_, carol_read, _) = register(&server, "carol", "password1").await;
     assert_eq!(open(carol_read).await.status(), 200, "another account");
     // The server finds a closed stream at its next write (a keep-alive comment every 15 s).

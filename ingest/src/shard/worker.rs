@@ -98,6 +98,11 @@ pub enum FeedOp {
     Meta {
         id: u32,
     },
+    /// [`FeedOp::Meta`] of each feed (of one user) in one operation, as [`FeedOp::Lasts`]:
+    /// a feed that cannot be read has no meta here.
+    Metas {
+        ids: Vec<u32>,
+    },
     /// Deletes the feed's files (after a flush and checkpoint).
     Delete {
         id: u32,
@@ -167,6 +172,8 @@ pub enum FeedAnswer {
     Lasts(Vec<Option<(i64, Value)>>),
     Value(Option<f64>),
     Meta(FeedMeta),
+    /// Each asked feed's meta, in the order asked.
+    Metas(Vec<Option<FeedMeta>>),
     /// Bytes written by a trim, or emoncms's message when it was refused.
     Trimmed(Result<u64, String>),
     /// A piece of a CSV download (`None` once it is complete) and the download's state.
@@ -180,6 +187,13 @@ pub enum FeedAnswer {
 pub enum FeedMeta {
     Fixed(ynni_storage::fixed::FixedMeta),
     Variable(ynni_storage::variable::VariableMeta),
+}
+
+fn feed_meta(feed: &Feed) -> FeedMeta {
+    match feed {
+        Feed::Fixed(f) => FeedMeta::Fixed(f.meta()),
+        Feed::Variable(f) => FeedMeta::Variable(f.meta()),
+    }
 }
 
 pub type FeedReply = tokio::sync::oneshot::Sender<Result<FeedAnswer, query::QueryError>>;
@@ -723,10 +737,19 @@ impl Worker {
                 FeedAnswer::Done
             }
             FeedOp::Export { id, offset } => FeedAnswer::File(self.store.export_span(id, offset)?),
-            FeedOp::Meta { id } => FeedAnswer::Meta(match self.store.feed(id)? {
-                Feed::Fixed(f) => FeedMeta::Fixed(f.meta()),
-                Feed::Variable(f) => FeedMeta::Variable(f.meta()),
-            }),
+            FeedOp::Meta { id } => FeedAnswer::Meta(feed_meta(self.store.feed(id)?)),
+            FeedOp::Metas { ids } => FeedAnswer::Metas(
+                ids.iter()
+                    .map(|&id| match self.store.feed(id) {
+                        Ok(feed) => Some(feed_meta(feed)),
+                        Err(error) => {
+                            // As for `Lasts`: anybody may list a user's public feeds.
+                            tracing::debug!(feed = id, %error, "a feed's meta could not be read");
+                            None
+                        }
+                    })
+                    .collect(),
+            ),
         })
     }
 

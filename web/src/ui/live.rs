@@ -15,10 +15,18 @@ use ynni_ingest::shard::{Output, Router};
 
 /// Messages one page may fall behind by before it is told to reload its lists.
 const PAGE_BACKLOG: usize = 1024;
-/// Live streams one account may hold open at once (pages, tabs, a dashboard screen): each
-/// holds one of the server's connections for as long as it is open, so without a limit one
-/// account could hold them all.
+/// Live streams one account may hold open at once (pages, tabs, a dashboard screen), counted
+/// apart for those opened with a login and those opened with an apikey: each holds one of the
+/// server's connections for as long as it is open, so without a limit one account could hold
+/// them all, and anyone given the read key could otherwise take all of the owner's.
 pub const MAX_STREAMS_PER_USER: usize = 16;
+
+/// How a live stream was opened: its account's streams are counted per kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Opener {
+    Session,
+    Apikey,
+}
 
 #[derive(Clone, Debug)]
 pub struct LiveEvent {
@@ -28,16 +36,17 @@ pub struct LiveEvent {
 
 #[derive(Default)]
 pub struct LiveHub {
-    users: Mutex<HashMap<i64, broadcast::Sender<LiveEvent>>>,
+    users: Mutex<HashMap<(i64, Opener), broadcast::Sender<LiveEvent>>>,
     started: OnceLock<()>,
 }
 
 impl LiveHub {
     /// A receiver of `userid`'s events, or `None` when the user has [`MAX_STREAMS_PER_USER`]
-    /// open already; starts the forwarding task on first use.
+    /// open already by the same kind of opener; starts the forwarding task on first use.
     pub fn subscribe(
         self: &Arc<Self>,
         userid: i64,
+        opener: Opener,
         router: &Router,
     ) -> Option<broadcast::Receiver<LiveEvent>> {
         self.started.get_or_init(|| {
@@ -47,7 +56,7 @@ impl LiveHub {
         });
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         let sender = users
-            .entry(userid)
+            .entry((userid, opener))
             .or_insert_with(|| broadcast::channel(PAGE_BACKLOG).0);
         (sender.receiver_count() < MAX_STREAMS_PER_USER).then(|| sender.subscribe())
     }
@@ -58,7 +67,7 @@ impl LiveHub {
         self.users
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|userid, _| !moved(*userid));
+            .retain(|(userid, _), _| !moved(*userid));
     }
 
     async fn forward(&self, mut outputs: broadcast::Receiver<Output>) {
@@ -80,18 +89,24 @@ impl LiveHub {
                 Output::Published { .. } => continue,
             };
             let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(tx) = users.get(&userid) else {
-                // No page of this user is open: nothing to build.
-                continue;
-            };
-            if tx.receiver_count() == 0 {
-                // The user's last page closed (checked under the lock, so a page opening now
-                // makes a new channel).
-                users.remove(&userid);
-                continue;
-            }
-            if let Some((_, event)) = to_event(&out) {
-                let _ = tx.send(event);
+            let mut event = None;
+            for key in [(userid, Opener::Session), (userid, Opener::Apikey)] {
+                let Some(tx) = users.get(&key) else {
+                    // No page of this user opened this way: nothing to build.
+                    continue;
+                };
+                if tx.receiver_count() == 0 {
+                    // The last such page closed (checked under the lock, so a page opening
+                    // now makes a new channel).
+                    users.remove(&key);
+                    continue;
+                }
+                if event.is_none() {
+                    event = to_event(&out).map(|(_, e)| e);
+                }
+                if let Some(e) = &event {
+                    let _ = tx.send(e.clone());
+                }
             }
         }
     }

@@ -168,7 +168,12 @@ async fn live_stream(State(state): State<AppState>, request: Request) -> Respons
             };
         }
     }
-    let Some(rx) = state.live.subscribe(caller.user.id, &state.router) else {
+    let opener = if caller.via_apikey {
+        live::Opener::Apikey
+    } else {
+        live::Opener::Session
+    };
+    let Some(rx) = state.live.subscribe(caller.user.id, opener, &state.router) else {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, HeaderValue::from_static("60"))],

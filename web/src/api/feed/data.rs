@@ -41,6 +41,12 @@ const MAX_TOTAL_POINTS: usize = 400_000;
 /// may hold, so a virtual feed of 20,000 points may have some 200 sources and steps, while
 /// a request naming many long lists is refused before its shard computes any of them.
 const MAX_VIRTUAL_WORK: usize = 4_000_000;
+/// The most feeds one virtual feed may read, and the most source reads the virtual feeds of
+/// one request may make together. A source read may scan every record of a variable feed in
+/// the range (an average), so a request's reads through virtual feeds stay within a few times
+/// what [`MAX_IDS`] direct ids may cost.
+const MAX_VIRTUAL_SOURCES: usize = MAX_IDS;
+const MAX_VIRTUAL_SOURCE_READS: usize = 4 * MAX_IDS;
 
 /// Bytes of JSON per point, to size the reply string once instead of doubling it: a time in
 /// milliseconds and a mean with 17 digits take about 35.
@@ -197,6 +203,7 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
     let plan = Plan::new(&row_of, &readable, &averages, &deltas, forced.average);
     let mut budget = PointBudget::new(MAX_TOTAL_POINTS);
     let mut work = PointBudget::new(MAX_VIRTUAL_WORK);
+    let mut source_reads = PointBudget::new(MAX_VIRTUAL_SOURCE_READS);
     let mut store: Vec<Series> = Vec::with_capacity(plan.reads.len());
     for (key, &uses) in plan.reads.iter().zip(&plan.uses) {
         let Some(row) = rows.get(key.row) else {
@@ -215,6 +222,13 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
         // request lists it): its list runs at every point of the grid over a read of each
         // source, whatever it returns.
         if is_virtual(row) {
+            let sources = virtual_sources(row);
+            if sources > MAX_VIRTUAL_SOURCES || source_reads.take(sources, 1).is_err() {
+                return Err(ApiError::fail(format!(
+                    "virtual feed limit reached (at most {MAX_VIRTUAL_SOURCES} source feeds per \
+                     virtual feed and {MAX_VIRTUAL_SOURCE_READS} across the request)"
+                )));
+            }
             work.take(virtual_work(row, &req), 1).map_err(|_| {
                 ApiError::fail(format!(
                     "virtual feed limit reached ({MAX_VIRTUAL_WORK} grid points times their \
@@ -434,11 +448,19 @@ impl Plan {
 /// refuses costs nothing here (the read answers its error).
 fn virtual_work(row: &FeedRow, req: &DataRequest) -> usize {
     let grid = query::grid(req).map_or(0, |(times, _, _)| times.len());
+    let steps = ynni_ingest::process::ProcessList::parse(&row.process_list)
+        .steps()
+        .len();
+    grid.saturating_mul(1 + virtual_sources(row) + steps)
+}
+
+/// How many distinct feeds virtual feed `row`'s list reads.
+fn virtual_sources(row: &FeedRow) -> usize {
     let list = ynni_ingest::process::ProcessList::parse(&row.process_list);
     let mut sources = list.feed_args().to_vec();
     sources.sort_unstable();
     sources.dedup();
-    grid.saturating_mul(1 + sources.len() + list.steps().len())
+    sources.len()
 }
 
 /// Points left for the rest of a reply.

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 use ynni_core::catalog::FeedRow;
 
-use super::{Call, last, lasts, meta, readable};
+use super::{Call, last, lasts, meta_json, metas, readable};
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
@@ -22,9 +22,20 @@ pub(super) async fn list(call: &Call<'_>, with_meta: bool) -> ApiResult {
         (None, Some(caller)) => call.state.catalog.feeds_for_user(caller.user.id).await,
         (None, None) => return Err(ApiError::False),
     }?;
+    let lasts = lasts(call, &rows).await?;
+    // Anybody may list a user's public feeds: the metas too are asked in one operation per
+    // thousand feeds, not one per feed, and a feed that cannot be read only lacks its meta.
+    let metas = if with_meta {
+        metas(call, &rows).await?
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::with_capacity(rows.len());
-    for (row, mut feed) in rows.iter().zip(hashes(call, &rows).await?) {
-        if with_meta && let Value::Object(m) = meta(call, row).await? {
+    for (i, (row, last)) in rows.iter().zip(lasts).enumerate() {
+        let mut feed = hash_of(row, last);
+        if let Some(Some(m)) = metas.get(i)
+            && let Value::Object(m) = meta_json(row, m, last.and_then(|l| l.1))
+        {
             for key in ["start_time", "end_time", "interval", "npoints"] {
                 if let Some(v) = m.get(key) {
                     feed.insert(key.to_string(), v.clone());

@@ -302,14 +302,48 @@ async fn lasts(
     call: &Call<'_>,
     rows: &[FeedRow],
 ) -> Result<Vec<Option<(i64, Option<f64>)>>, ApiError> {
+    per_operation(
+        call,
+        rows,
+        |ids| FeedOp::Lasts { ids },
+        |answer| match answer {
+            FeedAnswer::Lasts(l) => Some(l),
+            _ => None,
+        },
+    )
+    .await
+}
+
+/// The engine metas of `rows` (one user's feeds), in their order, batched as [`lasts`].
+async fn metas(call: &Call<'_>, rows: &[FeedRow]) -> Result<Vec<Option<FeedMeta>>, ApiError> {
+    per_operation(
+        call,
+        rows,
+        |ids| FeedOp::Metas { ids },
+        |answer| match answer {
+            FeedAnswer::Metas(m) => Some(m),
+            _ => None,
+        },
+    )
+    .await
+}
+
+/// Asks the shard of `rows` (one user's stored feeds; virtual ones get `None`) one thing per
+/// feed in operations of [`LASTS_PER_OPERATION`] feeds; an answer of the wrong length or
+/// kind counts as nothing found.
+async fn per_operation<T>(
+    call: &Call<'_>,
+    rows: &[FeedRow],
+    op: impl Fn(Vec<u32>) -> FeedOp,
+    unpack: impl Fn(FeedAnswer) -> Option<Vec<Option<T>>>,
+) -> Result<Vec<Option<T>>, ApiError> {
     let stored: Vec<&FeedRow> = rows.iter().filter(|r| !is_virtual(r)).collect();
     let mut found = Vec::with_capacity(stored.len());
     for piece in stored.chunks(LASTS_PER_OPERATION) {
         let ids = piece.iter().map(|r| r.id as u32).collect();
-        let answer = run(call, piece[0], FeedOp::Lasts { ids }).await?;
-        match answer {
-            FeedAnswer::Lasts(l) if l.len() == piece.len() => found.extend(l),
-            _ => found.extend(std::iter::repeat_n(None, piece.len())),
+        match unpack(run(call, piece[0], op(ids)).await?) {
+            Some(answers) if answers.len() == piece.len() => found.extend(answers),
+            _ => found.extend(std::iter::repeat_with(|| None).take(piece.len())),
         }
     }
     let mut found = found.into_iter();
@@ -409,42 +443,50 @@ async fn meta(call: &Call<'_>, row: &FeedRow) -> Result<Value, ApiError> {
     if is_virtual(row) {
         return Ok(Value::Bool(false));
     }
-    Ok(
-        match run(call, row, FeedOp::Meta { id: row.id as u32 }).await? {
-            FeedAnswer::Meta(FeedMeta::Fixed(m)) => json!({
+    let FeedAnswer::Meta(m) = run(call, row, FeedOp::Meta { id: row.id as u32 }).await? else {
+        return Ok(Value::Bool(false));
+    };
+    let end_value = match m {
+        FeedMeta::Variable(_) => last(call, row).await?.and_then(|l| l.1),
+        FeedMeta::Fixed(_) => None,
+    };
+    Ok(meta_json(row, &m, end_value))
+}
+
+/// [`meta`]'s reply from the engine's meta and, for a variable feed, its last value.
+fn meta_json(row: &FeedRow, m: &FeedMeta, end_value: Option<f64>) -> Value {
+    match m {
+        FeedMeta::Fixed(m) => json!({
+            "id": row.id,
+            "interval": m.interval,
+            "start_time": m.start_time,
+            "npoints": m.npoints,
+            "end_time": m.end_time(),
+        }),
+        FeedMeta::Variable(m) => {
+            let interval = if m.npoints > 1 && m.end_time > m.start_time {
+                reply::number(Some(
+                    f64::from(m.end_time - m.start_time) / (m.npoints - 1) as f64,
+                ))
+            } else if engine(row) == Some(Engine::Mysql) {
+                // emoncms's MySQL engine reports 0 where PHPTimeSeries reports 1.
+                json!(0)
+            } else {
+                json!(1)
+            };
+            let mut meta = json!({
                 "id": row.id,
-                "interval": m.interval,
                 "start_time": m.start_time,
-                "npoints": m.npoints,
-                "end_time": m.end_time(),
-            }),
-            FeedAnswer::Meta(FeedMeta::Variable(m)) => {
-                let interval = if m.npoints > 1 && m.end_time > m.start_time {
-                    reply::number(Some(
-                        f64::from(m.end_time - m.start_time) / (m.npoints - 1) as f64,
-                    ))
-                } else if engine(row) == Some(Engine::Mysql) {
-                    // emoncms's MySQL engine reports 0 where PHPTimeSeries reports 1.
-                    json!(0)
-                } else {
-                    json!(1)
-                };
-                let end_value = last(call, row).await?.and_then(|l| l.1);
-                let mut meta = json!({
-                    "id": row.id,
-                    "start_time": m.start_time,
-                    "end_time": m.end_time,
-                    "interval": interval,
-                });
-                if m.npoints > 0 {
-                    meta["end_value"] = reply::number(end_value);
-                }
-                meta["npoints"] = json!(m.npoints);
-                meta
+                "end_time": m.end_time,
+                "interval": interval,
+            });
+            if m.npoints > 0 {
+                meta["end_value"] = reply::number(end_value);
             }
-            _ => Value::Bool(false),
-        },
-    )
+            meta["npoints"] = json!(m.npoints);
+            meta
+        }
+    }
 }
 
 async fn delete(call: &Call<'_>) -> ApiResult {
