@@ -41,6 +41,9 @@ pub(crate) async fn run(
         }
     };
     let _ = upstream.set_nodelay(true);
+    // A partitioned owner sends no FIN: without probes the relay would hold the client's
+    // place for as long as the kernel kept the quiet connection.
+    ynni_core::peer_watch::watch_peer(&upstream);
     let mut upstream = upstream;
     let sent = async {
         upstream.write_all(&connect_packet).await?;

@@ -8,6 +8,7 @@ pub mod fd_budget;
 pub mod keys;
 pub mod login_limit;
 pub mod password;
+pub mod peer_watch;
 pub mod ratelimit;
 pub mod shared_limit;
 pub mod timezone;

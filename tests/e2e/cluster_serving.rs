@@ -397,6 +397,30 @@ async fn two_nodes_serve_every_user_forward_keep_users_apart_and_take_over_a_kil
     assert_eq!(replies[0].body, POSTED.as_bytes());
     let (_, body) = retrying(&format!("{}/input/list.json?apikey={}", n1.base, b.read)).await;
     assert!(body.contains("forged"), "{body}");
+    // A batch runs its requests all at once: more than a node ever sends in one is refused
+    // whole, none of it done.
+    let many: Vec<_> = (0..257)
+        .map(|k| ynni_web::forward::SubRequest {
+            method: reqwest::Method::GET,
+            target: format!(
+                "/input/post?node=toomany&fulljson=%7B%22p{k}%22%3A1%7D&apikey={}",
+                b.write
+            ),
+            client: "192.0.2.9".parse().expect("ip"),
+            headers: Default::default(),
+            body: Default::default(),
+        })
+        .collect();
+    let r = c
+        .post(owner.url("/ynni/batch"))
+        .header("x-ynni-forwarded", SECRET)
+        .body(ynni_web::forward::wire::encode_requests(&many))
+        .send()
+        .await
+        .expect("batch");
+    assert_eq!(r.status(), 413);
+    let (_, body) = retrying(&format!("{}/input/list.json?apikey={}", n1.base, b.read)).await;
+    assert!(!body.contains("toomany"), "{body}");
 
     // b's device key through the wrong node: it posts its own node's inputs, to b's owner,
     // and nothing else (no reads, no other node's inputs), as on one node.

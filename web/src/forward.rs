@@ -23,7 +23,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::Response;
 
-mod batcher;
+pub(crate) mod batcher;
 pub mod wire;
 
 use batcher::Batchers;
@@ -293,17 +293,40 @@ impl Forwarder {
                 return unavailable();
             }
         };
+        let https = parts.extensions.get::<crate::server::Https>().is_some();
         let mut out = Response::builder().status(reply.status());
         if let Some(h) = out.headers_mut() {
             for (name, value) in reply.headers() {
                 if !HOP_BY_HOP.contains(&name.as_str()) && name != header::CONTENT_LENGTH {
-                    h.append(name.clone(), value.clone());
+                    // The owner saw plain HTTP from this node; the client came over HTTPS:
+                    // its cookies must not be sent back over plain HTTP.
+                    let value = if https && name == header::SET_COOKIE {
+                        secure_cookie(value)
+                    } else {
+                        value.clone()
+                    };
+                    h.append(name.clone(), value);
                 }
             }
         }
         out.body(Body::from_stream(reply.bytes_stream()))
             .unwrap_or_else(|_| unavailable())
     }
+}
+
+/// A `Set-Cookie` value with the `Secure` attribute, added if it lacks it.
+fn secure_cookie(value: &HeaderValue) -> HeaderValue {
+    let secure = value.to_str().is_ok_and(|v| {
+        v.split(';')
+            .skip(1)
+            .any(|a| a.trim().eq_ignore_ascii_case("secure"))
+    });
+    if secure {
+        return value.clone();
+    }
+    let mut bytes = value.as_bytes().to_vec();
+    bytes.extend_from_slice(b"; Secure");
+    HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| value.clone())
 }
 
 /// A request's headers as they are passed on to another node: without those describing the
@@ -334,6 +357,20 @@ pub fn unavailable() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_forwarded_back_to_an_https_client_are_secure() {
+        let plain = HeaderValue::from_static("ynni_session=abc; Path=/; HttpOnly; SameSite=Lax");
+        assert_eq!(
+            secure_cookie(&plain),
+            "ynni_session=abc; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        let already = HeaderValue::from_static("ynni_session=abc; Path=/; secure");
+        assert_eq!(secure_cookie(&already), already);
+        // A value merely containing the word is not the attribute.
+        let named = HeaderValue::from_static("secure=1; Path=/");
+        assert_eq!(secure_cookie(&named), "secure=1; Path=/; Secure");
+    }
 
     #[test]
     fn only_the_clusters_secret_marks_a_request_forwarded() {

@@ -44,11 +44,27 @@ pub async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> Api
     let Some(forwarder) = state.forwarder.as_ref() else {
         return Err(ApiError::RouteNotFound { json: true });
     };
-    let body = axum::body::to_bytes(request.into_body(), MAX_BATCH_BYTES)
-        .await
-        .map_err(|_| ApiError::Text(StatusCode::PAYLOAD_TOO_LARGE, "Batch too large".into()))?;
+    // A node sends its batch at once: one that trickles in is cut off like any slow body.
+    let body = tokio::time::timeout(
+        super::BODY_TIMEOUT,
+        axum::body::to_bytes(request.into_body(), MAX_BATCH_BYTES),
+    )
+    .await
+    .map_err(|_| ApiError::Text(StatusCode::REQUEST_TIMEOUT, "Batch not sent in time".into()))?
+    .map_err(|_| ApiError::Text(StatusCode::PAYLOAD_TOO_LARGE, "Batch too large".into()))?;
     let requests = wire::decode_requests(body)
         .map_err(|e| ApiError::Text(StatusCode::BAD_REQUEST, e.to_string()))?;
+    // All of a batch's requests run at once: no more than a sender ever puts in one.
+    if requests.len() > forward::batcher::MAX_REQUESTS {
+        return Err(ApiError::Text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Batch of {} requests, at most {}",
+                requests.len(),
+                forward::batcher::MAX_REQUESTS
+            ),
+        ));
+    }
     let secret = forwarder.secret_header();
     let node = HeaderValue::from_str(forwarder.node_id()).ok();
     let node = node.as_ref();

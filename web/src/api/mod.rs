@@ -41,7 +41,7 @@ pub const TOO_MANY_ITEMS: &str = "Too many items in one request: at most 1000";
 /// A request body must have arrived this long after its headers: the listener's header deadline
 /// does not cover the body, and a client trickling one would hold its connection (one of a
 /// capped number) and this task for as long as it liked.
-const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything a controller needs to answer one request.
 pub struct Call<'a> {

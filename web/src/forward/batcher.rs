@@ -23,8 +23,8 @@ use super::wire::{self, SubReply, SubRequest};
 
 /// Batches on their way to one owner at once.
 const IN_FLIGHT: usize = 4;
-/// Requests in one batch, at most.
-const MAX_REQUESTS: usize = 256;
+/// Requests in one batch, at most (the owner refuses a batch of more).
+pub const MAX_REQUESTS: usize = 256;
 /// A batch stops growing past this many bytes.
 const MAX_BYTES: usize = 1 << 20;
 /// A request with a larger body is forwarded on its own.

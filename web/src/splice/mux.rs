@@ -77,16 +77,6 @@ const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 /// Streams one shared connection may carry, as far as HTTP/2 is concerned: the owner's
 /// connection cap, which each stream counts against, is what limits them.
 const MAX_STREAMS: u32 = 1 << 20;
-/// A shared connection silent this long is probed (TCP keepalive) ...
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
-/// ... this often ...
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
-/// ... and closed after this many probes go unanswered: the other node is gone (crashed,
-/// partitioned, powered off), which no HTTP/2 frame would otherwise reveal on a quiet
-/// connection.
-const KEEPALIVE_PROBES: u32 = 3;
-/// Sent bytes unacknowledged this long close a shared connection too.
-const USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the server is told to stop, how long an owner waits for the streams of a shared
 /// connection to finish before dropping it (each finishes its request in progress first).
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
@@ -285,22 +275,7 @@ async fn stream(link: &Link, client: SocketAddr, vshard: u32) -> Result<Tunnel, 
     Ok(Tunnel::new(body, answer.into_body()))
 }
 
-/// Sets TCP keepalive and a user timeout on a shared connection (either end), so that it
-/// closes, and its streams with it, once the other node is gone.
-pub fn watch_peer(tcp: &TcpStream) {
-    let socket = socket2::SockRef::from(tcp);
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(KEEPALIVE_IDLE)
-        .with_interval(KEEPALIVE_INTERVAL)
-        .with_retries(KEEPALIVE_PROBES);
-    if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
-        tracing::debug!(error = %e, "keepalive not set on a shared connection");
-    }
-    #[cfg(target_os = "linux")]
-    if let Err(e) = socket.set_tcp_user_timeout(Some(USER_TIMEOUT)) {
-        tracing::debug!(error = %e, "user timeout not set on a shared connection");
-    }
-}
+pub use ynni_core::peer_watch::watch_peer;
 
 /// The owner's side: serves the streams of a shared connection whose preamble it accepted.
 /// Each stream is first admitted (`admit`: a place under the listener's connection cap, held
