@@ -6,7 +6,7 @@
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -74,15 +74,16 @@ pub async fn place_feed(src: &Source<'_>, to: &Target<'_>, f: &FeedRow) -> anyho
         Storage::Fixed => "a PHPFina feed needs --phpfina DIR",
         Storage::Variable => "a PHPTimeSeries feed needs --phptimeseries DIR",
     })?;
+    // Checked before anything reads them: a FIFO would stall the reads below.
+    let sources = emoncms_files::feed_files(storage, from_dir, id);
+    for source in &sources {
+        plain_or_missing(source)?;
+    }
     let end_time = emoncms_files::end_time(storage, from_dir, id)?;
     let mut placed = Placed {
         end_time: end_time.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
         ..Placed::default()
     };
-    let sources = emoncms_files::feed_files(storage, from_dir, id);
-    for source in &sources {
-        plain_or_missing(source)?;
-    }
     let dests = emoncms_files::feed_files(storage, to_dir, id);
     let keep = emoncms_files::whole_lengths(storage, from_dir, id)?;
     let has_data = keep.last().is_some_and(|n| *n > 0);
@@ -103,10 +104,10 @@ pub async fn place_feed(src: &Source<'_>, to: &Target<'_>, f: &FeedRow) -> anyho
 /// Places the first `keep` bytes of one file (all of it, unless a crash left a torn tail);
 /// returns how many it placed and whether it was hard-linked.
 fn place(from: &Path, to: &Path, keep: u64, target: &Target<'_>) -> anyhow::Result<(u64, bool)> {
-    let len = open_plain(from)?
+    let source = open_plain(from)?
         .metadata()
-        .with_context(|| format!("reading {}", from.display()))?
-        .len();
+        .with_context(|| format!("reading {}", from.display()))?;
+    let len = source.len();
     if to.exists() {
         already_there(from, to, keep)?;
         return Ok((keep, false));
@@ -124,10 +125,21 @@ fn place(from: &Path, to: &Path, keep: u64, target: &Target<'_>) -> anyhow::Resu
     }
     // A link shares the source's bytes, torn tail and all: only a whole file is linked.
     if keep == len && target.link && fs::hard_link(from, to).is_ok() {
-        if let Some(dir) = to.parent() {
-            sync_dir(dir).with_context(|| format!("syncing {}", dir.display()))?;
+        // The link names what the path held at that moment: it must be the file checked
+        // above (a symlink swapped in since would be linked as a symlink), and durable
+        // before the feed's row is written.
+        let same = fs::symlink_metadata(to).is_ok_and(|m| {
+            m.file_type().is_file() && (m.dev(), m.ino()) == (source.dev(), source.ino())
+        });
+        let synced = same && to.parent().is_none_or(|dir| sync_dir(dir).is_ok());
+        if synced {
+            return Ok((keep, true));
         }
-        return Ok((keep, true));
+        fs::remove_file(to).with_context(|| format!("removing {}", to.display()))?;
+        if !same {
+            bail!("{} changed while it was imported", from.display());
+        }
+        // Not synced: copied instead, whose commit syncs (or reports why it cannot).
     }
     let tmp = temp_path(to, TEMP_SUFFIX);
     copy_prefix(from, &tmp, keep).with_context(|| format!("copying {}", from.display()))?;
@@ -170,7 +182,7 @@ fn copy_prefix(from: &Path, to: &Path, keep: u64) -> anyhow::Result<()> {
 fn plain_or_missing(path: &Path) -> anyhow::Result<()> {
     match fs::symlink_metadata(path) {
         Ok(m) if !m.file_type().is_file() => bail!(
-            "{} is not a plain file (a symlink, directory or device): only plain files are imported",
+            "{} is not a plain file (a symlink, FIFO, socket, directory or device): only plain files are imported",
             path.display()
         ),
         Ok(_) => Ok(()),
@@ -187,7 +199,16 @@ fn open_plain(path: &Path) -> anyhow::Result<File> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .with_context(|| format!("reading {} (a symlink is not imported)", path.display()))?;
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                anyhow::anyhow!(
+                    "{} is not a plain file (a symlink): only plain files are imported",
+                    path.display()
+                )
+            } else {
+                anyhow::Error::new(e).context(format!("reading {}", path.display()))
+            }
+        })?;
     let plain = file
         .metadata()
         .with_context(|| format!("reading {}", path.display()))?

@@ -473,6 +473,21 @@ async fn links_are_made_conflicts_refused_and_broken_feeds_skipped() {
         assert!(!into.join("phpfina/1.dat").exists(), "{mode}");
         assert!(!into.join("phpfina/1.meta").exists(), "{mode}");
     }
+    // A FIFO planted as a meta is refused before anything reads it (a read would wait for a
+    // writer forever).
+    let fifo = tmp.path().join("fifo");
+    copy_feed_dirs(&reference(), &fifo);
+    std::fs::remove_file(fifo.join("phpfina/1.meta")).expect("rm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(fifo.join("phpfina/1.meta"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let into = tmp.path().join("data-fifo");
+    let (ok, out, _) = import_from(&db, &fifo, &into, &[]);
+    assert!(!ok);
+    assert!(out.contains("not a plain file"), "{out}");
+    assert!(!into.join("phpfina/1.dat").exists());
 }
 
 /// Files a crash cut short (part of a slot or record at the end) are taken up to their last

@@ -45,7 +45,7 @@ const MAX_VIRTUAL_WORK: usize = 4_000_000;
 /// one request may make together. A source read may scan every record of a variable feed in
 /// the range (an average), so a request's reads through virtual feeds stay within a few times
 /// what [`MAX_IDS`] direct ids may cost.
-const MAX_VIRTUAL_SOURCES: usize = MAX_IDS;
+pub(super) const MAX_VIRTUAL_SOURCES: usize = MAX_IDS;
 const MAX_VIRTUAL_SOURCE_READS: usize = 4 * MAX_IDS;
 
 /// Bytes of JSON per point, to size the reply string once instead of doubling it: a time in
@@ -456,7 +456,12 @@ fn virtual_work(row: &FeedRow, req: &DataRequest) -> usize {
 
 /// How many distinct feeds virtual feed `row`'s list reads.
 fn virtual_sources(row: &FeedRow) -> usize {
-    let list = ynni_ingest::process::ProcessList::parse(&row.process_list);
+    sources_of(&row.process_list)
+}
+
+/// How many distinct feeds the virtual feed list `encoded` reads.
+pub(super) fn sources_of(encoded: &str) -> usize {
+    let list = ynni_ingest::process::ProcessList::parse(encoded);
     let mut sources = list.feed_args().to_vec();
     sources.sort_unstable();
     sources.dedup();

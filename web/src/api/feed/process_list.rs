@@ -49,6 +49,14 @@ async fn set(call: &Call<'_>, row: &FeedRow) -> ApiResult {
         &owned,
     )
     .map_err(ApiError::fail)?;
+    // A list no read would compute is refused when it is saved, not at every read.
+    let sources = super::data::sources_of(&encoded);
+    if sources > super::data::MAX_VIRTUAL_SOURCES {
+        return Err(ApiError::fail(format!(
+            "A virtual feed may read at most {} feeds ({sources} given)",
+            super::data::MAX_VIRTUAL_SOURCES
+        )));
+    }
     call.state
         .catalog
         .set_feed_process_list(row.id, &encoded)
