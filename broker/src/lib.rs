@@ -510,6 +510,12 @@ async fn admit(
     shared: &Shared,
 ) -> Option<Admitted> {
     let started = tokio::time::Instant::now();
+    // In a cluster, another node's relayed client (from a node's address) is probed as the
+    // relay probes this node: a node that vanished leaves no connection held here, whatever
+    // keep-alive its client asked for (none, for some).
+    if shared.locate.is_some() && shared.pending.trusts(peer.ip()) {
+        ynni_core::peer_watch::watch_peer(&socket);
+    }
     let mut io =
         match tokio::time::timeout(CONNECT_DEADLINE, listen::handshake(&kind, socket)).await {
             Ok(Ok(io)) => io,
@@ -664,6 +670,52 @@ mod tests {
             max_pending_per_address: 0,
             pending_trusted: Arc::new(|_| false),
             locate: None,
+        }
+    }
+
+    /// Whether the server's end of the connection from `client` has TCP keepalive on: its
+    /// row in `/proc/net/tcp` runs the keepalive timer (`tr` 2) while nothing is in flight.
+    #[cfg(target_os = "linux")]
+    fn server_end_probes(server: SocketAddr, client: SocketAddr) -> bool {
+        let hex = |a: SocketAddr| match a {
+            SocketAddr::V4(a) => format!(
+                "{:08X}:{:04X}",
+                u32::from_ne_bytes(a.ip().octets()),
+                a.port()
+            ),
+            SocketAddr::V6(_) => String::new(),
+        };
+        let tcp = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+        tcp.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 5 && f[1] == hex(server) && f[2] == hex(client) && f[5].starts_with("02:")
+        })
+    }
+
+    /// In a cluster, a connection from a node (trusted address: a relay) is probed, so one
+    /// whose node vanished does not hold its place; a lone server's connections are not.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn relayed_connections_in_a_cluster_are_probed() {
+        let allow: Authenticate = Arc::new(|_| Box::pin(async { Access::Account { userid: 1 } }));
+        let mut connack = [0u8; 4];
+        for cluster in [true, false] {
+            let options = Options {
+                pending_trusted: Arc::new(|ip: std::net::IpAddr| ip.is_loopback()),
+                locate: cluster.then(|| Arc::new(|_| Place::Here) as Locate),
+                ..local_options()
+            };
+            let running = start(options, allow.clone()).await.expect("start");
+            let mut client = TcpStream::connect(running.addr).await.expect("connect");
+            client.write_all(&CONNECT).await.expect("send CONNECT");
+            client.read_exact(&mut connack).await.expect("CONNACK");
+            assert_eq!(connack, [0x20, 2, 0, 0]);
+            let me = client.local_addr().expect("addr");
+            assert_eq!(
+                server_end_probes(running.addr, me),
+                cluster,
+                "cluster: {cluster}"
+            );
         }
     }
 

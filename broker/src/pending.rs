@@ -67,6 +67,11 @@ impl Pending {
         })
     }
 
+    /// Whether `ip` is one the limit does not count (loopback, the cluster's nodes).
+    pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
+        (self.trusted)(ip)
+    }
+
     /// A handshake from `ip`; when that address already has the limit in progress, the oldest
     /// of them is told to end.
     pub(crate) fn begin(self: &Arc<Self>, ip: IpAddr) -> Handshake {
