@@ -656,9 +656,18 @@ fn fixed_piece(
     let wins = windows_take(start, end, interval, req.tz, cap, take)?;
     let next = next_start(&wins, take);
     let pos = |t: i64| (t - s).div_euclid(fi);
-    let mut values: Vec<Option<f64>> = Vec::with_capacity(wins.len());
+    // Each window's point straight into the reply (no list of values first: a year graph's
+    // 1,000 windows are copied once).
+    let mut out = Vec::with_capacity(wins.len());
+    let mut keep = |t: i64, v: Option<f64>| {
+        if v.is_some() || !req.skipmissing {
+            out.push((t, v));
+        }
+    };
     if n == 0 {
-        values.resize(wins.len(), None);
+        for &(t, _) in &wins {
+            keep(t, None);
+        }
     } else if average {
         let clamp = |p: i64| p.clamp(0, n) as u64;
         // Each window starts where the last ended: one division per boundary, not two.
@@ -675,8 +684,8 @@ fn fixed_piece(
                 (from, to)
             })
             .collect();
-        for (sum, count) in f.sum_windows(&ranges)? {
-            values.push((count > 0).then(|| sum / count as f64));
+        for (&(t, _), (sum, count)) in wins.iter().zip(f.sum_windows(&ranges)?) {
+            keep(t, (count > 0).then(|| sum / count as f64));
         }
     } else {
         let wanted: Vec<Option<u64>> = wins
@@ -685,22 +694,16 @@ fn fixed_piece(
             .collect();
         let present: Vec<u64> = wanted.iter().flatten().copied().collect();
         let mut read = f.read_each(&present)?.into_iter();
-        for w in wanted {
-            values.push(match w {
-                Some(_) => read.next().filter(|v| !v.is_nan()).map(f64::from),
-                None => None,
-            });
+        for (&(t, _), w) in wins.iter().zip(wanted) {
+            keep(
+                t,
+                match w {
+                    Some(_) => read.next().filter(|v| !v.is_nan()).map(f64::from),
+                    None => None,
+                },
+            );
         }
     }
-    // Sized up front: a collect through the filter cannot know the length and grows the reply
-    // by doubling (no measurable difference for a year graph; it copies less).
-    let mut out = Vec::with_capacity(wins.len());
-    out.extend(
-        wins.iter()
-            .zip(values)
-            .filter(|(_, v)| v.is_some() || !req.skipmissing)
-            .map(|(&(t, _), v)| (t, v)),
-    );
     Ok(Piece {
         points: out,
         next,
