@@ -17,7 +17,8 @@
 //! call, points must ascend (a repeated slot overwrites, an earlier one is dropped); a slot
 //! before `start_time` is dropped; an existing slot is overwritten in place; a gap is padded
 //! with NaN, or in join mode with a straight line from the last value. Padding more than
-//! [`MAX_PADDING`] slots is refused.
+//! [`MAX_PADDING`] slots is refused, and so is padding past what the caller still allows (a
+//! record's writes to all its feeds share one such budget: `store::RECORD_PADDING`).
 //!
 //! Writes land in memory first ([`FixedFeed::write`]); [`FixedFeed::flush`] puts them in the
 //! files (the meta first, then the data, fsynced; `storage::backup` relies on this order).
@@ -261,10 +262,22 @@ impl FixedFeed {
     }
 
     /// Writes points (unix seconds, value; `None` or NaN = missing) with emoncms's rules (see the
-    /// module docs). Returns how many points were stored. On [`StorageError::PaddingLimit`]
-    /// the overwrites made before the offending point stay and its appends are dropped, as in
-    /// emoncms.
+    /// module docs), padding at most [`MAX_PADDING`] slots in all. Returns how many points were
+    /// stored. On [`StorageError::PaddingLimit`] the points before the offending one stay, as
+    /// in emoncms, and it and those after it are dropped.
     pub fn write(&mut self, points: &[(i64, Option<f64>)], join: bool) -> Result<usize> {
+        let mut budget = MAX_PADDING;
+        self.write_within(points, join, &mut budget)
+    }
+
+    /// [`FixedFeed::write`], padding at most `budget` slots (less what it pads), so that one
+    /// record's writes to many feeds cannot each pad up to the limit.
+    pub fn write_within(
+        &mut self,
+        points: &[(i64, Option<f64>)],
+        join: bool,
+        budget: &mut u64,
+    ) -> Result<usize> {
         let interval = i64::from(self.interval);
         let mut valid: Vec<(i64, f32)> = Vec::with_capacity(points.len());
         for &(t, v) in points {
@@ -307,17 +320,21 @@ impl FixedFeed {
                 stored += 1;
                 continue;
             }
-            let padding = pos as i64 - last_pos - 1;
-            // emoncms's limit is per point; here it holds for the whole write too, or a post of
-            // a few dozen points each a limit apart would grow the feed by gigabytes.
-            let added = appends.len() as u64 + padding as u64;
-            if padding as u64 > MAX_PADDING || added > MAX_PADDING {
+            let padding = (pos as i64 - last_pos - 1) as u64;
+            // emoncms's limit is per point; here the caller's budget bounds the whole write (and
+            // a record's writes together) too, or a post of a few dozen points each a limit
+            // apart would grow the feed, and memory until the next flush, by gigabytes.
+            let limit = MAX_PADDING.min(*budget);
+            if padding > limit {
+                self.tail.extend_from_slice(&appends);
                 return Err(StorageError::PaddingLimit {
                     id: self.id,
-                    padding: added,
-                    limit: MAX_PADDING,
+                    padding,
+                    limit,
                 });
             }
+            *budget -= padding;
+            let padding = padding as i64;
             if padding > 0 {
                 let from = if join && last_pos >= 0 {
                     match last_val {
@@ -1152,11 +1169,52 @@ mod tests {
             (1..=3).map(|k| (T0 + k * step, Some(k as f64))).collect();
         let e = f.write(&hops, false).expect_err("three half-limits");
         assert!(matches!(e, StorageError::PaddingLimit { .. }), "{e}");
-        assert_eq!(f.npoints(), 1, "nothing of it appended");
-        f.write(&hops[..1], false).expect("one half-limit");
-        f.write(&hops[1..2], false)
-            .expect("another, in a write of its own");
-        assert_eq!(f.npoints(), 1 + 2 * MAX_PADDING / 2);
+        // The points before the one past the limit stay, as each of emoncms's would.
+        assert_eq!(f.npoints(), 1 + 2 * (MAX_PADDING / 2));
+        assert_eq!(
+            f.read_slots(f.npoints() - 1, f.npoints()).expect("read"),
+            vec![2.0]
+        );
+        f.write(&hops[2..], false)
+            .expect("the third, in a write of its own");
+        assert_eq!(f.npoints(), 1 + 3 * (MAX_PADDING / 2));
+    }
+
+    /// A budget shared by several writes (one record's, to several feeds) bounds their padding
+    /// together.
+    #[test]
+    fn a_shared_budget_bounds_the_padding_of_several_writes() {
+        let (_d, mut a) = feed(10);
+        let (_e, mut b) = feed(10);
+        for f in [&mut a, &mut b] {
+            f.write(&[(T0, Some(1.0))], false).expect("write");
+        }
+        let mut budget = 1_000;
+        a.write_within(&[(T0 + 10 * 601, Some(2.0))], false, &mut budget)
+            .expect("600 of the 1,000");
+        assert_eq!(budget, 400);
+        let e = b
+            .write_within(
+                &[(T0 + 10, Some(5.0)), (T0 + 10 * 602, Some(2.0))],
+                false,
+                &mut budget,
+            )
+            .expect_err("600 more");
+        assert!(
+            matches!(
+                e,
+                StorageError::PaddingLimit {
+                    padding: 600,
+                    limit: 400,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(b.npoints(), 2, "the point before it stays");
+        b.write_within(&[(T0 + 10 * 401, Some(2.0))], false, &mut budget)
+            .expect("399 fit");
+        assert_eq!((budget, b.npoints()), (1, 402));
     }
 
     #[test]

@@ -122,7 +122,22 @@ pub struct FeedStore {
     /// A cluster node's lease: asked before feed files and checkpoints are written, and by the
     /// WAL writer before each append (see [`crate::wal::Guard`]).
     guard: Option<crate::wal::Guard>,
+    /// Padding slots the current record may still add to fixed feeds ([`FeedStore::begin_record`]).
+    padding_left: u64,
+    /// Points waiting in memory, counted as writes add them; reset when they are written out.
+    pending: usize,
 }
+
+/// Padding slots one record may add to all its fixed feeds together: emoncms's limit for one
+/// point (five years of 10 s slots, 63 MB), so a request of a few hundred bytes that steps far
+/// ahead on many feeds cannot write gigabytes.
+pub const RECORD_PADDING: u64 = crate::fixed::MAX_PADDING;
+
+/// Points waiting in memory past which every feed's pending points are written to its file
+/// before the next flush is due (16 MiB of appended slots; overwrites cost a few times more).
+/// Without it, writes that pad far ahead or overwrite much of a feed would hold all of it in
+/// memory until the flush interval ends.
+pub const SPILL_POINTS: usize = 4 << 20;
 
 /// States up to this size are kept to recognise an unchanged checkpoint.
 const KEEP_STATE: usize = 64 << 10;
@@ -251,6 +266,8 @@ impl FeedStore {
             checkpointed: None,
             checkpoint_lsn: cp.next_lsn,
             guard: None,
+            padding_left: RECORD_PADDING,
+            pending: 0,
         };
         let mut records: Vec<(Lsn, Logged)> = Vec::new();
         store.wal.replay(cp.next_lsn, |lsn, payload| {
@@ -271,6 +288,7 @@ impl FeedStore {
         for (lsn, record) in records {
             match record {
                 Logged::Points(points) => {
+                    store.begin_record();
                     let report = store.apply(&points)?;
                     for (feed, e) in report.refused {
                         tracing::warn!(lsn, feed, error = %e, "replayed write refused");
@@ -312,6 +330,12 @@ impl FeedStore {
     }
 
     /// Applies points that a logged caller record produced (no WAL write of their own).
+    /// Starts a record: its writes together may pad at most [`RECORD_PADDING`] slots. Call it
+    /// before applying each logged record, live and in replay alike, so refusals repeat.
+    pub fn begin_record(&mut self) {
+        self.padding_left = RECORD_PADDING;
+    }
+
     pub fn apply_points(&mut self, points: &[Point]) -> Result<WriteReport> {
         if self.poisoned {
             return Err(StorageError::StoreFailed);
@@ -412,6 +436,7 @@ impl FeedStore {
         for p in &points {
             self.feed(p.feed)?;
         }
+        self.begin_record();
         let lsn = self.wal.append(encode(&points))?;
         // The record is durable: if applying it fails for a reason other than the data itself,
         // memory no longer matches the log, so the store stops until a restart replays it.
@@ -445,6 +470,7 @@ impl FeedStore {
                 })
                 .push((p.time, p.value, p.join));
         }
+        let mut budget = self.padding_left;
         for id in order {
             let batch = by_feed.remove(&id).unwrap_or_default();
             let feed = match self.feed(id) {
@@ -454,10 +480,17 @@ impl FeedStore {
                 Err(e) => return Err(e),
             };
             let pts: Vec<(i64, Option<f64>)> = batch.iter().map(|b| (b.0, b.1)).collect();
+            let before = feed.pending_len();
             let result = match feed {
-                Feed::Fixed(f) => f.write(&pts, batch.iter().any(|b| b.2)),
+                Feed::Fixed(f) => f.write_within(&pts, batch.iter().any(|b| b.2), &mut budget),
                 Feed::Variable(f) => Ok(f.write(&pts)),
             };
+            let added = feed.pending_len().saturating_sub(before);
+            self.padding_left = budget;
+            self.pending += added;
+            if self.pending > SPILL_POINTS {
+                self.spill()?;
+            }
             match result {
                 Ok(n) => report.stored += n,
                 Err(e @ StorageError::PaddingLimit { .. }) => report.refused.push((id, e)),
@@ -465,6 +498,28 @@ impl FeedStore {
             }
         }
         Ok(report)
+    }
+
+    /// Writes every feed's pending points to its file (synced), without a checkpoint: a replay
+    /// from the last one writes the same slots and records again, so it comes to the same
+    /// files. Keeps memory bounded between flushes ([`SPILL_POINTS`]).
+    fn spill(&mut self) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut points = 0;
+        for feed in self.feeds.values_mut() {
+            if let Some(may_write) = &self.guard
+                && !may_write()
+            {
+                return Err(StorageError::Fenced);
+            }
+            let n = feed.pending_len();
+            if feed.flush()? {
+                points += n;
+            }
+        }
+        self.pending = 0;
+        tracing::info!(points, took = ?started.elapsed(), "pending points written out before the flush was due");
+        Ok(())
     }
 
     /// Points waiting in memory for the next flush.
@@ -528,6 +583,7 @@ impl FeedStore {
                 f.release_idle_levels(crate::levels::IDLE);
             }
         }
+        self.pending = 0;
         let unchanged = self
             .checkpointed
             .as_ref()
@@ -872,6 +928,53 @@ mod tests {
         match s.feed(2).expect("feed") {
             Feed::Variable(f) => assert_eq!(f.meta().npoints, 2),
             Feed::Fixed(_) => panic!("variable expected"),
+        }
+    }
+
+    /// One record stepping far ahead on several feeds pads them from one budget: the feeds
+    /// after it is spent are refused (and refused again on replay), and the padded slots are
+    /// written out rather than held in memory until the flush.
+    #[test]
+    fn a_records_feeds_share_one_padding_budget_and_padding_is_written_out() {
+        let dirs = Dirs::new();
+        let half = (RECORD_PADDING / 2) as i64;
+        let far = T0 + 10 * (half + 1);
+        {
+            let mut s = dirs.open();
+            for id in 1..=3 {
+                s.create_fixed(id, 10).expect("create");
+            }
+            s.write(&[pt(1, T0, 1.0), pt(2, T0, 1.0), pt(3, T0, 1.0)])
+                .expect("write");
+            let r = s
+                .write(&[pt(1, far, 2.0), pt(2, far, 2.0), pt(3, far, 2.0)])
+                .expect("write");
+            assert_eq!(r.stored, 2);
+            assert!(
+                matches!(r.refused[..], [(3, StorageError::PaddingLimit { .. })]),
+                "{:?}",
+                r.refused
+            );
+            assert_eq!(s.pending_points(), 0, "past SPILL_POINTS: written out");
+            let len = std::fs::metadata(dirs.0.path().join("phpfina/1.dat"))
+                .expect("dat")
+                .len();
+            assert_eq!(len, 4 * (half as u64 + 2));
+            // The next record has a budget of its own.
+            let r = s.write(&[pt(3, far, 2.0)]).expect("write");
+            assert_eq!((r.stored, r.refused.len()), (1, 0));
+            // Dropped without a checkpoint, like a crash.
+        }
+        let mut s = dirs.open();
+        assert_eq!(s.replayed_records(), 3);
+        for id in 1..=3 {
+            let Feed::Fixed(f) = s.feed(id).expect("feed") else {
+                panic!("fixed expected");
+            };
+            assert_eq!(f.npoints(), half as u64 + 2, "feed {id}");
+            let end = f.npoints();
+            assert_eq!(f.read_slots(end - 1, end).expect("read"), vec![2.0]);
+            assert!(f.read_slots(1, 2).expect("read")[0].is_nan());
         }
     }
 

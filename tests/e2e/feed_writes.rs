@@ -635,3 +635,211 @@ async fn a_large_export_arrives_whole_in_pieces() {
     assert_eq!(sum["sha256sum"], json!(expected));
     assert_eq!(sum["npoints"], json!(n));
 }
+
+/// A request that steps years ahead on several feeds at once pads them from one budget per
+/// request (the feed past it keeps its value for the next request), the padding goes to the
+/// files at once instead of waiting in memory for the flush, and everything acknowledged
+/// survives kill -9. A multi-point insert keeps the points before one too far ahead.
+#[tokio::test]
+async fn far_steps_pad_within_a_budget_per_request_and_go_to_disk() {
+    const MAX_PADDING: i64 = 15_768_000;
+    let keep = tempfile::tempdir().expect("tempdir");
+    let data = keep.path().join("data");
+    let server = Server::builder().data_dir(&data).start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, bob_read, bob_write) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let url = |server: &Server, path: &str, key: &str| server.url(&format!("{path}&apikey={key}"));
+    let mut feeds = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        let path = format!(
+            "/feed/create.json?tag=t&name={name}&engine=5&options=%7B%22interval%22%3A10%7D"
+        );
+        let r = get(&c, &url(&server, &path, &write)).await;
+        feeds.push(r.json()["feedid"].as_i64().expect("feed id"));
+    }
+    // The inputs take their first value (no processing), then log to a feed each.
+    let first = format!(
+        "/input/post.json?node=1&time={}&fulljson=%7B%22a%22%3A0%2C%22b%22%3A0%2C%22c%22%3A0%7D",
+        T0 - 10
+    );
+    assert_eq!(get(&c, &url(&server, &first, &write)).await.status, 200);
+    let list = get(&c, &url(&server, "/input/list.json?x=1", &read))
+        .await
+        .json();
+    for (name, feed) in ["a", "b", "c"].iter().zip(&feeds) {
+        let input = list
+            .as_array()
+            .expect("inputs")
+            .iter()
+            .find(|i| i["name"] == *name)
+            .expect("input")["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let r = post_form(
+            &c,
+            &url(
+                &server,
+                &format!("/input/process/set.json?inputid={input}"),
+                &write,
+            ),
+            &[(
+                "processlist",
+                &format!(r#"[{{"fn":"process__log_to_feed","args":["{feed}"]}}]"#),
+            )],
+        )
+        .await;
+        assert_eq!(r.json()["success"], true, "{}", r.body);
+    }
+    // Two of the three feeds use the request's whole budget stepping half a limit each.
+    let half = MAX_PADDING / 2;
+    let far = 10 * (half + 1);
+    let bulk = |rows: &str| format!("/input/bulk.json?time={T0}&data={}", encode(rows));
+    let r = get(
+        &c,
+        &url(
+            &server,
+            &bulk(&format!(
+                r#"[[0,1,{{"a":1,"b":1,"c":1}}],[{far},1,{{"a":2,"b":2,"c":2}}]]"#
+            )),
+            &write,
+        ),
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    let dat = |feed: i64| {
+        std::fs::metadata(data.join(format!("phpfina/{feed}.dat")))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    // On disk already, not held until the flush (60 s away).
+    let slots = (half + 2) as u64;
+    assert_eq!((dat(feeds[0]), dat(feeds[1])), (4 * slots, 4 * slots));
+    let point = |feed: i64, t: i64| {
+        let u = url(
+            &server,
+            &format!(
+                "/feed/data.json?id={feed}&start={t}&end={}&interval=10",
+                t + 10
+            ),
+            &read,
+        );
+        let c = c.clone();
+        async move { get(&c, &u).await.json()[0][1].clone() }
+    };
+    assert_eq!(point(feeds[0], T0 + far).await, json!(2));
+    assert_eq!(point(feeds[1], T0 + far).await, json!(2));
+    assert_eq!(
+        point(feeds[2], T0 + far).await,
+        json!(null),
+        "past the budget"
+    );
+    assert_eq!(point(feeds[2], T0).await, json!(1), "the row before stays");
+    // The next request has a budget of its own.
+    let r = get(
+        &c,
+        &url(&server, &bulk(&format!(r#"[[{far},1,{{"c":4}}]]"#)), &write),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(point(feeds[2], T0 + far).await, json!(4));
+    // Bob's posts meanwhile are his own, and his key reaches none of Alice's feeds.
+    let bob_post = "/input/post.json?node=9&fulljson=%7B%22x%22%3A5%7D";
+    assert_eq!(
+        get(&c, &url(&server, bob_post, &bob_write)).await.status,
+        200
+    );
+    let his = get(
+        &c,
+        &url(
+            &server,
+            &format!(
+                "/feed/data.json?id={}&start={T0}&end={T0}&interval=10",
+                feeds[0]
+            ),
+            &bob_read,
+        ),
+    )
+    .await;
+    assert!(
+        his.json().as_array().is_none_or(|a| a.is_empty()),
+        "{}",
+        his.body
+    );
+    let step = get(
+        &c,
+        &url(
+            &server,
+            &bulk(&format!(
+                r#"[[{},1,{{"a":3,"b":3,"c":3}}]]"#,
+                far + 10 * (MAX_PADDING + 5)
+            )),
+            &bob_write,
+        ),
+    )
+    .await;
+    assert_eq!(step.status, 200, "{}", step.body);
+    assert_eq!(
+        point(feeds[0], T0 + far).await,
+        json!(2),
+        "bob's post is not alice's"
+    );
+
+    // A multi-point insert keeps the points before one too far ahead, and its last value is
+    // the last point stored.
+    let ins = post_form(
+        &c,
+        &url(
+            &server,
+            &format!("/feed/insert.json?id={}", feeds[3]),
+            &write,
+        ),
+        &[(
+            "data",
+            &format!(
+                "[[{T0},1],[{},2],[{},3]]",
+                T0 + 10,
+                T0 + 10 * (MAX_PADDING + 3)
+            ),
+        )],
+    )
+    .await;
+    assert_eq!(ins.status, 200, "{}", ins.body);
+    let tv = get(
+        &c,
+        &url(
+            &server,
+            &format!("/feed/timevalue.json?id={}", feeds[3]),
+            &read,
+        ),
+    )
+    .await
+    .json();
+    assert_eq!(
+        (tv["time"].clone(), tv["value"].clone()),
+        (json!(T0 + 10), json!(2))
+    );
+
+    drop(server); // SIGKILL: nothing was checkpointed.
+    let server = Server::builder().data_dir(&data).start();
+    let point = |feed: i64, t: i64| {
+        let u = url(
+            &server,
+            &format!(
+                "/feed/data.json?id={feed}&start={t}&end={}&interval=10",
+                t + 10
+            ),
+            &read,
+        );
+        let c = c.clone();
+        async move { get(&c, &u).await.json()[0][1].clone() }
+    };
+    for (&feed, last) in feeds.iter().zip([2, 2, 4]) {
+        assert_eq!(point(feed, T0).await, json!(1), "feed {feed}");
+        assert_eq!(point(feed, T0 + 10).await, json!(null), "feed {feed}");
+        assert_eq!(point(feed, T0 + far).await, json!(last), "feed {feed}");
+    }
+    assert_eq!(point(feeds[3], T0 + 10).await, json!(2));
+    assert_eq!(dat(feeds[0]), 4 * slots);
+}

@@ -1253,6 +1253,7 @@ impl Core {
         replaying: bool,
     ) -> Result<(), IngestError> {
         let userid = record.userid;
+        store.begin_record();
         if !self.user(userid)?.exists {
             tracing::warn!(userid, "batch of a deleted account skipped");
             return Ok(());
@@ -1430,8 +1431,20 @@ impl Core {
             });
         }
         let report = store.apply_points(&points)?;
-        for (feed, e) in report.refused {
-            tracing::warn!(feed, error = %e, "feed write refused");
+        if !report.refused.is_empty() {
+            for (feed, e) in report.refused {
+                tracing::warn!(feed, error = %e, "feed write refused");
+            }
+            // Only the points before the refused one were stored: the feed's last value is
+            // the last of those, not the write's last.
+            if let Ok(Feed::Fixed(f)) = store.feed(write.feed)
+                && let Ok(Some((time, value))) = f.last_value()
+            {
+                self.state
+                    .feed_last
+                    .insert(write.feed, (time as i64, value.map(f64::from)));
+            }
+            return Ok(());
         }
         let last = if write.single {
             write.points.last().map(|&(_, v)| (write.now, v))
