@@ -68,7 +68,7 @@
 //! user nobody hears or on a topic no filter of the user's matches, now never reaches it, and
 //! MQTT clears a retained value only with an empty retained message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -174,10 +174,33 @@ pub(crate) const MAX_FILTERS: usize = 256;
 const MAX_FILTER_BYTES: usize = 16 << 10;
 const LONGEST_FILTER: usize = 512;
 
+/// Distinct filters a user's clients may have the router keep, in all, for as long as the
+/// broker runs. rumqttd's router makes a log for each filter anyone subscribes to and never
+/// removes it (nor its place in every later filter's matching), and each log holds up to
+/// [`crate::FILTER_LOG_SEGMENTS`] segments of messages: without a bound, one account
+/// subscribing to ever more filters grows the router shared by every account. Enough for
+/// Home Assistant subscribing to each discovered feed of an account with a few hundred.
+pub(crate) const MAX_ROUTER_FILTERS: usize = 512;
+
+/// Distinct topics of a user's clients' messages the router may see, in all: it keeps every
+/// topic a filter ever matched. Past it, a message on a new topic is taken (and stored if it
+/// is an input) but reaches no subscriber.
+pub(crate) const MAX_ROUTED_TOPICS: usize = 10_000;
+
+/// What of a user's the router keeps for good.
+#[derive(Default)]
+struct Routed {
+    filters: HashSet<String>,
+    topics: HashSet<Bytes>,
+    /// The topic cap was reached (logged once).
+    topics_full: bool,
+}
+
 #[derive(Default)]
 struct User {
     heard: AtomicBool,
     filters: RwLock<Filters>,
+    routed: Mutex<Routed>,
     /// Topic (inside the user's namespace) → the latest payload ynni published retained on
     /// it while nobody heard the user (an empty one withdraws the topic, and is handed over
     /// like any other). Bounded by the user's feeds and discovery topics.
@@ -276,6 +299,44 @@ impl Heard {
     /// Whether a message of this user may have a subscriber.
     pub(crate) fn is_heard(&self) -> bool {
         self.user.heard.load(Ordering::Acquire)
+    }
+
+    /// Admits `filters` (as the client sent them) to the router if the user's distinct filters
+    /// stay within [`MAX_ROUTER_FILTERS`]; all or none.
+    pub(crate) fn admit_filters<'a>(&self, filters: impl Iterator<Item = &'a str> + Clone) -> bool {
+        let mut routed = lock(&self.user.routed);
+        let mut new: HashSet<&str> = HashSet::new();
+        for f in filters.clone() {
+            if !routed.filters.contains(f) {
+                new.insert(f);
+            }
+        }
+        if routed.filters.len() + new.len() > MAX_ROUTER_FILTERS {
+            return false;
+        }
+        routed.filters.extend(new.into_iter().map(str::to_string));
+        true
+    }
+
+    /// Whether a client's message on `topic` (inside the user's namespace) may go to the
+    /// router: a topic it has seen, or a new one within [`MAX_ROUTED_TOPICS`].
+    pub(crate) fn admit_topic(&self, topic: &Bytes) -> bool {
+        let mut routed = lock(&self.user.routed);
+        if routed.topics.contains(topic) {
+            return true;
+        }
+        if routed.topics.len() >= MAX_ROUTED_TOPICS {
+            if !routed.topics_full {
+                routed.topics_full = true;
+                tracing::warn!(
+                    limit = MAX_ROUTED_TOPICS,
+                    "MQTT: an account's clients published on more distinct topics than the router keeps; messages on new topics reach no subscriber"
+                );
+            }
+            return false;
+        }
+        routed.topics.insert(topic.clone());
+        true
     }
 
     /// Whether a client's message on `topic` (as the client sent it) may have a subscriber.
@@ -671,6 +732,45 @@ mod tests {
         let many: Vec<String> = (0..=MAX_FILTERS).map(|i| format!("n/{i}")).collect();
         block_on(alice.subscribe(&mut tx, subscribe("u/1/n/#"), &many)).expect("subscribe");
         assert!(alice.may_hear("emon/tx2/power"));
+    }
+
+    #[test]
+    fn the_router_is_given_a_bounded_number_of_filters_and_topics_per_user() {
+        let links = router();
+        let audience = audience(&links);
+        let (a1, a2, b) = (audience.of(1), audience.of(1), audience.of(2));
+        let names: Vec<String> = (0..=MAX_ROUTER_FILTERS).map(|i| format!("n/{i}")).collect();
+        let first = &names[..MAX_ROUTER_FILTERS - 1];
+        assert!(a1.admit_filters(first.iter().map(String::as_str)));
+        let two = [
+            names[0].as_str(),
+            &names[MAX_ROUTER_FILTERS - 1],
+            &names[MAX_ROUTER_FILTERS],
+        ];
+        assert!(
+            !a2.admit_filters(two.into_iter()),
+            "one new too many: none admitted"
+        );
+        assert!(
+            a2.admit_filters(two[..2].iter().copied()),
+            "the last one left"
+        );
+        assert!(
+            a1.admit_filters(["n/0"].into_iter()),
+            "known filters stay admitted"
+        );
+        assert!(!a1.admit_filters(["n/new"].into_iter()));
+        assert!(b.admit_filters(["n/new"].into_iter()), "another user's own");
+
+        for i in 0..MAX_ROUTED_TOPICS {
+            assert!(a1.admit_topic(&Bytes::from(format!("u/1/t/{i}"))));
+        }
+        assert!(!a2.admit_topic(&Bytes::from_static(b"u/1/t/new")));
+        assert!(
+            a2.admit_topic(&Bytes::from_static(b"u/1/t/9")),
+            "a known topic"
+        );
+        assert!(b.admit_topic(&Bytes::from_static(b"u/2/t/new")));
     }
 
     #[test]

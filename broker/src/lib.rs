@@ -78,7 +78,7 @@ pub(crate) const ROUTER_BATCH: u64 = 2_000;
 /// some 40,000 feed values per filter: a subscriber further behind than that (offline with a
 /// kept session, or not reading) misses the oldest, as from any broker with bounded memory.
 const FILTER_LOG_SEGMENT: usize = 1 << 20;
-const FILTER_LOG_SEGMENTS: usize = 4;
+pub(crate) const FILTER_LOG_SEGMENTS: usize = 4;
 /// How long a client has to finish its TLS or websocket handshake and send CONNECT.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 

@@ -45,6 +45,9 @@ const MAX_PENDING: usize = 1024;
 /// the router, one thread for all accounts, look through its retained messages and topics.
 const MAX_SUBSCRIBE_FILTERS: usize = 256;
 const MAX_FILTER_LEN: usize = 1024;
+/// The longest topic a client may publish on: emoncms's `emon/<node>/<input>` with names of up
+/// to 256 characters each fits.
+const MAX_TOPIC_LEN: usize = 1024;
 /// The longest MQTT 5 will delay honoured; a longer one is cut to it (each delayed will is a
 /// task and its message, held after the connection is gone).
 const MAX_WILL_DELAY: u32 = 3600;
@@ -517,6 +520,13 @@ impl Session {
         {
             return Some(SubscribeReasonCode::SharedSubscriptionsNotSupported);
         }
+        if !self
+            .heard
+            .admit_filters(subscribe.filters.iter().map(|f| f.path.as_str()))
+        {
+            tracing::info!(peer = %self.peer, limit = crate::audience::MAX_ROUTER_FILTERS, "MQTT SUBSCRIBE past the account's distinct filters refused");
+            return Some(SubscribeReasonCode::QuotaExceeded);
+        }
         None
     }
 
@@ -539,6 +549,15 @@ impl Session {
             self.disconnect_v5(DisconnectReasonCode::TopicNameInvalid)
                 .await;
             return Err(End::Lost("wildcard in a publish topic".into()));
+        }
+        if topic.len() > MAX_TOPIC_LEN {
+            // The router keeps every topic it routes for good: a bound per topic as well as
+            // per account (`audience::MAX_ROUTED_TOPICS`).
+            self.disconnect_v5(DisconnectReasonCode::TopicNameInvalid)
+                .await;
+            return Err(End::Lost(format!(
+                "publish topic longer than {MAX_TOPIC_LEN} bytes"
+            )));
         }
         if qos == QoS::ExactlyOnce && self.awaiting_rel.contains(&pkid) {
             // A resend of a QoS 2 message already taken: answered again, not stored again,
@@ -584,7 +603,7 @@ impl Session {
                 tracing::debug!(peer = %self.peer, topic = %quote(&topic), "MQTT retained message past the account's limits: delivered, not kept");
                 retain = false;
             }
-            if retain || self.heard.may_hear(&topic) {
+            if (retain || self.heard.may_hear(&topic)) && self.heard.admit_topic(&inside) {
                 let routed = Publish::new(inside, publish.payload.clone(), retain);
                 self.route(Packet::Publish(routed, props)).await?;
             }

@@ -617,6 +617,81 @@ async fn subscriptions_past_what_the_broker_allows_are_refused_with_a_code() {
     );
 }
 
+/// The router keeps every filter it was ever given, so an account's clients may give it 512
+/// distinct ones in all: past that a SUBSCRIBE with a new filter is refused while a known one
+/// is still granted, another account has its own allowance, and a publish topic longer than
+/// 1 KiB (the router keeps topics too) ends the connection.
+#[tokio::test]
+async fn an_accounts_filters_in_all_and_publish_topics_are_bounded() {
+    use rumqttc::SubscribeReasonCode::{Failure, Success};
+    let server = Server::start();
+    let (_, _, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob) = register(&server, "bob", "secret1").await;
+    let (c, mut ev) = client(&server, "a1", "alice", &write, true);
+    assert!(connack(&mut ev).await.is_some());
+    for part in 0..2 {
+        let filters: Vec<rumqttc::SubscribeFilter> = (0..256)
+            .map(|i| {
+                rumqttc::SubscribeFilter::new(format!("n/{}", part * 256 + i), QoS::AtMostOnce)
+            })
+            .collect();
+        c.subscribe_many(filters).await.expect("subscribe");
+        assert_eq!(
+            suback(&mut ev).await,
+            vec![Success(QoS::AtMostOnce); 256],
+            "part {part}"
+        );
+    }
+    let (c2, mut ev2) = client(&server, "a2", "alice", &write, true);
+    assert!(connack(&mut ev2).await.is_some());
+    c2.subscribe("n/512", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    assert_eq!(suback(&mut ev2).await, vec![Failure], "the 513th filter");
+    c2.subscribe("n/7", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    assert_eq!(
+        suback(&mut ev2).await,
+        vec![Success(QoS::AtMostOnce)],
+        "a filter the router has"
+    );
+    let (b, mut b_ev) = client(&server, "b1", "bob", &bob, true);
+    assert!(connack(&mut b_ev).await.is_some());
+    b.subscribe("n/512", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    assert_eq!(
+        suback(&mut b_ev).await,
+        vec![Success(QoS::AtMostOnce)],
+        "bob's own"
+    );
+
+    c2.publish("x".repeat(1025), QoS::AtLeastOnce, false, "1")
+        .await
+        .expect("publish");
+    assert!(
+        closed_within(&mut ev2, Duration::from_secs(10)).await,
+        "a 1,025-byte topic"
+    );
+    c.publish(
+        format!("emon/{}", "x".repeat(1019)),
+        QoS::AtMostOnce,
+        false,
+        "1",
+    )
+    .await
+    .expect("publish");
+    c.subscribe("n/0", QoS::AtMostOnce)
+        .await
+        .expect("subscribe");
+    assert_eq!(
+        suback(&mut ev).await,
+        vec![Success(QoS::AtMostOnce)],
+        "a 1,024-byte topic keeps the connection"
+    );
+}
+
 /// A device key connecting with the client id of one of its account's own clients neither
 /// resumes that client's kept session (its subscriptions and queued messages) nor takes the
 /// live one over nor ends it: a device key's sessions are its own, and clean.
