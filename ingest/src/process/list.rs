@@ -145,6 +145,10 @@ pub fn from_json(json: &str, ctx: Context, owner: &dyn Ownership) -> Result<Stri
                 ArgType::ScheduleId => return Err(ListError::InvalidSchedule),
                 ArgType::Value if php_numeric(arg).is_none() => return Err(ListError::NotNumeric),
                 ArgType::Text if !text_ok(arg) => return Err(ListError::InvalidText),
+                // emoncms takes anything here, but a separator would split the stored list
+                // into steps nothing above checked (another feed to log to, more than
+                // MAX_STEPS steps).
+                ArgType::None if arg.contains([',', ':']) => return Err(ListError::InvalidText),
                 _ => {}
             }
         }
@@ -291,6 +295,16 @@ mod tests {
             err(r#"[{"fn":"process__publish_to_mqtt","args":["a,b"]}]"#),
             "Invalid characters in arg"
         );
+        // A separator in an argument of no type would smuggle in a step nothing checked.
+        for arg in ["0,1:6", "0:1"] {
+            assert_eq!(
+                err(&format!(
+                    r#"[{{"fn":"process__allowpositive","args":["{arg}"]}}]"#
+                )),
+                "Invalid characters in arg",
+                "{arg}"
+            );
+        }
         // An object is walked like PHP's array: its key is the index (emoncms's answer).
         assert_eq!(
             err(r#"{"fn":"process__scale"}"#),

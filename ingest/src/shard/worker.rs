@@ -1278,6 +1278,8 @@ impl Core {
             metrics::counter!(crate::metrics::VALUES, "source" => source)
                 .increment(u64::try_from(record.values()).unwrap_or(0));
         }
+        // Inputs whose list was stopped, warned of once per record.
+        let mut warned: HashSet<i64> = HashSet::new();
         for batch in &record.batches {
             let t = batch.time;
             // Live values for subscribers: not sent again when a batch is replayed.
@@ -1343,7 +1345,9 @@ impl Core {
             for (id, value, list) in queued {
                 match run_list(&list, t, value, Context::Input, &mut host) {
                     Outcome::Done(_) => {}
-                    Outcome::Aborted { step, key } => {
+                    // Once per input and record: a bulk upload runs a list for each of its
+                    // rows, and 50,000 lines of the same warning say nothing more than one.
+                    Outcome::Aborted { step, key } if warned.insert(id) => {
                         tracing::warn!(
                             input = id,
                             step,
@@ -1351,9 +1355,10 @@ impl Core {
                             "process list stopped at an unknown process"
                         );
                     }
-                    Outcome::LoopGuard => {
+                    Outcome::LoopGuard if warned.insert(id) => {
                         tracing::warn!(input = id, "process list loops; it was stopped")
                     }
+                    Outcome::Aborted { .. } | Outcome::LoopGuard => {}
                 }
             }
             let points = std::mem::take(&mut host.points);
