@@ -162,10 +162,13 @@ impl VariableFeed {
         Self::open(dir, id)
     }
 
-    /// Opens an existing feed; a file whose size is not a whole number of records is reported.
+    /// Opens an existing feed. A file that ends in part of a record is cut to its whole
+    /// records first: an append cut short (a kill at a page boundary, a full disk) leaves one,
+    /// and its records are still in the log, which replays them after the last checkpoint.
+    /// Left there, it would stop the store from opening at all.
     pub fn open(dir: &Path, id: u32) -> Result<Self> {
         let p = file_path(dir, id);
-        let len = match fs::metadata(&p) {
+        let mut len = match fs::metadata(&p) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(StorageError::NoSuchFeed { id });
@@ -173,11 +176,15 @@ impl VariableFeed {
             Err(e) => return Err(io_err("reading", &p)(e)),
         };
         if len % RECORD != 0 {
-            return Err(StorageError::BadDataSize {
-                path: p,
-                len,
-                record: RECORD,
-            });
+            let whole = len - len % RECORD;
+            tracing::warn!(path = %p.display(), len, kept = whole, "a variable-interval feed's file ends in part of a record (an append cut short): the part is cut off");
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .map_err(io_err("opening", &p))?;
+            f.set_len(whole).map_err(io_err("truncating", &p))?;
+            f.sync_all().map_err(io_err("syncing", &p))?;
+            len = whole;
         }
         let mut feed = Self {
             id,
@@ -753,17 +760,23 @@ mod tests {
         assert_eq!(f.trim((T0 + 50) as u32).expect("trim"), None);
     }
 
+    /// An append cut short leaves part of a record at the end: it is cut off on opening, and
+    /// the whole records before it read back and take appends after them.
     #[test]
-    fn damaged_file_is_reported() {
-        let (dir, _f) = feed();
-        fs::write(dir.path().join("feed_2.MYD"), [0xF9u8; 10]).expect("write");
-        assert!(matches!(
-            VariableFeed::open(dir.path(), 2),
-            Err(StorageError::BadDataSize {
-                len: 10,
-                record: 9,
-                ..
-            })
-        ));
+    fn a_torn_append_is_cut_to_whole_records_on_opening() {
+        let (dir, mut f) = feed();
+        f.write(&[(T0, Some(1.0)), (T0 + 10, Some(2.0))]);
+        f.flush().expect("flush");
+        let path = dir.path().join(format!("feed_{}.MYD", f.id()));
+        let mut bytes = fs::read(&path).expect("read");
+        bytes.extend_from_slice(&[0xF9u8; 5]);
+        fs::write(&path, &bytes).expect("write");
+        let mut f = VariableFeed::open(dir.path(), f.id()).expect("open");
+        assert_eq!(fs::metadata(&path).expect("meta").len(), 18);
+        assert_eq!(all(&f), vec![(0, 1.0), (10, 2.0)]);
+        f.write(&[(T0 + 20, Some(3.0))]);
+        f.flush().expect("flush");
+        let f = VariableFeed::open(dir.path(), f.id()).expect("open");
+        assert_eq!(all(&f), vec![(0, 1.0), (10, 2.0), (20, 3.0)]);
     }
 }
