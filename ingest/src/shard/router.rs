@@ -621,6 +621,18 @@ impl Router {
             .map_err(|_| IngestError::Stopped)
     }
 
+    /// Has the user's worker checkpoint what it applied of theirs, before a change to their
+    /// inputs, process lists or time zone is committed (see `Job::Settle`).
+    pub async fn settle_user(&self, userid: i64) -> Result<(), IngestError> {
+        let tx = self.worker_of(userid)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || tx.send(Job::Settle(userid, reply)))
+            .await
+            .map_err(|_| IngestError::Stopped)?
+            .map_err(|_| IngestError::Stopped)?;
+        answer.await.map_err(|_| IngestError::Stopped)?
+    }
+
     /// Resolves once the submission is durable in the shard's WAL (or refused).
     pub async fn submit(&self, s: Submission) -> Result<(), IngestError> {
         match self.enqueue(s) {

@@ -203,6 +203,10 @@ pub enum Job {
     Feed(FeedOp, FeedReply),
     /// A user's inputs or process lists changed in the catalog: load them again.
     Reload(i64),
+    /// A user's inputs, process lists or time zone are about to change in the catalog: first
+    /// checkpoint every record of theirs applied so far, so that no replay runs one of those
+    /// under the new settings (a restart loads them from the catalog). Answered once done.
+    Settle(i64, Reply),
     /// The user's input last values.
     InputLast(i64, tokio::sync::oneshot::Sender<LastValues>),
     /// How the worker is doing, for the admin page.
@@ -510,10 +514,7 @@ impl Worker {
             // cover (one account changing feeds over and over made a full flush of the shard
             // each time). (A worker whose lease has ended writes nothing; its next owner loads
             // the lists afresh.)
-            let covered = self.store.checkpoint_lsn();
-            self.last_logged.retain(|_, lsn| *lsn >= covered);
-            let logged = self.replayed_to.is_some_and(|end| covered < end)
-                || reloads.iter().any(|u| self.last_logged.contains_key(u));
+            let logged = self.uncovered(&reloads);
             let checkpointed = !logged
                 || !self.may_write()
                 || match self.store.flush(&self.core.state.encode()) {
@@ -581,6 +582,9 @@ impl Worker {
                     };
                     let _ = reply.send(done.map(|_| ()).map_err(IngestError::from));
                 }
+                Job::Settle(userid, reply) => {
+                    let _ = reply.send(self.settle(userid));
+                }
                 Job::Status(reply) => {
                     let _ = reply.send(ShardStatus {
                         shard: self.n,
@@ -594,6 +598,28 @@ impl Worker {
             }
         }
         self.tick();
+    }
+
+    /// Checkpoints if a record of `userid`'s (or one replayed at start) is applied but not
+    /// covered by the last checkpoint (see [`Job::Settle`]).
+    fn settle(&mut self, userid: i64) -> Result<(), IngestError> {
+        if !self.uncovered(&[userid]) {
+            return Ok(());
+        }
+        if !self.may_write() {
+            return Err(StorageError::Fenced.into());
+        }
+        self.store.flush(&self.core.state.encode())?;
+        Ok(())
+    }
+
+    /// Whether one of `users` has a record logged since the last checkpoint, or the records
+    /// replayed at start are not all covered yet.
+    fn uncovered(&mut self, users: &[i64]) -> bool {
+        let covered = self.store.checkpoint_lsn();
+        self.last_logged.retain(|_, lsn| *lsn >= covered);
+        self.replayed_to.is_some_and(|end| covered < end)
+            || users.iter().any(|u| self.last_logged.contains_key(u))
     }
 
     /// Flushes to the feed files and checkpoints if one is due, and writes the usage counts.
@@ -2032,6 +2058,35 @@ mod tests {
         assert_eq!(w.reloads_waiting, vec![rig.userid]);
         drop(w.begin(Vec::new()));
         assert_eq!(w.reloads_waiting, vec![rig.userid], "tried again, kept");
+    }
+
+    /// Settling a user, before a change to their lists is committed, checkpoints the records
+    /// of theirs applied so far (so a crash before the reload replays none of them under the
+    /// new lists), and answers at once when the last checkpoint already covers them.
+    #[test]
+    fn settling_a_user_checkpoints_their_applied_records_first() {
+        let rig = Rig::new();
+        let mut w = rig.open();
+        let settle = |w: &mut Worker| {
+            let (reply, mut answer) = tokio::sync::oneshot::channel();
+            let begun = w.begin(vec![Job::Settle(rig.userid, reply)]);
+            w.finish(begun);
+            answer.try_recv().expect("answered")
+        };
+        submit(&mut w, one_value(rig.userid)).expect("stored");
+        let logged = w.store.applied_lsn();
+        assert!(w.store.checkpoint_lsn() < logged, "not covered yet");
+        settle(&mut w).expect("settled");
+        assert_eq!(w.store.checkpoint_lsn(), logged, "covered by a checkpoint");
+        // Covered already: no checkpoint is needed (none could be written here).
+        w.store.poison();
+        settle(&mut w).expect("nothing to do");
+        drop(w);
+        // A record past it that cannot be checkpointed: the change must wait.
+        let mut w = rig.open();
+        submit(&mut w, one_value(rig.userid)).expect("stored");
+        w.store.poison();
+        assert!(settle(&mut w).is_err(), "no checkpoint, no settling");
     }
 
     /// A user with nothing in the log past the last checkpoint has their lists reloaded at

@@ -285,6 +285,7 @@ async fn process_set(call: &Call<'_>) -> ApiResult {
     let encoded =
         ynni_ingest::process::list::from_json(list, ynni_ingest::process::Context::Input, &owned)
             .map_err(ApiError::fail)?;
+    super::input_manage::settle(call, userid).await?;
     catalog.set_input_process_list(row.id, &encoded).await?;
     if let Err(e) = call.state.router.reload_user(userid).await {
         tracing::error!(error = %e, "could not reload the user's inputs");

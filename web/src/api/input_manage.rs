@@ -56,6 +56,12 @@ async fn input_named(call: &Call<'_>, userid: i64) -> Result<Option<InputRow>, A
     Ok(call.state.catalog.input_of(userid, id).await?)
 }
 
+/// Before a change to the user's inputs or process lists is committed: their shard
+/// checkpoints what it applied of theirs, so no replay after a crash runs it under the change.
+pub(super) async fn settle(call: &Call<'_>, userid: i64) -> Result<(), ApiError> {
+    Ok(call.state.router.settle_user(userid).await?)
+}
+
 async fn reload(call: &Call<'_>, userid: i64) {
     if let Err(e) = call.state.router.reload_user(userid).await {
         tracing::error!(error = %e, "could not reload the user's inputs");
@@ -106,6 +112,9 @@ pub async fn set(call: &Call<'_>) -> ApiResult {
         .is_some_and(|d| !d.chars().all(description_char))
     {
         // emoncms has stored a valid name before it looks at the description, and keeps it.
+        if name.is_some() {
+            settle(call, userid).await?;
+        }
         if let Some(name) = name.as_deref()
             && catalog.set_input_fields(row.id, Some(name), None).await?
         {
@@ -115,6 +124,9 @@ pub async fn set(call: &Call<'_>) -> ApiResult {
     }
     if name.is_none() && description.is_none() {
         return Err(ApiError::fail("Field could not be updated"));
+    }
+    if name.is_some() {
+        settle(call, userid).await?;
     }
     let updated = catalog
         .set_input_fields(row.id, name.as_deref(), description.as_deref())
@@ -211,6 +223,7 @@ pub async fn delete(call: &Call<'_>) -> ApiResult {
     // An `inputid` of the caller's wins, even next to `inputids`; a foreign or unknown one
     // leaves the `inputids` branch to answer.
     if let Some(id) = p.get("inputid").map(php_int).filter(owned) {
+        settle(call, userid).await?;
         call.state.catalog.delete_inputs(userid, &[id]).await?;
         reload(call, userid).await;
         return Ok(reply::json(
@@ -242,6 +255,7 @@ pub async fn delete(call: &Call<'_>) -> ApiResult {
         .filter(owned)
         .filter(|id| seen.insert(*id))
         .collect();
+    settle(call, userid).await?;
     call.state.catalog.delete_inputs(userid, &ids).await?;
     reload(call, userid).await;
     Ok(reply::json(
@@ -252,6 +266,7 @@ pub async fn delete(call: &Call<'_>) -> ApiResult {
 /// `input/clean`: deletes the inputs with no process list; answers in text.
 pub async fn clean(call: &Call<'_>) -> ApiResult {
     let userid = writer(call)?;
+    settle(call, userid).await?;
     let n = call.state.catalog.delete_unprocessed_inputs(userid).await?;
     reload(call, userid).await;
     Ok(reply::text(StatusCode::OK, format!("Deleted {n} inputs")))
@@ -261,6 +276,7 @@ pub async fn clean(call: &Call<'_>) -> ApiResult {
 pub async fn creation(call: &Call<'_>, disabled: bool) -> ApiResult {
     let userid = writer(call)?;
     let now = chrono::Utc::now().timestamp();
+    settle(call, userid).await?;
     call.state
         .catalog
         .set_input_creation_disabled(userid, disabled, now)
@@ -287,6 +303,7 @@ pub async fn isdisabled(call: &Call<'_>) -> ApiResult {
 pub async fn process_reset(call: &Call<'_>) -> ApiResult {
     let userid = writer(call)?;
     let row = input_named(call, userid).await?.ok_or(ApiError::False)?;
+    settle(call, userid).await?;
     call.state
         .catalog
         .set_input_process_list(row.id, "")
@@ -363,6 +380,9 @@ pub async fn clean_process_list_feeds(call: &Call<'_>) -> ApiResult {
         let list = kept.join(",");
         if list == row.process_list {
             continue;
+        }
+        if !changed {
+            settle(call, userid).await?;
         }
         catalog.set_input_process_list(row.id, &list).await?;
         changed = true;

@@ -415,6 +415,8 @@ async fn set(call: &Call<'_>, caller: &Caller) -> ApiResult {
         return Err(ApiError::fail(ERR));
     };
     let update = profile::from_json(&map);
+    // Day boundaries of daily processes follow the time zone: settled first as for a list.
+    super::input_manage::settle(call, caller.user.id).await?;
     call.state
         .catalog
         .update_profile(caller.user.id, &update)
