@@ -48,6 +48,11 @@ pub struct Shared {
     /// ~19 MiB and tens of milliseconds each), so a flood of logins queues instead of
     /// exhausting memory.
     hashing: Arc<Semaphore>,
+    /// Request bodies larger than [`crate::api::SMALL_BODY`] (or of unknown length) being read
+    /// or answered, in KiB ([`crate::api::BODY_BUDGET_KIB`]): bodies are read before the
+    /// request is authenticated, and a capped number of connections each sending the largest
+    /// body allowed would otherwise hold gigabytes.
+    pub(crate) bodies: Arc<Semaphore>,
     /// Each account's creations one at a time, so that their caps hold (see `creates`).
     pub creates: Arc<crate::creates::CreateLocks>,
     /// Cluster mode: where requests for accounts owned by other nodes go.
@@ -85,6 +90,7 @@ impl AppState {
             shared_limits: None,
             live: Arc::default(),
             ops: Arc::default(),
+            bodies: Arc::new(Semaphore::new(crate::api::BODY_BUDGET_KIB as usize)),
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),

@@ -43,6 +43,13 @@ pub const TOO_MANY_ITEMS: &str = "Too many items in one request: at most 1000";
 /// capped number) and this task for as long as it liked.
 pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Bodies up to this size are read without waiting for the budget below: the connection cap
+/// bounds them together (4,096 × 64 KiB = 256 MiB), and a device's post is far smaller.
+pub(crate) const SMALL_BODY: u64 = 64 << 10;
+/// KiB of larger bodies (a bulk upload, a dashboard, a feed file) read or answered at once,
+/// across all connections; a request past it waits for room (until [`BODY_TIMEOUT`], then 503).
+pub(crate) const BODY_BUDGET_KIB: u32 = 256 << 10;
+
 /// Everything a controller needs to answer one request.
 pub struct Call<'a> {
     pub state: &'a AppState,
@@ -77,6 +84,9 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
     if declared_length(&parts.headers).is_some_and(|n| n > limit) {
         return Err(body_too_large(limit));
     }
+    // Held until the answer is made: the body and what is parsed from it live that long.
+    let size = axum::body::HttpBody::size_hint(&body).upper();
+    let _room = body_room(state, size, limit).await?;
     let body = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit))
         .await
         .map_err(|_| {
@@ -325,6 +335,33 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
+/// A share of [`BODY_BUDGET_KIB`] for a body larger than [`SMALL_BODY`], or of unknown length
+/// (counted as the largest allowed); `None` for a small one.
+async fn body_room(
+    state: &AppState,
+    size: Option<u64>,
+    limit: usize,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
+    let Some(kib) = body_kib(size, limit) else {
+        return Ok(None);
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, state.bodies.clone().acquire_many_owned(kib)).await {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        _ => Err(ApiError::Ingest(ynni_ingest::shard::IngestError::Busy)),
+    }
+}
+
+/// The KiB of [`BODY_BUDGET_KIB`] a body of `size` bytes (`None`: not known before it is read,
+/// so the largest allowed) takes, or `None` for a small one.
+fn body_kib(size: Option<u64>, limit: usize) -> Option<u32> {
+    let size = size.unwrap_or(limit as u64).min(limit as u64);
+    (size > SMALL_BODY).then(|| {
+        u32::try_from(size.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .min(BODY_BUDGET_KIB)
+    })
+}
+
 fn body_too_large(limit: usize) -> ApiError {
     ApiError::Text(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -356,7 +393,28 @@ mod fuzz;
 
 #[cfg(test)]
 mod tests {
-    use super::split_query_in_path;
+    use super::{BODY_BUDGET_KIB, SMALL_BODY, body_kib, split_query_in_path};
+
+    /// Small bodies (a device's post, a GET's empty one) take nothing of the shared budget;
+    /// larger ones their size, and one of unknown length the largest allowed.
+    #[test]
+    fn bodies_take_the_budget_by_their_size() {
+        let limit = 4 << 20;
+        assert_eq!(body_kib(Some(0), limit), None);
+        assert_eq!(body_kib(Some(SMALL_BODY), limit), None);
+        assert_eq!(body_kib(Some(SMALL_BODY + 1), limit), Some(65));
+        assert_eq!(body_kib(None, limit), Some(4096));
+        assert_eq!(
+            body_kib(Some(1 << 40), limit),
+            Some(4096),
+            "past the limit: refused anyway"
+        );
+        assert_eq!(
+            body_kib(None, 1 << 40),
+            Some(BODY_BUDGET_KIB),
+            "never more than all of it"
+        );
+    }
 
     #[test]
     fn a_query_hanging_off_the_path() {
