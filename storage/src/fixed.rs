@@ -737,7 +737,13 @@ impl FixedFeed {
             // rewritten in place keeps its length, and its time too when the clock's tick is
             // coarse: it is removed, and written again once the levels are current.
             self.levels_mut().forget_file();
-            remove_if_present(&self.levels_path)?;
+            // Synced before the data changes: after a power cut the file must not be back
+            // while the overwrites are there (its length and time stamp may still match).
+            if remove_if_present(&self.levels_path)?
+                && let Some(dir) = self.levels_path.parent()
+            {
+                sync_dir(dir)?;
+            }
         }
         if !self.overwrites.is_empty() || !self.tail.is_empty() {
             let f = OpenOptions::new()
@@ -791,7 +797,7 @@ impl FixedFeed {
     /// Forgets the averaged levels and their file (the slots moved or went).
     fn drop_levels(&mut self) -> Result<()> {
         self.levels_mut().reset();
-        remove_if_present(&self.levels_path)
+        remove_if_present(&self.levels_path).map(drop)
     }
 
     /// Empties the feed (data and start time), keeping its interval.
@@ -917,10 +923,11 @@ impl Drop for FixedFeed {
     }
 }
 
-fn remove_if_present(p: &Path) -> Result<()> {
+/// Removes `p` if it is there; returns whether it was.
+fn remove_if_present(p: &Path) -> Result<bool> {
     match fs::remove_file(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(io_err("removing", p)(e)),
     }
 }
