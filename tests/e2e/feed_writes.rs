@@ -843,3 +843,34 @@ async fn far_steps_pad_within_a_budget_per_request_and_go_to_disk() {
     assert_eq!(point(feeds[3], T0 + 10).await, json!(2));
     assert_eq!(dat(feeds[0]), 4 * slots);
 }
+
+/// A feed whose files are gone while its catalog row stayed (a crash between the two steps of
+/// a delete) can still be deleted; another user's feed cannot be, gone files or not.
+#[tokio::test]
+async fn a_feed_whose_files_are_gone_can_still_be_deleted() {
+    let keep = tempfile::tempdir().expect("tempdir");
+    let data = keep.path().join("data");
+    let server = Server::builder().data_dir(&data).start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let (_, _, bob) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let url = |server: &Server, path: &str, key: &str| server.url(&format!("{path}&apikey={key}"));
+    let create = "/feed/create.json?tag=t&name=f&engine=5&options=%7B%22interval%22%3A10%7D";
+    let id = get(&c, &url(&server, create, &write)).await.json()["feedid"]
+        .as_i64()
+        .expect("feed id");
+    drop(server);
+    for ext in ["dat", "meta"] {
+        std::fs::remove_file(data.join(format!("phpfina/{id}.{ext}"))).expect("remove");
+    }
+    let server = Server::builder().data_dir(&data).start();
+    let delete = format!("/feed/delete.json?id={id}");
+    let refused = get(&c, &url(&server, &delete, &bob)).await;
+    assert_ne!(refused.json()["success"], json!(true), "{}", refused.body);
+    let done = get(&c, &url(&server, &delete, &write)).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let list = get(&c, &url(&server, "/feed/list.json?x=1", &read))
+        .await
+        .json();
+    assert_eq!(list, json!([]), "the row is gone too");
+}

@@ -740,7 +740,12 @@ impl Worker {
                 FeedAnswer::Value(query::value_at(self.store.feed(id)?, time)?)
             }
             FeedOp::Delete { id } => {
-                self.without_feed_last(id, |store, state| store.delete(id, state))?;
+                // Files already gone (a crash after they were removed, before the catalog's
+                // row was): done, so the row can go too instead of the feed staying for good.
+                self.without_feed_last(id, |store, state| match store.delete(id, state) {
+                    Err(StorageError::NoSuchFeed { .. }) => Ok(()),
+                    other => other,
+                })?;
                 FeedAnswer::Done
             }
             FeedOp::Clear { id } => {
