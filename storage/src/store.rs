@@ -133,10 +133,10 @@ pub struct FeedStore {
 /// ahead on many feeds cannot write gigabytes.
 pub const RECORD_PADDING: u64 = crate::fixed::MAX_PADDING;
 
-/// Points waiting in memory past which every feed's pending points are written to its file
-/// before the next flush is due (16 MiB of appended slots; overwrites cost a few times more).
-/// Without it, writes that pad far ahead or overwrite much of a feed would hold all of it in
-/// memory until the flush interval ends.
+/// Points waiting in memory past which a flush is due at once ([`FeedStore::flush_due`]; 16
+/// MiB of appended slots, overwrites a few times more), not at the end of the flush interval:
+/// writes that pad far ahead or overwrite much of a feed would otherwise hold all of it in
+/// memory until then.
 pub const SPILL_POINTS: usize = 4 << 20;
 
 /// States up to this size are kept to recognise an unchanged checkpoint.
@@ -488,9 +488,6 @@ impl FeedStore {
             let added = feed.pending_len().saturating_sub(before);
             self.padding_left = budget;
             self.pending += added;
-            if self.pending > SPILL_POINTS {
-                self.spill()?;
-            }
             match result {
                 Ok(n) => report.stored += n,
                 Err(e @ StorageError::PaddingLimit { .. }) => report.refused.push((id, e)),
@@ -500,26 +497,12 @@ impl FeedStore {
         Ok(report)
     }
 
-    /// Writes every feed's pending points to its file (synced), without a checkpoint: a replay
-    /// from the last one writes the same slots and records again, so it comes to the same
-    /// files. Keeps memory bounded between flushes ([`SPILL_POINTS`]).
-    fn spill(&mut self) -> Result<()> {
-        let started = std::time::Instant::now();
-        let mut points = 0;
-        for feed in self.feeds.values_mut() {
-            if let Some(may_write) = &self.guard
-                && !may_write()
-            {
-                return Err(StorageError::Fenced);
-            }
-            let n = feed.pending_len();
-            if feed.flush()? {
-                points += n;
-            }
-        }
-        self.pending = 0;
-        tracing::info!(points, took = ?started.elapsed(), "pending points written out before the flush was due");
-        Ok(())
+    /// Whether more points wait in memory than [`SPILL_POINTS`]: the caller should flush
+    /// (a checkpoint, with its state as of the last record applied) before the next record.
+    /// Feed files change only at a checkpoint, so a replay after it starts from files that
+    /// hold exactly what the checkpoint covers.
+    pub fn flush_due(&self) -> bool {
+        self.pending > SPILL_POINTS
     }
 
     /// Points waiting in memory for the next flush.
@@ -541,10 +524,10 @@ impl FeedStore {
         }
     }
 
-    /// Flushes if `flush_interval` has passed since the last flush; the shard's worker calls
-    /// this after writes and on a timer.
+    /// Flushes if `flush_interval` has passed since the last flush, or [`FeedStore::flush_due`];
+    /// the shard's worker calls this after writes and on a timer.
     pub fn flush_if_due(&mut self, state: impl FnOnce() -> Vec<u8>) -> Result<Option<FlushStats>> {
-        if self.last_flush.elapsed() < self.cfg.flush_interval {
+        if self.last_flush.elapsed() < self.cfg.flush_interval && !self.flush_due() {
             return Ok(None);
         }
         self.flush(&state()).map(Some)
@@ -932,13 +915,22 @@ mod tests {
     }
 
     /// One record stepping far ahead on several feeds pads them from one budget: the feeds
-    /// after it is spent are refused (and refused again on replay), and the padded slots are
-    /// written out rather than held in memory until the flush.
+    /// after it is spent are refused, and refused again when the record is replayed. Past
+    /// `SPILL_POINTS` pending points a flush is due at once; feed files change only then.
     #[test]
-    fn a_records_feeds_share_one_padding_budget_and_padding_is_written_out() {
+    fn a_records_feeds_share_one_padding_budget_and_a_flush_is_due_past_the_bound() {
         let dirs = Dirs::new();
         let half = (RECORD_PADDING / 2) as i64;
         let far = T0 + 10 * (half + 1);
+        let dat_len = |id: u32| {
+            std::fs::metadata(dirs.0.path().join(format!("phpfina/{id}.dat")))
+                .expect("dat")
+                .len()
+        };
+        let npoints = |s: &mut FeedStore, id: u32| match s.feed(id).expect("feed") {
+            Feed::Fixed(f) => f.npoints(),
+            Feed::Variable(_) => panic!("fixed expected"),
+        };
         {
             let mut s = dirs.open();
             for id in 1..=3 {
@@ -946,6 +938,7 @@ mod tests {
             }
             s.write(&[pt(1, T0, 1.0), pt(2, T0, 1.0), pt(3, T0, 1.0)])
                 .expect("write");
+            s.flush(&[]).expect("checkpoint");
             let r = s
                 .write(&[pt(1, far, 2.0), pt(2, far, 2.0), pt(3, far, 2.0)])
                 .expect("write");
@@ -955,18 +948,30 @@ mod tests {
                 "{:?}",
                 r.refused
             );
-            assert_eq!(s.pending_points(), 0, "past SPILL_POINTS: written out");
-            let len = std::fs::metadata(dirs.0.path().join("phpfina/1.dat"))
-                .expect("dat")
-                .len();
-            assert_eq!(len, 4 * (half as u64 + 2));
-            // The next record has a budget of its own.
-            let r = s.write(&[pt(3, far, 2.0)]).expect("write");
-            assert_eq!((r.stored, r.refused.len()), (1, 0));
+            assert!(s.flush_due(), "past SPILL_POINTS");
+            assert_eq!(dat_len(1), 4, "nothing written before the checkpoint");
             // Dropped without a checkpoint, like a crash.
         }
         let mut s = dirs.open();
-        assert_eq!(s.replayed_records(), 3);
+        assert_eq!(s.replayed_records(), 1);
+        assert_eq!(
+            (npoints(&mut s, 1), npoints(&mut s, 2), npoints(&mut s, 3)),
+            (half as u64 + 2, half as u64 + 2, 1),
+            "the same refusal on replay"
+        );
+        assert!(s.flush_due());
+        assert!(
+            s.flush_if_due(Vec::new).expect("flush").is_some(),
+            "due at once"
+        );
+        assert!(!s.flush_due());
+        assert_eq!(dat_len(1), 4 * (half as u64 + 2));
+        // The next record has a budget of its own.
+        let r = s.write(&[pt(3, far, 2.0)]).expect("write");
+        assert_eq!((r.stored, r.refused.len()), (1, 0));
+        drop(s);
+        let mut s = dirs.open();
+        assert_eq!(s.replayed_records(), 1);
         for id in 1..=3 {
             let Feed::Fixed(f) = s.feed(id).expect("feed") else {
                 panic!("fixed expected");

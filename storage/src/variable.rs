@@ -162,13 +162,15 @@ impl VariableFeed {
         Self::open(dir, id)
     }
 
-    /// Opens an existing feed. A file that ends in part of a record is cut to its whole
-    /// records first: an append cut short (a kill at a page boundary, a full disk) leaves one,
-    /// and its records are still in the log, which replays them after the last checkpoint.
-    /// Left there, it would stop the store from opening at all.
+    /// Opens an existing feed. A file that ends in part of a record (an append cut short by a
+    /// kill at a page boundary or a full disk) is read as its whole records, as emoncms reads
+    /// it; the next append is written where the part begins, over it (an append is at least one
+    /// whole record). The records cut short are still in the log, which replays them after the
+    /// last checkpoint. Nothing is written here: in a cluster, opening comes before any check
+    /// of the lease.
     pub fn open(dir: &Path, id: u32) -> Result<Self> {
         let p = file_path(dir, id);
-        let mut len = match fs::metadata(&p) {
+        let len = match fs::metadata(&p) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(StorageError::NoSuchFeed { id });
@@ -176,16 +178,9 @@ impl VariableFeed {
             Err(e) => return Err(io_err("reading", &p)(e)),
         };
         if len % RECORD != 0 {
-            let whole = len - len % RECORD;
-            tracing::warn!(path = %p.display(), len, kept = whole, "a variable-interval feed's file ends in part of a record (an append cut short): the part is cut off");
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&p)
-                .map_err(io_err("opening", &p))?;
-            f.set_len(whole).map_err(io_err("truncating", &p))?;
-            f.sync_all().map_err(io_err("syncing", &p))?;
-            len = whole;
+            tracing::warn!(path = %p.display(), len, "a variable-interval feed's file ends in part of a record (an append cut short): read as its whole records, the part written over by the next append");
         }
+        let len = len - len % RECORD;
         let mut feed = Self {
             id,
             dir: dir.to_path_buf(),
@@ -760,10 +755,10 @@ mod tests {
         assert_eq!(f.trim((T0 + 50) as u32).expect("trim"), None);
     }
 
-    /// An append cut short leaves part of a record at the end: it is cut off on opening, and
-    /// the whole records before it read back and take appends after them.
+    /// An append cut short leaves part of a record at the end: the whole records before it
+    /// read back, and the next append goes over the part.
     #[test]
-    fn a_torn_append_is_cut_to_whole_records_on_opening() {
+    fn a_torn_append_is_read_as_whole_records_and_written_over() {
         let (dir, mut f) = feed();
         f.write(&[(T0, Some(1.0)), (T0 + 10, Some(2.0))]);
         f.flush().expect("flush");
@@ -772,10 +767,16 @@ mod tests {
         bytes.extend_from_slice(&[0xF9u8; 5]);
         fs::write(&path, &bytes).expect("write");
         let mut f = VariableFeed::open(dir.path(), f.id()).expect("open");
-        assert_eq!(fs::metadata(&path).expect("meta").len(), 18);
+        assert_eq!(
+            fs::metadata(&path).expect("meta").len(),
+            23,
+            "nothing written on opening"
+        );
         assert_eq!(all(&f), vec![(0, 1.0), (10, 2.0)]);
+        assert_eq!(f.export(0).expect("export").len(), 18);
         f.write(&[(T0 + 20, Some(3.0))]);
         f.flush().expect("flush");
+        assert_eq!(fs::metadata(&path).expect("meta").len(), 27, "written over");
         let f = VariableFeed::open(dir.path(), f.id()).expect("open");
         assert_eq!(all(&f), vec![(0, 1.0), (10, 2.0), (20, 3.0)]);
     }

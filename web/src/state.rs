@@ -48,8 +48,8 @@ pub struct Shared {
     /// ~19 MiB and tens of milliseconds each), so a flood of logins queues instead of
     /// exhausting memory.
     hashing: Arc<Semaphore>,
-    /// Request bodies larger than [`crate::api::SMALL_BODY`] (or of unknown length) being read
-    /// or answered, in KiB ([`crate::api::BODY_BUDGET_KIB`]): bodies are read before the
+    /// The bytes of request bodies past their first [`crate::api::SMALL_BODY`], held while
+    /// they are read and answered, in KiB ([`crate::api::BODY_BUDGET_KIB`]): bodies are read before the
     /// request is authenticated, and a capped number of connections each sending the largest
     /// body allowed would otherwise hold gigabytes.
     pub(crate) bodies: Arc<Semaphore>,

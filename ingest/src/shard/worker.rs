@@ -600,6 +600,19 @@ impl Worker {
         self.tick();
     }
 
+    /// Flushes and checkpoints at once when more points wait in memory than the store holds
+    /// between flushes ([`FeedStore::flush_due`]): between two records, so the checkpoint's
+    /// state matches the files (a process list reading a feed's last value from its file on
+    /// replay finds what the checkpoint covers, not a later spill's).
+    fn flush_if_full(&mut self) {
+        if !self.store.flush_due() || self.store.failed() || !self.may_write() {
+            return;
+        }
+        if let Err(e) = self.store.flush(&self.core.state.encode()) {
+            tracing::error!(shard = self.n, error = %e, "flush of points past the memory bound failed");
+        }
+    }
+
     /// Checkpoints if a record of `userid`'s (or one replayed at start) is applied but not
     /// covered by the last checkpoint (see [`Job::Settle`]).
     fn settle(&mut self, userid: i64) -> Result<(), IngestError> {
@@ -799,7 +812,10 @@ impl Worker {
             .core
             .process_patiently(&mut self.store, &record, false, may_write)
         {
-            Ok(()) => self.store.record_applied(lsn),
+            Ok(()) => {
+                self.store.record_applied(lsn);
+                self.flush_if_full();
+            }
             Err(e) => {
                 tracing::error!(shard = self.n, lsn, error = %e, "applying a logged feed write failed; shard stopped until restart");
                 self.store.poison();
@@ -970,7 +986,10 @@ impl Worker {
                 .core
                 .process_patiently(&mut self.store, &record, false, may_write)
             {
-                Ok(()) => self.store.record_applied(lsn),
+                Ok(()) => {
+                    self.store.record_applied(lsn);
+                    self.flush_if_full();
+                }
                 Err(e) => {
                     // Memory may be half-updated: stop checkpointing until a restart replays
                     // this record from the checkpoint before it.

@@ -47,7 +47,7 @@ pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// bounds them together (4,096 × 64 KiB = 256 MiB), and a device's post is far smaller.
 pub(crate) const SMALL_BODY: u64 = 64 << 10;
 /// KiB of larger bodies (a bulk upload, a dashboard, a feed file) read or answered at once,
-/// across all connections; a request past it waits for room (until [`BODY_TIMEOUT`], then 503).
+/// across all connections; a body past it waits for room within [`BODY_TIMEOUT`].
 pub(crate) const BODY_BUDGET_KIB: u32 = 256 << 10;
 
 /// Everything a controller needs to answer one request.
@@ -84,18 +84,16 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
     if declared_length(&parts.headers).is_some_and(|n| n > limit) {
         return Err(body_too_large(limit));
     }
-    // Held until the answer is made: the body and what is parsed from it live that long.
-    let size = axum::body::HttpBody::size_hint(&body).upper();
-    let _room = body_room(state, size, limit).await?;
-    let body = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit))
+    // Held until the answer is made (the body and what is parsed from it live that long), or
+    // until the request is forwarded (the owner then holds room of its own).
+    let (body, room) = tokio::time::timeout(BODY_TIMEOUT, read_body(state, body, limit))
         .await
         .map_err(|_| {
             ApiError::Text(
                 StatusCode::REQUEST_TIMEOUT,
                 "Request body not received in time".into(),
             )
-        })?
-        .map_err(|_| body_too_large(limit))?;
+        })??;
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -207,6 +205,9 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
                 vshard,
                 match forwarder.owner(vshard) {
                     Some(owner) if !forwarder.is_forwarded(&parts.headers) => {
+                        // Two nodes forwarding large bodies to each other must not each wait
+                        // on room the other holds.
+                        drop(room);
                         if route.controller == "input"
                             && matches!(route.action.as_str(), "post" | "bulk")
                         {
@@ -335,26 +336,52 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
-/// A share of [`BODY_BUDGET_KIB`] for a body larger than [`SMALL_BODY`], or of unknown length
-/// (counted as the largest allowed); `None` for a small one.
-async fn body_room(
+/// Reads a body of at most `limit` bytes. Past [`SMALL_BODY`], each piece takes its room in
+/// [`BODY_BUDGET_KIB`] before it is kept (waiting for room if need be), so what the budget
+/// counts is what is held: a client that declares a large body and sends little holds little.
+async fn read_body(
     state: &AppState,
-    size: Option<u64>,
+    body: axum::body::Body,
     limit: usize,
-) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ApiError> {
-    let Some(kib) = body_kib(size, limit) else {
-        return Ok(None);
-    };
-    match tokio::time::timeout(BODY_TIMEOUT, state.bodies.clone().acquire_many_owned(kib)).await {
-        Ok(Ok(permit)) => Ok(Some(permit)),
-        _ => Err(ApiError::Ingest(ynni_ingest::shard::IngestError::Busy)),
+) -> Result<(bytes::Bytes, Option<tokio::sync::OwnedSemaphorePermit>), ApiError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut room: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|_| {
+            ApiError::Text(
+                StatusCode::BAD_REQUEST,
+                "Request body could not be read".into(),
+            )
+        })?;
+        let total = buf.len() + piece.len();
+        if total > limit {
+            return Err(body_too_large(limit));
+        }
+        let held = room.as_ref().map_or(0, |r| r.num_permits() as u32);
+        if let Some(more) = body_kib(total as u64).map(|kib| kib.saturating_sub(held))
+            && more > 0
+        {
+            let permit = state
+                .bodies
+                .clone()
+                .acquire_many_owned(more)
+                .await
+                .map_err(|_| ApiError::Ingest(ynni_ingest::shard::IngestError::Busy))?;
+            match room.as_mut() {
+                Some(r) => r.merge(permit),
+                None => room = Some(permit),
+            }
+        }
+        buf.extend_from_slice(&piece);
     }
+    Ok((buf.freeze(), room))
 }
 
-/// The KiB of [`BODY_BUDGET_KIB`] a body of `size` bytes (`None`: not known before it is read,
-/// so the largest allowed) takes, or `None` for a small one.
-fn body_kib(size: Option<u64>, limit: usize) -> Option<u32> {
-    let size = size.unwrap_or(limit as u64).min(limit as u64);
+/// The KiB of [`BODY_BUDGET_KIB`] `size` bytes of a body take, or `None` while they are
+/// within [`SMALL_BODY`].
+fn body_kib(size: u64) -> Option<u32> {
     (size > SMALL_BODY).then(|| {
         u32::try_from(size.div_ceil(1024))
             .unwrap_or(u32::MAX)
@@ -396,21 +423,15 @@ mod tests {
     use super::{BODY_BUDGET_KIB, SMALL_BODY, body_kib, split_query_in_path};
 
     /// Small bodies (a device's post, a GET's empty one) take nothing of the shared budget;
-    /// larger ones their size, and one of unknown length the largest allowed.
+    /// larger ones the KiB they hold, never more than all of it.
     #[test]
     fn bodies_take_the_budget_by_their_size() {
-        let limit = 4 << 20;
-        assert_eq!(body_kib(Some(0), limit), None);
-        assert_eq!(body_kib(Some(SMALL_BODY), limit), None);
-        assert_eq!(body_kib(Some(SMALL_BODY + 1), limit), Some(65));
-        assert_eq!(body_kib(None, limit), Some(4096));
+        assert_eq!(body_kib(0), None);
+        assert_eq!(body_kib(SMALL_BODY), None);
+        assert_eq!(body_kib(SMALL_BODY + 1), Some(65));
+        assert_eq!(body_kib(4 << 20), Some(4096));
         assert_eq!(
-            body_kib(Some(1 << 40), limit),
-            Some(4096),
-            "past the limit: refused anyway"
-        );
-        assert_eq!(
-            body_kib(None, 1 << 40),
+            body_kib(1 << 40),
             Some(BODY_BUDGET_KIB),
             "never more than all of it"
         );
