@@ -72,12 +72,15 @@ pub(crate) const ROUTER_BATCH: u64 = 2_000;
 
 /// The router keeps, for each filter anybody subscribed to, a log of the messages it matched,
 /// which it lets go only a whole segment at a time, once it holds this many segments of this
-/// size: memory that stays taken whether or not anybody still reads. rumqttd's example sizes
-/// (ten of 100 MiB) let each filter of every heard account grow to 1 GiB (a home's
-/// `ynni/feed/#` at three values a second reaches it in about forty days). Four of 1 MiB hold
-/// some 40,000 feed values per filter: a subscriber further behind than that (offline with a
-/// kept session, or not reading) misses the oldest, as from any broker with bounded memory.
-const FILTER_LOG_SEGMENT: usize = 1 << 20;
+/// size: memory that stays taken whether or not anybody still reads. The size counts only a
+/// message's topic and payload; rumqttd's own record of it is several times that, about 190
+/// bytes each for small messages. With segments of 1 MiB, 200,000 one-byte messages matched by
+/// 64 filters of one account took 1,178 MiB more (`benches/router-memory.sh`, 2026-12-06), so an
+/// account's 512 filters ([`audience::MAX_ROUTER_FILTERS`]) could have held some 10 GB; with
+/// 16 KiB, 44 MiB. Four segments of 16 KiB hold about 1,500 feed values per filter: a
+/// subscriber further behind than that (offline with a kept session, or not reading) misses
+/// the oldest, as from any broker with bounded memory; a connected one reads them as they come.
+const FILTER_LOG_SEGMENT: usize = 16 << 10;
 pub(crate) const FILTER_LOG_SEGMENTS: usize = 4;
 /// How long a client has to finish its TLS or websocket handshake and send CONNECT.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
