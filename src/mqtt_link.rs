@@ -507,12 +507,14 @@ async fn feed(
             break;
         };
         messages.increment(1);
+        // `_room` (a large payload's share of the broker's budget) goes with the payload.
         let Inbound {
             userid,
             topic,
             payload,
             done,
             device_node,
+            room: _room,
         } = msg;
         if topic == ynni_broker::HA_STATUS {
             // Home Assistant (re)started: it wants the discovery configs again.

@@ -83,6 +83,8 @@ pub async fn run(cfg: External, resolve: ResolveAccount, inbound: Sender<Inbound
                     payload: p.payload.to_vec(),
                     done: Some(Done(tx)),
                     device_node: None,
+                    // One connection, its messages taken one at a time: the queue bounds them.
+                    room: None,
                 };
                 // Waiting here slows the external broker's delivery instead of dropping.
                 if inbound.send(msg).await.is_err() {

@@ -618,6 +618,7 @@ impl Session {
                 let (tx, rx) = oneshot::channel();
                 (Some(Done(tx)), Some(rx))
             };
+            let room = crate::inbound_room(&self.shared.inbound_room, publish.payload.len()).await;
             let msg = Inbound {
                 userid: self.accepted.namespace.userid(),
                 topic,
@@ -627,6 +628,7 @@ impl Session {
                     Access::Device { node, .. } => Some(node.clone()),
                     _ => None,
                 },
+                room,
             };
             if self.shared.inbound.send(msg).await.is_err() {
                 return Err(End::Lost("ingest stopped".into()));
