@@ -636,6 +636,21 @@ async fn a_large_export_arrives_whole_in_pieces() {
     assert_eq!(sum["npoints"], json!(n));
 }
 
+/// The value `feed/data` gives `feed` at `t`, read with `key`.
+async fn value_at(
+    c: &reqwest::Client,
+    server: &Server,
+    key: &str,
+    feed: i64,
+    t: i64,
+) -> serde_json::Value {
+    let path = format!(
+        "/feed/data.json?id={feed}&start={t}&end={}&interval=10&apikey={key}",
+        t + 10
+    );
+    get(c, &server.url(&path)).await.json()[0][1].clone()
+}
+
 /// A request that steps years ahead on several feeds at once pads them from one budget per
 /// request (the feed past it keeps its value for the next request), the padding goes to the
 /// files at once instead of waiting in memory for the flush, and everything acknowledged
@@ -713,21 +728,11 @@ async fn far_steps_pad_within_a_budget_per_request_and_go_to_disk() {
             .map(|m| m.len())
             .unwrap_or(0)
     };
-    // On disk already, not held until the flush (60 s away).
+    // On disk already (a flush between records, past the points memory holds), not held until
+    // the flush interval ends (60 s away).
     let slots = (half + 2) as u64;
     assert_eq!((dat(feeds[0]), dat(feeds[1])), (4 * slots, 4 * slots));
-    let point = |feed: i64, t: i64| {
-        let u = url(
-            &server,
-            &format!(
-                "/feed/data.json?id={feed}&start={t}&end={}&interval=10",
-                t + 10
-            ),
-            &read,
-        );
-        let c = c.clone();
-        async move { get(&c, &u).await.json()[0][1].clone() }
-    };
+    let point = |feed: i64, t: i64| value_at(&c, &server, &read, feed, t);
     assert_eq!(point(feeds[0], T0 + far).await, json!(2));
     assert_eq!(point(feeds[1], T0 + far).await, json!(2));
     assert_eq!(
@@ -821,20 +826,9 @@ async fn far_steps_pad_within_a_budget_per_request_and_go_to_disk() {
         (json!(T0 + 10), json!(2))
     );
 
-    drop(server); // SIGKILL: nothing was checkpointed.
+    drop(server); // SIGKILL: the last requests are only in the log.
     let server = Server::builder().data_dir(&data).start();
-    let point = |feed: i64, t: i64| {
-        let u = url(
-            &server,
-            &format!(
-                "/feed/data.json?id={feed}&start={t}&end={}&interval=10",
-                t + 10
-            ),
-            &read,
-        );
-        let c = c.clone();
-        async move { get(&c, &u).await.json()[0][1].clone() }
-    };
+    let point = |feed: i64, t: i64| value_at(&c, &server, &read, feed, t);
     for (&feed, last) in feeds.iter().zip([2, 2, 4]) {
         assert_eq!(point(feed, T0).await, json!(1), "feed {feed}");
         assert_eq!(point(feed, T0 + 10).await, json!(null), "feed {feed}");
