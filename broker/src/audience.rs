@@ -318,6 +318,12 @@ impl Heard {
         true
     }
 
+    /// Whether [`Heard::admit_topic`] would admit `topic`, without admitting it.
+    pub(crate) fn topic_has_room(&self, topic: &Bytes) -> bool {
+        let routed = lock(&self.user.routed);
+        routed.topics.len() < MAX_ROUTED_TOPICS || routed.topics.contains(topic)
+    }
+
     /// Whether a client's message on `topic` (inside the user's namespace) may go to the
     /// router: a topic it has seen, or a new one within [`MAX_ROUTED_TOPICS`].
     pub(crate) fn admit_topic(&self, topic: &Bytes) -> bool {
@@ -762,9 +768,11 @@ mod tests {
         assert!(!a1.admit_filters(["n/new"].into_iter()));
         assert!(b.admit_filters(["n/new"].into_iter()), "another user's own");
 
+        assert!(a1.topic_has_room(&Bytes::from_static(b"u/1/t/0")));
         for i in 0..MAX_ROUTED_TOPICS {
             assert!(a1.admit_topic(&Bytes::from(format!("u/1/t/{i}"))));
         }
+        assert!(!a2.topic_has_room(&Bytes::from_static(b"u/1/t/new")));
         assert!(!a2.admit_topic(&Bytes::from_static(b"u/1/t/new")));
         assert!(
             a2.admit_topic(&Bytes::from_static(b"u/1/t/9")),

@@ -598,14 +598,15 @@ impl Session {
         }
         if publish.retain || self.heard.may_hear(&topic) {
             let inside = Bytes::from(self.accepted.namespace.inside(&topic));
-            // A topic past the account's routed ones reaches nobody, retained or not.
-            if self.heard.admit_topic(&inside) {
+            // A topic past the account's routed ones reaches nobody, retained or not; one is
+            // taken into that count only when a message on it goes to the router.
+            if self.heard.topic_has_room(&inside) {
                 let mut retain = publish.retain;
                 if retain && !self.heard.client_retained(&inside, publish.payload.len()) {
                     tracing::debug!(peer = %self.peer, topic = %quote(&topic), "MQTT retained message past the account's limits: delivered, not kept");
                     retain = false;
                 }
-                if retain || self.heard.may_hear(&topic) {
+                if (retain || self.heard.may_hear(&topic)) && self.heard.admit_topic(&inside) {
                     let routed = Publish::new(inside, publish.payload.clone(), retain);
                     self.route(Packet::Publish(routed, props)).await?;
                 }

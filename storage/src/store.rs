@@ -84,6 +84,13 @@ impl Feed {
             Feed::Variable(f) => f.pending_len(),
         }
     }
+
+    fn is_dirty(&self) -> bool {
+        match self {
+            Feed::Fixed(f) => f.is_dirty(),
+            Feed::Variable(f) => f.is_dirty(),
+        }
+    }
 }
 
 /// What a write did beyond storing points: per-feed refusals (e.g. the padding limit).
@@ -640,12 +647,18 @@ impl FeedStore {
     }
 
     /// The feed's data file from a byte offset (emoncms's `export`; see the engines).
-    pub fn export(&mut self, id: u32, offset: u64) -> Result<Vec<u8>> {
-        self.export_span(id, offset)?.read()
+    pub fn export(&mut self, id: u32, offset: u64, state: &[u8]) -> Result<Vec<u8>> {
+        self.export_span(id, offset, state)?.read()
     }
 
-    /// Where [`FeedStore::export`]'s bytes are, once the feed is flushed.
-    pub fn export_span(&mut self, id: u32, offset: u64) -> Result<FileSpan> {
+    /// Where [`FeedStore::export`]'s bytes are, once the feed is flushed. A feed with points in
+    /// memory is flushed with everything else and checkpointed (with the caller's `state`):
+    /// feed files change only at a checkpoint, so a replay finds in them exactly what the
+    /// checkpoint covers.
+    pub fn export_span(&mut self, id: u32, offset: u64, state: &[u8]) -> Result<FileSpan> {
+        if self.feed(id)?.is_dirty() {
+            self.flush(state)?;
+        }
         match self.feed(id)? {
             Feed::Fixed(f) => f.export_span(offset),
             Feed::Variable(f) => f.export_span(offset),
@@ -1055,7 +1068,7 @@ mod tests {
         }
         let mut s = dirs.open();
         assert_eq!(fixed_values(&mut s, 1), vec![2.0, 3.0]);
-        assert_eq!(s.export(1, 0).expect("export").len(), 8);
+        assert_eq!(s.export(1, 0, &[]).expect("export").len(), 8);
         match s.feed(2).expect("feed") {
             Feed::Variable(f) => assert_eq!(f.meta().npoints, 2),
             Feed::Fixed(_) => panic!("variable expected"),

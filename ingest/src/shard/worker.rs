@@ -265,6 +265,9 @@ impl Job {
 
 /// How many queued submissions share one WAL sync.
 pub(super) const MAX_GROUP: usize = 256;
+/// How long after a failed flush of points past the memory bound the next is tried.
+const FULL_FLUSH_RETRY: Duration = Duration::from_secs(5);
+
 /// How often an idle worker checks whether a flush is due.
 pub(super) const TICK: Duration = Duration::from_secs(1);
 
@@ -355,6 +358,9 @@ pub struct Worker {
     /// Users whose process lists (or time zone) changed while the checkpoint that must come
     /// first could not be written: their lists are reloaded once one is.
     reloads_waiting: Vec<i64>,
+    /// When a flush of points past the memory bound last failed ([`Worker::flush_if_full`]):
+    /// until one succeeds, new submissions are refused as busy and retries are spaced.
+    full_flush_failed: Option<std::time::Instant>,
     /// Each user's last record in the log (its LSN): a user with none since the last
     /// checkpoint has its lists reloaded without a new checkpoint.
     last_logged: HashMap<i64, Lsn>,
@@ -416,6 +422,7 @@ impl Worker {
             usage_sent: std::collections::BTreeMap::new(),
             usage_at: std::time::Instant::now(),
             reloads_waiting: Vec::new(),
+            full_flush_failed: None,
             last_logged: HashMap::new(),
             replayed_to,
         })
@@ -608,8 +615,18 @@ impl Worker {
         if !self.store.flush_due() || self.store.failed() || !self.may_write() {
             return;
         }
-        if let Err(e) = self.store.flush(&self.core.state.encode()) {
-            tracing::error!(shard = self.n, error = %e, "flush of points past the memory bound failed");
+        if self
+            .full_flush_failed
+            .is_some_and(|at| at.elapsed() < FULL_FLUSH_RETRY)
+        {
+            return;
+        }
+        match self.store.flush(&self.core.state.encode()) {
+            Ok(_) => self.full_flush_failed = None,
+            Err(e) => {
+                self.full_flush_failed = Some(std::time::Instant::now());
+                tracing::error!(shard = self.n, error = %e, "flush of points past the memory bound failed; new submissions are refused as busy until one succeeds");
+            }
         }
     }
 
@@ -637,8 +654,10 @@ impl Worker {
 
     /// Flushes to the feed files and checkpoints if one is due, and writes the usage counts.
     pub(super) fn tick(&mut self) {
-        // A failed store cannot checkpoint; trying every tick would only fill the log.
-        if !self.store.failed() && self.may_write() {
+        // Past the memory bound, with its own spacing of retries.
+        if self.store.flush_due() {
+            self.flush_if_full();
+        } else if !self.store.failed() && self.may_write() {
             let state = &self.core.state;
             if let Err(e) = self.store.flush_if_due(|| state.encode()) {
                 tracing::error!(shard = self.n, error = %e, "flush failed");
@@ -780,7 +799,11 @@ impl Worker {
                     .delete_point(id, time, &self.core.state.encode())?;
                 FeedAnswer::Done
             }
-            FeedOp::Export { id, offset } => FeedAnswer::File(self.store.export_span(id, offset)?),
+            FeedOp::Export { id, offset } => FeedAnswer::File(self.store.export_span(
+                id,
+                offset,
+                &self.core.state.encode(),
+            )?),
             FeedOp::Meta { id } => FeedAnswer::Meta(feed_meta(self.store.feed(id)?)),
             FeedOp::Metas { ids } => FeedAnswer::Metas(
                 ids.iter()
@@ -921,6 +944,14 @@ impl Worker {
         if !self.may_write() {
             for (_, reply) in submissions {
                 let _ = reply.send(Err(IngestError::NotServed));
+            }
+            return logged;
+        }
+        // Memory holds all it may until a flush succeeds: more would only grow it.
+        self.flush_if_full();
+        if self.store.flush_due() && self.full_flush_failed.is_some() {
+            for (_, reply) in submissions {
+                let _ = reply.send(Err(IngestError::Busy));
             }
             return logged;
         }

@@ -47,7 +47,7 @@ pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// bounds them together (4,096 × 64 KiB = 256 MiB), and a device's post is far smaller.
 pub(crate) const SMALL_BODY: u64 = 64 << 10;
 /// KiB of larger bodies (a bulk upload, a dashboard, a feed file) read or answered at once,
-/// across all connections; a body past it waits for room within [`BODY_TIMEOUT`].
+/// across all connections; a body past it is refused with 503 and `Retry-After`.
 pub(crate) const BODY_BUDGET_KIB: u32 = 256 << 10;
 
 /// Everything a controller needs to answer one request.
@@ -240,6 +240,7 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
                 state.router.vshard(userid),
                 match forwarder.owner(state.router.vshard(userid)) {
                     Some(owner) => {
+                        drop(room);
                         forwarder
                             .forward_for(&owner, &parts, body.clone(), client, userid)
                             .await
@@ -337,8 +338,9 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
 }
 
 /// Reads a body of at most `limit` bytes. Past [`SMALL_BODY`], each piece takes its room in
-/// [`BODY_BUDGET_KIB`] before it is kept (waiting for room if need be), so what the budget
-/// counts is what is held: a client that declares a large body and sends little holds little.
+/// [`BODY_BUDGET_KIB`] before it is kept, so what the budget counts is what is held (a client
+/// that declares a large body and sends little holds little); with no room left the request
+/// is answered 503 with `Retry-After`.
 async fn read_body(
     state: &AppState,
     body: axum::body::Body,
@@ -363,11 +365,12 @@ async fn read_body(
         if let Some(more) = body_kib(total as u64).map(|kib| kib.saturating_sub(held))
             && more > 0
         {
+            // Never waited for: requests each holding part of the budget while waiting for
+            // more would stall one another until their deadlines.
             let permit = state
                 .bodies
                 .clone()
-                .acquire_many_owned(more)
-                .await
+                .try_acquire_many_owned(more)
                 .map_err(|_| ApiError::Ingest(ynni_ingest::shard::IngestError::Busy))?;
             match room.as_mut() {
                 Some(r) => r.merge(permit),
