@@ -256,3 +256,47 @@ async fn the_live_stream_carries_only_the_users_own_updates() {
     }
     assert!(reopened.is_some(), "no room after a stream closed");
 }
+
+/// Whether `stream` ends (the server closed it) within a generous deadline.
+async fn ends<S: futures_util::Stream + Unpin>(mut stream: S) -> bool {
+    let ended = async { while stream.next().await.is_some() {} };
+    tokio::time::timeout(Duration::from_secs(30), ended)
+        .await
+        .is_ok()
+}
+
+/// A live stream is checked only when it opens: logging out ends the account's login-opened
+/// streams, and renewing a key its key-opened ones (a page whose login or key still holds
+/// reconnects). Another account's stream stays open.
+#[tokio::test]
+async fn live_streams_end_when_what_opened_them_is_revoked() {
+    let server = Server::start();
+    let (_, alice_read, _) = register(&server, "alice", "password1").await;
+    let (_, bob_read, _) = register(&server, "bob", "password1").await;
+    let alice = login(&server, "alice", "password1").await;
+    let open = |client: reqwest::Client, path: String| {
+        let url = server.url(&path);
+        async move {
+            let r = client.get(url).send().await.expect("live stream");
+            assert_eq!(r.status(), 200);
+            r.bytes_stream()
+        }
+    };
+    let by_login = Box::pin(open(alice.clone(), "/ynni/live".into()).await);
+    let by_key = Box::pin(open(script(), format!("/ynni/live?apikey={alice_read}")).await);
+    let bobs = Box::pin(open(script(), format!("/ynni/live?apikey={bob_read}")).await);
+
+    let renewed = get(&alice, &server.url("/user/newapikeyread.json")).await;
+    assert_eq!(renewed.json()["success"], true, "{}", renewed.body);
+    assert!(ends(by_key).await, "the renewed key's stream ended");
+    let out = get(&alice, &server.url("/user/logout.json")).await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert!(ends(by_login).await, "the logged-out page's stream ended");
+    let mut bobs = bobs;
+    // Still open: nothing, or a keep-alive, within a second.
+    let still = tokio::time::timeout(Duration::from_secs(1), bobs.next()).await;
+    assert!(
+        still.is_err() || matches!(still, Ok(Some(Ok(_)))),
+        "bob's stream is left open"
+    );
+}

@@ -351,6 +351,9 @@ async fn auth(call: &Call<'_>) -> ApiResult {
 async fn logout(call: &Call<'_>, caller: &Caller) -> ApiResult {
     if let Some(token) = &caller.session_token {
         call.state.catalog.delete_session(token).await?;
+        call.state
+            .live
+            .end_user_streams(caller.user.id, crate::ui::live::Opener::Session);
     }
     // emoncms's logout branch returns nothing, so the JSON reply is `false`.
     let mut r = reply::json_false();
@@ -435,6 +438,9 @@ async fn newapikey(call: &Call<'_>, caller: &Caller, kind: KeyKind) -> ApiResult
         .regenerate_apikey(caller.user.id, kind)
         .await?;
     tracing::info!(userid = caller.user.id, ?kind, "apikey regenerated");
+    call.state
+        .live
+        .end_user_streams(caller.user.id, crate::ui::live::Opener::Apikey);
     if matches!(kind, KeyKind::Write) {
         call.state.credentials_changed(caller.user.id);
     }
@@ -488,6 +494,9 @@ async fn changepassword(call: &Call<'_>, caller: &Caller) -> ApiResult {
             .catalog
             .delete_other_sessions(caller.user.id, token)
             .await?;
+        call.state
+            .live
+            .end_user_streams(caller.user.id, crate::ui::live::Opener::Session);
     }
     Ok(reply::ok_message("Password updated successfully"))
 }

@@ -70,6 +70,16 @@ impl LiveHub {
             .retain(|(userid, _), _| !moved(*userid));
     }
 
+    /// Ends `userid`'s streams opened by `opener`: what opened them (a session, an apikey) was
+    /// just revoked, and a stream is checked only when it opens. Pages whose login or key still
+    /// holds reconnect at once and are let in again.
+    pub fn end_user_streams(&self, userid: i64, opener: Opener) {
+        self.users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(userid, opener));
+    }
+
     async fn forward(&self, mut outputs: broadcast::Receiver<Output>) {
         loop {
             let out = match outputs.recv().await {
