@@ -57,17 +57,31 @@ pub fn config_of(cmd: &BillingCommand) -> &ConfigArgs {
     }
 }
 
-/// A user named by username or numeric id.
+/// A user named by username, numeric id, or `#<id>` (an id only). Usernames may be all
+/// digits: one that names one account as a username and another as an id is refused, or a
+/// payment meant for user 1234 could be credited to whoever registered the name "1234".
 async fn user_id(catalog: &Catalog, user: &str) -> anyhow::Result<i64> {
-    if let Some(u) = catalog.user_by_username(user).await? {
-        return Ok(u.id);
+    if let Some(id) = user.strip_prefix('#') {
+        let id: i64 = id
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{user:?} is not #<user id>"))?;
+        return match catalog.user_by_id(id).await? {
+            Some(_) => Ok(id),
+            None => bail!("no user with id {id}"),
+        };
     }
-    if let Ok(id) = user.parse::<i64>()
-        && catalog.user_by_id(id).await?.is_some()
-    {
-        return Ok(id);
+    let by_name = catalog.user_by_username(user).await?.map(|u| u.id);
+    let by_id = match user.parse::<i64>() {
+        Ok(id) => catalog.user_by_id(id).await?.map(|_| id),
+        Err(_) => None,
+    };
+    match (by_name, by_id) {
+        (Some(a), Some(b)) if a != b => bail!(
+            "{user:?} is the username of user {a} and the id of user {b}: name the account as #{a} or #{b}"
+        ),
+        (Some(id), _) | (None, Some(id)) => Ok(id),
+        (None, None) => bail!("no user {user:?}"),
     }
-    bail!("no user {user:?}")
 }
 
 fn print_posted(what: &str, p: Posted) {

@@ -87,7 +87,8 @@ pub enum BillingCommand {
 pub struct MoneyArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Username or numeric user id.
+    /// Username, numeric user id, or #<user id> (refused when a username and an id name
+    /// different accounts).
     pub user: String,
     /// Amount in pence.
     pub pence: i64,
@@ -110,6 +111,7 @@ pub struct VoucherArgs {
 pub struct RedeemArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Username, numeric user id, or #<user id>.
     pub user: String,
     pub code: String,
 }
@@ -126,6 +128,7 @@ pub struct ReverseArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Username, numeric user id, or #<user id>.
     pub user: String,
     pub plan: String,
 }
@@ -134,6 +137,7 @@ pub struct PlanArgs {
 pub struct StatementArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Username, numeric user id, or #<user id>.
     pub user: String,
     /// `YYYY-MM`
     pub month: String,

@@ -841,6 +841,24 @@ async fn the_billing_commands_work_on_the_servers_data() {
         let (ok, out, err) = cli(&["topup", "alice", "250", "--reference", "pay-cli-1"]);
         assert!(ok.success(), "{out}{err}");
     }
+    // A username of digits that is another account's id names neither.
+    let (bob, _, _) = register(&server, "bob", "password123").await;
+    let (digits, _, _) = register(&server, &format!("{bob:03}"), "password123").await;
+    let (ok, out, err) = cli(&[
+        "topup",
+        &format!("{bob:03}"),
+        "1",
+        "--reference",
+        "pay-cli-amb",
+    ]);
+    assert!(
+        !ok.success() && err.contains("name the account as"),
+        "{out}{err}"
+    );
+    for (who, reference) in [(bob, "pay-cli-bob"), (digits, "pay-cli-digits")] {
+        let (ok, out, err) = cli(&["topup", &format!("#{who}"), "1", "--reference", reference]);
+        assert!(ok.success(), "{out}{err}");
+    }
     let (ok, out, err) = cli(&["voucher", "HW-CLI-00001", "100", "--memo", "emonTx"]);
     assert!(ok.success(), "{out}{err}");
     let (ok, out, err) = cli(&["redeem", &alice.to_string(), "HW-CLI-00001"]);
