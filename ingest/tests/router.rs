@@ -282,6 +282,7 @@ async fn a_users_feeds_last_updates_and_metas_come_in_one_operation() {
         points: vec![(T, Some(3.0))],
         now: T,
         single: false,
+        rewrite: false,
     };
     router
         .feed(userid, FeedOp::Insert { userid, write })

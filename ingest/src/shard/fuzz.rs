@@ -122,12 +122,14 @@ fn feed_write() -> impl Strategy<Value = FeedWrite> {
         vec((any::<i64>(), any_value()), 0..8),
         any::<i64>(),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(feed, points, now, single)| FeedWrite {
+        .prop_map(|(feed, points, now, single, rewrite)| FeedWrite {
             feed,
             points,
             now,
             single,
+            rewrite,
         })
 }
 

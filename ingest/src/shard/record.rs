@@ -47,6 +47,10 @@ pub struct FeedWrite {
     /// as emoncms does; several points move it only when the last one is not older than it.
     pub now: i64,
     pub single: bool,
+    /// Existing points written again (`feed/scalerange`): stored as any write, but not
+    /// counted as values received, which a hosted service bills.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rewrite: bool,
 }
 
 impl Record {
@@ -92,7 +96,12 @@ impl Record {
     /// Values received and points written straight to a feed.
     pub fn values(&self) -> i64 {
         let values: usize = self.batches.iter().map(|b| b.values.len()).sum();
-        values as i64 + self.feed.as_ref().map_or(0, |f| f.points.len() as i64)
+        let written = self
+            .feed
+            .as_ref()
+            .filter(|f| !f.rewrite)
+            .map_or(0, |f| f.points.len());
+        (values + written) as i64
     }
 
     pub fn feed_write(userid: i64, mut write: FeedWrite) -> Self {
@@ -212,6 +221,7 @@ mod tests {
                     .collect(),
                 now: 9,
                 single: false,
+                rewrite: round % 3 == 0,
             };
             let r = Record::feed_write(7, write);
             let back = Record::decode(&r.encode()).expect("decodes");
@@ -232,8 +242,29 @@ mod tests {
             points: vec![(10, Some(1.5)), (20, None)],
             now: 99,
             single: false,
+            rewrite: false,
         };
         let r = Record::feed_write(2, w);
+        assert_eq!(r.values(), 2);
         assert_eq!(Record::decode(&r.encode()), Some(r));
+    }
+
+    /// A rewrite of existing points (a rescale) is stored like any write but counts no values
+    /// received; a record logged before the flag existed reads as a new write.
+    #[test]
+    fn rewritten_points_are_not_values_received() {
+        let w = FeedWrite {
+            feed: 7,
+            points: vec![(10, Some(1.5)), (20, None)],
+            now: 99,
+            single: false,
+            rewrite: true,
+        };
+        let r = Record::feed_write(2, w);
+        assert_eq!(r.values(), 0);
+        assert_eq!(Record::decode(&r.encode()), Some(r));
+        let old = br#"{"userid":2,"http":true,"batches":[],"feed":{"feed":7,"points":[[10,1.5]],"now":99,"single":false},"received":0}"#;
+        let r = Record::decode(old).expect("decodes");
+        assert_eq!((r.values(), r.feed.map(|f| f.rewrite)), (1, Some(false)));
     }
 }

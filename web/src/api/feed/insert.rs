@@ -43,7 +43,7 @@ pub(super) async fn insert(call: &Call<'_>) -> ApiResult {
             ),
         });
     }
-    super::store_points(call, &row, points, now, single).await?;
+    super::store_points(call, &row, points, now, single, false).await?;
     Ok(if single {
         reply::json(reply::number(stored))
     } else {

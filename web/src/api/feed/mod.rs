@@ -256,6 +256,7 @@ async fn store_points(
     points: Vec<(i64, Option<f64>)>,
     now: i64,
     single: bool,
+    rewrite: bool,
 ) -> Result<(), ApiError> {
     // New data is refused to an account past its grace period, by whichever way it comes
     // (insert, upload, sync, a rescale).
@@ -273,6 +274,7 @@ async fn store_points(
         points,
         now,
         single,
+        rewrite,
     };
     let op = FeedOp::Insert {
         userid: row.userid,

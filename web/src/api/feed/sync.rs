@@ -190,7 +190,15 @@ pub(super) async fn sync(call: &Call<'_>) -> ApiResult {
             }
             .map_err(ApiError::Fail)?;
             if !points.is_empty() {
-                store_points(call, &row, points, chrono::Utc::now().timestamp(), false).await?;
+                store_points(
+                    call,
+                    &row,
+                    points,
+                    chrono::Utc::now().timestamp(),
+                    false,
+                    false,
+                )
+                .await?;
             }
         }
         updated.push(meta(call, &row).await?);
