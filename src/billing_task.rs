@@ -14,6 +14,14 @@ const ACCRUE_EVERY: Duration = Duration::from_secs(3600);
 
 pub async fn keep(billing: Arc<Billing>, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut accrued: Option<(NaiveDate, Instant)> = None;
+    // Refused accounts and plans first: the accrual and snapshot below can take a while (or
+    // fail), and until a refresh every account would post under the default plan's limits.
+    if let Err(e) = billing
+        .refresh(utc_day(chrono::Utc::now().timestamp()))
+        .await
+    {
+        tracing::warn!(error = %e, "billing: refreshing refused accounts failed");
+    }
     loop {
         let today = utc_day(chrono::Utc::now().timestamp());
         if accrued.is_none_or(|(day, at)| day != today || at.elapsed() >= ACCRUE_EVERY) {

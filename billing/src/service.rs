@@ -713,7 +713,13 @@ impl Billing {
             .into_iter()
             .filter(|t| t.effective_date < to_s)
             .collect();
-        let finished = to.min(today).to_string();
+        // A day's counts are final only once it is settled: the shards write theirs every few
+        // seconds, and a meter that keeps the first value sent for a day (Stripe's identifier)
+        // would keep yesterday's as it stood just after midnight.
+        let settled = today
+            .checked_sub_days(Days::new(SETTLE_DAYS))
+            .unwrap_or(today);
+        let finished = to.min(settled).to_string();
         let usage = self.catalog.usage_between(&from_s, &finished).await?;
         Ok(export::events(&txs, &reversed, &usage, format))
     }

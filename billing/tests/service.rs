@@ -420,6 +420,47 @@ async fn each_day_is_charged_for_the_feeds_held_that_day() {
     assert_balanced(&billing).await;
 }
 
+/// A day's values are exported once the day is settled, not the morning after: its counts may
+/// still be on their way from the shards, and a meter that keeps the first value it is sent
+/// for a day would keep the short one.
+#[tokio::test]
+async fn a_days_values_are_exported_once_it_is_settled() {
+    use ynni_core::catalog::Handled;
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let alice = user(&cat, "alice").await;
+    let billing = Billing::new(cat.clone(), policy());
+    let day = today();
+    let handled = Handled {
+        http_values: 7,
+        mqtt_values: 0,
+        points: 0,
+    };
+    cat.set_usage_handled(&[(alice, day.to_string(), handled)])
+        .await
+        .unwrap();
+    let values = |today: NaiveDate| {
+        let billing = &billing;
+        async move {
+            billing
+                .export(
+                    day,
+                    plus(day, 5),
+                    today,
+                    ynni_billing::export::Format::Stripe,
+                )
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["identifier"].as_str().map(str::to_string))
+                .filter(|k| k.starts_with("values:"))
+                .count()
+        }
+    };
+    assert_eq!(values(plus(day, 1)).await, 0, "the morning after");
+    assert_eq!(values(plus(day, 2)).await, 1, "settled");
+}
+
 #[tokio::test]
 async fn values_past_the_allowance_are_charged_once_for_the_month() {
     use ynni_billing::overage::Overage;
