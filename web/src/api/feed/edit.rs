@@ -152,15 +152,7 @@ pub(super) async fn scalerange(call: &Call<'_>) -> ApiResult {
             .map(|(t, v)| (t, scaled(v, scale)))
             .collect();
         if !points.is_empty() {
-            super::store_points(
-                call,
-                &row,
-                points,
-                chrono::Utc::now().timestamp(),
-                false,
-                true,
-            )
-            .await?;
+            super::store_many(call, &row, points, true).await?;
         }
         from = to;
     }

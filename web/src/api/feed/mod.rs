@@ -246,8 +246,25 @@ async fn changeable(call: &Call<'_>) -> Result<FeedRow, ApiError> {
     }
 }
 
-/// Runs `op` on the worker owning the feed; a query the engine refuses is answered with its
-/// message (see `From<IngestError> for ApiError`).
+/// [`store_points`] of several points written now (an upload, a sync, a rescale): the feed's
+/// last value moves only when the last point is not older than it.
+async fn store_many(
+    call: &Call<'_>,
+    row: &FeedRow,
+    points: Vec<(i64, Option<f64>)>,
+    rewrite: bool,
+) -> Result<(), ApiError> {
+    store_points(
+        call,
+        row,
+        points,
+        chrono::Utc::now().timestamp(),
+        false,
+        rewrite,
+    )
+    .await
+}
+
 /// Writes `points` to `row`'s feed through its shard's WAL: done (durable) when this returns.
 /// `single` marks one `feed/insert` value, which the shard treats as a live reading.
 async fn store_points(
@@ -283,6 +300,8 @@ async fn store_points(
     run(call, row, op).await.map(|_| ())
 }
 
+/// Runs `op` on the worker owning the feed; a query the engine refuses is answered with its
+/// message (see `From<IngestError> for ApiError`).
 async fn run(call: &Call<'_>, row: &FeedRow, op: FeedOp) -> Result<FeedAnswer, ApiError> {
     match call.state.router.feed(row.userid, op).await {
         // Another account's feed (public, or a dashboard's) whose vshard another node

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use ynni_ingest::shard::{FeedAnswer, FeedMeta, FeedOp};
 use ynni_storage::{Engine, Storage};
 
-use super::{Call, engine, meta, run, store_points};
+use super::{Call, engine, meta, run, store_many};
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
@@ -190,15 +190,7 @@ pub(super) async fn sync(call: &Call<'_>) -> ApiResult {
             }
             .map_err(ApiError::Fail)?;
             if !points.is_empty() {
-                store_points(
-                    call,
-                    &row,
-                    points,
-                    chrono::Utc::now().timestamp(),
-                    false,
-                    false,
-                )
-                .await?;
+                store_many(call, &row, points, false).await?;
             }
         }
         updated.push(meta(call, &row).await?);

@@ -195,15 +195,7 @@ pub(super) async fn upload(call: &Call<'_>) -> ApiResult {
     if points.is_empty() {
         return Err(ApiError::False);
     }
-    super::store_points(
-        call,
-        &row,
-        points,
-        chrono::Utc::now().timestamp(),
-        false,
-        false,
-    )
-    .await?;
+    super::store_many(call, &row, points, false).await?;
     Ok(reply::json(Value::Bool(true)))
 }
 
