@@ -23,6 +23,21 @@ pub struct Legacy {
     pub password: String,
     /// The ynni account it publishes as.
     pub account: String,
+    /// The account's id, once a login found it by name: kept for as long as the server runs,
+    /// so a rename of the account keeps its devices, and another account taking the old name
+    /// does not receive them.
+    pub pinned: Arc<std::sync::OnceLock<i64>>,
+}
+
+impl Legacy {
+    pub fn new(username: String, password: String, account: String) -> Self {
+        Self {
+            username,
+            password,
+            account,
+            pinned: Arc::default(),
+        }
+    }
 }
 
 /// Devices reconnect on their own, so a misconfigured one fails more often than a person
@@ -128,8 +143,14 @@ async fn check_login(
         if !ynni_core::keys::secrets_equal(&l.password, &pass) {
             return Access::Denied;
         }
-        return match catalog.user_by_username(&l.account).await {
-            Ok(Some(u)) => Access::Account { userid: u.id },
+        let found = match l.pinned.get() {
+            Some(&id) => catalog.user_by_id(id).await,
+            None => catalog.user_by_username(&l.account).await,
+        };
+        return match found {
+            Ok(Some(u)) => Access::Account {
+                userid: *l.pinned.get_or_init(|| u.id),
+            },
             Ok(None) => Access::Denied,
             Err(e) => {
                 tracing::warn!(error = %e, "MQTT login check failed");

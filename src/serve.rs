@@ -70,10 +70,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .await
             .context("starting the shard workers")??;
     let router = Arc::new(router);
-    let legacy = (!settings.mqtt.legacy_user.is_empty()).then(|| crate::mqtt_link::Legacy {
-        username: settings.mqtt.legacy_username.clone(),
-        password: settings.mqtt.legacy_password.clone(),
-        account: settings.mqtt.legacy_user.clone(),
+    let legacy = (!settings.mqtt.legacy_user.is_empty()).then(|| {
+        crate::mqtt_link::Legacy::new(
+            settings.mqtt.legacy_username.clone(),
+            settings.mqtt.legacy_password.clone(),
+            settings.mqtt.legacy_user.clone(),
+        )
     });
     let m = &settings.mqtt;
     let external = if m.external_host.is_empty() {

@@ -489,6 +489,45 @@ async fn the_emonsd_legacy_login_publishes_as_its_account_when_switched_on() {
     assert_eq!(seen.as_deref(), Some("emon/emonpi/power1"));
     let value = input_value_soon(&server, &read, "emonpi", "power1", &json!(321)).await;
     assert_eq!(value["value"], json!(321));
+
+    // The account is renamed and another takes its old name: the emonSD login stays with the
+    // account it first found.
+    let session = browser();
+    let login = post_form(
+        &session,
+        &server.url("/user/login.json"),
+        &[("username", "alice"), ("password", "secret1")],
+    )
+    .await;
+    assert_eq!(login.json()["success"], true, "{}", login.body);
+    let renamed = get(
+        &session,
+        &server.url("/user/changeusername.json?username=alys"),
+    )
+    .await;
+    assert_eq!(renamed.json()["success"], true, "{}", renamed.body);
+    let (_, new_read, _) = register(&server, "alice", "secret2").await;
+    let (hub2, mut hub2_ev) = client(&server, "emonhub2", "emonpi", "emonpimqtt2016");
+    assert!(connected(&mut hub2_ev).await);
+    hub2.publish("emon/emonpi/power1", QoS::AtLeastOnce, false, "654")
+        .await
+        .expect("publish");
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if hub2_ev.poll().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    let value = input_value_soon(&server, &read, "emonpi", "power1", &json!(654)).await;
+    assert_eq!(value["value"], json!(654), "the renamed account's input");
+    let theirs = get(
+        &script(),
+        &server.url(&format!("/input/list.json?apikey={new_read}")),
+    )
+    .await;
+    assert_eq!(theirs.json(), json!([]), "nothing for the name's new owner");
 }
 
 #[tokio::test]
