@@ -347,6 +347,16 @@ async fn read_body(
     limit: usize,
 ) -> Result<(bytes::Bytes, Option<tokio::sync::OwnedSemaphorePermit>), ApiError> {
     use futures_util::StreamExt;
+    // Most requests (a GET, a device's post) say they are small: read at once, as before.
+    if axum::body::HttpBody::size_hint(&body)
+        .upper()
+        .is_some_and(|n| n <= SMALL_BODY)
+    {
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| body_too_large(limit))?;
+        return Ok((bytes, None));
+    }
     let mut stream = body.into_data_stream();
     let mut buf = bytes::BytesMut::new();
     let mut room: Option<tokio::sync::OwnedSemaphorePermit> = None;
