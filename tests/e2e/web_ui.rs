@@ -288,6 +288,16 @@ async fn live_streams_end_when_what_opened_them_is_revoked() {
 
     let renewed = get(&alice, &server.url("/user/newapikeyread.json")).await;
     assert_eq!(renewed.json()["success"], true, "{}", renewed.body);
+    // Replies holding a key are kept by no cache.
+    let profile = get(&alice, &server.url("/user/get.json")).await;
+    for r in [&renewed, &profile] {
+        assert_eq!(
+            r.headers.get("cache-control").and_then(|v| v.to_str().ok()),
+            Some("no-store"),
+            "{}",
+            r.body
+        );
+    }
     assert!(ends(by_key).await, "the renewed key's stream ended");
     let out = get(&alice, &server.url("/user/logout.json")).await;
     assert_eq!(out.status, 200, "{}", out.body);

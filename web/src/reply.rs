@@ -93,6 +93,13 @@ pub fn write_access_needed() -> Response {
     r
 }
 
+/// `r`, marked for no cache to keep (it holds an apikey).
+pub fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// A password hashing task that died: logged, a 500 that no cache may keep.
 pub fn password_task_failed(e: &tokio::task::JoinError) -> Response {
     tracing::error!(error = %e, "password task failed");

@@ -392,7 +392,7 @@ fn gettimezones() -> Response {
 /// emoncms reads this row with a plain mysqli query, so every value is a string.
 fn get(caller: &Caller) -> Response {
     let u = &caller.user;
-    reply::json(json!({
+    reply::no_store(reply::json(json!({
         "id": u.id.to_string(),
         "username": u.username,
         "email": u.email,
@@ -406,7 +406,7 @@ fn get(caller: &Caller) -> Response {
         "apikey_write": u.apikey_write,
         "apikey_read": u.apikey_read,
         "tags": u.tags,
-    }))
+    })))
 }
 
 async fn set(call: &Call<'_>, caller: &Caller) -> ApiResult {
@@ -444,10 +444,10 @@ async fn newapikey(call: &Call<'_>, caller: &Caller, kind: KeyKind) -> ApiResult
     if matches!(kind, KeyKind::Write) {
         call.state.credentials_changed(caller.user.id);
     }
-    Ok(match kind {
+    Ok(reply::no_store(match kind {
         KeyKind::Read => reply::json(json!({"success": true, "read_apikey": key})),
         KeyKind::Write => reply::json(json!({"success": true, "write_apikey": key})),
-    })
+    }))
 }
 
 async fn changepassword(call: &Call<'_>, caller: &Caller) -> ApiResult {
