@@ -77,7 +77,8 @@ pub(crate) const ROUTER_BATCH: u64 = 2_000;
 /// bytes each for small messages. With segments of 1 MiB, 200,000 one-byte messages matched by
 /// 64 filters of one account took 1,178 MiB more (`benches/router-memory.sh`, 2026-12-06), so an
 /// account's 512 filters ([`audience::MAX_ROUTER_FILTERS`]) could have held some 10 GB; with
-/// 16 KiB, 44 MiB. Four segments of 16 KiB hold about 1,500 feed values per filter: a
+/// 16 KiB, 43-44 MiB. Four segments of 16 KiB hold 64 KiB of topics and payloads: some 1,200
+/// feed values of about 55 bytes (`u/<id>/ynni/feed/<id>` and its JSON) per filter: a
 /// subscriber further behind than that (offline with a kept session, or not reading) misses
 /// the oldest, as from any broker with bounded memory; a connected one reads them as they come.
 const FILTER_LOG_SEGMENT: usize = 16 << 10;
@@ -682,6 +683,7 @@ async fn serve_connection(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     /// Small payloads wait for nothing; larger ones take their KiB of the budget until they are
     /// dropped, and one past what is left waits for room.
@@ -711,7 +713,6 @@ mod tests {
             "room again once one is dropped"
         );
     }
-    use tokio::net::TcpStream;
 
     /// An MQTT 3.1.1 CONNECT: client `a`, username `u`, password `p`, clean session.
     const CONNECT: [u8; 21] = [

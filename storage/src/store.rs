@@ -144,7 +144,7 @@ pub const RECORD_PADDING: u64 = crate::fixed::MAX_PADDING;
 /// MiB of appended slots, overwrites a few times more), not at the end of the flush interval:
 /// writes that pad far ahead or overwrite much of a feed would otherwise hold all of it in
 /// memory until then.
-pub const SPILL_POINTS: usize = 4 << 20;
+pub const MAX_PENDING_POINTS: usize = 4 << 20;
 
 /// States up to this size are kept to recognise an unchanged checkpoint.
 const KEEP_STATE: usize = 64 << 10;
@@ -336,13 +336,13 @@ impl FeedStore {
         self.wal.end_group();
     }
 
-    /// Applies points that a logged caller record produced (no WAL write of their own).
     /// Starts a record: its writes together may pad at most [`RECORD_PADDING`] slots. Call it
     /// before applying each logged record, live and in replay alike, so refusals repeat.
     pub fn begin_record(&mut self) {
         self.padding_left = RECORD_PADDING;
     }
 
+    /// Applies points that a logged caller record produced (no WAL write of their own).
     pub fn apply_points(&mut self, points: &[Point]) -> Result<WriteReport> {
         if self.poisoned {
             return Err(StorageError::StoreFailed);
@@ -504,12 +504,12 @@ impl FeedStore {
         Ok(report)
     }
 
-    /// Whether more points wait in memory than [`SPILL_POINTS`]: the caller should flush
+    /// Whether more points wait in memory than [`MAX_PENDING_POINTS`]: the caller should flush
     /// (a checkpoint, with its state as of the last record applied) before the next record.
     /// Feed files change only at a checkpoint, so a replay after it starts from files that
     /// hold exactly what the checkpoint covers.
     pub fn flush_due(&self) -> bool {
-        self.pending > SPILL_POINTS
+        self.pending > MAX_PENDING_POINTS
     }
 
     /// Points waiting in memory for the next flush.
@@ -929,7 +929,7 @@ mod tests {
 
     /// One record stepping far ahead on several feeds pads them from one budget: the feeds
     /// after it is spent are refused, and refused again when the record is replayed. Past
-    /// `SPILL_POINTS` pending points a flush is due at once; feed files change only then.
+    /// `MAX_PENDING_POINTS` pending points a flush is due at once; feed files change only then.
     #[test]
     fn a_records_feeds_share_one_padding_budget_and_a_flush_is_due_past_the_bound() {
         let dirs = Dirs::new();
@@ -961,7 +961,7 @@ mod tests {
                 "{:?}",
                 r.refused
             );
-            assert!(s.flush_due(), "past SPILL_POINTS");
+            assert!(s.flush_due(), "past MAX_PENDING_POINTS");
             assert_eq!(dat_len(1), 4, "nothing written before the checkpoint");
             // Dropped without a checkpoint, like a crash.
         }

@@ -610,7 +610,7 @@ impl Worker {
     /// Flushes and checkpoints at once when more points wait in memory than the store holds
     /// between flushes ([`FeedStore::flush_due`]): between two records, so the checkpoint's
     /// state matches the files (a process list reading a feed's last value from its file on
-    /// replay finds what the checkpoint covers, not a later spill's).
+    /// replay finds what the checkpoint covers, not later writes').
     fn flush_if_full(&mut self) {
         if !self.store.flush_due() || self.store.failed() || !self.may_write() {
             return;
