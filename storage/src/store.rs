@@ -20,6 +20,13 @@
 //! state (process state) as of that moment; [`FeedStore::open_with`] hands the checkpointed
 //! state to a [`Replay`] handler and then every later record, in log order, so the handler
 //! rebuilds exactly what a crash lost.
+//!
+//! A caller that reads something from the feed files while processing (a process list reading
+//! a feed's last value) learns a fact about the files as the last checkpoint covers them. A
+//! replay from that checkpoint must not read it from the files again: a crash in the middle of
+//! a flush leaves some files ahead of the checkpoint. [`FeedStore::amend_before_flush`] takes
+//! such facts and writes them into the last checkpoint (same LSN) before the next flush changes
+//! any feed file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -133,7 +140,13 @@ pub struct FeedStore {
     padding_left: u64,
     /// Points waiting in memory, counted as writes add them; reset when they are written out.
     pending: usize,
+    /// Changes to the last checkpoint's state to write before a flush changes feed files
+    /// ([`FeedStore::amend_before_flush`]).
+    amends: Vec<Amend>,
 }
+
+/// Makes a checkpoint's state into the amended one; `None` leaves it as it is.
+pub type Amend = Box<dyn FnOnce(&[u8]) -> Option<Vec<u8>> + Send>;
 
 /// Padding slots one record may add to all its fixed feeds together: emoncms's limit for one
 /// point (five years of 10 s slots, 63 MB), so a request of a few hundred bytes that steps far
@@ -275,6 +288,7 @@ impl FeedStore {
             guard: None,
             padding_left: RECORD_PADDING,
             pending: 0,
+            amends: Vec::new(),
         };
         let mut records: Vec<(Lsn, Logged)> = Vec::new();
         store.wal.replay(cp.next_lsn, |lsn, payload| {
@@ -556,6 +570,9 @@ impl FeedStore {
             return Err(StorageError::StoreFailed);
         }
         self.fenced()?;
+        if !self.amends.is_empty() && self.feeds.values().any(Feed::is_dirty) {
+            self.amend_checkpoint()?;
+        }
         self.last_flush = std::time::Instant::now();
         let mut stats = FlushStats::default();
         for feed in self.feeds.values_mut() {
@@ -591,8 +608,60 @@ impl FeedStore {
         )?;
         self.checkpointed = (state.len() <= KEEP_STATE).then(|| (self.applied, state.to_vec()));
         self.checkpoint_lsn = self.applied;
+        // The caller's state as of now holds what the amends would have added.
+        self.amends.clear();
         self.wal.trim(self.applied)?;
         Ok(stats)
+    }
+
+    /// Queues `amend` for the last checkpoint's state: applied and written, at the same LSN,
+    /// before the next flush writes a feed file, and dropped once a newer checkpoint is
+    /// written (the caller's state passed to it must hold the same facts). For what the caller
+    /// read from the feed files since that checkpoint, which are unchanged until that flush.
+    pub fn amend_before_flush(&mut self, amend: Amend) {
+        self.amends.push(amend);
+    }
+
+    /// Rewrites the last checkpoint with the queued amends applied.
+    fn amend_checkpoint(&mut self) -> Result<()> {
+        let old = match self.checkpointed.take() {
+            Some((lsn, state)) if lsn == self.checkpoint_lsn => state,
+            _ => match checkpoint::read(&self.wal_dir)? {
+                Some(cp) if cp.next_lsn == self.checkpoint_lsn => cp.state,
+                Some(cp) => {
+                    return Err(StorageError::CorruptCheckpoint {
+                        path: self.wal_dir.clone(),
+                        reason: format!(
+                            "the last checkpoint starts at LSN {}, this store's at {}",
+                            cp.next_lsn, self.checkpoint_lsn
+                        ),
+                    });
+                }
+                None => Vec::new(),
+            },
+        };
+        let mut state = old;
+        for amend in self.amends.drain(..) {
+            if let Some(new) = amend(&state) {
+                state = new;
+            }
+        }
+        let written = self.fenced().and_then(|()| {
+            checkpoint::write(
+                &self.wal_dir,
+                &Checkpoint {
+                    next_lsn: self.checkpoint_lsn,
+                    state: state.clone(),
+                },
+            )
+        });
+        if let Err(e) = written {
+            // Kept for the next flush, which must not write feed files without it either.
+            self.amends.push(Box::new(move |_| Some(state)));
+            return Err(e);
+        }
+        self.checkpointed = (state.len() <= KEEP_STATE).then_some((self.checkpoint_lsn, state));
+        Ok(())
     }
 
     /// Empties a feed. Pending writes are flushed and checkpointed first, so no replay can
@@ -802,6 +871,61 @@ mod tests {
         // Only what was written while allowed is in the log.
         let mut store = dirs.open();
         assert_eq!(fixed_values(&mut store, 1), vec![1.0]);
+    }
+
+    /// A kill between a flush's feed files and its checkpoint: the checkpoint replayed from
+    /// holds the amends queued before that flush, and no amend is written when no feed file
+    /// would change.
+    #[test]
+    fn amends_reach_the_checkpoint_before_any_feed_file_changes() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dirs = Dirs::new();
+        let wal = dirs.0.path().join("wal");
+        let mut store = dirs.open();
+        store.create_fixed(1, 10).expect("create");
+        store.write(&[pt(1, T0, 1.0)]).expect("write");
+        store.flush(b"A").expect("flush");
+        let read_state = || checkpoint::read(&wal).expect("read").expect("one").state;
+
+        // Nothing to write to the files: the amend waits for a flush that writes some.
+        store.amend_before_flush(Box::new(|old: &[u8]| Some([old, b"B"].concat())));
+        store.flush(b"A").expect("flush");
+        assert_eq!(read_state(), b"A".to_vec(), "no feed file changed");
+
+        // The dat file growing past one slot tells the guard the flush wrote it: the
+        // checkpoint after it is refused, as a kill would stop it.
+        let dat = dirs.0.path().join("phpfina").join("1.dat");
+        let allowed = Arc::new(AtomicBool::new(true));
+        let a = allowed.clone();
+        store.set_guard(Arc::new(move || {
+            a.load(Ordering::SeqCst) && std::fs::metadata(&dat).map_or(true, |m| m.len() <= 4)
+        }));
+        store.write(&[pt(1, T0 + 10, 2.0)]).expect("write");
+        store.amend_before_flush(Box::new(|old: &[u8]| Some([old, b"C"].concat())));
+        assert!(matches!(store.flush(b"ABC2"), Err(StorageError::Fenced)));
+        allowed.store(false, Ordering::SeqCst);
+        drop(store);
+        assert_eq!(read_state(), b"ABC".to_vec(), "amended at the old LSN");
+        let mut store = dirs.open();
+        assert_eq!(
+            fixed_values(&mut store, 1),
+            vec![1.0, 2.0],
+            "the file ran ahead"
+        );
+
+        // A flush that gets its checkpoint written drops the amends it covers: a kill in the
+        // next flush finds that checkpoint as written.
+        store.amend_before_flush(Box::new(|_: &[u8]| Some(b"stale".to_vec())));
+        store.write(&[pt(1, T0 + 20, 3.0)]).expect("write");
+        store.flush(b"D").expect("flush");
+        let dat = dirs.0.path().join("phpfina").join("1.dat");
+        store.set_guard(Arc::new(move || {
+            std::fs::metadata(&dat).map_or(true, |m| m.len() <= 12)
+        }));
+        store.write(&[pt(1, T0 + 30, 4.0)]).expect("write");
+        assert!(matches!(store.flush(b"E"), Err(StorageError::Fenced)));
+        assert_eq!(read_state(), b"D".to_vec());
     }
 
     /// The sum and count of feed 1's first 256 slots, through its levels.

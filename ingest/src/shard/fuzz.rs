@@ -173,7 +173,10 @@ fn shard_state() -> impl Strategy<Value = ShardState> {
     (
         hash_map(any::<i64>(), point(), 0..6),
         hash_map(any::<i64>(), point(), 0..6),
-        hash_map(any::<u32>(), point(), 0..6),
+        (
+            hash_map(any::<u32>(), point(), 0..6),
+            hash_map(any::<u32>(), proptest::option::of(point()), 0..4),
+        ),
         hash_map((state_kind(), any::<u32>()), point(), 0..6),
         proptest::collection::btree_map(
             (any::<i64>(), any::<i64>()),
@@ -182,10 +185,11 @@ fn shard_state() -> impl Strategy<Value = ShardState> {
         ),
     )
         .prop_map(
-            |(input_last, input_newest, feed_last, process, usage)| ShardState {
+            |(input_last, input_newest, (feed_last, feed_seed), process, usage)| ShardState {
                 input_last,
                 input_newest,
                 feed_last,
+                feed_seed,
                 process,
                 usage: usage
                     .into_iter()
@@ -215,6 +219,11 @@ fn normalised(s: &ShardState) -> ShardState {
         input_last: keep(&s.input_last),
         input_newest: keep(&s.input_newest),
         feed_last: keep(&s.feed_last),
+        feed_seed: s
+            .feed_seed
+            .iter()
+            .map(|(&k, seed)| (k, seed.map(|(t, v)| (t, finite(v)))))
+            .collect(),
         process: keep(&s.process),
         usage: s.usage.clone(),
     }
@@ -229,6 +238,7 @@ struct View {
     input_last: Points<i64>,
     input_newest: Points<i64>,
     feed_last: Points<u32>,
+    feed_seed: BTreeMap<u32, Option<(i64, Option<u64>)>>,
     process: Points<(StateKind, u32)>,
 }
 
@@ -242,6 +252,11 @@ fn view(s: &ShardState) -> View {
         input_last: bits(&s.input_last),
         input_newest: bits(&s.input_newest),
         feed_last: bits(&s.feed_last),
+        feed_seed: s
+            .feed_seed
+            .iter()
+            .map(|(&k, seed)| (k, seed.map(|(t, v)| (t, v.map(f64::to_bits)))))
+            .collect(),
         process: bits(&s.process),
     }
 }
@@ -251,6 +266,7 @@ fn state_values(s: &ShardState) -> impl Iterator<Item = &Value> {
     maps.into_iter()
         .flat_map(|m| m.values().map(|(_, v)| v))
         .chain(s.feed_last.values().map(|(_, v)| v))
+        .chain(s.feed_seed.values().flatten().map(|(_, v)| v))
         .chain(s.process.values().map(|(_, v)| v))
 }
 

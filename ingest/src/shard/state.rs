@@ -24,6 +24,10 @@ pub struct ShardState {
     pub input_newest: HashMap<i64, (i64, Value)>,
     /// Feed id → (update time, value), emoncms's feed "last value".
     pub feed_last: HashMap<u32, (i64, Value)>,
+    /// Feed id → the last value a process list read from the feed's file (none if the file
+    /// had none), for feeds without a `feed_last`: read once and kept, so that a replay reads
+    /// it from here and not from a file a flush cut short by a crash may have moved ahead.
+    pub feed_seed: HashMap<u32, Option<(i64, Value)>>,
     pub process: HashMap<(StateKind, u32), (i64, Value)>,
     /// (user id, UTC day as days since 1970-01-01) → what the shard handled for the user that
     /// day, written to the catalog as totals and dropped once the day is two days old.
@@ -36,6 +40,8 @@ struct Stored {
     #[serde(default)]
     input_newest: HashMap<i64, (i64, Value)>,
     feed_last: HashMap<u32, (i64, Value)>,
+    #[serde(default)]
+    feed_seed: HashMap<u32, Option<(i64, Value)>>,
     process: Vec<(StateKind, u32, i64, Value)>,
     /// (user, day, HTTP values, MQTT values, points written)
     #[serde(default)]
@@ -49,6 +55,7 @@ impl ShardState {
         if self.input_last.is_empty()
             && self.input_newest.is_empty()
             && self.feed_last.is_empty()
+            && self.feed_seed.is_empty()
             && self.process.is_empty()
             && self.usage.is_empty()
         {
@@ -58,6 +65,7 @@ impl ShardState {
             input_last: self.input_last.clone(),
             input_newest: self.input_newest.clone(),
             feed_last: self.feed_last.clone(),
+            feed_seed: self.feed_seed.clone(),
             process: self
                 .process
                 .iter()
@@ -81,6 +89,7 @@ impl ShardState {
             input_last: s.input_last,
             input_newest: s.input_newest,
             feed_last: s.feed_last,
+            feed_seed: s.feed_seed,
             process: s
                 .process
                 .into_iter()
@@ -113,6 +122,9 @@ mod tests {
         s.input_last.insert(4, (100, None));
         s.input_newest.insert(3, (120, Some(2.5)));
         s.feed_last.insert(7, (90, Some(2.0)));
+        s.feed_seed.insert(8, Some((70, Some(3.0))));
+        s.feed_seed.insert(9, Some((60, None)));
+        s.feed_seed.insert(10, None);
         s.process
             .insert((StateKind::WhAccumulator, 7), (80, Some(10.0)));
         s.usage.insert(

@@ -791,12 +791,11 @@ impl Worker {
                 readable,
             } => FeedAnswer::Data(self.virtual_data(userid, &list, &req, readable.as_ref())?),
             FeedOp::Insert { userid, write } => self.insert(userid, write)?,
-            FeedOp::Trim { id, start_time } => {
-                FeedAnswer::Trimmed(self.store.trim(id, start_time, &self.core.state.encode())?)
-            }
+            FeedOp::Trim { id, start_time } => FeedAnswer::Trimmed(
+                self.without_feed_seed(id, |store, state| store.trim(id, start_time, state))?,
+            ),
             FeedOp::DeletePoint { id, time } => {
-                self.store
-                    .delete_point(id, time, &self.core.state.encode())?;
+                self.without_feed_seed(id, |store, state| store.delete_point(id, time, state))?;
                 FeedAnswer::Done
             }
             FeedOp::Export { id, offset } => FeedAnswer::File(self.store.export_span(
@@ -859,11 +858,29 @@ impl Worker {
         op: impl FnOnce(&mut FeedStore, &[u8]) -> Result<(), StorageError>,
     ) -> Result<(), StorageError> {
         let last = self.core.state.feed_last.remove(&id);
-        let done = op(&mut self.store, &self.core.state.encode());
+        let done = self.without_feed_seed(id, op);
         if done.is_err()
             && let Some(last) = last
         {
             self.core.state.feed_last.insert(id, last);
+        }
+        done
+    }
+
+    /// Runs `op` (a change to feed `id`'s file, which checkpoints `state` first) with the last
+    /// value read from the file before gone from that state, as it may no longer be the
+    /// file's: the next read after `op` reads the file again, live as in a replay.
+    fn without_feed_seed<T>(
+        &mut self,
+        id: u32,
+        op: impl FnOnce(&mut FeedStore, &[u8]) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let seed = self.core.state.feed_seed.remove(&id);
+        let done = op(&mut self.store, &self.core.state.encode());
+        if done.is_err()
+            && let Some(seed) = seed
+        {
+            self.core.state.feed_seed.insert(id, seed);
         }
         done
     }
@@ -1421,6 +1438,7 @@ impl Core {
                 tz: user.tz,
                 points: Vec::new(),
                 published: Vec::new(),
+                seeded: Vec::new(),
             };
             let queued_any = true;
             for (id, value, list) in queued {
@@ -1443,6 +1461,7 @@ impl Core {
                 }
             }
             let points = std::mem::take(&mut host.points);
+            let seeded = std::mem::take(&mut host.seeded);
             // Outputs are live values: not sent again when a batch is replayed after a crash.
             if !replaying && queued_any {
                 for (topic, value) in host.published.drain(..) {
@@ -1457,6 +1476,11 @@ impl Core {
                 feeds.sort_unstable();
                 feeds.dedup();
                 self.send_feed_outputs(userid, &feeds);
+            }
+            if !seeded.is_empty() {
+                // Read from files as the last checkpoint covers them: a replay from that
+                // checkpoint must find them in it, whatever the next flush writes.
+                store.amend_before_flush(Box::new(move |old| add_seeds(old, seeded)));
             }
             let report = store.apply_points(&points)?;
             for (feed, e) in report.refused {
@@ -1560,6 +1584,21 @@ struct ShardHost<'a> {
     tz: Tz,
     points: Vec<Point>,
     published: Vec<(String, Value)>,
+    /// Feeds' last values read from their files (added to `state.feed_seed`).
+    seeded: Vec<(u32, Option<(i64, Value)>)>,
+}
+
+/// A checkpointed state (`old`) with `seeds` added where it has no last value for the feed:
+/// they were read from the files that checkpoint covers. `None` (written as it is) if the
+/// state does not decode, which opening the store would have refused.
+fn add_seeds(old: &[u8], seeds: Vec<(u32, Option<(i64, Value)>)>) -> Option<Vec<u8>> {
+    let mut state = ShardState::decode(old).ok()?;
+    for (feed, seed) in seeds {
+        if !state.feed_last.contains_key(&feed) {
+            state.feed_seed.entry(feed).or_insert(seed);
+        }
+    }
+    Some(state.encode())
 }
 
 impl Host for ShardHost<'_> {
@@ -1581,6 +1620,10 @@ impl Host for ShardHost<'_> {
             join,
         });
         self.state.feed_last.insert(feed, (update_time, value));
+        if !self.state.feed_seed.is_empty() {
+            // The last value answers from now on.
+            self.state.feed_seed.remove(&feed);
+        }
     }
 
     fn feed_last(&mut self, feed: u32) -> Option<(i64, Value)> {
@@ -1590,9 +1633,16 @@ impl Host for ShardHost<'_> {
         if let Some(&last) = self.state.feed_last.get(&feed) {
             return Some(last);
         }
-        // Not written since the state began: the engine's last point (e.g. an imported feed).
+        if let Some(&seed) = self.state.feed_seed.get(&feed) {
+            return seed;
+        }
+        // Not written since the state began: the engine's last point (e.g. an imported feed),
+        // kept in the state from now on (see `ShardState::feed_seed`).
         let feed_ref: &Feed = self.store.feed(feed).ok()?;
-        query::last_value(feed_ref).ok().flatten()
+        let last = query::last_value(feed_ref).ok()?;
+        self.state.feed_seed.insert(feed, last);
+        self.seeded.push((feed, last));
+        last
     }
 
     fn input_last(&mut self, input: u32) -> Option<Value> {
@@ -2244,6 +2294,83 @@ mod tests {
         };
         assert!(has(mine), "the owner's feed keeps its state");
         assert!(!has(theirs), "another user's feed is left alone");
+    }
+
+    /// A kWh feed with data of its own (imported) that a list starts accumulating into, and a
+    /// kill after the flush wrote the feed's file but before its checkpoint: the replay must
+    /// start from the value the live shard read, not from the file's newer total.
+    #[test]
+    fn a_kill_inside_a_flush_does_not_count_energy_twice() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let rig = Rig::new();
+        let kwh = rig.rt.block_on(async {
+            let kwh = rig
+                .catalog
+                .create_feed(rig.userid, "kwh", "", 5, "")
+                .await
+                .expect("feed");
+            let input = rig
+                .catalog
+                .create_input(rig.userid, "house", "power")
+                .await
+                .expect("input");
+            rig.catalog
+                .set_input_process_list(input.id, &format!("4:{kwh}"))
+                .await
+                .expect("list");
+            u32::try_from(kwh).expect("id")
+        });
+        let mut w = rig.open();
+        w.store.create_fixed(kwh, 10).expect("feed file");
+        // The imported total: in the file, not in the state.
+        w.store
+            .write(&[Point {
+                feed: kwh,
+                time: T - 10,
+                value: Some(100.0),
+                join: false,
+            }])
+            .expect("import");
+        w.store.flush(&w.core.state.encode()).expect("checkpoint");
+        for i in 0..2 {
+            let sub = Submission {
+                userid: rig.userid,
+                batches: vec![Decoded {
+                    time: T + 10 * i,
+                    node: "house".into(),
+                    values: vec![("power".into(), Some(3600.0))],
+                }],
+                http: true,
+            };
+            submit(&mut w, sub).expect("stored");
+        }
+        let live = w.core.state.feed_last[&kwh];
+        assert_eq!(live.0, T + 10);
+        assert!((live.1.expect("value") - 100.02).abs() < 1e-9, "{live:?}");
+        let live_slots = feed_slots(&mut w, &[kwh]);
+
+        // The guard refuses once the flush has written the feed's file: the checkpoint after
+        // it is not written, as when the process is killed there.
+        let dat = ynni_storage::fixed::dat_path(&rig.dir.path().join("phpfina"), kwh);
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        w.store.set_guard(Arc::new(move || {
+            let ahead = std::fs::metadata(&dat).is_ok_and(|m| m.len() > 4);
+            s.store(s.load(Ordering::SeqCst) || ahead, Ordering::SeqCst);
+            !s.load(Ordering::SeqCst)
+        }));
+        assert!(w.store.flush(&w.core.state.encode()).is_err());
+        assert!(stop.load(Ordering::SeqCst), "the file was written");
+        drop(w);
+
+        let mut again = rig.open();
+        assert_eq!(again.store.replayed_records(), 2);
+        assert_eq!(bits(&again.core.state).2, {
+            let mut m = BTreeMap::new();
+            m.insert(kwh, (live.0, live.1.map(f64::to_bits)));
+            m
+        });
+        assert_eq!(feed_slots(&mut again, &[kwh]), live_slots);
     }
 
     /// A small deterministic generator (splitmix64), so a failure reproduces.
