@@ -14,6 +14,7 @@ mod audience;
 mod connect;
 mod delayed_wills;
 pub mod external;
+pub mod inbound;
 mod listen;
 mod namespace;
 pub mod pending;
@@ -171,31 +172,9 @@ pub struct Inbound {
     /// for it (the broker checks the topic; the decoder, which reads more into a topic,
     /// has the last word).
     pub device_node: Option<String>,
-    /// A large payload's share of [`INBOUND_BUDGET_KIB`], given back when the message is
-    /// dropped (once decoded).
-    pub room: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-/// Payloads up to this size wait for ingest without counting against the budget below: the
-/// queue's 4,096 places bound them together (16 MiB), and a device's message is far smaller.
-pub const SMALL_PAYLOAD: usize = 4 << 10;
-/// KiB of larger payloads (up to [`MAX_PACKET`] each) waiting for ingest at once, from all
-/// connections: the queue's places alone would let them hold a GiB. A publisher past it waits
-/// for room, as it waits for a place in the queue.
-pub const INBOUND_BUDGET_KIB: u32 = 64 << 10;
-
-/// Room in `budget` for a payload of `len` bytes; `None` (nothing to wait for) for a small one.
-pub async fn inbound_room(
-    budget: &Arc<Semaphore>,
-    len: usize,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    if len <= SMALL_PAYLOAD {
-        return None;
-    }
-    let kib = u32::try_from(len.div_ceil(1024))
-        .unwrap_or(u32::MAX)
-        .min(INBOUND_BUDGET_KIB);
-    budget.clone().acquire_many_owned(kib).await.ok()
+    /// A large payload's room ([`inbound`]), given back when the message is dropped (once
+    /// decoded).
+    pub room: Option<inbound::Room>,
 }
 
 /// A will on its way to the router (already inside its namespace), with its user's mark.
@@ -214,8 +193,8 @@ type LinkFactory =
 pub(crate) struct Shared {
     base: String,
     inbound: mpsc::Sender<Inbound>,
-    /// [`INBOUND_BUDGET_KIB`].
-    inbound_room: Arc<Semaphore>,
+    /// Room for large payloads waiting for ingest ([`inbound`]).
+    inbound_room: inbound::InboundBudget,
     links: LinkFactory,
     wills: WillSender,
     sessions: Sessions,
@@ -454,7 +433,7 @@ pub async fn start(opts: Options, authenticate: Authenticate) -> Result<Running,
     let shared = Arc::new(Shared {
         base: opts.base.clone(),
         inbound: inbound_tx,
-        inbound_room: Arc::new(Semaphore::new(INBOUND_BUDGET_KIB as usize)),
+        inbound_room: inbound::InboundBudget::new(),
         links,
         wills: WillSender(wills),
         sessions: sessions.clone(),
@@ -684,35 +663,6 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
-
-    /// Small payloads wait for nothing; larger ones take their KiB of the budget until they are
-    /// dropped, and one past what is left waits for room.
-    #[tokio::test]
-    async fn large_payloads_waiting_for_ingest_share_a_budget() {
-        let budget = Arc::new(Semaphore::new(INBOUND_BUDGET_KIB as usize));
-        assert!(inbound_room(&budget, SMALL_PAYLOAD).await.is_none());
-        let big = MAX_PACKET;
-        let mut held = Vec::new();
-        while budget.available_permits() >= big / 1024 {
-            held.push(inbound_room(&budget, big).await.expect("room"));
-        }
-        assert_eq!(held.len(), (INBOUND_BUDGET_KIB as usize * 1024) / big);
-        let waiting = tokio::time::timeout(
-            std::time::Duration::from_millis(50),
-            inbound_room(&budget, big),
-        )
-        .await;
-        assert!(waiting.is_err(), "no room left: it waits");
-        assert!(
-            inbound_room(&budget, SMALL_PAYLOAD).await.is_none(),
-            "small ones still pass"
-        );
-        held.pop();
-        assert!(
-            inbound_room(&budget, big).await.is_some(),
-            "room again once one is dropped"
-        );
-    }
 
     /// An MQTT 3.1.1 CONNECT: client `a`, username `u`, password `p`, clean session.
     const CONNECT: [u8; 21] = [

@@ -619,7 +619,11 @@ impl Session {
                 let (tx, rx) = oneshot::channel();
                 (Some(Done(tx)), Some(rx))
             };
-            let room = crate::inbound_room(&self.shared.inbound_room, publish.payload.len()).await;
+            let room = self
+                .shared
+                .inbound_room
+                .room(self.accepted.namespace.userid(), publish.payload.len())
+                .await;
             let msg = Inbound {
                 userid: self.accepted.namespace.userid(),
                 topic,
