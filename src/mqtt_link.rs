@@ -572,15 +572,25 @@ async fn feed(
         // not stored and not acknowledged: the connection closes and the client sends it
         // again later (QoS 0: it is lost, as QoS 0 allows). The minimum interval between a
         // node's posts is HTTP's alone: emonhub publishes one message per input of a reading.
-        if let Some(b) = &billing
-            && let Err(wait) = b.admit(userid, &[], decoded.values.len())
-        {
-            tracing::debug!(userid, wait, "MQTT message over the plan's rate");
-            answer(done, Handled::Failed);
-            continue;
+        let mut admission = None;
+        if let Some(b) = &billing {
+            match b.admit(userid, &[], decoded.values.len()) {
+                Ok(a) => admission = Some((b.clone(), a)),
+                Err(wait) => {
+                    tracing::debug!(userid, wait, "MQTT message over the plan's rate");
+                    answer(done, Handled::Failed);
+                    continue;
+                }
+            }
         }
         submitter
             .submit(userid, decoded, move |outcome| {
+                if !matches!(outcome, Outcome::Stored)
+                    && let Some((b, admission)) = admission
+                {
+                    // Not stored: the client sends it again, and its allowance is as it was.
+                    b.give_back(userid, admission);
+                }
                 answer(done, handled(outcome))
             })
             .await;

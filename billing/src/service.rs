@@ -18,6 +18,7 @@ use crate::accrual::{daily_rate_centipence, day_charge};
 use crate::books::{self, ACCRUAL, REVERSAL};
 use crate::error::BillingError;
 use crate::export::{self, Format};
+use crate::limits::Admission;
 use crate::plan::{Plan, Policy};
 use crate::standing::{Position, position};
 use crate::statement::{self, Statement};
@@ -147,16 +148,24 @@ impl Billing {
     }
 
     /// Admits `values` values posted by `nodes` of `userid` under their plan's rate limits,
-    /// or says how many seconds to wait (counted as a refusal).
-    pub fn admit(&self, userid: i64, nodes: &[&str], values: usize) -> Result<(), u64> {
+    /// or says how many seconds to wait (counted as a refusal). Should the write then be
+    /// refused (a busy shard), [`Billing::give_back`] the admission.
+    pub fn admit(&self, userid: i64, nodes: &[&str], values: usize) -> Result<Admission, u64> {
         let Some(plan) = self.plan_now(userid) else {
-            return Ok(());
+            return Ok(Admission::default());
         };
         let admitted = self.limits.admit(userid, plan, nodes, values);
         if admitted.is_err() {
             self.count_refusal(userid);
         }
         admitted
+    }
+
+    /// Undoes an admission whose write was not stored.
+    pub fn give_back(&self, userid: i64, admission: Admission) {
+        if let Some(plan) = self.plan_now(userid) {
+            self.limits.give_back(plan, admission);
+        }
     }
 
     /// Counts a write refused because `userid` is suspended.

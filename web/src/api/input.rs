@@ -97,18 +97,22 @@ async fn submit(
             PAYMENT_REQUIRED.into(),
         ));
     }
+    let mut admission = None;
     if let Some(billing) = &call.state.billing {
         let mut nodes: Vec<&str> = batches.iter().map(|b| b.node.as_str()).collect();
         nodes.sort_unstable();
         nodes.dedup();
         let values = batches.iter().map(|b| b.values.len()).sum();
-        if let Err(wait) = billing.admit(userid, &nodes, values) {
-            return Err(ApiError::TooMany {
-                retry_after: wait,
-                message: format!(
-                    "Too many values: this account's plan limits how often it may post; retry in {wait} s"
-                ),
-            });
+        match billing.admit(userid, &nodes, values) {
+            Ok(a) => admission = Some(a),
+            Err(wait) => {
+                return Err(ApiError::TooMany {
+                    retry_after: wait,
+                    message: format!(
+                        "Too many values: this account's plan limits how often it may post; retry in {wait} s"
+                    ),
+                });
+            }
         }
     }
     let submission = Submission {
@@ -116,7 +120,14 @@ async fn submit(
         batches,
         http: true,
     };
-    match call.state.router.submit(submission).await {
+    let submitted = call.state.router.submit(submission).await;
+    if submitted.is_err()
+        && let (Some(billing), Some(admission)) = (&call.state.billing, admission)
+    {
+        // Not stored: the client's retry must find its allowance as it was.
+        billing.give_back(userid, admission);
+    }
+    match submitted {
         Ok(()) => foreign.map_or(Ok(()), Err),
         // emoncms answers its node limit with a message and status 200; the other limits
         // follow it.

@@ -32,18 +32,30 @@ pub(super) async fn insert(call: &Call<'_>) -> ApiResult {
     let stored = points.last().and_then(|p| p.1);
     // A script's writes count against its plan's values per minute, as its input posts do
     // (uploads and syncs are whole feeds, bounded by their own size limits instead).
+    let mut admission = None;
     if let Some(billing) = &call.state.billing
         && !billing.refuses_writes(row.userid)
-        && let Err(wait) = billing.admit(row.userid, &[], points.len())
     {
-        return Err(ApiError::TooMany {
-            retry_after: wait,
-            message: format!(
-                "Too many values: this account's plan limits how often it may post; retry in {wait} s"
-            ),
-        });
+        match billing.admit(row.userid, &[], points.len()) {
+            Ok(a) => admission = Some(a),
+            Err(wait) => {
+                return Err(ApiError::TooMany {
+                    retry_after: wait,
+                    message: format!(
+                        "Too many values: this account's plan limits how often it may post; retry in {wait} s"
+                    ),
+                });
+            }
+        }
     }
-    super::store_points(call, &row, points, now, single, false).await?;
+    let stored_points = super::store_points(call, &row, points, now, single, false).await;
+    if stored_points.is_err()
+        && let (Some(billing), Some(admission)) = (&call.state.billing, admission)
+    {
+        // Not stored here (a busy shard, or the owner elsewhere, which admits it itself).
+        billing.give_back(row.userid, admission);
+    }
+    stored_points?;
     Ok(if single {
         reply::json(reply::number(stored))
     } else {
