@@ -117,6 +117,21 @@ pub fn refund(userid: i64, pence: i64, reference: &str, date: NaiveDate) -> NewL
     )
 }
 
+/// The cash `history` (one user's transactions) paid in: top-ups less refunds, either
+/// reversed counting as not made. Voucher credit is not cash: a refund may not pay it out.
+pub fn cash_paid_in(history: &[LedgerTx]) -> i64 {
+    let cash_key = |key: &str| key.starts_with("topup:") || key.starts_with("refund:");
+    history
+        .iter()
+        .filter(|t| {
+            t.kind == TOPUP
+                || t.kind == REFUND
+                || (t.kind == REVERSAL && t.key.strip_prefix("reverse:").is_some_and(cash_key))
+        })
+        .map(|t| -t.customer_amount)
+        .sum()
+}
+
 /// The charge for `date`: `feeds` feeds at `rate` pence per feed per year (and the monthly
 /// fee, included in `pence`, on the first of a month).
 pub fn accrual(

@@ -19,8 +19,12 @@ pub enum BillingError {
     VoucherTooShort,
     #[error("amount must be a whole number of pence above zero")]
     BadAmount,
-    #[error("a refund of {asked}p is more than the balance of {balance}p")]
-    RefundTooLarge { asked: i64, balance: i64 },
+    /// `refundable`: the balance, but no more than the cash the account paid in (less its
+    /// refunds): voucher credit is spent, never paid out.
+    #[error(
+        "a refund of {asked}p is more than the {refundable}p that can be refunded (the balance, at most the cash paid in)"
+    )]
+    RefundTooLarge { asked: i64, refundable: i64 },
     #[error("no transaction with key {0}")]
     UnknownTransaction(String),
     #[error("{0} cannot be reversed")]

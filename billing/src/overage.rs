@@ -1,6 +1,7 @@
 //! What a month costs beyond a plan's allowances: values received over the included number,
-//! and storage over the included bytes (averaged over the month's recorded days). Charged once
-//! the month is over, as `overage:<user>:<YYYY-MM>`, rounded down to whole pence.
+//! and storage over the included bytes (byte-days averaged over all the month's days, a day
+//! with nothing recorded counting as nothing stored). Charged once the month is over, as
+//! `overage:<user>:<YYYY-MM>`, rounded down to whole pence.
 
 /// A plan's allowances and the prices past them; zero prices charge nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

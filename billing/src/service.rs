@@ -30,6 +30,14 @@ pub const CATCH_UP_DAYS: u64 = 7;
 /// Whole days after a month ends before its overage is charged (see `settle_overage`).
 pub const SETTLE_DAYS: u64 = 1;
 
+/// The day whose accrual run closes the month before `next` (its following month's first
+/// day): the last of the [`SETTLE_DAYS`] after the month. That run settles the month's
+/// overage, and once it has finished nothing more is posted into the month.
+fn closing_day(next: NaiveDate) -> NaiveDate {
+    next.checked_add_days(Days::new(SETTLE_DAYS.saturating_sub(1)))
+        .unwrap_or(next)
+}
+
 /// The earliest and latest dates the ledger's queries take as "all".
 const ALL_FROM: &str = "0000-01-01";
 const ALL_TO: &str = "9999-12-31";
@@ -343,11 +351,16 @@ impl Billing {
         let everywhere = self.catalog.lock_creations(userid).await?;
         if self.catalog.ledger_tx(&tx.key).await?.is_none() {
             let balance = self.position(userid, today).await?.balance_pence;
-            if pence > balance {
+            let history = self
+                .catalog
+                .ledger_for_user(userid, ALL_FROM, ALL_TO)
+                .await?;
+            let refundable = balance.min(books::cash_paid_in(&history)).max(0);
+            if pence > refundable {
                 everywhere.release().await;
                 return Err(BillingError::RefundTooLarge {
                     asked: pence,
-                    balance,
+                    refundable,
                 });
             }
         }
@@ -434,7 +447,7 @@ impl Billing {
         if !days.is_empty() {
             for user in self.catalog.list_users().await? {
                 let r = self.accrue_user(&user, &days).await?;
-                self.settle_overage(&user, earliest, today).await?;
+                self.settle_overage(&user, &days).await?;
                 run.users += 1;
                 run.posted += r.posted;
                 run.existing += r.existing;
@@ -533,23 +546,25 @@ impl Billing {
         Ok(run)
     }
 
-    /// Charges `user` the overage of each month that ended in the catch-up window and has
-    /// settled: [`SETTLE_DAYS`] whole days after its last, so the values of that day, which
-    /// shards count and save a little after they arrive, are all in. Once per month.
-    async fn settle_overage(
-        &self,
-        user: &User,
-        earliest: NaiveDate,
-        today: NaiveDate,
-    ) -> Result<(), BillingError> {
+    /// Charges `user` the overage of each month whose closing day ([`closing_day`]) is among
+    /// `days`, the days this run charges: [`SETTLE_DAYS`] whole days after the month's last,
+    /// so the values of that day, which shards count and save a little after they arrive, are
+    /// all in. In that run only, so that once the closing day is done the month is final (its
+    /// statement is numbered then; a later run must not add to it, even if late counts would
+    /// now give an overage where there was none).
+    async fn settle_overage(&self, user: &User, days: &[NaiveDate]) -> Result<(), BillingError> {
         let created = utc_day(user.created);
-        let back = |d: NaiveDate| d.checked_sub_days(Days::new(SETTLE_DAYS + 1)).unwrap_or(d);
-        let (from, to) = (back(earliest).max(created), back(today));
         let mut plan = None;
-        for last_day in from.iter_days().take_while(|d| *d <= to) {
-            if last_day.succ_opt().is_none_or(|next| next.day() != 1) {
+        for &day in days {
+            let Some(next) = day
+                .checked_sub_days(Days::new(SETTLE_DAYS.saturating_sub(1)))
+                .filter(|next| next.day() == 1)
+            else {
                 continue;
-            }
+            };
+            let Some(last_day) = next.pred_opt().filter(|d| *d >= created) else {
+                continue;
+            };
             let month = last_day.format("%Y-%m").to_string();
             let key = books::overage_key(user.id, &month);
             if self.catalog.ledger_tx(&key).await?.is_some() {
@@ -584,16 +599,10 @@ impl Billing {
             .usage_for_user(userid, &first.to_string(), &next.to_string())
             .await?;
         let values: i64 = days.iter().map(|d| d.http_values + d.mqtt_values).sum();
-        let stored: Vec<i64> = days
-            .iter()
-            .filter(|d| d.bytes > 0)
-            .map(|d| d.bytes)
-            .collect();
-        let avg_bytes = if stored.is_empty() {
-            0
-        } else {
-            stored.iter().sum::<i64>() / stored.len() as i64
-        };
+        // Byte-days over the month's days: a day with nothing recorded (before the account
+        // existed, or the service not running) counts as nothing stored.
+        let month_days = (next - first).num_days().max(1);
+        let avg_bytes = days.iter().map(|d| d.bytes.max(0)).sum::<i64>() / month_days;
         let (values_pence, storage_pence) = crate::overage::month_charges(o, values, avg_bytes);
         if values_pence + storage_pence == 0 {
             return Ok(());
@@ -680,17 +689,15 @@ impl Billing {
             .catalog
             .ledger_for_user(userid, &first.to_string(), &next.to_string())
             .await?;
-        // A month is numbered once it is over and its overage settled (nothing is added to it
-        // after), if the account had anything on its books by its end: asking for the empty
-        // months of centuries past numbers none of them.
-        let settled = next
-            .checked_add_days(Days::new(SETTLE_DAYS))
-            .unwrap_or(next);
-        let number = if settled <= today && !(before.is_empty() && during.is_empty()) {
-            Some(self.catalog.statement_number(userid, month).await?)
-        } else {
-            None
-        };
+        // A month is numbered once it is closed (nothing can be added to it after), if the
+        // account had anything on its books by its end: asking for the empty months of
+        // centuries past numbers none of them.
+        let number =
+            if !(before.is_empty() && during.is_empty()) && self.month_closed(next, today).await? {
+                Some(self.catalog.statement_number(userid, month).await?)
+            } else {
+                None
+            };
         Ok(statement::build(
             userid,
             &user.username,
@@ -699,6 +706,29 @@ impl Billing {
             &before,
             &during,
         ))
+    }
+
+    /// Whether the month before `next` (its following month's first day) is closed by
+    /// `today`: the accrual run that charges its closing day ([`closing_day`]) has finished,
+    /// which charged every day of the month any run still could and settled its overage; or
+    /// the closing day is past every run's catch-up window, so no run will charge it.
+    async fn month_closed(&self, next: NaiveDate, today: NaiveDate) -> Result<bool, BillingError> {
+        let closing = closing_day(next);
+        if closing >= today {
+            return Ok(false);
+        }
+        if closing
+            .checked_add_days(Days::new(CATCH_UP_DAYS))
+            .is_none_or(|d| d < today)
+        {
+            return Ok(true);
+        }
+        let after = closing.succ_opt().unwrap_or(closing);
+        let done = self
+            .catalog
+            .billing_days_done(&closing.to_string(), &after.to_string())
+            .await?;
+        Ok(!done.is_empty())
     }
 
     /// The charges of days `from <= day < to` that stand (not reversed), and the usage of

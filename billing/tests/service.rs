@@ -145,10 +145,22 @@ async fn a_user_runs_out_is_suspended_tops_up_and_the_statements_match_the_ledge
         billing.redeem(bob, "NOPE-NOPE-NOPE", later).await,
         Err(BillingError::VoucherNotValid)
     ));
+    // Refunds pay back cash, never voucher credit: of the 1,500p voucher and 5p + 200p of
+    // top-ups, at most 205p.
+    let balance = billing.position(alice, later).await.unwrap().balance_pence;
+    assert!(balance > 205, "{balance}");
+    assert!(matches!(
+        billing.refund(alice, 6, "r-1", later).await,
+        Err(BillingError::RefundTooLarge { refundable: 5, .. })
+    ));
+    billing.top_up(alice, 200, "pay-3", later).await.unwrap();
     let balance = billing.position(alice, later).await.unwrap().balance_pence;
     assert!(matches!(
-        billing.refund(alice, balance + 1, "r-1", later).await,
-        Err(BillingError::RefundTooLarge { .. })
+        billing.refund(alice, 206, "r-1", later).await,
+        Err(BillingError::RefundTooLarge {
+            refundable: 205,
+            ..
+        })
     ));
     billing.refund(alice, 100, "r-1", later).await.unwrap();
     // A reversal undoes a transaction once.
@@ -179,18 +191,28 @@ async fn a_user_runs_out_is_suspended_tops_up_and_the_statements_match_the_ledge
             break;
         }
         let (_, next) = ynni_billing::statement::month_bounds(&month).unwrap();
-        // Numbered once over and settled: nothing is added to a numbered statement.
-        let settled = plus(next, ynni_billing::SETTLE_DAYS);
-        assert_eq!(s.number.is_some(), settled <= later, "{month}");
+        // Numbered once closed, the run that charges the day after it finished (or that day
+        // past every run's reach): nothing is added to a numbered statement.
+        let closed = next < later
+            && (!cat
+                .billing_days_done(&next.to_string(), &plus(next, 1).to_string())
+                .await
+                .unwrap()
+                .is_empty()
+                || plus(next, ynni_billing::CATCH_UP_DAYS) < later);
+        assert_eq!(s.number.is_some(), closed, "{month}");
         month = next.format("%Y-%m").to_string();
     }
     assert_eq!(opening, end);
-    // The last month: not numbered the day after it ends (its overage is not settled yet),
-    // numbered once it is.
+    // The last month: not numbered the day after it ends, nor when its overage could be
+    // settled but the run that does it has not finished; numbered once it has.
     let (_, next) = ynni_billing::statement::month_bounds(&last).unwrap();
     let s = billing.statement(alice, &last, next).await.unwrap();
     assert_eq!(s.number, None, "numbered before it was settled");
     let settled = plus(next, ynni_billing::SETTLE_DAYS);
+    let s = billing.statement(alice, &last, settled).await.unwrap();
+    assert_eq!(s.number, None, "numbered before its closing run");
+    billing.accrue(settled).await.unwrap();
     let s = billing.statement(alice, &last, settled).await.unwrap();
     assert!(s.number.is_some(), "{last}");
     // Months before the account had anything on its books are empty and never numbered, so
@@ -459,6 +481,129 @@ async fn a_days_values_are_exported_once_it_is_settled() {
     };
     assert_eq!(values(plus(day, 1)).await, 0, "the morning after");
     assert_eq!(values(plus(day, 2)).await, 1, "settled");
+}
+
+/// Once numbered, a month's statement never changes: the days a run charges late into it
+/// and its overage are all posted before it is numbered, and usage counted after cannot add
+/// an overage to it.
+#[tokio::test]
+async fn a_numbered_month_is_final() {
+    use ynni_billing::overage::Overage;
+    use ynni_core::catalog::Handled;
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let alice = user(&cat, "alice").await;
+    for name in ["a", "b", "c"] {
+        cat.create_feed(alice, name, "", 5, "").await.unwrap();
+    }
+    let mut p = policy();
+    p.plans.get_mut("standard").unwrap().overage = Overage {
+        included_values_per_month: 10_000,
+        pence_per_1000_values: 5,
+        included_bytes: 0,
+        pence_per_gb_month: 0,
+    };
+    let billing = Billing::new(cat.clone(), p);
+    billing
+        .top_up(alice, 5_000, "pay-1", today())
+        .await
+        .unwrap();
+    // A month ahead, whole.
+    let first = NaiveDate::from_ymd_opt(today().year_ce().1 as i32 + 1, 1, 1).unwrap();
+    let month = first.format("%Y-%m").to_string();
+    let next = plus(first, 31);
+    billing.accrue(plus(first, 20)).await.unwrap();
+    // The day after the day after: settled, but the run that charges the month's last days
+    // and its overage has not been.
+    let settled = plus(next, ynni_billing::SETTLE_DAYS);
+    let draft = billing.statement(alice, &month, settled).await.unwrap();
+    assert_eq!(
+        draft.number, None,
+        "numbered before its last days were charged"
+    );
+    billing.accrue(settled).await.unwrap();
+    let issued = billing.statement(alice, &month, settled).await.unwrap();
+    assert!(issued.number.is_some());
+    assert!(issued.charges_pence > draft.charges_pence, "{issued:?}");
+    // Values of the month counted late, past the allowance: no overage into the issued month.
+    let handled = Handled {
+        http_values: 50_000,
+        mqtt_values: 0,
+        points: 0,
+    };
+    cat.set_usage_handled(&[(alice, plus(first, 30).to_string(), handled)])
+        .await
+        .unwrap();
+    billing.accrue(plus(settled, 1)).await.unwrap();
+    billing.accrue(plus(settled, 5)).await.unwrap();
+    let key = format!("overage:{alice}:{month}");
+    assert!(cat.ledger_tx(&key).await.unwrap().is_none(), "late overage");
+    let later = billing
+        .statement(alice, &month, plus(settled, 9))
+        .await
+        .unwrap();
+    assert_eq!(later, issued);
+    assert_balanced(&billing).await;
+}
+
+/// Storage past the allowance is charged by the month's average over all its days: a month's
+/// last day holding 31 GB is one GB-month, not 31.
+#[tokio::test]
+async fn storage_is_averaged_over_the_whole_month() {
+    use ynni_billing::overage::Overage;
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let alice = user(&cat, "alice").await;
+    let mut p = policy();
+    p.plans.get_mut("standard").unwrap().overage = Overage {
+        included_values_per_month: 0,
+        pence_per_1000_values: 0,
+        included_bytes: 0,
+        pence_per_gb_month: 31,
+    };
+    let billing = Billing::new(cat.clone(), p);
+    let first = NaiveDate::from_ymd_opt(today().year_ce().1 as i32 + 1, 1, 1).unwrap();
+    cat.set_usage_snapshot(alice, &plus(first, 30).to_string(), 0, 0, 31_000_000_000)
+        .await
+        .unwrap();
+    billing.accrue(plus(first, 32)).await.unwrap();
+    let month = first.format("%Y-%m").to_string();
+    let tx = cat
+        .ledger_tx(&format!("overage:{alice}:{month}"))
+        .await
+        .unwrap()
+        .expect("charged");
+    assert_eq!(tx.customer_amount, 31, "{tx:?}");
+}
+
+/// Statement numbers run on without gaps on PostgreSQL too, with statements read again and
+/// again and first made by two services at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_numbers_have_no_gaps_on_postgres() {
+    let pg = postgres::Postgres::start();
+    let cat = Catalog::open_postgres(&pg.url()).await.unwrap();
+    let mut users = Vec::new();
+    for name in ["alice", "bobby", "carol", "derek"] {
+        users.push(user(&cat, name).await);
+    }
+    let mut numbers = Vec::new();
+    for month in ["2026-01", "2026-02", "2026-03"] {
+        for pair in users.chunks(2) {
+            let (a, b) = tokio::join!(
+                cat.statement_number(pair[0], month),
+                cat.statement_number(pair[1], month)
+            );
+            numbers.push(a.unwrap());
+            numbers.push(b.unwrap());
+            for &u in pair {
+                let again = cat.statement_number(u, month).await.unwrap();
+                assert!(numbers.contains(&again));
+            }
+        }
+    }
+    numbers.sort_unstable();
+    let first = numbers[0];
+    assert_eq!(numbers, (first..first + 12).collect::<Vec<i64>>());
 }
 
 #[tokio::test]

@@ -83,6 +83,9 @@ pub enum CatalogError {
     /// Another creation of the account held its lock for all of `CREATION_WAIT`.
     #[error("another creation of this account is still running")]
     CreationBusy,
+    /// Other nodes kept taking the statement number this one computed.
+    #[error("statement numbering kept meeting other nodes'")]
+    NumberingBusy,
 }
 
 impl CatalogError {
@@ -98,7 +101,7 @@ impl CatalogError {
                 )
             }
             CatalogError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => true,
-            CatalogError::CreationBusy => true,
+            CatalogError::CreationBusy | CatalogError::NumberingBusy => true,
             _ => false,
         }
     }
