@@ -886,16 +886,21 @@ impl FixedFeed {
         if self.is_dirty() {
             self.flush()?;
         }
+        Ok(self.disk_span(offset))
+    }
+
+    /// [`FixedFeed::export_span`] of what is in the file now, points in memory left out.
+    pub fn disk_span(&self, offset: u64) -> crate::store::FileSpan {
         let mut off = offset / 4 * 4;
         if off >= 4 {
             off -= 4;
         }
         let len = self.disk_npoints * 4;
-        Ok(crate::store::FileSpan {
+        crate::store::FileSpan {
             path: self.dat_path.clone(),
             from: off.min(len),
             len: len.saturating_sub(off),
-        })
+        }
     }
 
     /// Removes the feed's files.

@@ -715,23 +715,32 @@ impl FeedStore {
         }
     }
 
-    /// The feed's data file from a byte offset (emoncms's `export`; see the engines).
+    /// The feed's data file from a byte offset (emoncms's `export`; see the engines), after
+    /// a flush (see [`FeedStore::export_span`]).
     pub fn export(&mut self, id: u32, offset: u64, state: &[u8]) -> Result<Vec<u8>> {
-        self.export_span(id, offset, state)?.read()
+        self.export_span(id, offset, Some(state))?.read()
     }
 
-    /// Where [`FeedStore::export`]'s bytes are, once the feed is flushed. A feed with points in
-    /// memory is flushed with everything else and checkpointed (with the caller's `state`):
-    /// feed files change only at a checkpoint, so a replay finds in them exactly what the
-    /// checkpoint covers.
-    pub fn export_span(&mut self, id: u32, offset: u64, state: &[u8]) -> Result<FileSpan> {
-        if self.feed(id)?.is_dirty() {
+    /// Whether the feed has points in memory not yet in its file.
+    pub fn is_dirty(&mut self, id: u32) -> Result<bool> {
+        Ok(self.feed(id)?.is_dirty())
+    }
+
+    /// Where [`FeedStore::export`]'s bytes are. With `fresh` (the caller's state), a feed with
+    /// points in memory is first flushed with everything else and checkpointed: feed files
+    /// change only at a checkpoint, so a replay finds in them exactly what the checkpoint
+    /// covers. Without, the file as it is (emoncms's export with its write buffer on): a
+    /// flush of the whole store costs a sync per feed written, not for anyone to ask for.
+    pub fn export_span(&mut self, id: u32, offset: u64, fresh: Option<&[u8]>) -> Result<FileSpan> {
+        if let Some(state) = fresh
+            && self.feed(id)?.is_dirty()
+        {
             self.flush(state)?;
         }
-        match self.feed(id)? {
-            Feed::Fixed(f) => f.export_span(offset),
-            Feed::Variable(f) => f.export_span(offset),
-        }
+        Ok(match self.feed(id)? {
+            Feed::Fixed(f) => f.disk_span(offset),
+            Feed::Variable(f) => f.disk_span(offset),
+        })
     }
 
     /// Deletes a feed's files (after a flush and checkpoint, as for [`FeedStore::clear`]).
@@ -926,6 +935,33 @@ mod tests {
         store.write(&[pt(1, T0 + 30, 4.0)]).expect("write");
         assert!(matches!(store.flush(b"E"), Err(StorageError::Fenced)));
         assert_eq!(read_state(), b"D".to_vec());
+    }
+
+    /// An export without the caller's state sends the file as it is and flushes nothing; with
+    /// it, the points in memory are written first (and checkpointed).
+    #[test]
+    fn an_export_flushes_only_when_asked_to() {
+        let dirs = Dirs::new();
+        let mut store = dirs.open();
+        store.create_fixed(1, 10).expect("create");
+        store.create_fixed(2, 10).expect("create");
+        store.write(&[pt(1, T0, 1.0)]).expect("write");
+        store.flush(b"s").expect("flush");
+        store
+            .write(&[pt(1, T0 + 10, 2.0), pt(2, T0, 3.0)])
+            .expect("write");
+        let before = checkpoint_inode(&dirs);
+        let span = store.export_span(1, 0, None).expect("span");
+        assert_eq!(span.read().expect("read"), 1.0f32.to_le_bytes().to_vec());
+        assert!(store.is_dirty(1).expect("feed") && store.is_dirty(2).expect("feed"));
+        assert_eq!(checkpoint_inode(&dirs), before, "no checkpoint written");
+        let span = store.export_span(1, 0, Some(b"t")).expect("span");
+        assert_eq!(span.len, 8);
+        assert!(
+            !store.is_dirty(2).expect("feed"),
+            "flushed with everything else"
+        );
+        assert_ne!(checkpoint_inode(&dirs), before);
     }
 
     /// The sum and count of feed 1's first 256 slots, through its levels.

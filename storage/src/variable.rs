@@ -551,13 +551,18 @@ impl VariableFeed {
     /// [`crate::fixed::FixedFeed::export_span`]).
     pub fn export_span(&mut self, offset: u64) -> Result<crate::store::FileSpan> {
         self.flush()?;
+        Ok(self.disk_span(offset))
+    }
+
+    /// [`VariableFeed::export_span`] of what is in the file now, points in memory left out.
+    pub fn disk_span(&self, offset: u64) -> crate::store::FileSpan {
         let off = offset / RECORD * RECORD;
         let len = self.disk_npoints * RECORD;
-        Ok(crate::store::FileSpan {
+        crate::store::FileSpan {
             path: self.path.clone(),
             from: off.min(len),
             len: len.saturating_sub(off),
-        })
+        }
     }
 
     /// Empties the feed.

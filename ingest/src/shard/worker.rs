@@ -121,10 +121,13 @@ pub enum FeedOp {
         id: u32,
         time: u32,
     },
-    /// The feed's data file from a byte offset.
+    /// The feed's data file from a byte offset. `fresh` (the owner asking) flushes the
+    /// feed's points in memory first, at most once per [`EXPORT_FLUSH_EVERY`] on the shard;
+    /// otherwise the file as it is.
     Export {
         id: u32,
         offset: u64,
+        fresh: bool,
     },
     /// Points from `feed/insert`: logged durably, then written; answered once durable.
     Insert {
@@ -267,6 +270,10 @@ impl Job {
 pub(super) const MAX_GROUP: usize = 256;
 /// How long after a failed flush of points past the memory bound the next is tried.
 const FULL_FLUSH_RETRY: Duration = Duration::from_secs(5);
+/// The least time between two flushes of a shard that exports ask for: a flush syncs every
+/// feed written since the last, and a sync tool looping over exports must not turn the flush
+/// interval into one flush per value posted. An export in between sends the file as it is.
+pub const EXPORT_FLUSH_EVERY: Duration = Duration::from_secs(5);
 
 /// How often an idle worker checks whether a flush is due.
 pub(super) const TICK: Duration = Duration::from_secs(1);
@@ -361,6 +368,8 @@ pub struct Worker {
     /// When a flush of points past the memory bound last failed ([`Worker::flush_if_full`]):
     /// until one succeeds, new submissions are refused as busy and retries are spaced.
     full_flush_failed: Option<std::time::Instant>,
+    /// When an export last flushed the shard (see [`FeedOp::Export`]).
+    export_flushed: Option<std::time::Instant>,
     /// Each user's last record in the log (its LSN): a user with none since the last
     /// checkpoint has its lists reloaded without a new checkpoint.
     last_logged: HashMap<i64, Lsn>,
@@ -423,6 +432,7 @@ impl Worker {
             usage_at: std::time::Instant::now(),
             reloads_waiting: Vec::new(),
             full_flush_failed: None,
+            export_flushed: None,
             last_logged: HashMap::new(),
             replayed_to,
         })
@@ -798,11 +808,18 @@ impl Worker {
                 self.without_feed_seed(id, |store, state| store.delete_point(id, time, state))?;
                 FeedAnswer::Done
             }
-            FeedOp::Export { id, offset } => FeedAnswer::File(self.store.export_span(
-                id,
-                offset,
-                &self.core.state.encode(),
-            )?),
+            FeedOp::Export { id, offset, fresh } => {
+                let flush = fresh
+                    && self.store.is_dirty(id)?
+                    && self
+                        .export_flushed
+                        .is_none_or(|at| at.elapsed() >= EXPORT_FLUSH_EVERY);
+                let state = flush.then(|| self.core.state.encode());
+                if flush {
+                    self.export_flushed = Some(std::time::Instant::now());
+                }
+                FeedAnswer::File(self.store.export_span(id, offset, state.as_deref())?)
+            }
             FeedOp::Meta { id } => FeedAnswer::Meta(feed_meta(self.store.feed(id)?)),
             FeedOp::Metas { ids } => FeedAnswer::Metas(
                 ids.iter()
@@ -2371,6 +2388,48 @@ mod tests {
             m
         });
         assert_eq!(feed_slots(&mut again, &[kwh]), live_slots);
+    }
+
+    /// Only the owner's export writes the points in memory first, and exports make the shard
+    /// flush at most once per `EXPORT_FLUSH_EVERY`.
+    #[test]
+    fn exports_flush_only_for_the_owner_and_not_too_often() {
+        let rig = Rig::new();
+        let mut w = rig.open();
+        w.store.create_fixed(1, 10).expect("feed file");
+        let point = |t: i64| Point {
+            feed: 1,
+            time: t,
+            value: Some(1.0),
+            join: false,
+        };
+        let export = |w: &mut Worker, fresh: bool| match w.feed_op(FeedOp::Export {
+            id: 1,
+            offset: 0,
+            fresh,
+        }) {
+            Ok(FeedAnswer::File(span)) => span.len,
+            other => panic!("{other:?}"),
+        };
+        w.store.write(&[point(T)]).expect("write");
+        assert_eq!(
+            export(&mut w, false),
+            0,
+            "a public reader gets the file as it is"
+        );
+        assert!(w.store.is_dirty(1).expect("feed"));
+        assert_eq!(
+            export(&mut w, true),
+            4,
+            "the owner's export writes it first"
+        );
+        w.store.write(&[point(T + 10)]).expect("write");
+        assert_eq!(export(&mut w, true), 4, "not again so soon");
+        assert!(w.store.is_dirty(1).expect("feed"));
+        w.export_flushed = w
+            .export_flushed
+            .and_then(|at| at.checked_sub(EXPORT_FLUSH_EVERY));
+        assert_eq!(export(&mut w, true), 8);
     }
 
     /// A small deterministic generator (splitmix64), so a failure reproduces.

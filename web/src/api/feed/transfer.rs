@@ -62,14 +62,15 @@ pub(super) async fn export(call: &Call<'_>) -> ApiResult {
     if is_virtual(&row) {
         return Err(ApiError::fail("A virtual feed holds no data"));
     }
+    // PHP's (int) of the parameter, as emoncms reads it: `8abc` is 8, not the whole file.
     let offset = call
         .params
         .get("start")
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(0);
+        .map_or(0, |s| u64::try_from(php_int(s)).unwrap_or(0));
     let op = FeedOp::Export {
         id: row.id as u32,
         offset,
+        fresh: owns(call, &row),
     };
     let FeedAnswer::File(span) = run(call, &row, op).await? else {
         return Err(ApiError::False);
@@ -91,6 +92,13 @@ pub(super) async fn export(call: &Call<'_>) -> ApiResult {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(r)
+}
+
+/// Whether the caller is the feed's owner: only an owner's export waits for the points in
+/// memory to be written (another reader of a public feed gets the file as it is, as from
+/// emoncms with its write buffer, and cannot make the shard flush).
+fn owns(call: &Call<'_>, row: &FeedRow) -> bool {
+    call.caller.is_some_and(|c| c.user.id == row.userid)
 }
 
 /// Checksums computed at once (`feed/sha256sum`).
@@ -212,6 +220,7 @@ pub(super) async fn sha256sum(call: &Call<'_>) -> ApiResult {
     let op = FeedOp::Export {
         id: row.id as u32,
         offset: 0,
+        fresh: owns(call, &row),
     };
     let FeedAnswer::File(span) = run(call, &row, op).await? else {
         return Err(ApiError::False);
