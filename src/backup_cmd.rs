@@ -228,8 +228,7 @@ fn copy_into(from: &Path, dir: &Path, manifest: &Manifest) -> anyhow::Result<Dat
     for f in &manifest.files {
         backup::check_relative(&f.path)?;
         let src = from.join(&f.path);
-        let file = std::fs::File::open(&src)
-            .with_context(|| format!("the backup lacks {}", f.path.display()))?;
+        let file = open_backup_file(from, &f.path)?;
         let dst = data.root().join(&f.path);
         if let Some(dir) = dst.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -246,12 +245,47 @@ fn copy_into(from: &Path, dir: &Path, manifest: &Manifest) -> anyhow::Result<Dat
     Ok(data)
 }
 
+/// The backup's file at `rel` (checked relative) under `from`, which must be a plain file
+/// reached through no symlink: a restore (often run as root) must not copy a file from
+/// outside the backup into the data directory, where `feed/export` would serve it.
+fn open_backup_file(from: &Path, rel: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut at = from.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        let meta = std::fs::symlink_metadata(&at)
+            .with_context(|| format!("the backup lacks {}", rel.display()))?;
+        anyhow::ensure!(
+            !meta.file_type().is_symlink(),
+            "{} is a symlink: a backup holds plain files only",
+            at.display()
+        );
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&at)
+        .with_context(|| format!("reading {}", at.display()))?;
+    anyhow::ensure!(
+        file.metadata()
+            .with_context(|| format!("reading {}", at.display()))?
+            .is_file(),
+        "{} is not a plain file",
+        at.display()
+    );
+    Ok(file)
+}
+
 /// Creates `dir` readable by its owner only (it holds password hashes and keys), or checks
 /// that an existing one is empty.
 fn create_private_empty(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if dir.exists() {
-        return ensure_empty(dir, "back up into a new or empty directory");
+        ensure_empty(dir, "back up into a new or empty directory")?;
+        // An existing directory keeps whatever mode it was made with: made private here, as
+        // a new one is, before anything is written into it.
+        return std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private (mode 700)", dir.display()));
     }
     std::fs::DirBuilder::new()
         .recursive(true)

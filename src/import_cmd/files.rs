@@ -154,6 +154,7 @@ fn same_meta(from: &Path, to: &Path, has_data: bool) -> anyhow::Result<()> {
     let read = |p: &Path| -> anyhow::Result<(u32, u32)> {
         let mut bytes = Vec::new();
         open_plain(p)?
+            .take(fixed::META_LEN as u64)
             .read_to_end(&mut bytes)
             .with_context(|| format!("reading {}", p.display()))?;
         fixed::decode_meta(&bytes).with_context(|| format!("{} is not a feed meta", p.display()))

@@ -20,7 +20,8 @@
 //!   records, as the engines do after a crash.
 //! - A fixed feed's `.dat` is copied with the `.meta` it was written under: the meta is read
 //!   before and after the data, and the pair is copied again if either changed (a first flush
-//!   setting the start time, a trim replacing both files).
+//!   setting the start time, a trim replacing both files). Between a trim's two renames the
+//!   new `.dat`'s meta is the `.meta.trim` beside it, which is read instead.
 //!
 //! The `.levels` caches are not copied (they are rebuilt), nor are temporary files.
 
@@ -111,12 +112,27 @@ fn copy_fixed(
             Err(e) => Err(io_err("reading", &from.join(p))(e)),
         }
     };
-    let read_meta = || -> Result<Option<Vec<u8>>> {
-        match fs::read(from.join(meta)) {
+    let read = |p: &Path| -> Result<Option<Vec<u8>>> {
+        match fs::read(p) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("reading", &from.join(meta))(e)),
+            Err(e) => Err(io_err("reading", p)(e)),
         }
+    };
+    // The meta the `.dat` goes with: between a trim's two renames (or after a crash between
+    // them, until the feed is next opened) the new `.dat` is in place and its meta is still
+    // `.meta.trim`, as `FixedFeed::open` finishes it.
+    let (dat_trim, meta_trim) = (
+        from.join(dat).with_extension("dat.trim"),
+        from.join(meta).with_extension("meta.trim"),
+    );
+    let read_meta = || -> Result<Option<Vec<u8>>> {
+        if !dat_trim.exists()
+            && let Some(b) = read(&meta_trim)?
+        {
+            return Ok(Some(b));
+        }
+        read(&from.join(meta))
     };
     for _ in 0..FIXED_TRIES {
         let (meta_before, dat_before) = (read_meta()?, identity(dat)?);
@@ -348,6 +364,30 @@ mod tests {
         );
         assert!(!dst.path().join("phpfina/1.levels").exists());
         assert!(!dst.path().join("phpfina/3.dat").exists());
+    }
+
+    /// A trim cut between its two renames (or copied between them): the new data is in place
+    /// and its meta still `.meta.trim`. The copy pairs the data with that meta, as opening the
+    /// feed would, not with the old start time.
+    #[test]
+    fn a_trim_between_its_renames_is_copied_with_its_new_meta() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let s = src.path();
+        fs::create_dir_all(s.join("phpfina")).unwrap();
+        let dir = s.join("phpfina");
+        crate::fixed::write_meta(&dir.join("1.meta"), 10, 1_000).unwrap();
+        crate::fixed::write_meta(&dir.join("1.meta.trim"), 10, 1_050).unwrap();
+        fs::write(dir.join("1.dat"), vec![1u8; 8]).unwrap();
+        copy_live(s, dst.path(), &|_| true).unwrap();
+        let restored = crate::fixed::FixedFeed::open(&dst.path().join("phpfina"), 1).unwrap();
+        assert_eq!(restored.meta().start_time, 1_050);
+        // With the `.dat.trim` still there the trim had not replaced anything: the old meta.
+        fs::write(dir.join("1.dat.trim"), vec![1u8; 4]).unwrap();
+        let again = tempfile::tempdir().unwrap();
+        copy_live(s, again.path(), &|_| true).unwrap();
+        let restored = crate::fixed::FixedFeed::open(&again.path().join("phpfina"), 1).unwrap();
+        assert_eq!(restored.meta().start_time, 1_000);
     }
 
     #[test]

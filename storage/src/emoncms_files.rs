@@ -52,7 +52,7 @@ pub fn whole_lengths(storage: Storage, dir: &Path, id: u32) -> Result<Vec<u64>> 
     match storage {
         Storage::Fixed => {
             let meta_path = fixed::meta_path(dir, id);
-            let bytes = fs::read(&meta_path).map_err(io_err("reading", &meta_path))?;
+            let bytes = meta_head(&meta_path)?;
             let corrupt = |reason: String| StorageError::CorruptMeta {
                 path: meta_path.clone(),
                 reason,
@@ -84,6 +84,30 @@ pub fn whole_lengths(storage: Storage, dir: &Path, id: u32) -> Result<Vec<u64>> 
     }
 }
 
+/// The first [`fixed::META_LEN`] bytes of the meta file at `path` (all a meta holds; emoncms
+/// reads no more), which must be a plain file: a planted symlink (to `/dev/zero`) or a huge
+/// sparse file is not read whole.
+fn meta_head(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io_err("reading", path))?;
+    if !file.metadata().map_err(io_err("reading", path))?.is_file() {
+        return Err(StorageError::CorruptMeta {
+            path: path.to_path_buf(),
+            reason: "not a plain file".into(),
+        });
+    }
+    let mut bytes = Vec::with_capacity(fixed::META_LEN);
+    file.take(fixed::META_LEN as u64)
+        .read_to_end(&mut bytes)
+        .map_err(io_err("reading", path))?;
+    Ok(bytes)
+}
+
 /// The unix time of the last point in feed `id`'s files in `dir`, or `None` for a feed without
 /// data. Every file of the feed must exist.
 pub fn end_time(storage: Storage, dir: &Path, id: u32) -> Result<Option<u64>> {
@@ -95,7 +119,7 @@ pub fn end_time(storage: Storage, dir: &Path, id: u32) -> Result<Option<u64>> {
 
 fn fixed_end_time(dir: &Path, id: u32) -> Result<Option<u64>> {
     let meta_path = fixed::meta_path(dir, id);
-    let bytes = fs::read(&meta_path).map_err(io_err("reading", &meta_path))?;
+    let bytes = meta_head(&meta_path)?;
     let Some((interval, start_time)) = fixed::decode_meta(&bytes) else {
         return Err(StorageError::CorruptMeta {
             path: meta_path,
@@ -253,6 +277,33 @@ mod tests {
             [27]
         );
         assert!(whole_lengths(Storage::Variable, d, 2).is_err(), "no file");
+    }
+
+    /// A meta grown huge (sparse) is read from its first 16 bytes; a symlinked one is refused,
+    /// not followed.
+    #[test]
+    fn a_huge_or_symlinked_meta_is_not_read_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        fs::write(d.join("1.meta"), fixed::encode_meta(10, T0)).expect("meta");
+        File::options()
+            .write(true)
+            .open(d.join("1.meta"))
+            .and_then(|f| f.set_len(64 << 30))
+            .expect("sparse");
+        fs::write(d.join("1.dat"), [0u8; 8]).expect("dat");
+        assert_eq!(
+            whole_lengths(Storage::Fixed, d, 1).expect("lengths"),
+            [16, 8]
+        );
+        assert_eq!(
+            end_time(Storage::Fixed, d, 1).expect("end"),
+            Some(u64::from(T0) + 10)
+        );
+        fs::write(d.join("2.dat"), [0u8; 8]).expect("dat");
+        std::os::unix::fs::symlink("/dev/zero", d.join("2.meta")).expect("symlink");
+        assert!(whole_lengths(Storage::Fixed, d, 2).is_err());
+        assert!(end_time(Storage::Fixed, d, 2).is_err());
     }
 
     #[test]

@@ -1015,7 +1015,7 @@ fn sum_f32_lanes(bytes: &[u8]) -> (f64, u64) {
     (sums.iter().sum::<f64>() + s, counts.iter().sum::<u64>() + n)
 }
 
-fn write_meta(path: &Path, interval: u32, start_time: u32) -> Result<()> {
+pub(crate) fn write_meta(path: &Path, interval: u32, start_time: u32) -> Result<()> {
     let bytes = encode_meta(interval, start_time);
     let f = OpenOptions::new()
         .write(true)

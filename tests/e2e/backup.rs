@@ -108,6 +108,19 @@ async fn a_backup_under_load_restores_every_value_acknowledged_before_it_began()
     // A second backup into a non-empty directory is refused.
     let (status, _, err) = cli("backup", &data, &dest);
     assert!(!status.success() && err.contains("not empty"), "{err}");
+    // One into an existing empty directory open to everyone: the directory is made private,
+    // and the catalog copy in it (keys and password hashes) is its owner's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let open = keep.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let (status, out, err) = cli("backup", &data, &open);
+        assert!(status.success(), "{out}{err}");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode();
+        assert_eq!(mode(&open) & 0o777, 0o700);
+        assert_eq!(mode(&open.join("catalog.sqlite")) & 0o777, 0o600);
+    }
 
     // Restore: refused over data, and from an unfinished backup.
     let (status, _, err) = cli("restore", &data, &dest);
@@ -154,6 +167,23 @@ async fn a_backup_under_load_restores_every_value_acknowledged_before_it_began()
         .filter(|n| n.starts_with("restored"))
         .collect();
     assert!(left.is_empty(), "a failed restore left {left:?}");
+    // A backup whose listed file is a symlink (to a file of the host's) is refused, not
+    // followed into the restored data directory.
+    let linked = keep.path().join("linked");
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&dest)
+        .arg(&linked)
+        .status()
+        .expect("cp");
+    assert!(cp.success());
+    let planted = linked.join(last["path"].as_str().expect("path"));
+    let outside = keep.path().join("outside");
+    std::fs::copy(&planted, &outside).expect("copy");
+    std::fs::remove_file(&planted).expect("rm");
+    std::os::unix::fs::symlink(&outside, &planted).expect("symlink");
+    let (status, _, err) = cli("restore", &restored, &linked);
+    assert!(!status.success() && err.contains("symlink"), "{err}");
 
     let (status, out, err) = cli("restore", &restored, &dest);
     assert!(status.success(), "{out}{err}\n{log}");

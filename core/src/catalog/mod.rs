@@ -177,6 +177,18 @@ impl Catalog {
             .filename(db)
             .read_only(true)
             .busy_timeout(Duration::from_secs(10));
+        // The copy holds keys and password hashes: made readable by its owner only before
+        // SQLite writes it (an empty file is one `VACUUM INTO` accepts; it would create the
+        // file with the umask's mode).
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dest)
+                .map_err(sqlx::Error::Io)?;
+        }
         let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
         sqlx::query("VACUUM INTO ?")
             .bind(dest.to_string_lossy().into_owned())
