@@ -11,11 +11,12 @@
 //!
 //! # Writes (differs from emoncms on purpose)
 //!
-//! A point at a time already present overwrites that record, as in emoncms. A point older than
-//! the last record that is not an exact overwrite is **inserted** at its place (emoncms drops
-//! it), so history can be backfilled. Appends go to the end of the file; a flush that has to
-//! insert rewrites the file into a temporary copy and renames it over the original, so a crash
-//! leaves either the old or the new file, never a mix.
+//! A point at a time already present overwrites that record, as in emoncms: in place, four
+//! bytes of value (a kill leaves the old or the new, and the log replays the new). A point
+//! older than the last record that is not an exact overwrite is **inserted** at its place
+//! (emoncms drops it), so history can be backfilled. Appends go to the end of the file; a
+//! flush that has to insert rewrites the file into a temporary copy and renames it over the
+//! original, so a crash leaves either the old or the new file, never a mix.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -211,7 +212,12 @@ impl VariableFeed {
 
     /// Index of the first record on disk with time ≥ `t` (`disk_npoints` if none).
     fn disk_lower_bound(&self, f: &File, t: u32) -> Result<u64> {
-        let (mut lo, mut hi) = (0u64, self.disk_npoints);
+        self.disk_lower_bound_in(f, 0, t)
+    }
+
+    /// [`VariableFeed::disk_lower_bound`] among the records from index `lo` on.
+    fn disk_lower_bound_in(&self, f: &File, lo: u64, t: u32) -> Result<u64> {
+        let (mut lo, mut hi) = (lo.min(self.disk_npoints), self.disk_npoints);
         let mut rec = [0u8; RECORD as usize];
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -411,31 +417,85 @@ impl VariableFeed {
             return Ok(false);
         };
         match self.disk_last {
-            Some(last) if first_pending <= last => self.rewrite_from(first_pending)?,
-            _ => self.append_pending()?,
+            Some(last) if first_pending <= last => {
+                if !self.overwrite_in_place(last)? {
+                    self.rewrite_from(first_pending)?;
+                }
+            }
+            _ => {
+                let f = self.open_for_writing()?;
+                self.append(&f, 0)?;
+                f.sync_data().map_err(io_err("syncing", &self.path))?;
+            }
         }
         self.pending.clear();
         Ok(true)
     }
 
-    fn append_pending(&mut self) -> Result<()> {
-        let mut bytes = Vec::with_capacity(self.pending.len() * RECORD as usize);
-        for (&t, &v) in &self.pending {
-            encode_record(t, v, &mut bytes);
-        }
-        let f = OpenOptions::new()
+    fn open_for_writing(&self) -> Result<File> {
+        OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&self.path)
-            .map_err(io_err("opening", &self.path))?;
+            .map_err(io_err("opening", &self.path))
+    }
+
+    /// Appends the pending points after time `after` (not synced).
+    fn append(&mut self, f: &File, after: u32) -> Result<()> {
+        let mut bytes = Vec::new();
+        let (mut n, mut first, mut last) = (0u64, None, None);
+        for (&t, &v) in self.pending.range(after.saturating_add(1)..) {
+            if t <= after {
+                continue;
+            }
+            encode_record(t, v, &mut bytes);
+            n += 1;
+            first = first.or(Some(t));
+            last = Some(t);
+        }
+        if n == 0 {
+            return Ok(());
+        }
         f.write_all_at(&bytes, self.disk_npoints * RECORD)
             .map_err(io_err("writing", &self.path))?;
-        f.sync_data().map_err(io_err("syncing", &self.path))?;
-        self.disk_first = self.disk_first.or(self.pending.keys().next().copied());
-        self.disk_last = self.pending.keys().next_back().copied();
-        self.disk_npoints += self.pending.len() as u64;
+        self.disk_first = self.disk_first.or(first);
+        self.disk_last = last;
+        self.disk_npoints += n;
         Ok(())
+    }
+
+    /// When every pending point at or before the file's last record (`last`) is at a time the
+    /// file has (a resent reading, a value corrected), writes those values over the records'
+    /// in place and appends the later points, as emoncms updates a record; `false`, with
+    /// nothing written, when one would have to be inserted. A value is four bytes of one
+    /// record, so a kill leaves the old or the new value, and the log replays the new.
+    fn overwrite_in_place(&mut self, last: u32) -> Result<bool> {
+        let f = self.open_for_writing()?;
+        let mut found = Vec::new();
+        let mut lo = 0;
+        let mut rec = [0u8; RECORD as usize];
+        for (&t, &v) in self.pending.range(..=last) {
+            let i = self.disk_lower_bound_in(&f, lo, t)?;
+            if i == self.disk_npoints {
+                return Ok(false);
+            }
+            f.read_exact_at(&mut rec, i * RECORD)
+                .map_err(io_err("reading", &self.path))?;
+            if decode(&rec).0 != t {
+                return Ok(false);
+            }
+            found.push((i, v));
+            lo = i + 1;
+        }
+        for (i, v) in found {
+            f.write_all_at(&v.to_le_bytes(), i * RECORD + 5)
+                .map_err(io_err("writing", &self.path))?;
+        }
+        self.append(&f, last)?;
+        f.sync_data().map_err(io_err("syncing", &self.path))?;
+        Ok(true)
     }
 
     /// Inserts or overwrites older records: the file is rewritten into a temporary file that
@@ -658,6 +718,41 @@ mod tests {
             .into_iter()
             .map(|(t, v)| (i64::from(t) - T0, v))
             .collect()
+    }
+
+    /// Points at times the file has are written over their records in place (the file is not
+    /// rewritten), with later points appended; an insert still rewrites it.
+    #[test]
+    fn overwrites_are_written_in_place() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, mut f) = feed();
+        let points: Vec<(i64, Option<f64>)> =
+            (0..1000).map(|k| (T0 + 10 * k, Some(k as f64))).collect();
+        f.write(&points);
+        f.flush().expect("flush");
+        let path = file_path(dir.path(), 2);
+        let inode = || fs::metadata(&path).expect("stat").ino();
+        let before = inode();
+        f.write(&[
+            (T0 + 10, Some(-1.0)),
+            (T0 + 5000, Some(-2.0)),
+            (T0 + 9990, Some(-3.0)),
+            (T0 + 10_000, Some(-4.0)),
+        ]);
+        f.flush().expect("flush");
+        assert_eq!(inode(), before, "written in place");
+        let g = VariableFeed::open(dir.path(), 2).expect("open");
+        let got = all(&g);
+        assert_eq!(got.len(), 1001);
+        assert_eq!(got[1], (10, -1.0));
+        assert_eq!(got[500], (5000, -2.0));
+        assert_eq!(got[999], (9990, -3.0));
+        assert_eq!(got[1000], (10_000, -4.0));
+        assert_eq!(got[2], (20, 2.0));
+        f.write(&[(T0 + 15, Some(0.5))]);
+        f.flush().expect("flush");
+        assert_ne!(inode(), before, "an insert rewrites");
+        assert_eq!(all(&f)[2], (15, 0.5));
     }
 
     #[test]
