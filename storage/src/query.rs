@@ -46,6 +46,11 @@ pub enum QueryError {
     TooManyPoints { limit: u64, requested: i64 },
     #[error("Invalid time format")]
     InvalidTimeFormat,
+    /// ynni's own bound (emoncms has none): see [`MAX_RECORDS_READ`].
+    #[error(
+        "record limit reached ({limit} records of variable-interval feeds read for one request), reduce time range or request fewer feeds"
+    )]
+    TooManyRecords { limit: u64 },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -183,7 +188,16 @@ pub struct DataRequest {
     /// The feed's last update (time, value) as the feed list shows it, used by `delta` to fill
     /// the final window; the engine's last point when `None`.
     pub last_value: Option<(i64, Option<f64>)>,
+    /// The most records of a variable-interval feed the read may take from its file
+    /// ([`MAX_RECORDS_READ`] unless a caller sharing it among reads asks for less).
+    pub max_records: u64,
 }
+
+/// The most records of variable-interval feeds one request may read: an average reads every
+/// record in its range, on the shard's thread, which serves every other user of the shard
+/// meanwhile. 16 million records (144 MB, some tens of milliseconds warm) is five years of
+/// a feed written every 10 s; emoncms sets no bound and takes seconds for as many.
+pub const MAX_RECORDS_READ: u64 = 16_000_000;
 
 impl DataRequest {
     /// A request with emoncms's defaults for everything but the range and interval.
@@ -201,6 +215,7 @@ impl DataRequest {
             tz: Tz::UTC,
             max_datapoints: DEFAULT_MAX_DATAPOINTS,
             last_value: None,
+            max_records: MAX_RECORDS_READ,
         }
     }
 }
@@ -210,6 +225,8 @@ impl DataRequest {
 pub struct DataReply {
     pub format: TimeFormat,
     pub points: Vec<(i64, Option<f64>)>,
+    /// Records of a variable-interval feed read for it (0 for a fixed-interval feed).
+    pub records: u64,
 }
 
 /// Runs a `feed/data` request against a feed.
@@ -230,9 +247,12 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
     check_interval(interval, start, end, req.max_datapoints)?;
     let format = TimeFormat::parse(&req.timeformat).ok_or(QueryError::InvalidTimeFormat)?;
     let cap = req.max_datapoints;
-    let mut points = match feed {
-        Feed::Fixed(f) => fixed_series(f, start, end, interval, req, cap)?,
-        Feed::Variable(f) => variable_series(f, start, end, interval, req, cap)?,
+    let (mut points, records) = match feed {
+        Feed::Fixed(f) => (fixed_series(f, start, end, interval, req, cap)?, 0),
+        Feed::Variable(f) => {
+            let piece = variable_series(f, start, end, interval, req, cap)?;
+            (piece.points, piece.records)
+        }
     };
     if req.delta {
         let last = match req.last_value {
@@ -248,7 +268,11 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
             }
         }
     }
-    Ok(DataReply { format, points })
+    Ok(DataReply {
+        format,
+        points,
+        records,
+    })
 }
 
 /// emoncms's CSV download of one feed (the engines' CSV path): `<time>,<value>` lines, the
@@ -607,6 +631,8 @@ struct Piece {
     next: Option<i64>,
     /// A variable feed's averaging state at `next` (see [`variable_series_in`]).
     held: Held,
+    /// Records of a variable feed read for the piece.
+    records: u64,
 }
 
 /// A variable feed's record read but not yet counted, and whether it may count.
@@ -708,6 +734,7 @@ fn fixed_piece(
         points: out,
         next,
         held: None,
+        records: 0,
     })
 }
 
@@ -718,8 +745,8 @@ fn variable_series(
     interval: Interval,
     req: &DataRequest,
     cap: u64,
-) -> Result<Vec<(i64, Option<f64>)>, QueryError> {
-    Ok(variable_series_in(f, start, end, interval, req, cap, CHUNK, usize::MAX, None)?.points)
+) -> Result<Piece, QueryError> {
+    variable_series_in(f, start, end, interval, req, cap, CHUNK, usize::MAX, None)
 }
 
 /// [`variable_series`], reading `chunk` records at a time, up to `take` windows. A piece that
@@ -750,12 +777,21 @@ fn variable_series_in(
             points: Vec::new(),
             next: None,
             held: None,
+            records: 0,
         });
     };
     let clamp = |t: i64| t.clamp(0, i64::from(u32::MAX)) as u32;
+    // Without averaging, each window reads from its start to its first record: a chunk of
+    // that size at a window start, not a whole chunk (a coarse series over a dense feed
+    // would otherwise read all of it).
+    let chunk = if req.average {
+        chunk
+    } else {
+        chunk.min(SPARSE_CHUNK)
+    };
     // A piece that ends before the series does reads one record past its last window, as
     // the whole series would, to know where that window's last record belongs.
-    let mut recs = Records::new(f, clamp(first.0), clamp(last.1), chunk)?;
+    let mut recs = Records::new(f, clamp(first.0), clamp(last.1), chunk, req.max_records)?;
     let mut held: Held = None;
     let mut out = Vec::with_capacity(wins.len());
     if req.average {
@@ -819,6 +855,7 @@ fn variable_series_in(
         points: out,
         next,
         held,
+        records: recs.read,
     })
 }
 
@@ -836,13 +873,24 @@ struct Records<'a> {
     /// The record after `to` is still to be read.
     after: bool,
     chunk: usize,
+    /// Records read from the middle so far, and the most that may be.
+    read: u64,
+    limit: u64,
 }
 
 /// Records per chunk: 512 KiB in memory.
 const CHUNK: usize = 1 << 16;
+/// Records per chunk of a series without averaging, which needs each window's first only.
+const SPARSE_CHUNK: usize = 256;
 
 impl<'a> Records<'a> {
-    fn new(f: &'a VariableFeed, from: u32, to: u32, chunk: usize) -> Result<Self, StorageError> {
+    fn new(
+        f: &'a VariableFeed,
+        from: u32,
+        to: u32,
+        chunk: usize,
+        limit: u64,
+    ) -> Result<Self, StorageError> {
         let buf = f.last_before(from)?.into_iter().collect();
         Ok(Self {
             f,
@@ -852,16 +900,23 @@ impl<'a> Records<'a> {
             to,
             after: true,
             chunk,
+            read: 0,
+            limit,
         })
     }
 
-    /// The next record, read from the file if needed; `None` at the end.
-    fn peek(&mut self) -> Result<Option<(u32, f32)>, StorageError> {
+    /// The next record, read from the file if needed; `None` at the end. Reading past the
+    /// limit of records fails.
+    fn peek(&mut self) -> Result<Option<(u32, f32)>, QueryError> {
         while self.pos == self.buf.len() {
             self.pos = 0;
             self.buf.clear();
             if let Some(from) = self.next {
                 let (chunk, next) = self.f.read_chunk(from, self.to, self.chunk)?;
+                self.read += chunk.len() as u64;
+                if self.read > self.limit {
+                    return Err(QueryError::TooManyRecords { limit: self.limit });
+                }
                 self.buf = chunk;
                 self.next = next;
             } else if self.after {
@@ -880,7 +935,7 @@ impl<'a> Records<'a> {
 
     /// Moves past every record before `t`; a chunk read that would lie wholly before it is
     /// not made (a coarse series over a dense feed reads near its window starts only).
-    fn skip_before(&mut self, t: i64) -> Result<(), StorageError> {
+    fn skip_before(&mut self, t: i64) -> Result<(), QueryError> {
         loop {
             if self.buf.last().is_some_and(|r| i64::from(r.0) < t) {
                 self.pos = self.buf.len();
@@ -1145,6 +1200,41 @@ mod tests {
                 proptest::prop_assert_eq!(&got, &whole, "chunk {}", chunk);
             }
         }
+    }
+
+    /// An average reads every record in its range, and a request may read at most its
+    /// `max_records`; a series without averaging reads near its window starts only.
+    #[test]
+    fn variable_reads_are_held_to_their_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut f = VariableFeed::create(dir.path(), 1).expect("create");
+        let points: Vec<(i64, Option<f64>)> = (0..100_000)
+            .map(|k| (1_000 + 10 * k, Some(k as f64)))
+            .collect();
+        f.write(&points);
+        f.flush().expect("flush");
+        let feed = Feed::Variable(f);
+        let (start, end) = (1_000, 1_000 + 10 * 100_000);
+        let mut req = DataRequest::new(start, end, Interval::Seconds(100_000));
+        req.average = true;
+        let whole = data(&feed, &req).expect("average");
+        assert!(whole.points.len() >= 10, "{}", whole.points.len());
+        assert!(whole.records >= 100_000, "{}", whole.records);
+        req.max_records = 50_000;
+        assert!(matches!(
+            data(&feed, &req),
+            Err(QueryError::TooManyRecords { limit: 50_000 })
+        ));
+        req.average = false;
+        let sparse = data(&feed, &req).expect("no average");
+        assert_eq!(sparse.points.len(), whole.points.len());
+        let windows = whole.points.len() as u64;
+        assert!(
+            sparse.records <= windows * SPARSE_CHUNK as u64,
+            "{}",
+            sparse.records
+        );
+        assert_eq!(sparse.points[1], (101_000, Some(10_000.0)));
     }
 
     #[test]

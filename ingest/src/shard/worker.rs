@@ -924,6 +924,8 @@ impl Worker {
         let list = ProcessList::parse(list);
         // The sources: feed arguments of the list's steps, read on the same grid.
         let mut sources: HashMap<u32, HashMap<i64, Value>> = HashMap::new();
+        // The sources share the request's records (see `DataRequest::max_records`).
+        let mut records = 0u64;
         for &f in list.feed_args() {
             if !owned.contains(&f) || sources.contains_key(&f) {
                 continue;
@@ -937,8 +939,13 @@ impl Worker {
             sreq.limitinterval = false;
             sreq.timeformat = "unix".into();
             sreq.last_value = None;
+            sreq.max_records = req.max_records.saturating_sub(records);
             let values = match self.store.feed(f) {
-                Ok(feed) => query::data(feed, &sreq)?.points.into_iter().collect(),
+                Ok(feed) => {
+                    let reply = query::data(feed, &sreq)?;
+                    records += reply.records;
+                    reply.points.into_iter().collect()
+                }
                 Err(_) => HashMap::new(),
             };
             sources.insert(f, values);
@@ -963,7 +970,11 @@ impl Worker {
                 points.push((t, v));
             }
         }
-        Ok(query::DataReply { format, points })
+        Ok(query::DataReply {
+            format,
+            points,
+            records,
+        })
     }
 
     /// Checks and logs every accepted submission (their syncs shared); [`Worker::apply`]

@@ -59,10 +59,12 @@ pub(super) struct Forced {
     pub csv: bool,
 }
 
-/// A series ready to render: the reply's time format and the points.
+/// A series ready to render: the reply's time format and the points, and the records of
+/// variable-interval feeds read for it.
 struct Series {
     format: TimeFormat,
     points: Vec<(i64, Option<f64>)>,
+    records: u64,
 }
 
 pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
@@ -204,6 +206,7 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
     let mut budget = PointBudget::new(MAX_TOTAL_POINTS);
     let mut work = PointBudget::new(MAX_VIRTUAL_WORK);
     let mut source_reads = PointBudget::new(MAX_VIRTUAL_SOURCE_READS);
+    let mut records_left = query::MAX_RECORDS_READ;
     let mut store: Vec<Series> = Vec::with_capacity(plan.reads.len());
     for (key, &uses) in plan.reads.iter().zip(&plan.uses) {
         let Some(row) = rows.get(key.row) else {
@@ -212,12 +215,15 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
             store.push(Series {
                 format: TimeFormat::UnixMs,
                 points: Vec::new(),
+                records: 0,
             });
             continue;
         };
         let mut req = base.clone();
         req.average = key.average;
         req.delta = key.delta;
+        // The records of variable-interval feeds are shared among the request's reads.
+        req.max_records = records_left;
         // A virtual feed is charged its work before it is done (once, however many times the
         // request lists it): its list runs at every point of the grid over a read of each
         // source, whatever it returns.
@@ -239,6 +245,7 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
         }
         let s = read(call, row, req).await?;
         budget.take(s.points.len(), uses).map_err(ApiError::Fail)?;
+        records_left = records_left.saturating_sub(s.records);
         store.push(s);
     }
     let series: Vec<Option<&Series>> = plan
@@ -634,10 +641,12 @@ async fn read(call: &Call<'_>, row: &FeedRow, req: DataRequest) -> Result<Series
         FeedAnswer::Data(d) => Ok(Series {
             format: d.format,
             points: d.points,
+            records: d.records,
         }),
         _ => Ok(Series {
             format: TimeFormat::UnixMs,
             points: Vec::new(),
+            records: 0,
         }),
     }
 }
@@ -736,6 +745,7 @@ mod tests {
         Series {
             format,
             points: points.to_vec(),
+            records: 0,
         }
     }
 
