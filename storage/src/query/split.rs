@@ -26,6 +26,9 @@ pub struct SplitRequest {
     pub tz: Tz,
     /// The most periods answered; more is emoncms's datapoint-limit error.
     pub max_rows: u64,
+    /// The most values (periods times offsets) answered, checked before any is read: more is
+    /// the same error, with this limit.
+    pub max_values: u64,
 }
 
 /// A period start (unix seconds) and the value at each offset after it.
@@ -45,6 +48,13 @@ pub fn split(feed: &Feed, req: &SplitRequest) -> Result<Vec<SplitRow>, QueryErro
         req.tz,
         req.max_rows,
     )?;
+    let values = (periods.len() as u64).saturating_mul(req.offsets.len() as u64);
+    if values > req.max_values {
+        return Err(QueryError::TooManyPoints {
+            limit: req.max_values,
+            requested: i64::try_from(values).unwrap_or(i64::MAX),
+        });
+    }
     let mut rows = Vec::with_capacity(periods.len());
     for (t, _) in periods {
         let values = req
@@ -81,7 +91,30 @@ mod tests {
             offsets: hours.iter().map(|h| (h * 3600.0) as i64).collect(),
             tz,
             max_rows: 20_000,
+            max_values: 400_000,
         }
+    }
+
+    /// Periods times offsets past the most values is refused before any is read.
+    #[test]
+    fn too_many_values_are_refused_before_reading() {
+        let dir = tempfile::tempdir().expect("dir");
+        let f = feed(dir.path(), 3);
+        let hours: Vec<f64> = (0..48).map(|h| f64::from(h) / 2.0).collect();
+        let mut req = request(
+            1_704_067_200,
+            1_704_067_200 + 30 * 86_400,
+            Calendar::Daily,
+            &hours,
+            Tz::UTC,
+        );
+        let periods = split(&f, &req).expect("fits").len() as u64;
+        req.max_values = periods * 48 - 1;
+        assert!(matches!(
+            split(&f, &req),
+            Err(QueryError::TooManyPoints { limit, requested })
+                if limit == periods * 48 - 1 && requested == (periods * 48) as i64
+        ));
     }
 
     #[test]

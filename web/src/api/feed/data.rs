@@ -293,7 +293,9 @@ async fn split_reply(
             answers.push(None);
             continue;
         };
-        let answer = split::read(call, row, want).await?;
+        // What the reply may still hold bounds what the shard computes, not only what is
+        // sent.
+        let answer = split::read(call, row, want, budget.left).await?;
         if let split::Answer::Rows(rows) = &answer {
             budget
                 .take(rows.len() * want.width().max(1), 1)

@@ -104,6 +104,7 @@ pub(super) async fn read(
     call: &Call<'_>,
     row: &FeedRow,
     want: &Wanted,
+    max_values: usize,
 ) -> Result<Answer, ApiError> {
     if want.end <= want.start {
         return Err(ApiError::fail(query::QueryError::EndBeforeStart));
@@ -127,6 +128,7 @@ pub(super) async fn read(
         offsets,
         tz: want.tz,
         max_rows: DEFAULT_MAX_DATAPOINTS,
+        max_values: max_values as u64,
     };
     let op = FeedOp::Split {
         id: row.id as u32,
