@@ -1406,20 +1406,38 @@ impl Core {
         }
         // Inputs whose list was stopped, warned of once per record.
         let mut warned: HashSet<i64> = HashSet::new();
-        for batch in &record.batches {
-            let t = batch.time;
-            // Live values for subscribers: not sent again when a batch is replayed.
-            if self.input_outputs && !replaying {
+        // Live values for subscribers: not sent again when a batch is replayed; of a record of
+        // several rows (a bulk upload), each input's last only. The outputs channel is shared
+        // by every user of the server: a 50,000-value upload sent value by value overran it,
+        // making every live page reload and the MQTT publisher drop other accounts' values.
+        if self.input_outputs && !replaying {
+            let send = |node: &str, name: &str, time: i64, value: Value| {
+                let _ = self.outputs.send(Output::Input {
+                    userid,
+                    node: node.to_string(),
+                    name: name.to_string(),
+                    time,
+                    value,
+                });
+            };
+            if let [batch] = record.batches.as_slice() {
                 for (name, value) in &batch.values {
-                    let _ = self.outputs.send(Output::Input {
-                        userid,
-                        node: batch.node.clone(),
-                        name: name.clone(),
-                        time: t,
-                        value: *value,
-                    });
+                    send(&batch.node, name, batch.time, *value);
+                }
+            } else {
+                let mut last: HashMap<(&str, &str), (i64, Value)> = HashMap::new();
+                for batch in &record.batches {
+                    for (name, value) in &batch.values {
+                        last.insert((batch.node.as_str(), name.as_str()), (batch.time, *value));
+                    }
+                }
+                for ((node, name), (time, value)) in last {
+                    send(node, name, time, value);
                 }
             }
+        }
+        for batch in &record.batches {
+            let t = batch.time;
             let mut queued: Vec<(i64, Value, Arc<ProcessList>)> = Vec::new();
             for (name, value) in &batch.values {
                 let key = (batch.node.clone(), name.clone());
@@ -2441,6 +2459,42 @@ mod tests {
             .export_flushed
             .and_then(|at| at.checked_sub(EXPORT_FLUSH_EVERY));
         assert_eq!(export(&mut w, true), 8);
+    }
+
+    /// A bulk upload's live values go out once per input, its last, not once per row: the
+    /// outputs channel is every user's.
+    #[test]
+    fn a_bulk_upload_sends_each_inputs_last_value_once() {
+        let rig = Rig::new();
+        let mut w = rig.open();
+        w.core.input_outputs = true;
+        let mut rx = rig.outputs.subscribe();
+        let batches = (0..50)
+            .map(|row| Decoded {
+                time: T + row,
+                node: "house".into(),
+                values: (0..10)
+                    .map(|k| (format!("v{k}"), Some((row * 10 + k) as f64)))
+                    .collect(),
+            })
+            .collect();
+        let sub = Submission {
+            userid: rig.userid,
+            batches,
+            http: true,
+        };
+        submit(&mut w, sub).expect("stored");
+        let mut inputs = BTreeMap::new();
+        while let Ok(out) = rx.try_recv() {
+            if let Output::Input {
+                name, time, value, ..
+            } = out
+            {
+                assert!(inputs.insert(name, (time, value)).is_none(), "sent twice");
+            }
+        }
+        assert_eq!(inputs.len(), 10);
+        assert_eq!(inputs["v3"], (T + 49, Some(493.0)));
     }
 
     /// A small deterministic generator (splitmix64), so a failure reproduces.
