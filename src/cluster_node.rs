@@ -141,6 +141,9 @@ pub async fn join(c: &ClusterSettings) -> anyhow::Result<Joined> {
         })?;
     let pool = ynni_cluster::db::connect(&c.postgres, CONNECT_TIMEOUT).await?;
     let lease = Duration::from_millis(c.lease_ms);
+    // Before registering: a node on the wrong directory, or with another secret or lease,
+    // must never take a vshard.
+    ynni_cluster::identity::check(&pool, dir, &c.secret, lease, &c.node_id).await?;
     let membership = Membership::join(pool.clone(), &c.node_id, &c.advertise, lease).await?;
     tracing::info!(node = %c.node_id, advertise = %c.advertise, "joined the cluster");
     let host = c

@@ -7,6 +7,8 @@
 //!   (rendezvous hashing, so a node joining or leaving moves only the vshards it must).
 //! - [`registry`]: nodes join with a heartbeat; a second process claiming a live node's id is
 //!   refused.
+//! - [`identity`]: the cluster's id in Postgres and in the shared directory, and the settings
+//!   every node must share, checked before a node joins.
 //! - [`lease`]: vshard leases with epochs and the local deadline that fences a node that can
 //!   no longer renew (the argument is in that module's documentation).
 //! - [`ownership`]: a node's vshards kept by ticking: heartbeat, placement, renewals,
@@ -21,6 +23,7 @@
 
 pub mod db;
 pub mod error;
+pub mod identity;
 pub mod lease;
 pub mod ownership;
 pub mod placement;

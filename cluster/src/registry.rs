@@ -50,7 +50,7 @@ impl Membership {
         advertise: &str,
         lease: Duration,
     ) -> Result<Self, ClusterError> {
-        let instance = instance_token()?;
+        let instance = random_token()?;
         let give_up = tokio::time::Instant::now() + lease + Duration::from_secs(1);
         loop {
             let joined: Option<String> = sqlx::query_scalar(
@@ -157,7 +157,7 @@ impl Membership {
 }
 
 /// A random token for this process, from the OS random generator.
-fn instance_token() -> Result<String, ClusterError> {
+pub(crate) fn random_token() -> Result<String, ClusterError> {
     let mut buf = [0u8; 16];
     getrandom::fill(&mut buf).map_err(|e| ClusterError::Random(e.to_string()))?;
     Ok(hex::encode(buf))

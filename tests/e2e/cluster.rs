@@ -120,6 +120,60 @@ async fn cluster_status_and_a_duplicate_node_id_against_postgres() {
     beating.abort();
 }
 
+/// A node whose shared directory is not the others' (an empty mount point) or whose secret
+/// differs from the running nodes' stops before it registers, naming the setting.
+#[tokio::test]
+async fn a_node_on_another_directory_or_with_another_secret_is_refused() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    // n1 made the cluster on `shared` and is running.
+    let pool = ynni_cluster::db::connect(&pg.url(), Duration::from_secs(10))
+        .await
+        .expect("connect");
+    let lease = Duration::from_secs(1);
+    let id = ynni_cluster::identity::check(&pool, &shared, "0123456789abcdef0123", lease, "n1")
+        .await
+        .expect("identity");
+    let marker =
+        std::fs::read_to_string(shared.join(ynni_cluster::identity::MARKER)).expect("marker");
+    assert_eq!(marker, id);
+    let n1 = ynni_cluster::registry::Membership::join(pool, "n1", "127.0.0.1:9001", lease)
+        .await
+        .expect("join");
+    let beating = {
+        let m = n1.clone();
+        tokio::spawn(async move {
+            while m.heartbeat().await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    // n2 on an empty directory.
+    let empty = dir.path().join("empty-mount");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let cfg = config(dir.path(), &pg.url(), &empty, "n2");
+    let o = tokio::task::spawn_blocking(move || ynni(&["serve"], &cfg))
+        .await
+        .expect("serve");
+    assert!(!o.status.success());
+    assert!(said(&o).contains("cluster.shared_dir"), "{}", said(&o));
+    assert!(!empty.join(ynni_cluster::identity::MARKER).exists());
+    // n2 on the right directory with another secret.
+    let cfg = config(dir.path(), &pg.url(), &shared, "n2");
+    let other = std::fs::read_to_string(&cfg)
+        .expect("read")
+        .replace("0123456789abcdef0123", "another-secret-of-20c");
+    std::fs::write(&cfg, other).expect("write");
+    let o = tokio::task::spawn_blocking(move || ynni(&["serve"], &cfg))
+        .await
+        .expect("serve");
+    assert!(!o.status.success());
+    assert!(said(&o).contains("cluster.secret"), "{}", said(&o));
+    beating.abort();
+}
+
 #[tokio::test]
 async fn user_add_and_list_use_the_clusters_postgres() {
     let pg = Postgres::start();
