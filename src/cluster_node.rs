@@ -70,6 +70,14 @@ impl Joined {
         self.membership.set_mqtt(&addr).await?;
         Ok(())
     }
+
+    /// Leaves the registry before serving anything (a start-up that failed after
+    /// registering), so the others do not wait for its registration to age out.
+    pub async fn leave(self) {
+        if let Err(e) = self.membership.leave().await {
+            tracing::warn!(error = %e, "leaving the cluster registry failed; the others wait for this node's heartbeat to age out");
+        }
+    }
 }
 
 /// The other nodes' brokers, by the vshards they own: where a device's connection is passed
@@ -120,9 +128,44 @@ pub struct Hooks {
     pub opened: Arc<dyn Fn(u32) + Send + Sync>,
 }
 
-/// Checks the shared directory, Postgres and the node id (each failure naming its setting)
-/// and registers this node.
-pub async fn join(c: &ClusterSettings) -> anyhow::Result<Joined> {
+/// The checks [`join`] made, for [`Checked::register`] once the node can serve.
+pub struct Checked {
+    pool: PgPool,
+    lease: Duration,
+    node_id: String,
+    advertise: String,
+}
+
+impl Checked {
+    /// Registers this node: from now on the others count it live and hand it vshards, so
+    /// this comes once everything it serves with is bound and started (a start-up that fails
+    /// after registering left its share of vshards unowned until the registration aged out).
+    pub async fn register(self) -> anyhow::Result<Joined> {
+        let membership = Membership::join(
+            self.pool.clone(),
+            &self.node_id,
+            &self.advertise,
+            self.lease,
+        )
+        .await?;
+        tracing::info!(node = %self.node_id, advertise = %self.advertise, "joined the cluster");
+        let host = self
+            .advertise
+            .rsplit_once(':')
+            .map_or(self.advertise.as_str(), |(h, _)| h)
+            .to_string();
+        Ok(Joined {
+            pool: self.pool,
+            membership,
+            timing: Timing::new(self.lease),
+            host,
+        })
+    }
+}
+
+/// Checks the shared directory, Postgres, the cluster's identity and the settings the nodes
+/// must share (each failure naming its setting); [`Checked::register`] then registers it.
+pub async fn join(c: &ClusterSettings) -> anyhow::Result<Checked> {
     let dir = &c.shared_dir;
     if !dir.is_dir() {
         anyhow::bail!(
@@ -144,18 +187,14 @@ pub async fn join(c: &ClusterSettings) -> anyhow::Result<Joined> {
     // Before registering: a node on the wrong directory, or with another secret or lease,
     // must never take a vshard.
     ynni_cluster::identity::check(&pool, dir, &c.secret, lease, &c.node_id).await?;
-    let membership = Membership::join(pool.clone(), &c.node_id, &c.advertise, lease).await?;
-    tracing::info!(node = %c.node_id, advertise = %c.advertise, "joined the cluster");
-    let host = c
-        .advertise
-        .rsplit_once(':')
-        .map_or(c.advertise.as_str(), |(h, _)| h)
-        .to_string();
-    Ok(Joined {
+    // A node id another live process holds is refused here already, before anything binds
+    // (registering checks it again).
+    ynni_cluster::registry::check_free(&pool, &c.node_id, lease).await?;
+    Ok(Checked {
         pool,
-        membership,
-        timing: Timing::new(lease),
-        host,
+        lease,
+        node_id: c.node_id.clone(),
+        advertise: c.advertise.clone(),
     })
 }
 

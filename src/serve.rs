@@ -34,8 +34,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         None => None,
     };
-    // Cluster mode: checked and registered before anything listens; the catalog is the
-    // cluster's Postgres and the feeds and logs live in the shared directory.
+    // Cluster mode: checked before anything listens, registered once everything is started;
+    // the catalog is the cluster's Postgres and the feeds and logs live in the shared
+    // directory.
     let cluster = match &settings.cluster {
         Some(c) => Some((
             crate::cluster_node::join(c).await?,
@@ -196,12 +197,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(b) = billing {
         state = state.with_billing(b);
     }
-    if let (Some((joined, _, c)), Some(mqtt_owners)) = (cluster, mqtt_owners) {
-        joined.set_mqtt_port(mqtt.addr.port()).await?;
+    if let (Some((checked, _, c)), Some(mqtt_owners)) = (cluster, mqtt_owners) {
         let forwarder = Arc::new(
             ynni_web::Forwarder::new(c.node_id.clone(), c.secret.clone())
                 .context("building the client that forwards requests to other nodes")?,
         );
+        let joined = checked.register().await?;
+        if let Err(e) = joined.set_mqtt_port(mqtt.addr.port()).await {
+            joined.leave().await;
+            return Err(e);
+        }
         state = state.with_forwarder(forwarder.clone());
         if let Some(limits) = shared_limits {
             state = state.with_shared_limits(limits);

@@ -157,6 +157,34 @@ impl Membership {
 }
 
 /// A random token for this process, from the OS random generator.
+/// Whether `node_id` is free to register: waits up to one lease for a live holder's
+/// heartbeat to age out (a crashed predecessor's does), then refuses, as
+/// [`Membership::join`] would. For a start-up that checks before it binds anything and
+/// registers once it can serve.
+pub async fn check_free(pool: &PgPool, node_id: &str, lease: Duration) -> Result<(), ClusterError> {
+    let give_up = tokio::time::Instant::now() + lease + Duration::from_secs(1);
+    loop {
+        let age: Option<f64> = sqlx::query_scalar(
+            "SELECT EXTRACT(EPOCH FROM clock_timestamp() - heartbeat)::float8 \
+             FROM cluster_nodes WHERE node_id = $1",
+        )
+        .bind(node_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(ClusterError::db("reading the node registry"))?;
+        let Some(age) = age.filter(|a| *a < lease.as_secs_f64()) else {
+            return Ok(());
+        };
+        if tokio::time::Instant::now() >= give_up {
+            return Err(ClusterError::NodeIdInUse {
+                node_id: node_id.to_string(),
+                age: Duration::from_secs_f64(age.max(0.0)),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 pub(crate) fn random_token() -> Result<String, ClusterError> {
     let mut buf = [0u8; 16];
     getrandom::fill(&mut buf).map_err(|e| ClusterError::Random(e.to_string()))?;

@@ -171,6 +171,26 @@ async fn a_node_on_another_directory_or_with_another_secret_is_refused() {
         .expect("serve");
     assert!(!o.status.success());
     assert!(said(&o).contains("cluster.secret"), "{}", said(&o));
+    // n2 with everything right but a setting that fails start-up later (an MQTT WebSocket
+    // address that is none): it stops without having registered, so the others never count
+    // it live and hand it vshards.
+    let cfg = config(dir.path(), &pg.url(), &shared, "n2");
+    let bad = std::fs::read_to_string(&cfg).expect("read").replace(
+        "[mqtt]\nlisten = \"127.0.0.1:0\"\n",
+        "[mqtt]\nlisten = \"127.0.0.1:0\"\nws_listen = \"nowhere\"\n",
+    );
+    assert!(bad.contains("nowhere"), "{bad}");
+    std::fs::write(&cfg, bad).expect("write");
+    let run = cfg.clone();
+    let o = tokio::task::spawn_blocking(move || ynni(&["serve"], &run))
+        .await
+        .expect("serve");
+    assert!(!o.status.success());
+    assert!(said(&o).contains("mqtt.ws_listen"), "{}", said(&o));
+    let o = ynni(&["cluster", "status"], &cfg);
+    let report = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(report.contains("nodes: 1"), "{report}");
+    assert!(!report.contains("n2"), "{report}");
     beating.abort();
 }
 
