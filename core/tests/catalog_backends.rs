@@ -496,42 +496,37 @@ async fn a_key_change_on_one_node_reaches_the_others() {
         .await
         .expect("db")
         .expect("created");
-    // b remembers keys once its listener is up: a read key changed in the database behind the
-    // catalogs' backs (no announcement) still works at b, from its cache.
+    // b remembers keys once its listener is up: a login time changed in the database (a
+    // change no node is told of, as a login's) is not seen at b while it answers from its
+    // cache.
     let raw = sqlx::PgPool::connect(&pg.url()).await.expect("raw");
-    let set_read = |key: String| {
-        let raw = raw.clone();
+    let login_time = |key: String| {
+        let b = b.clone();
         async move {
-            sqlx::query("UPDATE users SET apikey_read = $1 WHERE id = $2")
-                .bind(key)
-                .bind(user.id)
-                .execute(&raw)
-                .await
-                .expect("update");
-        }
-    };
-    let hidden = "0".repeat(32);
-    let mut cached = false;
-    for _ in 0..50 {
-        assert!(
-            b.user_by_apikey(&user.apikey_read)
+            b.user_by_apikey(&key)
                 .await
                 .expect("db")
-                .is_some()
-        );
-        set_read(hidden.clone()).await;
-        cached = b
-            .user_by_apikey(&user.apikey_read)
+                .expect("known")
+                .0
+                .lastlogin
+        }
+    };
+    let mut cached = false;
+    for _ in 0..50 {
+        let before = login_time(user.apikey_read.clone()).await;
+        sqlx::query("UPDATE users SET lastlogin = lastlogin + 1 WHERE id = $1")
+            .bind(user.id)
+            .execute(&raw)
             .await
-            .expect("db")
-            .is_some();
+            .expect("update");
+        cached = login_time(user.apikey_read.clone()).await == before;
         if cached {
             break;
         }
-        set_read(user.apikey_read.clone()).await;
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(cached, "b never cached the key");
+    let stale = login_time(user.apikey_read.clone()).await;
     assert!(
         b.user_by_apikey(&user.apikey_write)
             .await
@@ -586,14 +581,70 @@ async fn a_key_change_on_one_node_reaches_the_others() {
         None,
         "the other node still knows a deleted feed"
     );
-    // The announcement emptied b's whole cache: the read key changed behind its back is now
-    // read afresh, and refused.
-    assert!(
-        b.user_by_apikey(&user.apikey_read)
+    // The announcement emptied b's whole cache: the login time it did not hear of is read
+    // afresh.
+    assert_ne!(login_time(user.apikey_read.clone()).await, stale);
+}
+
+/// A change committed by a node that then stops at once (a command-line tool closing its
+/// pool, a crash) still reaches the others: the database announces it with its commit.
+#[tokio::test]
+async fn a_key_change_reaches_the_others_when_its_node_stops_at_once() {
+    let pg = postgres::Postgres::start();
+    let a = Catalog::open_postgres(&pg.url()).await.expect("open a");
+    let b = Catalog::open_postgres(&pg.url()).await.expect("open b");
+    let user = a
+        .create_user(&new_user("alice"), false)
+        .await
+        .expect("db")
+        .expect("created");
+    // b answers from its cache once its listener is up: a login time changed behind its
+    // back (never announced) is not seen.
+    let raw = sqlx::PgPool::connect(&pg.url()).await.expect("raw");
+    let login = |b: &Catalog| {
+        let (b, key) = (b.clone(), user.apikey_write.clone());
+        async move {
+            b.user_by_apikey(&key)
+                .await
+                .expect("db")
+                .expect("known")
+                .0
+                .lastlogin
+        }
+    };
+    let mut cached = false;
+    for _ in 0..50 {
+        let before = login(&b).await;
+        sqlx::query("UPDATE users SET lastlogin = lastlogin + 1 WHERE id = $1")
+            .bind(user.id)
+            .execute(&raw)
+            .await
+            .expect("update");
+        cached = login(&b).await == before;
+        if cached {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(cached, "b never cached the key");
+    let changed = std::time::Instant::now();
+    a.regenerate_apikey(user.id, KeyKind::Write)
+        .await
+        .expect("db");
+    a.close().await;
+    let mut refused = false;
+    while changed.elapsed() < std::time::Duration::from_secs(1) {
+        if b.user_by_apikey(&user.apikey_write)
             .await
             .expect("db")
             .is_none()
-    );
+        {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the other node accepts the old key a second after");
 }
 
 /// Two nodes on one PostgreSQL catalog: while one holds an account's creation lock, the other

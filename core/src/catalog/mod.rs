@@ -310,9 +310,11 @@ pub(crate) fn forget_keys(keys: &std::sync::RwLock<KeyCache>) {
     cache.feeds.clear();
 }
 
-/// Tells every node's catalog that an account or a feed row changed (PostgreSQL's NOTIFY, delivered to each
-/// listening connection once the change has committed). Sent from a task, as it is called from
-/// a guard's `drop`.
+/// Tells every node's catalog that an account or a feed row changed (PostgreSQL's NOTIFY,
+/// delivered to each listening connection once the change has committed). Sent from a task,
+/// as it is called from a guard's `drop`. An account's change is also announced by the
+/// database's own trigger in the change's transaction (migration 0010), which nothing can
+/// lose; this covers what the trigger does not watch.
 pub(crate) fn notify_key_change(pool: &PgPool) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
@@ -344,7 +346,15 @@ async fn listen_for_key_changes(pool: PgPool, keys: std::sync::Weak<std::sync::R
             cache.write().unwrap_or_else(|p| p.into_inner()).enabled = true;
             drop(cache);
             loop {
-                listener.recv().await?;
+                // `try_recv`, not `recv`: `recv` reconnects by itself and carries on, and what
+                // was announced while the connection was down is never heard. A lost
+                // connection ends this listening, so the cache is switched off until a new
+                // one listens.
+                if listener.try_recv().await?.is_none() {
+                    return Err(sqlx::Error::Protocol(
+                        "the listening connection was lost".into(),
+                    ));
+                }
                 match keys.upgrade() {
                     Some(cache) => forget_keys(&cache),
                     None => return Ok(false),
