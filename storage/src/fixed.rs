@@ -91,6 +91,8 @@ pub struct FixedFeed {
     map: OnceLock<Option<Mmap>>,
     /// Bytes of `.dat` already regrouped for huge pages ([`crate::huge_pages`]).
     huge_done: AtomicU64,
+    /// Whether the map was used since [`FixedFeed::release_idle_map`] last looked.
+    map_used: std::sync::atomic::AtomicBool,
     /// Averaged levels for long means ([`crate::levels`]), built on first use. Reads take
     /// `&self`, so they sit behind a lock that only this feed's owner ever takes.
     levels: Mutex<Levels>,
@@ -162,6 +164,7 @@ impl FixedFeed {
             meta_dirty: false,
             map: OnceLock::new(),
             huge_done: AtomicU64::new(0),
+            map_used: std::sync::atomic::AtomicBool::new(false),
             levels: Mutex::new(Levels::default()),
             levels_path,
             save_levels_on_close: true,
@@ -232,6 +235,7 @@ impl FixedFeed {
             meta_dirty: empty_with_start,
             map: OnceLock::new(),
             huge_done: AtomicU64::new(0),
+            map_used: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -390,6 +394,8 @@ impl FixedFeed {
 
     /// The `.dat` bytes as of the last flush, mapped on first use.
     fn disk_bytes(&self) -> Result<&[u8]> {
+        self.map_used
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(map) = self.map.get() {
             return Ok(map.as_deref().unwrap_or(&[]));
         }
@@ -514,6 +520,25 @@ impl FixedFeed {
     /// Saves and drops the levels when nothing read them for `idle` and the feed has nothing
     /// unflushed (see [`crate::levels`]). They are a cache: a failure keeps them in memory
     /// and is logged, not returned.
+    /// Unmaps the `.dat` if it was not read since the last call (the store calls this at
+    /// each flush): a process may hold some 65,000 maps in all (`vm.max_map_count`), and a
+    /// server reading many feeds once (a scraper, every account's feed list after a start)
+    /// would otherwise keep a map for each until the feed is next written, and then fail to
+    /// map anything, memory included.
+    pub fn release_idle_map(&mut self) {
+        if !self
+            .map_used
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.map = OnceLock::new();
+        }
+    }
+
+    /// Whether the `.dat` is mapped now.
+    pub fn is_mapped(&self) -> bool {
+        self.map.get().is_some_and(Option::is_some)
+    }
+
     pub fn release_idle_levels(&mut self, idle: std::time::Duration) {
         if let Err(e) = self.try_release_levels(idle) {
             tracing::warn!(feed = self.id, error = %e, "could not save a feed's averaged levels");
@@ -1524,6 +1549,24 @@ mod tests {
         let mut g = g;
         g.clear().expect("clear");
         assert!(!path.exists());
+    }
+
+    /// A feed's `.dat` map is dropped once a whole flush interval passed without a read, and
+    /// made again by the next read.
+    #[test]
+    fn an_unread_feed_gives_its_map_back() {
+        let (_dir, mut f) = feed(10);
+        f.write(&[(T0, Some(1.0)), (T0 + 10, Some(2.0))], false)
+            .expect("write");
+        f.flush().expect("flush");
+        assert_eq!(f.read_slots(0, 2).expect("read"), vec![1.0, 2.0]);
+        assert!(f.is_mapped());
+        f.release_idle_map();
+        assert!(f.is_mapped(), "read since the last look");
+        f.release_idle_map();
+        assert!(!f.is_mapped(), "not read since");
+        assert_eq!(f.read_slots(0, 2).expect("read"), vec![1.0, 2.0]);
+        assert!(f.is_mapped());
     }
 
     #[test]

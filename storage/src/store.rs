@@ -588,6 +588,7 @@ impl FeedStore {
             }
             if let Feed::Fixed(f) = feed {
                 f.release_idle_levels(crate::levels::IDLE);
+                f.release_idle_map();
             }
         }
         self.pending = 0;
