@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use ynni_cluster::registry::Drain;
 use ynni_config::{ClusterSettings, Settings};
 
 /// How long reaching the cluster's Postgres may take before start-up gives up.
@@ -32,8 +33,15 @@ pub async fn status(settings: &Settings, vshards: bool) -> anyhow::Result<()> {
 pub async fn drain(settings: &Settings, node: &str, draining: bool) -> anyhow::Result<()> {
     let c = section(settings)?;
     let pool = ynni_cluster::db::connect(&c.postgres, CONNECT_TIMEOUT).await?;
-    if !ynni_cluster::registry::set_draining(&pool, node, draining).await? {
-        bail!("no node {node:?} is registered in this cluster (see ynni cluster status)");
+    let lease = Duration::from_millis(c.lease_ms);
+    match ynni_cluster::registry::set_draining(&pool, node, draining, lease).await? {
+        Drain::Done => {}
+        Drain::NoSuchNode => {
+            bail!("no node {node:?} is registered in this cluster (see ynni cluster status)")
+        }
+        Drain::LastNode => bail!(
+            "{node:?} is the last live node not draining: drained, it would hand every vshard over and nobody would take them (start another node first)"
+        ),
     }
     if draining {
         println!("{node} is draining: its vshards move to the other nodes");

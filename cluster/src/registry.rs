@@ -16,20 +16,50 @@ pub struct Node {
     pub advertise: String,
 }
 
+/// What [`set_draining`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    Done,
+    /// No node of that id is registered.
+    NoSuchNode,
+    /// Refused: no other live node that is not draining would be left to take its vshards
+    /// (all of them would be handed over and nobody would take any).
+    LastNode,
+}
+
 /// Marks `node_id` as draining (or no longer draining): placement stops giving it vshards, so
-/// the others take them over as it hands them on. `false` if no such node is registered.
+/// the others take them over as it hands them on. A node is not drained unless another live
+/// node (heartbeat within `lease`) that is not draining remains.
 pub async fn set_draining(
     pool: &PgPool,
     node_id: &str,
     draining: bool,
-) -> Result<bool, ClusterError> {
-    let done = sqlx::query("UPDATE cluster_nodes SET draining = $2 WHERE node_id = $1")
+    lease: Duration,
+) -> Result<Drain, ClusterError> {
+    let done = sqlx::query(
+        "UPDATE cluster_nodes SET draining = $2 WHERE node_id = $1 AND (NOT $2 OR EXISTS \
+         (SELECT 1 FROM cluster_nodes o WHERE o.node_id <> $1 AND NOT o.draining \
+          AND o.heartbeat > clock_timestamp() - make_interval(secs => $3)))",
+    )
+    .bind(node_id)
+    .bind(draining)
+    .bind(lease.as_secs_f64())
+    .execute(pool)
+    .await
+    .map_err(ClusterError::db("marking a node draining"))?;
+    if done.rows_affected() == 1 {
+        return Ok(Drain::Done);
+    }
+    let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM cluster_nodes WHERE node_id = $1")
         .bind(node_id)
-        .bind(draining)
-        .execute(pool)
+        .fetch_optional(pool)
         .await
-        .map_err(ClusterError::db("marking a node draining"))?;
-    Ok(done.rows_affected() == 1)
+        .map_err(ClusterError::db("reading the node registry"))?;
+    Ok(if known.is_some() {
+        Drain::LastNode
+    } else {
+        Drain::NoSuchNode
+    })
 }
 
 /// This process's registration.

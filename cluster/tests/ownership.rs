@@ -119,10 +119,11 @@ async fn vshards_move_on_failure_drain_and_join_without_two_owners() {
     );
 
     // b is drained: it hands everything over to a, releasing each vshard so a need not wait.
-    assert!(
-        registry::set_draining(&pool, "b", true)
+    assert_eq!(
+        registry::set_draining(&pool, "b", true, LEASE)
             .await
-            .expect("drain")
+            .expect("drain"),
+        registry::Drain::Done
     );
     run_until(&mut nodes, &["a", "b"], |n| {
         let c = counts(n);

@@ -245,13 +245,24 @@ async fn drain_marks_a_registered_node() {
         .await
         .expect("connect");
     let lease = Duration::from_secs(30);
-    let n1 = ynni_cluster::registry::Membership::join(pool, "n1", "127.0.0.1:9001", lease)
+    let n1 = ynni_cluster::registry::Membership::join(pool.clone(), "n1", "127.0.0.1:9001", lease)
+        .await
+        .expect("join");
+    // The only live node is not drained: nobody would take its vshards.
+    let o = ynni(&["cluster", "drain", "n1"], &cfg);
+    assert!(!o.status.success());
+    assert!(said(&o).contains("last live node"), "{}", said(&o));
+    let _n2 = ynni_cluster::registry::Membership::join(pool, "n2", "127.0.0.1:9002", lease)
         .await
         .expect("join");
     let o = ynni(&["cluster", "drain", "n1"], &cfg);
     assert!(o.status.success(), "{}", said(&o));
     assert!(
-        n1.live().await.expect("live").is_empty(),
+        n1.live()
+            .await
+            .expect("live")
+            .iter()
+            .all(|n| n.node_id != "n1"),
         "a draining node gets no vshards"
     );
     let report = said(&ynni(&["cluster", "status", "--vshards"], &cfg));
@@ -265,7 +276,7 @@ async fn drain_marks_a_registered_node() {
     );
     let o = ynni(&["cluster", "drain", "n1", "--undo"], &cfg);
     assert!(o.status.success(), "{}", said(&o));
-    assert_eq!(n1.live().await.expect("live").len(), 1);
+    assert_eq!(n1.live().await.expect("live").len(), 2);
 }
 
 /// The CONNACK return code a broker at `addr` answers an MQTT 3.1.1 CONNECT with `user` and
