@@ -195,6 +195,10 @@ fn copy_checkpoint(from: &Path, to: &Path, rel: &Path, out: &mut Vec<Copied>) ->
             let Some(name) = path.file_name() else {
                 continue;
             };
+            // A retry copies again what an earlier round copied (the old-named checkpoint
+            // beside a vanished new one): the copy is made afresh.
+            let _ = fs::remove_file(to.join(rel).join(name));
+            out.retain(|c| c.path != rel.join(name));
             let before = out.len();
             copy_if_present(from, to, &rel.join(name), None, out)?;
             vanished |= out.len() == before;
