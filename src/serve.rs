@@ -601,6 +601,8 @@ fn store_config(settings: &Settings) -> StoreConfig {
             ..Default::default()
         },
         flush_interval: Duration::from_secs(settings.storage.flush_interval_s),
+        levels_memory: usize::try_from(settings.storage.levels_memory_mb << 20)
+            .unwrap_or(usize::MAX),
         ..StoreConfig::default()
     }
 }

@@ -209,6 +209,7 @@ impl Default for StorageSettings {
         Self {
             commit_window_ms: 0,
             flush_interval_s: 60,
+            levels_memory_mb: 1024,
         }
     }
 }
@@ -227,6 +228,10 @@ pub struct StorageSettings {
     /// changed feed's files and a checkpoint). Longer means fewer SD-card writes and a longer
     /// log to replay after a crash; nothing acknowledged is lost either way.
     pub flush_interval_s: u64,
+    /// MiB of averaged levels (the sums that make year-long graphs fast) kept in memory for
+    /// all feeds together; past it, those of the feeds graphed longest ago are dropped (and
+    /// read again from their files when next graphed).
+    pub levels_memory_mb: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -580,6 +585,12 @@ impl Settings {
             return bad(
                 "storage.flush_interval_s",
                 "must be between 1 and 86400 seconds",
+            );
+        }
+        if !(1..=1 << 20).contains(&self.storage.levels_memory_mb) {
+            return bad(
+                "storage.levels_memory_mb",
+                "must be between 1 and 1048576 MiB",
             );
         }
         if self.log.level.trim().is_empty() {

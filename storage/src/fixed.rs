@@ -539,6 +539,12 @@ impl FixedFeed {
         self.map.get().is_some_and(Option::is_some)
     }
 
+    /// Bytes of memory the feed's levels hold, and when a read last used them.
+    pub fn levels_memory(&self) -> (usize, Option<std::time::Instant>) {
+        let lv = self.levels_lock();
+        (lv.memory(), lv.last_used())
+    }
+
     pub fn release_idle_levels(&mut self, idle: std::time::Duration) {
         if let Err(e) = self.try_release_levels(idle) {
             tracing::warn!(feed = self.id, error = %e, "could not save a feed's averaged levels");

@@ -38,7 +38,11 @@
 //! block marks that block dirty, and each read first recomputes dirty blocks and extends the
 //! levels over blocks completed since. Levels nobody read for [`IDLE`] are saved and dropped
 //! from memory when the feeds are flushed, so memory holds only the levels of feeds being
-//! graphed.
+//! graphed. All the levels in memory in the process together are held to a budget
+//! (`StoreConfig::levels_memory`, counted in [`IN_MEMORY`]): past it, a store saves and drops
+//! the levels its reads used longest ago (they load again from their file when next read).
+//! Without it, many users graphing long feeds at once (or one request averaging 64 public
+//! ten-year feeds, 23.6 MB of levels each) held a fifth of all that data in memory.
 //!
 //! # On disk (a cache, never the data)
 //!
@@ -72,6 +76,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// Slots per level-1 block.
 pub const BLOCK: u64 = 32;
+/// Bytes of levels in memory in this process, as the stores last counted their feeds'.
+pub static IN_MEMORY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 /// The least time between two saves of one feed's levels while it is being written.
 pub const SAVE_EVERY: Duration = Duration::from_secs(3600);
 /// Levels not read for this long are saved and let go from memory.
@@ -282,6 +288,18 @@ impl Levels {
     /// A read used the levels now.
     pub fn used(&mut self) {
         self.last_used = Some(Instant::now());
+    }
+
+    /// When a read last used the levels.
+    pub fn last_used(&self) -> Option<Instant> {
+        self.last_used
+    }
+
+    /// Bytes of memory the levels hold (their totals, mostly: 24 a block).
+    pub fn memory(&self) -> usize {
+        self.totals.capacity() * std::mem::size_of::<Total>()
+            + self.odd.capacity() * std::mem::size_of::<(u64, f64)>()
+            + self.dirty.len() * 2 * std::mem::size_of::<u64>()
     }
 
     /// Whether nothing has read the levels for `idle`.

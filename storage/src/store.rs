@@ -55,6 +55,9 @@ pub struct StoreConfig {
     pub flush_interval: std::time::Duration,
     /// New fixed-interval feeds get at least this interval (emoncms's `min_feed_interval`).
     pub min_interval: u32,
+    /// Bytes of averaged levels ([`crate::levels`]) all stores of the process may hold in
+    /// memory; past it a store drops the levels its reads used longest ago.
+    pub levels_memory: usize,
 }
 
 impl Default for StoreConfig {
@@ -63,6 +66,7 @@ impl Default for StoreConfig {
             wal: WalConfig::default(),
             flush_interval: std::time::Duration::from_secs(60),
             min_interval: 10,
+            levels_memory: 1 << 30,
         }
     }
 }
@@ -143,6 +147,38 @@ pub struct FeedStore {
     /// Changes to the last checkpoint's state to write before a flush changes feed files
     /// ([`FeedStore::amend_before_flush`]).
     amends: Vec<Amend>,
+    /// What this store's feeds' levels hold in memory, as last counted.
+    levels: LevelsAccount,
+}
+
+/// Each of a store's fixed feeds with levels in memory and their bytes, as last counted, and
+/// their sum, which is part of [`crate::levels::IN_MEMORY`] until the store is dropped.
+#[derive(Default)]
+struct LevelsAccount {
+    by_feed: HashMap<u32, usize>,
+    total: usize,
+}
+
+impl LevelsAccount {
+    /// Records `bytes` as feed `id`'s levels.
+    fn set(&mut self, id: u32, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let before = if bytes == 0 {
+            self.by_feed.remove(&id)
+        } else {
+            self.by_feed.insert(id, bytes)
+        }
+        .unwrap_or(0);
+        self.total = self.total - before + bytes;
+        crate::levels::IN_MEMORY.fetch_sub(before, Relaxed);
+        crate::levels::IN_MEMORY.fetch_add(bytes, Relaxed);
+    }
+}
+
+impl Drop for LevelsAccount {
+    fn drop(&mut self) {
+        crate::levels::IN_MEMORY.fetch_sub(self.total, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Makes a checkpoint's state into the amended one; `None` leaves it as it is.
@@ -289,6 +325,7 @@ impl FeedStore {
             padding_left: RECORD_PADDING,
             pending: 0,
             amends: Vec::new(),
+            levels: LevelsAccount::default(),
         };
         let mut records: Vec<(Lsn, Logged)> = Vec::new();
         store.wal.replay(cp.next_lsn, |lsn, payload| {
@@ -589,6 +626,9 @@ impl FeedStore {
             if let Feed::Fixed(f) = feed {
                 f.release_idle_levels(crate::levels::IDLE);
                 f.release_idle_map();
+                if self.levels.by_feed.contains_key(&f.id()) {
+                    self.levels.set(f.id(), f.levels_memory().0);
+                }
             }
         }
         self.pending = 0;
@@ -613,6 +653,45 @@ impl FeedStore {
         self.amends.clear();
         self.wal.trim(self.applied)?;
         Ok(stats)
+    }
+
+    /// Counts feed `id`'s levels after a read of it (which may have built them) and, past the
+    /// process's budget for levels, drops this store's others, those used longest ago first
+    /// (saved first: they load again when next read).
+    pub fn after_read(&mut self, id: u32) {
+        self.count_levels(id);
+        let cap = self.cfg.levels_memory;
+        let over = || crate::levels::IN_MEMORY.load(std::sync::atomic::Ordering::Relaxed) > cap;
+        if !over() {
+            return;
+        }
+        let mut oldest: Vec<(Option<std::time::Instant>, u32)> = Vec::new();
+        for &other in self.levels.by_feed.keys() {
+            if other != id
+                && let Some(Feed::Fixed(f)) = self.feeds.get(&other)
+            {
+                oldest.push((f.levels_memory().1, other));
+            }
+        }
+        oldest.sort_unstable();
+        for (_, other) in oldest {
+            if !over() {
+                break;
+            }
+            if let Some(Feed::Fixed(f)) = self.feeds.get_mut(&other) {
+                f.release_idle_levels(std::time::Duration::ZERO);
+            }
+            self.count_levels(other);
+        }
+    }
+
+    /// Records what feed `id`'s levels hold in memory now.
+    fn count_levels(&mut self, id: u32) {
+        let bytes = match self.feeds.get(&id) {
+            Some(Feed::Fixed(f)) => f.levels_memory().0,
+            _ => 0,
+        };
+        self.levels.set(id, bytes);
     }
 
     /// Queues `amend` for the last checkpoint's state: applied and written, at the same LSN,
@@ -673,10 +752,12 @@ impl FeedStore {
         // The flush's writes and syncs take time, on a shared filesystem much of it: ask again
         // right before the file is changed.
         self.fenced()?;
-        match self.feed(id)? {
+        let cleared = match self.feed(id)? {
             Feed::Fixed(f) => f.clear(),
             Feed::Variable(f) => f.clear(),
-        }
+        };
+        self.count_levels(id);
+        cleared
     }
 
     /// Drops a feed's data before `start_time` (after a flush and checkpoint, as for
@@ -690,7 +771,7 @@ impl FeedStore {
         self.feed(id)?;
         self.flush(state)?;
         self.fenced()?;
-        match self.feed(id)? {
+        let trimmed = match self.feed(id)? {
             Feed::Fixed(f) => match f.trim(start_time) {
                 Ok(n) => Ok(Ok(n)),
                 Err(crate::fixed::TrimError::Storage(e)) => Err(e),
@@ -698,9 +779,12 @@ impl FeedStore {
             },
             Feed::Variable(f) => {
                 let t = u32::try_from(start_time.max(0)).unwrap_or(u32::MAX);
-                Ok(f.trim(t)?.ok_or_else(|| "Invalid start time".to_string()))
+                f.trim(t)
+                    .map(|n| n.ok_or_else(|| "Invalid start time".to_string()))
             }
-        }
+        };
+        self.count_levels(id);
+        trimmed
     }
 
     /// Removes a variable feed's record at exactly `time` (after a flush and checkpoint, as for
@@ -749,11 +833,13 @@ impl FeedStore {
         self.feed(id)?;
         self.flush(state)?;
         self.fenced()?;
-        match self.feeds.remove(&id) {
+        let deleted = match self.feeds.remove(&id) {
             Some(Feed::Fixed(f)) => f.delete(),
             Some(Feed::Variable(f)) => f.delete(),
             None => Err(StorageError::NoSuchFeed { id }),
-        }
+        };
+        self.count_levels(id);
+        deleted
     }
 }
 
@@ -971,6 +1057,54 @@ mod tests {
             Feed::Fixed(f) => f.sum_windows(&[(0, 256)]).expect("sum")[0],
             Feed::Variable(_) => panic!("fixed expected"),
         }
+    }
+
+    /// Past the process's budget for levels, a read drops the store's other feeds' levels
+    /// (the one read keeps its own), and they load again from their file when next read.
+    #[test]
+    fn levels_past_the_budget_are_dropped_oldest_first() {
+        let dirs = Dirs::new();
+        let p = dirs.0.path();
+        let cfg = StoreConfig {
+            levels_memory: 1,
+            ..StoreConfig::default()
+        };
+        let mut store = FeedStore::open(
+            &p.join("phpfina"),
+            &p.join("phptimeseries"),
+            &p.join("wal"),
+            cfg,
+        )
+        .expect("open");
+        for id in [1, 2] {
+            store.create_fixed(id, 10).expect("create");
+            let points: Vec<Point> = (0..256).map(|i| pt(id, T0 + 10 * i, 1.0)).collect();
+            store.write(&points).expect("write");
+        }
+        store.flush(b"s").expect("flush");
+        let average = |store: &mut FeedStore, id: u32| {
+            let sum = match store.feed(id).expect("feed") {
+                Feed::Fixed(f) => f.sum_windows(&[(0, 256)]).expect("sum")[0],
+                Feed::Variable(_) => panic!("fixed expected"),
+            };
+            store.after_read(id);
+            sum
+        };
+        let held = |store: &mut FeedStore, id: u32| match store.feed(id).expect("feed") {
+            Feed::Fixed(f) => f.levels_memory().0,
+            Feed::Variable(_) => 0,
+        };
+        assert_eq!(average(&mut store, 1), (256.0, 256));
+        assert!(held(&mut store, 1) > 0, "the feed read keeps its levels");
+        assert_eq!(average(&mut store, 2), (256.0, 256));
+        assert!(held(&mut store, 2) > 0);
+        assert_eq!(held(&mut store, 1), 0, "dropped: over the budget");
+        assert!(
+            crate::levels::levels_path(&p.join("phpfina"), 1).exists(),
+            "saved first"
+        );
+        assert_eq!(average(&mut store, 1), (256.0, 256));
+        assert_eq!(held(&mut store, 2), 0);
     }
 
     /// A store whose lease ended (a paused node) is dropped after the next owner rewrote a

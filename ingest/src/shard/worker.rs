@@ -742,11 +742,14 @@ impl Worker {
             },
             FeedOp::Data { id, mut req } => {
                 req.last_value = self.core.state.feed_last.get(&id).copied();
-                FeedAnswer::Data(query::data(self.store.feed(id)?, &req)?)
+                let data = query::data(self.store.feed(id)?, &req);
+                self.store.after_read(id);
+                FeedAnswer::Data(data?)
             }
             FeedOp::Csv { id, mut export } => {
-                let piece = export.piece(self.store.feed(id)?, query::CSV_PIECE_LINES)?;
-                FeedAnswer::Csv(piece, export)
+                let piece = export.piece(self.store.feed(id)?, query::CSV_PIECE_LINES);
+                self.store.after_read(id);
+                FeedAnswer::Csv(piece?, export)
             }
             FeedOp::Split { id, req } => {
                 FeedAnswer::Split(query::split(self.store.feed(id)?, &req)?)
@@ -942,7 +945,9 @@ impl Worker {
             sreq.max_records = req.max_records.saturating_sub(records);
             let values = match self.store.feed(f) {
                 Ok(feed) => {
-                    let reply = query::data(feed, &sreq)?;
+                    let reply = query::data(feed, &sreq);
+                    self.store.after_read(f);
+                    let reply = reply?;
                     records += reply.records;
                     reply.points.into_iter().collect()
                 }
