@@ -163,6 +163,10 @@ impl LevelsAccount {
     /// Records `bytes` as feed `id`'s levels.
     fn set(&mut self, id: u32, bytes: usize) {
         use std::sync::atomic::Ordering::Relaxed;
+        if self.by_feed.get(&id).copied().unwrap_or(0) == bytes {
+            // Most reads change nothing: the shared count is left alone.
+            return;
+        }
         let before = if bytes == 0 {
             self.by_feed.remove(&id)
         } else {
