@@ -517,9 +517,6 @@ impl FixedFeed {
         lv
     }
 
-    /// Saves and drops the levels when nothing read them for `idle` and the feed has nothing
-    /// unflushed (see [`crate::levels`]). They are a cache: a failure keeps them in memory
-    /// and is logged, not returned.
     /// Unmaps the `.dat` if it was not read since the last call (the store calls this at
     /// each flush): a process may hold some 65,000 maps in all (`vm.max_map_count`), and a
     /// server reading many feeds once (a scraper, every account's feed list after a start)
@@ -539,12 +536,26 @@ impl FixedFeed {
         self.map.get().is_some_and(Option::is_some)
     }
 
+    /// Drops the levels from memory now, for the store's budget: saved first unless the
+    /// feed has points not yet in its file (then dropped as they are: a cache, loaded again
+    /// from their file, or rebuilt, when next read).
+    pub fn evict_levels(&mut self) {
+        if self.is_dirty() {
+            self.levels_mut().reset();
+        } else {
+            self.release_idle_levels(std::time::Duration::ZERO);
+        }
+    }
+
     /// Bytes of memory the feed's levels hold, and when a read last used them.
     pub fn levels_memory(&self) -> (usize, Option<std::time::Instant>) {
         let lv = self.levels_lock();
         (lv.memory(), lv.last_used())
     }
 
+    /// Saves and drops the levels when nothing read them for `idle` and the feed has nothing
+    /// unflushed (see [`crate::levels`]). They are a cache: a failure keeps them in memory
+    /// and is logged, not returned.
     pub fn release_idle_levels(&mut self, idle: std::time::Duration) {
         if let Err(e) = self.try_release_levels(idle) {
             tracing::warn!(feed = self.id, error = %e, "could not save a feed's averaged levels");
