@@ -585,10 +585,11 @@ async fn feed(
         }
         submitter
             .submit(userid, decoded, move |outcome| {
-                if !matches!(outcome, Outcome::Stored)
+                if matches!(outcome, Outcome::Failed)
                     && let Some((b, admission)) = admission
                 {
-                    // Not stored: the client sends it again, and its allowance is as it was.
+                    // Not stored for now: the client sends it again, and its allowance is as
+                    // it was. A refusal (a limit) would refuse it again, and is charged.
                     b.give_back(userid, admission);
                 }
                 answer(done, handled(outcome))

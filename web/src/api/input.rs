@@ -121,10 +121,11 @@ async fn submit(
         http: true,
     };
     let submitted = call.state.router.submit(submission).await;
-    if submitted.is_err()
+    if submitted.as_ref().is_err_and(|e| !e.is_limit())
         && let (Some(billing), Some(admission)) = (&call.state.billing, admission)
     {
-        // Not stored: the client's retry must find its allowance as it was.
+        // Not stored for now (a busy shard): the client's retry must find its allowance as
+        // it was. A limit refuses the retry as well, so it is charged like a stored post.
         billing.give_back(userid, admission);
     }
     match submitted {
