@@ -317,6 +317,8 @@ struct Core {
     outputs: tokio::sync::broadcast::Sender<Output>,
     input_outputs: bool,
     input_caps: super::router::InputCaps,
+    /// The seeds the amend queued since the last flush will add ([`Core::seeds_before_flush`]).
+    pending_seeds: Option<Arc<std::sync::Mutex<Vec<FileLast>>>>,
     /// The lease's fence in cluster mode, which bounds how long a replay waits for a failing
     /// catalog (the store's own guard is set only once the replay is done).
     fence: Option<Arc<Fence>>,
@@ -397,6 +399,7 @@ impl Worker {
             outputs,
             input_outputs: cfg.input_outputs,
             input_caps,
+            pending_seeds: None,
             fence: fence.clone(),
         };
         let wal = cfg.wal_root.join(n.to_string());
@@ -1411,6 +1414,11 @@ impl Core {
         }
         // Inputs whose list was stopped, warned of once per record.
         let mut warned: HashSet<i64> = HashSet::new();
+        // The record's live outputs, sent once it is processed: each feed's and each
+        // published topic's last value once, however many rows (a bulk upload) wrote them.
+        let mut out_feeds: Vec<u32> = Vec::new();
+        let mut out_published: Vec<(String, Value)> = Vec::new();
+        let mut seeded: Vec<(u32, Option<(i64, Value)>)> = Vec::new();
         // Live values for subscribers: not sent again when a batch is replayed; of a record of
         // several rows (a bulk upload), each input's last only. The outputs channel is shared
         // by every user of the server: a 50,000-value upload sent value by value overran it,
@@ -1512,32 +1520,45 @@ impl Core {
                 }
             }
             let points = std::mem::take(&mut host.points);
-            let seeded = std::mem::take(&mut host.seeded);
+            seeded.append(&mut host.seeded);
             // Outputs are live values: not sent again when a batch is replayed after a crash.
             if !replaying && queued_any {
-                for (topic, value) in host.published.drain(..) {
-                    // No subscriber (no broker running) is fine.
-                    let _ = self.outputs.send(Output::Published {
-                        userid,
-                        topic,
-                        value,
-                    });
-                }
-                let mut feeds: Vec<u32> = points.iter().map(|p| p.feed).collect();
-                feeds.sort_unstable();
-                feeds.dedup();
-                self.send_feed_outputs(userid, &feeds);
-            }
-            if !seeded.is_empty() {
-                // Read from files as the last checkpoint covers them: a replay from that
-                // checkpoint must find them in it, whatever the next flush writes.
-                store.amend_before_flush(Box::new(move |old| add_seeds(old, seeded)));
+                out_published.append(&mut host.published);
+                out_feeds.extend(points.iter().map(|p| p.feed));
             }
             let report = store.apply_points(&points)?;
             for (feed, e) in report.refused {
                 tracing::warn!(feed, error = %e, "feed write refused");
             }
             self.state.usage.entry(usage_key).or_default().points += points.len() as i64;
+        }
+        if !seeded.is_empty() {
+            // Read from files as the last checkpoint covers them: a replay from that
+            // checkpoint must find them in it, whatever the next flush writes.
+            self.seeds_before_flush(store, seeded);
+        }
+        if !out_published.is_empty() {
+            // The last value of each topic, in the order of those last values.
+            let mut seen = HashSet::new();
+            let mut last: Vec<(String, Value)> = out_published
+                .into_iter()
+                .rev()
+                .filter(|(topic, _)| seen.insert(topic.clone()))
+                .collect();
+            last.reverse();
+            for (topic, value) in last {
+                // No subscriber (no broker running) is fine.
+                let _ = self.outputs.send(Output::Published {
+                    userid,
+                    topic,
+                    value,
+                });
+            }
+        }
+        if !out_feeds.is_empty() {
+            out_feeds.sort_unstable();
+            out_feeds.dedup();
+            self.send_feed_outputs(userid, &out_feeds);
         }
         if let Some(write) = &record.feed {
             self.write_feed(store, userid, write)?;
@@ -1547,6 +1568,39 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// Queues `seeds` for the last checkpoint, before the next flush: into the one amend
+    /// queued since the last flush, so a flush decodes and encodes the state once however
+    /// many records seeded feeds (an import's first values).
+    fn seeds_before_flush(
+        &mut self,
+        store: &mut FeedStore,
+        seeds: Vec<(u32, Option<(i64, Value)>)>,
+    ) {
+        let queued = self
+            .pending_seeds
+            .as_ref()
+            .filter(|shared| Arc::strong_count(shared) > 1);
+        let shared = match queued {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                // The amend queued before (if any) was applied or dropped with a checkpoint.
+                let shared: Arc<std::sync::Mutex<Vec<FileLast>>> = Arc::default();
+                let taken = Arc::clone(&shared);
+                store.amend_before_flush(Box::new(move |old| {
+                    let seeds =
+                        std::mem::take(&mut *taken.lock().unwrap_or_else(|p| p.into_inner()));
+                    add_seeds(old, seeds)
+                }));
+                self.pending_seeds = Some(Arc::clone(&shared));
+                shared
+            }
+        };
+        shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(seeds);
     }
 
     /// Each feed's new last value, for subscribers.
@@ -1636,13 +1690,16 @@ struct ShardHost<'a> {
     points: Vec<Point>,
     published: Vec<(String, Value)>,
     /// Feeds' last values read from their files (added to `state.feed_seed`).
-    seeded: Vec<(u32, Option<(i64, Value)>)>,
+    seeded: Vec<FileLast>,
 }
+
+/// A feed and its last value read from its file (none if the file had none).
+type FileLast = (u32, Option<(i64, Value)>);
 
 /// A checkpointed state (`old`) with `seeds` added where it has no last value for the feed:
 /// they were read from the files that checkpoint covers. `None` (written as it is) if the
 /// state does not decode, which opening the store would have refused.
-fn add_seeds(old: &[u8], seeds: Vec<(u32, Option<(i64, Value)>)>) -> Option<Vec<u8>> {
+fn add_seeds(old: &[u8], seeds: Vec<FileLast>) -> Option<Vec<u8>> {
     let mut state = ShardState::decode(old).ok()?;
     for (feed, seed) in seeds {
         if !state.feed_last.contains_key(&feed) {
@@ -2471,7 +2528,26 @@ mod tests {
     #[test]
     fn a_bulk_upload_sends_each_inputs_last_value_once() {
         let rig = Rig::new();
+        // v0 logs to a feed: its value goes out once too.
+        let feed = rig.rt.block_on(async {
+            let feed = rig
+                .catalog
+                .create_feed(rig.userid, "v0", "", 5, "")
+                .await
+                .expect("feed");
+            let input = rig
+                .catalog
+                .create_input(rig.userid, "house", "v0")
+                .await
+                .expect("input");
+            rig.catalog
+                .set_input_process_list(input.id, &format!("1:{feed}"))
+                .await
+                .expect("list");
+            u32::try_from(feed).expect("id")
+        });
         let mut w = rig.open();
+        w.store.create_fixed(feed, 10).expect("feed file");
         w.core.input_outputs = true;
         let mut rx = rig.outputs.subscribe();
         let batches = (0..50)
@@ -2490,16 +2566,23 @@ mod tests {
         };
         submit(&mut w, sub).expect("stored");
         let mut inputs = BTreeMap::new();
+        let mut feeds = Vec::new();
         while let Ok(out) = rx.try_recv() {
-            if let Output::Input {
-                name, time, value, ..
-            } = out
-            {
-                assert!(inputs.insert(name, (time, value)).is_none(), "sent twice");
+            match out {
+                Output::Input {
+                    name, time, value, ..
+                } => {
+                    assert!(inputs.insert(name, (time, value)).is_none(), "sent twice");
+                }
+                Output::Feed {
+                    feed, time, value, ..
+                } => feeds.push((feed, time, value)),
+                _ => {}
             }
         }
         assert_eq!(inputs.len(), 10);
         assert_eq!(inputs["v3"], (T + 49, Some(493.0)));
+        assert_eq!(feeds, [(feed, T + 49, Some(490.0))]);
     }
 
     /// A small deterministic generator (splitmix64), so a failure reproduces.
