@@ -16,6 +16,9 @@ pub struct Node {
     pub advertise: String,
 }
 
+/// The advisory lock key [`set_draining`] holds while it checks and marks ("drain").
+const DRAIN_LOCK: i64 = 0x6472_6169_6e;
+
 /// What [`set_draining`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drain {
@@ -36,6 +39,15 @@ pub async fn set_draining(
     draining: bool,
     lease: Duration,
 ) -> Result<Drain, ClusterError> {
+    let db = ClusterError::db("marking a node draining");
+    let mut tx = pool.begin().await.map_err(db)?;
+    // One drain at a time: two drains of the last two nodes at once would each see the other
+    // still taking vshards.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(DRAIN_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(ClusterError::db("marking a node draining"))?;
     let done = sqlx::query(
         "UPDATE cluster_nodes SET draining = $2 WHERE node_id = $1 AND (NOT $2 OR EXISTS \
          (SELECT 1 FROM cluster_nodes o WHERE o.node_id <> $1 AND NOT o.draining \
@@ -44,9 +56,12 @@ pub async fn set_draining(
     .bind(node_id)
     .bind(draining)
     .bind(lease.as_secs_f64())
-    .execute(pool)
+    .execute(&mut *tx)
     .await
     .map_err(ClusterError::db("marking a node draining"))?;
+    tx.commit()
+        .await
+        .map_err(ClusterError::db("marking a node draining"))?;
     if done.rows_affected() == 1 {
         return Ok(Drain::Done);
     }

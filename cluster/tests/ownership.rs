@@ -155,3 +155,38 @@ async fn vshards_move_on_failure_drain_and_join_without_two_owners() {
     let report = status.report(LEASE.as_secs_f64());
     assert!(report.contains("b at 127.0.0.1:1: draining"), "{report}");
 }
+
+/// Two drains at once of the last two nodes taking vshards: one is refused, so somebody is
+/// always left to take them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_node_taking_vshards_is_never_drained() {
+    let pg = Postgres::start();
+    let pool = db::connect(&pg.url(), Duration::from_secs(10))
+        .await
+        .expect("connect");
+    let lease = Duration::from_secs(30);
+    let _a = Membership::join(pool.clone(), "a", "127.0.0.1:1", lease)
+        .await
+        .expect("join");
+    let _b = Membership::join(pool.clone(), "b", "127.0.0.1:2", lease)
+        .await
+        .expect("join");
+    for _ in 0..5 {
+        let (x, y) = tokio::join!(
+            registry::set_draining(&pool, "a", true, lease),
+            registry::set_draining(&pool, "b", true, lease)
+        );
+        let done = [x.expect("a"), y.expect("b")];
+        assert_eq!(
+            done.iter().filter(|d| **d == registry::Drain::Done).count(),
+            1,
+            "{done:?}"
+        );
+        assert!(done.contains(&registry::Drain::LastNode), "{done:?}");
+        for id in ["a", "b"] {
+            registry::set_draining(&pool, id, false, lease)
+                .await
+                .expect("undo");
+        }
+    }
+}
