@@ -17,7 +17,7 @@ pub struct Node {
 }
 
 /// The advisory lock key [`set_draining`] holds while it checks and marks ("drain").
-const DRAIN_LOCK: i64 = 0x6472_6169_6e;
+const DRAIN_LOCK: i64 = 0x0064_7261_696e;
 
 /// What [`set_draining`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
