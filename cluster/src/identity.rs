@@ -90,7 +90,15 @@ pub async fn check(
             "no other node is running: the cluster's secret and lease are now this node's"
         );
     }
-    check_marker(dir, &id, inserted || age < YOUNG, inserted).await?;
+    // A cluster that never served (no vshard was ever taken) has no data a wrong directory
+    // could hide: its marker may be written wherever it is missing (the node that made the
+    // cluster stopped before it wrote it).
+    let served: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM vshard_leases WHERE epoch > 0)")
+            .fetch_one(pool)
+            .await
+            .map_err(ClusterError::db("reading the vshard leases"))?;
+    check_marker(dir, &id, inserted || age < YOUNG, inserted || !served).await?;
     Ok(id)
 }
 
@@ -108,8 +116,9 @@ async fn others_live(pool: &PgPool, node_id: &str, lease: Duration) -> Result<bo
     Ok(n > 0)
 }
 
-/// Checks the shared directory's marker against the cluster's `id`; writes it when this node
-/// made the cluster (`made`), and waits a while for it when the cluster is `young`.
+/// Checks the shared directory's marker against the cluster's `id`; writes it when it may
+/// (`made`: this node made the cluster, or the cluster never served), and waits a while for
+/// it when the cluster is `young`.
 async fn check_marker(dir: &Path, id: &str, young: bool, made: bool) -> Result<(), ClusterError> {
     let path = dir.join(MARKER);
     let bad = |reason: String| ClusterError::Setting {
@@ -136,7 +145,7 @@ async fn check_marker(dir: &Path, id: &str, young: bool, made: bool) -> Result<(
         }
         if !young || tokio::time::Instant::now() >= give_up {
             return Err(bad(format!(
-                "{} is not the directory the other nodes share (it lacks the cluster's {MARKER}): is the shared filesystem mounted?",
+                "{} is not the directory the other nodes share (it lacks the cluster's {MARKER}): is the shared filesystem mounted? (If it is the right directory and the marker was lost, write the id {id} into {MARKER} there.)",
                 dir.display()
             )));
         }

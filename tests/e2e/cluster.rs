@@ -139,6 +139,23 @@ async fn a_node_on_another_directory_or_with_another_secret_is_refused() {
     let marker =
         std::fs::read_to_string(shared.join(ynni_cluster::identity::MARKER)).expect("marker");
     assert_eq!(marker, id);
+    // A cluster that never served gets a lost marker written again (its maker stopped
+    // before writing it).
+    std::fs::remove_file(shared.join(ynni_cluster::identity::MARKER)).expect("rm");
+    let again = ynni_cluster::identity::check(&pool, &shared, "0123456789abcdef0123", lease, "n1")
+        .await
+        .expect("identity");
+    assert_eq!(again, id);
+    assert!(shared.join(ynni_cluster::identity::MARKER).exists());
+    // ... and has served: a vshard was taken.
+    sqlx::query(
+        "INSERT INTO vshard_leases (vshard, owner, epoch, expires) \
+         VALUES (0, 'n1', 1, clock_timestamp() + interval '1 minute') \
+         ON CONFLICT (vshard) DO UPDATE SET owner = 'n1', epoch = 1",
+    )
+    .execute(&pool)
+    .await
+    .expect("lease");
     let n1 = ynni_cluster::registry::Membership::join(pool, "n1", "127.0.0.1:9001", lease)
         .await
         .expect("join");
