@@ -337,15 +337,38 @@ impl Catalog {
     /// stands on the unique index and the other asks again.
     pub async fn statement_number(&self, userid: i64, month: &str) -> Result<i64, CatalogError> {
         for _ in 0..STATEMENT_NUMBER_TRIES {
-            let found: Option<(i64,)> = on_db!(&self.db, p => sqlx::query_as(
+            let found: Option<(Option<i64>,)> = on_db!(&self.db, p => sqlx::query_as(
                 "SELECT number FROM statements WHERE userid = $1 AND month = $2",
             )
             .bind(userid)
             .bind(month)
             .fetch_optional(p)
             .await)?;
-            if let Some((number,)) = found {
-                return Ok(number);
+            match found {
+                Some((Some(number),)) => return Ok(number),
+                Some((None,)) => {
+                    // Made by a node of a version that numbered by row id (during an upgrade
+                    // of a cluster): numbered here, as a new one is.
+                    let numbered = on_db!(&self.db, p => sqlx::query(
+                        "UPDATE statements SET number = \
+                         (SELECT COALESCE(MAX(number), 0) + 1 FROM statements) \
+                         WHERE userid = $1 AND month = $2 AND number IS NULL",
+                    )
+                    .bind(userid)
+                    .bind(month)
+                    .execute(p)
+                    .await
+                    .map(|r| r.rows_affected()));
+                    match numbered {
+                        // Another node took that number first: ask again.
+                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+                        other => {
+                            other?;
+                        }
+                    }
+                    continue;
+                }
+                None => {}
             }
             on_db!(&self.db, p => sqlx::query(
                 "INSERT INTO statements (userid, month, created, number) \
@@ -457,6 +480,17 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(cat.statement_number(a.id, "2026-01").await.unwrap(), n1);
         }
+        // A statement an older version made (no number) is numbered when next asked for.
+        on_db!(&cat.db, p => sqlx::query(
+            "INSERT INTO statements (userid, month, created) VALUES ($1, '2025-12', 0)",
+        )
+        .bind(a.id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+        .unwrap();
+        assert_eq!(cat.statement_number(a.id, "2025-12").await.unwrap(), n1 + 1);
+        let n1 = n1 + 1;
         let n2 = cat.statement_number(b.id, "2026-01").await.unwrap();
         assert_eq!(n2, n1 + 1);
         assert_eq!(cat.statement_number(a.id, "2026-02").await.unwrap(), n2 + 1);
