@@ -18,6 +18,12 @@
 //!   can lack is above the copied checkpoint and in the copied log, which the first start of
 //!   the restored directory replays, as after a crash. The tail of a file is cut to whole
 //!   records, as the engines do after a crash.
+//! - A checkpoint rewritten under its own name while the copy ran (amended before a flush with
+//!   what its replay must not read from the feed files, which the flush then changed) is
+//!   copied again after the feed files, so the copy holds the amended one. (One replaced by a
+//!   newer checkpoint meanwhile is not: a feed first read from its file by a process list in
+//!   the seconds of such a copy can then count its energy since the copied checkpoint twice
+//!   in the restored data.)
 //! - A fixed feed's `.dat` is copied with the `.meta` it was written under: the meta is read
 //!   before and after the data, and the pair is copied again if either changed (a first flush
 //!   setting the start time, a trim replacing both files). Between a trim's two renames the
@@ -59,6 +65,12 @@ pub fn copy_live(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result
         }
         copy_checkpoint(from, to, &rel, &mut out)?;
     }
+    // The checkpoints as copied, to look at again once the feed files are copied.
+    let checkpoints: Vec<(PathBuf, Option<(u64, u64)>)> = out
+        .iter()
+        .filter(|c| c.path.starts_with(wal) && c.path.to_string_lossy().contains("checkpoint"))
+        .map(|c| (c.path.clone(), identity(&from.join(&c.path))))
+        .collect();
     let fixed = Path::new(FIXED_DIR);
     for name in sorted_entries(&from.join(fixed))? {
         let name = name.to_string_lossy().into_owned();
@@ -88,7 +100,24 @@ pub fn copy_live(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result
             copy_if_present(from, to, &variable.join(&name), rec, &mut out)?;
         }
     }
+    // A checkpoint rewritten under its own name meanwhile was amended before a flush (facts
+    // about the feed files it covers, `FeedStore::amend_before_flush`), and the feed files
+    // copied may be from after that flush: the amended one goes with them.
+    for (rel, copied) in checkpoints {
+        let now = identity(&from.join(&rel));
+        if now.is_some() && now != copied {
+            let _ = fs::remove_file(to.join(&rel));
+            out.retain(|c| c.path != rel);
+            copy_if_present(from, to, &rel, None, &mut out)?;
+        }
+    }
     Ok(out)
+}
+
+/// A file's device and inode, `None` if it is not there (a rename over it makes a new one).
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// How many times a fixed feed is copied again when it changed under the copy.
@@ -368,6 +397,33 @@ mod tests {
         );
         assert!(!dst.path().join("phpfina/1.levels").exists());
         assert!(!dst.path().join("phpfina/3.dat").exists());
+    }
+
+    /// A checkpoint amended (rewritten under its own name) while the feed files are copied is
+    /// copied again: the copy holds the amended one beside the feed files.
+    #[test]
+    fn a_checkpoint_amended_during_the_copy_is_copied_again() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let s = src.path();
+        let cp = s.join("wal/0/checkpoint-00000000000000000007");
+        fs::create_dir_all(cp.parent().unwrap()).unwrap();
+        fs::write(&cp, b"before").unwrap();
+        fs::create_dir_all(s.join("phpfina")).unwrap();
+        crate::fixed::write_meta(&s.join("phpfina/1.meta"), 10, 1_000).unwrap();
+        fs::write(s.join("phpfina/1.dat"), [0u8; 8]).unwrap();
+        // `wanted` is asked while the feed files are copied: the amend happens then.
+        let amend = || {
+            let tmp = cp.with_extension("tmp");
+            fs::write(&tmp, b"amended").unwrap();
+            fs::rename(&tmp, &cp).unwrap();
+            true
+        };
+        copy_live(s, dst.path(), &|_| amend()).unwrap();
+        assert_eq!(
+            fs::read(dst.path().join("wal/0/checkpoint-00000000000000000007")).unwrap(),
+            b"amended"
+        );
     }
 
     /// A trim cut between its two renames (or copied between them): the new data is in place
