@@ -484,6 +484,36 @@ async fn the_catalog_answers_alike_on_postgres() {
     assert_eq!(again.count_users().await.expect("db"), 4);
 }
 
+/// The login time `b` holds for the account of `key`.
+async fn login_time(b: &Catalog, key: &str) -> i64 {
+    b.user_by_apikey(key)
+        .await
+        .expect("db")
+        .expect("known")
+        .0
+        .lastlogin
+}
+
+/// Waits until `b` answers `key` from its cache, its listener being up: a login time changed
+/// in the database (a change no node is told of, as a login's) is then not seen at `b`.
+/// Returns the login time `b` holds.
+async fn wait_until_cached(b: &Catalog, url: &str, userid: i64, key: &str) -> i64 {
+    let raw = sqlx::PgPool::connect(url).await.expect("raw");
+    for _ in 0..50 {
+        let before = login_time(b, key).await;
+        sqlx::query("UPDATE users SET lastlogin = lastlogin + 1 WHERE id = $1")
+            .bind(userid)
+            .execute(&raw)
+            .await
+            .expect("update");
+        if login_time(b, key).await == before {
+            return before;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("b never cached the key");
+}
+
 /// Two nodes on one PostgreSQL catalog: a key regenerated through one stops working at once
 /// there and, once PostgreSQL has passed the change on, at the other, which had it cached.
 #[tokio::test]
@@ -496,37 +526,11 @@ async fn a_key_change_on_one_node_reaches_the_others() {
         .await
         .expect("db")
         .expect("created");
-    // b remembers keys once its listener is up: a login time changed in the database (a
-    // change no node is told of, as a login's) is not seen at b while it answers from its
-    // cache.
-    let raw = sqlx::PgPool::connect(&pg.url()).await.expect("raw");
     let login_time = |key: String| {
         let b = b.clone();
-        async move {
-            b.user_by_apikey(&key)
-                .await
-                .expect("db")
-                .expect("known")
-                .0
-                .lastlogin
-        }
+        async move { login_time(&b, &key).await }
     };
-    let mut cached = false;
-    for _ in 0..50 {
-        let before = login_time(user.apikey_read.clone()).await;
-        sqlx::query("UPDATE users SET lastlogin = lastlogin + 1 WHERE id = $1")
-            .bind(user.id)
-            .execute(&raw)
-            .await
-            .expect("update");
-        cached = login_time(user.apikey_read.clone()).await == before;
-        if cached {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(cached, "b never cached the key");
-    let stale = login_time(user.apikey_read.clone()).await;
+    let stale = wait_until_cached(&b, &pg.url(), user.id, &user.apikey_read).await;
     assert!(
         b.user_by_apikey(&user.apikey_write)
             .await
@@ -598,35 +602,7 @@ async fn a_key_change_reaches_the_others_when_its_node_stops_at_once() {
         .await
         .expect("db")
         .expect("created");
-    // b answers from its cache once its listener is up: a login time changed behind its
-    // back (never announced) is not seen.
-    let raw = sqlx::PgPool::connect(&pg.url()).await.expect("raw");
-    let login = |b: &Catalog| {
-        let (b, key) = (b.clone(), user.apikey_write.clone());
-        async move {
-            b.user_by_apikey(&key)
-                .await
-                .expect("db")
-                .expect("known")
-                .0
-                .lastlogin
-        }
-    };
-    let mut cached = false;
-    for _ in 0..50 {
-        let before = login(&b).await;
-        sqlx::query("UPDATE users SET lastlogin = lastlogin + 1 WHERE id = $1")
-            .bind(user.id)
-            .execute(&raw)
-            .await
-            .expect("update");
-        cached = login(&b).await == before;
-        if cached {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(cached, "b never cached the key");
+    wait_until_cached(&b, &pg.url(), user.id, &user.apikey_write).await;
     let changed = std::time::Instant::now();
     a.regenerate_apikey(user.id, KeyKind::Write)
         .await

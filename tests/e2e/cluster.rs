@@ -38,6 +38,15 @@ fn said(o: &Output) -> String {
     )
 }
 
+/// Keeps `m`'s heartbeat going (a running node, as the others see it) until aborted.
+fn keep_beating(m: ynni_cluster::registry::Membership) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while m.heartbeat().await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
 #[test]
 fn bad_cluster_settings_stop_start_up_naming_the_setting() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -95,14 +104,7 @@ async fn cluster_status_and_a_duplicate_node_id_against_postgres() {
     let n1 = ynni_cluster::registry::Membership::join(pool, "n1", "127.0.0.1:9001", lease)
         .await
         .expect("join");
-    let beating = {
-        let m = n1.clone();
-        tokio::spawn(async move {
-            while m.heartbeat().await.is_ok() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let beating = keep_beating(n1.clone());
     let o = tokio::task::spawn_blocking(move || ynni(&["serve"], &cfg))
         .await
         .expect("serve");
@@ -159,14 +161,7 @@ async fn a_node_on_another_directory_or_with_another_secret_is_refused() {
     let n1 = ynni_cluster::registry::Membership::join(pool, "n1", "127.0.0.1:9001", lease)
         .await
         .expect("join");
-    let beating = {
-        let m = n1.clone();
-        tokio::spawn(async move {
-            while m.heartbeat().await.is_ok() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let beating = keep_beating(n1.clone());
     // n2 on an empty directory.
     let empty = dir.path().join("empty-mount");
     std::fs::create_dir(&empty).expect("mkdir");

@@ -1921,6 +1921,28 @@ mod tests {
             .expect("worker")
         }
 
+        /// A feed named `name` and the input `node/name` whose list is `process` applied to
+        /// it (`4` is power to kWh, `1` log to feed); returns the feed's id.
+        fn feed_fed_by(&self, node: &str, name: &str, process: u32) -> u32 {
+            self.rt.block_on(async {
+                let feed = self
+                    .catalog
+                    .create_feed(self.userid, name, "", 5, "")
+                    .await
+                    .expect("feed");
+                let input = self
+                    .catalog
+                    .create_input(self.userid, node, name)
+                    .await
+                    .expect("input");
+                self.catalog
+                    .set_input_process_list(input.id, &format!("{process}:{feed}"))
+                    .await
+                    .expect("list");
+                u32::try_from(feed).expect("id")
+            })
+        }
+
         fn inputs(&self) -> Vec<(String, String)> {
             let mut rows: Vec<(String, String)> = self
                 .rt
@@ -2411,23 +2433,7 @@ mod tests {
     fn a_kill_inside_a_flush_does_not_count_energy_twice() {
         use std::sync::atomic::{AtomicBool, Ordering};
         let rig = Rig::new();
-        let kwh = rig.rt.block_on(async {
-            let kwh = rig
-                .catalog
-                .create_feed(rig.userid, "kwh", "", 5, "")
-                .await
-                .expect("feed");
-            let input = rig
-                .catalog
-                .create_input(rig.userid, "house", "power")
-                .await
-                .expect("input");
-            rig.catalog
-                .set_input_process_list(input.id, &format!("4:{kwh}"))
-                .await
-                .expect("list");
-            u32::try_from(kwh).expect("id")
-        });
+        let kwh = rig.feed_fed_by("house", "power", 4);
         let mut w = rig.open();
         w.store.create_fixed(kwh, 10).expect("feed file");
         // The imported total: in the file, not in the state.
@@ -2529,23 +2535,7 @@ mod tests {
     fn a_bulk_upload_sends_each_inputs_last_value_once() {
         let rig = Rig::new();
         // v0 logs to a feed: its value goes out once too.
-        let feed = rig.rt.block_on(async {
-            let feed = rig
-                .catalog
-                .create_feed(rig.userid, "v0", "", 5, "")
-                .await
-                .expect("feed");
-            let input = rig
-                .catalog
-                .create_input(rig.userid, "house", "v0")
-                .await
-                .expect("input");
-            rig.catalog
-                .set_input_process_list(input.id, &format!("1:{feed}"))
-                .await
-                .expect("list");
-            u32::try_from(feed).expect("id")
-        });
+        let feed = rig.feed_fed_by("house", "v0", 1);
         let mut w = rig.open();
         w.store.create_fixed(feed, 10).expect("feed file");
         w.core.input_outputs = true;

@@ -105,14 +105,7 @@ async fn submit(
         let values = batches.iter().map(|b| b.values.len()).sum();
         match billing.admit(userid, &nodes, values) {
             Ok(a) => admission = Some(a),
-            Err(wait) => {
-                return Err(ApiError::TooMany {
-                    retry_after: wait,
-                    message: format!(
-                        "Too many values: this account's plan limits how often it may post; retry in {wait} s"
-                    ),
-                });
-            }
+            Err(wait) => return Err(over_plan_rate(wait)),
         }
     }
     let submission = Submission {
@@ -134,6 +127,16 @@ async fn submit(
         // follow it.
         Err(e) if e.is_limit() => Err(ApiError::PostFailure(e.to_string())),
         Err(e) => Err(ApiError::Ingest(e)),
+    }
+}
+
+/// The answer to a write past the account's plan's rate: 429, and when to try again.
+pub(crate) fn over_plan_rate(wait: u64) -> ApiError {
+    ApiError::TooMany {
+        retry_after: wait,
+        message: format!(
+            "Too many values: this account's plan limits how often it may post; retry in {wait} s"
+        ),
     }
 }
 

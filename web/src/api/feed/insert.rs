@@ -38,14 +38,7 @@ pub(super) async fn insert(call: &Call<'_>) -> ApiResult {
     {
         match billing.admit(row.userid, &[], points.len()) {
             Ok(a) => admission = Some(a),
-            Err(wait) => {
-                return Err(ApiError::TooMany {
-                    retry_after: wait,
-                    message: format!(
-                        "Too many values: this account's plan limits how often it may post; retry in {wait} s"
-                    ),
-                });
-            }
+            Err(wait) => return Err(crate::api::input::over_plan_rate(wait)),
         }
     }
     let stored_points = super::store_points(call, &row, points, now, single, false).await;
