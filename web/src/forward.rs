@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -67,7 +67,16 @@ pub struct Forwarder {
     owners: RwLock<HashMap<u32, String>>,
     /// Small writes go to their owner in batches.
     batchers: Batchers,
+    /// KiB of request bodies being forwarded at once ([`FORWARD_BUDGET_KIB`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// KiB of request bodies this node may hold while other nodes answer them: a slow or paused
+/// owner keeps each forwarded body (up to the body limit, 4 MiB) for as long as the forward
+/// may take, and 4,096 connections' bodies would hold 16 GiB. Past it, 503 with
+/// `Retry-After` at once (never a wait: two nodes forwarding to each other must not each
+/// wait on room the other holds).
+pub const FORWARD_BUDGET_KIB: u32 = 256 << 10;
 
 impl Forwarder {
     pub fn new(
@@ -87,7 +96,15 @@ impl Forwarder {
             secret,
             client,
             owners: RwLock::new(HashMap::new()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(FORWARD_BUDGET_KIB as usize)),
         })
+    }
+
+    /// Room for a body of `bytes` while it is forwarded (held until the answer's headers
+    /// arrive), or `None` when the budget is spent (answer [`unavailable`]).
+    pub fn room(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        Arc::clone(&self.in_flight).try_acquire_many_owned(kib).ok()
     }
 
     /// This node's `cluster.node_id`.
@@ -370,6 +387,21 @@ mod tests {
         // A value merely containing the word is not the attribute.
         let named = HeaderValue::from_static("secure=1; Path=/");
         assert_eq!(secure_cookie(&named), "secure=1; Path=/; Secure");
+    }
+
+    /// Bodies being forwarded share a budget: past it, no room (a 503 at once), and room again
+    /// once one is answered.
+    #[test]
+    fn forwarded_bodies_share_a_budget() {
+        let f = Forwarder::new("n1", "s3cret-of-the-cluster").unwrap();
+        let four_mib = 4 << 20;
+        let held: Vec<_> = (0..(FORWARD_BUDGET_KIB as usize * 1024 / four_mib))
+            .map(|_| f.room(four_mib).expect("room"))
+            .collect();
+        assert!(f.room(four_mib).is_none(), "the budget is spent");
+        assert!(f.room(0).is_none(), "even a small body waits for room");
+        drop(held);
+        assert!(f.room(four_mib).is_some());
     }
 
     #[test]

@@ -208,6 +208,9 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
                         // Two nodes forwarding large bodies to each other must not each wait
                         // on room the other holds.
                         drop(room);
+                        let Some(_flight) = forwarder.room(body.len()) else {
+                            return Ok(crate::forward::unavailable());
+                        };
                         if route.controller == "input"
                             && matches!(route.action.as_str(), "post" | "bulk")
                         {
@@ -241,9 +244,14 @@ async fn answer(state: &AppState, peer: SocketAddr, request: Request) -> ApiResu
                 match forwarder.owner(state.router.vshard(userid)) {
                     Some(owner) => {
                         drop(room);
-                        forwarder
-                            .forward_for(&owner, &parts, body.clone(), client, userid)
-                            .await
+                        match forwarder.room(body.len()) {
+                            Some(_flight) => {
+                                forwarder
+                                    .forward_for(&owner, &parts, body.clone(), client, userid)
+                                    .await
+                            }
+                            None => crate::forward::unavailable(),
+                        }
                     }
                     None => crate::forward::unavailable(),
                 },
