@@ -83,6 +83,11 @@ impl ProcessList {
         &self.steps
     }
 
+    /// How many steps the list has (a run takes at most twice as many, see the loop guard).
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }

@@ -114,6 +114,12 @@ pub enum IngestError {
         "Error: Reached the maximal allowed number of values in one request, limit is {limit}. Nothing was stored."
     )]
     ValueLimit { limit: usize },
+    /// ynni's own limit: the process-list steps one request's values would run (each value
+    /// runs its input's list), so one request cannot hold its shard for seconds.
+    #[error(
+        "Error: The values of one request would run {steps} process steps, limit is {limit}: send fewer values per request. Nothing was stored."
+    )]
+    StepLimit { limit: usize, steps: usize },
     /// ynni's own limit ([`MAX_NAME_CHARS`]); the name is shown cut short.
     #[error(
         "Error: Node and input names are limited to {limit} characters. Name '{name}…' was ignored. Nothing was stored."
@@ -156,6 +162,7 @@ impl IngestError {
                 | IngestError::PlanInputLimit { .. }
                 | IngestError::ValueLimit { .. }
                 | IngestError::NameLimit { .. }
+                | IngestError::StepLimit { .. }
         )
     }
 
@@ -168,6 +175,7 @@ impl IngestError {
             IngestError::PlanInputLimit { .. } => "plan_input_limit",
             IngestError::ValueLimit { .. } => "value_limit",
             IngestError::NameLimit { .. } => "name_limit",
+            IngestError::StepLimit { .. } => "step_limit",
             IngestError::Busy => "busy",
             IngestError::Stopped => "stopped",
             IngestError::NotServed => "not_served",

@@ -266,6 +266,12 @@ impl Job {
     }
 }
 
+/// The most process-list steps one request's values may run (each value runs its input's
+/// list once): some tenths of a second of its shard's time. 50,000 values of 20-step lists.
+pub const MAX_STEPS_PER_REQUEST: usize = 1_000_000;
+/// Requests of up to this many values are not counted: they run at most 128 steps a value.
+const STEP_COUNT_FROM: usize = 1_000;
+
 /// How many queued submissions share one WAL sync.
 pub(super) const MAX_GROUP: usize = 256;
 /// How long after a failed flush of points past the memory bound the next is tried.
@@ -1220,6 +1226,23 @@ impl Core {
         }
         let plan_cap = self.input_caps.cap(s.userid);
         let user = self.user(s.userid)?;
+        // A few values run few steps whatever their lists (at most MAX_STEPS each): only a
+        // larger request is counted.
+        if values > STEP_COUNT_FROM {
+            let steps: usize = s
+                .batches
+                .iter()
+                .flat_map(|b| b.values.iter().map(move |(name, _)| (b, name)))
+                .filter_map(|(b, name)| user.inputs.get(&(b.node.clone(), name.clone())))
+                .map(|input| input.process_list.len())
+                .sum();
+            if steps > MAX_STEPS_PER_REQUEST {
+                return Err(IngestError::StepLimit {
+                    limit: MAX_STEPS_PER_REQUEST,
+                    steps,
+                });
+            }
+        }
         let mut new_nodes: Vec<&str> = Vec::new();
         let mut new_inputs: HashMap<&str, HashSet<&str>> = HashMap::new();
         let mut created = 0;
@@ -2573,6 +2596,53 @@ mod tests {
         assert_eq!(inputs.len(), 10);
         assert_eq!(inputs["v3"], (T + 49, Some(493.0)));
         assert_eq!(feeds, [(feed, T + 49, Some(490.0))]);
+    }
+
+    /// The process steps a request's values would run are counted before it is logged: past
+    /// the limit it is refused whole and the log does not move.
+    #[test]
+    fn a_request_running_too_many_steps_is_refused_before_it_is_logged() {
+        let rig = Rig::new();
+        let feed = rig.feed_fed_by("house", "power", 1);
+        rig.rt.block_on(async {
+            let input = rig
+                .catalog
+                .inputs_for_user(rig.userid)
+                .await
+                .expect("inputs")
+                .into_iter()
+                .find(|i| i.name == "power")
+                .expect("input");
+            let list = vec![format!("1:{feed}"); 100].join(",");
+            rig.catalog
+                .set_input_process_list(input.id, &list)
+                .await
+                .expect("list");
+        });
+        let mut w = rig.open();
+        w.store.create_fixed(feed, 10).expect("feed file");
+        let bulk = |rows: i64| Submission {
+            userid: rig.userid,
+            batches: (0..rows)
+                .map(|k| Decoded {
+                    time: T + 10 * k,
+                    node: "house".into(),
+                    values: vec![("power".into(), Some(1.0))],
+                })
+                .collect(),
+            http: true,
+        };
+        let before = w.store.applied_lsn();
+        match submit(&mut w, bulk(10_001)) {
+            Err(
+                e @ IngestError::StepLimit {
+                    steps: 1_000_100, ..
+                },
+            ) => assert!(e.is_limit()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(w.store.applied_lsn(), before, "nothing logged");
+        submit(&mut w, bulk(10_000)).expect("at the limit");
     }
 
     /// A small deterministic generator (splitmix64), so a failure reproduces.
