@@ -82,6 +82,8 @@ pub static IN_MEMORY: std::sync::atomic::AtomicUsize = std::sync::atomic::Atomic
 pub const SAVE_EVERY: Duration = Duration::from_secs(3600);
 /// Levels not read for this long are saved and let go from memory.
 pub const IDLE: Duration = Duration::from_secs(600);
+/// [`IDLE`] while the process holds more levels than its budget.
+pub const IDLE_OVER_BUDGET: Duration = Duration::from_secs(60);
 
 const MAGIC: &[u8; 8] = b"YNNILVL1";
 const HEADER_LEN: usize = 48;

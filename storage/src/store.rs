@@ -616,6 +616,15 @@ impl FeedStore {
         }
         self.last_flush = std::time::Instant::now();
         let mut stats = FlushStats::default();
+        // Over the process's budget for levels, a store lets go of those not read for a
+        // minute, not ten: the store over it may not be this one, which only drops its own.
+        let idle = if crate::levels::IN_MEMORY.load(std::sync::atomic::Ordering::Relaxed)
+            > self.cfg.levels_memory
+        {
+            crate::levels::IDLE_OVER_BUDGET
+        } else {
+            crate::levels::IDLE
+        };
         for feed in self.feeds.values_mut() {
             let n = feed.pending_len();
             if let Some(may_write) = &self.guard
@@ -628,7 +637,7 @@ impl FeedStore {
                 stats.points += n;
             }
             if let Feed::Fixed(f) = feed {
-                f.release_idle_levels(crate::levels::IDLE);
+                f.release_idle_levels(idle);
                 f.release_idle_map();
                 if self.levels.by_feed.contains_key(&f.id()) {
                     self.levels.set(f.id(), f.levels_memory().0);
