@@ -283,6 +283,7 @@ async fn a_users_feeds_last_updates_and_metas_come_in_one_operation() {
         now: T,
         single: false,
         rewrite: false,
+        start: None,
     };
     router
         .feed(userid, FeedOp::Insert { userid, write })

@@ -547,6 +547,18 @@ impl FixedFeed {
         }
     }
 
+    /// Sets an empty feed's start time to `start` exactly (emoncms's `upload` and `sync` of a
+    /// feed trimmed there, whose start is anywhere in a slot); the next write's slots count
+    /// from it. `false`, changing nothing, for a feed with data.
+    pub fn start_empty_at(&mut self, start: u32) -> bool {
+        if self.npoints() > 0 || start == 0 {
+            return false;
+        }
+        self.start_time = start;
+        self.meta_dirty = true;
+        true
+    }
+
     /// Bytes of memory the feed's levels hold, and when a read last used them.
     pub fn levels_memory(&self) -> (usize, Option<std::time::Instant>) {
         let lv = self.levels_lock();

@@ -1004,6 +1004,68 @@ async fn post_sync(server: &Server, key: &str, body: Vec<u8>) -> Reply {
     .await
 }
 
+/// A feed trimmed in emoncms starts inside a slot. Synced into an empty feed it keeps that
+/// start exactly, its slots stay the slots they were (a later segment appends where the
+/// first ended), and an upload to it lands where emoncms puts it.
+#[tokio::test]
+async fn a_feed_starting_inside_a_slot_syncs_and_uploads_slot_for_slot() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let fina = create(&server, &write, "trimmed", 5).await;
+    let start = T0 + 5;
+    let r = post_sync(
+        &server,
+        &write,
+        sync_body(&[fina_segment(fina, start, 10, 0, &[1.0, 2.0, 3.0])]),
+    )
+    .await;
+    assert_eq!(r.json()["success"], true, "{}", r.body);
+    let meta = || {
+        let c = c.clone();
+        let url = keyed(&server, &format!("/feed/getmeta.json?id={fina}"), &read);
+        async move { get(&c, &url).await.json() }
+    };
+    let m = meta().await;
+    assert_eq!(
+        (m["start_time"].as_i64(), m["npoints"].as_i64()),
+        (Some(start), Some(3)),
+        "{m}"
+    );
+    // The next segment, from the local end, is taken: it starts where the first ended.
+    let r = post_sync(
+        &server,
+        &write,
+        sync_body(&[fina_segment(fina, start, 10, 12, &[4.0])]),
+    )
+    .await;
+    assert_eq!(r.json()["success"], true, "{}", r.body);
+    assert_eq!(meta().await["npoints"].as_i64(), Some(4));
+    // An upload of a block from the feed's start overwrites slots 0 and 1.
+    let up = c.post(keyed(
+        &server,
+        &format!("/feed/upload.json?id={fina}&start={start}&interval=10&npoints=2"),
+        &write,
+    ));
+    let body: Vec<u8> = [7.0f32, 8.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(send(up.body(body)).await.json(), serde_json::json!(true));
+    let r = c
+        .get(keyed(
+            &server,
+            &format!("/feed/export.json?id={fina}&start=0"),
+            &read,
+        ))
+        .send()
+        .await
+        .expect("export");
+    let bytes = r.bytes().await.expect("bytes");
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_eq!(values, [7.0, 8.0, 3.0, 4.0]);
+}
+
 #[tokio::test]
 async fn sync_appends_uploaded_segments_and_survives_kill9() {
     let dir = tempfile::tempdir().expect("tempdir");

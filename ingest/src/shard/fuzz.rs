@@ -123,13 +123,15 @@ fn feed_write() -> impl Strategy<Value = FeedWrite> {
         any::<i64>(),
         any::<bool>(),
         any::<bool>(),
+        proptest::option::of(any::<u32>()),
     )
-        .prop_map(|(feed, points, now, single, rewrite)| FeedWrite {
+        .prop_map(|(feed, points, now, single, rewrite, start)| FeedWrite {
             feed,
             points,
             now,
             single,
             rewrite,
+            start,
         })
 }
 

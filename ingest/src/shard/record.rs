@@ -51,6 +51,11 @@ pub struct FeedWrite {
     /// counted as values received, which a hosted service bills.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rewrite: bool,
+    /// A fixed-interval feed's start time when it is empty before this write, exactly (not
+    /// aligned to the interval): a feed synced or uploaded from an emoncms feed that was
+    /// trimmed there, whose start is anywhere in a slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<u32>,
 }
 
 impl Record {
@@ -222,6 +227,7 @@ mod tests {
                 now: 9,
                 single: false,
                 rewrite: round % 3 == 0,
+                start: None,
             };
             let r = Record::feed_write(7, write);
             let back = Record::decode(&r.encode()).expect("decodes");
@@ -243,6 +249,7 @@ mod tests {
             now: 99,
             single: false,
             rewrite: false,
+            start: None,
         };
         let r = Record::feed_write(2, w);
         assert_eq!(r.values(), 2);
@@ -259,6 +266,7 @@ mod tests {
             now: 99,
             single: false,
             rewrite: true,
+            start: None,
         };
         let r = Record::feed_write(2, w);
         assert_eq!(r.values(), 0);

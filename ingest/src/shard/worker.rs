@@ -1656,6 +1656,11 @@ impl Core {
             );
             return Ok(());
         }
+        if let Some(start) = write.start
+            && let Ok(Feed::Fixed(f)) = store.feed(write.feed)
+        {
+            f.start_empty_at(start);
+        }
         let mut points: Vec<Point> = Vec::with_capacity(write.points.len());
         for &(time, value) in &write.points {
             if points.last().is_some_and(|p| time < p.time) {

@@ -41,7 +41,13 @@ pub(super) async fn insert(call: &Call<'_>) -> ApiResult {
             Err(wait) => return Err(crate::api::input::over_plan_rate(wait)),
         }
     }
-    let stored_points = super::store_points(call, &row, points, now, single, false).await;
+    let how = super::Write {
+        now,
+        single,
+        rewrite: false,
+        start: None,
+    };
+    let stored_points = super::store_points(call, &row, points, how).await;
     if stored_points.is_err()
         && let (Some(billing), Some(admission)) = (&call.state.billing, admission)
     {

@@ -254,15 +254,57 @@ async fn store_many(
     points: Vec<(i64, Option<f64>)>,
     rewrite: bool,
 ) -> Result<(), ApiError> {
-    store_points(
-        call,
-        row,
-        points,
-        chrono::Utc::now().timestamp(),
-        false,
+    let write = Write {
+        now: chrono::Utc::now().timestamp(),
+        single: false,
         rewrite,
-    )
-    .await
+        start: None,
+    };
+    store_points(call, row, points, write).await
+}
+
+/// [`store_many`] of slots of a fixed-interval feed counted from `start` (a sync's or an
+/// upload's block): an empty feed starts at exactly `start`, and slot `k` is written at the
+/// time that falls in it ([`slot_time`]).
+async fn store_slots(
+    call: &Call<'_>,
+    row: &FeedRow,
+    start: u32,
+    interval: u32,
+    values: impl Iterator<Item = (u64, Option<f64>)>,
+) -> Result<(), ApiError> {
+    let points = values
+        .map(|(k, v)| (slot_time(start, interval, k), v))
+        .collect();
+    let write = Write {
+        now: chrono::Utc::now().timestamp(),
+        single: false,
+        rewrite: false,
+        start: (interval > 0 && start % interval != 0).then_some(start),
+    };
+    store_points(call, row, points, write).await
+}
+
+/// The time a write puts in slot `k` of a feed starting at `start`: emoncms aligns a time
+/// down to the interval and counts slots from the start, so with a start inside a slot (a
+/// feed trimmed in emoncms) slot `k` takes the aligned time after it, not `start + k·i`.
+fn slot_time(start: u32, interval: u32, k: u64) -> i64 {
+    let (start, interval) = (i64::from(start), i64::from(interval.max(1)));
+    let k = i64::try_from(k).unwrap_or(i64::MAX);
+    if start % interval == 0 {
+        start.saturating_add(k.saturating_mul(interval))
+    } else {
+        (start / interval * interval).saturating_add(k.saturating_add(1).saturating_mul(interval))
+    }
+}
+
+/// How [`store_points`] writes: the request time, whether it is one live value, whether it
+/// writes existing points again, and an empty feed's exact start.
+pub(super) struct Write {
+    pub now: i64,
+    pub single: bool,
+    pub rewrite: bool,
+    pub start: Option<u32>,
 }
 
 /// Writes `points` to `row`'s feed through its shard's WAL: done (durable) when this returns.
@@ -271,9 +313,7 @@ async fn store_points(
     call: &Call<'_>,
     row: &FeedRow,
     points: Vec<(i64, Option<f64>)>,
-    now: i64,
-    single: bool,
-    rewrite: bool,
+    how: Write,
 ) -> Result<(), ApiError> {
     // New data is refused to an account past its grace period, by whichever way it comes
     // (insert, upload, sync, a rescale).
@@ -289,9 +329,10 @@ async fn store_points(
     let write = ynni_ingest::shard::FeedWrite {
         feed: row.id as u32,
         points,
-        now,
-        single,
-        rewrite,
+        now: how.now,
+        single: how.single,
+        rewrite: how.rewrite,
+        start: how.start,
     };
     let op = FeedOp::Insert {
         userid: row.userid,
@@ -593,6 +634,19 @@ fn buffersize(call: &Call<'_>) -> ApiResult {
 
 #[cfg(test)]
 mod tests {
+    /// Slot times: `start + k·i` from an aligned start; from a start inside a slot (a feed
+    /// trimmed in emoncms), the aligned time that falls in slot `k` when counted from it.
+    #[test]
+    fn slot_times_fall_in_their_slots() {
+        assert_eq!(super::slot_time(1000, 10, 0), 1000);
+        assert_eq!(super::slot_time(1000, 10, 3), 1030);
+        for k in 0..5u64 {
+            let t = super::slot_time(1005, 10, k);
+            assert_eq!(t % 10, 0);
+            assert_eq!((t - 1005).div_euclid(10), k as i64, "slot {k}");
+        }
+    }
+
     use super::filter_int;
 
     #[test]

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use ynni_ingest::shard::{FeedAnswer, FeedMeta, FeedOp};
 use ynni_storage::{Engine, Storage};
 
-use super::{Call, engine, meta, run, store_many};
+use super::{Call, engine, meta, run, store_many, store_slots};
 use crate::error::{ApiError, ApiResult};
 use crate::reply;
 
@@ -78,12 +78,12 @@ fn next_segment(data: &[u8], pos: usize) -> Result<Option<Segment>, String> {
     }))
 }
 
-/// A fixed-interval segment's points, checked against the local feed as it stands.
+/// A fixed-interval segment's values by slot, checked against the local feed as it stands.
 fn fixed_points(
     seg: &[u8],
     feed: u32,
     local: &ynni_storage::fixed::FixedMeta,
-) -> Result<Vec<(i64, Option<f64>)>, String> {
+) -> Result<Vec<(u64, Option<f64>)>, String> {
     if seg.len() < FIXED_HEADER {
         return Err(format!(
             "Invalid segment length {} for feedid={feed}",
@@ -115,10 +115,8 @@ fn fixed_points(
         .chunks_exact(4)
         .enumerate()
         .map(|(k, b)| {
-            let slot = first + k as u64;
-            let t = i64::from(start_time) + (slot as i64) * i64::from(interval);
             let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            (t, (!v.is_nan()).then_some(f64::from(v)))
+            (first + k as u64, (!v.is_nan()).then_some(f64::from(v)))
         })
         .collect())
 }
@@ -179,18 +177,29 @@ pub(super) async fn sync(call: &Call<'_>) -> ApiResult {
         // meta data is still reported).
         if let Some(storage) = storage.filter(|_| engine(&row) != Some(Engine::Mysql)) {
             let local = run(call, &row, FeedOp::Meta { id: seg.feed }).await?;
-            let points = match (storage, local) {
+            match (storage, local) {
                 (Storage::Fixed, FeedAnswer::Meta(FeedMeta::Fixed(m))) => {
-                    fixed_points(bytes, seg.feed, &m)
+                    let slots = fixed_points(bytes, seg.feed, &m).map_err(ApiError::Fail)?;
+                    if !slots.is_empty() {
+                        // An empty feed starts at the segment's start, exactly (a feed
+                        // trimmed in emoncms starts inside a slot).
+                        let start = u32_at(bytes, 8).unwrap_or(0);
+                        store_slots(call, &row, start, m.interval, slots.into_iter()).await?;
+                    }
                 }
                 (Storage::Variable, FeedAnswer::Meta(FeedMeta::Variable(m))) => {
-                    variable_points(bytes, seg.feed, m.npoints)
+                    let points =
+                        variable_points(bytes, seg.feed, m.npoints).map_err(ApiError::Fail)?;
+                    if !points.is_empty() {
+                        store_many(call, &row, points, false).await?;
+                    }
                 }
-                _ => Err(format!("Feed engine mismatch for feedid={}", seg.feed)),
-            }
-            .map_err(ApiError::Fail)?;
-            if !points.is_empty() {
-                store_many(call, &row, points, false).await?;
+                _ => {
+                    return Err(ApiError::fail(format!(
+                        "Feed engine mismatch for feedid={}",
+                        seg.feed
+                    )));
+                }
             }
         }
         updated.push(meta(call, &row).await?);
@@ -281,7 +290,7 @@ mod tests {
         let seg = fixed_segment(1, 1000, 10, 0, &[1.0, f32::NAN, 3.0]);
         assert_eq!(
             fixed_points(&seg, 1, &empty),
-            Ok(vec![(1000, Some(1.0)), (1010, None), (1020, Some(3.0))])
+            Ok(vec![(0, Some(1.0)), (1, None), (2, Some(3.0))])
         );
         let two = FixedMeta {
             interval: 10,
@@ -289,7 +298,7 @@ mod tests {
             npoints: 2,
         };
         let seg = fixed_segment(1, 1000, 10, 8, &[5.0]);
-        assert_eq!(fixed_points(&seg, 1, &two), Ok(vec![(1020, Some(5.0))]));
+        assert_eq!(fixed_points(&seg, 1, &two), Ok(vec![(2, Some(5.0))]));
         for (seg, what) in [
             (fixed_segment(1, 990, 10, 8, &[5.0]), "start_time"),
             (fixed_segment(1, 1000, 5, 8, &[5.0]), "interval"),

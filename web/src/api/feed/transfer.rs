@@ -177,12 +177,31 @@ pub(super) async fn upload(call: &Call<'_>) -> ApiResult {
     };
     let points: Vec<(i64, Option<f64>)> = if block {
         let (start, interval) = (int("start"), int("interval"));
-        let feed_interval = match run(call, &row, FeedOp::Meta { id: row.id as u32 }).await? {
-            FeedAnswer::Meta(FeedMeta::Fixed(m)) => i64::from(m.interval),
+        let local = match run(call, &row, FeedOp::Meta { id: row.id as u32 }).await? {
+            FeedAnswer::Meta(FeedMeta::Fixed(m)) => m,
             _ => return Err(ApiError::False),
         };
-        if interval != feed_interval || npoints.checked_mul(4) != Some(body.len()) {
+        if interval != i64::from(local.interval) || npoints.checked_mul(4) != Some(body.len()) {
             return Err(ApiError::False);
+        }
+        // A start inside a slot (an emoncms feed trimmed there), given for an empty feed or
+        // the feed's own: written slot by slot from it, as emoncms writes the block at
+        // `floor((start - start_time) / interval)`.
+        let base = if local.npoints == 0 {
+            u32::try_from(start).ok()
+        } else {
+            Some(local.start_time)
+        }
+        .filter(|b| *b > 0 && b % local.interval != 0);
+        if let Some(base) = base {
+            let first = (start - i64::from(base)).div_euclid(interval);
+            let slots = body.chunks_exact(4).enumerate().filter_map(|(k, b)| {
+                u64::try_from(first + k as i64)
+                    .ok()
+                    .map(|slot| (slot, value(b)))
+            });
+            super::store_slots(call, &row, base, local.interval, slots).await?;
+            return Ok(reply::json(Value::Bool(true)));
         }
         body.chunks_exact(4)
             .enumerate()
