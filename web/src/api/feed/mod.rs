@@ -280,7 +280,7 @@ async fn store_slots(
         now: chrono::Utc::now().timestamp(),
         single: false,
         rewrite: false,
-        start: (interval > 0 && start % interval != 0).then_some(start),
+        start: (interval > 0 && !start.is_multiple_of(interval)).then_some(start),
     };
     store_points(call, row, points, write).await
 }
