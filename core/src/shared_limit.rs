@@ -62,7 +62,7 @@ impl SharedLimits {
         window: Duration,
     ) -> Result<Option<SharedAttempt>, SharedLimitError> {
         let attempt = SharedAttempt {
-            ip: key(scope, "ip", &ip.to_string()),
+            ip: key(scope, "ip", &network(ip)),
             account: key(scope, "user", &username.to_ascii_lowercase()),
         };
         let counts = self.count(&[&attempt.ip, &attempt.account], window).await?;
@@ -79,7 +79,7 @@ impl SharedLimits {
         limit: u32,
         window: Duration,
     ) -> Result<bool, SharedLimitError> {
-        let k = key(scope, "ip", &ip.to_string());
+        let k = key(scope, "ip", &network(ip));
         let counts = self.count(&[&k], window).await?;
         Ok(counts.iter().any(|&n| n > u64::from(limit)))
     }
@@ -138,6 +138,13 @@ fn key(scope: &str, kind: &str, value: &str) -> String {
     format!("ynni:limit:{scope}:{kind}:{}", hex::encode(&digest[..16]))
 }
 
+/// The network an address is counted by, as the local limiter counts it
+/// ([`crate::ratelimit::client_key`]): an IPv4 address, or an IPv6 address's /64 (one
+/// household's or one server's, which can rotate through all of it).
+fn network(ip: IpAddr) -> String {
+    hex::encode(crate::ratelimit::client_key(ip))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +160,15 @@ mod tests {
             a.len(),
             "the length does not follow the name's"
         );
+    }
+
+    /// An IPv6 client counts by its /64, as the local limiter counts it: rotating through its
+    /// own network gains nothing.
+    #[test]
+    fn addresses_count_by_network() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("address");
+        assert_eq!(network(ip("2001:db8::1")), network(ip("2001:db8::ffff:2")));
+        assert_ne!(network(ip("2001:db8::1")), network(ip("2001:db8:0:1::1")));
+        assert_ne!(network(ip("192.0.2.1")), network(ip("192.0.2.2")));
     }
 }

@@ -124,6 +124,19 @@ async fn the_session_refuses_cross_site_requests_and_apikeys_do_not_care() {
     )
     .await;
     assert_eq!(r.json()[0]["id"], id.to_string(), "{r:?}");
+    // Nor does an image or a followed link log the session out.
+    for mode in ["no-cors", "navigate"] {
+        let r = crate::harness::send(
+            client
+                .get(server.url("/user/logout.json"))
+                .header("sec-fetch-site", "same-origin")
+                .header("sec-fetch-mode", mode),
+        )
+        .await;
+        assert_ne!(r.status, 500, "{r:?}");
+        let me = get(&client, &server.url("/user/session.json")).await;
+        assert_ne!(me.body, "false", "{mode}: logged out");
+    }
     // The pages' own fetch writes.
     let r = crate::harness::send(
         client

@@ -53,7 +53,9 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
             return Ok(reply::json(json!(offset)));
         }
         "gettimezone" => return Ok(reply::json(json!(caller.user.timezone))),
-        "logout" if !caller.via_apikey => return logout(call, caller).await,
+        // A state change, so a scripted request only (a followed link or an image must not
+        // end the session: see `csrf`).
+        "logout" if !caller.via_apikey && caller.write => return logout(call, caller).await,
         _ => {}
     }
     if caller.via_apikey {
