@@ -101,6 +101,10 @@ impl Catalog {
 
     /// Removes `userid`'s app `id`; false if the user has no such app.
     pub async fn delete_app(&self, userid: i64, id: i64) -> Result<bool, CatalogError> {
+        // Its links first: an app imported later under the same id must not bring them back.
+        let sql = "UPDATE shares SET revoked = TRUE WHERE app = $1 AND userid = $2 \
+                   AND kind = 'app'";
+        self.execute2(sql, id, userid).await?;
         let sql = "DELETE FROM apps WHERE id = $1 AND userid = $2";
         Ok(self.execute2(sql, id, userid).await? > 0)
     }
@@ -273,15 +277,27 @@ impl Catalog {
         .await)?)
     }
 
-    /// Forgets `userid`'s revoked share links but the newest `keep` (their list stays short).
-    pub async fn forget_old_revoked_shares(
+    /// Forgets `userid`'s dead share links (revoked, or expired by `now`) but the newest
+    /// `keep` (their list stays short: expired links are not counted against the cap of live
+    /// ones, so without this a key in a loop made short-lived links without end).
+    pub async fn forget_old_dead_shares(
         &self,
         userid: i64,
         keep: i64,
+        now: i64,
     ) -> Result<(), CatalogError> {
-        let sql = "DELETE FROM shares WHERE userid = $1 AND revoked AND id NOT IN \
-                   (SELECT id FROM shares WHERE userid = $1 AND revoked ORDER BY id DESC LIMIT $2)";
-        self.execute2(sql, userid, keep).await?;
+        on_db!(&self.db, p => sqlx::query(
+            "DELETE FROM shares WHERE userid = $1 \
+             AND (revoked OR (expires <> 0 AND expires <= $3)) AND id NOT IN \
+             (SELECT id FROM shares WHERE userid = $1 \
+              AND (revoked OR (expires <> 0 AND expires <= $3)) ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(userid)
+        .bind(keep)
+        .bind(now)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -354,6 +370,49 @@ mod tests {
         assert!(cat.delete_app(a.id, id).await.unwrap());
     }
 
+    /// Expired links are forgotten like revoked ones (past the newest `keep`), and deleting
+    /// a dashboard revokes its links.
+    #[tokio::test]
+    async fn expired_links_are_pruned_and_a_deleted_dashboards_links_revoked() {
+        let (_d, cat) = test_catalog().await;
+        let a = test_user(&cat, "alice").await;
+        for i in 0..5 {
+            cat.create_share(
+                a.id,
+                &share_token_hash(&format!("e{i}")),
+                "",
+                &ShareScope::Feeds(vec![1]),
+                100,
+                false,
+            )
+            .await
+            .unwrap();
+        }
+        cat.forget_old_dead_shares(a.id, 2, 200).await.unwrap();
+        assert_eq!(cat.shares_for_user(a.id).await.unwrap().len(), 2);
+        let dash = cat.create_dashboard(a.id).await.unwrap().expect("made");
+        let link = cat
+            .create_share(
+                a.id,
+                &share_token_hash("d"),
+                "",
+                &ShareScope::Dashboard(dash),
+                0,
+                false,
+            )
+            .await
+            .unwrap();
+        assert!(cat.delete_dashboard(a.id, dash).await.unwrap());
+        let row = cat
+            .shares_for_user(a.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.id == link)
+            .expect("listed");
+        assert!(row.revoked, "{row:?}");
+    }
+
     #[tokio::test]
     async fn only_the_newest_revoked_links_are_kept_and_live_ones_counted() {
         let (_d, cat) = test_catalog().await;
@@ -405,7 +464,7 @@ mod tests {
         assert_eq!(cat.live_share_count(a.id, 99).await.unwrap(), 2);
         assert_eq!(cat.live_share_count(a.id, 100).await.unwrap(), 1);
         assert!(cat.revoke_share(a.id, ends).await.unwrap());
-        cat.forget_old_revoked_shares(a.id, 2).await.unwrap();
+        cat.forget_old_dead_shares(a.id, 2, 99).await.unwrap();
         let left: Vec<i64> = cat
             .shares_for_user(a.id)
             .await

@@ -195,6 +195,11 @@ impl Catalog {
     }
 
     pub async fn delete_dashboard(&self, userid: i64, id: i64) -> Result<bool, CatalogError> {
+        // Its links first: a dashboard imported later under the same id must not bring them
+        // back.
+        let sql = "UPDATE shares SET revoked = TRUE WHERE dashboard = $1 AND userid = $2 \
+                   AND kind = 'dashboard'";
+        self.execute2(sql, id, userid).await?;
         let sql = "DELETE FROM dashboards WHERE id = $1 AND userid = $2";
         Ok(self.execute2(sql, id, userid).await? > 0)
     }

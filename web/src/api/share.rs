@@ -305,10 +305,11 @@ pub async fn handle(call: &Call<'_>) -> ApiResult {
                 .filter(|ch| ch.is_alphanumeric() || ch.is_whitespace() || "_-:.,".contains(*ch))
                 .take(100)
                 .collect();
-            // Revoked links stay listed, the newest 100 of them; live ones are bounded.
+            // Revoked and expired links stay listed, the newest 100 of them; live ones are
+            // bounded.
             let _one = call.state.creates.lock(c.user.id).await?;
-            catalog.forget_old_revoked_shares(c.user.id, 100).await?;
             let now = chrono::Utc::now().timestamp();
+            catalog.forget_old_dead_shares(c.user.id, 100, now).await?;
             if catalog.live_share_count(c.user.id, now).await? >= MAX_SHARES {
                 return Err(ApiError::fail(format!(
                     "Too many share links: at most {MAX_SHARES}"
