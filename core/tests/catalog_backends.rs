@@ -744,3 +744,35 @@ async fn counted_creations_through_two_nodes_stop_at_the_cap() {
     assert_eq!(made, 10);
     assert_eq!(a.device_count(user.id).await.expect("count"), 10);
 }
+
+/// Registrations racing to be the first account on PostgreSQL: exactly one is made (and is
+/// the admin) when only the first may register, and exactly one admin when anyone may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_first_registrations_make_one_first_account_on_postgres() {
+    for only_if_first in [true, false] {
+        let pg = postgres::Postgres::start();
+        let cat = Catalog::open_postgres(&pg.url()).await.expect("open");
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let cat = cat.clone();
+            tasks.push(tokio::spawn(async move {
+                cat.create_user(&new_user(&format!("user{i}")), only_if_first)
+                    .await
+                    .expect("db")
+            }));
+        }
+        let mut made = Vec::new();
+        for t in tasks {
+            if let Ok(user) = t.await.expect("task") {
+                made.push(user);
+            }
+        }
+        let admins = made.iter().filter(|u| u.admin).count();
+        assert_eq!(admins, 1, "only_if_first {only_if_first}: {made:?}");
+        if only_if_first {
+            assert_eq!(made.len(), 1);
+        } else {
+            assert_eq!(made.len(), 16);
+        }
+    }
+}

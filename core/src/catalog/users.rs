@@ -1,7 +1,7 @@
 //! Accounts: creation, lookup by name or apikey, profile and credential changes.
 
 use super::on_db;
-use super::{Catalog, CatalogError, now_secs};
+use super::{Catalog, CatalogError, Db, now_secs};
 use crate::keys::new_apikey;
 
 /// One account row.
@@ -69,6 +69,9 @@ pub struct ProfileUpdate {
     pub startingpage: String,
 }
 
+/// The PostgreSQL advisory lock account creations take in turn ("accounts").
+const ACCOUNT_CREATION_LOCK: i64 = 0x6163_636f_756e_7473;
+
 /// More distinct keys than this empties the cache: a bound on memory far above one server's
 /// users.
 pub(super) const KEY_CACHE_LIMIT: usize = 100_000;
@@ -115,27 +118,61 @@ impl Catalog {
         new: &NewUser,
         only_if_first: bool,
     ) -> Result<Result<User, CreateRefusal>, CatalogError> {
+        const INSERT: &str = "INSERT INTO users (username, email, password, apikey_write, \
+             apikey_read, admin, uuid, timezone, created) \
+             SELECT $1, $2, $3, $4, $5, ($6 OR NOT EXISTS (SELECT 1 FROM users)), $7, $8, $9 \
+             WHERE NOT $10 OR NOT EXISTS (SELECT 1 FROM users) \
+             RETURNING id";
         // A key collision needs 2^64 keys to become likely; one retry covers the impossible.
         for attempt in 0..2 {
-            let result = on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
-                "INSERT INTO users (username, email, password, apikey_write, apikey_read, admin, \
-                 uuid, timezone, created) \
-                 SELECT $1, $2, $3, $4, $5, ($6 OR NOT EXISTS (SELECT 1 FROM users)), $7, $8, $9 \
-                 WHERE NOT $10 OR NOT EXISTS (SELECT 1 FROM users) \
-                 RETURNING id",
-            )
-            .bind(&new.username)
-            .bind(&new.email)
-            .bind(&new.password_hash)
-            .bind(new_apikey()?)
-            .bind(new_apikey()?)
-            .bind(new.admin)
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&new.timezone)
-            .bind(now_secs())
-            .bind(only_if_first)
-            .fetch_optional(p)
-            .await);
+            let (write_key, read_key) = (new_apikey()?, new_apikey()?);
+            let uuid = uuid::Uuid::new_v4().to_string();
+            let result = match &self.db {
+                // SQLite runs one writer at a time: the statement's own check is enough.
+                Db::Sqlite(p) => {
+                    sqlx::query_scalar::<_, i64>(INSERT)
+                        .bind(&new.username)
+                        .bind(&new.email)
+                        .bind(&new.password_hash)
+                        .bind(write_key)
+                        .bind(read_key)
+                        .bind(new.admin)
+                        .bind(uuid)
+                        .bind(&new.timezone)
+                        .bind(now_secs())
+                        .bind(only_if_first)
+                        .fetch_optional(p)
+                        .await
+                }
+                // PostgreSQL's statements see the table as it was when they began: two
+                // registrations at once would each find no account and both be the first
+                // (an admin). One at a time, under a lock held to the commit.
+                Db::Postgres(p) => {
+                    async {
+                        let mut tx = p.begin().await?;
+                        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                            .bind(ACCOUNT_CREATION_LOCK)
+                            .execute(&mut *tx)
+                            .await?;
+                        let id = sqlx::query_scalar::<_, i64>(INSERT)
+                            .bind(&new.username)
+                            .bind(&new.email)
+                            .bind(&new.password_hash)
+                            .bind(write_key)
+                            .bind(read_key)
+                            .bind(new.admin)
+                            .bind(uuid)
+                            .bind(&new.timezone)
+                            .bind(now_secs())
+                            .bind(only_if_first)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                        Ok(id)
+                    }
+                    .await
+                }
+            };
             match result {
                 Ok(Some(id)) => {
                     let user = self.user_by_id(id).await?.ok_or(sqlx::Error::RowNotFound)?;
