@@ -294,6 +294,28 @@ impl Catalog {
         Ok(())
     }
 
+    /// Replaces account `id`'s password hash with `fresh` (the same password, hashed anew)
+    /// only if it is still `old`: a password change committed meanwhile is kept, not undone
+    /// by the upgrade of the hash it replaced. Returns whether it was replaced.
+    pub async fn upgrade_password_hash(
+        &self,
+        id: i64,
+        old: &str,
+        fresh: &str,
+    ) -> Result<bool, CatalogError> {
+        let _forget = ForgetKeys(self);
+        let done = on_db!(&self.db, p => sqlx::query(
+            "UPDATE users SET password = $1, salt = NULL WHERE id = $2 AND password = $3",
+        )
+        .bind(fresh)
+        .bind(id)
+        .bind(old)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
     pub async fn record_login(&self, id: i64) -> Result<(), CatalogError> {
         let _forget = ForgetKeys(self);
         let sql = "UPDATE users SET lastlogin = $1 WHERE id = $2";
@@ -366,6 +388,29 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An upgrade of a password's hash after a login does not undo a password change
+    /// committed in between.
+    #[tokio::test]
+    async fn a_hash_upgrade_keeps_a_password_changed_meanwhile() {
+        let (_d, cat) = crate::catalog::test_catalog().await;
+        let a = crate::catalog::test_user(&cat, "alice").await;
+        let old = a.password.clone();
+        cat.set_password_hash(a.id, "$changed").await.unwrap();
+        assert!(
+            !cat.upgrade_password_hash(a.id, &old, "$upgraded")
+                .await
+                .unwrap()
+        );
+        let now = cat.user_by_id(a.id).await.unwrap().unwrap();
+        assert_eq!(now.password, "$changed");
+        assert!(
+            cat.upgrade_password_hash(a.id, "$changed", "$upgraded")
+                .await
+                .unwrap()
+        );
+    }
+
     use crate::catalog::test_catalog;
 
     fn new_user(name: &str) -> NewUser {

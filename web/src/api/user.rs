@@ -221,11 +221,15 @@ async fn check_credentials(
     };
     if upgrade {
         let fresh = hash_password(call, pass.to_string()).await?;
-        call.state
+        // Only over the hash just checked: a change of password meanwhile stays.
+        if call
+            .state
             .catalog
-            .set_password_hash(user.id, &fresh)
-            .await?;
-        tracing::info!(userid = user.id, "upgraded emoncms password hash to argon2");
+            .upgrade_password_hash(user.id, &user.password, &fresh)
+            .await?
+        {
+            tracing::info!(userid = user.id, "upgraded emoncms password hash to argon2");
+        }
     }
     Ok(Credentials::Valid(Box::new(user)))
 }
