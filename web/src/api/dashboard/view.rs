@@ -58,11 +58,12 @@ pub async fn view_json(call: &Call<'_>) -> ApiResult {
     if !owner && !d.public {
         return Err(ApiError::False);
     }
-    let owners_feeds = call.state.catalog.feeds_for_user(d.userid).await?;
-    let visible: Vec<_> = owners_feeds
-        .into_iter()
-        .filter(|f| owner || f.public)
-        .collect();
+    // Anyone else sees the owner's public feeds only, and reads no more rows than those.
+    let visible = if owner {
+        call.state.catalog.feeds_for_user(d.userid).await?
+    } else {
+        call.state.catalog.public_feeds(d.userid).await?
+    };
     let named = refs::resolve(&refs::feed_options(&d.content), &visible);
     let shown: Vec<_> = visible
         .into_iter()
