@@ -89,9 +89,29 @@ impl Catalog {
     }
 
     /// `userid`'s apps, by id.
+    /// `userid`'s apps without their configs (empty): what a list shows, and up to 1,000
+    /// configs of 16 KiB are not read for it.
     pub async fn apps_for_user(&self, userid: i64) -> Result<Vec<AppRow>, CatalogError> {
-        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE userid = $1 ORDER BY id");
+        let sql = "SELECT id, userid, app, name, public, '' AS config FROM apps \
+                   WHERE userid = $1 ORDER BY id";
         Ok(self.select_all(sqlx::AssertSqlSafe(sql), userid).await?)
+    }
+
+    /// `userid`'s app named `name`, or their first if none is (emoncms's `getconfig`).
+    pub async fn app_by_name_or_first(
+        &self,
+        userid: i64,
+        name: &str,
+    ) -> Result<Option<AppRow>, CatalogError> {
+        let sql = format!(
+            "SELECT {APP_COLUMNS} FROM apps WHERE userid = $1 \
+             ORDER BY CASE WHEN name = $2 THEN 0 ELSE 1 END, id LIMIT 1"
+        );
+        Ok(on_db!(&self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(userid)
+            .bind(name)
+            .fetch_optional(p)
+            .await)?)
     }
 
     pub async fn app_by_id(&self, id: i64) -> Result<Option<AppRow>, CatalogError> {

@@ -270,17 +270,12 @@ pub async fn resolve(call: &Call<'_>) -> Result<Option<AppRow>, ApiError> {
             .await?
             .filter(|a| a.userid == c.user.id || a.public));
     }
-    let apps = catalog.apps_for_user(c.user.id).await?;
     let name = if call.route.subaction.is_empty() {
         call.params.get("name").unwrap_or("").to_string()
     } else {
         call.route.subaction.clone()
     };
-    Ok(apps
-        .iter()
-        .find(|a| a.name == name)
-        .or_else(|| apps.first())
-        .cloned())
+    Ok(catalog.app_by_name_or_first(c.user.id, &name).await?)
 }
 
 /// `setconfig`'s `config`: a flat JSON object of scalars with keys of `[A-Za-z0-9_]` and no
