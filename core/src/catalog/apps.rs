@@ -107,11 +107,13 @@ impl Catalog {
             "SELECT {APP_COLUMNS} FROM apps WHERE userid = $1 \
              ORDER BY CASE WHEN name = $2 THEN 0 ELSE 1 END, id LIMIT 1"
         );
-        Ok(on_db!(&self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        Ok(
+            on_db!(&self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(userid)
             .bind(name)
             .fetch_optional(p)
-            .await)?)
+            .await)?,
+        )
     }
 
     pub async fn app_by_id(&self, id: i64) -> Result<Option<AppRow>, CatalogError> {

@@ -13,6 +13,9 @@ pub struct Session {
     pub expires: i64,
 }
 
+/// Sessions an account keeps at once; a login past them ends the oldest.
+pub const MAX_SESSIONS_PER_USER: i64 = 100;
+
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -29,6 +32,20 @@ impl Catalog {
         .bind(userid)
         .bind(now)
         .bind(now + ttl_secs)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        // An account keeps its newest sessions only: logins are not limited when they
+        // succeed, and each session lives a month.
+        let new = token_hash(&token);
+        on_db!(&self.db, p => sqlx::query(
+            "DELETE FROM sessions WHERE userid = $1 AND token_hash <> $2 AND token_hash NOT IN \
+             (SELECT token_hash FROM sessions WHERE userid = $1 AND token_hash <> $2 \
+              ORDER BY created DESC, token_hash LIMIT $3)",
+        )
+        .bind(userid)
+        .bind(&new)
+        .bind(MAX_SESSIONS_PER_USER - 1)
         .execute(p)
         .await
         .map(|r| r.rows_affected()))?;
@@ -70,6 +87,24 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use crate::catalog::{test_catalog, test_user};
+
+    /// An account keeps its newest sessions only, and the one a login just made always.
+    #[tokio::test]
+    async fn an_account_keeps_its_newest_sessions() {
+        let (_d, cat) = test_catalog().await;
+        let u = test_user(&cat, "alice").await;
+        let mut tokens = Vec::new();
+        for _ in 0..super::MAX_SESSIONS_PER_USER + 20 {
+            let t = cat.create_session(u.id, 3600).await.expect("db");
+            assert!(cat.session(&t).await.expect("db").is_some(), "the new one");
+            tokens.push(t);
+        }
+        let mut live = 0;
+        for t in &tokens {
+            live += usize::from(cat.session(t).await.expect("db").is_some());
+        }
+        assert_eq!(live as i64, super::MAX_SESSIONS_PER_USER);
+    }
 
     #[tokio::test]
     async fn session_lifecycle() {
