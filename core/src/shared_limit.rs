@@ -1,4 +1,6 @@
-//! A cluster's login limits, counted once for all its nodes in Redis (`cluster.redis`).
+//! A cluster's login limits, counted once for all its nodes in Redis (`cluster.redis`), with
+//! the networks each account logged in from remembered there too (as
+//! [`crate::login_limit::LoginLimiter`] remembers them on one node).
 //!
 //! Each node keeps its own [`crate::login_limit::LoginLimiter`] (and registration limiter),
 //! whose counters alone would let a client spreading attempts over N nodes make N times the
@@ -25,12 +27,17 @@ pub enum SharedLimitError {
     Redis(#[from] redis::RedisError),
 }
 
-/// The counters one attempt landed on, to take back later.
+/// The counters one attempt landed on, to take back later, and the mark a correct password
+/// sets on the account's address.
 #[derive(Debug, Clone)]
 pub struct SharedAttempt {
-    ip: String,
+    ip: Option<String>,
     account: String,
+    known: String,
 }
+
+/// How long a network an account logged in from stays known to the cluster.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 86_400);
 
 #[derive(Clone)]
 pub struct SharedLimits {
@@ -61,11 +68,30 @@ impl SharedLimits {
         limit: u32,
         window: Duration,
     ) -> Result<Option<SharedAttempt>, SharedLimitError> {
+        // As the local limiter does: a network the account logged in from before counts on
+        // its own counter for the account, so strangers guessing at the account cannot lock
+        // its owner out; the address's own counter is skipped (strangers may share it), but
+        // for `user/auth`, counted per address whatever.
+        let (user, net) = (username.to_ascii_lowercase(), network(ip));
+        let pair = format!("{user}\0{net}");
+        let known_key = key(scope, "known", &pair);
+        let mut conn = self.conn.clone();
+        let known: bool = redis::cmd("EXISTS")
+            .arg(&known_key)
+            .query_async(&mut conn)
+            .await?;
         let attempt = SharedAttempt {
-            ip: key(scope, "ip", &network(ip)),
-            account: key(scope, "user", &username.to_ascii_lowercase()),
+            ip: (!known || scope == "auth").then(|| key(scope, "ip", &net)),
+            account: if known {
+                key(scope, "pair", &pair)
+            } else {
+                key(scope, "user", &user)
+            },
+            known: known_key,
         };
-        let counts = self.count(&[&attempt.ip, &attempt.account], window).await?;
+        let mut keys = vec![attempt.account.as_str()];
+        keys.extend(attempt.ip.as_deref());
+        let counts = self.count(&keys, window).await?;
         let over = counts.iter().any(|&n| n > u64::from(limit));
         Ok((!over).then_some(attempt))
     }
@@ -111,14 +137,25 @@ impl SharedLimits {
     ) -> Result<(), SharedLimitError> {
         let mut keys = vec![a.account.as_str()];
         if !keep_ip {
-            keys.push(a.ip.as_str());
+            keys.extend(a.ip.as_deref());
         }
-        self.take_back(&keys).await
+        self.take_back(&keys).await?;
+        let mut conn = self.conn.clone();
+        let () = redis::cmd("SET")
+            .arg(&a.known)
+            .arg(1)
+            .arg("EX")
+            .arg(KNOWN_FOR.as_secs())
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// Nothing was guessed: both counts are taken back.
     pub async fn not_a_guess(&self, a: &SharedAttempt) -> Result<(), SharedLimitError> {
-        self.take_back(&[a.account.as_str(), a.ip.as_str()]).await
+        let mut keys = vec![a.account.as_str()];
+        keys.extend(a.ip.as_deref());
+        self.take_back(&keys).await
     }
 
     async fn take_back(&self, keys: &[&str]) -> Result<(), SharedLimitError> {
