@@ -127,23 +127,27 @@ impl Catalog {
         for attempt in 0..2 {
             let (write_key, read_key) = (new_apikey()?, new_apikey()?);
             let uuid = uuid::Uuid::new_v4().to_string();
-            let result = match &self.db {
-                // SQLite runs one writer at a time: the statement's own check is enough.
-                Db::Sqlite(p) => {
+            // The one statement, run on either database's executor.
+            macro_rules! insert {
+                ($executor:expr) => {
                     sqlx::query_scalar::<_, i64>(INSERT)
                         .bind(&new.username)
                         .bind(&new.email)
                         .bind(&new.password_hash)
-                        .bind(write_key)
-                        .bind(read_key)
+                        .bind(&write_key)
+                        .bind(&read_key)
                         .bind(new.admin)
-                        .bind(uuid)
+                        .bind(&uuid)
                         .bind(&new.timezone)
                         .bind(now_secs())
                         .bind(only_if_first)
-                        .fetch_optional(p)
+                        .fetch_optional($executor)
                         .await
-                }
+                };
+            }
+            let result = match &self.db {
+                // SQLite runs one writer at a time: the statement's own check is enough.
+                Db::Sqlite(p) => insert!(p),
                 // PostgreSQL's statements see the table as it was when they began: two
                 // registrations at once would each find no account and both be the first
                 // (an admin). One at a time, under a lock held to the commit.
@@ -154,19 +158,7 @@ impl Catalog {
                             .bind(ACCOUNT_CREATION_LOCK)
                             .execute(&mut *tx)
                             .await?;
-                        let id = sqlx::query_scalar::<_, i64>(INSERT)
-                            .bind(&new.username)
-                            .bind(&new.email)
-                            .bind(&new.password_hash)
-                            .bind(write_key)
-                            .bind(read_key)
-                            .bind(new.admin)
-                            .bind(uuid)
-                            .bind(&new.timezone)
-                            .bind(now_secs())
-                            .bind(only_if_first)
-                            .fetch_optional(&mut *tx)
-                            .await?;
+                        let id = insert!(&mut *tx)?;
                         tx.commit().await?;
                         Ok(id)
                     }
