@@ -166,13 +166,8 @@ async fn app_scope(state: &AppState, row: &ShareRow) -> Result<Vec<i64>, ApiErro
     };
     // Only the keys of the app's type that hold feeds count (a setting such as My Solar's
     // `solar_disp_min = 10` is not feed 10).
-    let owned: Vec<i64> = stored_feeds(state, row.userid)
-        .await?
-        .iter()
-        .map(|f| f.id)
-        .collect();
     let config: Value = serde_json::from_str(&app_row.config).unwrap_or(Value::Null);
-    let mut feeds: Vec<i64> = super::app::feed_keys(&app_row.app)
+    let mut named: Vec<i64> = super::app::feed_keys(&app_row.app)
         .iter()
         .filter_map(|k| config.get(*k))
         .filter_map(|v| match v {
@@ -180,10 +175,20 @@ async fn app_scope(state: &AppState, row: &ShareRow) -> Result<Vec<i64>, ApiErro
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         })
-        .filter(|id| owned.contains(id))
         .collect();
-    feeds.sort_unstable();
-    feeds.dedup();
+    named.sort_unstable();
+    named.dedup();
+    // Each looked up alone (a few, through the feed cache), not every feed of the owner's
+    // read on every request made with the link: the owner's stored feeds only.
+    let mut feeds = Vec::with_capacity(named.len());
+    for id in named {
+        if let Some(f) = state.catalog.feed_by_id(id).await?
+            && f.userid == row.userid
+            && f.engine != VIRTUAL_ENGINE
+        {
+            feeds.push(id);
+        }
+    }
     Ok(feeds)
 }
 
