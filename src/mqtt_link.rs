@@ -72,7 +72,7 @@ fn with_quota(check: Authenticate, billing: Option<Arc<ynni_billing::Billing>>) 
 /// Guessing is limited per address and per account as for web logins (`login_limit`); a
 /// recheck of an open connection is not an attempt.
 fn authenticator(catalog: Catalog, legacy: Option<Legacy>, limits: LoginLimits) -> Authenticate {
-    let logins = Arc::new(LoginLimiter::default());
+    let logins = Arc::new(LoginLimiter::for_random_keys());
     Arc::new(move |login: Login| {
         let (catalog, legacy, logins) = (catalog.clone(), legacy.clone(), logins.clone());
         Box::pin(async move {

@@ -73,6 +73,21 @@ pub struct LoginLimiter {
     known: KnownAddresses,
 }
 
+impl LoginLimiter {
+    /// A limiter for logins whose secrets cannot be guessed (MQTT's 128-bit keys), where the
+    /// limit guards against load: a full table makes room for a new address or account
+    /// instead of refusing it, so a flood of failures from many addresses cannot keep new
+    /// devices out for a window.
+    pub fn for_random_keys() -> Self {
+        Self {
+            ips: RateLimiter::evicting(crate::ratelimit::DEFAULT_CAPACITY),
+            accounts: RateLimiter::evicting(crate::ratelimit::DEFAULT_CAPACITY),
+            pairs: RateLimiter::evicting(PAIR_CAPACITY),
+            known: KnownAddresses::new(KNOWN_ACCOUNTS, KNOWN_ADDRESSES_PER_ACCOUNT),
+        }
+    }
+}
+
 impl Default for LoginLimiter {
     fn default() -> Self {
         Self {

@@ -7,7 +7,9 @@
 //! When it is full, a new key may push out only a counter holding at most one attempt (the
 //! oldest such first), so a flood of fresh names or addresses cannot flush the counter of an
 //! account or address that is being guessed at; if every counter holds more than that, the new
-//! key is refused as if it were over its limit (fail closed).
+//! key is refused as if it were over its limit (fail closed). A limiter for secrets that cannot
+//! be guessed ([`RateLimiter::evicting`]) gives the new key the least-counted counter's place
+//! instead: there the limit guards against load, and refusing every newcomer would be an outage.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -85,6 +87,9 @@ impl Default for RateLimiter {
 #[derive(Debug)]
 struct Inner {
     capacity: usize,
+    /// Whether a full table pushes out its least-counted counter for a new key instead of
+    /// refusing the key ([`RateLimiter::evicting`]).
+    evicts: bool,
     counters: HashMap<Key, Counter>,
     /// Every counter as (attempts, window sequence, key): the first is the one to evict.
     order: BTreeSet<(u32, u64, Key)>,
@@ -106,9 +111,22 @@ struct Counter {
 impl RateLimiter {
     /// A limiter holding at most `capacity` counters (at least one).
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::build(capacity, false)
+    }
+
+    /// A limiter that, full, gives a new key the place of the counter with the fewest
+    /// attempts (the oldest of those) instead of refusing it: for limits that guard against
+    /// load rather than guessing (MQTT keys are 128-bit random), where refusing every new
+    /// client while the table is full would be the outage the limit is there to prevent.
+    pub fn evicting(capacity: usize) -> Self {
+        Self::build(capacity, true)
+    }
+
+    fn build(capacity: usize, evicts: bool) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 capacity: capacity.max(1),
+                evicts,
                 counters: HashMap::new(),
                 order: BTreeSet::new(),
                 next_seq: 0,
@@ -258,7 +276,7 @@ impl Inner {
             return true;
         };
         let expired = self.counters.get(&key).is_some_and(|c| c.until <= now);
-        if count > 1 && !expired {
+        if count > 1 && !expired && !self.evicts {
             return false;
         }
         self.order.remove(&(count, seq, key));
@@ -270,6 +288,27 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An evicting limiter full of repeated failures still counts a new key (in the place of
+    /// the least-counted, oldest counter); a refusing one refuses it.
+    #[test]
+    fn a_full_evicting_table_still_counts_new_keys() {
+        let now = Instant::now();
+        let window = Duration::from_secs(900);
+        for (limiter, refuses) in [
+            (RateLimiter::with_capacity(3), true),
+            (RateLimiter::evicting(3), false),
+        ] {
+            for i in 0..3u8 {
+                let k = Key::new("t", &[&[i]]);
+                limiter.hit_at(k, 10, window, now);
+                limiter.hit_at(k, 10, window, now);
+            }
+            let fresh = Key::new("t", &[&[9]]);
+            assert_eq!(limiter.hit_at(fresh, 10, window, now), refuses);
+            assert_eq!(limiter.len(), 3);
+        }
+    }
 
     fn k(s: &str) -> Key {
         Key::new("test", &[s.as_bytes()])
