@@ -77,8 +77,8 @@ pub(crate) const ROUTER_BATCH: u64 = 2_000;
 /// message's topic and payload; rumqttd's own record of it is several times that, about 190
 /// bytes each for small messages. With segments of 1 MiB, 200,000 one-byte messages matched by
 /// 64 filters of one account took 1,178 MiB more (`benches/router-memory.sh`, 2026-12-06), so an
-/// account's 512 filters ([`audience::MAX_ROUTER_FILTERS`]) could have held some 10 GB; with
-/// 16 KiB, 43-44 MiB. Four segments of 16 KiB hold 64 KiB of topics and payloads: some 1,200
+/// account's 512 filters ([`audience::MAX_ROUTER_FILTERS`]) could have held eight times that
+/// (not measured); with 16 KiB segments the same 64 filters took 43-44 MiB. Four segments of 16 KiB hold 64 KiB of topics and payloads: some 1,200
 /// feed values of about 55 bytes (`u/<id>/ynni/feed/<id>` and its JSON) per filter: a
 /// subscriber further behind than that (offline with a kept session, or not reading) misses
 /// the oldest, as from any broker with bounded memory; a connected one reads them as they come.

@@ -526,10 +526,6 @@ async fn a_key_change_on_one_node_reaches_the_others() {
         .await
         .expect("db")
         .expect("created");
-    let login_time = |key: String| {
-        let b = b.clone();
-        async move { login_time(&b, &key).await }
-    };
     let stale = wait_until_cached(&b, &pg.url(), user.id, &user.apikey_read).await;
     assert!(
         b.user_by_apikey(&user.apikey_write)
@@ -587,7 +583,7 @@ async fn a_key_change_on_one_node_reaches_the_others() {
     );
     // The announcement emptied b's whole cache: the login time it did not hear of is read
     // afresh.
-    assert_ne!(login_time(user.apikey_read.clone()).await, stale);
+    assert_ne!(login_time(&b, &user.apikey_read).await, stale);
 }
 
 /// A change committed by a node that then stops at once (a command-line tool closing its

@@ -195,8 +195,8 @@ pub struct DataRequest {
 
 /// The most records of variable-interval feeds one request may read: an average reads every
 /// record in its range, on the shard's thread, which serves every other user of the shard
-/// meanwhile. 16 million records (144 MB, some tens of milliseconds warm) is five years of
-/// a feed written every 10 s; emoncms sets no bound and takes seconds for as many.
+/// meanwhile. 16 million records (144 MB to read and average) is five years of a feed
+/// written every 10 s; emoncms sets no bound.
 pub const MAX_RECORDS_READ: u64 = 16_000_000;
 
 impl DataRequest {

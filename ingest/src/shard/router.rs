@@ -115,7 +115,7 @@ pub enum IngestError {
     )]
     ValueLimit { limit: usize },
     /// ynni's own limit: the process-list steps one request's values would run (each value
-    /// runs its input's list), so one request cannot hold its shard for seconds.
+    /// runs its input's list), so the work one request gives its shard is bounded.
     #[error(
         "Error: The values of one request would run {steps} process steps, limit is {limit}: send fewer values per request. Nothing was stored."
     )]

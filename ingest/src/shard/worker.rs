@@ -267,7 +267,7 @@ impl Job {
 }
 
 /// The most process-list steps one request's values may run (each value runs its input's
-/// list once): some tenths of a second of its shard's time. 50,000 values of 20-step lists.
+/// list once): 50,000 values of 20-step lists.
 pub const MAX_STEPS_PER_REQUEST: usize = 1_000_000;
 /// Requests of up to this many values are not counted: they run at most 128 steps a value.
 const STEP_COUNT_FROM: usize = 1_000;
