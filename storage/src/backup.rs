@@ -20,10 +20,13 @@
 //!   records, as the engines do after a crash.
 //! - A checkpoint rewritten under its own name while the copy ran (amended before a flush with
 //!   what its replay must not read from the feed files, which the flush then changed) is
-//!   copied again after the feed files, so the copy holds the amended one. (One replaced by a
-//!   newer checkpoint meanwhile is not: a feed first read from its file by a process list in
-//!   the seconds of such a copy can then count its energy since the copied checkpoint twice
-//!   in the restored data.)
+//!   copied again after the feed files, so the copy holds the amended one. The flush that
+//!   follows an amend writes a newer checkpoint, which would delete the amended one before it
+//!   could be copied again; the copy holds a [`checkpoint::KeepOlder`] throughout, so the
+//!   replaced checkpoints stay until a checkpoint written after the copy. (Without the amend,
+//!   a process list's replay would read a feed it first read from its file after the copied
+//!   checkpoint from the flushed file instead, and count that feed's energy since the
+//!   checkpoint twice.)
 //! - A fixed feed's `.dat` is copied with the `.meta` it was written under: the meta is read
 //!   before and after the data, and the pair is copied again if either changed (a first flush
 //!   setting the start time, a trim replacing both files). Between a trim's two renames the
@@ -35,6 +38,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::checkpoint;
 use crate::data_dir::{FIXED_DIR, VARIABLE_DIR};
 use crate::error::{Result, StorageError, io_err};
 
@@ -52,6 +56,7 @@ pub struct Copied {
 pub fn copy_live(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result<Vec<Copied>> {
     let mut out = Vec::new();
     let wal = Path::new("wal");
+    let _kept = checkpoint::keep_older(&from.join(wal))?;
     copy_if_present(from, to, &wal.join("workers"), None, &mut out)?;
     for shard in sorted_entries(&from.join(wal))? {
         let rel = wal.join(&shard);
@@ -214,7 +219,7 @@ fn copy_checkpoint(from: &Path, to: &Path, rel: &Path, out: &mut Vec<Copied>) ->
     for _ in 0..FIXED_TRIES {
         let mut named_seen = false;
         let mut vanished = false;
-        for (path, named) in crate::checkpoint::files(&from.join(rel))? {
+        for (path, named) in checkpoint::files(&from.join(rel))? {
             if named.is_some() {
                 if named_seen {
                     continue;
@@ -424,6 +429,45 @@ mod tests {
             fs::read(dst.path().join("wal/0/checkpoint-00000000000000000007")).unwrap(),
             b"amended"
         );
+    }
+
+    /// A checkpoint amended while the feed files are copied and then replaced by a newer one
+    /// (the flush after an amend): the copy holds the amended one, not the one it first
+    /// copied, and the source keeps the replaced checkpoints only while the copy runs.
+    #[test]
+    fn a_checkpoint_amended_then_replaced_during_the_copy_is_copied_amended() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let s = src.path();
+        let shard = s.join("wal/0");
+        let at = |lsn, state: &[u8]| checkpoint::Checkpoint {
+            next_lsn: lsn,
+            state: state.to_vec(),
+        };
+        fs::create_dir_all(&shard).unwrap();
+        checkpoint::write(&shard, &at(7, b"before")).unwrap();
+        fs::create_dir_all(s.join("phpfina")).unwrap();
+        crate::fixed::write_meta(&s.join("phpfina/1.meta"), 10, 1_000).unwrap();
+        fs::write(s.join("phpfina/1.dat"), [0u8; 8]).unwrap();
+        let flushed = std::cell::Cell::new(false);
+        // `wanted` is asked while the feed files are copied: the amend, the flush and the
+        // newer checkpoint happen then.
+        let flush = || {
+            if !flushed.replace(true) {
+                checkpoint::write(&shard, &at(7, b"amended")).unwrap();
+                checkpoint::write(&shard, &at(9, b"newer")).unwrap();
+            }
+            true
+        };
+        copy_live(s, dst.path(), &|_| flush()).unwrap();
+        let copied = checkpoint::read(&dst.path().join("wal/0"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(copied, at(7, b"amended"));
+        // The copy is over: the next checkpoint deletes the ones it replaces.
+        assert_eq!(checkpoint::files(&shard).unwrap().len(), 2);
+        checkpoint::write(&shard, &at(11, b"after")).unwrap();
+        assert_eq!(checkpoint::files(&shard).unwrap().len(), 1);
     }
 
     /// A trim cut between its two renames (or copied between them): the new data is in place

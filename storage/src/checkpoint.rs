@@ -130,7 +130,8 @@ pub fn path_for(dir: &Path, next_lsn: Lsn) -> PathBuf {
 }
 
 /// Writes `cp` atomically and durably beside the older checkpoints in `dir`, then deletes
-/// those older than it (a failure to delete one is only logged: [`read`] ignores it).
+/// those older than it (a failure to delete one is only logged: [`read`] ignores it), unless
+/// a [`KeepOlder`] is held for the data directory.
 pub fn write(dir: &Path, cp: &Checkpoint) -> Result<()> {
     let mut bytes = Vec::with_capacity(24 + cp.state.len());
     bytes.extend_from_slice(MAGIC);
@@ -140,6 +141,9 @@ pub fn write(dir: &Path, cp: &Checkpoint) -> Result<()> {
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     write_atomically(&path_for(dir, cp.next_lsn), &bytes)?;
+    if older_kept(dir) {
+        return Ok(());
+    }
     for (path, named) in files(dir)? {
         let older = match named {
             Some(lsn) => lsn < cp.next_lsn,
@@ -154,6 +158,51 @@ pub fn write(dir: &Path, cp: &Checkpoint) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The file beside the shards' log directories that [`KeepOlder`] locks.
+pub const KEEP_OLDER: &str = "backup.hold";
+
+/// While held (by any process), [`write`] leaves the checkpoints a newer one replaces in
+/// place: a backup copying a checkpoint must be able to copy it again if an amend rewrites it
+/// before the flush that replaces it (`crate::backup` says why). Many can be held at once:
+/// each is a shared `flock` on [`KEEP_OLDER`], which the kernel drops with the process, so a
+/// killed backup keeps nothing. The file itself is never removed: a new one in its place
+/// would not carry a lock still held on the old.
+pub struct KeepOlder {
+    _file: fs::File,
+}
+
+/// Takes a [`KeepOlder`] for the shards under `wal` (the data directory's `wal`).
+pub fn keep_older(wal: &Path) -> Result<KeepOlder> {
+    let path = wal.join(KEEP_OLDER);
+    fs::create_dir_all(wal).map_err(io_err("creating", wal))?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err("opening", &path))?;
+    file.lock_shared().map_err(io_err("locking", &path))?;
+    Ok(KeepOlder { _file: file })
+}
+
+/// Whether some process holds a [`KeepOlder`] for the shard log directory `dir`.
+fn older_kept(dir: &Path) -> bool {
+    let Some(path) = dir.parent().map(|wal| wal.join(KEEP_OLDER)) else {
+        return false;
+    };
+    let file = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(e) => {
+            // Unreadable: deleting as usual only risks a backup's rare double count, keeping
+            // everything would fill the disk.
+            tracing::warn!(path = %path.display(), error = %e, "could not check for a running backup");
+            return false;
+        }
+    };
+    matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
 }
 
 #[cfg(test)]
