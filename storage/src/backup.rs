@@ -22,8 +22,9 @@
 //!   what its replay must not read from the feed files, which the flush then changed) is
 //!   copied again after the feed files, so the copy holds the amended one. The flush that
 //!   follows an amend writes a newer checkpoint, which would delete the amended one before it
-//!   could be copied again; the copy holds a [`checkpoint::KeepOlder`] throughout, so the
-//!   replaced checkpoints stay until a checkpoint written after the copy. (Without the amend,
+//!   could be copied again; the copy marks each checkpoint it copies and holds a
+//!   [`checkpoint::KeepOlder`] throughout, so a marked checkpoint stays until a checkpoint
+//!   written after the copy. (Without the amend,
 //!   a process list's replay would read a feed it first read from its file after the copied
 //!   checkpoint from the flushed file instead, and count that feed's energy since the
 //!   checkpoint twice.)
@@ -56,7 +57,7 @@ pub struct Copied {
 pub fn copy_live(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result<Vec<Copied>> {
     let mut out = Vec::new();
     let wal = Path::new("wal");
-    let _kept = checkpoint::keep_older(&from.join(wal))?;
+    let mut kept = checkpoint::keep_older(&from.join(wal))?;
     copy_if_present(from, to, &wal.join("workers"), None, &mut out)?;
     for shard in sorted_entries(&from.join(wal))? {
         let rel = wal.join(&shard);
@@ -68,7 +69,7 @@ pub fn copy_live(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result
                 copy_if_present(from, to, &rel.join(&name), None, &mut out)?;
             }
         }
-        copy_checkpoint(from, to, &rel, &mut out)?;
+        copy_checkpoint(from, to, &rel, &mut kept, &mut out)?;
     }
     // The checkpoints as copied, to look at again once the feed files are copied.
     let checkpoints: Vec<(PathBuf, Option<(u64, u64)>)> = out
@@ -215,7 +216,13 @@ fn sorted_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
 /// Copies the newest checkpoint of the shard log `rel` (and one under the old name, if any).
 /// A checkpoint deleted before it was copied was replaced by a newer one, which is copied
 /// instead: the copy must have a checkpoint at least as new as any that trimmed the log.
-fn copy_checkpoint(from: &Path, to: &Path, rel: &Path, out: &mut Vec<Copied>) -> Result<()> {
+fn copy_checkpoint(
+    from: &Path,
+    to: &Path,
+    rel: &Path,
+    kept: &mut checkpoint::KeepOlder,
+    out: &mut Vec<Copied>,
+) -> Result<()> {
     for _ in 0..FIXED_TRIES {
         let mut named_seen = false;
         let mut vanished = false;
@@ -234,6 +241,7 @@ fn copy_checkpoint(from: &Path, to: &Path, rel: &Path, out: &mut Vec<Copied>) ->
             let _ = fs::remove_file(to.join(rel).join(name));
             out.retain(|c| c.path != rel.join(name));
             let before = out.len();
+            kept.keep(&from.join(rel).join(name))?;
             copy_if_present(from, to, &rel.join(name), None, out)?;
             vanished |= out.len() == before;
         }
@@ -464,10 +472,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(copied, at(7, b"amended"));
-        // The copy is over: the next checkpoint deletes the ones it replaces.
+        // The copy is over: the next checkpoint deletes the ones it replaced, and the marks.
         assert_eq!(checkpoint::files(&shard).unwrap().len(), 2);
         checkpoint::write(&shard, &at(11, b"after")).unwrap();
         assert_eq!(checkpoint::files(&shard).unwrap().len(), 1);
+        assert_eq!(fs::read_dir(&shard).unwrap().count(), 1);
     }
 
     /// A trim cut between its two renames (or copied between them): the new data is in place
