@@ -31,6 +31,11 @@ use crate::error::{Result, StorageError, io_err};
 /// Bytes per record.
 pub const RECORD: u64 = 9;
 
+/// A flush writes at most this many points over records the file has in place (each a
+/// search of the file: about 25 reads of it for a year of 10 s points); more, and it rewrites
+/// the file, one pass however many there are (an emonhub buffer resent whole).
+const IN_PLACE_MAX: usize = 4096;
+
 /// A rewritten file's records, first and last time.
 type Extent = (u64, Option<u32>, Option<u32>);
 
@@ -471,21 +476,38 @@ impl VariableFeed {
     /// in place and appends the later points, as emoncms updates a record; `false`, with
     /// nothing written, when one would have to be inserted. A value is four bytes of one
     /// record, so a kill leaves the old or the new value, and the log replays the new.
+    /// Past [`IN_PLACE_MAX`] points to write over, `false`: the rewrite reads the file once,
+    /// where each point in place costs a search of it.
     fn overwrite_in_place(&mut self, last: u32) -> Result<bool> {
+        if self.pending.range(..=last).nth(IN_PLACE_MAX).is_some() {
+            return Ok(false);
+        }
         let f = self.open_for_writing()?;
         let mut found = Vec::new();
         let mut lo = 0;
         let mut rec = [0u8; RECORD as usize];
         for (&t, &v) in self.pending.range(..=last) {
-            let i = self.disk_lower_bound_in(&f, lo, t)?;
-            if i == self.disk_npoints {
-                return Ok(false);
-            }
-            f.read_exact_at(&mut rec, i * RECORD)
-                .map_err(io_err("reading", &self.path))?;
-            if decode(&rec).0 != t {
-                return Ok(false);
-            }
+            // Resent readings come in order: the record after the last one found is tried
+            // before a search.
+            let next = lo < self.disk_npoints && {
+                f.read_exact_at(&mut rec, lo * RECORD)
+                    .map_err(io_err("reading", &self.path))?;
+                decode(&rec).0 == t
+            };
+            let i = if next {
+                lo
+            } else {
+                let i = self.disk_lower_bound_in(&f, lo, t)?;
+                if i == self.disk_npoints {
+                    return Ok(false);
+                }
+                f.read_exact_at(&mut rec, i * RECORD)
+                    .map_err(io_err("reading", &self.path))?;
+                if decode(&rec).0 != t {
+                    return Ok(false);
+                }
+                i
+            };
             found.push((i, v));
             lo = i + 1;
         }
@@ -753,6 +775,48 @@ mod tests {
         f.flush().expect("flush");
         assert_ne!(inode(), before, "an insert rewrites");
         assert_eq!(all(&f)[2], (15, 0.5));
+    }
+
+    /// Past `IN_PLACE_MAX` points to write over, a flush rewrites the file in one pass
+    /// instead of searching it for each; the values are the same either way.
+    #[test]
+    fn many_overwrites_rewrite_the_file_once() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, mut f) = feed();
+        let n = super::IN_PLACE_MAX as i64 + 10;
+        let points: Vec<(i64, Option<f64>)> =
+            (0..n).map(|k| (T0 + 10 * k, Some(k as f64))).collect();
+        f.write(&points);
+        f.flush().expect("flush");
+        let path = file_path(dir.path(), 2);
+        let inode = || fs::metadata(&path).expect("stat").ino();
+        let before = inode();
+        let resent: Vec<(i64, Option<f64>)> =
+            (0..n).map(|k| (T0 + 10 * k, Some(-(k as f64)))).collect();
+        f.write(&resent);
+        f.flush().expect("flush");
+        assert_ne!(inode(), before, "rewritten");
+        let got = all(&VariableFeed::open(dir.path(), 2).expect("open"));
+        assert_eq!(got.len() as i64, n);
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(k, &(t, v))| t == 10 * k as i64 && v == -(k as f32))
+        );
+        // A few are still written in place, in order or not.
+        let before = inode();
+        f.write(&[
+            (T0 + 30, Some(3.0)),
+            (T0 + 20, Some(2.0)),
+            (T0 + 40_000, Some(4.0)),
+        ]);
+        f.flush().expect("flush");
+        assert_eq!(inode(), before, "in place");
+        let got = all(&f);
+        assert_eq!(
+            (got[2], got[3], got[4000]),
+            ((20, 2.0), (30, 3.0), (40_000, 4.0))
+        );
     }
 
     #[test]
