@@ -23,9 +23,9 @@ pub struct Legacy {
     pub password: String,
     /// The ynni account it publishes as.
     pub account: String,
-    /// The account's id, once a login found it by name: kept for as long as the server runs,
-    /// so a rename of the account keeps its devices, and another account taking the old name
-    /// does not receive them.
+    /// The account's id, once a login found it by name: kept for as long as the server runs.
+    /// The account cannot be renamed while the setting names it (`user/changeusername`
+    /// refuses), so its name is not given up to another account with the devices.
     pub pinned: Arc<std::sync::OnceLock<i64>>,
 }
 

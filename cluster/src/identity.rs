@@ -65,7 +65,14 @@ pub async fn check(
     .await
     .map_err(ClusterError::db("reading the cluster's identity"))?;
     if their_digest != digest || their_lease != lease_ms {
-        if others_live(pool, node_id, lease).await? {
+        // Judged by the longer of the two leases: the running nodes beat a third of theirs
+        // apart, and a node with a shorter one would see them dead between beats. A live
+        // process with this node's own id counts too (its duplicate, or this node's previous
+        // run, which stops beating within a lease of a crash).
+        let window = lease.max(Duration::from_millis(
+            u64::try_from(their_lease).unwrap_or(0),
+        ));
+        if any_live(pool, window).await? {
             return Err(if their_digest != digest {
                 ClusterError::Setting {
                     key: "cluster.secret",
@@ -75,7 +82,10 @@ pub async fn check(
                 ClusterError::Setting {
                     key: "cluster.lease_ms",
                     reason: format!(
-                        "is {lease_ms}, the running nodes' is {their_lease} (every node needs the same)"
+                        "is {lease_ms}, the running nodes' is {their_lease} (every node needs \
+                         the same; a node counts as running, {node_id} too, for {:.0} s after \
+                         its last heartbeat)",
+                        window.as_secs_f64()
                     ),
                 }
             });
@@ -102,14 +112,13 @@ pub async fn check(
     Ok(id)
 }
 
-/// Whether a node other than `node_id` has a heartbeat within the lease.
-async fn others_live(pool: &PgPool, node_id: &str, lease: Duration) -> Result<bool, ClusterError> {
+/// Whether any node has a heartbeat within `window`.
+async fn any_live(pool: &PgPool, window: Duration) -> Result<bool, ClusterError> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM cluster_nodes WHERE node_id <> $1 \
-         AND heartbeat > clock_timestamp() - make_interval(secs => $2)",
+        "SELECT COUNT(*) FROM cluster_nodes \
+         WHERE heartbeat > clock_timestamp() - make_interval(secs => $1)",
     )
-    .bind(node_id)
-    .bind(lease.as_secs_f64())
+    .bind(window.as_secs_f64())
     .fetch_one(pool)
     .await
     .map_err(ClusterError::db("reading the node registry"))?;

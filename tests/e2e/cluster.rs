@@ -122,6 +122,45 @@ async fn cluster_status_and_a_duplicate_node_id_against_postgres() {
     beating.abort();
 }
 
+/// The running nodes' lease decides whether they are running: a node with a shorter one,
+/// which would see them dead between their heartbeats (a third of their lease apart), is
+/// refused instead of taking the cluster's settings over, whatever its id.
+#[tokio::test]
+async fn a_node_with_a_shorter_lease_still_sees_the_running_nodes() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    let pool = ynni_cluster::db::connect(&pg.url(), Duration::from_secs(10))
+        .await
+        .expect("connect");
+    let secret = "0123456789abcdef0123";
+    let lease = Duration::from_secs(10);
+    ynni_cluster::identity::check(&pool, &shared, secret, lease, "n1")
+        .await
+        .expect("identity");
+    let n1 = ynni_cluster::registry::Membership::join(pool.clone(), "n1", "127.0.0.1:9001", lease)
+        .await
+        .expect("join");
+    // n1 last beat 2 s ago: within its lease, past the newcomer's.
+    sqlx::query("UPDATE cluster_nodes SET heartbeat = clock_timestamp() - interval '2 seconds'")
+        .execute(&pool)
+        .await
+        .expect("age");
+    for id in ["n2", "n1"] {
+        let e = ynni_cluster::identity::check(&pool, &shared, secret, Duration::from_secs(1), id)
+            .await
+            .expect_err("refused");
+        assert!(e.to_string().contains("cluster.lease_ms"), "{e}");
+    }
+    let kept: i64 = sqlx::query_scalar("SELECT lease_ms FROM cluster_meta")
+        .fetch_one(&pool)
+        .await
+        .expect("meta");
+    assert_eq!(kept, 10_000);
+    drop(n1);
+}
+
 /// A node whose shared directory is not the others' (an empty mount point) or whose secret
 /// differs from the running nodes' stops before it registers, naming the setting.
 #[tokio::test]

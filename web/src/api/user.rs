@@ -510,6 +510,15 @@ async fn changepassword(call: &Call<'_>, caller: &Caller) -> ApiResult {
 async fn changeusername(call: &Call<'_>, caller: &Caller) -> ApiResult {
     let name = call.params.get("username").unwrap_or_default();
     check_username(name).map_err(ApiError::fail)?;
+    // emonSD's broker login finds its account by this name, in every process and after every
+    // restart: renamed, the name could go to another account, and the devices with it.
+    let legacy = &call.state.settings.mqtt.legacy_user;
+    if !legacy.is_empty() && *legacy == caller.user.username {
+        return Err(ApiError::fail(
+            "This account receives the emonSD MQTT login (mqtt.legacy_user): change that \
+             setting before renaming it",
+        ));
+    }
     // Any existing account counts, the caller's own included (as emoncms).
     if call.state.catalog.username_exists(name).await?
         || !call
