@@ -138,6 +138,12 @@ async fn check_marker(dir: &Path, id: &str, young: bool, made: bool) -> Result<(
     loop {
         match std::fs::read_to_string(&path) {
             Ok(found) if found.trim() == id => return Ok(()),
+            // Made by a build that wrote it in place, and cut short by a crash: as missing.
+            Ok(found) if found.trim().is_empty() => {
+                if made {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
             Ok(found) => {
                 return Err(bad(format!(
                     "{} belongs to another cluster (its id is {}, the database's {id})",
@@ -162,20 +168,24 @@ async fn check_marker(dir: &Path, id: &str, young: bool, made: bool) -> Result<(
     }
 }
 
-/// Writes the marker as a whole new file (a racing writer's is kept, then compared).
+/// Writes the marker as a whole new file: written and synced under a temporary name, then
+/// linked to its name, which fails if a racing writer's is there (kept, then compared), so
+/// no reader sees it part written.
 fn write_marker(path: &Path, id: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let mut f = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(e),
-    };
+    // Unique among the nodes sharing the directory, whose process ids may be equal.
+    let unique = crate::registry::random_token().unwrap_or_default();
+    let tmp = path.with_extension(format!("tmp-{}-{unique}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
     f.write_all(id.as_bytes())?;
     f.sync_all()?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
     if let Some(parent) = path.parent() {
         std::fs::File::open(parent)?.sync_all()?;
     }

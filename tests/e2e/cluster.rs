@@ -188,6 +188,21 @@ async fn a_node_on_another_directory_or_with_another_secret_is_refused() {
         .expect("identity");
     assert_eq!(again, id);
     assert!(shared.join(ynni_cluster::identity::MARKER).exists());
+    // An empty marker (an older build's write cut short by a crash) counts as missing.
+    std::fs::write(shared.join(ynni_cluster::identity::MARKER), "").expect("empty");
+    let again = ynni_cluster::identity::check(&pool, &shared, "0123456789abcdef0123", lease, "n1")
+        .await
+        .expect("identity");
+    assert_eq!(again, id);
+    assert_eq!(
+        std::fs::read_to_string(shared.join(ynni_cluster::identity::MARKER)).expect("marker"),
+        id
+    );
+    let left: Vec<_> = std::fs::read_dir(&shared)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
     // ... and has served: a vshard was taken.
     sqlx::query(
         "INSERT INTO vshard_leases (vshard, owner, epoch, expires) \
