@@ -772,3 +772,90 @@ async fn racing_first_registrations_make_one_first_account_on_postgres() {
         }
     }
 }
+
+/// A TCP relay to `target` that can go silent: once `frozen`, whatever either side sends is
+/// swallowed, and no connection is closed or reset (a database host that vanished, a NAT
+/// that forgot the connection).
+async fn freezing_relay(target: u16) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn pass(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        frozen: std::sync::Arc<AtomicBool>,
+    ) {
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if frozen.load(Ordering::SeqCst) {
+                // Silent from now on, both sockets kept open.
+                std::future::pending::<()>().await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let frozen = std::sync::Arc::new(AtomicBool::new(false));
+    let f = frozen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pass(cr, sw, f.clone()));
+            tokio::spawn(pass(sr, cw, f.clone()));
+        }
+    });
+    (port, frozen)
+}
+
+/// A node whose listening connection goes silent without being closed (nothing is ever sent
+/// to a listener, so nothing would fail) notices it: asked to answer after a quiet spell, the
+/// connection does not, and the node stops trusting its key cache, which it could no longer
+/// hear changes for.
+#[tokio::test]
+async fn a_silently_dropped_listener_switches_the_key_cache_off() {
+    let pg = postgres::Postgres::start();
+    let url = pg.url();
+    let port: u16 = url
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("port in the URL");
+    let (relay, frozen) = freezing_relay(port).await;
+    let b = Catalog::open_postgres(&url.replace(&format!(":{port}/"), &format!(":{relay}/")))
+        .await
+        .expect("open b");
+    let started = std::time::Instant::now();
+    while !b.remembers_keys() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "never listening"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    let silent = std::time::Instant::now();
+    while b.remembers_keys() {
+        assert!(
+            silent.elapsed() < std::time::Duration::from_secs(40),
+            "the key cache is still trusted 40 s after the listener went silent"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    println!(
+        "key cache off {:?} after the listener went silent",
+        silent.elapsed()
+    );
+}

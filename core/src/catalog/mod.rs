@@ -225,6 +225,12 @@ impl Catalog {
         })
     }
 
+    /// Whether lookups are remembered now: always with SQLite; with PostgreSQL while this
+    /// node hears the other nodes' account changes.
+    pub fn remembers_keys(&self) -> bool {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).enabled
+    }
+
     /// Runs a trivial statement: whether the catalog answers (the readiness probe).
     pub async fn ping(&self) -> Result<(), CatalogError> {
         on_db!(&self.db, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
@@ -331,6 +337,12 @@ pub(crate) fn notify_key_change(pool: &PgPool) {
     });
 }
 
+/// How long the key-change listener waits in silence before it asks its connection to
+/// answer, and how long the answer may take before the connection counts as lost (and the
+/// key cache is switched off until a new one listens).
+const LISTEN_QUIET: Duration = Duration::from_secs(10);
+const LISTEN_PROBE: Duration = Duration::from_secs(5);
+
 /// Empties this node's key cache whenever any node announces an account change, for as long as
 /// the catalog exists. While the listening connection is down nothing would be heard, so the
 /// cache is emptied and switched off until it is listening again.
@@ -350,7 +362,23 @@ async fn listen_for_key_changes(pool: PgPool, keys: std::sync::Weak<std::sync::R
                 // was announced while the connection was down is never heard. A lost
                 // connection ends this listening, so the cache is switched off until a new
                 // one listens.
-                if listener.try_recv().await?.is_none() {
+                let heard = match tokio::time::timeout(LISTEN_QUIET, listener.try_recv()).await {
+                    Ok(heard) => heard?,
+                    // Nothing sent to a listener, no keepalive: a connection dropped without a
+                    // reset (a database host gone, a NAT forgetting it) would be waited on for
+                    // good, the cache trusted all that time. Quiet, it is asked to answer.
+                    Err(_) => {
+                        let asked = sqlx::query("SELECT 1").execute(&mut listener);
+                        match tokio::time::timeout(LISTEN_PROBE, asked).await {
+                            Ok(answered) => {
+                                answered?;
+                                continue;
+                            }
+                            Err(_) => None,
+                        }
+                    }
+                };
+                if heard.is_none() {
                     return Err(sqlx::Error::Protocol(
                         "the listening connection was lost".into(),
                     ));
