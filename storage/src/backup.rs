@@ -1,39 +1,41 @@
 //! Copying a data directory's feed files and logs while the server writes them, so that the
-//! copy restores every value acknowledged before the copy began.
+//! copy restores every value acknowledged before its logs were copied, with the process state
+//! (accumulators such as `power_to_kwh`) of that same moment.
 //!
-//! # Why this order is enough
+//! # Why the copy is of one moment
 //!
-//! No lock is taken and no write waits. Per shard, the log's segments are copied first, then
-//! its newest checkpoint (or its replacement, if a newer one replaced it meanwhile); the feed
-//! files of every shard after that.
+//! A backup holds a shared `flock` on `wal/backup.hold` ([`Hold`]) for its whole length, and
+//! while any backup holds it the server's shards put off their timed flushes
+//! (`FeedStore::flush_if_due`): nothing is written to the feed files and no checkpoint is
+//! written or trimmed. Ingest goes on, into the logs and memory. Then, per attempt:
 //!
-//! - A value acknowledged before the copy began is in a log segment then. If its segment is
-//!   still there when copied, the copy has it. If the segment was trimmed first, a checkpoint
-//!   covering it was written first, and that checkpoint's flush had put the value in the
-//!   feed files before; the feed files are copied later still, so they have it.
-//! - The checkpoint copied is at least as new as any that trimmed a segment the copy lacks,
-//!   so restored logs have no gap after their checkpoint ([`crate::wal`] refuses one), and
-//!   everything below the checkpoint is in the copied feed files, which are newer still.
-//! - A feed file copied while a flush writes it may mix old and new slots. Every slot it
-//!   can lack is above the copied checkpoint and in the copied log, which the first start of
-//!   the restored directory replays, as after a crash. The tail of a file is cut to whole
-//!   records, as the engines do after a crash.
-//! - A checkpoint rewritten under its own name while the copy ran (amended before a flush with
-//!   what its replay must not read from the feed files, which the flush then changed) is
-//!   copied again after the feed files, so the copy holds the amended one. The flush that
-//!   follows an amend writes a newer checkpoint, which would delete the amended one before it
-//!   could be copied again; the copy marks each checkpoint it copies and holds a
-//!   [`checkpoint::KeepOlder`] throughout, so a marked checkpoint stays until a checkpoint
-//!   written after the copy. (Without the amend,
-//!   a process list's replay would read a feed it first read from its file after the copied
-//!   checkpoint from the flushed file instead, and count that feed's energy since the
-//!   checkpoint twice.)
-//! - A fixed feed's `.dat` is copied with the `.meta` it was written under: the meta is read
-//!   before and after the data, and the pair is copied again if either changed (a first flush
-//!   setting the start time, a trim replacing both files). Between a trim's two renames the
-//!   new `.dat`'s meta is the `.meta.trim` beside it, which is read instead.
+//! 1. each shard's checkpoint files are noted (name, device, inode) and its newest copied;
+//! 2. the feed files are copied;
+//! 3. each shard's log segments are copied;
+//! 4. each shard's checkpoint files are noted again. If any differ, a flush ran (one the
+//!    backup cannot put off: memory full, a feed cleared, trimmed or deleted, a restart) and
+//!    the attempt is thrown away and made again, up to [`ATTEMPTS`] times.
 //!
-//! The `.levels` caches are not copied (they are rebuilt), nor are temporary files.
+//! An attempt that passes step 4 saw no checkpoint written, amended or deleted. So:
+//!
+//! - no log segment was trimmed (a trim follows a checkpoint): the copied logs run without a
+//!   gap from the copied checkpoint to the moment they were copied, and hold every value
+//!   acknowledged before then;
+//! - the feed files hold what the copied checkpoint covers (its flush ended before it was
+//!   written), plus at most part of one flush that started before the hold and had not
+//!   written its checkpoint by step 4, whose points are all in the copied logs; replaying
+//!   the logs writes them again, as after a crash;
+//! - the copied checkpoint is the one such a flush would amend first (process state that
+//!   must not be read back from files the flush changes), so a process list replaying it
+//!   reads a feed's last value as the live one did: the restored accumulators carry on from
+//!   the copied feed files' values instead of counting energy twice or stepping back.
+//!
+//! A fixed feed's `.dat` is copied with the `.meta` it was written under: the meta is read
+//! before and after the data, and the pair is copied again if either changed (a first flush
+//! setting the start time, a trim replacing both files). Between a trim's two renames the
+//! new `.dat`'s meta is the `.meta.trim` beside it, which is read instead. The tail of a file
+//! is cut to whole records, as the engines do after a crash. The `.levels` caches are not
+//! copied (they are rebuilt), nor are temporary files.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -50,33 +52,110 @@ pub struct Copied {
     pub bytes: u64,
 }
 
-/// Copies the logs, checkpoints and feed files of the data directory `from` into `to`
-/// (which must exist), in the order the module docs give. Only the feeds `wanted` accepts are
-/// copied: the ones the copied catalog knows. A feed created after the catalog was copied
-/// would otherwise leave files behind whose id the restored catalog hands to a new feed.
-pub fn copy_live(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result<Vec<Copied>> {
-    let mut out = Vec::new();
-    let wal = Path::new("wal");
-    let mut kept = checkpoint::keep_older(&from.join(wal))?;
-    copy_if_present(from, to, &wal.join("workers"), None, &mut out)?;
-    for shard in sorted_entries(&from.join(wal))? {
-        let rel = wal.join(&shard);
-        if !from.join(&rel).is_dir() {
-            continue;
+/// How many times a copy is made again when a flush ran during it.
+pub const ATTEMPTS: usize = 5;
+
+/// The file beside the shards' log directories that a running backup holds a shared `flock`
+/// on.
+pub const HOLD_FILE: &str = "backup.hold";
+
+/// A running backup. While any process holds one, the server's shards put off their timed
+/// flushes. The kernel drops the lock with the process, so a killed backup holds nothing
+/// back; the file itself is never removed (a new one in its place would not carry a lock
+/// still held on the old).
+pub struct Hold {
+    _file: File,
+}
+
+/// Takes a [`Hold`] on the data directory whose `wal` directory is `wal`.
+pub fn hold(wal: &Path) -> Result<Hold> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = wal.join(HOLD_FILE);
+    fs::create_dir_all(wal).map_err(io_err("creating", wal))?;
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let f = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(io_err("creating", &path))?;
+            // The server must be able to open it whoever made it (a backup run as root with
+            // umask 077 would leave it unreadable, and the hold unseen, for good).
+            f.set_permissions(fs::Permissions::from_mode(0o644))
+                .map_err(io_err("creating", &path))?;
+            f
         }
-        for name in sorted_entries(&from.join(&rel))? {
-            if name.to_string_lossy().ends_with(".wal") {
-                copy_if_present(from, to, &rel.join(&name), None, &mut out)?;
+        Err(e) => return Err(io_err("opening", &path)(e)),
+    };
+    // A shared lock needs no write access: any number of backups hold one at once.
+    file.lock_shared().map_err(io_err("locking", &path))?;
+    Ok(Hold { _file: file })
+}
+
+/// Whether some process holds a [`Hold`] on the data directory of the shard log directory
+/// `shard_wal`.
+pub fn running(shard_wal: &Path) -> bool {
+    let Some(path) = shard_wal.parent().map(|wal| wal.join(HOLD_FILE)) else {
+        return false;
+    };
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return false,
+        Err(e) => {
+            // Unreadable: flushing as usual only makes the backup copy again.
+            tracing::warn!(path = %path.display(), error = %e, "could not check for a running backup");
+            return false;
+        }
+    };
+    matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
+}
+
+/// Copies the logs, checkpoints and feed files of the data directory `from` into `to`
+/// (which must exist), as the module docs say. Only the feeds `wanted` accepts are copied:
+/// the ones the copied catalog knows. A feed created after the catalog was copied would
+/// otherwise leave files behind whose id the restored catalog hands to a new feed.
+pub fn copy_live(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result<Vec<Copied>> {
+    let _hold = hold(&from.join("wal"))?;
+    for attempt in 1..=ATTEMPTS {
+        if let Some(out) = copy_once(from, to, wanted)? {
+            return Ok(out);
+        }
+        tracing::info!(attempt, "the server flushed during the copy: copying again");
+        for dir in ["wal", FIXED_DIR, VARIABLE_DIR] {
+            match fs::remove_dir_all(to.join(dir)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_err("removing", &to.join(dir))(e));
+                }
+                _ => {}
             }
         }
-        copy_checkpoint(from, to, &rel, &mut kept, &mut out)?;
     }
-    // The checkpoints as copied, to look at again once the feed files are copied.
-    let checkpoints: Vec<(PathBuf, Option<(u64, u64)>)> = out
-        .iter()
-        .filter(|c| c.path.starts_with(wal) && c.path.to_string_lossy().contains("checkpoint"))
-        .map(|c| (c.path.clone(), identity(&from.join(&c.path))))
-        .collect();
+    Err(StorageError::Io {
+        op: "backing up",
+        path: from.to_path_buf(),
+        source: io::Error::other(format!(
+            "the server flushed during each of {ATTEMPTS} copies (a full memory buffer, or \
+             feeds cleared, trimmed or deleted): try again"
+        )),
+    })
+}
+
+/// One attempt of [`copy_live`]; `None` if a checkpoint changed during it.
+fn copy_once(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result<Option<Vec<Copied>>> {
+    let mut out = Vec::new();
+    let wal = Path::new("wal");
+    copy_if_present(from, to, &wal.join("workers"), None, &mut out)?;
+    let mut shards = Vec::new();
+    for shard in sorted_entries(&from.join(wal))? {
+        let rel = wal.join(&shard);
+        if from.join(&rel).is_dir() {
+            let seen = checkpoints_seen(&from.join(&rel))?;
+            copy_checkpoint(from, to, &rel, &mut out)?;
+            shards.push((rel, seen));
+        }
+    }
     let fixed = Path::new(FIXED_DIR);
     for name in sorted_entries(&from.join(fixed))? {
         let name = name.to_string_lossy().into_owned();
@@ -106,18 +185,34 @@ pub fn copy_live(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result
             copy_if_present(from, to, &variable.join(&name), rec, &mut out)?;
         }
     }
-    // A checkpoint rewritten under its own name meanwhile was amended before a flush (facts
-    // about the feed files it covers, `FeedStore::amend_before_flush`), and the feed files
-    // copied may be from after that flush: the amended one goes with them.
-    for (rel, copied) in checkpoints {
-        let now = identity(&from.join(&rel));
-        if now.is_some() && now != copied {
-            let _ = fs::remove_file(to.join(&rel));
-            out.retain(|c| c.path != rel);
-            copy_if_present(from, to, &rel, None, &mut out)?;
+    for (rel, _) in &shards {
+        for name in sorted_entries(&from.join(rel))? {
+            if name.to_string_lossy().ends_with(".wal") {
+                copy_if_present(from, to, &rel.join(&name), None, &mut out)?;
+            }
         }
     }
-    Ok(out)
+    for (rel, seen) in &shards {
+        if checkpoints_seen(&from.join(rel))? != *seen {
+            return Ok(None);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// A file's path with its device and inode, `None` if it is not there.
+type Seen = (PathBuf, Option<(u64, u64)>);
+
+/// The checkpoint files of the shard log directory `dir`, each with its device and inode
+/// (a rewrite under the same name makes a new inode).
+fn checkpoints_seen(dir: &Path) -> Result<Vec<Seen>> {
+    Ok(checkpoint::files(dir)?
+        .into_iter()
+        .map(|(path, _)| {
+            let id = identity(&path);
+            (path, id)
+        })
+        .collect())
 }
 
 /// A file's device and inode, `None` if it is not there (a rename over it makes a new one).
@@ -215,14 +310,8 @@ fn sorted_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
 
 /// Copies the newest checkpoint of the shard log `rel` (and one under the old name, if any).
 /// A checkpoint deleted before it was copied was replaced by a newer one, which is copied
-/// instead: the copy must have a checkpoint at least as new as any that trimmed the log.
-fn copy_checkpoint(
-    from: &Path,
-    to: &Path,
-    rel: &Path,
-    kept: &mut checkpoint::KeepOlder,
-    out: &mut Vec<Copied>,
-) -> Result<()> {
+/// instead (and the attempt made again: [`copy_once`] sees the change).
+fn copy_checkpoint(from: &Path, to: &Path, rel: &Path, out: &mut Vec<Copied>) -> Result<()> {
     for _ in 0..FIXED_TRIES {
         let mut named_seen = false;
         let mut vanished = false;
@@ -241,7 +330,6 @@ fn copy_checkpoint(
             let _ = fs::remove_file(to.join(rel).join(name));
             out.retain(|c| c.path != rel.join(name));
             let before = out.len();
-            kept.keep(&from.join(rel).join(name))?;
             copy_if_present(from, to, &rel.join(name), None, out)?;
             vanished |= out.len() == before;
         }
@@ -394,12 +482,12 @@ mod tests {
             got,
             [
                 ("wal/workers".to_string(), 2),
-                ("wal/0/00000000000000000000.wal".into(), 100),
                 ("wal/0/checkpoint".into(), 30),
                 ("wal/1/checkpoint-00000000000000000007".into(), 30),
                 ("phpfina/1.dat".into(), 40),
                 ("phpfina/1.meta".into(), 16),
                 ("phptimeseries/feed_2.MYD".into(), 27),
+                ("wal/0/00000000000000000000.wal".into(), 100),
             ]
         );
         assert_eq!(
@@ -425,11 +513,14 @@ mod tests {
         fs::create_dir_all(s.join("phpfina")).unwrap();
         crate::fixed::write_meta(&s.join("phpfina/1.meta"), 10, 1_000).unwrap();
         fs::write(s.join("phpfina/1.dat"), [0u8; 8]).unwrap();
-        // `wanted` is asked while the feed files are copied: the amend happens then.
+        // `wanted` is asked while the feed files are copied: the amend happens then, once.
+        let amended = std::cell::Cell::new(false);
         let amend = || {
-            let tmp = cp.with_extension("tmp");
-            fs::write(&tmp, b"amended").unwrap();
-            fs::rename(&tmp, &cp).unwrap();
+            if !amended.replace(true) {
+                let tmp = cp.with_extension("tmp");
+                fs::write(&tmp, b"amended").unwrap();
+                fs::rename(&tmp, &cp).unwrap();
+            }
             true
         };
         copy_live(s, dst.path(), &|_| amend()).unwrap();
@@ -439,11 +530,12 @@ mod tests {
         );
     }
 
-    /// A checkpoint amended while the feed files are copied and then replaced by a newer one
-    /// (the flush after an amend): the copy holds the amended one, not the one it first
-    /// copied, and the source keeps the replaced checkpoints only while the copy runs.
+    /// A flush during the copy (its checkpoint amended, the feed files written, a newer
+    /// checkpoint written and the log trimmed) makes the copy start over: it holds the newer
+    /// checkpoint with the files and log after it, never the older checkpoint with files
+    /// flushed past it.
     #[test]
-    fn a_checkpoint_amended_then_replaced_during_the_copy_is_copied_amended() {
+    fn a_flush_during_the_copy_makes_it_start_over() {
         let src = tempfile::tempdir().unwrap();
         let dst = tempfile::tempdir().unwrap();
         let s = src.path();
@@ -454,29 +546,86 @@ mod tests {
         };
         fs::create_dir_all(&shard).unwrap();
         checkpoint::write(&shard, &at(7, b"before")).unwrap();
+        fs::write(shard.join("00000000000000000007.wal"), [1u8; 10]).unwrap();
         fs::create_dir_all(s.join("phpfina")).unwrap();
         crate::fixed::write_meta(&s.join("phpfina/1.meta"), 10, 1_000).unwrap();
         fs::write(s.join("phpfina/1.dat"), [0u8; 8]).unwrap();
         let flushed = std::cell::Cell::new(false);
-        // `wanted` is asked while the feed files are copied: the amend, the flush and the
-        // newer checkpoint happen then.
+        // `wanted` is asked while the feed files are copied: the flush happens then, once.
         let flush = || {
             if !flushed.replace(true) {
                 checkpoint::write(&shard, &at(7, b"amended")).unwrap();
+                fs::write(s.join("phpfina/1.dat"), [0u8; 12]).unwrap();
+                fs::write(shard.join("00000000000000000009.wal"), [2u8; 10]).unwrap();
                 checkpoint::write(&shard, &at(9, b"newer")).unwrap();
+                fs::remove_file(shard.join("00000000000000000007.wal")).unwrap();
             }
             true
         };
-        copy_live(s, dst.path(), &|_| flush()).unwrap();
-        let copied = checkpoint::read(&dst.path().join("wal/0"))
+        let copied = copy_live(s, dst.path(), &|_| flush()).unwrap();
+        let d = dst.path();
+        assert_eq!(
+            checkpoint::read(&d.join("wal/0")).unwrap().unwrap(),
+            at(9, b"newer")
+        );
+        assert_eq!(fs::metadata(d.join("phpfina/1.dat")).unwrap().len(), 12);
+        assert!(d.join("wal/0/00000000000000000009.wal").exists());
+        assert!(!d.join("wal/0/00000000000000000007.wal").exists());
+        assert!(!d.join("wal/0/checkpoint-00000000000000000007").exists());
+        assert!(
+            copied.iter().all(|c| d.join(&c.path).exists()),
+            "{copied:?}"
+        );
+    }
+
+    /// A flush during every attempt: the backup fails, saying so, instead of keeping a copy
+    /// whose process state and feed files are of different moments.
+    #[test]
+    fn a_flush_during_every_attempt_fails_the_backup() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let s = src.path();
+        let shard = s.join("wal/0");
+        fs::create_dir_all(&shard).unwrap();
+        fs::create_dir_all(s.join("phpfina")).unwrap();
+        crate::fixed::write_meta(&s.join("phpfina/1.meta"), 10, 1_000).unwrap();
+        fs::write(s.join("phpfina/1.dat"), [0u8; 8]).unwrap();
+        let lsn = std::cell::Cell::new(1);
+        let flush = || {
+            let n = lsn.get();
+            lsn.set(n + 1);
+            let cp = checkpoint::Checkpoint {
+                next_lsn: n,
+                state: Vec::new(),
+            };
+            checkpoint::write(&shard, &cp).unwrap();
+            true
+        };
+        let e = copy_live(s, dst.path(), &|_| flush()).unwrap_err();
+        assert!(e.to_string().contains("flushed during each of"), "{e}");
+        assert_eq!(lsn.get() - 1, ATTEMPTS as u64);
+    }
+
+    /// A hold is seen by the shards (any process's, this one's included) while it lasts.
+    #[test]
+    fn a_hold_is_seen_while_it_lasts() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = dir.path().join("wal/0");
+        fs::create_dir_all(&shard).unwrap();
+        assert!(!running(&shard));
+        let h = hold(&dir.path().join("wal")).unwrap();
+        let again = hold(&dir.path().join("wal")).unwrap();
+        assert!(running(&shard));
+        drop(h);
+        assert!(running(&shard));
+        drop(again);
+        assert!(!running(&shard));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.path().join("wal").join(HOLD_FILE))
             .unwrap()
-            .unwrap();
-        assert_eq!(copied, at(7, b"amended"));
-        // The copy is over: the next checkpoint deletes the ones it replaced, and the marks.
-        assert_eq!(checkpoint::files(&shard).unwrap().len(), 2);
-        checkpoint::write(&shard, &at(11, b"after")).unwrap();
-        assert_eq!(checkpoint::files(&shard).unwrap().len(), 1);
-        assert_eq!(fs::read_dir(&shard).unwrap().count(), 1);
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644);
     }
 
     /// A trim cut between its two renames (or copied between them): the new data is in place

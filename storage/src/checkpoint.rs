@@ -130,8 +130,7 @@ pub fn path_for(dir: &Path, next_lsn: Lsn) -> PathBuf {
 }
 
 /// Writes `cp` atomically and durably beside the older checkpoints in `dir`, then deletes
-/// those older than it (a failure to delete one is only logged: [`read`] ignores it), except
-/// the ones a running backup marked with [`KeepOlder::keep`].
+/// those older than it (a failure to delete one is only logged: [`read`] ignores it).
 pub fn write(dir: &Path, cp: &Checkpoint) -> Result<()> {
     let mut bytes = Vec::with_capacity(24 + cp.state.len());
     bytes.extend_from_slice(MAGIC);
@@ -141,142 +140,20 @@ pub fn write(dir: &Path, cp: &Checkpoint) -> Result<()> {
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     write_atomically(&path_for(dir, cp.next_lsn), &bytes)?;
-    let marks = marks(dir);
-    let held = !marks.is_empty() && backup_running(dir);
     for (path, named) in files(dir)? {
         let older = match named {
             Some(lsn) => lsn < cp.next_lsn,
             // The old name's file goes unless it is newer (or unreadable: kept for a look).
             None => matches!(read_file(&path), Ok(Some(old)) if old.next_lsn <= cp.next_lsn),
         };
-        let marked = || {
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| marks.iter().any(|(of, _)| of == n))
-        };
         if older
-            && !(held && marked())
             && let Err(e) = fs::remove_file(&path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(path = %path.display(), error = %e, "could not delete an older checkpoint");
         }
     }
-    if !held {
-        // Left by a backup that was killed, or that ended: nothing reads them now.
-        for (_, mark) in marks {
-            let _ = fs::remove_file(mark);
-        }
-    }
     Ok(())
-}
-
-/// The file beside the shards' log directories that [`KeepOlder`] locks.
-pub const KEEP_OLDER: &str = "backup.hold";
-/// A checkpoint `<name>` a backup copied is marked by `<name>.keep-<pid>-<n>` beside it.
-const MARK: &str = ".keep-";
-
-/// A running backup's hold on the checkpoints it copied. A checkpoint is rewritten in place
-/// when amended before a flush, and that flush then writes a newer one, which would delete
-/// it; the backup must copy the amended one after the feed files (`crate::backup` says why).
-/// So a backup marks each checkpoint before copying it ([`KeepOlder::keep`]), and [`write`]
-/// leaves marked ones in place while any backup holds a shared `flock` on [`KEEP_OLDER`]. The
-/// kernel drops the lock with the process, so a killed backup's marks keep nothing and the
-/// next checkpoint removes them; the lock file itself is never removed (a new one in its
-/// place would not carry a lock still held on the old). A shard keeps at most one replaced
-/// checkpoint per running backup.
-pub struct KeepOlder {
-    _file: fs::File,
-    marks: Vec<PathBuf>,
-}
-
-/// Takes a [`KeepOlder`] for the shards under `wal` (the data directory's `wal`).
-pub fn keep_older(wal: &Path) -> Result<KeepOlder> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = wal.join(KEEP_OLDER);
-    fs::create_dir_all(wal).map_err(io_err("creating", wal))?;
-    let file = match fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let f = fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(io_err("creating", &path))?;
-            // The server must be able to open it whoever made it (a backup run as root with
-            // umask 077 would leave it unreadable, and the hold unseen, for good).
-            f.set_permissions(fs::Permissions::from_mode(0o644))
-                .map_err(io_err("creating", &path))?;
-            f
-        }
-        Err(e) => return Err(io_err("opening", &path)(e)),
-    };
-    // A shared lock needs no write access: any number of backups hold one at once.
-    file.lock_shared().map_err(io_err("locking", &path))?;
-    Ok(KeepOlder {
-        _file: file,
-        marks: Vec::new(),
-    })
-}
-
-impl KeepOlder {
-    /// Marks the checkpoint file `checkpoint`, to be kept while this hold lasts. Mark before
-    /// copying: a checkpoint deleted before its mark existed is missing when copied (and a
-    /// newer one is copied instead), while one deleted after it was copied was replaced by a
-    /// newer checkpoint, so its amend, which comes before that, was already in the copy.
-    pub fn keep(&mut self, checkpoint: &Path) -> Result<()> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut name = checkpoint.as_os_str().to_owned();
-        name.push(format!("{MARK}{}-{n}", std::process::id()));
-        let mark = PathBuf::from(name);
-        fs::File::create(&mark).map_err(io_err("creating", &mark))?;
-        self.marks.push(mark);
-        Ok(())
-    }
-}
-
-impl Drop for KeepOlder {
-    fn drop(&mut self) {
-        for mark in &self.marks {
-            let _ = fs::remove_file(mark);
-        }
-    }
-}
-
-/// The marks in the shard log directory `dir`: the name of the checkpoint each keeps, and
-/// the mark's path.
-fn marks(dir: &Path) -> Vec<(String, PathBuf)> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let (of, _) = name.split_once(MARK)?;
-            Some((of.to_string(), e.path()))
-        })
-        .collect()
-}
-
-/// Whether some process holds a [`KeepOlder`] for the shard log directory `dir`.
-fn backup_running(dir: &Path) -> bool {
-    let Some(path) = dir.parent().map(|wal| wal.join(KEEP_OLDER)) else {
-        return false;
-    };
-    let file = match fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
-        Err(e) => {
-            // Unreadable: deleting as usual only risks a backup's rare double count, keeping
-            // marked checkpoints for good could fill the disk.
-            tracing::warn!(path = %path.display(), error = %e, "could not check for a running backup");
-            return false;
-        }
-    };
-    matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
 }
 
 #[cfg(test)]
@@ -285,48 +162,6 @@ mod fuzz;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// While a backup holds its lock, only the checkpoints it marked outlive their
-    /// replacement; a mark without the lock (a killed backup's) keeps nothing and is removed.
-    #[test]
-    fn a_backup_keeps_only_what_it_marked_and_only_while_it_runs() {
-        let wal = tempfile::tempdir().expect("tempdir");
-        let dir = wal.path().join("0");
-        fs::create_dir_all(&dir).expect("mkdir");
-        let at = |n: Lsn| Checkpoint {
-            next_lsn: n,
-            state: vec![1],
-        };
-        let lsns = || -> Vec<Option<Lsn>> {
-            files(&dir)
-                .expect("files")
-                .into_iter()
-                .map(|(_, l)| l)
-                .collect()
-        };
-        write(&dir, &at(1)).expect("write");
-        let mut hold = keep_older(wal.path()).expect("hold");
-        hold.keep(&path_for(&dir, 1)).expect("mark");
-        for n in 2..=10 {
-            write(&dir, &at(n)).expect("write");
-        }
-        assert_eq!(lsns(), [Some(10), Some(1)]);
-        let mode = fs::metadata(wal.path().join(KEEP_OLDER))
-            .expect("hold file")
-            .permissions();
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
-            0o644
-        );
-        // A mark left behind by a backup that is gone (no lock held).
-        let left = hold.marks.clone();
-        hold.marks.clear();
-        drop(hold);
-        assert!(left.iter().all(|m| m.exists()));
-        write(&dir, &at(11)).expect("write");
-        assert_eq!(lsns(), [Some(11)]);
-        assert!(left.iter().all(|m| !m.exists()));
-    }
 
     #[test]
     fn round_trip_and_damage() {

@@ -129,6 +129,8 @@ pub struct FeedStore {
     cfg: StoreConfig,
     replayed: u64,
     last_flush: std::time::Instant,
+    /// When [`FeedStore::backup_running`] last asked, and the answer.
+    backup_asked: Option<(std::time::Instant, bool)>,
     /// Set when memory may no longer match the log; every later call fails.
     poisoned: bool,
     /// What the last checkpoint on disk holds (its LSN and the caller's state), when the state
@@ -198,6 +200,9 @@ pub const RECORD_PADDING: u64 = crate::fixed::MAX_PADDING;
 /// writes that pad far ahead or overwrite much of a feed would otherwise hold all of it in
 /// memory until then.
 pub const MAX_PENDING_POINTS: usize = 4 << 20;
+
+/// How long [`FeedStore::backup_running`]'s answer is used before it asks again.
+pub const BACKUP_ASKED_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// States up to this size are kept to recognise an unchanged checkpoint.
 const KEEP_STATE: usize = 64 << 10;
@@ -322,6 +327,7 @@ impl FeedStore {
             cfg,
             replayed: 0,
             last_flush: std::time::Instant::now(),
+            backup_asked: None,
             poisoned: false,
             checkpointed: None,
             checkpoint_lsn: cp.next_lsn,
@@ -588,11 +594,29 @@ impl FeedStore {
 
     /// Flushes if `flush_interval` has passed since the last flush, or [`FeedStore::flush_due`];
     /// the shard's worker calls this after writes and on a timer.
+    /// A timed flush waits while a backup runs ([`crate::backup`]); one for a full memory
+    /// buffer does not.
     pub fn flush_if_due(&mut self, state: impl FnOnce() -> Vec<u8>) -> Result<Option<FlushStats>> {
-        if self.last_flush.elapsed() < self.cfg.flush_interval && !self.flush_due() {
+        if self.flush_due() {
+            return self.flush(&state()).map(Some);
+        }
+        if self.last_flush.elapsed() < self.cfg.flush_interval || self.backup_running() {
             return Ok(None);
         }
         self.flush(&state()).map(Some)
+    }
+
+    /// Whether a backup of this data directory runs now, asked of the filesystem at most once
+    /// per [`BACKUP_ASKED_EVERY`] (a due flush asks on every write until it runs).
+    pub fn backup_running(&mut self) -> bool {
+        match self.backup_asked {
+            Some((at, running)) if at.elapsed() < BACKUP_ASKED_EVERY => running,
+            _ => {
+                let running = crate::backup::running(&self.wal_dir);
+                self.backup_asked = Some((std::time::Instant::now(), running));
+                running
+            }
+        }
     }
 
     /// Writes all pending points to the feed files, then checkpoints (with the caller's `state`
@@ -1349,6 +1373,35 @@ mod tests {
                 points: 1
             })
         );
+        assert_eq!(s.pending_points(), 0);
+    }
+
+    /// A timed flush waits while a backup holds the data directory, and runs once it ends.
+    #[test]
+    fn a_timed_flush_waits_for_a_running_backup() {
+        let dirs = Dirs::new();
+        let p = dirs.0.path();
+        let cfg = StoreConfig {
+            flush_interval: std::time::Duration::ZERO,
+            ..StoreConfig::default()
+        };
+        let mut s = FeedStore::open(
+            &p.join("phpfina"),
+            &p.join("phptimeseries"),
+            &p.join("wal"),
+            cfg,
+        )
+        .expect("open");
+        s.create_fixed(1, 10).expect("create");
+        s.write(&[pt(1, T0, 1.0)]).expect("write");
+        let hold = crate::backup::hold(p).expect("hold");
+        assert_eq!(s.flush_if_due(Vec::new).expect("flush"), None);
+        assert_eq!(s.pending_points(), 1);
+        drop(hold);
+        // Asked again after `BACKUP_ASKED_EVERY`.
+        assert_eq!(s.flush_if_due(Vec::new).expect("flush"), None);
+        s.backup_asked = None;
+        assert!(s.flush_if_due(Vec::new).expect("flush").is_some());
         assert_eq!(s.pending_points(), 0);
     }
 

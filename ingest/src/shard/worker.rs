@@ -821,11 +821,14 @@ impl Worker {
                 FeedAnswer::Done
             }
             FeedOp::Export { id, offset, fresh } => {
+                // Not while a backup runs: it copies feed files that stand still (the
+                // export then sends the file as it is, as between two of its flushes).
                 let flush = fresh
                     && self.store.is_dirty(id)?
                     && self
                         .export_flushed
-                        .is_none_or(|at| at.elapsed() >= EXPORT_FLUSH_EVERY);
+                        .is_none_or(|at| at.elapsed() >= EXPORT_FLUSH_EVERY)
+                    && !self.store.backup_running();
                 let state = flush.then(|| self.core.state.encode());
                 if flush {
                     self.export_flushed = Some(std::time::Instant::now());
