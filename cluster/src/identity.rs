@@ -108,8 +108,33 @@ pub async fn check(
             .fetch_one(pool)
             .await
             .map_err(ClusterError::db("reading the vshard leases"))?;
-    check_marker(dir, &id, inserted || age < YOUNG, inserted || !served).await?;
+    // This node made the identity of a cluster that has served: one from before identities
+    // (upgraded). Its directory must already hold the cluster's files, or it may be an
+    // empty mount point the marker would wrongly bless.
+    let made = !served || (inserted && holds_files(dir)?);
+    if let Err(e) = check_marker(dir, &id, inserted || age < YOUNG, made).await {
+        if inserted {
+            // Not an identity until a marker carries it: the next start (on the right
+            // directory) makes it afresh instead of waiting for a marker nobody writes.
+            let _ = sqlx::query("DELETE FROM cluster_meta WHERE cluster_id = $1")
+                .bind(&id)
+                .execute(pool)
+                .await;
+        }
+        return Err(e);
+    }
     Ok(id)
+}
+
+/// Whether `dir` holds anything but a marker (or a marker's temporary file).
+fn holds_files(dir: &Path) -> Result<bool, ClusterError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ClusterError::Setting {
+        key: "cluster.shared_dir",
+        reason: format!("{}: {e}", dir.display()),
+    })?;
+    Ok(entries
+        .filter_map(|e| e.ok())
+        .any(|e| !e.file_name().to_string_lossy().starts_with(MARKER)))
 }
 
 /// Whether any node has a heartbeat within `window`.

@@ -161,6 +161,45 @@ async fn a_node_with_a_shorter_lease_still_sees_the_running_nodes() {
     drop(n1);
 }
 
+/// A cluster from before identities (it has served, and has no identity yet): its first
+/// upgraded node marks its shared directory only if the cluster's files are there, not an
+/// empty mount point, and a start refused that way leaves no identity behind, so the next
+/// start, on the right directory, makes it.
+#[tokio::test]
+async fn an_upgraded_cluster_marks_only_a_directory_with_its_files() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = ynni_cluster::db::connect(&pg.url(), Duration::from_secs(10))
+        .await
+        .expect("connect");
+    sqlx::query(
+        "INSERT INTO vshard_leases (vshard, owner, epoch, expires) \
+         VALUES (0, 'n1', 3, clock_timestamp()) \
+         ON CONFLICT (vshard) DO UPDATE SET owner = 'n1', epoch = 3",
+    )
+    .execute(&pool)
+    .await
+    .expect("lease");
+    let secret = "0123456789abcdef0123";
+    let lease = Duration::from_secs(1);
+    let empty = dir.path().join("empty-mount");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let e = ynni_cluster::identity::check(&pool, &empty, secret, lease, "n1")
+        .await
+        .expect_err("an empty directory is not the cluster's");
+    assert!(e.to_string().contains("cluster.shared_dir"), "{e}");
+    assert!(!empty.join(ynni_cluster::identity::MARKER).exists());
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(shared.join("vshards")).expect("mkdir");
+    let id = ynni_cluster::identity::check(&pool, &shared, secret, lease, "n1")
+        .await
+        .expect("the cluster's directory");
+    assert_eq!(
+        std::fs::read_to_string(shared.join(ynni_cluster::identity::MARKER)).expect("marker"),
+        id
+    );
+}
+
 /// A node whose shared directory is not the others' (an empty mount point) or whose secret
 /// differs from the running nodes' stops before it registers, naming the setting.
 #[tokio::test]
