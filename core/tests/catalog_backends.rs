@@ -859,3 +859,30 @@ async fn a_silently_dropped_listener_switches_the_key_cache_off() {
         silent.elapsed()
     );
 }
+
+/// A login announces nothing to the other nodes (it changes no key; the login time they
+/// remember may lag), while a key change does.
+#[tokio::test]
+async fn a_login_is_not_announced_to_the_other_nodes() {
+    let pg = postgres::Postgres::start();
+    let a = Catalog::open_postgres(&pg.url()).await.expect("open a");
+    let user = a
+        .create_user(&new_user("alice"), false)
+        .await
+        .expect("db")
+        .expect("created");
+    let raw = sqlx::PgPool::connect(&pg.url()).await.expect("raw");
+    let mut heard = sqlx::postgres::PgListener::connect_with(&raw)
+        .await
+        .expect("listener");
+    heard.listen("ynni_catalog_keys").await.expect("listen");
+    let second = std::time::Duration::from_secs(1);
+    a.record_login(user.id).await.expect("login");
+    let login = tokio::time::timeout(second, heard.recv()).await;
+    assert!(login.is_err(), "a login was announced");
+    a.regenerate_apikey(user.id, KeyKind::Write)
+        .await
+        .expect("db");
+    let change = tokio::time::timeout(second, heard.recv()).await;
+    assert!(change.is_ok(), "a key change was not announced");
+}

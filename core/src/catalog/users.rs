@@ -308,10 +308,14 @@ impl Catalog {
         Ok(done == 1)
     }
 
+    /// Forgets this node's remembered accounts (which carry the login time), but announces
+    /// nothing to the other nodes: a login changes no key, and every login emptying every
+    /// node's cache would send each node's next posts to the database.
     pub async fn record_login(&self, id: i64) -> Result<(), CatalogError> {
-        let _forget = ForgetKeys(self);
         let sql = "UPDATE users SET lastlogin = $1 WHERE id = $2";
-        self.execute2(sql, now_secs(), id).await?;
+        let done = self.execute2(sql, now_secs(), id).await;
+        super::forget_keys(&self.keys);
+        done?;
         Ok(())
     }
 
