@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use ynni_core::boot_clock::BootInstant;
 
+use crate::storage_probe::Probe;
+
 use anyhow::Context;
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -59,6 +61,8 @@ pub struct Joined {
     pub pool: PgPool,
     membership: Membership,
     timing: Timing,
+    /// Whether the shared directory answers.
+    probe: Probe,
     /// The host part of `cluster.advertise`, where the others reach this node's broker too.
     host: String,
 }
@@ -134,6 +138,7 @@ pub struct Checked {
     lease: Duration,
     node_id: String,
     advertise: String,
+    shared_dir: std::path::PathBuf,
 }
 
 impl Checked {
@@ -149,6 +154,9 @@ impl Checked {
         )
         .await?;
         tracing::info!(node = %self.node_id, advertise = %self.advertise, "joined the cluster");
+        let timing = Timing::new(self.lease);
+        let probe = Probe::start(self.shared_dir, &self.node_id, timing.renew_every())
+            .context("starting the shared directory's probe")?;
         let host = self
             .advertise
             .rsplit_once(':')
@@ -157,7 +165,8 @@ impl Checked {
         Ok(Joined {
             pool: self.pool,
             membership,
-            timing: Timing::new(self.lease),
+            timing,
+            probe,
             host,
         })
     }
@@ -195,6 +204,7 @@ pub async fn join(c: &ClusterSettings) -> anyhow::Result<Checked> {
         lease,
         node_id: c.node_id.clone(),
         advertise: c.advertise.clone(),
+        shared_dir: dir.clone(),
     })
 }
 
@@ -226,6 +236,7 @@ pub async fn keep(
         pool,
         membership,
         timing,
+        probe,
         ..
     } = joined;
     let me = membership.node_id().to_string();
@@ -242,6 +253,7 @@ pub async fn keep(
         hooks.opened.clone(),
     ));
     let mut resolved: HashMap<String, SocketAddr> = HashMap::new();
+    let mut storage_ok = true;
     let mut tick = tokio::time::interval(timing.renew_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -269,7 +281,22 @@ pub async fn keep(
             }
             Event::Stop => break,
         }
-        match own.tick().await {
+        // A shared directory that has not taken a write for most of a lease: this node can
+        // make no progress for its vshards, so it lets the others take them.
+        let answering = probe.answered_within(timing.lease - timing.margin);
+        if !answering && std::mem::replace(&mut storage_ok, false) {
+            tracing::error!(
+                "the shared directory has not taken a write for {:?}: this node stops renewing its vshards so the other nodes take them over",
+                timing.lease - timing.margin
+            );
+        }
+        storage_ok |= answering;
+        let round = if answering {
+            own.tick().await
+        } else {
+            Ok(own.idle_tick())
+        };
+        match round {
             Ok(changes) => {
                 for change in changes {
                     apply(change, &mut fences, &mut handing, &moves);

@@ -16,6 +16,7 @@ mod mqtt_link;
 mod read_full;
 mod serve;
 mod simulate_cmd;
+mod storage_probe;
 mod tls_cmd;
 mod user_cmd;
 

@@ -137,6 +137,28 @@ impl Ownership {
         Ok(changes)
     }
 
+    /// A round for a node that cannot use its shared directory now (it stopped answering):
+    /// no heartbeat, so the others stop counting this node live after a lease and take its
+    /// vshards; no renewal, so those leases end; nothing acquired. Only the leases past their
+    /// local deadline are reported lost. Normal rounds take the node's share again once the
+    /// directory answers.
+    pub fn idle_tick(&mut self) -> Vec<Change> {
+        let now = BootInstant::now();
+        let expired: Vec<u16> = self
+            .held
+            .iter()
+            .filter(|(_, l)| !l.valid(now))
+            .map(|(v, _)| *v)
+            .collect();
+        expired
+            .into_iter()
+            .map(|v| {
+                self.held.remove(&v);
+                Change::Lost(v)
+            })
+            .collect()
+    }
+
     /// Gives `vshard` up (after its data is durable and checkpointed).
     pub async fn release(&mut self, vshard: u16) -> Result<(), ClusterError> {
         if let Some(lease) = self.held.remove(&vshard) {

@@ -1274,3 +1274,57 @@ async fn a_node_whose_id_another_process_took_stops_when_it_resumes() {
     let log = n2.log();
     assert!(log.contains("another process took this node's id"), "{log}");
 }
+
+/// A node whose shared directory stops taking writes (a hung or failing mount) could renew
+/// its leases through PostgreSQL for as long as it lasts while its users wait: it stops
+/// heartbeating and renewing, the other node takes its vshards and serves its users, and it
+/// takes its share again once the directory answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_shared_directory_stops_answering_gives_its_vshards_up() {
+    let _one = ONE_CLUSTER.lock().await;
+    let TwoNodes {
+        pg: _pg,
+        pool,
+        n1,
+        n2,
+        dir,
+        b,
+        ..
+    } = two_nodes().await;
+    // n2's probe file taken by a directory: every write of it fails from now on.
+    let probe = dir.path().join("shared").join(".ynni-alive-n2");
+    let failing = Instant::now();
+    loop {
+        let _ = std::fs::remove_file(&probe);
+        if std::fs::create_dir(&probe).is_ok() {
+            break;
+        }
+    }
+    owned_by(&pool, "n1", &n1, &b.read).await;
+    eprintln!(
+        "n2's vshards owned by n1 {:.1} s after its directory stopped answering (lease 2 s)",
+        failing.elapsed().as_secs_f64()
+    );
+    // b's reads and writes through either node are answered by n1.
+    for server in [&n1, &n2] {
+        let r = get(
+            &script(),
+            &server.url(&format!(
+                "/input/post?node=house&fulljson=%7B%22power%22%3A7%7D&apikey={}",
+                b.write
+            )),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.headers["x-ynni-node"], "n1", "{}", r.body);
+    }
+    let log = n2.log();
+    assert!(
+        log.contains("the shared directory has not taken a write"),
+        "{log}"
+    );
+    // The directory answers again: n2 takes its share back.
+    std::fs::remove_dir(&probe).expect("rmdir");
+    settled(&pool, &["n1", "n2"]).await;
+    stop_cleanly([n2, n1]);
+}
