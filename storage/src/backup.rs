@@ -109,7 +109,23 @@ pub fn running(shard_wal: &Path) -> bool {
             return false;
         }
     };
-    matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
+    // One probe at a time in this process: each takes the lock for a moment, which another
+    // shard probing then would take for a backup's.
+    static PROBING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = PROBING.lock().unwrap_or_else(|p| p.into_inner());
+    match file.try_lock() {
+        Ok(()) => false,
+        Err(fs::TryLockError::WouldBlock) => true,
+        Err(fs::TryLockError::Error(e)) => {
+            // Locks the filesystem does not keep (some network filesystems): a backup would
+            // then always find the server flushing. Said once.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                tracing::warn!(path = %path.display(), error = %e, "could not check for a running backup: flushes go on during backups, which then copy again until they fail");
+            });
+            false
+        }
+    }
 }
 
 /// Copies the logs, checkpoints and feed files of the data directory `from` into `to`
@@ -200,25 +216,31 @@ fn copy_once(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result<Opt
     Ok(Some(out))
 }
 
-/// A file's path with its device and inode, `None` if it is not there.
-type Seen = (PathBuf, Option<(u64, u64)>);
+/// A checkpoint file's path with its device, inode, length and last four bytes (its
+/// checksum), `None` if it is not there.
+type Seen = (PathBuf, Option<(u64, u64, u64, [u8; 4])>);
 
-/// The checkpoint files of the shard log directory `dir`, each with its device and inode
-/// (a rewrite under the same name makes a new inode).
+/// The checkpoint files of the shard log directory `dir`. A rewrite under the same name makes
+/// a new inode, but the filesystem may hand a freed inode out again (two rewrites during one
+/// attempt), so the length and checksum are compared too.
 fn checkpoints_seen(dir: &Path) -> Result<Vec<Seen>> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let seen = |path: &Path| -> Option<(u64, u64, u64, [u8; 4])> {
+        let f = File::open(path).ok()?;
+        let m = f.metadata().ok()?;
+        let mut crc = [0u8; 4];
+        if m.len() >= 4 {
+            f.read_exact_at(&mut crc, m.len() - 4).ok()?;
+        }
+        Some((m.dev(), m.ino(), m.len(), crc))
+    };
     Ok(checkpoint::files(dir)?
         .into_iter()
         .map(|(path, _)| {
-            let id = identity(&path);
+            let id = seen(&path);
             (path, id)
         })
         .collect())
-}
-
-/// A file's device and inode, `None` if it is not there (a rename over it makes a new one).
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// How many times a fixed feed is copied again when it changed under the copy.
@@ -604,6 +626,43 @@ mod tests {
         let e = copy_live(s, dst.path(), &|_| flush()).unwrap_err();
         assert!(e.to_string().contains("flushed during each of"), "{e}");
         assert_eq!(lsn.get() - 1, ATTEMPTS as u64);
+    }
+
+    /// A checkpoint rewritten in place during the copy, on the same inode (as a filesystem
+    /// handing a freed inode out again leaves it), is still seen as changed.
+    #[test]
+    fn a_checkpoint_rewritten_on_its_inode_is_seen_as_changed() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let s = src.path();
+        let shard = s.join("wal/0");
+        fs::create_dir_all(&shard).unwrap();
+        let at = |state: &[u8]| checkpoint::Checkpoint {
+            next_lsn: 7,
+            state: state.to_vec(),
+        };
+        checkpoint::write(&shard, &at(b"feed 1 at 100")).unwrap();
+        fs::create_dir_all(s.join("phpfina")).unwrap();
+        crate::fixed::write_meta(&s.join("phpfina/1.meta"), 10, 1_000).unwrap();
+        fs::write(s.join("phpfina/1.dat"), [0u8; 8]).unwrap();
+        let path = checkpoint::path_for(&shard, 7);
+        let rewritten = std::cell::Cell::new(false);
+        let rewrite = || {
+            if !rewritten.replace(true) {
+                let other = tempfile::tempdir().unwrap();
+                checkpoint::write(other.path(), &at(b"feed 1 at 000")).unwrap();
+                let bytes = fs::read(checkpoint::path_for(other.path(), 7)).unwrap();
+                fs::write(&path, bytes).unwrap();
+            }
+            true
+        };
+        copy_live(s, dst.path(), &|_| rewrite()).unwrap();
+        assert_eq!(
+            checkpoint::read(&dst.path().join("wal/0"))
+                .unwrap()
+                .unwrap(),
+            at(b"feed 1 at 000")
+        );
     }
 
     /// A hold is seen by the shards (any process's, this one's included) while it lasts.
