@@ -23,8 +23,8 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use ynni_config::Settings;
 use ynni_core::Catalog;
-use ynni_storage::DataDir;
 use ynni_storage::backup::{self, Copied};
+use ynni_storage::{DataDir, StorageError};
 
 /// The manifest's name; written last.
 pub const MANIFEST: &str = "backup.json";
@@ -82,30 +82,48 @@ pub async fn backup(settings: &Settings, dest: &Path) -> anyhow::Result<Manifest
     );
     create_private_empty(dest)?;
     let began = now();
-    let feeds: std::collections::HashSet<u32> =
-        Catalog::snapshot_sqlite(&data.catalog_path(), &dest.join("catalog.sqlite"))
-            .await
-            .context("copying the catalog")?
-            .into_iter()
-            .filter_map(|id| u32::try_from(id).ok())
-            .collect();
-    // VACUUM INTO does not sync its output; the manifest must not outlive a lost catalog.
-    std::fs::File::open(dest.join("catalog.sqlite"))
-        .and_then(|f| f.sync_all())
-        .context("syncing the catalog copy")?;
-    let catalog_bytes = std::fs::metadata(dest.join("catalog.sqlite"))
-        .context("reading the catalog copy")?
-        .len();
     let root = data.root().to_path_buf();
     let target = dest.to_path_buf();
+    let (catalog_from, catalog_to) = (data.catalog_path(), dest.join("catalog.sqlite"));
+    let runtime = tokio::runtime::Handle::current();
     let copied = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Copied>> {
-        let mut copied = backup::copy_live(&root, &target, &|id| feeds.contains(&id))?;
+        // Made afresh by every attempt of the copy, after it noted the checkpoints (see
+        // `storage::backup`): the process lists must be those of the copied logs' records.
+        let mut catalog = || -> ynni_storage::error::Result<Box<dyn Fn(u32) -> bool>> {
+            let failed = |e: String| StorageError::Io {
+                op: "copying the catalog",
+                path: catalog_from.clone(),
+                source: std::io::Error::other(e),
+            };
+            match std::fs::remove_file(&catalog_to) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(failed(e.to_string()));
+                }
+                _ => {}
+            }
+            let feeds: std::collections::HashSet<u32> = runtime
+                .block_on(Catalog::snapshot_sqlite(&catalog_from, &catalog_to))
+                .map_err(|e| failed(e.to_string()))?
+                .into_iter()
+                .filter_map(|id| u32::try_from(id).ok())
+                .collect();
+            // VACUUM INTO does not sync its output; the manifest must not outlive a lost
+            // catalog.
+            std::fs::File::open(&catalog_to)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| failed(e.to_string()))?;
+            Ok(Box::new(move |id| feeds.contains(&id)))
+        };
+        let mut copied = backup::copy_live(&root, &target, &mut catalog)?;
         copied.extend(copy_tls(&root, &target)?);
         backup::sync_tree(&target)?;
         Ok(copied)
     })
     .await
     .context("backup task")??;
+    let catalog_bytes = std::fs::metadata(dest.join("catalog.sqlite"))
+        .context("reading the catalog copy")?
+        .len();
     let mut files = vec![FileEntry {
         path: "catalog.sqlite".into(),
         bytes: catalog_bytes,

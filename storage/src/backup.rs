@@ -9,12 +9,18 @@
 //! (`FeedStore::flush_if_due`): nothing is written to the feed files and no checkpoint is
 //! written or trimmed. Ingest goes on, into the logs and memory. Then, per attempt:
 //!
-//! 1. each shard's checkpoint files are noted (name, device, inode) and its newest copied;
-//! 2. the feed files are copied;
-//! 3. each shard's log segments are copied;
-//! 4. each shard's checkpoint files are noted again. If any differ, a flush ran (one the
-//!    backup cannot put off: memory full, a feed cleared, trimmed or deleted, a restart) and
-//!    the attempt is thrown away and made again, up to [`ATTEMPTS`] times.
+//! 1. each shard's checkpoint files are noted (name, device, inode, length, checksum);
+//! 2. the caller copies the catalog ([`CatalogCopy`]), and each shard's newest checkpoint is
+//!    copied;
+//! 3. the feed files are copied;
+//! 4. each shard's log segments are copied;
+//! 5. each shard's checkpoint files are noted again. If any differ, a flush ran (one the
+//!    backup cannot put off: memory full, process lists or a time zone changed for a user
+//!    with records since the checkpoint, a feed cleared, trimmed or deleted, a restart) and
+//!    the attempt is made again, up to [`ATTEMPTS`] times. Only the feed files that changed
+//!    since the attempt before (by device, inode, length and modification time, and not
+//!    changed within two seconds of its start) are copied again; the logs and checkpoints
+//!    always are.
 //!
 //! An attempt that passes step 4 saw no checkpoint written, amended or deleted. So:
 //!
@@ -25,6 +31,10 @@
 //!   written), plus at most part of one flush that started before the hold and had not
 //!   written its checkpoint by step 4, whose points are all in the copied logs; replaying
 //!   the logs writes them again, as after a crash;
+//! - the process lists and time zones in the copied catalog are the ones the copied logs'
+//!   records after the copied checkpoint were logged under: a change made before the catalog
+//!   was copied wrote its checkpoint (if any record needed one) before step 1 or during the
+//!   attempt, which step 5 sees;
 //! - the copied checkpoint is the one such a flush would amend first (process state that
 //!   must not be read back from files the flush changes), so a process list replaying it
 //!   reads a feed's last value as the live one did: the restored accumulators carry on from
@@ -53,7 +63,7 @@ pub struct Copied {
 }
 
 /// How many times a copy is made again when a flush ran during it.
-pub const ATTEMPTS: usize = 5;
+pub const ATTEMPTS: usize = 10;
 
 /// The file beside the shards' log directories that a running backup holds a shared `flock`
 /// on.
@@ -128,64 +138,146 @@ pub fn running(shard_wal: &Path) -> bool {
     }
 }
 
+/// What each attempt of [`copy_live`] asks of its caller, once it has noted the checkpoints:
+/// a fresh copy of the catalog into the copy, answering which feeds it knows (only those are
+/// copied: a feed created after the catalog was copied would otherwise leave files behind
+/// whose id the restored catalog hands to a new feed).
+pub type CatalogCopy<'a> = dyn FnMut() -> Result<Box<dyn Fn(u32) -> bool + 'a>> + 'a;
+
 /// Copies the logs, checkpoints and feed files of the data directory `from` into `to`
-/// (which must exist), as the module docs say. Only the feeds `wanted` accepts are copied:
-/// the ones the copied catalog knows. A feed created after the catalog was copied would
-/// otherwise leave files behind whose id the restored catalog hands to a new feed.
-pub fn copy_live(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result<Vec<Copied>> {
+/// (which must exist), with the catalog `catalog` copies, as the module docs say. An attempt
+/// made again copies only the feed files that changed since the one before.
+pub fn copy_live(from: &Path, to: &Path, catalog: &mut CatalogCopy<'_>) -> Result<Vec<Copied>> {
     let _hold = hold(&from.join("wal"))?;
+    let mut before = Reuse::default();
     for attempt in 1..=ATTEMPTS {
-        if let Some(out) = copy_once(from, to, wanted)? {
-            return Ok(out);
-        }
-        tracing::info!(attempt, "the server flushed during the copy: copying again");
-        for dir in ["wal", FIXED_DIR, VARIABLE_DIR] {
-            match fs::remove_dir_all(to.join(dir)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(io_err("removing", &to.join(dir))(e));
+        let began = std::time::SystemTime::now();
+        let mut now = Reuse::default();
+        let copied = copy_once(from, to, catalog, &before, &mut now)?;
+        // The feed files this attempt did not copy (feeds deleted or unknown to the catalog
+        // since an earlier attempt copied them) must not be restored.
+        let kept: std::collections::HashSet<&Path> = now
+            .files
+            .values()
+            .flat_map(|(_, c)| c.iter().map(|c| c.path.as_path()))
+            .collect();
+        for dir in [FIXED_DIR, VARIABLE_DIR] {
+            for name in sorted_entries(&to.join(dir))? {
+                let rel = Path::new(dir).join(&name);
+                if !kept.contains(rel.as_path()) {
+                    fs::remove_file(to.join(&rel)).map_err(io_err("removing", &to.join(&rel)))?;
                 }
-                _ => {}
             }
         }
+        if let Some(out) = copied {
+            return Ok(out);
+        }
+        tracing::info!(
+            attempt,
+            "the server flushed during the copy: copying what changed again"
+        );
+        match fs::remove_dir_all(to.join("wal")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_err("removing", &to.join("wal"))(e));
+            }
+            _ => {}
+        }
+        now.began = Some(began);
+        before = now;
     }
     Err(StorageError::Io {
         op: "backing up",
         path: from.to_path_buf(),
         source: io::Error::other(format!(
-            "the server flushed during each of {ATTEMPTS} copies (a full memory buffer, or \
-             feeds cleared, trimmed or deleted): try again"
+            "the server flushed during each of {ATTEMPTS} copies (memory full, process lists \
+             or time zones changed, feeds cleared, trimmed or deleted): try again"
         )),
     })
 }
 
+/// A file's device, inode, length and modification time, `None` if it is not there.
+type Stamp = Option<(u64, u64, u64, i64, i64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+/// The feed files an attempt copied: for each feed's main file, the stamps of its files
+/// taken before they were copied, and what was copied.
+#[derive(Default)]
+struct Reuse {
+    /// When the attempt began (`None` for the one being made).
+    began: Option<std::time::SystemTime>,
+    files: std::collections::HashMap<PathBuf, (Vec<Stamp>, Vec<Copied>)>,
+}
+
+impl Reuse {
+    /// What an earlier attempt copied of the feed `key` whose files are stamped `stamps` now,
+    /// if it may stand: the files unchanged since then, and last changed well before that
+    /// attempt began (a change within the same tick of the clock as its stamp would not show).
+    fn copied(&self, key: &Path, stamps: &[Stamp], to: &Path) -> Option<Vec<Copied>> {
+        let began = self.began?;
+        let (then, copied) = self.files.get(key)?;
+        let settled = stamps.iter().flatten().all(|&(_, _, _, secs, _)| {
+            let changed =
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+            changed + std::time::Duration::from_secs(2) < began
+        });
+        (then.as_slice() == stamps && settled && copied.iter().all(|c| to.join(&c.path).exists()))
+            .then(|| copied.clone())
+    }
+}
+
 /// One attempt of [`copy_live`]; `None` if a checkpoint changed during it.
-fn copy_once(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result<Option<Vec<Copied>>> {
+fn copy_once(
+    from: &Path,
+    to: &Path,
+    catalog: &mut CatalogCopy<'_>,
+    before: &Reuse,
+    now: &mut Reuse,
+) -> Result<Option<Vec<Copied>>> {
     let mut out = Vec::new();
     let wal = Path::new("wal");
-    copy_if_present(from, to, &wal.join("workers"), None, &mut out)?;
     let mut shards = Vec::new();
     for shard in sorted_entries(&from.join(wal))? {
         let rel = wal.join(&shard);
         if from.join(&rel).is_dir() {
-            let seen = checkpoints_seen(&from.join(&rel))?;
-            copy_checkpoint(from, to, &rel, &mut out)?;
-            shards.push((rel, seen));
+            shards.push((rel.clone(), checkpoints_seen(&from.join(&rel))?));
         }
+    }
+    // After the checkpoints are noted: a process list changed after this copy made a
+    // checkpoint (the lists a replay runs must be the ones the records were logged under),
+    // which the last step sees.
+    let wanted = catalog()?;
+    copy_if_present(from, to, &wal.join("workers"), None, &mut out)?;
+    for (rel, _) in &shards {
+        copy_checkpoint(from, to, rel, &mut out)?;
     }
     let fixed = Path::new(FIXED_DIR);
     for name in sorted_entries(&from.join(fixed))? {
         let name = name.to_string_lossy().into_owned();
         if let Some(id) = name.strip_suffix(".dat") {
-            if !id.parse().is_ok_and(wanted) {
+            if !id.parse().is_ok_and(&*wanted) {
                 continue;
             }
-            copy_fixed(
-                from,
-                to,
-                &fixed.join(&name),
-                &fixed.join(format!("{id}.meta")),
-                &mut out,
-            )?;
+            let (dat, meta) = (fixed.join(&name), fixed.join(format!("{id}.meta")));
+            let stamps: Vec<Stamp> = [
+                from.join(&dat),
+                from.join(&meta),
+                from.join(&dat).with_extension("dat.trim"),
+                from.join(&meta).with_extension("meta.trim"),
+            ]
+            .iter()
+            .map(|p| stamp(p))
+            .collect();
+            let first = out.len();
+            match before.copied(&dat, &stamps, to) {
+                Some(copied) => out.extend(copied),
+                None => copy_fixed(from, to, &dat, &meta, &mut out)?,
+            }
+            now.files.insert(dat, (stamps, out[first..].to_vec()));
         }
     }
     let variable = Path::new(VARIABLE_DIR);
@@ -196,9 +288,19 @@ fn copy_once(from: &Path, to: &Path, wanted: &dyn Fn(u32) -> bool) -> Result<Opt
         };
         // emoncms's names: feed_<id>.MYD
         let id = stem.strip_prefix("feed_").unwrap_or(stem);
-        if id.parse().is_ok_and(wanted) {
-            let rec = Some(crate::variable::RECORD);
-            copy_if_present(from, to, &variable.join(&name), rec, &mut out)?;
+        if id.parse().is_ok_and(&*wanted) {
+            let rel = variable.join(&name);
+            let stamps = vec![stamp(&from.join(&rel))];
+            let first = out.len();
+            match before.copied(&rel, &stamps, to) {
+                Some(copied) => out.extend(copied),
+                None => {
+                    let _ = fs::remove_file(to.join(&rel));
+                    let rec = Some(crate::variable::RECORD);
+                    copy_if_present(from, to, &rel, rec, &mut out)?;
+                }
+            }
+            now.files.insert(rel, (stamps, out[first..].to_vec()));
         }
     }
     for (rel, _) in &shards {
@@ -495,7 +597,7 @@ mod tests {
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(&path, vec![7u8; len]).unwrap();
         }
-        let copied = copy_live(s, dst.path(), &|id| id < 4).unwrap();
+        let copied = copy_live(s, dst.path(), &mut || Ok(Box::new(|id| id < 4))).unwrap();
         let got: Vec<(String, u64)> = copied
             .iter()
             .map(|c| (c.path.display().to_string(), c.bytes))
@@ -545,7 +647,7 @@ mod tests {
             }
             true
         };
-        copy_live(s, dst.path(), &|_| amend()).unwrap();
+        copy_live(s, dst.path(), &mut || Ok(Box::new(|_| amend()))).unwrap();
         assert_eq!(
             fs::read(dst.path().join("wal/0/checkpoint-00000000000000000007")).unwrap(),
             b"amended"
@@ -584,7 +686,7 @@ mod tests {
             }
             true
         };
-        let copied = copy_live(s, dst.path(), &|_| flush()).unwrap();
+        let copied = copy_live(s, dst.path(), &mut || Ok(Box::new(|_| flush()))).unwrap();
         let d = dst.path();
         assert_eq!(
             checkpoint::read(&d.join("wal/0")).unwrap().unwrap(),
@@ -623,9 +725,68 @@ mod tests {
             checkpoint::write(&shard, &cp).unwrap();
             true
         };
-        let e = copy_live(s, dst.path(), &|_| flush()).unwrap_err();
+        let e = copy_live(s, dst.path(), &mut || Ok(Box::new(|_| flush()))).unwrap_err();
         assert!(e.to_string().contains("flushed during each of"), "{e}");
         assert_eq!(lsn.get() - 1, ATTEMPTS as u64);
+    }
+
+    /// An attempt made again copies only the feed files that changed since the one before:
+    /// one untouched for long is kept as copied, one a flush wrote is copied again.
+    #[test]
+    fn a_second_attempt_copies_only_what_changed() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let s = src.path();
+        let shard = s.join("wal/0");
+        fs::create_dir_all(&shard).unwrap();
+        let cp = |lsn| checkpoint::Checkpoint {
+            next_lsn: lsn,
+            state: Vec::new(),
+        };
+        checkpoint::write(&shard, &cp(7)).unwrap();
+        fs::create_dir_all(s.join("phpfina")).unwrap();
+        let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for id in [1, 2] {
+            crate::fixed::write_meta(&s.join(format!("phpfina/{id}.meta")), 10, 1_000).unwrap();
+            let dat = s.join(format!("phpfina/{id}.dat"));
+            fs::write(&dat, [0u8; 8]).unwrap();
+            for p in [dat, s.join(format!("phpfina/{id}.meta"))] {
+                File::options()
+                    .write(true)
+                    .open(p)
+                    .unwrap()
+                    .set_modified(long_ago)
+                    .unwrap();
+            }
+        }
+        let calls = std::cell::Cell::new(0);
+        let kept_inode = std::cell::Cell::new(None);
+        let flush = |id: u32| {
+            use std::os::unix::fs::MetadataExt;
+            calls.set(calls.get() + 1);
+            if calls.get() == 1 {
+                // A flush in the first attempt: feed 2 written, a newer checkpoint.
+                fs::write(s.join("phpfina/2.dat"), [0u8; 12]).unwrap();
+                checkpoint::write(&shard, &cp(9)).unwrap();
+            }
+            if calls.get() == 3 && id == 1 {
+                // The second attempt, before feed 1: its copy from the first attempt.
+                let copy = dst.path().join("phpfina/1.dat");
+                kept_inode.set(Some(fs::metadata(copy).unwrap().ino()));
+            }
+            true
+        };
+        copy_live(s, dst.path(), &mut || Ok(Box::new(&flush))).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let d = dst.path();
+        assert_eq!(calls.get(), 4, "two attempts");
+        assert_eq!(
+            Some(fs::metadata(d.join("phpfina/1.dat")).unwrap().ino()),
+            kept_inode.get(),
+            "feed 1 kept as the first attempt copied it"
+        );
+        assert_eq!(fs::metadata(d.join("phpfina/2.dat")).unwrap().len(), 12);
+        assert_eq!(checkpoint::read(&d.join("wal/0")).unwrap().unwrap(), cp(9));
     }
 
     /// A checkpoint rewritten in place during the copy, on the same inode (as a filesystem
@@ -656,7 +817,7 @@ mod tests {
             }
             true
         };
-        copy_live(s, dst.path(), &|_| rewrite()).unwrap();
+        copy_live(s, dst.path(), &mut || Ok(Box::new(|_| rewrite()))).unwrap();
         assert_eq!(
             checkpoint::read(&dst.path().join("wal/0"))
                 .unwrap()
@@ -700,13 +861,13 @@ mod tests {
         crate::fixed::write_meta(&dir.join("1.meta"), 10, 1_000).unwrap();
         crate::fixed::write_meta(&dir.join("1.meta.trim"), 10, 1_050).unwrap();
         fs::write(dir.join("1.dat"), vec![1u8; 8]).unwrap();
-        copy_live(s, dst.path(), &|_| true).unwrap();
+        copy_live(s, dst.path(), &mut || Ok(Box::new(|_| true))).unwrap();
         let restored = crate::fixed::FixedFeed::open(&dst.path().join("phpfina"), 1).unwrap();
         assert_eq!(restored.meta().start_time, 1_050);
         // With the `.dat.trim` still there the trim had not replaced anything: the old meta.
         fs::write(dir.join("1.dat.trim"), vec![1u8; 4]).unwrap();
         let again = tempfile::tempdir().unwrap();
-        copy_live(s, again.path(), &|_| true).unwrap();
+        copy_live(s, again.path(), &mut || Ok(Box::new(|_| true))).unwrap();
         let restored = crate::fixed::FixedFeed::open(&again.path().join("phpfina"), 1).unwrap();
         assert_eq!(restored.meta().start_time, 1_000);
     }
