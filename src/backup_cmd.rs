@@ -87,9 +87,10 @@ pub async fn backup(settings: &Settings, dest: &Path) -> anyhow::Result<Manifest
     let (catalog_from, catalog_to) = (data.catalog_path(), dest.join("catalog.sqlite"));
     let runtime = tokio::runtime::Handle::current();
     let copied = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Copied>> {
-        // Made afresh by every attempt of the copy, after it noted the checkpoints (see
-        // `storage::backup`): the process lists must be those of the copied logs' records.
-        let mut catalog = || -> ynni_storage::error::Result<Box<dyn Fn(u32) -> bool>> {
+        // Made afresh twice in every attempt of the copy, the second time after the logs
+        // (see `storage::backup`): the process lists restored must be those of the copied
+        // logs' records.
+        let mut catalog = || -> ynni_storage::error::Result<std::collections::HashSet<u32>> {
             let failed = |e: String| StorageError::Io {
                 op: "copying the catalog",
                 path: catalog_from.clone(),
@@ -101,7 +102,7 @@ pub async fn backup(settings: &Settings, dest: &Path) -> anyhow::Result<Manifest
                 }
                 _ => {}
             }
-            let feeds: std::collections::HashSet<u32> = runtime
+            let feeds = runtime
                 .block_on(Catalog::snapshot_sqlite(&catalog_from, &catalog_to))
                 .map_err(|e| failed(e.to_string()))?
                 .into_iter()
@@ -112,7 +113,7 @@ pub async fn backup(settings: &Settings, dest: &Path) -> anyhow::Result<Manifest
             std::fs::File::open(&catalog_to)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| failed(e.to_string()))?;
-            Ok(Box::new(move |id| feeds.contains(&id)))
+            Ok(feeds)
         };
         let mut copied = backup::copy_live(&root, &target, &mut catalog)?;
         copied.extend(copy_tls(&root, &target)?);

@@ -10,14 +10,17 @@
 //! written or trimmed. Ingest goes on, into the logs and memory. Then, per attempt:
 //!
 //! 1. each shard's checkpoint files are noted (name, device, inode, length, checksum);
-//! 2. the caller copies the catalog ([`CatalogCopy`]), and each shard's newest checkpoint is
-//!    copied;
-//! 3. the feed files are copied;
+//! 2. the caller copies the catalog ([`CatalogCopy`]) for the feeds it knows, and each
+//!    shard's newest checkpoint is copied;
+//! 3. the feeds' files are copied;
 //! 4. each shard's log segments are copied;
-//! 5. each shard's checkpoint files are noted again. If any differ, a flush ran (one the
+//! 5. the caller copies the catalog again, the one restored;
+//! 6. each shard's checkpoint files are noted again. If any differ, a flush ran (one the
 //!    backup cannot put off: memory full, process lists or a time zone changed for a user
 //!    with records since the checkpoint, a feed cleared, trimmed or deleted, a restart) and
-//!    the attempt is made again, up to [`ATTEMPTS`] times. Only the feed files that changed
+//!    the attempt is made again, up to [`ATTEMPTS`] times; so it is if the second catalog
+//!    knows a feed the first did not (its files may not be copied). Files of feeds the
+//!    second no longer knows are left out. Only the feed files that changed
 //!    since the attempt before (by device, inode, length and modification time, and not
 //!    changed within two seconds of its start) are copied again; the logs and checkpoints
 //!    always are.
@@ -31,10 +34,13 @@
 //!   written), plus at most part of one flush that started before the hold and had not
 //!   written its checkpoint by step 4, whose points are all in the copied logs; replaying
 //!   the logs writes them again, as after a crash;
-//! - the process lists and time zones in the copied catalog are the ones the copied logs'
-//!   records after the copied checkpoint were logged under: a change made before the catalog
-//!   was copied wrote its checkpoint (if any record needed one) before step 1 or during the
-//!   attempt, which step 5 sees;
+//! - the process lists and time zones in the restored catalog are the ones the copied logs'
+//!   records after the copied checkpoint were logged under. A change after step 5 is after
+//!   every copied record. One before it, for a user with records the checkpoint did not
+//!   cover, made a checkpoint first: before step 1 (then the copied checkpoint covers the
+//!   records logged under the old lists) or during the attempt (step 6 sees it); for a user
+//!   without such records, every copied record of theirs after the checkpoint was logged
+//!   after the change;
 //! - the copied checkpoint is the one such a flush would amend first (process state that
 //!   must not be read back from files the flush changes), so a process list replaying it
 //!   reads a feed's last value as the live one did: the restored accumulators carry on from
@@ -138,11 +144,9 @@ pub fn running(shard_wal: &Path) -> bool {
     }
 }
 
-/// What each attempt of [`copy_live`] asks of its caller, once it has noted the checkpoints:
-/// a fresh copy of the catalog into the copy, answering which feeds it knows (only those are
-/// copied: a feed created after the catalog was copied would otherwise leave files behind
-/// whose id the restored catalog hands to a new feed).
-pub type CatalogCopy<'a> = dyn FnMut() -> Result<Box<dyn Fn(u32) -> bool + 'a>> + 'a;
+/// What [`copy_live`] asks of its caller, twice in each attempt: a fresh copy of the
+/// catalog into the copy (replacing the one before), answering which feeds it knows.
+pub type CatalogCopy<'a> = dyn FnMut() -> Result<std::collections::HashSet<u32>> + 'a;
 
 /// Copies the logs, checkpoints and feed files of the data directory `from` into `to`
 /// (which must exist), with the catalog `catalog` copies, as the module docs say. An attempt
@@ -247,10 +251,11 @@ fn copy_once(
             shards.push((rel.clone(), checkpoints_seen(&from.join(&rel))?));
         }
     }
-    // After the checkpoints are noted: a process list changed after this copy made a
-    // checkpoint (the lists a replay runs must be the ones the records were logged under),
-    // which the last step sees.
-    let wanted = catalog()?;
+    // The feeds to copy: those the catalog knows now (a feed created after the catalog is
+    // copied would otherwise leave files behind whose id the restored catalog hands to a
+    // new feed).
+    let known = catalog()?;
+    let wanted = |id: u32| known.contains(&id);
     copy_if_present(from, to, &wal.join("workers"), None, &mut out)?;
     for (rel, _) in &shards {
         copy_checkpoint(from, to, rel, &mut out)?;
@@ -259,7 +264,7 @@ fn copy_once(
     for name in sorted_entries(&from.join(fixed))? {
         let name = name.to_string_lossy().into_owned();
         if let Some(id) = name.strip_suffix(".dat") {
-            if !id.parse().is_ok_and(&*wanted) {
+            if !id.parse().is_ok_and(wanted) {
                 continue;
             }
             let (dat, meta) = (fixed.join(&name), fixed.join(format!("{id}.meta")));
@@ -288,7 +293,7 @@ fn copy_once(
         };
         // emoncms's names: feed_<id>.MYD
         let id = stem.strip_prefix("feed_").unwrap_or(stem);
-        if id.parse().is_ok_and(&*wanted) {
+        if id.parse().is_ok_and(wanted) {
             let rel = variable.join(&name);
             let stamps = vec![stamp(&from.join(&rel))];
             let first = out.len();
@@ -310,11 +315,38 @@ fn copy_once(
             }
         }
     }
+    // The catalog restored is copied after the logs: its process lists and time zones are
+    // those of every copied record (see the module docs).
+    let restored = catalog()?;
     for (rel, seen) in &shards {
         if checkpoints_seen(&from.join(rel))? != *seen {
             return Ok(None);
         }
     }
+    if !restored.is_subset(&known) {
+        // A feed created during the attempt: its files may not have been copied.
+        return Ok(None);
+    }
+    // Feeds deleted during the attempt: their rows are gone from the restored catalog.
+    let gone = |c: &Copied| {
+        let name = c.path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let id = name.as_deref().and_then(|n| {
+            n.strip_suffix(".dat")
+                .or_else(|| n.strip_suffix(".meta"))
+                .or_else(|| {
+                    n.strip_suffix(".MYD")
+                        .map(|s| s.trim_start_matches("feed_"))
+                })
+        });
+        (c.path.starts_with(FIXED_DIR) || c.path.starts_with(VARIABLE_DIR))
+            && id
+                .and_then(|i| i.parse().ok())
+                .is_some_and(|i| !restored.contains(&i))
+    };
+    for c in out.iter().filter(|c| gone(c)) {
+        fs::remove_file(to.join(&c.path)).map_err(io_err("removing", &to.join(&c.path)))?;
+    }
+    out.retain(|c| !gone(c));
     Ok(Some(out))
 }
 
@@ -567,6 +599,29 @@ pub fn check_relative(rel: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// The ids of every feed with files in the data directory `s`, as a catalog knowing
+    /// them all would answer.
+    fn all_feeds(s: &Path) -> std::collections::HashSet<u32> {
+        let ids = |dir: &str, prefix: &str, suffix: &str| -> Vec<u32> {
+            fs::read_dir(s.join(dir))
+                .map(|d| {
+                    d.filter_map(|e| {
+                        let name = e.ok()?.file_name().into_string().ok()?;
+                        name.strip_prefix(prefix)?
+                            .strip_suffix(suffix)?
+                            .parse()
+                            .ok()
+                    })
+                    .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut all: std::collections::HashSet<u32> =
+            ids(FIXED_DIR, "", ".dat").into_iter().collect();
+        all.extend(ids(VARIABLE_DIR, "feed_", ".MYD"));
+        all
+    }
+
     #[test]
     fn copies_logs_checkpoints_and_feeds_but_not_caches_and_cuts_torn_tails() {
         let src = tempfile::tempdir().unwrap();
@@ -597,7 +652,7 @@ mod tests {
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(&path, vec![7u8; len]).unwrap();
         }
-        let copied = copy_live(s, dst.path(), &mut || Ok(Box::new(|id| id < 4))).unwrap();
+        let copied = copy_live(s, dst.path(), &mut || Ok((1..4).collect())).unwrap();
         let got: Vec<(String, u64)> = copied
             .iter()
             .map(|c| (c.path.display().to_string(), c.bytes))
@@ -647,7 +702,11 @@ mod tests {
             }
             true
         };
-        copy_live(s, dst.path(), &mut || Ok(Box::new(|_| amend()))).unwrap();
+        copy_live(s, dst.path(), &mut || {
+            amend();
+            Ok(all_feeds(s))
+        })
+        .unwrap();
         assert_eq!(
             fs::read(dst.path().join("wal/0/checkpoint-00000000000000000007")).unwrap(),
             b"amended"
@@ -686,7 +745,11 @@ mod tests {
             }
             true
         };
-        let copied = copy_live(s, dst.path(), &mut || Ok(Box::new(|_| flush()))).unwrap();
+        let copied = copy_live(s, dst.path(), &mut || {
+            flush();
+            Ok(all_feeds(s))
+        })
+        .unwrap();
         let d = dst.path();
         assert_eq!(
             checkpoint::read(&d.join("wal/0")).unwrap().unwrap(),
@@ -725,9 +788,17 @@ mod tests {
             checkpoint::write(&shard, &cp).unwrap();
             true
         };
-        let e = copy_live(s, dst.path(), &mut || Ok(Box::new(|_| flush()))).unwrap_err();
+        let e = copy_live(s, dst.path(), &mut || {
+            flush();
+            Ok(all_feeds(s))
+        })
+        .unwrap_err();
         assert!(e.to_string().contains("flushed during each of"), "{e}");
-        assert_eq!(lsn.get() - 1, ATTEMPTS as u64);
+        assert_eq!(
+            lsn.get() - 1,
+            2 * ATTEMPTS as u64,
+            "asked twice per attempt"
+        );
     }
 
     /// An attempt made again copies only the feed files that changed since the one before:
@@ -761,7 +832,8 @@ mod tests {
         }
         let calls = std::cell::Cell::new(0);
         let kept_inode = std::cell::Cell::new(None);
-        let flush = |id: u32| {
+        // Asked twice in each attempt: the first time before the feed files are copied.
+        let flush = || {
             use std::os::unix::fs::MetadataExt;
             calls.set(calls.get() + 1);
             if calls.get() == 1 {
@@ -769,14 +841,17 @@ mod tests {
                 fs::write(s.join("phpfina/2.dat"), [0u8; 12]).unwrap();
                 checkpoint::write(&shard, &cp(9)).unwrap();
             }
-            if calls.get() == 3 && id == 1 {
+            if calls.get() == 3 {
                 // The second attempt, before feed 1: its copy from the first attempt.
                 let copy = dst.path().join("phpfina/1.dat");
                 kept_inode.set(Some(fs::metadata(copy).unwrap().ino()));
             }
-            true
         };
-        copy_live(s, dst.path(), &mut || Ok(Box::new(&flush))).unwrap();
+        copy_live(s, dst.path(), &mut || {
+            flush();
+            Ok(all_feeds(s))
+        })
+        .unwrap();
         use std::os::unix::fs::MetadataExt;
         let d = dst.path();
         assert_eq!(calls.get(), 4, "two attempts");
@@ -787,6 +862,40 @@ mod tests {
         );
         assert_eq!(fs::metadata(d.join("phpfina/2.dat")).unwrap().len(), 12);
         assert_eq!(checkpoint::read(&d.join("wal/0")).unwrap().unwrap(), cp(9));
+    }
+
+    /// A feed the restored catalog knows but the copy's first look at it did not (created
+    /// during the attempt) makes the copy start over, so its files are there; the files of
+    /// a feed the restored catalog no longer knows (deleted meanwhile) are left out.
+    #[test]
+    fn feeds_created_or_deleted_during_the_copy_follow_the_restored_catalog() {
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        fs::create_dir_all(s.join("wal/0")).unwrap();
+        fs::create_dir_all(s.join("phpfina")).unwrap();
+        for id in [1, 2] {
+            crate::fixed::write_meta(&s.join(format!("phpfina/{id}.meta")), 10, 1_000).unwrap();
+            fs::write(s.join(format!("phpfina/{id}.dat")), [0u8; 8]).unwrap();
+        }
+        let answers = |first: &[u32], then: &[u32]| {
+            let calls = std::cell::Cell::new(0);
+            let (first, then): (Vec<u32>, Vec<u32>) = (first.to_vec(), then.to_vec());
+            move || {
+                calls.set(calls.get() + 1);
+                let ids = if calls.get() == 1 { &first } else { &then };
+                Ok(ids.iter().copied().collect())
+            }
+        };
+        let created = tempfile::tempdir().unwrap();
+        let copied = copy_live(s, created.path(), &mut answers(&[1], &[1, 2])).unwrap();
+        assert!(created.path().join("phpfina/2.dat").exists(), "{copied:?}");
+        let deleted = tempfile::tempdir().unwrap();
+        let copied = copy_live(s, deleted.path(), &mut answers(&[1, 2], &[1])).unwrap();
+        assert!(!deleted.path().join("phpfina/2.dat").exists());
+        assert!(!deleted.path().join("phpfina/2.meta").exists());
+        let of_2 = |c: &Copied| c.path.to_string_lossy().starts_with("phpfina/2.");
+        assert!(!copied.iter().any(of_2), "{copied:?}");
+        assert!(deleted.path().join("phpfina/1.dat").exists());
     }
 
     /// A checkpoint rewritten in place during the copy, on the same inode (as a filesystem
@@ -817,7 +926,11 @@ mod tests {
             }
             true
         };
-        copy_live(s, dst.path(), &mut || Ok(Box::new(|_| rewrite()))).unwrap();
+        copy_live(s, dst.path(), &mut || {
+            rewrite();
+            Ok(all_feeds(s))
+        })
+        .unwrap();
         assert_eq!(
             checkpoint::read(&dst.path().join("wal/0"))
                 .unwrap()
@@ -861,13 +974,13 @@ mod tests {
         crate::fixed::write_meta(&dir.join("1.meta"), 10, 1_000).unwrap();
         crate::fixed::write_meta(&dir.join("1.meta.trim"), 10, 1_050).unwrap();
         fs::write(dir.join("1.dat"), vec![1u8; 8]).unwrap();
-        copy_live(s, dst.path(), &mut || Ok(Box::new(|_| true))).unwrap();
+        copy_live(s, dst.path(), &mut || Ok(all_feeds(s))).unwrap();
         let restored = crate::fixed::FixedFeed::open(&dst.path().join("phpfina"), 1).unwrap();
         assert_eq!(restored.meta().start_time, 1_050);
         // With the `.dat.trim` still there the trim had not replaced anything: the old meta.
         fs::write(dir.join("1.dat.trim"), vec![1u8; 4]).unwrap();
         let again = tempfile::tempdir().unwrap();
-        copy_live(s, again.path(), &mut || Ok(Box::new(|_| true))).unwrap();
+        copy_live(s, again.path(), &mut || Ok(all_feeds(s))).unwrap();
         let restored = crate::fixed::FixedFeed::open(&again.path().join("phpfina"), 1).unwrap();
         assert_eq!(restored.meta().start_time, 1_000);
     }
