@@ -40,7 +40,12 @@
 //!   cover, made a checkpoint first: before step 1 (then the copied checkpoint covers the
 //!   records logged under the old lists) or during the attempt (step 6 sees it); for a user
 //!   without such records, every copied record of theirs after the checkpoint was logged
-//!   after the change;
+//!   after the change. (Except in the moment between a change's commit and its shard taking
+//!   it up, while records still run the old lists: a change committed then, before step 5,
+//!   and taken up after step 6 replays those records with the new lists, as a crash in that
+//!   moment would.)
+//! - a feed whose row the second catalog has but whose files were not copied (made after
+//!   their directory was listed) makes the attempt start over, as a new feed does;
 //! - the copied checkpoint is the one such a flush would amend first (process state that
 //!   must not be read back from files the flush changes), so a process list replaying it
 //!   reads a feed's last value as the live one did: the restored accumulators carry on from
@@ -325,6 +330,21 @@ fn copy_once(
     }
     if !restored.is_subset(&known) {
         // A feed created during the attempt: its files may not have been copied.
+        return Ok(None);
+    }
+    // A feed whose row was there from the start, but whose files were made after their
+    // directory was listed (a shard makes them after the row is written).
+    let listed = |id: u32| {
+        now.files.contains_key(&fixed.join(format!("{id}.dat")))
+            || now
+                .files
+                .contains_key(&variable.join(format!("feed_{id}.MYD")))
+    };
+    let made_since = |id: u32| {
+        from.join(fixed).join(format!("{id}.dat")).exists()
+            || from.join(variable).join(format!("feed_{id}.MYD")).exists()
+    };
+    if restored.iter().any(|&id| !listed(id) && made_since(id)) {
         return Ok(None);
     }
     // Feeds deleted during the attempt: their rows are gone from the restored catalog.
@@ -896,6 +916,30 @@ mod tests {
         let of_2 = |c: &Copied| c.path.to_string_lossy().starts_with("phpfina/2.");
         assert!(!copied.iter().any(of_2), "{copied:?}");
         assert!(deleted.path().join("phpfina/1.dat").exists());
+    }
+
+    /// A feed whose row the catalog had from the start but whose files appeared only after
+    /// the copy listed its directory (the shard makes them after the row): the copy starts
+    /// over, so they are in it.
+    #[test]
+    fn a_feed_whose_files_appear_during_the_copy_is_copied() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let s = src.path();
+        fs::create_dir_all(s.join("wal/0")).unwrap();
+        fs::create_dir_all(s.join("phpfina")).unwrap();
+        let calls = std::cell::Cell::new(0);
+        let copied = copy_live(s, dst.path(), &mut || {
+            calls.set(calls.get() + 1);
+            if calls.get() == 2 {
+                crate::fixed::write_meta(&s.join("phpfina/1.meta"), 10, 1_000).unwrap();
+                fs::write(s.join("phpfina/1.dat"), [0u8; 8]).unwrap();
+            }
+            Ok([1].into_iter().collect())
+        })
+        .unwrap();
+        assert!(dst.path().join("phpfina/1.dat").exists(), "{copied:?}");
+        assert_eq!(calls.get(), 4, "two attempts");
     }
 
     /// A checkpoint rewritten in place during the copy, on the same inode (as a filesystem

@@ -794,7 +794,26 @@ impl FeedStore {
             Feed::Variable(f) => f.clear(),
         };
         self.count_levels(id);
-        cleared
+        cleared?;
+        self.checkpoint_again(state)
+    }
+
+    /// Writes the last checkpoint again (its LSN, `state`) after a feed file changed outside
+    /// a flush (cleared, trimmed, a record deleted, its files deleted): a running backup
+    /// ([`crate::backup`]) sees the feed files change only through the checkpoint files, and
+    /// the flush before such a change writes none when nothing was logged since the last.
+    fn checkpoint_again(&mut self, state: &[u8]) -> Result<()> {
+        self.fenced()?;
+        checkpoint::write(
+            &self.wal_dir,
+            &Checkpoint {
+                next_lsn: self.checkpoint_lsn,
+                state: state.to_vec(),
+            },
+        )?;
+        self.checkpointed =
+            (state.len() <= KEEP_STATE).then(|| (self.checkpoint_lsn, state.to_vec()));
+        Ok(())
     }
 
     /// Drops a feed's data before `start_time` (after a flush and checkpoint, as for
@@ -821,6 +840,9 @@ impl FeedStore {
             }
         };
         self.count_levels(id);
+        if matches!(trimmed, Ok(Ok(_))) {
+            self.checkpoint_again(state)?;
+        }
         trimmed
     }
 
@@ -831,10 +853,14 @@ impl FeedStore {
         self.feed(id)?;
         self.flush(state)?;
         self.fenced()?;
-        match self.feed(id)? {
-            Feed::Fixed(_) => Ok(false),
-            Feed::Variable(f) => f.delete_point(time),
+        let deleted = match self.feed(id)? {
+            Feed::Fixed(_) => return Ok(false),
+            Feed::Variable(f) => f.delete_point(time)?,
+        };
+        if deleted {
+            self.checkpoint_again(state)?;
         }
+        Ok(deleted)
     }
 
     /// The feed's data file from a byte offset (emoncms's `export`; see the engines), after
@@ -876,7 +902,8 @@ impl FeedStore {
             None => Err(StorageError::NoSuchFeed { id }),
         };
         self.count_levels(id);
-        deleted
+        deleted?;
+        self.checkpoint_again(state)
     }
 }
 
@@ -1374,6 +1401,51 @@ mod tests {
             })
         );
         assert_eq!(s.pending_points(), 0);
+    }
+
+    /// Clearing, trimming or deleting a feed, or a record of one, writes the checkpoint again
+    /// even when nothing was logged since the last: a running backup sees feed files change
+    /// only through the checkpoint files.
+    #[test]
+    fn changing_a_feed_file_outside_a_flush_writes_the_checkpoint_again() {
+        use std::os::unix::fs::MetadataExt;
+        let dirs = Dirs::new();
+        let mut s = dirs.open();
+        s.create_fixed(1, 10).expect("create");
+        s.create_variable(2).expect("create");
+        let points: Vec<Point> = (0..10)
+            .flat_map(|i| [pt(1, T0 + 10 * i, 1.0), pt(2, T0 + 10 * i, 1.0)])
+            .collect();
+        s.write(&points).expect("write");
+        s.flush(b"s").expect("flush");
+        let wal = dirs.0.path().join("wal");
+        let seen = || -> Vec<(u64, u64)> {
+            checkpoint::files(&wal)
+                .expect("files")
+                .iter()
+                .map(|(p, _)| {
+                    let m = std::fs::metadata(p).expect("stat");
+                    (m.ino(), m.len())
+                })
+                .collect()
+        };
+        let mut before = seen();
+        s.flush(b"s").expect("flush");
+        assert_eq!(seen(), before, "nothing to write: the checkpoint stands");
+        assert!(
+            s.delete_point(2, (T0 + 10) as u32, b"s")
+                .expect("delete point")
+        );
+        assert_ne!(seen(), before, "a record deleted");
+        before = seen();
+        assert!(s.trim(1, T0 + 50, b"s").expect("trim").is_ok());
+        assert_ne!(seen(), before, "trimmed");
+        before = seen();
+        s.clear(1, b"s").expect("clear");
+        assert_ne!(seen(), before, "cleared");
+        before = seen();
+        s.delete(2, b"s").expect("delete");
+        assert_ne!(seen(), before, "deleted");
     }
 
     /// A timed flush waits while a backup holds the data directory, and runs once it ends.
