@@ -155,7 +155,9 @@ impl Checked {
         .await?;
         tracing::info!(node = %self.node_id, advertise = %self.advertise, "joined the cluster");
         let timing = Timing::new(self.lease);
-        let probe = Probe::start(self.shared_dir, &self.node_id, timing.renew_every())
+        // Often, so that one slow write (a busy disk, a loaded machine) is not taken for a
+        // directory that stopped answering: the loop below waits a whole lease for one.
+        let probe = Probe::start(self.shared_dir, &self.node_id, timing.lease / 10)
             .context("starting the shared directory's probe")?;
         let host = self
             .advertise
@@ -281,13 +283,13 @@ pub async fn keep(
             }
             Event::Stop => break,
         }
-        // A shared directory that has not taken a write for most of a lease: this node can
-        // make no progress for its vshards, so it lets the others take them.
-        let answering = probe.answered_within(timing.lease - timing.margin);
+        // A shared directory that has not taken a write for a lease: this node can make no
+        // progress for its vshards, so it lets the others take them.
+        let answering = probe.answered_within(timing.lease);
         if !answering && std::mem::replace(&mut storage_ok, false) {
             tracing::error!(
                 "the shared directory has not taken a write for {:?}: this node stops renewing its vshards so the other nodes take them over",
-                timing.lease - timing.margin
+                timing.lease
             );
         }
         storage_ok |= answering;

@@ -6,6 +6,13 @@
 //! [`Probe::answered_within`] tells the cluster loop whether one succeeded lately, and the
 //! loop stops heartbeating and renewing when none did, so the other nodes take the vshards
 //! over once the leases end.
+//!
+//! The two bytes are written over themselves, so a full filesystem (which every node shares)
+//! still takes them, and a refusal for want of space or quota counts as an answer: the
+//! directory is there, and failing every node over would not give it room. What this cannot
+//! bound: writes a hung mount accepted into the page cache before it hung may reach the
+//! files after another node took the vshard over (the fence in `ynni_ingest::shard::fence`
+//! stops new ones, not those).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,16 +80,50 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Writes and syncs the probe's two bytes over themselves; whether the directory answered
+/// (a filesystem out of space or quota did).
 fn write_synced(path: &std::path::Path) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(b"ok")?;
-    f.sync_all()
+    use std::os::unix::fs::FileExt;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .and_then(|f| {
+            f.write_all_at(b"ok", 0)?;
+            f.sync_all()
+        });
+    answered(written)
+}
+
+/// A write's outcome as an answer: out of space or quota is one.
+fn answered(written: std::io::Result<()>) -> std::io::Result<()> {
+    match written {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full filesystem answered; one that failed did not.
+    #[test]
+    fn a_full_filesystem_counts_as_answering() {
+        use std::io::{Error, ErrorKind};
+        assert!(answered(Err(Error::from(ErrorKind::StorageFull))).is_ok());
+        assert!(answered(Err(Error::from(ErrorKind::QuotaExceeded))).is_ok());
+        assert!(answered(Err(Error::other("EIO"))).is_err());
+        assert!(answered(Err(Error::from(ErrorKind::IsADirectory))).is_err());
+    }
 
     /// A directory that refuses the probe's write (here its file's name taken by a
     /// directory) stops counting as answering; once it takes writes again, it counts again.
