@@ -886,3 +886,30 @@ async fn a_login_is_not_announced_to_the_other_nodes() {
     let change = tokio::time::timeout(second, heard.recv()).await;
     assert!(change.is_ok(), "a key change was not announced");
 }
+
+/// Two processes on one SQLite catalog (the server and `ynni billing refund`, say): an
+/// account's creations and refunds still run one at a time across them, and another
+/// account's do not wait.
+#[tokio::test]
+async fn creations_on_one_sqlite_catalog_wait_for_each_other_across_handles() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("catalog.sqlite");
+    let a = Catalog::open_sqlite(&path).await.expect("open a");
+    let b = Catalog::open_sqlite(&path).await.expect("open b");
+    let held = a.lock_creations(7).await.expect("lock at a");
+    let short = tokio::time::Instant::now() + Duration::from_millis(200);
+    assert!(matches!(
+        b.lock_creations_by(7, short).await,
+        Err(CatalogError::CreationBusy)
+    ));
+    let other = b.lock_creations(8).await.expect("another account's");
+    other.release().await;
+    held.release().await;
+    let soon = tokio::time::Instant::now() + Duration::from_secs(5);
+    let again = b
+        .lock_creations_by(7, soon)
+        .await
+        .expect("once a gave it back");
+    again.release().await;
+}

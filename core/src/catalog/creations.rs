@@ -16,8 +16,13 @@
 //! the server ends the session, and its locks with it, so no account stays locked behind a
 //! connection nobody uses. Session locks need sessions: a PostgreSQL reached through a
 //! pooler in transaction mode (PgBouncer's `pool_mode = transaction`) cannot hold them.
-//! SQLite catalogs serve one node only, and need nothing here.
+//!
+//! A SQLite catalog serves one node, but the command line (`ynni billing refund`, for one)
+//! writes it from other processes while the server runs. Its locks are `flock`s on files
+//! beside it (`<catalog>.locks/<n>`, an account's `n` its id modulo [`FILES`]), tried the same
+//! way; the kernel gives one back when its file is closed, or its process ends.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
@@ -36,10 +41,33 @@ const LAST_PAUSE: Duration = Duration::from_millis(50);
 /// Connections held by lock holders at once, per node; more creations wait for one.
 const CONNECTIONS: u32 = 4;
 
+/// Lock files of a SQLite catalog: accounts share one when their ids are equal modulo this.
+pub const FILES: u32 = 1024;
+
+/// Where a catalog's creation locks are taken.
+#[derive(Clone, Debug)]
+pub(super) enum Locks {
+    /// Advisory locks, on connections of this pool.
+    Postgres(PgPool),
+    /// `flock`s on the files in this directory.
+    Files(PathBuf),
+}
+
+impl Locks {
+    /// The lock files beside the SQLite catalog at `path`.
+    pub(super) fn beside(path: &Path) -> Self {
+        let mut dir = path.as_os_str().to_owned();
+        dir.push(".locks");
+        Self::Files(PathBuf::from(dir))
+    }
+}
+
 /// While held, no other creation of the account may run on any node (see the module doc).
 #[must_use = "the lock is given back when this is released or dropped"]
 pub struct CreationLock {
     held: Option<(PoolConnection<Postgres>, i32)>,
+    /// SQLite: the lock file, held open for its `flock` (given back when closed).
+    _file: Option<std::fs::File>,
 }
 
 /// The creation locks' own pool, opened lazily: most nodes create rarely.
@@ -90,8 +118,15 @@ impl Catalog {
         userid: i64,
         deadline: Instant,
     ) -> Result<CreationLock, CatalogError> {
-        let (Db::Postgres(_), Some(pool)) = (&self.db, &self.creations) else {
-            return Ok(CreationLock { held: None });
+        let pool = match (&self.db, &self.creations) {
+            (Db::Postgres(_), Locks::Postgres(pool)) => pool,
+            (_, Locks::Files(dir)) => return lock_file(dir, userid, deadline).await,
+            _ => {
+                return Ok(CreationLock {
+                    held: None,
+                    _file: None,
+                });
+            }
         };
         let key = key(userid);
         let mut pause = FIRST_PAUSE;
@@ -101,6 +136,7 @@ impl Catalog {
                 Ok(Ok(Some(conn))) => {
                     return Ok(CreationLock {
                         held: Some((conn, key)),
+                        _file: None,
                     });
                 }
                 Ok(Ok(None)) => {}
@@ -113,6 +149,40 @@ impl Catalog {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(LAST_PAUSE);
         }
+    }
+}
+
+/// `userid`'s lock file in `dir`, tried until `deadline` as the advisory locks are.
+async fn lock_file(
+    dir: &Path,
+    userid: i64,
+    deadline: Instant,
+) -> Result<CreationLock, CatalogError> {
+    let path = dir.join((key(userid) as u32 % FILES).to_string());
+    std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(sqlx::Error::Io)?;
+    let mut pause = FIRST_PAUSE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                return Ok(CreationLock {
+                    held: None,
+                    _file: Some(file),
+                });
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(sqlx::Error::Io(e).into()),
+        }
+        if Instant::now() + pause > deadline {
+            return Err(CatalogError::CreationBusy);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LAST_PAUSE);
     }
 }
 

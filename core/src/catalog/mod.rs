@@ -118,8 +118,8 @@ pub struct Catalog {
     /// only adds accounts, and only rows that exist are remembered), so a regenerated key
     /// stops working and a feed made private stops being served at once.
     keys: std::sync::Arc<std::sync::RwLock<KeyCache>>,
-    /// PostgreSQL only: the pool of the accounts' creation locks (`creations`).
-    creations: Option<PgPool>,
+    /// Where the accounts' creation locks are taken (`creations`).
+    creations: creations::Locks,
 }
 
 /// Remembered apikeys and feed rows. `generation` counts changes: a lookup that started before
@@ -164,7 +164,7 @@ impl Catalog {
         Ok(Self {
             db: Db::Sqlite(pool),
             keys: std::sync::Arc::new(std::sync::RwLock::new(keys)),
-            creations: None,
+            creations: creations::Locks::beside(path),
         })
     }
 
@@ -221,7 +221,7 @@ impl Catalog {
         Ok(Self {
             db: Db::Postgres(pool),
             keys,
-            creations: Some(creations::pool(url)?),
+            creations: creations::Locks::Postgres(creations::pool(url)?),
         })
     }
 
@@ -240,7 +240,7 @@ impl Catalog {
     /// Waits for in-flight statements and closes every connection.
     pub async fn close(&self) {
         on_db!(&self.db, p => p.close().await);
-        if let Some(p) = &self.creations {
+        if let creations::Locks::Postgres(p) = &self.creations {
             p.close().await;
         }
     }
