@@ -39,7 +39,9 @@ fn value_text<'a>(
     fraction: &'a mut zmij::Buffer,
 ) -> &'a str {
     match v {
-        Some(x) if x.fract() == 0.0 && x.abs() < EXACT => whole.format(x as i64),
+        // `(x as i64) as f64 == x` rather than `x.fract() == 0.0`: the same for these
+        // values, without a call to libm's `trunc` per value (1% of a graph's time).
+        Some(x) if x.abs() < EXACT && (x as i64) as f64 == x => whole.format(x as i64),
         Some(x) if x.is_finite() => fraction.format_finite(x),
         _ => "null",
     }
