@@ -100,6 +100,8 @@ pub struct FixedFeed {
     /// Whether dropping the feed may save its levels: not once its store's lease has ended,
     /// when another node may be writing the feed ([`FixedFeed::stop_saving_levels`]).
     save_levels_on_close: bool,
+    /// Levels to let go of at the next flush ([`FixedFeed::evict_levels_after_flush`]).
+    evict_after_flush: bool,
 }
 
 /// The `.meta` file of feed `id` in `dir`.
@@ -168,6 +170,7 @@ impl FixedFeed {
             levels: Mutex::new(Levels::default()),
             levels_path,
             save_levels_on_close: true,
+            evict_after_flush: false,
         })
     }
 
@@ -225,6 +228,7 @@ impl FixedFeed {
             levels: Mutex::new(Levels::default()),
             levels_path,
             save_levels_on_close: true,
+            evict_after_flush: false,
             meta_path: meta,
             dat_path: dat,
             interval,
@@ -537,14 +541,28 @@ impl FixedFeed {
     }
 
     /// Drops the levels from memory now, for the store's budget: saved first unless the
-    /// feed has points not yet in its file (then dropped as they are: a cache, loaded again
-    /// from their file, or rebuilt, when next read).
+    /// feed has points not yet in its file (then dropped as they are: a cache, rebuilt from
+    /// the whole `.dat` when next read, since a levels file older than the `.dat` is not
+    /// believed).
     pub fn evict_levels(&mut self) {
+        self.evict_after_flush = false;
         if self.is_dirty() {
             self.levels_mut().reset();
         } else {
             self.release_idle_levels(std::time::Duration::ZERO);
         }
+    }
+
+    /// Drops the levels from memory at the next flush, saved once the feed has nothing
+    /// unflushed, so they load again from their file instead of being rebuilt: for a feed
+    /// being written, which [`FixedFeed::evict_levels`] could only drop unsaved.
+    pub fn evict_levels_after_flush(&mut self) {
+        self.evict_after_flush = true;
+    }
+
+    /// Whether [`FixedFeed::evict_levels_after_flush`] asked for the levels to go, asked once.
+    pub fn take_eviction(&mut self) -> bool {
+        std::mem::take(&mut self.evict_after_flush)
     }
 
     /// Sets an empty feed's start time to `start` exactly (emoncms's `upload` and `sync` of a

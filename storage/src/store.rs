@@ -201,6 +201,47 @@ pub const RECORD_PADDING: u64 = crate::fixed::MAX_PADDING;
 /// memory until then.
 pub const MAX_PENDING_POINTS: usize = 4 << 20;
 
+/// A feed's levels in memory, as [`evictions`] weighs them.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    id: u32,
+    bytes: usize,
+    used: Option<std::time::Instant>,
+    /// Points not yet in the file: unsaved levels would be rebuilt from the whole `.dat`.
+    dirty: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Evict {
+    Now,
+    AfterFlush,
+}
+
+/// Which levels go, and when, to bring `in_memory` bytes under the budget `cap`: the least
+/// recently read first, of feeds with nothing unflushed first (saved, they load again from
+/// their file). A feed being written loses its levels at its next flush, saved, unless
+/// memory is past the budget by a quarter, when they go now, unsaved (to be rebuilt).
+fn evictions(mut held: Vec<Held>, mut in_memory: usize, cap: usize) -> Vec<(u32, Evict)> {
+    held.sort_unstable_by_key(|h| (h.dirty, h.used));
+    let ceiling = cap.saturating_add(cap / 4);
+    let mut deferred = 0usize;
+    let mut out = Vec::new();
+    for h in held {
+        if in_memory.saturating_sub(deferred) <= cap {
+            break;
+        }
+        if h.dirty && in_memory <= ceiling {
+            // Still counted until the flush: the next read does not take more for it.
+            deferred += h.bytes;
+            out.push((h.id, Evict::AfterFlush));
+        } else {
+            in_memory = in_memory.saturating_sub(h.bytes);
+            out.push((h.id, Evict::Now));
+        }
+    }
+    out
+}
+
 /// How long [`FeedStore::backup_running`]'s answer is used before it asks again.
 pub const BACKUP_ASKED_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -661,6 +702,11 @@ impl FeedStore {
                 stats.points += n;
             }
             if let Feed::Fixed(f) = feed {
+                let idle = if f.take_eviction() {
+                    std::time::Duration::ZERO
+                } else {
+                    idle
+                };
                 f.release_idle_levels(idle);
                 f.release_idle_map();
                 if self.levels.by_feed.contains_key(&f.id()) {
@@ -702,21 +748,27 @@ impl FeedStore {
         if !over() {
             return;
         }
-        let mut oldest: Vec<(Option<std::time::Instant>, u32)> = Vec::new();
+        let mut held: Vec<Held> = Vec::new();
         for &other in self.levels.by_feed.keys() {
             if other != id
                 && let Some(Feed::Fixed(f)) = self.feeds.get(&other)
             {
-                oldest.push((f.levels_memory().1, other));
+                let (bytes, used) = f.levels_memory();
+                held.push(Held {
+                    id: other,
+                    bytes,
+                    used,
+                    dirty: f.is_dirty(),
+                });
             }
         }
-        oldest.sort_unstable();
-        for (_, other) in oldest {
-            if !over() {
-                break;
-            }
+        let in_memory = crate::levels::IN_MEMORY.load(std::sync::atomic::Ordering::Relaxed);
+        for (other, when) in evictions(held, in_memory, cap) {
             if let Some(Feed::Fixed(f)) = self.feeds.get_mut(&other) {
-                f.evict_levels();
+                match when {
+                    Evict::Now => f.evict_levels(),
+                    Evict::AfterFlush => f.evict_levels_after_flush(),
+                }
             }
             self.count_levels(other);
         }
@@ -1446,6 +1498,86 @@ mod tests {
         before = seen();
         s.delete(2, b"s").expect("delete");
         assert_ne!(seen(), before, "deleted");
+    }
+
+    /// Levels go least recently read first, of feeds with nothing unflushed first; a feed
+    /// being written loses its levels at its next flush, unless memory is past the budget by a
+    /// quarter.
+    #[test]
+    fn evictions_take_idle_clean_levels_first_and_defer_written_ones() {
+        let now = std::time::Instant::now();
+        let ago = |s: u64| Some(now - std::time::Duration::from_secs(s));
+        let held = vec![
+            Held {
+                id: 1,
+                bytes: 100,
+                used: ago(50),
+                dirty: true,
+            },
+            Held {
+                id: 2,
+                bytes: 100,
+                used: ago(10),
+                dirty: false,
+            },
+            Held {
+                id: 3,
+                bytes: 100,
+                used: ago(30),
+                dirty: false,
+            },
+            Held {
+                id: 4,
+                bytes: 100,
+                used: ago(40),
+                dirty: true,
+            },
+        ];
+        // 100 over: one clean feed goes, the least recently read.
+        assert_eq!(evictions(held.clone(), 1_100, 1_000), [(3, Evict::Now)]);
+        // 250 over (within a quarter): both clean ones, then a written one at its flush.
+        assert_eq!(
+            evictions(held.clone(), 1_250, 1_000),
+            [(3, Evict::Now), (2, Evict::Now), (1, Evict::AfterFlush)]
+        );
+        // Still past a quarter over once the clean ones are gone: written ones go now too.
+        assert_eq!(
+            evictions(held, 1_600, 1_000),
+            [
+                (3, Evict::Now),
+                (2, Evict::Now),
+                (1, Evict::Now),
+                (4, Evict::Now)
+            ]
+        );
+    }
+
+    /// A feed being written whose levels are to go at its next flush keeps them until then,
+    /// and leaves them saved, so its next read loads them instead of rebuilding them.
+    #[test]
+    fn levels_evicted_after_a_flush_are_saved_first() {
+        let dirs = Dirs::new();
+        let mut store = dirs.open();
+        store.create_fixed(1, 10).expect("create");
+        let points: Vec<Point> = (0..256).map(|i| pt(1, T0 + 10 * i, 1.0)).collect();
+        store.write(&points).expect("write");
+        store.flush(b"s").expect("flush");
+        assert_eq!(window_sum(&mut store), (256.0, 256), "levels built");
+        store.write(&[pt(1, T0 + 10 * 256, 1.0)]).expect("write");
+        let held = |store: &mut FeedStore| match store.feed(1).expect("feed") {
+            Feed::Fixed(f) => f.levels_memory().0,
+            Feed::Variable(_) => 0,
+        };
+        match store.feed(1).expect("feed") {
+            Feed::Fixed(f) => f.evict_levels_after_flush(),
+            Feed::Variable(_) => panic!("fixed expected"),
+        }
+        assert!(held(&mut store) > 0, "kept until the flush");
+        store.flush(b"s").expect("flush");
+        assert_eq!(held(&mut store), 0, "gone at the flush");
+        let p = dirs.0.path().join("phpfina");
+        let saved = crate::levels::Levels::load(&p.join("1.levels"), &p.join("1.dat"));
+        assert!(saved.is_built(), "saved, to load instead of a rebuild");
     }
 
     /// A timed flush waits while a backup holds the data directory, and runs once it ends.
