@@ -72,9 +72,15 @@ fn with_quota(check: Authenticate, billing: Option<Arc<ynni_billing::Billing>>) 
 /// Guessing is limited per address and per account as for web logins (`login_limit`); a
 /// recheck of an open connection is not an attempt.
 fn authenticator(catalog: Catalog, legacy: Option<Legacy>, limits: LoginLimits) -> Authenticate {
-    let logins = Arc::new(LoginLimiter::for_random_keys());
+    let keys = Arc::new(LoginLimiter::for_random_keys());
+    // The legacy login's password is the operator's choice, perhaps guessable: its failures
+    // are counted in a table that refuses newcomers when full, as the web's are, rather than
+    // one a flood of other failures could empty.
+    let guessable = Arc::new(LoginLimiter::default());
     Arc::new(move |login: Login| {
-        let (catalog, legacy, logins) = (catalog.clone(), legacy.clone(), logins.clone());
+        let is_legacy = legacy.as_ref().is_some_and(|l| l.username == login.username);
+        let logins = if is_legacy { &guessable } else { &keys }.clone();
+        let (catalog, legacy) = (catalog.clone(), legacy.clone());
         Box::pin(async move {
             if login.recheck {
                 return check_login(&catalog, legacy, &login.username, login.password).await;
