@@ -78,7 +78,9 @@ fn authenticator(catalog: Catalog, legacy: Option<Legacy>, limits: LoginLimits) 
     // one a flood of other failures could empty.
     let guessable = Arc::new(LoginLimiter::default());
     Arc::new(move |login: Login| {
-        let is_legacy = legacy.as_ref().is_some_and(|l| l.username == login.username);
+        let is_legacy = legacy
+            .as_ref()
+            .is_some_and(|l| l.username == login.username);
         let logins = if is_legacy { &guessable } else { &keys }.clone();
         let (catalog, legacy) = (catalog.clone(), legacy.clone());
         Box::pin(async move {

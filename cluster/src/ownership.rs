@@ -95,17 +95,7 @@ impl Ownership {
             };
         }
         // Leases past their local deadline are lost whatever the database says.
-        let now = BootInstant::now();
-        let expired: Vec<u16> = self
-            .held
-            .iter()
-            .filter(|(_, l)| !l.valid(now))
-            .map(|(v, _)| *v)
-            .collect();
-        for v in expired {
-            self.held.remove(&v);
-            changes.push(Change::Lost(v));
-        }
+        changes.extend(self.drop_expired());
         for lease in self.held.values().copied().collect::<Vec<_>>() {
             match self.leases.renew(&lease).await? {
                 Some(renewed) => {
@@ -143,6 +133,11 @@ impl Ownership {
     /// local deadline are reported lost. Normal rounds take the node's share again once the
     /// directory answers.
     pub fn idle_tick(&mut self) -> Vec<Change> {
+        self.drop_expired()
+    }
+
+    /// Forgets the leases past their local deadline, reporting each lost.
+    fn drop_expired(&mut self) -> Vec<Change> {
         let now = BootInstant::now();
         let expired: Vec<u16> = self
             .held
