@@ -1024,12 +1024,16 @@ mod tests {
         }
 
         fn open(&self) -> FeedStore {
+            self.open_with(StoreConfig::default())
+        }
+
+        fn open_with(&self, cfg: StoreConfig) -> FeedStore {
             let p = self.0.path();
             FeedStore::open(
                 &p.join("phpfina"),
                 &p.join("phptimeseries"),
                 &p.join("wal"),
-                StoreConfig::default(),
+                cfg,
             )
             .expect("open store")
         }
@@ -1180,18 +1184,11 @@ mod tests {
     #[test]
     fn levels_past_the_budget_are_dropped_oldest_first() {
         let dirs = Dirs::new();
-        let p = dirs.0.path();
         let cfg = StoreConfig {
             levels_memory: 1,
             ..StoreConfig::default()
         };
-        let mut store = FeedStore::open(
-            &p.join("phpfina"),
-            &p.join("phptimeseries"),
-            &p.join("wal"),
-            cfg,
-        )
-        .expect("open");
+        let mut store = dirs.open_with(cfg);
         for id in [1, 2] {
             store.create_fixed(id, 10).expect("create");
             let points: Vec<Point> = (0..256).map(|i| pt(id, T0 + 10 * i, 1.0)).collect();
@@ -1428,18 +1425,11 @@ mod tests {
     #[test]
     fn flush_if_due_waits_for_the_interval() {
         let dirs = Dirs::new();
-        let p = dirs.0.path();
         let cfg = StoreConfig {
             flush_interval: std::time::Duration::from_secs(3600),
             ..StoreConfig::default()
         };
-        let mut s = FeedStore::open(
-            &p.join("phpfina"),
-            &p.join("phptimeseries"),
-            &p.join("wal"),
-            cfg,
-        )
-        .expect("open");
+        let mut s = dirs.open_with(cfg);
         s.create_fixed(1, 10).expect("create");
         s.write(&[pt(1, T0, 1.0)]).expect("write");
         assert_eq!(s.flush_if_due(Vec::new).expect("flush"), None);
@@ -1589,13 +1579,7 @@ mod tests {
             flush_interval: std::time::Duration::ZERO,
             ..StoreConfig::default()
         };
-        let mut s = FeedStore::open(
-            &p.join("phpfina"),
-            &p.join("phptimeseries"),
-            &p.join("wal"),
-            cfg,
-        )
-        .expect("open");
+        let mut s = dirs.open_with(cfg);
         s.create_fixed(1, 10).expect("create");
         s.write(&[pt(1, T0, 1.0)]).expect("write");
         let hold = crate::backup::hold(p).expect("hold");
