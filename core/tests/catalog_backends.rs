@@ -913,3 +913,34 @@ async fn creations_on_one_sqlite_catalog_wait_for_each_other_across_handles() {
         .expect("once a gave it back");
     again.release().await;
 }
+
+/// Lock files made by another user (the command line run as root) are the catalog owner's,
+/// and files the server may only read still lock: an `flock` needs no write access.
+#[tokio::test]
+async fn creation_lock_files_belong_to_the_catalogs_owner_and_lock_read_only() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("catalog.sqlite");
+    let cat = Catalog::open_sqlite(&path).await.expect("open");
+    let root = std::fs::metadata("/proc/self").expect("proc").uid() == 0;
+    if root {
+        // As root, as `sudo ynni billing refund` runs: the catalog is another user's.
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
+    }
+    cat.lock_creations(7).await.expect("lock").release().await;
+    let locks = dir.path().join("catalog.sqlite.locks");
+    let file = locks.join("7");
+    let owner = std::fs::metadata(&path).expect("catalog").uid();
+    assert_eq!(std::fs::metadata(&locks).expect("dir").uid(), owner);
+    assert_eq!(std::fs::metadata(&file).expect("file").uid(), owner);
+    // Read-only to everyone: still a lock.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).expect("chmod");
+    let held = cat.lock_creations(7).await.expect("read-only file");
+    let other = Catalog::open_sqlite(&path).await.expect("open again");
+    let short = tokio::time::Instant::now() + std::time::Duration::from_millis(200);
+    assert!(matches!(
+        other.lock_creations_by(7, short).await,
+        Err(CatalogError::CreationBusy)
+    ));
+    held.release().await;
+}

@@ -159,13 +159,7 @@ async fn lock_file(
     deadline: Instant,
 ) -> Result<CreationLock, CatalogError> {
     let path = dir.join((key(userid) as u32 % FILES).to_string());
-    std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(sqlx::Error::Io)?;
+    let file = open_lock_file(dir, &path).map_err(sqlx::Error::Io)?;
     let mut pause = FIRST_PAUSE;
     loop {
         match file.try_lock() {
@@ -184,6 +178,41 @@ async fn lock_file(
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LAST_PAUSE);
     }
+}
+
+/// Opens the lock file `path` in `dir`, making them if missing. An `flock` needs no write
+/// access, so an existing file is opened to read. Whoever makes them (`sudo ynni billing …`
+/// as root, say), they are given to the catalog's owner, as SQLite gives its `-wal` file, so
+/// that the server can make and open them too.
+fn open_lock_file(dir: &Path, path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    match std::fs::File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        opened => return opened,
+    }
+    let owner = std::fs::metadata(dir.with_extension(""))
+        .ok()
+        .map(|m| (m.uid(), m.gid()));
+    let give = |p: &Path| {
+        if let Some((uid, gid)) = owner {
+            // Refused unless this process may (root, or the owner already): then it is the
+            // server's own, or its own to give.
+            let _ = std::os::unix::fs::chown(p, Some(uid), Some(gid));
+        }
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        give(dir);
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    give(path);
+    Ok(file)
 }
 
 /// One try for `key`'s lock on a connection of its own: the connection holding it, or `None`
