@@ -370,23 +370,25 @@ fn copy_once(
     Ok(Some(out))
 }
 
-/// A checkpoint file's path with its device, inode, length and last four bytes (its
-/// checksum), `None` if it is not there.
-type Seen = (PathBuf, Option<(u64, u64, u64, [u8; 4])>);
+/// A checkpoint file's path with its device, inode, length, last four bytes (its checksum)
+/// and change time, `None` if it is not there.
+type Seen = (PathBuf, Option<(u64, u64, u64, [u8; 4], (i64, i64))>);
 
 /// The checkpoint files of the shard log directory `dir`. A rewrite under the same name makes
 /// a new inode, but the filesystem may hand a freed inode out again (two rewrites during one
-/// attempt), so the length and checksum are compared too.
+/// attempt), with the same bytes (a checkpoint written again unchanged), so the change time
+/// is compared too.
 fn checkpoints_seen(dir: &Path) -> Result<Vec<Seen>> {
     use std::os::unix::fs::{FileExt, MetadataExt};
-    let seen = |path: &Path| -> Option<(u64, u64, u64, [u8; 4])> {
+    type Id = (u64, u64, u64, [u8; 4], (i64, i64));
+    let seen = |path: &Path| -> Option<Id> {
         let f = File::open(path).ok()?;
         let m = f.metadata().ok()?;
         let mut crc = [0u8; 4];
         if m.len() >= 4 {
             f.read_exact_at(&mut crc, m.len() - 4).ok()?;
         }
-        Some((m.dev(), m.ino(), m.len(), crc))
+        Some((m.dev(), m.ino(), m.len(), crc, (m.ctime(), m.ctime_nsec())))
     };
     Ok(checkpoint::files(dir)?
         .into_iter()
@@ -981,6 +983,35 @@ mod tests {
                 .unwrap(),
             at(b"feed 1 at 000")
         );
+    }
+
+    /// The same bytes written again over a checkpoint (as `FeedStore` does after clearing a
+    /// feed with nothing logged since) are still seen as a change.
+    #[test]
+    fn a_checkpoint_written_again_unchanged_is_seen_as_changed() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let s = src.path();
+        let shard = s.join("wal/0");
+        fs::create_dir_all(&shard).unwrap();
+        let cp = checkpoint::Checkpoint {
+            next_lsn: 7,
+            state: b"same".to_vec(),
+        };
+        checkpoint::write(&shard, &cp).unwrap();
+        let path = checkpoint::path_for(&shard, 7);
+        let calls = std::cell::Cell::new(0);
+        copy_live(s, dst.path(), &mut || {
+            calls.set(calls.get() + 1);
+            if calls.get() == 1 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let bytes = fs::read(&path).unwrap();
+                fs::write(&path, bytes).unwrap();
+            }
+            Ok(Default::default())
+        })
+        .unwrap();
+        assert_eq!(calls.get(), 4, "two attempts");
     }
 
     /// A hold is seen by the shards (any process's, this one's included) while it lasts.

@@ -560,6 +560,11 @@ impl FixedFeed {
         self.evict_after_flush = true;
     }
 
+    /// Whether the levels are to go at the next flush.
+    pub fn levels_leaving(&self) -> bool {
+        self.evict_after_flush
+    }
+
     /// Whether [`FixedFeed::evict_levels_after_flush`] asked for the levels to go, asked once.
     pub fn take_eviction(&mut self) -> bool {
         std::mem::take(&mut self.evict_after_flush)

@@ -209,6 +209,8 @@ struct Held {
     used: Option<std::time::Instant>,
     /// Points not yet in the file: unsaved levels would be rebuilt from the whole `.dat`.
     dirty: bool,
+    /// Already to go at the feed's next flush.
+    leaving: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,9 +224,18 @@ enum Evict {
 /// their file). A feed being written loses its levels at its next flush, saved, unless
 /// memory is past the budget by a quarter, when they go now, unsaved (to be rebuilt).
 fn evictions(mut held: Vec<Held>, mut in_memory: usize, cap: usize) -> Vec<(u32, Evict)> {
-    held.sort_unstable_by_key(|h| (h.dirty, h.used));
+    // Those already leaving at their flush are as good as gone, unless memory is past the
+    // ceiling (then the loop below takes them now).
     let ceiling = cap.saturating_add(cap / 4);
-    let mut deferred = 0usize;
+    let mut deferred: usize = if in_memory <= ceiling {
+        held.iter().filter(|h| h.leaving).map(|h| h.bytes).sum()
+    } else {
+        0
+    };
+    if deferred > 0 {
+        held.retain(|h| !h.leaving);
+    }
+    held.sort_unstable_by_key(|h| (h.dirty, h.used));
     let mut out = Vec::new();
     for h in held {
         if in_memory.saturating_sub(deferred) <= cap {
@@ -759,6 +770,7 @@ impl FeedStore {
                     bytes,
                     used,
                     dirty: f.is_dirty(),
+                    leaving: f.levels_leaving(),
                 });
             }
         }
@@ -862,7 +874,11 @@ impl FeedStore {
                 next_lsn: self.checkpoint_lsn,
                 state: state.to_vec(),
             },
-        )?;
+        )
+        // The file changed already, and the caller takes an error for "nothing happened"
+        // (it puts back what the change removed from its state): nothing more is written
+        // until the shard starts again from the checkpoint on disk.
+        .inspect_err(|_| self.poisoned = true)?;
         self.checkpointed =
             (state.len() <= KEEP_STATE).then(|| (self.checkpoint_lsn, state.to_vec()));
         Ok(())
@@ -1497,31 +1513,18 @@ mod tests {
     fn evictions_take_idle_clean_levels_first_and_defer_written_ones() {
         let now = std::time::Instant::now();
         let ago = |s: u64| Some(now - std::time::Duration::from_secs(s));
+        let h = |id, used, dirty| Held {
+            id,
+            bytes: 100,
+            used,
+            dirty,
+            leaving: false,
+        };
         let held = vec![
-            Held {
-                id: 1,
-                bytes: 100,
-                used: ago(50),
-                dirty: true,
-            },
-            Held {
-                id: 2,
-                bytes: 100,
-                used: ago(10),
-                dirty: false,
-            },
-            Held {
-                id: 3,
-                bytes: 100,
-                used: ago(30),
-                dirty: false,
-            },
-            Held {
-                id: 4,
-                bytes: 100,
-                used: ago(40),
-                dirty: true,
-            },
+            h(1, ago(50), true),
+            h(2, ago(10), false),
+            h(3, ago(30), false),
+            h(4, ago(40), true),
         ];
         // 100 over: one clean feed goes, the least recently read.
         assert_eq!(evictions(held.clone(), 1_100, 1_000), [(3, Evict::Now)]);
@@ -1529,6 +1532,21 @@ mod tests {
         assert_eq!(
             evictions(held.clone(), 1_250, 1_000),
             [(3, Evict::Now), (2, Evict::Now), (1, Evict::AfterFlush)]
+        );
+        // Levels already leaving at their flush count as gone: nothing more goes.
+        let leaving = vec![
+            Held {
+                bytes: 600,
+                leaving: true,
+                ..h(1, ago(50), true)
+            },
+            h(2, ago(10), false),
+        ];
+        assert_eq!(evictions(leaving.clone(), 1_200, 1_000), []);
+        // Past the ceiling, they go now after the clean ones.
+        assert_eq!(
+            evictions(leaving, 1_300, 700),
+            [(2, Evict::Now), (1, Evict::Now)]
         );
         // Still past a quarter over once the clean ones are gone: written ones go now too.
         assert_eq!(
@@ -1568,6 +1586,23 @@ mod tests {
         let p = dirs.0.path().join("phpfina");
         let saved = crate::levels::Levels::load(&p.join("1.levels"), &p.join("1.dat"));
         assert!(saved.is_built(), "saved, to load instead of a rebuild");
+    }
+
+    /// A checkpoint that cannot be written again after a feed file changed stops the store:
+    /// its caller takes the error for "nothing happened" and would carry on from a state the
+    /// files no longer match.
+    #[test]
+    fn a_failed_checkpoint_after_a_clear_stops_the_store() {
+        let dirs = Dirs::new();
+        let mut s = dirs.open();
+        s.create_fixed(1, 10).expect("create");
+        s.write(&[pt(1, T0, 1.0)]).expect("write");
+        s.flush(b"s").expect("flush");
+        let wal = dirs.0.path().join("wal");
+        std::fs::rename(&wal, dirs.0.path().join("wal.away")).expect("move");
+        std::fs::write(&wal, b"not a directory").expect("file");
+        assert!(s.clear(1, b"s").is_err());
+        assert!(s.failed(), "stopped");
     }
 
     /// A timed flush waits while a backup holds the data directory, and runs once it ends.
