@@ -867,18 +867,20 @@ impl FeedStore {
     /// ([`crate::backup`]) sees the feed files change only through the checkpoint files, and
     /// the flush before such a change writes none when nothing was logged since the last.
     fn checkpoint_again(&mut self, state: &[u8]) -> Result<()> {
-        self.fenced()?;
-        checkpoint::write(
-            &self.wal_dir,
-            &Checkpoint {
-                next_lsn: self.checkpoint_lsn,
-                state: state.to_vec(),
-            },
-        )
-        // The file changed already, and the caller takes an error for "nothing happened"
-        // (it puts back what the change removed from its state): nothing more is written
-        // until the shard starts again from the checkpoint on disk.
-        .inspect_err(|_| self.poisoned = true)?;
+        self.fenced()
+            .and_then(|()| {
+                checkpoint::write(
+                    &self.wal_dir,
+                    &Checkpoint {
+                        next_lsn: self.checkpoint_lsn,
+                        state: state.to_vec(),
+                    },
+                )
+            })
+            // The file changed already, and the caller takes an error for "nothing happened"
+            // (it puts back what the change removed from its state): nothing more is written
+            // until the shard starts again from the checkpoint on disk.
+            .inspect_err(|_| self.poisoned = true)?;
         self.checkpointed =
             (state.len() <= KEEP_STATE).then(|| (self.checkpoint_lsn, state.to_vec()));
         Ok(())

@@ -159,18 +159,29 @@ async fn lock_file(
     deadline: Instant,
 ) -> Result<CreationLock, CatalogError> {
     let path = dir.join((key(userid) as u32 % FILES).to_string());
-    let file = open_lock_file(dir, &path).map_err(sqlx::Error::Io)?;
+    let mut file = None;
     let mut pause = FIRST_PAUSE;
     loop {
-        match file.try_lock() {
-            Ok(()) => {
-                return Ok(CreationLock {
-                    held: None,
-                    _file: Some(file),
-                });
+        // Refused while another process is making the file and giving it to the catalog's
+        // owner (a moment): tried again, as a lock held is.
+        if file.is_none() {
+            match open_lock_file(dir, &path) {
+                Ok(f) => file = Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+                Err(e) => return Err(sqlx::Error::Io(e).into()),
             }
-            Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => return Err(sqlx::Error::Io(e).into()),
+        }
+        if let Some(f) = &file {
+            match f.try_lock() {
+                Ok(()) => {
+                    return Ok(CreationLock {
+                        held: None,
+                        _file: file,
+                    });
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(sqlx::Error::Io(e).into()),
+            }
         }
         if Instant::now() + pause > deadline {
             return Err(CatalogError::CreationBusy);
@@ -186,8 +197,17 @@ async fn lock_file(
 /// that the server can make and open them too.
 fn open_lock_file(dir: &Path, path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    match std::fs::File::open(path) {
+    // To read and write where it may (an `flock` over NFS is a POSIX lock, which needs a
+    // file open for writing), to read only where it may not (another user's file).
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return std::fs::File::open(path);
+        }
         opened => return opened,
     }
     let owner = std::fs::metadata(dir.with_extension(""))
@@ -202,15 +222,18 @@ fn open_lock_file(dir: &Path, path: &Path) -> std::io::Result<std::fs::File> {
     };
     if !dir.exists() {
         std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        // Best effort, as the owner: a filesystem without modes, or a directory another
+        // process made a moment before, is used as it is.
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
         give(dir);
     }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(path)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    let _ = file.set_permissions(std::fs::Permissions::from_mode(0o644));
     give(path);
     Ok(file)
 }
