@@ -122,11 +122,14 @@ async fn cluster_status_and_a_duplicate_node_id_against_postgres() {
     beating.abort();
 }
 
-/// The running nodes' lease decides whether they are running: a node with a shorter one,
-/// which would see them dead between their heartbeats (a third of their lease apart), is
-/// refused instead of taking the cluster's settings over, whatever its id.
-#[tokio::test]
-async fn a_node_with_a_shorter_lease_still_sees_the_running_nodes() {
+/// A PostgreSQL, a temporary directory with an empty `shared` directory in it, and a pool on
+/// the cluster's database (its tables made).
+async fn fresh_cluster() -> (
+    Postgres,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    sqlx::PgPool,
+) {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let shared = dir.path().join("shared");
@@ -134,6 +137,15 @@ async fn a_node_with_a_shorter_lease_still_sees_the_running_nodes() {
     let pool = ynni_cluster::db::connect(&pg.url(), Duration::from_secs(10))
         .await
         .expect("connect");
+    (pg, dir, shared, pool)
+}
+
+/// The running nodes' lease decides whether they are running: a node with a shorter one,
+/// which would see them dead between their heartbeats (a third of their lease apart), is
+/// refused instead of taking the cluster's settings over, whatever its id.
+#[tokio::test]
+async fn a_node_with_a_shorter_lease_still_sees_the_running_nodes() {
+    let (_pg, _dir, shared, pool) = fresh_cluster().await;
     let secret = "0123456789abcdef0123";
     let lease = Duration::from_secs(10);
     ynni_cluster::identity::check(&pool, &shared, secret, lease, "n1")
@@ -204,14 +216,8 @@ async fn an_upgraded_cluster_marks_only_a_directory_with_its_files() {
 /// differs from the running nodes' stops before it registers, naming the setting.
 #[tokio::test]
 async fn a_node_on_another_directory_or_with_another_secret_is_refused() {
-    let pg = Postgres::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let shared = dir.path().join("shared");
-    std::fs::create_dir(&shared).expect("mkdir");
+    let (pg, dir, shared, pool) = fresh_cluster().await;
     // n1 made the cluster on `shared` and is running.
-    let pool = ynni_cluster::db::connect(&pg.url(), Duration::from_secs(10))
-        .await
-        .expect("connect");
     let lease = Duration::from_secs(1);
     let id = ynni_cluster::identity::check(&pool, &shared, "0123456789abcdef0123", lease, "n1")
         .await
