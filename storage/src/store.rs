@@ -1190,6 +1190,14 @@ mod tests {
     }
 
     /// The sum and count of feed 1's first 256 slots, through its levels.
+    /// Makes fixed feed `id` with 256 slots of 1.0 from `T0`, flushed.
+    fn flushed_ones(store: &mut FeedStore, id: u32) {
+        store.create_fixed(id, 10).expect("create");
+        let points: Vec<Point> = (0..256).map(|i| pt(id, T0 + 10 * i, 1.0)).collect();
+        store.write(&points).expect("write");
+        store.flush(b"s").expect("flush");
+    }
+
     fn window_sum(store: &mut FeedStore) -> (f64, u64) {
         match store.feed(1).expect("feed") {
             Feed::Fixed(f) => f.sum_windows(&[(0, 256)]).expect("sum")[0],
@@ -1244,10 +1252,7 @@ mod tests {
         use std::sync::atomic::{AtomicBool, Ordering};
         let dirs = Dirs::new();
         let mut old = dirs.open();
-        old.create_fixed(1, 10).expect("create");
-        let points: Vec<Point> = (0..256).map(|i| pt(1, T0 + 10 * i, 1.0)).collect();
-        old.write(&points).expect("write");
-        old.flush(b"s").expect("flush");
+        flushed_ones(&mut old, 1);
         let allowed = Arc::new(AtomicBool::new(true));
         let a = allowed.clone();
         old.set_guard(Arc::new(move || a.load(Ordering::SeqCst)));
@@ -1568,10 +1573,7 @@ mod tests {
     fn levels_evicted_after_a_flush_are_saved_first() {
         let dirs = Dirs::new();
         let mut store = dirs.open();
-        store.create_fixed(1, 10).expect("create");
-        let points: Vec<Point> = (0..256).map(|i| pt(1, T0 + 10 * i, 1.0)).collect();
-        store.write(&points).expect("write");
-        store.flush(b"s").expect("flush");
+        flushed_ones(&mut store, 1);
         assert_eq!(window_sum(&mut store), (256.0, 256), "levels built");
         store.write(&[pt(1, T0 + 10 * 256, 1.0)]).expect("write");
         let held = |store: &mut FeedStore| match store.feed(1).expect("feed") {
