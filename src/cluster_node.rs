@@ -138,7 +138,7 @@ pub struct Checked {
     lease: Duration,
     node_id: String,
     advertise: String,
-    shared_dir: std::path::PathBuf,
+    shared_dir: PathBuf,
 }
 
 impl Checked {

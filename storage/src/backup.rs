@@ -9,7 +9,8 @@
 //! (`FeedStore::flush_if_due`): nothing is written to the feed files and no checkpoint is
 //! written or trimmed. Ingest goes on, into the logs and memory. Then, per attempt:
 //!
-//! 1. each shard's checkpoint files are noted (name, device, inode, length, checksum);
+//! 1. each shard's checkpoint files are noted (name, device, inode, length, checksum,
+//!    change time);
 //! 2. the caller copies the catalog ([`CatalogCopy`]) for the feeds it knows, and each
 //!    shard's newest checkpoint is copied;
 //! 3. the feeds' files are copied;
@@ -25,7 +26,7 @@
 //!    changed within two seconds of its start) are copied again; the logs and checkpoints
 //!    always are.
 //!
-//! An attempt that passes step 4 saw no checkpoint written, amended or deleted. So:
+//! An attempt that passes step 6 saw no checkpoint written, amended or deleted. So:
 //!
 //! - no log segment was trimmed (a trim follows a checkpoint): the copied logs run without a
 //!   gap from the copied checkpoint to the moment they were copied, and hold every value

@@ -1189,7 +1189,6 @@ mod tests {
         assert_ne!(checkpoint_inode(&dirs), before);
     }
 
-    /// The sum and count of feed 1's first 256 slots, through its levels.
     /// Makes fixed feed `id` with 256 slots of 1.0 from `T0`, flushed.
     fn flushed_ones(store: &mut FeedStore, id: u32) {
         store.create_fixed(id, 10).expect("create");
@@ -1198,6 +1197,7 @@ mod tests {
         store.flush(b"s").expect("flush");
     }
 
+    /// The sum and count of feed 1's first 256 slots, through its levels.
     fn window_sum(store: &mut FeedStore) -> (f64, u64) {
         match store.feed(1).expect("feed") {
             Feed::Fixed(f) => f.sum_windows(&[(0, 256)]).expect("sum")[0],

@@ -191,8 +191,9 @@ async fn lock_file(
     }
 }
 
-/// Opens the lock file `path` in `dir`, making them if missing. An `flock` needs no write
-/// access, so an existing file is opened to read. Whoever makes them (`sudo ynni billing …`
+/// Opens the lock file `path` in `dir`, making them if missing: for reading and writing, or
+/// only reading where this process may not write it (an `flock` on a local filesystem needs
+/// no write access). Whoever makes them (`sudo ynni billing …`
 /// as root, say), they are given to the catalog's owner, as SQLite gives its `-wal` file, so
 /// that the server can make and open them too.
 fn open_lock_file(dir: &Path, path: &Path) -> std::io::Result<std::fs::File> {
