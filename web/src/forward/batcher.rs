@@ -6,10 +6,15 @@
 //! write joins a queue per owner, and one task per owner sends what has queued as one
 //! `POST /ynni/batch` (format in [`super::wire`]).
 //!
-//! Nothing waits to fill a batch: when a send slot is free the first request goes at once,
-//! alone if it is alone. Only while [`IN_FLIGHT`] batches are already on their way do requests
-//! gather, so batches grow with the load and an idle cluster adds no latency. A batch the owner
-//! does not answer (unreachable, timed out, refused) answers each of its requests 503 with
+//! Nothing waits to fill a batch: when the owner is not answering one already, the first
+//! request goes at once, alone if it is alone. While a batch is on its way, requests gather,
+//! so batches grow with the load and an idle cluster adds no latency. One batch at a time:
+//! measured with a connection per request (as emonhub posts), four in flight kept batches
+//! small and the owner paid its per-batch parse and wake-ups for each (0.034–0.036 CPU-ms per
+//! request against 0.027–0.030 with one, `benches/cluster.sh`, docs/capacity.md),
+//! while the wait a request may add is one round trip to the owner (longer behind a batch of
+//! large `input/bulk` bodies, which stops growing at [`MAX_BYTES`]). A batch the owner does
+//! not answer (unreachable, timed out, refused) answers each of its requests 503 with
 //! `Retry-After`, as a failed single forward does.
 
 use std::collections::HashMap;
@@ -21,8 +26,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::wire::{self, SubReply, SubRequest};
 
-/// Batches on their way to one owner at once.
-const IN_FLIGHT: usize = 4;
+/// Batches on their way to one owner at once (see the module docs for why one).
+const IN_FLIGHT: usize = 1;
 /// Requests in one batch, at most (the owner refuses a batch of more).
 pub const MAX_REQUESTS: usize = 256;
 /// A batch stops growing past this many bytes.
