@@ -371,9 +371,11 @@ async fn start_here(
     for userid in discovering {
         announce_tx.push(userid);
     }
+    // Input updates only when they are published: otherwise the shards build none for it.
+    let inputs = (!input_topic.is_empty()).then(|| router.subscribe_inputs());
     tokio::spawn(publish_outputs(
         input_topic,
-        router.subscribe_outputs(),
+        (router.subscribe_outputs(), inputs),
         announce_tx.clone(),
         running.publisher,
         catalog.clone(),
@@ -449,7 +451,10 @@ async fn start_here(
 /// and the Home Assistant discovery of users who asked for it.
 async fn publish_outputs(
     input_topic: String,
-    mut outputs: tokio::sync::broadcast::Receiver<Output>,
+    (mut outputs, mut inputs): (
+        tokio::sync::broadcast::Receiver<Output>,
+        Option<tokio::sync::broadcast::Receiver<Output>>,
+    ),
     announce: Arc<UserQueue>,
     mut publisher: ynni_broker::Publisher,
     catalog: Catalog,
@@ -460,6 +465,7 @@ async fn publish_outputs(
     loop {
         let out = tokio::select! {
             out = outputs.recv() => out,
+            out = next_input(&mut inputs) => out,
             userid = announce.pop() => {
                 // Its catalog lookups run on the server's runtime (`mqtt_thread` says why).
                 let (catalog, router, mut known) =
@@ -513,6 +519,16 @@ async fn publish_outputs(
         if let Err(e) = sent {
             tracing::warn!(error = %e, "MQTT output not published");
         }
+    }
+}
+
+/// The next input update; never, with the input topic off (no receiver).
+async fn next_input(
+    inputs: &mut Option<tokio::sync::broadcast::Receiver<Output>>,
+) -> Result<Output, tokio::sync::broadcast::error::RecvError> {
+    match inputs {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -320,7 +320,7 @@ struct Core {
     users: HashMap<i64, UserInputs>,
     state: ShardState,
     limits: Limits,
-    outputs: tokio::sync::broadcast::Sender<Output>,
+    outputs: super::router::Outputs,
     input_outputs: bool,
     input_caps: super::router::InputCaps,
     /// The seeds the amend queued since the last flush will add ([`Core::seeds_before_flush`]).
@@ -392,7 +392,7 @@ impl Worker {
         cfg: &RouterConfig,
         catalog: Catalog,
         handle: Handle,
-        outputs: tokio::sync::broadcast::Sender<Output>,
+        outputs: super::router::Outputs,
         fence: Option<Arc<Fence>>,
         input_caps: super::router::InputCaps,
     ) -> Result<Self, IngestError> {
@@ -1449,9 +1449,9 @@ impl Core {
         // several rows (a bulk upload), each input's last only. The outputs channel is shared
         // by every user of the server: a 50,000-value upload sent value by value overran it,
         // making every live page reload and the MQTT publisher drop other accounts' values.
-        if self.input_outputs && !replaying {
+        if self.input_outputs && !replaying && self.outputs.inputs.receiver_count() > 0 {
             let send = |node: &str, name: &str, time: i64, value: Value| {
-                let _ = self.outputs.send(Output::Input {
+                let _ = self.outputs.inputs.send(Output::Input {
                     userid,
                     node: node.to_string(),
                     name: name.to_string(),
@@ -1574,7 +1574,7 @@ impl Core {
             last.reverse();
             for (topic, value) in last {
                 // No subscriber (no broker running) is fine.
-                let _ = self.outputs.send(Output::Published {
+                let _ = self.outputs.values.send(Output::Published {
                     userid,
                     topic,
                     value,
@@ -1633,7 +1633,7 @@ impl Core {
     fn send_feed_outputs(&self, userid: i64, feeds: &[u32]) {
         for &feed in feeds {
             if let Some(&(time, value)) = self.state.feed_last.get(&feed) {
-                let _ = self.outputs.send(Output::Feed {
+                let _ = self.outputs.values.send(Output::Feed {
                     userid,
                     feed,
                     time,
@@ -1883,7 +1883,7 @@ mod tests {
     struct Rig {
         catalog: Catalog,
         userid: i64,
-        outputs: tokio::sync::broadcast::Sender<Output>,
+        outputs: super::super::router::Outputs,
         dir: tempfile::TempDir,
         rt: tokio::runtime::Runtime,
     }
@@ -1917,7 +1917,7 @@ mod tests {
                     .expect("created");
                 (catalog, user.id)
             });
-            let (outputs, _) = tokio::sync::broadcast::channel(16);
+            let outputs = super::super::router::Outputs::new(16);
             Self {
                 catalog,
                 userid,
@@ -2570,7 +2570,8 @@ mod tests {
         let mut w = rig.open();
         w.store.create_fixed(feed, 10).expect("feed file");
         w.core.input_outputs = true;
-        let mut rx = rig.outputs.subscribe();
+        let mut rx = rig.outputs.inputs.subscribe();
+        let mut values = rig.outputs.values.subscribe();
         let batches = (0..50)
             .map(|row| Decoded {
                 time: T + row,
@@ -2595,10 +2596,15 @@ mod tests {
                 } => {
                     assert!(inputs.insert(name, (time, value)).is_none(), "sent twice");
                 }
+                other => panic!("not an input on the inputs' channel: {other:?}"),
+            }
+        }
+        while let Ok(out) = values.try_recv() {
+            match out {
                 Output::Feed {
                     feed, time, value, ..
                 } => feeds.push((feed, time, value)),
-                _ => {}
+                other => panic!("unexpected output: {other:?}"),
             }
         }
         assert_eq!(inputs.len(), 10);

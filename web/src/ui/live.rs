@@ -51,8 +51,8 @@ impl LiveHub {
     ) -> Option<broadcast::Receiver<LiveEvent>> {
         self.started.get_or_init(|| {
             let hub = Arc::clone(self);
-            let outputs = router.subscribe_outputs();
-            tokio::spawn(async move { hub.forward(outputs).await });
+            let (outputs, inputs) = (router.subscribe_outputs(), router.subscribe_inputs());
+            tokio::spawn(async move { hub.forward(outputs, inputs).await });
         });
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         let sender = users
@@ -80,9 +80,17 @@ impl LiveHub {
             .remove(&(userid, opener));
     }
 
-    async fn forward(&self, mut outputs: broadcast::Receiver<Output>) {
+    async fn forward(
+        &self,
+        mut outputs: broadcast::Receiver<Output>,
+        mut inputs: broadcast::Receiver<Output>,
+    ) {
         loop {
-            let out = match outputs.recv().await {
+            let out = tokio::select! {
+                out = outputs.recv() => out,
+                out = inputs.recv() => out,
+            };
+            let out = match out {
                 Ok(o) => o,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(skipped = n, "live UI updates fell behind");
