@@ -6,28 +6,37 @@
 //! write joins a queue per owner, and one task per owner sends what has queued as one
 //! `POST /ynni/batch` (format in [`super::wire`]).
 //!
-//! Nothing waits to fill a batch: when the owner is not answering one already, the first
-//! request goes at once, alone if it is alone. While a batch is on its way, requests gather,
-//! so batches grow with the load and an idle cluster adds no latency. One batch at a time:
-//! measured with a connection per request (as emonhub posts), four in flight kept batches
-//! small and the owner paid its per-batch parse and wake-ups for each (0.034–0.036 CPU-ms per
-//! request against 0.027–0.030 with one, `benches/cluster.sh`, docs/capacity.md),
-//! while the wait a request may add is one round trip to the owner (longer behind a batch of
-//! large `input/bulk` bodies, which stops growing at [`MAX_BYTES`]). A batch the owner does
-//! not answer (unreachable, timed out, refused) answers each of its requests 503 with
-//! `Retry-After`, as a failed single forward does.
+//! Nothing waits to fill a batch when the owner is not answering one already: the first
+//! request goes at once, alone if it is alone, so an idle cluster adds no latency. While a
+//! batch is on its way, a request waits for its answer, up to [`GATHER`], and goes with those
+//! that arrived meanwhile; only a batch out longer than that lets another go beside it, up to
+//! [`IN_FLIGHT`]. Against a local owner (answers in a fraction of a millisecond) batches are
+//! sent one at a time and grow with the load; with four sent as soon as each had a request,
+//! they stayed small and the owner paid its per-batch parse and wake-ups for nearly every
+//! request (measured with a connection per request, as emonhub posts: docs/capacity.md). An
+//! owner whose log syncs slowly (a network filesystem) still has up to [`IN_FLIGHT`] batches
+//! of up to [`MAX_REQUESTS`] on their way, one more every [`GATHER`] while requests queue.
+//!
+//! A batch the owner does not answer (unreachable, timed out, refused) answers each of its
+//! requests 503 with `Retry-After`, as a failed single forward does, and so are the requests
+//! queued while it was out: an owner that went away would otherwise cost each batch behind it
+//! the whole timeout in turn. A request whose client went away while it queued is not sent.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use super::wire::{self, SubReply, SubRequest};
 
-/// Batches on their way to one owner at once (see the module docs for why one).
-const IN_FLIGHT: usize = 1;
+/// Batches on their way to one owner at once, at most.
+const IN_FLIGHT: usize = 4;
+/// How long a request waits for the batch on its way to be answered before it goes in one of
+/// its own (see the module docs).
+const GATHER: Duration = Duration::from_millis(2);
 /// Requests in one batch, at most (the owner refuses a batch of more).
 pub const MAX_REQUESTS: usize = 256;
 /// A batch stops growing past this many bytes.
@@ -80,6 +89,8 @@ impl Batchers {
             url: format!("http://{owner}/ynni/batch"),
             secret: self.secret.clone(),
             timeout: self.timeout,
+            answered: Notify::new(),
+            failed: AtomicBool::new(false),
         };
         tokio::spawn(sender.run(rx));
         queues.insert(owner.to_string(), tx.clone());
@@ -92,6 +103,10 @@ struct Sender {
     url: String,
     secret: String,
     timeout: Duration,
+    /// Told when a batch is answered (or fails), for a request waiting to gather.
+    answered: Notify,
+    /// Set when a batch failed: what queued while it was out is answered 503, not sent.
+    failed: AtomicBool,
 }
 
 impl Sender {
@@ -106,10 +121,26 @@ impl Sender {
             let Some(first) = queue.recv().await else {
                 return;
             };
+            // Another batch is out: wait for its answer (up to GATHER) so that what arrives
+            // meanwhile goes together. `enable` before the check, so an answer between the two
+            // is not missed.
+            let answered = this.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            if slots.available_permits() + 1 < IN_FLIGHT {
+                let _ = tokio::time::timeout(GATHER, answered).await;
+            }
+            if this.failed.swap(false, Ordering::AcqRel) {
+                // Dropped: each is answered 503. Newer requests try the owner again.
+                drop(first);
+                while queue.try_recv().is_ok() {}
+                continue;
+            }
             let mut bytes = first.request.encoded_len();
             let mut batch = vec![first];
             while batch.len() < MAX_REQUESTS && bytes < MAX_BYTES {
                 match queue.try_recv() {
+                    Ok(p) if p.reply.is_closed() => {}
                     Ok(p) => {
                         bytes += p.request.encoded_len();
                         batch.push(p);
@@ -117,15 +148,23 @@ impl Sender {
                     Err(_) => break,
                 }
             }
+            batch.retain(|p| !p.reply.is_closed());
+            if batch.is_empty() {
+                continue;
+            }
             let this = this.clone();
             tokio::spawn(async move {
-                this.deliver(batch).await;
+                if !this.deliver(batch).await {
+                    this.failed.store(true, Ordering::Release);
+                }
                 drop(slot);
+                this.answered.notify_waiters();
             });
         }
     }
 
-    async fn deliver(&self, batch: Vec<Pending>) {
+    /// Sends `batch` and hands each request its reply; false when the owner did not answer.
+    async fn deliver(&self, batch: Vec<Pending>) -> bool {
         let (requests, waiters): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
         match self.post(&requests).await {
@@ -133,14 +172,21 @@ impl Sender {
                 for (waiter, reply) in waiters.into_iter().zip(replies) {
                     let _ = waiter.send(reply);
                 }
+                true
             }
-            Ok(replies) => tracing::warn!(
-                sent = waiters.len(),
-                answered = replies.len(),
-                "a batch's reply did not answer every request"
-            ),
+            Ok(replies) => {
+                tracing::warn!(
+                    sent = waiters.len(),
+                    answered = replies.len(),
+                    "a batch's reply did not answer every request"
+                );
+                true
+            }
             // Dropping the waiters answers each 503.
-            Err(e) => tracing::warn!(error = %e, "forwarding a batch to the vshard's owner failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "forwarding a batch to the vshard's owner failed");
+                false
+            }
         }
     }
 
@@ -164,5 +210,157 @@ impl Sender {
             .await
             .map_err(|e| e.without_url().to_string())?;
         wire::decode_replies(body).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A real owner on a local port that holds each batch until the test lets it answer.
+
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use axum::http::{HeaderMap, Method, StatusCode};
+    use futures_util::FutureExt as _;
+
+    use super::*;
+
+    struct Owner {
+        addr: String,
+        /// Requests in each batch, in arrival order.
+        batches: Arc<Mutex<Vec<usize>>>,
+        /// One permit answers one batch.
+        gate: Arc<Semaphore>,
+    }
+
+    async fn owner(fail: bool) -> Owner {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(Semaphore::new(0));
+        let (seen, held) = (batches.clone(), gate.clone());
+        let app = axum::Router::new().route(
+            "/ynni/batch",
+            axum::routing::post(move |body: Bytes| async move {
+                let requests = wire::decode_requests(body).expect("a batch");
+                seen.lock().expect("lock").push(requests.len());
+                held.acquire().await.expect("gate").forget();
+                if fail {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, Vec::new());
+                }
+                let replies: Vec<SubReply> = requests
+                    .iter()
+                    .map(|r| SubReply {
+                        status: StatusCode::OK,
+                        headers: HeaderMap::new(),
+                        body: Bytes::from(r.target.clone()),
+                    })
+                    .collect();
+                (StatusCode::OK, wire::encode_replies(&replies))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Owner {
+            addr,
+            batches,
+            gate,
+        }
+    }
+
+    fn request(n: usize) -> SubRequest {
+        SubRequest {
+            method: Method::GET,
+            target: format!("/input/post?n={n}"),
+            client: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    fn batchers() -> Arc<Batchers> {
+        Arc::new(Batchers::new(
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+            "secret".into(),
+            Duration::from_secs(30),
+        ))
+    }
+
+    async fn batches_seen(owner: &Owner, n: usize) {
+        while owner.batches.lock().expect("lock").len() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Requests that arrive while a batch is out wait for its answer and go together; one
+    /// whose client went away meanwhile is not sent.
+    #[tokio::test]
+    async fn requests_gather_while_a_batch_is_out() {
+        let owner = owner(false).await;
+        let b = batchers();
+        let (b1, addr) = (b.clone(), owner.addr.clone());
+        let first = tokio::spawn(async move { b1.send(&addr, request(0)).await });
+        batches_seen(&owner, 1).await;
+        // Queued in one poll, before the sending task runs again; the second's client leaves.
+        let mut rest: Vec<_> = (1..=10)
+            .map(|n| {
+                let (b, addr) = (b.clone(), owner.addr.clone());
+                async move { b.send(&addr, request(n)).await }.boxed()
+            })
+            .collect();
+        assert!(
+            rest.remove(1).now_or_never().is_none(),
+            "queued, not answered"
+        );
+        let rest = tokio::spawn(futures_util::future::join_all(rest));
+        owner.gate.add_permits(2);
+        let first = first.await.expect("join").expect("answered");
+        assert_eq!(first.body, "/input/post?n=0");
+        let rest = rest.await.expect("join");
+        for (reply, n) in rest.iter().zip([1, 3, 4, 5, 6, 7, 8, 9, 10]) {
+            let reply = reply.as_ref().expect("answered");
+            assert_eq!(reply.body, format!("/input/post?n={n}"));
+        }
+        assert_eq!(*owner.batches.lock().expect("lock"), [1, 9]);
+    }
+
+    /// When a batch fails, the requests queued behind it are answered at once (503 to their
+    /// clients) instead of each batch waiting out its own timeout in turn.
+    #[tokio::test]
+    async fn a_failed_batch_fails_what_queued_behind_it() {
+        let owner = owner(true).await;
+        let b = batchers();
+        let mut out = Vec::new();
+        for n in 0..IN_FLIGHT {
+            let (b1, addr) = (b.clone(), owner.addr.clone());
+            out.push(tokio::spawn(
+                async move { b1.send(&addr, request(n)).await },
+            ));
+            batches_seen(&owner, n + 1).await;
+        }
+        let queued: Vec<_> = (0..10)
+            .map(|n| {
+                let (b, addr) = (b.clone(), owner.addr.clone());
+                tokio::spawn(async move { b.send(&addr, request(100 + n)).await })
+            })
+            .collect();
+        // Every slot is taken: the ten wait in the queue.
+        tokio::task::yield_now().await;
+        owner.gate.add_permits(1);
+        for q in queued {
+            // Not sent at all: with the other batches held, a request sent would never return.
+            let reply = tokio::time::timeout(Duration::from_secs(10), q)
+                .await
+                .expect("answered without the owner");
+            assert!(reply.expect("join").is_none(), "answered 503");
+        }
+        assert_eq!(owner.batches.lock().expect("lock").len(), IN_FLIGHT);
+        owner.gate.add_permits(IN_FLIGHT);
+        for o in out {
+            assert!(o.await.expect("join").is_none());
+        }
     }
 }
