@@ -44,9 +44,9 @@ pub fn input_topic(base: &str, node: &str, name: &str) -> String {
     format!("{base}/{node}/{name}")
 }
 
-/// What a shard output becomes on MQTT. Input updates always reach the outputs (the web UI
-/// shows them live) but MQTT only when `input_base` (`mqtt.input_topic`) is set: `None`
-/// otherwise.
+/// What a shard output becomes on MQTT. Input updates are taken from the shards only when
+/// `mqtt.input_topic` is set (they come on a channel of their own, `Router::subscribe_inputs`);
+/// with an empty `input_base` one is `None`.
 pub fn output(out: Output, input_base: &str) -> Option<Message> {
     Some(match out {
         Output::Published {

@@ -66,7 +66,8 @@ pub struct RouterConfig {
     pub variable_dir: PathBuf,
     /// Each worker's WAL goes in `<wal_root>/<worker>`.
     pub wal_root: PathBuf,
-    /// Send every input update as an [`Output::Input`] (for the live UI and MQTT subscribers).
+    /// Send every input update as an [`Output::Input`] (for the live UI and MQTT subscribers),
+    /// while a receiver of [`Router::subscribe_inputs`] is held.
     pub input_outputs: bool,
     /// Cluster mode: one worker and one log (`<wal_root>/<vshard>`) per vshard this node
     /// owns, opened and closed as ownership moves, served by `workers` host threads (see
@@ -248,10 +249,11 @@ const OUTPUT_BACKLOG: usize = 4096;
 
 /// The channels the shards send their outputs on. Input updates ([`Output::Input`], one per
 /// value posted) have a channel of their own: with the MQTT input topic off and no live page
-/// open nobody takes them, and a shard then builds none. On the channel the MQTT publisher
-/// always holds, each posted value woke its thread only to be dropped (0.4 wake-ups and
-/// 1.6 µs of that thread per `input/post` at 50,000 a second), and a large upload's input
-/// values could push feed values out of its backlog.
+/// opened since the start nobody takes them, and a shard then builds none (the live UI keeps
+/// its receiver once it has one). On the one channel there was, which the MQTT publisher
+/// always holds, each posted value woke its thread only to be dropped (0.4 wake-ups and 1.6 µs
+/// of that thread per `input/post` at 50,000 a second), and a large upload's input values could
+/// push feed values out of its backlog. The two channels are not ordered with each other.
 #[derive(Clone)]
 pub struct Outputs {
     /// Published values ([`Output::Published`]) and feed updates ([`Output::Feed`]).
