@@ -19,13 +19,13 @@
 //!
 //! A batch the owner does not answer (unreachable, timed out, refused) answers each of its
 //! requests 503 with `Retry-After`, as a failed single forward does, and so are the requests
-//! queued while it was out: an owner that went away would otherwise cost each batch behind it
-//! the whole timeout in turn. A request whose client went away while it queued is not sent.
+//! that queued before it failed: an owner that went away would otherwise cost each batch
+//! behind it the whole timeout in turn. Requests queued after the failure try the owner again.
+//! A request whose client went away while it queued is not sent.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
@@ -49,6 +49,7 @@ const QUEUE: usize = 8192;
 struct Pending {
     request: SubRequest,
     reply: oneshot::Sender<SubReply>,
+    queued: Instant,
 }
 
 /// One queue and sending task per owner address.
@@ -74,7 +75,12 @@ impl Batchers {
     pub async fn send(&self, owner: &str, request: SubRequest) -> Option<SubReply> {
         let queue = self.queue(owner);
         let (tx, rx) = oneshot::channel();
-        queue.try_send(Pending { request, reply: tx }).ok()?;
+        let pending = Pending {
+            request,
+            reply: tx,
+            queued: Instant::now(),
+        };
+        queue.try_send(pending).ok()?;
         rx.await.ok()
     }
 
@@ -90,7 +96,7 @@ impl Batchers {
             secret: self.secret.clone(),
             timeout: self.timeout,
             answered: Notify::new(),
-            failed: AtomicBool::new(false),
+            failed: Mutex::new(None),
         };
         tokio::spawn(sender.run(rx));
         queues.insert(owner.to_string(), tx.clone());
@@ -105,8 +111,8 @@ struct Sender {
     timeout: Duration,
     /// Told when a batch is answered (or fails), for a request waiting to gather.
     answered: Notify,
-    /// Set when a batch failed: what queued while it was out is answered 503, not sent.
-    failed: AtomicBool,
+    /// When a batch last failed: what queued before then is answered 503, not sent.
+    failed: Mutex<Option<Instant>>,
 }
 
 impl Sender {
@@ -118,7 +124,7 @@ impl Sender {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let Some(first) = queue.recv().await else {
+            let Some(mut first) = queue.recv().await else {
                 return;
             };
             // Another batch is out: wait for its answer (up to GATHER) so that what arrives
@@ -130,11 +136,22 @@ impl Sender {
             if slots.available_permits() + 1 < IN_FLIGHT {
                 let _ = tokio::time::timeout(GATHER, answered).await;
             }
-            if this.failed.swap(false, Ordering::AcqRel) {
-                // Dropped: each is answered 503. Newer requests try the owner again.
-                drop(first);
-                while queue.try_recv().is_ok() {}
-                continue;
+            let failed = this.failed.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(at) = failed {
+                // What queued before the failure is dropped (each is answered 503); the first
+                // request queued since tries the owner again.
+                let mut next = (first.queued > at).then_some(first);
+                while next.is_none() {
+                    match queue.try_recv() {
+                        Ok(p) if p.queued <= at => {}
+                        Ok(p) => next = Some(p),
+                        Err(_) => break,
+                    }
+                }
+                match next {
+                    Some(p) => first = p,
+                    None => continue,
+                }
             }
             let mut bytes = first.request.encoded_len();
             let mut batch = vec![first];
@@ -155,7 +172,7 @@ impl Sender {
             let this = this.clone();
             tokio::spawn(async move {
                 if !this.deliver(batch).await {
-                    this.failed.store(true, Ordering::Release);
+                    *this.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
                 }
                 drop(slot);
                 this.answered.notify_waiters();
@@ -290,9 +307,14 @@ mod tests {
     }
 
     async fn batches_seen(owner: &Owner, n: usize) {
-        while owner.batches.lock().expect("lock").len() < n {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let seen = async {
+            while owner.batches.lock().expect("lock").len() < n {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), seen)
+            .await
+            .unwrap_or_else(|_| panic!("the owner never saw batch {n}"));
     }
 
     /// Requests that arrive while a batch is out wait for its answer and go together; one
@@ -362,5 +384,14 @@ mod tests {
         for o in out {
             assert!(o.await.expect("join").is_none());
         }
+        // A request after the failure tries the owner again.
+        let addr = owner.addr.clone();
+        let later = tokio::spawn(async move { b.send(&addr, request(200)).await });
+        batches_seen(&owner, IN_FLIGHT + 1).await;
+        owner.gate.add_permits(1);
+        assert!(
+            later.await.expect("join").is_none(),
+            "this owner fails every batch"
+        );
     }
 }
