@@ -57,6 +57,8 @@ pub struct Batchers {
     client: reqwest::Client,
     secret: String,
     timeout: Duration,
+    /// [`GATHER`], except in tests.
+    gather: Duration,
     queues: Mutex<HashMap<String, mpsc::Sender<Pending>>>,
 }
 
@@ -66,8 +68,16 @@ impl Batchers {
             client,
             secret,
             timeout,
+            gather: GATHER,
             queues: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A longer wait for company, so that a test sees gathering without racing the clock.
+    #[cfg(test)]
+    fn gathering_for(mut self, gather: Duration) -> Self {
+        self.gather = gather;
+        self
     }
 
     /// Sends `request` to `owner` in the next batch and returns its reply; `None` when the
@@ -95,6 +105,7 @@ impl Batchers {
             url: format!("http://{owner}/ynni/batch"),
             secret: self.secret.clone(),
             timeout: self.timeout,
+            gather: self.gather,
             answered: Notify::new(),
             failed: Mutex::new(None),
         };
@@ -109,6 +120,7 @@ struct Sender {
     url: String,
     secret: String,
     timeout: Duration,
+    gather: Duration,
     /// Told when a batch is answered (or fails), for a request waiting to gather.
     answered: Notify,
     /// When a batch last failed: what queued before then is answered 503, not sent.
@@ -134,7 +146,7 @@ impl Sender {
             tokio::pin!(answered);
             answered.as_mut().enable();
             if slots.available_permits() + 1 < IN_FLIGHT {
-                let _ = tokio::time::timeout(GATHER, answered).await;
+                let _ = tokio::time::timeout(this.gather, answered).await;
             }
             let failed = this.failed.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(at) = failed {
@@ -322,28 +334,40 @@ mod tests {
     #[tokio::test]
     async fn requests_gather_while_a_batch_is_out() {
         let owner = owner(false).await;
-        let b = batchers();
-        let (b1, addr) = (b.clone(), owner.addr.clone());
-        let first = tokio::spawn(async move { b1.send(&addr, request(0)).await });
-        batches_seen(&owner, 1).await;
-        // Queued in one poll, before the sending task runs again; the second's client leaves.
-        let mut rest: Vec<_> = (1..=10)
-            .map(|n| {
-                let (b, addr) = (b.clone(), owner.addr.clone());
-                async move { b.send(&addr, request(n)).await }.boxed()
-            })
-            .collect();
-        assert!(
-            rest.remove(1).now_or_never().is_none(),
-            "queued, not answered"
+        let b = Arc::new(
+            Arc::into_inner(batchers())
+                .expect("one owner")
+                .gathering_for(Duration::from_secs(30)),
         );
-        let rest = tokio::spawn(futures_util::future::join_all(rest));
+        let send = |n: usize| {
+            let (b, addr) = (b.clone(), owner.addr.clone());
+            tokio::spawn(async move { b.send(&addr, request(n)).await })
+        };
+        let first = send(0);
+        batches_seen(&owner, 1).await;
+        // One at a time, each given the time to be sent at once: they wait for the first
+        // batch's answer instead, with a free slot for each.
+        let mut rest = Vec::new();
+        for n in 1..=9 {
+            rest.push(send(n));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (b2, addr) = (b.clone(), owner.addr.clone());
+        let gone = async move { b2.send(&addr, request(99)).await }.boxed();
+        assert!(
+            gone.now_or_never().is_none(),
+            "queued, then its client leaves"
+        );
+        assert_eq!(
+            owner.batches.lock().expect("lock").len(),
+            1,
+            "the rest wait"
+        );
         owner.gate.add_permits(2);
         let first = first.await.expect("join").expect("answered");
         assert_eq!(first.body, "/input/post?n=0");
-        let rest = rest.await.expect("join");
-        for (reply, n) in rest.iter().zip([1, 3, 4, 5, 6, 7, 8, 9, 10]) {
-            let reply = reply.as_ref().expect("answered");
+        for (reply, n) in rest.into_iter().zip(1..) {
+            let reply = reply.await.expect("join").expect("answered");
             assert_eq!(reply.body, format!("/input/post?n={n}"));
         }
         assert_eq!(*owner.batches.lock().expect("lock"), [1, 9]);
