@@ -1,16 +1,18 @@
 //! Live updates for the browser: a Server-Sent Events stream per logged-in page. One task reads
 //! the shard workers' outputs and hands each to the channel of its user, so a page receives
 //! its own user's input and feed values and nothing else, and no work is done for users with
-//! no page open.
+//! no page open. Input updates are taken from the shards only while a page is open (checked
+//! every [`SWEEP`]): shards build none that nobody takes.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde_json::json;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use ynni_ingest::shard::{Output, Router};
 
 /// Messages one page may fall behind by before it is told to reload its lists.
@@ -20,6 +22,8 @@ const PAGE_BACKLOG: usize = 1024;
 /// server's connections for as long as it is open, so without a limit one account could hold
 /// them all, and anyone given the read key could otherwise take all of the owner's.
 pub const MAX_STREAMS_PER_USER: usize = 16;
+/// How often the closed pages are cleared away, so that input updates stop once none is open.
+const SWEEP: Duration = Duration::from_secs(30);
 
 /// How a live stream was opened: its account's streams are counted per kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,8 +40,22 @@ pub struct LiveEvent {
 
 #[derive(Default)]
 pub struct LiveHub {
-    users: Mutex<HashMap<(i64, Opener), broadcast::Sender<LiveEvent>>>,
+    pages: Mutex<Pages>,
     started: OnceLock<()>,
+    /// Told when [`Pages::fresh_inputs`] holds a receiver for the forwarding task.
+    inputs_wanted: Notify,
+}
+
+#[derive(Default)]
+struct Pages {
+    users: HashMap<(i64, Opener), broadcast::Sender<LiveEvent>>,
+    /// Whether the forwarding task holds, or is being handed, a receiver of input updates.
+    inputs_on: bool,
+    fresh_inputs: Option<broadcast::Receiver<Output>>,
+}
+
+fn lock(pages: &Mutex<Pages>) -> std::sync::MutexGuard<'_, Pages> {
+    pages.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl LiveHub {
@@ -49,13 +67,37 @@ impl LiveHub {
         opener: Opener,
         router: &Router,
     ) -> Option<broadcast::Receiver<LiveEvent>> {
+        self.subscribe_to(
+            userid,
+            opener,
+            || router.subscribe_outputs(),
+            || router.subscribe_inputs(),
+        )
+    }
+
+    /// [`Self::subscribe`], with the router's channels given as the calls that subscribe.
+    fn subscribe_to(
+        self: &Arc<Self>,
+        userid: i64,
+        opener: Opener,
+        outputs: impl FnOnce() -> broadcast::Receiver<Output>,
+        inputs: impl FnOnce() -> broadcast::Receiver<Output>,
+    ) -> Option<broadcast::Receiver<LiveEvent>> {
         self.started.get_or_init(|| {
             let hub = Arc::clone(self);
-            let (outputs, inputs) = (router.subscribe_outputs(), router.subscribe_inputs());
-            tokio::spawn(async move { hub.forward(outputs, inputs).await });
+            let outputs = outputs();
+            tokio::spawn(async move { hub.forward(outputs).await });
         });
-        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        let sender = users
+        let mut pages = lock(&self.pages);
+        if !pages.inputs_on {
+            // Under the lock the sweep drops the receiver under: a page opening as it does
+            // hands over a new one.
+            pages.inputs_on = true;
+            pages.fresh_inputs = Some(inputs());
+            self.inputs_wanted.notify_one();
+        }
+        let sender = pages
+            .users
             .entry((userid, opener))
             .or_insert_with(|| broadcast::channel(PAGE_BACKLOG).0);
         (sender.receiver_count() < MAX_STREAMS_PER_USER).then(|| sender.subscribe())
@@ -64,9 +106,8 @@ impl LiveHub {
     /// Ends the open pages' streams of the users `moved` picks (cluster mode: their shard left
     /// this node); browsers reconnect and are forwarded to the new owner.
     pub fn end_streams(&self, moved: impl Fn(i64) -> bool) {
-        self.users
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock(&self.pages)
+            .users
             .retain(|(userid, _), _| !moved(*userid));
     }
 
@@ -74,21 +115,33 @@ impl LiveHub {
     /// just revoked, and a stream is checked only when it opens. Pages whose login or key still
     /// holds reconnect at once and are let in again.
     pub fn end_user_streams(&self, userid: i64, opener: Opener) {
-        self.users
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(userid, opener));
+        lock(&self.pages).users.remove(&(userid, opener));
     }
 
-    async fn forward(
-        &self,
-        mut outputs: broadcast::Receiver<Output>,
-        mut inputs: broadcast::Receiver<Output>,
-    ) {
+    async fn forward(&self, mut outputs: broadcast::Receiver<Output>) {
+        let mut inputs: Option<broadcast::Receiver<Output>> = None;
+        let mut sweep = tokio::time::interval(SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let out = tokio::select! {
                 out = outputs.recv() => out,
-                out = inputs.recv() => out,
+                out = next_input(&mut inputs) => out,
+                () = self.inputs_wanted.notified() => {
+                    if let Some(fresh) = lock(&self.pages).fresh_inputs.take() {
+                        inputs = Some(fresh);
+                    }
+                    continue;
+                }
+                _ = sweep.tick() => {
+                    let mut pages = lock(&self.pages);
+                    pages.users.retain(|_, tx| tx.receiver_count() > 0);
+                    if pages.users.is_empty() && pages.inputs_on {
+                        pages.inputs_on = false;
+                        pages.fresh_inputs = None;
+                        inputs = None;
+                    }
+                    continue;
+                }
             };
             let out = match out {
                 Ok(o) => o,
@@ -106,7 +159,8 @@ impl LiveHub {
                 Output::Input { userid, .. } | Output::Feed { userid, .. } => *userid,
                 Output::Published { .. } => continue,
             };
-            let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pages = lock(&self.pages);
+            let users = &mut pages.users;
             let mut event = None;
             for key in [(userid, Opener::Session), (userid, Opener::Apikey)] {
                 let Some(tx) = users.get(&key) else {
@@ -130,10 +184,19 @@ impl LiveHub {
     }
 
     fn broadcast_all(&self, event: LiveEvent) {
-        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        for tx in users.values() {
+        for tx in lock(&self.pages).users.values() {
             let _ = tx.send(event.clone());
         }
+    }
+}
+
+/// The next input update; never while no page is open (no receiver).
+async fn next_input(
+    inputs: &mut Option<broadcast::Receiver<Output>>,
+) -> Result<Output, broadcast::error::RecvError> {
+    match inputs {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -212,5 +275,50 @@ mod tests {
             value: Some(1.0),
         };
         assert!(to_event(&published).is_none());
+    }
+
+    fn input(userid: i64) -> Output {
+        Output::Input {
+            userid,
+            node: "emontx".into(),
+            name: "power1".into(),
+            time: 1_700_000_000,
+            value: Some(1.0),
+        }
+    }
+
+    /// Input updates are taken from the shards while a page is open, and no longer once the
+    /// last has closed; a page opening later takes them again.
+    #[tokio::test(start_paused = true)]
+    async fn input_updates_are_taken_only_while_a_page_is_open() {
+        let hub = Arc::new(LiveHub::default());
+        let (values, _) = broadcast::channel::<Output>(16);
+        let (inputs, _) = broadcast::channel::<Output>(16);
+        let open = || {
+            hub.subscribe_to(
+                7,
+                Opener::Session,
+                || values.subscribe(),
+                || inputs.subscribe(),
+            )
+        };
+        let mut page = open().expect("a stream");
+        inputs.send(input(7)).expect("taken");
+        assert_eq!(page.recv().await.expect("an event").kind, "input");
+        drop(page);
+        tokio::time::sleep(SWEEP * 2).await;
+        assert_eq!(
+            inputs.receiver_count(),
+            0,
+            "no page open: nobody takes them"
+        );
+        assert_eq!(values.receiver_count(), 1, "feed values are still taken");
+        let mut page = open().expect("a stream");
+        inputs.send(input(7)).expect("taken again");
+        assert_eq!(page.recv().await.expect("an event").kind, "input");
+        // While a page is open, the sweep keeps them coming.
+        tokio::time::sleep(SWEEP * 2).await;
+        inputs.send(input(7)).expect("still taken");
+        assert_eq!(page.recv().await.expect("an event").kind, "input");
     }
 }
