@@ -250,7 +250,7 @@ const OUTPUT_BACKLOG: usize = 4096;
 /// The channels the shards send their outputs on. Input updates ([`Output::Input`], one per
 /// value posted) have a channel of their own: with the MQTT input topic off and no live page
 /// open nobody takes them, and a shard then builds none (the live UI lets go of its receiver
-/// within a minute of its last page closing). On the one channel there was, which the MQTT
+/// within 30 s of its last page closing). On the one channel there was, which the MQTT
 /// publisher always holds, each posted value woke its thread only to be dropped (0.4 wake-ups
 /// and 1.6 µs of that thread per `input/post` at 50,000 a second), and a large upload's input
 /// values could push feed values out of its backlog. The two channels are not ordered with
