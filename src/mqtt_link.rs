@@ -465,7 +465,7 @@ async fn publish_outputs(
     loop {
         let out = tokio::select! {
             out = outputs.recv() => out,
-            out = next_input(&mut inputs) => out,
+            out = ynni_ingest::shard::next_output(&mut inputs) => out,
             userid = announce.pop() => {
                 // Its catalog lookups run on the server's runtime (`mqtt_thread` says why).
                 let (catalog, router, mut known) =
@@ -519,16 +519,6 @@ async fn publish_outputs(
         if let Err(e) = sent {
             tracing::warn!(error = %e, "MQTT output not published");
         }
-    }
-}
-
-/// The next input update; never, with the input topic off (no receiver).
-async fn next_input(
-    inputs: &mut Option<tokio::sync::broadcast::Receiver<Output>>,
-) -> Result<Output, tokio::sync::broadcast::error::RecvError> {
-    match inputs {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }
 

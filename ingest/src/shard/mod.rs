@@ -22,7 +22,8 @@ pub use fence::Fence;
 pub use record::FeedWrite;
 pub use router::{
     DEFAULT_MAX_NODES, IngestError, LastValues, Limits, MAX_INPUTS_PER_NODE,
-    MAX_NEW_INPUTS_PER_REQUEST, Output, Pending, Refused, Router, RouterConfig, Submission,
+    MAX_NEW_INPUTS_PER_REQUEST, Output, Outputs, Pending, Refused, Router, RouterConfig,
+    Submission, next_output,
 };
 pub use state::ShardState;
 pub use worker::{FeedAnswer, FeedMeta, FeedOp, Seed, ShardStatus};

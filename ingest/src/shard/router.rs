@@ -249,8 +249,8 @@ const OUTPUT_BACKLOG: usize = 4096;
 
 /// The channels the shards send their outputs on. Input updates ([`Output::Input`], one per
 /// value posted) have a channel of their own: with the MQTT input topic off and no live page
-/// open nobody takes them, and a shard then builds none (the live UI lets go of its receiver
-/// within 30 s of its last page closing). On the one channel there was, which the MQTT
+/// open nobody takes them, and a shard then builds none (the live UI holds a receiver only
+/// while a page is open). On the one channel there was, which the MQTT
 /// publisher always holds, each posted value woke its thread only to be dropped (0.4 wake-ups
 /// and 1.6 µs of that thread per `input/post` at 50,000 a second), and a large upload's input
 /// values could push feed values out of its backlog. The two channels are not ordered with
@@ -269,6 +269,17 @@ impl Outputs {
             values: tokio::sync::broadcast::channel(backlog).0,
             inputs: tokio::sync::broadcast::channel(backlog).0,
         }
+    }
+}
+
+/// The next output of a channel taken only at times (input updates): never while `rx` is
+/// `None`, so a `select!` over it waits on its other branches.
+pub async fn next_output(
+    rx: &mut Option<tokio::sync::broadcast::Receiver<Output>>,
+) -> Result<Output, tokio::sync::broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -13,7 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde_json::json;
 use tokio::sync::{Notify, broadcast};
-use ynni_ingest::shard::{Output, Router};
+use ynni_ingest::shard::{Output, Router, next_output};
 
 /// Messages one page may fall behind by before it is told to reload its lists.
 const PAGE_BACKLOG: usize = 1024;
@@ -90,8 +90,8 @@ impl LiveHub {
         });
         let mut pages = lock(&self.pages);
         if !pages.inputs_on {
-            // Under the lock the sweep drops the receiver under: a page opening as it does
-            // hands over a new one.
+            // The sweep lets go of the receiver under this lock too, so a page opening as it
+            // does is handed a new one.
             pages.inputs_on = true;
             pages.fresh_inputs = Some(inputs());
             self.inputs_wanted.notify_one();
@@ -125,7 +125,7 @@ impl LiveHub {
         loop {
             let out = tokio::select! {
                 out = outputs.recv() => out,
-                out = next_input(&mut inputs) => out,
+                out = next_output(&mut inputs) => out,
                 () = self.inputs_wanted.notified() => {
                     if let Some(fresh) = lock(&self.pages).fresh_inputs.take() {
                         inputs = Some(fresh);
@@ -187,16 +187,6 @@ impl LiveHub {
         for tx in lock(&self.pages).users.values() {
             let _ = tx.send(event.clone());
         }
-    }
-}
-
-/// The next input update; never while no page is open (no receiver).
-async fn next_input(
-    inputs: &mut Option<broadcast::Receiver<Output>>,
-) -> Result<Output, broadcast::error::RecvError> {
-    match inputs {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }
 
