@@ -457,12 +457,47 @@ async fn feeds_held(cat: &Catalog, bob: i64) {
     );
 }
 
+/// A feed/create row is listed as waiting for its files (with the interval they are to have)
+/// until they are made; other rows never are.
+async fn files_pending(cat: &Catalog, alice: i64, bob: i64) {
+    let before = cat.feeds_with_files_pending().await.expect("db");
+    let a = cat
+        .create_feed_with_files(alice, "pending-a", "", 5, "W", u32::MAX)
+        .await
+        .expect("db");
+    let b = cat
+        .create_feed_with_files(bob, "pending-b", "", 2, "", 0)
+        .await
+        .expect("db");
+    cat.create_feed(bob, "not-pending", "", 5, "")
+        .await
+        .expect("db");
+    let listed = |rows: Vec<ynni_core::catalog::PendingFiles>| {
+        rows.into_iter()
+            .filter(|r| !before.contains(r))
+            .map(|r| (r.id, r.userid, r.engine, r.interval))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed(cat.feeds_with_files_pending().await.expect("db")),
+        vec![(a, alice, 5, i64::from(u32::MAX)), (b, bob, 2, 0)]
+    );
+    cat.feed_files_made(a).await.expect("db");
+    assert_eq!(
+        listed(cat.feeds_with_files_pending().await.expect("db")),
+        vec![(b, bob, 2, 0)]
+    );
+    cat.delete_feed_row(b).await.expect("db");
+    assert!(listed(cat.feeds_with_files_pending().await.expect("db")).is_empty());
+}
+
 async fn scenario(cat: &Catalog) {
     let (alice, bob) = accounts(cat).await;
     inputs_feeds_devices(cat, alice, bob).await;
     imports(cat).await;
     ledger(cat, alice).await;
     feeds_held(cat, bob).await;
+    files_pending(cat, alice, bob).await;
 }
 
 #[tokio::test]

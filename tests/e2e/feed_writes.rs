@@ -838,6 +838,91 @@ async fn far_steps_pad_within_a_budget_per_request_and_go_to_disk() {
     assert_eq!(dat(feeds[0]), 4 * slots);
 }
 
+/// A feed whose row feed/create added but whose files a kill kept from being made (the row
+/// still says which files it waits for) gets them when the server starts again, with the
+/// interval asked for, and then stores what its input's process list sends. Before, it was
+/// listed but every point sent to it was dropped. Bob's key reaches none of it.
+#[tokio::test]
+async fn a_feed_a_kill_left_without_files_is_finished_at_restart() {
+    let keep = tempfile::tempdir().expect("tempdir");
+    let data = keep.path().join("data");
+    let server = Server::builder().data_dir(&data).start();
+    let (alice, read, write) = register(&server, "alice", "secret1").await;
+    let (_, bob_read, bob_write) = register(&server, "bob", "secret1").await;
+    let c = script();
+    let url = |server: &Server, path: &str, key: &str| server.url(&format!("{path}&apikey={key}"));
+    let post = "/input/post?node=house&fulljson=%7B%22power%22%3A100%7D";
+    assert_eq!(
+        get(&c, &url(&server, post, &write)).await.body,
+        "{\"success\": true}"
+    );
+    // What a kill between feed/create's two steps leaves: the row, waiting for 20 s files.
+    on_catalog(
+        &server,
+        "INSERT INTO feeds (userid, name, tag, engine, unit, files_pending) \
+         VALUES ($1, 'power', 'house', 5, 'W', 20)",
+        alice,
+    )
+    .await;
+    server.kill9();
+
+    let server = Server::builder().data_dir(&data).start();
+    let list = get(&c, &url(&server, "/feed/list.json?x=1", &read))
+        .await
+        .json();
+    let feed = list[0]["id"]
+        .as_str()
+        .and_then(|id| id.parse::<i64>().ok())
+        .or_else(|| list[0]["id"].as_i64())
+        .expect("the feed is listed");
+    assert!(
+        data.join(format!("phpfina/{feed}.meta")).exists(),
+        "files made"
+    );
+    let inputs = get(&c, &url(&server, "/input/list.json?x=1", &read))
+        .await
+        .json();
+    let input = inputs[0]["id"].as_str().expect("input").to_string();
+    let set_list = format!("/input/process/set?inputid={input}");
+    let log_to_feed = format!(r#"[{{"fn":"process__log_to_feed","args":["{feed}"]}}]"#);
+    let set = post_form(
+        &c,
+        &url(&server, &set_list, &write),
+        &[("processlist", &log_to_feed)],
+    )
+    .await;
+    assert_eq!(set.json()["success"], json!(true), "{}", set.body);
+    let now = chrono::Utc::now().timestamp();
+    let post_at = format!("/input/post?node=house&time={now}&fulljson=%7B%22power%22%3A250%7D");
+    assert_eq!(
+        get(&c, &url(&server, &post_at, &write)).await.body,
+        "{\"success\": true}"
+    );
+    let meta = get(
+        &c,
+        &url(&server, &format!("/feed/getmeta.json?id={feed}"), &read),
+    )
+    .await
+    .json();
+    assert_eq!(meta["interval"], json!(20), "{meta}");
+    let value = format!("/feed/value.json?id={feed}");
+    assert_eq!(
+        get(&c, &url(&server, &value, &read)).await.json(),
+        json!(250)
+    );
+
+    // Bob neither reads nor writes it.
+    let theirs = get(&c, &url(&server, &value, &bob_read)).await;
+    assert_ne!(theirs.json(), json!(250), "{}", theirs.body);
+    let insert = format!("/feed/insert.json?id={feed}&time={now}&value=1");
+    let r = get(&c, &url(&server, &insert, &bob_write)).await;
+    assert_ne!(r.json(), json!(1), "{}", r.body);
+    assert_eq!(
+        get(&c, &url(&server, &value, &read)).await.json(),
+        json!(250)
+    );
+}
+
 /// A feed whose files are gone while its catalog row stayed (a crash between the two steps of
 /// a delete) can still be deleted; another user's feed cannot be, gone files or not.
 #[tokio::test]

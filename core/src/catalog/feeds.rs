@@ -20,6 +20,17 @@ pub struct FeedRow {
     pub size: i64,
 }
 
+/// A feed row whose files are still to be made (see [`Catalog::create_feed_with_files`]).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PendingFiles {
+    pub id: i64,
+    pub userid: i64,
+    pub engine: i64,
+    /// The fixed interval the files are to have; 0 for a feed without one.
+    #[sqlx(rename = "files_pending")]
+    pub interval: i64,
+}
+
 const COLUMNS: &str =
     "id, userid, name, tag, public, engine, unit, processList AS \"processList\", size";
 
@@ -39,14 +50,45 @@ impl Catalog {
         engine: i64,
         unit: &str,
     ) -> Result<i64, CatalogError> {
+        self.insert_feed(userid, name, tag, engine, unit, None)
+            .await
+    }
+
+    /// Adds a feed row whose files are still to be made with `interval` (0 for a feed without
+    /// one), and returns its id. Until [`Catalog::feed_files_made`] the row is listed by
+    /// [`Catalog::feeds_with_files_pending`], so the shard that owns the account makes the files
+    /// when it next opens if a crash came between the row and the files.
+    pub async fn create_feed_with_files(
+        &self,
+        userid: i64,
+        name: &str,
+        tag: &str,
+        engine: i64,
+        unit: &str,
+        interval: u32,
+    ) -> Result<i64, CatalogError> {
+        self.insert_feed(userid, name, tag, engine, unit, Some(i64::from(interval)))
+            .await
+    }
+
+    async fn insert_feed(
+        &self,
+        userid: i64,
+        name: &str,
+        tag: &str,
+        engine: i64,
+        unit: &str,
+        files_pending: Option<i64>,
+    ) -> Result<i64, CatalogError> {
         let id = on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
-            "INSERT INTO feeds (userid, name, tag, engine, unit) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO feeds (userid, name, tag, engine, unit, files_pending) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(userid)
         .bind(name)
         .bind(tag)
         .bind(engine)
         .bind(unit)
+        .bind(files_pending)
         .fetch_one(p)
         .await)?;
         // A feed held for part of a day is held that day (the daily accrual charges for it).
@@ -166,6 +208,23 @@ impl Catalog {
             .await
             .map(|r| r.rows_affected()))?;
         Ok(true)
+    }
+
+    /// The feed's files exist: it is no longer listed as pending.
+    pub async fn feed_files_made(&self, id: i64) -> Result<(), CatalogError> {
+        let sql = "UPDATE feeds SET files_pending = NULL WHERE id = $1";
+        self.execute1(sql, id).await?;
+        Ok(())
+    }
+
+    /// Feeds whose files may not have been made yet, every account's (normally none: a row is
+    /// listed only between feed/create's insert and its files).
+    pub async fn feeds_with_files_pending(&self) -> Result<Vec<PendingFiles>, CatalogError> {
+        Ok(on_db!(&self.db, p => sqlx::query_as::<_, PendingFiles>(
+            "SELECT id, userid, engine, files_pending FROM feeds WHERE files_pending IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(p)
+        .await)?)
     }
 
     pub async fn delete_feed_row(&self, id: i64) -> Result<(), CatalogError> {

@@ -40,7 +40,7 @@ pub use apps::{AppRow, ShareRow, ShareScope, share_token_hash};
 pub use creations::{CreationLock, WAIT as CREATION_WAIT};
 pub use dashboards::{DashboardFields, DashboardRow};
 pub use devices::DeviceRow;
-pub use feeds::FeedRow;
+pub use feeds::{FeedRow, PendingFiles};
 pub use import::{Imported, ImportedUser};
 pub use inputs::InputRow;
 pub use ledger::{LedgerEntry, LedgerRefusal, LedgerTx, NewLedgerTx, Posted};

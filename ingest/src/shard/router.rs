@@ -152,6 +152,18 @@ impl IngestError {
             || matches!(self, IngestError::Catalog(e) if e.is_retryable())
     }
 
+    /// The feed's files exist already (a feed creation the shard had finished).
+    pub fn is_feed_exists(&self) -> bool {
+        use ynni_storage::query::QueryError;
+        matches!(
+            self,
+            IngestError::Storage(ynni_storage::StorageError::FeedExists { .. })
+                | IngestError::Query(QueryError::Storage(
+                    ynni_storage::StorageError::FeedExists { .. }
+                ))
+        )
+    }
+
     /// A refusal by one of the limits: the request itself is at fault, and the message is for
     /// the client (emoncms's way: HTTP 200 with the message).
     pub fn is_limit(&self) -> bool {

@@ -430,7 +430,7 @@ impl Worker {
             store.set_guard(Arc::new(move || f.valid()));
         }
         let replayed_to = (replayed_at_start > 0).then(|| store.applied_lsn());
-        Ok(Self {
+        let mut worker = Self {
             n,
             store,
             fence,
@@ -444,7 +444,77 @@ impl Worker {
             export_flushed: None,
             last_logged: HashMap::new(),
             replayed_to,
-        })
+        };
+        worker.finish_feed_files(cfg);
+        Ok(worker)
+    }
+
+    /// Makes the files of this shard's feeds that feed/create added a row for but a crash kept
+    /// from having them (`Catalog::create_feed_with_files`): without them, every point their
+    /// process lists send would be dropped. Runs before the shard serves anything; a failure
+    /// is logged and the row stays listed for the next open.
+    fn finish_feed_files(&mut self, cfg: &RouterConfig) {
+        if !self.may_write() {
+            return;
+        }
+        let catalog = self.core.catalog.clone();
+        let pending = match self
+            .core
+            .handle
+            .block_on(catalog.feeds_with_files_pending())
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(shard = self.n, error = %e, "could not list feeds without files");
+                return;
+            }
+        };
+        for row in pending {
+            let v = ynni_core::vshard::of(row.userid, cfg.vshards);
+            let ours = if cfg.per_vshard {
+                v as usize == self.n
+            } else {
+                v as usize % cfg.workers.max(1) == self.n
+            };
+            let Ok(id) = u32::try_from(row.id) else {
+                continue;
+            };
+            if !ours {
+                continue;
+            }
+            let storage = Engine::from_id(row.engine).and_then(|e| e.storage());
+            let made = match storage.map(|s| s.engine()) {
+                Some(Engine::Fixed) => {
+                    let interval = u32::try_from(row.interval).unwrap_or(0);
+                    self.store.create_fixed(id, interval).map(|_| ())
+                }
+                Some(Engine::Variable) => self.store.create_variable(id),
+                _ => Ok(()),
+            };
+            match made {
+                Ok(()) if storage.is_some() => tracing::warn!(
+                    shard = self.n,
+                    feed = id,
+                    "made the files of a feed whose creation a stop interrupted"
+                ),
+                Ok(()) | Err(StorageError::FeedExists { .. }) => {}
+                Err(e) if e.is_retryable() => {
+                    tracing::error!(shard = self.n, feed = id, error = %e, "could not make a new feed's files; tried again at the next open");
+                    continue;
+                }
+                Err(e) => {
+                    // What feed/create itself would have refused (and taken the row back).
+                    tracing::error!(shard = self.n, feed = id, error = %e, "a new feed's files cannot be made; its row is removed");
+                    if let Err(e) = self.core.handle.block_on(catalog.delete_feed_row(row.id)) {
+                        tracing::warn!(shard = self.n, feed = id, error = %e, "could not remove the feed's row");
+                    }
+                    continue;
+                }
+            }
+            if let Err(e) = self.core.handle.block_on(catalog.feed_files_made(row.id)) {
+                tracing::warn!(shard = self.n, feed = id, error = %e, "could not mark a feed's files made");
+            }
+        }
     }
 
     /// Serves jobs until `Stop`; returns whether the final flush wrote everything (a failure
@@ -2516,6 +2586,67 @@ mod tests {
             m
         });
         assert_eq!(feed_slots(&mut again, &[kwh]), live_slots);
+    }
+
+    /// A feed whose row feed/create added but whose files a stop kept from being made gets
+    /// them when its shard opens (with the interval the row asked for), and from then on stores
+    /// what its process list sends; a row no feed/create made (an import's) is left alone.
+    #[test]
+    fn feeds_a_stop_left_without_files_are_finished_at_open() {
+        let rig = Rig::new();
+        let (fixed, variable, imported) = rig.rt.block_on(async {
+            let c = &rig.catalog;
+            let fixed = c
+                .create_feed_with_files(rig.userid, "power", "", 5, "W", 30)
+                .await
+                .expect("row");
+            let variable = c
+                .create_feed_with_files(rig.userid, "events", "", 2, "", 0)
+                .await
+                .expect("row");
+            let imported = c
+                .create_feed(rig.userid, "imported", "", 5, "")
+                .await
+                .expect("row");
+            let input = c
+                .create_input(rig.userid, "house", "power")
+                .await
+                .expect("input");
+            c.set_input_process_list(input.id, &format!("1:{fixed},1:{variable}"))
+                .await
+                .expect("list");
+            (fixed, variable, imported)
+        });
+        let (fixed, variable) = (fixed as u32, variable as u32);
+        let phpfina = rig.dir.path().join("phpfina");
+        assert!(!ynni_storage::fixed::exists(&phpfina, fixed));
+
+        let mut w = rig.open();
+        let sub = Submission {
+            userid: rig.userid,
+            batches: vec![Decoded {
+                time: T,
+                node: "house".into(),
+                values: vec![("power".into(), Some(250.0))],
+            }],
+            http: true,
+        };
+        submit(&mut w, sub).expect("stored");
+        match w.store.feed(fixed).expect("made") {
+            Feed::Fixed(f) => assert_eq!(f.meta().interval, 30),
+            Feed::Variable(_) => panic!("a fixed feed was made variable"),
+        }
+        let last = |w: &mut Worker, id: u32| {
+            query::last_value(w.store.feed(id).expect("feed")).expect("read")
+        };
+        assert_eq!(last(&mut w, fixed).map(|p| p.1), Some(Some(250.0)));
+        assert_eq!(last(&mut w, variable).map(|p| p.1), Some(Some(250.0)));
+        assert!(!ynni_storage::fixed::exists(&phpfina, imported as u32));
+        let pending = rig
+            .rt
+            .block_on(rig.catalog.feeds_with_files_pending())
+            .expect("db");
+        assert!(pending.is_empty(), "{pending:?}");
     }
 
     /// Only the owner's export writes the points in memory first, and exports make the shard

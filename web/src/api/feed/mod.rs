@@ -164,28 +164,46 @@ async fn create(call: &Call<'_>) -> ApiResult {
         .filter(|c| !c.is_control())
         .take(10)
         .collect::<String>();
-    let id = call
-        .state
-        .catalog
-        .create_feed(caller.user.id, name, tag, i64::from(engine.id()), &unit)
-        .await?;
-    // Counted and added: the shard's work below need not hold up the account's (or, sharing
-    // its stripe, other accounts') next creation.
-    drop(one);
+    let engine_id = i64::from(engine.id());
     let Some(storage) = engine.storage() else {
         // A virtual feed has no files: its values are computed when read.
+        let id = call
+            .state
+            .catalog
+            .create_feed(caller.user.id, name, tag, engine_id, &unit)
+            .await?;
         return Ok(reply::json(
             json!({"success": true, "feedid": id, "result": true}),
         ));
     };
+    // The row says which files it still needs until they exist: a crash between the two steps
+    // leaves a row its shard finishes when it next opens, not one whose points go nowhere.
+    let id = call
+        .state
+        .catalog
+        .create_feed_with_files(caller.user.id, name, tag, engine_id, &unit, interval)
+        .await?;
+    // Counted and added: the shard's work below need not hold up the account's (or, sharing
+    // its stripe, other accounts') next creation.
+    drop(one);
     let op = FeedOp::Create {
         id: id as u32,
         engine: storage.engine().id(),
         interval,
     };
-    if let Err(e) = call.state.router.feed(caller.user.id, op).await {
-        let _ = call.state.catalog.delete_feed_row(id).await;
-        return Err(e.into());
+    match call.state.router.feed(caller.user.id, op).await {
+        Ok(_) => {}
+        // The shard finished this row itself (it opened meanwhile, after a takeover): the
+        // files are the ones this row asked for.
+        Err(e) if e.is_feed_exists() => {}
+        Err(e) => {
+            let _ = call.state.catalog.delete_feed_row(id).await;
+            return Err(e.into());
+        }
+    }
+    if let Err(e) = call.state.catalog.feed_files_made(id).await {
+        // Harmless: the shard finds the files made when it next opens and says so then.
+        tracing::warn!(error = %e, feed = id, "could not mark the feed's files made");
     }
     // The worker must know the new feed before a process list may write to it.
     if let Err(e) = call.state.router.reload_user(caller.user.id).await {
