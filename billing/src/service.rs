@@ -248,12 +248,28 @@ impl Billing {
             .ok_or_else(|| BillingError::UnknownPlan(self.policy.default_plan.clone()))
     }
 
+    /// The plan `userid` was on when the day before `until` ended (plan changes are kept), for
+    /// charging that day or the month it ends: a run that charges it later must not use a
+    /// plan chosen since.
+    async fn plan_until(&self, userid: i64, until: NaiveDate) -> Result<Plan, BillingError> {
+        let secs = until
+            .and_hms_opt(0, 0, 0)
+            .map_or(i64::MAX, |t| t.and_utc().timestamp());
+        let name = self.catalog.billing_plan_at(userid, secs).await?;
+        self.policy
+            .plan(name.as_deref())
+            .cloned()
+            .ok_or_else(|| BillingError::UnknownPlan(self.policy.default_plan.clone()))
+    }
+
     pub async fn set_plan(&self, userid: i64, plan: &str) -> Result<(), BillingError> {
         if !self.policy.plans.contains_key(plan) {
             return Err(BillingError::UnknownPlan(plan.to_string()));
         }
         self.user(userid).await?;
-        self.catalog.set_billing_plan(userid, plan).await?;
+        self.catalog
+            .set_billing_plan(userid, plan, chrono::Utc::now().timestamp())
+            .await?;
         self.user_plans
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -473,7 +489,6 @@ impl Billing {
         let (Some(first), Some(last)) = (days.first(), days.last()) else {
             return Ok(run);
         };
-        let plan = self.plan_of(user.id).await?;
         // Each day is charged for the most feeds held at once that day, as recorded then; a
         // day with no record (the service was not running) for the feeds there are now.
         let feeds_now = self.catalog.feeds_for_user(user.id).await?.len() as i64;
@@ -506,6 +521,10 @@ impl Billing {
                 .filter(|t| t.effective_date >= year_from && t.effective_date < date)
                 .map(|t| t.quantity.saturating_mul(t.rate))
                 .sum();
+            // The plan the day ended on (a run catching up must not use a later one).
+            let plan = self
+                .plan_until(user.id, day.succ_opt().unwrap_or(day))
+                .await?;
             let (pence, _) = day_charge(&plan, day, units_before, feeds);
             // A day with nothing to charge and nothing to count leaves no row.
             if feeds == 0 && pence == 0 {
@@ -554,7 +573,6 @@ impl Billing {
     /// now give an overage where there was none).
     async fn settle_overage(&self, user: &User, days: &[NaiveDate]) -> Result<(), BillingError> {
         let created = utc_day(user.created);
-        let mut plan = None;
         for &day in days {
             let Some(next) = day
                 .checked_sub_days(Days::new(SETTLE_DAYS.saturating_sub(1)))
@@ -570,12 +588,9 @@ impl Billing {
             if self.catalog.ledger_tx(&key).await?.is_some() {
                 continue;
             }
-            if plan.is_none() {
-                plan = Some(self.plan_of(user.id).await?);
-            }
-            if let Some(plan) = &plan {
-                self.charge_overage(user.id, plan, last_day).await?;
-            }
+            // Priced with the plan the month ended on, not one chosen since.
+            let plan = self.plan_until(user.id, next).await?;
+            self.charge_overage(user.id, &plan, last_day).await?;
         }
         Ok(())
     }

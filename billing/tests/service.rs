@@ -663,3 +663,69 @@ async fn values_past_the_allowance_are_charged_once_for_the_month() {
     );
     assert_balanced(&billing).await;
 }
+
+/// A month's overage (settled by the run after the next month's first day) and each day's
+/// charge are priced with the plan the account was on when that month or day ended: a plan
+/// chosen in between, before the run, does not reprice them.
+#[tokio::test]
+async fn a_plan_chosen_after_a_month_ends_does_not_reprice_it() {
+    use ynni_billing::overage::Overage;
+    use ynni_core::catalog::Handled;
+    let dir = tempfile::tempdir().unwrap();
+    let cat = catalog(dir.path()).await;
+    let alice = user(&cat, "alice").await;
+    cat.create_feed(alice, "power", "", 5, "").await.unwrap();
+    let mut p = policy();
+    p.plans.get_mut("standard").unwrap().overage = Overage {
+        included_values_per_month: 10_000,
+        pence_per_1000_values: 5,
+        included_bytes: 0,
+        pence_per_gb_month: 0,
+    };
+    let mut cheap = p.plans["standard"].clone();
+    cheap.name = "cheap".into();
+    cheap.feed_year_pence = 40;
+    cheap.overage.pence_per_1000_values = 1;
+    p.plans.insert("cheap".into(), cheap);
+    let billing = Billing::new(cat.clone(), p);
+    // A month ahead: 45,000 values, 35,000 past the allowance (175p on standard, 35p on cheap).
+    let first = NaiveDate::from_ymd_opt(today().year_ce().1 as i32 + 1, 1, 1).unwrap();
+    let handled = Handled {
+        http_values: 45_000,
+        mqtt_values: 0,
+        points: 0,
+    };
+    cat.set_usage_handled(&[(alice, plus(first, 10).to_string(), handled)])
+        .await
+        .unwrap();
+    // Cheap from midday on the next month's first day, before the run that settles the month.
+    let next = plus(first, 31);
+    let noon = next.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp();
+    cat.set_billing_plan(alice, "cheap", noon).await.unwrap();
+    billing.accrue(plus(first, 32)).await.unwrap();
+
+    let month = first.format("%Y-%m").to_string();
+    let tx = cat
+        .ledger_tx(&format!("overage:{alice}:{month}"))
+        .await
+        .unwrap()
+        .expect("charged");
+    assert_eq!(tx.customer_amount, 175, "standard's price: {tx:?}");
+    // Each day at the price per feed of the plan it ended on.
+    let rate = |day: NaiveDate| {
+        let cat = cat.clone();
+        async move {
+            cat.ledger_tx(&format!("accrual:{alice}:{day}"))
+                .await
+                .unwrap()
+                .map(|t| t.rate)
+        }
+    };
+    assert_eq!(
+        rate(plus(first, 30)).await,
+        Some(100),
+        "the month's last day"
+    );
+    assert_eq!(rate(next).await, Some(40), "the day cheap was chosen");
+    assert_balanced(&billing).await;
+}

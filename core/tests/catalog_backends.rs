@@ -414,12 +414,38 @@ async fn ledger(cat: &Catalog, alice: i64) {
             .expect("db"),
         vec!["2026-03-01".to_string()]
     );
-    cat.set_billing_plan(alice, "small").await.expect("db");
-    cat.set_billing_plan(alice, "large").await.expect("db");
+    cat.set_billing_plan(alice, "small", 1_000)
+        .await
+        .expect("db");
+    cat.set_billing_plan(alice, "large", 2_000)
+        .await
+        .expect("db");
+    // The same plan again is no change.
+    cat.set_billing_plan(alice, "large", 3_000)
+        .await
+        .expect("db");
     assert_eq!(
         cat.billing_plan(alice).await.expect("db").as_deref(),
         Some("large")
     );
+    // The plan in force just before each moment: the default before the first change.
+    for (until, plan) in [
+        (500, None),
+        (1_000, None),
+        (1_001, Some("small")),
+        (2_000, Some("small")),
+        (2_001, Some("large")),
+        (3_001, Some("large")),
+    ] {
+        assert_eq!(
+            cat.billing_plan_at(alice, until)
+                .await
+                .expect("db")
+                .as_deref(),
+            plan,
+            "until {until}"
+        );
+    }
 }
 
 /// The most feeds held at once on a day: raised by a create or a snapshot, never lowered

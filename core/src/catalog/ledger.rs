@@ -261,17 +261,79 @@ impl Catalog {
         )
     }
 
-    pub async fn set_billing_plan(&self, userid: i64, plan: &str) -> Result<(), CatalogError> {
-        on_db!(&self.db, p => sqlx::query(
-            "INSERT INTO billing_plans (userid, plan) VALUES ($1, $2) \
-             ON CONFLICT (userid) DO UPDATE SET plan = excluded.plan",
-        )
-        .bind(userid)
-        .bind(plan)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+    /// Puts `userid` on `plan` from `at` (Unix seconds; the caller's now), and records the
+    /// change (see [`Catalog::billing_plan_at`]).
+    pub async fn set_billing_plan(
+        &self,
+        userid: i64,
+        plan: &str,
+        at: i64,
+    ) -> Result<(), CatalogError> {
+        on_db!(&self.db, p => {
+            let mut tx = p.begin().await?;
+            let before: Option<(String,)> =
+                sqlx::query_as("SELECT plan FROM billing_plans WHERE userid = $1")
+                    .bind(userid)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let before = before.map(|(p,)| p);
+            if before.as_deref() != Some(plan) {
+                sqlx::query(
+                    "INSERT INTO billing_plans (userid, plan) VALUES ($1, $2) \
+                     ON CONFLICT (userid) DO UPDATE SET plan = excluded.plan",
+                )
+                .bind(userid)
+                .bind(plan)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO billing_plan_changes (userid, from_plan, to_plan, at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(userid)
+                .bind(before)
+                .bind(plan)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
+    }
+
+    /// The plan `userid` was on just before `until` (Unix seconds): the one the last change
+    /// before then chose; before the first recorded change, the plan that change left; with
+    /// no change since, the plan now. `None`: the configured default plan.
+    pub async fn billing_plan_at(
+        &self,
+        userid: i64,
+        until: i64,
+    ) -> Result<Option<String>, CatalogError> {
+        let (last_before, first_after) = on_db!(&self.db, p => {
+            let last_before: Option<(String,)> = sqlx::query_as(
+                "SELECT to_plan FROM billing_plan_changes WHERE userid = $1 AND at < $2 \
+                 ORDER BY at DESC, id DESC LIMIT 1",
+            )
+            .bind(userid)
+            .bind(until)
+            .fetch_optional(p)
+            .await?;
+            let first_after: Option<(Option<String>,)> = sqlx::query_as(
+                "SELECT from_plan FROM billing_plan_changes WHERE userid = $1 AND at >= $2 \
+                 ORDER BY at, id LIMIT 1",
+            )
+            .bind(userid)
+            .bind(until)
+            .fetch_optional(p)
+            .await?;
+            (last_before, first_after)
+        });
+        Ok(match (last_before, first_after) {
+            (Some((plan,)), _) => Some(plan),
+            (None, Some((plan,))) => plan,
+            (None, None) => self.billing_plan(userid).await?,
+        })
     }
 
     /// Records a voucher code worth `pence`; false if the code exists.
