@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use chrono::{DateTime, Datelike, Days, NaiveDate};
 use serde::Serialize;
 use ynni_core::Catalog;
-use ynni_core::catalog::{LedgerTx, NewLedgerTx, Posted, User};
+use ynni_core::catalog::{LedgerTx, NewLedgerTx, PlanHistory, Posted, User};
 
 use crate::accrual::{daily_rate_centipence, day_charge};
 use crate::books::{self, ACCRUAL, REVERSAL};
@@ -248,16 +248,14 @@ impl Billing {
             .ok_or_else(|| BillingError::UnknownPlan(self.policy.default_plan.clone()))
     }
 
-    /// The plan `userid` was on when the day before `until` ended (plan changes are kept), for
-    /// charging that day or the month it ends: a run that charges it later must not use a
-    /// plan chosen since.
-    async fn plan_until(&self, userid: i64, until: NaiveDate) -> Result<Plan, BillingError> {
+    /// The plan of `history` when the day before `until` ended, for charging that day or the
+    /// month it ends: a run that charges it later must not use a plan chosen since.
+    fn plan_until(&self, history: &PlanHistory, until: NaiveDate) -> Result<Plan, BillingError> {
         let secs = until
             .and_hms_opt(0, 0, 0)
             .map_or(i64::MAX, |t| t.and_utc().timestamp());
-        let name = self.catalog.billing_plan_at(userid, secs).await?;
         self.policy
-            .plan(name.as_deref())
+            .plan(history.plan_at(secs))
             .cloned()
             .ok_or_else(|| BillingError::UnknownPlan(self.policy.default_plan.clone()))
     }
@@ -489,6 +487,7 @@ impl Billing {
         let (Some(first), Some(last)) = (days.first(), days.last()) else {
             return Ok(run);
         };
+        let plans = self.catalog.billing_plan_history(user.id).await?;
         // Each day is charged for the most feeds held at once that day, as recorded then; a
         // day with no record (the service was not running) for the feeds there are now.
         let feeds_now = self.catalog.feeds_for_user(user.id).await?.len() as i64;
@@ -522,9 +521,7 @@ impl Billing {
                 .map(|t| t.quantity.saturating_mul(t.rate))
                 .sum();
             // The plan the day ended on (a run catching up must not use a later one).
-            let plan = self
-                .plan_until(user.id, day.succ_opt().unwrap_or(day))
-                .await?;
+            let plan = self.plan_until(&plans, day.succ_opt().unwrap_or(day))?;
             let (pence, _) = day_charge(&plan, day, units_before, feeds);
             // A day with nothing to charge and nothing to count leaves no row.
             if feeds == 0 && pence == 0 {
@@ -573,6 +570,7 @@ impl Billing {
     /// now give an overage where there was none).
     async fn settle_overage(&self, user: &User, days: &[NaiveDate]) -> Result<(), BillingError> {
         let created = utc_day(user.created);
+        let mut history = None;
         for &day in days {
             let Some(next) = day
                 .checked_sub_days(Days::new(SETTLE_DAYS.saturating_sub(1)))
@@ -589,7 +587,11 @@ impl Billing {
                 continue;
             }
             // Priced with the plan the month ended on, not one chosen since.
-            let plan = self.plan_until(user.id, next).await?;
+            if history.is_none() {
+                history = Some(self.catalog.billing_plan_history(user.id).await?);
+            }
+            let plan =
+                self.plan_until(history.as_ref().unwrap_or(&PlanHistory::default()), next)?;
             self.charge_overage(user.id, &plan, last_day).await?;
         }
         Ok(())

@@ -923,6 +923,43 @@ async fn a_feed_a_kill_left_without_files_is_finished_at_restart() {
     );
 }
 
+/// Files already at a new feed's id that no feed/create made (an import that stopped after
+/// copying a feed's files but before its row) are not taken over by the next feed created:
+/// the creation is refused and leaves no row, and the files are left as they were.
+#[tokio::test]
+async fn a_new_feed_does_not_take_over_files_it_did_not_make() {
+    let keep = tempfile::tempdir().expect("tempdir");
+    let data = keep.path().join("data");
+    let server = Server::builder().data_dir(&data).start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let url = |path: &str, key: &str| server.url(&format!("{path}&apikey={key}"));
+    let create = |name: &str| {
+        url(
+            &format!(
+                "/feed/create.json?tag=t&name={name}&engine=5&options=%7B%22interval%22%3A10%7D"
+            ),
+            &write,
+        )
+    };
+    let first = get(&c, &create("first")).await.json()["feedid"]
+        .as_i64()
+        .expect("feed id");
+    // The files an interrupted import left under the next id, holding someone's data.
+    let next = first + 1;
+    let meta = data.join(format!("phpfina/{next}.meta"));
+    std::fs::copy(data.join(format!("phpfina/{first}.meta")), &meta).expect("meta");
+    std::fs::write(data.join(format!("phpfina/{next}.dat")), [0u8, 0, 128, 63]).expect("dat");
+    let refused = get(&c, &create("second")).await;
+    assert_ne!(refused.json()["success"], json!(true), "{}", refused.body);
+    let list = get(&c, &url("/feed/list.json?x=1", &read)).await.json();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(
+        std::fs::read(data.join(format!("phpfina/{next}.dat"))).expect("dat"),
+        [0u8, 0, 128, 63]
+    );
+}
+
 /// A feed whose files are gone while its catalog row stayed (a crash between the two steps of
 /// a delete) can still be deleted; another user's feed cannot be, gone files or not.
 #[tokio::test]

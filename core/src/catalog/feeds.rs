@@ -217,6 +217,17 @@ impl Catalog {
         Ok(())
     }
 
+    /// Whether feed `id`'s row still waits for its files (false for a row that is gone).
+    pub async fn feed_files_pending(&self, id: i64) -> Result<bool, CatalogError> {
+        Ok(on_db!(&self.db, p => sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM feeds WHERE id = $1 AND files_pending IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_optional(p)
+        .await)?
+        .is_some())
+    }
+
     /// Feeds whose files may not have been made yet, every account's (normally none: a row is
     /// listed only between feed/create's insert and its files).
     pub async fn feeds_with_files_pending(&self) -> Result<Vec<PendingFiles>, CatalogError> {

@@ -39,6 +39,38 @@ pub struct NewLedgerTx {
     pub entries: Vec<LedgerEntry>,
 }
 
+/// One change of a user's plan (`from_plan` `None`: the default plan).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PlanChange {
+    pub at: i64,
+    pub from_plan: Option<String>,
+    pub to_plan: String,
+}
+
+/// A user's plan now and its recorded changes, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PlanHistory {
+    /// `None`: the default plan.
+    pub current: Option<String>,
+    pub changes: Vec<PlanChange>,
+}
+
+impl PlanHistory {
+    /// The plan in force just before `until` (Unix seconds): the one the last change before
+    /// then chose; before the first recorded change, the plan that change left (changes are
+    /// recorded only since they were kept); with no change since, the plan now. `None`: the
+    /// default plan.
+    pub fn plan_at(&self, until: i64) -> Option<&str> {
+        match self.changes.iter().rev().find(|c| c.at < until) {
+            Some(c) => Some(&c.to_plan),
+            None => match self.changes.first() {
+                Some(c) => c.from_plan.as_deref(),
+                None => self.current.as_deref(),
+            },
+        }
+    }
+}
+
 /// A stored transaction, with the amount it moved on its user's customer account.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct LedgerTx {
@@ -262,15 +294,27 @@ impl Catalog {
     }
 
     /// Puts `userid` on `plan` from `at` (Unix seconds; the caller's now), and records the
-    /// change (see [`Catalog::billing_plan_at`]).
+    /// change (see [`Catalog::billing_plan_history`]). Changes of one user are made one at a
+    /// time, each recorded as starting no earlier than the one before (a node whose clock is
+    /// behind cannot put a change before the one it follows).
     pub async fn set_billing_plan(
         &self,
         userid: i64,
         plan: &str,
         at: i64,
     ) -> Result<(), CatalogError> {
+        // SQLite: a write first takes the database's write lock for the transaction (a read
+        // first could not be followed by a write if another connection wrote meanwhile).
+        // PostgreSQL: a lock per user, held to the commit.
+        let lock = match &self.db {
+            super::Db::Sqlite(_) => "UPDATE billing_plans SET plan = plan WHERE userid = $1",
+            super::Db::Postgres(_) => {
+                "SELECT pg_advisory_xact_lock(hashtextextended('ynni.billing_plan.' || $1::text, 0))"
+            }
+        };
         on_db!(&self.db, p => {
             let mut tx = p.begin().await?;
+            sqlx::query(lock).bind(userid).execute(&mut *tx).await?;
             let before: Option<(String,)> =
                 sqlx::query_as("SELECT plan FROM billing_plans WHERE userid = $1")
                     .bind(userid)
@@ -278,6 +322,14 @@ impl Catalog {
                     .await?;
             let before = before.map(|(p,)| p);
             if before.as_deref() != Some(plan) {
+                let last: Option<(i64,)> = sqlx::query_as(
+                    "SELECT at FROM billing_plan_changes WHERE userid = $1 \
+                     ORDER BY at DESC, id DESC LIMIT 1",
+                )
+                .bind(userid)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let at = last.map_or(at, |(last,)| at.max(last));
                 sqlx::query(
                     "INSERT INTO billing_plans (userid, plan) VALUES ($1, $2) \
                      ON CONFLICT (userid) DO UPDATE SET plan = excluded.plan",
@@ -302,38 +354,19 @@ impl Catalog {
         Ok(())
     }
 
-    /// The plan `userid` was on just before `until` (Unix seconds): the one the last change
-    /// before then chose; before the first recorded change, the plan that change left; with
-    /// no change since, the plan now. `None`: the configured default plan.
-    pub async fn billing_plan_at(
-        &self,
-        userid: i64,
-        until: i64,
-    ) -> Result<Option<String>, CatalogError> {
-        let (last_before, first_after) = on_db!(&self.db, p => {
-            let last_before: Option<(String,)> = sqlx::query_as(
-                "SELECT to_plan FROM billing_plan_changes WHERE userid = $1 AND at < $2 \
-                 ORDER BY at DESC, id DESC LIMIT 1",
-            )
-            .bind(userid)
-            .bind(until)
-            .fetch_optional(p)
-            .await?;
-            let first_after: Option<(Option<String>,)> = sqlx::query_as(
-                "SELECT from_plan FROM billing_plan_changes WHERE userid = $1 AND at >= $2 \
-                 ORDER BY at, id LIMIT 1",
-            )
-            .bind(userid)
-            .bind(until)
-            .fetch_optional(p)
-            .await?;
-            (last_before, first_after)
-        });
-        Ok(match (last_before, first_after) {
-            (Some((plan,)), _) => Some(plan),
-            (None, Some((plan,))) => plan,
-            (None, None) => self.billing_plan(userid).await?,
-        })
+    /// `userid`'s plan now and every recorded change of it, oldest first: what
+    /// [`PlanHistory::plan_at`] answers from. The plan now is read first, so a change made
+    /// between the two reads is among the changes.
+    pub async fn billing_plan_history(&self, userid: i64) -> Result<PlanHistory, CatalogError> {
+        let current = self.billing_plan(userid).await?;
+        let changes = on_db!(&self.db, p => sqlx::query_as::<_, PlanChange>(
+            "SELECT at, from_plan, to_plan FROM billing_plan_changes WHERE userid = $1 \
+             ORDER BY at, id",
+        )
+        .bind(userid)
+        .fetch_all(p)
+        .await)?;
+        Ok(PlanHistory { current, changes })
     }
 
     /// Records a voucher code worth `pence`; false if the code exists.

@@ -43,7 +43,9 @@ pub use devices::DeviceRow;
 pub use feeds::{FeedRow, PendingFiles};
 pub use import::{Imported, ImportedUser};
 pub use inputs::InputRow;
-pub use ledger::{LedgerEntry, LedgerRefusal, LedgerTx, NewLedgerTx, Posted};
+pub use ledger::{
+    LedgerEntry, LedgerRefusal, LedgerTx, NewLedgerTx, PlanChange, PlanHistory, Posted,
+};
 pub use sessions::Session;
 pub use usage::{Handled, UsageDay};
 pub use users::{CreateRefusal, KeyKind, NewUser, ProfileUpdate, User};

@@ -408,6 +408,9 @@ impl Worker {
             pending_seeds: None,
             fence: fence.clone(),
         };
+        if fence.as_ref().is_none_or(|f| f.valid()) {
+            finish_feed_files(n, cfg, &core.catalog, &core.handle);
+        }
         let wal = cfg.wal_root.join(n.to_string());
         let store = FeedStore::open_with(
             &cfg.fixed_dir,
@@ -430,7 +433,7 @@ impl Worker {
             store.set_guard(Arc::new(move || f.valid()));
         }
         let replayed_to = (replayed_at_start > 0).then(|| store.applied_lsn());
-        let mut worker = Self {
+        Ok(Self {
             n,
             store,
             fence,
@@ -444,77 +447,7 @@ impl Worker {
             export_flushed: None,
             last_logged: HashMap::new(),
             replayed_to,
-        };
-        worker.finish_feed_files(cfg);
-        Ok(worker)
-    }
-
-    /// Makes the files of this shard's feeds that feed/create added a row for but a crash kept
-    /// from having them (`Catalog::create_feed_with_files`): without them, every point their
-    /// process lists send would be dropped. Runs before the shard serves anything; a failure
-    /// is logged and the row stays listed for the next open.
-    fn finish_feed_files(&mut self, cfg: &RouterConfig) {
-        if !self.may_write() {
-            return;
-        }
-        let catalog = self.core.catalog.clone();
-        let pending = match self
-            .core
-            .handle
-            .block_on(catalog.feeds_with_files_pending())
-        {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(shard = self.n, error = %e, "could not list feeds without files");
-                return;
-            }
-        };
-        for row in pending {
-            let v = ynni_core::vshard::of(row.userid, cfg.vshards);
-            let ours = if cfg.per_vshard {
-                v as usize == self.n
-            } else {
-                v as usize % cfg.workers.max(1) == self.n
-            };
-            let Ok(id) = u32::try_from(row.id) else {
-                continue;
-            };
-            if !ours {
-                continue;
-            }
-            let storage = Engine::from_id(row.engine).and_then(|e| e.storage());
-            let made = match storage.map(|s| s.engine()) {
-                Some(Engine::Fixed) => {
-                    let interval = u32::try_from(row.interval).unwrap_or(0);
-                    self.store.create_fixed(id, interval).map(|_| ())
-                }
-                Some(Engine::Variable) => self.store.create_variable(id),
-                _ => Ok(()),
-            };
-            match made {
-                Ok(()) if storage.is_some() => tracing::warn!(
-                    shard = self.n,
-                    feed = id,
-                    "made the files of a feed whose creation a stop interrupted"
-                ),
-                Ok(()) | Err(StorageError::FeedExists { .. }) => {}
-                Err(e) if e.is_retryable() => {
-                    tracing::error!(shard = self.n, feed = id, error = %e, "could not make a new feed's files; tried again at the next open");
-                    continue;
-                }
-                Err(e) => {
-                    // What feed/create itself would have refused (and taken the row back).
-                    tracing::error!(shard = self.n, feed = id, error = %e, "a new feed's files cannot be made; its row is removed");
-                    if let Err(e) = self.core.handle.block_on(catalog.delete_feed_row(row.id)) {
-                        tracing::warn!(shard = self.n, feed = id, error = %e, "could not remove the feed's row");
-                    }
-                    continue;
-                }
-            }
-            if let Err(e) = self.core.handle.block_on(catalog.feed_files_made(row.id)) {
-                tracing::warn!(shard = self.n, feed = id, error = %e, "could not mark a feed's files made");
-            }
-        }
+        })
     }
 
     /// Serves jobs until `Stop`; returns whether the final flush wrote everything (a failure
@@ -1163,6 +1096,116 @@ impl Worker {
             let _ = reply.send(stopped.map_or(Ok(()), Err));
         }
     }
+}
+
+/// Makes the files of shard `n`'s feeds that feed/create added a row for but a stop kept from
+/// having them (`Catalog::create_feed_with_files`): without them every point their process
+/// lists send would be dropped. Runs before the shard replays or serves anything, so replayed
+/// records reach them too. Files already there are taken only if they are what the row asks
+/// for (the stop came after they were made); anything else is logged and the row left listed,
+/// as is a failure, for the next open. Nothing is deleted here.
+fn finish_feed_files(n: usize, cfg: &RouterConfig, catalog: &Catalog, handle: &Handle) {
+    let pending = match handle.block_on(catalog.feeds_with_files_pending()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(shard = n, error = %e, "could not list feeds without files");
+            return;
+        }
+    };
+    for row in pending {
+        let v = ynni_core::vshard::of(row.userid, cfg.vshards) as usize;
+        let ours = if cfg.per_vshard {
+            v == n
+        } else {
+            v % cfg.workers.max(1) == n
+        };
+        let Ok(id) = u32::try_from(row.id) else {
+            continue;
+        };
+        if !ours {
+            continue;
+        }
+        let storage = Engine::from_id(row.engine).and_then(|e| e.storage());
+        let made = match storage.map(|s| s.engine()) {
+            Some(Engine::Fixed) => {
+                let asked = u32::try_from(row.interval)
+                    .unwrap_or(u32::MAX)
+                    .max(cfg.store.min_interval)
+                    .max(1);
+                make_fixed(
+                    &cfg.fixed_dir,
+                    &cfg.variable_dir,
+                    id,
+                    asked,
+                    cfg.store.min_interval,
+                )
+            }
+            Some(Engine::Variable) => make_variable(&cfg.fixed_dir, &cfg.variable_dir, id),
+            _ => Ok(false),
+        };
+        match made {
+            Ok(true) => tracing::warn!(
+                shard = n,
+                feed = id,
+                "made the files of a feed whose creation a stop interrupted"
+            ),
+            Ok(false) => {}
+            Err(why) => {
+                tracing::error!(shard = n, feed = id, error = %why, "a new feed's files could not be made; tried again at the next open");
+                continue;
+            }
+        }
+        if let Err(e) = handle.block_on(catalog.feed_files_made(row.id)) {
+            tracing::warn!(shard = n, feed = id, error = %e, "could not mark a feed's files made");
+        }
+    }
+}
+
+/// Makes fixed feed `id`'s files with `interval`; `Ok(false)` when files with that interval
+/// are there already.
+fn make_fixed(
+    fixed: &std::path::Path,
+    variable: &std::path::Path,
+    id: u32,
+    interval: u32,
+    min_interval: u32,
+) -> Result<bool, String> {
+    if ynni_storage::variable::exists(variable, id) {
+        return Err("a variable-interval file has its id".into());
+    }
+    if ynni_storage::fixed::exists(fixed, id) {
+        let found = ynni_storage::fixed::FixedFeed::open(fixed, id)
+            .map_err(|e| e.to_string())?
+            .meta()
+            .interval;
+        return if found == interval {
+            Ok(false)
+        } else {
+            Err(format!(
+                "files with interval {found} have its id, not {interval}"
+            ))
+        };
+    }
+    ynni_storage::fixed::FixedFeed::create(fixed, id, interval, min_interval)
+        .map(|_| true)
+        .map_err(|e| e.to_string())
+}
+
+/// Makes variable-interval feed `id`'s file; `Ok(false)` when it is there already.
+fn make_variable(
+    fixed: &std::path::Path,
+    variable: &std::path::Path,
+    id: u32,
+) -> Result<bool, String> {
+    if ynni_storage::fixed::exists(fixed, id) {
+        return Err("fixed-interval files have its id".into());
+    }
+    if ynni_storage::variable::exists(variable, id) {
+        return Ok(false);
+    }
+    ynni_storage::variable::VariableFeed::create(variable, id)
+        .map(|_| true)
+        .map_err(|e| e.to_string())
 }
 
 impl Replay for Core {
@@ -2594,7 +2637,7 @@ mod tests {
     #[test]
     fn feeds_a_stop_left_without_files_are_finished_at_open() {
         let rig = Rig::new();
-        let (fixed, variable, imported) = rig.rt.block_on(async {
+        let (fixed, variable, imported, made, other) = rig.rt.block_on(async {
             let c = &rig.catalog;
             let fixed = c
                 .create_feed_with_files(rig.userid, "power", "", 5, "W", 30)
@@ -2608,6 +2651,15 @@ mod tests {
                 .create_feed(rig.userid, "imported", "", 5, "")
                 .await
                 .expect("row");
+            // Files made before the stop (kept), and files the row did not ask for (refused).
+            let made = c
+                .create_feed_with_files(rig.userid, "made", "", 5, "", 10)
+                .await
+                .expect("row");
+            let other = c
+                .create_feed_with_files(rig.userid, "other", "", 5, "", 60)
+                .await
+                .expect("row");
             let input = c
                 .create_input(rig.userid, "house", "power")
                 .await
@@ -2615,10 +2667,13 @@ mod tests {
             c.set_input_process_list(input.id, &format!("1:{fixed},1:{variable}"))
                 .await
                 .expect("list");
-            (fixed, variable, imported)
+            (fixed, variable, imported, made, other)
         });
         let (fixed, variable) = (fixed as u32, variable as u32);
         let phpfina = rig.dir.path().join("phpfina");
+        for id in [made, other] {
+            ynni_storage::fixed::FixedFeed::create(&phpfina, id as u32, 10, 1).expect("files");
+        }
         assert!(!ynni_storage::fixed::exists(&phpfina, fixed));
 
         let mut w = rig.open();
@@ -2646,7 +2701,16 @@ mod tests {
             .rt
             .block_on(rig.catalog.feeds_with_files_pending())
             .expect("db");
-        assert!(pending.is_empty(), "{pending:?}");
+        assert_eq!(
+            pending.iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![other],
+            "only the row whose files differ waits"
+        );
+        match w.store.feed(other as u32).expect("files") {
+            Feed::Fixed(f) => assert_eq!(f.meta().interval, 10, "left as they were"),
+            Feed::Variable(_) => panic!("changed engine"),
+        }
+        assert!(ynni_storage::fixed::exists(&phpfina, made as u32));
     }
 
     /// Only the owner's export writes the points in memory first, and exports make the shard

@@ -193,9 +193,17 @@ async fn create(call: &Call<'_>) -> ApiResult {
     };
     match call.state.router.feed(caller.user.id, op).await {
         Ok(_) => {}
-        // The shard finished this row itself (it opened meanwhile, after a takeover): the
-        // files are the ones this row asked for.
-        Err(e) if e.is_feed_exists() => {}
+        // The shard opened meanwhile (a takeover) and made this row's files itself, which it
+        // says by clearing the mark. Files it did not make (left by an import that stopped
+        // half way) are refused, as they were before the mark existed.
+        Err(e)
+            if e.is_feed_exists()
+                && !call
+                    .state
+                    .catalog
+                    .feed_files_pending(id)
+                    .await
+                    .unwrap_or(true) => {}
         Err(e) => {
             let _ = call.state.catalog.delete_feed_row(id).await;
             return Err(e.into());
