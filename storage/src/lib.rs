@@ -12,6 +12,7 @@ pub mod fixed;
 pub mod huge_pages;
 pub mod levels;
 pub mod metrics;
+pub mod php_time;
 pub mod prefetch;
 pub mod query;
 pub mod store;

@@ -144,8 +144,9 @@ pub fn render_time(t: i64, format: TimeFormat, tz: Tz) -> Option<TimeValue> {
 }
 
 /// Parses a `start`/`end` value: a number of seconds, or of milliseconds when above 1e11, or a
-/// date (`2023-11-14 22:00:00`, `2023-11-14`, RFC 3339) read in `tz`.
-pub fn parse_time(s: &str, tz: Tz) -> Option<i64> {
+/// date (`2023-11-14 22:00:00`, `2023-11-14`, RFC 3339) read in `tz`, or a relative or
+/// day-first one (`-1 week`, `01-12-2021`: [`crate::php_time`]) read at `now` in `tz`.
+pub fn parse_time(s: &str, tz: Tz, now: i64) -> Option<i64> {
     let s = s.trim();
     if let Ok(v) = s.parse::<f64>() {
         if !v.is_finite() {
@@ -165,8 +166,11 @@ pub fn parse_time(s: &str, tz: Tz) -> Option<i64> {
             NaiveDate::parse_from_str(s, "%Y-%m-%d")
                 .ok()
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })?;
-    local_to_utc(tz, naive)
+        });
+    match naive {
+        Some(naive) => local_to_utc(tz, naive),
+        None => crate::php_time::parse(s, now, tz),
+    }
 }
 
 /// One `feed/data` request for one feed.
@@ -246,7 +250,9 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
     }
     check_interval(interval, start, end, req.max_datapoints)?;
     let format = TimeFormat::parse(&req.timeformat).ok_or(QueryError::InvalidTimeFormat)?;
-    let cap = req.max_datapoints;
+    // The check above is emoncms's (the rounded span over the interval); its loop then runs to
+    // the end inclusive, one point more.
+    let cap = req.max_datapoints.saturating_add(1);
     let (mut points, records) = match feed {
         Feed::Fixed(f) => (fixed_series(f, start, end, interval, req, cap)?, 0),
         Feed::Variable(f) => {
@@ -411,10 +417,16 @@ pub fn grid(req: &DataRequest) -> Result<(Vec<i64>, Interval, TimeFormat), Query
     };
     check_interval(interval, start, end, req.max_datapoints)?;
     let format = TimeFormat::parse(&req.timeformat).ok_or(QueryError::InvalidTimeFormat)?;
-    let times = windows(start, end, interval, req.tz, req.max_datapoints)?
-        .into_iter()
-        .map(|w| w.0)
-        .collect();
+    let times = windows(
+        start,
+        end,
+        interval,
+        req.tz,
+        req.max_datapoints.saturating_add(1),
+    )?
+    .into_iter()
+    .map(|w| w.0)
+    .collect();
     Ok((times, interval, format))
 }
 
@@ -766,8 +778,16 @@ fn variable_series_in(
 ) -> Result<Piece, QueryError> {
     let interval = match interval {
         Interval::Seconds(i) => Interval::Seconds(i.max(1)),
-        // A variable feed has no interval of its own; emoncms treats `original` as 1 s here.
-        Interval::Original => Interval::Seconds(1),
+        // emoncms's PHPTimeSeries reads nothing for `original` (its loop does not run for it,
+        // and no limit applies to a word): the answer is empty.
+        Interval::Original => {
+            return Ok(Piece {
+                points: Vec::new(),
+                next: None,
+                held: None,
+                records: 0,
+            });
+        }
         c => c,
     };
     let wins = windows_take(start, end, interval, req.tz, cap, take)?;
@@ -1256,17 +1276,17 @@ mod tests {
             Interval::parse(Some("abc")),
             Err(QueryError::InvalidInterval)
         ));
-        assert_eq!(parse_time("1699999200000", Tz::UTC), Some(1_699_999_200));
-        assert_eq!(parse_time("1699999200", Tz::UTC), Some(1_699_999_200));
+        assert_eq!(parse_time("1699999200000", Tz::UTC, 0), Some(1_699_999_200));
+        assert_eq!(parse_time("1699999200", Tz::UTC, 0), Some(1_699_999_200));
         assert_eq!(
-            parse_time("2023-11-14 22:00:00", Tz::UTC),
+            parse_time("2023-11-14 22:00:00", Tz::UTC, 0),
             Some(1_699_999_200)
         );
         assert_eq!(
-            parse_time("2023-11-14 23:00:00", chrono_tz::Europe::Berlin),
+            parse_time("2023-11-14 23:00:00", chrono_tz::Europe::Berlin, 0),
             Some(1_699_999_200)
         );
-        assert_eq!(parse_time("next tuesday-ish", Tz::UTC), None);
+        assert_eq!(parse_time("next tuesday-ish", Tz::UTC, 0), None);
     }
 
     #[test]
@@ -1307,6 +1327,47 @@ mod tests {
         assert_eq!(number_format_2(1000.125), "1000.13");
         assert_eq!(number_format_2(-0.001), "0.00");
         assert_eq!(number_format_2(1000.0), "1000.00");
+    }
+
+    /// emoncms refuses only when the rounded span over the interval passes the limit, and its
+    /// loop then runs to the end inclusive: exactly 20,000 intervals give 20,001 points.
+    #[test]
+    fn the_datapoint_limit_is_emoncms_s() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let f = crate::fixed::FixedFeed::create(tmp.path(), 1, 10, 10).expect("create");
+        let feed = Feed::Fixed(f);
+        let t = 1_700_000_000;
+        let r = DataRequest::new(t, t + 200_000, Interval::Seconds(10));
+        assert_eq!(data(&feed, &r).expect("at the limit").points.len(), 20_001);
+        let r = DataRequest::new(t, t + 200_004, Interval::Seconds(10));
+        assert_eq!(data(&feed, &r).expect("rounds down").points.len(), 20_001);
+        let r = DataRequest::new(t, t + 200_005, Interval::Seconds(10));
+        assert!(matches!(
+            data(&feed, &r),
+            Err(QueryError::TooManyPoints {
+                limit: 20_000,
+                requested: 20_001
+            })
+        ));
+        assert_eq!(
+            grid(&DataRequest::new(t, t + 200_000, Interval::Seconds(10)))
+                .expect("at the limit")
+                .0
+                .len(),
+            20_001
+        );
+    }
+
+    /// A variable-interval feed asked for `original` answers nothing, as emoncms's
+    /// PHPTimeSeries does (it has no interval of its own to read at).
+    #[test]
+    fn a_variable_feed_read_at_its_original_interval_is_empty() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut f = VariableFeed::create(tmp.path(), 1).expect("create");
+        f.write(&[(1_700_000_000, Some(1.0)), (1_700_000_010, Some(2.0))]);
+        let feed = Feed::Variable(f);
+        let r = DataRequest::new(1_699_999_990, 1_700_100_000, Interval::Original);
+        assert_eq!(data(&feed, &r).expect("empty").points, Vec::new());
     }
 
     #[test]

@@ -1436,3 +1436,38 @@ async fn scalerange_rewrites_at_most_ten_million_slots_per_request() {
     assert_eq!(r.body, "4", "one slot of 4 bytes");
     assert_eq!(get(&c, &value_at(T0)).await.body, "3", "scaled");
 }
+
+/// `start` and `end` as emoncms's API help gives them (`-1 week`, `now`, `01-12-2021`): read
+/// as PHP's `DateTime::modify` reads them, in the user's time zone. Before, they were refused
+/// as an end before the start.
+#[tokio::test]
+async fn data_reads_relative_and_day_first_times() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let feed = create(&server, &write, "recent", 5).await;
+    let data = |start: &str, end: &str, interval: u32| {
+        keyed(
+            &server,
+            &format!(
+                "/feed/data.json?id={feed}&start={start}&end={end}&interval={interval}&timeformat=unix"
+            ),
+            &read,
+        )
+    };
+    let before = chrono::Utc::now().timestamp();
+    let r = get(&c, &data("-1%20hour", "now", 10)).await;
+    let after = chrono::Utc::now().timestamp();
+    let points = r.json();
+    let points = points.as_array().unwrap_or_else(|| panic!("{}", r.body));
+    assert!((360..=362).contains(&points.len()), "{}", r.body);
+    let first = points[0][0].as_i64().expect("time");
+    assert!(
+        (before - 3_600..=after - 3_600).contains(&first),
+        "an hour before now: {first}, {before}..{after}"
+    );
+    let r = get(&c, &data("01-12-2021", "02-12-2021", 60)).await;
+    let points = r.json();
+    assert_eq!(points.as_array().map(Vec::len), Some(1441), "{}", r.body);
+    assert_eq!(points[0][0], 1_638_316_800, "{}", r.body);
+}

@@ -6,8 +6,9 @@ use super::numbers::php_numeric;
 
 /// A numeric value is taken as unix seconds, truncated (milliseconds are *not* converted, as in
 /// emoncms). Otherwise the date forms PHP's `strtotime` is given in practice are read
-/// (`2023-11-14 22:00:05`, ISO 8601 / RFC 3339 with offset, `2023-11-14`, `now`, `@1699999200`),
-/// in UTC unless an offset is given; anything else means `now`, as emoncms falls back.
+/// (`2023-11-14 22:00:05`, ISO 8601 / RFC 3339 with offset, `2023-11-14`, `now`, `@1699999200`,
+/// `-1 hour`, `01-12-2021`), in UTC unless an offset is given; anything else means `now`, as
+/// emoncms falls back.
 pub fn parse_time_param(s: &str, now: i64) -> i64 {
     clamp_time(parse_unclamped(s.trim(), now))
 }
@@ -74,7 +75,9 @@ fn parse_checked(s: &str, now: i64) -> Option<i64> {
     {
         return Some(d.and_utc().timestamp());
     }
-    None
+    // `-1 hour`, `yesterday 12:00`, `01-12-2021`: strtotime reads them in the server's zone,
+    // which emoncms sets to UTC.
+    ynni_storage::php_time::parse(s, now, chrono_tz::Tz::UTC)
 }
 
 #[cfg(test)]
@@ -106,6 +109,9 @@ mod tests {
         );
         assert_eq!(parse_time_param("2023-11-14", now), 1_699_920_000);
         assert_eq!(parse_time_param("garbage", now), now);
+        assert_eq!(parse_time_param("-1 hour", now), now - 3_600);
+        assert_eq!(parse_time_param("01-12-2021", now), 1_638_316_800);
+        assert_eq!(parse_time_checked("2 minutes ago", now), Some(now - 120));
         assert_eq!(parse_time_param("now", now), now);
         assert_eq!(parse_time_checked("garbage", now), None);
         assert_eq!(parse_time_checked(" now ", now), Some(now));

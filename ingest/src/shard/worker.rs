@@ -1098,6 +1098,16 @@ impl Worker {
     }
 }
 
+/// How far ahead of its record's arrival an input's time may be and still hold back older
+/// packets as resent: device clocks run a little fast, never hours.
+const FUTURE_SLACK_S: i64 = 600;
+
+/// Whether `time` is ahead of `received` (a record's arrival, 0 when not known) by more than
+/// [`FUTURE_SLACK_S`].
+fn from_the_future(time: i64, received: i64) -> bool {
+    received > 0 && time > received.saturating_add(FUTURE_SLACK_S)
+}
+
 /// Makes the files of shard `n`'s feeds that feed/create added a row for but a stop kept from
 /// having them (`Catalog::create_feed_with_files`): without them every point their process
 /// lists send would be dropped. Runs before the shard replays or serves anything, so replayed
@@ -1606,7 +1616,14 @@ impl Core {
                 }
                 let list = &input.process_list;
                 let previous = self.state.input_last.insert(id, (t, *value));
-                let newest = self.state.input_newest.insert(id, (t, *value));
+                // A newest time ahead of when this record arrived is a clock gone wrong (a
+                // millisecond timestamp, a device set years ahead), not data sent before: it
+                // must not hold back every packet after it, so it is forgotten.
+                let newest = self
+                    .state
+                    .input_newest
+                    .insert(id, (t, *value))
+                    .filter(|(nt, _)| !from_the_future(*nt, record.received));
                 // A resent packet must not run accumulators twice: the same time and value as
                 // the last or the newest is skipped, and so is an older time for lists that
                 // keep state (an emonhub retry resends its whole buffer, oldest rows first).
@@ -2568,6 +2585,60 @@ mod tests {
         };
         assert!(has(mine), "the owner's feed keeps its state");
         assert!(!has(theirs), "another user's feed is left alone");
+    }
+
+    /// One packet whose time is far ahead of its arrival (a millisecond timestamp, a clock set
+    /// years ahead) does not stop its input's list for every packet after it: the resend rule
+    /// (older than the newest seen, for a list that keeps state) forgets such a newest time. A
+    /// packet older than a sane newest time is still taken for a resend.
+    #[test]
+    fn a_time_from_the_future_does_not_stop_an_inputs_list() {
+        let rig = Rig::new();
+        let (log, kwh) = rig.rt.block_on(async {
+            let c = &rig.catalog;
+            let log = c
+                .create_feed(rig.userid, "log", "", 2, "")
+                .await
+                .expect("feed");
+            let kwh = c
+                .create_feed(rig.userid, "kwh", "", 2, "")
+                .await
+                .expect("feed");
+            let input = c
+                .create_input(rig.userid, "house", "power")
+                .await
+                .expect("input");
+            c.set_input_process_list(input.id, &format!("1:{log},4:{kwh}"))
+                .await
+                .expect("list");
+            (log as u32, kwh as u32)
+        });
+        let mut w = rig.open();
+        w.store.create_variable(log).expect("file");
+        w.store.create_variable(kwh).expect("file");
+        let future = now_secs() + 10 * 365 * 86_400;
+        for t in [T, T + 10, future, T + 20, T + 30, T + 25] {
+            let sub = Submission {
+                userid: rig.userid,
+                batches: vec![Decoded {
+                    time: t,
+                    node: "house".into(),
+                    values: vec![("power".into(), Some(100.0))],
+                }],
+                http: true,
+            };
+            submit(&mut w, sub).expect("stored");
+        }
+        let logged: Vec<i64> = match w.store.feed(log).expect("feed") {
+            Feed::Variable(f) => f
+                .read_range(0, u32::MAX)
+                .expect("read")
+                .into_iter()
+                .map(|(t, _)| i64::from(t))
+                .collect(),
+            Feed::Fixed(_) => panic!("a variable feed"),
+        };
+        assert_eq!(logged, vec![T, T + 10, T + 20, T + 30, future]);
     }
 
     /// A kWh feed with data of its own (imported) that a list starts accumulating into, and a

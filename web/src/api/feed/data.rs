@@ -133,8 +133,11 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
                 .and_then(|c| ynni_core::timezone::parse(&c.user.timezone))
         })
         .unwrap_or(chrono_tz::Tz::UTC);
-    let (Some(start), Some(end)) = (query::parse_time(start, tz), query::parse_time(end, tz))
-    else {
+    let now = chrono::Utc::now().timestamp();
+    let (Some(start), Some(end)) = (
+        query::parse_time(start, tz, now),
+        query::parse_time(end, tz, now),
+    ) else {
         return Err(ApiError::fail(QueryError::EndBeforeStart));
     };
     // feed_controller.php reads `interval`, then lets `mode` replace it.
