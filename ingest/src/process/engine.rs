@@ -1,7 +1,7 @@
 //! Runs a process list over one value, as emoncms's `Process::input` does: each step's result
 //! is the next step's input; conditionals skip the next step; `goto` jumps; an unknown key or
 //! a step not allowed in the context stops the whole list; a list that runs more than twice
-//! its length of steps is stopped and reported (the caller disables it).
+//! its length of steps is stopped and reported (the shard worker then disables it).
 //!
 //! Everything the processes touch (feeds, other inputs, process state, MQTT) goes through
 //! [`Host`], so the engine is pure and deterministic: the same inputs and state give the same

@@ -10,7 +10,7 @@ mod php;
 mod typed;
 
 pub use catalog::{CATALOG, Context, ProcessDef};
-pub use engine::{Host, Outcome, StateKind, run, run_list};
+pub use engine::{DISABLED_PREFIX, Host, Outcome, StateKind, run, run_list};
 pub use parsed::{ProcessList, Step};
 pub use typed::Process;
 

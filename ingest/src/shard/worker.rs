@@ -54,7 +54,7 @@ use super::record::{FeedWrite, Record};
 use super::router::{IngestError, LastValues, Limits, Output, RouterConfig, Submission};
 use super::state::ShardState;
 use crate::batch::{Value, finite};
-use crate::process::{Context, Host, Outcome, ProcessList, StateKind, run_list};
+use crate::process::{Context, DISABLED_PREFIX, Host, Outcome, ProcessList, StateKind, run_list};
 
 /// Where a submission's outcome goes.
 pub type Reply = tokio::sync::oneshot::Sender<Result<(), IngestError>>;
@@ -328,6 +328,9 @@ struct Core {
     /// The lease's fence in cluster mode, which bounds how long a replay waits for a failing
     /// catalog (the store's own guard is set only once the replay is done).
     fence: Option<Arc<Fence>>,
+    /// Inputs (user, input) whose list looped while live, to be disabled
+    /// ([`Worker::disable_looping_lists`]).
+    looping: Vec<(i64, i64)>,
 }
 
 /// A submission in the log, waiting for its sync: the record, the sync's ticket, the caller,
@@ -407,6 +410,7 @@ impl Worker {
             input_caps,
             pending_seeds: None,
             fence: fence.clone(),
+            looping: Vec::new(),
         };
         if fence.as_ref().is_none_or(|f| f.valid()) {
             finish_feed_files(n, cfg, &core.catalog, &core.handle);
@@ -627,6 +631,46 @@ impl Worker {
             }
         }
         self.tick();
+    }
+
+    /// Disables each list that looped, as emoncms does: `process__error_found:0,` is put in
+    /// front of it, which stops it from then on and shows in the input's list. The user's
+    /// records are checkpointed first, as for any change of a list, so a replay never runs the
+    /// records before with the disabled list. A list that cannot be disabled now (no
+    /// checkpoint, no catalog) is disabled when it next loops.
+    fn disable_looping_lists(&mut self) {
+        if self.core.looping.is_empty() {
+            return;
+        }
+        for (userid, input) in std::mem::take(&mut self.core.looping) {
+            if let Err(e) = self.settle(userid) {
+                tracing::warn!(shard = self.n, input, error = %e, "a looping list is disabled later: no checkpoint");
+                continue;
+            }
+            let catalog = self.core.catalog.clone();
+            let disabled = self.core.handle.block_on(async {
+                let Some(row) = catalog.input_of(userid, input).await? else {
+                    return Ok(false);
+                };
+                if row.process_list.starts_with(DISABLED_PREFIX) {
+                    return Ok(false);
+                }
+                let list = format!("{DISABLED_PREFIX}{}", row.process_list);
+                catalog.set_input_process_list(input, &list).await?;
+                Ok::<_, ynni_core::CatalogError>(true)
+            });
+            match disabled {
+                Ok(true) => {
+                    tracing::warn!(shard = self.n, input, "a looping process list was disabled");
+                    // Its next packet runs the disabled list.
+                    self.core.users.remove(&userid);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(shard = self.n, input, error = %e, "a looping list is disabled later: catalog");
+                }
+            }
+        }
     }
 
     /// Flushes and checkpoints at once when more points wait in memory than the store holds
@@ -1095,6 +1139,7 @@ impl Worker {
             }
             let _ = reply.send(stopped.map_or(Ok(()), Err));
         }
+        self.disable_looping_lists();
     }
 }
 
@@ -1670,7 +1715,10 @@ impl Core {
                         );
                     }
                     Outcome::LoopGuard if warned.insert(id) => {
-                        tracing::warn!(input = id, "process list loops; it was stopped")
+                        tracing::warn!(input = id, "process list loops; it was stopped");
+                        if !replaying {
+                            self.looping.push((userid, id));
+                        }
                     }
                     Outcome::Aborted { .. } | Outcome::LoopGuard => {}
                 }
@@ -2585,6 +2633,90 @@ mod tests {
         };
         assert!(has(mine), "the owner's feed keeps its state");
         assert!(!has(theirs), "another user's feed is left alone");
+    }
+
+    /// A list that loops is disabled once it does, as emoncms disables it: its first packet runs
+    /// up to the guard, the stored list gains `process__error_found:0,` in front, and later
+    /// packets run nothing. Lists that do not loop are left alone.
+    #[test]
+    fn a_looping_list_is_disabled() {
+        let rig = Rig::new();
+        let (log, looping, fine) = rig.rt.block_on(async {
+            let c = &rig.catalog;
+            let log = c
+                .create_feed(rig.userid, "log", "", 2, "")
+                .await
+                .expect("feed");
+            let looping = c
+                .create_input(rig.userid, "house", "loops")
+                .await
+                .expect("input");
+            c.set_input_process_list(looping.id, &format!("1:{log},52:1"))
+                .await
+                .expect("list");
+            let fine = c
+                .create_input(rig.userid, "house", "fine")
+                .await
+                .expect("input");
+            c.set_input_process_list(fine.id, "2:2")
+                .await
+                .expect("list");
+            (log as u32, looping.id, fine.id)
+        });
+        let mut w = rig.open();
+        w.store.create_variable(log).expect("file");
+        for t in [T, T + 10, T + 20] {
+            let sub = Submission {
+                userid: rig.userid,
+                batches: vec![Decoded {
+                    time: t,
+                    node: "house".into(),
+                    values: vec![("loops".into(), Some(1.0)), ("fine".into(), Some(1.0))],
+                }],
+                http: true,
+            };
+            submit(&mut w, sub).expect("stored");
+        }
+        let lists = rig.rt.block_on(async {
+            let c = &rig.catalog;
+            let looping = c.input_of(rig.userid, looping).await.expect("db");
+            let fine = c.input_of(rig.userid, fine).await.expect("db");
+            (
+                looping.expect("input").process_list,
+                fine.expect("input").process_list,
+            )
+        });
+        assert_eq!(
+            lists,
+            (
+                format!("process__error_found:0,1:{log},52:1"),
+                "2:2".to_string()
+            )
+        );
+        let logged = match w.store.feed(log).expect("feed") {
+            Feed::Variable(f) => f.read_range(0, u32::MAX).expect("read").len(),
+            Feed::Fixed(_) => panic!("a variable feed"),
+        };
+        assert_eq!(
+            logged, 1,
+            "the first packet ran up to the guard, the later ones nothing"
+        );
+        let after = logged;
+        let sub = Submission {
+            userid: rig.userid,
+            batches: vec![Decoded {
+                time: T + 30,
+                node: "house".into(),
+                values: vec![("loops".into(), Some(1.0))],
+            }],
+            http: true,
+        };
+        submit(&mut w, sub).expect("stored");
+        let logged = match w.store.feed(log).expect("feed") {
+            Feed::Variable(f) => f.read_range(0, u32::MAX).expect("read").len(),
+            Feed::Fixed(_) => panic!("a variable feed"),
+        };
+        assert_eq!(logged, after, "disabled: nothing logged");
     }
 
     /// One packet whose time is far ahead of its arrival (a millisecond timestamp, a clock set
