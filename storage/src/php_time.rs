@@ -9,39 +9,64 @@
 //! As in PHP: days, weeks, months and years move the local date and keep the local time of day
 //! (a month past the 31st runs on into the next month: 31 March less a month is 3 March);
 //! hours, minutes and seconds are elapsed time; `ago` turns every amount before it around;
-//! `today`, `midnight`, `yesterday` and `tomorrow` set the time of day to 00:00.
+//! `today`, `midnight`, `yesterday` and `tomorrow` set the time of day to 00:00. A date without
+//! a time of day keeps the one it changes under `modify` and is at midnight under `strtotime`.
+//! `last week`, `this week` and `next week` are not read: PHP takes them for a Monday.
+//!
+//! These strings come from clients: every step is checked arithmetic, so any input ends in an
+//! answer or `None`, never a panic.
 
-use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
+use chrono::{Datelike, Days, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use chrono_tz::Tz;
 
-/// Amounts are bounded so that no arithmetic on them can overflow (a million years either way).
-const MAX_AMOUNT: i64 = 1_000_000;
+/// The largest amount one relative part may hold (a million years in seconds is far beyond any
+/// date a feed can hold; larger is refused rather than computed).
+const MAX_MOVE: i64 = 1_000_000 * 400 * 86_400;
 
-/// `s` read at `now` (unix seconds) in `tz`; `None` when it is none of the forms above.
-pub fn parse(s: &str, now: i64, tz: Tz) -> Option<i64> {
+/// `s` as `DateTime::modify` reads it on a date-time of `now` (unix seconds) in `tz`: a date
+/// given without a time of day keeps `now`'s. `None` when it is none of the forms above.
+pub fn modify(s: &str, now: i64, tz: Tz) -> Option<i64> {
+    parse(s, now, tz, true)
+}
+
+/// `s` as `strtotime` reads it at `now` in `tz`: a date given without a time of day is at
+/// midnight. `None` when it is none of the forms above.
+pub fn strtotime(s: &str, now: i64, tz: Tz) -> Option<i64> {
+    parse(s, now, tz, false)
+}
+
+fn parse(s: &str, now: i64, tz: Tz, keep_time: bool) -> Option<i64> {
     let s = s.trim().to_ascii_lowercase();
     if s.is_empty() {
         return None;
     }
-    if let Some(local) = calendar_date(&s) {
-        return to_utc(tz, local);
+    let local_now = tz.timestamp_opt(now, 0).single()?.naive_local();
+    if let Some((date, time)) = calendar_date(&s) {
+        let time = match time {
+            Some(t) => t,
+            None if keep_time => local_now.time(),
+            None => NaiveTime::MIN,
+        };
+        return to_utc(tz, date.and_time(time));
     }
-    relative(&s, now, tz)
+    relative(&s, local_now, tz)
 }
 
-/// `dd-mm-yyyy`, `dd.mm.yyyy` and `mm/dd/yyyy`, each with an optional `HH:MM[:SS]`.
-fn calendar_date(s: &str) -> Option<NaiveDateTime> {
-    for date in ["%d-%m-%Y", "%d.%m.%Y", "%m/%d/%Y"] {
-        for time in [" %H:%M:%S", " %H:%M"] {
-            if let Ok(t) = NaiveDateTime::parse_from_str(s, &format!("{date}{time}")) {
-                return Some(t);
-            }
-        }
-        if let Ok(d) = NaiveDate::parse_from_str(s, date) {
-            return d.and_hms_opt(0, 0, 0);
-        }
+/// `dd-mm-yyyy`, `dd.mm.yyyy` and `mm/dd/yyyy`, each with an optional `HH:MM[:SS]` (`None`
+/// when it has none). Years are four digits, as clients write them.
+fn calendar_date(s: &str) -> Option<(NaiveDate, Option<NaiveTime>)> {
+    let (date, time) = match s.split_once(' ') {
+        Some((d, t)) => (d, Some(time_of_day(t.trim())?)),
+        None => (s, None),
+    };
+    let year = date.rsplit(['-', '.', '/']).next()?;
+    if year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    None
+    ["%d-%m-%Y", "%d.%m.%Y", "%m/%d/%Y"]
+        .iter()
+        .find_map(|f| NaiveDate::parse_from_str(date, f).ok())
+        .map(|d| (d, time))
 }
 
 /// What a relative string asks for, before it is applied.
@@ -53,8 +78,7 @@ struct Moves {
     seconds: i64,
 }
 
-fn relative(s: &str, now: i64, tz: Tz) -> Option<i64> {
-    let mut local = tz.timestamp_opt(now, 0).single()?.naive_local();
+fn relative(s: &str, mut local: NaiveDateTime, tz: Tz) -> Option<i64> {
     let mut moves = Moves::default();
     let mut tokens = s.split_whitespace().peekable();
     while let Some(token) = tokens.next() {
@@ -62,8 +86,8 @@ fn relative(s: &str, now: i64, tz: Tz) -> Option<i64> {
             "now" => {}
             "today" | "midnight" => local = local.date().and_time(NaiveTime::MIN),
             "noon" => local = local.date().and_hms_opt(12, 0, 0)?,
-            "yesterday" => local = (local.date() - Duration::days(1)).and_time(NaiveTime::MIN),
-            "tomorrow" => local = (local.date() + Duration::days(1)).and_time(NaiveTime::MIN),
+            "yesterday" => local = local.date().pred_opt()?.and_time(NaiveTime::MIN),
+            "tomorrow" => local = local.date().succ_opt()?.and_time(NaiveTime::MIN),
             "ago" => {
                 moves.years = -moves.years;
                 moves.months = -moves.months;
@@ -75,26 +99,23 @@ fn relative(s: &str, now: i64, tz: Tz) -> Option<i64> {
                     local = local.date().and_time(time);
                     continue;
                 }
+                let week_next = tokens.peek().is_some_and(|u| u.starts_with("week"));
                 let amount = match token {
+                    "last" | "previous" | "next" | "this" if week_next => return None,
                     "last" | "previous" => -1,
                     "next" => 1,
                     "this" => 0,
                     "a" | "an" => 1,
-                    number => {
-                        let n: i64 = number.strip_prefix('+').unwrap_or(number).parse().ok()?;
-                        if n.abs() > MAX_AMOUNT {
-                            return None;
-                        }
-                        n
-                    }
+                    number => number.strip_prefix('+').unwrap_or(number).parse().ok()?,
                 };
                 add(&mut moves, amount, tokens.next()?)?;
             }
         }
     }
-    let date = shift_months(local.date(), moves.years * 12 + moves.months)?
-        .checked_add_signed(Duration::days(moves.days))?;
-    to_utc(tz, date.and_time(local.time())).map(|t| t + moves.seconds)
+    let months = moves.years.checked_mul(12)?.checked_add(moves.months)?;
+    let date =
+        shift_months(local.date(), months)?.checked_add_signed(Duration::try_days(moves.days)?)?;
+    to_utc(tz, date.and_time(local.time()))?.checked_add(moves.seconds)
 }
 
 /// `HH:MM` or `HH:MM:SS`.
@@ -105,27 +126,27 @@ fn time_of_day(token: &str) -> Option<NaiveTime> {
 }
 
 fn add(moves: &mut Moves, amount: i64, unit: &str) -> Option<()> {
-    match unit {
-        "sec" | "secs" | "second" | "seconds" => moves.seconds += amount,
-        "min" | "mins" | "minute" | "minutes" => moves.seconds += amount * 60,
-        "hour" | "hours" => moves.seconds += amount * 3_600,
-        "day" | "days" => moves.days += amount,
-        "week" | "weeks" => moves.days += amount * 7,
-        "fortnight" | "fortnights" => moves.days += amount * 14,
-        "month" | "months" => moves.months += amount,
-        "year" | "years" => moves.years += amount,
+    let (field, times) = match unit {
+        "sec" | "secs" | "second" | "seconds" => (&mut moves.seconds, 1),
+        "min" | "mins" | "minute" | "minutes" => (&mut moves.seconds, 60),
+        "hour" | "hours" => (&mut moves.seconds, 3_600),
+        "day" | "days" => (&mut moves.days, 1),
+        "week" | "weeks" => (&mut moves.days, 7),
+        "fortnight" | "fortnights" => (&mut moves.days, 14),
+        "month" | "months" => (&mut moves.months, 1),
+        "year" | "years" => (&mut moves.years, 1),
         _ => return None,
-    }
-    Some(())
+    };
+    *field = field.checked_add(amount.checked_mul(times)?)?;
+    (field.unsigned_abs() <= MAX_MOVE.unsigned_abs()).then_some(())
 }
 
 /// `d` moved by `months`, a day past the month's end running on into the next (PHP's way).
 fn shift_months(d: NaiveDate, months: i64) -> Option<NaiveDate> {
-    let index = i64::from(d.year()) * 12 + i64::from(d.month0()) + months;
+    let index = (i64::from(d.year()) * 12 + i64::from(d.month0())).checked_add(months)?;
     let year = i32::try_from(index.div_euclid(12)).ok()?;
     let month = u32::try_from(index.rem_euclid(12)).ok()? + 1;
-    NaiveDate::from_ymd_opt(year, month, 1)?
-        .checked_add_signed(Duration::days(i64::from(d.day()) - 1))
+    NaiveDate::from_ymd_opt(year, month, 1)?.checked_add_days(Days::new(u64::from(d.day() - 1)))
 }
 
 /// A local time in `tz` as unix seconds; one a DST gap swallowed is the first instant after it.
@@ -133,8 +154,8 @@ fn to_utc(tz: Tz, local: NaiveDateTime) -> Option<i64> {
     let r = tz.from_local_datetime(&local);
     r.earliest()
         .or_else(|| {
-            tz.from_local_datetime(&(local + Duration::hours(1)))
-                .earliest()
+            let later = local.checked_add_signed(Duration::hours(1))?;
+            tz.from_local_datetime(&later).earliest()
         })
         .map(|d| d.timestamp())
 }
@@ -146,20 +167,26 @@ mod tests {
     /// 2026-03-31 14:30:00 in London (BST, UTC+1).
     const NOW: i64 = 1_774_963_800;
 
-    fn london(s: &str) -> Option<String> {
-        let tz: Tz = "Europe/London".parse().expect("zone");
-        parse(s, NOW, tz).map(|t| {
-            tz.timestamp_opt(t, 0)
-                .single()
-                .expect("time")
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
+    fn london() -> Tz {
+        "Europe/London".parse().expect("zone")
+    }
+
+    fn local(t: i64) -> String {
+        london()
+            .timestamp_opt(t, 0)
+            .single()
+            .expect("time")
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    }
+
+    fn read(s: &str) -> Option<String> {
+        strtotime(s, NOW, london()).map(local)
     }
 
     #[test]
     fn relative_forms_move_from_now_in_the_users_zone() {
-        assert_eq!(london("now").as_deref(), Some("2026-03-31 14:30:00"));
+        assert_eq!(read("now").as_deref(), Some("2026-03-31 14:30:00"));
         for (form, expected) in [
             ("-1 week", "2026-03-24 14:30:00"),
             ("-2 days", "2026-03-29 14:30:00"),
@@ -168,8 +195,8 @@ mod tests {
             ("2 days 3 hours ago", "2026-03-29 11:30:00"),
             ("-90 minutes", "2026-03-31 13:00:00"),
             ("-30 sec", "2026-03-31 14:29:30"),
-            ("last week", "2026-03-24 14:30:00"),
             ("next fortnight", "2026-04-14 14:30:00"),
+            ("last month", "2026-03-03 14:30:00"),
             ("today", "2026-03-31 00:00:00"),
             ("midnight", "2026-03-31 00:00:00"),
             ("noon", "2026-03-31 12:00:00"),
@@ -186,7 +213,7 @@ mod tests {
             ("-1 year", "2025-03-31 14:30:00"),
             ("  -1 WEEK ", "2026-03-24 14:30:00"),
         ] {
-            assert_eq!(london(form).as_deref(), Some(expected), "{form}");
+            assert_eq!(read(form).as_deref(), Some(expected), "{form}");
         }
     }
 
@@ -199,7 +226,46 @@ mod tests {
             ("10-12-2021 08:15", "2021-12-10 08:15:00"),
             ("10-07-2021 08:15:30", "2021-07-10 08:15:30"),
         ] {
-            assert_eq!(london(form).as_deref(), Some(expected), "{form}");
+            assert_eq!(read(form).as_deref(), Some(expected), "{form}");
+        }
+    }
+
+    /// `DateTime::modify` keeps the time of day of the date-time it changes when the string
+    /// gives a date only; `strtotime` starts the day at midnight.
+    #[test]
+    fn a_date_alone_keeps_the_time_of_day_under_modify() {
+        let tz = london();
+        assert_eq!(
+            modify("01-12-2021", NOW, tz).map(local).as_deref(),
+            Some("2021-12-01 14:30:00")
+        );
+        assert_eq!(
+            modify("01-12-2021 08:00", NOW, tz).map(local).as_deref(),
+            Some("2021-12-01 08:00:00")
+        );
+        assert_eq!(
+            strtotime("01-12-2021", NOW, tz).map(local).as_deref(),
+            Some("2021-12-01 00:00:00")
+        );
+        assert_eq!(modify("-1 week", NOW, tz), strtotime("-1 week", NOW, tz));
+    }
+
+    /// Whatever a client sends, reading it ends in an answer or `None`, never a panic.
+    #[test]
+    fn extreme_input_is_refused_not_a_panic() {
+        let tz: Tz = "America/New_York".parse().expect("zone");
+        for form in [
+            "31-12-9999 23:30",
+            "01-01-0000",
+            "+1000000 years",
+            "-1000000 years -1000000 months -1000000 days",
+            "1000000 weeks 1000000 fortnights",
+            "9223372036854775807 seconds",
+            "-9223372036854775808 years",
+            "999999 years 999999 years 999999 years",
+        ] {
+            let _ = modify(form, NOW, tz);
+            let _ = strtotime(form, 1 << 40, tz);
         }
     }
 
@@ -212,10 +278,15 @@ mod tests {
             "1 parsec",
             "-1 week garbage",
             "31-02-2021",
-            "99999999 years",
+            "9999999999 years",
             "last monday",
+            "last week",
+            "next week",
+            "this week",
+            "31-12-+262142 23:30",
+            "01-12-21",
         ] {
-            assert_eq!(london(form), None, "{form}");
+            assert_eq!(read(form), None, "{form}");
         }
     }
 }

@@ -145,7 +145,8 @@ pub fn render_time(t: i64, format: TimeFormat, tz: Tz) -> Option<TimeValue> {
 
 /// Parses a `start`/`end` value: a number of seconds, or of milliseconds when above 1e11, or a
 /// date (`2023-11-14 22:00:00`, `2023-11-14`, RFC 3339) read in `tz`, or a relative or
-/// day-first one (`-1 week`, `01-12-2021`: [`crate::php_time`]) read at `now` in `tz`.
+/// day-first one (`-1 week`, `01-12-2021`: [`crate::php_time`]) read at `now` in `tz`. As
+/// emoncms's `DateTime::modify` on now, a date without a time of day keeps now's.
 pub fn parse_time(s: &str, tz: Tz, now: i64) -> Option<i64> {
     let s = s.trim();
     if let Ok(v) = s.parse::<f64>() {
@@ -163,13 +164,15 @@ pub fn parse_time(s: &str, tz: Tz, now: i64) -> Option<i64> {
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
         .ok()
         .or_else(|| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
+            // A date alone keeps the time of day of `now` (`DateTime::modify` changes only
+            // what the string gives).
+            let date = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+            let time = tz.timestamp_opt(now, 0).single()?.naive_local().time();
+            Some(date.and_time(time))
         });
     match naive {
         Some(naive) => local_to_utc(tz, naive),
-        None => crate::php_time::parse(s, now, tz),
+        None => crate::php_time::modify(s, now, tz),
     }
 }
 
@@ -253,13 +256,13 @@ pub fn data(feed: &Feed, req: &DataRequest) -> Result<DataReply, QueryError> {
     // The check above is emoncms's (the rounded span over the interval); its loop then runs to
     // the end inclusive, one point more.
     let cap = req.max_datapoints.saturating_add(1);
-    let (mut points, records) = match feed {
-        Feed::Fixed(f) => (fixed_series(f, start, end, interval, req, cap)?, 0),
+    let series = match feed {
+        Feed::Fixed(f) => fixed_series(f, start, end, interval, req, cap).map(|p| (p, 0)),
         Feed::Variable(f) => {
-            let piece = variable_series(f, start, end, interval, req, cap)?;
-            (piece.points, piece.records)
+            variable_series(f, start, end, interval, req, cap).map(|p| (p.points, p.records))
         }
     };
+    let (mut points, records) = series.map_err(|e| the_limit(e, req.max_datapoints))?;
     if req.delta {
         let last = match req.last_value {
             Some(lv) => Some(lv),
@@ -423,11 +426,24 @@ pub fn grid(req: &DataRequest) -> Result<(Vec<i64>, Interval, TimeFormat), Query
         interval,
         req.tz,
         req.max_datapoints.saturating_add(1),
-    )?
+    )
+    .map_err(|e| the_limit(e, req.max_datapoints))?
     .into_iter()
     .map(|w| w.0)
     .collect();
     Ok((times, interval, format))
+}
+
+/// A refusal for too many points names the configured limit, not the one more point a
+/// series may hold past it.
+fn the_limit(e: QueryError, max: u64) -> QueryError {
+    match e {
+        QueryError::TooManyPoints { requested, .. } => QueryError::TooManyPoints {
+            limit: max,
+            requested,
+        },
+        e => e,
+    }
 }
 
 /// emoncms's automatic interval: about 800 points when none (or one below 1 s) is given.
@@ -483,8 +499,8 @@ fn local_to_utc(tz: Tz, naive: NaiveDateTime) -> Option<i64> {
         .or_else(|| r.latest())
         // A DST gap swallowed this local time: take the first instant after it.
         .or_else(|| {
-            tz.from_local_datetime(&(naive + ChronoDuration::hours(1)))
-                .earliest()
+            let later = naive.checked_add_signed(ChronoDuration::hours(1))?;
+            tz.from_local_datetime(&later).earliest()
         })
         .map(|d| d.timestamp())
 }
@@ -1356,6 +1372,16 @@ mod tests {
                 .len(),
             20_001
         );
+        // A calendar interval past the limit names the limit itself.
+        let r = DataRequest::new(0, 60 * 366 * 86_400, Interval::Calendar(Calendar::Daily));
+        assert!(matches!(
+            data(&feed, &r),
+            Err(QueryError::TooManyPoints { limit: 20_000, .. })
+        ));
+        assert!(matches!(
+            grid(&r),
+            Err(QueryError::TooManyPoints { limit: 20_000, .. })
+        ));
     }
 
     /// A variable-interval feed asked for `original` answers nothing, as emoncms's

@@ -87,6 +87,25 @@ impl Catalog {
         Ok(())
     }
 
+    /// Replaces input `id`'s list with `list` only if it is still `was`; false if it changed.
+    pub async fn replace_input_process_list(
+        &self,
+        id: i64,
+        was: &str,
+        list: &str,
+    ) -> Result<bool, CatalogError> {
+        let changed = on_db!(&self.db, p => sqlx::query(
+            "UPDATE inputs SET processList = $1 WHERE id = $2 AND processList = $3",
+        )
+        .bind(list)
+        .bind(id)
+        .bind(was)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(changed > 0)
+    }
+
     /// Whether the user switched automatic input creation off.
     pub async fn input_creation_disabled(&self, userid: i64) -> Result<bool, CatalogError> {
         let sql = "SELECT userid FROM input_disable WHERE userid = $1";
@@ -160,6 +179,37 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use crate::catalog::{test_catalog, test_user};
+
+    /// A list is replaced only if it is still the one the caller saw.
+    #[tokio::test]
+    async fn a_list_is_replaced_only_if_unchanged() {
+        let (_d, cat) = test_catalog().await;
+        let a = test_user(&cat, "alice").await;
+        let input = cat.create_input(a.id, "n", "x").await.expect("create");
+        cat.set_input_process_list(input.id, "1:1,52:1")
+            .await
+            .expect("set");
+        // Its owner saved another meanwhile: left alone.
+        cat.set_input_process_list(input.id, "1:1")
+            .await
+            .expect("set");
+        assert!(
+            !cat.replace_input_process_list(input.id, "1:1,52:1", "x:1,52:1")
+                .await
+                .expect("db")
+        );
+        assert!(
+            cat.replace_input_process_list(input.id, "1:1", "process__error_found:0,1:1")
+                .await
+                .expect("db")
+        );
+        let row = cat
+            .input_of(a.id, input.id)
+            .await
+            .expect("db")
+            .expect("row");
+        assert_eq!(row.process_list, "process__error_found:0,1:1");
+    }
 
     #[tokio::test]
     async fn inputs_are_unique_per_user_node_and_name() {

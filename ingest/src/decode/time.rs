@@ -77,7 +77,7 @@ fn parse_checked(s: &str, now: i64) -> Option<i64> {
     }
     // `-1 hour`, `yesterday 12:00`, `01-12-2021`: strtotime reads them in the server's zone,
     // which emoncms sets to UTC.
-    ynni_storage::php_time::parse(s, now, chrono_tz::Tz::UTC)
+    ynni_storage::php_time::strtotime(s, now, chrono_tz::Tz::UTC)
 }
 
 #[cfg(test)]

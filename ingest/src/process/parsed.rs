@@ -56,6 +56,8 @@ impl Step {
 #[derive(Debug, Clone, Default)]
 pub struct ProcessList {
     steps: Vec<Step>,
+    /// The stored text it was parsed from (a change of it is made only if it is still this).
+    source: String,
     /// See [`ProcessList::feed_args`]; read from the text, where the rule is defined.
     feed_args: Vec<u32>,
 }
@@ -76,7 +78,16 @@ impl ProcessList {
         }
         let feed_args = raw.iter().filter_map(plain_feed_arg).collect();
         let steps = raw.into_iter().map(Step::parse).collect();
-        Self { steps, feed_args }
+        Self {
+            steps,
+            source: stored.to_string(),
+            feed_args,
+        }
+    }
+
+    /// The stored text this list was parsed from.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     pub fn steps(&self) -> &[Step] {

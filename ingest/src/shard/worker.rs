@@ -328,9 +328,17 @@ struct Core {
     /// The lease's fence in cluster mode, which bounds how long a replay waits for a failing
     /// catalog (the store's own guard is set only once the replay is done).
     fence: Option<Arc<Fence>>,
-    /// Inputs (user, input) whose list looped while live, to be disabled
+    /// Inputs whose list looped while live, with the list's stored text, to be disabled
     /// ([`Worker::disable_looping_lists`]).
-    looping: Vec<(i64, i64)>,
+    looping: Vec<Looping>,
+}
+
+/// An input whose list looped.
+struct Looping {
+    userid: i64,
+    input: i64,
+    /// The stored text of the list that looped.
+    list: String,
 }
 
 /// A submission in the log, waiting for its sync: the record, the sync's ticket, the caller,
@@ -387,6 +395,8 @@ pub struct Worker {
     /// The end of what the open replayed (whoever's records they were): until a checkpoint
     /// covers it, every reload checkpoints first.
     replayed_to: Option<Lsn>,
+    /// When disabling a looping list last failed ([`Worker::disable_looping_lists`]).
+    loop_disable_failed: Option<std::time::Instant>,
 }
 
 impl Worker {
@@ -451,6 +461,7 @@ impl Worker {
             export_flushed: None,
             last_logged: HashMap::new(),
             replayed_to,
+            loop_disable_failed: None,
         })
     }
 
@@ -636,41 +647,60 @@ impl Worker {
     /// Disables each list that looped, as emoncms does: `process__error_found:0,` is put in
     /// front of it, which stops it from then on and shows in the input's list. The user's
     /// records are checkpointed first, as for any change of a list, so a replay never runs the
-    /// records before with the disabled list. A list that cannot be disabled now (no
-    /// checkpoint, no catalog) is disabled when it next loops.
+    /// records before with the disabled list. Only the list that looped is changed (not one
+    /// its owner saved since), and only by a worker that may still write. A list that cannot
+    /// be disabled now (no checkpoint, no catalog) is tried again when it next loops, at most
+    /// once per [`LOOP_RETRY`].
     fn disable_looping_lists(&mut self) {
         if self.core.looping.is_empty() {
             return;
         }
-        for (userid, input) in std::mem::take(&mut self.core.looping) {
+        let mut looping = std::mem::take(&mut self.core.looping);
+        if !self.may_write()
+            || self
+                .loop_disable_failed
+                .is_some_and(|at| at.elapsed() < LOOP_RETRY)
+        {
+            return;
+        }
+        looping.sort_by_key(|l| l.input);
+        looping.dedup_by_key(|l| l.input);
+        for Looping {
+            userid,
+            input,
+            list,
+        } in looping
+        {
             if let Err(e) = self.settle(userid) {
+                self.loop_disable_failed = Some(std::time::Instant::now());
                 tracing::warn!(shard = self.n, input, error = %e, "a looping list is disabled later: no checkpoint");
-                continue;
+                return;
             }
-            let catalog = self.core.catalog.clone();
-            let disabled = self.core.handle.block_on(async {
-                let Some(row) = catalog.input_of(userid, input).await? else {
-                    return Ok(false);
-                };
-                if row.process_list.starts_with(DISABLED_PREFIX) {
-                    return Ok(false);
-                }
-                let list = format!("{DISABLED_PREFIX}{}", row.process_list);
-                catalog.set_input_process_list(input, &list).await?;
-                Ok::<_, ynni_core::CatalogError>(true)
-            });
-            match disabled {
+            let disabled = format!("{DISABLED_PREFIX}{list}");
+            let catalog = &self.core.catalog;
+            match self
+                .core
+                .handle
+                .block_on(catalog.replace_input_process_list(input, &list, &disabled))
+            {
                 Ok(true) => {
                     tracing::warn!(shard = self.n, input, "a looping process list was disabled");
                     // Its next packet runs the disabled list.
                     self.core.users.remove(&userid);
                 }
-                Ok(false) => {}
+                // Changed since it ran (its owner saved another, or it is disabled already):
+                // the lists are read again.
+                Ok(false) => {
+                    self.core.users.remove(&userid);
+                }
                 Err(e) => {
+                    self.loop_disable_failed = Some(std::time::Instant::now());
                     tracing::warn!(shard = self.n, input, error = %e, "a looping list is disabled later: catalog");
+                    return;
                 }
             }
         }
+        self.loop_disable_failed = None;
     }
 
     /// Flushes and checkpoints at once when more points wait in memory than the store holds
@@ -1142,6 +1172,10 @@ impl Worker {
         self.disable_looping_lists();
     }
 }
+
+/// How long after a failure to disable a looping list the worker tries again (each try may
+/// checkpoint the shard and wait for the catalog).
+const LOOP_RETRY: Duration = Duration::from_secs(60);
 
 /// How far ahead of its record's arrival an input's time may be and still hold back older
 /// packets as resent: device clocks run a little fast, never hours.
@@ -1668,7 +1702,10 @@ impl Core {
                     .state
                     .input_newest
                     .insert(id, (t, *value))
-                    .filter(|(nt, _)| !from_the_future(*nt, record.received));
+                    .filter(|(nt, _)| {
+                        !from_the_future(*nt, record.received)
+                            || from_the_future(t, record.received)
+                    });
                 // A resent packet must not run accumulators twice: the same time and value as
                 // the last or the newest is skipped, and so is an older time for lists that
                 // keep state (an emonhub retry resends its whole buffer, oldest rows first).
@@ -1717,7 +1754,11 @@ impl Core {
                     Outcome::LoopGuard if warned.insert(id) => {
                         tracing::warn!(input = id, "process list loops; it was stopped");
                         if !replaying {
-                            self.looping.push((userid, id));
+                            self.looping.push(Looping {
+                                userid,
+                                input: id,
+                                list: list.source().to_string(),
+                            });
                         }
                     }
                     Outcome::Aborted { .. } | Outcome::LoopGuard => {}
@@ -2771,6 +2812,24 @@ mod tests {
             Feed::Fixed(_) => panic!("a variable feed"),
         };
         assert_eq!(logged, vec![T, T + 10, T + 20, T + 30, future]);
+
+        // A device whose clock is always an hour fast keeps the resend rule: its newest time
+        // is forgotten only for a packet that is itself on time.
+        let fast = now_secs() + 3_600;
+        for t in [fast, fast + 10, fast] {
+            let sub = Submission {
+                userid: rig.userid,
+                batches: vec![Decoded {
+                    time: t,
+                    node: "house".into(),
+                    values: vec![("power".into(), Some(100.0))],
+                }],
+                http: true,
+            };
+            submit(&mut w, sub).expect("stored");
+        }
+        let newest: Vec<i64> = w.core.state.input_newest.values().map(|v| v.0).collect();
+        assert_eq!(newest, vec![fast + 10], "the resent packet did not run");
     }
 
     /// A kWh feed with data of its own (imported) that a list starts accumulating into, and a

@@ -46,7 +46,11 @@ const actionButton = (act, label, text, disabled, onclick) => h('button.small', 
 
 function stepItem(step, i, count, env, { move, remove }) {
   const def = env.catalog[step.key];
-  const name = def ? def.name : `Unknown process ${step.key}`;
+  // Put in front of a list that looped (not offered in the catalog, so named here).
+  const stopped = step.key === 'process__error_found'
+    ? 'Error found: this list looped and was stopped; remove this step to run it again'
+    : null;
+  const name = def ? def.name : (stopped || `Unknown process ${step.key}`);
   const n = i + 1;
   const specs = def ? def.args : [];
   const argParts = [];
