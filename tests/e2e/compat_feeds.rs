@@ -1479,3 +1479,57 @@ async fn data_reads_relative_and_day_first_times() {
         "1 December 2021 at the time of day of now: {first}"
     );
 }
+
+/// Flags read as emoncms reads them: `skipmissing` and `limitinterval` by PHP's integer cast
+/// (`true` is 0, off; `2` is on), `average` by PHP's truth of the text (`yes` is on, `0` off).
+#[tokio::test]
+async fn data_flags_are_read_as_php_reads_them() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let feed = create(&server, &write, "gappy", 5).await;
+    // T0 and T0+30 hold values; T0+10 and T0+20 are missing.
+    for (t, v) in [(T0, 1), (T0 + 30, 4)] {
+        let path = format!("/feed/insert.json?id={feed}&time={t}&value={v}");
+        assert_eq!(seen(&get(&c, &keyed(&server, &path, &write)).await).0, 200);
+    }
+    let data = |extra: &str| {
+        keyed(
+            &server,
+            &format!(
+                "/feed/data.json?id={feed}&start={T0}&end={}&interval=10&timeformat=unix{extra}",
+                T0 + 30
+            ),
+            &read,
+        )
+    };
+    let points = |extra: &str| {
+        let url = data(extra);
+        let c = c.clone();
+        async move { get(&c, &url).await.json().as_array().map(Vec::len) }
+    };
+    assert_eq!(points("").await, Some(4));
+    assert_eq!(points("&skipmissing=1").await, Some(2));
+    assert_eq!(points("&skipmissing=2").await, Some(2));
+    assert_eq!(
+        points("&skipmissing=true").await,
+        Some(4),
+        "(int)\"true\" is 0"
+    );
+    assert_eq!(points("&skipmissing=0").await, Some(4));
+    // Averaged over 20 s windows: (1) and (4), against the plain read's 1 and null.
+    let averaged = |flag: &str| {
+        let url = keyed(
+            &server,
+            &format!(
+                "/feed/data.json?id={feed}&start={T0}&end={}&interval=20&timeformat=unix&average={flag}",
+                T0 + 30
+            ),
+            &read,
+        );
+        let c = c.clone();
+        async move { get(&c, &url).await.json() }
+    };
+    assert_eq!(averaged("yes").await, averaged("1").await);
+    assert_ne!(averaged("0").await, averaged("1").await);
+}

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use ynni_core::catalog::FeedRow;
+use ynni_ingest::decode::numbers::php_int_cast as php_int;
 use ynni_ingest::number;
 use ynni_ingest::shard::{FeedAnswer, FeedOp, IngestError};
 use ynni_storage::query::{self, DataRequest, Interval, QueryError, TimeFormat, TimeValue};
@@ -151,22 +152,23 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
         .await;
     }
     let interval = Interval::parse(interval_text).map_err(ApiError::fail)?;
+    // As emoncms reads them: `average`, `delta` (a value per feed) and `csv` are on when PHP
+    // takes the text for true (anything but empty or `0`: `yes` and `2` too); `skipmissing` and
+    // `limitinterval` are cast to an integer by the engines (`true` is 0, so off).
     let flags = |k: &str| -> Vec<bool> {
         p.get(k)
             .unwrap_or("")
             .split(',')
             .take(MAX_IDS)
-            .map(|v| {
-                let v = v.trim();
-                v == "1" || v.eq_ignore_ascii_case("true")
-            })
+            .map(|v| !crate::params::php_falsy(Some(v)))
             .collect()
     };
     let flag = |k: &str| flags(k).first().copied().unwrap_or(false);
+    let cast = |k: &str| p.get(k).is_some_and(|v| php_int(v) != 0);
     let (averages, deltas) = (flags("average"), flags("delta"));
     let mut base = DataRequest::new(start, end, interval);
-    base.skipmissing = flag("skipmissing");
-    base.limitinterval = flag("limitinterval");
+    base.skipmissing = cast("skipmissing");
+    base.limitinterval = cast("limitinterval");
     base.dp = p
         .get("dp")
         .and_then(|d| d.trim().parse().ok())
