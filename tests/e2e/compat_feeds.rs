@@ -1533,3 +1533,33 @@ async fn data_flags_are_read_as_php_reads_them() {
     assert_eq!(averaged("yes").await, averaged("1").await);
     assert_ne!(averaged("0").await, averaged("1").await);
 }
+
+/// `feed/value` at a time on a fixed-interval feed that holds no point yet is `false`, as
+/// emoncms's PHPFina answers; a variable-interval feed's is `null`, and once a point is
+/// written the fixed feed's is `null` away from it.
+#[tokio::test]
+async fn value_at_a_time_of_an_empty_fixed_feed_is_false() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let fina = create(&server, &write, "fina", 5).await;
+    let series = create(&server, &write, "series", 2).await;
+    let value = |id: i64, t: i64| {
+        keyed(
+            &server,
+            &format!("/feed/value.json?id={id}&time={t}"),
+            &read,
+        )
+    };
+    assert_eq!(seen(&get(&c, &value(fina, T0)).await), (200, JSON, "false"));
+    assert_eq!(
+        seen(&get(&c, &value(series, T0)).await),
+        (200, JSON, "null")
+    );
+    insert(&server, &write, fina, &[7]).await;
+    assert_eq!(seen(&get(&c, &value(fina, T0)).await), (200, JSON, "7"));
+    assert_eq!(
+        seen(&get(&c, &value(fina, T0 + 1000)).await),
+        (200, JSON, "null")
+    );
+}

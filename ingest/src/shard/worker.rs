@@ -174,6 +174,9 @@ pub enum FeedAnswer {
     /// Each asked feed's last update, in the order asked.
     Lasts(Vec<Option<(i64, Value)>>),
     Value(Option<f64>),
+    /// A fixed-interval feed with no point yet, asked for its value at a time: emoncms's
+    /// PHPFina answers `false` rather than `null`.
+    NoData,
     Meta(FeedMeta),
     /// Each asked feed's meta, in the order asked.
     Metas(Vec<Option<FeedMeta>>),
@@ -867,9 +870,10 @@ impl Worker {
                     })
                     .collect(),
             ),
-            FeedOp::ValueAt { id, time } => {
-                FeedAnswer::Value(query::value_at(self.store.feed(id)?, time)?)
-            }
+            FeedOp::ValueAt { id, time } => match self.store.feed(id)? {
+                Feed::Fixed(f) if f.meta().npoints == 0 => FeedAnswer::NoData,
+                feed => FeedAnswer::Value(query::value_at(feed, time)?),
+            },
             FeedOp::Delete { id } => {
                 // Files already gone (a crash after they were removed, before the catalog's
                 // row was): done, so the row can go too instead of the feed staying for good.

@@ -476,6 +476,7 @@ async fn value(call: &Call<'_>) -> ApiResult {
             };
             match run(call, &row, op).await? {
                 FeedAnswer::Value(v) => v,
+                FeedAnswer::NoData => return Ok(reply::json(json!(false))),
                 _ => None,
             }
         }
