@@ -14,7 +14,7 @@ use chrono::{Datelike, Days, NaiveDate};
 use proptest::prelude::*;
 use ynni_billing::{Billing, BillingError, Plan, Policy, Standing, utc_day};
 use ynni_core::Catalog;
-use ynni_core::catalog::{NewUser, Posted};
+use ynni_core::catalog::{LedgerTx, NewUser, Posted};
 
 fn policy() -> Policy {
     let standard = Plan {
@@ -54,6 +54,20 @@ async fn user(cat: &Catalog, name: &str) -> i64 {
 
 fn today() -> NaiveDate {
     utc_day(chrono::Utc::now().timestamp())
+}
+
+/// The first of January after today: a month wholly ahead, for runs dated in it.
+fn next_january() -> NaiveDate {
+    NaiveDate::from_ymd_opt(today().year_ce().1 as i32 + 1, 1, 1).unwrap()
+}
+
+/// The overage charged to `userid` for the month starting `first`.
+async fn overage_of(cat: &Catalog, userid: i64, first: NaiveDate) -> LedgerTx {
+    let month = first.format("%Y-%m").to_string();
+    cat.ledger_tx(&format!("overage:{userid}:{month}"))
+        .await
+        .unwrap()
+        .expect("charged")
 }
 
 fn plus(d: NaiveDate, n: u64) -> NaiveDate {
@@ -509,7 +523,7 @@ async fn a_numbered_month_is_final() {
         .await
         .unwrap();
     // A month ahead, whole.
-    let first = NaiveDate::from_ymd_opt(today().year_ce().1 as i32 + 1, 1, 1).unwrap();
+    let first = next_january();
     let month = first.format("%Y-%m").to_string();
     let next = plus(first, 31);
     billing.accrue(plus(first, 20)).await.unwrap();
@@ -562,17 +576,12 @@ async fn storage_is_averaged_over_the_whole_month() {
         pence_per_gb_month: 31,
     };
     let billing = Billing::new(cat.clone(), p);
-    let first = NaiveDate::from_ymd_opt(today().year_ce().1 as i32 + 1, 1, 1).unwrap();
+    let first = next_january();
     cat.set_usage_snapshot(alice, &plus(first, 30).to_string(), 0, 0, 31_000_000_000)
         .await
         .unwrap();
     billing.accrue(plus(first, 32)).await.unwrap();
-    let month = first.format("%Y-%m").to_string();
-    let tx = cat
-        .ledger_tx(&format!("overage:{alice}:{month}"))
-        .await
-        .unwrap()
-        .expect("charged");
+    let tx = overage_of(&cat, alice, first).await;
     assert_eq!(tx.customer_amount, 31, "{tx:?}");
 }
 
@@ -623,7 +632,7 @@ async fn values_past_the_allowance_are_charged_once_for_the_month() {
     };
     let billing = Billing::new(cat.clone(), p);
     // A month ahead, whole: 45,000 values received in it, 35,000 past the allowance: 175p.
-    let first = NaiveDate::from_ymd_opt(today().year_ce().1 as i32 + 1, 1, 1).unwrap();
+    let first = next_january();
     let handled = Handled {
         http_values: 10_000,
         mqtt_values: 5_000,
@@ -689,7 +698,7 @@ async fn a_plan_chosen_after_a_month_ends_does_not_reprice_it() {
     p.plans.insert("cheap".into(), cheap);
     let billing = Billing::new(cat.clone(), p);
     // A month ahead: 45,000 values, 35,000 past the allowance (175p on standard, 35p on cheap).
-    let first = NaiveDate::from_ymd_opt(today().year_ce().1 as i32 + 1, 1, 1).unwrap();
+    let first = next_january();
     let handled = Handled {
         http_values: 45_000,
         mqtt_values: 0,
@@ -704,12 +713,7 @@ async fn a_plan_chosen_after_a_month_ends_does_not_reprice_it() {
     cat.set_billing_plan(alice, "cheap", noon).await.unwrap();
     billing.accrue(plus(first, 32)).await.unwrap();
 
-    let month = first.format("%Y-%m").to_string();
-    let tx = cat
-        .ledger_tx(&format!("overage:{alice}:{month}"))
-        .await
-        .unwrap()
-        .expect("charged");
+    let tx = overage_of(&cat, alice, first).await;
     assert_eq!(tx.customer_amount, 175, "standard's price: {tx:?}");
     // Each day at the price per feed of the plan it ended on.
     let rate = |day: NaiveDate| {

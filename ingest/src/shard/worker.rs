@@ -2177,6 +2177,31 @@ mod tests {
 
         /// A feed named `name` and the input `node/name` whose list is `process` applied to
         /// it (`4` is power to kWh, `1` log to feed); returns the feed's id.
+        /// A variable-interval feed's row (its file is made on the worker's store).
+        fn variable_feed(&self, name: &str) -> u32 {
+            let id = self
+                .rt
+                .block_on(self.catalog.create_feed(self.userid, name, "", 2, ""))
+                .expect("feed");
+            u32::try_from(id).expect("id")
+        }
+
+        /// The input `house/<name>` with the stored list `list`; returns its id.
+        fn house_input(&self, name: &str, list: &str) -> i64 {
+            self.rt.block_on(async {
+                let input = self
+                    .catalog
+                    .create_input(self.userid, "house", name)
+                    .await
+                    .expect("input");
+                self.catalog
+                    .set_input_process_list(input.id, list)
+                    .await
+                    .expect("list");
+                input.id
+            })
+        }
+
         fn feed_fed_by(&self, node: &str, name: &str, process: u32) -> u32 {
             self.rt.block_on(async {
                 let feed = self
@@ -2230,6 +2255,36 @@ mod tests {
 
     fn submit(w: &mut Worker, s: Submission) -> Result<(), IngestError> {
         group(w, vec![s]).pop().unwrap_or(Err(IngestError::Stopped))
+    }
+
+    /// Posts `values` (name, value) of node `house` at `time` for `userid`.
+    fn post_house(w: &mut Worker, userid: i64, time: i64, values: &[(&str, f64)]) {
+        let sub = Submission {
+            userid,
+            batches: vec![Decoded {
+                time,
+                node: "house".into(),
+                values: values
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), Some(*v)))
+                    .collect(),
+            }],
+            http: true,
+        };
+        submit(w, sub).expect("stored");
+    }
+
+    /// The times a variable-interval feed holds.
+    fn variable_times(w: &mut Worker, feed: u32) -> Vec<i64> {
+        match w.store.feed(feed).expect("feed") {
+            Feed::Variable(f) => f
+                .read_range(0, u32::MAX)
+                .expect("read")
+                .into_iter()
+                .map(|(t, _)| i64::from(t))
+                .collect(),
+            Feed::Fixed(_) => panic!("a variable feed"),
+        }
     }
 
     /// One HTTP submission of `a`/`x` = 1 at `T`.
@@ -2686,82 +2741,34 @@ mod tests {
     #[test]
     fn a_looping_list_is_disabled() {
         let rig = Rig::new();
-        let (log, looping, fine) = rig.rt.block_on(async {
-            let c = &rig.catalog;
-            let log = c
-                .create_feed(rig.userid, "log", "", 2, "")
-                .await
-                .expect("feed");
-            let looping = c
-                .create_input(rig.userid, "house", "loops")
-                .await
-                .expect("input");
-            c.set_input_process_list(looping.id, &format!("1:{log},52:1"))
-                .await
-                .expect("list");
-            let fine = c
-                .create_input(rig.userid, "house", "fine")
-                .await
-                .expect("input");
-            c.set_input_process_list(fine.id, "2:2")
-                .await
-                .expect("list");
-            (log as u32, looping.id, fine.id)
-        });
+        let log = rig.variable_feed("log");
+        let looping = rig.house_input("loops", &format!("1:{log},52:1"));
+        let fine = rig.house_input("fine", "2:2");
         let mut w = rig.open();
         w.store.create_variable(log).expect("file");
         for t in [T, T + 10, T + 20] {
-            let sub = Submission {
-                userid: rig.userid,
-                batches: vec![Decoded {
-                    time: t,
-                    node: "house".into(),
-                    values: vec![("loops".into(), Some(1.0)), ("fine".into(), Some(1.0))],
-                }],
-                http: true,
-            };
-            submit(&mut w, sub).expect("stored");
+            post_house(&mut w, rig.userid, t, &[("loops", 1.0), ("fine", 1.0)]);
         }
-        let lists = rig.rt.block_on(async {
-            let c = &rig.catalog;
-            let looping = c.input_of(rig.userid, looping).await.expect("db");
-            let fine = c.input_of(rig.userid, fine).await.expect("db");
-            (
-                looping.expect("input").process_list,
-                fine.expect("input").process_list,
-            )
-        });
-        assert_eq!(
-            lists,
-            (
-                format!("process__error_found:0,1:{log},52:1"),
-                "2:2".to_string()
-            )
-        );
-        let logged = match w.store.feed(log).expect("feed") {
-            Feed::Variable(f) => f.read_range(0, u32::MAX).expect("read").len(),
-            Feed::Fixed(_) => panic!("a variable feed"),
+        let list = |input: i64| {
+            rig.rt
+                .block_on(rig.catalog.input_of(rig.userid, input))
+                .expect("db")
+                .expect("input")
+                .process_list
         };
         assert_eq!(
-            logged, 1,
-            "the first packet ran up to the guard, the later ones nothing"
+            list(looping),
+            format!("process__error_found:0,1:{log},52:1")
         );
-        let after = logged;
-        let sub = Submission {
-            userid: rig.userid,
-            batches: vec![Decoded {
-                time: T + 30,
-                node: "house".into(),
-                values: vec![("loops".into(), Some(1.0))],
-            }],
-            http: true,
-        };
-        submit(&mut w, sub).expect("stored");
-        let logged = match w.store.feed(log).expect("feed") {
-            Feed::Variable(f) => f.read_range(0, u32::MAX).expect("read").len(),
-            Feed::Fixed(_) => panic!("a variable feed"),
-        };
-        assert_eq!(logged, after, "disabled: nothing logged");
+        assert_eq!(list(fine), "2:2");
+        // The first packet ran up to the guard; the later ones ran nothing.
+        assert_eq!(variable_times(&mut w, log), vec![T]);
+        post_house(&mut w, rig.userid, T + 30, &[("loops", 1.0)]);
+        assert_eq!(
+            variable_times(&mut w, log),
+            vec![T],
+            "disabled: nothing logged"
+        );
     }
 
     /// One packet whose time is far ahead of its arrival (a millisecond timestamp, a clock set
@@ -2771,66 +2778,25 @@ mod tests {
     #[test]
     fn a_time_from_the_future_does_not_stop_an_inputs_list() {
         let rig = Rig::new();
-        let (log, kwh) = rig.rt.block_on(async {
-            let c = &rig.catalog;
-            let log = c
-                .create_feed(rig.userid, "log", "", 2, "")
-                .await
-                .expect("feed");
-            let kwh = c
-                .create_feed(rig.userid, "kwh", "", 2, "")
-                .await
-                .expect("feed");
-            let input = c
-                .create_input(rig.userid, "house", "power")
-                .await
-                .expect("input");
-            c.set_input_process_list(input.id, &format!("1:{log},4:{kwh}"))
-                .await
-                .expect("list");
-            (log as u32, kwh as u32)
-        });
+        let (log, kwh) = (rig.variable_feed("log"), rig.variable_feed("kwh"));
+        rig.house_input("power", &format!("1:{log},4:{kwh}"));
         let mut w = rig.open();
         w.store.create_variable(log).expect("file");
         w.store.create_variable(kwh).expect("file");
         let future = now_secs() + 10 * 365 * 86_400;
         for t in [T, T + 10, future, T + 20, T + 30, T + 25] {
-            let sub = Submission {
-                userid: rig.userid,
-                batches: vec![Decoded {
-                    time: t,
-                    node: "house".into(),
-                    values: vec![("power".into(), Some(100.0))],
-                }],
-                http: true,
-            };
-            submit(&mut w, sub).expect("stored");
+            post_house(&mut w, rig.userid, t, &[("power", 100.0)]);
         }
-        let logged: Vec<i64> = match w.store.feed(log).expect("feed") {
-            Feed::Variable(f) => f
-                .read_range(0, u32::MAX)
-                .expect("read")
-                .into_iter()
-                .map(|(t, _)| i64::from(t))
-                .collect(),
-            Feed::Fixed(_) => panic!("a variable feed"),
-        };
-        assert_eq!(logged, vec![T, T + 10, T + 20, T + 30, future]);
+        assert_eq!(
+            variable_times(&mut w, log),
+            vec![T, T + 10, T + 20, T + 30, future]
+        );
 
         // A device whose clock is always an hour fast keeps the resend rule: its newest time
         // is forgotten only for a packet that is itself on time.
         let fast = now_secs() + 3_600;
         for t in [fast, fast + 10, fast] {
-            let sub = Submission {
-                userid: rig.userid,
-                batches: vec![Decoded {
-                    time: t,
-                    node: "house".into(),
-                    values: vec![("power".into(), Some(100.0))],
-                }],
-                http: true,
-            };
-            submit(&mut w, sub).expect("stored");
+            post_house(&mut w, rig.userid, t, &[("power", 100.0)]);
         }
         let newest: Vec<i64> = w.core.state.input_newest.values().map(|v| v.0).collect();
         assert_eq!(newest, vec![fast + 10], "the resent packet did not run");
