@@ -124,6 +124,8 @@ try {
   check(!/used up/.test(after), `no grace banner after the voucher: ${after}`);
 
   step('prints without navigation');
+  // The statement is fetched after the page is ready (as on the first visit above).
+  await page.locator('#statement').waitFor();
   await page.emulateMedia({ media: 'print' });
   check(!(await page.locator('header.top').isVisible()), 'the header is not printed');
   check(await page.locator('#statement').isVisible(), 'the statement is printed');
