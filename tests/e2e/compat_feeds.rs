@@ -1562,4 +1562,21 @@ async fn value_at_a_time_of_an_empty_fixed_feed_is_false() {
         seen(&get(&c, &value(fina, T0 + 1000)).await),
         (200, JSON, "null")
     );
+    // `time` as the feed model reads it: `0` asks for the last value, text is time 0.
+    let value_text = |t: &str| {
+        keyed(
+            &server,
+            &format!("/feed/value.json?id={fina}&time={t}"),
+            &read,
+        )
+    };
+    assert_eq!(seen(&get(&c, &value_text("0")).await), (200, JSON, "7"));
+    assert_eq!(
+        seen(&get(&c, &value_text("abc")).await),
+        (200, JSON, "null")
+    );
+    assert_eq!(
+        seen(&get(&c, &value_text(&format!("{T0}.9"))).await),
+        (200, JSON, "7")
+    );
 }

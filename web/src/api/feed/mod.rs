@@ -459,10 +459,13 @@ async fn last(call: &Call<'_>, row: &FeedRow) -> Result<Option<(i64, Option<f64>
 
 async fn value(call: &Call<'_>) -> ApiResult {
     let row = readable(call, call.params.get("id")).await?;
+    // emoncms's feed model: a `time` PHP takes for false (absent, empty, `0`) asks for the
+    // last value; any other is cast to an integer (`abc` is time 0).
     let time = call
         .params
         .get("time")
-        .and_then(|t| t.trim().parse::<f64>().ok());
+        .filter(|t| !crate::params::php_falsy(Some(t)))
+        .map(php_int);
     if is_virtual(&row) {
         return Err(ApiError::not_implemented(
             "feed/value of a virtual feed (use feed/data)",
@@ -472,7 +475,7 @@ async fn value(call: &Call<'_>) -> ApiResult {
         Some(t) => {
             let op = FeedOp::ValueAt {
                 id: row.id as u32,
-                time: t as i64,
+                time: t,
             };
             match run(call, &row, op).await? {
                 FeedAnswer::Value(v) => v,
