@@ -1580,3 +1580,32 @@ async fn value_at_a_time_of_an_empty_fixed_feed_is_false() {
         (200, JSON, "7")
     );
 }
+
+/// `dp` as emoncms compares it with -1 under PHP 8: a numeric `-1` leaves values alone, an
+/// empty or non-numeric one rounds to whole numbers, a negative one to tens or hundreds.
+#[tokio::test]
+async fn dp_is_read_as_php_reads_it() {
+    let server = Server::start();
+    let (_, read, write) = register(&server, "alice", "secret1").await;
+    let c = script();
+    let feed = create(&server, &write, "precise", 5).await;
+    let path = format!("/feed/insert.json?id={feed}&time={T0}&value=1234.5");
+    assert_eq!(seen(&get(&c, &keyed(&server, &path, &write)).await).0, 200);
+    let value_with = |dp: &str| {
+        let url = keyed(
+            &server,
+            &format!(
+                "/feed/data.json?id={feed}&start={T0}&end={}&interval=10&timeformat=unix&dp={dp}",
+                T0 + 10
+            ),
+            &read,
+        );
+        let c = c.clone();
+        async move { get(&c, &url).await.json()[0][1].clone() }
+    };
+    assert_eq!(value_with("-1").await, serde_json::json!(1234.5));
+    assert_eq!(value_with("1").await, serde_json::json!(1234.5));
+    assert_eq!(value_with("").await, serde_json::json!(1235));
+    assert_eq!(value_with("abc").await, serde_json::json!(1235));
+    assert_eq!(value_with("-2").await, serde_json::json!(1200));
+}

@@ -169,10 +169,13 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
     let mut base = DataRequest::new(start, end, interval);
     base.skipmissing = cast("skipmissing");
     base.limitinterval = cast("limitinterval");
+    // emoncms rounds unless `$dp != -1` is false under PHP 8's comparison: a numeric text
+    // compares as a number (`-1`, ` -1.0` leave values alone), any other text as text, so
+    // `dp=` and `dp=abc` round to whole numbers (`(int)` of them is 0) and `dp=-2` to hundreds.
     base.dp = p
         .get("dp")
-        .and_then(|d| d.trim().parse().ok())
-        .filter(|d: &i32| *d >= 0);
+        .filter(|d| ynni_ingest::decode::numbers::php_numeric(d) != Some(-1.0))
+        .map(|d| php_int(d).clamp(-15, 15) as i32);
     base.timeformat = p.get("timeformat").unwrap_or("unixms").to_string();
     base.tz = tz;
 
