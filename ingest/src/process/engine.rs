@@ -299,10 +299,16 @@ impl Operand {
 }
 
 /// A missing feed passes the value through; an existing one without data is a missing
-/// operand, as in emoncms.
+/// operand, as in emoncms, except as a limit: emoncms's `max_feed`/`min_feed` multiply the
+/// feed's value by 1 first, which makes a missing one 0.
 fn feed_operand(host: &mut dyn Host, f: u32, v: Value, op: Operand) -> Value {
     if host.feed_exists(f) {
-        op.apply(v, host.feed_last(f).and_then(|l| l.1))
+        let last = host.feed_last(f).and_then(|l| l.1);
+        let last = match op {
+            Operand::Max | Operand::Min => Some(last.unwrap_or(0.0)),
+            _ => last,
+        };
+        op.apply(v, last)
     } else {
         v
     }

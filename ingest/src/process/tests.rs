@@ -349,9 +349,14 @@ fn inputs_and_feeds_as_operands() {
         // value is raised to a non-zero floor.
         ("66:3", Some(9.0), None),
         ("67:1", None, Some(4.0)),
-        // An existing feed with no data is a missing operand (emoncms's test "add_feed null").
+        // An existing feed with no data is a missing operand (emoncms's test "add_feed null"),
+        // but as a limit it is 0 (`max_feed`/`min_feed` multiply the feed's value by 1).
         ("29:7", Some(1.0), None),
-        ("68:7", Some(9.0), None),
+        ("68:7", Some(9.0), Some(0.0)),
+        ("68:7", Some(-9.0), Some(-9.0)),
+        ("69:7", Some(-5.0), Some(0.0)),
+        ("69:7", Some(5.0), Some(5.0)),
+        ("68:7", None, None),
     ] {
         assert_eq!(go(&mut h, list, T, v), want, "{list} {v:?}");
     }
