@@ -242,8 +242,13 @@ impl Billing {
 
     pub async fn plan_of(&self, userid: i64) -> Result<Plan, BillingError> {
         let name = self.catalog.billing_plan(userid).await?;
+        self.plan_named(name.as_deref())
+    }
+
+    /// The policy's plan called `name` (`None`, or a name it no longer has: the default).
+    fn plan_named(&self, name: Option<&str>) -> Result<Plan, BillingError> {
         self.policy
-            .plan(name.as_deref())
+            .plan(name)
             .cloned()
             .ok_or_else(|| BillingError::UnknownPlan(self.policy.default_plan.clone()))
     }
@@ -254,10 +259,7 @@ impl Billing {
         let secs = until
             .and_hms_opt(0, 0, 0)
             .map_or(i64::MAX, |t| t.and_utc().timestamp());
-        self.policy
-            .plan(history.plan_at(secs))
-            .cloned()
-            .ok_or_else(|| BillingError::UnknownPlan(self.policy.default_plan.clone()))
+        self.plan_named(history.plan_at(secs))
     }
 
     pub async fn set_plan(&self, userid: i64, plan: &str) -> Result<(), BillingError> {
@@ -590,9 +592,10 @@ impl Billing {
             if history.is_none() {
                 history = Some(self.catalog.billing_plan_history(user.id).await?);
             }
-            let plan =
-                self.plan_until(history.as_ref().unwrap_or(&PlanHistory::default()), next)?;
-            self.charge_overage(user.id, &plan, last_day).await?;
+            if let Some(plans) = &history {
+                let plan = self.plan_until(plans, next)?;
+                self.charge_overage(user.id, &plan, last_day).await?;
+            }
         }
         Ok(())
     }

@@ -1212,12 +1212,12 @@ fn finish_feed_files(n: usize, cfg: &RouterConfig, catalog: &Catalog, handle: &H
         } else {
             v % cfg.workers.max(1) == n
         };
-        let Ok(id) = u32::try_from(row.id) else {
-            continue;
-        };
         if !ours {
             continue;
         }
+        let Ok(id) = u32::try_from(row.id) else {
+            continue;
+        };
         let storage = Engine::from_id(row.engine).and_then(|e| e.storage());
         let made = match storage.map(|s| s.engine()) {
             Some(Engine::Fixed) => {
@@ -2175,8 +2175,6 @@ mod tests {
             .expect("worker")
         }
 
-        /// A feed named `name` and the input `node/name` whose list is `process` applied to
-        /// it (`4` is power to kWh, `1` log to feed); returns the feed's id.
         /// A variable-interval feed's row (its file is made on the worker's store).
         fn variable_feed(&self, name: &str) -> u32 {
             let id = self
@@ -2202,6 +2200,8 @@ mod tests {
             })
         }
 
+        /// A feed named `name` and the input `node/name` whose list is `process` applied to
+        /// it (`4` is power to kWh, `1` log to feed); returns the feed's id.
         fn feed_fed_by(&self, node: &str, name: &str, process: u32) -> u32 {
             self.rt.block_on(async {
                 let feed = self
@@ -2909,16 +2909,7 @@ mod tests {
         assert!(!ynni_storage::fixed::exists(&phpfina, fixed));
 
         let mut w = rig.open();
-        let sub = Submission {
-            userid: rig.userid,
-            batches: vec![Decoded {
-                time: T,
-                node: "house".into(),
-                values: vec![("power".into(), Some(250.0))],
-            }],
-            http: true,
-        };
-        submit(&mut w, sub).expect("stored");
+        post_house(&mut w, rig.userid, T, &[("power", 250.0)]);
         match w.store.feed(fixed).expect("made") {
             Feed::Fixed(f) => assert_eq!(f.meta().interval, 30),
             Feed::Variable(_) => panic!("a fixed feed was made variable"),

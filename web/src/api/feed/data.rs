@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use ynni_core::catalog::FeedRow;
-use ynni_ingest::decode::numbers::php_int_cast as php_int;
+use ynni_ingest::decode::numbers::{php_int_cast as php_int, php_numeric};
 use ynni_ingest::number;
 use ynni_ingest::shard::{FeedAnswer, FeedOp, IngestError};
 use ynni_storage::query::{self, DataRequest, Interval, QueryError, TimeFormat, TimeValue};
@@ -174,7 +174,7 @@ pub(super) async fn data(call: &Call<'_>, forced: Forced) -> ApiResult {
     // `dp=` and `dp=abc` round to whole numbers (`(int)` of them is 0) and `dp=-2` to hundreds.
     base.dp = p
         .get("dp")
-        .filter(|d| ynni_ingest::decode::numbers::php_numeric(d) != Some(-1.0))
+        .filter(|d| php_numeric(d) != Some(-1.0))
         .map(|d| php_int(d).clamp(-15, 15) as i32);
     base.timeformat = p.get("timeformat").unwrap_or("unixms").to_string();
     base.tz = tz;
